@@ -1,0 +1,63 @@
+"""The ``sarcrop`` command line: a thin layer over the Python API.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which adds a parser
+whose ``func(args) -> int`` calls the API. User errors (:class:`SarcropError`) print as one line
+and exit with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sarcrop import __version__
+from sarcrop.errors import SarcropError
+
+# Module names under sarcrop.cli, in the order they appear in --help.
+COMMANDS = (
+    "simulate",
+    "prepare",
+    "train",
+    "finetune",
+    "evaluate",
+    "baseline",
+    "predict",
+    "experiment",
+    "report",
+    "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sarcrop",
+        description="Crop mapping from Sentinel-1 SAR time series with transfer learning.",
+    )
+    parser.add_argument("--version", action="version", version=f"sarcrop {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"sarcrop.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SarcropError as exc:
+        if args.debug:
+            raise
+        print(f"sarcrop {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sarcrop {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""`sarcrop predict`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("predict", help="(not yet available)")
+    parser.set_defaults(func=lambda args: parser.error("not yet available"))

@@ -1,0 +1,57 @@
+"""The raster grid every stage agrees on: CRS, affine transform and shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster grid."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        return (abs(self.transform.a), abs(self.transform.e))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in grid CRS units."""
+        left, top = self.transform.c, self.transform.f
+        right = left + self.transform.a * self.width
+        bottom = top + self.transform.e * self.height
+        return (left, min(bottom, top), right, max(bottom, top))
+
+    def window_grid(self, window: Window) -> Grid:
+        """The grid of a window of this grid."""
+        return Grid(self.crs, window_transform(window, self.transform), int(window.width),
+                    int(window.height))
+
+    def same_as(self, other: Grid, tolerance: float = 1e-6) -> bool:
+        return (
+            self.crs == other.crs
+            and self.width == other.width
+            and self.height == other.height
+            and self.transform.almost_equals(other.transform, precision=tolerance)
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe form, stored in dataset and checkpoint metadata."""
+        return {"crs": self.crs.to_wkt(), "transform": list(self.transform)[:6],
+                "width": self.width, "height": self.height}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Grid:
+        transform = data["transform"]
+        assert isinstance(transform, list | tuple)
+        return cls(CRS.from_user_input(data["crs"]), Affine(*transform[:6]),
+                   int(data["width"]), int(data["height"]))  # type: ignore[call-overload]

@@ -1,0 +1,48 @@
+"""The season window: consecutive fixed-length composite periods (paper: 8 × 20 days)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Season:
+    """``steps`` periods of ``days`` days starting at ``start`` (half-open intervals)."""
+
+    start: dt.date
+    steps: int = 8
+    days: int = 20
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.days < 1:
+            raise ValueError(f"season needs steps >= 1 and days >= 1, got {self.steps}, {self.days}")
+
+    @property
+    def end(self) -> dt.date:
+        return self.start + dt.timedelta(days=self.steps * self.days)
+
+    def periods(self) -> list[tuple[dt.date, dt.date]]:
+        """[start, end) of each composite period, in time order."""
+        step = dt.timedelta(days=self.days)
+        return [(self.start + i * step, self.start + (i + 1) * step) for i in range(self.steps)]
+
+    def period_of(self, when: dt.date | dt.datetime) -> int | None:
+        """Index of the period containing ``when``, or None outside the season."""
+        day = when.date() if isinstance(when, dt.datetime) else when
+        offset = (day - self.start).days
+        if offset < 0 or offset >= self.steps * self.days:
+            return None
+        return offset // self.days
+
+    def step_until(self, until: dt.date) -> int:
+        """Number of complete periods that end on or before ``until`` (for in-season runs)."""
+        return sum(1 for _, end in self.periods() if end <= until + dt.timedelta(days=1))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"start": self.start.isoformat(), "steps": self.steps, "days": self.days}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Season:
+        return cls(dt.date.fromisoformat(str(data["start"])), int(data["steps"]),  # type: ignore[call-overload]
+                   int(data["days"]))  # type: ignore[call-overload]

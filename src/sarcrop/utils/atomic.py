@@ -1,0 +1,95 @@
+"""Atomic writes: a final-named output is either complete or absent.
+
+Everything sarcrop writes goes to a temporary sibling first, is flushed to disk and only then
+renamed onto its final name, so an interrupted run (SIGKILL, disk full) never leaves a partial
+file under the name a user or a later run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from sarcrop.errors import SarcropError
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    if path.is_file():
+        with open(path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        return
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with open(Path(root) / name, "rb+") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(Path(root))
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; on success move it onto ``final``.
+
+    Works for single files and for directory stores (Zarr). On any exception the temporary
+    path is removed and ``final`` is left exactly as it was.
+    """
+    final = Path(final)
+    parent = final.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SarcropError(f"cannot create output directory: {exc.strerror}", parent) from exc
+    if not os.access(parent, os.W_OK):
+        raise SarcropError("output directory is not writable", parent)
+    prefix = f".{final.name}.tmp-"
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=parent, suffix=final.suffix)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if directory and final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(parent)
+    except BaseException as exc:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise SarcropError(f"could not write output: {exc.strerror}", final) from exc
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a text file atomically and return its path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write a binary file atomically and return its path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
