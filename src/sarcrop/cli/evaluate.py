@@ -1,10 +1,57 @@
-"""`sarcrop evaluate`."""
+"""`sarcrop evaluate`: metrics of a checkpoint on a split of a dataset store."""
 
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Any
+
+
+def _cell(value: float) -> str:
+    return "  n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A plain-text metrics table (one row per evaluated number of time steps)."""
+    rows = result.get("early_season") or {result["timesteps"]: result["metrics"]}
+    lines = [
+        f"{result['checkpoint']} on {result['store']} ({result['split']}, "
+        f"{result['patches']} patches, positive: {', '.join(result['positive'])})",
+        f"{'t':>3}  {'IoU':>6}  {'precision':>9}  {'recall':>6}  {'F1':>6}",
+    ]
+    for t, m in rows.items():
+        lines.append(f"{t:>3}  {_cell(m['iou']):>6}  {_cell(m['precision']):>9}  "
+                     f"{_cell(m['recall']):>6}  {_cell(m['f1']):>6}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sarcrop.training.api import evaluate
+
+    timesteps: Any = "all" if args.early_season else args.timesteps
+    result = evaluate(
+        args.checkpoint, args.store, split=args.split, timesteps=timesteps,
+        batch_size=args.batch_size, device=args.device, out=args.out,
+    )
+    print(format_table(result))
+    if args.out:
+        print(f"metrics: {args.out}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("evaluate", help="(not yet available)")
-    parser.set_defaults(func=lambda args: parser.error("not yet available"))
+    parser = sub.add_parser(
+        "evaluate", help="IoU/precision/recall/F1 of a checkpoint on a store split",
+        description="Evaluate a checkpoint over a whole split (one confusion matrix), "
+        "optionally for every number of observed time steps t = 1..T.",
+    )
+    parser.add_argument("checkpoint", help="model (.safetensors)")
+    parser.add_argument("store", help="dataset store")
+    parser.add_argument("--split", default="test", choices=("train", "test", "all"))
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--early-season", action="store_true", help="also every t = 1..T")
+    when.add_argument("--timesteps", type=int, help="only the first T composites observed")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--out", help="write the metrics as JSON")
+    parser.set_defaults(func=run)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 
 
 @dataclass(frozen=True)
@@ -33,8 +32,8 @@ class Grid:
 
     def window_grid(self, window: Window) -> Grid:
         """The grid of a window of this grid."""
-        return Grid(self.crs, window_transform(window, self.transform), int(window.width),
-                    int(window.height))
+        shifted = self.transform @ Affine.translation(window.col_off, window.row_off)
+        return Grid(self.crs, shifted, int(window.width), int(window.height))
 
     def same_as(self, other: Grid, tolerance: float = 1e-6) -> bool:
         return (

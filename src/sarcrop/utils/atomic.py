@@ -38,6 +38,15 @@ def _fsync_tree(path: Path) -> None:
         _fsync_dir(Path(root))
 
 
+def _apply_umask(path: Path) -> None:
+    """Give the output the permissions a plain ``open()`` would (mkstemp makes it 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (0o777 if path.is_dir() else 0o666) & ~umask
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; on success move it onto ``final``.
@@ -63,6 +72,7 @@ def atomic_path(final: str | Path, *, directory: bool = False) -> Iterator[Path]
     try:
         yield tmp
         _fsync_tree(tmp)
+        _apply_umask(tmp)
         if directory and final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)

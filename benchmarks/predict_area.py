@@ -1,0 +1,160 @@
+"""Benchmark whole-region prediction: wall time, km²/min and peak memory per area size.
+
+For each ``--size N`` the script simulates an N × N px (10 m) Korea-like region with one
+acquisition per 20-day composite period (compressed GeoTIFFs, ~50 MB per 1000² px; cached in
+``--root``), builds a recurrent U-Net checkpoint for its season (random weights unless
+``--checkpoint`` is given: speed does not depend on the weights) and runs ``predict_map`` in a
+fresh child process, so the measured peak RSS is prediction alone. Peak RSS is reported for the
+prediction process (``ru_maxrss``), the largest child (Dask workers) and the sampled sum over the
+whole process tree.
+
+    python benchmarks/predict_area.py --size 2000 --size 4000 --root /tmp/sarcrop-bench
+    python benchmarks/predict_area.py --size 8000 --workers 4 --threads 1
+    python benchmarks/predict_area.py --images my/scenes --checkpoint model.safetensors
+
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+
+def simulate(root: Path, size: int) -> Path:
+    from sarcrop.data.simulate import simulate_region
+
+    folder = root / f"korea-{size}"
+    if not (folder / "region.json").exists():
+        print(f"simulating {size}×{size} px in {folder} …", file=sys.stderr, flush=True)
+        simulate_region("korea", folder, size=(size, size), revisit_days=20, seed=0)
+    return folder
+
+
+def checkpoint(root: Path, widths: list[int]) -> Path:
+    import torch
+
+    from sarcrop.data.simulate import get_region
+    from sarcrop.models import build_model
+    from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
+
+    preset = get_region("korea")
+    season = preset.season(preset.reference_year)
+    path = root / f"recurrent_unet-{'-'.join(map(str, widths))}.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        model = build_model("recurrent_unet", 2, season.steps, widths=widths)
+        meta = CheckpointMetadata(
+            architecture="recurrent_unet", options={"widths": widths}, bands=["VH", "VV"],
+            time_steps=season.steps, season=season.to_dict(),
+            normalization={"min": [-30.0, -25.0], "max": [-5.0, 0.0]}, region="korea",
+        )
+        save_checkpoint(path, model, meta)
+    return path
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """The measured part: one predict_map in this (fresh) process."""
+    from sarcrop.prediction import predict_map
+
+    me = psutil.Process()
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss(me))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    out = predict_map(
+        args.checkpoint, args.images, args.out, window=args.window, overlap=args.overlap,
+        batch_size=args.batch_size, workers=args.workers, threads=args.threads,
+        resume=False, progress=not args.quiet,
+    )
+    wall = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    import rasterio
+
+    with rasterio.open(out) as src:
+        width, height = src.width, src.height
+        xres, yres = src.res
+    km2 = width * height * xres * yres / 1e6
+    print(json.dumps({
+        "width": width, "height": height, "km2": km2, "wall_s": round(wall, 2),
+        "km2_per_min": round(km2 / wall * 60, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_child_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "peak_tree_rss_mb": round(peak[0] / 2**20, 1),
+        "window": args.window, "overlap": args.overlap, "batch_size": args.batch_size,
+        "workers": args.workers, "threads": args.threads,
+        "output_mb": round(Path(out).stat().st_size / 2**20, 2),
+    }))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, action="append", help="area side in px (repeatable)")
+    parser.add_argument("--images", help="existing scenes instead of simulating")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint (default: random weights)")
+    parser.add_argument("--root", type=Path, default=Path("/tmp/sarcrop-bench"))
+    parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+
+    args.root.mkdir(parents=True, exist_ok=True)
+    ckpt = args.checkpoint or checkpoint(args.root, args.widths)
+    cases = [(f"{s}x{s}", str(simulate(args.root, s))) for s in (args.size or [])]
+    if args.images:
+        cases.append((Path(args.images).name, args.images))
+    if not cases:
+        parser.error("give --size and/or --images")
+    for name, images in cases:
+        command = [
+            sys.executable, __file__, "--child", "--images", images, "--checkpoint", str(ckpt),
+            "--out", str(args.root / f"map-{name}.tif"), "--window", str(args.window),
+            "--overlap", str(args.overlap), "--batch-size", str(args.batch_size),
+            "--threads", str(args.threads),
+        ]
+        if args.workers:
+            command += ["--workers", str(args.workers)]
+        if args.quiet:
+            command.append("--quiet")
+        result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+        print(json.dumps({"case": name, **json.loads(result.stdout.strip().splitlines()[-1])}))
+
+
+if __name__ == "__main__":
+    main()

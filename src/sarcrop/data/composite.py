@@ -1,0 +1,130 @@
+"""20-day composites: the model's input, computed identically by ``prepare`` and ``predict``.
+
+Each season period gets one image per band: by default the per-pixel mean of the period's
+acquisitions in linear power, returned in dB (``10*log10(mean(10**(dB/10)))``), which is what
+"mean backscatter" means physically; averaging dB values (``space="db"``) is offered for
+comparison with pipelines that do it. Nodata is skipped per pixel, and a period with fewer than
+``min_acquisitions`` valid values at a pixel is NaN there.
+
+Acquisitions are read one period at a time, so memory is bounded by the window times the number
+of acquisitions in one period, whatever the season length or area size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from rasterio.windows import Window
+from scipy.ndimage import uniform_filter
+
+from sarcrop.data.scenes import SceneStack
+from sarcrop.data.season import Season
+from sarcrop.data.units import db_to_linear, linear_to_db
+
+Method = Literal["mean", "median", "first"]
+Space = Literal["linear", "db"]
+
+
+def composite_dates(season: Season) -> list[dt.date]:
+    """The date labelling each composite: the first day of its period."""
+    return [start for start, _ in season.periods()]
+
+
+def period_indices(stack: SceneStack, season: Season) -> list[list[int]]:
+    """Stack time indices falling in each period (outside the season: in none)."""
+    periods: list[list[int]] = [[] for _ in range(season.steps)]
+    for index, acquisition in enumerate(stack.acquisitions):
+        period = season.period_of(acquisition.time)
+        if period is not None:
+            periods[period].append(index)
+    return periods
+
+
+def acquisitions_per_period(stack: SceneStack, season: Season) -> list[int]:
+    """How many acquisitions fall in each period (0 = that composite will be all NaN)."""
+    return [len(indices) for indices in period_indices(stack, season)]
+
+
+def composite(
+    stack: SceneStack,
+    season: Season,
+    bands: Sequence[str],
+    window: Window | None = None,
+    *,
+    method: Method = "mean",
+    space: Space = "linear",
+    min_acquisitions: int = 1,
+    speckle_filter: int | None = None,
+) -> np.ndarray:
+    """Float32 ``(season.steps, len(bands), h, w)`` composites in dB; NaN where too few values.
+
+    ``method``: ``"mean"``, ``"median"`` or ``"first"`` (the earliest valid value in the period).
+    ``space``: where the mean/median is taken, linear power (default) or dB.
+    ``speckle_filter``: size of a boxcar (moving average, in linear power, nodata-aware) applied
+    to each acquisition before compositing; off by default, as the temporal mean already
+    reduces speckle.
+    """
+    if method not in ("mean", "median", "first"):
+        raise ValueError(f"method must be mean, median or first, got {method!r}")
+    if space not in ("linear", "db"):
+        raise ValueError(f"space must be linear or db, got {space!r}")
+    if min_acquisitions < 1:
+        raise ValueError(f"min_acquisitions must be >= 1, got {min_acquisitions}")
+    if speckle_filter is not None and speckle_filter < 1:
+        raise ValueError(f"speckle_filter must be a window size >= 1, got {speckle_filter}")
+    bands = [b.upper() for b in bands]
+    stack.require_bands(bands)
+    target = stack.target(window)
+    out = np.full((season.steps, len(bands), target.height, target.width), np.nan, dtype=np.float32)
+    for step, indices in enumerate(period_indices(stack, season)):
+        if not indices:
+            continue
+        data = stack.read(indices, bands, window)  # (n, b, h, w) in stack units
+        linear = stack.units == "linear"
+        if speckle_filter is not None and speckle_filter > 1:
+            if not linear:
+                data, linear = db_to_linear(data), True
+            data = _boxcar(data, speckle_filter)
+        if space == "linear" and not linear:
+            data, linear = db_to_linear(data), True
+        elif space == "db" and linear:
+            data, linear = linear_to_db(data), False
+        valid = np.isfinite(data)
+        count = valid.sum(axis=0)
+        if method == "mean":
+            total = np.where(valid, data, 0).sum(axis=0, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result = (total / count).astype(np.float32)
+        elif method == "median":
+            result = _nanmedian(data, count)
+        else:
+            first = np.argmax(valid, axis=0)
+            result = np.take_along_axis(data, first[None], axis=0)[0]
+        result[count < min_acquisitions] = np.nan
+        out[step] = linear_to_db(result) if linear else result
+    return out
+
+
+def _nanmedian(data: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per-pixel median over axis 0 ignoring NaN, without warnings for all-NaN pixels."""
+    ordered = np.sort(data, axis=0)  # NaN sorts last
+    low = np.clip((count - 1) // 2, 0, None)
+    high = np.clip(count // 2, 0, None)
+    a = np.take_along_axis(ordered, low[None], axis=0)[0]
+    b = np.take_along_axis(ordered, high[None], axis=0)[0]
+    return ((a + b) / 2).astype(np.float32)
+
+
+def _boxcar(data: np.ndarray, size: int) -> np.ndarray:
+    """Nodata-aware moving average over the two spatial axes (NaN stays NaN)."""
+    valid = np.isfinite(data)
+    filled = np.where(valid, data, 0).astype(np.float32)
+    spatial = (1,) * (data.ndim - 2) + (size, size)
+    total = uniform_filter(filled, size=spatial, mode="nearest")
+    weight = uniform_filter(valid.astype(np.float32), size=spatial, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smoothed = total / weight
+    return np.where(valid, smoothed, np.nan).astype(np.float32)

@@ -1,0 +1,148 @@
+"""A plain map-style PyTorch dataset over a dataset store.
+
+Each item is one patch::
+
+    {"image":  float32 (T, B, P, P)  min-max normalised, NaN → 0,
+     "target": float32 (P, P)        1 = positive crop, 0 = anything else,
+     "valid":  bool    (P, P)        labelled pixels (loss and metrics ignore the rest),
+     "index":  int                   patch index in the store}
+
+Normalisation uses the store's train-split statistics unless others are given (e.g. those of a
+pre-trained checkpoint, so fine-tuning sees inputs scaled as in pre-training). ``timesteps=t``
+keeps the first ``t`` composites and zero-pads the rest, i.e. the early-season input of the
+paper. The store is opened lazily in each process, so the dataset works with DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sarcrop.data.labels import positive_indices
+from sarcrop.data.normalization import Normalization, normalize
+from sarcrop.data.store import DatasetStore
+from sarcrop.errors import InputDataError
+
+Sample = dict[str, Any]
+
+
+class PatchDataset(Dataset[Sample]):
+    """Patches of a dataset store as normalised image time series and binary targets."""
+
+    def __init__(
+        self,
+        store: DatasetStore | str | Path,
+        split: str | Sequence[int] = "train",
+        positive: Sequence[str] | str = ("rice",),
+        bands: Sequence[str] | None = None,
+        timesteps: int | None = None,
+        normalization: Normalization | Mapping[str, Any] | None = None,
+        transform: Callable[[Sample], Sample] | None = None,
+        augment: bool = False,
+    ) -> None:
+        self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+        if isinstance(split, str):
+            self.indices = self.store.indices(split)
+        else:
+            self.indices = [int(i) for i in split]
+            bad = [i for i in self.indices if not 0 <= i < len(self.store)]
+            if bad:
+                raise InputDataError(
+                    f"patch indices {bad[:5]} out of range (store has {len(self.store)})",
+                    self.store.path,
+                )
+        self.positive = [positive] if isinstance(positive, str) else list(positive)
+        self._positive_ids = np.asarray(positive_indices(self.store.classes, self.positive))
+
+        self.bands = tuple(b.upper() for b in bands) if bands else self.store.bands
+        missing = [b for b in self.bands if b not in self.store.bands]
+        if missing:
+            raise InputDataError(
+                f"store has no band(s) {', '.join(missing)} (has {', '.join(self.store.bands)})",
+                self.store.path,
+            )
+        self._band_ids = [self.store.bands.index(b) for b in self.bands]
+
+        steps = self.store.steps
+        self.timesteps = steps if timesteps is None else int(timesteps)
+        if not 1 <= self.timesteps <= steps:
+            raise InputDataError(
+                f"timesteps must be between 1 and {steps}, got {timesteps}", self.store.path
+            )
+        self.normalization = self._resolve_normalization(normalization)
+        self.transform = transform
+        self.augment = augment
+
+    def _resolve_normalization(
+        self, given: Normalization | Mapping[str, Any] | None
+    ) -> Normalization:
+        stats = self.store.normalization if given is None else given
+        if not isinstance(stats, Normalization):
+            stats = Normalization.from_dict(dict(stats))
+        if stats.bands is not None:
+            return stats.select(self.bands)
+        if len(stats.min) != len(self.bands):
+            raise InputDataError(
+                f"normalization has {len(stats.min)} bands, dataset uses "
+                f"{len(self.bands)} ({', '.join(self.bands)})"
+            )
+        return stats
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> Sample:
+        index = self.indices[item]
+        raw, labels = self.store.read_patch(index)
+        image = np.zeros((self.store.steps, len(self.bands), *raw.shape[-2:]), dtype=np.float32)
+        image[: self.timesteps] = normalize(
+            raw[: self.timesteps, self._band_ids], self.normalization
+        )
+        target = np.isin(labels, self._positive_ids).astype(np.float32)
+        valid = labels >= 0
+        sample: Sample = {
+            "image": torch.from_numpy(image),
+            "target": torch.from_numpy(target),
+            "valid": torch.from_numpy(valid),
+            "index": index,
+        }
+        if self.augment:
+            sample = random_flip_rotate(sample)
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return sample
+
+    @property
+    def classes(self) -> list[str]:
+        return self.store.classes
+
+    def __repr__(self) -> str:
+        return (
+            f"PatchDataset({str(self.store.path)!r}, n={len(self)}, bands={self.bands}, "
+            f"timesteps={self.timesteps}/{self.store.steps}, positive={self.positive})"
+        )
+
+
+def random_flip_rotate(sample: Sample) -> Sample:
+    """Random horizontal/vertical flip and 90° rotation, the same for every time step.
+
+    Draws from torch's generator, which DataLoader seeds per worker.
+    """
+    flips = torch.randint(0, 2, (2,)).tolist()
+    k = int(torch.randint(0, 4, (1,)))
+    out = dict(sample)
+    for key in ("image", "target", "valid"):
+        x = sample[key]
+        if flips[0]:
+            x = torch.flip(x, dims=(-1,))
+        if flips[1]:
+            x = torch.flip(x, dims=(-2,))
+        if k:
+            x = torch.rot90(x, k, dims=(-2, -1))
+        out[key] = x.contiguous()
+    return out

@@ -1,0 +1,329 @@
+"""Crop labels onto the composite grid: class rasters, parcel vectors and binary targets.
+
+Labels are returned as an int16 ``(H, W)`` array of class indices on the given :class:`Grid`,
+with ``-1`` meaning "unlabelled" (ignored by the loss and the metrics), plus the list of class
+names (index = label value).
+
+- :func:`labels_from_raster` reads a categorical raster (e.g. the simulator's ``labels.tif`` or a
+  WorldCereal crop-type map). On another grid it is warped with *nearest* (or *mode* when the
+  raster is finer than the grid), never with an interpolating resampler: codes are categories.
+- :func:`labels_from_parcels` burns parcel polygons (GeoPackage, Shapefile, GeoJSON, GeoParquet).
+  Pixels outside every parcel get class ``"background"`` (index 0), so "not the positive crop" is
+  defined over the whole patch, as in the paper's binary masks.
+- :func:`binary_target` turns class labels into the 0/1 target for one or more positive classes.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.features import rasterize
+from rasterio.warp import calculate_default_transform, reproject, transform_bounds
+from rasterio.windows import from_bounds
+
+from sarcrop.data.grid import Grid
+from sarcrop.errors import InputDataError
+
+UNLABELLED = -1
+BACKGROUND = "background"
+OTHER = "other"
+PARCEL_SUFFIXES = frozenset({".gpkg", ".shp", ".geojson", ".json", ".parquet", ".fgb"})
+
+_CLASS_TAG = re.compile(r"^CLASS_(\d+)$", re.IGNORECASE)
+
+
+def labels_from_file(
+    path: str | Path,
+    grid: Grid,
+    *,
+    column: str | None = None,
+    class_names: Sequence[str] | None = None,
+    code_map: Mapping[int, str] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Labels from a parcel file (by suffix) or a label raster (anything else)."""
+    path = Path(path)
+    if path.suffix.lower() in PARCEL_SUFFIXES:
+        return labels_from_parcels(path, grid, column=column or "crop")
+    return labels_from_raster(path, grid, class_names=class_names, code_map=code_map)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rasters
+
+
+def labels_from_raster(
+    path: str | Path,
+    grid: Grid,
+    *,
+    class_names: Sequence[str] | None = None,
+    code_map: Mapping[int, str] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Read a categorical label raster onto ``grid``.
+
+    Class names come from, in order: ``code_map`` (raster code → name; codes not in the map
+    become ``"other"``), ``class_names`` (raster value = index), or the raster's
+    ``CLASS_<i>=<name>`` tags. The raster's nodata value becomes ``-1``.
+    """
+    path = Path(path)
+    try:
+        src = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise InputDataError(f"cannot open label raster: {exc}", path) from exc
+    with src:
+        if src.crs is None:
+            raise InputDataError("label raster has no CRS", path)
+        codes, valid = _read_codes_on_grid(src, grid)
+        tags = src.tags()
+    lookup, classes = _code_lookup(path, codes[valid], tags, class_names, code_map)
+    labels = np.full(codes.shape, UNLABELLED, dtype=np.int16)
+    labels[valid] = lookup(codes[valid])
+    return labels, classes
+
+
+def _read_codes_on_grid(src: rasterio.DatasetReader, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The raster's first band on ``grid`` as int64 codes, with a validity mask."""
+    src_grid = Grid(src.crs, src.transform, src.width, src.height)
+    if src_grid.same_as(grid):
+        data = src.read(1)
+        valid = src.read_masks(1) > 0
+        return data.astype(np.int64), valid
+
+    # Read only the part of the raster that covers the grid (plus a margin), then warp it.
+    left, bottom, right, top = transform_bounds(grid.crs, src.crs, *grid.bounds, densify_pts=21)
+    margin = 2 * max(abs(src.transform.a), abs(src.transform.e))
+    window = (
+        from_bounds(left - margin, bottom - margin, right + margin, top + margin, src.transform)
+        .round_offsets()
+        .round_lengths()
+    )
+    data = src.read(1, window=window, boundless=True, masked=True)
+    # Warp class indices rather than codes so that nodata has one unambiguous value.
+    codes, inverse = np.unique(data.filled(0), return_inverse=True)
+    index = np.where(np.ma.getmaskarray(data), -1, inverse.reshape(data.shape)).astype(np.int32)
+    out = np.full((grid.height, grid.width), -1, dtype=np.int32)
+    reproject(
+        index,
+        out,
+        src_transform=src.window_transform(window),
+        src_crs=src.crs,
+        src_nodata=-1,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        dst_nodata=-1,
+        resampling=_categorical_resampling(src, grid),
+    )
+    valid = out >= 0
+    result = np.zeros(out.shape, dtype=np.int64)
+    result[valid] = codes[out[valid]]
+    return result, valid
+
+
+def _categorical_resampling(src: rasterio.DatasetReader, grid: Grid) -> Resampling:
+    """``mode`` when the raster is finer than the grid (majority class), else ``nearest``."""
+    transform, _, _ = calculate_default_transform(
+        src.crs, grid.crs, src.width, src.height, *src.bounds
+    )
+    src_res = max(abs(transform.a), abs(transform.e))
+    return Resampling.mode if src_res < 0.75 * min(grid.resolution) else Resampling.nearest
+
+
+def _code_lookup(
+    path: Path,
+    present: np.ndarray,
+    tags: Mapping[str, str],
+    class_names: Sequence[str] | None,
+    code_map: Mapping[int, str] | None,
+) -> tuple[Callable[[np.ndarray], np.ndarray], list[str]]:
+    """A vectorised code → class index function and the class names."""
+    if code_map is not None:
+        classes = list(dict.fromkeys(str(name) for name in code_map.values()))
+        if OTHER not in classes:
+            classes.append(OTHER)
+        position = {name: i for i, name in enumerate(classes)}
+        mapping = {int(code): position[str(name)] for code, name in code_map.items()}
+        other = position[OTHER]
+
+        def mapped(codes: np.ndarray) -> np.ndarray:
+            uniq, inverse = np.unique(codes, return_inverse=True)
+            table = np.array([mapping.get(int(c), other) for c in uniq], dtype=np.int16)
+            return table[inverse]
+
+        return mapped, classes
+
+    if class_names is not None:
+        classes = [str(name) for name in class_names]
+    else:
+        named = {
+            int(m.group(1)): value for key, value in tags.items() if (m := _CLASS_TAG.match(key))
+        }
+        if not named:
+            raise InputDataError(
+                "label raster has no CLASS_<i>=<name> tags; pass class names or a code map", path
+            )
+        classes = [named.get(i, f"class_{i}") for i in range(max(named) + 1)]
+    if present.size and (present.min() < 0 or present.max() >= len(classes)):
+        bad = sorted({int(c) for c in np.unique(present) if c < 0 or c >= len(classes)})
+        raise InputDataError(
+            f"label values {bad[:10]} have no class name (known: {', '.join(classes)})", path
+        )
+
+    def identity(codes: np.ndarray) -> np.ndarray:
+        return codes.astype(np.int16)
+
+    return identity, classes
+
+
+# ---------------------------------------------------------------------------------------------
+# Parcels
+
+
+def labels_from_parcels(
+    path: str | Path,
+    grid: Grid,
+    *,
+    column: str = "crop",
+    all_touched: bool = False,
+) -> tuple[np.ndarray, list[str]]:
+    """Rasterize parcel polygons onto ``grid`` by their ``column`` value.
+
+    Classes are ``["background", <sorted crop names>...]``; pixels outside every parcel are
+    background (0), parcels with an empty crop value are unlabelled (-1). Parcels in another
+    CRS are reprojected; invalid geometries are repaired (or dropped if nothing polygonal is
+    left) with a warning. Where parcels overlap, the later one in the file wins.
+    """
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError("parcel file does not exist", path)
+    parquet = path.suffix.lower() == ".parquet"
+    try:
+        if parquet:
+            frame = gpd.read_parquet(path)
+            total = len(frame)
+        else:
+            info = pyogrio.read_info(path)
+            total = int(info["features"])
+            bbox = None
+            if info.get("crs"):
+                bbox = transform_bounds(grid.crs, info["crs"], *grid.bounds, densify_pts=21)
+            frame = gpd.read_file(path, bbox=bbox, engine="pyogrio")
+    except (pyogrio.errors.DataSourceError, OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read parcels: {exc}", path) from exc
+    if column not in frame.columns:
+        columns = [c for c in frame.columns if c != frame.geometry.name]
+        raise InputDataError(
+            f"parcels have no column {column!r} (columns: {', '.join(map(str, columns))})", path
+        )
+    if frame.crs is None:
+        warnings.warn(f"{path}: parcels have no CRS; assuming the grid's CRS", stacklevel=2)
+        frame = frame.set_crs(grid.crs)
+    elif frame.crs != grid.crs:
+        frame = frame.to_crs(grid.crs)
+
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
+    invalid = ~frame.geometry.is_valid
+    if invalid.any():
+        repaired = shapely.make_valid(frame.geometry[invalid].to_numpy())
+        polygonal = [_polygonal_part(geom) for geom in repaired]
+        frame = frame.copy()
+        frame.loc[invalid, frame.geometry.name] = polygonal
+        kept = frame.geometry.notna() & ~frame.geometry.is_empty
+        dropped = int((~kept).sum())
+        warnings.warn(
+            f"{path}: repaired {int(invalid.sum()) - dropped} invalid parcel geometries"
+            + (f", dropped {dropped} with no polygonal part" if dropped else ""),
+            stacklevel=2,
+        )
+        frame = frame[kept]
+
+    area = shapely.box(*grid.bounds)
+    inside = frame.geometry.intersects(area)
+    outside = total - int(inside.sum())
+    if int(inside.sum()) == 0:
+        raise InputDataError("no parcel overlaps the image area", path)
+    if outside:
+        warnings.warn(
+            f"{path}: {outside} of {total} parcels lie outside the image area", stacklevel=2
+        )
+    frame = frame[inside]
+
+    names = frame[column].map(_class_name)
+    crops = sorted({n for n in names if n is not None and n != BACKGROUND})
+    classes = [BACKGROUND, *crops]
+    index = {name: i for i, name in enumerate(classes)}
+    values = [UNLABELLED if n is None else index[n] for n in names]
+    labels = rasterize(
+        zip(frame.geometry.to_numpy(), values),
+        out_shape=(grid.height, grid.width),
+        transform=grid.transform,
+        fill=0,
+        all_touched=all_touched,
+        dtype="int16",
+    )
+    return labels, classes
+
+
+def _polygonal_part(geom):
+    """The (multi)polygon part of a repaired geometry, or None."""
+    import shapely
+    from shapely.geometry import MultiPolygon, Polygon
+
+    if geom is None or geom.is_empty:
+        return None
+    if isinstance(geom, Polygon | MultiPolygon):
+        return geom
+    parts = [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon | MultiPolygon)]
+    return shapely.union_all(parts) if parts else None
+
+
+def _class_name(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary target
+
+
+def binary_target(
+    labels: np.ndarray, classes: Sequence[str], positive: Sequence[str] | str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(target, valid)``: uint8 1 where the class is one of ``positive``, and labelled pixels.
+
+    Names match case-insensitively. Unknown names raise :class:`InputDataError` listing the
+    classes that exist.
+    """
+    positive_ids = positive_indices(classes, positive)
+    target = np.isin(labels, positive_ids).astype(np.uint8)
+    valid = labels >= 0
+    return target, valid
+
+
+def positive_indices(classes: Sequence[str], positive: Sequence[str] | str) -> list[int]:
+    """Class indices of the ``positive`` names (case-insensitive)."""
+    if isinstance(positive, str):
+        positive = [positive]
+    if not positive:
+        raise InputDataError("no positive class given")
+    folded = {str(name).casefold(): i for i, name in enumerate(classes)}
+    missing = [name for name in positive if name.casefold() not in folded]
+    if missing:
+        raise InputDataError(
+            f"positive class {', '.join(map(repr, missing))} not in the labels; "
+            f"classes present: {', '.join(classes)}"
+        )
+    return sorted({folded[name.casefold()] for name in positive})

@@ -1,0 +1,290 @@
+"""``open_scenes``: any supported Sentinel-1 input → one lazily read :class:`SceneStack`.
+
+The steps are the same for every layout, so a layout only has to describe where pixels are:
+
+1. resolve the source (folder, glob, file list, cube, STAC JSON or API URL) to paths;
+2. ask each registered layout in order whether it recognises them; open the first that does;
+3. keep the requested orbit direction and check the requested bands exist;
+4. choose the grid: ``grid=``, or one derived with ``crs=``/``resolution=``, else the grid of the
+   first acquisition, which every other acquisition must share in CRS and resolution;
+5. check the units the data states (or the user declares) against a sample of its values.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from rasterio.warp import calculate_default_transform, transform_bounds
+from rasterio.windows import Window
+
+import sarcrop.data.layouts  # noqa: F401  (registers the layouts)
+from sarcrop.data.grid import Grid
+from sarcrop.data.layouts._common import is_raster, raster_info
+from sarcrop.data.scenes import LAYOUTS, RasterStack, SceneStack, Source, Units
+from sarcrop.data.units import detect_units
+from sarcrop.errors import InputDataError
+
+OrbitChoice = Literal["ascending", "descending", "both"]
+_SIDECARS = (".aux.xml", ".ovr", ".msk", ".md", ".txt", ".csv")
+_SAMPLE = 256
+
+
+def open_scenes(
+    source: Source,
+    *,
+    bands: Sequence[str] | None = None,
+    crs: object = None,
+    resolution: float | None = None,
+    grid: Grid | None = None,
+    orbit: OrbitChoice = "both",
+    units: Literal["db", "linear", "auto"] = "auto",
+    band_map: dict[str, str] | None = None,
+    scale: Literal["auto", "dn", "none"] = "auto",
+    search: dict[str, object] | None = None,
+) -> SceneStack:
+    """Open Sentinel-1 backscatter in any supported layout as a lazy ``(time, band, y, x)`` stack.
+
+    ``bands`` restricts (and requires) polarisations; ``grid`` or ``crs``/``resolution`` choose
+    the output grid (resampled in linear power); ``units`` declares the input units ("auto":
+    as the files state, checked against the values); ``band_map`` maps sarcrop band names to a
+    layout's names (asset keys, variables, band descriptions); ``scale`` controls scaled uint16
+    cubes; ``search`` holds STAC API query parameters.
+    """
+    if orbit not in ("ascending", "descending", "both"):
+        raise InputDataError(f"orbit is {orbit!r}: expected ascending, descending or both")
+    if units not in ("db", "linear", "auto"):
+        raise InputDataError(f"units is {units!r}: expected db, linear or auto")
+    paths = resolve(source)
+    label = _label(source)
+    layout = next((lay for lay in LAYOUTS if lay.detect(paths, source)), None)
+    if layout is None:
+        raise InputDataError(
+            f"found {_describe(paths, source)}; expected one of: "
+            + "; ".join(f"{lay.name} ({lay.description})" for lay in LAYOUTS),
+            label,
+        )
+    stack = layout.open(paths, source, band_map=band_map, scale=scale, search=search)
+    if orbit != "both":
+        stack = _filter_orbit(stack, orbit)
+    if bands is not None:
+        wanted = tuple(b.upper() for b in bands)
+        stack.require_bands(wanted)
+        stack.bands = wanted
+    stack.grid = _choose_grid(stack, grid, crs, resolution)
+    if grid is not None and isinstance(stack, RasterStack):
+        stack = _drop_outside(stack)
+    stack.units = _check_units(stack, None if units == "auto" else units)
+    return stack
+
+
+def resolve(source: Source) -> list[Path]:
+    """The input paths of ``source`` (empty for a STAC API URL)."""
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return []
+    if isinstance(source, str | Path):
+        items: Sequence[str | Path] = [source]
+    else:
+        items = list(source)
+        if not items:
+            raise InputDataError("empty list of input files")
+    paths: list[Path] = []
+    for item in items:
+        text = str(Path(item).expanduser()) if isinstance(item, Path) else str(item)
+        if isinstance(item, str) and any(c in text for c in "*?["):
+            matches = sorted(glob.glob(str(Path(text).expanduser())))
+            if not matches:
+                raise InputDataError("glob matches no files", text)
+            paths.extend(Path(m) for m in matches if not m.endswith(_SIDECARS))
+            continue
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise InputDataError("no such file or folder", path)
+        if path.is_dir() and not _is_store(path):
+            children = sorted(
+                p
+                for p in path.iterdir()
+                if not p.name.startswith(".") and not p.name.endswith(_SIDECARS)
+            )
+            if not children:
+                raise InputDataError("folder is empty: expected Sentinel-1 scenes", path)
+            paths.extend(children)
+        else:
+            paths.append(path)
+    return paths
+
+
+def _is_store(path: Path) -> bool:
+    return path.suffix == ".zarr" or any(
+        (path / n).exists() for n in ("zarr.json", ".zgroup", ".zattrs")
+    )
+
+
+def _label(source: Source) -> str:
+    if isinstance(source, str | Path):
+        return str(source)
+    items = list(source)
+    return f"{items[0]} (+{len(items) - 1} more)" if len(items) > 1 else str(items[0])
+
+
+def _describe(paths: list[Path], source: Source) -> str:
+    """What the input holds, for the "no layout recognised it" error."""
+    if not paths:
+        return "nothing readable"
+    kinds = Counter(p.suffix.lower() or ("folder" if p.is_dir() else "no extension") for p in paths)
+    parts = [f"{n} {kind} file{'s' if n > 1 else ''}" for kind, n in kinds.most_common()]
+    rasters = [raster_info(p) for p in paths if is_raster(p)]
+    if rasters:
+        counts = sorted({r.count for r in rasters})
+        parts[0] += (
+            f", {counts[0]} band{'s' if counts[0] > 1 else ''} each"
+            if len(counts) == 1
+            else f", {counts[0]}-{counts[-1]} bands"
+        )
+    reasons = [r for r in (lay.rejection(paths, source) for lay in LAYOUTS) if r]
+    return ", ".join(parts + reasons[:1])
+
+
+def _filter_orbit(stack: SceneStack, orbit: str) -> SceneStack:
+    unknown = sum(1 for a in stack.acquisitions if a.orbit is None)
+    if unknown:
+        raise InputDataError(
+            f"orbit={orbit!r} requested but the orbit direction of {unknown} of "
+            f"{len(stack.acquisitions)} acquisitions is unknown (no tag, STAC property or "
+            "ASC/DESC in the name); use orbit='both'",
+            stack.description,
+        )
+    kept = stack.select(lambda a: a.orbit == orbit)
+    if not kept.acquisitions:
+        found = sorted({str(a.orbit) for a in stack.acquisitions})
+        raise InputDataError(
+            f"no {orbit} acquisitions: found only {', '.join(found)}", stack.description
+        )
+    return kept
+
+
+def _res(grid: Grid) -> str:
+    x, y = grid.resolution
+    return f"{x:g}" if math.isclose(x, y) else f"{x:g}x{y:g}"
+
+
+def _crs_name(crs: CRS) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_string()[:40]
+
+
+def _choose_grid(
+    stack: SceneStack, grid: Grid | None, crs: object, resolution: float | None
+) -> Grid:
+    sources = stack.sources or [(stack.description, stack.grid)]
+    if grid is not None:
+        return grid
+    first_name, first = sources[0]
+    if crs is None and resolution is None:
+        for name, other in sources[1:]:
+            if other.crs != first.crs or not np.allclose(other.resolution, first.resolution):
+                raise InputDataError(
+                    f"grids differ: {first_name} is {_crs_name(first.crs)} at {_res(first)}, "
+                    f"{name} is {_crs_name(other.crs)} at {_res(other)}; pass crs=/resolution= "
+                    "or grid= to choose a common grid",
+                    stack.description,
+                )
+            if not _overlaps(other, first):
+                raise InputDataError(
+                    f"{name} (bounds {_bounds(other)}) does not overlap {first_name} "
+                    f"(bounds {_bounds(first)})",
+                    stack.description,
+                )
+        return first
+    if resolution is not None and not resolution > 0:
+        raise InputDataError(f"resolution is {resolution}: expected a positive pixel size")
+    try:
+        target_crs = first.crs if crs is None else CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise InputDataError(f"crs {crs!r} is not a valid CRS: {exc}") from exc
+    if target_crs == first.crs:
+        left, bottom, right, top = first.bounds
+        res = resolution or first.resolution[0]
+        width, height = max(1, round((right - left) / res)), max(1, round((top - bottom) / res))
+        return Grid(target_crs, Affine(res, 0.0, left, 0.0, -res, top), width, height)
+    transform, width, height = calculate_default_transform(
+        first.crs, target_crs, first.width, first.height, *first.bounds, resolution=resolution
+    )
+    return Grid(target_crs, transform, int(width), int(height))
+
+
+def _bounds(grid: Grid) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in grid.bounds) + ")"
+
+
+def _overlaps(source: Grid, target: Grid) -> bool:
+    left, bottom, right, top = transform_bounds(
+        source.crs, target.crs, *source.bounds, densify_pts=21
+    )
+    t_left, t_bottom, t_right, t_top = target.bounds
+    return left < t_right and right > t_left and bottom < t_top and top > t_bottom
+
+
+def _drop_outside(stack: RasterStack) -> RasterStack:
+    """Keep the acquisitions that overlap the chosen grid (scenes of other frames drop out)."""
+    inside = {name for name, g in stack.sources if _overlaps(g, stack.grid)}
+    if not inside:
+        name, first = stack.sources[0]
+        raise InputDataError(
+            f"no acquisition overlaps the target grid {_bounds(stack.grid)} "
+            f"({_crs_name(stack.grid.crs)}); e.g. {name} covers {_bounds(first)} "
+            f"({_crs_name(first.crs)})",
+            stack.description,
+        )
+    keep = [i for i, refs in enumerate(stack.refs) if any(r.path in inside for r in refs.values())]
+    ids = {id(stack.acquisitions[i]) for i in keep}
+    return stack.select(lambda a: id(a) in ids)
+
+
+def _sample(stack: SceneStack) -> tuple[np.ndarray, str]:
+    """Values of a central window of a few acquisitions, and the name of the first read."""
+    g = stack.grid
+    h, w = min(g.height, _SAMPLE), min(g.width, _SAMPLE)
+    window = Window((g.width - w) // 2, (g.height - h) // 2, w, h)
+    n = len(stack.acquisitions)
+    picks = sorted({0, n // 2, n - 1})
+    values = stack.read(picks, list(stack.bands), window)
+    return values, stack.acquisitions[picks[0]].source or stack.description
+
+
+def _check_units(stack: SceneStack, declared_by_user: Units | None) -> Units:
+    stated = stack.attrs.get("declared_units")
+    declared = declared_by_user or stated
+    values, where = _sample(stack)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        if declared is None:
+            raise InputDataError(
+                "no valid pixels in the sampled acquisitions, so their units "
+                "cannot be told; pass units='db' or 'linear'",
+                where,
+            )
+        return declared  # type: ignore[return-value]
+    detected = detect_units(finite)
+    p1, p50, p99 = np.percentile(finite, [1, 50, 99])
+    seen = f"median {p50:.3g}, 1-99 % range {p1:.3g}..{p99:.3g}"
+    if detected is None:
+        raise InputDataError(
+            f"values fit neither dB backscatter (about -35..+10, negative median) nor linear "
+            f"power (0..~2): {seen}",
+            where,
+        )
+    if declared is not None and detected != declared:
+        origin = "units=" if declared_by_user else "the file metadata"
+        raise InputDataError(
+            f"declared as {declared} by {origin} but the values look {detected} ({seen})", where
+        )
+    return detected

@@ -1,0 +1,370 @@
+"""The dataset store: labelled patches of one area and season, as a Zarr v3 directory.
+
+Layout (see docs/architecture.md):
+
+- ``images``: float32 ``(n, steps, bands, P, P)`` raw dB composites, NaN = no data, one patch
+  per chunk (Blosc/zstd) so reading item ``i`` reads exactly one chunk;
+- ``labels``: int16 ``(n, P, P)`` class index, -1 = unlabelled;
+- group attribute ``"sarcrop"``: everything needed to use the patches without the inputs —
+  bands, season, grid of the area, per-patch offsets and transforms, class names, the split
+  and the train-only normalisation statistics.
+
+Raw dB is stored (not normalised values) so a checkpoint's own statistics can be applied when
+fine-tuning on another region. Stores are written atomically: a store under its final name is
+always complete. :class:`DatasetStore` opens lazily and re-opens in each process, so it can be
+handed to DataLoader worker processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.codecs
+from affine import Affine
+
+from sarcrop import __version__
+from sarcrop.data.grid import Grid
+from sarcrop.data.normalization import Normalization
+from sarcrop.data.season import Season
+from sarcrop.errors import InputDataError
+from sarcrop.utils.atomic import atomic_path
+
+FORMAT = "sarcrop-dataset"
+FORMAT_VERSION = 1
+ATTRS_KEY = "sarcrop"
+SPLITS = ("train", "test")
+
+
+@dataclass
+class StoreMetadata:
+    """What a store records besides its arrays (the ``"sarcrop"`` group attribute)."""
+
+    bands: tuple[str, ...]
+    season: Season
+    grid: Grid
+    patch_size: int
+    stride: int
+    offsets: list[tuple[int, int]]
+    classes: list[str]
+    split: list[str]
+    normalization: Normalization
+    region: str | None = None
+    year: int | None = None
+    positive: list[str] | None = None
+    source: dict[str, object] = field(default_factory=dict)
+    statistics: dict[str, object] = field(default_factory=dict)
+    created_with: str = __version__
+
+    @property
+    def dates(self) -> list[str]:
+        """Start date of each composite period (ISO)."""
+        return [start.isoformat() for start, _ in self.season.periods()]
+
+    def transform(self, index: int) -> Affine:
+        """Affine transform of patch ``index`` (the area transform moved to its offset)."""
+        row, col = self.offsets[index]
+        return self.grid.transform @ Affine.translation(col, row)
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_with": self.created_with,
+            "bands": list(self.bands),
+            "season": self.season.to_dict(),
+            "dates": self.dates,
+            "region": self.region,
+            "year": self.year,
+            "grid": self.grid.to_dict(),
+            "patch_size": self.patch_size,
+            "stride": self.stride,
+            "offsets": [[int(r), int(c)] for r, c in self.offsets],
+            "transforms": [list(self.transform(i))[:6] for i in range(len(self.offsets))],
+            "classes": list(self.classes),
+            "split": list(self.split),
+            "normalization": self.normalization.to_dict(),
+            "positive": self.positive,
+            "source": self.source,
+            "statistics": self.statistics,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, object]) -> StoreMetadata:
+        return cls(
+            bands=tuple(attrs["bands"]),  # type: ignore[arg-type]
+            season=Season.from_dict(attrs["season"]),  # type: ignore[arg-type]
+            grid=Grid.from_dict(attrs["grid"]),  # type: ignore[arg-type]
+            patch_size=int(attrs["patch_size"]),  # type: ignore[call-overload]
+            stride=int(attrs["stride"]),  # type: ignore[call-overload]
+            offsets=[(int(r), int(c)) for r, c in attrs["offsets"]],  # type: ignore[attr-defined]
+            classes=[str(c) for c in attrs["classes"]],  # type: ignore[attr-defined]
+            split=[str(s) for s in attrs["split"]],  # type: ignore[attr-defined]
+            normalization=Normalization.from_dict(attrs["normalization"]),  # type: ignore[arg-type]
+            region=attrs.get("region"),  # type: ignore[arg-type]
+            year=attrs.get("year"),  # type: ignore[arg-type]
+            positive=attrs.get("positive"),  # type: ignore[arg-type]
+            source=dict(attrs.get("source") or {}),  # type: ignore[call-overload]
+            statistics=dict(attrs.get("statistics") or {}),  # type: ignore[call-overload]
+            created_with=str(attrs.get("created_with", "unknown")),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+class StoreWriter:
+    """Appends patches to a store being written; obtained from :func:`create_store`."""
+
+    def __init__(self, path: Path, *, steps: int, bands: int, patch_size: int) -> None:
+        self.path = path
+        self.group = zarr.open_group(path, mode="w", zarr_format=3)
+        compressor = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+        p = patch_size
+        self.images = self.group.create_array(
+            "images",
+            shape=(0, steps, bands, p, p),
+            chunks=(1, steps, bands, p, p),
+            dtype="float32",
+            fill_value=np.nan,
+            compressors=compressor,
+            dimension_names=("patch", "time", "band", "y", "x"),
+        )
+        self.labels = self.group.create_array(
+            "labels",
+            shape=(0, p, p),
+            chunks=(1, p, p),
+            dtype="int16",
+            fill_value=-1,
+            compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),
+            dimension_names=("patch", "y", "x"),
+        )
+        self.metadata: StoreMetadata | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def append(self, images: np.ndarray, labels: np.ndarray) -> range:
+        """Append ``(k, steps, bands, P, P)`` images and ``(k, P, P)`` labels; their indices."""
+        if (
+            images.shape[0] != labels.shape[0]
+            or images.shape[1:] != self.images.shape[1:]
+            or labels.shape[1:] != self.labels.shape[1:]
+        ):
+            raise ValueError(
+                f"patch shapes {images.shape}, {labels.shape} do not fit the store "
+                f"{self.images.shape[1:]}, {self.labels.shape[1:]}"
+            )
+        start, k = len(self), images.shape[0]
+        if k == 0:
+            return range(start, start)
+        self.images.resize((start + k, *self.images.shape[1:]))
+        self.labels.resize((start + k, *self.labels.shape[1:]))
+        self.images[start : start + k] = images.astype(np.float32, copy=False)
+        self.labels[start : start + k] = labels.astype(np.int16, copy=False)
+        return range(start, start + k)
+
+
+@contextlib.contextmanager
+def create_store(
+    path: str | Path, *, steps: int, bands: int, patch_size: int
+) -> Iterator[StoreWriter]:
+    """Write a store atomically: append patches, then set ``writer.metadata`` before leaving."""
+    with atomic_path(path, directory=True) as tmp:
+        writer = StoreWriter(tmp, steps=steps, bands=bands, patch_size=patch_size)
+        yield writer
+        meta = writer.metadata
+        if meta is None:
+            raise RuntimeError("store metadata was not set before closing")
+        n = len(writer)
+        if len(meta.offsets) != n or len(meta.split) != n:
+            raise RuntimeError(
+                f"metadata describes {len(meta.offsets)} offsets and "
+                f"{len(meta.split)} split entries for {n} patches"
+            )
+        if len(meta.bands) != writer.images.shape[2] or meta.season.steps != writer.images.shape[1]:
+            raise RuntimeError("metadata bands/steps do not match the image array")
+        writer.group.attrs[ATTRS_KEY] = meta.to_attrs()
+
+
+def write_store(
+    path: str | Path, images: np.ndarray, labels: np.ndarray, metadata: StoreMetadata
+) -> Path:
+    """Write in-memory patches and their metadata as a store (atomically)."""
+    images = np.asarray(images)
+    with create_store(
+        path, steps=images.shape[1], bands=images.shape[2], patch_size=images.shape[-1]
+    ) as writer:
+        writer.append(images, np.asarray(labels))
+        writer.metadata = metadata
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class DatasetStore:
+    """A dataset store opened for reading: metadata up front, pixels per patch on demand."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        group = _open_group(self.path)
+        self.metadata = _validated_metadata(self.path, group)
+        self._group: zarr.Group | None = group
+        self._pid = os.getpid()
+
+    @classmethod
+    def open(cls, path: str | Path) -> DatasetStore:
+        return cls(path)
+
+    # Lazy, per-process access to the arrays ------------------------------------------------
+    def _arrays(self) -> tuple[zarr.Array, zarr.Array]:
+        if self._group is None or self._pid != os.getpid():
+            self._group = _open_group(self.path)
+            self._pid = os.getpid()
+        return _arrays_of(self.path, self._group)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_group"] = None
+        return state
+
+    # Items ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.metadata.offsets)
+
+    def _check(self, index: int) -> int:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"patch {index} out of range for a store of {len(self)} patches")
+        return index
+
+    def read_image(self, index: int) -> np.ndarray:
+        """Raw dB composites ``(steps, bands, P, P)`` of patch ``index``."""
+        return np.asarray(self._arrays()[0][self._check(index)])
+
+    def read_labels(self, index: int) -> np.ndarray:
+        """Class indices ``(P, P)`` of patch ``index`` (-1 = unlabelled)."""
+        return np.asarray(self._arrays()[1][self._check(index)])
+
+    def read_patch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(image, labels)`` of patch ``index``."""
+        return self.read_image(index), self.read_labels(index)
+
+    def indices(self, split: str = "all") -> list[int]:
+        """Indices of the patches in ``split`` (``"train"``, ``"test"`` or ``"all"``)."""
+        if split == "all":
+            return list(range(len(self)))
+        if split not in SPLITS:
+            raise InputDataError(f"unknown split {split!r} (use train, test or all)", self.path)
+        return [i for i, s in enumerate(self.metadata.split) if s == split]
+
+    # Metadata shortcuts --------------------------------------------------------------------
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.metadata.bands
+
+    @property
+    def classes(self) -> list[str]:
+        return self.metadata.classes
+
+    @property
+    def season(self) -> Season:
+        return self.metadata.season
+
+    @property
+    def steps(self) -> int:
+        return self.metadata.season.steps
+
+    @property
+    def grid(self) -> Grid:
+        return self.metadata.grid
+
+    @property
+    def patch_size(self) -> int:
+        return self.metadata.patch_size
+
+    @property
+    def offsets(self) -> list[tuple[int, int]]:
+        return self.metadata.offsets
+
+    @property
+    def split(self) -> list[str]:
+        return self.metadata.split
+
+    @property
+    def normalization(self) -> Normalization:
+        return self.metadata.normalization
+
+    def patch_grid(self, index: int) -> Grid:
+        """The georeferenced grid of patch ``index``."""
+        p = self.patch_size
+        return Grid(self.grid.crs, self.metadata.transform(self._check(index)), p, p)
+
+    def __repr__(self) -> str:
+        counts = {s: self.split.count(s) for s in SPLITS}
+        return (
+            f"DatasetStore({str(self.path)!r}, patches={len(self)}, train={counts['train']}, "
+            f"test={counts['test']}, bands={self.bands}, steps={self.steps}, "
+            f"patch_size={self.patch_size})"
+        )
+
+
+def _open_group(path: Path) -> zarr.Group:
+    if not path.exists():
+        raise InputDataError("dataset store does not exist", path)
+    if not (path / "zarr.json").is_file():
+        raise InputDataError("not a sarcrop dataset store (no Zarr v3 group here)", path)
+    try:
+        return zarr.open_group(path, mode="r", zarr_format=3)
+    except (zarr.errors.BaseZarrError, ValueError, OSError) as exc:
+        raise InputDataError(f"not a readable Zarr v3 group: {exc}", path) from exc
+
+
+def _arrays_of(path: Path, group: zarr.Group) -> tuple[zarr.Array, zarr.Array]:
+    images, labels = group.get("images"), group.get("labels")
+    if not isinstance(images, zarr.Array) or not isinstance(labels, zarr.Array):
+        raise InputDataError("dataset store lacks its 'images' or 'labels' array", path)
+    return images, labels
+
+
+def _validated_metadata(path: Path, group: zarr.Group) -> StoreMetadata:
+    attrs = group.attrs.get(ATTRS_KEY)
+    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT:
+        raise InputDataError("not a sarcrop dataset store (no 'sarcrop' attributes)", path)
+    version = attrs.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputDataError(
+            f"dataset store format {version} (written by sarcrop {attrs.get('created_with')}) "
+            f"is not supported; this sarcrop {__version__} reads format {FORMAT_VERSION}",
+            path,
+        )
+    try:
+        meta = StoreMetadata.from_attrs(attrs)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputDataError(
+            f"dataset store metadata is incomplete or invalid: {exc}", path
+        ) from exc
+    images, labels = _arrays_of(path, group)
+    n, p = len(meta.offsets), meta.patch_size
+    expected = (n, meta.season.steps, len(meta.bands), p, p)
+    if tuple(images.shape) != expected or tuple(labels.shape) != (n, p, p) or len(meta.split) != n:
+        raise InputDataError(
+            f"dataset store arrays {tuple(images.shape)}, {tuple(labels.shape)} do not match "
+            f"its metadata {expected}",
+            path,
+        )
+    return meta
+
+
+def split_counts(split: Sequence[str]) -> dict[str, int]:
+    """Number of patches per split name."""
+    return {s: sum(1 for v in split if v == s) for s in SPLITS}

@@ -1,0 +1,372 @@
+"""The paper's locally trained Random Forest baseline ("RF" in Tables 1-4).
+
+Each pixel is classified from its own time series: the ``T × B`` normalised composite values,
+flattened time-major (feature ``t * B + b``). No spatial context - that is what the U-Net adds.
+
+Training pixels are sampled per class with a cap (``max_samples_per_class``) so that a handful
+of large patches cannot swamp the forest and rare crops (barley) keep their positives. The
+sample is drawn uniformly over the whole dataset in one streaming pass, so memory stays bounded
+by the cap, not by the dataset size.
+
+Early season: like the network, the forest predicts from the first t steps with the later steps
+zero-padded (:func:`sarcrop.evaluation.metrics.zero_pad_after`). A forest fitted on full
+seasons only has never seen zeros; pass ``early_season=True`` to
+:func:`fit_baseline_from_dataset` to train on zero-padded copies for every t as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.utils.validation import check_is_fitted
+
+from sarcrop.evaluation.metrics import BinaryConfusion, EvaluationInputError, zero_pad_after
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # torch tensor, possibly on a GPU
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _check_features(X: Any, n_features: int | None = None) -> np.ndarray:
+    X = _numpy(X)
+    if X.ndim != 2:
+        raise EvaluationInputError(
+            f"features must be 2-D (pixels, time × bands), got shape {X.shape}; "
+            "use pixels_from_patches() for patch arrays"
+        )
+    if X.dtype.kind not in "fiub":
+        raise EvaluationInputError(f"features must be numeric, got dtype {X.dtype}")
+    if X.shape[0] == 0:
+        raise EvaluationInputError("no pixels to fit or predict (empty feature array)")
+    X = X.astype(np.float32, copy=False)
+    if not np.isfinite(X).all():
+        raise EvaluationInputError(
+            "features contain NaN or infinite values; drop those pixels (pixels_from_patches does)"
+        )
+    if n_features is not None and X.shape[1] != n_features:
+        raise EvaluationInputError(
+            f"features have {X.shape[1]} columns but the forest was fitted on {n_features}"
+        )
+    return X
+
+
+def _check_labels(y: Any, n: int) -> np.ndarray:
+    y = _numpy(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise EvaluationInputError(f"labels must be 1-D with {n} values, got shape {y.shape}")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise EvaluationInputError("labels contain NaN")
+    if not np.isin(y, (0, 1)).all():
+        raise EvaluationInputError(f"labels must be 0 or 1, got values {np.unique(y)[:5].tolist()}")
+    y = y.astype(np.int8)
+    present = np.unique(y)
+    if present.size < 2:
+        raise EvaluationInputError(
+            f"training pixels contain only class {int(present[0])}; "
+            "the baseline needs both positive and negative pixels"
+        )
+    return y
+
+
+def sample_per_class(
+    y: np.ndarray, max_samples_per_class: int | None, random_state: Any = 0
+) -> np.ndarray:
+    """Sorted indices keeping at most ``max_samples_per_class`` uniformly drawn pixels per class."""
+    rng = np.random.default_rng(random_state)
+    keep = []
+    for value in np.unique(y):
+        index = np.flatnonzero(y == value)
+        if max_samples_per_class is not None and index.size > max_samples_per_class:
+            index = rng.choice(index, size=max_samples_per_class, replace=False)
+        keep.append(index)
+    return np.sort(np.concatenate(keep))
+
+
+class RandomForestBaseline(ClassifierMixin, BaseEstimator):
+    """Per-pixel Random Forest on flattened SAR time series, with per-class sample caps.
+
+    A scikit-learn estimator (``clone``/``get_params`` work). ``predict_proba`` returns the
+    columns of ``classes_ = [0, 1]``; ``predict`` thresholds the positive column at 0.5.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 200,
+        *,
+        max_depth: int | None = None,
+        min_samples_leaf: int = 1,
+        max_features: str | float | None = "sqrt",
+        max_samples_per_class: int | None = 50_000,
+        class_weight: str | dict | None = None,
+        n_jobs: int | None = -1,
+        random_state: int | None = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.max_samples_per_class = max_samples_per_class
+        self.class_weight = class_weight
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(
+        self, X: Any, y: Any, *, feature_shape: tuple[int, int] | None = None
+    ) -> RandomForestBaseline:
+        """Fit on pixels ``X (n, T*B)`` with labels ``y`` in {0, 1}.
+
+        ``feature_shape=(T, B)`` is recorded so :func:`predict_patches` can check its input.
+        """
+        X = _check_features(X)
+        y = _check_labels(y, X.shape[0])
+        cap = self.max_samples_per_class
+        if cap is not None and (not isinstance(cap, int | np.integer) or cap < 1):
+            raise EvaluationInputError(f"max_samples_per_class must be a positive int, got {cap!r}")
+        if feature_shape is not None and int(np.prod(feature_shape)) != X.shape[1]:
+            raise EvaluationInputError(
+                f"feature_shape {tuple(feature_shape)} does not match {X.shape[1]} feature columns"
+            )
+        index = sample_per_class(y, cap, self.random_state)
+        X, y = X[index], y[index]
+        self.n_samples_per_class_ = {int(c): int((y == c).sum()) for c in (0, 1)}
+        self.estimator_ = RandomForestClassifier(
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features,
+            class_weight=self.class_weight,
+            n_jobs=self.n_jobs,
+            random_state=self.random_state,
+        ).fit(X, y)
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = X.shape[1]
+        self.feature_shape_ = (
+            None if feature_shape is None else tuple(int(v) for v in feature_shape)
+        )
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n, 2)``, columns ``[negative, positive]``."""
+        check_is_fitted(self, "estimator_")
+        X = _check_features(X, self.n_features_in_)
+        return self.estimator_.predict_proba(X).astype(np.float32)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels 0/1 (positive where its probability is at least 0.5)."""
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+
+
+def pixels_from_patches(
+    images: Any, targets: Any, valid: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel features ``X (n, T*B)`` and labels ``y (n,)`` from patch arrays.
+
+    ``images (N, T, B, H, W)``, ``targets (N, H, W)`` in {0, 1}, ``valid (N, H, W)`` bool.
+    Pixels that are not valid, or have any NaN feature or a non-0/1 target, are dropped.
+    """
+    images, targets = _numpy(images), _numpy(targets)
+    if images.ndim != 5:
+        raise EvaluationInputError(
+            f"images must be (patches, time, bands, height, width), got shape {images.shape}"
+        )
+    n, steps, bands, height, width = images.shape
+    if targets.shape != (n, height, width):
+        raise EvaluationInputError(
+            f"targets shape {targets.shape} does not match images {images.shape}: "
+            f"expected {(n, height, width)}"
+        )
+    keep = np.isin(targets, (0, 1))
+    if valid is not None:
+        valid = _numpy(valid)
+        if valid.shape != targets.shape:
+            raise EvaluationInputError(
+                f"valid-mask shape {valid.shape} does not match targets {targets.shape}"
+            )
+        keep &= valid.astype(bool)
+    X = images.transpose(0, 3, 4, 1, 2).reshape(n, height, width, steps * bands)
+    X, y = X[keep], targets[keep]
+    finite = np.isfinite(X).all(axis=1)
+    return X[finite].astype(np.float32, copy=False), y[finite].astype(np.int8)
+
+
+def predict_patches(
+    model: RandomForestBaseline, images: Any, *, time_steps: int | None = None
+) -> np.ndarray:
+    """Positive-class probability ``(N, H, W)`` for ``images (N, T, B, H, W)``.
+
+    A single patch ``(T, B, H, W)`` gives ``(H, W)``. ``time_steps=t`` predicts from the first
+    t steps with the rest zero-padded. Pixels with any NaN feature get NaN.
+    """
+    images = _numpy(images)
+    single = images.ndim == 4
+    if single:
+        images = images[None]
+    if images.ndim != 5:
+        raise EvaluationInputError(
+            f"images must be (patches, time, bands, height, width), got shape {images.shape}"
+        )
+    check_is_fitted(model, "estimator_")
+    n, steps, bands, height, width = images.shape
+    expected = getattr(model, "feature_shape_", None)
+    if expected is not None and tuple(expected) != (steps, bands):
+        raise EvaluationInputError(
+            f"images have {steps} steps × {bands} bands but the forest was fitted on "
+            f"{expected[0]} × {expected[1]}"
+        )
+    if steps * bands != model.n_features_in_:
+        raise EvaluationInputError(
+            f"images give {steps * bands} features per pixel, the forest expects "
+            f"{model.n_features_in_}"
+        )
+    if time_steps is not None:
+        images = zero_pad_after(images, time_steps)
+    X = images.transpose(0, 3, 4, 1, 2).reshape(-1, steps * bands)
+    finite = np.isfinite(X).all(axis=1)
+    prob = np.full(X.shape[0], np.nan, np.float32)
+    if finite.any():
+        prob[finite] = model.predict_proba(X[finite])[:, 1]
+    out = prob.reshape(n, height, width)
+    return out[0] if single else out
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _item(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    item = dataset[index]
+    if not isinstance(item, dict) or "image" not in item or "target" not in item:
+        raise EvaluationInputError(
+            "dataset items must be dicts with 'image' (T, B, H, W), 'target' (H, W) and "
+            f"optionally 'valid' (H, W); item {index} is {type(item).__name__}"
+        )
+    image = _numpy(item["image"])
+    if image.ndim != 4:
+        raise EvaluationInputError(
+            f"dataset item {index}: image must be (time, bands, height, width), got {image.shape}"
+        )
+    valid = item.get("valid")
+    return image, _numpy(item["target"]), None if valid is None else _numpy(valid)
+
+
+class _Reservoir:
+    """Uniform sample without replacement of at most ``size`` rows per class, streamed."""
+
+    def __init__(self, size: int | None, rng: np.random.Generator) -> None:
+        self.size, self.rng = size, rng
+        self.parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {0: [], 1: []}
+
+    def add(self, X: np.ndarray, y: np.ndarray) -> None:
+        for value in (0, 1):
+            rows = X[y == value]
+            if not len(rows):
+                continue
+            self.parts[value].append((self.rng.random(len(rows)), rows))
+            if self.size is not None and sum(len(k) for k, _ in self.parts[value]) > 2 * self.size:
+                self._shrink(value)
+
+    def _shrink(self, value: int) -> None:
+        keys = np.concatenate([k for k, _ in self.parts[value]])
+        rows = np.concatenate([r for _, r in self.parts[value]])
+        if self.size is not None and len(keys) > self.size:
+            smallest = np.argpartition(keys, self.size - 1)[: self.size]
+            keys, rows = keys[smallest], rows[smallest]
+        self.parts[value] = [(keys, rows)]
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        X, y = [], []
+        for value in (0, 1):
+            if self.parts[value]:
+                self._shrink(value)
+                X.append(self.parts[value][0][1])
+                y.append(np.full(len(X[-1]), value, np.int8))
+        if not X:
+            raise EvaluationInputError("the dataset has no valid labelled pixels")
+        return np.concatenate(X), np.concatenate(y)
+
+
+def fit_baseline_from_dataset(
+    dataset: Any,
+    *,
+    max_samples_per_class: int | None = 50_000,
+    early_season: bool = False,
+    random_state: int | None = 0,
+    **params: Any,
+) -> RandomForestBaseline:
+    """Fit a :class:`RandomForestBaseline` on a map-style patch dataset (PatchDataset items).
+
+    Pixels are sampled per class in one pass. With ``early_season=True`` every pixel also
+    contributes its zero-padded series for t = 1..T-1, so the forest can predict mid-season.
+    """
+    if len(dataset) == 0:
+        raise EvaluationInputError("the training dataset is empty")
+    rng = np.random.default_rng(random_state)
+    reservoir = _Reservoir(max_samples_per_class, rng)
+    shape = None
+    for index in range(len(dataset)):
+        image, target, valid = _item(dataset, index)
+        if shape is None:
+            shape = image.shape[:2]
+        elif image.shape[:2] != shape:
+            raise EvaluationInputError(
+                f"dataset item {index} has {image.shape[:2]} (time, bands), item 0 has {shape}"
+            )
+        X, y = pixels_from_patches(
+            image[None], target[None], None if valid is None else valid[None]
+        )
+        reservoir.add(X, y)
+        if early_season:
+            for t in range(1, shape[0]):
+                reservoir.add(zero_pad_after(X.reshape(-1, *shape), t).reshape(len(X), -1), y)
+    X, y = reservoir.sample()
+    model = RandomForestBaseline(
+        max_samples_per_class=max_samples_per_class, random_state=random_state, **params
+    )
+    return model.fit(X, y, feature_shape=shape)
+
+
+def _evaluate(
+    model: RandomForestBaseline, dataset: Any, steps: Sequence[int | None] | None, threshold: float
+) -> dict[int | None, BinaryConfusion]:
+    confusions: dict[int | None, BinaryConfusion] = {}
+    for index in range(len(dataset)):
+        image, target, valid = _item(dataset, index)
+        mask = np.isin(target, (0, 1)) & (True if valid is None else valid.astype(bool))
+        for t in range(1, image.shape[0] + 1) if steps is None else steps:
+            prob = predict_patches(model, image, time_steps=t)
+            confusions.setdefault(t, BinaryConfusion()).update(
+                np.nan_to_num(prob), target, mask & np.isfinite(prob), threshold=threshold
+            )
+    if not confusions:
+        raise EvaluationInputError("the test dataset is empty")
+    return confusions
+
+
+def evaluate_baseline(
+    model: RandomForestBaseline,
+    dataset: Any,
+    *,
+    time_steps: int | None = None,
+    threshold: float = 0.5,
+) -> BinaryConfusion:
+    """Confusion of the forest over every valid pixel of ``dataset``.
+
+    ``time_steps=t`` evaluates the early-season prediction from the first t steps.
+    """
+    return _evaluate(model, dataset, [time_steps], threshold)[time_steps]
+
+
+def early_season_baseline(
+    model: RandomForestBaseline,
+    dataset: Any,
+    *,
+    steps: Sequence[int] | None = None,
+    threshold: float = 0.5,
+) -> dict[int, BinaryConfusion]:
+    """Confusions ``{t: BinaryConfusion}`` for t in ``steps`` (default 1..T), in one pass."""
+    return _evaluate(model, dataset, steps, threshold)  # type: ignore[return-value]

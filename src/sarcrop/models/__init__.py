@@ -1,0 +1,33 @@
+"""Segmentation models for SAR time series: ``(batch, time, bands, H, W)`` → logits.
+
+Every model is a plain :class:`torch.nn.Module` with an ``encoder`` (turns the series into one
+feature map per resolution) and a shared U-Net ``decoder`` whose ``blocks`` are ordered from
+the bottleneck to the output, followed by ``decoder.head``.
+"""
+
+from sarcrop.models.adapt import adapt_input_bands, adapted_weights
+from sarcrop.models.blocks import SegmentationModel, UNetDecoder
+from sarcrop.models.convlstm_unet import ConvLSTMUNet
+from sarcrop.models.flops import count_flops, count_parameters, time_forward
+from sarcrop.models.recurrent_unet import RecurrentUNet
+from sarcrop.models.registry import MODELS, build_model, model_config, model_options
+from sarcrop.models.unet2d import UNet2D
+from sarcrop.models.utae import UTAE
+
+__all__ = [
+    "MODELS",
+    "UTAE",
+    "ConvLSTMUNet",
+    "RecurrentUNet",
+    "SegmentationModel",
+    "UNet2D",
+    "UNetDecoder",
+    "adapt_input_bands",
+    "adapted_weights",
+    "build_model",
+    "count_flops",
+    "count_parameters",
+    "model_config",
+    "model_options",
+    "time_forward",
+]

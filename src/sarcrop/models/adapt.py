@@ -1,0 +1,70 @@
+"""Adapting a pre-trained model to other input bands (paper, Eq. 3).
+
+The paper takes a model trained on VH and feeds it VH|VV by giving each input the pre-trained
+first-layer weights divided by the number of inputs, so the first activation sees the same
+signal scale as in pre-training: ``σ((W·x_VH + W·x_VV) / 2 + b)``.
+
+Generalisation from ``n`` old to ``m`` new bands: every new band starts from the weights of the
+same band if the model knew it, else from the mean of the old bands' weights (with one old
+band: that band's weights); all weights are then multiplied by ``n / m``. When every old band
+is kept and all inputs carry the same image, the adapted model reproduces the pre-trained
+output exactly (``Σ_new n/m·W_j = Σ_old W_b``). A pure reordering is exact for any input.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sarcrop.errors import ConfigError
+from sarcrop.models.blocks import SegmentationModel
+
+
+def _check_bands(label: str, bands: Sequence[str]) -> list[str]:
+    names = [str(b).upper() for b in bands]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"{label} bands must be a non-empty list without repeats, got {bands}")
+    return names
+
+
+def adapted_weights(
+    weight: torch.Tensor, new_bands: Sequence[str], old_bands: Sequence[str]
+) -> torch.Tensor:
+    """First-layer weights ``(out, k*n, kh, kw)`` → ``(out, k*m, kh, kw)``.
+
+    Input channels are ``k`` blocks (dates, for models that stack time into channels) of the
+    ``n`` old bands; each block is adapted the same way.
+    """
+    old, new = _check_bands("old", old_bands), _check_bands("new", new_bands)
+    if weight.shape[1] % len(old):
+        raise ConfigError(
+            f"the first layer has {weight.shape[1]} inputs, which does not fit {len(old)} bands"
+        )
+    per_band = weight.unflatten(1, (-1, len(old)))  # (out, k, n, kh, kw)
+    mean = per_band.mean(dim=2)
+    columns = [per_band[:, :, old.index(b)] if b in old else mean for b in new]
+    return (torch.stack(columns, dim=2) * (len(old) / len(new))).flatten(1, 2)
+
+
+def _memory_format(weight: torch.Tensor) -> torch.memory_format:
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def adapt_input_bands(
+    model: SegmentationModel, new_bands: Sequence[str], old_bands: Sequence[str]
+) -> SegmentationModel:
+    """Replace ``model.first_conv`` so the model takes ``new_bands`` (in place; returns it)."""
+    conv = model.first_conv
+    if len(old_bands) != model.in_bands:
+        raise ConfigError(f"the model takes {model.in_bands} bands, got old bands {old_bands}")
+    weight = adapted_weights(conv.weight.detach(), new_bands, old_bands)
+    new_conv = copy.deepcopy(conv)  # same kernel, padding, bias, device and mode
+    new_conv.in_channels = weight.shape[1]
+    new_conv.weight = nn.Parameter(weight.contiguous(memory_format=_memory_format(conv.weight)))
+    model.set_submodule(model.first_conv_path, new_conv)
+    model.in_bands = len(new_bands)
+    return model

@@ -1,0 +1,142 @@
+"""Spread strips over a Dask cluster: an existing one (``scheduler``) or a local one (``workers``).
+
+The model is scattered to every worker once (broadcast), so each worker process deserialises it
+a single time and reuses it for all its strips; the checkpoint file does not need to be visible
+to the workers. The scenes are opened on each worker from the same source (cached per worker
+process), so the scene files must be readable at the same path on every worker. Strip results
+travel back to the client, which alone writes the work directory: the workers need no shared
+output disk. Each strip is computed exactly as in a single process (same batches, same torch
+thread count), so the map is identical bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sarcrop.data.scenes import SceneStack, Source
+from sarcrop.errors import SarcropError
+from sarcrop.prediction.engine import (
+    ModelSpec,
+    StripResult,
+    predict_strip,
+    restrict,
+    season_until,
+    torch_threads,
+)
+from sarcrop.prediction.windows import WindowLayout
+
+# Scene stacks opened in this worker process, by source and options.
+_STACKS: dict[str, SceneStack] = {}
+
+
+def _worker_stack(
+    images: Source | SceneStack, options: Mapping[str, Any], spec: ModelSpec
+) -> SceneStack:
+    if isinstance(images, SceneStack):
+        return images
+    key = json.dumps(
+        [
+            str(images) if not isinstance(images, list | tuple) else [str(i) for i in images],
+            dict(options),
+            spec.bands,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _STACKS:
+        from sarcrop.data.reader import open_scenes
+
+        _STACKS[key] = open_scenes(images, bands=list(spec.bands), **dict(options))
+    return _STACKS[key]
+
+
+def _strip_task(
+    spec: ModelSpec,
+    images: Source | SceneStack,
+    options: Mapping[str, Any],
+    layout: WindowLayout,
+    index: int,
+    timesteps: int,
+    batch_size: int,
+    threads: int,
+) -> StripResult:
+    stack = restrict(_worker_stack(images, options, spec), season_until(spec.season, timesteps))
+    with torch_threads(threads):
+        return predict_strip(spec, stack, layout, index, timesteps=timesteps, batch_size=batch_size)
+
+
+def run_strips(
+    spec: ModelSpec,
+    images: Source | SceneStack,
+    open_options: Mapping[str, Any],
+    layout: WindowLayout,
+    indices: list[int],
+    *,
+    timesteps: int,
+    batch_size: int,
+    threads: int,
+    scheduler: str | None,
+    workers: int | None,
+    on_result: Callable[[StripResult], None],
+) -> None:
+    """Compute strips ``indices`` on a cluster; ``on_result`` runs in the caller as each ends."""
+    if not indices:
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    try:
+        if scheduler is not None:
+            client = Client(scheduler, timeout="30s")
+        else:
+            if workers is None or workers < 1:
+                raise SarcropError(f"workers must be >= 1, got {workers}")
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            client = Client(cluster)
+    except OSError as exc:
+        if cluster is not None:
+            cluster.close()
+        raise SarcropError(f"cannot reach the Dask scheduler: {exc}", scheduler) from exc
+
+    try:
+        model = client.scatter(spec, broadcast=True, hash=False)
+        source = (
+            client.scatter(images, broadcast=True, hash=False)
+            if isinstance(images, SceneStack)
+            else images
+        )
+        token = uuid.uuid4().hex[:8]
+        futures = [
+            client.submit(
+                _strip_task,
+                model,
+                source,
+                dict(open_options),
+                layout,
+                i,
+                timesteps,
+                batch_size,
+                threads,
+                key=f"sarcrop-strip-{i}-{token}",
+                pure=False,
+            )
+            for i in indices
+        ]
+        for future in as_completed(futures):
+            result = future.result()
+            future.release()
+            on_result(result)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

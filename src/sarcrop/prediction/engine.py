@@ -1,0 +1,269 @@
+"""Run a model over one strip of overlapping windows, straight from the scenes.
+
+A strip (one row of windows) is the unit of work: it is computed independently of every other
+strip, in a fixed order of batches and windows, so its result is the same bytes whichever process
+computes it. Composites are built per batch of windows from the scenes with the *same*
+:func:`sarcrop.data.composite.composite` that ``prepare`` uses, normalised with the checkpoint's
+statistics, and zero-padded after ``timesteps`` periods for in-season maps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sarcrop.data.normalization import Normalization, normalize
+from sarcrop.data.scenes import SceneStack
+from sarcrop.data.season import Season
+from sarcrop.errors import CheckpointError
+from sarcrop.prediction.windows import WindowLayout
+
+
+@dataclass
+class ModelSpec:
+    """A model and everything needed to feed it: bands, season window and normalisation."""
+
+    model: nn.Module
+    bands: tuple[str, ...]
+    season: Season
+    normalization: Normalization
+    time_steps: int | None = None  # T the model was trained with (default: season.steps)
+    architecture: str = ""
+    region: str = ""
+    positive: tuple[str, ...] = ()
+    checkpoint: str = ""
+    composite: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bands = tuple(str(b).upper() for b in self.bands)
+        if isinstance(self.normalization, Mapping):
+            self.normalization = Normalization.from_dict(dict(self.normalization))
+        if self.normalization.bands is not None:
+            self.normalization = self.normalization.select(self.bands)
+        if len(self.normalization.min) != len(self.bands):
+            raise CheckpointError(
+                f"normalization has {len(self.normalization.min)} bands, model has "
+                f"{len(self.bands)}",
+                self.checkpoint or None,
+            )
+        if self.time_steps is None:
+            self.time_steps = self.season.steps
+        self.model.eval()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> ModelSpec:
+        """Load a ``.safetensors`` checkpoint written by :mod:`sarcrop.training.checkpoint`."""
+        from sarcrop.training.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(path)
+
+        def get(name: str, default: Any = None) -> Any:
+            if isinstance(meta, Mapping):
+                return meta.get(name, default)
+            return getattr(meta, name, default)
+
+        season = get("season")
+        if isinstance(season, Mapping):
+            season = Season.from_dict(dict(season))
+        if not isinstance(season, Season):
+            raise CheckpointError("checkpoint metadata has no season", path)
+        composite = get("composite") or {}
+        if not isinstance(composite, Mapping):
+            composite = vars(composite)
+        return cls(
+            model=model,
+            bands=tuple(get("bands")),
+            season=season,
+            normalization=get("normalization"),
+            time_steps=get("time_steps"),
+            architecture=str(get("architecture") or ""),
+            region=str(get("region") or ""),
+            positive=tuple(get("positive") or ()),
+            checkpoint=str(Path(path).resolve()),
+            composite=dict(composite),
+        )
+
+    def composite_options(self) -> dict[str, Any]:
+        keys = ("method", "space", "min_acquisitions")
+        return {k: self.composite[k] for k in keys if k in self.composite}
+
+    def fingerprint(self) -> str:
+        """Hash of the weights and of every input convention: same hash, same predictions."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        meta = {
+            "bands": self.bands,
+            "season": self.season.to_dict(),
+            "normalization": self.normalization.to_dict(),
+            "time_steps": self.time_steps,
+            "composite": self.composite_options(),
+            "class": type(self.model).__qualname__,
+        }
+        digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
+
+@dataclass
+class StripResult:
+    """Blended output of one strip: final body rows plus raw sums of the shared rows.
+
+    ``head_*``/``tail_*`` are weighted probability sums and weight sums for the rows shared with
+    the strip above/below; ``body`` is the final probability. NaN marks no data everywhere.
+    """
+
+    index: int
+    head_sum: np.ndarray
+    head_weight: np.ndarray
+    body: np.ndarray
+    tail_sum: np.ndarray
+    tail_weight: np.ndarray
+    windows: int = 0
+
+    def save(self, path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                index=self.index,
+                windows=self.windows,
+                head_sum=self.head_sum,
+                head_weight=self.head_weight,
+                body=self.body,
+                tail_sum=self.tail_sum,
+                tail_weight=self.tail_weight,
+            )
+
+    @classmethod
+    def load(cls, path: Path) -> StripResult:
+        with np.load(path) as data:
+            return cls(
+                index=int(data["index"]),
+                windows=int(data["windows"]),
+                **{
+                    k: data[k]
+                    for k in ("head_sum", "head_weight", "body", "tail_sum", "tail_weight")
+                },
+            )
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run with exactly ``threads`` torch threads (CPU results depend on the thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def season_until(season: Season, timesteps: int) -> Season:
+    """The first ``timesteps`` periods of ``season``."""
+    return Season(season.start, timesteps, season.days)
+
+
+def restrict(stack: SceneStack, season: Season) -> SceneStack:
+    """Only the acquisitions inside ``season``: later scenes are never read."""
+    return stack.select(lambda a: season.period_of(a.time) is not None)
+
+
+def _composite(
+    stack: SceneStack,
+    season: Season,
+    bands: tuple[str, ...],
+    window: Any,
+    options: Mapping[str, Any],
+) -> np.ndarray:
+    from sarcrop.data.composite import composite
+
+    return composite(stack, season, list(bands), window, **options)
+
+
+@torch.inference_mode()
+def predict_strip(
+    spec: ModelSpec,
+    stack: SceneStack,
+    layout: WindowLayout,
+    index: int,
+    *,
+    timesteps: int,
+    batch_size: int = 4,
+    on_windows: Callable[[int], None] | None = None,
+) -> StripResult:
+    """Predict every window of strip ``index`` and blend them.
+
+    ``stack`` should already be restricted to the first ``timesteps`` periods (see
+    :func:`restrict`). ``on_windows(n)`` is called after each batch with the number of windows
+    it covered (for progress bars).
+    """
+    win, stride = layout.window, layout.stride
+    n_cols = layout.n_cols
+    total_steps = int(spec.time_steps or spec.season.steps)
+    season = season_until(spec.season, timesteps)
+    weights = layout.weights
+    options = spec.composite_options()
+    width = layout.strip_width()
+    acc = np.zeros((win, width), dtype=np.float32)
+    wsum = np.zeros((win, width), dtype=np.float32)
+    valid = np.zeros((win, width), dtype=bool)
+    param = next(iter(spec.model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    ran = 0
+
+    for first in range(0, n_cols, batch_size):
+        n = min(batch_size, n_cols - first)
+        read, full = layout.read_window(index, first, n)
+        data = _composite(stack, season, spec.bands, read, options)
+        block = np.full((timesteps, len(spec.bands), win, int(full.width)), np.nan, np.float32)
+        block[:, :, : int(read.height), : int(read.width)] = data[:timesteps]
+        block_valid = ~np.all(np.isnan(block), axis=(0, 1))
+        x = normalize(block, spec.normalization)
+        col0 = first * stride
+        valid[:, col0 : col0 + int(full.width)] = block_valid
+        keep = [k for k in range(n) if block_valid[:, k * stride : k * stride + win].any()]
+        if keep:
+            inputs = np.zeros((len(keep), total_steps, len(spec.bands), win, win), np.float32)
+            for i, k in enumerate(keep):
+                inputs[i, :timesteps] = x[..., k * stride : k * stride + win]
+            logits = spec.model(torch.from_numpy(inputs).to(device))
+            prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+            for i, k in enumerate(keep):
+                c = col0 + k * stride
+                acc[:, c : c + win] += prob[i] * weights
+                wsum[:, c : c + win] += weights
+            ran += len(keep)
+        if on_windows is not None:
+            on_windows(n)
+
+    rows = layout.strip(index)
+    cols = slice(0, layout.width)
+
+    def part(r: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        sl = slice(r[0] - rows.start, r[1] - rows.start)
+        s, w = acc[sl, cols].copy(), wsum[sl, cols].copy()
+        s[~valid[sl, cols]] = np.nan
+        return s, w
+
+    head_sum, head_weight = part(rows.head)
+    tail_sum, tail_weight = part(rows.tail)
+    body_sum, body_weight = part(rows.body)
+    body = finalize(body_sum, body_weight)
+    return StripResult(index, head_sum, head_weight, body, tail_sum, tail_weight, ran)
+
+
+def finalize(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weight-normalised probability; NaN where no data (NaN sum or zero weight)."""
+    out = np.full(sums.shape, np.nan, dtype=np.float32)
+    np.divide(sums, weights, out=out, where=weights > 0)
+    return out

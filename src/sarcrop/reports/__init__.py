@@ -1,0 +1,29 @@
+"""Report building blocks: figures over arrays (:mod:`sarcrop.reports.figures`)."""
+
+from sarcrop.reports.figures import (
+    COLORS,
+    PanelRow,
+    confusion_map,
+    early_season_plot,
+    figure_to_base64_png,
+    prediction_panels,
+    rgb_composite,
+    save_figure,
+    scenario_figure,
+    signature_plot,
+    training_curves,
+)
+
+__all__ = [
+    "COLORS",
+    "PanelRow",
+    "confusion_map",
+    "early_season_plot",
+    "figure_to_base64_png",
+    "prediction_panels",
+    "rgb_composite",
+    "save_figure",
+    "scenario_figure",
+    "signature_plot",
+    "training_curves",
+]

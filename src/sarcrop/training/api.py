@@ -1,0 +1,465 @@
+"""Train, fine-tune and evaluate: the Python API behind ``sarcrop train|finetune|evaluate``.
+
+A run writes everything into its output directory::
+
+    out_dir/
+      run.json            configuration fingerprint, status and result of the run
+      metrics.csv         train/val metrics per step and epoch
+      last.ckpt           Lightning state for resuming (pickle-based: only read from here)
+      best.ckpt           Lightning state of the best validation IoU so far
+      model.safetensors   the exported best model with full metadata (the deliverable)
+
+Re-running the same command on the same ``out_dir`` resumes an interrupted run from
+``last.ckpt`` (or returns at once if it had finished); a different configuration is refused
+rather than mixed with the old run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from sarcrop.errors import CheckpointError, ConfigError, InputDataError
+from sarcrop.training.checkpoint import (
+    CheckpointMetadata,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
+from sarcrop.training.config import TrainConfig
+from sarcrop.training.logger import MetricsCSVLogger
+from sarcrop.training.ordering import (
+    ShardedBatchSampler,
+    TimestepBatchSampler,
+    TimestepDataset,
+    pad_steps,
+)
+from sarcrop.training.strategies import apply_strategy, parameter_counts
+from sarcrop.training.task import SegmentationTask
+from sarcrop.utils.atomic import atomic_path, write_text_atomic
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run's outputs are and how it went."""
+
+    out_dir: Path
+    checkpoint: Path
+    best_val_iou: float | None
+    best_epoch: int | None
+    epochs: int
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(out_dir=str(self.out_dir), checkpoint=str(self.checkpoint))
+        return data
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def _open_store(store: Any) -> Any:
+    from sarcrop.data.store import DatasetStore
+
+    return store if isinstance(store, DatasetStore) else DatasetStore(store)
+
+
+def split_train_val(
+    dataset: Dataset, val_fraction: float, seed: int = 0
+) -> tuple[Subset, Subset]:
+    """Random, seeded patch-level split of the training split into train and validation."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if n < 2:
+        raise InputDataError(f"need at least 2 training patches to carve a validation set, got {n}")
+    n_val = min(n - 1, max(1, round(val_fraction * n)))
+    order = np.random.default_rng(seed).permutation(n)
+    return Subset(dataset, sorted(order[n_val:].tolist())), Subset(dataset, sorted(order[:n_val]))
+
+
+class _Data(L.LightningDataModule):
+    """Builds the loaders once the process group exists, so samplers know their rank."""
+
+    def __init__(self, train: Dataset, val: Dataset, config: TrainConfig, time_steps: int) -> None:
+        super().__init__()
+        self.train_set = TimestepDataset(train, time_steps)
+        self.val_set = TimestepDataset(val, time_steps)
+        self.config = config
+        self.time_steps = time_steps
+
+    def _loader(self, dataset: Dataset, batch_sampler: Any) -> DataLoader:
+        workers = self.config.num_workers
+        return DataLoader(
+            dataset, batch_sampler=batch_sampler, num_workers=workers,
+            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = TimestepBatchSampler(
+            len(self.train_set), self.config.batch_size, self.time_steps, self.config.ordering,
+            coverage=self.config.ordering_coverage, seed=self.config.seed,
+            num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
+        )
+        sampler.set_epoch(self.trainer.current_epoch)  # right order also when resuming
+        return self._loader(self.train_set, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        sampler = ShardedBatchSampler(
+            len(self.val_set), self.config.batch_size, self.time_steps,
+            num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
+        )
+        return self._loader(self.val_set, sampler)
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written through :func:`sarcrop.utils.atomic.atomic_path`."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+                        ) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def _read_run(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError("unreadable run record; remove it to start over", path) from None
+
+
+def _write_run(out_dir: Path, record: dict[str, Any]) -> None:
+    if rank_zero_only.rank == 0:
+        write_text_atomic(out_dir / RUN_FILE, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _deterministic(config: TrainConfig) -> bool:
+    if config.deterministic is not None:
+        return config.deterministic
+    gpu = config.accelerator in ("gpu", "cuda") or (
+        config.accelerator == "auto" and torch.cuda.is_available()
+    )
+    return not gpu
+
+
+def fit(
+    model: nn.Module,
+    train_data: Dataset,
+    val_data: Dataset,
+    out_dir: str | Path,
+    config: TrainConfig,
+    metadata: CheckpointMetadata,
+    *,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """Train ``model`` on ``train_data`` with model selection on ``val_data``; export the best.
+
+    The lower-level entry point under :func:`train` and :func:`finetune`, usable with any
+    dataset yielding PatchDataset-style items. ``metadata`` describes the model and data and
+    is completed with a training summary in ``out_dir/model.safetensors``. Extra Lightning
+    ``callbacks`` are added to the trainer.
+    """
+    out_dir = Path(out_dir)
+    fingerprint = {
+        "config": config.fingerprint(),
+        "metadata": metadata.model_dump(exclude={"created", "training", "version"}),
+        "train_patches": len(train_data),  # type: ignore[arg-type]
+        "val_patches": len(val_data),  # type: ignore[arg-type]
+    }
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))
+    record = _read_run(out_dir)
+    last = out_dir / "last.ckpt"
+    if record is not None and record.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            "holds a run with a different configuration; use another output directory", out_dir
+        )
+    if record is None and last.exists():
+        raise ConfigError("holds a last.ckpt from an unknown run; use another output directory",
+                          out_dir)
+    if record and record.get("status") == "complete" and (out_dir / MODEL_FILE).is_file():
+        done = dict(record["result"])
+        return TrainResult(**{**done, "out_dir": out_dir, "checkpoint": Path(done["checkpoint"]),
+                              "resumed": True})
+    resume = last.is_file()
+    _write_run(out_dir, {"status": "running", "fingerprint": fingerprint})
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    task = SegmentationTask.from_config(model, config)
+    checkpointing = ModelCheckpoint(
+        dirpath=out_dir, filename="best", monitor="val_iou", mode="max", save_top_k=1,
+        save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+    )
+    callbacks = [checkpointing, *callbacks]
+    if config.patience is not None:
+        callbacks.append(EarlyStopping(monitor="val_iou", mode="max", patience=config.patience))
+    trainer = L.Trainer(
+        default_root_dir=out_dir,
+        max_epochs=config.epochs,
+        max_time=config.max_time,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,  # type: ignore[arg-type]
+        deterministic=_deterministic(config),
+        gradient_clip_val=config.gradient_clip,
+        callbacks=callbacks,
+        logger=MetricsCSVLogger(out_dir / "metrics.csv"),
+        plugins=[_AtomicCheckpointIO()],
+        log_every_n_steps=config.log_every_n_steps,
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=config.progress_bar,
+        use_distributed_sampler=False,  # the batch samplers shard by rank themselves
+    )
+    data = _Data(train_data, val_data, config, metadata.time_steps)
+    trainer.fit(task, datamodule=data, ckpt_path=last if resume else None, weights_only=True)
+
+    best_path = checkpointing.best_model_path
+    best_epoch = None
+    if best_path:
+        state = torch.load(best_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(
+            {k.removeprefix("model."): v for k, v in state["state_dict"].items()
+             if k.startswith("model.")}
+        )
+        best_epoch = int(state["epoch"])
+    score = checkpointing.best_model_score
+    best_iou = None if score is None or math.isnan(float(score)) else float(score)
+    result = TrainResult(
+        out_dir=out_dir, checkpoint=out_dir / MODEL_FILE, best_val_iou=best_iou,
+        best_epoch=best_epoch, epochs=trainer.current_epoch, resumed=resume,
+    )
+    if trainer.is_global_zero:
+        summary = {
+            "epochs": trainer.current_epoch,
+            "best_val_iou": best_iou,
+            "best_epoch": best_epoch,
+            "train_patches": len(train_data),  # type: ignore[arg-type]
+            "val_patches": len(val_data),  # type: ignore[arg-type]
+            "parameters": parameter_counts(model),
+            "config": config.model_dump(),
+        }
+        exported = metadata.model_copy(update={"training": {**metadata.training, **summary}})
+        save_checkpoint(out_dir / MODEL_FILE, model, exported)
+        _write_run(out_dir, {"status": "complete", "fingerprint": fingerprint,
+                             "result": result.to_dict()})
+    trainer.strategy.barrier("export")
+    return result
+
+
+# ------------------------------------------------------------------------------ public API
+
+
+def _bands(store: Any, bands: Sequence[str] | None) -> list[str]:
+    return [b.upper() for b in bands] if bands else list(store.bands)
+
+
+def _base_metadata(store: Any, model: nn.Module, bands: Sequence[str], positive: Sequence[str],
+                   normalization: Mapping[str, Any], source: str) -> CheckpointMetadata:
+    from sarcrop.models import model_config
+
+    config = model_config(model)
+    name = config.pop("name")
+    config.pop("in_bands")
+    time_steps = config.pop("time_steps")
+    return CheckpointMetadata(
+        architecture=name, options=config, bands=list(bands), time_steps=time_steps,
+        season=store.season.to_dict(), normalization=dict(normalization),
+        normalization_source=source, positive=list(positive), classes=list(store.classes),
+        region=store.metadata.region, year=store.metadata.year,
+        composite=store.metadata.source.get("composite"),
+    )
+
+
+def train(
+    store: Any,
+    out_dir: str | Path,
+    *,
+    model: str = "recurrent_unet",
+    model_options: Mapping[str, Any] | None = None,
+    bands: Sequence[str] | None = None,
+    positive: Sequence[str] = ("rice",),
+    config: TrainConfig | None = None,
+) -> TrainResult:
+    """Train ``model`` from scratch on a store's train split (pre-training on a source region).
+
+    A ``val_fraction`` of the train split is held out for model selection (best val IoU) and
+    early stopping; the test split is never touched. Inputs use the store's train statistics.
+    """
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.models import build_model
+
+    config = config or TrainConfig()
+    store = _open_store(store)
+    bands = _bands(store, bands)
+    L.seed_everything(config.seed, verbose=False)
+    network = build_model(model, len(bands), store.steps, **dict(model_options or {}))
+    normalization = store.normalization.select(bands).to_dict()
+    dataset = PatchDataset(store, "train", positive, bands, normalization=normalization)
+    train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
+    metadata = _base_metadata(store, network, bands, positive, normalization,
+                              f"train split of {store.path}")
+    metadata = metadata.model_copy(update={"strategy": "scratch"})
+    return fit(network, train_data, val_data, out_dir, config, metadata)
+
+
+def finetune(
+    checkpoint: str | Path,
+    store: Any,
+    out_dir: str | Path,
+    *,
+    strategy: str,
+    last_k: int | None = None,
+    bands: Sequence[str] | None = None,
+    positive: Sequence[str] | None = None,
+    normalization: Literal["target", "checkpoint"] = "target",
+    config: TrainConfig | None = None,
+) -> TrainResult:
+    """Transfer a pre-trained model to a target store with strategy ri, ft, fte or ftd.
+
+    ``bands`` different from the checkpoint's (VH → VH, VV) adapt the first layer (paper
+    Eq. 3). Inputs are normalised with the *target* store's train statistics by default: the
+    few target patches define the scale the model will see in production there, and the
+    exported checkpoint records those statistics; ``normalization="checkpoint"`` keeps the
+    pre-training statistics instead (all bands must have them).
+    """
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.models import adapt_input_bands
+
+    config = config or TrainConfig()
+    parent, parent_meta = load_checkpoint(checkpoint)
+    store = _open_store(store)
+    if store.steps != parent_meta.time_steps:
+        raise CheckpointError(
+            f"model has {parent_meta.time_steps} time steps, store {store.path} has {store.steps}",
+            checkpoint,
+        )
+    bands = [b.upper() for b in bands] if bands else list(parent_meta.bands)
+    positive = list(positive) if positive else list(parent_meta.positive)
+    if bands != list(parent_meta.bands):
+        adapt_input_bands(parent, bands, parent_meta.bands)
+    L.seed_everything(config.seed, verbose=False)
+    apply_strategy(parent, strategy, last_k)
+    if normalization == "target":
+        stats = store.normalization.select(bands).to_dict()
+        source = f"train split of {store.path}"
+    elif normalization == "checkpoint":
+        stats = dict(parent_meta.normalization or {})
+        missing = [b for b in bands if b not in stats.get("bands", parent_meta.bands)]
+        if not stats or missing:
+            raise ConfigError(f"checkpoint has no normalization statistics for {missing or bands}",
+                              checkpoint)
+        from sarcrop.data.normalization import Normalization
+
+        stats = Normalization.from_dict(stats).select(bands).to_dict()
+        source = parent_meta.normalization_source or f"checkpoint {checkpoint}"
+    else:
+        raise ConfigError(f"normalization must be target or checkpoint, got {normalization!r}")
+    dataset = PatchDataset(store, "train", positive, bands, normalization=stats)
+    train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
+    metadata = _base_metadata(store, parent, bands, positive, stats, source)
+    metadata = metadata.model_copy(update={
+        "strategy": strategy,
+        "last_k": last_k,
+        "parent": {
+            "path": str(checkpoint),
+            "sha256": file_sha256(checkpoint),
+            "region": parent_meta.region,
+            "year": parent_meta.year,
+            "bands": parent_meta.bands,
+            "positive": parent_meta.positive,
+        },
+    })
+    return fit(parent, train_data, val_data, out_dir, config, metadata)
+
+
+def evaluate(
+    checkpoint: str | Path,
+    store: Any,
+    *,
+    split: str = "test",
+    timesteps: int | Literal["all"] | None = None,
+    batch_size: int = 8,
+    threshold: float | None = None,
+    device: str | None = None,
+    num_workers: int = 0,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """IoU/precision/recall/F1 of the positive class over a whole split (one confusion matrix).
+
+    ``timesteps=None`` evaluates the full season, an integer ``t`` the input with only the first
+    ``t`` composites, ``"all"`` additionally every ``t = 1..T`` (early-season curve) under
+    ``"early_season"``. Inputs are scaled with the checkpoint's normalisation statistics.
+    """
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.evaluation.metrics import BinaryConfusion, write_metrics_json
+
+    model, meta = load_checkpoint(checkpoint)
+    store = _open_store(store)
+    steps = meta.time_steps
+    if store.steps != steps:
+        raise CheckpointError(f"model has {steps} time steps, store {store.path} has "
+                              f"{store.steps}", checkpoint)
+    if timesteps == "all":
+        wanted = list(range(1, steps + 1))
+    elif timesteps is None:
+        wanted = [steps]
+    else:
+        if not 1 <= int(timesteps) <= steps:
+            raise ConfigError(f"timesteps must be 1..{steps} or 'all', got {timesteps}")
+        wanted = [int(timesteps)]
+    if threshold is None:
+        threshold = float(meta.training.get("config", {}).get("threshold", 0.5))
+    dataset = PatchDataset(store, split, meta.positive, meta.bands,
+                           normalization=meta.normalization)
+    target_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(target_device)
+    confusions = {t: BinaryConfusion() for t in wanted}
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    with torch.inference_mode():
+        for batch in loader:
+            image = batch["image"].to(target_device)
+            target = batch["target"].to(target_device)
+            valid = batch["valid"].to(target_device)
+            for t in wanted:
+                prob = torch.sigmoid(model(pad_steps(image, t)).float())[:, 0]
+                confusions[t].update(prob, target, valid, threshold=threshold)
+    headline = confusions[wanted[-1]]
+    result: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "store": str(store.path),
+        "split": split,
+        "patches": len(dataset),
+        "positive": meta.positive,
+        "bands": meta.bands,
+        "timesteps": wanted[-1] if timesteps != "all" else steps,
+        "threshold": threshold,
+        "metrics": headline.as_dict(),
+    }
+    if timesteps == "all":
+        result["early_season"] = {t: confusions[t].as_dict() for t in wanted}
+    if out is not None:
+        write_metrics_json(out, result)
+    return result
+

@@ -1,0 +1,210 @@
+"""Model checkpoints: one ``.safetensors`` file with weights and everything needed to use them.
+
+The file holds every tensor of the model's ``state_dict`` (weights and buffers such as batch
+norm statistics) and, under ``__metadata__["sarcrop"]``, a JSON document
+(:class:`CheckpointMetadata`): the architecture and options to rebuild the model, the input
+bands and season, the normalisation statistics the inputs must be scaled with, the positive
+classes, provenance (region, year, strategy, parent checkpoint) and a training summary.
+
+Loading never unpickles. Only safetensors' own parser reads the file, so a checkpoint from an
+untrusted source cannot execute code; pickle-based files (``torch.save``, Lightning ``.ckpt``)
+are refused with a :class:`CheckpointError` before anything in them is interpreted. Lightning's
+resume checkpoints are pickle-based and are only ever read from a run's own output directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sarcrop import __version__
+from sarcrop.errors import CheckpointError
+from sarcrop.utils.atomic import atomic_path
+
+FORMAT_VERSION = 1
+METADATA_KEY = "sarcrop"
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class CheckpointMetadata(BaseModel):
+    """What a checkpoint's weights mean. Validated on save and on load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = FORMAT_VERSION
+    architecture: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+    bands: list[str] = Field(min_length=1)
+    time_steps: int = Field(ge=1)
+    season: dict[str, Any] | None = None
+    normalization: dict[str, Any] | None = Field(
+        None, description="per-band min/max (dB) the inputs are min-max scaled with"
+    )
+    normalization_source: str | None = Field(
+        None, description="where the statistics come from, e.g. the store they were computed on"
+    )
+    positive: list[str] = Field(default_factory=lambda: ["rice"])
+    classes: list[str] | None = None
+    region: str | None = None
+    year: int | None = None
+    strategy: str | None = Field(None, description="scratch, ri, ft, fte or ftd")
+    last_k: int | None = None
+    parent: dict[str, Any] | None = Field(None, description="path, sha256, region of the parent")
+    composite: dict[str, Any] | None = None
+    training: dict[str, Any] = Field(default_factory=dict)
+    version: str = __version__
+    created: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CheckpointMetadata:
+        if self.format > FORMAT_VERSION:
+            raise ValueError(
+                f"format {self.format} is newer than this sarcrop understands ({FORMAT_VERSION})"
+            )
+        if self.normalization is not None:
+            for key in ("min", "max"):
+                values = self.normalization.get(key)
+                if values is None or len(values) != len(self.bands):
+                    raise ValueError(f"normalization.{key} needs one value per band {self.bands}")
+        if self.season is not None:
+            from sarcrop.data.season import Season
+
+            try:
+                season = Season.from_dict(self.season)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"season is invalid: {exc}") from None
+            if season.steps != self.time_steps:
+                raise ValueError(f"season has {season.steps} steps, time_steps {self.time_steps}")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, metadata: CheckpointMetadata) -> Path:
+    """Write ``model``'s state_dict and ``metadata`` to one safetensors file, atomically."""
+    metadata = CheckpointMetadata.model_validate(metadata.model_dump())
+    # Clones: safetensors refuses tensors sharing memory (tied weights, views).
+    tensors = {
+        name: tensor.detach().to("cpu").clone().contiguous()
+        for name, tensor in model.state_dict().items()
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: metadata.to_json(), "format": "pt"})
+    return Path(path)
+
+
+def _check_header(path: Path) -> None:
+    """Refuse anything that is not a safetensors file, reading only its first bytes."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) == 8:
+                (length,) = struct.unpack("<Q", head)
+                header = handle.read(length) if 1 < length <= min(size - 8, _MAX_HEADER) else b""
+            else:
+                header = b""
+    except FileNotFoundError:
+        raise CheckpointError("checkpoint not found", path) from None
+    except IsADirectoryError:
+        raise CheckpointError("is a directory, expected a .safetensors file", path) from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint: {exc.strerror}", path) from None
+    try:
+        if isinstance(json.loads(header), dict):
+            return
+    except ValueError:
+        pass
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise CheckpointError(
+            "pickle-based PyTorch file (torch.save/Lightning .ckpt) refused: sarcrop only loads "
+            ".safetensors checkpoints and never unpickles",
+            path,
+        )
+    raise CheckpointError("not a safetensors checkpoint", path)
+
+
+def read_metadata(path: str | Path) -> CheckpointMetadata:
+    """The :class:`CheckpointMetadata` of a checkpoint, without reading its tensors."""
+    path = Path(path)
+    _check_header(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"unreadable safetensors file: {_one_line(exc)}", path) from None
+    if raw is None:
+        raise CheckpointError("safetensors file without sarcrop metadata", path)
+    try:
+        return CheckpointMetadata.model_validate_json(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "metadata"
+        raise CheckpointError(f"invalid sarcrop metadata: {where}: {error['msg']}", path) from None
+
+
+def default_builder(metadata: CheckpointMetadata) -> nn.Module:
+    """Rebuild the architecture a checkpoint names with sarcrop's model registry."""
+    from sarcrop.models import build_model
+
+    return build_model(
+        metadata.architecture, len(metadata.bands), metadata.time_steps, **metadata.options
+    )
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    builder: Callable[[CheckpointMetadata], nn.Module] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, CheckpointMetadata]:
+    """Rebuild the model of a checkpoint and load its weights; the model is in eval mode.
+
+    ``builder`` turns metadata into an (untrained) model; the default uses
+    :func:`sarcrop.models.build_model`.
+    """
+    path = Path(path)
+    metadata = read_metadata(path)
+    try:
+        model = (builder or default_builder)(metadata)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot rebuild architecture {metadata.architecture!r}: {_one_line(exc)}", path
+        ) from None
+    try:
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"unreadable tensors: {_one_line(exc)}", path) from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = _one_line(exc).split(". ")[0][:300]
+        problem = f"weights do not fit {metadata.architecture}: {first}"
+        raise CheckpointError(problem, path) from None
+    return model.eval(), metadata
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -1,0 +1,179 @@
+"""The Lightning task: any sarcrop model + masked loss + AdamW + LR schedule + split-level metrics.
+
+Metrics are accumulated as one confusion matrix over the whole validation (or test) split and
+summed over ranks before IoU/precision/recall/F1 are derived, as the paper reports them; a mean
+of per-batch IoUs would weigh a patch with three rice pixels like a fully planted one.
+
+Batches may carry ``"t"``, the number of observed composites (early-season training, see
+:mod:`sarcrop.training.ordering`): steps after ``t`` are zero-padded here, on the device, and
+the model always receives all ``T`` steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import Tensor, nn
+
+from sarcrop.evaluation.metrics import BinaryConfusion
+from sarcrop.training.config import TrainConfig
+from sarcrop.training.losses import SegmentationLoss
+from sarcrop.training.ordering import pad_steps
+from sarcrop.training.strategies import trainable_parameters
+
+
+class ConfusionMetric(torchmetrics.Metric):
+    """TP/FP/FN/TN pixel counts of the positive class, summed across ranks on compute."""
+
+    full_state_update = False
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = threshold
+        for name in ("tp", "fp", "fn", "tn"):
+            self.add_state(name, default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor, valid: Tensor) -> None:
+        if logits.ndim == target.ndim + 1:
+            logits = logits.squeeze(1)
+        pred = torch.sigmoid(logits.detach().float())[valid] >= self.threshold
+        truth = target[valid] > 0.5
+        code = 2 * pred.to(torch.int64) + truth.to(torch.int64)
+        counts = torch.bincount(code, minlength=4)
+        self.tn += counts[0]
+        self.fn += counts[1]
+        self.fp += counts[2]
+        self.tp += counts[3]
+
+    def compute(self) -> BinaryConfusion:
+        return BinaryConfusion(int(self.tp), int(self.fp), int(self.fn), int(self.tn))
+
+
+class SegmentationTask(L.LightningModule):
+    """Binary crop segmentation of ``(B, T, bands, H, W)`` series into ``(B, 1, H, W)`` logits."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        loss: str = "bce+dice",
+        pos_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        scheduler: str = "cosine",
+        warmup_fraction: float = 0.05,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.criterion = SegmentationLoss(loss, pos_weight, dice_weight)
+        self.val_confusion = ConfusionMetric(threshold)
+        self.test_confusion = ConfusionMetric(threshold)
+        self.val_loss = torchmetrics.MeanMetric()
+
+    @classmethod
+    def from_config(cls, model: nn.Module, config: TrainConfig) -> SegmentationTask:
+        return cls(
+            model,
+            loss=config.loss,
+            pos_weight=config.pos_weight,
+            dice_weight=config.dice_weight,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            scheduler=config.scheduler,
+            warmup_fraction=config.warmup_fraction,
+            threshold=config.threshold,
+        )
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.model(image)
+
+    def _logits(self, batch: dict[str, Any]) -> Tensor:
+        image = batch["image"]
+        if "t" in batch:
+            image = pad_steps(image, batch["t"])
+        return self.model(image)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss = self.criterion(self._logits(batch), batch["target"], batch["valid"])
+        size = batch["image"].shape[0]
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size,
+                 sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self._logits(batch)
+        loss = self.criterion(logits, batch["target"], batch["valid"])
+        # Weighted by valid pixels: padding keys (no valid pixel) do not count.
+        self.val_loss.update(loss.detach(), weight=batch["valid"].sum().clamp_min(0))
+        self.val_confusion.update(logits, batch["target"], batch["valid"])
+
+    def on_validation_epoch_end(self) -> None:
+        confusion = self.val_confusion.compute()
+        loss = float(self.val_loss.compute()) if self.val_loss.update_count else math.nan
+        self.val_confusion.reset()
+        self.val_loss.reset()
+        self.log("val_loss", loss, sync_dist=True)
+        self._log_metrics("val", confusion)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.test_confusion.update(self._logits(batch), batch["target"], batch["valid"])
+
+    def on_test_epoch_end(self) -> None:
+        confusion = self.test_confusion.compute()
+        self.test_confusion.reset()
+        self._log_metrics("test", confusion)
+
+    def _log_metrics(self, stage: str, confusion: BinaryConfusion) -> None:
+        # An undefined IoU (no positive pixel predicted or present) is logged as 0 so that
+        # checkpoint selection and early stopping always compare numbers.
+        for name in ("iou", "precision", "recall", "f1"):
+            value = getattr(confusion, name)
+            self.log(f"{stage}_{name}", 0.0 if math.isnan(value) else value, sync_dist=True,
+                     prog_bar=name == "iou")
+
+    def configure_optimizers(self) -> Any:
+        params = trainable_parameters(self.model)
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        # No weight decay on biases, norm scales and per-channel weights (1-D tensors).
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        if self.hparams.scheduler == "none":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.hparams.warmup_fraction * total)
+        if self.hparams.scheduler == "onecycle":
+            scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=self.hparams.lr,
+                total_steps=total,
+                pct_start=max(warmup / total, 1.0 / total),
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total))
+        schedule = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+class WarmupCosine:
+    """Linear warm-up to the base LR, then cosine decay to 1% of it (a picklable LR lambda)."""
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,100 @@
+"""Test support: the real data folder, and small scenes written in the simulator's convention.
+
+Real data is read in place from ``<repo>/../shared/data`` (override with ``SARCROP_SHARED_DATA``);
+tests that need it use the ``shared_data`` fixture, which skips with a reason where it is absent::
+
+    import realdata_support
+
+    shared_data = realdata_support.shared_data  # makes the fixture available in the module
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+REPO = Path(__file__).resolve().parents[1]
+NODATA = -9999.0
+
+
+def shared_data_dir() -> Path:
+    """Where the real data is expected (it may be absent)."""
+    override = os.environ.get("SARCROP_SHARED_DATA")
+    return Path(override) if override else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data folder; skips the test when it is not available."""
+    folder = shared_data_dir()
+    if not (folder / "README.md").is_file():
+        pytest.skip(f"real data not found at {folder} (set SARCROP_SHARED_DATA)")
+    return folder
+
+
+def write_scene(
+    folder: Path,
+    when: dt.datetime,
+    values: np.ndarray,
+    *,
+    orbit: str = "ASC",
+    region: str = "test",
+    crs: str = "EPSG:32631",
+    transform: Affine | None = None,
+    bands: Sequence[str] = ("VH", "VV"),
+    units: str | None = "dB",
+    tags: dict[str, str] | None = None,
+    nodata: float | None = NODATA,
+    name: str | None = None,
+) -> Path:
+    """One GeoTIFF per acquisition as the simulator writes it (float32, NaN → nodata)."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 2:
+        values = values[None]
+    count, height, width = values.shape
+    transform = transform or Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
+    name = name or f"S1A_IW_GRDH_{when:%Y%m%dT%H%M%S}_{orbit}_{region}.tif"
+    path = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    data = values.copy()
+    if nodata is not None:
+        data[~np.isfinite(data)] = nodata
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": "float32",
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = tuple(bands)
+        all_tags = {
+            "ACQUISITION_TIME": when.isoformat(),
+            "ORBIT_DIRECTION": {"ASC": "ascending", "DESC": "descending"}.get(orbit, orbit),
+            "RELATIVE_ORBIT": "88",
+            "PLATFORM": "SENTINEL-1A",
+        }
+        if units:
+            all_tags["UNITS"] = units
+        all_tags.update(tags or {})
+        dst.update_tags(**{k: v for k, v in all_tags.items() if v is not None})
+    return path
+
+
+def db_mean(values_db: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Hand computation of a linear-power mean of dB values, ignoring NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return 10 * np.log10(np.nanmean(10 ** (values_db.astype(np.float64) / 10), axis=axis))

@@ -1,0 +1,122 @@
+"""Checkpoints: one safetensors file, exact round trip, never unpickled."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sarcrop.errors import CheckpointError
+from sarcrop.models import build_model
+from sarcrop.training.checkpoint import (
+    CheckpointMetadata,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
+
+OPTIONS = {"widths": [4, 8], "dropout": 0.0, "norm": "batch"}
+
+
+def metadata(**changes) -> CheckpointMetadata:
+    base = {
+        "architecture": "recurrent_unet",
+        "options": OPTIONS,
+        "bands": ["VH", "VV"],
+        "time_steps": 4,
+        "season": {"start": "2021-05-01", "steps": 4, "days": 20},
+        "normalization": {"min": [-30.0, -25.0], "max": [0.0, 5.0], "bands": ["VH", "VV"]},
+        "positive": ["rice"],
+        "region": "spain",
+        "year": 2021,
+        "strategy": "fte",
+        "training": {"epochs": 3, "best_val_iou": 0.5},
+    }
+    base.update(changes)
+    return CheckpointMetadata(**base)
+
+
+def trained_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model("recurrent_unet", 2, 4, **OPTIONS)
+    model.train()
+    with torch.no_grad():  # move batch-norm statistics away from their defaults
+        model(torch.randn(2, 4, 2, 16, 16))
+        model.encoder.levels[0].carry.add_(0.25)
+    return model.eval()
+
+
+def test_round_trip_reproduces_outputs_exactly(tmp_path):
+    model = trained_model()
+    path = save_checkpoint(tmp_path / "model.safetensors", model, metadata())
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temp leftovers
+    loaded, meta = load_checkpoint(path)
+    assert not loaded.training
+    x = torch.rand(3, 4, 2, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert meta.bands == ["VH", "VV"] and meta.region == "spain" and meta.strategy == "fte"
+    assert meta.training["best_val_iou"] == 0.5
+    assert read_metadata(path) == meta
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torch_save"])
+def test_pickle_files_are_refused_without_executing_them(tmp_path, kind):
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.safetensors"
+    payload = {"state_dict": _Exploit(marker)}
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    else:
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="pickle-based") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_other_files_are_refused(tmp_path):
+    random_file = tmp_path / "random.safetensors"
+    random_file.write_bytes(os.urandom(256))
+    with pytest.raises(CheckpointError, match="not a safetensors"):
+        load_checkpoint(random_file)
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="without sarcrop metadata"):
+        load_checkpoint(plain)
+
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    with pytest.raises(CheckpointError, match="directory"):
+        load_checkpoint(tmp_path)
+
+
+def test_invalid_metadata_and_mismatched_weights(tmp_path):
+    with pytest.raises(ValueError, match="normalization"):
+        metadata(normalization={"min": [0.0], "max": [1.0]})
+    with pytest.raises(ValueError, match="season"):
+        metadata(time_steps=8)
+
+    bad = tmp_path / "bad.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bad), metadata={"sarcrop": '{"architecture": "x"}'})
+    with pytest.raises(CheckpointError, match="invalid sarcrop metadata"):
+        load_checkpoint(bad)
+
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, trained_model(), metadata(options={**OPTIONS, "widths": [4, 16]}))
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        load_checkpoint(other)

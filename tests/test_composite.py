@@ -1,0 +1,148 @@
+"""Composites of real GeoTIFFs (simulator convention) against hand computations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import numpy as np
+import pytest
+from rasterio.windows import Window
+
+from realdata_support import db_mean, write_scene
+from sarcrop.data.composite import (
+    acquisitions_per_period,
+    composite,
+    composite_dates,
+    period_indices,
+)
+from sarcrop.data.reader import open_scenes
+from sarcrop.data.season import Season
+
+SEASON = Season(dt.date(2020, 1, 1), steps=4, days=20)
+# Period 0: 3 acquisitions, 1: one, 2: none, 3: two; one before the season.
+TIMES = [
+    dt.datetime(2019, 12, 20, 17, 30),
+    dt.datetime(2020, 1, 3, 17, 30),
+    dt.datetime(2020, 1, 8, 17, 30),
+    dt.datetime(2020, 1, 15, 17, 30),
+    dt.datetime(2020, 1, 25, 17, 30),
+    dt.datetime(2020, 3, 5, 17, 30),
+    dt.datetime(2020, 3, 10, 17, 30),
+]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, np.ndarray]:
+    """Scene folder and the values written, (t, band, y, x) in dB with NaN = nodata."""
+    folder = tmp_path_factory.mktemp("scenes")
+    rng = np.random.default_rng(7)
+    values = rng.uniform(-25, -5, size=(len(TIMES), 2, 16, 16)).astype(np.float32)
+    values[2, :, 3, 4] = np.nan  # nodata pixel in one acquisition of period 0
+    values[1:4, :, 5, 6] = np.nan  # a pixel with no valid value in all of period 0
+    values[5, 0, 7, 8] = np.nan  # one of two in period 3 (VH only)
+    for when, image in zip(TIMES, values):
+        write_scene(folder, when, image)
+    return folder, values
+
+
+def test_acquisition_counts_and_dates(scenes: tuple[object, np.ndarray]) -> None:
+    stack = open_scenes(scenes[0])
+    assert acquisitions_per_period(stack, SEASON) == [3, 1, 0, 2]
+    assert period_indices(stack, SEASON)[3] == [5, 6]
+    assert composite_dates(SEASON) == [
+        dt.date(2020, 1, 1),
+        dt.date(2020, 1, 21),
+        dt.date(2020, 2, 10),
+        dt.date(2020, 3, 1),
+    ]
+
+
+def test_linear_mean_matches_hand_computation(scenes: tuple[object, np.ndarray]) -> None:
+    folder, values = scenes
+    stack = open_scenes(folder)
+    result = composite(stack, SEASON, ["VH", "VV"])
+    assert result.shape == (4, 2, 16, 16) and result.dtype == np.float32
+    expected = np.stack(
+        [db_mean(values[1:4]), values[4], np.full((2, 16, 16), np.nan), db_mean(values[5:7])]
+    )
+    np.testing.assert_allclose(result, expected, atol=1e-4, equal_nan=True)
+    # Nodata skipped per pixel: the pixel with a gap uses the two other acquisitions.
+    assert np.isclose(result[0, 0, 3, 4], db_mean(values[[1, 3], 0, 3, 4]), atol=1e-4)
+    assert np.isnan(result[0, :, 5, 6]).all()
+    assert np.isnan(result[2]).all()
+    # A linear-power mean is brighter than the dB mean (Jensen), never darker.
+    finite = np.isfinite(result[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        arithmetic = np.nanmean(values[1:4], axis=0)
+    assert (result[0][finite] >= arithmetic[finite] - 1e-4).all()
+
+
+def test_db_space_median_first_and_min_acquisitions(scenes: tuple[object, np.ndarray]) -> None:
+    folder, values = scenes
+    stack = open_scenes(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        db_avg = np.nanmean(values[1:4], axis=0)
+        median = np.nanmedian(values[5:7], axis=0)
+    in_db = composite(stack, SEASON, ["VH", "VV"], space="db")
+    np.testing.assert_allclose(in_db[0], db_avg, atol=1e-4, equal_nan=True)
+
+    med = composite(stack, SEASON, ["VH", "VV"], method="median", space="db")
+    np.testing.assert_allclose(med[3], median, atol=1e-4, equal_nan=True)
+
+    first = composite(stack, SEASON, ["VV"], method="first")
+    np.testing.assert_allclose(
+        first[0, 0],
+        np.where(np.isnan(values[1, 1]), values[2, 1], values[1, 1]),
+        atol=1e-4,
+        equal_nan=True,
+    )
+    assert np.isclose(first[0, 0, 3, 4], values[1, 1, 3, 4], atol=1e-4)
+
+    two = composite(stack, SEASON, ["VH"], min_acquisitions=2)
+    assert np.isnan(two[1]).all()  # period 1 has a single acquisition
+    assert np.isnan(two[3, 0, 7, 8])  # only one valid VH value there
+    assert np.isfinite(two[3, 0, 7, 9])
+    assert np.isnan(two[0, 0, 5, 6]) and np.isfinite(two[0, 0, 3, 4])
+
+
+def test_window_equals_slice_of_full(scenes: tuple[object, np.ndarray]) -> None:
+    stack = open_scenes(scenes[0])
+    full = composite(stack, SEASON, ["VH", "VV"])
+    window = Window(3, 2, 9, 7)
+    part = composite(stack, SEASON, ["VH", "VV"], window)
+    np.testing.assert_array_equal(part, full[:, :, 2:9, 3:12])
+
+
+def test_speckle_filter_keeps_constant_field_and_smooths(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    constant = np.full((2, 16, 16), -12.0, dtype=np.float32)
+    noisy = (-12 + 10 * np.log10(rng.exponential(1.0, size=(2, 16, 16)))).astype(np.float32)
+    write_scene(tmp_path / "c", dt.datetime(2020, 1, 5), constant)
+    write_scene(tmp_path / "n", dt.datetime(2020, 1, 5), noisy)
+    flat = composite(open_scenes(tmp_path / "c"), SEASON, ["VV"], speckle_filter=5)
+    np.testing.assert_allclose(flat[0], -12.0, atol=1e-4)
+    raw = composite(open_scenes(tmp_path / "n"), SEASON, ["VV"])
+    smooth = composite(open_scenes(tmp_path / "n"), SEASON, ["VV"], speckle_filter=5)
+    assert np.nanstd(smooth[0]) < 0.5 * np.nanstd(raw[0])
+
+
+def test_linear_stack_gives_db(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    power = rng.uniform(0.01, 0.2, size=(2, 2, 8, 8)).astype(np.float32)
+    for i, image in enumerate(power):
+        write_scene(tmp_path, dt.datetime(2020, 1, 2 + i), image, units="linear")
+    stack = open_scenes(tmp_path)
+    assert stack.units == "linear"
+    result = composite(stack, SEASON, ["VH"])
+    np.testing.assert_allclose(result[0, 0], 10 * np.log10(power[:, 0].mean(axis=0)), atol=1e-4)
+
+
+def test_bad_arguments(scenes: tuple[object, np.ndarray]) -> None:
+    stack = open_scenes(scenes[0])
+    with pytest.raises(ValueError, match="method"):
+        composite(stack, SEASON, ["VH"], method="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_acquisitions"):
+        composite(stack, SEASON, ["VH"], min_acquisitions=0)

@@ -1,0 +1,185 @@
+"""Report figures: produced from small arrays, saved atomically, embeddable."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sarcrop.errors import SarcropError
+from sarcrop.reports.figures import (
+    FN,
+    FP,
+    TN,
+    TP,
+    UNLABELLED,
+    PanelRow,
+    confusion_map,
+    early_season_plot,
+    figure_to_base64_png,
+    prediction_panels,
+    rgb_composite,
+    scenario_figure,
+    signature_plot,
+    training_curves,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _scene(rng, size=12, steps=8):
+    label = np.zeros((size, size), np.float32)
+    label[2:7, 3:9] = 1
+    image = rng.normal(-15, 1, (steps, size, size)).astype(np.float32)
+    image[:3, label.astype(bool)] -= 8  # flooded paddies are dark early in the season
+    label[0, 0] = -1
+    return image, label
+
+
+def _predictions(rng, label):
+    prob = np.clip(label + rng.normal(0, 0.4, label.shape), 0, 1).astype(np.float32)
+    return {"RF": prob, "RI": prob > 0.7, "FT": prob, "FTE": label == 1}
+
+
+def _check_png(path, min_bytes=5_000):
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > min_bytes
+    assert not list(path.parent.glob(".*tmp*"))
+
+
+def test_confusion_map_codes():
+    label = np.array([[1, 1, 0, 0, -1]])
+    pred = np.array([[0.9, 0.1, 0.8, np.nan, 1.0]])
+    codes = confusion_map(pred, label)
+    assert codes.tolist() == [[TP, FN, FP, UNLABELLED, UNLABELLED]]
+    valid = np.array([[1, 1, 1, 1, 1]], bool)
+    valid[0, 0] = False
+    assert confusion_map(pred > 0.5, label, valid).tolist() == [[UNLABELLED, FN, FP, TN, 4]]
+
+
+def test_rgb_composite_stretches_first_three_steps():
+    rng = np.random.default_rng(0)
+    image, label = _scene(rng)
+    image[1, 0, 0] = np.nan
+    rgb = rgb_composite(image)
+    assert rgb.shape == (12, 12, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    assert rgb[0, 0, 1] == 0  # NaN drawn black
+    assert rgb[label == 1, 0].mean() < rgb[label == 0, 0].mean()  # dark flooded paddies
+    assert rgb_composite(image[:1]).shape == (12, 12, 3)
+
+
+def test_prediction_panels(tmp_path):
+    rng = np.random.default_rng(1)
+    image, label = _scene(rng)
+    path = tmp_path / "figs" / "panels.png"
+    fig = prediction_panels(image, label, _predictions(rng, label), "Spain → France", path=path)
+    assert len(fig.axes) == 2 + 4
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["(a) Image", "(b) Label", "(c) RF"]
+    _check_png(path)
+
+
+def test_scenario_figure_whole_area_and_three_patches(tmp_path):
+    rng = np.random.default_rng(2)
+    big_image, big_label = _scene(rng, size=24)
+    whole = PanelRow(big_image, big_label, _predictions(rng, big_label), name="test area")
+    patches = []
+    for _ in range(3):
+        image, label = _scene(rng)
+        patches.append({"image_vh": image, "label": label, "predictions": _predictions(rng, label)})
+    path = tmp_path / "scenario.png"
+    fig = scenario_figure(whole, patches, "Scenario 3", path=path)
+    assert len(fig.axes) == 4 * 6
+    _check_png(path, min_bytes=20_000)
+    with pytest.raises(SarcropError, match="does not match image"):
+        prediction_panels(big_image, np.zeros((5, 5)), {})
+
+
+def test_signature_plot(tmp_path):
+    rng = np.random.default_rng(3)
+    rice = np.array([-23, -22, -19, -16, -14, -13.5, -14, -15.0])
+    late = np.array([-15, -16, -22, -21, -17, -14, -13, -14.0])
+    tp = rice + rng.normal(0, 1, (40, 8))
+    fn = late + rng.normal(0, 1, (25, 8))
+    ref = rice + rng.normal(0, 1, (60, 8))
+    dates = pd.date_range("2021-04-01", periods=8, freq="20D").date
+    path = tmp_path / "signature.png"
+    fig = signature_plot(dates, tp, fn, ref, path=path)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 3
+    colors = {line.get_color() for line in ax.lines}
+    assert colors == {"#2ca02c", "#d62728", "#1f77b4"}
+    assert ax.get_xticklabels()[0].get_text() == "2021-04-01"
+    _check_png(path)
+    fig = signature_plot(None, tp, fn, ref, spread="iqr", band="VV")
+    assert fig.axes[0].get_ylabel() == "VV (dB)"
+    with pytest.raises(SarcropError, match="different numbers of time steps"):
+        signature_plot(None, tp, fn[:, :5], ref)
+
+
+def test_early_season_plot_from_frame_and_mapping(tmp_path):
+    rows = [
+        {
+            "method": m,
+            "ordering": o,
+            "timestep": t,
+            "seed": s,
+            "metric": "iou",
+            "value": t / 8 * (0.9 if o == "chronological" else 0.6) + 0.01 * s,
+        }
+        for m in ("FT", "FTE")
+        for o in ("chronological", "random")
+        for t in range(1, 9)
+        for s in (0, 1)
+    ]
+    path = tmp_path / "early.png"
+    fig = early_season_plot(pd.DataFrame(rows), path=path)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4
+    assert sorted(line.get_linestyle() for line in ax.lines) == ["-", "-", "--", "--"]
+    assert np.allclose(ax.lines[0].get_xdata(), np.arange(1, 9))
+    _check_png(path)
+    fig = early_season_plot({"RF": [0.1, 0.3, 0.5], "FTE (random)": {1: 0.2, 2: 0.4, 3: 0.6}})
+    assert [line.get_linestyle() for line in fig.axes[0].lines] == ["-", "--"]
+
+
+def test_training_curves_from_lightning_csv(tmp_path):
+    rows = []
+    for epoch in range(4):
+        for step in range(3):
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "step": epoch * 3 + step,
+                    "train_loss_step": 1.0 / (epoch + 1),
+                    "val_loss": None,
+                    "val_iou": None,
+                }
+            )
+        rows.append(
+            {
+                "epoch": epoch,
+                "step": epoch * 3 + 2,
+                "train_loss_epoch": 0.9 / (epoch + 1),
+                "val_loss": 1.1 / (epoch + 1),
+                "val_iou": 0.2 * epoch,
+            }
+        )
+    csv = tmp_path / "metrics.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    fig = training_curves(csv, path=tmp_path / "curves.png")
+    loss_ax, score_ax = fig.axes
+    assert {line.get_label() for line in loss_ax.lines} == {"train_loss_epoch", "val_loss"}
+    assert [line.get_label() for line in score_ax.lines] == ["val_iou"]
+    assert np.allclose(score_ax.lines[0].get_ydata(), [0, 0.2, 0.4, 0.6])
+    _check_png(tmp_path / "curves.png")
+    with pytest.raises(SarcropError, match="not found"):
+        training_curves(tmp_path / "missing.csv")
+
+
+def test_figure_to_base64_png():
+    fig = early_season_plot({"FTE": [0.2, 0.5, 0.8]})
+    text = figure_to_base64_png(fig)
+    assert isinstance(text, str)
+    assert base64.b64decode(text).startswith(PNG_MAGIC)

@@ -1,0 +1,198 @@
+"""Labels onto the composite grid: rasters, parcels, binary targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from shapely.geometry import Polygon, box
+
+from sarcrop.data.grid import Grid
+from sarcrop.data.labels import binary_target, labels_from_parcels, labels_from_raster
+from sarcrop.errors import InputDataError
+
+UTM = CRS.from_epsg(32631)
+# 40 × 50 pixels of 10 m, origin (500000, 5000400).
+GRID = Grid(UTM, Affine(10, 0, 500000, 0, -10, 5000400), 50, 40)
+
+
+def write_raster(path, data, transform, crs=UTM, nodata=None, tags=None):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as ds:
+        ds.write(data, 1)
+        if tags:
+            ds.update_tags(**tags)
+    return path
+
+
+def test_raster_same_grid_uses_tags_and_nodata(tmp_path):
+    data = np.zeros((40, 50), dtype=np.uint8)
+    data[5:10, 5:10] = 2
+    data[0, 0] = 255
+    path = write_raster(
+        tmp_path / "l.tif",
+        data,
+        GRID.transform,
+        nodata=255,
+        tags={"CLASS_0": "other", "CLASS_1": "maize", "CLASS_2": "rice"},
+    )
+    labels, classes = labels_from_raster(path, GRID)
+    assert classes == ["other", "maize", "rice"]
+    assert labels.dtype == np.int16 and labels.shape == (40, 50)
+    assert labels[0, 0] == -1
+    assert (labels[5:10, 5:10] == 2).all()
+    assert np.count_nonzero(labels == 2) == 25
+
+
+def test_raster_coarser_grid_is_nearest(tmp_path):
+    # 20 m labels covering the grid; every 10 m pixel takes its 20 m parent's class.
+    coarse = np.arange(20 * 25, dtype=np.uint8).reshape(20, 25) % 3
+    path = write_raster(tmp_path / "l20.tif", coarse, Affine(20, 0, 500000, 0, -20, 5000400))
+    labels, classes = labels_from_raster(path, GRID, class_names=["a", "b", "c"])
+    assert classes == ["a", "b", "c"]
+    np.testing.assert_array_equal(labels, np.repeat(np.repeat(coarse, 2, 0), 2, 1))
+
+
+def test_raster_finer_grid_takes_majority(tmp_path):
+    # 5 m labels: each 10 m pixel covers 2×2 fine pixels, 3 of which are class 1.
+    fine = np.ones((80, 100), dtype=np.uint8)
+    fine[::2, ::2] = 0
+    path = write_raster(tmp_path / "l5.tif", fine, Affine(5, 0, 500000, 0, -5, 5000400))
+    labels, _ = labels_from_raster(path, GRID, class_names=["a", "b"])
+    assert (labels == 1).all()
+
+
+def test_raster_partial_overlap_is_unlabelled_outside(tmp_path):
+    # Raster covers only the left 20 columns of the grid.
+    data = np.full((40, 20), 1, dtype=np.uint8)
+    path = write_raster(
+        tmp_path / "part.tif", data, Affine(10, 0, 500000, 0, -10, 5000400), nodata=255
+    )
+    labels, _ = labels_from_raster(path, GRID, class_names=["a", "b"])
+    assert (labels[:, :20] == 1).all()
+    assert (labels[:, 20:] == -1).all()
+
+
+def test_raster_code_map_maps_unknown_codes_to_other(tmp_path):
+    data = np.full((40, 50), 1110, dtype=np.uint16)  # wheat
+    data[:, 10:20] = 1510  # rice
+    data[:, 20:30] = 9999  # not in the map
+    data[:, 30:] = 0  # nodata
+    path = write_raster(tmp_path / "wc.tif", data, GRID.transform, nodata=0)
+    labels, classes = labels_from_raster(path, GRID, code_map={1110: "wheat", 1510: "rice"})
+    assert classes == ["wheat", "rice", "other"]
+    assert (labels[:, :10] == 0).all() and (labels[:, 10:20] == 1).all()
+    assert (labels[:, 20:30] == 2).all() and (labels[:, 30:] == -1).all()
+
+
+def test_raster_values_without_names_are_refused(tmp_path):
+    data = np.full((40, 50), 7, dtype=np.uint8)
+    path = write_raster(tmp_path / "l.tif", data, GRID.transform, tags={"CLASS_0": "x"})
+    with pytest.raises(InputDataError, match=r"l\.tif.*\[7\]"):
+        labels_from_raster(path, GRID)
+
+
+def test_missing_raster_is_input_error(tmp_path):
+    with pytest.raises(InputDataError, match=r"nope\.tif"):
+        labels_from_raster(tmp_path / "nope.tif", GRID)
+
+
+def squares_frame(crs=UTM):
+    import geopandas as gpd
+
+    # Two squares in pixel units → map coordinates: rice at rows 2..6, cols 3..8; maize at
+    # rows 20..30, cols 10..15.
+    def px_box(r0, c0, r1, c1):
+        x0, y0 = GRID.transform @ (c0, r0)
+        x1, y1 = GRID.transform @ (c1, r1)
+        return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+    frame = gpd.GeoDataFrame(
+        {"crop": ["rice", "maize"]}, geometry=[px_box(2, 3, 6, 8), px_box(20, 10, 30, 15)], crs=UTM
+    )
+    return frame.to_crs(crs)
+
+
+def expected_squares():
+    expected = np.zeros((40, 50), dtype=np.int16)
+    expected[2:6, 3:8] = 2  # classes: background, maize, rice
+    expected[20:30, 10:15] = 1
+    return expected
+
+
+def test_parcels_rasterize_to_the_right_pixels(tmp_path):
+    path = tmp_path / "parcels.gpkg"
+    squares_frame().to_file(path, driver="GPKG")
+    labels, classes = labels_from_parcels(path, GRID)
+    assert classes == ["background", "maize", "rice"]
+    np.testing.assert_array_equal(labels, expected_squares())
+
+
+def test_parcels_in_another_crs_are_reprojected(tmp_path):
+    path = tmp_path / "parcels_4326.gpkg"
+    squares_frame(CRS.from_epsg(4326)).to_file(path, driver="GPKG")
+    labels, _ = labels_from_parcels(path, GRID)
+    # Squares stay squares up to a pixel of boundary change after the round trip.
+    expected = expected_squares()
+    assert np.count_nonzero(labels != expected) <= 4
+    assert (labels[3:5, 4:7] == 2).all() and (labels[21:29, 11:14] == 1).all()
+
+
+def test_invalid_bowtie_is_repaired_with_warning(tmp_path):
+    import geopandas as gpd
+
+    x0, y0 = GRID.transform @ (20, 10)  # col 20, row 10
+    bowtie = Polygon([(x0, y0), (x0 + 100, y0 - 100), (x0 + 100, y0), (x0, y0 - 100)])
+    assert not bowtie.is_valid
+    frame = gpd.GeoDataFrame(
+        {"crop": ["rice", "maize"]}, geometry=[bowtie, squares_frame().geometry[1]], crs=UTM
+    )
+    path = tmp_path / "bowtie.gpkg"
+    frame.to_file(path, driver="GPKG")
+    with pytest.warns(UserWarning, match="repaired 1 invalid"):
+        labels, classes = labels_from_parcels(path, GRID)
+    rice = classes.index("rice")
+    # Two triangles meeting at the centre: about half of the 10×10 pixel square.
+    count = np.count_nonzero(labels[10:20, 20:30] == rice)
+    assert 40 <= count <= 60
+    assert np.count_nonzero(labels == rice) == count
+
+
+def test_parcels_outside_the_area_warn_and_missing_column_errors(tmp_path):
+    import geopandas as gpd
+
+    far = box(900000, 100000, 900100, 100100)
+    frame = gpd.GeoDataFrame(
+        {"crop": ["rice", "maize", "rice"]}, geometry=[*squares_frame().geometry, far], crs=UTM
+    )
+    path = tmp_path / "p.gpkg"
+    frame.to_file(path, driver="GPKG")
+    with pytest.warns(UserWarning, match="1 of 3 parcels lie outside"):
+        labels, _ = labels_from_parcels(path, GRID)
+    np.testing.assert_array_equal(labels, expected_squares())
+    with pytest.raises(InputDataError, match="no column 'variety'"):
+        labels_from_parcels(path, GRID, column="variety")
+
+
+def test_binary_target_and_unknown_positive():
+    labels = np.array([[-1, 0, 1], [2, 2, 1]], dtype=np.int16)
+    classes = ["background", "maize", "rice"]
+    target, valid = binary_target(labels, classes, ["Rice"])
+    np.testing.assert_array_equal(target, [[0, 0, 0], [1, 1, 0]])
+    np.testing.assert_array_equal(valid, [[False, True, True], [True, True, True]])
+    target, _ = binary_target(labels, classes, ("rice", "maize"))
+    assert target.sum() == 4
+    with pytest.raises(InputDataError, match=r"'barley'.*classes present: background, maize"):
+        binary_target(labels, classes, ["barley"])

@@ -1,0 +1,217 @@
+"""Confusion-matrix metrics, early-season evaluation, metrics JSON and the paper tables."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sarcrop.errors import SarcropError
+from sarcrop.evaluation.metrics import (
+    BinaryConfusion,
+    early_season_confusions,
+    early_season_metrics,
+    read_metrics_json,
+    write_metrics_json,
+    zero_pad_after,
+)
+from sarcrop.evaluation.paper import SCENARIOS, find_scenario, paper_results, paper_value
+from sarcrop.evaluation.tables import (
+    format_console_table,
+    metric_records,
+    paper_table,
+    summary_table,
+)
+
+PRED = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)
+TARGET = np.array([[1, 0, 1, 0], [1, 1, -1, 0]], dtype=np.float32)
+VALID = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=bool)
+# valid pixels: TP, FP, FN, TN, TP, FN -> TP=2, FP=1, FN=2, TN=1
+
+
+def test_hand_computed_confusion_ignores_invalid_pixels():
+    conf = BinaryConfusion().update(PRED, TARGET, VALID)
+    assert (conf.tp, conf.fp, conf.fn, conf.tn) == (2, 1, 2, 1)
+    assert conf.iou == pytest.approx(2 / 5)
+    assert conf.precision == pytest.approx(2 / 3)
+    assert conf.recall == pytest.approx(2 / 4)
+    assert conf.f1 == pytest.approx(4 / 7)
+    assert conf.as_dict()["tn"] == 1
+
+
+def test_probabilities_are_thresholded():
+    prob = np.where(PRED, 0.7, 0.2).astype(np.float32)
+    assert BinaryConfusion().update(prob, TARGET, VALID) == BinaryConfusion(2, 1, 2, 1)
+    assert BinaryConfusion().update(prob, TARGET, VALID, threshold=0.8).tp == 0
+
+
+def test_torch_and_numpy_agree():
+    rng = np.random.default_rng(1)
+    prob = rng.random((3, 17, 19)).astype(np.float32)
+    target = (rng.random((3, 17, 19)) > 0.6).astype(np.float32)
+    valid = rng.random((3, 17, 19)) > 0.2
+    by_numpy = BinaryConfusion().update(prob, target, valid)
+    by_torch = BinaryConfusion().update(
+        torch.from_numpy(prob), torch.from_numpy(target), torch.from_numpy(valid)
+    )
+    assert by_numpy == by_torch
+    assert by_numpy.total == valid.sum()
+    assert isinstance(by_torch.tp, int)
+
+
+def test_merge_equals_one_pass():
+    rng = np.random.default_rng(2)
+    pred = rng.random((4, 8, 8)) > 0.5
+    target = rng.random((4, 8, 8)) > 0.5
+    whole = BinaryConfusion().update(pred, target)
+    first = BinaryConfusion().update(pred[:2], target[:2])
+    second = BinaryConfusion().update(pred[2:], target[2:])
+    assert first.merge(second) == whole
+    assert first + second == whole
+    assert first.tp + second.tp == whole.tp  # merge does not modify its operands
+
+
+def test_undefined_metrics_are_nan():
+    conf = BinaryConfusion().update(np.zeros((2, 2), bool), np.zeros((2, 2)))
+    assert conf.tn == 4
+    assert math.isnan(conf.iou) and math.isnan(conf.precision) and math.isnan(conf.recall)
+    assert conf.accuracy == 1.0
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "message"),
+    [
+        (np.zeros((2, 3)), np.zeros((2, 2)), "does not match"),
+        (np.full((2, 2), 1.5), np.zeros((2, 2)), r"\[0, 1\]"),
+        (np.zeros((2, 2)), np.full((2, 2), -1.0), "targets must be 0 or 1"),
+        (np.full((2, 2), 3), np.zeros((2, 2)), "integer predictions"),
+    ],
+)
+def test_bad_inputs_raise_one_line_errors(pred, target, message):
+    with pytest.raises(SarcropError, match=message) as info:
+        BinaryConfusion().update(pred, target)
+    assert "\n" not in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_early_season_uses_zero_padding():
+    images = np.ones((2, 5, 1, 3, 3), np.float32)
+    assert zero_pad_after(images, 2)[:, 2:].sum() == 0 and images.sum() == images.size
+    target = np.ones((2, 3, 3), np.float32)
+
+    def predict(x):  # "positive once at least three steps were observed"
+        return (x[:, :, 0].sum(axis=1) >= 3).astype(np.float32)
+
+    batch = {"image": images, "target": target, "valid": np.ones((2, 3, 3), bool)}
+    metrics = early_season_metrics(early_season_confusions(predict, [batch, batch]))
+    assert list(metrics) == [1, 2, 3, 4, 5]
+    assert [metrics[t]["recall"] for t in metrics] == [0, 0, 1, 1, 1]
+    assert metrics[5]["tp"] == 36
+    with pytest.raises(SarcropError, match="without gaps"):
+        early_season_metrics({1: BinaryConfusion(), 3: BinaryConfusion()})
+
+
+def test_metrics_json_round_trip_with_nan(tmp_path):
+    path = tmp_path / "out" / "metrics.json"
+    conf = BinaryConfusion(tp=0, fp=0, fn=0, tn=5)
+    write_metrics_json(path, {"test": conf, "early": {1: BinaryConfusion(1, 0, 0, 0)}})
+    text = path.read_text()
+    assert "NaN" not in text and "null" in text
+    data = read_metrics_json(path)
+    assert math.isnan(data["test"]["iou"]) and data["test"]["tn"] == 5
+    assert data["early"]["1"]["iou"] == 1.0
+    assert BinaryConfusion.from_dict(data["test"]) == conf
+    assert not list(path.parent.glob(".*tmp*"))
+    with pytest.raises(SarcropError, match="not found"):
+        read_metrics_json(tmp_path / "missing.json")
+
+
+# --------------------------------------------------------------------------- paper + tables
+
+
+def test_paper_cells_match_the_text():
+    spain_france_vhvv = find_scenario("Spain", "France", "paddy rice", "VH|VV")
+    assert spain_france_vhvv.number == 4
+    assert paper_value(spain_france_vhvv, "FTE", "iou") == 0.66
+    nl_vhvv = find_scenario("The Netherlands", "netherlands", "summer barley", ("VV", "VH"))
+    assert paper_value(nl_vhvv, "RI", "iou") == 0.0
+    assert paper_value(nl_vhvv, "FTE", "recall") == 0.705
+    assert paper_value(7, "FT", "recall") == 0.954
+    assert paper_value(3, "RF", "precision") == 0.926
+    assert paper_value(1, "FTE", "f1") == 0.947
+    assert paper_value(1, "FTD", "iou") is None
+    assert [s.number for s in SCENARIOS] == list(range(1, 11))
+    frame = paper_results()
+    assert len(frame) == 4 * 4 * 10
+
+
+def test_paper_f1_is_consistent_with_precision_and_recall():
+    frame = paper_results().pivot_table(
+        index=["scenario", "method"], columns="metric", values="value"
+    )
+    p, r = frame["precision"], frame["recall"]
+    f1 = 2 * p * r / (p + r)
+    assert np.allclose(f1, frame["f1"], atol=0.006)  # rounding of the published values
+
+
+def _results(seeds=(0, 1)) -> pd.DataFrame:
+    rows = []
+    for scenario in (SCENARIOS[2], SCENARIOS[0]):  # out of paper order on purpose
+        for method, base in (("FTE", 0.8), ("RF", 0.7), ("FTD", 0.5)):
+            for seed in seeds:
+                for t in (4, 8):
+                    value = base + 0.02 * seed - (0.3 if t == 4 else 0)
+                    rows += metric_records(
+                        {"iou": value, "f1": value + 0.1},
+                        scenario=scenario.id,
+                        finetune_region=scenario.finetune_region,
+                        test_region=scenario.test_region,
+                        crop=scenario.crop,
+                        bands=scenario.bands,
+                        method=method,
+                        timestep=t,
+                        seed=seed,
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_paper_table_shape_and_cells():
+    table = paper_table(_results(), "iou")
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+    assert cells[0] == ["Fine-tuning", "Spain", "Spain"]
+    assert cells[2] == ["**Test**", "Spain", "France"]  # paper order: scenario 1 before 3
+    assert [row[0] for row in cells[4:]] == ["**RF**", "**FTE**", "**FTD**"]
+    assert cells[4][1] == "0.71 ± 0.01"  # full season (t=8), mean ± sample std of 2 seeds
+    assert all(len(row) == 3 for row in cells)
+
+
+def test_paper_table_reference_and_single_seed():
+    table = paper_table(_results(seeds=(0,)), "iou", reference=True)
+    assert "0.70 (paper 0.87)" in table  # RF, scenario 1
+    assert "0.80 (paper 0.63)" in table  # FTE, scenario 3
+    assert "Table 1" in table and "±" not in table
+    assert "0.40" in paper_table(_results(seeds=(0,)), "iou", timestep=4)
+    with pytest.raises(SarcropError, match="no results for metric 'recall'"):
+        paper_table(_results(), "recall")
+    with pytest.raises(SarcropError, match="lack column"):
+        paper_table(_results().drop(columns="bands"), "iou")
+
+
+def test_summary_and_console_tables():
+    one = _results()
+    one = one[one.scenario == SCENARIOS[0].id]
+    summary = summary_table(one)
+    assert list(summary.index) == ["RF", "FTE", "FTD"]
+    assert list(summary.columns) == ["iou", "f1"]
+    assert summary.loc["FTE", "f1"] == "0.910 ± 0.014"
+    text = format_console_table(summary)
+    lines = text.splitlines()
+    assert lines[0].split() == ["method", "iou", "f1"]
+    assert len({len(line) for line in lines}) == 1  # aligned columns
+    both = summary_table(_results())
+    assert both.index.names == ["scenario", "method"] and len(both) == 6

@@ -1,0 +1,413 @@
+"""Whole-region prediction: blending, georeference, nodata, COG, in-season, resume, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from torch import nn
+
+from sarcrop.cli import main as cli_main
+from sarcrop.data.composite import composite
+from sarcrop.data.normalization import Normalization, normalize
+from sarcrop.data.reader import open_scenes
+from sarcrop.data.season import Season
+from sarcrop.errors import SarcropError
+from sarcrop.models import build_model
+from sarcrop.prediction import ModelSpec, WindowLayout, predict_map
+from sarcrop.prediction.predict import resolve_timesteps, work_dir
+from sarcrop.prediction.windows import blend_weights, ramp
+from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
+
+SEASON = Season(dt.date(2021, 5, 1), steps=4, days=20)
+NORM = Normalization((-25.0, -18.0), (-5.0, 0.0), ("VH", "VV"))
+TRANSFORM = Affine(10.0, 0.0, 300_000.0, 0.0, -10.0, 4_100_000.0)
+CRS_UTM = CRS.from_epsg(32610)
+NODATA_COLS = 40  # left border without data in every scene
+
+
+def scene_times() -> list[dt.datetime]:
+    """Two acquisitions per period, plus two after the season that must never matter."""
+    start = dt.datetime.combine(SEASON.start, dt.time(6, 0))
+    return [start + dt.timedelta(days=2 + 10 * i) for i in range(SEASON.steps * 2 + 2)]
+
+
+def write_scenes(
+    folder: Path, height: int, width: int, *, constant: bool = False, seed: int = 0
+) -> Path:
+    """One 2-band float32 dB GeoTIFF per acquisition, as the simulator writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    pattern = np.sin(yy / 23.0) * np.cos(xx / 17.0) + 0.5 * np.sin((xx + yy) / 41.0)
+    for k, when in enumerate(scene_times()):
+        vh = np.full((height, width), -15.0) if constant else -15 + 4 * pattern + k % 3
+        vh = vh + (0 if constant else rng.normal(0, 0.5, (height, width)))
+        data = np.stack([vh, vh + 6.0]).astype(np.float32)
+        data[:, :, :NODATA_COLS] = -9999.0
+        name = f"S1A_IW_GRDH_{when:%Y%m%dT%H%M%S}_ASC_test.tif"
+        with rasterio.open(
+            folder / name,
+            "w",
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=2,
+            dtype="float32",
+            nodata=-9999.0,
+            crs=CRS_UTM,
+            transform=TRANSFORM,
+            tiled=True,
+            blockxsize=128,
+            blockysize=128,
+        ) as dst:
+            dst.write(data)
+            dst.descriptions = ("VH", "VV")
+            dst.update_tags(ACQUISITION_TIME=when.isoformat())
+    return folder
+
+
+class LocalConv(nn.Module):
+    """Output depends on a 5×5 neighbourhood only: blending must reproduce a whole-area run."""
+
+    def __init__(self, time_steps: int = SEASON.steps, bands: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv1 = nn.Conv2d(time_steps * bands, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = x.shape
+        local = self.conv2(torch.tanh(self.conv1(x.reshape(b, t * c, h, w))))
+        vh = x[:, :, 0].sum(dim=1, keepdim=True) / t  # 0 for not-yet-observed periods
+        return local + 12 * (vh - 0.45)
+
+
+def local_spec() -> ModelSpec:
+    return ModelSpec(
+        LocalConv(), ("VH", "VV"), SEASON, NORM, architecture="local_conv", region="test"
+    )
+
+
+def save_tiny_checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model("recurrent_unet", 2, SEASON.steps, widths=(4, 8), dropout=0.0)
+    meta = CheckpointMetadata(
+        architecture="recurrent_unet",
+        options={"widths": [4, 8], "dropout": 0.0},
+        bands=["VH", "VV"],
+        time_steps=SEASON.steps,
+        season=SEASON.to_dict(),
+        normalization={"min": list(NORM.min), "max": list(NORM.max)},
+        region="test",
+    )
+    return save_checkpoint(path, model, meta)
+
+
+def read_map(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_scenes(tmp_path_factory.mktemp("scenes") / "scenes", 300, 280)
+
+
+@pytest.fixture(scope="module")
+def reference(scenes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A windowed map (3 × 2 windows of 160 with overlap 32, padded at the edges)."""
+    out = tmp_path_factory.mktemp("ref") / "map.tif"
+    return predict_map(local_spec(), scenes, out, window=160, overlap=32, progress=False)
+
+
+# -- windows ------------------------------------------------------------------------------------
+
+
+def test_ramp_is_a_partition_of_unity_and_positive() -> None:
+    w = ramp(64, 16)
+    assert (w > 0).all() and w.max() == 1.0
+    stride = 64 - 16
+    np.testing.assert_allclose(w[stride:] + w[:16], 1.0, rtol=1e-6)
+    assert (blend_weights(64, 16) > 0).all()
+    assert (ramp(8, 0) == 1).all()
+
+
+@pytest.mark.parametrize(
+    ("height", "window", "overlap"),
+    [(300, 160, 32), (1, 64, 0), (64, 64, 32), (1000, 256, 128), (257, 256, 1)],
+)
+def test_strips_cover_every_row_once(height: int, window: int, overlap: int) -> None:
+    layout = WindowLayout(height, 50, window, overlap)
+    owned: list[int] = []  # each row once: as a body row or as the head of the strip below
+    for i in range(layout.n_strips):
+        s = layout.strip(i)
+        owned.extend([*range(*s.head), *range(*s.body)])
+        if i > 0:
+            assert s.head == layout.strip(i - 1).tail
+    assert owned == list(range(height))
+    last = layout.strip(layout.n_strips - 1)
+    assert last.start + window >= height
+
+
+def test_invalid_layout_is_refused(scenes: Path, tmp_path: Path) -> None:
+    with pytest.raises(SarcropError, match="overlap"):
+        predict_map(local_spec(), scenes, tmp_path / "m.tif", window=64, overlap=40, progress=False)
+    with pytest.raises(SarcropError, match="timesteps"):
+        predict_map(local_spec(), scenes, tmp_path / "m.tif", timesteps=9, progress=False)
+    assert not (tmp_path / "m.tif").exists()
+
+
+# -- the map ------------------------------------------------------------------------------------
+
+
+def test_blending_matches_a_single_window_run(
+    scenes: Path, reference: Path, tmp_path: Path
+) -> None:
+    whole = predict_map(
+        local_spec(), scenes, tmp_path / "whole.tif", window=320, overlap=0, progress=False
+    )
+    a, b = read_map(reference), read_map(whole)
+    assert a.shape == b.shape == (2, 300, 280)
+    diff = np.abs(a[0].astype(int) - b[0].astype(int))
+    assert diff.max() <= 2, diff.max()  # window borders weigh < 0.6 %: at most rounding
+    assert (a[0] != b[0]).mean() < 0.01
+    # No seam: the jump across a window border is no larger than elsewhere.
+    valid = a[0, :, NODATA_COLS:].astype(float)
+    steps = np.abs(np.diff(valid, axis=0))
+    assert steps[127:130].mean() < 2 * steps.mean() + 1
+
+
+def test_constant_field_gives_a_constant_map(tmp_path: Path) -> None:
+    folder = write_scenes(tmp_path / "const", 200, 200, constant=True)
+    out = predict_map(
+        local_spec(), folder, tmp_path / "c.tif", window=96, overlap=24, progress=False
+    )
+    prob = read_map(out)[0]
+    inner = prob[3:-3, NODATA_COLS + 3 : -3]  # away from the area's own edges
+    assert inner.max() - inner.min() <= 1, (inner.min(), inner.max())
+
+
+def test_georeference_tags_and_nodata(scenes: Path, reference: Path) -> None:
+    with rasterio.open(reference) as src, rasterio.open(next(scenes.glob("*.tif"))) as scene:
+        assert src.crs == scene.crs
+        assert src.transform == scene.transform
+        assert (src.width, src.height) == (scene.width, scene.height)
+        assert src.count == 2 and src.dtypes == ("uint8", "uint8")
+        assert src.nodata == 255
+        assert src.descriptions == ("probability", "class")
+        tags = src.tags()
+        assert tags["MODEL_ARCHITECTURE"] == "local_conv"
+        assert tags["BANDS"] == "VH,VV"
+        assert tags["SEASON_START"] == "2021-05-01"
+        assert tags["TIME_STEPS_USED"] == "4"
+        assert tags["THRESHOLD"] == "0.5"
+        assert tags["SARCROP_VERSION"]
+        data = src.read()
+    assert (data[:, :, :NODATA_COLS] == 255).all()
+    body = data[:, :, NODATA_COLS:]
+    assert (body[0] <= 250).all() and set(np.unique(body[1])) <= {0, 1}
+    assert (body[0][body[1] == 1] >= 125).all() and (body[0][body[1] == 0] <= 125).all()
+    assert 0 < body[1].mean() < 1  # the model separates something
+
+
+def test_output_is_a_cloud_optimized_geotiff(tmp_path: Path) -> None:
+    folder = write_scenes(tmp_path / "big", 600, 560, seed=3)
+    out = predict_map(
+        local_spec(),
+        folder,
+        tmp_path / "cog.tif",
+        window=256,
+        overlap=32,
+        classes=False,
+        progress=False,
+    )
+    with rasterio.open(out) as src:
+        assert src.count == 1 and src.descriptions == ("probability",)
+        assert src.profile["tiled"] and src.block_shapes[0] == (512, 512)
+        assert src.compression.name.lower() == "deflate"
+        assert src.overviews(1) == [2]
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert src.scales[0] == pytest.approx(1 / 250)
+    assert not work_dir(out).exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- in-season ----------------------------------------------------------------------------------
+
+
+def test_until_counts_complete_periods() -> None:
+    spec = local_spec()
+    assert resolve_timesteps(spec, None, None) == 4
+    assert resolve_timesteps(spec, 2, None) == 2
+    assert resolve_timesteps(spec, None, dt.date(2021, 6, 9)) == 2  # 2nd period ends Jun 10
+    assert resolve_timesteps(spec, None, dt.date(2021, 6, 8)) == 1
+    with pytest.raises(SarcropError, match="no complete"):
+        resolve_timesteps(spec, None, dt.date(2021, 5, 3))
+
+
+def test_early_season_zero_pads_and_never_reads_later_scenes(scenes: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "scenes"
+    shutil.copytree(scenes, folder)
+    stack = open_scenes(folder, bands=["VH", "VV"])
+    late = [a for a in stack.acquisitions if SEASON.period_of(a.time) not in (0, 1)]
+    for acquisition in late:  # reading any of them now would fail
+        os.remove(acquisition.source)
+    spec = local_spec()
+    out = predict_map(
+        spec, stack, tmp_path / "early.tif", timesteps=2, window=320, overlap=0, progress=False
+    )
+    with rasterio.open(out) as src:
+        got = src.read(1)
+        assert src.tags()["TIME_STEPS_USED"] == "2"
+        assert src.tags()["DATA_UNTIL"] == "2021-06-09"
+
+    two = Season(SEASON.start, 2, SEASON.days)
+    x = np.zeros((1, 4, 2, 320, 320), np.float32)  # zero-padded periods and window
+    x[0, :2, :, :300, :280] = normalize(composite(stack, two, ["VH", "VV"]), NORM)
+    with torch.no_grad():
+        expected = torch.sigmoid(spec.model(torch.from_numpy(x)))[0, 0, :300, :280].numpy()
+    expected_u8 = np.rint(expected * 250).astype(np.int16)
+    diff = np.abs(got[:, NODATA_COLS:].astype(np.int16) - expected_u8[:, NODATA_COLS:])
+    assert diff.max() <= 1
+    full = read_map(
+        predict_map(spec, scenes, tmp_path / "full.tif", window=320, overlap=0, progress=False)
+    )[0]
+    assert (full != got).mean() > 0.1  # later periods do change the map
+
+
+# -- resume -------------------------------------------------------------------------------------
+
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    from sarcrop.prediction import predict_map
+
+    def die(index):
+        if index == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    predict_map(sys.argv[1], sys.argv[2], sys.argv[3], window=96, overlap=16,
+                progress=False, on_strip=die)
+""")
+
+
+def test_killed_run_resumes_with_the_missing_strips_only(scenes: Path, tmp_path: Path) -> None:
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "resumed.tif"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(ckpt), str(scenes), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not out.exists()
+    work = work_dir(out)
+    assert sorted(p.name for p in work.glob("strip-*.npz")) == [
+        "strip-00000.npz",
+        "strip-00001.npz",
+    ]
+    assert json.loads((work / "manifest.json").read_text())["strips"] == 4
+
+    computed: list[int] = []
+    predict_map(ckpt, scenes, out, window=96, overlap=16, progress=False, on_strip=computed.append)
+    assert computed == [2, 3]
+    assert not work.exists()
+
+    fresh: list[int] = []
+    clean = predict_map(
+        ckpt,
+        scenes,
+        tmp_path / "clean.tif",
+        window=96,
+        overlap=16,
+        progress=False,
+        on_strip=fresh.append,
+    )
+    assert fresh == [0, 1, 2, 3]
+    np.testing.assert_array_equal(read_map(out), read_map(clean))
+
+
+def test_changed_options_start_over(scenes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.tif"
+    work = work_dir(out)
+    stop: list[int] = []
+
+    def interrupt(index: int) -> None:
+        stop.append(index)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_map(
+            local_spec(), scenes, out, window=160, overlap=32, progress=False, on_strip=interrupt
+        )
+    assert (work / "strip-00000.npz").exists() and not out.exists()
+    computed: list[int] = []
+    predict_map(
+        local_spec(),
+        scenes,
+        out,
+        window=160,
+        overlap=32,
+        timesteps=3,
+        progress=False,
+        on_strip=computed.append,
+    )
+    assert computed == [0, 1, 2]
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def test_cli_predict(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "cli.tif"
+    code = cli_main(
+        [
+            "predict",
+            str(ckpt),
+            "--images",
+            str(scenes),
+            "--out",
+            str(out),
+            "--until",
+            "2021-06-20",
+            "--window",
+            "160",
+            "--overlap",
+            "32",
+            "--threshold",
+            "0.3",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    with rasterio.open(out) as src:
+        assert src.tags()["TIME_STEPS_USED"] == "2"
+        assert src.tags()["THRESHOLD"] == "0.3"
+        assert src.tags()["MODEL_CHECKPOINT"] == "tiny.safetensors"
+    code = cli_main(
+        [
+            "predict",
+            str(tmp_path / "missing.safetensors"),
+            "--images",
+            str(scenes),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 2
+    assert "missing.safetensors" in capsys.readouterr().err

@@ -1,0 +1,63 @@
+"""Prediction on a real Dask cluster gives the single-process map bit for bit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from distributed import LocalCluster
+
+from sarcrop.prediction import WindowLayout, predict_map
+from sarcrop.prediction.predict import work_dir
+from test_predict import read_map, save_tiny_checkpoint, write_scenes
+
+OPTIONS = {"window": 64, "overlap": 16, "batch_size": 3, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("dask")
+    scenes = write_scenes(root / "scenes", 200, 180, seed=7)
+    ckpt = save_tiny_checkpoint(root / "tiny.safetensors")
+    single = predict_map(ckpt, scenes, root / "single.tif", **OPTIONS)
+    return scenes, ckpt, single
+
+
+def test_existing_cluster_matches_single_process(
+    inputs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    scenes, ckpt, single = inputs
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        out = predict_map(
+            ckpt, scenes, tmp_path / "dask.tif", scheduler=cluster.scheduler_address, **OPTIONS
+        )
+    expected, got = read_map(single), read_map(out)
+    assert got.dtype == np.uint8 and got.shape == (2, 200, 180)
+    np.testing.assert_array_equal(got, expected)
+    assert not work_dir(out).exists()
+
+
+def test_local_workers_resume_a_single_process_run(
+    inputs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    scenes, ckpt, single = inputs
+    out = tmp_path / "mixed.tif"
+
+    def interrupt(index: int) -> None:
+        if index == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_map(ckpt, scenes, out, on_strip=interrupt, **OPTIONS)
+    done: list[int] = []
+    predict_map(ckpt, scenes, out, workers=2, on_strip=done.append, **OPTIONS)
+    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16).n_strips))
+    np.testing.assert_array_equal(read_map(out), read_map(single))

@@ -1,0 +1,288 @@
+"""`prepare` end to end on small GeoTIFFs: georeference, labels, split, normalisation, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+from shapely.geometry import box
+
+from sarcrop.cli import main
+from sarcrop.data.dataset import PatchDataset
+from sarcrop.data.prepare import prepare, prepare_region, tile_offsets
+from sarcrop.data.season import Season
+from sarcrop.data.split import split_patches
+from sarcrop.data.store import DatasetStore
+from sarcrop.errors import InputDataError
+
+P = 16
+H, W = 40, 52  # not multiples of P: edge patches are padded
+UTM = CRS.from_epsg(32631)
+TRANSFORM = Affine(10, 0, 600000, 0, -10, 4800000)
+SEASON = Season(dt.date(2021, 4, 1), steps=3, days=10)
+CLASSES = ["other", "maize", "rice"]
+NODATA = -9999.0
+
+
+def write_scene(folder, when, data):
+    name = f"S1A_IW_GRDH_{when:%Y%m%dT%H%M%S}_ASC_test.tif"
+    path = folder / name
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=W,
+        height=H,
+        count=2,
+        dtype="float32",
+        crs=UTM,
+        transform=TRANSFORM,
+        nodata=NODATA,
+    ) as ds:
+        ds.write(np.where(np.isnan(data), NODATA, data).astype(np.float32))
+        ds.descriptions = ("VH", "VV")
+        ds.update_tags(ACQUISITION_TIME=when.isoformat())
+    return path
+
+
+def label_array():
+    labels = np.zeros((H, W), dtype=np.uint8)
+    labels[:, 20:40] = 2  # rice band of columns
+    labels[30:, :10] = 1
+    labels[0, :] = 255  # unlabelled first row
+    return labels
+
+
+def write_labels(path, labels):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=W,
+        height=H,
+        count=1,
+        dtype="uint8",
+        crs=UTM,
+        transform=TRANSFORM,
+        nodata=255,
+    ) as ds:
+        ds.write(labels, 1)
+        ds.update_tags(**{f"CLASS_{i}": n for i, n in enumerate(CLASSES)})
+    return path
+
+
+@pytest.fixture
+def region(tmp_path):
+    """One scene per period, one more after the season, a class raster on the same grid."""
+    rng = np.random.default_rng(0)
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for k in range(SEASON.steps):
+        img = rng.uniform(-22, -8, size=(2, H, W)).astype(np.float32)
+        img[:, 5, 7] = np.nan  # one nodata pixel
+        write_scene(scenes, dt.datetime(2021, 4, 3 + 10 * k, 6), img)
+    write_scene(scenes, dt.datetime(2021, 6, 20, 6), np.full((2, H, W), -1.0, np.float32))
+    labels = write_labels(tmp_path / "labels.tif", label_array())
+    return tmp_path, scenes, labels
+
+
+def test_prepare_georeference_labels_and_stats(region, tmp_path):
+    _, scenes, labels = region
+    out = prepare(
+        scenes,
+        tmp_path / "ds.zarr",
+        labels=labels,
+        season=SEASON,
+        patch_size=P,
+        seed=1,
+        positive=["rice"],
+        progress=False,
+    )
+    store = DatasetStore(out)
+    offsets = tile_offsets(H, W, P, P)
+    assert offsets[-1] == (32, 48) and len(offsets) == 12
+    assert store.offsets == offsets  # every patch has labelled, observed pixels
+    assert store.classes == CLASSES and store.metadata.positive == ["rice"]
+    assert store.split == split_patches(offsets, seed=1)
+
+    # The patch at (16, 32) read from the source GeoTIFF with rasterio, window by window.
+    i = offsets.index((16, 32))
+    image, lab = store.read_patch(i)
+    patch_grid = store.patch_grid(i)
+    assert patch_grid.transform == TRANSFORM @ Affine.translation(32, 16)
+    for k, path in enumerate(sorted(scenes.glob("*.tif"))[: SEASON.steps]):
+        with rasterio.open(path) as src:
+            window = Window(32, 16, P, P)
+            assert src.window_transform(window) == patch_grid.transform
+            expected = src.read(window=window, masked=True).filled(np.nan)
+        np.testing.assert_allclose(image[k], expected, rtol=1e-5)
+    np.testing.assert_array_equal(lab, label_array()[16:32, 32:48].astype(np.int16))
+
+    # Bottom-right edge patch: padded with NaN / -1 outside the area.
+    image, lab = store.read_patch(offsets.index((32, 48)))
+    assert np.isnan(image[:, :, 8:, :]).all() and np.isnan(image[:, :, :, 4:]).all()
+    assert (lab[8:] == -1).all() and (lab[:, 4:] == -1).all()
+    np.testing.assert_array_equal(lab[:8, :4], 0)
+
+    # Never-observed pixel (5, 7) is unlabelled; first row keeps the raster's nodata.
+    first, lab0 = store.read_patch(0)
+    assert lab0[5, 7] == -1 and np.isnan(first[:, :, 5, 7]).all()
+    assert (lab0[0] == -1).all()
+
+    # Normalisation from train patches only, per band over all steps.
+    train = store.indices("train")
+    images = np.stack([store.read_image(j) for j in train])
+    assert store.normalization.min == pytest.approx([np.nanmin(images[:, :, b]) for b in range(2)])
+    assert store.normalization.max == pytest.approx([np.nanmax(images[:, :, b]) for b in range(2)])
+    attrs = store.metadata
+    assert attrs.source["acquisitions"] == [f"2021-04-{d:02d}T06:00:00" for d in (3, 13, 23)]
+    assert attrs.source["acquisitions_per_period"] == [1, 1, 1]
+    pixels = attrs.statistics["class_pixels"]
+    total_rice = sum(pixels[s]["rice"] for s in ("train", "test"))
+    assert total_rice == np.count_nonzero(label_array()[1:] == 2)
+
+
+def test_normalisation_ignores_extreme_test_patches(tmp_path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    offsets = tile_offsets(H, W, P, P)
+    split = split_patches(offsets, seed=0)
+    r, c = offsets[split.index("test")]
+    rng = np.random.default_rng(3)
+    for k in range(SEASON.steps):
+        img = rng.uniform(-20, -10, size=(2, H, W)).astype(np.float32)
+        img[:, r : r + P, c : c + P] = 5.0  # very bright test patch
+        img[:, r + 1, c + 1] = -60.0
+        write_scene(scenes, dt.datetime(2021, 4, 2 + 10 * k), img)
+    labels = write_labels(tmp_path / "labels.tif", np.zeros((H, W), np.uint8))
+    store = DatasetStore(
+        prepare(
+            scenes, tmp_path / "ds.zarr", labels=labels, season=SEASON, patch_size=P, progress=False
+        )
+    )
+    assert store.split == split
+    assert all(-20 <= v <= -10 for v in store.normalization.min + store.normalization.max)
+    test_patch = store.read_image(store.offsets.index((r, c)))
+    assert np.nanmax(test_patch) == pytest.approx(5.0, abs=1e-3)
+    assert np.nanmin(test_patch) == pytest.approx(-60.0, abs=1e-3)
+
+
+def test_prepare_with_parcels_and_skipped_patches(region, tmp_path):
+    import geopandas as gpd
+
+    _, scenes, _ = region
+    # One rice parcel in the top-left patch; another over an area with no scenes' data.
+    x0, y0 = TRANSFORM @ (2, 2)
+    x1, y1 = TRANSFORM @ (10, 12)
+    parcels = gpd.GeoDataFrame({"crop": ["rice"]}, geometry=[box(x0, y1, x1, y0)], crs=UTM)
+    path = tmp_path / "parcels.gpkg"
+    parcels.to_crs(4326).to_file(path, driver="GPKG")
+    out = prepare(
+        scenes,
+        tmp_path / "p.zarr",
+        labels=path,
+        season=SEASON,
+        patch_size=P,
+        stride=8,
+        split="block",
+        block=2,
+        progress=False,
+    )
+    store = DatasetStore(out)
+    assert store.classes == ["background", "rice"]
+    assert len(store) == len(tile_offsets(H, W, P, 8))  # background labels everywhere
+    assert store.metadata.stride == 8
+    ds = PatchDataset(store, split="all", positive="rice")
+    total = int(ds[store.offsets.index((0, 0))]["target"].sum())
+    assert 70 <= total <= 90  # 8 × 10 pixels; reprojection may move an edge by a pixel
+    # A block split keeps each 2×2 block of 8 px patches on one side.
+    sides: dict[tuple[int, int], set[str]] = {}
+    for (r, c), s in zip(store.offsets, store.split):
+        sides.setdefault((r // 16, c // 16), set()).add(s)
+    assert all(len(v) == 1 for v in sides.values())
+
+    # With min_valid_fraction, patches mostly outside the area are skipped.
+    store = DatasetStore(
+        prepare(
+            scenes,
+            tmp_path / "q.zarr",
+            labels=path,
+            season=SEASON,
+            patch_size=P,
+            min_valid_fraction=0.5,
+            progress=False,
+        )
+    )
+    assert (32, 48) not in store.offsets and (0, 0) in store.offsets
+
+
+def test_prepare_errors(region, tmp_path):
+    _, scenes, labels = region
+    late = Season(dt.date(2022, 1, 1), steps=3, days=10)
+    with pytest.raises(InputDataError, match="no acquisition falls in the season"):
+        prepare(
+            scenes, tmp_path / "x.zarr", labels=labels, season=late, patch_size=P, progress=False
+        )
+    with pytest.raises(InputDataError, match="classes present: other, maize, rice"):
+        prepare(
+            scenes,
+            tmp_path / "x.zarr",
+            labels=labels,
+            season=SEASON,
+            patch_size=P,
+            positive=["barley"],
+            progress=False,
+        )
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_cli_prepare_region_folder(region, tmp_path, capsys):
+    root, _, _ = region
+    (root / "region.json").write_text(
+        json.dumps(
+            {
+                "region": "testland",
+                "year": 2021,
+                "positive": "rice",
+                "season": SEASON.to_dict(),
+                "files": {"scenes": "scenes", "labels": "labels.tif"},
+            }
+        )
+    )
+    out = tmp_path / "cli.zarr"
+    code = main(
+        ["prepare", "--images", str(root), "--patch-size", str(P), "--quiet", "--out", str(out)]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "patches: 12 (7 train, 5 test)" in text
+    assert "positive (rice)" in text and "normalisation (minmax, train only)" in text
+    store = DatasetStore(out)
+    assert store.metadata.region == "testland" and store.metadata.year == 2021
+    assert store.season == SEASON
+    same = prepare_region(root, tmp_path / "api.zarr", patch_size=P, progress=False)
+    assert DatasetStore(same).split == store.split
+
+    code = main(
+        [
+            "prepare",
+            "--images",
+            str(root / "scenes"),
+            "--labels",
+            str(root / "labels.tif"),
+            "--positive",
+            "barley",
+            "--season-start",
+            "2021-04-01",
+            "--out",
+            str(tmp_path / "bad.zarr"),
+        ]
+    )
+    assert code == 2
+    assert "barley" in capsys.readouterr().err

@@ -1,0 +1,336 @@
+"""open_scenes on GeoTIFFs written in the test: detection, clear errors, orbits, grids, STAC."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+from realdata_support import NODATA, write_scene
+from sarcrop.data.grid import Grid
+from sarcrop.data.reader import open_scenes
+from sarcrop.data.units import detect_units
+from sarcrop.errors import InputDataError
+
+T0 = dt.datetime(2020, 5, 1, 17, 30, 5)
+
+
+def _values(seed: int, shape: tuple[int, ...] = (2, 12, 12)) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-22, -6, size=shape).astype(np.float32)
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    """Four acquisitions, two ascending and two descending, with some nodata."""
+    for i in range(4):
+        values = _values(i)
+        values[:, i, i] = np.nan
+        write_scene(
+            tmp_path, T0 + dt.timedelta(days=6 * i), values, orbit="ASC" if i % 2 == 0 else "DESC"
+        )
+    return tmp_path
+
+
+def test_geotiff_per_date_opens_lazily_with_metadata(folder: Path) -> None:
+    stack = open_scenes(folder)
+    assert stack.attrs["layout"] == "geotiff_per_date"
+    assert stack.bands == ("VV", "VH") and stack.units == "db"
+    assert stack.times == [T0 + dt.timedelta(days=6 * i) for i in range(4)]
+    first = stack.acquisitions[0]
+    assert (first.orbit, first.relative_orbit, first.platform) == ("ascending", 88, "S1A")
+    data = stack.read([2, 0], ["VH"], Window(1, 2, 5, 4))
+    assert data.shape == (2, 1, 4, 5) and data.dtype == np.float32
+    expected = _values(2)
+    expected[:, 2, 2] = np.nan
+    np.testing.assert_array_equal(data[0, 0], expected[0, 2:6, 1:6])
+    np.testing.assert_array_equal(data[1, 0], _values(0)[0, 2:6, 1:6])
+    full = stack.read([2], ["VH", "VV"])
+    assert np.isnan(full[0, :, 2, 2]).all()  # nodata -9999 → NaN
+    assert np.isfinite(full).sum() == 2 * (144 - 1)
+
+
+def test_glob_and_file_list(folder: Path) -> None:
+    files = sorted(folder.glob("*.tif"))
+    assert len(open_scenes(str(folder / "*_ASC_*.tif")).acquisitions) == 2
+    assert len(open_scenes(files[:3]).acquisitions) == 3
+    with pytest.raises(InputDataError, match="glob matches no files"):
+        open_scenes(str(folder / "*.nope"))
+
+
+def test_orbit_filter(folder: Path) -> None:
+    asc = open_scenes(folder, orbit="ascending")
+    desc = open_scenes(folder, orbit="descending")
+    assert [a.orbit for a in asc.acquisitions] == ["ascending"] * 2
+    assert desc.times == [T0 + dt.timedelta(days=6), T0 + dt.timedelta(days=18)]
+    np.testing.assert_array_equal(desc.read([1], ["VV"]), open_scenes(folder).read([3], ["VV"]))
+
+
+def test_orbit_and_time_from_file_names(tmp_path: Path) -> None:
+    values = _values(1, (1, 8, 8))
+    write_scene(
+        tmp_path,
+        T0,
+        values,
+        bands=("",),
+        units=None,
+        tags={"ACQUISITION_TIME": None, "ORBIT_DIRECTION": None, "PLATFORM": None},
+        name="S1B__IW___D_20200501T173005_VV_grd_mli_geo_norm_db.tif",
+    )
+    stack = open_scenes(tmp_path, orbit="descending")
+    assert stack.bands == ("VV",) and stack.times == [T0]
+    assert stack.acquisitions[0].platform == "S1B"
+    with pytest.raises(InputDataError, match="missing band VH: found VV"):
+        open_scenes(tmp_path, bands=["VV", "VH"])
+
+
+def test_missing_time_is_a_clear_error(tmp_path: Path) -> None:
+    for i in range(3):
+        write_scene(
+            tmp_path,
+            T0,
+            _values(i, (1, 8, 8)),
+            bands=("VV",),
+            tags={"ACQUISITION_TIME": None},
+            name=f"scene_{i}.tif",
+        )
+    with pytest.raises(InputDataError) as info:
+        open_scenes(tmp_path)
+    message = str(info.value)
+    assert "3 .tif files, 1 band each, no acquisition time in names/tags" in message
+    assert "geotiff_per_date" in message and "stac" in message and "\n" not in message
+
+
+def test_mixed_crs_and_resolution_need_a_target(tmp_path: Path) -> None:
+    write_scene(tmp_path / "a", T0, _values(0))
+    write_scene(tmp_path / "a", T0 + dt.timedelta(days=1), _values(1), crs="EPSG:32632")
+    with pytest.raises(InputDataError, match=r"grids differ: .*EPSG:32631 at 10, .*EPSG:32632"):
+        open_scenes(tmp_path / "a")
+    write_scene(tmp_path / "b", T0, _values(0))
+    write_scene(
+        tmp_path / "b",
+        T0 + dt.timedelta(days=1),
+        _values(1, (2, 6, 6)),
+        transform=Affine(20.0, 0, 500000.0, 0, -20.0, 5600000.0),
+    )
+    with pytest.raises(InputDataError, match=r"at 10, .* at 20; pass crs=/resolution="):
+        open_scenes(tmp_path / "b")
+    # With a target resolution both are brought onto one 10 m grid.
+    stack = open_scenes(tmp_path / "b", resolution=10)
+    assert stack.grid.resolution == (10.0, 10.0)
+    assert np.isfinite(stack.read([0, 1], ["VV"])).all()
+
+
+def test_non_overlapping_scenes(tmp_path: Path) -> None:
+    write_scene(tmp_path, T0, _values(0))
+    write_scene(
+        tmp_path,
+        T0 + dt.timedelta(days=1),
+        _values(1),
+        transform=Affine(10.0, 0, 600000.0, 0, -10.0, 5600000.0),
+    )
+    with pytest.raises(InputDataError, match="does not overlap"):
+        open_scenes(tmp_path)
+    far = Grid(rasterio.crs.CRS.from_epsg(32631), Affine(10.0, 0, 0.0, 0, -10.0, 0.0), 4, 4)
+    with pytest.raises(InputDataError, match="no acquisition overlaps the target grid"):
+        open_scenes(tmp_path, grid=far)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    path = write_scene(tmp_path, T0, _values(0, (2, 64, 64)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputDataError, match=path.name):
+        stack = open_scenes(tmp_path)
+        stack.read([0], ["VV", "VH"])
+    path.write_bytes(b"II*\x00garbage")
+    with pytest.raises(InputDataError, match="cannot read raster"):
+        open_scenes(tmp_path)
+
+
+def test_units_checked_against_values(tmp_path: Path) -> None:
+    linear = np.random.default_rng(0).uniform(0.005, 0.3, size=(2, 8, 8)).astype(np.float32)
+    write_scene(tmp_path / "lin", T0, linear, units="dB")
+    with pytest.raises(
+        InputDataError, match="declared as db by the file metadata but the values look linear"
+    ):
+        open_scenes(tmp_path / "lin")
+    write_scene(tmp_path / "ok", T0, linear, units=None)
+    assert open_scenes(tmp_path / "ok").units == "linear"
+    with pytest.raises(InputDataError, match="declared as db by units="):
+        open_scenes(tmp_path / "ok", units="db")
+    write_scene(tmp_path / "dn", T0, np.full((2, 8, 8), 3000.0), units=None)
+    with pytest.raises(InputDataError, match="values fit neither"):
+        open_scenes(tmp_path / "dn")
+
+
+def test_detect_units() -> None:
+    rng = np.random.default_rng(1)
+    db = rng.normal(-14, 4, 5000)
+    assert detect_units(db) == "db"
+    assert detect_units(10 ** (db / 10)) == "linear"
+    assert detect_units(rng.uniform(1000, 40000, 100)) is None
+    assert detect_units(np.array([np.nan, np.inf])) is None
+
+
+def test_reprojection_to_finer_grid_in_linear_power(tmp_path: Path) -> None:
+    constant = np.full((2, 8, 8), -11.0, dtype=np.float32)
+    write_scene(
+        tmp_path / "c", T0, constant, transform=Affine(20.0, 0, 500000.0, 0, -20.0, 5600000.0)
+    )
+    fine = Grid(
+        rasterio.crs.CRS.from_epsg(32631), Affine(10.0, 0, 500000.0, 0, -10.0, 5600000.0), 16, 16
+    )
+    flat = open_scenes(tmp_path / "c", grid=fine).read([0], ["VV"])
+    np.testing.assert_allclose(flat, -11.0, atol=1e-4)
+
+    values = _values(4, (2, 8, 8))
+    write_scene(
+        tmp_path / "v", T0, values, transform=Affine(20.0, 0, 500000.0, 0, -20.0, 5600000.0)
+    )
+    stack = open_scenes(tmp_path / "v", resolution=10)
+    assert (stack.grid.width, stack.grid.height) == (16, 16)
+    out = stack.read([0], ["VH"])[0, 0]
+    assert np.isfinite(out).all()
+    power_in = np.mean(10 ** (values[0] / 10))  # band 1 is VH
+    power_out = np.mean(10 ** (out / 10))
+    assert abs(power_out / power_in - 1) < 0.05
+    # Windowed reads of the reprojected stack match the full read.
+    part = stack.read([0], ["VH"], Window(4, 6, 5, 3))[0, 0]
+    np.testing.assert_allclose(part, out[6:9, 4:9], atol=1e-4)
+
+
+def test_geographic_input_to_utm(tmp_path: Path) -> None:
+    deg = 8.983152841195215e-05
+    values = _values(9, (2, 17, 17))
+    write_scene(
+        tmp_path, T0, values, crs="EPSG:4326", transform=Affine(deg, 0, 1.42203, 0, -deg, 7.72030)
+    )
+    native = open_scenes(tmp_path)
+    assert native.grid.crs.to_epsg() == 4326 and native.grid.width == 17
+    utm = open_scenes(tmp_path, crs="EPSG:32631", resolution=10)
+    assert utm.grid.crs.to_epsg() == 32631 and utm.grid.resolution == (10.0, 10.0)
+    out = utm.read([0], ["VV"])
+    assert np.isfinite(out).mean() > 0.8
+    assert np.nanmin(out) >= values[0].min() - 1e-3 and np.nanmax(out) <= values[0].max() + 1e-3
+
+
+def _write_catalog(root: Path, scenes: list[Path]) -> Path:
+    import pystac
+
+    catalog = pystac.Catalog(id="test", description="scenes")
+    for path in scenes:
+        with rasterio.open(path) as src:
+            when = dt.datetime.fromisoformat(src.tags()["ACQUISITION_TIME"])
+        item = pystac.Item(
+            id=path.stem,
+            geometry=None,
+            bbox=None,
+            datetime=when,
+            properties={"sat:orbit_state": "ascending", "sat:relative_orbit": 88},
+        )
+        item.add_asset("data", pystac.Asset(href=str(path), media_type=pystac.MediaType.GEOTIFF))
+        catalog.add_item(item)
+    catalog.normalize_hrefs(str(root / "stac"))
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return root / "stac" / "catalog.json"
+
+
+def test_local_stac_catalog_matches_folder(folder: Path, tmp_path: Path) -> None:
+    scenes = sorted(folder.glob("*.tif"))
+    catalog = _write_catalog(tmp_path / "cat", scenes)
+    via_stac = open_scenes(catalog)
+    via_folder = open_scenes(folder)
+    assert via_stac.attrs["layout"] == "stac"
+    assert via_stac.times == via_folder.times
+    assert via_stac.bands == via_folder.bands
+    assert via_stac.acquisitions[0].relative_orbit == 88
+    np.testing.assert_array_equal(
+        via_stac.read([0, 3], ["VH", "VV"]), via_folder.read([0, 3], ["VH", "VV"])
+    )
+
+
+def test_stac_single_band_assets_and_band_map(tmp_path: Path) -> None:
+    import pystac
+
+    items = []
+    for i in range(2):
+        when = T0 + dt.timedelta(days=12 * i)
+        item = pystac.Item(
+            id=f"s{i}",
+            geometry=None,
+            bbox=None,
+            datetime=when,
+            properties={"sat:orbit_state": "descending"},
+        )
+        for key, b in (("sigma0_vv", 0), ("sigma0_vh", 1)):
+            path = write_scene(
+                tmp_path / "tif",
+                when,
+                _values(10 * i + b, (1, 8, 8)),
+                bands=("",),
+                name=f"s{i}_{key}.tif",
+            )
+            item.add_asset(key, pystac.Asset(href=str(path)))
+        items.append(item)
+    collection_path = tmp_path / "items.json"
+    collection_path.write_text(json.dumps(pystac.ItemCollection(items).to_dict()))
+    stack = open_scenes(
+        collection_path, band_map={"VV": "SIGMA0_VV", "VH": "sigma0_vh"}, orbit="descending"
+    )
+    assert stack.bands == ("VV", "VH") and len(stack.acquisitions) == 2
+    np.testing.assert_allclose(stack.read([1], ["VH"])[0, 0], _values(11, (1, 8, 8))[0])
+    # Without band_map, the polarisation in the asset file names is enough.
+    assert open_scenes(collection_path).bands == ("VV", "VH")
+    plain = write_scene(tmp_path / "tif", T0, _values(0, (1, 8, 8)), bands=("",), name="plain.tif")
+    item = pystac.Item(id="p", geometry=None, bbox=None, datetime=T0, properties={})
+    item.add_asset("image", pystac.Asset(href=str(plain), media_type=pystac.MediaType.GEOTIFF))
+    collection_path.write_text(json.dumps(pystac.ItemCollection([item]).to_dict()))
+    with pytest.raises(InputDataError, match="none with a datetime and vv/vh GeoTIFF assets"):
+        open_scenes(collection_path)
+
+
+def test_nodata_nan_and_inf_become_nan(tmp_path: Path) -> None:
+    values = _values(2, (2, 6, 6))
+    values[0, 0, 0] = np.inf
+    values[1, 1, 1] = NODATA
+    write_scene(tmp_path, T0, values, nodata=NODATA)
+    data = open_scenes(tmp_path).read([0], ["VH", "VV"])[0]
+    assert np.isnan(data[0, 0, 0]) and np.isnan(data[1, 1, 1])
+    assert np.isfinite(data).sum() == 2 * 36 - 2
+
+
+@pytest.mark.parametrize("kind", ["zarr", "nc"])
+def test_xarray_cube_zarr_and_netcdf_with_ascending_y(tmp_path: Path, kind: str) -> None:
+    import xarray as xr
+
+    values = _values(6, (3, 2, 5, 4))  # time, band, y (south → north), x
+    times = [np.datetime64("2021-03-01T06:00:00") + np.timedelta64(12 * i, "D") for i in (2, 0, 1)]
+    ds = xr.Dataset(
+        {
+            "sigma0_vv": (("time", "y", "x"), values[:, 0], {"units": "dB"}),
+            "sigma0_vh": (("time", "y", "x"), values[:, 1], {"units": "dB"}),
+            "spatial_ref": ((), 0, {"crs_wkt": rasterio.crs.CRS.from_epsg(32633).to_wkt()}),
+        },
+        coords={
+            "time": times,
+            "y": 4_000_005.0 + 10 * np.arange(5),
+            "x": 300_005.0 + 10 * np.arange(4),
+        },
+    )
+    path = tmp_path / f"cube.{kind}"
+    ds.to_zarr(path, consolidated=False) if kind == "zarr" else ds.to_netcdf(path)
+    stack = open_scenes(path)
+    assert stack.attrs["layout"] == "xarray_cube" and stack.bands == ("VV", "VH")
+    assert stack.grid.crs.to_epsg() == 32633
+    assert stack.grid.transform == Affine(10.0, 0, 300_000.0, 0, -10.0, 4_000_050.0)
+    assert stack.times == sorted(stack.times) and stack.times[0] == dt.datetime(2021, 3, 1, 6)
+    # Stack time 0 is dataset time 1; rows come north-up.
+    data = stack.read([0, 2], ["VH", "VV"], Window(1, 1, 3, 3))
+    np.testing.assert_allclose(data[0, 0], values[1, 1, ::-1][1:4, 1:4])
+    np.testing.assert_allclose(data[1, 1], values[0, 0, ::-1][1:4, 1:4])

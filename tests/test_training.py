@@ -1,0 +1,283 @@
+"""Training: transfer strategies, the Lightning task, runs, resume and the CLI, end to end."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from sarcrop.cli import main
+from sarcrop.data.grid import Grid
+from sarcrop.data.normalization import Normalization
+from sarcrop.data.season import Season
+from sarcrop.data.store import StoreMetadata, write_store
+from sarcrop.errors import ConfigError
+from sarcrop.models import build_model
+from sarcrop.training import (
+    CheckpointMetadata,
+    SegmentationTask,
+    TrainConfig,
+    apply_strategy,
+    fit,
+    load_checkpoint,
+    read_metadata,
+    trainable_parameters,
+)
+
+STEPS, SIZE = 4, 32
+OPTIONS = {"widths": [4, 8, 16], "dropout": 0.0, "norm": "batch"}
+
+
+def make_patches(n: int, bands: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Raw dB patches: a square 'rice' field that floods (low dB) early, then greens up."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(-15.0, 1.5, (n, STEPS, bands, SIZE, SIZE)).astype(np.float32)
+    labels = np.ones((n, SIZE, SIZE), np.int16)  # class 1 = other
+    curve = np.array([-10.0, -6.0, 3.0, 6.0])[:STEPS]
+    for i in range(n):
+        r, c = rng.integers(0, SIZE - 12, 2)
+        labels[i, r : r + 12, c : c + 12] = 0  # class 0 = rice
+        images[i, :, :, r : r + 12, c : c + 12] += curve[:, None, None, None]
+    labels[:, :, :2] = -1  # an unlabelled strip
+    return images, labels
+
+
+def make_items(n: int, seed: int = 0) -> list[dict]:
+    images, labels = make_patches(n, seed=seed)
+    x = np.clip((images + 30.0) / 30.0, 0, 1)
+    return [
+        {"image": torch.from_numpy(x[i]), "target": torch.from_numpy((labels[i] == 0) * 1.0).float(),
+         "valid": torch.from_numpy(labels[i] >= 0), "index": i}
+        for i in range(n)
+    ]
+
+
+def make_store(path, n: int = 10) -> str:
+    images, labels = make_patches(n, bands=2)
+    images[:, :, 1] += 6.0  # VV a few dB above VH
+    meta = StoreMetadata(
+        bands=("VH", "VV"), season=Season(dt.date(2021, 5, 1), STEPS, 20),
+        grid=Grid(CRS.from_epsg(32630), Affine(10, 0, 500000, 0, -10, 4500000), SIZE * n, SIZE),
+        patch_size=SIZE, stride=SIZE, offsets=[(0, SIZE * i) for i in range(n)],
+        classes=["rice", "other"], split=["train"] * (n - 3) + ["test"] * 3,
+        normalization=Normalization((-30.0, -25.0), (0.0, 5.0), ("VH", "VV")),
+        region="spain", year=2021,
+    )
+    write_store(path, images, labels, meta)
+    return str(path)
+
+
+def tiny_model(bands: int = 1) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("recurrent_unet", bands, STEPS, **OPTIONS)
+
+
+def meta() -> CheckpointMetadata:
+    return CheckpointMetadata(architecture="recurrent_unet", options=OPTIONS, bands=["VH"],
+                              time_steps=STEPS, strategy="scratch")
+
+
+def quick(**changes) -> TrainConfig:
+    base = dict(epochs=3, batch_size=4, lr=3e-2, loss="bce+dice", scheduler="none", patience=None,
+                accelerator="cpu", progress_bar=False, val_fraction=0.25)
+    return TrainConfig(**{**base, **changes})
+
+
+# ---------------------------------------------------------------------------- strategies
+
+
+def train_steps(model: torch.nn.Module, steps: int = 3) -> None:
+    task = SegmentationTask(model, lr=1e-2, weight_decay=0.5, scheduler="none")
+    loader = torch.utils.data.DataLoader(make_items(8), batch_size=4)
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(task, loader)
+
+
+def norm_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        f"{name}.{b}": getattr(module, b).clone()
+        for name, module in model.named_modules() if isinstance(module, _BatchNorm)
+        for b in ("running_mean", "running_var")
+    }
+
+
+@pytest.mark.parametrize(
+    ("strategy", "last_k", "frozen_prefixes"),
+    [
+        ("fte", None, ("decoder.",)),
+        ("ftd", None, ("encoder.",)),
+        ("ftd", 1, ("encoder.", "decoder.blocks.0.")),
+    ],
+)
+def test_frozen_parts_stay_bit_identical(strategy, last_k, frozen_prefixes):
+    model = apply_strategy(tiny_model(), strategy, last_k)
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    norms = norm_buffers(model)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n in params if n.startswith(frozen_prefixes)}
+    assert frozen and len(frozen) < len(params)
+
+    train_steps(model)
+
+    for name, before in params.items():
+        after = model.get_parameter(name)
+        if name in frozen:
+            assert torch.equal(before, after), f"frozen {name} changed"
+    changed = [n for n in params if n not in frozen and not torch.equal(params[n], model.get_parameter(n))]
+    assert len(changed) == len(params) - len(frozen), "every trainable parameter should move"
+    for name, before in norms.items():
+        after = model.get_buffer(name)
+        if name.startswith(frozen_prefixes):
+            assert torch.equal(before, after), f"frozen statistics {name} drifted"
+        else:
+            assert not torch.equal(before, after), f"trainable statistics {name} did not update"
+
+
+def test_ri_reinitialises_and_ft_trains_everything():
+    model = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    apply_strategy(model, "ri")
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(not torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert torch.equal(model.encoder.levels[0].carry, torch.full((4,), 0.5))
+    apply_strategy(model, "fte")
+    apply_strategy(model, "ft")
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_strategy_errors_and_optimizer_sees_only_trainable_parameters():
+    with pytest.raises(ConfigError, match="last_k"):
+        apply_strategy(tiny_model(), "fte", last_k=1)
+    with pytest.raises(ConfigError, match="last_k must be 1..2"):
+        apply_strategy(tiny_model(), "ftd", last_k=3)
+    with pytest.raises(ConfigError, match="strategy"):
+        apply_strategy(tiny_model(), "freeze-all")
+    model = apply_strategy(tiny_model(), "fte")
+    optimizer = SegmentationTask(model, scheduler="none").configure_optimizers()
+    handed = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert handed == {id(p) for p in trainable_parameters(model)}
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+class Recorder(L.Callback):
+    def __init__(self):
+        self.batches: list[tuple[int, int, tuple[int, ...]]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        ts = set(batch["t"].tolist())
+        assert len(ts) == 1
+        self.batches.append((trainer.current_epoch, ts.pop(), tuple(batch["index"].tolist())))
+
+
+def read_rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_fit_learns_in_chronological_order_and_exports(tmp_path):
+    recorder = Recorder()
+    data = make_items(12)
+    result = fit(tiny_model(), data[:9], data[9:], tmp_path, quick(ordering="chronological"),
+                 meta(), callbacks=[recorder])
+
+    for epoch in range(3):
+        ts = [t for e, t, _ in recorder.batches if e == epoch]
+        assert ts == [t for t in range(1, STEPS + 1) for _ in range(3)]  # ceil(9 / 4) per type
+    orders = {tuple(i for e, _, idx in recorder.batches if e == epoch for i in idx)
+              for epoch in range(3)}
+    assert len(orders) == 3  # a new shuffle every epoch
+
+    rows = read_rows(tmp_path / "metrics.csv")
+    losses = [float(r["train_loss_epoch"]) for r in rows if r.get("train_loss_epoch")]
+    assert len(losses) == 3 and losses[-1] < 0.8 * losses[0]
+    assert result.best_val_iou is not None and result.best_val_iou > 0.3
+    model, metadata = load_checkpoint(result.checkpoint)
+    assert metadata.training["best_val_iou"] == pytest.approx(result.best_val_iou)
+    assert metadata.training["config"]["ordering"] == "chronological"
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
+
+
+class Crash(L.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
+    data = make_items(8)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_model(), data[:6], data[6:], tmp_path, quick(), meta(), callbacks=[Crash()])
+    assert (tmp_path / "last.ckpt").is_file() and not (tmp_path / "model.safetensors").exists()
+
+    with pytest.raises(ConfigError, match="different configuration"):
+        fit(tiny_model(), data[:6], data[6:], tmp_path, quick(lr=1e-3), meta())
+
+    recorder = Recorder()
+    result = fit(tiny_model(), data[:6], data[6:], tmp_path, quick(num_workers=0), meta(),
+                 callbacks=[recorder])
+    assert result.resumed and result.epochs == 3
+    assert sorted({e for e, _, _ in recorder.batches}) == [1, 2]  # epoch 0 is not repeated
+    val_epochs = [int(r["epoch"]) for r in read_rows(tmp_path / "metrics.csv") if r.get("val_iou")]
+    assert val_epochs == [0, 1, 2]
+
+    again = Recorder()
+    done = fit(tiny_model(), data[:6], data[6:], tmp_path, quick(), meta(), callbacks=[again])
+    assert done.checkpoint == result.checkpoint and not again.batches
+
+
+# ---------------------------------------------------------------------------- API + CLI
+
+
+def test_cli_train_evaluate_finetune_on_a_store(tmp_path, capsys):
+    store = make_store(tmp_path / "store.zarr")
+    common = ["--epochs", "2", "--batch-size", "4", "--lr", "0.01", "--no-progress",
+              "--accelerator", "cpu"]
+    options = json.dumps(OPTIONS)
+    assert main(["train", store, "--out", str(tmp_path / "pre"), "--bands", "VH",
+                 "--model-options", options, *common]) == 0
+    checkpoint = tmp_path / "pre" / "model.safetensors"
+    pre = read_metadata(checkpoint)
+    assert pre.bands == ["VH"] and pre.region == "spain" and pre.season["steps"] == STEPS
+    assert pre.normalization["min"] == [-30.0]
+
+    metrics = tmp_path / "metrics.json"
+    assert main(["evaluate", str(checkpoint), store, "--early-season", "--out", str(metrics)]) == 0
+    table = capsys.readouterr().out
+    assert "IoU" in table and "test, 3 patches" in table
+    result = json.loads(metrics.read_text())
+    assert list(result["early_season"]) == ["1", "2", "3", "4"]
+    assert result["metrics"]["tp"] + result["metrics"]["fn"] == 3 * 12 * 12
+
+    assert main(["finetune", str(checkpoint), store, "--strategy", "fte", "--bands", "VH", "VV",
+                 "--out", str(tmp_path / "fte"), *common]) == 0
+    tuned = read_metadata(tmp_path / "fte" / "model.safetensors")
+    assert tuned.bands == ["VH", "VV"] and tuned.strategy == "fte"
+    assert tuned.parent["region"] == "spain" and len(tuned.parent["sha256"]) == 64
+    assert tuned.normalization["max"] == [0.0, 5.0]  # the target store's own statistics
+    assert "train split of" in tuned.normalization_source
+
+
+def test_cli_reports_bad_inputs_in_one_line(tmp_path, capsys):
+    fake = tmp_path / "model.safetensors"
+    torch.save({"w": torch.zeros(1)}, fake)
+    assert main(["evaluate", str(fake), str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pickle-based" in err
+    config = tmp_path / "train.yaml"
+    config.write_text("epochs: 2\nlearning_rate: 0.1\n")
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(config)]) == 2
+    assert "learning_rate: unknown setting" in capsys.readouterr().err
