@@ -18,6 +18,7 @@ Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -36,7 +37,7 @@ def simulate(root: Path, size: int) -> Path:
     if not (folder / "region.json").exists():
         print(f"simulating {size}×{size} px in {folder} …", file=sys.stderr, flush=True)
         simulate_region("korea", folder, size=(size, size), revisit_days=20, seed=0)
-    return folder
+    return folder / "scenes"
 
 
 def checkpoint(root: Path, widths: list[int]) -> Path:
@@ -53,9 +54,13 @@ def checkpoint(root: Path, widths: list[int]) -> Path:
         torch.manual_seed(0)
         model = build_model("recurrent_unet", 2, season.steps, widths=widths)
         meta = CheckpointMetadata(
-            architecture="recurrent_unet", options={"widths": widths}, bands=["VH", "VV"],
-            time_steps=season.steps, season=season.to_dict(),
-            normalization={"min": [-30.0, -25.0], "max": [-5.0, 0.0]}, region="korea",
+            architecture="recurrent_unet",
+            options={"widths": widths},
+            bands=["VH", "VV"],
+            time_steps=season.steps,
+            season=season.to_dict(),
+            normalization={"min": [-30.0, -25.0], "max": [-5.0, 0.0]},
+            region="korea",
         )
         save_checkpoint(path, model, meta)
     return path
@@ -64,10 +69,8 @@ def checkpoint(root: Path, widths: list[int]) -> Path:
 def _tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -88,9 +91,16 @@ def run_child(args: argparse.Namespace) -> None:
     sampler.start()
     start = time.perf_counter()
     out = predict_map(
-        args.checkpoint, args.images, args.out, window=args.window, overlap=args.overlap,
-        batch_size=args.batch_size, workers=args.workers, threads=args.threads,
-        resume=False, progress=not args.quiet,
+        args.checkpoint,
+        args.images,
+        args.out,
+        window=args.window,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        threads=args.threads,
+        resume=False,
+        progress=not args.quiet,
     )
     wall = time.perf_counter() - start
     stop.set()
@@ -101,17 +111,28 @@ def run_child(args: argparse.Namespace) -> None:
         width, height = src.width, src.height
         xres, yres = src.res
     km2 = width * height * xres * yres / 1e6
-    print(json.dumps({
-        "width": width, "height": height, "km2": km2, "wall_s": round(wall, 2),
-        "km2_per_min": round(km2 / wall * 60, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_child_rss_mb": round(
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-        "peak_tree_rss_mb": round(peak[0] / 2**20, 1),
-        "window": args.window, "overlap": args.overlap, "batch_size": args.batch_size,
-        "workers": args.workers, "threads": args.threads,
-        "output_mb": round(Path(out).stat().st_size / 2**20, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "width": width,
+                "height": height,
+                "km2": km2,
+                "wall_s": round(wall, 2),
+                "km2_per_min": round(km2 / wall * 60, 3),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_child_rss_mb": round(
+                    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+                ),
+                "peak_tree_rss_mb": round(peak[0] / 2**20, 1),
+                "window": args.window,
+                "overlap": args.overlap,
+                "batch_size": args.batch_size,
+                "workers": args.workers,
+                "threads": args.threads,
+                "output_mb": round(Path(out).stat().st_size / 2**20, 2),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -143,10 +164,23 @@ def main() -> None:
         parser.error("give --size and/or --images")
     for name, images in cases:
         command = [
-            sys.executable, __file__, "--child", "--images", images, "--checkpoint", str(ckpt),
-            "--out", str(args.root / f"map-{name}.tif"), "--window", str(args.window),
-            "--overlap", str(args.overlap), "--batch-size", str(args.batch_size),
-            "--threads", str(args.threads),
+            sys.executable,
+            __file__,
+            "--child",
+            "--images",
+            images,
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(args.root / f"map-{name}.tif"),
+            "--window",
+            str(args.window),
+            "--overlap",
+            str(args.overlap),
+            "--batch-size",
+            str(args.batch_size),
+            "--threads",
+            str(args.threads),
         ]
         if args.workers:
             command += ["--workers", str(args.workers)]

@@ -17,6 +17,7 @@ from sarcrop.models import (
     count_flops,
     count_parameters,
     model_config,
+    time_forward,
 )
 from sarcrop.models.utae import collapse_time
 
@@ -269,3 +270,10 @@ def test_recurrence_in_place_inference_matches_autograd_path() -> None:
     slow = model(x)  # parameters require grad: the autograd-safe path
     assert slow.requires_grad
     torch.testing.assert_close(fast, slow.detach())
+
+
+def test_time_forward_restores_training_mode() -> None:
+    model = small("unet2d").train()
+    seconds = time_forward(model, (1, 5, 2, 32, 32), repeats=1)
+    assert 0 < seconds < 60
+    assert model.training

@@ -100,8 +100,14 @@ def test_sharded_evaluation_counts_every_sample_once():
 
 
 def test_dataset_and_padding():
-    items = [{"image": torch.ones(4, 1, 2, 2), "target": torch.zeros(2, 2),
-              "valid": torch.ones(2, 2, dtype=torch.bool), "index": 0}]
+    items = [
+        {
+            "image": torch.ones(4, 1, 2, 2),
+            "target": torch.zeros(2, 2),
+            "valid": torch.ones(2, 2, dtype=torch.bool),
+            "index": 0,
+        }
+    ]
     data = TimestepDataset(items, 4)
     assert data[0]["t"] == 4
     item = data[Key(0, 2, counted=False)]

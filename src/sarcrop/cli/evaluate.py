@@ -20,8 +20,10 @@ def format_table(result: dict[str, Any]) -> str:
         f"{'t':>3}  {'IoU':>6}  {'precision':>9}  {'recall':>6}  {'F1':>6}",
     ]
     for t, m in rows.items():
-        lines.append(f"{t:>3}  {_cell(m['iou']):>6}  {_cell(m['precision']):>9}  "
-                     f"{_cell(m['recall']):>6}  {_cell(m['f1']):>6}")
+        lines.append(
+            f"{t:>3}  {_cell(m['iou']):>6}  {_cell(m['precision']):>9}  "
+            f"{_cell(m['recall']):>6}  {_cell(m['f1']):>6}"
+        )
     return "\n".join(lines)
 
 
@@ -30,8 +32,13 @@ def run(args: argparse.Namespace) -> int:
 
     timesteps: Any = "all" if args.early_season else args.timesteps
     result = evaluate(
-        args.checkpoint, args.store, split=args.split, timesteps=timesteps,
-        batch_size=args.batch_size, device=args.device, out=args.out,
+        args.checkpoint,
+        args.store,
+        split=args.split,
+        timesteps=timesteps,
+        batch_size=args.batch_size,
+        device=args.device,
+        out=args.out,
     )
     print(format_table(result))
     if args.out:
@@ -41,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "evaluate", help="IoU/precision/recall/F1 of a checkpoint on a store split",
+        "evaluate",
+        help="IoU/precision/recall/F1 of a checkpoint on a store split",
         description="Evaluate a checkpoint over a whole split (one confusion matrix), "
         "optionally for every number of observed time steps t = 1..T.",
     )

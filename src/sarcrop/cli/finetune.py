@@ -11,8 +11,14 @@ def run(args: argparse.Namespace) -> int:
     from sarcrop.training.api import finetune
 
     result = finetune(
-        args.checkpoint, args.store, args.out, strategy=args.strategy, last_k=args.last_k,
-        bands=args.bands, positive=args.positive, normalization=args.normalization,
+        args.checkpoint,
+        args.store,
+        args.out,
+        strategy=args.strategy,
+        last_k=args.last_k,
+        bands=args.bands,
+        positive=args.positive,
+        normalization=args.normalization,
         config=config_from_args(args),
     )
     print_result(result)
@@ -21,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "finetune", help="fine-tune a pre-trained model on a target store (ri/ft/fte/ftd)",
+        "finetune",
+        help="fine-tune a pre-trained model on a target store (ri/ft/fte/ftd)",
         description="Transfer a pre-trained checkpoint: ri = architecture only, ft = all "
         "weights, fte = encoder only (decoder frozen), ftd = decoder only (encoder frozen).",
     )
@@ -29,14 +36,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("store", help="target dataset store")
     parser.add_argument("--out", required=True, help="output directory of the run")
     parser.add_argument("--strategy", required=True, choices=("ri", "ft", "fte", "ftd"))
-    parser.add_argument("--last-k", type=int,
-                        help="ftd: train only the last K decoder blocks and the head")
-    parser.add_argument("--bands", nargs="+",
-                        help="target bands, e.g. VH VV (default: the checkpoint's); new bands "
-                        "adapt the first layer (paper Eq. 3)")
-    parser.add_argument("--positive", nargs="+",
-                        help="positive class name(s) (default: the checkpoint's)")
-    parser.add_argument("--normalization", choices=("target", "checkpoint"), default="target",
-                        help="input statistics: the target store's (default) or pre-training's")
+    parser.add_argument(
+        "--last-k", type=int, help="ftd: train only the last K decoder blocks and the head"
+    )
+    parser.add_argument(
+        "--bands",
+        nargs="+",
+        help="target bands, e.g. VH VV (default: the checkpoint's); new bands "
+        "adapt the first layer (paper Eq. 3)",
+    )
+    parser.add_argument(
+        "--positive", nargs="+", help="positive class name(s) (default: the checkpoint's)"
+    )
+    parser.add_argument(
+        "--normalization",
+        choices=("target", "checkpoint"),
+        default="target",
+        help="input statistics: the target store's (default) or pre-training's",
+    )
     add_training_options(parser)
     parser.set_defaults(func=run)

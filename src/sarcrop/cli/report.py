@@ -1,10 +1,24 @@
-"""`sarcrop report`."""
+"""`sarcrop report`: the self-contained HTML report of an experiment run directory."""
 
 from __future__ import annotations
 
 import argparse
 
 
+def run(args: argparse.Namespace) -> int:
+    from sarcrop.reports.html import render_report
+
+    print(render_report(args.run_dir, args.out))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("report", help="(not yet available)")
-    parser.set_defaults(func=lambda args: parser.error("not yet available"))
+    parser = sub.add_parser(
+        "report",
+        help="self-contained HTML report of an experiment run",
+        description="Render one HTML file (figures embedded, no network access needed) from a "
+        "run directory written by `sarcrop experiment`, and print its path.",
+    )
+    parser.add_argument("run_dir", metavar="DIR", help="experiment run directory")
+    parser.add_argument("--out", metavar="FILE", help="output file (default: DIR/report.html)")
+    parser.set_defaults(func=run)

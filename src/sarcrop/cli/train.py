@@ -19,8 +19,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weight-decay", type=float)
     group.add_argument("--loss", choices=("bce", "dice", "bce+dice"))
     group.add_argument("--pos-weight", type=float, help="BCE weight of positive pixels")
-    group.add_argument("--ordering", choices=("full", "chronological", "random"),
-                       help="batch order over observed time steps (chronological: paper A.2)")
+    group.add_argument(
+        "--ordering",
+        choices=("full", "chronological", "random"),
+        help="batch order over observed time steps (chronological: paper A.2)",
+    )
     group.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     group.add_argument("--val-fraction", type=float, help="share of train patches for validation")
     group.add_argument("--seed", type=int)
@@ -42,12 +45,23 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if isinstance(devices, str) and devices.lstrip("-").isdigit():
         devices = int(devices)
     return base.updated(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, loss=args.loss, pos_weight=args.pos_weight,
-        ordering=args.ordering, patience=args.patience, val_fraction=args.val_fraction,
-        seed=args.seed, num_workers=args.num_workers, accelerator=args.accelerator,
-        devices=devices, num_nodes=args.num_nodes, strategy=args.dist_strategy,
-        precision=args.precision, max_time=args.max_time,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        loss=args.loss,
+        pos_weight=args.pos_weight,
+        ordering=args.ordering,
+        patience=args.patience,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        num_workers=args.num_workers,
+        accelerator=args.accelerator,
+        devices=devices,
+        num_nodes=args.num_nodes,
+        strategy=args.dist_strategy,
+        precision=args.precision,
+        max_time=args.max_time,
         progress_bar=False if args.no_progress else None,
     )
 
@@ -55,8 +69,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def print_result(result: Any) -> None:
     iou = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.3f}"
     print(f"model: {result.checkpoint}")
-    print(f"best val IoU {iou} (epoch {result.best_epoch}), {result.epochs} epochs"
-          + (", resumed" if result.resumed else ""))
+    print(
+        f"best val IoU {iou} (epoch {result.best_epoch}), {result.epochs} epochs"
+        + (", resumed" if result.resumed else "")
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,8 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
     options = json.loads(args.model_options) if args.model_options else None
     result = train(
-        args.store, args.out, model=args.model, model_options=options, bands=args.bands,
-        positive=args.positive, config=config_from_args(args),
+        args.store,
+        args.out,
+        model=args.model,
+        model_options=options,
+        bands=args.bands,
+        positive=args.positive,
+        config=config_from_args(args),
     )
     print_result(result)
     return 0
@@ -73,16 +94,21 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "train", help="train a model from scratch on a dataset store",
+        "train",
+        help="train a model from scratch on a dataset store",
         description="Train a segmentation model on the train split of a dataset store. "
         "Re-running the same command resumes an interrupted run.",
     )
     parser.add_argument("store", help="dataset store (from `sarcrop prepare`)")
     parser.add_argument("--out", required=True, help="output directory of the run")
-    parser.add_argument("--model", default="recurrent_unet",
-                        help="recurrent_unet, utae, convlstm_unet or unet2d")
-    parser.add_argument("--model-options", metavar="JSON",
-                        help='architecture options, e.g. \'{"widths": [16, 32, 64]}\'')
+    parser.add_argument(
+        "--model", default="recurrent_unet", help="recurrent_unet, utae, convlstm_unet or unet2d"
+    )
+    parser.add_argument(
+        "--model-options",
+        metavar="JSON",
+        help="architecture options, e.g. '{\"widths\": [16, 32, 64]}'",
+    )
     parser.add_argument("--positive", nargs="+", default=["rice"], help="positive class name(s)")
     parser.add_argument("--bands", nargs="+", help="input bands (default: all of the store)")
     add_training_options(parser)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.features import rasterize
 from rasterio.warp import calculate_default_transform, reproject, transform_bounds
 from rasterio.windows import from_bounds
@@ -76,11 +76,15 @@ def labels_from_raster(
         src = rasterio.open(path)
     except RasterioIOError as exc:
         raise InputDataError(f"cannot open label raster: {exc}", path) from exc
-    with src:
-        if src.crs is None:
-            raise InputDataError("label raster has no CRS", path)
-        codes, valid = _read_codes_on_grid(src, grid)
-        tags = src.tags()
+    try:
+        with src:
+            if src.crs is None:
+                raise InputDataError("label raster has no CRS", path)
+            codes, valid = _read_codes_on_grid(src, grid)
+            tags = src.tags()
+    except (RasterioError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputDataError(f"cannot read label raster: {first}", path) from exc
     lookup, classes = _code_lookup(path, codes[valid], tags, class_names, code_map)
     labels = np.full(codes.shape, UNLABELLED, dtype=np.int16)
     labels[valid] = lookup(codes[valid])

@@ -111,7 +111,10 @@ def prepare(
         labels, grid, column=label_column, class_names=class_names, code_map=code_map
     )
     if positive:
-        positive_indices(classes, positive)
+        try:
+            positive_indices(classes, positive)
+        except InputDataError as exc:
+            raise InputDataError(exc.problem, labels) from None
 
     offsets_all = tile_offsets(grid.height, grid.width, patch_size, stride)
     rows = sorted({r for r, _ in offsets_all})
@@ -127,6 +130,7 @@ def prepare(
         iterator = tqdm(rows, desc="prepare", unit="strip")
     with create_store(out, steps=season.steps, bands=len(bands), patch_size=patch_size) as writer:
         per_patch_pixels: list[np.ndarray] = []
+        observed_any = False
         for row in iterator:
             h = min(patch_size, grid.height - row)
             window = Window(0, row, grid.width, h)
@@ -145,6 +149,7 @@ def prepare(
             strip_labels = np.full((patch_size, padded_width), -1, dtype=np.int16)
             strip_labels[:h, : grid.width] = area_labels[row : row + h]
             observed = np.isfinite(strip).any(axis=(0, 1))
+            observed_any = observed_any or bool(observed.any())
             strip_labels[~observed] = -1
 
             kept_images, kept_labels = [], []
@@ -160,6 +165,11 @@ def prepare(
             if kept_images:
                 writer.append(np.stack(kept_images), np.stack(kept_labels))
 
+        if not offsets and not observed_any:
+            raise InputDataError(
+                "no valid pixel in any acquisition of the season (all nodata, NaN or Inf)",
+                stack.description or None,
+            )
         if not offsets:
             raise InputDataError(
                 "no patch has both image data and labels; check that the labels overlap the scenes",

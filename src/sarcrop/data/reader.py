@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -287,4 +288,30 @@ def _check_units(stack: SceneStack, declared_by_user: Units | None) -> Units:
         raise InputDataError(
             f"declared as {declared} by {origin} but the values look {detected} ({seen})", where
         )
+    _check_each_file(stack, detected)
     return detected
+
+
+def _check_each_file(stack: SceneStack, units: Units) -> None:
+    """Every local acquisition's own values must fit ``units``: one linear file among dB files
+    (or the reverse) would otherwise be averaged into the composites silently."""
+    g = stack.grid
+    h, w = min(g.height, _SAMPLE), min(g.width, _SAMPLE)
+    window = Window((g.width - w) // 2, (g.height - h) // 2, w, h)
+    n = len(stack.acquisitions)
+    sampled = {0, n // 2, n - 1}
+    for index, acquisition in enumerate(stack.acquisitions):
+        if index in sampled or not (acquisition.source and os.path.isfile(acquisition.source)):
+            continue
+        values = stack.read([index], list(stack.bands), window)
+        finite = values[np.isfinite(values)]
+        if finite.size < 64:
+            continue
+        detected = detect_units(finite)
+        if detected is not None and detected != units:
+            p1, p50, p99 = np.percentile(finite, [1, 50, 99])
+            raise InputDataError(
+                f"values look {detected} (median {p50:.3g}, 1-99 % range {p1:.3g}..{p99:.3g}) "
+                f"but the other acquisitions are {units}",
+                acquisition.source,
+            )

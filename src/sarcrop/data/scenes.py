@@ -147,6 +147,10 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
             yield src
     except RasterioError as exc:
         raise InputDataError(f"cannot read raster: {_first_line(exc)}", path) from exc
+    except UnicodeDecodeError as exc:
+        raise InputDataError(
+            f"cannot read raster: corrupt metadata (not UTF-8 text: {exc.reason})", path
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -64,7 +64,10 @@ def adapt_input_bands(
     weight = adapted_weights(conv.weight.detach(), new_bands, old_bands)
     new_conv = copy.deepcopy(conv)  # same kernel, padding, bias, device and mode
     new_conv.in_channels = weight.shape[1]
-    new_conv.weight = nn.Parameter(weight.contiguous(memory_format=_memory_format(conv.weight)))
+    new_conv.weight = nn.Parameter(
+        weight.contiguous(memory_format=_memory_format(conv.weight)),
+        requires_grad=conv.weight.requires_grad,
+    )
     model.set_submodule(model.first_conv_path, new_conv)
     model.in_bands = len(new_bands)
     return model

@@ -247,7 +247,6 @@ def predict_map(
     out = Path(out)
     try:
         bands = OutputBands(probability, classes, threshold)
-        layout_args = (window, overlap)
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         if threads < 1:
@@ -268,7 +267,7 @@ def predict_map(
         )
     grid = stack.grid
     try:
-        layout = WindowLayout(grid.height, grid.width, *layout_args)
+        layout = WindowLayout(grid.height, grid.width, window, overlap)
     except ValueError as exc:
         raise SarcropError(str(exc)) from exc
 
@@ -290,17 +289,16 @@ def predict_map(
         if scheduler is None and workers is None:
             with torch_threads(threads):
                 for index in missing:
-                    save(
-                        predict_strip(
-                            spec,
-                            stack,
-                            layout,
-                            index,
-                            timesteps=steps,
-                            batch_size=batch_size,
-                            on_windows=bar.update,
-                        )
+                    strip = predict_strip(
+                        spec,
+                        stack,
+                        layout,
+                        index,
+                        timesteps=steps,
+                        batch_size=batch_size,
+                        on_windows=bar.update,
                     )
+                    save(strip)
         else:
             from sarcrop.prediction.distributed import run_strips
 

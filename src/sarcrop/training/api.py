@@ -81,9 +81,7 @@ def _open_store(store: Any) -> Any:
     return store if isinstance(store, DatasetStore) else DatasetStore(store)
 
 
-def split_train_val(
-    dataset: Dataset, val_fraction: float, seed: int = 0
-) -> tuple[Subset, Subset]:
+def split_train_val(dataset: Dataset, val_fraction: float, seed: int = 0) -> tuple[Subset, Subset]:
     """Random, seeded patch-level split of the training split into train and validation."""
     n = len(dataset)  # type: ignore[arg-type]
     if n < 2:
@@ -106,23 +104,34 @@ class _Data(L.LightningDataModule):
     def _loader(self, dataset: Dataset, batch_sampler: Any) -> DataLoader:
         workers = self.config.num_workers
         return DataLoader(
-            dataset, batch_sampler=batch_sampler, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
         sampler = TimestepBatchSampler(
-            len(self.train_set), self.config.batch_size, self.time_steps, self.config.ordering,
-            coverage=self.config.ordering_coverage, seed=self.config.seed,
-            num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
+            len(self.train_set),
+            self.config.batch_size,
+            self.time_steps,
+            self.config.ordering,
+            coverage=self.config.ordering_coverage,
+            seed=self.config.seed,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
         )
         sampler.set_epoch(self.trainer.current_epoch)  # right order also when resuming
         return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:
         sampler = ShardedBatchSampler(
-            len(self.val_set), self.config.batch_size, self.time_steps,
-            num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
+            len(self.val_set),
+            self.config.batch_size,
+            self.time_steps,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
         )
         return self._loader(self.val_set, sampler)
 
@@ -133,8 +142,9 @@ class _Data(L.LightningDataModule):
 class _AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written through :func:`sarcrop.utils.atomic.atomic_path`."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
-                        ) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
@@ -195,20 +205,31 @@ def fit(
             "holds a run with a different configuration; use another output directory", out_dir
         )
     if record is None and last.exists():
-        raise ConfigError("holds a last.ckpt from an unknown run; use another output directory",
-                          out_dir)
+        raise ConfigError(
+            "holds a last.ckpt from an unknown run; use another output directory", out_dir
+        )
     if record and record.get("status") == "complete" and (out_dir / MODEL_FILE).is_file():
         done = dict(record["result"])
-        return TrainResult(**{**done, "out_dir": out_dir, "checkpoint": Path(done["checkpoint"]),
-                              "resumed": True})
+        return TrainResult(
+            **{**done, "out_dir": out_dir, "checkpoint": Path(done["checkpoint"]), "resumed": True}
+        )
     resume = last.is_file()
     _write_run(out_dir, {"status": "running", "fingerprint": fingerprint})
 
     L.seed_everything(config.seed, workers=True, verbose=False)
+    # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
+    # Frozen norm layers stay in eval mode regardless (see strategies).
+    model.train()
     task = SegmentationTask.from_config(model, config)
     checkpointing = ModelCheckpoint(
-        dirpath=out_dir, filename="best", monitor="val_iou", mode="max", save_top_k=1,
-        save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+        dirpath=out_dir,
+        filename="best",
+        monitor="val_iou",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
     )
     callbacks = [checkpointing, *callbacks]
     if config.patience is not None:
@@ -240,15 +261,22 @@ def fit(
     if best_path:
         state = torch.load(best_path, map_location="cpu", weights_only=True)
         model.load_state_dict(
-            {k.removeprefix("model."): v for k, v in state["state_dict"].items()
-             if k.startswith("model.")}
+            {
+                k.removeprefix("model."): v
+                for k, v in state["state_dict"].items()
+                if k.startswith("model.")
+            }
         )
         best_epoch = int(state["epoch"])
     score = checkpointing.best_model_score
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     result = TrainResult(
-        out_dir=out_dir, checkpoint=out_dir / MODEL_FILE, best_val_iou=best_iou,
-        best_epoch=best_epoch, epochs=trainer.current_epoch, resumed=resume,
+        out_dir=out_dir,
+        checkpoint=out_dir / MODEL_FILE,
+        best_val_iou=best_iou,
+        best_epoch=best_epoch,
+        epochs=trainer.current_epoch,
+        resumed=resume,
     )
     if trainer.is_global_zero:
         summary = {
@@ -262,8 +290,9 @@ def fit(
         }
         exported = metadata.model_copy(update={"training": {**metadata.training, **summary}})
         save_checkpoint(out_dir / MODEL_FILE, model, exported)
-        _write_run(out_dir, {"status": "complete", "fingerprint": fingerprint,
-                             "result": result.to_dict()})
+        _write_run(
+            out_dir, {"status": "complete", "fingerprint": fingerprint, "result": result.to_dict()}
+        )
     trainer.strategy.barrier("export")
     return result
 
@@ -275,8 +304,14 @@ def _bands(store: Any, bands: Sequence[str] | None) -> list[str]:
     return [b.upper() for b in bands] if bands else list(store.bands)
 
 
-def _base_metadata(store: Any, model: nn.Module, bands: Sequence[str], positive: Sequence[str],
-                   normalization: Mapping[str, Any], source: str) -> CheckpointMetadata:
+def _base_metadata(
+    store: Any,
+    model: nn.Module,
+    bands: Sequence[str],
+    positive: Sequence[str],
+    normalization: Mapping[str, Any],
+    source: str,
+) -> CheckpointMetadata:
     from sarcrop.models import model_config
 
     config = model_config(model)
@@ -284,10 +319,17 @@ def _base_metadata(store: Any, model: nn.Module, bands: Sequence[str], positive:
     config.pop("in_bands")
     time_steps = config.pop("time_steps")
     return CheckpointMetadata(
-        architecture=name, options=config, bands=list(bands), time_steps=time_steps,
-        season=store.season.to_dict(), normalization=dict(normalization),
-        normalization_source=source, positive=list(positive), classes=list(store.classes),
-        region=store.metadata.region, year=store.metadata.year,
+        architecture=name,
+        options=config,
+        bands=list(bands),
+        time_steps=time_steps,
+        season=store.season.to_dict(),
+        normalization=dict(normalization),
+        normalization_source=source,
+        positive=list(positive),
+        classes=list(store.classes),
+        region=store.metadata.region,
+        year=store.metadata.year,
         composite=store.metadata.source.get("composite"),
     )
 
@@ -318,8 +360,9 @@ def train(
     normalization = store.normalization.select(bands).to_dict()
     dataset = PatchDataset(store, "train", positive, bands, normalization=normalization)
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
-    metadata = _base_metadata(store, network, bands, positive, normalization,
-                              f"train split of {store.path}")
+    metadata = _base_metadata(
+        store, network, bands, positive, normalization, f"train split of {store.path}"
+    )
     metadata = metadata.model_copy(update={"strategy": "scratch"})
     return fit(network, train_data, val_data, out_dir, config, metadata)
 
@@ -368,8 +411,9 @@ def finetune(
         stats = dict(parent_meta.normalization or {})
         missing = [b for b in bands if b not in stats.get("bands", parent_meta.bands)]
         if not stats or missing:
-            raise ConfigError(f"checkpoint has no normalization statistics for {missing or bands}",
-                              checkpoint)
+            raise ConfigError(
+                f"checkpoint has no normalization statistics for {missing or bands}", checkpoint
+            )
         from sarcrop.data.normalization import Normalization
 
         stats = Normalization.from_dict(stats).select(bands).to_dict()
@@ -379,18 +423,20 @@ def finetune(
     dataset = PatchDataset(store, "train", positive, bands, normalization=stats)
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
     metadata = _base_metadata(store, parent, bands, positive, stats, source)
-    metadata = metadata.model_copy(update={
-        "strategy": strategy,
-        "last_k": last_k,
-        "parent": {
-            "path": str(checkpoint),
-            "sha256": file_sha256(checkpoint),
-            "region": parent_meta.region,
-            "year": parent_meta.year,
-            "bands": parent_meta.bands,
-            "positive": parent_meta.positive,
-        },
-    })
+    metadata = metadata.model_copy(
+        update={
+            "strategy": strategy,
+            "last_k": last_k,
+            "parent": {
+                "path": str(checkpoint),
+                "sha256": file_sha256(checkpoint),
+                "region": parent_meta.region,
+                "year": parent_meta.year,
+                "bands": parent_meta.bands,
+                "positive": parent_meta.positive,
+            },
+        }
+    )
     return fit(parent, train_data, val_data, out_dir, config, metadata)
 
 
@@ -419,8 +465,9 @@ def evaluate(
     store = _open_store(store)
     steps = meta.time_steps
     if store.steps != steps:
-        raise CheckpointError(f"model has {steps} time steps, store {store.path} has "
-                              f"{store.steps}", checkpoint)
+        raise CheckpointError(
+            f"model has {steps} time steps, store {store.path} has {store.steps}", checkpoint
+        )
     if timesteps == "all":
         wanted = list(range(1, steps + 1))
     elif timesteps is None:
@@ -431,8 +478,9 @@ def evaluate(
         wanted = [int(timesteps)]
     if threshold is None:
         threshold = float(meta.training.get("config", {}).get("threshold", 0.5))
-    dataset = PatchDataset(store, split, meta.positive, meta.bands,
-                           normalization=meta.normalization)
+    dataset = PatchDataset(
+        store, split, meta.positive, meta.bands, normalization=meta.normalization
+    )
     target_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(target_device)
     confusions = {t: BinaryConfusion() for t in wanted}
@@ -462,4 +510,3 @@ def evaluate(
     if out is not None:
         write_metrics_json(out, result)
     return result
-

@@ -64,7 +64,9 @@ class CheckpointMetadata(BaseModel):
     composite: dict[str, Any] | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     version: str = __version__
-    created: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    created: str = Field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> CheckpointMetadata:

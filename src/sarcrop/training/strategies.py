@@ -50,7 +50,6 @@ def _freeze(modules: Iterable[nn.Module]) -> None:
             if _has_running_stats(module) and not getattr(module, _FROZEN_FLAG, False):
                 module.register_forward_pre_hook(_pin_eval)
                 setattr(module, _FROZEN_FLAG, True)
-                module.eval()
 
 
 def reinitialise(model: nn.Module) -> nn.Module:

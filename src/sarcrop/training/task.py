@@ -103,8 +103,15 @@ class SegmentationTask(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         loss = self.criterion(self._logits(batch), batch["target"], batch["valid"])
         size = batch["image"].shape[0]
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size,
-                 sync_dist=True)
+        self.log(
+            "train_loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=True,
+        )
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -135,8 +142,12 @@ class SegmentationTask(L.LightningModule):
         # checkpoint selection and early stopping always compare numbers.
         for name in ("iou", "precision", "recall", "f1"):
             value = getattr(confusion, name)
-            self.log(f"{stage}_{name}", 0.0 if math.isnan(value) else value, sync_dist=True,
-                     prog_bar=name == "iou")
+            self.log(
+                f"{stage}_{name}",
+                0.0 if math.isnan(value) else value,
+                sync_dist=True,
+                prog_bar=name == "iou",
+            )
 
     def configure_optimizers(self) -> Any:
         params = trainable_parameters(self.model)

@@ -1,0 +1,153 @@
+"""Crop-type legends: turn the numeric codes of real label rasters into sarcrop class names.
+
+Real label rasters hold codes, not names: WorldCereal writes 4-digit crop-type codes (1200 =
+maize, 9120 = permanent grass, …) decoded by ``wc2eurocrops_map.csv`` (columns ``name``,
+``croptype``, ``ewoc_code``, ``landcover``). :func:`labels_from_raster
+<sarcrop.data.labels.labels_from_raster>` takes a ``code_map`` (code → class name) and sends
+codes missing from it to ``"other"``; this module builds such maps.
+
+- :func:`read_worldcereal_legend` reads the whole legend (code → lower-case name).
+- :func:`worldcereal_code_map` gives either the full legend, or — with ``positive`` — the binary
+  "crop vs rest" map the paper's masks use (``{1200: "maize", every other code: "other"}``).
+- :func:`binary_code_map` is the same binary map for any code list (other legends, LPIS codes).
+
+WorldCereal codes are hierarchical (1000 cereals ⊃ 1100 wheat ⊃ 1110 winter wheat), so a
+positive class given as a group includes its sub-classes by default: "wheat" selects 1100, 1110
+and 1120. Names are matched case-insensitively; the class names in the map are lower case so
+that ``--positive maize`` matches them.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from sarcrop.errors import InputDataError
+
+OTHER = "other"
+_REQUIRED = ("name", "croptype")
+
+
+def read_worldcereal_legend(csv_path: str | Path) -> dict[int, str]:
+    """The WorldCereal legend as ``{croptype code: lower-case name}``.
+
+    Codes listed twice keep their first name. Raises :class:`InputDataError` (naming the file)
+    when the file is missing, lacks the ``name``/``croptype`` columns or has a non-integer code.
+    """
+    path = Path(csv_path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputDataError("legend file not found", path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputDataError(f"cannot read legend: {exc}", path) from None
+    reader = csv.DictReader(text.splitlines())
+    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    missing = [c for c in _REQUIRED if c not in columns]
+    if missing:
+        raise InputDataError(
+            f"legend lacks column(s) {', '.join(missing)} (has {', '.join(columns) or 'none'})",
+            path,
+        )
+    legend: dict[int, str] = {}
+    for line, row in enumerate(reader, start=2):
+        row = {str(k).strip().lower(): (v or "").strip() for k, v in row.items()}
+        try:
+            code = int(row["croptype"])
+        except ValueError:
+            raise InputDataError(
+                f"line {line}: croptype {row['croptype']!r} is not an integer code", path
+            ) from None
+        legend.setdefault(code, row["name"].lower())
+    if not legend:
+        raise InputDataError("legend has no rows", path)
+    return legend
+
+
+def is_subclass(code: int, group: int) -> bool:
+    """Whether 4-digit WorldCereal crop-type ``code`` lies under ``group`` (1110 under 1100).
+
+    A group's trailing zeros are its wildcard digits. Codes below 1000 (the land-cover codes
+    10..99 that share the column) only match themselves.
+    """
+    if code == group:
+        return True
+    if not (1000 <= code <= 9999 and 1000 <= group <= 9999):
+        return False
+    prefix = str(group).rstrip("0")
+    return str(code).startswith(prefix)
+
+
+def worldcereal_code_map(
+    csv_path: str | Path,
+    positive: Iterable[str | int] | None = None,
+    *,
+    name: str | None = None,
+    rest: str = OTHER,
+    include_subclasses: bool = True,
+) -> dict[int, str]:
+    """A code → class-name map for WorldCereal crop-type rasters.
+
+    Without ``positive``: the full legend (every code with its own name). With ``positive``
+    (legend names such as ``"maize"`` or codes such as ``1200``): a binary map, the positive
+    codes → ``name`` (default: the first positive name, lower case) and every other legend code
+    → ``rest``. Unknown positive names raise :class:`InputDataError` listing close matches, so a
+    typo cannot silently give an all-negative target.
+    """
+    legend = read_worldcereal_legend(csv_path)
+    if positive is None:
+        return dict(legend)
+    wanted = list(positive)
+    if not wanted:
+        raise InputDataError("no positive class given", csv_path)
+    by_name: dict[str, list[int]] = {}
+    for code, label in legend.items():
+        by_name.setdefault(label.casefold(), []).append(code)
+    groups: list[int] = []
+    for item in wanted:
+        if isinstance(item, int) or str(item).isdigit():
+            code = int(item)
+            if code not in legend:
+                raise InputDataError(f"code {code} is not in the legend", csv_path)
+            groups.append(code)
+            continue
+        codes = by_name.get(str(item).strip().casefold())
+        if not codes:
+            hints = sorted(n for n in by_name if str(item).strip().casefold() in n)[:5]
+            hint = f"; did you mean {', '.join(map(repr, hints))}?" if hints else ""
+            raise InputDataError(f"class {item!r} is not in the legend{hint}", csv_path)
+        groups.extend(codes)
+    positive_codes = [
+        code
+        for code in legend
+        if any(is_subclass(code, g) if include_subclasses else code == g for g in groups)
+    ]
+    if name is None:
+        first = wanted[0]
+        name = legend[int(first)] if str(first).isdigit() else str(first).strip().lower()
+    return binary_code_map(legend, positive_codes, positive=name, rest=rest)
+
+
+def binary_code_map(
+    codes: Iterable[int] | Mapping[int, object],
+    positive_codes: Iterable[int],
+    *,
+    positive: str = "positive",
+    rest: str = OTHER,
+) -> dict[int, str]:
+    """``{code: positive}`` for ``positive_codes``, ``{code: rest}`` for every other code.
+
+    The generic "crop vs rest" map for any legend: pass all codes that occur (or a legend
+    mapping) and the codes of the crop of interest. Codes missing from ``codes`` still become
+    ``"other"`` in :func:`~sarcrop.data.labels.labels_from_raster`, so ``rest="other"`` keeps
+    both paths consistent.
+    """
+    if positive == rest:
+        raise InputDataError(f"the positive class and the rest are both named {positive!r}")
+    chosen = {int(c) for c in positive_codes}
+    if not chosen:
+        raise InputDataError(f"no code selected for the positive class {positive!r}")
+    out = {int(code): (positive if int(code) in chosen else rest) for code in codes}
+    out.update({code: positive for code in chosen})
+    return out

@@ -1,0 +1,332 @@
+"""Figures, maps and the manifest of an experiment run.
+
+Everything here is derived from cached unit outputs (test-split probabilities, training logs,
+the stores), so figures can be redrawn without retraining.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sarcrop import __version__
+from sarcrop.experiments.config import ScenarioSpec
+
+if TYPE_CHECKING:
+    from sarcrop.data.store import DatasetStore
+    from sarcrop.experiments.runner import ExperimentRunner
+
+SIGNATURE_PIXELS = 5000
+SIGNATURE_METHODS = ("fte", "ft", "ftd", "ri", "rf")
+MAX_DISPLAY_PIXELS = 2048
+
+
+class ExperimentFigures:
+    """Draws the per-scenario figures and writes the georeferenced maps."""
+
+    def __init__(
+        self, runner: ExperimentRunner, records: dict[tuple[str, str, int], dict[str, Any]]
+    ) -> None:
+        self.runner = runner
+        self.records = records
+        self.out = runner.out
+        self.seed = runner.seeds[0]
+        (self.out / "figures").mkdir(parents=True, exist_ok=True)
+
+    def write(self, results: pd.DataFrame) -> dict[str, Any]:
+        config = self.runner.config
+        scenarios = [self._scenario(s) for s in config.scenarios]
+        steps = int(results["timestep"].max()) if len(results) else None
+        return {
+            "name": config.name,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "sarcrop_version": __version__,
+            "config_file": None
+            if self.runner.config_file is None
+            else str(self.runner.config_file),
+            "config": config.model_dump(mode="json"),
+            "seeds": self.runner.seeds,
+            "time_steps": steps,
+            "scenarios": scenarios,
+            "methods": list(config.methods),
+            "early_season": self._early_season(results),
+            "training_curves": self._training_curves(),
+            "class_curves_figure": self._class_curves(),
+            "notes": self._notes(),
+        }
+
+    # ------------------------------------------------------------------ per scenario
+
+    def _scenario(self, scenario: ScenarioSpec) -> dict[str, Any]:
+        from sarcrop.data.dataset import PatchDataset
+        from sarcrop.data.store import DatasetStore
+        from sarcrop.reports.figures import PanelRow, scenario_figure
+
+        test_path, _ = self.runner.region_store(scenario.test)
+        store = DatasetStore(test_path)
+        dataset = PatchDataset(store, "test", (scenario.crop,), scenario.bands)
+        targets = np.stack([dataset[i]["target"].numpy() for i in range(len(dataset))])
+        valid = np.stack([dataset[i]["valid"].numpy() for i in range(len(dataset))])
+        vh = store.bands.index("VH") if "VH" in store.bands else 0
+        images = np.stack([store.read_image(i)[:, vh] for i in dataset.indices])
+        probabilities = {
+            method: np.load(self.records[(scenario.id, method, self.seed)]["probabilities"]).astype(
+                np.float32
+            )
+            for method in self.runner.config.methods
+        }
+        maps = self._write_maps(scenario, store, dataset.indices, probabilities)
+        area = self._mosaic_row(store, dataset.indices, images, targets, valid, probabilities)
+        rng = np.random.default_rng(self.seed)
+        count = min(self.runner.config.figure_patches, len(dataset))
+        chosen = sorted(rng.choice(len(dataset), size=count, replace=False).tolist())
+        rows = [
+            PanelRow(
+                images[i], targets[i], {m.upper(): p[i] for m, p in probabilities.items()}, valid[i]
+            )
+            for i in chosen
+        ]
+        figure = Path("figures") / f"{scenario.id}.png"
+        title = (
+            f"fine-tune {scenario.finetune}, test {scenario.test}, {scenario.crop}, "
+            f"{scenario.band_label}: whole test split (top) and {count} test patches"
+        )
+        scenario_figure(area, rows, title, path=self.out / figure)
+        signature = self._signature(
+            scenario, store, dataset.indices, images, targets, valid, probabilities
+        )
+        return {
+            "id": scenario.id,
+            "finetune_region": scenario.finetune,
+            "test_region": scenario.test,
+            "crop": scenario.crop,
+            "bands": list(scenario.bands),
+            "figure": str(figure),
+            "signature_figure": signature,
+            "maps": maps,
+        }
+
+    def _mosaic(
+        self, store: DatasetStore, indices: list[int], patches: np.ndarray, fill: float
+    ) -> np.ndarray:
+        grid, size = store.grid, store.patch_size
+        canvas = np.full((*patches.shape[1:-2], grid.height, grid.width), fill, dtype=patches.dtype)
+        for patch, index in zip(patches, indices):
+            row, col = store.offsets[index]
+            h = min(size, grid.height - row)
+            w = min(size, grid.width - col)
+            canvas[..., row : row + h, col : col + w] = patch[..., :h, :w]
+        return canvas
+
+    def _mosaic_row(
+        self,
+        store: DatasetStore,
+        indices: list[int],
+        images: np.ndarray,
+        targets: np.ndarray,
+        valid: np.ndarray,
+        probabilities: dict[str, np.ndarray],
+    ) -> Any:
+        from sarcrop.reports.figures import PanelRow
+
+        step = max(1, int(np.ceil(max(store.grid.height, store.grid.width) / MAX_DISPLAY_PIXELS)))
+        cut = (..., slice(None, None, step), slice(None, None, step))
+        image = self._mosaic(store, indices, images, np.nan)[cut]
+        label = self._mosaic(store, indices, targets, 0.0)[cut]
+        mask = self._mosaic(store, indices, valid, False)[cut]
+        predictions = {
+            m.upper(): self._mosaic(store, indices, p, 0.0)[cut] for m, p in probabilities.items()
+        }
+        return PanelRow(image, label, predictions, mask)
+
+    def _write_maps(
+        self,
+        scenario: ScenarioSpec,
+        store: DatasetStore,
+        indices: list[int],
+        probabilities: dict[str, np.ndarray],
+    ) -> dict[str, str]:
+        import rasterio
+
+        from sarcrop.utils.atomic import atomic_path
+
+        folder = Path("maps") / scenario.id
+        maps = {}
+        grid = store.grid
+        for method, probability in probabilities.items():
+            mosaic = self._mosaic(store, indices, probability, np.nan).astype(np.float32)
+            path = folder / f"{method}.tif"
+            with atomic_path(self.out / path) as tmp:
+                profile = {
+                    "driver": "GTiff",
+                    "width": grid.width,
+                    "height": grid.height,
+                    "count": 1,
+                    "dtype": "float32",
+                    "crs": grid.crs,
+                    "transform": grid.transform,
+                    "nodata": float("nan"),
+                    "compress": "deflate",
+                    "tiled": True,
+                    "blockxsize": 256,
+                    "blockysize": 256,
+                }
+                with rasterio.open(tmp, "w", **profile) as dst:
+                    dst.write(mosaic, 1)
+                    dst.set_band_description(1, f"probability of {scenario.crop}")
+                    dst.update_tags(
+                        METHOD=method,
+                        SCENARIO=scenario.id,
+                        CONTENT="test-split patches only; nodata elsewhere",
+                        SARCROP_VERSION=__version__,
+                    )
+            maps[method] = str(path)
+        return maps
+
+    def _signature(
+        self,
+        scenario: ScenarioSpec,
+        store: DatasetStore,
+        indices: list[int],
+        images: np.ndarray,
+        targets: np.ndarray,
+        valid: np.ndarray,
+        probabilities: dict[str, np.ndarray],
+    ) -> str | None:
+        """The paper's Figure 1: VH of TP and FN in the test region vs the training positives."""
+        from sarcrop.data.dataset import PatchDataset
+        from sarcrop.data.store import DatasetStore
+        from sarcrop.reports.figures import signature_plot
+
+        method = next((m for m in SIGNATURE_METHODS if m in probabilities), None)
+        if method is None:
+            return None
+        predicted = probabilities[method] >= 0.5
+        positive = (targets > 0.5) & valid
+        series = np.moveaxis(images, 1, -1)  # (n, H, W, T)
+        rng = np.random.default_rng(self.seed)
+        tp = _sample(series[positive & predicted], rng)
+        fn = _sample(series[positive & ~predicted], rng)
+        ft_path, _ = self.runner.region_store(scenario.finetune)
+        ft_store = DatasetStore(ft_path)
+        reference_set = PatchDataset(ft_store, "train", (scenario.crop,), scenario.bands)
+        vh = ft_store.bands.index("VH") if "VH" in ft_store.bands else 0
+        reference = []
+        for i, index in enumerate(reference_set.indices):
+            target = reference_set[i]["target"].numpy() > 0.5
+            reference.append(np.moveaxis(ft_store.read_image(index)[:, vh], 0, -1)[target])
+        ref = _sample(np.concatenate(reference) if reference else np.empty((0, store.steps)), rng)
+        if len(tp) + len(fn) == 0 or len(ref) == 0:
+            return None
+        path = Path("figures") / f"{scenario.id}-signature.png"
+        signature_plot(
+            store.metadata.dates,
+            tp,
+            fn,
+            ref,
+            band="VH",
+            labels={
+                "tp": f"TP in {scenario.test} ({method.upper()})",
+                "fn": f"FN in {scenario.test} ({method.upper()})",
+                "reference": f"{scenario.crop} in {scenario.finetune} (training)",
+            },
+            title=f"VH signature: fine-tuned in {scenario.finetune}, tested in {scenario.test}",
+            path=self.out / path,
+        )
+        return str(path)
+
+    # ------------------------------------------------------------------ run-level figures
+
+    def _early_season(self, results: pd.DataFrame) -> dict[str, Any] | None:
+        from sarcrop.reports.figures import early_season_plot
+
+        spec = self.runner.config.early_season
+        if spec is None:
+            return None
+        scenario = self.runner.config.scenarios[spec.scenario]
+        rows = results[(results["scenario"] == scenario.id) & (results["metric"] == "iou")]
+        curves = pd.concat(
+            [
+                rows[rows["run"] == "early-season"],
+                rows[(rows["run"] == "main") & (rows["method"] == "rf")],
+            ]
+        )
+        curves = curves.assign(
+            method=[
+                m.upper() if o == "n/a" else f"{m.upper()} ({o})"
+                for m, o in zip(curves["method"], curves["ordering"])
+            ]
+        )
+        path = Path("figures") / "early-season.png"
+        early_season_plot(
+            curves, "iou", title=f"Early-season IoU, {scenario.id}", path=self.out / path
+        )
+        return {"figure": str(path), "scenario": scenario.id, "method": spec.method}
+
+    def _training_curves(self) -> list[dict[str, str]]:
+        from sarcrop.reports.figures import training_curves
+
+        logs: list[tuple[str, Path]] = []
+        spec = self.runner.config.pretrain
+        if spec.region is not None:
+            checkpoint, _ = self.runner.pretrained()
+            logs.append((f"pre-training on {spec.region}", checkpoint.parent / "metrics.csv"))
+        first = self.runner.config.scenarios[0]
+        for method in self.runner.config.methods:
+            record = self.records.get((first.id, method, self.seed))
+            if record and method != "rf":
+                logs.append((f"{method.upper()} on {first.id}", Path(record["metrics_csv"])))
+        curves = []
+        for name, csv in logs:
+            if not csv.is_file():
+                continue
+            slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+            path = Path("figures") / f"training-{slug}.png"
+            training_curves(csv, title=name, path=self.out / path)
+            curves.append({"name": name, "figure": str(path)})
+        return curves
+
+    def _class_curves(self) -> str | None:
+        from sarcrop.data.simulate import plot_signatures
+
+        spec = self.runner.config
+        for name in dict.fromkeys([s.finetune for s in spec.scenarios]):
+            simulated = spec.regions[name].simulate
+            if simulated is not None:
+                path = Path("figures") / f"class-curves-{name}.png"
+                plot_signatures(simulated.preset, self.out / path, year=simulated.year)
+                return str(path)
+        return None
+
+    def _notes(self) -> list[str]:
+        config = self.runner.config
+        notes = []
+        simulated = [n for n, r in config.regions.items() if r.simulate is not None]
+        if simulated:
+            notes.append(
+                f"Regions {', '.join(simulated)} come from the sarcrop Sentinel-1 "
+                "simulator, not from real acquisitions; the paper's values are shown "
+                "for reference only."
+            )
+        notes.append(
+            "Metrics are of the positive class, accumulated over every labelled "
+            "pixel of the test region's test split (one confusion matrix)."
+        )
+        notes.append("Maps cover the test-split patches only; other pixels are nodata.")
+        if len(self.runner.seeds) > 1:
+            notes.append(
+                f"Cells show mean ± sample std over {len(self.runner.seeds)} seeds "
+                "(fine-tuning and forest seeds; one shared pre-training)."
+            )
+        return notes
+
+
+def _sample(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    pixels = pixels[np.isfinite(pixels).all(axis=-1)] if pixels.size else pixels
+    if len(pixels) > SIGNATURE_PIXELS:
+        pixels = pixels[rng.choice(len(pixels), SIGNATURE_PIXELS, replace=False)]
+    return pixels

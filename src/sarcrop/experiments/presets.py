@@ -1,0 +1,20 @@
+"""Experiment configs shipped with sarcrop (``paper``, ``small``), addressable by name."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Name → path of the YAML configs that ship inside the package."""
+    folder = resources.files("sarcrop") / "configs"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A path as given, or the shipped config of that name (``paper``, ``small``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in {".yaml", ".yml"}:
+        return path
+    return shipped_configs().get(str(name_or_path), path)

@@ -1,0 +1,513 @@
+"""Run every scenario × method × seed of an experiment, reusing shared work.
+
+Work is split into units (one dataset per region, one pre-training, one fine-tuning or forest
+per scenario × method × seed). Each unit lives in ``DIR/cache/<kind>-<hash>/`` where the hash
+covers everything that determines its result, and is marked done by a ``done.json`` written
+last; a rerun skips finished units, and an interrupted one redoes only what was not finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sarcrop import __version__
+from sarcrop.experiments.config import (
+    ExperimentConfig,
+    RegionData,
+    ScenarioSpec,
+    load_experiment_config,
+    parse_method,
+)
+from sarcrop.utils.atomic import write_text_atomic
+
+RESULT_COLUMNS = (
+    "scenario",
+    "finetune_region",
+    "test_region",
+    "crop",
+    "bands",
+    "method",
+    "metric",
+    "timestep",
+    "seed",
+    "value",
+    "run",
+    "ordering",
+)
+METRICS = ("iou", "precision", "recall", "f1")
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class _Unit:
+    """One cached piece of work."""
+
+    path: Path
+    key: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        return (self.path / "done.json").is_file()
+
+    def record(self) -> dict[str, Any]:
+        return json.loads((self.path / "done.json").read_text(encoding="utf-8"))
+
+    def finish(self, record: dict[str, Any]) -> dict[str, Any]:
+        write_text_atomic(
+            self.path / "done.json", json.dumps({**record, "key": self.key}, indent=2, default=str)
+        )
+        return record
+
+
+@dataclass
+class ExperimentResult:
+    """What a run produced."""
+
+    out_dir: Path
+    results: pd.DataFrame
+    tables: Path
+    report: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+
+def _log(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+class ExperimentRunner:
+    """Executes an :class:`ExperimentConfig` into an output directory."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        out_dir: Path,
+        *,
+        config_file: Path | None = None,
+        seeds: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.config = config
+        self.out = Path(out_dir)
+        self.config_file = config_file
+        self.seeds = list(range(seeds if seeds is not None else config.seeds))
+        self.progress = progress
+        self.timer = _Timer()
+        self._stores: dict[str, tuple[Path, str]] = {}
+        self._simulated: dict[str, Path] = {}
+
+    # ------------------------------------------------------------------ units
+
+    def _unit(self, kind: str, key: dict[str, Any]) -> _Unit:
+        key = {"kind": kind, "sarcrop": __version__, **key}
+        path = self.out / "cache" / f"{kind}-{_digest(key)}"
+        path.mkdir(parents=True, exist_ok=True)
+        return _Unit(path, key)
+
+    def _timed(
+        self, name: str | None, unit: _Unit, work: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Run ``work`` unless the unit is done; count its (recorded) time under ``name``."""
+        if unit.done:
+            record = unit.record()
+        else:
+            start = time.perf_counter()
+            record = work()
+            record["seconds"] = time.perf_counter() - start
+            unit.finish(record)
+        if name is not None:
+            self.timer.add(name, float(record.get("seconds", 0.0)))
+        return record
+
+    # ------------------------------------------------------------------ data
+
+    def region_store(self, name: str) -> tuple[Path, str]:
+        """The prepared store of a region (and its cache key), built once."""
+        if name in self._stores:
+            return self._stores[name]
+        spec = self.config.regions[name]
+        if spec.store is not None:
+            self._stores[name] = (spec.store, _digest(str(spec.store)))
+            return self._stores[name]
+        unit = self._unit("region", {"name": name, "spec": spec.model_dump(mode="json")})
+        store = unit.path / "store.zarr"
+
+        def work() -> dict[str, Any]:
+            record: dict[str, Any] = {}
+            if spec.simulate is not None:
+                record.update(self._simulate(unit.path / "simulated", spec))
+            _log(f"preparing {name}")
+            start = time.perf_counter()
+            self._prepare(name, spec, unit.path / "simulated", store)
+            record["prepare_seconds"] = time.perf_counter() - start
+            return record
+
+        record = self._timed(None, unit, work)
+        self.timer.add("simulate", float(record.get("simulate_seconds", 0.0)))
+        self.timer.add("prepare", float(record.get("prepare_seconds", 0.0)))
+        if spec.simulate is not None:
+            self._simulated[name] = unit.path / "simulated"
+        self._stores[name] = (store, _digest(unit.key))
+        return self._stores[name]
+
+    def _simulate(self, folder: Path, spec: RegionData) -> dict[str, Any]:
+        from sarcrop.data.simulate import simulate_region
+
+        assert spec.simulate is not None
+        sim = spec.simulate
+        _log(f"simulating {sim.preset}")
+        start = time.perf_counter()
+        simulate_region(
+            sim.preset,
+            folder,
+            year=sim.year,
+            seed=sim.seed,
+            size=sim.size,
+            revisit_days=sim.revisit_days,
+            progress=self.progress,
+        )
+        return {"simulate_seconds": time.perf_counter() - start}
+
+    def _prepare(self, name: str, spec: RegionData, simulated: Path, store: Path) -> None:
+        from sarcrop.data.prepare import prepare, prepare_region
+        from sarcrop.data.season import Season
+
+        options: dict[str, Any] = {
+            "bands": spec.bands,
+            "patch_size": spec.patch_size,
+            "stride": spec.stride,
+            "split": spec.split,
+            "train_fraction": spec.train_fraction,
+            "seed": spec.split_seed,
+            "region": name,
+            "progress": self.progress,
+        }
+        if spec.simulate is not None:
+            prepare_region(simulated, store, **options)
+            return
+        assert spec.labels is not None and spec.season_start is not None
+        season = Season(spec.season_start, spec.steps, spec.days)
+        prepare(
+            spec.images,
+            store,
+            labels=spec.labels,
+            label_column=spec.label_column,
+            season=season,
+            **options,
+        )
+
+    # ------------------------------------------------------------------ models
+
+    def pretrained(self) -> tuple[Path, str]:
+        """The pre-trained checkpoint (trained once, shared by every scenario and seed)."""
+        spec = self.config.pretrain
+        if spec.checkpoint is not None:
+            return spec.checkpoint, _digest(str(spec.checkpoint))
+        assert spec.region is not None
+        store, store_key = self.region_store(spec.region)
+        unit = self._unit("pretrain", {"store": store_key, "spec": spec.model_dump(mode="json")})
+
+        def work() -> dict[str, Any]:
+            from sarcrop.training.api import train
+
+            _log(f"pre-training {spec.model} on {spec.region} ({'|'.join(spec.bands)})")
+            result = train(
+                store,
+                unit.path / "run",
+                model=spec.model,
+                model_options=spec.model_options,
+                bands=spec.bands,
+                positive=(spec.crop,),
+                config=spec.train,
+            )
+            return {
+                "checkpoint": str(result.checkpoint),
+                "best_val_iou": result.best_val_iou,
+                "epochs": result.epochs,
+            }
+
+        record = self._timed("pretrain", unit, work)
+        return Path(record["checkpoint"]), _digest(unit.key)
+
+    def _train_method(
+        self, scenario: ScenarioSpec, method: str, seed: int, ordering: str | None, folder: Path
+    ) -> Path:
+        from sarcrop.training.api import finetune, train
+
+        strategy, last_k = parse_method(method)
+        config = self.config.finetune.updated(seed=seed, ordering=ordering)
+        store, _ = self.region_store(scenario.finetune)
+        if strategy == "ri":
+            spec = self.config.pretrain
+            result = train(
+                store,
+                folder,
+                model=spec.model,
+                model_options=spec.model_options,
+                bands=scenario.bands,
+                positive=(scenario.crop,),
+                config=config,
+            )
+        else:
+            checkpoint, _ = self.pretrained()
+            result = finetune(
+                checkpoint,
+                store,
+                folder,
+                strategy=strategy,
+                last_k=last_k,
+                bands=scenario.bands,
+                positive=(scenario.crop,),
+                config=config,
+            )
+        return result.checkpoint
+
+    def run_method(
+        self, scenario: ScenarioSpec, method: str, seed: int, ordering: str | None = None
+    ) -> dict[str, Any]:
+        """Train (or fit) one method for one scenario and seed; evaluate on the test region."""
+        ft_store, ft_key = self.region_store(scenario.finetune)
+        test_store, test_key = self.region_store(scenario.test)
+        strategy, _ = parse_method(method)
+        ordering = ordering or self.config.finetune.ordering
+        key: dict[str, Any] = {
+            "scenario": scenario.model_dump(mode="json"),
+            "method": method,
+            "seed": seed,
+            "finetune_store": ft_key,
+            "test_store": test_key,
+        }
+        if strategy == "rf":
+            key["baseline"] = self.config.baseline.model_dump()
+        else:
+            key["train"] = self.config.finetune.model_dump(mode="json")
+            key["ordering"] = ordering
+            key["pretrain"] = self.pretrained()[1] if strategy != "ri" else None
+            key["model"] = [self.config.pretrain.model, self.config.pretrain.model_options]
+        unit = self._unit("method", key)
+
+        def work() -> dict[str, Any]:
+            _log(f"{scenario.id}: {method} (seed {seed}, {ordering})")
+            if strategy == "rf":
+                early, probabilities = self._forest(scenario, ft_store, test_store, seed)
+                checkpoint = None
+            else:
+                checkpoint = self._train_method(scenario, method, seed, ordering, unit.path / "run")
+                early, probabilities = self._network_predictions(checkpoint, test_store)
+            np.save(unit.path / "test_probabilities.npy", probabilities.astype(np.float16))
+            return {
+                "early_season": early,
+                "checkpoint": None if checkpoint is None else str(checkpoint),
+            }
+
+        record = self._timed(f"method:{method}", unit, work)
+        record["probabilities"] = unit.path / "test_probabilities.npy"
+        record["metrics_csv"] = unit.path / "run" / "metrics.csv"
+        return record
+
+    def _forest(
+        self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, seed: int
+    ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+        from sarcrop.data.dataset import PatchDataset
+        from sarcrop.data.store import DatasetStore
+        from sarcrop.evaluation.baseline import (
+            early_season_baseline,
+            fit_baseline_from_dataset,
+            predict_patches,
+        )
+
+        spec = self.config.baseline
+        stats = DatasetStore(ft_store).normalization.select(scenario.bands).to_dict()
+        train_set = PatchDataset(ft_store, "train", (scenario.crop,), scenario.bands)
+        forest = fit_baseline_from_dataset(
+            train_set,
+            max_samples_per_class=spec.max_samples_per_class,
+            early_season=True,
+            random_state=seed,
+            n_estimators=spec.n_estimators,
+            max_depth=spec.max_depth,
+        )
+        test_set = PatchDataset(
+            test_store, "test", (scenario.crop,), scenario.bands, normalization=stats
+        )
+        early = {str(t): c.as_dict() for t, c in early_season_baseline(forest, test_set).items()}
+        probabilities = np.stack(
+            [
+                np.nan_to_num(predict_patches(forest, test_set[i]["image"].numpy()))
+                for i in range(len(test_set))
+            ]
+        )
+        return early, probabilities
+
+    def _network_predictions(
+        self, checkpoint: Path, test_store: Path
+    ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+        import torch
+
+        from sarcrop.data.dataset import PatchDataset
+        from sarcrop.training.api import evaluate
+        from sarcrop.training.checkpoint import load_checkpoint
+
+        metrics = evaluate(checkpoint, test_store, split="test", timesteps="all")
+        early = {str(t): m for t, m in metrics["early_season"].items()}
+        model, meta = load_checkpoint(checkpoint)
+        model.eval()
+        dataset = PatchDataset(
+            test_store, "test", meta.positive, meta.bands, normalization=meta.normalization
+        )
+        with torch.inference_mode():
+            probabilities = [
+                torch.sigmoid(model(dataset[i]["image"][None]))[0, 0].numpy()
+                for i in range(len(dataset))
+            ]
+        return early, np.stack(probabilities)
+
+    # ------------------------------------------------------------------ the whole run
+
+    def scenarios(self) -> Iterator[tuple[ScenarioSpec, str, int]]:
+        for seed in self.seeds:
+            for scenario in self.config.scenarios:
+                for method in self.config.methods:
+                    yield scenario, method, seed
+
+    def run(self) -> ExperimentResult:
+        started = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        rows: list[dict[str, Any]] = []
+        records: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for scenario, method, seed in self.scenarios():
+            record = self.run_method(scenario, method, seed)
+            records[(scenario.id, method, seed)] = record
+            ordering = "n/a" if method == "rf" else self.config.finetune.ordering
+            rows += _rows(scenario, method, seed, record["early_season"], "main", ordering)
+        early_spec = self.config.early_season
+        if early_spec is not None:
+            scenario = self.config.scenarios[early_spec.scenario]
+            for seed in self.seeds:
+                for ordering in early_spec.orderings:
+                    record = self.run_method(scenario, early_spec.method, seed, ordering)
+                    rows += _rows(
+                        scenario,
+                        early_spec.method,
+                        seed,
+                        record["early_season"],
+                        "early-season",
+                        ordering,
+                    )
+        results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+        write_text_atomic(self.out / "results.csv", results.to_csv(index=False))
+        tables = self._tables(results)
+        start = time.perf_counter()
+        manifest = self._figures(results, records)
+        self.timer.add("figures", time.perf_counter() - start)
+        self.timer.add("total", time.perf_counter() - started)
+        manifest["timings"] = {k: round(v, 2) for k, v in self.timer.seconds.items()}
+        write_text_atomic(self.out / "experiment.json", json.dumps(manifest, indent=2, default=str))
+        report = self._report()
+        return ExperimentResult(self.out, results, tables, report, dict(self.timer.seconds))
+
+    def _tables(self, results: pd.DataFrame) -> Path:
+        from sarcrop.evaluation.tables import paper_table
+
+        main = results[results["run"] == "main"]
+        titles = {
+            "iou": "IoU (paper Table 1)",
+            "recall": "Recall (paper Table 2)",
+            "precision": "Precision (paper Table 3)",
+            "f1": "F1 (paper Table 4)",
+        }
+        parts = [f"# {self.config.name}: positive-class metrics on the test split\n"]
+        for metric, title in titles.items():
+            parts.append(f"## {title}\n\n{paper_table(main, metric, reference=True)}\n")
+        return write_text_atomic(self.out / "tables.md", "\n".join(parts))
+
+    def _report(self) -> Path | None:
+        try:
+            from sarcrop.reports.html import render_report
+        except ImportError:  # pragma: no cover - the report module ships with sarcrop
+            return None
+        return render_report(self.out)
+
+    # ------------------------------------------------------------------ figures
+
+    def _figures(
+        self, results: pd.DataFrame, records: dict[tuple[str, str, int], dict[str, Any]]
+    ) -> dict[str, Any]:
+        from sarcrop.experiments.figures import ExperimentFigures
+
+        figures = ExperimentFigures(self, records)
+        return figures.write(results)
+
+
+def _rows(
+    scenario: ScenarioSpec,
+    method: str,
+    seed: int,
+    early: dict[str, dict[str, float]],
+    run: str,
+    ordering: str,
+) -> list[dict[str, Any]]:
+    rows = []
+    for t, metrics in early.items():
+        for metric in METRICS:
+            value = metrics.get(metric)
+            rows.append(
+                {
+                    "scenario": scenario.id,
+                    "finetune_region": scenario.finetune,
+                    "test_region": scenario.test,
+                    "crop": scenario.crop,
+                    "bands": scenario.band_label,
+                    "method": method,
+                    "metric": metric,
+                    "timestep": int(t),
+                    "seed": seed,
+                    "value": float("nan") if value is None else float(value),
+                    "run": run,
+                    "ordering": ordering,
+                }
+            )
+    return rows
+
+
+def run_experiment(
+    config: str | Path | ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    seeds: int | None = None,
+    progress: bool = False,
+) -> ExperimentResult:
+    """Run an experiment config (a YAML path or a validated object) into ``out_dir``."""
+    config_file = None
+    if not isinstance(config, ExperimentConfig):
+        config_file = Path(config)
+        config = load_experiment_config(config_file)
+    runner = ExperimentRunner(
+        config, Path(out_dir), config_file=config_file, seeds=seeds, progress=progress
+    )
+    return runner.run()
+
+
+def scenario_ids(scenarios: Sequence[ScenarioSpec]) -> list[str]:
+    return [s.id for s in scenarios]

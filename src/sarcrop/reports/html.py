@@ -1,0 +1,702 @@
+"""The self-contained HTML report of an experiment run directory.
+
+One file that opens offline from the file system and can be mailed or archived on its own:
+figures are embedded as base64 PNG data URIs, the style sheet is inline, nothing is fetched
+from the network and no JavaScript runs (the metric tabs are CSS only). The map GeoTIFFs are
+too large to embed, so they are linked relative to the report.
+
+The tables are recomputed from ``results.csv`` with :func:`sarcrop.evaluation.tables.paper_table`
+rather than copied from ``tables.md``, so the report always shows the numbers of the run
+directory it is rendered from. Optional parts of the manifest that are absent, null or point
+at a missing file are left out; the report never shows a broken image.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from sarcrop.errors import SarcropError
+from sarcrop.evaluation.metrics import EvaluationInputError
+from sarcrop.evaluation.paper import find_scenario
+from sarcrop.evaluation.tables import paper_table, summary_table
+from sarcrop.utils.atomic import write_text_atomic
+
+MANIFEST = "experiment.json"
+RESULTS = "results.csv"
+REPORT = "report.html"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# Secondary metrics in the order of the paper's Tables 2-4.
+_TAB_METRICS = (("recall", "Recall"), ("precision", "Precision"), ("f1", "F1-score"))
+_COLUMN_NAMES = {
+    "method": "Method",
+    "iou": "IoU",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+}
+_PAPER_CELL = re.compile(r"^(?P<value>.*?)\s*\(paper (?P<paper>[^)]*)\)$")
+_SEPARATOR_CELL = re.compile(r"^:?-{3,}:?$")
+_LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
+
+
+class ReportError(SarcropError):
+    """A run directory that cannot be turned into a report."""
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _e(value: Any) -> str:
+    """HTML-escaped text of ``value`` (quotes too: the result may sit in an attribute)."""
+    return html.escape(str(value), quote=True)
+
+
+def _slug(value: Any) -> str:
+    """A safe fragment identifier: letters, digits and hyphens only."""
+    return re.sub(r"[^a-z0-9]+", "-", str(value).lower()).strip("-") or "item"
+
+
+def format_duration(seconds: float) -> str:
+    """Human-readable duration: ``0.4 s``, ``12.3 s``, ``2 min 03 s``, ``1 h 02 min``."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _method_label(method: Any) -> str:
+    """Method ids are short codes (``fte``); the paper writes them in capitals."""
+    return str(method).upper()
+
+
+def _scenario_title(scenario: Mapping[str, Any]) -> str:
+    """``Spain → France · rice · VH|VV`` (the paper's r1-r2-c-s notation, readable)."""
+    bands = scenario.get("bands") or []
+    bands_text = "|".join(bands) if isinstance(bands, list | tuple) else str(bands)
+    parts = [
+        f"{_region(scenario.get('finetune_region'))} → {_region(scenario.get('test_region'))}",
+        str(scenario.get("crop", "")),
+        bands_text,
+    ]
+    return " · ".join(part for part in parts if part)
+
+
+def _region(name: Any) -> str:
+    text = str(name or "?")
+    return "The Netherlands" if text.lower() == "netherlands" else text.title()
+
+
+def _png_data_uri(path: Path) -> str | None:
+    """The PNG at ``path`` as a data URI, or None when it is missing or not a PNG."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(PNG_MAGIC):
+        return None
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+class _Context:
+    """Paths of one rendering: where files are read from and where links point from."""
+
+    def __init__(self, run_dir: Path, out: Path) -> None:
+        self.run_dir = run_dir
+        self.out_dir = out.parent
+
+    def resolve(self, relative: Any) -> Path | None:
+        if not isinstance(relative, str) or not relative.strip():
+            return None
+        return self.run_dir / relative
+
+    def figure(self, relative: Any, caption: str, *, css_class: str = "figure") -> str:
+        """A ``<figure>`` with the embedded PNG, or ``""`` if there is nothing to show."""
+        path = self.resolve(relative)
+        uri = None if path is None else _png_data_uri(path)
+        if uri is None:
+            return ""
+        return (
+            f'<figure class="{css_class}"><img src="{uri}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
+
+    def link(self, relative: Any) -> str | None:
+        """URL of a run file relative to the report, or None if the file does not exist."""
+        path = self.resolve(relative)
+        if path is None or not path.is_file():
+            return None
+        rel = os.path.relpath(path.resolve(), self.out_dir.resolve())
+        return quote(Path(rel).as_posix())
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _split_row(line: str) -> list[str]:
+    body = line.strip()
+    body = body[1:] if body.startswith("|") else body
+    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
+    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", body)]
+
+
+def _strip_bold(cell: str) -> tuple[str, bool]:
+    if len(cell) > 4 and cell.startswith("**") and cell.endswith("**"):
+        return cell[2:-2], True
+    return cell, False
+
+
+def _value_html(cell: str) -> str:
+    """A data cell; ``0.87 (paper 0.90)`` shows the published value muted beside ours."""
+    match = _PAPER_CELL.match(cell)
+    if match is None:
+        return _e(cell)
+    return (
+        f'<span class="value">{_e(match["value"])}</span> '
+        f'<span class="paper" title="published value">paper {_e(match["paper"])}</span>'
+    )
+
+
+def _spans(row: Sequence[str], parents: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Runs of equal adjacent cells, never crossing the runs of the header row above."""
+    runs: list[tuple[int, int]] = []
+    for start, stop in parents:
+        i = start
+        while i < stop:
+            j = i + 1
+            while j < stop and row[j] == row[i]:
+                j += 1
+            runs.append((i, j))
+            i = j
+    return runs
+
+
+def markdown_table_html(
+    markdown: str,
+    *,
+    header_rows: int = 0,
+    table_id: str | None = None,
+    highlight_max: bool = False,
+) -> str:
+    """HTML for the pipe-table subset of Markdown that :func:`paper_table` emits.
+
+    ``header_rows`` body rows after the ``---`` separator also belong to the header (the
+    paper's Test and Feature rows). Equal adjacent cells of all header rows but the last are
+    merged with ``colspan``, like the paper's grouped "Fine-tuning"/"Test" header. A line
+    ``*text*`` before the table becomes its caption. ``highlight_max`` marks the highest
+    leading number of each data column (the best method of a scenario).
+    """
+    caption = ""
+    rows: list[list[str]] = []
+    head_count = 0
+    for raw in markdown.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("|"):
+            cells = _split_row(line)
+            if all(_SEPARATOR_CELL.match(cell) for cell in cells):
+                head_count = len(rows)
+                continue
+            rows.append(cells)
+        elif not rows and len(line) > 2 and line.startswith("*") and line.endswith("*"):
+            caption = line.strip("*").strip()
+    if not rows:
+        return ""
+    width = max(len(row) for row in rows)
+    rows = [row + [""] * (width - len(row)) for row in rows]
+    head_count = min(head_count + header_rows, len(rows))
+    head, body = rows[:head_count], rows[head_count:]
+
+    best: dict[int, float] = {}
+    if highlight_max:
+        for col in range(1, width):
+            numbers = [_leading_number(row[col]) for row in body]
+            finite = [n for n in numbers if n is not None]
+            if len(finite) > 1:
+                best[col] = max(finite)
+
+    id_attr = f' id="{_e(table_id)}"' if table_id else ""
+    out = [f'<table class="results"{id_attr}>']
+    if caption:
+        out.append(f"<caption>{_e(caption)}</caption>")
+    if head:
+        out.append("<thead>")
+        parents = [(1, width)]
+        for index, row in enumerate(head):
+            label, _ = _strip_bold(row[0])
+            cells = [f'<th scope="row" class="label">{_e(label)}</th>']
+            merge = index < len(head) - 1
+            runs = _spans(row, parents) if merge else [(i, i + 1) for i in range(1, width)]
+            for start, stop in runs:
+                text, _ = _strip_bold(row[start])
+                span = f' colspan="{stop - start}"' if stop - start > 1 else ""
+                cells.append(f'<th scope="col"{span}>{_e(text)}</th>')
+            out.append("<tr>" + "".join(cells) + "</tr>")
+            parents = runs
+        out.append("</thead>")
+    out.append("<tbody>")
+    for row in body:
+        label, _ = _strip_bold(row[0])
+        cells = [f'<th scope="row">{_e(label)}</th>']
+        for col in range(1, width):
+            number = _leading_number(row[col])
+            is_best = col in best and number is not None and number == best[col]
+            css = ' class="best"' if is_best else ""
+            cells.append(f"<td{css}>{_value_html(row[col])}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _leading_number(cell: str) -> float | None:
+    match = _LEADING_NUMBER.match(_strip_bold(cell)[0])
+    return None if match is None else float(match.group(1))
+
+
+def _display_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Results with method codes in capitals, so rows read RF, RI, FT, FTE as in the paper."""
+    return results.assign(method=results["method"].map(_method_label))
+
+
+def _paper_table_html(results: pd.DataFrame, metric: str) -> str:
+    try:
+        markdown = paper_table(results, metric, reference=True)
+    except EvaluationInputError:
+        return ""
+    return markdown_table_html(
+        markdown, header_rows=2, table_id=f"table-{metric}", highlight_max=True
+    )
+
+
+def _frame_table_html(frame: pd.DataFrame, *, css_class: str = "results compact") -> str:
+    """A plain HTML table of a small DataFrame of display strings (index as row headers)."""
+    flat = frame.reset_index()
+    headers = [_COLUMN_NAMES.get(str(c), str(c)) for c in flat.columns]
+    out = [f'<table class="{css_class}"><thead><tr>']
+    out += [f'<th scope="col">{_e(h)}</th>' for h in headers]
+    out.append("</tr></thead><tbody>")
+    for row in flat.itertuples(index=False, name=None):
+        out.append(
+            "<tr>"
+            + f'<th scope="row">{_e(row[0])}</th>'
+            + "".join(f"<td>{_e(v)}</td>" for v in row[1:])
+            + "</tr>"
+        )
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError("not an experiment run directory (no experiment.json)", run_dir) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"unreadable experiment manifest: {exc}", path) from None
+    if not isinstance(manifest, dict):
+        raise ReportError("experiment manifest is not a JSON object", path)
+    return manifest
+
+
+def _read_results(run_dir: Path) -> pd.DataFrame | None:
+    path = run_dir / RESULTS
+    if not path.is_file():
+        return None
+    try:
+        results = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"unreadable results table: {exc}", path) from None
+    required = {"scenario", "method", "metric", "value"}
+    if not required <= set(results.columns):
+        missing = ", ".join(sorted(required - set(results.columns)))
+        raise ReportError(f"results table lacks column(s) {missing}", path)
+    if "run" in results.columns:
+        # Early-season reruns (other batch orderings) have their own figure; the tables
+        # compare the methods of the main run only, as tables.md does.
+        results = results[results["run"].astype(str) == "main"]
+    return None if results.empty else _display_results(results)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _summary_line(manifest: Mapping[str, Any]) -> str:
+    scenarios = [s for s in _as_list(manifest.get("scenarios")) if isinstance(s, Mapping)]
+    methods = [_method_label(m) for m in _as_list(manifest.get("methods"))]
+    seeds = [str(s) for s in _as_list(manifest.get("seeds"))]
+    parts = [f"{len(scenarios)} scenario{'s' if len(scenarios) != 1 else ''}"]
+    if methods:
+        parts.append("methods " + ", ".join(methods))
+    if seeds:
+        parts.append(f"seed{'s' if len(seeds) != 1 else ''} " + ", ".join(seeds))
+    steps = manifest.get("time_steps")
+    if isinstance(steps, int):
+        parts.append(f"T = {steps} time steps")
+    total = _total_time(manifest.get("timings"))
+    if total is not None:
+        parts.append(f"total time {format_duration(total)}")
+    return " · ".join(parts)
+
+
+def _timings(value: Any) -> list[tuple[str, float]]:
+    if not isinstance(value, Mapping):
+        return []
+    rows = []
+    for name, seconds in value.items():
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            rows.append((str(name), float(seconds)))
+    return rows
+
+
+def _total_time(value: Any) -> float | None:
+    rows = _timings(value)
+    return sum(seconds for _, seconds in rows) if rows else None
+
+
+def _section(section_id: str, title: str, body: str) -> str:
+    if not body.strip():
+        return ""
+    return f'<section id="{_e(section_id)}"><h2>{_e(title)}</h2>\n{body}\n</section>'
+
+
+def _key_finding(results: pd.DataFrame | None, manifest: Mapping[str, Any]) -> str:
+    if results is None:
+        return '<p class="empty">No results were recorded in this run directory.</p>'
+    table = _paper_table_html(results, "iou")
+    if not table:
+        return '<p class="empty">The results contain no IoU values.</p>'
+    steps = manifest.get("time_steps")
+    season = f" (full season, t = {steps})" if isinstance(steps, int) else " (full season)"
+    seeds = results["seed"].nunique() if "seed" in results.columns else 1
+    spread = "mean ± sample std over seeds; " if seeds > 1 else ""
+    return (
+        f"<p>IoU of the positive class{_e(season)}: {spread}the best method of each scenario "
+        "is highlighted; the published value of the paper's Table 1 is shown muted beside "
+        "each matching cell.</p>"
+        f'<div class="table-wrap">{table}</div>'
+    )
+
+
+def _metric_tabs(results: pd.DataFrame | None) -> str:
+    if results is None:
+        return ""
+    tabs = [(m, name, _paper_table_html(results, m)) for m, name in _TAB_METRICS]
+    tabs = [tab for tab in tabs if tab[2]]
+    if not tabs:
+        return ""
+    out = ['<div class="tabs">']
+    for i, (metric, name, _) in enumerate(tabs):
+        checked = " checked" if i == 0 else ""
+        out.append(
+            f'<input type="radio" name="metric-tab" id="tab-{metric}"{checked}>'
+            f'<label for="tab-{metric}">{_e(name)}</label>'
+        )
+    for metric, _, table in tabs:
+        out.append(f'<div class="tab-panel" id="panel-{metric}"><div class="table-wrap">')
+        out.append(table)
+        out.append("</div></div>")
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def _scenario_metrics(results: pd.DataFrame | None, scenario_id: str) -> str:
+    if results is None:
+        return ""
+    part = results[results["scenario"].astype(str) == scenario_id]
+    if part.empty:
+        return ""
+    try:
+        table = summary_table(part)
+    except EvaluationInputError:
+        return ""
+    return f'<div class="table-wrap">{_frame_table_html(table)}</div>'
+
+
+def _scenario_section(
+    ctx: _Context, scenario: Mapping[str, Any], results: pd.DataFrame | None
+) -> str:
+    scenario_id = str(scenario.get("id", ""))
+    title = _scenario_title(scenario)
+    paper = find_scenario(
+        str(scenario.get("finetune_region", "")),
+        str(scenario.get("test_region", "")),
+        str(scenario.get("crop", "")),
+        bands if isinstance(bands := scenario.get("bands"), str) else tuple(_as_list(bands)),
+    )
+    reference = f" — the paper's experiment {paper.number}" if paper is not None else ""
+    parts = [
+        f'<section class="scenario" id="scenario-{_slug(scenario_id)}">',
+        f"<h3>{_e(title)}</h3>",
+        f'<p class="muted"><code>{_e(scenario_id)}</code>{_e(reference)}</p>',
+        _scenario_metrics(results, scenario_id),
+        ctx.figure(
+            scenario.get("figure"),
+            f"{title}: whole test area and patches; columns image, label, then each method "
+            "(TP green, FP orange, FN red)",
+        ),
+        ctx.figure(
+            scenario.get("signature_figure"),
+            f"{title}: mean VH time series of true positives, false negatives and the "
+            "fine-tuning region's positives",
+        ),
+    ]
+    maps = scenario.get("maps") if isinstance(scenario.get("maps"), Mapping) else {}
+    links = []
+    for method, relative in maps.items():
+        href = ctx.link(relative)
+        if href is not None:
+            links.append(
+                f'<li><a href="{_e(href)}">{_e(_method_label(method))}</a> '
+                f'<span class="muted">{_e(relative)}</span></li>'
+            )
+    if links:
+        parts.append('<p class="maps-title">Prediction maps (GeoTIFF):</p>')
+        parts.append('<ul class="maps">' + "".join(links) + "</ul>")
+    parts.append("</section>")
+    return "\n".join(part for part in parts if part)
+
+
+def _early_season(ctx: _Context, value: Any) -> str:
+    if not isinstance(value, Mapping):
+        return ""
+    scenario = value.get("scenario")
+    method = value.get("method")
+    detail = ", ".join(
+        text
+        for text in (
+            f"scenario {scenario}" if scenario else "",
+            f"method {_method_label(method)}" if method else "",
+        )
+        if text
+    )
+    caption = "Metric against the number of observed time steps t" + (
+        f" ({detail})" if detail else ""
+    )
+    figure = ctx.figure(value.get("figure"), caption)
+    if not figure:
+        return ""
+    return (
+        "<p>Predictions early in the season: the later composites are zero-padded, so t "
+        "counts the composites the model has seen.</p>" + figure
+    )
+
+
+def _training_curves(ctx: _Context, value: Any) -> str:
+    figures = [
+        ctx.figure(item.get("figure"), str(item.get("name") or "training"))
+        for item in _as_list(value)
+        if isinstance(item, Mapping)
+    ]
+    return "\n".join(figure for figure in figures if figure)
+
+
+def _timings_table(value: Any) -> str:
+    rows = _timings(value)
+    if not rows:
+        return ""
+    total = sum(seconds for _, seconds in rows)
+    out = ['<table class="results compact timings"><thead><tr>']
+    out.append('<th scope="col">Stage</th><th scope="col">Time</th><th scope="col">Seconds</th>')
+    out.append("</tr></thead><tbody>")
+    for name, seconds in rows:
+        out.append(
+            f'<tr><th scope="row">{_e(name)}</th><td>{_e(format_duration(seconds))}</td>'
+            f"<td>{seconds:.1f}</td></tr>"
+        )
+    out.append(
+        f'</tbody><tfoot><tr><th scope="row">total</th><td>{_e(format_duration(total))}</td>'
+        f"<td>{total:.1f}</td></tr></tfoot></table>"
+    )
+    return "".join(out)
+
+
+def _notes(value: Any) -> str:
+    notes = [str(note) for note in _as_list(value) if str(note).strip()]
+    if not notes:
+        return ""
+    return "<ul>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>"
+
+
+def _footer(ctx: _Context, manifest: Mapping[str, Any]) -> str:
+    facts = [
+        ("sarcrop", manifest.get("sarcrop_version")),
+        ("created", manifest.get("created")),
+        ("configuration file", manifest.get("config_file")),
+    ]
+    items = [f"{_e(name)} {_e(value)}" for name, value in facts if value]
+    files = [
+        f'<a href="{_e(href)}">{_e(name)}</a>'
+        for name in (RESULTS, "tables.md", MANIFEST)
+        if (href := ctx.link(name)) is not None
+    ]
+    out = ['<footer><p class="muted">' + " · ".join(items) + "</p>"]
+    if files:
+        out.append('<p class="muted">Files: ' + ", ".join(files) + "</p>")
+    config = manifest.get("config")
+    if config:
+        text = json.dumps(config, indent=2, sort_keys=False, default=str, ensure_ascii=False)
+        out.append(f"<details><summary>Configuration</summary><pre>{_e(text)}</pre></details>")
+    out.append("</footer>")
+    return "\n".join(out)
+
+
+def _nav(sections: Iterable[tuple[str, str, str]]) -> str:
+    links = [f'<a href="#{_e(sid)}">{_e(title)}</a>' for sid, title, body in sections if body]
+    return '<nav aria-label="Sections">' + "".join(links) + "</nav>" if links else ""
+
+
+# --------------------------------------------------------------------------- page
+
+_CSS = """
+:root {
+  --text: #1d2430; --muted: #6b7380; --line: #dde1e7; --accent: #1f5fa8;
+  --soft: #f4f6f9; --best: #e3f1e4;
+}
+* { box-sizing: border-box; }
+body {
+  margin: 0; color: var(--text); background: #fff; line-height: 1.5;
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", sans-serif;
+}
+main { max-width: 1180px; margin: 0 auto; padding: 1.5rem 1.25rem 3rem; }
+header h1 { margin: 0 0 .25rem; font-size: 1.7rem; }
+header .summary { margin: 0; color: var(--muted); }
+h2 { margin: 2.2rem 0 .8rem; padding-bottom: .3rem; border-bottom: 2px solid var(--line);
+  font-size: 1.3rem; }
+h3 { margin: 1.6rem 0 .3rem; font-size: 1.1rem; }
+a { color: var(--accent); }
+nav { display: flex; flex-wrap: wrap; gap: .4rem 1rem; margin: 1rem 0 0; padding: .6rem .8rem;
+  background: var(--soft); border-radius: 6px; font-size: .92rem; }
+.muted, .paper { color: var(--muted); }
+.empty { color: var(--muted); font-style: italic; }
+.table-wrap { overflow-x: auto; margin: .6rem 0 1rem; }
+table.results { border-collapse: collapse; font-size: .9rem; font-variant-numeric: tabular-nums; }
+table.results caption { caption-side: top; text-align: left; color: var(--muted);
+  font-style: italic; padding: 0 0 .4rem; }
+table.results th, table.results td { padding: .35rem .6rem; border-bottom: 1px solid var(--line);
+  text-align: right; white-space: nowrap; }
+table.results thead th { background: var(--soft); text-align: center; font-weight: 600; }
+table.results th[scope=row] { text-align: left; font-weight: 600; }
+table.results tbody tr:nth-child(even) { background: #fafbfc; }
+table.results td.best { background: var(--best); font-weight: 600; }
+table.results .paper { font-size: .8em; margin-left: .25rem; }
+table.compact th[scope=col] { text-align: right; }
+table.compact th[scope=col]:first-child { text-align: left; }
+.tabs { display: flex; flex-wrap: wrap; align-items: flex-end; }
+.tabs > input { position: absolute; opacity: 0; pointer-events: none; }
+.tabs > label { padding: .4rem .9rem; margin-right: .25rem; border: 1px solid var(--line);
+  border-bottom: none; border-radius: 6px 6px 0 0; background: var(--soft); cursor: pointer; }
+.tabs > input:checked + label { background: #fff; font-weight: 600;
+  box-shadow: inset 0 2px 0 var(--accent); }
+.tabs > input:focus-visible + label { outline: 2px solid var(--accent); }
+.tab-panel { display: none; order: 1; width: 100%; border-top: 1px solid var(--line);
+  padding-top: .2rem; }
+.tabs > input:nth-of-type(1):checked ~ .tab-panel:nth-of-type(1),
+.tabs > input:nth-of-type(2):checked ~ .tab-panel:nth-of-type(2),
+.tabs > input:nth-of-type(3):checked ~ .tab-panel:nth-of-type(3) { display: block; }
+figure { margin: 1rem 0; }
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line);
+  border-radius: 4px; }
+figcaption { color: var(--muted); font-size: .88rem; margin-top: .3rem; }
+section.scenario { border-top: 1px solid var(--line); }
+section.scenario:first-of-type { border-top: none; }
+ul.maps { margin: .2rem 0 0; padding-left: 1.2rem; }
+.maps-title { margin: .6rem 0 0; font-weight: 600; }
+footer { margin-top: 3rem; padding-top: 1rem; border-top: 2px solid var(--line);
+  font-size: .88rem; }
+pre { background: var(--soft); padding: .8rem; border-radius: 6px; overflow-x: auto;
+  font-size: .82rem; }
+@media (max-width: 640px) {
+  body { font-size: 14px; }
+  main { padding: 1rem .7rem 2rem; }
+  header h1 { font-size: 1.35rem; }
+}
+@media print {
+  nav, .tabs > input, .tabs > label { display: none; }
+  .tab-panel { display: block; border: none; }
+  section.scenario { break-inside: avoid; }
+}
+"""
+
+
+def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str:
+    """The report page of ``run_dir`` as a string; links are relative to ``out``'s folder."""
+    run_dir = Path(run_dir)
+    out = run_dir / REPORT if out is None else Path(out)
+    ctx = _Context(run_dir, out)
+    manifest = _read_manifest(run_dir)
+    results = _read_results(run_dir)
+    name = str(manifest.get("name") or run_dir.name)
+
+    scenario_html = "\n".join(
+        _scenario_section(ctx, scenario, results)
+        for scenario in _as_list(manifest.get("scenarios"))
+        if isinstance(scenario, Mapping)
+    )
+    sections = [
+        ("key-finding", "Key finding: IoU", _key_finding(results, manifest)),
+        ("metrics", "Recall, precision and F1-score", _metric_tabs(results)),
+        ("scenarios", "Scenarios", scenario_html),
+        (
+            "early-season",
+            "Early-season prediction",
+            _early_season(ctx, manifest.get("early_season")),
+        ),
+        ("training", "Training curves", _training_curves(ctx, manifest.get("training_curves"))),
+        (
+            "simulator",
+            "Simulated backscatter per class",
+            ctx.figure(
+                manifest.get("class_curves_figure"),
+                "Backscatter (dB) per time step of each simulated land-cover class",
+            ),
+        ),
+        ("timings", "Timings", _timings_table(manifest.get("timings"))),
+        ("notes", "Notes", _notes(manifest.get("notes"))),
+    ]
+    body = "\n".join(_section(sid, title, content) for sid, title, content in sections)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>sarcrop report: {_e(name)}</title>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"<header><h1>Experiment {_e(name)}</h1>"
+        f'<p class="summary">{_e(_summary_line(manifest))}</p>'
+        f"{_nav(sections)}</header>\n"
+        f"{body}\n{_footer(ctx, manifest)}\n</main>\n</body>\n</html>\n"
+    )
+
+
+def render_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the self-contained HTML report of an experiment run directory; return its path.
+
+    ``out`` defaults to ``run_dir/report.html``. Raises :class:`ReportError` when ``run_dir``
+    has no readable ``experiment.json`` or an unreadable ``results.csv``.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError("run directory not found", run_dir)
+    out = run_dir / REPORT if out is None else Path(out)
+    return write_text_atomic(out, build_report_html(run_dir, out))

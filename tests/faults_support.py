@@ -1,0 +1,420 @@
+"""Test support for bad inputs and faults: tiny valid inputs, ways to corrupt them, and checks.
+
+Everything here writes real files: GeoTIFF scenes in the simulator's convention (one file per
+acquisition, ``S1A_IW_GRDH_<YYYYMMDDTHHMMSS>_ASC_<region>.tif``, float32 "VH"/"VV" bands, nodata
+-9999, ``ACQUISITION_TIME`` and ``UNITS=dB`` tags), label rasters, parcel files, checkpoints,
+and the corruptions of them the reliability tests feed to sarcrop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from realdata_support import NODATA, write_scene
+
+REPO = Path(__file__).resolve().parents[1]
+SARCROP = str(Path(sys.executable).with_name("sarcrop"))
+CRS = "EPSG:32631"
+TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
+SEASON_START = dt.date(2021, 5, 1)
+STEPS, DAYS = 4, 10
+SIZE = 24  # scene height and width in pixels
+PATCH = 8
+CLASSES = ("background", "rice", "maize")
+
+
+def scene_times(n: int = 8) -> list[dt.datetime]:
+    """Two acquisitions per composite period of the test season."""
+    start = dt.datetime.combine(SEASON_START, dt.time(6, 0, 0))
+    return [start + dt.timedelta(days=1 + 5 * i) for i in range(n)]
+
+
+def label_array(size: int = SIZE) -> np.ndarray:
+    """Class indices: background everywhere, a rice block and a maize block."""
+    labels = np.zeros((size, size), np.uint8)
+    labels[2:10, 2:12] = 1
+    labels[12:22, 8:20] = 2
+    return labels
+
+
+def scene_values(k: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    """(2, size, size) float32 dB: VH around -17, VV 6 dB above, rice darker early."""
+    rng = np.random.default_rng(seed + k)
+    vh = -17.0 + rng.normal(0, 1.0, (size, size))
+    labels = label_array(size)
+    vh[labels == 1] += -4.0 if k < 4 else 3.0
+    return np.stack([vh, vh + 6.0]).astype(np.float32)
+
+
+def write_scenes(folder: Path, n: int = 8, *, size: int = SIZE, **options: object) -> list[Path]:
+    """``n`` valid acquisitions (see :func:`scene_times`) under ``folder``."""
+    return [
+        write_scene(folder, when, scene_values(k, size), region="test", **options)  # type: ignore[arg-type]
+        for k, when in enumerate(scene_times(n))
+    ]
+
+
+def write_label_raster(
+    path: Path,
+    labels: np.ndarray | None = None,
+    *,
+    crs: str = CRS,
+    transform: Affine = TRANSFORM,
+    classes: Sequence[str] = CLASSES,
+) -> Path:
+    """A uint8 class raster with ``CLASS_<i>`` tags (nodata 255)."""
+    labels = label_array() if labels is None else labels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=labels.shape[1], height=labels.shape[0], count=1,
+        dtype="uint8", crs=crs, transform=transform, nodata=255,
+    ) as dst:
+        dst.write(labels.astype(np.uint8), 1)
+        dst.update_tags(**{f"CLASS_{i}": name for i, name in enumerate(classes)})
+    return path
+
+
+def write_parcels(path: Path, geometries: list[object], crops: list[str], crs: str = CRS) -> Path:
+    """A parcel file (GeoPackage/GeoJSON by suffix) with a ``crop`` column."""
+    import geopandas as gpd
+
+    frame = gpd.GeoDataFrame({"crop": crops}, geometry=geometries, crs=crs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_file(path)
+    return path
+
+
+def grid_box(row0: int, col0: int, row1: int, col1: int):
+    """A shapely box covering pixel rows/cols [row0, row1) × [col0, col1) of the test grid."""
+    import shapely
+
+    x0, y0 = TRANSFORM @ (col0, row0)
+    x1, y1 = TRANSFORM @ (col1, row1)
+    return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def valid_parcels(path: Path, crs: str = CRS) -> Path:
+    """Parcels matching :func:`label_array` (rice and maize), in ``crs``."""
+    import geopandas as gpd
+
+    frame = gpd.GeoDataFrame(
+        {"crop": ["rice", "maize"]}, geometry=[grid_box(2, 2, 10, 12), grid_box(12, 8, 22, 20)],
+        crs=CRS,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_crs(crs).to_file(path)
+    return path
+
+
+def prepare_args(scenes: Path, labels: Path, out: Path, *extra: str) -> list[str]:
+    """``sarcrop prepare`` arguments for the tiny test inputs."""
+    return [
+        "prepare", "--images", str(scenes), "--labels", str(labels), "--out", str(out),
+        "--season-start", SEASON_START.isoformat(), "--steps", str(STEPS), "--days", str(DAYS),
+        "--patch-size", str(PATCH), "--positive", "rice", "--quiet", *extra,
+    ]
+
+
+# ------------------------------------------------------------------------------ corruptions
+
+
+def truncate(path: Path, keep: int | float) -> None:
+    """Cut ``path`` to ``keep`` bytes (an int) or to that share of its size (a float)."""
+    size = path.stat().st_size
+    n = int(size * keep) if isinstance(keep, float) else int(keep)
+    with open(path, "r+b") as handle:
+        handle.truncate(max(0, min(n, size)))
+
+
+def flip_bytes(path: Path, offsets: Sequence[int]) -> None:
+    """Invert the bytes at ``offsets`` (taken modulo the file size)."""
+    data = bytearray(path.read_bytes())
+    if not data:
+        return
+    for offset in offsets:
+        data[offset % len(data)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def rewrite_scene(path: Path, **changes: object) -> Path:
+    """Rewrite a scene with some of its properties changed.
+
+    ``values`` (a function of the (bands, h, w) array), ``bands`` (descriptions), ``keep``
+    (1-based band indices to keep), ``crs``, ``transform``, ``tags`` (added),
+    ``drop_tags`` (removed), ``nodata``.
+    """
+    with rasterio.open(path) as src:
+        data = src.read()
+        profile = src.profile
+        descriptions = list(src.descriptions)
+        tags = src.tags()
+    if "values" in changes:
+        data = np.asarray(changes["values"](data), dtype=np.float32)  # type: ignore[operator]
+    if "keep" in changes:
+        keep = list(changes["keep"])  # type: ignore[call-overload]
+        data = data[[i - 1 for i in keep]]
+        descriptions = [descriptions[i - 1] for i in keep]
+    if "bands" in changes:
+        descriptions = list(changes["bands"])  # type: ignore[call-overload]
+    for key in ("crs", "transform", "nodata"):
+        if key in changes:
+            profile[key] = changes[key]
+    tags.update(changes.get("tags", {}))  # type: ignore[call-overload]
+    for key in changes.get("drop_tags", ()):  # type: ignore[attr-defined]
+        tags.pop(key, None)
+    profile.update(count=data.shape[0])
+    path.unlink()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = tuple(descriptions)
+        dst.update_tags(**tags)
+    return path
+
+
+# ------------------------------------------------------------------------------ running the CLI
+
+
+def run_cli(argv: Sequence[str], capsys) -> tuple[int, str]:
+    """Run ``sarcrop`` in this process; (exit code, stderr)."""
+    from sarcrop.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def assert_clean_error(code: int, stderr: str, *names: object) -> str:
+    """Exit code 2 and one line of stderr (ignoring warnings) naming each of ``names``."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ": error: " in ln]
+    assert code == 2, f"exit code {code}, stderr:\n{stderr}"
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    line = errors[0]
+    for name in names:
+        assert str(name) in line, f"{name!s} not in {line!r}"
+    return line
+
+
+def sarcrop_process(
+    argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, **kw
+) -> subprocess.Popen:
+    """Start ``sarcrop`` in a new session (so a kill takes its workers too)."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    environment.update(env or {})
+    return subprocess.Popen(
+        [SARCROP, *map(str, argv)], cwd=cwd, env=environment, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True, **kw,
+    )
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and everything in its process group, then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    """Poll ``predicate`` until true, ``timeout`` or the process ending."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return bool(predicate())
+        time.sleep(0.05)
+    return False
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def final_names(folder: Path) -> list[Path]:
+    """Every path under ``folder`` that is not a temporary sibling (``.<name>.tmp-…``)."""
+    return sorted(p for p in folder.rglob("*") if not any(
+        part.startswith(".") and ".tmp-" in part for part in p.relative_to(folder).parts
+    ))
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """Temporary siblings left behind under ``folder`` (by a killed process)."""
+    return sorted(p for p in folder.rglob(".*.tmp-*"))
+
+
+def check_store(path: Path) -> None:
+    """Open a dataset store and read every patch: it must be complete and consistent."""
+    from sarcrop.data.store import DatasetStore
+
+    store = DatasetStore(path)
+    n = len(store)
+    assert n == len(store.offsets) == len(store.split) > 0
+    for i in range(n):
+        image, labels = store.read_patch(i)
+        assert image.shape == (store.steps, len(store.bands), store.patch_size, store.patch_size)
+        assert labels.shape == (store.patch_size, store.patch_size)
+    assert len(store.normalization.min) == len(store.bands)
+
+
+def check_map(path: Path) -> None:
+    """Open a predicted map and read it fully: a complete uint8 GeoTIFF."""
+    with rasterio.open(path) as src:
+        assert src.count >= 1 and src.dtypes[0] == "uint8" and src.crs is not None
+        data = src.read()
+        assert data.shape[1:] == (src.height, src.width)
+
+
+def check_geotiff(path: Path) -> None:
+    """A scene, label raster or other GeoTIFF that opens and reads fully."""
+    with rasterio.open(path) as src:
+        src.read()
+
+
+def check_checkpoint(path: Path) -> None:
+    from sarcrop.training.checkpoint import load_checkpoint
+
+    load_checkpoint(path)
+
+
+def check_json(path: Path) -> None:
+    json.loads(path.read_text(encoding="utf-8"))
+
+
+def check_output(path: Path) -> None:
+    """Validate any final-named file sarcrop writes, by kind."""
+    name = path.name
+    if path.is_dir():
+        if name.endswith(".zarr"):
+            check_store(path)
+        return
+    if name.endswith(".safetensors"):
+        check_checkpoint(path)
+    elif name.endswith((".tif", ".tiff")):
+        check_geotiff(path)
+    elif name.endswith(".json"):
+        check_json(path)
+    elif name.endswith(".ckpt"):
+        import torch
+
+        torch.load(path, map_location="cpu", weights_only=True)
+    elif name.endswith(".gpkg"):
+        import pyogrio
+
+        pyogrio.read_info(path)
+    elif name.endswith(".npz"):
+        with np.load(path) as data:
+            for key in data.files:
+                data[key]
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def tiny_checkpoint(
+    path: Path, *, bands: Sequence[str] = ("VH", "VV"), steps: int = STEPS, days: int = DAYS
+) -> Path:
+    """A small untrained recurrent U-Net checkpoint for the test season."""
+    import torch
+
+    from sarcrop.models import build_model
+    from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
+
+    torch.manual_seed(0)
+    options = {"widths": [4, 8], "dropout": 0.0}
+    try:
+        model = build_model("recurrent_unet", len(bands), steps, **options)
+    except TypeError:
+        options = {}
+        model = build_model("recurrent_unet", len(bands), steps)
+    from sarcrop.models import model_config
+
+    config = model_config(model)
+    for key in ("name", "in_bands", "time_steps"):
+        config.pop(key, None)
+    meta = CheckpointMetadata(
+        architecture="recurrent_unet", options=config, bands=list(bands), time_steps=steps,
+        season={"start": SEASON_START.isoformat(), "steps": steps, "days": days},
+        normalization={"min": [-30.0] * len(bands), "max": [0.0] * len(bands),
+                       "bands": list(bands)},
+        positive=["rice"],
+    )
+    return save_checkpoint(path, model, meta)
+
+
+def pickle_bomb(path: Path, marker: Path) -> Path:
+    """A ``torch.save`` file whose unpickling would create ``marker``."""
+    import torch
+
+    torch.save({"state_dict": _Bomb(str(marker))}, path)
+    return path
+
+
+class _Bomb:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def plain_pickle_bomb(path: Path, marker: Path) -> Path:
+    """A bare pickle (not a zip) whose unpickling would create ``marker``."""
+    import pickle
+
+    path.write_bytes(pickle.dumps(_Bomb(str(marker)), protocol=2))
+    return path
+
+
+def safetensors_with_header(path: Path, header: bytes, body: bytes = b"") -> Path:
+    """A file with a safetensors length prefix and an arbitrary header."""
+    import struct
+
+    path.write_bytes(struct.pack("<Q", len(header)) + header + body)
+    return path
+
+
+def tampered_header(checkpoint: Path, out: Path, edit) -> Path:
+    """A copy of ``checkpoint`` whose JSON header went through ``edit(dict) -> dict``."""
+    import struct
+
+    raw = checkpoint.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    new = json.dumps(edit(header)).encode()
+    new += b" " * ((8 - len(new) % 8) % 8)
+    out.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + length :])
+    return out
+
+
+def nan_region(values: np.ndarray, fill: float, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``values`` with ``values[:, r0:r1, c0:c1] = fill``."""
+    r0, r1, c0, c1 = box
+    out = values.copy()
+    out[:, r0:r1, c0:c1] = fill
+    return out
+
+
+def describe_stderr(text: str) -> str:
+    """The error line of a captured stderr (for reports)."""
+    for line in io.StringIO(text):
+        if ": error: " in line:
+            return line.strip()
+    return text.strip().splitlines()[-1] if text.strip() else ""
+
+
+__all__ = [name for name in dir() if not name.startswith("_")] + ["NODATA", "math"]

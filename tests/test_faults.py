@@ -1,0 +1,304 @@
+"""Faults lose nothing: SIGKILL, a full disk and a read-only output directory.
+
+- ``sarcrop train`` killed with SIGKILL after its first checkpoint, then restarted with the same
+  command, resumes from ``last.ckpt`` and ends with the same metrics and weights as a run that
+  was never interrupted (seeded, CPU).
+- ``simulate``, ``prepare``, ``train`` and ``predict`` killed at random moments leave every
+  final-named output complete and readable, or absent.
+- A full disk (a real 1 MiB tmpfs) and a read-only output directory (the command run as the
+  unprivileged user ``nobody``, since root ignores permissions) give a one-line error, exit
+  code 2, and leave a previous good output under the final name intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import faults_support as fs
+from sarcrop.data.store import DatasetStore
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TRAIN = ["--epochs", "3", "--batch-size", "2", "--accelerator", "cpu", "--no-progress",
+         "--seed", "0", "--num-workers", "0", "--model-options", '{"widths": [4, 8]}',
+         "--val-fraction", "0.4"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    from sarcrop.data.prepare import prepare
+    from sarcrop.data.season import Season
+
+    root = tmp_path_factory.mktemp("faults")
+    os.chmod(root, 0o755)  # readable by the unprivileged user of the read-only test
+    fs.write_scenes(root / "scenes")
+    fs.write_label_raster(root / "labels.tif")
+    store = prepare(root / "scenes", root / "store.zarr", labels=root / "labels.tif",
+                    patch_size=fs.PATCH, season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
+                    progress=False)
+    model = fs.tiny_checkpoint(root / "model.safetensors")
+    for path in root.rglob("*"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return {"root": root, "scenes": root / "scenes", "labels": root / "labels.tif",
+            "store": store, "model": model}
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fs.kill_group(proc)
+        raise
+    return proc.returncode, err
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def _tensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+def test_train_killed_mid_run_resumes_to_the_same_result(inputs, tmp_path):
+    reference = fs.sarcrop_process(["train", inputs["store"], "--out", tmp_path / "ref", *TRAIN])
+    run = tmp_path / "run"
+    argv = ["train", inputs["store"], "--out", run, *TRAIN]
+    killed = fs.sarcrop_process(argv)
+    try:
+        assert fs.wait_for(lambda: (run / "last.ckpt").is_file(), 240, killed), (
+            killed.communicate()
+        )
+        assert killed.poll() is None, "the run finished before it could be killed"
+        fs.kill_group(killed)
+    finally:
+        fs.kill_group(killed)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (run / "model.safetensors").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    for path in fs.final_names(run):
+        fs.check_output(path)
+
+    code, err = _finish(fs.sarcrop_process(argv))
+    assert code == 0, err
+    ref_code, ref_err = _finish(reference)
+    assert ref_code == 0, ref_err
+
+    resumed = json.loads((run / "run.json").read_text())
+    plain = json.loads((tmp_path / "ref" / "run.json").read_text())
+    assert resumed["status"] == plain["status"] == "complete"
+    assert resumed["result"]["resumed"] is True and plain["result"]["resumed"] is False
+    for key in ("best_val_iou", "best_epoch", "epochs"):
+        assert resumed["result"][key] == pytest.approx(plain["result"][key], abs=1e-6), key
+    ours, theirs = _tensors(run / "model.safetensors"), _tensors(tmp_path / "ref" /
+                                                                 "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-5, err_msg=name)
+    val = [r for r in _csv(run / "metrics.csv") if r.get("val_iou")]
+    val_ref = [r for r in _csv(tmp_path / "ref" / "metrics.csv") if r.get("val_iou")]
+    assert [r["epoch"] for r in val] == [r["epoch"] for r in val_ref] == ["0", "1", "2"]
+    for a, b in zip(val, val_ref, strict=True):
+        assert float(a["val_iou"]) == pytest.approx(float(b["val_iou"]), abs=1e-5)
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ------------------------------------------------------------------------------ kill anywhere
+
+
+def _commands(inputs: dict[str, Path], out: Path) -> dict[str, tuple[list[object], Path]]:
+    """Each long command and the folder holding its outputs."""
+    return {
+        "simulate": (["simulate", "spain", "--out", out / "sim", "--size", "48", "48"],
+                     out / "sim"),
+        "prepare": (fs.prepare_args(inputs["scenes"], inputs["labels"], out / "o" / "s.zarr"),
+                    out / "o"),
+        "train": (["train", inputs["store"], "--out", out / "run", *TRAIN], out / "run"),
+        "predict": (["predict", inputs["model"], "--images", inputs["scenes"], "--out",
+                     out / "m" / "map.tif", "--window", "16", "--overlap", "4", "--quiet"],
+                    out / "m"),
+    }
+
+
+@pytest.mark.parametrize("command", ["simulate", "prepare", "train", "predict"])
+def test_killed_at_a_random_moment_leaves_complete_outputs(inputs, tmp_path, command):
+    rng = random.Random(f"kill-{command}")
+    checked = 0
+    for trial in range(2):
+        out = tmp_path / f"trial{trial}"
+        argv, folder = _commands(inputs, out)[command]
+        proc = fs.sarcrop_process(argv)
+        # Imports take a few seconds: delays cover start-up, work and the final rename.
+        delay = rng.uniform(2.0, 14.0)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            fs.kill_group(proc)
+        else:
+            proc.communicate()
+        assert proc.returncode in (0, -signal.SIGKILL), proc.returncode
+        if folder.exists():
+            for path in fs.final_names(folder):
+                fs.check_output(path)
+                checked += 1
+        # A restart after the kill completes and gives valid outputs.
+        if trial == 1:
+            code, err = _finish(fs.sarcrop_process(argv))
+            assert code == 0, err
+            finals = fs.final_names(folder)
+            assert finals
+            for path in finals:
+                fs.check_output(path)
+    assert checked >= 0
+
+
+# ------------------------------------------------------------------------------ disk full
+
+
+@contextlib.contextmanager
+def tiny_tmpfs(size: str = "1m") -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="sarcrop-full-"))
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder],
+                              capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+        try:
+            yield folder
+        finally:
+            subprocess.run(["umount", folder], check=False)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fill(folder: Path, leave: int) -> None:
+    """Fill the file system of ``folder`` until about ``leave`` bytes are free."""
+    stat = os.statvfs(folder)
+    free = stat.f_bavail * stat.f_frsize
+    with open(folder / "filler", "wb") as handle:
+        with contextlib.suppress(OSError):
+            handle.write(b"\0" * max(0, free - leave))
+
+
+def test_disk_full_gives_a_clear_error_and_keeps_the_old_output(inputs, capsys):
+    with tiny_tmpfs() as disk:
+        out = disk / "store.zarr"
+        argv = fs.prepare_args(inputs["scenes"], inputs["labels"], out)
+        code, err = fs.run_cli(argv, capsys)
+        assert code == 0, err
+        before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        _fill(disk, leave=4096)
+        code, err = fs.run_cli(argv, capsys)
+        fs.assert_clean_error(code, err, "No space left on device")
+        after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert after == before
+        fs.check_store(out)
+        assert not fs.temporaries(disk)
+
+        # The same for a map and a checkpoint (single files).
+        (disk / "filler").unlink()
+        map_path = disk / "map.tif"
+        predict = ["predict", inputs["model"], "--images", inputs["scenes"], "--out", map_path,
+                   "--window", "16", "--overlap", "4", "--quiet"]
+        code, err = fs.run_cli(predict, capsys)
+        assert code == 0, err
+        good = map_path.read_bytes()
+        _fill(disk, leave=2048)
+        code, err = fs.run_cli([*predict, "--threshold", "0.3"], capsys)
+        fs.assert_clean_error(code, err, "No space left on device")
+        assert map_path.read_bytes() == good
+        fs.check_map(map_path)
+
+
+# ------------------------------------------------------------------------------ read-only
+
+
+def _as_nobody(argv: list[object], cwd: Path) -> subprocess.CompletedProcess:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to run a command as an unprivileged user")
+    env = {**os.environ, "HOME": str(cwd), "MPLCONFIGDIR": str(cwd), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", fs.SARCROP,
+         *map(str, argv)],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=300, check=False,
+    )
+
+
+@pytest.mark.parametrize("command", ["prepare", "predict", "train"])
+def test_read_only_output_directory(inputs, tmp_path, command):
+    base = Path(tempfile.mkdtemp(prefix="sarcrop-ro-"))
+    try:
+        os.chmod(base, 0o755)
+        outdir = base / "out"
+        outdir.mkdir()
+        previous = outdir / "keep.txt"
+        previous.write_text("a previous good output\n")
+        final = {"prepare": outdir / "s.zarr", "predict": outdir / "map.tif",
+                 "train": outdir}[command]
+        argv = {
+            "prepare": fs.prepare_args(inputs["scenes"], inputs["labels"], final),
+            "predict": ["predict", inputs["model"], "--images", inputs["scenes"], "--out", final,
+                        "--window", "16", "--overlap", "4", "--quiet"],
+            "train": ["train", inputs["store"], "--out", final, *TRAIN],
+        }[command]
+        os.chmod(outdir, 0o555)
+        proc = _as_nobody(argv, base)
+        line = fs.assert_clean_error(proc.returncode, proc.stderr, outdir)
+        assert "not writable" in line or "Permission denied" in line, line
+        assert previous.read_text() == "a previous good output\n"
+        assert sorted(p.name for p in outdir.iterdir()) == ["keep.txt"]
+    finally:
+        os.chmod(base / "out", 0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_root_is_refused_too_when_atomic_path_checks_access(tmp_path):
+    """As root, os.access ignores mode bits: the refusal only shows for other users."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    try:
+        from sarcrop.utils.atomic import write_text_atomic
+
+        if os.geteuid() == 0:
+            write_text_atomic(folder / "x.txt", "ok")  # root bypasses permissions
+            assert (folder / "x.txt").read_text() == "ok"
+        else:
+            from sarcrop.errors import SarcropError
+
+            with pytest.raises(SarcropError, match="not writable"):
+                write_text_atomic(folder / "x.txt", "ok")
+    finally:
+        os.chmod(folder, 0o755)
+
+
+def test_store_survives_a_failed_overwrite(inputs, tmp_path, capsys):
+    """A prepare that fails on bad input leaves the store of an earlier run intact."""
+    out = tmp_path / "s.zarr"
+    shutil.copytree(inputs["store"], out)
+    before = len(DatasetStore(out))
+    code, err = fs.run_cli(fs.prepare_args(inputs["scenes"], inputs["labels"], out,
+                                           "--season-start", "2019-01-01"), capsys)
+    fs.assert_clean_error(code, err, "no acquisition falls in the season")
+    assert len(DatasetStore(out)) == before
+    fs.check_store(out)
