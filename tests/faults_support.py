@@ -81,8 +81,16 @@ def write_label_raster(
     labels = label_array() if labels is None else labels
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path, "w", driver="GTiff", width=labels.shape[1], height=labels.shape[0], count=1,
-        dtype="uint8", crs=crs, transform=transform, nodata=255,
+        path,
+        "w",
+        driver="GTiff",
+        width=labels.shape[1],
+        height=labels.shape[0],
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        nodata=255,
     ) as dst:
         dst.write(labels.astype(np.uint8), 1)
         dst.update_tags(**{f"CLASS_{i}": name for i, name in enumerate(classes)})
@@ -113,7 +121,8 @@ def valid_parcels(path: Path, crs: str = CRS) -> Path:
     import geopandas as gpd
 
     frame = gpd.GeoDataFrame(
-        {"crop": ["rice", "maize"]}, geometry=[grid_box(2, 2, 10, 12), grid_box(12, 8, 22, 20)],
+        {"crop": ["rice", "maize"]},
+        geometry=[grid_box(2, 2, 10, 12), grid_box(12, 8, 22, 20)],
         crs=CRS,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,9 +133,25 @@ def valid_parcels(path: Path, crs: str = CRS) -> Path:
 def prepare_args(scenes: Path, labels: Path, out: Path, *extra: str) -> list[str]:
     """``sarcrop prepare`` arguments for the tiny test inputs."""
     return [
-        "prepare", "--images", str(scenes), "--labels", str(labels), "--out", str(out),
-        "--season-start", SEASON_START.isoformat(), "--steps", str(STEPS), "--days", str(DAYS),
-        "--patch-size", str(PATCH), "--positive", "rice", "--quiet", *extra,
+        "prepare",
+        "--images",
+        str(scenes),
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--season-start",
+        SEASON_START.isoformat(),
+        "--steps",
+        str(STEPS),
+        "--days",
+        str(DAYS),
+        "--patch-size",
+        str(PATCH),
+        "--positive",
+        "rice",
+        "--quiet",
+        *extra,
     ]
 
 
@@ -218,8 +243,14 @@ def sarcrop_process(
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     environment.update(env or {})
     return subprocess.Popen(
-        [SARCROP, *map(str, argv)], cwd=cwd, env=environment, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True, **kw,
+        [SARCROP, *map(str, argv)],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
     )
 
 
@@ -247,9 +278,11 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) ->
 
 def final_names(folder: Path) -> list[Path]:
     """Every path under ``folder`` that is not a temporary sibling (``.<name>.tmp-…``)."""
-    return sorted(p for p in folder.rglob("*") if not any(
-        part.startswith(".") and ".tmp-" in part for part in p.relative_to(folder).parts
-    ))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if not any(part.startswith(".") and ".tmp-" in part for part in p.relative_to(folder).parts)
+    )
 
 
 def temporaries(folder: Path) -> list[Path]:
@@ -347,10 +380,16 @@ def tiny_checkpoint(
     for key in ("name", "in_bands", "time_steps"):
         config.pop(key, None)
     meta = CheckpointMetadata(
-        architecture="recurrent_unet", options=config, bands=list(bands), time_steps=steps,
+        architecture="recurrent_unet",
+        options=config,
+        bands=list(bands),
+        time_steps=steps,
         season={"start": SEASON_START.isoformat(), "steps": steps, "days": days},
-        normalization={"min": [-30.0] * len(bands), "max": [0.0] * len(bands),
-                       "bands": list(bands)},
+        normalization={
+            "min": [-30.0] * len(bands),
+            "max": [0.0] * len(bands),
+            "bands": list(bands),
+        },
         positive=["rice"],
     )
     return save_checkpoint(path, model, meta)

@@ -195,7 +195,10 @@ def test_bad_scenes_give_one_line_naming_the_file(work, capsys, breaker, expecte
 def test_all_acquisitions_outside_the_season_is_an_error(work, capsys):
     code, err = prepare_cli(work, capsys, "--season-start", "2020-01-01")
     fs.assert_clean_error(
-        code, err, work / "scenes", "no acquisition falls in the season 2020-01-01 to 2020-02-10",
+        code,
+        err,
+        work / "scenes",
+        "no acquisition falls in the season 2020-01-01 to 2020-02-10",
         "acquisitions: 2021-05-02 to 2021-06-06",
     )
 
@@ -216,7 +219,8 @@ def test_nan_inf_and_nodata_regions_are_missing_data(work, capsys):
         scene(work, 2),
         values=lambda v: fs.nan_region(
             fs.nan_region(fs.nan_region(v, np.nan, (0, 8, 0, 8)), np.inf, (8, 16, 0, 8)),
-            -np.inf, (16, 24, 0, 8),
+            -np.inf,
+            (16, 24, 0, 8),
         ),
     )
     fs.rewrite_scene(scene(work, 3), values=lambda v: fs.nan_region(v, fs.NODATA, (0, 24, 0, 8)))
@@ -273,12 +277,19 @@ def test_label_raster_on_another_grid_is_reprojected(work, capsys):
         )
         other = np.full((height, width), 255, np.uint8)
         reproject(
-            src.read(1), other, src_transform=src.transform, src_crs=src.crs,
-            dst_transform=transform, dst_crs="EPSG:3857", resampling=Resampling.nearest,
-            src_nodata=255, dst_nodata=255,
+            src.read(1),
+            other,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=transform,
+            dst_crs="EPSG:3857",
+            resampling=Resampling.nearest,
+            src_nodata=255,
+            dst_nodata=255,
         )
-    labels = fs.write_label_raster(work / "labels_3857.tif", other, crs="EPSG:3857",
-                                   transform=transform)
+    labels = fs.write_label_raster(
+        work / "labels_3857.tif", other, crs="EPSG:3857", transform=transform
+    )
     code, err = prepare_cli(work, capsys, labels=labels)
     assert code == 0, err
     _assert_rice_where_expected(work / "out.zarr")
@@ -309,8 +320,9 @@ def test_invalid_parcel_geometries_are_repaired_with_a_warning(work, capsys):
     x0, y0 = fs.TRANSFORM @ (2, 2)
     x1, y1 = fs.TRANSFORM @ (12, 10)
     bowtie = shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)])
-    parcels = fs.write_parcels(work / "bowtie.gpkg", [bowtie, fs.grid_box(12, 8, 22, 20)],
-                               ["rice", "maize"])
+    parcels = fs.write_parcels(
+        work / "bowtie.gpkg", [bowtie, fs.grid_box(12, 8, 22, 20)], ["rice", "maize"]
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code, err = prepare_cli(work, capsys, labels=parcels)
@@ -386,7 +398,7 @@ def test_bad_labels_give_one_line_naming_the_file(work, capsys, make, expected):
     assert not (work / "out.zarr").exists()
 
 
-# ------------------------------------------------------------------------------ configs, checkpoints
+# ------------------------------------------------------------------ configs, checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -395,8 +407,14 @@ def store(base: Path, tmp_path_factory) -> Path:
     from sarcrop.data.season import Season
 
     out = tmp_path_factory.mktemp("store") / "store.zarr"
-    return prepare(base / "scenes", out, labels=base / "labels.tif", patch_size=fs.PATCH,
-                   season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS), progress=False)
+    return prepare(
+        base / "scenes",
+        out,
+        labels=base / "labels.tif",
+        patch_size=fs.PATCH,
+        season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -419,14 +437,18 @@ CONFIG_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CONFIG_CASES],
-                         ids=[c[0] for c in CONFIG_CASES])
+@pytest.mark.parametrize(
+    ("text", "expected"), [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES]
+)
 @pytest.mark.parametrize("command", ["train", "finetune"])
 def test_bad_training_config(tmp_path, store, checkpoints, capsys, command, text, expected):
     config = tmp_path / "train.yaml"
     config.write_text(text)
-    argv = (["train", store] if command == "train"
-            else ["finetune", checkpoints["good"], store, "--strategy", "ft"])
+    argv = (
+        ["train", store]
+        if command == "train"
+        else ["finetune", checkpoints["good"], store, "--strategy", "ft"]
+    )
     code, err = fs.run_cli([*argv, "--out", tmp_path / "run", "--config", config], capsys)
     fs.assert_clean_error(code, err, config, expected)
     assert not (tmp_path / "run" / "model.safetensors").exists()
@@ -446,8 +468,9 @@ def test_missing_or_foreign_store(tmp_path, base, capsys):
 
 
 @pytest.mark.parametrize("command", ["evaluate", "finetune"])
-def test_checkpoint_with_other_time_steps_than_the_store(tmp_path, store, checkpoints, capsys,
-                                                         command):
+def test_checkpoint_with_other_time_steps_than_the_store(
+    tmp_path, store, checkpoints, capsys, command
+):
     ckpt = checkpoints["steps3"]
     argv = [command, ckpt, store]
     if command == "finetune":
@@ -463,8 +486,16 @@ def test_checkpoint_with_bands_the_store_lacks(store, checkpoints, capsys):
 
 def test_checkpoint_with_bands_the_scenes_lack(tmp_path, base, checkpoints, capsys):
     code, err = fs.run_cli(
-        ["predict", checkpoints["hh"], "--images", base / "scenes", "--out", tmp_path / "m.tif",
-         "--quiet"], capsys,
+        [
+            "predict",
+            checkpoints["hh"],
+            "--images",
+            base / "scenes",
+            "--out",
+            tmp_path / "m.tif",
+            "--quiet",
+        ],
+        capsys,
     )
     fs.assert_clean_error(code, err, base / "scenes", "missing band HH, HV")
     assert not (tmp_path / "m.tif").exists()
@@ -472,8 +503,18 @@ def test_checkpoint_with_bands_the_scenes_lack(tmp_path, base, checkpoints, caps
 
 def test_predict_timesteps_beyond_the_checkpoint(tmp_path, base, checkpoints, capsys):
     code, err = fs.run_cli(
-        ["predict", checkpoints["good"], "--images", base / "scenes", "--out", tmp_path / "m.tif",
-         "--timesteps", "9", "--quiet"], capsys,
+        [
+            "predict",
+            checkpoints["good"],
+            "--images",
+            base / "scenes",
+            "--out",
+            tmp_path / "m.tif",
+            "--timesteps",
+            "9",
+            "--quiet",
+        ],
+        capsys,
     )
     fs.assert_clean_error(code, err, "timesteps must be between 1 and 4, got 9")
 
@@ -486,8 +527,9 @@ NOT_CHECKPOINTS = [
 ]
 
 
-@pytest.mark.parametrize("make", [c[1] for c in NOT_CHECKPOINTS],
-                         ids=[c[0] for c in NOT_CHECKPOINTS])
+@pytest.mark.parametrize(
+    "make", [c[1] for c in NOT_CHECKPOINTS], ids=[c[0] for c in NOT_CHECKPOINTS]
+)
 @pytest.mark.parametrize("command", ["evaluate", "predict", "finetune"])
 def test_file_that_is_not_a_checkpoint(tmp_path, base, store, capsys, make, command):
     shutil.copy(base / "labels.tif", tmp_path / "labels.tif")

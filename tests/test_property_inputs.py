@@ -11,6 +11,7 @@ a partial output under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import warnings
@@ -21,13 +22,16 @@ import pytest
 from affine import Affine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rasterio.errors import RasterioError
 
 import faults_support as fs
 from sarcrop.data.season import Season
 from sarcrop.errors import SarcropError
 
 SETTINGS = settings(
-    max_examples=30, deadline=None, derandomize=True,
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -51,7 +55,15 @@ def _pick(paths: list[Path], index: int) -> Path:
 
 
 def apply(root: Path, corruption: tuple) -> None:
-    """Apply one corruption (a tuple drawn by :data:`corruptions`) to the input under root."""
+    """Apply one corruption (a tuple drawn by :data:`corruptions`) to the input under root.
+
+    A corruption that needs to read a file an earlier one already broke or removed is skipped.
+    """
+    with contextlib.suppress(RasterioError, FileNotFoundError, IndexError):
+        _apply(root, corruption)
+
+
+def _apply(root: Path, corruption: tuple) -> None:
     kind, index, a, b = corruption
     scenes = _scenes(root)
     if kind == "truncate":
@@ -97,10 +109,26 @@ def apply(root: Path, corruption: tuple) -> None:
 
 
 corruptions = st.tuples(
-    st.sampled_from(["truncate", "flip", "nan", "inf", "-inf", "nodata", "drop_band", "crs",
-                     "shift", "remove_labels", "garbage_parcels", "remove_scene",
-                     "flip_metadata"]),
-    st.integers(0, 50), st.integers(0, 1000), st.integers(0, 1000),
+    st.sampled_from(
+        [
+            "truncate",
+            "flip",
+            "nan",
+            "inf",
+            "-inf",
+            "nodata",
+            "drop_band",
+            "crs",
+            "shift",
+            "remove_labels",
+            "garbage_parcels",
+            "remove_scene",
+            "flip_metadata",
+        ]
+    ),
+    st.integers(0, 50),
+    st.integers(0, 1000),
+    st.integers(0, 1000),
 )
 
 
@@ -125,8 +153,9 @@ def _run(fn, final: Path, check) -> None:
 
 
 @SETTINGS
-@given(st.lists(corruptions, min_size=1, max_size=3), st.sampled_from(["labels.tif",
-                                                                        "parcels.gpkg"]))
+@given(
+    st.lists(corruptions, min_size=1, max_size=3), st.sampled_from(["labels.tif", "parcels.gpkg"])
+)
 def test_prepare_on_corrupted_input(base, changes, labels_name):
     from sarcrop.data.prepare import prepare
 
@@ -137,14 +166,21 @@ def test_prepare_on_corrupted_input(base, changes, labels_name):
             apply(root, change)
         out = Path(tmp) / "out.zarr"
         _run(
-            lambda: prepare(root / "scenes", out, labels=root / labels_name, patch_size=fs.PATCH,
-                            season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS), positive=["rice"],
-                            progress=False),
-            out, fs.check_store,
+            lambda: prepare(
+                root / "scenes",
+                out,
+                labels=root / labels_name,
+                patch_size=fs.PATCH,
+                season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
+                positive=["rice"],
+                progress=False,
+            ),
+            out,
+            fs.check_store,
         )
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=20)
 @given(st.lists(corruptions, min_size=1, max_size=3))
 def test_predict_on_corrupted_input(base, changes):
     from sarcrop.prediction import predict_map
@@ -158,7 +194,14 @@ def test_predict_on_corrupted_input(base, changes):
             apply(root, change)
         out = Path(tmp) / "map.tif"
         _run(
-            lambda: predict_map(root / "model.safetensors", root / "scenes", out, window=16,
-                                overlap=4, progress=False),
-            out, fs.check_map,
+            lambda: predict_map(
+                root / "model.safetensors",
+                root / "scenes",
+                out,
+                window=16,
+                overlap=4,
+                progress=False,
+            ),
+            out,
+            fs.check_map,
         )

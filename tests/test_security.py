@@ -29,9 +29,14 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
     fs.write_scenes(root / "scenes")
     fs.write_label_raster(root / "labels.tif")
-    store = prepare(root / "scenes", root / "store.zarr", labels=root / "labels.tif",
-                    patch_size=fs.PATCH, season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
-                    progress=False)
+    store = prepare(
+        root / "scenes",
+        root / "store.zarr",
+        labels=root / "labels.tif",
+        patch_size=fs.PATCH,
+        season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
+        progress=False,
+    )
     good = fs.tiny_checkpoint(root / "good.safetensors")
     return {"scenes": root / "scenes", "store": store, "good": good}
 
@@ -60,19 +65,35 @@ def test_the_bomb_works_when_unpickled(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("kind", ["torch.save zip", "torch.save as .ckpt", "torch.save as .pt",
-                                  "bare pickle"])
+@pytest.mark.parametrize(
+    "kind", ["torch.save zip", "torch.save as .ckpt", "torch.save as .pt", "bare pickle"]
+)
 @pytest.mark.parametrize("command", ["evaluate", "predict", "finetune"])
-def test_cli_refuses_pickle_checkpoints_without_running_them(tmp_path, inputs, capsys, kind,
-                                                             command):
+def test_cli_refuses_pickle_checkpoints_without_running_them(
+    tmp_path, inputs, capsys, kind, command
+):
     marker = tmp_path / "marker"
     bomb = _bombs(tmp_path, marker)[kind]
     argv = {
         "evaluate": ["evaluate", bomb, inputs["store"]],
-        "predict": ["predict", bomb, "--images", inputs["scenes"], "--out", tmp_path / "m.tif",
-                    "--quiet"],
-        "finetune": ["finetune", bomb, inputs["store"], "--out", tmp_path / "run",
-                     "--strategy", "ft"],
+        "predict": [
+            "predict",
+            bomb,
+            "--images",
+            inputs["scenes"],
+            "--out",
+            tmp_path / "m.tif",
+            "--quiet",
+        ],
+        "finetune": [
+            "finetune",
+            bomb,
+            inputs["store"],
+            "--out",
+            tmp_path / "run",
+            "--strategy",
+            "ft",
+        ],
     }[command]
     code, err = fs.run_cli(argv, capsys)
     expected = "never unpickles" if kind != "bare pickle" else "safetensors"
@@ -141,21 +162,30 @@ def _tamper_cases(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
 
     return {
         "no sarcrop metadata": (
-            fs.tampered_header(good, folder / "a.safetensors", drop_metadata), "without sarcrop"),
+            fs.tampered_header(good, folder / "a.safetensors", drop_metadata),
+            "without sarcrop",
+        ),
         "metadata not JSON": (
             fs.tampered_header(good, folder / "b.safetensors", bad_json_metadata),
-            "invalid sarcrop metadata"),
+            "invalid sarcrop metadata",
+        ),
         "unknown metadata field": (
-            fs.tampered_header(good, folder / "c.safetensors", extra_field), "exec"),
+            fs.tampered_header(good, folder / "c.safetensors", extra_field),
+            "exec",
+        ),
         "offsets past the end": (
-            fs.tampered_header(good, folder / "d.safetensors", wrong_offsets), "unreadable"),
-        "shapes changed": (
-            fs.tampered_header(good, folder / "e.safetensors", wrong_shape), ""),
+            fs.tampered_header(good, folder / "d.safetensors", wrong_offsets),
+            "unreadable",
+        ),
+        "shapes changed": (fs.tampered_header(good, folder / "e.safetensors", wrong_shape), ""),
         "time steps changed": (
-            fs.tampered_header(good, folder / "f.safetensors", more_steps), "time_steps"),
+            fs.tampered_header(good, folder / "f.safetensors", more_steps),
+            "time_steps",
+        ),
         "header length lies": (
             fs.safetensors_with_header(folder / "g.safetensors", b'{"a": 1', b"x" * 10),
-            "safetensors"),
+            "safetensors",
+        ),
     }
 
 
@@ -206,8 +236,22 @@ def test_shell_syntax_in_cli_paths_is_a_literal_name(tmp_path, inputs, capsys, m
     code, err = fs.run_cli(["evaluate", inputs["good"], weird], capsys)
     fs.assert_clean_error(code, err, weird, "dataset store does not exist")
     out = tmp_path / "`touch marker`.tif"
-    code, err = fs.run_cli(["predict", inputs["good"], "--images", inputs["scenes"], "--out", out,
-                            "--window", "16", "--overlap", "4", "--quiet"], capsys)
+    code, err = fs.run_cli(
+        [
+            "predict",
+            inputs["good"],
+            "--images",
+            inputs["scenes"],
+            "--out",
+            out,
+            "--window",
+            "16",
+            "--overlap",
+            "4",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
     fs.check_map(out)
     assert not marker.exists()
@@ -238,7 +282,7 @@ def _experiment(folder: Path, **region: object) -> Path:
 
 
 def test_experiment_paths_resolve_relative_to_the_config_file(tmp_path, inputs, monkeypatch):
-    path = _experiment(tmp_path)
+    _experiment(tmp_path)
     (tmp_path / "configs" / "data").mkdir()
     shutil.copytree(inputs["store"], tmp_path / "configs" / "data" / "store.zarr")
     (tmp_path / "configs" / "models").mkdir()

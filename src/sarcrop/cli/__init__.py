@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from sarcrop import __version__
@@ -44,15 +45,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(command: str) -> None:
+    """Show warnings (e.g. repaired parcel geometries) as one line each, like errors."""
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        text = " ".join(str(message).split())
+        print(f"sarcrop {command}: warning: {text}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        _one_line_warnings(args.command)
     try:
         return int(args.func(args) or 0)
     except SarcropError as exc:
         if args.debug:
             raise
         print(f"sarcrop {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unreadable input or unwritable output outside sarcrop's checks
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"sarcrop {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sarcrop {args.command}: interrupted", file=sys.stderr)

@@ -50,9 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--normalization",
-        choices=("target", "checkpoint"),
-        default="target",
-        help="input statistics: the target store's (default) or pre-training's",
+        choices=("pretrained", "target", "checkpoint"),
+        default="pretrained",
+        help="input statistics: pre-training's for known bands and the target store's for new "
+        "ones (default), the target store's for all, or pre-training's for all",
     )
     add_training_options(parser)
     parser.set_defaults(func=run)

@@ -78,7 +78,7 @@ def print_result(result: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from sarcrop.training.api import train
 
-    options = json.loads(args.model_options) if args.model_options else None
+    options = _model_options(args.model_options)
     result = train(
         args.store,
         args.out,
@@ -113,3 +113,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--bands", nargs="+", help="input bands (default: all of the store)")
     add_training_options(parser)
     parser.set_defaults(func=run)
+
+
+def _model_options(text: str | None) -> dict | None:
+    """``--model-options`` JSON, with a one-line error when it is not a JSON object."""
+    from sarcrop.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--model-options is not valid JSON: {exc.msg}") from None
+    if not isinstance(options, dict):
+        raise ConfigError("--model-options must be a JSON object, e.g. '{\"widths\": [8, 16]}'")
+    return options

@@ -5,47 +5,38 @@
 - :func:`apply_strategy`: ri / ft / fte / ftd (paper Eq. 2).
 - :class:`TimestepBatchSampler`: full, chronological (paper A.2) or random batch order.
 - :func:`save_checkpoint` / :func:`load_checkpoint`: one safetensors file, never unpickled.
+
+Names are imported on first use, so that reading a config or building the command line does
+not pay for importing Lightning.
 """
 
-from sarcrop.training.api import TrainResult, evaluate, finetune, fit, split_train_val, train
-from sarcrop.training.checkpoint import (
-    CheckpointMetadata,
-    load_checkpoint,
-    read_metadata,
-    save_checkpoint,
-)
-from sarcrop.training.config import TrainConfig
-from sarcrop.training.ordering import (
-    Key,
-    ShardedBatchSampler,
-    TimestepBatchSampler,
-    TimestepDataset,
-    batch_types,
-    pad_steps,
-)
-from sarcrop.training.strategies import STRATEGIES, apply_strategy, trainable_parameters
-from sarcrop.training.task import SegmentationTask
+from __future__ import annotations
 
-__all__ = [
-    "STRATEGIES",
-    "CheckpointMetadata",
-    "Key",
-    "SegmentationTask",
-    "ShardedBatchSampler",
-    "TimestepBatchSampler",
-    "TimestepDataset",
-    "TrainConfig",
-    "TrainResult",
-    "apply_strategy",
-    "batch_types",
-    "evaluate",
-    "finetune",
-    "fit",
-    "load_checkpoint",
-    "pad_steps",
-    "read_metadata",
-    "save_checkpoint",
-    "split_train_val",
-    "train",
-    "trainable_parameters",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "api": ("TrainResult", "evaluate", "finetune", "fit", "split_train_val", "train"),
+    "checkpoint": ("CheckpointMetadata", "load_checkpoint", "read_metadata", "save_checkpoint"),
+    "config": ("TrainConfig",),
+    "ordering": (
+        "Key",
+        "ShardedBatchSampler",
+        "TimestepBatchSampler",
+        "TimestepDataset",
+        "batch_types",
+        "pad_steps",
+    ),
+    "strategies": ("STRATEGIES", "apply_strategy", "trainable_parameters"),
+    "task": ("SegmentationTask",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sarcrop.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"sarcrop.training.{module}"), name)

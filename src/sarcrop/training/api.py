@@ -16,9 +16,12 @@ rather than mixed with the old run.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -173,6 +176,54 @@ def _deterministic(config: TrainConfig) -> bool:
     return not gpu
 
 
+# Lightning's start-up chatter and warnings that say nothing about a sarcrop run.
+_IGNORED_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r"Checkpoint directory .* exists and is not empty.*",
+    r"The number of training batches .* is smaller than the logging interval.*",
+    r".*does not have many workers which may be a bottleneck.*",
+)
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Keep Lightning's info messages and known-harmless warnings out of the user's terminal."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in _IGNORED_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _trainer(out_dir: Path, config: TrainConfig, callbacks: list[Callback]) -> L.Trainer:
+    return L.Trainer(
+        default_root_dir=out_dir,
+        max_epochs=config.epochs,
+        max_time=config.max_time,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,  # type: ignore[arg-type]
+        deterministic=_deterministic(config),
+        gradient_clip_val=config.gradient_clip,
+        callbacks=callbacks,
+        logger=MetricsCSVLogger(out_dir / "metrics.csv"),
+        plugins=[_AtomicCheckpointIO()],
+        log_every_n_steps=config.log_every_n_steps,
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=config.progress_bar,
+        use_distributed_sampler=False,  # the batch samplers shard by rank themselves
+    )
+
+
 def fit(
     model: nn.Module,
     train_data: Dataset,
@@ -234,27 +285,10 @@ def fit(
     callbacks = [checkpointing, *callbacks]
     if config.patience is not None:
         callbacks.append(EarlyStopping(monitor="val_iou", mode="max", patience=config.patience))
-    trainer = L.Trainer(
-        default_root_dir=out_dir,
-        max_epochs=config.epochs,
-        max_time=config.max_time,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=config.strategy,
-        precision=config.precision,  # type: ignore[arg-type]
-        deterministic=_deterministic(config),
-        gradient_clip_val=config.gradient_clip,
-        callbacks=callbacks,
-        logger=MetricsCSVLogger(out_dir / "metrics.csv"),
-        plugins=[_AtomicCheckpointIO()],
-        log_every_n_steps=config.log_every_n_steps,
-        enable_progress_bar=config.progress_bar,
-        enable_model_summary=config.progress_bar,
-        use_distributed_sampler=False,  # the batch samplers shard by rank themselves
-    )
-    data = _Data(train_data, val_data, config, metadata.time_steps)
-    trainer.fit(task, datamodule=data, ckpt_path=last if resume else None, weights_only=True)
+    with _quiet_lightning():
+        trainer = _trainer(out_dir, config, callbacks)
+        data = _Data(train_data, val_data, config, metadata.time_steps)
+        trainer.fit(task, datamodule=data, ckpt_path=last if resume else None, weights_only=True)
 
     best_path = checkpointing.best_model_path
     best_epoch = None
@@ -376,16 +410,19 @@ def finetune(
     last_k: int | None = None,
     bands: Sequence[str] | None = None,
     positive: Sequence[str] | None = None,
-    normalization: Literal["target", "checkpoint"] = "target",
+    normalization: Literal["pretrained", "target", "checkpoint"] = "pretrained",
     config: TrainConfig | None = None,
 ) -> TrainResult:
     """Transfer a pre-trained model to a target store with strategy ri, ft, fte or ftd.
 
     ``bands`` different from the checkpoint's (VH → VH, VV) adapt the first layer (paper
-    Eq. 3). Inputs are normalised with the *target* store's train statistics by default: the
-    few target patches define the scale the model will see in production there, and the
-    exported checkpoint records those statistics; ``normalization="checkpoint"`` keeps the
-    pre-training statistics instead (all bands must have them).
+    Eq. 3). ``normalization`` chooses the input scaling, which the exported checkpoint records:
+
+    - ``"pretrained"`` (default): bands the pre-trained model knows keep its statistics, so
+      the transferred weights see inputs on the scale they were trained on; new bands (VV)
+      use the target store's train statistics;
+    - ``"target"``: every band uses the target store's train statistics;
+    - ``"checkpoint"``: every band must have pre-training statistics.
     """
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.models import adapt_input_bands
@@ -399,27 +436,18 @@ def finetune(
             checkpoint,
         )
     bands = [b.upper() for b in bands] if bands else list(parent_meta.bands)
+    missing = [b for b in bands if b not in store.bands]
+    if missing:
+        raise CheckpointError(
+            f"bands {', '.join(missing)} not in store {store.path} (has {', '.join(store.bands)})",
+            checkpoint,
+        )
     positive = list(positive) if positive else list(parent_meta.positive)
     if bands != list(parent_meta.bands):
         adapt_input_bands(parent, bands, parent_meta.bands)
     L.seed_everything(config.seed, verbose=False)
     apply_strategy(parent, strategy, last_k)
-    if normalization == "target":
-        stats = store.normalization.select(bands).to_dict()
-        source = f"train split of {store.path}"
-    elif normalization == "checkpoint":
-        stats = dict(parent_meta.normalization or {})
-        missing = [b for b in bands if b not in stats.get("bands", parent_meta.bands)]
-        if not stats or missing:
-            raise ConfigError(
-                f"checkpoint has no normalization statistics for {missing or bands}", checkpoint
-            )
-        from sarcrop.data.normalization import Normalization
-
-        stats = Normalization.from_dict(stats).select(bands).to_dict()
-        source = parent_meta.normalization_source or f"checkpoint {checkpoint}"
-    else:
-        raise ConfigError(f"normalization must be target or checkpoint, got {normalization!r}")
+    stats, source = _transfer_normalization(normalization, store, bands, parent_meta, checkpoint)
     dataset = PatchDataset(store, "train", positive, bands, normalization=stats)
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
     metadata = _base_metadata(store, parent, bands, positive, stats, source)
@@ -438,6 +466,47 @@ def finetune(
         }
     )
     return fit(parent, train_data, val_data, out_dir, config, metadata)
+
+
+def _transfer_normalization(
+    mode: str,
+    store: Any,
+    bands: Sequence[str],
+    parent_meta: CheckpointMetadata,
+    checkpoint: str | Path,
+) -> tuple[dict[str, Any], str]:
+    """Per-band statistics for fine-tuning and a description of where they come from."""
+    from sarcrop.data.normalization import Normalization
+
+    target = store.normalization.select(bands)
+    target_source = f"train split of {store.path}"
+    if mode == "target":
+        return target.to_dict(), target_source
+    if mode not in ("pretrained", "checkpoint"):
+        raise ConfigError(f"normalization must be pretrained, target or checkpoint, got {mode!r}")
+    known = (
+        Normalization.from_dict(dict(parent_meta.normalization))
+        if (parent_meta.normalization)
+        else None
+    )
+    known_bands = set(known.bands or ()) if known else set()
+    missing = [b for b in bands if b not in known_bands]
+    if mode == "checkpoint" and missing:
+        raise ConfigError(f"checkpoint has no normalization statistics for {missing}", checkpoint)
+    low, high = [], []
+    for i, band in enumerate(bands):
+        source = known.select([band]) if known and band in known_bands else None
+        low.append(source.min[0] if source else target.min[i])
+        high.append(source.max[0] if source else target.max[i])
+    stats = Normalization(tuple(low), tuple(high), tuple(bands), target.method).to_dict()
+    parent_source = parent_meta.normalization_source or f"checkpoint {checkpoint}"
+    if not missing:
+        return stats, parent_source
+    return (
+        stats,
+        f"{parent_source} ({', '.join(sorted(known_bands & set(bands)))}); "
+        f"{target_source} ({', '.join(missing)})",
+    )
 
 
 def evaluate(

@@ -332,7 +332,9 @@ def simulate_region(
     class_index = {name: i for i, name in enumerate(CLASSES)}
     scenes_dir = out / "scenes"
     scene_paths = [scenes_dir / scene_name(a, preset.name) for a in acquisitions]
-    stale = sorted(set(scenes_dir.glob("*.tif")) - set(scene_paths)) if scenes_dir.is_dir() else []
+    # Hidden names are temporaries of an interrupted run (atomic writes), not scenes.
+    existing = {p for p in scenes_dir.glob("*.tif") if not p.name.startswith(".")}
+    stale = sorted(existing - set(scene_paths)) if scenes_dir.is_dir() else []
     if stale:
         raise SarcropError(
             f"holds {len(stale)} scene(s) of another simulation (e.g. {stale[0].name}); "

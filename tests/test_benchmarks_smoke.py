@@ -1,0 +1,76 @@
+"""The benchmark suite runs end to end in its tiny mode and writes both outputs.
+
+Nothing is timed here: the suite's numbers are only meaningful from ``python -m benchmarks.run``
+on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from benchmarks import report
+from benchmarks.run import main
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_writes_json_and_markdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ONNX / compile variants are exercised by the full run; keep the smoke test small.
+    from benchmarks import models, training
+
+    monkeypatch.setattr(models, "onnx_variant", lambda *a, **k: {"skipped": "smoke test"})
+    for module in (models, training):
+        monkeypatch.setattr(module, "MODEL_NAMES", ("recurrent_unet", "utae"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        main(["--out", str(tmp_path), "--quick", "--sections", "ceiling,models,training"])
+    data = json.loads((tmp_path / "benchmark.json").read_text())
+    assert data["mode"] == "quick"
+    assert data["machine"]["threads"] == torch.get_num_threads()
+    assert len(data["machine"]["load_average"]) in (0, 3)
+    assert data["ceiling"]["conv2d"]["gflops"] > 0
+    ours = data["models"]["models"]["recurrent_unet"]
+    assert ours["flops_per_patch"] > 0
+    assert ours["best"]["fraction_of_ceiling"] > 0
+    assert set(ours["variants"]) == {"bf16_autocast", "onnxruntime", "torch_compile"}
+    assert data["training"]["models"]["utae"]["best"]["samples_per_s"] > 0
+    text = (tmp_path / "benchmark.md").read_text()
+    assert "| **recurrent_unet** |" in text
+    assert "Compute ceiling" in text
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_markdown_marks_targets() -> None:
+    entry = {
+        "best": {"patches_per_s": 2.0, "fraction_of_ceiling": 0.6},
+        "best_format": "channels_last",
+        "flops_per_patch": 1e9,
+        "formats": {},
+        "batch_sizes": {},
+    }
+    data = {
+        "models": {
+            "models": {"recurrent_unet": entry, "utae": {**entry, "best": {"patches_per_s": 1.0}}}
+        }
+    }
+    text = report._targets(data)
+    assert "60%, reached" in text
+    assert "2.00× U-TAE" in text
+
+
+def test_onnx_model_reproduces_logits() -> None:
+    from sarcrop.models import build_model
+    from sarcrop.prediction.onnx_export import OnnxModel
+
+    torch.manual_seed(0)
+    model = build_model("recurrent_unet", in_bands=2, time_steps=8, widths=(8, 16)).eval()
+    x = torch.rand(1, 8, 2, 32, 32)
+    with torch.inference_mode():
+        expected = model(x)
+    got = OnnxModel(model, x.shape, threads=1)(x)
+    assert torch.allclose(got, expected, atol=1e-5)
