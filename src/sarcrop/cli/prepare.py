@@ -71,6 +71,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar=("LOW", "HIGH"),
         help="robust normalisation, e.g. 1 99 (default: plain min/max)",
     )
+    parser.add_argument("--crs", help="target CRS of the composites, e.g. EPSG:32631")
+    parser.add_argument("--resolution", type=float, help="target pixel size in CRS units, e.g. 10")
+    parser.add_argument(
+        "--legend",
+        type=Path,
+        help="WorldCereal legend CSV mapping the label raster's crop codes to names",
+    )
+    parser.add_argument(
+        "--code-map",
+        help="JSON object mapping label raster codes to class names, e.g. "
+        "'{\"1200\": \"maize\"}' (codes not listed become 'other')",
+    )
     parser.add_argument("--region", help="region name recorded in the store")
     parser.add_argument("--year", type=int, help="year recorded in the store")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -100,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         "percentiles": tuple(args.percentiles) if args.percentiles else None,
         "region": args.region,
         "year": args.year,
+        "crs": args.crs,
+        "resolution": args.resolution,
+        "code_map": _code_map(args),
         "progress": not args.quiet,
     }
     images = Path(args.images)
@@ -125,6 +140,27 @@ def run(args: argparse.Namespace) -> int:
         out = prepare(args.images, args.out, **{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
     print(summary(DatasetStore(out), args.positive))
     return 0
+
+
+def _code_map(args: argparse.Namespace) -> dict[int, str] | None:
+    """Raster code → class name from ``--legend`` (with ``--positive``) or ``--code-map``."""
+    import json
+
+    from sarcrop.errors import ConfigError
+
+    if args.legend is not None and args.code_map is not None:
+        raise ConfigError("give either --legend or --code-map, not both")
+    if args.legend is not None:
+        from sarcrop.data.legends import worldcereal_code_map
+
+        return worldcereal_code_map(args.legend, positive=args.positive)
+    if args.code_map is None:
+        return None
+    try:
+        mapping = json.loads(args.code_map)
+        return {int(code): str(name) for code, name in mapping.items()}
+    except (json.JSONDecodeError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"--code-map must be a JSON object of code: name ({exc})") from None
 
 
 def summary(store: DatasetStore, positive: Sequence[str] | None = None) -> str:

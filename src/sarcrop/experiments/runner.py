@@ -115,6 +115,7 @@ class ExperimentRunner:
         self.progress = progress
         self.timer = _Timer()
         self._stores: dict[str, tuple[Path, str]] = {}
+        self._pretrained: tuple[Path, str] | None = None
         self._simulated: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ units
@@ -221,6 +222,11 @@ class ExperimentRunner:
 
     def pretrained(self) -> tuple[Path, str]:
         """The pre-trained checkpoint (trained once, shared by every scenario and seed)."""
+        if self._pretrained is None:
+            self._pretrained = self._pretrain()
+        return self._pretrained
+
+    def _pretrain(self) -> tuple[Path, str]:
         spec = self.config.pretrain
         if spec.checkpoint is not None:
             return spec.checkpoint, _digest(str(spec.checkpoint))
