@@ -1,3 +1,6 @@
-"""sarcrop: crop mapping from Sentinel-1 SAR time series with a 3D recurrent U-Net and transfer learning."""
+"""sarcrop: crop mapping from Sentinel-1 SAR time series with transfer learning.
+
+A 3D recurrent U-Net pre-trained on one region, transferred to others with few labels.
+"""
 
 __version__ = "0.1.0"

@@ -8,10 +8,11 @@ and exit with code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from sarcrop import __version__
 from sarcrop.errors import SarcropError
@@ -45,23 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warnings(command: str) -> None:
-    """Show warnings (e.g. repaired parcel geometries) as one line each, like errors."""
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Format warnings (e.g. repaired parcel geometries) as one line each, like errors."""
+    original = warnings.formatwarning
 
-    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-        text = " ".join(str(message).split())
-        print(f"sarcrop {command}: warning: {text}", file=file or sys.stderr)
+    def one_line(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        return f"sarcrop {command}: warning: {' '.join(str(message).split())}\n"
 
-    warnings.showwarning = show
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.debug:
-        _one_line_warnings(args.command)
     try:
-        return int(args.func(args) or 0)
+        with _one_line_warnings(args.command) if not args.debug else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except SarcropError as exc:
         if args.debug:
             raise

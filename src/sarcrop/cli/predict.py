@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="torch threads per strip computation, the same everywhere (1)",
     )
     parser.add_argument(
+        "--engine",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="inference engine: torch, or onnx (ONNX Runtime on CPU, faster; needs onnxruntime)",
+    )
+    parser.add_argument(
         "--no-resume",
         action="store_true",
         help="discard finished strips of an earlier run and start over",
@@ -74,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         progress=not args.quiet,
         threads=args.threads,
+        engine=args.engine,
         open_options={"orbit": args.orbit},
     )
     print(out)

@@ -45,12 +45,16 @@ class Grid:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form, stored in dataset and checkpoint metadata."""
-        return {"crs": self.crs.to_wkt(), "transform": list(self.transform)[:6],
-                "width": self.width, "height": self.height}
+        return {
+            "crs": self.crs.to_wkt(),
+            "transform": list(self.transform)[:6],
+            "width": self.width,
+            "height": self.height,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Grid:
-        transform = data["transform"]
+        transform, width, height = data["transform"], data["width"], data["height"]
         assert isinstance(transform, list | tuple)
-        return cls(CRS.from_user_input(data["crs"]), Affine(*transform[:6]),
-                   int(data["width"]), int(data["height"]))  # type: ignore[call-overload]
+        assert isinstance(width, int) and isinstance(height, int)
+        return cls(CRS.from_user_input(data["crs"]), Affine(*transform[:6]), width, height)

@@ -16,7 +16,9 @@ class Season:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.days < 1:
-            raise ValueError(f"season needs steps >= 1 and days >= 1, got {self.steps}, {self.days}")
+            raise ValueError(
+                f"season needs steps >= 1 and days >= 1, got {self.steps}, {self.days}"
+            )
 
     @property
     def end(self) -> dt.date:
@@ -44,5 +46,6 @@ class Season:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Season:
-        return cls(dt.date.fromisoformat(str(data["start"])), int(data["steps"]),  # type: ignore[call-overload]
-                   int(data["days"]))  # type: ignore[call-overload]
+        steps, days = data["steps"], data["days"]
+        assert isinstance(steps, int | str) and isinstance(days, int | str)
+        return cls(dt.date.fromisoformat(str(data["start"])), int(steps), int(days))

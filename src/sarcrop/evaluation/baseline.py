@@ -16,7 +16,9 @@ seasons only has never seen zeros; pass ``early_season=True`` to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -135,15 +137,16 @@ class RandomForestBaseline(ClassifierMixin, BaseEstimator):
         index = sample_per_class(y, cap, self.random_state)
         X, y = X[index], y[index]
         self.n_samples_per_class_ = {int(c): int((y == c).sum()) for c in (0, 1)}
-        self.estimator_ = RandomForestClassifier(
-            n_estimators=self.n_estimators,
-            max_depth=self.max_depth,
-            min_samples_leaf=self.min_samples_leaf,
-            max_features=self.max_features,
-            class_weight=self.class_weight,
-            n_jobs=self.n_jobs,
-            random_state=self.random_state,
-        ).fit(X, y)
+        with _quiet_joblib():
+            self.estimator_ = RandomForestClassifier(
+                n_estimators=self.n_estimators,
+                max_depth=self.max_depth,
+                min_samples_leaf=self.min_samples_leaf,
+                max_features=self.max_features,
+                class_weight=self.class_weight,
+                n_jobs=self.n_jobs,
+                random_state=self.random_state,
+            ).fit(X, y)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]
         self.feature_shape_ = (
@@ -155,11 +158,24 @@ class RandomForestBaseline(ClassifierMixin, BaseEstimator):
         """Class probabilities ``(n, 2)``, columns ``[negative, positive]``."""
         check_is_fitted(self, "estimator_")
         X = _check_features(X, self.n_features_in_)
-        return self.estimator_.predict_proba(X).astype(np.float32)
+        with _quiet_joblib():
+            return self.estimator_.predict_proba(X).astype(np.float32)
 
     def predict(self, X: Any) -> np.ndarray:
         """Class labels 0/1 (positive where its probability is at least 0.5)."""
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
+
+
+@contextlib.contextmanager
+def _quiet_joblib() -> Iterator[None]:
+    """Hide scikit-learn's configuration-propagation warning about ``delayed``.
+
+    It is printed once per forest call in processes that trained a network with Lightning
+    before, and says nothing about the forest's results.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*sklearn\.utils\.parallel\.delayed.*")
+        yield
 
 
 def pixels_from_patches(

@@ -6,7 +6,8 @@ to the workers. The scenes are opened on each worker from the same source (cache
 process), so the scene files must be readable at the same path on every worker. Strip results
 travel back to the client, which alone writes the work directory: the workers need no shared
 output disk. Each strip is computed exactly as in a single process (same batches, same torch
-thread count), so the map is identical bit for bit.
+thread count; for the ``onnx`` engine the same fixed batch shape and intra-op thread count, the
+ONNX Runtime session built once per worker process), so the map is identical bit for bit.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from sarcrop.errors import SarcropError
 from sarcrop.prediction.engine import (
     ModelSpec,
     StripResult,
+    cached_onnx_model,
     predict_strip,
     restrict,
     season_until,
     torch_threads,
+    window_batch_shape,
 )
 from sarcrop.prediction.windows import WindowLayout
 
@@ -63,10 +66,17 @@ def _strip_task(
     timesteps: int,
     batch_size: int,
     threads: int,
+    engine: str = "torch",
 ) -> StripResult:
     stack = restrict(_worker_stack(images, options, spec), season_until(spec.season, timesteps))
     with torch_threads(threads):
-        return predict_strip(spec, stack, layout, index, timesteps=timesteps, batch_size=batch_size)
+        runner = None
+        if engine == "onnx":
+            shape = window_batch_shape(spec, layout, batch_size)
+            runner = cached_onnx_model(spec, shape, threads)
+        return predict_strip(
+            spec, stack, layout, index, timesteps=timesteps, batch_size=batch_size, runner=runner
+        )
 
 
 def run_strips(
@@ -79,6 +89,7 @@ def run_strips(
     timesteps: int,
     batch_size: int,
     threads: int,
+    engine: str = "torch",
     scheduler: str | None,
     workers: int | None,
     on_result: Callable[[StripResult], None],
@@ -127,6 +138,7 @@ def run_strips(
                 timesteps,
                 batch_size,
                 threads,
+                engine,
                 key=f"sarcrop-strip-{i}-{token}",
                 pure=False,
             )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +26,11 @@ from torch import nn
 from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.scenes import SceneStack
 from sarcrop.data.season import Season
-from sarcrop.errors import CheckpointError
+from sarcrop.errors import CheckpointError, SarcropError
+from sarcrop.prediction.onnx_export import OnnxModel
 from sarcrop.prediction.windows import WindowLayout
+
+ENGINES = ("torch", "onnx")
 
 
 @dataclass
@@ -168,6 +173,59 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def check_engine(engine: str) -> None:
+    """Refuse an unknown engine, and the ``onnx`` engine without ONNX Runtime, in one line."""
+    if engine not in ENGINES:
+        raise SarcropError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "onnx":
+        missing = []
+        for module in ("onnxruntime", "onnx"):  # onnx: the exporter writes the graph with it
+            try:
+                __import__(module)
+            except ImportError:
+                missing.append(module)
+        if missing:
+            names = " ".join(missing)
+            raise SarcropError(
+                f"the onnx engine needs {' and '.join(missing)}: pip install {names} "
+                "(or the sarcrop[bench] extra), or use the torch engine"
+            )
+
+
+def window_batch_shape(spec: ModelSpec, layout: WindowLayout, batch_size: int) -> tuple[int, ...]:
+    """The one input shape of every batch for the ``onnx`` engine (partial batches are padded).
+
+    No wider than a strip: an area narrower than ``batch_size`` windows pads nothing.
+    """
+    steps = int(spec.time_steps or spec.season.steps)
+    batch = min(batch_size, layout.n_cols)
+    return (batch, steps, len(spec.bands), layout.window, layout.window)
+
+
+def build_onnx_model(spec: ModelSpec, shape: tuple[int, ...], threads: int) -> OnnxModel:
+    """ONNX Runtime model of ``spec.model`` for inputs of ``shape``, with ``threads`` threads."""
+    check_engine("onnx")
+    return OnnxModel(spec.model, shape, threads=threads)
+
+
+# ONNX models built in this process, per model object (a Dask worker keeps the scattered model
+# for the whole run, so it exports and builds its session once), then per (shape, threads).
+_ONNX_MODELS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], OnnxModel]] = (
+    weakref.WeakKeyDictionary()
+)
+_ONNX_LOCK = threading.Lock()
+
+
+def cached_onnx_model(spec: ModelSpec, shape: tuple[int, ...], threads: int) -> OnnxModel:
+    """:func:`build_onnx_model`, built once per process for the same model object."""
+    key = (tuple(shape), threads)
+    with _ONNX_LOCK:
+        models = _ONNX_MODELS.setdefault(spec.model, {})
+        if key not in models:
+            models[key] = build_onnx_model(spec, shape, threads)
+        return models[key]
+
+
 def season_until(season: Season, timesteps: int) -> Season:
     """The first ``timesteps`` periods of ``season``."""
     return Season(season.start, timesteps, season.days)
@@ -200,12 +258,15 @@ def predict_strip(
     timesteps: int,
     batch_size: int = 4,
     on_windows: Callable[[int], None] | None = None,
+    runner: OnnxModel | None = None,
 ) -> StripResult:
     """Predict every window of strip ``index`` and blend them.
 
     ``stack`` should already be restricted to the first ``timesteps`` periods (see
     :func:`restrict`). ``on_windows(n)`` is called after each batch with the number of windows
-    it covered (for progress bars).
+    it covered (for progress bars). ``runner`` (an ONNX Runtime model of ``spec.model`` for
+    :func:`window_batch_shape`) replaces the PyTorch model; every batch given to it is
+    zero-padded to its fixed batch size.
     """
     win, stride = layout.window, layout.stride
     n_cols = layout.n_cols
@@ -233,10 +294,14 @@ def predict_strip(
         valid[:, col0 : col0 + int(full.width)] = block_valid
         keep = [k for k in range(n) if block_valid[:, k * stride : k * stride + win].any()]
         if keep:
-            inputs = np.zeros((len(keep), total_steps, len(spec.bands), win, win), np.float32)
+            rows = len(keep) if runner is None else max(runner.input_shape[0], len(keep))
+            inputs = np.zeros((rows, total_steps, len(spec.bands), win, win), np.float32)
             for i, k in enumerate(keep):
                 inputs[i, :timesteps] = x[..., k * stride : k * stride + win]
-            logits = spec.model(torch.from_numpy(inputs).to(device))
+            if runner is None:
+                logits = spec.model(torch.from_numpy(inputs).to(device))
+            else:
+                logits = runner(torch.from_numpy(inputs))[: len(keep)]
             prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
             for i, k in enumerate(keep):
                 c = col0 + k * stride

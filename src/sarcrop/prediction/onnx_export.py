@@ -25,7 +25,7 @@ from sarcrop.errors import SarcropError
 def export_onnx(model: nn.Module, input_shape: Sequence[int]) -> bytes:
     """The ONNX graph of ``model`` in eval mode for inputs of exactly ``input_shape``."""
     parameter = next(model.parameters())
-    x = torch.zeros(tuple(input_shape), dtype=parameter.dtype)
+    x = torch.zeros(tuple(input_shape), dtype=parameter.dtype, device=parameter.device)
     training = model.training
     model.eval()
     buffer = io.BytesIO()

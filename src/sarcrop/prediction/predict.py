@@ -18,7 +18,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -28,10 +28,13 @@ from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.prediction.engine import (
     ModelSpec,
     StripResult,
+    build_onnx_model,
+    check_engine,
     predict_strip,
     restrict,
     season_until,
     torch_threads,
+    window_batch_shape,
 )
 from sarcrop.prediction.windows import WindowLayout
 from sarcrop.prediction.writer import OutputBands, merged_rows, write_map
@@ -107,9 +110,18 @@ def stack_fingerprint(stack: SceneStack) -> dict[str, Any]:
 
 
 def config_hash(
-    spec: ModelSpec, stack: SceneStack, layout: WindowLayout, timesteps: int, batch_size: int
+    spec: ModelSpec,
+    stack: SceneStack,
+    layout: WindowLayout,
+    timesteps: int,
+    batch_size: int,
+    engine: str = "torch",
 ) -> str:
-    """Everything strips depend on (not threshold or output bands: those only affect merging)."""
+    """Everything strips depend on (not threshold or output bands: those only affect merging).
+
+    The engine is included: ONNX Runtime and PyTorch logits differ by ~1e-7, which can change a
+    rounded probability level, so strips of the two engines are never mixed in one map.
+    """
     config = {
         "version": __version__,
         "model": spec.fingerprint(),
@@ -118,6 +130,7 @@ def config_hash(
         "overlap": layout.overlap,
         "timesteps": timesteps,
         "batch_size": batch_size,
+        "engine": engine,
     }
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -183,7 +196,12 @@ class Progress:
 
 
 def map_tags(
-    spec: ModelSpec, stack: SceneStack, timesteps: int, layout: WindowLayout, bands: OutputBands
+    spec: ModelSpec,
+    stack: SceneStack,
+    timesteps: int,
+    layout: WindowLayout,
+    bands: OutputBands,
+    engine: str = "torch",
 ) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
     used = season_until(spec.season, timesteps)
     tags: dict[str, object] = {
@@ -202,6 +220,7 @@ def map_tags(
         "THRESHOLD": bands.threshold,
         "WINDOW": layout.window,
         "OVERLAP": layout.overlap,
+        "ENGINE": engine,
         "IMAGES": stack.description,
     }
     band_tags: dict[str, dict[str, object]] = {
@@ -232,6 +251,7 @@ def predict_map(
     resume: bool = True,
     progress: bool = True,
     threads: int = 1,
+    engine: Literal["torch", "onnx"] = "torch",
     open_options: Mapping[str, Any] | None = None,
     on_strip: Callable[[int], None] | None = None,
 ) -> Path:
@@ -241,8 +261,11 @@ def predict_map(
     ``until``) limits the input to the first composite periods for in-season maps; later scenes
     are never read. ``scheduler`` (a Dask address) or ``workers`` (a local cluster of that many
     processes) spread strips over processes; the map is identical bit for bit because every
-    strip is computed with exactly ``threads`` torch threads wherever it runs. ``on_strip`` is
-    called with each strip index as it is saved. Returns ``out``.
+    strip is computed with exactly ``threads`` torch threads wherever it runs. ``engine``
+    ``"onnx"`` runs the model with ONNX Runtime (CPU, needs ``onnxruntime``; ``threads``
+    intra-op threads) instead of PyTorch; its maps may differ from PyTorch's by one probability
+    level here and there. ``on_strip`` is called with each strip index as it is saved. Returns
+    ``out``.
     """
     out = Path(out)
     try:
@@ -255,6 +278,7 @@ def predict_map(
         raise SarcropError(str(exc)) from exc
     if scheduler is not None and workers is not None:
         raise SarcropError("give either scheduler or workers, not both")
+    check_engine(engine)
     spec = load_model(model_or_checkpoint)
     stack = open_images(images, spec, **dict(open_options or {}))
     steps = resolve_timesteps(spec, timesteps, until)
@@ -272,7 +296,7 @@ def predict_map(
         raise SarcropError(str(exc)) from exc
 
     work = work_dir(out)
-    config = config_hash(spec, stack, layout, steps, batch_size)
+    config = config_hash(spec, stack, layout, steps, batch_size, engine)
     done = prepare_work_dir(work, config, layout, resume)
     missing = [i for i in range(layout.n_strips) if i not in done]
     xres, yres = grid.resolution
@@ -288,6 +312,10 @@ def predict_map(
     try:
         if scheduler is None and workers is None:
             with torch_threads(threads):
+                runner = None
+                if engine == "onnx" and missing:
+                    shape = window_batch_shape(spec, layout, batch_size)
+                    runner = build_onnx_model(spec, shape, threads)
                 for index in missing:
                     strip = predict_strip(
                         spec,
@@ -297,6 +325,7 @@ def predict_map(
                         timesteps=steps,
                         batch_size=batch_size,
                         on_windows=bar.update,
+                        runner=runner,
                     )
                     save(strip)
         else:
@@ -316,6 +345,7 @@ def predict_map(
                 timesteps=steps,
                 batch_size=batch_size,
                 threads=threads,
+                engine=engine,
                 scheduler=scheduler,
                 workers=workers,
                 on_result=finished,
@@ -323,7 +353,7 @@ def predict_map(
     finally:
         bar.close()
 
-    tags, band_tags = map_tags(spec, stack, steps, layout, bands)
+    tags, band_tags = map_tags(spec, stack, steps, layout, bands, engine)
     rows = merged_rows(layout, lambda i: StripResult.load(strip_path(work, i)))
     write_map(rows, grid, out, work=work, bands=bands, tags=tags, band_tags=band_tags)
     shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,145 @@
+"""The experiment runner end to end on tiny simulated regions, its cache and its config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+
+from sarcrop.errors import ConfigError
+from sarcrop.experiments import load_experiment_config, run_experiment
+from sarcrop.experiments.presets import resolve_config, shipped_configs
+
+TINY = {
+    "name": "tiny",
+    "regions": {
+        "korea": {
+            "simulate": {"preset": "korea", "size": [128, 128]},
+            "patch_size": 32,
+            "bands": ["VH"],
+        },
+        "spain": {"simulate": {"preset": "spain", "size": [128, 128]}, "patch_size": 32},
+        "france": {"simulate": {"preset": "france", "size": [128, 128]}, "patch_size": 32},
+    },
+    "pretrain": {
+        "region": "korea",
+        "bands": ["VH"],
+        "model_options": {"widths": [4, 8]},
+        "train": {"epochs": 2, "batch_size": 4, "patience": None, "progress_bar": False},
+    },
+    "finetune": {"epochs": 2, "batch_size": 4, "patience": None, "progress_bar": False},
+    "scenarios": [{"finetune": "spain", "test": "france", "crop": "rice", "bands": ["VH", "VV"]}],
+    "methods": ["rf", "ri", "fte", "ftd-last-1"],
+    "baseline": {"n_estimators": 10, "max_samples_per_class": 500},
+    "early_season": {"scenario": 0, "method": "fte", "orderings": ["chronological", "random"]},
+    "figure_patches": 2,
+}
+
+
+def write_config(folder: Path, data: dict) -> Path:
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("experiment")
+    config = write_config(folder, TINY)
+    result = run_experiment(config, folder / "out")
+    return config, folder / "out", result
+
+
+def test_results_cover_every_scenario_method_metric_and_step(tiny_run):
+    _, out, result = tiny_run
+    results = pd.read_csv(out / "results.csv")
+    main = results[results["run"] == "main"]
+    early = results[results["run"] == "early-season"]
+    assert set(main["method"]) == {"rf", "ri", "fte", "ftd-last-1"}
+    assert len(main) == 4 * 4 * 8  # methods × metrics × time steps
+    assert len(early) == 2 * 4 * 8  # orderings × metrics × time steps
+    assert set(early["ordering"]) == {"chronological", "random"}
+    assert set(main["scenario"]) == {"spain-france-rice-vhvv"}
+    assert (main["bands"] == "VH|VV").all()
+    # IoU is defined whenever the test split has positives; precision is NaN (not 0) for a
+    # model that predicts no positive at all.
+    assert results.loc[results["metric"] == "iou", "value"].notna().all()
+    assert results["value"].dropna().between(0, 1).all()
+    assert len(result.results) == len(results)
+
+
+def test_tables_manifest_maps_and_report_are_written(tiny_run):
+    _, out, _ = tiny_run
+    tables = (out / "tables.md").read_text()
+    for title in ("IoU (paper Table 1)", "Recall", "Precision", "F1"):
+        assert title in tables
+    assert "paper 0.66" in tables  # Spain → France VH|VV reference values sit beside ours
+    manifest = json.loads((out / "experiment.json").read_text())
+    scenario = manifest["scenarios"][0]
+    assert (out / scenario["figure"]).stat().st_size > 10_000
+    assert scenario["signature_figure"] is None or (out / scenario["signature_figure"]).is_file()
+    assert manifest["early_season"] and (out / manifest["early_season"]["figure"]).is_file()
+    assert {"simulate", "prepare", "pretrain", "total"} <= set(manifest["timings"])
+    assert manifest["timings"]["pretrain"] <= manifest["timings"]["total"]
+    for method, path in scenario["maps"].items():
+        with rasterio.open(out / path) as src:
+            assert src.crs.to_epsg() == 32631  # france's UTM zone
+            assert src.tags()["METHOD"] == method
+            values = src.read(1)
+            finite = values[np.isfinite(values)]
+            assert finite.size and finite.min() >= 0 and finite.max() <= 1
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "tiny" in html
+
+
+def test_rerun_reuses_every_finished_unit(tiny_run):
+    config, out, first = tiny_run
+    done = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/done.json")}
+    assert len(done) >= 3 + 1 + 4 + 1  # regions, pre-training, methods, the extra ordering
+    again = run_experiment(config, out)
+    assert {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/done.json")} == done
+    pd.testing.assert_frame_equal(again.results, first.results)
+
+
+def test_config_errors_name_the_file_and_key(tmp_path):
+    bad = dict(TINY, learning_rate=0.1)
+    with pytest.raises(ConfigError, match=r"experiment.yaml: learning_rate: unknown key"):
+        load_experiment_config(write_config(tmp_path, bad))
+    bad = dict(TINY, methods=["rf", "fancy"])
+    with pytest.raises(ConfigError, match="unknown method 'fancy'"):
+        load_experiment_config(write_config(tmp_path, bad))
+    bad = dict(TINY, scenarios=[{"finetune": "spain", "test": "mars", "crop": "rice"}])
+    with pytest.raises(ConfigError, match="regions not defined: mars"):
+        load_experiment_config(write_config(tmp_path, bad))
+    bad = dict(TINY, finetune={"epochs": "many"})
+    with pytest.raises(ConfigError, match=r"finetune\.epochs"):
+        load_experiment_config(write_config(tmp_path, bad))
+    with pytest.raises(ConfigError, match="experiment config not found"):
+        load_experiment_config(tmp_path / "missing.yaml")
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    (tmp_path / "stores").mkdir()
+    (tmp_path / "stores" / "spain.zarr").mkdir()
+    data = dict(TINY, regions={**TINY["regions"], "spain": {"store": "stores/spain.zarr"}})
+    config = load_experiment_config(write_config(tmp_path, data))
+    assert config.regions["spain"].store == (tmp_path / "stores" / "spain.zarr").resolve()
+    data = dict(TINY, regions={**TINY["regions"], "spain": {"store": "stores/none.zarr"}})
+    with pytest.raises(ConfigError, match=r"regions.spain.store: file not found"):
+        load_experiment_config(write_config(tmp_path, data))
+
+
+def test_shipped_configs_validate():
+    configs = shipped_configs()
+    assert {"paper", "small"} <= set(configs)
+    paper = load_experiment_config(resolve_config("paper"))
+    assert len(paper.scenarios) == 10
+    assert [s.id for s in paper.scenarios][:2] == ["spain-spain-rice-vh", "spain-spain-rice-vhvv"]
+    assert {"rf", "ri", "ft", "fte"} <= set(paper.methods)
+    small = load_experiment_config(resolve_config("small"))
+    assert small.pretrain.bands == ("VH",)
