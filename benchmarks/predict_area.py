@@ -6,10 +6,12 @@ acquisition per 20-day composite period (compressed GeoTIFFs, ~50 MB per 1000² 
 ``--checkpoint`` is given: speed does not depend on the weights) and runs ``predict_map`` in a
 fresh child process, so the measured peak RSS is prediction alone. Peak RSS is reported for the
 prediction process (``ru_maxrss``), the largest child (Dask workers) and the sampled sum over the
-whole process tree.
+whole process tree. With several ``--engine`` values every case runs once per engine, back to
+back, and the maps of the engines are compared (largest probability-level difference).
 
     python benchmarks/predict_area.py --size 2000 --size 4000 --root /tmp/sarcrop-bench
     python benchmarks/predict_area.py --size 8000 --workers 4 --threads 1
+    python benchmarks/predict_area.py --size 1024 --engine torch --engine onnx
     python benchmarks/predict_area.py --images my/scenes --checkpoint model.safetensors
 
 Not part of the test suite.
@@ -99,6 +101,7 @@ def run_child(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         workers=args.workers,
         threads=args.threads,
+        engine=args.engine,
         resume=False,
         progress=not args.quiet,
     )
@@ -129,6 +132,7 @@ def run_child(args: argparse.Namespace) -> None:
                 "batch_size": args.batch_size,
                 "workers": args.workers,
                 "threads": args.threads,
+                "engine": args.engine,
                 "output_mb": round(Path(out).stat().st_size / 2**20, 2),
             }
         )
@@ -147,11 +151,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--engine",
+        action="append",
+        choices=("torch", "onnx"),
+        help="inference engine (repeatable: run each, back to back; default torch)",
+    )
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        args.engine = args.engine[-1] if args.engine else "torch"
         run_child(args)
         return
 
@@ -162,32 +173,54 @@ def main() -> None:
         cases.append((Path(args.images).name, args.images))
     if not cases:
         parser.error("give --size and/or --images")
+    engines = args.engine or ["torch"]
     for name, images in cases:
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            "--images",
-            images,
-            "--checkpoint",
-            str(ckpt),
-            "--out",
-            str(args.root / f"map-{name}.tif"),
-            "--window",
-            str(args.window),
-            "--overlap",
-            str(args.overlap),
-            "--batch-size",
-            str(args.batch_size),
-            "--threads",
-            str(args.threads),
-        ]
-        if args.workers:
-            command += ["--workers", str(args.workers)]
-        if args.quiet:
-            command.append("--quiet")
-        result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
-        print(json.dumps({"case": name, **json.loads(result.stdout.strip().splitlines()[-1])}))
+        maps = {}
+        for engine in engines:
+            maps[engine] = args.root / f"map-{name}-{engine}.tif"
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--images",
+                images,
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(maps[engine]),
+                "--window",
+                str(args.window),
+                "--overlap",
+                str(args.overlap),
+                "--batch-size",
+                str(args.batch_size),
+                "--threads",
+                str(args.threads),
+                "--engine",
+                engine,
+            ]
+            if args.workers:
+                command += ["--workers", str(args.workers)]
+            if args.quiet:
+                command.append("--quiet")
+            result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+            print(json.dumps({"case": name, **json.loads(result.stdout.strip().splitlines()[-1])}))
+        if len(maps) > 1:
+            print(json.dumps({"case": name, "max_level_difference": _max_difference(maps)}))
+
+
+def _max_difference(maps: dict[str, Path]) -> dict[str, int]:
+    """Largest difference in probability levels of each map to the first engine's map."""
+    import numpy as np
+    import rasterio
+
+    def band(path: Path) -> np.ndarray:
+        with rasterio.open(path) as src:
+            return src.read(1).astype(int)
+
+    (first, reference), *others = maps.items()
+    base = band(reference)
+    return {f"{engine}-{first}": int(np.abs(band(p) - base).max()) for engine, p in others}
 
 
 if __name__ == "__main__":

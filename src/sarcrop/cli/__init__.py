@@ -51,7 +51,13 @@ def _one_line_warnings(command: str) -> Iterator[None]:
     """Format warnings (e.g. repaired parcel geometries) as one line each, like errors."""
     original = warnings.formatwarning
 
-    def one_line(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+    def one_line(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        line: str | None = None,
+    ) -> str:
         return f"sarcrop {command}: warning: {' '.join(str(message).split())}\n"
 
     warnings.formatwarning = one_line

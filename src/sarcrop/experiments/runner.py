@@ -207,6 +207,7 @@ class ExperimentRunner:
         if spec.simulate is not None:
             prepare_region(simulated, store, **options)
             return
+        assert spec.images is not None
         assert spec.labels is not None and spec.season_start is not None
         season = Season(spec.season_start, spec.steps, spec.days)
         prepare(

@@ -195,10 +195,13 @@ def check_engine(engine: str) -> None:
 def window_batch_shape(spec: ModelSpec, layout: WindowLayout, batch_size: int) -> tuple[int, ...]:
     """The one input shape of every batch for the ``onnx`` engine (partial batches are padded).
 
-    No wider than a strip: an area narrower than ``batch_size`` windows pads nothing.
+    The batch is the smallest that still needs as many batches per strip as ``batch_size``, so
+    the zero padding of the last batch is as small as possible (5 windows per strip with
+    ``batch_size=4`` run as batches of 3 + 2, padded to 3 + 3, not 4 + 1 padded to 4 + 4).
     """
     steps = int(spec.time_steps or spec.season.steps)
-    batch = min(batch_size, layout.n_cols)
+    batches = -(-layout.n_cols // batch_size)
+    batch = -(-layout.n_cols // batches)
     return (batch, steps, len(spec.bands), layout.window, layout.window)
 
 
@@ -265,9 +268,11 @@ def predict_strip(
     ``stack`` should already be restricted to the first ``timesteps`` periods (see
     :func:`restrict`). ``on_windows(n)`` is called after each batch with the number of windows
     it covered (for progress bars). ``runner`` (an ONNX Runtime model of ``spec.model`` for
-    :func:`window_batch_shape`) replaces the PyTorch model; every batch given to it is
-    zero-padded to its fixed batch size.
+    :func:`window_batch_shape`) replaces the PyTorch model; batches are then of the runner's
+    fixed batch size (at most ``batch_size``), the last one zero-padded to it.
     """
+    if runner is not None:
+        batch_size = runner.input_shape[0]
     win, stride = layout.window, layout.stride
     n_cols = layout.n_cols
     total_steps = int(spec.time_steps or spec.season.steps)
@@ -294,7 +299,7 @@ def predict_strip(
         valid[:, col0 : col0 + int(full.width)] = block_valid
         keep = [k for k in range(n) if block_valid[:, k * stride : k * stride + win].any()]
         if keep:
-            rows = len(keep) if runner is None else max(runner.input_shape[0], len(keep))
+            rows = len(keep) if runner is None else batch_size
             inputs = np.zeros((rows, total_steps, len(spec.bands), win, win), np.float32)
             for i, k in enumerate(keep):
                 inputs[i, :timesteps] = x[..., k * stride : k * stride + win]

@@ -462,7 +462,8 @@ def _scenario_section(
             "fine-tuning region's positives",
         ),
     ]
-    maps = scenario.get("maps") if isinstance(scenario.get("maps"), Mapping) else {}
+    raw_maps = scenario.get("maps")
+    maps = raw_maps if isinstance(raw_maps, Mapping) else {}
     links = []
     for method, relative in maps.items():
         href = ctx.link(relative)

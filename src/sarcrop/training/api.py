@@ -115,6 +115,8 @@ class _Data(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        assert trainer is not None, "the data module must be attached to a Trainer"
         sampler = TimestepBatchSampler(
             len(self.train_set),
             self.config.batch_size,
@@ -122,19 +124,21 @@ class _Data(L.LightningDataModule):
             self.config.ordering,
             coverage=self.config.ordering_coverage,
             seed=self.config.seed,
-            num_replicas=self.trainer.world_size,
-            rank=self.trainer.global_rank,
+            num_replicas=trainer.world_size,
+            rank=trainer.global_rank,
         )
-        sampler.set_epoch(self.trainer.current_epoch)  # right order also when resuming
+        sampler.set_epoch(trainer.current_epoch)  # right order also when resuming
         return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        assert trainer is not None, "the data module must be attached to a Trainer"
         sampler = ShardedBatchSampler(
             len(self.val_set),
             self.config.batch_size,
             self.time_steps,
-            num_replicas=self.trainer.world_size,
-            rank=self.trainer.global_rank,
+            num_replicas=trainer.world_size,
+            rank=trainer.global_rank,
         )
         return self._loader(self.val_set, sampler)
 
@@ -163,7 +167,8 @@ def _read_run(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_run(out_dir: Path, record: dict[str, Any]) -> None:
-    if rank_zero_only.rank == 0:
+    # lightning_utilities sets ``rank`` on the function object; its overloads do not declare it.
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         write_text_atomic(out_dir / RUN_FILE, json.dumps(record, indent=2, default=str) + "\n")
 
 
@@ -425,7 +430,7 @@ def finetune(
     - ``"checkpoint"``: every band must have pre-training statistics.
     """
     from sarcrop.data.dataset import PatchDataset
-    from sarcrop.models import adapt_input_bands
+    from sarcrop.models import SegmentationModel, adapt_input_bands
 
     config = config or TrainConfig()
     parent, parent_meta = load_checkpoint(checkpoint)
@@ -444,6 +449,7 @@ def finetune(
         )
     positive = list(positive) if positive else list(parent_meta.positive)
     if bands != list(parent_meta.bands):
+        assert isinstance(parent, SegmentationModel)  # load_checkpoint's default builder
         adapt_input_bands(parent, bands, parent_meta.bands)
     L.seed_everything(config.seed, verbose=False)
     apply_strategy(parent, strategy, last_k)

@@ -43,7 +43,7 @@ class Key(NamedTuple):
     """One sample of a batch: dataset ``index``, observed steps ``t``; ``counted`` is False for
     the padding duplicates that even out distributed evaluation shards."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # deliberately shadows tuple.index()
     t: int
     counted: bool = True
 

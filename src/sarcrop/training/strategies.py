@@ -19,7 +19,7 @@ pinned to eval mode by a forward pre-hook, so its running statistics never drift
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -61,7 +61,9 @@ def reinitialise(model: nn.Module) -> nn.Module:
     module without one is an error rather than a pre-trained value silently kept in "RI".
     """
     if all(hasattr(model, name) for name in ("in_bands", "time_steps", "options")):
-        fresh = type(model)(model.in_bands, model.time_steps, **model.options)  # type: ignore[call-arg]
+        # Duck-typed sarcrop model: ``options`` is the keyword dict of its constructor.
+        options = cast("dict[str, Any]", model.options)
+        fresh = type(model)(model.in_bands, model.time_steps, **options)
         model.load_state_dict(fresh.state_dict())
         return model
     for name, module in model.named_modules():

@@ -30,6 +30,11 @@ class ConfusionMetric(torchmetrics.Metric):
     """TP/FP/FN/TN pixel counts of the positive class, summed across ranks on compute."""
 
     full_state_update = False
+    # Registered by add_state; declared here so they type as tensors, not Tensor | Module.
+    tp: Tensor
+    fp: Tensor
+    fn: Tensor
+    tn: Tensor
 
     def __init__(self, threshold: float = 0.5) -> None:
         super().__init__()
@@ -156,18 +161,18 @@ class SegmentationTask(L.LightningModule):
         # No weight decay on biases, norm scales and per-channel weights (1-D tensors).
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
-        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay}]
+        groups = [{"params": decay, "weight_decay": self.hparams["weight_decay"]}]
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0})
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
-        if self.hparams.scheduler == "none":
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams["lr"])
+        if self.hparams["scheduler"] == "none":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.hparams.warmup_fraction * total)
-        if self.hparams.scheduler == "onecycle":
+        warmup = int(self.hparams["warmup_fraction"] * total)
+        if self.hparams["scheduler"] == "onecycle":
             scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
-                max_lr=self.hparams.lr,
+                max_lr=self.hparams["lr"],
                 total_steps=total,
                 pct_start=max(warmup / total, 1.0 / total),
             )

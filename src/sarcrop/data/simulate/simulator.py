@@ -30,7 +30,7 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon, box
 
 from sarcrop.data.grid import Grid
-from sarcrop.data.scenes import Acquisition
+from sarcrop.data.scenes import Acquisition, Orbit
 from sarcrop.data.season import Season
 from sarcrop.data.simulate.fields import Parcel, ParcelLayout
 from sarcrop.data.simulate.phenology import BANDS, CLASSES, ENL_GRDH_IW, VARIETIES, Variety
@@ -91,7 +91,7 @@ def acquisition_plan(
     missing: list[dt.datetime] = []
     when, k = first, 0
     end = dt.datetime.combine(season.end, dt.time(0))
-    orbit = "ascending" if preset.orbit == "ASCENDING" else "descending"
+    orbit: Orbit = "ascending" if preset.orbit == "ASCENDING" else "descending"
     while when < end:
         stamp = when + dt.timedelta(seconds=int(rng.integers(-6, 7)))
         dropped = rng.random() < MISSING_RATE and k > 0
@@ -360,6 +360,7 @@ def simulate_region(
                 rasterio.open(tmp, "w", **_geotiff_profile(grid, "float32", 2, NODATA, compress))
             )
             ds.descriptions = BANDS
+            assert acq.platform is not None  # acquisition_plan names every platform
             ds.update_tags(
                 ACQUISITION_TIME=acq.time.isoformat(),
                 ORBIT_DIRECTION=preset.orbit,

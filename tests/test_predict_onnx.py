@@ -1,0 +1,128 @@
+"""The ONNX Runtime engine: PyTorch's map to one level, bit-identical on Dask, clean errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from sarcrop.cli import main as cli_main
+from sarcrop.errors import SarcropError
+from sarcrop.prediction import predict_map
+from sarcrop.prediction.predict import work_dir
+from test_predict import read_map, save_tiny_checkpoint, write_scenes
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+# 5 windows per strip, at most 4 per batch: ONNX batches of 3, the last one (2) padded to 3.
+OPTIONS = {"window": 64, "overlap": 16, "batch_size": 4, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    root = tmp_path_factory.mktemp("onnx")
+    scenes = write_scenes(root / "scenes", 200, 230, seed=7)
+    ckpt = save_tiny_checkpoint(root / "tiny.safetensors")
+    torch_map = predict_map(ckpt, scenes, root / "torch.tif", **OPTIONS)
+    onnx_map = predict_map(ckpt, scenes, root / "onnx.tif", engine="onnx", **OPTIONS)
+    return scenes, ckpt, torch_map, onnx_map
+
+
+def test_onnx_map_matches_torch_within_one_level(
+    inputs: tuple[Path, Path, Path, Path],
+) -> None:
+    _, _, torch_map, onnx_map = inputs
+    with rasterio.open(torch_map) as a, rasterio.open(onnx_map) as b:
+        assert (b.crs, b.transform, b.width, b.height) == (a.crs, a.transform, a.width, a.height)
+        assert b.nodatavals == a.nodatavals
+        assert b.tags()["ENGINE"] == "onnx" and a.tags()["ENGINE"] == "torch"
+        expected, got = a.read(), b.read()
+    assert got.shape == (2, 200, 230) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got == 255, expected == 255)
+    assert (expected == 255).any() and (expected != 255).any()
+    diff = np.abs(got[0].astype(int) - expected[0].astype(int))
+    assert diff.max() <= 1
+    # Classes are thresholded on the unrounded probability: they may only flip right at it.
+    flipped = got[1] != expected[1]
+    assert np.all(np.abs(expected[0][flipped].astype(int) - 125) <= 1)
+
+
+def test_dask_onnx_matches_single_process_bit_for_bit(
+    inputs: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    from distributed import LocalCluster
+
+    scenes, ckpt, _, onnx_map = inputs
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        out = predict_map(
+            ckpt,
+            scenes,
+            tmp_path / "dask.tif",
+            engine="onnx",
+            scheduler=cluster.scheduler_address,
+            **OPTIONS,
+        )
+    np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
+    assert not work_dir(out).exists()
+
+
+def test_engine_is_part_of_the_resume_fingerprint(
+    inputs: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    scenes, ckpt, _, onnx_map = inputs
+    out = tmp_path / "m.tif"
+
+    def interrupt(index: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_map(ckpt, scenes, out, on_strip=interrupt, **OPTIONS)  # torch strip 0 saved
+    computed: list[int] = []
+    predict_map(ckpt, scenes, out, engine="onnx", on_strip=computed.append, **OPTIONS)
+    assert computed == [0, 1, 2, 3]
+    np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
+
+
+def test_cli_engine_onnx(inputs: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    scenes, ckpt, _, onnx_map = inputs
+    out = tmp_path / "cli.tif"
+    args = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--quiet"]
+    args += ["--window", "64", "--overlap", "16", "--batch-size", "4", "--engine", "onnx"]
+    assert cli_main(args) == 0
+    np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
+
+
+def test_missing_onnxruntime_is_a_one_line_error(
+    inputs: tuple[Path, Path, Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scenes, ckpt, _, _ = inputs
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    out = tmp_path / "m.tif"
+    with pytest.raises(SarcropError, match="pip install onnxruntime") as info:
+        predict_map(ckpt, scenes, out, engine="onnx", **OPTIONS)
+    assert "\n" not in str(info.value)
+    assert not out.exists() and not work_dir(out).exists()
+    args = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--engine", "onnx"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "onnxruntime" in err and len(err.splitlines()) == 1
+
+
+def test_unknown_engine_is_refused(inputs: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    scenes, ckpt, _, _ = inputs
+    with pytest.raises(SarcropError, match="engine must be one of torch, onnx"):
+        predict_map(ckpt, scenes, tmp_path / "m.tif", engine="tensorrt", **OPTIONS)  # type: ignore[arg-type]
