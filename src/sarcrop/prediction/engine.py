@@ -299,8 +299,8 @@ def predict_strip(
         valid[:, col0 : col0 + int(full.width)] = block_valid
         keep = [k for k in range(n) if block_valid[:, k * stride : k * stride + win].any()]
         if keep:
-            rows = len(keep) if runner is None else batch_size
-            inputs = np.zeros((rows, total_steps, len(spec.bands), win, win), np.float32)
+            n_inputs = len(keep) if runner is None else batch_size
+            inputs = np.zeros((n_inputs, total_steps, len(spec.bands), win, win), np.float32)
             for i, k in enumerate(keep):
                 inputs[i, :timesteps] = x[..., k * stride : k * stride + win]
             if runner is None:
