@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="simulate regions, pre-train, transfer, evaluate and write the report",
         description="Runs the shipped 'small' experiment: simulated korea → spain / france, "
-        "RF, RI, FT and FTE, early-season curves, and the HTML report (about 10 minutes on "
+        "RF, RI, FT, FTE and FTD, early-season curves, and the HTML report (about 10 minutes on "
         "2 CPU cores).",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = run_experiment(resolve_config(args.config), args.out)
     print(summary(result))
+    curves = sorted((result.out_dir / "figures").glob("class-curves-*.png"))
+    if curves:
+        print(f"simulated VH/VV curves per class: {curves[0]}")
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items() if v >= 0.5)
     print(f"time: {timings}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
