@@ -360,17 +360,26 @@ def _summary_line(manifest: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
+# Summary entries of the runner's timings, shown in the table's footer rather than as stages.
+_TIMING_SUMMARIES = ("total", "this run")
+
+
 def _timings(value: Any) -> list[tuple[str, float]]:
     if not isinstance(value, Mapping):
         return []
     rows = []
     for name, seconds in value.items():
+        if name in _TIMING_SUMMARIES:
+            continue
         if isinstance(seconds, int | float) and not isinstance(seconds, bool):
             rows.append((str(name), float(seconds)))
     return rows
 
 
 def _total_time(value: Any) -> float | None:
+    """The recorded total when the runner gives one, else the sum of the stages."""
+    if isinstance(value, Mapping) and isinstance(value.get("total"), int | float):
+        return float(value["total"])
     rows = _timings(value)
     return sum(seconds for _, seconds in rows) if rows else None
 
@@ -517,7 +526,7 @@ def _timings_table(value: Any) -> str:
     rows = _timings(value)
     if not rows:
         return ""
-    total = sum(seconds for _, seconds in rows)
+    total = _total_time(value) or 0.0
     out = ['<table class="results compact timings"><thead><tr>']
     out.append('<th scope="col">Stage</th><th scope="col">Time</th><th scope="col">Seconds</th>')
     out.append("</tr></thead><tbody>")
