@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sarcrop.errors import ConfigError
 from sarcrop.training.config import Ordering, TrainConfig
+from sarcrop.utils.validation import config_error
 
 METHOD_PATTERN = re.compile(r"^(rf|ri|ft|fte|ftd)(-last-(\d+))?$")
 BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd")
@@ -198,11 +199,7 @@ def experiment_config_from_dict(data: dict[str, Any], path: Path | None = None) 
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "config"
-        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {message}{more}", path) from None
+        raise config_error(exc, path) from None
 
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:

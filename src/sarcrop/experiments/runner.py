@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sarcrop import __version__
+from sarcrop.evaluation.tables import RESULT_COLUMNS as TABLE_COLUMNS
 from sarcrop.experiments.config import (
     ExperimentConfig,
     RegionData,
@@ -30,20 +31,8 @@ from sarcrop.experiments.config import (
 )
 from sarcrop.utils.atomic import write_text_atomic
 
-RESULT_COLUMNS = (
-    "scenario",
-    "finetune_region",
-    "test_region",
-    "crop",
-    "bands",
-    "method",
-    "metric",
-    "timestep",
-    "seed",
-    "value",
-    "run",
-    "ordering",
-)
+# The evaluation tables' long format, plus which run (main / early-season) and batch order.
+RESULT_COLUMNS = (*TABLE_COLUMNS, "run", "ordering")
 METRICS = ("iou", "precision", "recall", "f1")
 
 

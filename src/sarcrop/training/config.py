@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sarcrop.errors import ConfigError
+from sarcrop.utils.validation import config_error
 
 Ordering = Literal["full", "chronological", "random"]
 LossName = Literal["bce", "dice", "bce+dice"]
@@ -108,11 +109,7 @@ def validate_config(data: dict[str, Any], path: str | Path | None = None) -> Tra
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "config"
-        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {message}{more}", path) from None
+        raise config_error(exc, path, unknown="unknown setting") from None
 
 
 def _one_line(exc: Exception) -> str:
