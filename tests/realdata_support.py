@@ -98,3 +98,17 @@ def db_mean(values_db: np.ndarray, axis: int = 0) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return 10 * np.log10(np.nanmean(10 ** (values_db.astype(np.float64) / 10), axis=axis))
+
+
+def band_vrt(path: Path, source: Path, band: int, grid: object) -> Path:
+    """A one-band VRT pointing at band ``band`` of the real file (read in place)."""
+    a, _, c, _, e, f = list(grid.transform)[:6]  # type: ignore[attr-defined]
+    path.write_text(
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">'  # type: ignore[attr-defined]
+        f"<SRS>{grid.crs.to_wkt()}</SRS>"  # type: ignore[attr-defined]
+        f"<GeoTransform>{c}, {a}, 0, {f}, 0, {e}</GeoTransform>"
+        '<VRTRasterBand dataType="Float32" band="1"><NoDataValue>nan</NoDataValue>'
+        f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename>'
+        f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+    return path

@@ -221,7 +221,9 @@ def test_prepare_stac_catalog_over_real_files(shared_data: Path, tmp_path: Path)
         )
         for pol in ("VV", "VH"):
             source = folder / f"{location}_S1_{pol}_sigma0_dB_20m.tif"
-            vrt = _vrt(tmp_path / f"{k}_{pol}.vrt", source, k + 1, reference.grid)
+            vrt = realdata_support.band_vrt(
+                tmp_path / f"{k}_{pol}.vrt", source, k + 1, reference.grid
+            )
             item.add_asset(pol.lower(), pystac.Asset(href=str(vrt)))
         catalog.add_item(item)
     catalog.normalize_hrefs(str(tmp_path / "stac"))
@@ -239,20 +241,6 @@ def test_prepare_stac_catalog_over_real_files(shared_data: Path, tmp_path: Path)
     store = DatasetStore(out)
     assert len(store) == 4 and store.grid.resolution == (10.0, 10.0)
     assert len(store.metadata.source["acquisitions"]) == len(picks) >= 8
-
-
-def _vrt(path: Path, source: Path, band: int, grid: object) -> Path:
-    """A one-band VRT pointing at band ``band`` of the real file (read in place)."""
-    a, _, c, _, e, f = list(grid.transform)[:6]  # type: ignore[attr-defined]
-    path.write_text(
-        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">'  # type: ignore[attr-defined]
-        f"<SRS>{grid.crs.to_wkt()}</SRS>"  # type: ignore[attr-defined]
-        f"<GeoTransform>{c}, {a}, 0, {f}, 0, {e}</GeoTransform>"
-        '<VRTRasterBand dataType="Float32" band="1"><NoDataValue>nan</NoDataValue>'
-        f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename>'
-        f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
-    )
-    return path
 
 
 def test_prepare_camargue_vv_only_names_missing_vh(shared_data: Path, tmp_path: Path) -> None:
