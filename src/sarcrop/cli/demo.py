@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="simulate regions, pre-train, transfer, evaluate and write the report",
         description="Runs the shipped 'small' experiment: simulated korea → spain / france, "
-        "RF, RI, FT, FTE and FTD, early-season curves, and the HTML report (about 10 minutes on "
+        "RF, RI, FT, FTE and FTD, early-season curves, and the HTML report (about 4 minutes on "
         "2 CPU cores).",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
