@@ -69,8 +69,9 @@ class ExperimentFigures:
         test_path, _ = self.runner.region_store(scenario.test)
         store = DatasetStore(test_path)
         dataset = PatchDataset(store, "test", (scenario.crop,), scenario.bands)
-        targets = np.stack([dataset[i]["target"].numpy() for i in range(len(dataset))])
-        valid = np.stack([dataset[i]["valid"].numpy() for i in range(len(dataset))])
+        items = [dataset[i] for i in range(len(dataset))]  # one read per patch
+        targets = np.stack([item["target"].numpy() for item in items])
+        valid = np.stack([item["valid"].numpy() for item in items])
         vh = store.bands.index("VH") if "VH" in store.bands else 0
         images = np.stack([store.read_image(i)[:, vh] for i in dataset.indices])
         probabilities = {
