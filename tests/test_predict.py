@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from sarcrop.models import build_model
 from sarcrop.prediction import ModelSpec, WindowLayout, predict_map
 from sarcrop.prediction.predict import resolve_timesteps, work_dir
 from sarcrop.prediction.windows import blend_weights, ramp
+from sarcrop.prediction.writer import merged_tiles
 from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
 
 SEASON = Season(dt.date(2021, 5, 1), steps=4, days=20)
@@ -129,9 +131,11 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(scenes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A windowed map (3 × 2 windows of 160 with overlap 32, padded at the edges)."""
+    """A windowed map (3 × 2 windows of 160 with overlap 32, padded at the edges, one per block)."""
     out = tmp_path_factory.mktemp("ref") / "map.tif"
-    return predict_map(local_spec(), scenes, out, window=160, overlap=32, progress=False)
+    return predict_map(
+        local_spec(), scenes, out, window=160, overlap=32, block_windows=1, progress=False
+    )
 
 
 # -- windows ------------------------------------------------------------------------------------
@@ -147,20 +151,73 @@ def test_ramp_is_a_partition_of_unity_and_positive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("height", "window", "overlap"),
-    [(300, 160, 32), (1, 64, 0), (64, 64, 32), (1000, 256, 128), (257, 256, 1)],
+    ("height", "width", "window", "overlap", "block_windows"),
+    [(300, 280, 160, 32, 1), (1, 50, 64, 0, 2), (64, 700, 64, 32, 3), (1000, 90, 256, 128, 8)],
 )
-def test_strips_cover_every_row_once(height: int, window: int, overlap: int) -> None:
-    layout = WindowLayout(height, 50, window, overlap)
-    owned: list[int] = []  # each row once: as a body row or as the head of the strip below
-    for i in range(layout.n_strips):
-        s = layout.strip(i)
-        owned.extend([*range(*s.head), *range(*s.body)])
-        if i > 0:
-            assert s.head == layout.strip(i - 1).tail
-    assert owned == list(range(height))
-    last = layout.strip(layout.n_strips - 1)
-    assert last.start + window >= height
+def test_blocks_partition_the_windows_and_weights_follow_from_the_layout(
+    height: int, width: int, window: int, overlap: int, block_windows: int
+) -> None:
+    layout = WindowLayout(height, width, window, overlap, block_windows)
+    stride = window - overlap
+    weights = np.zeros((height + window, width + window), np.float32)
+    seen = []
+    for block in layout.blocks():
+        assert 1 <= block.n <= block_windows
+        for k in range(block.first_col, block.first_col + block.n):
+            seen.append((block.row, k))
+            r, c = block.row * stride, k * stride
+            weights[r : r + window, c : c + window] += layout.weights
+        e = block.extent
+        assert (e.row_off, e.col_off) == (block.row * stride, block.first_col * stride)
+        assert e.width == (block.n - 1) * stride + window
+    assert seen == [(r, c) for r in range(layout.n_rows) for c in range(layout.n_cols)]
+    assert layout.n_rows * stride + overlap >= height  # the windows reach the last row
+    profile = np.outer(
+        layout.weight_profile(0, height, height), layout.weight_profile(0, width, width)
+    )
+    np.testing.assert_allclose(profile, weights[:height, :width], rtol=1e-5)
+    # blocks_in finds exactly the blocks whose extent meets a piece of the area.
+    for r0, c0 in [(0, 0), (height // 2, width // 3), (height - 1, width - 1)]:
+        piece = (r0, min(height, r0 + 37)), (c0, min(width, c0 + 53))
+        expected = [
+            b.index
+            for b in layout.blocks()
+            if b.extent.row_off < piece[0][1]
+            and b.extent.row_off + b.extent.height > piece[0][0]
+            and b.extent.col_off < piece[1][1]
+            and b.extent.col_off + b.extent.width > piece[1][0]
+        ]
+        assert [b.index for b in layout.blocks_in(*piece)] == expected
+
+
+@pytest.mark.parametrize("width", [600, 6000])
+def test_merge_holds_a_bounded_number_of_blocks_whatever_the_width(width: int) -> None:
+    layout = WindowLayout(700, width, 64, 16, block_windows=3)
+    alive: set[int] = set()
+    loads: dict[int, int] = {}
+    most = 0
+
+    def load(index: int) -> np.ndarray:
+        nonlocal most
+        loads[index] = loads.get(index, 0) + 1
+        e = layout.block(index).extent
+        h, w = min(64, 700 - e.row_off), min(int(e.width), width - e.col_off)
+        sums = np.full((h, w), np.float32(index))
+        alive.add(index)
+        weakref.finalize(sums, alive.discard, index)
+        most = max(most, len(alive))
+        return sums
+
+    covered = 0
+    for window, prob in merged_tiles(layout, load, tile=128):
+        assert prob.shape == (window.height, window.width)
+        covered += prob.size
+    assert covered == 700 * width
+    assert sorted(loads) == list(range(layout.n_blocks))
+    assert max(loads.values()) <= 2  # a block meets at most two rows of tiles
+    # A 128-px tile meets at most 4 window rows (stride 48) and 2 blocks (160 px wide) of each:
+    # the same bound for a 10× wider area.
+    assert most <= 4 * 2
 
 
 def test_invalid_layout_is_refused(scenes: Path, tmp_path: Path) -> None:
@@ -194,7 +251,13 @@ def test_blending_matches_a_single_window_run(
 def test_constant_field_gives_a_constant_map(tmp_path: Path) -> None:
     folder = write_scenes(tmp_path / "const", 200, 200, constant=True)
     out = predict_map(
-        local_spec(), folder, tmp_path / "c.tif", window=96, overlap=24, progress=False
+        local_spec(),
+        folder,
+        tmp_path / "c.tif",
+        window=96,
+        overlap=24,
+        block_windows=2,  # window and block borders both cross the area
+        progress=False,
     )
     prob = read_map(out)[0]
     inner = prob[3:-3, NODATA_COLS + 3 : -3]  # away from the area's own edges
@@ -300,11 +363,11 @@ KILLED_RUN = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
 
     predict_map(sys.argv[1], sys.argv[2], sys.argv[3], window=96, overlap=16,
-                progress=False, on_strip=die)
+                progress=False, on_block=die)
 """)
 
 
-def test_killed_run_resumes_with_the_missing_strips_only(scenes: Path, tmp_path: Path) -> None:
+def test_killed_run_resumes_with_the_missing_blocks_only(scenes: Path, tmp_path: Path) -> None:
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
     out = tmp_path / "resumed.tif"
     proc = subprocess.run(
@@ -316,14 +379,14 @@ def test_killed_run_resumes_with_the_missing_strips_only(scenes: Path, tmp_path:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not out.exists()
     work = work_dir(out)
-    assert sorted(p.name for p in work.glob("strip-*.npz")) == [
-        "strip-00000.npz",
-        "strip-00001.npz",
+    assert sorted(p.name for p in work.glob("block-*.npz")) == [
+        "block-000000.npz",
+        "block-000001.npz",
     ]
-    assert json.loads((work / "manifest.json").read_text())["strips"] == 4
+    assert json.loads((work / "manifest.json").read_text())["blocks"] == 4
 
     computed: list[int] = []
-    predict_map(ckpt, scenes, out, window=96, overlap=16, progress=False, on_strip=computed.append)
+    predict_map(ckpt, scenes, out, window=96, overlap=16, progress=False, on_block=computed.append)
     assert computed == [2, 3]
     assert not work.exists()
 
@@ -335,7 +398,7 @@ def test_killed_run_resumes_with_the_missing_strips_only(scenes: Path, tmp_path:
         window=96,
         overlap=16,
         progress=False,
-        on_strip=fresh.append,
+        on_block=fresh.append,
     )
     assert fresh == [0, 1, 2, 3]
     np.testing.assert_array_equal(read_map(out), read_map(clean))
@@ -352,9 +415,9 @@ def test_changed_options_start_over(scenes: Path, tmp_path: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         predict_map(
-            local_spec(), scenes, out, window=160, overlap=32, progress=False, on_strip=interrupt
+            local_spec(), scenes, out, window=160, overlap=32, progress=False, on_block=interrupt
         )
-    assert (work / "strip-00000.npz").exists() and not out.exists()
+    assert (work / "block-000000.npz").exists() and not out.exists()
     computed: list[int] = []
     predict_map(
         local_spec(),
@@ -364,7 +427,7 @@ def test_changed_options_start_over(scenes: Path, tmp_path: Path) -> None:
         overlap=32,
         timesteps=3,
         progress=False,
-        on_strip=computed.append,
+        on_block=computed.append,
     )
     assert computed == [0, 1, 2]
 

@@ -13,7 +13,8 @@ from sarcrop.prediction import WindowLayout, predict_map
 from sarcrop.prediction.predict import work_dir
 from test_predict import read_map, save_tiny_checkpoint, write_scenes
 
-OPTIONS = {"window": 64, "overlap": 16, "batch_size": 3, "progress": False}
+# 4 × 4 windows in blocks of 2: block borders cross the area in both directions.
+OPTIONS = {"window": 64, "overlap": 16, "batch_size": 3, "block_windows": 2, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,8 @@ def test_local_workers_resume_a_single_process_run(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_map(ckpt, scenes, out, on_strip=interrupt, **OPTIONS)
+        predict_map(ckpt, scenes, out, on_block=interrupt, **OPTIONS)
     done: list[int] = []
-    predict_map(ckpt, scenes, out, workers=2, on_strip=done.append, **OPTIONS)
-    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16).n_strips))
+    predict_map(ckpt, scenes, out, workers=2, on_block=done.append, **OPTIONS)
+    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2).n_blocks))
     np.testing.assert_array_equal(read_map(out), read_map(single))

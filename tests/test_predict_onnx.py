@@ -19,7 +19,7 @@ from test_predict import read_map, save_tiny_checkpoint, write_scenes
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-# 5 windows per strip, at most 4 per batch: ONNX batches of 3, the last one (2) padded to 3.
+# 5 windows per block, at most 4 per batch: ONNX batches of 3, the last one (2) padded to 3.
 OPTIONS = {"window": 64, "overlap": 16, "batch_size": 4, "progress": False}
 
 
@@ -87,9 +87,9 @@ def test_engine_is_part_of_the_resume_fingerprint(
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_map(ckpt, scenes, out, on_strip=interrupt, **OPTIONS)  # torch strip 0 saved
+        predict_map(ckpt, scenes, out, on_block=interrupt, **OPTIONS)  # torch strip 0 saved
     computed: list[int] = []
-    predict_map(ckpt, scenes, out, engine="onnx", on_strip=computed.append, **OPTIONS)
+    predict_map(ckpt, scenes, out, engine="onnx", on_block=computed.append, **OPTIONS)
     assert computed == [0, 1, 2, 3]
     np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
 

@@ -12,9 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="map a whole region with a checkpoint (streaming, resumable, COG output)",
         description="Predict a crop map over the whole area of the scenes, in overlapping "
-        "windows blended without seams, strip by strip with bounded memory. Band 1 is the "
-        "probability (0-250 = p x 250), band 2 the class (0/1); 255 is nodata. An interrupted "
-        "run resumes from <out>.partial/ when restarted with the same arguments.",
+        "windows blended without seams, block by block with memory bounded whatever the area. "
+        "Band 1 is the probability (0-250 = p x 250), band 2 the class (0/1); 255 is nodata. "
+        "An interrupted run resumes from <out>.partial/ when restarted with the same arguments.",
     )
     parser.add_argument("model", type=Path, metavar="MODEL", help="checkpoint (.safetensors)")
     parser.add_argument("--images", required=True, help="scenes: folder, glob, cube or STAC")
@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--window", type=int, default=256, help="window size in pixels (256)")
     parser.add_argument("--overlap", type=int, default=32, help="window overlap in pixels (32)")
     parser.add_argument("--batch-size", type=int, default=4, help="windows per batch (4)")
+    parser.add_argument(
+        "--block-windows",
+        type=int,
+        default=8,
+        help="windows per block, the unit of work and of resuming (8)",
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="class threshold (0.5)")
     parser.add_argument("--no-probability", action="store_true", help="omit the probability band")
     parser.add_argument("--no-classes", action="store_true", help="omit the class band")
@@ -43,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch threads per strip computation, the same everywhere (1)",
+        help="torch threads per block computation, the same everywhere (1)",
     )
     parser.add_argument(
         "--engine",
@@ -54,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-resume",
         action="store_true",
-        help="discard finished strips of an earlier run and start over",
+        help="discard finished blocks of an earlier run and start over",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         window=args.window,
         overlap=args.overlap,
         batch_size=args.batch_size,
+        block_windows=args.block_windows,
         probability=not args.no_probability,
         classes=not args.no_classes,
         threshold=args.threshold,

@@ -1,6 +1,6 @@
 """Streaming, resumable, in-season prediction of whole regions to Cloud-Optimized GeoTIFFs."""
 
-from sarcrop.prediction.engine import ModelSpec, StripResult, predict_strip
+from sarcrop.prediction.engine import BlockResult, ModelSpec, predict_block
 from sarcrop.prediction.predict import predict_map
 from sarcrop.prediction.windows import WindowLayout, blend_weights
 from sarcrop.prediction.writer import NODATA, PROBABILITY_SCALE, OutputBands
@@ -8,11 +8,11 @@ from sarcrop.prediction.writer import NODATA, PROBABILITY_SCALE, OutputBands
 __all__ = [
     "NODATA",
     "PROBABILITY_SCALE",
+    "BlockResult",
     "ModelSpec",
     "OutputBands",
-    "StripResult",
     "WindowLayout",
     "blend_weights",
+    "predict_block",
     "predict_map",
-    "predict_strip",
 ]

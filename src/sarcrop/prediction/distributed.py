@@ -1,13 +1,14 @@
-"""Spread strips over a Dask cluster: an existing one (``scheduler``) or a local one (``workers``).
+"""Spread blocks over a Dask cluster: an existing one (``scheduler``) or a local one (``workers``).
 
-The model is scattered to every worker once (broadcast), so each worker process deserialises it
-a single time and reuses it for all its strips; the checkpoint file does not need to be visible
-to the workers. The scenes are opened on each worker from the same source (cached per worker
-process), so the scene files must be readable at the same path on every worker. Strip results
-travel back to the client, which alone writes the work directory: the workers need no shared
-output disk. Each strip is computed exactly as in a single process (same batches, same torch
-thread count; for the ``onnx`` engine the same fixed batch shape and intra-op thread count, the
-ONNX Runtime session built once per worker process), so the map is identical bit for bit.
+The model is scattered to every worker once (broadcast), so each worker process deserialises it a
+single time and reuses it for all its blocks; the checkpoint file does not need to be visible to
+the workers. The scenes are opened on each worker from the same source (cached per worker process),
+so the scene files must be readable at the same path on every worker. Block results (a few MB each,
+whatever the area) travel back to the client, which alone writes the work directory: the workers
+need no shared output disk. Each block is computed exactly as in a single process (same batches,
+same torch thread count; for the ``onnx`` engine the same fixed batch shape and intra-op thread
+count, the ONNX Runtime session built once per worker process), so the map is identical bit for
+bit.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import SarcropError
 from sarcrop.prediction.engine import (
+    BlockResult,
     ModelSpec,
-    StripResult,
     cached_onnx_model,
-    predict_strip,
+    predict_block,
     restrict,
     season_until,
     torch_threads,
@@ -57,7 +58,7 @@ def _worker_stack(
     return _STACKS[key]
 
 
-def _strip_task(
+def _block_task(
     spec: ModelSpec,
     images: Source | SceneStack,
     options: Mapping[str, Any],
@@ -67,19 +68,19 @@ def _strip_task(
     batch_size: int,
     threads: int,
     engine: str = "torch",
-) -> StripResult:
+) -> BlockResult:
     stack = restrict(_worker_stack(images, options, spec), season_until(spec.season, timesteps))
     with torch_threads(threads):
         runner = None
         if engine == "onnx":
             shape = window_batch_shape(spec, layout, batch_size)
             runner = cached_onnx_model(spec, shape, threads)
-        return predict_strip(
+        return predict_block(
             spec, stack, layout, index, timesteps=timesteps, batch_size=batch_size, runner=runner
         )
 
 
-def run_strips(
+def run_blocks(
     spec: ModelSpec,
     images: Source | SceneStack,
     open_options: Mapping[str, Any],
@@ -92,9 +93,9 @@ def run_strips(
     engine: str = "torch",
     scheduler: str | None,
     workers: int | None,
-    on_result: Callable[[StripResult], None],
+    on_result: Callable[[BlockResult], None],
 ) -> None:
-    """Compute strips ``indices`` on a cluster; ``on_result`` runs in the caller as each ends."""
+    """Compute blocks ``indices`` on a cluster; ``on_result`` runs in the caller as each ends."""
     if not indices:
         return
     from dask.distributed import Client, LocalCluster, as_completed
@@ -129,7 +130,7 @@ def run_strips(
         token = uuid.uuid4().hex[:8]
         futures = [
             client.submit(
-                _strip_task,
+                _block_task,
                 model,
                 source,
                 dict(open_options),
@@ -139,7 +140,7 @@ def run_strips(
                 batch_size,
                 threads,
                 engine,
-                key=f"sarcrop-strip-{i}-{token}",
+                key=f"sarcrop-block-{i}-{token}",
                 pure=False,
             )
             for i in indices

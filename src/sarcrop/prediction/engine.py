@@ -1,10 +1,10 @@
-"""Run a model over one strip of overlapping windows, straight from the scenes.
+"""Run a model over one block of overlapping windows, straight from the scenes.
 
-A strip (one row of windows) is the unit of work: it is computed independently of every other
-strip, in a fixed order of batches and windows, so its result is the same bytes whichever process
-computes it. Composites are built per batch of windows from the scenes with the *same*
-:func:`sarcrop.data.composite.composite` that ``prepare`` uses, normalised with the checkpoint's
-statistics, and zero-padded after ``timesteps`` periods for in-season maps.
+A block (a few consecutive windows of one window row) is the unit of work: it is computed
+independently of every other block, in a fixed order of batches and windows, so its result is the
+same bytes whichever process computes it. Composites are built per block from the scenes
+with the *same* :func:`sarcrop.data.composite.composite` that ``prepare`` uses, normalised with the
+checkpoint's statistics, and zero-padded after ``timesteps`` periods for in-season maps.
 """
 
 from __future__ import annotations
@@ -121,45 +121,26 @@ class ModelSpec:
 
 
 @dataclass
-class StripResult:
-    """Blended output of one strip: final body rows plus raw sums of the shared rows.
+class BlockResult:
+    """Weighted probability sum of one block over its extent clipped to the area.
 
-    ``head_*``/``tail_*`` are weighted probability sums and weight sums for the rows shared with
-    the strip above/below; ``body`` is the final probability. NaN marks no data everywhere.
+    ``sums`` is ``Σ weight · p`` of the block's windows, NaN where the input has no data. The
+    matching weight totals are not stored: they follow from the layout alone
+    (:meth:`WindowLayout.weight_profile`).
     """
 
     index: int
-    head_sum: np.ndarray
-    head_weight: np.ndarray
-    body: np.ndarray
-    tail_sum: np.ndarray
-    tail_weight: np.ndarray
+    sums: np.ndarray
     windows: int = 0
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as handle:
-            np.savez_compressed(
-                handle,
-                index=self.index,
-                windows=self.windows,
-                head_sum=self.head_sum,
-                head_weight=self.head_weight,
-                body=self.body,
-                tail_sum=self.tail_sum,
-                tail_weight=self.tail_weight,
-            )
+            np.savez_compressed(handle, index=self.index, windows=self.windows, sums=self.sums)
 
     @classmethod
-    def load(cls, path: Path) -> StripResult:
+    def load(cls, path: Path) -> BlockResult:
         with np.load(path) as data:
-            return cls(
-                index=int(data["index"]),
-                windows=int(data["windows"]),
-                **{
-                    k: data[k]
-                    for k in ("head_sum", "head_weight", "body", "tail_sum", "tail_weight")
-                },
-            )
+            return cls(int(data["index"]), data["sums"], int(data["windows"]))
 
 
 @contextlib.contextmanager
@@ -195,13 +176,14 @@ def check_engine(engine: str) -> None:
 def window_batch_shape(spec: ModelSpec, layout: WindowLayout, batch_size: int) -> tuple[int, ...]:
     """The one input shape of every batch for the ``onnx`` engine (partial batches are padded).
 
-    The batch is the smallest that still needs as many batches per strip as ``batch_size``, so
-    the zero padding of the last batch is as small as possible (5 windows per strip with
+    The batch is the smallest that still needs as many batches per block as ``batch_size``, so
+    the zero padding of the last batch is as small as possible (5 windows per block with
     ``batch_size=4`` run as batches of 3 + 2, padded to 3 + 3, not 4 + 1 padded to 4 + 4).
     """
     steps = int(spec.time_steps or spec.season.steps)
-    batches = -(-layout.n_cols // batch_size)
-    batch = -(-layout.n_cols // batches)
+    windows = layout.max_block_windows
+    batches = -(-windows // batch_size)
+    batch = -(-windows // batches)
     return (batch, steps, len(spec.bands), layout.window, layout.window)
 
 
@@ -252,7 +234,7 @@ def _composite(
 
 
 @torch.inference_mode()
-def predict_strip(
+def predict_block(
     spec: ModelSpec,
     stack: SceneStack,
     layout: WindowLayout,
@@ -262,8 +244,8 @@ def predict_strip(
     batch_size: int = 4,
     on_windows: Callable[[int], None] | None = None,
     runner: OnnxModel | None = None,
-) -> StripResult:
-    """Predict every window of strip ``index`` and blend them.
+) -> BlockResult:
+    """Predict every window of block ``index`` and add them up with their blending weights.
 
     ``stack`` should already be restricted to the first ``timesteps`` periods (see
     :func:`restrict`). ``on_windows(n)`` is called after each batch with the number of windows
@@ -273,63 +255,49 @@ def predict_strip(
     """
     if runner is not None:
         batch_size = runner.input_shape[0]
+    block = layout.block(index)
     win, stride = layout.window, layout.stride
-    n_cols = layout.n_cols
     total_steps = int(spec.time_steps or spec.season.steps)
     season = season_until(spec.season, timesteps)
     weights = layout.weights
     options = spec.composite_options()
-    width = layout.strip_width()
-    acc = np.zeros((win, width), dtype=np.float32)
-    wsum = np.zeros((win, width), dtype=np.float32)
-    valid = np.zeros((win, width), dtype=bool)
+    read = layout.read_window(block)
+    height, width = int(read.height), int(read.width)
+    acc = np.zeros((win, int(block.extent.width)), dtype=np.float32)
+    data = _composite(stack, season, spec.bands, read, options)[:timesteps]
+    valid = np.zeros(acc.shape, dtype=bool)
+    valid[:height, :width] = ~np.all(np.isnan(data), axis=(0, 1))
     param = next(iter(spec.model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     ran = 0
 
-    for first in range(0, n_cols, batch_size):
-        n = min(batch_size, n_cols - first)
-        read, full = layout.read_window(index, first, n)
-        data = _composite(stack, season, spec.bands, read, options)
-        block = np.full((timesteps, len(spec.bands), win, int(full.width)), np.nan, np.float32)
-        block[:, :, : int(read.height), : int(read.width)] = data[:timesteps]
-        block_valid = ~np.all(np.isnan(block), axis=(0, 1))
-        x = normalize(block, spec.normalization)
-        col0 = first * stride
-        valid[:, col0 : col0 + int(full.width)] = block_valid
-        keep = [k for k in range(n) if block_valid[:, k * stride : k * stride + win].any()]
+    for first in range(0, block.n, batch_size):
+        n = min(batch_size, block.n - first)
+        keep = [k for k in range(first, first + n) if valid[:, k * stride : k * stride + win].any()]
         if keep:
             n_inputs = len(keep) if runner is None else batch_size
             inputs = np.zeros((n_inputs, total_steps, len(spec.bands), win, win), np.float32)
             for i, k in enumerate(keep):
-                inputs[i, :timesteps] = x[..., k * stride : k * stride + win]
+                c = k * stride
+                piece = data[:, :, :, c : c + win]
+                inputs[i, :timesteps, :, : piece.shape[2], : piece.shape[3]] = normalize(
+                    piece, spec.normalization
+                )
             if runner is None:
                 logits = spec.model(torch.from_numpy(inputs).to(device))
             else:
                 logits = runner(torch.from_numpy(inputs))[: len(keep)]
             prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
             for i, k in enumerate(keep):
-                c = col0 + k * stride
+                c = k * stride
                 acc[:, c : c + win] += prob[i] * weights
-                wsum[:, c : c + win] += weights
             ran += len(keep)
         if on_windows is not None:
             on_windows(n)
 
-    rows = layout.strip(index)
-    cols = slice(0, layout.width)
-
-    def part(r: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        sl = slice(r[0] - rows.start, r[1] - rows.start)
-        s, w = acc[sl, cols].copy(), wsum[sl, cols].copy()
-        s[~valid[sl, cols]] = np.nan
-        return s, w
-
-    head_sum, head_weight = part(rows.head)
-    tail_sum, tail_weight = part(rows.tail)
-    body_sum, body_weight = part(rows.body)
-    body = finalize(body_sum, body_weight)
-    return StripResult(index, head_sum, head_weight, body, tail_sum, tail_weight, ran)
+    sums = acc[:height, :width]
+    sums[~valid[:height, :width]] = np.nan
+    return BlockResult(index, np.ascontiguousarray(sums), ran)
 
 
 def finalize(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:

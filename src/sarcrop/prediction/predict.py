@@ -1,10 +1,10 @@
 """Map a whole region: streaming, resumable, in-season prediction to a Cloud-Optimized GeoTIFF.
 
-:func:`predict_map` runs the model over the area strip by strip (see :mod:`.windows`), keeps
-each finished strip in a work directory ``<out>.partial/`` next to the output together with a
-manifest holding a hash of the inputs, model and options, and finally merges the strips into
-the COG. Restarting an interrupted run with the same arguments computes only the missing
-strips; a run with different inputs starts over. The output name only ever holds a complete
+:func:`predict_map` runs the model over the area block by block (see :mod:`.windows`), keeps
+each finished block of windows in a work directory ``<out>.partial/`` next to the output
+together with a manifest holding a hash of the inputs, model and options, and finally merges the
+blocks into the COG. Restarting an interrupted run with the same arguments computes only the
+missing blocks; a run with different inputs starts over. The output name only ever holds a complete
 map.
 """
 
@@ -26,30 +26,30 @@ from sarcrop import __version__
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.prediction.engine import (
+    BlockResult,
     ModelSpec,
-    StripResult,
     build_onnx_model,
     check_engine,
-    predict_strip,
+    predict_block,
     restrict,
     season_until,
     torch_threads,
     window_batch_shape,
 )
 from sarcrop.prediction.windows import WindowLayout
-from sarcrop.prediction.writer import OutputBands, merged_rows, write_map
+from sarcrop.prediction.writer import OutputBands, merged_tiles, write_map
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 MANIFEST = "manifest.json"
 
 
 def work_dir(out: Path) -> Path:
-    """Where finished strips of ``out`` are kept until the map is complete."""
+    """Where finished blocks of ``out`` are kept until the map is complete."""
     return out.with_name(out.name + ".partial")
 
 
-def strip_path(work: Path, index: int) -> Path:
-    return work / f"strip-{index:05d}.npz"
+def block_path(work: Path, index: int) -> Path:
+    return work / f"block-{index:06d}.npz"
 
 
 def load_model(model_or_checkpoint: ModelSpec | str | os.PathLike[str]) -> ModelSpec:
@@ -117,10 +117,10 @@ def config_hash(
     batch_size: int,
     engine: str = "torch",
 ) -> str:
-    """Everything strips depend on (not threshold or output bands: those only affect merging).
+    """Everything blocks depend on (not threshold or output bands: those only affect merging).
 
     The engine is included: ONNX Runtime and PyTorch logits differ by ~1e-7, which can change a
-    rounded probability level, so strips of the two engines are never mixed in one map.
+    rounded probability level, so blocks of the two engines are never mixed in one map.
     """
     config = {
         "version": __version__,
@@ -128,6 +128,7 @@ def config_hash(
         "inputs": stack_fingerprint(stack),
         "window": layout.window,
         "overlap": layout.overlap,
+        "block_windows": layout.block_windows,
         "timesteps": timesteps,
         "batch_size": batch_size,
         "engine": engine,
@@ -136,7 +137,7 @@ def config_hash(
 
 
 def prepare_work_dir(work: Path, config: str, layout: WindowLayout, resume: bool) -> set[int]:
-    """Create or reuse ``work``; return the indices of strips already finished there."""
+    """Create or reuse ``work``; return the indices of blocks already finished there."""
     manifest = work / MANIFEST
     if work.exists():
         try:
@@ -144,7 +145,7 @@ def prepare_work_dir(work: Path, config: str, layout: WindowLayout, resume: bool
         except (OSError, ValueError, KeyError):
             same = False
         if same:
-            return {i for i in range(layout.n_strips) if strip_path(work, i).is_file()}
+            return {i for i in range(layout.n_blocks) if block_path(work, i).is_file()}
         shutil.rmtree(work)
     try:
         work.mkdir(parents=True)
@@ -155,9 +156,10 @@ def prepare_work_dir(work: Path, config: str, layout: WindowLayout, resume: bool
         json.dumps(
             {
                 "config": config,
-                "strips": layout.n_strips,
+                "blocks": layout.n_blocks,
                 "window": layout.window,
                 "overlap": layout.overlap,
+                "block_windows": layout.block_windows,
                 "height": layout.height,
                 "width": layout.width,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -248,23 +250,26 @@ def predict_map(
     threshold: float = 0.5,
     scheduler: str | None = None,
     workers: int | None = None,
+    block_windows: int = 8,
     resume: bool = True,
     progress: bool = True,
     threads: int = 1,
     engine: Literal["torch", "onnx"] = "torch",
     open_options: Mapping[str, Any] | None = None,
-    on_strip: Callable[[int], None] | None = None,
+    on_block: Callable[[int], None] | None = None,
 ) -> Path:
     """Predict a crop map over the whole area of ``images`` and write it as a COG to ``out``.
 
     ``model_or_checkpoint`` is a checkpoint path or a :class:`ModelSpec`. ``timesteps`` (or
     ``until``) limits the input to the first composite periods for in-season maps; later scenes
-    are never read. ``scheduler`` (a Dask address) or ``workers`` (a local cluster of that many
-    processes) spread strips over processes; the map is identical bit for bit because every
-    strip is computed with exactly ``threads`` torch threads wherever it runs. ``engine``
+    are never read. Windows are computed in blocks of ``block_windows`` along a window row: the
+    unit of work, of resuming and of memory. ``scheduler`` (a Dask address) or ``workers`` (a
+    local cluster of that many processes) spread blocks over processes; the map is identical bit
+    for bit because every block is computed with exactly ``threads`` torch threads wherever it
+    runs. ``engine``
     ``"onnx"`` runs the model with ONNX Runtime (CPU, needs ``onnxruntime``; ``threads``
     intra-op threads) instead of PyTorch; its maps may differ from PyTorch's by one probability
-    level here and there. ``on_strip`` is called with each strip index as it is saved. Returns
+    level here and there. ``on_block`` is called with each block index as it is saved. Returns
     ``out``.
     """
     out = Path(out)
@@ -291,23 +296,23 @@ def predict_map(
         )
     grid = stack.grid
     try:
-        layout = WindowLayout(grid.height, grid.width, window, overlap)
+        layout = WindowLayout(grid.height, grid.width, window, overlap, block_windows)
     except ValueError as exc:
         raise SarcropError(str(exc)) from exc
 
     work = work_dir(out)
     config = config_hash(spec, stack, layout, steps, batch_size, engine)
     done = prepare_work_dir(work, config, layout, resume)
-    missing = [i for i in range(layout.n_strips) if i not in done]
+    missing = [i for i in range(layout.n_blocks) if i not in done]
     xres, yres = grid.resolution
     area_km2 = grid.width * grid.height * xres * yres / 1e6
-    bar = Progress(layout, area_km2, len(done) * layout.n_cols, progress)
+    bar = Progress(layout, area_km2, sum(layout.block(i).n for i in done), progress)
 
-    def save(result: StripResult) -> None:
-        with atomic_path(strip_path(work, result.index)) as tmp:
+    def save(result: BlockResult) -> None:
+        with atomic_path(block_path(work, result.index)) as tmp:
             result.save(tmp)
-        if on_strip is not None:
-            on_strip(result.index)
+        if on_block is not None:
+            on_block(result.index)
 
     try:
         if scheduler is None and workers is None:
@@ -317,7 +322,7 @@ def predict_map(
                     shape = window_batch_shape(spec, layout, batch_size)
                     runner = build_onnx_model(spec, shape, threads)
                 for index in missing:
-                    strip = predict_strip(
+                    block = predict_block(
                         spec,
                         stack,
                         layout,
@@ -327,16 +332,17 @@ def predict_map(
                         on_windows=bar.update,
                         runner=runner,
                     )
-                    save(strip)
+                    save(block)
+                del runner  # ONNX Runtime's arena is not needed for the merge
         else:
-            from sarcrop.prediction.distributed import run_strips
+            from sarcrop.prediction.distributed import run_blocks
 
-            def finished(result: StripResult) -> None:
+            def finished(result: BlockResult) -> None:
                 save(result)
-                bar.update(layout.n_cols)
+                bar.update(layout.block(result.index).n)
 
             source = stack if isinstance(images, SceneStack) else images
-            run_strips(
+            run_blocks(
                 spec,
                 source,
                 dict(open_options or {}),
@@ -354,7 +360,7 @@ def predict_map(
         bar.close()
 
     tags, band_tags = map_tags(spec, stack, steps, layout, bands, engine)
-    rows = merged_rows(layout, lambda i: StripResult.load(strip_path(work, i)))
-    write_map(rows, grid, out, work=work, bands=bands, tags=tags, band_tags=band_tags)
+    tiles = merged_tiles(layout, lambda i: BlockResult.load(block_path(work, i)).sums)
+    write_map(tiles, grid, out, work=work, bands=bands, tags=tags, band_tags=band_tags)
     shutil.rmtree(work, ignore_errors=True)
     return out

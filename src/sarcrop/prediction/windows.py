@@ -1,16 +1,21 @@
-"""Window layout and blending weights for overlapping-window prediction.
+"""Window layout, blocks and blending weights for overlapping-window prediction.
 
 Windows of ``window × window`` pixels are placed every ``stride = window - overlap`` pixels
 from the top-left corner; the last row/column may extend past the area and is padded (with no
-data), so every window has the same shape and areas smaller than a window work too. Requiring
-``overlap <= window // 2`` means each window row ("strip") overlaps only its two neighbours:
-a strip's rows split into a *head* shared with the strip above, a *body* only it covers and a
-*tail* shared with the strip below. That is what lets strips be computed independently (on any
-process) and merged in a fixed order with only two strips in memory.
+data), so every window has the same shape and areas smaller than a window work too.
+
+Windows are grouped into *blocks*: ``block_windows`` consecutive windows of one window row. A
+block is the unit of work: it is computed independently (on any process) and stored as the
+weighted probability sum over its extent. Its size depends on the window, overlap and
+``block_windows`` only, never on the area, which is what keeps memory flat for areas of any
+size. Requiring ``overlap <= window // 2`` means a pixel is covered by at most two window rows
+and two window columns, so at most four blocks contribute to any output pixel.
 
 Blending uses a separable raised-cosine ramp over the overlap: two overlapping windows' weights
 sum to exactly one across the shared band, and every weight is > 0, so the weight-normalised
-mosaic is seamless and defined everywhere.
+mosaic is seamless and defined everywhere. Because the weights are separable and every window
+covering a pixel with data is predicted, the weight total at a pixel is the product of a row
+profile and a column profile (:meth:`WindowLayout.weight_profile`) and need not be stored.
 """
 
 from __future__ import annotations
@@ -40,23 +45,29 @@ def blend_weights(window: int, overlap: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class StripRows:
-    """Row ranges of one strip in area coordinates (half-open, clipped to the area)."""
+class Block:
+    """``n`` windows of window row ``row``, from window column ``first_col`` on.
 
-    start: int  # first row of the strip's windows (may be past the last area row: never)
-    head: tuple[int, int]  # rows shared with the strip above (empty for the first strip)
-    body: tuple[int, int]  # rows only this strip covers
-    tail: tuple[int, int]  # rows shared with the strip below (empty for the last strip)
+    ``extent`` is the area window the block's windows cover, padding past the area included.
+    """
+
+    index: int
+    row: int
+    panel: int
+    first_col: int
+    n: int
+    extent: Window
 
 
 @dataclass(frozen=True)
 class WindowLayout:
-    """Overlapping windows over a ``height × width`` area, grouped into strips (window rows)."""
+    """Overlapping windows over a ``height × width`` area, grouped into blocks."""
 
     height: int
     width: int
     window: int = 256
     overlap: int = 32
+    block_windows: int = 8
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -67,6 +78,8 @@ class WindowLayout:
             raise ValueError(
                 f"overlap must be between 0 and window/2 = {self.window // 2}, got {self.overlap}"
             )
+        if self.block_windows < 1:
+            raise ValueError(f"block_windows must be >= 1, got {self.block_windows}")
 
     @property
     def stride(self) -> int:
@@ -76,56 +89,86 @@ class WindowLayout:
         return 1 + max(0, math.ceil((size - self.window) / self.stride))
 
     @property
-    def n_strips(self) -> int:
+    def n_rows(self) -> int:
+        """Window rows."""
         return self._count(self.height)
 
     @property
     def n_cols(self) -> int:
+        """Window columns."""
         return self._count(self.width)
 
     @property
     def n_windows(self) -> int:
-        return self.n_strips * self.n_cols
+        return self.n_rows * self.n_cols
+
+    @property
+    def n_panels(self) -> int:
+        """Blocks per window row."""
+        return -(-self.n_cols // self.block_windows)
+
+    @property
+    def n_blocks(self) -> int:
+        return self.n_rows * self.n_panels
+
+    @property
+    def max_block_windows(self) -> int:
+        """Windows in the widest block."""
+        return min(self.block_windows, self.n_cols)
 
     @cached_property
     def weights(self) -> np.ndarray:
         return blend_weights(self.window, self.overlap)
 
-    def col_starts(self) -> list[int]:
-        return [j * self.stride for j in range(self.n_cols)]
-
-    def strip_width(self) -> int:
-        """Width of a strip's accumulator: every window fits, padding included."""
-        return (self.n_cols - 1) * self.stride + self.window
-
-    def strip(self, index: int) -> StripRows:
-        if not 0 <= index < self.n_strips:
-            raise IndexError(f"strip {index} out of range 0..{self.n_strips - 1}")
-        start = index * self.stride
-        last = index == self.n_strips - 1
-
-        def clip(a: int, b: int) -> tuple[int, int]:
-            return (min(a, self.height), min(b, self.height))
-
-        head_end = start + (self.overlap if index > 0 else 0)
-        body_end = start + (self.window if last else self.stride)
-        return StripRows(
-            start=start,
-            head=clip(start, head_end),
-            body=clip(head_end, body_end),
-            tail=clip(body_end, start + self.window) if not last else clip(body_end, body_end),
+    def block(self, index: int) -> Block:
+        if not 0 <= index < self.n_blocks:
+            raise IndexError(f"block {index} out of range 0..{self.n_blocks - 1}")
+        row, panel = divmod(index, self.n_panels)
+        first = panel * self.block_windows
+        n = min(self.block_windows, self.n_cols - first)
+        extent = Window(
+            first * self.stride, row * self.stride, (n - 1) * self.stride + self.window, self.window
         )
+        return Block(index, row, panel, first, n, extent)
 
-    def read_window(self, strip: int, first_col: int, n: int) -> tuple[Window, Window]:
-        """Area window to read for ``n`` windows from column index ``first_col`` of ``strip``.
+    def blocks(self) -> list[Block]:
+        return [self.block(i) for i in range(self.n_blocks)]
 
-        Returns ``(read, full)``: ``read`` is clipped to the area, ``full`` is the unclipped
-        block (``window`` rows) whose remainder is padding.
+    def blocks_in(self, rows: tuple[int, int], cols: tuple[int, int]) -> list[Block]:
+        """Blocks whose extent meets the area rows ``[r0, r1)`` × cols ``[c0, c1)``, in order."""
+        s, w, p = self.stride, self.window, self.block_windows
+        first_row = max(0, (rows[0] - w) // s + 1)
+        last_row = min(self.n_rows - 1, (rows[1] - 1) // s)
+        found = []
+        for row in range(first_row, last_row + 1):
+            first_col = max(0, (cols[0] - w) // s + 1)
+            last_col = min(self.n_cols - 1, (cols[1] - 1) // s)
+            for panel in range(first_col // p, last_col // p + 1):
+                found.append(self.block(row * self.n_panels + panel))
+        return found
+
+    def weight_profile(self, start: int, stop: int, size: int) -> np.ndarray:
+        """Sum of the 1-D ramps of all windows covering positions ``[start, stop)``.
+
+        ``size`` is the area's height (for rows) or width (for columns). The weight total of
+        pixel ``(r, c)`` is ``profile_rows[r] * profile_cols[c]``.
         """
-        row = strip * self.stride
-        col = first_col * self.stride
-        full = Window(col, row, (n - 1) * self.stride + self.window, self.window)
-        read = Window(
-            col, row, min(full.width, self.width - col), min(full.height, self.height - row)
+        out = np.zeros(stop - start, dtype=np.float32)
+        r = ramp(self.window, self.overlap)
+        for k in range(max(0, (start - self.window) // self.stride + 1), self._count(size)):
+            a = k * self.stride
+            if a >= stop:
+                break
+            lo, hi = max(a, start), min(a + self.window, stop)
+            out[lo - start : hi - start] += r[lo - a : hi - a]
+        return out
+
+    def read_window(self, block: Block) -> Window:
+        """``block.extent`` clipped to the area: what to read from the scenes."""
+        e = block.extent
+        return Window(
+            e.col_off,
+            e.row_off,
+            min(e.width, self.width - e.col_off),
+            min(e.height, self.height - e.row_off),
         )
-        return read, full

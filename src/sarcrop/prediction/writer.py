@@ -1,11 +1,10 @@
-"""Merge strips in order and write the map as a Cloud-Optimized GeoTIFF.
+"""Merge blocks tile by tile and write the map as a Cloud-Optimized GeoTIFF.
 
-Strips are merged top to bottom: the rows a strip shares with the one above are the sum of both
-strips' weighted contributions (always added in the same order, so the bytes never depend on
-who computed what), the rows only it covers are final already. Finished rows are encoded to
-uint8 and buffered into whole 512-row tile rows of an intermediate tiled GeoTIFF, so memory
-holds about two strips regardless of the area. The intermediate is then copied with GDAL's COG
-driver (tiles, compression, overviews) under a temporary name and renamed onto the output.
+The map is assembled one 512 × 512 tile at a time, row-major, from the few blocks that meet
+each tile (see :func:`merged_tiles`), encoded to uint8 and written to an intermediate tiled
+GeoTIFF, so memory holds a handful of blocks regardless of the area. The intermediate is then
+copied with GDAL's COG driver (tiles, compression, overviews) under a temporary name and
+renamed onto the output; GDAL's cache is capped so that the overviews do not grow with the area.
 
 Encoding: probability ``p`` → ``round(250·p)`` (0–250, scale 1/250), class → ``p >= threshold``
 (0/1); 255 is nodata in both bands.
@@ -23,11 +22,12 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from sarcrop.data.grid import Grid
-from sarcrop.prediction.engine import StripResult, finalize
+from sarcrop.prediction.engine import finalize
 from sarcrop.prediction.windows import WindowLayout
 from sarcrop.utils.atomic import atomic_path
 
 NODATA = 255
+GDAL_CACHE_MB = 64
 PROBABILITY_SCALE = 250
 
 
@@ -62,24 +62,43 @@ class OutputBands:
         return np.stack(out)
 
 
-def merged_rows(
-    layout: WindowLayout, load: Callable[[int], StripResult]
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_row, probability rows)`` top to bottom; two strips in memory at most."""
-    carry: tuple[np.ndarray, np.ndarray] | None = None
-    for index in range(layout.n_strips):
-        strip = load(index)
-        rows = layout.strip(index)
-        if rows.head[1] > rows.head[0]:
-            assert carry is not None
-            yield rows.head[0], finalize(carry[0] + strip.head_sum, carry[1] + strip.head_weight)
-        if rows.body[1] > rows.body[0]:
-            yield rows.body[0], strip.body
-        carry = (strip.tail_sum, strip.tail_weight)
+def merged_tiles(
+    layout: WindowLayout, load: Callable[[int], np.ndarray], tile: int = 512
+) -> Iterator[tuple[Window, np.ndarray]]:
+    """Yield ``(window, probability)`` for every ``tile × tile`` piece of the area, row-major.
+
+    Each piece is the sum of the blocks that meet it, always added in block order (so the
+    bytes never depend on who computed what), divided by the layout's weight totals. Blocks
+    are loaded when first needed and dropped when no later piece of the tile row needs them:
+    memory holds the blocks of about two tile columns, whatever the area.
+    """
+    loaded: dict[int, np.ndarray] = {}
+    for r0 in range(0, layout.height, tile):
+        r1 = min(r0 + tile, layout.height)
+        row_weights = layout.weight_profile(r0, r1, layout.height)
+        for c0 in range(0, layout.width, tile):
+            c1 = min(c0 + tile, layout.width)
+            blocks = layout.blocks_in((r0, r1), (c0, c1))
+            for stale in set(loaded) - {b.index for b in blocks}:
+                del loaded[stale]
+            sums = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+            for block in blocks:
+                if block.index not in loaded:
+                    loaded[block.index] = load(block.index)
+                e = block.extent
+                part = loaded[block.index]
+                a0, a1 = max(r0, e.row_off), min(r1, e.row_off + part.shape[0])
+                b0, b1 = max(c0, e.col_off), min(c1, e.col_off + part.shape[1])
+                if a1 > a0 and b1 > b0:
+                    sums[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] += part[
+                        a0 - e.row_off : a1 - e.row_off, b0 - e.col_off : b1 - e.col_off
+                    ]
+            weights = np.outer(row_weights, layout.weight_profile(c0, c1, layout.width))
+            yield Window(c0, r0, c1 - c0, r1 - r0), finalize(sums, weights)
 
 
 def write_map(
-    rows: Iterable[tuple[int, np.ndarray]],
+    pieces: Iterable[tuple[Window, np.ndarray]],
     grid: Grid,
     out: Path,
     *,
@@ -89,8 +108,14 @@ def write_map(
     band_tags: Mapping[str, Mapping[str, object]] | None = None,
     blocksize: int = 512,
     compress: str = "DEFLATE",
+    cache_mb: int = GDAL_CACHE_MB,
 ) -> Path:
-    """Write probability rows (in order) to ``out`` as a COG; ``work`` holds the intermediate."""
+    """Write probability pieces to ``out`` as a COG; ``work`` holds the intermediate.
+
+    ``pieces`` are whole ``blocksize`` tiles (see :func:`merged_tiles`), so every tile of the
+    intermediate is written and compressed once. GDAL's block cache is capped at ``cache_mb``:
+    by default GDAL may take 5 % of the RAM, which it would fill while building overviews.
+    """
     intermediate = work / "assembled.tif"
     profile = {
         "driver": "GTiff",
@@ -108,46 +133,36 @@ def write_map(
         "zstd_level": 1,
         "bigtiff": "IF_SAFER",
     }
-    with rasterio.open(intermediate, "w", **profile) as dst:
-        pending: list[np.ndarray] = []
-        written = 0  # rows flushed so far (always a multiple of blocksize until the end)
-        for first, prob in rows:
-            if first != written + sum(p.shape[1] for p in pending):
-                raise RuntimeError(f"rows out of order at {first}")
-            pending.append(bands.encode(prob))
-            buffered = sum(p.shape[1] for p in pending)
-            if buffered >= blocksize:
-                block = np.concatenate(pending, axis=1)
-                n = (buffered // blocksize) * blocksize
-                dst.write(block[:, :n], window=Window(0, written, grid.width, n))
-                written += n
-                pending = [block[:, n:]] if n < buffered else []
-        if pending:
-            block = np.concatenate(pending, axis=1)
-            dst.write(block, window=Window(0, written, grid.width, block.shape[1]))
-            written += block.shape[1]
-        if written != grid.height:
-            raise RuntimeError(f"assembled {written} rows, expected {grid.height}")
-        dst.update_tags(**{k: str(v) for k, v in tags.items()})
-        for i, name in enumerate(bands.names, start=1):
-            dst.set_band_description(i, name)
-            dst.update_tags(i, **{k: str(v) for k, v in (band_tags or {}).get(name, {}).items()})
-        if bands.probability:
-            dst.scales = tuple(
-                1.0 / PROBABILITY_SCALE if n == "probability" else 1.0 for n in bands.names
-            )
+    with rasterio.Env(GDAL_CACHEMAX=cache_mb):
+        with rasterio.open(intermediate, "w", **profile) as dst:
+            covered = 0
+            for window, prob in pieces:
+                dst.write(bands.encode(prob), window=window)
+                covered += int(window.width) * int(window.height)
+            expected = grid.width * grid.height
+            if covered != expected:
+                raise RuntimeError(f"assembled {covered} pixels, expected {expected}")
+            dst.update_tags(**{k: str(v) for k, v in tags.items()})
+            for i, name in enumerate(bands.names, start=1):
+                dst.set_band_description(i, name)
+                extra = (band_tags or {}).get(name, {})
+                dst.update_tags(i, **{k: str(v) for k, v in extra.items()})
+            if bands.probability:
+                dst.scales = tuple(
+                    1.0 / PROBABILITY_SCALE if n == "probability" else 1.0 for n in bands.names
+                )
 
-    with atomic_path(out) as tmp:
-        rasterio.shutil.copy(
-            intermediate,
-            tmp,
-            driver="COG",
-            compress=compress,
-            blocksize=blocksize,
-            overviews="AUTO",
-            overview_resampling="NEAREST",
-            bigtiff="IF_SAFER",
-            num_threads="ALL_CPUS",
-        )
+        with atomic_path(out) as tmp:
+            rasterio.shutil.copy(
+                intermediate,
+                tmp,
+                driver="COG",
+                compress=compress,
+                blocksize=blocksize,
+                overviews="AUTO",
+                overview_resampling="NEAREST",
+                bigtiff="IF_SAFER",
+                num_threads="ALL_CPUS",
+            )
     intermediate.unlink(missing_ok=True)
     return out
