@@ -141,16 +141,22 @@ class SegmentationModel(nn.Module):
     encoder: nn.Module
     decoder: UNetDecoder
 
-    def __init__(self, in_bands: int, time_steps: int, widths: Sequence[int]) -> None:
+    def __init__(
+        self, in_bands: int, time_steps: int, widths: Sequence[int], norm: str, **options: Any
+    ) -> None:
+        """Check the arguments every model shares; ``options`` (with ``widths`` and ``norm``)
+        is what :func:`sarcrop.models.model_config` records for rebuilding the model."""
         super().__init__()
         if in_bands < 1 or time_steps < 1:
             raise ConfigError(
                 f"in_bands and time_steps must be positive, got {in_bands} and {time_steps}"
             )
+        check_choice("norm", norm, NORMS)
         self.in_bands = int(in_bands)
         self.time_steps = int(time_steps)
-        self.multiple = 2 ** (len(check_widths(widths)) - 1)
-        self.options: dict[str, Any] = {}
+        self.widths = check_widths(widths)
+        self.multiple = 2 ** (len(self.widths) - 1)
+        self.options: dict[str, Any] = dict(widths=self.widths, norm=norm, **options)
 
     @property
     def first_conv(self) -> nn.Conv2d:

@@ -14,12 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from sarcrop.models.blocks import (
-    NORMS,
     SegmentationModel,
     SpatialEncoder,
     UNetDecoder,
-    check_choice,
-    check_widths,
     fold_time,
     unfold_time,
 )
@@ -80,9 +77,8 @@ class ConvLSTMUNet(SegmentationModel):
         norm: str = "batch",
         out_channels: int = 1,
     ) -> None:
-        widths = check_widths(widths)
-        check_choice("norm", norm, NORMS)
-        super().__init__(in_bands, time_steps, widths)
-        self.options = dict(widths=widths, dropout=dropout, norm=norm, out_channels=out_channels)
-        self.encoder = ConvLSTMEncoder(in_bands, widths, norm, dropout)
-        self.decoder = UNetDecoder(widths, out_channels, norm)
+        super().__init__(
+            in_bands, time_steps, widths, norm, dropout=dropout, out_channels=out_channels
+        )
+        self.encoder = ConvLSTMEncoder(in_bands, self.widths, norm, dropout)
+        self.decoder = UNetDecoder(self.widths, out_channels, norm)

@@ -11,12 +11,9 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from sarcrop.models.blocks import (
-    NORMS,
     SegmentationModel,
     SpatialEncoder,
     UNetDecoder,
-    check_choice,
-    check_widths,
 )
 
 
@@ -42,9 +39,8 @@ class UNet2D(SegmentationModel):
         norm: str = "batch",
         out_channels: int = 1,
     ) -> None:
-        widths = check_widths(widths)
-        check_choice("norm", norm, NORMS)
-        super().__init__(in_bands, time_steps, widths)
-        self.options = dict(widths=widths, dropout=dropout, norm=norm, out_channels=out_channels)
-        self.encoder = StackedEncoder(in_bands * time_steps, widths, norm, dropout)
-        self.decoder = UNetDecoder(widths, out_channels, norm)
+        super().__init__(
+            in_bands, time_steps, widths, norm, dropout=dropout, out_channels=out_channels
+        )
+        self.encoder = StackedEncoder(in_bands * time_steps, self.widths, norm, dropout)
+        self.decoder = UNetDecoder(self.widths, out_channels, norm)

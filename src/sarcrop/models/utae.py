@@ -20,12 +20,9 @@ from torch import Tensor, nn
 
 from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.models.blocks import (
-    NORMS,
     SegmentationModel,
     SpatialEncoder,
     UNetDecoder,
-    check_choice,
-    check_widths,
     fold_time,
     unfold_time,
 )
@@ -135,21 +132,20 @@ class UTAE(SegmentationModel):
         key_dim: int = 4,
         step_days: float = 20.0,
     ) -> None:
-        widths = check_widths(widths)
-        check_choice("norm", norm, NORMS)
-        super().__init__(in_bands, time_steps, widths)
-        self.step_days = step_days
-        self.options = dict(
-            widths=widths,
+        super().__init__(
+            in_bands,
+            time_steps,
+            widths,
+            norm,
             dropout=dropout,
-            norm=norm,
             out_channels=out_channels,
             heads=heads,
             key_dim=key_dim,
             step_days=step_days,
         )
-        self.encoder = UTAEEncoder(in_bands, widths, norm, dropout, heads, key_dim, step_days)
-        self.decoder = UNetDecoder(widths, out_channels, norm)
+        self.step_days = step_days
+        self.encoder = UTAEEncoder(in_bands, self.widths, norm, dropout, heads, key_dim, step_days)
+        self.decoder = UNetDecoder(self.widths, out_channels, norm)
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         """``positions``: day of each given date ``(B, t)``; padded dates continue the series
