@@ -21,6 +21,8 @@ import pytest
 import rasterio
 from affine import Affine
 
+from sarcrop.data.season import Season
+
 REPO = Path(__file__).resolve().parents[1]
 NODATA = -9999.0
 
@@ -112,3 +114,35 @@ def band_vrt(path: Path, source: Path, band: int, grid: object) -> Path:
         f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
     )
     return path
+
+
+def stac_catalog(folder: Path, location: str, season: Season, out: Path) -> Path:
+    """A local STAC catalog of the real multi-date files ``<location>_S1_{VV,VH}_*`` in ``folder``.
+
+    One item per acquisition inside ``season``, its ``vv``/``vh`` assets one-band VRTs of the
+    real files (read in place). Returns the path of ``catalog.json`` under ``out``.
+    """
+    import pystac
+
+    from sarcrop.data.reader import open_scenes
+
+    reference = open_scenes(str(folder / f"{location}_S1_*"))
+    catalog = pystac.Catalog(id="flanders", description="real WorldCereal S1 bands")
+    for k, when in enumerate(reference.times):
+        if season.period_of(when) is None:
+            continue
+        item = pystac.Item(
+            id=f"{location}_{k}",
+            geometry=None,
+            bbox=None,
+            datetime=when,
+            properties={"sat:orbit_state": "ascending"},
+        )
+        for pol in ("VV", "VH"):
+            source = folder / f"{location}_S1_{pol}_sigma0_dB_20m.tif"
+            vrt = band_vrt(out / f"{k}_{pol}.vrt", source, k + 1, reference.grid)
+            item.add_asset(pol.lower(), pystac.Asset(href=str(vrt)))
+        catalog.add_item(item)
+    catalog.normalize_hrefs(str(out / "stac"))
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return out / "stac" / "catalog.json"

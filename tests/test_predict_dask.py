@@ -17,6 +17,17 @@ from test_predict import read_map, save_tiny_checkpoint, write_scenes
 OPTIONS = {"window": 64, "overlap": 16, "batch_size": 3, "block_windows": 2, "progress": False}
 
 
+def two_worker_cluster() -> LocalCluster:
+    """A real local Dask cluster of two single-threaded worker processes."""
+    return LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("dask")
@@ -30,13 +41,7 @@ def test_existing_cluster_matches_single_process(
     inputs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     scenes, ckpt, single = inputs
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster:
+    with two_worker_cluster() as cluster:
         out = predict_map(
             ckpt, scenes, tmp_path / "dask.tif", scheduler=cluster.scheduler_address, **OPTIONS
         )

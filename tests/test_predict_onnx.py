@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -55,16 +54,10 @@ def test_onnx_map_matches_torch_within_one_level(
 def test_dask_onnx_matches_single_process_bit_for_bit(
     inputs: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
-    from distributed import LocalCluster
+    from test_predict_dask import two_worker_cluster
 
     scenes, ckpt, _, onnx_map = inputs
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster:
+    with two_worker_cluster() as cluster:
         out = predict_map(
             ckpt,
             scenes,

@@ -203,33 +203,14 @@ def test_prepare_togo_named_bands_with_label_raster(shared_data: Path, tmp_path:
 
 
 def test_prepare_stac_catalog_over_real_files(shared_data: Path, tmp_path: Path) -> None:
-    import pystac
-
     location = example.FINETUNE_LOCATION
     folder = _patches(shared_data) / "geotiff"
-    reference = open_scenes(str(folder / f"{location}_S1_*"))
     season = Season(dt.date(2018, 4, 21), steps=2, days=20)
+    reference = open_scenes(str(folder / f"{location}_S1_*"))
     picks = [k for k, t in enumerate(reference.times) if season.period_of(t) is not None]
-    catalog = pystac.Catalog(id="flanders", description="real WorldCereal S1 bands")
-    for k in picks:
-        item = pystac.Item(
-            id=f"{location}_{k}",
-            geometry=None,
-            bbox=None,
-            datetime=reference.times[k],
-            properties={"sat:orbit_state": "ascending"},
-        )
-        for pol in ("VV", "VH"):
-            source = folder / f"{location}_S1_{pol}_sigma0_dB_20m.tif"
-            vrt = realdata_support.band_vrt(
-                tmp_path / f"{k}_{pol}.vrt", source, k + 1, reference.grid
-            )
-            item.add_asset(pol.lower(), pystac.Asset(href=str(vrt)))
-        catalog.add_item(item)
-    catalog.normalize_hrefs(str(tmp_path / "stac"))
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    catalog = realdata_support.stac_catalog(folder, location, season, tmp_path)
     out = prepare(
-        tmp_path / "stac" / "catalog.json",
+        catalog,
         tmp_path / "stac.zarr",
         labels=folder / f"{location}_labels_CT_LC_10m.tif",
         code_map={1200: "maize"},

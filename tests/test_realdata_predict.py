@@ -89,35 +89,11 @@ def test_predict_belgium_monthly_cube(shared_data: Path, tmp_path: Path) -> None
 
 
 def test_predict_local_stac_catalog(shared_data: Path, tmp_path: Path) -> None:
-    import pystac
-
     folder = worldcereal(shared_data) / "geotiff"
-    reference = open_scenes(str(folder / f"{FLANDERS}_S1_*"))
     season = Season(dt.date(2018, 4, 21), steps=2, days=20)
-    catalog = pystac.Catalog(id="flanders", description="real WorldCereal S1 bands")
-    for k, when in enumerate(reference.times):
-        if season.period_of(when) is None:
-            continue
-        item = pystac.Item(
-            id=f"{FLANDERS}_{k}",
-            geometry=None,
-            bbox=None,
-            datetime=when,
-            properties={"sat:orbit_state": "ascending"},
-        )
-        for pol in ("VV", "VH"):
-            source = folder / f"{FLANDERS}_S1_{pol}_sigma0_dB_20m.tif"
-            vrt = realdata_support.band_vrt(
-                tmp_path / f"{k}_{pol}.vrt", source, k + 1, reference.grid
-            )
-            item.add_asset(pol.lower(), pystac.Asset(href=str(vrt)))
-        catalog.add_item(item)
-    catalog.normalize_hrefs(str(tmp_path / "stac"))
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    catalog = realdata_support.stac_catalog(folder, FLANDERS, season, tmp_path)
     model = spec(dt.date(2018, 4, 21), steps=2)
-    stac_map = predict_map(
-        model, tmp_path / "stac" / "catalog.json", tmp_path / "stac.tif", progress=False
-    )
+    stac_map = predict_map(model, catalog, tmp_path / "stac.tif", progress=False)
     glob_map = predict_map(
         model, str(folder / f"{FLANDERS}_S1_*"), tmp_path / "glob.tif", progress=False
     )
