@@ -53,7 +53,6 @@ class Block:
 
     index: int
     row: int
-    panel: int
     first_col: int
     n: int
     extent: Window
@@ -129,7 +128,7 @@ class WindowLayout:
         extent = Window(
             first * self.stride, row * self.stride, (n - 1) * self.stride + self.window, self.window
         )
-        return Block(index, row, panel, first, n, extent)
+        return Block(index, row, first, n, extent)
 
     def blocks(self) -> list[Block]:
         return [self.block(i) for i in range(self.n_blocks)]

@@ -73,6 +73,7 @@ def merged_tiles(
     memory holds the blocks of about two tile columns, whatever the area.
     """
     loaded: dict[int, np.ndarray] = {}
+    col_weights = layout.weight_profile(0, layout.width, layout.width)
     for r0 in range(0, layout.height, tile):
         r1 = min(r0 + tile, layout.height)
         row_weights = layout.weight_profile(r0, r1, layout.height)
@@ -89,11 +90,10 @@ def merged_tiles(
                 part = loaded[block.index]
                 a0, a1 = max(r0, e.row_off), min(r1, e.row_off + part.shape[0])
                 b0, b1 = max(c0, e.col_off), min(c1, e.col_off + part.shape[1])
-                if a1 > a0 and b1 > b0:
-                    sums[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] += part[
-                        a0 - e.row_off : a1 - e.row_off, b0 - e.col_off : b1 - e.col_off
-                    ]
-            weights = np.outer(row_weights, layout.weight_profile(c0, c1, layout.width))
+                sums[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] += part[
+                    a0 - e.row_off : a1 - e.row_off, b0 - e.col_off : b1 - e.col_off
+                ]
+            weights = np.outer(row_weights, col_weights[c0:c1])
             yield Window(c0, r0, c1 - c0, r1 - r0), finalize(sums, weights)
 
 
