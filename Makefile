@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser wheel fuzz
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares compatible ranges; constraints.txt is the exact, tested set.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would resolve the multi-GB CUDA build.
-	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[dev,bench]"
+	$(BIN)/pip install -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -c constraints.txt -e ".[dev,bench]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,5 +35,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --out runs/bench
 
+# Fuzzing at depth, outside `make test`: 500 corrupted inputs through prepare, predict, finetune.
+fuzz: $(STAMP)
+	nice $(BIN)/python fuzz/run.py --cases 500
+
+# The sdist and the wheel in dist/, built by `python -m build` in its own environment.
+wheel:
+	$(PYTHON) -m venv build/venv
+	build/venv/bin/pip install -q build
+	build/venv/bin/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs build dist

@@ -20,6 +20,7 @@ from sarcrop.data.composite import composite, period_indices
 from sarcrop.data.prepare import prepare_region
 from sarcrop.data.reader import open_scenes
 from sarcrop.data.simulate import simulate_region
+from sarcrop.options import TilingOptions
 
 BANDS = ("VH", "VV")
 
@@ -79,7 +80,9 @@ def run(quick: bool = False, cache: Path | None = None) -> dict[str, Any]:
 
         def make_store() -> None:
             shutil.rmtree(store, ignore_errors=True)
-            prepare_region(folder, store, bands=BANDS, patch_size=256, progress=False)
+            prepare_region(
+                folder, store, bands=BANDS, tiling=TilingOptions(patch_size=256), progress=False
+            )
 
         prep = measure(make_store, 1 if quick else 2, warmup=0)
 

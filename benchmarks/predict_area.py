@@ -78,6 +78,7 @@ def _tree_rss(proc: psutil.Process) -> int:
 
 def run_child(args: argparse.Namespace) -> None:
     """The measured part: one predict_map in this (fresh) process."""
+    from sarcrop.options import ExecutionOptions, WindowOptions
     from sarcrop.prediction import predict_map
 
     me = psutil.Process()
@@ -92,17 +93,16 @@ def run_child(args: argparse.Namespace) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
+    windows = WindowOptions(window=args.window, overlap=args.overlap, batch_size=args.batch_size)
+    execution = ExecutionOptions(
+        workers=args.workers, threads=args.threads, engine=args.engine, resume=False
+    )
     out = predict_map(
         args.checkpoint,
         args.images,
         args.out,
-        window=args.window,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        threads=args.threads,
-        engine=args.engine,
-        resume=False,
+        windows=windows,
+        execution=execution,
         progress=not args.quiet,
     )
     wall = time.perf_counter() - start
@@ -131,7 +131,7 @@ def run_child(args: argparse.Namespace) -> None:
                 "overlap": args.overlap,
                 "batch_size": args.batch_size,
                 "workers": args.workers,
-                "threads": args.threads,
+                "threads": execution.torch_threads,
                 "engine": args.engine,
                 "output_mb": round(Path(out).stat().st_size / 2**20, 2),
             }
@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workers", type=int)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch threads (available cores)")
     parser.add_argument(
         "--engine",
         action="append",
@@ -194,11 +194,11 @@ def main() -> None:
                 str(args.overlap),
                 "--batch-size",
                 str(args.batch_size),
-                "--threads",
-                str(args.threads),
                 "--engine",
                 engine,
             ]
+            if args.threads:
+                command += ["--threads", str(args.threads)]
             if args.workers:
                 command += ["--workers", str(args.workers)]
             if args.quiet:

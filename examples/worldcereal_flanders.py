@@ -16,8 +16,8 @@ Steps (each timed):
    season is 8 × 20-day mean composites from 21 April (sowing to harvest of maize), and the
    64 × 64 area is tiled into 2 × 2 patches of 32 px. A single 64 px patch cannot be split 60/40,
    and fine-tuning holds out one training patch for model selection, so 32 px patches are the
-   smallest honest unit: all four patches of the fine-tuning location go to "train" (3 train +
-   1 validation inside ``finetune``), all four of the test location to "test".
+   smallest honest unit: the fine-tuning location is prepared with ``split="train"`` (3 train +
+   1 validation inside ``finetune``), the test location with ``split="test"``.
 2. Random Forest on the fine-tuning location's pixels, evaluated on the test location.
 3. Pre-training on a small simulated ``korea`` region (VH only, rice as positive class).
 4. Transfer with RI (same architecture, random weights), FT (all weights) and FTE (encoder only;
@@ -39,15 +39,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-
-import numpy as np
 
 PATCHES = "worldcereal-s1-croptype-patches"
 FINETUNE_LOCATION = "00002806639B424A"
@@ -117,82 +114,39 @@ def prepare_location(
 ) -> Path:
     """A store of one location on its 10 m label grid, every patch in ``split``.
 
-    ``prepare`` always splits an area 60/40; a location used as a whole for fine-tuning or for
-    testing is prepared normally and then re-assigned with :func:`assign_split`.
+    The same as ``sarcrop prepare --images <scenes> --labels <labels> --legend <csv>
+    --positive maize --season-start <date> --resolution 10 --patch-size 32 --split train``.
     """
     from sarcrop.data.legends import worldcereal_code_map
     from sarcrop.data.prepare import prepare
     from sarcrop.data.season import Season
+    from sarcrop.options import LabelOptions, SceneOptions, SplitOptions, TilingOptions
 
     images, labels = location_inputs(data_root, location)
     code_map = worldcereal_code_map(legend_path(data_root), positive=[POSITIVE])
     start = SEASON_START[location]
-    staging = out.with_name(out.name + ".prepared")
-    prepare(
+    return prepare(
         images,
-        staging,
+        out,
         labels=labels,
         season=Season(start, steps=8, days=20),
-        code_map=code_map,
+        label_options=LabelOptions(code_map=code_map),
         positive=[POSITIVE],
         bands=BANDS,
-        patch_size=patch_size,
-        resolution=10,
+        scenes=SceneOptions(resolution=10),
+        tiling=TilingOptions(patch_size=patch_size),
+        split=SplitOptions(method=split),
         region=f"flanders-{location}",
         year=start.year,
         progress=False,
     )
-    assign_split(staging, out, split)
-    shutil.rmtree(staging)
-    return out
-
-
-def assign_split(store_path: Path, out: Path, split: str) -> Path:
-    """Copy a store to ``out`` with every patch in ``split`` ("train" or "test").
-
-    For an all-train store the normalisation statistics are recomputed over all its patches
-    (they are the train split now). An all-test store keeps the statistics ``prepare`` wrote;
-    nothing uses them: models are evaluated with the statistics recorded in their checkpoint,
-    the forest with those of its training store.
-    """
-    from sarcrop.data.normalization import compute_normalization
-    from sarcrop.data.store import DatasetStore, write_store
-
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be train or test, got {split!r}")
-    store = DatasetStore(store_path)
-    images = np.stack([store.read_image(i) for i in range(len(store))])
-    labels = np.stack([store.read_labels(i) for i in range(len(store))])
-    meta = store.metadata
-    normalization = meta.normalization
-    if split == "train":
-        normalization = compute_normalization(images, meta.bands)
-    pixels = meta.statistics.get("class_pixels", {})
-    merged: dict[str, int] = {}
-    for counts in pixels.values():  # type: ignore[union-attr]
-        for name, n in counts.items():
-            merged[name] = merged.get(name, 0) + int(n)
-    other = "test" if split == "train" else "train"
-    source = dict(meta.source)
-    source["split"] = {**dict(source.get("split") or {}), "assigned": f"all patches to {split}"}
-    updated = dataclasses.replace(
-        meta,
-        split=[split] * len(store),
-        normalization=normalization,
-        source=source,
-        statistics={
-            **meta.statistics,
-            "class_pixels": {split: merged, other: {}},
-            "patches": {split: len(store), other: 0},
-        },
-    )
-    return write_store(out, images, labels, updated)
 
 
 def pretrain_korea(work: Path, settings: Settings) -> Path:
     """Simulate a small korea region, prepare it (64 px patches) and pre-train on VH only."""
     from sarcrop.data.prepare import prepare_region
     from sarcrop.data.simulate import simulate_region
+    from sarcrop.options import TilingOptions
     from sarcrop.training.api import train
 
     region = work / "korea"
@@ -201,7 +155,9 @@ def pretrain_korea(work: Path, settings: Settings) -> Path:
         simulate_region("korea", region, size=(size, size), seed=settings.seed)
     store = work / "korea.zarr"
     if not store.exists():
-        prepare_region(region, store, bands=BANDS, patch_size=64, progress=False)
+        prepare_region(
+            region, store, bands=BANDS, tiling=TilingOptions(patch_size=64), progress=False
+        )
     result = train(
         store,
         work / "pretrain",

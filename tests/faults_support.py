@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import rasterio
@@ -142,7 +143,7 @@ def prepare_args(scenes: Path, labels: Path, out: Path, *extra: str) -> list[str
         str(out),
         "--season-start",
         SEASON_START.isoformat(),
-        "--steps",
+        "--timesteps",
         str(STEPS),
         "--days",
         str(DAYS),
@@ -221,6 +222,14 @@ def run_cli(argv: Sequence[str], capsys) -> tuple[int, str]:
     capsys.readouterr()
     code = main([str(a) for a in argv])
     return code, capsys.readouterr().err
+
+
+def run_ok(argv: Sequence[object]) -> None:
+    """Run ``sarcrop`` in this process and require success (to set up inputs)."""
+    from sarcrop.cli import main
+
+    code = main([str(a) for a in argv])
+    assert code == 0, f"sarcrop {' '.join(map(str, argv))} exited with {code}"
 
 
 def assert_clean_error(code: int, stderr: str, *names: object) -> str:
@@ -454,6 +463,356 @@ def describe_stderr(text: str) -> str:
         if ": error: " in line:
             return line.strip()
     return text.strip().splitlines()[-1] if text.strip() else ""
+
+
+# ------------------------------------------------------------------------------ random corruptions
+#
+# A corruption is a tuple ``(kind, index, a, b)`` of small integers (drawn by hypothesis, see
+# :func:`corruption_strategy`): ``index`` picks the file, ``a`` and ``b`` shape the damage. They
+# apply to the valid inputs :func:`write_valid_inputs` lays out under one folder.
+
+SCENE_KINDS = (
+    "truncate",
+    "flip",
+    "nan",
+    "inf",
+    "-inf",
+    "nodata",
+    "drop_band",
+    "crs",
+    "shift",
+    "remove_scene",
+    "flip_metadata",
+)
+LABEL_KINDS = ("remove_labels", "garbage_parcels")
+STORE_KINDS = (
+    "store_truncate",
+    "store_flip",
+    "store_remove",
+    "store_garbage",
+    "store_attribute",
+    "store_array",
+)
+CHECKPOINT_KINDS = (
+    "checkpoint_truncate",
+    "checkpoint_flip",
+    "checkpoint_metadata",
+    "checkpoint_tensor",
+)
+
+# Values a tampered JSON field takes: wrong types, out of range, empty, plausible but wrong.
+BAD_VALUES: tuple[object, ...] = (
+    None,
+    "x",
+    -1,
+    0,
+    3,
+    10**6,
+    1.5,
+    True,
+    [],
+    {},
+    ["VH"],
+    [[0, 0]],
+    {"a": 1},
+    "2021-13-45",
+)
+STORE_FIELDS: tuple[tuple[object, ...], ...] = (
+    ("format",),
+    ("format_version",),
+    ("bands",),
+    ("season",),
+    ("season", "start"),
+    ("season", "steps"),
+    ("season", "days"),
+    ("grid",),
+    ("grid", "crs"),
+    ("grid", "transform"),
+    ("grid", "width"),
+    ("patch_size",),
+    ("stride",),
+    ("offsets",),
+    ("offsets", 0),
+    ("classes",),
+    ("split",),
+    ("split", 0),
+    ("normalization",),
+    ("normalization", "min"),
+    ("normalization", "max"),
+    ("positive",),
+    ("statistics",),
+)
+ARRAY_FIELDS: tuple[tuple[object, ...], ...] = (
+    ("shape",),
+    ("shape", 0),
+    ("shape", 1),
+    ("data_type",),
+    ("chunk_grid", "configuration", "chunk_shape"),
+    ("fill_value",),
+    ("codecs",),
+    ("codecs", 1, "name"),
+    ("zarr_format",),
+    ("node_type",),
+)
+CHECKPOINT_FIELDS: tuple[tuple[object, ...], ...] = (
+    ("format",),
+    ("architecture",),
+    ("options",),
+    ("options", "widths"),
+    ("bands",),
+    ("time_steps",),
+    ("season",),
+    ("season", "steps"),
+    ("normalization",),
+    ("normalization", "min"),
+    ("positive",),
+    ("classes",),
+    ("strategy",),
+)
+
+
+def corruption_strategy(kinds: Sequence[str]):
+    """Hypothesis strategy for one corruption of the given kinds."""
+    from hypothesis import strategies as st
+
+    return st.tuples(
+        st.sampled_from(list(kinds)),
+        st.integers(0, 50),
+        st.integers(0, 1000),
+        st.integers(0, 1000),
+    )
+
+
+def write_valid_inputs(root: Path) -> Path:
+    """Small valid inputs of every kind under ``root``: ``scenes/``, ``labels.tif``,
+    ``parcels.gpkg``, ``store.zarr`` (prepared by the CLI) and ``model.safetensors``."""
+    write_scenes(root / "scenes")
+    write_label_raster(root / "labels.tif")
+    valid_parcels(root / "parcels.gpkg")
+    tiny_checkpoint(root / "model.safetensors")
+    run_ok(prepare_args(root / "scenes", root / "labels.tif", root / "store.zarr"))
+    return root
+
+
+def corrupt(root: Path, corruption: tuple) -> None:
+    """Apply one corruption to the inputs under ``root``.
+
+    A corruption that needs to read a file an earlier one already broke or removed is skipped.
+    """
+    kind = corruption[0]
+    if kind.startswith("store_"):
+        apply_change, broken = _corrupt_store, (FileNotFoundError, IndexError, ValueError)
+    elif kind.startswith("checkpoint_"):
+        apply_change, broken = _corrupt_checkpoint, (FileNotFoundError, ValueError, KeyError)
+    else:
+        from rasterio.errors import RasterioError
+
+        apply_change, broken = _corrupt_input, (RasterioError, FileNotFoundError, IndexError)
+    with contextlib.suppress(*broken):
+        apply_change(root, corruption)
+
+
+def _scene_files(root: Path) -> list[Path]:
+    return sorted((root / "scenes").glob("*.tif"))
+
+
+def _pick(paths: Sequence[Path], index: int) -> Path:
+    return paths[index % len(paths)]
+
+
+def _corrupt_input(root: Path, corruption: tuple) -> None:
+    kind, index, a, b = corruption
+    scenes = _scene_files(root)
+    if kind == "truncate":
+        truncate(_pick([*scenes, root / "labels.tif", root / "parcels.gpkg"], index), a / 1000)
+    elif kind == "flip":
+        target = _pick([*scenes, root / "labels.tif", root / "parcels.gpkg"], index)
+        flip_bytes(target, [a * 37 + i * b for i in range(1 + b % 16)])
+    elif kind in ("nan", "inf", "-inf", "nodata"):
+        fill = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "nodata": NODATA}[kind]
+        r0, c0 = a % SIZE, b % SIZE
+        box = (r0, r0 + 1 + (a * 7) % SIZE, c0, c0 + 1 + (b * 5) % SIZE)
+        for path in scenes if index % 5 == 0 else [_pick(scenes, index)]:
+            rewrite_scene(path, values=lambda v, box=box: nan_region(v, fill, box))
+    elif kind == "drop_band":
+        for path in scenes if index % 4 == 0 else [_pick(scenes, index)]:
+            rewrite_scene(path, keep=[1 + a % 2])
+    elif kind == "crs":
+        rewrite_scene(_pick(scenes, index), crs=("EPSG:32632", "EPSG:4326", "EPSG:3857")[a % 3])
+    elif kind == "shift":
+        dx, dy = (a % 61 - 30) * 10.0, (b % 61 - 30) * 10.0
+        rewrite_scene(
+            _pick(scenes, index), transform=Affine(10, 0, 500000 + dx, 0, -10, 5600000 + dy)
+        )
+    elif kind == "remove_labels":
+        (root / ("labels.tif" if index % 2 else "parcels.gpkg")).unlink(missing_ok=True)
+    elif kind == "garbage_parcels":
+        (root / "parcels.gpkg").write_bytes(np.random.default_rng(a).bytes(1 + b * 13))
+    elif kind == "flip_metadata":
+        target = _pick([*scenes, root / "labels.tif"], index)
+        data = bytearray(target.read_bytes())
+        key = (b"VH", b"ACQUISITION_TIME", b"UNITS", b"CLASS_1", b"EPSG")[a % 5]
+        at = data.find(key)
+        if at >= 0:
+            data[at + b % len(key)] = 0x80 + b % 0x80  # not valid UTF-8 on its own
+            target.write_bytes(bytes(data))
+    elif kind == "remove_scene":
+        _pick(scenes, index).unlink()
+    else:
+        raise AssertionError(kind)
+
+
+def _edit_json(value: object, field: tuple[object, ...], new: object, delete: bool) -> None:
+    """Set (or delete) ``value[field[0]][field[1]]…`` in place; ints index lists."""
+    *parents, last = field
+    for key in parents:
+        value = value[key]  # type: ignore[index]
+    if delete and isinstance(value, dict):
+        value.pop(last, None)  # type: ignore[call-overload]
+    else:
+        value[last] = new  # type: ignore[index]
+
+
+def _corrupt_store(root: Path, corruption: tuple) -> None:
+    kind, index, a, b = corruption
+    store = root / "store.zarr"
+    files = sorted(p for p in store.rglob("*") if p.is_file())
+    target = _pick(files, index)
+    if kind == "store_truncate":
+        truncate(target, a / 1000)
+    elif kind == "store_flip":
+        flip_bytes(target, [a * 31 + i * b for i in range(1 + b % 8)])
+    elif kind == "store_remove":
+        target.unlink()
+    elif kind == "store_garbage":
+        chunks = [p for p in files if p.name != "zarr.json"]
+        _pick(chunks, index).write_bytes(np.random.default_rng(a).bytes(b))
+    elif kind in ("store_attribute", "store_array"):
+        name = "zarr.json" if kind == "store_attribute" else ("images", "labels")[a % 2]
+        path = store / name if kind == "store_attribute" else store / name / "zarr.json"
+        document = json.loads(path.read_text(encoding="utf-8"))
+        fields = STORE_FIELDS if kind == "store_attribute" else ARRAY_FIELDS
+        field = _pick(fields, index)  # type: ignore[arg-type]
+        edited = document["attributes"]["sarcrop"] if kind == "store_attribute" else document
+        _edit_json(edited, field, BAD_VALUES[b % len(BAD_VALUES)], delete=a % 5 == 0)
+        path.write_text(json.dumps(document), encoding="utf-8")
+    else:
+        raise AssertionError(kind)
+
+
+def _corrupt_checkpoint(root: Path, corruption: tuple) -> None:
+    kind, index, a, b = corruption
+    path = root / "model.safetensors"
+    if kind == "checkpoint_truncate":
+        truncate(path, a / 1000)
+    elif kind == "checkpoint_flip":
+        flip_bytes(path, [a * 17 + i * b for i in range(1 + b % 8)])
+    elif kind == "checkpoint_metadata":
+        field = _pick(CHECKPOINT_FIELDS, index)  # type: ignore[arg-type]
+        new = BAD_VALUES[b % len(BAD_VALUES)]
+
+        def edit(header: dict) -> dict:
+            meta = json.loads(header["__metadata__"]["sarcrop"])
+            _edit_json(meta, field, new, delete=a % 5 == 0)
+            header["__metadata__"]["sarcrop"] = json.dumps(meta)
+            return header
+
+        tampered_header(path, path, edit)
+    elif kind == "checkpoint_tensor":
+
+        def edit(header: dict) -> dict:
+            name = _pick(sorted(k for k in header if k != "__metadata__"), index)  # type: ignore[arg-type]
+            entry = header[name]
+            if a % 3 == 0:
+                entry["shape"] = [*entry["shape"][:-1], b % 7] if entry["shape"] else [b % 7]
+            elif a % 3 == 1:
+                entry["dtype"] = ("F16", "I64", "BOOL", "U8", "XX")[b % 5]
+            else:
+                start, end = entry["data_offsets"]
+                entry["data_offsets"] = [start, max(start, end + b % 9 - 4)]
+            return header
+
+        tampered_header(path, path, edit)
+    else:
+        raise AssertionError(kind)
+
+
+# ------------------------------------------------------------------------------ outcomes
+
+
+class Outcome(NamedTuple):
+    """How one sarcrop command ended: ``ok``, a user ``error`` (one line) or a ``crash``."""
+
+    kind: str
+    message: str
+
+
+def run_command(argv: Sequence[object]) -> Outcome:
+    """Run ``sarcrop --debug <argv>`` in this process and classify how it ended.
+
+    A :class:`SarcropError` with a one-line message, or an ``OSError`` (the CLI prints both as
+    one line with exit code 2), is a user error; any other exception is a crash.
+    """
+    import traceback
+    import warnings
+
+    from sarcrop.cli import main
+    from sarcrop.errors import SarcropError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            code = main(["--debug", *map(str, argv)])
+        except (SarcropError, OSError) as exc:
+            text = str(exc)
+            if "\n" in text.strip() or not text.strip():
+                return Outcome("crash", f"{type(exc).__name__} not on one line: {text!r}")
+            return Outcome("error", f"{type(exc).__name__}: {text}")
+        except Exception:  # anything else is what the fuzzing looks for
+            return Outcome("crash", traceback.format_exc())
+    if code != 0:
+        return Outcome("crash", f"exit code {code} without an exception")
+    return Outcome("ok", "")
+
+
+def output_problem(folder: Path, final: Path, outcome: Outcome, check=check_output) -> str | None:
+    """Why the outputs under ``folder`` are not what a user may trust, or None when they are.
+
+    ``final`` (the command's result) must be absent after an error and validate with ``check``
+    after success; every other final-named file under ``folder`` must validate too, and no
+    temporary sibling may be left.
+    """
+    leftovers = temporaries(folder)
+    if leftovers:
+        return f"temporaries left: {[str(p.relative_to(folder)) for p in leftovers]}"
+    if final.exists() != (outcome.kind == "ok"):
+        return f"{final.name} {'exists after an error' if final.exists() else 'missing'}"
+    checks = [(final, check)] if final.exists() else []
+    checks += [(path, check_output) for path in final_names(folder) if path != final]
+    for path, validate in checks:
+        try:
+            validate(path)
+        except Exception as exc:  # any failure to read it back is the finding
+            return f"{path.relative_to(folder)} does not validate: {type(exc).__name__}: {exc}"
+    return None
+
+
+def predict_args(model: Path, scenes: Path, out: Path, *extra: str) -> list[str]:
+    """``sarcrop predict`` arguments for the tiny test inputs (16 px windows)."""
+    return [
+        "predict",
+        str(model),
+        "--images",
+        str(scenes),
+        "--out",
+        str(out),
+        "--window",
+        "16",
+        "--overlap",
+        "4",
+        "--quiet",
+        *extra,
+    ]
 
 
 __all__ = [name for name in dir() if not name.startswith("_")] + ["NODATA", "math"]

@@ -405,13 +405,14 @@ def test_bad_labels_give_one_line_naming_the_file(work, capsys, make, expected):
 def store(base: Path, tmp_path_factory) -> Path:
     from sarcrop.data.prepare import prepare
     from sarcrop.data.season import Season
+    from sarcrop.options import TilingOptions
 
     out = tmp_path_factory.mktemp("store") / "store.zarr"
     return prepare(
         base / "scenes",
         out,
         labels=base / "labels.tif",
-        patch_size=fs.PATCH,
+        tiling=TilingOptions(patch_size=fs.PATCH),
         season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
         progress=False,
     )

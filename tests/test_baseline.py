@@ -130,7 +130,7 @@ def test_early_season_keys_and_padding():
     early = early_season_baseline(model, make_dataset(10, n=2))
     assert list(early) == list(range(1, STEPS + 1))
     assert early[STEPS].iou > 0.85
-    assert early[STEPS] == evaluate_baseline(model, make_dataset(10, n=2), time_steps=STEPS)
+    assert early[STEPS] == evaluate_baseline(model, make_dataset(10, n=2), timesteps=STEPS)
 
 
 @pytest.mark.parametrize(
@@ -158,3 +158,16 @@ def test_rejects_bad_datasets(fitted):
         pixels_from_patches(np.zeros((8, 1, 4, 4)), np.zeros((1, 4, 4)))
     with pytest.raises(SarcropError, match="5 columns but the forest was fitted on 16"):
         fitted.predict_proba(np.zeros((3, 5)))
+
+
+def test_baseline_flags_are_the_experiment_yaml_keys():
+    from sarcrop.cli import build_parser
+    from sarcrop.experiments.config import ExperimentConfig
+    from sarcrop.options import BaselineOptions, from_flags
+
+    argv = ["baseline", "s.zarr", "--n-estimators", "7", "--no-early-season", "--max-depth", "4"]
+    from_cli = from_flags(BaselineOptions, build_parser().parse_args(argv))
+    section = {"n_estimators": 7, "early_season": False, "max_depth": 4}
+    assert ExperimentConfig.model_fields["baseline"].annotation is BaselineOptions
+    assert from_cli == BaselineOptions.model_validate(section)
+    assert BaselineOptions().early_season  # the forest is scored per time step by default

@@ -62,7 +62,7 @@ SCRIPT = textwrap.dedent(
                               options={"widths": [4, 8], "dropout": 0.0, "norm": "batch"},
                               bands=["VH"], time_steps=2)
     config = TrainConfig(epochs=1, batch_size=2, lr=0.05, ordering="chronological",
-                         accelerator="cpu", devices=2, strategy="ddp", patience=None,
+                         accelerator="cpu", devices=2, distributed="ddp", patience=None,
                          progress_bar=False, scheduler="none")
     fit(model, items[:4], items[4:], out, config, meta, callbacks=[Report()])
     """

@@ -20,11 +20,17 @@ TINY = {
     "regions": {
         "korea": {
             "simulate": {"preset": "korea", "size": [128, 128]},
-            "patch_size": 32,
+            "tiling": {"patch_size": 32},
             "bands": ["VH"],
         },
-        "spain": {"simulate": {"preset": "spain", "size": [128, 128]}, "patch_size": 32},
-        "france": {"simulate": {"preset": "france", "size": [128, 128]}, "patch_size": 32},
+        "spain": {
+            "simulate": {"preset": "spain", "size": [128, 128]},
+            "tiling": {"patch_size": 32},
+        },
+        "france": {
+            "simulate": {"preset": "france", "size": [128, 128]},
+            "tiling": {"patch_size": 32},
+        },
     },
     "pretrain": {
         "region": "korea",

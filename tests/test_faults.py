@@ -5,9 +5,10 @@
   was never interrupted (seeded, CPU).
 - ``simulate``, ``prepare``, ``train`` and ``predict`` killed at random moments leave every
   final-named output complete and readable, or absent.
-- A full disk (a real 1 MiB tmpfs) and a read-only output directory (the command run as the
-  unprivileged user ``nobody``, since root ignores permissions) give a one-line error, exit
-  code 2, and leave a previous good output under the final name intact.
+- A full disk (a real 1 MiB tmpfs) and a read-only output directory (as root, the command
+  runs with its capabilities dropped, since they bypass permissions) give a one-line error,
+  exit code 2, and leave a previous good output under the final name intact; a failed store
+  write leaves no temporary behind, even with Zarr's concurrent chunk writes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +40,7 @@ TRAIN = [
     "2",
     "--accelerator",
     "cpu",
-    "--no-progress",
+    "--quiet",
     "--seed",
     "0",
     "--num-workers",
@@ -52,29 +54,16 @@ TRAIN = [
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
-    from sarcrop.data.prepare import prepare
-    from sarcrop.data.season import Season
-
     root = tmp_path_factory.mktemp("faults")
-    os.chmod(root, 0o755)  # readable by the unprivileged user of the read-only test
     fs.write_scenes(root / "scenes")
     fs.write_label_raster(root / "labels.tif")
-    store = prepare(
-        root / "scenes",
-        root / "store.zarr",
-        labels=root / "labels.tif",
-        patch_size=fs.PATCH,
-        season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
-        progress=False,
-    )
+    fs.run_ok(fs.prepare_args(root / "scenes", root / "labels.tif", root / "store.zarr"))
     model = fs.tiny_checkpoint(root / "model.safetensors")
-    for path in root.rglob("*"):
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
     return {
         "root": root,
         "scenes": root / "scenes",
         "labels": root / "labels.tif",
-        "store": store,
+        "store": root / "store.zarr",
         "model": model,
     }
 
@@ -279,19 +268,76 @@ def test_disk_full_gives_a_clear_error_and_keeps_the_old_output(inputs, capsys):
         fs.check_map(map_path)
 
 
+def test_a_failed_store_write_leaves_no_writer_behind(tmp_path, monkeypatch):
+    """One chunk fails while others are still being written: none of them outlives the error.
+
+    Zarr writes chunks concurrently in worker threads; the slow writes below would recreate
+    the temporary folder after its removal if the store were not drained first.
+    """
+    import errno
+    import time
+
+    from sarcrop.data import store as store_module
+    from sarcrop.errors import SarcropError
+
+    real_write = store_module._write_file
+    started: list[str] = []
+
+    def write(path: Path, data: bytes) -> None:
+        key = path.as_posix().split(".tmp-", 1)[1].split("/", 1)[1]  # e.g. images/c/3/0/0/0/0
+        if "/c/" in key:
+            started.append(key)
+            if key.startswith("images/c/3/"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            time.sleep(0.2)
+        real_write(path, data)
+
+    monkeypatch.setattr(store_module, "_write_file", write)
+    with (
+        pytest.raises(SarcropError, match="No space left on device"),
+        store_module.create_store(tmp_path / "s.zarr", steps=2, bands=1, patch_size=4) as writer,
+    ):
+        writer.append(np.zeros((8, 2, 1, 4, 4), np.float32), np.zeros((8, 4, 4), np.int16))
+    assert any(key.startswith("images/c/3/") for key in started)
+    time.sleep(0.5)  # longer than any write still running would take
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------------------ read-only
 
 
-def _as_nobody(argv: list[object], cwd: Path) -> subprocess.CompletedProcess:
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv to run a command as an unprivileged user")
+def _unprivileged() -> list[str]:
+    """A command prefix under which permission bits apply, wherever the repository lives.
+
+    Root passes every permission check through its capabilities, so as root the command runs
+    with all of them dropped (``setpriv``): still uid 0, so it reaches the interpreter, the
+    virtualenv and the inputs wherever they are (a clone in a 0700 home included), but a 0555
+    directory is as read-only to it as to any user. Any other user needs no prefix.
+    """
+    if os.geteuid() != 0:
+        prefix: list[str] = []
+    elif (setpriv := shutil.which("setpriv")) is not None:
+        prefix = [setpriv, "--inh-caps=-all", "--bounding-set=-all"]
+    else:
+        pytest.skip("running as root: needs setpriv (util-linux) to drop root's capabilities")
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import sarcrop.cli"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"cannot start sarcrop without privileges: {reason}")
+    return [*prefix, sys.executable, "-m", "sarcrop"]
+
+
+def _run_unprivileged(argv: list[object], cwd: Path) -> subprocess.CompletedProcess:
     home = cwd / "home"
     home.mkdir()
-    os.chmod(home, 0o777)
     env = {**os.environ, "HOME": str(home), "MPLCONFIGDIR": str(home), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", fs.SARCROP, *map(str, argv)],
+        [*_unprivileged(), *map(str, argv)],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -303,45 +349,40 @@ def _as_nobody(argv: list[object], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("command", ["prepare", "predict", "train"])
 def test_read_only_output_directory(inputs, tmp_path, command):
-    base = Path(tempfile.mkdtemp(prefix="sarcrop-ro-"))
+    # Copies: the inputs stay intact whatever the command does.
+    shutil.copytree(inputs["root"], tmp_path / "in")
+    inputs = {k: tmp_path / "in" / v.relative_to(inputs["root"]) for k, v in inputs.items()}
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    previous = outdir / "keep.txt"
+    previous.write_text("a previous good output\n")
+    final = {"prepare": outdir / "s.zarr", "predict": outdir / "map.tif", "train": outdir}[command]
+    argv = {
+        "prepare": fs.prepare_args(inputs["scenes"], inputs["labels"], final),
+        "predict": [
+            "predict",
+            inputs["model"],
+            "--images",
+            inputs["scenes"],
+            "--out",
+            final,
+            "--window",
+            "16",
+            "--overlap",
+            "4",
+            "--quiet",
+        ],
+        "train": ["train", inputs["store"], "--out", final, *TRAIN],
+    }[command]
+    os.chmod(outdir, 0o555)
     try:
-        os.chmod(base, 0o755)
-        # The unprivileged user must read the inputs: copy them out of pytest's 0700 folder.
-        shutil.copytree(inputs["root"], base / "in")
-        inputs = {k: base / "in" / v.relative_to(inputs["root"]) for k, v in inputs.items()}
-        outdir = base / "out"
-        outdir.mkdir()
-        previous = outdir / "keep.txt"
-        previous.write_text("a previous good output\n")
-        final = {"prepare": outdir / "s.zarr", "predict": outdir / "map.tif", "train": outdir}[
-            command
-        ]
-        argv = {
-            "prepare": fs.prepare_args(inputs["scenes"], inputs["labels"], final),
-            "predict": [
-                "predict",
-                inputs["model"],
-                "--images",
-                inputs["scenes"],
-                "--out",
-                final,
-                "--window",
-                "16",
-                "--overlap",
-                "4",
-                "--quiet",
-            ],
-            "train": ["train", inputs["store"], "--out", final, *TRAIN],
-        }[command]
-        os.chmod(outdir, 0o555)
-        proc = _as_nobody(argv, base)
-        line = fs.assert_clean_error(proc.returncode, proc.stderr, outdir)
-        assert "not writable" in line or "Permission denied" in line, line
-        assert previous.read_text() == "a previous good output\n"
-        assert sorted(p.name for p in outdir.iterdir()) == ["keep.txt"]
+        proc = _run_unprivileged(argv, tmp_path)
     finally:
-        os.chmod(base / "out", 0o755)
-        shutil.rmtree(base, ignore_errors=True)
+        os.chmod(outdir, 0o755)
+    line = fs.assert_clean_error(proc.returncode, proc.stderr, outdir)
+    assert "not writable" in line or "Permission denied" in line, line
+    assert previous.read_text() == "a previous good output\n"
+    assert sorted(p.name for p in outdir.iterdir()) == ["keep.txt"]
 
 
 def test_root_is_refused_too_when_atomic_path_checks_access(tmp_path):

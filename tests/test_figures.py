@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from sarcrop.errors import SarcropError
 from sarcrop.reports.figures import (
@@ -183,3 +186,75 @@ def test_figure_to_base64_png():
     text = figure_to_base64_png(fig)
     assert isinstance(text, str)
     assert base64.b64decode(text).startswith(PNG_MAGIC)
+
+
+# --------------------------------------------------------------------------- from a run's record
+
+TILE = {"tiling": {"patch_size": 32}}
+RF_ONLY = {
+    "name": "rf-only",
+    "regions": {
+        "korea": {"simulate": {"preset": "korea", "size": [64, 64]}, **TILE},
+        "spain": {"simulate": {"preset": "spain", "size": [96, 96]}, **TILE},
+        "france": {"simulate": {"preset": "france", "size": [96, 96]}, **TILE},
+    },
+    "pretrain": {"region": "korea", "bands": ["VH"], "model_options": {"widths": [4, 8]}},
+    "scenarios": [{"finetune": "spain", "test": "france", "crop": "rice", "bands": ["VH"]}],
+    "methods": ["rf"],
+    "baseline": {"n_estimators": 5, "max_samples_per_class": 200},
+    "figure_patches": 1,
+}
+
+
+def _files(folder):
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_figures_are_drawn_from_the_runs_record_alone(tmp_path, monkeypatch):
+    """Figures read a record of the run's files; drawing them trains or prepares nothing."""
+    from sarcrop.cli import main as cli_main
+    from sarcrop.experiments import run_experiment
+    from sarcrop.experiments.record import RunRecord
+
+    config = tmp_path / "rf.yaml"
+    config.write_text(yaml.safe_dump(RF_ONLY), encoding="utf-8")
+    out = tmp_path / "out"
+    run_experiment(config, out)
+    # Nothing asked for the pre-trained model, so drawing the figures did not pre-train one
+    # (nor simulate or prepare its region) just to plot a training curve.
+    assert not list((out / "cache").glob("pretrain-*"))
+    assert len(list((out / "cache").glob("region-*"))) == 2
+
+    record = RunRecord.read(out)
+    assert record.pretrain is None and record.sources == {"spain-france-rice-vh": "simulated"}
+    assert [(u.scenario, u.method, u.seed) for u in record.units] == [
+        ("spain-france-rice-vh", "rf", 0)
+    ]
+    assert not Path(record.regions["france"].store).is_absolute()  # the run folder can move
+    manifest = json.loads((out / "experiment.json").read_text(encoding="utf-8"))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("drawing figures must not simulate, prepare or train")
+
+    for target in (
+        "sarcrop.training.api.train",
+        "sarcrop.training.api.finetune",
+        "sarcrop.data.prepare.prepare",
+        "sarcrop.data.prepare.prepare_region",
+        "sarcrop.data.simulate.simulate_region",
+    ):
+        monkeypatch.setattr(target, forbidden)
+    cache = _files(out / "cache")
+    figure = out / manifest["scenarios"][0]["figure"]
+    figure.unlink()
+    moved = tmp_path / "moved"
+    out.rename(moved)  # only the record says where things are
+
+    assert cli_main(["report", str(moved), "--redraw"]) == 0
+    assert _files(moved / "cache") == {moved / p.relative_to(out): t for p, t in cache.items()}
+    _check_png(moved / figure.relative_to(out), min_bytes=10_000)
+    again = json.loads((moved / "experiment.json").read_text(encoding="utf-8"))
+    assert again["artefacts"] == manifest["artefacts"]
+    assert again["timings"] == manifest["timings"]
+    assert again["scenarios"][0]["data"] == "simulated"
+    assert "measured on simulated data" in (moved / "report.html").read_text(encoding="utf-8")

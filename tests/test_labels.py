@@ -196,3 +196,80 @@ def test_binary_target_and_unknown_positive():
     assert target.sum() == 4
     with pytest.raises(InputDataError, match=r"'barley'.*classes present: background, maize"):
         binary_target(labels, classes, ["barley"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Label cubes (netCDF / Zarr, as WorldCereal publishes them)
+
+
+def write_label_cube(path, *, ascending_y: bool = False):
+    """CT (crop codes) and LC (land cover) as float32 with NaN, georeferenced by ``epsg``."""
+    import xarray as xr
+
+    ct = np.full((40, 50), np.nan, dtype=np.float32)
+    ct[:, :20] = 1200
+    ct[:, 20:30] = 1110
+    lc = np.where(np.isnan(ct), 99, 11).astype(np.float32)
+    y = 5000400 - 5 - 10 * np.arange(40)  # pixel centres, north first
+    if ascending_y:
+        ct, lc, y = ct[::-1], lc[::-1], y[::-1]
+    ds = xr.Dataset(
+        {"CT": (("y", "x"), ct), "LC": (("y", "x"), lc)},
+        coords={"y": y.astype(float), "x": 500005.0 + 10 * np.arange(50)},
+        attrs={"epsg": "32631"},
+    )
+    if path.suffix == ".zarr":
+        ds.to_zarr(path)
+    else:
+        ds.to_netcdf(path)
+    return path
+
+
+@pytest.mark.parametrize(("name", "ascending_y"), [("l.nc", False), ("l.zarr", True)])
+def test_label_cube_reads_like_a_raster(tmp_path, name, ascending_y):
+    from sarcrop.data.labels import labels_from_file
+    from sarcrop.options import LabelOptions
+
+    path = write_label_cube(tmp_path / name, ascending_y=ascending_y)
+    options = LabelOptions(code_map={1110: "wheat", 1200: "maize"})
+    labels, classes = labels_from_file(path, GRID, options)  # CT: the crop-type variable
+    assert classes == ["wheat", "maize", "other"]
+    assert (labels[:, :20] == 1).all() and (labels[:, 20:30] == 0).all()
+    assert (labels[:, 30:] == -1).all()  # NaN is unlabelled
+
+    # On a coarser grid in another CRS: warped as categories (mode), like a raster.
+    coarse = Grid(UTM, Affine(20, 0, 500000, 0, -20, 5000400), 25, 20)
+    labels, _ = labels_from_file(path, coarse, options)
+    assert (labels[:, :10] == 1).all() and (labels[:, 10:15] == 0).all()
+    assert (labels[:, 15:] == -1).all()
+
+    lc, lc_classes = labels_from_file(
+        path, GRID, LabelOptions(variable="LC", code_map={11: "crop"})
+    )
+    assert lc_classes == ["crop", "other"]
+    assert (lc[:, :30] == 0).all() and (lc[:, 30:] == 1).all()  # 99 is not in the map: other
+
+
+def test_label_cube_variable_errors_name_the_file(tmp_path):
+    import xarray as xr
+
+    from sarcrop.data.labels import labels_from_cube
+
+    path = write_label_cube(tmp_path / "l.nc")
+    with pytest.raises(InputDataError, match=r"l\.nc: no label variable 'IRR' .*has: CT, LC"):
+        labels_from_cube(path, GRID, variable="IRR", code_map={1: "a"})
+    with pytest.raises(
+        InputDataError, match="CLASS_<i>=<name> tags; pass class names or a code map"
+    ):
+        labels_from_cube(path, GRID)
+
+    with xr.open_dataset(path) as ds:
+        two = ds.rename({"CT": "crop"}).load()
+    two.to_netcdf(tmp_path / "two.nc")
+    with pytest.raises(InputDataError, match="cannot tell the label variable among crop, LC"):
+        labels_from_cube(tmp_path / "two.nc", GRID, code_map={1: "a"})
+    fractional = two.drop_vars("LC")
+    fractional["crop"] = fractional["crop"] / 7
+    fractional.to_netcdf(tmp_path / "frac.nc")
+    with pytest.raises(InputDataError, match="non-integer values"):
+        labels_from_cube(tmp_path / "frac.nc", GRID, code_map={1: "a"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import re
 
@@ -21,7 +22,7 @@ from sarcrop.evaluation.metrics import (
 )
 from sarcrop.evaluation.paper import SCENARIOS, find_scenario, paper_results, paper_value
 from sarcrop.evaluation.tables import (
-    format_console_table,
+    Cell,
     metric_records,
     paper_table,
     summary_table,
@@ -179,12 +180,21 @@ def _results(seeds=(0, 1)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _pipe_cells(markdown: str) -> list[list[str]]:
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+
+
 def test_paper_table_shape_and_cells():
     table = paper_table(_results(), "iou")
-    lines = [line for line in table.splitlines() if line.startswith("|")]
-    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+    assert table.header[1] == ("Test", "Spain", "France")  # paper order: scenario 1 before 3
+    assert [row.labels for row in table.rows] == [("RF",), ("FTE",), ("FTD",)]
+    rf = table.rows[0].cells[0]
+    assert (round(rf.value, 3), round(rf.spread, 4)) == (0.71, 0.0141)  # t=8, 2 seeds
+    assert rf.text == "0.71 ± 0.01" and rf.reference is None  # no reference asked for
+    cells = _pipe_cells(table.to_markdown())
     assert cells[0] == ["Fine-tuning", "Spain", "Spain"]
-    assert cells[2] == ["**Test**", "Spain", "France"]  # paper order: scenario 1 before 3
+    assert cells[2] == ["**Test**", "Spain", "France"]
     assert [row[0] for row in cells[4:]] == ["**RF**", "**FTE**", "**FTD**"]
     assert cells[4][1] == "0.71 ± 0.01"  # full season (t=8), mean ± sample std of 2 seeds
     assert all(len(row) == 3 for row in cells)
@@ -192,26 +202,76 @@ def test_paper_table_shape_and_cells():
 
 def test_paper_table_reference_and_single_seed():
     table = paper_table(_results(seeds=(0,)), "iou", reference=True)
-    assert "0.70 (paper 0.87)" in table  # RF, scenario 1
-    assert "0.80 (paper 0.63)" in table  # FTE, scenario 3
-    assert "Table 1" in table and "±" not in table
-    assert "0.40" in paper_table(_results(seeds=(0,)), "iou", timestep=4)
+    markdown = table.to_markdown()
+    assert "0.70 (paper 0.87)" in markdown  # RF, scenario 1
+    assert "0.80 (paper 0.63)" in markdown  # FTE, scenario 3
+    assert "Table 1" in markdown and "±" not in markdown
+    assert table.rows[2].cells[0].reference is None  # FTD is not in the paper
+    assert "0.40" in paper_table(_results(seeds=(0,)), "iou", timestep=4).to_markdown()
     with pytest.raises(SarcropError, match="no results for metric 'recall'"):
         paper_table(_results(), "recall")
     with pytest.raises(SarcropError, match="lack column"):
         paper_table(_results().drop(columns="bands"), "iou")
 
 
-def test_summary_and_console_tables():
+def test_every_rendering_labels_ours_and_the_papers_provenance():
+    sources = {SCENARIOS[0].id: "simulated", SCENARIOS[2].id: "simulated"}
+    table = paper_table(_results(), "iou", reference=True, sources=sources)
+    assert {cell.source for row in table.rows for cell in row.cells} == {"simulated"}
+    legend = (
+        "Cells: ours (mean ± sample std over 2 seeds), measured on simulated data; "
+        "in brackets (paper …): the value published in Table 1 of Jo et al., "
+        "arXiv:2211.04755, measured on the paper's real Sentinel-1 data."
+    )
+    assert table.notes == (legend,)
+    assert table.title.endswith(": ours on simulated data (paper's value on its real data)")
+    for text in (table.to_markdown(), table.to_console(), html.unescape(table.to_html())):
+        assert "measured on simulated data" in text and "paper's real Sentinel-1 data" in text
+    # Mixed provenance names the columns of each kind; unknown provenance claims nothing.
+    mixed = paper_table(_results(), "iou", reference=True, sources={SCENARIOS[0].id: "real"})
+    assert (
+        "measured on real data (Spain → Spain VH) and unlabelled data (Spain → France VH)"
+        in (mixed.notes[0])
+    )
+    unknown = paper_table(_results(), "iou", reference=True)
+    assert "measured on this run's data" in unknown.notes[0]
+    assert "simulated" not in unknown.to_console()
+
+
+def test_console_table_is_aligned_and_complete():
+    table = paper_table(_results(seeds=(0,)), "iou", reference=True)
+    lines = table.to_console().splitlines()
+    assert (
+        lines[0] == "IoU of the positive class (full season): ours (paper's value on its real data)"
+    )
+    grid = lines[2 : 2 + 3 + 1 + 3]  # 3 header rows, the rule, 3 methods
+    assert grid[0].split() == ["Fine-tuning", "Spain", "Spain"]
+    assert set(grid[3]) <= {"-", " "}
+    assert grid[4].startswith("RF ") and grid[4].endswith("0.70 (paper 0.87)  0.70 (paper 0.63)")
+    widths = {len(line) for line in grid[1:]}  # the rule is as wide as the widest row
+    assert max(widths) == len(grid[3])
+    assert lines[-1] == table.notes[0]
+
+
+def test_cell_formats():
+    assert Cell.of([0.5]).text == "0.500"
+    assert Cell.of([0.5, float("nan"), None, 0.7], digits=2).text == "0.60 ± 0.14"
+    assert Cell.of([], reference=0.9, digits=2).text == "– (paper 0.90)"
+    assert Cell.of([0.5], source="real").description == "ours: real data"
+
+
+def test_summary_tables():
     one = _results()
     one = one[one.scenario == SCENARIOS[0].id]
-    summary = summary_table(one)
-    assert list(summary.index) == ["RF", "FTE", "FTD"]
-    assert list(summary.columns) == ["iou", "f1"]
-    assert summary.loc["FTE", "f1"] == "0.910 ± 0.014"
-    text = format_console_table(summary)
-    lines = text.splitlines()
-    assert lines[0].split() == ["method", "iou", "f1"]
-    assert len({len(line) for line in lines}) == 1  # aligned columns
+    summary = summary_table(one, sources={SCENARIOS[0].id: "simulated"})
+    assert [row.labels for row in summary.rows] == [("RF",), ("FTE",), ("FTD",)]
+    assert summary.header == (("Method", "IoU", "F1-score"),)
+    assert summary.rows[1].cells[1].text == "0.910 ± 0.014"
+    assert summary.rows[1].cells[1].source == "simulated"
+    lines = summary.to_console().splitlines()
+    assert lines[2].split() == ["Method", "IoU", "F1-score"]
+    assert len({len(line) for line in lines[2:6]}) == 1  # aligned columns
+    assert "measured on simulated data" in lines[-1]
     both = summary_table(_results())
-    assert both.index.names == ["scenario", "method"] and len(both) == 6
+    assert both.header[0][:2] == ("Scenario", "Method") and len(both.rows) == 6
+    assert both.rows[0].labels == (SCENARIOS[2].id, "RF")  # spain-france sorts first

@@ -12,11 +12,13 @@ from sarcrop.models import (
     MODELS,
     UTAE,
     RecurrentUNet,
+    UNetDecoder,
     adapt_input_bands,
     build_model,
     count_flops,
     count_parameters,
     model_config,
+    model_options,
     time_forward,
 )
 from sarcrop.models.utae import collapse_time
@@ -277,3 +279,30 @@ def test_time_forward_restores_training_mode() -> None:
     seconds = time_forward(model, (1, 5, 2, 32, 32), repeats=1)
     assert 0 < seconds < 60
     assert model.training
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_model_only_supplies_its_encoder(name: str) -> None:
+    cls = MODELS[name]
+    assert "__init__" not in vars(cls) and "build_encoder" in vars(cls)
+    model = small(name)
+    assert type(model.decoder) is UNetDecoder
+    assert model_options(name) == cls.option_defaults()
+    assert tuple(model_options(name))[:4] == ("widths", "dropout", "norm", "out_channels")
+    default = build_model(name, 2, 5)
+    assert default.widths == cls.default_widths == model_options(name)["widths"]
+
+
+def test_option_checks_are_shared_by_every_model() -> None:
+    for name in NAMES:
+        with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\)"):
+            build_model(name, 1, 8, dropout=1.0)
+        with pytest.raises(ConfigError, match="widths must list at least 2"):
+            build_model(name, 1, 8, widths=(8,))
+        with pytest.raises(ConfigError, match="must be positive"):
+            build_model(name, 1, 8, out_channels=0)
+    with pytest.raises(ConfigError, match=r"unknown option.* heads .*'recurrent_unet'"):
+        build_model("recurrent_unet", 1, 8, heads=4)
+    with pytest.raises(ConfigError, match=r"valid: .*out_channels, heads, key_dim, step_days"):
+        build_model("utae", 1, 8, depth=2)
+    assert build_model("utae", 1, 8, widths=(8, 16), heads=2).encoder.ltae.heads == 2

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import weakref
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from pydantic import ValidationError
 from rasterio.crs import CRS
 from torch import nn
 
@@ -28,8 +30,9 @@ from sarcrop.data.reader import open_scenes
 from sarcrop.data.season import Season
 from sarcrop.errors import SarcropError
 from sarcrop.models import build_model
+from sarcrop.options import ExecutionOptions, MapOptions, WindowOptions
 from sarcrop.prediction import ModelSpec, WindowLayout, predict_map
-from sarcrop.prediction.predict import resolve_timesteps, work_dir
+from sarcrop.prediction.predict import lock_path, resolve_timesteps, work_dir
 from sarcrop.prediction.windows import blend_weights, ramp
 from sarcrop.prediction.writer import merged_tiles
 from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
@@ -133,9 +136,8 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(scenes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A windowed map (3 × 2 windows of 160 with overlap 32, padded at the edges, one per block)."""
     out = tmp_path_factory.mktemp("ref") / "map.tif"
-    return predict_map(
-        local_spec(), scenes, out, window=160, overlap=32, block_windows=1, progress=False
-    )
+    windows = WindowOptions(window=160, overlap=32, block_windows=1)
+    return predict_map(local_spec(), scenes, out, windows=windows, progress=False)
 
 
 # -- windows ------------------------------------------------------------------------------------
@@ -221,8 +223,8 @@ def test_merge_holds_a_bounded_number_of_blocks_whatever_the_width(width: int) -
 
 
 def test_invalid_layout_is_refused(scenes: Path, tmp_path: Path) -> None:
-    with pytest.raises(SarcropError, match="overlap"):
-        predict_map(local_spec(), scenes, tmp_path / "m.tif", window=64, overlap=40, progress=False)
+    with pytest.raises(ValidationError, match="overlap"):
+        WindowOptions(window=64, overlap=40)
     with pytest.raises(SarcropError, match="timesteps"):
         predict_map(local_spec(), scenes, tmp_path / "m.tif", timesteps=9, progress=False)
     assert not (tmp_path / "m.tif").exists()
@@ -234,9 +236,8 @@ def test_invalid_layout_is_refused(scenes: Path, tmp_path: Path) -> None:
 def test_blending_matches_a_single_window_run(
     scenes: Path, reference: Path, tmp_path: Path
 ) -> None:
-    whole = predict_map(
-        local_spec(), scenes, tmp_path / "whole.tif", window=320, overlap=0, progress=False
-    )
+    one = WindowOptions(window=320, overlap=0)
+    whole = predict_map(local_spec(), scenes, tmp_path / "whole.tif", windows=one, progress=False)
     a, b = read_map(reference), read_map(whole)
     assert a.shape == b.shape == (2, 300, 280)
     diff = np.abs(a[0].astype(int) - b[0].astype(int))
@@ -254,9 +255,8 @@ def test_constant_field_gives_a_constant_map(tmp_path: Path) -> None:
         local_spec(),
         folder,
         tmp_path / "c.tif",
-        window=96,
-        overlap=24,
-        block_windows=2,  # window and block borders both cross the area
+        # Window and block borders both cross the area.
+        windows=WindowOptions(window=96, overlap=24, block_windows=2),
         progress=False,
     )
     prob = read_map(out)[0]
@@ -293,9 +293,7 @@ def test_output_is_a_cloud_optimized_geotiff(tmp_path: Path) -> None:
         local_spec(),
         folder,
         tmp_path / "cog.tif",
-        window=256,
-        overlap=32,
-        classes=False,
+        output=MapOptions(classes=False),
         progress=False,
     )
     with rasterio.open(out) as src:
@@ -330,9 +328,8 @@ def test_early_season_zero_pads_and_never_reads_later_scenes(scenes: Path, tmp_p
     for acquisition in late:  # reading any of them now would fail
         os.remove(acquisition.source)
     spec = local_spec()
-    out = predict_map(
-        spec, stack, tmp_path / "early.tif", timesteps=2, window=320, overlap=0, progress=False
-    )
+    one = WindowOptions(window=320, overlap=0)
+    out = predict_map(spec, stack, tmp_path / "early.tif", timesteps=2, windows=one, progress=False)
     with rasterio.open(out) as src:
         got = src.read(1)
         assert src.tags()["TIME_STEPS_USED"] == "2"
@@ -346,9 +343,9 @@ def test_early_season_zero_pads_and_never_reads_later_scenes(scenes: Path, tmp_p
     expected_u8 = np.rint(expected * 250).astype(np.int16)
     diff = np.abs(got[:, NODATA_COLS:].astype(np.int16) - expected_u8[:, NODATA_COLS:])
     assert diff.max() <= 1
-    full = read_map(
-        predict_map(spec, scenes, tmp_path / "full.tif", window=320, overlap=0, progress=False)
-    )[0]
+    full = read_map(predict_map(spec, scenes, tmp_path / "full.tif", windows=one, progress=False))[
+        0
+    ]
     assert (full != got).mean() > 0.1  # later periods do change the map
 
 
@@ -356,14 +353,15 @@ def test_early_season_zero_pads_and_never_reads_later_scenes(scenes: Path, tmp_p
 
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
+    from sarcrop.options import WindowOptions
     from sarcrop.prediction import predict_map
 
     def die(index):
         if index == 1:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    predict_map(sys.argv[1], sys.argv[2], sys.argv[3], window=96, overlap=16,
-                progress=False, on_block=die)
+    predict_map(sys.argv[1], sys.argv[2], sys.argv[3],
+                windows=WindowOptions(window=96, overlap=16), progress=False, on_block=die)
 """)
 
 
@@ -384,19 +382,20 @@ def test_killed_run_resumes_with_the_missing_blocks_only(scenes: Path, tmp_path:
         "block-000001.npz",
     ]
     assert json.loads((work / "manifest.json").read_text())["blocks"] == 4
+    assert lock_path(out).exists()  # left unlocked by the killed run: the next run takes it
 
     computed: list[int] = []
-    predict_map(ckpt, scenes, out, window=96, overlap=16, progress=False, on_block=computed.append)
+    windows = WindowOptions(window=96, overlap=16)
+    predict_map(ckpt, scenes, out, windows=windows, progress=False, on_block=computed.append)
     assert computed == [2, 3]
-    assert not work.exists()
+    assert not work.exists() and not lock_path(out).exists()
 
     fresh: list[int] = []
     clean = predict_map(
         ckpt,
         scenes,
         tmp_path / "clean.tif",
-        window=96,
-        overlap=16,
+        windows=windows,
         progress=False,
         on_block=fresh.append,
     )
@@ -407,6 +406,7 @@ def test_killed_run_resumes_with_the_missing_blocks_only(scenes: Path, tmp_path:
 def test_changed_options_start_over(scenes: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.tif"
     work = work_dir(out)
+    windows = WindowOptions(window=160, overlap=32)
     stop: list[int] = []
 
     def interrupt(index: int) -> None:
@@ -414,17 +414,14 @@ def test_changed_options_start_over(scenes: Path, tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_map(
-            local_spec(), scenes, out, window=160, overlap=32, progress=False, on_block=interrupt
-        )
+        predict_map(local_spec(), scenes, out, windows=windows, progress=False, on_block=interrupt)
     assert (work / "block-000000.npz").exists() and not out.exists()
     computed: list[int] = []
     predict_map(
         local_spec(),
         scenes,
         out,
-        window=160,
-        overlap=32,
+        windows=windows,
         timesteps=3,
         progress=False,
         on_block=computed.append,
@@ -474,3 +471,218 @@ def test_cli_predict(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     )
     assert code == 2
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_cli_builds_the_api_options(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "one-band.tif"
+    base = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--quiet"]
+    code = cli_main([*base, "--window", "160", "--no-classes", "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    with rasterio.open(out) as src:
+        assert src.descriptions == ("probability",)
+        assert src.tags()["WINDOW"] == "160" and src.tags()["THREADS"] == "1"
+    for bad in (["--no-probability", "--no-classes"], ["--window", "64", "--overlap", "40"]):
+        assert cli_main([*base, *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "error:" in err, err
+    with pytest.raises(ValidationError, match="at least one"):
+        MapOptions(probability=False, classes=False)
+
+
+# -- threads ------------------------------------------------------------------------------------
+
+
+def test_threads_default_to_the_available_cores_and_are_recorded(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sarcrop.options.available_cores", lambda: 3)
+    assert ExecutionOptions().torch_threads == 3
+    assert ExecutionOptions(workers=2).torch_threads == 1
+    assert ExecutionOptions(threads=5, workers=2).torch_threads == 5
+    out = tmp_path / "m.tif"
+    windows = WindowOptions(window=160, overlap=32)
+
+    def interrupt(index: int) -> None:
+        raise KeyboardInterrupt
+
+    # Interrupted with 1 thread, resumed with the default (3): the finished block is kept and
+    # the rest computed with 1 thread, as the map records.
+    with pytest.raises(KeyboardInterrupt):
+        predict_map(
+            local_spec(),
+            scenes,
+            out,
+            windows=windows,
+            execution=ExecutionOptions(threads=1),
+            progress=False,
+            on_block=interrupt,
+        )
+    assert json.loads((work_dir(out) / "manifest.json").read_text())["threads"] == 1
+    computed: list[int] = []
+    predict_map(
+        local_spec(), scenes, out, windows=windows, progress=False, on_block=computed.append
+    )
+    assert computed == [1, 2]
+    with rasterio.open(out) as src:
+        assert src.tags()["THREADS"] == "1"
+
+    # An explicit, different count starts over: CPU results depend on it.
+    with pytest.raises(KeyboardInterrupt):
+        predict_map(
+            local_spec(),
+            scenes,
+            out,
+            windows=windows,
+            execution=ExecutionOptions(threads=1),
+            progress=False,
+            on_block=interrupt,
+        )
+    computed.clear()
+    predict_map(
+        local_spec(),
+        scenes,
+        out,
+        windows=windows,
+        execution=ExecutionOptions(threads=2),
+        progress=False,
+        on_block=computed.append,
+    )
+    assert computed == [0, 1, 2]
+
+    fresh = predict_map(
+        local_spec(), scenes, tmp_path / "fresh.tif", windows=windows, progress=False
+    )
+    with rasterio.open(fresh) as src:
+        assert src.tags()["THREADS"] == "3"
+
+
+# -- concurrent runs ----------------------------------------------------------------------------
+
+HELD_RUN = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from sarcrop.options import WindowOptions
+    from sarcrop.prediction import predict_map
+
+    ready, go = Path(sys.argv[4]), Path(sys.argv[5])
+
+    def hold(index):
+        if index == 0:
+            ready.touch()
+            deadline = time.monotonic() + 120
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    predict_map(sys.argv[1], sys.argv[2], sys.argv[3],
+                windows=WindowOptions(window=96, overlap=16), progress=False, on_block=hold)
+""")
+
+
+def test_a_second_run_on_the_same_map_fails_at_once(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "shared.tif"
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    first = subprocess.Popen(
+        [sys.executable, "-c", HELD_RUN, str(ckpt), str(scenes), str(out), str(ready), str(go)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists():
+            assert first.poll() is None, first.communicate()[1]
+            assert time.monotonic() < deadline, "the first run did not reach its first block"
+            time.sleep(0.1)
+        blocks = sorted(work_dir(out).glob("block-*.npz"))
+        windows = WindowOptions(window=96, overlap=16)
+        start = time.monotonic()
+        with pytest.raises(SarcropError, match="another predict is writing this map") as info:
+            predict_map(ckpt, scenes, out, windows=windows, progress=False)
+        assert time.monotonic() - start < 30  # refused, not queued behind the first run
+        assert str(out) in str(info.value) and "\n" not in str(info.value)
+        args = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--quiet"]
+        assert cli_main([*args, "--window", "96", "--overlap", "16", "--no-resume"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "another predict" in err, err
+        # The refused runs touched nothing of the first one's work.
+        assert sorted(work_dir(out).glob("block-*.npz")) == blocks and blocks
+        go.touch()
+        _, stderr = first.communicate(timeout=300)
+    finally:
+        go.touch()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, stderr
+    assert out.exists() and not work_dir(out).exists()
+    assert not lock_path(out).exists()  # no debris after a successful run
+    # The lock is free again.
+    predict_map(ckpt, scenes, out, windows=WindowOptions(window=96, overlap=16), progress=False)
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def test_a_simulated_region_folder_is_read_as_its_scenes(
+    scenes: Path, reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    region = tmp_path / "region"
+    shutil.copytree(scenes, region / "s1")
+    (region / "region.json").write_text(json.dumps({"region": "test", "files": {"scenes": "s1"}}))
+    with rasterio.open(next(scenes.glob("*.tif"))) as src:  # a decoy raster beside the scenes
+        profile = src.profile | {"count": 1, "dtype": "int16", "nodata": -1}
+    with rasterio.open(region / "labels.tif", "w", **profile) as dst:
+        dst.write(np.zeros((1, profile["height"], profile["width"]), np.int16))
+    windows = WindowOptions(window=160, overlap=32, block_windows=1)
+    out = predict_map(
+        local_spec(), region, tmp_path / "region.tif", windows=windows, progress=False
+    )
+    np.testing.assert_array_equal(read_map(out), read_map(reference))
+    with rasterio.open(out) as src:
+        assert "s1" in src.tags()["IMAGES"]
+
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    cli_out = tmp_path / "cli-region.tif"
+    args = ["predict", str(ckpt), "--images", str(region), "--out", str(cli_out), "--quiet"]
+    assert cli_main(args) == 0, capsys.readouterr().err
+    assert read_map(cli_out).shape == (2, 300, 280)
+
+
+# -- optional ONNX Runtime ----------------------------------------------------------------------
+
+
+def test_importing_sarcrop_never_imports_onnx() -> None:
+    code = (
+        "import sys, sarcrop.prediction, sarcrop.prediction.distributed;"
+        "from sarcrop.cli import build_parser; build_parser();"
+        "print(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_missing_onnxruntime_names_the_extra(
+    scenes: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    out = tmp_path / "m.tif"
+    with pytest.raises(SarcropError, match=r"pip install 'sarcrop\[onnx\]'") as info:
+        predict_map(ckpt, scenes, out, execution=ExecutionOptions(engine="onnx"), progress=False)
+    assert "onnxruntime" in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists() and not work_dir(out).exists() and not lock_path(out).exists()
+    args = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--engine", "onnx"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sarcrop[onnx]" in err and len(err.splitlines()) == 1

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from distributed import LocalCluster
 
+from sarcrop.options import ExecutionOptions, WindowOptions
 from sarcrop.prediction import WindowLayout, predict_map
 from sarcrop.prediction.predict import work_dir
 from test_predict import read_map, save_tiny_checkpoint, write_scenes
 
 # 4 × 4 windows in blocks of 2: block borders cross the area in both directions.
-OPTIONS = {"window": 64, "overlap": 16, "batch_size": 3, "block_windows": 2, "progress": False}
+WINDOWS = WindowOptions(window=64, overlap=16, batch_size=3, block_windows=2)
+OPTIONS = {"windows": WINDOWS, "progress": False}
 
 
 def two_worker_cluster() -> LocalCluster:
@@ -42,9 +44,8 @@ def test_existing_cluster_matches_single_process(
 ) -> None:
     scenes, ckpt, single = inputs
     with two_worker_cluster() as cluster:
-        out = predict_map(
-            ckpt, scenes, tmp_path / "dask.tif", scheduler=cluster.scheduler_address, **OPTIONS
-        )
+        execution = ExecutionOptions(scheduler=cluster.scheduler_address)
+        out = predict_map(ckpt, scenes, tmp_path / "dask.tif", execution=execution, **OPTIONS)
     expected, got = read_map(single), read_map(out)
     assert got.dtype == np.uint8 and got.shape == (2, 200, 180)
     np.testing.assert_array_equal(got, expected)
@@ -64,6 +65,9 @@ def test_local_workers_resume_a_single_process_run(
     with pytest.raises(KeyboardInterrupt):
         predict_map(ckpt, scenes, out, on_block=interrupt, **OPTIONS)
     done: list[int] = []
-    predict_map(ckpt, scenes, out, workers=2, on_block=done.append, **OPTIONS)
+    # The default thread count of two workers differs from one process's; the resumed run
+    # keeps the count its finished blocks were computed with.
+    workers = ExecutionOptions(workers=2)
+    predict_map(ckpt, scenes, out, execution=workers, on_block=done.append, **OPTIONS)
     assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2).n_blocks))
     np.testing.assert_array_equal(read_map(out), read_map(single))

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from pydantic import ValidationError
 
 from sarcrop.cli import main as cli_main
-from sarcrop.errors import SarcropError
+from sarcrop.options import ExecutionOptions, WindowOptions
 from sarcrop.prediction import predict_map
 from sarcrop.prediction.predict import work_dir
 from test_predict import read_map, save_tiny_checkpoint, write_scenes
@@ -19,7 +19,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 # 5 windows per block, at most 4 per batch: ONNX batches of 3, the last one (2) padded to 3.
-OPTIONS = {"window": 64, "overlap": 16, "batch_size": 4, "progress": False}
+OPTIONS = {"windows": WindowOptions(window=64, overlap=16, batch_size=4), "progress": False}
+ONNX = ExecutionOptions(engine="onnx")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, 
     scenes = write_scenes(root / "scenes", 200, 230, seed=7)
     ckpt = save_tiny_checkpoint(root / "tiny.safetensors")
     torch_map = predict_map(ckpt, scenes, root / "torch.tif", **OPTIONS)
-    onnx_map = predict_map(ckpt, scenes, root / "onnx.tif", engine="onnx", **OPTIONS)
+    onnx_map = predict_map(ckpt, scenes, root / "onnx.tif", execution=ONNX, **OPTIONS)
     return scenes, ckpt, torch_map, onnx_map
 
 
@@ -62,8 +63,7 @@ def test_dask_onnx_matches_single_process_bit_for_bit(
             ckpt,
             scenes,
             tmp_path / "dask.tif",
-            engine="onnx",
-            scheduler=cluster.scheduler_address,
+            execution=ONNX.updated(scheduler=cluster.scheduler_address),
             **OPTIONS,
         )
     np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
@@ -82,7 +82,7 @@ def test_engine_is_part_of_the_resume_fingerprint(
     with pytest.raises(KeyboardInterrupt):
         predict_map(ckpt, scenes, out, on_block=interrupt, **OPTIONS)  # torch strip 0 saved
     computed: list[int] = []
-    predict_map(ckpt, scenes, out, engine="onnx", on_block=computed.append, **OPTIONS)
+    predict_map(ckpt, scenes, out, execution=ONNX, on_block=computed.append, **OPTIONS)
     assert computed == [0, 1, 2, 3]
     np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
 
@@ -96,26 +96,6 @@ def test_cli_engine_onnx(inputs: tuple[Path, Path, Path, Path], tmp_path: Path) 
     np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
 
 
-def test_missing_onnxruntime_is_a_one_line_error(
-    inputs: tuple[Path, Path, Path, Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    scenes, ckpt, _, _ = inputs
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    out = tmp_path / "m.tif"
-    with pytest.raises(SarcropError, match="pip install onnxruntime") as info:
-        predict_map(ckpt, scenes, out, engine="onnx", **OPTIONS)
-    assert "\n" not in str(info.value)
-    assert not out.exists() and not work_dir(out).exists()
-    args = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--engine", "onnx"]
-    assert cli_main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert "onnxruntime" in err and len(err.splitlines()) == 1
-
-
-def test_unknown_engine_is_refused(inputs: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
-    scenes, ckpt, _, _ = inputs
-    with pytest.raises(SarcropError, match="engine must be one of torch, onnx"):
-        predict_map(ckpt, scenes, tmp_path / "m.tif", engine="tensorrt", **OPTIONS)  # type: ignore[arg-type]
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValidationError, match="torch"):
+        ExecutionOptions(engine="tensorrt")  # type: ignore[arg-type]

@@ -20,8 +20,10 @@ from sarcrop.data.season import Season
 from sarcrop.data.split import split_patches
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import InputDataError
+from sarcrop.options import SplitOptions, TilingOptions
 
 P = 16
+TILES = TilingOptions(patch_size=P)
 H, W = 40, 52  # not multiples of P: edge patches are padded
 UTM = CRS.from_epsg(32631)
 TRANSFORM = Affine(10, 0, 600000, 0, -10, 4800000)
@@ -99,8 +101,8 @@ def test_prepare_georeference_labels_and_stats(region, tmp_path):
         tmp_path / "ds.zarr",
         labels=labels,
         season=SEASON,
-        patch_size=P,
-        seed=1,
+        tiling=TILES,
+        split=SplitOptions(seed=1),
         positive=["rice"],
         progress=False,
     )
@@ -163,7 +165,7 @@ def test_normalisation_ignores_extreme_test_patches(tmp_path):
     labels = write_labels(tmp_path / "labels.tif", np.zeros((H, W), np.uint8))
     store = DatasetStore(
         prepare(
-            scenes, tmp_path / "ds.zarr", labels=labels, season=SEASON, patch_size=P, progress=False
+            scenes, tmp_path / "ds.zarr", labels=labels, season=SEASON, tiling=TILES, progress=False
         )
     )
     assert store.split == split
@@ -188,10 +190,8 @@ def test_prepare_with_parcels_and_skipped_patches(region, tmp_path):
         tmp_path / "p.zarr",
         labels=path,
         season=SEASON,
-        patch_size=P,
-        stride=8,
-        split="block",
-        block=2,
+        tiling=TilingOptions(patch_size=P, stride=8),
+        split=SplitOptions(method="block", block=2),
         progress=False,
     )
     store = DatasetStore(out)
@@ -214,8 +214,7 @@ def test_prepare_with_parcels_and_skipped_patches(region, tmp_path):
             tmp_path / "q.zarr",
             labels=path,
             season=SEASON,
-            patch_size=P,
-            min_valid_fraction=0.5,
+            tiling=TilingOptions(patch_size=P, min_valid_fraction=0.5),
             progress=False,
         )
     )
@@ -227,7 +226,7 @@ def test_prepare_errors(region, tmp_path):
     late = Season(dt.date(2022, 1, 1), steps=3, days=10)
     with pytest.raises(InputDataError, match="no acquisition falls in the season"):
         prepare(
-            scenes, tmp_path / "x.zarr", labels=labels, season=late, patch_size=P, progress=False
+            scenes, tmp_path / "x.zarr", labels=labels, season=late, tiling=TILES, progress=False
         )
     with pytest.raises(InputDataError, match="classes present: other, maize, rice"):
         prepare(
@@ -235,7 +234,7 @@ def test_prepare_errors(region, tmp_path):
             tmp_path / "x.zarr",
             labels=labels,
             season=SEASON,
-            patch_size=P,
+            tiling=TILES,
             positive=["barley"],
             progress=False,
         )
@@ -266,7 +265,7 @@ def test_cli_prepare_region_folder(region, tmp_path, capsys):
     store = DatasetStore(out)
     assert store.metadata.region == "testland" and store.metadata.year == 2021
     assert store.season == SEASON
-    same = prepare_region(root, tmp_path / "api.zarr", patch_size=P, progress=False)
+    same = prepare_region(root, tmp_path / "api.zarr", tiling=TILES, progress=False)
     assert DatasetStore(same).split == store.split
 
     code = main(
@@ -286,3 +285,159 @@ def test_cli_prepare_region_folder(region, tmp_path, capsys):
     )
     assert code == 2
     assert "barley" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ option groups, whole splits
+
+
+def _same_store(a: DatasetStore, b: DatasetStore) -> None:
+    assert a.offsets == b.offsets and a.split == b.split and a.classes == b.classes
+    assert a.season == b.season and a.normalization == b.normalization
+    assert a.metadata.source["composite"] == b.metadata.source["composite"]
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a.read_image(i), b.read_image(i))
+        np.testing.assert_array_equal(a.read_labels(i), b.read_labels(i))
+
+
+def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
+    from sarcrop.experiments.config import experiment_config_from_dict
+    from sarcrop.experiments.runner import ExperimentRunner
+    from sarcrop.options import CompositeOptions
+
+    _, scenes, labels = region
+    season = Season(dt.date(2021, 4, 1), steps=2, days=15)
+    api = prepare(
+        scenes,
+        tmp_path / "api.zarr",
+        labels=labels,
+        season=season,
+        composite=CompositeOptions(method="median", space="db", speckle_filter=3),
+        tiling=TilingOptions(patch_size=P, stride=8),
+        split=SplitOptions(method="block", block=2, seed=3),
+        progress=False,
+    )
+    cli = tmp_path / "cli.zarr"
+    argv = ["prepare", "--images", str(scenes), "--labels", str(labels), "--out", str(cli)]
+    argv += ["--season-start", "2021-04-01", "--timesteps", "2", "--days", "15"]
+    argv += ["--method", "median", "--space", "db", "--speckle-filter", "3"]
+    argv += ["--patch-size", str(P), "--stride", "8"]
+    argv += ["--split", "block", "--block", "2", "--seed", "3", "--quiet"]
+    assert main(argv) == 0
+    region_yaml = {
+        "images": str(scenes),
+        "labels": str(labels),
+        "season_start": "2021-04-01",
+        "timesteps": 2,
+        "days": 15,
+        "composite": {"method": "median", "space": "db", "speckle_filter": 3},
+        "tiling": {"patch_size": P, "stride": 8},
+        "split": {"method": "block", "block": 2, "seed": 3},
+    }
+    config = experiment_config_from_dict(
+        {
+            "name": "t",
+            "regions": {"a": region_yaml},
+            "pretrain": {"checkpoint": str(tmp_path / "unused.safetensors")},
+            "scenarios": [{"finetune": "a", "test": "a", "crop": "rice"}],
+        }
+    )
+    runner_store, _ = ExperimentRunner(config, tmp_path / "run").region_store("a")
+
+    stores = [DatasetStore(p) for p in (api, cli, runner_store)]
+    assert stores[0].metadata.source["composite"] == {
+        "method": "median",
+        "space": "db",
+        "min_acquisitions": 1,
+        "speckle_filter": 3,
+    }
+    assert stores[0].metadata.source["split"]["method"] == "block"
+    assert stores[0].steps == 2 and stores[0].metadata.stride == 8
+    for other in stores[1:]:
+        _same_store(stores[0], other)
+
+
+def test_yaml_region_options_are_validated_as_groups():
+    from sarcrop.errors import ConfigError
+    from sarcrop.experiments.config import experiment_config_from_dict
+
+    def config(region: dict) -> dict:
+        return {
+            "name": "t",
+            "regions": {"a": {"simulate": {"preset": "spain"}, **region}},
+            "pretrain": {"region": "a"},
+            "scenarios": [{"finetune": "a", "test": "a", "crop": "rice"}],
+        }
+
+    with pytest.raises(ConfigError, match=r"patch_size: unknown key"):
+        experiment_config_from_dict(config({"patch_size": 32}))
+    with pytest.raises(ConfigError, match=r"tiling.patch_size"):
+        experiment_config_from_dict(config({"tiling": {"patch_size": 4}}))
+    parsed = experiment_config_from_dict(config({"split": {"method": "test"}}))
+    assert parsed.regions["a"].split.method == "test"
+    assert parsed.regions["a"].tiling == TilingOptions()  # the API's defaults
+
+
+def test_speckle_filtered_strips_match_the_whole_area(region, tmp_path):
+    from sarcrop.data.composite import composite
+    from sarcrop.data.reader import open_scenes
+    from sarcrop.options import CompositeOptions
+
+    _, scenes, labels = region
+    options = CompositeOptions(speckle_filter=5)
+    store = DatasetStore(
+        prepare(
+            scenes,
+            tmp_path / "f.zarr",
+            labels=labels,
+            season=SEASON,
+            composite=options,
+            tiling=TILES,
+            progress=False,
+        )
+    )
+    whole = composite(open_scenes(scenes), SEASON, ("VH", "VV"), **options.model_dump())
+    plain = composite(open_scenes(scenes), SEASON, ("VH", "VV"))
+    for i, (r, c) in enumerate(store.offsets):
+        h, w = min(P, H - r), min(P, W - c)
+        image = store.read_image(i)[:, :, :h, :w]
+        np.testing.assert_allclose(image, whole[:, :, r : r + h, c : c + w], rtol=1e-5)
+    assert not np.allclose(whole, plain, equal_nan=True)  # the filter did something
+
+
+@pytest.mark.parametrize("side", ["train", "test"])
+def test_a_whole_location_goes_to_one_split(region, tmp_path, capsys, side):
+    _, scenes, labels = region
+    out = tmp_path / f"{side}.zarr"
+    argv = ["prepare", "--images", str(scenes), "--labels", str(labels), "--out", str(out)]
+    argv += ["--season-start", "2021-04-01", "--timesteps", "3", "--days", "10"]
+    assert main([*argv, "--patch-size", str(P), "--split", side, "--quiet"]) == 0
+    text = capsys.readouterr().out
+    store = DatasetStore(out)
+    assert store.split == [side] * len(store) and len(store) == 12
+    assert store.metadata.statistics["patches"][side] == 12
+    images = np.stack([store.read_image(i) for i in range(len(store))])
+    expected_min = [np.nanmin(images[:, :, b]) for b in range(2)]
+    assert store.normalization.min == pytest.approx(expected_min)
+    if side == "train":
+        assert store.normalization.method == "minmax"
+        assert "minmax, train only" in text
+    else:
+        # Recorded for reference, marked so nobody mistakes it for training statistics.
+        assert store.normalization.method == "minmax (test patches)"
+        assert "normalisation (minmax (test patches))" in text
+        # Usable for evaluation with another model's statistics.
+        theirs = {"min": [-30.0, -25.0], "max": [0.0, 5.0], "bands": ["VH", "VV"]}
+        sample = PatchDataset(store, "test", "rice", normalization=theirs)[0]
+        raw = store.read_image(store.indices("test")[0])
+        expected = np.nan_to_num(np.clip((raw[:, 0] + 30) / 30, 0, 1))
+        np.testing.assert_allclose(sample["image"][:, 0], expected, rtol=1e-5)
+        assert PatchDataset(store, "train", "rice").indices == []
+
+
+def test_invalid_options_fail_before_any_work():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="stride 32 is larger than patch_size 16"):
+        TilingOptions(patch_size=16, stride=32)
+    with pytest.raises(ValidationError):
+        SplitOptions(method="random")

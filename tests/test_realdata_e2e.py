@@ -22,6 +22,7 @@ from sarcrop.data.season import Season
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import InputDataError
 from sarcrop.evaluation.metrics import read_metrics_json
+from sarcrop.options import LabelOptions, SceneOptions, TilingOptions
 from sarcrop.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.realdata
@@ -105,7 +106,7 @@ def test_flanders_baseline_cli(stores: dict[str, Path], tmp_path: Path) -> None:
             str(stores["test"]),
             "--positive",
             "maize",
-            "--trees",
+            "--n-estimators",
             "20",
             "--jobs",
             "1",
@@ -152,16 +153,67 @@ def test_prepare_worldcereal_netcdf(shared_data: Path, tmp_path: Path) -> None:
         tmp_path / "nc.zarr",
         labels=labels,
         season=Season(dt.date(2018, 4, 21)),
-        code_map={1200: "maize"},
+        label_options=LabelOptions(code_map={1200: "maize"}),
         positive=["maize"],
-        patch_size=64,
-        resolution=10,
+        scenes=SceneOptions(resolution=10),
+        tiling=TilingOptions(patch_size=64),
         progress=False,
     )
     store = DatasetStore(out)
     assert len(store) == 1 and store.grid.resolution == (10.0, 10.0)
     assert int((store.read_labels(0) == store.classes.index("maize")).sum()) == 1249
     assert store.metadata.source["acquisitions_per_period"] == [8, 6, 6, 8, 5, 6, 8, 5]
+
+
+@pytest.mark.parametrize("location", ["00002806639B424A", "000028085BF08E7E"])
+def test_worldcereal_netcdf_labels_as_published(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], location: str
+) -> None:
+    """``--labels OUTPUT_POLY-110_*.nc`` (CT by default) gives the GeoTIFF labels' classes."""
+    folder = _patches(shared_data)
+    cube = next((folder / "netcdf" / location).glob("S1_GRD-ASCENDING_*.nc"))
+    labels_nc = next((folder / "netcdf" / location).glob("OUTPUT_POLY-110_*.nc"))
+    labels_tif = folder / "geotiff" / f"{location}_labels_CT_LC_10m.tif"
+    legend = folder / "legend" / "wc2eurocrops_map.csv"
+    scenes = ["--images", str(cube), "--season-start", f"{example.SEASON_START[location]}"]
+    scenes += ["--resolution", "10", "--patch-size", "32", "--quiet"]
+    crops = ["--legend", str(legend), "--positive", "maize"]
+    stores = {}
+    for kind, labels in (("nc", labels_nc), ("tif", labels_tif)):
+        out = tmp_path / f"{kind}.zarr"
+        argv = ["prepare", *scenes, *crops, "--labels", str(labels), "--out", str(out)]
+        assert cli_main(argv) == 0
+        stores[kind] = DatasetStore(out)
+    capsys.readouterr()
+    nc, tif = stores["nc"], stores["tif"]
+    assert nc.classes == tif.classes and set(nc.classes) == {"maize", "other"}
+    assert nc.metadata.statistics["class_pixels"] == tif.metadata.statistics["class_pixels"]
+    for i in range(len(tif)):
+        np.testing.assert_array_equal(nc.read_labels(i), tif.read_labels(i))
+    maize = nc.classes.index("maize")
+    assert (
+        sum(int((nc.read_labels(i) == maize).sum()) for i in range(len(nc)))
+        == (MAIZE_PIXELS[location])
+    )
+
+    # Another variable by name: land cover, every code named.
+    out = tmp_path / "lc.zarr"
+    land = ["--code-map", '{"11": "annual", "13": "grass", "60": "built"}', "--labels"]
+    land += [str(labels_nc), "--label-variable", "LC"]
+    assert cli_main(["prepare", *scenes, *land, "--out", str(out)]) == 0
+    pixels = DatasetStore(out).metadata.statistics["class_pixels"]
+    total = {k: pixels["train"][k] + pixels["test"][k] for k in ("annual", "grass", "built")}
+    import xarray as xr
+
+    with xr.open_dataset(labels_nc) as ds:
+        codes = ds["LC"].values
+    assert total == {
+        n: int((codes == c).sum()) for n, c in (("annual", 11), ("grass", 13), ("built", 60))
+    }
+    assert total["annual"] > 0
+    land[-1] = "IRRIGATION"
+    assert cli_main(["prepare", *scenes, *land, "--out", str(out)]) == 2
+    assert "no label variable 'IRRIGATION'" in capsys.readouterr().err
 
 
 def test_prepare_togo_named_bands_with_label_raster(shared_data: Path, tmp_path: Path) -> None:
@@ -187,10 +239,10 @@ def test_prepare_togo_named_bands_with_label_raster(shared_data: Path, tmp_path:
         path,
         tmp_path / "togo.zarr",
         labels=labels,
-        class_names=["noncrop", "crop"],
+        label_options=LabelOptions(class_names=("noncrop", "crop")),
         positive=["crop"],
         season=Season(dt.date(2019, 2, 6), steps=4, days=30),
-        patch_size=16,
+        tiling=TilingOptions(patch_size=16),
         progress=False,
     )
     store = DatasetStore(out)
@@ -213,10 +265,10 @@ def test_prepare_stac_catalog_over_real_files(shared_data: Path, tmp_path: Path)
         catalog,
         tmp_path / "stac.zarr",
         labels=folder / f"{location}_labels_CT_LC_10m.tif",
-        code_map={1200: "maize"},
+        label_options=LabelOptions(code_map={1200: "maize"}),
         season=season,
-        patch_size=32,
-        resolution=10,
+        scenes=SceneOptions(resolution=10),
+        tiling=TilingOptions(patch_size=32),
         progress=False,
     )
     store = DatasetStore(out)
@@ -232,7 +284,7 @@ def test_prepare_camargue_vv_only_names_missing_vh(shared_data: Path, tmp_path: 
             tmp_path / "camargue.zarr",
             labels=tmp_path / "unused.tif",
             season=Season(dt.date(2015, 3, 1)),
-            patch_size=64,
+            tiling=TilingOptions(patch_size=64),
             progress=False,
         )
     assert not (tmp_path / "camargue.zarr").exists()

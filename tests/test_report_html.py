@@ -18,7 +18,7 @@ from PIL import Image
 import browser_support
 from sarcrop.cli import main as cli_main
 from sarcrop.errors import SarcropError
-from sarcrop.evaluation.tables import format_cell
+from sarcrop.evaluation.tables import Cell, Row, Table, format_cell
 from sarcrop.reports.figures import (
     PanelRow,
     early_season_plot,
@@ -27,12 +27,7 @@ from sarcrop.reports.figures import (
     signature_plot,
     training_curves,
 )
-from sarcrop.reports.html import (
-    ReportError,
-    format_duration,
-    markdown_table_html,
-    render_report,
-)
+from sarcrop.reports.html import ReportError, format_duration, render_report
 
 chromium = browser_support.chromium
 
@@ -375,29 +370,56 @@ def test_links_are_relative_to_the_output(run_dir, tmp_path):
         assert (out.parent / link).resolve().is_file()
 
 
-def test_markdown_table_conversion():
-    markdown = (
-        "*IoU of the positive class*\n\n"
-        "| Fine-tuning | Spain | Spain | France |\n"
-        "| --- | --- | --- | --- |\n"
-        "| **Test** | Spain | France | France |\n"
-        "| **Feature** | VH | VH | VH\\|VV |\n"
-        "| **RF** | 0.50 (paper 0.87) | 0.70 | – |\n"
-        "| **FTE** | 0.60 ± 0.01 (paper 0.90) | 0.40 | 0.30 |\n"
+def test_table_model_renders_html_with_groups_escaping_and_labels():
+    header = (
+        ("Fine-tuning", "Spain", "Spain", "France"),
+        ("Test", "Spain", "France", "France"),
+        ("Feature", "VH", "VH", "VH|VV"),
     )
-    table = markdown_table_html(markdown, header_rows=2, table_id="t", highlight_max=True)
-    assert "<caption>IoU of the positive class</caption>" in table
-    assert '<th scope="col" colspan="2">Spain</th>' in table  # grouped fine-tuning region
-    assert table.count('colspan="2"') == 1  # Test row: Spain|France differ within the group
-    assert '<th scope="col">VH|VV</th>' in table
-    assert '<span class="paper" title="published value">paper 0.90</span>' in table
-    dom = browser_support.read_dom(table)
-    body = dom.table("t").rows["tbody"]
-    assert body == [
-        ["RF", "0.50 paper 0.87", "0.70", "–"],
-        ["FTE", "0.60 ± 0.01 paper 0.90", "0.40", "0.30"],
+    rows = (
+        Row(("RF",), (Cell(0.5, None, 0.87, "simulated", 2), Cell(0.7, digits=2), Cell(None))),
+        Row(
+            ("<b>FTE</b>",),
+            (Cell(0.6, 0.01, 0.9, "simulated", 2), Cell(0.4, digits=2), Cell(0.3, digits=2)),
+        ),
+    )
+    table = Table("IoU & co", header, rows, ("ours (simulated) [paper, real data]",))
+    markup = table.to_html(table_id="t", highlight_max=True)
+    assert "<caption>IoU &amp; co</caption>" in markup
+    assert '<th scope="col" colspan="2">Spain</th>' in markup  # grouped fine-tuning region
+    assert markup.count('colspan="2"') == 1  # Test row: Spain|France differ within the group
+    assert '<th scope="col">VH|VV</th>' in markup
+    assert "&lt;b&gt;FTE&lt;/b&gt;" in markup and "<b>" not in markup
+    assert 'title="ours: simulated data; paper: its real data"' in markup
+    assert '<p class="table-note">ours (simulated) [paper, real data]</p>' in markup
+    dom = browser_support.read_dom(markup)
+    assert dom.table("t").rows["tbody"] == [
+        ["RF", "0.50 (paper 0.87)", "0.70", "–"],
+        ["<b>FTE</b>", "0.60 ± 0.01 (paper 0.90)", "0.40", "0.30"],
     ]
-    assert table.count('class="best"') == 2  # columns with numbers in at least two rows
+    assert len(dom.table("t").rows["thead"]) == 3
+    assert markup.count('class="best"') == 2  # columns with values in at least two rows
+
+
+def test_report_labels_simulated_numbers_and_cites_the_paper(run_dir, tmp_path):
+    manifest = json.loads((run_dir / "experiment.json").read_text(encoding="utf-8"))
+    for scenario in manifest["scenarios"]:
+        scenario["data"] = "real" if scenario["id"].startswith("netherlands") else "simulated"
+    run = tmp_path / "labelled"
+    run.mkdir()
+    (run / "experiment.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (run / "results.csv").write_bytes((run_dir / "results.csv").read_bytes())
+    text = render_report(run).read_text(encoding="utf-8")
+    dom = browser_support.read_dom(text)
+    assert "Towards Global Crop Maps with Transfer Learning" in dom.text
+    assert "arXiv:2211.04755" in dom.text
+    assert "measured on simulated data and real data" in dom.text
+    # The legend under Table 1 says which columns are simulated and which real.
+    assert "simulated data (Spain → Spain VH, Spain → France VH, Korea → Korea VH)" in dom.text
+    assert "real data (The Netherlands → The Netherlands VH|VV)" in dom.text
+    assert "in brackets (paper …): the value published in Table 1 of Jo et al." in dom.text
+    assert 'title="ours: simulated data; paper: its real data"' in text
+    assert "ours measured on simulated data — the paper's experiment 1 (real data)" in dom.text
 
 
 def test_format_duration():

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     from sarcrop.data.prepare import prepare
     from sarcrop.data.season import Season
+    from sarcrop.options import TilingOptions
 
     root = tmp_path_factory.mktemp("inputs")
     fs.write_scenes(root / "scenes")
@@ -33,7 +34,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
         root / "scenes",
         root / "store.zarr",
         labels=root / "labels.tif",
-        patch_size=fs.PATCH,
+        tiling=TilingOptions(patch_size=fs.PATCH),
         season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
         progress=False,
     )
@@ -215,7 +216,7 @@ def test_training_config_values_are_never_executed(tmp_path, monkeypatch, templa
     marker = tmp_path / "marker"
     value = template.format(m=marker)
     config = tmp_path / "train.yaml"
-    for key in ("accelerator", "strategy", "precision"):
+    for key in ("accelerator", "distributed", "precision"):
         config.write_text(yaml.safe_dump({key: value}))
         loaded = TrainConfig.from_yaml(config)
         assert getattr(loaded, key) == value  # kept literally
@@ -309,7 +310,7 @@ def test_experiment_values_are_never_executed(tmp_path, monkeypatch, template):
     marker = tmp_path / "marker"
     monkeypatch.chdir(tmp_path)
     value = template.format(m=marker)
-    path = _experiment(tmp_path, label_column=value)
+    path = _experiment(tmp_path, label_options={"column": value})
     with pytest.raises(SarcropError):  # the store file is missing; the value is inert
         experiments_config.load_experiment_config(path)
     data = yaml.safe_load(path.read_text())

@@ -64,7 +64,7 @@ def make_items(n: int, seed: int = 0) -> list[dict]:
     ]
 
 
-def make_store(path, n: int = 10) -> str:
+def make_store(path, n: int = 10, positive: list[str] | None = None) -> str:
     images, labels = make_patches(n, bands=2)
     images[:, :, 1] += 6.0  # VV a few dB above VH
     meta = StoreMetadata(
@@ -79,6 +79,7 @@ def make_store(path, n: int = 10) -> str:
         normalization=Normalization((-30.0, -25.0), (0.0, 5.0), ("VH", "VV")),
         region="spain",
         year=2021,
+        positive=positive,
     )
     write_store(path, images, labels, meta)
     return str(path)
@@ -293,7 +294,7 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
 
 
 def test_cli_train_evaluate_finetune_on_a_store(tmp_path, capsys):
-    store = make_store(tmp_path / "store.zarr")
+    store = make_store(tmp_path / "store.zarr", positive=["rice"])
     common = [
         "--epochs",
         "2",
@@ -301,7 +302,7 @@ def test_cli_train_evaluate_finetune_on_a_store(tmp_path, capsys):
         "4",
         "--lr",
         "0.01",
-        "--no-progress",
+        "--quiet",
         "--accelerator",
         "cpu",
     ]
@@ -328,7 +329,9 @@ def test_cli_train_evaluate_finetune_on_a_store(tmp_path, capsys):
     assert pre.normalization["min"] == [-30.0]
 
     metrics = tmp_path / "metrics.json"
-    assert main(["evaluate", str(checkpoint), store, "--early-season", "--out", str(metrics)]) == 0
+    assert (
+        main(["evaluate", str(checkpoint), store, "--timesteps", "all", "--out", str(metrics)]) == 0
+    )
     table = capsys.readouterr().out
     assert "IoU" in table and "test, 3 patches" in table
     result = json.loads(metrics.read_text())
@@ -372,3 +375,55 @@ def test_cli_reports_bad_inputs_in_one_line(tmp_path, capsys):
         main(["train", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(config)]) == 2
     )
     assert "learning_rate: unknown setting" in capsys.readouterr().err
+
+
+def test_training_flags_are_the_config_fields(tmp_path):
+    import argparse
+
+    from sarcrop.cli.train import add_training_options, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_training_options(parser)
+    dests = {action.dest for action in parser._actions}
+    assert set(TrainConfig.model_fields) - {"progress_bar"} <= dests  # --quiet sets that one
+    yaml_file = tmp_path / "train.yaml"
+    yaml_file.write_text("epochs: 7\npatience: 3\ndistributed: ddp\n")
+    argv = ["--config", str(yaml_file), "--patience", "0", "--devices", "2", "--quiet"]
+    config = config_from_args(parser.parse_args([*argv, "--threshold", "0.3"]))
+    assert config.epochs == 7 and config.distributed == "ddp"  # from the YAML
+    assert config.patience is None  # 0 switches early stopping off
+    assert config.devices == 2 and config.threshold == 0.3 and config.progress_bar is False
+
+
+def test_renamed_and_missing_settings_are_one_line_errors(tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text("strategy: ddp\n")
+    argv = ["train", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(config)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "train.yaml: strategy: renamed to 'distributed'" in err and err.count("\n") == 1
+    store = make_store(tmp_path / "store.zarr")  # records no positive class
+    assert main(["train", store, "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
+    assert "records no positive class" in capsys.readouterr().err
+
+
+def test_ri_is_the_architecture_trained_on_the_target_statistics(tmp_path):
+    from sarcrop.training import finetune, save_checkpoint, train_ri
+
+    store = make_store(tmp_path / "store.zarr", positive=["rice"])
+    normalization = {"min": [-40.0], "max": [10.0], "bands": ["VH"], "method": "minmax"}
+    pre = meta().model_copy(update={"normalization": normalization})
+    checkpoint = save_checkpoint(tmp_path / "pre.safetensors", tiny_model(), pre)
+    with pytest.raises(ConfigError, match="ri trains from scratch"):
+        finetune(checkpoint, store, tmp_path / "x", strategy="ri", normalization="checkpoint")
+    config = quick(epochs=1)
+    bands = ["VH", "VV"]
+    ri = finetune(checkpoint, store, tmp_path / "ri", strategy="ri", bands=bands, config=config)
+    tuned = read_metadata(ri.checkpoint)
+    assert tuned.strategy == "ri" and tuned.parent["bands"] == ["VH"]
+    assert tuned.normalization["min"] == [-30.0, -25.0]  # the target's, not the checkpoint's
+    direct = train_ri(store, tmp_path / "direct", model_options=OPTIONS, bands=bands, config=config)
+    a, _ = load_checkpoint(ri.checkpoint)
+    b, _ = load_checkpoint(direct.checkpoint)
+    state = b.state_dict()
+    assert all(torch.equal(value, state[name]) for name, value in a.state_dict().items())

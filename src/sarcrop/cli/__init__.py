@@ -21,6 +21,7 @@ from sarcrop.errors import SarcropError
 COMMANDS = (
     "simulate",
     "prepare",
+    "merge",
     "train",
     "finetune",
     "evaluate",

@@ -3,13 +3,18 @@
 The forest is fitted on the train split of STORE and scored on the test split of STORE, or of
 ``--test-store`` when the test area is another store (another location or year, as in the
 paper's transfer scenarios). Both are scaled with STORE's train statistics, so the test area
-is seen as a model deployed from the training area would see it.
+is seen as a model deployed from the training area would see it. The experiments' ``rf``
+method runs the same :func:`sarcrop.evaluation.baseline.run_baseline` with the YAML's
+``baseline:`` section, whose keys are these flags.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from sarcrop.cli.evaluate import add_timesteps
+from sarcrop.options import BaselineOptions, add_flags, from_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,100 +30,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--test-store", type=Path, help="evaluate on this store's test split (default: STORE)"
     )
     parser.add_argument(
-        "--positive", nargs="+", help="positive class name(s) (default: the store's, or rice)"
+        "--positive", nargs="+", help="positive class name(s) (default: the store's)"
     )
     parser.add_argument("--bands", nargs="+", help="bands to use (default: all of the store's)")
-    parser.add_argument(
-        "--early-season",
-        action="store_true",
-        help="also train on zero-padded early-season inputs and report every t = 1..T",
-    )
-    parser.add_argument("--trees", type=int, default=200, help="number of trees (200)")
-    parser.add_argument(
-        "--max-samples-per-class",
-        type=int,
-        default=50_000,
-        help="training pixels drawn per class (50000)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_timesteps(parser)
+    add_flags(parser.add_argument_group("forest (the YAML baseline: section)"), BaselineOptions)
     parser.add_argument("--jobs", type=int, default=-1, help="parallel jobs (-1 = all cores)")
     parser.add_argument("--out", type=Path, help="write the metrics as JSON here")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sarcrop.data.dataset import PatchDataset
-    from sarcrop.data.store import DatasetStore
-    from sarcrop.errors import ConfigError, InputDataError
-    from sarcrop.evaluation.baseline import (
-        early_season_baseline,
-        evaluate_baseline,
-        fit_baseline_from_dataset,
-    )
-    from sarcrop.evaluation.metrics import EvaluationInputError, write_metrics_json
+    from sarcrop.evaluation.baseline import run_baseline
+    from sarcrop.evaluation.metrics import write_metrics_json
 
-    if args.trees < 1 or args.max_samples_per_class < 1:
-        raise ConfigError("--trees and --max-samples-per-class must be positive")
-    train_store = DatasetStore(args.store)
-    test_store = DatasetStore(args.test_store) if args.test_store else train_store
-    positive = args.positive or train_store.metadata.positive or ["rice"]
-    bands = tuple(b.upper() for b in args.bands) if args.bands else train_store.bands
-    if test_store.steps != train_store.steps:
-        raise InputDataError(
-            f"test store has {test_store.steps} time steps, the training store {train_store.steps}",
-            test_store.path,
-        )
-    train = PatchDataset(train_store, "train", positive, bands)
-    test = PatchDataset(
-        test_store, "test", positive, bands, normalization=train_store.normalization
+    result = run_baseline(
+        args.store,
+        from_flags(BaselineOptions, args),
+        test_store=args.test_store,
+        bands=args.bands,
+        positive=args.positive,
+        timesteps=args.timesteps,
+        jobs=args.jobs,
     )
-    if len(train) == 0:
-        raise InputDataError("the store has no train patches", train_store.path)
-    if len(test) == 0:
-        raise InputDataError("the store has no test patches", test_store.path)
-    try:
-        model = fit_baseline_from_dataset(
-            train,
-            max_samples_per_class=args.max_samples_per_class,
-            early_season=args.early_season,
-            random_state=args.seed,
-            n_estimators=args.trees,
-            n_jobs=args.jobs,
-        )
-        if args.early_season:
-            curve = early_season_baseline(model, test)
-            headline = curve[max(curve)]
-        else:
-            curve = {}
-            headline = evaluate_baseline(model, test)
-    except EvaluationInputError as exc:
-        raise InputDataError(str(exc), train_store.path) from None
-
-    result: dict[str, object] = {
-        "method": "random_forest",
-        "store": str(train_store.path),
-        "test_store": str(test_store.path),
-        "positive": list(positive),
-        "bands": list(bands),
-        "train_patches": len(train),
-        "test_patches": len(test),
-        "training_pixels": dict(model.n_samples_per_class_),
-        "trees": args.trees,
-        "seed": args.seed,
-        "metrics": headline.as_dict(),
-    }
-    if curve:
-        result["early_season"] = {t: c.as_dict() for t, c in curve.items()}
     print(
-        f"random forest on {train_store.path} ({len(train)} train patches) -> "
-        f"{test_store.path} ({len(test)} test patches), positive {'+'.join(positive)}, "
-        f"bands {'|'.join(bands)}"
+        f"random forest on {result.store} ({result.train_patches} train patches) -> "
+        f"{result.test_store} ({result.test_patches} test patches), positive "
+        f"{'+'.join(result.positive)}, bands {'|'.join(result.bands)}"
     )
-    print(_line("full season", headline.as_dict()))
-    for t, confusion in curve.items():
-        print(_line(f"t = {t}", confusion.as_dict()))
+    for t, confusion in result.confusions.items():
+        label = "full season" if t == result.steps else f"t = {t}"
+        print(_line(label, confusion.as_dict()))
     if args.out is not None:
-        write_metrics_json(args.out, result)
+        write_metrics_json(args.out, result.to_dict())
         print(f"wrote {args.out}")
     return 0
 

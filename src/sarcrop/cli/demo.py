@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
     parser.add_argument("--config", default="small", help="experiment config (default: small)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from sarcrop.experiments.runner import run_experiment
 
     start = time.perf_counter()
-    result = run_experiment(resolve_config(args.config), args.out)
+    result = run_experiment(resolve_config(args.config), args.out, progress=not args.quiet)
     print(summary(result))
     curves = sorted((result.out_dir / "figures").glob("class-curves-*.png"))
     if curves:

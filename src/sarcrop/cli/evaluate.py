@@ -27,16 +27,36 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def timesteps_arg(text: str) -> int | str:
+    """``--timesteps``: a number of composites ``T`` or ``all`` (every t = 1..T)."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
+
+
+def add_timesteps(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timesteps",
+        type=timesteps_arg,
+        metavar="T|all",
+        help="only the first T composites observed, or 'all' for every t = 1..T "
+        "(early-season curve); default: the full season",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from sarcrop.training.api import evaluate
 
-    timesteps: Any = "all" if args.early_season else args.timesteps
     result = evaluate(
         args.checkpoint,
         args.store,
         split=args.split,
-        timesteps=timesteps,
+        timesteps=args.timesteps,
         batch_size=args.batch_size,
+        threshold=args.threshold,
         device=args.device,
         out=args.out,
     )
@@ -56,10 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="model (.safetensors)")
     parser.add_argument("store", help="dataset store")
     parser.add_argument("--split", default="test", choices=("train", "test", "all"))
-    when = parser.add_mutually_exclusive_group()
-    when.add_argument("--early-season", action="store_true", help="also every t = 1..T")
-    when.add_argument("--timesteps", type=int, help="only the first T composites observed")
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_timesteps(parser)
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="probability threshold of the positive class (default: the one it was trained with)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="patches per batch (8)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", help="write the metrics as JSON")
     parser.set_defaults(func=run)

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="experiment YAML, or the name of a shipped config")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
-    parser.add_argument("--progress", action="store_true", help="show per-step progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
@@ -25,25 +25,22 @@ def run(args: argparse.Namespace) -> int:
     from sarcrop.experiments.runner import run_experiment
 
     result = run_experiment(
-        resolve_config(args.config), args.out, seeds=args.seeds, progress=args.progress
+        resolve_config(args.config), args.out, seeds=args.seeds, progress=not args.quiet
     )
     print(summary(result))
     return 0
 
 
 def summary(result: object) -> str:
-    """The IoU table and where the outputs are."""
+    """The IoU table (ours beside the paper's, each labelled) and where the outputs are."""
     from sarcrop.evaluation.tables import paper_table
+    from sarcrop.experiments.record import RunRecord
+    from sarcrop.reports.markdown import main_run
 
-    results = result.results  # type: ignore[attr-defined]
-    main = results[results["run"] == "main"]
-    lines = [
-        "",
-        "IoU of the positive class (full season; paper's value in brackets):",
-        "",
-        paper_table(main, "iou", reference=True),
-        "",
-    ]
+    results = main_run(result.results)  # type: ignore[attr-defined]
+    sources = RunRecord.read(result.out_dir).sources  # type: ignore[attr-defined]
+    table = paper_table(results, "iou", reference=True, sources=sources)
+    lines = ["", table.to_console()]
     lines.append(f"results: {result.out_dir / 'results.csv'}")  # type: ignore[attr-defined]
     lines.append(f"tables:  {result.tables}")  # type: ignore[attr-defined]
     if result.report is not None:  # type: ignore[attr-defined]

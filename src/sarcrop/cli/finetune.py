@@ -46,14 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "adapt the first layer (paper Eq. 3)",
     )
     parser.add_argument(
-        "--positive", nargs="+", help="positive class name(s) (default: the checkpoint's)"
+        "--positive",
+        nargs="+",
+        help="positive class name(s) (default: the store's, else the checkpoint's)",
     )
     parser.add_argument(
         "--normalization",
         choices=("pretrained", "target", "checkpoint"),
-        default="pretrained",
         help="input statistics: pre-training's for known bands and the target store's for new "
-        "ones (default), the target store's for all, or pre-training's for all",
+        "ones (default), the target store's for all (ri: always), or pre-training's for all",
     )
     add_training_options(parser)
     parser.set_defaults(func=run)

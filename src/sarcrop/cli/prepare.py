@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from sarcrop.errors import InputDataError
+from sarcrop.options import SplitMethod
 
 if TYPE_CHECKING:
+    from sarcrop.data.season import Season
     from sarcrop.data.store import DatasetStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from sarcrop.options import (
+        CompositeOptions,
+        LabelOptions,
+        SceneOptions,
+        SplitOptions,
+        TilingOptions,
+        add_flags,
+    )
+
     parser = sub.add_parser(
         "prepare",
         help="composite scenes, tile them with labels into a dataset store",
@@ -27,43 +37,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--images", required=True, help="scenes: folder, glob, cube or simulated region folder"
     )
-    parser.add_argument(
+    parser.add_argument("--out", type=Path, required=True, help="output store (.zarr)")
+    parser.add_argument("--bands", nargs="+", default=["VH", "VV"], help="bands (VH VV)")
+    parser.add_argument("--positive", nargs="+", help="positive class name(s), e.g. rice")
+    parser.add_argument("--region", help="region name recorded in the store")
+    parser.add_argument("--year", type=int, help="year recorded in the store")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    labels = parser.add_argument_group("labels")
+    labels.add_argument(
         "--labels",
         type=Path,
-        help="class raster (.tif) or parcels (.gpkg, .shp, .geojson, .parquet)",
+        help="class raster (.tif), label cube (.nc, .zarr) or parcels (.gpkg, .shp, .geojson, "
+        ".parquet)",
     )
-    parser.add_argument("--label-column", help="parcel attribute holding the crop (crop)")
-    parser.add_argument("--positive", nargs="+", help="positive class name(s), e.g. rice")
-    parser.add_argument(
+    fields = LabelOptions.model_fields
+    labels.add_argument(
+        "--label-column", help=f"{fields['column'].description} ({fields['column'].default})"
+    )
+    labels.add_argument("--label-variable", help=fields["variable"].description)
+    labels.add_argument(
+        "--legend",
+        type=Path,
+        help="WorldCereal legend CSV mapping the label raster's crop codes to names",
+    )
+    labels.add_argument(
+        "--code-map",
+        help="JSON object mapping label raster codes to class names, e.g. "
+        "'{\"1200\": \"maize\"}' (codes not listed become 'other')",
+    )
+
+    season = parser.add_argument_group("season")
+    season.add_argument(
         "--season-start", type=dt.date.fromisoformat, help="first day of the season (YYYY-MM-DD)"
     )
-    parser.add_argument("--steps", type=int, help="composite periods (8)")
-    parser.add_argument("--days", type=int, help="days per composite period (20)")
-    parser.add_argument("--bands", nargs="+", default=["VH", "VV"], help="bands (VH VV)")
-    parser.add_argument("--patch-size", type=int, default=256, help="patch size in pixels (256)")
-    parser.add_argument("--stride", type=int, help="tiling step in pixels (patch size)")
-    parser.add_argument(
+    season.add_argument("--timesteps", type=int, help="composite periods (8)")
+    season.add_argument("--days", type=int, help="days per composite period (20)")
+
+    add_flags(parser.add_argument_group("scenes"), SceneOptions, prefix="scenes_")
+    add_flags(parser.add_argument_group("compositing"), CompositeOptions, prefix="composite_")
+    add_flags(parser.add_argument_group("tiling"), TilingOptions, prefix="tiling_")
+    split = parser.add_argument_group("train/test split")
+    method = SplitOptions.model_fields["method"]
+    split.add_argument(
         "--split",
-        choices=("patch", "block"),
-        default="patch",
-        help="random patches (paper) or blocks of neighbouring patches",
+        choices=get_args(SplitMethod),
+        help="random patches (paper), blocks of neighbouring patches, or the whole location "
+        f"as train or as test ({method.default})",
     )
-    parser.add_argument("--block", type=int, default=4, help="block size in patches (4)")
-    parser.add_argument("--train-fraction", type=float, default=0.6, help="train share (0.6)")
-    parser.add_argument("--seed", type=int, default=0, help="split seed (0)")
-    parser.add_argument("--orbit", choices=("ascending", "descending", "both"), default="both")
-    parser.add_argument(
-        "--method",
-        choices=("mean", "median", "first"),
-        default="mean",
-        help="composite statistic (mean)",
-    )
-    parser.add_argument(
-        "--min-valid-fraction",
-        type=float,
-        default=0.0,
-        help="skip patches with fewer labelled, observed pixels (0)",
-    )
+    add_flags(split, SplitOptions, exclude=("method",), prefix="split_")
     parser.add_argument(
         "--percentiles",
         type=float,
@@ -71,67 +93,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar=("LOW", "HIGH"),
         help="robust normalisation, e.g. 1 99 (default: plain min/max)",
     )
-    parser.add_argument("--crs", help="target CRS of the composites, e.g. EPSG:32631")
-    parser.add_argument("--resolution", type=float, help="target pixel size in CRS units, e.g. 10")
-    parser.add_argument(
-        "--legend",
-        type=Path,
-        help="WorldCereal legend CSV mapping the label raster's crop codes to names",
-    )
-    parser.add_argument(
-        "--code-map",
-        help="JSON object mapping label raster codes to class names, e.g. "
-        "'{\"1200\": \"maize\"}' (codes not listed become 'other')",
-    )
-    parser.add_argument("--region", help="region name recorded in the store")
-    parser.add_argument("--year", type=int, help="year recorded in the store")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--out", type=Path, required=True, help="output store (.zarr)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sarcrop.data.prepare import prepare, prepare_region, read_region
-    from sarcrop.data.season import Season
     from sarcrop.data.store import DatasetStore
+    from sarcrop.options import (
+        CompositeOptions,
+        LabelOptions,
+        SceneOptions,
+        SplitOptions,
+        TilingOptions,
+        from_flags,
+        validated,
+    )
 
+    label_options = {
+        "column": args.label_column,
+        "variable": args.label_variable,
+        "code_map": _code_map(args),
+    }
     options: dict[str, object] = {
         "labels": args.labels,
-        "label_column": args.label_column,
         "positive": args.positive,
         "bands": tuple(args.bands),
-        "patch_size": args.patch_size,
-        "stride": args.stride,
-        "split": args.split,
-        "block": args.block,
-        "train_fraction": args.train_fraction,
-        "seed": args.seed,
-        "orbit": args.orbit,
-        "method": args.method,
-        "min_valid_fraction": args.min_valid_fraction,
+        "label_options": validated(
+            LabelOptions, {k: v for k, v in label_options.items() if v is not None}
+        ),
+        "scenes": from_flags(SceneOptions, args, prefix="scenes_"),
+        "composite": from_flags(CompositeOptions, args, prefix="composite_"),
+        "tiling": from_flags(TilingOptions, args, prefix="tiling_"),
+        "split": from_flags(SplitOptions, args, prefix="split_", method=args.split),
         "percentiles": tuple(args.percentiles) if args.percentiles else None,
         "region": args.region,
         "year": args.year,
-        "crs": args.crs,
-        "resolution": args.resolution,
-        "code_map": _code_map(args),
         "progress": not args.quiet,
     }
     images = Path(args.images)
     region = read_region(images) if images.is_dir() else {}
-    season = None
-    if args.season_start is not None:
-        season = Season(args.season_start, args.steps or 8, args.days or 20)
-    elif region.get("season"):
-        season = Season.from_dict(region["season"])  # type: ignore[arg-type]
-        season = dataclasses.replace(
-            season, steps=args.steps or season.steps, days=args.days or season.days
-        )
-    else:
-        raise InputDataError(
-            "--season-start is required (no region.json with a season)", args.images
-        )
-    options["season"] = season
+    options["season"] = _season(args, region)
     if region:
         out = prepare_region(images, args.out, **options)
     else:
@@ -140,6 +141,18 @@ def run(args: argparse.Namespace) -> int:
         out = prepare(args.images, args.out, **{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
     print(summary(DatasetStore(out), args.positive))
     return 0
+
+
+def _season(args: argparse.Namespace, region: dict[str, object]) -> Season:
+    """The season from the flags, else from the region folder's ``region.json``."""
+    from sarcrop.data.prepare import resolve_season
+
+    season = resolve_season(args.season_start, region, timesteps=args.timesteps, days=args.days)
+    if season is None:
+        raise InputDataError(
+            "--season-start is required (no region.json with a season)", args.images
+        )
+    return season
 
 
 def _code_map(args: argparse.Namespace) -> dict[int, str] | None:
@@ -170,7 +183,7 @@ def summary(store: DatasetStore, positive: Sequence[str] | None = None) -> str:
     lines = [
         f"wrote {store.path}",
         f"  patches: {len(store)} ({counts['train']} train, {counts['test']} test) of "
-        f"{meta.patch_size}x{meta.patch_size} px, {store.steps} steps x "
+        f"{meta.patch_size}x{meta.patch_size} px, {store.steps} timesteps x "
         f"{'|'.join(store.bands)} from {meta.season.start}",
     ]
     pixels: dict[str, dict[str, int]] = meta.statistics.get("class_pixels", {})  # type: ignore[assignment]
@@ -191,5 +204,6 @@ def summary(store: DatasetStore, positive: Sequence[str] | None = None) -> str:
     stats = ", ".join(
         f"{b} [{lo:.2f}, {hi:.2f}] dB" for b, lo, hi in zip(store.bands, norm.min, norm.max)
     )
-    lines.append(f"  normalisation ({norm.method}, train only): {stats}")
+    origin = norm.method if counts["train"] == 0 else f"{norm.method}, train only"
+    lines.append(f"  normalisation ({origin}): {stats}")
     return "\n".join(lines)

@@ -8,6 +8,10 @@ import argparse
 def run(args: argparse.Namespace) -> int:
     from sarcrop.reports.html import render_report
 
+    if args.redraw:
+        from sarcrop.experiments.figures import redraw
+
+        redraw(args.run_dir)
     print(render_report(args.run_dir, args.out))
     return 0
 
@@ -21,4 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="DIR", help="experiment run directory")
     parser.add_argument("--out", metavar="FILE", help="output file (default: DIR/report.html)")
+    parser.add_argument(
+        "--redraw",
+        action="store_true",
+        help="first redraw the figures and maps from the run's recorded files (trains nothing)",
+    )
     parser.set_defaults(func=run)

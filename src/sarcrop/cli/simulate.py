@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--plot", action="store_true", help="also write signatures.png (noise-free class curves)"
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
 
@@ -67,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         block_size=args.block_size,
         compress=args.compress,
         swath_edge=not args.no_swath_edge,
-        progress=True,
+        progress=not args.quiet,
     )
     g = result.grid
     print(

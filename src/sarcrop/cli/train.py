@@ -6,64 +6,34 @@ import argparse
 import json
 from typing import Any
 
+from sarcrop.options import add_flags
 from sarcrop.training.config import TrainConfig
+
+# Fields of TrainConfig that say where and how a run executes rather than what it learns.
+HARDWARE = ("accelerator", "devices", "num_nodes", "distributed", "precision", "max_time")
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``train`` and ``finetune``; they override ``--config`` values."""
+    """TrainConfig's fields as flags of the same names; they override ``--config`` values."""
     group = parser.add_argument_group("training (override --config)")
     group.add_argument("--config", metavar="YAML", help="training settings (TrainConfig fields)")
-    group.add_argument("--epochs", type=int)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
-    group.add_argument("--weight-decay", type=float)
-    group.add_argument("--loss", choices=("bce", "dice", "bce+dice"))
-    group.add_argument("--pos-weight", type=float, help="BCE weight of positive pixels")
-    group.add_argument(
-        "--ordering",
-        choices=("full", "chronological", "random"),
-        help="batch order over observed time steps (chronological: paper A.2)",
-    )
-    group.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    group.add_argument("--val-fraction", type=float, help="share of train patches for validation")
-    group.add_argument("--seed", type=int)
-    group.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    add_flags(group, TrainConfig, exclude=(*HARDWARE, "progress_bar"))
     hardware = parser.add_argument_group("hardware")
-    hardware.add_argument("--accelerator", help="cpu, gpu or auto")
-    hardware.add_argument("--devices", help="devices per node (count, or 'auto')")
-    hardware.add_argument("--num-nodes", type=int)
-    hardware.add_argument("--dist-strategy", help="Lightning strategy, e.g. ddp (default auto)")
-    hardware.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed")
-    hardware.add_argument("--max-time", help="stop after DD:HH:MM:SS (rerun to resume)")
-    hardware.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    others = tuple(name for name in TrainConfig.model_fields if name not in HARDWARE)
+    add_flags(hardware, TrainConfig, exclude=others)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults < ``--config`` YAML < command-line flags."""
     base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    devices: Any = args.devices
+    given = {name: getattr(args, name, None) for name in TrainConfig.model_fields}
+    devices: Any = given["devices"]
     if isinstance(devices, str) and devices.lstrip("-").isdigit():
-        devices = int(devices)
-    return base.updated(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        loss=args.loss,
-        pos_weight=args.pos_weight,
-        ordering=args.ordering,
-        patience=args.patience,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        num_workers=args.num_workers,
-        accelerator=args.accelerator,
-        devices=devices,
-        num_nodes=args.num_nodes,
-        strategy=args.dist_strategy,
-        precision=args.precision,
-        max_time=args.max_time,
-        progress_bar=False if args.no_progress else None,
-    )
+        given["devices"] = int(devices)
+    if args.quiet:
+        given["progress_bar"] = False
+    return base.updated(**given)
 
 
 def print_result(result: Any) -> None:
@@ -109,7 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="JSON",
         help="architecture options, e.g. '{\"widths\": [16, 32, 64]}'",
     )
-    parser.add_argument("--positive", nargs="+", default=["rice"], help="positive class name(s)")
+    parser.add_argument(
+        "--positive", nargs="+", help="positive class name(s) (default: the store's)"
+    )
     parser.add_argument("--bands", nargs="+", help="input bands (default: all of the store)")
     add_training_options(parser)
     parser.set_defaults(func=run)

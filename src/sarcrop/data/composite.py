@@ -78,16 +78,18 @@ def composite(
     bands = [b.upper() for b in bands]
     stack.require_bands(bands)
     target = stack.target(window)
+    filtering = speckle_filter is not None and speckle_filter > 1
+    read, inner = _with_margin(stack, window, speckle_filter // 2 if filtering else 0)
     out = np.full((season.steps, len(bands), target.height, target.width), np.nan, dtype=np.float32)
     for step, indices in enumerate(period_indices(stack, season)):
         if not indices:
             continue
-        data = stack.read(indices, bands, window)  # (n, b, h, w) in stack units
+        data = stack.read(indices, bands, read)  # (n, b, h, w) in stack units
         linear = stack.units == "linear"
-        if speckle_filter is not None and speckle_filter > 1:
+        if filtering:
             if not linear:
                 data, linear = db_to_linear(data), True
-            data = _boxcar(data, speckle_filter)
+            data = _boxcar(data, speckle_filter)[(..., *inner)]  # type: ignore[arg-type]
         if space == "linear" and not linear:
             data, linear = db_to_linear(data), True
         elif space == "db" and linear:
@@ -106,6 +108,30 @@ def composite(
         result[count < min_acquisitions] = np.nan
         out[step] = linear_to_db(result) if linear else result
     return out
+
+
+def _with_margin(
+    stack: SceneStack, window: Window | None, margin: int
+) -> tuple[Window | None, tuple[slice, slice]]:
+    """``window`` grown by ``margin`` pixels inside the area, and where ``window`` lies in it.
+
+    A spatial filter near a window's edge needs the pixels beyond it: reading them makes the
+    composites of a window equal to those of the whole area cut to that window, so strips
+    (``prepare``) and blocks (``predict``) agree with each other wherever they are cut.
+    """
+    if window is None or margin == 0:
+        return window, (slice(None), slice(None))
+    grid = stack.grid
+    row, col = int(window.row_off), int(window.col_off)
+    top, left = max(row - margin, 0), max(col - margin, 0)
+    bottom = min(row + int(window.height) + margin, max(grid.height, row + int(window.height)))
+    right = min(col + int(window.width) + margin, max(grid.width, col + int(window.width)))
+    grown = Window(left, top, right - left, bottom - top)
+    inner = (
+        slice(row - top, row - top + int(window.height)),
+        slice(col - left, col - left + int(window.width)),
+    )
+    return grown, inner
 
 
 def _nanmedian(data: np.ndarray, count: np.ndarray) -> np.ndarray:

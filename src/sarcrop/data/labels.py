@@ -7,6 +7,8 @@ names (index = label value).
 - :func:`labels_from_raster` reads a categorical raster (e.g. the simulator's ``labels.tif`` or a
   WorldCereal crop-type map). On another grid it is warped with *nearest* (or *mode* when the
   raster is finer than the grid), never with an interpolating resampler: codes are categories.
+- :func:`labels_from_cube` reads one variable of a netCDF/Zarr label cube (WorldCereal publishes
+  ``CT``/``LC`` this way), georeferenced by the same detection as scene cubes, then as a raster.
 - :func:`labels_from_parcels` burns parcel polygons (GeoPackage, Shapefile, GeoJSON, GeoParquet).
   Pixels outside every parcel get class ``"background"`` (index 0), so "not the positive crop" is
   defined over the whole patch, as in the paper's binary masks.
@@ -26,10 +28,11 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.features import rasterize
 from rasterio.warp import calculate_default_transform, reproject, transform_bounds
-from rasterio.windows import from_bounds
+from rasterio.windows import Window, from_bounds
 
 from sarcrop.data.grid import Grid
 from sarcrop.errors import InputDataError
+from sarcrop.options import LabelOptions
 
 UNLABELLED = -1
 BACKGROUND = "background"
@@ -40,18 +43,20 @@ _CLASS_TAG = re.compile(r"^CLASS_(\d+)$", re.IGNORECASE)
 
 
 def labels_from_file(
-    path: str | Path,
-    grid: Grid,
-    *,
-    column: str | None = None,
-    class_names: Sequence[str] | None = None,
-    code_map: Mapping[int, str] | None = None,
+    path: str | Path, grid: Grid, options: LabelOptions = LabelOptions()
 ) -> tuple[np.ndarray, list[str]]:
-    """Labels from a parcel file (by suffix) or a label raster (anything else)."""
+    """Labels from a parcel file or a label cube (by suffix), or a label raster (anything else)."""
+    from sarcrop.data.layouts.xarray_cube import is_cube
+
     path = Path(path)
+    names, codes = options.class_names, options.code_map
     if path.suffix.lower() in PARCEL_SUFFIXES:
-        return labels_from_parcels(path, grid, column=column or "crop")
-    return labels_from_raster(path, grid, class_names=class_names, code_map=code_map)
+        return labels_from_parcels(path, grid, column=options.column)
+    if path.exists() and is_cube(path):
+        return labels_from_cube(
+            path, grid, variable=options.variable, class_names=names, code_map=codes
+        )
+    return labels_from_raster(path, grid, class_names=names, code_map=codes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,34 +85,54 @@ def labels_from_raster(
         with src:
             if src.crs is None:
                 raise InputDataError("label raster has no CRS", path)
-            codes, valid = _read_codes_on_grid(src, grid)
+            src_grid = Grid(src.crs, src.transform, src.width, src.height)
+            codes, valid = _codes_on_grid(
+                src_grid, lambda w: src.read(1, window=w, boundless=True, masked=True), grid
+            )
             tags = src.tags()
     except (RasterioError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputDataError(f"cannot read label raster: {first}", path) from exc
+    return _named(path, codes, valid, tags, class_names, code_map)
+
+
+def _named(
+    path: Path,
+    codes: np.ndarray,
+    valid: np.ndarray,
+    tags: Mapping[str, str],
+    class_names: Sequence[str] | None,
+    code_map: Mapping[int, str] | None,
+) -> tuple[np.ndarray, list[str]]:
+    """Class indices (-1 where not ``valid``) and class names for ``codes``."""
     lookup, classes = _code_lookup(path, codes[valid], tags, class_names, code_map)
     labels = np.full(codes.shape, UNLABELLED, dtype=np.int16)
     labels[valid] = lookup(codes[valid])
     return labels, classes
 
 
-def _read_codes_on_grid(src: rasterio.DatasetReader, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """The raster's first band on ``grid`` as int64 codes, with a validity mask."""
-    src_grid = Grid(src.crs, src.transform, src.width, src.height)
-    if src_grid.same_as(grid):
-        data = src.read(1)
-        valid = src.read_masks(1) > 0
-        return data.astype(np.int64), valid
+WindowReader = Callable[[Window], np.ma.MaskedArray]
 
-    # Read only the part of the raster that covers the grid (plus a margin), then warp it.
+
+def _codes_on_grid(src: Grid, read: WindowReader, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of a label source on ``grid`` as int64, with a validity mask.
+
+    ``read(window)`` returns a window of the source's grid ``src`` as a masked array, padded
+    (masked) where the window leaves the source.
+    """
+    if src.same_as(grid):
+        data = read(Window(0, 0, src.width, src.height))
+        return np.asarray(data.filled(0)).astype(np.int64), ~np.ma.getmaskarray(data)
+
+    # Read only the part of the source that covers the grid (plus a margin), then warp it.
     left, bottom, right, top = transform_bounds(grid.crs, src.crs, *grid.bounds, densify_pts=21)
-    margin = 2 * max(abs(src.transform.a), abs(src.transform.e))
+    margin = 2 * max(src.resolution)
     window = (
         from_bounds(left - margin, bottom - margin, right + margin, top + margin, src.transform)
         .round_offsets()
         .round_lengths()
     )
-    data = src.read(1, window=window, boundless=True, masked=True)
+    data = read(window)
     # Warp class indices rather than codes so that nodata has one unambiguous value.
     codes, inverse = np.unique(data.filled(0), return_inverse=True)
     index = np.where(np.ma.getmaskarray(data), -1, inverse.reshape(data.shape)).astype(np.int32)
@@ -115,7 +140,7 @@ def _read_codes_on_grid(src: rasterio.DatasetReader, grid: Grid) -> tuple[np.nda
     reproject(
         index,
         out,
-        src_transform=src.window_transform(window),
+        src_transform=src.window_grid(window).transform,
         src_crs=src.crs,
         src_nodata=-1,
         dst_transform=grid.transform,
@@ -129,13 +154,107 @@ def _read_codes_on_grid(src: rasterio.DatasetReader, grid: Grid) -> tuple[np.nda
     return result, valid
 
 
-def _categorical_resampling(src: rasterio.DatasetReader, grid: Grid) -> Resampling:
-    """``mode`` when the raster is finer than the grid (majority class), else ``nearest``."""
+def _categorical_resampling(src: Grid, grid: Grid) -> Resampling:
+    """``mode`` when the source is finer than the grid (majority class), else ``nearest``."""
     transform, _, _ = calculate_default_transform(
         src.crs, grid.crs, src.width, src.height, *src.bounds
     )
     src_res = max(abs(transform.a), abs(transform.e))
     return Resampling.mode if src_res < 0.75 * min(grid.resolution) else Resampling.nearest
+
+
+# ---------------------------------------------------------------------------------------------
+# Cubes
+
+CROP_TYPE_VARIABLE = "CT"
+
+
+def labels_from_cube(
+    path: str | Path,
+    grid: Grid,
+    *,
+    variable: str | None = None,
+    class_names: Sequence[str] | None = None,
+    code_map: Mapping[int, str] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Read one ``(y, x)`` variable of a netCDF/Zarr label cube onto ``grid``.
+
+    The cube is georeferenced exactly as scene cubes are (CF grid mapping or ``epsg``
+    attribute, pixel-centre ``x``/``y``). ``variable`` defaults to the only ``(y, x)`` variable,
+    else the crop-type one (``CT``). NaN and fill values are unlabelled; codes are named as in
+    :func:`labels_from_raster` (variable attributes stand in for the raster's tags).
+    """
+    from sarcrop.data.layouts.xarray_cube import cube_grid, open_cube
+
+    path = Path(path)
+    ds = open_cube(path)
+    try:
+        array = ds[_label_variable(ds, variable, path)]
+        array = array.isel({d: 0 for d in array.dims if d not in ("y", "x")})
+        array = array.transpose("y", "x")
+        src, flip = cube_grid(ds, array, path)
+
+        def read(window: Window) -> np.ma.MaskedArray:
+            return _read_cube_window(array, src, window, flip, path)
+
+        codes, valid = _codes_on_grid(src, read, grid)
+        tags = {str(k): str(v) for k, v in array.attrs.items()}
+    finally:
+        ds.close()
+    return _named(path, codes, valid, tags, class_names, code_map)
+
+
+def _label_variable(ds: object, variable: str | None, path: Path) -> str:
+    """The label variable: the one asked for, the only ``(y, x)`` one, or ``CT``."""
+    data_vars = ds.data_vars  # type: ignore[attr-defined]
+    spatial = [
+        str(name)
+        for name, var in data_vars.items()
+        if {"y", "x"} <= set(var.dims)
+        and all(var.sizes[d] == 1 for d in var.dims if d not in ("y", "x"))
+    ]
+    if variable is not None:
+        if variable not in spatial:
+            raise InputDataError(
+                f"no label variable {variable!r} with y/x dims "
+                f"(has: {', '.join(spatial) or 'none'})",
+                path,
+            )
+        return variable
+    if len(spatial) == 1:
+        return spatial[0]
+    if CROP_TYPE_VARIABLE in spatial:
+        return CROP_TYPE_VARIABLE
+    raise InputDataError(
+        f"cannot tell the label variable among {', '.join(spatial) or 'no (y, x) variable'}; "
+        "name it with the label variable option (--label-variable)",
+        path,
+    )
+
+
+def _read_cube_window(
+    array: object, src: Grid, window: Window, flip: bool, path: Path
+) -> np.ma.MaskedArray:
+    """A window of a ``(y, x)`` cube variable, masked outside it and where NaN."""
+    row, col = int(window.row_off), int(window.col_off)
+    height, width = int(window.height), int(window.width)
+    out = np.zeros((height, width), dtype=np.float64)
+    mask = np.ones((height, width), dtype=bool)
+    r0, r1 = max(row, 0), min(row + height, src.height)
+    c0, c1 = max(col, 0), min(col + width, src.width)
+    if r0 < r1 and c0 < c1:
+        rows = slice(src.height - r1, src.height - r0) if flip else slice(r0, r1)
+        values = np.asarray(array.isel(y=rows, x=slice(c0, c1)).values, dtype=np.float64)  # type: ignore[attr-defined]
+        if flip:
+            values = values[::-1]
+        finite = np.isfinite(values)
+        if not np.array_equal(values[finite], np.round(values[finite])):
+            raise InputDataError(
+                "label variable holds non-integer values: expected class codes", path
+            )
+        out[r0 - row : r1 - row, c0 - col : c1 - col] = np.where(finite, values, 0)
+        mask[r0 - row : r1 - row, c0 - col : c1 - col] = ~finite
+    return np.ma.MaskedArray(out, mask)
 
 
 def _code_lookup(

@@ -14,23 +14,36 @@ such pixels.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
 
-from sarcrop.data.composite import Method, Space, acquisitions_per_period, composite
+from sarcrop.data.composite import acquisitions_per_period
+from sarcrop.data.composite import composite as make_composite
+from sarcrop.data.grid import Grid
 from sarcrop.data.labels import labels_from_file, positive_indices
-from sarcrop.data.normalization import compute_normalization
-from sarcrop.data.reader import OrbitChoice, open_scenes
+from sarcrop.data.normalization import Normalization, compute_normalization
+from sarcrop.data.reader import open_scenes
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.data.season import Season
-from sarcrop.data.split import SplitMethod, split_patches
+from sarcrop.data.split import TEST, TRAIN, split_patches
 from sarcrop.data.store import StoreMetadata, create_store
 from sarcrop.errors import InputDataError
+from sarcrop.options import (
+    CompositeOptions,
+    LabelOptions,
+    SceneOptions,
+    SplitOptions,
+    TilingOptions,
+)
+
+TEST_STATISTICS = "test patches"
 
 
 def tile_offsets(height: int, width: int, patch_size: int, stride: int) -> list[tuple[int, int]]:
@@ -48,115 +61,60 @@ def prepare(
     *,
     labels: str | Path,
     season: Season,
-    label_column: str | None = None,
-    class_names: Sequence[str] | None = None,
-    code_map: Mapping[int, str] | None = None,
-    positive: Sequence[str] | None = None,
     bands: Sequence[str] = ("VH", "VV"),
-    patch_size: int = 256,
-    stride: int | None = None,
-    split: SplitMethod = "patch",
-    block: int = 4,
-    train_fraction: float = 0.6,
-    seed: int = 0,
+    positive: Sequence[str] | None = None,
+    label_options: LabelOptions = LabelOptions(),
     region: str | None = None,
     year: int | None = None,
-    method: Method = "mean",
-    space: Space = "linear",
-    min_acquisitions: int = 1,
-    orbit: OrbitChoice = "both",
-    crs: str | None = None,
-    resolution: float | None = None,
-    min_valid_fraction: float = 0.0,
+    scenes: SceneOptions = SceneOptions(),
+    composite: CompositeOptions = CompositeOptions(),
+    tiling: TilingOptions = TilingOptions(),
+    split: SplitOptions = SplitOptions(),
     percentiles: tuple[float, float] | None = None,
     progress: bool = True,
 ) -> Path:
     """Build a dataset store at ``out`` from ``images`` (any layout) and ``labels``.
 
-    ``labels`` is a parcel file (``.gpkg``, ``.shp``, ``.geojson``, ``.parquet``; classes from
-    ``label_column``, default ``"crop"``) or a class raster. ``positive`` is only recorded (and
-    checked against the classes) as the store's default target. Returns ``out``.
+    ``labels`` is a parcel file (``.gpkg``, ``.shp``, ``.geojson``, ``.parquet``), a label cube
+    (``.nc``, ``.zarr``) or a class raster; ``label_options`` say how to read it. ``season``
+    sets the composite periods (``season.steps`` of them, the model's timesteps). ``positive``
+    is only recorded (and checked against the classes) as the store's default target.
+    Returns ``out``.
     """
     bands = tuple(b.upper() for b in bands)
-    stride = patch_size if stride is None else int(stride)
-    if patch_size < 8 or not 0 < stride <= patch_size:
-        raise InputDataError(
-            f"need patch_size >= 8 and 0 < stride <= patch_size, got {patch_size}, {stride}"
-        )
-    if not 0.0 < train_fraction < 1.0:
-        raise InputDataError(f"train fraction must be between 0 and 1, got {train_fraction}")
-    if split not in ("patch", "block") or block < 1:
-        raise InputDataError(f"split must be 'patch' or 'block' with block >= 1, got {split!r}")
-    if not 0.0 <= min_valid_fraction <= 1.0:
-        raise InputDataError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction}")
-
     stack = (
         images
         if isinstance(images, SceneStack)
-        else open_scenes(images, bands=bands, crs=crs, resolution=resolution, orbit=orbit)
+        else open_scenes(
+            images, bands=bands, crs=scenes.crs, resolution=scenes.resolution, orbit=scenes.orbit
+        )
     )
     stack.require_bands(bands)
-    in_season = [a.time for a in stack.acquisitions if season.period_of(a.time) is not None]
-    if not in_season:
-        span = (
-            f"{min(stack.times):%Y-%m-%d} to {max(stack.times):%Y-%m-%d}" if stack.times else "none"
-        )
-        raise InputDataError(
-            f"no acquisition falls in the season {season.start} to "
-            f"{season.end} (acquisitions: {span})",
-            stack.description or None,
-        )
+    in_season = _in_season(stack, season)
     grid = stack.grid
-    area_labels, classes = labels_from_file(
-        labels, grid, column=label_column, class_names=class_names, code_map=code_map
-    )
+    area_labels, classes = labels_from_file(labels, grid, label_options)
     if positive:
         try:
             positive_indices(classes, positive)
         except InputDataError as exc:
             raise InputDataError(exc.problem, labels) from None
 
+    patch_size = tiling.patch_size
+    stride = tiling.stride or patch_size
     offsets_all = tile_offsets(grid.height, grid.width, patch_size, stride)
-    rows = sorted({r for r, _ in offsets_all})
-    cols = sorted({c for _, c in offsets_all})
-    padded_width = cols[-1] + patch_size
-    offsets: list[tuple[int, int]] = []
-    pixels = np.zeros(len(classes) + 1, dtype=np.int64)  # index 0 = unlabelled
-
-    iterator = rows
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(rows, desc="prepare", unit="strip")
     with create_store(out, steps=season.steps, bands=len(bands), patch_size=patch_size) as writer:
+        offsets: list[tuple[int, int]] = []
         per_patch_pixels: list[np.ndarray] = []
         observed_any = False
-        for row in iterator:
-            h = min(patch_size, grid.height - row)
-            window = Window(0, row, grid.width, h)
-            strip = np.full(
-                (season.steps, len(bands), patch_size, padded_width), np.nan, dtype=np.float32
-            )
-            strip[:, :, :h, : grid.width] = composite(
-                stack,
-                season,
-                bands,
-                window,
-                method=method,
-                space=space,
-                min_acquisitions=min_acquisitions,
-            )
-            strip_labels = np.full((patch_size, padded_width), -1, dtype=np.int16)
-            strip_labels[:h, : grid.width] = area_labels[row : row + h]
-            observed = np.isfinite(strip).any(axis=(0, 1))
-            observed_any = observed_any or bool(observed.any())
-            strip_labels[~observed] = -1
-
+        for row, strip, strip_labels in _strips(
+            stack, season, bands, grid, area_labels, offsets_all, tiling, composite, progress
+        ):
+            observed_any = observed_any or bool(np.isfinite(strip).any())
             kept_images, kept_labels = [], []
-            for col in cols:
+            for col in sorted({c for _, c in offsets_all}):
                 lab = strip_labels[:, col : col + patch_size]
                 valid = np.count_nonzero(lab >= 0) / lab.size
-                if valid == 0 or valid < min_valid_fraction:
+                if valid == 0 or valid < tiling.min_valid_fraction:
                     continue
                 kept_images.append(strip[:, :, :, col : col + patch_size])
                 kept_labels.append(lab)
@@ -175,35 +133,10 @@ def prepare(
                 "no patch has both image data and labels; check that the labels overlap the scenes",
                 str(labels),
             )
-        assignment = split_patches(
-            offsets,
-            train_fraction=train_fraction,
-            seed=seed,
-            method=split,
-            block=block,
-            stride=stride,
+        assignment = _assign(offsets, split, stride)
+        stats = split_normalization(
+            lambda i: np.asarray(writer.images[i]), assignment, bands, percentiles
         )
-        counts = {s: assignment.count(s) for s in ("train", "test")}
-        if len(offsets) >= 2 and min(counts.values()) == 0:
-            warnings.warn(
-                f"the {split} split left the test or train set empty ({counts}); "
-                "use a smaller block or the patch split",
-                stacklevel=2,
-            )
-        train = [i for i, s in enumerate(assignment) if s == "train"]
-        stats = compute_normalization(
-            (np.asarray(writer.images[i]) for i in train), bands, percentiles=percentiles
-        )
-        class_pixels = {
-            s: _named_counts(
-                sum(
-                    (per_patch_pixels[i] for i, a in enumerate(assignment) if a == s),
-                    np.zeros_like(pixels),
-                ),
-                classes,
-            )
-            for s in ("train", "test")
-        }
         writer.metadata = StoreMetadata(
             bands=bands,
             season=season,
@@ -220,26 +153,131 @@ def prepare(
             source={
                 "images": stack.description or _describe(images),
                 "labels": str(labels),
-                "label_column": label_column,
-                "composite": {
-                    "method": method,
-                    "space": space,
-                    "min_acquisitions": min_acquisitions,
-                },
-                "orbit": orbit,
+                "label_column": label_options.column,
+                "label_variable": label_options.variable,
+                "composite": composite.model_dump(),
+                "orbit": scenes.orbit,
                 "acquisitions": [t.isoformat() for t in in_season],
                 "acquisitions_per_period": acquisitions_per_period(stack, season),
                 "split": {
-                    "method": split,
-                    "train_fraction": train_fraction,
-                    "seed": seed,
-                    "block": block if split == "block" else None,
+                    **split.model_dump(),
+                    "block": split.block if split.method == "block" else None,
                 },
-                "min_valid_fraction": min_valid_fraction,
+                "min_valid_fraction": tiling.min_valid_fraction,
             },
-            statistics={"class_pixels": class_pixels, "patches": counts, "tiled": len(offsets_all)},
+            statistics={
+                "class_pixels": split_class_pixels(per_patch_pixels, assignment, classes),
+                "patches": {s: assignment.count(s) for s in (TRAIN, TEST)},
+                "tiled": len(offsets_all),
+            },
         )
     return Path(out)
+
+
+def _in_season(stack: SceneStack, season: Season) -> list[dt.datetime]:
+    """Acquisition times inside the season; an error naming both spans when there is none."""
+    in_season = [a.time for a in stack.acquisitions if season.period_of(a.time) is not None]
+    if not in_season:
+        span = (
+            f"{min(stack.times):%Y-%m-%d} to {max(stack.times):%Y-%m-%d}" if stack.times else "none"
+        )
+        raise InputDataError(
+            f"no acquisition falls in the season {season.start} to "
+            f"{season.end} (acquisitions: {span})",
+            stack.description or None,
+        )
+    return in_season
+
+
+def _strips(
+    stack: SceneStack,
+    season: Season,
+    bands: tuple[str, ...],
+    grid: Grid,
+    area_labels: np.ndarray,
+    offsets: list[tuple[int, int]],
+    tiling: TilingOptions,
+    options: CompositeOptions,
+    progress: bool,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(row, composites, labels)`` of each row of patches, padded to whole patches.
+
+    Composites are computed one strip at a time so memory stays bounded (a speckle filter
+    reads the pixels it needs beyond the strip, so strips match the whole area). Pixels never
+    observed are unlabelled.
+    """
+    p = tiling.patch_size
+    width = max(c for _, c in offsets) + p
+    rows = sorted({r for r, _ in offsets})
+    if progress:
+        from tqdm import tqdm
+
+        rows = tqdm(rows, desc="prepare", unit="strip")
+    for row in rows:
+        h = min(p, grid.height - row)
+        window = Window(0, row, grid.width, h)
+        strip = np.full((season.steps, len(bands), p, width), np.nan, dtype=np.float32)
+        strip[:, :, :h, : grid.width] = make_composite(
+            stack, season, bands, window, **options.model_dump()
+        )
+        strip_labels = np.full((p, width), -1, dtype=np.int16)
+        strip_labels[:h, : grid.width] = area_labels[row : row + h]
+        strip_labels[~np.isfinite(strip).any(axis=(0, 1))] = -1
+        yield row, strip, strip_labels
+
+
+def _assign(offsets: list[tuple[int, int]], split: SplitOptions, stride: int) -> list[str]:
+    """The split of each patch; warns when a random split leaves one side empty."""
+    assignment = split_patches(
+        offsets,
+        train_fraction=split.train_fraction,
+        seed=split.seed,
+        method=split.method,
+        block=split.block,
+        stride=stride,
+    )
+    counts = {s: assignment.count(s) for s in (TRAIN, TEST)}
+    if split.method in ("patch", "block") and len(offsets) >= 2 and min(counts.values()) == 0:
+        warnings.warn(
+            f"the {split.method} split left the test or train set empty ({counts}); "
+            "use a smaller block or the patch split",
+            stacklevel=3,
+        )
+    return assignment
+
+
+def split_normalization(
+    image: Callable[[int], np.ndarray],
+    split: Sequence[str],
+    bands: Sequence[str],
+    percentiles: tuple[float, float] | None = None,
+) -> Normalization:
+    """Statistics of the train patches (``image(i)`` reads patch ``i``).
+
+    A store without train patches (a location kept whole for testing) records the statistics
+    of its test patches, with ``"(test patches)"`` in the method so nobody mistakes them for
+    training statistics: models are evaluated there with their checkpoint's statistics.
+    """
+    train = [i for i, s in enumerate(split) if s == TRAIN]
+    if train:
+        return compute_normalization((image(i) for i in train), bands, percentiles=percentiles)
+    stats = compute_normalization(
+        (image(i) for i in range(len(split))), bands, percentiles=percentiles
+    )
+    return dataclasses.replace(stats, method=f"{stats.method} ({TEST_STATISTICS})")
+
+
+def split_class_pixels(
+    per_patch: Sequence[np.ndarray], split: Sequence[str], classes: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Pixels per class name (and ``unlabelled``) in each split.
+
+    ``per_patch[i]`` counts patch ``i``'s pixels by label + 1 (index 0 = unlabelled).
+    """
+    totals = {s: np.zeros(len(classes) + 1, dtype=np.int64) for s in (TRAIN, TEST)}
+    for counts, s in zip(per_patch, split, strict=True):
+        totals[s] += counts
+    return {s: _named_counts(totals[s], classes) for s in (TRAIN, TEST)}
 
 
 def _named_counts(counts: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
@@ -270,6 +308,37 @@ def read_region(region_dir: str | Path) -> dict[str, object]:
     return data
 
 
+def region_scenes(region_dir: str | Path) -> Path:
+    """The scenes of a simulated region folder: the subfolder its ``region.json`` names.
+
+    A folder without ``region.json`` holds the scenes itself.
+    """
+    region_dir = Path(region_dir)
+    meta = read_region(region_dir)
+    files = meta.get("files")
+    name = files.get("scenes", "scenes") if isinstance(files, dict) else "scenes"
+    scenes = region_dir / str(name)
+    return scenes if meta and scenes.is_dir() else region_dir
+
+
+def resolve_season(
+    start: dt.date | None,
+    region: Mapping[str, object],
+    *,
+    timesteps: int | None = None,
+    days: int | None = None,
+) -> Season | None:
+    """The season starting at ``start``, else the one a ``region.json`` records (``None``
+    without either); ``timesteps`` and ``days`` override its length.
+    """
+    given = {k: v for k, v in {"steps": timesteps, "days": days}.items() if v is not None}
+    if start is not None:
+        return Season(start, **given)
+    if region.get("season"):
+        return dataclasses.replace(Season.from_dict(region["season"]), **given)  # type: ignore[arg-type]
+    return None
+
+
 def prepare_region(region_dir: str | Path, out: str | Path, **options: object) -> Path:
     """:func:`prepare` for a simulated region folder: scenes, labels, season, region, year and
     positive class default to what its ``region.json`` records; ``options`` override them.
@@ -291,5 +360,4 @@ def prepare_region(region_dir: str | Path, out: str | Path, **options: object) -
     options = {**defaults, **{k: v for k, v in options.items() if v is not None}}
     if "season" not in options:
         raise InputDataError("no season given and no region.json with a season", region_dir)
-    scenes = region_dir / str(files.get("scenes", "scenes"))
-    return prepare(scenes if scenes.is_dir() else region_dir, out, **options)  # type: ignore[arg-type]
+    return prepare(region_scenes(region_dir), out, **options)  # type: ignore[arg-type]

@@ -3,17 +3,19 @@
 The paper splits patches at random, 60 % train / 40 % test. Neighbouring patches share fields
 and backscatter conditions, so a random split leaks information across the boundary; the
 ``"block"`` method instead assigns whole blocks of ``block × block`` neighbouring patches to one
-side, which gives a more honest estimate of performance on unseen areas.
+side, which gives a more honest estimate of performance on unseen areas. ``"train"`` and
+``"test"`` put a whole location on one side, for models trained in one place and tested in
+another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 
-SplitMethod = Literal["patch", "block"]
+from sarcrop.options import SplitMethod
+
 TRAIN, TEST = "train", "test"
 
 
@@ -40,6 +42,8 @@ def split_patches(
     tiling step in pixels) is needed by the ``"block"`` method to know which patches neighbour.
     """
     n = len(offsets)
+    if method in (TRAIN, TEST):
+        return [method] * n
     rng = np.random.default_rng(seed)
     split = np.full(n, TEST, dtype=object)
     if n == 0:
@@ -49,7 +53,7 @@ def split_patches(
         split[rng.permutation(n)[:target]] = TRAIN
         return split.tolist()
     if method != "block":
-        raise ValueError(f"unknown split method {method!r} (use 'patch' or 'block')")
+        raise ValueError(f"unknown split method {method!r} (use patch, block, train or test)")
     if stride is None or stride < 1 or block < 1:
         raise ValueError("block split needs a positive stride and block size")
     size = stride * block

@@ -9,6 +9,11 @@ Layout (see docs/architecture.md):
   bands, season, grid of the area, per-patch offsets and transforms, class names, the split
   and the train-only normalisation statistics.
 
+A store merged from several locations (:func:`sarcrop.data.merge.merge_stores`) also lists
+its ``locations`` (source store, region, year, season and grid of each) and the ``location`` of
+each patch; a patch's offsets and transform are then in its own location's grid, and ``grid``
+and ``season`` are those of the first location.
+
 Raw dB is stored (not normalised values) so a checkpoint's own statistics can be applied when
 fine-tuning on another region. Stores are written atomically: a store under its final name is
 always complete. :class:`DatasetStore` opens lazily and re-opens in each process, so it can be
@@ -17,9 +22,11 @@ handed to DataLoader worker processes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,9 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.codecs
+import zarr.storage
 from affine import Affine
+from zarr.core.buffer import Buffer
 
 from sarcrop import __version__
 from sarcrop.data.grid import Grid
@@ -40,6 +49,36 @@ FORMAT = "sarcrop-dataset"
 FORMAT_VERSION = 1
 ATTRS_KEY = "sarcrop"
 SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Location:
+    """One source area of a merged store: where its patches come from and their grid."""
+
+    store: str
+    grid: Grid
+    season: Season
+    region: str | None = None
+    year: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "store": self.store,
+            "grid": self.grid.to_dict(),
+            "season": self.season.to_dict(),
+            "region": self.region,
+            "year": self.year,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Location:
+        return cls(
+            store=str(data["store"]),
+            grid=Grid.from_dict(data["grid"]),
+            season=Season.from_dict(data["season"]),
+            region=data.get("region"),
+            year=data.get("year"),
+        )
 
 
 @dataclass
@@ -61,18 +100,29 @@ class StoreMetadata:
     source: dict[str, object] = field(default_factory=dict)
     statistics: dict[str, object] = field(default_factory=dict)
     created_with: str = __version__
+    locations: list[Location] = field(default_factory=list)
+    location: list[int] = field(default_factory=list)
 
     @property
     def dates(self) -> list[str]:
         """Start date of each composite period (ISO)."""
         return [start.isoformat() for start, _ in self.season.periods()]
 
+    def area(self, index: int) -> Grid:
+        """The grid of the area patch ``index`` was cut from (its location's, if merged)."""
+        return self.locations[self.location[index]].grid if self.locations else self.grid
+
     def transform(self, index: int) -> Affine:
         """Affine transform of patch ``index`` (the area transform moved to its offset)."""
         row, col = self.offsets[index]
-        return self.grid.transform @ Affine.translation(col, row)
+        return self.area(index).transform @ Affine.translation(col, row)
 
     def to_attrs(self) -> dict[str, Any]:
+        merged = (
+            {"locations": [loc.to_dict() for loc in self.locations], "location": self.location}
+            if self.locations
+            else {}
+        )
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -93,6 +143,7 @@ class StoreMetadata:
             "positive": self.positive,
             "source": self.source,
             "statistics": self.statistics,
+            **merged,
         }
 
     @classmethod
@@ -113,6 +164,8 @@ class StoreMetadata:
             source=dict(attrs.get("source") or {}),  # type: ignore[call-overload]
             statistics=dict(attrs.get("statistics") or {}),  # type: ignore[call-overload]
             created_with=str(attrs.get("created_with", "unknown")),
+            locations=[Location.from_dict(d) for d in attrs.get("locations") or []],  # type: ignore[attr-defined]
+            location=[int(i) for i in attrs.get("location") or []],  # type: ignore[attr-defined]
         )
 
 
@@ -120,12 +173,71 @@ class StoreMetadata:
 # Writing
 
 
+class _WriteGate:
+    """Lets writes through until closed; closing waits for the writes already running."""
+
+    def __init__(self) -> None:
+        self._state = threading.Condition()
+        self._running = 0
+        self._closed = False
+
+    def run(self, write: Callable[[], None]) -> None:
+        with self._state:
+            if self._closed:
+                raise RuntimeError("store is closed for writing")
+            self._running += 1
+        try:
+            write()
+        finally:
+            with self._state:
+                self._running -= 1
+                self._state.notify_all()
+
+    def close(self) -> None:
+        with self._state:
+            self._closed = True
+            self._state.wait_for(lambda: self._running == 0)
+
+
+class _DrainableStore(zarr.storage.LocalStore):
+    """The local Zarr store sarcrop writes through: :meth:`stop_writes` drains it.
+
+    Zarr writes chunks as tasks on its own event loop, each in a worker thread; when one fails
+    (a full disk) the error reaches the caller while the others are still writing. Stopping
+    the store before its temporary folder is removed guarantees nothing is created there
+    afterwards: writes not yet started are refused and running ones are waited for.
+    """
+
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+        super().__init__(root, read_only=read_only)
+        self._gate = _WriteGate()
+
+    async def set(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+        path, data = self.root / key, value.to_bytes()
+        await asyncio.to_thread(self._gate.run, lambda: _write_file(path, data))
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        if not await self.exists(key):
+            await self.set(key, value)
+
+    def stop_writes(self) -> None:
+        """Refuse new writes and return once no write is running."""
+        self._gate.close()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    # No per-chunk temporary: the whole store is a temporary until create_store renames it.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 class StoreWriter:
     """Appends patches to a store being written; obtained from :func:`create_store`."""
 
-    def __init__(self, path: Path, *, steps: int, bands: int, patch_size: int) -> None:
-        self.path = path
-        self.group = zarr.open_group(path, mode="w", zarr_format=3)
+    def __init__(self, store: _DrainableStore, *, steps: int, bands: int, patch_size: int) -> None:
+        self.path = store.root
+        self.group = zarr.open_group(store, mode="w", zarr_format=3)
         compressor = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
         p = patch_size
         self.images = self.group.create_array(
@@ -178,20 +290,30 @@ def create_store(
 ) -> Iterator[StoreWriter]:
     """Write a store atomically: append patches, then set ``writer.metadata`` before leaving."""
     with atomic_path(path, directory=True) as tmp:
-        writer = StoreWriter(tmp, steps=steps, bands=bands, patch_size=patch_size)
-        yield writer
-        meta = writer.metadata
-        if meta is None:
-            raise RuntimeError("store metadata was not set before closing")
-        n = len(writer)
-        if len(meta.offsets) != n or len(meta.split) != n:
-            raise RuntimeError(
-                f"metadata describes {len(meta.offsets)} offsets and "
-                f"{len(meta.split)} split entries for {n} patches"
-            )
-        if len(meta.bands) != writer.images.shape[2] or meta.season.steps != writer.images.shape[1]:
-            raise RuntimeError("metadata bands/steps do not match the image array")
-        writer.group.attrs[ATTRS_KEY] = meta.to_attrs()
+        store = _DrainableStore(tmp)
+        try:
+            writer = StoreWriter(store, steps=steps, bands=bands, patch_size=patch_size)
+            yield writer
+            _finish(writer)
+        finally:
+            # Before atomic_path renames or removes the folder: no write may still be running.
+            store.stop_writes()
+
+
+def _finish(writer: StoreWriter) -> None:
+    """Check the metadata against the arrays and record it (the store's last write)."""
+    meta = writer.metadata
+    if meta is None:
+        raise RuntimeError("store metadata was not set before closing")
+    n = len(writer)
+    if len(meta.offsets) != n or len(meta.split) != n:
+        raise RuntimeError(
+            f"metadata describes {len(meta.offsets)} offsets and "
+            f"{len(meta.split)} split entries for {n} patches"
+        )
+    if len(meta.bands) != writer.images.shape[2] or meta.season.steps != writer.images.shape[1]:
+        raise RuntimeError("metadata bands/steps do not match the image array")
+    writer.group.attrs[ATTRS_KEY] = meta.to_attrs()
 
 
 def write_store(
@@ -249,11 +371,19 @@ class DatasetStore:
 
     def read_image(self, index: int) -> np.ndarray:
         """Raw dB composites ``(steps, bands, P, P)`` of patch ``index``."""
-        return np.asarray(self._arrays()[0][self._check(index)])
+        return self._read(0, index)
 
     def read_labels(self, index: int) -> np.ndarray:
         """Class indices ``(P, P)`` of patch ``index`` (-1 = unlabelled)."""
-        return np.asarray(self._arrays()[1][self._check(index)])
+        return self._read(1, index)
+
+    def _read(self, array: int, index: int) -> np.ndarray:
+        index = self._check(index)
+        try:
+            return np.asarray(self._arrays()[array][index])
+        except _READ_ERRORS as exc:  # a damaged chunk: blosc, size or dtype errors
+            problem = f"{('images', 'labels')[array]} of patch {index} unreadable: {_one_line(exc)}"
+            raise InputDataError(problem, self.path) from exc
 
     def read_patch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image, labels)`` of patch ``index``."""
@@ -306,8 +436,8 @@ class DatasetStore:
 
     def patch_grid(self, index: int) -> Grid:
         """The georeferenced grid of patch ``index``."""
-        p = self.patch_size
-        return Grid(self.grid.crs, self.metadata.transform(self._check(index)), p, p)
+        p, index = self.patch_size, self._check(index)
+        return Grid(self.metadata.area(index).crs, self.metadata.transform(index), p, p)
 
     def __repr__(self) -> str:
         counts = {s: self.split.count(s) for s in SPLITS}
@@ -318,6 +448,14 @@ class DatasetStore:
         )
 
 
+# What Zarr raises on damaged metadata or chunks (JSON, codec and shape errors).
+_READ_ERRORS = (zarr.errors.BaseZarrError, ValueError, TypeError, KeyError, RuntimeError, OSError)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _open_group(path: Path) -> zarr.Group:
     if not path.exists():
         raise InputDataError("dataset store does not exist", path)
@@ -325,12 +463,15 @@ def _open_group(path: Path) -> zarr.Group:
         raise InputDataError("not a sarcrop dataset store (no Zarr v3 group here)", path)
     try:
         return zarr.open_group(path, mode="r", zarr_format=3)
-    except (zarr.errors.BaseZarrError, ValueError, OSError) as exc:
-        raise InputDataError(f"not a readable Zarr v3 group: {exc}", path) from exc
+    except _READ_ERRORS as exc:
+        raise InputDataError(f"not a readable Zarr v3 group: {_one_line(exc)}", path) from exc
 
 
 def _arrays_of(path: Path, group: zarr.Group) -> tuple[zarr.Array, zarr.Array]:
-    images, labels = group.get("images"), group.get("labels")
+    try:
+        images, labels = group.get("images"), group.get("labels")
+    except _READ_ERRORS as exc:
+        raise InputDataError(f"unreadable array metadata: {_one_line(exc)}", path) from exc
     if not isinstance(images, zarr.Array) or not isinstance(labels, zarr.Array):
         raise InputDataError("dataset store lacks its 'images' or 'labels' array", path)
     return images, labels
@@ -362,6 +503,9 @@ def _validated_metadata(path: Path, group: zarr.Group) -> StoreMetadata:
             f"its metadata {expected}",
             path,
         )
+    known = range(len(meta.locations))
+    if meta.locations and (len(meta.location) != n or any(i not in known for i in meta.location)):
+        raise InputDataError("dataset store locations do not cover its patches", path)
     return meta
 
 

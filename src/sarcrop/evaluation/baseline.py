@@ -10,8 +10,11 @@ by the cap, not by the dataset size.
 
 Early season: like the network, the forest predicts from the first t steps with the later steps
 zero-padded (:func:`sarcrop.evaluation.metrics.zero_pad_after`). A forest fitted on full
-seasons only has never seen zeros; pass ``early_season=True`` to
-:func:`fit_baseline_from_dataset` to train on zero-padded copies for every t as well.
+seasons only has never seen zeros, so by default (``BaselineOptions.early_season``) it also
+trains on zero-padded copies for every t.
+
+:func:`run_baseline` is the one pipeline behind ``sarcrop baseline`` and the experiments'
+``rf`` method: store in, fitted forest and test-split metrics out.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.utils.validation import check_is_fitted
 
+from sarcrop.errors import InputDataError
 from sarcrop.evaluation.metrics import BinaryConfusion, EvaluationInputError, zero_pad_after
+from sarcrop.options import BaselineOptions
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -212,11 +219,11 @@ def pixels_from_patches(
 
 
 def predict_patches(
-    model: RandomForestBaseline, images: Any, *, time_steps: int | None = None
+    model: RandomForestBaseline, images: Any, *, timesteps: int | None = None
 ) -> np.ndarray:
     """Positive-class probability ``(N, H, W)`` for ``images (N, T, B, H, W)``.
 
-    A single patch ``(T, B, H, W)`` gives ``(H, W)``. ``time_steps=t`` predicts from the first
+    A single patch ``(T, B, H, W)`` gives ``(H, W)``. ``timesteps=t`` predicts from the first
     t steps with the rest zero-padded. Pixels with any NaN feature get NaN.
     """
     images = _numpy(images)
@@ -240,8 +247,8 @@ def predict_patches(
             f"images give {steps * bands} features per pixel, the forest expects "
             f"{model.n_features_in_}"
         )
-    if time_steps is not None:
-        images = zero_pad_after(images, time_steps)
+    if timesteps is not None:
+        images = zero_pad_after(images, timesteps)
     X = images.transpose(0, 3, 4, 1, 2).reshape(-1, steps * bands)
     finite = np.isfinite(X).all(axis=1)
     prob = np.full(X.shape[0], np.nan, np.float32)
@@ -347,14 +354,17 @@ def fit_baseline_from_dataset(
 
 
 def _evaluate(
-    model: RandomForestBaseline, dataset: Any, steps: Sequence[int | None] | None, threshold: float
+    model: RandomForestBaseline,
+    dataset: Any,
+    timesteps: Sequence[int | None] | None,
+    threshold: float,
 ) -> dict[int | None, BinaryConfusion]:
     confusions: dict[int | None, BinaryConfusion] = {}
     for index in range(len(dataset)):
         image, target, valid = _item(dataset, index)
         mask = np.isin(target, (0, 1)) & (True if valid is None else valid.astype(bool))
-        for t in range(1, image.shape[0] + 1) if steps is None else steps:
-            prob = predict_patches(model, image, time_steps=t)
+        for t in range(1, image.shape[0] + 1) if timesteps is None else timesteps:
+            prob = predict_patches(model, image, timesteps=t)
             confusions.setdefault(t, BinaryConfusion()).update(
                 np.nan_to_num(prob), target, mask & np.isfinite(prob), threshold=threshold
             )
@@ -367,22 +377,142 @@ def evaluate_baseline(
     model: RandomForestBaseline,
     dataset: Any,
     *,
-    time_steps: int | None = None,
+    timesteps: int | None = None,
     threshold: float = 0.5,
 ) -> BinaryConfusion:
     """Confusion of the forest over every valid pixel of ``dataset``.
 
-    ``time_steps=t`` evaluates the early-season prediction from the first t steps.
+    ``timesteps=t`` evaluates the early-season prediction from the first t steps.
     """
-    return _evaluate(model, dataset, [time_steps], threshold)[time_steps]
+    return _evaluate(model, dataset, [timesteps], threshold)[timesteps]
 
 
 def early_season_baseline(
     model: RandomForestBaseline,
     dataset: Any,
     *,
-    steps: Sequence[int] | None = None,
+    timesteps: Sequence[int] | None = None,
     threshold: float = 0.5,
 ) -> dict[int, BinaryConfusion]:
-    """Confusions ``{t: BinaryConfusion}`` for t in ``steps`` (default 1..T), in one pass."""
-    return _evaluate(model, dataset, steps, threshold)  # type: ignore[return-value]
+    """Confusions ``{t: BinaryConfusion}`` for t in ``timesteps`` (default 1..T), in one pass."""
+    return _evaluate(model, dataset, timesteps, threshold)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- stores
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """A fitted forest and its test-split confusions, one per evaluated number of steps."""
+
+    model: RandomForestBaseline
+    options: BaselineOptions
+    store: Path
+    test_store: Path
+    positive: list[str]
+    bands: list[str]
+    normalization: dict[str, Any]
+    train_patches: int
+    test_patches: int
+    steps: int
+    confusions: dict[int, BinaryConfusion]
+    every_timestep: bool  # evaluated for t = 1..T (timesteps="all")
+
+    @property
+    def metrics(self) -> BinaryConfusion:
+        """The headline: the largest evaluated t (the full season unless one t was asked)."""
+        return self.confusions[max(self.confusions)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record ``sarcrop baseline --out`` writes."""
+        record: dict[str, Any] = {
+            "method": "random_forest",
+            "store": str(self.store),
+            "test_store": str(self.test_store),
+            "split": "test",
+            "positive": self.positive,
+            "bands": self.bands,
+            "train_patches": self.train_patches,
+            "test_patches": self.test_patches,
+            "training_pixels": dict(self.model.n_samples_per_class_),
+            "options": self.options.model_dump(),
+            "timesteps": max(self.confusions),
+            "threshold": self.options.threshold,
+            "metrics": self.metrics.as_dict(),
+        }
+        if self.every_timestep:
+            record["early_season"] = {t: c.as_dict() for t, c in self.confusions.items()}
+        return record
+
+
+def run_baseline(
+    store: Any,
+    options: BaselineOptions | None = None,
+    *,
+    test_store: Any = None,
+    bands: Sequence[str] | None = None,
+    positive: Sequence[str] | str | None = None,
+    timesteps: int | Literal["all"] | None = None,
+    jobs: int | None = -1,
+) -> BaselineResult:
+    """Fit the forest on the train split of ``store``; score the test split of ``test_store``.
+
+    The one pipeline behind ``sarcrop baseline`` and the experiments' ``rf`` method. The test
+    split is that of ``store`` unless ``test_store`` (another location or year) is given; both
+    are scaled with ``store``'s train statistics, as a forest deployed from the training area
+    would see them. ``positive`` defaults to the store's class; ``timesteps`` is ``None`` (full
+    season), ``t`` or ``"all"`` (every t = 1..T) as in :func:`sarcrop.training.evaluate`.
+    ``jobs`` (parallel workers) does not change the result.
+    """
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.store import DatasetStore
+    from sarcrop.training.config import positive_classes, timestep_list
+
+    options = options or BaselineOptions()
+    train_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    test = train_store if test_store is None else test_store
+    test = test if isinstance(test, DatasetStore) else DatasetStore(test)
+    if test.steps != train_store.steps:
+        raise InputDataError(
+            f"test store has {test.steps} time steps, the training store {train_store.steps}",
+            test.path,
+        )
+    positive = positive_classes(train_store, positive)
+    bands = [b.upper() for b in bands] if bands else list(train_store.bands)
+    wanted = timestep_list(timesteps, train_store.steps)
+    normalization = train_store.normalization.select(bands)
+    train_set = PatchDataset(train_store, "train", positive, bands, normalization=normalization)
+    test_set = PatchDataset(test, "test", positive, bands, normalization=normalization)
+    if len(train_set) == 0:
+        raise InputDataError("the store has no train patches", train_store.path)
+    if len(test_set) == 0:
+        raise InputDataError("the store has no test patches", test.path)
+    try:
+        model = fit_baseline_from_dataset(
+            train_set,
+            max_samples_per_class=options.max_samples_per_class,
+            early_season=options.early_season,
+            random_state=options.seed,
+            n_estimators=options.n_estimators,
+            max_depth=options.max_depth,
+            n_jobs=jobs,
+        )
+        confusions = early_season_baseline(
+            model, test_set, timesteps=wanted, threshold=options.threshold
+        )
+    except EvaluationInputError as exc:
+        raise InputDataError(str(exc), train_store.path) from None
+    return BaselineResult(
+        model=model,
+        options=options,
+        store=train_store.path,
+        test_store=test.path,
+        positive=positive,
+        bands=bands,
+        normalization=normalization.to_dict(),
+        train_patches=len(train_set),
+        test_patches=len(test_set),
+        steps=train_store.steps,
+        confusions=confusions,
+        every_timestep=timesteps == "all",
+    )

@@ -1,5 +1,8 @@
 """The published results (Tables 1-4 of the paper) as data, for side-by-side comparisons.
 
+Jo, Koukos, Sitokonstantinou, Lee, Kontoes, "Towards Global Crop Maps with Transfer Learning",
+arXiv:2211.04755. Its values were measured on real Sentinel-1 data.
+
 Each table gives one metric of the positive class for the 10 transfer scenarios and the
 methods RF (locally trained Random Forest), RI (architecture only, random init), FT (fine-tune
 everything) and FTE (fine-tune the encoder, decoder frozen). Values are transcribed verbatim;
@@ -12,6 +15,14 @@ import re
 from dataclasses import dataclass
 
 import pandas as pd
+
+CITATION = (
+    "Jo, Koukos, Sitokonstantinou, Lee, Kontoes, "
+    '"Towards Global Crop Maps with Transfer Learning", arXiv:2211.04755'
+)
+"""The study whose Tables 1-4 are transcribed here (and whose method sarcrop implements)."""
+CITATION_SHORT = "Jo et al., arXiv:2211.04755"
+CITATION_URL = "https://arxiv.org/abs/2211.04755"
 
 PAPER_METHODS = ("RF", "RI", "FT", "FTE")
 PAPER_METRICS = ("iou", "recall", "precision", "f1")

@@ -1,23 +1,34 @@
-"""Result tables: paper-shaped Markdown (Tables 1-4), method × metric summaries, console text.
+"""Result tables: one model (:class:`Table`) rendered to Markdown, HTML and console text.
 
-All functions read the same *long* results format, one row per number::
+The builders read the *long* results format, one row per number::
 
     scenario, finetune_region, test_region, crop, bands, method, metric, timestep, seed, value
 
 ``bands`` is ``"VH"`` or ``"VH|VV"``; ``timestep`` is t of an early-season prediction (T for the
 full season); ``seed`` distinguishes repeated runs, which are shown as mean ± sample std.
+
+Our numbers and the paper's sit side by side but were measured on different data: each
+:class:`Cell` carries the provenance of ours (``"simulated"`` or ``"real"``), and every table
+that shows the paper's values says so in a legend line.
 """
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from sarcrop.evaluation.metrics import METRICS, EvaluationInputError
-from sarcrop.evaluation.paper import PAPER_TABLE_NUMBER, find_scenario, paper_value
+from sarcrop.evaluation.paper import (
+    CITATION_SHORT,
+    PAPER_TABLE_NUMBER,
+    find_scenario,
+    paper_value,
+)
 
 RESULT_COLUMNS = (
     "scenario",
@@ -34,9 +45,241 @@ RESULT_COLUMNS = (
 METHOD_ORDER = ("RF", "RI", "FT", "FTE", "FTD")
 """Canonical row order; other methods follow alphabetically."""
 
+SIMULATED = "simulated"
+REAL = "real"
+"""Provenance of our numbers: measured on simulated or on real data."""
+
 _DEFAULT_DIGITS = {"iou": 2}  # the paper's Table 1 has two decimals, Tables 2-4 three
 _MISSING = "–"
 _METRIC_NAMES = {"iou": "IoU", "precision": "Precision", "recall": "Recall", "f1": "F1-score"}
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Our mean over seeds (and its sample std) beside the paper's value for the same cell.
+
+    ``source`` is the data ours was measured on (:data:`SIMULATED`, :data:`REAL`, or None when
+    unknown); the paper's ``reference`` values were all measured on its real Sentinel-1 data.
+    """
+
+    value: float | None
+    spread: float | None = None
+    reference: float | None = None
+    source: str | None = None
+    digits: int = 3
+
+    @classmethod
+    def of(
+        cls,
+        values: Iterable[float | None],
+        *,
+        digits: int = 3,
+        reference: float | None = None,
+        source: str | None = None,
+    ) -> Cell:
+        """Mean and sample std (None for a single value) of the finite ``values``."""
+        finite = [float(v) for v in values if v is not None and not pd.isna(v)]
+        if not finite:
+            return cls(None, None, reference, source, digits)
+        mean = sum(finite) / len(finite)
+        spread = None
+        if len(finite) > 1:
+            spread = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+        return cls(mean, spread, reference, source, digits)
+
+    @property
+    def ours(self) -> str:
+        """``"0.87"``, ``"0.87 ± 0.02"`` or ``"–"``."""
+        if self.value is None:
+            return _MISSING
+        text = f"{self.value:.{self.digits}f}"
+        return text if self.spread is None else f"{text} ± {self.spread:.{self.digits}f}"
+
+    @property
+    def paper(self) -> str | None:
+        """``"paper 0.90"``, or None where the paper reports no value for this cell."""
+        return None if self.reference is None else f"paper {self.reference:.{self.digits}f}"
+
+    @property
+    def text(self) -> str:
+        """Ours with the paper's value in brackets: ``"0.87 ± 0.02 (paper 0.90)"``."""
+        return self.ours if self.paper is None else f"{self.ours} ({self.paper})"
+
+    @property
+    def description(self) -> str:
+        """Which number is which, for a tooltip: ``"ours: simulated data; paper: real data"``."""
+        ours = "ours" if self.source is None else f"ours: {self.source} data"
+        return ours if self.reference is None else f"{ours}; paper: its real data"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: its label cells (e.g. the method) and its data cells."""
+
+    labels: tuple[str, ...]
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table: header rows (label cells first), data rows and notes below it.
+
+    Equal adjacent cells of every header row but the last form groups, like the paper's
+    "Fine-tuning" row over its "Test" row.
+    """
+
+    title: str
+    header: tuple[tuple[str, ...], ...]
+    rows: tuple[Row, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def stub(self) -> int:
+        """Number of label columns."""
+        return len(self.rows[0].labels) if self.rows else 1
+
+    @property
+    def width(self) -> int:
+        return max(
+            [len(row) for row in self.header] + [self.stub + len(r.cells) for r in self.rows]
+        )
+
+    def _grid(self) -> list[list[str]]:
+        """Header and body as text, padded to the table's width."""
+        rows = [list(row) for row in self.header]
+        rows += [[*row.labels, *(cell.text for cell in row.cells)] for row in self.rows]
+        return [row + [""] * (self.width - len(row)) for row in rows]
+
+    def to_markdown(self) -> str:
+        """A pipe table; header rows after the first become bold-labelled body rows."""
+        grid = self._grid()
+
+        def line(cells: Sequence[str], bold: bool) -> str:
+            out = [
+                f"**{_md(c)}**" if bold and i < self.stub and c else _md(c)
+                for i, c in enumerate(cells)
+            ]
+            return "| " + " | ".join(out) + " |"
+
+        lines = [line(grid[0], False), line(["---"] * self.width, False)]
+        lines += [line(row, True) for row in grid[1:]]
+        parts = [f"*{_md(self.title)}*", "\n".join(lines), *(_md(n) for n in self.notes)]
+        return "\n\n".join(parts) + "\n"
+
+    def to_console(self) -> str:
+        """Aligned plain text: label columns left-aligned, data right-aligned."""
+        grid = self._grid()
+        sizes = [max(len(row[i]) for row in grid) for i in range(self.width)]
+
+        def line(row: Sequence[str]) -> str:
+            cells = [
+                c.ljust(s) if i < self.stub else c.rjust(s)
+                for i, (c, s) in enumerate(zip(row, sizes))
+            ]
+            return "  ".join(cells).rstrip()
+
+        head = len(self.header)
+        out = [self.title, ""] + [line(row) for row in grid[:head]]
+        out.append("  ".join("-" * s for s in sizes))
+        out += [line(row) for row in grid[head:]]
+        if self.notes:
+            out += ["", *self.notes]
+        return "\n".join(out) + "\n"
+
+    def to_html(
+        self,
+        *,
+        table_id: str | None = None,
+        css_class: str = "results",
+        highlight_max: bool = False,
+    ) -> str:
+        """A ``<table>`` (grouped header cells merged with ``colspan``) and its notes.
+
+        ``highlight_max`` marks the highest value of each data column (the best method).
+        Every text is escaped; our value and the paper's sit in separate, labelled spans.
+        """
+        id_attr = f' id="{_e(table_id)}"' if table_id else ""
+        out = [f'<table class="{_e(css_class)}"{id_attr}>', f"<caption>{_e(self.title)}</caption>"]
+        out += ["<thead>", *self._html_header(), "</thead>", "<tbody>"]
+        best = self._best() if highlight_max else {}
+        for row in self.rows:
+            cells = [f'<th scope="row">{_e(label)}</th>' for label in row.labels]
+            for col, cell in enumerate(row.cells):
+                is_best = cell.value is not None and best.get(col) == round(cell.value, cell.digits)
+                css = ' class="best"' if is_best else ""
+                cells.append(f'<td{css} title="{_e(cell.description)}">{_cell_html(cell)}</td>')
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append("</tbody></table>")
+        out += [f'<p class="table-note">{_e(note)}</p>' for note in self.notes]
+        return "\n".join(out)
+
+    def _html_header(self) -> list[str]:
+        width = self.width
+        parents = [(self.stub, width)]
+        rows = []
+        for index, header in enumerate(self.header):
+            row = list(header) + [""] * (width - len(header))
+            scope = "row" if len(self.header) > 1 else "col"
+            cells = [f'<th scope="{scope}" class="label">{_e(c)}</th>' for c in row[: self.stub]]
+            last = index == len(self.header) - 1
+            runs = [(i, i + 1) for i in range(self.stub, width)] if last else _runs(row, parents)
+            for start, stop in runs:
+                span = f' colspan="{stop - start}"' if stop - start > 1 else ""
+                cells.append(f'<th scope="col"{span}>{_e(row[start])}</th>')
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+            parents = runs
+        return rows
+
+    def _best(self) -> dict[int, float]:
+        """Column → highest value as displayed, for columns with at least two values."""
+        best = {}
+        for col in range(self.width - self.stub):
+            values = [
+                round(cell.value, cell.digits)
+                for row in self.rows
+                if col < len(row.cells) and (cell := row.cells[col]).value is not None
+            ]
+            if len(values) > 1:
+                best[col] = max(values)
+        return best
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _cell_html(cell: Cell) -> str:
+    if cell.paper is None:
+        return _e(cell.ours)
+    return (
+        f'<span class="value">{_e(cell.ours)}</span> '
+        f'<span class="paper" title="published value, measured on the paper\'s real data">'
+        f"({_e(cell.paper)})</span>"
+    )
+
+
+def _runs(row: Sequence[str], parents: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Runs of equal adjacent cells, never crossing the runs of the header row above."""
+    runs: list[tuple[int, int]] = []
+    for start, stop in parents:
+        i = start
+        while i < stop:
+            j = i + 1
+            while j < stop and row[j] == row[i]:
+                j += 1
+            runs.append((i, j))
+            i = j
+    return runs
+
+
+# --------------------------------------------------------------------------- from results
 
 
 def metric_records(metrics: Mapping[str, Any], **fields: Any) -> list[dict[str, Any]]:
@@ -96,14 +339,7 @@ def method_order(methods: Iterable[str]) -> list[str]:
 
 def format_cell(values: Sequence[float], digits: int) -> str:
     """``"0.87"`` for one value, ``"0.87 ± 0.02"`` (sample std) for several, ``"–"`` for none."""
-    finite = [float(v) for v in values if v is not None and not pd.isna(v)]
-    if not finite:
-        return _MISSING
-    mean = sum(finite) / len(finite)
-    if len(finite) == 1:
-        return f"{mean:.{digits}f}"
-    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return Cell.of(values, digits=digits).ours
 
 
 def _display(name: Any) -> str:
@@ -113,12 +349,37 @@ def _display(name: Any) -> str:
     return text.title() if text.islower() else text
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+def _seeds(data: pd.DataFrame) -> int:
+    return int(data["seed"].nunique()) if "seed" in data.columns else 1
 
 
-def _md_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(_md_escape(cell) for cell in cells) + " |"
+def provenance_note(
+    sources: Mapping[str, str | None], *, seeds: int, paper_table_number: int | None
+) -> str:
+    """The legend line that says which number is which and what data each was measured on.
+
+    ``sources`` maps a column's name to the data ours was measured on in that column.
+    """
+    groups: dict[str | None, list[str]] = {}
+    for column, source in sources.items():
+        groups.setdefault(source, []).append(column)
+    named = [s for s in groups if s is not None]
+    if not named:
+        data = "this run's data"
+    elif len(groups) == 1:
+        data = f"{named[0]} data"
+    else:
+        data = " and ".join(
+            f"{s or 'unlabelled'} data ({', '.join(columns)})" for s, columns in groups.items()
+        )
+    ours = f"mean ± sample std over {seeds} seeds" if seeds > 1 else "one seed"
+    note = f"Cells: ours ({ours}), measured on {data}"
+    if paper_table_number is None:
+        return note + "."
+    return (
+        f"{note}; in brackets (paper …): the value published in Table {paper_table_number} "
+        f"of {CITATION_SHORT}, measured on the paper's real Sentinel-1 data."
+    )
 
 
 def paper_table(
@@ -126,15 +387,17 @@ def paper_table(
     metric: str,
     reference: bool = False,
     *,
+    sources: Mapping[str, str | None] | None = None,
     timestep: int | None = None,
     digits: int | None = None,
-) -> str:
-    """Markdown table shaped like the paper's Tables 1-4 for one ``metric``.
+) -> Table:
+    """The paper's Tables 1-4 layout for one ``metric``.
 
     Three header rows (Fine-tuning / Test / Feature) over one column per scenario, in the
     paper's order where scenarios match it; one row per method. With ``reference=True`` each
-    cell that the paper also reports shows it beside ours: ``0.87 (paper 0.90)``.
-    ``timestep=None`` uses the full season (each scenario's last timestep).
+    cell that the paper also reports carries the published value. ``sources`` maps a scenario
+    id to the data ours was measured on (``"simulated"`` or ``"real"``). ``timestep=None``
+    uses the full season (each scenario's last timestep).
     """
     required = (
         "scenario",
@@ -151,6 +414,7 @@ def paper_table(
     if data.empty:
         raise EvaluationInputError(f"no {metric!r} results at timestep {timestep}")
     digits = _DEFAULT_DIGITS.get(metric.lower(), 3) if digits is None else digits
+    sources = sources or {}
 
     columns = data.drop_duplicates("scenario")[
         ["scenario", "finetune_region", "test_region", "crop", "bands"]
@@ -165,42 +429,65 @@ def paper_table(
     ]
     columns = columns.assign(_order=order).sort_values("_order", kind="stable")
 
-    header = ["Fine-tuning", *(_display(v) for v in columns.finetune_region)]
-    test = ["**Test**", *(_display(v) for v in columns.test_region)]
-    feature = ["**Feature**", *(str(v) for v in columns.bands)]
+    features = [str(v) for v in columns.bands]
     if columns.crop.nunique() > 1:
-        feature = [*feature[:1], *(f"{b} ({c})" for b, c in zip(columns.bands, columns.crop))]
-    lines = [_md_row(header), _md_row(["---"] * len(header)), _md_row(test), _md_row(feature)]
+        features = [f"{b} ({c})" for b, c in zip(columns.bands, columns.crop)]
+    header = (
+        ("Fine-tuning", *(_display(v) for v in columns.finetune_region)),
+        ("Test", *(_display(v) for v in columns.test_region)),
+        ("Feature", *features),
+    )
 
     groups = data.groupby(["method", "scenario"])["value"].apply(list)
+    rows = []
     for method in method_order(data["method"]):
-        cells = [f"**{method}**"]
+        cells = []
         for scenario in columns.scenario:
-            cell = format_cell(groups.get((method, scenario), []), digits)
             found = papers[scenario]
-            published = None if found is None else paper_value(found, method, metric)
-            if reference and published is not None:
-                cell = f"{cell} (paper {published:.{digits}f})"
-            cells.append(cell)
-        lines.append(_md_row(cells))
+            published = (
+                None if found is None or not reference else paper_value(found, method, metric)
+            )
+            cells.append(
+                Cell.of(
+                    groups.get((method, scenario), []),
+                    digits=digits,
+                    reference=published,
+                    source=sources.get(str(scenario)),
+                )
+            )
+        rows.append(Row((method.upper(),), tuple(cells)))
 
     number = PAPER_TABLE_NUMBER.get(metric.lower())
-    caption = f"{_METRIC_NAMES.get(metric.lower(), metric)} of the positive class"
-    if reference and number:
-        caption += f"; paper values from Table {number}"
-    return f"*{caption}*\n\n" + "\n".join(lines) + "\n"
+    season = "full season" if timestep is None else f"t = {timestep}"
+    title = f"{_METRIC_NAMES.get(metric.lower(), metric)} of the positive class ({season})"
+    kinds = [k for k in (SIMULATED, REAL) if k in set(sources.get(s) for s in columns.scenario)]
+    if reference:
+        ours = f"ours on {' and '.join(kinds)} data" if kinds else "ours"
+        title += f": {ours} (paper's value on its real data)"
+    names = {
+        str(c.scenario): f"{_display(c.finetune_region)} → {_display(c.test_region)} {c.bands}"
+        for c in columns.itertuples()
+    }
+    note = provenance_note(
+        {names[s]: sources.get(s) for s in names},
+        seeds=_seeds(data),
+        paper_table_number=number if reference else None,
+    )
+    return Table(title, header, tuple(rows), (note,))
 
 
 def summary_table(
     results: pd.DataFrame,
     metrics: Sequence[str] | None = None,
     *,
+    sources: Mapping[str, str | None] | None = None,
     timestep: int | None = None,
     digits: int = 3,
-) -> pd.DataFrame:
-    """Method × metric table of display strings (mean ± std over seeds), full season.
+) -> Table:
+    """Method × metric table (mean ± std over seeds), full season.
 
     Rows are methods in canonical order; with several scenarios, rows are (scenario, method).
+    ``sources`` maps a scenario id to the data ours was measured on.
     """
     _check_results(results, ("method", "metric", "value"))
     data = _full_season(results, timestep, "scenario" if "scenario" in results else None)
@@ -216,50 +503,20 @@ def summary_table(
         data[keys].drop_duplicates().itertuples(index=False, name=None),
         key=lambda key: (*key[:-1], order[str(key[-1])]),
     )
-    table = pd.DataFrame(
-        index=pd.MultiIndex.from_tuples(index, names=keys)
-        if len(keys) > 1
-        else pd.Index([key[0] for key in index], name="method"),
-        columns=list(metrics),
-        dtype=object,
-    )
+    sources = sources or {}
+    scenarios = data["scenario"].astype(str).unique() if "scenario" in data.columns else []
+    single = str(scenarios[0]) if len(scenarios) == 1 else None
     grouped = data.assign(_metric=names).groupby([*keys, "_metric"])["value"].apply(list)
+    rows = []
     for key in index:
-        for metric in metrics:
-            values = grouped.get((*key, metric.lower()), [])
-            table.loc[key if len(keys) > 1 else key[0], metric] = format_cell(values, digits)
-    return table
-
-
-def format_console_table(
-    table: pd.DataFrame | Sequence[Sequence[Any]], headers: Sequence[str] | None = None
-) -> str:
-    """Plain-text table with aligned columns: first column left-aligned, the rest right-aligned."""
-    if isinstance(table, pd.DataFrame):
-        frame = (
-            table.reset_index() if any(name is not None for name in table.index.names) else table
+        source = sources.get(str(key[0]) if len(keys) > 1 else single or "")
+        cells = tuple(
+            Cell.of(grouped.get((*key, m.lower()), []), digits=digits, source=source)
+            for m in metrics
         )
-        headers = [str(c) for c in frame.columns] if headers is None else list(headers)
-        rows = [[_text(v) for v in row] for row in frame.itertuples(index=False, name=None)]
-    else:
-        rows = [[_text(v) for v in row] for row in table]
-        headers = [] if headers is None else list(headers)
-    width = max([len(headers), *(len(row) for row in rows)], default=0)
-    grid = [list(headers) + [""] * (width - len(headers))] if headers else []
-    grid += [row + [""] * (width - len(row)) for row in rows]
-    sizes = [max(len(row[i]) for row in grid) for i in range(width)]
-
-    def line(row: Sequence[str]) -> str:
-        cells = [c.ljust(s) if i == 0 else c.rjust(s) for i, (c, s) in enumerate(zip(row, sizes))]
-        return "  ".join(cells).rstrip()
-
-    out = [line(row) for row in grid]
-    if headers:
-        out.insert(1, "  ".join("-" * s for s in sizes))
-    return "\n".join(out) + "\n"
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, float):
-        return _MISSING if math.isnan(value) else f"{value:.3f}"
-    return str(value)
+        rows.append(Row((*(str(k) for k in key[:-1]), str(key[-1]).upper()), cells))
+    header = ((*(k.title() for k in keys), *(_METRIC_NAMES.get(m.lower(), m) for m in metrics)),)
+    season = "full season" if timestep is None else f"t = {timestep}"
+    column_sources = {str(s): sources.get(str(s)) for s in scenarios} or {"all": None}
+    note = provenance_note(column_sources, seeds=_seeds(data), paper_table_number=None)
+    return Table(f"Metrics of the positive class ({season})", header, tuple(rows), (note,))

@@ -10,12 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sarcrop.errors import ConfigError
+from sarcrop.options import (
+    BaselineOptions,
+    CompositeOptions,
+    LabelOptions,
+    SceneOptions,
+    SplitOptions,
+    TilingOptions,
+)
 from sarcrop.training.config import Ordering, TrainConfig
 from sarcrop.utils.validation import config_error
 
@@ -38,22 +46,26 @@ class SimulatedRegion(_Strict):
 
 
 class RegionData(_Strict):
-    """Where a region's data comes from: the simulator, real scenes + labels, or a store."""
+    """Where a region's data comes from: the simulator, real scenes + labels, or a store.
+
+    How it is prepared nests the option groups of :func:`sarcrop.data.prepare.prepare` under
+    the same names (``label_options``, ``scenes``, ``composite``, ``tiling``, ``split``).
+    ``timesteps`` and ``days`` default to 8 × 20 days, or to a simulated region's season.
+    """
 
     simulate: SimulatedRegion | None = None
     images: str | None = None
     labels: Path | None = None
-    label_column: str | None = None
+    label_options: LabelOptions = LabelOptions()
     store: Path | None = None
     season_start: dt.date | None = None
-    steps: int = Field(8, ge=1)
-    days: int = Field(20, ge=1)
+    timesteps: int | None = Field(None, ge=1)
+    days: int | None = Field(None, ge=1)
     bands: tuple[str, ...] = ("VH", "VV")
-    patch_size: int = Field(256, ge=8)
-    stride: int | None = Field(None, ge=1)
-    split: Literal["patch", "block"] = "patch"
-    train_fraction: float = Field(0.6, gt=0, lt=1)
-    split_seed: int = 0
+    scenes: SceneOptions = SceneOptions()
+    composite: CompositeOptions = CompositeOptions()
+    tiling: TilingOptions = TilingOptions()
+    split: SplitOptions = SplitOptions()
 
     @model_validator(mode="after")
     def _one_source(self) -> RegionData:
@@ -109,14 +121,6 @@ class EarlySeasonSpec(_Strict):
     orderings: tuple[Ordering, ...] = ("chronological", "random")
 
 
-class BaselineSpec(_Strict):
-    """Random Forest settings (pixel-wise, class-balanced sampling)."""
-
-    n_estimators: int = Field(200, ge=1)
-    max_samples_per_class: int = Field(50_000, ge=10)
-    max_depth: int | None = None
-
-
 class ExperimentConfig(_Strict):
     """The whole experiment: regions, pre-training, scenarios, methods, seeds."""
 
@@ -126,8 +130,10 @@ class ExperimentConfig(_Strict):
     finetune: TrainConfig = TrainConfig()
     scenarios: tuple[ScenarioSpec, ...]
     methods: tuple[str, ...] = ("rf", "ri", "ft", "fte")
-    baseline: BaselineSpec = BaselineSpec()
+    # The Random Forest's settings: the flags of ``sarcrop baseline``, same names and defaults.
+    baseline: BaselineOptions = BaselineOptions()
     early_season: EarlySeasonSpec | None = None
+    # Runs per method; run i uses seed ``finetune.seed + i`` (networks), ``baseline.seed + i``.
     seeds: int = Field(1, ge=1)
     figure_patches: int = Field(3, ge=0)
 

@@ -1,12 +1,13 @@
-"""Figures, maps and the manifest of an experiment run.
+"""Figures, maps and the manifest of an experiment run, drawn from the run's record.
 
-Everything here is derived from cached unit outputs (test-split probabilities, training logs,
-the stores), so figures can be redrawn without retraining.
+:class:`ExperimentFigures` gets a :class:`~sarcrop.experiments.record.RunRecord` (paths of
+stores, test-split probabilities, training logs) and reads files only: drawing never simulates,
+prepares or trains anything, so :func:`redraw` works on any finished run directory.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,13 @@ import numpy as np
 import pandas as pd
 
 from sarcrop import __version__
-from sarcrop.experiments.config import ScenarioSpec
+from sarcrop.evaluation.paper import CITATION_SHORT
+from sarcrop.evaluation.tables import SIMULATED
+from sarcrop.experiments.record import MANIFEST, RunRecord, ScenarioRecord
+from sarcrop.utils.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from sarcrop.data.store import DatasetStore
-    from sarcrop.experiments.runner import ExperimentRunner
 
 SIGNATURE_PIXELS = 5000
 SIGNATURE_METHODS = ("fte", "ft", "ftd", "ri", "rf")
@@ -28,46 +31,45 @@ MAX_DISPLAY_PIXELS = 2048
 class ExperimentFigures:
     """Draws the per-scenario figures and writes the georeferenced maps."""
 
-    def __init__(
-        self, runner: ExperimentRunner, records: dict[tuple[str, str, int], dict[str, Any]]
-    ) -> None:
-        self.runner = runner
-        self.records = records
-        self.out = runner.out
-        self.seed = runner.seeds[0]
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+        self.out = record.root
+        self.seed = record.seeds[0]
         (self.out / "figures").mkdir(parents=True, exist_ok=True)
 
     def write(self, results: pd.DataFrame) -> dict[str, Any]:
-        config = self.runner.config
-        scenarios = [self._scenario(s) for s in config.scenarios]
+        """Draw every figure and write the maps; return the report's manifest."""
+        record = self.record
+        scenarios = [self._scenario(s) for s in record.scenarios]
         steps = int(results["timestep"].max()) if len(results) else None
         return {
-            "name": config.name,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "sarcrop_version": __version__,
-            "config_file": None
-            if self.runner.config_file is None
-            else str(self.runner.config_file),
-            "config": config.model_dump(mode="json"),
-            "seeds": self.runner.seeds,
+            "name": record.name,
+            "created": record.created,
+            "sarcrop_version": record.sarcrop_version,
+            "config_file": record.config_file,
+            "config": record.config,
+            "seeds": list(record.seeds),
             "time_steps": steps,
             "scenarios": scenarios,
-            "methods": list(config.methods),
+            "methods": list(record.methods),
             "early_season": self._early_season(results),
             "training_curves": self._training_curves(),
             "class_curves_figure": self._class_curves(),
             "notes": self._notes(),
+            "artefacts": record.artefacts(),
         }
 
     # ------------------------------------------------------------------ per scenario
 
-    def _scenario(self, scenario: ScenarioSpec) -> dict[str, Any]:
+    def _store(self, region: str) -> Path:
+        return self.record.path(self.record.regions[region].store)
+
+    def _scenario(self, scenario: ScenarioRecord) -> dict[str, Any]:
         from sarcrop.data.dataset import PatchDataset
         from sarcrop.data.store import DatasetStore
         from sarcrop.reports.figures import PanelRow, scenario_figure
 
-        test_path, _ = self.runner.region_store(scenario.test)
-        store = DatasetStore(test_path)
+        store = DatasetStore(self._store(scenario.test_region))
         dataset = PatchDataset(store, "test", (scenario.crop,), scenario.bands)
         items = [dataset[i] for i in range(len(dataset))]  # one read per patch
         targets = np.stack([item["target"].numpy() for item in items])
@@ -75,15 +77,14 @@ class ExperimentFigures:
         vh = store.bands.index("VH") if "VH" in store.bands else 0
         images = np.stack([store.read_image(i)[:, vh] for i in dataset.indices])
         probabilities = {
-            method: np.load(self.records[(scenario.id, method, self.seed)]["probabilities"]).astype(
-                np.float32
-            )
-            for method in self.runner.config.methods
+            unit.method: np.load(self.record.path(unit.probabilities)).astype(np.float32)
+            for method in self.record.methods
+            if (unit := self.record.unit(scenario.id, method, self.seed)) is not None
         }
         maps = self._write_maps(scenario, store, dataset.indices, probabilities)
         area = self._mosaic_row(store, dataset.indices, images, targets, valid, probabilities)
         rng = np.random.default_rng(self.seed)
-        count = min(self.runner.config.figure_patches, len(dataset))
+        count = min(self.record.figure_patches, len(dataset))
         chosen = sorted(rng.choice(len(dataset), size=count, replace=False).tolist())
         rows = [
             PanelRow(
@@ -93,8 +94,9 @@ class ExperimentFigures:
         ]
         figure = Path("figures") / f"{scenario.id}.png"
         title = (
-            f"fine-tune {scenario.finetune}, test {scenario.test}, {scenario.crop}, "
-            f"{scenario.band_label}: whole test split (top) and {count} test patches"
+            f"fine-tune {scenario.finetune_region}, test {scenario.test_region}, "
+            f"{scenario.crop}, {'|'.join(scenario.bands)}: whole test split (top) and "
+            f"{count} test patches"
         )
         scenario_figure(area, rows, title, path=self.out / figure)
         signature = self._signature(
@@ -102,10 +104,11 @@ class ExperimentFigures:
         )
         return {
             "id": scenario.id,
-            "finetune_region": scenario.finetune,
-            "test_region": scenario.test,
+            "finetune_region": scenario.finetune_region,
+            "test_region": scenario.test_region,
             "crop": scenario.crop,
             "bands": list(scenario.bands),
+            "data": scenario.data,
             "figure": str(figure),
             "signature_figure": signature,
             "maps": maps,
@@ -146,7 +149,7 @@ class ExperimentFigures:
 
     def _write_maps(
         self,
-        scenario: ScenarioSpec,
+        scenario: ScenarioRecord,
         store: DatasetStore,
         indices: list[int],
         probabilities: dict[str, np.ndarray],
@@ -190,7 +193,7 @@ class ExperimentFigures:
 
     def _signature(
         self,
-        scenario: ScenarioSpec,
+        scenario: ScenarioRecord,
         store: DatasetStore,
         indices: list[int],
         images: np.ndarray,
@@ -212,8 +215,7 @@ class ExperimentFigures:
         rng = np.random.default_rng(self.seed)
         tp = _sample(series[positive & predicted], rng)
         fn = _sample(series[positive & ~predicted], rng)
-        ft_path, _ = self.runner.region_store(scenario.finetune)
-        ft_store = DatasetStore(ft_path)
+        ft_store = DatasetStore(self._store(scenario.finetune_region))
         reference_set = PatchDataset(ft_store, "train", (scenario.crop,), scenario.bands)
         vh = ft_store.bands.index("VH") if "VH" in ft_store.bands else 0
         reference = []
@@ -231,11 +233,14 @@ class ExperimentFigures:
             ref,
             band="VH",
             labels={
-                "tp": f"TP in {scenario.test} ({method.upper()})",
-                "fn": f"FN in {scenario.test} ({method.upper()})",
-                "reference": f"{scenario.crop} in {scenario.finetune} (training)",
+                "tp": f"TP in {scenario.test_region} ({method.upper()})",
+                "fn": f"FN in {scenario.test_region} ({method.upper()})",
+                "reference": f"{scenario.crop} in {scenario.finetune_region} (training)",
             },
-            title=f"VH signature: fine-tuned in {scenario.finetune}, tested in {scenario.test}",
+            title=(
+                f"VH signature: fine-tuned in {scenario.finetune_region}, "
+                f"tested in {scenario.test_region}"
+            ),
             path=self.out / path,
         )
         return str(path)
@@ -245,11 +250,11 @@ class ExperimentFigures:
     def _early_season(self, results: pd.DataFrame) -> dict[str, Any] | None:
         from sarcrop.reports.figures import early_season_plot
 
-        spec = self.runner.config.early_season
+        spec = self.record.early_season
         if spec is None:
             return None
-        scenario = self.runner.config.scenarios[spec.scenario]
-        rows = results[(results["scenario"] == scenario.id) & (results["metric"] == "iou")]
+        scenario = spec["scenario"]
+        rows = results[(results["scenario"] == scenario) & (results["metric"] == "iou")]
         curves = pd.concat(
             [
                 rows[rows["run"] == "early-season"],
@@ -264,25 +269,25 @@ class ExperimentFigures:
         )
         path = Path("figures") / "early-season.png"
         early_season_plot(
-            curves, "iou", title=f"Early-season IoU, {scenario.id}", path=self.out / path
+            curves, "iou", title=f"Early-season IoU, {scenario}", path=self.out / path
         )
-        return {"figure": str(path), "scenario": scenario.id, "method": spec.method}
+        return {"figure": str(path), "scenario": scenario, "method": spec["method"]}
 
     def _training_curves(self) -> list[dict[str, str]]:
         from sarcrop.reports.figures import training_curves
 
-        logs: list[tuple[str, Path]] = []
-        spec = self.runner.config.pretrain
-        if spec.region is not None:
-            checkpoint, _ = self.runner.pretrained()
-            logs.append((f"pre-training on {spec.region}", checkpoint.parent / "metrics.csv"))
-        first = self.runner.config.scenarios[0]
-        for method in self.runner.config.methods:
-            record = self.records.get((first.id, method, self.seed))
-            if record and method != "rf":
-                logs.append((f"{method.upper()} on {first.id}", Path(record["metrics_csv"])))
+        logs: list[tuple[str, str]] = []
+        pretrain = self.record.pretrain
+        if pretrain is not None and pretrain.training_log is not None:
+            logs.append((f"pre-training on {pretrain.region}", pretrain.training_log))
+        first = self.record.scenarios[0].id
+        for method in self.record.methods:
+            unit = self.record.unit(first, method, self.seed)
+            if unit is not None and unit.training_log is not None:
+                logs.append((f"{method.upper()} on {first}", unit.training_log))
         curves = []
-        for name, csv in logs:
+        for name, stored in logs:
+            csv = self.record.path(stored)
             if not csv.is_file():
                 continue
             slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
@@ -294,33 +299,32 @@ class ExperimentFigures:
     def _class_curves(self) -> str | None:
         from sarcrop.data.simulate import plot_signatures
 
-        spec = self.runner.config
-        for name in dict.fromkeys([s.finetune for s in spec.scenarios]):
-            simulated = spec.regions[name].simulate
-            if simulated is not None:
+        for name in dict.fromkeys(s.finetune_region for s in self.record.scenarios):
+            region = self.record.regions[name]
+            if region.preset is not None:
                 path = Path("figures") / f"class-curves-{name}.png"
-                plot_signatures(simulated.preset, self.out / path, year=simulated.year)
+                plot_signatures(region.preset, self.out / path, year=region.year)
                 return str(path)
         return None
 
     def _notes(self) -> list[str]:
-        config = self.runner.config
         notes = []
-        simulated = [n for n, r in config.regions.items() if r.simulate is not None]
+        simulated = [n for n, r in self.record.regions.items() if r.data == SIMULATED]
         if simulated:
             notes.append(
                 f"Regions {', '.join(simulated)} come from the sarcrop Sentinel-1 "
-                "simulator, not from real acquisitions; the paper's values are shown "
-                "for reference only."
+                "simulator, not from real acquisitions: our numbers for them are measured "
+                f"on simulated data, the paper's ({CITATION_SHORT}) on its real data, so "
+                "they are shown for reference only."
             )
         notes.append(
             "Metrics are of the positive class, accumulated over every labelled "
             "pixel of the test region's test split (one confusion matrix)."
         )
         notes.append("Maps cover the test-split patches only; other pixels are nodata.")
-        if len(self.runner.seeds) > 1:
+        if len(self.record.seeds) > 1:
             notes.append(
-                f"Cells show mean ± sample std over {len(self.runner.seeds)} seeds "
+                f"Cells show mean ± sample std over {len(self.record.seeds)} seeds "
                 "(fine-tuning and forest seeds; one shared pre-training)."
             )
         return notes
@@ -331,3 +335,17 @@ def _sample(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if len(pixels) > SIGNATURE_PIXELS:
         pixels = pixels[rng.choice(len(pixels), SIGNATURE_PIXELS, replace=False)]
     return pixels
+
+
+def redraw(run_dir: str | Path) -> Path:
+    """Redraw the figures and maps of a finished run directory from its record alone.
+
+    Reads ``experiment.json`` and the results table, keeps the recorded timings and rewrites
+    ``experiment.json``; returns its path.
+    """
+    record = RunRecord.read(run_dir)
+    timings = json.loads((record.root / MANIFEST).read_text(encoding="utf-8")).get("timings")
+    manifest = ExperimentFigures(record).write(pd.read_csv(record.path(record.results)))
+    manifest["timings"] = timings or {}
+    text = json.dumps(manifest, indent=2, default=str)
+    return write_text_atomic(record.root / MANIFEST, text)

@@ -29,6 +29,7 @@ from sarcrop.experiments.config import (
     load_experiment_config,
     parse_method,
 )
+from sarcrop.training.config import TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
 
 # The evaluation tables' long format, plus which run (main / early-season) and batch order.
@@ -180,33 +181,27 @@ class ExperimentRunner:
         return {"simulate_seconds": time.perf_counter() - start}
 
     def _prepare(self, name: str, spec: RegionData, simulated: Path, store: Path) -> None:
-        from sarcrop.data.prepare import prepare, prepare_region
-        from sarcrop.data.season import Season
+        from sarcrop.data.prepare import prepare, prepare_region, read_region, resolve_season
 
+        region = read_region(simulated) if spec.simulate is not None else {}
         options: dict[str, Any] = {
+            "season": resolve_season(
+                spec.season_start, region, timesteps=spec.timesteps, days=spec.days
+            ),
             "bands": spec.bands,
-            "patch_size": spec.patch_size,
-            "stride": spec.stride,
+            "label_options": spec.label_options,
+            "scenes": spec.scenes,
+            "composite": spec.composite,
+            "tiling": spec.tiling,
             "split": spec.split,
-            "train_fraction": spec.train_fraction,
-            "seed": spec.split_seed,
             "region": name,
             "progress": self.progress,
         }
         if spec.simulate is not None:
             prepare_region(simulated, store, **options)
             return
-        assert spec.images is not None
-        assert spec.labels is not None and spec.season_start is not None
-        season = Season(spec.season_start, spec.steps, spec.days)
-        prepare(
-            spec.images,
-            store,
-            labels=spec.labels,
-            label_column=spec.label_column,
-            season=season,
-            **options,
-        )
+        assert spec.images is not None and spec.labels is not None
+        prepare(spec.images, store, labels=spec.labels, **options)
 
     # ------------------------------------------------------------------ models
 
@@ -235,7 +230,7 @@ class ExperimentRunner:
                 model_options=spec.model_options,
                 bands=spec.bands,
                 positive=(spec.crop,),
-                config=spec.train,
+                config=self._shown(spec.train),
             )
             return {
                 "checkpoint": str(result.checkpoint),
@@ -246,17 +241,23 @@ class ExperimentRunner:
         record = self._timed("pretrain", unit, work)
         return Path(record["checkpoint"]), _digest(unit.key)
 
+    def _shown(self, config: TrainConfig) -> TrainConfig:
+        """``config`` with its progress bar off unless this run shows progress."""
+        return config if self.progress else config.updated(progress_bar=False)
+
     def _train_method(
         self, scenario: ScenarioSpec, method: str, seed: int, ordering: str | None, folder: Path
     ) -> Path:
-        from sarcrop.training.api import finetune, train
+        """Run i trains with seed ``finetune.seed + i`` through the API behind ``finetune``."""
+        from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
-        config = self.config.finetune.updated(seed=seed, ordering=ordering)
+        base = self.config.finetune
+        config = self._shown(base.updated(seed=base.seed + seed, ordering=ordering))
         store, _ = self.region_store(scenario.finetune)
-        if strategy == "ri":
+        if strategy == "ri":  # the architecture only: no pre-training needed
             spec = self.config.pretrain
-            result = train(
+            result = train_ri(
                 store,
                 folder,
                 model=spec.model,
@@ -325,32 +326,26 @@ class ExperimentRunner:
     def _forest(
         self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, seed: int
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+        """Run i fits with seed ``baseline.seed + i`` through the API behind ``baseline``."""
         from sarcrop.data.dataset import PatchDataset
-        from sarcrop.data.store import DatasetStore
-        from sarcrop.evaluation.baseline import (
-            early_season_baseline,
-            fit_baseline_from_dataset,
-            predict_patches,
-        )
+        from sarcrop.evaluation.baseline import predict_patches, run_baseline
 
-        spec = self.config.baseline
-        stats = DatasetStore(ft_store).normalization.select(scenario.bands).to_dict()
-        train_set = PatchDataset(ft_store, "train", (scenario.crop,), scenario.bands)
-        forest = fit_baseline_from_dataset(
-            train_set,
-            max_samples_per_class=spec.max_samples_per_class,
-            early_season=True,
-            random_state=seed,
-            n_estimators=spec.n_estimators,
-            max_depth=spec.max_depth,
+        options = self.config.baseline
+        result = run_baseline(
+            ft_store,
+            options.updated(seed=options.seed + seed),
+            test_store=test_store,
+            bands=scenario.bands,
+            positive=(scenario.crop,),
+            timesteps="all",
         )
+        early = {str(t): c.as_dict() for t, c in result.confusions.items()}
         test_set = PatchDataset(
-            test_store, "test", (scenario.crop,), scenario.bands, normalization=stats
+            test_store, "test", result.positive, result.bands, normalization=result.normalization
         )
-        early = {str(t): c.as_dict() for t, c in early_season_baseline(forest, test_set).items()}
         probabilities = np.stack(
             [
-                np.nan_to_num(predict_patches(forest, test_set[i]["image"].numpy()))
+                np.nan_to_num(predict_patches(result.model, test_set[i]["image"].numpy()))
                 for i in range(len(test_set))
             ]
         )
@@ -427,19 +422,11 @@ class ExperimentRunner:
         return ExperimentResult(self.out, results, tables, report, dict(self.timer.seconds))
 
     def _tables(self, results: pd.DataFrame) -> Path:
-        from sarcrop.evaluation.tables import paper_table
+        from sarcrop.experiments.record import scenario_sources
+        from sarcrop.reports.markdown import tables_markdown
 
-        main = results[results["run"] == "main"]
-        titles = {
-            "iou": "IoU (paper Table 1)",
-            "recall": "Recall (paper Table 2)",
-            "precision": "Precision (paper Table 3)",
-            "f1": "F1 (paper Table 4)",
-        }
-        parts = [f"# {self.config.name}: positive-class metrics on the test split\n"]
-        for metric, title in titles.items():
-            parts.append(f"## {title}\n\n{paper_table(main, metric, reference=True)}\n")
-        return write_text_atomic(self.out / "tables.md", "\n".join(parts))
+        text = tables_markdown(self.config.name, results, scenario_sources(self.config))
+        return write_text_atomic(self.out / "tables.md", text)
 
     def _report(self) -> Path | None:
         try:
@@ -453,10 +440,31 @@ class ExperimentRunner:
     def _figures(
         self, results: pd.DataFrame, records: dict[tuple[str, str, int], dict[str, Any]]
     ) -> dict[str, Any]:
+        """Draw figures from a record of this run's artefacts (never from the runner itself)."""
         from sarcrop.experiments.figures import ExperimentFigures
+        from sarcrop.experiments.record import UnitRecord, build_record
 
-        figures = ExperimentFigures(self, records)
-        return figures.write(results)
+        units = [
+            UnitRecord(
+                scenario,
+                method,
+                seed,
+                str(record["probabilities"]),
+                str(log) if (log := Path(record["metrics_csv"])).is_file() else None,
+                record.get("checkpoint"),
+            )
+            for (scenario, method, seed), record in records.items()
+        ]
+        record = build_record(
+            self.config,
+            self.out,
+            stores={name: path for name, (path, _) in self._stores.items()},
+            units=units,
+            seeds=self.seeds,
+            pretrained=None if self._pretrained is None else self._pretrained[0],
+            config_file=self.config_file,
+        )
+        return ExperimentFigures(record).write(results)
 
 
 def _rows(

@@ -2,11 +2,13 @@
 
 Every model is a plain :class:`torch.nn.Module` with an ``encoder`` (turns the series into one
 feature map per resolution) and a shared U-Net ``decoder`` whose ``blocks`` are ordered from
-the bottleneck to the output, followed by ``decoder.head``.
+the bottleneck to the output, followed by ``decoder.head``. :class:`SegmentationModel` checks
+the options and builds the decoder; each model class only builds its encoder.
 """
 
 from sarcrop.models.adapt import adapt_input_bands, adapted_weights
-from sarcrop.models.blocks import SegmentationModel, UNetDecoder
+from sarcrop.models.base import SegmentationModel
+from sarcrop.models.blocks import UNetDecoder
 from sarcrop.models.convlstm_unet import ConvLSTMUNet
 from sarcrop.models.flops import count_flops, count_parameters, time_forward
 from sarcrop.models.recurrent_unet import RecurrentUNet

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sarcrop.errors import ConfigError
-from sarcrop.models.blocks import SegmentationModel
+from sarcrop.models.base import SegmentationModel
 
 
 def _check_bands(label: str, bands: Sequence[str]) -> list[str]:

@@ -1,23 +1,22 @@
-"""Building blocks shared by every model: conv blocks, a spatial encoder, the U-Net decoder.
+"""Building blocks shared by every model: option checks, conv blocks, a spatial encoder and
+the U-Net decoder.
 
-All models follow one contract: ``forward(x)`` takes ``(batch, time, bands, H, W)`` with
-``time <= time_steps`` and returns logits ``(batch, out_channels, H, W)``. The encoder turns the
-series into one feature map per resolution (finest first, the last one is the bottleneck) and
-the decoder is the same :class:`UNetDecoder` for all of them, so transfer strategies and
-comparisons only differ where the architectures really differ: how time is handled.
+Every encoder turns the series into one feature map per resolution (finest first, the last one
+is the bottleneck) and the decoder is the same :class:`UNetDecoder` for all of them (built by
+:class:`sarcrop.models.base.SegmentationModel`), so transfer strategies and comparisons only
+differ where the architectures really differ: how time is handled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.errors import ConfigError
 
 NORMS = ("batch", "group", "instance")
 
@@ -31,6 +30,7 @@ def check_widths(widths: Sequence[int]) -> tuple[int, ...]:
 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else a one-line error naming them."""
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
@@ -126,65 +126,6 @@ class UNetDecoder(nn.Module):
         for block, skip in zip(self.blocks, reversed(skips)):
             x = block(x, skip)
         return self.head(x)
-
-
-class SegmentationModel(nn.Module):
-    """Base of all models: input checks, zero-padding of time and space, config for rebuilding.
-
-    Shorter series are zero-padded at the end to ``time_steps`` (early-season prediction is
-    by definition prediction on a zero-padded season) and images whose sides are not multiples
-    of ``2 ** (levels - 1)`` are zero-padded and the logits cropped back.
-    """
-
-    name: str = ""
-    first_conv_path: str = ""  # dotted path of the first convolution
-    encoder: nn.Module
-    decoder: UNetDecoder
-
-    def __init__(
-        self, in_bands: int, time_steps: int, widths: Sequence[int], norm: str, **options: Any
-    ) -> None:
-        """Check the arguments every model shares; ``options`` (with ``widths`` and ``norm``)
-        is what :func:`sarcrop.models.model_config` records for rebuilding the model."""
-        super().__init__()
-        if in_bands < 1 or time_steps < 1:
-            raise ConfigError(
-                f"in_bands and time_steps must be positive, got {in_bands} and {time_steps}"
-            )
-        check_choice("norm", norm, NORMS)
-        self.in_bands = int(in_bands)
-        self.time_steps = int(time_steps)
-        self.widths = check_widths(widths)
-        self.multiple = 2 ** (len(self.widths) - 1)
-        self.options: dict[str, Any] = dict(widths=self.widths, norm=norm, **options)
-
-    @property
-    def first_conv(self) -> nn.Conv2d:
-        """The first convolution, the only layer that sees the input bands."""
-        return cast(nn.Conv2d, self.get_submodule(self.first_conv_path))
-
-    def pad_input(self, x: Tensor) -> Tensor:
-        """Check ``(batch, time, bands, H, W)`` and zero-pad time to ``time_steps``, space to
-        a multiple of the pooling factor."""
-        if x.ndim != 5:
-            raise InputDataError(
-                f"model input must be (batch, time, bands, H, W), got shape {tuple(x.shape)}"
-            )
-        _, t, b, h, w = x.shape
-        if b != self.in_bands:
-            raise InputDataError(f"model expects {self.in_bands} bands, got {b}")
-        if not 1 <= t <= self.time_steps:
-            raise InputDataError(f"model expects 1 to {self.time_steps} time steps, got {t}")
-        pad_h, pad_w = -h % self.multiple, -w % self.multiple
-        pad_t = self.time_steps - t
-        if pad_h or pad_w or pad_t:
-            x = F.pad(x, (0, pad_w, 0, pad_h, 0, 0, 0, pad_t))
-        return x
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        logits = self.decoder(self.encoder(self.pad_input(x)))
-        return logits[..., :h, :w]
 
 
 def fold_time(x: Tensor) -> Tensor:

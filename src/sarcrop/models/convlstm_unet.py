@@ -13,13 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sarcrop.models.blocks import (
-    SegmentationModel,
-    SpatialEncoder,
-    UNetDecoder,
-    fold_time,
-    unfold_time,
-)
+from sarcrop.models.base import SegmentationModel
+from sarcrop.models.blocks import SpatialEncoder, fold_time, unfold_time
 
 
 class ConvLSTM(nn.Module):
@@ -67,18 +62,7 @@ class ConvLSTMUNet(SegmentationModel):
 
     name = "convlstm_unet"
     first_conv_path = "encoder.spatial.blocks.0.0"
+    default_widths = (16, 32, 64, 64)
 
-    def __init__(
-        self,
-        in_bands: int,
-        time_steps: int = 8,
-        widths: Sequence[int] = (16, 32, 64, 64),
-        dropout: float = 0.1,
-        norm: str = "batch",
-        out_channels: int = 1,
-    ) -> None:
-        super().__init__(
-            in_bands, time_steps, widths, norm, dropout=dropout, out_channels=out_channels
-        )
-        self.encoder = ConvLSTMEncoder(in_bands, self.widths, norm, dropout)
-        self.decoder = UNetDecoder(self.widths, out_channels, norm)
+    def build_encoder(self) -> ConvLSTMEncoder:
+        return ConvLSTMEncoder(self.in_bands, self.widths, self.norm, self.dropout)

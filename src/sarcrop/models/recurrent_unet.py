@@ -15,13 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sarcrop.models.blocks import (
-    ConvBlock,
-    SegmentationModel,
-    UNetDecoder,
-    fold_time,
-    unfold_time,
-)
+from sarcrop.models.base import SegmentationModel
+from sarcrop.models.blocks import ConvBlock, fold_time, unfold_time
 
 
 class RecurrentLevel(nn.Module):
@@ -107,18 +102,9 @@ class RecurrentUNet(SegmentationModel):
 
     name = "recurrent_unet"
     first_conv_path = "encoder.levels.0.block.0"
+    default_widths = (16, 32, 64, 128)
 
-    def __init__(
-        self,
-        in_bands: int,
-        time_steps: int = 8,
-        widths: Sequence[int] = (16, 32, 64, 128),
-        dropout: float = 0.1,
-        norm: str = "batch",
-        out_channels: int = 1,
-    ) -> None:
-        super().__init__(
-            in_bands, time_steps, widths, norm, dropout=dropout, out_channels=out_channels
+    def build_encoder(self) -> RecurrentEncoder:
+        return RecurrentEncoder(
+            self.in_bands, self.time_steps, self.widths, self.norm, self.dropout
         )
-        self.encoder = RecurrentEncoder(in_bands, time_steps, self.widths, norm, dropout)
-        self.decoder = UNetDecoder(self.widths, out_channels, norm)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from torch import nn
 
 from sarcrop.errors import ConfigError
-from sarcrop.models.blocks import SegmentationModel
+from sarcrop.models.base import SegmentationModel
 from sarcrop.models.convlstm_unet import ConvLSTMUNet
 from sarcrop.models.recurrent_unet import RecurrentUNet
 from sarcrop.models.unet2d import UNet2D
@@ -21,10 +20,7 @@ MODELS: dict[str, type[SegmentationModel]] = {
 
 def model_options(name: str) -> dict[str, Any]:
     """Constructor options of model ``name`` and their defaults (besides bands and steps)."""
-    parameters = inspect.signature(_model_class(name)).parameters
-    return {
-        key: p.default for key, p in parameters.items() if key not in ("in_bands", "time_steps")
-    }
+    return _model_class(name).option_defaults()
 
 
 def _model_class(name: str) -> type[SegmentationModel]:
@@ -34,13 +30,8 @@ def _model_class(name: str) -> type[SegmentationModel]:
 
 
 def build_model(name: str, in_bands: int, time_steps: int, **options: Any) -> SegmentationModel:
-    """Build model ``name`` (``recurrent_unet | utae | convlstm_unet | unet2d``)."""
-    valid = model_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for model {name!r}; valid: {', '.join(valid)}"
-        )
+    """Build model ``name`` (``recurrent_unet | utae | convlstm_unet | unet2d``); the model
+    checks its options (:class:`~sarcrop.models.base.SegmentationModel`)."""
     try:
         return _model_class(name)(in_bands=in_bands, time_steps=time_steps, **options)
     except (TypeError, ValueError) as error:

@@ -6,15 +6,10 @@ share weights across dates. Channels are ordered date-major (``t * bands + b``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import Tensor
 
-from sarcrop.models.blocks import (
-    SegmentationModel,
-    SpatialEncoder,
-    UNetDecoder,
-)
+from sarcrop.models.base import SegmentationModel
+from sarcrop.models.blocks import SpatialEncoder
 
 
 class StackedEncoder(SpatialEncoder):
@@ -29,18 +24,7 @@ class UNet2D(SegmentationModel):
 
     name = "unet2d"
     first_conv_path = "encoder.blocks.0.0"
+    default_widths = (18, 36, 72, 144)  # about the recurrent U-Net's parameter count
 
-    def __init__(
-        self,
-        in_bands: int,
-        time_steps: int = 8,
-        widths: Sequence[int] = (18, 36, 72, 144),
-        dropout: float = 0.1,
-        norm: str = "batch",
-        out_channels: int = 1,
-    ) -> None:
-        super().__init__(
-            in_bands, time_steps, widths, norm, dropout=dropout, out_channels=out_channels
-        )
-        self.encoder = StackedEncoder(in_bands * time_steps, self.widths, norm, dropout)
-        self.decoder = UNetDecoder(self.widths, out_channels, norm)
+    def build_encoder(self) -> StackedEncoder:
+        return StackedEncoder(self.in_bands * self.time_steps, self.widths, self.norm, self.dropout)

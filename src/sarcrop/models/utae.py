@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sarcrop.errors import ConfigError, InputDataError
-from sarcrop.models.blocks import (
-    SegmentationModel,
-    SpatialEncoder,
-    UNetDecoder,
-    fold_time,
-    unfold_time,
-)
+from sarcrop.models.base import SegmentationModel
+from sarcrop.models.blocks import SpatialEncoder, fold_time, unfold_time
 
 
 def positional_encoding(positions: Tensor, channels: int, period: float = 1000.0) -> Tensor:
@@ -93,6 +89,7 @@ class UTAEEncoder(nn.Module):
         widths: Sequence[int],
         norm: str,
         dropout: float,
+        *,
         heads: int,
         key_dim: int,
         step_days: float,
@@ -115,52 +112,36 @@ class UTAEEncoder(nn.Module):
 
 
 class UTAE(SegmentationModel):
-    """U-TAE: ``(B, T, bands, H, W)`` (+ optional day positions ``(B, T)``) → logits."""
+    """U-TAE: ``(B, T, bands, H, W)`` (+ optional day positions ``(B, T)``) → logits.
+
+    Own options: ``heads`` and ``key_dim`` of the L-TAE, ``step_days`` between dates.
+    """
 
     name = "utae"
     first_conv_path = "encoder.spatial.blocks.0.0"
+    default_widths = (16, 32, 64, 128)
+    specific_options = MappingProxyType({"heads": 4, "key_dim": 4, "step_days": 20.0})
+    encoder: UTAEEncoder
 
-    def __init__(
-        self,
-        in_bands: int,
-        time_steps: int = 8,
-        widths: Sequence[int] = (16, 32, 64, 128),
-        dropout: float = 0.1,
-        norm: str = "batch",
-        out_channels: int = 1,
-        heads: int = 4,
-        key_dim: int = 4,
-        step_days: float = 20.0,
-    ) -> None:
-        super().__init__(
-            in_bands,
-            time_steps,
-            widths,
-            norm,
-            dropout=dropout,
-            out_channels=out_channels,
-            heads=heads,
-            key_dim=key_dim,
-            step_days=step_days,
-        )
-        self.step_days = step_days
-        self.encoder = UTAEEncoder(in_bands, self.widths, norm, dropout, heads, key_dim, step_days)
-        self.decoder = UNetDecoder(self.widths, out_channels, norm)
+    def build_encoder(self) -> UTAEEncoder:
+        return UTAEEncoder(self.in_bands, self.widths, self.norm, self.dropout, **self.specific)
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         """``positions``: day of each given date ``(B, t)``; padded dates continue the series
         every ``step_days``."""
         h, w = x.shape[-2:]
-        steps = x.shape[1]
-        x = self.pad_input(x)
         if positions is not None:
-            if positions.shape != (x.shape[0], steps):
-                raise InputDataError(
-                    f"positions must be (batch, time) = {(x.shape[0], steps)}, "
-                    f"got {tuple(positions.shape)}"
-                )
-            positions = positions.float()
-            extra = torch.arange(1, self.time_steps - steps + 1, device=x.device)
-            positions = torch.cat((positions, positions[:, -1:] + extra * self.step_days), dim=1)
-        logits = self.decoder(self.encoder(x, positions))
+            positions = self.season_positions(positions, x.shape[:2])
+        logits = self.decoder(self.encoder(self.pad_input(x), positions))
         return logits[..., :h, :w]
+
+    def season_positions(self, positions: Tensor, batch_steps: tuple[int, ...]) -> Tensor:
+        """The given dates' days ``(B, t)`` continued every ``step_days`` to ``time_steps``."""
+        if positions.shape != batch_steps:
+            raise InputDataError(
+                f"positions must be (batch, time) = {tuple(batch_steps)}, "
+                f"got {tuple(positions.shape)}"
+            )
+        positions = positions.float()
+        extra = torch.arange(1, self.time_steps - batch_steps[1] + 1, device=positions.device)
+        return torch.cat((positions, positions[:, -1:] + extra * self.encoder.step_days), dim=1)

@@ -3,14 +3,13 @@
 from sarcrop.prediction.engine import BlockResult, ModelSpec, predict_block
 from sarcrop.prediction.predict import predict_map
 from sarcrop.prediction.windows import WindowLayout, blend_weights
-from sarcrop.prediction.writer import NODATA, PROBABILITY_SCALE, OutputBands
+from sarcrop.prediction.writer import NODATA, PROBABILITY_SCALE
 
 __all__ = [
     "NODATA",
     "PROBABILITY_SCALE",
     "BlockResult",
     "ModelSpec",
-    "OutputBands",
     "WindowLayout",
     "blend_weights",
     "predict_block",

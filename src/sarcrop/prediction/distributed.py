@@ -16,15 +16,16 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import SarcropError
+from sarcrop.options import ExecutionOptions, SceneOptions
 from sarcrop.prediction.engine import (
     BlockResult,
     ModelSpec,
     cached_onnx_model,
+    open_stack,
     predict_block,
     restrict,
     season_until,
@@ -37,31 +38,27 @@ from sarcrop.prediction.windows import WindowLayout
 _STACKS: dict[str, SceneStack] = {}
 
 
-def _worker_stack(
-    images: Source | SceneStack, options: Mapping[str, Any], spec: ModelSpec
-) -> SceneStack:
+def _worker_stack(images: Source | SceneStack, scenes: SceneOptions, spec: ModelSpec) -> SceneStack:
     if isinstance(images, SceneStack):
         return images
     key = json.dumps(
         [
             str(images) if not isinstance(images, list | tuple) else [str(i) for i in images],
-            dict(options),
+            scenes.model_dump(),
             spec.bands,
         ],
         sort_keys=True,
         default=str,
     )
     if key not in _STACKS:
-        from sarcrop.data.reader import open_scenes
-
-        _STACKS[key] = open_scenes(images, bands=list(spec.bands), **dict(options))
+        _STACKS[key] = open_stack(images, spec, scenes)
     return _STACKS[key]
 
 
 def _block_task(
     spec: ModelSpec,
     images: Source | SceneStack,
-    options: Mapping[str, Any],
+    scenes: SceneOptions,
     layout: WindowLayout,
     index: int,
     timesteps: int,
@@ -69,7 +66,7 @@ def _block_task(
     threads: int,
     engine: str = "torch",
 ) -> BlockResult:
-    stack = restrict(_worker_stack(images, options, spec), season_until(spec.season, timesteps))
+    stack = restrict(_worker_stack(images, scenes, spec), season_until(spec.season, timesteps))
     with torch_threads(threads):
         runner = None
         if engine == "onnx":
@@ -83,19 +80,21 @@ def _block_task(
 def run_blocks(
     spec: ModelSpec,
     images: Source | SceneStack,
-    open_options: Mapping[str, Any],
+    scenes: SceneOptions,
     layout: WindowLayout,
     indices: list[int],
     *,
     timesteps: int,
     batch_size: int,
     threads: int,
-    engine: str = "torch",
-    scheduler: str | None,
-    workers: int | None,
+    execution: ExecutionOptions,
     on_result: Callable[[BlockResult], None],
 ) -> None:
-    """Compute blocks ``indices`` on a cluster; ``on_result`` runs in the caller as each ends."""
+    """Compute blocks ``indices`` on a cluster; ``on_result`` runs in the caller as each ends.
+
+    ``threads`` is the count resolved once by the client: every worker computes with it.
+    """
+    scheduler, workers = execution.scheduler, execution.workers
     if not indices:
         return
     from dask.distributed import Client, LocalCluster, as_completed
@@ -133,13 +132,13 @@ def run_blocks(
                 _block_task,
                 model,
                 source,
-                dict(open_options),
+                scenes,
                 layout,
                 i,
                 timesteps,
                 batch_size,
                 threads,
-                engine,
+                execution.engine,
                 key=f"sarcrop-block-{i}-{token}",
                 pure=False,
             )

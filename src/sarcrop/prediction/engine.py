@@ -11,26 +11,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
 from sarcrop.data.normalization import Normalization, normalize
-from sarcrop.data.scenes import SceneStack
+from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.data.season import Season
 from sarcrop.errors import CheckpointError, SarcropError
+from sarcrop.options import Engine, SceneOptions
 from sarcrop.prediction.onnx_export import OnnxModel
 from sarcrop.prediction.windows import WindowLayout
 
-ENGINES = ("torch", "onnx")
+ENGINES: tuple[str, ...] = get_args(Engine)
 
 
 @dataclass
@@ -98,7 +100,7 @@ class ModelSpec:
         )
 
     def composite_options(self) -> dict[str, Any]:
-        keys = ("method", "space", "min_acquisitions")
+        keys = ("method", "space", "min_acquisitions", "speckle_filter")
         return {k: self.composite[k] for k in keys if k in self.composite}
 
     def fingerprint(self) -> str:
@@ -155,21 +157,23 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def check_engine(engine: str) -> None:
-    """Refuse an unknown engine, and the ``onnx`` engine without ONNX Runtime, in one line."""
+    """Refuse an unknown engine, and the ``onnx`` engine without its extra, in one line.
+
+    ONNX Runtime is imported here, when the engine is chosen, never when sarcrop is imported.
+    """
     if engine not in ENGINES:
         raise SarcropError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "onnx":
         missing = []
         for module in ("onnxruntime", "onnx"):  # onnx: the exporter writes the graph with it
             try:
-                __import__(module)
+                importlib.import_module(module)
             except ImportError:
                 missing.append(module)
         if missing:
-            names = " ".join(missing)
             raise SarcropError(
-                f"the onnx engine needs {' and '.join(missing)}: pip install {names} "
-                "(or the sarcrop[bench] extra), or use the torch engine"
+                f"the onnx engine needs {' and '.join(missing)}: pip install 'sarcrop[onnx]' "
+                "(or use the torch engine)"
             )
 
 
@@ -209,6 +213,28 @@ def cached_onnx_model(spec: ModelSpec, shape: tuple[int, ...], threads: int) -> 
         if key not in models:
             models[key] = build_onnx_model(spec, shape, threads)
         return models[key]
+
+
+def open_stack(images: Source | SceneStack, spec: ModelSpec, scenes: SceneOptions) -> SceneStack:
+    """The scenes of ``images`` with the model's bands, on the client and on every worker alike.
+
+    A simulated region folder (with ``region.json``) stands for its scenes, as in ``prepare``.
+    """
+    if not isinstance(images, SceneStack):
+        from sarcrop.data.prepare import region_scenes
+        from sarcrop.data.reader import open_scenes
+
+        if isinstance(images, str | Path) and Path(images).is_dir():
+            images = region_scenes(images)
+        images = open_scenes(
+            images,
+            bands=list(spec.bands),
+            orbit=scenes.orbit,
+            crs=scenes.crs,
+            resolution=scenes.resolution,
+        )
+    images.require_bands(spec.bands)
+    return images
 
 
 def season_until(season: Season, timesteps: int) -> Season:

@@ -5,7 +5,8 @@ removes most of the memory-bound element-wise passes that dominate the eager rec
 CPU (see docs/performance.md). The export is for one fixed input shape (prediction windows all
 have the same shape) and reproduces the PyTorch logits to about 1e-7.
 
-Needs the ``bench`` extra (``onnx``, ``onnxruntime``).
+Needs the ``onnx`` extra (``pip install 'sarcrop[onnx]'``); ONNX Runtime is imported only when
+a model is built, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class OnnxModel:
             import onnxruntime as ort
         except ImportError:
             raise SarcropError(
-                "ONNX Runtime is not installed: pip install 'sarcrop[bench]'"
+                "ONNX Runtime is not installed: pip install 'sarcrop[onnx]'"
             ) from None
         self.input_shape = tuple(int(v) for v in input_shape)
         options = ort.SessionOptions()

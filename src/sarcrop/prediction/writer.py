@@ -13,7 +13,6 @@ Encoding: probability ``p`` → ``round(250·p)`` (0–250, scale 1/250), class 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from sarcrop.data.grid import Grid
+from sarcrop.options import MapOptions
 from sarcrop.prediction.engine import finalize
 from sarcrop.prediction.windows import WindowLayout
 from sarcrop.utils.atomic import atomic_path
@@ -31,35 +31,22 @@ GDAL_CACHE_MB = 64
 PROBABILITY_SCALE = 250
 
 
-@dataclass(frozen=True)
-class OutputBands:
-    """Which bands the map has and how class is derived from probability."""
+def band_names(output: MapOptions) -> list[str]:
+    """The map's band descriptions, in band order."""
+    return [n for n, on in (("probability", output.probability), ("class", output.classes)) if on]
 
-    probability: bool = True
-    classes: bool = True
-    threshold: float = 0.5
 
-    def __post_init__(self) -> None:
-        if not (self.probability or self.classes):
-            raise ValueError("the map needs at least one of probability and classes")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
-
-    @property
-    def names(self) -> list[str]:
-        return [n for n, on in (("probability", self.probability), ("class", self.classes)) if on]
-
-    def encode(self, prob: np.ndarray) -> np.ndarray:
-        """``(rows, cols)`` float probability (NaN = no data) → ``(bands, rows, cols)`` uint8."""
-        nodata = np.isnan(prob)
-        out = []
-        if self.probability:
-            scaled = np.rint(np.nan_to_num(prob) * PROBABILITY_SCALE).astype(np.uint8)
-            out.append(np.where(nodata, NODATA, scaled).astype(np.uint8))
-        if self.classes:
-            cls = (np.nan_to_num(prob) >= self.threshold).astype(np.uint8)
-            out.append(np.where(nodata, NODATA, cls).astype(np.uint8))
-        return np.stack(out)
+def encode(prob: np.ndarray, output: MapOptions) -> np.ndarray:
+    """``(rows, cols)`` float probability (NaN = no data) → ``(bands, rows, cols)`` uint8."""
+    nodata = np.isnan(prob)
+    out = []
+    if output.probability:
+        scaled = np.rint(np.nan_to_num(prob) * PROBABILITY_SCALE).astype(np.uint8)
+        out.append(np.where(nodata, NODATA, scaled).astype(np.uint8))
+    if output.classes:
+        cls = (np.nan_to_num(prob) >= output.threshold).astype(np.uint8)
+        out.append(np.where(nodata, NODATA, cls).astype(np.uint8))
+    return np.stack(out)
 
 
 def merged_tiles(
@@ -103,7 +90,7 @@ def write_map(
     out: Path,
     *,
     work: Path,
-    bands: OutputBands,
+    output: MapOptions,
     tags: Mapping[str, object],
     band_tags: Mapping[str, Mapping[str, object]] | None = None,
     blocksize: int = 512,
@@ -117,11 +104,12 @@ def write_map(
     by default GDAL may take 5 % of the RAM, which it would fill while building overviews.
     """
     intermediate = work / "assembled.tif"
+    names = band_names(output)
     profile = {
         "driver": "GTiff",
         "width": grid.width,
         "height": grid.height,
-        "count": len(bands.names),
+        "count": len(names),
         "dtype": "uint8",
         "nodata": NODATA,
         "crs": grid.crs,
@@ -137,19 +125,19 @@ def write_map(
         with rasterio.open(intermediate, "w", **profile) as dst:
             covered = 0
             for window, prob in pieces:
-                dst.write(bands.encode(prob), window=window)
+                dst.write(encode(prob, output), window=window)
                 covered += int(window.width) * int(window.height)
             expected = grid.width * grid.height
             if covered != expected:
                 raise RuntimeError(f"assembled {covered} pixels, expected {expected}")
             dst.update_tags(**{k: str(v) for k, v in tags.items()})
-            for i, name in enumerate(bands.names, start=1):
+            for i, name in enumerate(names, start=1):
                 dst.set_band_description(i, name)
                 extra = (band_tags or {}).get(name, {})
                 dst.update_tags(i, **{k: str(v) for k, v in extra.items()})
-            if bands.probability:
+            if output.probability:
                 dst.scales = tuple(
-                    1.0 / PROBABILITY_SCALE if n == "probability" else 1.0 for n in bands.names
+                    1.0 / PROBABILITY_SCALE if n == "probability" else 1.0 for n in names
                 )
 
         with atomic_path(out) as tmp:

@@ -1,4 +1,4 @@
-"""Report building blocks: figures over arrays (:mod:`sarcrop.reports.figures`)."""
+"""Report building blocks: figures over arrays, `tables.md` and the self-contained HTML report."""
 
 from sarcrop.reports.figures import (
     COLORS,

@@ -5,10 +5,12 @@ figures are embedded as base64 PNG data URIs, the style sheet is inline, nothing
 from the network and no JavaScript runs (the metric tabs are CSS only). The map GeoTIFFs are
 too large to embed, so they are linked relative to the report.
 
-The tables are recomputed from ``results.csv`` with :func:`sarcrop.evaluation.tables.paper_table`
-rather than copied from ``tables.md``, so the report always shows the numbers of the run
-directory it is rendered from. Optional parts of the manifest that are absent, null or point
-at a missing file are left out; the report never shows a broken image.
+The tables are rebuilt from ``results.csv`` as :class:`sarcrop.evaluation.tables.Table`
+objects and rendered straight to HTML (never parsed back from ``tables.md``), so the report
+always shows the numbers of the run directory it is rendered from. Each scenario's ``data`` in
+the manifest (simulated or real) labels our numbers beside the paper's, from its real data.
+Optional parts of the manifest that are absent, null or point at a missing file are left out;
+the report never shows a broken image.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,8 +30,9 @@ import pandas as pd
 
 from sarcrop.errors import SarcropError
 from sarcrop.evaluation.metrics import EvaluationInputError
-from sarcrop.evaluation.paper import find_scenario
+from sarcrop.evaluation.paper import CITATION, CITATION_URL, find_scenario
 from sarcrop.evaluation.tables import paper_table, summary_table
+from sarcrop.reports.markdown import main_run
 from sarcrop.utils.atomic import write_text_atomic
 
 MANIFEST = "experiment.json"
@@ -39,16 +42,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Secondary metrics in the order of the paper's Tables 2-4.
 _TAB_METRICS = (("recall", "Recall"), ("precision", "Precision"), ("f1", "F1-score"))
-_COLUMN_NAMES = {
-    "method": "Method",
-    "iou": "IoU",
-    "precision": "Precision",
-    "recall": "Recall",
-    "f1": "F1",
-}
-_PAPER_CELL = re.compile(r"^(?P<value>.*?)\s*\(paper (?P<paper>[^)]*)\)$")
-_SEPARATOR_CELL = re.compile(r"^:?-{3,}:?$")
-_LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
+Sources = Mapping[str, str | None]
+"""Scenario id → the data our numbers were measured on ("simulated" / "real")."""
 
 
 class ReportError(SarcropError):
@@ -149,158 +144,12 @@ class _Context:
 # --------------------------------------------------------------------------- tables
 
 
-def _split_row(line: str) -> list[str]:
-    body = line.strip()
-    body = body[1:] if body.startswith("|") else body
-    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
-    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", body)]
-
-
-def _strip_bold(cell: str) -> tuple[str, bool]:
-    if len(cell) > 4 and cell.startswith("**") and cell.endswith("**"):
-        return cell[2:-2], True
-    return cell, False
-
-
-def _value_html(cell: str) -> str:
-    """A data cell; ``0.87 (paper 0.90)`` shows the published value muted beside ours."""
-    match = _PAPER_CELL.match(cell)
-    if match is None:
-        return _e(cell)
-    return (
-        f'<span class="value">{_e(match["value"])}</span> '
-        f'<span class="paper" title="published value">paper {_e(match["paper"])}</span>'
-    )
-
-
-def _spans(row: Sequence[str], parents: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Runs of equal adjacent cells, never crossing the runs of the header row above."""
-    runs: list[tuple[int, int]] = []
-    for start, stop in parents:
-        i = start
-        while i < stop:
-            j = i + 1
-            while j < stop and row[j] == row[i]:
-                j += 1
-            runs.append((i, j))
-            i = j
-    return runs
-
-
-def markdown_table_html(
-    markdown: str,
-    *,
-    header_rows: int = 0,
-    table_id: str | None = None,
-    highlight_max: bool = False,
-) -> str:
-    """HTML for the pipe-table subset of Markdown that :func:`paper_table` emits.
-
-    ``header_rows`` body rows after the ``---`` separator also belong to the header (the
-    paper's Test and Feature rows). Equal adjacent cells of all header rows but the last are
-    merged with ``colspan``, like the paper's grouped "Fine-tuning"/"Test" header. A line
-    ``*text*`` before the table becomes its caption. ``highlight_max`` marks the highest
-    leading number of each data column (the best method of a scenario).
-    """
-    caption = ""
-    rows: list[list[str]] = []
-    head_count = 0
-    for raw in markdown.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("|"):
-            cells = _split_row(line)
-            if all(_SEPARATOR_CELL.match(cell) for cell in cells):
-                head_count = len(rows)
-                continue
-            rows.append(cells)
-        elif not rows and len(line) > 2 and line.startswith("*") and line.endswith("*"):
-            caption = line.strip("*").strip()
-    if not rows:
-        return ""
-    width = max(len(row) for row in rows)
-    rows = [row + [""] * (width - len(row)) for row in rows]
-    head_count = min(head_count + header_rows, len(rows))
-    head, body = rows[:head_count], rows[head_count:]
-
-    best: dict[int, float] = {}
-    if highlight_max:
-        for col in range(1, width):
-            numbers = [_leading_number(row[col]) for row in body]
-            finite = [n for n in numbers if n is not None]
-            if len(finite) > 1:
-                best[col] = max(finite)
-
-    id_attr = f' id="{_e(table_id)}"' if table_id else ""
-    out = [f'<table class="results"{id_attr}>']
-    if caption:
-        out.append(f"<caption>{_e(caption)}</caption>")
-    if head:
-        out.append("<thead>")
-        parents = [(1, width)]
-        for index, row in enumerate(head):
-            label, _ = _strip_bold(row[0])
-            cells = [f'<th scope="row" class="label">{_e(label)}</th>']
-            merge = index < len(head) - 1
-            runs = _spans(row, parents) if merge else [(i, i + 1) for i in range(1, width)]
-            for start, stop in runs:
-                text, _ = _strip_bold(row[start])
-                span = f' colspan="{stop - start}"' if stop - start > 1 else ""
-                cells.append(f'<th scope="col"{span}>{_e(text)}</th>')
-            out.append("<tr>" + "".join(cells) + "</tr>")
-            parents = runs
-        out.append("</thead>")
-    out.append("<tbody>")
-    for row in body:
-        label, _ = _strip_bold(row[0])
-        cells = [f'<th scope="row">{_e(label)}</th>']
-        for col in range(1, width):
-            number = _leading_number(row[col])
-            is_best = col in best and number is not None and number == best[col]
-            css = ' class="best"' if is_best else ""
-            cells.append(f"<td{css}>{_value_html(row[col])}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
-def _leading_number(cell: str) -> float | None:
-    match = _LEADING_NUMBER.match(_strip_bold(cell)[0])
-    return None if match is None else float(match.group(1))
-
-
-def _display_results(results: pd.DataFrame) -> pd.DataFrame:
-    """Results with method codes in capitals, so rows read RF, RI, FT, FTE as in the paper."""
-    return results.assign(method=results["method"].map(_method_label))
-
-
-def _paper_table_html(results: pd.DataFrame, metric: str) -> str:
+def _paper_table_html(results: pd.DataFrame, metric: str, sources: Sources) -> str:
     try:
-        markdown = paper_table(results, metric, reference=True)
+        table = paper_table(results, metric, reference=True, sources=sources)
     except EvaluationInputError:
         return ""
-    return markdown_table_html(
-        markdown, header_rows=2, table_id=f"table-{metric}", highlight_max=True
-    )
-
-
-def _frame_table_html(frame: pd.DataFrame, *, css_class: str = "results compact") -> str:
-    """A plain HTML table of a small DataFrame of display strings (index as row headers)."""
-    flat = frame.reset_index()
-    headers = [_COLUMN_NAMES.get(str(c), str(c)) for c in flat.columns]
-    out = [f'<table class="{css_class}"><thead><tr>']
-    out += [f'<th scope="col">{_e(h)}</th>' for h in headers]
-    out.append("</tr></thead><tbody>")
-    for row in flat.itertuples(index=False, name=None):
-        out.append(
-            "<tr>"
-            + f'<th scope="row">{_e(row[0])}</th>'
-            + "".join(f"<td>{_e(v)}</td>" for v in row[1:])
-            + "</tr>"
-        )
-    out.append("</tbody></table>")
-    return "".join(out)
+    return table.to_html(table_id=f"table-{metric}", highlight_max=True)
 
 
 # --------------------------------------------------------------------------- sections
@@ -331,15 +180,24 @@ def _read_results(run_dir: Path) -> pd.DataFrame | None:
     if not required <= set(results.columns):
         missing = ", ".join(sorted(required - set(results.columns)))
         raise ReportError(f"results table lacks column(s) {missing}", path)
-    if "run" in results.columns:
-        # Early-season reruns (other batch orderings) have their own figure; the tables
-        # compare the methods of the main run only, as tables.md does.
-        results = results[results["run"].astype(str) == "main"]
-    return None if results.empty else _display_results(results)
+    # Early-season reruns (other batch orderings) have their own figure; the tables
+    # compare the methods of the main run only, as tables.md does.
+    results = main_run(results)
+    return None if results.empty else results
 
 
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
+
+
+def _sources(manifest: Mapping[str, Any]) -> dict[str, str | None]:
+    """What data each scenario's numbers were measured on, as the manifest records it."""
+    sources: dict[str, str | None] = {}
+    for scenario in _as_list(manifest.get("scenarios")):
+        if isinstance(scenario, Mapping) and "id" in scenario:
+            data = scenario.get("data")
+            sources[str(scenario["id"])] = str(data) if data else None
+    return sources
 
 
 def _summary_line(manifest: Mapping[str, Any]) -> str:
@@ -390,10 +248,19 @@ def _section(section_id: str, title: str, body: str) -> str:
     return f'<section id="{_e(section_id)}"><h2>{_e(title)}</h2>\n{body}\n</section>'
 
 
-def _key_finding(results: pd.DataFrame | None, manifest: Mapping[str, Any]) -> str:
+def _measured_on(sources: Sources) -> str:
+    kinds = sorted({s for s in sources.values() if s}, key=lambda kind: kind != "simulated")
+    if not kinds:
+        return "this run's data"
+    return " and ".join(f"{kind} data" for kind in kinds)
+
+
+def _key_finding(
+    results: pd.DataFrame | None, manifest: Mapping[str, Any], sources: Sources
+) -> str:
     if results is None:
         return '<p class="empty">No results were recorded in this run directory.</p>'
-    table = _paper_table_html(results, "iou")
+    table = _paper_table_html(results, "iou", sources)
     if not table:
         return '<p class="empty">The results contain no IoU values.</p>'
     steps = manifest.get("time_steps")
@@ -401,17 +268,19 @@ def _key_finding(results: pd.DataFrame | None, manifest: Mapping[str, Any]) -> s
     seeds = results["seed"].nunique() if "seed" in results.columns else 1
     spread = "mean ± sample std over seeds; " if seeds > 1 else ""
     return (
-        f"<p>IoU of the positive class{_e(season)}: {spread}the best method of each scenario "
-        "is highlighted; the published value of the paper's Table 1 is shown muted beside "
-        "each matching cell.</p>"
+        f"<p>IoU of the positive class{_e(season)}, ours measured on "
+        f"<strong>{_e(_measured_on(sources))}</strong>: {spread}the best method of each "
+        "scenario is highlighted. The published value of the paper's Table 1, measured on "
+        "the paper's real Sentinel-1 data, is shown muted in brackets beside each matching "
+        "cell.</p>"
         f'<div class="table-wrap">{table}</div>'
     )
 
 
-def _metric_tabs(results: pd.DataFrame | None) -> str:
+def _metric_tabs(results: pd.DataFrame | None, sources: Sources) -> str:
     if results is None:
         return ""
-    tabs = [(m, name, _paper_table_html(results, m)) for m, name in _TAB_METRICS]
+    tabs = [(m, name, _paper_table_html(results, m, sources)) for m, name in _TAB_METRICS]
     tabs = [tab for tab in tabs if tab[2]]
     if not tabs:
         return ""
@@ -430,21 +299,21 @@ def _metric_tabs(results: pd.DataFrame | None) -> str:
     return "\n".join(out)
 
 
-def _scenario_metrics(results: pd.DataFrame | None, scenario_id: str) -> str:
+def _scenario_metrics(results: pd.DataFrame | None, scenario_id: str, sources: Sources) -> str:
     if results is None:
         return ""
     part = results[results["scenario"].astype(str) == scenario_id]
     if part.empty:
         return ""
     try:
-        table = summary_table(part)
+        table = summary_table(part, sources=sources)
     except EvaluationInputError:
         return ""
-    return f'<div class="table-wrap">{_frame_table_html(table)}</div>'
+    return f'<div class="table-wrap">{table.to_html(css_class="results compact")}</div>'
 
 
 def _scenario_section(
-    ctx: _Context, scenario: Mapping[str, Any], results: pd.DataFrame | None
+    ctx: _Context, scenario: Mapping[str, Any], results: pd.DataFrame | None, sources: Sources
 ) -> str:
     scenario_id = str(scenario.get("id", ""))
     title = _scenario_title(scenario)
@@ -454,12 +323,16 @@ def _scenario_section(
         str(scenario.get("crop", "")),
         bands if isinstance(bands := scenario.get("bands"), str) else tuple(_as_list(bands)),
     )
-    reference = f" — the paper's experiment {paper.number}" if paper is not None else ""
+    data = sources.get(scenario_id)
+    facts = [f"ours measured on {data} data" if data else ""]
+    if paper is not None:
+        facts.append(f"the paper's experiment {paper.number} (real data)")
+    reference = "".join(f" — {fact}" for fact in facts if fact)
     parts = [
         f'<section class="scenario" id="scenario-{_slug(scenario_id)}">',
         f"<h3>{_e(title)}</h3>",
         f'<p class="muted"><code>{_e(scenario_id)}</code>{_e(reference)}</p>',
-        _scenario_metrics(results, scenario_id),
+        _scenario_metrics(results, scenario_id, sources),
         ctx.figure(
             scenario.get("figure"),
             f"{title}: whole test area and patches; columns image, label, then each method "
@@ -611,6 +484,8 @@ table.results th[scope=row] { text-align: left; font-weight: 600; }
 table.results tbody tr:nth-child(even) { background: #fafbfc; }
 table.results td.best { background: var(--best); font-weight: 600; }
 table.results .paper { font-size: .8em; margin-left: .25rem; }
+.table-note { margin: .3rem 0 0; color: var(--muted); font-size: .85rem; }
+header .cite { margin: .2rem 0 0; color: var(--muted); font-size: .88rem; }
 table.compact th[scope=col] { text-align: right; }
 table.compact th[scope=col]:first-child { text-align: left; }
 .tabs { display: flex; flex-wrap: wrap; align-items: flex-end; }
@@ -658,15 +533,16 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
     manifest = _read_manifest(run_dir)
     results = _read_results(run_dir)
     name = str(manifest.get("name") or run_dir.name)
+    sources = _sources(manifest)
 
     scenario_html = "\n".join(
-        _scenario_section(ctx, scenario, results)
+        _scenario_section(ctx, scenario, results, sources)
         for scenario in _as_list(manifest.get("scenarios"))
         if isinstance(scenario, Mapping)
     )
     sections = [
-        ("key-finding", "Key finding: IoU", _key_finding(results, manifest)),
-        ("metrics", "Recall, precision and F1-score", _metric_tabs(results)),
+        ("key-finding", "Key finding: IoU", _key_finding(results, manifest, sources)),
+        ("metrics", "Recall, precision and F1-score", _metric_tabs(results, sources)),
         ("scenarios", "Scenarios", scenario_html),
         (
             "early-season",
@@ -694,6 +570,8 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
         f"<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
         f"<header><h1>Experiment {_e(name)}</h1>"
         f'<p class="summary">{_e(_summary_line(manifest))}</p>'
+        f'<p class="cite">Compared with {_e(CITATION)} '
+        f'(<a href="{_e(CITATION_URL)}">{_e(CITATION_URL)}</a>).</p>'
         f"{_nav(sections)}</header>\n"
         f"{body}\n{_footer(ctx, manifest)}\n</main>\n</body>\n</html>\n"
     )

@@ -16,7 +16,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "api": ("TrainResult", "evaluate", "finetune", "fit", "split_train_val", "train"),
+    "api": ("TrainResult", "evaluate", "finetune", "fit", "split_train_val", "train", "train_ri"),
     "checkpoint": ("CheckpointMetadata", "load_checkpoint", "read_metadata", "save_checkpoint"),
     "config": ("TrainConfig",),
     "ordering": (

@@ -40,9 +40,10 @@ from sarcrop.training.checkpoint import (
     CheckpointMetadata,
     file_sha256,
     load_checkpoint,
+    read_metadata,
     save_checkpoint,
 )
-from sarcrop.training.config import TrainConfig
+from sarcrop.training.config import TrainConfig, positive_classes, timestep_list
 from sarcrop.training.logger import MetricsCSVLogger
 from sarcrop.training.ordering import (
     ShardedBatchSampler,
@@ -50,7 +51,7 @@ from sarcrop.training.ordering import (
     TimestepDataset,
     pad_steps,
 )
-from sarcrop.training.strategies import apply_strategy, parameter_counts
+from sarcrop.training.strategies import STRATEGIES, apply_strategy, parameter_counts
 from sarcrop.training.task import SegmentationTask
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
@@ -187,6 +188,8 @@ _IGNORED_WARNINGS = (
     r"Checkpoint directory .* exists and is not empty.*",
     r"The number of training batches .* is smaller than the logging interval.*",
     r".*does not have many workers which may be a bottleneck.*",
+    # Frozen parts of a fine-tuned model are pinned to eval mode on purpose (see strategies).
+    r"Found \d+ module\(s\) in eval mode at the start of training.*",
 )
 
 
@@ -215,7 +218,7 @@ def _trainer(out_dir: Path, config: TrainConfig, callbacks: list[Callback]) -> L
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
-        strategy=config.strategy,
+        strategy=config.distributed,
         precision=config.precision,  # type: ignore[arg-type]
         deterministic=_deterministic(config),
         gradient_clip_val=config.gradient_clip,
@@ -274,7 +277,7 @@ def fit(
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
-    # Frozen norm layers stay in eval mode regardless (see strategies).
+    # Frozen parts stay in eval mode regardless (see strategies).
     model.train()
     task = SegmentationTask.from_config(model, config)
     checkpointing = ModelCheckpoint(
@@ -373,27 +376,24 @@ def _base_metadata(
     )
 
 
-def train(
+def _from_scratch(
     store: Any,
     out_dir: str | Path,
-    *,
-    model: str = "recurrent_unet",
-    model_options: Mapping[str, Any] | None = None,
-    bands: Sequence[str] | None = None,
-    positive: Sequence[str] = ("rice",),
-    config: TrainConfig | None = None,
+    model: str,
+    model_options: Mapping[str, Any] | None,
+    bands: Sequence[str] | None,
+    positive: Sequence[str] | str | None,
+    config: TrainConfig | None,
+    provenance: Mapping[str, Any],
 ) -> TrainResult:
-    """Train ``model`` from scratch on a store's train split (pre-training on a source region).
-
-    A ``val_fraction`` of the train split is held out for model selection (best val IoU) and
-    early stopping; the test split is never touched. Inputs use the store's train statistics.
-    """
+    """A fresh ``model`` trained on the store's train split with the store's statistics."""
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.models import build_model
 
     config = config or TrainConfig()
     store = _open_store(store)
     bands = _bands(store, bands)
+    positive = positive_classes(store, positive)
     L.seed_everything(config.seed, verbose=False)
     network = build_model(model, len(bands), store.steps, **dict(model_options or {}))
     normalization = store.normalization.select(bands).to_dict()
@@ -402,8 +402,63 @@ def train(
     metadata = _base_metadata(
         store, network, bands, positive, normalization, f"train split of {store.path}"
     )
-    metadata = metadata.model_copy(update={"strategy": "scratch"})
+    metadata = metadata.model_copy(update=dict(provenance))
     return fit(network, train_data, val_data, out_dir, config, metadata)
+
+
+def train(
+    store: Any,
+    out_dir: str | Path,
+    *,
+    model: str = "recurrent_unet",
+    model_options: Mapping[str, Any] | None = None,
+    bands: Sequence[str] | None = None,
+    positive: Sequence[str] | str | None = None,
+    config: TrainConfig | None = None,
+) -> TrainResult:
+    """Train ``model`` from scratch on a store's train split (pre-training on a source region).
+
+    A ``val_fraction`` of the train split is held out for model selection (best val IoU) and
+    early stopping; the test split is never touched. Inputs use the store's train statistics.
+    ``positive`` defaults to the class the store was prepared for.
+    """
+    provenance = {"strategy": "scratch"}
+    return _from_scratch(store, out_dir, model, model_options, bands, positive, config, provenance)
+
+
+def train_ri(
+    store: Any,
+    out_dir: str | Path,
+    *,
+    model: str = "recurrent_unet",
+    model_options: Mapping[str, Any] | None = None,
+    bands: Sequence[str] | None = None,
+    positive: Sequence[str] | str | None = None,
+    config: TrainConfig | None = None,
+    parent: str | Path | None = None,
+) -> TrainResult:
+    """RI, the paper's transfer baseline: the pre-trained architecture, trained on the target.
+
+    Nothing but the architecture is transferred, so the inputs use the target store's train
+    statistics, as any model trained from scratch there would. ``finetune(strategy="ri")``
+    (with the architecture read from ``parent``) and the experiment runner both run this, so
+    they give the same model for the same seed.
+    """
+    provenance: dict[str, Any] = {"strategy": "ri"}
+    if parent is not None:
+        provenance["parent"] = _parent_record(parent, read_metadata(parent))
+    return _from_scratch(store, out_dir, model, model_options, bands, positive, config, provenance)
+
+
+def _parent_record(checkpoint: str | Path, meta: CheckpointMetadata) -> dict[str, Any]:
+    return {
+        "path": str(checkpoint),
+        "sha256": file_sha256(checkpoint),
+        "region": meta.region,
+        "year": meta.year,
+        "bands": meta.bands,
+        "positive": meta.positive,
+    }
 
 
 def finetune(
@@ -414,26 +469,29 @@ def finetune(
     strategy: str,
     last_k: int | None = None,
     bands: Sequence[str] | None = None,
-    positive: Sequence[str] | None = None,
-    normalization: Literal["pretrained", "target", "checkpoint"] = "pretrained",
+    positive: Sequence[str] | str | None = None,
+    normalization: Literal["pretrained", "target", "checkpoint"] | None = None,
     config: TrainConfig | None = None,
 ) -> TrainResult:
     """Transfer a pre-trained model to a target store with strategy ri, ft, fte or ftd.
 
     ``bands`` different from the checkpoint's (VH → VH, VV) adapt the first layer (paper
-    Eq. 3). ``normalization`` chooses the input scaling, which the exported checkpoint records:
+    Eq. 3). ``positive`` defaults to the target store's positive class, else the checkpoint's.
+    ``normalization`` chooses the input scaling, which the exported checkpoint records:
 
-    - ``"pretrained"`` (default): bands the pre-trained model knows keep its statistics, so
-      the transferred weights see inputs on the scale they were trained on; new bands (VV)
-      use the target store's train statistics;
-    - ``"target"``: every band uses the target store's train statistics;
+    - ``"pretrained"`` (default of ft, fte, ftd): bands the pre-trained model knows keep its
+      statistics, so the transferred weights see inputs on the scale they were trained on;
+      new bands (VV) use the target store's train statistics;
+    - ``"target"`` (the only choice of ri, see :func:`train_ri`): every band uses the target
+      store's train statistics;
     - ``"checkpoint"``: every band must have pre-training statistics.
     """
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.models import SegmentationModel, adapt_input_bands
 
-    config = config or TrainConfig()
-    parent, parent_meta = load_checkpoint(checkpoint)
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    parent_meta = read_metadata(checkpoint)
     store = _open_store(store)
     if store.steps != parent_meta.time_steps:
         raise CheckpointError(
@@ -447,13 +505,35 @@ def finetune(
             f"bands {', '.join(missing)} not in store {store.path} (has {', '.join(store.bands)})",
             checkpoint,
         )
-    positive = list(positive) if positive else list(parent_meta.positive)
+    positive = positive_classes(store, positive, default=parent_meta.positive)
+    if strategy == "ri":
+        if normalization not in (None, "target"):
+            raise ConfigError(
+                "ri trains from scratch on the target store and uses its statistics; "
+                f"normalization {normalization!r} does not apply"
+            )
+        if last_k is not None:
+            raise ConfigError("last_k applies to the ftd strategy only, not 'ri'")
+        return train_ri(
+            store,
+            out_dir,
+            model=parent_meta.architecture,
+            model_options=parent_meta.options,
+            bands=bands,
+            positive=positive,
+            config=config,
+            parent=checkpoint,
+        )
+    config = config or TrainConfig()
+    parent, _ = load_checkpoint(checkpoint)
     if bands != list(parent_meta.bands):
         assert isinstance(parent, SegmentationModel)  # load_checkpoint's default builder
         adapt_input_bands(parent, bands, parent_meta.bands)
     L.seed_everything(config.seed, verbose=False)
     apply_strategy(parent, strategy, last_k)
-    stats, source = _transfer_normalization(normalization, store, bands, parent_meta, checkpoint)
+    stats, source = _transfer_normalization(
+        normalization or "pretrained", store, bands, parent_meta, checkpoint
+    )
     dataset = PatchDataset(store, "train", positive, bands, normalization=stats)
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
     metadata = _base_metadata(store, parent, bands, positive, stats, source)
@@ -461,14 +541,7 @@ def finetune(
         update={
             "strategy": strategy,
             "last_k": last_k,
-            "parent": {
-                "path": str(checkpoint),
-                "sha256": file_sha256(checkpoint),
-                "region": parent_meta.region,
-                "year": parent_meta.year,
-                "bands": parent_meta.bands,
-                "positive": parent_meta.positive,
-            },
+            "parent": _parent_record(checkpoint, parent_meta),
         }
     )
     return fit(parent, train_data, val_data, out_dir, config, metadata)
@@ -543,16 +616,11 @@ def evaluate(
         raise CheckpointError(
             f"model has {steps} time steps, store {store.path} has {store.steps}", checkpoint
         )
-    if timesteps == "all":
-        wanted = list(range(1, steps + 1))
-    elif timesteps is None:
-        wanted = [steps]
-    else:
-        if not 1 <= int(timesteps) <= steps:
-            raise ConfigError(f"timesteps must be 1..{steps} or 'all', got {timesteps}")
-        wanted = [int(timesteps)]
+    wanted = timestep_list(timesteps, steps)
     if threshold is None:
         threshold = float(meta.training.get("config", {}).get("threshold", 0.5))
+    if not 0 < threshold < 1:
+        raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
     dataset = PatchDataset(
         store, split, meta.positive, meta.bands, normalization=meta.normalization
     )

@@ -7,11 +7,20 @@ out-of-range value fails before any data is read, with the file named in the mes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from sarcrop.errors import ConfigError
 from sarcrop.utils.validation import config_error
@@ -24,40 +33,63 @@ Scheduler = Literal["cosine", "onecycle", "none"]
 # restarted with a different value of these still resumes from its last checkpoint.
 RUNTIME_FIELDS = frozenset({"num_workers", "progress_bar", "max_time", "log_every_n_steps"})
 
+# The Lightning strategy was once the field ``strategy``, a word transfer strategies own.
+RENAMED_STRATEGY = "renamed to 'distributed' (the Lightning strategy, e.g. ddp)"
+
 
 class TrainConfig(BaseModel):
     """Hyper-parameters and execution settings of one training run."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    loss: LossName = "bce+dice"
+    epochs: int = Field(50, ge=1, description="maximum number of epochs")
+    batch_size: int = Field(8, ge=1, description="patches per batch and device")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay of weight matrices")
+    loss: LossName = Field("bce+dice", description="loss over the valid pixels")
     pos_weight: float = Field(1.0, gt=0, description="BCE weight of positive pixels (rare crops)")
     dice_weight: float = Field(1.0, ge=0, description="weight of soft Dice in 'bce+dice'")
-    scheduler: Scheduler = "cosine"
+    scheduler: Scheduler = Field("cosine", description="learning-rate schedule")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="share of steps for LR warm-up")
-    gradient_clip: float | None = Field(1.0, gt=0)
-    patience: int | None = Field(10, ge=1, description="early-stopping epochs without val_iou gain")
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    ordering: Ordering = "full"
+    gradient_clip: float | None = Field(1.0, gt=0, description="gradient norm clip")
+    patience: int | None = Field(
+        10, ge=0, description="early-stopping epochs without val_iou gain (0 or null: off)"
+    )
+    val_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of the train split held out for model selection"
+    )
+    ordering: Ordering = Field(
+        "full", description="batch order over observed time steps (chronological: paper A.2)"
+    )
     ordering_coverage: float = Field(
         1.0, gt=0, le=1, description="share of the training set each batch type (t) covers"
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="probability threshold for metrics")
-    seed: int = 0
-    num_workers: int = Field(0, ge=0)
-    accelerator: str = "auto"
-    devices: int | str = 1
-    num_nodes: int = Field(1, ge=1)
-    strategy: str = "auto"
-    precision: str = "32-true"
-    deterministic: bool | None = Field(None, description="None: deterministic on CPU only")
-    max_time: str | None = Field(None, description="wall-clock limit 'DD:HH:MM:SS'")
-    log_every_n_steps: int = Field(10, ge=1)
-    progress_bar: bool = True
+    seed: int = Field(0, description="random seed (weights, split, batch order)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    accelerator: str = Field("auto", description="cpu, gpu or auto")
+    devices: int | str = Field(1, description="devices per node (count, -1 or 'auto')")
+    num_nodes: int = Field(1, ge=1, description="nodes of a multi-node run")
+    distributed: str = Field("auto", description="Lightning distributed strategy, e.g. ddp")
+    precision: str = Field("32-true", description="32-true, 16-mixed or bf16-mixed")
+    deterministic: bool | None = Field(
+        None, description="deterministic algorithms (default: on CPU only)"
+    )
+    max_time: str | None = Field(None, description="stop after DD:HH:MM:SS (rerun to resume)")
+    log_every_n_steps: int = Field(10, ge=1, description="metrics.csv rows every N steps")
+    progress_bar: bool = Field(True, description="show the progress bar")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "strategy" in data:
+            raise PydanticCustomError("renamed", f"strategy: {RENAMED_STRATEGY}")
+        return data
+
+    @field_validator("patience")
+    @classmethod
+    def _patience(cls, value: int | None) -> int | None:
+        return None if value == 0 else value
 
     @field_validator("devices")
     @classmethod
@@ -106,10 +138,39 @@ class TrainConfig(BaseModel):
 
 def validate_config(data: dict[str, Any], path: str | Path | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig`, turning validation errors into one-line ConfigErrors."""
+    if "strategy" in data:
+        raise ConfigError(f"strategy: {RENAMED_STRATEGY}", path)
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc, path, unknown="unknown setting") from None
+
+
+def positive_classes(
+    store: Any, positive: Sequence[str] | str | None, default: Sequence[str] | None = None
+) -> list[str]:
+    """The positive class(es): as given, else the store's (its ``positive``), else ``default``.
+
+    A store prepared from a simulated region or with ``--positive`` records its crop, so a
+    maize store trains a maize model without naming the crop again.
+    """
+    if positive:
+        return [positive] if isinstance(positive, str) else list(positive)
+    recorded = store.metadata.positive or default
+    if not recorded:
+        raise ConfigError("the store records no positive class; name it (--positive)", store.path)
+    return list(recorded)
+
+
+def timestep_list(timesteps: int | Literal["all"] | None, steps: int) -> list[int]:
+    """The numbers of observed composites to evaluate: ``None`` → ``[T]``, ``"all"`` → 1..T."""
+    if timesteps == "all":
+        return list(range(1, steps + 1))
+    if timesteps is None:
+        return [steps]
+    if not 1 <= int(timesteps) <= steps:
+        raise ConfigError(f"timesteps must be 1..{steps} or 'all', got {timesteps}")
+    return [int(timesteps)]
 
 
 def _one_line(exc: Exception) -> str:

@@ -11,9 +11,10 @@ and any other module — belongs to ``h_D``:
          decoder blocks (closest to the output) and the head train, the rest is frozen.
 
 Frozen means frozen: parameters get ``requires_grad=False`` (so no gradient, no optimizer
-state and no weight decay touch them) and every normalisation layer inside a frozen part is
-pinned to eval mode by a forward pre-hook, so its running statistics never drift, whoever calls
-``model.train()``.
+state and no weight decay touch them) and every module of a frozen part is pinned to eval mode,
+whoever calls ``model.train()``: its norm layers keep their running statistics and its dropout
+is off, so the frozen part computes the same function it was pre-trained to compute. Applying a
+strategy replaces whatever an earlier one froze and pinned on the same model.
 """
 
 from __future__ import annotations
@@ -22,34 +23,53 @@ from collections.abc import Iterable
 from typing import Any, Literal, cast, get_args
 
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm
 
 from sarcrop.errors import ConfigError
 
 Strategy = Literal["ri", "ft", "fte", "ftd"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
-_FROZEN_FLAG = "_sarcrop_frozen_norm"
+
+class EvalPin:
+    """Stands in for ``train`` of one frozen module: whatever mode is asked, it stays in eval.
+
+    ``nn.Module.train`` reaches every submodule through its ``train`` attribute, so pinning each
+    module of a frozen part holds whether ``train()`` is called on the model, on a wrapper
+    (Lightning) or on the part itself. A plain class keeps the model picklable and copyable.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, mode: bool = True) -> nn.Module:
+        return nn.Module.train(self.module, False)
 
 
-def _pin_eval(module: nn.Module, args: object) -> None:
-    """Forward pre-hook: a frozen norm layer always normalises with its stored statistics."""
-    module.training = False
+def pinned_modules(model: nn.Module) -> list[str]:
+    """Names of the modules of ``model`` pinned to eval mode by a strategy."""
+    return [name for name, module in model.named_modules() if _pin(module) is not None]
 
 
-def _has_running_stats(module: nn.Module) -> bool:
-    return isinstance(module, _BatchNorm | _InstanceNorm) and module.track_running_stats
+def _pin(module: nn.Module) -> EvalPin | None:
+    pin = vars(module).get("train")
+    return pin if isinstance(pin, EvalPin) else None
 
 
-def _freeze(modules: Iterable[nn.Module]) -> None:
-    for part in modules:
-        for param in part.parameters():
-            param.requires_grad_(False)
+def _unfreeze(model: nn.Module) -> None:
+    """Undo any earlier strategy: everything trainable, unpinned, in the model's mode."""
+    model.requires_grad_(True)
+    for module in model.modules():
+        if _pin(module) is not None:
+            del vars(module)["train"]
+            module.training = model.training
+
+
+def _freeze(parts: Iterable[nn.Module]) -> None:
+    for part in parts:
+        part.requires_grad_(False)
         for module in part.modules():
-            if _has_running_stats(module) and not getattr(module, _FROZEN_FLAG, False):
-                module.register_forward_pre_hook(_pin_eval)
-                setattr(module, _FROZEN_FLAG, True)
+            vars(module)["train"] = EvalPin(module)
+        part.eval()
 
 
 def reinitialise(model: nn.Module) -> nn.Module:
@@ -86,34 +106,39 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
 
 
 def apply_strategy(model: nn.Module, strategy: str, last_k: int | None = None) -> nn.Module:
-    """Set which parameters of ``model`` train under ``strategy``; returns the same model."""
+    """Set which parameters of ``model`` train under ``strategy``; returns the same model.
+
+    Whatever an earlier call froze and pinned is undone first, so strategies never stack.
+    """
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if last_k is not None and strategy != "ftd":
         raise ConfigError(f"last_k applies to the ftd strategy only, not {strategy!r}")
-    encoder = getattr(model, "encoder", None)
-    if strategy in ("fte", "ftd") and not isinstance(encoder, nn.Module):
-        raise ConfigError(f"{type(model).__name__} has no .encoder to freeze or fine-tune")
-    for param in model.parameters():
-        param.requires_grad_(True)
+    frozen = frozen_parts(model, strategy, last_k)
+    _unfreeze(model)
     if strategy == "ri":
         reinitialise(model)
-    elif strategy == "fte":
-        _freeze(child for name, child in model.named_children() if name != "encoder")
-    elif strategy == "ftd":
-        _freeze([encoder])  # type: ignore[list-item]
-        if last_k is not None:
-            blocks = decoder_blocks(model)
-            if not 1 <= last_k <= len(blocks):
-                raise ConfigError(f"last_k must be 1..{len(blocks)} (decoder blocks), got {last_k}")
-            _freeze(blocks[: len(blocks) - last_k])
-            decoder = model.decoder
-            _freeze(
-                child
-                for name, child in decoder.named_children()  # type: ignore[union-attr]
-                if name not in ("blocks", "head")
-            )
+    _freeze(frozen)
     return model
+
+
+def frozen_parts(model: nn.Module, strategy: str, last_k: int | None = None) -> list[nn.Module]:
+    """The submodules that ``strategy`` freezes (checked before anything changes)."""
+    if strategy not in ("fte", "ftd"):
+        return []
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ConfigError(f"{type(model).__name__} has no .encoder to freeze or fine-tune")
+    if strategy == "fte":
+        return [child for name, child in model.named_children() if name != "encoder"]
+    if last_k is None:
+        return [encoder]
+    blocks = decoder_blocks(model)
+    if not 1 <= last_k <= len(blocks):
+        raise ConfigError(f"last_k must be 1..{len(blocks)} (decoder blocks), got {last_k}")
+    decoder = model.get_submodule("decoder")
+    others = [child for name, child in decoder.named_children() if name not in ("blocks", "head")]
+    return [encoder, *blocks[: len(blocks) - last_k], *others]
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

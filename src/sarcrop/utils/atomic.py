@@ -47,6 +47,21 @@ def _apply_umask(path: Path) -> None:
         os.chmod(path, mode)
 
 
+def _remove(path: Path, attempts: int = 3) -> None:
+    """Remove a temporary file or folder, again if something appeared in it meanwhile.
+
+    Writers must have finished before this is called (see ``create_store``); the repeat only
+    guards against a file created while the tree was being removed.
+    """
+    for _ in range(attempts):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        if not os.path.lexists(path):
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; on success move it onto ``final``.
@@ -82,10 +97,7 @@ def atomic_path(final: str | Path, *, directory: bool = False) -> Iterator[Path]
             os.replace(tmp, final)
         _fsync_dir(parent)
     except BaseException as exc:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _remove(tmp)
         if isinstance(exc, OSError) and exc.errno is not None:
             raise SarcropError(f"could not write output: {exc.strerror}", final) from exc
         raise

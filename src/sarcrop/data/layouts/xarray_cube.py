@@ -54,7 +54,8 @@ CUBE_SUFFIXES = {".nc", ".nc4", ".netcdf", ".h5", ".hdf5", ".zarr"}
 SCALED_PREFIXES = ("S1-SIGMA0", "SAR-")
 
 
-def _is_cube(path: Path) -> bool:
+def is_cube(path: Path) -> bool:
+    """A netCDF/HDF5 file or a Zarr store (by suffix or group metadata)."""
     if path.is_dir():
         return path.suffix == ".zarr" or any(
             (path / name).exists() for name in ("zarr.json", ".zgroup", ".zattrs")
@@ -62,7 +63,8 @@ def _is_cube(path: Path) -> bool:
     return path.suffix.lower() in CUBE_SUFFIXES
 
 
-def _open_dataset(path: Path) -> xr.Dataset:
+def open_cube(path: Path) -> xr.Dataset:
+    """The dataset opened lazily (nothing is loaded)."""
     try:
         if path.is_dir():
             return xr.open_zarr(path, chunks=None)
@@ -98,6 +100,27 @@ def _axis(values: np.ndarray, name: str, path: Path, fallback: float | None) -> 
     if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-9 * abs(values).max()):
         raise InputDataError(f"irregular {name} coordinates: expected a regular grid", path)
     return float(steps[0])
+
+
+def cube_grid(ds: xr.Dataset, variable: xr.DataArray, path: Path) -> tuple[Grid, bool]:
+    """The north-up grid of ``variable`` and whether its ``y`` coordinates ascend (flipped).
+
+    Shared by scenes and label cubes so both land on the same grid for the same source.
+    """
+    x, y = ds["x"].values.astype(float), ds["y"].values.astype(float)
+    resolution = ds.attrs.get("resolution")
+    fallback = float(resolution) if resolution is not None else None
+    dx = _axis(x, "x", path, fallback)
+    dy = _axis(y, "y", path, -fallback if fallback else None)
+    flip = dy > 0
+    top = (y.max() if flip else y[0]) + abs(dy) / 2
+    grid = Grid(
+        _crs(ds, variable, path),
+        Affine(dx, 0.0, x[0] - dx / 2, 0.0, -abs(dy), top),
+        x.size,
+        y.size,
+    )
+    return grid, flip
 
 
 @dataclass
@@ -187,11 +210,11 @@ class XarrayCube(Layout):
     )
 
     def detect(self, paths: list[Path], source: Source) -> bool:
-        return len(paths) == 1 and _is_cube(paths[0])
+        return len(paths) == 1 and is_cube(paths[0])
 
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
         path = paths[0]
-        ds = _open_dataset(path)
+        ds = open_cube(path)
         time_dim = next((d for d in TIME_DIMS if d in ds.dims), None)
         if time_dim is None or "x" not in ds.dims or "y" not in ds.dims:
             raise InputDataError(
@@ -217,19 +240,7 @@ class XarrayCube(Layout):
             )
             for band, name in variables.items()
         }
-        x, y = ds["x"].values.astype(float), ds["y"].values.astype(float)
-        resolution = ds.attrs.get("resolution")
-        fallback = float(resolution) if resolution is not None else None
-        dx = _axis(x, "x", path, fallback)
-        dy = _axis(y, "y", path, -fallback if fallback else None)
-        flip = dy > 0
-        top = (y.max() if flip else y[0]) + abs(dy) / 2
-        grid = Grid(
-            _crs(ds, first, path),
-            Affine(dx, 0.0, x[0] - dx / 2, 0.0, -abs(dy), top),
-            x.size,
-            y.size,
-        )
+        grid, flip = cube_grid(ds, first, path)
         times = [
             to_naive_utc(dt.datetime.fromisoformat(str(np.datetime_as_string(t, "s"))))
             for t in ds[time_dim].values.astype("datetime64[s]")

@@ -1,0 +1,262 @@
+"""The record of a run's artefacts: everything figures, tables and the report are drawn from.
+
+The runner writes it into ``experiment.json`` (key ``artefacts``) once every unit is finished.
+Reading it back needs no runner and no configuration object, so figures can be redrawn from a
+finished run directory by reading files only: nothing is simulated, prepared or trained.
+Paths inside the run directory are stored relative to it, so a run directory can be moved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sarcrop import __version__
+from sarcrop.errors import SarcropError
+from sarcrop.evaluation.tables import REAL, SIMULATED
+from sarcrop.experiments.config import ExperimentConfig, RegionData
+
+MANIFEST = "experiment.json"
+SHARED_KEYS = ("name", "created", "sarcrop_version", "config_file", "config", "seeds", "methods")
+"""Top-level keys of ``experiment.json`` that the record shares with the report's manifest."""
+
+
+@dataclass(frozen=True)
+class RegionRecord:
+    """A region's prepared store and the data behind it."""
+
+    store: str
+    data: str | None  # "simulated", "real", or None (a given store of unknown origin)
+    preset: str | None = None  # simulator preset of a simulated region
+    year: int | None = None
+
+
+@dataclass(frozen=True)
+class ScenarioRecord:
+    """A scenario: fine-tune in one region, test in another; ``data`` as for regions."""
+
+    id: str
+    finetune_region: str
+    test_region: str
+    crop: str
+    bands: tuple[str, ...]
+    data: str | None
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    """One scenario × method × seed of the main run: its test-split outputs."""
+
+    scenario: str
+    method: str
+    seed: int
+    probabilities: str  # .npy, (test patches, P, P)
+    training_log: str | None = None  # Lightning metrics.csv (networks only)
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class PretrainRecord:
+    """The shared pre-training, present only where this run used (and so trained) it."""
+
+    region: str | None
+    checkpoint: str
+    training_log: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run's artefacts as paths; ``root`` is the run directory (not stored)."""
+
+    name: str
+    root: Path
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...]
+    regions: dict[str, RegionRecord]
+    scenarios: tuple[ScenarioRecord, ...]
+    units: tuple[UnitRecord, ...]
+    pretrain: PretrainRecord | None = None
+    early_season: dict[str, str] | None = None  # {"scenario": id, "method": method}
+    figure_patches: int = 3
+    results: str = "results.csv"
+    config: dict[str, Any] = field(default_factory=dict)
+    config_file: str | None = None
+    created: str = ""
+    sarcrop_version: str = __version__
+
+    # ------------------------------------------------------------------ access
+
+    def path(self, stored: str) -> Path:
+        """A stored path as a file-system path (relative ones are inside the run directory)."""
+        return self.root / stored
+
+    def unit(self, scenario: str, method: str, seed: int) -> UnitRecord | None:
+        return next(
+            (u for u in self.units if (u.scenario, u.method, u.seed) == (scenario, method, seed)),
+            None,
+        )
+
+    @property
+    def sources(self) -> dict[str, str | None]:
+        """Scenario id → the data our numbers were measured on (``"simulated"``/``"real"``)."""
+        return {s.id: s.data for s in self.scenarios}
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["root"]
+        return data
+
+    def artefacts(self) -> dict[str, Any]:
+        """The ``artefacts`` entry of ``experiment.json``: all but :data:`SHARED_KEYS`."""
+        return {k: v for k, v in self.to_dict().items() if k not in SHARED_KEYS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], root: Path) -> RunRecord:
+        pretrain = data.get("pretrain")
+        return cls(
+            name=str(data["name"]),
+            root=root,
+            seeds=tuple(int(s) for s in data["seeds"]),
+            methods=tuple(data["methods"]),
+            regions={k: RegionRecord(**v) for k, v in data["regions"].items()},
+            scenarios=tuple(
+                ScenarioRecord(**{**s, "bands": tuple(s["bands"])}) for s in data["scenarios"]
+            ),
+            units=tuple(UnitRecord(**u) for u in data["units"]),
+            pretrain=None if pretrain is None else PretrainRecord(**pretrain),
+            early_season=data.get("early_season"),
+            figure_patches=int(data.get("figure_patches", 3)),
+            results=str(data.get("results", "results.csv")),
+            config=dict(data.get("config") or {}),
+            config_file=data.get("config_file"),
+            created=str(data.get("created", "")),
+            sarcrop_version=str(data.get("sarcrop_version", "")),
+        )
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RunRecord:
+        """The record in ``run_dir/experiment.json``; one-line error if absent or unreadable."""
+        run_dir = Path(run_dir)
+        path = run_dir / MANIFEST
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            shared = {k: manifest[k] for k in SHARED_KEYS if k in manifest}
+            return cls.from_dict({**shared, **manifest["artefacts"]}, run_dir)
+        except FileNotFoundError:
+            raise SarcropError(
+                "not an experiment run directory (no experiment.json)", run_dir
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SarcropError(
+                f"no readable record of the run's artefacts: {exc!r}", path
+            ) from None
+
+
+# --------------------------------------------------------------------------- from a config
+
+
+def region_data(spec: RegionData) -> str | None:
+    """``"simulated"`` for a ``simulate:`` region, ``"real"`` for scenes + labels, else None."""
+    if spec.simulate is not None:
+        return SIMULATED
+    if spec.images is not None:
+        return REAL
+    return None
+
+
+def scenario_data(finetune: str | None, test: str | None) -> str | None:
+    """Simulated if either region is; real only if both are; otherwise unknown."""
+    if SIMULATED in (finetune, test):
+        return SIMULATED
+    return REAL if finetune == test == REAL else None
+
+
+def scenario_sources(config: ExperimentConfig) -> dict[str, str | None]:
+    """Scenario id → the data our numbers for it are measured on."""
+    data = {name: region_data(spec) for name, spec in config.regions.items()}
+    return {s.id: scenario_data(data[s.finetune], data[s.test]) for s in config.scenarios}
+
+
+def _relative(path: str | Path, root: Path) -> str:
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def build_record(
+    config: ExperimentConfig,
+    root: Path,
+    *,
+    stores: Mapping[str, Path],
+    units: Iterable[UnitRecord],
+    seeds: Iterable[int],
+    pretrained: Path | None,
+    config_file: Path | None = None,
+) -> RunRecord:
+    """The record of a run of ``config`` into ``root`` from the artefacts it produced.
+
+    ``stores`` maps region names to prepared stores; ``pretrained`` is the pre-trained
+    checkpoint where the run used one (None where no method needed it).
+    """
+    regions = {}
+    for name, path in stores.items():
+        spec = config.regions[name]
+        simulated = spec.simulate
+        regions[name] = RegionRecord(
+            store=_relative(path, root),
+            data=region_data(spec),
+            preset=None if simulated is None else simulated.preset,
+            year=None if simulated is None else simulated.year,
+        )
+    sources = scenario_sources(config)
+    scenarios = tuple(
+        ScenarioRecord(s.id, s.finetune, s.test, s.crop, tuple(s.bands), sources[s.id])
+        for s in config.scenarios
+    )
+    pretrain = None
+    if pretrained is not None:
+        log = pretrained.parent / "metrics.csv"
+        pretrain = PretrainRecord(
+            region=config.pretrain.region,
+            checkpoint=_relative(pretrained, root),
+            training_log=_relative(log, root) if log.is_file() else None,
+        )
+    early = None
+    if config.early_season is not None:
+        early = {
+            "scenario": config.scenarios[config.early_season.scenario].id,
+            "method": config.early_season.method,
+        }
+    return RunRecord(
+        name=config.name,
+        root=root,
+        seeds=tuple(seeds),
+        methods=tuple(config.methods),
+        regions=regions,
+        scenarios=scenarios,
+        units=tuple(
+            UnitRecord(
+                u.scenario,
+                u.method,
+                u.seed,
+                _relative(u.probabilities, root),
+                None if u.training_log is None else _relative(u.training_log, root),
+                None if u.checkpoint is None else _relative(u.checkpoint, root),
+            )
+            for u in units
+        ),
+        pretrain=pretrain,
+        early_season=early,
+        figure_patches=config.figure_patches,
+        config=config.model_dump(mode="json"),
+        config_file=None if config_file is None else str(config_file),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )

@@ -1,0 +1,123 @@
+"""The base of every model: option checks, the shared decoder, input padding, rebuild config.
+
+A model class only says what is its own: its ``name``, the path of its first convolution, its
+default widths, any options of its own (``specific_options``, with defaults) and
+:meth:`SegmentationModel.build_encoder`. Everything else (validating the options every model
+shares, building the :class:`~sarcrop.models.blocks.UNetDecoder`, padding and checking the
+input, cropping the logits) lives here once, so models differ only in how they handle time.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, cast
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.models.blocks import NORMS, UNetDecoder, check_choice, check_widths
+
+SHARED_OPTIONS = ("widths", "dropout", "norm", "out_channels")
+
+
+class SegmentationModel(nn.Module):
+    """``(batch, time, bands, H, W)`` → logits ``(batch, out_channels, H, W)``.
+
+    Shorter series are zero-padded at the end to ``time_steps`` (early-season prediction is
+    by definition prediction on a zero-padded season) and images whose sides are not multiples
+    of ``2 ** (levels - 1)`` are zero-padded and the logits cropped back. ``widths=None`` means
+    the model's ``default_widths``; ``specific`` are the options listed in ``specific_options``.
+    """
+
+    name: ClassVar[str] = ""
+    first_conv_path: ClassVar[str] = ""  # dotted path of the first convolution
+    default_widths: ClassVar[tuple[int, ...]] = (16, 32, 64, 128)
+    specific_options: ClassVar[Mapping[str, Any]] = {}  # this model's own options → defaults
+    encoder: nn.Module
+    decoder: UNetDecoder
+
+    def __init__(
+        self,
+        in_bands: int,
+        time_steps: int = 8,
+        widths: Sequence[int] | None = None,
+        dropout: float = 0.1,
+        norm: str = "batch",
+        out_channels: int = 1,
+        **specific: Any,
+    ) -> None:
+        super().__init__()
+        if in_bands < 1 or time_steps < 1 or out_channels < 1:
+            raise ConfigError(
+                "in_bands, time_steps and out_channels must be positive, "
+                f"got {in_bands}, {time_steps} and {out_channels}"
+            )
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        self.in_bands = int(in_bands)
+        self.time_steps = int(time_steps)
+        self.widths = check_widths(self.default_widths if widths is None else widths)
+        self.norm = check_choice("norm", norm, NORMS)
+        self.dropout = float(dropout)
+        self.specific = self._check_specific(specific)
+        self.multiple = 2 ** (len(self.widths) - 1)
+        # What :func:`sarcrop.models.model_config` records: the constructor rebuilds the model.
+        self.options: dict[str, Any] = dict(
+            widths=self.widths, dropout=dropout, norm=norm, out_channels=out_channels
+        )
+        self.options.update(self.specific)
+        # The encoder first: the same seed gives the same initial weights as always.
+        self.encoder = self.build_encoder()
+        self.decoder = UNetDecoder(self.widths, out_channels, norm)
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every option besides ``in_bands`` and ``time_steps``, with this model's default."""
+        shared = inspect.signature(SegmentationModel).parameters
+        defaults = {key: shared[key].default for key in SHARED_OPTIONS}
+        return {**defaults, "widths": cls.default_widths, **cls.specific_options}
+
+    @classmethod
+    def _check_specific(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(given) - set(cls.specific_options))
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)} for model {cls.name!r}; "
+                f"valid: {', '.join(cls.option_defaults())}"
+            )
+        return {**cls.specific_options, **given}
+
+    def build_encoder(self) -> nn.Module:
+        """The model's own part: ``(B, T, bands, H, W)`` → one map per level, finest first,
+        with ``widths[level]`` channels each (the last one is the bottleneck)."""
+        raise NotImplementedError(f"{type(self).__name__} must build its encoder")
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        """The first convolution, the only layer that sees the input bands."""
+        return cast(nn.Conv2d, self.get_submodule(self.first_conv_path))
+
+    def pad_input(self, x: Tensor) -> Tensor:
+        """Check ``(batch, time, bands, H, W)`` and zero-pad time to ``time_steps``, space to
+        a multiple of the pooling factor."""
+        if x.ndim != 5:
+            raise InputDataError(
+                f"model input must be (batch, time, bands, H, W), got shape {tuple(x.shape)}"
+            )
+        _, t, b, h, w = x.shape
+        if b != self.in_bands:
+            raise InputDataError(f"model expects {self.in_bands} bands, got {b}")
+        if not 1 <= t <= self.time_steps:
+            raise InputDataError(f"model expects 1 to {self.time_steps} time steps, got {t}")
+        pad_h, pad_w = -h % self.multiple, -w % self.multiple
+        pad_t = self.time_steps - t
+        if pad_h or pad_w or pad_t:
+            x = F.pad(x, (0, pad_w, 0, pad_h, 0, 0, 0, pad_t))
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        logits = self.decoder(self.encoder(self.pad_input(x)))
+        return logits[..., :h, :w]

@@ -1,0 +1,278 @@
+"""Typed option groups shared by the Python API, the experiment YAML and the CLI.
+
+Each group is a frozen, validated pydantic model. The API takes them as keyword arguments
+(``prepare(images, out, labels=..., composite=CompositeOptions(method="median"))``), the YAML
+nests them under the same keys, and :func:`add_flags` turns their fields into CLI flags with the
+same names (``min_acquisitions`` → ``--min-acquisitions``) and the same defaults, so the three
+interfaces cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import types
+import typing
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sarcrop.utils.validation import config_error
+
+Method = Literal["mean", "median", "first"]
+Space = Literal["linear", "db"]
+OrbitChoice = Literal["ascending", "descending", "both"]
+SplitMethod = Literal["patch", "block", "train", "test"]
+Engine = Literal["torch", "onnx"]
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class Options(BaseModel):
+    """Base of every option group: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def updated(self: OptionsT, **changes: Any) -> OptionsT:
+        """A validated copy with ``changes`` applied (``None`` values are ignored)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return validated(type(self), data)
+
+
+class SceneOptions(Options):
+    """How scenes are read: orbit filter and the grid the composites are computed on."""
+
+    orbit: OrbitChoice = Field("both", description="orbit direction to keep")
+    crs: str | None = Field(None, description="target CRS of the composites, e.g. EPSG:32631")
+    resolution: float | None = Field(
+        None, gt=0, description="target pixel size in CRS units, e.g. 10"
+    )
+
+
+class CompositeOptions(Options):
+    """How acquisitions of one period become one composite (the model's input)."""
+
+    method: Method = Field("mean", description="composite statistic")
+    space: Space = Field("linear", description="average in linear power or in dB")
+    min_acquisitions: int = Field(
+        1, ge=1, description="valid acquisitions a pixel needs in a period, else no data"
+    )
+    speckle_filter: int | None = Field(
+        None, ge=1, description="boxcar speckle filter size in pixels before compositing"
+    )
+
+
+class LabelOptions(Options):
+    """How labels are read: which parcel attribute or cube variable, and how codes get names."""
+
+    column: str = Field("crop", description="parcel attribute holding the crop")
+    variable: str | None = Field(
+        None, description="label variable of a netCDF/Zarr cube (the only one, or CT)"
+    )
+    class_names: tuple[str, ...] | None = Field(
+        None, description="class name of each label value (value = index)"
+    )
+    code_map: dict[int, str] | None = Field(
+        None, description="label code → class name; codes not listed become 'other'"
+    )
+
+
+class TilingOptions(Options):
+    """How the area is cut into patches."""
+
+    patch_size: int = Field(256, ge=8, description="patch size in pixels")
+    stride: int | None = Field(None, ge=1, description="tiling step in pixels (patch size)")
+    min_valid_fraction: float = Field(
+        0.0, ge=0, le=1, description="skip patches with fewer labelled, observed pixels"
+    )
+
+    @model_validator(mode="after")
+    def _stride(self) -> TilingOptions:
+        if self.stride is not None and self.stride > self.patch_size:
+            raise ValueError(f"stride {self.stride} is larger than patch_size {self.patch_size}")
+        return self
+
+
+class SplitOptions(Options):
+    """How patches are assigned to train and test.
+
+    ``patch`` (the paper's random patches) and ``block`` (blocks of neighbouring patches) split
+    one location; ``train`` and ``test`` put the whole location in one split, for stores that
+    are trained on one place and tested on another.
+    """
+
+    method: SplitMethod = Field("patch", description="patch | block | train | test")
+    block: int = Field(4, ge=1, description="block size in patches (block split)")
+    train_fraction: float = Field(0.6, gt=0, lt=1, description="train share")
+    seed: int = Field(0, description="split seed")
+
+
+class WindowOptions(Options):
+    """How ``predict`` walks over the area."""
+
+    window: int = Field(256, ge=8, description="window size in pixels")
+    overlap: int = Field(32, ge=0, description="window overlap in pixels")
+    batch_size: int = Field(4, ge=1, description="windows per batch")
+    block_windows: int = Field(8, ge=1, description="windows per block, the unit of resuming")
+
+    @model_validator(mode="after")
+    def _overlap(self) -> WindowOptions:
+        if 2 * self.overlap >= self.window:
+            raise ValueError(f"overlap {self.overlap} must be less than half the window")
+        return self
+
+
+class BaselineOptions(Options):
+    """The per-pixel Random Forest baseline (the same for ``sarcrop baseline`` and experiments).
+
+    ``early_season`` trains on zero-padded copies of every series for t = 1..T-1 too, so the
+    forest can be scored at every time step of the season as the networks are.
+    """
+
+    n_estimators: int = Field(200, ge=1, description="trees in the forest")
+    max_samples_per_class: int | None = Field(
+        50_000, ge=1, description="training pixels drawn per class"
+    )
+    max_depth: int | None = Field(None, ge=1, description="tree depth limit (none)")
+    early_season: bool = Field(
+        True, description="also train on zero-padded early-season series (t = 1..T-1)"
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability threshold of the metrics")
+    seed: int = Field(0, description="random seed of the pixel sample and the trees")
+
+
+def available_cores() -> int:
+    """Cores this process may use (the affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class ExecutionOptions(Options):
+    """Where and how ``predict`` runs.
+
+    Workers and scheduler never change the map. CPU results depend on the thread count and the
+    engine (by a rounding step at most), so the count used is recorded with the blocks.
+    """
+
+    workers: int | None = Field(
+        None, ge=1, description="run on a local Dask cluster of N processes"
+    )
+    scheduler: str | None = Field(None, description="run on an existing Dask cluster (address)")
+    threads: int | None = Field(
+        None, ge=1, description="torch threads per block computation (available cores)"
+    )
+    engine: Engine = Field(
+        "torch", description="inference engine (onnx: ONNX Runtime on CPU, the onnx extra)"
+    )
+    resume: bool = Field(True, description="resume from finished blocks of an earlier run")
+
+    @model_validator(mode="after")
+    def _cluster(self) -> ExecutionOptions:
+        if self.workers is not None and self.scheduler is not None:
+            raise ValueError("give either scheduler or workers, not both")
+        return self
+
+    @property
+    def torch_threads(self) -> int:
+        """``threads``, or the available cores shared among the local workers."""
+        if self.threads is not None:
+            return self.threads
+        return max(1, available_cores() // (self.workers or 1))
+
+
+class MapOptions(Options):
+    """What the predicted map holds: a probability band, a class band and the class threshold."""
+
+    threshold: float = Field(0.5, ge=0, le=1, description="class threshold on the probability")
+    probability: bool = Field(True, description="write the probability band")
+    classes: bool = Field(True, description="write the class band")
+
+    @model_validator(mode="after")
+    def _bands(self) -> MapOptions:
+        if not (self.probability or self.classes):
+            raise ValueError("the map needs at least one of probability and classes")
+        return self
+
+
+def validated(kind: type[OptionsT], data: dict[str, Any], path: str | None = None) -> OptionsT:
+    """``kind(**data)`` with validation errors as one-line :class:`ConfigError`."""
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        raise config_error(exc, path, unknown="unknown option") from None
+
+
+# --- CLI flags from option fields -------------------------------------------------------------
+
+
+def flag(name: str) -> str:
+    """``min_acquisitions`` → ``--min-acquisitions``."""
+    return "--" + name.replace("_", "-")
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def add_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    kind: type[BaseModel],
+    *,
+    exclude: tuple[str, ...] = (),
+    prefix: str = "",
+) -> None:
+    """Add one flag per field of ``kind`` (name, type, choices, default and help from it).
+
+    Flags default to ``None`` so that :func:`from_flags` only passes what the user gave; the
+    help text shows the model's default. Booleans that default to true become ``--no-NAME``.
+    """
+    for name, field in kind.model_fields.items():
+        if name in exclude:
+            continue
+        annotation = _unwrap_optional(field.annotation)
+        default = field.default
+        shown = "" if default is None else f" ({default})"
+        help_text = f"{field.description or name}{shown}"
+        dest = prefix + name
+        if annotation is bool:
+            if default:
+                parser.add_argument(
+                    flag(f"no_{name}"),
+                    dest=dest,
+                    action="store_false",
+                    default=None,
+                    help=help_text,
+                )
+            else:
+                parser.add_argument(
+                    flag(name), dest=dest, action="store_true", default=None, help=help_text
+                )
+            continue
+        kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": help_text}
+        if get_origin(annotation) is Literal:
+            kwargs["choices"] = get_args(annotation)
+        elif annotation in (int, float, str):
+            kwargs["type"] = annotation
+            kwargs["metavar"] = name.upper()
+        parser.add_argument(flag(name), **kwargs)
+
+
+def from_flags(
+    kind: type[OptionsT], args: argparse.Namespace, *, prefix: str = "", **extra: Any
+) -> OptionsT:
+    """Build ``kind`` from the flags :func:`add_flags` added (only those the user gave)."""
+    data = {
+        name: getattr(args, prefix + name)
+        for name in kind.model_fields
+        if getattr(args, prefix + name, None) is not None
+    }
+    data.update({k: v for k, v in extra.items() if v is not None})
+    return validated(kind, data)
