@@ -79,6 +79,23 @@ def test_results_cover_every_scenario_method_metric_and_step(tiny_run):
     assert len(result.results) == len(results)
 
 
+def test_configs_without_fractions_keep_their_columns_and_gain_intervals(tiny_run):
+    _, out, _ = tiny_run
+    results = pd.read_csv(out / "results.csv")
+    # The old columns first, in their old order; the label fraction appended (all labels).
+    assert list(results.columns[:12]) == [
+        "scenario", "finetune_region", "test_region", "crop", "bands", "method",
+        "metric", "timestep", "seed", "value", "run", "ordering",
+    ]  # fmt: skip
+    assert list(results.columns[12:]) == ["label_fraction"]
+    assert (results["label_fraction"] == 1.0).all()
+    intervals = pd.read_csv(out / "intervals.csv")
+    assert sorted(intervals["method"]) == sorted(["rf", "ri", "fte", "ftd-last-1"])
+    assert (intervals["low"] <= intervals["mean"] + 1e-3).all()
+    assert (intervals["mean"] <= intervals["high"] + 1e-3).all()
+    assert "parcel-bootstrap" in (out / "tables.md").read_text()
+
+
 def test_tables_manifest_maps_and_report_are_written(tiny_run):
     _, out, _ = tiny_run
     tables = (out / "tables.md").read_text()

@@ -114,6 +114,12 @@ def test_wheel_ships_configs_and_type_marker(tmp_path: Path) -> None:
     shipped = {f"sarcrop/configs/{p.name}" for p in (ROOT / "src/sarcrop/configs").glob("*.yaml")}
     assert shipped and shipped <= names
     assert "sarcrop/py.typed" in names
+    models = {
+        f"sarcrop/pretrained/{p.name}"
+        for p in (ROOT / "src/sarcrop/pretrained").iterdir()
+        if p.suffix in {".safetensors", ".md"}
+    }
+    assert "sarcrop/pretrained/europe-maize.safetensors" in models and models <= names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
     assert "Requires-Python: >=3.11" in metadata
     assert "Provides-Extra: onnx" in metadata

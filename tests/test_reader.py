@@ -334,3 +334,27 @@ def test_xarray_cube_zarr_and_netcdf_with_ascending_y(tmp_path: Path, kind: str)
     data = stack.read([0, 2], ["VH", "VV"], Window(1, 1, 3, 3))
     np.testing.assert_allclose(data[0, 0], values[1, 1, ::-1][1:4, 1:4])
     np.testing.assert_allclose(data[1, 1], values[0, 0, ::-1][1:4, 1:4])
+
+
+def test_a_named_layout_subclass_registers_itself_in_detection_order(tmp_path: Path) -> None:
+    from sarcrop.data.scenes import LAYOUTS, Layout
+
+    class Never(Layout, name="never", order=45):
+        """a layout that
+        recognises nothing"""
+
+        def detect(self, paths: list[Path], source: object) -> bool:
+            return False
+
+        def open(self, paths: list[Path], source: object, **options: object) -> object:
+            raise AssertionError("never detected")
+
+    try:
+        names = [layout.name for layout in LAYOUTS]
+        assert names.index("multidate_per_pol") < names.index("never")
+        assert names.index("never") < names.index("geotiff_per_date")
+        (tmp_path / "fields.csv").write_text("id,crop\n1,rice\n")
+        with pytest.raises(InputDataError, match=r"never \(a layout that recognises nothing\)"):
+            open_scenes(tmp_path / "fields.csv")
+    finally:
+        LAYOUTS[:] = [layout for layout in LAYOUTS if layout.name != "never"]

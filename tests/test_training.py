@@ -119,7 +119,7 @@ def quick(**changes) -> TrainConfig:
 
 
 def train_steps(model: torch.nn.Module, steps: int = 3) -> None:
-    task = SegmentationTask(model, lr=1e-2, weight_decay=0.5, scheduler="none")
+    task = SegmentationTask(model, TrainConfig(lr=1e-2, weight_decay=0.5, scheduler="none"))
     loader = torch.utils.data.DataLoader(make_items(8), batch_size=4)
     trainer = L.Trainer(
         max_steps=steps,
@@ -199,7 +199,7 @@ def test_strategy_errors_and_optimizer_sees_only_trainable_parameters():
     with pytest.raises(ConfigError, match="strategy"):
         apply_strategy(tiny_model(), "freeze-all")
     model = apply_strategy(tiny_model(), "fte")
-    optimizer = SegmentationTask(model, scheduler="none").configure_optimizers()
+    optimizer = SegmentationTask(model, TrainConfig(scheduler="none")).configure_optimizers()
     handed = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert handed == {id(p) for p in trainable_parameters(model)}
 
@@ -380,7 +380,7 @@ def test_cli_reports_bad_inputs_in_one_line(tmp_path, capsys):
 def test_training_flags_are_the_config_fields(tmp_path):
     import argparse
 
-    from sarcrop.cli.train import add_training_options, config_from_args
+    from sarcrop.cli.shared import add_training_options, config_from_args
 
     parser = argparse.ArgumentParser()
     add_training_options(parser)
@@ -427,3 +427,11 @@ def test_ri_is_the_architecture_trained_on_the_target_statistics(tmp_path):
     b, _ = load_checkpoint(direct.checkpoint)
     state = b.state_dict()
     assert all(torch.equal(value, state[name]) for name, value in a.state_dict().items())
+
+
+def test_a_config_file_that_is_not_text_is_a_one_line_error(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_bytes(b"epochs: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not a readable YAML file") as caught:
+        TrainConfig.from_yaml(config)
+    assert str(config) in str(caught.value) and "\n" not in str(caught.value)

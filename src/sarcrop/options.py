@@ -140,7 +140,13 @@ class BaselineOptions(Options):
         True, description="also train on zero-padded early-season series (t = 1..T-1)"
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="probability threshold of the metrics")
-    seed: int = Field(0, description="random seed of the pixel sample and the trees")
+    seed: int = Field(0, description="random seed of the pixel sample, the trees and the parcels")
+    label_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of the train split's labelled parcels to learn from (chosen by seed)",
+    )
 
 
 def available_cores() -> int:

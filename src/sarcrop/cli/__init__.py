@@ -1,8 +1,10 @@
 """The ``sarcrop`` command line: a thin layer over the Python API.
 
-Each subcommand lives in its own module exposing ``register(subparsers)``, which adds a parser
-whose ``func(args) -> int`` calls the API. User errors (:class:`SarcropError`) print as one line
-and exit with code 2; ``--debug`` shows the traceback instead.
+:data:`COMMANDS` is the index of subcommands with their help and description; each lives in its
+own module declaring ``add_arguments(parser)`` and ``run(args) -> int``, which calls the API;
+arguments that several commands share come from :mod:`sarcrop.cli.shared`. User errors
+(:class:`SarcropError`) print as one line and exit with code 2; ``--debug`` shows the traceback
+instead.
 """
 
 from __future__ import annotations
@@ -13,23 +15,99 @@ import importlib
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from sarcrop import __version__
 from sarcrop.errors import SarcropError
 
-# Module names under sarcrop.cli, in the order they appear in --help.
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its module ``sarcrop.cli.<name>``, its line in ``sarcrop --help`` and the
+    description atop ``sarcrop <name> --help``."""
+
+    name: str
+    help: str
+    description: str
+
+
+# In the order they appear in --help.
 COMMANDS = (
-    "simulate",
-    "prepare",
-    "merge",
-    "train",
-    "finetune",
-    "evaluate",
-    "baseline",
-    "predict",
-    "experiment",
-    "report",
-    "demo",
+    Command(
+        "simulate",
+        "simulate Sentinel-1 scenes, labels and parcels for a region preset",
+        "Simulate a Sentinel-1 VH/VV time series with crop parcels for one of the paper's "
+        "regions and write it as GeoTIFF scenes, a label raster and a GeoPackage.",
+    ),
+    Command(
+        "prepare",
+        "composite scenes, tile them with labels into a dataset store",
+        "Composite a season of Sentinel-1 scenes (20-day means by default), tile them into "
+        "labelled patches, split train/test and write a Zarr dataset store. When --images is "
+        "a simulated region folder (with region.json), labels, season, region, year and "
+        "positive class default to it.",
+    ),
+    Command(
+        "merge",
+        "merge dataset stores of several locations into one",
+        "Concatenate the patches of several dataset stores (same bands, timesteps and patch "
+        "size) into one. Classes are unified by name, each patch keeps its split and its "
+        "georeference, and normalisation is recomputed over the merged train split. Prepare "
+        "each location with --split train or --split test to train on some and test on "
+        "others.",
+    ),
+    Command(
+        "train",
+        "train a model from scratch on a dataset store",
+        "Train a segmentation model on the train split of a dataset store. Re-running the "
+        "same command resumes an interrupted run.",
+    ),
+    Command(
+        "finetune",
+        "fine-tune a pre-trained model on a target store (ri/ft/fte/ftd)",
+        "Transfer a pre-trained checkpoint: ri = architecture only, ft = all weights, fte = "
+        "encoder only (decoder frozen), ftd = decoder only (encoder frozen).",
+    ),
+    Command(
+        "evaluate",
+        "IoU/precision/recall/F1 of a checkpoint on a store split",
+        "Evaluate a checkpoint over a whole split (one confusion matrix), optionally for "
+        "every number of observed time steps t = 1..T.",
+    ),
+    Command(
+        "baseline",
+        "train and evaluate the per-pixel Random Forest baseline",
+        "Fit the Random Forest baseline on a store's train split and report "
+        "IoU/precision/recall/F1 of the positive class on its test split (or on the test "
+        "split of --test-store).",
+    ),
+    Command(
+        "predict",
+        "map a whole region with a checkpoint (streaming, resumable, COG output)",
+        "Predict a crop map over the whole area of the scenes, in overlapping windows "
+        "blended without seams, block by block with memory bounded whatever the area. Band 1 "
+        "is the probability (0-250 = p x 250), band 2 the class (0/1); 255 is nodata. An "
+        "interrupted run resumes from <out>.partial/ when restarted with the same arguments.",
+    ),
+    Command(
+        "experiment",
+        "run the scenarios × methods of an experiment config and write the report",
+        "Run an experiment YAML (or a shipped one: 'paper', 'small', 'real'). Finished units are "
+        "cached in OUT/cache, so a rerun only does what is missing.",
+    ),
+    Command(
+        "report",
+        "self-contained HTML report of an experiment run",
+        "Render one HTML file (figures embedded, no network access needed) from a run "
+        "directory written by `sarcrop experiment`, and print its path.",
+    ),
+    Command(
+        "demo",
+        "simulate regions, pre-train, transfer, evaluate and write the report",
+        "Runs the shipped 'small' experiment: simulated korea → spain / france, RF, RI, FT, "
+        "FTE and FTD, early-season curves, and the HTML report (about 4 minutes on 2 CPU "
+        "cores).",
+    ),
 )
 
 
@@ -41,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sarcrop {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        module = importlib.import_module(f"sarcrop.cli.{name}")
-        module.register(sub)
+    for entry in COMMANDS:
+        module = importlib.import_module(f"sarcrop.cli.{entry.name}")
+        command = sub.add_parser(entry.name, help=entry.help, description=entry.description)
+        module.add_arguments(command)
+        command.set_defaults(func=module.run)
     return parser
 
 

@@ -13,18 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sarcrop.cli.evaluate import add_timesteps
+from sarcrop.cli.shared import add_timesteps
 from sarcrop.options import BaselineOptions, add_flags, from_flags
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "baseline",
-        help="train and evaluate the per-pixel Random Forest baseline",
-        description="Fit the Random Forest baseline on a store's train split and report "
-        "IoU/precision/recall/F1 of the positive class on its test split (or on the test "
-        "split of --test-store).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", type=Path, help="dataset store (.zarr) to train on")
     parser.add_argument(
         "--test-store", type=Path, help="evaluate on this store's test split (default: STORE)"
@@ -37,7 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_flags(parser.add_argument_group("forest (the YAML baseline: section)"), BaselineOptions)
     parser.add_argument("--jobs", type=int, default=-1, help="parallel jobs (-1 = all cores)")
     parser.add_argument("--out", type=Path, help="write the metrics as JSON here")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,19 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
+from sarcrop.cli.shared import add_quiet
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "demo",
-        help="simulate regions, pre-train, transfer, evaluate and write the report",
-        description="Runs the shipped 'small' experiment: simulated korea → spain / france, "
-        "RF, RI, FT, FTE and FTD, early-season curves, and the HTML report (about 4 minutes on "
-        "2 CPU cores).",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
     parser.add_argument("--config", default="small", help="experiment config (default: small)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    add_quiet(parser, help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

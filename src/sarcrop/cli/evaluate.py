@@ -6,45 +6,22 @@ import argparse
 import math
 from typing import Any
 
-
-def _cell(value: float) -> str:
-    return "  n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+from sarcrop.cli.shared import add_timesteps
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """A plain-text metrics table (one row per evaluated number of time steps)."""
-    rows = result.get("early_season") or {result["timesteps"]: result["metrics"]}
-    lines = [
-        f"{result['checkpoint']} on {result['store']} ({result['split']}, "
-        f"{result['patches']} patches, positive: {', '.join(result['positive'])})",
-        f"{'t':>3}  {'IoU':>6}  {'precision':>9}  {'recall':>6}  {'F1':>6}",
-    ]
-    for t, m in rows.items():
-        lines.append(
-            f"{t:>3}  {_cell(m['iou']):>6}  {_cell(m['precision']):>9}  "
-            f"{_cell(m['recall']):>6}  {_cell(m['f1']):>6}"
-        )
-    return "\n".join(lines)
-
-
-def timesteps_arg(text: str) -> int | str:
-    """``--timesteps``: a number of composites ``T`` or ``all`` (every t = 1..T)."""
-    if text == "all":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
-
-
-def add_timesteps(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="model (.safetensors)")
+    parser.add_argument("store", help="dataset store")
+    parser.add_argument("--split", default="test", choices=("train", "test", "all"))
+    add_timesteps(parser)
     parser.add_argument(
-        "--timesteps",
-        type=timesteps_arg,
-        metavar="T|all",
-        help="only the first T composites observed, or 'all' for every t = 1..T "
-        "(early-season curve); default: the full season",
+        "--threshold",
+        type=float,
+        help="probability threshold of the positive class (default: the one it was trained with)",
     )
+    parser.add_argument("--batch-size", type=int, default=8, help="patches per batch (8)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--out", help="write the metrics as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,23 +43,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "evaluate",
-        help="IoU/precision/recall/F1 of a checkpoint on a store split",
-        description="Evaluate a checkpoint over a whole split (one confusion matrix), "
-        "optionally for every number of observed time steps t = 1..T.",
-    )
-    parser.add_argument("checkpoint", help="model (.safetensors)")
-    parser.add_argument("store", help="dataset store")
-    parser.add_argument("--split", default="test", choices=("train", "test", "all"))
-    add_timesteps(parser)
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        help="probability threshold of the positive class (default: the one it was trained with)",
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="patches per batch (8)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--out", help="write the metrics as JSON")
-    parser.set_defaults(func=run)
+def _cell(value: float) -> str:
+    return "  n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A plain-text metrics table (one row per evaluated number of time steps)."""
+    rows = result.get("early_season") or {result["timesteps"]: result["metrics"]}
+    lines = [
+        f"{result['checkpoint']} on {result['store']} ({result['split']}, "
+        f"{result['patches']} patches, positive: {', '.join(result['positive'])})",
+        f"{'t':>3}  {'IoU':>6}  {'precision':>9}  {'recall':>6}  {'F1':>6}",
+    ]
+    for t, m in rows.items():
+        lines.append(
+            f"{t:>3}  {_cell(m['iou']):>6}  {_cell(m['precision']):>9}  "
+            f"{_cell(m['recall']):>6}  {_cell(m['f1']):>6}"
+        )
+    return "\n".join(lines)

@@ -5,42 +5,56 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sarcrop.cli.shared import add_quiet
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "experiment",
-        help="run the scenarios × methods of an experiment config and write the report",
-        description="Run an experiment YAML (or a shipped one: 'paper', 'small'). Finished "
-        "units are cached in OUT/cache, so a rerun only does what is missing.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML, or the name of a shipped config")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="folder the config's real data is relative to (overrides its data_root)",
+    )
+    add_quiet(parser, help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    from sarcrop.experiments.config import DataNotFound
     from sarcrop.experiments.presets import resolve_config
     from sarcrop.experiments.runner import run_experiment
 
-    result = run_experiment(
-        resolve_config(args.config), args.out, seeds=args.seeds, progress=not args.quiet
-    )
+    try:
+        result = run_experiment(
+            resolve_config(args.config),
+            args.out,
+            seeds=args.seeds,
+            progress=not args.quiet,
+            data_root=args.data,
+        )
+    except DataNotFound as exc:  # a config shipped without its data: nothing to run here
+        print(f"skipping: {exc.problem}")
+        return 0
     print(summary(result))
     return 0
 
 
 def summary(result: object) -> str:
     """The IoU table (ours beside the paper's, each labelled) and where the outputs are."""
-    from sarcrop.evaluation.tables import paper_table
+    from sarcrop.evaluation.tables import fraction_table, paper_table
+    from sarcrop.experiments.intervals import read_intervals
     from sarcrop.experiments.record import RunRecord
-    from sarcrop.reports.markdown import main_run
+    from sarcrop.reports.markdown import main_run, scenario_names
 
     results = main_run(result.results)  # type: ignore[attr-defined]
     sources = RunRecord.read(result.out_dir).sources  # type: ignore[attr-defined]
     table = paper_table(results, "iou", reference=True, sources=sources)
     lines = ["", table.to_console()]
+    intervals = read_intervals(result.out_dir)  # type: ignore[attr-defined]
+    if intervals is not None and intervals["label_fraction"].nunique() > 1:
+        names = scenario_names(results)
+        lines.append(fraction_table(intervals, sources=sources, names=names).to_console())
     lines.append(f"results: {result.out_dir / 'results.csv'}")  # type: ignore[attr-defined]
     lines.append(f"tables:  {result.tables}")  # type: ignore[attr-defined]
     if result.report is not None:  # type: ignore[attr-defined]

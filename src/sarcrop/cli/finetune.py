@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from sarcrop.cli.train import add_training_options, config_from_args, print_result
+from sarcrop.cli.shared import add_training_options, run_training
 
 
-def run(args: argparse.Namespace) -> int:
-    from sarcrop.training.api import finetune
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sarcrop.pretrained import available
 
-    result = finetune(
-        args.checkpoint,
-        args.store,
-        args.out,
-        strategy=args.strategy,
-        last_k=args.last_k,
-        bands=args.bands,
-        positive=args.positive,
-        normalization=args.normalization,
-        config=config_from_args(args),
+    parser.add_argument(
+        "checkpoint",
+        help="pre-trained model: a .safetensors file or the name of one shipped with sarcrop "
+        f"({', '.join(available())}: trained on simulated data, model card beside it in "
+        "sarcrop/pretrained/)",
     )
-    print_result(result)
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "finetune",
-        help="fine-tune a pre-trained model on a target store (ri/ft/fte/ftd)",
-        description="Transfer a pre-trained checkpoint: ri = architecture only, ft = all "
-        "weights, fte = encoder only (decoder frozen), ftd = decoder only (encoder frozen).",
-    )
-    parser.add_argument("checkpoint", help="pre-trained model (.safetensors)")
     parser.add_argument("store", help="target dataset store")
     parser.add_argument("--out", required=True, help="output directory of the run")
-    parser.add_argument("--strategy", required=True, choices=("ri", "ft", "fte", "ftd"))
+    parser.add_argument("--strategy", required=True, choices=("ri", "ft", "fte", "ftd", "probe"))
     parser.add_argument(
         "--last-k", type=int, help="ftd: train only the last K decoder blocks and the head"
     )
@@ -57,4 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ones (default), the target store's for all (ri: always), or pre-training's for all",
     )
     add_training_options(parser)
-    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sarcrop.training.api import finetune
+
+    return run_training(
+        finetune,
+        args,
+        args.checkpoint,
+        args.store,
+        strategy=args.strategy,
+        last_k=args.last_k,
+        normalization=args.normalization,
+    )

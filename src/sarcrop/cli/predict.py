@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
+from sarcrop.cli.shared import add_quiet
 from sarcrop.options import (
     ExecutionOptions,
     MapOptions,
@@ -16,15 +17,7 @@ from sarcrop.options import (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "predict",
-        help="map a whole region with a checkpoint (streaming, resumable, COG output)",
-        description="Predict a crop map over the whole area of the scenes, in overlapping "
-        "windows blended without seams, block by block with memory bounded whatever the area. "
-        "Band 1 is the probability (0-250 = p x 250), band 2 the class (0/1); 255 is nodata. "
-        "An interrupted run resumes from <out>.partial/ when restarted with the same arguments.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL", help="checkpoint (.safetensors)")
     parser.add_argument(
         "--images",
@@ -44,8 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_flags(parser.add_argument_group("map"), MapOptions)
     add_flags(parser.add_argument_group("scenes"), SceneOptions)
     add_flags(parser.add_argument_group("execution"), ExecutionOptions)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

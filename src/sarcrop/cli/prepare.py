@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
+from sarcrop.cli.shared import add_percentiles, add_quiet
 from sarcrop.errors import InputDataError
 from sarcrop.options import SplitMethod
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from sarcrop.data.store import DatasetStore
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sarcrop.options import (
         CompositeOptions,
         LabelOptions,
@@ -26,14 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_flags,
     )
 
-    parser = sub.add_parser(
-        "prepare",
-        help="composite scenes, tile them with labels into a dataset store",
-        description="Composite a season of Sentinel-1 scenes (20-day means by default), tile "
-        "them into labelled patches, split train/test and write a Zarr dataset store. When "
-        "--images is a simulated region folder (with region.json), labels, season, region, "
-        "year and positive class default to it.",
-    )
     parser.add_argument(
         "--images", required=True, help="scenes: folder, glob, cube or simulated region folder"
     )
@@ -42,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--positive", nargs="+", help="positive class name(s), e.g. rice")
     parser.add_argument("--region", help="region name recorded in the store")
     parser.add_argument("--year", type=int, help="year recorded in the store")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
 
     labels = parser.add_argument_group("labels")
     labels.add_argument(
@@ -86,14 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"as train or as test ({method.default})",
     )
     add_flags(split, SplitOptions, exclude=("method",), prefix="split_")
-    parser.add_argument(
-        "--percentiles",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        help="robust normalisation, e.g. 1 99 (default: plain min/max)",
-    )
-    parser.set_defaults(func=run)
+    add_percentiles(parser)
 
 
 def run(args: argparse.Namespace) -> int:

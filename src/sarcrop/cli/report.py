@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="DIR", help="experiment run directory")
+    parser.add_argument("--out", metavar="FILE", help="output file (default: DIR/report.html)")
+    parser.add_argument(
+        "--redraw",
+        action="store_true",
+        help="first redraw the figures and maps from the run's recorded files (trains nothing)",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from sarcrop.reports.html import render_report
 
@@ -14,20 +24,3 @@ def run(args: argparse.Namespace) -> int:
         redraw(args.run_dir)
     print(render_report(args.run_dir, args.out))
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "report",
-        help="self-contained HTML report of an experiment run",
-        description="Render one HTML file (figures embedded, no network access needed) from a "
-        "run directory written by `sarcrop experiment`, and print its path.",
-    )
-    parser.add_argument("run_dir", metavar="DIR", help="experiment run directory")
-    parser.add_argument("--out", metavar="FILE", help="output file (default: DIR/report.html)")
-    parser.add_argument(
-        "--redraw",
-        action="store_true",
-        help="first redraw the figures and maps from the run's recorded files (trains nothing)",
-    )
-    parser.set_defaults(func=run)

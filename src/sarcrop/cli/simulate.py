@@ -5,16 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sarcrop.cli.shared import add_quiet
 
-def register(sub: argparse._SubParsersAction) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sarcrop.data.simulate.regions import REGIONS
 
-    parser = sub.add_parser(
-        "simulate",
-        help="simulate Sentinel-1 scenes, labels and parcels for a region preset",
-        description="Simulate a Sentinel-1 VH/VV time series with crop parcels for one of the "
-        "paper's regions and write it as GeoTIFF scenes, a label raster and a GeoPackage.",
-    )
     parser.add_argument("region", choices=sorted(REGIONS), help="region preset")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
@@ -51,11 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--plot", action="store_true", help="also write signatures.png (noise-free class curves)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_run)
+    add_quiet(parser)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from sarcrop.data.simulate import plot_signatures, simulate_region
 
     result = simulate_region(

@@ -4,71 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-from sarcrop.options import add_flags
-from sarcrop.training.config import TrainConfig
-
-# Fields of TrainConfig that say where and how a run executes rather than what it learns.
-HARDWARE = ("accelerator", "devices", "num_nodes", "distributed", "precision", "max_time")
+from sarcrop.cli.shared import add_training_options, run_training
 
 
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """TrainConfig's fields as flags of the same names; they override ``--config`` values."""
-    group = parser.add_argument_group("training (override --config)")
-    group.add_argument("--config", metavar="YAML", help="training settings (TrainConfig fields)")
-    add_flags(group, TrainConfig, exclude=(*HARDWARE, "progress_bar"))
-    hardware = parser.add_argument_group("hardware")
-    others = tuple(name for name in TrainConfig.model_fields if name not in HARDWARE)
-    add_flags(hardware, TrainConfig, exclude=others)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < ``--config`` YAML < command-line flags."""
-    base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    given = {name: getattr(args, name, None) for name in TrainConfig.model_fields}
-    devices: Any = given["devices"]
-    if isinstance(devices, str) and devices.lstrip("-").isdigit():
-        given["devices"] = int(devices)
-    if args.quiet:
-        given["progress_bar"] = False
-    return base.updated(**given)
-
-
-def print_result(result: Any) -> None:
-    iou = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.3f}"
-    print(f"model: {result.checkpoint}")
-    print(
-        f"best val IoU {iou} (epoch {result.best_epoch}), {result.epochs} epochs"
-        + (", resumed" if result.resumed else "")
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    from sarcrop.training.api import train
-
-    options = _model_options(args.model_options)
-    result = train(
-        args.store,
-        args.out,
-        model=args.model,
-        model_options=options,
-        bands=args.bands,
-        positive=args.positive,
-        config=config_from_args(args),
-    )
-    print_result(result)
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "train",
-        help="train a model from scratch on a dataset store",
-        description="Train a segmentation model on the train split of a dataset store. "
-        "Re-running the same command resumes an interrupted run.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="dataset store (from `sarcrop prepare`)")
     parser.add_argument("--out", required=True, help="output directory of the run")
     parser.add_argument(
@@ -84,7 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--bands", nargs="+", help="input bands (default: all of the store)")
     add_training_options(parser)
-    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sarcrop.training.api import train
+
+    options = _model_options(args.model_options)
+    return run_training(train, args, args.store, model=args.model, model_options=options)
 
 
 def _model_options(text: str | None) -> dict | None:

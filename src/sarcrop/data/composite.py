@@ -78,8 +78,9 @@ def composite(
     bands = [b.upper() for b in bands]
     stack.require_bands(bands)
     target = stack.target(window)
-    filtering = speckle_filter is not None and speckle_filter > 1
-    read, inner = _with_margin(stack, window, speckle_filter // 2 if filtering else 0)
+    size = speckle_filter or 1
+    filtering = size > 1
+    read, inner = _with_margin(stack, window, size // 2)
     out = np.full((season.steps, len(bands), target.height, target.width), np.nan, dtype=np.float32)
     for step, indices in enumerate(period_indices(stack, season)):
         if not indices:
@@ -89,7 +90,7 @@ def composite(
         if filtering:
             if not linear:
                 data, linear = db_to_linear(data), True
-            data = _boxcar(data, speckle_filter)[(..., *inner)]  # type: ignore[arg-type]
+            data = _boxcar(data, size)[(..., *inner)]
         if space == "linear" and not linear:
             data, linear = db_to_linear(data), True
         elif space == "db" and linear:

@@ -11,13 +11,17 @@ Normalisation uses the store's train-split statistics unless others are given (e
 pre-trained checkpoint, so fine-tuning sees inputs scaled as in pre-training). ``timesteps=t``
 keeps the first ``t`` composites and zero-pads the rest, i.e. the early-season input of the
 paper. The store is opened lazily in each process, so the dataset works with DataLoader workers.
+
+``label_mask`` (a :class:`sarcrop.data.parcels.LabelMask`) unlabels the parcels a few-label run
+may not use, before anything else sees the labels; ``augment`` flips and rotates each patch
+(training only: never pass it for validation or test data).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +31,9 @@ from sarcrop.data.labels import positive_indices
 from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import InputDataError
+
+if TYPE_CHECKING:
+    from sarcrop.data.parcels import LabelMask
 
 Sample = dict[str, Any]
 
@@ -44,6 +51,7 @@ class PatchDataset(Dataset[Sample]):
         normalization: Normalization | Mapping[str, Any] | None = None,
         transform: Callable[[Sample], Sample] | None = None,
         augment: bool = False,
+        label_mask: LabelMask | None = None,
     ) -> None:
         self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
         if isinstance(split, str):
@@ -77,6 +85,13 @@ class PatchDataset(Dataset[Sample]):
         self.normalization = self._resolve_normalization(normalization)
         self.transform = transform
         self.augment = augment
+        self.label_mask = label_mask
+        if label_mask is not None and label_mask.keep.shape[0] != len(self.store):
+            raise InputDataError(
+                f"label mask covers {label_mask.keep.shape[0]} patches, the store has "
+                f"{len(self.store)}",
+                self.store.path,
+            )
 
     def _resolve_normalization(
         self, given: Normalization | Mapping[str, Any] | None
@@ -99,6 +114,8 @@ class PatchDataset(Dataset[Sample]):
     def __getitem__(self, item: int) -> Sample:
         index = self.indices[item]
         raw, labels = self.store.read_patch(index)
+        if self.label_mask is not None:
+            labels = self.label_mask.apply(index, labels)
         image = np.zeros((self.store.steps, len(self.bands), *raw.shape[-2:]), dtype=np.float32)
         image[: self.timesteps] = normalize(
             raw[: self.timesteps, self._band_ids], self.normalization
@@ -116,6 +133,22 @@ class PatchDataset(Dataset[Sample]):
         if self.transform is not None:
             sample = self.transform(sample)
         return sample
+
+    def labels(self, item: int) -> np.ndarray:
+        """Class labels of item ``item`` after the label mask (-1 = unlabelled), no image read."""
+        index = self.indices[item]
+        labels = np.asarray(self.store.read_labels(index))
+        return labels if self.label_mask is None else self.label_mask.apply(index, labels)
+
+    def class_counts(self, items: Sequence[int] | None = None) -> tuple[int, int]:
+        """Labelled ``(negative, positive)`` pixels of ``items`` (default: all), unaugmented."""
+        negative = positive = 0
+        for item in range(len(self)) if items is None else items:
+            labels = self.labels(item)
+            hits = int(np.isin(labels, self._positive_ids).sum())
+            positive += hits
+            negative += int((labels >= 0).sum()) - hits
+        return negative, positive
 
     @property
     def classes(self) -> list[str]:

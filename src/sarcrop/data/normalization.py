@@ -161,3 +161,30 @@ def normalize(images: np.ndarray, stats: Normalization, *, band_axis: int = -3) 
     np.clip(out, 0.0, 1.0, out=out)
     np.nan_to_num(out, copy=False, nan=0.0)
     return out
+
+
+# Fixed physical ranges (dB) of Sentinel-1 sigma0 composites over farmland, the same in every
+# region and store, so that a dB value means the same model input wherever a model is used.
+# VH: 0.1-99.9 % of every single acquisition of the three WorldCereal patch locations
+# (Flanders 2018, Flanders 2019, Tanzania 2021: -30.0 / -5.4 dB). VV: the same 25 dB width,
+# shifted by the 7 dB median VV-VH difference there (covers 0.1-99.5 %: -18.3 / +2.2 dB).
+# Composites average several acquisitions, so fewer of their values reach the clipped ends.
+FIXED_DB_RANGES: dict[str, tuple[float, float]] = {"VH": (-30.0, -5.0), "VV": (-23.0, 2.0)}
+FIXED_METHOD = "fixed"
+
+
+def fixed_normalization(bands: Sequence[str]) -> Normalization:
+    """The fixed dB ranges (:data:`FIXED_DB_RANGES`) of ``bands``, as a Normalization."""
+    bands = [b.upper() for b in bands]
+    unknown = [b for b in bands if b not in FIXED_DB_RANGES]
+    if unknown:
+        raise InputDataError(
+            f"no fixed dB range for band(s) {', '.join(unknown)} "
+            f"(known: {', '.join(FIXED_DB_RANGES)}); use normalization 'store'"
+        )
+    return Normalization(
+        tuple(FIXED_DB_RANGES[b][0] for b in bands),
+        tuple(FIXED_DB_RANGES[b][1] for b in bands),
+        tuple(bands),
+        FIXED_METHOD,
+    )

@@ -228,14 +228,7 @@ def _strips(
 
 def _assign(offsets: list[tuple[int, int]], split: SplitOptions, stride: int) -> list[str]:
     """The split of each patch; warns when a random split leaves one side empty."""
-    assignment = split_patches(
-        offsets,
-        train_fraction=split.train_fraction,
-        seed=split.seed,
-        method=split.method,
-        block=split.block,
-        stride=stride,
-    )
+    assignment = split_patches(offsets, stride=stride, **split.model_dump())
     counts = {s: assignment.count(s) for s in (TRAIN, TEST)}
     if split.method in ("patch", "block") and len(offsets) >= 2 and min(counts.values()) == 0:
         warnings.warn(

@@ -6,10 +6,10 @@ source, asks each registered layout whether it recognises the source, and return
 grid and units. Data is only read by :meth:`SceneStack.read`, one window at a time, so any area
 size streams.
 
-A new layout plugs in by subclassing :class:`Layout` and decorating it with
-:func:`register_layout`; nothing else in sarcrop changes. Layouts whose pixels live in raster files
-describe each (acquisition, band) as a :class:`BandRef` and return a :class:`RasterStack`, which
-does the windowed reading, nodata masking and regridding for them.
+A new layout plugs in by subclassing :class:`Layout` with a name and a detection order
+(``class Mine(Layout, name="mine", order=60)``); nothing else in sarcrop changes. Layouts whose
+pixels live in raster files describe each (acquisition, band) as a :class:`BandRef` and return a
+:class:`RasterStack`, which does the windowed reading, nodata masking and regridding for them.
 """
 
 from __future__ import annotations
@@ -300,12 +300,23 @@ def read_onto(
 
 
 class Layout(ABC):
-    """A way Sentinel-1 data can be laid out on disk (or in a catalog)."""
+    """A way Sentinel-1 data can be laid out on disk (or in a catalog).
+
+    A subclass declared with ``name=`` registers itself; its docstring, on one line, is the
+    ``description`` that the "no layout matched" message lists.
+    """
 
     name: str = ""
     description: str = ""
     #: Detection order: lower values are asked first (more specific layouts go first).
     order: int = 100
+
+    def __init_subclass__(cls, *, name: str = "", order: int = 100, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if name:
+            cls.name, cls.order = name, order
+            cls.description = " ".join((cls.__doc__ or "").split())
+            register_layout(cls)
 
     @abstractmethod
     def detect(self, paths: list[Path], source: Source) -> bool:
@@ -324,7 +335,7 @@ LAYOUTS: list[Layout] = []
 
 
 def register_layout(cls: type[Layout]) -> type[Layout]:
-    """Class decorator adding a layout to the detection order (first match wins)."""
+    """Add a layout to the detection order (first match wins); ``name=`` subclasses call it."""
     LAYOUTS[:] = [layout for layout in LAYOUTS if type(layout).__name__ != cls.__name__]
     LAYOUTS.append(cls())
     LAYOUTS.sort(key=lambda layout: layout.order)

@@ -145,21 +145,19 @@ class RandomForestBaseline(ClassifierMixin, BaseEstimator):
         X, y = X[index], y[index]
         self.n_samples_per_class_ = {int(c): int((y == c).sum()) for c in (0, 1)}
         with _quiet_joblib():
-            self.estimator_ = RandomForestClassifier(
-                n_estimators=self.n_estimators,
-                max_depth=self.max_depth,
-                min_samples_leaf=self.min_samples_leaf,
-                max_features=self.max_features,
-                class_weight=self.class_weight,
-                n_jobs=self.n_jobs,
-                random_state=self.random_state,
-            ).fit(X, y)
+            self.estimator_ = RandomForestClassifier(**self._forest_params()).fit(X, y)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]
         self.feature_shape_ = (
             None if feature_shape is None else tuple(int(v) for v in feature_shape)
         )
         return self
+
+    def _forest_params(self) -> dict[str, Any]:
+        # Every parameter but the sample cap is the forest's, under the same name.
+        params = self.get_params()
+        del params["max_samples_per_class"]
+        return params
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(n, 2)``, columns ``[negative, positive]``."""
@@ -342,6 +340,8 @@ def fit_baseline_from_dataset(
         X, y = pixels_from_patches(
             image[None], target[None], None if valid is None else valid[None]
         )
+        if len(X) == 0:  # a patch without labels (e.g. left out by a label fraction)
+            continue
         reservoir.add(X, y)
         if early_season:
             for t in range(1, shape[0]):
@@ -417,6 +417,7 @@ class BaselineResult:
     steps: int
     confusions: dict[int, BinaryConfusion]
     every_timestep: bool  # evaluated for t = 1..T (timesteps="all")
+    label_subset: dict[str, Any] | None = None  # the parcels a few-label forest learnt from
 
     @property
     def metrics(self) -> BinaryConfusion:
@@ -435,6 +436,7 @@ class BaselineResult:
             "train_patches": self.train_patches,
             "test_patches": self.test_patches,
             "training_pixels": dict(self.model.n_samples_per_class_),
+            "label_subset": self.label_subset or {"fraction": 1.0},
             "options": self.options.model_dump(),
             "timesteps": max(self.confusions),
             "threshold": self.options.threshold,
@@ -462,7 +464,9 @@ def run_baseline(
     are scaled with ``store``'s train statistics, as a forest deployed from the training area
     would see them. ``positive`` defaults to the store's class; ``timesteps`` is ``None`` (full
     season), ``t`` or ``"all"`` (every t = 1..T) as in :func:`sarcrop.training.evaluate`.
-    ``jobs`` (parallel workers) does not change the result.
+    ``jobs`` (parallel workers) does not change the result. With ``options.label_fraction``
+    below 1 the forest learns from a seeded subset of the train split's parcels, the same
+    subset :func:`sarcrop.training.train` chooses for that fraction and seed.
     """
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.store import DatasetStore
@@ -481,7 +485,14 @@ def run_baseline(
     bands = [b.upper() for b in bands] if bands else list(train_store.bands)
     wanted = timestep_list(timesteps, train_store.steps)
     normalization = train_store.normalization.select(bands)
-    train_set = PatchDataset(train_store, "train", positive, bands, normalization=normalization)
+    mask = None
+    if options.label_fraction < 1:
+        from sarcrop.data.parcels import label_subset
+
+        mask = label_subset(train_store, options.label_fraction, options.seed, positive=positive)
+    train_set = PatchDataset(
+        train_store, "train", positive, bands, normalization=normalization, label_mask=mask
+    )
     test_set = PatchDataset(test, "test", positive, bands, normalization=normalization)
     if len(train_set) == 0:
         raise InputDataError("the store has no train patches", train_store.path)
@@ -515,4 +526,5 @@ def run_baseline(
         steps=train_store.steps,
         confusions=confusions,
         every_timestep=timesteps == "all",
+        label_subset=None if mask is None else mask.as_dict(),
     )

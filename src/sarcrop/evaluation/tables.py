@@ -30,18 +30,9 @@ from sarcrop.evaluation.paper import (
     paper_value,
 )
 
-RESULT_COLUMNS = (
-    "scenario",
-    "finetune_region",
-    "test_region",
-    "crop",
-    "bands",
-    "method",
-    "metric",
-    "timestep",
-    "seed",
-    "value",
-)
+# What a scenario is: the columns of a paper table (fine-tuning and test region, crop, bands).
+SCENARIO_COLUMNS = ("scenario", "finetune_region", "test_region", "crop", "bands")
+RESULT_COLUMNS = (*SCENARIO_COLUMNS, "method", "metric", "timestep", "seed", "value")
 METHOD_ORDER = ("RF", "RI", "FT", "FTE", "FTD")
 """Canonical row order; other methods follow alphabetically."""
 
@@ -63,6 +54,7 @@ class Cell:
 
     ``source`` is the data ours was measured on (:data:`SIMULATED`, :data:`REAL`, or None when
     unknown); the paper's ``reference`` values were all measured on its real Sentinel-1 data.
+    ``interval`` is a confidence interval of our mean (e.g. a parcel bootstrap).
     """
 
     value: float | None
@@ -70,6 +62,7 @@ class Cell:
     reference: float | None = None
     source: str | None = None
     digits: int = 3
+    interval: tuple[float, float] | None = None
 
     @classmethod
     def of(
@@ -92,11 +85,16 @@ class Cell:
 
     @property
     def ours(self) -> str:
-        """``"0.87"``, ``"0.87 ± 0.02"`` or ``"–"``."""
+        """``"0.87"``, ``"0.87 ± 0.02"``, ``"0.87 ± 0.02 [0.80, 0.93]"`` or ``"–"``."""
         if self.value is None:
             return _MISSING
-        text = f"{self.value:.{self.digits}f}"
-        return text if self.spread is None else f"{text} ± {self.spread:.{self.digits}f}"
+        d = self.digits
+        text = f"{self.value:.{d}f}"
+        text = text if self.spread is None else f"{text} ± {self.spread:.{d}f}"
+        if self.interval is None:
+            return text
+        low, high = self.interval
+        return f"{text} [{low:.{d}f}, {high:.{d}f}]"
 
     @property
     def paper(self) -> str | None:
@@ -399,26 +397,14 @@ def paper_table(
     id to the data ours was measured on (``"simulated"`` or ``"real"``). ``timestep=None``
     uses the full season (each scenario's last timestep).
     """
-    required = (
-        "scenario",
-        "finetune_region",
-        "test_region",
-        "crop",
-        "bands",
-        "method",
-        "metric",
-        "value",
-    )
-    _check_results(results, required)
+    _check_results(results, (*SCENARIO_COLUMNS, "method", "metric", "value"))
     data = _full_season(_select_metric(results, metric), timestep, "scenario")
     if data.empty:
         raise EvaluationInputError(f"no {metric!r} results at timestep {timestep}")
     digits = _DEFAULT_DIGITS.get(metric.lower(), 3) if digits is None else digits
     sources = sources or {}
 
-    columns = data.drop_duplicates("scenario")[
-        ["scenario", "finetune_region", "test_region", "crop", "bands"]
-    ]
+    columns = data.drop_duplicates("scenario")[list(SCENARIO_COLUMNS)]
     papers = {
         row.scenario: find_scenario(row.finetune_region, row.test_region, row.crop, row.bands)
         for row in columns.itertuples()
@@ -520,3 +506,141 @@ def summary_table(
     column_sources = {str(s): sources.get(str(s)) for s in scenarios} or {"all": None}
     note = provenance_note(column_sources, seeds=_seeds(data), paper_table_number=None)
     return Table(f"Metrics of the positive class ({season})", header, tuple(rows), (note,))
+
+
+def fraction_table(
+    intervals: pd.DataFrame,
+    *,
+    sources: Mapping[str, str | None] | None = None,
+    names: Mapping[str, str] | None = None,
+    digits: int = 2,
+) -> Table:
+    """Scenario × method rows, one column per label fraction: mean ± std [bootstrap CI].
+
+    ``intervals`` is an experiment's ``intervals.csv`` (scenario, method, label_fraction,
+    metric, seeds, mean, std, low, high, n_parcels, level); ``sources`` maps a scenario id to
+    the data it was measured on, ``names`` to its display name.
+    """
+    _check_results(
+        intervals, ("scenario", "method", "label_fraction", "mean", "std", "low", "high")
+    )
+    sources, names = sources or {}, names or {}
+    fractions = sorted(float(f) for f in intervals["label_fraction"].unique())
+    scenarios = list(dict.fromkeys(intervals["scenario"].astype(str)))
+    rows = []
+    for scenario in scenarios:
+        part = intervals[intervals["scenario"].astype(str) == scenario]
+        for method in method_order(part["method"]):
+            cells = []
+            for fraction in fractions:
+                found = part[(part["method"] == method) & (part["label_fraction"] == fraction)]
+                if found.empty:
+                    cells.append(Cell(None, digits=digits))
+                    continue
+                row = found.iloc[0]
+                cells.append(
+                    Cell(
+                        float(row["mean"]),
+                        None if pd.isna(row["std"]) else float(row["std"]),
+                        source=sources.get(scenario),
+                        digits=digits,
+                        interval=None
+                        if pd.isna(row["low"])
+                        else (float(row["low"]), float(row["high"])),
+                    )
+                )
+            rows.append(Row((names.get(scenario, scenario), method.upper()), tuple(cells)))
+    header = (("Scenario", "Method", *(f"{100 * f:g} % of parcels" for f in fractions)),)
+    seeds = int(intervals["seeds"].max()) if "seeds" in intervals else 1
+    level = float(intervals["level"].max()) if "level" in intervals else 0.95
+    metric = str(intervals["metric"].iloc[0]) if "metric" in intervals else "iou"
+    kinds = sorted({s for s in (sources.get(x) for x in scenarios) if s})
+    on = f", ours on {' and '.join(kinds)} data" if kinds else ""
+    title = f"{_METRIC_NAMES.get(metric, metric)} by share of labelled parcels (full season){on}"
+    parcels = ", ".join(
+        f"{names.get(s, s)}: {int(intervals[intervals['scenario'] == s]['n_parcels'].max())}"
+        for s in scenarios
+        if "n_parcels" in intervals
+    )
+    notes = (
+        provenance_note(
+            {names.get(s, s): sources.get(s) for s in scenarios},
+            seeds=seeds,
+            paper_table_number=None,
+        ),
+        f"In brackets: {100 * level:g} % interval of the mean over seeds from a bootstrap over "
+        f"the test split's parcels (connected label components), every seed scored on the "
+        f"same draws; test parcels: {parcels}.",
+    )
+    return Table(title, header, tuple(rows), notes)
+
+
+def paired_table(
+    intervals: pd.DataFrame,
+    baseline: str = "ri",
+    *,
+    sources: Mapping[str, str | None] | None = None,
+    names: Mapping[str, str] | None = None,
+    digits: int = 2,
+) -> Table:
+    """Each method minus ``baseline`` per label fraction, paired on the same parcel draws.
+
+    Two columns per fraction: the difference of the means over seeds with its bootstrap
+    interval, and the share of draws in which the method scores above the baseline. Reads the
+    ``minus_<baseline>``, ``minus_<baseline>_low|high`` and ``p_above_<baseline>`` columns of
+    an experiment's ``intervals.csv``.
+    """
+    diff, p_above = f"minus_{baseline}", f"p_above_{baseline}"
+    _check_results(
+        intervals,
+        ("scenario", "method", "label_fraction", diff, f"{diff}_low", f"{diff}_high", p_above),
+    )
+    sources, names = sources or {}, names or {}
+    fractions = sorted(float(f) for f in intervals["label_fraction"].unique())
+    scenarios = list(dict.fromkeys(intervals["scenario"].astype(str)))
+    other = baseline.upper()
+    rows = []
+    for scenario in scenarios:
+        part = intervals[intervals["scenario"].astype(str) == scenario]
+        for method in method_order(m for m in part["method"] if m != baseline):
+            cells: list[Cell] = []
+            for fraction in fractions:
+                found = part[(part["method"] == method) & (part["label_fraction"] == fraction)]
+                row = None if found.empty or pd.isna(found.iloc[0][diff]) else found.iloc[0]
+                if row is None:
+                    cells += [Cell(None, digits=digits), Cell(None, digits=3)]
+                    continue
+                interval = (float(row[f"{diff}_low"]), float(row[f"{diff}_high"]))
+                source = sources.get(scenario)
+                cells += [
+                    Cell(float(row[diff]), source=source, digits=digits, interval=interval),
+                    Cell(float(row[p_above]), source=source, digits=3),
+                ]
+            rows.append(Row((names.get(scenario, scenario), method.upper()), tuple(cells)))
+    header = (
+        (
+            "Scenario",
+            "Method",
+            *(
+                column
+                for f in fractions
+                for column in (f"{100 * f:g} %: A − {other}", f"{100 * f:g} %: P(A > {other})")
+            ),
+        ),
+    )
+    level = float(intervals["level"].max()) if "level" in intervals else 0.95
+    metric = str(intervals["metric"].iloc[0]) if "metric" in intervals else "iou"
+    kinds = sorted({s for s in (sources.get(x) for x in scenarios) if s})
+    on = f", ours on {' and '.join(kinds)} data" if kinds else ""
+    title = (
+        f"{_METRIC_NAMES.get(metric, metric)} of each method A minus {other}, paired on the "
+        f"same parcel draws (full season){on}"
+    )
+    notes = (
+        f"A − {other}: difference of the means over seeds, in brackets its {100 * level:g} % "
+        f"interval from a bootstrap over the test split's parcels in which both methods are "
+        f"scored on every draw; P(A > {other}): share of draws in which A scores above "
+        f"{other}. The interval is that of the test parcels with the trained models fixed: "
+        f"the spread over seeds is not in it.",
+    )
+    return Table(title, header, tuple(rows), notes)

@@ -3,16 +3,21 @@
 Unknown keys, wrong types and missing files fail before any work starts, with a one-line
 message naming the config file and the offending key. Relative paths resolve against the
 config file's folder; values are data only (nothing in a config is ever executed).
+
+A config that ships without its data (``real.yaml``) names a ``data_root``: region images and
+labels are then relative to that folder (itself relative to the working directory, and
+replaced by ``sarcrop experiment --data``), and where the folder or a file is absent loading
+raises :class:`DataNotFound`, which the command reports as a skip rather than an error.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sarcrop.errors import ConfigError
@@ -25,10 +30,17 @@ from sarcrop.options import (
     TilingOptions,
 )
 from sarcrop.training.config import Ordering, TrainConfig
-from sarcrop.utils.validation import config_error
+from sarcrop.utils.validation import config_error, read_yaml
 
-METHOD_PATTERN = re.compile(r"^(rf|ri|ft|fte|ftd)(-last-(\d+))?$")
-BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd")
+METHOD_PATTERN = re.compile(r"^(rf|ri|ft|fte|ftd|probe)(-last-(\d+))?$")
+BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd", "probe")
+DEFAULT_PRETRAIN = "default"
+"""The name of the single ``pretrain:`` section among the named ``pretrains:``."""
+REGION_PATH_KEYS = ("images", "labels", "store")
+
+
+class DataNotFound(ConfigError):
+    """The data a config names under its ``data_root`` is absent (skip, not fail)."""
 
 
 class _Strict(BaseModel):
@@ -36,7 +48,7 @@ class _Strict(BaseModel):
 
 
 class SimulatedRegion(_Strict):
-    """A region produced by the simulator (``sarcrop simulate``)."""
+    """A region produced by the simulator (``sarcrop simulate``); fields are its arguments."""
 
     preset: str
     year: int | None = None
@@ -46,7 +58,8 @@ class SimulatedRegion(_Strict):
 
 
 class RegionData(_Strict):
-    """Where a region's data comes from: the simulator, real scenes + labels, or a store.
+    """Where a region's data comes from: the simulator, real scenes + labels, a store, or a
+    ``merge`` of other regions' stores (several locations in one, each patch keeping its split).
 
     How it is prepared nests the option groups of :func:`sarcrop.data.prepare.prepare` under
     the same names (``label_options``, ``scenes``, ``composite``, ``tiling``, ``split``).
@@ -58,6 +71,7 @@ class RegionData(_Strict):
     labels: Path | None = None
     label_options: LabelOptions = LabelOptions()
     store: Path | None = None
+    merge: tuple[str, ...] | None = Field(None, min_length=2)
     season_start: dt.date | None = None
     timesteps: int | None = Field(None, ge=1)
     days: int | None = Field(None, ge=1)
@@ -69,9 +83,9 @@ class RegionData(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> RegionData:
-        given = [name for name in ("simulate", "images", "store") if getattr(self, name)]
+        given = [name for name in ("simulate", "images", "store", "merge") if getattr(self, name)]
         if len(given) != 1:
-            raise ValueError("give exactly one of simulate, images or store")
+            raise ValueError("give exactly one of simulate, images, store or merge")
         if self.images and (self.labels is None or self.season_start is None):
             raise ValueError("images need labels and season_start")
         return self
@@ -96,17 +110,23 @@ class PretrainSpec(_Strict):
 
 
 class ScenarioSpec(_Strict):
-    """Fine-tune in ``finetune``, test in ``test``, for ``crop`` with ``bands``."""
+    """Fine-tune in ``finetune``, test in ``test``, for ``crop`` with ``bands``.
+
+    ``pretrain`` names the pre-training its transfer methods start from (one of ``pretrains``);
+    it may be left out where the config has a single pre-training.
+    """
 
     finetune: str
     test: str
     crop: str
     bands: tuple[str, ...] = ("VH",)
+    pretrain: str | None = None
 
     @property
     def id(self) -> str:
         bands = "".join(b.lower() for b in self.bands)
-        return f"{self.finetune}-{self.test}-{self.crop}-{bands}"
+        named = f"-from-{self.pretrain}" if self.pretrain else ""
+        return f"{self.finetune}-{self.test}-{self.crop}-{bands}{named}"
 
     @property
     def band_label(self) -> str:
@@ -122,11 +142,18 @@ class EarlySeasonSpec(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    """The whole experiment: regions, pre-training, scenarios, methods, seeds."""
+    """The whole experiment: regions, pre-trainings, scenarios, methods, seeds, label fractions.
+
+    ``pretrain`` is a single pre-training (named ``default``); ``pretrains`` names several,
+    and each scenario says which one it starts from. ``fractions`` are the shares of the
+    fine-tuning region's labelled train parcels each method is fine-tuned (or fitted) with.
+    """
 
     name: str
+    data_root: Path | None = None
     regions: dict[str, RegionData]
-    pretrain: PretrainSpec
+    pretrain: PretrainSpec | None = None
+    pretrains: dict[str, PretrainSpec] = Field(default_factory=dict)
     finetune: TrainConfig = TrainConfig()
     scenarios: tuple[ScenarioSpec, ...]
     methods: tuple[str, ...] = ("rf", "ri", "ft", "fte")
@@ -135,7 +162,34 @@ class ExperimentConfig(_Strict):
     early_season: EarlySeasonSpec | None = None
     # Runs per method; run i uses seed ``finetune.seed + i`` (networks), ``baseline.seed + i``.
     seeds: int = Field(1, ge=1)
+    fractions: tuple[float, ...] = Field((1.0,), min_length=1)
     figure_patches: int = Field(3, ge=0)
+    # Torch threads while the experiment runs (None: torch's default). Small models on small
+    # patches run faster on one thread than on several competing for busy cores.
+    threads: int | None = Field(None, ge=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, fractions: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(0 < f <= 1 for f in fractions):
+            raise ValueError("label fractions must be in (0, 1]")
+        return tuple(sorted(set(fractions)))
+
+    @property
+    def pretrainings(self) -> dict[str, PretrainSpec]:
+        """Every pre-training by name (the single ``pretrain:`` is ``default``)."""
+        single = {DEFAULT_PRETRAIN: self.pretrain} if self.pretrain is not None else {}
+        return {**single, **self.pretrains}
+
+    def pretrain_of(self, scenario: ScenarioSpec) -> tuple[str, PretrainSpec]:
+        """The name and spec of the pre-training ``scenario`` starts from."""
+        name = scenario.pretrain or next(iter(self.pretrainings))
+        return name, self.pretrainings[name]
+
+    def members(self, region: str) -> list[str]:
+        """The regions a region is made of: its ``merge`` members' members, or itself."""
+        merged = self.regions[region].merge
+        return [m for name in merged for m in self.members(name)] if merged else [region]
 
     @field_validator("methods")
     @classmethod
@@ -151,16 +205,49 @@ class ExperimentConfig(_Strict):
     def _references(self) -> ExperimentConfig:
         names = set(self.regions)
         used = {s.finetune for s in self.scenarios} | {s.test for s in self.scenarios}
-        if self.pretrain.region:
-            used.add(self.pretrain.region)
+        used |= {p.region for p in self.pretrainings.values() if p.region}
+        used |= {m for region in self.regions.values() for m in region.merge or ()}
         missing = sorted(used - names)
         if missing:
             raise ValueError(f"regions not defined: {', '.join(missing)}")
+        self._check_merges()
+        self._check_pretrainings()
+        ids = [s.id for s in self.scenarios]
+        if len(set(ids)) != len(ids):
+            raise ValueError(
+                f"scenarios repeat: {', '.join(sorted({i for i in ids if ids.count(i) > 1}))}"
+            )
         if self.early_season and self.early_season.scenario >= len(self.scenarios):
             raise ValueError("early_season.scenario is not a scenario index")
         if self.early_season and not METHOD_PATTERN.match(self.early_season.method):
             raise ValueError(f"unknown early-season method {self.early_season.method!r}")
         return self
+
+    def _check_merges(self) -> None:
+        def visit(name: str, path: tuple[str, ...]) -> None:
+            for member in self.regions[name].merge or ():
+                if member in path:
+                    raise ValueError(f"regions.{name}.merge: {member} merges itself")
+                visit(member, (*path, member))
+
+        for name in self.regions:
+            visit(name, (name,))
+
+    def _check_pretrainings(self) -> None:
+        if not self.pretrainings:
+            raise ValueError("give pretrain (one pre-training) or pretrains (named ones)")
+        if self.pretrain is not None and DEFAULT_PRETRAIN in self.pretrains:
+            raise ValueError(f"pretrains.{DEFAULT_PRETRAIN}: the name of the single pretrain")
+        for scenario in self.scenarios:
+            if scenario.pretrain is None and len(self.pretrainings) > 1:
+                raise ValueError(
+                    f"scenario {scenario.id}: name its pretrain ({', '.join(self.pretrainings)})"
+                )
+            if scenario.pretrain is not None and scenario.pretrain not in self.pretrainings:
+                raise ValueError(
+                    f"scenario {scenario.id}: unknown pretrain {scenario.pretrain!r} "
+                    f"(have {', '.join(self.pretrainings)})"
+                )
 
 
 def parse_method(method: str) -> tuple[str, int | None]:
@@ -180,12 +267,23 @@ def _resolve(value: Any, base: Path, key: str) -> Any:
 
 
 def _resolve_paths(data: Any, base: Path, key: str = "") -> Any:
-    """Make relative paths in path-valued keys relative to the config file's folder."""
+    """Make relative paths in path-valued keys relative to ``base``."""
     if isinstance(data, dict):
         return {k: _resolve_paths(v, base, str(k)) for k, v in data.items()}
     if isinstance(data, list):
         return [_resolve_paths(v, base, key) for v in data]
     return _resolve(data, base, key)
+
+
+def _resolve_config(data: dict[str, Any], folder: Path, data_root: Path | None) -> dict[str, Any]:
+    """Paths relative to the config's folder, region data relative to the data root if any."""
+    resolved = _resolve_paths(data, folder)
+    if data_root is not None:
+        resolved["data_root"] = str(data_root)
+        regions = data.get("regions")
+        if isinstance(regions, dict):
+            resolved["regions"] = _resolve_paths(regions, data_root)
+    return resolved
 
 
 def _check_files(config: ExperimentConfig, path: Path) -> None:
@@ -194,10 +292,24 @@ def _check_files(config: ExperimentConfig, path: Path) -> None:
             value = getattr(region, key)
             if value is not None and not Path(value).exists():
                 raise ConfigError(f"regions.{name}.{key}: file not found: {value}", path)
-    if config.pretrain.checkpoint and not config.pretrain.checkpoint.is_file():
-        raise ConfigError(
-            f"pretrain.checkpoint: file not found: {config.pretrain.checkpoint}", path
-        )
+    for name, spec in config.pretrainings.items():
+        if spec.checkpoint and not spec.checkpoint.is_file():
+            key = "pretrain" if name == DEFAULT_PRETRAIN else f"pretrains.{name}"
+            raise ConfigError(f"{key}.checkpoint: file not found: {spec.checkpoint}", path)
+
+
+def _check_data(config: ExperimentConfig, path: Path) -> None:
+    """Raise :class:`DataNotFound` where the data root or a file a region names is absent."""
+    root = config.data_root
+    assert root is not None
+    missing = [] if root.is_dir() else [str(root)]
+    for region in config.regions.values():
+        local = region.images and not re.match(r"^[a-z]+://", region.images)
+        if local and not glob.glob(str(region.images)):
+            missing.append(str(region.images))
+        missing += [str(p) for p in (region.labels, region.store) if p and not p.exists()]
+    if missing:
+        raise DataNotFound(f"real data not found at {missing[0]}", path)
 
 
 def experiment_config_from_dict(data: dict[str, Any], path: Path | None = None) -> ExperimentConfig:
@@ -208,17 +320,24 @@ def experiment_config_from_dict(data: dict[str, Any], path: Path | None = None) 
         raise config_error(exc, path) from None
 
 
-def load_experiment_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML file."""
+def load_experiment_config(
+    path: str | Path, *, data_root: str | Path | None = None
+) -> ExperimentConfig:
+    """Read and validate an experiment YAML file.
+
+    ``data_root`` replaces the config's own; with either, region images and labels are
+    relative to it and their absence raises :class:`DataNotFound`.
+    """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("experiment config not found", path) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"not a readable YAML file: {' '.join(str(exc).split())}", path) from None
+    data = read_yaml(path, "experiment config")
     if not isinstance(data, dict):
         raise ConfigError("an experiment config must be a mapping", path)
-    config = experiment_config_from_dict(_resolve_paths(data, path.resolve().parent), path)
+    root = data_root if data_root is not None else data.get("data_root")
+    root_path = None if root is None else Path(str(root)).expanduser().resolve()
+    config = experiment_config_from_dict(
+        _resolve_config(data, path.resolve().parent, root_path), path
+    )
+    if config.data_root is not None:
+        _check_data(config, path)
     _check_files(config, path)
     return config

@@ -8,6 +8,7 @@ prepares or trains anything, so :func:`redraw` works on any finished run directo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from sarcrop import __version__
 from sarcrop.evaluation.paper import CITATION_SHORT
-from sarcrop.evaluation.tables import SIMULATED
+from sarcrop.evaluation.tables import REAL, SIMULATED
 from sarcrop.experiments.record import MANIFEST, RunRecord, ScenarioRecord
 from sarcrop.utils.atomic import write_text_atomic
 
@@ -26,6 +27,29 @@ if TYPE_CHECKING:
 SIGNATURE_PIXELS = 5000
 SIGNATURE_METHODS = ("fte", "ft", "ftd", "ri", "rf")
 MAX_DISPLAY_PIXELS = 2048
+
+
+@dataclass(frozen=True)
+class _TestSplit:
+    """A scenario's test patches as drawn: VH series, labels and each method's probabilities."""
+
+    store: DatasetStore
+    indices: list[int]
+    images: np.ndarray
+    targets: np.ndarray
+    valid: np.ndarray
+    probabilities: dict[str, np.ndarray]
+
+    def mosaic(self, patches: np.ndarray, fill: float) -> np.ndarray:
+        """``patches`` (one per index) put back in place on the store's area grid."""
+        grid, size = self.store.grid, self.store.patch_size
+        canvas = np.full((*patches.shape[1:-2], grid.height, grid.width), fill, dtype=patches.dtype)
+        for patch, index in zip(patches, self.indices):
+            row, col = self.store.offsets[index]
+            h = min(size, grid.height - row)
+            w = min(size, grid.width - col)
+            canvas[..., row : row + h, col : col + w] = patch[..., :h, :w]
+        return canvas
 
 
 class ExperimentFigures:
@@ -53,6 +77,8 @@ class ExperimentFigures:
             "scenarios": scenarios,
             "methods": list(record.methods),
             "early_season": self._early_season(results),
+            "fractions": list(record.fractions),
+            "learning_curves": self._learning_curves(),
             "training_curves": self._training_curves(),
             "class_curves_figure": self._class_curves(),
             "notes": self._notes(),
@@ -81,8 +107,9 @@ class ExperimentFigures:
             for method in self.record.methods
             if (unit := self.record.unit(scenario.id, method, self.seed)) is not None
         }
-        maps = self._write_maps(scenario, store, dataset.indices, probabilities)
-        area = self._mosaic_row(store, dataset.indices, images, targets, valid, probabilities)
+        test = _TestSplit(store, dataset.indices, images, targets, valid, probabilities)
+        maps = self._write_maps(scenario, test)
+        area = self._mosaic_row(test)
         rng = np.random.default_rng(self.seed)
         count = min(self.record.figure_patches, len(dataset))
         chosen = sorted(rng.choice(len(dataset), size=count, replace=False).tolist())
@@ -99,9 +126,7 @@ class ExperimentFigures:
             f"{count} test patches"
         )
         scenario_figure(area, rows, title, path=self.out / figure)
-        signature = self._signature(
-            scenario, store, dataset.indices, images, targets, valid, probabilities
-        )
+        signature = self._signature(scenario, test)
         return {
             "id": scenario.id,
             "finetune_region": scenario.finetune_region,
@@ -114,55 +139,28 @@ class ExperimentFigures:
             "maps": maps,
         }
 
-    def _mosaic(
-        self, store: DatasetStore, indices: list[int], patches: np.ndarray, fill: float
-    ) -> np.ndarray:
-        grid, size = store.grid, store.patch_size
-        canvas = np.full((*patches.shape[1:-2], grid.height, grid.width), fill, dtype=patches.dtype)
-        for patch, index in zip(patches, indices):
-            row, col = store.offsets[index]
-            h = min(size, grid.height - row)
-            w = min(size, grid.width - col)
-            canvas[..., row : row + h, col : col + w] = patch[..., :h, :w]
-        return canvas
-
-    def _mosaic_row(
-        self,
-        store: DatasetStore,
-        indices: list[int],
-        images: np.ndarray,
-        targets: np.ndarray,
-        valid: np.ndarray,
-        probabilities: dict[str, np.ndarray],
-    ) -> Any:
+    def _mosaic_row(self, test: _TestSplit) -> Any:
         from sarcrop.reports.figures import PanelRow
 
-        step = max(1, int(np.ceil(max(store.grid.height, store.grid.width) / MAX_DISPLAY_PIXELS)))
+        grid = test.store.grid
+        step = max(1, int(np.ceil(max(grid.height, grid.width) / MAX_DISPLAY_PIXELS)))
         cut = (..., slice(None, None, step), slice(None, None, step))
-        image = self._mosaic(store, indices, images, np.nan)[cut]
-        label = self._mosaic(store, indices, targets, 0.0)[cut]
-        mask = self._mosaic(store, indices, valid, False)[cut]
-        predictions = {
-            m.upper(): self._mosaic(store, indices, p, 0.0)[cut] for m, p in probabilities.items()
-        }
+        image = test.mosaic(test.images, np.nan)[cut]
+        label = test.mosaic(test.targets, 0.0)[cut]
+        mask = test.mosaic(test.valid, False)[cut]
+        predictions = {m.upper(): test.mosaic(p, 0.0)[cut] for m, p in test.probabilities.items()}
         return PanelRow(image, label, predictions, mask)
 
-    def _write_maps(
-        self,
-        scenario: ScenarioRecord,
-        store: DatasetStore,
-        indices: list[int],
-        probabilities: dict[str, np.ndarray],
-    ) -> dict[str, str]:
+    def _write_maps(self, scenario: ScenarioRecord, test: _TestSplit) -> dict[str, str]:
         import rasterio
 
         from sarcrop.utils.atomic import atomic_path
 
         folder = Path("maps") / scenario.id
         maps = {}
-        grid = store.grid
-        for method, probability in probabilities.items():
-            mosaic = self._mosaic(store, indices, probability, np.nan).astype(np.float32)
+        grid = test.store.grid
+        for method, probability in test.probabilities.items():
+            mosaic = test.mosaic(probability, np.nan).astype(np.float32)
             path = folder / f"{method}.tif"
             with atomic_path(self.out / path) as tmp:
                 profile = {
@@ -191,27 +189,18 @@ class ExperimentFigures:
             maps[method] = str(path)
         return maps
 
-    def _signature(
-        self,
-        scenario: ScenarioRecord,
-        store: DatasetStore,
-        indices: list[int],
-        images: np.ndarray,
-        targets: np.ndarray,
-        valid: np.ndarray,
-        probabilities: dict[str, np.ndarray],
-    ) -> str | None:
+    def _signature(self, scenario: ScenarioRecord, test: _TestSplit) -> str | None:
         """The paper's Figure 1: VH of TP and FN in the test region vs the training positives."""
         from sarcrop.data.dataset import PatchDataset
         from sarcrop.data.store import DatasetStore
         from sarcrop.reports.figures import signature_plot
 
-        method = next((m for m in SIGNATURE_METHODS if m in probabilities), None)
+        method = next((m for m in SIGNATURE_METHODS if m in test.probabilities), None)
         if method is None:
             return None
-        predicted = probabilities[method] >= 0.5
-        positive = (targets > 0.5) & valid
-        series = np.moveaxis(images, 1, -1)  # (n, H, W, T)
+        predicted = test.probabilities[method] >= 0.5
+        positive = (test.targets > 0.5) & test.valid
+        series = np.moveaxis(test.images, 1, -1)  # (n, H, W, T)
         rng = np.random.default_rng(self.seed)
         tp = _sample(series[positive & predicted], rng)
         fn = _sample(series[positive & ~predicted], rng)
@@ -222,12 +211,13 @@ class ExperimentFigures:
         for i, index in enumerate(reference_set.indices):
             target = reference_set[i]["target"].numpy() > 0.5
             reference.append(np.moveaxis(ft_store.read_image(index)[:, vh], 0, -1)[target])
-        ref = _sample(np.concatenate(reference) if reference else np.empty((0, store.steps)), rng)
+        empty = np.empty((0, test.store.steps))
+        ref = _sample(np.concatenate(reference) if reference else empty, rng)
         if len(tp) + len(fn) == 0 or len(ref) == 0:
             return None
         path = Path("figures") / f"{scenario.id}-signature.png"
         signature_plot(
-            store.metadata.dates,
+            test.store.metadata.dates,
             tp,
             fn,
             ref,
@@ -277,9 +267,12 @@ class ExperimentFigures:
         from sarcrop.reports.figures import training_curves
 
         logs: list[tuple[str, str]] = []
-        pretrain = self.record.pretrain
-        if pretrain is not None and pretrain.training_log is not None:
-            logs.append((f"pre-training on {pretrain.region}", pretrain.training_log))
+        pretrains = self.record.pretrains or (
+            {"default": self.record.pretrain} if self.record.pretrain else {}
+        )
+        for pretrain in pretrains.values():
+            if pretrain.training_log is not None:
+                logs.append((f"pre-training on {pretrain.region}", pretrain.training_log))
         first = self.record.scenarios[0].id
         for method in self.record.methods:
             unit = self.record.unit(first, method, self.seed)
@@ -295,6 +288,23 @@ class ExperimentFigures:
             training_curves(csv, title=name, path=self.out / path)
             curves.append({"name": name, "figure": str(path)})
         return curves
+
+    def _learning_curves(self) -> str | None:
+        """IoU against the label fraction per method and scenario, with bootstrap bands."""
+        from sarcrop.experiments.intervals import read_intervals
+        from sarcrop.reports.figures import learning_curves
+
+        intervals = read_intervals(self.out)
+        if intervals is None or intervals["label_fraction"].nunique() < 2:
+            return None
+        titles = {
+            s.id: f"{s.finetune_region} → {s.test_region}, {s.crop}, {'|'.join(s.bands)}"
+            f" ({s.data or 'unknown'} data)"
+            for s in self.record.scenarios
+        }
+        path = Path("figures") / "learning-curves.png"
+        learning_curves(intervals, titles=titles, path=self.out / path)
+        return str(path)
 
     def _class_curves(self) -> str | None:
         from sarcrop.data.simulate import plot_signatures
@@ -322,6 +332,18 @@ class ExperimentFigures:
             "pixel of the test region's test split (one confusion matrix)."
         )
         notes.append("Maps cover the test-split patches only; other pixels are nodata.")
+        real = [n for n, r in self.record.regions.items() if r.data == REAL]
+        if real:
+            notes.append(
+                f"Regions {', '.join(real)} are real Sentinel-1 acquisitions with real labels."
+            )
+        if len(self.record.fractions) > 1:
+            notes.append(
+                "Label fractions: each method is fine-tuned (or fitted) with that share of "
+                "the fine-tuning region's labelled train parcels (whole parcels, chosen by "
+                "seed); figures and maps show the runs with every label. Intervals are 95 % "
+                "parcel-bootstrap intervals of the mean over seeds (intervals.csv)."
+            )
         if len(self.record.seeds) > 1:
             notes.append(
                 f"Cells show mean ± sample std over {len(self.record.seeds)} seeds "

@@ -1,4 +1,4 @@
-"""Experiment configs shipped with sarcrop (``paper``, ``small``), addressable by name."""
+"""Experiment configs shipped with sarcrop (``paper``, ``small``, ``real``), addressable by name."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def shipped_configs() -> dict[str, Path]:
 
 
 def resolve_config(name_or_path: str | Path) -> Path:
-    """A path as given, or the shipped config of that name (``paper``, ``small``)."""
+    """A path as given, or the shipped config of that name (``paper``, ``small``, ``real``)."""
     path = Path(name_or_path)
     if path.exists() or path.suffix in {".yaml", ".yml"}:
         return path

@@ -57,11 +57,12 @@ class UnitRecord:
     probabilities: str  # .npy, (test patches, P, P)
     training_log: str | None = None  # Lightning metrics.csv (networks only)
     checkpoint: str | None = None
+    label_fraction: float = 1.0  # share of the fine-tuning region's labelled parcels
 
 
 @dataclass(frozen=True)
 class PretrainRecord:
-    """The shared pre-training, present only where this run used (and so trained) it."""
+    """A shared pre-training, present only where this run used (and so trained) it."""
 
     region: str | None
     checkpoint: str
@@ -79,7 +80,8 @@ class RunRecord:
     regions: dict[str, RegionRecord]
     scenarios: tuple[ScenarioRecord, ...]
     units: tuple[UnitRecord, ...]
-    pretrain: PretrainRecord | None = None
+    pretrain: PretrainRecord | None = None  # the first of ``pretrains`` (older readers)
+    pretrains: dict[str, PretrainRecord] = field(default_factory=dict)
     early_season: dict[str, str] | None = None  # {"scenario": id, "method": method}
     figure_patches: int = 3
     results: str = "results.csv"
@@ -94,11 +96,21 @@ class RunRecord:
         """A stored path as a file-system path (relative ones are inside the run directory)."""
         return self.root / stored
 
-    def unit(self, scenario: str, method: str, seed: int) -> UnitRecord | None:
-        return next(
-            (u for u in self.units if (u.scenario, u.method, u.seed) == (scenario, method, seed)),
-            None,
-        )
+    def unit(
+        self, scenario: str, method: str, seed: int, fraction: float | None = None
+    ) -> UnitRecord | None:
+        """The unit of that run; ``fraction=None``: the one with the most labels."""
+        found = [
+            u for u in self.units if (u.scenario, u.method, u.seed) == (scenario, method, seed)
+        ]
+        if fraction is not None:
+            found = [u for u in found if u.label_fraction == fraction]
+        return max(found, key=lambda u: u.label_fraction, default=None)
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        """The label fractions of this run's units, ascending."""
+        return tuple(sorted({u.label_fraction for u in self.units}))
 
     @property
     def sources(self) -> dict[str, str | None]:
@@ -119,6 +131,7 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], root: Path) -> RunRecord:
         pretrain = data.get("pretrain")
+        pretrains = data.get("pretrains") or {}
         return cls(
             name=str(data["name"]),
             root=root,
@@ -130,6 +143,7 @@ class RunRecord:
             ),
             units=tuple(UnitRecord(**u) for u in data["units"]),
             pretrain=None if pretrain is None else PretrainRecord(**pretrain),
+            pretrains={k: PretrainRecord(**v) for k, v in pretrains.items()},
             early_season=data.get("early_season"),
             figure_patches=int(data.get("figure_patches", 3)),
             results=str(data.get("results", "results.csv")),
@@ -170,6 +184,16 @@ def region_data(spec: RegionData) -> str | None:
     return None
 
 
+def region_sources(config: ExperimentConfig) -> dict[str, str | None]:
+    """Region name → its data; a merged region is simulated if any member is, real if all are."""
+    own = {name: region_data(spec) for name, spec in config.regions.items()}
+    sources = {}
+    for name in config.regions:
+        members = {own[m] for m in config.members(name)}
+        sources[name] = SIMULATED if SIMULATED in members else REAL if members == {REAL} else None
+    return sources
+
+
 def scenario_data(finetune: str | None, test: str | None) -> str | None:
     """Simulated if either region is; real only if both are; otherwise unknown."""
     if SIMULATED in (finetune, test):
@@ -179,7 +203,7 @@ def scenario_data(finetune: str | None, test: str | None) -> str | None:
 
 def scenario_sources(config: ExperimentConfig) -> dict[str, str | None]:
     """Scenario id → the data our numbers for it are measured on."""
-    data = {name: region_data(spec) for name, spec in config.regions.items()}
+    data = region_sources(config)
     return {s.id: scenario_data(data[s.finetune], data[s.test]) for s in config.scenarios}
 
 
@@ -198,21 +222,22 @@ def build_record(
     stores: Mapping[str, Path],
     units: Iterable[UnitRecord],
     seeds: Iterable[int],
-    pretrained: Path | None,
+    pretrained: Mapping[str, Path],
     config_file: Path | None = None,
 ) -> RunRecord:
     """The record of a run of ``config`` into ``root`` from the artefacts it produced.
 
-    ``stores`` maps region names to prepared stores; ``pretrained`` is the pre-trained
-    checkpoint where the run used one (None where no method needed it).
+    ``stores`` maps region names to prepared stores; ``pretrained`` maps the names of the
+    pre-trainings the run used (only those some method needed) to their checkpoints.
     """
     regions = {}
+    data = region_sources(config)
     for name, path in stores.items():
         spec = config.regions[name]
         simulated = spec.simulate
         regions[name] = RegionRecord(
             store=_relative(path, root),
-            data=region_data(spec),
+            data=data[name],
             preset=None if simulated is None else simulated.preset,
             year=None if simulated is None else simulated.year,
         )
@@ -221,12 +246,12 @@ def build_record(
         ScenarioRecord(s.id, s.finetune, s.test, s.crop, tuple(s.bands), sources[s.id])
         for s in config.scenarios
     )
-    pretrain = None
-    if pretrained is not None:
-        log = pretrained.parent / "metrics.csv"
-        pretrain = PretrainRecord(
-            region=config.pretrain.region,
-            checkpoint=_relative(pretrained, root),
+    pretrains = {}
+    for name, checkpoint in pretrained.items():
+        log = checkpoint.parent / "metrics.csv"
+        pretrains[name] = PretrainRecord(
+            region=config.pretrainings[name].region,
+            checkpoint=_relative(checkpoint, root),
             training_log=_relative(log, root) if log.is_file() else None,
         )
     early = None
@@ -250,10 +275,12 @@ def build_record(
                 _relative(u.probabilities, root),
                 None if u.training_log is None else _relative(u.training_log, root),
                 None if u.checkpoint is None else _relative(u.checkpoint, root),
+                u.label_fraction,
             )
             for u in units
         ),
-        pretrain=pretrain,
+        pretrain=next(iter(pretrains.values()), None),
+        pretrains=pretrains,
         early_season=early,
         figure_patches=config.figure_patches,
         config=config.model_dump(mode="json"),

@@ -8,6 +8,7 @@ last; a rerun skips finished units, and an interrupted one redoes only what was 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -32,9 +33,12 @@ from sarcrop.experiments.config import (
 from sarcrop.training.config import TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
 
-# The evaluation tables' long format, plus which run (main / early-season) and batch order.
-RESULT_COLUMNS = (*TABLE_COLUMNS, "run", "ordering")
+# The evaluation tables' long format, plus which run (main / early-season), batch order and
+# the share of the fine-tuning region's labelled train parcels used (appended last).
+RESULT_COLUMNS = (*TABLE_COLUMNS, "run", "ordering", "label_fraction")
 METRICS = ("iou", "precision", "recall", "f1")
+FULL = 1.0
+"""The label fraction of a run with every labelled parcel."""
 
 
 def _digest(payload: Any) -> str:
@@ -105,7 +109,7 @@ class ExperimentRunner:
         self.progress = progress
         self.timer = _Timer()
         self._stores: dict[str, tuple[Path, str]] = {}
-        self._pretrained: tuple[Path, str] | None = None
+        self._pretrained: dict[str, tuple[Path, str]] = {}
         self._simulated: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ units
@@ -141,6 +145,9 @@ class ExperimentRunner:
         if spec.store is not None:
             self._stores[name] = (spec.store, _digest(str(spec.store)))
             return self._stores[name]
+        if spec.merge:
+            self._stores[name] = self._merged(name, spec.merge)
+            return self._stores[name]
         unit = self._unit("region", {"name": name, "spec": spec.model_dump(mode="json")})
         store = unit.path / "store.zarr"
 
@@ -162,6 +169,23 @@ class ExperimentRunner:
         self._stores[name] = (store, _digest(unit.key))
         return self._stores[name]
 
+    def _merged(self, name: str, members: Sequence[str]) -> tuple[Path, str]:
+        """One store of the members' patches (each keeps its split and location)."""
+        from sarcrop.data.merge import merge_stores
+
+        parts = [self.region_store(member) for member in members]
+        unit = self._unit("merge", {"name": name, "members": [key for _, key in parts]})
+        store = unit.path / "store.zarr"
+
+        def work() -> dict[str, Any]:
+            _log(f"merging {', '.join(members)} into {name}")
+            merge_stores([path for path, _ in parts], store, region=name, progress=False)
+            return {}
+
+        record = self._timed(None, unit, work)
+        self.timer.add("prepare", float(record.get("seconds", 0.0)))
+        return store, _digest(unit.key)
+
     def _simulate(self, folder: Path, spec: RegionData) -> dict[str, Any]:
         from sarcrop.data.simulate import simulate_region
 
@@ -170,13 +194,7 @@ class ExperimentRunner:
         _log(f"simulating {sim.preset}")
         start = time.perf_counter()
         simulate_region(
-            sim.preset,
-            folder,
-            year=sim.year,
-            seed=sim.seed,
-            size=sim.size,
-            revisit_days=sim.revisit_days,
-            progress=self.progress,
+            sim.preset, folder, progress=self.progress, **sim.model_dump(exclude={"preset"})
         )
         return {"simulate_seconds": time.perf_counter() - start}
 
@@ -205,14 +223,15 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ models
 
-    def pretrained(self) -> tuple[Path, str]:
-        """The pre-trained checkpoint (trained once, shared by every scenario and seed)."""
-        if self._pretrained is None:
-            self._pretrained = self._pretrain()
-        return self._pretrained
+    def pretrained(self, scenario: ScenarioSpec) -> tuple[Path, str]:
+        """The checkpoint ``scenario`` starts from (each pre-training runs once, shared)."""
+        name, _ = self.config.pretrain_of(scenario)
+        if name not in self._pretrained:
+            self._pretrained[name] = self._pretrain(name)
+        return self._pretrained[name]
 
-    def _pretrain(self) -> tuple[Path, str]:
-        spec = self.config.pretrain
+    def _pretrain(self, name: str) -> tuple[Path, str]:
+        spec = self.config.pretrainings[name]
         if spec.checkpoint is not None:
             return spec.checkpoint, _digest(str(spec.checkpoint))
         assert spec.region is not None
@@ -246,17 +265,20 @@ class ExperimentRunner:
         return config if self.progress else config.updated(progress_bar=False)
 
     def _train_method(
-        self, scenario: ScenarioSpec, method: str, seed: int, ordering: str | None, folder: Path
+        self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str | None, folder: Path
     ) -> Path:
         """Run i trains with seed ``finetune.seed + i`` through the API behind ``finetune``."""
         from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
         base = self.config.finetune
-        config = self._shown(base.updated(seed=base.seed + seed, ordering=ordering))
+        changes: dict[str, Any] = {"seed": base.seed + run.seed, "ordering": ordering}
+        if run.fraction < FULL:
+            changes["label_fraction"] = run.fraction
+        config = self._shown(base.updated(**changes))
         store, _ = self.region_store(scenario.finetune)
         if strategy == "ri":  # the architecture only: no pre-training needed
-            spec = self.config.pretrain
+            _, spec = self.config.pretrain_of(scenario)
             result = train_ri(
                 store,
                 folder,
@@ -267,7 +289,7 @@ class ExperimentRunner:
                 config=config,
             )
         else:
-            checkpoint, _ = self.pretrained()
+            checkpoint, _ = self.pretrained(scenario)
             result = finetune(
                 checkpoint,
                 store,
@@ -281,36 +303,45 @@ class ExperimentRunner:
         return result.checkpoint
 
     def run_method(
-        self, scenario: ScenarioSpec, method: str, seed: int, ordering: str | None = None
+        self,
+        scenario: ScenarioSpec,
+        method: str,
+        seed: int,
+        ordering: str | None = None,
+        fraction: float = FULL,
     ) -> dict[str, Any]:
-        """Train (or fit) one method for one scenario and seed; evaluate on the test region."""
+        """Train (or fit) one method for one scenario, seed and label fraction; evaluate it."""
         ft_store, ft_key = self.region_store(scenario.finetune)
         test_store, test_key = self.region_store(scenario.test)
         strategy, _ = parse_method(method)
         ordering = ordering or self.config.finetune.ordering
+        run = _Run(seed, fraction)
         key: dict[str, Any] = {
-            "scenario": scenario.model_dump(mode="json"),
+            "scenario": scenario.model_dump(mode="json", exclude_none=True),
             "method": method,
             "seed": seed,
             "finetune_store": ft_key,
             "test_store": test_key,
         }
+        if fraction < FULL:  # full-label runs keep the keys they had before fractions
+            key["label_fraction"] = fraction
         if strategy == "rf":
             key["baseline"] = self.config.baseline.model_dump()
         else:
+            _, spec = self.config.pretrain_of(scenario)
             key["train"] = self.config.finetune.model_dump(mode="json")
             key["ordering"] = ordering
-            key["pretrain"] = self.pretrained()[1] if strategy != "ri" else None
-            key["model"] = [self.config.pretrain.model, self.config.pretrain.model_options]
+            key["pretrain"] = self.pretrained(scenario)[1] if strategy != "ri" else None
+            key["model"] = [spec.model, spec.model_options]
         unit = self._unit("method", key)
 
         def work() -> dict[str, Any]:
-            _log(f"{scenario.id}: {method} (seed {seed}, {ordering})")
+            _log(f"{scenario.id}: {method} (seed {seed}, {fraction:.0%} of labels, {ordering})")
             if strategy == "rf":
-                early, probabilities = self._forest(scenario, ft_store, test_store, seed)
+                early, probabilities = self._forest(scenario, ft_store, test_store, run)
                 checkpoint = None
             else:
-                checkpoint = self._train_method(scenario, method, seed, ordering, unit.path / "run")
+                checkpoint = self._train_method(scenario, method, run, ordering, unit.path / "run")
                 early, probabilities = self._network_predictions(checkpoint, test_store)
             np.save(unit.path / "test_probabilities.npy", probabilities.astype(np.float16))
             return {
@@ -324,16 +355,19 @@ class ExperimentRunner:
         return record
 
     def _forest(
-        self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, seed: int
+        self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
         """Run i fits with seed ``baseline.seed + i`` through the API behind ``baseline``."""
         from sarcrop.data.dataset import PatchDataset
         from sarcrop.evaluation.baseline import predict_patches, run_baseline
 
         options = self.config.baseline
+        changes: dict[str, Any] = {"seed": options.seed + run.seed}
+        if run.fraction < FULL:
+            changes["label_fraction"] = run.fraction
         result = run_baseline(
             ft_store,
-            options.updated(seed=options.seed + seed),
+            options.updated(**changes),
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
@@ -376,22 +410,30 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ the whole run
 
-    def scenarios(self) -> Iterator[tuple[ScenarioSpec, str, int]]:
+    def scenarios(self) -> Iterator[tuple[ScenarioSpec, str, int, float]]:
+        """Every main run: seed by seed, so a run cut short still has whole seeds."""
         for seed in self.seeds:
             for scenario in self.config.scenarios:
-                for method in self.config.methods:
-                    yield scenario, method, seed
+                for fraction in reversed(self.config.fractions):
+                    for method in self.config.methods:
+                        yield scenario, method, seed, fraction
 
     def run(self) -> ExperimentResult:
+        with _torch_threads(self.config.threads):
+            return self._run()
+
+    def _run(self) -> ExperimentResult:
         started = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
-        records: dict[tuple[str, str, int], dict[str, Any]] = {}
-        for scenario, method, seed in self.scenarios():
-            record = self.run_method(scenario, method, seed)
-            records[(scenario.id, method, seed)] = record
+        records: dict[UnitKey, dict[str, Any]] = {}
+        for scenario, method, seed, fraction in self.scenarios():
+            record = self.run_method(scenario, method, seed, fraction=fraction)
+            records[(scenario.id, method, seed, fraction)] = record
             ordering = "n/a" if method == "rf" else self.config.finetune.ordering
-            rows += _rows(scenario, method, seed, record["early_season"], "main", ordering)
+            rows += _rows(
+                scenario, method, _Run(seed, fraction), record["early_season"], "main", ordering
+            )
         early_spec = self.config.early_season
         if early_spec is not None:
             scenario = self.config.scenarios[early_spec.scenario]
@@ -401,14 +443,17 @@ class ExperimentRunner:
                     rows += _rows(
                         scenario,
                         early_spec.method,
-                        seed,
+                        _Run(seed, FULL),
                         record["early_season"],
                         "early-season",
                         ordering,
                     )
         results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
         write_text_atomic(self.out / "results.csv", results.to_csv(index=False))
-        tables = self._tables(results)
+        start = time.perf_counter()
+        intervals = self._intervals(results, records)
+        self.timer.add("bootstrap", time.perf_counter() - start)
+        tables = self._tables(results, intervals)
         start = time.perf_counter()
         manifest = self._figures(results, records)
         self.timer.add("figures", time.perf_counter() - start)
@@ -421,11 +466,41 @@ class ExperimentRunner:
         report = self._report()
         return ExperimentResult(self.out, results, tables, report, dict(self.timer.seconds))
 
-    def _tables(self, results: pd.DataFrame) -> Path:
+    def _intervals(
+        self, results: pd.DataFrame, records: dict[UnitKey, dict[str, Any]]
+    ) -> pd.DataFrame:
+        """Parcel-bootstrap intervals of each mean over seeds, written to ``intervals.csv``."""
+        from sarcrop.experiments.intervals import INTERVALS, scenario_intervals
+
+        frames = []
+        for scenario in self.config.scenarios:
+            test_store, _ = self.region_store(scenario.test)
+            units = {
+                (method, fraction, seed): Path(record["probabilities"])
+                for (sid, method, seed, fraction), record in records.items()
+                if sid == scenario.id
+            }
+            frames.append(
+                scenario_intervals(scenario, test_store, units, results, self._thresholds())
+            )
+        intervals = pd.concat(frames, ignore_index=True)
+        write_text_atomic(self.out / INTERVALS, intervals.to_csv(index=False))
+        return intervals
+
+    def _thresholds(self) -> dict[str, float]:
+        """The probability threshold of each method's metrics."""
+        network = self.config.finetune.threshold
+        return {
+            m: self.config.baseline.threshold if m == "rf" else network for m in self.config.methods
+        }
+
+    def _tables(self, results: pd.DataFrame, intervals: pd.DataFrame) -> Path:
         from sarcrop.experiments.record import scenario_sources
         from sarcrop.reports.markdown import tables_markdown
 
-        text = tables_markdown(self.config.name, results, scenario_sources(self.config))
+        text = tables_markdown(
+            self.config.name, results, scenario_sources(self.config), intervals=intervals
+        )
         return write_text_atomic(self.out / "tables.md", text)
 
     def _report(self) -> Path | None:
@@ -438,7 +513,7 @@ class ExperimentRunner:
     # ------------------------------------------------------------------ figures
 
     def _figures(
-        self, results: pd.DataFrame, records: dict[tuple[str, str, int], dict[str, Any]]
+        self, results: pd.DataFrame, records: dict[UnitKey, dict[str, Any]]
     ) -> dict[str, Any]:
         """Draw figures from a record of this run's artefacts (never from the runner itself)."""
         from sarcrop.experiments.figures import ExperimentFigures
@@ -452,8 +527,9 @@ class ExperimentRunner:
                 str(record["probabilities"]),
                 str(log) if (log := Path(record["metrics_csv"])).is_file() else None,
                 record.get("checkpoint"),
+                fraction,
             )
-            for (scenario, method, seed), record in records.items()
+            for (scenario, method, seed, fraction), record in records.items()
         ]
         record = build_record(
             self.config,
@@ -461,16 +537,44 @@ class ExperimentRunner:
             stores={name: path for name, (path, _) in self._stores.items()},
             units=units,
             seeds=self.seeds,
-            pretrained=None if self._pretrained is None else self._pretrained[0],
+            pretrained={name: path for name, (path, _) in self._pretrained.items()},
             config_file=self.config_file,
         )
         return ExperimentFigures(record).write(results)
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch threads (unchanged for None), restoring the count after."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+UnitKey = tuple[str, str, int, float]
+"""A main-run unit: scenario id, method, seed, label fraction."""
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Which run of a method: its seed index and the share of labelled parcels it uses."""
+
+    seed: int
+    fraction: float = FULL
+
+
 def _rows(
     scenario: ScenarioSpec,
     method: str,
-    seed: int,
+    which: _Run,
     early: dict[str, dict[str, float]],
     run: str,
     ordering: str,
@@ -489,10 +593,11 @@ def _rows(
                     "method": method,
                     "metric": metric,
                     "timestep": int(t),
-                    "seed": seed,
+                    "seed": which.seed,
                     "value": float("nan") if value is None else float(value),
                     "run": run,
                     "ordering": ordering,
+                    "label_fraction": which.fraction,
                 }
             )
     return rows
@@ -504,12 +609,16 @@ def run_experiment(
     *,
     seeds: int | None = None,
     progress: bool = False,
+    data_root: str | Path | None = None,
 ) -> ExperimentResult:
-    """Run an experiment config (a YAML path or a validated object) into ``out_dir``."""
+    """Run an experiment config (a YAML path or a validated object) into ``out_dir``.
+
+    ``data_root`` replaces a YAML config's ``data_root`` (where its real data is).
+    """
     config_file = None
     if not isinstance(config, ExperimentConfig):
         config_file = Path(config)
-        config = load_experiment_config(config_file)
+        config = load_experiment_config(config_file, data_root=data_root)
     runner = ExperimentRunner(
         config, Path(out_dir), config_file=config_file, seeds=seeds, progress=progress
     )

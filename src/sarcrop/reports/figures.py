@@ -405,6 +405,65 @@ def early_season_plot(
     return _finish(fig, path)
 
 
+def learning_curves(
+    intervals: pd.DataFrame,
+    *,
+    titles: Mapping[str, str] | None = None,
+    metric: str = "IoU",
+    path: str | Path | None = None,
+) -> Figure:
+    """Mean metric against the label fraction, one line per method and one panel per scenario.
+
+    ``intervals`` has columns scenario, method, label_fraction, mean, low, high (the
+    experiment's ``intervals.csv``). The bootstrap interval of each mean is a vertical bar,
+    methods nudged sideways so that overlapping intervals stay readable; the fraction axis
+    is logarithmic (10, 25, 50, 100 % are evenly spread). ``titles`` maps scenario ids to
+    panel titles.
+    """
+    missing = {"scenario", "method", "label_fraction", "mean", "low", "high"} - set(intervals)
+    if missing:
+        raise FigureInputError(f"intervals lack column(s) {', '.join(sorted(missing))}")
+    if intervals.empty:
+        raise FigureInputError("no intervals to plot")
+    scenarios = list(dict.fromkeys(intervals["scenario"]))
+    fractions = sorted(float(f) for f in intervals["label_fraction"].unique())
+    fig = Figure(figsize=(4.4 * len(scenarios), 3.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(scenarios), sharey=True))
+    extra: dict[str, str] = {}
+    for ax, scenario in zip(axes, scenarios):
+        part = intervals[intervals["scenario"] == scenario]
+        methods = list(dict.fromkeys(part["method"]))
+        for i, method in enumerate(methods):
+            line = part[part["method"] == method].sort_values("label_fraction")
+            nudge = 1.035 ** (i - (len(methods) - 1) / 2)
+            x = 100 * line["label_fraction"].to_numpy(dtype=float) * nudge
+            mean = line["mean"].to_numpy(dtype=float)
+            below = np.clip(mean - line["low"].to_numpy(dtype=float), 0, None)
+            above = np.clip(line["high"].to_numpy(dtype=float) - mean, 0, None)
+            color = _method_color(str(method), extra)
+            ax.errorbar(
+                x,
+                mean,
+                yerr=np.nan_to_num(np.vstack([below, above])),
+                marker="o",
+                markersize=4,
+                capsize=2,
+                elinewidth=0.8,
+                color=color,
+                label=str(method).upper(),
+            )
+        ax.set_xscale("log")
+        ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])
+        ax.minorticks_off()
+        ax.set_title((titles or {}).get(str(scenario), str(scenario)), fontsize=9)
+        ax.set_xlabel("labelled parcels used (%)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{metric}: mean over seeds, 95 % CI")
+    axes[-1].legend(fontsize=7, ncols=2)
+    return _finish(fig, path)
+
+
 def _read_metrics_csv(metrics: str | Path | pd.DataFrame) -> pd.DataFrame:
     if isinstance(metrics, pd.DataFrame):
         return metrics

@@ -31,12 +31,13 @@ import pandas as pd
 from sarcrop.errors import SarcropError
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL, find_scenario
-from sarcrop.evaluation.tables import paper_table, summary_table
-from sarcrop.reports.markdown import main_run
+from sarcrop.evaluation.tables import fraction_table, paired_table, paper_table, summary_table
+from sarcrop.reports.markdown import main_run, paired_baselines, scenario_names
 from sarcrop.utils.atomic import write_text_atomic
 
 MANIFEST = "experiment.json"
 RESULTS = "results.csv"
+INTERVALS = "intervals.csv"
 REPORT = "report.html"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -386,6 +387,40 @@ def _early_season(ctx: _Context, value: Any) -> str:
     )
 
 
+def _fractions(
+    ctx: _Context, manifest: Mapping[str, Any], results: pd.DataFrame | None, sources: Sources
+) -> str:
+    """Mean ± std [parcel-bootstrap CI] per label fraction, and the learning curves."""
+    path = ctx.run_dir / INTERVALS
+    if results is None or not path.is_file():
+        return ""
+    try:
+        intervals = pd.read_csv(path)
+        names = scenario_names(results)
+        table = fraction_table(intervals, sources=sources, names=names)
+        paired = {
+            baseline: paired_table(intervals, baseline, sources=sources, names=names)
+            for baseline in paired_baselines(intervals)
+        }
+    except (OSError, ValueError, EvaluationInputError) as exc:
+        raise ReportError(f"unreadable intervals table: {exc}", path) from None
+    figure = ctx.figure(
+        manifest.get("learning_curves"),
+        "IoU against the share of labelled parcels used for fine-tuning, one line per "
+        "method (mean over seeds), bars: 95 % parcel-bootstrap intervals",
+    )
+    return (
+        f"<p>Ours measured on <strong>{_e(_measured_on(sources))}</strong>. Each method is "
+        "fine-tuned (or fitted) with a share of the fine-tuning region's labelled parcels "
+        "(whole parcels, chosen by seed) and tested on the test region.</p>"
+        f'<div class="table-wrap">{table.to_html(table_id="table-fractions")}</div>{figure}'
+        + "".join(
+            f'<div class="table-wrap">{t.to_html(table_id=f"table-paired-{b}")}</div>'
+            for b, t in paired.items()
+        )
+    )
+
+
 def _training_curves(ctx: _Context, value: Any) -> str:
     figures = [
         ctx.figure(item.get("figure"), str(item.get("name") or "training"))
@@ -542,6 +577,11 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
     )
     sections = [
         ("key-finding", "Key finding: IoU", _key_finding(results, manifest, sources)),
+        (
+            "fractions",
+            "Few labels: IoU by share of labelled parcels",
+            _fractions(ctx, manifest, results, sources),
+        ),
         ("metrics", "Recall, precision and F1-score", _metric_tabs(results, sources)),
         ("scenarios", "Scenarios", scenario_html),
         (

@@ -8,8 +8,10 @@ import pandas as pd
 
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL
-from sarcrop.evaluation.tables import paper_table
+from sarcrop.evaluation.tables import fraction_table, paired_table, paper_table
 
+PAIRED_BASELINES = ("ri", "rf")
+"""Baselines of the paired tables (columns ``minus_ri`` ... of ``intervals.csv``)."""
 TITLES = {
     "iou": "IoU (paper Table 1)",
     "recall": "Recall (paper Table 2)",
@@ -19,18 +21,65 @@ TITLES = {
 
 
 def main_run(results: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the main run: early-season reruns (other batch orders) have their figure."""
-    if "run" not in results.columns:
-        return results
-    return results[results["run"].astype(str) == "main"]
+    """The rows of the main run with every label: early-season reruns (other batch orders)
+    have their figure, runs with fewer labels the learning curves."""
+    if "run" in results.columns:
+        results = results[results["run"].astype(str) == "main"]
+    if "label_fraction" in results.columns and len(results):
+        fractions = pd.to_numeric(results["label_fraction"], errors="coerce").fillna(1.0)
+        results = results[fractions == fractions.max()]
+    return results
+
+
+def scenario_names(results: pd.DataFrame) -> dict[str, str]:
+    """Scenario id → ``"flanders2018 → flanders2019 VH|VV"`` (as the tables name them)."""
+    rows = results.drop_duplicates("scenario")
+    return {
+        str(r.scenario): f"{r.finetune_region} → {r.test_region} {r.bands}"
+        for r in rows.itertuples()
+    }
+
+
+def fractions_markdown(
+    results: pd.DataFrame,
+    intervals: pd.DataFrame | None,
+    sources: Mapping[str, str | None] | None = None,
+) -> str:
+    """The mean ± std [bootstrap CI] table per label fraction and, where ``intervals`` has
+    them, the paired differences to RI and RF; "" without intervals."""
+    if intervals is None or intervals.empty:
+        return ""
+    names = scenario_names(results)
+    table = fraction_table(intervals, sources=sources, names=names)
+    title = "IoU by share of labelled parcels, with parcel-bootstrap intervals"
+    parts = [f"## {title}\n\n{table.to_markdown()}"]
+    for baseline in paired_baselines(intervals):
+        paired = paired_table(intervals, baseline, sources=sources, names=names)
+        parts.append(f"## IoU minus {baseline.upper()}, paired\n\n{paired.to_markdown()}")
+    return "\n".join(parts)
+
+
+def paired_baselines(intervals: pd.DataFrame) -> list[str]:
+    """The baselines that ``intervals`` holds paired differences to (runs without RI have
+    none to RI)."""
+    return [
+        b
+        for b in PAIRED_BASELINES
+        if f"minus_{b}" in intervals and intervals[f"minus_{b}"].notna().any()
+    ]
 
 
 def tables_markdown(
-    name: str, results: pd.DataFrame, sources: Mapping[str, str | None] | None = None
+    name: str,
+    results: pd.DataFrame,
+    sources: Mapping[str, str | None] | None = None,
+    *,
+    intervals: pd.DataFrame | None = None,
 ) -> str:
     """Tables 1-4 of the paper with ours beside the published values, as one Markdown text.
 
-    ``sources`` maps a scenario id to the data ours was measured on (simulated or real).
+    ``sources`` maps a scenario id to the data ours was measured on (simulated or real);
+    ``intervals`` (the run's ``intervals.csv``) adds the table per label fraction.
     """
     main = main_run(results)
     parts = [
@@ -44,4 +93,7 @@ def tables_markdown(
         except EvaluationInputError:
             continue
         parts.append(f"## {title}\n\n{table.to_markdown()}")
+    fractions = fractions_markdown(results, intervals, sources)
+    if fractions:
+        parts.insert(2, fractions)
     return "\n".join(parts)

@@ -6,17 +6,24 @@ A run writes everything into its output directory::
       run.json            configuration fingerprint, status and result of the run
       metrics.csv         train/val metrics per step and epoch
       last.ckpt           Lightning state for resuming (pickle-based: only read from here)
-      best.ckpt           Lightning state of the best validation IoU so far
+      best.ckpt           Lightning state of the best validation IoU so far (if validated)
       model.safetensors   the exported best model with full metadata (the deliverable)
 
 Re-running the same command on the same ``out_dir`` resumes an interrupted run from
 ``last.ckpt`` (or returns at once if it had finished); a different configuration is refused
 rather than mixed with the old run.
+
+Few labels (:class:`TrainConfig`): ``label_fraction`` trains on a seeded subset of the train
+split's parcels (validation uses only labels inside it), ``augment`` flips and rotates the
+training patches, ``pos_weight: auto`` balances BCE by the training labels, ``val_fraction: 0``
+trains a fixed number of epochs and keeps the last weights, and ``normalization: fixed`` scales
+inputs by fixed dB ranges rather than by the store's statistics.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -35,6 +42,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from sarcrop import pretrained
 from sarcrop.errors import CheckpointError, ConfigError, InputDataError
 from sarcrop.training.checkpoint import (
     CheckpointMetadata,
@@ -43,8 +51,14 @@ from sarcrop.training.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
-from sarcrop.training.config import TrainConfig, positive_classes, timestep_list
+from sarcrop.training.config import (
+    AUTO_POS_WEIGHT_CAP,
+    TrainConfig,
+    positive_classes,
+    timestep_list,
+)
 from sarcrop.training.logger import MetricsCSVLogger
+from sarcrop.training.losses import balanced_pos_weight
 from sarcrop.training.ordering import (
     ShardedBatchSampler,
     TimestepBatchSampler,
@@ -69,6 +83,7 @@ class TrainResult:
     best_epoch: int | None
     epochs: int
     resumed: bool = False
+    label_subset: dict[str, Any] | None = None  # fraction and parcels of a few-label run
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,9 +100,18 @@ def _open_store(store: Any) -> Any:
     return store if isinstance(store, DatasetStore) else DatasetStore(store)
 
 
-def split_train_val(dataset: Dataset, val_fraction: float, seed: int = 0) -> tuple[Subset, Subset]:
-    """Random, seeded patch-level split of the training split into train and validation."""
+def split_train_val(
+    dataset: Dataset, val_fraction: float, seed: int = 0
+) -> tuple[Subset, Subset | None]:
+    """Random, seeded patch-level split of the training split into train and validation.
+
+    ``val_fraction=0`` keeps every patch for training and returns no validation set.
+    """
     n = len(dataset)  # type: ignore[arg-type]
+    if val_fraction == 0:
+        if n < 1:
+            raise InputDataError("no training patches")
+        return Subset(dataset, list(range(n))), None
     if n < 2:
         raise InputDataError(f"need at least 2 training patches to carve a validation set, got {n}")
     n_val = min(n - 1, max(1, round(val_fraction * n)))
@@ -98,10 +122,12 @@ def split_train_val(dataset: Dataset, val_fraction: float, seed: int = 0) -> tup
 class _Data(L.LightningDataModule):
     """Builds the loaders once the process group exists, so samplers know their rank."""
 
-    def __init__(self, train: Dataset, val: Dataset, config: TrainConfig, time_steps: int) -> None:
+    def __init__(
+        self, train: Dataset, val: Dataset | None, config: TrainConfig, time_steps: int
+    ) -> None:
         super().__init__()
         self.train_set = TimestepDataset(train, time_steps)
-        self.val_set = TimestepDataset(val, time_steps)
+        self.val_set = None if val is None else TimestepDataset(val, time_steps)
         self.config = config
         self.time_steps = time_steps
 
@@ -131,9 +157,11 @@ class _Data(L.LightningDataModule):
         sampler.set_epoch(trainer.current_epoch)  # right order also when resuming
         return self._loader(self.train_set, sampler)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Any:
         trainer = self.trainer
         assert trainer is not None, "the data module must be attached to a Trainer"
+        if self.val_set is None:
+            return []  # no validation (the trainer runs none either)
         sampler = ShardedBatchSampler(
             len(self.val_set),
             self.config.batch_size,
@@ -210,8 +238,11 @@ def _quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _trainer(out_dir: Path, config: TrainConfig, callbacks: list[Callback]) -> L.Trainer:
+def _trainer(
+    out_dir: Path, config: TrainConfig, callbacks: list[Callback], validate: bool
+) -> L.Trainer:
     return L.Trainer(
+        limit_val_batches=None if validate else 0,
         default_root_dir=out_dir,
         max_epochs=config.epochs,
         max_time=config.max_time,
@@ -235,7 +266,7 @@ def _trainer(out_dir: Path, config: TrainConfig, callbacks: list[Callback]) -> L
 def fit(
     model: nn.Module,
     train_data: Dataset,
-    val_data: Dataset,
+    val_data: Dataset | None,
     out_dir: str | Path,
     config: TrainConfig,
     metadata: CheckpointMetadata,
@@ -247,14 +278,16 @@ def fit(
     The lower-level entry point under :func:`train` and :func:`finetune`, usable with any
     dataset yielding PatchDataset-style items. ``metadata`` describes the model and data and
     is completed with a training summary in ``out_dir/model.safetensors``. Extra Lightning
-    ``callbacks`` are added to the trainer.
+    ``callbacks`` are added to the trainer. Without ``val_data`` the run trains all
+    ``config.epochs`` (no early stopping) and exports the last epoch's weights.
     """
     out_dir = Path(out_dir)
+    validate = val_data is not None
     fingerprint = {
         "config": config.fingerprint(),
         "metadata": metadata.model_dump(exclude={"created", "training", "version"}),
         "train_patches": len(train_data),  # type: ignore[arg-type]
-        "val_patches": len(val_data),  # type: ignore[arg-type]
+        "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
     }
     fingerprint = json.loads(json.dumps(fingerprint, default=str))
     record = _read_run(out_dir)
@@ -275,26 +308,27 @@ def fit(
     resume = last.is_file()
     _write_run(out_dir, {"status": "running", "fingerprint": fingerprint})
 
+    pos_weight = resolved_pos_weight(config, train_data)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
     # Frozen parts stay in eval mode regardless (see strategies).
     model.train()
-    task = SegmentationTask.from_config(model, config)
+    task = SegmentationTask(model, config, pos_weight)
     checkpointing = ModelCheckpoint(
         dirpath=out_dir,
         filename="best",
-        monitor="val_iou",
+        monitor="val_iou" if validate else None,
         mode="max",
-        save_top_k=1,
+        save_top_k=1 if validate else 0,
         save_last=True,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
     callbacks = [checkpointing, *callbacks]
-    if config.patience is not None:
+    if config.patience is not None and validate:
         callbacks.append(EarlyStopping(monitor="val_iou", mode="max", patience=config.patience))
     with _quiet_lightning():
-        trainer = _trainer(out_dir, config, callbacks)
+        trainer = _trainer(out_dir, config, callbacks, validate)
         data = _Data(train_data, val_data, config, metadata.time_steps)
         trainer.fit(task, datamodule=data, ckpt_path=last if resume else None, weights_only=True)
 
@@ -310,7 +344,9 @@ def fit(
             }
         )
         best_epoch = int(state["epoch"])
-    score = checkpointing.best_model_score
+    elif not validate:  # the model holds the last epoch's weights
+        best_epoch = trainer.current_epoch - 1
+    score = checkpointing.best_model_score if validate else None
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     result = TrainResult(
         out_dir=out_dir,
@@ -319,14 +355,17 @@ def fit(
         best_epoch=best_epoch,
         epochs=trainer.current_epoch,
         resumed=resume,
+        label_subset=metadata.training.get("label_subset"),
     )
     if trainer.is_global_zero:
         summary = {
             "epochs": trainer.current_epoch,
             "best_val_iou": best_iou,
             "best_epoch": best_epoch,
+            "selection": "best val_iou" if validate else "last epoch",
             "train_patches": len(train_data),  # type: ignore[arg-type]
-            "val_patches": len(val_data),  # type: ignore[arg-type]
+            "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
+            "pos_weight": pos_weight,
             "parameters": parameter_counts(model),
             "config": config.model_dump(),
         }
@@ -339,11 +378,93 @@ def fit(
     return result
 
 
+def class_balance(dataset: Dataset) -> tuple[int, int]:
+    """Labelled ``(negative, positive)`` pixels of a dataset of PatchDataset-style items.
+
+    A PatchDataset, or a Subset of one, counts from its labels alone (no image is read and no
+    augmentation drawn); any other dataset is iterated once.
+    """
+    from sarcrop.data.dataset import PatchDataset
+
+    if isinstance(dataset, Subset) and isinstance(dataset.dataset, PatchDataset):
+        return dataset.dataset.class_counts(dataset.indices)
+    if isinstance(dataset, PatchDataset):
+        return dataset.class_counts()
+    negative = positive = 0
+    for item in range(len(dataset)):  # type: ignore[arg-type]
+        sample = dataset[item]
+        valid = sample["valid"].bool()
+        hits = int((sample["target"][valid] > 0.5).sum())
+        positive += hits
+        negative += int(valid.sum()) - hits
+    return negative, positive
+
+
+def resolved_pos_weight(config: TrainConfig, train_data: Dataset) -> float:
+    """``config.pos_weight``, with ``auto`` counted from the training labels."""
+    if config.pos_weight != "auto":
+        return float(config.pos_weight)
+    negative, positive = class_balance(train_data)
+    try:
+        return balanced_pos_weight(negative, positive, AUTO_POS_WEIGHT_CAP)
+    except ValueError as exc:
+        raise InputDataError(str(exc)) from None
+
+
 # ------------------------------------------------------------------------------ public API
 
 
 def _bands(store: Any, bands: Sequence[str] | None) -> list[str]:
     return [b.upper() for b in bands] if bands else list(store.bands)
+
+
+def _training_data(
+    store: Any,
+    positive: Sequence[str],
+    bands: Sequence[str],
+    normalization: Mapping[str, Any],
+    config: TrainConfig,
+) -> tuple[Dataset, Dataset | None, dict[str, Any]]:
+    """Train and validation parts of the store's train split, and what labels they use.
+
+    With ``label_fraction < 1`` both parts see only the chosen parcels' labels (patches left
+    without any label are dropped), so model selection never peeks at labels outside the
+    subset. Only the train part is augmented.
+    """
+    from sarcrop.data.dataset import PatchDataset
+
+    split: str | list[int] = "train"
+    mask = None
+    labels: dict[str, Any] = {"fraction": 1.0}
+    if config.label_fraction < 1:
+        from sarcrop.data.parcels import label_subset
+
+        mask = label_subset(store, config.label_fraction, config.seed, positive=positive)
+        split = [
+            i for i in store.indices("train") if np.any(mask.apply(i, store.read_labels(i)) >= 0)
+        ]
+        labels = mask.as_dict()
+    dataset = PatchDataset(
+        store, split, positive, bands, normalization=normalization, label_mask=mask
+    )
+    train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
+    if config.augment:
+        augmented = copy.copy(dataset)
+        augmented.augment = True
+        train_data = Subset(augmented, train_data.indices)
+    return train_data, val_data, labels
+
+
+def _new_normalization(
+    store: Any, bands: Sequence[str], scaling: str
+) -> tuple[dict[str, Any], str]:
+    """Statistics of a model that has none yet: the store's train split's, or fixed dB ranges."""
+    from sarcrop.data.normalization import fixed_normalization
+
+    if scaling == "fixed":
+        ranges = fixed_normalization(bands).to_dict()
+        return ranges, "fixed dB ranges (sarcrop.data.normalization.FIXED_DB_RANGES)"
+    return store.normalization.select(bands).to_dict(), f"train split of {store.path}"
 
 
 def _base_metadata(
@@ -386,8 +507,7 @@ def _from_scratch(
     config: TrainConfig | None,
     provenance: Mapping[str, Any],
 ) -> TrainResult:
-    """A fresh ``model`` trained on the store's train split with the store's statistics."""
-    from sarcrop.data.dataset import PatchDataset
+    """A fresh ``model`` trained on the store's train split (``config.normalization``)."""
     from sarcrop.models import build_model
 
     config = config or TrainConfig()
@@ -396,13 +516,10 @@ def _from_scratch(
     positive = positive_classes(store, positive)
     L.seed_everything(config.seed, verbose=False)
     network = build_model(model, len(bands), store.steps, **dict(model_options or {}))
-    normalization = store.normalization.select(bands).to_dict()
-    dataset = PatchDataset(store, "train", positive, bands, normalization=normalization)
-    train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
-    metadata = _base_metadata(
-        store, network, bands, positive, normalization, f"train split of {store.path}"
-    )
-    metadata = metadata.model_copy(update=dict(provenance))
+    normalization, source = _new_normalization(store, bands, config.normalization)
+    train_data, val_data, labels = _training_data(store, positive, bands, normalization, config)
+    metadata = _base_metadata(store, network, bands, positive, normalization, source)
+    metadata = metadata.model_copy(update={**provenance, "training": {"label_subset": labels}})
     return fit(network, train_data, val_data, out_dir, config, metadata)
 
 
@@ -419,7 +536,8 @@ def train(
     """Train ``model`` from scratch on a store's train split (pre-training on a source region).
 
     A ``val_fraction`` of the train split is held out for model selection (best val IoU) and
-    early stopping; the test split is never touched. Inputs use the store's train statistics.
+    early stopping; the test split is never touched. Inputs use the store's train statistics
+    (``config.normalization: store``) or fixed dB ranges (``fixed``).
     ``positive`` defaults to the class the store was prepared for.
     """
     provenance = {"strategy": "scratch"}
@@ -439,8 +557,8 @@ def train_ri(
 ) -> TrainResult:
     """RI, the paper's transfer baseline: the pre-trained architecture, trained on the target.
 
-    Nothing but the architecture is transferred, so the inputs use the target store's train
-    statistics, as any model trained from scratch there would. ``finetune(strategy="ri")``
+    Nothing but the architecture is transferred, so the inputs are scaled as any model
+    trained from scratch there would be (``config.normalization``). ``finetune(strategy="ri")``
     (with the architecture read from ``parent``) and the experiment runner both run this, so
     they give the same model for the same seed.
     """
@@ -473,24 +591,27 @@ def finetune(
     normalization: Literal["pretrained", "target", "checkpoint"] | None = None,
     config: TrainConfig | None = None,
 ) -> TrainResult:
-    """Transfer a pre-trained model to a target store with strategy ri, ft, fte or ftd.
+    """Transfer a pre-trained model to a target store with strategy ri, ft, fte, ftd or probe.
 
+    ``checkpoint`` is a ``.safetensors`` file or the name of one shipped with sarcrop
+    (``"europe-maize"``, see :func:`sarcrop.pretrained.available`).
     ``bands`` different from the checkpoint's (VH → VH, VV) adapt the first layer (paper
     Eq. 3). ``positive`` defaults to the target store's positive class, else the checkpoint's.
     ``normalization`` chooses the input scaling, which the exported checkpoint records:
 
     - ``"pretrained"`` (default of ft, fte, ftd): bands the pre-trained model knows keep its
       statistics, so the transferred weights see inputs on the scale they were trained on;
-      new bands (VV) use the target store's train statistics;
-    - ``"target"`` (the only choice of ri, see :func:`train_ri`): every band uses the target
-      store's train statistics;
+      new bands (VV) get new statistics: fixed dB ranges if the parent was trained with fixed
+      ranges (or ``config.normalization`` is ``fixed``), else the target store's;
+    - ``"target"`` (the only choice of ri, see :func:`train_ri`): every band gets new
+      statistics as in training from scratch (``config.normalization``);
     - ``"checkpoint"``: every band must have pre-training statistics.
     """
-    from sarcrop.data.dataset import PatchDataset
     from sarcrop.models import SegmentationModel, adapt_input_bands
 
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    checkpoint = pretrained.resolve(checkpoint)
     parent_meta = read_metadata(checkpoint)
     store = _open_store(store)
     if store.steps != parent_meta.time_steps:
@@ -532,16 +653,16 @@ def finetune(
     L.seed_everything(config.seed, verbose=False)
     apply_strategy(parent, strategy, last_k)
     stats, source = _transfer_normalization(
-        normalization or "pretrained", store, bands, parent_meta, checkpoint
+        normalization or "pretrained", store, bands, parent_meta, checkpoint, config
     )
-    dataset = PatchDataset(store, "train", positive, bands, normalization=stats)
-    train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
+    train_data, val_data, labels = _training_data(store, positive, bands, stats, config)
     metadata = _base_metadata(store, parent, bands, positive, stats, source)
     metadata = metadata.model_copy(
         update={
             "strategy": strategy,
             "last_k": last_k,
             "parent": _parent_record(checkpoint, parent_meta),
+            "training": {"label_subset": labels},
         }
     )
     return fit(parent, train_data, val_data, out_dir, config, metadata)
@@ -553,21 +674,25 @@ def _transfer_normalization(
     bands: Sequence[str],
     parent_meta: CheckpointMetadata,
     checkpoint: str | Path,
+    config: TrainConfig,
 ) -> tuple[dict[str, Any], str]:
     """Per-band statistics for fine-tuning and a description of where they come from."""
-    from sarcrop.data.normalization import Normalization
+    from sarcrop.data.normalization import FIXED_METHOD, Normalization
 
-    target = store.normalization.select(bands)
-    target_source = f"train split of {store.path}"
-    if mode == "target":
-        return target.to_dict(), target_source
-    if mode not in ("pretrained", "checkpoint"):
+    if mode not in ("pretrained", "target", "checkpoint"):
         raise ConfigError(f"normalization must be pretrained, target or checkpoint, got {mode!r}")
     known = (
         Normalization.from_dict(dict(parent_meta.normalization))
         if (parent_meta.normalization)
         else None
     )
+    # A parent trained on fixed dB ranges reads every band on fixed ranges, new ones too.
+    fixed = known is not None and known.method == FIXED_METHOD and mode != "target"
+    scaling = "fixed" if fixed else config.normalization
+    new, target_source = _new_normalization(store, bands, scaling)
+    target = Normalization.from_dict(new)
+    if mode == "target":
+        return new, target_source
     known_bands = set(known.bands or ()) if known else set()
     missing = [b for b in bands if b not in known_bands]
     if mode == "checkpoint" and missing:
@@ -577,7 +702,11 @@ def _transfer_normalization(
         source = known.select([band]) if known and band in known_bands else None
         low.append(source.min[0] if source else target.min[i])
         high.append(source.max[0] if source else target.max[i])
-    stats = Normalization(tuple(low), tuple(high), tuple(bands), target.method).to_dict()
+    methods = {known.method} if known and not missing else {target.method}
+    if known and missing and known_bands & set(bands):
+        methods.add(known.method)
+    method = "+".join(sorted(methods))
+    stats = Normalization(tuple(low), tuple(high), tuple(bands), method).to_dict()
     parent_source = parent_meta.normalization_source or f"checkpoint {checkpoint}"
     if not missing:
         return stats, parent_source

@@ -7,11 +7,11 @@ out-of-range value fails before any data is read, with the file named in the mes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,11 +23,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sarcrop.errors import ConfigError
-from sarcrop.utils.validation import config_error
+from sarcrop.utils.validation import config_error, read_yaml
 
 Ordering = Literal["full", "chronological", "random"]
 LossName = Literal["bce", "dice", "bce+dice"]
 Scheduler = Literal["cosine", "onecycle", "none"]
+InputScaling = Literal["store", "fixed"]
+
+# ``pos_weight: auto`` never weighs a positive pixel more than this many negatives: with a
+# handful of positive pixels the raw ratio would make the loss chase each one of them.
+AUTO_POS_WEIGHT_CAP = 20.0
 
 # Fields that change how a run executes but not what it computes: a run interrupted and
 # restarted with a different value of these still resumes from its last checkpoint.
@@ -47,7 +52,11 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay of weight matrices")
     loss: LossName = Field("bce+dice", description="loss over the valid pixels")
-    pos_weight: float = Field(1.0, gt=0, description="BCE weight of positive pixels (rare crops)")
+    pos_weight: float | Literal["auto"] = Field(
+        1.0,
+        description="BCE weight of positive pixels (rare crops); auto: negatives/positives of "
+        f"the training labels, at most {AUTO_POS_WEIGHT_CAP:g}",
+    )
     dice_weight: float = Field(1.0, ge=0, description="weight of soft Dice in 'bce+dice'")
     scheduler: Scheduler = Field("cosine", description="learning-rate schedule")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="share of steps for LR warm-up")
@@ -56,7 +65,23 @@ class TrainConfig(BaseModel):
         10, ge=0, description="early-stopping epochs without val_iou gain (0 or null: off)"
     )
     val_fraction: float = Field(
-        0.2, gt=0, lt=1, description="share of the train split held out for model selection"
+        0.2,
+        ge=0,
+        lt=1,
+        description="share of the train split held out for model selection "
+        "(0: none, train all epochs and keep the last weights)",
+    )
+    label_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of the train split's labelled parcels to learn from (chosen by seed)",
+    )
+    augment: bool = Field(False, description="random flips and 90° rotations of training patches")
+    normalization: InputScaling = Field(
+        "store",
+        description="input scaling of new models: the store's train min/max, or fixed dB ranges "
+        "(the same in every region)",
     )
     ordering: Ordering = Field(
         "full", description="batch order over observed time steps (chronological: paper A.2)"
@@ -85,6 +110,19 @@ class TrainConfig(BaseModel):
         if isinstance(data, dict) and "strategy" in data:
             raise PydanticCustomError("renamed", f"strategy: {RENAMED_STRATEGY}")
         return data
+
+    @field_validator("pos_weight", mode="before")
+    @classmethod
+    def _pos_weight(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number > 0) or isinstance(value, bool):
+            raise ValueError(f"pos_weight must be a positive number or 'auto', got {value!r}")
+        return number
 
     @field_validator("patience")
     @classmethod
@@ -121,12 +159,7 @@ class TrainConfig(BaseModel):
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Read a YAML mapping of TrainConfig fields (a ``train:`` section is accepted too)."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("training config not found", path) from None
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"not a readable YAML file: {_one_line(exc)}", path) from None
+        data = read_yaml(path, "training config")
         if isinstance(data, dict) and isinstance(data.get("train"), dict):
             data = data["train"]
         if data is None:
@@ -171,7 +204,3 @@ def timestep_list(timesteps: int | Literal["all"] | None, steps: int) -> list[in
     if not 1 <= int(timesteps) <= steps:
         raise ConfigError(f"timesteps must be 1..{steps} or 'all', got {timesteps}")
     return [int(timesteps)]
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())

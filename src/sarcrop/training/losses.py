@@ -61,3 +61,15 @@ class SegmentationLoss(nn.Module):
         elif self.kind == "bce+dice" and self.dice_weight:
             loss = loss + self.dice_weight * soft_dice(logits, target, valid)
         return loss
+
+
+def balanced_pos_weight(negatives: int, positives: int, cap: float) -> float:
+    """BCE positive weight ``negatives / positives`` of the training labels, in ``[1/cap, cap]``.
+
+    Weighs the two classes equally in BCE, so a crop on a few percent of the pixels is not
+    learnt as "never"; the cap keeps a handful of positive pixels from dominating the loss.
+    """
+    if positives <= 0 or negatives <= 0:
+        kind = "positive" if positives <= 0 else "negative"
+        raise ValueError(f"pos_weight auto needs {kind} training pixels, there are none")
+    return float(min(cap, max(1.0 / cap, negatives / positives)))

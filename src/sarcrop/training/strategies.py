@@ -8,7 +8,11 @@ and any other module — belongs to ``h_D``:
 ``ft``   pre-trained weights, all trainable;
 ``fte``  encoder trainable, decoder *and head* frozen (the paper's best strategy);
 ``ftd``  decoder and head trainable, encoder frozen; with ``last_k`` only the last ``k``
-         decoder blocks (closest to the output) and the head train, the rest is frozen.
+         decoder blocks (closest to the output) and the head train, the rest is frozen;
+``probe`` linear probe: everything frozen but the 1×1 output convolution ``decoder.head``,
+         which is re-initialised and trained: a per-pixel linear classifier on the pre-trained
+         features, the few-label head of foundation-model practice (a few hundred labelled
+         pixels can fit its ``width + 1`` weights, not a network).
 
 Frozen means frozen: parameters get ``requires_grad=False`` (so no gradient, no optimizer
 state and no weight decay touch them) and every module of a frozen part is pinned to eval mode,
@@ -26,7 +30,7 @@ from torch import nn
 
 from sarcrop.errors import ConfigError
 
-Strategy = Literal["ri", "ft", "fte", "ftd"]
+Strategy = Literal["ri", "ft", "fte", "ftd", "probe"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
@@ -118,12 +122,23 @@ def apply_strategy(model: nn.Module, strategy: str, last_k: int | None = None) -
     _unfreeze(model)
     if strategy == "ri":
         reinitialise(model)
+    elif strategy == "probe":
+        _head(model).reset_parameters()
     _freeze(frozen)
     return model
 
 
+def _head(model: nn.Module) -> nn.Conv2d:
+    head = getattr(getattr(model, "decoder", None), "head", None)
+    if not isinstance(head, nn.Conv2d):
+        raise ConfigError(f"{type(model).__name__} has no decoder.head convolution to probe")
+    return head
+
+
 def frozen_parts(model: nn.Module, strategy: str, last_k: int | None = None) -> list[nn.Module]:
     """The submodules that ``strategy`` freezes (checked before anything changes)."""
+    if strategy == "probe":
+        return _leaves_around(model, _head(model))
     if strategy not in ("fte", "ftd"):
         return []
     encoder = getattr(model, "encoder", None)
@@ -139,6 +154,18 @@ def frozen_parts(model: nn.Module, strategy: str, last_k: int | None = None) -> 
     decoder = model.get_submodule("decoder")
     others = [child for name, child in decoder.named_children() if name not in ("blocks", "head")]
     return [encoder, *blocks[: len(blocks) - last_k], *others]
+
+
+def _leaves_around(model: nn.Module, keep: nn.Module) -> list[nn.Module]:
+    """The largest submodules of ``model`` that do not contain ``keep`` (nor are it)."""
+    if model is keep:
+        return []
+    if not any(module is keep for module in model.modules()):
+        return [model]
+    parts = [part for child in model.children() for part in _leaves_around(child, keep)]
+    if any(True for _ in model.parameters(recurse=False)):
+        raise ConfigError(f"{type(model).__name__} owns parameters beside its head; cannot probe")
+    return parts
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -62,39 +62,22 @@ class SegmentationTask(L.LightningModule):
     """Binary crop segmentation of ``(B, T, bands, H, W)`` series into ``(B, 1, H, W)`` logits."""
 
     def __init__(
-        self,
-        model: nn.Module,
-        *,
-        loss: str = "bce+dice",
-        pos_weight: float = 1.0,
-        dice_weight: float = 1.0,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        scheduler: str = "cosine",
-        warmup_fraction: float = 0.05,
-        threshold: float = 0.5,
+        self, model: nn.Module, config: TrainConfig | None = None, pos_weight: float | None = None
     ) -> None:
+        """``pos_weight`` is the number ``config.pos_weight: auto`` stands for (the caller
+        counts the training labels); a numeric ``config.pos_weight`` needs none."""
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        self.config = config or TrainConfig()
+        # Plain values, so that Lightning checkpoints load with ``weights_only=True``.
+        self.save_hyperparameters(self.config.model_dump())
         self.model = model
-        self.criterion = SegmentationLoss(loss, pos_weight, dice_weight)
-        self.val_confusion = ConfusionMetric(threshold)
-        self.test_confusion = ConfusionMetric(threshold)
+        weight = self.config.pos_weight if pos_weight is None else pos_weight
+        if weight == "auto":
+            raise ValueError("pos_weight 'auto' needs the weight counted from the training labels")
+        self.criterion = SegmentationLoss(self.config.loss, float(weight), self.config.dice_weight)
+        self.val_confusion = ConfusionMetric(self.config.threshold)
+        self.test_confusion = ConfusionMetric(self.config.threshold)
         self.val_loss = torchmetrics.MeanMetric()
-
-    @classmethod
-    def from_config(cls, model: nn.Module, config: TrainConfig) -> SegmentationTask:
-        return cls(
-            model,
-            loss=config.loss,
-            pos_weight=config.pos_weight,
-            dice_weight=config.dice_weight,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            scheduler=config.scheduler,
-            warmup_fraction=config.warmup_fraction,
-            threshold=config.threshold,
-        )
 
     def forward(self, image: Tensor) -> Tensor:
         return self.model(image)
@@ -161,18 +144,18 @@ class SegmentationTask(L.LightningModule):
         # No weight decay on biases, norm scales and per-channel weights (1-D tensors).
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
-        groups = [{"params": decay, "weight_decay": self.hparams["weight_decay"]}]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay}]
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0})
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams["lr"])
-        if self.hparams["scheduler"] == "none":
+        optimizer = torch.optim.AdamW(groups, lr=self.config.lr)
+        if self.config.scheduler == "none":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.hparams["warmup_fraction"] * total)
-        if self.hparams["scheduler"] == "onecycle":
+        warmup = int(self.config.warmup_fraction * total)
+        if self.config.scheduler == "onecycle":
             scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
-                max_lr=self.hparams["lr"],
+                max_lr=self.config.lr,
                 total_steps=total,
                 pct_start=max(warmup / total, 1.0 / total),
             )

@@ -1,9 +1,11 @@
-"""One-line configuration errors from pydantic's validation reports."""
+"""One-line configuration errors: from unreadable YAML files and pydantic's validation reports."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from sarcrop.errors import ConfigError
@@ -18,3 +20,13 @@ def config_error(
     message = unknown if error["type"] == "extra_forbidden" else error["msg"]
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return ConfigError(f"{where}: {message}{more}", path)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document in ``path``; a one-line error naming the file if it cannot be read."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found", path) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"not a readable YAML file: {' '.join(str(exc).split())}", path) from None

@@ -28,7 +28,7 @@ from sarcrop.data.layouts._common import (
     time_from_tags,
 )
 from sarcrop.data.layouts._stack import build_raster_stack
-from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source, register_layout
+from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source
 from sarcrop.errors import InputDataError
 
 
@@ -53,14 +53,9 @@ def band_names(info: RasterInfo, band_map: dict[str, str] | None = None) -> dict
     return found
 
 
-@register_layout
-class GeoTiffPerDate(Layout):
-    name = "geotiff_per_date"
-    order = 50
-    description = (
-        "one GeoTIFF per acquisition, polarisations in band descriptions or the file "
-        "name, time in an ACQUISITION_TIME tag or the file name (YYYYMMDD[THHMMSS])"
-    )
+class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
+    """one GeoTIFF per acquisition, polarisations in band descriptions or the file name, time in
+    an ACQUISITION_TIME tag or the file name (YYYYMMDD[THHMMSS])"""
 
     def detect(self, paths: list[Path], source: Source) -> bool:
         rasters = [p for p in paths if is_raster(p)]

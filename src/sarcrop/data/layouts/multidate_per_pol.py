@@ -27,7 +27,7 @@ from sarcrop.data.layouts._common import (
     relative_orbit_from_tags,
 )
 from sarcrop.data.layouts._stack import build_raster_stack
-from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source, register_layout
+from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source
 from sarcrop.errors import InputDataError
 
 _POL_TOKEN = re.compile(rf"(?<![A-Za-z0-9])({'|'.join(POLARISATIONS)})(?![A-Za-z0-9])", re.I)
@@ -51,14 +51,9 @@ def _candidates(paths: list[Path]) -> list[RasterInfo]:
     return [i for i in infos if band_times(i) is not None and _pol_of(i) is not None]
 
 
-@register_layout
-class MultiDatePerPolarisation(Layout):
-    name = "multidate_per_pol"
-    order = 40
-    description = (
-        "one multi-band GeoTIFF per polarisation (VV/VH in the file name), the "
-        "acquisition time in each band's description"
-    )
+class MultiDatePerPolarisation(Layout, name="multidate_per_pol", order=40):
+    """one multi-band GeoTIFF per polarisation (VV/VH in the file name), the acquisition time in
+    each band's description"""
 
     def detect(self, paths: list[Path], source: Source) -> bool:
         return bool(_candidates(paths))

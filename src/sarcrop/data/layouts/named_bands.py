@@ -28,7 +28,7 @@ from sarcrop.data.layouts._common import (
     raster_info,
 )
 from sarcrop.data.layouts._stack import build_raster_stack
-from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source, register_layout
+from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source
 from sarcrop.errors import InputDataError
 
 
@@ -51,14 +51,9 @@ def _single(paths: list[Path]) -> RasterInfo | None:
     return raster_info(rasters[0]) if len(rasters) == 1 else None
 
 
-@register_layout
-class NamedBands(Layout):
-    name = "named_bands"
-    order = 30
-    description = (
-        "one raster with named bands per time step (VV, VH, VV_1, VH_1, …), monthly "
-        "steps from the start date in the file name"
-    )
+class NamedBands(Layout, name="named_bands", order=30):
+    """one raster with named bands per time step (VV, VH, VV_1, VH_1, …), monthly steps from the
+    start date in the file name"""
 
     def detect(self, paths: list[Path], source: Source) -> bool:
         info = _single(paths)

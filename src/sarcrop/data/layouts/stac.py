@@ -25,7 +25,7 @@ from sarcrop.data.layouts._common import (
 )
 from sarcrop.data.layouts._stack import build_raster_stack
 from sarcrop.data.layouts.geotiff_per_date import band_names
-from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source, register_layout
+from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source
 from sarcrop.data.units import units_from_text
 from sarcrop.errors import InputDataError
 
@@ -121,13 +121,8 @@ def _time(item: pystac.Item) -> dt.datetime | None:
     return to_naive_utc(when) if when else None
 
 
-@register_layout
-class Stac(Layout):
-    name = "stac"
-    order = 10
-    description = (
-        "a STAC catalog/collection/item collection JSON (or API URL) with vv/vh GeoTIFF assets"
-    )
+class Stac(Layout, name="stac", order=10):
+    """a STAC catalog/collection/item collection JSON (or API URL) with vv/vh GeoTIFF assets"""
 
     def detect(self, paths: list[Path], source: Source) -> bool:
         if _is_url(source):

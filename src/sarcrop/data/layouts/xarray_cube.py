@@ -44,7 +44,6 @@ from sarcrop.data.scenes import (
     SceneStack,
     Source,
     read_onto,
-    register_layout,
 )
 from sarcrop.data.units import dn_to_db, units_from_text
 from sarcrop.errors import InputDataError
@@ -200,14 +199,9 @@ def _find_variables(
     return found
 
 
-@register_layout
-class XarrayCube(Layout):
-    name = "xarray_cube"
-    order = 20
-    description = (
-        "a netCDF/Zarr cube with dims (time|t|timestamp, y, x) and VV/VH variables "
-        "(names containing VV/VH), CRS from CF grid mapping or 'epsg'"
-    )
+class XarrayCube(Layout, name="xarray_cube", order=20):
+    """a netCDF/Zarr cube with dims (time|t|timestamp, y, x) and VV/VH variables (names
+    containing VV/VH), CRS from CF grid mapping or 'epsg'"""
 
     def detect(self, paths: list[Path], source: Source) -> bool:
         return len(paths) == 1 and is_cube(paths[0])

@@ -126,7 +126,8 @@ class ParcelLayout:
             variety=variety,
             sowing_doy=round(sowing + jitter),
             amplitude=float(np.clip(rng.normal(1.0, 0.12), 0.7, 1.3)),
-            offset_db=float(rng.normal(0.0, spec.field_offset_db)),
+            offset_db=float(rng.normal(0.0, spec.field_offset_db))
+            + self.region.realism.level(crop),
             pixels=shape,
             cell=cell,
         )

@@ -202,6 +202,86 @@ VARIETIES: dict[str, Variety] = {
             ],
             sowing_sd=7.0,
         ),
+        # Calibrated on real Sentinel-1 statistics of Flanders parcels (per 20-day period
+        # from 21 April, benchmarks/realism.py), for the realism presets. Silage maize: dark
+        # seedbed in May, harvested in September (back to stubble).
+        _v(
+            "maize_silage",
+            "maize",
+            [
+                (-60, -17.5, -10.6),
+                (-8, -17.8, -10.8),
+                (0, -20.0, -11.8),
+                (22, -20.3, -12.0),
+                (38, -18.6, -10.8),
+                (60, -17.6, -10.8),
+                (80, -16.6, -10.1),
+                (100, -16.0, -9.5),
+                (120, -16.1, -9.6),
+                (134, -16.4, -9.8),
+                (142, -19.0, -10.8),
+                (200, -18.8, -10.6),
+            ],
+            sowing_sd=8.0,
+        ),
+        # Winter wheat: VV dips at stem elongation and heading (May), harvest in July.
+        _v(
+            "wheat_winter_eu",
+            "wheat",
+            [
+                (0, -19.0, -11.0),
+                (30, -17.5, -9.8),
+                (120, -17.0, -10.0),
+                (168, -17.3, -11.3),
+                (192, -19.2, -13.6),
+                (215, -18.6, -12.8),
+                (243, -18.5, -12.9),
+                (252, -17.0, -11.0),
+                (262, -16.4, -10.3),
+                (268, -19.2, -10.9),
+                (300, -19.0, -11.6),
+                (325, -17.3, -10.2),
+                (366, -17.5, -10.5),
+            ],
+            texture_db=0.8,
+            field_offset_db=0.8,
+            sowing_sd=12.0,
+        ),
+        # Potato: ridges keep VV high early; the canopy closes about eight weeks after
+        # planting; haulm killing and harvest drop both bands in August.
+        _v(
+            "potato_eu",
+            "potato",
+            [
+                (-50, -18.5, -10.5),
+                (-3, -19.2, -8.6),
+                (30, -18.8, -9.2),
+                (46, -15.5, -7.2),
+                (58, -14.0, -6.6),
+                (100, -13.8, -7.2),
+                (118, -15.3, -7.9),
+                (130, -19.0, -11.0),
+                (200, -19.5, -10.8),
+            ],
+            sowing_sd=7.0,
+        ),
+        # Grassland that is cut (the cuts come from the preset's realism options).
+        _v(
+            "grassland_mown",
+            "grassland",
+            [
+                (0, -17.5, -11.0),
+                (100, -18.2, -11.8),
+                (150, -15.8, -10.6),
+                (200, -16.3, -10.8),
+                (255, -16.9, -10.9),
+                (300, -17.6, -11.1),
+                (366, -17.5, -11.0),
+            ],
+            texture_db=0.7,
+            moisture=0.8,
+            sowing_sd=0.0,
+        ),
         # Perennial covers: "sowing" is 1 January, keypoints span the year.
         _v(
             "grassland",

@@ -5,15 +5,23 @@ water-seeded rice about three weeks earlier; ``france`` (Camargue) grows two ric
 only the water-seeded one follows Spain's calendar (the paper's Figure 1); ``netherlands`` has few
 spring-barley fields among confusable maize, wheat, potato and grassland. Origins are in the real
 areas' UTM zones (Gimje plain, Albufera de València, Camargue, Flevoland).
+
+``europe`` is for generic pre-training: many crops (maize positive), curves calibrated on real
+Flanders statistics, the realism effects of :mod:`~sarcrop.data.simulate.effects` switched on
+(two relative orbits, correlated speckle, mowing, ...) and a region drawn afresh per seed
+(:func:`randomised`: calendars, levels, field sizes, revisit).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from sarcrop.data.season import Season
+from sarcrop.data.simulate.effects import OrbitPass, Randomisation, Realism
 from sarcrop.errors import SarcropError
 
 
@@ -49,6 +57,9 @@ class RegionPreset:
     splits: tuple[int, int] = (1, 3)  # fields along a strip
     rotation_deg: float = 0.0  # orientation of the road grid
     clustering: float = 0.5  # chance a field takes its block's dominant crop
+    extra_orbits: tuple[OrbitPass, ...] = ()  # further relative orbits (none: one orbit)
+    realism: Realism = field(default_factory=Realism)  # effects beyond the base model
+    randomisation: Randomisation | None = None  # per-seed draws (None: a fixed region)
 
     @property
     def code(self) -> int:
@@ -80,7 +91,19 @@ class RegionPreset:
             "splits": list(self.splits),
             "rotation_deg": self.rotation_deg,
             "clustering": self.clustering,
+            **self._realism_dict(),
         }
+
+    def _realism_dict(self) -> dict[str, object]:
+        """Only presets that use them list the realism options (older region.json unchanged)."""
+        out: dict[str, object] = {}
+        if self.extra_orbits:
+            out["extra_orbits"] = [o.to_dict() for o in self.extra_orbits]
+        if self.realism.active:
+            out["realism"] = self.realism.to_dict()
+        if self.randomisation is not None:
+            out["randomisation"] = self.randomisation.to_dict()
+        return out
 
 
 def _one(variety: str, sowing_doy: int) -> tuple[CropChoice, ...]:
@@ -203,8 +226,92 @@ REGIONS: dict[str, RegionPreset] = {
             rotation_deg=-3.0,
             clustering=0.3,
         ),
+        RegionPreset(
+            name="europe",
+            epsg=32631,
+            origin=(548_000.0, 5_660_000.0),
+            size=(512, 512),
+            revisit_days=6,
+            positive="maize",
+            season_start=(4, 21),
+            reference_year=2019,
+            orbit="ASCENDING",
+            relative_orbit=88,
+            time_utc=(17, 32, 36),
+            landcover={"fields": 0.86, "forest": 0.04, "urban": 0.07, "water": 0.03},
+            crops={
+                "maize": _one("maize_silage", 122),
+                "wheat": _one("wheat_winter_eu", -60),
+                "barley": _one("barley_spring", 85),
+                "potato": _one("potato_eu", 105),
+                "rice": _one("rice_water_seeded", 128),
+                **_PERENNIAL,
+                "grassland": _one("grassland_mown", 0),
+            },
+            crop_weights={
+                "maize": 0.25,
+                "wheat": 0.2,
+                "barley": 0.07,
+                "potato": 0.13,
+                "grassland": 0.3,
+                "rice": 0.05,
+            },
+            block_px=44.0,
+            strips=(2, 5),
+            rotation_deg=-8.0,
+            clustering=0.35,
+            extra_orbits=(OrbitPass(161, (17, 40, 43), 5, level_db=-0.3),),
+            realism=Realism(
+                speckle_sigma_px=0.55,
+                enl=(5.3, 7.5),
+                texture_sigma_px=0.7,
+                psf_sigma_px=0.9,
+                fluctuation_db=1.4,
+                fluctuation_days=10.0,
+                mowing=(3, 5),
+            ),
+            randomisation=Randomisation(
+                calendar_days=15,
+                level_db=0.5,
+                block_scale=(0.7, 1.4),
+                rotation_deg=45.0,
+                revisits=((6, 2), (6, 2), (6, 1), (12, 2), (12, 1)),
+            ),
+        ),
     )
 }
+
+
+def randomised(preset: RegionPreset, seed: int, year: int) -> RegionPreset:
+    """``preset`` as drawn for (seed, year) by its :class:`Randomisation` (itself if none).
+
+    Each sown crop's calendar moves by a whole number of days, each crop gets a dB offset, the
+    fields are larger or smaller, the road grid turns, and the revisit and number of orbits
+    change; drawn once per (seed, year) so every block of a simulation sees the same region.
+    """
+    r = preset.randomisation
+    if r is None:
+        return preset
+    rng = np.random.default_rng([seed, preset.code, year, 15])
+    crops = {}
+    for crop, choices in preset.crops.items():
+        shift = int(rng.integers(-r.calendar_days, r.calendar_days + 1))
+        crops[crop] = tuple(
+            replace(c, sowing_doy=c.sowing_doy + shift) if c.sowing_doy else c for c in choices
+        )
+    levels = tuple(
+        (crop, round(float(rng.normal(0.0, r.level_db)), 2)) for crop in preset.crop_weights
+    )
+    revisit, orbits = r.revisits[int(rng.integers(len(r.revisits)))] if r.revisits else (0, 0)
+    return replace(
+        preset,
+        crops=crops,
+        block_px=preset.block_px * float(rng.uniform(*r.block_scale)),
+        rotation_deg=round(float(rng.uniform(-r.rotation_deg, r.rotation_deg)), 1),
+        revisit_days=revisit or preset.revisit_days,
+        extra_orbits=preset.extra_orbits[: max(orbits - 1, 0)] if orbits else preset.extra_orbits,
+        realism=replace(preset.realism, level_db=levels),
+    )
 
 
 def get_region(name: str) -> RegionPreset:

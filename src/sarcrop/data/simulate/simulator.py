@@ -7,6 +7,10 @@ The physical model per pixel and acquisition, in dB unless said otherwise::
     + wind roughening on open water + time-constant pixel texture
     → linear power × Gamma(ENL, 1/ENL) speckle → dB
 
+Presets with realism options (:mod:`~sarcrop.data.simulate.effects`) add mowing and a
+per-field wetness term to the field curve, smooth the texture, blur the linear power with a
+point-spread function and draw spatially correlated speckle with an effective ENL per band.
+
 Random numbers come from streams keyed by (seed, region, year, 256×256 tile, acquisition), so
 output is bit-identical for a seed whatever the block size used to write it, and big areas are
 generated and written block by block in bounded memory.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +36,10 @@ from shapely.geometry import Polygon, box
 from sarcrop.data.grid import Grid
 from sarcrop.data.scenes import Acquisition, Orbit
 from sarcrop.data.season import Season
+from sarcrop.data.simulate import effects
 from sarcrop.data.simulate.fields import Parcel, ParcelLayout
 from sarcrop.data.simulate.phenology import BANDS, CLASSES, ENL_GRDH_IW, VARIETIES, Variety
-from sarcrop.data.simulate.regions import RegionPreset, get_region, year_effects
+from sarcrop.data.simulate.regions import RegionPreset, get_region, randomised, year_effects
 from sarcrop.errors import SarcropError
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
@@ -80,13 +85,37 @@ class SimulatedRegion:
 def acquisition_plan(
     preset: RegionPreset, year: int, seed: int, revisit_days: int
 ) -> tuple[list[Acquisition], list[dt.datetime]]:
-    """(acquired, missing) over the season: a fixed revisit, a few acquisitions dropped."""
+    """(acquired, missing) over the season: a fixed revisit per orbit, a few acquisitions
+    dropped; further relative orbits (``preset.extra_orbits``) follow the first at their offset.
+    """
     season = preset.season(year)
     rng = np.random.default_rng([seed, preset.code, year, 11])
     h, m, s = preset.time_utc
     first = dt.datetime.combine(season.start, dt.time(h, m, s)) + dt.timedelta(
         days=int(rng.integers(0, revisit_days))
     )
+    acquired, missing = _orbit_plan(preset, season, rng, first, preset.relative_orbit, revisit_days)
+    for k, extra in enumerate(preset.extra_orbits, start=1):
+        start = dt.datetime.combine(first.date(), dt.time(*extra.time_utc))
+        start += dt.timedelta(days=extra.day_offset % revisit_days)
+        rng = np.random.default_rng([seed, preset.code, year, 11, k])
+        more, gone = _orbit_plan(preset, season, rng, start, extra.relative_orbit, revisit_days)
+        acquired += more
+        missing += gone
+    if preset.extra_orbits:
+        acquired.sort(key=lambda a: a.time)
+        missing.sort()
+    return acquired, missing
+
+
+def _orbit_plan(
+    preset: RegionPreset,
+    season: Season,
+    rng: np.random.Generator,
+    first: dt.datetime,
+    relative_orbit: int,
+    revisit_days: int,
+) -> tuple[list[Acquisition], list[dt.datetime]]:
     acquired: list[Acquisition] = []
     missing: list[dt.datetime] = []
     when, k = first, 0
@@ -99,7 +128,7 @@ def acquisition_plan(
         if dropped:
             missing.append(stamp)
         else:
-            acquired.append(Acquisition(stamp, orbit, preset.relative_orbit, platform))
+            acquired.append(Acquisition(stamp, orbit, relative_orbit, platform))
         when += dt.timedelta(days=revisit_days)
         k += 1
     return acquired, missing
@@ -307,6 +336,7 @@ def simulate_region(
     """
     preset = get_region(region)
     year = preset.reference_year if year is None else int(year)
+    preset = randomised(preset, seed, year)
     height, width = preset.size if size is None else (int(size[0]), int(size[1]))
     revisit = preset.revisit_days if revisit_days is None else int(revisit_days)
     out = Path(out)
@@ -402,19 +432,10 @@ def simulate_region(
             )
             labels_ds.write(class_of[ids], 1, window=window)
             n_parcels += _append_parcels(parcels_tmp, parcels, window, grid, block_size)
-            sigma = np.asarray(
-                [VARIETIES[_ROAD].texture_db] + [VARIETIES[p.variety].texture_db for p in parcels],
-                np.float32,
+            scenes = _block_scenes(
+                preset, layout, window, grid, seed, (acquisitions, conditions), moisture_year
             )
-            texture = sigma[ids] * _tile_noise(seed, preset, year, window, 0, "normal")[0]
-            for t, (acq, cond, ds) in enumerate(
-                zip(acquisitions, conditions, scene_ds, strict=True)
-            ):
-                table = _signal_table(parcels, acq.time, cond, moisture_year)
-                db = table.T[:, ids] + texture[None]
-                power = np.power(np.float32(10.0), db / np.float32(10.0))
-                power *= _tile_noise(seed, preset, year, window, 1 + t, "gamma")
-                db = (np.float32(10.0) * np.log10(power)).astype(np.float32)
+            for db, cond, ds in zip(scenes, conditions, scene_ds, strict=True):
                 if swath_edge:
                     db[:, _swath_mask(window, grid, cond.edge_jitter_px)] = NODATA
                 ds.write(db, window=window)
@@ -443,6 +464,74 @@ def simulate_region(
         json.dumps(_metadata(result, preset, revisit, missing, swath_edge), indent=2) + "\n",
     )
     return result
+
+
+def _block_scenes(
+    preset: RegionPreset,
+    layout: ParcelLayout,
+    window: Window,
+    grid: Grid,
+    seed: int,
+    plan: tuple[Sequence[Acquisition], Sequence[Conditions]],
+    moisture_year: float,
+) -> Iterator[np.ndarray]:
+    """(bands, h, w) dB of ``window`` per acquisition.
+
+    With spatial realism effects the block is computed with a halo of neighbouring pixels
+    (clipped to the area), so filters see the same neighbours whatever the block size.
+    """
+    realism, year = preset.realism, layout.year
+    outer = _with_halo(window, realism.halo_px, grid)
+    parcels = layout.parcels(outer)
+    ids = _rasterize_ids(parcels, outer)
+    rows = slice(window.row_off - outer.row_off, window.row_off - outer.row_off + window.height)
+    cols = slice(window.col_off - outer.col_off, window.col_off - outer.col_off + window.width)
+    specs = [VARIETIES[_ROAD]] + [VARIETIES[p.variety] for p in parcels]
+    sigma = np.asarray([spec.texture_db for spec in specs], np.float32)
+    noise = _tile_noise(seed, preset, year, outer, 0, "normal")[0]
+    texture = sigma[ids] * effects.smooth(noise, realism.texture_sigma_px)
+    acquisitions, conditions = plan
+    dynamics = None
+    if realism.dynamic:
+        exposure = np.asarray([spec.moisture for spec in specs])
+        times = [a.time for a in acquisitions]
+        keys = (seed, preset.code, year)
+        dynamics = effects.field_dynamics(parcels, times, realism, exposure, keys)
+    orbit_level = {o.relative_orbit: o.level_db for o in preset.extra_orbits}
+    for t, (acq, cond) in enumerate(zip(acquisitions, conditions, strict=True)):
+        table = _signal_table(parcels, acq.time, cond, moisture_year)
+        if dynamics is not None:
+            table += dynamics[:, t].astype(np.float32)
+        level = orbit_level.get(acq.relative_orbit or 0, 0.0)
+        if level:
+            table += np.float32(level)
+        db = table.T[:, ids] + texture[None]
+        power = np.power(np.float32(10.0), db / np.float32(10.0))
+        power = effects.blur(power, realism.psf_sigma_px)
+        power *= _speckle(seed, preset, year, outer, t)
+        yield (np.float32(10.0) * np.log10(power[:, rows, cols])).astype(np.float32)
+
+
+def _with_halo(window: Window, halo: int, grid: Grid) -> Window:
+    if halo == 0:
+        return window
+    r0, c0 = max(int(window.row_off) - halo, 0), max(int(window.col_off) - halo, 0)
+    r1 = min(int(window.row_off + window.height) + halo, grid.height)
+    c1 = min(int(window.col_off + window.width) + halo, grid.width)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _speckle(seed: int, preset: RegionPreset, year: int, window: Window, t: int) -> np.ndarray:
+    """Multiplicative speckle of acquisition ``t``: independent Gamma(ENL) per pixel, or, with
+    the realism options, spatially correlated with an effective ENL per band."""
+    realism = preset.realism
+    if realism.speckle_sigma_px <= 0 and realism.enl is None:
+        return _tile_noise(seed, preset, year, window, 1 + t, "gamma")
+    normal = effects.smooth(
+        _tile_noise(seed, preset, year, window, 1 + t, "normal"), realism.speckle_sigma_px
+    )
+    looks = realism.enl or (ENL_GRDH_IW,) * len(BANDS)
+    return np.stack([effects.gamma_speckle(normal[b], looks[b]) for b in range(len(BANDS))])
 
 
 def _rasterize_ids(parcels: Sequence[Parcel], window: Window) -> np.ndarray:

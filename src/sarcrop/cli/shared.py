@@ -1,0 +1,103 @@
+"""Arguments and steps that several subcommands share, so that each means the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from sarcrop.options import add_flags, flag
+from sarcrop.training.config import TrainConfig
+
+# Fields of TrainConfig that say where and how a run executes rather than what it learns.
+HARDWARE = ("accelerator", "devices", "num_nodes", "distributed", "precision", "max_time")
+
+
+def add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bar") -> None:
+    """``--quiet``: the command's ``progress`` is ``not args.quiet``."""
+    parser.add_argument("--quiet", action="store_true", help=help)
+
+
+def add_percentiles(parser: argparse.ArgumentParser) -> None:
+    """``--percentiles LOW HIGH`` of a store's normalisation (prepare, merge)."""
+    parser.add_argument(
+        "--percentiles",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="robust normalisation, e.g. 1 99 (default: plain min/max)",
+    )
+
+
+def timesteps_arg(text: str) -> int | str:
+    """``--timesteps``: a number of composites ``T`` or ``all`` (every t = 1..T)."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
+
+
+def add_timesteps(parser: argparse.ArgumentParser) -> None:
+    """``--timesteps T|all`` of the evaluations (evaluate, baseline)."""
+    parser.add_argument(
+        "--timesteps",
+        type=timesteps_arg,
+        metavar="T|all",
+        help="only the first T composites observed, or 'all' for every t = 1..T "
+        "(early-season curve); default: the full season",
+    )
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """TrainConfig's fields as flags of the same names; they override ``--config`` values.
+
+    A flag the command already defines keeps the command's meaning (``finetune
+    --normalization`` picks the transfer statistics); that TrainConfig field is then set in the
+    ``--config`` file.
+    """
+    # argparse keeps every option string of a parser and its groups here.
+    taken = tuple(
+        name for name in TrainConfig.model_fields if flag(name) in parser._option_string_actions
+    )
+    group = parser.add_argument_group("training (override --config)")
+    group.add_argument("--config", metavar="YAML", help="training settings (TrainConfig fields)")
+    add_flags(group, TrainConfig, exclude=(*HARDWARE, *taken, "progress_bar"))
+    hardware = parser.add_argument_group("hardware")
+    others = tuple(name for name in TrainConfig.model_fields if name not in HARDWARE)
+    add_flags(hardware, TrainConfig, exclude=(*others, *taken))
+    add_quiet(parser)
+    parser.set_defaults(training_flags=tuple(n for n in TrainConfig.model_fields if n not in taken))
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults < ``--config`` YAML < command-line flags."""
+    base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    names = getattr(args, "training_flags", tuple(TrainConfig.model_fields))
+    given = {name: getattr(args, name, None) for name in names}
+    devices: Any = given.get("devices")
+    if isinstance(devices, str) and devices.lstrip("-").isdigit():
+        given["devices"] = int(devices)
+    if args.quiet:
+        given["progress_bar"] = False
+    return base.updated(**given)
+
+
+def run_training(
+    api: Callable[..., Any], args: argparse.Namespace, *inputs: Any, **options: Any
+) -> int:
+    """Run ``api`` (train or finetune) on ``inputs`` with the flags both commands share
+    (``--out``, ``--bands``, ``--positive``, the training options), then print where the
+    model is and how it scored."""
+    config = config_from_args(args)
+    result = api(
+        *inputs, args.out, bands=args.bands, positive=args.positive, config=config, **options
+    )
+    iou = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.3f}"
+    selected = f"best val IoU {iou} (epoch {result.best_epoch})"
+    if config.val_fraction == 0:
+        selected = f"no validation: last epoch ({result.best_epoch})"
+    print(f"model: {result.checkpoint}")
+    print(f"{selected}, {result.epochs} epochs" + (", resumed" if result.resumed else ""))
+    return 0

@@ -1,0 +1,249 @@
+"""Parcels in label rasters and stores, and few-label subsets made of whole parcels.
+
+A test location of a few hundred metres holds a few dozen fields, and every pixel of a field
+shares its fate (a field is either recognised or not), so uncertainty and label budgets are
+counted in *parcels*: connected pixels of one class value. A raster has no field boundaries, so
+two touching fields of the same class are one parcel here; label stores should therefore keep
+the crop types apart (e.g. the full WorldCereal legend) rather than ``maize``/``other``, whose
+``other`` fields would merge into a few large components.
+
+Patches of a store are cut from their location's area, possibly with overlap; a field that
+continues into the neighbouring patch is the same parcel, so :func:`store_parcels` paints each
+location's patches back into one array before labelling it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from sarcrop.data.labels import positive_indices
+from sarcrop.data.prepare import split_class_pixels
+from sarcrop.data.store import SPLITS, DatasetStore, create_store
+from sarcrop.errors import InputDataError
+
+UNLABELLED = -1
+_STRUCTURE = {
+    4: ndimage.generate_binary_structure(2, 1),
+    8: ndimage.generate_binary_structure(2, 2),
+}
+
+
+def parcel_ids(labels: np.ndarray, *, connectivity: int = 4) -> np.ndarray:
+    """Parcel id ``0..k-1`` of every labelled pixel of a 2-D class raster (-1 stays -1).
+
+    A parcel is a connected component of one class value (4- or 8-connected); ids are
+    numbered class by class, each class in scan order.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"parcel_ids needs a 2-D label raster, got shape {labels.shape}")
+    if connectivity not in _STRUCTURE:
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+    out = np.full(labels.shape, UNLABELLED, dtype=np.int32)
+    next_id = 0
+    for value in np.unique(labels[labels >= 0]):
+        components, count = ndimage.label(labels == value, structure=_STRUCTURE[connectivity])
+        inside = components > 0
+        out[inside] = components[inside] - 1 + next_id
+        next_id += count
+    return out
+
+
+def patch_parcels(
+    labels: np.ndarray,
+    offsets: Sequence[tuple[int, int]],
+    locations: Sequence[int] | None = None,
+    *,
+    connectivity: int = 4,
+) -> np.ndarray:
+    """Parcel ids ``(n, P, P)`` of patches, joined where a parcel crosses patch borders.
+
+    ``offsets`` are the patches' (row, col) in their area; ``locations`` tells the areas of a
+    merged store apart (patches of different locations never share a parcel). Ids are unique
+    over all patches. Overlapping patches must agree on their labels.
+    """
+    labels = np.asarray(labels)
+    n, size = labels.shape[0], labels.shape[-1]
+    corners = np.asarray(offsets, dtype=np.int64).reshape(n, 2)
+    where = np.zeros(n, dtype=np.int64) if locations is None else np.asarray(locations)
+    out = np.full(labels.shape, UNLABELLED, dtype=np.int32)
+    next_id = 0
+    for location in np.unique(where):
+        members = np.flatnonzero(where == location)
+        corner = corners[members].min(axis=0)
+        canvas = np.full(tuple(corners[members].max(axis=0) - corner + size), UNLABELLED)
+        windows = {
+            int(i): (slice(r, r + size), slice(c, c + size))
+            for i, (r, c) in zip(members, corners[members] - corner, strict=True)
+        }
+        for i, window in windows.items():
+            _paint(canvas[window], labels[i], i)
+        ids = parcel_ids(canvas, connectivity=connectivity)
+        for i, window in windows.items():
+            out[i] = np.where(labels[i] >= 0, ids[window] + next_id, UNLABELLED)
+        next_id += int(ids.max()) + 1  # -1 + 1 when the location has no labels
+    return out
+
+
+def _paint(window: np.ndarray, patch: np.ndarray, index: int) -> None:
+    labelled = patch >= 0
+    if np.any(labelled & (window >= 0) & (window != patch)):
+        raise InputDataError(f"patch {index} disagrees with an overlapping patch on its labels")
+    np.copyto(window, patch, where=labelled)
+
+
+def store_labels(store: DatasetStore) -> np.ndarray:
+    """All labels ``(n, P, P)`` of a store (one small int16 array per patch)."""
+    p = store.patch_size
+    return np.stack([store.read_labels(i) for i in range(len(store))]).reshape(-1, p, p)
+
+
+def store_parcels(store: DatasetStore | str | Path, *, connectivity: int = 4) -> np.ndarray:
+    """Parcel ids ``(n, P, P)`` of every patch of a store, joined across patches per location.
+
+    Ids are physical fields, not per split: a field cut by the train/test boundary has one id
+    in both; select the split's patches (``parcels[store.indices("test")]``) to use one.
+    """
+    store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    meta = store.metadata
+    return patch_parcels(
+        store_labels(store),
+        meta.offsets,
+        meta.location if meta.locations else None,
+        connectivity=connectivity,
+    )
+
+
+def parcel_classes(parcels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Class value of each parcel id ``0..max`` (-1 for ids that do not occur)."""
+    parcels, labels = np.asarray(parcels), np.asarray(labels)
+    inside = parcels >= 0
+    out = np.full(int(parcels.max(initial=-1)) + 1, UNLABELLED, dtype=np.int64)
+    out[parcels[inside]] = labels[inside]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Few labels
+
+
+def choose_parcels(
+    candidates: np.ndarray, positive: np.ndarray, fraction: float, seed: int
+) -> np.ndarray:
+    """Ids of a seeded random ``fraction`` of ``candidates`` (at least one), whole parcels.
+
+    ``positive[j]`` says whether ``candidates[j]`` is of the positive class. One positive and
+    one negative parcel are always among the chosen, and a larger fraction of the same seed
+    chooses a superset (nested learning-curve subsets).
+    """
+    candidates, positive = np.asarray(candidates), np.asarray(positive, dtype=bool)
+    if not 0 < fraction <= 1:
+        raise InputDataError(f"label fraction must be in (0, 1], got {fraction}")
+    n, n_pos = len(candidates), int(positive.sum())
+    if n_pos == 0 or n_pos == n:
+        kind = "positive" if n_pos == 0 else "negative"
+        raise InputDataError(
+            f"{n} labelled parcels, none of them {kind}: a few-label subset needs both classes"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    flags = positive[order]
+    first = [int(np.argmax(flags)), int(np.argmax(~flags))]
+    ranked = order[first + [j for j in range(n) if j not in first]]
+    count = max(math.ceil(fraction * n - 1e-9), 2)
+    return np.sort(candidates[ranked[:count]])
+
+
+@dataclass(frozen=True)
+class LabelMask:
+    """The labelled pixels a few-label run may use: ``keep`` ``(n, P, P)`` over a whole store.
+
+    Pixels outside the subset's split are kept, so the same mask can be handed to a dataset of
+    any split; :meth:`apply` unlabels the rest of the split's parcels.
+    """
+
+    keep: np.ndarray
+    split: str
+    fraction: float
+    seed: int
+    parcels: int
+    total_parcels: int
+
+    def apply(self, index: int, labels: np.ndarray) -> np.ndarray:
+        """Labels of patch ``index`` with the parcels left out set to -1."""
+        return np.where(self.keep[index], labels, UNLABELLED).astype(labels.dtype, copy=False)
+
+    def as_dict(self) -> dict[str, object]:
+        """What a result file records about the subset."""
+        return {
+            "split": self.split,
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "parcels": self.parcels,
+            "total_parcels": self.total_parcels,
+        }
+
+
+def label_subset(
+    store: DatasetStore | str | Path,
+    fraction: float,
+    seed: int,
+    *,
+    split: str = "train",
+    positive: Sequence[str] | None = None,
+    connectivity: int = 4,
+) -> LabelMask:
+    """Keep a seeded ``fraction`` of the labelled parcels of ``split`` (whole parcels).
+
+    ``positive`` names the crop of interest (default: the store's own positive classes); one
+    parcel of it and one of the rest are always kept.
+    """
+    store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    if split not in SPLITS:
+        raise InputDataError(f"unknown split {split!r} (use {' or '.join(SPLITS)})", store.path)
+    names = positive if positive is not None else store.metadata.positive
+    if not names:
+        raise InputDataError("store names no positive class; pass positive=", store.path)
+    labels = store_labels(store)
+    parcels = store_parcels(store, connectivity=connectivity)
+    in_split = np.zeros(parcels.shape, dtype=bool)
+    in_split[store.indices(split)] = True
+    candidates = np.unique(parcels[in_split & (parcels >= 0)])
+    classes = parcel_classes(parcels, labels)[candidates]
+    is_positive = np.isin(classes, positive_indices(store.classes, list(names)))
+    try:
+        chosen = choose_parcels(candidates, is_positive, fraction, seed)
+    except InputDataError as exc:
+        raise InputDataError(f"{split} split: {exc.problem}", store.path) from None
+    keep = ~in_split | np.isin(parcels, chosen)
+    return LabelMask(keep, split, float(fraction), int(seed), len(chosen), len(candidates))
+
+
+def write_label_subset(store: DatasetStore | str | Path, mask: LabelMask, out: str | Path) -> Path:
+    """A copy of ``store`` at ``out`` with the labels ``mask`` leaves out unlabelled.
+
+    For tools that take a store path (the CLI, the Random Forest baseline); training in Python
+    applies the mask to its dataset instead of copying the images. Normalisation is kept (it
+    comes from the images, which are unchanged); class pixel counts are recomputed.
+    """
+    store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    meta = store.metadata
+    counts = []
+    with create_store(
+        out, steps=store.steps, bands=len(store.bands), patch_size=store.patch_size
+    ) as writer:
+        for i in range(len(store)):
+            image, labels = store.read_patch(i)
+            labels = mask.apply(i, labels)
+            writer.append(image[None], labels[None])
+            counts.append(np.bincount(labels.ravel() + 1, minlength=len(meta.classes) + 1))
+        statistics = dict(meta.statistics)
+        statistics["class_pixels"] = split_class_pixels(counts, meta.split, meta.classes)
+        source = {**meta.source, "label_subset": {"store": str(store.path), **mask.as_dict()}}
+        writer.metadata = replace(meta, statistics=statistics, source=source)
+    return Path(out)

@@ -1,0 +1,206 @@
+"""Confidence intervals from a bootstrap over parcels, not pixels.
+
+Pixels of one field are not independent samples: a field is recognised or missed as a whole, so
+a test location with ~20 fields carries the information of ~20 samples, not of 4000 pixels.
+:func:`parcel_bootstrap` resamples parcels with replacement, sums their confusion counts per
+draw and takes percentile intervals of the metric. Metrics are those of
+:class:`~sarcrop.evaluation.metrics.BinaryConfusion` (the positive class, pooled over pixels),
+so the point estimate is exactly the metric reported elsewhere.
+
+Given several seeds' predictions of one test set, it does the same for their mean: every seed
+sees the same parcel draw, so the interval reflects the test set's uncertainty once, not once
+per seed. :func:`paired_difference` compares two methods the same way: both are scored on the
+same draws and the interval is that of their per-draw difference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from sarcrop.evaluation.metrics import METRICS, BinaryConfusion, EvaluationInputError
+
+DRAW_CELLS = 2_000_000
+"""Draws × parcels resampled at a time (bounds memory for large test sets)."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A metric's point estimate and its bootstrap interval over ``n_parcels`` parcels."""
+
+    estimate: float
+    low: float
+    high: float
+    n_parcels: int
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}] ({self.n_parcels} parcels)"
+
+
+def parcel_confusions(
+    pred: np.ndarray, target: np.ndarray, parcels: np.ndarray, *, threshold: float = 0.5
+) -> np.ndarray:
+    """Counts ``(k, 4)`` as (tp, fp, fn, tn) of each parcel, in the order of its id.
+
+    Pixels with parcel id -1 are ignored; ``pred`` and ``target`` follow
+    :meth:`BinaryConfusion.update` (0/1 or probabilities; targets 0/1 on parcel pixels).
+    """
+    pred, target, parcels = np.asarray(pred), np.asarray(target), np.asarray(parcels)
+    inside = parcels >= 0
+    # Validates shapes and values with the same rules (and messages) as every evaluation.
+    BinaryConfusion().update(pred, target, inside, threshold=threshold)
+    _, parcel = np.unique(parcels[inside], return_inverse=True)
+    p = pred[inside]
+    positive = p >= threshold if p.dtype.kind == "f" else p.astype(bool)
+    code = 4 * parcel.ravel() + 2 * positive + target[inside].astype(np.int64)
+    counts = np.bincount(code, minlength=4 * (int(parcel.max(initial=-1)) + 1)).reshape(-1, 4)
+    return counts[:, [3, 2, 1, 0]]  # codes 0..3 are tn, fn, fp, tp
+
+
+def parcel_bootstrap(
+    pred: np.ndarray | Sequence[np.ndarray],
+    target: np.ndarray,
+    parcels: np.ndarray,
+    *,
+    metric: str = "iou",
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    threshold: float = 0.5,
+) -> Interval:
+    """``metric`` of the positive class with a percentile interval from resampled parcels.
+
+    ``pred`` is one prediction (an array) or a sequence of predictions of the same test set
+    (e.g. one per seed): each draw picks one multiset of parcels and scores every prediction
+    on it, and the estimate and interval are those of the per-draw mean. Undefined metrics
+    (nan, e.g. precision without predicted positives) are left out of means and percentiles.
+    """
+    _check(metric, n, level)
+    counts = _counts(pred, target, parcels, threshold)
+    estimates, draws = _joint_draws([counts], metric, n, seed)
+    return Interval(float(estimates[0]), *_percentiles(draws[0], level), counts.shape[1])
+
+
+@dataclass(frozen=True)
+class Difference(Interval):
+    """A paired difference A − B with its interval, and the share of draws where A > B."""
+
+    p_above: float
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}, A > B in {100 * self.p_above:.1f} % of draws"
+
+
+def paired_difference(
+    pred_a: np.ndarray | Sequence[np.ndarray],
+    pred_b: np.ndarray | Sequence[np.ndarray],
+    target: np.ndarray,
+    parcels: np.ndarray,
+    *,
+    metric: str = "iou",
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    threshold: float | tuple[float, float] = 0.5,
+) -> Difference:
+    """Mean ``metric`` of A minus that of B, both scored on the same parcel draws.
+
+    Two methods tested on the same parcels share the luck of the draw (a test set whose maize
+    is easy is easy for both), so their unpaired intervals overlap even where one is better on
+    every draw; the interval of the per-draw difference removes that shared part. ``pred_a``
+    and ``pred_b`` are each one prediction or several (seeds, averaged per draw as in
+    :func:`parcel_bootstrap`); ``threshold`` is one for both or (A's, B's). ``p_above`` is the
+    share of draws, among those where both are defined, in which A scores above B.
+    """
+    _check(metric, n, level)
+    a, b = (threshold, threshold) if isinstance(threshold, (int, float)) else threshold
+    groups = [_counts(pred_a, target, parcels, a), _counts(pred_b, target, parcels, b)]
+    estimates, draws = _joint_draws(groups, metric, n, seed)
+    differences = draws[0] - draws[1]
+    defined = differences[np.isfinite(differences)]
+    p_above = float(np.mean(defined > 0)) if defined.size else float("nan")
+    estimate = float(estimates[0] - estimates[1])
+    low, high = _percentiles(differences, level)
+    return Difference(estimate, low, high, groups[0].shape[1], p_above)
+
+
+def _check(metric: str, n: int, level: float) -> None:
+    if metric not in METRICS:
+        raise EvaluationInputError(f"unknown metric {metric!r} (use {', '.join(METRICS)})")
+    if not 0 < level < 1 or n < 1:
+        raise EvaluationInputError(f"bootstrap needs 0 < level < 1 and n ≥ 1 (got {level}, {n})")
+
+
+def _counts(
+    pred: np.ndarray | Sequence[np.ndarray],
+    target: np.ndarray,
+    parcels: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """Parcel counts ``(predictions, k, 4)`` of one prediction or a sequence of them."""
+    preds = [pred] if isinstance(pred, np.ndarray) else list(pred)
+    if not preds:
+        raise EvaluationInputError("bootstrap needs at least one prediction")
+    counts = np.stack([parcel_confusions(p, target, parcels, threshold=threshold) for p in preds])
+    if counts.shape[1] == 0:
+        raise EvaluationInputError("no labelled parcels to bootstrap")
+    return counts
+
+
+def _joint_draws(
+    groups: Sequence[np.ndarray], metric: str, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Estimates ``(g,)`` and per-draw values ``(g, n)`` of each group's mean over predictions.
+
+    Every group is scored on the same ``n`` parcel draws: one resampling of all their counts.
+    """
+    counts = np.concatenate(groups)
+    edges = np.cumsum([len(g) for g in groups])[:-1]
+    full = np.split(_scores(counts.sum(axis=1), metric), edges)
+    drawn = np.split(_scores(_resampled_totals(counts, n, seed), metric), edges)
+    return np.array([_nanmean(f) for f in full]), np.stack([_nanmean(d, axis=0) for d in drawn])
+
+
+def _percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite draws (nan without any)."""
+    if not np.isfinite(draws).any():
+        return float("nan"), float("nan")
+    tail = 50 * (1 - level)
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _resampled_totals(counts: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Summed counts ``(seeds, n, 4)`` of ``n`` draws of ``k`` parcels with replacement."""
+    rng = np.random.default_rng(seed)
+    k = counts.shape[1]
+    step = max(1, DRAW_CELLS // k)
+    totals = []
+    for start in range(0, n, step):
+        # How often each parcel is drawn: the multinomial equals k uniform draws.
+        times = rng.multinomial(k, np.full(k, 1 / k), size=min(step, n - start))
+        totals.append(np.einsum("dk,skc->sdc", times, counts))
+    return np.concatenate(totals, axis=1)
+
+
+def _scores(totals: np.ndarray, metric: str) -> np.ndarray:
+    """``metric`` of each row of (tp, fp, fn, tn) counts, by :class:`BinaryConfusion` itself."""
+    flat = totals.reshape(-1, 4).tolist()
+    values = [getattr(BinaryConfusion(*row), metric) for row in flat]
+    return np.asarray(values, dtype=np.float64).reshape(totals.shape[:-1])
+
+
+def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan slices stay nan
+        return np.nanmean(values, axis=axis)

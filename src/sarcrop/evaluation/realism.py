@@ -1,0 +1,587 @@
+"""Realism of backscatter: per-crop statistics measured the same way on real and simulated scenes.
+
+A scene source (any layout :func:`~sarcrop.data.reader.open_scenes` reads) and a label source
+are taken onto the scene grid (labels as :func:`~sarcrop.data.prepare.prepare` takes them), and
+for each crop the module measures what a model trained on simulated data relies on:
+
+- per composite period, the VH and VV median and interquartile range over the crop's pixels;
+- per pixel, the lag-1 autocorrelation of the in-season acquisition series (dB) and the VH–VV
+  correlation over time (median over pixels);
+- speckle: the spatial lag-1 correlation and the standard deviation of single-acquisition
+  residuals with both the pixel's season mean and the field's per-date mean removed (real GRD
+  is multi-looked and resampled, so its speckle is spatially correlated);
+- texture: the same correlation of the per-pixel season means around their field mean;
+- field edges: the share of a crop's pixels on a field edge, and how much further edge pixels
+  lie from the crop's interior time series than interior pixels do (mixed pixels);
+- grassland mowing: sharp drops and rises of the VH series per pixel and season.
+
+Fields are the parcels of :func:`~sarcrop.data.parcels.parcel_ids`: connected components
+(4-neighbour) of each class. Each statistic is a :class:`Sample` of per-pixel (or per-field)
+values with their field ids, so an interval comes from a bootstrap over fields rather than
+pixels, which would overstate certainty.
+:func:`compare` puts real locations beside a simulated scene: a simulated value is "inside"
+when it lies in the union of the real locations' bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sarcrop.data.composite import composite, period_indices
+from sarcrop.data.labels import labels_from_file
+from sarcrop.data.legends import worldcereal_code_map
+from sarcrop.data.parcels import parcel_ids
+from sarcrop.data.reader import Source, open_scenes
+from sarcrop.data.season import Season
+from sarcrop.data.units import linear_to_db
+from sarcrop.options import CompositeOptions, LabelOptions, SceneOptions
+
+BANDS: tuple[str, ...] = ("VH", "VV")
+#: A crop with fewer labelled pixels than this in a scene is not measured there.
+MIN_PIXELS = 16
+#: A step of the smoothed VH series at least this large (dB) counts as a sharp drop or rise.
+MOWING_STEP_DB = 2.0
+
+#: WorldCereal crop-type codes of the crops the simulator grows in Europe. Real Flanders
+#: labels have winter wheat and "winter cereal" (mostly wheat): both stand for the simulated
+#: winter wheat.
+WORLDCEREAL_CROPS: dict[str, tuple[int, ...]] = {
+    "maize": (1200,),
+    "wheat": (1110, 1910),
+    "potato": (5100,),
+    "grassland": (9120,),
+}
+
+Reducer = Callable[[np.ndarray], float]
+
+
+def crop_code_map(
+    legend: str | Path, crops: Mapping[str, Sequence[int]] = WORLDCEREAL_CROPS
+) -> dict[int, str]:
+    """WorldCereal code → simulator crop name for ``crops`` (every other code is "other")."""
+    out: dict[int, str] = {}
+    for name, codes in crops.items():
+        binary = worldcereal_code_map(legend, list(codes), name=name, include_subclasses=False)
+        out.update({code: crop for code, crop in binary.items() if crop == name})
+    return out
+
+
+@dataclass(frozen=True)
+class SceneData:
+    """In-season acquisitions, composites and labels of one scene, all on the scene grid."""
+
+    series: np.ndarray  # (t, 2, h, w) dB, VH then VV, NaN = nodata
+    composites: np.ndarray  # (steps, 2, h, w) dB
+    labels: np.ndarray  # (h, w) class index, -1 unlabelled
+    classes: tuple[str, ...]
+    season: Season
+    resolution: float
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "season": self.season.to_dict(),
+            "acquisitions": int(self.series.shape[0]),
+            "resolution_m": self.resolution,
+            "shape": list(self.labels.shape),
+        }
+
+
+def load_scene(
+    source: Source,
+    labels: str | Path,
+    season: Season,
+    *,
+    label_options: LabelOptions = LabelOptions(),
+    scenes: SceneOptions = SceneOptions(),
+    composite_options: CompositeOptions = CompositeOptions(),
+) -> SceneData:
+    """Read ``source`` and ``labels`` onto the scene grid; keep the acquisitions in ``season``."""
+    stack = open_scenes(
+        source, bands=BANDS, crs=scenes.crs, resolution=scenes.resolution, orbit=scenes.orbit
+    )
+    area_labels, classes = labels_from_file(labels, stack.grid, label_options)
+    indices = [i for period in period_indices(stack, season) for i in period]
+    series = stack.read(indices, BANDS) if indices else np.empty((0, 2, *area_labels.shape))
+    if stack.units == "linear":
+        series = linear_to_db(series)
+    composites = composite(
+        stack,
+        season,
+        BANDS,
+        method=composite_options.method,
+        space=composite_options.space,
+        min_acquisitions=composite_options.min_acquisitions,
+        speckle_filter=composite_options.speckle_filter,
+    )
+    return SceneData(
+        series=np.asarray(series, dtype=np.float64),
+        composites=np.asarray(composites, dtype=np.float64),
+        labels=area_labels,
+        classes=tuple(classes),
+        season=season,
+        resolution=float(min(stack.grid.resolution)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples: values with their field ids, reduced to one number, bootstrapped over fields
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Per-unit ``values`` (rows), the field of each unit, and how they reduce to one number."""
+
+    values: np.ndarray  # (n, k)
+    fields: np.ndarray  # (n,)
+    reduce: Reducer = field(compare=False)
+
+    def estimate(self) -> float:
+        return float(self.reduce(self.values)) if len(self.values) else float("nan")
+
+    def interval(
+        self, draws: int, rng: np.random.Generator, level: float = 0.9
+    ) -> tuple[float, float]:
+        """Percentile interval of the estimate when whole fields are resampled with replacement."""
+        if not len(self.values):
+            return float("nan"), float("nan")
+        ids, inverse = np.unique(self.fields, return_inverse=True)
+        groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+        estimates = []
+        for _ in range(draws):
+            chosen = rng.integers(0, len(ids), len(ids))
+            estimates.append(self.reduce(self.values[np.concatenate([groups[i] for i in chosen])]))
+        finite = np.asarray(estimates, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        if not finite.size:
+            return float("nan"), float("nan")
+        tail = (1 - level) / 2 * 100
+        low, high = np.percentile(finite, [tail, 100 - tail])
+        return float(low), float(high)
+
+
+def _median(values: np.ndarray) -> float:
+    column = values[:, 0]
+    column = column[np.isfinite(column)]
+    return float(np.median(column)) if column.size else float("nan")
+
+
+def _iqr(values: np.ndarray) -> float:
+    column = values[:, 0]
+    column = column[np.isfinite(column)]
+    if not column.size:
+        return float("nan")
+    q25, q75 = np.percentile(column, [25, 75])
+    return float(q75 - q25)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.nanmean(values[:, 0])) if len(values) else float("nan")
+
+
+def _pair_correlation(values: np.ndarray) -> float:
+    """Columns Σab, Σa², Σb² (per field) → the pooled correlation of the pairs."""
+    ab, aa, bb = values[:, :3].sum(axis=0)
+    return float(ab / np.sqrt(aa * bb)) if aa > 0 and bb > 0 else float("nan")
+
+
+def _root_mean_square(values: np.ndarray) -> float:
+    """Columns Σr², n (per field) → sqrt(Σr² / n)."""
+    total, count = values[:, 3].sum(), values[:, 4].sum()
+    return float(np.sqrt(total / count)) if count > 0 else float("nan")
+
+
+def _edge_contrast(values: np.ndarray) -> float:
+    """Columns deviation, edge flag → median deviation of edge minus interior pixels."""
+    finite = np.isfinite(values[:, 0])
+    edge = finite & (values[:, 1] == 1)
+    interior = finite & (values[:, 1] == 0)
+    if not edge.any() or not interior.any():
+        return float("nan")
+    return float(np.median(values[edge, 0]) - np.median(values[interior, 0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics on plain arrays (the building blocks, testable on hand-made data)
+
+
+def lag1_autocorrelation(series: np.ndarray) -> np.ndarray:
+    """Lag-1 autocorrelation along axis 0 of each pixel's series; NaN where undefined.
+
+    The usual estimator Σ(x_t − m)(x_{t+1} − m) / Σ(x_t − m)²: a constant series (zero
+    variance), one with a missing value or fewer than three values has no defined value.
+    """
+    x = np.asarray(series, dtype=np.float64)
+    if x.shape[0] < 3:
+        return np.full(x.shape[1:], np.nan)
+    centred = x - x.mean(axis=0)
+    denominator = (centred**2).sum(axis=0)
+    numerator = (centred[:-1] * centred[1:]).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = numerator / denominator
+    return np.where(denominator > 1e-12, out, np.nan)
+
+
+def temporal_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation along axis 0 of two series per pixel; NaN where undefined."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    ca, cb = a - a.mean(axis=0), b - b.mean(axis=0)
+    denominator = np.sqrt((ca**2).sum(axis=0) * (cb**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (ca * cb).sum(axis=0) / denominator
+    return np.where(denominator > 1e-12, out, np.nan)
+
+
+def field_residuals(series: np.ndarray, fields: np.ndarray, *, pixel_mean: bool) -> np.ndarray:
+    """``series`` (t, h, w) minus each field's per-date mean (and, with ``pixel_mean``, minus
+    each pixel's own mean over time, i.e. the residual is double-centred). NaN outside fields
+    and at pixels with any missing date."""
+    x = np.asarray(series, dtype=np.float64)
+    usable = (fields >= 0) & np.isfinite(x).all(axis=0)
+    out = np.full(x.shape, np.nan)
+    if not usable.any():
+        return out
+    ids = fields[usable]
+    values = x[:, usable]  # (t, n)
+    if pixel_mean:
+        values = values - values.mean(axis=0)
+    count = np.bincount(ids)
+    for t in range(values.shape[0]):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(ids, weights=values[t]) / count
+        out[t][usable] = values[t] - mean[ids]
+    return out
+
+
+def neighbour_pairs(fields: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices (a, b) of right and lower neighbours that lie in the same field."""
+    h, w = fields.shape
+    index = np.arange(h * w).reshape(h, w)
+    firsts, seconds = [], []
+    for a, b in ((index[:, :-1], index[:, 1:]), (index[:-1, :], index[1:, :])):
+        fa, fb = fields.ravel()[a.ravel()], fields.ravel()[b.ravel()]
+        same = (fa >= 0) & (fa == fb)
+        firsts.append(a.ravel()[same])
+        seconds.append(b.ravel()[same])
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def spatial_sums(residuals: np.ndarray, fields: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-field columns (Σ r_a r_b, Σ r_a², Σ r_b², Σ r², n) over neighbour pairs and dates.
+
+    ``residuals`` is (t, h, w) (or (h, w)); the first three columns give the lag-1 spatial
+    correlation of the residuals inside fields, the last two their standard deviation.
+    Returns (sums, field id of each row).
+    """
+    r = np.asarray(residuals, dtype=np.float64)
+    r = r[None] if r.ndim == 2 else r
+    flat = r.reshape(r.shape[0], -1)
+    first, second = neighbour_pairs(fields)
+    a, b = flat[:, first], flat[:, second]
+    ok = np.isfinite(a) & np.isfinite(b)
+    pair_field = np.broadcast_to(fields.ravel()[first], a.shape)[ok]
+    n_fields = int(fields.max()) + 1 if (fields >= 0).any() else 0
+    sums = np.zeros((n_fields, 5))
+    sums[:, 0] = np.bincount(pair_field, weights=(a * b)[ok], minlength=n_fields)
+    sums[:, 1] = np.bincount(pair_field, weights=(a * a)[ok], minlength=n_fields)
+    sums[:, 2] = np.bincount(pair_field, weights=(b * b)[ok], minlength=n_fields)
+    valid = np.isfinite(flat) & (fields.ravel() >= 0)[None]
+    pixel_field = np.broadcast_to(fields.ravel(), flat.shape)[valid]
+    sums[:, 3] = np.bincount(pixel_field, weights=flat[valid] ** 2, minlength=n_fields)
+    sums[:, 4] = np.bincount(pixel_field, minlength=n_fields)
+    used = sums[:, 4] > 0
+    return sums[used], np.arange(n_fields)[used]
+
+
+def spatial_autocorrelation(residuals: np.ndarray, fields: np.ndarray) -> float:
+    """Lag-1 spatial correlation of residuals over same-field neighbour pairs (pooled)."""
+    sums, _ = spatial_sums(residuals, fields)
+    return _pair_correlation(sums) if len(sums) else float("nan")
+
+
+def edge_flags(labels: np.ndarray) -> np.ndarray:
+    """1 on a class's edge (a 4-neighbour has another label, unlabelled included), 0 in its
+    interior (all 8 neighbours share the label), -1 otherwise. The image border counts as
+    the same class (what lies beyond is unknown)."""
+    padded = np.pad(labels, 1, mode="edge")
+    h, w = labels.shape
+
+    def shifted(dy: int, dx: int) -> np.ndarray:
+        return padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+    edge = np.zeros(labels.shape, dtype=bool)
+    interior = np.ones(labels.shape, dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == dx == 0:
+                continue
+            differs = shifted(dy, dx) != labels
+            interior &= ~differs
+            if dy == 0 or dx == 0:
+                edge |= differs
+    out = np.full(labels.shape, -1, dtype=np.int8)
+    out[interior] = 0
+    out[edge] = 1
+    out[labels < 0] = -1
+    return out
+
+
+def field_smooth(series: np.ndarray, fields: np.ndarray) -> np.ndarray:
+    """A 3×3 mean in linear power of a (t, h, w) dB series over neighbours in the same field."""
+    power = 10 ** (np.asarray(series, dtype=np.float64) / 10)
+    h, w = fields.shape
+    padded = np.pad(power, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
+    padded_fields = np.pad(fields, 1, constant_values=-1)
+    total = np.zeros(power.shape)
+    count = np.zeros(power.shape)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            value = padded[:, dy : dy + h, dx : dx + w]
+            same = (padded_fields[dy : dy + h, dx : dx + w] == fields) & (fields >= 0)
+            ok = same[None] & np.isfinite(value)
+            total += np.where(ok, value, 0)
+            count += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 10 * np.log10(total / count)
+
+
+def sharp_changes(series: np.ndarray, step_db: float = MOWING_STEP_DB) -> np.ndarray:
+    """Sharp drops and rises per pixel of a (t, h, w) dB series (NaN where any date is missing).
+
+    The series is smoothed with a running median of three acquisitions, so a single speckle
+    spike is not an event (smooth it in space first, :func:`field_smooth`); then each maximal
+    run of same-sign steps whose total change is at least ``step_db`` counts once (a mowing
+    drop, a regrowth rise).
+    """
+    x = np.asarray(series, dtype=np.float64)
+    if x.shape[0] < 4:
+        return np.full(x.shape[1:], np.nan)
+    padded = np.concatenate([x[:1], x, x[-1:]])
+    smooth = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    steps = np.diff(smooth, axis=0)
+    count = np.zeros(x.shape[1:])
+    run = np.zeros(x.shape[1:])
+    for step in steps:
+        continues = np.sign(step) == np.sign(run)
+        run = np.where(continues, run + step, step)
+        # A run is counted the moment it first reaches the threshold.
+        crossed = (np.abs(run) >= step_db) & ~(continues & (np.abs(run - step) >= step_db))
+        count += crossed
+    return np.where(np.isfinite(x).all(axis=0), count, np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring a scene
+
+
+def measure(scene: SceneData, crops: Sequence[str]) -> dict[tuple[str, str], Sample]:
+    """Every statistic for every crop of ``crops`` present in the scene, keyed (statistic, crop)."""
+    fields = parcel_ids(scene.labels)
+    flags = edge_flags(scene.labels)
+    complete = np.isfinite(scene.series).all(axis=(0, 1))
+    out: dict[tuple[str, str], Sample] = {}
+    for crop in crops:
+        if crop not in scene.classes:
+            continue
+        mask = scene.labels == scene.classes.index(crop)
+        if mask.sum() < MIN_PIXELS:
+            continue
+        for name, sample in _crop_samples(scene, mask, fields, flags, complete, crop):
+            out[(name, crop)] = sample
+    return out
+
+
+def _crop_samples(
+    scene: SceneData,
+    mask: np.ndarray,
+    fields: np.ndarray,
+    flags: np.ndarray,
+    complete: np.ndarray,
+    crop: str,
+) -> list[tuple[str, Sample]]:
+    out: list[tuple[str, Sample]] = []
+    ids = fields[mask]
+
+    def pixels(values: np.ndarray, reduce: Reducer, where: np.ndarray = mask) -> Sample:
+        return Sample(np.column_stack([values[where]]), fields[where], reduce)
+
+    for k in range(scene.composites.shape[0]):
+        for b, band in enumerate(BANDS):
+            image = scene.composites[k, b]
+            out.append((f"{band} median p{k + 1}", pixels(image, _median)))
+            out.append((f"{band} IQR p{k + 1}", pixels(image, _iqr)))
+    series_ok = mask & complete
+    crop_fields = np.where(series_ok, fields, -1)
+    for b, band in enumerate(BANDS):
+        out.append(
+            (
+                f"{band} temporal AC lag1",
+                pixels(lag1_autocorrelation(scene.series[:, b]), _median, series_ok),
+            )
+        )
+    out.append(
+        (
+            "VH-VV temporal correlation",
+            pixels(
+                temporal_correlation(scene.series[:, 0], scene.series[:, 1]), _median, series_ok
+            ),
+        )
+    )
+    for b, band in enumerate(BANDS):
+        speckle = field_residuals(scene.series[:, b], crop_fields, pixel_mean=True)
+        sums, owners = spatial_sums(speckle, crop_fields)
+        out.append((f"{band} speckle spatial AC", Sample(sums, owners, _pair_correlation)))
+        out.append((f"{band} speckle std dB", Sample(sums, owners, _root_mean_square)))
+        season_mean = scene.series[:, b].mean(axis=0)[None]
+        texture = field_residuals(season_mean, crop_fields, pixel_mean=False)
+        sums, owners = spatial_sums(texture, crop_fields)
+        out.append((f"{band} texture spatial AC", Sample(sums, owners, _pair_correlation)))
+    out.append(("edge pixel share", Sample((flags[mask] == 1)[:, None].astype(float), ids, _mean)))
+    out.append(("edge contrast dB", _edge_sample(scene, mask, fields, flags)))
+    if crop == "grassland":
+        changes = sharp_changes(field_smooth(scene.series[:, 0], crop_fields))
+        out.append(("VH sharp changes per season", pixels(changes, _mean, series_ok)))
+    return out
+
+
+def _edge_sample(
+    scene: SceneData, mask: np.ndarray, fields: np.ndarray, flags: np.ndarray
+) -> Sample:
+    """Per pixel: mean |composite − crop interior median| over periods and bands, edge flag."""
+    comps = scene.composites  # (steps, 2, h, w)
+    interior = mask & (flags == 0)
+    if not interior.any():
+        reference = np.nanmedian(comps[:, :, mask], axis=2)
+    else:
+        reference = np.nanmedian(comps[:, :, interior], axis=2)
+    distance = np.abs(comps[:, :, mask] - reference[:, :, None])
+    observed = np.isfinite(distance).all(axis=(0, 1))
+    deviation = np.where(observed, np.where(observed, distance, 0).mean(axis=(0, 1)), np.nan)
+    values = np.column_stack([deviation, flags[mask].astype(float)])
+    return Sample(values, fields[mask], _edge_contrast)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+
+
+@dataclass(frozen=True)
+class Row:
+    """One statistic of one crop: real values per location, their interval, the simulated value."""
+
+    statistic: str
+    crop: str
+    real: dict[str, float]
+    low: float
+    high: float
+    simulated: float
+    fields: int = 0  # real fields measured, all locations together
+
+    @property
+    def inside(self) -> bool | None:
+        if not np.isfinite(self.simulated) or not np.isfinite(self.low):
+            return None
+        return bool(self.low <= self.simulated <= self.high)
+
+    @property
+    def gap(self) -> float:
+        """Signed distance from the real interval (0 inside, + above, − below)."""
+        if self.inside is None:
+            return float("nan")
+        if self.simulated > self.high:
+            return self.simulated - self.high
+        if self.simulated < self.low:
+            return self.simulated - self.low
+        return 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "statistic": self.statistic,
+            "crop": self.crop,
+            "real": self.real,
+            "real_low": self.low,
+            "real_high": self.high,
+            "simulated": self.simulated,
+            "inside": self.inside,
+            "gap": self.gap,
+            "real_fields": self.fields,
+        }
+
+
+def compare(
+    real: Mapping[str, Mapping[tuple[str, str], Sample]],
+    simulated: Mapping[tuple[str, str], Sample],
+    *,
+    draws: int = 200,
+    seed: int = 0,
+) -> list[Row]:
+    """Rows for every (statistic, crop) measured in at least one real location.
+
+    The real interval is the union over locations of each location's field-bootstrap 90 %
+    interval, so it spans both the differences between locations and the sampling spread.
+    """
+    rng = np.random.default_rng(seed)
+    keys = list(dict.fromkeys(key for samples in real.values() for key in samples))
+    rows = []
+    for key in keys:
+        values: dict[str, float] = {}
+        lows, highs = [], []
+        fields = 0
+        for location, samples in real.items():
+            if key not in samples:
+                continue
+            values[location] = samples[key].estimate()
+            fields += len(np.unique(samples[key].fields))
+            low, high = samples[key].interval(draws, rng)
+            lows.append(low)
+            highs.append(high)
+        sim = simulated[key].estimate() if key in simulated else float("nan")
+        low = float(np.nanmin(lows)) if np.isfinite(lows).any() else float("nan")
+        high = float(np.nanmax(highs)) if np.isfinite(highs).any() else float("nan")
+        rows.append(Row(key[0], key[1], values, low, high, sim, fields))
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A plain-text table: statistic, crop, real per location, real interval and its number of
+    fields (an interval from one field is no spread at all), simulated, verdict, gap."""
+    locations = list(dict.fromkeys(loc for row in rows for loc in row.real))
+    short = [loc[-6:] for loc in locations]
+    header = [
+        "statistic",
+        "crop",
+        *[f"real {s}" for s in short],
+        "real interval",
+        "fields",
+        "simulated",
+        "",
+        "gap",
+    ]
+    lines = [header]
+    for row in rows:
+        verdict = {True: "inside", False: "outside", None: "n/a"}[row.inside]
+        lines.append(
+            [
+                row.statistic,
+                row.crop,
+                *[_number(row.real.get(loc, float("nan"))) for loc in locations],
+                f"[{_number(row.low)}, {_number(row.high)}]",
+                str(row.fields),
+                _number(row.simulated),
+                verdict,
+                "" if row.inside is not False else f"{row.gap:+.2f}",
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _number(value: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.2f}"

@@ -1,0 +1,147 @@
+"""Parcel-bootstrap intervals of an experiment's means over seeds (``intervals.csv``).
+
+A test location holds a few dozen fields, so the uncertainty of a mean IoU is that of a few
+dozen samples: each interval resamples the test split's parcels (connected label components,
+:func:`sarcrop.data.parcels.store_parcels`) and scores every seed's saved probabilities on the
+same draw (:mod:`sarcrop.evaluation.bootstrap`). All groups use the same bootstrap seed, so
+methods of one scenario are scored on the same parcel draws.
+
+Intervals of two methods overlap when the test set is small even where one method is better
+on every draw, so each row also compares its method with the baselines (:data:`BASELINES`) at
+the same label fraction, paired on the same draws: the difference of the means
+(``minus_ri``), its interval (``minus_ri_low``, ``minus_ri_high``) and the share of draws in
+which the method scores above the baseline (``p_above_ri``); the same for ``rf``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sarcrop.evaluation.tables import Cell
+from sarcrop.experiments.config import ScenarioSpec
+
+INTERVALS = "intervals.csv"
+INTERVAL_COLUMNS = (
+    "scenario",
+    "method",
+    "label_fraction",
+    "metric",
+    "seeds",
+    "mean",
+    "std",
+    "low",
+    "high",
+    "n_parcels",
+    "level",
+)
+BASELINES = ("ri", "rf")
+"""The methods every other one is compared with, paired on the same parcel draws."""
+PAIRED_COLUMNS = tuple(
+    column
+    for b in BASELINES
+    for column in (f"minus_{b}", f"minus_{b}_low", f"minus_{b}_high", f"p_above_{b}")
+)
+METRIC = "iou"
+LEVEL = 0.95
+DRAWS = 1000
+
+
+def split_parcels(store: Path, crop: str, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (0/1) and parcel ids of the test split, parcels -1 where metrics ignore pixels."""
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.parcels import store_parcels
+
+    dataset = PatchDataset(store, "test", (crop,), bands)
+    items = [dataset[i] for i in range(len(dataset))]
+    target = np.stack([item["target"].numpy() for item in items])
+    valid = np.stack([item["valid"].numpy() for item in items])
+    parcels = store_parcels(dataset.store)[dataset.indices]
+    return target, np.where(valid, parcels, -1)
+
+
+def scenario_intervals(
+    scenario: ScenarioSpec,
+    test_store: Path,
+    units: Mapping[tuple[str, float, int], Path],
+    results: pd.DataFrame,
+    thresholds: Mapping[str, float],
+) -> pd.DataFrame:
+    """One row per method × label fraction of ``scenario``: mean ± std over seeds, the CI and
+    the paired differences to the baselines.
+
+    ``units`` maps (method, fraction, seed) to the saved test probabilities of that run;
+    ``results`` gives the means (the long results of the main run).
+    """
+    from sarcrop.evaluation.bootstrap import paired_difference, parcel_bootstrap
+
+    target, parcels = split_parcels(test_store, scenario.crop, scenario.bands)
+    main = results[(results["scenario"] == scenario.id) & (results["run"] == "main")]
+    main = main[(main["metric"] == METRIC) & (main["timestep"] == main["timestep"].max())]
+    groups = {
+        (str(method), float(fraction)): group
+        for (method, fraction), group in main.groupby(["method", "label_fraction"], sort=False)
+    }
+    preds = {
+        key: [
+            np.load(units[(key[0], key[1], s)]).astype(np.float32)
+            for s in sorted(int(s) for s in group["seed"])
+        ]
+        for key, group in groups.items()
+    }
+    rows = []
+    for (method, fraction), group in groups.items():
+        threshold = thresholds.get(method, 0.5)
+        interval = parcel_bootstrap(
+            preds[(method, fraction)],
+            target,
+            parcels,
+            metric=METRIC,
+            n=DRAWS,
+            seed=0,
+            level=LEVEL,
+            threshold=threshold,
+        )
+        cell = Cell.of(group["value"])
+        row: dict[str, object] = {
+            "scenario": scenario.id,
+            "method": method,
+            "label_fraction": fraction,
+            "metric": METRIC,
+            "seeds": len(preds[(method, fraction)]),
+            "mean": cell.value,
+            "std": cell.spread,
+            "low": interval.low,
+            "high": interval.high,
+            "n_parcels": interval.n_parcels,
+            "level": LEVEL,
+        }
+        for baseline in BASELINES:
+            if baseline == method or (baseline, fraction) not in preds:
+                continue
+            difference = paired_difference(
+                preds[(method, fraction)],
+                preds[(baseline, fraction)],
+                target,
+                parcels,
+                metric=METRIC,
+                n=DRAWS,
+                seed=0,
+                level=LEVEL,
+                threshold=(threshold, thresholds.get(baseline, 0.5)),
+            )
+            row[f"minus_{baseline}"] = difference.estimate
+            row[f"minus_{baseline}_low"] = difference.low
+            row[f"minus_{baseline}_high"] = difference.high
+            row[f"p_above_{baseline}"] = difference.p_above
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])
+
+
+def read_intervals(run_dir: Path) -> pd.DataFrame | None:
+    """``intervals.csv`` of a run directory, or None where the run has none."""
+    path = Path(run_dir) / INTERVALS
+    return pd.read_csv(path) if path.is_file() else None

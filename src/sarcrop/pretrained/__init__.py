@@ -1,0 +1,44 @@
+"""Pre-trained checkpoints shipped inside the package, addressed by name.
+
+A user with a few labelled fields fine-tunes one of these (``sarcrop finetune europe-maize
+STORE ...``) instead of running a pre-training first. Each ``NAME.safetensors`` here has a model
+card ``NAME.md`` next to it: what it was trained on, its inputs and its measured transfer results.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from sarcrop.errors import CheckpointError
+
+SUFFIX = ".safetensors"
+
+
+def available() -> list[str]:
+    """Names of the shipped checkpoints, sorted."""
+    entries = resources.files(__name__).iterdir()
+    return sorted(e.name.removesuffix(SUFFIX) for e in entries if e.name.endswith(SUFFIX))
+
+
+def path(name: str) -> Path:
+    """The file of the shipped checkpoint ``name``; a one-line error lists the names if absent."""
+    names = available()
+    if name not in names:
+        raise CheckpointError(
+            f"no pre-trained model named {name!r}; shipped: {', '.join(names) or 'none'}"
+        )
+    return Path(str(resources.files(__name__) / f"{name}{SUFFIX}"))
+
+
+def is_name(checkpoint: str | Path) -> bool:
+    """Whether ``checkpoint`` reads as a shipped model's name rather than a file: no folder, no
+    suffix, and no file of that name in the working directory (a local file wins)."""
+    text = str(checkpoint)
+    plain = Path(text)
+    return plain.name == text and not plain.suffix and not plain.exists()
+
+
+def resolve(checkpoint: str | Path) -> str | Path:
+    """``checkpoint`` itself when it is a file path, else the shipped checkpoint of that name."""
+    return path(str(checkpoint)) if is_name(checkpoint) else checkpoint

@@ -1,0 +1,154 @@
+"""The shipped pre-trained checkpoint: found by name, described by its card, loaded without pickle,
+fine-tuned by the API and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from sarcrop import pretrained
+from sarcrop.cli import main
+from sarcrop.errors import CheckpointError
+from sarcrop.options import TilingOptions
+from sarcrop.training import TrainConfig, finetune, load_checkpoint, read_metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "europe-maize"
+
+
+def one_epoch() -> TrainConfig:
+    return TrainConfig(
+        epochs=1,
+        batch_size=4,
+        val_fraction=0,
+        patience=None,
+        accelerator="cpu",
+        progress_bar=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny simulated maize store with the checkpoint's season: 8 × 20 days, VH|VV."""
+    from sarcrop.data.prepare import prepare_region
+    from sarcrop.data.simulate import simulate_region
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    simulate_region("europe", folder / "region", seed=1, size=(64, 64))
+    out = folder / "store.zarr"
+    prepare_region(folder / "region", out, tiling=TilingOptions(patch_size=16), progress=False)
+    return str(out)
+
+
+def test_the_shipped_model_is_listed_and_found() -> None:
+    assert NAME in pretrained.available()
+    path = pretrained.path(NAME)
+    assert path.is_file() and path.name == f"{NAME}.safetensors"
+    assert path.with_suffix(".md").is_file(), "every shipped checkpoint has a model card"
+
+
+def test_names_and_paths_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pretrained.resolve(NAME) == pretrained.path(NAME)
+    for path in ("model.safetensors", "runs/europe-maize", str(tmp_path / NAME)):
+        assert pretrained.resolve(path) == path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / NAME).write_bytes(b"")  # a local file of that name wins over the shipped model
+    assert pretrained.resolve(NAME) == NAME
+
+
+def test_unknown_names_give_one_line_listing_the_shipped_ones(tmp_path: Path, store: str) -> None:
+    with pytest.raises(CheckpointError) as error:
+        finetune("korea-rice", store, tmp_path / "run", strategy="ft", config=one_epoch())
+    message = str(error.value)
+    assert "\n" not in message and "korea-rice" in message and NAME in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_reports_unknown_names(
+    tmp_path: Path, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["finetune", "korea-rice", store, "--out", str(tmp_path / "run"), "--strategy", "ft"]
+    assert main(args) == 2
+    assert f"shipped: {NAME}" in capsys.readouterr().err
+
+
+def test_metadata_of_the_shipped_model() -> None:
+    meta = read_metadata(pretrained.path(NAME))
+    assert meta.architecture == "recurrent_unet"
+    assert meta.options["widths"] == [8, 16, 32]
+    assert meta.bands == ["VH", "VV"]
+    assert meta.time_steps == 8
+    assert meta.season is not None and meta.season["days"] == 20
+    assert meta.positive == ["maize"]
+    assert meta.strategy == "scratch" and meta.parent is None
+    assert meta.region == "europe"
+    assert meta.normalization is not None
+    assert meta.normalization["method"] == "fixed"
+    assert meta.normalization["bands"] == ["VH", "VV"]
+    assert meta.normalization["min"] == [-30.0, -23.0]
+    assert meta.normalization["max"] == [-5.0, 2.0]
+
+
+def test_the_card_describes_this_file() -> None:
+    """The card's hash, size and parameter count are those of the shipped file; the docs page is
+    the card itself."""
+    path = pretrained.path(NAME)
+    card = path.with_suffix(".md").read_text(encoding="utf-8")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in card
+    assert f"{path.stat().st_size:,}-byte file" in card
+    trainable = read_metadata(path).training["parameters"]["trainable"]
+    assert f"{trainable:,} parameters" in card
+    assert "simulated data only" in card
+    assert (ROOT / "docs" / "pretrained.md").read_text(encoding="utf-8") == card
+
+
+def test_it_loads_without_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = pretrained.path(NAME)
+    (length,) = struct.unpack("<Q", path.read_bytes()[:8])  # a safetensors header, not a zip
+    header = json.loads(path.read_bytes()[8 : 8 + length])
+    assert "sarcrop" in header["__metadata__"]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    model, meta = load_checkpoint(path)
+    with torch.inference_mode():
+        logits = model(torch.rand(1, meta.time_steps, len(meta.bands), 16, 16))
+    assert logits.shape == (1, 1, 16, 16) and torch.isfinite(logits).all()
+
+
+def test_finetune_by_name(tmp_path: Path, store: str) -> None:
+    result = finetune(NAME, store, tmp_path / "run", strategy="fte", config=one_epoch())
+    meta = read_metadata(result.checkpoint)
+    assert meta.strategy == "fte" and meta.positive == ["maize"]
+    assert meta.parent is not None
+    assert meta.parent["sha256"] == hashlib.sha256(pretrained.path(NAME).read_bytes()).hexdigest()
+    assert meta.normalization is not None and meta.normalization["method"] == "fixed"
+
+
+def test_cli_finetunes_by_name(
+    tmp_path: Path, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    args = ["finetune", NAME, store, "--out", str(out), "--strategy", "ftd", "--last-k", "1"]
+    flags = ["--epochs", "1", "--batch-size", "4", "--val-fraction", "0", "--quiet"]
+    assert main([*args, *flags, "--accelerator", "cpu"]) == 0
+    meta = read_metadata(out / "model.safetensors")
+    assert meta.strategy == "ftd" and meta.last_k == 1
+    assert meta.parent is not None and meta.parent["region"] == "europe"
+
+
+def test_help_names_the_shipped_models(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    assert NAME in capsys.readouterr().out

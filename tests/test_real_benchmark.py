@@ -1,0 +1,265 @@
+"""The real-data transfer benchmark: data root, merged regions, named pre-trainings, label
+fractions, the skip without data, and a tiny run on the real WorldCereal locations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import realdata_support
+from sarcrop.cli import main
+from sarcrop.errors import ConfigError
+from sarcrop.evaluation.metrics import EvaluationInputError
+from sarcrop.evaluation.tables import paired_table
+from sarcrop.experiments import load_experiment_config, run_experiment
+from sarcrop.experiments.config import DataNotFound
+from sarcrop.experiments.presets import resolve_config
+from sarcrop.experiments.record import RunRecord, scenario_sources
+
+shared_data = realdata_support.shared_data  # the fixture (skips where the data is absent)
+
+PATCHES = "worldcereal-s1-croptype-patches/geotiff"
+FLANDERS_2018 = "00002806639B424A"
+FLANDERS_2019 = "000028085BF08E7E"
+TANZANIA = "2021_TZA_COPERNICUS-GEOGLAM_POLY_1101950"
+
+
+def location(name: str, season_start: str, split: str) -> dict:
+    """A real region as the shipped config writes it, relative to the data root."""
+    return {
+        "images": f"{PATCHES}/{name}_S1_*",
+        "labels": f"{PATCHES}/{name}_labels_CT_LC_10m.tif",
+        "label_options": {"code_map": {1200: "maize", 9120: "grassland", 5100: "potato"}},
+        "season_start": season_start,
+        "timesteps": 8,
+        "days": 20,
+        "scenes": {"resolution": 10},
+        "tiling": {"patch_size": 16},
+        "split": {"method": split},
+    }
+
+
+def real_config(**changes: object) -> dict:
+    config = {
+        "name": "real-tiny",
+        "data_root": "data",
+        "regions": {
+            "a": location(FLANDERS_2018, "2018-04-21", "train"),
+            "b": location(FLANDERS_2019, "2019-04-21", "train"),
+            "b-test": location(FLANDERS_2019, "2019-04-21", "test"),
+            "tanzania": location(TANZANIA, "2021-03-15", "train"),
+            "ab": {"merge": ["a", "b"]},
+        },
+        "pretrains": {
+            "flanders": {"region": "ab", "crop": "maize", "model_options": {"widths": [4, 8]}},
+            "tanzania": {"region": "tanzania", "crop": "maize", "model_options": {"widths": [4]}},
+        },
+        "scenarios": [
+            {"finetune": "a", "test": "b-test", "crop": "maize", "pretrain": "tanzania"},
+            {"finetune": "a", "test": "b-test", "crop": "maize", "pretrain": "flanders"},
+        ],
+        "fractions": [1.0, 0.25, 0.5],
+    }
+    config.update(changes)
+    return config
+
+
+def fake_data_root(root: Path) -> Path:
+    """Empty files where the real ones would be (loading checks only that they exist)."""
+    folder = root / "data" / PATCHES
+    folder.mkdir(parents=True)
+    for name in (FLANDERS_2018, FLANDERS_2019, TANZANIA):
+        for suffix in ("S1_VH_sigma0_dB_20m.tif", "labels_CT_LC_10m.tif"):
+            (folder / f"{name}_{suffix}").touch()
+    return root / "data"
+
+
+def write(folder: Path, data: dict) -> Path:
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_region_files_resolve_against_the_data_root(tmp_path, monkeypatch):
+    fake_data_root(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative data_root is relative to the working directory
+    (tmp_path / "configs").mkdir()
+    config = load_experiment_config(write(tmp_path / "configs", real_config()))
+    root = (tmp_path / "data").resolve()
+    assert config.data_root == root
+    assert config.regions["a"].labels == root / PATCHES / f"{FLANDERS_2018}_labels_CT_LC_10m.tif"
+    assert config.regions["a"].images == str(root / PATCHES / f"{FLANDERS_2018}_S1_*")
+    other = fake_data_root(tmp_path / "elsewhere")
+    moved = load_experiment_config(write(tmp_path / "configs", real_config()), data_root=other)
+    assert moved.regions["b"].labels.parent == other.resolve() / PATCHES
+
+
+def test_merged_regions_named_pretrainings_and_fractions(tmp_path):
+    root = fake_data_root(tmp_path)
+    config = load_experiment_config(write(tmp_path, real_config(data_root=str(root))))
+    assert config.members("ab") == ["a", "b"]
+    assert config.fractions == (0.25, 0.5, 1.0)  # sorted
+    assert set(config.pretrainings) == {"flanders", "tanzania"}
+    first, second = config.scenarios
+    assert config.pretrain_of(first)[0] == "tanzania"
+    assert config.pretrain_of(second)[1].region == "ab"
+    assert first.id != second.id and second.id.endswith("-from-flanders")
+    assert set(scenario_sources(config).values()) == {"real"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"fractions": [0.0, 1.0]}, r"fractions.*\(0, 1\]"),
+        (
+            {"scenarios": [{"finetune": "a", "test": "b-test", "crop": "maize"}]},
+            "name its pretrain",
+        ),
+        (
+            {"scenarios": [{"finetune": "a", "test": "b", "crop": "maize", "pretrain": "mars"}]},
+            "unknown pretrain 'mars'",
+        ),
+        ({"regions": {"a": {"merge": ["ab", "b"]}}}, "merges itself"),
+        ({"regions": {"ab": {"merge": ["a"]}}}, r"regions\.ab\.merge"),
+        ({"pretrains": {}}, "give pretrain"),
+    ],
+)
+def test_config_errors_for_the_new_sections(tmp_path, changes, message):
+    root = fake_data_root(tmp_path)
+    if "regions" in changes:  # changed regions, the others as they are
+        changes = {**changes, "regions": {**real_config()["regions"], **changes["regions"]}}
+    with pytest.raises(ConfigError, match=message):
+        load_experiment_config(write(tmp_path, real_config(data_root=str(root), **changes)))
+
+
+def test_absent_data_is_a_skip_not_an_error(tmp_path, capsys):
+    with pytest.raises(DataNotFound, match="real data not found at"):
+        load_experiment_config(resolve_config("real"), data_root=tmp_path / "none")
+    out = tmp_path / "run"
+    code = main(["experiment", "real", "--data", str(tmp_path / "none"), "--out", str(out)])
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert printed == [f"skipping: real data not found at {(tmp_path / 'none').resolve()}"]
+    assert not out.exists()
+    # A data root without one of the files names that file.
+    root = fake_data_root(tmp_path)
+    (root / PATCHES / f"{TANZANIA}_labels_CT_LC_10m.tif").unlink()
+    with pytest.raises(DataNotFound, match=f"{TANZANIA}_labels_CT_LC_10m.tif"):
+        load_experiment_config(write(tmp_path, real_config(data_root=str(root))))
+
+
+@pytest.mark.realdata
+def test_shipped_real_config_names_the_paper_shaped_scenarios(shared_data):
+    config = load_experiment_config(resolve_config("real"), data_root=shared_data)
+    assert config.seeds >= 5 and config.fractions == (0.1, 0.25, 0.5, 1.0)
+    assert {"rf", "ri", "ft", "fte", "ftd", "probe"} <= set(config.methods)
+    assert config.members("flanders") == ["flanders2018", "flanders2019"]
+    pretrains = {s.test: config.pretrain_of(s)[0] for s in config.scenarios}
+    assert pretrains == {
+        "tanzania": "flanders",
+        "flanders2019-test": "europe",
+        "flanders2018-test": "europe",
+    }
+    assert set(scenario_sources(config).values()) == {"real"}
+
+
+@pytest.mark.realdata
+def test_tiny_real_run_has_fractions_and_parcel_intervals(shared_data, tmp_path):
+    data = real_config(
+        data_root=str(shared_data),
+        regions={
+            "a": location(FLANDERS_2018, "2018-04-21", "train"),
+            "b-test": location(FLANDERS_2019, "2019-04-21", "test"),
+            "tanzania": location(TANZANIA, "2021-03-15", "train"),
+        },
+        pretrains={
+            "tanzania": {
+                "region": "tanzania",
+                "crop": "maize",
+                "model_options": {"widths": [4, 8]},
+                "train": {"epochs": 1, "val_fraction": 0, "progress_bar": False},
+            }
+        },
+        scenarios=[{"finetune": "a", "test": "b-test", "crop": "maize", "bands": ["VH", "VV"]}],
+        finetune={"epochs": 2, "batch_size": 4, "val_fraction": 0, "progress_bar": False},
+        methods=["rf", "ft"],
+        baseline={"n_estimators": 10, "max_samples_per_class": 500, "early_season": False},
+        fractions=[0.5, 1.0],
+        seeds=2,
+        threads=1,
+        figure_patches=1,
+    )
+    out = tmp_path / "out"
+    result = run_experiment(write(tmp_path, data), out)
+    results = result.results
+    assert list(results.columns[-3:]) == ["run", "ordering", "label_fraction"]
+    assert set(results["label_fraction"]) == {0.5, 1.0}
+    assert set(results["seed"]) == {0, 1}
+    # Fewer labels really are fewer: the half-label runs differ from the full ones.
+    iou = results[(results["metric"] == "iou") & (results["timestep"] == 8)]
+    full = iou[iou["label_fraction"] == 1.0].set_index(["method", "seed"])["value"]
+    half = iou[iou["label_fraction"] == 0.5].set_index(["method", "seed"])["value"]
+    assert not np.allclose(full.sort_index(), half.sort_index())
+
+    intervals = pd.read_csv(out / "intervals.csv")
+    assert len(intervals) == 4  # 2 methods × 2 fractions
+    assert (intervals["seeds"] == 2).all() and (intervals["n_parcels"] > 5).all()
+    means = iou.groupby(["method", "label_fraction"])["value"].mean()
+    for row in intervals.itertuples():
+        assert row.mean == pytest.approx(means[(row.method, row.label_fraction)])
+        assert row.low - 1e-3 <= row.mean <= row.high + 1e-3
+    # Paired with the forest on the same draws (no RI in this run: nothing paired with it).
+    assert intervals["minus_ri"].isna().all()
+    ft = intervals[intervals["method"] == "ft"].set_index("label_fraction")
+    rf = intervals[intervals["method"] == "rf"].set_index("label_fraction")
+    assert rf["minus_rf"].isna().all()
+    assert np.allclose(ft["minus_rf"], ft["mean"] - rf["mean"], atol=1e-9)
+    assert (ft["minus_rf_low"] <= ft["minus_rf"] + 1e-9).all()
+    assert (ft["minus_rf"] <= ft["minus_rf_high"] + 1e-9).all()
+    assert ft["p_above_rf"].between(0, 1).all()
+
+    tables = (out / "tables.md").read_text(encoding="utf-8")
+    assert "by share of labelled parcels" in tables and "ours on real data" in tables
+    assert "IoU minus RF, paired" in tables and "IoU minus RI" not in tables
+    manifest = json.loads((out / "experiment.json").read_text(encoding="utf-8"))
+    assert manifest["fractions"] == [0.5, 1.0]
+    assert (out / manifest["learning_curves"]).is_file()
+    assert [s["data"] for s in manifest["scenarios"]] == ["real"]
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="table-fractions"' in report
+    assert 'id="table-paired-rf"' in report and 'id="table-paired-ri"' not in report
+    record = RunRecord.read(out)
+    assert record.fractions == (0.5, 1.0)
+    assert record.unit(record.scenarios[0].id, "ft", 0).label_fraction == 1.0
+    assert set(record.pretrains) == {"tanzania"}
+
+
+def test_paired_table_shows_each_method_minus_the_baseline_per_fraction():
+    rows = [
+        ("s", "ri", 0.25, None, None, None, None),
+        ("s", "ft", 0.25, 0.09, 0.01, 0.13, 0.983),
+        ("s", "ft", 1.0, -0.02, -0.07, 0.03, 0.204),
+        ("s", "rf", 1.0, -0.08, -0.25, 0.12, 0.262),
+    ]
+    columns = ["scenario", "method", "label_fraction", "minus_ri"]
+    columns += ["minus_ri_low", "minus_ri_high", "p_above_ri"]
+    intervals = pd.DataFrame(rows, columns=columns).assign(level=0.95, metric="iou")
+    table = paired_table(intervals, "ri", sources={"s": "real"}, names={"s": "A → B"})
+    assert table.header[0][2:] == (
+        "25 %: A − RI",
+        "25 %: P(A > RI)",
+        "100 %: A − RI",
+        "100 %: P(A > RI)",
+    )
+    text = {row.labels[1]: [cell.ours for cell in row.cells] for row in table.rows}
+    assert list(text) == ["RF", "FT"]  # the baseline has no row of its own
+    assert text["FT"] == ["0.09 [0.01, 0.13]", "0.983", "-0.02 [-0.07, 0.03]", "0.204"]
+    assert text["RF"] == ["–", "–", "-0.08 [-0.25, 0.12]", "0.262"]
+    assert "ours on real data" in table.title and "spread over seeds is not in it" in table.notes[0]
+    with pytest.raises(EvaluationInputError, match="minus_rf"):
+        paired_table(intervals, "rf")

@@ -1,0 +1,168 @@
+"""Realism statistics on hand-made arrays with known answers, and the real-versus-simulated gap."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.ndimage import uniform_filter
+
+import realdata_support
+from sarcrop.data.parcels import parcel_ids
+from sarcrop.data.season import Season
+from sarcrop.evaluation.realism import (
+    Row,
+    Sample,
+    SceneData,
+    compare,
+    edge_flags,
+    field_residuals,
+    format_table,
+    lag1_autocorrelation,
+    measure,
+    neighbour_pairs,
+    sharp_changes,
+    spatial_autocorrelation,
+    temporal_correlation,
+)
+
+shared_data = realdata_support.shared_data  # the fixture (skips where the data is absent)
+RNG = np.random.default_rng(0)
+
+
+def one_field(size: int = 64) -> np.ndarray:
+    return np.zeros((size, size), dtype=np.int64)
+
+
+def test_independent_noise_has_no_spatial_autocorrelation() -> None:
+    noise = RNG.normal(size=(20, 64, 64))
+    assert abs(spatial_autocorrelation(noise, one_field())) < 0.03
+
+
+def test_smoothed_noise_has_clear_spatial_autocorrelation() -> None:
+    smooth = uniform_filter(RNG.normal(size=(20, 64, 64)), size=(1, 3, 3))
+    # A 3-pixel boxcar: neighbours share 2 of 3 columns (rows), so the correlation is 2/3.
+    assert spatial_autocorrelation(smooth, one_field()) == pytest.approx(2 / 3, abs=0.05)
+
+
+def test_pairs_across_fields_are_not_counted() -> None:
+    fields = np.zeros((8, 8), dtype=np.int64)
+    fields[:, 4:] = 1
+    # Each field constant but different: no same-field pair varies, and the step between the
+    # fields (which would look like correlation) is never paired.
+    values = np.where(fields == 0, 1.0, -1.0) + RNG.normal(scale=1e-3, size=(8, 8))
+    residuals = field_residuals(values[None], fields, pixel_mean=False)
+    assert abs(np.nanmean(residuals)) < 1e-9
+    first, second = neighbour_pairs(fields)
+    assert len(first) == 2 * 8 * 3 + 7 * 8  # 3 horizontal pairs per row and field, 7 vertical
+    assert (fields.ravel()[first] == fields.ravel()[second]).all()
+
+
+def test_double_centred_residuals_remove_field_dates_and_pixel_means() -> None:
+    t, h, w = 6, 5, 5
+    pixel = RNG.normal(size=(h, w))
+    date = RNG.normal(size=t)
+    series = pixel[None] + date[:, None, None]
+    residuals = field_residuals(series, parcel_ids(np.zeros((h, w), int)), pixel_mean=True)
+    np.testing.assert_allclose(residuals, 0, atol=1e-12)
+
+
+def test_temporal_autocorrelation_known_values_and_constant_series() -> None:
+    alternating = np.tile([1.0, -1.0], 20)[:, None, None]
+    trend = np.linspace(0, 1, 40)[:, None, None]
+    constant = np.full((40, 1, 1), -15.0)
+    assert lag1_autocorrelation(alternating)[0, 0] == pytest.approx(-39 / 40)
+    assert lag1_autocorrelation(trend)[0, 0] > 0.9
+    assert np.isnan(lag1_autocorrelation(constant)[0, 0])
+    white = RNG.normal(size=(400, 4, 4))
+    assert np.abs(lag1_autocorrelation(white)).max() < 0.2
+
+
+def test_temporal_correlation() -> None:
+    a = RNG.normal(size=(50, 3, 3))
+    np.testing.assert_allclose(temporal_correlation(a, 2 * a - 3), 1.0)
+    np.testing.assert_allclose(temporal_correlation(a, -a), -1.0)
+    assert np.isnan(temporal_correlation(a, np.zeros_like(a))).all()
+
+
+def test_edge_flags_and_fields() -> None:
+    labels = np.zeros((6, 6), dtype=np.int16)
+    labels[:, 3:] = 1
+    labels[0, 0] = -1
+    flags = edge_flags(labels)
+    assert flags[3, 2] == 1 and flags[3, 3] == 1  # the boundary between the classes
+    assert flags[3, 0] == 0 and flags[3, 5] == 0  # interior (the image border is not an edge)
+    assert flags[0, 0] == -1 and flags[1, 0] == 1  # unlabelled, and its labelled neighbour
+    ids = parcel_ids(np.array([[0, 1, 0], [0, 1, 0]]))
+    assert len(np.unique(ids)) == 3  # two separate class-0 fields and one class-1 field
+
+
+def test_sharp_changes_counts_steps_not_speckle_spikes() -> None:
+    base = np.full(30, -17.0)
+    base[10:16] -= 3.0  # one cut: a drop, then a rise
+    spiky = np.full(30, -17.0)
+    spiky[[5, 20]] += 4.0  # single-date spikes
+    series = np.stack([base, spiky, np.full(30, -17.0)], axis=1)[:, :, None]
+    counts = sharp_changes(series, step_db=2.0)[:, 0]
+    np.testing.assert_array_equal(counts, [2, 0, 0])
+
+
+def test_bootstrap_interval_resamples_fields() -> None:
+    values = np.concatenate([np.zeros(50), np.ones(50)])[:, None]
+    fields = np.repeat([0, 1], 50)
+    sample = Sample(values, fields, lambda v: float(v[:, 0].mean()))
+    low, high = sample.interval(200, np.random.default_rng(0))
+    assert sample.estimate() == 0.5
+    assert low == 0.0 and high == 1.0  # only two fields: a draw may hold either one twice
+    single = Sample(values, np.zeros(100, dtype=int), sample.reduce)
+    assert single.interval(50, np.random.default_rng(0)) == (0.5, 0.5)
+
+
+def synthetic_scene(smooth: bool) -> SceneData:
+    """Two crops in halves; speckle independent or spatially smoothed."""
+    labels = np.zeros((32, 32), dtype=np.int16)
+    labels[:, 16:] = 1
+    level = np.where(labels == 0, -17.0, -14.0)
+    noise = RNG.normal(scale=1.5, size=(24, 2, 32, 32))
+    if smooth:
+        noise = uniform_filter(noise, size=(1, 1, 3, 3)) * 2
+    series = level[None, None] + noise
+    composites = series.reshape(8, 3, 2, 32, 32).mean(axis=1)
+    return SceneData(
+        series, composites, labels, ("maize", "grassland"), Season(dt.date(2020, 4, 21)), 20.0
+    )
+
+
+def test_compare_flags_the_missing_spatial_correlation() -> None:
+    real = {"a": measure(synthetic_scene(True), ["maize", "grassland"])}
+    simulated = measure(synthetic_scene(False), ["maize", "grassland"])
+    rows = {(r.statistic, r.crop): r for r in compare(real, simulated, draws=20)}
+    speckle = rows[("VH speckle spatial AC", "maize")]
+    assert speckle.real["a"] > 0.4 and abs(speckle.simulated) < 0.1
+    assert speckle.inside is False and speckle.gap < -0.3
+    assert rows[("VH median p1", "maize")].real["a"] == pytest.approx(-17, abs=0.3)
+    assert ("VH sharp changes per season", "grassland") in rows
+    assert "outside" in format_table(list(rows.values()))
+
+
+def test_row_gap_is_signed_distance_to_interval() -> None:
+    assert Row("s", "c", {}, 0.0, 1.0, 1.5).gap == pytest.approx(0.5)
+    assert Row("s", "c", {}, 0.0, 1.0, -0.25).gap == pytest.approx(-0.25)
+    assert Row("s", "c", {}, 0.0, 1.0, 0.5).inside is True
+    assert Row("s", "c", {}, float("nan"), float("nan"), 0.5).inside is None
+
+
+@pytest.mark.realdata
+def test_real_speckle_is_spatially_correlated(shared_data: Path, tmp_path: Path) -> None:
+    from benchmarks.realism import run
+
+    result = run(shared_data, locations=["000028085BF08E7E"], size=96, draws=20, work=tmp_path)
+    rows = {(r["statistic"], r["crop"]): r for r in result["rows"]}
+    for crop in ("maize", "wheat", "grassland"):
+        for band in ("VH", "VV"):
+            real = rows[(f"{band} speckle spatial AC", crop)]["real"]["000028085BF08E7E"]
+            assert real > 0.3, (band, crop, real)  # multi-looked GRD: clearly correlated
+    assert result["real"]["000028085BF08E7E"]["resolution_m"] == 20.0
+    assert result["summary"]["statistics"] == len(result["rows"]) > 100

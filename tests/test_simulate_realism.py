@@ -1,0 +1,121 @@
+"""Realism options of the simulator and the ``europe`` pre-training preset."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from sarcrop.cli import main
+from sarcrop.data.simulate import effects, get_region, simulate_region
+from sarcrop.data.simulate.effects import Realism
+from sarcrop.data.simulate.regions import REGIONS, randomised
+from sarcrop.evaluation.realism import load_scene, measure
+
+CROPS = ("maize", "wheat", "potato", "grassland")
+
+
+@pytest.fixture(scope="module")
+def europe(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("europe")
+    return simulate_region("europe", out, seed=0, size=(160, 160))
+
+
+def _read(result) -> np.ndarray:
+    arrays = [rasterio.open(p).read().astype(np.float32) for p in [*result.scenes, result.labels]]
+    return np.concatenate(arrays)
+
+
+def test_options_explicitly_off_reproduce_the_preset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kw = {"seed": 4, "size": (120, 300), "revisit_days": 40, "block_size": 256}
+    before = simulate_region("netherlands", tmp_path / "a", **kw)
+    off = Realism(
+        speckle_sigma_px=0.0,
+        enl=None,
+        texture_sigma_px=0.0,
+        psf_sigma_px=0.0,
+        fluctuation_db=0.0,
+        mowing=(0, 0),
+        level_db=(),
+    )
+    preset = dataclasses.replace(
+        get_region("netherlands"), realism=off, extra_orbits=(), randomisation=None
+    )
+    monkeypatch.setitem(REGIONS, "netherlands", preset)
+    after = simulate_region("netherlands", tmp_path / "b", **kw)
+    np.testing.assert_array_equal(_read(before), _read(after))
+    meta = json.loads(after.metadata.read_text())
+    assert not {"realism", "extra_orbits", "randomisation"} & set(meta["preset"])
+
+
+def test_gamma_speckle_keeps_the_looks_and_correlation_shows() -> None:
+    rng = np.random.default_rng(0)
+    normal = effects.smooth(rng.standard_normal((400, 400)).astype(np.float32), 0.6)
+    assert abs(normal.std() - 1.0) < 0.03  # variance restored after smoothing
+    speckle = effects.gamma_speckle(normal, 5.0)
+    assert abs(speckle.mean() - 1.0) < 0.02 and abs(speckle.var() - 1 / 5.0) < 0.01
+    lag1 = np.corrcoef(speckle[:, :-1].ravel(), speckle[:, 1:].ravel())[0, 1]
+    assert 0.35 < lag1 < 0.7
+    white = effects.gamma_speckle(rng.standard_normal((400, 400)), 5.0)
+    assert abs(np.corrcoef(white[:, :-1].ravel(), white[:, 1:].ravel())[0, 1]) < 0.03
+
+
+def test_mowing_cuts_then_regrows() -> None:
+    days = np.arange(100.0, 300.0)
+    cuts = effects.cut_days(np.random.default_rng(1), (3, 5))
+    assert 3 <= len(cuts) <= 5 and 128 <= cuts[0] <= 165 and np.all(np.diff(cuts) >= 28)
+    change = effects.mowing_db(days, cuts, (3.0, 1.5), 25.0)
+    first = int(np.ceil(cuts[0])) - 100
+    assert change[:first].max() == 0.0  # untouched before the first cut
+    assert change[first, 0] < -2.5 and change[first, 1] < -1.2  # sharp drop at the cut
+    assert change[first + 26, 0] > change[first, 0]  # regrowth
+
+
+def test_europe_matches_real_speckle_texture_and_mowing(europe, tmp_path: Path) -> None:
+    meta = json.loads(europe.metadata.read_text())
+    assert meta["positive"] == "maize" and meta["preset"]["realism"]["mowing"] == [3, 5]
+    assert {a["relative_orbit"] for a in meta["acquisitions"]} == {88, 161}  # two orbits
+    scene = load_scene(europe.root / "scenes", europe.labels, europe.season)
+    stats = measure(scene, CROPS)
+    base = simulate_region("netherlands", tmp_path, seed=0, size=(160, 160), revisit_days=6)
+    plain = measure(load_scene(base.root / "scenes", base.labels, base.season), CROPS)
+    for crop in ("maize", "grassland"):
+        for band in ("VH", "VV"):
+            # Real Flanders: speckle 0.30-0.62, texture 0.37-0.87 (benchmarks/realism.py).
+            assert 0.3 < stats[(f"{band} speckle spatial AC", crop)].estimate() < 0.62
+            assert 0.45 < stats[(f"{band} texture spatial AC", crop)].estimate() < 0.87
+            assert abs(plain[(f"{band} speckle spatial AC", crop)].estimate()) < 0.05
+    mown = stats[("VH sharp changes per season", "grassland")].estimate()
+    assert mown > 2.5 > plain[("VH sharp changes per season", "grassland")].estimate()
+    vh_vv = stats[("VH-VV temporal correlation", "grassland")].estimate()
+    assert vh_vv > plain[("VH-VV temporal correlation", "grassland")].estimate() + 0.1
+
+
+def test_europe_is_block_size_independent_and_varies_per_seed(tmp_path: Path) -> None:
+    kw = {"size": (300, 530), "revisit_days": 40}
+    a = simulate_region("europe", tmp_path / "a", seed=2, block_size=256, **kw)
+    b = simulate_region("europe", tmp_path / "b", seed=2, block_size=512, **kw)
+    np.testing.assert_array_equal(_read(a), _read(b))
+    preset = get_region("europe")
+    drawn = [randomised(preset, seed, 2019) for seed in range(4)]
+    assert randomised(preset, 1, 2019) == drawn[1]  # a pure function of (seed, year)
+    assert len({d.crops["maize"][0].sowing_doy for d in drawn}) > 1
+    assert len({d.block_px for d in drawn}) == 4
+    for d in drawn:
+        assert abs(d.crops["maize"][0].sowing_doy - 122) <= 15
+        assert d.crops["grassland"] == preset.crops["grassland"]  # perennials keep 1 January
+
+
+def test_europe_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "eu"
+    args = ["simulate", "europe", "--out", str(out), "--size", "48", "64", "--quiet"]
+    assert main([*args, "--revisit-days", "30"]) == 0
+    assert "positive class 'maize'" in capsys.readouterr().out
+    meta = json.loads((out / "region.json").read_text())
+    assert meta["region"] == "europe" and len(meta["acquisitions"]) >= 8
