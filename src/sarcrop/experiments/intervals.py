@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,17 @@ PAIRED_COLUMNS = tuple(
 METRIC = "iou"
 LEVEL = 0.95
 DRAWS = 1000
+
+
+class _Bootstrap(TypedDict):
+    metric: str
+    n: int
+    seed: int
+    level: float
+
+
+# The settings of every interval and paired difference in intervals.csv.
+BOOTSTRAP: _Bootstrap = {"metric": METRIC, "n": DRAWS, "seed": 0, "level": LEVEL}
 
 
 def split_parcels(store: Path, crop: str, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +111,8 @@ def scenario_intervals(
             preds[(method, fraction)],
             target,
             parcels,
-            metric=METRIC,
-            n=DRAWS,
-            seed=0,
-            level=LEVEL,
             threshold=threshold,
+            **BOOTSTRAP,
         )
         cell = Cell.of(group["value"])
         row: dict[str, object] = {
@@ -127,11 +136,8 @@ def scenario_intervals(
                 preds[(baseline, fraction)],
                 target,
                 parcels,
-                metric=METRIC,
-                n=DRAWS,
-                seed=0,
-                level=LEVEL,
                 threshold=(threshold, thresholds.get(baseline, 0.5)),
+                **BOOTSTRAP,
             )
             row[f"minus_{baseline}"] = difference.estimate
             row[f"minus_{baseline}_low"] = difference.low

@@ -419,7 +419,10 @@ class ExperimentRunner:
                         yield scenario, method, seed, fraction
 
     def run(self) -> ExperimentResult:
-        with _torch_threads(self.config.threads):
+        from sarcrop.prediction.engine import torch_threads
+
+        threads = self.config.threads
+        with contextlib.nullcontext() if threads is None else torch_threads(threads):
             return self._run()
 
     def _run(self) -> ExperimentResult:
@@ -541,22 +544,6 @@ class ExperimentRunner:
             config_file=self.config_file,
         )
         return ExperimentFigures(record).write(results)
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch threads (unchanged for None), restoring the count after."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 UnitKey = tuple[str, str, int, float]
