@@ -108,6 +108,10 @@ def test_other_files_are_refused(tmp_path):
 def test_invalid_metadata_and_mismatched_weights(tmp_path):
     with pytest.raises(ValueError, match="normalization"):
         metadata(normalization={"min": [0.0], "max": [1.0]})
+    # Corrupted values (a number or text where a list of numbers belongs) are the same error.
+    for broken in (48, [0.0, "x"], "ab"):
+        with pytest.raises(ValueError, match=r"normalization\.min needs one number per band"):
+            metadata(normalization={"min": broken, "max": [1.0, 2.0]})
     with pytest.raises(ValueError, match="season"):
         metadata(time_steps=8)
 

@@ -77,8 +77,11 @@ class CheckpointMetadata(BaseModel):
         if self.normalization is not None:
             for key in ("min", "max"):
                 values = self.normalization.get(key)
-                if values is None or len(values) != len(self.bands):
-                    raise ValueError(f"normalization.{key} needs one value per band {self.bands}")
+                numbers = isinstance(values, list) and all(
+                    isinstance(v, int | float) for v in values
+                )
+                if not numbers or len(values) != len(self.bands):  # type: ignore[arg-type]
+                    raise ValueError(f"normalization.{key} needs one number per band {self.bands}")
         if self.season is not None:
             from sarcrop.data.season import Season
 
