@@ -508,18 +508,22 @@ def test_threads_default_to_the_available_cores_and_are_recorded(
     def interrupt(index: int) -> None:
         raise KeyboardInterrupt
 
+    def interrupted_with_one_thread() -> None:
+        """A run with 1 thread stopped after its first block."""
+        with pytest.raises(KeyboardInterrupt):
+            predict_map(
+                local_spec(),
+                scenes,
+                out,
+                windows=windows,
+                execution=ExecutionOptions(threads=1),
+                progress=False,
+                on_block=interrupt,
+            )
+
     # Interrupted with 1 thread, resumed with the default (3): the finished block is kept and
     # the rest computed with 1 thread, as the map records.
-    with pytest.raises(KeyboardInterrupt):
-        predict_map(
-            local_spec(),
-            scenes,
-            out,
-            windows=windows,
-            execution=ExecutionOptions(threads=1),
-            progress=False,
-            on_block=interrupt,
-        )
+    interrupted_with_one_thread()
     assert json.loads((work_dir(out) / "manifest.json").read_text())["threads"] == 1
     computed: list[int] = []
     predict_map(
@@ -530,16 +534,7 @@ def test_threads_default_to_the_available_cores_and_are_recorded(
         assert src.tags()["THREADS"] == "1"
 
     # An explicit, different count starts over: CPU results depend on it.
-    with pytest.raises(KeyboardInterrupt):
-        predict_map(
-            local_spec(),
-            scenes,
-            out,
-            windows=windows,
-            execution=ExecutionOptions(threads=1),
-            progress=False,
-            on_block=interrupt,
-        )
+    interrupted_with_one_thread()
     computed.clear()
     predict_map(
         local_spec(),
