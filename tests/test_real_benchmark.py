@@ -127,6 +127,8 @@ def test_merged_regions_named_pretrainings_and_fractions(tmp_path):
         ({"regions": {"a": {"merge": ["ab", "b"]}}}, "merges itself"),
         ({"regions": {"ab": {"merge": ["a"]}}}, r"regions\.ab\.merge"),
         ({"pretrains": {}}, "give pretrain"),
+        ({"epoch_budget": "time"}, "epoch_budget"),
+        ({"methods": ["rf-feature"]}, "unknown method 'rf-feature'"),
     ],
 )
 def test_config_errors_for_the_new_sections(tmp_path, changes, message):
@@ -157,7 +159,8 @@ def test_absent_data_is_a_skip_not_an_error(tmp_path, capsys):
 def test_shipped_real_config_names_the_paper_shaped_scenarios(shared_data):
     config = load_experiment_config(resolve_config("real"), data_root=shared_data)
     assert config.seeds >= 5 and config.fractions == (0.1, 0.25, 0.5, 1.0)
-    assert {"rf", "ri", "ft", "fte", "ftd", "probe"} <= set(config.methods)
+    assert {"rf", "ri", "ft", "fte", "ftd", "probe", "rf-features"} <= set(config.methods)
+    assert config.feature_forest.raw and config.epoch_budget == "epochs"
     assert config.members("flanders") == ["flanders2018", "flanders2019"]
     pretrains = {s.test: config.pretrain_of(s)[0] for s in config.scenarios}
     assert pretrains == {

@@ -1,0 +1,299 @@
+"""A Random Forest on a frozen pre-trained network's per-pixel features (the few-label head).
+
+Foundation-model practice with a few hundred labelled pixels: keep the pre-trained network
+frozen, use it as a per-pixel feature extractor, and fit only a light head on the target's
+labels. The linear ``probe`` strategy trains a 1×1 convolution on the features; here the head
+is the paper's Random Forest, which needs no epochs, no learning rate and no validation, and
+copes with the non-linear, few-sample case where a linear head does not.
+
+Features of a pixel: the decoder's last feature map (the input of the 1×1 output head,
+``widths[0]`` channels, spatial context from the whole U-Net) and, with ``raw=True``, the
+pixel's own ``T × B`` series, the RF baseline's features (a forest is invariant to the
+per-band affine scaling, so the network's input scaling gives the same splits as the
+baseline's). The forest then starts from everything the baseline sees and may use the
+network's features where they help.
+
+:func:`run_feature_forest` is the one pipeline behind ``sarcrop baseline --features`` and the
+experiments' ``rf-features`` method; it learns from the same parcels as the forest and the
+networks for a given ``label_fraction`` and seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.evaluation.baseline import (
+    BaselineResult,
+    RandomForestBaseline,
+    fit_baseline_from_dataset,
+    predict_patches,
+)
+from sarcrop.evaluation.metrics import BinaryConfusion, EvaluationInputError, zero_pad_after
+from sarcrop.options import BaselineOptions
+
+LAYER = "decoder.head input"
+DESIGN = {"layer": LAYER, "network_bands": "its own where present, else Eq. 3"}
+"""What the features are (in results and the experiments' cache keys: change it with them)."""
+
+
+class FeatureExtractor:
+    """A frozen network's per-pixel features of a patch: ``(T, B, H, W)`` → ``(F, H, W)``.
+
+    ``network_bands`` are the indices of the patch's bands the network reads (default: all).
+    """
+
+    def __init__(
+        self, model: nn.Module, *, raw: bool = True, network_bands: Sequence[int] | None = None
+    ) -> None:
+        head = getattr(getattr(model, "decoder", None), "head", None)
+        if not isinstance(head, nn.Module):
+            raise ConfigError(f"{type(model).__name__} has no decoder.head to take features from")
+        self.model = model.eval()
+        self.head = head
+        self.raw = raw
+        self.network_bands = None if network_bands is None else list(network_bands)
+
+    @property
+    def width(self) -> int:
+        """Feature channels of the network (before any raw series)."""
+        return int(getattr(self.head, "in_channels", 0))
+
+    def __call__(self, image: torch.Tensor | np.ndarray) -> np.ndarray:
+        image = torch.as_tensor(np.asarray(image, dtype=np.float32))
+        steps, bands, height, width = image.shape
+        captured: list[torch.Tensor] = []
+        hook = self.head.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+        try:
+            with torch.inference_mode():
+                seen = image if self.network_bands is None else image[:, self.network_bands]
+                self.model(torch.nan_to_num(seen)[None])
+        finally:
+            hook.remove()
+        features = captured[0][0, :, :height, :width].numpy()
+        if self.raw:
+            series = image.numpy().reshape(steps * bands, height, width)
+            features = np.concatenate([features, series])
+        return features.astype(np.float32, copy=False)
+
+
+class FeatureDataset:
+    """PatchDataset items with the image replaced by its features, as one "time step".
+
+    ``timesteps=t`` extracts the features of the input with only its first ``t`` composites
+    (the rest zero-padded): the early-season view the network gets.
+    """
+
+    def __init__(
+        self, patches: Any, extractor: FeatureExtractor, timesteps: int | None = None
+    ) -> None:
+        self.patches, self.extractor, self.timesteps = patches, extractor, timesteps
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.patches[index]
+        image = item["image"].numpy()
+        if self.timesteps is not None:
+            image = zero_pad_after(image[None], self.timesteps)[0]
+        features = self.extractor(image)
+        return {**item, "image": torch.from_numpy(features[None])}
+
+
+@dataclass(frozen=True)
+class FeatureForestResult(BaselineResult):
+    """A forest fitted on a frozen network's features, and its test-split confusions."""
+
+    checkpoint: Path | None = None
+    raw: bool = True
+    feature_width: int = 0
+    network_bands: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        record = super().to_dict()
+        record.update(
+            method="feature_forest",
+            features={
+                "checkpoint": str(self.checkpoint),
+                "layer": LAYER,
+                "network_features": self.feature_width,
+                "network_bands": self.network_bands,
+                "raw_series": self.raw,
+            },
+        )
+        return record
+
+
+def load_extractor(
+    checkpoint: str | Path,
+    store: Any,
+    bands: Sequence[str] | None = None,
+    *,
+    raw: bool = True,
+) -> tuple[FeatureExtractor, dict[str, Any], list[str]]:
+    """The frozen network of ``checkpoint`` for ``store``'s ``bands``, and its input scaling.
+
+    A frozen network reads the bands it was trained on where ``bands`` hold them all (a VH
+    model gets VH of a VH|VV patch; the series still give the forest every band): with no
+    layer left to learn, the paper's Eq. 3 averaging would only shift its features. Otherwise
+    its first layer is adapted to ``bands`` (Eq. 3). Inputs are scaled as ``finetune`` scales
+    them for the pre-trained strategies (``"pretrained"``).
+    """
+    from sarcrop import pretrained
+    from sarcrop.models import SegmentationModel, adapt_input_bands
+    from sarcrop.training.api import _transfer_normalization
+    from sarcrop.training.checkpoint import load_checkpoint, read_metadata
+    from sarcrop.training.config import TrainConfig
+
+    path = pretrained.resolve(checkpoint)
+    meta = read_metadata(path)
+    if store.steps != meta.time_steps:
+        raise InputDataError(
+            f"model {path} has {meta.time_steps} time steps, the store {store.steps}", store.path
+        )
+    bands = [b.upper() for b in bands] if bands else list(meta.bands)
+    missing = [b for b in bands if b not in store.bands]
+    if missing:
+        raise InputDataError(f"bands {', '.join(missing)} not in the store", store.path)
+    model, _ = load_checkpoint(path)
+    own = [bands.index(b) for b in meta.bands] if set(meta.bands) <= set(bands) else None
+    if own is None:
+        assert isinstance(model, SegmentationModel)
+        adapt_input_bands(model, bands, meta.bands)
+    stats, _ = _transfer_normalization("pretrained", store, bands, meta, path, TrainConfig())
+    return FeatureExtractor(model, raw=raw, network_bands=own), stats, bands
+
+
+def run_feature_forest(
+    checkpoint: str | Path,
+    store: Any,
+    options: BaselineOptions | None = None,
+    *,
+    test_store: Any = None,
+    bands: Sequence[str] | None = None,
+    positive: Sequence[str] | str | None = None,
+    timesteps: int | Literal["all"] | None = None,
+    raw: bool = True,
+    jobs: int | None = -1,
+) -> FeatureForestResult:
+    """Fit the forest on the frozen ``checkpoint``'s features of ``store``'s train split.
+
+    Everything else is :func:`sarcrop.evaluation.baseline.run_baseline`'s: ``options`` (trees,
+    sample caps, ``label_fraction`` and ``seed``, so the same parcels as the forest and the
+    networks), the test split of ``test_store`` (default ``store``), ``positive`` and
+    ``timesteps`` (None, t or ``"all"``; at t the features are those of the input cut to t).
+    ``bands`` default to the checkpoint's; ``checkpoint`` may be a shipped model's name.
+    """
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.normalization import Normalization
+    from sarcrop.data.store import DatasetStore
+    from sarcrop.training.config import positive_classes, timestep_list
+
+    options = options or BaselineOptions()
+    if getattr(options, "classes", None):
+        raise ConfigError("the forest on features maps one positive class; drop classes")
+    train_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    test = train_store if test_store is None else test_store
+    test = test if isinstance(test, DatasetStore) else DatasetStore(test)
+    if test.steps != train_store.steps:
+        raise InputDataError(
+            f"test store has {test.steps} time steps, the training store {train_store.steps}",
+            test.path,
+        )
+    positive = positive_classes(train_store, positive)
+    extractor, stats, bands = load_extractor(checkpoint, train_store, bands, raw=raw)
+    normalization = Normalization.from_dict(stats)
+    mask = None
+    if options.label_fraction < 1:
+        from sarcrop.data.parcels import label_subset
+
+        mask = label_subset(train_store, options.label_fraction, options.seed, positive=positive)
+    train_set = PatchDataset(
+        train_store, "train", positive, bands, normalization=normalization, label_mask=mask
+    )
+    test_set = PatchDataset(test, "test", positive, bands, normalization=normalization)
+    if len(train_set) == 0:
+        raise InputDataError("the store has no train patches", train_store.path)
+    if len(test_set) == 0:
+        raise InputDataError("the store has no test patches", test.path)
+    try:
+        model = fit_baseline_from_dataset(
+            FeatureDataset(train_set, extractor),
+            max_samples_per_class=options.max_samples_per_class,
+            random_state=options.seed,
+            n_estimators=options.n_estimators,
+            max_depth=options.max_depth,
+            n_jobs=jobs,
+        )
+        wanted = timestep_list(timesteps, train_store.steps)
+        confusions = {
+            t: _confusion(model, FeatureDataset(test_set, extractor, t), options.threshold)
+            for t in wanted
+        }
+    except EvaluationInputError as exc:
+        raise InputDataError(str(exc), train_store.path) from None
+    return FeatureForestResult(
+        model=model,
+        options=options,
+        store=train_store.path,
+        test_store=test.path,
+        positive=positive,
+        bands=bands,
+        normalization=stats,
+        train_patches=len(train_set),
+        test_patches=len(test_set),
+        steps=train_store.steps,
+        confusions=confusions,
+        every_timestep=timesteps == "all",
+        label_subset=None if mask is None else mask.as_dict(),
+        checkpoint=Path(str(checkpoint)),
+        raw=raw,
+        feature_width=extractor.width,
+        network_bands=[bands[i] for i in extractor.network_bands or range(len(bands))],
+    )
+
+
+def _confusion(
+    model: RandomForestBaseline, dataset: FeatureDataset, threshold: float
+) -> BinaryConfusion:
+    confusion = BinaryConfusion()
+    for index in range(len(dataset)):
+        item = dataset[index]
+        prob = predict_patches(model, item["image"].numpy())
+        target, valid = item["target"].numpy(), item["valid"].numpy().astype(bool)
+        mask = valid & np.isfinite(prob)
+        confusion.update(np.nan_to_num(prob), target, mask, threshold=threshold)
+    return confusion
+
+
+def probability_maps(result: FeatureForestResult, test_store: Any | None = None) -> np.ndarray:
+    """Maize probability ``(N, H, W)`` of every test patch (the experiments' saved maps)."""
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.normalization import Normalization
+    from sarcrop.data.store import DatasetStore
+
+    assert result.checkpoint is not None
+    test = DatasetStore(result.test_store) if test_store is None else test_store
+    extractor, _, _ = load_extractor(result.checkpoint, test, result.bands, raw=result.raw)
+    patches = PatchDataset(
+        test,
+        "test",
+        result.positive,
+        result.bands,
+        normalization=Normalization.from_dict(result.normalization),
+    )
+    features = FeatureDataset(patches, extractor)
+    return np.stack(
+        [
+            np.nan_to_num(predict_patches(result.model, features[i]["image"].numpy()))
+            for i in range(len(features))
+        ]
+    )
