@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -155,8 +156,16 @@ def compile_variant(batch: int, patch: int, repeats: int, memory_format: str) ->
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def run(quick: bool = False, ceiling: float | None = None) -> dict[str, Any]:
-    """All inference numbers; ``ceiling`` (conv2d GFLOP/s) turns GFLOP/s into fractions."""
+def run(
+    quick: bool = False,
+    ceiling: float | None = None,
+    names: Sequence[str] | None = None,
+    compile: bool = True,
+) -> dict[str, Any]:
+    """All inference numbers; ``ceiling`` (conv2d GFLOP/s) turns GFLOP/s into fractions.
+
+    ``names``: the models (default all); ``compile``: whether to time ``torch.compile``.
+    """
     patch = 32 if quick else 256
     batch = 2 if quick else 4
     batches = (1, 2) if quick else (1, 4, 8)
@@ -168,7 +177,7 @@ def run(quick: bool = False, ceiling: float | None = None) -> dict[str, Any]:
         "batch": batch,
         "models": {},
     }
-    for name in MODEL_NAMES:
+    for name in names or MODEL_NAMES:
         model = make_model(name)
         flops = count_flops(model, (1, STEPS, BANDS, patch, patch))
         entry: dict[str, Any] = {
@@ -203,7 +212,9 @@ def run(quick: bool = False, ceiling: float | None = None) -> dict[str, Any]:
                 **throughput(timing["median_s"], size, patch, flops, ceiling),
             }
         if name == OURS:
-            entry["variants"] = variants(model, best, batch, patch, repeats, flops, ceiling, quick)
+            entry["variants"] = variants(
+                model, best, batch, patch, repeats, flops, ceiling, quick, compile
+            )
         results["models"][name] = entry
     return results
 
@@ -217,6 +228,7 @@ def variants(
     flops: int,
     ceiling: float | None,
     quick: bool,
+    compile: bool = True,
 ) -> dict[str, Any]:
     """bf16 autocast, ONNX Runtime and torch.compile against the eager fp32 baseline."""
     out: dict[str, Any] = {}
@@ -238,8 +250,8 @@ def variants(
         onnx.update(throughput(onnx["median_s"], batch, patch, flops, ceiling))
     out["onnxruntime"] = onnx
     model.to(memory_format=fmt)
-    if quick:
-        out["torch_compile"] = {"skipped": "not run in --quick mode"}
+    if quick or not compile:
+        out["torch_compile"] = {"skipped": "not run (--quick or --no-compile)"}
     else:
         compiled = compile_variant(batch, patch, repeats, best_format)
         if "median_s" in compiled:

@@ -76,9 +76,12 @@ def run(
     sections: tuple[str, ...] = SECTIONS,
     accuracy: str | None = "reduced",
     cache: Path | None = None,
+    models: tuple[str, ...] | None = None,
+    compile: bool = True,
 ) -> dict[str, Any]:
     from benchmarks import accuracy as accuracy_bench
-    from benchmarks import ceiling, data_path, models, report, training
+    from benchmarks import ceiling, data_path, report, training
+    from benchmarks import models as model_bench
 
     cache = cache or out / "cache"
     started = time.perf_counter()
@@ -87,12 +90,12 @@ def run(
     data["ceiling"] = ceiling.run(quick)
     limit = data["ceiling"]["conv2d"]["gflops"]
     log(f"conv2d ceiling {limit:.1f} GFLOP/s; models")
-    data["models"] = models.run(quick, limit)
+    data["models"] = model_bench.run(quick, limit, models, compile)
     if "training" in sections:
         log("training")
         # Same batch and patch size as the training step: the validation part of an epoch.
         forward = {name: e["best"]["median_s"] for name, e in data["models"]["models"].items()}
-        data["training"] = training.run(quick, limit, forward, finetune_epochs()["paper"])
+        data["training"] = training.run(quick, limit, forward, finetune_epochs()["paper"], models)
     if "data" in sections:
         log("data path")
         data["data_path"] = data_path.run(quick, cache)
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     group.add_argument("--no-accuracy", action="store_true", help="skip the accuracy runs")
     parser.add_argument("--cache", type=Path, help="simulated data cache (default OUT/cache)")
+    parser.add_argument("--models", help="comma-separated models (default: all four)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     args = parser.parse_args(argv)
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -131,7 +136,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     mode = None if args.no_accuracy else ("full" if args.accuracy else "reduced")
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-    run(args.out, quick=args.quick, sections=sections, accuracy=mode, cache=args.cache)
+    models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
+    run(
+        args.out,
+        quick=args.quick,
+        sections=sections,
+        accuracy=mode,
+        cache=args.cache,
+        models=models,
+        compile=not args.no_compile,
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ forward and backward pass of the warm-up step (convolutions and matmuls only, li
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -75,6 +76,7 @@ def run(
     ceiling: float | None = None,
     forward_s: dict[str, float] | None = None,
     finetune_epochs: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Training numbers for every model.
 
@@ -86,7 +88,7 @@ def run(
     batch = 2 if quick else 4
     repeats = 1 if quick else 3
     results: dict[str, Any] = {"patch": patch, "batch": batch, "models": {}}
-    for name in MODEL_NAMES:
+    for name in names or MODEL_NAMES:
         entry: dict[str, Any] = {"formats": {}}
         for label, fmt in (
             ("contiguous", torch.contiguous_format),

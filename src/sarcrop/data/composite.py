@@ -87,28 +87,65 @@ def composite(
             continue
         data = stack.read(indices, bands, read)  # (n, b, h, w) in stack units
         linear = stack.units == "linear"
+        owned = False  # whether ``data`` is an array of this function (free to overwrite)
         if filtering:
             if not linear:
                 data, linear = db_to_linear(data), True
-            data = _boxcar(data, size)[(..., *inner)]
+            data, owned = _boxcar(data, size)[(..., *inner)], True  # a view of a new array
         if space == "linear" and not linear:
-            data, linear = db_to_linear(data), True
+            data, linear, owned = _db_to_linear(data, owned), True, True
         elif space == "db" and linear:
-            data, linear = linear_to_db(data), False
-        valid = np.isfinite(data)
-        count = valid.sum(axis=0)
+            data, linear, owned = linear_to_db(data), False, True
         if method == "mean":
-            total = np.where(valid, data, 0).sum(axis=0, dtype=np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                result = (total / count).astype(np.float32)
-        elif method == "median":
-            result = _nanmedian(data, count)
+            result, count = _nanmean(data, owned)
         else:
-            first = np.argmax(valid, axis=0)
-            result = np.take_along_axis(data, first[None], axis=0)[0]
+            valid = np.isfinite(data)
+            count = valid.sum(axis=0)
+            if method == "median":
+                result = _nanmedian(data, count)
+            else:
+                first = np.argmax(valid, axis=0)
+                result = np.take_along_axis(data, first[None], axis=0)[0]
         result[count < min_acquisitions] = np.nan
-        out[step] = linear_to_db(result) if linear else result
+        out[step] = _linear_to_db(result) if linear else result
     return out
+
+
+# The helpers below give bit for bit the values of sarcrop.data.units' conversions and of a
+# float64 ``sum(axis=0)``, with fewer temporary arrays: compositing runs beside the raw read
+# of the scenes, and every full pass over the acquisitions shows in its speed.
+
+
+def _db_to_linear(data: np.ndarray, owned: bool) -> np.ndarray:
+    """:func:`db_to_linear`, in place where ``data`` may be overwritten."""
+    power = np.divide(data, np.float32(10.0), out=data if owned else None, dtype=np.float32)
+    return np.power(np.float32(10.0), power, out=power, dtype=np.float32)
+
+
+def _linear_to_db(values: np.ndarray) -> np.ndarray:
+    """:func:`linear_to_db` of a float32 array without boolean gathers and scatters."""
+    out = np.full(values.shape, np.nan, dtype=np.float32)
+    positive = values > 0
+    np.log10(values, out=out, where=positive)
+    np.multiply(out, np.float32(10.0), out=out, where=positive)
+    return out
+
+
+def _nanmean(data: np.ndarray, owned: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 mean over axis 0 ignoring non-finite values (summed in float64, in order), and
+    the count of values per pixel."""
+    valid = np.isfinite(data)
+    count = valid.sum(axis=0)
+    if owned:
+        np.copyto(data, 0, where=~valid)
+    else:
+        data = np.where(valid, data, np.float32(0))
+    total = data[0].astype(np.float64)
+    for layer in data[1:]:
+        total += layer
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(total, count, out=total)
+    return total.astype(np.float32), count
 
 
 def _with_margin(

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from sarcrop.errors import ConfigError
 
@@ -66,6 +68,79 @@ class ConvBlock(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
         )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """In eval mode, batch norm is folded into the convolutions: no pass over the largest
+        maps of the model for it (dropout is the identity there); training runs the layers."""
+        conv1, norm1, _, conv2, norm2 = (self[i] for i in range(5))
+        if self.training or not (_frozen_batch_norm(norm1) and _frozen_batch_norm(norm2)):
+            return cast(Tensor, super().forward(x))
+        x = conv3x3_relu(x, *fold_batch_norm(conv1, norm1))
+        return conv3x3_relu(x, *fold_batch_norm(conv2, norm2))
+
+
+def conv3x3_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``relu(conv2d(x, weight, bias, padding=1))``; on CPU without autograd one oneDNN
+    primitive with the ReLU fused, which saves a pass over the output."""
+    if _fusable(x):
+        padding = stride = dilation = [1, 1]
+        return cast(
+            Tensor,
+            torch.ops.mkldnn._convolution_pointwise(
+                x, weight, bias, padding, stride, dilation, 1, "relu", [None], None
+            ),
+        )
+    return F.relu_(F.conv2d(x, weight, bias, padding=1))
+
+
+def _fusable(x: Tensor) -> bool:
+    """Whether the oneDNN fused convolution applies: fp32 CPU inference, plain eager."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and not torch.is_autocast_enabled("cpu")
+        and eager_inference()
+    )
+
+
+def eager_inference() -> bool:
+    """No autograd and plain eager execution: not traced, exported, compiled or observed by
+    a dispatch mode such as FlopCounterMode. Only then may a model use in-place updates and
+    fused kernels (the others must see the plain operators)."""
+    return not (
+        torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
+        or is_in_torch_dispatch_mode()
+    )
+
+
+def _frozen_batch_norm(module: nn.Module) -> bool:
+    """Batch norm that normalises with its running statistics (eval mode, stats tracked)."""
+    return (
+        isinstance(module, nn.BatchNorm2d)
+        and not module.training
+        and module.running_mean is not None
+        and module.running_var is not None
+    )
+
+
+def fold_batch_norm(conv: nn.Module, norm: nn.Module) -> tuple[Tensor, Tensor]:
+    """Weight and bias of ``norm(conv(x))`` as one convolution (``norm`` in eval mode)."""
+    assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
+    mean, var = cast(Tensor, norm.running_mean), cast(Tensor, norm.running_var)
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    return conv.weight * scale.view(-1, 1, 1, 1), shift
 
 
 class SpatialEncoder(nn.Module):

@@ -10,13 +10,43 @@ only. Skip connections max-pool adjacent dates (kernel 2, stride 2 over time), f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sarcrop.models.base import SegmentationModel
-from sarcrop.models.blocks import ConvBlock, fold_time, unfold_time
+from sarcrop.models.blocks import ConvBlock, eager_inference, fold_time, unfold_time
+
+
+class CarryScan(torch.autograd.Function):
+    """``h_t = f_t + w ⊙ h_{t-1}`` over dim 1 of ``(B, T, C, H, W)``, with its own backward.
+
+    Autograd through a Python loop of slices allocates a zero tensor of the whole series for
+    every slice's gradient and keeps a product per date; this scan makes one copy forward and
+    one reverse pass backward (``a_t = g_t + w ⊙ a_{t+1}``), the cost of the inference path.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, features: Tensor, carry: Tensor) -> Tensor:
+        states = features.clone()
+        weight = carry.view(1, -1, 1, 1)
+        for t in range(1, states.shape[1]):
+            states[:, t].addcmul_(weight, states[:, t - 1])
+        ctx.save_for_backward(states, carry)
+        return states
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
+        states, carry = ctx.saved_tensors
+        weight = carry.view(1, -1, 1, 1)
+        total = grad.clone()  # d loss / d h_t through every later date
+        for t in range(total.shape[1] - 2, -1, -1):
+            total[:, t].addcmul_(weight, total[:, t + 1])
+        accumulate = torch.promote_types(grad.dtype, torch.float32)  # bf16 sums lose too much
+        grad_carry = (total[:, 1:] * states[:, :-1]).sum(dim=(0, 1, 3, 4), dtype=accumulate)
+        return total, grad_carry.to(carry.dtype)
 
 
 class RecurrentLevel(nn.Module):
@@ -40,7 +70,9 @@ class RecurrentLevel(nn.Module):
             for t in range(1, features.shape[1]):
                 features[:, t].addcmul_(carry, features[:, t - 1])
             return features
-        state = features[:, 0]
+        if not _traced():
+            return cast(Tensor, CarryScan.apply(features, self.carry))
+        state = features[:, 0]  # tracers and compilers see the recurrence as plain operators
         states = [state]
         for t in range(1, features.shape[1]):
             state = features[:, t] + carry * state
@@ -48,11 +80,39 @@ class RecurrentLevel(nn.Module):
         return torch.stack(states, dim=1)
 
 
+def _traced() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
 def pool_time(states: Tensor) -> Tensor:
     """Max-pool adjacent dates (kernel 2, stride 2; an odd last date is kept as is)."""
     if states.shape[1] % 2:
         states = torch.cat((states, states[:, -1:]), dim=1)
     return states.unflatten(1, (-1, 2)).amax(dim=2)
+
+
+def pool_time_folded(states: Tensor) -> Tensor:
+    """:func:`pool_time` with the pooled dates folded into channels: ``(B, ceil(T/2)*C, H, W)``.
+
+    Without autograd the maxima are written straight into a map laid out like the states
+    (channels_last or not), so the 1x1 convolution reads it without another copy.
+    """
+    if not eager_inference():
+        return pool_time(states).flatten(1, 2)
+    batch, steps, channels, height, width = states.shape
+    pairs = steps // 2
+    channels_last = states.stride(2) == 1 < channels  # channels innermost
+    out = torch.empty(
+        (batch, (steps + 1) // 2 * channels, height, width),
+        dtype=states.dtype,
+        device=states.device,
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+    )
+    pooled = out.unflatten(1, (-1, channels))
+    torch.maximum(states[:, 0 : 2 * pairs : 2], states[:, 1 : 2 * pairs : 2], out=pooled[:, :pairs])
+    if steps % 2:
+        pooled[:, -1] = states[:, -1]
+    return out
 
 
 class TemporalSkip(nn.Module):
@@ -63,7 +123,7 @@ class TemporalSkip(nn.Module):
         self.reduce = nn.Conv2d(channels * ((time_steps + 1) // 2), channels, 1)
 
     def forward(self, states: Tensor) -> Tensor:
-        return self.reduce(pool_time(states).flatten(1, 2))
+        return self.reduce(pool_time_folded(states))
 
 
 class RecurrentEncoder(nn.Module):
