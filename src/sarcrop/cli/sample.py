@@ -1,0 +1,92 @@
+"""`sarcrop sample`: a map → a stratified random sample of pixels to label (GeoPackage)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sarcrop.options import ReferenceOptions, SamplingOptions, add_flags, from_flags
+
+
+def add_reference_flags(parser: argparse.ArgumentParser, title: str) -> None:
+    """ReferenceOptions as flags (``--label-band``, ``--positive-codes``)."""
+    group = parser.add_argument_group(title)
+    add_flags(group, ReferenceOptions, exclude=("positive_codes",))
+    group.add_argument(
+        "--positive-codes",
+        type=int,
+        nargs="+",
+        metavar="CODE",
+        help="label values of the positive class, e.g. 1200 (default: the raster's classes)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("map", type=Path, metavar="MAP", help="classified map (.tif)")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--n", type=int, help="total sample size")
+    size.add_argument(
+        "--target-se",
+        type=float,
+        metavar="SE",
+        help="sample size for this SE of overall accuracy (needs --expected-accuracy)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output sample (.gpkg)")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        metavar="TABLE",
+        help="also write the points as a CSV table (point_id, lon/lat) for labelling tools",
+    )
+    parser.add_argument(
+        "--strata", type=Path, metavar="RASTER", help="strata raster on the map's grid"
+    )
+    parser.add_argument(
+        "--fill-from",
+        type=Path,
+        metavar="LABELS",
+        help="fill the reference column from this label raster",
+    )
+    group = parser.add_argument_group("sampling")
+    add_flags(group, SamplingOptions, exclude=("expected_accuracy", "strata_edges"))
+    group.add_argument(
+        "--expected-accuracy",
+        type=float,
+        nargs="+",
+        metavar="U",
+        help="anticipated user's accuracy: one for all strata or one per stratum",
+    )
+    group.add_argument(
+        "--strata-edges",
+        type=float,
+        nargs="+",
+        metavar="EDGE",
+        help="bin edges turning strata raster values into levels",
+    )
+    add_reference_flags(parser, "reference labels (--fill-from)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sarcrop.evaluation.sampling import (
+        draw_sample,
+        fill_reference,
+        write_points_csv,
+        write_sample,
+    )
+
+    sample = draw_sample(
+        args.map,
+        args.n,
+        strata=args.strata,
+        options=from_flags(SamplingOptions, args),
+        target_se=args.target_se,
+    )
+    if args.fill_from is not None:
+        sample = fill_reference(sample, args.fill_from, from_flags(ReferenceOptions, args))
+    out = write_sample(sample, args.out)
+    if args.csv is not None:
+        print(write_points_csv(sample, args.csv))
+    sizes = ", ".join(f"{s.code}: {s.n}/{s.pixels}" for s in sample.strata)
+    print(out)
+    print(f"{len(sample.points)} points in {len(sample.strata)} strata (n/N: {sizes})")
+    return 0

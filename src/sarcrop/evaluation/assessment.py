@@ -1,0 +1,399 @@
+"""``assess``: a map + reference labels → error matrix, accuracies and areas with 95 % CIs.
+
+The reference is either a sample GeoPackage of ``sarcrop sample`` with its label column filled
+in (stratified estimators, :mod:`sarcrop.evaluation.area`), or a label raster on the map's grid
+(a census of every labelled pixel: the true values of the labelled area, with zero SE).
+Results are written as JSON (everything) and Markdown (the tables a report needs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sarcrop.errors import InputDataError
+from sarcrop.evaluation.area import (
+    UNLABELLED,
+    Z95,
+    Estimate,
+    Estimates,
+    census_estimates,
+    olofsson_estimates,
+    sample_counts,
+    stehman_estimates,
+)
+from sarcrop.evaluation.sampling import (
+    Sample,
+    Stratum,
+    block_rows,
+    check_same_grid,
+    class_band,
+    grid_of,
+    is_sample_file,
+    label_classes,
+    labels_from_table,
+    open_raster,
+    post_stratified_sample,
+    read_map_classes,
+    read_sample,
+    strips,
+    values_at,
+)
+from sarcrop.options import ReferenceOptions
+from sarcrop.utils.atomic import write_text_atomic
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Estimates with what they came from: sample counts, map pixel counts and pixel size."""
+
+    estimates: Estimates
+    counts: np.ndarray
+    """``(k, k)`` sample counts, rows: map class, columns: reference class."""
+    map_pixels: dict[int, int]
+    """Pixels mapped as each class (the pixel-counting area)."""
+    pixel_area_m2: float | None
+    """Area of one pixel in m², ``None`` when the map's CRS is not in metres."""
+    design: str
+    strata: tuple[Stratum, ...] = ()
+    unlabelled: int = 0
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        return self.estimates.classes
+
+    @property
+    def total_pixels(self) -> int:
+        return int(sum(self.map_pixels.values()))
+
+    def area_pixels(self, index: int) -> Estimate:
+        """Estimated area of reference class ``classes[index]`` in pixels."""
+        return self.estimates.area[index].scaled(self.total_pixels)
+
+    def hectares(self, pixels: float) -> float | None:
+        return None if self.pixel_area_m2 is None else pixels * self.pixel_area_m2 / 1e4
+
+    def to_dict(self) -> dict[str, Any]:
+        e = self.estimates
+        area = {}
+        for i, c in enumerate(self.classes):
+            px = self.area_pixels(i)
+            counted = self.map_pixels.get(c, 0)
+            area[str(c)] = {
+                "proportion": e.area[i].to_dict(),
+                "pixels": px.to_dict(),
+                "hectares": None
+                if self.pixel_area_m2 is None
+                else px.scaled(self.pixel_area_m2 / 1e4).to_dict(),
+                "pixel_count": counted,
+                "pixel_count_hectares": self.hectares(counted),
+            }
+        return {
+            "design": self.design,
+            "estimator": e.method,
+            "sources": self.sources,
+            "classes": list(self.classes),
+            "sample_size": int(self.counts.sum()),
+            "unlabelled_points": self.unlabelled,
+            "total_pixels": self.total_pixels,
+            "pixel_area_m2": self.pixel_area_m2,
+            "z": Z95,
+            "error_matrix_counts": self.counts.tolist(),
+            "error_matrix_proportions": e.proportions.tolist(),
+            "overall_accuracy": e.overall.to_dict(),
+            "users_accuracy": {str(c): u.to_dict() for c, u in zip(self.classes, e.users)},
+            "producers_accuracy": {str(c): p.to_dict() for c, p in zip(self.classes, e.producers)},
+            "area": area,
+            "strata": [
+                {
+                    "stratum": s.code,
+                    "map_class": s.map_class,
+                    "level": s.level,
+                    "pixels": s.pixels,
+                    "n": s.n,
+                }
+                for s in self.strata
+            ],
+        }
+
+    def to_markdown(self, title: str = "Accuracy and area") -> str:
+        return "\n".join(_markdown(self, title)) + "\n"
+
+
+def class_name(c: int) -> str:
+    """How a class is shown: its number, or 'unlabelled'."""
+    return "unlabelled" if c == UNLABELLED else str(c)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _matrix(rows: np.ndarray, classes: Sequence[int], digits: int) -> list[str]:
+    head = "| map \\ reference | " + " | ".join(class_name(c) for c in classes) + " | total |"
+    lines = [head, "|---" * (len(classes) + 2) + "|"]
+    for c, row in zip(classes, rows, strict=True):
+        if c == UNLABELLED:  # never a map class
+            continue
+        cells = " | ".join(_fmt(float(v), digits) for v in row)
+        lines.append(f"| {c} | {cells} | {_fmt(float(row.sum()), digits)} |")
+    total = " | ".join(_fmt(float(v), digits) for v in rows.sum(axis=0))
+    lines.append(f"| total | {total} | {_fmt(float(rows.sum()), digits)} |")
+    return lines
+
+
+def _markdown(a: Assessment, title: str) -> list[str]:
+    e, classes = a.estimates, a.classes
+    size = f"{a.pixel_area_m2:g} m² pixels" if a.pixel_area_m2 else "pixels (CRS not in metres)"
+    lines = [
+        f"# {title}",
+        "",
+        f"- Design: {a.design}; estimator: {e.method}.",
+        f"- Reference: {a.sources.get('reference', '?')}; map: {a.sources.get('map', '?')}.",
+        f"- Population: {a.total_pixels:,} mapped {size}; sample size {int(a.counts.sum()):,}"
+        + (f" ({a.unlabelled} points without a label left out)" if a.unlabelled else "")
+        + ".",
+        "- Intervals: estimate ± 1.96 SE (95 %)."
+        + (
+            " Reference 'unlabelled' (no reference class, e.g. roads) counts in areas, not in "
+            "accuracies."
+            if UNLABELLED in classes
+            else ""
+        ),
+        "",
+        "## Error matrix, sample counts",
+        "",
+        *_matrix(a.counts.astype(float), classes, 0),
+        "",
+        "## Error matrix, estimated area proportions",
+        "",
+        *_matrix(e.proportions, classes, 4),
+        "",
+        "## Accuracy",
+        "",
+        "| measure | class | estimate | SE | 95 % CI |",
+        "|---|---|---|---|---|",
+        _acc_row("overall", "", e.overall),
+    ]
+    mapped = [i for i, c in enumerate(classes) if c != UNLABELLED]
+    lines += [_acc_row("user's", str(classes[i]), e.users[i]) for i in mapped]
+    lines += [_acc_row("producer's", str(classes[i]), e.producers[i]) for i in mapped]
+    unit = "ha" if a.pixel_area_m2 else "px"
+    lines += [
+        "",
+        "## Area per class",
+        "",
+        f"| class | pixel count (map) | pixel-count area ({unit}) | estimated area (px) | "
+        f"estimated area ({unit}) | SE ({unit}) | 95 % CI ({unit}) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, c in enumerate(classes):
+        px = a.area_pixels(i)
+        scale = (a.pixel_area_m2 / 1e4) if a.pixel_area_m2 else 1.0
+        est = px.scaled(scale)
+        low, high = est.ci95
+        counted = a.map_pixels.get(c, 0)
+        lines.append(
+            f"| {class_name(c)} | {counted:,} | {_fmt(counted * scale, 2)} | {_fmt(px.value, 0)} | "
+            f"{_fmt(est.value, 2)} | {_fmt(est.se, 2)} | {_fmt(low, 2)} – {_fmt(high, 2)} |"
+        )
+    return lines
+
+
+def _acc_row(measure: str, cls: str, e: Estimate) -> str:
+    low, high = e.ci95
+    return f"| {measure} | {cls} | {_fmt(e.value)} | {_fmt(e.se)} | {_fmt(low)} – {_fmt(high)} |"
+
+
+def _pixel_area(grid: Any) -> float | None:
+    if grid.crs is None or not grid.crs.is_projected:
+        return None
+    units = (grid.crs.linear_units or "").lower()
+    if units not in ("metre", "meter", "m"):
+        return None
+    t = grid.transform
+    return abs(t.a * t.e - t.b * t.d)
+
+
+def assess_sample(
+    sample: Sample, *, sources: dict[str, str] | None = None, path: str | Path | None = None
+) -> Assessment:
+    """Estimates from a sample whose ``reference`` column is filled in (``path`` names the
+    sample file in errors)."""
+    points = sample.points
+    labelled = points[points["reference"].notna()]
+    unlabelled = len(points) - len(labelled)
+    if labelled.empty:
+        raise InputDataError("no sample point has a reference label", path)
+    if unlabelled:
+        warnings.warn(
+            f"{unlabelled} sample points without a reference label are left out", stacklevel=2
+        )
+    strata = labelled["stratum"].to_numpy(np.int64)
+    labelled_n = labelled["stratum"].value_counts()
+    thin = [s.code for s in sample.strata if labelled_n.get(s.code, 0) < min(2, s.pixels)]
+    if thin:
+        warnings.warn(
+            f"strata {thin} have fewer than 2 labelled points: their variance counts as 0 "
+            "(SEs too small), and a stratum without points is left out of the estimates",
+            stacklevel=2,
+        )
+    mapped = labelled["map_class"].to_numpy(np.int64)
+    ref = labelled["reference"].to_numpy(np.int64)
+    classes = tuple(sorted(set(sample.map_pixels) | set(ref.tolist())))
+    counts = sample_counts(mapped, ref, classes)
+    if sample.strata_are_map_classes and UNLABELLED not in classes:
+        sizes = [sample.stratum_pixels.get(c, 0) for c in classes]
+        est = olofsson_estimates(counts, sizes, classes=classes)
+    else:
+        est = stehman_estimates(strata, mapped, ref, sample.stratum_pixels, classes=classes)
+        if sample.strata_are_map_classes:
+            est = replace(est, method="stratified by map class, Stehman (2014) estimators")
+    design = sample.design.get("kind", f"stratified random sample, {len(sample.strata)} strata")
+    return Assessment(
+        est,
+        counts,
+        dict(sample.map_pixels),
+        _pixel_area(sample.grid),
+        design,
+        sample.strata,
+        unlabelled,
+        sources or {},
+    )
+
+
+def assess_census(
+    map_path: str | Path, labels: str | Path, reference: ReferenceOptions | None = None
+) -> Assessment:
+    """Every mapped pixel counted against the label raster: the true values, with zero SE
+    (mapped pixels without a label are reference :data:`UNLABELLED`)."""
+    reference = reference or ReferenceOptions()
+    pairs: dict[tuple[int, int], int] = {}
+    with open_raster(map_path) as ds, open_raster(labels) as lab:
+        grid = grid_of(ds)
+        check_same_grid(grid, lab, labels)
+        if reference.label_band > lab.count:
+            raise InputDataError(f"no band {reference.label_band} ({lab.count} bands)", labels)
+        band = class_band(ds, map_path)
+        for window in strips(grid, block_rows(ds, band)):
+            mapped = read_map_classes(ds, band, window)
+            ref = label_classes(lab, lab.read(reference.label_band, window=window), reference)
+            ok = mapped >= 0  # unlabelled pixels stay, as reference UNLABELLED
+            keys, k = np.unique(np.stack([mapped[ok], ref[ok]]), axis=1, return_counts=True)
+            for (m, r), c in zip(keys.T.tolist(), k.tolist(), strict=True):
+                pairs[(m, r)] = pairs.get((m, r), 0) + c
+    if not any(r != UNLABELLED for _, r in pairs):
+        raise InputDataError("no mapped pixel has a label", labels)
+    classes = tuple(sorted({m for m, _ in pairs} | {r for _, r in pairs}))
+    index = {c: i for i, c in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for (m, r), c in pairs.items():
+        counts[index[m], index[r]] = c
+    est = census_estimates(counts, classes)
+    map_pixels = {c: int(t) for c, t in zip(classes, counts.sum(axis=1), strict=True) if t}
+    sources = {"map": str(map_path), "reference": f"{labels} (every mapped pixel)"}
+    return Assessment(est, counts, map_pixels, _pixel_area(grid), "census", (), 0, sources)
+
+
+def _is_vector_file(path: Path) -> bool:
+    return path.suffix.lower() in (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".parquet")
+
+
+def _check_map(sample: Sample, map_path: Path) -> None:
+    """The map must be the one sampled: same grid, same class at every point."""
+    with open_raster(map_path) as ds:
+        check_same_grid(sample.grid, ds, map_path, "the sampled map's")
+        points = sample.points
+        x, y = points["x"].to_numpy(), points["y"].to_numpy()
+        changed = int(np.sum(values_at(ds, class_band(ds, map_path), x, y) != points["map_class"]))
+    if changed:
+        raise InputDataError(
+            f"{changed} of {len(points)} sample points have another class in this map than "
+            f"when they were drawn from {sample.design.get('map', '?')}",
+            map_path,
+        )
+
+
+def assess(
+    map_path: str | Path,
+    reference: str | Path,
+    *,
+    label_column: str = "reference",
+    labels: ReferenceOptions | None = None,
+    labels_table: str | Path | None = None,
+) -> Assessment:
+    """Accuracy and area of the map at ``map_path`` against ``reference``: a sample of
+    ``sarcrop sample`` (``label_column`` holding map class numbers), any other file of labelled
+    points (a simple random or systematic sample, post-stratified by map class), or a label
+    raster (census). ``labels_table``: a CSV table with the labels of a sample's points
+    (``point_id`` and ``label_column``)."""
+    map_path, reference = Path(map_path), Path(reference)
+    if not _is_vector_file(reference):
+        return assess_census(map_path, reference, labels)
+    if not is_sample_file(reference):
+        sample = post_stratified_sample(reference, map_path, label_column)
+    elif labels_table is not None:
+        sample = labels_from_table(read_sample(reference), labels_table, label_column)
+        _check_map(sample, map_path)
+        reference = Path(labels_table)
+    else:
+        sample = read_sample(reference, label_column)
+        _check_map(sample, map_path)
+    sources = {"map": str(map_path), "reference": f"{reference} (column {label_column!r})"}
+    return assess_sample(sample, sources=sources, path=reference)
+
+
+def area_record(
+    assessment: Assessment,
+    cls: int = 1,
+    *,
+    scenario: str,
+    truth: Assessment | None = None,
+    data: str = "simulated",
+) -> dict[str, Any]:
+    """One row of the experiment report's area table (manifest key ``area_estimates``):
+    the estimate of class ``cls`` with its 95 % CI, the pixel count and, from a census
+    ``truth``, the true area; in hectares where the CRS is in metres, else in pixels."""
+    scale = assessment.pixel_area_m2 / 1e4 if assessment.pixel_area_m2 else 1.0
+    est = assessment.area_pixels(assessment.classes.index(cls)).scaled(scale)
+    low, high = est.ci95
+    true = None
+    if truth is not None and cls in truth.classes:
+        true = truth.area_pixels(truth.classes.index(cls)).value * scale
+    return {
+        "scenario": scenario,
+        "class": cls,
+        "data": data,
+        "unit": "ha" if assessment.pixel_area_m2 else "px",
+        "estimate": est.value,
+        "se": est.se,
+        "ci95_low": low,
+        "ci95_high": high,
+        "pixel_count": assessment.map_pixels.get(cls, 0) * scale,
+        "true": true,
+        "sample_size": int(assessment.counts.sum()),
+        "estimator": assessment.estimates.method,
+    }
+
+
+def write_assessment(
+    assessment: Assessment, out: str | Path, *, title: str = "Accuracy and area"
+) -> tuple[Path, Path]:
+    """Write ``OUT.json`` and ``OUT.md``; return both paths."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix in (".json", ".md") else out
+    json_path = write_text_atomic(
+        stem.with_name(stem.name + ".json"), json.dumps(assessment.to_dict(), indent=2) + "\n"
+    )
+    md_path = write_text_atomic(stem.with_name(stem.name + ".md"), assessment.to_markdown(title))
+    return json_path, md_path
