@@ -15,7 +15,14 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sarcrop.utils.validation import config_error
 
@@ -24,6 +31,8 @@ Space = Literal["linear", "db"]
 OrbitChoice = Literal["ascending", "descending", "both"]
 SplitMethod = Literal["patch", "block", "train", "test"]
 Engine = Literal["torch", "onnx"]
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["fp32", "bf16"]
 
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
@@ -147,6 +156,29 @@ class BaselineOptions(Options):
         le=1,
         description="share of the train split's labelled parcels to learn from (chosen by seed)",
     )
+    classes: tuple[str, ...] | None = Field(
+        None,
+        description="crop-type map of these classes, e.g. maize,potato,other ('other': every "
+        "class not listed); default: one positive class",
+    )
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes(cls, value: Any) -> Any:
+        return class_list(value)
+
+
+def class_list(value: Any) -> tuple[str, ...] | None:
+    """A ``classes`` option: a list or a comma-separated string of class names, checked."""
+    if value is None:
+        return None
+    from sarcrop.data.labels import parse_classes
+    from sarcrop.errors import InputDataError
+
+    try:
+        return tuple(parse_classes(value))
+    except InputDataError as exc:
+        raise ValueError(exc.problem) from None
 
 
 def available_cores() -> int:
@@ -161,7 +193,8 @@ class ExecutionOptions(Options):
     """Where and how ``predict`` runs.
 
     Workers and scheduler never change the map. CPU results depend on the thread count and the
-    engine (by a rounding step at most), so the count used is recorded with the blocks.
+    engine (by a rounding step at most), results also on the device and the precision, so all
+    of them are recorded with the blocks.
     """
 
     workers: int | None = Field(
@@ -175,12 +208,33 @@ class ExecutionOptions(Options):
         "torch", description="inference engine (onnx: ONNX Runtime on CPU, the onnx extra)"
     )
     resume: bool = Field(True, description="resume from finished blocks of an earlier run")
+    device: Device = Field(
+        "auto", description="where the model runs (auto: cuda if available, else cpu)"
+    )
+    precision: Precision = Field(
+        "fp32", description="model arithmetic (bf16: bfloat16 autocast, on cpu too)"
+    )
 
     @model_validator(mode="after")
     def _cluster(self) -> ExecutionOptions:
         if self.workers is not None and self.scheduler is not None:
             raise ValueError("give either scheduler or workers, not both")
+        if self.engine == "onnx" and self.device == "cuda":
+            raise ValueError("the onnx engine runs on the cpu only: use the torch engine on cuda")
+        if self.engine == "onnx" and self.precision != "fp32":
+            raise ValueError("the onnx engine computes in fp32 only: use the torch engine for bf16")
         return self
+
+    @property
+    def resolved_device(self) -> str:
+        """``device`` with ``auto`` resolved: cuda when torch sees a GPU (never for onnx)."""
+        if self.device != "auto":
+            return self.device
+        if self.engine == "onnx":
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
     def torch_threads(self) -> int:
@@ -191,17 +245,91 @@ class ExecutionOptions(Options):
 
 
 class MapOptions(Options):
-    """What the predicted map holds: a probability band, a class band and the class threshold."""
+    """What the predicted map holds: probability bands, a class band and the class threshold.
 
-    threshold: float = Field(0.5, ge=0, le=1, description="class threshold on the probability")
-    probability: bool = Field(True, description="write the probability band")
+    A crop-type model's class band is the most probable class (``threshold`` is for binary
+    models); its probability bands are one per class, or the ``top_k`` most probable classes
+    and their probabilities.
+    """
+
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="class threshold on the probability (binary models)"
+    )
+    probability: bool = Field(True, description="write the probability band(s)")
     classes: bool = Field(True, description="write the class band")
+    uncertainty: bool = Field(
+        False,
+        description="write an uncertainty band: entropy of the probabilities "
+        "(binary, or normalised by log K for K classes)",
+    )
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description="crop-type models: instead of one probability band per class, the k most "
+        "probable classes and their probabilities",
+    )
 
     @model_validator(mode="after")
     def _bands(self) -> MapOptions:
         if not (self.probability or self.classes):
             raise ValueError("the map needs at least one of probability and classes")
+        if self.top_k is not None and not (self.probability and self.classes):
+            raise ValueError("top_k needs both the probability and the class bands")
         return self
+
+
+Allocation = Literal["proportional", "equal", "neyman", "min-then-proportional"]
+
+
+class SamplingOptions(Options):
+    """How ``sample`` stratifies a map and shares the sample size among the strata.
+
+    Strata are the map's classes, or the levels of another raster on the same grid (e.g. an
+    uncertainty band binned by ``strata_edges``), crossed with the map classes by default.
+    ``neyman`` needs the anticipated user's accuracy of each stratum (``expected_accuracy``,
+    one value for all or one per stratum in stratum order); ``min-then-proportional`` gives
+    every stratum at least ``min_per_stratum`` points and the rest in proportion to its area.
+    """
+
+    allocation: Allocation = Field(
+        "min-then-proportional", description="how the sample size is shared among strata"
+    )
+    min_per_stratum: int = Field(
+        50, ge=1, description="smallest sample of a stratum (min-then-proportional)"
+    )
+    expected_accuracy: tuple[float, ...] | None = Field(
+        None, description="anticipated user's accuracy per stratum (neyman, --target-se)"
+    )
+    strata_band: str = Field("1", description="band of the strata raster (number or name)")
+    strata_edges: tuple[float, ...] | None = Field(
+        None, description="bin edges that turn strata raster values into levels"
+    )
+    cross_map_class: bool = Field(
+        True, description="strata = map class × strata raster level (not the level alone)"
+    )
+    seed: int = Field(0, description="random seed of the drawn pixels")
+
+    @model_validator(mode="after")
+    def _accuracies(self) -> SamplingOptions:
+        if self.expected_accuracy and not all(0 < a < 1 for a in self.expected_accuracy):
+            raise ValueError("expected_accuracy values must lie strictly between 0 and 1")
+        if self.strata_edges and list(self.strata_edges) != sorted(set(self.strata_edges)):
+            raise ValueError("strata_edges must be strictly increasing")
+        return self
+
+
+class ReferenceOptions(Options):
+    """How a label raster becomes reference classes of the map (0/1).
+
+    With ``positive_codes``, those label values are class 1 and every other labelled value
+    class 0; without, a simulated region's labels use its positive class (``POSITIVE`` tag)
+    and other rasters' values are taken as map classes. The raster's nodata is unlabelled.
+    """
+
+    label_band: int = Field(1, ge=1, description="band of the label raster")
+    positive_codes: tuple[int, ...] | None = Field(
+        None, description="label values of the positive class, e.g. 1200 (maize)"
+    )
 
 
 def validated(kind: type[OptionsT], data: dict[str, Any], path: str | None = None) -> OptionsT:

@@ -90,6 +90,22 @@ COMMANDS = (
         "interrupted run resumes from <out>.partial/ when restarted with the same arguments.",
     ),
     Command(
+        "sample",
+        "draw a stratified random sample of map pixels to label (GeoPackage)",
+        "Stratify a map by its classes (or by map class × levels of another raster on the same "
+        "grid, e.g. uncertainty), share the sample size among strata and draw pixels with a "
+        "seed, reading the map window by window. Writes points at pixel centres with an empty "
+        "reference column and the stratum sizes that `sarcrop assess` needs.",
+    ),
+    Command(
+        "assess",
+        "accuracy and area with 95% confidence intervals from reference labels",
+        "Estimate the error matrix in area proportions, overall / user's / producer's accuracy "
+        "and the area of each class with standard errors and 95% confidence intervals "
+        "(Olofsson et al. 2014; Stehman 2014 when strata differ from map classes), beside the "
+        "pixel-counting area. Writes JSON and Markdown.",
+    ),
+    Command(
         "experiment",
         "run the scenarios × methods of an experiment config and write the report",
         "Run an experiment YAML (or a shipped one: 'paper', 'small', 'real'). Finished units are "

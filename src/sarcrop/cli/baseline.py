@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from sarcrop.cli.shared import add_timesteps
 from sarcrop.options import BaselineOptions, add_flags, from_flags
@@ -28,28 +29,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bands", nargs="+", help="bands to use (default: all of the store's)")
     add_timesteps(parser)
     add_flags(parser.add_argument_group("forest (the YAML baseline: section)"), BaselineOptions)
+    parser.add_argument(
+        "--features",
+        metavar="CHECKPOINT",
+        help="fit the forest on this frozen pre-trained model's per-pixel features (a "
+        ".safetensors file or a shipped name such as europe-maize; bands default to its own)",
+    )
+    parser.add_argument(
+        "--raw",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --features, add each pixel's own series to the network's features",
+    )
     parser.add_argument("--jobs", type=int, default=-1, help="parallel jobs (-1 = all cores)")
     parser.add_argument("--out", type=Path, help="write the metrics as JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
     from sarcrop.evaluation.baseline import run_baseline
+    from sarcrop.evaluation.feature_forest import run_feature_forest
     from sarcrop.evaluation.metrics import write_metrics_json
 
-    result = run_baseline(
-        args.store,
-        from_flags(BaselineOptions, args),
-        test_store=args.test_store,
-        bands=args.bands,
-        positive=args.positive,
-        timesteps=args.timesteps,
-        jobs=args.jobs,
-    )
+    common: dict[str, Any] = {
+        "test_store": args.test_store,
+        "bands": args.bands,
+        "positive": args.positive,
+        "timesteps": args.timesteps,
+        "jobs": args.jobs,
+    }
+    options = from_flags(BaselineOptions, args)
+    if args.features is None:
+        result = run_baseline(args.store, options, **common)
+        on = ""
+    else:
+        result = run_feature_forest(args.features, args.store, options, raw=args.raw, **common)
+        on = f" on the features of {args.features}{' and the series' if args.raw else ''}"
+    target = f"positive {'+'.join(result.positive)}"
+    if result.classes:
+        target = f"classes {', '.join(result.classes)}"
     print(
-        f"random forest on {result.store} ({result.train_patches} train patches) -> "
-        f"{result.test_store} ({result.test_patches} test patches), positive "
-        f"{'+'.join(result.positive)}, bands {'|'.join(result.bands)}"
+        f"random forest{on} on {result.store} ({result.train_patches} train patches) -> "
+        f"{result.test_store} ({result.test_patches} test patches), {target}, "
+        f"bands {'|'.join(result.bands)}"
     )
+    if result.classes:
+        from sarcrop.evaluation.metrics import format_class_table
+
+        print(format_class_table({t: c.as_dict() for t, c in result.class_confusions.items()}))
     for t, confusion in result.confusions.items():
         label = "full season" if t == result.steps else f"t = {t}"
         print(_line(label, confusion.as_dict()))

@@ -50,6 +50,14 @@ def _cell(value: float) -> str:
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text metrics table (one row per evaluated number of time steps)."""
     rows = result.get("early_season") or {result["timesteps"]: result["metrics"]}
+    if result.get("classes"):  # a crop-type model: mIoU, accuracy, kappa and IoU per class
+        from sarcrop.evaluation.metrics import format_class_table
+
+        title = (
+            f"{result['checkpoint']} on {result['store']} ({result['split']}, "
+            f"{result['patches']} patches, classes: {', '.join(result['classes'])})"
+        )
+        return f"{title}\n{format_class_table(rows)}"
     lines = [
         f"{result['checkpoint']} on {result['store']} ({result['split']}, "
         f"{result['patches']} patches, positive: {', '.join(result['positive'])})",

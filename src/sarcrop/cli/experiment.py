@@ -43,14 +43,17 @@ def run(args: argparse.Namespace) -> int:
 def summary(result: object) -> str:
     """The IoU table (ours beside the paper's, each labelled) and where the outputs are."""
     from sarcrop.evaluation.tables import fraction_table, paper_table
+    from sarcrop.experiments.classes import class_summary
     from sarcrop.experiments.intervals import read_intervals
     from sarcrop.experiments.record import RunRecord
     from sarcrop.reports.markdown import main_run, scenario_names
 
     results = main_run(result.results)  # type: ignore[attr-defined]
     sources = RunRecord.read(result.out_dir).sources  # type: ignore[attr-defined]
-    table = paper_table(results, "iou", reference=True, sources=sources)
-    lines = ["", table.to_console()]
+    lines = [""]
+    if len(results):  # binary scenarios (crop-type ones have their own tables below)
+        lines.append(paper_table(results, "iou", reference=True, sources=sources).to_console())
+    lines += class_summary(result.out_dir)  # type: ignore[attr-defined]
     intervals = read_intervals(result.out_dir)  # type: ignore[attr-defined]
     if intervals is not None and intervals["label_fraction"].nunique() > 1:
         names = scenario_names(results)

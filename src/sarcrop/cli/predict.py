@@ -1,4 +1,5 @@
-"""`sarcrop predict`: a checkpoint + scenes → a crop map as a Cloud-Optimized GeoTIFF."""
+"""`sarcrop predict`: a checkpoint (or several, averaged) + scenes → a crop map (binary or crop
+type) as a COG."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 from sarcrop.cli.shared import add_quiet
+from sarcrop.errors import SarcropError
 from sarcrop.options import (
     ExecutionOptions,
     MapOptions,
@@ -18,7 +20,16 @@ from sarcrop.options import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help="checkpoint (.safetensors)")
+    parser.add_argument(
+        "model", type=Path, nargs="?", metavar="MODEL", help="checkpoint (.safetensors)"
+    )
+    parser.add_argument(
+        "--models",
+        type=Path,
+        nargs="+",
+        metavar="MODEL",
+        help="checkpoints to average (mean probability and a between-model spread band)",
+    )
     parser.add_argument(
         "--images",
         required=True,
@@ -43,8 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sarcrop.prediction import predict_map
 
+    models = ([args.model] if args.model else []) + (args.models or [])
+    if not models:
+        raise SarcropError("give a checkpoint (MODEL) or --models A B ...")
     out = predict_map(
-        args.model,
+        models[0] if len(models) == 1 else models,
         args.images,
         args.out,
         timesteps=args.timesteps,

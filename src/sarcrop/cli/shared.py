@@ -10,7 +10,17 @@ from sarcrop.options import add_flags, flag
 from sarcrop.training.config import TrainConfig
 
 # Fields of TrainConfig that say where and how a run executes rather than what it learns.
-HARDWARE = ("accelerator", "devices", "num_nodes", "distributed", "precision", "max_time")
+HARDWARE = (
+    "accelerator",
+    "devices",
+    "num_nodes",
+    "distributed",
+    "precision",
+    "channels_last",
+    "compile",
+    "num_workers",
+    "max_time",
+)
 
 
 def add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bar") -> None:
@@ -95,7 +105,8 @@ def run_training(
         *inputs, args.out, bands=args.bands, positive=args.positive, config=config, **options
     )
     iou = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.3f}"
-    selected = f"best val IoU {iou} (epoch {result.best_epoch})"
+    metric = "IoU" if config.classes is None else "mIoU"
+    selected = f"best val {metric} {iou} (epoch {result.best_epoch})"
     if config.val_fraction == 0:
         selected = f"no validation: last epoch ({result.best_epoch})"
     print(f"model: {result.checkpoint}")

@@ -7,6 +7,11 @@ Each item is one patch::
      "valid":  bool    (P, P)        labelled pixels (loss and metrics ignore the rest),
      "index":  int                   patch index in the store}
 
+With ``classes=[...]`` (crop-type maps) the target is instead int64 ``(P, P)``, the index of
+each pixel's class in that list (0 where not valid); the name ``other`` gathers the classes not
+listed, and without it their pixels are not valid (see :func:`sarcrop.data.labels.class_lookup`).
+Binary (one ``positive`` class against the rest) stays the default.
+
 Normalisation uses the store's train-split statistics unless others are given (e.g. those of a
 pre-trained checkpoint, so fine-tuning sees inputs scaled as in pre-training). ``timesteps=t``
 keeps the first ``t`` composites and zero-pads the rest, i.e. the early-season input of the
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sarcrop.data.labels import positive_indices
+from sarcrop.data.labels import class_lookup, parse_classes, positive_indices
 from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import InputDataError
@@ -52,6 +57,7 @@ class PatchDataset(Dataset[Sample]):
         transform: Callable[[Sample], Sample] | None = None,
         augment: bool = False,
         label_mask: LabelMask | None = None,
+        classes: Sequence[str] | str | None = None,
     ) -> None:
         self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
         if isinstance(split, str):
@@ -64,8 +70,18 @@ class PatchDataset(Dataset[Sample]):
                     f"patch indices {bad[:5]} out of range (store has {len(self.store)})",
                     self.store.path,
                 )
+        # Multi-class: the target classes in output order, and store label -> target index;
+        # ``positive`` then plays no part.
+        self.target_classes = None if classes is None else parse_classes(classes)
+        self._lookup: np.ndarray | None = None
+        if self.target_classes is not None:
+            self._lookup = class_lookup(self.store.classes, self.target_classes)
+            positive = ()
         self.positive = [positive] if isinstance(positive, str) else list(positive)
-        self._positive_ids = np.asarray(positive_indices(self.store.classes, self.positive))
+        binary = self.target_classes is None
+        self._positive_ids = np.asarray(
+            positive_indices(self.store.classes, self.positive) if binary else [], dtype=np.int64
+        )
 
         self.bands = tuple(b.upper() for b in bands) if bands else self.store.bands
         missing = [b for b in self.bands if b not in self.store.bands]
@@ -120,8 +136,7 @@ class PatchDataset(Dataset[Sample]):
         image[: self.timesteps] = normalize(
             raw[: self.timesteps, self._band_ids], self.normalization
         )
-        target = np.isin(labels, self._positive_ids).astype(np.float32)
-        valid = labels >= 0
+        target, valid = self._target(labels)
         sample: Sample = {
             "image": torch.from_numpy(image),
             "target": torch.from_numpy(target),
@@ -133,6 +148,14 @@ class PatchDataset(Dataset[Sample]):
         if self.transform is not None:
             sample = self.transform(sample)
         return sample
+
+    def _target(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float 0/1 target (binary) or int64 class indices (multi-class), and validity."""
+        if self._lookup is None:
+            return np.isin(labels, self._positive_ids).astype(np.float32), labels >= 0
+        mapped = self._lookup[labels.astype(np.int64)]
+        valid = mapped >= 0
+        return np.where(valid, mapped, 0), valid
 
     def labels(self, item: int) -> np.ndarray:
         """Class labels of item ``item`` after the label mask (-1 = unlabelled), no image read."""
@@ -150,14 +173,32 @@ class PatchDataset(Dataset[Sample]):
             negative += int((labels >= 0).sum()) - hits
         return negative, positive
 
+    def target_counts(self, items: Sequence[int] | None = None) -> np.ndarray:
+        """Valid pixels per target class of ``items`` (default: all), unaugmented.
+
+        Binary datasets count ``[negative, positive]``.
+        """
+        size = 2 if self.target_classes is None else len(self.target_classes)
+        counts = np.zeros(size, dtype=np.int64)
+        for item in range(len(self)) if items is None else items:
+            target, valid = self._target(self.labels(item))
+            counts += np.bincount(target[valid].astype(np.int64), minlength=size)
+        return counts
+
     @property
     def classes(self) -> list[str]:
+        """The store's class legend (the target's classes are ``target_classes``)."""
         return self.store.classes
 
     def __repr__(self) -> str:
         return (
             f"PatchDataset({str(self.store.path)!r}, n={len(self)}, bands={self.bands}, "
-            f"timesteps={self.timesteps}/{self.store.steps}, positive={self.positive})"
+            f"timesteps={self.timesteps}/{self.store.steps}, "
+            + (
+                f"positive={self.positive})"
+                if self.target_classes is None
+                else f"classes={self.target_classes})"
+            )
         )
 
 

@@ -13,6 +13,8 @@ names (index = label value).
   Pixels outside every parcel get class ``"background"`` (index 0), so "not the positive crop" is
   defined over the whole patch, as in the paper's binary masks.
 - :func:`binary_target` turns class labels into the 0/1 target for one or more positive classes.
+- :func:`class_target` turns them into the class-index target of a crop-type map (a list of
+  classes, ``other`` gathering the unlisted ones).
 """
 
 from __future__ import annotations
@@ -450,3 +452,59 @@ def positive_indices(classes: Sequence[str], positive: Sequence[str] | str) -> l
             f"classes present: {', '.join(classes)}"
         )
     return sorted({folded[name.casefold()] for name in positive})
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-class target
+
+
+def parse_classes(classes: Sequence[str] | str) -> list[str]:
+    """Target class names from a list or a comma-separated string (``"maize,potato,other"``)."""
+    items = classes.split(",") if isinstance(classes, str) else list(classes)
+    names = [str(name).strip() for name in items if str(name).strip()]
+    folded = [name.casefold() for name in names]
+    duplicates = sorted({name for name in names if folded.count(name.casefold()) > 1})
+    if duplicates:
+        raise InputDataError(f"classes named twice: {', '.join(duplicates)}")
+    if len(names) < 2:
+        raise InputDataError(
+            f"a class list needs at least two classes, got {names}; "
+            "for one crop against the rest use the positive class"
+        )
+    return names
+
+
+def class_lookup(classes: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """Store class index → target class index (``-1``: ignored), with one extra last entry.
+
+    ``target`` lists the classes to learn, in output order; names match case-insensitively.
+    The name ``"other"`` collects every store class not listed elsewhere (a store's own
+    ``other`` or ``background`` too); without it, pixels of unlisted classes are ignored like
+    unlabelled ones. The last entry maps the label ``-1`` (unlabelled), so ``table[labels]``
+    translates a whole label array at once.
+    """
+    target = parse_classes(target)
+    folded = {str(name).casefold(): i for i, name in enumerate(classes)}
+    named = [name for name in target if name.casefold() != OTHER]
+    missing = [name for name in named if name.casefold() not in folded]
+    if missing:
+        raise InputDataError(
+            f"class {', '.join(map(repr, missing))} not in the labels; "
+            f"classes present: {', '.join(classes)}"
+        )
+    table = np.full(len(classes) + 1, UNLABELLED, dtype=np.int64)
+    position = {name.casefold(): k for k, name in enumerate(target)}
+    if OTHER in position:
+        table[: len(classes)] = position[OTHER]
+    for name in named:
+        table[folded[name.casefold()]] = position[name.casefold()]
+    return table
+
+
+def class_target(
+    labels: np.ndarray, classes: Sequence[str], target: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(target, valid)``: int64 target class index (0 where not valid) and the valid mask."""
+    mapped = class_lookup(classes, target)[np.asarray(labels, dtype=np.int64)]
+    valid = mapped >= 0
+    return np.where(valid, mapped, 0), valid

@@ -15,6 +15,12 @@ trains on zero-padded copies for every t.
 
 :func:`run_baseline` is the one pipeline behind ``sarcrop baseline`` and the experiments'
 ``rf`` method: store in, fitted forest and test-split metrics out.
+
+Crop-type maps: with ``n_classes=K > 2`` the same forest learns the ``K`` classes of a
+multi-class :class:`~sarcrop.data.dataset.PatchDataset` (scikit-learn forests are multi-class
+natively), samples up to the cap per class, and is scored by one
+:class:`~sarcrop.evaluation.metrics.MulticlassConfusion` per number of observed steps. The binary
+forest (``n_classes=2``) is unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +38,12 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.utils.validation import check_is_fitted
 
 from sarcrop.errors import InputDataError
-from sarcrop.evaluation.metrics import BinaryConfusion, EvaluationInputError, zero_pad_after
+from sarcrop.evaluation.metrics import (
+    BinaryConfusion,
+    EvaluationInputError,
+    MulticlassConfusion,
+    zero_pad_after,
+)
 from sarcrop.options import BaselineOptions
 
 
@@ -65,20 +76,26 @@ def _check_features(X: Any, n_features: int | None = None) -> np.ndarray:
     return X
 
 
-def _check_labels(y: Any, n: int) -> np.ndarray:
+def _check_labels(y: Any, n: int, n_classes: int = 2) -> np.ndarray:
     y = _numpy(y)
     if y.ndim != 1 or y.shape[0] != n:
         raise EvaluationInputError(f"labels must be 1-D with {n} values, got shape {y.shape}")
     if y.dtype.kind == "f" and np.isnan(y).any():
         raise EvaluationInputError("labels contain NaN")
-    if not np.isin(y, (0, 1)).all():
+    if n_classes == 2 and not np.isin(y, (0, 1)).all():
         raise EvaluationInputError(f"labels must be 0 or 1, got values {np.unique(y)[:5].tolist()}")
-    y = y.astype(np.int8)
+    if not np.isin(y, np.arange(n_classes)).all():
+        raise EvaluationInputError(
+            f"labels must be class indices 0..{n_classes - 1}, got {np.unique(y)[:5].tolist()}"
+        )
+    y = y.astype(np.int8 if n_classes <= 127 else np.int64)
     present = np.unique(y)
     if present.size < 2:
         raise EvaluationInputError(
             f"training pixels contain only class {int(present[0])}; "
             "the baseline needs both positive and negative pixels"
+            if n_classes == 2
+            else "the baseline needs pixels of at least two classes"
         )
     return y
 
@@ -102,6 +119,8 @@ class RandomForestBaseline(ClassifierMixin, BaseEstimator):
 
     A scikit-learn estimator (``clone``/``get_params`` work). ``predict_proba`` returns the
     columns of ``classes_ = [0, 1]``; ``predict`` thresholds the positive column at 0.5.
+    With ``n_classes=K > 2`` (crop types) the columns are ``0..K-1`` (zero for a class the
+    training pixels lack) and ``predict`` takes the most probable class.
     """
 
     def __init__(
@@ -115,6 +134,7 @@ class RandomForestBaseline(ClassifierMixin, BaseEstimator):
         class_weight: str | dict | None = None,
         n_jobs: int | None = -1,
         random_state: int | None = 0,
+        n_classes: int = 2,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -124,16 +144,17 @@ class RandomForestBaseline(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.n_classes = n_classes
 
     def fit(
         self, X: Any, y: Any, *, feature_shape: tuple[int, int] | None = None
     ) -> RandomForestBaseline:
-        """Fit on pixels ``X (n, T*B)`` with labels ``y`` in {0, 1}.
+        """Fit on pixels ``X (n, T*B)`` with labels ``y`` in {0, 1} (``0..n_classes-1``).
 
         ``feature_shape=(T, B)`` is recorded so :func:`predict_patches` can check its input.
         """
         X = _check_features(X)
-        y = _check_labels(y, X.shape[0])
+        y = _check_labels(y, X.shape[0], self.n_classes)
         cap = self.max_samples_per_class
         if cap is not None and (not isinstance(cap, int | np.integer) or cap < 1):
             raise EvaluationInputError(f"max_samples_per_class must be a positive int, got {cap!r}")
@@ -143,10 +164,11 @@ class RandomForestBaseline(ClassifierMixin, BaseEstimator):
             )
         index = sample_per_class(y, cap, self.random_state)
         X, y = X[index], y[index]
-        self.n_samples_per_class_ = {int(c): int((y == c).sum()) for c in (0, 1)}
+        labels = range(self.n_classes)
+        self.n_samples_per_class_ = {int(c): int((y == c).sum()) for c in labels}
         with _quiet_joblib():
             self.estimator_ = RandomForestClassifier(**self._forest_params()).fit(X, y)
-        self.classes_ = np.array([0, 1])
+        self.classes_ = np.arange(self.n_classes)
         self.n_features_in_ = X.shape[1]
         self.feature_shape_ = (
             None if feature_shape is None else tuple(int(v) for v in feature_shape)
@@ -156,18 +178,26 @@ class RandomForestBaseline(ClassifierMixin, BaseEstimator):
     def _forest_params(self) -> dict[str, Any]:
         # Every parameter but the sample cap is the forest's, under the same name.
         params = self.get_params()
-        del params["max_samples_per_class"]
+        del params["max_samples_per_class"], params["n_classes"]
         return params
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities ``(n, 2)``, columns ``[negative, positive]``."""
+        """Class probabilities ``(n, 2)``, columns ``[negative, positive]`` (``(n, K)``)."""
         check_is_fitted(self, "estimator_")
         X = _check_features(X, self.n_features_in_)
         with _quiet_joblib():
-            return self.estimator_.predict_proba(X).astype(np.float32)
+            proba = self.estimator_.predict_proba(X).astype(np.float32)
+        if self.n_classes == 2:
+            return proba
+        full = np.zeros((len(X), self.n_classes), np.float32)
+        full[:, self.estimator_.classes_] = proba
+        return full
 
     def predict(self, X: Any) -> np.ndarray:
-        """Class labels 0/1 (positive where its probability is at least 0.5)."""
+        """Class labels 0/1 (positive where its probability is at least 0.5), or the most
+        probable of ``n_classes``."""
+        if self.n_classes != 2:
+            return self.predict_proba(X).argmax(axis=1)
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int8)
 
 
@@ -184,12 +214,13 @@ def _quiet_joblib() -> Iterator[None]:
 
 
 def pixels_from_patches(
-    images: Any, targets: Any, valid: Any = None
+    images: Any, targets: Any, valid: Any = None, n_classes: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel features ``X (n, T*B)`` and labels ``y (n,)`` from patch arrays.
 
-    ``images (N, T, B, H, W)``, ``targets (N, H, W)`` in {0, 1}, ``valid (N, H, W)`` bool.
-    Pixels that are not valid, or have any NaN feature or a non-0/1 target, are dropped.
+    ``images (N, T, B, H, W)``, ``targets (N, H, W)`` in {0, 1} (``0..n_classes-1``),
+    ``valid (N, H, W)`` bool. Pixels that are not valid, or have any NaN feature or a target
+    outside the classes, are dropped.
     """
     images, targets = _numpy(images), _numpy(targets)
     if images.ndim != 5:
@@ -202,7 +233,7 @@ def pixels_from_patches(
             f"targets shape {targets.shape} does not match images {images.shape}: "
             f"expected {(n, height, width)}"
         )
-    keep = np.isin(targets, (0, 1))
+    keep = np.isin(targets, np.arange(n_classes))
     if valid is not None:
         valid = _numpy(valid)
         if valid.shape != targets.shape:
@@ -216,24 +247,38 @@ def pixels_from_patches(
     return X[finite].astype(np.float32, copy=False), y[finite].astype(np.int8)
 
 
-def predict_patches(
+def predict_proba_patches(
     model: RandomForestBaseline, images: Any, *, timesteps: int | None = None
 ) -> np.ndarray:
-    """Positive-class probability ``(N, H, W)`` for ``images (N, T, B, H, W)``.
+    """Probabilities of every class ``(N, K, H, W)`` for ``images (N, T, B, H, W)``.
 
-    A single patch ``(T, B, H, W)`` gives ``(H, W)``. ``timesteps=t`` predicts from the first
-    t steps with the rest zero-padded. Pixels with any NaN feature get NaN.
+    As :func:`predict_patches` (zero-padding after ``timesteps``, NaN where a feature is NaN),
+    for crop-type forests.
     """
     images = _numpy(images)
     single = images.ndim == 4
     if single:
         images = images[None]
+    _check_images(model, images)
+    n, steps, bands, height, width = images.shape
+    if timesteps is not None:
+        images = zero_pad_after(images, timesteps)
+    X = images.transpose(0, 3, 4, 1, 2).reshape(-1, steps * bands)
+    finite = np.isfinite(X).all(axis=1)
+    prob = np.full((X.shape[0], len(model.classes_)), np.nan, np.float32)
+    if finite.any():
+        prob[finite] = model.predict_proba(X[finite])
+    out = prob.reshape(n, height, width, -1).transpose(0, 3, 1, 2)
+    return out[0] if single else out
+
+
+def _check_images(model: RandomForestBaseline, images: np.ndarray) -> None:
     if images.ndim != 5:
         raise EvaluationInputError(
             f"images must be (patches, time, bands, height, width), got shape {images.shape}"
         )
     check_is_fitted(model, "estimator_")
-    n, steps, bands, height, width = images.shape
+    _, steps, bands, _, _ = images.shape
     expected = getattr(model, "feature_shape_", None)
     if expected is not None and tuple(expected) != (steps, bands):
         raise EvaluationInputError(
@@ -245,15 +290,18 @@ def predict_patches(
             f"images give {steps * bands} features per pixel, the forest expects "
             f"{model.n_features_in_}"
         )
-    if timesteps is not None:
-        images = zero_pad_after(images, timesteps)
-    X = images.transpose(0, 3, 4, 1, 2).reshape(-1, steps * bands)
-    finite = np.isfinite(X).all(axis=1)
-    prob = np.full(X.shape[0], np.nan, np.float32)
-    if finite.any():
-        prob[finite] = model.predict_proba(X[finite])[:, 1]
-    out = prob.reshape(n, height, width)
-    return out[0] if single else out
+
+
+def predict_patches(
+    model: RandomForestBaseline, images: Any, *, timesteps: int | None = None
+) -> np.ndarray:
+    """Positive-class probability ``(N, H, W)`` for ``images (N, T, B, H, W)``.
+
+    A single patch ``(T, B, H, W)`` gives ``(H, W)``. ``timesteps=t`` predicts from the first
+    t steps with the rest zero-padded. Pixels with any NaN feature get NaN.
+    """
+    prob = predict_proba_patches(model, images, timesteps=timesteps)
+    return np.ascontiguousarray(prob[..., 1, :, :])
 
 
 # --------------------------------------------------------------------------- datasets
@@ -283,7 +331,8 @@ class _Reservoir:
         self.parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {0: [], 1: []}
 
     def add(self, X: np.ndarray, y: np.ndarray) -> None:
-        for value in (0, 1):
+        for value in sorted({0, 1, *np.unique(y).tolist()}):
+            self.parts.setdefault(value, [])
             rows = X[y == value]
             if not len(rows):
                 continue
@@ -301,7 +350,7 @@ class _Reservoir:
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         X, y = [], []
-        for value in (0, 1):
+        for value in sorted(self.parts):
             if self.parts[value]:
                 self._shrink(value)
                 X.append(self.parts[value][0][1])
@@ -317,6 +366,7 @@ def fit_baseline_from_dataset(
     max_samples_per_class: int | None = 50_000,
     early_season: bool = False,
     random_state: int | None = 0,
+    n_classes: int = 2,
     **params: Any,
 ) -> RandomForestBaseline:
     """Fit a :class:`RandomForestBaseline` on a map-style patch dataset (PatchDataset items).
@@ -338,7 +388,7 @@ def fit_baseline_from_dataset(
                 f"dataset item {index} has {image.shape[:2]} (time, bands), item 0 has {shape}"
             )
         X, y = pixels_from_patches(
-            image[None], target[None], None if valid is None else valid[None]
+            image[None], target[None], None if valid is None else valid[None], n_classes
         )
         if len(X) == 0:  # a patch without labels (e.g. left out by a label fraction)
             continue
@@ -348,7 +398,10 @@ def fit_baseline_from_dataset(
                 reservoir.add(zero_pad_after(X.reshape(-1, *shape), t).reshape(len(X), -1), y)
     X, y = reservoir.sample()
     model = RandomForestBaseline(
-        max_samples_per_class=max_samples_per_class, random_state=random_state, **params
+        max_samples_per_class=max_samples_per_class,
+        random_state=random_state,
+        n_classes=n_classes,
+        **params,
     )
     return model.fit(X, y, feature_shape=shape)
 
@@ -359,6 +412,8 @@ def _evaluate(
     timesteps: Sequence[int | None] | None,
     threshold: float,
 ) -> dict[int | None, BinaryConfusion]:
+    if model.n_classes != 2:
+        return _evaluate_classes(model, dataset, timesteps)  # type: ignore[return-value]
     confusions: dict[int | None, BinaryConfusion] = {}
     for index in range(len(dataset)):
         image, target, valid = _item(dataset, index)
@@ -367,6 +422,26 @@ def _evaluate(
             prob = predict_patches(model, image, timesteps=t)
             confusions.setdefault(t, BinaryConfusion()).update(
                 np.nan_to_num(prob), target, mask & np.isfinite(prob), threshold=threshold
+            )
+    if not confusions:
+        raise EvaluationInputError("the test dataset is empty")
+    return confusions
+
+
+def _evaluate_classes(
+    model: RandomForestBaseline, dataset: Any, timesteps: Sequence[int | None] | None
+) -> dict[int | None, MulticlassConfusion]:
+    """Per-``t`` confusion matrices of a crop-type forest (most probable class per pixel)."""
+    names = getattr(dataset, "target_classes", None) or [str(c) for c in model.classes_]
+    confusions: dict[int | None, MulticlassConfusion] = {}
+    for index in range(len(dataset)):
+        image, target, valid = _item(dataset, index)
+        mask = True if valid is None else valid.astype(bool)
+        for t in range(1, image.shape[0] + 1) if timesteps is None else timesteps:
+            prob = predict_proba_patches(model, image, timesteps=t)
+            finite = np.isfinite(prob).all(axis=0)
+            confusions.setdefault(t, MulticlassConfusion(list(names))).update(
+                np.nan_to_num(prob).argmax(axis=0), target, mask & finite
             )
     if not confusions:
         raise EvaluationInputError("the test dataset is empty")
@@ -403,7 +478,11 @@ def early_season_baseline(
 
 @dataclass(frozen=True)
 class BaselineResult:
-    """A fitted forest and its test-split confusions, one per evaluated number of steps."""
+    """A fitted forest and its test-split confusions, one per evaluated number of steps.
+
+    A crop-type forest (``classes``) keeps its confusion matrices in ``class_confusions``
+    (``confusions`` is then empty).
+    """
 
     model: RandomForestBaseline
     options: BaselineOptions
@@ -418,11 +497,20 @@ class BaselineResult:
     confusions: dict[int, BinaryConfusion]
     every_timestep: bool  # evaluated for t = 1..T (timesteps="all")
     label_subset: dict[str, Any] | None = None  # the parcels a few-label forest learnt from
+    classes: list[str] | None = None  # the target classes of a crop-type forest
+    class_confusions: dict[int, MulticlassConfusion] = field(default_factory=dict)
 
     @property
     def metrics(self) -> BinaryConfusion:
         """The headline: the largest evaluated t (the full season unless one t was asked)."""
+        if not self.confusions:
+            raise ValueError("a crop-type forest has class_metrics, not binary metrics")
         return self.confusions[max(self.confusions)]
+
+    @property
+    def class_metrics(self) -> MulticlassConfusion:
+        """The headline matrix of a crop-type forest (largest evaluated t)."""
+        return self.class_confusions[max(self.class_confusions)]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record ``sarcrop baseline --out`` writes."""
@@ -438,10 +526,21 @@ class BaselineResult:
             "training_pixels": dict(self.model.n_samples_per_class_),
             "label_subset": self.label_subset or {"fraction": 1.0},
             "options": self.options.model_dump(),
-            "timesteps": max(self.confusions),
-            "threshold": self.options.threshold,
-            "metrics": self.metrics.as_dict(),
         }
+        if self.classes is not None:
+            record.update(
+                classes=self.classes,
+                timesteps=max(self.class_confusions),
+                metrics=self.class_metrics.as_dict(),
+            )
+            if self.every_timestep:
+                record["early_season"] = {t: c.as_dict() for t, c in self.class_confusions.items()}
+            return record
+        record.update(
+            timesteps=max(self.confusions),
+            threshold=self.options.threshold,
+            metrics=self.metrics.as_dict(),
+        )
         if self.every_timestep:
             record["early_season"] = {t: c.as_dict() for t, c in self.confusions.items()}
         return record
@@ -464,6 +563,8 @@ def run_baseline(
     are scaled with ``store``'s train statistics, as a forest deployed from the training area
     would see them. ``positive`` defaults to the store's class; ``timesteps`` is ``None`` (full
     season), ``t`` or ``"all"`` (every t = 1..T) as in :func:`sarcrop.training.evaluate`.
+    ``options.classes`` fits a crop-type forest of those classes instead (see
+    :class:`~sarcrop.data.dataset.PatchDataset`), scored by confusion matrices.
     ``jobs`` (parallel workers) does not change the result. With ``options.label_fraction``
     below 1 the forest learns from a seeded subset of the train split's parcels, the same
     subset :func:`sarcrop.training.train` chooses for that fraction and seed.
@@ -481,19 +582,30 @@ def run_baseline(
             f"test store has {test.steps} time steps, the training store {train_store.steps}",
             test.path,
         )
-    positive = positive_classes(train_store, positive)
+    classes = None if options.classes is None else list(options.classes)
+    positive = [] if classes else positive_classes(train_store, positive)
     bands = [b.upper() for b in bands] if bands else list(train_store.bands)
     wanted = timestep_list(timesteps, train_store.steps)
     normalization = train_store.normalization.select(bands)
     mask = None
     if options.label_fraction < 1:
+        from sarcrop.data.labels import OTHER
         from sarcrop.data.parcels import label_subset
 
-        mask = label_subset(train_store, options.label_fraction, options.seed, positive=positive)
+        named = [c for c in classes if c.casefold() != OTHER] if classes else positive
+        mask = label_subset(train_store, options.label_fraction, options.seed, positive=named)
     train_set = PatchDataset(
-        train_store, "train", positive, bands, normalization=normalization, label_mask=mask
+        train_store,
+        "train",
+        positive,
+        bands,
+        normalization=normalization,
+        label_mask=mask,
+        classes=classes,
     )
-    test_set = PatchDataset(test, "test", positive, bands, normalization=normalization)
+    test_set = PatchDataset(
+        test, "test", positive, bands, normalization=normalization, classes=classes
+    )
     if len(train_set) == 0:
         raise InputDataError("the store has no train patches", train_store.path)
     if len(test_set) == 0:
@@ -507,10 +619,16 @@ def run_baseline(
             n_estimators=options.n_estimators,
             max_depth=options.max_depth,
             n_jobs=jobs,
+            n_classes=len(classes) if classes else 2,
         )
-        confusions = early_season_baseline(
-            model, test_set, timesteps=wanted, threshold=options.threshold
-        )
+        confusions: dict[int, BinaryConfusion] = {}
+        class_confusions: dict[int, MulticlassConfusion] = {}
+        if classes:
+            class_confusions = _evaluate_classes(model, test_set, wanted)  # type: ignore[assignment]
+        else:
+            confusions = early_season_baseline(
+                model, test_set, timesteps=wanted, threshold=options.threshold
+            )
     except EvaluationInputError as exc:
         raise InputDataError(str(exc), train_store.path) from None
     return BaselineResult(
@@ -527,4 +645,6 @@ def run_baseline(
         confusions=confusions,
         every_timestep=timesteps == "all",
         label_subset=None if mask is None else mask.as_dict(),
+        classes=classes,
+        class_confusions=class_confusions,
     )

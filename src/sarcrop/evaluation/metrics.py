@@ -6,6 +6,10 @@ positives would otherwise weigh as much as large ones. :class:`BinaryConfusion` 
 integer counts and derives every metric from the totals.
 
 Works with NumPy arrays and PyTorch tensors (on any device); counts are exact int64 sums.
+
+Crop-type maps (several classes) use :class:`MulticlassConfusion`, one ``K × K`` matrix over the
+split, from which per-class IoU/precision/recall/F1 and the overall mIoU, overall accuracy and
+Cohen's kappa follow; a binary model's metrics are untouched by it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from sarcrop.utils.atomic import write_text_atomic
 
 METRICS = ("iou", "precision", "recall", "f1")
 """Metric names of the positive class, as used in result tables and JSON files."""
+
+OVERALL_METRICS = ("miou", "accuracy", "kappa")
+"""Whole-map metrics of a multi-class confusion (per-class ones use :data:`METRICS`)."""
 
 
 class EvaluationInputError(InputDataError, ValueError):
@@ -198,6 +205,146 @@ def _counts_torch(pred: Any, target: Any, valid: Any, threshold: float) -> list[
     return torch.bincount(code.reshape(-1), minlength=4).tolist()
 
 
+# --------------------------------------------------------------------------- multi-class
+
+
+@dataclass
+class MulticlassConfusion:
+    """A ``K × K`` pixel confusion matrix: ``matrix[truth, predicted]``, over a whole split.
+
+    Per-class metrics treat each class as the positive one against the rest; an undefined one
+    (a class neither present nor predicted) is ``nan`` and left out of the mIoU, which is the
+    mean IoU over the classes where it is defined.
+    """
+
+    classes: list[str]
+    matrix: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        size = len(self.classes)
+        if self.matrix is None:
+            self.matrix = np.zeros((size, size), dtype=np.int64)
+        self.matrix = np.asarray(self.matrix, dtype=np.int64)
+        if self.matrix.shape != (size, size):
+            raise EvaluationInputError(
+                f"confusion matrix of shape {self.matrix.shape} for {size} classes"
+            )
+
+    @property
+    def counts(self) -> np.ndarray:
+        assert self.matrix is not None  # set in __post_init__
+        return self.matrix
+
+    def update(self, pred: Any, target: Any, valid: Any = None) -> MulticlassConfusion:
+        """Add one batch of predicted class indices (or scores ``(N, K, ...)``, argmax taken)
+        against target class indices; pixels where ``valid`` is False are ignored."""
+        size = len(self.classes)
+        if _is_tensor(pred) or _is_tensor(target) or _is_tensor(valid):
+            import torch
+
+            pred = torch.as_tensor(pred)
+            if pred.ndim == torch.as_tensor(target).ndim + 1:
+                pred = pred.argmax(dim=1)
+            pred, target = pred.detach().cpu().numpy(), torch.as_tensor(target).cpu().numpy()
+            valid = None if valid is None else torch.as_tensor(valid).cpu().numpy()
+        pred, target = np.asarray(pred), np.asarray(target)
+        if pred.ndim == target.ndim + 1:
+            pred = pred.argmax(axis=1)
+        valid = None if valid is None else np.asarray(valid, dtype=bool)
+        _check_shapes(pred.shape, target.shape, None if valid is None else valid.shape)
+        p, t = (pred, target) if valid is None else (pred[valid], target[valid])
+        for name, values in (("predictions", p), ("targets", t)):
+            if values.size and (values.min() < 0 or values.max() >= size):
+                raise EvaluationInputError(f"{name} must be class indices 0..{size - 1}")
+        code = t.astype(np.int64).ravel() * size + p.astype(np.int64).ravel()
+        self.matrix = self.counts + np.bincount(code, minlength=size * size).reshape(size, size)
+        return self
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def _per_class(self) -> dict[str, np.ndarray]:
+        m = self.counts.astype(np.float64)
+        tp = np.diag(m)
+        truth, predicted = m.sum(axis=1), m.sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {
+                "iou": np.where(truth + predicted - tp > 0, tp / (truth + predicted - tp), np.nan),
+                "precision": np.where(predicted > 0, tp / predicted, np.nan),
+                "recall": np.where(truth > 0, tp / truth, np.nan),
+                "f1": np.where(truth + predicted > 0, 2 * tp / (truth + predicted), np.nan),
+            }
+
+    @property
+    def iou(self) -> np.ndarray:
+        """IoU of each class (``nan`` where undefined)."""
+        return self._per_class()["iou"]
+
+    @property
+    def miou(self) -> float:
+        """Mean IoU over the classes where it is defined (``nan`` for an empty matrix)."""
+        iou = self.iou
+        return float(np.nanmean(iou)) if np.isfinite(iou).any() else math.nan
+
+    @property
+    def accuracy(self) -> float:
+        """Overall accuracy: the share of valid pixels with the right class."""
+        return _ratio(int(np.trace(self.counts)), self.total)
+
+    @property
+    def kappa(self) -> float:
+        """Cohen's kappa: agreement beyond the chance agreement of the two marginals."""
+        total = self.total
+        if not total:
+            return math.nan
+        m = self.counts.astype(np.float64)
+        observed = np.trace(m) / total
+        expected = float((m.sum(axis=1) * m.sum(axis=0)).sum()) / total**2
+        return math.nan if expected == 1 else float((observed - expected) / (1 - expected))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Overall metrics, per-class metrics by name, and the matrix with its class order."""
+        per_class = self._per_class()
+        support = self.counts.sum(axis=1)
+        return {
+            "miou": self.miou,
+            "accuracy": self.accuracy,
+            "kappa": self.kappa,
+            "per_class": {
+                name: {
+                    **{metric: float(per_class[metric][k]) for metric in METRICS},
+                    "support": int(support[k]),
+                }
+                for k, name in enumerate(self.classes)
+            },
+            "classes": list(self.classes),
+            "confusion": self.counts.tolist(),
+        }
+
+    def merge(self, *others: MulticlassConfusion) -> MulticlassConfusion:
+        """A new confusion with the matrices of ``self`` and ``others`` summed."""
+        for other in others:
+            if other.classes != self.classes:
+                raise EvaluationInputError(f"classes differ: {self.classes} vs {other.classes}")
+        return MulticlassConfusion(
+            list(self.classes), self.counts + sum((o.counts for o in others), np.int64(0))
+        )
+
+    def __add__(self, other: MulticlassConfusion) -> MulticlassConfusion:
+        if not isinstance(other, MulticlassConfusion):
+            return NotImplemented
+        return self.merge(other)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MulticlassConfusion:
+        """Rebuild from :meth:`as_dict` output (the classes and the matrix are read)."""
+        try:
+            return cls([str(c) for c in data["classes"]], np.asarray(data["confusion"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EvaluationInputError(f"confusion matrix missing or invalid: {exc}") from None
+
+
 # --------------------------------------------------------------------------- early season
 
 
@@ -264,7 +411,7 @@ def early_season_metrics(
 
 
 def _json_ready(value: Any) -> Any:
-    if isinstance(value, BinaryConfusion):
+    if isinstance(value, BinaryConfusion | MulticlassConfusion):
         return _json_ready(value.as_dict())
     if isinstance(value, Mapping):
         return {str(key): _json_ready(item) for key, item in value.items()}
@@ -301,6 +448,26 @@ def read_metrics_json(path: str | Path) -> dict[str, Any]:
             return {k: restore(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [restore(v) for v in value]
-        return math.nan if value is None and key in (*METRICS, "accuracy") else value
+        return math.nan if value is None and key in (*METRICS, *OVERALL_METRICS) else value
 
     return restore(data)
+
+
+def format_class_table(rows: Mapping[Any, Mapping[str, Any]], key: str = "t") -> str:
+    """A plain-text table of multi-class metrics (:meth:`MulticlassConfusion.as_dict`), one row
+    per key (by default the number of observed time steps ``t``): mIoU, overall accuracy,
+    kappa and the IoU of each class."""
+
+    def cell(value: Any) -> str:
+        return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+    first = next(iter(rows.values()))
+    names = list(first["per_class"])
+    width = max(6, *(len(n) for n in names))
+    header = [key.rjust(3), "mIoU".rjust(6), "OA".rjust(6), "kappa".rjust(6)]
+    lines = ["  ".join(header + [n.rjust(width) for n in names])]
+    for key, m in rows.items():
+        cells = [str(key).rjust(3), *(cell(m[k]).rjust(6) for k in OVERALL_METRICS)]
+        cells += [cell(m["per_class"][n]["iou"]).rjust(width) for n in names]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ import datetime as dt
 import glob
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -28,12 +28,13 @@ from sarcrop.options import (
     SceneOptions,
     SplitOptions,
     TilingOptions,
+    class_list,
 )
 from sarcrop.training.config import Ordering, TrainConfig
 from sarcrop.utils.validation import config_error, read_yaml
 
-METHOD_PATTERN = re.compile(r"^(rf|ri|ft|fte|ftd|probe)(-last-(\d+))?$")
-BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd", "probe")
+METHOD_PATTERN = re.compile(r"^(rf-features|rf|ri|ft|fte|ftd|probe)(-last-(\d+))?$")
+BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd", "probe", "rf-features")
 DEFAULT_PRETRAIN = "default"
 """The name of the single ``pretrain:`` section among the named ``pretrains:``."""
 REGION_PATH_KEYS = ("images", "labels", "store")
@@ -113,20 +114,28 @@ class ScenarioSpec(_Strict):
     """Fine-tune in ``finetune``, test in ``test``, for ``crop`` with ``bands``.
 
     ``pretrain`` names the pre-training its transfer methods start from (one of ``pretrains``);
-    it may be left out where the config has a single pre-training.
+    it may be left out where the config has a single pre-training. ``classes`` (instead of
+    ``crop``, or the experiment's ``classes`` where the scenario names neither) makes it a
+    crop-type scenario: every method maps those classes at once.
     """
 
     finetune: str
     test: str
-    crop: str
+    crop: str = ""  # empty in a crop-type scenario
+    classes: tuple[str, ...] | None = None
     bands: tuple[str, ...] = ("VH",)
     pretrain: str | None = None
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes(cls, value: Any) -> Any:
+        return class_list(value)
 
     @property
     def id(self) -> str:
         bands = "".join(b.lower() for b in self.bands)
         named = f"-from-{self.pretrain}" if self.pretrain else ""
-        return f"{self.finetune}-{self.test}-{self.crop}-{bands}{named}"
+        return f"{self.finetune}-{self.test}-{self.crop or 'types'}-{bands}{named}"
 
     @property
     def band_label(self) -> str:
@@ -139,6 +148,13 @@ class EarlySeasonSpec(_Strict):
     scenario: int = Field(0, ge=0, description="index into scenarios")
     method: str = "fte"
     orderings: tuple[Ordering, ...] = ("chronological", "random")
+
+
+class FeatureForestSpec(_Strict):
+    """The ``rf-features`` method: the forest (``baseline:``) on a frozen pre-trained network's
+    per-pixel features; ``raw`` adds the pixel's own series (the forest baseline's features)."""
+
+    raw: bool = True
 
 
 class ExperimentConfig(_Strict):
@@ -159,14 +175,26 @@ class ExperimentConfig(_Strict):
     methods: tuple[str, ...] = ("rf", "ri", "ft", "fte")
     # The Random Forest's settings: the flags of ``sarcrop baseline``, same names and defaults.
     baseline: BaselineOptions = BaselineOptions()
+    feature_forest: FeatureForestSpec = FeatureForestSpec()
     early_season: EarlySeasonSpec | None = None
+    # Crop types: the classes of every scenario that names neither crop nor classes.
+    classes: tuple[str, ...] | None = None
     # Runs per method; run i uses seed ``finetune.seed + i`` (networks), ``baseline.seed + i``.
     seeds: int = Field(1, ge=1)
     fractions: tuple[float, ...] = Field((1.0,), min_length=1)
+    # Fine-tuning budget below 100 % of the labels: "epochs" trains finetune.epochs at every
+    # fraction (fewer labelled patches, so fewer optimizer steps); "steps" scales the epochs so
+    # that every fraction takes the optimizer steps of the full-label run.
+    epoch_budget: Literal["epochs", "steps"] = "epochs"
     figure_patches: int = Field(3, ge=0)
     # Torch threads while the experiment runs (None: torch's default). Small models on small
     # patches run faster on one thread than on several competing for busy cores.
     threads: int | None = Field(None, ge=1)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes(cls, value: Any) -> Any:
+        return class_list(value)
 
     @field_validator("fractions")
     @classmethod
@@ -186,6 +214,13 @@ class ExperimentConfig(_Strict):
         name = scenario.pretrain or next(iter(self.pretrainings))
         return name, self.pretrainings[name]
 
+    def classes_of(self, scenario: ScenarioSpec) -> tuple[str, ...] | None:
+        """The classes of a crop-type scenario (its own, else the experiment's unless it names
+        a crop); ``None`` for a binary (one crop against the rest) scenario."""
+        if scenario.classes is not None or scenario.crop:
+            return scenario.classes
+        return self.classes
+
     def members(self, region: str) -> list[str]:
         """The regions a region is made of: its ``merge`` members' members, or itself."""
         merged = self.regions[region].merge
@@ -197,7 +232,8 @@ class ExperimentConfig(_Strict):
         for method in methods:
             if not METHOD_PATTERN.match(method):
                 raise ValueError(
-                    f"unknown method {method!r}: use rf, ri, ft, fte, ftd or ftd-last-K"
+                    f"unknown method {method!r}: use rf, ri, ft, fte, ftd, ftd-last-K, probe "
+                    "or rf-features"
                 )
         return methods
 
@@ -212,6 +248,7 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"regions not defined: {', '.join(missing)}")
         self._check_merges()
         self._check_pretrainings()
+        self._check_classes()
         ids = [s.id for s in self.scenarios]
         if len(set(ids)) != len(ids):
             raise ValueError(
@@ -232,6 +269,20 @@ class ExperimentConfig(_Strict):
 
         for name in self.regions:
             visit(name, (name,))
+
+    def _check_classes(self) -> None:
+        """Crop-type scenarios: no ``rf-features`` and no early-season curve (binary only)."""
+        for index, scenario in enumerate(self.scenarios):
+            if scenario.crop and scenario.classes is not None:
+                raise ValueError(f"scenarios[{index}]: give crop or classes, not both")
+            if self.classes_of(scenario) is None and not scenario.crop:
+                raise ValueError(f"scenarios[{index}]: give crop (one class) or classes")
+            if self.classes_of(scenario) is None:
+                continue
+            if any(parse_method(m)[0] == "rf-features" for m in self.methods):
+                raise ValueError(f"scenario {scenario.id}: rf-features maps one crop only")
+            if self.early_season and self.early_season.scenario == index:
+                raise ValueError(f"early_season: scenario {scenario.id} maps crop types")
 
     def _check_pretrainings(self) -> None:
         if not self.pretrainings:

@@ -65,6 +65,7 @@ class ExperimentFigures:
         """Draw every figure and write the maps; return the report's manifest."""
         record = self.record
         scenarios = [self._scenario(s) for s in record.scenarios]
+        areas = [row for s in scenarios for row in s.pop("area_estimates", [])]
         steps = int(results["timestep"].max()) if len(results) else None
         return {
             "name": record.name,
@@ -82,6 +83,7 @@ class ExperimentFigures:
             "training_curves": self._training_curves(),
             "class_curves_figure": self._class_curves(),
             "notes": self._notes(),
+            "area_estimates": areas,
             "artefacts": record.artefacts(),
         }
 
@@ -127,6 +129,7 @@ class ExperimentFigures:
         )
         scenario_figure(area, rows, title, path=self.out / figure)
         signature = self._signature(scenario, test)
+        extras = self._uncertainty_and_area(scenario, test)
         return {
             "id": scenario.id,
             "finetune_region": scenario.finetune_region,
@@ -137,6 +140,30 @@ class ExperimentFigures:
             "figure": str(figure),
             "signature_figure": signature,
             "maps": maps,
+            **extras,
+        }
+
+    def _uncertainty_and_area(self, scenario: ScenarioRecord, test: _TestSplit) -> dict[str, Any]:
+        """Each method's uncertainty beside its errors and, where the test region is
+        simulated (its truth known), its sample-based area estimate
+        (:mod:`sarcrop.experiments.area`)."""
+        from sarcrop.experiments import area as extras
+
+        thresholds = extras.method_thresholds(self.record.config, tuple(test.probabilities))
+        truth = test.mosaic(extras.truth_patches(test.targets, test.valid), extras.NODATA)
+        maps = {m: test.mosaic(p, np.nan) for m, p in test.probabilities.items()}
+        full = extras.ScenarioMaps(test.store.grid, truth, maps, thresholds)
+        summary = extras.uncertainty_summary(full)
+        figure = Path("figures") / f"{scenario.id}-uncertainty.png"
+        title = f"{scenario.id}: errors and uncertainty over the whole test split"
+        extras.uncertainty_figure(full, summary, title, self.out / figure)
+        estimates = []
+        if self.record.regions[scenario.test_region].data == SIMULATED:
+            estimates = extras.area_estimates(self.out, scenario.id, full, seed=self.seed)
+        return {
+            "uncertainty_figure": str(figure),
+            "uncertainty": summary,
+            "area_estimates": estimates,
         }
 
     def _mosaic_row(self, test: _TestSplit) -> Any:
@@ -273,11 +300,11 @@ class ExperimentFigures:
         for pretrain in pretrains.values():
             if pretrain.training_log is not None:
                 logs.append((f"pre-training on {pretrain.region}", pretrain.training_log))
-        first = self.record.scenarios[0].id
-        for method in self.record.methods:
-            unit = self.record.unit(first, method, self.seed)
-            if unit is not None and unit.training_log is not None:
-                logs.append((f"{method.upper()} on {first}", unit.training_log))
+        for first in [s.id for s in self.record.scenarios[:1]]:  # none: crop types only
+            for method in self.record.methods:
+                unit = self.record.unit(first, method, self.seed)
+                if unit is not None and unit.training_log is not None:
+                    logs.append((f"{method.upper()} on {first}", unit.training_log))
         curves = []
         for name, stored in logs:
             csv = self.record.path(stored)
@@ -366,8 +393,10 @@ def redraw(run_dir: str | Path) -> Path:
     ``experiment.json``; returns its path.
     """
     record = RunRecord.read(run_dir)
-    timings = json.loads((record.root / MANIFEST).read_text(encoding="utf-8")).get("timings")
+    previous = json.loads((record.root / MANIFEST).read_text(encoding="utf-8"))
     manifest = ExperimentFigures(record).write(pd.read_csv(record.path(record.results)))
-    manifest["timings"] = timings or {}
+    manifest["timings"] = previous.get("timings") or {}
+    if "crop_types" in previous:  # tables and figures of sarcrop.experiments.classes, kept
+        manifest["crop_types"] = previous["crop_types"]
     text = json.dumps(manifest, indent=2, default=str)
     return write_text_atomic(record.root / MANIFEST, text)

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ import pandas as pd
 
 from sarcrop import __version__
 from sarcrop.evaluation.tables import RESULT_COLUMNS as TABLE_COLUMNS
+from sarcrop.experiments.classes import (
+    CropTypeRuns,
+    binary_view,
+    forest_outputs,
+    labelled_classes,
+    network_probabilities,
+)
 from sarcrop.experiments.config import (
     ExperimentConfig,
     RegionData,
@@ -30,6 +38,7 @@ from sarcrop.experiments.config import (
     load_experiment_config,
     parse_method,
 )
+from sarcrop.options import BaselineOptions
 from sarcrop.training.config import TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
 
@@ -273,10 +282,17 @@ class ExperimentRunner:
         strategy, last_k = parse_method(method)
         base = self.config.finetune
         changes: dict[str, Any] = {"seed": base.seed + run.seed, "ordering": ordering}
+        classes = self.config.classes_of(scenario)
+        if classes is not None:
+            changes["classes"] = classes
+        store, _ = self.region_store(scenario.finetune)
         if run.fraction < FULL:
             changes["label_fraction"] = run.fraction
+            if self.config.epoch_budget == "steps":
+                changes["epochs"] = constant_step_epochs(
+                    store, base.updated(**changes), labelled_classes(scenario, classes)
+                )
         config = self._shown(base.updated(**changes))
-        store, _ = self.region_store(scenario.finetune)
         if strategy == "ri":  # the architecture only: no pre-training needed
             _, spec = self.config.pretrain_of(scenario)
             result = train_ri(
@@ -323,10 +339,20 @@ class ExperimentRunner:
             "finetune_store": ft_key,
             "test_store": test_key,
         }
+        if (classes := self.config.classes_of(scenario)) is not None:
+            key["classes"] = list(classes)
         if fraction < FULL:  # full-label runs keep the keys they had before fractions
             key["label_fraction"] = fraction
+            if self.config.epoch_budget != "epochs" and not is_forest(method):
+                key["epoch_budget"] = self.config.epoch_budget
         if strategy == "rf":
             key["baseline"] = self.config.baseline.model_dump()
+        elif strategy == "rf-features":
+            from sarcrop.evaluation.feature_forest import DESIGN
+
+            key["baseline"] = self.config.baseline.model_dump()
+            key["features"] = {**self.config.feature_forest.model_dump(), **DESIGN}
+            key["pretrain"] = self.pretrained(scenario)[1]
         else:
             _, spec = self.config.pretrain_of(scenario)
             key["train"] = self.config.finetune.model_dump(mode="json")
@@ -339,6 +365,9 @@ class ExperimentRunner:
             _log(f"{scenario.id}: {method} (seed {seed}, {fraction:.0%} of labels, {ordering})")
             if strategy == "rf":
                 early, probabilities = self._forest(scenario, ft_store, test_store, run)
+                checkpoint = None
+            elif strategy == "rf-features":
+                early, probabilities = self._feature_forest(scenario, ft_store, test_store, run)
                 checkpoint = None
             else:
                 checkpoint = self._train_method(scenario, method, run, ordering, unit.path / "run")
@@ -361,18 +390,17 @@ class ExperimentRunner:
         from sarcrop.data.dataset import PatchDataset
         from sarcrop.evaluation.baseline import predict_patches, run_baseline
 
-        options = self.config.baseline
-        changes: dict[str, Any] = {"seed": options.seed + run.seed}
-        if run.fraction < FULL:
-            changes["label_fraction"] = run.fraction
+        classes = self.config.classes_of(scenario)
         result = run_baseline(
             ft_store,
-            options.updated(**changes),
+            self._forest_options(run, classes),
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
             timesteps="all",
         )
+        if classes is not None:
+            return forest_outputs(result, test_store)
         early = {str(t): c.as_dict() for t, c in result.confusions.items()}
         test_set = PatchDataset(
             test_store, "test", result.positive, result.bands, normalization=result.normalization
@@ -385,6 +413,38 @@ class ExperimentRunner:
         )
         return early, probabilities
 
+    def _feature_forest(
+        self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
+    ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+        """The forest of ``_forest`` (same seed, same parcels) on the frozen pre-trained
+        network's per-pixel features, through the API behind ``baseline --features``."""
+        from sarcrop.evaluation.feature_forest import probability_maps, run_feature_forest
+
+        checkpoint, _ = self.pretrained(scenario)
+        result = run_feature_forest(
+            checkpoint,
+            ft_store,
+            self._forest_options(run),
+            test_store=test_store,
+            bands=scenario.bands,
+            positive=(scenario.crop,),
+            timesteps="all",
+            raw=self.config.feature_forest.raw,
+        )
+        early = {str(t): c.as_dict() for t, c in result.confusions.items()}
+        return early, probability_maps(result)
+
+    def _forest_options(self, run: _Run, classes: tuple[str, ...] | None = None) -> BaselineOptions:
+        """The forest's options for run i: seed ``baseline.seed + i``, the run's label share
+        (and a crop-type scenario's classes)."""
+        options = self.config.baseline
+        changes: dict[str, Any] = {"seed": options.seed + run.seed}
+        if classes is not None:
+            changes["classes"] = classes
+        if run.fraction < FULL:
+            changes["label_fraction"] = run.fraction
+        return options.updated(**changes)
+
     def _network_predictions(
         self, checkpoint: Path, test_store: Path
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
@@ -396,6 +456,8 @@ class ExperimentRunner:
 
         metrics = evaluate(checkpoint, test_store, split="test", timesteps="all")
         early = {str(t): m for t, m in metrics["early_season"].items()}
+        if "classes" in metrics:  # a crop-type model: softmax over its classes
+            return early, network_probabilities(checkpoint, test_store)
         model, meta = load_checkpoint(checkpoint)
         model.eval()
         dataset = PatchDataset(
@@ -430,10 +492,14 @@ class ExperimentRunner:
         self.out.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         records: dict[UnitKey, dict[str, Any]] = {}
+        types: CropTypeRuns = CropTypeRuns()
         for scenario, method, seed, fraction in self.scenarios():
             record = self.run_method(scenario, method, seed, fraction=fraction)
+            if self.config.classes_of(scenario) is not None:
+                types.add(scenario, method, seed, fraction, record)
+                continue
             records[(scenario.id, method, seed, fraction)] = record
-            ordering = "n/a" if method == "rf" else self.config.finetune.ordering
+            ordering = "n/a" if is_forest(method) else self.config.finetune.ordering
             rows += _rows(
                 scenario, method, _Run(seed, fraction), record["early_season"], "main", ordering
             )
@@ -456,9 +522,15 @@ class ExperimentRunner:
         start = time.perf_counter()
         intervals = self._intervals(results, records)
         self.timer.add("bootstrap", time.perf_counter() - start)
-        tables = self._tables(results, intervals)
+        start = time.perf_counter()
+        crop_types, class_markdown = types.write(self.out)
+        self.timer.add("figures", time.perf_counter() - start)
+        tables = self._tables(results, intervals, class_markdown)
         start = time.perf_counter()
         manifest = self._figures(results, records)
+        if crop_types:
+            manifest["crop_types"] = crop_types
+            manifest["config"] = self.config.model_dump(mode="json")
         self.timer.add("figures", time.perf_counter() - start)
         # "total" is the compute behind the results (cached units count with their recorded
         # time); "this run" is the wall time of this invocation, short when units were cached.
@@ -473,10 +545,15 @@ class ExperimentRunner:
         self, results: pd.DataFrame, records: dict[UnitKey, dict[str, Any]]
     ) -> pd.DataFrame:
         """Parcel-bootstrap intervals of each mean over seeds, written to ``intervals.csv``."""
-        from sarcrop.experiments.intervals import INTERVALS, scenario_intervals
+        from sarcrop.experiments.intervals import (
+            INTERVAL_COLUMNS,
+            INTERVALS,
+            PAIRED_COLUMNS,
+            scenario_intervals,
+        )
 
-        frames = []
-        for scenario in self.config.scenarios:
+        frames = [pd.DataFrame(columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])]
+        for scenario in binary_view(self.config).scenarios:
             test_store, _ = self.region_store(scenario.test)
             units = {
                 (method, fraction, seed): Path(record["probabilities"])
@@ -493,18 +570,17 @@ class ExperimentRunner:
     def _thresholds(self) -> dict[str, float]:
         """The probability threshold of each method's metrics."""
         network = self.config.finetune.threshold
-        return {
-            m: self.config.baseline.threshold if m == "rf" else network for m in self.config.methods
-        }
+        forest = self.config.baseline.threshold
+        return {m: forest if is_forest(m) else network for m in self.config.methods}
 
-    def _tables(self, results: pd.DataFrame, intervals: pd.DataFrame) -> Path:
+    def _tables(self, results: pd.DataFrame, intervals: pd.DataFrame, extra: str = "") -> Path:
         from sarcrop.experiments.record import scenario_sources
         from sarcrop.reports.markdown import tables_markdown
 
         text = tables_markdown(
             self.config.name, results, scenario_sources(self.config), intervals=intervals
         )
-        return write_text_atomic(self.out / "tables.md", text)
+        return write_text_atomic(self.out / "tables.md", f"{text}\n{extra}" if extra else text)
 
     def _report(self) -> Path | None:
         try:
@@ -535,7 +611,7 @@ class ExperimentRunner:
             for (scenario, method, seed, fraction), record in records.items()
         ]
         record = build_record(
-            self.config,
+            binary_view(self.config),
             self.out,
             stores={name: path for name, (path, _) in self._stores.items()},
             units=units,
@@ -544,6 +620,29 @@ class ExperimentRunner:
             config_file=self.config_file,
         )
         return ExperimentFigures(record).write(results)
+
+
+def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[str]) -> int:
+    """Epochs that give a ``config.label_fraction`` run the optimizer steps of a full-label run.
+
+    A few-label run trains only on the patches that keep a label (the others are dropped), so
+    at the same epochs it takes fewer steps; this scales the epochs by the ratio of batches.
+    """
+    from sarcrop.data.parcels import label_subset
+    from sarcrop.data.store import DatasetStore
+
+    data = DatasetStore(store)
+    indices = data.indices("train")
+    mask = label_subset(data, config.label_fraction, config.seed, positive=positive)
+    labelled = sum(bool(np.any(mask.apply(i, data.read_labels(i)) >= 0)) for i in indices)
+    full = math.ceil(len(indices) / config.batch_size)
+    few = math.ceil(max(labelled, 1) / config.batch_size)
+    return max(1, round(config.epochs * full / few))
+
+
+def is_forest(method: str) -> bool:
+    """Whether ``method`` is a Random Forest (no network training, no batch order)."""
+    return parse_method(method)[0] in ("rf", "rf-features")
 
 
 UnitKey = tuple[str, str, int, float]

@@ -8,7 +8,8 @@ whatever the area) travel back to the client, which alone writes the work direct
 need no shared output disk. Each block is computed exactly as in a single process (same batches,
 same torch thread count; for the ``onnx`` engine the same fixed batch shape and intra-op thread
 count, the ONNX Runtime session built once per worker process), so the map is identical bit for
-bit.
+bit. A worker moves the models' weights to the run's device on its first block and keeps them
+there (``cuda`` needs a GPU on every worker).
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import SarcropError
-from sarcrop.options import ExecutionOptions, SceneOptions
+from sarcrop.options import ExecutionOptions, Precision, SceneOptions
 from sarcrop.prediction.engine import (
     BlockResult,
     ModelSpec,
     cached_onnx_model,
+    check_device,
     open_stack,
     predict_block,
     restrict,
@@ -56,7 +58,7 @@ def _worker_stack(images: Source | SceneStack, scenes: SceneOptions, spec: Model
 
 
 def _block_task(
-    spec: ModelSpec,
+    specs: list[ModelSpec],
     images: Source | SceneStack,
     scenes: SceneOptions,
     layout: WindowLayout,
@@ -65,20 +67,33 @@ def _block_task(
     batch_size: int,
     threads: int,
     engine: str = "torch",
+    device: str = "cpu",
+    precision: Precision = "fp32",
 ) -> BlockResult:
+    spec = specs[0]
     stack = restrict(_worker_stack(images, scenes, spec), season_until(spec.season, timesteps))
+    check_device(device)
+    for model in specs:  # the worker keeps the scattered models: moved on the first block only
+        model.model.to(device)
     with torch_threads(threads):
-        runner = None
+        runners = None
         if engine == "onnx":
             shape = window_batch_shape(spec, layout, batch_size)
-            runner = cached_onnx_model(spec, shape, threads)
+            runners = [cached_onnx_model(s, shape, threads) for s in specs]
         return predict_block(
-            spec, stack, layout, index, timesteps=timesteps, batch_size=batch_size, runner=runner
+            specs,
+            stack,
+            layout,
+            index,
+            timesteps=timesteps,
+            batch_size=batch_size,
+            runners=runners,
+            precision=precision,
         )
 
 
 def run_blocks(
-    spec: ModelSpec,
+    specs: Sequence[ModelSpec],
     images: Source | SceneStack,
     scenes: SceneOptions,
     layout: WindowLayout,
@@ -92,7 +107,8 @@ def run_blocks(
 ) -> None:
     """Compute blocks ``indices`` on a cluster; ``on_result`` runs in the caller as each ends.
 
-    ``threads`` is the count resolved once by the client: every worker computes with it.
+    ``threads`` is the count resolved once by the client: every worker computes with it, as it
+    uses the client's resolved ``execution.device`` and ``execution.precision``.
     """
     scheduler, workers = execution.scheduler, execution.workers
     if not indices:
@@ -120,7 +136,7 @@ def run_blocks(
         raise SarcropError(f"cannot reach the Dask scheduler: {exc}", scheduler) from exc
 
     try:
-        model = client.scatter(spec, broadcast=True, hash=False)
+        models = client.scatter(list(specs), broadcast=True, hash=False)
         source = (
             client.scatter(images, broadcast=True, hash=False)
             if isinstance(images, SceneStack)
@@ -130,7 +146,7 @@ def run_blocks(
         futures = [
             client.submit(
                 _block_task,
-                model,
+                models,
                 source,
                 scenes,
                 layout,
@@ -139,6 +155,8 @@ def run_blocks(
                 batch_size,
                 threads,
                 execution.engine,
+                execution.device,
+                execution.precision,
                 key=f"sarcrop-block-{i}-{token}",
                 pure=False,
             )

@@ -15,7 +15,7 @@ import importlib
 import json
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -28,16 +28,21 @@ from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.data.season import Season
 from sarcrop.errors import CheckpointError, SarcropError
-from sarcrop.options import Engine, SceneOptions
+from sarcrop.options import Engine, Precision, SceneOptions
 from sarcrop.prediction.onnx_export import OnnxModel
 from sarcrop.prediction.windows import WindowLayout
 
 ENGINES: tuple[str, ...] = get_args(Engine)
+MAX_CLASSES = 255  # class indices 0-254 in a uint8 band, 255 = nodata
 
 
 @dataclass
 class ModelSpec:
-    """A model and everything needed to feed it: bands, season window and normalisation."""
+    """A model and everything needed to feed it: bands, season window and normalisation.
+
+    ``classes`` names the output channels of a crop-type model (softmax over them); empty for
+    a binary model (one logit, sigmoid).
+    """
 
     model: nn.Module
     bands: tuple[str, ...]
@@ -49,9 +54,20 @@ class ModelSpec:
     positive: tuple[str, ...] = ()
     checkpoint: str = ""
     composite: Mapping[str, Any] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.bands = tuple(str(b).upper() for b in self.bands)
+        self.classes = tuple(str(c) for c in self.classes)
+        if len(self.classes) == 1 or len(self.classes) > MAX_CLASSES:
+            raise CheckpointError(
+                f"a crop-type model needs 2 to {MAX_CLASSES} classes, got {len(self.classes)}",
+                self.checkpoint or None,
+            )
+        if len(set(self.classes)) != len(self.classes):
+            raise CheckpointError(
+                f"repeated class names in {list(self.classes)}", self.checkpoint or None
+            )
         if isinstance(self.normalization, Mapping):
             self.normalization = Normalization.from_dict(dict(self.normalization))
         if self.normalization.bands is not None:
@@ -97,6 +113,7 @@ class ModelSpec:
             positive=tuple(get("positive") or ()),
             checkpoint=str(Path(path).resolve()),
             composite=dict(composite),
+            classes=tuple(get("target_classes") or ()),
         )
 
     def composite_options(self) -> dict[str, Any]:
@@ -110,7 +127,7 @@ class ModelSpec:
             t = tensor.detach().cpu().contiguous()
             digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
             digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        meta = {
+        meta: dict[str, Any] = {
             "bands": self.bands,
             "season": self.season.to_dict(),
             "normalization": self.normalization.to_dict(),
@@ -118,16 +135,55 @@ class ModelSpec:
             "composite": self.composite_options(),
             "class": type(self.model).__qualname__,
         }
+        if self.classes:  # binary fingerprints stay those of earlier versions
+            meta["classes"] = list(self.classes)
         digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
         return digest.hexdigest()
 
 
+def check_compatible(specs: Sequence[ModelSpec]) -> None:
+    """Models averaged into one map are fed one composite: they must read the same inputs."""
+    first = specs[0]
+
+    def conventions(spec: ModelSpec) -> dict[str, Any]:
+        return {
+            "bands": ",".join(spec.bands),
+            "season": spec.season.to_dict(),
+            "normalisation": spec.normalization.to_dict(),
+            "time steps": spec.time_steps,
+            "composite options": spec.composite_options(),
+            "classes": list(spec.classes),
+        }
+
+    expected = conventions(first)
+    for number, spec in enumerate(specs[1:], start=2):
+        for name, value in conventions(spec).items():
+            if value != expected[name]:
+                raise CheckpointError(
+                    f"{name} {value} differ from {expected[name]} of the first model "
+                    f"({Path(first.checkpoint).name or 'model 1'}): models averaged into one "
+                    "map must share bands, season, normalisation and classes",
+                    spec.checkpoint or f"model {number}",
+                )
+
+
+@dataclass
+class BlockInput:
+    """The composites of one block, read before (or while) the model computes another."""
+
+    index: int
+    data: np.ndarray  # (timesteps, bands, rows, cols) of the block's read window, NaN = no data
+    valid: np.ndarray  # (window, extent width): pixels with data in some composite
+
+
 @dataclass
 class BlockResult:
-    """Weighted probability sum of one block over its extent clipped to the area.
+    """Weighted probability sums of one block over its extent clipped to the area.
 
-    ``sums`` is ``Σ weight · p`` of the block's windows, NaN where the input has no data. The
-    matching weight totals are not stored: they follow from the layout alone
+    ``sums`` is ``Σ weight · p`` of the block's windows, NaN where the input has no data:
+    ``(rows, cols)`` for one binary model, ``(models, rows, cols)`` for several, and always
+    ``(models, classes, rows, cols)`` for crop-type models (one sum per class). The matching weight
+    totals are not stored: they follow from the layout alone
     (:meth:`WindowLayout.weight_profile`).
     """
 
@@ -143,6 +199,53 @@ class BlockResult:
     def load(cls, path: Path) -> BlockResult:
         with np.load(path) as data:
             return cls(int(data["index"]), data["sums"], int(data["windows"]))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights are (the cpu for a model without any)."""
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def check_device(device: str) -> None:
+    """Refuse ``cuda`` in one line when torch sees no GPU here."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SarcropError("device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
+
+
+@contextlib.contextmanager
+def placed(specs: Sequence[ModelSpec], device: str) -> Iterator[None]:
+    """The models' weights on ``device`` for the whole run (moved once), then back."""
+    before = [model_device(spec.model) for spec in specs]
+    for spec in specs:
+        spec.model.to(device)
+    try:
+        yield
+    finally:
+        for spec, where in zip(specs, before, strict=True):
+            spec.model.to(where)
+
+
+@contextlib.contextmanager
+def arithmetic(device: torch.device, precision: Precision) -> Iterator[None]:
+    """``bf16``: bfloat16 autocast (cpu or cuda). ``fp32`` on cuda: true fp32, TF32 off.
+
+    PyTorch lets cuDNN convolutions use TF32 (10-bit mantissa) by default; ``fp32`` is meant to
+    be the reference the bf16 agreement is measured against, so TF32 is off while it runs.
+    """
+    if precision == "bf16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+        return
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 @contextlib.contextmanager
@@ -259,49 +362,84 @@ def _composite(
     return composite(stack, season, list(bands), window, **options)
 
 
+def read_block(
+    spec: ModelSpec, stack: SceneStack, layout: WindowLayout, index: int, *, timesteps: int
+) -> BlockInput:
+    """The composites of block ``index`` (the reading half of :func:`predict_block`)."""
+    block = layout.block(index)
+    read = layout.read_window(block)
+    season = season_until(spec.season, timesteps)
+    data = _composite(stack, season, spec.bands, read, spec.composite_options())[:timesteps]
+    valid = np.zeros((layout.window, int(block.extent.width)), dtype=bool)
+    valid[: int(read.height), : int(read.width)] = ~np.all(np.isnan(data), axis=(0, 1))
+    return BlockInput(index, data, valid)
+
+
+def probabilities(
+    spec: ModelSpec, inputs: np.ndarray, runner: OnnxModel | None, precision: Precision
+) -> np.ndarray:
+    """Probabilities of a batch, on the model's device or with ``runner``: ``(n, H, W)``
+    (sigmoid of one logit) or ``(n, classes, H, W)`` (softmax) for a crop-type model."""
+    if runner is not None:
+        logits = runner(torch.from_numpy(inputs))
+    else:
+        device = model_device(spec.model)
+        with arithmetic(device, precision):
+            logits = spec.model(torch.from_numpy(inputs).to(device))
+    channels = len(spec.classes) or 1
+    if logits.shape[1] != channels:
+        raise CheckpointError(
+            f"the model gives {logits.shape[1]} output channels, its metadata expects {channels}",
+            spec.checkpoint or None,
+        )
+    if spec.classes:
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+
+
+def as_list(items: Any) -> list[Any]:
+    """One item or a sequence of them, as a list."""
+    return list(items) if isinstance(items, list | tuple) else [items]
+
+
 @torch.inference_mode()
-def predict_block(
-    spec: ModelSpec,
-    stack: SceneStack,
+def compute_block(
+    specs: ModelSpec | Sequence[ModelSpec],
     layout: WindowLayout,
-    index: int,
+    block_input: BlockInput,
     *,
     timesteps: int,
     batch_size: int = 4,
     on_windows: Callable[[int], None] | None = None,
-    runner: OnnxModel | None = None,
+    runners: OnnxModel | Sequence[OnnxModel] | None = None,
+    precision: Precision = "fp32",
 ) -> BlockResult:
-    """Predict every window of block ``index`` and add them up with their blending weights.
+    """Run every model over the windows of a read block, adding them up with their weights.
 
-    ``stack`` should already be restricted to the first ``timesteps`` periods (see
-    :func:`restrict`). ``on_windows(n)`` is called after each batch with the number of windows
-    it covered (for progress bars). ``runner`` (an ONNX Runtime model of ``spec.model`` for
-    :func:`window_batch_shape`) replaces the PyTorch model; batches are then of the runner's
+    Each model sees the same inputs in the same batches, so its sums are those of a run with
+    that model alone. ``runners`` (ONNX Runtime models, one per spec, for
+    :func:`window_batch_shape`) replace the PyTorch models; batches are then of the runners'
     fixed batch size (at most ``batch_size``), the last one zero-padded to it.
     """
-    if runner is not None:
-        batch_size = runner.input_shape[0]
-    block = layout.block(index)
+    specs, engines = as_list(specs), as_list(runners) if runners is not None else None
+    spec = specs[0]
+    if engines is not None:
+        batch_size = engines[0].input_shape[0]
+    block = layout.block(block_input.index)
     win, stride = layout.window, layout.stride
     total_steps = int(spec.time_steps or spec.season.steps)
-    season = season_until(spec.season, timesteps)
     weights = layout.weights
-    options = spec.composite_options()
-    read = layout.read_window(block)
-    height, width = int(read.height), int(read.width)
-    acc = np.zeros((win, int(block.extent.width)), dtype=np.float32)
-    data = _composite(stack, season, spec.bands, read, options)[:timesteps]
-    valid = np.zeros(acc.shape, dtype=bool)
-    valid[:height, :width] = ~np.all(np.isnan(data), axis=(0, 1))
-    param = next(iter(spec.model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    data, valid = block_input.data, block_input.valid
+    height, width = data.shape[-2:]
+    channels = (len(spec.classes),) if spec.classes else ()
+    acc = np.zeros((len(specs), *channels, win, int(block.extent.width)), dtype=np.float32)
     ran = 0
 
     for first in range(0, block.n, batch_size):
         n = min(batch_size, block.n - first)
         keep = [k for k in range(first, first + n) if valid[:, k * stride : k * stride + win].any()]
         if keep:
-            n_inputs = len(keep) if runner is None else batch_size
+            n_inputs = len(keep) if engines is None else batch_size
             inputs = np.zeros((n_inputs, total_steps, len(spec.bands), win, win), np.float32)
             for i, k in enumerate(keep):
                 c = k * stride
@@ -309,25 +447,57 @@ def predict_block(
                 inputs[i, :timesteps, :, : piece.shape[2], : piece.shape[3]] = normalize(
                     piece, spec.normalization
                 )
-            if runner is None:
-                logits = spec.model(torch.from_numpy(inputs).to(device))
-            else:
-                logits = runner(torch.from_numpy(inputs))[: len(keep)]
-            prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
-            for i, k in enumerate(keep):
-                c = k * stride
-                acc[:, c : c + win] += prob[i] * weights
+            for m, model in enumerate(specs):
+                runner = None if engines is None else engines[m]
+                prob = probabilities(model, inputs, runner, precision)
+                for i, k in enumerate(keep):
+                    c = k * stride
+                    acc[m, ..., c : c + win] += prob[i] * weights
             ran += len(keep)
         if on_windows is not None:
             on_windows(n)
 
-    sums = acc[:height, :width]
-    sums[~valid[:height, :width]] = np.nan
-    return BlockResult(index, np.ascontiguousarray(sums), ran)
+    sums = acc[..., :height, :width]
+    sums[..., ~valid[:height, :width]] = np.nan
+    single = len(specs) == 1 and not channels  # crop-type sums keep their model axis
+    return BlockResult(block.index, np.ascontiguousarray(sums[0] if single else sums), ran)
+
+
+def predict_block(
+    specs: ModelSpec | Sequence[ModelSpec],
+    stack: SceneStack,
+    layout: WindowLayout,
+    index: int,
+    *,
+    timesteps: int,
+    batch_size: int = 4,
+    on_windows: Callable[[int], None] | None = None,
+    runners: OnnxModel | Sequence[OnnxModel] | None = None,
+    precision: Precision = "fp32",
+) -> BlockResult:
+    """Predict every window of block ``index`` with one model or several (read, then compute).
+
+    ``stack`` should already be restricted to the first ``timesteps`` periods (see
+    :func:`restrict`). ``on_windows(n)`` is called after each batch with the number of windows
+    it covered (for progress bars). See :func:`compute_block` for ``runners``.
+    """
+    first = as_list(specs)[0]
+    block_input = read_block(first, stack, layout, index, timesteps=timesteps)
+    return compute_block(
+        specs,
+        layout,
+        block_input,
+        timesteps=timesteps,
+        batch_size=batch_size,
+        on_windows=on_windows,
+        runners=runners,
+        precision=precision,
+    )
 
 
 def finalize(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weight-normalised probability; NaN where no data (NaN sum or zero weight)."""
+    """Weight-normalised probability (per model if ``sums`` has a leading model axis); NaN where
+    no data (NaN sum or zero weight)."""
     out = np.full(sums.shape, np.nan, dtype=np.float32)
     np.divide(sums, weights, out=out, where=weights > 0)
     return out

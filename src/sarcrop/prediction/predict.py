@@ -6,6 +6,15 @@ together with a manifest holding a hash of the inputs, model and options, and fi
 blocks into the COG. Restarting an interrupted run with the same arguments computes only the
 missing blocks; a run with different inputs starts over. The output name only ever holds a complete
 map, and ``<out>.lock`` keeps a second run from writing the same map at the same time.
+
+Several checkpoints (seeds or strategies sharing bands, season and normalisation) can be
+averaged: each block then holds one sum per model, and the merge writes their mean probability
+and their spread. In a single process the next block's composites are read by a background
+thread while the model computes the current one.
+
+A crop-type model (``target_classes`` in its checkpoint) gets softmax probabilities blended the
+same way, one sum per class, and a map of the most probable class with one probability band per
+class (or the top ``k``), class names and colours (see :mod:`.writer`).
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +39,24 @@ from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.options import ExecutionOptions, MapOptions, SceneOptions, WindowOptions
 from sarcrop.prediction.engine import (
+    BlockInput,
     BlockResult,
     ModelSpec,
     build_onnx_model,
+    check_compatible,
+    check_device,
     check_engine,
+    compute_block,
     open_stack,
-    predict_block,
+    placed,
+    read_block,
     restrict,
     season_until,
     torch_threads,
     window_batch_shape,
 )
 from sarcrop.prediction.windows import WindowLayout
-from sarcrop.prediction.writer import merged_tiles, write_map
+from sarcrop.prediction.writer import class_tags, merged_tiles, write_map
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 MANIFEST = "manifest.json"
@@ -104,6 +119,31 @@ def load_model(model_or_checkpoint: ModelSpec | str | os.PathLike[str]) -> Model
     return ModelSpec.from_checkpoint(path)
 
 
+ModelSource = ModelSpec | str | os.PathLike[str]
+
+
+def load_models(model: ModelSource | Sequence[ModelSource]) -> list[ModelSpec]:
+    """One model or several to average; several must read the same inputs."""
+    sources = [model] if isinstance(model, ModelSpec | str | os.PathLike) else list(model)
+    if not sources:
+        raise SarcropError("no model given")
+    specs = [load_model(source) for source in sources]
+    check_compatible(specs)
+    return specs
+
+
+def check_output(spec: ModelSpec, output: MapOptions) -> None:
+    """``top_k`` is for crop-type models, and at most their number of classes."""
+    if output.top_k is None:
+        return
+    if not spec.classes:
+        raise SarcropError("top_k needs a crop-type model (target_classes); this one is binary")
+    if output.top_k > len(spec.classes):
+        raise SarcropError(
+            f"top_k {output.top_k} is more than the model's {len(spec.classes)} classes"
+        )
+
+
 def resolve_timesteps(spec: ModelSpec, timesteps: int | None, until: dt.date | None) -> int:
     """Composite periods to use: all, the first ``timesteps`` or those complete by ``until``."""
     steps = spec.season.steps
@@ -142,29 +182,32 @@ def stack_fingerprint(stack: SceneStack) -> dict[str, Any]:
 
 
 def run_config(
-    spec: ModelSpec,
+    specs: Sequence[ModelSpec],
     stack: SceneStack,
     layout: WindowLayout,
     timesteps: int,
     batch_size: int,
-    engine: str,
+    execution: ExecutionOptions,
 ) -> dict[str, Any]:
     """Everything blocks depend on but the thread count (not threshold or output bands: those
     only affect merging).
 
-    The engine is included: ONNX Runtime and PyTorch logits differ by ~1e-7, which can change a
-    rounded probability level, so blocks of the two engines are never mixed in one map.
+    The engine, the (resolved) device and the precision are included: their logits differ by
+    a rounding step or more, so blocks of different ones are never mixed in one map.
     """
+    fingerprints = [spec.fingerprint() for spec in specs]
     return {
         "version": __version__,
-        "model": spec.fingerprint(),
+        "model": fingerprints[0] if len(fingerprints) == 1 else fingerprints,
         "inputs": stack_fingerprint(stack),
         "window": layout.window,
         "overlap": layout.overlap,
         "block_windows": layout.block_windows,
         "timesteps": timesteps,
         "batch_size": batch_size,
-        "engine": engine,
+        "engine": execution.engine,
+        "device": execution.resolved_device,
+        "precision": execution.precision,
     }
 
 
@@ -264,20 +307,26 @@ class Progress:
 
 
 def map_tags(
-    spec: ModelSpec,
+    specs: Sequence[ModelSpec],
     stack: SceneStack,
     timesteps: int,
     layout: WindowLayout,
     output: MapOptions,
     execution: ExecutionOptions,
 ) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+    spec = specs[0]
     used = season_until(spec.season, timesteps)
+
+    def each(value: Callable[[ModelSpec], str]) -> str:
+        return ",".join(value(s) for s in specs)
+
     tags: dict[str, object] = {
         "SARCROP_VERSION": __version__,
-        "MODEL_ARCHITECTURE": spec.architecture or type(spec.model).__name__,
-        "MODEL_CHECKPOINT": Path(spec.checkpoint).name if spec.checkpoint else "",
-        "MODEL_REGION": spec.region,
-        "MODEL_FINGERPRINT": spec.fingerprint()[:16],
+        "MODEL_ARCHITECTURE": each(lambda s: s.architecture or type(s.model).__name__),
+        "MODEL_CHECKPOINT": each(lambda s: Path(s.checkpoint).name if s.checkpoint else ""),
+        "MODEL_REGION": each(lambda s: s.region),
+        "MODEL_FINGERPRINT": each(lambda s: s.fingerprint()[:16]),
+        "MODELS": len(specs),
         "BANDS": ",".join(spec.bands),
         "SEASON_START": spec.season.start.isoformat(),
         "SEASON_END": spec.season.end.isoformat(),
@@ -285,25 +334,97 @@ def map_tags(
         "TIME_STEPS": spec.time_steps,
         "TIME_STEPS_USED": timesteps,
         "DATA_UNTIL": (used.end - dt.timedelta(days=1)).isoformat(),
-        "THRESHOLD": output.threshold,
         "WINDOW": layout.window,
         "OVERLAP": layout.overlap,
         "ENGINE": execution.engine,
+        "DEVICE": execution.resolved_device,
+        "PRECISION": execution.precision,
         "THREADS": execution.torch_threads,
         "IMAGES": stack.description,
     }
+    if spec.classes:
+        return {**tags, **class_tags(spec.classes)}, class_band_tags(spec.classes, output, specs)
+    tags["THRESHOLD"] = output.threshold
     band_tags: dict[str, dict[str, object]] = {
         "probability": {"SCALE": 1 / 250, "VALUES": "0-250 = probability x 250, 255 = nodata"},
         "class": {
             "VALUES": "0 = other, 1 = positive, 255 = nodata",
             "POSITIVE": ",".join(spec.positive) if spec.positive else "positive",
         },
+        "uncertainty": {
+            "SCALE": 1 / 250,
+            "VALUES": "0-250 = binary entropy of the probability in bits x 250, 255 = nodata",
+        },
+        "spread": {
+            "SCALE": 1 / 250,
+            "VALUES": "0-125 = std of the models' probabilities x 250, 255 = nodata",
+            "MODELS": len(specs),
+        },
     }
     return tags, band_tags
 
 
+def class_band_tags(
+    classes: Sequence[str], output: MapOptions, specs: Sequence[ModelSpec]
+) -> dict[str, dict[str, object]]:
+    """Tags of a crop-type map's bands: what the values are, which class a band is about."""
+    legend = ", ".join(f"{k} = {name}" for k, name in enumerate(classes)) + ", 255 = nodata"
+    tags: dict[str, dict[str, object]] = {
+        "uncertainty": {
+            "SCALE": 1 / 250,
+            "VALUES": "0-250 = entropy of the class probabilities / log(classes) x 250, "
+            "255 = nodata",
+        },
+        "spread": {
+            "SCALE": 1 / 250,
+            "VALUES": "0-125 = mean over classes of the std of the models' probabilities "
+            "x 250, 255 = nodata",
+            "MODELS": len(specs),
+        },
+    }
+    if output.classes:
+        tags["class"] = {"VALUES": legend, "RANK": 1}
+    if output.probability and output.top_k is None:
+        for k, name in enumerate(classes):
+            tags[f"probability_{name}"] = {
+                "SCALE": 1 / 250,
+                "VALUES": "0-250 = probability x 250, 255 = nodata",
+                "CLASS": name,
+                "CLASS_INDEX": k,
+            }
+    elif output.probability and output.top_k is not None:
+        for rank in range(1, output.top_k + 1):
+            if rank > 1:
+                tags[f"class_top{rank}"] = {"VALUES": legend, "RANK": rank}
+            tags[f"probability_top{rank}"] = {
+                "SCALE": 1 / 250,
+                "VALUES": f"0-250 = probability of the class of rank {rank} x 250, 255 = nodata",
+                "RANK": rank,
+            }
+    return tags
+
+
+def prefetched(read: Callable[[int], BlockInput], indices: Sequence[int]) -> Iterator[BlockInput]:
+    """``read(i)`` for each index in order, the next one read by a background thread while the
+    caller computes the current one (one block ahead: at most two blocks' composites held).
+
+    Reading a block does not depend on any other block, so the blocks are the same bytes as
+    read one after the other.
+    """
+    if not indices:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sarcrop-read") as pool:
+        ahead = pool.submit(read, indices[0])
+        for index in indices[1:]:
+            current = ahead.result()
+            ahead = pool.submit(read, index)
+            yield current
+            del current
+        yield ahead.result()
+
+
 def predict_map(
-    model: ModelSpec | str | os.PathLike[str],
+    model: ModelSource | Sequence[ModelSource],
     images: Source | SceneStack,
     out: str | os.PathLike[str],
     *,
@@ -318,20 +439,26 @@ def predict_map(
 ) -> Path:
     """Predict a crop map over the whole area of ``images`` and write it as a COG to ``out``.
 
-    ``model`` is a checkpoint path or a :class:`ModelSpec`; ``images`` scenes in any layout
+    ``model`` is a checkpoint path or a :class:`ModelSpec`, or a sequence of them to average
+    (mean probability and between-model spread); ``images`` scenes in any layout
     ``open_scenes`` reads, a simulated region folder, or an open :class:`SceneStack`.
     ``timesteps`` (or ``until``) limits the input to the first composite periods for in-season
     maps; later scenes are never read. ``windows`` sets the window walk and the blocks (the unit
     of work, of resuming and of memory); ``execution`` where blocks run (one process, a local
-    Dask cluster of ``workers`` or an existing ``scheduler``), with how many torch threads and
-    which engine; ``output`` the bands of the map; ``scenes`` the orbit and the grid. The thread
-    count is resolved once here and used by every block wherever it runs, so a map is identical
-    bit for bit on one process or on Dask. ``on_block`` is called with each block index as it
-    is saved. Returns ``out``.
+    Dask cluster of ``workers`` or an existing ``scheduler``), with how many torch threads,
+    which engine, device and precision; ``output`` the bands of the map; ``scenes`` the orbit
+    and the grid. The thread count and the device are resolved once here and used by every
+    block wherever it runs, so a map is identical bit for bit on one process or on Dask.
+    ``on_block`` is called with each block index as it is saved. Returns ``out``.
     """
     out = Path(out)
     check_engine(execution.engine)
-    spec = load_model(model)
+    execution = execution.updated(device=execution.resolved_device)
+    if execution.scheduler is None:  # a cluster's workers may have a GPU the client lacks
+        check_device(execution.device)
+    specs = load_models(model)
+    spec = specs[0]
+    check_output(spec, output)
     stack = open_stack(images, spec, scenes)
     steps = resolve_timesteps(spec, timesteps, until)
     stack = restrict(stack, season_until(spec.season, steps))
@@ -350,7 +477,7 @@ def predict_map(
         raise SarcropError(str(exc)) from exc
 
     work = work_dir(out)
-    config = run_config(spec, stack, layout, steps, windows.batch_size, execution.engine)
+    config = run_config(specs, stack, layout, steps, windows.batch_size, execution)
     with output_lock(out):
         earlier = read_manifest(work) if execution.resume else {}
         execution = execution.updated(threads=resolve_threads(execution, earlier, config))
@@ -369,24 +496,30 @@ def predict_map(
 
         try:
             if execution.scheduler is None and execution.workers is None:
-                with torch_threads(threads):
-                    runner = None
+                with torch_threads(threads), placed(specs, execution.device):
+                    runners = None
                     if execution.engine == "onnx" and missing:
                         shape = window_batch_shape(spec, layout, windows.batch_size)
-                        runner = build_onnx_model(spec, shape, threads)
-                    for index in missing:
-                        block = predict_block(
-                            spec,
-                            stack,
-                            layout,
-                            index,
-                            timesteps=steps,
-                            batch_size=windows.batch_size,
-                            on_windows=bar.update,
-                            runner=runner,
+                        runners = [build_onnx_model(s, shape, threads) for s in specs]
+
+                    def read(index: int) -> BlockInput:
+                        return read_block(spec, stack, layout, index, timesteps=steps)
+
+                    for block_input in prefetched(read, missing):
+                        save(
+                            compute_block(
+                                specs,
+                                layout,
+                                block_input,
+                                timesteps=steps,
+                                batch_size=windows.batch_size,
+                                on_windows=bar.update,
+                                runners=runners,
+                                precision=execution.precision,
+                            )
                         )
-                        save(block)
-                    del runner  # ONNX Runtime's arena is not needed for the merge
+                        del block_input
+                    del runners  # ONNX Runtime's arena is not needed for the merge
             else:
                 from sarcrop.prediction.distributed import run_blocks
 
@@ -395,7 +528,7 @@ def predict_map(
                     bar.update(layout.block(result.index).n)
 
                 run_blocks(
-                    spec,
+                    specs,
                     stack if isinstance(images, SceneStack) else images,
                     scenes,
                     layout,
@@ -409,8 +542,18 @@ def predict_map(
         finally:
             bar.close()
 
-        tags, band_tags = map_tags(spec, stack, steps, layout, output, execution)
+        tags, band_tags = map_tags(specs, stack, steps, layout, output, execution)
         tiles = merged_tiles(layout, lambda i: BlockResult.load(block_path(work, i)).sums)
-        write_map(tiles, grid, out, work=work, output=output, tags=tags, band_tags=band_tags)
+        write_map(
+            tiles,
+            grid,
+            out,
+            work=work,
+            output=output,
+            tags=tags,
+            band_tags=band_tags,
+            models=len(specs),
+            classes=spec.classes,
+        )
         shutil.rmtree(work, ignore_errors=True)
     return out

@@ -32,6 +32,7 @@ from sarcrop.errors import SarcropError
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL, find_scenario
 from sarcrop.evaluation.tables import fraction_table, paired_table, paper_table, summary_table
+from sarcrop.reports.classes import crop_types_html
 from sarcrop.reports.markdown import main_run, paired_baselines, scenario_names
 from sarcrop.utils.atomic import write_text_atomic
 
@@ -340,6 +341,11 @@ def _scenario_section(
             "(TP green, FP orange, FN red)",
         ),
         ctx.figure(
+            scenario.get("uncertainty_figure"),
+            f"{title}: each method's errors and, beside them, its uncertainty (binary entropy "
+            "of the predicted probability, in bits)",
+        ),
+        ctx.figure(
             scenario.get("signature_figure"),
             f"{title}: mean VH time series of true positives, false negatives and the "
             "fine-tuning region's positives",
@@ -455,6 +461,68 @@ def _notes(value: Any) -> str:
     if not notes:
         return ""
     return "<ul>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>"
+
+
+def _area_estimates(value: Any) -> str:
+    """Estimated area with its 95 % CI beside the map's pixel count and the true area, one row
+    per record of ``area_estimates`` (:func:`sarcrop.evaluation.assessment.area_record`)."""
+    rows = [r for r in _as_list(value) if isinstance(r, Mapping)]
+    if not rows:
+        return ""
+
+    def num(v: Any) -> str:
+        return f"{v:,.2f}" if isinstance(v, int | float) else "–"
+
+    body = []
+    for r in rows:
+        low, high, true = r.get("ci95_low"), r.get("ci95_high"), r.get("true")
+        covered = "–"
+        numbers = [v for v in (low, true, high) if isinstance(v, int | float)]
+        if len(numbers) == 3:
+            covered = "yes" if numbers[0] <= numbers[1] <= numbers[2] else "no"
+        body.append(
+            "<tr>"
+            + "".join(
+                f"<td>{_e(c)}</td>"
+                for c in (
+                    r.get("scenario", ""),
+                    _method_label(r.get("method", "")),
+                    r.get("class", ""),
+                    r.get("data", ""),
+                    r.get("unit", ""),
+                    num(true),
+                    num(r.get("pixel_count")),
+                    num(r.get("estimate")),
+                    f"{num(low)} – {num(high)}",
+                    r.get("sample_size", ""),
+                    covered,
+                )
+            )
+            + "</tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "scenario",
+            "method",
+            "class",
+            "data",
+            "unit",
+            "true area",
+            "pixel count",
+            "estimated area",
+            "95 % CI",
+            "sample size",
+            "CI covers truth",
+        )
+    )
+    return (
+        "<p>Area of the mapped class estimated from a stratified sample of reference labels "
+        "(Olofsson et al. 2014; Stehman 2014), beside the map's pixel count, which its errors "
+        "bias, and the true area where the truth is known.</p>"
+        f'<table class="area"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+        "</table>"
+    )
 
 
 def _footer(ctx: _Context, manifest: Mapping[str, Any]) -> str:
@@ -584,6 +652,7 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
         ),
         ("metrics", "Recall, precision and F1-score", _metric_tabs(results, sources)),
         ("scenarios", "Scenarios", scenario_html),
+        ("crop-types", "Crop types", crop_types_html(ctx, manifest.get("crop_types"))),
         (
             "early-season",
             "Early-season prediction",
@@ -597,6 +666,11 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
                 manifest.get("class_curves_figure"),
                 "Backscatter (dB) per time step of each simulated land-cover class",
             ),
+        ),
+        (
+            "area",
+            "Area with 95 % confidence intervals",
+            _area_estimates(manifest.get("area_estimates")),
         ),
         ("timings", "Timings", _timings_table(manifest.get("timings"))),
         ("notes", "Notes", _notes(manifest.get("notes"))),

@@ -27,6 +27,7 @@ import copy
 import json
 import logging
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -53,12 +54,13 @@ from sarcrop.training.checkpoint import (
 )
 from sarcrop.training.config import (
     AUTO_POS_WEIGHT_CAP,
+    GPU_LOADER_WORKERS,
     TrainConfig,
     positive_classes,
     timestep_list,
 )
 from sarcrop.training.logger import MetricsCSVLogger
-from sarcrop.training.losses import balanced_pos_weight
+from sarcrop.training.losses import balanced_class_weights, balanced_pos_weight
 from sarcrop.training.ordering import (
     ShardedBatchSampler,
     TimestepBatchSampler,
@@ -66,7 +68,7 @@ from sarcrop.training.ordering import (
     pad_steps,
 )
 from sarcrop.training.strategies import STRATEGIES, apply_strategy, parameter_counts
-from sarcrop.training.task import SegmentationTask
+from sarcrop.training.task import SegmentationTask, monitored_metric
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 RUN_FILE = "run.json"
@@ -79,7 +81,7 @@ class TrainResult:
 
     out_dir: Path
     checkpoint: Path
-    best_val_iou: float | None
+    best_val_iou: float | None  # the validation mIoU of a crop-type (``classes``) run
     best_epoch: int | None
     epochs: int
     resumed: bool = False
@@ -132,13 +134,13 @@ class _Data(L.LightningDataModule):
         self.time_steps = time_steps
 
     def _loader(self, dataset: Dataset, batch_sampler: Any) -> DataLoader:
-        workers = self.config.num_workers
+        workers = loader_workers(self.config)
         return DataLoader(
             dataset,
             batch_sampler=batch_sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=_on_gpu(self.config),  # page-locked batches copy to the GPU asynchronously
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -201,13 +203,43 @@ def _write_run(out_dir: Path, record: dict[str, Any]) -> None:
         write_text_atomic(out_dir / RUN_FILE, json.dumps(record, indent=2, default=str) + "\n")
 
 
+def _on_gpu(config: TrainConfig) -> bool:
+    return config.accelerator in ("gpu", "cuda") or (
+        config.accelerator == "auto" and torch.cuda.is_available()
+    )
+
+
+def loader_workers(config: TrainConfig) -> int:
+    """``config.num_workers``, else none on CPU and up to GPU_LOADER_WORKERS per GPU process."""
+    if config.num_workers is not None:
+        return config.num_workers
+    if not _on_gpu(config):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_process = (cores or 1) // max(1, torch.cuda.device_count())
+    return max(0, min(GPU_LOADER_WORKERS, per_process - 1))  # one core drives the GPU
+
+
 def _deterministic(config: TrainConfig) -> bool:
     if config.deterministic is not None:
         return config.deterministic
-    gpu = config.accelerator in ("gpu", "cuda") or (
-        config.accelerator == "auto" and torch.cuda.is_available()
-    )
-    return not gpu
+    return not _on_gpu(config)
+
+
+def _prepare_model(model: nn.Module, config: TrainConfig) -> None:
+    """channels_last and torch.compile, in place: parameter names (checkpoint keys) unchanged."""
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if config.compile:
+        model.compile()
+
+
+def _restore_model(model: nn.Module, config: TrainConfig) -> None:
+    """Undo :func:`_prepare_model`, so the exported model is a plain contiguous module."""
+    if config.channels_last:
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    if config.compile:
+        model._compiled_call_impl = None  # what nn.Module.compile() set
 
 
 # Lightning's start-up chatter and warnings that say nothing about a sarcrop run.
@@ -285,7 +317,11 @@ def fit(
     validate = val_data is not None
     fingerprint = {
         "config": config.fingerprint(),
-        "metadata": metadata.model_dump(exclude={"created", "training", "version"}),
+        # A binary run's fingerprint is what it was before crop-type models existed.
+        "metadata": metadata.model_dump(
+            exclude={"created", "training", "version"}
+            | ({"target_classes"} if metadata.target_classes is None else set())
+        ),
         "train_patches": len(train_data),  # type: ignore[arg-type]
         "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
     }
@@ -308,16 +344,20 @@ def fit(
     resume = last.is_file()
     _write_run(out_dir, {"status": "running", "fingerprint": fingerprint})
 
-    pos_weight = resolved_pos_weight(config, train_data)
+    multiclass = config.classes is not None
+    pos_weight = 1.0 if multiclass else resolved_pos_weight(config, train_data)
+    class_weight = resolved_class_weight(config, train_data) if multiclass else None
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
     # Frozen parts stay in eval mode regardless (see strategies).
     model.train()
-    task = SegmentationTask(model, config, pos_weight)
+    _prepare_model(model, config)
+    task = SegmentationTask(model, config, pos_weight, class_weight)
+    monitor = monitored_metric(config)  # val_iou, or val_miou of a crop-type model
     checkpointing = ModelCheckpoint(
         dirpath=out_dir,
         filename="best",
-        monitor="val_iou" if validate else None,
+        monitor=monitor if validate else None,
         mode="max",
         save_top_k=1 if validate else 0,
         save_last=True,
@@ -326,11 +366,16 @@ def fit(
     )
     callbacks = [checkpointing, *callbacks]
     if config.patience is not None and validate:
-        callbacks.append(EarlyStopping(monitor="val_iou", mode="max", patience=config.patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=config.patience))
     with _quiet_lightning():
         trainer = _trainer(out_dir, config, callbacks, validate)
         data = _Data(train_data, val_data, config, metadata.time_steps)
-        trainer.fit(task, datamodule=data, ckpt_path=last if resume else None, weights_only=True)
+        try:
+            trainer.fit(
+                task, datamodule=data, ckpt_path=last if resume else None, weights_only=True
+            )
+        finally:
+            _restore_model(model, config)
 
     best_path = checkpointing.best_model_path
     best_epoch = None
@@ -362,10 +407,10 @@ def fit(
             "epochs": trainer.current_epoch,
             "best_val_iou": best_iou,
             "best_epoch": best_epoch,
-            "selection": "best val_iou" if validate else "last epoch",
+            "selection": f"best {monitor}" if validate else "last epoch",
             "train_patches": len(train_data),  # type: ignore[arg-type]
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
-            "pos_weight": pos_weight,
+            **({"class_weight": class_weight} if multiclass else {"pos_weight": pos_weight}),
             "parameters": parameter_counts(model),
             "config": config.model_dump(),
         }
@@ -411,6 +456,33 @@ def resolved_pos_weight(config: TrainConfig, train_data: Dataset) -> float:
         raise InputDataError(str(exc)) from None
 
 
+def resolved_class_weight(config: TrainConfig, train_data: Dataset) -> list[float] | None:
+    """Per-class loss weights of a crop-type run: with ``pos_weight: auto`` the capped inverse
+    class frequencies of the training labels (:func:`balanced_class_weights`), else none."""
+    from sarcrop.data.dataset import PatchDataset
+
+    if config.pos_weight != "auto":
+        if config.pos_weight != 1.0:
+            raise ConfigError(
+                "pos_weight weighs one positive class; with classes use 1 or auto (class weights)"
+            )
+        return None
+    if isinstance(train_data, Subset) and isinstance(train_data.dataset, PatchDataset):
+        counts = train_data.dataset.target_counts(train_data.indices)
+    elif isinstance(train_data, PatchDataset):
+        counts = train_data.target_counts()
+    else:
+        counts = np.zeros(len(config.classes or ()), dtype=np.int64)
+        for item in range(len(train_data)):  # type: ignore[arg-type]
+            sample = train_data[item]
+            target = np.asarray(sample["target"])[np.asarray(sample["valid"], dtype=bool)]
+            counts += np.bincount(target.astype(np.int64), minlength=len(counts))
+    try:
+        return balanced_class_weights(counts, AUTO_POS_WEIGHT_CAP)
+    except ValueError as exc:
+        raise InputDataError(str(exc)) from None
+
+
 # ------------------------------------------------------------------------------ public API
 
 
@@ -437,15 +509,26 @@ def _training_data(
     mask = None
     labels: dict[str, Any] = {"fraction": 1.0}
     if config.label_fraction < 1:
+        from sarcrop.data.labels import OTHER
         from sarcrop.data.parcels import label_subset
 
-        mask = label_subset(store, config.label_fraction, config.seed, positive=positive)
+        # A crop-type run keeps at least one parcel of its named classes and one of the rest.
+        named = positive
+        if config.classes is not None:
+            named = [c for c in config.classes if c.casefold() != OTHER]
+        mask = label_subset(store, config.label_fraction, config.seed, positive=named)
         split = [
             i for i in store.indices("train") if np.any(mask.apply(i, store.read_labels(i)) >= 0)
         ]
         labels = mask.as_dict()
     dataset = PatchDataset(
-        store, split, positive, bands, normalization=normalization, label_mask=mask
+        store,
+        split,
+        positive,
+        bands,
+        normalization=normalization,
+        label_mask=mask,
+        classes=config.classes,
     )
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
     if config.augment:
@@ -474,6 +557,7 @@ def _base_metadata(
     positive: Sequence[str],
     normalization: Mapping[str, Any],
     source: str,
+    target_classes: Sequence[str] | None = None,
 ) -> CheckpointMetadata:
     from sarcrop.models import model_config
 
@@ -491,6 +575,7 @@ def _base_metadata(
         normalization_source=source,
         positive=list(positive),
         classes=list(store.classes),
+        target_classes=None if target_classes is None else list(target_classes),
         region=store.metadata.region,
         year=store.metadata.year,
         composite=store.metadata.source.get("composite"),
@@ -513,12 +598,15 @@ def _from_scratch(
     config = config or TrainConfig()
     store = _open_store(store)
     bands = _bands(store, bands)
-    positive = positive_classes(store, positive)
+    classes = config.classes
+    positive = [] if classes else positive_classes(store, positive)
+    # One logit for a positive class, one per class of a crop-type map.
+    options = {**dict(model_options or {}), "out_channels": len(classes) if classes else 1}
     L.seed_everything(config.seed, verbose=False)
-    network = build_model(model, len(bands), store.steps, **dict(model_options or {}))
+    network = build_model(model, len(bands), store.steps, **options)
     normalization, source = _new_normalization(store, bands, config.normalization)
     train_data, val_data, labels = _training_data(store, positive, bands, normalization, config)
-    metadata = _base_metadata(store, network, bands, positive, normalization, source)
+    metadata = _base_metadata(store, network, bands, positive, normalization, source, classes)
     metadata = metadata.model_copy(update={**provenance, "training": {"label_subset": labels}})
     return fit(network, train_data, val_data, out_dir, config, metadata)
 
@@ -626,7 +714,9 @@ def finetune(
             f"bands {', '.join(missing)} not in store {store.path} (has {', '.join(store.bands)})",
             checkpoint,
         )
-    positive = positive_classes(store, positive, default=parent_meta.positive)
+    classes = config.classes if config else None
+    default = parent_meta.positive
+    positive = [] if classes else positive_classes(store, positive, default=default)
     if strategy == "ri":
         if normalization not in (None, "target"):
             raise ConfigError(
@@ -651,18 +741,26 @@ def finetune(
         assert isinstance(parent, SegmentationModel)  # load_checkpoint's default builder
         adapt_input_bands(parent, bands, parent_meta.bands)
     L.seed_everything(config.seed, verbose=False)
-    apply_strategy(parent, strategy, last_k)
+    # Another set of output classes (binary <-> crop types, or other classes): a new head.
+    target_classes = list(classes) if classes else None
+    new_head = None
+    if target_classes != parent_meta.target_classes:
+        new_head = len(target_classes) if target_classes else 1
+    apply_strategy(parent, strategy, last_k, head_channels=new_head)
     stats, source = _transfer_normalization(
         normalization or "pretrained", store, bands, parent_meta, checkpoint, config
     )
     train_data, val_data, labels = _training_data(store, positive, bands, stats, config)
-    metadata = _base_metadata(store, parent, bands, positive, stats, source)
+    metadata = _base_metadata(store, parent, bands, positive, stats, source, target_classes)
+    training: dict[str, Any] = {"label_subset": labels}
+    if new_head is not None:
+        training["new_head"] = f"{new_head} output(s), re-initialised for the target's classes"
     metadata = metadata.model_copy(
         update={
             "strategy": strategy,
             "last_k": last_k,
             "parent": _parent_record(checkpoint, parent_meta),
-            "training": {"label_subset": labels},
+            "training": training,
         }
     )
     return fit(parent, train_data, val_data, out_dir, config, metadata)
@@ -731,12 +829,19 @@ def evaluate(
 ) -> dict[str, Any]:
     """IoU/precision/recall/F1 of the positive class over a whole split (one confusion matrix).
 
+    A crop-type checkpoint (``target_classes`` in its metadata) is scored by one ``K × K``
+    matrix instead: per-class IoU/precision/recall/F1, mIoU, overall accuracy and kappa
+    (:class:`~sarcrop.evaluation.metrics.MulticlassConfusion`); ``threshold`` does not apply.
     ``timesteps=None`` evaluates the full season, an integer ``t`` the input with only the first
     ``t`` composites, ``"all"`` additionally every ``t = 1..T`` (early-season curve) under
     ``"early_season"``. Inputs are scaled with the checkpoint's normalisation statistics.
     """
     from sarcrop.data.dataset import PatchDataset
-    from sarcrop.evaluation.metrics import BinaryConfusion, write_metrics_json
+    from sarcrop.evaluation.metrics import (
+        BinaryConfusion,
+        MulticlassConfusion,
+        write_metrics_json,
+    )
 
     model, meta = load_checkpoint(checkpoint)
     store = _open_store(store)
@@ -750,12 +855,20 @@ def evaluate(
         threshold = float(meta.training.get("config", {}).get("threshold", 0.5))
     if not 0 < threshold < 1:
         raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
+    classes = meta.target_classes
     dataset = PatchDataset(
-        store, split, meta.positive, meta.bands, normalization=meta.normalization
+        store,
+        split,
+        meta.positive,
+        meta.bands,
+        normalization=meta.normalization,
+        classes=classes,
     )
     target_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(target_device)
-    confusions = {t: BinaryConfusion() for t in wanted}
+    confusions: dict[int, BinaryConfusion | MulticlassConfusion] = {
+        t: BinaryConfusion() if classes is None else MulticlassConfusion(classes) for t in wanted
+    }
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     with torch.inference_mode():
         for batch in loader:
@@ -763,8 +876,13 @@ def evaluate(
             target = batch["target"].to(target_device)
             valid = batch["valid"].to(target_device)
             for t in wanted:
-                prob = torch.sigmoid(model(pad_steps(image, t)).float())[:, 0]
-                confusions[t].update(prob, target, valid, threshold=threshold)
+                logits = model(pad_steps(image, t)).float()
+                confusion = confusions[t]
+                if isinstance(confusion, MulticlassConfusion):
+                    confusion.update(logits, target, valid)
+                else:
+                    prob = torch.sigmoid(logits)[:, 0]
+                    confusion.update(prob, target, valid, threshold=threshold)
     headline = confusions[wanted[-1]]
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -777,6 +895,9 @@ def evaluate(
         "threshold": threshold,
         "metrics": headline.as_dict(),
     }
+    if classes is not None:
+        del result["threshold"]
+        result["classes"] = list(classes)
     if timesteps == "all":
         result["early_season"] = {t: confusions[t].as_dict() for t in wanted}
     if out is not None:

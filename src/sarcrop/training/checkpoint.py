@@ -56,6 +56,11 @@ class CheckpointMetadata(BaseModel):
     )
     positive: list[str] = Field(default_factory=lambda: ["rice"])
     classes: list[str] | None = None
+    target_classes: list[str] | None = Field(
+        None,
+        description="crop-type model: the class of each output channel, in order (softmax); "
+        "None: one logit, the probability of the positive class(es)",
+    )
     region: str | None = None
     year: int | None = None
     strategy: str | None = Field(None, description="scratch, ri, ft, fte or ftd")
@@ -82,6 +87,13 @@ class CheckpointMetadata(BaseModel):
                 )
                 if not numbers or len(values) != len(self.bands):  # type: ignore[arg-type]
                     raise ValueError(f"normalization.{key} needs one number per band {self.bands}")
+        if self.target_classes is not None:
+            channels = self.options.get("out_channels", 1)
+            if len(self.target_classes) < 2 or channels != len(self.target_classes):
+                raise ValueError(
+                    f"target_classes {self.target_classes} need one output channel each, "
+                    f"the model has {channels}"
+                )
         if self.season is not None:
             from sarcrop.data.season import Season
 

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sarcrop.errors import ConfigError
+from sarcrop.options import class_list
 from sarcrop.utils.validation import config_error, read_yaml
 
 Ordering = Literal["full", "chronological", "random"]
@@ -36,7 +37,13 @@ AUTO_POS_WEIGHT_CAP = 20.0
 
 # Fields that change how a run executes but not what it computes: a run interrupted and
 # restarted with a different value of these still resumes from its last checkpoint.
-RUNTIME_FIELDS = frozenset({"num_workers", "progress_bar", "max_time", "log_every_n_steps"})
+RUNTIME_FIELDS = frozenset(
+    {"num_workers", "progress_bar", "max_time", "log_every_n_steps", "channels_last", "compile"}
+)
+
+# DataLoader workers per GPU when ``num_workers`` is left to sarcrop: enough to read and
+# normalise patches while the GPU computes, at most the CPU cores there are.
+GPU_LOADER_WORKERS = 8
 
 # The Lightning strategy was once the field ``strategy``, a word transfer strategies own.
 RENAMED_STRATEGY = "renamed to 'distributed' (the Lightning strategy, e.g. ddp)"
@@ -78,6 +85,11 @@ class TrainConfig(BaseModel):
         description="share of the train split's labelled parcels to learn from (chosen by seed)",
     )
     augment: bool = Field(False, description="random flips and 90° rotations of training patches")
+    classes: tuple[str, ...] | None = Field(
+        None,
+        description="crop-type map of these classes, e.g. maize,potato,other ('other': every "
+        "class not listed; without it their pixels are ignored); default: one positive class",
+    )
     normalization: InputScaling = Field(
         "store",
         description="input scaling of new models: the store's train min/max, or fixed dB ranges "
@@ -91,12 +103,23 @@ class TrainConfig(BaseModel):
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="probability threshold for metrics")
     seed: int = Field(0, description="random seed (weights, split, batch order)")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    num_workers: int | None = Field(
+        None,
+        ge=0,
+        description="DataLoader worker processes (default: none on CPU, where they would take "
+        f"cores from the model; up to {GPU_LOADER_WORKERS} per GPU, so it is never starved)",
+    )
     accelerator: str = Field("auto", description="cpu, gpu or auto")
     devices: int | str = Field(1, description="devices per node (count, -1 or 'auto')")
     num_nodes: int = Field(1, ge=1, description="nodes of a multi-node run")
     distributed: str = Field("auto", description="Lightning distributed strategy, e.g. ddp")
     precision: str = Field("32-true", description="32-true, 16-mixed or bf16-mixed")
+    channels_last: bool = Field(
+        False, description="channels_last memory format (faster convolutions on GPUs)"
+    )
+    compile: bool = Field(
+        False, description="torch.compile the model (slow start, faster steps on GPUs)"
+    )
     deterministic: bool | None = Field(
         None, description="deterministic algorithms (default: on CPU only)"
     )
@@ -145,9 +168,16 @@ class TrainConfig(BaseModel):
                 raise ValueError("max_time must look like DD:HH:MM:SS")
         return value
 
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes(cls, value: Any) -> Any:
+        return class_list(value)
+
     def fingerprint(self) -> dict[str, Any]:
         """The fields that determine the result (used to decide whether a run can resume)."""
-        return self.model_dump(exclude=set(RUNTIME_FIELDS))
+        # A binary run's fingerprint is what it was before class lists existed.
+        unset = {"classes"} if self.classes is None else set()
+        return self.model_dump(exclude=set(RUNTIME_FIELDS) | unset)
 
     def updated(self, **changes: Any) -> TrainConfig:
         """A validated copy with ``changes`` applied (``None`` values are ignored)."""

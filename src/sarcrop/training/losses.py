@@ -4,10 +4,18 @@ Crops such as barley cover a few percent of a patch, so plain BCE is dominated b
 negatives. Weighting positives in BCE (``pos_weight``) and adding a soft Dice term, which is a
 differentiable relative of the IoU we select models on, keeps the gradient on the rare class.
 Unlabelled pixels (``valid`` False) contribute nothing to either term.
+
+Crop-type maps (logits ``(B, K, H, W)`` with ``K > 1``, integer class targets) use the same
+recipe with softmax: masked cross-entropy, optionally weighted per class
+(:func:`balanced_class_weights`), plus the soft Dice averaged over the classes. One-logit
+(binary) models keep exactly the binary losses above.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -37,18 +45,66 @@ def soft_dice(logits: Tensor, target: Tensor, valid: Tensor, smooth: float = 1.0
     return 1.0 - (2.0 * intersection + smooth) / (denominator + smooth)
 
 
-class SegmentationLoss(nn.Module):
-    """``bce``, ``dice`` or ``bce + dice_weight * dice`` of logits ``(B, [1,] H, W)``."""
+def masked_cross_entropy(
+    logits: Tensor, target: Tensor, valid: Tensor, weight: Tensor | None = None
+) -> Tensor:
+    """Cross-entropy of logits ``(B, K, H, W)`` over valid pixels, weighted per class.
 
-    def __init__(self, kind: str = "bce+dice", pos_weight: float = 1.0, dice_weight: float = 1.0):
+    As in :func:`torch.nn.functional.cross_entropy`, the weighted sum is divided by the sum
+    of the weights of the valid pixels' classes, so the weights change the balance of the
+    classes, not the scale of the loss.
+    """
+    target = target.long().clamp_min(0)
+    losses = F.cross_entropy(logits, target, reduction="none")
+    mask = valid.to(logits.dtype)
+    if weight is not None:
+        mask = mask * weight.to(logits)[target]
+    return (losses * mask).sum() / mask.sum().clamp_min(torch.finfo(logits.dtype).tiny)
+
+
+def soft_dice_multiclass(
+    logits: Tensor, target: Tensor, valid: Tensor, smooth: float = 1.0
+) -> Tensor:
+    """``1 - mean soft Dice`` over the ``K`` classes of logits ``(B, K, H, W)``, whole batch."""
+    classes = logits.shape[1]
+    mask = valid.to(logits.dtype).unsqueeze(1)
+    prob = torch.softmax(logits, dim=1) * mask
+    onehot = F.one_hot(target.long().clamp(0, classes - 1), classes).movedim(-1, 1)
+    onehot = onehot.to(logits.dtype) * mask
+    dims = (0, 2, 3)
+    intersection = (prob * onehot).sum(dims)
+    denominator = prob.sum(dims) + onehot.sum(dims)
+    return 1.0 - ((2.0 * intersection + smooth) / (denominator + smooth)).mean()
+
+
+class SegmentationLoss(nn.Module):
+    """``bce``, ``dice`` or ``bce + dice_weight * dice`` of logits ``(B, [1,] H, W)``.
+
+    Logits ``(B, K, H, W)`` with ``K > 1`` (multi-class) take the softmax forms: ``bce`` is then
+    the cross-entropy, weighted by ``class_weight`` (one per class) when given.
+    """
+
+    class_weight: Tensor | None
+
+    def __init__(
+        self,
+        kind: str = "bce+dice",
+        pos_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        class_weight: Sequence[float] | None = None,
+    ):
         super().__init__()
         if kind not in ("bce", "dice", "bce+dice"):
             raise ValueError(f"loss must be bce, dice or bce+dice, got {kind!r}")
         self.kind = kind
         self.pos_weight = float(pos_weight)
         self.dice_weight = float(dice_weight)
+        weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
+        self.register_buffer("class_weight", weight, persistent=False)
 
     def forward(self, logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        if logits.ndim == target.ndim + 1 and logits.shape[1] > 1:
+            return self._multiclass(logits, target, valid)
         if logits.ndim == target.ndim + 1:
             logits = logits.squeeze(1)
         if not valid.any():
@@ -62,6 +118,17 @@ class SegmentationLoss(nn.Module):
             loss = loss + self.dice_weight * soft_dice(logits, target, valid)
         return loss
 
+    def _multiclass(self, logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        if not valid.any():
+            return logits.sum() * 0.0
+        loss = logits.new_zeros(())
+        if self.kind in ("bce", "bce+dice"):
+            loss = loss + masked_cross_entropy(logits, target, valid, self.class_weight)
+        dice = {"bce": 0.0, "dice": 1.0, "bce+dice": self.dice_weight}[self.kind]
+        if dice:
+            loss = loss + dice * soft_dice_multiclass(logits, target, valid)
+        return loss
+
 
 def balanced_pos_weight(negatives: int, positives: int, cap: float) -> float:
     """BCE positive weight ``negatives / positives`` of the training labels, in ``[1/cap, cap]``.
@@ -73,3 +140,21 @@ def balanced_pos_weight(negatives: int, positives: int, cap: float) -> float:
         kind = "positive" if positives <= 0 else "negative"
         raise ValueError(f"pos_weight auto needs {kind} training pixels, there are none")
     return float(min(cap, max(1.0 / cap, negatives / positives)))
+
+
+def balanced_class_weights(counts: Sequence[int] | np.ndarray, cap: float) -> list[float]:
+    """Per-class cross-entropy weights ``N / (K * n_k)`` of the training labels, in
+    ``[1/cap, cap]``.
+
+    Inverse frequency, so every class weighs as much in total as if all ``K`` were equally
+    common (1 for each when they are); the cap keeps a class with a handful of pixels from
+    dominating the loss. A class absent from the training labels gets the cap (its weight
+    never meets a target pixel; it only matters if labels are added). Binary models use
+    :func:`balanced_pos_weight` instead.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("class weights auto need labelled training pixels, there are none")
+    ratio = np.divide(total, len(counts) * counts, out=np.full(len(counts), cap), where=counts > 0)
+    return [float(w) for w in np.clip(ratio, 1.0 / cap, cap)]

@@ -14,6 +14,11 @@ and any other module — belongs to ``h_D``:
          features, the few-label head of foundation-model practice (a few hundred labelled
          pixels can fit its ``width + 1`` weights, not a network).
 
+When the target's classes differ from the pre-trained model's (a crop-type model fine-tuned
+to one crop, or the reverse, or another class list), ``head_channels`` replaces ``decoder.head``
+with a freshly initialised one for the target's classes, trainable under every strategy (a
+frozen random head could not learn anything); everything else keeps its pre-trained weights.
+
 Frozen means frozen: parameters get ``requires_grad=False`` (so no gradient, no optimizer
 state and no weight decay touch them) and every module of a frozen part is pinned to eval mode,
 whoever calls ``model.train()``: its norm layers keep their running statistics and its dropout
@@ -109,10 +114,13 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
     return blocks
 
 
-def apply_strategy(model: nn.Module, strategy: str, last_k: int | None = None) -> nn.Module:
+def apply_strategy(
+    model: nn.Module, strategy: str, last_k: int | None = None, head_channels: int | None = None
+) -> nn.Module:
     """Set which parameters of ``model`` train under ``strategy``; returns the same model.
 
     Whatever an earlier call froze and pinned is undone first, so strategies never stack.
+    ``head_channels`` replaces the head by a new, trainable one with that many outputs.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -120,12 +128,29 @@ def apply_strategy(model: nn.Module, strategy: str, last_k: int | None = None) -
         raise ConfigError(f"last_k applies to the ftd strategy only, not {strategy!r}")
     frozen = frozen_parts(model, strategy, last_k)
     _unfreeze(model)
+    if head_channels is not None:
+        replace_head(model, head_channels)
+        if strategy == "fte":  # the decoder stays frozen, the new head learns
+            encoder = model.get_submodule("encoder")
+            frozen = [p for p in _leaves_around(model, _head(model)) if p is not encoder]
     if strategy == "ri":
         reinitialise(model)
     elif strategy == "probe":
         _head(model).reset_parameters()
     _freeze(frozen)
     return model
+
+
+def replace_head(model: nn.Module, channels: int) -> nn.Conv2d:
+    """A new, freshly initialised ``decoder.head`` with ``channels`` outputs (seed torch first
+    to reproduce); a sarcrop model's options record the new count, so checkpoints rebuild it."""
+    old = _head(model)
+    head = nn.Conv2d(old.in_channels, channels, 1).to(old.weight.device, old.weight.dtype)
+    model.get_submodule("decoder").head = head
+    options = getattr(model, "options", None)
+    if isinstance(options, dict) and "out_channels" in options:
+        options["out_channels"] = channels
+    return head
 
 
 def _head(model: nn.Module) -> nn.Conv2d:

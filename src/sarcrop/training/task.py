@@ -4,6 +4,9 @@ Metrics are accumulated as one confusion matrix over the whole validation (or te
 summed over ranks before IoU/precision/recall/F1 are derived, as the paper reports them; a mean
 of per-batch IoUs would weigh a patch with three rice pixels like a fully planted one.
 
+Crop-type models (``config.classes``, ``K`` output channels) keep one ``K × K`` matrix instead
+and select checkpoints on the mIoU (``val_miou``), also reporting overall accuracy and kappa.
+
 Batches may carry ``"t"``, the number of observed composites (early-season training, see
 :mod:`sarcrop.training.ordering`): steps after ``t`` are zero-padded here, on the device, and
 the model always receives all ``T`` steps.
@@ -19,7 +22,7 @@ import torch
 import torchmetrics
 from torch import Tensor, nn
 
-from sarcrop.evaluation.metrics import BinaryConfusion
+from sarcrop.evaluation.metrics import BinaryConfusion, MulticlassConfusion
 from sarcrop.training.config import TrainConfig
 from sarcrop.training.losses import SegmentationLoss
 from sarcrop.training.ordering import pad_steps
@@ -58,25 +61,73 @@ class ConfusionMetric(torchmetrics.Metric):
         return BinaryConfusion(int(self.tp), int(self.fp), int(self.fn), int(self.tn))
 
 
+class MulticlassConfusionMetric(torchmetrics.Metric):
+    """``K × K`` pixel counts ``[truth, predicted]`` (argmax of the logits), summed across
+    ranks on compute."""
+
+    full_state_update = False
+    matrix: Tensor
+
+    def __init__(self, classes: list[str]) -> None:
+        super().__init__()
+        self.classes = list(classes)
+        size = len(self.classes)
+        self.add_state(
+            "matrix", default=torch.zeros(size, size, dtype=torch.int64), dist_reduce_fx="sum"
+        )
+
+    def update(self, logits: Tensor, target: Tensor, valid: Tensor) -> None:
+        size = len(self.classes)
+        pred = logits.detach().argmax(dim=1)[valid]
+        code = target[valid].to(torch.int64) * size + pred.to(torch.int64)
+        self.matrix += torch.bincount(code, minlength=size * size).reshape(size, size)
+
+    def compute(self) -> MulticlassConfusion:
+        return MulticlassConfusion(self.classes, self.matrix.cpu().numpy())
+
+
+def monitored_metric(config: TrainConfig) -> str:
+    """The validation metric that selects checkpoints: ``val_iou``, or ``val_miou`` for
+    crop-type (multi-class) runs."""
+    return "val_iou" if config.classes is None else "val_miou"
+
+
 class SegmentationTask(L.LightningModule):
-    """Binary crop segmentation of ``(B, T, bands, H, W)`` series into ``(B, 1, H, W)`` logits."""
+    """Crop segmentation of ``(B, T, bands, H, W)`` series into ``(B, 1, H, W)`` logits (one
+    positive class) or ``(B, K, H, W)`` logits of ``config.classes``."""
 
     def __init__(
-        self, model: nn.Module, config: TrainConfig | None = None, pos_weight: float | None = None
+        self,
+        model: nn.Module,
+        config: TrainConfig | None = None,
+        pos_weight: float | None = None,
+        class_weight: list[float] | None = None,
     ) -> None:
         """``pos_weight`` is the number ``config.pos_weight: auto`` stands for (the caller
-        counts the training labels); a numeric ``config.pos_weight`` needs none."""
+        counts the training labels); a numeric ``config.pos_weight`` needs none. Multi-class
+        runs take ``class_weight`` (one per class) instead."""
         super().__init__()
         self.config = config or TrainConfig()
         # Plain values, so that Lightning checkpoints load with ``weights_only=True``.
         self.save_hyperparameters(self.config.model_dump())
         self.model = model
+        classes = self.config.classes
         weight = self.config.pos_weight if pos_weight is None else pos_weight
+        if classes is not None:
+            weight = 1.0  # the class weights stand in for it
         if weight == "auto":
             raise ValueError("pos_weight 'auto' needs the weight counted from the training labels")
-        self.criterion = SegmentationLoss(self.config.loss, float(weight), self.config.dice_weight)
-        self.val_confusion = ConfusionMetric(self.config.threshold)
-        self.test_confusion = ConfusionMetric(self.config.threshold)
+        self.criterion = SegmentationLoss(
+            self.config.loss, float(weight), self.config.dice_weight, class_weight
+        )
+        self.val_confusion: ConfusionMetric | MulticlassConfusionMetric
+        self.test_confusion: ConfusionMetric | MulticlassConfusionMetric
+        if classes is None:
+            self.val_confusion = ConfusionMetric(self.config.threshold)
+            self.test_confusion = ConfusionMetric(self.config.threshold)
+        else:
+            self.val_confusion = MulticlassConfusionMetric(list(classes))
+            self.test_confusion = MulticlassConfusionMetric(list(classes))
         self.val_loss = torchmetrics.MeanMetric()
 
     def forward(self, image: Tensor) -> Tensor:
@@ -125,7 +176,10 @@ class SegmentationTask(L.LightningModule):
         self.test_confusion.reset()
         self._log_metrics("test", confusion)
 
-    def _log_metrics(self, stage: str, confusion: BinaryConfusion) -> None:
+    def _log_metrics(self, stage: str, confusion: BinaryConfusion | MulticlassConfusion) -> None:
+        if isinstance(confusion, MulticlassConfusion):
+            self._log_multiclass(stage, confusion)
+            return
         # An undefined IoU (no positive pixel predicted or present) is logged as 0 so that
         # checkpoint selection and early stopping always compare numbers.
         for name in ("iou", "precision", "recall", "f1"):
@@ -135,6 +189,20 @@ class SegmentationTask(L.LightningModule):
                 0.0 if math.isnan(value) else value,
                 sync_dist=True,
                 prog_bar=name == "iou",
+            )
+
+    def _log_multiclass(self, stage: str, confusion: MulticlassConfusion) -> None:
+        # Undefined values are logged as 0, as for the binary metrics.
+        values = {"miou": confusion.miou, "accuracy": confusion.accuracy, "kappa": confusion.kappa}
+        values.update(
+            {f"iou_{name}": float(iou) for name, iou in zip(confusion.classes, confusion.iou)}
+        )
+        for name, value in values.items():
+            self.log(
+                f"{stage}_{name}",
+                0.0 if math.isnan(value) else value,
+                sync_dist=True,
+                prog_bar=name == "miou",
             )
 
     def configure_optimizers(self) -> Any:

@@ -1,0 +1,362 @@
+"""Crop-type scenarios of an experiment: several classes mapped at once.
+
+A scenario with ``classes`` runs the same methods as a binary one (RF, RI and the transfer
+strategies; a pre-trained model of another class set gets a new head), but is scored by one
+confusion matrix over the test split per method and seed. Its numbers go to their own long
+table, ``class_results.csv`` (per-class IoU, precision, recall, F1 and the overall mIoU,
+overall accuracy and kappa), summarised as mean ± std over seeds in ``tables.md`` and the
+report, with the summed confusion matrix of the best method (highest mean mIoU) as a figure.
+The binary tables, intervals and figures never see these scenarios (:func:`binary_view`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sarcrop.evaluation.metrics import METRICS, OVERALL_METRICS
+from sarcrop.experiments.config import ExperimentConfig, ScenarioSpec
+from sarcrop.utils.atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from sarcrop.evaluation.baseline import BaselineResult
+
+CLASS_RESULTS = "class_results.csv"
+CLASS_COLUMNS = (
+    "scenario",
+    "finetune_region",
+    "test_region",
+    "bands",
+    "method",
+    "seed",
+    "label_fraction",
+    "timestep",
+    "class",
+    "metric",
+    "value",
+)
+OVERALL = ""
+"""The ``class`` of a whole-map metric (mIoU, overall accuracy, kappa)."""
+OVERALL_NAMES = {"miou": "mIoU", "accuracy": "OA", "kappa": "kappa"}
+
+
+def binary_view(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` without its crop-type scenarios (the early-season index follows its
+    scenario), for the binary tables, intervals and figures."""
+    keep = [i for i, s in enumerate(config.scenarios) if config.classes_of(s) is None]
+    if len(keep) == len(config.scenarios):
+        return config
+    early = config.early_season
+    if early is not None:
+        early = early.model_copy(update={"scenario": keep.index(early.scenario)})
+    scenarios = tuple(config.scenarios[i] for i in keep)
+    return config.model_copy(update={"scenarios": scenarios, "early_season": early})
+
+
+def class_rows(
+    scenario: ScenarioSpec,
+    method: str,
+    seed: int,
+    fraction: float,
+    early: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Long rows of one run's per-``t`` confusion dicts (``MulticlassConfusion.as_dict``)."""
+    base = {
+        "scenario": scenario.id,
+        "finetune_region": scenario.finetune,
+        "test_region": scenario.test,
+        "bands": scenario.band_label,
+        "method": method,
+        "seed": seed,
+        "label_fraction": fraction,
+    }
+    rows = []
+    for t, scores in early.items():
+        values = [(OVERALL, m, scores[m]) for m in OVERALL_METRICS]
+        values += [
+            (name, m, per_class[m])
+            for name, per_class in scores["per_class"].items()
+            for m in METRICS
+        ]
+        rows += [
+            {**base, "timestep": int(t), "class": c, "metric": m, "value": _number(v)}
+            for c, m, v in values
+        ]
+    return rows
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+# ------------------------------------------------------------------ predictions
+
+
+def forest_outputs(
+    result: BaselineResult, test_store: Path
+) -> tuple[dict[str, dict[str, Any]], np.ndarray]:
+    """Per-``t`` confusion dicts and the class probabilities ``(N, K, H, W)`` of a crop-type
+    forest on the test split."""
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.evaluation.baseline import predict_proba_patches
+
+    early = {str(t): c.as_dict() for t, c in result.class_confusions.items()}
+    test_set = PatchDataset(
+        test_store,
+        "test",
+        bands=result.bands,
+        normalization=result.normalization,
+        classes=result.classes,
+    )
+    probabilities = np.stack(
+        [
+            np.nan_to_num(predict_proba_patches(result.model, test_set[i]["image"].numpy()))
+            for i in range(len(test_set))
+        ]
+    )
+    return early, probabilities
+
+
+def network_probabilities(checkpoint: Path, test_store: Path) -> np.ndarray:
+    """Softmax class probabilities ``(N, K, H, W)`` of a crop-type checkpoint on the test
+    split (sigmoid ``(N, H, W)`` for a binary one)."""
+    import torch
+
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.training.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    model.eval()
+    classes = meta.target_classes
+    dataset = PatchDataset(
+        test_store,
+        "test",
+        meta.positive,
+        meta.bands,
+        normalization=meta.normalization,
+        classes=classes,
+    )
+    with torch.inference_mode():
+        logits = [model(dataset[i]["image"][None])[0] for i in range(len(dataset))]
+    if classes is None:
+        return np.stack([torch.sigmoid(x[0]).numpy() for x in logits])
+    return np.stack([torch.softmax(x, dim=0).numpy() for x in logits])
+
+
+# ------------------------------------------------------------------ tables and figure
+
+
+def summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of each scenario × fraction × method × class × metric, at the
+    full season (the largest time step)."""
+    if results.empty:
+        return pd.DataFrame(columns=[*CLASS_COLUMNS[:2], "method", "class", "metric"])
+    last = results.groupby("scenario")["timestep"].transform("max")
+    full = results[results["timestep"] == last]
+    keys = ["scenario", "label_fraction", "method", "class", "metric"]
+    grouped = full.groupby(keys, sort=False)["value"]
+    table = grouped.agg(["mean", "std", "count"]).reset_index()
+    return table
+
+
+def _cell(mean: float, std: float) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def class_table(results: pd.DataFrame, scenario: str, fraction: float) -> pd.DataFrame:
+    """Rows: methods; columns: each class's IoU, then mIoU, OA and kappa (mean ± std)."""
+    stats = summary(results)
+    stats = stats[(stats["scenario"] == scenario) & (stats["label_fraction"] == fraction)]
+    columns: dict[str, dict[str, str]] = {}
+    classes = [c for c in dict.fromkeys(stats["class"]) if c != OVERALL]
+    wanted = [(c, "iou", f"IoU {c}") for c in classes]
+    wanted += [(OVERALL, m, name) for m, name in OVERALL_NAMES.items()]
+    for c, metric, name in wanted:
+        part = stats[(stats["class"] == c) & (stats["metric"] == metric)]
+        columns[name] = {
+            str(r.method).upper(): _cell(float(r.mean), float(r.std)) for r in part.itertuples()
+        }
+    table = pd.DataFrame(columns)
+    table.index.name = "method"
+    return table
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table of ``table`` with its index as the first column."""
+    header = [str(table.index.name or ""), *map(str, table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in table.iterrows():
+        lines.append("| " + " | ".join([str(name), *map(str, row)]) + " |")
+    return "\n".join(lines)
+
+
+def best_method(results: pd.DataFrame, scenario: str, fraction: float) -> str | None:
+    """The method with the highest mean mIoU over seeds (full season)."""
+    stats = summary(results)
+    part = stats[
+        (stats["scenario"] == scenario)
+        & (stats["label_fraction"] == fraction)
+        & (stats["class"] == OVERALL)
+        & (stats["metric"] == "miou")
+    ].dropna(subset=["mean"])
+    return None if part.empty else str(part.loc[part["mean"].idxmax(), "method"])
+
+
+def summed_confusion(
+    records: Mapping[tuple[str, str, int, float], Mapping[str, Any]],
+    scenario: str,
+    method: str,
+    fraction: float,
+) -> tuple[list[str], np.ndarray]:
+    """The full-season confusion matrix of ``method`` summed over its seeds."""
+    matrices, classes = [], []
+    for (sid, m, _, f), record in records.items():
+        if (sid, m, f) != (scenario, method, fraction):
+            continue
+        early = record["early_season"]
+        last = early[max(early, key=int)]
+        classes = list(last["classes"])
+        matrices.append(np.asarray(last["confusion"], dtype=np.int64))
+    return classes, np.sum(matrices, axis=0)
+
+
+def confusion_figure(classes: Sequence[str], matrix: np.ndarray, title: str, path: Path) -> Path:
+    """Row-normalised confusion matrix (share of each true class), pixel counts in the cells."""
+    from matplotlib.figure import Figure
+
+    from sarcrop.reports.figures import save_figure
+
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    size = 1.2 + 0.75 * len(classes)
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
+    for (i, j), value in np.ndenumerate(share):
+        ax.text(
+            j,
+            i,
+            f"{value:.2f}\n{matrix[i, j]:,}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if value > 0.6 else "black",
+        )
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, list(classes), rotation=45, ha="right")
+    ax.set_yticks(ticks, list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the reference class")
+    return save_figure(fig, path)
+
+
+def write_class_outputs(
+    out: Path,
+    results: pd.DataFrame,
+    records: Mapping[tuple[str, str, int, float], Mapping[str, Any]],
+    titles: Mapping[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], str]:
+    """Write ``class_results.csv`` and one confusion figure per crop-type scenario.
+
+    Returns the manifest entries (per scenario: its per-class table at every fraction, the
+    best method and its figure) and the Markdown section of ``tables.md``.
+    """
+    write_text_atomic(out / CLASS_RESULTS, results.to_csv(index=False))
+    if results.empty:
+        return [], ""
+    entries, parts = [], ["# Crop types: per-class IoU and overall metrics on the test split\n"]
+    parts.append(
+        "Mean ± std over seeds at the full season; IoU per class, mIoU (mean over classes), "
+        "overall accuracy (OA) and Cohen's kappa from one confusion matrix over the split.\n"
+    )
+    for scenario in dict.fromkeys(results["scenario"]):
+        rows = results[results["scenario"] == scenario].iloc[0]
+        title = (titles or {}).get(scenario) or (
+            f"{rows.finetune_region} → {rows.test_region} {rows.bands}"
+        )
+        tables = []
+        for fraction in sorted(set(results["label_fraction"]), reverse=True):
+            table = class_table(results, scenario, fraction)
+            if table.empty:
+                continue
+            label = f"{fraction:.0%} of labels"
+            tables.append({"fraction": fraction, "table": table.reset_index().to_dict("list")})
+            parts.append(f"## {title}, {label}\n\n{markdown_table(table)}\n")
+        fraction = max(results["label_fraction"])
+        best = best_method(results, scenario, fraction)
+        figure = None
+        if best is not None:
+            classes, matrix = summed_confusion(records, scenario, best, fraction)
+            seeds = int(results[results["method"] == best]["seed"].nunique())
+            caption = f"{title}: {best.upper()}, summed over {seeds} seed(s)"
+            path = out / "figures" / f"confusion-{scenario}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            confusion_figure(classes, matrix, caption, path)
+            figure = str(path.relative_to(out))
+            parts.append(f"Best method by mean mIoU: {best.upper()} (`{figure}`).\n")
+        entries.append(
+            {"scenario": scenario, "title": title, "best": best, "figure": figure, "tables": tables}
+        )
+    return entries, "\n".join(parts)
+
+
+def labelled_classes(scenario: ScenarioSpec, classes: Sequence[str] | None) -> list[str]:
+    """The classes a label subset keeps parcels of: the named ones (``other`` gathers the
+    rest), or the scenario's crop."""
+    if classes is None:
+        return [str(scenario.crop)]
+    return [c for c in classes if c.casefold() != "other"]
+
+
+class CropTypeRuns:
+    """The crop-type runs of an experiment as they finish: long rows and unit records."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.records: dict[tuple[str, str, int, float], Mapping[str, Any]] = {}
+        self.titles: dict[str, str] = {}
+
+    def add(
+        self,
+        scenario: ScenarioSpec,
+        method: str,
+        seed: int,
+        fraction: float,
+        record: Mapping[str, Any],
+    ) -> None:
+        self.records[(scenario.id, method, seed, fraction)] = record
+        named = f", from {scenario.pretrain}" if scenario.pretrain else ""
+        title = f"{scenario.finetune} → {scenario.test} {scenario.band_label}{named}"
+        self.titles[scenario.id] = title
+        self.rows += class_rows(scenario, method, seed, fraction, record["early_season"])
+
+    def write(self, out: Path) -> tuple[list[dict[str, Any]], str]:
+        """``class_results.csv`` (only where there are crop-type runs), figures, tables."""
+        if not self.rows:
+            return [], ""
+        results = pd.DataFrame(self.rows, columns=list(CLASS_COLUMNS))
+        return write_class_outputs(out, results, self.records, self.titles)
+
+
+def class_summary(run_dir: Path) -> list[str]:
+    """Console lines of a run's crop-type tables (full labels), none without crop types."""
+    path = Path(run_dir) / CLASS_RESULTS
+    if not path.is_file():
+        return []
+    results = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    results["class"] = results["class"].fillna(OVERALL)
+    fraction = results["label_fraction"].max()
+    lines = []
+    for scenario in dict.fromkeys(results["scenario"]):
+        lines += [f"{scenario} (mean ± std over seeds, full season)", ""]
+        lines += [markdown_table(class_table(results, scenario, fraction)), ""]
+    lines.append(f"crop types: {path}")
+    return lines

@@ -1,0 +1,229 @@
+"""Crop-type scenarios in an experiment: every method maps several classes, per-class results,
+tables, a confusion figure and the report; binary scenarios beside them are left as they were."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+
+from sarcrop.cli.experiment import summary
+from sarcrop.data.grid import Grid
+from sarcrop.data.normalization import Normalization
+from sarcrop.data.season import Season
+from sarcrop.data.store import StoreMetadata, write_store
+from sarcrop.errors import ConfigError
+from sarcrop.evaluation.metrics import MulticlassConfusion
+from sarcrop.experiments.classes import CLASS_RESULTS, OVERALL, binary_view
+from sarcrop.experiments.config import (
+    DataNotFound,
+    experiment_config_from_dict,
+    load_experiment_config,
+)
+from sarcrop.experiments.figures import redraw
+from sarcrop.experiments.runner import run_experiment
+from sarcrop.training import read_metadata
+
+STEPS, SIZE, N = 4, 16, 8
+STORE_CLASSES = ["other", "maize", "potato", "grassland"]
+CLASSES = ["maize", "potato", "grassland", "other"]
+CURVES = {1: [-12, -4, 4, 2], 2: [2, 6, -3, -8], 3: [5, 5, 5, 5]}
+
+
+def make_store(path) -> str:
+    """Raw dB patches: a field of each crop per patch on an "other" background."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(-15.0, 1.0, (N, STEPS, 1, SIZE, SIZE)).astype(np.float32)
+    labels = np.zeros((N, SIZE, SIZE), np.int16)
+    for i in range(N):
+        for k, (r, c) in zip(rng.permutation(3) + 1, [(0, 0), (0, 8), (8, 0)]):
+            labels[i, r : r + 6, c : c + 6] = k
+            images[i, :, 0, r : r + 6, c : c + 6] += np.array(CURVES[int(k)])[:, None, None]
+    meta = StoreMetadata(
+        bands=("VH",),
+        season=Season(dt.date(2021, 5, 1), STEPS, 20),
+        grid=Grid(CRS.from_epsg(32631), Affine(10, 0, 600000, 0, -10, 5800000), SIZE * N, SIZE),
+        patch_size=SIZE,
+        stride=SIZE,
+        offsets=[(0, SIZE * i) for i in range(N)],
+        classes=STORE_CLASSES,
+        split=["train"] * (N - 3) + ["test"] * 3,
+        normalization=Normalization((-30.0,), (0.0,), ("VH",)),
+        region="netherlands",
+        year=2021,
+        positive=["maize"],
+    )
+    write_store(path, images, labels, meta)
+    return str(path)
+
+
+TRAIN = {"epochs": 1, "batch_size": 4, "lr": 0.03, "patience": None, "val_fraction": 0}
+TRAIN |= {"normalization": "fixed", "progress_bar": False, "accelerator": "cpu"}
+MODEL = {"widths": [4, 8], "dropout": 0.0}
+
+
+def config(store: str, **changes) -> dict:
+    pretrain = {"region": "nl", "crop": "maize", "model_options": MODEL, "train": TRAIN}
+    return {
+        "name": "types",
+        "regions": {"nl": {"store": store}},
+        "pretrains": {
+            "binary": pretrain,
+            "types": {**pretrain, "train": {**TRAIN, "classes": CLASSES}},
+        },
+        "finetune": TRAIN,
+        "scenarios": [
+            {"finetune": "nl", "test": "nl", "crop": "maize", "pretrain": "binary"},
+            {"finetune": "nl", "test": "nl", "classes": CLASSES, "pretrain": "binary"},
+            {"finetune": "nl", "test": "nl", "pretrain": "types"},
+        ],
+        "classes": ["maize", "potato", "other"],
+        "methods": ["rf", "ri", "fte"],
+        "baseline": {"n_estimators": 5, "early_season": False},
+        "seeds": 2,
+        "figure_patches": 1,
+        "threads": 1,
+        **changes,
+    }
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return make_store(tmp_path_factory.mktemp("types") / "store.zarr")
+
+
+def test_scenario_classes_are_validated_and_binary_specs_unchanged(store):
+    parsed = experiment_config_from_dict(config(store))
+    binary, own, inherited = parsed.scenarios
+    assert parsed.classes_of(binary) is None and binary.id == "nl-nl-maize-vh-from-binary"
+    assert parsed.classes_of(own) == tuple(CLASSES) and own.id == "nl-nl-types-vh-from-binary"
+    assert parsed.classes_of(inherited) == ("maize", "potato", "other")
+    assert "classes" not in binary.model_dump(mode="json", exclude_none=True)
+    view = binary_view(parsed)
+    assert view.scenarios == (binary,) and binary_view(view) is view
+    bad = [
+        (
+            {
+                "scenarios": [
+                    {
+                        "finetune": "nl",
+                        "test": "nl",
+                        "crop": "maize",
+                        "classes": CLASSES,
+                        "pretrain": "binary",
+                    }
+                ]
+            },
+            "not both",
+        ),
+        ({"classes": None}, r"scenarios\[2\]: give crop"),
+        ({"methods": ["rf", "rf-features"]}, "rf-features maps one crop"),
+        ({"early_season": {"scenario": 1}}, "early_season: scenario nl-nl-types"),
+        ({"classes": ["maize"]}, "at least two"),
+    ]
+    for changes, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            experiment_config_from_dict(config(store, **changes))
+    # The early-season index follows its (binary) scenario when crop types are dropped.
+    moved = config(store, early_season={"scenario": 2, "method": "fte"})
+    moved["scenarios"] = [moved["scenarios"][1], moved["scenarios"][2], moved["scenarios"][0]]
+    moved["scenarios"][1]["crop"] = "potato"
+    view = binary_view(experiment_config_from_dict(moved))
+    assert view.early_season is not None and view.early_season.scenario == 1
+
+
+def test_crop_type_experiment_records_classes_tables_figure_and_report(store, tmp_path):
+    out = tmp_path / "run"
+    result = run_experiment(experiment_config_from_dict(config(store)), out)
+    # The binary scenario alone fills results.csv, as in a binary experiment.
+    assert set(result.results["scenario"]) == {"nl-nl-maize-vh-from-binary"}
+    rows = pd.read_csv(out / CLASS_RESULTS, keep_default_na=False, na_values=[""])
+    rows["class"] = rows["class"].fillna(OVERALL)
+    assert set(rows["scenario"]) == {"nl-nl-types-vh-from-binary", "nl-nl-types-vh-from-types"}
+    assert set(rows["method"]) == {"rf", "ri", "fte"} and set(rows["seed"]) == {0, 1}
+    full = rows[rows["timestep"] == STEPS]
+    own = full[full["scenario"] == "nl-nl-types-vh-from-binary"]
+    assert set(own["class"]) == {*CLASSES, OVERALL}
+    # mIoU is the mean of the per-class IoUs of the same run (every class present here).
+    for (_, _), run in own.groupby(["method", "seed"]):
+        iou = run[(run["metric"] == "iou") & (run["class"] != OVERALL)]["value"]
+        miou = run[run["metric"] == "miou"]["value"].item()
+        assert miou == pytest.approx(iou.mean())
+    # Each unit's matrix is the method's argmax over the test split: totals agree, scores too.
+    manifest = json.loads((out / "experiment.json").read_text())
+    entries = {e["scenario"]: e for e in manifest["crop_types"]}
+    entry = entries["nl-nl-types-vh-from-binary"]
+    assert (out / entry["figure"]).is_file() and entry["best"] in {"rf", "ri", "fte"}
+    table = entry["tables"][0]["table"]
+    assert table["method"] == ["RF", "RI", "FTE"] and "IoU grassland" in table
+    assert all(" ± " in cell for cell in table["mIoU"])
+    tables = (out / "tables.md").read_text()
+    assert "# Crop types" in tables and "| IoU potato" in tables
+    report = (out / "report.html").read_text()
+    assert "Crop types" in report and "Confusion matrix of" in report
+    # Transfer to another class set re-initialises the head; the same set keeps it.
+    checkpoints = {
+        (k["scenario"]["pretrain"], k["method"]): r["checkpoint"]
+        for r in (json.loads(p.read_text()) for p in (out / "cache").glob("method-*/done.json"))
+        if (k := r["key"])["seed"] == 0 and r.get("checkpoint") and "classes" in k
+    }
+    assert "new_head" in read_metadata(checkpoints[("binary", "fte")]).training
+    inherited = read_metadata(checkpoints[("types", "fte")])
+    assert inherited.target_classes == ["maize", "potato", "other"]
+    assert "new_head" in inherited.training  # 4 pre-trained classes -> 3
+    # The summed matrix of the figure's method holds every seed's test pixels.
+    best = entry["best"]
+    counts = [
+        np.asarray(r["early_season"][str(STEPS)]["confusion"])
+        for r in (json.loads(p.read_text()) for p in (out / "cache").glob("method-*/done.json"))
+        if r["key"]["method"] == best and r["key"]["scenario"].get("classes") == CLASSES
+    ]
+    assert len(counts) == 2 and counts[0].sum() == counts[1].sum() > 0
+    one = MulticlassConfusion(CLASSES, counts[0])
+    assert own[(own["method"] == best) & (own["seed"] == 0) & (own["metric"] == "kappa")][
+        "value"
+    ].item() == pytest.approx(one.kappa)
+    printed = summary(result)  # what `sarcrop experiment` prints: both kinds of table
+    assert "IoU (Table 1)" in printed or "ours" in printed
+    assert "| IoU grassland" in printed and str(out / CLASS_RESULTS) in printed
+    # Redrawing the run's figures keeps the crop-type section.
+    redraw(out)
+    assert json.loads((out / "experiment.json").read_text())["crop_types"] == manifest["crop_types"]
+    # A rerun reads every unit from the cache and writes the same numbers.
+    before = (out / CLASS_RESULTS).read_text()
+    done = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/done.json")}
+    again = run_experiment(experiment_config_from_dict(config(store)), out)
+    assert again.results.equals(result.results)
+    assert (out / CLASS_RESULTS).read_text() == before
+    assert {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/done.json")} == done
+
+
+def test_an_experiment_of_crop_types_only(store, tmp_path):
+    """No binary scenario: empty binary tables, the crop-type ones, the report and summary."""
+    only = config(store, methods=["rf", "fte"], seeds=1)
+    only["scenarios"] = only["scenarios"][2:]
+    result = run_experiment(experiment_config_from_dict(only), tmp_path / "run")
+    assert result.results.empty
+    rows = pd.read_csv(tmp_path / "run" / CLASS_RESULTS)
+    assert set(rows["method"]) == {"rf", "fte"} and set(rows["scenario"]) == {
+        "nl-nl-types-vh-from-types"
+    }
+    assert "| IoU potato" in summary(result)
+    assert "Crop types" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_shipped_crop_type_configs_validate(tmp_path):
+    from importlib.resources import files
+
+    folder = files("sarcrop") / "configs"
+    parsed = load_experiment_config(str(folder / "crop-types.yaml"))
+    assert all(parsed.classes_of(s) for s in parsed.scenarios)
+    assert {"rf", "ri", "ft", "fte", "ftd"} <= set(parsed.methods) and parsed.seeds == 3
+    # The real one names its data: absent, loading says so (the command then skips).
+    with pytest.raises(DataNotFound, match="real data not found"):
+        load_experiment_config(str(folder / "crop-types-real.yaml"), data_root=tmp_path / "no")

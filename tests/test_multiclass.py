@@ -1,0 +1,438 @@
+"""Crop-type maps: several classes at once, from dataset to metrics, transfer and the baseline.
+
+A tiny store holds four crops with their own backscatter curves on an "other" background. The
+binary path (one positive class) is checked to be what it was: same targets, loss, metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from affine import Affine
+from rasterio.crs import CRS
+from sklearn.metrics import accuracy_score, cohen_kappa_score, jaccard_score
+
+from sarcrop.cli import main
+from sarcrop.data.dataset import PatchDataset
+from sarcrop.data.grid import Grid
+from sarcrop.data.labels import binary_target, class_lookup, class_target
+from sarcrop.data.normalization import Normalization
+from sarcrop.data.season import Season
+from sarcrop.data.store import DatasetStore, StoreMetadata, write_store
+from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.evaluation.baseline import run_baseline
+from sarcrop.evaluation.metrics import (
+    BinaryConfusion,
+    MulticlassConfusion,
+    read_metrics_json,
+    write_metrics_json,
+)
+from sarcrop.models import build_model
+from sarcrop.options import BaselineOptions
+from sarcrop.training import TrainConfig, apply_strategy, load_checkpoint, read_metadata
+from sarcrop.training.api import (
+    _training_data,
+    evaluate,
+    finetune,
+    resolved_class_weight,
+    train,
+)
+from sarcrop.training.config import AUTO_POS_WEIGHT_CAP
+from sarcrop.training.losses import (
+    SegmentationLoss,
+    balanced_class_weights,
+    masked_bce,
+    soft_dice,
+)
+from sarcrop.training.ordering import pad_steps
+
+STEPS, SIZE, N = 4, 16, 8
+CLASSES = ["other", "maize", "potato", "grassland", "wheat"]
+CROPS = ["maize", "potato", "grassland"]  # wheat is left out of most class lists
+OPTIONS = {"widths": [4, 8], "dropout": 0.0, "norm": "batch"}
+CURVES = {1: [-12, -4, 4, 2], 2: [2, 6, -3, -8], 3: [5, 5, 5, 5], 4: [-6, 3, 3, -6]}
+
+
+def make_store(path, seed: int = 0) -> str:
+    """Raw dB patches: one field of each crop (class 1-4) per patch on a class-0 background."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(-15.0, 1.0, (N, STEPS, 1, SIZE, SIZE)).astype(np.float32)
+    labels = np.zeros((N, SIZE, SIZE), np.int16)
+    corners = [(0, 0), (0, 8), (8, 0), (8, 8)]
+    for i in range(N):
+        order = rng.permutation(4)
+        for k, (r, c) in zip(order + 1, corners):
+            size = int(rng.integers(4, 8))
+            labels[i, r : r + size, c : c + size] = k
+            images[i, :, 0, r : r + size, c : c + size] += np.array(CURVES[int(k)])[:, None, None]
+    labels[:, :, 0] = -1  # an unlabelled column
+    meta = StoreMetadata(
+        bands=("VH",),
+        season=Season(dt.date(2021, 5, 1), STEPS, 20),
+        grid=Grid(CRS.from_epsg(32631), Affine(10, 0, 600000, 0, -10, 5800000), SIZE * N, SIZE),
+        patch_size=SIZE,
+        stride=SIZE,
+        offsets=[(0, SIZE * i) for i in range(N)],
+        classes=CLASSES,
+        split=["train"] * (N - 2) + ["test"] * 2,
+        normalization=Normalization((-30.0,), (0.0,), ("VH",)),
+        region="netherlands",
+        year=2021,
+        positive=["maize"],
+    )
+    write_store(path, images, labels, meta)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return make_store(tmp_path_factory.mktemp("mc") / "store.zarr")
+
+
+def quick(**changes) -> TrainConfig:
+    base = dict(
+        epochs=1,
+        batch_size=3,
+        lr=3e-2,
+        scheduler="none",
+        patience=None,
+        accelerator="cpu",
+        progress_bar=False,
+        val_fraction=0.34,
+    )
+    return TrainConfig(**{**base, **changes})
+
+
+# ---------------------------------------------------------------------------- targets
+
+
+def test_class_targets_follow_the_list_order_and_other():
+    labels = np.array([[-1, 0, 1], [2, 3, 4]], np.int16)
+    target, valid = class_target(labels, CLASSES, ["Potato", "maize", "other"])
+    assert valid.tolist() == [[False, True, True], [True, True, True]]
+    assert target[valid].tolist() == [2, 1, 0, 2, 2]  # other gathers background, grass, wheat
+    target, valid = class_target(labels, CLASSES, ["maize", "potato"])
+    assert valid.tolist() == [[False, False, True], [True, False, False]]
+    assert target[valid].tolist() == [0, 1] and target.dtype == np.int64
+    assert class_lookup(CLASSES, ["maize", "potato"])[-1] == -1  # the label -1 stays unlabelled
+    with pytest.raises(InputDataError, match="'rice' not in the labels"):
+        class_lookup(CLASSES, ["maize", "rice"])
+    with pytest.raises(InputDataError, match="at least two"):
+        class_lookup(CLASSES, ["maize"])
+    with pytest.raises(InputDataError, match="twice"):
+        class_lookup(CLASSES, ["maize", "Maize"])
+
+
+def test_dataset_with_classes_and_binary_default(store):
+    binary = PatchDataset(store, "train", "maize")
+    multi = PatchDataset(store, "train", classes="maize,potato,grassland,other")
+    crops = PatchDataset(store, "train", classes=CROPS)
+    for i in range(len(binary)):
+        labels = binary.labels(i)
+        item = binary[i]
+        target, valid = binary_target(labels, CLASSES, "maize")
+        assert item["target"].dtype == torch.float32
+        assert np.array_equal(item["target"].numpy(), target) and np.array_equal(
+            item["valid"].numpy(), valid
+        )
+        many = multi[i]
+        assert many["target"].dtype == torch.int64
+        assert np.array_equal(many["valid"].numpy(), labels >= 0)
+        assert torch.equal(many["image"], item["image"])
+        # Without "other", background and wheat pixels are not valid.
+        assert np.array_equal(crops[i]["valid"].numpy(), np.isin(labels, [1, 2, 3]))
+    counts = multi.target_counts()
+    labels = np.stack([multi.labels(i) for i in range(len(multi))])
+    expected = [(labels == k).sum() for k in (1, 2, 3)] + [np.isin(labels, [0, 4]).sum()]
+    assert counts.tolist() == expected
+    assert binary.target_counts().tolist() == list(binary.class_counts())
+    assert "classes=" in repr(multi) and "positive=" in repr(binary)
+
+
+def test_class_weights_are_capped_inverse_frequencies():
+    weights = balanced_class_weights([600, 300, 100, 0], cap=5.0)
+    assert weights[0] == pytest.approx(1000 / (4 * 600))
+    assert weights[1] == pytest.approx(1000 / (4 * 300))
+    assert weights[2] == pytest.approx(2.5) and weights[3] == 5.0
+    assert balanced_class_weights([1, 10_000], cap=20.0)[0] == 20.0
+    assert balanced_class_weights([50, 50, 50], cap=20.0) == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="no"):
+        balanced_class_weights([0, 0], cap=20.0)
+
+
+def test_few_label_crop_type_data_and_class_weights(store):
+    opened = DatasetStore(store)
+    stats = opened.normalization.to_dict()
+    config = quick(classes=[*CROPS, "other"], label_fraction=0.5, pos_weight="auto", seed=2)
+    train_data, _, record = _training_data(opened, [], ["VH"], stats, config)
+    assert record["fraction"] == 0.5 and 0 < record["parcels"] < record["total_parcels"]
+    assert train_data.dataset.target_classes == [*CROPS, "other"]
+    items = [train_data[i] for i in range(len(train_data))]
+    kept = sum(int(x["valid"].sum()) for x in items)
+    everything = PatchDataset(opened, train_data.dataset.indices, classes=config.classes)
+    assert 0 < kept < sum(int(everything[i]["valid"].sum()) for i in train_data.indices)
+    # Counted from the labels alone, or item by item (any dataset): the same weights.
+    weights = resolved_class_weight(config, train_data)
+    assert weights == resolved_class_weight(config, items)  # type: ignore[arg-type]
+    counts = np.bincount(
+        np.concatenate([x["target"][x["valid"]].numpy() for x in items]), minlength=4
+    )
+    assert weights == balanced_class_weights(counts, AUTO_POS_WEIGHT_CAP)
+    assert resolved_class_weight(quick(classes=CROPS), train_data) is None
+    with pytest.raises(ConfigError, match="pos_weight"):
+        resolved_class_weight(quick(classes=CROPS, pos_weight=2.0), train_data)
+
+
+# ---------------------------------------------------------------------------- loss
+
+
+def test_multiclass_loss_masks_and_weights_and_binary_loss_is_unchanged():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5, 5, requires_grad=True)
+    target = torch.randint(0, 3, (2, 5, 5))
+    valid = torch.rand(2, 5, 5) > 0.3
+    ce = SegmentationLoss("bce")(logits, target, valid)
+    reference = F.cross_entropy(logits.movedim(1, -1)[valid], target[valid])
+    assert ce.item() == pytest.approx(reference.item())
+    weight = [1.0, 2.0, 0.5]
+    weighted = SegmentationLoss("bce", class_weight=weight)(logits, target, valid)
+    reference = F.cross_entropy(
+        logits.movedim(1, -1)[valid], target[valid], weight=torch.tensor(weight)
+    )
+    assert weighted.item() == pytest.approx(reference.item())
+    # Logits and targets of unlabelled pixels change nothing.
+    assert (~valid).any()
+    noise = 100.0 * torch.randn_like(logits)
+    other = torch.where(valid[:, None], logits.detach(), noise)
+    shuffled = torch.where(valid, target, (target + 1) % 3)
+    loss = SegmentationLoss("bce+dice")
+    assert loss(other, shuffled, valid).item() == pytest.approx(loss(logits, target, valid).item())
+    total = loss(logits, target, valid)
+    total.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    perfect = F.one_hot(target, 3).movedim(-1, 1).float() * 50.0
+    assert SegmentationLoss("dice")(perfect, target, valid).item() < 0.01
+
+    binary_logits = torch.randn(2, 1, 5, 5)
+    binary_target_ = (torch.rand(2, 5, 5) > 0.5).float()
+    expected = masked_bce(binary_logits[:, 0], binary_target_, valid, 3.0) + 0.5 * soft_dice(
+        binary_logits[:, 0], binary_target_, valid
+    )
+    got = SegmentationLoss("bce+dice", pos_weight=3.0, dice_weight=0.5)(
+        binary_logits, binary_target_, valid
+    )
+    assert got.item() == expected.item()
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_confusion_matrix_metrics_match_sklearn(tmp_path):
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 4, (3, 6, 6))
+    pred = np.where(rng.random(truth.shape) < 0.6, truth, rng.integers(0, 4, truth.shape))
+    valid = rng.random(truth.shape) > 0.2
+    names = ["a", "b", "c", "d"]
+    confusion = MulticlassConfusion(names).update(pred, truth, valid)
+    t, p = truth[valid], pred[valid]
+    assert confusion.total == valid.sum()
+    assert confusion.accuracy == pytest.approx(accuracy_score(t, p))
+    assert confusion.kappa == pytest.approx(cohen_kappa_score(t, p))
+    iou = jaccard_score(t, p, average=None, labels=range(4))
+    assert np.allclose(confusion.iou, iou) and confusion.miou == pytest.approx(iou.mean())
+    # Scores (N, K, H, W) as tensors are argmaxed; batches add up like one big update.
+    scores = torch.from_numpy(np.eye(4)[pred]).movedim(-1, 1)
+    halves = MulticlassConfusion(names).update(scores[:2], truth[:2], valid[:2])
+    halves = halves + MulticlassConfusion(names).update(
+        scores[2:], torch.from_numpy(truth[2:]), torch.from_numpy(valid[2:])
+    )
+    assert np.array_equal(halves.counts, confusion.counts)
+    # A class never present nor predicted is left out of the mIoU; JSON keeps it as null.
+    sparse = MulticlassConfusion(["x", "y", "z"]).update(np.array([0, 1, 1]), np.array([0, 1, 0]))
+    assert np.isnan(sparse.iou[2]) and sparse.miou == pytest.approx((0.5 + 0.5) / 2)
+    path = write_metrics_json(tmp_path / "m.json", {"metrics": sparse})
+    back = read_metrics_json(path)["metrics"]
+    assert np.isnan(back["per_class"]["z"]["iou"]) and back["confusion"] == sparse.counts.tolist()
+    assert np.array_equal(MulticlassConfusion.from_dict(back).counts, sparse.counts)
+    with pytest.raises(ValueError, match="class indices"):
+        MulticlassConfusion(names).update(np.array([5]), np.array([0]))
+
+
+# ---------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def parents(store, tmp_path_factory) -> dict[str, str]:
+    """A binary (maize) and a crop-type (maize, potato, grassland, other) pre-trained model."""
+    root = tmp_path_factory.mktemp("parents")
+    binary = train(store, root / "bin", positive="maize", config=quick(), model_options=OPTIONS)
+    multi = train(
+        store,
+        root / "multi",
+        config=quick(classes=",".join([*CROPS, "other"]), pos_weight="auto"),
+        model_options=OPTIONS,
+    )
+    return {"binary": str(binary.checkpoint), "multi": str(multi.checkpoint)}
+
+
+def test_train_and_evaluate_a_crop_type_model(parents, store, tmp_path):
+    classes = ["maize", "potato", "grassland", "other"]
+    checkpoint = parents["multi"]
+    meta = read_metadata(checkpoint)
+    assert meta.target_classes == classes and meta.options["out_channels"] == 4
+    assert meta.training["selection"] == "best val_miou" and len(meta.training["class_weight"]) == 4
+    assert 0 <= meta.training["best_val_iou"] <= 1  # the best validation mIoU
+
+    scores = evaluate(checkpoint, store, timesteps="all", out=tmp_path / "m.json")
+    assert scores["classes"] == classes and "threshold" not in scores
+    assert list(scores["early_season"]) == [1, 2, 3, 4]
+    # The metrics are those of the model's argmax over the test split's valid pixels.
+    model, _ = load_checkpoint(checkpoint)
+    test = PatchDataset(store, "test", classes=classes)
+    expected = MulticlassConfusion(classes)
+    with torch.inference_mode():
+        for i in range(len(test)):
+            item = test[i]
+            logits = model(pad_steps(item["image"][None], 2))
+            expected.update(logits, item["target"][None], item["valid"][None])
+    assert scores["early_season"][2]["confusion"] == expected.counts.tolist()
+    assert scores["metrics"]["miou"] == pytest.approx(
+        MulticlassConfusion.from_dict(scores["metrics"]).miou
+    )
+    assert json.loads((tmp_path / "m.json").read_text())["classes"] == classes
+
+
+def test_binary_runs_are_unchanged_by_class_lists(parents, store):
+    assert "classes" not in quick().fingerprint()
+    checkpoint = parents["binary"]
+    meta = read_metadata(checkpoint)
+    assert meta.target_classes is None and meta.options["out_channels"] == 1
+    assert meta.training["selection"] == "best val_iou" and "pos_weight" in meta.training
+    run = json.loads((Path(checkpoint).parent / "run.json").read_text())
+    assert "target_classes" not in run["fingerprint"]["metadata"]
+    assert "classes" not in run["fingerprint"]["config"]
+    scores = evaluate(checkpoint, store, timesteps=3)
+    assert scores["positive"] == ["maize"] and "classes" not in scores
+    # The positive class's confusion of sigmoid >= threshold, as always.
+    model, _ = load_checkpoint(checkpoint)
+    test = PatchDataset(store, "test", "maize")
+    expected = BinaryConfusion()
+    with torch.inference_mode():
+        for i in range(len(test)):
+            item = test[i]
+            prob = torch.sigmoid(model(pad_steps(item["image"][None], 3)))[:, 0]
+            expected.update(prob, item["target"][None], item["valid"][None])
+    assert scores["metrics"] == expected.as_dict()
+
+
+def _state(path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)[0].state_dict()
+
+
+def _same(a: dict, b: dict, prefix: str) -> bool:
+    keys = [k for k in a if k.startswith(prefix)]
+    return bool(keys) and all(torch.equal(a[k], b[k]) for k in keys)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "last_k", "trainable"),
+    [
+        ("fte", None, ("encoder.", "decoder.head.")),
+        ("ftd", 1, ("decoder.blocks.1.", "decoder.head.")),
+        ("probe", None, ("decoder.head.",)),
+        ("ft", None, ("encoder.", "decoder.")),
+    ],
+)
+def test_a_new_head_trains_under_every_strategy(strategy, last_k, trainable):
+    torch.manual_seed(0)
+    model = build_model("recurrent_unet", 1, STEPS, widths=[4, 8, 16])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    apply_strategy(model, strategy, last_k, head_channels=5)
+    assert (
+        model.options["out_channels"] == 5 and model(torch.zeros(1, STEPS, 1, 8, 8)).shape[1] == 5
+    )
+    for name, param in model.named_parameters():
+        assert param.requires_grad == name.startswith(trainable), name
+        if not name.startswith("decoder.head."):
+            assert torch.equal(param, before[name]), name  # only the head is new
+    rebuilt = build_model("recurrent_unet", 1, STEPS, **model.options)
+    rebuilt.load_state_dict(model.state_dict())  # the options rebuild the new architecture
+
+
+@pytest.mark.parametrize(
+    ("parent", "classes", "channels"),
+    [("binary", CROPS, 3), ("multi", None, 1), ("multi", ["maize", "wheat"], 2)],
+)
+def test_fte_to_another_class_set_keeps_the_decoder_and_learns_a_new_head(
+    parents, store, tmp_path, parent, classes, channels
+):
+    config = quick(classes=classes)
+    result = finetune(
+        parents[parent], store, tmp_path / "fte", strategy="fte", positive="potato", config=config
+    )
+    meta = read_metadata(result.checkpoint)
+    assert meta.options["out_channels"] == channels
+    assert meta.target_classes == (list(classes) if classes else None)
+    assert meta.positive == ([] if classes else ["potato"]) and "new_head" in meta.training
+    before, after = _state(parents[parent]), _state(result.checkpoint)
+    assert _same(before, after, "decoder.blocks.")  # frozen by fte
+    assert not _same(before, after, "encoder.")  # trained
+    assert after["decoder.head.weight"].shape[0] == channels
+    scores = evaluate(result.checkpoint, store)
+    assert ("miou" in scores["metrics"]) == (classes is not None)
+
+
+def test_same_class_set_keeps_the_pretrained_head(parents, store, tmp_path):
+    config = quick(classes=[*CROPS, "other"])
+    result = finetune(parents["multi"], store, tmp_path / "fte", strategy="fte", config=config)
+    assert "new_head" not in read_metadata(result.checkpoint).training
+    assert _same(_state(parents["multi"]), _state(result.checkpoint), "decoder.")
+    ft = finetune(
+        parents["binary"], store, tmp_path / "ri", strategy="ri", config=quick(classes=CROPS)
+    )
+    assert read_metadata(ft.checkpoint).options["out_channels"] == 3
+
+
+# ---------------------------------------------------------------------------- baseline, CLI
+
+
+def test_random_forest_learns_the_same_classes(store):
+    classes = ("maize", "potato", "grassland", "other")
+    options = BaselineOptions(n_estimators=8, classes=",".join(classes), early_season=False)
+    result = run_baseline(store, options, timesteps="all", jobs=1)
+    assert result.classes == list(classes) and not result.confusions
+    test = PatchDataset(store, "test", classes=classes)
+    valid = sum(int(test[i]["valid"].sum()) for i in range(len(test)))
+    assert all(c.total == valid for c in result.class_confusions.values())
+    record = result.to_dict()
+    assert record["classes"] == list(classes) and set(record["early_season"]) == {1, 2, 3, 4}
+    assert record["metrics"]["miou"] > 0.5  # distinct curves: the forest separates the crops
+    assert set(record["training_pixels"]) == {0, 1, 2, 3}
+    binary = run_baseline(store, BaselineOptions(n_estimators=8, early_season=False), jobs=1)
+    assert binary.classes is None and binary.metrics.total == binary.confusions[STEPS].total
+
+
+def test_cli_train_evaluate_baseline_with_classes(store, tmp_path, capsys):
+    out = tmp_path / "cli"
+    common = ["--epochs", "1", "--batch-size", "3", "--quiet", "--accelerator", "cpu"]
+    args = ["--classes", "maize,potato,other", "--model-options", json.dumps(OPTIONS)]
+    assert main(["train", store, "--out", str(out), *args, *common]) == 0
+    assert "best val mIoU" in capsys.readouterr().out
+    checkpoint = str(out / "model.safetensors")
+    assert main(["evaluate", checkpoint, store, "--timesteps", "all"]) == 0
+    table = capsys.readouterr().out
+    assert "classes: maize, potato, other" in table and "mIoU" in table and "kappa" in table
+    baseline = ["baseline", store, "--classes", "maize,potato,other", "--n-estimators", "4"]
+    assert main([*baseline, "--jobs", "1"]) == 0
+    assert "classes maize, potato, other" in capsys.readouterr().out
+    assert main(["train", store, "--out", str(tmp_path / "x"), "--classes", "maize"]) == 2
+    # The same name in a YAML file, as a list or a comma-separated string.
+    yaml = tmp_path / "train.yaml"
+    yaml.write_text("train:\n  classes: [maize, potato, other]\n")
+    assert TrainConfig.from_yaml(yaml).classes == ("maize", "potato", "other")
