@@ -29,6 +29,7 @@ from affine import Affine
 
 import realdata_support
 from sarcrop.cli import main
+from sarcrop.errors import InputDataError
 from sarcrop.evaluation import (
     allocate,
     assess,
@@ -361,3 +362,50 @@ def test_end_to_end_on_a_worldcereal_location(shared_data: Path, tmp_path: Path)
     assert census.area_pixels(1).value == pytest.approx(truth[labelled].sum())
     assert census.estimates.overall.value == pytest.approx(np.mean((classes == truth)[labelled]))
     assert census.estimates.area[1].se == 0
+
+
+def test_parcels_of_a_test_area_are_a_census(tmp_path: Path) -> None:
+    """Polygons rasterised onto the map's grid: the map's crop (its POSITIVE tag) is class 1,
+    other parcels and the space between them class 0, parcels without a value unlabelled."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    transform = Affine(10, 0, 500_000, 0, -10, 4_000_200)
+    classes = np.zeros((20, 20), np.uint8)
+    classes[:, :8] = 1  # mapped maize: columns 0-7
+    profile = {"crs": "EPSG:32631", "transform": transform, "width": 20, "height": 20}
+    map_path = write_map(tmp_path / "map.tif", classes, profile)
+    with rasterio.open(map_path, "r+") as ds:
+        ds.update_tags(POSITIVE="maize")
+
+    def cells(c0: int, r0: int, c1: int, r1: int) -> object:
+        x0, y0 = transform @ (c0, r0)
+        x1, y1 = transform @ (c1, r1)
+        return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+    parcels = gpd.GeoDataFrame(
+        {"crop": ["maize", "wheat", None]},
+        geometry=[cells(0, 0, 10, 10), cells(10, 0, 20, 10), cells(0, 10, 20, 15)],
+        crs="EPSG:32631",
+    )
+    parcels.to_file(tmp_path / "parcels.gpkg", engine="pyogrio")
+    reference = np.zeros((20, 20), np.int64)  # rows 15-19: between parcels, class 0
+    reference[:10, :10] = 1
+    reference[10:15] = -1
+    expected = np.zeros((3, 3), np.int64)  # classes -1, 0, 1
+    for m, r in zip(classes.ravel(), reference.ravel(), strict=True):
+        expected[int(m) + 1, int(r) + 1] += 1
+    expected = expected[1:]  # map classes 0, 1 only
+
+    got = assess(map_path, tmp_path / "parcels.gpkg", label_column="crop")
+    assert got.design == "census"
+    np.testing.assert_array_equal(got.counts[1:], expected)
+    maize = got.estimates.area[got.classes.index(1)]
+    assert maize.value * got.total_pixels == pytest.approx(np.sum(reference == 1))
+    assert maize.se == 0
+
+    with rasterio.open(map_path, "r+") as ds:
+        ds.update_tags(POSITIVE="")
+    with pytest.raises(InputDataError, match="POSITIVE") as err:
+        assess(map_path, tmp_path / "parcels.gpkg", label_column="crop")
+    assert "map.tif" in str(err.value)

@@ -382,7 +382,7 @@ def labels_from_parcels(
         )
     frame = frame[inside]
 
-    names = frame[column].map(_class_name)
+    names = [_class_name(v) for v in frame[column]]  # Series.map would turn None into NaN
     crops = sorted({n for n in names if n is not None and n != BACKGROUND})
     classes = [BACKGROUND, *crops]
     index = {name: i for i, name in enumerate(classes)}

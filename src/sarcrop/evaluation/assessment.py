@@ -1,8 +1,9 @@
 """``assess``: a map + reference labels → error matrix, accuracies and areas with 95 % CIs.
 
 The reference is either a sample GeoPackage of ``sarcrop sample`` with its label column filled
-in (stratified estimators, :mod:`sarcrop.evaluation.area`), or a label raster on the map's grid
-(a census of every labelled pixel: the true values of the labelled area, with zero SE).
+in (stratified estimators, :mod:`sarcrop.evaluation.area`), other labelled points
+(post-stratified), or a label raster on the map's grid or field parcels of a test area (a census
+of every labelled pixel: the true values of the labelled area, with zero SE).
 Results are written as JSON (everything) and Markdown (the tables a report needs).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.windows import Window
 
 from sarcrop.errors import InputDataError
 from sarcrop.evaluation.area import (
@@ -288,10 +290,48 @@ def assess_census(
         for window in strips(grid, block_rows(ds, band)):
             mapped = read_map_classes(ds, band, window)
             ref = label_classes(lab, lab.read(reference.label_band, window=window), reference)
-            ok = mapped >= 0  # unlabelled pixels stay, as reference UNLABELLED
-            keys, k = np.unique(np.stack([mapped[ok], ref[ok]]), axis=1, return_counts=True)
-            for (m, r), c in zip(keys.T.tolist(), k.tolist(), strict=True):
-                pairs[(m, r)] = pairs.get((m, r), 0) + c
+            _add_pairs(pairs, mapped, ref)
+    sources = {"map": str(map_path), "reference": f"{labels} (every mapped pixel)"}
+    return _census(pairs, grid, labels, sources)
+
+
+def assess_parcels(map_path: str | Path, parcels: str | Path, label_column: str) -> Assessment:
+    """A census against field parcels (polygons) of a test area, rasterised onto the map's grid
+    by their ``label_column``: parcels of the map's positive class (its ``POSITIVE`` tag) are
+    class 1, other parcels and pixels outside every parcel class 0 (as in training), parcels
+    without a value unlabelled."""
+    from sarcrop.data.labels import labels_from_parcels, positive_indices
+
+    with open_raster(map_path) as ds:
+        grid, band = grid_of(ds), class_band(ds, map_path)
+        mapped = read_map_classes(ds, band, Window(0, 0, grid.width, grid.height))
+        positive = [p for p in ds.tags().get("POSITIVE", "").split(",") if p]
+    if not positive:
+        raise InputDataError("the map has no POSITIVE tag naming its crop", map_path)
+    codes, names = labels_from_parcels(parcels, grid, column=label_column)
+    try:
+        wanted = positive_indices(names, positive)
+    except InputDataError as exc:
+        raise InputDataError(str(exc), parcels) from None
+    ref = np.where(codes < 0, UNLABELLED, np.isin(codes, wanted)).astype(np.int64)
+    pairs: dict[tuple[int, int], int] = {}
+    _add_pairs(pairs, mapped, ref)
+    sources = {"map": str(map_path), "reference": f"{parcels} (parcels, column {label_column!r})"}
+    return _census(pairs, grid, parcels, sources)
+
+
+def _add_pairs(pairs: dict[tuple[int, int], int], mapped: np.ndarray, ref: np.ndarray) -> None:
+    """Count (map class, reference class) pairs of mapped pixels into ``pairs``."""
+    ok = mapped >= 0  # unlabelled pixels stay, as reference UNLABELLED
+    keys, k = np.unique(np.stack([mapped[ok], ref[ok]]), axis=1, return_counts=True)
+    for (m, r), c in zip(keys.T.tolist(), k.tolist(), strict=True):
+        pairs[(m, r)] = pairs.get((m, r), 0) + c
+
+
+def _census(
+    pairs: dict[tuple[int, int], int], grid: Any, labels: str | Path, sources: dict[str, str]
+) -> Assessment:
+    """Census estimates from every mapped pixel's (map, reference) pair."""
     if not any(r != UNLABELLED for _, r in pairs):
         raise InputDataError("no mapped pixel has a label", labels)
     classes = tuple(sorted({m for m, _ in pairs} | {r for _, r in pairs}))
@@ -301,12 +341,22 @@ def assess_census(
         counts[index[m], index[r]] = c
     est = census_estimates(counts, classes)
     map_pixels = {c: int(t) for c, t in zip(classes, counts.sum(axis=1), strict=True) if t}
-    sources = {"map": str(map_path), "reference": f"{labels} (every mapped pixel)"}
     return Assessment(est, counts, map_pixels, _pixel_area(grid), "census", (), 0, sources)
 
 
 def _is_vector_file(path: Path) -> bool:
     return path.suffix.lower() in (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".parquet")
+
+
+def _has_polygons(path: Path) -> bool:
+    """Whether a vector file holds parcels (polygons) rather than points."""
+    import pyogrio
+
+    try:
+        kind = str(pyogrio.read_info(path).get("geometry_type") or "")
+    except (pyogrio.errors.DataSourceError, OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read the reference: {exc}", path) from None
+    return "polygon" in kind.lower()
 
 
 def _check_map(sample: Sample, map_path: Path) -> None:
@@ -335,12 +385,14 @@ def assess(
     """Accuracy and area of the map at ``map_path`` against ``reference``: a sample of
     ``sarcrop sample`` (``label_column`` holding map class numbers), any other file of labelled
     points (a simple random or systematic sample, post-stratified by map class), or a label
-    raster (census). ``labels_table``: a CSV table with the labels of a sample's points
-    (``point_id`` and ``label_column``)."""
+    raster or parcel polygons of a test area (census). ``labels_table``: a CSV table with the
+    labels of a sample's points (``point_id`` and ``label_column``)."""
     map_path, reference = Path(map_path), Path(reference)
     if not _is_vector_file(reference):
         return assess_census(map_path, reference, labels)
     if not is_sample_file(reference):
+        if _has_polygons(reference):
+            return assess_parcels(map_path, reference, label_column)
         sample = post_stratified_sample(reference, map_path, label_column)
     elif labels_table is not None:
         sample = labels_from_table(read_sample(reference), labels_table, label_column)

@@ -3,11 +3,12 @@
 Beside each method's error map (TP/FP/FN against the label) the report shows its uncertainty:
 the binary entropy of the predicted probability, as ``predict --uncertainty`` writes it.
 
-Where a scenario is tested on a simulated region, the truth of every pixel is known, so each
-method's map of the test area goes through the good-practice chain of ``sarcrop sample`` →
-reference labels (here read from the simulator's truth) → ``sarcrop assess``: the estimated
-area of the crop with its 95 % CI is set against the true area and the map's pixel count,
-which the map's errors bias. Everything is computed from the run's files (probabilities and
+The label of every labelled test pixel is known (the simulator's truth, or a real location's
+label raster), so each method's map of the test area goes through the good-practice chain of
+``sarcrop sample`` → reference labels read from those labels → ``sarcrop assess``: the
+estimated area of the crop with its 95 % CI is set against the true (census) area and the
+map's pixel count, which the map's errors bias. Unlabelled pixels count in the areas, not in
+the accuracies. Everything is computed from the run's files (probabilities and
 stores) with the run's first seed, so ``sarcrop report --redraw`` gives the same numbers
 without training. Files go to ``area/<scenario>/``: the truth and class maps (GeoTIFF), each
 sample (GeoPackage) and each assessment (JSON and Markdown).
@@ -188,11 +189,18 @@ def class_map(probability: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def area_estimates(
-    out: Path, scenario: str, area: ScenarioMaps, *, seed: int, n: int = SAMPLE_SIZE
+    out: Path,
+    scenario: str,
+    area: ScenarioMaps,
+    *,
+    seed: int,
+    n: int = SAMPLE_SIZE,
+    data: str = SIMULATED,
 ) -> list[dict[str, Any]]:
     """Per method: sample its class map, label the points from the truth, assess; one
     :func:`~sarcrop.evaluation.assessment.area_record` row each (class 1, the crop), with the
-    method and the files behind it. ``out`` is the run directory."""
+    method and the files behind it. ``out`` is the run directory; ``data`` says whether the
+    truth is the simulator's or real labels."""
     from sarcrop.evaluation.assessment import (
         area_record,
         assess_census,
@@ -215,12 +223,13 @@ def area_estimates(
         options = SamplingOptions(seed=seed, min_per_stratum=min(50, n // 2))
         sample = fill_reference(draw_sample(map_path, min(n, mapped), options=options), truth)
         write_sample(sample, out / folder / f"{method}-samples.gpkg")
-        sources = {"map": str(name), "reference": f"{folder / 'truth.tif'} (simulator's truth)"}
+        origin = "simulator's truth" if data == SIMULATED else "the test split's labels"
+        sources = {"map": str(name), "reference": f"{folder / 'truth.tif'} ({origin})"}
         estimate = assess_sample(sample, sources=sources)
         if 1 not in estimate.classes:  # no crop mapped, none among the points
             continue
         write_assessment(estimate, out / folder / method, title=f"{scenario}: {method.upper()}")
         census = assess_census(map_path, truth)
-        record = area_record(estimate, 1, scenario=scenario, truth=census, data=SIMULATED)
+        record = area_record(estimate, 1, scenario=scenario, truth=census, data=data)
         rows.append({**record, "method": method, "assessment": str(folder / f"{method}.json")})
     return rows

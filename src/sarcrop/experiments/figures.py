@@ -144,9 +144,8 @@ class ExperimentFigures:
         }
 
     def _uncertainty_and_area(self, scenario: ScenarioRecord, test: _TestSplit) -> dict[str, Any]:
-        """Each method's uncertainty beside its errors and, where the test region is
-        simulated (its truth known), its sample-based area estimate
-        (:mod:`sarcrop.experiments.area`)."""
+        """Each method's uncertainty beside its errors and its sample-based area estimate
+        against the test split's labels (:mod:`sarcrop.experiments.area`)."""
         from sarcrop.experiments import area as extras
 
         thresholds = extras.method_thresholds(self.record.config, tuple(test.probabilities))
@@ -157,9 +156,8 @@ class ExperimentFigures:
         figure = Path("figures") / f"{scenario.id}-uncertainty.png"
         title = f"{scenario.id}: errors and uncertainty over the whole test split"
         extras.uncertainty_figure(full, summary, title, self.out / figure)
-        estimates = []
-        if self.record.regions[scenario.test_region].data == SIMULATED:
-            estimates = extras.area_estimates(self.out, scenario.id, full, seed=self.seed)
+        data = self.record.regions[scenario.test_region].data
+        estimates = extras.area_estimates(self.out, scenario.id, full, seed=self.seed, data=data)
         return {
             "uncertainty_figure": str(figure),
             "uncertainty": summary,
