@@ -360,6 +360,35 @@ class _Reservoir:
         return np.concatenate(X), np.concatenate(y)
 
 
+def check_splits(train_set: Any, train_path: Any, test_set: Any, test_path: Any) -> None:
+    """Both splits must hold patches; the error names the store that has none."""
+    if len(train_set) == 0:
+        raise InputDataError("the store has no train patches", train_path)
+    if len(test_set) == 0:
+        raise InputDataError("the store has no test patches", test_path)
+
+
+def fit_forest(
+    dataset: Any,
+    options: BaselineOptions,
+    jobs: int | None,
+    *,
+    early_season: bool = False,
+    n_classes: int = 2,
+) -> RandomForestBaseline:
+    """:func:`fit_baseline_from_dataset` with the forest settings of ``options``."""
+    return fit_baseline_from_dataset(
+        dataset,
+        max_samples_per_class=options.max_samples_per_class,
+        early_season=early_season,
+        random_state=options.seed,
+        n_estimators=options.n_estimators,
+        max_depth=options.max_depth,
+        n_jobs=jobs,
+        n_classes=n_classes,
+    )
+
+
 def fit_baseline_from_dataset(
     dataset: Any,
     *,
@@ -606,19 +635,13 @@ def run_baseline(
     test_set = PatchDataset(
         test, "test", positive, bands, normalization=normalization, classes=classes
     )
-    if len(train_set) == 0:
-        raise InputDataError("the store has no train patches", train_store.path)
-    if len(test_set) == 0:
-        raise InputDataError("the store has no test patches", test.path)
+    check_splits(train_set, train_store.path, test_set, test.path)
     try:
-        model = fit_baseline_from_dataset(
+        model = fit_forest(
             train_set,
-            max_samples_per_class=options.max_samples_per_class,
+            options,
+            jobs,
             early_season=options.early_season,
-            random_state=options.seed,
-            n_estimators=options.n_estimators,
-            max_depth=options.max_depth,
-            n_jobs=jobs,
             n_classes=len(classes) if classes else 2,
         )
         confusions: dict[int, BinaryConfusion] = {}

@@ -33,7 +33,8 @@ from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.baseline import (
     BaselineResult,
     RandomForestBaseline,
-    fit_baseline_from_dataset,
+    check_splits,
+    fit_forest,
     predict_patches,
 )
 from sarcrop.evaluation.metrics import BinaryConfusion, EvaluationInputError, zero_pad_after
@@ -220,19 +221,9 @@ def run_feature_forest(
         train_store, "train", positive, bands, normalization=normalization, label_mask=mask
     )
     test_set = PatchDataset(test, "test", positive, bands, normalization=normalization)
-    if len(train_set) == 0:
-        raise InputDataError("the store has no train patches", train_store.path)
-    if len(test_set) == 0:
-        raise InputDataError("the store has no test patches", test.path)
+    check_splits(train_set, train_store.path, test_set, test.path)
     try:
-        model = fit_baseline_from_dataset(
-            FeatureDataset(train_set, extractor),
-            max_samples_per_class=options.max_samples_per_class,
-            random_state=options.seed,
-            n_estimators=options.n_estimators,
-            max_depth=options.max_depth,
-            n_jobs=jobs,
-        )
+        model = fit_forest(FeatureDataset(train_set, extractor), options, jobs)
         wanted = timestep_list(timesteps, train_store.steps)
         confusions = {
             t: _confusion(model, FeatureDataset(test_set, extractor, t), options.threshold)
