@@ -195,12 +195,12 @@ def area_estimates(
     *,
     seed: int,
     n: int = SAMPLE_SIZE,
-    data: str = SIMULATED,
+    data: str | None = SIMULATED,
 ) -> list[dict[str, Any]]:
     """Per method: sample its class map, label the points from the truth, assess; one
     :func:`~sarcrop.evaluation.assessment.area_record` row each (class 1, the crop), with the
     method and the files behind it. ``out`` is the run directory; ``data`` says whether the
-    truth is the simulator's or real labels."""
+    truth is the simulator's or real labels (None: a store of unknown origin)."""
     from sarcrop.evaluation.assessment import (
         area_record,
         assess_census,
@@ -230,6 +230,6 @@ def area_estimates(
             continue
         write_assessment(estimate, out / folder / method, title=f"{scenario}: {method.upper()}")
         census = assess_census(map_path, truth)
-        record = area_record(estimate, 1, scenario=scenario, truth=census, data=data)
+        record = area_record(estimate, 1, scenario=scenario, truth=census, data=data or "unknown")
         rows.append({**record, "method": method, "assessment": str(folder / f"{method}.json")})
     return rows
