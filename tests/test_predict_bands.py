@@ -19,7 +19,13 @@ from sarcrop.data.season import Season
 from sarcrop.errors import SarcropError
 from sarcrop.models import build_model
 from sarcrop.options import ExecutionOptions, MapOptions, WindowOptions
-from sarcrop.prediction import ModelSpec, WindowLayout, predict_block, predict_map
+from sarcrop.prediction import (
+    BlockCompute,
+    ModelSpec,
+    WindowLayout,
+    predict_block,
+    predict_map,
+)
 from sarcrop.prediction.engine import BlockResult, restrict, season_until
 from sarcrop.prediction.predict import block_path, work_dir
 from sarcrop.prediction.writer import binary_entropy
@@ -247,7 +253,7 @@ def test_read_ahead_gives_the_sequential_blocks(
     assert order == list(range(layout.n_blocks))
     stack = restrict(open_scenes(scenes, bands=["VH", "VV"]), season_until(SEASON, 4))
     for index in order:  # one block after the other, each read right before its computation
-        alone = predict_block(spec, stack, layout, index, timesteps=4, batch_size=3)
+        alone = predict_block(spec, stack, layout, index, BlockCompute(timesteps=4, batch_size=3))
         assert alone.sums.tobytes() == saved[index].tobytes(), index
 
 

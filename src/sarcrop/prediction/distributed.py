@@ -23,6 +23,7 @@ from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import SarcropError
 from sarcrop.options import ExecutionOptions, Precision, SceneOptions
 from sarcrop.prediction.engine import (
+    BlockCompute,
     BlockResult,
     ModelSpec,
     cached_onnx_model,
@@ -80,16 +81,8 @@ def _block_task(
         if engine == "onnx":
             shape = window_batch_shape(spec, layout, batch_size)
             runners = [cached_onnx_model(s, shape, threads) for s in specs]
-        return predict_block(
-            specs,
-            stack,
-            layout,
-            index,
-            timesteps=timesteps,
-            batch_size=batch_size,
-            runners=runners,
-            precision=precision,
-        )
+        compute = BlockCompute(timesteps, batch_size, precision, runners)
+        return predict_block(specs, stack, layout, index, compute)
 
 
 def run_blocks(

@@ -167,6 +167,21 @@ def check_compatible(specs: Sequence[ModelSpec]) -> None:
                 )
 
 
+@dataclass(frozen=True)
+class BlockCompute:
+    """How the windows of every block of one map are computed.
+
+    ``runners`` (ONNX Runtime models, one per spec, built for :func:`window_batch_shape`)
+    replace the PyTorch models; batches are then of the runners' fixed batch size (at most
+    ``batch_size``), the last one zero-padded to it.
+    """
+
+    timesteps: int
+    batch_size: int = 4
+    precision: Precision = "fp32"
+    runners: Sequence[OnnxModel] | None = None
+
+
 @dataclass
 class BlockInput:
     """The composites of one block, read before (or while) the model computes another."""
@@ -407,22 +422,18 @@ def compute_block(
     specs: ModelSpec | Sequence[ModelSpec],
     layout: WindowLayout,
     block_input: BlockInput,
+    compute: BlockCompute,
     *,
-    timesteps: int,
-    batch_size: int = 4,
     on_windows: Callable[[int], None] | None = None,
-    runners: OnnxModel | Sequence[OnnxModel] | None = None,
-    precision: Precision = "fp32",
 ) -> BlockResult:
     """Run every model over the windows of a read block, adding them up with their weights.
 
     Each model sees the same inputs in the same batches, so its sums are those of a run with
-    that model alone. ``runners`` (ONNX Runtime models, one per spec, for
-    :func:`window_batch_shape`) replace the PyTorch models; batches are then of the runners'
-    fixed batch size (at most ``batch_size``), the last one zero-padded to it.
+    that model alone. ``on_windows(n)`` is called after each batch with the number of windows
+    it covered (for progress bars).
     """
-    specs, engines = as_list(specs), as_list(runners) if runners is not None else None
-    spec = specs[0]
+    specs, engines = as_list(specs), compute.runners
+    spec, timesteps, batch_size = specs[0], compute.timesteps, compute.batch_size
     if engines is not None:
         batch_size = engines[0].input_shape[0]
     block = layout.block(block_input.index)
@@ -449,7 +460,7 @@ def compute_block(
                 )
             for m, model in enumerate(specs):
                 runner = None if engines is None else engines[m]
-                prob = probabilities(model, inputs, runner, precision)
+                prob = probabilities(model, inputs, runner, compute.precision)
                 for i, k in enumerate(keep):
                     c = k * stride
                     acc[m, ..., c : c + win] += prob[i] * weights
@@ -468,31 +479,16 @@ def predict_block(
     stack: SceneStack,
     layout: WindowLayout,
     index: int,
-    *,
-    timesteps: int,
-    batch_size: int = 4,
-    on_windows: Callable[[int], None] | None = None,
-    runners: OnnxModel | Sequence[OnnxModel] | None = None,
-    precision: Precision = "fp32",
+    compute: BlockCompute,
 ) -> BlockResult:
     """Predict every window of block ``index`` with one model or several (read, then compute).
 
-    ``stack`` should already be restricted to the first ``timesteps`` periods (see
-    :func:`restrict`). ``on_windows(n)`` is called after each batch with the number of windows
-    it covered (for progress bars). See :func:`compute_block` for ``runners``.
+    ``stack`` should already be restricted to the first ``compute.timesteps`` periods (see
+    :func:`restrict`).
     """
     first = as_list(specs)[0]
-    block_input = read_block(first, stack, layout, index, timesteps=timesteps)
-    return compute_block(
-        specs,
-        layout,
-        block_input,
-        timesteps=timesteps,
-        batch_size=batch_size,
-        on_windows=on_windows,
-        runners=runners,
-        precision=precision,
-    )
+    block_input = read_block(first, stack, layout, index, timesteps=compute.timesteps)
+    return compute_block(specs, layout, block_input, compute)
 
 
 def finalize(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.options import ExecutionOptions, MapOptions, SceneOptions, WindowOptions
 from sarcrop.prediction.engine import (
+    BlockCompute,
     BlockInput,
     BlockResult,
     ModelSpec,
@@ -505,21 +506,14 @@ def predict_map(
                     def read(index: int) -> BlockInput:
                         return read_block(spec, stack, layout, index, timesteps=steps)
 
+                    compute = BlockCompute(steps, windows.batch_size, execution.precision, runners)
                     for block_input in prefetched(read, missing):
-                        save(
-                            compute_block(
-                                specs,
-                                layout,
-                                block_input,
-                                timesteps=steps,
-                                batch_size=windows.batch_size,
-                                on_windows=bar.update,
-                                runners=runners,
-                                precision=execution.precision,
-                            )
+                        result = compute_block(
+                            specs, layout, block_input, compute, on_windows=bar.update
                         )
+                        save(result)
                         del block_input
-                    del runners  # ONNX Runtime's arena is not needed for the merge
+                    del runners, compute  # ONNX Runtime's arena is not needed for the merge
             else:
                 from sarcrop.prediction.distributed import run_blocks
 
