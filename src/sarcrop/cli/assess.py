@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sarcrop.evaluation.assessment import assess, class_name, write_assessment
+    from sarcrop.evaluation.assessment import assess, write_assessment
 
     result = assess(
         args.map,
@@ -64,5 +64,5 @@ def run(args: argparse.Namespace) -> int:
             else f"{px.value:,.0f} px ± {1.96 * px.se:,.0f}"
         )
         mapped = result.map_pixels.get(c, 0)
-        print(f"class {class_name(c)}: estimated area {where} (mapped {mapped:,} px)")
+        print(f"class {result.label(c)}: estimated area {where} (mapped {mapped:,} px)")
     return 0

@@ -67,10 +67,18 @@ class Assessment:
     strata: tuple[Stratum, ...] = ()
     unlabelled: int = 0
     sources: dict[str, str] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
+    """Names of the map's classes by index (a crop-type map's ``CLASS_NAMES``), else empty."""
 
     @property
     def classes(self) -> tuple[int, ...]:
         return self.estimates.classes
+
+    def label(self, c: int) -> str:
+        """How class ``c`` is shown: 'unlabelled', its number and, where known, its name."""
+        if c == UNLABELLED:
+            return "unlabelled"
+        return f"{c} {self.class_names[c]}" if 0 <= c < len(self.class_names) else str(c)
 
     @property
     def total_pixels(self) -> int:
@@ -103,6 +111,7 @@ class Assessment:
             "estimator": e.method,
             "sources": self.sources,
             "classes": list(self.classes),
+            "class_names": list(self.class_names),
             "sample_size": int(self.counts.sum()),
             "unlabelled_points": self.unlabelled,
             "total_pixels": self.total_pixels,
@@ -130,25 +139,21 @@ class Assessment:
         return "\n".join(_markdown(self, title)) + "\n"
 
 
-def class_name(c: int) -> str:
-    """How a class is shown: its number, or 'unlabelled'."""
-    return "unlabelled" if c == UNLABELLED else str(c)
-
-
 def _fmt(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
     return f"{value:,.{digits}f}"
 
 
-def _matrix(rows: np.ndarray, classes: Sequence[int], digits: int) -> list[str]:
-    head = "| map \\ reference | " + " | ".join(class_name(c) for c in classes) + " | total |"
+def _matrix(a: Assessment, rows: np.ndarray, digits: int) -> list[str]:
+    classes = a.classes
+    head = "| map \\ reference | " + " | ".join(a.label(c) for c in classes) + " | total |"
     lines = [head, "|---" * (len(classes) + 2) + "|"]
     for c, row in zip(classes, rows, strict=True):
         if c == UNLABELLED:  # never a map class
             continue
         cells = " | ".join(_fmt(float(v), digits) for v in row)
-        lines.append(f"| {c} | {cells} | {_fmt(float(row.sum()), digits)} |")
+        lines.append(f"| {a.label(c)} | {cells} | {_fmt(float(row.sum()), digits)} |")
     total = " | ".join(_fmt(float(v), digits) for v in rows.sum(axis=0))
     lines.append(f"| total | {total} | {_fmt(float(rows.sum()), digits)} |")
     return lines
@@ -175,11 +180,11 @@ def _markdown(a: Assessment, title: str) -> list[str]:
         "",
         "## Error matrix, sample counts",
         "",
-        *_matrix(a.counts.astype(float), classes, 0),
+        *_matrix(a, a.counts.astype(float), 0),
         "",
         "## Error matrix, estimated area proportions",
         "",
-        *_matrix(e.proportions, classes, 4),
+        *_matrix(a, e.proportions, 4),
         "",
         "## Accuracy",
         "",
@@ -188,8 +193,8 @@ def _markdown(a: Assessment, title: str) -> list[str]:
         _acc_row("overall", "", e.overall),
     ]
     mapped = [i for i, c in enumerate(classes) if c != UNLABELLED]
-    lines += [_acc_row("user's", str(classes[i]), e.users[i]) for i in mapped]
-    lines += [_acc_row("producer's", str(classes[i]), e.producers[i]) for i in mapped]
+    lines += [_acc_row("user's", a.label(classes[i]), e.users[i]) for i in mapped]
+    lines += [_acc_row("producer's", a.label(classes[i]), e.producers[i]) for i in mapped]
     unit = "ha" if a.pixel_area_m2 else "px"
     lines += [
         "",
@@ -206,7 +211,7 @@ def _markdown(a: Assessment, title: str) -> list[str]:
         low, high = est.ci95
         counted = a.map_pixels.get(c, 0)
         lines.append(
-            f"| {class_name(c)} | {counted:,} | {_fmt(counted * scale, 2)} | {_fmt(px.value, 0)} | "
+            f"| {a.label(c)} | {counted:,} | {_fmt(counted * scale, 2)} | {_fmt(px.value, 0)} | "
             f"{_fmt(est.value, 2)} | {_fmt(est.se, 2)} | {_fmt(low, 2)} – {_fmt(high, 2)} |"
         )
     return lines
@@ -295,25 +300,53 @@ def assess_census(
     return _census(pairs, grid, labels, sources)
 
 
+def map_class_names(ds: Any) -> tuple[str, ...]:
+    """A crop-type map's class names by index (its ``CLASS_NAMES`` tag); empty for a binary
+    map."""
+    names = ds.tags().get("CLASS_NAMES")
+    return tuple(json.loads(names)) if names else ()
+
+
+def parcel_classes(codes: np.ndarray, names: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """Parcel class codes → the crop-type map's class indices, as in training: a listed
+    ``other`` gathers the parcels of unlisted crops and the pixels outside every parcel, which
+    are otherwise unlabelled like parcels without a value."""
+    from sarcrop.data.labels import OTHER
+
+    folded = {name.casefold(): k for k, name in enumerate(classes)}
+    table = np.full(len(names) + 1, UNLABELLED, dtype=np.int64)  # last: code -1
+    if OTHER in folded:
+        table[: len(names)] = folded[OTHER]
+    for code, name in enumerate(names):
+        if str(name).casefold() in folded:
+            table[code] = folded[str(name).casefold()]
+    return table[codes]
+
+
 def assess_parcels(map_path: str | Path, parcels: str | Path, label_column: str) -> Assessment:
     """A census against field parcels (polygons) of a test area, rasterised onto the map's grid
-    by their ``label_column``: parcels of the map's positive class (its ``POSITIVE`` tag) are
-    class 1, other parcels and pixels outside every parcel class 0 (as in training), parcels
-    without a value unlabelled."""
+    by their ``label_column``. Binary map: parcels of its positive class (its ``POSITIVE`` tag)
+    are class 1, other parcels and pixels outside every parcel class 0 (as in training).
+    Crop-type map: each parcel is its crop's class (:func:`parcel_classes`). Parcels without a
+    value are unlabelled."""
     from sarcrop.data.labels import labels_from_parcels, positive_indices
 
     with open_raster(map_path) as ds:
         grid, band = grid_of(ds), class_band(ds, map_path)
         mapped = read_map_classes(ds, band, Window(0, 0, grid.width, grid.height))
         positive = [p for p in ds.tags().get("POSITIVE", "").split(",") if p]
-    if not positive:
+        classes = map_class_names(ds)
+    if not positive and not classes:
         raise InputDataError("the map has no POSITIVE tag naming its crop", map_path)
     codes, names = labels_from_parcels(parcels, grid, column=label_column)
-    try:
-        wanted = positive_indices(names, positive)
-    except InputDataError as exc:
-        raise InputDataError(str(exc), parcels) from None
-    ref = np.where(codes < 0, UNLABELLED, np.isin(codes, wanted)).astype(np.int64)
+    if classes:
+        ref = parcel_classes(codes, names, classes)
+    else:
+        try:
+            wanted = positive_indices(names, positive)
+        except InputDataError as exc:
+            raise InputDataError(str(exc), parcels) from None
+        ref = np.where(codes < 0, UNLABELLED, np.isin(codes, wanted)).astype(np.int64)
     pairs: dict[tuple[int, int], int] = {}
     _add_pairs(pairs, mapped, ref)
     sources = {"map": str(map_path), "reference": f"{parcels} (parcels, column {label_column!r})"}
@@ -388,6 +421,19 @@ def assess(
     raster or parcel polygons of a test area (census). ``labels_table``: a CSV table with the
     labels of a sample's points (``point_id`` and ``label_column``)."""
     map_path, reference = Path(map_path), Path(reference)
+    with open_raster(map_path) as ds:
+        names = map_class_names(ds)
+    result = _assess(map_path, reference, label_column, labels, labels_table)
+    return replace(result, class_names=names)
+
+
+def _assess(
+    map_path: Path,
+    reference: Path,
+    label_column: str,
+    labels: ReferenceOptions | None,
+    labels_table: str | Path | None,
+) -> Assessment:
     if not _is_vector_file(reference):
         return assess_census(map_path, reference, labels)
     if not is_sample_file(reference):
