@@ -122,8 +122,6 @@ def test_scenario_classes_are_validated_and_binary_specs_unchanged(store):
             "not both",
         ),
         ({"classes": None}, r"scenarios\[2\]: give crop"),
-        ({"methods": ["rf", "rf-features"]}, "rf-features maps one crop"),
-        ({"early_season": {"scenario": 1}}, "early_season: scenario nl-nl-types"),
         ({"classes": ["maize"]}, "at least two"),
     ]
     for changes, message in bad:

@@ -11,6 +11,10 @@ Given several seeds' predictions of one test set, it does the same for their mea
 sees the same parcel draw, so the interval reflects the test set's uncertainty once, not once
 per seed. :func:`paired_difference` compares two methods the same way: both are scored on the
 same draws and the interval is that of their per-draw difference.
+
+Crop-type maps are scored the same way by :func:`class_bootstrap`: each parcel's ``K × K``
+confusion counts are resampled, and each draw is scored by
+:class:`~sarcrop.evaluation.metrics.MulticlassConfusion` (IoU per class and mIoU).
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sarcrop.evaluation.metrics import METRICS, BinaryConfusion, EvaluationInputError
+from sarcrop.evaluation.metrics import (
+    METRICS,
+    BinaryConfusion,
+    EvaluationInputError,
+    MulticlassConfusion,
+)
 
 DRAW_CELLS = 2_000_000
 """Draws × parcels resampled at a time (bounds memory for large test sets)."""
@@ -181,7 +190,8 @@ def _percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def _resampled_totals(counts: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Summed counts ``(seeds, n, 4)`` of ``n`` draws of ``k`` parcels with replacement."""
+    """Summed counts ``(seeds, n, c)`` of ``n`` draws of ``k`` parcels with replacement
+    (``counts`` is ``(seeds, k, c)``)."""
     rng = np.random.default_rng(seed)
     k = counts.shape[1]
     step = max(1, DRAW_CELLS // k)
@@ -191,6 +201,85 @@ def _resampled_totals(counts: np.ndarray, n: int, seed: int) -> np.ndarray:
         times = rng.multinomial(k, np.full(k, 1 / k), size=min(step, n - start))
         totals.append(np.einsum("dk,skc->sdc", times, counts))
     return np.concatenate(totals, axis=1)
+
+
+MIOU = "miou"
+"""The key of the mean IoU among :func:`class_bootstrap`'s intervals."""
+
+
+def parcel_class_confusions(
+    pred: np.ndarray, target: np.ndarray, parcels: np.ndarray, classes: Sequence[str]
+) -> np.ndarray:
+    """Confusion matrices ``(k, K, K)`` (``[truth, predicted]``) of each parcel, in the order
+    of its id.
+
+    ``pred`` holds class indices or scores ``(N, K, ...)`` (argmax taken), ``target`` class
+    indices; pixels with parcel id -1 are ignored.
+    """
+    pred, target, parcels = np.asarray(pred), np.asarray(target), np.asarray(parcels)
+    size = len(classes)
+    if pred.ndim == target.ndim + 1:
+        pred = pred.argmax(axis=1)
+    inside = parcels >= 0
+    # Validates shapes and class indices with the rules (and messages) of every evaluation.
+    MulticlassConfusion(list(classes)).update(pred, target, inside)
+    _, parcel = np.unique(parcels[inside], return_inverse=True)
+    cells = target[inside].astype(np.int64) * size + pred[inside].astype(np.int64)
+    code = parcel.ravel() * size * size + cells
+    count = int(parcel.max(initial=-1)) + 1
+    return np.bincount(code, minlength=count * size * size).reshape(count, size, size)
+
+
+def class_bootstrap(
+    pred: np.ndarray | Sequence[np.ndarray],
+    target: np.ndarray,
+    parcels: np.ndarray,
+    classes: Sequence[str],
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Interval]:
+    """IoU of each class and the mIoU (key :data:`MIOU`) with percentile intervals from
+    resampled parcels.
+
+    As :func:`parcel_bootstrap`: ``pred`` is one prediction or several of the same test set
+    (seeds), every prediction is scored on the same draws and the estimate and interval are
+    those of the per-draw mean; undefined values (a class absent from a draw and never
+    predicted) are left out.
+    """
+    _check("iou", n, level)
+    preds = [pred] if isinstance(pred, np.ndarray) else list(pred)
+    if not preds:
+        raise EvaluationInputError("bootstrap needs at least one prediction")
+    size = len(classes)
+    counts = np.stack(
+        [
+            parcel_class_confusions(p, target, parcels, classes).reshape(-1, size * size)
+            for p in preds
+        ]
+    )
+    if counts.shape[1] == 0:
+        raise EvaluationInputError("no labelled parcels to bootstrap")
+    full = _nanmean(_class_scores(counts.sum(axis=1), classes), axis=0)
+    drawn = _nanmean(_class_scores(_resampled_totals(counts, n, seed), classes), axis=0)
+    names = [*classes, MIOU]
+    return {
+        name: Interval(float(full[j]), *_percentiles(drawn[..., j], level), counts.shape[1])
+        for j, name in enumerate(names)
+    }
+
+
+def _class_scores(totals: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """IoU of each class and the mIoU ``(..., K + 1)`` of each row of flattened ``K × K``
+    counts, by :class:`MulticlassConfusion` itself."""
+    size = len(classes)
+    flat = totals.reshape(-1, size, size)
+    values = []
+    for matrix in flat:
+        confusion = MulticlassConfusion(list(classes), matrix)
+        values.append([*confusion.iou, confusion.miou])
+    return np.asarray(values, dtype=np.float64).reshape(*totals.shape[:-1], size + 1)
 
 
 def _scores(totals: np.ndarray, metric: str) -> np.ndarray:

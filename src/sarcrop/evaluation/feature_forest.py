@@ -16,6 +16,10 @@ network's features where they help.
 :func:`run_feature_forest` is the one pipeline behind ``sarcrop baseline --features`` and the
 experiments' ``rf-features`` method; it learns from the same parcels as the forest and the
 networks for a given ``label_fraction`` and seed.
+
+Crop-type maps: with ``options.classes`` the forest is the plain forest's multi-class one (same
+classes in the same order, ``other`` gathering the unlisted crops), on the same features, scored
+by one :class:`~sarcrop.evaluation.metrics.MulticlassConfusion` per number of observed steps.
 """
 
 from __future__ import annotations
@@ -36,8 +40,14 @@ from sarcrop.evaluation.baseline import (
     check_splits,
     fit_forest,
     predict_patches,
+    predict_proba_patches,
 )
-from sarcrop.evaluation.metrics import BinaryConfusion, EvaluationInputError, zero_pad_after
+from sarcrop.evaluation.metrics import (
+    BinaryConfusion,
+    EvaluationInputError,
+    MulticlassConfusion,
+    zero_pad_after,
+)
 from sarcrop.options import BaselineOptions
 
 LAYER = "decoder.head input"
@@ -192,6 +202,7 @@ def run_feature_forest(
     networks), the test split of ``test_store`` (default ``store``), ``positive`` and
     ``timesteps`` (None, t or ``"all"``; at t the features are those of the input cut to t).
     ``bands`` default to the checkpoint's; ``checkpoint`` may be a shipped model's name.
+    ``options.classes`` fits a crop-type forest of those classes (``class_confusions``).
     """
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.normalization import Normalization
@@ -199,8 +210,6 @@ def run_feature_forest(
     from sarcrop.training.config import positive_classes, timestep_list
 
     options = options or BaselineOptions()
-    if getattr(options, "classes", None):
-        raise ConfigError("the forest on features maps one positive class; drop classes")
     train_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     test = train_store if test_store is None else test_store
     test = test if isinstance(test, DatasetStore) else DatasetStore(test)
@@ -209,26 +218,40 @@ def run_feature_forest(
             f"test store has {test.steps} time steps, the training store {train_store.steps}",
             test.path,
         )
-    positive = positive_classes(train_store, positive)
+    classes = None if options.classes is None else list(options.classes)
+    positive = [] if classes else positive_classes(train_store, positive)
     extractor, stats, bands = load_extractor(checkpoint, train_store, bands, raw=raw)
     normalization = Normalization.from_dict(stats)
     mask = None
     if options.label_fraction < 1:
         from sarcrop.data.parcels import label_subset
 
-        mask = label_subset(train_store, options.label_fraction, options.seed, positive=positive)
+        named = _labelled(classes) if classes else positive
+        mask = label_subset(train_store, options.label_fraction, options.seed, positive=named)
     train_set = PatchDataset(
-        train_store, "train", positive, bands, normalization=normalization, label_mask=mask
+        train_store,
+        "train",
+        positive,
+        bands,
+        normalization=normalization,
+        label_mask=mask,
+        classes=classes,
     )
-    test_set = PatchDataset(test, "test", positive, bands, normalization=normalization)
+    test_set = PatchDataset(
+        test, "test", positive, bands, normalization=normalization, classes=classes
+    )
     check_splits(train_set, train_store.path, test_set, test.path)
+    confusions: dict[int, BinaryConfusion] = {}
+    class_confusions: dict[int, MulticlassConfusion] = {}
     try:
-        model = fit_forest(FeatureDataset(train_set, extractor), options, jobs)
-        wanted = timestep_list(timesteps, train_store.steps)
-        confusions = {
-            t: _confusion(model, FeatureDataset(test_set, extractor, t), options.threshold)
-            for t in wanted
-        }
+        n_classes = len(classes) if classes else 2
+        model = fit_forest(FeatureDataset(train_set, extractor), options, jobs, n_classes=n_classes)
+        for t in timestep_list(timesteps, train_store.steps):
+            features = FeatureDataset(test_set, extractor, t)
+            if classes:
+                class_confusions[t] = _class_confusion(model, features, classes)
+            else:
+                confusions[t] = _confusion(model, features, options.threshold)
     except EvaluationInputError as exc:
         raise InputDataError(str(exc), train_store.path) from None
     return FeatureForestResult(
@@ -245,11 +268,21 @@ def run_feature_forest(
         confusions=confusions,
         every_timestep=timesteps == "all",
         label_subset=None if mask is None else mask.as_dict(),
+        classes=classes,
+        class_confusions=class_confusions,
         checkpoint=Path(str(checkpoint)),
         raw=raw,
         feature_width=extractor.width,
         network_bands=[bands[i] for i in extractor.network_bands or range(len(bands))],
     )
+
+
+def _labelled(classes: Sequence[str]) -> list[str]:
+    """The classes a label subset keeps parcels of, as the plain forest's (``other`` gathers
+    the rest, so it names no parcels)."""
+    from sarcrop.data.labels import OTHER
+
+    return [c for c in classes if c.casefold() != OTHER]
 
 
 def _confusion(
@@ -265,8 +298,22 @@ def _confusion(
     return confusion
 
 
+def _class_confusion(
+    model: RandomForestBaseline, dataset: FeatureDataset, classes: Sequence[str]
+) -> MulticlassConfusion:
+    """The crop-type forest's matrix: the most probable class of every valid pixel."""
+    confusion = MulticlassConfusion(list(classes))
+    for index in range(len(dataset)):
+        item = dataset[index]
+        prob = predict_proba_patches(model, item["image"].numpy())
+        valid = item["valid"].numpy().astype(bool) & np.isfinite(prob).all(axis=0)
+        confusion.update(np.nan_to_num(prob).argmax(axis=0), item["target"].numpy(), valid)
+    return confusion
+
+
 def probability_maps(result: FeatureForestResult, test_store: Any | None = None) -> np.ndarray:
-    """Maize probability ``(N, H, W)`` of every test patch (the experiments' saved maps)."""
+    """Maize probability ``(N, H, W)`` of every test patch (the experiments' saved maps), or
+    every class's ``(N, K, H, W)`` for a crop-type forest."""
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.normalization import Normalization
     from sarcrop.data.store import DatasetStore
@@ -280,11 +327,13 @@ def probability_maps(result: FeatureForestResult, test_store: Any | None = None)
         result.positive,
         result.bands,
         normalization=Normalization.from_dict(result.normalization),
+        classes=result.classes,
     )
     features = FeatureDataset(patches, extractor)
+    predict = predict_proba_patches if result.classes else predict_patches
     return np.stack(
         [
-            np.nan_to_num(predict_patches(result.model, features[i]["image"].numpy()))
+            np.nan_to_num(predict(result.model, features[i]["image"].numpy()))
             for i in range(len(features))
         ]
     )

@@ -6,6 +6,11 @@ confusion matrix over the test split per method and seed. Its numbers go to thei
 table, ``class_results.csv`` (per-class IoU, precision, recall, F1 and the overall mIoU,
 overall accuracy and kappa), summarised as mean ± std over seeds in ``tables.md`` and the
 report, with the summed confusion matrix of the best method (highest mean mIoU) as a figure.
+Per class IoU and mIoU also get parcel-bootstrap 95 % intervals of their mean over seeds
+(``class_intervals.csv``, :func:`sarcrop.experiments.intervals.class_intervals`), shown as
+``mean ± std [low, high]``. The first ``figure_patches`` test patches are drawn as class maps
+(label and each method's prediction at seed 0 with every label) in the colours of predicted
+crop-type maps, and the early-season scenario gets its mIoU against the observed composites t.
 The binary tables, intervals and figures never see these scenarios (:func:`binary_view`).
 """
 
@@ -46,13 +51,15 @@ OVERALL_NAMES = {"miou": "mIoU", "accuracy": "OA", "kappa": "kappa"}
 
 def binary_view(config: ExperimentConfig) -> ExperimentConfig:
     """``config`` without its crop-type scenarios (the early-season index follows its
-    scenario), for the binary tables, intervals and figures."""
+    scenario; an early-season curve of crop types is drawn by this module, not there), for the
+    binary tables, intervals and figures."""
     keep = [i for i, s in enumerate(config.scenarios) if config.classes_of(s) is None]
     if len(keep) == len(config.scenarios):
         return config
     early = config.early_season
     if early is not None:
-        early = early.model_copy(update={"scenario": keep.index(early.scenario)})
+        moved = keep.index(early.scenario) if early.scenario in keep else None
+        early = None if moved is None else early.model_copy(update={"scenario": moved})
     scenarios = tuple(config.scenarios[i] for i in keep)
     return config.model_copy(update={"scenarios": scenarios, "early_season": early})
 
@@ -163,14 +170,37 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _cell(mean: float, std: float) -> str:
+def _cell(mean: float, std: float, interval: tuple[float, float] | None = None) -> str:
     if np.isnan(mean):
         return "–"
-    return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    text = f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    if interval is not None and np.isfinite(interval).all():
+        text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+    return text
 
 
-def class_table(results: pd.DataFrame, scenario: str, fraction: float) -> pd.DataFrame:
-    """Rows: methods; columns: each class's IoU, then mIoU, OA and kappa (mean ± std)."""
+def _interval_lookup(
+    intervals: pd.DataFrame | None, scenario: str, fraction: float
+) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(method, class, metric) → (low, high) of one scenario and fraction."""
+    if intervals is None or intervals.empty:
+        return {}
+    part = intervals[
+        (intervals["scenario"] == scenario) & np.isclose(intervals["label_fraction"], fraction)
+    ]
+    keys = zip(part["method"].astype(str), part["class"].astype(str), part["metric"].astype(str))
+    return dict(zip(keys, zip(part["low"].astype(float), part["high"].astype(float))))
+
+
+def class_table(
+    results: pd.DataFrame,
+    scenario: str,
+    fraction: float,
+    intervals: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Rows: methods; columns: each class's IoU, then mIoU, OA and kappa (mean ± std, with
+    the parcel-bootstrap interval ``[low, high]`` where ``intervals`` has one)."""
+    bounds = _interval_lookup(intervals, scenario, fraction)
     stats = summary(results)
     stats = stats[(stats["scenario"] == scenario) & (stats["label_fraction"] == fraction)]
     columns: dict[str, dict[str, str]] = {}
@@ -180,7 +210,10 @@ def class_table(results: pd.DataFrame, scenario: str, fraction: float) -> pd.Dat
     for c, metric, name in wanted:
         part = stats[(stats["class"] == c) & (stats["metric"] == metric)]
         columns[name] = {
-            str(r.method).upper(): _cell(float(r.mean), float(r.std)) for r in part.itertuples()
+            str(r.method).upper(): _cell(
+                float(r.mean), float(r.std), bounds.get((str(r.method), c, metric))
+            )
+            for r in part.itertuples()
         }
     table = pd.DataFrame(columns)
     table.index.name = "method"
@@ -263,11 +296,13 @@ def write_class_outputs(
     results: pd.DataFrame,
     records: Mapping[tuple[str, str, int, float], Mapping[str, Any]],
     titles: Mapping[str, str] | None = None,
+    intervals: pd.DataFrame | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """Write ``class_results.csv`` and one confusion figure per crop-type scenario.
 
     Returns the manifest entries (per scenario: its per-class table at every fraction, the
-    best method and its figure) and the Markdown section of ``tables.md``.
+    best method and its figure) and the Markdown section of ``tables.md``; cells show the
+    parcel-bootstrap interval of their mean where ``intervals`` has one.
     """
     write_text_atomic(out / CLASS_RESULTS, results.to_csv(index=False))
     if results.empty:
@@ -277,6 +312,11 @@ def write_class_outputs(
         "Mean ± std over seeds at the full season; IoU per class, mIoU (mean over classes), "
         "overall accuracy (OA) and Cohen's kappa from one confusion matrix over the split.\n"
     )
+    if intervals is not None and not intervals.empty:
+        parts.append(
+            "[low, high]: 95 % parcel-bootstrap interval of the mean over seeds (IoU and mIoU; "
+            "`class_intervals.csv`).\n"
+        )
     for scenario in dict.fromkeys(results["scenario"]):
         rows = results[results["scenario"] == scenario].iloc[0]
         title = (titles or {}).get(scenario) or (
@@ -284,7 +324,7 @@ def write_class_outputs(
         )
         tables = []
         for fraction in sorted(set(results["label_fraction"]), reverse=True):
-            table = class_table(results, scenario, fraction)
+            table = class_table(results, scenario, fraction, intervals)
             if table.empty:
                 continue
             label = f"{fraction:.0%} of labels"
@@ -316,13 +356,108 @@ def labelled_classes(scenario: ScenarioSpec, classes: Sequence[str] | None) -> l
     return [c for c in classes if c.casefold() != "other"]
 
 
+# ------------------------------------------------------------------ maps and early season
+
+
+def _stored(path: str | Path, root: Path) -> str:
+    """``path`` relative to the run directory where inside it (a run directory can move)."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def class_maps(root: Path, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Draw the class maps of a scenario's first test patches from its recorded ``spec``
+    (test store, bands, classes, per-method probabilities of one seed); returns the figure
+    and the legend (class → colour) for the manifest. Reads files only."""
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.reports.figures import class_maps_figure, class_palette
+
+    classes = list(spec["classes"])
+    dataset = PatchDataset(
+        root / spec["store"], "test", bands=tuple(spec["bands"]), classes=classes
+    )
+    count = min(int(spec["patches"]), len(dataset))
+    if count == 0 or not spec["probabilities"]:
+        return {}
+    items = [dataset[i] for i in range(count)]
+    predictions = {
+        method.upper(): np.load(root / stored, mmap_mode="r")[:count]
+        for method, stored in spec["probabilities"].items()
+    }
+    figure = Path("figures") / f"class-maps-{spec['scenario']}.png"
+    class_maps_figure(
+        [item["target"].numpy() for item in items],
+        predictions,
+        classes,
+        valid=[item["valid"].numpy() for item in items],
+        title=(
+            f"{spec.get('title') or spec['scenario']}: {count} test patches, seed "
+            f"{spec['seed']}, {float(spec['label_fraction']):.0%} of labels"
+        ),
+        path=root / figure,
+    )
+    legend = [{"class": c, "color": color} for c, color in class_palette(classes).items()]
+    return {"maps_figure": str(figure), "legend": legend}
+
+
+def early_season_figure(root: Path, results: pd.DataFrame, scenario: str, title: str) -> str:
+    """mIoU against the number of observed composites t, one line per method (mean ± std over
+    seeds, every label), of one crop-type scenario; returns the figure's path."""
+    from sarcrop.reports.figures import early_season_plot
+
+    rows = results[(results["scenario"] == scenario) & (results["metric"] == "miou")]
+    rows = rows[rows["label_fraction"] == rows["label_fraction"].max()]
+    curves = rows.assign(method=[str(m).upper() for m in rows["method"]])
+    figure = Path("figures") / f"early-season-{scenario}.png"
+    early_season_plot(
+        curves[["method", "seed", "timestep", "value"]],
+        "miou",
+        title=f"Early-season mIoU, {title}",
+        path=root / figure,
+    )
+    return str(figure)
+
+
+def read_class_results(run_dir: Path) -> pd.DataFrame | None:
+    """``class_results.csv`` of a run (whole-map metrics with class ``""``), or None."""
+    path = Path(run_dir) / CLASS_RESULTS
+    if not path.is_file():
+        return None
+    results = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    results["class"] = results["class"].fillna(OVERALL)
+    return results
+
+
+def redraw_class_figures(root: Path, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ``crop_types`` manifest entries of a finished run with their class maps and
+    early-season curves drawn again from the recorded files (nothing is trained)."""
+    results = read_class_results(root)
+    out = []
+    for entry in entries:
+        entry = dict(entry)
+        if entry.get("maps"):
+            entry.update(class_maps(root, entry["maps"]))
+        if entry.get("early_season_figure") and results is not None:
+            title = str(entry.get("title") or entry["scenario"])
+            entry["early_season_figure"] = early_season_figure(
+                root, results, entry["scenario"], title
+            )
+        out.append(entry)
+    return out
+
+
 class CropTypeRuns:
     """The crop-type runs of an experiment as they finish: long rows and unit records."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: ExperimentConfig) -> None:
+        self.config = config
         self.rows: list[dict[str, Any]] = []
         self.records: dict[tuple[str, str, int, float], Mapping[str, Any]] = {}
         self.titles: dict[str, str] = {}
+        self.splits: dict[str, tuple[Path, tuple[str, ...]]] = {}
 
     def add(
         self,
@@ -331,32 +466,105 @@ class CropTypeRuns:
         seed: int,
         fraction: float,
         record: Mapping[str, Any],
+        test_store: Path,
     ) -> None:
         self.records[(scenario.id, method, seed, fraction)] = record
         named = f", from {scenario.pretrain}" if scenario.pretrain else ""
         title = f"{scenario.finetune} → {scenario.test} {scenario.band_label}{named}"
         self.titles[scenario.id] = title
+        self.splits[scenario.id] = (Path(test_store), tuple(scenario.bands))
         self.rows += class_rows(scenario, method, seed, fraction, record["early_season"])
 
     def write(self, out: Path) -> tuple[list[dict[str, Any]], str]:
-        """``class_results.csv`` (only where there are crop-type runs), figures, tables."""
+        """``class_results.csv`` and ``class_intervals.csv`` (only where there are crop-type
+        runs), figures, tables."""
         if not self.rows:
             return [], ""
         results = pd.DataFrame(self.rows, columns=list(CLASS_COLUMNS))
-        return write_class_outputs(out, results, self.records, self.titles)
+        intervals = self._intervals(out, results)
+        entries, markdown = write_class_outputs(out, results, self.records, self.titles, intervals)
+        for entry in entries:
+            scenario = entry["scenario"]
+            entry["maps"] = self._maps_spec(out, scenario)
+            entry.update(class_maps(out, entry["maps"]))
+            if scenario == self._early_scenario():
+                entry["early_season_figure"] = early_season_figure(
+                    out, results, scenario, self.titles[scenario]
+                )
+        return entries, markdown
+
+    def _classes(self, scenario: str) -> list[str]:
+        record = next(r for (s, *_), r in self.records.items() if s == scenario)
+        early = record["early_season"]
+        return list(early[max(early, key=int)]["classes"])
+
+    def _intervals(self, out: Path, results: pd.DataFrame) -> pd.DataFrame:
+        """Parcel-bootstrap intervals of every scenario, written to ``class_intervals.csv``."""
+        from sarcrop.experiments.intervals import (
+            CLASS_INTERVAL_COLUMNS,
+            CLASS_INTERVALS,
+            class_intervals,
+            class_split_parcels,
+        )
+
+        frames = [pd.DataFrame(columns=list(CLASS_INTERVAL_COLUMNS))]
+        for scenario, (store, bands) in self.splits.items():
+            classes = self._classes(scenario)
+            units = {
+                (m, f, seed): Path(r["probabilities"])
+                for (s, m, seed, f), r in self.records.items()
+                if s == scenario
+            }
+            split = class_split_parcels(store, classes, bands)
+            frames.append(class_intervals(scenario, split, classes, units, results))
+        intervals = pd.concat([f for f in frames if not f.empty] or frames, ignore_index=True)
+        write_text_atomic(out / CLASS_INTERVALS, intervals.to_csv(index=False))
+        return intervals
+
+    def _maps_spec(self, out: Path, scenario: str) -> dict[str, Any]:
+        """What the class-map figure of ``scenario`` is drawn from: the first seed's runs with
+        the most labels, as paths in the run directory (:func:`class_maps`)."""
+        runs = [(seed, f) for (s, _, seed, f) in self.records if s == scenario]
+        fraction = max(f for _, f in runs)
+        seed = min(seed for seed, f in runs if f == fraction)
+        store, bands = self.splits[scenario]
+        return {
+            "scenario": scenario,
+            "title": self.titles[scenario],
+            "store": _stored(store, out),
+            "bands": list(bands),
+            "classes": self._classes(scenario),
+            "seed": seed,
+            "label_fraction": fraction,
+            "patches": self.config.figure_patches,
+            "probabilities": {
+                m: _stored(r["probabilities"], out)
+                for (s, m, sd, f), r in self.records.items()
+                if (s, sd, f) == (scenario, seed, fraction)
+            },
+        }
+
+    def _early_scenario(self) -> str | None:
+        """The crop-type scenario the config's ``early_season`` names, if any."""
+        early = self.config.early_season
+        if early is None:
+            return None
+        scenario = self.config.scenarios[early.scenario]
+        return scenario.id if self.config.classes_of(scenario) is not None else None
 
 
 def class_summary(run_dir: Path) -> list[str]:
     """Console lines of a run's crop-type tables (full labels), none without crop types."""
-    path = Path(run_dir) / CLASS_RESULTS
-    if not path.is_file():
+    from sarcrop.experiments.intervals import read_class_intervals
+
+    results = read_class_results(run_dir)
+    if results is None:
         return []
-    results = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    results["class"] = results["class"].fillna(OVERALL)
+    intervals = read_class_intervals(run_dir)
     fraction = results["label_fraction"].max()
     lines = []
     for scenario in dict.fromkeys(results["scenario"]):
-        lines += [f"{scenario} (mean ± std over seeds, full season)", ""]
-        lines += [markdown_table(class_table(results, scenario, fraction)), ""]
-    lines.append(f"crop types: {path}")
+        lines += [f"{scenario} (mean ± std over seeds [95 % parcel-bootstrap CI], full season)", ""]
+        lines += [markdown_table(class_table(results, scenario, fraction, intervals)), ""]
+    lines.append(f"crop types: {Path(run_dir) / CLASS_RESULTS}")
     return lines

@@ -271,18 +271,12 @@ class ExperimentConfig(_Strict):
             visit(name, (name,))
 
     def _check_classes(self) -> None:
-        """Crop-type scenarios: no ``rf-features`` and no early-season curve (binary only)."""
+        """Each scenario maps one crop or several classes (crop types), never both."""
         for index, scenario in enumerate(self.scenarios):
             if scenario.crop and scenario.classes is not None:
                 raise ValueError(f"scenarios[{index}]: give crop or classes, not both")
             if self.classes_of(scenario) is None and not scenario.crop:
                 raise ValueError(f"scenarios[{index}]: give crop (one class) or classes")
-            if self.classes_of(scenario) is None:
-                continue
-            if any(parse_method(m)[0] == "rf-features" for m in self.methods):
-                raise ValueError(f"scenario {scenario.id}: rf-features maps one crop only")
-            if self.early_season and self.early_season.scenario == index:
-                raise ValueError(f"early_season: scenario {scenario.id} maps crop types")
 
     def _check_pretrainings(self) -> None:
         if not self.pretrainings:

@@ -394,7 +394,9 @@ def redraw(run_dir: str | Path) -> Path:
     previous = json.loads((record.root / MANIFEST).read_text(encoding="utf-8"))
     manifest = ExperimentFigures(record).write(pd.read_csv(record.path(record.results)))
     manifest["timings"] = previous.get("timings") or {}
-    if "crop_types" in previous:  # tables and figures of sarcrop.experiments.classes, kept
-        manifest["crop_types"] = previous["crop_types"]
+    if "crop_types" in previous:  # sarcrop.experiments.classes: tables kept, maps redrawn
+        from sarcrop.experiments.classes import redraw_class_figures
+
+        manifest["crop_types"] = redraw_class_figures(record.root, previous["crop_types"])
     text = json.dumps(manifest, indent=2, default=str)
     return write_text_atomic(record.root / MANIFEST, text)

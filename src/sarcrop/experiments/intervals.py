@@ -11,11 +11,14 @@ on every draw, so each row also compares its method with the baselines (:data:`B
 the same label fraction, paired on the same draws: the difference of the means
 (``minus_ri``), its interval (``minus_ri_low``, ``minus_ri_high``) and the share of draws in
 which the method scores above the baseline (``p_above_ri``); the same for ``rf``.
+
+Crop-type scenarios get theirs in ``class_intervals.csv`` (:func:`class_intervals`): the IoU of
+each class and the mIoU, with the same parcels, draws and level.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict
 
@@ -151,3 +154,95 @@ def read_intervals(run_dir: Path) -> pd.DataFrame | None:
     """``intervals.csv`` of a run directory, or None where the run has none."""
     path = Path(run_dir) / INTERVALS
     return pd.read_csv(path) if path.is_file() else None
+
+
+CLASS_INTERVALS = "class_intervals.csv"
+CLASS_INTERVAL_COLUMNS = (
+    "scenario",
+    "method",
+    "label_fraction",
+    "class",
+    "metric",
+    "seeds",
+    "mean",
+    "std",
+    "low",
+    "high",
+    "n_parcels",
+    "level",
+)
+
+
+def class_split_parcels(
+    store: Path, classes: Sequence[str], bands: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class-index targets and parcel ids of the test split, parcels -1 where metrics ignore
+    pixels (unlabelled, or of a class outside ``classes`` without ``other``)."""
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.parcels import store_parcels
+
+    dataset = PatchDataset(store, "test", bands=bands, classes=list(classes))
+    items = [dataset[i] for i in range(len(dataset))]
+    target = np.stack([item["target"].numpy() for item in items])
+    valid = np.stack([item["valid"].numpy() for item in items])
+    parcels = store_parcels(dataset.store)[dataset.indices]
+    return target, np.where(valid, parcels, -1)
+
+
+def class_intervals(
+    scenario: str,
+    split: tuple[np.ndarray, np.ndarray],
+    classes: Sequence[str],
+    units: Mapping[tuple[str, float, int], Path],
+    results: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per method × label fraction × class (IoU) and one for the mIoU (class ``""``):
+    mean ± std over seeds and the parcel-bootstrap CI of that mean.
+
+    ``split`` is :func:`class_split_parcels` of the test store; ``units`` maps (method,
+    fraction, seed) to the saved test class probabilities ``(N, K, H, W)``; ``results`` are
+    the long rows of ``class_results.csv`` (the means, at the full season).
+    """
+    from sarcrop.evaluation.bootstrap import MIOU, class_bootstrap
+
+    target, parcels = split
+    rows = results[results["scenario"] == scenario]
+    rows = rows[rows["timestep"] == rows["timestep"].max()]
+    out = []
+    for (method, fraction), group in rows.groupby(["method", "label_fraction"], sort=False):
+        seeds = sorted(int(s) for s in set(group["seed"]))
+        preds = [np.load(units[(str(method), float(fraction), s)]) for s in seeds]
+        intervals = class_bootstrap(
+            preds, target, parcels, classes, n=DRAWS, seed=BOOTSTRAP["seed"], level=LEVEL
+        )
+        for name, interval in intervals.items():
+            label, metric = ("", MIOU) if name == MIOU else (name, METRIC)
+            values = group[(group["class"] == label) & (group["metric"] == metric)]["value"]
+            cell = Cell.of(values)
+            out.append(
+                {
+                    "scenario": scenario,
+                    "method": method,
+                    "label_fraction": float(fraction),
+                    "class": label,
+                    "metric": metric,
+                    "seeds": len(seeds),
+                    "mean": cell.value,
+                    "std": cell.spread,
+                    "low": interval.low,
+                    "high": interval.high,
+                    "n_parcels": interval.n_parcels,
+                    "level": LEVEL,
+                }
+            )
+    return pd.DataFrame(out, columns=list(CLASS_INTERVAL_COLUMNS))
+
+
+def read_class_intervals(run_dir: Path) -> pd.DataFrame | None:
+    """``class_intervals.csv`` of a run directory (class ``""``: the mIoU), or None."""
+    path = Path(run_dir) / CLASS_INTERVALS
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    table["class"] = table["class"].fillna("")
+    return table

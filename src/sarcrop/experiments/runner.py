@@ -421,17 +421,19 @@ class ExperimentRunner:
         from sarcrop.evaluation.feature_forest import probability_maps, run_feature_forest
 
         checkpoint, _ = self.pretrained(scenario)
+        classes = self.config.classes_of(scenario)
         result = run_feature_forest(
             checkpoint,
             ft_store,
-            self._forest_options(run),
+            self._forest_options(run, classes),
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
             timesteps="all",
             raw=self.config.feature_forest.raw,
         )
-        early = {str(t): c.as_dict() for t, c in result.confusions.items()}
+        confusions = result.confusions if classes is None else result.class_confusions
+        early = {str(t): c.as_dict() for t, c in confusions.items()}
         return early, probability_maps(result)
 
     def _forest_options(self, run: _Run, classes: tuple[str, ...] | None = None) -> BaselineOptions:
@@ -492,20 +494,21 @@ class ExperimentRunner:
         self.out.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         records: dict[UnitKey, dict[str, Any]] = {}
-        types: CropTypeRuns = CropTypeRuns()
+        types: CropTypeRuns = CropTypeRuns(self.config)
         for scenario, method, seed, fraction in self.scenarios():
             record = self.run_method(scenario, method, seed, fraction=fraction)
             if self.config.classes_of(scenario) is not None:
-                types.add(scenario, method, seed, fraction, record)
+                test_store, _ = self.region_store(scenario.test)
+                types.add(scenario, method, seed, fraction, record, test_store)
                 continue
             records[(scenario.id, method, seed, fraction)] = record
             ordering = "n/a" if is_forest(method) else self.config.finetune.ordering
             rows += _rows(
                 scenario, method, _Run(seed, fraction), record["early_season"], "main", ordering
             )
-        early_spec = self.config.early_season
+        early_spec = binary_view(self.config).early_season  # crop types: from the main runs
         if early_spec is not None:
-            scenario = self.config.scenarios[early_spec.scenario]
+            scenario = binary_view(self.config).scenarios[early_spec.scenario]
             for seed in self.seeds:
                 for ordering in early_spec.orderings:
                     record = self.run_method(scenario, early_spec.method, seed, ordering)

@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from sarcrop.errors import InputDataError
 from sarcrop.utils.atomic import atomic_path
@@ -264,6 +265,80 @@ def prediction_panels(
 # --------------------------------------------------------------------------- curves
 
 
+def class_palette(classes: Sequence[str]) -> dict[str, str]:
+    """Class name → ``#rrggbb``: the colours of predicted crop-type maps (the GeoTIFF's colour
+    table, :func:`sarcrop.prediction.writer.class_colors`), so report and map agree."""
+    from sarcrop.prediction.writer import class_colors
+
+    return {
+        name: "#{:02x}{:02x}{:02x}".format(*rgb)
+        for name, rgb in zip(classes, class_colors(len(classes)))
+    }
+
+
+def class_rgb(class_map: Any, count: int, valid: Any = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 of class indices in the map palette; pixels where ``valid`` is
+    False (unlabelled) or the index is out of range are drawn in the unlabelled grey."""
+    from sarcrop.prediction.writer import class_colors
+
+    index = _array(class_map, "class map (height, width)", 2).astype(np.int64)
+    table = np.array([*class_colors(count), _hex_rgb(COLORS["unlabelled"])], dtype=np.uint8)
+    ok = (index >= 0) & (index < count)
+    if valid is not None:
+        ok &= _array(valid, "valid (height, width)", 2).astype(bool)
+    return table[np.where(ok, index, count)]
+
+
+def _hex_rgb(color: str) -> tuple[int, int, int]:
+    value = color.lstrip("#")
+    return int(value[:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def class_maps_figure(
+    labels: Sequence[Any],
+    predictions: Mapping[str, Sequence[Any]],
+    classes: Sequence[str],
+    *,
+    valid: Sequence[Any] | None = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """One row per patch: the label (unlabelled grey), then each method's predicted classes,
+    in the colours of predicted crop-type maps, with one legend of the classes.
+
+    ``labels`` are class-index patches ``(H, W)``; ``predictions`` maps a method to its class
+    indices (or scores ``(K, H, W)``, argmax taken) of the same patches.
+    """
+    if not len(labels):
+        raise FigureInputError("no patches to draw")
+    methods = list(predictions)
+    columns = 1 + len(methods)
+    fig = Figure(figsize=(1.9 * columns, 1.9 * len(labels) + 0.9), layout="constrained")
+    grid = np.atleast_2d(np.asarray(fig.subplots(len(labels), columns, squeeze=False)))
+    count = len(classes)
+    for r, label in enumerate(labels):
+        mask = None if valid is None else valid[r]
+        panels = [("Label", class_rgb(label, count, mask))]
+        for method in methods:
+            predicted = np.asarray(predictions[method][r])
+            if predicted.ndim == 3:
+                predicted = np.nan_to_num(predicted.astype(np.float32), nan=-1.0).argmax(axis=0)
+            panels.append((method, class_rgb(predicted, count)))
+        for ax, (name, rgb) in zip(grid[r], panels):
+            ax.imshow(rgb, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=10)
+    colors = class_palette(classes)
+    handles = [Patch(facecolor=colors[c], edgecolor="black", label=c) for c in classes]
+    handles.append(Patch(facecolor=COLORS["unlabelled"], edgecolor="black", label="unlabelled"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
+
+
 def _spread(series: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps stay NaN
@@ -396,7 +471,8 @@ def early_season_plot(
                 x, stats["mean"] - std, stats["mean"] + std, color=color, alpha=0.12, linewidth=0
             )
     ax.set_xlabel("observed time steps t")
-    name = {"iou": "IoU", "f1": "F1-score"}.get(metric.lower(), metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # t counts composites
+    name = {"iou": "IoU", "f1": "F1-score", "miou": "mIoU"}.get(metric.lower(), metric)
     ax.set_ylabel(name)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

@@ -39,6 +39,7 @@ from sarcrop.utils.atomic import write_text_atomic
 MANIFEST = "experiment.json"
 RESULTS = "results.csv"
 INTERVALS = "intervals.csv"
+CLASS_INTERVALS = "class_intervals.csv"
 REPORT = "report.html"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -393,6 +394,70 @@ def _early_season(ctx: _Context, value: Any) -> str:
     )
 
 
+_HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def _legend(value: Any) -> str:
+    """Swatches of the class colours of predicted crop-type maps, one per class."""
+    items = []
+    for item in _as_list(value):
+        if not isinstance(item, Mapping):
+            continue
+        color = str(item.get("color", ""))
+        swatch = (
+            f'<span class="swatch" style="background:{color}"></span>'
+            if _HEX_COLOR.match(color)
+            else ""
+        )
+        items.append(f"<li>{swatch}{_e(item.get('class', ''))}</li>")
+    items.append('<li><span class="swatch unlabelled"></span>unlabelled</li>')
+    return '<ul class="legend" aria-label="Class colours">' + "".join(items) + "</ul>"
+
+
+def _class_intervals_note(ctx: _Context, value: Any) -> str:
+    """What the ``[low, high]`` of the crop-type tables are, where the run has them."""
+    if not _as_list(value) or ctx.link(CLASS_INTERVALS) is None:
+        return ""
+    return (
+        '<p class="table-note">[low, high]: 95 % parcel-bootstrap interval of the mean over '
+        "seeds (IoU per class and mIoU; test parcels resampled, every seed scored on the same "
+        f"draws), from <code>{CLASS_INTERVALS}</code>.</p>"
+    )
+
+
+def _class_maps(ctx: _Context, value: Any) -> str:
+    """Each crop-type scenario's class maps of test patches, with the legend of its classes."""
+    parts = []
+    for entry in _as_list(value):
+        if not isinstance(entry, Mapping):
+            continue
+        title = str(entry.get("title") or entry.get("scenario", ""))
+        figure = ctx.figure(
+            entry.get("maps_figure"),
+            f"{title}: class maps of test patches; columns label (unlabelled grey), then each "
+            "method's predicted class (first seed, every label), in the colours of the "
+            "predicted GeoTIFF maps",
+        )
+        if figure:
+            parts.append(f"<h3>Class maps: {_e(title)}</h3>{_legend(entry.get('legend'))}{figure}")
+    return "\n".join(parts)
+
+
+def _class_early_season(ctx: _Context, value: Any) -> str:
+    """mIoU against t of the crop-type scenario that ``early_season`` names."""
+    figures = [
+        ctx.figure(
+            entry.get("early_season_figure"),
+            f"mIoU against the number of observed time steps t, "
+            f"{entry.get('title') or entry.get('scenario', '')} (mean ± std over seeds, every "
+            "label; t counts the composites each method has seen)",
+        )
+        for entry in _as_list(value)
+        if isinstance(entry, Mapping)
+    ]
+    return "".join(f for f in figures if f)
+
+
 def _fractions(
     ctx: _Context, manifest: Mapping[str, Any], results: pd.DataFrame | None, sources: Sources
 ) -> str:
@@ -610,6 +675,11 @@ figcaption { color: var(--muted); font-size: .88rem; margin-top: .3rem; }
 section.scenario { border-top: 1px solid var(--line); }
 section.scenario:first-of-type { border-top: none; }
 ul.maps { margin: .2rem 0 0; padding-left: 1.2rem; }
+ul.legend { display: flex; flex-wrap: wrap; gap: .3rem 1rem; margin: .4rem 0; padding: 0;
+  list-style: none; font-size: .9rem; }
+ul.legend .swatch { display: inline-block; width: .9em; height: .9em; margin-right: .35rem;
+  vertical-align: -.1em; border: 1px solid var(--text); }
+ul.legend .swatch.unlabelled { background: #c8c8c8; }
 .maps-title { margin: .6rem 0 0; font-weight: 600; }
 footer { margin-top: 3rem; padding-top: 1rem; border-top: 2px solid var(--line);
   font-size: .88rem; }
@@ -652,11 +722,18 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
         ),
         ("metrics", "Recall, precision and F1-score", _metric_tabs(results, sources)),
         ("scenarios", "Scenarios", scenario_html),
-        ("crop-types", "Crop types", crop_types_html(ctx, manifest.get("crop_types"))),
+        (
+            "crop-types",
+            "Crop types",
+            crop_types_html(ctx, manifest.get("crop_types"))
+            + _class_intervals_note(ctx, manifest.get("crop_types"))
+            + _class_maps(ctx, manifest.get("crop_types")),
+        ),
         (
             "early-season",
             "Early-season prediction",
-            _early_season(ctx, manifest.get("early_season")),
+            _early_season(ctx, manifest.get("early_season"))
+            + _class_early_season(ctx, manifest.get("crop_types")),
         ),
         ("training", "Training curves", _training_curves(ctx, manifest.get("training_curves"))),
         (
