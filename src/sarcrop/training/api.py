@@ -68,7 +68,7 @@ from sarcrop.training.ordering import (
     pad_steps,
 )
 from sarcrop.training.strategies import STRATEGIES, apply_strategy, parameter_counts
-from sarcrop.training.task import SegmentationTask, monitored_metric
+from sarcrop.training.task import SegmentationTask, monitored_metric, monitored_mode
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 RUN_FILE = "run.json"
@@ -345,7 +345,8 @@ def fit(
     _write_run(out_dir, {"status": "running", "fingerprint": fingerprint})
 
     multiclass = config.classes is not None
-    pos_weight = 1.0 if multiclass else resolved_pos_weight(config, train_data)
+    reconstructs = config.objective == "reconstruct"  # no labels, no class balance
+    pos_weight = 1.0 if multiclass or reconstructs else resolved_pos_weight(config, train_data)
     class_weight = resolved_class_weight(config, train_data) if multiclass else None
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
@@ -353,12 +354,13 @@ def fit(
     model.train()
     _prepare_model(model, config)
     task = SegmentationTask(model, config, pos_weight, class_weight)
-    monitor = monitored_metric(config)  # val_iou, or val_miou of a crop-type model
+    monitor = monitored_metric(config)  # val_iou, val_miou (crop types), val_loss (reconstruct)
+    mode = monitored_mode(config)
     checkpointing = ModelCheckpoint(
         dirpath=out_dir,
         filename="best",
         monitor=monitor if validate else None,
-        mode="max",
+        mode=mode,
         save_top_k=1 if validate else 0,
         save_last=True,
         enable_version_counter=False,
@@ -366,7 +368,7 @@ def fit(
     )
     callbacks = [checkpointing, *callbacks]
     if config.patience is not None and validate:
-        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=config.patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
     with _quiet_lightning():
         trainer = _trainer(out_dir, config, callbacks, validate)
         data = _Data(train_data, val_data, config, metadata.time_steps)
@@ -391,7 +393,7 @@ def fit(
         best_epoch = int(state["epoch"])
     elif not validate:  # the model holds the last epoch's weights
         best_epoch = trainer.current_epoch - 1
-    score = checkpointing.best_model_score if validate else None
+    score = checkpointing.best_model_score if validate and not reconstructs else None
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     result = TrainResult(
         out_dir=out_dir,
@@ -408,6 +410,7 @@ def fit(
             "best_val_iou": best_iou,
             "best_epoch": best_epoch,
             "selection": f"best {monitor}" if validate else "last epoch",
+            "objective": config.objective,
             "train_patches": len(train_data),  # type: ignore[arg-type]
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
             **({"class_weight": class_weight} if multiclass else {"pos_weight": pos_weight}),
@@ -599,13 +602,18 @@ def _from_scratch(
     store = _open_store(store)
     bands = _bands(store, bands)
     classes = config.classes
-    positive = [] if classes else positive_classes(store, positive)
-    # One logit for a positive class, one per class of a crop-type map.
-    options = {**dict(model_options or {}), "out_channels": len(classes) if classes else 1}
+    reconstructs = config.objective == "reconstruct"
+    positive = [] if classes or reconstructs else positive_classes(store, positive)
+    # One logit for a positive class, one per class of a crop-type map, and one per time step
+    # and band for a reconstruction.
+    outputs = store.steps * len(bands) if reconstructs else len(classes) if classes else 1
+    options = {**dict(model_options or {}), "out_channels": outputs}
     L.seed_everything(config.seed, verbose=False)
     network = build_model(model, len(bands), store.steps, **options)
     normalization, source = _new_normalization(store, bands, config.normalization)
-    train_data, val_data, labels = _training_data(store, positive, bands, normalization, config)
+    # A reconstruction reads no target; any class of the store fills the dataset's slot.
+    read_as = positive or list(store.classes[:1])
+    train_data, val_data, labels = _training_data(store, read_as, bands, normalization, config)
     metadata = _base_metadata(store, network, bands, positive, normalization, source, classes)
     metadata = metadata.model_copy(update={**provenance, "training": {"label_subset": labels}})
     return fit(network, train_data, val_data, out_dir, config, metadata)
@@ -699,6 +707,8 @@ def finetune(
 
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if config is not None and config.objective != "segment":
+        raise ConfigError("fine-tuning learns the target's labels: objective must be segment")
     checkpoint = pretrained.resolve(checkpoint)
     parent_meta = read_metadata(checkpoint)
     store = _open_store(store)
@@ -741,11 +751,13 @@ def finetune(
         assert isinstance(parent, SegmentationModel)  # load_checkpoint's default builder
         adapt_input_bands(parent, bands, parent_meta.bands)
     L.seed_everything(config.seed, verbose=False)
-    # Another set of output classes (binary <-> crop types, or other classes): a new head.
+    # Another set of output classes (binary <-> crop types, or other classes), or a parent
+    # that reconstructed its input (one output per time step and band): a new head.
     target_classes = list(classes) if classes else None
+    outputs = len(target_classes) if target_classes else 1
     new_head = None
-    if target_classes != parent_meta.target_classes:
-        new_head = len(target_classes) if target_classes else 1
+    if target_classes != parent_meta.target_classes or parent_outputs(parent_meta) != outputs:
+        new_head = outputs
     apply_strategy(parent, strategy, last_k, head_channels=new_head)
     stats, source = _transfer_normalization(
         normalization or "pretrained", store, bands, parent_meta, checkpoint, config
@@ -764,6 +776,11 @@ def finetune(
         }
     )
     return fit(parent, train_data, val_data, out_dir, config, metadata)
+
+
+def parent_outputs(meta: CheckpointMetadata) -> int:
+    """The output channels of a checkpoint's model (its head)."""
+    return int(meta.options.get("out_channels", 1))
 
 
 def _transfer_normalization(
@@ -844,6 +861,10 @@ def evaluate(
     )
 
     model, meta = load_checkpoint(checkpoint)
+    if meta.training.get("objective", "segment") != "segment":
+        raise CheckpointError(
+            "a self-supervised (reconstruct) model maps no crop; fine-tune it first", checkpoint
+        )
     store = _open_store(store)
     steps = meta.time_steps
     if store.steps != steps:

@@ -16,8 +16,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -30,6 +32,8 @@ Ordering = Literal["full", "chronological", "random"]
 LossName = Literal["bce", "dice", "bce+dice"]
 Scheduler = Literal["cosine", "onecycle", "none"]
 InputScaling = Literal["store", "fixed"]
+Objective = Literal["segment", "reconstruct"]
+DEFAULT_OBJECTIVE: Objective = "segment"
 
 # ``pos_weight: auto`` never weighs a positive pixel more than this many negatives: with a
 # handful of positive pixels the raw ratio would make the loss chase each one of them.
@@ -54,6 +58,11 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    objective: Objective = Field(
+        DEFAULT_OBJECTIVE,
+        description="segment: learn the labels; reconstruct: self-supervised pre-training that "
+        "restores masked composites and pixel blocks of the input (labels unused)",
+    )
     epochs: int = Field(50, ge=1, description="maximum number of epochs")
     batch_size: int = Field(8, ge=1, description="patches per batch and device")
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
@@ -132,6 +141,24 @@ class TrainConfig(BaseModel):
     def _renamed(cls, data: Any) -> Any:
         if isinstance(data, dict) and "strategy" in data:
             raise PydanticCustomError("renamed", f"strategy: {RENAMED_STRATEGY}")
+        return data
+
+    @model_validator(mode="after")
+    def _objective(self) -> TrainConfig:
+        if self.objective == "reconstruct":
+            if self.classes is not None:
+                raise ValueError("objective reconstruct learns no classes; leave classes out")
+            if self.label_fraction < 1:
+                raise ValueError("objective reconstruct uses no labels; leave label_fraction at 1")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The default objective is left out of every dump, so the fingerprints and cache keys
+        # of runs from before the objective existed stay what they were (and still resume).
+        data = handler(self)
+        if data.get("objective") == DEFAULT_OBJECTIVE:
+            del data["objective"]
         return data
 
     @field_validator("pos_weight", mode="before")

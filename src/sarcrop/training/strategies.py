@@ -15,9 +15,11 @@ and any other module — belongs to ``h_D``:
          pixels can fit its ``width + 1`` weights, not a network).
 
 When the target's classes differ from the pre-trained model's (a crop-type model fine-tuned
-to one crop, or the reverse, or another class list), ``head_channels`` replaces ``decoder.head``
-with a freshly initialised one for the target's classes, trainable under every strategy (a
-frozen random head could not learn anything); everything else keeps its pre-trained weights.
+to one crop, or the reverse, or another class list, or a self-supervised model whose head
+restored its input, one output per time step and band), ``head_channels`` replaces
+``decoder.head`` with a freshly initialised one for the target's classes, trainable under every
+strategy (a frozen random head could not learn anything); everything else keeps its pre-trained
+weights.
 
 Frozen means frozen: parameters get ``requires_grad=False`` (so no gradient, no optimizer
 state and no weight decay touch them) and every module of a frozen part is pinned to eval mode,

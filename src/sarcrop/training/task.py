@@ -7,6 +7,12 @@ of per-batch IoUs would weigh a patch with three rice pixels like a fully plante
 Crop-type models (``config.classes``, ``K`` output channels) keep one ``K × K`` matrix instead
 and select checkpoints on the mIoU (``val_miou``), also reporting overall accuracy and kappa.
 
+With ``config.objective: reconstruct`` (self-supervised pre-training) the model has one output
+per time step and band and learns to restore its normalised input where a seeded random mask
+hid it: whole composites and square pixel blocks are zeroed (zero is what an unobserved,
+early-season composite looks like), and the loss is the mean squared error over the hidden
+entries only. Labels play no part, so every pixel counts, labelled or not.
+
 Batches may carry ``"t"``, the number of observed composites (early-season training, see
 :mod:`sarcrop.training.ordering`): steps after ``t`` are zero-padded here, on the device, and
 the model always receives all ``T`` steps.
@@ -18,6 +24,7 @@ import math
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torchmetrics
 from torch import Tensor, nn
@@ -87,9 +94,68 @@ class MulticlassConfusionMetric(torchmetrics.Metric):
 
 
 def monitored_metric(config: TrainConfig) -> str:
-    """The validation metric that selects checkpoints: ``val_iou``, or ``val_miou`` for
-    crop-type (multi-class) runs."""
+    """The validation metric that selects checkpoints: ``val_iou``, ``val_miou`` for
+    crop-type (multi-class) runs, or the masked reconstruction error ``val_loss``."""
+    if config.objective == "reconstruct":
+        return "val_loss"
     return "val_iou" if config.classes is None else "val_miou"
+
+
+def monitored_mode(config: TrainConfig) -> str:
+    """Whether the monitored metric is better higher (scores) or lower (a loss)."""
+    return "min" if config.objective == "reconstruct" else "max"
+
+
+# Reconstruction masks: the share of composites hidden in each series, the share of pixel
+# blocks hidden at every time step, and the blocks' side in pixels (several pixels, so a
+# hidden pixel cannot be copied from its neighbours).
+MASKED_STEPS = 0.25
+MASKED_BLOCKS = 0.25
+MASK_BLOCK = 4
+_TRAIN_MASKS, _VAL_MASKS = 0, 1
+
+
+def reconstruction_mask(shape: torch.Size, seed: int, stream: int, index: int) -> Tensor:
+    """Seeded ``(B, T, 1, H, W)`` boolean mask of the hidden entries of a batch of series.
+
+    ``stream`` (training or validation) and ``index`` (the optimizer step, or the validation
+    batch) pick the draw, so a run reproduces, resumes, and validates on the same masks every
+    epoch. An entry is hidden where its composite or its pixel block is drawn.
+    """
+    batch, steps, _, height, width = shape
+    state = np.random.SeedSequence([seed & 0xFFFFFFFF, stream, index]).generate_state(2)
+    generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    hidden_steps = torch.rand(batch, steps, generator=generator) < MASKED_STEPS
+    rows, cols = -(-height // MASK_BLOCK), -(-width // MASK_BLOCK)
+    blocks = torch.rand(batch, rows, cols, generator=generator) < MASKED_BLOCKS
+    blocks = blocks.repeat_interleave(MASK_BLOCK, 1).repeat_interleave(MASK_BLOCK, 2)
+    hidden = hidden_steps[:, :, None, None] | blocks[:, None, :height, :width]
+    return hidden[:, :, None]
+
+
+def reconstruction_loss(model: nn.Module, batch: dict[str, Any], mask: Tensor) -> Tensor:
+    """Mean squared error of ``model``'s restoration of the entries ``mask`` hides.
+
+    Composites after an early-season cut (``"t"``) were never observed: nothing to restore.
+    """
+    image = batch["image"]
+    if "t" in batch:
+        image = pad_steps(image, batch["t"])
+    size, steps, bands = image.shape[:3]
+    hidden = mask.to(image.device)
+    restored = model(image.masked_fill(hidden, 0.0))
+    if restored.shape[1] != steps * bands:
+        raise ValueError(
+            f"reconstruction needs {steps} x {bands} output channels, the model has "
+            f"{restored.shape[1]}"
+        )
+    restored = restored.float().reshape(size, steps, bands, *restored.shape[-2:])
+    if "t" in batch:
+        observed = torch.arange(steps, device=image.device)[None, :] < batch["t"].reshape(-1, 1)
+        hidden = hidden & observed[:, :, None, None, None]
+    hidden = hidden.expand_as(image)
+    error = (restored - image.float()).square()
+    return (error * hidden).sum() / hidden.sum().clamp_min(1)
 
 
 class SegmentationTask(L.LightningModule):
@@ -111,6 +177,7 @@ class SegmentationTask(L.LightningModule):
         # Plain values, so that Lightning checkpoints load with ``weights_only=True``.
         self.save_hyperparameters(self.config.model_dump())
         self.model = model
+        self.reconstructs = self.config.objective == "reconstruct"
         classes = self.config.classes
         weight = self.config.pos_weight if pos_weight is None else pos_weight
         if classes is not None:
@@ -139,8 +206,17 @@ class SegmentationTask(L.LightningModule):
             image = pad_steps(image, batch["t"])
         return self.model(image)
 
+    def _reconstruction(self, batch: dict[str, Any], stream: int, index: int) -> Tensor:
+        # One stream per rank, so that ranks hide different entries of their different batches.
+        seed = self.config.seed + 7919 * self.global_rank
+        mask = reconstruction_mask(batch["image"].shape, seed, stream, index)
+        return reconstruction_loss(self.model, batch, mask)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        loss = self.criterion(self._logits(batch), batch["target"], batch["valid"])
+        if self.reconstructs:
+            loss = self._reconstruction(batch, _TRAIN_MASKS, self.global_step)
+        else:
+            loss = self.criterion(self._logits(batch), batch["target"], batch["valid"])
         size = batch["image"].shape[0]
         self.log(
             "train_loss",
@@ -154,6 +230,10 @@ class SegmentationTask(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if self.reconstructs:
+            loss = self._reconstruction(batch, _VAL_MASKS, batch_idx)
+            self.val_loss.update(loss.detach(), weight=batch["image"].shape[0])
+            return
         logits = self._logits(batch)
         loss = self.criterion(logits, batch["target"], batch["valid"])
         # Weighted by valid pixels: padding keys (no valid pixel) do not count.
@@ -165,8 +245,9 @@ class SegmentationTask(L.LightningModule):
         loss = float(self.val_loss.compute()) if self.val_loss.update_count else math.nan
         self.val_confusion.reset()
         self.val_loss.reset()
-        self.log("val_loss", loss, sync_dist=True)
-        self._log_metrics("val", confusion)
+        self.log("val_loss", loss, sync_dist=True, prog_bar=self.reconstructs)
+        if not self.reconstructs:
+            self._log_metrics("val", confusion)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.test_confusion.update(self._logits(batch), batch["target"], batch["valid"])
