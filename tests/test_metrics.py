@@ -25,6 +25,7 @@ from sarcrop.evaluation.tables import (
     Cell,
     metric_records,
     paper_table,
+    scenario_label,
     summary_table,
 )
 
@@ -275,3 +276,9 @@ def test_summary_tables():
     both = summary_table(_results())
     assert both.header[0][:2] == ("Scenario", "Method") and len(both.rows) == 6
     assert both.rows[0].labels == (SCENARIOS[2].id, "RF")  # spain-france sorts first
+
+
+def test_scenario_labels_name_the_pre_training_where_the_scenario_does() -> None:
+    named = scenario_label("fl18-fl19-maize-vhvv-from-real-ssl", "fl18", "fl19", "VH|VV")
+    assert named == "fl18 → fl19 VH|VV, from real-ssl"
+    assert scenario_label("spain-france-rice-vh", "spain", "france", "VH") == "spain → france VH"

@@ -32,6 +32,23 @@ from sarcrop.evaluation.paper import (
 
 # What a scenario is: the columns of a paper table (fine-tuning and test region, crop, bands).
 SCENARIO_COLUMNS = ("scenario", "finetune_region", "test_region", "crop", "bands")
+
+
+def pretrain_of(scenario_id: object) -> str | None:
+    """The pre-training a scenario names (its id ends ``-from-<name>``), else None."""
+    _, named, pretrain = str(scenario_id).rpartition("-from-")
+    return pretrain if named else None
+
+
+def scenario_label(scenario_id: object, finetune: object, test: object, bands: object) -> str:
+    """``"flanders2018 → flanders2019 VH|VV"``, with ``", from europe"`` where the scenario
+    names its pre-training, so that the same regions transferred from two pre-trainings stay
+    apart."""
+    pretrain = pretrain_of(scenario_id)
+    label = f"{finetune} → {test} {bands}"
+    return f"{label}, from {pretrain}" if pretrain else label
+
+
 RESULT_COLUMNS = (*SCENARIO_COLUMNS, "method", "metric", "timestep", "seed", "value")
 METHOD_ORDER = ("RF", "RI", "FT", "FTE", "FTD")
 """Canonical row order; other methods follow alphabetically."""
@@ -451,7 +468,9 @@ def paper_table(
         ours = f"ours on {' and '.join(kinds)} data" if kinds else "ours"
         title += f": {ours} (paper's value on its real data)"
     names = {
-        str(c.scenario): f"{_display(c.finetune_region)} → {_display(c.test_region)} {c.bands}"
+        str(c.scenario): scenario_label(
+            c.scenario, _display(c.finetune_region), _display(c.test_region), c.bands
+        )
         for c in columns.itertuples()
     }
     note = provenance_note(

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sarcrop.evaluation.metrics import METRICS, OVERALL_METRICS
+from sarcrop.evaluation.tables import scenario_label
 from sarcrop.experiments.config import ExperimentConfig, ScenarioSpec
 from sarcrop.utils.atomic import write_text_atomic
 
@@ -319,8 +320,8 @@ def write_class_outputs(
         )
     for scenario in dict.fromkeys(results["scenario"]):
         rows = results[results["scenario"] == scenario].iloc[0]
-        title = (titles or {}).get(scenario) or (
-            f"{rows.finetune_region} → {rows.test_region} {rows.bands}"
+        title = (titles or {}).get(scenario) or scenario_label(
+            scenario, rows.finetune_region, rows.test_region, rows.bands
         )
         tables = []
         for fraction in sorted(set(results["label_fraction"]), reverse=True):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from sarcrop import __version__
 from sarcrop.evaluation.paper import CITATION_SHORT
-from sarcrop.evaluation.tables import REAL, SIMULATED
+from sarcrop.evaluation.tables import REAL, SIMULATED, scenario_label
 from sarcrop.experiments.record import MANIFEST, RunRecord, ScenarioRecord
 from sarcrop.utils.atomic import write_text_atomic
 
@@ -323,8 +323,8 @@ class ExperimentFigures:
         if intervals is None or intervals["label_fraction"].nunique() < 2:
             return None
         titles = {
-            s.id: f"{s.finetune_region} → {s.test_region}, {s.crop}, {'|'.join(s.bands)}"
-            f" ({s.data or 'unknown'} data)"
+            s.id: scenario_label(s.id, s.finetune_region, s.test_region, "|".join(s.bands))
+            + f", {s.crop} ({s.data or 'unknown'} data)"
             for s in self.record.scenarios
         }
         path = Path("figures") / "learning-curves.png"

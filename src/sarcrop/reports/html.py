@@ -31,7 +31,13 @@ import pandas as pd
 from sarcrop.errors import SarcropError
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL, find_scenario
-from sarcrop.evaluation.tables import fraction_table, paired_table, paper_table, summary_table
+from sarcrop.evaluation.tables import (
+    fraction_table,
+    paired_table,
+    paper_table,
+    pretrain_of,
+    summary_table,
+)
 from sarcrop.reports.classes import crop_types_html
 from sarcrop.reports.markdown import main_run, paired_baselines, scenario_names
 from sarcrop.utils.atomic import write_text_atomic
@@ -93,7 +99,8 @@ def _scenario_title(scenario: Mapping[str, Any]) -> str:
         str(scenario.get("crop", "")),
         bands_text,
     ]
-    return " · ".join(part for part in parts if part)
+    pretrain = pretrain_of(scenario.get("id", ""))
+    return " · ".join(part for part in parts if part) + (f", from {pretrain}" if pretrain else "")
 
 
 def _region(name: Any) -> str:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL
-from sarcrop.evaluation.tables import fraction_table, paired_table, paper_table
+from sarcrop.evaluation.tables import fraction_table, paired_table, paper_table, scenario_label
 
 PAIRED_BASELINES = ("ri", "rf")
 """Baselines of the paired tables (columns ``minus_ri`` ... of ``intervals.csv``)."""
@@ -35,7 +35,7 @@ def scenario_names(results: pd.DataFrame) -> dict[str, str]:
     """Scenario id → ``"flanders2018 → flanders2019 VH|VV"`` (as the tables name them)."""
     rows = results.drop_duplicates("scenario")
     return {
-        str(r.scenario): f"{r.finetune_region} → {r.test_region} {r.bands}"
+        str(r.scenario): scenario_label(r.scenario, r.finetune_region, r.test_region, r.bands)
         for r in rows.itertuples()
     }
 
