@@ -70,13 +70,28 @@ class ConvBlock(nn.Sequential):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        """In eval mode, batch norm is folded into the convolutions: no pass over the largest
-        maps of the model for it (dropout is the identity there); training runs the layers."""
-        conv1, norm1, _, conv2, norm2 = (self[i] for i in range(5))
+        return cast(Tensor, self[6](self.convolve(x)))
+
+    def convolve(self, x: Tensor) -> Tensor:
+        """The block without its channel dropout (a caller may fold that into its next pass,
+        see :meth:`dropout_scale`). In eval mode, batch norm is folded into the convolutions:
+        no pass over the largest maps of the model for it; training runs the layers."""
+        conv1, norm1, relu1, conv2, norm2, relu2 = (self[i] for i in range(6))
         if self.training or not (_frozen_batch_norm(norm1) and _frozen_batch_norm(norm2)):
-            return cast(Tensor, super().forward(x))
+            return cast(Tensor, relu2(norm2(conv2(relu1(norm1(conv1(x)))))))
         x = conv3x3_relu(x, *fold_batch_norm(conv1, norm1))
         return conv3x3_relu(x, *fold_batch_norm(conv2, norm2))
+
+    def dropout_scale(self, x: Tensor) -> Tensor | None:
+        """The channel dropout's factors ``(N, C, 1, 1)`` for the output ``x`` of
+        :meth:`convolve` (``x * scale`` is the dropout, drawn as ``nn.Dropout2d`` draws them),
+        or ``None`` where the dropout is the identity."""
+        dropout = self[6]
+        if not (isinstance(dropout, nn.Dropout2d) and dropout.training and dropout.p > 0):
+            return None
+        keep = 1 - dropout.p
+        shape = (x.shape[0], x.shape[1], 1, 1)
+        return torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep).div_(keep)
 
 
 def conv3x3_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
