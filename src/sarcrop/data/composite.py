@@ -6,14 +6,16 @@ acquisitions in linear power, returned in dB (``10*log10(mean(10**(dB/10)))``), 
 comparison with pipelines that do it. Nodata is skipped per pixel, and a period with fewer than
 ``min_acquisitions`` valid values at a pixel is NaN there.
 
-Acquisitions are read one period at a time, so memory is bounded by the window times the number
-of acquisitions in one period, whatever the season length or area size.
+Acquisitions are read one period at a time (the next one while the last one is reduced), so
+memory is bounded by the window times the acquisitions of two periods, whatever the season length
+or area size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -22,7 +24,7 @@ from scipy.ndimage import uniform_filter
 
 from sarcrop.data.scenes import SceneStack
 from sarcrop.data.season import Season
-from sarcrop.data.units import db_to_linear, linear_to_db
+from sarcrop.data.units import db_to_linear
 
 Method = Literal["mean", "median", "first"]
 Space = Literal["linear", "db"]
@@ -79,36 +81,76 @@ def composite(
     stack.require_bands(bands)
     target = stack.target(window)
     size = speckle_filter or 1
-    filtering = size > 1
     read, inner = _with_margin(stack, window, size // 2)
-    out = np.full((season.steps, len(bands), target.height, target.width), np.nan, dtype=np.float32)
-    for step, indices in enumerate(period_indices(stack, season)):
-        if not indices:
-            continue
-        data = stack.read(indices, bands, read)  # (n, b, h, w) in stack units
-        linear = stack.units == "linear"
-        owned = False  # whether ``data`` is an array of this function (free to overwrite)
-        if filtering:
-            if not linear:
-                data, linear = db_to_linear(data), True
-            data, owned = _boxcar(data, size)[(..., *inner)], True  # a view of a new array
-        if space == "linear" and not linear:
-            data, linear, owned = _db_to_linear(data, owned), True, True
-        elif space == "db" and linear:
-            data, linear, owned = linear_to_db(data), False, True
-        if method == "mean":
-            result, count = _nanmean(data, owned)
-        else:
-            valid = np.isfinite(data)
-            count = valid.sum(axis=0)
-            if method == "median":
-                result = _nanmedian(data, count)
-            else:
-                first = np.argmax(valid, axis=0)
-                result = np.take_along_axis(data, first[None], axis=0)[0]
-        result[count < min_acquisitions] = np.nan
-        out[step] = _linear_to_db(result) if linear else result
+    out = np.empty((season.steps, len(bands), target.height, target.width), dtype=np.float32)
+    linear = stack.units == "linear"
+    options = (linear, size, inner, method, space, min_acquisitions)
+    # Each period is reduced in a worker thread while the next one is read: the read waits on
+    # GDAL and the reduction on numpy, both without the GIL. Waiting for one reduction before
+    # starting the next keeps at most two periods in memory.
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending: Future[None] | None = None
+        for step, indices in enumerate(period_indices(stack, season)):
+            if not indices:
+                out[step] = np.nan
+                continue
+            data = stack.read(indices, bands, read)  # (n, b, h, w) in stack units
+            if pending is not None:
+                pending.result()
+            pending = worker.submit(_composite_period, data, out[step], *options)
+        if pending is not None:
+            pending.result()
     return out
+
+
+def _composite_period(
+    data: np.ndarray,
+    out: np.ndarray,
+    linear: bool,
+    size: int,
+    inner: tuple[slice, slice],
+    method: Method,
+    space: Space,
+    min_acquisitions: int,
+) -> None:
+    """Write into ``out`` (b, h, w) the composite of one period's ``(n, b, h', w')``
+    acquisitions, ``h', w'`` including a margin of ``size // 2`` for the speckle filter."""
+    if size > 1:
+        if not linear:
+            data, linear = db_to_linear(data), True
+        data = _boxcar(data, size)[(..., *inner)]
+    rows = max(1, _CHUNK // max(data.shape[0] * data.shape[1] * data.shape[3], 1))
+    for top in range(0, out.shape[1], rows):
+        part = data[:, :, top : top + rows]
+        out[:, top : top + rows] = _reduce(part, linear, method, space, min_acquisitions)
+
+
+# Values (acquisitions x bands x pixels) reduced at once: few enough for the temporaries to stay
+# in the CPU cache, enough for numpy's per-call overhead not to show.
+_CHUNK = 1 << 17
+
+
+def _reduce(
+    data: np.ndarray, linear: bool, method: Method, space: Space, min_acquisitions: int
+) -> np.ndarray:
+    """The composite of ``(n, b, h, w)`` acquisitions (left unchanged), in dB."""
+    owned = False  # whether ``data`` is an array of this function (free to overwrite)
+    if space == "linear" and not linear:
+        data, linear, owned = _db_to_linear(data, owned), True, True
+    elif space == "db" and linear:
+        data, linear, owned = _linear_to_db(data), False, True
+    if method == "mean":
+        result, count = _nanmean(data, owned)
+    else:
+        valid = np.isfinite(data)
+        count = valid.sum(axis=0)
+        if method == "median":
+            result = _nanmedian(data, count)
+        else:
+            first = np.argmax(valid, axis=0)
+            result = np.take_along_axis(data, first[None], axis=0)[0]
+    np.copyto(result, np.float32(np.nan), where=count < min_acquisitions)
+    return _linear_to_db(result) if linear else result
 
 
 # The helpers below give bit for bit the values of sarcrop.data.units' conversions and of a
@@ -123,11 +165,12 @@ def _db_to_linear(data: np.ndarray, owned: bool) -> np.ndarray:
 
 
 def _linear_to_db(values: np.ndarray) -> np.ndarray:
-    """:func:`linear_to_db` of a float32 array without boolean gathers and scatters."""
-    out = np.full(values.shape, np.nan, dtype=np.float32)
-    positive = values > 0
-    np.log10(values, out=out, where=positive)
-    np.multiply(out, np.float32(10.0), out=out, where=positive)
+    """:func:`linear_to_db` of a float32 array without boolean gathers and scatters (a masked
+    ``log10`` is several times slower than one over every value)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log10(values)
+    np.multiply(out, np.float32(10.0), out=out)
+    np.copyto(out, np.float32(np.nan), where=~(values > 0))
     return out
 
 
@@ -135,7 +178,7 @@ def _nanmean(data: np.ndarray, owned: bool) -> tuple[np.ndarray, np.ndarray]:
     """Float32 mean over axis 0 ignoring non-finite values (summed in float64, in order), and
     the count of values per pixel."""
     valid = np.isfinite(data)
-    count = valid.sum(axis=0)
+    count = valid.sum(axis=0, dtype=np.min_scalar_type(len(data)))  # narrow: a faster sum
     if owned:
         np.copyto(data, 0, where=~valid)
     else:

@@ -193,30 +193,45 @@ class RasterStack(SceneStack):
         self, time_indices: Sequence[int], bands: Sequence[str], window: Window | None = None
     ) -> np.ndarray:
         target = self.target(window)
-        out = np.full(
-            (len(time_indices), len(bands), target.height, target.width), np.nan, dtype=np.float32
+        # Not filled with NaN up front: every band read is written whole (saves a pass).
+        out = np.empty(
+            (len(time_indices), len(bands), target.height, target.width), dtype=np.float32
         )
         groups: dict[str, list[tuple[int, int, BandRef]]] = {}
         for ti, t in enumerate(time_indices):
             for bi, band in enumerate(bands):
                 ref = self.refs[t].get(band)
-                if ref is not None:
+                if ref is None:
+                    out[ti, bi] = np.nan
+                else:
                     groups.setdefault(ref.path, []).append((ti, bi, ref))
         for path, entries in groups.items():
-            data = self._read_file(path, entries, target)
-            for k, (ti, bi, _) in enumerate(entries):
-                out[ti, bi] = data[k]
+            dest = _destination(out, entries)
+            data = self._read_file(path, entries, target, dest)
+            if data is not dest:
+                for k, (ti, bi, _) in enumerate(entries):
+                    out[ti, bi] = data[k]
         return out
 
     def _read_file(
-        self, path: str, entries: list[tuple[int, int, BandRef]], target: Grid
+        self,
+        path: str,
+        entries: list[tuple[int, int, BandRef]],
+        target: Grid,
+        dest: np.ndarray | None = None,
     ) -> np.ndarray:
+        """The bands of ``entries`` on ``target``; read straight into ``dest`` (and returned)
+        when the file is float32 and pixel-aligned with ``target``, saving a copy."""
         first = entries[0][2]
         with open_raster(path) as src:
+            indexes = [ref.index for _, _, ref in entries]
+            float32 = all(src.dtypes[i - 1] == "float32" for i in indexes)
 
             def read_native(win: Window) -> np.ndarray:
+                shape = (len(indexes), int(win.height), int(win.width))
+                into = dest if float32 and dest is not None and dest.shape == shape else None
                 try:
-                    raw = src.read([ref.index for _, _, ref in entries], window=win)
+                    raw = src.read(indexes, window=win, out=into)
                 except RasterioError as exc:
                     raise InputDataError(f"cannot read pixels: {_first_line(exc)}", path) from exc
                 if first.scaled:
@@ -228,6 +243,14 @@ class RasterStack(SceneStack):
                 return data
 
             return read_onto(first.grid, target, read_native, self.units, len(entries))
+
+
+def _destination(out: np.ndarray, entries: list[tuple[int, int, BandRef]]) -> np.ndarray | None:
+    """The part of ``out`` that ``entries`` fill, if they are consecutive bands of one time."""
+    ti, first = entries[0][0], entries[0][1]
+    if all(t == ti and b == first + k for k, (t, b, _) in enumerate(entries)):
+        return out[ti, first : first + len(entries)]
+    return None
 
 
 def _aligned_offset(native: Grid, target: Grid) -> tuple[int, int] | None:
