@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -45,6 +45,11 @@ from sarcrop.evaluation.metrics import (
     zero_pad_after,
 )
 from sarcrop.options import BaselineOptions
+
+if TYPE_CHECKING:
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.normalization import Normalization
+    from sarcrop.data.store import DatasetStore
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -368,6 +373,72 @@ def check_splits(train_set: Any, train_path: Any, test_set: Any, test_path: Any)
         raise InputDataError("the store has no test patches", test_path)
 
 
+def open_stores(
+    store: str | Path | DatasetStore, test_store: str | Path | DatasetStore | None
+) -> tuple[DatasetStore, DatasetStore]:
+    """The training store and the test store (``store`` itself unless another is given), which
+    must have the same number of time steps."""
+    from sarcrop.data.store import DatasetStore
+
+    train = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    test = train if test_store is None else test_store
+    test = test if isinstance(test, DatasetStore) else DatasetStore(test)
+    if test.steps != train.steps:
+        raise InputDataError(
+            f"test store has {test.steps} time steps, the training store {train.steps}",
+            test.path,
+        )
+    return train, test
+
+
+@dataclass(frozen=True)
+class ForestSplits:
+    """What a forest learns from and is scored on: the train split (of a label subset) and the
+    test split, both scaled alike."""
+
+    train: PatchDataset
+    test: PatchDataset
+    label_subset: dict[str, Any] | None
+
+
+def forest_splits(
+    stores: tuple[DatasetStore, DatasetStore],
+    options: BaselineOptions,
+    target: tuple[list[str], list[str] | None],
+    bands: list[str],
+    normalization: Normalization,
+) -> ForestSplits:
+    """The splits of a forest (the plain one and the one on network features alike).
+
+    ``target`` is ``(positive, classes)``: a crop against the rest, or crop types. Below
+    ``options.label_fraction`` 1 the train split keeps a seeded subset of its parcels, the
+    subset :func:`sarcrop.training.train` chooses for that fraction and seed.
+    """
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.labels import OTHER
+    from sarcrop.data.parcels import label_subset
+
+    (train_store, test), (positive, classes) = stores, target
+    mask = None
+    if options.label_fraction < 1:  # ``other`` gathers the rest, so it names no parcels
+        named = [c for c in classes if c.casefold() != OTHER] if classes else positive
+        mask = label_subset(train_store, options.label_fraction, options.seed, positive=named)
+    train_set = PatchDataset(
+        train_store,
+        "train",
+        positive,
+        bands,
+        normalization=normalization,
+        label_mask=mask,
+        classes=classes,
+    )
+    test_set = PatchDataset(
+        test, "test", positive, bands, normalization=normalization, classes=classes
+    )
+    check_splits(train_set, train_store.path, test_set, test.path)
+    return ForestSplits(train_set, test_set, None if mask is None else mask.as_dict())
+
+
 def fit_forest(
     dataset: Any,
     options: BaselineOptions,
@@ -598,44 +669,17 @@ def run_baseline(
     below 1 the forest learns from a seeded subset of the train split's parcels, the same
     subset :func:`sarcrop.training.train` chooses for that fraction and seed.
     """
-    from sarcrop.data.dataset import PatchDataset
-    from sarcrop.data.store import DatasetStore
     from sarcrop.training.config import positive_classes, timestep_list
 
     options = options or BaselineOptions()
-    train_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
-    test = train_store if test_store is None else test_store
-    test = test if isinstance(test, DatasetStore) else DatasetStore(test)
-    if test.steps != train_store.steps:
-        raise InputDataError(
-            f"test store has {test.steps} time steps, the training store {train_store.steps}",
-            test.path,
-        )
+    train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
     positive = [] if classes else positive_classes(train_store, positive)
     bands = [b.upper() for b in bands] if bands else list(train_store.bands)
     wanted = timestep_list(timesteps, train_store.steps)
     normalization = train_store.normalization.select(bands)
-    mask = None
-    if options.label_fraction < 1:
-        from sarcrop.data.labels import OTHER
-        from sarcrop.data.parcels import label_subset
-
-        named = [c for c in classes if c.casefold() != OTHER] if classes else positive
-        mask = label_subset(train_store, options.label_fraction, options.seed, positive=named)
-    train_set = PatchDataset(
-        train_store,
-        "train",
-        positive,
-        bands,
-        normalization=normalization,
-        label_mask=mask,
-        classes=classes,
-    )
-    test_set = PatchDataset(
-        test, "test", positive, bands, normalization=normalization, classes=classes
-    )
-    check_splits(train_set, train_store.path, test_set, test.path)
+    splits = forest_splits((train_store, test), options, (positive, classes), bands, normalization)
+    train_set, test_set = splits.train, splits.test
     try:
         model = fit_forest(
             train_set,
@@ -667,7 +711,7 @@ def run_baseline(
         steps=train_store.steps,
         confusions=confusions,
         every_timestep=timesteps == "all",
-        label_subset=None if mask is None else mask.as_dict(),
+        label_subset=splits.label_subset,
         classes=classes,
         class_confusions=class_confusions,
     )

@@ -37,8 +37,9 @@ from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.baseline import (
     BaselineResult,
     RandomForestBaseline,
-    check_splits,
     fit_forest,
+    forest_splits,
+    open_stores,
     predict_patches,
     predict_proba_patches,
 )
@@ -204,43 +205,18 @@ def run_feature_forest(
     ``bands`` default to the checkpoint's; ``checkpoint`` may be a shipped model's name.
     ``options.classes`` fits a crop-type forest of those classes (``class_confusions``).
     """
-    from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.normalization import Normalization
-    from sarcrop.data.store import DatasetStore
     from sarcrop.training.config import positive_classes, timestep_list
 
     options = options or BaselineOptions()
-    train_store = store if isinstance(store, DatasetStore) else DatasetStore(store)
-    test = train_store if test_store is None else test_store
-    test = test if isinstance(test, DatasetStore) else DatasetStore(test)
-    if test.steps != train_store.steps:
-        raise InputDataError(
-            f"test store has {test.steps} time steps, the training store {train_store.steps}",
-            test.path,
-        )
+    train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
     positive = [] if classes else positive_classes(train_store, positive)
     extractor, stats, bands = load_extractor(checkpoint, train_store, bands, raw=raw)
-    normalization = Normalization.from_dict(stats)
-    mask = None
-    if options.label_fraction < 1:
-        from sarcrop.data.parcels import label_subset
-
-        named = _labelled(classes) if classes else positive
-        mask = label_subset(train_store, options.label_fraction, options.seed, positive=named)
-    train_set = PatchDataset(
-        train_store,
-        "train",
-        positive,
-        bands,
-        normalization=normalization,
-        label_mask=mask,
-        classes=classes,
+    splits = forest_splits(
+        (train_store, test), options, (positive, classes), bands, Normalization.from_dict(stats)
     )
-    test_set = PatchDataset(
-        test, "test", positive, bands, normalization=normalization, classes=classes
-    )
-    check_splits(train_set, train_store.path, test_set, test.path)
+    train_set, test_set = splits.train, splits.test
     confusions: dict[int, BinaryConfusion] = {}
     class_confusions: dict[int, MulticlassConfusion] = {}
     try:
@@ -267,7 +243,7 @@ def run_feature_forest(
         steps=train_store.steps,
         confusions=confusions,
         every_timestep=timesteps == "all",
-        label_subset=None if mask is None else mask.as_dict(),
+        label_subset=splits.label_subset,
         classes=classes,
         class_confusions=class_confusions,
         checkpoint=Path(str(checkpoint)),
@@ -275,14 +251,6 @@ def run_feature_forest(
         feature_width=extractor.width,
         network_bands=[bands[i] for i in extractor.network_bands or range(len(bands))],
     )
-
-
-def _labelled(classes: Sequence[str]) -> list[str]:
-    """The classes a label subset keeps parcels of, as the plain forest's (``other`` gathers
-    the rest, so it names no parcels)."""
-    from sarcrop.data.labels import OTHER
-
-    return [c for c in classes if c.casefold() != OTHER]
 
 
 def _confusion(

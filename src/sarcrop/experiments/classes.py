@@ -505,7 +505,7 @@ class CropTypeRuns:
             CLASS_INTERVAL_COLUMNS,
             CLASS_INTERVALS,
             class_intervals,
-            class_split_parcels,
+            split_parcels,
         )
 
         frames = [pd.DataFrame(columns=list(CLASS_INTERVAL_COLUMNS))]
@@ -516,7 +516,7 @@ class CropTypeRuns:
                 for (s, m, seed, f), r in self.records.items()
                 if s == scenario
             }
-            split = class_split_parcels(store, classes, bands)
+            split = split_parcels(store, bands, classes)
             frames.append(class_intervals(scenario, split, classes, units, results))
         intervals = pd.concat([f for f in frames if not f.empty] or frames, ignore_index=True)
         write_text_atomic(out / CLASS_INTERVALS, intervals.to_csv(index=False))

@@ -65,12 +65,20 @@ class _Bootstrap(TypedDict):
 BOOTSTRAP: _Bootstrap = {"metric": METRIC, "n": DRAWS, "seed": 0, "level": LEVEL}
 
 
-def split_parcels(store: Path, crop: str, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Targets (0/1) and parcel ids of the test split, parcels -1 where metrics ignore pixels."""
+def split_parcels(
+    store: Path, bands: tuple[str, ...], crop_or_classes: str | Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and parcel ids of the test split, parcels -1 where metrics ignore pixels.
+
+    ``crop_or_classes`` is the crop (targets 0/1) or a list of classes (class indices; pixels of
+    a class outside the list are ignored unless it names ``other``)."""
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.parcels import store_parcels
 
-    dataset = PatchDataset(store, "test", (crop,), bands)
+    if isinstance(crop_or_classes, str):
+        dataset = PatchDataset(store, "test", (crop_or_classes,), bands)
+    else:
+        dataset = PatchDataset(store, "test", bands=bands, classes=list(crop_or_classes))
     items = [dataset[i] for i in range(len(dataset))]
     target = np.stack([item["target"].numpy() for item in items])
     valid = np.stack([item["valid"].numpy() for item in items])
@@ -93,7 +101,7 @@ def scenario_intervals(
     """
     from sarcrop.evaluation.bootstrap import paired_difference, parcel_bootstrap
 
-    target, parcels = split_parcels(test_store, scenario.crop, scenario.bands)
+    target, parcels = split_parcels(test_store, scenario.bands, scenario.crop)
     main = results[(results["scenario"] == scenario.id) & (results["run"] == "main")]
     main = main[(main["metric"] == METRIC) & (main["timestep"] == main["timestep"].max())]
     groups = {
@@ -173,22 +181,6 @@ CLASS_INTERVAL_COLUMNS = (
 )
 
 
-def class_split_parcels(
-    store: Path, classes: Sequence[str], bands: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class-index targets and parcel ids of the test split, parcels -1 where metrics ignore
-    pixels (unlabelled, or of a class outside ``classes`` without ``other``)."""
-    from sarcrop.data.dataset import PatchDataset
-    from sarcrop.data.parcels import store_parcels
-
-    dataset = PatchDataset(store, "test", bands=bands, classes=list(classes))
-    items = [dataset[i] for i in range(len(dataset))]
-    target = np.stack([item["target"].numpy() for item in items])
-    valid = np.stack([item["valid"].numpy() for item in items])
-    parcels = store_parcels(dataset.store)[dataset.indices]
-    return target, np.where(valid, parcels, -1)
-
-
 def class_intervals(
     scenario: str,
     split: tuple[np.ndarray, np.ndarray],
@@ -199,7 +191,7 @@ def class_intervals(
     """One row per method × label fraction × class (IoU) and one for the mIoU (class ``""``):
     mean ± std over seeds and the parcel-bootstrap CI of that mean.
 
-    ``split`` is :func:`class_split_parcels` of the test store; ``units`` maps (method,
+    ``split`` is :func:`split_parcels` of the test store; ``units`` maps (method,
     fraction, seed) to the saved test class probabilities ``(N, K, H, W)``; ``results`` are
     the long rows of ``class_results.csv`` (the means, at the full season).
     """
