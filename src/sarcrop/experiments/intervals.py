@@ -165,20 +165,7 @@ def read_intervals(run_dir: Path) -> pd.DataFrame | None:
 
 
 CLASS_INTERVALS = "class_intervals.csv"
-CLASS_INTERVAL_COLUMNS = (
-    "scenario",
-    "method",
-    "label_fraction",
-    "class",
-    "metric",
-    "seeds",
-    "mean",
-    "std",
-    "low",
-    "high",
-    "n_parcels",
-    "level",
-)
+CLASS_INTERVAL_COLUMNS = (*INTERVAL_COLUMNS[:3], "class", *INTERVAL_COLUMNS[3:])
 
 
 def class_intervals(
