@@ -25,6 +25,7 @@ from typing import TypedDict
 import numpy as np
 import pandas as pd
 
+from sarcrop.evaluation.bootstrap import Interval
 from sarcrop.evaluation.tables import Cell
 from sarcrop.experiments.config import ScenarioSpec
 
@@ -63,6 +64,21 @@ class _Bootstrap(TypedDict):
 
 # The settings of every interval and paired difference in intervals.csv.
 BOOTSTRAP: _Bootstrap = {"metric": METRIC, "n": DRAWS, "seed": 0, "level": LEVEL}
+
+
+def _summary(values: pd.Series, interval: Interval, seeds: int) -> dict[str, object]:
+    """The columns every interval row shares: seeds, mean ± std of ``values`` over seeds and
+    the bootstrap ``interval`` of that mean."""
+    cell = Cell.of(values)
+    return {
+        "seeds": seeds,
+        "mean": cell.value,
+        "std": cell.spread,
+        "low": interval.low,
+        "high": interval.high,
+        "n_parcels": interval.n_parcels,
+        "level": LEVEL,
+    }
 
 
 def split_parcels(
@@ -125,19 +141,12 @@ def scenario_intervals(
             threshold=threshold,
             **BOOTSTRAP,
         )
-        cell = Cell.of(group["value"])
         row: dict[str, object] = {
             "scenario": scenario.id,
             "method": method,
             "label_fraction": fraction,
             "metric": METRIC,
-            "seeds": len(preds[(method, fraction)]),
-            "mean": cell.value,
-            "std": cell.spread,
-            "low": interval.low,
-            "high": interval.high,
-            "n_parcels": interval.n_parcels,
-            "level": LEVEL,
+            **_summary(group["value"], interval, len(preds[(method, fraction)])),
         }
         for baseline in BASELINES:
             if baseline == method or (baseline, fraction) not in preds:
@@ -197,7 +206,6 @@ def class_intervals(
         for name, interval in intervals.items():
             label, metric = ("", MIOU) if name == MIOU else (name, METRIC)
             values = group[(group["class"] == label) & (group["metric"] == metric)]["value"]
-            cell = Cell.of(values)
             out.append(
                 {
                     "scenario": scenario,
@@ -205,13 +213,7 @@ def class_intervals(
                     "label_fraction": float(fraction),
                     "class": label,
                     "metric": metric,
-                    "seeds": len(seeds),
-                    "mean": cell.value,
-                    "std": cell.spread,
-                    "low": interval.low,
-                    "high": interval.high,
-                    "n_parcels": interval.n_parcels,
-                    "level": LEVEL,
+                    **_summary(values, interval, len(seeds)),
                 }
             )
     return pd.DataFrame(out, columns=list(CLASS_INTERVAL_COLUMNS))
