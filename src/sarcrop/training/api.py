@@ -345,8 +345,10 @@ def fit(
     _write_run(out_dir, {"status": "running", "fingerprint": fingerprint})
 
     multiclass = config.classes is not None
-    reconstructs = config.objective == "reconstruct"  # no labels, no class balance
-    pos_weight = 1.0 if multiclass or reconstructs else resolved_pos_weight(config, train_data)
+    # A reconstruction has no labels to balance.
+    pos_weight = (
+        1.0 if multiclass or config.reconstructs else resolved_pos_weight(config, train_data)
+    )
     class_weight = resolved_class_weight(config, train_data) if multiclass else None
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
@@ -393,7 +395,7 @@ def fit(
         best_epoch = int(state["epoch"])
     elif not validate:  # the model holds the last epoch's weights
         best_epoch = trainer.current_epoch - 1
-    score = checkpointing.best_model_score if validate and not reconstructs else None
+    score = checkpointing.best_model_score if validate and not config.reconstructs else None
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     result = TrainResult(
         out_dir=out_dir,
@@ -602,7 +604,7 @@ def _from_scratch(
     store = _open_store(store)
     bands = _bands(store, bands)
     classes = config.classes
-    reconstructs = config.objective == "reconstruct"
+    reconstructs = config.reconstructs
     positive = [] if classes or reconstructs else positive_classes(store, positive)
     # One logit for a positive class, one per class of a crop-type map, and one per time step
     # and band for a reconstruction.

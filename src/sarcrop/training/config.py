@@ -143,9 +143,14 @@ class TrainConfig(BaseModel):
             raise PydanticCustomError("renamed", f"strategy: {RENAMED_STRATEGY}")
         return data
 
+    @property
+    def reconstructs(self) -> bool:
+        """Self-supervised pre-training: no labels, one output per time step and band."""
+        return self.objective == "reconstruct"
+
     @model_validator(mode="after")
     def _objective(self) -> TrainConfig:
-        if self.objective == "reconstruct":
+        if self.reconstructs:
             if self.classes is not None:
                 raise ValueError("objective reconstruct learns no classes; leave classes out")
             if self.label_fraction < 1:

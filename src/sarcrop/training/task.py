@@ -96,14 +96,14 @@ class MulticlassConfusionMetric(torchmetrics.Metric):
 def monitored_metric(config: TrainConfig) -> str:
     """The validation metric that selects checkpoints: ``val_iou``, ``val_miou`` for
     crop-type (multi-class) runs, or the masked reconstruction error ``val_loss``."""
-    if config.objective == "reconstruct":
+    if config.reconstructs:
         return "val_loss"
     return "val_iou" if config.classes is None else "val_miou"
 
 
 def monitored_mode(config: TrainConfig) -> str:
     """Whether the monitored metric is better higher (scores) or lower (a loss)."""
-    return "min" if config.objective == "reconstruct" else "max"
+    return "min" if config.reconstructs else "max"
 
 
 # Reconstruction masks: the share of composites hidden in each series, the share of pixel
@@ -177,7 +177,6 @@ class SegmentationTask(L.LightningModule):
         # Plain values, so that Lightning checkpoints load with ``weights_only=True``.
         self.save_hyperparameters(self.config.model_dump())
         self.model = model
-        self.reconstructs = self.config.objective == "reconstruct"
         classes = self.config.classes
         weight = self.config.pos_weight if pos_weight is None else pos_weight
         if classes is not None:
@@ -213,7 +212,7 @@ class SegmentationTask(L.LightningModule):
         return reconstruction_loss(self.model, batch, mask)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        if self.reconstructs:
+        if self.config.reconstructs:
             loss = self._reconstruction(batch, _TRAIN_MASKS, self.global_step)
         else:
             loss = self.criterion(self._logits(batch), batch["target"], batch["valid"])
@@ -230,7 +229,7 @@ class SegmentationTask(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        if self.reconstructs:
+        if self.config.reconstructs:
             loss = self._reconstruction(batch, _VAL_MASKS, batch_idx)
             self.val_loss.update(loss.detach(), weight=batch["image"].shape[0])
             return
@@ -245,8 +244,8 @@ class SegmentationTask(L.LightningModule):
         loss = float(self.val_loss.compute()) if self.val_loss.update_count else math.nan
         self.val_confusion.reset()
         self.val_loss.reset()
-        self.log("val_loss", loss, sync_dist=True, prog_bar=self.reconstructs)
-        if not self.reconstructs:
+        self.log("val_loss", loss, sync_dist=True, prog_bar=self.config.reconstructs)
+        if not self.config.reconstructs:
             self._log_metrics("val", confusion)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
