@@ -181,6 +181,40 @@ def test_augment_flips_training_patches_only(store):
     assert all(torch.equal(first["image"], val_data[0]["image"]) for _ in range(3))
 
 
+def test_level_jitter_shifts_each_band_of_a_training_patch_by_one_offset(store):
+    opened = DatasetStore(store)
+    ranges = fixed_normalization(["VH", "VV"])
+    config = quick(level_jitter=2.0, seed=1)
+    train_data, val_data, _ = _training_data(
+        opened, ["maize"], ["VH", "VV"], ranges.to_dict(), config
+    )
+    assert train_data.dataset.level_jitter == 2.0 and val_data.dataset.level_jitter == 0
+    assert not train_data.dataset.augment
+    plain, _, _ = _training_data(opened, ["maize"], ["VH", "VV"], ranges.to_dict(), quick(seed=1))
+    torch.manual_seed(0)
+    offsets = []
+    for item in range(len(train_data)):
+        a, b = train_data[item]["image"], plain[item]["image"]
+        for band, (low, high) in enumerate(zip(ranges.min, ranges.max, strict=True)):
+            inside = (b[:, band] > 0.05) & (b[:, band] < 0.95)  # unclipped either way
+            shift = ((a[:, band] - b[:, band]) * (high - low))[inside]
+            assert shift.numel() > 0
+            # one offset per patch and band, in dB, within the jitter
+            assert float(shift.max() - shift.min()) < 1e-3
+            assert abs(float(shift.mean())) <= 2.0 + 1e-3
+            offsets.append(float(shift.mean()))
+        assert torch.equal(train_data[item]["target"], plain[item]["target"])
+    assert len({round(o, 3) for o in offsets}) == len(offsets)
+    assert min(offsets) < 0 < max(offsets)
+
+
+def test_level_jitter_is_validated_and_left_out_of_default_fingerprints():
+    assert "level_jitter" not in quick().fingerprint()
+    assert quick(level_jitter=1.5).fingerprint()["level_jitter"] == 1.5
+    with pytest.raises(ConfigError, match="level_jitter"):
+        validate_config({"level_jitter": -1})
+
+
 # ---------------------------------------------------------------------------- normalisation
 
 

@@ -18,8 +18,9 @@ keeps the first ``t`` composites and zero-pads the rest, i.e. the early-season i
 paper. The store is opened lazily in each process, so the dataset works with DataLoader workers.
 
 ``label_mask`` (a :class:`sarcrop.data.parcels.LabelMask`) unlabels the parcels a few-label run
-may not use, before anything else sees the labels; ``augment`` flips and rotates each patch
-(training only: never pass it for validation or test data).
+may not use, before anything else sees the labels; ``augment`` flips and rotates each patch and
+``level_jitter`` shifts each band of a patch by a random dB offset within ± that (training
+only: never pass either for validation or test data).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class PatchDataset(Dataset[Sample]):
         augment: bool = False,
         label_mask: LabelMask | None = None,
         classes: Sequence[str] | str | None = None,
+        level_jitter: float = 0.0,
     ) -> None:
         self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
         if isinstance(split, str):
@@ -101,6 +103,7 @@ class PatchDataset(Dataset[Sample]):
         self.normalization = self._resolve_normalization(normalization)
         self.transform = transform
         self.augment = augment
+        self.level_jitter = float(level_jitter)
         self.label_mask = label_mask
         if label_mask is not None and label_mask.keep.shape[0] != len(self.store):
             raise InputDataError(
@@ -133,9 +136,10 @@ class PatchDataset(Dataset[Sample]):
         if self.label_mask is not None:
             labels = self.label_mask.apply(index, labels)
         image = np.zeros((self.store.steps, len(self.bands), *raw.shape[-2:]), dtype=np.float32)
-        image[: self.timesteps] = normalize(
-            raw[: self.timesteps, self._band_ids], self.normalization
-        )
+        observed = raw[: self.timesteps, self._band_ids]
+        if self.level_jitter > 0:
+            observed = observed + self._level_offsets()
+        image[: self.timesteps] = normalize(observed, self.normalization)
         target, valid = self._target(labels)
         sample: Sample = {
             "image": torch.from_numpy(image),
@@ -148,6 +152,12 @@ class PatchDataset(Dataset[Sample]):
         if self.transform is not None:
             sample = self.transform(sample)
         return sample
+
+    def _level_offsets(self) -> np.ndarray:
+        """One random dB offset per band, ``(1, bands, 1, 1)``, from torch's (per-worker seeded)
+        generator; no-data (NaN) stays no-data."""
+        offsets = (torch.rand(len(self.bands)) * 2 - 1) * self.level_jitter
+        return offsets.numpy().astype(np.float32)[None, :, None, None]
 
     def _target(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Float 0/1 target (binary) or int64 class indices (multi-class), and validity."""

@@ -536,9 +536,10 @@ def _training_data(
         classes=config.classes,
     )
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
-    if config.augment:
+    if config.augment or config.level_jitter > 0:
         augmented = copy.copy(dataset)
-        augmented.augment = True
+        augmented.augment = config.augment
+        augmented.level_jitter = config.level_jitter
         train_data = Subset(augmented, train_data.indices)
     return train_data, val_data, labels
 

@@ -35,6 +35,13 @@ InputScaling = Literal["store", "fixed"]
 Objective = Literal["segment", "reconstruct"]
 DEFAULT_OBJECTIVE: Objective = "segment"
 
+# Fields added after runs were cached: left out of every dump at these defaults, so the
+# fingerprints and cache keys of runs from before them stay what they were (and still resume).
+LATER_FIELD_DEFAULTS: dict[str, Any] = {
+    "objective": DEFAULT_OBJECTIVE,
+    "level_jitter": 0.0,
+}
+
 # ``pos_weight: auto`` never weighs a positive pixel more than this many negatives: with a
 # handful of positive pixels the raw ratio would make the loss chase each one of them.
 AUTO_POS_WEIGHT_CAP = 20.0
@@ -94,6 +101,13 @@ class TrainConfig(BaseModel):
         description="share of the train split's labelled parcels to learn from (chosen by seed)",
     )
     augment: bool = Field(False, description="random flips and 90° rotations of training patches")
+    level_jitter: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="dB: each training patch's bands shifted by a random offset within ± this "
+        "(the same crop's backscatter level differs between years, orbits and regions)",
+    )
     classes: tuple[str, ...] | None = Field(
         None,
         description="crop-type map of these classes, e.g. maize,potato,other ('other': every "
@@ -159,11 +173,10 @@ class TrainConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # The default objective is left out of every dump, so the fingerprints and cache keys
-        # of runs from before the objective existed stay what they were (and still resume).
         data = handler(self)
-        if data.get("objective") == DEFAULT_OBJECTIVE:
-            del data["objective"]
+        for name, default in LATER_FIELD_DEFAULTS.items():
+            if name in data and data[name] == default:
+                del data[name]
         return data
 
     @field_validator("pos_weight", mode="before")
