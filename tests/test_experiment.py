@@ -129,6 +129,32 @@ def test_rerun_reuses_every_finished_unit(tiny_run):
     pd.testing.assert_frame_equal(again.results, first.results)
 
 
+def test_worker_processes_compute_the_same_results(tiny_run, tmp_path, monkeypatch):
+    """With jobs=2 every method unit is trained in a worker process (the parent's own training
+    and forest are disabled here, spawned workers import their own), with identical results."""
+    import shutil
+
+    from sarcrop.experiments.runner import ExperimentRunner
+
+    config, out, first = tiny_run
+    for unit in (out / "cache").iterdir():  # stores and pre-training: not the method runs
+        if not unit.name.startswith("method-"):
+            shutil.copytree(unit, tmp_path / "out" / "cache" / unit.name)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the parent process trained a method")
+
+    monkeypatch.setattr(ExperimentRunner, "_train_method", refuse)
+    monkeypatch.setattr(ExperimentRunner, "_forest", refuse)
+    parallel = run_experiment(config, tmp_path / "out", jobs=2)
+    pd.testing.assert_frame_equal(parallel.results, first.results)
+    assert len(list((tmp_path / "out" / "cache").glob("method-*/done.json"))) == len(
+        list((out / "cache").glob("method-*/done.json"))
+    )
+    with pytest.raises(ConfigError, match="jobs must be at least 1"):
+        run_experiment(config, tmp_path / "out", jobs=0)
+
+
 def test_config_errors_name_the_file_and_key(tmp_path):
     bad = dict(TINY, learning_rate=0.1)
     with pytest.raises(ConfigError, match=r"experiment.yaml: learning_rate: unknown key"):

@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="folder the config's real data is relative to (overrides its data_root)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="worker processes training method runs side by side (overrides the config)",
+    )
     add_quiet(parser, help="no progress bars")
 
 
@@ -32,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             progress=not args.quiet,
             data_root=args.data,
+            jobs=args.jobs,
         )
     except DataNotFound as exc:  # a config shipped without its data: nothing to run here
         print(f"skipping: {exc.problem}")

@@ -190,6 +190,9 @@ class ExperimentConfig(_Strict):
     # Torch threads while the experiment runs (None: torch's default). Small models on small
     # patches run faster on one thread than on several competing for busy cores.
     threads: int | None = Field(None, ge=1)
+    # Worker processes that train and fit the method units side by side (each with ``threads``
+    # torch threads); 1 runs them one after another. Results are the same either way.
+    jobs: int = Field(1, ge=1)
 
     @field_validator("classes", mode="before")
     @classmethod

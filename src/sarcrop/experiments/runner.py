@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sarcrop import __version__
+from sarcrop.errors import ConfigError
 from sarcrop.evaluation.tables import RESULT_COLUMNS as TABLE_COLUMNS
 from sarcrop.experiments.classes import (
     CropTypeRuns,
@@ -110,8 +111,12 @@ class ExperimentRunner:
         config_file: Path | None = None,
         seeds: int | None = None,
         progress: bool = False,
+        jobs: int | None = None,
     ) -> None:
         self.config = config
+        self.jobs = config.jobs if jobs is None else jobs
+        if self.jobs < 1:
+            raise ConfigError(f"jobs must be at least 1, got {self.jobs}")
         self.out = Path(out_dir)
         self.config_file = config_file
         self.seeds = list(range(seeds if seeds is not None else config.seeds))
@@ -318,31 +323,24 @@ class ExperimentRunner:
             )
         return result.checkpoint
 
-    def run_method(
-        self,
-        scenario: ScenarioSpec,
-        method: str,
-        seed: int,
-        ordering: str | None = None,
-        fraction: float = FULL,
+    def _method_key(
+        self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str
     ) -> dict[str, Any]:
-        """Train (or fit) one method for one scenario, seed and label fraction; evaluate it."""
-        ft_store, ft_key = self.region_store(scenario.finetune)
-        test_store, test_key = self.region_store(scenario.test)
+        """Everything that determines one method run's result (its cache key)."""
+        _, ft_key = self.region_store(scenario.finetune)
+        _, test_key = self.region_store(scenario.test)
         strategy, _ = parse_method(method)
-        ordering = ordering or self.config.finetune.ordering
-        run = _Run(seed, fraction)
         key: dict[str, Any] = {
             "scenario": scenario.model_dump(mode="json", exclude_none=True),
             "method": method,
-            "seed": seed,
+            "seed": run.seed,
             "finetune_store": ft_key,
             "test_store": test_key,
         }
         if (classes := self.config.classes_of(scenario)) is not None:
             key["classes"] = list(classes)
-        if fraction < FULL:  # full-label runs keep the keys they had before fractions
-            key["label_fraction"] = fraction
+        if run.fraction < FULL:  # full-label runs keep the keys they had before fractions
+            key["label_fraction"] = run.fraction
             if self.config.epoch_budget != "epochs" and not is_forest(method):
                 key["epoch_budget"] = self.config.epoch_budget
         if strategy == "rf":
@@ -359,7 +357,28 @@ class ExperimentRunner:
             key["ordering"] = ordering
             key["pretrain"] = self.pretrained(scenario)[1] if strategy != "ri" else None
             key["model"] = [spec.model, spec.model_options]
-        unit = self._unit("method", key)
+        return key
+
+    def _method_unit(self, unit: MethodUnit) -> _Unit:
+        ordering = unit.ordering or self.config.finetune.ordering
+        run = _Run(unit.seed, unit.fraction)
+        return self._unit("method", self._method_key(unit.scenario, unit.method, run, ordering))
+
+    def run_method(
+        self,
+        scenario: ScenarioSpec,
+        method: str,
+        seed: int,
+        ordering: str | None = None,
+        fraction: float = FULL,
+    ) -> dict[str, Any]:
+        """Train (or fit) one method for one scenario, seed and label fraction; evaluate it."""
+        ft_store, _ = self.region_store(scenario.finetune)
+        test_store, _ = self.region_store(scenario.test)
+        strategy, _ = parse_method(method)
+        ordering = ordering or self.config.finetune.ordering
+        run = _Run(seed, fraction)
+        unit = self._unit("method", self._method_key(scenario, method, run, ordering))
 
         def work() -> dict[str, Any]:
             _log(f"{scenario.id}: {method} (seed {seed}, {fraction:.0%} of labels, {ordering})")
@@ -474,6 +493,44 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ the whole run
 
+    def _units(self) -> Iterator[MethodUnit]:
+        """Every method unit of the run, main runs first (seed by seed), then early season."""
+        for scenario, method, seed, fraction in self.scenarios():
+            yield MethodUnit(scenario, method, seed, None, fraction)
+        early_spec = binary_view(self.config).early_season
+        if early_spec is not None:
+            scenario = binary_view(self.config).scenarios[early_spec.scenario]
+            for seed in self.seeds:
+                for ordering in early_spec.orderings:
+                    yield MethodUnit(scenario, early_spec.method, seed, ordering, FULL)
+
+    def _run_in_workers(self, jobs: int) -> None:
+        """Compute every method unit in ``jobs`` worker processes; the sequential pass that
+        follows then finds them all in the cache.
+
+        Stores and pre-trainings are built here first, once, so that no two workers race to
+        build the same one; each unit is then independent of the others and of the process
+        that runs it (its seeds and torch threads are its own).
+        """
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        for scenario in self.config.scenarios:
+            self.region_store(scenario.finetune)
+            self.region_store(scenario.test)
+            if any(parse_method(m)[0] not in {"rf", "ri"} for m in self.config.methods):
+                self.pretrained(scenario)
+        todo = [unit for unit in self._units() if not self._method_unit(unit).done]
+        if not todo:
+            return
+        context = multiprocessing.get_context("spawn")
+        setup = (self.config, self.out, len(self.seeds))
+        with ProcessPoolExecutor(
+            min(jobs, len(todo)), mp_context=context, initializer=_start_worker, initargs=setup
+        ) as pool:
+            for future in [pool.submit(_run_unit, unit) for unit in todo]:
+                future.result()  # a failure in a worker stops the run with its error
+
     def scenarios(self) -> Iterator[tuple[ScenarioSpec, str, int, float]]:
         """Every main run: seed by seed, so a run cut short still has whole seeds."""
         for seed in self.seeds:
@@ -495,6 +552,8 @@ class ExperimentRunner:
         rows: list[dict[str, Any]] = []
         records: dict[UnitKey, dict[str, Any]] = {}
         types: CropTypeRuns = CropTypeRuns(self.config)
+        if self.jobs > 1:
+            self._run_in_workers(self.jobs)
         for scenario, method, seed, fraction in self.scenarios():
             record = self.run_method(scenario, method, seed, fraction=fraction)
             if self.config.classes_of(scenario) is not None:
@@ -660,6 +719,36 @@ class _Run:
     fraction: float = FULL
 
 
+@dataclass(frozen=True)
+class MethodUnit:
+    """One method run to compute: scenario, method, seed, batch order (None: the fine-tuning
+    config's), label fraction. Picklable, so worker processes can be handed it."""
+
+    scenario: ScenarioSpec
+    method: str
+    seed: int
+    ordering: str | None
+    fraction: float
+
+
+# The runner of a worker process (see ExperimentRunner._run_in_workers).
+_worker: ExperimentRunner | None = None
+
+
+def _start_worker(config: ExperimentConfig, out: Path, seeds: int) -> None:
+    global _worker
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    _worker = ExperimentRunner(config, out, seeds=seeds, jobs=1)
+
+
+def _run_unit(unit: MethodUnit) -> None:
+    assert _worker is not None, "worker not started"
+    _worker.run_method(unit.scenario, unit.method, unit.seed, unit.ordering, unit.fraction)
+
+
 def _rows(
     scenario: ScenarioSpec,
     method: str,
@@ -699,17 +788,19 @@ def run_experiment(
     seeds: int | None = None,
     progress: bool = False,
     data_root: str | Path | None = None,
+    jobs: int | None = None,
 ) -> ExperimentResult:
     """Run an experiment config (a YAML path or a validated object) into ``out_dir``.
 
-    ``data_root`` replaces a YAML config's ``data_root`` (where its real data is).
+    ``data_root`` replaces a YAML config's ``data_root`` (where its real data is), ``jobs``
+    its number of worker processes.
     """
     config_file = None
     if not isinstance(config, ExperimentConfig):
         config_file = Path(config)
         config = load_experiment_config(config_file, data_root=data_root)
     runner = ExperimentRunner(
-        config, Path(out_dir), config_file=config_file, seeds=seeds, progress=progress
+        config, Path(out_dir), config_file=config_file, seeds=seeds, progress=progress, jobs=jobs
     )
     return runner.run()
 
