@@ -504,9 +504,9 @@ class ExperimentRunner:
                 for ordering in early_spec.orderings:
                     yield MethodUnit(scenario, early_spec.method, seed, ordering, FULL)
 
-    def _run_in_workers(self, jobs: int) -> None:
-        """Compute every method unit in ``jobs`` worker processes; the sequential pass that
-        follows then finds them all in the cache.
+    def _run_in_workers(self) -> None:
+        """Compute every method unit in ``self.jobs`` worker processes; the sequential pass
+        that follows then finds them all in the cache.
 
         Stores and pre-trainings are built here first, once, so that no two workers race to
         build the same one; each unit is then independent of the others and of the process
@@ -515,10 +515,11 @@ class ExperimentRunner:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        pretrains = any(parse_method(m)[0] not in {"rf", "ri"} for m in self.config.methods)
         for scenario in self.config.scenarios:
             self.region_store(scenario.finetune)
             self.region_store(scenario.test)
-            if any(parse_method(m)[0] not in {"rf", "ri"} for m in self.config.methods):
+            if pretrains:
                 self.pretrained(scenario)
         todo = [unit for unit in self._units() if not self._method_unit(unit).done]
         if not todo:
@@ -526,7 +527,7 @@ class ExperimentRunner:
         context = multiprocessing.get_context("spawn")
         setup = (self.config, self.out, len(self.seeds))
         with ProcessPoolExecutor(
-            min(jobs, len(todo)), mp_context=context, initializer=_start_worker, initargs=setup
+            min(self.jobs, len(todo)), mp_context=context, initializer=_start_worker, initargs=setup
         ) as pool:
             for future in [pool.submit(_run_unit, unit) for unit in todo]:
                 future.result()  # a failure in a worker stops the run with its error
@@ -553,7 +554,7 @@ class ExperimentRunner:
         records: dict[UnitKey, dict[str, Any]] = {}
         types: CropTypeRuns = CropTypeRuns(self.config)
         if self.jobs > 1:
-            self._run_in_workers(self.jobs)
+            self._run_in_workers()
         for scenario, method, seed, fraction in self.scenarios():
             record = self.run_method(scenario, method, seed, fraction=fraction)
             if self.config.classes_of(scenario) is not None:
