@@ -506,14 +506,16 @@ def fit_baseline_from_dataset(
     return model.fit(X, y, feature_shape=shape)
 
 
-def _evaluate(
+def forest_confusions(
     model: RandomForestBaseline,
     dataset: Any,
     timesteps: Sequence[int | None] | None,
     threshold: float,
 ) -> dict[int | None, BinaryConfusion]:
+    """Per-``t`` confusions of the forest over every valid, labelled pixel of ``dataset`` (any
+    map-style dataset of ``image``/``target``/``valid`` dicts, e.g. of network features)."""
     if model.n_classes != 2:
-        return _evaluate_classes(model, dataset, timesteps)  # type: ignore[return-value]
+        return forest_class_confusions(model, dataset, timesteps)  # type: ignore[return-value]
     confusions: dict[int | None, BinaryConfusion] = {}
     for index in range(len(dataset)):
         image, target, valid = _item(dataset, index)
@@ -528,11 +530,14 @@ def _evaluate(
     return confusions
 
 
-def _evaluate_classes(
-    model: RandomForestBaseline, dataset: Any, timesteps: Sequence[int | None] | None
+def forest_class_confusions(
+    model: RandomForestBaseline,
+    dataset: Any,
+    timesteps: Sequence[int | None] | None,
+    names: Sequence[str] | None = None,
 ) -> dict[int | None, MulticlassConfusion]:
     """Per-``t`` confusion matrices of a crop-type forest (most probable class per pixel)."""
-    names = getattr(dataset, "target_classes", None) or [str(c) for c in model.classes_]
+    names = names or getattr(dataset, "target_classes", None) or [str(c) for c in model.classes_]
     confusions: dict[int | None, MulticlassConfusion] = {}
     for index in range(len(dataset)):
         image, target, valid = _item(dataset, index)
@@ -559,7 +564,7 @@ def evaluate_baseline(
 
     ``timesteps=t`` evaluates the early-season prediction from the first t steps.
     """
-    return _evaluate(model, dataset, [timesteps], threshold)[timesteps]
+    return forest_confusions(model, dataset, [timesteps], threshold)[timesteps]
 
 
 def early_season_baseline(
@@ -570,7 +575,7 @@ def early_season_baseline(
     threshold: float = 0.5,
 ) -> dict[int, BinaryConfusion]:
     """Confusions ``{t: BinaryConfusion}`` for t in ``timesteps`` (default 1..T), in one pass."""
-    return _evaluate(model, dataset, timesteps, threshold)  # type: ignore[return-value]
+    return forest_confusions(model, dataset, timesteps, threshold)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- stores
@@ -691,7 +696,7 @@ def run_baseline(
         confusions: dict[int, BinaryConfusion] = {}
         class_confusions: dict[int, MulticlassConfusion] = {}
         if classes:
-            class_confusions = _evaluate_classes(model, test_set, wanted)  # type: ignore[assignment]
+            class_confusions = forest_class_confusions(model, test_set, wanted)  # type: ignore[assignment]
         else:
             confusions = early_season_baseline(
                 model, test_set, timesteps=wanted, threshold=options.threshold

@@ -36,8 +36,9 @@ from torch import nn
 from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.baseline import (
     BaselineResult,
-    RandomForestBaseline,
     fit_forest,
+    forest_class_confusions,
+    forest_confusions,
     forest_splits,
     open_stores,
     predict_patches,
@@ -224,10 +225,11 @@ def run_feature_forest(
         model = fit_forest(FeatureDataset(train_set, extractor), options, jobs, n_classes=n_classes)
         for t in timestep_list(timesteps, train_store.steps):
             features = FeatureDataset(test_set, extractor, t)
+            whole = [None]  # the features are already those of the first t composites
             if classes:
-                class_confusions[t] = _class_confusion(model, features, classes)
+                class_confusions[t] = forest_class_confusions(model, features, whole, classes)[None]
             else:
-                confusions[t] = _confusion(model, features, options.threshold)
+                confusions[t] = forest_confusions(model, features, whole, options.threshold)[None]
     except EvaluationInputError as exc:
         raise InputDataError(str(exc), train_store.path) from None
     return FeatureForestResult(
@@ -251,32 +253,6 @@ def run_feature_forest(
         feature_width=extractor.width,
         network_bands=[bands[i] for i in extractor.network_bands or range(len(bands))],
     )
-
-
-def _confusion(
-    model: RandomForestBaseline, dataset: FeatureDataset, threshold: float
-) -> BinaryConfusion:
-    confusion = BinaryConfusion()
-    for index in range(len(dataset)):
-        item = dataset[index]
-        prob = predict_patches(model, item["image"].numpy())
-        target, valid = item["target"].numpy(), item["valid"].numpy().astype(bool)
-        mask = valid & np.isfinite(prob)
-        confusion.update(np.nan_to_num(prob), target, mask, threshold=threshold)
-    return confusion
-
-
-def _class_confusion(
-    model: RandomForestBaseline, dataset: FeatureDataset, classes: Sequence[str]
-) -> MulticlassConfusion:
-    """The crop-type forest's matrix: the most probable class of every valid pixel."""
-    confusion = MulticlassConfusion(list(classes))
-    for index in range(len(dataset)):
-        item = dataset[index]
-        prob = predict_proba_patches(model, item["image"].numpy())
-        valid = item["valid"].numpy().astype(bool) & np.isfinite(prob).all(axis=0)
-        confusion.update(np.nan_to_num(prob).argmax(axis=0), item["target"].numpy(), valid)
-    return confusion
 
 
 def probability_maps(result: FeatureForestResult, test_store: Any | None = None) -> np.ndarray:
