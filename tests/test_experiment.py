@@ -172,6 +172,31 @@ def test_config_errors_name_the_file_and_key(tmp_path):
         load_experiment_config(tmp_path / "missing.yaml")
 
 
+def test_simulated_draws_expand_into_merged_regions(tmp_path):
+    spain = TINY["regions"]["spain"]
+    draws = {**spain, "simulate": {**spain["simulate"], "seed": 5, "draws": 3}}
+    config = load_experiment_config(
+        write_config(tmp_path, dict(TINY, regions={**TINY["regions"], "spain": draws}))
+    )
+    assert config.regions["spain"].merge == ("spain0", "spain1", "spain2")
+    assert [config.regions[f"spain{i}"].simulate.seed for i in range(3)] == [5, 6, 7]
+    written = {**spain, "simulate": {**spain["simulate"], "seed": 6}}
+    explicit = load_experiment_config(
+        write_config(tmp_path, dict(TINY, regions={**TINY["regions"], "spain": written}))
+    )
+    assert config.regions["spain1"] == explicit.regions["spain"]
+    for bad, message in [
+        ({**spain["simulate"], "draws": 0}, "draws must be an integer >= 1"),
+        ({**spain["simulate"], "draws": 2.5}, "draws must be an integer >= 1"),
+    ]:
+        data = dict(TINY, regions={**TINY["regions"], "spain": {**spain, "simulate": bad}})
+        with pytest.raises(ConfigError, match=message):
+            load_experiment_config(write_config(tmp_path, data))
+    clash = {**TINY["regions"], "spain": draws, "spain1": spain}
+    with pytest.raises(ConfigError, match="draw spain1 would replace a region"):
+        load_experiment_config(write_config(tmp_path, dict(TINY, regions=clash)))
+
+
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     (tmp_path / "stores").mkdir()
     (tmp_path / "stores" / "spain.zarr").mkdir()

@@ -157,6 +157,38 @@ class FeatureForestSpec(_Strict):
     raw: bool = True
 
 
+def expand_draws(regions: Any) -> Any:
+    """Regions whose ``simulate:`` asks for ``draws: n`` (n > 1) become n simulated regions
+    ``<name>0 … <name>{n-1}`` with seeds ``seed … seed + n - 1`` and, under the region's own
+    name, their ``merge``: pre-training on several draws of a domain-randomised preset sees
+    several calendars, level sets and field layouts (docs/results.md measures it)."""
+    if not isinstance(regions, dict):
+        return regions
+    expanded: dict[str, Any] = {}
+    for name, region in regions.items():
+        simulate = region.get("simulate") if isinstance(region, dict) else None
+        if not isinstance(simulate, dict) or "draws" not in simulate:
+            expanded[name] = region
+            continue
+        draws = simulate["draws"]
+        if not isinstance(draws, int) or isinstance(draws, bool) or draws < 1:
+            raise ValueError(f"regions.{name}.simulate.draws must be an integer >= 1")
+        single = {key: value for key, value in simulate.items() if key != "draws"}
+        if draws == 1:
+            expanded[name] = {**region, "simulate": single}
+            continue
+        first = single.get("seed", 0)
+        if not isinstance(first, int) or isinstance(first, bool):
+            raise ValueError(f"regions.{name}.simulate.seed must be an integer")
+        members = [f"{name}{i}" for i in range(draws)]
+        for i, member in enumerate(members):
+            if member in regions or member in expanded:
+                raise ValueError(f"regions.{name}: draw {member} would replace a region")
+            expanded[member] = {**region, "simulate": {**single, "seed": first + i}}
+        expanded[name] = {"merge": members}
+    return expanded
+
+
 class ExperimentConfig(_Strict):
     """The whole experiment: regions, pre-trainings, scenarios, methods, seeds, label fractions.
 
@@ -198,6 +230,11 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _classes(cls, value: Any) -> Any:
         return class_list(value)
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _draws(cls, regions: Any) -> Any:
+        return expand_draws(regions)
 
     @field_validator("fractions")
     @classmethod
