@@ -197,6 +197,14 @@ def test_simulated_draws_expand_into_merged_regions(tmp_path):
         load_experiment_config(write_config(tmp_path, dict(TINY, regions=clash)))
 
 
+def test_a_folder_named_like_a_shipped_config_does_not_shadow_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "paper").mkdir()  # e.g. the output folder of an earlier run
+    assert resolve_config("paper") == shipped_configs()["paper"]
+    (tmp_path / "mine.yaml").write_text("name: mine\n", encoding="utf-8")
+    assert resolve_config("mine.yaml") == Path("mine.yaml")
+
+
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     (tmp_path / "stores").mkdir()
     (tmp_path / "stores" / "spain.zarr").mkdir()
@@ -217,3 +225,7 @@ def test_shipped_configs_validate():
     assert {"rf", "ri", "ft", "fte"} <= set(paper.methods)
     small = load_experiment_config(resolve_config("small"))
     assert small.pretrain.bands == ("VH",)
+    barley = load_experiment_config(resolve_config("barley"))
+    assert {s.crop for s in barley.scenarios} == {"barley"}
+    assert barley.members("europe") == [f"europe{i}" for i in range(8)]
+    assert {barley.pretrain_of(s)[0] for s in barley.scenarios} == {"rice", "maize", "types"}

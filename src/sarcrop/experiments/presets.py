@@ -14,8 +14,8 @@ def shipped_configs() -> dict[str, Path]:
 
 
 def resolve_config(name_or_path: str | Path) -> Path:
-    """A path as given, or the shipped config of that name (``paper``, ``small``, ``real``)."""
+    """A path as given, or the shipped config of that name (``paper``, ``barley``, ``real`` …)."""
     path = Path(name_or_path)
-    if path.exists() or path.suffix in {".yaml", ".yml"}:
+    if path.is_file() or path.suffix in {".yaml", ".yml"}:  # a run folder does not shadow a name
         return path
     return shipped_configs().get(str(name_or_path), path)
