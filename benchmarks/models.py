@@ -23,6 +23,7 @@ from torch import nn
 
 from benchmarks import gflops, measure, supports_bf16
 from sarcrop.models import build_model, count_flops, count_parameters
+from sarcrop.utils.memory import reuse_freed_memory
 
 MODEL_NAMES = ("recurrent_unet", "utae", "convlstm_unet", "unet2d")
 OURS = "recurrent_unet"
@@ -268,6 +269,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory-format", default="contiguous")
     args = parser.parse_args()
+    reuse_freed_memory()  # as in the parent (benchmarks.run)
     result = compile_child(args.batch, args.patch, args.repeats, args.memory_format)
     print(json.dumps(result))
 

@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from benchmarks import load_average, machine_info
+from sarcrop.utils.memory import reuse_freed_memory
 
 SECTIONS = ("ceiling", "models", "training", "data", "area", "accuracy")
 AREA_SIZE = 2048
@@ -85,7 +86,10 @@ def run(
 
     cache = cache or out / "cache"
     started = time.perf_counter()
+    # As sarcrop's training and prediction run (see sarcrop.utils.memory); recorded.
+    reused = reuse_freed_memory()
     data: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine_info()}
+    data["machine"]["reuse_freed_memory"] = reused
     log(f"load average {data['machine']['load_average']}; ceiling")
     data["ceiling"] = ceiling.run(quick)
     limit = data["ceiling"]["conv2d"]["gflops"]

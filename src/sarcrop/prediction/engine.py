@@ -31,6 +31,7 @@ from sarcrop.errors import CheckpointError, SarcropError
 from sarcrop.options import Engine, Precision, SceneOptions
 from sarcrop.prediction.onnx_export import OnnxModel
 from sarcrop.prediction.windows import WindowLayout
+from sarcrop.utils.memory import reusing_freed_memory
 
 ENGINES: tuple[str, ...] = get_args(Engine)
 MAX_CLASSES = 255  # class indices 0-254 in a uint8 band, 255 = nodata
@@ -399,7 +400,8 @@ def probabilities(
         logits = runner(torch.from_numpy(inputs))
     else:
         device = model_device(spec.model)
-        with arithmetic(device, precision):
+        # The model's working memory is kept for the next batch (see sarcrop.utils.memory).
+        with arithmetic(device, precision), reusing_freed_memory():
             logits = spec.model(torch.from_numpy(inputs).to(device))
     channels = len(spec.classes) or 1
     if logits.shape[1] != channels:

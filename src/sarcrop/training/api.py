@@ -70,6 +70,7 @@ from sarcrop.training.ordering import (
 from sarcrop.training.strategies import STRATEGIES, apply_strategy, parameter_counts
 from sarcrop.training.task import SegmentationTask, monitored_metric, monitored_mode
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
+from sarcrop.utils.memory import reuse_freed_memory
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
@@ -315,6 +316,7 @@ def fit(
     """
     out_dir = Path(out_dir)
     validate = val_data is not None
+    reuse_freed_memory()
     fingerprint = {
         "config": config.fingerprint(),
         # A binary run's fingerprint is what it was before crop-type models existed.
@@ -863,6 +865,7 @@ def evaluate(
         write_metrics_json,
     )
 
+    reuse_freed_memory()
     model, meta = load_checkpoint(checkpoint)
     if meta.training.get("objective", "segment") != "segment":
         raise CheckpointError(
