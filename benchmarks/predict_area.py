@@ -13,6 +13,10 @@ back, and the maps of the engines are compared (largest probability-level differ
     python benchmarks/predict_area.py --size 8000 --workers 4 --threads 1
     python benchmarks/predict_area.py --size 1024 --engine torch --engine onnx
     python benchmarks/predict_area.py --images my/scenes --checkpoint model.safetensors
+    python benchmarks/predict_area.py --size 2000 --tile 10          # also 20000², tiled 10 × 10
+
+``--tile K`` adds, for each simulated size, the same region tiled K × K by one GDAL VRT per scene
+(an area K² times larger that reads the real compressed tiles, without simulating it).
 
 Not part of the test suite.
 """
@@ -28,6 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import psutil
 
@@ -40,6 +45,46 @@ def simulate(root: Path, size: int) -> Path:
         print(f"simulating {size}×{size} px in {folder} …", file=sys.stderr, flush=True)
         simulate_region("korea", folder, size=(size, size), revisit_days=20, seed=0)
     return folder / "scenes"
+
+
+def tiled(scenes: Path, k: int) -> Path:
+    """One VRT per scene of ``scenes`` that repeats it ``k`` × ``k`` times (same metadata)."""
+    import rasterio
+
+    out = scenes.parent.parent / f"{scenes.parent.name}-x{k}" / "scenes"
+    out.mkdir(parents=True, exist_ok=True)
+    for tif in sorted(scenes.glob("*.tif")):
+        with rasterio.open(tif) as src:
+            width, height, transform = src.width, src.height, src.transform
+            tags, crs, nodata = src.tags(), src.crs.to_wkt(), src.nodata
+            descriptions, dtype = src.descriptions, src.dtypes[0]
+        geo = (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e)
+        metadata = "".join(
+            f'<MDI key="{escape(key)}">{escape(value)}</MDI>' for key, value in tags.items()
+        )
+        bands = []
+        for band, description in enumerate(descriptions, start=1):
+            sources = "".join(
+                f"<SimpleSource><SourceFilename>{escape(str(tif.resolve()))}</SourceFilename>"
+                f"<SourceBand>{band}</SourceBand>"
+                f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
+                f'<DstRect xOff="{col * width}" yOff="{row * height}" '
+                f'xSize="{width}" ySize="{height}"/></SimpleSource>'
+                for row in range(k)
+                for col in range(k)
+            )
+            bands.append(
+                f'<VRTRasterBand dataType="{dtype.capitalize()}" band="{band}">'
+                f"<Description>{escape(description or '')}</Description>"
+                f"<NoDataValue>{nodata}</NoDataValue>{sources}</VRTRasterBand>"
+            )
+        (out / f"{tif.stem}.vrt").write_text(
+            f'<VRTDataset rasterXSize="{width * k}" rasterYSize="{height * k}">'
+            f"<SRS>{escape(crs)}</SRS><GeoTransform>{', '.join(map(repr, geo))}</GeoTransform>"
+            f"<Metadata>{metadata}</Metadata>{''.join(bands)}</VRTDataset>\n",
+            encoding="utf-8",
+        )
+    return out
 
 
 def checkpoint(root: Path, widths: list[int]) -> Path:
@@ -143,6 +188,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, action="append", help="area side in px (repeatable)")
     parser.add_argument("--images", help="existing scenes instead of simulating")
+    parser.add_argument(
+        "--tile", type=int, help="also each simulated size tiled K × K by VRTs (K² the area)"
+    )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint (default: random weights)")
     parser.add_argument("--root", type=Path, default=Path("/tmp/sarcrop-bench"))
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128])
@@ -168,7 +216,13 @@ def main() -> None:
 
     args.root.mkdir(parents=True, exist_ok=True)
     ckpt = args.checkpoint or checkpoint(args.root, args.widths)
-    cases = [(f"{s}x{s}", str(simulate(args.root, s))) for s in (args.size or [])]
+    cases = []
+    for size in args.size or []:
+        scenes = simulate(args.root, size)
+        cases.append((f"{size}x{size}", str(scenes)))
+        if args.tile and args.tile > 1:
+            side = size * args.tile
+            cases.append((f"{side}x{side}", str(tiled(scenes, args.tile))))
     if args.images:
         cases.append((Path(args.images).name, args.images))
     if not cases:

@@ -74,3 +74,30 @@ def test_onnx_model_reproduces_logits() -> None:
         expected = model(x)
     got = OnnxModel(model, x.shape, threads=1)(x)
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_tiled_scenes_repeat_each_scene_with_its_metadata(tmp_path: Path) -> None:
+    import numpy as np
+    import rasterio
+    from benchmarks.predict_area import tiled
+    from rasterio.transform import from_origin
+
+    scenes = tmp_path / "region" / "scenes"
+    scenes.mkdir(parents=True)
+    data = np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7)
+    profile = {
+        "driver": "GTiff", "width": 7, "height": 5, "count": 2, "dtype": "float32",
+        "crs": "EPSG:32652", "transform": from_origin(300000, 4000000, 10, 10), "nodata": -9999,
+    }  # fmt: skip
+    with rasterio.open(scenes / "S1A_20190509.tif", "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = ("VH", "VV")
+        dst.update_tags(ACQUISITION_TIME="2019-05-09T09:25:19")
+    (vrt,) = tiled(scenes, 3).glob("*.vrt")
+    with rasterio.open(vrt) as src:
+        assert (src.width, src.height) == (21, 15)
+        assert src.descriptions == ("VH", "VV")
+        assert src.tags()["ACQUISITION_TIME"] == "2019-05-09T09:25:19"
+        assert src.transform == profile["transform"] and src.crs.to_epsg() == 32652
+        assert src.nodata == -9999
+        np.testing.assert_array_equal(src.read(), np.tile(data, (1, 3, 3)))
