@@ -38,7 +38,7 @@ TRIM_EVERY = 16
 
 _lock = threading.Lock()
 _libc: ctypes.CDLL | None = None
-_ready = False  # trim threshold set (and _mallopt found), once per process
+_ready = False  # _prepare() ran (once per process); _libc is set where reuse is possible
 _everywhere = False  # reuse_freed_memory() was called
 _inside = 0  # threads inside reusing_freed_memory()
 _uses = 0  # completed uses of reusing_freed_memory()
