@@ -205,6 +205,16 @@ def test_a_folder_named_like_a_shipped_config_does_not_shadow_it(tmp_path, monke
     assert resolve_config("mine.yaml") == Path("mine.yaml")
 
 
+def test_experiment_help_names_every_shipped_config():
+    # The CLI spells the list out (reading it would import the experiment runner, and torch,
+    # on every `sarcrop --help`), so a config added without it shows up here.
+    from sarcrop.cli import COMMANDS
+
+    (experiment,) = [c for c in COMMANDS if c.name == "experiment"]
+    listed = experiment.description.split("by name: ")[1].split(")")[0]
+    assert sorted(listed.split(", ")) == sorted(shipped_configs())
+
+
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     (tmp_path / "stores").mkdir()
     (tmp_path / "stores" / "spain.zarr").mkdir()

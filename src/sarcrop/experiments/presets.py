@@ -1,5 +1,5 @@
-"""Experiment configs shipped with sarcrop (``paper``, ``small``, ``real``, ``real-ssl``,
-``crop-types``, ``crop-types-real``), addressable by name."""
+"""Experiment configs shipped with sarcrop (the YAML files of ``sarcrop/configs``), addressable
+by name."""
 
 from __future__ import annotations
 
