@@ -197,6 +197,25 @@ def test_simulated_draws_expand_into_merged_regions(tmp_path):
         load_experiment_config(write_config(tmp_path, dict(TINY, regions=clash)))
 
 
+def test_simulate_options_of_a_config_are_the_arguments_of_simulate_region(tmp_path):
+    # The runner passes a region's `simulate:` group to simulate_region by name.
+    import inspect
+
+    from sarcrop.data.simulate import simulate_region
+    from sarcrop.experiments.config import SimulatedRegion
+
+    arguments = inspect.signature(simulate_region).parameters
+    assert set(SimulatedRegion.model_fields) - {"preset"} <= set(arguments)
+    spain = TINY["regions"]["spain"]
+    coarse = {**spain, "simulate": {**spain["simulate"], "product_resolution": 20, "draws": 2}}
+    config = load_experiment_config(
+        write_config(tmp_path, dict(TINY, regions={**TINY["regions"], "spain": coarse}))
+    )
+    assert config.regions["spain1"].simulate.product_resolution == 20.0
+    # Unset, it stays out of the region's dump: cache keys of earlier runs stay valid.
+    assert "product_resolution" not in SimulatedRegion(preset="spain").model_dump(mode="json")
+
+
 def test_a_folder_named_like_a_shipped_config_does_not_shadow_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "paper").mkdir()  # e.g. the output folder of an earlier run

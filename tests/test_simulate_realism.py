@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, reproject
 
 from sarcrop.cli import main
 from sarcrop.data.simulate import effects, get_region, simulate_region
 from sarcrop.data.simulate.effects import Realism
 from sarcrop.data.simulate.regions import REGIONS, randomised
+from sarcrop.errors import SarcropError
 from sarcrop.evaluation.realism import load_scene, measure
 
 CROPS = ("maize", "wheat", "potato", "grassland")
@@ -66,6 +69,43 @@ def test_gamma_speckle_keeps_the_looks_and_correlation_shows() -> None:
     assert abs(np.corrcoef(white[:, :-1].ravel(), white[:, 1:].ravel())[0, 1]) < 0.03
 
 
+@pytest.mark.parametrize("factor", [2, 3])
+def test_coarse_product_is_rasterio_bilinear_of_cell_means_and_block_independent(
+    factor: int,
+) -> None:
+    rng = np.random.default_rng(factor)
+    area = (37, 50)  # not multiples of the cell: partial cells at the far edges
+    power = rng.uniform(0.5, 2.0, (2, *area)).astype(np.float32)
+    speckle = rng.uniform(0.5, 1.5, (2, *area)).astype(np.float32)
+    out = effects.coarse_product(power, speckle, factor, (0, 0), area)
+    # The product: mean power of each full cell times the speckle at its first pixel ...
+    h, w = area[0] // factor, area[1] // factor
+    blocks = power[:, : h * factor, : w * factor].reshape(2, h, factor, w, factor)
+    cells = blocks.mean(axis=(2, 4)) * speckle[:, : h * factor : factor, : w * factor : factor]
+    # ... read onto the fine grid by rasterio's bilinear resampling, away from the edges.
+    fine = np.zeros((2, h * factor, w * factor))
+    for band in range(2):
+        reproject(
+            cells[band].astype(np.float64),
+            fine[band],
+            src_transform=from_origin(500_000, 5_000_000, 10.0 * factor, 10.0 * factor),
+            dst_transform=from_origin(500_000, 5_000_000, 10.0, 10.0),
+            src_crs="EPSG:32631",
+            dst_crs="EPSG:32631",
+            resampling=Resampling.bilinear,
+        )
+    inner = (slice(None), slice(factor, -factor), slice(factor, -factor))
+    np.testing.assert_allclose(out[:, : h * factor, : w * factor][inner], fine[inner], rtol=1e-5)
+    # A block computed with its halo gives the same pixels, edge blocks included.
+    halo = 2 * factor
+    for row, col, height, width in ((9, 13, 15, 20), (area[0] - 10, area[1] - 9, 10, 9)):
+        r0, c0 = max(row - halo, 0), max(col - halo, 0)
+        window = (slice(None), slice(r0, row + height + halo), slice(c0, col + width + halo))
+        block = effects.coarse_product(power[window], speckle[window], factor, (r0, c0), area)
+        kept = block[:, row - r0 : row - r0 + height, col - c0 : col - c0 + width]
+        np.testing.assert_array_equal(kept, out[:, row : row + height, col : col + width])
+
+
 def test_mowing_cuts_then_regrows() -> None:
     days = np.arange(100.0, 300.0)
     cuts = effects.cut_days(np.random.default_rng(1), (3, 5))
@@ -112,6 +152,26 @@ def test_europe_is_block_size_independent_and_varies_per_seed(tmp_path: Path) ->
         assert d.crops["grassland"] == preset.crops["grassland"]  # perennials keep 1 January
 
 
+def test_a_coarser_product_is_block_independent_smooth_and_recorded(tmp_path: Path) -> None:
+    kw = {"seed": 3, "size": (150, 300), "revisit_days": 30, "product_resolution": 20.0}
+    a = simulate_region("europe", tmp_path / "a", block_size=256, **kw)
+    b = simulate_region("europe", tmp_path / "b", block_size=512, **kw)
+    np.testing.assert_array_equal(_read(a), _read(b))
+    assert json.loads(a.metadata.read_text())["preset"]["realism"]["product_px"] == 2
+    native = simulate_region("europe", tmp_path / "c", **{**kw, "product_resolution": None})
+    product = measure(load_scene(a.root / "scenes", a.labels, a.season), CROPS)
+    plain = measure(load_scene(native.root / "scenes", native.labels, native.season), CROPS)
+    for band in ("VH", "VV"):
+        # Real Flanders read onto 10 m (bilinear): speckle 0.82-0.92 (benchmarks/realism.py).
+        speckle = product[(f"{band} speckle spatial AC", "maize")].estimate()
+        assert speckle > 0.8
+        assert speckle > plain[(f"{band} speckle spatial AC", "maize")].estimate()
+        std = product[(f"{band} speckle std dB", "maize")].estimate()
+        assert std < plain[(f"{band} speckle std dB", "maize")].estimate()
+    with pytest.raises(SarcropError, match="multiple of 10 m, got 15"):
+        simulate_region("europe", tmp_path / "d", size=(8, 8), product_resolution=15.0)
+
+
 def test_europe_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "eu"
     args = ["simulate", "europe", "--out", str(out), "--size", "48", "64", "--quiet"]
@@ -119,3 +179,7 @@ def test_europe_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "positive class 'maize'" in capsys.readouterr().out
     meta = json.loads((out / "region.json").read_text())
     assert meta["region"] == "europe" and len(meta["acquisitions"]) >= 8
+    coarse = tmp_path / "coarse"
+    args = ["simulate", "europe", "--out", str(coarse), "--size", "48", "64", "--quiet"]
+    assert main([*args, "--revisit-days", "30", "--product-resolution", "20"]) == 0
+    assert json.loads((coarse / "region.json").read_text())["preset"]["realism"]["product_px"] == 2

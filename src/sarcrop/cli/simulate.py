@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-swath-edge", action="store_true", help="no nodata swath edge in the scenes"
     )
     parser.add_argument(
+        "--product-resolution",
+        type=float,
+        default=None,
+        metavar="M",
+        help="simulate a coarser product read onto the 10 m grid, e.g. 20 (WorldCereal's σ⁰)",
+    )
+    parser.add_argument(
         "--plot", action="store_true", help="also write signatures.png (noise-free class curves)"
     )
     add_quiet(parser)
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         block_size=args.block_size,
         compress=args.compress,
         swath_edge=not args.no_swath_edge,
+        product_resolution=args.product_resolution,
         progress=not args.quiet,
     )
     g = result.grid

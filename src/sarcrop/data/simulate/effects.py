@@ -11,7 +11,10 @@ move independently from one acquisition to the next. :class:`Realism` adds, per 
 - low-frequency texture inside fields and a point-spread function that mixes field edges;
 - a per-field wetness term shared by VH and VV, correlated over a few days;
 - grassland mowing: a sharp VH/VV drop at each cut, then regrowth;
-- more relative orbits (:class:`OrbitPass`) and per-crop dB offsets.
+- more relative orbits (:class:`OrbitPass`) and per-crop dB offsets;
+- a coarser product read onto the 10 m grid (``product_px``): WorldCereal's 20 m σ⁰, for
+  instance, has one speckle sample per 20 m cell, and a reader taking it to 10 m interpolates
+  bilinearly between cells, so neighbours share most of their speckle and edges are wide.
 
 :class:`Randomisation` draws calendars, levels, field sizes, grid rotation and revisit per
 (seed, year) for pre-training on many plausible regions instead of one (domain randomisation).
@@ -68,6 +71,7 @@ class Realism:
     mowing_drop_db: tuple[float, float] = (3.0, 1.5)  # (VH, VV) drop right after a cut
     regrowth_days: float = 25.0  # days until a cut field is back on its curve
     level_db: tuple[tuple[str, float], ...] = ()  # per-crop dB offsets
+    product_px: int = 1  # the product's pixel in simulator pixels (2: a 20 m product at 10 m)
 
     @property
     def active(self) -> bool:
@@ -78,7 +82,10 @@ class Realism:
         """Pixels a block must see beyond its edges for the spatial filters to be exact: the
         point-spread function blurs texture that is itself smoothed; speckle comes after."""
         texture = _radius(self.psf_sigma_px) + _radius(self.texture_sigma_px)
-        return max(texture, _radius(self.speckle_sigma_px))
+        speckle = _radius(self.speckle_sigma_px * self.product_px)
+        if self.product_px > 1:  # a cell's mean, then the neighbouring cell it interpolates to
+            return max(texture, speckle) + 2 * self.product_px
+        return max(texture, speckle)
 
     @property
     def dynamic(self) -> bool:
@@ -99,6 +106,7 @@ class Realism:
             "mowing_drop_db": list(self.mowing_drop_db),
             "regrowth_days": self.regrowth_days,
             "level_db": dict(self.level_db),
+            **({"product_px": self.product_px} if self.product_px > 1 else {}),
         }
 
 
@@ -171,6 +179,69 @@ def gamma_speckle(normal: np.ndarray, enl: float) -> np.ndarray:
     """Standard normal values → Gamma(enl, 1/enl) speckle of the same rank (Gaussian copula)."""
     z, q = _gamma_table(float(enl))
     return np.interp(normal, z, q).astype(np.float32)
+
+
+def coarse_product(
+    power: np.ndarray,
+    speckle: np.ndarray,
+    factor: int,
+    origin: tuple[int, int],
+    area: tuple[int, int],
+) -> np.ndarray:
+    """Speckle-free power (bands, h, w) → a product of ``factor``² px cells read back bilinearly.
+
+    Cells are aligned to the area's origin: cell (i, j) covers rows i·f … i·f + f − 1. Each cell
+    is the mean power over its pixels times the speckle at its first pixel (one look sample per
+    product pixel), and every pixel interpolates between the four nearest cell centres, as
+    rasterio's bilinear resampling of the coarser product onto the fine grid does. ``origin``
+    is the block's (row, col) in the area of size ``area``, so cells and weights are the same
+    whatever the block.
+    """
+    cells, samples = power, speckle
+    axes = (power.ndim - 2, power.ndim - 1)
+    for axis, start in zip(axes, origin, strict=True):
+        cells, samples = _cell_means(cells, samples, axis, start, factor)
+    product = cells * samples
+    for axis, start, size in zip(axes, origin, area, strict=True):
+        product = _interpolate(product, axis, start, factor, size, power.shape[axis])
+    return product
+
+
+def _cell_means(
+    power: np.ndarray, speckle: np.ndarray, axis: int, start: int, factor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``power`` and first sample of ``speckle`` over each cell along ``axis``."""
+    n = power.shape[axis]
+    index = (start + np.arange(n)) // factor
+    firsts = np.flatnonzero(np.diff(index, prepend=index[0] - 1))
+    counts = np.diff(np.append(firsts, n))
+    shape = [1] * power.ndim
+    shape[axis] = len(counts)
+    means = np.add.reduceat(power, firsts, axis=axis) / counts.reshape(shape).astype(power.dtype)
+    return means, np.take(speckle, firsts, axis=axis)
+
+
+def _interpolate(
+    cells: np.ndarray, axis: int, start: int, factor: int, size: int, n: int
+) -> np.ndarray:
+    """Bilinear weights along ``axis`` from cell centres back to the ``n`` pixels of the block
+    starting at ``start``; beyond the area's first and last cell the edge cell is repeated."""
+    rows = start + np.arange(n)
+    u = (rows + 0.5) / factor - 0.5
+    low = np.floor(u).astype(np.int64)
+    weight = (u - low).astype(cells.dtype)
+    last = (size - 1) // factor
+    first_cell = start // factor
+    local_last = cells.shape[axis] - 1
+    low_cell = np.clip(np.clip(low, 0, last) - first_cell, 0, local_last)
+    high_cell = np.clip(np.clip(low + 1, 0, last) - first_cell, 0, local_last)
+    shape = [1] * cells.ndim
+    shape[axis] = n
+    weight = weight.reshape(shape)
+    return (
+        np.take(cells, low_cell, axis=axis) * (1 - weight)
+        + np.take(cells, high_cell, axis=axis) * weight
+    )
 
 
 # -- per-field dynamics -----------------------------------------------------------------------

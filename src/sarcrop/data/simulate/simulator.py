@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -326,17 +326,23 @@ def simulate_region(
     block_size: int = 512,
     compress: str = "zstd",
     swath_edge: bool = True,
+    product_resolution: float | None = None,
     progress: bool = False,
 ) -> SimulatedRegion:
     """Simulate ``region`` and write scenes, labels, parcels and ``region.json`` under ``out``.
 
     ``size`` is (height, width) in 10 m pixels; ``revisit_days`` overrides the preset's 6 or 12;
     ``block_size`` (a multiple of 256) bounds memory and never changes the output.
+    ``product_resolution`` (a multiple of 10 m, e.g. 20 for WorldCereal's σ⁰) simulates a
+    coarser product as a reader takes it onto the 10 m grid: one speckle sample per product
+    pixel, interpolated bilinearly (see :func:`~sarcrop.data.simulate.effects.coarse_product`).
     ``region.json`` is written last: its presence means the simulation is complete.
     """
     preset = get_region(region)
     year = preset.reference_year if year is None else int(year)
     preset = randomised(preset, seed, year)
+    if product_resolution is not None:
+        preset = _with_product(preset, product_resolution, Path(out))
     height, width = preset.size if size is None else (int(size[0]), int(size[1]))
     revisit = preset.revisit_days if revisit_days is None else int(revisit_days)
     out = Path(out)
@@ -466,6 +472,15 @@ def simulate_region(
     return result
 
 
+def _with_product(preset: RegionPreset, resolution: float, out: Path) -> RegionPreset:
+    factor = round(resolution / RESOLUTION)
+    if factor < 1 or abs(factor * RESOLUTION - resolution) > 1e-6:
+        raise SarcropError(
+            f"product resolution must be a multiple of {RESOLUTION:g} m, got {resolution:g}", out
+        )
+    return replace(preset, realism=replace(preset.realism, product_px=factor))
+
+
 def _block_scenes(
     preset: RegionPreset,
     layout: ParcelLayout,
@@ -508,7 +523,14 @@ def _block_scenes(
         db = table.T[:, ids] + texture[None]
         power = np.power(np.float32(10.0), db / np.float32(10.0))
         power = effects.blur(power, realism.psf_sigma_px)
-        power *= _speckle(seed, preset, year, outer, t)
+        speckle = _speckle(seed, preset, year, outer, t)
+        if realism.product_px > 1:
+            origin = (int(outer.row_off), int(outer.col_off))
+            power = effects.coarse_product(
+                power, speckle, realism.product_px, origin, (grid.height, grid.width)
+            )
+        else:
+            power *= speckle
         yield (np.float32(10.0) * np.log10(power[:, rows, cols])).astype(np.float32)
 
 
@@ -528,7 +550,8 @@ def _speckle(seed: int, preset: RegionPreset, year: int, window: Window, t: int)
     if realism.speckle_sigma_px <= 0 and realism.enl is None:
         return _tile_noise(seed, preset, year, window, 1 + t, "gamma")
     normal = effects.smooth(
-        _tile_noise(seed, preset, year, window, 1 + t, "normal"), realism.speckle_sigma_px
+        _tile_noise(seed, preset, year, window, 1 + t, "normal"),
+        realism.speckle_sigma_px * realism.product_px,  # correlated over product pixels
     )
     looks = realism.enl or (ENL_GRDH_IW,) * len(BANDS)
     return np.stack([effects.gamma_speckle(normal[b], looks[b]) for b in range(len(BANDS))])
