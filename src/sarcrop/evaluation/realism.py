@@ -25,6 +25,7 @@ when it lies in the union of the real locations' bootstrap intervals.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -454,10 +455,10 @@ def _edge_sample(
     """Per pixel: mean |composite − crop interior median| over periods and bands, edge flag."""
     comps = scene.composites  # (steps, 2, h, w)
     interior = mask & (flags == 0)
-    if not interior.any():
-        reference = np.nanmedian(comps[:, :, mask], axis=2)
-    else:
-        reference = np.nanmedian(comps[:, :, interior], axis=2)
+    pixels = comps[:, :, interior] if interior.any() else comps[:, :, mask]
+    with warnings.catch_warnings():  # a period without data: NaN, its pixels are unobserved
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reference = np.nanmedian(pixels, axis=2)
     distance = np.abs(comps[:, :, mask] - reference[:, :, None])
     observed = np.isfinite(distance).all(axis=(0, 1))
     deviation = np.where(observed, np.where(observed, distance, 0).mean(axis=(0, 1)), np.nan)
