@@ -341,8 +341,6 @@ def simulate_region(
     preset = get_region(region)
     year = preset.reference_year if year is None else int(year)
     preset = randomised(preset, seed, year)
-    if product_resolution is not None:
-        preset = _with_product(preset, product_resolution, Path(out))
     height, width = preset.size if size is None else (int(size[0]), int(size[1]))
     revisit = preset.revisit_days if revisit_days is None else int(revisit_days)
     out = Path(out)
@@ -356,6 +354,8 @@ def simulate_region(
         raise SarcropError(f"unknown compression {compress!r}: use zstd, deflate or lzw", out)
     if seed < 0:
         raise SarcropError(f"seed must be >= 0, got {seed}", out)
+    if product_resolution is not None:
+        preset = _with_product(preset, product_resolution, out)
 
     x0, y0 = preset.origin
     transform = Affine(RESOLUTION, 0.0, x0, 0.0, -RESOLUTION, y0)
