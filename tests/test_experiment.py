@@ -207,13 +207,16 @@ def test_simulate_options_of_a_config_are_the_arguments_of_simulate_region(tmp_p
     arguments = inspect.signature(simulate_region).parameters
     assert set(SimulatedRegion.model_fields) - {"preset"} <= set(arguments)
     spain = TINY["regions"]["spain"]
-    coarse = {**spain, "simulate": {**spain["simulate"], "product_resolution": 20, "draws": 2}}
+    options = {"product_resolution": 20, "randomise": False, "draws": 2}
+    coarse = {**spain, "simulate": {**spain["simulate"], **options}}
     config = load_experiment_config(
         write_config(tmp_path, dict(TINY, regions={**TINY["regions"], "spain": coarse}))
     )
     assert config.regions["spain1"].simulate.product_resolution == 20.0
-    # Unset, it stays out of the region's dump: cache keys of earlier runs stay valid.
-    assert "product_resolution" not in SimulatedRegion(preset="spain").model_dump(mode="json")
+    assert config.regions["spain1"].simulate.randomise is False
+    # Left at their defaults, they stay out of the region's dump: earlier cache keys stay valid.
+    dump = SimulatedRegion(preset="spain").model_dump(mode="json")
+    assert not {"product_resolution", "randomise"} & set(dump)
 
 
 def test_a_folder_named_like_a_shipped_config_does_not_shadow_it(tmp_path, monkeypatch):

@@ -152,6 +152,27 @@ def test_europe_is_block_size_independent_and_varies_per_seed(tmp_path: Path) ->
         assert d.crops["grassland"] == preset.crops["grassland"]  # perennials keep 1 January
 
 
+def test_without_randomisation_a_preset_is_simulated_at_its_centre(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kw = {"seed": 2, "size": (64, 96), "revisit_days": 40}
+    drawn = simulate_region("europe", tmp_path / "drawn", **kw)
+    centre = simulate_region("europe", tmp_path / "centre", randomise=False, **kw)
+    meta = json.loads(centre.metadata.read_text())["preset"]
+    assert "randomisation" not in meta and meta["block_px"] == get_region("europe").block_px
+    assert "randomisation" in json.loads(drawn.metadata.read_text())["preset"]
+    assert not np.array_equal(_read(drawn), _read(centre))
+    # The centre is the preset as written, without a draw; presets without draws are unmoved.
+    plain = dataclasses.replace(get_region("europe"), randomisation=None)
+    monkeypatch.setitem(REGIONS, "europe", plain)
+    np.testing.assert_array_equal(
+        _read(centre), _read(simulate_region("europe", tmp_path / "plain", **kw))
+    )
+    a = simulate_region("netherlands", tmp_path / "a", **kw)
+    b = simulate_region("netherlands", tmp_path / "b", randomise=False, **kw)
+    np.testing.assert_array_equal(_read(a), _read(b))
+
+
 def test_a_coarser_product_is_block_independent_smooth_and_recorded(tmp_path: Path) -> None:
     kw = {"seed": 3, "size": (150, 300), "revisit_days": 30, "product_resolution": 20.0}
     a = simulate_region("europe", tmp_path / "a", block_size=256, **kw)
@@ -183,3 +204,7 @@ def test_europe_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["simulate", "europe", "--out", str(coarse), "--size", "48", "64", "--quiet"]
     assert main([*args, "--revisit-days", "30", "--product-resolution", "20"]) == 0
     assert json.loads((coarse / "region.json").read_text())["preset"]["realism"]["product_px"] == 2
+    centre = tmp_path / "centre"
+    args = ["simulate", "europe", "--out", str(centre), "--size", "48", "64", "--quiet"]
+    assert main([*args, "--revisit-days", "30", "--no-randomise"]) == 0
+    assert "randomisation" not in json.loads((centre / "region.json").read_text())["preset"]

@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulate a coarser product read onto the 10 m grid, e.g. 20 (WorldCereal's σ⁰)",
     )
     parser.add_argument(
+        "--no-randomise",
+        action="store_true",
+        help="simulate a domain-randomised preset (europe) at its centre, without the seed's "
+        "draw of calendars, levels, field sizes and revisit",
+    )
+    parser.add_argument(
         "--plot", action="store_true", help="also write signatures.png (noise-free class curves)"
     )
     add_quiet(parser)
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         compress=args.compress,
         swath_edge=not args.no_swath_edge,
         product_resolution=args.product_resolution,
+        randomise=not args.no_randomise,
         progress=not args.quiet,
     )
     g = result.grid

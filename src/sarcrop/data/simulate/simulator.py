@@ -327,6 +327,7 @@ def simulate_region(
     compress: str = "zstd",
     swath_edge: bool = True,
     product_resolution: float | None = None,
+    randomise: bool = True,
     progress: bool = False,
 ) -> SimulatedRegion:
     """Simulate ``region`` and write scenes, labels, parcels and ``region.json`` under ``out``.
@@ -336,11 +337,14 @@ def simulate_region(
     ``product_resolution`` (a multiple of 10 m, e.g. 20 for WorldCereal's σ⁰) simulates a
     coarser product as a reader takes it onto the 10 m grid: one speckle sample per product
     pixel, interpolated bilinearly (see :func:`~sarcrop.data.simulate.effects.coarse_product`).
+    ``randomise=False`` simulates a domain-randomised preset (``europe``) at its centre: the
+    calibrated calendars, levels, field sizes and revisit, without the seed's draw of them
+    (``region.json`` then lists no ``randomisation``); other presets are unaffected.
     ``region.json`` is written last: its presence means the simulation is complete.
     """
     preset = get_region(region)
     year = preset.reference_year if year is None else int(year)
-    preset = randomised(preset, seed, year)
+    preset = randomised(preset, seed, year) if randomise else replace(preset, randomisation=None)
     height, width = preset.size if size is None else (int(size[0]), int(size[1]))
     revisit = preset.revisit_days if revisit_days is None else int(revisit_days)
     out = Path(out)
