@@ -56,7 +56,7 @@ class SimulatedRegion(_Strict):
     seed: int = 0
     size: tuple[int, int] | None = None
     revisit_days: int | None = Field(None, ge=1)
-    # Left out of the dump when unset, so cache keys of earlier runs stay valid.
+    # Both left out of the dump at their defaults, so cache keys of earlier runs stay valid.
     product_resolution: float | None = Field(None, gt=0, exclude_if=lambda value: value is None)
     randomise: bool = Field(True, exclude_if=lambda value: value is True)
 
