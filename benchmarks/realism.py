@@ -17,6 +17,9 @@ Each scene is measured at its own resolution (real 20 m; simulated 10 m) unless
 (``sarcrop experiment real``) reads them onto, i.e. as a model sees them beside the simulation.
 A domain-randomised preset (``europe``) is simulated as the seed draws it (calendars, levels,
 field sizes, revisit); ``--no-randomise`` measures its calibrated centre instead.
+``--simulations N`` simulates seeds ``--seed`` ... ``--seed + N - 1`` and asks, per statistic,
+whether the range of the N values reaches the real interval (coverage: what a pre-training on
+all N draws has seen), holding every simulation against the same real intervals.
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ from sarcrop.data.simulate import simulate_region
 from sarcrop.errors import InputDataError
 from sarcrop.evaluation.realism import (
     WORLDCEREAL_CROPS,
+    Row,
     SceneData,
     compare,
+    coverage,
     crop_code_map,
+    format_coverage,
     format_table,
     load_scene,
     measure,
@@ -108,6 +114,7 @@ def run(
     preset: str = "netherlands",
     size: int = 256,
     seed: int = 0,
+    simulations: int = 1,
     draws: int = 200,
     locations: Sequence[str] = tuple(FLANDERS),
     sim_resolution: float | None = None,
@@ -116,53 +123,112 @@ def run(
     randomise: bool = True,
     work: Path | None = None,
 ) -> dict[str, Any]:
-    """Measure the real locations and a simulation of ``preset``; return rows and settings."""
+    """Measure the real locations and ``simulations`` simulations of ``preset`` (seeds ``seed``,
+    ``seed + 1``, ...); return rows and settings: per statistic, whether the simulation lies
+    inside the real interval (one simulation) or whether their range covers it (several)."""
+    if simulations < 1:
+        raise ValueError(f"simulations must be >= 1, got {simulations}")
     start = time.perf_counter()
     reals = {location: real_scene(data, location, real_resolution) for location in locations}
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        sim = simulated_scene(
-            Path(tmp),
-            preset,
-            size=size,
-            seed=seed,
-            resolution=sim_resolution,
-            product_resolution=product_resolution,
-            randomise=randomise,
+    real = {location: measure(scene, CROPS) for location, scene in reals.items()}
+    described, comparisons = [], []
+    for sim_seed in range(seed, seed + simulations):
+        with tempfile.TemporaryDirectory(dir=work) as tmp:
+            sim = simulated_scene(
+                Path(tmp),
+                preset,
+                size=size,
+                seed=sim_seed,
+                resolution=sim_resolution,
+                product_resolution=product_resolution,
+                randomise=randomise,
+            )
+        # The bootstrap seed stays ``seed``: every simulation meets the same real intervals.
+        rows = compare(real, measure(sim, CROPS), draws=draws, seed=seed)
+        comparisons.append(rows)
+        described.append(
+            {
+                "preset": preset,
+                "size": size,
+                "seed": sim_seed,
+                "product_resolution_m": product_resolution,
+                "randomised": randomise,
+                **sim.describe(),
+                "inside": sum(row.inside is True for row in rows),
+            }
         )
-    rows = compare(
-        {location: measure(scene, CROPS) for location, scene in reals.items()},
-        measure(sim, CROPS),
-        draws=draws,
-        seed=seed,
-    )
-    outside = [row for row in rows if row.inside is False]
-    spread = [row for row in rows if row.fields >= MIN_FIELDS]
-    return {
+    result: dict[str, Any] = {
         "real": {location: scene.describe() for location, scene in reals.items()},
-        "simulated": {
-            "preset": preset,
-            "size": size,
-            "seed": seed,
-            "product_resolution_m": product_resolution,
-            "randomised": randomise,
-            **sim.describe(),
-        },
+        "simulated": described[0] if simulations == 1 else described,
         "alignment": (
             "per-period statistics compared by period index, each scene over its own season"
         ),
         "interval": f"union of the real locations' field-bootstrap 90 % intervals ({draws} draws)",
-        "rows": [row.to_dict() for row in rows],
-        "summary": {
-            "statistics": len(rows),
-            "inside": sum(row.inside is True for row in rows),
-            "outside": len(outside),
-            "not_comparable": sum(row.inside is None for row in rows),
-            f"statistics_from_{MIN_FIELDS}_fields": len(spread),
-            f"inside_from_{MIN_FIELDS}_fields": sum(row.inside is True for row in spread),
-        },
-        "seconds": round(time.perf_counter() - start, 1),
-        "_rows": rows,
     }
+    if simulations == 1:
+        result.update(_single(comparisons[0]))
+    else:
+        result.update(_coverage(comparisons))
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def _single(rows: list[Row]) -> dict[str, Any]:
+    summary = _counts([row.inside for row in rows], [row.fields for row in rows], "inside")
+    return {"rows": [row.to_dict() for row in rows], "summary": summary, "_rows": rows}
+
+
+def _coverage(comparisons: list[list[Row]]) -> dict[str, Any]:
+    items = coverage(comparisons)
+    summary = _counts([item.covered for item in items], [item.fields for item in items], "covered")
+    summary["inside_per_simulation"] = [
+        sum(row.inside is True for row in rows) for rows in comparisons
+    ]
+    return {"rows": [item.to_dict() for item in items], "summary": summary, "_rows": items}
+
+
+def _counts(verdicts: list[bool | None], fields: list[int], passed: str) -> dict[str, Any]:
+    """How many statistics passed, failed or could not be compared; also among those whose
+    real interval rests on at least ``MIN_FIELDS`` fields."""
+    spread = [
+        verdict for verdict, count in zip(verdicts, fields, strict=True) if count >= MIN_FIELDS
+    ]
+    failed = "outside" if passed == "inside" else f"not_{passed}"
+    return {
+        "statistics": len(verdicts),
+        passed: sum(verdict is True for verdict in verdicts),
+        failed: sum(verdict is False for verdict in verdicts),
+        "not_comparable": sum(verdict is None for verdict in verdicts),
+        f"statistics_from_{MIN_FIELDS}_fields": len(spread),
+        f"{passed}_from_{MIN_FIELDS}_fields": sum(verdict is True for verdict in spread),
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    """The table and its summary lines, as printed."""
+    rows = result["_rows"]
+    summary = result["summary"]
+    fields = f"Statistics whose real interval rests on >= {MIN_FIELDS} fields"
+    if "covered" not in summary:
+        return (
+            f"{format_table(rows)}\n\n{summary['inside']} of {summary['statistics']} statistics"
+            f" inside the real interval, {summary['outside']} outside,"
+            f" {summary['not_comparable']} not comparable ({result['seconds']} s)."
+            f" {result['alignment']}.\n{fields}:"
+            f" {summary[f'inside_from_{MIN_FIELDS}_fields']} of"
+            f" {summary[f'statistics_from_{MIN_FIELDS}_fields']} inside."
+        )
+    inside = summary["inside_per_simulation"]
+    return (
+        f"{format_coverage(rows)}\n\n{summary['covered']} of {summary['statistics']} real"
+        f" intervals within the range of the {len(inside)} simulations,"
+        f" {summary['not_covered']} not, {summary['not_comparable']} not comparable"
+        f" ({result['seconds']} s). {result['alignment']}.\n{fields}:"
+        f" {summary[f'covered_from_{MIN_FIELDS}_fields']} of"
+        f" {summary[f'statistics_from_{MIN_FIELDS}_fields']} covered.\n"
+        f"Inside the real interval, per simulation: {', '.join(map(str, inside))}"
+        f" (mean {sum(inside) / len(inside):.1f})."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", default="netherlands", help="simulator preset (netherlands)")
     parser.add_argument("--size", type=int, default=256, help="simulated size, 10 m pixels (256)")
     parser.add_argument("--seed", type=int, default=0, help="simulation and bootstrap seed (0)")
+    parser.add_argument(
+        "--simulations",
+        type=int,
+        default=1,
+        help="simulate seeds --seed ... --seed + N - 1 and report their coverage (1)",
+    )
     parser.add_argument("--draws", type=int, default=200, help="bootstrap draws over fields (200)")
     parser.add_argument(
         "--sim-resolution",
@@ -204,23 +276,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset=args.preset,
         size=args.size,
         seed=args.seed,
+        simulations=args.simulations,
         draws=args.draws,
         sim_resolution=args.sim_resolution,
         real_resolution=args.real_resolution,
         product_resolution=args.product_resolution,
         randomise=not args.no_randomise,
     )
-    rows = result.pop("_rows")
-    print(format_table(rows))
-    summary = result["summary"]
-    print(
-        f"\n{summary['inside']} of {summary['statistics']} statistics inside the real interval, "
-        f"{summary['outside']} outside, {summary['not_comparable']} not comparable "
-        f"({result['seconds']} s). {result['alignment']}.\n"
-        f"Statistics whose real interval rests on >= {MIN_FIELDS} fields: "
-        f"{summary[f'inside_from_{MIN_FIELDS}_fields']} of "
-        f"{summary[f'statistics_from_{MIN_FIELDS}_fields']} inside."
-    )
+    print(report(result))
+    result.pop("_rows")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, json.dumps(result, indent=2, allow_nan=True) + "\n")
     print(f"wrote {args.out}")

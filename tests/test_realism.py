@@ -17,8 +17,10 @@ from sarcrop.evaluation.realism import (
     Sample,
     SceneData,
     compare,
+    coverage,
     edge_flags,
     field_residuals,
+    format_coverage,
     format_table,
     lag1_autocorrelation,
     measure,
@@ -154,6 +156,40 @@ def test_row_gap_is_signed_distance_to_interval() -> None:
     assert Row("s", "c", {}, float("nan"), float("nan"), 0.5).inside is None
 
 
+def test_coverage_asks_whether_the_simulations_range_reaches_the_real_interval() -> None:
+    nan = float("nan")
+
+    def rows(*values: float) -> list[Row]:
+        return [
+            Row("spread", "maize", {}, 1.0, 2.0, values[0], 9),
+            Row("level", "maize", {}, -18.0, -17.0, values[1], 2),
+            Row("edges", "potato", {}, 0.2, 0.3, values[2], 1),
+        ]
+
+    # The draws straddle the first interval (none inside), one lands in the second, and
+    # the third is never measured.
+    items = coverage([rows(0.5, -16.0, nan), rows(2.5, -17.5, nan), rows(3.0, -15.0, nan)])
+    spread, level, edges = items
+    assert (spread.covered, spread.inside, spread.simulated) == (True, 0, (0.5, 2.5, 3.0))
+    assert (level.covered, level.inside, level.fields) == (True, 1, 2)
+    assert (edges.covered, edges.inside) == (None, 0)
+    # All above the interval: not covered, however many draws.
+    (above, *_) = coverage([rows(2.1, -17.5, 0.25), rows(2.4, -17.5, 0.25)])
+    assert above.covered is False and above.to_dict()["simulations_inside"] == 0
+    table = format_coverage(items)
+    assert "[0.50, 3.00]" in table and "0/3" in table and "not covered" not in table
+    assert "not covered" in format_coverage([above])
+
+
+def test_coverage_refuses_comparisons_against_different_real_intervals() -> None:
+    first = [Row("s", "maize", {}, 0.0, 1.0, 0.5)]
+    other = [Row("s", "maize", {}, 0.0, 1.2, 0.5)]
+    with pytest.raises(ValueError, match="real intervals"):
+        coverage([first, other])
+    with pytest.raises(ValueError, match="at least one"):
+        coverage([])
+
+
 @pytest.mark.realdata
 def test_real_speckle_is_spatially_correlated(shared_data: Path, tmp_path: Path) -> None:
     from benchmarks.realism import run
@@ -166,3 +202,26 @@ def test_real_speckle_is_spatially_correlated(shared_data: Path, tmp_path: Path)
             assert real > 0.3, (band, crop, real)  # multi-looked GRD: clearly correlated
     assert result["real"]["000028085BF08E7E"]["resolution_m"] == 20.0
     assert result["summary"]["statistics"] == len(result["rows"]) > 100
+
+
+@pytest.mark.realdata
+def test_several_simulations_are_held_against_the_same_real_intervals(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    from benchmarks.realism import report, run
+
+    common = {"locations": ["000028085BF08E7E"], "size": 64, "draws": 20, "work": tmp_path}
+    result = run(shared_data, preset="europe", simulations=2, seed=3, **common)
+    assert [sim["seed"] for sim in result["simulated"]] == [3, 4]
+    singles = [run(shared_data, preset="europe", seed=s, **common) for s in (3, 4)]
+    summary = result["summary"]
+    # The bootstrap seed is the first seed: the first simulation alone gives the same counts.
+    assert summary["inside_per_simulation"][0] == singles[0]["summary"]["inside"]
+    for row, first, second in zip(
+        result["rows"], singles[0]["rows"], singles[1]["rows"], strict=True
+    ):
+        assert (row["real_low"], row["real_high"]) == (first["real_low"], first["real_high"])
+        assert row["simulated"][0] == first["simulated"]
+        assert row["simulated"][1] == pytest.approx(second["simulated"], nan_ok=True)
+    assert summary["covered"] >= max(summary["inside_per_simulation"])
+    assert f"{summary['covered']} of {summary['statistics']} real intervals" in report(result)

@@ -20,7 +20,9 @@ Fields are the parcels of :func:`~sarcrop.data.parcels.parcel_ids`: connected co
 values with their field ids, so an interval comes from a bootstrap over fields rather than
 pixels, which would overstate certainty.
 :func:`compare` puts real locations beside a simulated scene: a simulated value is "inside"
-when it lies in the union of the real locations' bootstrap intervals.
+when it lies in the union of the real locations' bootstrap intervals. :func:`coverage` puts
+them beside several simulations, the draws of a domain-randomised preset that a pre-training
+sees together: a statistic is "covered" when the draws' range reaches the real interval.
 """
 
 from __future__ import annotations
@@ -547,6 +549,82 @@ def compare(
     return rows
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """One statistic of one crop against several simulations: the real interval and the value
+    of each simulation (e.g. each draw of a domain-randomised preset)."""
+
+    statistic: str
+    crop: str
+    low: float
+    high: float
+    simulated: tuple[float, ...]
+    fields: int = 0
+
+    @property
+    def finite(self) -> list[float]:
+        """The simulated values that could be measured (a crop may be absent from a draw)."""
+        return [value for value in self.simulated if np.isfinite(value)]
+
+    @property
+    def covered(self) -> bool | None:
+        """Whether the simulations' range [min, max] meets the real interval: a pre-training
+        on all of them has seen values like the real ones, though no single one need be inside."""
+        values = self.finite
+        if not values or not np.isfinite(self.low):
+            return None
+        return bool(min(values) <= self.high and max(values) >= self.low)
+
+    @property
+    def inside(self) -> int:
+        """How many of the simulations lie inside the real interval."""
+        return sum(bool(self.low <= value <= self.high) for value in self.finite)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "statistic": self.statistic,
+            "crop": self.crop,
+            "real_low": self.low,
+            "real_high": self.high,
+            "simulated": list(self.simulated),
+            "covered": self.covered,
+            "simulations_inside": self.inside,
+            "real_fields": self.fields,
+        }
+
+
+def coverage(comparisons: Sequence[Sequence[Row]]) -> list[Coverage]:
+    """One :class:`Coverage` per statistic from several :func:`compare` results.
+
+    The comparisons must share their real side (the same real samples, bootstrap draws and
+    seed), so that every simulation is held against the same intervals.
+    """
+    if not comparisons:
+        raise ValueError("coverage needs at least one comparison")
+    first = comparisons[0]
+    for rows in comparisons[1:]:
+        same = len(rows) == len(first) and all(
+            (a.statistic, a.crop, a.low, a.high) == (b.statistic, b.crop, b.low, b.high)
+            for a, b in zip(rows, first, strict=True)
+        )
+        if not same:
+            raise ValueError(
+                "comparisons differ in their real intervals: compare every simulation with the"
+                " same real samples, draws and seed"
+            )
+    return [
+        Coverage(
+            row.statistic,
+            row.crop,
+            row.low,
+            row.high,
+            tuple(rows[i].simulated for rows in comparisons),
+            row.fields,
+        )
+        for i, row in enumerate(first)
+    ]
+
+
 def format_table(rows: Sequence[Row]) -> str:
     """A plain-text table: statistic, crop, real per location, real interval and its number of
     fields (an interval from one field is no spread at all), simulated, verdict, gap."""
@@ -577,7 +655,32 @@ def format_table(rows: Sequence[Row]) -> str:
                 "" if row.inside is not False else f"{row.gap:+.2f}",
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return _aligned(lines)
+
+
+def format_coverage(items: Sequence[Coverage]) -> str:
+    """A plain-text table: statistic, crop, real interval and its fields, the simulations'
+    range, how many simulations lie inside, and whether the range reaches the interval."""
+    lines = [["statistic", "crop", "real interval", "fields", "simulated range", "inside", ""]]
+    for item in items:
+        values = item.finite
+        verdict = {True: "covered", False: "not covered", None: "n/a"}[item.covered]
+        lines.append(
+            [
+                item.statistic,
+                item.crop,
+                f"[{_number(item.low)}, {_number(item.high)}]",
+                str(item.fields),
+                f"[{_number(min(values))}, {_number(max(values))}]" if values else "-",
+                f"{item.inside}/{len(item.simulated)}",
+                verdict,
+            ]
+        )
+    return _aligned(lines)
+
+
+def _aligned(lines: list[list[str]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
