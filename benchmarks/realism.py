@@ -154,7 +154,6 @@ def run(
                 "product_resolution_m": product_resolution,
                 "randomised": randomise,
                 **sim.describe(),
-                "inside": sum(row.inside is True for row in rows),
             }
         )
     result: dict[str, Any] = {
@@ -174,26 +173,29 @@ def run(
 
 
 def _single(rows: list[Row]) -> dict[str, Any]:
-    summary = _counts([row.inside for row in rows], [row.fields for row in rows], "inside")
+    verdicts = [row.inside for row in rows]
+    summary = _counts(verdicts, [row.fields for row in rows], "inside", "outside")
     return {"rows": [row.to_dict() for row in rows], "summary": summary, "_rows": rows}
 
 
 def _coverage(comparisons: list[list[Row]]) -> dict[str, Any]:
     items = coverage(comparisons)
-    summary = _counts([item.covered for item in items], [item.fields for item in items], "covered")
+    verdicts = [item.covered for item in items]
+    summary = _counts(verdicts, [item.fields for item in items], "covered", "not_covered")
     summary["inside_per_simulation"] = [
         sum(row.inside is True for row in rows) for rows in comparisons
     ]
     return {"rows": [item.to_dict() for item in items], "summary": summary, "_rows": items}
 
 
-def _counts(verdicts: list[bool | None], fields: list[int], passed: str) -> dict[str, Any]:
+def _counts(
+    verdicts: list[bool | None], fields: list[int], passed: str, failed: str
+) -> dict[str, Any]:
     """How many statistics passed, failed or could not be compared; also among those whose
     real interval rests on at least ``MIN_FIELDS`` fields."""
     spread = [
         verdict for verdict, count in zip(verdicts, fields, strict=True) if count >= MIN_FIELDS
     ]
-    failed = "outside" if passed == "inside" else f"not_{passed}"
     return {
         "statistics": len(verdicts),
         passed: sum(verdict is True for verdict in verdicts),
