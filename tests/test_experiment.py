@@ -202,10 +202,10 @@ def test_simulate_options_of_a_config_are_the_arguments_of_simulate_region(tmp_p
     import inspect
 
     from sarcrop.data.simulate import simulate_region
-    from sarcrop.experiments.config import SimulatedRegion
+    from sarcrop.experiments.config import SimulationSpec
 
     arguments = inspect.signature(simulate_region).parameters
-    assert set(SimulatedRegion.model_fields) - {"preset"} <= set(arguments)
+    assert set(SimulationSpec.model_fields) - {"preset"} <= set(arguments)
     spain = TINY["regions"]["spain"]
     options = {"product_resolution": 20, "randomise": False, "draws": 2}
     coarse = {**spain, "simulate": {**spain["simulate"], **options}}
@@ -215,7 +215,7 @@ def test_simulate_options_of_a_config_are_the_arguments_of_simulate_region(tmp_p
     assert config.regions["spain1"].simulate.product_resolution == 20.0
     assert config.regions["spain1"].simulate.randomise is False
     # Left at their defaults, they stay out of the region's dump: earlier cache keys stay valid.
-    dump = SimulatedRegion(preset="spain").model_dump(mode="json")
+    dump = SimulationSpec(preset="spain").model_dump(mode="json")
     assert not {"product_resolution", "randomise"} & set(dump)
 
 

@@ -48,7 +48,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SimulatedRegion(_Strict):
+class SimulationSpec(_Strict):
     """A region produced by the simulator (``sarcrop simulate``); fields are its arguments."""
 
     preset: str
@@ -70,7 +70,7 @@ class RegionData(_Strict):
     ``timesteps`` and ``days`` default to 8 × 20 days, or to a simulated region's season.
     """
 
-    simulate: SimulatedRegion | None = None
+    simulate: SimulationSpec | None = None
     images: str | None = None
     labels: Path | None = None
     label_options: LabelOptions = LabelOptions()
