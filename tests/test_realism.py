@@ -164,15 +164,18 @@ def test_coverage_asks_whether_the_simulations_range_reaches_the_real_interval()
             Row("spread", "maize", {}, 1.0, 2.0, values[0], 9),
             Row("level", "maize", {}, -18.0, -17.0, values[1], 2),
             Row("edges", "potato", {}, 0.2, 0.3, values[2], 1),
+            # No real interval: a fresh nan each time, as compare() gives.
+            Row("mowing", "grassland", {}, float("nan"), float("nan"), 4.0, 0),
         ]
 
-    # The draws straddle the first interval (none inside), one lands in the second, and
-    # the third is never measured.
+    # The draws straddle the first interval (none inside), one lands in the second, the
+    # third is never measured, and the fourth has nothing real to meet.
     items = coverage([rows(0.5, -16.0, nan), rows(2.5, -17.5, nan), rows(3.0, -15.0, nan)])
-    spread, level, edges = items
+    spread, level, edges, mowing = items
     assert (spread.covered, spread.inside, spread.simulated) == (True, 0, (0.5, 2.5, 3.0))
     assert (level.covered, level.inside, level.fields) == (True, 1, 2)
     assert (edges.covered, edges.inside) == (None, 0)
+    assert (mowing.covered, mowing.inside) == (None, 0)
     # All above the interval: not covered, however many draws.
     (above, *_) = coverage([rows(2.1, -17.5, 0.25), rows(2.4, -17.5, 0.25)])
     assert above.covered is False and above.to_dict()["simulations_inside"] == 0

@@ -603,8 +603,10 @@ def coverage(comparisons: Sequence[Sequence[Row]]) -> list[Coverage]:
         raise ValueError("coverage needs at least one comparison")
     first = comparisons[0]
     for rows in comparisons[1:]:
+        # A statistic without a real interval (nan) matches itself.
         same = len(rows) == len(first) and all(
-            (a.statistic, a.crop, a.low, a.high) == (b.statistic, b.crop, b.low, b.high)
+            (a.statistic, a.crop) == (b.statistic, b.crop)
+            and np.array_equal((a.low, a.high), (b.low, b.high), equal_nan=True)
             for a, b in zip(rows, first, strict=True)
         )
         if not same:
