@@ -20,6 +20,9 @@ field sizes, revisit); ``--no-randomise`` measures its calibrated centre instead
 ``--simulations N`` simulates seeds ``--seed`` ... ``--seed + N - 1`` and asks, per statistic,
 whether the range of the N values reaches the real interval (coverage: what a pre-training on
 all N draws has seen), holding every simulation against the same real intervals.
+Below the table, each real location is held against the other's intervals alone, and every
+simulation against the same intervals (``real_against_real``): how many statistics one real
+Flanders place and year has inside another's is the yardstick for a simulation's count.
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ from sarcrop.evaluation.realism import (
     coverage,
     crop_code_map,
     format_coverage,
+    format_real_against_real,
     format_table,
     load_scene,
     measure,
+    real_against_real,
 )
 from sarcrop.options import LabelOptions, SceneOptions
 from sarcrop.utils.atomic import write_text_atomic
@@ -131,7 +136,7 @@ def run(
     start = time.perf_counter()
     reals = {location: real_scene(data, location, real_resolution) for location in locations}
     real = {location: measure(scene, CROPS) for location, scene in reals.items()}
-    described, comparisons = [], []
+    described, comparisons, measured = [], [], []
     for sim_seed in range(seed, seed + simulations):
         with tempfile.TemporaryDirectory(dir=work) as tmp:
             sim = simulated_scene(
@@ -144,8 +149,8 @@ def run(
                 randomise=randomise,
             )
         # The bootstrap seed stays ``seed``: every simulation meets the same real intervals.
-        rows = compare(real, measure(sim, CROPS), draws=draws, seed=seed)
-        comparisons.append(rows)
+        measured.append(measure(sim, CROPS))
+        comparisons.append(compare(real, measured[-1], draws=draws, seed=seed))
         described.append(
             {
                 "preset": preset,
@@ -168,6 +173,9 @@ def run(
         result.update(_single(comparisons[0]))
     else:
         result.update(_coverage(comparisons))
+    checks = real_against_real(real, measured, draws=draws, seed=seed)
+    result["real_against_real"] = [check.to_dict() for check in checks]
+    result["_checks"] = checks
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
 
@@ -207,7 +215,19 @@ def _counts(
 
 
 def report(result: dict[str, Any]) -> str:
-    """The table and its summary lines, as printed."""
+    """The table, its summary lines and the real-against-real yardstick, as printed."""
+    text = _table_report(result)
+    if result["_checks"]:
+        text += (
+            "\n\nReal against real: each real location's values held against another location's"
+            " intervals alone, and each simulation against the same intervals, on the statistics"
+            " both locations measure, leaving out intervals from a single field."
+            f"\n{format_real_against_real(result['_checks'])}"
+        )
+    return text
+
+
+def _table_report(result: dict[str, Any]) -> str:
     rows = result["_rows"]
     summary = result["summary"]
     fields = f"Statistics whose real interval rests on >= {MIN_FIELDS} fields"
@@ -287,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(report(result))
     result.pop("_rows")
+    result.pop("_checks")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, json.dumps(result, indent=2, allow_nan=True) + "\n")
     print(f"wrote {args.out}")

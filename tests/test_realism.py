@@ -21,10 +21,12 @@ from sarcrop.evaluation.realism import (
     edge_flags,
     field_residuals,
     format_coverage,
+    format_real_against_real,
     format_table,
     lag1_autocorrelation,
     measure,
     neighbour_pairs,
+    real_against_real,
     sharp_changes,
     spatial_autocorrelation,
     temporal_correlation,
@@ -193,6 +195,49 @@ def test_coverage_refuses_comparisons_against_different_real_intervals() -> None
         coverage([])
 
 
+def constant_samples(**statistics: float) -> dict[tuple[str, str], Sample]:
+    """Samples over three fields that all hold the same value: a point interval."""
+    fields = np.repeat([0, 1, 2], 4)
+    samples = {}
+    for name, value in statistics.items():
+        statistic, crop = name.split("_")
+        samples[(statistic, crop)] = Sample(
+            np.full((12, 1), value), fields, lambda v: float(v[:, 0].mean())
+        )
+    return samples
+
+
+def test_real_against_real_holds_each_location_and_the_simulations_to_one_interval() -> None:
+    real = {
+        "a": constant_samples(level_maize=1.0, spread_maize=2.0, level_potato=5.0, level_grass=3.0),
+        "b": constant_samples(level_maize=1.0, spread_maize=2.5, level_grass=3.0),
+    }
+    simulations = [
+        constant_samples(level_maize=1.0, spread_maize=2.0, level_potato=5.0),
+        constant_samples(level_maize=0.0, spread_maize=2.5, level_potato=5.0, level_grass=3.0),
+    ]
+    checks = {
+        (c.reference, c.crop): (c.location, c.statistics, c.real_inside, c.simulated_inside)
+        for c in real_against_real(real, simulations, draws=10)
+    }
+    # Potato is measured in "a" only, so it is compared in neither direction; a simulation
+    # without grassland counts as outside on grassland's statistic.
+    assert checks == {
+        ("a", "maize"): ("b", 2, 1, (2, 0)),
+        ("a", "grass"): ("b", 1, 1, (0, 1)),
+        ("a", "all"): ("b", 3, 2, (2, 1)),
+        ("b", "maize"): ("a", 2, 1, (1, 1)),
+        ("b", "grass"): ("a", 1, 1, (0, 1)),
+        ("b", "all"): ("a", 3, 2, (1, 2)),
+    }
+    table = format_real_against_real(real_against_real(real, simulations, draws=10))
+    assert "1.5 (1-2)" in table and "held out" in table
+    assert real_against_real({"a": real["a"]}, simulations) == []
+    # Every interval rests on three fields: asking for four leaves nothing to compare.
+    fewer = real_against_real(real, simulations, draws=10, min_fields=4)
+    assert [(c.crop, c.statistics, c.simulated_inside) for c in fewer] == [("all", 0, (0, 0))] * 2
+
+
 @pytest.mark.realdata
 def test_real_speckle_is_spatially_correlated(shared_data: Path, tmp_path: Path) -> None:
     from benchmarks.realism import run
@@ -228,3 +273,27 @@ def test_several_simulations_are_held_against_the_same_real_intervals(
         assert row["simulated"][1] == pytest.approx(second["simulated"], nan_ok=True)
     assert summary["covered"] >= max(summary["inside_per_simulation"])
     assert f"{summary['covered']} of {summary['statistics']} real intervals" in report(result)
+
+
+@pytest.mark.realdata
+def test_two_real_flanders_locations_are_held_against_each_other(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    from benchmarks.realism import FLANDERS, report, run
+
+    result = run(shared_data, preset="europe", size=64, draws=20, work=tmp_path)
+    checks = result["real_against_real"]
+    assert {(c["reference"], c["location"]) for c in checks} == {
+        (a, b) for a in FLANDERS for b in FLANDERS if a != b
+    }
+    for reference in FLANDERS:
+        rows = [c for c in checks if c["reference"] == reference]
+        (total,) = [c for c in rows if c["crop"] == "all"]
+        crops = [c for c in rows if c["crop"] != "all"]
+        assert {"maize", "grassland"} <= {c["crop"] for c in crops}
+        for key in ("statistics", "real_inside"):
+            assert total[key] == sum(c[key] for c in crops)
+        assert total["simulated_inside"][0] == sum(c["simulated_inside"][0] for c in crops)
+        # Neither real location is inside the other's intervals everywhere.
+        assert total["statistics"] >= 80 and 0 < total["real_inside"] < total["statistics"]
+    assert "Real against real" in report(result)

@@ -23,13 +23,15 @@ pixels, which would overstate certainty.
 when it lies in the union of the real locations' bootstrap intervals. :func:`coverage` puts
 them beside several simulations, the draws of a domain-randomised preset that a pre-training
 sees together: a statistic is "covered" when the draws' range reaches the real interval.
+:func:`real_against_real` holds each real location against another's intervals the same way,
+the yardstick for how many statistics a simulation can be expected to have inside.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -625,6 +627,110 @@ def coverage(comparisons: Sequence[Sequence[Row]]) -> list[Coverage]:
         )
         for i, row in enumerate(first)
     ]
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """One real location held against another's interval, as a simulation is, beside the
+    simulations held against the same interval, on one crop's statistics (or ``"all"``)."""
+
+    reference: str  # the location whose bootstrap intervals are the yardstick
+    location: str  # the location held against them
+    crop: str
+    statistics: int  # statistics measured in both locations
+    real_inside: int
+    simulated_inside: tuple[int, ...]  # per simulation, on the same statistics
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "reference": self.reference,
+            "location": self.location,
+            "crop": self.crop,
+            "statistics": self.statistics,
+            "real_inside": self.real_inside,
+            "simulated_inside": list(self.simulated_inside),
+        }
+
+
+def real_against_real(
+    real: Mapping[str, Mapping[tuple[str, str], Sample]],
+    simulations: Sequence[Mapping[tuple[str, str], Sample]],
+    *,
+    draws: int = 200,
+    seed: int = 0,
+    min_fields: int = 2,
+) -> list[CrossCheck]:
+    """How often one real location lies inside another's intervals: the yardstick for "inside".
+
+    For each ordered pair of real locations, the second one's field-bootstrap intervals are the
+    reference and the first one's values are held against them exactly as a simulated value is;
+    every simulation is held against the same intervals, on the same statistics (those both
+    locations measure). A real place of the same region, or the same place in another year,
+    shows how many statistics any simulation can be expected to have inside. Statistics whose
+    reference interval rests on fewer than ``min_fields`` fields are left out: one field gives
+    a point, which no other sample meets.
+    """
+    checks = []
+    for reference, samples in real.items():
+        intervals = compare({reference: samples}, {}, draws=draws, seed=seed)
+        simulated = [_held(intervals, sim) for sim in simulations]
+        for location, other in real.items():
+            if location == reference:
+                continue
+            held = _held(intervals, other)
+            comparable = [
+                i
+                for i, row in enumerate(held)
+                if row.inside is not None and row.fields >= min_fields
+            ]
+            for crop in (*dict.fromkeys(held[i].crop for i in comparable), "all"):
+                chosen = [i for i in comparable if crop in ("all", held[i].crop)]
+                checks.append(
+                    CrossCheck(
+                        reference,
+                        location,
+                        crop,
+                        len(chosen),
+                        sum(held[i].inside is True for i in chosen),
+                        tuple(sum(rows[i].inside is True for i in chosen) for rows in simulated),
+                    )
+                )
+    return checks
+
+
+def _held(intervals: Sequence[Row], samples: Mapping[tuple[str, str], Sample]) -> list[Row]:
+    """``intervals`` with their simulated value taken from ``samples`` (nan where unmeasured)."""
+    held = []
+    for row in intervals:
+        sample = samples.get((row.statistic, row.crop))
+        held.append(
+            replace(row, simulated=sample.estimate() if sample is not None else float("nan"))
+        )
+    return held
+
+
+def format_real_against_real(checks: Sequence[CrossCheck]) -> str:
+    """A plain-text table: reference and held-out location, crop, the number of statistics,
+    how many the real location has inside, and how many each simulation has (mean and range)."""
+    lines = [["reference", "held out", "crop", "statistics", "real inside", "simulated inside"]]
+    for check in checks:
+        counts = check.simulated_inside
+        simulated = "-"
+        if len(counts) == 1:
+            simulated = str(counts[0])
+        elif counts:
+            simulated = f"{sum(counts) / len(counts):.1f} ({min(counts)}-{max(counts)})"
+        lines.append(
+            [
+                check.reference,
+                check.location,
+                check.crop,
+                str(check.statistics),
+                str(check.real_inside),
+                simulated,
+            ]
+        )
+    return _aligned(lines)
 
 
 def format_table(rows: Sequence[Row]) -> str:
