@@ -529,6 +529,14 @@ def compare(
     The real interval is the union over locations of each location's field-bootstrap 90 %
     interval, so it spans both the differences between locations and the sampling spread.
     """
+    return hold(real_intervals(real, draws=draws, seed=seed), simulated)
+
+
+def real_intervals(
+    real: Mapping[str, Mapping[tuple[str, str], Sample]], *, draws: int = 200, seed: int = 0
+) -> list[Row]:
+    """The real side of :func:`compare` (simulated values nan): bootstrap once, then
+    :func:`hold` each of several simulations against the same intervals."""
     rng = np.random.default_rng(seed)
     keys = list(dict.fromkeys(key for samples in real.values() for key in samples))
     rows = []
@@ -544,11 +552,21 @@ def compare(
             low, high = samples[key].interval(draws, rng)
             lows.append(low)
             highs.append(high)
-        sim = simulated[key].estimate() if key in simulated else float("nan")
         low = float(np.nanmin(lows)) if np.isfinite(lows).any() else float("nan")
         high = float(np.nanmax(highs)) if np.isfinite(highs).any() else float("nan")
-        rows.append(Row(key[0], key[1], values, low, high, sim, fields))
+        rows.append(Row(key[0], key[1], values, low, high, float("nan"), fields))
     return rows
+
+
+def hold(intervals: Sequence[Row], samples: Mapping[tuple[str, str], Sample]) -> list[Row]:
+    """``intervals`` with their simulated value measured on ``samples`` (nan where unmeasured)."""
+    held = []
+    for row in intervals:
+        sample = samples.get((row.statistic, row.crop))
+        held.append(
+            replace(row, simulated=sample.estimate() if sample is not None else float("nan"))
+        )
+    return held
 
 
 @dataclass(frozen=True)
@@ -596,7 +614,7 @@ class Coverage:
 
 
 def coverage(comparisons: Sequence[Sequence[Row]]) -> list[Coverage]:
-    """One :class:`Coverage` per statistic from several :func:`compare` results.
+    """One :class:`Coverage` per statistic from several :func:`compare` (or :func:`hold`) results.
 
     The comparisons must share their real side (the same real samples, bootstrap draws and
     seed), so that every simulation is held against the same intervals.
@@ -672,12 +690,12 @@ def real_against_real(
     """
     checks = []
     for reference, samples in real.items():
-        intervals = compare({reference: samples}, {}, draws=draws, seed=seed)
-        simulated = [_held(intervals, sim) for sim in simulations]
+        intervals = real_intervals({reference: samples}, draws=draws, seed=seed)
+        simulated = [hold(intervals, sim) for sim in simulations]
         for location, other in real.items():
             if location == reference:
                 continue
-            held = _held(intervals, other)
+            held = hold(intervals, other)
             comparable = [
                 i
                 for i, row in enumerate(held)
@@ -696,17 +714,6 @@ def real_against_real(
                     )
                 )
     return checks
-
-
-def _held(intervals: Sequence[Row], samples: Mapping[tuple[str, str], Sample]) -> list[Row]:
-    """``intervals`` with their simulated value taken from ``samples`` (nan where unmeasured)."""
-    held = []
-    for row in intervals:
-        sample = samples.get((row.statistic, row.crop))
-        held.append(
-            replace(row, simulated=sample.estimate() if sample is not None else float("nan"))
-        )
-    return held
 
 
 def format_real_against_real(checks: Sequence[CrossCheck]) -> str:
