@@ -40,7 +40,7 @@ TINY = {
     },
     "finetune": {"epochs": 2, "batch_size": 4, "patience": None, "progress_bar": False},
     "scenarios": [{"finetune": "spain", "test": "france", "crop": "rice", "bands": ["VH", "VV"]}],
-    "methods": ["rf", "ri", "fte", "ftd-last-1"],
+    "methods": ["rf", "ri", "fte", "ftd-last-1", "zero-shot"],
     "baseline": {"n_estimators": 10, "max_samples_per_class": 500},
     "early_season": {"scenario": 0, "method": "fte", "orderings": ["chronological", "random"]},
     "figure_patches": 2,
@@ -66,8 +66,8 @@ def test_results_cover_every_scenario_method_metric_and_step(tiny_run):
     results = pd.read_csv(out / "results.csv")
     main = results[results["run"] == "main"]
     early = results[results["run"] == "early-season"]
-    assert set(main["method"]) == {"rf", "ri", "fte", "ftd-last-1"}
-    assert len(main) == 4 * 4 * 8  # methods × metrics × time steps
+    assert set(main["method"]) == {"rf", "ri", "fte", "ftd-last-1", "zero-shot"}
+    assert len(main) == 5 * 4 * 8  # methods × metrics × time steps
     assert len(early) == 2 * 4 * 8  # orderings × metrics × time steps
     assert set(early["ordering"]) == {"chronological", "random"}
     assert set(main["scenario"]) == {"spain-france-rice-vhvv"}
@@ -90,7 +90,7 @@ def test_configs_without_fractions_keep_their_columns_and_gain_intervals(tiny_ru
     assert list(results.columns[12:]) == ["label_fraction"]
     assert (results["label_fraction"] == 1.0).all()
     intervals = pd.read_csv(out / "intervals.csv")
-    assert sorted(intervals["method"]) == sorted(["rf", "ri", "fte", "ftd-last-1"])
+    assert sorted(intervals["method"]) == sorted(["rf", "ri", "fte", "ftd-last-1", "zero-shot"])
     assert (intervals["low"] <= intervals["mean"] + 1e-3).all()
     assert (intervals["mean"] <= intervals["high"] + 1e-3).all()
     assert "parcel-bootstrap" in (out / "tables.md").read_text()
@@ -120,10 +120,31 @@ def test_tables_manifest_maps_and_report_are_written(tiny_run):
     assert "data:image/png;base64," in html and "tiny" in html
 
 
+def test_zero_shot_scores_the_pretrained_model_as_it_is(tiny_run):
+    """No labels, no training: the pre-trained checkpoint's own predictions on the test store,
+    read in the bands it was trained on (VH of the VH|VV scenario)."""
+    from sarcrop.training import evaluate
+
+    _, out, _ = tiny_run
+    results = pd.read_csv(out / "results.csv")
+    zero = results[(results["method"] == "zero-shot") & (results["run"] == "main")]
+    orderings = pd.read_csv(out / "results.csv", keep_default_na=False).loc[zero.index, "ordering"]
+    assert (orderings == "n/a").all()  # no batches, like the forests
+    keys = {p.parent: json.loads(p.read_text())["key"] for p in (out / "cache").glob("*/done.json")}
+    [unit] = [folder for folder, key in keys.items() if key.get("method") == "zero-shot"]
+    assert "train" not in keys[unit] and not (unit / "run").exists()
+    [checkpoint] = (out / "cache").glob("pretrain-*/run/model.safetensors")
+    [france] = [f for f, key in keys.items() if key.get("name") == "france"]
+    expected = evaluate(checkpoint, france / "store.zarr")
+    assert expected["bands"] == ["VH"]
+    final = zero[(zero["metric"] == "iou") & (zero["timestep"] == zero["timestep"].max())]
+    assert final["value"].item() == pytest.approx(expected["metrics"]["iou"], abs=1e-6)
+
+
 def test_rerun_reuses_every_finished_unit(tiny_run):
     config, out, first = tiny_run
     done = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/done.json")}
-    assert len(done) >= 3 + 1 + 4 + 1  # regions, pre-training, methods, the extra ordering
+    assert len(done) >= 3 + 1 + 5 + 1  # regions, pre-training, methods, the extra ordering
     again = run_experiment(config, out)
     assert {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/done.json")} == done
     pd.testing.assert_frame_equal(again.results, first.results)

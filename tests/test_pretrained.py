@@ -148,6 +148,27 @@ def test_cli_finetunes_by_name(
     assert meta.parent is not None and meta.parent["region"] == "europe"
 
 
+def test_evaluate_and_predict_take_the_name(
+    tmp_path: Path, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped model scored and loaded as it is (no fine-tuning), by name as by path."""
+    from sarcrop.prediction.predict import load_model
+    from sarcrop.training import evaluate
+
+    by_name = evaluate(NAME, store)
+    by_path = evaluate(pretrained.path(NAME), store)
+    assert by_name["checkpoint"] == str(pretrained.path(NAME))
+    assert by_name["metrics"] == by_path["metrics"]
+    assert by_name["positive"] == ["maize"] and by_name["bands"] == ["VH", "VV"]
+    assert main(["evaluate", NAME, store, "--out", str(tmp_path / "m.json")]) == 0
+    written = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
+    assert written["metrics"]["iou"] == pytest.approx(by_name["metrics"]["iou"])
+    assert load_model(NAME).bands == ("VH", "VV")
+    with pytest.raises(CheckpointError, match="korea-rice"):
+        evaluate("korea-rice", store)
+    capsys.readouterr()
+
+
 def test_help_names_the_shipped_models(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["finetune", "--help"])

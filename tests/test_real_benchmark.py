@@ -129,6 +129,15 @@ def test_merged_regions_named_pretrainings_and_fractions(tmp_path):
         ({"pretrains": {}}, "give pretrain"),
         ({"epoch_budget": "time"}, "epoch_budget"),
         ({"methods": ["rf-feature"]}, "unknown method 'rf-feature'"),
+        (
+            {
+                "methods": ["rf", "zero-shot"],
+                "scenarios": [
+                    {"finetune": "a", "test": "b-test", "crop": "grassland", "pretrain": "flanders"}
+                ],
+            },
+            "zero-shot needs a pre-training that maps grassland; pretrain flanders maps maize",
+        ),
     ],
 )
 def test_config_errors_for_the_new_sections(tmp_path, changes, message):

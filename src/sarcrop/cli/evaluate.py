@@ -10,7 +10,9 @@ from sarcrop.cli.shared import add_timesteps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="model (.safetensors)")
+    parser.add_argument(
+        "checkpoint", help="model (.safetensors, or a shipped name, e.g. europe-maize)"
+    )
     parser.add_argument("store", help="dataset store")
     parser.add_argument("--split", default="test", choices=("train", "test", "all"))
     add_timesteps(parser)

@@ -21,7 +21,11 @@ from sarcrop.options import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model", type=Path, nargs="?", metavar="MODEL", help="checkpoint (.safetensors)"
+        "model",
+        type=Path,
+        nargs="?",
+        metavar="MODEL",
+        help="checkpoint (.safetensors, or a shipped name, e.g. europe-maize)",
     )
     parser.add_argument(
         "--models",

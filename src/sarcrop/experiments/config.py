@@ -33,8 +33,10 @@ from sarcrop.options import (
 from sarcrop.training.config import Ordering, TrainConfig
 from sarcrop.utils.validation import config_error, read_yaml
 
-METHOD_PATTERN = re.compile(r"^(rf-features|rf|ri|ft|fte|ftd|probe)(-last-(\d+))?$")
-BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd", "probe", "rf-features")
+METHOD_PATTERN = re.compile(r"^(rf-features|rf|ri|ft|fte|ftd|probe|zero-shot)(-last-(\d+))?$")
+BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd", "probe", "rf-features", "zero-shot")
+ZERO_SHOT = "zero-shot"
+"""The pre-trained model applied to the target as it is: no labels, no training."""
 DEFAULT_PRETRAIN = "default"
 """The name of the single ``pretrain:`` section among the named ``pretrains:``."""
 REGION_PATH_KEYS = ("images", "labels", "store")
@@ -275,8 +277,8 @@ class ExperimentConfig(_Strict):
         for method in methods:
             if not METHOD_PATTERN.match(method):
                 raise ValueError(
-                    f"unknown method {method!r}: use rf, ri, ft, fte, ftd, ftd-last-K, probe "
-                    "or rf-features"
+                    f"unknown method {method!r}: use rf, ri, ft, fte, ftd, ftd-last-K, probe, "
+                    "rf-features or zero-shot"
                 )
         return methods
 
@@ -292,6 +294,7 @@ class ExperimentConfig(_Strict):
         self._check_merges()
         self._check_pretrainings()
         self._check_classes()
+        self._check_zero_shot()
         ids = [s.id for s in self.scenarios]
         if len(set(ids)) != len(ids):
             raise ValueError(
@@ -320,6 +323,22 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"scenarios[{index}]: give crop or classes, not both")
             if self.classes_of(scenario) is None and not scenario.crop:
                 raise ValueError(f"scenarios[{index}]: give crop (one class) or classes")
+
+    def _check_zero_shot(self) -> None:
+        """``zero-shot`` scores the pre-trained model's own output: it must map the scenario's
+        crop, one crop against the rest."""
+        if ZERO_SHOT not in self.methods:
+            return
+        for index, scenario in enumerate(self.scenarios):
+            name, spec = self.pretrain_of(scenario)
+            if self.classes_of(scenario) is not None:
+                raise ValueError(f"scenarios[{index}]: zero-shot maps one crop, not classes")
+            if spec.crop.casefold() != scenario.crop.casefold() or spec.train.reconstructs:
+                raise ValueError(
+                    f"scenarios[{index}]: zero-shot needs a pre-training that maps "
+                    f"{scenario.crop}; pretrain {name} maps "
+                    f"{'nothing (reconstruct)' if spec.train.reconstructs else spec.crop}"
+                )
 
     def _check_pretrainings(self) -> None:
         if not self.pretrainings:

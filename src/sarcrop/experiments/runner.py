@@ -33,6 +33,7 @@ from sarcrop.experiments.classes import (
     network_probabilities,
 )
 from sarcrop.experiments.config import (
+    ZERO_SHOT,
     ExperimentConfig,
     RegionData,
     ScenarioSpec,
@@ -341,7 +342,7 @@ class ExperimentRunner:
             key["classes"] = list(classes)
         if run.fraction < FULL:  # full-label runs keep the keys they had before fractions
             key["label_fraction"] = run.fraction
-            if self.config.epoch_budget != "epochs" and not is_forest(method):
+            if self.config.epoch_budget != "epochs" and trains(method):
                 key["epoch_budget"] = self.config.epoch_budget
         if strategy == "rf":
             key["baseline"] = self.config.baseline.model_dump()
@@ -350,6 +351,8 @@ class ExperimentRunner:
 
             key["baseline"] = self.config.baseline.model_dump()
             key["features"] = {**self.config.feature_forest.model_dump(), **DESIGN}
+            key["pretrain"] = self.pretrained(scenario)[1]
+        elif strategy == ZERO_SHOT:  # nothing learnt from the target: only the pre-training
             key["pretrain"] = self.pretrained(scenario)[1]
         else:
             _, spec = self.config.pretrain_of(scenario)
@@ -388,6 +391,9 @@ class ExperimentRunner:
             elif strategy == "rf-features":
                 early, probabilities = self._feature_forest(scenario, ft_store, test_store, run)
                 checkpoint = None
+            elif strategy == ZERO_SHOT:  # read the bands it was trained on, as rf-features
+                checkpoint, _ = self.pretrained(scenario)
+                early, probabilities = self._network_predictions(checkpoint, test_store)
             else:
                 checkpoint = self._train_method(scenario, method, run, ordering, unit.path / "run")
                 early, probabilities = self._network_predictions(checkpoint, test_store)
@@ -562,7 +568,7 @@ class ExperimentRunner:
                 types.add(scenario, method, seed, fraction, record, test_store)
                 continue
             records[(scenario.id, method, seed, fraction)] = record
-            ordering = "n/a" if is_forest(method) else self.config.finetune.ordering
+            ordering = self.config.finetune.ordering if trains(method) else "n/a"
             rows += _rows(
                 scenario, method, _Run(seed, fraction), record["early_season"], "main", ordering
             )
@@ -706,6 +712,11 @@ def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[st
 def is_forest(method: str) -> bool:
     """Whether ``method`` is a Random Forest (no network training, no batch order)."""
     return parse_method(method)[0] in ("rf", "rf-features")
+
+
+def trains(method: str) -> bool:
+    """Whether ``method`` trains a network on the target (so has epochs and a batch order)."""
+    return not is_forest(method) and parse_method(method)[0] != ZERO_SHOT
 
 
 UnitKey = tuple[str, str, int, float]

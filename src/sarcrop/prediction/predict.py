@@ -114,7 +114,9 @@ def output_lock(out: Path) -> Iterator[None]:
 def load_model(model_or_checkpoint: ModelSpec | str | os.PathLike[str]) -> ModelSpec:
     if isinstance(model_or_checkpoint, ModelSpec):
         return model_or_checkpoint
-    path = Path(model_or_checkpoint)
+    from sarcrop import pretrained
+
+    path = Path(pretrained.resolve(Path(model_or_checkpoint)))  # a file, or a shipped name
     if not path.is_file():
         raise SarcropError("checkpoint not found", path)
     return ModelSpec.from_checkpoint(path)

@@ -851,6 +851,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """IoU/precision/recall/F1 of the positive class over a whole split (one confusion matrix).
 
+    ``checkpoint`` is a ``.safetensors`` file or the name of one shipped with sarcrop
+    (``"europe-maize"``): the shipped model scored as it is, without fine-tuning.
+
     A crop-type checkpoint (``target_classes`` in its metadata) is scored by one ``K × K``
     matrix instead: per-class IoU/precision/recall/F1, mIoU, overall accuracy and kappa
     (:class:`~sarcrop.evaluation.metrics.MulticlassConfusion`); ``threshold`` does not apply.
@@ -866,6 +869,7 @@ def evaluate(
     )
 
     reuse_freed_memory()
+    checkpoint = pretrained.resolve(checkpoint)
     model, meta = load_checkpoint(checkpoint)
     if meta.training.get("objective", "segment") != "segment":
         raise CheckpointError(
