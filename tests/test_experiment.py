@@ -141,6 +141,23 @@ def test_zero_shot_scores_the_pretrained_model_as_it_is(tiny_run):
     assert final["value"].item() == pytest.approx(expected["metrics"]["iou"], abs=1e-6)
 
 
+def test_interpolation_reaches_the_pretrained_strategies_only(tmp_path):
+    """``finetune.interpolation`` is what FT/FTE/FTD train with; RI and the probe, without a
+    pre-trained start, train (and are cached) as at 1, so their runs are shared with a = 1."""
+    from sarcrop.experiments.config import experiment_config_from_dict
+    from sarcrop.experiments.runner import ExperimentRunner
+
+    data = {**TINY, "methods": ["ri", "ft", "fte", "ftd-last-1", "probe"]}
+    mixed = {**data, "finetune": {**TINY["finetune"], "interpolation": 0.5}}
+    runner = ExperimentRunner(experiment_config_from_dict(mixed), tmp_path / "a")
+    plain = ExperimentRunner(experiment_config_from_dict(data), tmp_path / "b")
+    for strategy in ("ft", "fte", "ftd"):
+        assert runner.finetune_config(strategy).interpolation == 0.5
+    for strategy in ("ri", "probe"):
+        assert runner.finetune_config(strategy) == plain.finetune_config(strategy)
+        assert runner.finetune_config(strategy).interpolation == 1.0
+
+
 def test_rerun_reuses_every_finished_unit(tiny_run):
     config, out, first = tiny_run
     done = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/done.json")}

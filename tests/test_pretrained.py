@@ -14,7 +14,7 @@ import torch
 
 from sarcrop import pretrained
 from sarcrop.cli import main
-from sarcrop.errors import CheckpointError
+from sarcrop.errors import CheckpointError, ConfigError
 from sarcrop.options import TilingOptions
 from sarcrop.training import TrainConfig, finetune, load_checkpoint, read_metadata
 
@@ -167,6 +167,44 @@ def test_evaluate_and_predict_take_the_name(
     with pytest.raises(CheckpointError, match="korea-rice"):
         evaluate("korea-rice", store)
     capsys.readouterr()
+
+
+def test_interpolation_exports_a_mix_of_the_start_and_the_fine_tuned_weights(
+    tmp_path: Path, store: str
+) -> None:
+    """``interpolation: a`` exports (1 - a) * pre-trained + a * fine-tuned, tensor by tensor
+    (buffers included); the same run at 1 is the fine-tuned end point."""
+    trained = finetune(NAME, store, tmp_path / "a1", strategy="ft", config=one_epoch())
+    mixed = finetune(
+        NAME, store, tmp_path / "a3", strategy="ft", config=one_epoch().updated(interpolation=0.3)
+    )
+    start = load_checkpoint(pretrained.path(NAME))[0].state_dict()
+    end = load_checkpoint(trained.checkpoint)[0].state_dict()
+    model, meta = load_checkpoint(mixed.checkpoint)
+    assert meta.training["config"]["interpolation"] == 0.3
+    changed = 0
+    for name, value in model.state_dict().items():
+        if not value.is_floating_point():
+            assert torch.equal(value, end[name])
+            continue
+        torch.testing.assert_close(value, 0.7 * start[name] + 0.3 * end[name])
+        changed += not torch.equal(start[name], end[name])
+    assert changed > 10  # fine-tuning moved the weights, so the mix is not the start
+
+
+def test_interpolation_needs_a_pretrained_start(tmp_path: Path, store: str) -> None:
+    from sarcrop.training import train
+
+    half = one_epoch().updated(interpolation=0.5)
+    for run in (
+        lambda: finetune(NAME, store, tmp_path / "ri", strategy="ri", config=half),
+        lambda: finetune(NAME, store, tmp_path / "probe", strategy="probe", config=half),
+        lambda: train(store, tmp_path / "scratch", config=half),
+    ):
+        with pytest.raises(ConfigError) as error:
+            run()
+        assert "interpolation" in str(error.value) and "\n" not in str(error.value)
+    assert not any((tmp_path / name / "model.safetensors").exists() for name in ("ri", "probe"))
 
 
 def test_help_names_the_shipped_models(capsys: pytest.CaptureFixture[str]) -> None:

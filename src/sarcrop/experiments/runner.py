@@ -275,6 +275,12 @@ class ExperimentRunner:
         record = self._timed("pretrain", unit, work)
         return Path(record["checkpoint"]), _digest(unit.key)
 
+    def finetune_config(self, strategy: str) -> TrainConfig:
+        """The ``finetune:`` settings a strategy trains with: ``interpolation`` mixes in the
+        pre-trained start, which RI and the probe's new head do not have (they train as at 1)."""
+        base = self.config.finetune
+        return base.updated(interpolation=1.0) if strategy in ("ri", "probe") else base
+
     def _shown(self, config: TrainConfig) -> TrainConfig:
         """``config`` with its progress bar off unless this run shows progress."""
         return config if self.progress else config.updated(progress_bar=False)
@@ -286,7 +292,7 @@ class ExperimentRunner:
         from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
-        base = self.config.finetune
+        base = self.finetune_config(strategy)
         changes: dict[str, Any] = {"seed": base.seed + run.seed, "ordering": ordering}
         classes = self.config.classes_of(scenario)
         if classes is not None:
@@ -356,7 +362,7 @@ class ExperimentRunner:
             key["pretrain"] = self.pretrained(scenario)[1]
         else:
             _, spec = self.config.pretrain_of(scenario)
-            key["train"] = self.config.finetune.model_dump(mode="json")
+            key["train"] = self.finetune_config(strategy).model_dump(mode="json")
             key["ordering"] = ordering
             key["pretrain"] = self.pretrained(scenario)[1] if strategy != "ri" else None
             key["model"] = [spec.model, spec.model_options]

@@ -305,6 +305,7 @@ def fit(
     metadata: CheckpointMetadata,
     *,
     callbacks: Sequence[Callback] = (),
+    start: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train_data`` with model selection on ``val_data``; export the best.
 
@@ -313,7 +314,14 @@ def fit(
     is completed with a training summary in ``out_dir/model.safetensors``. Extra Lightning
     ``callbacks`` are added to the trainer. Without ``val_data`` the run trains all
     ``config.epochs`` (no early stopping) and exports the last epoch's weights.
+    ``config.interpolation`` below 1 exports ``(1 - a) * start + a * trained`` instead, with
+    ``start`` the weights fine-tuning began from (:func:`finetune` passes them).
     """
+    if config.interpolation < 1 and start is None:
+        raise ConfigError(
+            "interpolation mixes fine-tuned weights with the pre-trained start: only "
+            "fine-tuning (ft, fte, ftd) has one; leave it at 1"
+        )
     out_dir = Path(out_dir)
     validate = val_data is not None
     reuse_freed_memory()
@@ -397,6 +405,8 @@ def fit(
         best_epoch = int(state["epoch"])
     elif not validate:  # the model holds the last epoch's weights
         best_epoch = trainer.current_epoch - 1
+    if start is not None and config.interpolation < 1:
+        interpolate_weights(model, start, config.interpolation)
     score = checkpointing.best_model_score if validate and not config.reconstructs else None
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     result = TrainResult(
@@ -428,6 +438,16 @@ def fit(
         )
     trainer.strategy.barrier("export")
     return result
+
+
+def interpolate_weights(model: nn.Module, start: Mapping[str, torch.Tensor], weight: float) -> None:
+    """``model``'s floating-point weights and buffers become ``(1 - weight) * start + weight *
+    own``, in place (WiSE-FT, Wortsman et al. 2022): a step back towards the pre-trained
+    model keeps more of what it learnt where a few labelled patches would over-fit it."""
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                value.copy_(torch.lerp(start[name].to(value), value, weight))
 
 
 def class_balance(dataset: Dataset) -> tuple[int, int]:
@@ -764,6 +784,14 @@ def finetune(
     if target_classes != parent_meta.target_classes or parent_outputs(parent_meta) != outputs:
         new_head = outputs
     apply_strategy(parent, strategy, last_k, head_channels=new_head)
+    start = None
+    if config.interpolation < 1:
+        if new_head is not None or strategy == "probe":
+            raise ConfigError(
+                "interpolation needs the pre-trained head; this run trains a new one "
+                f"({'probe' if strategy == 'probe' else 'other classes'}): leave it at 1"
+            )
+        start = {name: value.detach().clone() for name, value in parent.state_dict().items()}
     stats, source = _transfer_normalization(
         normalization or "pretrained", store, bands, parent_meta, checkpoint, config
     )
@@ -780,7 +808,7 @@ def finetune(
             "training": training,
         }
     )
-    return fit(parent, train_data, val_data, out_dir, config, metadata)
+    return fit(parent, train_data, val_data, out_dir, config, metadata, start=start)
 
 
 def parent_outputs(meta: CheckpointMetadata) -> int:

@@ -40,6 +40,7 @@ DEFAULT_OBJECTIVE: Objective = "segment"
 LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "objective": DEFAULT_OBJECTIVE,
     "level_jitter": 0.0,
+    "interpolation": 1.0,
 }
 
 # ``pos_weight: auto`` never weighs a positive pixel more than this many negatives: with a
@@ -107,6 +108,14 @@ class TrainConfig(BaseModel):
         le=10,
         description="dB: each training patch's bands shifted by a random offset within ± this "
         "(the same crop's backscatter level differs between years, orbits and regions)",
+    )
+    interpolation: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="fine-tuning only: weight of the fine-tuned weights in the exported model, "
+        "the rest the pre-trained start's (weight-space ensemble, WiSE-FT); 1 keeps them as "
+        "trained",
     )
     classes: tuple[str, ...] | None = Field(
         None,
