@@ -148,9 +148,7 @@ def test_cli_finetunes_by_name(
     assert meta.parent is not None and meta.parent["region"] == "europe"
 
 
-def test_evaluate_and_predict_take_the_name(
-    tmp_path: Path, store: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_evaluate_and_predict_take_the_name(tmp_path: Path, store: str) -> None:
     """The shipped model scored and loaded as it is (no fine-tuning), by name as by path."""
     from sarcrop.prediction.predict import load_model
     from sarcrop.training import evaluate
@@ -166,7 +164,6 @@ def test_evaluate_and_predict_take_the_name(
     assert load_model(NAME).bands == ("VH", "VV")
     with pytest.raises(CheckpointError, match="korea-rice"):
         evaluate("korea-rice", store)
-    capsys.readouterr()
 
 
 def test_interpolation_exports_a_mix_of_the_start_and_the_fine_tuned_weights(
@@ -204,7 +201,8 @@ def test_interpolation_needs_a_pretrained_start(tmp_path: Path, store: str) -> N
         with pytest.raises(ConfigError) as error:
             run()
         assert "interpolation" in str(error.value) and "\n" not in str(error.value)
-    assert not any((tmp_path / name / "model.safetensors").exists() for name in ("ri", "probe"))
+    names = ("ri", "probe", "scratch")
+    assert not any((tmp_path / name / "model.safetensors").exists() for name in names)
 
 
 def test_help_names_the_shipped_models(capsys: pytest.CaptureFixture[str]) -> None:
