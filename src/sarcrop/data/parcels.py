@@ -100,8 +100,7 @@ def _paint(window: np.ndarray, patch: np.ndarray, index: int) -> None:
 
 def store_labels(store: DatasetStore) -> np.ndarray:
     """All labels ``(n, P, P)`` of a store (one small int16 array per patch)."""
-    p = store.patch_size
-    return np.stack([store.read_labels(i) for i in range(len(store))]).reshape(-1, p, p)
+    return store.read_all_labels().reshape(-1, store.patch_size, store.patch_size)
 
 
 def store_parcels(store: DatasetStore | str | Path, *, connectivity: int = 4) -> np.ndarray:
