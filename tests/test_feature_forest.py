@@ -97,6 +97,9 @@ def test_forest_on_features_learns_from_the_forests_parcels(store, checkpoint):
         for i in range(2)
     )
     assert hits == result.metrics.as_dict()["tp"]
+    # Its intervals over parcels are centred on the same metrics.
+    by_parcel = result.by_parcel()
+    assert by_parcel["intervals"]["iou"]["estimate"] == pytest.approx(result.metrics.iou)
     alone = run_feature_forest(checkpoint, store, options, bands=["VH"], raw=False, jobs=1)
     assert alone.model.n_features_in_ == OPTIONS["widths"][0]
 

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sarcrop.cli.shared import add_timesteps
+from sarcrop.cli.shared import add_parcels, add_timesteps, print_by_parcel
 from sarcrop.options import BaselineOptions, add_flags, from_flags
 
 
@@ -42,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --features, add each pixel's own series to the network's features",
     )
     parser.add_argument("--jobs", type=int, default=-1, help="parallel jobs (-1 = all cores)")
-    parser.add_argument("--out", type=Path, help="write the metrics as JSON here")
+    add_parcels(parser)
+    parser.add_argument(
+        "--out", type=Path, help="write the metrics, intervals and parcels as JSON here"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
     for t, confusion in result.confusions.items():
         label = "full season" if t == result.steps else f"t = {t}"
         print(_line(label, confusion.as_dict()))
+    record = {**result.to_dict(), **result.by_parcel()}
+    print_by_parcel(record, args.parcels)
     if args.out is not None:
-        write_metrics_json(args.out, result.to_dict())
+        write_metrics_json(args.out, record)
         print(f"wrote {args.out}")
     return 0
 

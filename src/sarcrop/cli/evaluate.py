@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import Any
 
-from sarcrop.cli.shared import add_timesteps
+from sarcrop.cli.shared import add_parcels, add_timesteps, print_by_parcel
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="patches per batch (8)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--out", help="write the metrics as JSON")
+    add_parcels(parser)
+    parser.add_argument("--out", help="write the metrics, intervals and parcels as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
     )
     print(format_table(result))
+    print_by_parcel(result, args.parcels)
     if args.out:
         print(f"metrics: {args.out}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -112,3 +113,51 @@ def run_training(
     print(f"model: {result.checkpoint}")
     print(f"{selected}, {result.epochs} epochs" + (", resumed" if result.resumed else ""))
     return 0
+
+
+def add_parcels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parcels",
+        action="store_true",
+        help="also list every test parcel: its crop, pixels, share given its own class "
+        "(worst first)",
+    )
+
+
+def print_by_parcel(result: dict[str, Any], parcels: bool) -> None:
+    """The headline's intervals over parcels, and with ``parcels`` the parcels themselves."""
+    print(format_intervals(result))
+    if parcels:
+        print(format_parcels(result))
+
+
+def format_intervals(result: dict[str, Any]) -> str:
+    """One line: the headline metrics' intervals from the bootstrap over parcels."""
+    intervals = result.get("intervals") or {}
+    if not intervals:
+        return "no labelled parcels: no intervals"
+    level = 100 * result["interval_level"]
+    parcels = next(iter(intervals.values()))["n_parcels"]
+    names = {"iou": "IoU", "f1": "F1", "miou": "mIoU"}
+    cells = ", ".join(
+        f"{names.get(name, name)} [{_number(i['low'])}, {_number(i['high'])}]"
+        for name, i in intervals.items()
+    )
+    return f"{level:g} % intervals, bootstrap over {parcels} parcels: {cells}"
+
+
+def format_parcels(result: dict[str, Any]) -> str:
+    """A table of the parcels, the least correct first."""
+    parcels = sorted(result.get("parcels", []), key=lambda p: (p["correct"], -p["pixels"]))
+    lines = [f"{'parcel':>6}  {'crop':<16} {'pixels':>6}  {'correct':>7}  {'mostly':<16} patches"]
+    for p in parcels:
+        patches = " ".join(str(i) for i in p["patches"])
+        lines.append(
+            f"{p['parcel']:>6}  {p['crop']:<16} {p['pixels']:>6}  {p['correct']:>7.2f}  "
+            f"{p['predicted']:<16} {patches}"
+        )
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"

@@ -173,6 +173,11 @@ class PatchDataset(Dataset[Sample]):
         labels = np.asarray(self.store.read_labels(index))
         return labels if self.label_mask is None else self.label_mask.apply(index, labels)
 
+    def target(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """Target and validity of item ``item``, as ``self[item]`` gives them unaugmented; no
+        image read."""
+        return self._target(self.labels(item))
+
     def class_counts(self, items: Sequence[int] | None = None) -> tuple[int, int]:
         """Labelled ``(negative, positive)`` pixels of ``items`` (default: all), unaugmented."""
         negative = positive = 0

@@ -1,6 +1,8 @@
 """Evaluation: confusion-matrix metrics, the Random Forest baseline and paper-shaped tables.
 
 - :mod:`sarcrop.evaluation.metrics`: :class:`BinaryConfusion` over a whole split, early season.
+- :mod:`sarcrop.evaluation.bootstrap`: confidence intervals from resampled parcels.
+- :mod:`sarcrop.evaluation.parcel_scores`: an evaluation's intervals and per-parcel scores.
 - :mod:`sarcrop.evaluation.baseline`: :class:`RandomForestBaseline` on per-pixel time series.
 - :mod:`sarcrop.evaluation.paper`: the published Tables 1-4 as data.
 - :mod:`sarcrop.evaluation.tables`: one table model (Markdown, HTML, console) from results.

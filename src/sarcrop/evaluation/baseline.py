@@ -617,8 +617,48 @@ class BaselineResult:
         """The headline matrix of a crop-type forest (largest evaluated t)."""
         return self.class_confusions[max(self.class_confusions)]
 
+    @property
+    def headline_timesteps(self) -> int:
+        """The number of composites of the headline metrics."""
+        return max(self.class_confusions or self.confusions)
+
+    def test_set(self) -> PatchDataset:
+        """The test split as the forest reads it: its bands, scaling, and classes."""
+        from sarcrop.data.dataset import PatchDataset
+
+        return PatchDataset(
+            self.test_store,
+            "test",
+            self.positive,
+            self.bands,
+            normalization=self.normalization,
+            classes=self.classes,
+        )
+
+    def probabilities(self, timesteps: int | None = None) -> np.ndarray:
+        """The forest's probabilities on the test split from the first ``timesteps``
+        composites (default: all): ``(N, H, W)`` of the positive class, or ``(N, K, H, W)`` of
+        every class of a crop-type forest; NaN where the input has no data."""
+        test_set = self.test_set()
+        predict = predict_proba_patches if self.classes else predict_patches
+        images = (test_set[i]["image"].numpy() for i in range(len(test_set)))
+        return np.stack([predict(self.model, image, timesteps=timesteps) for image in images])
+
+    def by_parcel(self) -> dict[str, Any]:
+        """The headline metrics' parcel-bootstrap intervals and the score of each test parcel
+        (:func:`sarcrop.evaluation.parcel_scores.evaluation_by_parcel`)."""
+        from sarcrop.evaluation.parcel_scores import NO_PREDICTION, evaluation_by_parcel
+
+        t = self.headline_timesteps
+        prob = self.probabilities(None if t == self.steps else t)
+        if self.classes:
+            predicted = np.where(np.isfinite(prob).all(axis=1), prob.argmax(axis=1), NO_PREDICTION)
+        else:
+            predicted = np.where(np.isfinite(prob), prob >= self.options.threshold, NO_PREDICTION)
+        return evaluation_by_parcel(self.test_set(), predicted)
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON record ``sarcrop baseline --out`` writes."""
+        """The run's record; ``sarcrop baseline --out`` writes it with :meth:`by_parcel`'s."""
         record: dict[str, Any] = {
             "method": "random_forest",
             "store": str(self.store),

@@ -130,6 +130,20 @@ class FeatureForestResult(BaselineResult):
     feature_width: int = 0
     network_bands: list[str] | None = None
 
+    def probabilities(self, timesteps: int | None = None) -> np.ndarray:
+        """As :meth:`BaselineResult.probabilities`, from the features of the input cut to
+        ``timesteps`` composites."""
+        from sarcrop.data.store import DatasetStore
+
+        assert self.checkpoint is not None
+        test = DatasetStore(self.test_store)
+        extractor, _, _ = load_extractor(self.checkpoint, test, self.bands, raw=self.raw)
+        features = FeatureDataset(self.test_set(), extractor, timesteps)
+        predict = predict_proba_patches if self.classes else predict_patches
+        return np.stack(
+            [predict(self.model, features[i]["image"].numpy()) for i in range(len(features))]
+        )
+
     def to_dict(self) -> dict[str, Any]:
         record = super().to_dict()
         record.update(
@@ -255,29 +269,7 @@ def run_feature_forest(
     )
 
 
-def probability_maps(result: FeatureForestResult, test_store: Any | None = None) -> np.ndarray:
+def probability_maps(result: FeatureForestResult) -> np.ndarray:
     """Maize probability ``(N, H, W)`` of every test patch (the experiments' saved maps), or
-    every class's ``(N, K, H, W)`` for a crop-type forest."""
-    from sarcrop.data.dataset import PatchDataset
-    from sarcrop.data.normalization import Normalization
-    from sarcrop.data.store import DatasetStore
-
-    assert result.checkpoint is not None
-    test = DatasetStore(result.test_store) if test_store is None else test_store
-    extractor, _, _ = load_extractor(result.checkpoint, test, result.bands, raw=result.raw)
-    patches = PatchDataset(
-        test,
-        "test",
-        result.positive,
-        result.bands,
-        normalization=Normalization.from_dict(result.normalization),
-        classes=result.classes,
-    )
-    features = FeatureDataset(patches, extractor)
-    predict = predict_proba_patches if result.classes else predict_patches
-    return np.stack(
-        [
-            np.nan_to_num(predict(result.model, features[i]["image"].numpy()))
-            for i in range(len(features))
-        ]
-    )
+    every class's ``(N, K, H, W)`` for a crop-type forest; no data becomes 0."""
+    return np.nan_to_num(result.probabilities())

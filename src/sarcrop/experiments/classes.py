@@ -104,29 +104,11 @@ def _number(value: Any) -> float:
 # ------------------------------------------------------------------ predictions
 
 
-def forest_outputs(
-    result: BaselineResult, test_store: Path
-) -> tuple[dict[str, dict[str, Any]], np.ndarray]:
+def forest_outputs(result: BaselineResult) -> tuple[dict[str, dict[str, Any]], np.ndarray]:
     """Per-``t`` confusion dicts and the class probabilities ``(N, K, H, W)`` of a crop-type
     forest on the test split."""
-    from sarcrop.data.dataset import PatchDataset
-    from sarcrop.evaluation.baseline import predict_proba_patches
-
     early = {str(t): c.as_dict() for t, c in result.class_confusions.items()}
-    test_set = PatchDataset(
-        test_store,
-        "test",
-        bands=result.bands,
-        normalization=result.normalization,
-        classes=result.classes,
-    )
-    probabilities = np.stack(
-        [
-            np.nan_to_num(predict_proba_patches(result.model, test_set[i]["image"].numpy()))
-            for i in range(len(test_set))
-        ]
-    )
-    return early, probabilities
+    return early, np.nan_to_num(result.probabilities())
 
 
 def network_probabilities(checkpoint: Path, test_store: Path) -> np.ndarray:

@@ -418,8 +418,7 @@ class ExperimentRunner:
         self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
         """Run i fits with seed ``baseline.seed + i`` through the API behind ``baseline``."""
-        from sarcrop.data.dataset import PatchDataset
-        from sarcrop.evaluation.baseline import predict_patches, run_baseline
+        from sarcrop.evaluation.baseline import run_baseline
 
         classes = self.config.classes_of(scenario)
         result = run_baseline(
@@ -431,18 +430,9 @@ class ExperimentRunner:
             timesteps="all",
         )
         if classes is not None:
-            return forest_outputs(result, test_store)
+            return forest_outputs(result)
         early = {str(t): c.as_dict() for t, c in result.confusions.items()}
-        test_set = PatchDataset(
-            test_store, "test", result.positive, result.bands, normalization=result.normalization
-        )
-        probabilities = np.stack(
-            [
-                np.nan_to_num(predict_patches(result.model, test_set[i]["image"].numpy()))
-                for i in range(len(test_set))
-            ]
-        )
-        return early, probabilities
+        return early, np.nan_to_num(result.probabilities())
 
     def _feature_forest(
         self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run

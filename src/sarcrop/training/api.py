@@ -895,6 +895,7 @@ def evaluate(
         MulticlassConfusion,
         write_metrics_json,
     )
+    from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
 
     reuse_freed_memory()
     checkpoint = pretrained.resolve(checkpoint)
@@ -929,6 +930,7 @@ def evaluate(
         t: BinaryConfusion() if classes is None else MulticlassConfusion(classes) for t in wanted
     }
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    headline_predictions: list[np.ndarray] = []  # target indices at the headline t
     with torch.inference_mode():
         for batch in loader:
             image = batch["image"].to(target_device)
@@ -939,9 +941,13 @@ def evaluate(
                 confusion = confusions[t]
                 if isinstance(confusion, MulticlassConfusion):
                     confusion.update(logits, target, valid)
+                    predicted = logits.argmax(dim=1)
                 else:
                     prob = torch.sigmoid(logits)[:, 0]
                     confusion.update(prob, target, valid, threshold=threshold)
+                    predicted = prob >= threshold
+                if t == wanted[-1]:
+                    headline_predictions.append(predicted.cpu().numpy())
     headline = confusions[wanted[-1]]
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -959,6 +965,8 @@ def evaluate(
         result["classes"] = list(classes)
     if timesteps == "all":
         result["early_season"] = {t: confusions[t].as_dict() for t in wanted}
+    predicted = np.concatenate(headline_predictions) if headline_predictions else np.zeros(0)
+    result.update(evaluation_by_parcel(dataset, predicted))
     if out is not None:
         write_metrics_json(out, result)
     return result

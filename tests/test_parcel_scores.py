@@ -1,0 +1,172 @@
+"""An evaluation seen parcel by parcel: intervals over the test fields, and the fields behind
+the errors, for networks and forests alike."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sarcrop.cli import main
+from sarcrop.data.dataset import PatchDataset
+from sarcrop.data.parcels import store_labels, store_parcels
+from sarcrop.data.store import DatasetStore, write_store
+from sarcrop.errors import InputDataError
+from sarcrop.evaluation.baseline import run_baseline
+from sarcrop.evaluation.metrics import METRICS
+from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
+from sarcrop.options import BaselineOptions
+from sarcrop.training import load_checkpoint
+from sarcrop.training.api import evaluate, train
+from test_multiclass import CLASSES, CROPS, OPTIONS, make_store, quick
+
+FOREST = BaselineOptions(n_estimators=8, early_season=False)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return make_store(tmp_path_factory.mktemp("parcels") / "store.zarr", seed=3)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(store, tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("models")
+    binary = train(store, root / "bin", positive="maize", config=quick(), model_options=OPTIONS)
+    classes = ",".join([*CROPS, "other"])
+    multi = train(store, root / "multi", config=quick(classes=classes), model_options=OPTIONS)
+    return {"binary": str(binary.checkpoint), "multi": str(multi.checkpoint)}
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b)
+
+
+def _parcels_of(store: str, split: str = "test") -> tuple[list[int], np.ndarray, np.ndarray]:
+    opened = DatasetStore(store)
+    patches = opened.indices(split)
+    labels = np.stack([opened.read_labels(i) for i in patches])
+    return patches, store_parcels(opened)[patches], labels
+
+
+def _check_parcels(result: dict, store: str, predicted: np.ndarray, target: np.ndarray) -> None:
+    """Every parcel's pixels, share correct, crop and patches, recounted here."""
+    patches, ids, labels = _parcels_of(store)
+    found = {p["parcel"]: p for p in result["parcels"]}
+    assert set(found) == set(np.unique(ids[ids >= 0]).tolist())
+    for parcel, score in found.items():
+        inside = ids == parcel
+        assert score["pixels"] == int(inside.sum())
+        assert score["correct"] == pytest.approx(np.mean(predicted[inside] == target[inside]))
+        assert score["crop"] == CLASSES[int(labels[inside][0])]
+        assert score["patches"] == [patches[i] for i in np.flatnonzero(inside.any(axis=(1, 2)))]
+
+
+def test_a_binary_evaluation_has_intervals_over_parcels_and_a_score_per_parcel(store, checkpoints):
+    result = evaluate(checkpoints["binary"], store)
+    n_parcels = len(np.unique(_parcels_of(store)[1]))
+    assert result["interval_level"] == 0.95 and set(result["intervals"]) == set(METRICS)
+    for metric, interval in result["intervals"].items():
+        assert _same(interval["estimate"], result["metrics"][metric])
+        assert interval["n_parcels"] == n_parcels - 1  # -1: the unlabelled pixels
+        assert interval["low"] <= interval["estimate"] <= interval["high"]
+    model, _ = load_checkpoint(checkpoints["binary"])
+    test = PatchDataset(store, "test", "maize")
+    with torch.inference_mode():
+        prob = torch.sigmoid(model(torch.stack([test[i]["image"] for i in range(2)])))[:, 0]
+    predicted = (prob >= 0.5).numpy().astype(int)
+    target = np.stack([test[i]["target"].numpy() for i in range(2)]).astype(int)
+    _check_parcels(result, store, predicted, target)
+    counted = sum(p["pixels"] for p in result["parcels"])
+    right = sum(p["correct"] * p["pixels"] for p in result["parcels"])
+    metrics = result["metrics"]
+    assert counted == metrics["tp"] + metrics["fp"] + metrics["fn"] + metrics["tn"]
+    assert right == pytest.approx(metrics["tp"] + metrics["tn"])
+    for score in result["parcels"]:
+        assert score["predicted"] in ("maize", "other")
+
+
+def test_a_crop_type_evaluation_has_intervals_per_class_and_for_the_miou(store, checkpoints):
+    result = evaluate(checkpoints["multi"], store)
+    classes = [*CROPS, "other"]
+    assert list(result["intervals"]) == [*classes, "miou"]
+    for name in classes:
+        per_class = result["metrics"]["per_class"][name]["iou"]
+        assert _same(result["intervals"][name]["estimate"], per_class)
+    assert _same(result["intervals"]["miou"]["estimate"], result["metrics"]["miou"])
+    model, _ = load_checkpoint(checkpoints["multi"])
+    test = PatchDataset(store, "test", classes=classes)
+    with torch.inference_mode():
+        logits = model(torch.stack([test[i]["image"] for i in range(2)]))
+    predicted = logits.argmax(dim=1).numpy()
+    target = np.stack([test[i]["target"].numpy() for i in range(2)])
+    _check_parcels(result, store, predicted, target)
+    assert {p["predicted"] for p in result["parcels"]} <= set(classes)
+
+
+def test_a_forest_reports_the_same_view_at_its_headline_step(store):
+    full = run_baseline(store, FOREST, positive="maize", jobs=1)
+    early = run_baseline(store, FOREST, positive="maize", timesteps=2, jobs=1)
+    for result in (full, early):
+        record = result.by_parcel()
+        for metric in METRICS:
+            assert _same(record["intervals"][metric]["estimate"], getattr(result.metrics, metric))
+    assert early.headline_timesteps == 2 and full.headline_timesteps == 4
+
+
+def test_pixels_without_data_are_left_out_as_in_the_metrics(store, tmp_path):
+    opened = DatasetStore(store)
+    images = np.stack([opened.read_image(i) for i in range(len(opened))])
+    labels = np.stack([opened.read_labels(i) for i in range(len(opened))])
+    test = opened.indices("test")
+    images[test[0], :, :, 2:7, 2:7] = np.nan  # no data on part of a test patch's fields
+    holes = str(write_store(tmp_path / "holes.zarr", images, labels, opened.metadata))
+    result = run_baseline(holes, FOREST, positive="maize", jobs=1)
+    record = result.by_parcel()
+    assert record["intervals"]["iou"]["estimate"] == pytest.approx(result.metrics.iou)
+    counted = sum(p["pixels"] for p in record["parcels"])
+    assert counted == result.metrics.total
+    # Without labelled test pixels there is nothing to resample.
+    labels[test] = -1
+    bare = write_store(tmp_path / "bare.zarr", images, labels, opened.metadata)
+    empty = evaluation_by_parcel(PatchDataset(bare, "test", "maize"), np.zeros((2, 16, 16)))
+    assert empty["intervals"] == {} and empty["parcels"] == []
+
+
+def test_cli_prints_the_intervals_and_lists_the_parcels_worst_first(
+    store, checkpoints, tmp_path, capsys
+):
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", checkpoints["binary"], store, "--parcels", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    written = json.loads(out.read_text())
+    assert written["parcels"] == evaluate(checkpoints["binary"], store)["parcels"]
+    n = written["intervals"]["iou"]["n_parcels"]
+    assert f"95 % intervals, bootstrap over {n} parcels: IoU [" in printed
+    table = printed.split("patches\n", 1)[1].split("metrics: ")[0]
+    rows = table.strip().splitlines()
+    assert len(rows) == len(written["parcels"])
+    shares = [float(row.split()[3]) for row in rows]
+    assert shares == sorted(shares)
+    forest = ["baseline", store, "--positive", "maize", "--n-estimators", "4", "--jobs", "1"]
+    assert main([*forest, "--out", str(tmp_path / "rf.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "bootstrap over" in printed and "patches\n" not in printed
+    record = json.loads((tmp_path / "rf.json").read_text())
+    assert record["method"] == "random_forest" and record["parcels"]
+
+
+def test_labels_read_at_once_still_name_a_damaged_patch(store, tmp_path):
+    opened = DatasetStore(store)
+    images = np.stack([opened.read_image(i) for i in range(len(opened))])
+    labels = np.stack([opened.read_labels(i) for i in range(len(opened))])
+    copy = write_store(tmp_path / "copy.zarr", images, labels, opened.metadata)
+    assert np.array_equal(store_labels(DatasetStore(copy)), labels)
+    chunk = sorted((copy / "labels").rglob("c/5/*/*"))
+    assert len(chunk) == 1
+    chunk[0].write_bytes(b"not a chunk")
+    with pytest.raises(InputDataError, match="labels of patch 5 unreadable") as info:
+        store_labels(DatasetStore(copy))
+    assert str(copy) in str(info.value)
