@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import torch
 import yaml
 
 from sarcrop.errors import ConfigError
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.presets import resolve_config, shipped_configs
+from sarcrop.experiments.record import RunRecord
 
 TINY = {
     "name": "tiny",
@@ -118,6 +120,14 @@ def test_tables_manifest_maps_and_report_are_written(tiny_run):
             assert finite.size and finite.min() >= 0 and finite.max() <= 1
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "tiny" in html
+    # Which versions and processor trained these numbers (they differ between machines).
+    environment = manifest["environment"]
+    assert environment["torch"] == torch.__version__
+    assert environment["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert f"torch {torch.__version__}" in html
+    assert RunRecord.read(out).environment == environment
+    done = [json.loads(p.read_text()) for p in (out / "cache").glob("*/done.json")]
+    assert done and all(d["environment"]["torch"] == torch.__version__ for d in done)
 
 
 def test_zero_shot_scores_the_pretrained_model_as_it_is(tiny_run):

@@ -252,7 +252,8 @@ def test_fit_learns_in_chronological_order_and_exports(tmp_path):
     assert not torch.equal(model.encoder.levels[0].block[1].running_mean, torch.zeros(4))
     assert metadata.training["best_val_iou"] == pytest.approx(result.best_val_iou)
     assert metadata.training["config"]["ordering"] == "chronological"
-    assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["status"] == "complete" and run["environment"]["torch"] == torch.__version__
 
 
 class Crash(L.Callback):

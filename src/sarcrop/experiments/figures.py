@@ -71,6 +71,7 @@ class ExperimentFigures:
             "name": record.name,
             "created": record.created,
             "sarcrop_version": record.sarcrop_version,
+            "environment": record.environment,
             "config_file": record.config_file,
             "config": record.config,
             "seeds": list(record.seeds),

@@ -19,9 +19,19 @@ from sarcrop import __version__
 from sarcrop.errors import SarcropError
 from sarcrop.evaluation.tables import REAL, SIMULATED
 from sarcrop.experiments.config import ExperimentConfig, RegionData
+from sarcrop.utils.environment import environment
 
 MANIFEST = "experiment.json"
-SHARED_KEYS = ("name", "created", "sarcrop_version", "config_file", "config", "seeds", "methods")
+SHARED_KEYS = (
+    "name",
+    "created",
+    "sarcrop_version",
+    "environment",
+    "config_file",
+    "config",
+    "seeds",
+    "methods",
+)
 """Top-level keys of ``experiment.json`` that the record shares with the report's manifest."""
 
 
@@ -89,6 +99,7 @@ class RunRecord:
     config_file: str | None = None
     created: str = ""
     sarcrop_version: str = __version__
+    environment: dict[str, str] = field(default_factory=dict)  # versions and processor
 
     # ------------------------------------------------------------------ access
 
@@ -151,6 +162,7 @@ class RunRecord:
             config_file=data.get("config_file"),
             created=str(data.get("created", "")),
             sarcrop_version=str(data.get("sarcrop_version", "")),
+            environment=dict(data.get("environment") or {}),
         )
 
     @classmethod
@@ -286,4 +298,5 @@ def build_record(
         config=config.model_dump(mode="json"),
         config_file=None if config_file is None else str(config_file),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        environment=environment(),
     )

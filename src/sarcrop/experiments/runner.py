@@ -43,6 +43,7 @@ from sarcrop.experiments.config import (
 from sarcrop.options import BaselineOptions
 from sarcrop.training.config import TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
+from sarcrop.utils.environment import environment
 
 # The evaluation tables' long format, plus which run (main / early-season), batch order and
 # the share of the fine-tuning region's labelled train parcels used (appended last).
@@ -72,9 +73,9 @@ class _Unit:
         return json.loads((self.path / "done.json").read_text(encoding="utf-8"))
 
     def finish(self, record: dict[str, Any]) -> dict[str, Any]:
-        write_text_atomic(
-            self.path / "done.json", json.dumps({**record, "key": self.key}, indent=2, default=str)
-        )
+        """Mark the unit done; its record says what machine computed it (a cache may mix)."""
+        done = {**record, "environment": environment(), "key": self.key}
+        write_text_atomic(self.path / "done.json", json.dumps(done, indent=2, default=str))
         return record
 
 

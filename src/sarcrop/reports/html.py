@@ -597,10 +597,20 @@ def _area_estimates(value: Any) -> str:
     )
 
 
+def _machine(environment: Mapping[str, str]) -> str | None:
+    """PyTorch, the processor and its kernels: trained numbers differ between machines."""
+    if not environment:
+        return None
+    parts = [f"torch {environment.get('torch', '?')}", environment.get("processor", "")]
+    kernels = environment.get("cpu_kernels")
+    return " · ".join(p for p in parts if p) + (f" ({kernels} kernels)" if kernels else "")
+
+
 def _footer(ctx: _Context, manifest: Mapping[str, Any]) -> str:
     facts = [
         ("sarcrop", manifest.get("sarcrop_version")),
         ("created", manifest.get("created")),
+        ("on", _machine(manifest.get("environment") or {})),
         ("configuration file", manifest.get("config_file")),
     ]
     items = [f"{_e(name)} {_e(value)}" for name, value in facts if value]

@@ -70,6 +70,7 @@ from sarcrop.training.ordering import (
 from sarcrop.training.strategies import STRATEGIES, apply_strategy, parameter_counts
 from sarcrop.training.task import SegmentationTask, monitored_metric, monitored_mode
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
+from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
 
 RUN_FILE = "run.json"
@@ -434,7 +435,13 @@ def fit(
         exported = metadata.model_copy(update={"training": {**metadata.training, **summary}})
         save_checkpoint(out_dir / MODEL_FILE, model, exported)
         _write_run(
-            out_dir, {"status": "complete", "fingerprint": fingerprint, "result": result.to_dict()}
+            out_dir,
+            {
+                "status": "complete",
+                "fingerprint": fingerprint,
+                "result": result.to_dict(),
+                "environment": environment(),
+            },
         )
     trainer.strategy.barrier("export")
     return result
