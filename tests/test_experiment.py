@@ -12,6 +12,9 @@ import rasterio
 import torch
 import yaml
 
+from sarcrop.data.dataset import PatchDataset
+from sarcrop.data.labels import positive_indices
+from sarcrop.data.store import DatasetStore
 from sarcrop.errors import ConfigError
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.presets import resolve_config, shipped_configs
@@ -96,6 +99,28 @@ def test_configs_without_fractions_keep_their_columns_and_gain_intervals(tiny_ru
     assert (intervals["low"] <= intervals["mean"] + 1e-3).all()
     assert (intervals["mean"] <= intervals["high"] + 1e-3).all()
     assert "parcel-bootstrap" in (out / "tables.md").read_text()
+
+
+def test_parcels_csv_scores_every_test_field_of_every_run(tiny_run):
+    """Per run, its fields add up to the confusion of its saved test probabilities."""
+    _, out, _ = tiny_run
+    parcels = pd.read_csv(out / "parcels.csv")
+    record = RunRecord.read(out)
+    store = DatasetStore(out / record.regions["france"].store)
+    test = PatchDataset(store, "test", "rice")
+    target = np.stack([test.target(i)[0] for i in range(len(test))]).astype(bool)
+    valid = np.stack([test.target(i)[1] for i in range(len(test))])
+    rice = {store.classes[i] for i in positive_indices(store.classes, ["rice"])}
+    assert set(parcels["method"]) == set(record.methods)
+    for method, fields in parcels.groupby("method"):
+        unit = record.unit("spain-france-rice-vhvv", method, 0)
+        assert unit is not None
+        given = np.load(record.path(unit.probabilities)).astype(np.float32) >= 0.5
+        assert fields["parcel"].is_unique and fields["pixels"].sum() == valid.sum()
+        right = fields["correct"] * fields["pixels"]
+        positive = fields["crop"].isin(rice)
+        assert right[positive].sum() == pytest.approx((given & target & valid).sum())
+        assert right[~positive].sum() == pytest.approx((~given & ~target & valid).sum())
 
 
 def test_tables_manifest_maps_and_report_are_written(tiny_run):

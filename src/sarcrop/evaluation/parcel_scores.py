@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sarcrop.data.parcels import UNLABELLED, parcel_classes, store_labels, store_parcels
-from sarcrop.data.store import DatasetStore
 from sarcrop.evaluation.bootstrap import class_bootstrap, parcel_bootstrap
 from sarcrop.evaluation.metrics import METRICS
 
@@ -49,6 +48,71 @@ NO_PREDICTION = -1
 metrics."""
 
 
+@dataclass(frozen=True)
+class SplitTruth:
+    """What a split's pixels are: targets ``(n, P, P)``, parcel ids (-1 where no metric counts
+    the pixel), store classes, and the names of a model's outputs. Read once, it scores any
+    number of predictions of the split."""
+
+    patches: list[int]
+    target: np.ndarray
+    parcels: np.ndarray
+    labels: np.ndarray
+    classes: list[str]  # the store's legend
+    targets: list[str]  # the model's outputs: ("other", "maize") or its target classes
+
+    @classmethod
+    def of(cls, dataset: PatchDataset) -> SplitTruth:
+        """The truth of every item of ``dataset``, read from its labels alone."""
+        store, patches = dataset.store, list(dataset.indices)
+        size = store.patch_size
+        truth = [dataset.target(i) for i in range(len(dataset))]
+        target = np.stack([t for t, _ in truth]) if truth else np.zeros((0, size, size))
+        valid = np.stack([v for _, v in truth]) if truth else np.zeros((0, size, size), bool)
+        labels = store_labels(store)
+        names = dataset.target_classes
+        return cls(
+            patches=patches,
+            target=target.astype(np.int64),
+            parcels=np.where(valid, store_parcels(store)[patches], UNLABELLED),
+            labels=labels[patches].astype(np.int64),
+            classes=list(store.classes),
+            targets=["other", "+".join(dataset.positive)] if names is None else list(names),
+        )
+
+    def scored(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``predicted`` as target indices, and the parcel ids of the pixels it scores."""
+        predicted = np.asarray(predicted, dtype=np.int64).reshape(self.target.shape)
+        ids = np.where(predicted != NO_PREDICTION, self.parcels, UNLABELLED)
+        return np.where(ids >= 0, predicted, 0), ids
+
+    def scores(self, predicted: np.ndarray) -> list[ParcelScore]:
+        """The score of every parcel with a scored pixel."""
+        predicted, ids = self.scored(predicted)
+        inside = ids >= 0
+        parcel, given = ids[inside], predicted[inside]
+        k = len(self.targets)
+        pixels = np.bincount(parcel)
+        correct = np.bincount(parcel, weights=given == self.target[inside])
+        most = np.bincount(parcel * k + given, minlength=pixels.size * k).reshape(-1, k)
+        crop = parcel_classes(ids, self.labels)
+        where: dict[int, list[int]] = {}
+        for index, patch_ids in zip(self.patches, ids, strict=True):
+            for p in np.unique(patch_ids[patch_ids >= 0]).tolist():
+                where.setdefault(p, []).append(index)
+        return [
+            ParcelScore(
+                parcel=int(p),
+                crop=self.classes[int(crop[p])],
+                pixels=int(pixels[p]),
+                correct=float(correct[p] / pixels[p]),
+                predicted=self.targets[int(most[p].argmax())],
+                patches=tuple(where[int(p)]),
+            )
+            for p in np.flatnonzero(pixels)
+        ]
+
+
 def evaluation_by_parcel(dataset: PatchDataset, predicted: np.ndarray) -> dict[str, Any]:
     """The entries ``interval_level``, ``intervals`` and ``parcels`` of an evaluation.
 
@@ -58,65 +122,18 @@ def evaluation_by_parcel(dataset: PatchDataset, predicted: np.ndarray) -> dict[s
     types: the IoU of each class and the mIoU. Parcels are joined across patches as in the
     experiments' intervals; without labelled pixels there are no intervals and no parcels.
     """
-    store, patches = dataset.store, list(dataset.indices)
-    classes = dataset.target_classes
-    binary = classes is None
-    targets = ["other", "+".join(dataset.positive)] if classes is None else list(classes)
-    truth = [dataset.target(i) for i in range(len(dataset))]
-    target = np.stack([t for t, _ in truth]).astype(np.int64) if truth else np.zeros((0, 1, 1))
-    valid = np.stack([v for _, v in truth]) if truth else np.zeros((0, 1, 1), dtype=bool)
-    predicted = np.asarray(predicted, dtype=np.int64).reshape(target.shape)
-    ids = store_parcels(store)[patches] if patches else np.zeros((0, 1, 1), dtype=np.int64)
-    ids = np.where(valid & (predicted != NO_PREDICTION), ids, UNLABELLED)
+    truth = SplitTruth.of(dataset)
+    given, ids = truth.scored(predicted)
     record: dict[str, Any] = {"interval_level": LEVEL, "intervals": {}, "parcels": []}
     if not np.any(ids >= 0):
         return record
-    predicted = np.where(ids >= 0, predicted, 0)
-    if binary:
+    if dataset.target_classes is None:
         intervals = {
-            metric: parcel_bootstrap(predicted, target, ids, metric=metric, level=LEVEL)
+            metric: parcel_bootstrap(given, truth.target, ids, metric=metric, level=LEVEL)
             for metric in METRICS
         }
     else:
-        intervals = class_bootstrap(predicted, target, ids, targets, level=LEVEL)
-    labels = store_labels(store)[patches].astype(np.int64)
-    scores = _scores(store, _Split(patches, labels, ids, predicted, target), targets)
+        intervals = class_bootstrap(given, truth.target, ids, truth.targets, level=LEVEL)
     record["intervals"] = {name: interval.as_dict() for name, interval in intervals.items()}
-    record["parcels"] = [score.as_dict() for score in scores]
+    record["parcels"] = [score.as_dict() for score in truth.scores(predicted)]
     return record
-
-
-@dataclass(frozen=True)
-class _Split:
-    """Evaluated patches, their labels and parcel ids, the targets given and true."""
-
-    patches: list[int]
-    labels: np.ndarray
-    ids: np.ndarray
-    predicted: np.ndarray
-    target: np.ndarray
-
-
-def _scores(store: DatasetStore, split: _Split, targets: list[str]) -> list[ParcelScore]:
-    inside = split.ids >= 0
-    parcel, predicted = split.ids[inside], split.predicted[inside]
-    pixels = np.bincount(parcel)
-    correct = np.bincount(parcel, weights=predicted == split.target[inside])
-    given = np.bincount(parcel * len(targets) + predicted, minlength=pixels.size * len(targets))
-    most = given.reshape(-1, len(targets)).argmax(axis=1)
-    crop = parcel_classes(split.ids, split.labels)
-    where: dict[int, list[int]] = {}
-    for index, ids in zip(split.patches, split.ids, strict=True):
-        for p in np.unique(ids[ids >= 0]).tolist():
-            where.setdefault(p, []).append(index)
-    return [
-        ParcelScore(
-            parcel=int(p),
-            crop=store.classes[int(crop[p])],
-            pixels=int(pixels[p]),
-            correct=float(correct[p] / pixels[p]),
-            predicted=targets[int(most[p])],
-            patches=tuple(where[int(p)]),
-        )
-        for p in np.flatnonzero(pixels)
-    ]

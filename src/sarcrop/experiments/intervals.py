@@ -20,14 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import pandas as pd
 
 from sarcrop.evaluation.bootstrap import Interval
+from sarcrop.evaluation.parcel_scores import SplitTruth
 from sarcrop.evaluation.tables import Cell
 from sarcrop.experiments.config import ScenarioSpec
+
+if TYPE_CHECKING:
+    from sarcrop.data.dataset import PatchDataset
 
 INTERVALS = "intervals.csv"
 INTERVAL_COLUMNS = (
@@ -88,18 +92,19 @@ def split_parcels(
 
     ``crop_or_classes`` is the crop (targets 0/1) or a list of classes (class indices; pixels of
     a class outside the list are ignored unless it names ``other``)."""
+    truth = SplitTruth.of(test_split(store, bands, crop_or_classes))
+    return truth.target, truth.parcels
+
+
+def test_split(
+    store: Path, bands: tuple[str, ...], crop_or_classes: str | Sequence[str]
+) -> PatchDataset:
+    """The test split as a scenario's methods are scored on it."""
     from sarcrop.data.dataset import PatchDataset
-    from sarcrop.data.parcels import store_parcels
 
     if isinstance(crop_or_classes, str):
-        dataset = PatchDataset(store, "test", (crop_or_classes,), bands)
-    else:
-        dataset = PatchDataset(store, "test", bands=bands, classes=list(crop_or_classes))
-    items = [dataset[i] for i in range(len(dataset))]
-    target = np.stack([item["target"].numpy() for item in items])
-    valid = np.stack([item["valid"].numpy() for item in items])
-    parcels = store_parcels(dataset.store)[dataset.indices]
-    return target, np.where(valid, parcels, -1)
+        return PatchDataset(store, "test", (crop_or_classes,), bands)
+    return PatchDataset(store, "test", bands=bands, classes=list(crop_or_classes))
 
 
 def scenario_intervals(
@@ -165,6 +170,46 @@ def scenario_intervals(
             row[f"p_above_{baseline}"] = difference.p_above
         rows.append(row)
     return pd.DataFrame(rows, columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])
+
+
+PARCELS = "parcels.csv"
+PARCEL_COLUMNS = (
+    "scenario",
+    "method",
+    "label_fraction",
+    "seed",
+    "parcel",
+    "crop",
+    "pixels",
+    "correct",
+    "predicted",
+)
+
+
+def scenario_parcels(
+    scenario: ScenarioSpec,
+    test_store: Path,
+    units: Mapping[tuple[str, float, int], Path],
+    thresholds: Mapping[str, float],
+) -> pd.DataFrame:
+    """One row per run × test parcel of ``scenario``: its crop, labelled pixels, the share of
+    them given their own target and the target most got (``parcels.csv``): which fields each
+    method gets wrong, seed by seed."""
+    truth = SplitTruth.of(test_split(test_store, scenario.bands, scenario.crop))
+    rows = []
+    for (method, fraction, seed), path in sorted(units.items()):
+        probabilities = np.load(path).astype(np.float32)
+        for score in truth.scores(probabilities >= thresholds.get(method, 0.5)):
+            rows.append(
+                {
+                    "scenario": scenario.id,
+                    "method": method,
+                    "label_fraction": fraction,
+                    "seed": seed,
+                    **{k: v for k, v in score.as_dict().items() if k != "patches"},
+                }
+            )
+    return pd.DataFrame(rows, columns=list(PARCEL_COLUMNS))
 
 
 def read_intervals(run_dir: Path) -> pd.DataFrame | None:

@@ -610,15 +610,20 @@ class ExperimentRunner:
     def _intervals(
         self, results: pd.DataFrame, records: dict[UnitKey, dict[str, Any]]
     ) -> pd.DataFrame:
-        """Parcel-bootstrap intervals of each mean over seeds, written to ``intervals.csv``."""
+        """Parcel-bootstrap intervals of each mean over seeds, written to ``intervals.csv``, and
+        every run's score per test parcel, to ``parcels.csv``."""
         from sarcrop.experiments.intervals import (
             INTERVAL_COLUMNS,
             INTERVALS,
             PAIRED_COLUMNS,
+            PARCEL_COLUMNS,
+            PARCELS,
             scenario_intervals,
+            scenario_parcels,
         )
 
         frames = [pd.DataFrame(columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])]
+        parcels = [pd.DataFrame(columns=list(PARCEL_COLUMNS))]
         for scenario in binary_view(self.config).scenarios:
             test_store, _ = self.region_store(scenario.test)
             units = {
@@ -626,11 +631,13 @@ class ExperimentRunner:
                 for (sid, method, seed, fraction), record in records.items()
                 if sid == scenario.id
             }
-            frames.append(
-                scenario_intervals(scenario, test_store, units, results, self._thresholds())
-            )
+            thresholds = self._thresholds()
+            frames.append(scenario_intervals(scenario, test_store, units, results, thresholds))
+            parcels.append(scenario_parcels(scenario, test_store, units, thresholds))
         intervals = pd.concat(frames, ignore_index=True)
         write_text_atomic(self.out / INTERVALS, intervals.to_csv(index=False))
+        table = pd.concat(parcels, ignore_index=True)
+        write_text_atomic(self.out / PARCELS, table.to_csv(index=False))
         return intervals
 
     def _thresholds(self) -> dict[str, float]:
