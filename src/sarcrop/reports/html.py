@@ -603,7 +603,7 @@ def _machine(environment: Mapping[str, str]) -> str | None:
         return None
     parts = [f"torch {environment.get('torch', '?')}", environment.get("processor", "")]
     kernels = environment.get("cpu_kernels")
-    return " · ".join(p for p in parts if p) + (f" ({kernels} kernels)" if kernels else "")
+    return ", ".join(p for p in parts if p) + (f" ({kernels} kernels)" if kernels else "")
 
 
 def _footer(ctx: _Context, manifest: Mapping[str, Any]) -> str:
