@@ -92,11 +92,11 @@ def split_parcels(
 
     ``crop_or_classes`` is the crop (targets 0/1) or a list of classes (class indices; pixels of
     a class outside the list are ignored unless it names ``other``)."""
-    truth = SplitTruth.of(test_split(store, bands, crop_or_classes))
+    truth = SplitTruth.of(scenario_test_set(store, bands, crop_or_classes))
     return truth.target, truth.parcels
 
 
-def test_split(
+def scenario_test_set(
     store: Path, bands: tuple[str, ...], crop_or_classes: str | Sequence[str]
 ) -> PatchDataset:
     """The test split as a scenario's methods are scored on it."""
@@ -195,7 +195,7 @@ def scenario_parcels(
     """One row per run × test parcel of ``scenario``: its crop, labelled pixels, the share of
     them given their own target and the target most got (``parcels.csv``): which fields each
     method gets wrong, seed by seed."""
-    truth = SplitTruth.of(test_split(test_store, scenario.bands, scenario.crop))
+    truth = SplitTruth.of(scenario_test_set(test_store, scenario.bands, scenario.crop))
     rows = []
     for (method, fraction, seed), path in sorted(units.items()):
         probabilities = np.load(path).astype(np.float32)
