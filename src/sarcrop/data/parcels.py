@@ -103,16 +103,19 @@ def store_labels(store: DatasetStore) -> np.ndarray:
     return store.read_all_labels().reshape(-1, store.patch_size, store.patch_size)
 
 
-def store_parcels(store: DatasetStore | str | Path, *, connectivity: int = 4) -> np.ndarray:
+def store_parcels(
+    store: DatasetStore | str | Path, *, connectivity: int = 4, labels: np.ndarray | None = None
+) -> np.ndarray:
     """Parcel ids ``(n, P, P)`` of every patch of a store, joined across patches per location.
 
     Ids are physical fields, not per split: a field cut by the train/test boundary has one id
     in both; select the split's patches (``parcels[store.indices("test")]``) to use one.
+    ``labels`` are the store's labels where the caller has read them (:func:`store_labels`).
     """
     store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     meta = store.metadata
     return patch_parcels(
-        store_labels(store),
+        store_labels(store) if labels is None else labels,
         meta.offsets,
         meta.location if meta.locations else None,
         connectivity=connectivity,
@@ -209,7 +212,7 @@ def label_subset(
     if not names:
         raise InputDataError("store names no positive class; pass positive=", store.path)
     labels = store_labels(store)
-    parcels = store_parcels(store, connectivity=connectivity)
+    parcels = store_parcels(store, connectivity=connectivity, labels=labels)
     in_split = np.zeros(parcels.shape, dtype=bool)
     in_split[store.indices(split)] = True
     candidates = np.unique(parcels[in_split & (parcels >= 0)])

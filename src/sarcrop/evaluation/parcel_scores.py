@@ -74,7 +74,7 @@ class SplitTruth:
         return cls(
             patches=patches,
             target=target.astype(np.int64),
-            parcels=np.where(valid, store_parcels(store)[patches], UNLABELLED),
+            parcels=np.where(valid, store_parcels(store, labels=labels)[patches], UNLABELLED),
             labels=labels[patches].astype(np.int64),
             classes=list(store.classes),
             targets=["other", "+".join(dataset.positive)] if names is None else list(names),

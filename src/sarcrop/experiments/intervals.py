@@ -109,7 +109,7 @@ def scenario_test_set(
 
 def scenario_intervals(
     scenario: ScenarioSpec,
-    test_store: Path,
+    split: tuple[np.ndarray, np.ndarray],
     units: Mapping[tuple[str, float, int], Path],
     results: pd.DataFrame,
     thresholds: Mapping[str, float],
@@ -117,12 +117,13 @@ def scenario_intervals(
     """One row per method × label fraction of ``scenario``: mean ± std over seeds, the CI and
     the paired differences to the baselines.
 
-    ``units`` maps (method, fraction, seed) to the saved test probabilities of that run;
-    ``results`` gives the means (the long results of the main run).
+    ``split`` is :func:`split_parcels` of the test store; ``units`` maps (method, fraction,
+    seed) to the saved test probabilities of that run; ``results`` gives the means (the long
+    results of the main run).
     """
     from sarcrop.evaluation.bootstrap import paired_difference, parcel_bootstrap
 
-    target, parcels = split_parcels(test_store, scenario.bands, scenario.crop)
+    target, parcels = split
     main = results[(results["scenario"] == scenario.id) & (results["run"] == "main")]
     main = main[(main["metric"] == METRIC) & (main["timestep"] == main["timestep"].max())]
     groups = {
@@ -188,14 +189,14 @@ PARCEL_COLUMNS = (
 
 def scenario_parcels(
     scenario: ScenarioSpec,
-    test_store: Path,
+    truth: SplitTruth,
     units: Mapping[tuple[str, float, int], Path],
     thresholds: Mapping[str, float],
 ) -> pd.DataFrame:
     """One row per run × test parcel of ``scenario``: its crop, labelled pixels, the share of
     them given their own target and the target most got (``parcels.csv``): which fields each
-    method gets wrong, seed by seed."""
-    truth = SplitTruth.of(scenario_test_set(test_store, scenario.bands, scenario.crop))
+    method gets wrong, seed by seed. ``truth`` is that of the scenario's test split
+    (:func:`scenario_test_set`)."""
     rows = []
     for (method, fraction, seed), path in sorted(units.items()):
         probabilities = np.load(path).astype(np.float32)

@@ -612,6 +612,7 @@ class ExperimentRunner:
     ) -> pd.DataFrame:
         """Parcel-bootstrap intervals of each mean over seeds, written to ``intervals.csv``, and
         every run's score per test parcel, to ``parcels.csv``."""
+        from sarcrop.evaluation.parcel_scores import SplitTruth
         from sarcrop.experiments.intervals import (
             INTERVAL_COLUMNS,
             INTERVALS,
@@ -620,20 +621,23 @@ class ExperimentRunner:
             PARCELS,
             scenario_intervals,
             scenario_parcels,
+            scenario_test_set,
         )
 
         frames = [pd.DataFrame(columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])]
         parcels = [pd.DataFrame(columns=list(PARCEL_COLUMNS))]
+        thresholds = self._thresholds()
         for scenario in binary_view(self.config).scenarios:
             test_store, _ = self.region_store(scenario.test)
+            truth = SplitTruth.of(scenario_test_set(test_store, scenario.bands, scenario.crop))
             units = {
                 (method, fraction, seed): Path(record["probabilities"])
                 for (sid, method, seed, fraction), record in records.items()
                 if sid == scenario.id
             }
-            thresholds = self._thresholds()
-            frames.append(scenario_intervals(scenario, test_store, units, results, thresholds))
-            parcels.append(scenario_parcels(scenario, test_store, units, thresholds))
+            split = (truth.target, truth.parcels)
+            frames.append(scenario_intervals(scenario, split, units, results, thresholds))
+            parcels.append(scenario_parcels(scenario, truth, units, thresholds))
         intervals = pd.concat(frames, ignore_index=True)
         write_text_atomic(self.out / INTERVALS, intervals.to_csv(index=False))
         table = pd.concat(parcels, ignore_index=True)
