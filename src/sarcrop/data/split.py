@@ -5,16 +5,24 @@ and backscatter conditions, so a random split leaks information across the bound
 ``"block"`` method instead assigns whole blocks of ``block × block`` neighbouring patches to one
 side, which gives a more honest estimate of performance on unseen areas. ``"train"`` and
 ``"test"`` put a whole location on one side, for models trained in one place and tested in
-another.
+another. Two stores cut from one location and season with different splits (a ``"train"``
+store and a ``"test"`` store of the same place, say) share ground: :func:`check_disjoint`
+refuses to score a model there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sarcrop.errors import InputDataError
 from sarcrop.options import SplitMethod
+
+if TYPE_CHECKING:
+    from sarcrop.data.store import DatasetStore
 
 TRAIN, TEST = "train", "test"
 
@@ -84,3 +92,75 @@ def validation_split(
     val = np.sort(indices[order[:n_val]])
     train = np.sort(indices[order[n_val:]])
     return train.tolist(), val.tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Train and test patches of two stores must not show the same labelled ground
+
+
+def label_source(store: DatasetStore, index: int) -> str | None:
+    """The label file patch ``index`` was cut from (its location's, in a merged store), or
+    ``None`` where the store does not record it."""
+    meta = store.metadata
+    source: object = meta.source
+    if meta.locations:
+        members = meta.source.get("stores")
+        location = meta.location[index]
+        source = members[location] if isinstance(members, list) and location < len(members) else {}
+    labels = source.get("labels") if isinstance(source, dict) else None
+    return str(Path(str(labels)).resolve()) if labels else None
+
+
+def _footprints(store: DatasetStore, split: str) -> list[tuple[int, str, np.ndarray]]:
+    """(patch, "label file|CRS", [left, bottom, right, top, season start, season end]) of the
+    split's patches that record their label file."""
+    meta = store.metadata
+    out = []
+    for index in store.indices(split):
+        source = label_source(store, index)
+        if source is None:
+            continue
+        grid = store.patch_grid(index)
+        season = meta.locations[meta.location[index]].season if meta.locations else meta.season
+        extent = [*grid.bounds, season.start.toordinal(), season.end.toordinal()]
+        out.append((index, f"{source}|{grid.crs}", np.asarray(extent, dtype=np.float64)))
+    return out
+
+
+def shared_ground(train: DatasetStore, test: DatasetStore) -> list[tuple[int, int]]:
+    """(train patch, test patch) pairs of ``train``'s train split and ``test``'s test split cut
+    from the same label file, over overlapping ground, in overlapping seasons.
+
+    A model tested on such a pair is scored on labels it learnt from. Simulated draws, other
+    years and other places differ in label file or season and never pair. One store's own
+    split is the split's business and is not checked here.
+    """
+    if Path(train.path).resolve() == Path(test.path).resolve():
+        return []
+    tests = _footprints(test, "test")
+    if not tests:
+        return []
+    keys = np.array([key for _, key, _ in tests])
+    extents = np.stack([extent for _, _, extent in tests])
+    pairs = []
+    for index, key, extent in _footprints(train, "train"):
+        lows = np.maximum(extent[[0, 1, 4]], extents[:, [0, 1, 4]])
+        highs = np.minimum(extent[[2, 3, 5]], extents[:, [2, 3, 5]])
+        overlap = (keys == key) & (highs > lows).all(axis=1)
+        pairs += [(index, tests[j][0]) for j in np.flatnonzero(overlap)]
+    return pairs
+
+
+def check_disjoint(train: DatasetStore, test: DatasetStore, role: str = "train") -> None:
+    """Refuse a test split that shows labelled ground ``train`` was learnt from (``role``: what
+    ``train`` is to the model, e.g. its pre-training)."""
+    pairs = shared_ground(train, test)
+    if pairs:
+        shown = ", ".join(f"{a}/{b}" for a, b in pairs[:3]) + (" ..." if len(pairs) > 3 else "")
+        tests = len({b for _, b in pairs})
+        raise InputDataError(
+            f"{tests} test patches overlap {role} patches of {train.path} (same label file,"
+            f" ground and season; {role}/test: {shown}): the score would measure what was"
+            " learnt; train and test on one store's split instead",
+            test.path,
+        )

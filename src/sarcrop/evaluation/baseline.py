@@ -417,6 +417,7 @@ def forest_splits(
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.labels import OTHER
     from sarcrop.data.parcels import label_subset
+    from sarcrop.data.split import check_disjoint
 
     (train_store, test), (positive, classes) = stores, target
     mask = None
@@ -436,6 +437,7 @@ def forest_splits(
         test, "test", positive, bands, normalization=normalization, classes=classes
     )
     check_splits(train_set, train_store.path, test_set, test.path)
+    check_disjoint(train_store, test)
     return ForestSplits(train_set, test_set, None if mask is None else mask.as_dict())
 
 

@@ -237,6 +237,34 @@ class ExperimentRunner:
         assert spec.images is not None and spec.labels is not None
         prepare(spec.images, store, labels=spec.labels, **options)
 
+    @property
+    def pretrains(self) -> bool:
+        """Whether any method starts from a pre-trained model."""
+        return any(parse_method(m)[0] not in {"rf", "ri"} for m in self.config.methods)
+
+    def check_ground(self, scenario: ScenarioSpec) -> None:
+        """Refuse a scenario whose test split shows labelled ground, in the same season, that
+        its models learnt from: the fine-tuning region's train split or a labelled
+        pre-training's (a self-supervised one learns no labels)."""
+        from sarcrop.data.split import shared_ground
+        from sarcrop.data.store import DatasetStore
+
+        remedy = "fine-tune and test on one region split in two (split: {method: patch})"
+        learnt = [("fine-tuning", scenario.finetune, remedy)]
+        _, spec = self.config.pretrain_of(scenario)
+        if self.pretrains and spec.region is not None and not spec.train.reconstructs:
+            remedy = "pre-train on other fields or seasons than the test"
+            learnt.append(("pre-training", spec.region, remedy))
+        test = DatasetStore(self.region_store(scenario.test)[0])
+        for role, region, remedy in learnt:
+            pairs = shared_ground(DatasetStore(self.region_store(region)[0]), test)
+            if pairs:
+                raise ConfigError(
+                    f"scenario {scenario.finetune} -> {scenario.test}: {len({b for _, b in pairs})}"
+                    f" test patches show labelled ground that {role} region {region} trains on,"
+                    f" in the same season and from the same label file; {remedy}"
+                )
+
     # ------------------------------------------------------------------ models
 
     def pretrained(self, scenario: ScenarioSpec) -> tuple[Path, str]:
@@ -518,11 +546,10 @@ class ExperimentRunner:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pretrains = any(parse_method(m)[0] not in {"rf", "ri"} for m in self.config.methods)
         for scenario in self.config.scenarios:
             self.region_store(scenario.finetune)
             self.region_store(scenario.test)
-            if pretrains:
+            if self.pretrains:
                 self.pretrained(scenario)
         todo = [unit for unit in self._units() if not self._method_unit(unit).done]
         if not todo:
@@ -556,6 +583,8 @@ class ExperimentRunner:
         rows: list[dict[str, Any]] = []
         records: dict[UnitKey, dict[str, Any]] = {}
         types: CropTypeRuns = CropTypeRuns(self.config)
+        for scenario in self.config.scenarios:
+            self.check_ground(scenario)
         if self.jobs > 1:
             self._run_in_workers()
         for scenario, method, seed, fraction in self.scenarios():

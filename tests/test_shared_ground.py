@@ -1,0 +1,198 @@
+"""Train and test patches of two stores must not show the same labelled ground and season.
+
+Two stores prepared from one location with other splits (a whole-location ``train`` store and
+a ``test`` store of the same place) would score a model on the labels it learnt from. The
+forest, ``sarcrop baseline`` and the experiments refuse such pairs; other seasons, other label
+files (a simulated draw on the same grid) and one store's own split pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from affine import Affine
+from rasterio.crs import CRS
+
+from sarcrop.cli import main
+from sarcrop.data.merge import merge_stores
+from sarcrop.data.prepare import prepare
+from sarcrop.data.season import Season
+from sarcrop.data.split import check_disjoint, shared_ground
+from sarcrop.data.store import DatasetStore
+from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.evaluation.baseline import run_baseline
+from sarcrop.experiments.runner import run_experiment
+from sarcrop.options import BaselineOptions, SplitOptions, TilingOptions
+
+P = 8
+H = W = 32  # 16 patches of 8 x 8
+TRANSFORM = Affine(10, 0, 600000, 0, -10, 4800000)
+APRIL = Season(dt.date(2021, 4, 1), steps=3, days=10)
+MAY = Season(dt.date(2021, 5, 1), steps=3, days=10)
+
+
+def write_raster(path, data, nodata, **tags):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=W,
+        height=H,
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=CRS.from_epsg(32631),
+        transform=TRANSFORM,
+        nodata=nodata,
+    ) as ds:
+        ds.write(data)
+        ds.update_tags(**tags)
+
+
+@pytest.fixture(scope="module")
+def location(tmp_path_factory):
+    """Two months of scenes and a maize / other label raster over one 320 m square."""
+    root = tmp_path_factory.mktemp("location")
+    scenes = root / "scenes"
+    scenes.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        when = dt.datetime(2021, 4, 3, 6) + dt.timedelta(days=10 * k)
+        data = rng.uniform(-22, -8, size=(2, H, W)).astype(np.float32)
+        name = f"S1A_IW_GRDH_{when:%Y%m%dT%H%M%S}_ASC_test.tif"
+        write_raster(scenes / name, data, -9999.0, ACQUISITION_TIME=when.isoformat())
+        with rasterio.open(scenes / name, "r+") as ds:
+            ds.descriptions = ("VH", "VV")
+    labels = np.zeros((1, H, W), dtype=np.uint8)
+    labels[0, :, 10:22] = 1
+    write_raster(root / "labels.tif", labels, 255, CLASS_0="other", CLASS_1="maize")
+    shutil.copy(root / "labels.tif", root / "other-labels.tif")
+    return root
+
+
+def store(location, name, split, *, season=APRIL, labels="labels.tif"):
+    out = location / f"{name}.zarr"
+    if not out.exists():
+        prepare(
+            location / "scenes",
+            out,
+            labels=location / labels,
+            season=season,
+            positive=["maize"],
+            tiling=TilingOptions(patch_size=P),
+            split=split,
+            progress=False,
+        )
+    return DatasetStore(out)
+
+
+WHOLE_TRAIN = SplitOptions(method="train")
+WHOLE_TEST = SplitOptions(method="test")
+
+
+def test_whole_location_train_and_test_stores_share_every_patch(location):
+    train = store(location, "train", WHOLE_TRAIN)
+    test = store(location, "test", WHOLE_TEST)
+    assert shared_ground(train, test) == [(i, i) for i in range(16)]
+    with pytest.raises(InputDataError) as error:
+        check_disjoint(train, test)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(str(test.path))
+    assert "16 test patches overlap train patches of" in message and str(train.path) in message
+
+
+def test_two_random_splits_of_one_location_pair_where_they_cross(location):
+    a = store(location, "split0", SplitOptions(seed=0))
+    b = store(location, "split1", SplitOptions(seed=1))
+    assert shared_ground(a, a) == []  # one store's own split is the split's business
+    crossed = [(i, i) for i in range(16) if a.split[i] == "train" and b.split[i] == "test"]
+    assert crossed and shared_ground(a, b) == crossed
+
+
+def test_other_season_or_other_label_file_never_pairs(location):
+    train = store(location, "train", WHOLE_TRAIN)
+    assert shared_ground(train, store(location, "may-test", WHOLE_TEST, season=MAY)) == []
+    # Another label file on the same grid and dates, as a simulated draw has: not the same ground.
+    draw = store(location, "draw-test", WHOLE_TEST, labels="other-labels.tif")
+    assert shared_ground(train, draw) == []
+    check_disjoint(train, draw)
+
+
+def test_a_merged_store_keeps_each_patch_label_file(location, tmp_path):
+    merged = tmp_path / "merged.zarr"
+    parts = [store(location, "train", WHOLE_TRAIN), store(location, "may", WHOLE_TRAIN, season=MAY)]
+    merge_stores([part.path for part in parts], merged, progress=False)
+    test = store(location, "test", WHOLE_TEST)
+    assert shared_ground(DatasetStore(merged), test) == [(i, i) for i in range(16)]
+
+
+def test_forest_and_cli_refuse_a_test_store_of_the_training_ground(location, capsys):
+    train = store(location, "train", WHOLE_TRAIN)
+    test = store(location, "test", WHOLE_TEST)
+    with pytest.raises(InputDataError, match="16 test patches overlap train patches"):
+        run_baseline(train.path, BaselineOptions(n_estimators=5), test_store=test.path)
+    argv = ["baseline", str(train.path), "--test-store", str(test.path), "--n-estimators", "5"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the score would measure what was learnt" in err
+    # The same location split once is fine, and so is another season.
+    split = store(location, "split0", SplitOptions(seed=0))
+    assert run_baseline(split.path, BaselineOptions(n_estimators=5)).metrics.total > 0
+    may = store(location, "may-test", WHOLE_TEST, season=MAY)
+    run_baseline(train.path, BaselineOptions(n_estimators=5), test_store=may.path)
+
+
+def experiment(location, tmp_path, scenario, pretrain_region="a"):
+    regions = {
+        "a": {"store": str(store(location, "train", WHOLE_TRAIN).path)},
+        "a-test": {"store": str(store(location, "test", WHOLE_TEST).path)},
+        "a-split": {"store": str(store(location, "split0", SplitOptions(seed=0)).path)},
+        "may": {"store": str(store(location, "may", WHOLE_TRAIN, season=MAY).path)},
+    }
+    config = {
+        "name": "ground",
+        "seeds": 1,
+        "regions": regions,
+        "pretrains": {
+            "p": {
+                "region": pretrain_region,
+                "crop": "maize",
+                "model_options": {"widths": [4, 8]},
+                "train": {"epochs": 1, "val_fraction": 0, "progress_bar": False},
+            }
+        },
+        "finetune": {"epochs": 1, "val_fraction": 0, "progress_bar": False},
+        "methods": ["rf", "ft"],
+        "baseline": {"n_estimators": 5, "early_season": False},
+        "scenarios": [{"crop": "maize", **scenario}],
+    }
+    path = tmp_path / "ground.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_experiment_refuses_scenarios_tested_on_learnt_ground(location, tmp_path):
+    leaky = experiment(location, tmp_path, {"finetune": "a", "test": "a-test"}, "may")
+    with pytest.raises(ConfigError) as error:
+        run_experiment(leaky, tmp_path / "out")
+    assert str(error.value) == (
+        "scenario a -> a-test: 16 test patches show labelled ground that fine-tuning region a"
+        " trains on, in the same season and from the same label file; fine-tune and test on"
+        " one region split in two (split: {method: patch})"
+    )
+    assert not (tmp_path / "out" / "cache").exists() or not any(
+        (tmp_path / "out" / "cache").glob("method-*")
+    )  # refused before any training
+    pretrained_on_test = experiment(location, tmp_path, {"finetune": "a-split", "test": "a-split"})
+    with pytest.raises(ConfigError, match="that pre-training region a trains on"):
+        run_experiment(pretrained_on_test, tmp_path / "out")
+
+
+def test_experiment_runs_a_split_region_pretrained_on_another_season(location, tmp_path):
+    config = experiment(location, tmp_path, {"finetune": "a-split", "test": "a-split"}, "may")
+    result = run_experiment(config, tmp_path / "out")
+    assert set(result.results["method"]) == {"rf", "ft"}
