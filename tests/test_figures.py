@@ -22,6 +22,7 @@ from sarcrop.reports.figures import (
     confusion_map,
     early_season_plot,
     figure_to_base64_png,
+    learning_curves,
     prediction_panels,
     rgb_composite,
     scenario_figure,
@@ -258,3 +259,29 @@ def test_figures_are_drawn_from_the_runs_record_alone(tmp_path, monkeypatch):
     assert again["timings"] == manifest["timings"]
     assert again["scenarios"][0]["data"] == "simulated"
     assert "measured on simulated data" in (moved / "report.html").read_text(encoding="utf-8")
+
+
+def test_learning_curves_wrap_into_rows_of_three(tmp_path):
+    rows = [
+        {
+            "scenario": f"s{k}",
+            "method": m,
+            "label_fraction": f,
+            "mean": 0.5,
+            "low": 0.4,
+            "high": 0.6,
+        }
+        for k in range(5)
+        for m in ("rf", "ft")
+        for f in (0.25, 1.0)
+    ]
+    long_title = "a scenario title much longer than one panel is wide, from europe, maize"
+    fig = learning_curves(
+        pd.DataFrame(rows), titles={"s0": long_title}, path=tmp_path / "curves.png"
+    )
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(fig.axes) == 6 and len(shown) == 5  # 2 rows x 3, the sixth panel hidden
+    assert [ax.get_subplotspec().rowspan.start for ax in shown] == [0, 0, 0, 1, 1]
+    assert "\n" in shown[0].get_title() and shown[1].get_title() == "s1"
+    assert [ax.get_ylabel() != "" for ax in shown] == [True, False, False, True, False]
+    assert (tmp_path / "curves.png").stat().st_size > 0

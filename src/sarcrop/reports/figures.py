@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -494,7 +495,7 @@ def learning_curves(
     experiment's ``intervals.csv``). The bootstrap interval of each mean is a vertical bar,
     methods nudged sideways so that overlapping intervals stay readable; the fraction axis
     is logarithmic (10, 25, 50, 100 % are evenly spread). ``titles`` maps scenario ids to
-    panel titles.
+    panel titles. Panels fill rows of at most three.
     """
     missing = {"scenario", "method", "label_fraction", "mean", "low", "high"} - set(intervals)
     if missing:
@@ -503,8 +504,13 @@ def learning_curves(
         raise FigureInputError("no intervals to plot")
     scenarios = list(dict.fromkeys(intervals["scenario"]))
     fractions = sorted(float(f) for f in intervals["label_fraction"].unique())
-    fig = Figure(figsize=(4.4 * len(scenarios), 3.9), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(scenarios), sharey=True))
+    columns = min(len(scenarios), 3)
+    rows = -(-len(scenarios) // columns)
+    fig = Figure(figsize=(4.4 * columns, 3.9 * rows), layout="constrained")
+    grid = fig.subplots(rows, columns, sharey=True, squeeze=False)
+    for unused in grid.flat[len(scenarios) :]:
+        unused.set_visible(False)
+    axes = grid.flat[: len(scenarios)]
     extra: dict[str, str] = {}
     for ax, scenario in zip(axes, scenarios):
         part = intervals[intervals["scenario"] == scenario]
@@ -531,11 +537,13 @@ def learning_curves(
         ax.set_xscale("log")
         ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])
         ax.minorticks_off()
-        ax.set_title((titles or {}).get(str(scenario), str(scenario)), fontsize=9)
+        title = (titles or {}).get(str(scenario), str(scenario))
+        ax.set_title(textwrap.fill(title, 56), fontsize=9)
         ax.set_xlabel("labelled parcels used (%)")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"{metric}: mean over seeds, 95 % CI")
+    for row in grid:
+        row[0].set_ylabel(f"{metric}: mean over seeds, 95 % CI")
     axes[-1].legend(fontsize=7, ncols=2)
     return _finish(fig, path)
 
