@@ -202,6 +202,31 @@ def test_rerun_reuses_every_finished_unit(tiny_run):
     pd.testing.assert_frame_equal(again.results, first.results)
 
 
+def test_a_moved_cache_run_from_another_folder_is_reused(tmp_path, monkeypatch):
+    """Cached checkpoints are found where the output folder is now, whatever the working
+    folder was when they were trained (records hold the paths of the run that wrote them)."""
+    small = {**TINY, "methods": ["fte", "zero-shot"]}
+    del small["early_season"]
+    (tmp_path / "a").mkdir()
+    config = write_config(tmp_path, small)
+    monkeypatch.chdir(tmp_path / "a")
+    first = run_experiment(config, "out")  # relative: records say out/cache/...
+    (tmp_path / "a").rename(tmp_path / "b")
+    monkeypatch.chdir(tmp_path)
+    cache = Path("b/out/cache")
+    done = {p: p.stat().st_mtime_ns for p in cache.glob("*/done.json")}
+    again = run_experiment(config, "b/out")
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*/done.json")} == done
+    pd.testing.assert_frame_equal(again.results, first.results)
+    record = RunRecord.read(Path("b/out"))
+    assert record.pretrain is not None and Path("b/out", record.pretrain.checkpoint).is_file()
+    # A new method starts from the cached pre-training where the cache now is.
+    wider = write_config(tmp_path, {**small, "methods": ["fte", "zero-shot", "ftd"]})
+    result = run_experiment(wider, "b/out")
+    assert set(result.results["method"]) == {"fte", "zero-shot", "ftd"}
+    assert len(done) + 1 == len(list(cache.glob("*/done.json")))
+
+
 def test_worker_processes_compute_the_same_results(tiny_run, tmp_path, monkeypatch):
     """With jobs=2 every method unit is trained in a worker process (the parent's own training
     and forest are disabled here, spawned workers import their own), with identical results."""

@@ -41,7 +41,7 @@ from sarcrop.experiments.config import (
     parse_method,
 )
 from sarcrop.options import BaselineOptions
-from sarcrop.training.config import TrainConfig
+from sarcrop.training.config import MODEL_FILE, TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
 
@@ -301,8 +301,8 @@ class ExperimentRunner:
                 "epochs": result.epochs,
             }
 
-        record = self._timed("pretrain", unit, work)
-        return Path(record["checkpoint"]), _digest(unit.key)
+        self._timed("pretrain", unit, work)
+        return unit.path / "run" / MODEL_FILE, _digest(unit.key)
 
     def finetune_config(self, strategy: str) -> TrainConfig:
         """The ``finetune:`` settings a strategy trains with: ``interpolation`` mixes in the
@@ -439,6 +439,12 @@ class ExperimentRunner:
             }
 
         record = self._timed(f"method:{method}", unit, work)
+        # Paths come from this run's folders, not the record: a cache stays valid when its
+        # folder moves or the command runs from elsewhere.
+        if record["checkpoint"] is not None:
+            record["checkpoint"] = (
+                unit.path / "run" / MODEL_FILE if trains(method) else self.pretrained(scenario)[0]
+            )
         record["probabilities"] = unit.path / "test_probabilities.npy"
         record["metrics_csv"] = unit.path / "run" / "metrics.csv"
         return record

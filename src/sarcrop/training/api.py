@@ -55,6 +55,7 @@ from sarcrop.training.checkpoint import (
 from sarcrop.training.config import (
     AUTO_POS_WEIGHT_CAP,
     GPU_LOADER_WORKERS,
+    MODEL_FILE,
     TrainConfig,
     positive_classes,
     timestep_list,
@@ -74,7 +75,6 @@ from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
 
 RUN_FILE = "run.json"
-MODEL_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ RUNTIME_FIELDS = frozenset(
 # DataLoader workers per GPU when ``num_workers`` is left to sarcrop: enough to read and
 # normalise patches while the GPU computes, at most the CPU cores there are.
 GPU_LOADER_WORKERS = 8
+#: The checkpoint a training run writes into its output folder.
+MODEL_FILE = "model.safetensors"
 
 # The Lightning strategy was once the field ``strategy``, a word transfer strategies own.
 RENAMED_STRATEGY = "renamed to 'distributed' (the Lightning strategy, e.g. ddp)"
