@@ -2,8 +2,9 @@
 
 Two stores prepared from one location with other splits (a whole-location ``train`` store and
 a ``test`` store of the same place) would score a model on the labels it learnt from. The
-forest, ``sarcrop baseline`` and the experiments refuse such pairs; other seasons, other label
-files (a simulated draw on the same grid) and one store's own split pass.
+forest, ``sarcrop baseline``, the experiments and ``evaluate`` (from the ground a checkpoint
+records) refuse such pairs; other seasons, other label files (a simulated draw on the same grid)
+and one store's own split pass.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.baseline import run_baseline
 from sarcrop.experiments.runner import run_experiment
 from sarcrop.options import BaselineOptions, SplitOptions, TilingOptions
+from sarcrop.training import TrainConfig, evaluate, finetune, train
 
 P = 8
 H = W = 32  # 16 patches of 8 x 8
@@ -196,3 +198,44 @@ def test_experiment_runs_a_split_region_pretrained_on_another_season(location, t
     config = experiment(location, tmp_path, {"finetune": "a-split", "test": "a-split"}, "may")
     result = run_experiment(config, tmp_path / "out")
     assert set(result.results["method"]) == {"rf", "ft"}
+
+
+QUICK = TrainConfig(epochs=1, batch_size=4, val_fraction=0, progress_bar=False)
+TINY_NET = {"widths": [4, 8]}
+
+
+def trained(location, tmp_path, name, source, *, parent=None, config=QUICK):
+    if parent is None:
+        run = train(source.path, tmp_path / name, model_options=TINY_NET, config=config)
+    else:
+        run = finetune(parent, source.path, tmp_path / name, strategy="ft", config=config)
+    return run.checkpoint
+
+
+def test_evaluate_refuses_the_ground_a_model_or_its_pre_training_learnt(location, tmp_path):
+    whole, test = store(location, "train", WHOLE_TRAIN), store(location, "test", WHOLE_TEST)
+    may_train = store(location, "may", WHOLE_TRAIN, season=MAY)
+    april = trained(location, tmp_path, "april", whole)
+    with pytest.raises(InputDataError) as error:
+        evaluate(april, test.path)
+    message = str(error.value)
+    assert message.startswith(f"{test.path}: 16 test patches show labelled ground")
+    assert str(whole.path.resolve()) in message and "\n" not in message
+    assert main(["evaluate", str(april), str(test.path)]) == 2
+    # Another season of the same ground is new to it; so is its own store's test split.
+    assert evaluate(april, store(location, "may-test", WHOLE_TEST, season=MAY).path)["patches"]
+    split = store(location, "split0", SplitOptions(seed=0))
+    own = trained(location, tmp_path, "own", split)
+    assert evaluate(own, split.path)["patches"] == len(split.indices("test"))
+    # Fine-tuned in May from the April model: April's labels still count.
+    may = trained(location, tmp_path, "may", may_train, parent=april)
+    with pytest.raises(InputDataError, match="learnt from in .*train.zarr"):
+        evaluate(may, test.path)
+
+
+def test_a_self_supervised_start_learnt_no_labels(location, tmp_path):
+    whole, test = store(location, "train", WHOLE_TRAIN), store(location, "test", WHOLE_TEST)
+    may_train = store(location, "may", WHOLE_TRAIN, season=MAY)
+    ssl = trained(location, tmp_path, "ssl", whole, config=QUICK.updated(objective="reconstruct"))
+    may = trained(location, tmp_path, "may", may_train, parent=ssl)
+    assert evaluate(may, test.path)["patches"] == 16

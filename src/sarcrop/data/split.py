@@ -12,9 +12,9 @@ refuses to score a model there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -144,11 +144,49 @@ def shared_ground(train: DatasetStore, test: DatasetStore) -> list[tuple[int, in
     extents = np.stack([extent for _, _, extent in tests])
     pairs = []
     for index, key, extent in _footprints(train, "train"):
-        lows = np.maximum(extent[[0, 1, 4]], extents[:, [0, 1, 4]])
-        highs = np.minimum(extent[[2, 3, 5]], extents[:, [2, 3, 5]])
-        overlap = (keys == key) & (highs > lows).all(axis=1)
+        overlap = (keys == key) & _overlapping(extent, extents)
         pairs += [(index, tests[j][0]) for j in np.flatnonzero(overlap)]
     return pairs
+
+
+def _overlapping(extent: np.ndarray, extents: np.ndarray) -> np.ndarray:
+    """Which rows of ``extents`` share area and days with ``extent`` (touching is not sharing)."""
+    lows = np.maximum(extent[[0, 1, 4]], extents[:, [0, 1, 4]])
+    highs = np.minimum(extent[[2, 3, 5]], extents[:, [2, 3, 5]])
+    return np.asarray((highs > lows).all(axis=1))
+
+
+def learnt_ground(store: DatasetStore) -> list[dict[str, Any]]:
+    """The labelled ground a model trained on ``store``'s train split has seen, as a checkpoint
+    records it: per label file and CRS (``key``), the store and the extents [left, bottom,
+    right, top, season start, season end (ordinal days)] of the train patches."""
+    groups: dict[str, list[list[float]]] = {}
+    for _, key, extent in _footprints(store, "train"):
+        groups.setdefault(key, []).append(extent.tolist())
+    path = str(Path(store.path).resolve())
+    return [{"store": path, "key": key, "extents": extents} for key, extents in groups.items()]
+
+
+def check_unlearnt(ground: Sequence[Mapping[str, Any]], test: DatasetStore) -> None:
+    """Refuse to score a model on test patches that show ground it learnt from (``ground``:
+    :func:`learnt_ground` records of its training and pre-training). A split of the store it
+    trained on is the split's business."""
+    own = str(Path(test.path).resolve())
+    tests = _footprints(test, "test")
+    for entry in ground:
+        if entry.get("store") == own:
+            continue
+        extents = np.asarray(entry.get("extents", []), dtype=np.float64).reshape(-1, 6)
+        same = [(i, e) for i, key, e in tests if key == entry.get("key")]
+        hit = [i for i, e in same if _overlapping(e, extents).any()]
+        if hit:
+            raise InputDataError(
+                f"{len(hit)} test patches show labelled ground this model learnt from in"
+                f" {entry.get('store')} (same label file, ground and season): the score would"
+                " measure what was learnt; evaluate on another place or season, or on a split"
+                " of the store it trained on",
+                test.path,
+            )
 
 
 def check_disjoint(train: DatasetStore, test: DatasetStore, role: str = "train") -> None:

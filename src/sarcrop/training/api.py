@@ -44,6 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from sarcrop import pretrained
+from sarcrop.data.split import check_unlearnt, learnt_ground
 from sarcrop.errors import CheckpointError, ConfigError, InputDataError
 from sarcrop.training.checkpoint import (
     CheckpointMetadata,
@@ -647,7 +648,10 @@ def _from_scratch(
     read_as = positive or list(store.classes[:1])
     train_data, val_data, labels = _training_data(store, read_as, bands, normalization, config)
     metadata = _base_metadata(store, network, bands, positive, normalization, source, classes)
-    metadata = metadata.model_copy(update={**provenance, "training": {"label_subset": labels}})
+    training: dict[str, Any] = {"label_subset": labels}
+    if not reconstructs:  # a reconstruction learns no labels
+        training["ground"] = learnt_ground(store)
+    metadata = metadata.model_copy(update={**provenance, "training": training})
     return fit(network, train_data, val_data, out_dir, config, metadata)
 
 
@@ -804,7 +808,12 @@ def finetune(
     )
     train_data, val_data, labels = _training_data(store, positive, bands, stats, config)
     metadata = _base_metadata(store, parent, bands, positive, stats, source, target_classes)
-    training: dict[str, Any] = {"label_subset": labels}
+    # The labelled ground of this run and of every labelled training before it.
+    inherited = parent_meta.training.get("ground", []) if parent_labelled(parent_meta) else []
+    training: dict[str, Any] = {
+        "label_subset": labels,
+        "ground": learnt_ground(store) + list(inherited),
+    }
     if new_head is not None:
         training["new_head"] = f"{new_head} output(s), re-initialised for the target's classes"
     metadata = metadata.model_copy(
@@ -816,6 +825,11 @@ def finetune(
         }
     )
     return fit(parent, train_data, val_data, out_dir, config, metadata, start=start)
+
+
+def parent_labelled(meta: CheckpointMetadata) -> bool:
+    """Whether a checkpoint learnt from labels (a self-supervised reconstruction did not)."""
+    return bool(meta.training.get("objective", "segment") != "reconstruct")
 
 
 def parent_outputs(meta: CheckpointMetadata) -> int:
@@ -922,6 +936,8 @@ def evaluate(
         threshold = float(meta.training.get("config", {}).get("threshold", 0.5))
     if not 0 < threshold < 1:
         raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
+    if split == "test":
+        check_unlearnt(meta.training.get("ground", []), store)
     classes = meta.target_classes
     dataset = PatchDataset(
         store,
