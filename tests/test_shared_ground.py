@@ -229,7 +229,7 @@ def test_evaluate_refuses_the_ground_a_model_or_its_pre_training_learnt(location
     assert evaluate(own, split.path)["patches"] == len(split.indices("test"))
     # Fine-tuned in May from the April model: April's labels still count.
     may = trained(location, tmp_path, "may", may_train, parent=april)
-    with pytest.raises(InputDataError, match="learnt from in .*train.zarr"):
+    with pytest.raises(InputDataError, match=r"learnt from in .*train\.zarr"):
         evaluate(may, test.path)
 
 
