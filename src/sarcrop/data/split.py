@@ -98,32 +98,35 @@ def validation_split(
 # Train and test patches of two stores must not show the same labelled ground
 
 
-def label_source(store: DatasetStore, index: int) -> str | None:
-    """The label file patch ``index`` was cut from (its location's, in a merged store), or
-    ``None`` where the store does not record it."""
+def label_sources(store: DatasetStore) -> list[str | None]:
+    """The label file of each location of ``store`` (one for a store that was not merged),
+    resolved, or ``None`` where the store does not record it."""
     meta = store.metadata
-    source: object = meta.source
-    if meta.locations:
-        members = meta.source.get("stores")
-        location = meta.location[index]
-        source = members[location] if isinstance(members, list) and location < len(members) else {}
-    labels = source.get("labels") if isinstance(source, dict) else None
-    return str(Path(str(labels)).resolve()) if labels else None
+    members = meta.source.get("stores") if meta.locations else [meta.source]
+    members = members if isinstance(members, list) else []
+    out: list[str | None] = []
+    for location in range(max(len(meta.locations), 1)):
+        source = members[location] if location < len(members) else {}
+        labels = source.get("labels") if isinstance(source, dict) else None
+        out.append(str(Path(str(labels)).resolve()) if labels else None)
+    return out
 
 
 def _footprints(store: DatasetStore, split: str) -> list[tuple[int, str, np.ndarray]]:
     """(patch, "label file|CRS", [left, bottom, right, top, season start, season end]) of the
     split's patches that record their label file."""
     meta = store.metadata
+    sources = label_sources(store)
+    seasons = [loc.season for loc in meta.locations] or [meta.season]
     out = []
     for index in store.indices(split):
-        source = label_source(store, index)
-        if source is None:
+        location = meta.location[index] if meta.locations else 0
+        if sources[location] is None:
             continue
-        grid = store.patch_grid(index)
-        season = meta.locations[meta.location[index]].season if meta.locations else meta.season
+        grid, season = store.patch_grid(index), seasons[location]
         extent = [*grid.bounds, season.start.toordinal(), season.end.toordinal()]
-        out.append((index, f"{source}|{grid.crs}", np.asarray(extent, dtype=np.float64)))
+        key = f"{sources[location]}|{grid.crs}"
+        out.append((index, key, np.asarray(extent, dtype=np.float64)))
     return out
 
 
@@ -171,6 +174,8 @@ def check_unlearnt(ground: Sequence[Mapping[str, Any]], test: DatasetStore) -> N
     """Refuse to score a model on test patches that show ground it learnt from (``ground``:
     :func:`learnt_ground` records of its training and pre-training). A split of the store it
     trained on is the split's business."""
+    if not ground:  # a checkpoint from before ground was recorded, or a self-supervised one
+        return
     own = str(Path(test.path).resolve())
     tests = _footprints(test, "test")
     for entry in ground:
@@ -189,16 +194,15 @@ def check_unlearnt(ground: Sequence[Mapping[str, Any]], test: DatasetStore) -> N
             )
 
 
-def check_disjoint(train: DatasetStore, test: DatasetStore, role: str = "train") -> None:
-    """Refuse a test split that shows labelled ground ``train`` was learnt from (``role``: what
-    ``train`` is to the model, e.g. its pre-training)."""
+def check_disjoint(train: DatasetStore, test: DatasetStore) -> None:
+    """Refuse a test split that shows labelled ground ``train``'s train split holds."""
     pairs = shared_ground(train, test)
     if pairs:
         shown = ", ".join(f"{a}/{b}" for a, b in pairs[:3]) + (" ..." if len(pairs) > 3 else "")
         tests = len({b for _, b in pairs})
         raise InputDataError(
-            f"{tests} test patches overlap {role} patches of {train.path} (same label file,"
-            f" ground and season; {role}/test: {shown}): the score would measure what was"
+            f"{tests} test patches overlap train patches of {train.path} (same label file,"
+            f" ground and season; train/test: {shown}): the score would measure what was"
             " learnt; train and test on one store's split instead",
             test.path,
         )

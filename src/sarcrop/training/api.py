@@ -809,7 +809,7 @@ def finetune(
     train_data, val_data, labels = _training_data(store, positive, bands, stats, config)
     metadata = _base_metadata(store, parent, bands, positive, stats, source, target_classes)
     # The labelled ground of this run and of every labelled training before it.
-    inherited = parent_meta.training.get("ground", []) if parent_labelled(parent_meta) else []
+    inherited = parent_meta.training.get("ground", []) if learnt_labels(parent_meta) else []
     training: dict[str, Any] = {
         "label_subset": labels,
         "ground": learnt_ground(store) + list(inherited),
@@ -827,7 +827,7 @@ def finetune(
     return fit(parent, train_data, val_data, out_dir, config, metadata, start=start)
 
 
-def parent_labelled(meta: CheckpointMetadata) -> bool:
+def learnt_labels(meta: CheckpointMetadata) -> bool:
     """Whether a checkpoint learnt from labels (a self-supervised reconstruction did not)."""
     return bool(meta.training.get("objective", "segment") != "reconstruct")
 
@@ -921,7 +921,7 @@ def evaluate(
     reuse_freed_memory()
     checkpoint = pretrained.resolve(checkpoint)
     model, meta = load_checkpoint(checkpoint)
-    if meta.training.get("objective", "segment") != "segment":
+    if not learnt_labels(meta):
         raise CheckpointError(
             "a self-supervised (reconstruct) model maps no crop; fine-tune it first", checkpoint
         )
