@@ -20,7 +20,7 @@ Steps (each timed):
 2. Random Forest on the fine-tuning location's pixels, evaluated on the test location.
 3. RI (the network from scratch), FT (all weights) and FTE (encoder only, decoder frozen) from
    the shipped ``europe-maize`` model (docs/pretrained.md: pre-trained on simulated data only),
-   with its documented recipe: 20 epochs, batch 4, lr 0.003, no validation patch (a fixed
+   with the few-labels recipe: 20 epochs, batch 4, lr 0.003, no validation patch (a fixed
    budget), flips and rotations, class weights from the labels, fixed dB input ranges.
 
 Every method runs with seeds 0-4 (``--seeds``); the table gives mean ± std over seeds. This is
@@ -79,18 +79,14 @@ class Settings:
         return cls(epochs=2, rf_trees=20, seeds=1, strategies=("fte",))
 
     def train_config(self, seed: int) -> Any:
-        """The shipped model's fine-tuning recipe (docs/pretrained.md)."""
+        """The few-labels recipe (docs/training.md) with this run's epochs, batch size and lr."""
         from sarcrop.training.config import TrainConfig
 
         return TrainConfig(
+            recipe="few-labels",
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
-            patience=None,
-            val_fraction=0,
-            augment=True,
-            pos_weight="auto",
-            normalization="fixed",
             accelerator="cpu",
             seed=seed,
             progress_bar=False,

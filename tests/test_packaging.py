@@ -111,8 +111,11 @@ def test_wheel_ships_configs_and_type_marker(tmp_path: Path) -> None:
         metadata_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
         metadata = archive.read(metadata_name).decode()
         entry_points = archive.read(metadata_name.replace("METADATA", "entry_points.txt")).decode()
-    shipped = {f"sarcrop/configs/{p.name}" for p in (ROOT / "src/sarcrop/configs").glob("*.yaml")}
-    assert shipped and shipped <= names
+    package = ROOT / "src" / "sarcrop"
+    shipped = {
+        f"sarcrop/{p.relative_to(package).as_posix()}" for p in package.glob("configs/**/*.yaml")
+    }
+    assert "sarcrop/configs/recipes/few-labels.yaml" in shipped and shipped <= names
     assert "sarcrop/py.typed" in names
     models = {
         f"sarcrop/pretrained/{p.name}"

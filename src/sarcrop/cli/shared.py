@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sarcrop.options import add_flags, flag
-from sarcrop.training.config import TrainConfig
+from sarcrop.training.config import TrainConfig, read_settings, shipped_recipes, validate_config
 
 # Fields of TrainConfig that say where and how a run executes rather than what it learns.
 HARDWARE = (
@@ -74,6 +74,12 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     group = parser.add_argument_group("training (override --config)")
     group.add_argument("--config", metavar="YAML", help="training settings (TrainConfig fields)")
+    group.add_argument(
+        "--recipe",
+        choices=sorted(shipped_recipes()),
+        help="start from a shipped recipe's settings, under --config and the flags (few-labels: "
+        "a few labelled fields; sarcrop/configs/recipes)",
+    )
     add_flags(group, TrainConfig, exclude=(*HARDWARE, *taken, "progress_bar"))
     hardware = parser.add_argument_group("hardware")
     others = tuple(name for name in TrainConfig.model_fields if name not in HARDWARE)
@@ -83,8 +89,11 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < ``--config`` YAML < command-line flags."""
-    base = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    """Defaults < ``--recipe`` < ``--config`` YAML < command-line flags."""
+    settings = read_settings(args.config) if args.config else {}
+    if getattr(args, "recipe", None) is not None:
+        settings["recipe"] = args.recipe
+    base = validate_config(settings, args.config)
     names = getattr(args, "training_flags", tuple(TrainConfig.model_fields))
     given = {name: getattr(args, name, None) for name in names}
     devices: Any = given.get("devices")

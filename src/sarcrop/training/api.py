@@ -76,6 +76,10 @@ from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
 
 RUN_FILE = "run.json"
+# A validation IoU over fewer labelled fields (connected parcels) than this moves by a whole
+# field's share from one epoch to the next, so selecting on it is a draw (a rule of thumb; in
+# docs/training.md two validation patches of six to eight fields cost 0.4 IoU on real maize).
+MIN_VALIDATION_FIELDS = 10
 
 
 @dataclass(frozen=True)
@@ -566,12 +570,34 @@ def _training_data(
         classes=config.classes,
     )
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
+    if val_data is not None:
+        _check_validation_fields(dataset, val_data.indices)
     if config.augment or config.level_jitter > 0:
         augmented = copy.copy(dataset)
         augmented.augment = config.augment
         augmented.level_jitter = config.level_jitter
         train_data = Subset(augmented, train_data.indices)
     return train_data, val_data, labels
+
+
+def _check_validation_fields(dataset: Any, items: Sequence[int]) -> None:
+    """Warn when the validation patches hold too few labelled fields to select a model on."""
+    from sarcrop.data.parcels import UNLABELLED, parcel_ids
+
+    fields = 0
+    for item in items:
+        _, valid = dataset.target(item)
+        labels = np.where(valid, dataset.labels(item), UNLABELLED)
+        fields += int(parcel_ids(labels).max(initial=-1)) + 1
+        if fields >= MIN_VALIDATION_FIELDS:
+            return
+    patches = f"{len(items)} validation patch{'' if len(items) == 1 else 'es'}"
+    warnings.warn(
+        f"model selection on {patches} holding {fields} labelled field{'' if fields == 1 else 's'}"
+        " picks an epoch largely by chance; with few labels train a fixed budget without "
+        "validation: recipe few-labels (--recipe few-labels), or val_fraction 0",
+        stacklevel=4,
+    )
 
 
 def _new_normalization(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,8 +64,27 @@ MODEL_FILE = "model.safetensors"
 RENAMED_STRATEGY = "renamed to 'distributed' (the Lightning strategy, e.g. ddp)"
 
 
+def shipped_recipes() -> dict[str, Path]:
+    """Name → YAML file of the training recipes that ship with sarcrop (``sarcrop/configs/
+    recipes``): settings measured for a situation, such as ``few-labels``."""
+    folder = resources.files("sarcrop") / "configs" / "recipes"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def recipe_settings(name: str) -> dict[str, Any]:
+    """The TrainConfig settings of the shipped recipe ``name``."""
+    recipes = shipped_recipes()
+    if name not in recipes:
+        raise ValueError(f"unknown recipe {name!r}; shipped: {', '.join(sorted(recipes))}")
+    return dict(read_yaml(recipes[name], "training recipe"))
+
+
 class TrainConfig(BaseModel):
-    """Hyper-parameters and execution settings of one training run."""
+    """Hyper-parameters and execution settings of one training run.
+
+    ``recipe`` (a keyword, a YAML key and ``--recipe``) starts from a shipped recipe's settings
+    (:func:`shipped_recipes`); the other settings given beside it override the recipe's.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -168,6 +188,19 @@ class TrainConfig(BaseModel):
             raise PydanticCustomError("renamed", f"strategy: {RENAMED_STRATEGY}")
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "recipe" in data:
+            data = dict(data)
+            name = data.pop("recipe")
+            if name is not None:
+                try:
+                    data = {**recipe_settings(str(name)), **data}
+                except ValueError as exc:
+                    raise PydanticCustomError("recipe", f"recipe: {exc}") from None
+        return data
+
     @property
     def reconstructs(self) -> bool:
         """Self-supervised pre-training: no labels, one output per time step and band."""
@@ -236,23 +269,34 @@ class TrainConfig(BaseModel):
         return self.model_dump(exclude=set(RUNTIME_FIELDS) | unset)
 
     def updated(self, **changes: Any) -> TrainConfig:
-        """A validated copy with ``changes`` applied (``None`` values are ignored)."""
+        """A validated copy with ``changes`` applied (``None`` values are ignored); a
+        ``recipe`` among them applies its settings first, under the other changes."""
         data = self.model_dump()
+        if (recipe := changes.pop("recipe", None)) is not None:
+            try:
+                data.update(recipe_settings(str(recipe)))
+            except ValueError as exc:
+                raise ConfigError(f"recipe: {exc}") from None
         data.update({key: value for key, value in changes.items() if value is not None})
         return validate_config(data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Read a YAML mapping of TrainConfig fields (a ``train:`` section is accepted too)."""
-        path = Path(path)
-        data = read_yaml(path, "training config")
-        if isinstance(data, dict) and isinstance(data.get("train"), dict):
-            data = data["train"]
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError("training config must be a mapping of settings", path)
-        return validate_config(data, path)
+        return validate_config(read_settings(path), path)
+
+
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """The mapping of TrainConfig settings in a YAML file (or in its ``train:`` section)."""
+    path = Path(path)
+    data = read_yaml(path, "training config")
+    if isinstance(data, dict) and isinstance(data.get("train"), dict):
+        data = data["train"]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("training config must be a mapping of settings", path)
+    return data
 
 
 def validate_config(data: dict[str, Any], path: str | Path | None = None) -> TrainConfig:
