@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import rasterio
 import torch
 import yaml
 
+from sarcrop import pretrained
 from sarcrop.data.dataset import PatchDataset
 from sarcrop.data.labels import positive_indices
 from sarcrop.data.store import DatasetStore
@@ -19,6 +21,7 @@ from sarcrop.errors import ConfigError
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.presets import resolve_config, shipped_configs
 from sarcrop.experiments.record import RunRecord
+from sarcrop.training import load_checkpoint, read_metadata, save_checkpoint
 
 TINY = {
     "name": "tiny",
@@ -359,3 +362,67 @@ def test_shipped_configs_validate():
     assert {s.crop for s in barley.scenarios} == {"barley"}
     assert barley.members("europe") == [f"europe{i}" for i in range(8)]
     assert {barley.pretrain_of(s)[0] for s in barley.scenarios} == {"rice", "maize", "types"}
+
+
+def test_a_checkpoint_pretraining_takes_crop_bands_and_architecture_from_it(tiny_run, tmp_path):
+    _, out, _ = tiny_run
+    [trained] = (out / "cache").glob("pretrain-*/run/model.safetensors")
+    shutil.copy(trained, tmp_path / "pre.safetensors")
+    data = {**TINY, "pretrain": {"checkpoint": "pre.safetensors"}, "early_season": None}
+    spec = load_experiment_config(write_config(tmp_path, data)).pretrain
+    assert spec is not None and spec.checkpoint == (tmp_path / "pre.safetensors").resolve()
+    assert (spec.crop, spec.bands, spec.model) == ("rice", ("VH",), "recurrent_unet")
+    assert spec.model_options["widths"] == [4, 8]
+    for given, problem in [
+        ({"crop": "maize"}, "pretrain.crop: maize, but pre.safetensors maps rice"),
+        ({"bands": ["VH", "VV"]}, "pretrain.bands: VH|VV, but pre.safetensors reads VH"),
+        ({"model_options": {"widths": [8, 16]}}, "brings its own model and model_options"),
+        ({"checkpoint": "gone.safetensors"}, "pretrain.checkpoint: file not found"),
+    ]:
+        wrong = {**data, "pretrain": {**data["pretrain"], **given}}
+        with pytest.raises(ConfigError, match=problem):
+            load_experiment_config(write_config(tmp_path, wrong))
+    # A shipped model by name; a file of that name beside the config wins.
+    shipped = {**data, "pretrain": {"checkpoint": "europe-maize"}, "methods": ["ri", "fte"]}
+    spec = load_experiment_config(write_config(tmp_path, shipped)).pretrain
+    assert spec is not None and spec.checkpoint == pretrained.path("europe-maize")
+    assert (spec.crop, spec.bands) == ("maize", ("VH", "VV"))
+    shutil.copy(trained, tmp_path / "europe-maize")
+    spec = load_experiment_config(write_config(tmp_path, shipped)).pretrain
+    assert spec is not None and spec.checkpoint == (tmp_path / "europe-maize").resolve()
+
+
+def test_a_checkpoint_pretraining_is_cached_by_its_content(tiny_run, tmp_path):
+    _, out, _ = tiny_run
+    [trained] = (out / "cache").glob("pretrain-*/run/model.safetensors")
+    checkpoint = tmp_path / "pre.safetensors"
+    shutil.copy(trained, checkpoint)
+    data = {
+        **TINY,
+        "pretrain": {"checkpoint": "pre.safetensors"},
+        "methods": ["ri", "zero-shot"],
+        "early_season": None,
+    }
+    config = write_config(tmp_path, data)
+    first = run_experiment(config, tmp_path / "out")
+    units = sorted((tmp_path / "out" / "cache").glob("method-*"))
+    assert len(units) == 2
+    ri = RunRecord.read(tmp_path / "out").unit("spain-france-rice-vhvv", "ri", 0)
+    assert ri is not None and ri.checkpoint is not None
+    assert read_metadata(tmp_path / "out" / ri.checkpoint).options["widths"] == [4, 8]
+    # The same file again: all cached. Another model saved over it: zero-shot runs again, RI
+    # (which takes only its architecture) stays cached.
+    run_experiment(config, tmp_path / "out")
+    assert sorted((tmp_path / "out" / "cache").glob("method-*")) == units
+    model, meta = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        model.decoder.head.bias.add_(3.0)  # more rice everywhere
+    save_checkpoint(checkpoint, model, meta)
+    second = run_experiment(config, tmp_path / "out")
+    assert len(list((tmp_path / "out" / "cache").glob("method-*"))) == 3
+
+    def zero_shot(result) -> pd.Series:
+        rows = result.results
+        return rows[(rows["method"] == "zero-shot") & (rows["metric"] == "recall")]["value"]
+
+    assert (zero_shot(second).to_numpy() > zero_shot(first).to_numpy()).any()

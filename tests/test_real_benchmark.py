@@ -279,3 +279,26 @@ def test_paired_table_shows_each_method_minus_the_baseline_per_fraction():
     assert "ours on real data" in table.title and "spread over seeds is not in it" in table.notes[0]
     with pytest.raises(EvaluationInputError, match="minus_rf"):
         paired_table(intervals, "rf")
+
+
+def test_the_documented_my_fields_experiment_runs_from_the_shipped_model(shared_data, tmp_path):
+    """docs/real-data.md's config, pointed at a real location, runs every method it names."""
+    text = (realdata_support.REPO / "docs" / "real-data.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n# my-fields.yaml", 1)[1].split("```", 1)[0]
+    config = yaml.safe_load("#" + block)
+    real = location(FLANDERS_2019, "2019-04-21", "patch")
+    config["regions"]["my-fields"].update(
+        images=str(shared_data / real["images"]),
+        labels=str(shared_data / real["labels"]),
+        label_options=real["label_options"],
+    )
+    config.update(seeds=1, fractions=[1.0], jobs=1)
+    path = tmp_path / "my-fields.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_experiment(path, tmp_path / "out")
+    assert set(result.results["method"]) == set(config["methods"])
+    record = RunRecord.read(tmp_path / "out")
+    assert record.pretrain is not None
+    assert Path(record.pretrain.checkpoint).name == "europe-maize.safetensors"
+    iou = result.results[(result.results["metric"] == "iou") & (result.results["timestep"] == 8)]
+    assert iou["value"].between(0, 1).all() and len(iou) == len(config["methods"])

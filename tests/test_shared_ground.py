@@ -239,3 +239,25 @@ def test_a_self_supervised_start_learnt_no_labels(location, tmp_path):
     ssl = trained(location, tmp_path, "ssl", whole, config=QUICK.updated(objective="reconstruct"))
     may = trained(location, tmp_path, "may", may_train, parent=ssl)
     assert evaluate(may, test.path)["patches"] == 16
+
+
+def test_experiment_refuses_a_pretrained_checkpoint_that_learnt_the_test_ground(location, tmp_path):
+    april = trained(location, tmp_path, "april", store(location, "train", WHOLE_TRAIN))
+    may = trained(location, tmp_path, "may", store(location, "may", WHOLE_TRAIN, season=MAY))
+    config = experiment(location, tmp_path, {"finetune": "a-split", "test": "a-split"})
+    data = yaml.safe_load(config.read_text())
+
+    def run(checkpoint, out):
+        data["pretrains"] = {"p": {"checkpoint": str(checkpoint)}}
+        config.write_text(yaml.safe_dump(data))
+        return run_experiment(config, tmp_path / out)
+
+    with pytest.raises(ConfigError) as error:
+        run(april, "out")
+    message = str(error.value)
+    assert message.startswith(f"scenario a-split -> a-split: pre-training checkpoint {april}: ")
+    assert "test patches show labelled ground this model learnt from" in message
+    assert "\n" not in message
+    assert not list((tmp_path / "out" / "cache").glob("method-*"))  # before any training
+    # Another season of the same ground is new to it.
+    assert set(run(may, "may-out").results["method"]) == {"rf", "ft"}

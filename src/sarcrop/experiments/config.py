@@ -98,7 +98,9 @@ class RegionData(_Strict):
 
 
 class PretrainSpec(_Strict):
-    """Pre-training on the source region (paper: rice in South Korea, VH only)."""
+    """Pre-training on the source region (paper: rice in South Korea, VH only), or a
+    pre-trained ``checkpoint``: a file, or the name of a shipped model (``europe-maize``),
+    whose crop, bands and architecture are then read from it."""
 
     region: str | None = None
     crop: str = "rice"
@@ -366,11 +368,76 @@ def parse_method(method: str) -> tuple[str, int | None]:
 
 
 def _resolve(value: Any, base: Path, key: str) -> Any:
-    if key in {"labels", "store", "checkpoint"} and isinstance(value, str):
+    if key == "checkpoint" and isinstance(value, str):
+        return _checkpoint_path(value, base)
+    if key in {"labels", "store"} and isinstance(value, str):
         return str((base / value).resolve())
     if key == "images" and isinstance(value, str) and not re.match(r"^[a-z]+://", value):
         return str(base / value)
     return value
+
+
+def _checkpoint_path(value: str, base: Path) -> str:
+    """A checkpoint file relative to ``base``, else the shipped model of that name."""
+    from sarcrop import pretrained
+
+    local = (base / value).resolve()
+    if not local.exists() and value in pretrained.available():
+        return str(pretrained.path(value))
+    return str(local)
+
+
+def _with_checkpoint_facts(data: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    """Fill each checkpoint pre-training's crop, bands and architecture from its checkpoint
+    (RI trains that architecture); a config value that contradicts it is an error."""
+    data = dict(data)
+    specs = [("pretrain", data, "pretrain")]
+    if isinstance(data.get("pretrains"), dict):
+        data["pretrains"] = dict(data["pretrains"])
+        specs += [(f"pretrains.{n}", data["pretrains"], n) for n in data["pretrains"]]
+    for where, parent, name in specs:
+        spec = parent.get(name)
+        if isinstance(spec, dict) and isinstance(spec.get("checkpoint"), str):
+            parent[name] = {**spec, **_checkpoint_facts(spec, where, path)}
+    return data
+
+
+def _checkpoint_facts(spec: dict[str, Any], where: str, path: Path | None) -> dict[str, Any]:
+    from sarcrop.training.checkpoint import read_metadata
+
+    file = Path(spec["checkpoint"])
+    if not file.is_file():  # load_experiment_config says so; a mapping may name one to come
+        return {}
+    meta = read_metadata(file)
+    facts: dict[str, Any] = {
+        "bands": list(meta.bands),
+        "model": meta.architecture,
+        "model_options": dict(meta.options),
+    }
+    if len(meta.positive) == 1 and meta.target_classes is None:
+        facts["crop"] = meta.positive[0]
+    options = spec.get("model_options") or {}
+    differs = spec.get("model", meta.architecture) != meta.architecture or any(
+        meta.options.get(k) != v for k, v in dict(options).items()
+    )
+    if differs:
+        raise ConfigError(f"{where}: {file.name} brings its own model and model_options", path)
+    given = {"crop": spec.get("crop"), "bands": spec.get("bands")}
+    if (
+        given["crop"] is not None
+        and str(given["crop"]).casefold() != str(facts.get("crop", "")).casefold()
+    ):
+        raise ConfigError(
+            f"{where}.crop: {given['crop']}, but {file.name} maps {'+'.join(meta.positive)}",
+            path,
+        )
+    if given["bands"] is not None and [str(b).upper() for b in given["bands"]] != facts["bands"]:
+        raise ConfigError(
+            f"{where}.bands: {'|'.join(given['bands'])}, but {file.name} reads "
+            f"{'|'.join(facts['bands'])}",
+            path,
+        )
+    return facts
 
 
 def _resolve_paths(data: Any, base: Path, key: str = "") -> Any:
@@ -421,6 +488,7 @@ def _check_data(config: ExperimentConfig, path: Path) -> None:
 
 def experiment_config_from_dict(data: dict[str, Any], path: Path | None = None) -> ExperimentConfig:
     """Validate a mapping (already path-resolved) into an :class:`ExperimentConfig`."""
+    data = _with_checkpoint_facts(data, path)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:

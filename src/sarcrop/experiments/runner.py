@@ -256,6 +256,8 @@ class ExperimentRunner:
             remedy = "pre-train on other fields or seasons than the test"
             learnt.append(("pre-training", spec.region, remedy))
         test = DatasetStore(self.region_store(scenario.test)[0])
+        if self.pretrains and spec.checkpoint is not None:
+            self._check_checkpoint_ground(scenario, spec.checkpoint, test)
         for role, region, remedy in learnt:
             pairs = shared_ground(DatasetStore(self.region_store(region)[0]), test)
             if pairs:
@@ -264,6 +266,25 @@ class ExperimentRunner:
                     f" test patches show labelled ground that {role} region {region} trains on,"
                     f" in the same season and from the same label file; {remedy}"
                 )
+
+    @staticmethod
+    def _check_checkpoint_ground(scenario: ScenarioSpec, checkpoint: Path, test: Any) -> None:
+        """Refuse a test split on ground that a pre-trained checkpoint learnt labels from."""
+        from sarcrop.data.split import check_unlearnt
+        from sarcrop.errors import InputDataError
+        from sarcrop.training.api import learnt_labels
+        from sarcrop.training.checkpoint import read_metadata
+
+        meta = read_metadata(checkpoint)
+        if not learnt_labels(meta):
+            return
+        try:
+            check_unlearnt(meta.training.get("ground", []), test)
+        except InputDataError as exc:
+            raise ConfigError(
+                f"scenario {scenario.finetune} -> {scenario.test}: pre-training checkpoint "
+                f"{checkpoint}: {exc.problem}"
+            ) from None
 
     # ------------------------------------------------------------------ models
 
@@ -276,8 +297,10 @@ class ExperimentRunner:
 
     def _pretrain(self, name: str) -> tuple[Path, str]:
         spec = self.config.pretrainings[name]
-        if spec.checkpoint is not None:
-            return spec.checkpoint, _digest(str(spec.checkpoint))
+        if spec.checkpoint is not None:  # keyed by content: a replaced file is a new model
+            from sarcrop.training.checkpoint import file_sha256
+
+            return spec.checkpoint, file_sha256(spec.checkpoint)[:12]
         assert spec.region is not None
         store, store_key = self.region_store(spec.region)
         unit = self._unit("pretrain", {"store": store_key, "spec": spec.model_dump(mode="json")})
