@@ -422,21 +422,13 @@ def _checkpoint_facts(spec: dict[str, Any], where: str, path: Path | None) -> di
     )
     if differs:
         raise ConfigError(f"{where}: {file.name} brings its own model and model_options", path)
-    given = {"crop": spec.get("crop"), "bands": spec.get("bands")}
-    if (
-        given["crop"] is not None
-        and str(given["crop"]).casefold() != str(facts.get("crop", "")).casefold()
-    ):
-        raise ConfigError(
-            f"{where}.crop: {given['crop']}, but {file.name} maps {'+'.join(meta.positive)}",
-            path,
-        )
-    if given["bands"] is not None and [str(b).upper() for b in given["bands"]] != facts["bands"]:
-        raise ConfigError(
-            f"{where}.bands: {'|'.join(given['bands'])}, but {file.name} reads "
-            f"{'|'.join(facts['bands'])}",
-            path,
-        )
+    crop, bands = spec.get("crop"), spec.get("bands")
+    if crop is not None and str(crop).casefold() != str(facts.get("crop", "")).casefold():
+        maps = "+".join(meta.positive)
+        raise ConfigError(f"{where}.crop: {crop}, but {file.name} maps {maps}", path)
+    if bands is not None and [str(b).upper() for b in bands] != facts["bands"]:
+        reads = "|".join(facts["bands"])
+        raise ConfigError(f"{where}.bands: {'|'.join(bands)}, but {file.name} reads {reads}", path)
     return facts
 
 
