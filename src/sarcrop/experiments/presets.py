@@ -3,14 +3,14 @@ by name."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
+
+from sarcrop.utils.validation import shipped_yaml
 
 
 def shipped_configs() -> dict[str, Path]:
     """Name → path of the YAML configs that ship inside the package."""
-    folder = resources.files("sarcrop") / "configs"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return shipped_yaml("configs")
 
 
 def resolve_config(name_or_path: str | Path) -> Path:

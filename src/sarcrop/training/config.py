@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from sarcrop.errors import ConfigError
 from sarcrop.options import class_list
-from sarcrop.utils.validation import config_error, read_yaml
+from sarcrop.utils.validation import config_error, read_yaml, shipped_yaml
 
 Ordering = Literal["full", "chronological", "random"]
 LossName = Literal["bce", "dice", "bce+dice"]
@@ -67,8 +66,7 @@ RENAMED_STRATEGY = "renamed to 'distributed' (the Lightning strategy, e.g. ddp)"
 def shipped_recipes() -> dict[str, Path]:
     """Name → YAML file of the training recipes that ship with sarcrop (``sarcrop/configs/
     recipes``): settings measured for a situation, such as ``few-labels``."""
-    folder = resources.files("sarcrop") / "configs" / "recipes"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return shipped_yaml("configs/recipes")
 
 
 def recipe_settings(name: str) -> dict[str, Any]:

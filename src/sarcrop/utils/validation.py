@@ -1,7 +1,9 @@
-"""One-line configuration errors: from unreadable YAML files and pydantic's validation reports."""
+"""One-line configuration errors: from unreadable YAML files and pydantic's validation reports;
+and the YAML files that ship inside the package."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +32,10 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} not found", path) from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"not a readable YAML file: {' '.join(str(exc).split())}", path) from None
+
+
+def shipped_yaml(folder: str) -> dict[str, Path]:
+    """Name → path of the YAML files in ``folder`` of the installed package (``configs``,
+    ``configs/recipes``)."""
+    files = resources.files("sarcrop").joinpath(*folder.split("/")).iterdir()
+    return {Path(str(p)).stem: Path(str(p)) for p in files if str(p).endswith(".yaml")}
