@@ -4,6 +4,7 @@ that keeps optimizer steps constant across label fractions."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from sarcrop.cli import main
 from sarcrop.data.dataset import PatchDataset
 from sarcrop.data.parcels import label_subset
 from sarcrop.data.store import DatasetStore
-from sarcrop.evaluation.baseline import run_baseline
+from sarcrop.evaluation.baseline import RandomForestBaseline, run_baseline
 from sarcrop.evaluation.feature_forest import (
     load_extractor,
     probability_maps,
@@ -132,3 +133,36 @@ def test_constant_step_epochs_scale_with_the_labelled_patches(store):
     expected = round(10 * 3 / -(-kept // 2))  # 3 full batches against ceil(kept / 2)
     assert constant_step_epochs(opened.path, config, ["maize"]) == expected > 10
     assert constant_step_epochs(opened.path, config.updated(label_fraction=1.0), ["maize"]) == 10
+
+
+def test_maps_and_parcels_reuse_the_predictions_the_scores_came_from(
+    store, checkpoint, monkeypatch
+):
+    """The forests predict each test patch once per t; their maps and parcel scores at the
+    headline t are those predictions, not a second pass."""
+    calls: list[int] = []
+    predict_proba = RandomForestBaseline.predict_proba
+
+    def counted(self, X):
+        calls.append(len(X))
+        return predict_proba(self, X)
+
+    monkeypatch.setattr(RandomForestBaseline, "predict_proba", counted)
+    runs = {
+        "forest": lambda: run_baseline(store, FOREST, timesteps="all", jobs=1),
+        "features": lambda: run_feature_forest(
+            checkpoint, store, FOREST, bands=["VH", "VV"], timesteps="all", jobs=1
+        ),
+    }
+    for name, run in runs.items():
+        calls.clear()
+        result = run()
+        assert len(calls) == 2 * STEPS, name  # 2 test patches, every t
+        maps = result.probabilities()
+        result.by_parcel()
+        assert np.array_equal(result.probabilities(STEPS), maps, equal_nan=True)
+        assert len(calls) == 2 * STEPS, name  # nothing predicted again
+        result.probabilities(1)  # another t: predicted now
+        assert len(calls) == 2 * STEPS + 2, name
+        fresh = dataclasses.replace(result, headline_probabilities=None).probabilities()
+        assert np.array_equal(maps, fresh, equal_nan=True), name

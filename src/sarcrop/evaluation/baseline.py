@@ -513,20 +513,28 @@ def forest_confusions(
     dataset: Any,
     timesteps: Sequence[int | None] | None,
     threshold: float,
+    *,
+    kept: list[np.ndarray] | None = None,
 ) -> dict[int | None, BinaryConfusion]:
     """Per-``t`` confusions of the forest over every valid, labelled pixel of ``dataset`` (any
-    map-style dataset of ``image``/``target``/``valid`` dicts, e.g. of network features)."""
+    map-style dataset of ``image``/``target``/``valid`` dicts, e.g. of network features).
+
+    ``kept`` receives each item's probability map at the last ``t``, so that nothing predicts
+    the split again for its maps or parcels."""
     if model.n_classes != 2:
-        return forest_class_confusions(model, dataset, timesteps)  # type: ignore[return-value]
+        return forest_class_confusions(model, dataset, timesteps, kept=kept)  # type: ignore[return-value]
     confusions: dict[int | None, BinaryConfusion] = {}
     for index in range(len(dataset)):
         image, target, valid = _item(dataset, index)
         mask = np.isin(target, (0, 1)) & (True if valid is None else valid.astype(bool))
-        for t in range(1, image.shape[0] + 1) if timesteps is None else timesteps:
+        steps = list(range(1, image.shape[0] + 1) if timesteps is None else timesteps)
+        for t in steps:
             prob = predict_patches(model, image, timesteps=t)
             confusions.setdefault(t, BinaryConfusion()).update(
                 np.nan_to_num(prob), target, mask & np.isfinite(prob), threshold=threshold
             )
+            if kept is not None and t == steps[-1]:
+                kept.append(prob)
     if not confusions:
         raise EvaluationInputError("the test dataset is empty")
     return confusions
@@ -537,19 +545,25 @@ def forest_class_confusions(
     dataset: Any,
     timesteps: Sequence[int | None] | None,
     names: Sequence[str] | None = None,
+    *,
+    kept: list[np.ndarray] | None = None,
 ) -> dict[int | None, MulticlassConfusion]:
-    """Per-``t`` confusion matrices of a crop-type forest (most probable class per pixel)."""
+    """Per-``t`` confusion matrices of a crop-type forest (most probable class per pixel);
+    ``kept`` as in :func:`forest_confusions`."""
     names = names or getattr(dataset, "target_classes", None) or [str(c) for c in model.classes_]
     confusions: dict[int | None, MulticlassConfusion] = {}
     for index in range(len(dataset)):
         image, target, valid = _item(dataset, index)
         mask = True if valid is None else valid.astype(bool)
-        for t in range(1, image.shape[0] + 1) if timesteps is None else timesteps:
+        steps = list(range(1, image.shape[0] + 1) if timesteps is None else timesteps)
+        for t in steps:
             prob = predict_proba_patches(model, image, timesteps=t)
             finite = np.isfinite(prob).all(axis=0)
             confusions.setdefault(t, MulticlassConfusion(list(names))).update(
                 np.nan_to_num(prob).argmax(axis=0), target, mask & finite
             )
+            if kept is not None and t == steps[-1]:
+                kept.append(prob)
     if not confusions:
         raise EvaluationInputError("the test dataset is empty")
     return confusions
@@ -606,6 +620,8 @@ class BaselineResult:
     label_subset: dict[str, Any] | None = None  # the parcels a few-label forest learnt from
     classes: list[str] | None = None  # the target classes of a crop-type forest
     class_confusions: dict[int, MulticlassConfusion] = field(default_factory=dict)
+    # The test split's probability maps at the headline t, as they were scored.
+    headline_probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def metrics(self) -> BinaryConfusion:
@@ -641,10 +657,19 @@ class BaselineResult:
         """The forest's probabilities on the test split from the first ``timesteps``
         composites (default: all): ``(N, H, W)`` of the positive class, or ``(N, K, H, W)`` of
         every class of a crop-type forest; NaN where the input has no data."""
+        if (kept := self._kept(timesteps)) is not None:
+            return kept
         test_set = self.test_set()
         predict = predict_proba_patches if self.classes else predict_patches
         images = (test_set[i]["image"].numpy() for i in range(len(test_set)))
         return np.stack([predict(self.model, image, timesteps=timesteps) for image in images])
+
+    def _kept(self, timesteps: int | None) -> np.ndarray | None:
+        """The maps scored at the headline t, where ``timesteps`` asks for that t."""
+        wanted = self.steps if timesteps is None else timesteps
+        if self.headline_probabilities is None or wanted != self.headline_timesteps:
+            return None
+        return self.headline_probabilities.copy()
 
     def by_parcel(self) -> dict[str, Any]:
         """The headline metrics' parcel-bootstrap intervals and the score of each test parcel
@@ -737,11 +762,12 @@ def run_baseline(
         )
         confusions: dict[int, BinaryConfusion] = {}
         class_confusions: dict[int, MulticlassConfusion] = {}
+        kept: list[np.ndarray] = []
         if classes:
-            class_confusions = forest_class_confusions(model, test_set, wanted)  # type: ignore[assignment]
+            class_confusions = forest_class_confusions(model, test_set, wanted, kept=kept)  # type: ignore[assignment]
         else:
-            confusions = early_season_baseline(
-                model, test_set, timesteps=wanted, threshold=options.threshold
+            confusions = forest_confusions(  # type: ignore[assignment]
+                model, test_set, wanted, options.threshold, kept=kept
             )
     except EvaluationInputError as exc:
         raise InputDataError(str(exc), train_store.path) from None
@@ -761,4 +787,5 @@ def run_baseline(
         label_subset=splits.label_subset,
         classes=classes,
         class_confusions=class_confusions,
+        headline_probabilities=np.stack(kept) if kept else None,
     )

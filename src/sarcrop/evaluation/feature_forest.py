@@ -135,6 +135,8 @@ class FeatureForestResult(BaselineResult):
         ``timesteps`` composites."""
         from sarcrop.data.store import DatasetStore
 
+        if (kept := self._kept(timesteps)) is not None:
+            return kept
         assert self.checkpoint is not None
         test = DatasetStore(self.test_store)
         extractor, _, _ = load_extractor(self.checkpoint, test, self.bands, raw=self.raw)
@@ -237,13 +239,20 @@ def run_feature_forest(
     try:
         n_classes = len(classes) if classes else 2
         model = fit_forest(FeatureDataset(train_set, extractor), options, jobs, n_classes=n_classes)
-        for t in timestep_list(timesteps, train_store.steps):
+        wanted = timestep_list(timesteps, train_store.steps)
+        kept: list[np.ndarray] = []  # the maps at the headline t, the last
+        for t in wanted:
             features = FeatureDataset(test_set, extractor, t)
             whole = [None]  # the features are already those of the first t composites
+            last = kept if t == wanted[-1] else None
             if classes:
-                class_confusions[t] = forest_class_confusions(model, features, whole, classes)[None]
+                class_confusions[t] = forest_class_confusions(
+                    model, features, whole, classes, kept=last
+                )[None]
             else:
-                confusions[t] = forest_confusions(model, features, whole, options.threshold)[None]
+                confusions[t] = forest_confusions(
+                    model, features, whole, options.threshold, kept=last
+                )[None]
     except EvaluationInputError as exc:
         raise InputDataError(str(exc), train_store.path) from None
     return FeatureForestResult(
@@ -266,6 +275,7 @@ def run_feature_forest(
         raw=raw,
         feature_width=extractor.width,
         network_bands=[bands[i] for i in extractor.network_bands or range(len(bands))],
+        headline_probabilities=np.stack(kept) if kept else None,
     )
 
 
