@@ -269,17 +269,14 @@ class ExperimentRunner:
 
     @staticmethod
     def _check_checkpoint_ground(scenario: ScenarioSpec, checkpoint: Path, test: Any) -> None:
-        """Refuse a test split on ground that a pre-trained checkpoint learnt labels from."""
+        """Refuse a test split on ground that a pre-trained checkpoint learnt labels from (a
+        self-supervised one records no ground)."""
         from sarcrop.data.split import check_unlearnt
         from sarcrop.errors import InputDataError
-        from sarcrop.training.api import learnt_labels
         from sarcrop.training.checkpoint import read_metadata
 
-        meta = read_metadata(checkpoint)
-        if not learnt_labels(meta):
-            return
         try:
-            check_unlearnt(meta.training.get("ground", []), test)
+            check_unlearnt(read_metadata(checkpoint).training.get("ground", []), test)
         except InputDataError as exc:
             raise ConfigError(
                 f"scenario {scenario.finetune} -> {scenario.test}: pre-training checkpoint "
