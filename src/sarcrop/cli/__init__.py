@@ -144,21 +144,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _one_line_warnings(command: str) -> Iterator[None]:
-    """Format warnings (e.g. repaired parcel geometries) as one line each, like errors."""
-    original = warnings.formatwarning
+@dataclass(frozen=True)
+class OneLineWarning:
+    """``warnings.formatwarning`` of a command: one line each, like errors. Picklable, so the
+    experiment runner's worker processes format their warnings the same way."""
 
-    def one_line(
+    command: str
+
+    def __call__(
+        self,
         message: Warning | str,
         category: type[Warning],
         filename: str,
         lineno: int,
         line: str | None = None,
     ) -> str:
-        return f"sarcrop {command}: warning: {' '.join(str(message).split())}\n"
+        return f"sarcrop {self.command}: warning: {' '.join(str(message).split())}\n"
 
-    warnings.formatwarning = one_line
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Format warnings (e.g. repaired parcel geometries) as one line each, like errors."""
+    original = warnings.formatwarning
+    warnings.formatwarning = OneLineWarning(command)
     try:
         yield
     finally:

@@ -175,6 +175,7 @@ class LabelMask:
     seed: int
     parcels: int
     total_parcels: int
+    fold: str | None = None  # "2/3": the subset of cross-validation fold 2 of 3
 
     def apply(self, index: int, labels: np.ndarray) -> np.ndarray:
         """Labels of patch ``index`` with the parcels left out set to -1."""
@@ -188,6 +189,7 @@ class LabelMask:
             "seed": self.seed,
             "parcels": self.parcels,
             "total_parcels": self.total_parcels,
+            **({"fold": self.fold} if self.fold is not None else {}),
         }
 
 
@@ -211,19 +213,103 @@ def label_subset(
     names = positive if positive is not None else store.metadata.positive
     if not names:
         raise InputDataError("store names no positive class; pass positive=", store.path)
-    labels = store_labels(store)
-    parcels = store_parcels(store, connectivity=connectivity, labels=labels)
-    in_split = np.zeros(parcels.shape, dtype=bool)
-    in_split[store.indices(split)] = True
-    candidates = np.unique(parcels[in_split & (parcels >= 0)])
-    classes = parcel_classes(parcels, labels)[candidates]
-    is_positive = np.isin(classes, positive_indices(store.classes, list(names)))
+    found = _split_parcels(store, split, names, connectivity=connectivity)
+    parcels, in_split, candidates, is_positive = found
     try:
         chosen = choose_parcels(candidates, is_positive, fraction, seed)
     except InputDataError as exc:
         raise InputDataError(f"{split} split: {exc.problem}", store.path) from None
     keep = ~in_split | np.isin(parcels, chosen)
     return LabelMask(keep, split, float(fraction), int(seed), len(chosen), len(candidates))
+
+
+def _split_parcels(
+    store: DatasetStore,
+    split: str,
+    positive: Sequence[str],
+    *,
+    keep: np.ndarray | None = None,
+    connectivity: int = 4,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parcel ids of the store, which pixels lie in ``split``, the split's labelled parcels
+    (those ``keep`` keeps) and whether each is of a ``positive`` class."""
+    labels = store_labels(store)
+    parcels = store_parcels(store, connectivity=connectivity, labels=labels)
+    in_split = np.zeros(parcels.shape, dtype=bool)
+    in_split[store.indices(split)] = True
+    usable = in_split & (parcels >= 0)
+    if keep is not None:
+        usable &= keep
+    candidates = np.unique(parcels[usable])
+    classes = parcel_classes(parcels, labels)[candidates]
+    is_positive = np.isin(classes, positive_indices(store.classes, list(positive)))
+    return parcels, in_split, candidates, is_positive
+
+
+@dataclass(frozen=True)
+class ParcelFold:
+    """One fold of a cross-validation over parcels: the labels to train on and those to score.
+
+    ``train`` keeps, like any :class:`LabelMask`, every pixel outside the split; ``held_out``
+    keeps only the fold's parcels (in the split), so it scores nothing else.
+    """
+
+    train: LabelMask
+    held_out: LabelMask
+
+
+def parcel_folds(
+    store: DatasetStore | str | Path,
+    folds: int,
+    seed: int,
+    *,
+    positive: Sequence[str],
+    subset: LabelMask | None = None,
+    split: str = "train",
+) -> list[ParcelFold]:
+    """Deal the labelled parcels of ``split`` (those ``subset`` keeps) into ``folds`` folds.
+
+    Positive and negative parcels are dealt in turn after a seeded shuffle, so each fold holds
+    its share of both and every training side keeps at least one of each; that needs two
+    parcels of each kind. Folds left empty (fewer parcels than folds) are dropped.
+    """
+    store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    keep = None if subset is None else subset.keep
+    parcels, in_split, candidates, is_positive = _split_parcels(store, split, positive, keep=keep)
+    n_pos, n_neg = int(is_positive.sum()), int((~is_positive).sum())
+    if min(n_pos, n_neg) < 2:
+        raise InputDataError(
+            f"{split} split: {n_pos} {'/'.join(positive)} and {n_neg} other labelled parcels; "
+            "cross-validation over parcels needs at least 2 of each",
+            store.path,
+        )
+    rng = np.random.default_rng(seed)
+    dealt = np.concatenate(
+        [rng.permutation(candidates[is_positive]), rng.permutation(candidates[~is_positive])]
+    )
+    groups = [dealt[i::folds] for i in range(folds)]
+    groups = [g for g in groups if len(g)]
+    base = subset.keep if subset is not None else np.ones(parcels.shape, dtype=bool)
+    fraction = subset.fraction if subset is not None else 1.0
+    out = []
+    for number, group in enumerate(groups, start=1):
+        held = in_split & np.isin(parcels, group)
+        fold = f"{number}/{len(groups)}"
+        out.append(
+            ParcelFold(
+                LabelMask(
+                    base & ~held,
+                    split,
+                    fraction,
+                    seed,
+                    len(candidates) - len(group),
+                    len(candidates),
+                    fold,
+                ),
+                LabelMask(held, split, fraction, seed, len(group), len(candidates), fold),
+            )
+        )
+    return out
 
 
 def write_label_subset(store: DatasetStore | str | Path, mask: LabelMask, out: str | Path) -> Path:

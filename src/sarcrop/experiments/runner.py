@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -581,7 +582,8 @@ class ExperimentRunner:
         if not todo:
             return
         context = multiprocessing.get_context("spawn")
-        setup = (self.config, self.out, len(self.seeds))
+        # Workers format warnings as this process does (the command line: one line each).
+        setup = (self.config, self.out, len(self.seeds), warnings.formatwarning)
         with ProcessPoolExecutor(
             min(self.jobs, len(todo)), mp_context=context, initializer=_start_worker, initargs=setup
         ) as pool:
@@ -810,8 +812,11 @@ class MethodUnit:
 _worker: ExperimentRunner | None = None
 
 
-def _start_worker(config: ExperimentConfig, out: Path, seeds: int) -> None:
+def _start_worker(
+    config: ExperimentConfig, out: Path, seeds: int, formatwarning: Callable[..., str]
+) -> None:
     global _worker
+    warnings.formatwarning = formatwarning
     if config.threads is not None:
         import torch
 

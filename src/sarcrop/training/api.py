@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import numpy as np
@@ -75,6 +75,10 @@ from sarcrop.utils.atomic import atomic_path, write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
 
+if TYPE_CHECKING:
+    from sarcrop.data.parcels import LabelMask
+    from sarcrop.training.epoch_search import EpochChoice, FoldRun
+
 RUN_FILE = "run.json"
 # A validation IoU over fewer labelled fields (connected parcels) than this moves by a whole
 # field's share from one epoch to the next, so selecting on it is a draw (a rule of thumb; in
@@ -93,6 +97,7 @@ class TrainResult:
     epochs: int
     resumed: bool = False
     label_subset: dict[str, Any] | None = None  # fraction and parcels of a few-label run
+    epoch_search: dict[str, Any] | None = None  # the budgets scored and the one chosen
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -423,6 +428,7 @@ def fit(
         epochs=trainer.current_epoch,
         resumed=resume,
         label_subset=metadata.training.get("label_subset"),
+        epoch_search=metadata.training.get("epoch_search"),
     )
     if trainer.is_global_zero:
         summary = {
@@ -535,19 +541,21 @@ def _training_data(
     bands: Sequence[str],
     normalization: Mapping[str, Any],
     config: TrainConfig,
+    label_mask: LabelMask | None = None,
 ) -> tuple[Dataset, Dataset | None, dict[str, Any]]:
     """Train and validation parts of the store's train split, and what labels they use.
 
     With ``label_fraction < 1`` both parts see only the chosen parcels' labels (patches left
     without any label are dropped), so model selection never peeks at labels outside the
-    subset. Only the train part is augmented.
+    subset. ``label_mask`` (a fold of an epoch search) replaces that subset. Only the train
+    part is augmented.
     """
     from sarcrop.data.dataset import PatchDataset
 
     split: str | list[int] = "train"
-    mask = None
+    mask = label_mask
     labels: dict[str, Any] = {"fraction": 1.0}
-    if config.label_fraction < 1:
+    if mask is None and config.label_fraction < 1:
         from sarcrop.data.labels import OTHER
         from sarcrop.data.parcels import label_subset
 
@@ -556,6 +564,7 @@ def _training_data(
         if config.classes is not None:
             named = [c for c in config.classes if c.casefold() != OTHER]
         mask = label_subset(store, config.label_fraction, config.seed, positive=named)
+    if mask is not None:
         split = [
             i for i in store.indices("train") if np.any(mask.apply(i, store.read_labels(i)) >= 0)
         ]
@@ -653,6 +662,7 @@ def _from_scratch(
     positive: Sequence[str] | str | None,
     config: TrainConfig | None,
     provenance: Mapping[str, Any],
+    label_mask: LabelMask | None = None,
 ) -> TrainResult:
     """A fresh ``model`` trained on the store's train split (``config.normalization``)."""
     from sarcrop.models import build_model
@@ -663,6 +673,14 @@ def _from_scratch(
     classes = config.classes
     reconstructs = config.reconstructs
     positive = [] if classes or reconstructs else positive_classes(store, positive)
+    search = None
+    if config.epoch_search is not None:
+
+        def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
+            args = (model, model_options, bands, positive, settings, provenance, mask)
+            return _from_scratch(store, out, *args).checkpoint
+
+        config, search = _searched(fold, store, out_dir, config, positive)
     # One logit for a positive class, one per class of a crop-type map, and one per time step
     # and band for a reconstruction.
     outputs = store.steps * len(bands) if reconstructs else len(classes) if classes else 1
@@ -672,13 +690,29 @@ def _from_scratch(
     normalization, source = _new_normalization(store, bands, config.normalization)
     # A reconstruction reads no target; any class of the store fills the dataset's slot.
     read_as = positive or list(store.classes[:1])
-    train_data, val_data, labels = _training_data(store, read_as, bands, normalization, config)
+    train_data, val_data, labels = _training_data(
+        store, read_as, bands, normalization, config, label_mask
+    )
     metadata = _base_metadata(store, network, bands, positive, normalization, source, classes)
-    training: dict[str, Any] = {"label_subset": labels}
+    training: dict[str, Any] = {"label_subset": labels, **_search_record(search)}
     if not reconstructs:  # a reconstruction learns no labels
         training["ground"] = learnt_ground(store)
     metadata = metadata.model_copy(update={**provenance, "training": training})
     return fit(network, train_data, val_data, out_dir, config, metadata)
+
+
+def _searched(
+    fold: FoldRun, store: Any, out_dir: str | Path, config: TrainConfig, positive: Sequence[str]
+) -> tuple[TrainConfig, EpochChoice]:
+    """``config`` with the epochs its ``epoch_search`` chooses, and the choice."""
+    from sarcrop.training.epoch_search import SEARCH_DIR, search_epochs
+
+    choice = search_epochs(fold, store, Path(out_dir) / SEARCH_DIR, config, positive)
+    return config.updated(epochs=choice.epochs), choice
+
+
+def _search_record(choice: EpochChoice | None) -> dict[str, Any]:
+    return {} if choice is None else {"epoch_search": choice.to_dict()}
 
 
 def train(
@@ -765,8 +799,6 @@ def finetune(
       statistics as in training from scratch (``config.normalization``);
     - ``"checkpoint"``: every band must have pre-training statistics.
     """
-    from sarcrop.models import SegmentationModel, adapt_input_bands
-
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if config is not None and config.objective != "segment":
@@ -807,46 +839,88 @@ def finetune(
             config=config,
             parent=checkpoint,
         )
+    transfer = normalization or "pretrained"
+    job = _Transfer(
+        Path(checkpoint), parent_meta, store, strategy, last_k, bands, positive, transfer
+    )
     config = config or TrainConfig()
-    parent, _ = load_checkpoint(checkpoint)
+    search = None
+    if config.epoch_search is not None:
+
+        def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
+            return _transfer(job, out, settings, mask).checkpoint
+
+        config, search = _searched(fold, store, out_dir, config, positive)
+    return _transfer(job, out_dir, config, search=search)
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """What a fine-tuning run transfers: the parent, the target and how."""
+
+    checkpoint: Path
+    parent_meta: CheckpointMetadata
+    store: Any
+    strategy: str
+    last_k: int | None
+    bands: list[str]
+    positive: list[str]
+    normalization: str = "pretrained"
+
+
+def _transfer(
+    job: _Transfer,
+    out_dir: str | Path,
+    config: TrainConfig,
+    label_mask: LabelMask | None = None,
+    search: EpochChoice | None = None,
+) -> TrainResult:
+    """Fine-tune ``job``'s parent on its target with ``config`` (and a fold's labels)."""
+    from sarcrop.models import SegmentationModel, adapt_input_bands
+
+    parent_meta, store, bands = job.parent_meta, job.store, job.bands
+    parent, _ = load_checkpoint(job.checkpoint)
     if bands != list(parent_meta.bands):
         assert isinstance(parent, SegmentationModel)  # load_checkpoint's default builder
         adapt_input_bands(parent, bands, parent_meta.bands)
     L.seed_everything(config.seed, verbose=False)
     # Another set of output classes (binary <-> crop types, or other classes), or a parent
     # that reconstructed its input (one output per time step and band): a new head.
-    target_classes = list(classes) if classes else None
+    target_classes = list(config.classes) if config.classes else None
     outputs = len(target_classes) if target_classes else 1
     new_head = None
     if target_classes != parent_meta.target_classes or parent_outputs(parent_meta) != outputs:
         new_head = outputs
-    apply_strategy(parent, strategy, last_k, head_channels=new_head)
+    apply_strategy(parent, job.strategy, job.last_k, head_channels=new_head)
     start = None
     if config.interpolation < 1:
-        if new_head is not None or strategy == "probe":
+        if new_head is not None or job.strategy == "probe":
             raise ConfigError(
                 "interpolation needs the pre-trained head; this run trains a new one "
-                f"({'probe' if strategy == 'probe' else 'other classes'}): leave it at 1"
+                f"({'probe' if job.strategy == 'probe' else 'other classes'}): leave it at 1"
             )
         start = {name: value.detach().clone() for name, value in parent.state_dict().items()}
     stats, source = _transfer_normalization(
-        normalization or "pretrained", store, bands, parent_meta, checkpoint, config
+        job.normalization, store, bands, parent_meta, job.checkpoint, config
     )
-    train_data, val_data, labels = _training_data(store, positive, bands, stats, config)
-    metadata = _base_metadata(store, parent, bands, positive, stats, source, target_classes)
+    train_data, val_data, labels = _training_data(
+        store, job.positive, bands, stats, config, label_mask
+    )
+    metadata = _base_metadata(store, parent, bands, job.positive, stats, source, target_classes)
     # The labelled ground of this run and of every labelled training before it.
     inherited = parent_meta.training.get("ground", []) if learnt_labels(parent_meta) else []
     training: dict[str, Any] = {
         "label_subset": labels,
         "ground": learnt_ground(store) + list(inherited),
+        **_search_record(search),
     }
     if new_head is not None:
         training["new_head"] = f"{new_head} output(s), re-initialised for the target's classes"
     metadata = metadata.model_copy(
         update={
-            "strategy": strategy,
-            "last_k": last_k,
-            "parent": _parent_record(checkpoint, parent_meta),
+            "strategy": job.strategy,
+            "last_k": job.last_k,
+            "parent": _parent_record(job.checkpoint, parent_meta),
             "training": training,
         }
     )

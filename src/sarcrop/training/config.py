@@ -41,6 +41,8 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "objective": DEFAULT_OBJECTIVE,
     "level_jitter": 0.0,
     "interpolation": 1.0,
+    "epoch_search": None,
+    "search_folds": 3,
 }
 
 # ``pos_weight: auto`` never weighs a positive pixel more than this many negatives: with a
@@ -120,6 +122,15 @@ class TrainConfig(BaseModel):
         gt=0,
         le=1,
         description="share of the train split's labelled parcels to learn from (chosen by seed)",
+    )
+    epoch_search: tuple[int, ...] | None = Field(
+        None,
+        description="choose epochs among these budgets, e.g. 5,10,20,40,60, by cross-validation "
+        "over the labelled parcels (search_folds folds; needs val_fraction 0); the run then "
+        "trains on every label for the best",
+    )
+    search_folds: int = Field(
+        3, ge=2, description="epoch_search: folds of whole parcels, each held out once"
     )
     augment: bool = Field(False, description="random flips and 90° rotations of training patches")
     level_jitter: float = Field(
@@ -211,6 +222,17 @@ class TrainConfig(BaseModel):
                 raise ValueError("objective reconstruct learns no classes; leave classes out")
             if self.label_fraction < 1:
                 raise ValueError("objective reconstruct uses no labels; leave label_fraction at 1")
+        if self.epoch_search is not None:
+            if self.reconstructs or self.classes is not None:
+                raise ValueError(
+                    "epoch_search scores one positive class: leave it out of crop-type "
+                    "(classes) and reconstruct runs"
+                )
+            if self.val_fraction > 0:
+                raise ValueError(
+                    "epoch_search holds out parcels instead of validation patches: set "
+                    "val_fraction 0"
+                )
         return self
 
     @model_serializer(mode="wrap")
@@ -254,6 +276,22 @@ class TrainConfig(BaseModel):
             if len(parts) != 4 or not all(p.isdigit() for p in parts):
                 raise ValueError("max_time must look like DD:HH:MM:SS")
         return value
+
+    @field_validator("epoch_search", mode="before")
+    @classmethod
+    def _epoch_search(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the command line's 5,10,20
+            value = [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("epoch_search")
+    @classmethod
+    def _budgets(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        if not value or min(value) < 1:
+            raise ValueError("epoch_search needs one or more budgets of at least 1 epoch")
+        return tuple(sorted(set(value)))
 
     @field_validator("classes", mode="before")
     @classmethod

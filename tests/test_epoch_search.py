@@ -1,0 +1,189 @@
+"""Choosing the epoch budget by cross-validation over whole parcels (``epoch_search``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sarcrop.cli import main
+from sarcrop.data.parcels import label_subset, parcel_folds, store_parcels
+from sarcrop.data.store import DatasetStore
+from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.evaluation.metrics import BinaryConfusion
+from sarcrop.training import TrainConfig, finetune, read_metadata, train
+from sarcrop.training.config import validate_config
+from sarcrop.training.epoch_search import SEARCH_DIR, EpochChoice, held_out_confusion
+from test_few_labels import OPTIONS, make_store, parent_checkpoint, quick
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    # 6 train patches, each with one maize and one other parcel: 12 train parcels
+    return make_store(tmp_path_factory.mktemp("search") / "store.zarr")
+
+
+def parcels_of(store: DatasetStore, keep: np.ndarray) -> set[int]:
+    """The parcel ids of the train split that ``keep`` keeps."""
+    parcels = store_parcels(store)
+    in_train = np.zeros(parcels.shape, dtype=bool)
+    in_train[store.indices("train")] = True
+    return set(np.unique(parcels[keep & in_train & (parcels >= 0)]).tolist())
+
+
+def test_folds_hold_out_each_parcel_once_and_train_on_both_classes(store):
+    opened = DatasetStore(store)
+    parcels = store_parcels(opened)
+    everything = parcels_of(opened, parcels >= 0)
+    folds = parcel_folds(opened, 3, 0, positive=["maize"])
+    held = [parcels_of(opened, fold.held_out.keep) for fold in folds]
+    assert len(folds) == 3 and [len(h) for h in held] == [4, 4, 4]
+    assert set().union(*held) == everything and sum(map(len, held)) == len(everything)
+    labels = opened.read_all_labels().reshape(parcels.shape)
+    for fold, out in zip(folds, held, strict=True):
+        trained = parcels_of(opened, fold.train.keep)
+        assert trained == everything - out
+        maize = {int(labels[parcels == p][0]) for p in trained}
+        assert maize == {0, 1}  # both classes on every training side
+        assert fold.train.as_dict()["fold"] == fold.held_out.fold
+    # another seed deals other folds; the same seed the same ones
+    again = parcel_folds(opened, 3, 0, positive=["maize"])
+    assert [parcels_of(opened, f.held_out.keep) for f in again] == held
+    other = parcel_folds(opened, 3, 1, positive=["maize"])
+    assert [parcels_of(opened, f.held_out.keep) for f in other] != held
+
+
+def test_folds_are_dealt_from_the_label_subset_and_need_two_parcels_of_each_class(store):
+    opened = DatasetStore(store)
+    subset = label_subset(opened, 0.5, 0, positive=["maize"])
+    chosen = parcels_of(opened, subset.keep)
+    folds = parcel_folds(opened, 2, 0, positive=["maize"], subset=subset)
+    held = set().union(*(parcels_of(opened, f.held_out.keep) for f in folds))
+    assert held == chosen and len(held) == 6
+    tiny = label_subset(opened, 0.1, 0, positive=["maize"])  # one parcel of each class
+    with pytest.raises(InputDataError, match=r"1 maize and 1 other labelled parcels.*at least 2"):
+        parcel_folds(opened, 3, 0, positive=["maize"], subset=tiny)
+
+
+def test_epoch_search_is_a_validated_setting_left_out_of_old_fingerprints():
+    assert "epoch_search" not in TrainConfig().model_dump()
+    assert "search_folds" not in TrainConfig().fingerprint()
+    config = TrainConfig(epoch_search="20, 5,5", val_fraction=0)
+    assert config.epoch_search == (5, 20) and config.model_dump()["epoch_search"] == (5, 20)
+    with pytest.raises(ConfigError, match="set val_fraction 0"):
+        validate_config({"epoch_search": [5, 10]})
+    with pytest.raises(ConfigError, match="at least 1 epoch"):
+        validate_config({"epoch_search": [0, 10], "val_fraction": 0})
+    with pytest.raises(ConfigError, match="crop-type"):
+        validate_config({"epoch_search": [5], "val_fraction": 0, "classes": "maize,other"})
+    with pytest.raises(ConfigError, match="search_folds"):
+        validate_config({"epoch_search": [5], "val_fraction": 0, "search_folds": 1})
+
+
+def test_finetune_trains_every_fold_and_budget_then_every_label_with_the_best(store, tmp_path):
+    checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
+    config = quick(val_fraction=0, epoch_search=(1, 3), search_folds=2, label_fraction=0.5)
+    result = finetune(checkpoint, store, tmp_path / "fte", strategy="fte", config=config)
+    choice = EpochChoice.from_dict(result.epoch_search)
+    assert choice.folds == 2 and choice.parcels == 6 and set(choice.iou) == {1, 3}
+    best = max(choice.iou.values())
+    assert choice.epochs == min(e for e, iou in choice.iou.items() if iou == best)  # ties: shorter
+    meta = read_metadata(result.checkpoint)
+    assert meta.training["epoch_search"] == choice.to_dict()
+    assert meta.training["config"]["epochs"] == choice.epochs == result.epochs
+    assert meta.training["label_subset"]["parcels"] == 6  # every chosen label, no fold
+    opened = DatasetStore(store)
+    folds = parcel_folds(
+        opened,
+        2,
+        config.seed,
+        positive=["maize"],
+        subset=label_subset(opened, 0.5, config.seed, positive=["maize"]),
+    )
+    pooled = {}
+    for epochs in (1, 3):
+        for number, fold in enumerate(folds, start=1):
+            run = tmp_path / "fte" / SEARCH_DIR / f"epochs-{epochs}-fold-{number}"
+            fold_meta = read_metadata(run / "model.safetensors")
+            assert fold_meta.training["label_subset"]["fold"] == f"{number}/2"
+            assert fold_meta.training["label_subset"]["parcels"] == 3  # the other fold's
+            assert fold_meta.training["config"]["epochs"] == epochs
+            assert "epoch_search" not in fold_meta.training
+            confusion = held_out_confusion(run / "model.safetensors", opened, fold, 0.5)
+            assert confusion.total == int(fold.held_out.keep.sum())
+            pooled[epochs] = pooled.get(epochs, BinaryConfusion()) + confusion
+    assert {e: c.iou for e, c in pooled.items()} == pytest.approx(choice.iou)
+    again = finetune(checkpoint, store, tmp_path / "fte", strategy="fte", config=config)
+    assert again.resumed and again.epoch_search == result.epoch_search
+
+
+def test_too_few_parcels_warn_and_keep_the_configured_epochs(store, tmp_path):
+    config = quick(val_fraction=0, epochs=2, epoch_search=(1, 3), label_fraction=0.1)
+    with pytest.warns(UserWarning, match="at least 2 of each; training 2 epochs"):
+        result = train(store, tmp_path / "run", model_options=OPTIONS, bands=["VH"], config=config)
+    assert result.epochs == 2 and result.epoch_search["iou"] == {}
+    assert not (tmp_path / "run" / SEARCH_DIR).exists()
+
+
+def test_the_command_line_searches_and_prints_the_scores(store, tmp_path, capsys):
+    argv = ["train", store, "--out", str(tmp_path / "cli"), "--bands", "VH", "--quiet"]
+    options = ["--model-options", json.dumps(OPTIONS), "--val-fraction", "0"]
+    search = ["--epoch-search", "1,2", "--search-folds", "2", "--accelerator", "cpu"]
+    assert main([*argv, *options, *search, "--epochs", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "chosen by 2-fold cross-validation over 12 parcels (held-out IoU: 1" in out
+    meta = read_metadata(tmp_path / "cli" / "model.safetensors")
+    assert meta.training["config"]["epochs"] in (1, 2)
+    assert meta.training["config"]["epoch_search"] == [1, 2]
+    bad = ["train", store, "--out", str(tmp_path / "bad"), "--epoch-search", "1,2", "--quiet"]
+    assert main(bad) == 2  # the default val_fraction 0.2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "holds out parcels instead of validation patches" in lines[0]
+    assert not (tmp_path / "bad").exists()
+
+
+def test_an_experiment_searches_per_method_run_in_its_workers(tmp_path, capsys):
+    """``finetune: {epoch_search: ...}`` in an experiment: every network run of the worker
+    processes chooses its own budget through the same API."""
+    from sarcrop.experiments import run_experiment
+    from test_experiment import TINY, write_config
+
+    settings = {"val_fraction": 0, "epoch_search": [1, 2], "search_folds": 2}
+    data = {**TINY, "methods": ["ri", "fte"], "finetune": {**TINY["finetune"], **settings}}
+    # simulated France holds rice parcels enough to fold (the train split of Spain holds one)
+    data["scenarios"] = [{**TINY["scenarios"][0], "finetune": "france", "test": "spain"}]
+    del data["early_season"]
+    result = run_experiment(write_config(tmp_path, data), tmp_path / "out", jobs=2)
+    assert set(result.results["method"]) == {"ri", "fte"}
+    runs = sorted((tmp_path / "out" / "cache").glob("method-*/run/model.safetensors"))
+    assert len(runs) == 2
+    for checkpoint in runs:
+        training = read_metadata(checkpoint).training
+        choice = EpochChoice.from_dict(training["epoch_search"])
+        assert set(choice.iou) == {1, 2} and choice.folds == 2
+        assert training["config"]["epochs"] == choice.epochs
+        assert len(list((checkpoint.parent / SEARCH_DIR).glob("*/model.safetensors"))) == 4
+
+
+def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
+    import pickle
+    import warnings
+
+    from sarcrop.cli import OneLineWarning
+    from sarcrop.experiments.config import load_experiment_config
+    from sarcrop.experiments.runner import _start_worker
+    from test_experiment import TINY, write_config
+
+    shown = pickle.loads(pickle.dumps(OneLineWarning("experiment")))
+    line = shown("too few\n  parcels", UserWarning, "runner.py", 1)
+    assert line == "sarcrop experiment: warning: too few parcels\n"
+    config = load_experiment_config(write_config(tmp_path, TINY))
+    original = warnings.formatwarning
+    try:
+        _start_worker(config, tmp_path / "out", 1, shown)
+        assert warnings.formatwarning("a", UserWarning, "x.py", 2) == (
+            "sarcrop experiment: warning: a\n"
+        )
+    finally:
+        warnings.formatwarning = original
