@@ -185,6 +185,22 @@ def test_shipped_real_config_names_the_paper_shaped_scenarios(shared_data):
 
 
 @pytest.mark.realdata
+def test_shipped_held_out_config_scores_every_location_on_unseen_fields(shared_data):
+    config = load_experiment_config(resolve_config("real-held-out"), data_root=shared_data)
+    real = load_experiment_config(resolve_config("real"), data_root=shared_data)
+    assert [(s.finetune, s.test, s.folds) for s in config.scenarios] == [
+        ("flanders2019", "flanders2019-test", 3),
+        ("flanders2018", "flanders2018-test", 3),
+        ("tanzania-all", "tanzania-test", 3),
+    ]
+    assert config.methods == real.methods and config.seeds == real.seeds
+    assert config.fractions == real.fractions and config.finetune == real.finetune
+    assert config.baseline == real.baseline and config.pretrains == real.pretrains
+    for name in ("flanders2018", "flanders2019", "flanders2018-test", "flanders2019-test"):
+        assert config.regions[name] == real.regions[name]
+
+
+@pytest.mark.realdata
 def test_tiny_real_run_has_fractions_and_parcel_intervals(shared_data, tmp_path):
     data = real_config(
         data_root=str(shared_data),
@@ -287,18 +303,21 @@ def test_the_documented_my_fields_experiment_runs_from_the_shipped_model(shared_
     block = text.split("```yaml\n# my-fields.yaml", 1)[1].split("```", 1)[0]
     config = yaml.safe_load("#" + block)
     real = location(FLANDERS_2019, "2019-04-21", "patch")
-    config["regions"]["my-fields"].update(
-        images=str(shared_data / real["images"]),
-        labels=str(shared_data / real["labels"]),
-        label_options=real["label_options"],
-    )
+    assert {s["folds"] for s in config["scenarios"] if "folds" in s} == {3}
+    for region in config["regions"].values():  # my-fields and its two views for the folds
+        region.update(
+            images=str(shared_data / real["images"]),
+            labels=str(shared_data / real["labels"]),
+            label_options=real["label_options"],
+        )
     config.update(seeds=1, fractions=[1.0], jobs=1)
     path = tmp_path / "my-fields.yaml"
     path.write_text(yaml.safe_dump(config))
     result = run_experiment(path, tmp_path / "out")
     assert set(result.results["method"]) == set(config["methods"])
+    assert result.results["scenario"].str.endswith("-folds3").any()
     record = RunRecord.read(tmp_path / "out")
     assert record.pretrain is not None
     assert Path(record.pretrain.checkpoint).name == "europe-maize.safetensors"
     iou = result.results[(result.results["metric"] == "iou") & (result.results["timestep"] == 8)]
-    assert iou["value"].between(0, 1).all() and len(iou) == len(config["methods"])
+    assert iou["value"].between(0, 1).all() and len(iou) == 2 * len(config["methods"])

@@ -265,13 +265,17 @@ def parcel_folds(
     *,
     positive: Sequence[str],
     subset: LabelMask | None = None,
+    fraction: float = 1.0,
     split: str = "train",
 ) -> list[ParcelFold]:
     """Deal the labelled parcels of ``split`` (those ``subset`` keeps) into ``folds`` folds.
 
     Positive and negative parcels are dealt in turn after a seeded shuffle, so each fold holds
     its share of both and every training side keeps at least one of each; that needs two
-    parcels of each kind. Folds left empty (fewer parcels than folds) are dropped.
+    parcels of each kind. Folds left empty (fewer parcels than folds) are dropped. Below
+    ``fraction`` 1 each training side keeps a seeded share of its parcels (as
+    :func:`label_subset` chooses them, nested over fractions), while every fold still holds out
+    all of its own: the same fields are scored at every fraction.
     """
     store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     keep = None if subset is None else subset.keep
@@ -287,26 +291,22 @@ def parcel_folds(
     dealt = np.concatenate(
         [rng.permutation(candidates[is_positive]), rng.permutation(candidates[~is_positive])]
     )
-    groups = [dealt[i::folds] for i in range(folds)]
-    groups = [g for g in groups if len(g)]
-    base = subset.keep if subset is not None else np.ones(parcels.shape, dtype=bool)
-    fraction = subset.fraction if subset is not None else 1.0
+    groups = [group for i in range(folds) if len(group := dealt[i::folds])]
+    base = np.ones(parcels.shape, dtype=bool) if keep is None else keep
     out = []
     for number, group in enumerate(groups, start=1):
-        held = in_split & np.isin(parcels, group)
         fold = f"{number}/{len(groups)}"
+        held = in_split & np.isin(parcels, group)
+        rest = ~np.isin(candidates, group)
+        trained = candidates[rest]
+        if fraction < 1:
+            trained = choose_parcels(trained, is_positive[rest], fraction, seed)
+        train = base & ~(in_split & ~np.isin(parcels, trained))
+        total, share = len(candidates), fraction * (1.0 if subset is None else subset.fraction)
         out.append(
             ParcelFold(
-                LabelMask(
-                    base & ~held,
-                    split,
-                    fraction,
-                    seed,
-                    len(candidates) - len(group),
-                    len(candidates),
-                    fold,
-                ),
-                LabelMask(held, split, fraction, seed, len(group), len(candidates), fold),
+                LabelMask(train, split, share, seed, len(trained), total, fold),
+                LabelMask(held, split, share, seed, len(group), total, fold),
             )
         )
     return out

@@ -49,6 +49,7 @@ from sarcrop.options import BaselineOptions
 if TYPE_CHECKING:
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.normalization import Normalization
+    from sarcrop.data.parcels import ParcelFold
     from sarcrop.data.store import DatasetStore
 
 
@@ -407,12 +408,15 @@ def forest_splits(
     target: tuple[list[str], list[str] | None],
     bands: list[str],
     normalization: Normalization,
+    fold: ParcelFold | None = None,
 ) -> ForestSplits:
     """The splits of a forest (the plain one and the one on network features alike).
 
     ``target`` is ``(positive, classes)``: a crop against the rest, or crop types. Below
     ``options.label_fraction`` 1 the train split keeps a seeded subset of its parcels, the
-    subset :func:`sarcrop.training.train` chooses for that fraction and seed.
+    subset :func:`sarcrop.training.train` chooses for that fraction and seed. A ``fold``
+    (:func:`sarcrop.data.parcels.parcel_folds`, on patches the two stores share) learns from
+    ``fold.train``'s labels and scores ``fold.held_out``'s only: fields held out of training.
     """
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.labels import OTHER
@@ -420,6 +424,30 @@ def forest_splits(
     from sarcrop.data.split import check_disjoint
 
     (train_store, test), (positive, classes) = stores, target
+    if fold is not None:
+        if np.any(fold.train.keep & fold.held_out.keep):
+            raise InputDataError("a fold trains on pixels it holds out", train_store.path)
+        return ForestSplits(
+            PatchDataset(
+                train_store,
+                "train",
+                positive,
+                bands,
+                normalization=normalization,
+                label_mask=fold.train,
+                classes=classes,
+            ),
+            PatchDataset(
+                test,
+                "test",
+                positive,
+                bands,
+                normalization=normalization,
+                label_mask=fold.held_out,
+                classes=classes,
+            ),
+            fold.train.as_dict(),
+        )
     mask = None
     if options.label_fraction < 1:  # ``other`` gathers the rest, so it names no parcels
         named = [c for c in classes if c.casefold() != OTHER] if classes else positive
@@ -727,6 +755,7 @@ def run_baseline(
     positive: Sequence[str] | str | None = None,
     timesteps: int | Literal["all"] | None = None,
     jobs: int | None = -1,
+    fold: ParcelFold | None = None,
 ) -> BaselineResult:
     """Fit the forest on the train split of ``store``; score the test split of ``test_store``.
 
@@ -739,7 +768,9 @@ def run_baseline(
     :class:`~sarcrop.data.dataset.PatchDataset`), scored by confusion matrices.
     ``jobs`` (parallel workers) does not change the result. With ``options.label_fraction``
     below 1 the forest learns from a seeded subset of the train split's parcels, the same
-    subset :func:`sarcrop.training.train` chooses for that fraction and seed.
+    subset :func:`sarcrop.training.train` chooses for that fraction and seed. A ``fold`` of
+    parcels replaces that subset: the forest learns from its ``train`` labels and is scored on
+    the fields it ``held_out`` (see :func:`forest_splits`).
     """
     from sarcrop.training.config import positive_classes, timestep_list
 
@@ -750,7 +781,8 @@ def run_baseline(
     bands = [b.upper() for b in bands] if bands else list(train_store.bands)
     wanted = timestep_list(timesteps, train_store.steps)
     normalization = train_store.normalization.select(bands)
-    splits = forest_splits((train_store, test), options, (positive, classes), bands, normalization)
+    target = (positive, classes)
+    splits = forest_splits((train_store, test), options, target, bands, normalization, fold)
     train_set, test_set = splits.train, splits.test
     try:
         model = fit_forest(

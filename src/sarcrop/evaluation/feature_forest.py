@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from sarcrop.evaluation.metrics import (
     zero_pad_after,
 )
 from sarcrop.options import BaselineOptions
+
+if TYPE_CHECKING:
+    from sarcrop.data.parcels import ParcelFold
 
 LAYER = "decoder.head input"
 DESIGN = {"layer": LAYER, "network_bands": "its own where present, else Eq. 3"}
@@ -212,6 +215,7 @@ def run_feature_forest(
     timesteps: int | Literal["all"] | None = None,
     raw: bool = True,
     jobs: int | None = -1,
+    fold: ParcelFold | None = None,
 ) -> FeatureForestResult:
     """Fit the forest on the frozen ``checkpoint``'s features of ``store``'s train split.
 
@@ -221,6 +225,7 @@ def run_feature_forest(
     ``timesteps`` (None, t or ``"all"``; at t the features are those of the input cut to t).
     ``bands`` default to the checkpoint's; ``checkpoint`` may be a shipped model's name.
     ``options.classes`` fits a crop-type forest of those classes (``class_confusions``).
+    A ``fold`` of parcels learns from its ``train`` labels and scores its ``held_out`` fields.
     """
     from sarcrop.data.normalization import Normalization
     from sarcrop.training.config import positive_classes, timestep_list
@@ -230,9 +235,8 @@ def run_feature_forest(
     classes = None if options.classes is None else list(options.classes)
     positive = [] if classes else positive_classes(train_store, positive)
     extractor, stats, bands = load_extractor(checkpoint, train_store, bands, raw=raw)
-    splits = forest_splits(
-        (train_store, test), options, (positive, classes), bands, Normalization.from_dict(stats)
-    )
+    scaling = Normalization.from_dict(stats)
+    splits = forest_splits((train_store, test), options, (positive, classes), bands, scaling, fold)
     train_set, test_set = splits.train, splits.test
     confusions: dict[int, BinaryConfusion] = {}
     class_confusions: dict[int, MulticlassConfusion] = {}

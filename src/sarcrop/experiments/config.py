@@ -124,6 +124,12 @@ class ScenarioSpec(_Strict):
     it may be left out where the config has a single pre-training. ``classes`` (instead of
     ``crop``, or the experiment's ``classes`` where the scenario names neither) makes it a
     crop-type scenario: every method maps those classes at once.
+
+    ``folds: k`` scores every method on fields it never learnt from, in the region it learns
+    from: the labelled parcels of ``finetune``'s train split are dealt into k folds, each
+    method trains once per fold without that fold's fields (at the run's label fraction of the
+    others) and maps them, and the pooled maps are scored. ``test`` is then the same patches
+    and labels as the test split (e.g. the region with ``split: {method: test}``).
     """
 
     finetune: str
@@ -132,6 +138,7 @@ class ScenarioSpec(_Strict):
     classes: tuple[str, ...] | None = None
     bands: tuple[str, ...] = ("VH",)
     pretrain: str | None = None
+    folds: int | None = Field(None, ge=2)
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -142,7 +149,8 @@ class ScenarioSpec(_Strict):
     def id(self) -> str:
         bands = "".join(b.lower() for b in self.bands)
         named = f"-from-{self.pretrain}" if self.pretrain else ""
-        return f"{self.finetune}-{self.test}-{self.crop or 'types'}-{bands}{named}"
+        folds = f"-folds{self.folds}" if self.folds else ""
+        return f"{self.finetune}-{self.test}-{self.crop or 'types'}-{bands}{named}{folds}"
 
     @property
     def band_label(self) -> str:
@@ -297,6 +305,7 @@ class ExperimentConfig(_Strict):
         self._check_pretrainings()
         self._check_classes()
         self._check_zero_shot()
+        self._check_folds()
         ids = [s.id for s in self.scenarios]
         if len(set(ids)) != len(ids):
             raise ValueError(
@@ -325,6 +334,19 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"scenarios[{index}]: give crop or classes, not both")
             if self.classes_of(scenario) is None and not scenario.crop:
                 raise ValueError(f"scenarios[{index}]: give crop (one class) or classes")
+
+    def _check_folds(self) -> None:
+        """Held-out fields (``folds``): one crop, and no early-season curve on such a
+        scenario."""
+        for index, scenario in enumerate(self.scenarios):
+            if scenario.folds is None:
+                continue
+            if self.classes_of(scenario) is not None:
+                raise ValueError(f"scenarios[{index}]: folds score one crop, not classes")
+            if self.early_season is not None and self.early_season.scenario == index:
+                raise ValueError(
+                    f"early_season.scenario {index} scores held-out folds; pick another scenario"
+                )
 
     def _check_zero_shot(self) -> None:
         """``zero-shot`` scores the pre-trained model's own output: it must map the scenario's

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from sarcrop.options import BaselineOptions
 from sarcrop.training.config import MODEL_FILE, TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
+
+if TYPE_CHECKING:
+    from sarcrop.data.parcels import LabelMask, ParcelFold
 
 # The evaluation tables' long format, plus which run (main / early-season), batch order and
 # the share of the fine-tuning region's labelled train parcels used (appended last).
@@ -252,6 +255,9 @@ class ExperimentRunner:
 
         remedy = "fine-tune and test on one region split in two (split: {method: patch})"
         learnt = [("fine-tuning", scenario.finetune, remedy)]
+        if scenario.folds is not None:  # each fold holds its own fields out of training
+            self._check_fold_stores(scenario)
+            learnt = []
         _, spec = self.config.pretrain_of(scenario)
         if self.pretrains and spec.region is not None and not spec.train.reconstructs:
             remedy = "pre-train on other fields or seasons than the test"
@@ -267,6 +273,29 @@ class ExperimentRunner:
                     f" test patches show labelled ground that {role} region {region} trains on,"
                     f" in the same season and from the same label file; {remedy}"
                 )
+
+    def _check_fold_stores(self, scenario: ScenarioSpec) -> None:
+        """Held-out folds score the fine-tuning region's own fields: the test region must hold
+        the same patches and labels, all in its test split."""
+        from sarcrop.data.parcels import store_labels
+        from sarcrop.data.store import DatasetStore
+
+        learn = DatasetStore(self.region_store(scenario.finetune)[0])
+        score = DatasetStore(self.region_store(scenario.test)[0])
+        patches = score.indices("test")
+        same = (
+            len(learn) == len(score)
+            and learn.metadata.offsets == score.metadata.offsets
+            and set(patches) <= set(learn.indices("train"))
+            and np.array_equal(store_labels(learn)[patches], store_labels(score)[patches])
+        )
+        if not same:
+            raise ConfigError(
+                f"scenario {scenario.id}: folds score the fields of {scenario.finetune}: test "
+                f"region {scenario.test} must be its patches and labels in a test split "
+                f"(the same region with split: {{method: test}}, {scenario.finetune} with "
+                "split: {method: train})"
+            )
 
     @staticmethod
     def _check_checkpoint_ground(scenario: ScenarioSpec, checkpoint: Path, test: Any) -> None:
@@ -336,9 +365,16 @@ class ExperimentRunner:
         return config if self.progress else config.updated(progress_bar=False)
 
     def _train_method(
-        self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str | None, folder: Path
+        self,
+        scenario: ScenarioSpec,
+        method: str,
+        run: _Run,
+        ordering: str | None,
+        folder: Path,
+        label_mask: LabelMask | None = None,
     ) -> Path:
-        """Run i trains with seed ``finetune.seed + i`` through the API behind ``finetune``."""
+        """Run i trains with seed ``finetune.seed + i`` through the API behind ``finetune``
+        (on ``label_mask``'s labels where given: a fold's, which carry the run's fraction)."""
         from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
@@ -348,7 +384,7 @@ class ExperimentRunner:
         if classes is not None:
             changes["classes"] = classes
         store, _ = self.region_store(scenario.finetune)
-        if run.fraction < FULL:
+        if run.fraction < FULL and label_mask is None:
             changes["label_fraction"] = run.fraction
             if self.config.epoch_budget == "steps":
                 changes["epochs"] = constant_step_epochs(
@@ -365,6 +401,7 @@ class ExperimentRunner:
                 bands=scenario.bands,
                 positive=(scenario.crop,),
                 config=config,
+                label_mask=label_mask,
             )
         else:
             checkpoint, _ = self.pretrained(scenario)
@@ -377,6 +414,7 @@ class ExperimentRunner:
                 bands=scenario.bands,
                 positive=(scenario.crop,),
                 config=config,
+                label_mask=label_mask,
             )
         return result.checkpoint
 
@@ -441,7 +479,10 @@ class ExperimentRunner:
 
         def work() -> dict[str, Any]:
             _log(f"{scenario.id}: {method} (seed {seed}, {fraction:.0%} of labels, {ordering})")
-            if strategy == "rf":
+            if scenario.folds is not None:
+                early, probabilities = self._held_out(scenario, method, run, ordering, unit.path)
+                checkpoint = None
+            elif strategy == "rf":
                 early, probabilities = self._forest(scenario, ft_store, test_store, run)
                 checkpoint = None
             elif strategy == "rf-features":
@@ -470,20 +511,66 @@ class ExperimentRunner:
         record["metrics_csv"] = unit.path / "run" / "metrics.csv"
         return record
 
-    def _forest(
-        self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
+    def _held_out(
+        self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str, folder: Path
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
-        """Run i fits with seed ``baseline.seed + i`` through the API behind ``baseline``."""
+        """``method`` trained once per fold of ``scenario.folds`` and scored on the fields
+        each fold held out (run i deals its folds with seed i, the same for every method)."""
+        from sarcrop.data.dataset import PatchDataset
+        from sarcrop.data.parcels import parcel_folds
+        from sarcrop.data.store import DatasetStore
+        from sarcrop.evaluation.metrics import BinaryConfusion
+
+        assert scenario.folds is not None
+        ft_store, _ = self.region_store(scenario.finetune)
+        test_store, _ = self.region_store(scenario.test)
+        crop = (scenario.crop,)
+        folds = parcel_folds(
+            ft_store, scenario.folds, run.seed, positive=crop, fraction=run.fraction
+        )
+        strategy, _ = parse_method(method)
+        maps = []
+        for number, fold in enumerate(folds, start=1):
+            if strategy == ZERO_SHOT:  # nothing learnt from the target: one map for every fold
+                maps.append(network_probabilities(self.pretrained(scenario)[0], test_store))
+            elif strategy == "rf":
+                maps.append(self._forest(scenario, ft_store, test_store, run, fold)[1])
+            elif strategy == "rf-features":
+                maps.append(self._feature_forest(scenario, ft_store, test_store, run, fold)[1])
+            else:
+                where = folder / f"fold-{number}"
+                trained = self._train_method(scenario, method, run, ordering, where, fold.train)
+                maps.append(network_probabilities(trained, test_store))
+        patches = DatasetStore(test_store).indices("test")
+        probabilities = held_out_maps([fold.held_out for fold in folds], maps, patches)
+        test = PatchDataset(test_store, "test", crop, scenario.bands)
+        confusion = BinaryConfusion()
+        for item in range(len(test)):
+            sample = test[item]
+            confusion.update(probabilities[item], sample["target"].numpy(), sample["valid"].numpy())
+        return {str(DatasetStore(test_store).steps): confusion.as_dict()}, probabilities
+
+    def _forest(
+        self,
+        scenario: ScenarioSpec,
+        ft_store: Path,
+        test_store: Path,
+        run: _Run,
+        fold: ParcelFold | None = None,
+    ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+        """Run i fits with seed ``baseline.seed + i`` through the API behind ``baseline`` (on
+        a ``fold``'s labels where given, which carry the run's fraction)."""
         from sarcrop.evaluation.baseline import run_baseline
 
         classes = self.config.classes_of(scenario)
         result = run_baseline(
             ft_store,
-            self._forest_options(run, classes),
+            self._forest_options(run if fold is None else _Run(run.seed), classes),
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
-            timesteps="all",
+            timesteps="all" if fold is None else None,
+            fold=fold,
         )
         if classes is not None:
             return forest_outputs(result)
@@ -491,7 +578,12 @@ class ExperimentRunner:
         return early, np.nan_to_num(result.probabilities())
 
     def _feature_forest(
-        self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
+        self,
+        scenario: ScenarioSpec,
+        ft_store: Path,
+        test_store: Path,
+        run: _Run,
+        fold: ParcelFold | None = None,
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
         """The forest of ``_forest`` (same seed, same parcels) on the frozen pre-trained
         network's per-pixel features, through the API behind ``baseline --features``."""
@@ -502,12 +594,13 @@ class ExperimentRunner:
         result = run_feature_forest(
             checkpoint,
             ft_store,
-            self._forest_options(run, classes),
+            self._forest_options(run if fold is None else _Run(run.seed), classes),
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
-            timesteps="all",
+            timesteps="all" if fold is None else None,
             raw=self.config.feature_forest.raw,
+            fold=fold,
         )
         confusions = result.confusions if classes is None else result.class_confusions
         early = {str(t): c.as_dict() for t, c in confusions.items()}
@@ -754,6 +847,18 @@ class ExperimentRunner:
             config_file=self.config_file,
         )
         return ExperimentFigures(record).write(results)
+
+
+def held_out_maps(
+    held_out: Sequence[LabelMask], maps: Sequence[np.ndarray], patches: Sequence[int]
+) -> np.ndarray:
+    """One map from the folds' maps of the same ``patches``: each held-out pixel from the fold
+    that held it out, every other pixel the folds' mean."""
+    out = np.mean(np.stack(maps), axis=0)
+    for mask, probabilities in zip(held_out, maps, strict=True):
+        held = mask.keep[list(patches)]
+        out[held] = probabilities[held]
+    return out
 
 
 def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[str]) -> int:

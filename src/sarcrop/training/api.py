@@ -680,7 +680,7 @@ def _from_scratch(
             args = (model, model_options, bands, positive, settings, provenance, mask)
             return _from_scratch(store, out, *args).checkpoint
 
-        config, search = _searched(fold, store, out_dir, config, positive)
+        config, search = _searched(fold, store, out_dir, config, positive, label_mask)
     # One logit for a positive class, one per class of a crop-type map, and one per time step
     # and band for a reconstruction.
     outputs = store.steps * len(bands) if reconstructs else len(classes) if classes else 1
@@ -702,12 +702,22 @@ def _from_scratch(
 
 
 def _searched(
-    fold: FoldRun, store: Any, out_dir: str | Path, config: TrainConfig, positive: Sequence[str]
+    fold: FoldRun,
+    store: Any,
+    out_dir: str | Path,
+    config: TrainConfig,
+    positive: Sequence[str],
+    label_mask: LabelMask | None,
 ) -> tuple[TrainConfig, EpochChoice]:
-    """``config`` with the epochs its ``epoch_search`` chooses, and the choice."""
+    """``config`` with the epochs its ``epoch_search`` chooses among the run's labels (those of
+    ``label_mask``, else of ``config.label_fraction``), and the choice."""
+    from sarcrop.data.parcels import label_subset
     from sarcrop.training.epoch_search import SEARCH_DIR, search_epochs
 
-    choice = search_epochs(fold, store, Path(out_dir) / SEARCH_DIR, config, positive)
+    subset = label_mask
+    if subset is None and config.label_fraction < 1:
+        subset = label_subset(store, config.label_fraction, config.seed, positive=positive)
+    choice = search_epochs(fold, store, Path(out_dir) / SEARCH_DIR, config, positive, subset)
     return config.updated(epochs=choice.epochs), choice
 
 
@@ -746,18 +756,20 @@ def train_ri(
     positive: Sequence[str] | str | None = None,
     config: TrainConfig | None = None,
     parent: str | Path | None = None,
+    label_mask: LabelMask | None = None,
 ) -> TrainResult:
     """RI, the paper's transfer baseline: the pre-trained architecture, trained on the target.
 
     Nothing but the architecture is transferred, so the inputs are scaled as any model
     trained from scratch there would be (``config.normalization``). ``finetune(strategy="ri")``
     (with the architecture read from ``parent``) and the experiment runner both run this, so
-    they give the same model for the same seed.
+    they give the same model for the same seed. ``label_mask`` as in :func:`finetune`.
     """
     provenance: dict[str, Any] = {"strategy": "ri"}
     if parent is not None:
         provenance["parent"] = _parent_record(parent, read_metadata(parent))
-    return _from_scratch(store, out_dir, model, model_options, bands, positive, config, provenance)
+    options = (model, model_options, bands, positive, config, provenance, label_mask)
+    return _from_scratch(store, out_dir, *options)
 
 
 def _parent_record(checkpoint: str | Path, meta: CheckpointMetadata) -> dict[str, Any]:
@@ -782,6 +794,7 @@ def finetune(
     positive: Sequence[str] | str | None = None,
     normalization: Literal["pretrained", "target", "checkpoint"] | None = None,
     config: TrainConfig | None = None,
+    label_mask: LabelMask | None = None,
 ) -> TrainResult:
     """Transfer a pre-trained model to a target store with strategy ri, ft, fte, ftd or probe.
 
@@ -798,6 +811,10 @@ def finetune(
     - ``"target"`` (the only choice of ri, see :func:`train_ri`): every band gets new
       statistics as in training from scratch (``config.normalization``);
     - ``"checkpoint"``: every band must have pre-training statistics.
+
+    ``label_mask`` (:class:`sarcrop.data.parcels.LabelMask`, e.g. a fold of
+    :func:`sarcrop.data.parcels.parcel_folds`) names the train split's labels to learn from,
+    instead of the subset ``config.label_fraction`` chooses.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -838,6 +855,7 @@ def finetune(
             positive=positive,
             config=config,
             parent=checkpoint,
+            label_mask=label_mask,
         )
     transfer = normalization or "pretrained"
     job = _Transfer(
@@ -850,8 +868,8 @@ def finetune(
         def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
             return _transfer(job, out, settings, mask).checkpoint
 
-        config, search = _searched(fold, store, out_dir, config, positive)
-    return _transfer(job, out_dir, config, search=search)
+        config, search = _searched(fold, store, out_dir, config, positive, label_mask)
+    return _transfer(job, out_dir, config, label_mask, search)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from sarcrop.data.parcels import LabelMask, ParcelFold, label_subset, parcel_folds
+from sarcrop.data.parcels import LabelMask, ParcelFold, parcel_folds
 from sarcrop.errors import InputDataError
 from sarcrop.evaluation.metrics import BinaryConfusion
 from sarcrop.training.config import TrainConfig, validate_config
@@ -77,18 +77,20 @@ class EpochChoice:
 
 
 def search_epochs(
-    run: FoldRun, store: Any, out_dir: Path, config: TrainConfig, positive: Sequence[str]
+    run: FoldRun,
+    store: Any,
+    out_dir: Path,
+    config: TrainConfig,
+    positive: Sequence[str],
+    subset: LabelMask | None = None,
 ) -> EpochChoice:
     """Train ``run`` per fold and candidate of ``config.epoch_search``; pick the best budget.
 
-    ``config.label_fraction`` and ``config.seed`` choose the parcels as the final run does;
-    the folds are dealt from those. Where the parcels are too few to fold (fewer than 2 of
-    each class), this warns and keeps ``config.epochs``.
+    The folds are dealt (by ``config.seed``) from the labels the final run learns from:
+    ``subset``, or all of the train split. Where the parcels are too few to fold (fewer than
+    2 of each class), this warns and keeps ``config.epochs``.
     """
     assert config.epoch_search is not None, "search_epochs needs config.epoch_search"
-    subset = None
-    if config.label_fraction < 1:
-        subset = label_subset(store, config.label_fraction, config.seed, positive=positive)
     try:
         folds = parcel_folds(
             store, config.search_folds, config.seed, positive=positive, subset=subset

@@ -1,0 +1,141 @@
+"""Scoring on fields held out of training (``folds`` of an experiment scenario)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sarcrop.data.parcels import LabelMask, parcel_folds
+from sarcrop.data.store import DatasetStore, write_store
+from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.evaluation.baseline import run_baseline
+from sarcrop.experiments import run_experiment
+from sarcrop.experiments.classes import network_probabilities
+from sarcrop.experiments.runner import held_out_maps
+from sarcrop.options import BaselineOptions
+from sarcrop.training import read_metadata
+from test_epoch_search import parcels_of
+from test_experiment import TINY, write_config
+from test_few_labels import STEPS, make_store
+
+FRANCE = TINY["regions"]["france"]
+HELD_OUT = {
+    **TINY,
+    "regions": {
+        **TINY["regions"],
+        "france-all": {**FRANCE, "split": {"method": "train"}},
+        "france-test": {**FRANCE, "split": {"method": "test"}},
+    },
+    "scenarios": [
+        {
+            "finetune": "france-all",
+            "test": "france-test",
+            "crop": "rice",
+            "bands": ["VH", "VV"],
+            "folds": 2,
+        }
+    ],
+    "methods": ["rf", "ri", "fte", "rf-features", "zero-shot"],
+}
+del HELD_OUT["early_season"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return make_store(tmp_path_factory.mktemp("held") / "store.zarr")
+
+
+def test_a_fraction_thins_each_training_side_and_keeps_every_held_out_field(store):
+    opened = DatasetStore(store)
+    full = parcel_folds(opened, 3, 0, positive=["maize"])
+    half = parcel_folds(opened, 3, 0, positive=["maize"], fraction=0.5)
+    for whole, thin in zip(full, half, strict=True):
+        assert np.array_equal(whole.held_out.keep, thin.held_out.keep)  # same fields scored
+        trained, kept = parcels_of(opened, whole.train.keep), parcels_of(opened, thin.train.keep)
+        assert kept < trained and len(kept) == 4 == thin.train.parcels  # ceil(0.5 * 8)
+        assert thin.train.fraction == 0.5 and thin.train.fold == whole.train.fold
+
+
+def all_test(store: DatasetStore, path) -> str:
+    """The same patches and labels, every patch in the test split."""
+    pairs = [store.read_patch(i) for i in range(len(store))]
+    images, labels = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    meta = replace(store.metadata, split=["test"] * len(store))
+    return str(write_store(path, images, labels, meta))
+
+
+def test_the_forest_learns_from_a_fold_and_is_scored_on_its_held_out_fields_only(store, tmp_path):
+    opened = DatasetStore(store)
+    scored = all_test(opened, tmp_path / "all-test.zarr")
+    fold = parcel_folds(opened, 3, 0, positive=["maize"])[0]
+    options = BaselineOptions(n_estimators=5, early_season=False)
+    result = run_baseline(store, options, test_store=scored, bands=["VH"], fold=fold, jobs=1)
+    held = fold.held_out.keep & (opened.read_all_labels().reshape(fold.held_out.keep.shape) >= 0)
+    assert held.any() and result.confusions[STEPS].total == int(held.sum())
+    assert result.label_subset == fold.train.as_dict()
+    assert result.probabilities().shape == (len(opened), 16, 16)  # maps of every patch
+    overlapping = replace(fold, held_out=replace(fold.held_out, keep=fold.train.keep))
+    with pytest.raises(InputDataError, match="a fold trains on pixels it holds out"):
+        run_baseline(store, options, test_store=scored, bands=["VH"], fold=overlapping, jobs=1)
+
+
+def test_held_out_maps_take_each_pixel_from_the_fold_that_held_it_out():
+    keep = np.zeros((3, 2, 2), dtype=bool)
+    first, second = keep.copy(), keep.copy()
+    first[0, 0, 0] = first[2, 1, 1] = True
+    second[2, 0, 0] = True
+    masks = [LabelMask(k, "train", 1.0, 0, 1, 2, f"{i}/2") for i, k in enumerate((first, second))]
+    maps = [np.full((2, 2, 2), 0.2), np.full((2, 2, 2), 0.6)]
+    out = held_out_maps(masks, maps, [0, 2])  # the test split: patches 0 and 2
+    assert out[0, 0, 0] == 0.2 and out[1, 1, 1] == 0.2 and out[1, 0, 0] == 0.6
+    assert out[0, 1, 1] == pytest.approx(0.4)  # held out by no fold: the mean
+
+
+def test_an_experiment_scores_every_method_on_the_fields_each_fold_held_out(tmp_path):
+    result = run_experiment(write_config(tmp_path, HELD_OUT), tmp_path / "out")
+    headline = result.results[
+        (result.results["metric"] == "iou") & (result.results["run"] == "main")
+    ]
+    assert set(headline["method"]) == {"rf", "ri", "fte", "rf-features", "zero-shot"}
+    assert headline["scenario"].str.endswith("-folds2").all()
+    units = {}
+    for done in (tmp_path / "out" / "cache").glob("method-*/done.json"):
+        key = pd.read_json(done, typ="series")["key"]
+        units[key["method"]] = done.parent
+    fte = units["fte"]
+    runs = sorted(fte.glob("fold-*/model.safetensors"))
+    assert [r.parent.name for r in runs] == ["fold-1", "fold-2"]
+    stores = {}
+    for name in ("france-all", "france-test"):
+        found = [
+            d / "store.zarr"
+            for d in (tmp_path / "out" / "cache").glob("region-*")
+            if f'"name": "{name}"' in (d / "done.json").read_text()
+        ]
+        stores[name] = DatasetStore(found[0])
+    folds = parcel_folds(stores["france-all"], 2, 0, positive=["rice"])
+    saved = np.load(fte / "test_probabilities.npy").astype(np.float32)
+    patches = stores["france-test"].indices("test")
+    for run, fold in zip(runs, folds, strict=True):
+        subset = read_metadata(run).training["label_subset"]
+        assert subset["fold"] == fold.train.fold and subset["parcels"] == fold.train.parcels
+        own = network_probabilities(run, stores["france-test"].path)
+        held = fold.held_out.keep[patches]
+        assert held.any()
+        np.testing.assert_allclose(saved[held], own[held], atol=1e-3)  # float16 on disk
+
+
+def test_folds_need_the_same_fields_one_crop_and_learnable_methods(tmp_path):
+    with pytest.raises(ConfigError, match="must be its patches and labels in a test split"):
+        bad = {**HELD_OUT, "scenarios": [{**HELD_OUT["scenarios"][0], "test": "spain"}]}
+        run_experiment(write_config(tmp_path, {**bad, "methods": ["zero-shot"]}), tmp_path / "a")
+    scenario = {**HELD_OUT["scenarios"][0], "crop": "", "classes": ["rice", "other"]}
+    with pytest.raises(ConfigError, match="folds score one crop"):
+        data = {**HELD_OUT, "scenarios": [scenario], "methods": ["rf"]}
+        run_experiment(write_config(tmp_path, data), tmp_path)
+    early = {**HELD_OUT, "early_season": {"scenario": 0, "method": "fte"}}
+    with pytest.raises(ConfigError, match=r"early_season\.scenario 0 scores held-out folds"):
+        run_experiment(write_config(tmp_path, early), tmp_path)
