@@ -16,7 +16,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -534,9 +534,12 @@ class ExperimentRunner:
             if strategy == ZERO_SHOT:  # nothing learnt from the target: one map for every fold
                 maps.append(network_probabilities(self.pretrained(scenario)[0], test_store))
             elif strategy == "rf":
-                maps.append(self._forest(scenario, ft_store, test_store, run, fold)[1])
+                maps.append(
+                    self._forest(scenario, ft_store, test_store, replace(run, fold=fold))[1]
+                )
             elif strategy == "rf-features":
-                maps.append(self._feature_forest(scenario, ft_store, test_store, run, fold)[1])
+                on_fold = replace(run, fold=fold)
+                maps.append(self._feature_forest(scenario, ft_store, test_store, on_fold)[1])
             else:
                 where = folder / f"fold-{number}"
                 trained = self._train_method(scenario, method, run, ordering, where, fold.train)
@@ -551,26 +554,21 @@ class ExperimentRunner:
         return {str(DatasetStore(test_store).steps): confusion.as_dict()}, probabilities
 
     def _forest(
-        self,
-        scenario: ScenarioSpec,
-        ft_store: Path,
-        test_store: Path,
-        run: _Run,
-        fold: ParcelFold | None = None,
+        self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
         """Run i fits with seed ``baseline.seed + i`` through the API behind ``baseline`` (on
-        a ``fold``'s labels where given, which carry the run's fraction)."""
+        the run's fold of parcels where it has one)."""
         from sarcrop.evaluation.baseline import run_baseline
 
         classes = self.config.classes_of(scenario)
         result = run_baseline(
             ft_store,
-            self._forest_options(run if fold is None else _Run(run.seed), classes),
+            self._forest_options(run, classes),
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
-            timesteps="all" if fold is None else None,
-            fold=fold,
+            timesteps="all" if run.fold is None else None,
+            fold=run.fold,
         )
         if classes is not None:
             return forest_outputs(result)
@@ -578,12 +576,7 @@ class ExperimentRunner:
         return early, np.nan_to_num(result.probabilities())
 
     def _feature_forest(
-        self,
-        scenario: ScenarioSpec,
-        ft_store: Path,
-        test_store: Path,
-        run: _Run,
-        fold: ParcelFold | None = None,
+        self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
         """The forest of ``_forest`` (same seed, same parcels) on the frozen pre-trained
         network's per-pixel features, through the API behind ``baseline --features``."""
@@ -594,13 +587,13 @@ class ExperimentRunner:
         result = run_feature_forest(
             checkpoint,
             ft_store,
-            self._forest_options(run if fold is None else _Run(run.seed), classes),
+            self._forest_options(run, classes),
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
-            timesteps="all" if fold is None else None,
+            timesteps="all" if run.fold is None else None,
             raw=self.config.feature_forest.raw,
-            fold=fold,
+            fold=run.fold,
         )
         confusions = result.confusions if classes is None else result.class_confusions
         early = {str(t): c.as_dict() for t, c in confusions.items()}
@@ -613,7 +606,7 @@ class ExperimentRunner:
         changes: dict[str, Any] = {"seed": options.seed + run.seed}
         if classes is not None:
             changes["classes"] = classes
-        if run.fraction < FULL:
+        if run.fraction < FULL and run.fold is None:  # a fold's labels carry the fraction
             changes["label_fraction"] = run.fraction
         return options.updated(**changes)
 
@@ -895,10 +888,12 @@ UnitKey = tuple[str, str, int, float]
 
 @dataclass(frozen=True)
 class _Run:
-    """Which run of a method: its seed index and the share of labelled parcels it uses."""
+    """Which run of a method: its seed index, the share of labelled parcels it uses and, in a
+    held-out scenario, the fold of parcels it learns from (``fraction`` is then the fold's)."""
 
     seed: int
     fraction: float = FULL
+    fold: ParcelFold | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
