@@ -529,29 +529,41 @@ class ExperimentRunner:
             ft_store, scenario.folds, run.seed, positive=crop, fraction=run.fraction
         )
         strategy, _ = parse_method(method)
-        maps = []
-        for number, fold in enumerate(folds, start=1):
-            if strategy == ZERO_SHOT:  # nothing learnt from the target: one map for every fold
-                maps.append(network_probabilities(self.pretrained(scenario)[0], test_store))
-            elif strategy == "rf":
-                maps.append(
-                    self._forest(scenario, ft_store, test_store, replace(run, fold=fold))[1]
+        if strategy == ZERO_SHOT:  # nothing learnt from the target: one map for every fold
+            same = network_probabilities(self.pretrained(scenario)[0], test_store)
+            maps = [same] * len(folds)
+        else:
+            maps = [
+                self._fold_map(
+                    scenario, method, replace(run, fold=f), ordering, folder / f"fold-{i}"
                 )
-            elif strategy == "rf-features":
-                on_fold = replace(run, fold=fold)
-                maps.append(self._feature_forest(scenario, ft_store, test_store, on_fold)[1])
-            else:
-                where = folder / f"fold-{number}"
-                trained = self._train_method(scenario, method, run, ordering, where, fold.train)
-                maps.append(network_probabilities(trained, test_store))
-        patches = DatasetStore(test_store).indices("test")
-        probabilities = held_out_maps([fold.held_out for fold in folds], maps, patches)
-        test = PatchDataset(test_store, "test", crop, scenario.bands)
+                for i, f in enumerate(folds, start=1)
+            ]
+        scored = DatasetStore(test_store)
+        probabilities = held_out_maps(
+            [fold.held_out for fold in folds], maps, scored.indices("test")
+        )
+        test = PatchDataset(scored, "test", crop, scenario.bands)
         confusion = BinaryConfusion()
         for item in range(len(test)):
             sample = test[item]
             confusion.update(probabilities[item], sample["target"].numpy(), sample["valid"].numpy())
-        return {str(DatasetStore(test_store).steps): confusion.as_dict()}, probabilities
+        return {str(scored.steps): confusion.as_dict()}, probabilities
+
+    def _fold_map(
+        self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str, folder: Path
+    ) -> np.ndarray:
+        """``method`` trained (or fitted) on ``run.fold``'s labels: its map of the test split."""
+        assert run.fold is not None
+        ft_store, _ = self.region_store(scenario.finetune)
+        test_store, _ = self.region_store(scenario.test)
+        strategy, _ = parse_method(method)
+        if strategy == "rf":
+            return self._forest(scenario, ft_store, test_store, run)[1]
+        if strategy == "rf-features":
+            return self._feature_forest(scenario, ft_store, test_store, run)[1]
+        trained = self._train_method(scenario, method, run, ordering, folder, run.fold.train)
+        return network_probabilities(trained, test_store)
 
     def _forest(
         self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
