@@ -365,16 +365,10 @@ class ExperimentRunner:
         return config if self.progress else config.updated(progress_bar=False)
 
     def _train_method(
-        self,
-        scenario: ScenarioSpec,
-        method: str,
-        run: _Run,
-        ordering: str | None,
-        folder: Path,
-        label_mask: LabelMask | None = None,
+        self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str | None, folder: Path
     ) -> Path:
         """Run i trains with seed ``finetune.seed + i`` through the API behind ``finetune``
-        (on ``label_mask``'s labels where given: a fold's, which carry the run's fraction)."""
+        (on the labels of the run's fold where it has one, which carry the run's fraction)."""
         from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
@@ -384,6 +378,7 @@ class ExperimentRunner:
         if classes is not None:
             changes["classes"] = classes
         store, _ = self.region_store(scenario.finetune)
+        label_mask = None if run.fold is None else run.fold.train
         if run.fraction < FULL and label_mask is None:
             changes["label_fraction"] = run.fraction
             if self.config.epoch_budget == "steps":
@@ -562,7 +557,7 @@ class ExperimentRunner:
             return self._forest(scenario, ft_store, test_store, run)[1]
         if strategy == "rf-features":
             return self._feature_forest(scenario, ft_store, test_store, run)[1]
-        trained = self._train_method(scenario, method, run, ordering, folder, run.fold.train)
+        trained = self._train_method(scenario, method, run, ordering, folder)
         return network_probabilities(trained, test_store)
 
     def _forest(

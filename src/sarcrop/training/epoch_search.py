@@ -96,7 +96,7 @@ def search_epochs(
             store, config.search_folds, config.seed, positive=positive, subset=subset
         )
     except InputDataError as exc:
-        reason = f"{exc.problem}"
+        reason = exc.problem
         warnings.warn(f"epoch_search: {reason}; training {config.epochs} epochs", stacklevel=3)
         return EpochChoice(config.epochs, 0, 0, reason=reason)
     confusions = {epochs: BinaryConfusion() for epochs in config.epoch_search}
