@@ -17,9 +17,9 @@ from sarcrop.experiments.classes import network_probabilities
 from sarcrop.experiments.runner import held_out_maps
 from sarcrop.options import BaselineOptions
 from sarcrop.training import read_metadata
-from test_epoch_search import parcels_of
 from test_experiment import TINY, write_config
 from test_few_labels import STEPS, make_store
+from test_held_out_search import parcels_of
 
 FRANCE = TINY["regions"]["france"]
 HELD_OUT = {

@@ -120,10 +120,10 @@ def run_training(
     if config.val_fraction == 0:
         selected = f"no validation: last epoch ({result.best_epoch})"
     print(f"model: {result.checkpoint}")
-    if result.epoch_search is not None:
-        from sarcrop.training.epoch_search import EpochChoice
+    if result.search is not None:
+        from sarcrop.training.search import SearchChoice
 
-        print(EpochChoice.from_dict(result.epoch_search).summary())
+        print(SearchChoice.from_dict(result.search).summary())
     print(f"{selected}, {result.epochs} epochs" + (", resumed" if result.resumed else ""))
     return 0
 

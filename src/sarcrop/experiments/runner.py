@@ -42,7 +42,7 @@ from sarcrop.experiments.config import (
     parse_method,
 )
 from sarcrop.options import BaselineOptions
-from sarcrop.training.config import MODEL_FILE, TrainConfig
+from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
 from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
 
@@ -355,10 +355,16 @@ class ExperimentRunner:
         return unit.path / "run" / MODEL_FILE, _digest(unit.key)
 
     def finetune_config(self, strategy: str) -> TrainConfig:
-        """The ``finetune:`` settings a strategy trains with: ``interpolation`` mixes in the
-        pre-trained start, which RI and the probe's new head do not have (they train as at 1)."""
+        """The ``finetune:`` settings a strategy trains with: ``interpolation`` (and its search)
+        mixes in the pre-trained start, which RI and the probe's new head do not have (they
+        train as at 1)."""
         base = self.config.finetune
-        return base.updated(interpolation=1.0) if strategy in ("ri", "probe") else base
+        if strategy not in ("ri", "probe"):
+            return base
+        # not ``updated``, which leaves a None (no search) out
+        return validate_config(
+            {**base.model_dump(), "interpolation": 1.0, "interpolation_search": None}
+        )
 
     def _shown(self, config: TrainConfig) -> TrainConfig:
         """``config`` with its progress bar off unless this run shows progress."""

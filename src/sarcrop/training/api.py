@@ -77,7 +77,7 @@ from sarcrop.utils.memory import reuse_freed_memory
 
 if TYPE_CHECKING:
     from sarcrop.data.parcels import LabelMask
-    from sarcrop.training.epoch_search import EpochChoice, FoldRun
+    from sarcrop.training.search import FoldRun, SearchChoice
 
 RUN_FILE = "run.json"
 # A validation IoU over fewer labelled fields (connected parcels) than this moves by a whole
@@ -97,7 +97,7 @@ class TrainResult:
     epochs: int
     resumed: bool = False
     label_subset: dict[str, Any] | None = None  # fraction and parcels of a few-label run
-    epoch_search: dict[str, Any] | None = None  # the budgets scored and the one chosen
+    search: dict[str, Any] | None = None  # the held-out search's scores and choice
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -428,7 +428,7 @@ def fit(
         epochs=trainer.current_epoch,
         resumed=resume,
         label_subset=metadata.training.get("label_subset"),
-        epoch_search=metadata.training.get("epoch_search"),
+        search=metadata.training.get("search"),
     )
     if trainer.is_global_zero:
         summary = {
@@ -674,7 +674,12 @@ def _from_scratch(
     reconstructs = config.reconstructs
     positive = [] if classes or reconstructs else positive_classes(store, positive)
     search = None
-    if config.epoch_search is not None:
+    if config.interpolation_search is not None:
+        raise ConfigError(
+            "interpolation_search mixes fine-tuned weights with the pre-trained start: only "
+            "fine-tuning (ft, fte, ftd) has one; leave it out"
+        )
+    if config.searches:
 
         def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
             args = (model, model_options, bands, positive, settings, provenance, mask)
@@ -708,21 +713,23 @@ def _searched(
     config: TrainConfig,
     positive: Sequence[str],
     label_mask: LabelMask | None,
-) -> tuple[TrainConfig, EpochChoice]:
-    """``config`` with the epochs its ``epoch_search`` chooses among the run's labels (those of
-    ``label_mask``, else of ``config.label_fraction``), and the choice."""
+    start: Mapping[str, torch.Tensor] | None = None,
+) -> tuple[TrainConfig, SearchChoice]:
+    """``config`` with the epochs and interpolation its searches choose among the run's labels
+    (those of ``label_mask``, else of ``config.label_fraction``), and the choice."""
     from sarcrop.data.parcels import label_subset
-    from sarcrop.training.epoch_search import SEARCH_DIR, search_epochs
+    from sarcrop.training.search import SEARCH_DIR, search_held_out
 
     subset = label_mask
     if subset is None and config.label_fraction < 1:
         subset = label_subset(store, config.label_fraction, config.seed, positive=positive)
-    choice = search_epochs(fold, store, Path(out_dir) / SEARCH_DIR, config, positive, subset)
-    return config.updated(epochs=choice.epochs), choice
+    out = Path(out_dir) / SEARCH_DIR
+    choice = search_held_out(fold, store, out, config, positive, subset, start)
+    return config.updated(epochs=choice.epochs, interpolation=choice.interpolation), choice
 
 
-def _search_record(choice: EpochChoice | None) -> dict[str, Any]:
-    return {} if choice is None else {"epoch_search": choice.to_dict()}
+def _search_record(choice: SearchChoice | None) -> dict[str, Any]:
+    return {} if choice is None else {"search": choice.to_dict()}
 
 
 def train(
@@ -863,12 +870,15 @@ def finetune(
     )
     config = config or TrainConfig()
     search = None
-    if config.epoch_search is not None:
+    if config.searches:
 
         def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
             return _transfer(job, out, settings, mask).checkpoint
 
-        config, search = _searched(fold, store, out_dir, config, positive, label_mask)
+        start = None
+        if config.interpolation_search is not None:
+            start = _start_weights(*_prepared_parent(job, config), job.strategy)
+        config, search = _searched(fold, store, out_dir, config, positive, label_mask, start)
     return _transfer(job, out_dir, config, label_mask, search)
 
 
@@ -891,33 +901,13 @@ def _transfer(
     out_dir: str | Path,
     config: TrainConfig,
     label_mask: LabelMask | None = None,
-    search: EpochChoice | None = None,
+    search: SearchChoice | None = None,
 ) -> TrainResult:
     """Fine-tune ``job``'s parent on its target with ``config`` (and a fold's labels)."""
-    from sarcrop.models import SegmentationModel, adapt_input_bands
-
     parent_meta, store, bands = job.parent_meta, job.store, job.bands
-    parent, _ = load_checkpoint(job.checkpoint)
-    if bands != list(parent_meta.bands):
-        assert isinstance(parent, SegmentationModel)  # load_checkpoint's default builder
-        adapt_input_bands(parent, bands, parent_meta.bands)
-    L.seed_everything(config.seed, verbose=False)
-    # Another set of output classes (binary <-> crop types, or other classes), or a parent
-    # that reconstructed its input (one output per time step and band): a new head.
+    parent, new_head = _prepared_parent(job, config)
+    start = _start_weights(parent, new_head, job.strategy) if config.interpolation < 1 else None
     target_classes = list(config.classes) if config.classes else None
-    outputs = len(target_classes) if target_classes else 1
-    new_head = None
-    if target_classes != parent_meta.target_classes or parent_outputs(parent_meta) != outputs:
-        new_head = outputs
-    apply_strategy(parent, job.strategy, job.last_k, head_channels=new_head)
-    start = None
-    if config.interpolation < 1:
-        if new_head is not None or job.strategy == "probe":
-            raise ConfigError(
-                "interpolation needs the pre-trained head; this run trains a new one "
-                f"({'probe' if job.strategy == 'probe' else 'other classes'}): leave it at 1"
-            )
-        start = {name: value.detach().clone() for name, value in parent.state_dict().items()}
     stats, source = _transfer_normalization(
         job.normalization, store, bands, parent_meta, job.checkpoint, config
     )
@@ -943,6 +933,41 @@ def _transfer(
         }
     )
     return fit(parent, train_data, val_data, out_dir, config, metadata, start=start)
+
+
+def _prepared_parent(job: _Transfer, config: TrainConfig) -> tuple[nn.Module, int | None]:
+    """The parent as fine-tuning starts from it (new bands adapted, the strategy's parts
+    frozen, a new head where the classes change) and the new head's outputs, if any."""
+    from sarcrop.models import SegmentationModel, adapt_input_bands
+
+    parent, _ = load_checkpoint(job.checkpoint)
+    if job.bands != list(job.parent_meta.bands):
+        assert isinstance(parent, SegmentationModel)  # load_checkpoint's default builder
+        adapt_input_bands(parent, job.bands, job.parent_meta.bands)
+    L.seed_everything(config.seed, verbose=False)
+    # Another set of output classes (binary <-> crop types, or other classes), or a parent
+    # that reconstructed its input (one output per time step and band): a new head.
+    target_classes = list(config.classes) if config.classes else None
+    outputs = len(target_classes) if target_classes else 1
+    meta = job.parent_meta
+    new_head = None
+    if target_classes != meta.target_classes or parent_outputs(meta) != outputs:
+        new_head = outputs
+    apply_strategy(parent, job.strategy, job.last_k, head_channels=new_head)
+    return parent, new_head
+
+
+def _start_weights(
+    parent: nn.Module, new_head: int | None, strategy: str
+) -> dict[str, torch.Tensor]:
+    """The weights fine-tuning starts from, which ``interpolation`` mixes back in: only a
+    parent whose own head carries on has a start worth mixing in."""
+    if new_head is not None or strategy == "probe":
+        raise ConfigError(
+            "interpolation needs the pre-trained head; this run trains a new one "
+            f"({'probe' if strategy == 'probe' else 'other classes'}): leave it at 1"
+        )
+    return {name: value.detach().clone() for name, value in parent.state_dict().items()}
 
 
 def learnt_labels(meta: CheckpointMetadata) -> bool:

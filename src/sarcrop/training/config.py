@@ -42,6 +42,7 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "level_jitter": 0.0,
     "interpolation": 1.0,
     "epoch_search": None,
+    "interpolation_search": None,
     "search_folds": 3,
 }
 
@@ -129,8 +130,17 @@ class TrainConfig(BaseModel):
         "over the labelled parcels (search_folds folds; needs val_fraction 0); the run then "
         "trains on every label for the best",
     )
+    interpolation_search: tuple[float, ...] | None = Field(
+        None,
+        description="fine-tuning only: choose interpolation among these weights, e.g. "
+        "0,0.25,0.5,0.75,1 (0: the pre-trained model as it is), by the same cross-validation "
+        "as epoch_search",
+    )
     search_folds: int = Field(
-        3, ge=2, description="epoch_search: folds of whole parcels, each held out once"
+        3,
+        ge=2,
+        description="epoch_search, interpolation_search: folds of whole parcels, each held "
+        "out once",
     )
     augment: bool = Field(False, description="random flips and 90° rotations of training patches")
     level_jitter: float = Field(
@@ -142,11 +152,11 @@ class TrainConfig(BaseModel):
     )
     interpolation: float = Field(
         1.0,
-        gt=0,
+        ge=0,
         le=1,
         description="fine-tuning only: weight of the fine-tuned weights in the exported model, "
         "the rest the pre-trained start's (weight-space ensemble, WiSE-FT); 1 keeps them as "
-        "trained",
+        "trained, 0 exports the start",
     )
     classes: tuple[str, ...] | None = Field(
         None,
@@ -222,18 +232,24 @@ class TrainConfig(BaseModel):
                 raise ValueError("objective reconstruct learns no classes; leave classes out")
             if self.label_fraction < 1:
                 raise ValueError("objective reconstruct uses no labels; leave label_fraction at 1")
-        if self.epoch_search is not None:
+        for name in ("epoch_search", "interpolation_search"):
+            if getattr(self, name) is None:
+                continue
             if self.reconstructs or self.classes is not None:
                 raise ValueError(
-                    "epoch_search scores one positive class: leave it out of crop-type "
+                    f"{name} scores one positive class: leave it out of crop-type "
                     "(classes) and reconstruct runs"
                 )
             if self.val_fraction > 0:
                 raise ValueError(
-                    "epoch_search holds out parcels instead of validation patches: set "
-                    "val_fraction 0"
+                    f"{name} holds out parcels instead of validation patches: set val_fraction 0"
                 )
         return self
+
+    @property
+    def searches(self) -> bool:
+        """Whether the run chooses epochs or interpolation on held-out parcels first."""
+        return self.epoch_search is not None or self.interpolation_search is not None
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -277,9 +293,9 @@ class TrainConfig(BaseModel):
                 raise ValueError("max_time must look like DD:HH:MM:SS")
         return value
 
-    @field_validator("epoch_search", mode="before")
+    @field_validator("epoch_search", "interpolation_search", mode="before")
     @classmethod
-    def _epoch_search(cls, value: Any) -> Any:
+    def _candidates(cls, value: Any) -> Any:
         if isinstance(value, str):  # the command line's 5,10,20
             value = [part for part in value.replace(",", " ").split() if part]
         return value
@@ -291,6 +307,15 @@ class TrainConfig(BaseModel):
             return None
         if not value or min(value) < 1:
             raise ValueError("epoch_search needs one or more budgets of at least 1 epoch")
+        return tuple(sorted(set(value)))
+
+    @field_validator("interpolation_search")
+    @classmethod
+    def _weights(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        if not value or min(value) < 0 or max(value) > 1:
+            raise ValueError("interpolation_search needs one or more weights from 0 to 1")
         return tuple(sorted(set(value)))
 
     @field_validator("classes", mode="before")

@@ -1,20 +1,23 @@
-"""Choosing the epoch budget by cross-validation over whole parcels (``epoch_search``)."""
+"""Choosing epochs and interpolation by cross-validation over whole parcels
+(``epoch_search``, ``interpolation_search``)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sarcrop.cli import main
 from sarcrop.data.parcels import label_subset, parcel_folds, store_parcels
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.metrics import BinaryConfusion
-from sarcrop.training import TrainConfig, finetune, read_metadata, train
+from sarcrop.training import TrainConfig, finetune, load_checkpoint, read_metadata, train
 from sarcrop.training.config import validate_config
-from sarcrop.training.epoch_search import SEARCH_DIR, EpochChoice, held_out_confusion
+from sarcrop.training.search import SEARCH_DIR, SearchChoice, held_out_confusions
 from test_few_labels import OPTIONS, make_store, parent_checkpoint, quick
 
 
@@ -85,12 +88,13 @@ def test_finetune_trains_every_fold_and_budget_then_every_label_with_the_best(st
     checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
     config = quick(val_fraction=0, epoch_search=(1, 3), search_folds=2, label_fraction=0.5)
     result = finetune(checkpoint, store, tmp_path / "fte", strategy="fte", config=config)
-    choice = EpochChoice.from_dict(result.epoch_search)
-    assert choice.folds == 2 and choice.parcels == 6 and set(choice.iou) == {1, 3}
+    choice = SearchChoice.from_dict(result.search)
+    assert choice.folds == 2 and choice.parcels == 6 and set(choice.iou) == {(1, 1.0), (3, 1.0)}
     best = max(choice.iou.values())
-    assert choice.epochs == min(e for e, iou in choice.iou.items() if iou == best)  # ties: shorter
+    assert choice.epochs == min(e for (e, _), iou in choice.iou.items() if iou == best)  # ties
+    assert choice.interpolation == 1.0
     meta = read_metadata(result.checkpoint)
-    assert meta.training["epoch_search"] == choice.to_dict()
+    assert meta.training["search"] == choice.to_dict()
     assert meta.training["config"]["epochs"] == choice.epochs == result.epochs
     assert meta.training["label_subset"]["parcels"] == 6  # every chosen label, no fold
     opened = DatasetStore(store)
@@ -109,20 +113,97 @@ def test_finetune_trains_every_fold_and_budget_then_every_label_with_the_best(st
             assert fold_meta.training["label_subset"]["fold"] == f"{number}/2"
             assert fold_meta.training["label_subset"]["parcels"] == 3  # the other fold's
             assert fold_meta.training["config"]["epochs"] == epochs
-            assert "epoch_search" not in fold_meta.training
-            confusion = held_out_confusion(run / "model.safetensors", opened, fold, 0.5)
+            assert "search" not in fold_meta.training
+            [confusion] = held_out_confusions(run / "model.safetensors", opened, fold, 0.5).values()
             assert confusion.total == int(fold.held_out.keep.sum())
-            pooled[epochs] = pooled.get(epochs, BinaryConfusion()) + confusion
+            pooled[(epochs, 1.0)] = pooled.get((epochs, 1.0), BinaryConfusion()) + confusion
     assert {e: c.iou for e, c in pooled.items()} == pytest.approx(choice.iou)
     again = finetune(checkpoint, store, tmp_path / "fte", strategy="fte", config=config)
-    assert again.resumed and again.epoch_search == result.epoch_search
+    assert again.resumed and again.search == result.search
+
+
+def test_interpolation_search_is_validated_and_left_out_of_old_fingerprints():
+    assert "interpolation_search" not in TrainConfig().fingerprint()
+    config = TrainConfig(interpolation_search="1, 0,0.5", val_fraction=0)
+    assert config.interpolation_search == (0.0, 0.5, 1.0) and config.searches
+    assert TrainConfig(interpolation=0).interpolation == 0  # 0: the pre-trained start itself
+    with pytest.raises(ConfigError, match="from 0 to 1"):
+        validate_config({"interpolation_search": [0.5, 1.5], "val_fraction": 0})
+    with pytest.raises(ConfigError, match="interpolation_search holds out parcels"):
+        validate_config({"interpolation_search": [0.5, 1]})
+    with pytest.raises(ConfigError, match="interpolation_search scores one positive class"):
+        validate_config({"interpolation_search": [1], "val_fraction": 0, "classes": "maize,other"})
+
+
+def test_interpolation_search_scores_each_weight_of_the_same_fold_runs(store, tmp_path):
+    """Weight 0 is the pre-trained model as it is, 1 the fold run as trained: each weight is
+    scored on the held-out fields of the same fold runs, and the best one is exported."""
+    checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
+    config = quick(val_fraction=0, interpolation_search=(0, 0.5, 1), search_folds=2)
+    result = finetune(checkpoint, store, tmp_path / "ft", strategy="ft", config=config)
+    choice = SearchChoice.from_dict(result.search)
+    assert set(choice.iou) == {(2, 0.0), (2, 0.5), (2, 1.0)} and choice.parcels == 12
+    assert choice.iou[(choice.epochs, choice.interpolation)] == max(choice.iou.values())
+    # two fold runs (one budget), not one per weight
+    assert len(list((tmp_path / "ft" / SEARCH_DIR).glob("*/model.safetensors"))) == 2
+    meta = read_metadata(result.checkpoint)
+    assert meta.training["config"].get("interpolation", 1.0) == choice.interpolation
+    opened = DatasetStore(store)
+    parent = BinaryConfusion()
+    for fold in parcel_folds(opened, 2, config.seed, positive=["maize"]):
+        [confusion] = held_out_confusions(Path(checkpoint), opened, fold, 0.5).values()
+        parent += confusion
+    assert choice.iou[(2, 0.0)] == pytest.approx(parent.iou, nan_ok=True)
+    line = choice.summary()
+    assert line.startswith(f"epochs 2, interpolation {choice.interpolation:g} chosen by 2-fold")
+    assert "(held-out IoU by interpolation: 0" in line
+
+
+def test_interpolation_zero_exports_the_adapted_start(store, tmp_path):
+    """The start of a VH model fine-tuned on VH, VV is the model with its first layer
+    extended by paper Eq. 3: weight 0 exports exactly that."""
+    from sarcrop.models import adapt_input_bands
+
+    checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
+    config = quick(val_fraction=0, epochs=1, interpolation=0)
+    bands = ["VH", "VV"]
+    result = finetune(checkpoint, store, tmp_path / "ft", strategy="ft", bands=bands, config=config)
+    exported, _ = load_checkpoint(result.checkpoint)
+    start, _ = load_checkpoint(checkpoint)
+    adapt_input_bands(start, bands, ["VH"])
+    expected = start.state_dict()
+    for name, value in exported.state_dict().items():
+        if value.is_floating_point():
+            assert torch.equal(value, expected[name]), name
+
+
+def test_interpolation_search_needs_a_pre_trained_head(store, tmp_path):
+    checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
+    config = quick(val_fraction=0, interpolation_search=(0.5, 1), search_folds=2)
+    with pytest.raises(ConfigError, match="only fine-tuning"):
+        train(store, tmp_path / "scratch", model_options=OPTIONS, bands=["VH"], config=config)
+    with pytest.raises(ConfigError, match=r"needs the pre-trained head.*probe"):
+        finetune(checkpoint, store, tmp_path / "probe", strategy="probe", config=config)
+    assert not (tmp_path / "scratch").exists() and not (tmp_path / "probe").exists()
+
+
+def test_the_command_line_searches_interpolation_when_fine_tuning(store, tmp_path, capsys):
+    checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
+    argv = ["finetune", checkpoint, store, "--strategy", "fte", "--out", str(tmp_path / "cli")]
+    options = ["--val-fraction", "0", "--epochs", "1", "--accelerator", "cpu", "--quiet"]
+    search = ["--interpolation-search", "0,1", "--search-folds", "2"]
+    assert main([*argv, *options, *search]) == 0
+    out = capsys.readouterr().out
+    assert "over 12 parcels (held-out IoU by interpolation: 0" in out
+    meta = read_metadata(tmp_path / "cli" / "model.safetensors")
+    assert meta.training["config"]["interpolation_search"] == [0.0, 1.0]
 
 
 def test_too_few_parcels_warn_and_keep_the_configured_epochs(store, tmp_path):
     config = quick(val_fraction=0, epochs=2, epoch_search=(1, 3), label_fraction=0.1)
-    with pytest.warns(UserWarning, match="at least 2 of each; training 2 epochs"):
+    with pytest.warns(UserWarning, match="at least 2 of each; training 2 epochs at interpolati"):
         result = train(store, tmp_path / "run", model_options=OPTIONS, bands=["VH"], config=config)
-    assert result.epochs == 2 and result.epoch_search["iou"] == {}
+    assert result.epochs == 2 and result.search["iou"] == []
     assert not (tmp_path / "run" / SEARCH_DIR).exists()
 
 
@@ -132,7 +213,7 @@ def test_the_command_line_searches_and_prints_the_scores(store, tmp_path, capsys
     search = ["--epoch-search", "1,2", "--search-folds", "2", "--accelerator", "cpu"]
     assert main([*argv, *options, *search, "--epochs", "7"]) == 0
     out = capsys.readouterr().out
-    assert "chosen by 2-fold cross-validation over 12 parcels (held-out IoU: 1" in out
+    assert "chosen by 2-fold cross-validation over 12 parcels (held-out IoU by epochs: 1" in out
     meta = read_metadata(tmp_path / "cli" / "model.safetensors")
     assert meta.training["config"]["epochs"] in (1, 2)
     assert meta.training["config"]["epoch_search"] == [1, 2]
@@ -149,7 +230,12 @@ def test_an_experiment_searches_per_method_run_in_its_workers(tmp_path, capsys):
     from sarcrop.experiments import run_experiment
     from test_experiment import TINY, write_config
 
-    settings = {"val_fraction": 0, "epoch_search": [1, 2], "search_folds": 2}
+    settings = {
+        "val_fraction": 0,
+        "epoch_search": [1, 2],
+        "interpolation_search": [0.5, 1],
+        "search_folds": 2,
+    }
     data = {**TINY, "methods": ["ri", "fte"], "finetune": {**TINY["finetune"], **settings}}
     # simulated France holds rice parcels enough to fold (the train split of Spain holds one)
     data["scenarios"] = [{**TINY["scenarios"][0], "finetune": "france", "test": "spain"}]
@@ -159,10 +245,13 @@ def test_an_experiment_searches_per_method_run_in_its_workers(tmp_path, capsys):
     runs = sorted((tmp_path / "out" / "cache").glob("method-*/run/model.safetensors"))
     assert len(runs) == 2
     for checkpoint in runs:
-        training = read_metadata(checkpoint).training
-        choice = EpochChoice.from_dict(training["epoch_search"])
-        assert set(choice.iou) == {1, 2} and choice.folds == 2
+        meta = read_metadata(checkpoint)
+        training = meta.training
+        choice = SearchChoice.from_dict(training["search"])
+        weights = (1.0,) if meta.strategy == "ri" else (0.5, 1.0)  # RI has no start to mix in
+        assert set(choice.iou) == {(e, w) for e in (1, 2) for w in weights} and choice.folds == 2
         assert training["config"]["epochs"] == choice.epochs
+        assert training["config"].get("interpolation", 1.0) == choice.interpolation
         assert len(list((checkpoint.parent / SEARCH_DIR).glob("*/model.safetensors"))) == 4
 
 
@@ -187,3 +276,4 @@ def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
         )
     finally:
         warnings.formatwarning = original
+
