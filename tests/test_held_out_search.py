@@ -277,3 +277,23 @@ def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
     finally:
         warnings.formatwarning = original
 
+
+def test_worker_warnings_stay_one_line_after_the_parent_has_trained(tmp_path):
+    """The parent pre-trains before the workers start, and a fresh process imports Lightning
+    there, which puts its own warning formatter in front of the command line's: the workers
+    still get one line each."""
+    import subprocess
+    import sys
+
+    from test_experiment import TINY, write_config
+
+    # Spain's train split holds one rice parcel: every search warns that it cannot fold
+    settings = {"val_fraction": 0, "interpolation_search": [0.5, 1], "search_folds": 2}
+    data = {**TINY, "methods": ["fte"], "finetune": {**TINY["finetune"], **settings}}
+    del data["early_season"]
+    argv = ["experiment", str(write_config(tmp_path, data)), "--out", str(tmp_path / "out")]
+    command = [sys.executable, "-m", "sarcrop", *argv, "--seeds", "2", "--jobs", "2", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "sarcrop experiment: warning: held-out search: train split: 1 rice" in done.stderr
+    assert "UserWarning" not in done.stderr

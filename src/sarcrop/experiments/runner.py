@@ -131,6 +131,9 @@ class ExperimentRunner:
         self._stores: dict[str, tuple[Path, str]] = {}
         self._pretrained: dict[str, tuple[Path, str]] = {}
         self._simulated: dict[str, Path] = {}
+        # How the caller formats warnings (the command line: one line each), taken now: the
+        # first training imports Lightning, which puts its own formatter in front of it.
+        self.formatwarning = warnings.formatwarning
 
     # ------------------------------------------------------------------ units
 
@@ -681,8 +684,8 @@ class ExperimentRunner:
         if not todo:
             return
         context = multiprocessing.get_context("spawn")
-        # Workers format warnings as this process does (the command line: one line each).
-        setup = (self.config, self.out, len(self.seeds), warnings.formatwarning)
+        # Workers format warnings as the caller does.
+        setup = (self.config, self.out, len(self.seeds), self.formatwarning)
         with ProcessPoolExecutor(
             min(self.jobs, len(todo)), mp_context=context, initializer=_start_worker, initargs=setup
         ) as pool:
