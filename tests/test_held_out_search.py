@@ -255,6 +255,19 @@ def test_an_experiment_searches_per_method_run_in_its_workers(tmp_path, capsys):
         assert len(list((checkpoint.parent / SEARCH_DIR).glob("*/model.safetensors"))) == 4
 
 
+def test_an_experiment_with_crop_types_refuses_a_search_before_any_work(tmp_path):
+    from sarcrop.experiments.config import load_experiment_config
+    from test_experiment import TINY, write_config
+
+    scenario = {**TINY["scenarios"][0], "crop": "", "classes": ["rice", "other"]}
+    settings = {"val_fraction": 0, "interpolation_search": [0, 1]}
+    data = {**TINY, "scenarios": [scenario], "methods": ["ft"], "early_season": None}
+    load_experiment_config(write_config(tmp_path, data))  # crop types without a search: fine
+    data["finetune"] = {**TINY["finetune"], **settings}
+    with pytest.raises(ConfigError, match=r"scenarios\[0\] maps classes; finetune's epoch_search"):
+        load_experiment_config(write_config(tmp_path, data))
+
+
 def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
     import pickle
     import warnings

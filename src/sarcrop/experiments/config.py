@@ -306,6 +306,7 @@ class ExperimentConfig(_Strict):
         self._check_classes()
         self._check_zero_shot()
         self._check_folds()
+        self._check_searches()
         ids = [s.id for s in self.scenarios]
         if len(set(ids)) != len(ids):
             raise ValueError(
@@ -346,6 +347,18 @@ class ExperimentConfig(_Strict):
             if self.early_season is not None and self.early_season.scenario == index:
                 raise ValueError(
                     f"early_season.scenario {index} scores held-out folds; pick another scenario"
+                )
+
+    def _check_searches(self) -> None:
+        """``epoch_search`` and ``interpolation_search`` score one crop: refused before any
+        work where a scenario maps crop types (a worker would refuse it mid-run)."""
+        if not self.finetune.searches:
+            return
+        for index, scenario in enumerate(self.scenarios):
+            if self.classes_of(scenario) is not None:
+                raise ValueError(
+                    f"scenarios[{index}] maps classes; finetune's epoch_search and "
+                    "interpolation_search score one crop"
                 )
 
     def _check_zero_shot(self) -> None:
