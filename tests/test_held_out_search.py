@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -253,6 +254,31 @@ def test_an_experiment_searches_per_method_run_in_its_workers(tmp_path, capsys):
         assert training["config"]["epochs"] == choice.epochs
         assert training["config"].get("interpolation", 1.0) == choice.interpolation
         assert len(list((checkpoint.parent / SEARCH_DIR).glob("*/model.safetensors"))) == 4
+    # searches.csv: every run's choice, as its checkpoint records it; tables.md counts them
+    searches = pd.read_csv(tmp_path / "out" / "searches.csv")
+    assert sorted(searches["method"]) == ["fte", "ri"] and searches["fold"].isna().all()
+    for row in searches.itertuples():
+        checkpoint = runs[0] if read_metadata(runs[0]).strategy == row.method else runs[1]
+        choice = SearchChoice.from_dict(read_metadata(checkpoint).training["search"])
+        assert (row.epochs, row.interpolation) == (choice.epochs, choice.interpolation)
+        assert row.held_out_iou == pytest.approx(choice.iou[(choice.epochs, choice.interpolation)])
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "## Chosen on held-out parcels" in tables
+    assert f"| FTE | 100 % | 1 | {searches.set_index('method').at['fte', 'epochs']} ×1 |" in tables
+
+
+def test_a_held_out_unit_lists_its_fold_runs_in_fold_order(tmp_path):
+    from sarcrop.experiments.searches import run_checkpoints
+
+    unit = tmp_path / "method-x"
+    for fold in (1, 2, 10):
+        (unit / f"fold-{fold}").mkdir(parents=True)
+        (unit / f"fold-{fold}" / "model.safetensors").touch()
+    record = {"probabilities": unit / "test_probabilities.npy", "checkpoint": None}
+    assert [fold for fold, _ in run_checkpoints(record)] == [1, 2, 10]
+    single = {"probabilities": tmp_path / "y" / "p.npy", "checkpoint": "y/run/model.safetensors"}
+    assert run_checkpoints(single) == [(None, Path("y/run/model.safetensors"))]
+    assert run_checkpoints({"probabilities": tmp_path / "z" / "p.npy", "checkpoint": None}) == []
 
 
 def test_an_experiment_with_crop_types_refuses_a_search_before_any_work(tmp_path):

@@ -750,7 +750,8 @@ class ExperimentRunner:
         start = time.perf_counter()
         crop_types, class_markdown = types.write(self.out)
         self.timer.add("figures", time.perf_counter() - start)
-        tables = self._tables(results, intervals, class_markdown)
+        extra = [class_markdown, self._searches(records)]
+        tables = self._tables(results, intervals, "\n".join(text for text in extra if text))
         start = time.perf_counter()
         manifest = self._figures(results, records)
         if crop_types:
@@ -808,6 +809,17 @@ class ExperimentRunner:
         network = self.config.finetune.threshold
         forest = self.config.baseline.threshold
         return {m: forest if is_forest(m) else network for m in self.config.methods}
+
+    def _searches(self, records: dict[UnitKey, dict[str, Any]]) -> str:
+        """``searches.csv``: what each network run chose on held-out parcels (where
+        ``finetune:`` searches); its counts for ``tables.md``."""
+        from sarcrop.experiments.searches import SEARCHES, search_markdown, search_rows
+
+        if not self.config.finetune.searches:
+            return ""
+        searches = search_rows({key: r for key, r in records.items() if trains(key[1])})
+        write_text_atomic(self.out / SEARCHES, searches.to_csv(index=False))
+        return search_markdown(searches)
 
     def _tables(self, results: pd.DataFrame, intervals: pd.DataFrame, extra: str = "") -> Path:
         from sarcrop.experiments.record import scenario_sources

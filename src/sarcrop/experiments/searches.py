@@ -1,0 +1,113 @@
+"""What the network runs of an experiment chose on held-out parcels (``finetune:`` with
+``epoch_search`` or ``interpolation_search``).
+
+Each checkpoint records its choice (``training.search``). ``searches.csv`` gathers them, one
+row per run (per fold of a ``folds`` scenario), and ``tables.md`` counts them, so that a table
+says which budgets and weights its numbers come from without opening a checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sarcrop.training.config import MODEL_FILE
+
+SEARCHES = "searches.csv"
+SEARCH_COLUMNS = (
+    "scenario",
+    "method",
+    "seed",
+    "label_fraction",
+    "fold",
+    "epochs",
+    "interpolation",
+    "held_out_iou",
+    "folds",
+    "parcels",
+    "reason",
+)
+
+
+def run_checkpoints(record: Mapping[str, Any]) -> list[tuple[int | None, Path]]:
+    """The checkpoints behind one method unit: one per fold of a ``folds`` scenario (in
+    ``fold-i/``), else the unit's own run; none for a forest."""
+    folder = Path(record["probabilities"]).parent
+    folds = sorted(folder.glob(f"fold-*/{MODEL_FILE}"), key=lambda path: int(path.parent.name[5:]))
+    if folds:
+        return [(int(path.parent.name[5:]), path) for path in folds]
+    checkpoint = record.get("checkpoint")
+    return [] if checkpoint is None else [(None, Path(checkpoint))]
+
+
+def search_rows(records: Mapping[tuple[str, str, int, float], Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run that searched: what it chose, its held-out IoU, or why it could not."""
+    from sarcrop.training.checkpoint import read_metadata
+    from sarcrop.training.search import SearchChoice
+
+    rows = []
+    for (scenario, method, seed, fraction), record in records.items():
+        for fold, checkpoint in run_checkpoints(record):
+            recorded = read_metadata(checkpoint).training.get("search")
+            if recorded is None:  # a run without a search (RI with interpolation_search only)
+                continue
+            choice = SearchChoice.from_dict(recorded)
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "method": method,
+                    "seed": seed,
+                    "label_fraction": fraction,
+                    "fold": fold,
+                    "epochs": choice.epochs,
+                    "interpolation": choice.interpolation,
+                    "held_out_iou": choice.iou.get((choice.epochs, choice.interpolation)),
+                    "folds": choice.folds,
+                    "parcels": choice.parcels,
+                    "reason": choice.reason,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(SEARCH_COLUMNS))
+
+
+def search_markdown(searches: pd.DataFrame) -> str:
+    """How often each budget and weight was chosen, per scenario, method and label share."""
+    if searches.empty:
+        return ""
+    lines = [
+        "## Chosen on held-out parcels",
+        "",
+        "| Scenario | Method | Labels | Runs | Epochs chosen | Interpolation chosen | "
+        "Too few parcels to search |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    # the config's order of scenarios and methods, fewer labels first
+    order = searches.assign(
+        scenario_order=pd.factorize(searches["scenario"])[0],
+        method_order=pd.factorize(searches["method"])[0],
+    ).sort_values(["scenario_order", "label_fraction", "method_order"], kind="stable")
+    keys = ["scenario", "label_fraction", "method"]
+    for (scenario, fraction, method), group in order.groupby(keys, sort=False):
+        searched = group[group["folds"] > 0]
+        lines.append(
+            f"| {scenario} | {str(method).upper()} | {float(fraction) * 100:g} % | {len(group)} | "
+            f"{_counts(searched['epochs'])} | {_counts(searched['interpolation'])} | "
+            f"{len(group) - len(searched)} |"
+        )
+    lines += [
+        "",
+        "Counts over seeds (and folds of a held-out scenario): `value ×runs`. A run with fewer "
+        "than 2 parcels of each class cannot search and keeps the configured `epochs` and "
+        "`interpolation`; `searches.csv` holds every run's choice and its held-out IoU.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _counts(values: pd.Series) -> str:
+    counts = sorted(Counter(values.tolist()).items())
+    return ", ".join(f"{value:g} ×{count}" for value, count in counts) or "–"
