@@ -265,6 +265,9 @@ def test_an_experiment_searches_per_method_run_in_its_workers(tmp_path, capsys):
     tables = (tmp_path / "out" / "tables.md").read_text()
     assert "## Chosen on held-out parcels" in tables
     assert f"| FTE | 100 % | 1 | {searches.set_index('method').at['fte', 'epochs']} ×1 |" in tables
+    report = result.report.read_text(encoding="utf-8")
+    assert '<section id="searches"><h2>Chosen on held-out parcels</h2>' in report
+    assert "<td>FTE</td><td>100 %</td><td>1</td>" in report
 
 
 def test_a_held_out_unit_lists_its_fold_runs_in_fold_order(tmp_path):

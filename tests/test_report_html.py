@@ -442,3 +442,15 @@ def test_cli_prints_the_report_path(run_dir, tmp_path, capsys):
     (tmp_path / "experiment.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ReportError, match="unreadable experiment manifest"):
         render_report(tmp_path)
+
+
+def test_a_search_table_without_its_columns_is_refused_in_one_line(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "searches.csv").write_text("scenario,method\nx,ft\n", encoding="utf-8")
+    with pytest.raises(ReportError, match=r"searches\.csv: search table lacks column\(s\) epochs"):
+        render_report(copy)
+    plain = render_report(run_dir, tmp_path / "plain.html")  # no search: no section
+    assert "Chosen on held-out parcels" not in plain.read_text(encoding="utf-8")

@@ -2,13 +2,13 @@
 ``epoch_search`` or ``interpolation_search``).
 
 Each checkpoint records its choice (``training.search``). ``searches.csv`` gathers them, one
-row per run (per fold of a ``folds`` scenario), and ``tables.md`` counts them, so that a table
-says which budgets and weights its numbers come from without opening a checkpoint.
+row per run (per fold of a ``folds`` scenario), and ``tables.md`` and the report count them
+(:func:`sarcrop.reports.markdown.search_counts`), so that a table says which budgets and
+weights its numbers come from without opening a checkpoint.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,42 +72,3 @@ def search_rows(records: Mapping[tuple[str, str, int, float], Mapping[str, Any]]
                 }
             )
     return pd.DataFrame(rows, columns=list(SEARCH_COLUMNS))
-
-
-def search_markdown(searches: pd.DataFrame) -> str:
-    """How often each budget and weight was chosen, per scenario, method and label share."""
-    if searches.empty:
-        return ""
-    lines = [
-        "## Chosen on held-out parcels",
-        "",
-        "| Scenario | Method | Labels | Runs | Epochs chosen | Interpolation chosen | "
-        "Too few parcels to search |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    # the config's order of scenarios and methods, fewer labels first
-    order = searches.assign(
-        scenario_order=pd.factorize(searches["scenario"])[0],
-        method_order=pd.factorize(searches["method"])[0],
-    ).sort_values(["scenario_order", "label_fraction", "method_order"], kind="stable")
-    keys = ["scenario", "label_fraction", "method"]
-    for (scenario, fraction, method), group in order.groupby(keys, sort=False):
-        searched = group[group["folds"] > 0]
-        lines.append(
-            f"| {scenario} | {str(method).upper()} | {float(fraction) * 100:g} % | {len(group)} | "
-            f"{_counts(searched['epochs'])} | {_counts(searched['interpolation'])} | "
-            f"{len(group) - len(searched)} |"
-        )
-    lines += [
-        "",
-        "Counts over seeds (and folds of a held-out scenario): `value ×runs`. A run with fewer "
-        "than 2 parcels of each class cannot search and keeps the configured `epochs` and "
-        "`interpolation`; `searches.csv` holds every run's choice and its held-out IoU.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _counts(values: pd.Series) -> str:
-    counts = sorted(Counter(values.tolist()).items())
-    return ", ".join(f"{value:g} ×{count}" for value, count in counts) or "–"

@@ -39,11 +39,18 @@ from sarcrop.evaluation.tables import (
     summary_table,
 )
 from sarcrop.reports.classes import crop_types_html
-from sarcrop.reports.markdown import main_run, paired_baselines, scenario_names
+from sarcrop.reports.markdown import (
+    SEARCH_NOTE,
+    main_run,
+    paired_baselines,
+    scenario_names,
+    search_counts,
+)
 from sarcrop.utils.atomic import write_text_atomic
 
 MANIFEST = "experiment.json"
 RESULTS = "results.csv"
+SEARCHES = "searches.csv"
 INTERVALS = "intervals.csv"
 CLASS_INTERVALS = "class_intervals.csv"
 REPORT = "report.html"
@@ -528,6 +535,35 @@ def _timings_table(value: Any) -> str:
     return "".join(out)
 
 
+def _searches(run_dir: Path) -> str:
+    """How often each epoch budget and interpolation weight was chosen on held-out parcels
+    (``searches.csv``, written where the run's fine-tuning searched)."""
+    path = run_dir / SEARCHES
+    if not path.is_file():
+        return ""
+    try:
+        searches = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"unreadable search table: {exc}", path) from None
+    required = {"scenario", "method", "label_fraction", "folds", "epochs", "interpolation"}
+    if not required <= set(searches.columns):
+        missing = ", ".join(sorted(required - set(searches.columns)))
+        raise ReportError(f"search table lacks column(s) {missing}", path)
+    if searches.empty:
+        return ""
+    counts = search_counts(searches)
+    head = "".join(f'<th scope="col">{_e(column)}</th>' for column in counts.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(value)}</td>" for value in row) + "</tr>"
+        for row in counts.itertuples(index=False)
+    )
+    return (
+        f"<p>{_e(SEARCH_NOTE.replace('`', ''))}</p>"
+        f'<table class="results compact"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+        "</table>"
+    )
+
+
 def _notes(value: Any) -> str:
     notes = [str(note) for note in _as_list(value) if str(note).strip()]
     if not notes:
@@ -737,6 +773,7 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
             "Few labels: IoU by share of labelled parcels",
             _fractions(ctx, manifest, results, sources),
         ),
+        ("searches", "Chosen on held-out parcels", _searches(run_dir)),
         ("metrics", "Recall, precision and F1-score", _metric_tabs(results, sources)),
         ("scenarios", "Scenarios", scenario_html),
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 import pandas as pd
@@ -97,3 +98,55 @@ def tables_markdown(
     if fractions:
         parts.insert(2, fractions)
     return "\n".join(parts)
+
+
+SEARCH_NOTE = (
+    "Counts over seeds (and folds of a held-out scenario): `value ×runs`. A run with fewer than "
+    "2 parcels of each class cannot search and keeps the configured `epochs` and "
+    "`interpolation`; `searches.csv` holds every run's choice and its held-out IoU."
+)
+
+
+def search_counts(searches: pd.DataFrame) -> pd.DataFrame:
+    """How often each budget and weight was chosen (``searches.csv``), per scenario, label
+    share and method, in the run's order of scenarios and methods, fewer labels first."""
+    order = searches.assign(
+        scenario_order=pd.factorize(searches["scenario"])[0],
+        method_order=pd.factorize(searches["method"])[0],
+    ).sort_values(["scenario_order", "label_fraction", "method_order"], kind="stable")
+    rows = []
+    keys = ["scenario", "label_fraction", "method"]
+    for (scenario, fraction, method), group in order.groupby(keys, sort=False):
+        searched = group[group["folds"] > 0]
+        rows.append(
+            {
+                "Scenario": scenario,
+                "Method": str(method).upper(),
+                "Labels": f"{float(fraction) * 100:g} %",
+                "Runs": len(group),
+                "Epochs chosen": _counts(searched["epochs"]),
+                "Interpolation chosen": _counts(searched["interpolation"]),
+                "Too few parcels to search": len(group) - len(searched),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def search_markdown(searches: pd.DataFrame) -> str:
+    """The ``tables.md`` section of :func:`search_counts` (empty without searches)."""
+    if searches.empty:
+        return ""
+    counts = search_counts(searches)
+    lines = [
+        "## Chosen on held-out parcels",
+        "",
+        "| " + " | ".join(counts.columns) + " |",
+        "| " + " | ".join("---" for _ in counts.columns) + " |",
+    ]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in counts.itertuples(False)]
+    return "\n".join([*lines, "", SEARCH_NOTE, ""])
+
+
+def _counts(values: pd.Series) -> str:
+    counts = sorted(Counter(values.tolist()).items())
+    return ", ".join(f"{value:g} ×{count}" for value, count in counts) or "–"
