@@ -183,7 +183,8 @@ def test_interpolation_search_needs_a_pre_trained_head(store, tmp_path):
     config = quick(val_fraction=0, interpolation_search=(0.5, 1), search_folds=2)
     with pytest.raises(ConfigError, match="only fine-tuning"):
         train(store, tmp_path / "scratch", model_options=OPTIONS, bands=["VH"], config=config)
-    with pytest.raises(ConfigError, match=r"needs the pre-trained head.*probe"):
+    refused = r"interpolation_search needs the pre-trained head.*\(probe\): leave it out"
+    with pytest.raises(ConfigError, match=refused):
         finetune(checkpoint, store, tmp_path / "probe", strategy="probe", config=config)
     assert not (tmp_path / "scratch").exists() and not (tmp_path / "probe").exists()
 

@@ -877,7 +877,8 @@ def finetune(
 
         start = None
         if config.interpolation_search is not None:
-            start = _start_weights(*_prepared_parent(job, config), job.strategy)
+            parent, new_head = _prepared_parent(job, config)
+            start = _start_weights(parent, new_head, job.strategy, "interpolation_search")
         config, search = _searched(fold, store, out_dir, config, positive, label_mask, start)
     return _transfer(job, out_dir, config, label_mask, search)
 
@@ -958,14 +959,16 @@ def _prepared_parent(job: _Transfer, config: TrainConfig) -> tuple[nn.Module, in
 
 
 def _start_weights(
-    parent: nn.Module, new_head: int | None, strategy: str
+    parent: nn.Module, new_head: int | None, strategy: str, setting: str = "interpolation"
 ) -> dict[str, torch.Tensor]:
     """The weights fine-tuning starts from, which ``interpolation`` mixes back in: only a
-    parent whose own head carries on has a start worth mixing in."""
+    parent whose own head carries on has a start worth mixing in (``setting`` names the
+    option that asked, for the error)."""
     if new_head is not None or strategy == "probe":
+        fix = "leave it at 1" if setting == "interpolation" else "leave it out"
         raise ConfigError(
-            "interpolation needs the pre-trained head; this run trains a new one "
-            f"({'probe' if strategy == 'probe' else 'other classes'}): leave it at 1"
+            f"{setting} needs the pre-trained head; this run trains a new one "
+            f"({'probe' if strategy == 'probe' else 'other classes'}): {fix}"
         )
     return {name: value.detach().clone() for name, value in parent.state_dict().items()}
 
