@@ -454,3 +454,53 @@ def test_a_search_table_without_its_columns_is_refused_in_one_line(run_dir, tmp_
         render_report(copy)
     plain = render_report(run_dir, tmp_path / "plain.html")  # no search: no section
     assert "Chosen on held-out parcels" not in plain.read_text(encoding="utf-8")
+
+
+def test_wide_search_and_area_tables_scroll_inside_the_page(chromium, run_dir, tmp_path):
+    """Long scenario ids (a held-out scenario of a real run) in the search and area tables
+    scroll inside their box: the page itself never scrolls sideways, even at 500 px."""
+    import shutil
+
+    copy = tmp_path / "wide"
+    shutil.copytree(run_dir, copy)
+    scenario = "flanders2019-flanders2019-test-maize-vhvv-from-europe-folds3"
+    searches = pd.DataFrame(
+        {
+            "scenario": [scenario] * 3,
+            "method": ["ft", "fte", "ftd-last-1"],
+            "seed": [0, 0, 0],
+            "label_fraction": [1.0] * 3,
+            "fold": [1, 1, 1],
+            "epochs": [20] * 3,
+            "interpolation": [0.0, 0.25, 0.75],
+            "held_out_iou": [0.6, 0.5, 0.4],
+            "folds": [3] * 3,
+            "parcels": [11] * 3,
+            "reason": [""] * 3,
+        }
+    )
+    searches.to_csv(copy / "searches.csv", index=False)
+    manifest = json.loads((copy / "experiment.json").read_text(encoding="utf-8"))
+    manifest["area_estimates"] = [
+        {
+            "scenario": scenario,
+            "method": "fte",
+            "class": "maize",
+            "data": "real",
+            "unit": "ha",
+            "true": 12.31,
+            "pixel_count": 11.02,
+            "estimate": 12.05,
+            "ci95_low": 10.25,
+            "ci95_high": 14.38,
+            "sample_size": 300,
+        }
+    ]
+    (copy / "experiment.json").write_text(json.dumps(manifest), encoding="utf-8")
+    page = render_report(copy)
+    text = page.read_text(encoding="utf-8")
+    assert "<td>FTD-LAST-1</td><td>100 %</td><td>1</td><td>20 ×1</td><td>0.75 ×1</td>" in text
+    for width in (1280, 500):
+        measured = browser_support.probe(chromium, page, window=(width, 1600))
+        assert measured["scroll_width"] <= measured["viewport"] == width
+        assert measured["visible"]["searches"] and measured["visible"]["area"]

@@ -559,8 +559,8 @@ def _searches(run_dir: Path) -> str:
     )
     return (
         f"<p>{_e(SEARCH_NOTE.replace('`', ''))}</p>"
-        f'<table class="results compact"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-        "</table>"
+        f'<div class="table-wrap"><table class="results compact"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
     )
 
 
@@ -628,8 +628,8 @@ def _area_estimates(value: Any) -> str:
         "<p>Area of the mapped class estimated from a stratified sample of reference labels "
         "(Olofsson et al. 2014; Stehman 2014), beside the map's pixel count, which its errors "
         "bias, and the true area where the truth is known.</p>"
-        f'<table class="area"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
-        "</table>"
+        f'<div class="table-wrap"><table class="area"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
