@@ -813,8 +813,8 @@ class ExperimentRunner:
     def _searches(self, records: dict[UnitKey, dict[str, Any]]) -> str:
         """``searches.csv``: what each network run chose on held-out parcels (where
         ``finetune:`` searches); its counts for ``tables.md``."""
-        from sarcrop.experiments.searches import SEARCHES, search_rows
-        from sarcrop.reports.markdown import search_markdown
+        from sarcrop.experiments.searches import search_rows
+        from sarcrop.reports.markdown import SEARCHES, search_markdown
 
         if not self.config.finetune.searches:
             return ""

@@ -17,7 +17,6 @@ import pandas as pd
 
 from sarcrop.training.config import MODEL_FILE
 
-SEARCHES = "searches.csv"
 SEARCH_COLUMNS = (
     "scenario",
     "method",

@@ -41,6 +41,7 @@ from sarcrop.evaluation.tables import (
 from sarcrop.reports.classes import crop_types_html
 from sarcrop.reports.markdown import (
     SEARCH_NOTE,
+    SEARCHES,
     main_run,
     paired_baselines,
     scenario_names,
@@ -50,7 +51,6 @@ from sarcrop.utils.atomic import write_text_atomic
 
 MANIFEST = "experiment.json"
 RESULTS = "results.csv"
-SEARCHES = "searches.csv"
 INTERVALS = "intervals.csv"
 CLASS_INTERVALS = "class_intervals.csv"
 REPORT = "report.html"

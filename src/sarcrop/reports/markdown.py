@@ -100,6 +100,8 @@ def tables_markdown(
     return "\n".join(parts)
 
 
+SEARCHES = "searches.csv"
+"""What each network run chose on held-out parcels (written by the experiment runner)."""
 SEARCH_NOTE = (
     "Counts over seeds (and folds of a held-out scenario): `value ×runs`. A run with fewer than "
     "2 parcels of each class cannot search and keeps the configured `epochs` and "

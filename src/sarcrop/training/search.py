@@ -189,19 +189,20 @@ def held_out_confusions(
         normalization=meta.normalization,
         label_mask=mask,
     )
-    batches = list(DataLoader(dataset, batch_size=8))
-    confusions = {}
+    models = {}
     for weight in weights:
         model = trained
         if weight < 1:
             assert start is not None, "interpolation needs the pre-trained start"
             model = copy.deepcopy(trained)
             interpolate_weights(model, start, weight)
-        model.eval()
-        confusion = BinaryConfusion()
-        with torch.inference_mode():
-            for batch in batches:
+        models[weight] = model.eval()
+    confusions = {weight: BinaryConfusion() for weight in weights}
+    with torch.inference_mode():  # each held-out patch is read once for every weight
+        for batch in DataLoader(dataset, batch_size=8):
+            for weight, model in models.items():
                 probability = torch.sigmoid(model(batch["image"]).float())[:, 0]
-                confusion.update(probability, batch["target"], batch["valid"], threshold=threshold)
-        confusions[weight] = confusion
+                confusions[weight].update(
+                    probability, batch["target"], batch["valid"], threshold=threshold
+                )
     return confusions
