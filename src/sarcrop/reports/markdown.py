@@ -104,7 +104,7 @@ SEARCHES = "searches.csv"
 """What each network run chose on held-out parcels (written by the experiment runner)."""
 SEARCH_NOTE = (
     "Counts over seeds (and folds of a held-out scenario): `value ×runs`. A run with fewer than "
-    "2 parcels of each class cannot search and keeps the configured `epochs` and "
+    "2 parcels of each class cannot search (not searched) and keeps the configured `epochs` and "
     "`interpolation`; `searches.csv` holds every run's choice and its held-out IoU."
 )
 
@@ -128,7 +128,7 @@ def search_counts(searches: pd.DataFrame) -> pd.DataFrame:
                 "Runs": len(group),
                 "Epochs chosen": _counts(searched["epochs"]),
                 "Interpolation chosen": _counts(searched["interpolation"]),
-                "Too few parcels to search": len(group) - len(searched),
+                "Not searched": len(group) - len(searched),
             }
         )
     return pd.DataFrame(rows)
