@@ -524,6 +524,7 @@ class ExperimentRunner:
         from sarcrop.data.parcels import parcel_folds
         from sarcrop.data.store import DatasetStore
         from sarcrop.evaluation.metrics import BinaryConfusion
+        from sarcrop.experiments.searches import FOLD_PREFIX
 
         assert scenario.folds is not None
         ft_store, _ = self.region_store(scenario.finetune)
@@ -539,7 +540,11 @@ class ExperimentRunner:
         else:
             maps = [
                 self._fold_map(
-                    scenario, method, replace(run, fold=f), ordering, folder / f"fold-{i}"
+                    scenario,
+                    method,
+                    replace(run, fold=f),
+                    ordering,
+                    folder / f"{FOLD_PREFIX}{i}",
                 )
                 for i, f in enumerate(folds, start=1)
             ]

@@ -17,6 +17,8 @@ import pandas as pd
 
 from sarcrop.training.config import MODEL_FILE
 
+FOLD_PREFIX = "fold-"
+"""A held-out unit trains fold i in ``FOLD_PREFIX + str(i)`` of its folder."""
 SEARCH_COLUMNS = (
     "scenario",
     "method",
@@ -34,11 +36,14 @@ SEARCH_COLUMNS = (
 
 def run_checkpoints(record: Mapping[str, Any]) -> list[tuple[int | None, Path]]:
     """The checkpoints behind one method unit: one per fold of a ``folds`` scenario (in
-    ``fold-i/``), else the unit's own run; none for a forest."""
+    ``FOLD_PREFIX`` folders), else the unit's own run; none for a forest."""
     folder = Path(record["probabilities"]).parent
-    folds = sorted(folder.glob(f"fold-*/{MODEL_FILE}"), key=lambda path: int(path.parent.name[5:]))
-    if folds:
-        return [(int(path.parent.name[5:]), path) for path in folds]
+    numbered = [
+        (int(path.parent.name.removeprefix(FOLD_PREFIX)), path)
+        for path in folder.glob(f"{FOLD_PREFIX}*/{MODEL_FILE}")
+    ]
+    if numbered:
+        return sorted(numbered)
     checkpoint = record.get("checkpoint")
     return [] if checkpoint is None else [(None, Path(checkpoint))]
 
