@@ -160,22 +160,29 @@ def test_interpolation_search_scores_each_weight_of_the_same_fold_runs(store, tm
     assert "(held-out IoU by interpolation: 0" in line
 
 
-def test_interpolation_zero_exports_the_adapted_start(store, tmp_path):
+def test_interpolation_zero_exports_the_adapted_start_without_training(store, tmp_path, capsys):
     """The start of a VH model fine-tuned on VH, VV is the model with its first layer
-    extended by paper Eq. 3: weight 0 exports exactly that."""
+    extended by paper Eq. 3: weight 0 exports exactly that, and trains nothing first."""
     from sarcrop.models import adapt_input_bands
 
     checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
-    config = quick(val_fraction=0, epochs=1, interpolation=0)
-    bands = ["VH", "VV"]
-    result = finetune(checkpoint, store, tmp_path / "ft", strategy="ft", bands=bands, config=config)
-    exported, _ = load_checkpoint(result.checkpoint)
+    out = tmp_path / "ft"
+    argv = ["finetune", checkpoint, store, "--strategy", "ft", "--out", str(out)]
+    options = ["--bands", "VH", "VV", "--val-fraction", "0", "--epochs", "3", "--quiet"]
+    assert main([*argv, *options, "--interpolation", "0", "--accelerator", "cpu"]) == 0
+    assert "the pre-trained start as it is, nothing trained" in capsys.readouterr().out
+    exported, meta = load_checkpoint(out / "model.safetensors")
     start, _ = load_checkpoint(checkpoint)
-    adapt_input_bands(start, bands, ["VH"])
+    adapt_input_bands(start, ["VH", "VV"], ["VH"])
     expected = start.state_dict()
     for name, value in exported.state_dict().items():
-        if value.is_floating_point():
-            assert torch.equal(value, expected[name]), name
+        assert torch.equal(value, expected[name]), name  # batch counts too: no step taken
+    assert meta.training["epochs"] == 0 and meta.training["best_epoch"] is None
+    assert meta.training["selection"] == "pre-trained start (interpolation 0)"
+    assert not (out / "metrics.csv").exists() and not (out / "last.ckpt").exists()
+    # the finished run is read back, not redone
+    assert main([*argv, *options, "--interpolation", "0", "--accelerator", "cpu"]) == 0
+    assert "nothing trained, resumed" in capsys.readouterr().out
 
 
 def test_interpolation_search_needs_a_pre_trained_head(store, tmp_path):

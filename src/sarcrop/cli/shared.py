@@ -24,6 +24,23 @@ HARDWARE = (
 )
 
 
+class NameList(argparse.Action):
+    """A list of names given with spaces or commas, as the comma-separated options take them:
+    ``--bands VH VV`` and ``--bands VH,VV`` are one list."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        names = [name.strip() for value in values for name in value.split(",")]
+        if not all(names):
+            parser.error(f"{option_string}: empty name in {' '.join(values)!r}")
+        setattr(namespace, self.dest, names)
+
+
 def add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bar") -> None:
     """``--quiet``: the command's ``progress`` is ``not args.quiet``."""
     parser.add_argument("--quiet", action="store_true", help=help)
@@ -119,12 +136,16 @@ def run_training(
     selected = f"best val {metric} {iou} (epoch {result.best_epoch})"
     if config.val_fraction == 0:
         selected = f"no validation: last epoch ({result.best_epoch})"
+    search = result.search or {}
+    if search.get("interpolation", config.interpolation) == 0:
+        selected = "interpolation 0: the pre-trained start as it is, nothing trained"
     print(f"model: {result.checkpoint}")
-    if result.search is not None:
+    if search:
         from sarcrop.training.search import SearchChoice
 
-        print(SearchChoice.from_dict(result.search).summary())
-    print(f"{selected}, {result.epochs} epochs" + (", resumed" if result.resumed else ""))
+        print(SearchChoice.from_dict(search).summary())
+    trained = "" if result.epochs == 0 else f", {result.epochs} epochs"
+    print(selected + trained + (", resumed" if result.resumed else ""))
     return 0
 
 

@@ -210,8 +210,7 @@ def _read_run(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_run(out_dir: Path, record: dict[str, Any]) -> None:
-    # lightning_utilities sets ``rank`` on the function object; its overloads do not declare it.
-    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+    if _global_zero():
         write_text_atomic(out_dir / RUN_FILE, json.dumps(record, indent=2, default=str) + "\n")
 
 
@@ -326,7 +325,8 @@ def fit(
     ``callbacks`` are added to the trainer. Without ``val_data`` the run trains all
     ``config.epochs`` (no early stopping) and exports the last epoch's weights.
     ``config.interpolation`` below 1 exports ``(1 - a) * start + a * trained`` instead, with
-    ``start`` the weights fine-tuning began from (:func:`finetune` passes them).
+    ``start`` the weights fine-tuning began from (:func:`finetune` passes them); at 0 that is
+    the start itself, so nothing is trained.
     """
     if config.interpolation < 1 and start is None:
         raise ConfigError(
@@ -334,7 +334,6 @@ def fit(
             "fine-tuning (ft, fte, ftd) has one; leave it at 1"
         )
     out_dir = Path(out_dir)
-    validate = val_data is not None
     reuse_freed_memory()
     fingerprint = {
         "config": config.fingerprint(),
@@ -371,71 +370,33 @@ def fit(
         1.0 if multiclass or config.reconstructs else resolved_pos_weight(config, train_data)
     )
     class_weight = resolved_class_weight(config, train_data) if multiclass else None
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
-    # Frozen parts stay in eval mode regardless (see strategies).
-    model.train()
-    _prepare_model(model, config)
-    task = SegmentationTask(model, config, pos_weight, class_weight)
-    monitor = monitored_metric(config)  # val_iou, val_miou (crop types), val_loss (reconstruct)
-    mode = monitored_mode(config)
-    checkpointing = ModelCheckpoint(
-        dirpath=out_dir,
-        filename="best",
-        monitor=monitor if validate else None,
-        mode=mode,
-        save_top_k=1 if validate else 0,
-        save_last=True,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
-    callbacks = [checkpointing, *callbacks]
-    if config.patience is not None and validate:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
-    with _quiet_lightning():
-        trainer = _trainer(out_dir, config, callbacks, validate)
+    if start is not None and config.interpolation == 0:
+        # Weight 0 exports the start as it is: whatever training learnt would be discarded.
+        trained = _Trained(0, None, None, "pre-trained start (interpolation 0)")
+    else:
         data = _Data(train_data, val_data, config, metadata.time_steps)
-        try:
-            trainer.fit(
-                task, datamodule=data, ckpt_path=last if resume else None, weights_only=True
-            )
-        finally:
-            _restore_model(model, config)
-
-    best_path = checkpointing.best_model_path
-    best_epoch = None
-    if best_path:
-        state = torch.load(best_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(
-            {
-                k.removeprefix("model."): v
-                for k, v in state["state_dict"].items()
-                if k.startswith("model.")
-            }
-        )
-        best_epoch = int(state["epoch"])
-    elif not validate:  # the model holds the last epoch's weights
-        best_epoch = trainer.current_epoch - 1
+        loss_weights = (pos_weight, class_weight)
+        resumed = last if resume else None
+        trained = _train(model, data, out_dir, config, loss_weights, callbacks, resumed)
     if start is not None and config.interpolation < 1:
         interpolate_weights(model, start, config.interpolation)
-    score = checkpointing.best_model_score if validate and not config.reconstructs else None
-    best_iou = None if score is None or math.isnan(float(score)) else float(score)
     result = TrainResult(
         out_dir=out_dir,
         checkpoint=out_dir / MODEL_FILE,
-        best_val_iou=best_iou,
-        best_epoch=best_epoch,
-        epochs=trainer.current_epoch,
+        best_val_iou=trained.best_val_iou,
+        best_epoch=trained.best_epoch,
+        epochs=trained.epochs,
         resumed=resume,
         label_subset=metadata.training.get("label_subset"),
         search=metadata.training.get("search"),
     )
-    if trainer.is_global_zero:
+    trainer = trained.trainer
+    if trainer.is_global_zero if trainer is not None else _global_zero():
         summary = {
-            "epochs": trainer.current_epoch,
-            "best_val_iou": best_iou,
-            "best_epoch": best_epoch,
-            "selection": f"best {monitor}" if validate else "last epoch",
+            "epochs": trained.epochs,
+            "best_val_iou": trained.best_val_iou,
+            "best_epoch": trained.best_epoch,
+            "selection": trained.selection,
             "objective": config.objective,
             "train_patches": len(train_data),  # type: ignore[arg-type]
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
@@ -454,8 +415,86 @@ def fit(
                 "environment": environment(),
             },
         )
-    trainer.strategy.barrier("export")
+    if trainer is not None:
+        trainer.strategy.barrier("export")
     return result
+
+
+def _global_zero() -> bool:
+    """Whether this is the process that writes, where no trainer knows the ranks."""
+    # lightning_utilities sets ``rank`` on the function object; its overloads do not declare it.
+    return bool(rank_zero_only.rank == 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """What :func:`fit` records of a training."""
+
+    epochs: int
+    best_epoch: int | None
+    best_val_iou: float | None
+    selection: str
+    trainer: L.Trainer | None = None  # None where nothing was trained
+
+
+def _train(
+    model: nn.Module,
+    data: _Data,
+    out_dir: Path,
+    config: TrainConfig,
+    loss_weights: tuple[float, list[float] | None],
+    callbacks: Sequence[Callback],
+    resume: Path | None,
+) -> _Trained:
+    """Train ``model`` in place with Lightning, from ``resume``'s state if given; it ends with
+    the selected epoch's weights (the best validation epoch's, else the last one's)."""
+    validate = data.val_set is not None
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
+    # Frozen parts stay in eval mode regardless (see strategies).
+    model.train()
+    _prepare_model(model, config)
+    task = SegmentationTask(model, config, *loss_weights)
+    monitor = monitored_metric(config)  # val_iou, val_miou (crop types), val_loss (reconstruct)
+    mode = monitored_mode(config)
+    checkpointing = ModelCheckpoint(
+        dirpath=out_dir,
+        filename="best",
+        monitor=monitor if validate else None,
+        mode=mode,
+        save_top_k=1 if validate else 0,
+        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    callbacks = [checkpointing, *callbacks]
+    if config.patience is not None and validate:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
+    with _quiet_lightning():
+        trainer = _trainer(out_dir, config, callbacks, validate)
+        try:
+            trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
+        finally:
+            _restore_model(model, config)
+
+    best_path = checkpointing.best_model_path
+    best_epoch = None
+    if best_path:
+        state = torch.load(best_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(
+            {
+                k.removeprefix("model."): v
+                for k, v in state["state_dict"].items()
+                if k.startswith("model.")
+            }
+        )
+        best_epoch = int(state["epoch"])
+    elif not validate:  # the model holds the last epoch's weights
+        best_epoch = trainer.current_epoch - 1
+    score = checkpointing.best_model_score if validate and not config.reconstructs else None
+    best_iou = None if score is None or math.isnan(float(score)) else float(score)
+    selection = f"best {monitor}" if validate else "last epoch"
+    return _Trained(trainer.current_epoch, best_epoch, best_iou, selection, trainer)
 
 
 def interpolate_weights(model: nn.Module, start: Mapping[str, torch.Tensor], weight: float) -> None:
