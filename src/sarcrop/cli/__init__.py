@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in COMMANDS:
         module = importlib.import_module(f"sarcrop.cli.{entry.name}")
-        command = sub.add_parser(entry.name, help=entry.help, description=entry.description)
+        # argparse %-formats help strings ("95% c" would be a conversion): escape them
+        short = entry.help.replace("%", "%%")
+        command = sub.add_parser(entry.name, help=short, description=entry.description)
         module.add_arguments(command)
         command.set_defaults(func=module.run)
     return parser
