@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sarcrop.cli.shared import NameList, add_parcels, add_timesteps, print_by_parcel
+from sarcrop.cli.shared import add_names, add_parcels, add_timesteps, print_by_parcel
 from sarcrop.options import BaselineOptions, add_flags, from_flags
 
 
@@ -23,15 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-store", type=Path, help="evaluate on this store's test split (default: STORE)"
     )
-    parser.add_argument(
-        "--positive",
-        nargs="+",
-        action=NameList,
-        help="positive class name(s) (default: the store's)",
-    )
-    parser.add_argument(
-        "--bands", nargs="+", action=NameList, help="bands to use (default: all of the store's)"
-    )
+    add_names(parser, "--positive", "positive class name(s) (default: the store's)")
+    add_names(parser, "--bands", "bands to use (default: all of the store's)")
     add_timesteps(parser)
     add_flags(parser.add_argument_group("forest (the YAML baseline: section)"), BaselineOptions)
     parser.add_argument(

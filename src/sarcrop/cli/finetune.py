@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sarcrop.cli.shared import NameList, add_training_options, run_training
+from sarcrop.cli.shared import add_names, add_training_options, run_training
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,18 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--last-k", type=int, help="ftd: train only the last K decoder blocks and the head"
     )
-    parser.add_argument(
+    add_names(
+        parser,
         "--bands",
-        nargs="+",
-        action=NameList,
-        help="target bands, e.g. VH VV or VH,VV (default: the checkpoint's); new bands "
+        "target bands, e.g. VH VV or VH,VV (default: the checkpoint's); new bands "
         "adapt the first layer (paper Eq. 3)",
     )
-    parser.add_argument(
-        "--positive",
-        nargs="+",
-        action=NameList,
-        help="positive class name(s) (default: the store's, else the checkpoint's)",
+    add_names(
+        parser, "--positive", "positive class name(s) (default: the store's, else the checkpoint's)"
     )
     parser.add_argument(
         "--normalization",

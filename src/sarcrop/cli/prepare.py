@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from sarcrop.cli.shared import NameList, add_percentiles, add_quiet
+from sarcrop.cli.shared import add_names, add_percentiles, add_quiet
 from sarcrop.errors import InputDataError
 from sarcrop.options import SplitMethod
 
@@ -31,12 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--images", required=True, help="scenes: folder, glob, cube or simulated region folder"
     )
     parser.add_argument("--out", type=Path, required=True, help="output store (.zarr)")
-    parser.add_argument(
-        "--bands", nargs="+", action=NameList, default=["VH", "VV"], help="bands (VH VV, or VH,VV)"
-    )
-    parser.add_argument(
-        "--positive", nargs="+", action=NameList, help="positive class name(s), e.g. rice"
-    )
+    add_names(parser, "--bands", "bands (VH VV, or VH,VV)", default=["VH", "VV"])
+    add_names(parser, "--positive", "positive class name(s), e.g. rice")
     parser.add_argument("--region", help="region name recorded in the store")
     parser.add_argument("--year", type=int, help="year recorded in the store")
     add_quiet(parser)

@@ -41,6 +41,13 @@ class NameList(argparse.Action):
         setattr(namespace, self.dest, names)
 
 
+def add_names(
+    parser: argparse.ArgumentParser, flag: str, help: str, default: list[str] | None = None
+) -> None:
+    """A flag taking a list of names, e.g. ``--bands VH VV`` or ``--bands VH,VV``."""
+    parser.add_argument(flag, nargs="+", action=NameList, default=default, help=help)
+
+
 def add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bar") -> None:
     """``--quiet``: the command's ``progress`` is ``not args.quiet``."""
     parser.add_argument("--quiet", action="store_true", help=help)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sarcrop.cli.shared import NameList, add_training_options, run_training
+from sarcrop.cli.shared import add_names, add_training_options, run_training
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,15 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="architecture options, e.g. '{\"widths\": [16, 32, 64]}'",
     )
-    parser.add_argument(
-        "--positive",
-        nargs="+",
-        action=NameList,
-        help="positive class name(s) (default: the store's)",
-    )
-    parser.add_argument(
-        "--bands", nargs="+", action=NameList, help="input bands (default: all of the store)"
-    )
+    add_names(parser, "--positive", "positive class name(s) (default: the store's)")
+    add_names(parser, "--bands", "input bands (default: all of the store)")
     add_training_options(parser)
 
 
