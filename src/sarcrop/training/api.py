@@ -391,7 +391,8 @@ def fit(
         search=metadata.training.get("search"),
     )
     trainer = trained.trainer
-    if trainer.is_global_zero if trainer is not None else _global_zero():
+    writes = trainer.is_global_zero if trainer is not None else _global_zero()
+    if writes:
         summary = {
             "epochs": trained.epochs,
             "best_val_iou": trained.best_val_iou,
