@@ -68,6 +68,8 @@ def test_normalize_maps_to_unit_range_and_nan_to_zero():
     np.testing.assert_allclose(out[0, 0, 0], [0, 0.5, 1, 0])
     np.testing.assert_allclose(out[0, 1, 0], [0, 0.5, 1, 0])
     assert out.dtype == np.float32
+    in_place = normalize(x, stats, out=x)  # how predict normalises a block it has read
+    assert in_place is x and in_place.tobytes() == out.tobytes()
     assert stats.select(["VV"]) == Normalization((-10.0,), (10.0,), ("VV",))
     with pytest.raises(InputDataError, match="no statistics for band"):
         stats.select(["HH"])

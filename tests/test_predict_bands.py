@@ -18,7 +18,7 @@ from sarcrop.data.reader import open_scenes
 from sarcrop.data.season import Season
 from sarcrop.errors import SarcropError
 from sarcrop.models import build_model
-from sarcrop.options import ExecutionOptions, MapOptions, WindowOptions
+from sarcrop.options import ExecutionOptions, MapOptions, WindowOptions, available_cores
 from sarcrop.prediction import (
     BlockCompute,
     ModelSpec,
@@ -235,8 +235,9 @@ def test_dask_resuming_several_models_matches_single_process(
 # -- read-ahead, device and precision ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("readers", [None, 3])
 def test_read_ahead_gives_the_sequential_blocks(
-    inputs: tuple[Path, list[Path], Path], tmp_path: Path
+    inputs: tuple[Path, list[Path], Path], tmp_path: Path, readers: int | None
 ) -> None:
     scenes = inputs[0]
     out = tmp_path / "m.tif"
@@ -248,7 +249,10 @@ def test_read_ahead_gives_the_sequential_blocks(
         saved[index] = BlockResult.load(block_path(work_dir(out), index)).sums
 
     spec = local_spec()
-    predict_map(spec, scenes, out, on_block=keep, **OPTIONS)
+    execution = ExecutionOptions(device="cpu", readers=readers)
+    assert execution.read_threads == (readers or 1)  # one reader beside a model on the cpu
+    assert ExecutionOptions(device="cuda").read_threads == min(4, available_cores())
+    predict_map(spec, scenes, out, on_block=keep, execution=execution, **OPTIONS)
     layout = WindowLayout(200, 180, 64, 16, 2)
     assert order == list(range(layout.n_blocks))
     stack = restrict(open_scenes(scenes, bands=["VH", "VV"]), season_until(SEASON, 4))

@@ -189,6 +189,9 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+CUDA_READERS = 4
+
+
 class ExecutionOptions(Options):
     """Where and how ``predict`` runs.
 
@@ -214,6 +217,12 @@ class ExecutionOptions(Options):
     precision: Precision = Field(
         "fp32", description="model arithmetic (bf16: bfloat16 autocast, on cpu too)"
     )
+    readers: int | None = Field(
+        None,
+        ge=1,
+        description="threads reading blocks ahead of the model in one process "
+        f"(1 on cpu, up to {CUDA_READERS} on cuda)",
+    )
 
     @model_validator(mode="after")
     def _cluster(self) -> ExecutionOptions:
@@ -235,6 +244,16 @@ class ExecutionOptions(Options):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def read_threads(self) -> int:
+        """``readers``, or 1 beside a model on the cpu (whose threads take the cores) and up
+        to :data:`CUDA_READERS` beside one on a GPU, which reading would otherwise starve."""
+        if self.readers is not None:
+            return self.readers
+        if self.resolved_device == "cuda":
+            return max(1, min(CUDA_READERS, available_cores()))
+        return 1
 
     @property
     def torch_threads(self) -> int:

@@ -142,10 +142,17 @@ def compute_normalization(
     return acc.result()
 
 
-def normalize(images: np.ndarray, stats: Normalization, *, band_axis: int = -3) -> np.ndarray:
+def normalize(
+    images: np.ndarray,
+    stats: Normalization,
+    *,
+    band_axis: int = -3,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Map each band to [0, 1] with ``stats`` (clipped), then NaN → 0; float32 out.
 
-    ``images`` has its bands on ``band_axis`` (default: ``(..., bands, h, w)``).
+    ``images`` has its bands on ``band_axis`` (default: ``(..., bands, h, w)``). ``out`` (a
+    float32 array of their shape, ``images`` itself to normalise in place) receives the result.
     """
     images = np.asarray(images, dtype=np.float32)
     n = images.shape[band_axis]
@@ -156,7 +163,7 @@ def normalize(images: np.ndarray, stats: Normalization, *, band_axis: int = -3) 
     low = np.asarray(stats.min, dtype=np.float32).reshape(shape)
     span = np.asarray(stats.max, dtype=np.float32).reshape(shape) - low
     scale = np.float32(1.0) / np.where(span > 0, span, np.float32(1.0))
-    out = np.subtract(images, low, dtype=np.float32)
+    out = np.subtract(images, low, out=out, dtype=np.float32)
     np.multiply(out, scale, out=out)
     np.clip(out, 0.0, 1.0, out=out)
     np.nan_to_num(out, copy=False, nan=0.0)

@@ -9,8 +9,9 @@ map, and ``<out>.lock`` keeps a second run from writing the same map at the same
 
 Several checkpoints (seeds or strategies sharing bands, season and normalisation) can be
 averaged: each block then holds one sum per model, and the merge writes their mean probability
-and their spread. In a single process the next block's composites are read by a background
-thread while the model computes the current one.
+and their spread. In a single process the next blocks' composites are read by background
+threads (``readers``: one beside a CPU model, several beside a GPU) while the model computes
+the current one.
 
 A crop-type model (``target_classes`` in its checkpoint) gets softmax probabilities blended the
 same way, one sum per class, and a map of the most probable class with one probability band per
@@ -27,6 +28,7 @@ import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -407,23 +409,25 @@ def class_band_tags(
     return tags
 
 
-def prefetched(read: Callable[[int], BlockInput], indices: Sequence[int]) -> Iterator[BlockInput]:
-    """``read(i)`` for each index in order, the next one read by a background thread while the
-    caller computes the current one (one block ahead: at most two blocks' composites held).
+def prefetched(
+    read: Callable[[int], BlockInput], indices: Sequence[int], readers: int = 1
+) -> Iterator[BlockInput]:
+    """``read(i)`` for each index in order, the next ``readers`` blocks read by as many
+    background threads while the caller computes the current one (at most ``readers + 1``
+    blocks' composites held).
 
     Reading a block does not depend on any other block, so the blocks are the same bytes as
     read one after the other.
     """
-    if not indices:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sarcrop-read") as pool:
-        ahead = pool.submit(read, indices[0])
-        for index in indices[1:]:
-            current = ahead.result()
-            ahead = pool.submit(read, index)
+    with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sarcrop-read") as pool:
+        ahead = deque(pool.submit(read, index) for index in indices[:readers])
+        for index in indices[readers:]:
+            current = ahead.popleft().result()
+            ahead.append(pool.submit(read, index))
             yield current
             del current
-        yield ahead.result()
+        while ahead:
+            yield ahead.popleft().result()
 
 
 def predict_map(
@@ -509,7 +513,7 @@ def predict_map(
                         return read_block(spec, stack, layout, index, timesteps=steps)
 
                     compute = BlockCompute(steps, windows.batch_size, execution.precision, runners)
-                    for block_input in prefetched(read, missing):
+                    for block_input in prefetched(read, missing, execution.read_threads):
                         result = compute_block(
                             specs, layout, block_input, compute, on_windows=bar.update
                         )
