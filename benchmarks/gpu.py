@@ -9,7 +9,10 @@ the JSON is rewritten after each, so a run cut short keeps what it measured):
 - ceiling: a 3x3 conv2d in fp32 (TF32 where cuDNN allows it, PyTorch's default) and bf16,
   channels_last, in the same run;
 - inference: patches/s of the default recurrent U-Net at 256² × 8 steps × 2 bands, eager fp32,
-  bf16 autocast (with its agreement to fp32) and ``torch.compile`` (child process, time-bound);
+  bf16 autocast (with its agreement to fp32) and ``torch.compile`` in fp32 and under bf16
+  autocast (child processes, time-bound);
+- variants: patches/s with bf16 weights, a 4× batch, the contiguous layout and cuDNN's
+  benchmark mode, and a profile of the forward's operators (``gpu-profile.txt``);
 - training: samples/s of one step (forward, BCE+Dice, backward, AdamW), batch 16, fp32 and
   bf16-mixed, and a real ``sarcrop.training.train`` run (Lightning, precision bf16-mixed,
   channels_last) on a small synthetic store, which proves the CUDA training path end to end;
@@ -152,33 +155,102 @@ def inference(device: torch.device, size: dict[str, Any], quick: bool) -> dict[s
     out["bf16_autocast"].update(
         max_abs_logit_diff=float(diff.max()), sign_agreement=float(same.float().mean())
     )
-    if quick:
-        out["torch_compile"] = {"skipped": "not run in --quick mode"}
-    else:
-        out["torch_compile"] = compile_variant(device.type, batch, patch, size["repeats"])
-        if "median_s" in out["torch_compile"]:
-            out["torch_compile"]["patches_per_s"] = batch / out["torch_compile"]["median_s"]
+    for name, bf16 in (("torch_compile", False), ("torch_compile_bf16", True)):
+        if quick:
+            out[name] = {"skipped": "not run in --quick mode"}
+            continue
+        out[name] = compile_variant(device.type, batch, patch, size["repeats"], bf16)
+        if "median_s" in out[name]:
+            out[name]["patches_per_s"] = batch / out[name]["median_s"]
     return out
 
 
-def compile_child(device_name: str, batch: int, patch: int, repeats: int) -> dict[str, Any]:
-    """torch.compile of the default model in this process: compile time and timing."""
+def variants(device: torch.device, size: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Patches/s of inference variants of the default model, and where one forward's time goes.
+
+    bf16 weights (the model and input cast, no autocast), a 4× batch, the contiguous layout and
+    cuDNN's benchmark mode, each beside the ``inference`` section's eager numbers; the profile of
+    bf16 autocast forwards is written to ``out/gpu-profile.txt`` (its top operators in the JSON).
+    """
+    batch, patch = size["infer_batch"], size["patch"]
+    cases = {
+        "bf16_weights": (batch, torch.bfloat16, False, torch.channels_last, False),
+        "bf16_weights_batch_x4": (4 * batch, torch.bfloat16, False, torch.channels_last, False),
+        "bf16_autocast_contiguous": (batch, torch.float32, True, torch.contiguous_format, False),
+        "bf16_autocast_cudnn_benchmark": (batch, torch.float32, True, torch.channels_last, True),
+    }
+    result: dict[str, Any] = {}
+    benchmark_mode = torch.backends.cudnn.benchmark
+    try:
+        for name, (n, dtype, bf16, layout, cudnn_benchmark) in cases.items():
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+            model = default_model(device).to(dtype=dtype, memory_format=layout)
+            x = batch_input(n, patch, device).to(dtype)
+
+            def forward(
+                model: torch.nn.Module = model, x: torch.Tensor = x, bf16: bool = bf16
+            ) -> None:
+                with torch.inference_mode(), autocast(device, bf16):
+                    model(x)
+
+            timing = timed(forward, device, size["repeats"])
+            result[name] = {**timing, "batch": n, "patches_per_s": n / timing["median_s"]}
+    finally:
+        torch.backends.cudnn.benchmark = benchmark_mode
+    result["profile"] = profile(device, size, out / "gpu-profile.txt")
+    return result
+
+
+def profile(device: torch.device, size: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The operators of three bf16 autocast forwards by device time (CPU time without a GPU)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    model = default_model(device)
+    x = batch_input(size["infer_batch"], size["patch"], device)
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with torch.inference_mode(), autocast(device, True):
+        model(x)
+        with profiler(activities=activities) as trace:
+            for _ in range(3):
+                model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = trace.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=80)
+    path.write_text(table + "\n", encoding="utf-8")
+    events = sorted(trace.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in events) or 1
+    return [
+        {"name": e.key, "ms_per_forward": getattr(e, key) / 3e3, "share": getattr(e, key) / total}
+        for e in events[:10]
+    ]
+
+
+def compile_child(
+    device_name: str, batch: int, patch: int, repeats: int, bf16: bool
+) -> dict[str, Any]:
+    """torch.compile of the default model in this process (under bf16 autocast or not):
+    compile time and timing."""
     device = torch.device(device_name)
     model, x = default_model(device), batch_input(batch, patch, device)
     compiled = torch.compile(model)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        compiled(x)
-    compile_s = time.perf_counter() - start
 
     def forward() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, bf16):
             compiled(x)
 
+    start = time.perf_counter()
+    forward()
+    compile_s = time.perf_counter() - start
     return {**timed(forward, device, repeats), "compile_s": compile_s}
 
 
-def compile_variant(device: str, batch: int, patch: int, repeats: int) -> dict[str, Any]:
+def compile_variant(
+    device: str, batch: int, patch: int, repeats: int, bf16: bool
+) -> dict[str, Any]:
     """:func:`compile_child` in a fresh process bounded by ``COMPILE_TIMEOUT_S``."""
     command = [
         sys.executable,
@@ -193,6 +265,7 @@ def compile_variant(device: str, batch: int, patch: int, repeats: int) -> dict[s
         str(patch),
         "--repeats",
         str(repeats),
+        *(["--bf16"] if bf16 else []),
     ]
     try:
         done = subprocess.run(
@@ -331,6 +404,7 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
     execution = ExecutionOptions(
         device=device.type, precision="bf16" if bf16 else "fp32", resume=False
     )
+    readers = execution.read_threads
     windows = WindowOptions(batch_size=size["predict_batch"])
     start = time.perf_counter()
     out = predict_map(
@@ -349,6 +423,7 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
         "scenes": len(paths),
         "precision": execution.precision,
         "batch_size": windows.batch_size,
+        "readers": readers,
         "wall_s": wall,
         "km2_per_min": predict_km2_per_min,
         "raw_read": {
@@ -421,6 +496,7 @@ def run(out: Path, device_name: str = "cuda", quick: bool = False) -> dict[str, 
     sections: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("ceiling", lambda: ceiling(device, size)),
         ("inference", lambda: inference(device, size, quick)),
+        ("variants", lambda: variants(device, size, out)),
         ("training", lambda: training(device, size)),
         ("lightning_fit", lambda: lightning_fit(device, size, work)),
         ("predict", lambda: predict(device, size, work, bf16=device.type == "cuda")),
@@ -457,6 +533,9 @@ def summary(name: str, entry: dict[str, Any]) -> str:
             if isinstance(v, dict) and "patches_per_s" in v
         ]
         return "patches/s: " + ", ".join(parts)
+    if name == "variants":
+        parts = [f"{k} {v['patches_per_s']:.1f}" for k, v in entry.items() if isinstance(v, dict)]
+        return "patches/s: " + ", ".join(parts)
     if name == "training":
         parts = [f"{k} {entry[k]['samples_per_s']:.1f}" for k in ("fp32", "bf16_mixed")]
         return "samples/s: " + ", ".join(parts)
@@ -487,9 +566,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=TRAIN_BATCH, help=argparse.SUPPRESS)
     parser.add_argument("--patch", type=int, default=PATCH, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=10, help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.compile_child:
-        print(json.dumps(compile_child(args.device, args.batch, args.patch, args.repeats)))
+        timing = compile_child(args.device, args.batch, args.patch, args.repeats, args.bf16)
+        print(json.dumps(timing))
         return
     data = run(args.out, args.device, args.quick)
     failed = [k for k, v in data.items() if isinstance(v, dict) and "error" in v]

@@ -28,6 +28,11 @@ def test_quick_cpu_run_measures_every_section(tmp_path: Path) -> None:
     inference = data["inference"]
     assert inference["eager_fp32"]["patches_per_s"] > 0
     assert 0.9 <= inference["bf16_autocast"]["sign_agreement"] <= 1
+    variants = data["variants"]
+    assert variants["bf16_weights_batch_x4"]["batch"] == 4 * inference["batch"]
+    assert all(v["patches_per_s"] > 0 for k, v in variants.items() if isinstance(v, dict))
+    assert variants["profile"] and 0 < variants["profile"][0]["share"] <= 1
+    assert "aten::" in (tmp_path / "gpu-profile.txt").read_text()
     assert data["training"]["bf16_mixed"]["samples_per_s"] > 0
     assert data["lightning_fit"]["precision"] == "bf16-mixed"
     assert data["predict"]["km2_per_min"] > 0 and data["predict"]["raw_read"]["mb_per_s"] > 0
