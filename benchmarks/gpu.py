@@ -72,7 +72,7 @@ def sizes(quick: bool, device: str) -> dict[str, Any]:
             repeats=10,
             store_patches=64,
             area=2048,
-            predict_batch=32,
+            predict_batch=None,  # predict's own choice from the free GPU memory
         )
     return dict(
         conv=(8, 64, 128),
@@ -392,6 +392,7 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
     from benchmarks.predict_area import checkpoint, simulate
     from sarcrop.options import ExecutionOptions, WindowOptions
     from sarcrop.prediction import predict_map
+    from sarcrop.prediction.predict import load_models, window_sizes
 
     fields = ExecutionOptions.model_fields
     if "device" not in fields or "precision" not in fields:
@@ -406,6 +407,7 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
     )
     readers = execution.read_threads
     windows = WindowOptions(batch_size=size["predict_batch"])
+    batch_size, block_windows = window_sizes(windows, load_models(ckpt), execution)
     start = time.perf_counter()
     out = predict_map(
         ckpt, scenes, root / "map.tif", windows=windows, execution=execution, progress=False
@@ -422,7 +424,8 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
         "km2": km2,
         "scenes": len(paths),
         "precision": execution.precision,
-        "batch_size": windows.batch_size,
+        "batch_size": batch_size,
+        "block_windows": block_windows,
         "readers": readers,
         "wall_s": wall,
         "km2_per_min": predict_km2_per_min,

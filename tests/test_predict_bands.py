@@ -26,8 +26,15 @@ from sarcrop.prediction import (
     predict_block,
     predict_map,
 )
-from sarcrop.prediction.engine import BlockResult, restrict, season_until
-from sarcrop.prediction.predict import block_path, work_dir
+from sarcrop.prediction.engine import (
+    BlockResult,
+    batch_for_memory,
+    placed,
+    restrict,
+    season_until,
+    window_memory,
+)
+from sarcrop.prediction.predict import block_path, window_sizes, work_dir
 from sarcrop.prediction.writer import binary_entropy
 from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
 from test_predict import NORM, SEASON, local_spec, read_map, write_scenes
@@ -304,6 +311,35 @@ def test_cuda_without_a_gpu_is_a_one_line_error(
     assert ExecutionOptions().resolved_device == "cpu"
     with pytest.raises(ValidationError, match="onnx engine"):
         ExecutionOptions(engine="onnx", device="cuda")
+
+
+def test_window_sizes_default_to_4_and_8_on_the_cpu_and_a_block_holds_a_batch() -> None:
+    spec = [local_spec()]
+    cpu = ExecutionOptions(device="cpu")
+    assert window_sizes(WindowOptions(), spec, cpu) == (4, 8)
+    assert window_sizes(WindowOptions(batch_size=20), spec, cpu) == (20, 20)
+    assert window_sizes(WindowOptions(batch_size=3, block_windows=2), spec, cpu) == (3, 2)
+    workers = ExecutionOptions(device="cuda", workers=2)  # sized on the client: no GPU there
+    assert window_sizes(WindowOptions(), spec, workers) == (4, 8)
+    gib = 2**30
+    assert batch_for_memory(10 * gib, gib // 4, 64) == 20  # half the free memory
+    assert batch_for_memory(100 * gib, gib // 4, 64) == 64
+    assert batch_for_memory(gib // 10, gib, 64) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_batch_is_sized_from_free_memory(inputs: tuple[Path, list[Path], Path]) -> None:
+    spec = local_spec()
+    batch, block = window_sizes(WindowOptions(window=64), [spec], ExecutionOptions(device="cuda"))
+    per_window = window_memory_on_cuda(spec)
+    free, _ = torch.cuda.mem_get_info()
+    assert batch == batch_for_memory(free, per_window, 64) and block == max(8, batch)
+    assert next(spec.model.parameters()).device.type == "cpu"
+
+
+def window_memory_on_cuda(spec: ModelSpec) -> int:
+    with placed([spec], "cuda"):
+        return window_memory(spec, 64, "fp32")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -118,13 +118,26 @@ class SplitOptions(Options):
     seed: int = Field(0, description="split seed")
 
 
+GPU_MAX_BATCH = 64
+
+
 class WindowOptions(Options):
     """How ``predict`` walks over the area."""
 
     window: int = Field(256, ge=8, description="window size in pixels")
     overlap: int = Field(32, ge=0, description="window overlap in pixels")
-    batch_size: int = Field(4, ge=1, description="windows per batch")
-    block_windows: int = Field(8, ge=1, description="windows per block, the unit of resuming")
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="windows per batch (4; on cuda in one process as many as half the free "
+        f"GPU memory holds, up to {GPU_MAX_BATCH})",
+    )
+    block_windows: int | None = Field(
+        None,
+        ge=1,
+        description="windows per block, the unit of resuming (8, or the batch if larger: "
+        "a batch never spans two blocks)",
+    )
 
     @model_validator(mode="after")
     def _overlap(self) -> WindowOptions:

@@ -165,8 +165,10 @@ def normalize(
     scale = np.float32(1.0) / np.where(span > 0, span, np.float32(1.0))
     out = np.subtract(images, low, out=out, dtype=np.float32)
     np.multiply(out, scale, out=out)
-    np.clip(out, 0.0, 1.0, out=out)
-    np.nan_to_num(out, copy=False, nan=0.0)
+    # Clipped to [0, 1] with NaN → 0 in two passes: fmax returns the number where one side is
+    # NaN (np.clip keeps NaN, and nan_to_num takes four more passes).
+    np.fmax(out, np.float32(0.0), out=out)
+    np.minimum(out, np.float32(1.0), out=out)
     return out
 
 

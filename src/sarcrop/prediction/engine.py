@@ -244,6 +244,27 @@ def placed(specs: Sequence[ModelSpec], device: str) -> Iterator[None]:
             spec.model.to(where)
 
 
+def window_memory(spec: ModelSpec, window: int, precision: Precision) -> int:
+    """Bytes of GPU memory one window takes through ``spec``'s model (placed on a GPU): the
+    peak of one forward pass above what was allocated before it."""
+    device = model_device(spec.model)
+    steps = int(spec.time_steps or spec.season.steps)
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    x = torch.zeros((1, steps, len(spec.bands), window, window), device=device)
+    with torch.inference_mode(), arithmetic(device, precision):
+        spec.model(x)
+    torch.cuda.synchronize(device)
+    return max(1, torch.cuda.max_memory_allocated(device) - before)
+
+
+def batch_for_memory(free: int, per_window: int, largest: int) -> int:
+    """The windows per batch that half of ``free`` bytes holds, between 1 and ``largest``
+    (the other half is left to the allocator's fragments and to other processes)."""
+    return max(1, min(largest, free // 2 // max(1, per_window)))
+
+
 @contextlib.contextmanager
 def arithmetic(device: torch.device, precision: Precision) -> Iterator[None]:
     """``bf16``: bfloat16 autocast (cpu or cuda). ``fp32`` on cuda: true fp32, TF32 off.

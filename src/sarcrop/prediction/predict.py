@@ -39,12 +39,19 @@ from tqdm import tqdm
 from sarcrop import __version__
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
-from sarcrop.options import ExecutionOptions, MapOptions, SceneOptions, WindowOptions
+from sarcrop.options import (
+    GPU_MAX_BATCH,
+    ExecutionOptions,
+    MapOptions,
+    SceneOptions,
+    WindowOptions,
+)
 from sarcrop.prediction.engine import (
     BlockCompute,
     BlockInput,
     BlockResult,
     ModelSpec,
+    batch_for_memory,
     build_onnx_model,
     check_compatible,
     check_device,
@@ -57,6 +64,7 @@ from sarcrop.prediction.engine import (
     season_until,
     torch_threads,
     window_batch_shape,
+    window_memory,
 )
 from sarcrop.prediction.windows import WindowLayout
 from sarcrop.prediction.writer import class_tags, merged_tiles, write_map
@@ -409,6 +417,38 @@ def class_band_tags(
     return tags
 
 
+CPU_BATCH, BLOCK_WINDOWS = 4, 8
+
+
+def window_sizes(
+    windows: WindowOptions, specs: Sequence[ModelSpec], execution: ExecutionOptions
+) -> tuple[int, int]:
+    """Windows per batch and per block: as given, else 4 and 8, and on a GPU in one process
+    as many per batch as half its free memory holds (measured with one window through the
+    first model, up to ``GPU_MAX_BATCH``). A batch never spans two blocks, so a block holds
+    at least one batch."""
+    batch = windows.batch_size
+    if batch is None:
+        one_process = execution.workers is None and execution.scheduler is None
+        if execution.resolved_device == "cuda" and one_process:
+            batch = gpu_batch(specs[0], windows.window, execution)
+        else:
+            batch = CPU_BATCH
+    block = windows.block_windows or max(BLOCK_WINDOWS, batch)
+    return batch, block
+
+
+def gpu_batch(spec: ModelSpec, window: int, execution: ExecutionOptions) -> int:
+    """:func:`batch_for_memory` of the GPU's free memory and one window's peak through
+    ``spec``'s model."""
+    import torch
+
+    with placed([spec], "cuda"):
+        per_window = window_memory(spec, window, execution.precision)
+        free, _ = torch.cuda.mem_get_info()
+    return batch_for_memory(free, per_window, GPU_MAX_BATCH)
+
+
 def prefetched(
     read: Callable[[int], BlockInput], indices: Sequence[int], readers: int = 1
 ) -> Iterator[BlockInput]:
@@ -476,15 +516,16 @@ def predict_map(
             stack.description or None,
         )
     grid = stack.grid
+    batch_size, block_windows = window_sizes(windows, specs, execution)
     try:
         layout = WindowLayout(
-            grid.height, grid.width, windows.window, windows.overlap, windows.block_windows
+            grid.height, grid.width, windows.window, windows.overlap, block_windows
         )
     except ValueError as exc:
         raise SarcropError(str(exc)) from exc
 
     work = work_dir(out)
-    config = run_config(specs, stack, layout, steps, windows.batch_size, execution)
+    config = run_config(specs, stack, layout, steps, batch_size, execution)
     with output_lock(out):
         earlier = read_manifest(work) if execution.resume else {}
         execution = execution.updated(threads=resolve_threads(execution, earlier, config))
@@ -506,13 +547,13 @@ def predict_map(
                 with torch_threads(threads), placed(specs, execution.device):
                     runners = None
                     if execution.engine == "onnx" and missing:
-                        shape = window_batch_shape(spec, layout, windows.batch_size)
+                        shape = window_batch_shape(spec, layout, batch_size)
                         runners = [build_onnx_model(s, shape, threads) for s in specs]
 
                     def read(index: int) -> BlockInput:
                         return read_block(spec, stack, layout, index, timesteps=steps)
 
-                    compute = BlockCompute(steps, windows.batch_size, execution.precision, runners)
+                    compute = BlockCompute(steps, batch_size, execution.precision, runners)
                     for block_input in prefetched(read, missing, execution.read_threads):
                         result = compute_block(
                             specs, layout, block_input, compute, on_windows=bar.update
@@ -534,7 +575,7 @@ def predict_map(
                     layout,
                     missing,
                     timesteps=steps,
-                    batch_size=windows.batch_size,
+                    batch_size=batch_size,
                     threads=threads,
                     execution=execution,
                     on_result=finished,
