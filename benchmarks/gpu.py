@@ -392,7 +392,6 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
     from benchmarks.predict_area import checkpoint, simulate
     from sarcrop.options import ExecutionOptions, WindowOptions
     from sarcrop.prediction import predict_map
-    from sarcrop.prediction.predict import load_models, window_sizes
 
     fields = ExecutionOptions.model_fields
     if "device" not in fields or "precision" not in fields:
@@ -407,7 +406,6 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
     )
     readers = execution.read_threads
     windows = WindowOptions(batch_size=size["predict_batch"])
-    batch_size, block_windows = window_sizes(windows, load_models(ckpt), execution)
     start = time.perf_counter()
     out = predict_map(
         ckpt, scenes, root / "map.tif", windows=windows, execution=execution, progress=False
@@ -417,6 +415,7 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
 
     with rasterio.open(out) as src:
         km2 = src.width * src.height * abs(src.res[0] * src.res[1]) / 1e6
+        tags = src.tags()
     read_km2_per_min = km2 / read["median_s"] * 60
     predict_km2_per_min = km2 / wall * 60
     return {
@@ -424,8 +423,8 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
         "km2": km2,
         "scenes": len(paths),
         "precision": execution.precision,
-        "batch_size": batch_size,
-        "block_windows": block_windows,
+        "batch_size": int(tags["BATCH_SIZE"]),
+        "block_windows": int(tags["BLOCK_WINDOWS"]),
         "readers": readers,
         "wall_s": wall,
         "km2_per_min": predict_km2_per_min,

@@ -484,6 +484,8 @@ def test_cli_builds_the_api_options(
     with rasterio.open(out) as src:
         assert src.descriptions == ("probability",)
         assert src.tags()["WINDOW"] == "160" and src.tags()["THREADS"] == "1"
+        # the sizes run, without --batch-size and --block-windows: the cpu's
+        assert (src.tags()["BATCH_SIZE"], src.tags()["BLOCK_WINDOWS"]) == ("4", "8")
     for bad in (["--no-probability", "--no-classes"], ["--window", "64", "--overlap", "40"]):
         assert cli_main([*base, *bad]) == 2
         err = capsys.readouterr().err.strip()

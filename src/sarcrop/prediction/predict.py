@@ -323,10 +323,12 @@ def map_tags(
     specs: Sequence[ModelSpec],
     stack: SceneStack,
     timesteps: int,
-    layout: WindowLayout,
+    windows: WindowOptions,
     output: MapOptions,
     execution: ExecutionOptions,
 ) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+    """The map's tags (``windows`` as resolved: the batch and block sizes run) and its
+    bands' tags."""
     spec = specs[0]
     used = season_until(spec.season, timesteps)
 
@@ -347,8 +349,10 @@ def map_tags(
         "TIME_STEPS": spec.time_steps,
         "TIME_STEPS_USED": timesteps,
         "DATA_UNTIL": (used.end - dt.timedelta(days=1)).isoformat(),
-        "WINDOW": layout.window,
-        "OVERLAP": layout.overlap,
+        "WINDOW": windows.window,
+        "OVERLAP": windows.overlap,
+        "BATCH_SIZE": windows.batch_size,
+        "BLOCK_WINDOWS": windows.block_windows,
         "ENGINE": execution.engine,
         "DEVICE": execution.resolved_device,
         "PRECISION": execution.precision,
@@ -583,7 +587,8 @@ def predict_map(
         finally:
             bar.close()
 
-        tags, band_tags = map_tags(specs, stack, steps, layout, output, execution)
+        run_windows = windows.updated(batch_size=batch_size, block_windows=block_windows)
+        tags, band_tags = map_tags(specs, stack, steps, run_windows, output, execution)
         tiles = merged_tiles(layout, lambda i: BlockResult.load(block_path(work, i)).sums)
         write_map(
             tiles,
