@@ -17,7 +17,8 @@ the JSON is rewritten after each, so a run cut short keeps what it measured):
   bf16-mixed, and a real ``sarcrop.training.train`` run (Lightning, precision bf16-mixed,
   channels_last) on a small synthetic store, which proves the CUDA training path end to end;
 - predict: ``predict_map`` km²/min on a simulated area (``benchmarks/predict_area.py``) on the
-  device, beside the raw read speed of the same scenes;
+  device, beside the raw read speed of the same scenes, and on a local Dask cluster of two
+  workers using the device;
 - estimate: the paper-scale pre-training time (12,942 patches of 256² × 50 epochs, and the
   epochs of the shipped ``paper`` config) from the measured training and inference rates.
 """
@@ -47,6 +48,7 @@ PAPER_EPOCHS = 50
 PAPER_VAL_FRACTION = 0.2
 STEPS, BANDS, PATCH = 8, 2, 256
 TRAIN_BATCH = 16
+DASK_WORKERS = 2
 COMPILE_TIMEOUT_S = 240
 
 
@@ -418,6 +420,12 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
         tags = src.tags()
     read_km2_per_min = km2 / read["median_s"] * 60
     predict_km2_per_min = km2 / wall * 60
+    run_windows = WindowOptions(
+        batch_size=int(tags["BATCH_SIZE"]), block_windows=int(tags["BLOCK_WINDOWS"])
+    )
+    # The single run's thread count too: on the CPU the maps are the same only with it.
+    on_dask = execution.updated(workers=DASK_WORKERS, threads=int(tags["THREADS"]))
+    dask_map, dask = predict_on_dask(ckpt, scenes, root, run_windows, on_dask)
     return {
         "area_px": size["area"],
         "km2": km2,
@@ -434,7 +442,35 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
             "km2_per_min": read_km2_per_min,
         },
         "fraction_of_raw_read": predict_km2_per_min / read_km2_per_min,
+        "dask": {
+            **dask,
+            "km2_per_min": km2 / dask["wall_s"] * 60,
+            "same_map": same_map(out, dask_map),
+        },
     }
+
+
+def predict_on_dask(
+    ckpt: Path, scenes: Path, root: Path, windows: Any, execution: Any
+) -> tuple[Path, dict[str, Any]]:
+    """The same map on a local Dask cluster of ``execution.workers`` processes, each using the
+    device (the path of GPU workers), with the batch and blocks of the single-process run."""
+    from sarcrop.prediction import predict_map
+
+    start = time.perf_counter()
+    out = predict_map(
+        ckpt, scenes, root / "map-dask.tif", windows=windows, execution=execution, progress=False
+    )
+    return out, {"workers": execution.workers, "wall_s": time.perf_counter() - start}
+
+
+def same_map(first: Path, second: Path) -> bool:
+    """Whether two maps' bands are equal."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(first) as a, rasterio.open(second) as b:
+        return bool(np.array_equal(a.read(), b.read()))
 
 
 def estimate(data: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,8 @@ def test_quick_cpu_run_measures_every_section(tmp_path: Path) -> None:
     assert data["training"]["bf16_mixed"]["samples_per_s"] > 0
     assert data["lightning_fit"]["precision"] == "bf16-mixed"
     assert data["predict"]["km2_per_min"] > 0 and data["predict"]["raw_read"]["mb_per_s"] > 0
+    dask = data["predict"]["dask"]  # the same map from two worker processes on the cpu
+    assert dask["workers"] == 2 and dask["km2_per_min"] > 0 and dask["same_map"] is True
     estimate = data["estimate"]
     assert estimate["epochs"] == gpu.PAPER_EPOCHS and estimate["total_min"] > 0
     assert estimate["config_epochs"] == gpu.paper_config_epochs()
