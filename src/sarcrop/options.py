@@ -118,7 +118,8 @@ class SplitOptions(Options):
     seed: int = Field(0, description="split seed")
 
 
-GPU_MAX_BATCH = 64
+# predict's window sizes when none are given (on a GPU the batch follows its free memory)
+CPU_BATCH, BLOCK_WINDOWS, GPU_MAX_BATCH = 4, 8, 64
 
 
 class WindowOptions(Options):
@@ -129,14 +130,14 @@ class WindowOptions(Options):
     batch_size: int | None = Field(
         None,
         ge=1,
-        description="windows per batch (4; on cuda in one process as many as half the free "
-        f"GPU memory holds, up to {GPU_MAX_BATCH})",
+        description=f"windows per batch ({CPU_BATCH}; on cuda in one process as many as half "
+        f"the free GPU memory holds, up to {GPU_MAX_BATCH})",
     )
     block_windows: int | None = Field(
         None,
         ge=1,
-        description="windows per block, the unit of resuming (8, or the batch if larger: "
-        "a batch never spans two blocks)",
+        description=f"windows per block, the unit of resuming ({BLOCK_WINDOWS}, or the batch "
+        "if larger: a batch never spans two blocks)",
     )
 
     @model_validator(mode="after")

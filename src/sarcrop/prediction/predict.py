@@ -40,6 +40,8 @@ from sarcrop import __version__
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.options import (
+    BLOCK_WINDOWS,
+    CPU_BATCH,
     GPU_MAX_BATCH,
     ExecutionOptions,
     MapOptions,
@@ -419,9 +421,6 @@ def class_band_tags(
                 "RANK": rank,
             }
     return tags
-
-
-CPU_BATCH, BLOCK_WINDOWS = 4, 8
 
 
 def window_sizes(
