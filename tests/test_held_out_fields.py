@@ -14,6 +14,7 @@ from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.baseline import run_baseline
 from sarcrop.experiments import run_experiment
 from sarcrop.experiments.classes import network_probabilities
+from sarcrop.experiments.config import ExperimentConfig
 from sarcrop.experiments.runner import held_out_maps
 from sarcrop.options import BaselineOptions
 from sarcrop.training import read_metadata
@@ -139,3 +140,38 @@ def test_folds_need_the_same_fields_one_crop_and_learnable_methods(tmp_path):
     early = {**HELD_OUT, "early_season": {"scenario": 0, "method": "fte"}}
     with pytest.raises(ConfigError, match=r"early_season\.scenario 0 scores held-out folds"):
         run_experiment(write_config(tmp_path, early), tmp_path)
+
+
+def test_folds_over_one_region_derive_its_two_views_and_score_as_written_out(tmp_path):
+    written = {**HELD_OUT, "methods": ["rf"]}
+    derived = {
+        **written,
+        "regions": {**TINY["regions"]},
+        "scenarios": [{**HELD_OUT["scenarios"][0], "finetune": "france", "test": "france"}],
+    }
+    config = ExperimentConfig.model_validate(derived)
+    assert config.scenarios[0].finetune == "france-all"
+    assert config.scenarios[0].test == "france-scored"
+    by_hand = ExperimentConfig.model_validate(written).regions
+    assert config.regions["france-all"] == by_hand["france-all"]
+    assert config.regions["france-scored"] == by_hand["france-test"]
+    assert config.regions["france"] == by_hand["france"]  # the region itself is untouched
+    scores = []
+    for name, data in (("written", written), ("derived", derived)):
+        (tmp_path / name).mkdir()
+        result = run_experiment(write_config(tmp_path / name, data), tmp_path / name / "out")
+        iou = result.results[result.results["metric"] == "iou"]
+        assert len(iou) == 1 and iou["scenario"].str.endswith("-folds2").all()
+        scores.append(iou["value"].to_numpy())
+    np.testing.assert_array_equal(*scores)
+
+
+def test_folds_over_one_region_refuse_a_merge_and_a_clashing_view():
+    scenario = {**HELD_OUT["scenarios"][0], "finetune": "both", "test": "both"}
+    merged = {**HELD_OUT, "regions": {**TINY["regions"], "both": {"merge": ["france", "spain"]}}}
+    with pytest.raises(ValueError, match="folds over both, a region of several"):
+        ExperimentConfig.model_validate({**merged, "scenarios": [scenario]})
+    scenario = {**scenario, "finetune": "france", "test": "france"}
+    clash = {**HELD_OUT["regions"], "france-scored": {**FRANCE, "split": {"method": "train"}}}
+    with pytest.raises(ValueError, match="derive region france-scored, which the config"):
+        ExperimentConfig.model_validate({**HELD_OUT, "regions": clash, "scenarios": [scenario]})

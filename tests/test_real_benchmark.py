@@ -309,7 +309,7 @@ def test_the_documented_my_fields_experiment_runs_from_the_shipped_model(shared_
     config = yaml.safe_load("#" + block)
     real = location(FLANDERS_2019, "2019-04-21", "patch")
     assert {s["folds"] for s in config["scenarios"] if "folds" in s} == {3}
-    for region in config["regions"].values():  # my-fields and its two views for the folds
+    for region in config["regions"].values():  # my-fields (the folds derive its two views)
         region.update(
             images=str(shared_data / real["images"]),
             labels=str(shared_data / real["labels"]),

@@ -129,7 +129,8 @@ class ScenarioSpec(_Strict):
     from: the labelled parcels of ``finetune``'s train split are dealt into k folds, each
     method trains once per fold without that fold's fields (at the run's label fraction of the
     others) and maps them, and the pooled maps are scored. ``test`` is then the same patches
-    and labels as the test split (e.g. the region with ``split: {method: test}``).
+    and labels as a test split (e.g. the region with ``split: {method: test}``), or the
+    ``finetune`` region itself: its two views are then derived (:func:`derive_fold_views`).
     """
 
     finetune: str
@@ -204,6 +205,70 @@ def expand_draws(regions: Any) -> Any:
     return expanded
 
 
+# The two views of a region that a ``folds`` scenario learns from and scores, derived where
+# the scenario fine-tunes and tests on the same region (`derive_fold_views`).
+FOLD_VIEWS = {"all": "train", "scored": "test"}
+
+
+def derive_fold_views(data: Any) -> Any:
+    """A ``folds`` scenario whose ``finetune`` and ``test`` are the same region learns from
+    every patch of it and scores those patches: add the region's two views, ``<name>-all``
+    (``split: {method: train}``) and ``<name>-scored`` (``split: {method: test}``), and point
+    the scenario at them, so a user writes the region once. A region of several (``merge``,
+    ``draws``) has no split of its own and is refused: its views are written by hand."""
+    if not isinstance(data, dict) or not isinstance(data.get("regions"), dict):
+        return data
+    regions = dict(data["regions"])
+    scenarios = list(data.get("scenarios") or ())
+    for index, scenario in enumerate(scenarios):
+        spec = scenario.model_dump() if isinstance(scenario, BaseModel) else scenario
+        name = spec.get("finetune") if isinstance(spec, dict) else None
+        if not spec.get("folds") or name != spec.get("test") or name not in regions:
+            continue
+        region = regions[name]
+        if _is_several(region):
+            raise ValueError(
+                f"scenarios[{index}]: folds over {name}, a region of several, need its two "
+                f"views written out: a train split to learn from, the same patches as a test "
+                f"split to score (docs/real-data.md)"
+            )
+        views = {view: f"{name}-{view}" for view in FOLD_VIEWS}
+        for view, derived in views.items():
+            made = _with_split(region, FOLD_VIEWS[view])
+            if derived in regions and regions[derived] != made:
+                raise ValueError(
+                    f"scenarios[{index}]: folds over {name} derive region {derived}, which "
+                    f"the config defines otherwise; rename it"
+                )
+            regions[derived] = made
+        change = {"finetune": views["all"], "test": views["scored"]}
+        scenarios[index] = (
+            {**scenario, **change}
+            if isinstance(scenario, dict)
+            else scenario.model_copy(update=change)
+        )
+    return {**data, "regions": regions, "scenarios": scenarios}
+
+
+def _is_several(region: Any) -> bool:
+    """Whether ``region`` (raw or validated) is a merge of regions or of simulated draws."""
+    if isinstance(region, RegionData):
+        return region.merge is not None
+    if not isinstance(region, dict):
+        return False
+    simulate = region.get("simulate")
+    draws = simulate.get("draws", 1) if isinstance(simulate, dict) else 1
+    return bool(region.get("merge")) or draws != 1
+
+
+def _with_split(region: Any, method: str) -> Any:
+    """``region`` (raw or validated) with all its patches in one split (the split's seed and
+    shares mean nothing there, and are dropped as a YAML ``split: {method: ...}`` would)."""
+    if isinstance(region, RegionData):
+        return region.model_copy(update={"split": SplitOptions.model_validate({"method": method})})
+    return {**region, "split": {"method": method}}
+
+
 class ExperimentConfig(_Strict):
     """The whole experiment: regions, pre-trainings, scenarios, methods, seeds, label fractions.
 
@@ -245,6 +310,11 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _classes(cls, value: Any) -> Any:
         return class_list(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_views(cls, data: Any) -> Any:
+        return derive_fold_views(data)
 
     @field_validator("regions", mode="before")
     @classmethod

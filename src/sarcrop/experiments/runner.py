@@ -297,7 +297,8 @@ class ExperimentRunner:
                 f"scenario {scenario.id}: folds score the fields of {scenario.finetune}: test "
                 f"region {scenario.test} must be its patches and labels in a test split "
                 f"(the same region with split: {{method: test}}, {scenario.finetune} with "
-                "split: {method: train})"
+                "split: {method: train}; or test the fine-tuning region itself, whose two "
+                "views are then derived)"
             )
 
     @staticmethod
