@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +248,9 @@ def test_worker_processes_compute_the_same_results(tiny_run, tmp_path, monkeypat
 
     monkeypatch.setattr(ExperimentRunner, "_train_method", refuse)
     monkeypatch.setattr(ExperimentRunner, "_forest", refuse)
+    # A caller's formatter that pickle cannot carry (as the standard library's own, once
+    # Lightning has replaced it, in a script run from a fresh process): the workers keep theirs.
+    monkeypatch.setattr(warnings, "formatwarning", lambda *args, **kwargs: "formatted\n")
     parallel = run_experiment(config, tmp_path / "out", jobs=2)
     pd.testing.assert_frame_equal(parallel.results, first.results)
     assert len(list((tmp_path / "out" / "cache").glob("method-*/done.json"))) == len(

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -690,8 +691,8 @@ class ExperimentRunner:
         if not todo:
             return
         context = multiprocessing.get_context("spawn")
-        # Workers format warnings as the caller does.
-        setup = (self.config, self.out, len(self.seeds), self.formatwarning)
+        # Workers format warnings as the caller does, where pickle can carry the formatter.
+        setup = (self.config, self.out, len(self.seeds), _picklable(self.formatwarning))
         with ProcessPoolExecutor(
             min(self.jobs, len(todo)), mp_context=context, initializer=_start_worker, initargs=setup
         ) as pool:
@@ -943,15 +944,27 @@ class MethodUnit:
     fraction: float
 
 
+def _picklable(formatter: Callable[..., str]) -> Callable[..., str] | None:
+    """``formatter``, or None where pickle cannot hand it to a worker: the standard library's
+    own once Lightning has put its formatter in its place (pickle finds a function by its
+    name), or a formatter defined inside a function. A worker then keeps its own default."""
+    try:
+        pickle.dumps(formatter)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return None
+    return formatter
+
+
 # The runner of a worker process (see ExperimentRunner._run_in_workers).
 _worker: ExperimentRunner | None = None
 
 
 def _start_worker(
-    config: ExperimentConfig, out: Path, seeds: int, formatwarning: Callable[..., str]
+    config: ExperimentConfig, out: Path, seeds: int, formatwarning: Callable[..., str] | None
 ) -> None:
     global _worker
-    warnings.formatwarning = formatwarning
+    if formatwarning is not None:
+        warnings.formatwarning = formatwarning
     if config.threads is not None:
         import torch
 
