@@ -10,7 +10,8 @@ so the point estimate is exactly the metric reported elsewhere.
 Given several seeds' predictions of one test set, it does the same for their mean: every seed
 sees the same parcel draw, so the interval reflects the test set's uncertainty once, not once
 per seed. :func:`paired_difference` compares two methods the same way: both are scored on the
-same draws and the interval is that of their per-draw difference.
+same draws and the interval is that of their per-draw difference; :func:`pooled_difference`
+does it over several test sets at once (a location split at random in several ways).
 
 Crop-type maps are scored the same way by :func:`class_bootstrap`: each parcel's ``K × K``
 confusion counts are resampled, and each draw is scored by
@@ -131,16 +132,58 @@ def paired_difference(
     :func:`parcel_bootstrap`); ``threshold`` is one for both or (A's, B's). ``p_above`` is the
     share of draws, among those where both are defined, in which A scores above B.
     """
+    test_set = PairedTestSet(pred_a, pred_b, target, parcels)
+    return pooled_difference(
+        [test_set], metric=metric, n=n, seed=seed, level=level, threshold=threshold
+    )
+
+
+@dataclass(frozen=True)
+class PairedTestSet:
+    """One test set of a paired comparison: A's and B's predictions of it (each one array or
+    one per seed), its targets and its parcel ids."""
+
+    pred_a: np.ndarray | Sequence[np.ndarray]
+    pred_b: np.ndarray | Sequence[np.ndarray]
+    target: np.ndarray
+    parcels: np.ndarray
+
+
+def pooled_difference(
+    test_sets: Sequence[PairedTestSet],
+    *,
+    metric: str = "iou",
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    threshold: float | tuple[float, float] = 0.5,
+) -> Difference:
+    """:func:`paired_difference` over several test sets (e.g. one location split at random
+    in several ways), each weighing the same: the difference of A's and B's means over the
+    test sets, each draw resampling every test set's own parcels (test set i with bootstrap
+    seed ``seed + i``) and scoring A and B on the same draw of it. ``n_parcels`` is the sum
+    over the test sets."""
     _check(metric, n, level)
+    if not test_sets:
+        raise EvaluationInputError("a pooled difference needs at least one test set")
     a, b = (threshold, threshold) if isinstance(threshold, (int, float)) else threshold
-    groups = [_counts(pred_a, target, parcels, a), _counts(pred_b, target, parcels, b)]
-    estimates, draws = _joint_draws(groups, metric, n, seed)
-    differences = draws[0] - draws[1]
+    estimates, draws, parcels = [], [], 0
+    for index, test_set in enumerate(test_sets):
+        groups = [
+            _counts(test_set.pred_a, test_set.target, test_set.parcels, a),
+            _counts(test_set.pred_b, test_set.target, test_set.parcels, b),
+        ]
+        estimate, drawn = _joint_draws(groups, metric, n, seed + index)
+        estimates.append(estimate)
+        draws.append(drawn)
+        parcels += groups[0].shape[1]
+    mean_estimates = _nanmean(np.stack(estimates), axis=0)
+    mean_draws = _nanmean(np.stack(draws), axis=0)
+    differences = mean_draws[0] - mean_draws[1]
     defined = differences[np.isfinite(differences)]
     p_above = float(np.mean(defined > 0)) if defined.size else float("nan")
-    estimate = float(estimates[0] - estimates[1])
     low, high = _percentiles(differences, level)
-    return Difference(estimate, low, high, groups[0].shape[1], p_above)
+    return Difference(float(mean_estimates[0] - mean_estimates[1]), low, high, parcels, p_above)
 
 
 def _check(metric: str, n: int, level: float) -> None:
