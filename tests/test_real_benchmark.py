@@ -13,6 +13,7 @@ import yaml
 
 import realdata_support
 from sarcrop.cli import main
+from sarcrop.data.store import DatasetStore
 from sarcrop.errors import ConfigError
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.tables import paired_table
@@ -326,3 +327,36 @@ def test_the_documented_my_fields_experiment_runs_from_the_shipped_model(shared_
     assert Path(record.pretrain.checkpoint).name == "europe-maize.safetensors"
     iou = result.results[(result.results["metric"] == "iou") & (result.results["timestep"] == 8)]
     assert iou["value"].between(0, 1).all() and len(iou) == 2 * len(config["methods"])
+
+
+def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tmp_path):
+    """benchmarks/own_splits.py: each location split two ways, pooled over the splits."""
+    from benchmarks.own_splits import main as own_splits
+
+    args = ["--data", str(shared_data), "--out", str(tmp_path), "--splits", "2", "--seeds", "1"]
+    assert own_splits([*args, "--fractions", "1.0", "--methods", "rf", "ri"]) == 0
+    table = pd.read_csv(tmp_path / "splits.csv")
+    assert set(zip(table["location"], table["method"], strict=True)) == {
+        (location, method)
+        for location in ("flanders2018", "flanders2019")
+        for method in ("rf", "ri")
+    }
+    assert (table["splits"] == 2).all() and (table["runs"] == 2).all()
+    record = RunRecord.read(tmp_path / "run")
+    results = pd.read_csv(tmp_path / "run" / "results.csv")
+    iou = results[(results["metric"] == "iou") & (results["timestep"] == 8)]
+    for location in ("flanders2018", "flanders2019"):
+        mine = iou[iou["scenario"].str.startswith(f"{location}-split")]
+        means = mine.groupby("method")["value"].mean()
+        row = table.set_index(["location", "method"]).loc[location]
+        np.testing.assert_allclose(row["mean"], means[row.index], rtol=1e-9)
+        # the pooled paired difference is the difference of the pooled means
+        assert row.loc["ri", "minus_rf"] == pytest.approx(means["ri"] - means["rf"])
+        low, high = row.loc["ri", ["minus_rf_low", "minus_rf_high"]]
+        assert low <= row.loc["ri", "minus_rf"] <= high
+        tests = [
+            DatasetStore(record.path(record.regions[f"{location}-split{k}"].store)).indices("test")
+            for k in (0, 1)
+        ]
+        assert tests[0] != tests[1]  # two different random splits of the location
+    assert "| flanders2019 | 100% | ri |" in (tmp_path / "splits.md").read_text()

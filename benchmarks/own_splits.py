@@ -1,0 +1,211 @@
+"""Own fields split at random several ways: how much of a patch-split result is the split.
+
+    python benchmarks/own_splits.py --data ../shared/data --out runs/own-splits
+
+The real benchmark (``sarcrop experiment real``) fine-tunes and tests on each Flanders location
+split once (split seed 0) into 60/40 random 16 x 16 px patches: 6 test patches and 11-12 test
+parcels, so one late-harvested field more or less in the test patches moves every method. This
+runs the same own-field scenarios with split seeds 0 ... S-1 (``--splits``), with the shipped
+config's pre-training, fine-tuning recipe, forest and methods, through ``run_experiment`` (the
+run folder is ``OUT/run``, its config ``OUT/own-splits.yaml``), and pools the splits: per
+location, label fraction and method, the mean over splits and seeds, each split's mean, and the
+paired difference to RI and to RF with a 95 % interval that resamples each split's own test
+parcels (:func:`sarcrop.evaluation.bootstrap.pooled_difference`; every split weighs the same).
+Writes ``splits.csv`` and ``splits.md`` into ``--out`` and prints the table. Where the data is
+absent it prints why and exits 0, as ``sarcrop experiment real`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sarcrop.evaluation.bootstrap import PairedTestSet, pooled_difference
+from sarcrop.experiments import load_experiment_config, run_experiment
+from sarcrop.experiments.config import DataNotFound
+from sarcrop.experiments.intervals import BASELINES, BOOTSTRAP, split_parcels
+from sarcrop.experiments.presets import resolve_config
+from sarcrop.experiments.record import RunRecord
+from sarcrop.experiments.runner import is_forest
+from sarcrop.utils.atomic import write_text_atomic
+
+LOCATIONS = ("flanders2018", "flanders2019")
+METHODS = ("rf", "ri", "ft", "fte", "ftd", "rf-features", "zero-shot")
+PRETRAIN = "europe"
+SPLIT_TAG = "-split"
+
+
+def splits_config(
+    splits: int, seeds: int, fractions: Sequence[float], methods: Sequence[str]
+) -> dict[str, Any]:
+    """The shipped ``real`` config cut to the own-field scenarios of ``LOCATIONS``, each
+    location split with seeds ``0 … splits - 1`` (regions ``<location>-split<k>``)."""
+    shipped = yaml.safe_load(resolve_config("real").read_text(encoding="utf-8"))
+    regions: dict[str, Any] = {PRETRAIN: shipped["regions"][PRETRAIN]}
+    scenarios = []
+    for location in LOCATIONS:
+        for seed in range(splits):
+            name = f"{location}{SPLIT_TAG}{seed}"
+            regions[name] = {
+                **shipped["regions"][location],
+                "split": {"method": "patch", "seed": seed},
+            }
+            scenarios.append(
+                {"finetune": name, "test": name, "crop": "maize", "bands": ["VH", "VV"]}
+            )
+    kept = ("data_root", "epoch_budget", "finetune", "feature_forest", "baseline", "threads")
+    return {
+        "name": "real-own-splits",
+        **{key: shipped[key] for key in kept},
+        "seeds": seeds,
+        "fractions": list(fractions),
+        "regions": regions,
+        "pretrain": shipped["pretrains"][PRETRAIN],
+        "scenarios": scenarios,
+        "methods": list(methods),
+        "figure_patches": 0,
+        "jobs": shipped["jobs"],
+    }
+
+
+def pooled_table(run_dir: Path) -> pd.DataFrame:
+    """Per location × label fraction × method: the mean IoU over splits and seeds, the split
+    means, and the paired differences to RI and RF pooled over the splits."""
+    record = RunRecord.read(run_dir)
+    config = load_experiment_config(run_dir / "own-splits.yaml")
+    thresholds = {
+        m: config.baseline.threshold if is_forest(m) else config.finetune.threshold
+        for m in config.methods
+    }
+    results = pd.read_csv(run_dir / record.results)
+    results = results[(results["run"] == "main") & (results["metric"] == "iou")]
+    results = results[results["timestep"] == results["timestep"].max()]
+    truths, predictions = {}, {}
+    for scenario in record.scenarios:
+        store = record.path(record.regions[scenario.test_region].store)
+        truths[scenario.id] = split_parcels(store, scenario.bands, scenario.crop)
+    for unit in record.units:
+        key = (unit.scenario, unit.method, unit.label_fraction)
+        probabilities = np.load(record.path(unit.probabilities)).astype(np.float32)
+        predictions.setdefault(key, {})[unit.seed] = probabilities
+    location_of = {s.id: s.finetune_region.split(SPLIT_TAG)[0] for s in record.scenarios}
+    results = results.assign(location=results["scenario"].map(location_of))
+    rows = []
+    keys = ["location", "label_fraction", "method"]
+    for (location, fraction, method), group in results.groupby(keys, sort=True):
+        per_split = group.groupby("scenario")["value"].mean()
+        row: dict[str, Any] = {
+            "location": location,
+            "label_fraction": fraction,
+            "method": method,
+            "splits": len(per_split),
+            "runs": len(group),
+            "mean": group["value"].mean(),
+            "split_std": per_split.std(ddof=1) if len(per_split) > 1 else 0.0,
+            "split_means": " ".join(f"{v:.2f}" for v in per_split.sort_index(key=split_seed)),
+        }
+        for baseline in BASELINES:
+            if baseline == method or baseline not in config.methods:
+                continue
+            test_sets = [
+                PairedTestSet(
+                    seeds_of(predictions[(scenario, method, fraction)]),
+                    seeds_of(predictions[(scenario, baseline, fraction)]),
+                    *truths[scenario],
+                )
+                for scenario in sorted(per_split.index, key=split_key)
+            ]
+            difference = pooled_difference(
+                test_sets, threshold=(thresholds[method], thresholds[baseline]), **BOOTSTRAP
+            )
+            row[f"minus_{baseline}"] = difference.estimate
+            row[f"minus_{baseline}_low"] = difference.low
+            row[f"minus_{baseline}_high"] = difference.high
+            row[f"p_above_{baseline}"] = difference.p_above
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def split_key(scenario: str) -> int:
+    """The split seed in a scenario id of this benchmark."""
+    return int(scenario.split(SPLIT_TAG)[1].split("-")[0])
+
+
+def split_seed(index: pd.Index) -> pd.Index:
+    return index.map(split_key)
+
+
+def seeds_of(by_seed: dict[int, np.ndarray]) -> list[np.ndarray]:
+    return [by_seed[seed] for seed in sorted(by_seed)]
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The pooled table: mean over splits and seeds (± std of the split means), the split
+    means, and the pooled paired differences [95 % interval] (bold: the interval excludes 0)."""
+    lines = [
+        "| location | fraction | method | mean ± split std | split means | − RI | − RF |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, row in table.iterrows():
+        paired = [difference(row, baseline) for baseline in BASELINES]
+        lines.append(
+            f"| {row['location']} | {row['label_fraction']:.0%} | {row['method']} "
+            f"| {row['mean']:.2f} ± {row['split_std']:.2f} | {row['split_means']} "
+            f"| {' | '.join(paired)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def difference(row: pd.Series, baseline: str) -> str:
+    estimate = row.get(f"minus_{baseline}")
+    if estimate is None or pd.isna(estimate):
+        return ""
+    low, high = row[f"minus_{baseline}_low"], row[f"minus_{baseline}_high"]
+    text = f"{estimate:+.2f} [{low:.2f}, {high:.2f}]"
+    resolved = low > 0 or high < 0
+    return f"**{text}**" if resolved else text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the shared data folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--splits", type=int, default=5, help="split seeds 0 … N-1 (5)")
+    parser.add_argument("--seeds", type=int, default=5, help="runs per method and split (5)")
+    parser.add_argument(
+        "--fractions", type=float, nargs="+", default=[0.25, 1.0], help="(0.25 1.0)"
+    )
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), help=" ".join(METHODS))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    run_dir = args.out / "run"
+    run_dir.mkdir(exist_ok=True)
+    config = splits_config(args.splits, args.seeds, args.fractions, args.methods)
+    config["data_root"] = str(Path(args.data).resolve())
+    config_file = run_dir / "own-splits.yaml"
+    write_text_atomic(config_file, yaml.safe_dump(config, sort_keys=False))
+    try:
+        run_experiment(config_file, run_dir)
+    except DataNotFound as exc:
+        print(f"skipping: {exc.problem}")
+        return 0
+    table = pooled_table(run_dir)
+    write_text_atomic(args.out / "splits.csv", table.to_csv(index=False))
+    text = markdown(table)
+    write_text_atomic(args.out / "splits.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
