@@ -35,8 +35,9 @@ CLASSES = ["maize", "potato", "grassland", "other"]
 CURVES = {1: [-12, -4, 4, 2], 2: [2, 6, -3, -8], 3: [5, 5, 5, 5]}
 
 
-def make_store(path) -> str:
-    """Raw dB patches: a field of each crop per patch on an "other" background."""
+def make_store(path, split: list[str] | None = None) -> str:
+    """Raw dB patches: a field of each crop per patch on an "other" background (the last
+    three patches test, unless ``split`` says otherwise)."""
     rng = np.random.default_rng(0)
     images = rng.normal(-15.0, 1.0, (N, STEPS, 1, SIZE, SIZE)).astype(np.float32)
     labels = np.zeros((N, SIZE, SIZE), np.int16)
@@ -52,7 +53,7 @@ def make_store(path) -> str:
         stride=SIZE,
         offsets=[(0, SIZE * i) for i in range(N)],
         classes=STORE_CLASSES,
-        split=["train"] * (N - 3) + ["test"] * 3,
+        split=split or ["train"] * (N - 3) + ["test"] * 3,
         normalization=Normalization((-30.0,), (0.0,), ("VH",)),
         region="netherlands",
         year=2021,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sarcrop.data.parcels import LabelMask, parcel_folds
+from sarcrop.data.parcels import LabelMask, parcel_folds, store_parcels
 from sarcrop.data.store import DatasetStore, write_store
 from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.baseline import run_baseline
@@ -19,6 +19,8 @@ from sarcrop.experiments.runner import held_out_maps
 from sarcrop.options import BaselineOptions
 from sarcrop.training import read_metadata
 from test_experiment import TINY, write_config
+from test_experiment_classes import N as TYPE_PATCHES
+from test_experiment_classes import make_store as make_type_store
 from test_few_labels import STEPS, make_store
 from test_held_out_search import parcels_of
 
@@ -129,14 +131,10 @@ def test_an_experiment_scores_every_method_on_the_fields_each_fold_held_out(tmp_
         np.testing.assert_allclose(saved[held], own[held], atol=1e-3)  # float16 on disk
 
 
-def test_folds_need_the_same_fields_one_crop_and_learnable_methods(tmp_path):
+def test_folds_need_the_same_fields_and_no_early_season_curve(tmp_path):
     with pytest.raises(ConfigError, match="must be its patches and labels in a test split"):
         bad = {**HELD_OUT, "scenarios": [{**HELD_OUT["scenarios"][0], "test": "spain"}]}
         run_experiment(write_config(tmp_path, {**bad, "methods": ["zero-shot"]}), tmp_path / "a")
-    scenario = {**HELD_OUT["scenarios"][0], "crop": "", "classes": ["rice", "other"]}
-    with pytest.raises(ConfigError, match="folds score one crop"):
-        data = {**HELD_OUT, "scenarios": [scenario], "methods": ["rf"]}
-        run_experiment(write_config(tmp_path, data), tmp_path)
     early = {**HELD_OUT, "early_season": {"scenario": 0, "method": "fte"}}
     with pytest.raises(ConfigError, match=r"early_season\.scenario 0 scores held-out folds"):
         run_experiment(write_config(tmp_path, early), tmp_path)
@@ -175,3 +173,82 @@ def test_folds_over_one_region_refuse_a_merge_and_a_clashing_view():
     clash = {**HELD_OUT["regions"], "france-scored": {**FRANCE, "split": {"method": "train"}}}
     with pytest.raises(ValueError, match="derive region france-scored, which the config"):
         ExperimentConfig.model_validate({**HELD_OUT, "regions": clash, "scenarios": [scenario]})
+    stored = {**HELD_OUT["regions"], "france": {"store": "france.zarr"}}
+    with pytest.raises(ValueError, match="folds over france, a prepared store"):
+        ExperimentConfig.model_validate({**HELD_OUT, "regions": stored, "scenarios": [scenario]})
+
+
+# -- crop types ---------------------------------------------------------------------------------
+
+TYPES = ["maize", "potato", "grassland", "other"]
+
+
+@pytest.fixture(scope="module")
+def type_stores(tmp_path_factory) -> dict[str, str]:
+    """The crop-type store of test_experiment_classes (8 patches, a field of each crop in
+    each) with every patch to learn from, and again with every patch to score."""
+    folder = tmp_path_factory.mktemp("types")
+    return {
+        split: make_type_store(folder / f"{split}.zarr", split=[split] * TYPE_PATCHES)
+        for split in ("train", "test")
+    }
+
+
+def test_crop_type_folds_deal_each_class_in_turn(type_stores):
+    store = DatasetStore(type_stores["train"])
+    named = TYPES[:-1]
+    folds = parcel_folds(store, 3, 0, positive=named, classes=TYPES)
+    labels, ids = store.read_all_labels(), store_parcels(store)
+    for fold in folds:  # 8 parcels of each crop over 3 folds: 2 or 3 of each held out
+        for crop in named:
+            code = store.classes.index(crop)
+            held = np.unique(ids[fold.held_out.keep & (labels == code)])
+            trained = np.unique(ids[fold.train.keep & (labels == code)])
+            assert len(held) in (2, 3) and len(trained) == 8 - len(held)
+    assert set(parcels_of(store, folds[0].held_out.keep)).isdisjoint(
+        parcels_of(store, folds[1].held_out.keep)
+    )
+    keep = labels != store.classes.index("potato")
+    keep[0] = True  # the potato field of the first patch only
+    one_potato = LabelMask(keep, "train", 1.0, 0, 0, 0)
+    with pytest.raises(InputDataError, match="potato 1 labelled parcels; cross-validation"):
+        parcel_folds(store, 3, 0, positive=named, classes=TYPES, subset=one_potato)
+
+
+def test_a_crop_type_experiment_scores_each_class_on_held_out_fields(type_stores, tmp_path):
+    from test_experiment_classes import TRAIN
+
+    data = {
+        "name": "types-folds",
+        "regions": {
+            "all": {"store": type_stores["train"]},
+            "scored": {"store": type_stores["test"]},
+        },
+        "pretrain": {"region": "all", "crop": "maize", "model_options": {"widths": [4, 8]}},
+        "finetune": TRAIN,
+        "scenarios": [{"finetune": "all", "test": "scored", "classes": TYPES, "folds": 2}],
+        "methods": ["rf", "ri"],
+        "baseline": {"n_estimators": 5, "early_season": False},
+        "figure_patches": 0,
+    }
+    run_experiment(write_config(tmp_path, data), tmp_path / "out")
+    classes = pd.read_csv(tmp_path / "out" / "class_results.csv")
+    assert classes["scenario"].str.endswith("-folds2").all()
+    assert set(classes["method"]) == {"rf", "ri"}
+    assert set(classes["class"].dropna()) == set(TYPES)
+    done = {
+        pd.read_json(path, typ="series")["key"]["method"]: path.parent
+        for path in (tmp_path / "out" / "cache").glob("method-*/done.json")
+    }
+    saved = np.load(done["rf"] / "test_probabilities.npy").astype(np.float32)
+    assert saved.shape == (TYPE_PATCHES, len(TYPES), 16, 16)
+    # Each held-out pixel is the forest of the fold that held it out.
+    store = DatasetStore(type_stores["train"])
+    options = BaselineOptions(n_estimators=5, early_season=False, classes=tuple(TYPES))
+    for fold in parcel_folds(store, 2, 0, positive=TYPES[:-1], classes=TYPES):
+        own = run_baseline(store, options, test_store=type_stores["test"], fold=fold)
+        held = fold.held_out.keep
+        own_map = np.nan_to_num(own.probabilities())
+        np.testing.assert_allclose(
+            np.moveaxis(saved, 1, -1)[held], np.moveaxis(own_map, 1, -1)[held], atol=1e-3
+        )

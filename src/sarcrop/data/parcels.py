@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from sarcrop.data.labels import positive_indices
+from sarcrop.data.labels import OTHER, class_lookup, positive_indices
 from sarcrop.data.prepare import split_class_pixels
 from sarcrop.data.store import SPLITS, DatasetStore, create_store
 from sarcrop.errors import InputDataError
@@ -214,7 +214,7 @@ def label_subset(
     if not names:
         raise InputDataError("store names no positive class; pass positive=", store.path)
     found = _split_parcels(store, split, names, connectivity=connectivity)
-    parcels, in_split, candidates, is_positive = found
+    parcels, in_split, candidates, is_positive, _ = found
     try:
         chosen = choose_parcels(candidates, is_positive, fraction, seed)
     except InputDataError as exc:
@@ -230,9 +230,9 @@ def _split_parcels(
     *,
     keep: np.ndarray | None = None,
     connectivity: int = 4,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Parcel ids of the store, which pixels lie in ``split``, the split's labelled parcels
-    (those ``keep`` keeps) and whether each is of a ``positive`` class."""
+    (those ``keep`` keeps), whether each is of a ``positive`` class and its class value."""
     labels = store_labels(store)
     parcels = store_parcels(store, connectivity=connectivity, labels=labels)
     in_split = np.zeros(parcels.shape, dtype=bool)
@@ -243,7 +243,41 @@ def _split_parcels(
     candidates = np.unique(parcels[usable])
     classes = parcel_classes(parcels, labels)[candidates]
     is_positive = np.isin(classes, positive_indices(store.classes, list(positive)))
-    return parcels, in_split, candidates, is_positive
+    return parcels, in_split, candidates, is_positive, classes
+
+
+def _binary_groups(
+    store: DatasetStore, split: str, positive: Sequence[str], is_positive: np.ndarray
+) -> list[np.ndarray]:
+    """The positive and the negative parcels (masks over the candidates), two of each."""
+    n_pos, n_neg = int(is_positive.sum()), int((~is_positive).sum())
+    if min(n_pos, n_neg) < 2:
+        raise InputDataError(
+            f"{split} split: {n_pos} {'/'.join(positive)} and {n_neg} other labelled parcels; "
+            "cross-validation over parcels needs at least 2 of each",
+            store.path,
+        )
+    return [is_positive, ~is_positive]
+
+
+def _class_groups(
+    store: DatasetStore, split: str, classes: Sequence[str], values: np.ndarray
+) -> list[np.ndarray]:
+    """The parcels of each target class in turn, then those the classes leave out (masks over
+    the candidates); two of each class but ``other``."""
+    target = class_lookup(store.classes, classes)[values]
+    short = [
+        f"{name} {int(np.sum(target == k))}"
+        for k, name in enumerate(classes)
+        if name.casefold() != OTHER and np.sum(target == k) < 2
+    ]
+    if short:
+        raise InputDataError(
+            f"{split} split: {', '.join(short)} labelled parcels; cross-validation over "
+            "parcels needs at least 2 of each class but other",
+            store.path,
+        )
+    return [target == k for k in range(len(classes))] + [target < 0]
 
 
 @dataclass(frozen=True)
@@ -267,30 +301,29 @@ def parcel_folds(
     subset: LabelMask | None = None,
     fraction: float = 1.0,
     split: str = "train",
+    classes: Sequence[str] | None = None,
 ) -> list[ParcelFold]:
     """Deal the labelled parcels of ``split`` (those ``subset`` keeps) into ``folds`` folds.
 
     Positive and negative parcels are dealt in turn after a seeded shuffle, so each fold holds
     its share of both and every training side keeps at least one of each; that needs two
-    parcels of each kind. Folds left empty (fewer parcels than folds) are dropped. Below
-    ``fraction`` 1 each training side keeps a seeded share of its parcels (as
-    :func:`label_subset` chooses them, nested over fractions), while every fold still holds out
-    all of its own: the same fields are scored at every fraction.
+    parcels of each kind. For a crop-type map (``classes``, as a crop-type dataset maps them)
+    each class is dealt in turn instead, and each class but ``other`` needs two parcels. Folds
+    left empty (fewer parcels than folds) are dropped. Below ``fraction`` 1 each training side
+    keeps a seeded share of its parcels (as :func:`label_subset` chooses them, nested over
+    fractions), while every fold still holds out all of its own: the same fields are scored at
+    every fraction.
     """
     store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     keep = None if subset is None else subset.keep
-    parcels, in_split, candidates, is_positive = _split_parcels(store, split, positive, keep=keep)
-    n_pos, n_neg = int(is_positive.sum()), int((~is_positive).sum())
-    if min(n_pos, n_neg) < 2:
-        raise InputDataError(
-            f"{split} split: {n_pos} {'/'.join(positive)} and {n_neg} other labelled parcels; "
-            "cross-validation over parcels needs at least 2 of each",
-            store.path,
-        )
+    found = _split_parcels(store, split, positive, keep=keep)
+    parcels, in_split, candidates, is_positive, values = found
+    if classes is None:
+        groups = _binary_groups(store, split, positive, is_positive)
+    else:
+        groups = _class_groups(store, split, classes, values)
     rng = np.random.default_rng(seed)
-    dealt = np.concatenate(
-        [rng.permutation(candidates[is_positive]), rng.permutation(candidates[~is_positive])]
-    )
+    dealt = np.concatenate([rng.permutation(candidates[group]) for group in groups])
     groups = [group for i in range(folds) if len(group := dealt[i::folds])]
     base = np.ones(parcels.shape, dtype=bool) if keep is None else keep
     out = []

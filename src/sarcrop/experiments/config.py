@@ -126,7 +126,8 @@ class ScenarioSpec(_Strict):
     crop-type scenario: every method maps those classes at once.
 
     ``folds: k`` scores every method on fields it never learnt from, in the region it learns
-    from: the labelled parcels of ``finetune``'s train split are dealt into k folds, each
+    from: the labelled parcels of ``finetune``'s train split are dealt into k folds (class by
+    class in a crop-type scenario), each
     method trains once per fold without that fold's fields (at the run's label fraction of the
     others) and maps them, and the pooled maps are scored. ``test`` is then the same patches
     and labels as a test split (e.g. the region with ``split: {method: test}``), or the
@@ -215,7 +216,8 @@ def derive_fold_views(data: Any) -> Any:
     every patch of it and scores those patches: add the region's two views, ``<name>-all``
     (``split: {method: train}``) and ``<name>-scored`` (``split: {method: test}``), and point
     the scenario at them, so a user writes the region once. A region of several (``merge``,
-    ``draws``) has no split of its own and is refused: its views are written by hand."""
+    ``draws``) or a prepared ``store`` cannot be split so, and is refused: its views are
+    written by hand."""
     if not isinstance(data, dict) or not isinstance(data.get("regions"), dict):
         return data
     regions = dict(data["regions"])
@@ -226,11 +228,11 @@ def derive_fold_views(data: Any) -> Any:
         if not spec.get("folds") or name != spec.get("test") or name not in regions:
             continue
         region = regions[name]
-        if _is_several(region):
+        if (kind := _fixed_split(region)) is not None:
             raise ValueError(
-                f"scenarios[{index}]: folds over {name}, a region of several, need its two "
-                f"views written out: a train split to learn from, the same patches as a test "
-                f"split to score (docs/real-data.md)"
+                f"scenarios[{index}]: folds over {name}, {kind}, need its two views written "
+                f"out: a train split to learn from, the same patches as a test split to score "
+                f"(docs/real-data.md)"
             )
         views = {view: f"{name}-{view}" for view in FOLD_VIEWS}
         for view, derived in views.items():
@@ -250,15 +252,20 @@ def derive_fold_views(data: Any) -> Any:
     return {**data, "regions": regions, "scenarios": scenarios}
 
 
-def _is_several(region: Any) -> bool:
-    """Whether ``region`` (raw or validated) is a merge of regions or of simulated draws."""
+def _fixed_split(region: Any) -> str | None:
+    """What keeps ``region`` (raw or validated) from taking a split of its own, if anything:
+    a merge of regions or of simulated draws (its members' splits), or a prepared store."""
     if isinstance(region, RegionData):
-        return region.merge is not None
+        region = region.model_dump(exclude_defaults=True)
     if not isinstance(region, dict):
-        return False
+        return None
     simulate = region.get("simulate")
     draws = simulate.get("draws", 1) if isinstance(simulate, dict) else 1
-    return bool(region.get("merge")) or draws != 1
+    if region.get("merge") or draws != 1:
+        return "a region of several"
+    if region.get("store"):
+        return "a prepared store (its split is its own)"
+    return None
 
 
 def _with_split(region: Any, method: str) -> Any:
@@ -407,13 +414,10 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"scenarios[{index}]: give crop (one class) or classes")
 
     def _check_folds(self) -> None:
-        """Held-out fields (``folds``): one crop, and no early-season curve on such a
-        scenario."""
+        """Held-out fields (``folds``): no early-season curve on such a scenario."""
         for index, scenario in enumerate(self.scenarios):
             if scenario.folds is None:
                 continue
-            if self.classes_of(scenario) is not None:
-                raise ValueError(f"scenarios[{index}]: folds score one crop, not classes")
             if self.early_season is not None and self.early_season.scenario == index:
                 raise ValueError(
                     f"early_season.scenario {index} scores held-out folds; pick another scenario"

@@ -522,18 +522,23 @@ class ExperimentRunner:
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
         """``method`` trained once per fold of ``scenario.folds`` and scored on the fields
         each fold held out (run i deals its folds with seed i, the same for every method)."""
-        from sarcrop.data.dataset import PatchDataset
         from sarcrop.data.parcels import parcel_folds
         from sarcrop.data.store import DatasetStore
-        from sarcrop.evaluation.metrics import BinaryConfusion
+        from sarcrop.evaluation.metrics import BinaryConfusion, MulticlassConfusion
+        from sarcrop.experiments.intervals import scenario_test_set
         from sarcrop.experiments.searches import FOLD_PREFIX
 
         assert scenario.folds is not None
         ft_store, _ = self.region_store(scenario.finetune)
         test_store, _ = self.region_store(scenario.test)
-        crop = (scenario.crop,)
+        classes = self.config.classes_of(scenario)
         folds = parcel_folds(
-            ft_store, scenario.folds, run.seed, positive=crop, fraction=run.fraction
+            ft_store,
+            scenario.folds,
+            run.seed,
+            positive=labelled_classes(scenario, classes),
+            fraction=run.fraction,
+            classes=classes,
         )
         strategy, _ = parse_method(method)
         if strategy == ZERO_SHOT:  # nothing learnt from the target: one map for every fold
@@ -554,11 +559,12 @@ class ExperimentRunner:
         probabilities = held_out_maps(
             [fold.held_out for fold in folds], maps, scored.indices("test")
         )
-        test = PatchDataset(scored, "test", crop, scenario.bands)
-        confusion = BinaryConfusion()
+        test = scenario_test_set(test_store, scenario.bands, classes or scenario.crop)
+        confusion = BinaryConfusion() if classes is None else MulticlassConfusion(list(classes))
         for item in range(len(test)):
             sample = test[item]
-            confusion.update(probabilities[item], sample["target"].numpy(), sample["valid"].numpy())
+            target, valid = sample["target"].numpy()[None], sample["valid"].numpy()[None]
+            confusion.update(probabilities[item][None], target, valid)
         return {str(scored.steps): confusion.as_dict()}, probabilities
 
     def _fold_map(
@@ -882,11 +888,15 @@ def held_out_maps(
     held_out: Sequence[LabelMask], maps: Sequence[np.ndarray], patches: Sequence[int]
 ) -> np.ndarray:
     """One map from the folds' maps of the same ``patches``: each held-out pixel from the fold
-    that held it out, every other pixel the folds' mean."""
+    that held it out, every other pixel the folds' mean. Maps are probabilities ``(N, H, W)``
+    or, of crop types, ``(N, K, H, W)``."""
     out = np.mean(np.stack(maps), axis=0)
     for mask, probabilities in zip(held_out, maps, strict=True):
         held = mask.keep[list(patches)]
-        out[held] = probabilities[held]
+        if probabilities.ndim == held.ndim + 1:  # a class axis: pick pixels, keep classes
+            np.moveaxis(out, 1, -1)[held] = np.moveaxis(probabilities, 1, -1)[held]
+        else:
+            out[held] = probabilities[held]
     return out
 
 
