@@ -15,10 +15,11 @@ from sarcrop.cli import main
 from sarcrop.data.parcels import label_subset, parcel_folds, store_parcels
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import ConfigError, InputDataError
-from sarcrop.evaluation.metrics import BinaryConfusion
+from sarcrop.evaluation.metrics import BinaryConfusion, MulticlassConfusion
 from sarcrop.training import TrainConfig, finetune, load_checkpoint, read_metadata, train
 from sarcrop.training.config import validate_config
 from sarcrop.training.search import SEARCH_DIR, SearchChoice, held_out_confusions
+from test_experiment_classes import make_store as make_type_store
 from test_few_labels import OPTIONS, make_store, parent_checkpoint, quick
 
 
@@ -79,8 +80,8 @@ def test_epoch_search_is_a_validated_setting_left_out_of_old_fingerprints():
         validate_config({"epoch_search": [5, 10]})
     with pytest.raises(ConfigError, match="at least 1 epoch"):
         validate_config({"epoch_search": [0, 10], "val_fraction": 0})
-    with pytest.raises(ConfigError, match="crop-type"):
-        validate_config({"epoch_search": [5], "val_fraction": 0, "classes": "maize,other"})
+    with pytest.raises(ConfigError, match="epoch_search scores labels"):
+        validate_config({"epoch_search": [5], "val_fraction": 0, "objective": "reconstruct"})
     with pytest.raises(ConfigError, match="search_folds"):
         validate_config({"epoch_search": [5], "val_fraction": 0, "search_folds": 1})
 
@@ -132,8 +133,10 @@ def test_interpolation_search_is_validated_and_left_out_of_old_fingerprints():
         validate_config({"interpolation_search": [0.5, 1.5], "val_fraction": 0})
     with pytest.raises(ConfigError, match="interpolation_search holds out parcels"):
         validate_config({"interpolation_search": [0.5, 1]})
-    with pytest.raises(ConfigError, match="interpolation_search scores one positive class"):
-        validate_config({"interpolation_search": [1], "val_fraction": 0, "classes": "maize,other"})
+    with pytest.raises(ConfigError, match="interpolation_search scores labels"):
+        validate_config(
+            {"interpolation_search": [1], "val_fraction": 0, "objective": "reconstruct"}
+        )
 
 
 def test_interpolation_search_scores_each_weight_of_the_same_fold_runs(store, tmp_path):
@@ -292,17 +295,28 @@ def test_a_held_out_unit_lists_its_fold_runs_in_fold_order(tmp_path):
     assert run_checkpoints({"probabilities": tmp_path / "z" / "p.npy", "checkpoint": None}) == []
 
 
-def test_an_experiment_with_crop_types_refuses_a_search_before_any_work(tmp_path):
-    from sarcrop.experiments.config import load_experiment_config
+def test_an_experiment_with_crop_types_searches_each_fine_tuning_on_held_out_fields(tmp_path):
+    from sarcrop.experiments import run_experiment
     from test_experiment import TINY, write_config
 
-    scenario = {**TINY["scenarios"][0], "crop": "", "classes": ["rice", "other"]}
-    settings = {"val_fraction": 0, "interpolation_search": [0, 1]}
+    # simulated France holds rice parcels enough to fold (the train split of Spain holds one)
+    scenario = {"finetune": "france", "test": "spain", "classes": ["rice", "other"]}
+    scenario["bands"] = ["VH", "VV"]
+    settings = {"val_fraction": 0, "epoch_search": [1, 2], "search_folds": 2}
     data = {**TINY, "scenarios": [scenario], "methods": ["ft"], "early_season": None}
-    load_experiment_config(write_config(tmp_path, data))  # crop types without a search: fine
     data["finetune"] = {**TINY["finetune"], **settings}
-    with pytest.raises(ConfigError, match=r"scenarios\[0\] maps classes; finetune's epoch_search"):
-        load_experiment_config(write_config(tmp_path, data))
+    run_experiment(write_config(tmp_path, data), tmp_path / "out")
+    searches = pd.read_csv(tmp_path / "out" / "searches.csv")
+    assert list(searches["method"]) == ["ft"] and searches["reason"].isna().all()
+    chosen = searches.iloc[0]
+    assert chosen["epochs"] in (1, 2) and chosen["folds"] == 2
+    assert 0 <= chosen["held_out_iou"] <= 1  # the pooled held-out mIoU
+    classes = pd.read_csv(tmp_path / "out" / "class_results.csv")
+    assert set(classes["method"]) == {"ft"}
+    # Mixing in the pre-trained (binary) head cannot serve a crop-type head: refused up front.
+    data["finetune"] = {**TINY["finetune"], "val_fraction": 0, "interpolation_search": [0, 1]}
+    with pytest.raises(ConfigError, match=r"scenarios\[0\] maps rice, other, pretrain default"):
+        run_experiment(write_config(tmp_path, data), tmp_path / "again")
 
 
 def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
@@ -347,3 +361,29 @@ def test_worker_warnings_stay_one_line_after_the_parent_has_trained(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "sarcrop experiment: warning: held-out search: train split: 1 rice" in done.stderr
     assert "UserWarning" not in done.stderr
+
+
+def test_a_crop_type_run_chooses_its_epochs_by_the_held_out_miou(tmp_path):
+    """Crop types: the folds are dealt class by class and every budget is ranked by the mIoU
+    pooled over the fields the folds held out."""
+    store = make_type_store(tmp_path / "types.zarr")
+    classes = ["maize", "potato", "grassland", "other"]
+    config = quick(val_fraction=0, epoch_search=(1, 3), search_folds=2, classes=classes)
+    result = train(store, tmp_path / "run", model_options=OPTIONS, config=config)
+    choice = SearchChoice.from_dict(result.search)
+    assert set(choice.iou) == {(1, 1.0), (3, 1.0)} and choice.folds == 2
+    assert choice.iou[(choice.epochs, 1.0)] == max(choice.iou.values())
+    opened = DatasetStore(store)
+    folds = parcel_folds(opened, 2, config.seed, positive=classes[:-1], classes=classes)
+    for epochs in (1, 3):
+        pooled = MulticlassConfusion(classes)
+        for number, fold in enumerate(folds, start=1):
+            run = tmp_path / "run" / SEARCH_DIR / f"epochs-{epochs}-fold-{number}"
+            [confusion] = held_out_confusions(run / "model.safetensors", opened, fold, 0.5).values()
+            assert isinstance(confusion, MulticlassConfusion)
+            assert confusion.total == int(
+                (fold.held_out.keep & (opened.read_all_labels() >= 0)).sum()
+            )
+            pooled += confusion
+        assert choice.iou[(epochs, 1.0)] == pytest.approx(pooled.miou)
+    assert read_metadata(result.checkpoint).training["config"]["epochs"] == choice.epochs

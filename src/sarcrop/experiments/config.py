@@ -383,7 +383,7 @@ class ExperimentConfig(_Strict):
         self._check_classes()
         self._check_zero_shot()
         self._check_folds()
-        self._check_searches()
+        self._check_interpolation()
         ids = [s.id for s in self.scenarios]
         if len(set(ids)) != len(ids):
             raise ValueError(
@@ -423,17 +423,23 @@ class ExperimentConfig(_Strict):
                     f"early_season.scenario {index} scores held-out folds; pick another scenario"
                 )
 
-    def _check_searches(self) -> None:
-        """``epoch_search`` and ``interpolation_search`` score one crop: refused before any
-        work where a scenario maps crop types (a worker would refuse it mid-run)."""
-        if not self.finetune.searches:
+    def _check_interpolation(self) -> None:
+        """``interpolation_search`` mixes in the pre-trained head: refused before any work
+        where a scenario's classes would give its fine-tuning a new head (a worker would
+        refuse it mid-run). A checkpoint's classes are checked when it is read."""
+        if self.finetune.interpolation_search is None:
             return
         for index, scenario in enumerate(self.scenarios):
-            if self.classes_of(scenario) is not None:
-                raise ValueError(
-                    f"scenarios[{index}] maps classes; finetune's epoch_search and "
-                    "interpolation_search score one crop"
-                )
+            name, spec = self.pretrain_of(scenario)
+            classes = self.classes_of(scenario)
+            if spec.checkpoint is not None or spec.train.classes == classes:
+                continue
+            raise ValueError(
+                f"scenarios[{index}] maps {', '.join(classes) if classes else scenario.crop}, "
+                f"pretrain {name} {', '.join(spec.train.classes or (spec.crop,))}: its "
+                "fine-tuning trains a new head, and interpolation_search needs the pre-trained "
+                "one; leave it out or pre-train on these classes"
+            )
 
     def _check_zero_shot(self) -> None:
         """``zero-shot`` scores the pre-trained model's own output: it must map the scenario's

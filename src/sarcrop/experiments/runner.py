@@ -724,7 +724,8 @@ class ExperimentRunner:
         started = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
-        records: dict[UnitKey, dict[str, Any]] = {}
+        records: dict[UnitKey, dict[str, Any]] = {}  # binary scenarios' main runs
+        every: dict[UnitKey, dict[str, Any]] = {}  # crop types' too (for their searches)
         types: CropTypeRuns = CropTypeRuns(self.config)
         for scenario in self.config.scenarios:
             self.check_ground(scenario)
@@ -732,6 +733,7 @@ class ExperimentRunner:
             self._run_in_workers()
         for scenario, method, seed, fraction in self.scenarios():
             record = self.run_method(scenario, method, seed, fraction=fraction)
+            every[(scenario.id, method, seed, fraction)] = record
             if self.config.classes_of(scenario) is not None:
                 test_store, _ = self.region_store(scenario.test)
                 types.add(scenario, method, seed, fraction, record, test_store)
@@ -763,7 +765,7 @@ class ExperimentRunner:
         start = time.perf_counter()
         crop_types, class_markdown = types.write(self.out)
         self.timer.add("figures", time.perf_counter() - start)
-        extra = [class_markdown, self._searches(records)]
+        extra = [class_markdown, self._searches(every)]
         tables = self._tables(results, intervals, "\n".join(text for text in extra if text))
         start = time.perf_counter()
         manifest = self._figures(results, records)

@@ -105,7 +105,8 @@ SEARCHES = "searches.csv"
 SEARCH_NOTE = (
     "Counts over seeds (and folds of a held-out scenario): `value ×runs`. A run with fewer than "
     "2 parcels of each class cannot search (not searched) and keeps the configured `epochs` and "
-    "`interpolation`; `searches.csv` holds every run's choice and its held-out IoU."
+    "`interpolation`; `searches.csv` holds every run's choice and its held-out IoU (the mIoU of "
+    "a crop-type run)."
 )
 
 

@@ -596,13 +596,9 @@ def _training_data(
     mask = label_mask
     labels: dict[str, Any] = {"fraction": 1.0}
     if mask is None and config.label_fraction < 1:
-        from sarcrop.data.labels import OTHER
         from sarcrop.data.parcels import label_subset
 
-        # A crop-type run keeps at least one parcel of its named classes and one of the rest.
-        named = positive
-        if config.classes is not None:
-            named = [c for c in config.classes if c.casefold() != OTHER]
+        named = subset_classes(config, positive)
         mask = label_subset(store, config.label_fraction, config.seed, positive=named)
     if mask is not None:
         split = [
@@ -760,12 +756,23 @@ def _searched(
     from sarcrop.data.parcels import label_subset
     from sarcrop.training.search import SEARCH_DIR, search_held_out
 
+    named = subset_classes(config, positive)
     subset = label_mask
     if subset is None and config.label_fraction < 1:
-        subset = label_subset(store, config.label_fraction, config.seed, positive=positive)
+        subset = label_subset(store, config.label_fraction, config.seed, positive=named)
     out = Path(out_dir) / SEARCH_DIR
-    choice = search_held_out(fold, store, out, config, positive, subset, start)
+    choice = search_held_out(fold, store, out, config, named, subset, start)
     return config.updated(epochs=choice.epochs, interpolation=choice.interpolation), choice
+
+
+def subset_classes(config: TrainConfig, positive: Sequence[str]) -> list[str]:
+    """The classes a few-label subset or a fold keeps parcels of: the positive classes, or a
+    crop-type run's named classes (``other`` gathers the rest)."""
+    from sarcrop.data.labels import OTHER
+
+    if config.classes is None:
+        return list(positive)
+    return [c for c in config.classes if c.casefold() != OTHER]
 
 
 def _search_record(choice: SearchChoice | None) -> dict[str, Any]:

@@ -235,11 +235,8 @@ class TrainConfig(BaseModel):
         for name in ("epoch_search", "interpolation_search"):
             if getattr(self, name) is None:
                 continue
-            if self.reconstructs or self.classes is not None:
-                raise ValueError(
-                    f"{name} scores one positive class: leave it out of crop-type "
-                    "(classes) and reconstruct runs"
-                )
+            if self.reconstructs:
+                raise ValueError(f"{name} scores labels: leave it out of reconstruct runs")
             if self.val_fraction > 0:
                 raise ValueError(
                     f"{name} holds out parcels instead of validation patches: set val_fraction 0"

@@ -9,11 +9,11 @@ run's parcels are dealt into folds, each candidate budget (``epoch_search``) tra
 fold with that fold's labels held out (the imagery stays), and every candidate weight
 (``interpolation_search``) mixes that fold run with the pre-trained start, weight by weight;
 the held-out pixels of all folds are pooled into one confusion per candidate. The candidate
-with the highest pooled IoU wins (on a tie the shorter budget, then the weight nearer 1), and
-the run trains on every label with it. Weight 0 is the pre-trained model as it is, so the
-search can answer "do not fine-tune". Fields seen in training share their patches with
-held-out fields, so the pooled IoU is an in-region estimate: it does not see a change of place
-or year.
+with the highest pooled IoU (a crop-type run: mIoU, its folds dealt class by class) wins (on
+a tie the shorter budget, then the weight nearer 1), and the run trains on every label with it.
+Weight 0 is the pre-trained model as it is, so the search can answer "do not fine-tune".
+Fields seen in training share their patches with held-out fields, so the pooled IoU is an
+in-region estimate: it does not see a change of place or year.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from sarcrop.data.parcels import LabelMask, ParcelFold, parcel_folds
 from sarcrop.errors import InputDataError
-from sarcrop.evaluation.metrics import BinaryConfusion
+from sarcrop.evaluation.metrics import BinaryConfusion, MulticlassConfusion
 from sarcrop.training.config import TrainConfig, validate_config
 
 #: The folder of an output directory that holds the cross-validation's runs.
@@ -52,7 +52,7 @@ class SearchChoice:
     interpolation: float
     folds: int
     parcels: int
-    iou: dict[Candidate, float] = field(default_factory=dict)  # pooled held-out IoU
+    iou: dict[Candidate, float] = field(default_factory=dict)  # pooled held-out IoU (mIoU)
     reason: str = ""  # why no search ran, where none did
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,14 +131,24 @@ def search_held_out(
     assert start is not None or weights == (1.0,), "interpolation needs the pre-trained start"
     try:
         folds = parcel_folds(
-            store, config.search_folds, config.seed, positive=positive, subset=subset
+            store,
+            config.search_folds,
+            config.seed,
+            positive=positive,
+            subset=subset,
+            classes=config.classes,
         )
     except InputDataError as exc:
         reason = exc.problem
         kept = f"training {config.epochs} epochs at interpolation {config.interpolation:g}"
         warnings.warn(f"held-out search: {reason}; {kept}", stacklevel=3)
         return SearchChoice(config.epochs, config.interpolation, 0, 0, reason=reason)
-    confusions = {(epochs, weight): BinaryConfusion() for epochs in budgets for weight in weights}
+    # Pooled over the folds; one run's confusions are all binary or all of its classes.
+    confusions: dict[Candidate, Any] = {
+        (epochs, weight): empty_confusion(config.classes)
+        for epochs in budgets
+        for weight in weights
+    }
     for epochs in budgets:
         settings = fold_settings(config, epochs)
         for number, fold in enumerate(folds, start=1):
@@ -146,7 +156,7 @@ def search_held_out(
             scored = held_out_confusions(checkpoint, store, fold, config.threshold, weights, start)
             for weight, confusion in scored.items():
                 confusions[(epochs, weight)] += confusion
-    iou = {candidate: confusion.iou for candidate, confusion in confusions.items()}
+    iou = {candidate: score(confusion) for candidate, confusion in confusions.items()}
 
     def rank(candidate: Candidate) -> tuple[float, int, float]:
         # nan (nothing positive held out or predicted) never wins
@@ -164,6 +174,19 @@ def fold_settings(config: TrainConfig, epochs: int) -> TrainConfig:
     return validate_config(data)
 
 
+Confusion = BinaryConfusion | MulticlassConfusion
+
+
+def empty_confusion(classes: Sequence[str] | None) -> Confusion:
+    """An empty confusion of one positive class, or of a crop-type run's ``classes``."""
+    return BinaryConfusion() if classes is None else MulticlassConfusion(list(classes))
+
+
+def score(confusion: Confusion) -> float:
+    """What a search ranks by: the positive class's IoU, or a crop-type map's mIoU."""
+    return confusion.iou if isinstance(confusion, BinaryConfusion) else confusion.miou
+
+
 def held_out_confusions(
     checkpoint: Path,
     store: Any,
@@ -171,9 +194,10 @@ def held_out_confusions(
     threshold: float,
     weights: Sequence[float] = (1.0,),
     start: Mapping[str, torch.Tensor] | None = None,
-) -> dict[float, BinaryConfusion]:
+) -> dict[float, Confusion]:
     """The confusion over the pixels of the parcels ``fold`` held out of ``checkpoint``'s
-    model, mixed with ``start`` at each of ``weights`` (1: the checkpoint as it is)."""
+    model, mixed with ``start`` at each of ``weights`` (1: the checkpoint as it is); of its
+    classes where it maps crop types."""
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.training.api import interpolate_weights
     from sarcrop.training.checkpoint import load_checkpoint
@@ -181,6 +205,7 @@ def held_out_confusions(
     trained, meta = load_checkpoint(checkpoint)
     mask = fold.held_out
     patches = [i for i in range(len(store)) if mask.keep[i].any()]
+    classes = meta.target_classes
     dataset = PatchDataset(
         store,
         patches,
@@ -188,6 +213,7 @@ def held_out_confusions(
         meta.bands,
         normalization=meta.normalization,
         label_mask=mask,
+        classes=classes,
     )
     models = {}
     for weight in weights:
@@ -197,12 +223,17 @@ def held_out_confusions(
             model = copy.deepcopy(trained)
             interpolate_weights(model, start, weight)
         models[weight] = model.eval()
-    confusions = {weight: BinaryConfusion() for weight in weights}
+    confusions = {weight: empty_confusion(classes) for weight in weights}
     with torch.inference_mode():  # each held-out patch is read once for every weight
         for batch in DataLoader(dataset, batch_size=8):
             for weight, model in models.items():
-                probability = torch.sigmoid(model(batch["image"]).float())[:, 0]
-                confusions[weight].update(
-                    probability, batch["target"], batch["valid"], threshold=threshold
-                )
+                logits = model(batch["image"]).float()
+                confusion = confusions[weight]
+                if isinstance(confusion, MulticlassConfusion):  # argmax over the classes
+                    confusion.update(logits, batch["target"], batch["valid"])
+                else:
+                    probability = torch.sigmoid(logits)[:, 0]
+                    confusion.update(
+                        probability, batch["target"], batch["valid"], threshold=threshold
+                    )
     return confusions
