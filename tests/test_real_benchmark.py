@@ -207,6 +207,22 @@ def test_shipped_held_out_config_scores_every_location_on_unseen_fields(shared_d
 
 
 @pytest.mark.realdata
+def test_shipped_crop_type_config_also_scores_held_out_fields(shared_data):
+    config = load_experiment_config(resolve_config("crop-types-real"), data_root=shared_data)
+    patch, held = config.scenarios
+    assert (patch.finetune, patch.test, patch.folds) == ("flanders", "flanders", None)
+    assert (held.finetune, held.test, held.folds) == ("flanders-all", "flanders-scored", 3)
+    assert config.classes_of(held) == config.classes_of(patch) == config.classes
+    assert config.members("flanders-all") == ["flanders2018-all", "flanders2019-all"]
+    for year in ("2018", "2019"):  # the same location, all patches to learn and to score
+        located = config.regions[f"flanders{year}"]
+        views = [config.regions[f"flanders{year}-{view}"] for view in ("all", "scored")]
+        assert [v.split.method for v in views] == ["train", "test"]
+        assert all(v.images == located.images and v.labels == located.labels for v in views)
+    assert config.early_season is not None and config.early_season.scenario == 0
+
+
+@pytest.mark.realdata
 def test_tiny_real_run_has_fractions_and_parcel_intervals(shared_data, tmp_path):
     data = real_config(
         data_root=str(shared_data),
