@@ -7,10 +7,12 @@ split once (split seed 0) into 60/40 random 16 x 16 px patches: 6 test patches a
 parcels, so one late-harvested field more or less in the test patches moves every method. This
 runs the same own-field scenarios with split seeds 0 ... S-1 (``--splits``), with the shipped
 config's pre-training, fine-tuning recipe, forest and methods, through ``run_experiment`` (the
-run folder is ``OUT/run``, its config ``OUT/own-splits.yaml``), and pools the splits: per
+run folder is ``OUT/run``, its config ``OUT/run/own-splits.yaml``), and pools the splits: per
 location, label fraction and method, the mean over splits and seeds, each split's mean, and the
 paired difference to RI and to RF with a 95 % interval that resamples each split's own test
 parcels (:func:`sarcrop.evaluation.bootstrap.pooled_difference`; every split weighs the same).
+``--ri-epochs N`` runs RI once more with N fine-tuning epochs (``OUT/run-riN``; the recipe's
+20 leave RI short of steps on these splits) and adds it as a method and a baseline, ``riN``.
 Writes ``splits.csv`` and ``splits.md`` into ``--out`` and prints the table. Where the data is
 absent it prints why and exits 0, as ``sarcrop experiment real`` does.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ import yaml
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sarcrop.evaluation.bootstrap import PairedTestSet, pooled_difference
+from sarcrop.evaluation.bootstrap import Difference, PairedTestSet, pooled_difference
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.config import DataNotFound
 from sarcrop.experiments.intervals import BASELINES, BOOTSTRAP, split_parcels
@@ -43,13 +46,19 @@ LOCATIONS = ("flanders2018", "flanders2019")
 METHODS = ("rf", "ri", "ft", "fte", "ftd", "rf-features", "zero-shot")
 PRETRAIN = "europe"
 SPLIT_TAG = "-split"
+CONFIG_FILE = "own-splits.yaml"
 
 
 def splits_config(
-    splits: int, seeds: int, fractions: Sequence[float], methods: Sequence[str]
+    splits: int,
+    seeds: int,
+    fractions: Sequence[float],
+    methods: Sequence[str],
+    epochs: int | None = None,
 ) -> dict[str, Any]:
     """The shipped ``real`` config cut to the own-field scenarios of ``LOCATIONS``, each
-    location split with seeds ``0 … splits - 1`` (regions ``<location>-split<k>``)."""
+    location split with seeds ``0 … splits - 1`` (regions ``<location>-split<k>``);
+    ``epochs`` replaces the fine-tuning recipe's."""
     shipped = yaml.safe_load(resolve_config("real").read_text(encoding="utf-8"))
     regions: dict[str, Any] = {PRETRAIN: shipped["regions"][PRETRAIN]}
     scenarios = []
@@ -63,10 +72,12 @@ def splits_config(
             scenarios.append(
                 {"finetune": name, "test": name, "crop": "maize", "bands": ["VH", "VV"]}
             )
-    kept = ("data_root", "epoch_budget", "finetune", "feature_forest", "baseline", "threads")
+    kept = ("data_root", "epoch_budget", "feature_forest", "baseline", "threads")
+    finetune = shipped["finetune"] if epochs is None else {**shipped["finetune"], "epochs": epochs}
     return {
         "name": "real-own-splits",
         **{key: shipped[key] for key in kept},
+        "finetune": finetune,
         "seeds": seeds,
         "fractions": list(fractions),
         "regions": regions,
@@ -78,28 +89,64 @@ def splits_config(
     }
 
 
-def pooled_table(run_dir: Path) -> pd.DataFrame:
+@dataclass
+class Runs:
+    """Every run's test probabilities by (scenario, method, fraction) and seed, the IoU rows
+    and each method's threshold, gathered from one or more run folders."""
+
+    predictions: dict[tuple[str, str, float], dict[int, np.ndarray]] = field(default_factory=dict)
+    results: list[pd.DataFrame] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    truths: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def add(self, run_dir: Path, rename: dict[str, str] | None = None) -> None:
+        """The run in ``run_dir``, its methods renamed by ``rename`` (another arm of RI)."""
+        rename = rename or {}
+        record = RunRecord.read(run_dir)
+        config = load_experiment_config(run_dir / CONFIG_FILE)
+        for method in config.methods:
+            forest = is_forest(method)
+            threshold = config.baseline.threshold if forest else config.finetune.threshold
+            self.thresholds[rename.get(method, method)] = threshold
+        for scenario in record.scenarios:
+            if scenario.id not in self.truths:
+                store = record.path(record.regions[scenario.test_region].store)
+                self.truths[scenario.id] = split_parcels(store, scenario.bands, scenario.crop)
+        for unit in record.units:
+            key = (unit.scenario, rename.get(unit.method, unit.method), unit.label_fraction)
+            probabilities = np.load(record.path(unit.probabilities)).astype(np.float32)
+            self.predictions.setdefault(key, {})[unit.seed] = probabilities
+        results = pd.read_csv(run_dir / record.results)
+        results = results[(results["run"] == "main") & (results["metric"] == "iou")]
+        results = results[results["timestep"] == results["timestep"].max()]
+        location = {s.id: s.finetune_region.split(SPLIT_TAG)[0] for s in record.scenarios}
+        self.results.append(
+            results.assign(
+                method=results["method"].replace(rename),
+                location=results["scenario"].map(location),
+            )
+        )
+
+    def difference(
+        self, method: str, baseline: str, fraction: float, scenarios: list[str]
+    ) -> Difference:
+        """``method`` − ``baseline`` pooled over the splits ``scenarios``."""
+        test_sets = [
+            PairedTestSet(
+                seeds_of(self.predictions[(scenario, method, fraction)]),
+                seeds_of(self.predictions[(scenario, baseline, fraction)]),
+                *self.truths[scenario],
+            )
+            for scenario in scenarios
+        ]
+        threshold = (self.thresholds[method], self.thresholds[baseline])
+        return pooled_difference(test_sets, threshold=threshold, **BOOTSTRAP)
+
+
+def pooled_table(runs: Runs, baselines: Sequence[str]) -> pd.DataFrame:
     """Per location × label fraction × method: the mean IoU over splits and seeds, the split
-    means, and the paired differences to RI and RF pooled over the splits."""
-    record = RunRecord.read(run_dir)
-    config = load_experiment_config(run_dir / "own-splits.yaml")
-    thresholds = {
-        m: config.baseline.threshold if is_forest(m) else config.finetune.threshold
-        for m in config.methods
-    }
-    results = pd.read_csv(run_dir / record.results)
-    results = results[(results["run"] == "main") & (results["metric"] == "iou")]
-    results = results[results["timestep"] == results["timestep"].max()]
-    truths, predictions = {}, {}
-    for scenario in record.scenarios:
-        store = record.path(record.regions[scenario.test_region].store)
-        truths[scenario.id] = split_parcels(store, scenario.bands, scenario.crop)
-    for unit in record.units:
-        key = (unit.scenario, unit.method, unit.label_fraction)
-        probabilities = np.load(record.path(unit.probabilities)).astype(np.float32)
-        predictions.setdefault(key, {})[unit.seed] = probabilities
-    location_of = {s.id: s.finetune_region.split(SPLIT_TAG)[0] for s in record.scenarios}
-    results = results.assign(location=results["scenario"].map(location_of))
+    means, and the paired differences to each of ``baselines`` pooled over the splits."""
+    results = pd.concat(runs.results, ignore_index=True)
     rows = []
     keys = ["location", "label_fraction", "method"]
     for (location, fraction, method), group in results.groupby(keys, sort=True):
@@ -114,20 +161,11 @@ def pooled_table(run_dir: Path) -> pd.DataFrame:
             "split_std": per_split.std(ddof=1) if len(per_split) > 1 else 0.0,
             "split_means": " ".join(f"{v:.2f}" for v in per_split.sort_index(key=split_seed)),
         }
-        for baseline in BASELINES:
-            if baseline == method or baseline not in config.methods:
+        scenarios = sorted(per_split.index, key=split_key)
+        for baseline in baselines:
+            if baseline == method or baseline not in runs.thresholds:
                 continue
-            test_sets = [
-                PairedTestSet(
-                    seeds_of(predictions[(scenario, method, fraction)]),
-                    seeds_of(predictions[(scenario, baseline, fraction)]),
-                    *truths[scenario],
-                )
-                for scenario in sorted(per_split.index, key=split_key)
-            ]
-            difference = pooled_difference(
-                test_sets, threshold=(thresholds[method], thresholds[baseline]), **BOOTSTRAP
-            )
+            difference = runs.difference(method, baseline, fraction, scenarios)
             row[f"minus_{baseline}"] = difference.estimate
             row[f"minus_{baseline}_low"] = difference.low
             row[f"minus_{baseline}_high"] = difference.high
@@ -149,15 +187,19 @@ def seeds_of(by_seed: dict[int, np.ndarray]) -> list[np.ndarray]:
     return [by_seed[seed] for seed in sorted(by_seed)]
 
 
-def markdown(table: pd.DataFrame) -> str:
+def markdown(table: pd.DataFrame, baselines: Sequence[str]) -> str:
     """The pooled table: mean over splits and seeds (± std of the split means), the split
     means, and the pooled paired differences [95 % interval] (bold: the interval excludes 0)."""
+    shown = [b for b in baselines if f"minus_{b}" in table.columns]
+    names = [f"− {b.upper()}" for b in shown]
     lines = [
-        "| location | fraction | method | mean ± split std | split means | − RI | − RF |",
-        "|---|---|---|---|---|---|---|",
+        "| location | fraction | method | mean ± split std | split means | "
+        + " | ".join(names)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(shown),
     ]
     for _, row in table.iterrows():
-        paired = [difference(row, baseline) for baseline in BASELINES]
+        paired = [difference(row, baseline) for baseline in shown]
         lines.append(
             f"| {row['location']} | {row['label_fraction']:.0%} | {row['method']} "
             f"| {row['mean']:.2f} ± {row['split_std']:.2f} | {row['split_means']} "
@@ -186,22 +228,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fractions", type=float, nargs="+", default=[0.25, 1.0], help="(0.25 1.0)"
     )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help=" ".join(METHODS))
+    parser.add_argument(
+        "--ri-epochs",
+        type=int,
+        help="also RI with this many epochs (method riN, a baseline of its own; the recipe's "
+        "20 leave RI short of steps here)",
+    )
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    run_dir = args.out / "run"
-    run_dir.mkdir(exist_ok=True)
-    config = splits_config(args.splits, args.seeds, args.fractions, args.methods)
-    config["data_root"] = str(Path(args.data).resolve())
-    config_file = run_dir / "own-splits.yaml"
-    write_text_atomic(config_file, yaml.safe_dump(config, sort_keys=False))
-    try:
-        run_experiment(config_file, run_dir)
-    except DataNotFound as exc:
-        print(f"skipping: {exc.problem}")
-        return 0
-    table = pooled_table(run_dir)
+    data_root = str(Path(args.data).resolve())
+    main_run = splits_config(args.splits, args.seeds, args.fractions, args.methods)
+    arms: list[tuple[str, dict[str, Any], dict[str, str]]] = [("run", main_run, {})]
+    baselines = list(BASELINES)
+    if args.ri_epochs is not None:  # another run, its RI renamed riN
+        longer = f"ri{args.ri_epochs}"
+        config = splits_config(args.splits, args.seeds, args.fractions, ["ri"], args.ri_epochs)
+        arms.append((f"run-{longer}", config, {"ri": longer}))
+        baselines.append(longer)
+    runs = Runs()
+    for folder, config, rename in arms:
+        run_dir = args.out / folder
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_file = run_dir / CONFIG_FILE
+        text = yaml.safe_dump({**config, "data_root": data_root}, sort_keys=False)
+        write_text_atomic(config_file, text)
+        try:
+            run_experiment(config_file, run_dir)
+        except DataNotFound as exc:
+            print(f"skipping: {exc.problem}")
+            return 0
+        runs.add(run_dir, rename)
+    table = pooled_table(runs, baselines)
     write_text_atomic(args.out / "splits.csv", table.to_csv(index=False))
-    text = markdown(table)
+    text = markdown(table, baselines)
     write_text_atomic(args.out / "splits.md", text)
     print(text)
     return 0
