@@ -135,6 +135,15 @@ def parcel_classes(parcels: np.ndarray, labels: np.ndarray) -> np.ndarray:
 # Few labels
 
 
+def subset_names(classes: Sequence[str] | None, positive: Sequence[str]) -> list[str]:
+    """The classes whose parcels a few-label subset or a fold keeps apart from the rest: a
+    crop-type map's named classes (``other`` gathers the rest, so it names no parcels), else
+    the ``positive`` ones."""
+    if classes is None:
+        return list(positive)
+    return [name for name in classes if name.casefold() != OTHER]
+
+
 def choose_parcels(
     candidates: np.ndarray, positive: np.ndarray, fraction: float, seed: int
 ) -> np.ndarray:

@@ -419,8 +419,7 @@ def forest_splits(
     ``fold.train``'s labels and scores ``fold.held_out``'s only: fields held out of training.
     """
     from sarcrop.data.dataset import PatchDataset
-    from sarcrop.data.labels import OTHER
-    from sarcrop.data.parcels import label_subset
+    from sarcrop.data.parcels import label_subset, subset_names
     from sarcrop.data.split import check_disjoint
 
     (train_store, test), (positive, classes) = stores, target
@@ -449,8 +448,8 @@ def forest_splits(
             fold.train.as_dict(),
         )
     mask = None
-    if options.label_fraction < 1:  # ``other`` gathers the rest, so it names no parcels
-        named = [c for c in classes if c.casefold() != OTHER] if classes else positive
+    if options.label_fraction < 1:
+        named = subset_names(classes or None, positive)
         mask = label_subset(train_store, options.label_fraction, options.seed, positive=named)
     train_set = PatchDataset(
         train_store,

@@ -345,6 +345,14 @@ class MulticlassConfusion:
             raise EvaluationInputError(f"confusion matrix missing or invalid: {exc}") from None
 
 
+Confusion = BinaryConfusion | MulticlassConfusion
+
+
+def empty_confusion(classes: Sequence[str] | None) -> Confusion:
+    """An empty confusion of one positive class, or of a crop-type map's ``classes``."""
+    return BinaryConfusion() if classes is None else MulticlassConfusion(list(classes))
+
+
 # --------------------------------------------------------------------------- early season
 
 

@@ -331,14 +331,6 @@ def write_class_outputs(
     return entries, "\n".join(parts)
 
 
-def labelled_classes(scenario: ScenarioSpec, classes: Sequence[str] | None) -> list[str]:
-    """The classes a label subset keeps parcels of: the named ones (``other`` gathers the
-    rest), or the scenario's crop."""
-    if classes is None:
-        return [str(scenario.crop)]
-    return [c for c in classes if c.casefold() != "other"]
-
-
 # ------------------------------------------------------------------ maps and early season
 
 

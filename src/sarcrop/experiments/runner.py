@@ -31,7 +31,6 @@ from sarcrop.experiments.classes import (
     CropTypeRuns,
     binary_view,
     forest_outputs,
-    labelled_classes,
     network_probabilities,
 )
 from sarcrop.experiments.config import (
@@ -380,6 +379,7 @@ class ExperimentRunner:
     ) -> Path:
         """Run i trains with seed ``finetune.seed + i`` through the API behind ``finetune``
         (on the labels of the run's fold where it has one, which carry the run's fraction)."""
+        from sarcrop.data.parcels import subset_names
         from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
@@ -394,7 +394,7 @@ class ExperimentRunner:
             changes["label_fraction"] = run.fraction
             if self.config.epoch_budget == "steps":
                 changes["epochs"] = constant_step_epochs(
-                    store, base.updated(**changes), labelled_classes(scenario, classes)
+                    store, base.updated(**changes), subset_names(classes, (scenario.crop,))
                 )
         config = self._shown(base.updated(**changes))
         if strategy == "ri":  # the architecture only: no pre-training needed
@@ -522,9 +522,9 @@ class ExperimentRunner:
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
         """``method`` trained once per fold of ``scenario.folds`` and scored on the fields
         each fold held out (run i deals its folds with seed i, the same for every method)."""
-        from sarcrop.data.parcels import parcel_folds
+        from sarcrop.data.parcels import parcel_folds, subset_names
         from sarcrop.data.store import DatasetStore
-        from sarcrop.evaluation.metrics import BinaryConfusion, MulticlassConfusion
+        from sarcrop.evaluation.metrics import empty_confusion
         from sarcrop.experiments.intervals import scenario_test_set
         from sarcrop.experiments.searches import FOLD_PREFIX
 
@@ -536,7 +536,7 @@ class ExperimentRunner:
             ft_store,
             scenario.folds,
             run.seed,
-            positive=labelled_classes(scenario, classes),
+            positive=subset_names(classes, (scenario.crop,)),
             fraction=run.fraction,
             classes=classes,
         )
@@ -560,7 +560,7 @@ class ExperimentRunner:
             [fold.held_out for fold in folds], maps, scored.indices("test")
         )
         test = scenario_test_set(test_store, scenario.bands, classes or scenario.crop)
-        confusion = BinaryConfusion() if classes is None else MulticlassConfusion(list(classes))
+        confusion = empty_confusion(classes)
         for item in range(len(test)):
             sample = test[item]
             target, valid = sample["target"].numpy()[None], sample["valid"].numpy()[None]

@@ -596,9 +596,9 @@ def _training_data(
     mask = label_mask
     labels: dict[str, Any] = {"fraction": 1.0}
     if mask is None and config.label_fraction < 1:
-        from sarcrop.data.parcels import label_subset
+        from sarcrop.data.parcels import label_subset, subset_names
 
-        named = subset_classes(config, positive)
+        named = subset_names(config.classes, positive)
         mask = label_subset(store, config.label_fraction, config.seed, positive=named)
     if mask is not None:
         split = [
@@ -753,26 +753,16 @@ def _searched(
 ) -> tuple[TrainConfig, SearchChoice]:
     """``config`` with the epochs and interpolation its searches choose among the run's labels
     (those of ``label_mask``, else of ``config.label_fraction``), and the choice."""
-    from sarcrop.data.parcels import label_subset
+    from sarcrop.data.parcels import label_subset, subset_names
     from sarcrop.training.search import SEARCH_DIR, search_held_out
 
-    named = subset_classes(config, positive)
+    named = subset_names(config.classes, positive)
     subset = label_mask
     if subset is None and config.label_fraction < 1:
         subset = label_subset(store, config.label_fraction, config.seed, positive=named)
     out = Path(out_dir) / SEARCH_DIR
     choice = search_held_out(fold, store, out, config, named, subset, start)
     return config.updated(epochs=choice.epochs, interpolation=choice.interpolation), choice
-
-
-def subset_classes(config: TrainConfig, positive: Sequence[str]) -> list[str]:
-    """The classes a few-label subset or a fold keeps parcels of: the positive classes, or a
-    crop-type run's named classes (``other`` gathers the rest)."""
-    from sarcrop.data.labels import OTHER
-
-    if config.classes is None:
-        return list(positive)
-    return [c for c in config.classes if c.casefold() != OTHER]
 
 
 def _search_record(choice: SearchChoice | None) -> dict[str, Any]:
@@ -1105,8 +1095,8 @@ def evaluate(
     """
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.evaluation.metrics import (
-        BinaryConfusion,
         MulticlassConfusion,
+        empty_confusion,
         write_metrics_json,
     )
     from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
@@ -1142,9 +1132,7 @@ def evaluate(
     )
     target_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(target_device)
-    confusions: dict[int, BinaryConfusion | MulticlassConfusion] = {
-        t: BinaryConfusion() if classes is None else MulticlassConfusion(classes) for t in wanted
-    }
+    confusions = {t: empty_confusion(classes) for t in wanted}
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     headline_predictions: list[np.ndarray] = []  # target indices at the headline t
     with torch.inference_mode():

@@ -31,7 +31,12 @@ from torch.utils.data import DataLoader
 
 from sarcrop.data.parcels import LabelMask, ParcelFold, parcel_folds
 from sarcrop.errors import InputDataError
-from sarcrop.evaluation.metrics import BinaryConfusion, MulticlassConfusion
+from sarcrop.evaluation.metrics import (
+    BinaryConfusion,
+    Confusion,
+    MulticlassConfusion,
+    empty_confusion,
+)
 from sarcrop.training.config import TrainConfig, validate_config
 
 #: The folder of an output directory that holds the cross-validation's runs.
@@ -172,14 +177,6 @@ def fold_settings(config: TrainConfig, epochs: int) -> TrainConfig:
     data = config.model_dump()
     data.update(epochs=epochs, interpolation=1.0, epoch_search=None, interpolation_search=None)
     return validate_config(data)
-
-
-Confusion = BinaryConfusion | MulticlassConfusion
-
-
-def empty_confusion(classes: Sequence[str] | None) -> Confusion:
-    """An empty confusion of one positive class, or of a crop-type run's ``classes``."""
-    return BinaryConfusion() if classes is None else MulticlassConfusion(list(classes))
 
 
 def score(confusion: Confusion) -> float:
