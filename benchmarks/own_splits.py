@@ -36,10 +36,10 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 from sarcrop.evaluation.bootstrap import Difference, PairedTestSet, pooled_difference
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.config import DataNotFound
-from sarcrop.experiments.intervals import BASELINES, BOOTSTRAP, split_parcels
+from sarcrop.experiments.intervals import BASELINES, BOOTSTRAP, paired_columns, split_parcels
 from sarcrop.experiments.presets import resolve_config
 from sarcrop.experiments.record import RunRecord
-from sarcrop.experiments.runner import is_forest
+from sarcrop.experiments.runner import method_thresholds
 from sarcrop.utils.atomic import write_text_atomic
 
 LOCATIONS = ("flanders2018", "flanders2019")
@@ -104,9 +104,7 @@ class Runs:
         rename = rename or {}
         record = RunRecord.read(run_dir)
         config = load_experiment_config(run_dir / CONFIG_FILE)
-        for method in config.methods:
-            forest = is_forest(method)
-            threshold = config.baseline.threshold if forest else config.finetune.threshold
+        for method, threshold in method_thresholds(config).items():
             self.thresholds[rename.get(method, method)] = threshold
         for scenario in record.scenarios:
             if scenario.id not in self.truths:
@@ -165,11 +163,9 @@ def pooled_table(runs: Runs, baselines: Sequence[str]) -> pd.DataFrame:
         for baseline in baselines:
             if baseline == method or baseline not in runs.thresholds:
                 continue
-            difference = runs.difference(method, baseline, fraction, scenarios)
-            row[f"minus_{baseline}"] = difference.estimate
-            row[f"minus_{baseline}_low"] = difference.low
-            row[f"minus_{baseline}_high"] = difference.high
-            row[f"p_above_{baseline}"] = difference.p_above
+            row.update(
+                paired_columns(baseline, runs.difference(method, baseline, fraction, scenarios))
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 

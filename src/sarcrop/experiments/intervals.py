@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 import pandas as pd
 
-from sarcrop.evaluation.bootstrap import Interval
+from sarcrop.evaluation.bootstrap import Difference, Interval
 from sarcrop.evaluation.parcel_scores import SplitTruth
 from sarcrop.evaluation.tables import Cell
 from sarcrop.experiments.config import ScenarioSpec
@@ -165,12 +165,19 @@ def scenario_intervals(
                 threshold=(threshold, thresholds.get(baseline, 0.5)),
                 **BOOTSTRAP,
             )
-            row[f"minus_{baseline}"] = difference.estimate
-            row[f"minus_{baseline}_low"] = difference.low
-            row[f"minus_{baseline}_high"] = difference.high
-            row[f"p_above_{baseline}"] = difference.p_above
+            row.update(paired_columns(baseline, difference))
         rows.append(row)
     return pd.DataFrame(rows, columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])
+
+
+def paired_columns(baseline: str, difference: Difference) -> dict[str, float]:
+    """The columns of a method minus ``baseline`` (:data:`PAIRED_COLUMNS`'s four for RI, RF)."""
+    return {
+        f"minus_{baseline}": difference.estimate,
+        f"minus_{baseline}_low": difference.low,
+        f"minus_{baseline}_high": difference.high,
+        f"p_above_{baseline}": difference.p_above,
+    }
 
 
 PARCELS = "parcels.csv"

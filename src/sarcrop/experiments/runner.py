@@ -801,7 +801,7 @@ class ExperimentRunner:
 
         frames = [pd.DataFrame(columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])]
         parcels = [pd.DataFrame(columns=list(PARCEL_COLUMNS))]
-        thresholds = self._thresholds()
+        thresholds = method_thresholds(self.config)
         for scenario in binary_view(self.config).scenarios:
             test_store, _ = self.region_store(scenario.test)
             truth = SplitTruth.of(scenario_test_set(test_store, scenario.bands, scenario.crop))
@@ -818,12 +818,6 @@ class ExperimentRunner:
         table = pd.concat(parcels, ignore_index=True)
         write_text_atomic(self.out / PARCELS, table.to_csv(index=False))
         return intervals
-
-    def _thresholds(self) -> dict[str, float]:
-        """The probability threshold of each method's metrics."""
-        network = self.config.finetune.threshold
-        forest = self.config.baseline.threshold
-        return {m: forest if is_forest(m) else network for m in self.config.methods}
 
     def _searches(self, records: dict[UnitKey, dict[str, Any]]) -> str:
         """``searches.csv``: what each network run chose on held-out parcels (where
@@ -918,6 +912,12 @@ def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[st
     full = math.ceil(len(indices) / config.batch_size)
     few = math.ceil(max(labelled, 1) / config.batch_size)
     return max(1, round(config.epochs * full / few))
+
+
+def method_thresholds(config: ExperimentConfig) -> dict[str, float]:
+    """The probability threshold of each method's metrics: the forest's or the networks'."""
+    network, forest = config.finetune.threshold, config.baseline.threshold
+    return {m: forest if is_forest(m) else network for m in config.methods}
 
 
 def is_forest(method: str) -> bool:
