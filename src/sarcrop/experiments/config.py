@@ -224,7 +224,9 @@ def derive_fold_views(data: Any) -> Any:
     scenarios = list(data.get("scenarios") or ())
     for index, scenario in enumerate(scenarios):
         spec = scenario.model_dump() if isinstance(scenario, BaseModel) else scenario
-        name = spec.get("finetune") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict):  # left to the scenario's own validation
+            continue
+        name = spec.get("finetune")
         if not spec.get("folds") or name != spec.get("test") or name not in regions:
             continue
         region = regions[name]
@@ -234,16 +236,15 @@ def derive_fold_views(data: Any) -> Any:
                 f"out: a train split to learn from, the same patches as a test split to score "
                 f"(docs/real-data.md)"
             )
-        views = {view: f"{name}-{view}" for view in FOLD_VIEWS}
-        for view, derived in views.items():
-            made = _with_split(region, FOLD_VIEWS[view])
+        for view, method in FOLD_VIEWS.items():
+            derived, made = f"{name}-{view}", _with_split(region, method)
             if derived in regions and regions[derived] != made:
                 raise ValueError(
                     f"scenarios[{index}]: folds over {name} derive region {derived}, which "
                     f"the config defines otherwise; rename it"
                 )
             regions[derived] = made
-        change = {"finetune": views["all"], "test": views["scored"]}
+        change = {"finetune": f"{name}-all", "test": f"{name}-scored"}
         scenarios[index] = (
             {**scenario, **change}
             if isinstance(scenario, dict)
