@@ -22,6 +22,7 @@ SCRIPT = textwrap.dedent(
     from sarcrop.training import CheckpointMetadata, TrainConfig, fit
 
     out = Path(sys.argv[1])
+    distillation = float(sys.argv[2])
 
 
     def digest(model):
@@ -54,8 +55,8 @@ SCRIPT = textwrap.dedent(
     for i in range(6):
         target = (torch.rand(32, 32, generator=g) > 0.7).float()
         image = torch.rand(2, 1, 32, 32, generator=g) * 0.2 + target
-        items.append({"image": image, "target": target,
-                      "valid": torch.ones(32, 32, dtype=torch.bool), "index": i})
+        valid = torch.rand(32, 32, generator=g) > 0.5  # the rest: unlabelled
+        items.append({"image": image, "target": target, "valid": valid, "index": i})
     torch.manual_seed(0)
     model = build_model("recurrent_unet", 1, 2, widths=[4, 8], dropout=0.0, norm="batch")
     meta = CheckpointMetadata(architecture="recurrent_unet",
@@ -63,14 +64,18 @@ SCRIPT = textwrap.dedent(
                               bands=["VH"], time_steps=2)
     config = TrainConfig(epochs=1, batch_size=2, lr=0.05, ordering="chronological",
                          accelerator="cpu", devices=2, distributed="ddp", patience=None,
-                         progress_bar=False, scheduler="none")
-    fit(model, items[:4], items[4:], out, config, meta, callbacks=[Report()])
+                         progress_bar=False, scheduler="none", distillation=distillation)
+    # with distillation: the initial weights stand in for a pre-trained start (the teacher)
+    start = {k: v.clone() for k, v in model.state_dict().items()} if distillation else None
+    fit(model, items[:4], items[4:], out, config, meta, callbacks=[Report()], start=start)
     """
 )
 
 
 @pytest.mark.slow
-def test_two_rank_ddp_training_agrees(tmp_path):
+@pytest.mark.parametrize("distillation", [0.0, 1.0])
+def test_two_rank_ddp_training_agrees(tmp_path, distillation):
+    """Also with distillation, whose frozen teacher is a module of the task beside the model."""
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     out = tmp_path / "run"
@@ -78,7 +83,7 @@ def test_two_rank_ddp_training_agrees(tmp_path):
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT"):
         env.pop(key, None)
     proc = subprocess.run(
-        [sys.executable, str(script), str(out)],
+        [sys.executable, str(script), str(out), str(distillation)],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -384,7 +384,7 @@ class ExperimentConfig(_Strict):
         self._check_classes()
         self._check_zero_shot()
         self._check_folds()
-        self._check_interpolation()
+        self._check_start_settings()
         ids = [s.id for s in self.scenarios]
         if len(set(ids)) != len(ids):
             raise ValueError(
@@ -424,11 +424,19 @@ class ExperimentConfig(_Strict):
                     f"early_season.scenario {index} scores held-out folds; pick another scenario"
                 )
 
-    def _check_interpolation(self) -> None:
-        """``interpolation_search`` mixes in the pre-trained head: refused before any work
-        where a scenario's classes would give its fine-tuning a new head (a worker would
-        refuse it mid-run). A checkpoint's classes are checked when it is read."""
-        if self.finetune.interpolation_search is None:
+    def _check_start_settings(self) -> None:
+        """``interpolation`` (and its search) mixes in the pre-trained head and
+        ``distillation`` learns from its predictions: refused before any work where a
+        scenario's classes would give its fine-tuning a new head (a worker would refuse it
+        mid-run). A checkpoint's classes are checked when it is read."""
+        settings = self.finetune
+        asked = {
+            "interpolation_search": settings.interpolation_search is not None,
+            "interpolation": settings.interpolation < 1,
+            "distillation": settings.distillation > 0,
+        }
+        setting = next((name for name, on in asked.items() if on), None)
+        if setting is None:
             return
         for index, scenario in enumerate(self.scenarios):
             name, spec = self.pretrain_of(scenario)
@@ -438,7 +446,7 @@ class ExperimentConfig(_Strict):
             raise ValueError(
                 f"scenarios[{index}] maps {', '.join(classes) if classes else scenario.crop}, "
                 f"pretrain {name} {', '.join(spec.train.classes or (spec.crop,))}: its "
-                "fine-tuning trains a new head, and interpolation_search needs the pre-trained "
+                f"fine-tuning trains a new head, and {setting} needs the pre-trained "
                 "one; leave it out or pre-train on these classes"
             )
 

@@ -360,15 +360,14 @@ class ExperimentRunner:
 
     def finetune_config(self, strategy: str) -> TrainConfig:
         """The ``finetune:`` settings a strategy trains with: ``interpolation`` (and its search)
-        mixes in the pre-trained start, which RI and the probe's new head do not have (they
-        train as at 1)."""
+        mixes in the pre-trained start and ``distillation`` learns from it, which RI and the
+        probe's new head do not have (they train as at 1 and 0)."""
         base = self.config.finetune
         if strategy not in ("ri", "probe"):
             return base
         # not ``updated``, which leaves a None (no search) out
-        return validate_config(
-            {**base.model_dump(), "interpolation": 1.0, "interpolation_search": None}
-        )
+        without_start = {"interpolation": 1.0, "interpolation_search": None, "distillation": 0.0}
+        return validate_config({**base.model_dump(), **without_start})
 
     def _shown(self, config: TrainConfig) -> TrainConfig:
         """``config`` with its progress bar off unless this run shows progress."""

@@ -326,12 +326,18 @@ def fit(
     ``config.epochs`` (no early stopping) and exports the last epoch's weights.
     ``config.interpolation`` below 1 exports ``(1 - a) * start + a * trained`` instead, with
     ``start`` the weights fine-tuning began from (:func:`finetune` passes them); at 0 that is
-    the start itself, so nothing is trained.
+    the start itself, so nothing is trained. ``config.distillation`` pulls the unlabelled
+    pixels towards the start's predictions while training.
     """
     if config.interpolation < 1 and start is None:
         raise ConfigError(
             "interpolation mixes fine-tuned weights with the pre-trained start: only "
             "fine-tuning (ft, fte, ftd) has one; leave it at 1"
+        )
+    if config.distillation > 0 and start is None:
+        raise ConfigError(
+            "distillation learns from the pre-trained start's predictions: only fine-tuning "
+            "(ft, fte, ftd) has one; leave it at 0"
         )
     out_dir = Path(out_dir)
     reuse_freed_memory()
@@ -377,7 +383,10 @@ def fit(
         data = _Data(train_data, val_data, config, metadata.time_steps)
         loss_weights = (pos_weight, class_weight)
         resumed = last if resume else None
-        trained = _train(model, data, out_dir, config, loss_weights, callbacks, resumed)
+        teacher = None
+        if start is not None and config.distillation > 0:
+            teacher = _teacher(model, start)
+        trained = _train(model, data, out_dir, config, loss_weights, callbacks, resumed, teacher)
     if start is not None and config.interpolation < 1:
         interpolate_weights(model, start, config.interpolation)
     result = TrainResult(
@@ -446,16 +455,18 @@ def _train(
     loss_weights: tuple[float, list[float] | None],
     callbacks: Sequence[Callback],
     resume: Path | None,
+    teacher: nn.Module | None = None,
 ) -> _Trained:
     """Train ``model`` in place with Lightning, from ``resume``'s state if given; it ends with
-    the selected epoch's weights (the best validation epoch's, else the last one's)."""
+    the selected epoch's weights (the best validation epoch's, else the last one's).
+    ``teacher`` is the frozen start ``config.distillation`` learns from."""
     validate = data.val_set is not None
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
     # Frozen parts stay in eval mode regardless (see strategies).
     model.train()
     _prepare_model(model, config)
-    task = SegmentationTask(model, config, *loss_weights)
+    task = SegmentationTask(model, config, *loss_weights, teacher=teacher)
     monitor = monitored_metric(config)  # val_iou, val_miou (crop types), val_loss (reconstruct)
     mode = monitored_mode(config)
     checkpointing = ModelCheckpoint(
@@ -496,6 +507,13 @@ def _train(
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     selection = f"best {monitor}" if validate else "last epoch"
     return _Trained(trainer.current_epoch, best_epoch, best_iou, selection, trainer)
+
+
+def _teacher(model: nn.Module, start: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A frozen copy of ``model`` holding the ``start`` weights, in eval mode."""
+    teacher = copy.deepcopy(model)
+    teacher.load_state_dict(start)
+    return teacher.requires_grad_(False).eval()
 
 
 def interpolate_weights(model: nn.Module, start: Mapping[str, torch.Tensor], weight: float) -> None:
@@ -944,7 +962,10 @@ def _transfer(
     """Fine-tune ``job``'s parent on its target with ``config`` (and a fold's labels)."""
     parent_meta, store, bands = job.parent_meta, job.store, job.bands
     parent, new_head = _prepared_parent(job, config)
-    start = _start_weights(parent, new_head, job.strategy) if config.interpolation < 1 else None
+    start = None
+    if config.interpolation < 1 or config.distillation > 0:
+        setting = "interpolation" if config.interpolation < 1 else "distillation"
+        start = _start_weights(parent, new_head, job.strategy, setting)
     target_classes = list(config.classes) if config.classes else None
     stats, source = _transfer_normalization(
         job.normalization, store, bands, parent_meta, job.checkpoint, config
@@ -998,11 +1019,12 @@ def _prepared_parent(job: _Transfer, config: TrainConfig) -> tuple[nn.Module, in
 def _start_weights(
     parent: nn.Module, new_head: int | None, strategy: str, setting: str = "interpolation"
 ) -> dict[str, torch.Tensor]:
-    """The weights fine-tuning starts from, which ``interpolation`` mixes back in: only a
-    parent whose own head carries on has a start worth mixing in (``setting`` names the
-    option that asked, for the error)."""
+    """The weights fine-tuning starts from, which ``interpolation`` mixes back in and
+    ``distillation`` learns from: only a parent whose own head carries on has a start worth
+    it (``setting`` names the option that asked, for the error)."""
     if new_head is not None or strategy == "probe":
-        fix = "leave it at 1" if setting == "interpolation" else "leave it out"
+        fixes = {"interpolation": "leave it at 1", "distillation": "leave it at 0"}
+        fix = fixes.get(setting, "leave it out")
         raise ConfigError(
             f"{setting} needs the pre-trained head; this run trains a new one "
             f"({'probe' if strategy == 'probe' else 'other classes'}): {fix}"

@@ -41,6 +41,7 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "objective": DEFAULT_OBJECTIVE,
     "level_jitter": 0.0,
     "interpolation": 1.0,
+    "distillation": 0.0,
     "epoch_search": None,
     "interpolation_search": None,
     "search_folds": 3,
@@ -157,6 +158,13 @@ class TrainConfig(BaseModel):
         description="fine-tuning only: weight of the fine-tuned weights in the exported model, "
         "the rest the pre-trained start's (weight-space ensemble, WiSE-FT); 1 keeps them as "
         "trained, 0 exports the start",
+    )
+    distillation: float = Field(
+        0.0,
+        ge=0,
+        description="fine-tuning only: weight of a loss that keeps the predictions on the "
+        "training patches' unlabelled pixels close to the pre-trained start's (0: off), so "
+        "that a few labels correct the start where they lie instead of overwriting it",
     )
     classes: tuple[str, ...] | None = Field(
         None,

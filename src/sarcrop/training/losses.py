@@ -9,6 +9,10 @@ Crop-type maps (logits ``(B, K, H, W)`` with ``K > 1``, integer class targets) u
 recipe with softmax: masked cross-entropy, optionally weighted per class
 (:func:`balanced_class_weights`), plus the soft Dice averaged over the classes. One-logit
 (binary) models keep exactly the binary losses above.
+
+Fine-tuning with ``distillation`` adds :func:`distillation_loss` on the unlabelled pixels: the
+pre-trained start's predictions there are the targets, so that a few labels correct the start
+where they lie and leave the rest of what it learnt in place.
 """
 
 from __future__ import annotations
@@ -75,6 +79,27 @@ def soft_dice_multiclass(
     intersection = (prob * onehot).sum(dims)
     denominator = prob.sum(dims) + onehot.sum(dims)
     return 1.0 - ((2.0 * intersection + smooth) / (denominator + smooth)).mean()
+
+
+def distillation_loss(logits: Tensor, teacher_logits: Tensor, mask: Tensor) -> Tensor:
+    """Mean cross-entropy of ``logits`` against the teacher's probabilities over the ``mask``
+    pixels (0 when there are none): sigmoid for one output ``(B, 1, H, W)``, softmax over
+    ``K`` outputs.
+
+    Its minimum is the teacher's own entropy, not 0: what it pulls towards is the teacher's
+    answer, as confident as the teacher was.
+    """
+    if not mask.any():
+        return logits.sum() * 0.0  # keeps the graph (DDP needs every parameter's grad)
+    soft = teacher_logits.detach().to(logits.dtype)
+    if logits.shape[1] > 1:
+        losses = -(torch.softmax(soft, dim=1) * torch.log_softmax(logits, dim=1)).sum(1)
+    else:
+        losses = F.binary_cross_entropy_with_logits(
+            logits.squeeze(1), torch.sigmoid(soft.squeeze(1)), reduction="none"
+        )
+    weight = mask.to(logits.dtype)
+    return (losses * weight).sum() / weight.sum()
 
 
 class SegmentationLoss(nn.Module):

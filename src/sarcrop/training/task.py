@@ -13,6 +13,10 @@ hid it: whole composites and square pixel blocks are zeroed (zero is what an uno
 early-season composite looks like), and the loss is the mean squared error over the hidden
 entries only. Labels play no part, so every pixel counts, labelled or not.
 
+Fine-tuning with ``config.distillation`` holds a frozen copy of the pre-trained start (the
+teacher) and adds, on the pixels without a label, the cross-entropy against its predictions
+(:func:`sarcrop.training.losses.distillation_loss`).
+
 Batches may carry ``"t"``, the number of observed composites (early-season training, see
 :mod:`sarcrop.training.ordering`): steps after ``t`` are zero-padded here, on the device, and
 the model always receives all ``T`` steps.
@@ -31,7 +35,7 @@ from torch import Tensor, nn
 
 from sarcrop.evaluation.metrics import BinaryConfusion, MulticlassConfusion
 from sarcrop.training.config import TrainConfig
-from sarcrop.training.losses import SegmentationLoss
+from sarcrop.training.losses import SegmentationLoss, distillation_loss
 from sarcrop.training.ordering import pad_steps
 from sarcrop.training.strategies import trainable_parameters
 
@@ -168,15 +172,20 @@ class SegmentationTask(L.LightningModule):
         config: TrainConfig | None = None,
         pos_weight: float | None = None,
         class_weight: list[float] | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         """``pos_weight`` is the number ``config.pos_weight: auto`` stands for (the caller
         counts the training labels); a numeric ``config.pos_weight`` needs none. Multi-class
-        runs take ``class_weight`` (one per class) instead."""
+        runs take ``class_weight`` (one per class) instead. ``teacher`` is the frozen
+        pre-trained start that ``config.distillation`` pulls the unlabelled pixels towards."""
         super().__init__()
         self.config = config or TrainConfig()
         # Plain values, so that Lightning checkpoints load with ``weights_only=True``.
         self.save_hyperparameters(self.config.model_dump())
         self.model = model
+        if (teacher is None) != (self.config.distillation == 0):
+            raise ValueError("distillation needs the pre-trained start as teacher, and only it")
+        self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
         classes = self.config.classes
         weight = self.config.pos_weight if pos_weight is None else pos_weight
         if classes is not None:
@@ -199,11 +208,13 @@ class SegmentationTask(L.LightningModule):
     def forward(self, image: Tensor) -> Tensor:
         return self.model(image)
 
-    def _logits(self, batch: dict[str, Any]) -> Tensor:
+    def _input(self, batch: dict[str, Any]) -> Tensor:
+        """The batch's series, zero after its observed steps (``"t"``) where it has them."""
         image = batch["image"]
-        if "t" in batch:
-            image = pad_steps(image, batch["t"])
-        return self.model(image)
+        return pad_steps(image, batch["t"]) if "t" in batch else image
+
+    def _logits(self, batch: dict[str, Any]) -> Tensor:
+        return self.model(self._input(batch))
 
     def _reconstruction(self, batch: dict[str, Any], stream: int, index: int) -> Tensor:
         # One stream per rank, so that ranks hide different entries of their different batches.
@@ -215,7 +226,10 @@ class SegmentationTask(L.LightningModule):
         if self.config.reconstructs:
             loss = self._reconstruction(batch, _TRAIN_MASKS, self.global_step)
         else:
-            loss = self.criterion(self._logits(batch), batch["target"], batch["valid"])
+            logits = self._logits(batch)
+            loss = self.criterion(logits, batch["target"], batch["valid"])
+            if self.teacher is not None:
+                loss = loss + self.config.distillation * self._distillation(batch, logits)
         size = batch["image"].shape[0]
         self.log(
             "train_loss",
@@ -227,6 +241,14 @@ class SegmentationTask(L.LightningModule):
             sync_dist=True,
         )
         return loss
+
+    def _distillation(self, batch: dict[str, Any], logits: Tensor) -> Tensor:
+        """The pull of the unlabelled pixels towards the teacher's predictions."""
+        assert self.teacher is not None
+        self.teacher.eval()  # Lightning sets every submodule to train mode each epoch
+        with torch.no_grad():
+            taught = self.teacher(self._input(batch))
+        return distillation_loss(logits, taught, ~batch["valid"])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if self.config.reconstructs:
