@@ -13,6 +13,9 @@ paired difference to RI and to RF with a 95 % interval that resamples each split
 parcels (:func:`sarcrop.evaluation.bootstrap.pooled_difference`; every split weighs the same).
 ``--ri-epochs N`` runs RI once more with N fine-tuning epochs (``OUT/run-riN``; the recipe's
 20 leave RI short of steps on these splits) and adds it as a method and a baseline, ``riN``.
+``--distillation W`` runs the transfer methods among ``--methods`` once more with
+``finetune.distillation: W`` (``OUT/run-distillationW``; methods ``<method>+dW``, e.g.
+``fte+d1``).
 Writes ``splits.csv`` and ``splits.md`` into ``--out`` and prints the table. Where the data is
 absent it prints why and exits 0, as ``sarcrop experiment real`` does.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from sarcrop.evaluation.bootstrap import Difference, PairedTestSet, pooled_difference
 from sarcrop.experiments import load_experiment_config, run_experiment
-from sarcrop.experiments.config import DataNotFound
+from sarcrop.experiments.config import DataNotFound, parse_method
 from sarcrop.experiments.intervals import BASELINES, BOOTSTRAP, paired_columns, split_parcels
 from sarcrop.experiments.presets import resolve_config
 from sarcrop.experiments.record import RunRecord
@@ -44,6 +47,7 @@ from sarcrop.utils.atomic import write_text_atomic
 
 LOCATIONS = ("flanders2018", "flanders2019")
 METHODS = ("rf", "ri", "ft", "fte", "ftd", "rf-features", "zero-shot")
+FINE_TUNED = ("ft", "fte", "ftd")  # strategies that train from the pre-trained start
 PRETRAIN = "europe"
 SPLIT_TAG = "-split"
 CONFIG_FILE = "own-splits.yaml"
@@ -54,11 +58,11 @@ def splits_config(
     seeds: int,
     fractions: Sequence[float],
     methods: Sequence[str],
-    epochs: int | None = None,
+    finetune: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The shipped ``real`` config cut to the own-field scenarios of ``LOCATIONS``, each
     location split with seeds ``0 … splits - 1`` (regions ``<location>-split<k>``);
-    ``epochs`` replaces the fine-tuning recipe's."""
+    ``finetune`` settings are added to the shipped ones (e.g. another ``epochs``)."""
     shipped = yaml.safe_load(resolve_config("real").read_text(encoding="utf-8"))
     regions: dict[str, Any] = {PRETRAIN: shipped["regions"][PRETRAIN]}
     scenarios = []
@@ -73,11 +77,10 @@ def splits_config(
                 {"finetune": name, "test": name, "crop": "maize", "bands": ["VH", "VV"]}
             )
     kept = ("data_root", "epoch_budget", "feature_forest", "baseline", "threads")
-    finetune = shipped["finetune"] if epochs is None else {**shipped["finetune"], "epochs": epochs}
     return {
         "name": "real-own-splits",
         **{key: shipped[key] for key in kept},
-        "finetune": finetune,
+        "finetune": {**shipped["finetune"], **(finetune or {})},
         "seeds": seeds,
         "fractions": list(fractions),
         "regions": regions,
@@ -100,7 +103,8 @@ class Runs:
     truths: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def add(self, run_dir: Path, rename: dict[str, str] | None = None) -> None:
-        """The run in ``run_dir``, its methods renamed by ``rename`` (another arm of RI)."""
+        """The run in ``run_dir``, its methods renamed by ``rename`` (another arm: RI with
+        more epochs, or distillation)."""
         rename = rename or {}
         record = RunRecord.read(run_dir)
         config = load_experiment_config(run_dir / CONFIG_FILE)
@@ -214,7 +218,39 @@ def difference(row: pd.Series, baseline: str) -> str:
     return f"**{text}**" if resolved else text
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@dataclass(frozen=True)
+class Arm:
+    """One run folder of the benchmark: its config and the names its methods are pooled as."""
+
+    folder: str
+    config: dict[str, Any]
+    rename: dict[str, str] = field(default_factory=dict)
+
+
+def run_arms(args: argparse.Namespace) -> list[Arm]:
+    """The main run, and the extra arms ``--ri-epochs`` and ``--distillation`` ask for."""
+
+    def config(methods: Sequence[str], finetune: Mapping[str, Any] | None = None) -> dict:
+        return splits_config(args.splits, args.seeds, args.fractions, methods, finetune)
+
+    arms = [Arm("run", config(args.methods))]
+    if args.ri_epochs is not None:  # RI again, renamed riN
+        longer = f"ri{args.ri_epochs}"
+        arms.append(
+            Arm(f"run-{longer}", config(["ri"], {"epochs": args.ri_epochs}), {"ri": longer})
+        )
+    if args.distillation is not None:  # the fine-tuned methods again, renamed <method>+dW
+        weight = args.distillation
+        tuned = [m for m in args.methods if parse_method(m)[0] in FINE_TUNED]
+        renamed = {m: f"{m}+d{weight:g}" for m in tuned}
+        arms.append(
+            Arm(f"run-distillation{weight:g}", config(tuned, {"distillation": weight}), renamed)
+        )
+    return arms
+
+
+def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -230,29 +266,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also RI with this many epochs (method riN, a baseline of its own; the recipe's "
         "20 leave RI short of steps here)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--distillation",
+        type=float,
+        help="also the transfer methods with this distillation weight (methods <method>+dW)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = arguments(argv)
     data_root = str(Path(args.data).resolve())
-    main_run = splits_config(args.splits, args.seeds, args.fractions, args.methods)
-    arms: list[tuple[str, dict[str, Any], dict[str, str]]] = [("run", main_run, {})]
+    arms = run_arms(args)
     baselines = list(BASELINES)
-    if args.ri_epochs is not None:  # another run, its RI renamed riN
-        longer = f"ri{args.ri_epochs}"
-        config = splits_config(args.splits, args.seeds, args.fractions, ["ri"], args.ri_epochs)
-        arms.append((f"run-{longer}", config, {"ri": longer}))
-        baselines.append(longer)
+    if args.ri_epochs is not None:
+        baselines.append(f"ri{args.ri_epochs}")
     runs = Runs()
-    for folder, config, rename in arms:
-        run_dir = args.out / folder
+    for arm in arms:
+        run_dir = args.out / arm.folder
         run_dir.mkdir(parents=True, exist_ok=True)
         config_file = run_dir / CONFIG_FILE
-        text = yaml.safe_dump({**config, "data_root": data_root}, sort_keys=False)
+        text = yaml.safe_dump({**arm.config, "data_root": data_root}, sort_keys=False)
         write_text_atomic(config_file, text)
         try:
             run_experiment(config_file, run_dir)
         except DataNotFound as exc:
             print(f"skipping: {exc.problem}")
             return 0
-        runs.add(run_dir, rename)
+        runs.add(run_dir, arm.rename)
     table = pooled_table(runs, baselines)
     write_text_atomic(args.out / "splits.csv", table.to_csv(index=False))
     text = markdown(table, baselines)

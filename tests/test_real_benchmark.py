@@ -346,6 +346,24 @@ def test_the_documented_my_fields_experiment_runs_from_the_shipped_model(shared_
     assert iou["value"].between(0, 1).all() and len(iou) == 2 * len(config["methods"])
 
 
+def test_own_splits_arms_rerun_ri_longer_and_the_fine_tuned_methods_with_distillation():
+    """The extra arms of benchmarks/own_splits.py: RI with more epochs, and every method that
+    fine-tunes the pre-trained start (not RI, the forests or zero-shot) with distillation."""
+    from benchmarks.own_splits import arguments, run_arms
+
+    methods = ["rf", "ri", "ft", "ftd-last-1", "zero-shot"]
+    args = ["--data", "data", "--out", "out", "--methods", *methods]
+    main, longer, taught = run_arms(arguments([*args, "--ri-epochs", "60", "--distillation", "1"]))
+    assert main.folder == "run" and main.config["methods"] == methods and not main.rename
+    assert "distillation" not in main.config["finetune"]
+    assert longer.folder == "run-ri60" and longer.config["methods"] == ["ri"]
+    assert longer.config["finetune"]["epochs"] == 60 and longer.rename == {"ri": "ri60"}
+    assert taught.folder == "run-distillation1" and taught.config["methods"] == ["ft", "ftd-last-1"]
+    assert taught.config["finetune"] == {**main.config["finetune"], "distillation": 1.0}
+    assert taught.rename == {"ft": "ft+d1", "ftd-last-1": "ftd-last-1+d1"}
+    assert [arm.folder for arm in run_arms(arguments(args))] == ["run"]
+
+
 def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tmp_path):
     """benchmarks/own_splits.py: each location split two ways, pooled over the splits."""
     from benchmarks.own_splits import main as own_splits
