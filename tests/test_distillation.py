@@ -13,12 +13,10 @@ from sarcrop import pretrained
 from sarcrop.data.dataset import PatchDataset
 from sarcrop.data.parcels import label_subset
 from sarcrop.errors import ConfigError
-from sarcrop.options import TilingOptions
 from sarcrop.training import TrainConfig, finetune, load_checkpoint, read_metadata
 from sarcrop.training.config import validate_config
 from sarcrop.training.losses import distillation_loss
-
-NAME = "europe-maize"
+from test_pretrained import NAME, europe_store
 
 
 def few_labels(**changes: object) -> TrainConfig:
@@ -29,15 +27,7 @@ def few_labels(**changes: object) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A small simulated maize store with the shipped checkpoint's season, VH|VV."""
-    from sarcrop.data.prepare import prepare_region
-    from sarcrop.data.simulate import simulate_region
-
-    folder = tmp_path_factory.mktemp("distillation")
-    simulate_region("europe", folder / "region", seed=1, size=(64, 64))
-    out = folder / "store.zarr"
-    prepare_region(folder / "region", out, tiling=TilingOptions(patch_size=16), progress=False)
-    return str(out)
+    return europe_store(tmp_path_factory.mktemp("distillation"))
 
 
 @pytest.mark.parametrize("outputs", [1, 3])
@@ -119,21 +109,15 @@ def test_the_setting_is_validated_and_left_out_of_old_fingerprints():
         validate_config({"distillation": -1})
 
 
-def test_experiments_give_it_to_the_pretrained_strategies_only(tmp_path):
+def test_an_experiment_whose_fine_tuning_trains_a_new_head_is_refused_up_front():
+    """A crop-type scenario from a binary pre-training has no teacher with its outputs."""
     from sarcrop.experiments.config import experiment_config_from_dict
-    from sarcrop.experiments.runner import ExperimentRunner
     from test_experiment import TINY
 
-    data = {**TINY, "methods": ["ri", "ft", "fte", "ftd-last-1", "probe"]}
-    taught = {**data, "finetune": {**TINY["finetune"], "distillation": 1.0}}
-    runner = ExperimentRunner(experiment_config_from_dict(taught), tmp_path / "a")
-    plain = ExperimentRunner(experiment_config_from_dict(data), tmp_path / "b")
-    for strategy in ("ft", "fte", "ftd"):
-        assert runner.finetune_config(strategy).distillation == 1.0
-    for strategy in ("ri", "probe"):
-        assert runner.finetune_config(strategy) == plain.finetune_config(strategy)
-    # A crop-type scenario from a binary pre-training trains a new head: refused up front.
     scenario = {"finetune": "spain", "test": "france", "classes": ["rice", "other"]}
-    crop_types = {**taught, "scenarios": [scenario], "early_season": None}
+    data = {**TINY, "scenarios": [scenario], "methods": ["ri", "ft"], "early_season": None}
+    data["finetune"] = {**TINY["finetune"], "distillation": 1.0}
     with pytest.raises(ConfigError, match=r"scenarios\[0\] maps rice, other.*distillation needs"):
-        experiment_config_from_dict(crop_types)
+        experiment_config_from_dict(data)
+    data["finetune"]["distillation"] = 0.0
+    assert experiment_config_from_dict(data).finetune.distillation == 0

@@ -180,21 +180,25 @@ def test_zero_shot_scores_the_pretrained_model_as_it_is(tiny_run):
     assert final["value"].item() == pytest.approx(expected["metrics"]["iou"], abs=1e-6)
 
 
-def test_interpolation_reaches_the_pretrained_strategies_only(tmp_path):
-    """``finetune.interpolation`` is what FT/FTE/FTD train with; RI and the probe, without a
-    pre-trained start, train (and are cached) as at 1, so their runs are shared with a = 1."""
+@pytest.mark.parametrize(
+    ("setting", "value", "off"), [("interpolation", 0.5, 1.0), ("distillation", 1.0, 0.0)]
+)
+def test_settings_of_the_start_reach_the_pretrained_strategies_only(tmp_path, setting, value, off):
+    """``finetune.interpolation`` and ``finetune.distillation`` are what FT/FTE/FTD train with;
+    RI and the probe, without a pre-trained start, train (and are cached) as without them, so
+    their runs are shared with the plain config."""
     from sarcrop.experiments.config import experiment_config_from_dict
     from sarcrop.experiments.runner import ExperimentRunner
 
     data = {**TINY, "methods": ["ri", "ft", "fte", "ftd-last-1", "probe"]}
-    mixed = {**data, "finetune": {**TINY["finetune"], "interpolation": 0.5}}
+    mixed = {**data, "finetune": {**TINY["finetune"], setting: value}}
     runner = ExperimentRunner(experiment_config_from_dict(mixed), tmp_path / "a")
     plain = ExperimentRunner(experiment_config_from_dict(data), tmp_path / "b")
     for strategy in ("ft", "fte", "ftd"):
-        assert runner.finetune_config(strategy).interpolation == 0.5
+        assert getattr(runner.finetune_config(strategy), setting) == value
     for strategy in ("ri", "probe"):
         assert runner.finetune_config(strategy) == plain.finetune_config(strategy)
-        assert runner.finetune_config(strategy).interpolation == 1.0
+        assert getattr(runner.finetune_config(strategy), setting) == off
 
 
 def test_rerun_reuses_every_finished_unit(tiny_run):

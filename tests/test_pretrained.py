@@ -33,17 +33,20 @@ def one_epoch() -> TrainConfig:
     )
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+def europe_store(folder: Path) -> str:
     """A tiny simulated maize store with the checkpoint's season: 8 × 20 days, VH|VV."""
     from sarcrop.data.prepare import prepare_region
     from sarcrop.data.simulate import simulate_region
 
-    folder = tmp_path_factory.mktemp("pretrained")
     simulate_region("europe", folder / "region", seed=1, size=(64, 64))
     out = folder / "store.zarr"
     prepare_region(folder / "region", out, tiling=TilingOptions(patch_size=16), progress=False)
     return str(out)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return europe_store(tmp_path_factory.mktemp("pretrained"))
 
 
 def test_the_shipped_model_is_listed_and_found() -> None:
