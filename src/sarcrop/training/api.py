@@ -510,10 +510,10 @@ def _train(
 
 
 def _teacher(model: nn.Module, start: Mapping[str, torch.Tensor]) -> nn.Module:
-    """A frozen copy of ``model`` holding the ``start`` weights, in eval mode."""
+    """A copy of ``model`` holding the ``start`` weights (the task freezes it)."""
     teacher = copy.deepcopy(model)
     teacher.load_state_dict(start)
-    return teacher.requires_grad_(False).eval()
+    return teacher
 
 
 def interpolate_weights(model: nn.Module, start: Mapping[str, torch.Tensor], weight: float) -> None:

@@ -137,14 +137,18 @@ def reconstruction_mask(shape: torch.Size, seed: int, stream: int, index: int) -
     return hidden[:, :, None]
 
 
+def observed_series(batch: dict[str, Any]) -> Tensor:
+    """The batch's series, zero after its observed steps (``"t"``) where it has them."""
+    image = batch["image"]
+    return pad_steps(image, batch["t"]) if "t" in batch else image
+
+
 def reconstruction_loss(model: nn.Module, batch: dict[str, Any], mask: Tensor) -> Tensor:
     """Mean squared error of ``model``'s restoration of the entries ``mask`` hides.
 
     Composites after an early-season cut (``"t"``) were never observed: nothing to restore.
     """
-    image = batch["image"]
-    if "t" in batch:
-        image = pad_steps(image, batch["t"])
+    image = observed_series(batch)
     size, steps, bands = image.shape[:3]
     hidden = mask.to(image.device)
     restored = model(image.masked_fill(hidden, 0.0))
@@ -208,13 +212,8 @@ class SegmentationTask(L.LightningModule):
     def forward(self, image: Tensor) -> Tensor:
         return self.model(image)
 
-    def _input(self, batch: dict[str, Any]) -> Tensor:
-        """The batch's series, zero after its observed steps (``"t"``) where it has them."""
-        image = batch["image"]
-        return pad_steps(image, batch["t"]) if "t" in batch else image
-
     def _logits(self, batch: dict[str, Any]) -> Tensor:
-        return self.model(self._input(batch))
+        return self.model(observed_series(batch))
 
     def _reconstruction(self, batch: dict[str, Any], stream: int, index: int) -> Tensor:
         # One stream per rank, so that ranks hide different entries of their different batches.
@@ -247,7 +246,7 @@ class SegmentationTask(L.LightningModule):
         assert self.teacher is not None
         self.teacher.eval()  # Lightning sets every submodule to train mode each epoch
         with torch.no_grad():
-            taught = self.teacher(self._input(batch))
+            taught = self.teacher(observed_series(batch))
         return distillation_loss(logits, taught, ~batch["valid"])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
