@@ -16,6 +16,7 @@ from sarcrop.cli import main
 from sarcrop.evaluation.bootstrap import (
     MIOU,
     class_bootstrap,
+    paired_class_difference,
     parcel_class_confusions,
 )
 from sarcrop.evaluation.metrics import EvaluationInputError, MulticlassConfusion
@@ -84,6 +85,25 @@ def test_class_bootstrap_counts_intervals_and_seed_means() -> None:
     second = MulticlassConfusion(classes).update(other, small[1]).miou
     assert both[MIOU].estimate == pytest.approx((whole.miou + second) / 2)
     assert both[MIOU].low <= both[MIOU].estimate <= both[MIOU].high
+
+
+def test_a_paired_mIoU_difference_resolves_what_overlapping_intervals_do_not() -> None:
+    """B is A with one in twenty of its right pixels spoilt: their unpaired intervals overlap on 25
+    fields, the paired difference (same draws) is above 0 on every draw, and equals the
+    difference of the two means."""
+    classes = ["a", "b", "c"]
+    rng = np.random.default_rng(3)
+    pred_a, target, parcels = parcels_of(rng, 25, np.array([0.9, 0.7, 0.6]))
+    spoilt = (rng.random(pred_a.size) < 0.05) & (pred_a == target)
+    pred_b = np.where(spoilt, (target + 2) % 3, pred_a)
+    a, b = (class_bootstrap(p, target, parcels, classes, n=400)[MIOU] for p in (pred_a, pred_b))
+    assert a.low < b.high  # unpaired: the intervals overlap
+    difference = paired_class_difference(pred_a, pred_b, target, parcels, classes, n=400)
+    assert difference.estimate == pytest.approx(a.estimate - b.estimate)
+    assert 0 < difference.low <= difference.estimate <= difference.high
+    assert difference.p_above == 1.0 and difference.n_parcels == 25
+    same = paired_class_difference([pred_a, pred_b], [pred_a, pred_b], target, parcels, classes)
+    assert (same.estimate, same.low, same.high, same.p_above) == (0, 0, 0, 0)
 
 
 def test_class_rgb_is_the_palette_of_predicted_maps() -> None:
@@ -171,10 +191,23 @@ def test_crop_type_maps_intervals_and_early_season_in_the_report(run) -> None:
     full = results[(results["timestep"] == STEPS) & (results["metric"] == "miou")]
     ri = intervals[(intervals["method"] == "ri") & (intervals["metric"] == "miou")]
     assert ri["mean"].item() == pytest.approx(full[full["method"] == "ri"]["value"].mean())
+    # The mIoU rows compare each method with the baselines, paired; class rows do not.
+    rf = intervals[(intervals["method"] == "rf") & (intervals["metric"] == "miou")]
+    rf_mean = full[full["method"] == "rf"]["value"].mean()
+    assert rf["minus_ri"].item() == pytest.approx(rf_mean - ri["mean"].item())
+    assert rf["minus_ri_low"].item() <= rf["minus_ri"].item() <= rf["minus_ri_high"].item()
+    assert (
+        ri["minus_ri"].isna().all() and intervals[intervals["class"] != ""]["minus_rf"].isna().all()
+    )
     tables = (run / "tables.md").read_text()
     cell = r"\d\.\d{3} ± \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]"
     assert re.search(rf"\| RI \| {cell} \|", tables), tables
     assert CLASS_INTERVALS in tables and CLASS_INTERVALS in report
+    # RF's mIoU minus RI's, paired, in RF's row as class_intervals.csv has it.
+    difference = rf["minus_ri"].item(), rf["minus_ri_low"].item(), rf["minus_ri_high"].item()
+    paired = "{:+.3f} [{:+.3f}, {:+.3f}]".format(*difference)
+    assert "| mIoU − RI |" in tables and re.search(rf"\| RF \|.* {re.escape(paired)} \|", tables)
+    assert "mIoU − RI" in report
 
     # The early-season curve: RI is scored after every composite t.
     steps = results[(results["method"] == "ri") & (results["metric"] == "miou")]["timestep"]

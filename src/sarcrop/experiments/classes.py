@@ -182,7 +182,8 @@ def class_table(
     intervals: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Rows: methods; columns: each class's IoU, then mIoU, OA and kappa (mean ± std, with
-    the parcel-bootstrap interval ``[low, high]`` where ``intervals`` has one)."""
+    the parcel-bootstrap interval ``[low, high]`` where ``intervals`` has one), and each
+    method's mIoU minus RI's and RF's, paired on the same parcel draws, where it has those."""
     bounds = _interval_lookup(intervals, scenario, fraction)
     stats = summary(results)
     stats = stats[(stats["scenario"] == scenario) & (stats["label_fraction"] == fraction)]
@@ -198,9 +199,38 @@ def class_table(
             )
             for r in part.itertuples()
         }
-    table = pd.DataFrame(columns)
+    columns.update(_paired_columns(intervals, scenario, fraction))
+    table = pd.DataFrame(columns).fillna("–")
     table.index.name = "method"
     return table
+
+
+def _paired_columns(
+    intervals: pd.DataFrame | None, scenario: str, fraction: float
+) -> dict[str, dict[str, str]]:
+    """``mIoU − RI`` and ``mIoU − RF``: each method's difference to the baseline with its
+    paired interval (``class_intervals.csv``'s mIoU rows)."""
+    from sarcrop.experiments.intervals import BASELINES
+
+    if intervals is None or intervals.empty:
+        return {}
+    part = intervals[
+        (intervals["scenario"] == scenario)
+        & np.isclose(intervals["label_fraction"], fraction)
+        & (intervals["class"] == "")
+    ]
+    columns = {}
+    for baseline in BASELINES:
+        diff = f"minus_{baseline}"
+        if diff not in part or part[diff].isna().all():
+            continue
+        columns[f"mIoU − {baseline.upper()}"] = {
+            str(r["method"]).upper(): f"{r[diff]:+.3f} [{r[diff + '_low']:+.3f}, "
+            f"{r[diff + '_high']:+.3f}]"
+            for _, r in part.iterrows()
+            if np.isfinite(r[diff])
+        }
+    return columns
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -298,7 +328,9 @@ def write_class_outputs(
     if intervals is not None and not intervals.empty:
         parts.append(
             "[low, high]: 95 % parcel-bootstrap interval of the mean over seeds (IoU and mIoU; "
-            "`class_intervals.csv`).\n"
+            "`class_intervals.csv`). mIoU − RI and mIoU − RF: each method's mean mIoU minus the "
+            "baseline's, in brackets its 95 % interval from the same parcel draws scored for "
+            "both (paired; the spread over seeds is not in it).\n"
         )
     for scenario in dict.fromkeys(results["scenario"]):
         rows = results[results["scenario"] == scenario].iloc[0]

@@ -13,7 +13,8 @@ the same label fraction, paired on the same draws: the difference of the means
 which the method scores above the baseline (``p_above_ri``); the same for ``rf``.
 
 Crop-type scenarios get theirs in ``class_intervals.csv`` (:func:`class_intervals`): the IoU of
-each class and the mIoU, with the same parcels, draws and level.
+each class and the mIoU, with the same parcels, draws and level, and the mIoU's paired
+differences to the baselines in the same columns.
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ LEVEL = 0.95
 DRAWS = 1000
 
 
-class _Bootstrap(TypedDict):
-    metric: str
+class _Settings(TypedDict):
     n: int
     seed: int
     level: float
+
+
+class _Bootstrap(_Settings):
+    metric: str
 
 
 # The settings of every interval and paired difference in intervals.csv.
@@ -238,38 +242,55 @@ def class_intervals(
     results: pd.DataFrame,
 ) -> pd.DataFrame:
     """One row per method × label fraction × class (IoU) and one for the mIoU (class ``""``):
-    mean ± std over seeds and the parcel-bootstrap CI of that mean.
+    mean ± std over seeds and the parcel-bootstrap CI of that mean; the mIoU row adds its
+    paired differences to the baselines (:data:`PAIRED_COLUMNS`).
 
     ``split`` is :func:`split_parcels` of the test store; ``units`` maps (method,
     fraction, seed) to the saved test class probabilities ``(N, K, H, W)``; ``results`` are
     the long rows of ``class_results.csv`` (the means, at the full season).
     """
-    from sarcrop.evaluation.bootstrap import MIOU, class_bootstrap
+    from sarcrop.evaluation.bootstrap import MIOU, class_bootstrap, paired_class_difference
 
     target, parcels = split
     rows = results[results["scenario"] == scenario]
     rows = rows[rows["timestep"] == rows["timestep"].max()]
+    groups = {
+        (str(method), float(fraction)): group
+        for (method, fraction), group in rows.groupby(["method", "label_fraction"], sort=False)
+    }
+    preds = {
+        (method, fraction): [
+            np.load(units[(method, fraction, s)])
+            for s in sorted(int(s) for s in set(group["seed"]))
+        ]
+        for (method, fraction), group in groups.items()
+    }
+    settings = _Settings(n=DRAWS, seed=BOOTSTRAP["seed"], level=LEVEL)
     out = []
-    for (method, fraction), group in rows.groupby(["method", "label_fraction"], sort=False):
-        seeds = sorted(int(s) for s in set(group["seed"]))
-        preds = [np.load(units[(str(method), float(fraction), s)]) for s in seeds]
-        intervals = class_bootstrap(
-            preds, target, parcels, classes, n=DRAWS, seed=BOOTSTRAP["seed"], level=LEVEL
-        )
+    for (method, fraction), group in groups.items():
+        ours = preds[(method, fraction)]
+        intervals = class_bootstrap(ours, target, parcels, classes, **settings)
         for name, interval in intervals.items():
             label, metric = ("", MIOU) if name == MIOU else (name, METRIC)
             values = group[(group["class"] == label) & (group["metric"] == metric)]["value"]
-            out.append(
-                {
-                    "scenario": scenario,
-                    "method": method,
-                    "label_fraction": float(fraction),
-                    "class": label,
-                    "metric": metric,
-                    **_summary(values, interval, len(seeds)),
-                }
-            )
-    return pd.DataFrame(out, columns=list(CLASS_INTERVAL_COLUMNS))
+            row: dict[str, object] = {
+                "scenario": scenario,
+                "method": method,
+                "label_fraction": fraction,
+                "class": label,
+                "metric": metric,
+                **_summary(values, interval, len(ours)),
+            }
+            for baseline in BASELINES if name == MIOU else ():
+                if baseline == method or (baseline, fraction) not in preds:
+                    continue
+                theirs = preds[(baseline, fraction)]
+                difference = paired_class_difference(
+                    ours, theirs, target, parcels, classes, **settings
+                )
+                row.update(paired_columns(baseline, difference))
+            out.append(row)
+    return pd.DataFrame(out, columns=[*CLASS_INTERVAL_COLUMNS, *PAIRED_COLUMNS])
 
 
 def read_class_intervals(run_dir: Path) -> pd.DataFrame | None:
