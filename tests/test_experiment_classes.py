@@ -226,3 +226,27 @@ def test_shipped_crop_type_configs_validate(tmp_path):
     # The real one names its data: absent, loading says so (the command then skips).
     with pytest.raises(DataNotFound, match="real data not found"):
         load_experiment_config(str(folder / "crop-types-real.yaml"), data_root=tmp_path / "no")
+
+
+def test_parent_classes_are_checked_against_every_scenario_up_front(store):
+    """A pre-training that calls grassland ``grass`` keeps its head for the scenario once
+    ``parent_classes`` says so, so distillation has its teacher; names that fit no class, and a
+    binary scenario, are refused before any work."""
+    types = {"region": "nl", "model_options": MODEL, "train": {**TRAIN, "classes": CLASSES}}
+    types["train"]["classes"] = ["maize", "potato", "grass", "other"]
+    scenario = {"finetune": "nl", "test": "nl", "classes": CLASSES, "pretrain": "types"}
+    base = config(store, pretrains={"types": types}, scenarios=[scenario])
+    finetune = {**TRAIN, "distillation": 1.0}
+    with pytest.raises(ConfigError, match=r"trains a new head.*parent_classes"):
+        experiment_config_from_dict({**base, "finetune": finetune})
+    named = {**finetune, "parent_classes": {"grassland": "grass"}}
+    parsed = experiment_config_from_dict({**base, "finetune": named})
+    assert parsed.finetune.parent_classes == {"grassland": "grass"}
+    binary = {"finetune": "nl", "test": "nl", "crop": "maize", "pretrain": "types"}
+    for changes, message in [
+        ({"finetune": {**named, "parent_classes": {"grassland": "meadow"}}}, "meadow, not among"),
+        ({"finetune": named, "scenarios": [scenario, binary]}, r"scenarios\[1\].*one crop"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as error:
+            experiment_config_from_dict({**base, **changes})
+        assert "\n" not in str(error.value)

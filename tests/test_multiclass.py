@@ -43,7 +43,7 @@ from sarcrop.training.api import (
     resolved_class_weight,
     train,
 )
-from sarcrop.training.config import AUTO_POS_WEIGHT_CAP
+from sarcrop.training.config import AUTO_POS_WEIGHT_CAP, validate_config
 from sarcrop.training.losses import (
     SegmentationLoss,
     balanced_class_weights,
@@ -51,6 +51,7 @@ from sarcrop.training.losses import (
     soft_dice,
 )
 from sarcrop.training.ordering import pad_steps
+from sarcrop.training.strategies import head_rows, replace_head
 
 STEPS, SIZE, N = 4, 16, 8
 CLASSES = ["other", "maize", "potato", "grassland", "wheat"]
@@ -432,7 +433,109 @@ def test_cli_train_evaluate_baseline_with_classes(store, tmp_path, capsys):
     assert main([*baseline, "--jobs", "1"]) == 0
     assert "classes maize, potato, other" in capsys.readouterr().out
     assert main(["train", store, "--out", str(tmp_path / "x"), "--classes", "maize"]) == 2
+    # Fine-tuned to wheat, other and maize with wheat named as its potato: the head carries on.
+    named = ["--classes", "wheat,other,maize", "--parent-classes", "wheat=potato"]
+    finetune_args = ["finetune", checkpoint, store, "--strategy", "fte", *named, *common]
+    assert main([*finetune_args, "--out", str(tmp_path / "ft")]) == 0
+    training = read_metadata(tmp_path / "ft" / "model.safetensors").training
+    assert training["carried_classes"] == {"wheat": "potato", "other": "other", "maize": "maize"}
+    assert "new_head" not in training
+    capsys.readouterr()
+    assert main(["train", store, "--out", str(tmp_path / "y"), *args[:2], *named[2:], *common]) == 2
+    assert "parent_classes maps our classes" in capsys.readouterr().err
     # The same name in a YAML file, as a list or a comma-separated string.
     yaml = tmp_path / "train.yaml"
     yaml.write_text("train:\n  classes: [maize, potato, other]\n")
     assert TrainConfig.from_yaml(yaml).classes == ("maize", "potato", "other")
+
+
+# ------------------------------------------------------------- a head carried over by class
+
+
+def test_a_head_carries_the_outputs_of_the_classes_the_parent_knows():
+    torch.manual_seed(0)
+    model = build_model("recurrent_unet", 1, STEPS, widths=[4, 8], out_channels=4)
+    old = model.decoder.head
+    state = torch.random.get_rng_state()
+    head = replace_head(model, 2, [3, 1])  # every output carried: no random numbers drawn
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(head.weight, old.weight[[3, 1]]) and torch.equal(head.bias, old.bias[[3, 1]])
+    apply_strategy(model, "fte", head_channels=3, carried=[None, 0, None])
+    new = model.decoder.head
+    assert torch.equal(new.weight[1], head.weight[0]) and torch.equal(new.bias[1], head.bias[0])
+    assert not torch.equal(new.weight[0], head.weight[0])  # a class it does not know: fresh
+    frozen = [p.requires_grad for p in model.decoder.blocks.parameters()]
+    assert new.weight.requires_grad and frozen and not any(frozen)  # fte: the new head learns
+
+
+def test_head_rows_match_by_name_or_by_the_name_given():
+    known = ["maize", "wheat", "potato", "other"]
+    assert head_rows(["other", "maize"], known) == [3, 0]
+    assert head_rows(["maize", "barley"], known) == [0, None]
+    assert head_rows(["winter_cereal", "maize"], known, {"winter_cereal": "wheat"}) == [1, 0]
+    for names, problem in [
+        ({"winter_cereal": "barley"}, "barley, not among its"),
+        ({"rye": "wheat"}, "rye, not among ours"),
+        ({"maize": "wheat", "winter_cereal": "wheat"}, "wheat would continue in two"),
+    ]:
+        with pytest.raises(ConfigError, match=problem):
+            head_rows(["winter_cereal", "maize"], known, names)
+
+
+def test_fine_tuning_to_known_classes_keeps_the_pretrained_head(parents, store, tmp_path):
+    """The parent maps maize, potato, grassland and other; named as its grassland (a stand-in
+    for the same crop under another name), wheat continues that output, so every output carries
+    over in the target's order, FTE keeps the head frozen and distillation has a teacher with
+    the same outputs."""
+    classes = ["wheat", "other", "maize", "potato"]
+    config = quick(classes=classes, parent_classes="wheat=grassland", distillation=1.0)
+    result = finetune(parents["multi"], store, tmp_path / "fte", strategy="fte", config=config)
+    meta = read_metadata(result.checkpoint)
+    assert meta.target_classes == classes and "new_head" not in meta.training
+    assert meta.training["carried_classes"] == {
+        "wheat": "grassland",
+        "other": "other",
+        "maize": "maize",
+        "potato": "potato",
+    }
+    before, after = _state(parents["multi"]), _state(result.checkpoint)
+    for name in ("decoder.head.weight", "decoder.head.bias"):
+        assert torch.equal(after[name], before[name][[2, 3, 0, 1]])  # frozen by fte, reordered
+    for classes, carried in [
+        (["maize", "wheat"], ["maize"]),
+        (["other", "maize"], ["other", "maize"]),
+    ]:
+        # a class it does not know, or fewer classes: a new head, whose known outputs carry over
+        out = tmp_path / "-".join(classes)
+        partial = finetune(
+            parents["multi"], store, out, strategy="ft", config=quick(classes=classes)
+        )
+        training = read_metadata(partial.checkpoint).training
+        assert "new_head" in training and list(training["carried_classes"]) == carried
+
+
+@pytest.mark.parametrize(
+    ("parent", "strategy", "classes", "problem"),
+    [
+        ("multi", "probe", ["wheat", "maize"], "probe trains its head afresh"),
+        ("binary", "ft", ["wheat", "maize"], "maps no classes"),
+        ("multi", "ft", None, "this run maps no classes"),
+        ("multi", "ri", ["wheat", "maize"], "only fine-tuning"),
+        ("multi", "ft", ["wheat", "maize"], "barley, not among its"),
+    ],
+)
+def test_parent_classes_that_cannot_apply_are_refused(
+    parents, store, tmp_path, parent, strategy, classes, problem
+):
+    names = "wheat=barley" if "barley" in problem else "wheat=grassland"
+    config = quick(classes=classes, parent_classes=names)
+    with pytest.raises(ConfigError, match=problem) as error:
+        finetune(parents[parent], store, tmp_path / "run", strategy=strategy, config=config)
+    assert "\n" not in str(error.value) and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_parent_classes_on_the_command_line_and_in_fingerprints():
+    assert TrainConfig(parent_classes="a=b, c=d").parent_classes == {"a": "b", "c": "d"}
+    assert "parent_classes" not in TrainConfig().fingerprint()
+    with pytest.raises(ConfigError, match="ours=theirs"):
+        validate_config({"parent_classes": "a=b,c"})

@@ -384,6 +384,7 @@ class ExperimentConfig(_Strict):
         self._check_classes()
         self._check_zero_shot()
         self._check_folds()
+        self._check_parent_classes()
         self._check_start_settings()
         ids = [s.id for s in self.scenarios]
         if len(set(ids)) != len(ids):
@@ -441,14 +442,47 @@ class ExperimentConfig(_Strict):
         for index, scenario in enumerate(self.scenarios):
             name, spec = self.pretrain_of(scenario)
             classes = self.classes_of(scenario)
-            if spec.checkpoint is not None or spec.train.classes == classes:
+            if spec.checkpoint is not None or self._head_carries(scenario):
                 continue
             raise ValueError(
                 f"scenarios[{index}] maps {', '.join(classes) if classes else scenario.crop}, "
                 f"pretrain {name} {', '.join(spec.train.classes or (spec.crop,))}: its "
                 f"fine-tuning trains a new head, and {setting} needs the pre-trained "
-                "one; leave it out or pre-train on these classes"
+                "one; leave it out, pre-train on these classes or name ours in its terms "
+                "(finetune: parent_classes)"
             )
+
+    def _head_carries(self, scenario: ScenarioSpec) -> bool:
+        """Whether the pre-trained head maps the classes of ``scenario`` and no others (by
+        name or by ``finetune.parent_classes``), so that fine-tuning carries it over."""
+        from sarcrop.training.strategies import head_rows
+
+        classes = self.classes_of(scenario)
+        known = self.pretrain_of(scenario)[1].train.classes
+        if not classes or not known:
+            return classes == known
+        rows = head_rows(classes, known, self.finetune.parent_classes)
+        return None not in rows and len(rows) == len(known)
+
+    def _check_parent_classes(self) -> None:
+        """``finetune.parent_classes`` names classes of the scenarios and of the pre-trained
+        heads: checked before any work, as a worker would refuse it mid-run."""
+        if self.finetune.parent_classes is None:
+            return
+        for index, scenario in enumerate(self.scenarios):
+            name, spec = self.pretrain_of(scenario)
+            one_crop = spec.checkpoint is None and not spec.train.classes
+            if not self.classes_of(scenario) or one_crop:
+                raise ValueError(
+                    f"scenarios[{index}] or pretrain {name} maps one crop, and "
+                    "finetune.parent_classes maps classes; leave it out"
+                )
+            if spec.checkpoint is None:
+                try:
+                    self._head_carries(scenario)
+                except ConfigError as exc:
+                    where = f"scenarios[{index}], pretrain {name}"
+                    raise ValueError(f"{where}: {exc.problem}") from None
 
     def _check_zero_shot(self) -> None:
         """``zero-shot`` scores the pre-trained model's own output: it must map the scenario's

@@ -360,13 +360,19 @@ class ExperimentRunner:
 
     def finetune_config(self, strategy: str) -> TrainConfig:
         """The ``finetune:`` settings a strategy trains with: ``interpolation`` (and its search)
-        mixes in the pre-trained start and ``distillation`` learns from it, which RI and the
-        probe's new head do not have (they train as at 1 and 0)."""
+        mixes in the pre-trained start, ``distillation`` learns from it and ``parent_classes``
+        carries its head over, which RI and the probe's new head do not have (they train as
+        at 1, 0 and none)."""
         base = self.config.finetune
         if strategy not in ("ri", "probe"):
             return base
         # not ``updated``, which leaves a None (no search) out
-        without_start = {"interpolation": 1.0, "interpolation_search": None, "distillation": 0.0}
+        without_start = {
+            "interpolation": 1.0,
+            "interpolation_search": None,
+            "distillation": 0.0,
+            "parent_classes": None,
+        }
         return validate_config({**base.model_dump(), **without_start})
 
     def _shown(self, config: TrainConfig) -> TrainConfig:

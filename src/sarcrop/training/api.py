@@ -69,7 +69,13 @@ from sarcrop.training.ordering import (
     TimestepDataset,
     pad_steps,
 )
-from sarcrop.training.strategies import STRATEGIES, apply_strategy, parameter_counts
+from sarcrop.training.strategies import (
+    STRATEGIES,
+    apply_strategy,
+    head_rows,
+    parameter_counts,
+    replace_head,
+)
 from sarcrop.training.task import SegmentationTask, monitored_metric, monitored_mode
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 from sarcrop.utils.environment import environment
@@ -728,11 +734,14 @@ def _from_scratch(
     reconstructs = config.reconstructs
     positive = [] if classes or reconstructs else positive_classes(store, positive)
     search = None
-    if config.interpolation_search is not None:
-        raise ConfigError(
-            "interpolation_search mixes fine-tuned weights with the pre-trained start: only "
-            "fine-tuning (ft, fte, ftd) has one; leave it out"
-        )
+    without_parent = {
+        "interpolation_search": "mixes fine-tuned weights with the pre-trained start",
+        "parent_classes": "maps our classes to the pre-trained head's",
+    }
+    for name, what in without_parent.items():
+        if getattr(config, name) is not None:
+            only = "only fine-tuning (ft, fte, ftd) has one; leave it out"
+            raise ConfigError(f"{name} {what}: {only}")
     if config.searches:
 
         def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
@@ -981,8 +990,17 @@ def _transfer(
         "ground": learnt_ground(store) + list(inherited),
         **_search_record(search),
     }
+    rows = _carried_rows(job, config)
+    if rows and rows != list(range(parent_outputs(parent_meta))):
+        known, ours = parent_meta.target_classes or [], config.classes or ()
+        # our class: the parent's class whose output it continues
+        pairs = zip(ours, rows, strict=True)
+        training["carried_classes"] = {name: known[row] for name, row in pairs if row is not None}
     if new_head is not None:
-        training["new_head"] = f"{new_head} output(s), re-initialised for the target's classes"
+        origin = "carried_classes' from the parent, the rest re-initialised" if rows else ""
+        training["new_head"] = f"{new_head} output(s) for the target's classes, " + (
+            origin or "re-initialised"
+        )
     metadata = metadata.model_copy(
         update={
             "strategy": job.strategy,
@@ -1005,15 +1023,38 @@ def _prepared_parent(job: _Transfer, config: TrainConfig) -> tuple[nn.Module, in
         adapt_input_bands(parent, job.bands, job.parent_meta.bands)
     L.seed_everything(config.seed, verbose=False)
     # Another set of output classes (binary <-> crop types, or other classes), or a parent
-    # that reconstructed its input (one output per time step and band): a new head.
-    target_classes = list(config.classes) if config.classes else None
-    outputs = len(target_classes) if target_classes else 1
+    # that reconstructed its input (one output per time step and band): a new head, which
+    # keeps the outputs of the classes the parent knows. The same classes (by name or by
+    # parent_classes) keep the parent's head, its outputs in the target's order.
     meta = job.parent_meta
+    rows = _carried_rows(job, config)
+    outputs = len(config.classes) if config.classes else 1
+    target_classes = list(config.classes) if config.classes else None
     new_head = None
-    if target_classes != meta.target_classes or parent_outputs(meta) != outputs:
+    known = [row for row in rows if row is not None]
+    if len(known) == len(rows) and sorted(known) == list(range(parent_outputs(meta))):
+        if rows != list(range(outputs)):
+            replace_head(parent, outputs, rows)
+    elif rows or target_classes != meta.target_classes or parent_outputs(meta) != outputs:
         new_head = outputs
-    apply_strategy(parent, job.strategy, job.last_k, head_channels=new_head)
+    apply_strategy(parent, job.strategy, job.last_k, head_channels=new_head, carried=rows)
     return parent, new_head
+
+
+def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
+    """For each of the target's classes, the parent's head output that maps it (or None);
+    empty where no output carries over (one crop, or a parent that learnt no classes)."""
+    known = job.parent_meta.target_classes if learnt_labels(job.parent_meta) else None
+    if config.parent_classes is not None:
+        if not known or not config.classes:
+            mapless = f"{job.checkpoint} maps" if not known else "this run maps"
+            raise ConfigError(f"parent_classes: {mapless} no classes; leave it out")
+        if job.strategy == "probe":
+            raise ConfigError("parent_classes: the probe trains its head afresh; leave it out")
+    if not config.classes or not known:
+        return []
+    rows = head_rows(config.classes, known, config.parent_classes)
+    return rows if any(row is not None for row in rows) else []
 
 
 def _start_weights(
@@ -1027,7 +1068,8 @@ def _start_weights(
         fix = fixes.get(setting, "leave it out")
         raise ConfigError(
             f"{setting} needs the pre-trained head; this run trains a new one "
-            f"({'probe' if strategy == 'probe' else 'other classes'}): {fix}"
+            f"({'probe' if strategy == 'probe' else 'classes it does not map'}): {fix}"
+            + ("" if strategy == "probe" else ", or name ours in its terms (parent_classes)")
         )
     return {name: value.detach().clone() for name, value in parent.state_dict().items()}
 

@@ -42,6 +42,7 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "level_jitter": 0.0,
     "interpolation": 1.0,
     "distillation": 0.0,
+    "parent_classes": None,
     "epoch_search": None,
     "interpolation_search": None,
     "search_folds": 3,
@@ -170,6 +171,12 @@ class TrainConfig(BaseModel):
         None,
         description="crop-type map of these classes, e.g. maize,potato,other ('other': every "
         "class not listed; without it their pixels are ignored); default: one positive class",
+    )
+    parent_classes: dict[str, str] | None = Field(
+        None,
+        description="fine-tuning only: the pre-trained model's name for each of our classes it "
+        "knows under another, e.g. winter_cereal=wheat; the head carries over the outputs of "
+        "every class it knows (by name otherwise)",
     )
     normalization: InputScaling = Field(
         "store",
@@ -322,6 +329,16 @@ class TrainConfig(BaseModel):
         if not value or min(value) < 0 or max(value) > 1:
             raise ValueError("interpolation_search needs one or more weights from 0 to 1")
         return tuple(sorted(set(value)))
+
+    @field_validator("parent_classes", mode="before")
+    @classmethod
+    def _parent_classes(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the command line's winter_cereal=wheat,grass=grassland
+            pairs = [part.split("=") for part in value.replace(",", " ").split() if part]
+            if any(len(pair) != 2 or not all(pair) for pair in pairs):
+                raise ValueError(f"parent_classes must look like ours=theirs,..., got {value!r}")
+            value = dict(pairs)
+        return value or None
 
     @field_validator("classes", mode="before")
     @classmethod

@@ -17,9 +17,12 @@ and any other module — belongs to ``h_D``:
 When the target's classes differ from the pre-trained model's (a crop-type model fine-tuned
 to one crop, or the reverse, or another class list, or a self-supervised model whose head
 restored its input, one output per time step and band), ``head_channels`` replaces
-``decoder.head`` with a freshly initialised one for the target's classes, trainable under every
-strategy (a frozen random head could not learn anything); everything else keeps its pre-trained
-weights.
+``decoder.head`` with a new one for the target's classes, trainable under every strategy (a
+frozen random head could not learn anything); everything else keeps its pre-trained weights.
+Outputs of classes the pre-trained model knows (:func:`head_rows`: by name, or under the name
+given for it) start as its outputs, the others fresh. When the target has the pre-trained
+model's classes and no others, its head carries on, the outputs put in the target's order, and
+the strategy treats it as the pre-trained head it is.
 
 Frozen means frozen: parameters get ``requires_grad=False`` (so no gradient, no optimizer
 state and no weight decay touch them) and every module of a frozen part is pinned to eval mode,
@@ -30,9 +33,10 @@ strategy replaces whatever an earlier one froze and pinned on the same model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, cast, get_args
 
+import torch
 from torch import nn
 
 from sarcrop.errors import ConfigError
@@ -117,12 +121,17 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
 
 
 def apply_strategy(
-    model: nn.Module, strategy: str, last_k: int | None = None, head_channels: int | None = None
+    model: nn.Module,
+    strategy: str,
+    last_k: int | None = None,
+    head_channels: int | None = None,
+    carried: Sequence[int | None] = (),
 ) -> nn.Module:
     """Set which parameters of ``model`` train under ``strategy``; returns the same model.
 
     Whatever an earlier call froze and pinned is undone first, so strategies never stack.
-    ``head_channels`` replaces the head by a new, trainable one with that many outputs.
+    ``head_channels`` replaces the head by a new, trainable one with that many outputs, which
+    keep the old head's outputs ``carried`` (:func:`replace_head`).
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -131,7 +140,7 @@ def apply_strategy(
     frozen = frozen_parts(model, strategy, last_k)
     _unfreeze(model)
     if head_channels is not None:
-        replace_head(model, head_channels)
+        replace_head(model, head_channels, carried)
         if strategy == "fte":  # the decoder stays frozen, the new head learns
             encoder = model.get_submodule("encoder")
             frozen = [p for p in _leaves_around(model, _head(model)) if p is not encoder]
@@ -143,16 +152,50 @@ def apply_strategy(
     return model
 
 
-def replace_head(model: nn.Module, channels: int) -> nn.Conv2d:
-    """A new, freshly initialised ``decoder.head`` with ``channels`` outputs (seed torch first
-    to reproduce); a sarcrop model's options record the new count, so checkpoints rebuild it."""
+def replace_head(model: nn.Module, channels: int, carried: Sequence[int | None] = ()) -> nn.Conv2d:
+    """A new ``decoder.head`` with ``channels`` outputs; output ``i`` continues the old head's
+    output ``carried[i]`` where that is given, the others start fresh (seed torch first to
+    reproduce; a head that carries every output draws no random numbers). A sarcrop model's
+    options record the new count, so checkpoints rebuild it."""
     old = _head(model)
-    head = nn.Conv2d(old.in_channels, channels, 1).to(old.weight.device, old.weight.dtype)
+    rows = list(carried) + [None] * (channels - len(carried))
+    shape = (old.in_channels, channels, 1)
+    fresh = None in rows
+    head = nn.Conv2d(*shape) if fresh else nn.utils.skip_init(nn.Conv2d, *shape)
+    head = head.to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        for output, row in enumerate(rows):
+            if row is not None:
+                head.weight[output] = old.weight[row]
+                cast(torch.Tensor, head.bias)[output] = cast(torch.Tensor, old.bias)[row]
     model.get_submodule("decoder").head = head
     options = getattr(model, "options", None)
     if isinstance(options, dict) and "out_channels" in options:
         options["out_channels"] = channels
     return head
+
+
+def head_rows(
+    classes: Sequence[str], known: Sequence[str], names: Mapping[str, str] | None = None
+) -> list[int | None]:
+    """For each of ``classes``, the output of a head over ``known`` classes that maps it: the
+    one of its name, or of the name ``names`` gives it (``winter_cereal: wheat``), else None."""
+    names = dict(names or {})
+    for side, listed, which in ((names, classes, "ours"), (names.values(), known, "its")):
+        if unknown := sorted(set(side) - set(listed)):
+            raise ConfigError(
+                f"parent_classes names {', '.join(unknown)}, not among {which} "
+                f"({', '.join(listed)})"
+            )
+    rows = [known.index(names.get(c, c)) if names.get(c, c) in known else None for c in classes]
+    taken = [row for row in rows if row is not None]
+    if len(taken) != len(set(taken)):
+        twice = sorted({known[row] for row in taken if taken.count(row) > 1})
+        raise ConfigError(
+            f"parent_classes: {', '.join(twice)} would continue in two of our classes; "
+            "map each pre-trained class to one at most"
+        )
+    return rows
 
 
 def _head(model: nn.Module) -> nn.Conv2d:
