@@ -179,11 +179,16 @@ def pooled_difference(
         parcels += groups[0].shape[1]
     mean_estimates = _nanmean(np.stack(estimates), axis=0)
     mean_draws = _nanmean(np.stack(draws), axis=0)
-    differences = mean_draws[0] - mean_draws[1]
+    difference = float(mean_estimates[0] - mean_estimates[1])
+    return _difference(difference, mean_draws[0] - mean_draws[1], parcels, level)
+
+
+def _difference(estimate: float, differences: np.ndarray, parcels: int, level: float) -> Difference:
+    """A :class:`Difference` from its estimate and its per-draw values (nan: undefined)."""
     defined = differences[np.isfinite(differences)]
     p_above = float(np.mean(defined > 0)) if defined.size else float("nan")
     low, high = _percentiles(differences, level)
-    return Difference(float(mean_estimates[0] - mean_estimates[1]), low, high, parcels, p_above)
+    return Difference(estimate, low, high, parcels, p_above)
 
 
 def _check(metric: str, n: int, level: float) -> None:
@@ -322,12 +327,9 @@ def paired_class_difference(
     full = _class_scores(counts.sum(axis=1), classes)[..., -1]
     drawn = _class_scores(_resampled_totals(counts, n, seed), classes)[..., -1]
     a = len(groups[0])
-    estimate = _nanmean(full[:a]) - _nanmean(full[a:])
+    estimate = float(_nanmean(full[:a]) - _nanmean(full[a:]))
     differences = _nanmean(drawn[:a], axis=0) - _nanmean(drawn[a:], axis=0)
-    defined = differences[np.isfinite(differences)]
-    p_above = float(np.mean(defined > 0)) if defined.size else float("nan")
-    low, high = _percentiles(differences, level)
-    return Difference(float(estimate), low, high, counts.shape[1], p_above)
+    return _difference(estimate, differences, counts.shape[1], level)
 
 
 def _class_counts(
