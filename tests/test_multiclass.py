@@ -512,6 +512,10 @@ def test_fine_tuning_to_known_classes_keeps_the_pretrained_head(parents, store, 
         )
         training = read_metadata(partial.checkpoint).training
         assert "new_head" in training and list(training["carried_classes"]) == carried
+    # The probe trains its head afresh: nothing carried, nothing recorded as carried.
+    config = quick(classes=["other", "maize"])
+    probe = finetune(parents["multi"], store, tmp_path / "probe", strategy="probe", config=config)
+    assert "carried_classes" not in read_metadata(probe.checkpoint).training
 
 
 @pytest.mark.parametrize(

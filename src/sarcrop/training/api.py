@@ -997,10 +997,8 @@ def _transfer(
         pairs = zip(ours, rows, strict=True)
         training["carried_classes"] = {name: known[row] for name, row in pairs if row is not None}
     if new_head is not None:
-        origin = "carried_classes' from the parent, the rest re-initialised" if rows else ""
-        training["new_head"] = f"{new_head} output(s) for the target's classes, " + (
-            origin or "re-initialised"
-        )
+        fresh = "carried_classes' outputs from the parent, the rest" if rows else "all"
+        training["new_head"] = f"{new_head} output(s) for the target's classes, {fresh} new"
     metadata = metadata.model_copy(
         update={
             "strategy": job.strategy,
@@ -1043,7 +1041,8 @@ def _prepared_parent(job: _Transfer, config: TrainConfig) -> tuple[nn.Module, in
 
 def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     """For each of the target's classes, the parent's head output that maps it (or None);
-    empty where no output carries over (one crop, or a parent that learnt no classes)."""
+    empty where no output carries over (one crop, a parent that learnt no classes, or the
+    probe, whose head trains afresh)."""
     known = job.parent_meta.target_classes if learnt_labels(job.parent_meta) else None
     if config.parent_classes is not None:
         if not known or not config.classes:
@@ -1051,7 +1050,7 @@ def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
             raise ConfigError(f"parent_classes: {mapless} no classes; leave it out")
         if job.strategy == "probe":
             raise ConfigError("parent_classes: the probe trains its head afresh; leave it out")
-    if not config.classes or not known:
+    if not config.classes or not known or job.strategy == "probe":
         return []
     rows = head_rows(config.classes, known, config.parent_classes)
     return rows if any(row is not None for row in rows) else []
