@@ -511,7 +511,8 @@ def test_fine_tuning_to_known_classes_keeps_the_pretrained_head(parents, store, 
             parents["multi"], store, out, strategy="ft", config=quick(classes=classes)
         )
         training = read_metadata(partial.checkpoint).training
-        assert "new_head" in training and list(training["carried_classes"]) == carried
+        assert list(training["carried_classes"]) == carried
+        assert "carried_classes' outputs from the parent" in training["new_head"]
     # The probe trains its head afresh: nothing carried, nothing recorded as carried.
     config = quick(classes=["other", "maize"])
     probe = finetune(parents["multi"], store, tmp_path / "probe", strategy="probe", config=config)

@@ -997,8 +997,10 @@ def _transfer(
         pairs = zip(ours, rows, strict=True)
         training["carried_classes"] = {name: known[row] for name, row in pairs if row is not None}
     if new_head is not None:
-        fresh = "carried_classes' outputs from the parent, the rest" if rows else "all"
-        training["new_head"] = f"{new_head} output(s) for the target's classes, {fresh} new"
+        fresh = "carried_classes' outputs from the parent, the rest " if rows else ""
+        training["new_head"] = (
+            f"{new_head} output(s) for the target's classes, {fresh}re-initialised"
+        )
     metadata = metadata.model_copy(
         update={
             "strategy": job.strategy,
