@@ -225,10 +225,12 @@ class SegmentationTask(L.LightningModule):
         if self.config.reconstructs:
             loss = self._reconstruction(batch, _TRAIN_MASKS, self.global_step)
         else:
-            logits = self._logits(batch)
+            series = observed_series(batch)
+            logits = self.model(series)
             loss = self.criterion(logits, batch["target"], batch["valid"])
             if self.teacher is not None:
-                loss = loss + self.config.distillation * self._distillation(batch, logits)
+                taught = self._distillation(series, logits, batch["valid"])
+                loss = loss + self.config.distillation * taught
         size = batch["image"].shape[0]
         self.log(
             "train_loss",
@@ -241,13 +243,14 @@ class SegmentationTask(L.LightningModule):
         )
         return loss
 
-    def _distillation(self, batch: dict[str, Any], logits: Tensor) -> Tensor:
-        """The pull of the unlabelled pixels towards the teacher's predictions."""
+    def _distillation(self, series: Tensor, logits: Tensor, valid: Tensor) -> Tensor:
+        """The pull of the unlabelled pixels (not ``valid``) towards the teacher's predictions
+        of the same observed ``series`` the model saw."""
         assert self.teacher is not None
         self.teacher.eval()  # Lightning sets every submodule to train mode each epoch
         with torch.no_grad():
-            taught = self.teacher(observed_series(batch))
-        return distillation_loss(logits, taught, ~batch["valid"])
+            taught = self.teacher(series)
+        return distillation_loss(logits, taught, ~valid)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if self.config.reconstructs:
