@@ -455,14 +455,13 @@ class ExperimentConfig(_Strict):
     def _head_carries(self, scenario: ScenarioSpec) -> bool:
         """Whether the pre-trained head maps the classes of ``scenario`` and no others (by
         name or by ``finetune.parent_classes``), so that fine-tuning carries it over."""
-        from sarcrop.training.strategies import head_rows
+        from sarcrop.training.strategies import head_rows, keeps_head
 
         classes = self.classes_of(scenario)
         known = self.pretrain_of(scenario)[1].train.classes
         if not classes or not known:
             return classes == known
-        rows = head_rows(classes, known, self.finetune.parent_classes)
-        return None not in rows and len(rows) == len(known)
+        return keeps_head(head_rows(classes, known, self.finetune.parent_classes), len(known))
 
     def _check_parent_classes(self) -> None:
         """``finetune.parent_classes`` names classes of the scenarios and of the pre-trained

@@ -73,6 +73,7 @@ from sarcrop.training.strategies import (
     STRATEGIES,
     apply_strategy,
     head_rows,
+    keeps_head,
     parameter_counts,
     replace_head,
 )
@@ -941,7 +942,7 @@ def finetune(
 
         start = None
         if config.interpolation_search is not None:
-            parent, new_head = _prepared_parent(job, config)
+            parent, new_head, _ = _prepared_parent(job, config)
             start = _start_weights(parent, new_head, job.strategy, "interpolation_search")
         config, search = _searched(fold, store, out_dir, config, positive, label_mask, start)
     return _transfer(job, out_dir, config, label_mask, search)
@@ -970,7 +971,7 @@ def _transfer(
 ) -> TrainResult:
     """Fine-tune ``job``'s parent on its target with ``config`` (and a fold's labels)."""
     parent_meta, store, bands = job.parent_meta, job.store, job.bands
-    parent, new_head = _prepared_parent(job, config)
+    parent, new_head, carried = _prepared_parent(job, config)
     start = None
     if config.interpolation < 1 or config.distillation > 0:
         setting = "interpolation" if config.interpolation < 1 else "distillation"
@@ -990,14 +991,10 @@ def _transfer(
         "ground": learnt_ground(store) + list(inherited),
         **_search_record(search),
     }
-    rows = _carried_rows(job, config)
-    if rows and rows != list(range(parent_outputs(parent_meta))):
-        known, ours = parent_meta.target_classes or [], config.classes or ()
-        # our class: the parent's class whose output it continues
-        pairs = zip(ours, rows, strict=True)
-        training["carried_classes"] = {name: known[row] for name, row in pairs if row is not None}
+    if carried:
+        training["carried_classes"] = carried
     if new_head is not None:
-        fresh = "carried_classes' outputs from the parent, the rest " if rows else ""
+        fresh = "carried_classes' outputs from the parent, the rest " if carried else ""
         training["new_head"] = (
             f"{new_head} output(s) for the target's classes, {fresh}re-initialised"
         )
@@ -1012,9 +1009,12 @@ def _transfer(
     return fit(parent, train_data, val_data, out_dir, config, metadata, start=start)
 
 
-def _prepared_parent(job: _Transfer, config: TrainConfig) -> tuple[nn.Module, int | None]:
+def _prepared_parent(
+    job: _Transfer, config: TrainConfig
+) -> tuple[nn.Module, int | None, dict[str, str]]:
     """The parent as fine-tuning starts from it (new bands adapted, the strategy's parts
-    frozen, a new head where the classes change) and the new head's outputs, if any."""
+    frozen, a new head where the classes change), the new head's outputs, if any, and the
+    classes whose outputs moved or carried over into a new head (ours: the parent's)."""
     from sarcrop.models import SegmentationModel, adapt_input_bands
 
     parent, _ = load_checkpoint(job.checkpoint)
@@ -1031,14 +1031,17 @@ def _prepared_parent(job: _Transfer, config: TrainConfig) -> tuple[nn.Module, in
     outputs = len(config.classes) if config.classes else 1
     target_classes = list(config.classes) if config.classes else None
     new_head = None
-    known = [row for row in rows if row is not None]
-    if len(known) == len(rows) and sorted(known) == list(range(parent_outputs(meta))):
+    if keeps_head(rows, parent_outputs(meta)):
         if rows != list(range(outputs)):
             replace_head(parent, outputs, rows)
     elif rows or target_classes != meta.target_classes or parent_outputs(meta) != outputs:
         new_head = outputs
     apply_strategy(parent, job.strategy, job.last_k, head_channels=new_head, carried=rows)
-    return parent, new_head
+    if not rows or rows == list(range(parent_outputs(meta))):
+        return parent, new_head, {}
+    pairs = zip(config.classes or (), rows, strict=True)
+    names = meta.target_classes or []
+    return parent, new_head, {ours: names[row] for ours, row in pairs if row is not None}
 
 
 def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:

@@ -198,6 +198,12 @@ def head_rows(
     return rows
 
 
+def keeps_head(rows: Sequence[int | None], outputs: int) -> bool:
+    """Whether :func:`head_rows` over a head of ``outputs`` outputs maps every one of them
+    and nothing new: the same classes, perhaps in another order or under other names."""
+    return None not in rows and len(rows) == outputs
+
+
 def _head(model: nn.Module) -> nn.Conv2d:
     head = getattr(getattr(model, "decoder", None), "head", None)
     if not isinstance(head, nn.Conv2d):
