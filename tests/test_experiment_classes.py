@@ -27,7 +27,7 @@ from sarcrop.experiments.config import (
 )
 from sarcrop.experiments.figures import redraw
 from sarcrop.experiments.runner import run_experiment
-from sarcrop.training import read_metadata
+from sarcrop.training import evaluate, read_metadata
 
 STEPS, SIZE, N = 4, 16, 8
 STORE_CLASSES = ["other", "maize", "potato", "grassland"]
@@ -216,6 +216,24 @@ def test_an_experiment_of_crop_types_only(store, tmp_path):
     assert "Crop types" in (tmp_path / "run" / "report.html").read_text()
 
 
+def test_one_crop_from_a_crop_type_pretraining(store, tmp_path):
+    """Maize from the crop-type pre-training: zero-shot is its map of maize against the rest,
+    as ``evaluate`` scores it, and FTE fine-tunes that head (kept whole, frozen)."""
+    data = config(store, methods=["zero-shot", "fte"], seeds=1)
+    data["scenarios"] = [{"finetune": "nl", "test": "nl", "crop": "maize", "pretrain": "types"}]
+    result = run_experiment(experiment_config_from_dict(data), tmp_path / "run")
+    rows = result.results[(result.results["run"] == "main") & (result.results["metric"] == "iou")]
+    last = rows[rows["timestep"] == rows["timestep"].max()]
+    zero_shot = float(last[last["method"] == "zero-shot"]["value"].iloc[0])
+    [pretrained] = (tmp_path / "run" / "cache").glob("pretrain-*/run/model.safetensors")
+    assert evaluate(pretrained, store, positive="maize")["metrics"]["iou"] == zero_shot
+    [fte] = (tmp_path / "run" / "cache").glob("method-*/run/model.safetensors")
+    assert read_metadata(fte).options["merged_head"] == [True, False, False, False]
+    with pytest.raises(ConfigError, match="zero-shot needs a pre-training that maps wheat"):
+        wheat = {**data["scenarios"][0], "crop": "wheat"}
+        experiment_config_from_dict({**data, "scenarios": [wheat]})
+
+
 def test_shipped_crop_type_configs_validate(tmp_path):
     from importlib.resources import files
 
@@ -250,3 +268,12 @@ def test_parent_classes_are_checked_against_every_scenario_up_front(store):
         with pytest.raises(ConfigError, match=message) as error:
             experiment_config_from_dict({**base, **changes})
         assert "\n" not in str(error.value)
+    # One crop the crop-type head maps: the head answers for it, so distillation has its
+    # teacher; a crop it does not map gets a new head, refused with distillation.
+    one_crop = {**base, "finetune": finetune, "scenarios": [binary]}
+    assert experiment_config_from_dict(one_crop).finetune.distillation == 1.0
+    unknown = {**binary, "crop": "wheat"}
+    fresh = {**one_crop, "finetune": {**finetune, "fresh_head": True}}
+    for changes in ({"scenarios": [unknown]}, fresh):
+        with pytest.raises(ConfigError, match=r"scenarios\[0\] maps.*trains a new head"):
+            experiment_config_from_dict({**one_crop, **changes})

@@ -182,6 +182,37 @@ def test_registry_round_trip(name: str) -> None:
     rebuilt.load_state_dict(model.state_dict())
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_merged_head_answers_for_its_classes_and_rebuilds(name: str) -> None:
+    """One output per class, read as the flagged classes against the rest: the sigmoid of the
+    merged output is their summed softmax probability; the options rebuild it, ONNX exports it."""
+    import onnxruntime
+
+    from sarcrop.prediction.onnx_export import export_onnx
+    from sarcrop.training.strategies import merge_head
+
+    model = trained_like(small(name, out_channels=4))
+    x = series()
+    with torch.no_grad():
+        summed = model(x).softmax(dim=1)[:, [0, 2]].sum(dim=1)
+        merge_head(model, [True, False, True, False])
+        merged = model(x)
+    assert merged.shape == (2, 1, 32, 32)
+    assert torch.allclose(torch.sigmoid(merged[:, 0]), summed, atol=1e-6)
+    config = json.loads(json.dumps(model_config(model)))
+    assert config["out_channels"] == 1 and config["merged_head"] == [True, False, True, False]
+    rebuilt = build_model(**config).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), merged)
+    session = onnxruntime.InferenceSession(export_onnx(model, tuple(x.shape)))
+    exported = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert abs(exported - merged.numpy()).max() < 1e-4
+    for flags, out_channels in [([True, True], 1), ([True], 1), ([True, False], 2)]:
+        with pytest.raises(ConfigError, match="merged"):
+            build_model(name, 2, 5, out_channels=out_channels, merged_head=flags)
+
+
 def test_registry_rejects_unknown_names_and_options() -> None:
     with pytest.raises(ConfigError, match="recurrent_unet, utae, convlstm_unet, unet2d"):
         build_model("transformer", 1, 8)

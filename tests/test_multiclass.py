@@ -25,7 +25,7 @@ from sarcrop.data.labels import binary_target, class_lookup, class_target
 from sarcrop.data.normalization import Normalization
 from sarcrop.data.season import Season
 from sarcrop.data.store import DatasetStore, StoreMetadata, write_store
-from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.errors import CheckpointError, ConfigError, InputDataError
 from sarcrop.evaluation.baseline import run_baseline
 from sarcrop.evaluation.metrics import (
     BinaryConfusion,
@@ -374,13 +374,14 @@ def test_fte_to_another_class_set_keeps_the_decoder_and_learns_a_new_head(
     parents, store, tmp_path, parent, classes, channels
 ):
     config = quick(classes=classes)
+    crop = "wheat"  # one the crop-type parent does not map (its "other")
     result = finetune(
-        parents[parent], store, tmp_path / "fte", strategy="fte", positive="potato", config=config
+        parents[parent], store, tmp_path / "fte", strategy="fte", positive=crop, config=config
     )
     meta = read_metadata(result.checkpoint)
-    assert meta.options["out_channels"] == channels
+    assert meta.options["out_channels"] == channels and "merged_head" not in meta.options
     assert meta.target_classes == (list(classes) if classes else None)
-    assert meta.positive == ([] if classes else ["potato"]) and "new_head" in meta.training
+    assert meta.positive == ([] if classes else [crop]) and "new_head" in meta.training
     before, after = _state(parents[parent]), _state(result.checkpoint)
     assert _same(before, after, "decoder.blocks.")  # frozen by fte
     assert not _same(before, after, "encoder.")  # trained
@@ -429,6 +430,9 @@ def test_cli_train_evaluate_baseline_with_classes(store, tmp_path, capsys):
     assert main(["evaluate", checkpoint, store, "--timesteps", "all"]) == 0
     table = capsys.readouterr().out
     assert "classes: maize, potato, other" in table and "mIoU" in table and "kappa" in table
+    assert main(["evaluate", checkpoint, store, "--positive", "potato"]) == 0
+    table = capsys.readouterr().out
+    assert "positive: potato" in table and "mIoU" not in table
     baseline = ["baseline", store, "--classes", "maize,potato,other", "--n-estimators", "4"]
     assert main([*baseline, "--jobs", "1"]) == 0
     assert "classes maize, potato, other" in capsys.readouterr().out
@@ -517,6 +521,83 @@ def test_fine_tuning_to_known_classes_keeps_the_pretrained_head(parents, store, 
     config = quick(classes=["other", "maize"])
     probe = finetune(parents["multi"], store, tmp_path / "probe", strategy="probe", config=config)
     assert "carried_classes" not in read_metadata(probe.checkpoint).training
+
+
+def test_one_crop_from_a_crop_type_model_keeps_its_head(parents, store, tmp_path):
+    """Fine-tuned to map potato, the crop-type parent keeps its four outputs and answers with
+    the log-odds of its potato probability: interpolation 0 exports the parent's own answer,
+    FTE keeps that head frozen with distillation, and later runs rebuild a plain head."""
+    classes = ["maize", "potato", "grassland", "other"]
+    zero = quick(interpolation=0.0)
+    start = finetune(
+        parents["multi"], store, tmp_path / "zero", strategy="ft", positive="potato", config=zero
+    )
+    meta = read_metadata(start.checkpoint)
+    assert meta.options["out_channels"] == 1 and meta.options["merged_head"] == [
+        False,
+        True,
+        False,
+        False,
+    ]
+    assert meta.target_classes is None and meta.positive == ["potato"]
+    assert "new_head" not in meta.training
+    assert meta.training["carried_classes"] == {"potato": "potato"}
+    assert "potato against maize, grassland, other" in meta.training["merged_head"]
+    parent, merged = load_checkpoint(parents["multi"])[0], load_checkpoint(start.checkpoint)[0]
+    images = PatchDataset(store, "test", "potato")[0]["image"][None]
+    with torch.inference_mode():
+        expected = parent(images).softmax(dim=1)[:, classes.index("potato")]
+        assert torch.allclose(torch.sigmoid(merged(images))[:, 0], expected, atol=1e-6)
+    scores = evaluate(start.checkpoint, store)
+    assert scores["positive"] == ["potato"]
+    # evaluate reads the crop-type model the same way, without a fine-tuning
+    view = evaluate(parents["multi"], store, positive="potato")
+    assert view["metrics"] == scores["metrics"] and "classes" not in view
+    for parent, crop, problem in [
+        ("multi", "wheat", "no class wheat"),
+        ("binary", "potato", "maps maize, not potato"),
+    ]:
+        with pytest.raises(CheckpointError, match=problem) as error:
+            evaluate(parents[parent], store, positive=crop)
+        assert "\n" not in str(error.value)
+
+    taught = quick(distillation=1.0)
+    fte = finetune(
+        parents["multi"], store, tmp_path / "fte", strategy="fte", positive="potato", config=taught
+    )
+    before, after = _state(parents["multi"]), _state(fte.checkpoint)
+    assert _same(before, after, "decoder.") and not _same(before, after, "encoder.")
+    # Onwards: RI and crop types get a plain head; the probe trains a fresh one-output head.
+    for strategy, classes_next, channels in [("ri", None, 1), ("ft", CROPS, 3), ("probe", None, 1)]:
+        source = start.checkpoint if strategy != "probe" else parents["multi"]
+        out = tmp_path / f"next-{strategy}"
+        config = quick(classes=classes_next)
+        result = finetune(source, store, out, strategy=strategy, positive="potato", config=config)
+        options = read_metadata(result.checkpoint).options
+        assert options["out_channels"] == channels and "merged_head" not in options
+
+
+def test_fresh_head_carries_no_output_over(parents, store, tmp_path):
+    """``fresh_head`` gives classes other than the parent's a new head from random weights, as
+    before outputs carried over: for one crop it knows and for a partial class list; the
+    parent's own classes, reordered, keep its head."""
+    for classes, positive in [(None, "potato"), (["other", "maize"], None)]:
+        config = quick(classes=classes, fresh_head=True)
+        out = tmp_path / f"fresh-{positive}"
+        result = finetune(
+            parents["multi"], store, out, strategy="ft", positive=positive, config=config
+        )
+        meta = read_metadata(result.checkpoint)
+        assert "new_head" in meta.training and "carried_classes" not in meta.training
+        assert "merged_head" not in meta.options and "merged_head" not in meta.training
+        assert "re-initialised" in meta.training["new_head"]
+    reordered = quick(classes=["other", "grassland", "potato", "maize"], fresh_head=True)
+    kept = finetune(parents["multi"], store, tmp_path / "kept", strategy="fte", config=reordered)
+    assert "new_head" not in read_metadata(kept.checkpoint).training
+    with pytest.raises(ConfigError, match="fresh_head carries none"):
+        validate_config({"fresh_head": True, "parent_classes": {"wheat": "grassland"}})
+    assert "fresh_head" not in quick().fingerprint()  # runs from before it keep their keys
+    assert quick(fresh_head=True).fingerprint()["fresh_head"] is True
 
 
 @pytest.mark.parametrize(

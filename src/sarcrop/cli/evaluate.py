@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import Any
 
-from sarcrop.cli.shared import add_parcels, add_timesteps, print_by_parcel
+from sarcrop.cli.shared import add_names, add_parcels, add_timesteps, print_by_parcel
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         help="probability threshold of the positive class (default: the one it was trained with)",
+    )
+    add_names(
+        parser,
+        "--positive",
+        "a crop-type model: score its map of this class (or these) against the rest",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="patches per batch (8)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -39,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         device=args.device,
         out=args.out,
+        positive=args.positive,
     )
     print(format_table(result))
     print_by_parcel(result, args.parcels)

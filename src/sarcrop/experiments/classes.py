@@ -111,15 +111,20 @@ def forest_outputs(result: BaselineResult) -> tuple[dict[str, dict[str, Any]], n
     return early, np.nan_to_num(result.probabilities())
 
 
-def network_probabilities(checkpoint: Path, test_store: Path) -> np.ndarray:
+def network_probabilities(
+    checkpoint: Path, test_store: Path, crop: str | None = None
+) -> np.ndarray:
     """Softmax class probabilities ``(N, K, H, W)`` of a crop-type checkpoint on the test
-    split (sigmoid ``(N, H, W)`` for a binary one)."""
+    split (sigmoid ``(N, H, W)`` for a binary one, or for a crop-type one read as ``crop``)."""
     import torch
 
     from sarcrop.data.dataset import PatchDataset
+    from sarcrop.training.api import one_crop_view
     from sarcrop.training.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(checkpoint)
+    if crop is not None:
+        model, meta = one_crop_view(model, meta, crop, checkpoint)
     model.eval()
     classes = meta.target_classes
     dataset = PatchDataset(

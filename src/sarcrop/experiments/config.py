@@ -454,11 +454,14 @@ class ExperimentConfig(_Strict):
 
     def _head_carries(self, scenario: ScenarioSpec) -> bool:
         """Whether the pre-trained head maps the classes of ``scenario`` and no others (by
-        name or by ``finetune.parent_classes``), so that fine-tuning carries it over."""
+        name or by ``finetune.parent_classes``), or is a crop-type head that knows its one
+        crop, so that fine-tuning carries it over."""
         from sarcrop.training.strategies import head_rows, keeps_head
 
         classes = self.classes_of(scenario)
         known = self.pretrain_of(scenario)[1].train.classes
+        if not classes and known:
+            return not self.finetune.fresh_head and scenario.crop in known and len(known) > 1
         if not classes or not known:
             return classes == known
         return keeps_head(head_rows(classes, known, self.finetune.parent_classes), len(known))
@@ -485,18 +488,24 @@ class ExperimentConfig(_Strict):
 
     def _check_zero_shot(self) -> None:
         """``zero-shot`` scores the pre-trained model's own output: it must map the scenario's
-        crop, one crop against the rest."""
+        crop, one crop against the rest, or a crop-type model that has it among its classes
+        (read for that crop against the rest)."""
         if ZERO_SHOT not in self.methods:
             return
         for index, scenario in enumerate(self.scenarios):
             name, spec = self.pretrain_of(scenario)
             if self.classes_of(scenario) is not None:
                 raise ValueError(f"scenarios[{index}]: zero-shot maps one crop, not classes")
-            if spec.crop.casefold() != scenario.crop.casefold() or spec.train.reconstructs:
+            if spec.train.classes:
+                maps = scenario.crop in spec.train.classes
+            else:
+                maps = spec.crop.casefold() == scenario.crop.casefold()
+            if not maps or spec.train.reconstructs:
+                mapped = ", ".join(spec.train.classes or (spec.crop,))
                 raise ValueError(
                     f"scenarios[{index}]: zero-shot needs a pre-training that maps "
                     f"{scenario.crop}; pretrain {name} maps "
-                    f"{'nothing (reconstruct)' if spec.train.reconstructs else spec.crop}"
+                    f"{'nothing (reconstruct)' if spec.train.reconstructs else mapped}"
                 )
 
     def _check_pretrainings(self) -> None:

@@ -361,8 +361,8 @@ class ExperimentRunner:
     def finetune_config(self, strategy: str) -> TrainConfig:
         """The ``finetune:`` settings a strategy trains with: ``interpolation`` (and its search)
         mixes in the pre-trained start, ``distillation`` learns from it and ``parent_classes``
-        carries its head over, which RI and the probe's new head do not have (they train as
-        at 1, 0 and none)."""
+        and ``fresh_head`` say how its head carries over, which RI and the probe's new head do
+        not have (they train as at 1, 0, none and false)."""
         base = self.config.finetune
         if strategy not in ("ri", "probe"):
             return base
@@ -372,6 +372,7 @@ class ExperimentRunner:
             "interpolation_search": None,
             "distillation": 0.0,
             "parent_classes": None,
+            "fresh_head": False,
         }
         return validate_config({**base.model_dump(), **without_start})
 
@@ -501,7 +502,8 @@ class ExperimentRunner:
                 checkpoint = None
             elif strategy == ZERO_SHOT:  # read the bands it was trained on, as rf-features
                 checkpoint, _ = self.pretrained(scenario)
-                early, probabilities = self._network_predictions(checkpoint, test_store)
+                crop = self._zero_shot_crop(scenario)
+                early, probabilities = self._network_predictions(checkpoint, test_store, crop)
             else:
                 checkpoint = self._train_method(scenario, method, run, ordering, unit.path / "run")
                 early, probabilities = self._network_predictions(checkpoint, test_store)
@@ -547,7 +549,8 @@ class ExperimentRunner:
         )
         strategy, _ = parse_method(method)
         if strategy == ZERO_SHOT:  # nothing learnt from the target: one map for every fold
-            same = network_probabilities(self.pretrained(scenario)[0], test_store)
+            crop = self._zero_shot_crop(scenario)
+            same = network_probabilities(self.pretrained(scenario)[0], test_store, crop)
             maps = [same] * len(folds)
         else:
             maps = [
@@ -644,30 +647,21 @@ class ExperimentRunner:
             changes["label_fraction"] = run.fraction
         return options.updated(**changes)
 
+    def _zero_shot_crop(self, scenario: ScenarioSpec) -> str | None:
+        """The crop a crop-type pre-training is read for as it is (its one-crop view), or
+        None where the pre-training maps that one crop itself."""
+        return scenario.crop if self.config.pretrain_of(scenario)[1].train.classes else None
+
     def _network_predictions(
-        self, checkpoint: Path, test_store: Path
+        self, checkpoint: Path, test_store: Path, crop: str | None = None
     ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
-        import torch
-
-        from sarcrop.data.dataset import PatchDataset
+        """Early-season metrics and full-season probabilities on the test split; ``crop``
+        reads a crop-type model for that one crop."""
         from sarcrop.training.api import evaluate
-        from sarcrop.training.checkpoint import load_checkpoint
 
-        metrics = evaluate(checkpoint, test_store, split="test", timesteps="all")
+        metrics = evaluate(checkpoint, test_store, split="test", timesteps="all", positive=crop)
         early = {str(t): m for t, m in metrics["early_season"].items()}
-        if "classes" in metrics:  # a crop-type model: softmax over its classes
-            return early, network_probabilities(checkpoint, test_store)
-        model, meta = load_checkpoint(checkpoint)
-        model.eval()
-        dataset = PatchDataset(
-            test_store, "test", meta.positive, meta.bands, normalization=meta.normalization
-        )
-        with torch.inference_mode():
-            probabilities = [
-                torch.sigmoid(model(dataset[i]["image"][None]))[0, 0].numpy()
-                for i in range(len(dataset))
-            ]
-        return early, np.stack(probabilities)
+        return early, network_probabilities(checkpoint, test_store, crop)
 
     # ------------------------------------------------------------------ the whole run
 

@@ -29,6 +29,9 @@ class SegmentationModel(nn.Module):
     by definition prediction on a zero-padded season) and images whose sides are not multiples
     of ``2 ** (levels - 1)`` are zero-padded and the logits cropped back. ``widths=None`` means
     the model's ``default_widths``; ``specific`` are the options listed in ``specific_options``.
+    ``merged_head`` (one flag per class, set where a crop-type model is fine-tuned to map one
+    crop) keeps a head over several classes and answers for the flagged ones
+    (:class:`~sarcrop.models.blocks.MergedHead`).
     """
 
     name: ClassVar[str] = ""
@@ -46,6 +49,7 @@ class SegmentationModel(nn.Module):
         dropout: float = 0.1,
         norm: str = "batch",
         out_channels: int = 1,
+        merged_head: Sequence[bool] | None = None,
         **specific: Any,
     ) -> None:
         super().__init__()
@@ -54,6 +58,8 @@ class SegmentationModel(nn.Module):
                 "in_bands, time_steps and out_channels must be positive, "
                 f"got {in_bands}, {time_steps} and {out_channels}"
             )
+        if merged_head is not None and out_channels != 1:
+            raise ConfigError(f"a merged head gives one output, not out_channels={out_channels}")
         if not 0 <= dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         self.in_bands = int(in_bands)
@@ -68,9 +74,11 @@ class SegmentationModel(nn.Module):
             widths=self.widths, dropout=dropout, norm=norm, out_channels=out_channels
         )
         self.options.update(self.specific)
+        if merged_head is not None:  # recorded only where there is one
+            self.options["merged_head"] = [bool(flag) for flag in merged_head]
         # The encoder first: the same seed gives the same initial weights as always.
         self.encoder = self.build_encoder()
-        self.decoder = UNetDecoder(self.widths, out_channels, norm)
+        self.decoder = UNetDecoder(self.widths, out_channels, norm, merged_head)
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:

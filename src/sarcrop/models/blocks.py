@@ -202,20 +202,57 @@ class UNetDecoder(nn.Module):
     output), so fine-tuning the last ``k`` blocks is ``blocks[-k:]`` plus ``head``.
     """
 
-    def __init__(self, widths: Sequence[int], out_channels: int = 1, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        widths: Sequence[int],
+        out_channels: int = 1,
+        norm: str = "batch",
+        merged_head: Sequence[bool] | None = None,
+    ) -> None:
         super().__init__()
         widths = check_widths(widths)
         deep_to_fine = widths[::-1]
         self.blocks = nn.ModuleList(
             UpBlock(c_in, c_out, c_out, norm) for c_in, c_out in pairwise(deep_to_fine)
         )
-        self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self.head = (
+            MergedHead(widths[0], merged_head)
+            if merged_head is not None
+            else nn.Conv2d(widths[0], out_channels, 1)
+        )
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         *skips, x = features
         for block, skip in zip(self.blocks, reversed(skips)):
             x = block(x, skip)
         return self.head(x)
+
+
+class MergedHead(nn.Conv2d):
+    """A 1×1 head over several classes that answers for one crop (or a group of classes).
+
+    It keeps one output per class, as a crop-type model's head has, and returns the log-odds
+    of the ``positive`` classes' summed softmax probability, log Σ_pos e^z − log Σ_rest e^z:
+    exactly what the crop-type model says about that crop against everything else. A
+    crop-type model fine-tuned to map one crop thus starts from its own answer and keeps
+    every output it learnt, where a new one-output head would start from nothing.
+    """
+
+    def __init__(self, in_channels: int, positive: Sequence[bool]) -> None:
+        flags = [bool(flag) for flag in positive]
+        if len(flags) < 2 or all(flags) or not any(flags):
+            raise ConfigError(
+                "merged_head marks which of two or more outputs are the crop; some must be "
+                f"and some must not, got {flags}"
+            )
+        super().__init__(in_channels, len(flags), 1)
+        self.positive = [i for i, flag in enumerate(flags) if flag]
+        self.rest = [i for i, flag in enumerate(flags) if not flag]
+
+    def forward(self, x: Tensor) -> Tensor:
+        scores = super().forward(x)
+        crop = torch.logsumexp(scores[:, self.positive], dim=1, keepdim=True)
+        return crop - torch.logsumexp(scores[:, self.rest], dim=1, keepdim=True)
 
 
 def fold_time(x: Tensor) -> Tensor:

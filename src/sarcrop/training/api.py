@@ -74,6 +74,7 @@ from sarcrop.training.strategies import (
     apply_strategy,
     head_rows,
     keeps_head,
+    merge_head,
     parameter_counts,
     replace_head,
 )
@@ -754,6 +755,7 @@ def _from_scratch(
     # and band for a reconstruction.
     outputs = store.steps * len(bands) if reconstructs else len(classes) if classes else 1
     options = {**dict(model_options or {}), "out_channels": outputs}
+    options.pop("merged_head", None)  # a parent's head answering for one crop: a plain one here
     L.seed_everything(config.seed, verbose=False)
     network = build_model(model, len(bands), store.steps, **options)
     normalization, source = _new_normalization(store, bands, config.normalization)
@@ -993,6 +995,9 @@ def _transfer(
     }
     if carried:
         training["carried_classes"] = carried
+    merged = getattr(parent, "options", {}).get("merged_head")
+    if merged is not None:
+        training["merged_head"] = _merged_record(parent_meta, merged)
     if new_head is not None:
         fresh = "carried_classes' outputs from the parent, the rest " if carried else ""
         training["new_head"] = (
@@ -1025,29 +1030,57 @@ def _prepared_parent(
     # Another set of output classes (binary <-> crop types, or other classes), or a parent
     # that reconstructed its input (one output per time step and band): a new head, which
     # keeps the outputs of the classes the parent knows. The same classes (by name or by
-    # parent_classes) keep the parent's head, its outputs in the target's order.
+    # parent_classes) keep the parent's head, its outputs in the target's order, and one crop
+    # among the parent's classes keeps it whole, answering for that crop against the rest.
     meta = job.parent_meta
+    names = meta.target_classes or []
     rows = _carried_rows(job, config)
+    crop = _merged_outputs(job, config)
     outputs = len(config.classes) if config.classes else 1
     target_classes = list(config.classes) if config.classes else None
     new_head = None
-    if keeps_head(rows, parent_outputs(meta)):
+    if crop:
+        merge_head(parent, crop)
+    elif keeps_head(rows, parent_outputs(meta)):
         if rows != list(range(outputs)):
             replace_head(parent, outputs, rows)
     elif rows or target_classes != meta.target_classes or parent_outputs(meta) != outputs:
         new_head = outputs
     apply_strategy(parent, job.strategy, job.last_k, head_channels=new_head, carried=rows)
+    if crop:
+        return parent, None, {name: name for name, flag in zip(names, crop) if flag}
     if not rows or rows == list(range(parent_outputs(meta))):
         return parent, new_head, {}
     pairs = zip(config.classes or (), rows, strict=True)
-    names = meta.target_classes or []
     return parent, new_head, {ours: names[row] for ours, row in pairs if row is not None}
+
+
+def _merged_record(parent_meta: CheckpointMetadata, flags: Sequence[bool]) -> str:
+    """What a merged head answers, in class names where the parent has them."""
+    names = parent_meta.target_classes or [f"output {i}" for i in range(len(flags))]
+    crop = [name for name, flag in zip(names, flags, strict=True) if flag]
+    rest = [name for name, flag in zip(names, flags, strict=True) if not flag]
+    return (
+        f"the parent's outputs, {' + '.join(crop)} against {', '.join(rest)} "
+        "(the log-odds of their summed probabilities)"
+    )
+
+
+def _merged_outputs(job: _Transfer, config: TrainConfig) -> list[bool]:
+    """For a one-crop target and a parent that maps crop types, which of the parent's outputs
+    are that crop's (its positive label names, by name); empty where none or every one is,
+    for the probe, whose head trains afresh, and where ``fresh_head`` asks for a new one."""
+    known = job.parent_meta.target_classes if learnt_labels(job.parent_meta) else None
+    if config.classes or not known or job.strategy == "probe" or config.fresh_head:
+        return []
+    crop = [name in job.positive for name in known]
+    return crop if any(crop) and not all(crop) else []
 
 
 def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     """For each of the target's classes, the parent's head output that maps it (or None);
-    empty where no output carries over (one crop, a parent that learnt no classes, or the
-    probe, whose head trains afresh)."""
+    empty where no output carries over (one crop, a parent that learnt no classes, the
+    probe, whose head trains afresh, or ``fresh_head`` for classes that are not the parent's)."""
     known = job.parent_meta.target_classes if learnt_labels(job.parent_meta) else None
     if config.parent_classes is not None:
         if not known or not config.classes:
@@ -1058,6 +1091,8 @@ def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     if not config.classes or not known or job.strategy == "probe":
         return []
     rows = head_rows(config.classes, known, config.parent_classes)
+    if config.fresh_head and not keeps_head(rows, len(known)):
+        return []
     return rows if any(row is not None for row in rows) else []
 
 
@@ -1137,6 +1172,33 @@ def _transfer_normalization(
     )
 
 
+def one_crop_view(
+    model: nn.Module,
+    meta: CheckpointMetadata,
+    positive: Sequence[str] | str,
+    checkpoint: str | Path | None = None,
+) -> tuple[nn.Module, CheckpointMetadata]:
+    """A crop-type model read as a map of ``positive`` (one or more of its classes) against
+    the rest: the log-odds of their summed probability (:func:`merge_head`), which is where a
+    one-crop fine-tuning of it starts. A one-crop model of that crop comes back as it is."""
+    wanted = [positive] if isinstance(positive, str) else list(positive)
+    classes = meta.target_classes
+    if classes is None:
+        if sorted(wanted) != sorted(meta.positive):
+            mapped = ", ".join(meta.positive) or "nothing"
+            raise CheckpointError(f"maps {mapped}, not {', '.join(wanted)}", checkpoint)
+        return model, meta
+    crop = [name in wanted for name in classes]
+    unknown = sorted(set(wanted) - set(classes))
+    if unknown or all(crop):
+        problem = f"no class {', '.join(unknown)}" if unknown else "nothing left against them"
+        raise CheckpointError(f"maps {', '.join(classes)}: {problem}", checkpoint)
+    merge_head(model, crop)
+    options = {**meta.options, "out_channels": 1, "merged_head": crop}
+    update = {"target_classes": None, "positive": wanted, "options": options}
+    return model, meta.model_copy(update=update)
+
+
 def evaluate(
     checkpoint: str | Path,
     store: Any,
@@ -1148,11 +1210,14 @@ def evaluate(
     device: str | None = None,
     num_workers: int = 0,
     out: str | Path | None = None,
+    positive: Sequence[str] | str | None = None,
 ) -> dict[str, Any]:
     """IoU/precision/recall/F1 of the positive class over a whole split (one confusion matrix).
 
     ``checkpoint`` is a ``.safetensors`` file or the name of one shipped with sarcrop
-    (``"europe-maize"``): the shipped model scored as it is, without fine-tuning.
+    (``"europe-maize"``): the shipped model scored as it is, without fine-tuning. ``positive``
+    scores a crop-type model's map of one (or more) of its classes against the rest
+    (:func:`one_crop_view`).
 
     A crop-type checkpoint (``target_classes`` in its metadata) is scored by one ``K × K``
     matrix instead: per-class IoU/precision/recall/F1, mIoU, overall accuracy and kappa
@@ -1176,6 +1241,8 @@ def evaluate(
         raise CheckpointError(
             "a self-supervised (reconstruct) model maps no crop; fine-tune it first", checkpoint
         )
+    if positive:
+        model, meta = one_crop_view(model, meta, positive, checkpoint)
     store = _open_store(store)
     steps = meta.time_steps
     if store.steps != steps:

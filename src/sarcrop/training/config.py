@@ -43,6 +43,7 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "interpolation": 1.0,
     "distillation": 0.0,
     "parent_classes": None,
+    "fresh_head": False,
     "epoch_search": None,
     "interpolation_search": None,
     "search_folds": 3,
@@ -178,6 +179,11 @@ class TrainConfig(BaseModel):
         "knows under another, e.g. winter_cereal=wheat; the head carries over the outputs of "
         "every class it knows (by name otherwise)",
     )
+    fresh_head: bool = Field(
+        False,
+        description="fine-tuning to classes other than the pre-trained model's: a new head "
+        "from random weights, without the outputs of the classes it knows",
+    )
     normalization: InputScaling = Field(
         "store",
         description="input scaling of new models: the store's train min/max, or fixed dB ranges "
@@ -247,6 +253,8 @@ class TrainConfig(BaseModel):
                 raise ValueError("objective reconstruct learns no classes; leave classes out")
             if self.label_fraction < 1:
                 raise ValueError("objective reconstruct uses no labels; leave label_fraction at 1")
+        if self.fresh_head and self.parent_classes is not None:
+            raise ValueError("parent_classes names outputs to carry over; fresh_head carries none")
         for name in ("epoch_search", "interpolation_search"):
             if getattr(self, name) is None:
                 continue

@@ -22,7 +22,9 @@ frozen random head could not learn anything); everything else keeps its pre-trai
 Outputs of classes the pre-trained model knows (:func:`head_rows`: by name, or under the name
 given for it) start as its outputs, the others fresh. When the target has the pre-trained
 model's classes and no others, its head carries on, the outputs put in the target's order, and
-the strategy treats it as the pre-trained head it is.
+the strategy treats it as the pre-trained head it is. So does a crop-type model's head when the
+target is one crop it knows (:func:`merge_head`): it keeps every output and answers for that
+crop against the rest.
 
 Frozen means frozen: parameters get ``requires_grad=False`` (so no gradient, no optimizer
 state and no weight decay touch them) and every module of a frozen part is pinned to eval mode,
@@ -40,6 +42,7 @@ import torch
 from torch import nn
 
 from sarcrop.errors import ConfigError
+from sarcrop.models.blocks import MergedHead
 
 Strategy = Literal["ri", "ft", "fte", "ftd", "probe"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -172,6 +175,21 @@ def replace_head(model: nn.Module, channels: int, carried: Sequence[int | None] 
     options = getattr(model, "options", None)
     if isinstance(options, dict) and "out_channels" in options:
         options["out_channels"] = channels
+        options.pop("merged_head", None)
+    return head
+
+
+def merge_head(model: nn.Module, positive: Sequence[bool]) -> MergedHead:
+    """``decoder.head``'s outputs, one per class, answering for the ``positive`` ones against
+    the rest (:class:`~sarcrop.models.blocks.MergedHead`), its weights as they were. A sarcrop
+    model's options record it, so checkpoints rebuild it."""
+    old = _head(model)
+    head = MergedHead(old.in_channels, positive).to(old.weight.device, old.weight.dtype)
+    head.load_state_dict(old.state_dict())
+    model.get_submodule("decoder").head = head
+    options = getattr(model, "options", None)
+    if isinstance(options, dict) and "out_channels" in options:
+        options.update(out_channels=1, merged_head=[bool(flag) for flag in positive])
     return head
 
 
