@@ -20,6 +20,7 @@ from sarcrop.training import TrainConfig, finetune, load_checkpoint, read_metada
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "europe-maize"
+TYPES = "europe-crop-types"
 
 
 def one_epoch() -> TrainConfig:
@@ -49,10 +50,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return europe_store(tmp_path_factory.mktemp("pretrained"))
 
 
-def test_the_shipped_model_is_listed_and_found() -> None:
-    assert NAME in pretrained.available()
-    path = pretrained.path(NAME)
-    assert path.is_file() and path.name == f"{NAME}.safetensors"
+@pytest.mark.parametrize("name", [NAME, TYPES])
+def test_the_shipped_model_is_listed_and_found(name: str) -> None:
+    assert pretrained.available() == sorted([NAME, TYPES])
+    path = pretrained.path(name)
+    assert path.is_file() and path.name == f"{name}.safetensors"
     assert path.with_suffix(".md").is_file(), "every shipped checkpoint has a model card"
 
 
@@ -78,7 +80,7 @@ def test_cli_reports_unknown_names(
 ) -> None:
     args = ["finetune", "korea-rice", store, "--out", str(tmp_path / "run"), "--strategy", "ft"]
     assert main(args) == 2
-    assert f"shipped: {NAME}" in capsys.readouterr().err
+    assert f"shipped: {TYPES}, {NAME}" in capsys.readouterr().err
 
 
 def test_metadata_of_the_shipped_model() -> None:
@@ -98,17 +100,50 @@ def test_metadata_of_the_shipped_model() -> None:
     assert meta.normalization["max"] == [-5.0, 2.0]
 
 
-def test_the_card_describes_this_file() -> None:
-    """The card's hash, size and parameter count are those of the shipped file; the docs page is
-    the card itself."""
-    path = pretrained.path(NAME)
+def test_metadata_of_the_shipped_crop_type_model() -> None:
+    meta = read_metadata(pretrained.path(TYPES))
+    assert meta.target_classes == ["maize", "wheat", "potato", "grassland", "other"]
+    assert meta.options["out_channels"] == 5 and meta.options["widths"] == [8, 16, 32]
+    assert meta.bands == ["VH", "VV"] and meta.time_steps == 8 and meta.region == "europe"
+    assert meta.strategy == "scratch" and meta.parent is None and meta.positive == []
+    assert meta.normalization is not None and meta.normalization["method"] == "fixed"
+
+
+@pytest.mark.parametrize(("name", "page"), [(NAME, "pretrained.md"), (TYPES, None)])
+def test_the_card_describes_this_file(name: str, page: str | None) -> None:
+    """The card's hash, size and parameter count are those of the shipped file; the docs page
+    of the first model is its card itself, and names the other."""
+    path = pretrained.path(name)
     card = path.with_suffix(".md").read_text(encoding="utf-8")
     assert hashlib.sha256(path.read_bytes()).hexdigest() in card
     assert f"{path.stat().st_size:,}-byte file" in card
     trainable = read_metadata(path).training["parameters"]["trainable"]
     assert f"{trainable:,} parameters" in card
     assert "simulated data only" in card
-    assert (ROOT / "docs" / "pretrained.md").read_text(encoding="utf-8") == card
+    if page is not None:
+        assert (ROOT / "docs" / page).read_text(encoding="utf-8") == card
+        assert TYPES in card
+
+
+def test_the_crop_type_model_fine_tunes_to_one_crop_or_to_crop_types(
+    tmp_path: Path, store: str
+) -> None:
+    """Maize by name keeps the whole head (read for maize against the rest), as ``evaluate
+    --positive maize`` scores it as it is; crop types with winter cereal new carry the rest."""
+    from sarcrop.training import evaluate
+
+    maize = finetune(TYPES, store, tmp_path / "maize", strategy="fte", config=one_epoch())
+    meta = read_metadata(maize.checkpoint)
+    assert meta.positive == ["maize"] and meta.options["merged_head"][0] is True
+    assert "new_head" not in meta.training
+    as_it_is = evaluate(TYPES, store, positive="maize")
+    assert as_it_is["positive"] == ["maize"] and 0 <= as_it_is["metrics"]["iou"] <= 1
+    classes = ["maize", "barley", "potato", "grassland", "other"]
+    types = finetune(
+        TYPES, store, tmp_path / "types", strategy="ft", config=one_epoch().updated(classes=classes)
+    )
+    training = read_metadata(types.checkpoint).training
+    assert list(training["carried_classes"]) == ["maize", "potato", "grassland", "other"]
 
 
 def test_it_loads_without_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,4 +246,5 @@ def test_interpolation_needs_a_pretrained_start(tmp_path: Path, store: str) -> N
 def test_help_names_the_shipped_models(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["finetune", "--help"])
-    assert NAME in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert NAME in shown and TYPES in shown  # names are not broken at their hyphens

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import sys
+import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -128,10 +129,22 @@ COMMANDS = (
 )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, wrapped without breaking names such as europe-crop-types at a hyphen."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = textwrap.wrap(" ".join(text.split()), width - len(indent), break_on_hyphens=False)
+        return "\n".join(indent + line for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sarcrop",
         description="Crop mapping from Sentinel-1 SAR time series with transfer learning.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sarcrop {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -140,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"sarcrop.cli.{entry.name}")
         # argparse %-formats help strings ("95% c" would be a conversion): escape them
         short = entry.help.replace("%", "%%")
-        command = sub.add_parser(entry.name, help=short, description=entry.description)
+        command = sub.add_parser(
+            entry.name, help=short, description=entry.description, formatter_class=HelpFormatter
+        )
         module.add_arguments(command)
         command.set_defaults(func=module.run)
     return parser
