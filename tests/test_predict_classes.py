@@ -150,6 +150,36 @@ def test_two_classes_give_the_binary_map(inputs: tuple[Path, Path, Path], tmp_pa
     assert binary[3][data].max() > 20  # the members disagree: the spread is tested
 
 
+def test_a_crop_type_model_read_for_one_class_gives_the_binary_map(
+    inputs: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``positive`` maps grassland against the rest: its probability is the crop-type map's
+    grassland band (softmax and the merged log-odds round apart by at most one step)."""
+    scenes, ckpt, single = inputs
+    grass = MapOptions(positive="grassland")
+    assert grass.positive == ("grassland",)
+    binary = read_map(predict_map(ckpt, scenes, tmp_path / "g.tif", output=grass, **OPTIONS))
+    crop = read_map(single)
+    data = binary[0] != 255
+    assert data.any() and (binary[:, ~data] == 255).all()
+    diff = np.abs(binary[0][data].astype(int) - crop[3][data])
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+    with rasterio.open(tmp_path / "g.tif") as src:
+        assert "THRESHOLD" in src.tags() and "CLASS_NAMES" not in src.tags()
+    # the same from the command line, and a class the model does not map is refused
+    args = ["predict", str(ckpt), "--images", str(scenes), "--quiet"]
+    windows = ["--window", "64", "--overlap", "16", "--batch-size", "3", "--block-windows", "2"]
+    out = tmp_path / "cli.tif"
+    assert cli_main([*args, "--out", str(out), "--positive", "grassland", *windows]) == 0
+    np.testing.assert_array_equal(read_map(out)[0], binary[0])
+    refused = tmp_path / "refused.tif"
+    assert cli_main([*args, "--out", str(refused), "--positive", "potato"]) != 0
+    assert "no class potato" in capsys.readouterr().err and not refused.exists()
+    assert ModelSpec.from_checkpoint(ckpt).one_crop(["maize"]).fingerprint() != (
+        ModelSpec.from_checkpoint(ckpt).one_crop(["grassland"]).fingerprint()
+    )
+
+
 def test_top_k_bands(
     inputs: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -301,6 +301,18 @@ class MapOptions(Options):
         description="crop-type models: instead of one probability band per class, the k most "
         "probable classes and their probabilities",
     )
+    positive: tuple[str, ...] | None = Field(
+        None,
+        description="crop-type models: a map of this class (or these, e.g. maize) against the "
+        "rest, as a binary model's",
+    )
+
+    @field_validator("positive", mode="before")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the command line's maize or maize,potato
+            value = [name for name in value.replace(",", " ").split() if name]
+        return None if value is None else tuple(value) or None
 
     @model_validator(mode="after")
     def _bands(self) -> MapOptions:

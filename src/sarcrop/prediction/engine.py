@@ -10,13 +10,14 @@ checkpoint's statistics, and zero-padded after ``timesteps`` periods for in-seas
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib
 import json
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -117,6 +118,28 @@ class ModelSpec:
             classes=tuple(get("target_classes") or ()),
         )
 
+    def one_crop(self, positive: Sequence[str]) -> ModelSpec:
+        """This crop-type model read as a map of ``positive`` (some of its classes) against the
+        rest: the log-odds of their summed probability, a binary model's output. A binary
+        model of those classes comes back as it is."""
+        from sarcrop.training.strategies import merge_head
+
+        wanted = tuple(positive)
+        where = self.checkpoint or None
+        if not self.classes:
+            if sorted(wanted) != sorted(self.positive):
+                mapped = ", ".join(self.positive) or "one class"
+                raise CheckpointError(f"maps {mapped}, not {', '.join(wanted)}", where)
+            return self
+        unknown = sorted(set(wanted) - set(self.classes))
+        crop = [name in wanted for name in self.classes]
+        if unknown or all(crop):
+            problem = f"no class {', '.join(unknown)}" if unknown else "nothing left against them"
+            raise CheckpointError(f"maps {', '.join(self.classes)}: {problem}", where)
+        model = copy.deepcopy(self.model)
+        merge_head(model, crop)
+        return replace(self, model=model, classes=(), positive=wanted)
+
     def composite_options(self) -> dict[str, Any]:
         keys = ("method", "space", "min_acquisitions", "speckle_filter")
         return {k: self.composite[k] for k in keys if k in self.composite}
@@ -138,6 +161,9 @@ class ModelSpec:
         }
         if self.classes:  # binary fingerprints stay those of earlier versions
             meta["classes"] = list(self.classes)
+        merged = getattr(self.model, "options", {}).get("merged_head")
+        if merged is not None:  # a crop-type head read for some of its classes
+            meta["merged_head"] = list(merged)
         digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
         return digest.hexdigest()
 

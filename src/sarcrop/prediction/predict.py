@@ -496,7 +496,8 @@ def predict_map(
     maps; later scenes are never read. ``windows`` sets the window walk and the blocks (the unit
     of work, of resuming and of memory); ``execution`` where blocks run (one process, a local
     Dask cluster of ``workers`` or an existing ``scheduler``), with how many torch threads,
-    which engine, device and precision; ``output`` the bands of the map; ``scenes`` the orbit
+    which engine, device and precision; ``output`` the bands of the map (``output.positive``
+    reads crop-type models for some of their classes); ``scenes`` the orbit
     and the grid. The thread count and the device are resolved once here and used by every
     block wherever it runs, so a map is identical bit for bit on one process or on Dask.
     ``on_block`` is called with each block index as it is saved. Returns ``out``.
@@ -507,6 +508,8 @@ def predict_map(
     if execution.scheduler is None:  # a cluster's workers may have a GPU the client lacks
         check_device(execution.device)
     specs = load_models(model)
+    if output.positive:  # crop-type models read for some of their classes
+        specs = [spec.one_crop(output.positive) for spec in specs]
     spec = specs[0]
     check_output(spec, output)
     stack = open_stack(images, spec, scenes)
