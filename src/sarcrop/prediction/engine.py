@@ -122,20 +122,15 @@ class ModelSpec:
         """This crop-type model read as a map of ``positive`` (some of its classes) against the
         rest: the log-odds of their summed probability, a binary model's output. A binary
         model of those classes comes back as it is."""
-        from sarcrop.training.strategies import merge_head
+        from sarcrop.training.strategies import crop_outputs, merge_head
 
         wanted = tuple(positive)
-        where = self.checkpoint or None
-        if not self.classes:
-            if sorted(wanted) != sorted(self.positive):
-                mapped = ", ".join(self.positive) or "one class"
-                raise CheckpointError(f"maps {mapped}, not {', '.join(wanted)}", where)
+        try:
+            crop = crop_outputs(self.classes, self.positive, wanted)
+        except ValueError as exc:
+            raise CheckpointError(str(exc), self.checkpoint or None) from None
+        if crop is None:
             return self
-        unknown = sorted(set(wanted) - set(self.classes))
-        crop = [name in wanted for name in self.classes]
-        if unknown or all(crop):
-            problem = f"no class {', '.join(unknown)}" if unknown else "nothing left against them"
-            raise CheckpointError(f"maps {', '.join(self.classes)}: {problem}", where)
         model = copy.deepcopy(self.model)
         merge_head(model, crop)
         return replace(self, model=model, classes=(), positive=wanted)

@@ -72,6 +72,7 @@ from sarcrop.training.ordering import (
 from sarcrop.training.strategies import (
     STRATEGIES,
     apply_strategy,
+    crop_outputs,
     head_rows,
     keeps_head,
     merge_head,
@@ -1182,17 +1183,12 @@ def one_crop_view(
     the rest: the log-odds of their summed probability (:func:`merge_head`), which is where a
     one-crop fine-tuning of it starts. A one-crop model of that crop comes back as it is."""
     wanted = [positive] if isinstance(positive, str) else list(positive)
-    classes = meta.target_classes
-    if classes is None:
-        if sorted(wanted) != sorted(meta.positive):
-            mapped = ", ".join(meta.positive) or "nothing"
-            raise CheckpointError(f"maps {mapped}, not {', '.join(wanted)}", checkpoint)
+    try:
+        crop = crop_outputs(meta.target_classes or (), meta.positive, wanted)
+    except ValueError as exc:
+        raise CheckpointError(str(exc), checkpoint) from None
+    if crop is None:
         return model, meta
-    crop = [name in wanted for name in classes]
-    unknown = sorted(set(wanted) - set(classes))
-    if unknown or all(crop):
-        problem = f"no class {', '.join(unknown)}" if unknown else "nothing left against them"
-        raise CheckpointError(f"maps {', '.join(classes)}: {problem}", checkpoint)
     merge_head(model, crop)
     options = {**meta.options, "out_channels": 1, "merged_head": crop}
     update = {"target_classes": None, "positive": wanted, "options": options}

@@ -193,6 +193,24 @@ def merge_head(model: nn.Module, positive: Sequence[bool]) -> MergedHead:
     return head
 
 
+def crop_outputs(
+    classes: Sequence[str], mapped: Sequence[str], wanted: Sequence[str]
+) -> list[bool] | None:
+    """Which outputs of a head over ``classes`` answer for ``wanted`` (some of them) against
+    the rest (:func:`merge_head`); None for a one-crop model (no ``classes``) that maps
+    ``wanted`` already (``mapped``, its positive classes). A ValueError says what does not fit."""
+    if not classes:
+        if sorted(wanted) != sorted(mapped):
+            raise ValueError(f"maps {', '.join(mapped) or 'nothing'}, not {', '.join(wanted)}")
+        return None
+    crop = [name in wanted for name in classes]
+    unknown = sorted(set(wanted) - set(classes))
+    if unknown or all(crop):
+        problem = f"no class {', '.join(unknown)}" if unknown else "nothing left against them"
+        raise ValueError(f"maps {', '.join(classes)}: {problem}")
+    return crop
+
+
 def head_rows(
     classes: Sequence[str], known: Sequence[str], names: Mapping[str, str] | None = None
 ) -> list[int | None]:
