@@ -234,6 +234,26 @@ def test_one_crop_from_a_crop_type_pretraining(store, tmp_path):
         experiment_config_from_dict({**data, "scenarios": [wheat]})
 
 
+def test_a_crop_type_checkpoint_is_read_for_one_crop(store, tmp_path):
+    """A crop-type model given as a checkpoint brings its classes: zero-shot reads it for the
+    scenario's crop, as the same model pre-trained in the run is read; other classes named for
+    it are refused."""
+    data = config(store, methods=["zero-shot"], seeds=1)
+    data["scenarios"] = [{"finetune": "nl", "test": "nl", "crop": "maize", "pretrain": "types"}]
+    trained = run_experiment(experiment_config_from_dict(data), tmp_path / "run")
+    [checkpoint] = (tmp_path / "run" / "cache").glob("pretrain-*/run/model.safetensors")
+    given = {**data, "pretrains": {"types": {"checkpoint": str(checkpoint)}}}
+    parsed = experiment_config_from_dict(given)
+    assert parsed.pretrains["types"].train.classes == tuple(CLASSES)
+    read = run_experiment(parsed, tmp_path / "read")
+    pd.testing.assert_series_equal(read.results["value"], trained.results["value"])
+    assert read.results["value"].notna().any()
+    wrong = {"checkpoint": str(checkpoint), "train": {"classes": ["maize", "other"]}}
+    problem = r"pretrains.types.train.classes: maize, other, but model.safetensors maps maize, "
+    with pytest.raises(ConfigError, match=problem):
+        experiment_config_from_dict({**data, "pretrains": {"types": wrong}})
+
+
 def test_shipped_crop_type_configs_validate(tmp_path):
     from importlib.resources import files
 

@@ -100,7 +100,8 @@ class RegionData(_Strict):
 class PretrainSpec(_Strict):
     """Pre-training on the source region (paper: rice in South Korea, VH only), or a
     pre-trained ``checkpoint``: a file, or the name of a shipped model (``europe-maize``),
-    whose crop, bands and architecture are then read from it."""
+    whose crop (a crop-type model's classes: ``train.classes``), bands and architecture are
+    then read from it."""
 
     region: str | None = None
     crop: str = "rice"
@@ -568,6 +569,13 @@ def _with_checkpoint_facts(data: dict[str, Any], path: Path | None) -> dict[str,
     return data
 
 
+def _classes_given(value: Any, where: str, path: Path | None) -> tuple[str, ...]:
+    try:
+        return class_list(value) or ()
+    except ValueError as exc:
+        raise ConfigError(f"{where}.train.classes: {exc}", path) from None
+
+
 def _checkpoint_facts(spec: dict[str, Any], where: str, path: Path | None) -> dict[str, Any]:
     from sarcrop.training.checkpoint import read_metadata
 
@@ -580,7 +588,9 @@ def _checkpoint_facts(spec: dict[str, Any], where: str, path: Path | None) -> di
         "model": meta.architecture,
         "model_options": dict(meta.options),
     }
-    if len(meta.positive) == 1 and meta.target_classes is None:
+    if meta.target_classes is not None:  # a crop-type model: its classes, as if pre-trained here
+        facts["train"] = {**dict(spec.get("train") or {}), "classes": list(meta.target_classes)}
+    elif len(meta.positive) == 1:
         facts["crop"] = meta.positive[0]
     options = spec.get("model_options") or {}
     differs = spec.get("model", meta.architecture) != meta.architecture or any(
@@ -592,6 +602,12 @@ def _checkpoint_facts(spec: dict[str, Any], where: str, path: Path | None) -> di
     if crop is not None and str(crop).casefold() != str(facts.get("crop", "")).casefold():
         maps = "+".join(meta.positive)
         raise ConfigError(f"{where}.crop: {crop}, but {file.name} maps {maps}", path)
+    given = (spec.get("train") or {}).get("classes")
+    named = None if given is None else _classes_given(given, where, path)
+    if named is not None and list(named) != meta.target_classes:
+        maps = ", ".join(meta.target_classes or meta.positive)
+        problem = f"{', '.join(named)}, but {file.name} maps {maps}"
+        raise ConfigError(f"{where}.train.classes: {problem}", path)
     if bands is not None and [str(b).upper() for b in bands] != facts["bands"]:
         reads = "|".join(facts["bands"])
         raise ConfigError(f"{where}.bands: {'|'.join(bands)}, but {file.name} reads {reads}", path)
