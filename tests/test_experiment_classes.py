@@ -268,8 +268,9 @@ def test_shipped_crop_type_configs_validate(tmp_path):
 
 def test_parent_classes_are_checked_against_every_scenario_up_front(store):
     """A pre-training that calls grassland ``grass`` keeps its head for the scenario once
-    ``parent_classes`` says so, so distillation has its teacher; names that fit no class, and a
-    binary scenario, are refused before any work."""
+    ``parent_classes`` says so, so distillation has its teacher, and so does a one-crop
+    scenario of grassland; names that fit no class of a scenario, and a one-crop pre-training,
+    are refused before any work."""
     types = {"region": "nl", "model_options": MODEL, "train": {**TRAIN, "classes": CLASSES}}
     types["train"]["classes"] = ["maize", "potato", "grass", "other"]
     scenario = {"finetune": "nl", "test": "nl", "classes": CLASSES, "pretrain": "types"}
@@ -281,9 +282,11 @@ def test_parent_classes_are_checked_against_every_scenario_up_front(store):
     parsed = experiment_config_from_dict({**base, "finetune": named})
     assert parsed.finetune.parent_classes == {"grassland": "grass"}
     binary = {"finetune": "nl", "test": "nl", "crop": "maize", "pretrain": "types"}
+    one_crop_pretraining = {"region": "nl", "crop": "maize", "model_options": MODEL, "train": TRAIN}
     for changes, message in [
         ({"finetune": {**named, "parent_classes": {"grassland": "meadow"}}}, "meadow, not among"),
-        ({"finetune": named, "scenarios": [scenario, binary]}, r"scenarios\[1\].*one crop"),
+        ({"finetune": named, "scenarios": [scenario, binary]}, r"scenarios\[1\].*not among ours"),
+        ({"finetune": named, "pretrains": {"types": one_crop_pretraining}}, "one crop"),
     ]:
         with pytest.raises(ConfigError, match=message) as error:
             experiment_config_from_dict({**base, **changes})
@@ -294,6 +297,9 @@ def test_parent_classes_are_checked_against_every_scenario_up_front(store):
     assert experiment_config_from_dict(one_crop).finetune.distillation == 1.0
     unknown = {**binary, "crop": "wheat"}
     fresh = {**one_crop, "finetune": {**finetune, "fresh_head": True}}
-    for changes in ({"scenarios": [unknown]}, fresh):
+    grassland = {"scenarios": [{**binary, "crop": "grassland"}]}
+    for changes in ({"scenarios": [unknown]}, fresh, grassland):
         with pytest.raises(ConfigError, match=r"scenarios\[0\] maps.*trains a new head"):
             experiment_config_from_dict({**one_crop, **changes})
+    # ... unless parent_classes names the crop's class in the pre-trained head.
+    assert experiment_config_from_dict({**one_crop, **grassland, "finetune": named})

@@ -577,6 +577,23 @@ def test_one_crop_from_a_crop_type_model_keeps_its_head(parents, store, tmp_path
         assert options["out_channels"] == channels and "merged_head" not in options
 
 
+def test_one_crop_continues_a_class_of_another_name(parents, store, tmp_path):
+    """Our wheat, which the crop-type parent knows as grassland (``parent_classes``), keeps its
+    whole head answering for grassland: interpolation 0 exports the parent's grassland map."""
+    config = quick(interpolation=0.0, parent_classes="wheat=grassland")
+    result = finetune(
+        parents["multi"], store, tmp_path / "run", strategy="ft", positive="wheat", config=config
+    )
+    meta = read_metadata(result.checkpoint)
+    assert meta.options["merged_head"] == [False, False, True, False]
+    assert meta.positive == ["wheat"] and meta.training["carried_classes"] == {"wheat": "grassland"}
+    parent, merged = load_checkpoint(parents["multi"])[0], load_checkpoint(result.checkpoint)[0]
+    images = PatchDataset(store, "test", "wheat")[0]["image"][None]
+    with torch.inference_mode():
+        expected = parent(images).softmax(dim=1)[:, CROPS.index("grassland")]
+        assert torch.allclose(torch.sigmoid(merged(images))[:, 0], expected, atol=1e-6)
+
+
 def test_fresh_head_carries_no_output_over(parents, store, tmp_path):
     """``fresh_head`` gives classes other than the parent's a new head from random weights, as
     before outputs carried over: for one crop it knows and for a partial class list; the
@@ -605,7 +622,7 @@ def test_fresh_head_carries_no_output_over(parents, store, tmp_path):
     [
         ("multi", "probe", ["wheat", "maize"], "probe trains its head afresh"),
         ("binary", "ft", ["wheat", "maize"], "maps no classes"),
-        ("multi", "ft", None, "this run maps no classes"),
+        ("multi", "ft", None, "wheat, not among ours"),
         ("multi", "ri", ["wheat", "maize"], "only fine-tuning"),
         ("multi", "ft", ["wheat", "maize"], "barley, not among its"),
     ],

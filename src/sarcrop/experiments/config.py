@@ -461,31 +461,38 @@ class ExperimentConfig(_Strict):
 
         classes = self.classes_of(scenario)
         known = self.pretrain_of(scenario)[1].train.classes
+        names = self.finetune.parent_classes or {}
         if not classes and known:
-            return not self.finetune.fresh_head and scenario.crop in known and len(known) > 1
+            crop = names.get(scenario.crop, scenario.crop)
+            return not self.finetune.fresh_head and crop in known and len(known) > 1
         if not classes or not known:
             return classes == known
-        return keeps_head(head_rows(classes, known, self.finetune.parent_classes), len(known))
+        return keeps_head(head_rows(classes, known, names), len(known))
 
     def _check_parent_classes(self) -> None:
-        """``finetune.parent_classes`` names classes of the scenarios and of the pre-trained
-        heads: checked before any work, as a worker would refuse it mid-run."""
+        """``finetune.parent_classes`` names classes of the scenarios (or a one-crop scenario's
+        crop) and of the crop-type pre-trained heads: checked before any work, as a worker
+        would refuse it mid-run."""
+        from sarcrop.training.strategies import parent_names
+
         if self.finetune.parent_classes is None:
             return
         for index, scenario in enumerate(self.scenarios):
             name, spec = self.pretrain_of(scenario)
-            one_crop = spec.checkpoint is None and not spec.train.classes
-            if not self.classes_of(scenario) or one_crop:
+            if spec.checkpoint is None and not spec.train.classes:
                 raise ValueError(
-                    f"scenarios[{index}] or pretrain {name} maps one crop, and "
-                    "finetune.parent_classes maps classes; leave it out"
+                    f"pretrain {name} maps one crop, and finetune.parent_classes names classes "
+                    f"of a crop-type model (scenarios[{index}]); leave it out"
                 )
-            if spec.checkpoint is None:
-                try:
-                    self._head_carries(scenario)
-                except ConfigError as exc:
-                    where = f"scenarios[{index}], pretrain {name}"
-                    raise ValueError(f"{where}: {exc.problem}") from None
+            if not spec.train.classes:
+                continue  # a checkpoint to come: checked when it is read
+            ours = self.classes_of(scenario) or (scenario.crop,)
+            try:
+                parent_names(ours, spec.train.classes, self.finetune.parent_classes)
+                self._head_carries(scenario)
+            except ConfigError as exc:
+                where = f"scenarios[{index}], pretrain {name}"
+                raise ValueError(f"{where}: {exc.problem}") from None
 
     def _check_zero_shot(self) -> None:
         """``zero-shot`` scores the pre-trained model's own output: it must map the scenario's

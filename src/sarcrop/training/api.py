@@ -77,6 +77,7 @@ from sarcrop.training.strategies import (
     keeps_head,
     merge_head,
     parameter_counts,
+    parent_names,
     replace_head,
 )
 from sarcrop.training.task import SegmentationTask, monitored_metric, monitored_mode
@@ -1036,7 +1037,8 @@ def _prepared_parent(
     meta = job.parent_meta
     names = meta.target_classes or []
     rows = _carried_rows(job, config)
-    crop = _merged_outputs(job, config)
+    merged = _merged_classes(job, config)
+    crop = [name in merged.values() for name in names] if merged else []
     outputs = len(config.classes) if config.classes else 1
     target_classes = list(config.classes) if config.classes else None
     new_head = None
@@ -1049,7 +1051,7 @@ def _prepared_parent(
         new_head = outputs
     apply_strategy(parent, job.strategy, job.last_k, head_channels=new_head, carried=rows)
     if crop:
-        return parent, None, {name: name for name, flag in zip(names, crop) if flag}
+        return parent, None, merged
     if not rows or rows == list(range(parent_outputs(meta))):
         return parent, new_head, {}
     pairs = zip(config.classes or (), rows, strict=True)
@@ -1067,15 +1069,18 @@ def _merged_record(parent_meta: CheckpointMetadata, flags: Sequence[bool]) -> st
     )
 
 
-def _merged_outputs(job: _Transfer, config: TrainConfig) -> list[bool]:
-    """For a one-crop target and a parent that maps crop types, which of the parent's outputs
-    are that crop's (its positive label names, by name); empty where none or every one is,
-    for the probe, whose head trains afresh, and where ``fresh_head`` asks for a new one."""
+def _merged_classes(job: _Transfer, config: TrainConfig) -> dict[str, str]:
+    """For a one-crop target and a parent that maps crop types, the parent's class each of the
+    crop's positive label names continues (by name or by ``parent_classes``); empty where it
+    maps none of them or nothing would be left against them, for the probe, whose head trains
+    afresh, and where ``fresh_head`` asks for a new one."""
     known = job.parent_meta.target_classes if learnt_labels(job.parent_meta) else None
     if config.classes or not known or job.strategy == "probe" or config.fresh_head:
-        return []
-    crop = [name in job.positive for name in known]
-    return crop if any(crop) and not all(crop) else []
+        return {}
+    names = parent_names(job.positive, known, config.parent_classes)
+    theirs = {ours: names.get(ours, ours) for ours in job.positive}
+    carried = {ours: name for ours, name in theirs.items() if name in known}
+    return carried if 0 < len(set(carried.values())) < len(known) else {}
 
 
 def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
@@ -1084,9 +1089,8 @@ def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     probe, whose head trains afresh, or ``fresh_head`` for classes that are not the parent's)."""
     known = job.parent_meta.target_classes if learnt_labels(job.parent_meta) else None
     if config.parent_classes is not None:
-        if not known or not config.classes:
-            mapless = f"{job.checkpoint} maps" if not known else "this run maps"
-            raise ConfigError(f"parent_classes: {mapless} no classes; leave it out")
+        if not known:
+            raise ConfigError(f"parent_classes: {job.checkpoint} maps no classes; leave it out")
         if job.strategy == "probe":
             raise ConfigError("parent_classes: the probe trains its head afresh; leave it out")
     if not config.classes or not known or job.strategy == "probe":

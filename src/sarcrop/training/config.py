@@ -175,9 +175,9 @@ class TrainConfig(BaseModel):
     )
     parent_classes: dict[str, str] | None = Field(
         None,
-        description="fine-tuning only: the pre-trained model's name for each of our classes it "
-        "knows under another, e.g. winter_cereal=wheat; the head carries over the outputs of "
-        "every class it knows (by name otherwise)",
+        description="fine-tuning only: the pre-trained model's name for each of our classes (or "
+        "our one crop) it knows under another, e.g. winter_cereal=wheat; the head carries over "
+        "the outputs of every class it knows (by name otherwise)",
     )
     fresh_head: bool = Field(
         False,

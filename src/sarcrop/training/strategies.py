@@ -211,18 +211,27 @@ def crop_outputs(
     return crop
 
 
-def head_rows(
-    classes: Sequence[str], known: Sequence[str], names: Mapping[str, str] | None = None
-) -> list[int | None]:
-    """For each of ``classes``, the output of a head over ``known`` classes that maps it: the
-    one of its name, or of the name ``names`` gives it (``winter_cereal: wheat``), else None."""
+def parent_names(
+    ours: Sequence[str], known: Sequence[str], names: Mapping[str, str] | None
+) -> dict[str, str]:
+    """``parent_classes`` (our name: the parent's), checked: each of ours among ``ours``, each
+    of the parent's among ``known``."""
     names = dict(names or {})
-    for side, listed, which in ((names, classes, "ours"), (names.values(), known, "its")):
+    for side, listed, which in ((names, ours, "ours"), (names.values(), known, "its")):
         if unknown := sorted(set(side) - set(listed)):
             raise ConfigError(
                 f"parent_classes names {', '.join(unknown)}, not among {which} "
                 f"({', '.join(listed)})"
             )
+    return names
+
+
+def head_rows(
+    classes: Sequence[str], known: Sequence[str], names: Mapping[str, str] | None = None
+) -> list[int | None]:
+    """For each of ``classes``, the output of a head over ``known`` classes that maps it: the
+    one of its name, or of the name ``names`` gives it (``winter_cereal: wheat``), else None."""
+    names = parent_names(classes, known, names)
     rows = [known.index(names.get(c, c)) if names.get(c, c) in known else None for c in classes]
     taken = [row for row in rows if row is not None]
     if len(taken) != len(set(taken)):
