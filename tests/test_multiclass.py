@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ from sarcrop.training.api import (
     resolved_class_weight,
     train,
 )
+from sarcrop.training.checkpoint import save_checkpoint
 from sarcrop.training.config import AUTO_POS_WEIGHT_CAP, validate_config
 from sarcrop.training.losses import (
     SegmentationLoss,
@@ -592,6 +594,60 @@ def test_one_crop_continues_a_class_of_another_name(parents, store, tmp_path):
     with torch.inference_mode():
         expected = parent(images).softmax(dim=1)[:, CROPS.index("grassland")]
         assert torch.allclose(torch.sigmoid(merged(images))[:, 0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("shift", [100.0, -100.0])
+def test_distillation_scores_its_start_on_the_labels(parents, store, tmp_path, shift):
+    """With ``distillation`` the run scores the start it learns from on its own labelled
+    pixels, beside calling the crop everywhere, and warns where the start is below that: a
+    start that calls maize everywhere is level with it, one that never does is below."""
+    model, meta = load_checkpoint(parents["binary"])
+    with torch.no_grad():
+        model.decoder.head.bias.add_(shift)
+    save_checkpoint(tmp_path / "start.safetensors", model, meta)
+    config = quick(distillation=1.0, val_fraction=0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = finetune(
+            tmp_path / "start.safetensors", store, tmp_path / "run", strategy="ft", config=config
+        )
+    recorded = read_metadata(result.checkpoint).training["distillation_start"]
+    labels = DatasetStore(store)
+    pixels = np.concatenate([labels.read_labels(i).ravel() for i in labels.indices("train")])
+    share = float((pixels == CLASSES.index("maize")).sum() / (pixels >= 0).sum())
+    assert recorded == {
+        "metric": "IoU",
+        "start": pytest.approx(share if shift > 0 else 0.0, abs=1e-4),
+        "one_class_everywhere": pytest.approx(share, abs=1e-4),
+    }
+    warned = [w for w in caught if "distillation 1: the pre-trained start" in str(w.message)]
+    assert len(warned) == (shift < 0) and "\n" not in str(warned[0].message if warned else "")
+
+
+def test_distillation_scores_a_merged_start_as_its_parent_class(parents, store, tmp_path):
+    """Our wheat read as the crop-type parent's grassland: the recorded start is that output's
+    IoU against the wheat labels."""
+    config = quick(distillation=1.0, val_fraction=0.0, parent_classes="wheat=grassland")
+    result = finetune(
+        parents["multi"], store, tmp_path / "run", strategy="ft", positive="wheat", config=config
+    )
+    recorded = read_metadata(result.checkpoint).training["distillation_start"]
+    expected = _start_iou(parents["multi"], store, "wheat", "grassland")
+    assert recorded["start"] == pytest.approx(expected, abs=1e-4)
+
+
+def _start_iou(parent: str, store: str, positive: str, crop: str) -> float:
+    """IoU of the parent's ``crop`` output (its softmax argmax) against ``positive`` labels."""
+    model, meta = load_checkpoint(parent)
+    classes = meta.target_classes
+    dataset = PatchDataset(store, "train", positive, meta.bands, normalization=meta.normalization)
+    confusion = BinaryConfusion()
+    with torch.inference_mode():
+        for item in range(len(dataset)):
+            sample = dataset[item]
+            probability = model.eval()(sample["image"][None]).softmax(dim=1)[0, classes.index(crop)]
+            confusion.update(probability[None], sample["target"][None], sample["valid"][None])
+    return confusion.iou
 
 
 def test_fresh_head_carries_no_output_over(parents, store, tmp_path):

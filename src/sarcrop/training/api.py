@@ -1000,6 +1000,8 @@ def _transfer(
     merged = getattr(parent, "options", {}).get("merged_head")
     if merged is not None:
         training["merged_head"] = _merged_record(parent_meta, merged)
+    if config.distillation > 0:
+        training["distillation_start"] = _start_on_labels(parent, train_data, config)
     if new_head is not None:
         fresh = "carried_classes' outputs from the parent, the rest " if carried else ""
         training["new_head"] = (
@@ -1099,6 +1101,34 @@ def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     if config.fresh_head and not keeps_head(rows, len(known)):
         return []
     return rows if any(row is not None for row in rows) else []
+
+
+def _start_on_labels(start: nn.Module, train_data: Any, config: TrainConfig) -> dict[str, Any]:
+    """How the start that ``distillation`` learns from maps the run's own labelled pixels (IoU,
+    or mIoU for crop types), beside the best map of one class everywhere: a start below that
+    teaches the unlabelled pixels a map worse than none, and the run says so (docs/results.md,
+    "Checked where it was not chosen")."""
+    from sarcrop.training.search import confusions_of, constant_score, score
+
+    plain = copy.copy(train_data.dataset)  # the labelled patches without augmentation
+    plain.augment, plain.level_jitter = False, 0.0
+    patches = Subset(plain, train_data.indices)
+    [confusion] = confusions_of(
+        {0: copy.deepcopy(start)}, patches, config.classes, config.threshold
+    ).values()
+    found, constant = score(confusion), constant_score(confusion)
+    metric = "mIoU" if config.classes else "IoU"
+    if found < constant:
+        everywhere = "its largest class" if config.classes else "the positive class"
+        warnings.warn(
+            f"distillation {config.distillation:g}: the pre-trained start scores {metric} "
+            f"{found:.2f} on this run's labelled pixels, below {constant:.2f} for {everywhere} "
+            "everywhere; it teaches the unlabelled pixels its map, so distillation may cost "
+            "more than it gives here (leave it at 0)",
+            stacklevel=4,
+        )
+    scores = {"start": found, "one_class_everywhere": constant}
+    return {"metric": metric} | {k: None if np.isnan(v) else round(v, 4) for k, v in scores.items()}
 
 
 def _start_weights(

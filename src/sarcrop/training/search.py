@@ -219,13 +219,26 @@ def held_out_confusions(
             assert start is not None, "interpolation needs the pre-trained start"
             model = copy.deepcopy(trained)
             interpolate_weights(model, start, weight)
-        models[weight] = model.eval()
-    confusions = {weight: empty_confusion(classes) for weight in weights}
-    with torch.inference_mode():  # each held-out patch is read once for every weight
+        models[weight] = model
+    return confusions_of(models, dataset, classes, threshold)
+
+
+def confusions_of(
+    models: Mapping[Any, torch.nn.Module],
+    dataset: Any,
+    classes: Sequence[str] | None,
+    threshold: float,
+) -> dict[Any, Confusion]:
+    """Each model's confusion over the labelled pixels of ``dataset`` (of ``classes`` where it
+    maps crop types), every patch read once for all of them; the models are set to eval mode."""
+    confusions = {key: empty_confusion(classes) for key in models}
+    for model in models.values():
+        model.eval()
+    with torch.inference_mode():
         for batch in DataLoader(dataset, batch_size=8):
-            for weight, model in models.items():
+            for key, model in models.items():
                 logits = model(batch["image"]).float()
-                confusion = confusions[weight]
+                confusion = confusions[key]
                 if isinstance(confusion, MulticlassConfusion):  # argmax over the classes
                     confusion.update(logits, batch["target"], batch["valid"])
                 else:
@@ -234,3 +247,15 @@ def held_out_confusions(
                         probability, batch["target"], batch["valid"], threshold=threshold
                     )
     return confusions
+
+
+def constant_score(confusion: Confusion) -> float:
+    """What :func:`score` gives the best map of one class everywhere on the same pixels: the
+    positive class's share (its IoU when every pixel is called positive), or the largest
+    class's share over the number of classes present (the mIoU of that class everywhere)."""
+    if isinstance(confusion, BinaryConfusion):
+        positives = confusion.tp + confusion.fn
+        return positives / confusion.total if positives else float("nan")
+    truth = confusion.counts.sum(axis=1)
+    present = int((truth > 0).sum())
+    return float(truth.max() / truth.sum() / present) if present else float("nan")
