@@ -622,6 +622,17 @@ def test_distillation_scores_its_start_on_the_labels(parents, store, tmp_path, s
     }
     warned = [w for w in caught if "distillation 1: the pre-trained start" in str(w.message)]
     assert len(warned) == (shift < 0) and "\n" not in str(warned[0].message if warned else "")
+    if shift > 0:
+        return
+    # A search's fold runs do not repeat it: one warning, for the run that is kept.
+    searched = quick(distillation=1.0, val_fraction=0.0, epoch_search="1,2")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = finetune(
+            tmp_path / "start.safetensors", store, tmp_path / "s", strategy="ft", config=searched
+        )
+    assert read_metadata(result.checkpoint).training["search"]["folds"] >= 2
+    assert sum("the pre-trained start scores" in str(w.message) for w in caught) == 1
 
 
 def test_distillation_scores_a_merged_start_as_its_parent_class(parents, store, tmp_path):

@@ -942,7 +942,7 @@ def finetune(
     if config.searches:
 
         def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
-            return _transfer(job, out, settings, mask).checkpoint
+            return _transfer(job, out, settings, mask, score_start=False).checkpoint
 
         start = None
         if config.interpolation_search is not None:
@@ -972,8 +972,12 @@ def _transfer(
     config: TrainConfig,
     label_mask: LabelMask | None = None,
     search: SearchChoice | None = None,
+    *,
+    score_start: bool = True,
 ) -> TrainResult:
-    """Fine-tune ``job``'s parent on its target with ``config`` (and a fold's labels)."""
+    """Fine-tune ``job``'s parent on its target with ``config`` (and a fold's labels);
+    ``score_start`` scores a distillation start on the labels (not in a search's fold runs,
+    whose final run does it once)."""
     parent_meta, store, bands = job.parent_meta, job.store, job.bands
     parent, new_head, carried = _prepared_parent(job, config)
     start = None
@@ -1000,7 +1004,7 @@ def _transfer(
     merged = getattr(parent, "options", {}).get("merged_head")
     if merged is not None:
         training["merged_head"] = _merged_record(parent_meta, merged)
-    if config.distillation > 0:
+    if config.distillation > 0 and score_start:
         training["distillation_start"] = _start_on_labels(parent, train_data, config)
     if new_head is not None:
         fresh = "carried_classes' outputs from the parent, the rest " if carried else ""
