@@ -110,7 +110,7 @@ def test_crop_type_experiment_runs_rf_features(store, tmp_path):
     assert ours[ours["metric"] == "iou"]["value"].notna().all()
     manifest = json.loads((out / "experiment.json").read_text())
     table = manifest["crop_types"][0]["tables"][0]["table"]
-    assert table["method"] == ["RF", "RF-FEATURES"] and "IoU grassland" in table
+    assert table["method"] == ["RF", "RF on features"] and "IoU grassland" in table
     done = {p.parent: json.loads(p.read_text()) for p in (out / "cache").glob("method-*/done.json")}
     ((folder, unit),) = [(f, r) for f, r in done.items() if r["key"]["method"] == "rf-features"]
     assert unit["key"]["classes"] == classes

@@ -23,6 +23,7 @@ from sarcrop.evaluation.metrics import (
 from sarcrop.evaluation.paper import SCENARIOS, find_scenario, paper_results, paper_value
 from sarcrop.evaluation.tables import (
     Cell,
+    method_label,
     metric_records,
     paper_table,
     scenario_label,
@@ -282,3 +283,21 @@ def test_scenario_labels_name_the_pre_training_where_the_scenario_does() -> None
     named = scenario_label("fl18-fl19-maize-vhvv-from-real-ssl", "fl18", "fl19", "VH|VV")
     assert named == "fl18 → fl19 VH|VV, from real-ssl"
     assert scenario_label("spain-france-rice-vh", "spain", "france", "VH") == "spain → france VH"
+
+
+def test_method_labels_read_as_the_docs_write_them():
+    names = ["rf", "ri", "FT", "fte", "ftd", "ftd-last-2", "probe", "rf-features", "zero-shot", "x"]
+    assert [method_label(name) for name in names] == [
+        "RF",
+        "RI",
+        "FT",
+        "FTE",
+        "FTD",
+        "FTD-last-2",
+        "probe",
+        "RF on features",
+        "zero-shot",
+        "X",
+    ]
+    table = summary_table(_results().assign(method="rf-features"), ["iou"])
+    assert "RF on features" in table.to_markdown()

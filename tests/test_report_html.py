@@ -499,7 +499,7 @@ def test_wide_search_and_area_tables_scroll_inside_the_page(chromium, run_dir, t
     (copy / "experiment.json").write_text(json.dumps(manifest), encoding="utf-8")
     page = render_report(copy)
     text = page.read_text(encoding="utf-8")
-    assert "<td>FTD-LAST-1</td><td>100 %</td><td>1</td><td>20 ×1</td><td>0.75 ×1</td>" in text
+    assert "<td>FTD-last-1</td><td>100 %</td><td>1</td><td>20 ×1</td><td>0.75 ×1</td>" in text
     for width in (1280, 500):
         measured = browser_support.probe(chromium, page, window=(width, 1600))
         assert measured["scroll_width"] <= measured["viewport"] == width

@@ -53,6 +53,19 @@ RESULT_COLUMNS = (*SCENARIO_COLUMNS, "method", "metric", "timestep", "seed", "va
 METHOD_ORDER = ("RF", "RI", "FT", "FTE", "FTD")
 """Canonical row order; other methods follow alphabetically."""
 
+_METHOD_LABELS = {"rf-features": "RF on features", "probe": "probe", "zero-shot": "zero-shot"}
+
+
+def method_label(method: object) -> str:
+    """How tables, figures and the report name a method id (``fte``): the paper's RF, RI, FT,
+    FTE and FTD in capitals, ``FTD-last-k``, and the rest as the docs write them."""
+    name = str(method)
+    key = name.lower()
+    if key.startswith("ftd-last-"):
+        return "FTD-last-" + key.removeprefix("ftd-last-")
+    return _METHOD_LABELS.get(key, name.upper())
+
+
 SIMULATED = "simulated"
 REAL = "real"
 """Provenance of our numbers: measured on simulated or on real data."""
@@ -458,7 +471,7 @@ def paper_table(
                     source=sources.get(str(scenario)),
                 )
             )
-        rows.append(Row((method.upper(),), tuple(cells)))
+        rows.append(Row((method_label(method),), tuple(cells)))
 
     number = PAPER_TABLE_NUMBER.get(metric.lower())
     season = "full season" if timestep is None else f"t = {timestep}"
@@ -519,7 +532,7 @@ def summary_table(
             Cell.of(grouped.get((*key, m.lower()), []), digits=digits, source=source)
             for m in metrics
         )
-        rows.append(Row((*(str(k) for k in key[:-1]), str(key[-1]).upper()), cells))
+        rows.append(Row((*(str(k) for k in key[:-1]), method_label(key[-1])), cells))
     header = ((*(k.title() for k in keys), *(_METRIC_NAMES.get(m.lower(), m) for m in metrics)),)
     season = "full season" if timestep is None else f"t = {timestep}"
     column_sources = {str(s): sources.get(str(s)) for s in scenarios} or {"all": None}
@@ -568,7 +581,7 @@ def fraction_table(
                         else (float(row["low"]), float(row["high"])),
                     )
                 )
-            rows.append(Row((names.get(scenario, scenario), method.upper()), tuple(cells)))
+            rows.append(Row((names.get(scenario, scenario), method_label(method)), tuple(cells)))
     header = (("Scenario", "Method", *(f"{100 * f:g} % of parcels" for f in fractions)),)
     seeds = int(intervals["seeds"].max()) if "seeds" in intervals else 1
     level = float(intervals["level"].max()) if "level" in intervals else 0.95
@@ -635,7 +648,7 @@ def paired_table(
                     Cell(float(row[diff]), source=source, digits=digits, interval=interval),
                     Cell(float(row[p_above]), source=source, digits=3),
                 ]
-            rows.append(Row((names.get(scenario, scenario), method.upper()), tuple(cells)))
+            rows.append(Row((names.get(scenario, scenario), method_label(method)), tuple(cells)))
     header = (
         (
             "Scenario",

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from sarcrop.data.grid import Grid
-from sarcrop.evaluation.tables import SIMULATED
+from sarcrop.evaluation.tables import SIMULATED, method_label
 from sarcrop.reports.figures import COLORS, TN, UNLABELLED, confusion_map, save_figure
 from sarcrop.utils.atomic import atomic_path
 
@@ -123,7 +123,7 @@ def uncertainty_figure(
             vmax=1,
             interpolation="nearest",
         )
-        name = method.upper()
+        name = method_label(method)
         ax[0].set_title(f"{name}: errors", fontsize=9)
         ax[1].set_title(f"{name}: uncertainty{_entropy_note(summary.get(method, {}))}", fontsize=8)
         for a in ax:
@@ -228,7 +228,9 @@ def area_estimates(
         estimate = assess_sample(sample, sources=sources)
         if 1 not in estimate.classes:  # no crop mapped, none among the points
             continue
-        write_assessment(estimate, out / folder / method, title=f"{scenario}: {method.upper()}")
+        write_assessment(
+            estimate, out / folder / method, title=f"{scenario}: {method_label(method)}"
+        )
         census = assess_census(map_path, truth)
         record = area_record(estimate, 1, scenario=scenario, truth=census, data=data or "unknown")
         rows.append({**record, "method": method, "assessment": str(folder / f"{method}.json")})

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sarcrop.evaluation.metrics import METRICS, OVERALL_METRICS
-from sarcrop.evaluation.tables import scenario_label
+from sarcrop.evaluation.tables import method_label, scenario_label
 from sarcrop.experiments.config import ExperimentConfig, ScenarioSpec
 from sarcrop.utils.atomic import write_text_atomic
 
@@ -199,7 +199,7 @@ def class_table(
     for c, metric, name in wanted:
         part = stats[(stats["class"] == c) & (stats["metric"] == metric)]
         columns[name] = {
-            str(r.method).upper(): _cell(
+            method_label(r.method): _cell(
                 float(r.mean), float(r.std), bounds.get((str(r.method), c, metric))
             )
             for r in part.itertuples()
@@ -230,7 +230,7 @@ def _paired_columns(
         if diff not in part or part[diff].isna().all():
             continue
         columns[f"mIoU − {baseline.upper()}"] = {
-            str(r["method"]).upper(): f"{r[diff]:+.3f} [{r[diff + '_low']:+.3f}, "
+            method_label(r["method"]): f"{r[diff]:+.3f} [{r[diff + '_low']:+.3f}, "
             f"{r[diff + '_high']:+.3f}]"
             for _, r in part.iterrows()
             if np.isfinite(r[diff])
@@ -356,12 +356,12 @@ def write_class_outputs(
         if best is not None:
             classes, matrix = summed_confusion(records, scenario, best, fraction)
             seeds = int(results[results["method"] == best]["seed"].nunique())
-            caption = f"{title}: {best.upper()}, summed over {seeds} seed(s)"
+            caption = f"{title}: {method_label(best)}, summed over {seeds} seed(s)"
             path = out / "figures" / f"confusion-{scenario}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             confusion_figure(classes, matrix, caption, path)
             figure = str(path.relative_to(out))
-            parts.append(f"Best method by mean mIoU: {best.upper()} (`{figure}`).\n")
+            parts.append(f"Best method by mean mIoU: {method_label(best)} (`{figure}`).\n")
         entries.append(
             {"scenario": scenario, "title": title, "best": best, "figure": figure, "tables": tables}
         )
@@ -396,7 +396,7 @@ def class_maps(root: Path, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     items = [dataset[i] for i in range(count)]
     predictions = {
-        method.upper(): np.load(root / stored, mmap_mode="r")[:count]
+        method_label(method): np.load(root / stored, mmap_mode="r")[:count]
         for method, stored in spec["probabilities"].items()
     }
     figure = Path("figures") / f"class-maps-{spec['scenario']}.png"
@@ -422,7 +422,7 @@ def early_season_figure(root: Path, results: pd.DataFrame, scenario: str, title:
 
     rows = results[(results["scenario"] == scenario) & (results["metric"] == "miou")]
     rows = rows[rows["label_fraction"] == rows["label_fraction"].max()]
-    curves = rows.assign(method=[str(m).upper() for m in rows["method"]])
+    curves = rows.assign(method=[method_label(m) for m in rows["method"]])
     figure = Path("figures") / f"early-season-{scenario}.png"
     early_season_plot(
         curves[["method", "seed", "timestep", "value"]],

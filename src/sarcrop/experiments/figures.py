@@ -17,7 +17,7 @@ import pandas as pd
 
 from sarcrop import __version__
 from sarcrop.evaluation.paper import CITATION_SHORT
-from sarcrop.evaluation.tables import REAL, SIMULATED, scenario_label
+from sarcrop.evaluation.tables import REAL, SIMULATED, method_label, scenario_label
 from sarcrop.experiments.record import MANIFEST, RunRecord, ScenarioRecord
 from sarcrop.utils.atomic import write_text_atomic
 
@@ -118,7 +118,10 @@ class ExperimentFigures:
         chosen = sorted(rng.choice(len(dataset), size=count, replace=False).tolist())
         rows = [
             PanelRow(
-                images[i], targets[i], {m.upper(): p[i] for m, p in probabilities.items()}, valid[i]
+                images[i],
+                targets[i],
+                {method_label(m): p[i] for m, p in probabilities.items()},
+                valid[i],
             )
             for i in chosen
         ]
@@ -174,7 +177,9 @@ class ExperimentFigures:
         image = test.mosaic(test.images, np.nan)[cut]
         label = test.mosaic(test.targets, 0.0)[cut]
         mask = test.mosaic(test.valid, False)[cut]
-        predictions = {m.upper(): test.mosaic(p, 0.0)[cut] for m, p in test.probabilities.items()}
+        predictions = {
+            method_label(m): test.mosaic(p, 0.0)[cut] for m, p in test.probabilities.items()
+        }
         return PanelRow(image, label, predictions, mask)
 
     def _write_maps(self, scenario: ScenarioRecord, test: _TestSplit) -> dict[str, str]:
@@ -249,8 +254,8 @@ class ExperimentFigures:
             ref,
             band="VH",
             labels={
-                "tp": f"TP in {scenario.test_region} ({method.upper()})",
-                "fn": f"FN in {scenario.test_region} ({method.upper()})",
+                "tp": f"TP in {scenario.test_region} ({method_label(method)})",
+                "fn": f"FN in {scenario.test_region} ({method_label(method)})",
                 "reference": f"{scenario.crop} in {scenario.finetune_region} (training)",
             },
             title=(
@@ -279,7 +284,7 @@ class ExperimentFigures:
         )
         curves = curves.assign(
             method=[
-                m.upper() if o == "n/a" else f"{m.upper()} ({o})"
+                method_label(m) if o == "n/a" else f"{method_label(m)} ({o})"
                 for m, o in zip(curves["method"], curves["ordering"])
             ]
         )
@@ -303,7 +308,7 @@ class ExperimentFigures:
             for method in self.record.methods:
                 unit = self.record.unit(first, method, self.seed)
                 if unit is not None and unit.training_log is not None:
-                    logs.append((f"{method.upper()} on {first}", unit.training_log))
+                    logs.append((f"{method_label(method)} on {first}", unit.training_log))
         curves = []
         for name, stored in logs:
             csv = self.record.path(stored)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any, Protocol
 
+from sarcrop.evaluation.tables import method_label
+
 
 class _Figures(Protocol):
     def figure(self, relative: Any, caption: str, *, css_class: str = "figure") -> str: ...
@@ -56,7 +58,7 @@ def crop_types_html(ctx: _Figures, value: Any) -> str:
             out.append(
                 ctx.figure(
                     entry.get("figure"),
-                    f"Confusion matrix of {str(best).upper()} (best mean mIoU), summed over "
+                    f"Confusion matrix of {method_label(best)} (best mean mIoU), summed over "
                     "seeds; each row is the share of a reference class",
                 )
             )

@@ -27,6 +27,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from sarcrop.errors import InputDataError
+from sarcrop.evaluation.tables import method_label
 from sarcrop.utils.atomic import atomic_path
 
 COLORS = {
@@ -532,7 +533,7 @@ def learning_curves(
                 capsize=2,
                 elinewidth=0.8,
                 color=color,
-                label=str(method).upper(),
+                label=method_label(method),
             )
         ax.set_xscale("log")
         ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])

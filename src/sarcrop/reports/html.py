@@ -33,6 +33,7 @@ from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL, find_scenario
 from sarcrop.evaluation.tables import (
     fraction_table,
+    method_label,
     paired_table,
     paper_table,
     pretrain_of,
@@ -90,11 +91,6 @@ def format_duration(seconds: float) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def _method_label(method: Any) -> str:
-    """Method ids are short codes (``fte``); the paper writes them in capitals."""
-    return str(method).upper()
 
 
 def _scenario_title(scenario: Mapping[str, Any]) -> str:
@@ -219,7 +215,7 @@ def _sources(manifest: Mapping[str, Any]) -> dict[str, str | None]:
 
 def _summary_line(manifest: Mapping[str, Any]) -> str:
     scenarios = [s for s in _as_list(manifest.get("scenarios")) if isinstance(s, Mapping)]
-    methods = [_method_label(m) for m in _as_list(manifest.get("methods"))]
+    methods = [method_label(m) for m in _as_list(manifest.get("methods"))]
     seeds = [str(s) for s in _as_list(manifest.get("seeds"))]
     parts = [f"{len(scenarios)} scenario{'s' if len(scenarios) != 1 else ''}"]
     if methods:
@@ -373,7 +369,7 @@ def _scenario_section(
         href = ctx.link(relative)
         if href is not None:
             links.append(
-                f'<li><a href="{_e(href)}">{_e(_method_label(method))}</a> '
+                f'<li><a href="{_e(href)}">{_e(method_label(method))}</a> '
                 f'<span class="muted">{_e(relative)}</span></li>'
             )
     if links:
@@ -392,7 +388,7 @@ def _early_season(ctx: _Context, value: Any) -> str:
         text
         for text in (
             f"scenario {scenario}" if scenario else "",
-            f"method {_method_label(method)}" if method else "",
+            f"method {method_label(method)}" if method else "",
         )
         if text
     )
@@ -594,7 +590,7 @@ def _area_estimates(value: Any) -> str:
                 f"<td>{_e(c)}</td>"
                 for c in (
                     r.get("scenario", ""),
-                    _method_label(r.get("method", "")),
+                    method_label(r.get("method", "")),
                     r.get("class", ""),
                     r.get("data", ""),
                     r.get("unit", ""),

@@ -9,7 +9,13 @@ import pandas as pd
 
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL
-from sarcrop.evaluation.tables import fraction_table, paired_table, paper_table, scenario_label
+from sarcrop.evaluation.tables import (
+    fraction_table,
+    method_label,
+    paired_table,
+    paper_table,
+    scenario_label,
+)
 
 PAIRED_BASELINES = ("ri", "rf")
 """Baselines of the paired tables (columns ``minus_ri`` ... of ``intervals.csv``)."""
@@ -124,7 +130,7 @@ def search_counts(searches: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "Scenario": scenario,
-                "Method": str(method).upper(),
+                "Method": method_label(method),
                 "Labels": f"{float(fraction) * 100:g} %",
                 "Runs": len(group),
                 "Epochs chosen": _counts(searched["epochs"]),
