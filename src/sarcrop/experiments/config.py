@@ -457,13 +457,13 @@ class ExperimentConfig(_Strict):
         """Whether the pre-trained head maps the classes of ``scenario`` and no others (by
         name or by ``finetune.parent_classes``), or is a crop-type head that knows its one
         crop, so that fine-tuning carries it over."""
-        from sarcrop.training.strategies import head_rows, keeps_head
+        from sarcrop.training.strategies import head_rows, keeps_head, parent_names
 
         classes = self.classes_of(scenario)
         known = self.pretrain_of(scenario)[1].train.classes
         names = self.finetune.parent_classes or {}
         if not classes and known:
-            crop = names.get(scenario.crop, scenario.crop)
+            crop = parent_names([scenario.crop], known, names).get(scenario.crop, scenario.crop)
             return not self.finetune.fresh_head and crop in known and len(known) > 1
         if not classes or not known:
             return classes == known
@@ -473,8 +473,6 @@ class ExperimentConfig(_Strict):
         """``finetune.parent_classes`` names classes of the scenarios (or a one-crop scenario's
         crop) and of the crop-type pre-trained heads: checked before any work, as a worker
         would refuse it mid-run."""
-        from sarcrop.training.strategies import parent_names
-
         if self.finetune.parent_classes is None:
             return
         for index, scenario in enumerate(self.scenarios):
@@ -486,9 +484,7 @@ class ExperimentConfig(_Strict):
                 )
             if not spec.train.classes:
                 continue  # a checkpoint to come: checked when it is read
-            ours = self.classes_of(scenario) or (scenario.crop,)
             try:
-                parent_names(ours, spec.train.classes, self.finetune.parent_classes)
                 self._head_carries(scenario)
             except ConfigError as exc:
                 where = f"scenarios[{index}], pretrain {name}"
