@@ -138,6 +138,8 @@ def test_label_fraction_is_recorded_and_reproducible(store, tmp_path):
     full = train(store, tmp_path / "b", model_options=OPTIONS, config=quick(epochs=1))
     assert full.label_subset == {"fraction": 1.0}
     assert read_metadata(full.checkpoint).training["train_patches"] == 4  # 6 train - 2 val
+    # The side of the patches learnt from: predict's default window.
+    assert meta.training["patch_size"] == DatasetStore(store).patch_size
 
 
 def test_forest_learns_from_the_same_parcels(store):

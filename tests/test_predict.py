@@ -44,21 +44,28 @@ CRS_UTM = CRS.from_epsg(32610)
 NODATA_COLS = 40  # left border without data in every scene
 
 
-def scene_times() -> list[dt.datetime]:
+def scene_times(first: dt.date = SEASON.start) -> list[dt.datetime]:
     """Two acquisitions per period, plus two after the season that must never matter."""
-    start = dt.datetime.combine(SEASON.start, dt.time(6, 0))
+    start = dt.datetime.combine(first, dt.time(6, 0))
     return [start + dt.timedelta(days=2 + 10 * i) for i in range(SEASON.steps * 2 + 2)]
 
 
 def write_scenes(
-    folder: Path, height: int, width: int, *, constant: bool = False, seed: int = 0
+    folder: Path,
+    height: int,
+    width: int,
+    *,
+    constant: bool = False,
+    seed: int = 0,
+    first: dt.date = SEASON.start,
 ) -> Path:
-    """One 2-band float32 dB GeoTIFF per acquisition, as the simulator writes them."""
+    """One 2-band float32 dB GeoTIFF per acquisition, as the simulator writes them (the
+    season's dates, or the same days after ``first``)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
     pattern = np.sin(yy / 23.0) * np.cos(xx / 17.0) + 0.5 * np.sin((xx + yy) / 41.0)
-    for k, when in enumerate(scene_times()):
+    for k, when in enumerate(scene_times(first)):
         vh = np.full((height, width), -15.0) if constant else -15 + 4 * pattern + k % 3
         vh = vh + (0 if constant else rng.normal(0, 0.5, (height, width)))
         data = np.stack([vh, vh + 6.0]).astype(np.float32)
@@ -107,7 +114,8 @@ def local_spec() -> ModelSpec:
     )
 
 
-def save_tiny_checkpoint(path: Path) -> Path:
+def save_tiny_checkpoint(path: Path, patch_size: int | None = None) -> Path:
+    """A small recurrent U-Net; ``patch_size`` is recorded as the size it was trained on."""
     torch.manual_seed(0)
     model = build_model("recurrent_unet", 2, SEASON.steps, widths=(4, 8), dropout=0.0)
     meta = CheckpointMetadata(
@@ -118,6 +126,7 @@ def save_tiny_checkpoint(path: Path) -> Path:
         season=SEASON.to_dict(),
         normalization={"min": list(NORM.min), "max": list(NORM.max)},
         region="test",
+        training={} if patch_size is None else {"patch_size": patch_size},
     )
     return save_checkpoint(path, model, meta)
 
@@ -228,6 +237,59 @@ def test_invalid_layout_is_refused(scenes: Path, tmp_path: Path) -> None:
     with pytest.raises(SarcropError, match="timesteps"):
         predict_map(local_spec(), scenes, tmp_path / "m.tif", timesteps=9, progress=False)
     assert not (tmp_path / "m.tif").exists()
+
+
+def test_windows_default_to_the_patch_size_the_model_was_trained_on(
+    scenes: Path, tmp_path: Path
+) -> None:
+    def run(name: str, ckpt: Path, windows: WindowOptions = WindowOptions()) -> dict[str, str]:
+        out = predict_map(ckpt, scenes, tmp_path / name, windows=windows, progress=False)
+        with rasterio.open(out) as src:
+            return src.tags()
+
+    trained_32 = save_tiny_checkpoint(tmp_path / "p32.safetensors", patch_size=32)
+    unknown = save_tiny_checkpoint(tmp_path / "unknown.safetensors")
+    tags = run("p32.tif", trained_32)
+    assert (tags["WINDOW"], tags["OVERLAP"]) == ("32", "8")  # a quarter of the window
+    # On the cpu a batch holds as many pixels as 4 windows of 256 px.
+    assert (tags["BATCH_SIZE"], tags["BLOCK_WINDOWS"]) == ("256", "256")
+    tags = run("unknown.tif", unknown)
+    assert (tags["WINDOW"], tags["OVERLAP"], tags["BATCH_SIZE"]) == ("256", "32", "4")
+    tags = run("given.tif", trained_32, WindowOptions(window=96))
+    assert (tags["WINDOW"], tags["OVERLAP"]) == ("96", "24")
+    tags = run("wide.tif", trained_32, WindowOptions(window=160))
+    assert (tags["WINDOW"], tags["OVERLAP"]) == ("160", "32")  # at most 32 px
+    with pytest.raises(SarcropError, match="overlap 20 must be less than half the window 32"):
+        predict_map(trained_32, scenes, tmp_path / "bad.tif", windows=WindowOptions(overlap=20))
+    assert not (tmp_path / "bad.tif").exists()
+
+
+def test_season_start_maps_another_year_as_the_model_reads_its_own(
+    scenes: Path, reference: Path, tmp_path: Path
+) -> None:
+    later = dt.date(2022, 5, 1)
+    next_year = write_scenes(tmp_path / "2022", 300, 280, first=later)
+    with pytest.raises(SarcropError, match=f"no acquisition between 2021-05-01 and {SEASON.end}"):
+        predict_map(local_spec(), next_year, tmp_path / "own.tif", progress=False)
+    assert not (tmp_path / "own.tif").exists()
+    windows = WindowOptions(window=160, overlap=32, block_windows=1)  # the reference's
+    out = tmp_path / "moved.tif"
+    predict_map(local_spec(), next_year, out, season_start=later, windows=windows, progress=False)
+    # The same backscatter a year later, read with the periods moved: the same map.
+    np.testing.assert_array_equal(read_map(out), read_map(reference))
+    with rasterio.open(out) as src:
+        tags = src.tags()
+    assert tags["SEASON_START"] == "2022-05-01" and tags["MODEL_SEASON_START"] == "2021-05-01"
+    moved = Season(later, SEASON.steps, SEASON.days)
+    assert tags["DATA_UNTIL"] == (moved.end - dt.timedelta(days=1)).isoformat()
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    base = ["predict", str(ckpt), "--images", str(next_year), "--quiet"]
+    assert (
+        cli_main([*base, "--out", str(tmp_path / "cli.tif"), "--season-start", "2022-05-01"]) == 0
+    )
+    with rasterio.open(tmp_path / "cli.tif") as src:
+        assert src.tags()["SEASON_START"] == "2022-05-01"
+    assert cli_main([*base, "--out", str(tmp_path / "cli-own.tif")]) == 2
 
 
 # -- the map ------------------------------------------------------------------------------------

@@ -317,6 +317,10 @@ def test_window_sizes_default_to_4_and_8_on_the_cpu_and_a_block_holds_a_batch() 
     spec = [local_spec()]
     cpu = ExecutionOptions(device="cpu")
     assert window_sizes(WindowOptions(), spec, cpu) == (4, 8)
+    # Smaller windows: as many pixels per batch as 4 windows of 256 px.
+    assert window_sizes(WindowOptions(window=64), spec, cpu) == (64, 64)
+    assert window_sizes(WindowOptions(window=16), spec, cpu) == (1024, 1024)
+    assert window_sizes(WindowOptions(window=160), spec, cpu) == (4, 8)
     assert window_sizes(WindowOptions(batch_size=20), spec, cpu) == (20, 20)
     assert window_sizes(WindowOptions(batch_size=3, block_windows=2), spec, cpu) == (3, 2)
     workers = ExecutionOptions(device="cuda", workers=2)  # sized on the client: no GPU there

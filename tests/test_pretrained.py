@@ -172,6 +172,9 @@ def test_finetune_by_name(tmp_path: Path, store: str) -> None:
     assert meta.parent is not None
     assert meta.parent["sha256"] == hashlib.sha256(pretrained.path(NAME).read_bytes()).hexdigest()
     assert meta.normalization is not None and meta.normalization["method"] == "fixed"
+    # Trained on 32 px patches, fine-tuned on 16 px ones: maps in windows of the latter.
+    assert read_metadata(pretrained.path(NAME)).training["patch_size"] == 32
+    assert meta.training["patch_size"] == 16
 
 
 def test_cli_finetunes_by_name(

@@ -119,19 +119,34 @@ class SplitOptions(Options):
 
 
 # predict's window sizes when none are given (on a GPU the batch follows its free memory)
-CPU_BATCH, BLOCK_WINDOWS, GPU_MAX_BATCH = 4, 8, 64
+DEFAULT_WINDOW, MAX_OVERLAP, CPU_BATCH, BLOCK_WINDOWS, GPU_MAX_BATCH = 256, 32, 4, 8, 64
 
 
 class WindowOptions(Options):
-    """How ``predict`` walks over the area."""
+    """How ``predict`` walks over the area.
 
-    window: int = Field(256, ge=8, description="window size in pixels")
-    overlap: int = Field(32, ge=0, description="window overlap in pixels")
+    Left out, ``window`` is the patch size the model was trained on (its checkpoint records
+    it; 256 for a checkpoint that does not): a network trained on small patches and scored on
+    them can map very differently in larger windows. ``overlap`` is a quarter of the window, at
+    most 32 px: the border a convolution sees as padding is as wide whatever the window, and
+    blending gives it little weight.
+    """
+
+    window: int | None = Field(
+        None,
+        ge=8,
+        description="window size in pixels (the model's training patch size, else "
+        f"{DEFAULT_WINDOW})",
+    )
+    overlap: int | None = Field(
+        None, ge=0, description=f"window overlap in pixels (window / 4, at most {MAX_OVERLAP})"
+    )
     batch_size: int | None = Field(
         None,
         ge=1,
-        description=f"windows per batch ({CPU_BATCH}; on cuda in one process as many as half "
-        f"the free GPU memory holds, up to {GPU_MAX_BATCH})",
+        description=f"windows per batch (on cpu {CPU_BATCH} of {DEFAULT_WINDOW} px or as many "
+        f"pixels in smaller windows; on cuda in one process as many as half the free GPU memory "
+        f"holds, up to {GPU_MAX_BATCH})",
     )
     block_windows: int | None = Field(
         None,
@@ -142,9 +157,18 @@ class WindowOptions(Options):
 
     @model_validator(mode="after")
     def _overlap(self) -> WindowOptions:
-        if 2 * self.overlap >= self.window:
-            raise ValueError(f"overlap {self.overlap} must be less than half the window")
+        if self.window is not None and self.overlap is not None and 2 * self.overlap >= self.window:
+            raise ValueError(
+                f"overlap {self.overlap} must be less than half the window {self.window}"
+            )
         return self
+
+    def for_patch_size(self, patch_size: int | None) -> WindowOptions:
+        """These options with the window and overlap filled in for a model trained on
+        ``patch_size`` px patches (``None``: unknown)."""
+        window = self.window or patch_size or DEFAULT_WINDOW
+        overlap = self.overlap if self.overlap is not None else min(window // 4, MAX_OVERLAP)
+        return self.updated(window=window, overlap=overlap)
 
 
 class BaselineOptions(Options):

@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DATE",
         help="in-season: use the composite periods complete by DATE",
     )
+    parser.add_argument(
+        "--season-start",
+        type=dt.date.fromisoformat,
+        metavar="DATE",
+        help="map the season starting on DATE (another year): the model's composite periods "
+        "moved there (default: the model's own season)",
+    )
     add_flags(parser.add_argument_group("windows"), WindowOptions)
     add_flags(parser.add_argument_group("map"), MapOptions)
     add_flags(parser.add_argument_group("scenes"), SceneOptions)
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         timesteps=args.timesteps,
         until=args.until,
+        season_start=args.season_start,
         windows=from_flags(WindowOptions, args),
         execution=from_flags(ExecutionOptions, args),
         output=from_flags(MapOptions, args),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime as dt
 import hashlib
 import importlib
 import json
@@ -57,6 +58,7 @@ class ModelSpec:
     checkpoint: str = ""
     composite: Mapping[str, Any] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
+    patch_size: int | None = None  # side of the patches it was trained on, where recorded
 
     def __post_init__(self) -> None:
         self.bands = tuple(str(b).upper() for b in self.bands)
@@ -104,6 +106,7 @@ class ModelSpec:
         composite = get("composite") or {}
         if not isinstance(composite, Mapping):
             composite = vars(composite)
+        patch_size = (get("training") or {}).get("patch_size")
         return cls(
             model=model,
             bands=tuple(get("bands")),
@@ -116,6 +119,7 @@ class ModelSpec:
             checkpoint=str(Path(path).resolve()),
             composite=dict(composite),
             classes=tuple(get("target_classes") or ()),
+            patch_size=None if patch_size is None else int(patch_size),
         )
 
     def one_crop(self, positive: Sequence[str]) -> ModelSpec:
@@ -134,6 +138,11 @@ class ModelSpec:
         model = copy.deepcopy(self.model)
         merge_head(model, crop)
         return replace(self, model=model, classes=(), positive=wanted)
+
+    def moved_to(self, start: dt.date) -> ModelSpec:
+        """This model reading a season that starts on ``start``: its composite periods (count
+        and length) moved there, for another year or a calendar shifted to another area's."""
+        return replace(self, season=Season(start, self.season.steps, self.season.days))
 
     def composite_options(self) -> dict[str, Any]:
         keys = ("method", "space", "min_acquisitions", "speckle_filter")

@@ -42,6 +42,7 @@ from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.options import (
     BLOCK_WINDOWS,
     CPU_BATCH,
+    DEFAULT_WINDOW,
     GPU_MAX_BATCH,
     ExecutionOptions,
     MapOptions,
@@ -423,20 +424,28 @@ def class_band_tags(
     return tags
 
 
+def trained_patch_size(specs: Sequence[ModelSpec]) -> int | None:
+    """The smallest patch size the models were trained on (``None`` if none records one)."""
+    sizes = [spec.patch_size for spec in specs if spec.patch_size is not None]
+    return min(sizes) if sizes else None
+
+
 def window_sizes(
     windows: WindowOptions, specs: Sequence[ModelSpec], execution: ExecutionOptions
 ) -> tuple[int, int]:
-    """Windows per batch and per block: as given, else 4 and 8, and on a GPU in one process
-    as many per batch as half its free memory holds (measured with one window through the
-    first model, up to ``GPU_MAX_BATCH``). A batch never spans two blocks, so a block holds
-    at least one batch."""
+    """Windows per batch and per block: as given, else on a CPU 4 windows of 256 px (or as
+    many pixels in smaller windows: a small window alone keeps the model busy too briefly) and
+    8 per block, and on a GPU in one process as many per batch as half its free memory holds
+    (measured with one window through the first model, up to ``GPU_MAX_BATCH``). A batch never
+    spans two blocks, so a block holds at least one batch. ``windows.window`` must be set."""
+    window = int(windows.window or DEFAULT_WINDOW)
     batch = windows.batch_size
     if batch is None:
         one_process = execution.workers is None and execution.scheduler is None
         if execution.resolved_device == "cuda" and one_process:
-            batch = gpu_batch(specs[0], windows.window, execution)
+            batch = gpu_batch(specs[0], window, execution)
         else:
-            batch = CPU_BATCH
+            batch = max(CPU_BATCH, CPU_BATCH * (DEFAULT_WINDOW // window) ** 2)
     block = windows.block_windows or max(BLOCK_WINDOWS, batch)
     return batch, block
 
@@ -480,6 +489,7 @@ def predict_map(
     *,
     timesteps: int | None = None,
     until: dt.date | None = None,
+    season_start: dt.date | None = None,
     windows: WindowOptions = WindowOptions(),
     execution: ExecutionOptions = ExecutionOptions(),
     output: MapOptions = MapOptions(),
@@ -493,13 +503,16 @@ def predict_map(
     (mean probability and between-model spread); ``images`` scenes in any layout
     ``open_scenes`` reads, a simulated region folder, or an open :class:`SceneStack`.
     ``timesteps`` (or ``until``) limits the input to the first composite periods for in-season
-    maps; later scenes are never read. ``windows`` sets the window walk and the blocks (the unit
-    of work, of resuming and of memory); ``execution`` where blocks run (one process, a local
-    Dask cluster of ``workers`` or an existing ``scheduler``), with how many torch threads,
-    which engine, device and precision; ``output`` the bands of the map (``output.positive``
-    reads crop-type models for some of their classes); ``scenes`` the orbit
-    and the grid. The thread count and the device are resolved once here and used by every
-    block wherever it runs, so a map is identical bit for bit on one process or on Dask.
+    maps; later scenes are never read. ``season_start`` maps another season (another year, or a
+    calendar shifted to the area's) with the model's composite periods moved to start that day.
+    ``windows`` sets the window walk and the blocks (the unit of work, of resuming and of
+    memory); left out, the window is the patch size the model was trained on. ``execution``:
+    where blocks run (one process, a local Dask cluster of ``workers`` or an existing
+    ``scheduler``), with how many torch threads, which engine, device and precision;
+    ``output`` the bands of the map (``output.positive`` reads crop-type models for some of
+    their classes); ``scenes`` the orbit and the grid. The thread count and the device are
+    resolved once here and used by every block wherever it runs, so a map is identical bit
+    for bit on one process or on Dask.
     ``on_block`` is called with each block index as it is saved. Returns ``out``.
     """
     out = Path(out)
@@ -510,8 +523,12 @@ def predict_map(
     specs = load_models(model)
     if output.positive:  # crop-type models read for some of their classes
         specs = [spec.one_crop(output.positive) for spec in specs]
+    trained_season = specs[0].season
+    if season_start is not None:
+        specs = [spec.moved_to(season_start) for spec in specs]
     spec = specs[0]
     check_output(spec, output)
+    windows = windows.for_patch_size(trained_patch_size(specs))
     stack = open_stack(images, spec, scenes)
     steps = resolve_timesteps(spec, timesteps, until)
     stack = restrict(stack, season_until(spec.season, steps))
@@ -525,7 +542,11 @@ def predict_map(
     batch_size, block_windows = window_sizes(windows, specs, execution)
     try:
         layout = WindowLayout(
-            grid.height, grid.width, windows.window, windows.overlap, block_windows
+            grid.height,
+            grid.width,
+            int(windows.window or 0),
+            int(windows.overlap or 0),
+            block_windows,
         )
     except ValueError as exc:
         raise SarcropError(str(exc)) from exc
@@ -591,6 +612,8 @@ def predict_map(
 
         run_windows = windows.updated(batch_size=batch_size, block_windows=block_windows)
         tags, band_tags = map_tags(specs, stack, steps, run_windows, output, execution)
+        if spec.season != trained_season:
+            tags["MODEL_SEASON_START"] = trained_season.start.isoformat()
         tiles = merged_tiles(layout, lambda i: BlockResult.load(block_path(work, i)).sums)
         write_map(
             tiles,

@@ -420,6 +420,7 @@ def fit(
             "objective": config.objective,
             "train_patches": len(train_data),  # type: ignore[arg-type]
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
+            **_patch_size(train_data),
             **({"class_weight": class_weight} if multiclass else {"pos_weight": pos_weight}),
             "parameters": parameter_counts(model),
             "config": config.model_dump(),
@@ -651,6 +652,16 @@ def _training_data(
         augmented.level_jitter = config.level_jitter
         train_data = Subset(augmented, train_data.indices)
     return train_data, val_data, labels
+
+
+def _patch_size(data: Dataset) -> dict[str, int]:
+    """``{"patch_size": side}`` of the patches ``data`` trains on (empty if not from a store):
+    ``predict`` maps in windows of that size by default, the size the model learnt and was
+    scored at."""
+    while isinstance(data, Subset):
+        data = data.dataset
+    store = getattr(data, "store", None)
+    return {} if store is None else {"patch_size": int(store.patch_size)}
 
 
 def _check_validation_fields(dataset: Any, items: Sequence[int]) -> None:
