@@ -403,3 +403,48 @@ def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tm
         assert tests[0] != tests[1]  # two different random splits of the location
     markdown = (tmp_path / "splits.md").read_text()
     assert "| − RI | − RF | − RI3 |" in markdown and "| flanders2019 | 100% | ri3 |" in markdown
+
+
+def test_map_windows_benchmark_maps_the_test_location_as_predict_does(shared_data, tmp_path):
+    """benchmarks/map_windows.py: each network checkpoint maps its test location from the
+    GeoTIFFs; in 16 px windows without overlap, aligned with the 16 px test patches, the map
+    scores what the benchmark scored patch by patch."""
+    from benchmarks.map_windows import main as map_windows
+
+    data = real_config(
+        data_root=str(shared_data),
+        regions={
+            "a": location(FLANDERS_2018, "2018-04-21", "train"),
+            "b-test": location(FLANDERS_2019, "2019-04-21", "test"),
+        },
+        pretrains={  # named for the config's sake: RI trains from random weights
+            "a": {
+                "region": "a",
+                "crop": "maize",
+                "model_options": {"widths": [4, 8]},
+                "train": {"epochs": 1, "val_fraction": 0, "progress_bar": False},
+            }
+        },
+        scenarios=[{"finetune": "a", "test": "b-test", "crop": "maize", "bands": ["VH", "VV"]}],
+        finetune={"recipe": "few-labels", "epochs": 10, "progress_bar": False},
+        methods=["ri"],
+        fractions=[1.0],
+        seeds=1,
+        threads=1,
+        figure_patches=1,
+    )
+    run = tmp_path / "run"
+    run_experiment(write(tmp_path, data), run)
+    out = tmp_path / "windows"
+    args = ["--run", str(run), "--out", str(out), "--fractions", "1.0"]
+    assert map_windows([*args, "--windows", "16/0", "256/32"]) == 0
+    rows = pd.read_csv(out / "windows.csv").set_index("window")
+    assert list(rows.index) == ["16/0", "256/32"] and set(rows["method"]) == {"ri"}
+    results = pd.read_csv(run / "results.csv")
+    scored = results[(results["metric"] == "iou") & (results["timestep"] == 8)]["value"]
+    # the same windows, model and threshold as the patch scores: at most a pixel at 0.5 flips
+    assert float(scored.iloc[0]) > 0.1  # a map that finds maize
+    assert rows.loc["16/0", "iou"] == pytest.approx(float(scored.iloc[0]), abs=2e-3)
+    assert "| scenario | method | label_fraction | patches | 16/0 | 256/32 |" in (
+        out / "windows.md"
+    ).read_text(encoding="utf-8")
