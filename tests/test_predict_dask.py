@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
@@ -43,12 +44,18 @@ def test_existing_cluster_matches_single_process(
     inputs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     scenes, ckpt, single = inputs
+    later = dt.date(2022, 5, 1)  # the same backscatter a year later
+    next_year = write_scenes(tmp_path / "2022", 200, 180, seed=7, first=later)
     with two_worker_cluster() as cluster:
         execution = ExecutionOptions(scheduler=cluster.scheduler_address)
         out = predict_map(ckpt, scenes, tmp_path / "dask.tif", execution=execution, **OPTIONS)
+        # the workers read the model's periods moved to the next year
+        moved = tmp_path / "moved.tif"
+        predict_map(ckpt, next_year, moved, season_start=later, execution=execution, **OPTIONS)
     expected, got = read_map(single), read_map(out)
     assert got.dtype == np.uint8 and got.shape == (2, 200, 180)
     np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(read_map(moved), expected)
     assert not work_dir(out).exists()
 
 
