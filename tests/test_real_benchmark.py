@@ -71,6 +71,16 @@ def real_config(**changes: object) -> dict:
     return config
 
 
+def tiny_pretrain(region: str) -> dict:
+    """One epoch of a small network on ``region``'s maize."""
+    return {
+        "region": region,
+        "crop": "maize",
+        "model_options": {"widths": [4, 8]},
+        "train": {"epochs": 1, "val_fraction": 0, "progress_bar": False},
+    }
+
+
 def fake_data_root(root: Path) -> Path:
     """Empty files where the real ones would be (loading checks only that they exist)."""
     folder = root / "data" / PATCHES
@@ -233,14 +243,7 @@ def test_tiny_real_run_has_fractions_and_parcel_intervals(shared_data, tmp_path)
             "b-test": location(FLANDERS_2019, "2019-04-21", "test"),
             "tanzania": location(TANZANIA, "2021-03-15", "train"),
         },
-        pretrains={
-            "tanzania": {
-                "region": "tanzania",
-                "crop": "maize",
-                "model_options": {"widths": [4, 8]},
-                "train": {"epochs": 1, "val_fraction": 0, "progress_bar": False},
-            }
-        },
+        pretrains={"tanzania": tiny_pretrain("tanzania")},
         scenarios=[{"finetune": "a", "test": "b-test", "crop": "maize", "bands": ["VH", "VV"]}],
         finetune={"epochs": 2, "batch_size": 4, "val_fraction": 0, "progress_bar": False},
         methods=["rf", "ft"],
@@ -417,14 +420,7 @@ def test_map_windows_benchmark_maps_the_test_location_as_predict_does(shared_dat
             "a": location(FLANDERS_2018, "2018-04-21", "train"),
             "b-test": location(FLANDERS_2019, "2019-04-21", "test"),
         },
-        pretrains={  # named for the config's sake: RI trains from random weights
-            "a": {
-                "region": "a",
-                "crop": "maize",
-                "model_options": {"widths": [4, 8]},
-                "train": {"epochs": 1, "val_fraction": 0, "progress_bar": False},
-            }
-        },
+        pretrains={"a": tiny_pretrain("a")},  # for the config: RI starts from random weights
         scenarios=[{"finetune": "a", "test": "b-test", "crop": "maize", "bands": ["VH", "VV"]}],
         finetune={"recipe": "few-labels", "epochs": 10, "progress_bar": False},
         methods=["ri"],
