@@ -1,4 +1,4 @@
-"""Maps of real test locations in windows of the training patch size and in larger ones.
+"""Maps of real test locations as ``predict`` makes them, in its default windows and others.
 
     sarcrop experiment real --data ../shared/data --out runs/real
     python benchmarks/map_windows.py --run runs/real --out runs/map-windows
@@ -7,12 +7,13 @@ The real benchmark scores each network on its 16 x 16 px test patches, the size 
 fine-tuned on. A user maps with ``sarcrop predict``, which walks over the scenes in windows.
 This maps each test location from its GeoTIFFs with ``predict_map`` (the code path of
 ``sarcrop predict``, with ``season_start`` set to the location's season) for every network
-checkpoint of the run at the given label fractions, in each of ``--windows`` (``W/O``: window
-and overlap in pixels), and scores the class band on the test patches' labelled pixels as the
-benchmark does. Writes ``windows.csv`` (one row per checkpoint and window) and ``windows.md``
-(mean IoU per scenario, method, fraction and window over the seeds, with the patch scores
-beside them) into ``--out`` and prints the table. Where the run folder is absent it says so and
-exits 0.
+checkpoint of the run (``--methods``, default all, ``zero-shot`` included) at the given label
+fractions, in each of ``--windows``: ``default`` (what ``predict`` chooses: the model's
+training patch size, a quarter overlap) or ``W/O`` (window and overlap in pixels). It scores the
+class band on the test patches' labelled pixels as the benchmark does. Writes ``windows.csv``
+(one row per unit and window, with the windows run) and ``windows.md`` (mean IoU per scenario,
+method, fraction and window over the seeds, with the patch scores beside them) into ``--out``
+and prints the table. Where the run folder is absent it says so and exits 0.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from sarcrop.data.reader import open_scenes
 from sarcrop.data.store import DatasetStore
 from sarcrop.evaluation.metrics import BinaryConfusion
 from sarcrop.experiments.record import RunRecord
-from sarcrop.experiments.runner import trains
+from sarcrop.experiments.runner import is_forest
 from sarcrop.options import SceneOptions, WindowOptions
 from sarcrop.prediction import predict_map
 from sarcrop.utils.atomic import write_text_atomic
@@ -43,12 +44,19 @@ from sarcrop.utils.atomic import write_text_atomic
 CLASS_BAND = 2  # predict's class band of a binary map: 0 other, 1 positive, 255 nodata
 
 
-def parse_windows(texts: Sequence[str]) -> list[WindowOptions]:
-    """``["16/2", "256/32"]`` → window options of those windows and overlaps."""
-    options = []
+DEFAULT = "default"  # predict's own windows: the model's training patch size, a quarter overlap
+
+
+def parse_windows(texts: Sequence[str]) -> dict[str, WindowOptions]:
+    """``["default", "16/2", "256/32"]`` → window options by name (``default``: left to
+    ``predict``)."""
+    options = {}
     for text in texts:
+        if text == DEFAULT:
+            options[text] = WindowOptions()
+            continue
         window, _, overlap = text.partition("/")
-        options.append(WindowOptions(window=int(window), overlap=int(overlap or 0)))
+        options[text] = WindowOptions(window=int(window), overlap=int(overlap or 0))
     return options
 
 
@@ -79,48 +87,64 @@ def scene_stack(spec: dict[str, Any]) -> Any:
     )
 
 
+def mapped(
+    checkpoint: Path, stack: Any, season_start: dt.date, windows: WindowOptions, work: Path
+) -> tuple[Path, str]:
+    """The map of ``stack`` by ``checkpoint`` in ``windows`` and the windows it ran."""
+    out = work / "map.tif"
+    predict_map(checkpoint, stack, out, season_start=season_start, windows=windows, progress=False)
+    with rasterio.open(out) as src:
+        tags = src.tags()
+    return out, f"{tags['WINDOW']}/{tags['OVERLAP']}"
+
+
 def measure(
-    record: RunRecord, fractions: Sequence[float], windows: Sequence[WindowOptions]
+    record: RunRecord,
+    fractions: Sequence[float],
+    windows: dict[str, WindowOptions],
+    methods: Sequence[str] | None = None,
 ) -> pd.DataFrame:
+    """One row per network unit (of ``methods``, at ``fractions``) and window. A checkpoint
+    shared by several units (the pre-trained model of ``zero-shot``, RI in two scenarios
+    with one target) is mapped once per test region and window."""
     rows: list[dict[str, Any]] = []
     regions = record.config["regions"]
     stacks: dict[str, Any] = {}
+    scored: dict[tuple[str, str, str, str], tuple[float, str]] = {}
     with tempfile.TemporaryDirectory() as work:
         for unit in record.units:
-            if not trains(unit.method) or unit.checkpoint is None:
+            if is_forest(unit.method) or unit.checkpoint is None:
                 continue
-            if unit.label_fraction not in fractions:
+            if unit.label_fraction not in fractions or (methods and unit.method not in methods):
                 continue
             scenario = next(s for s in record.scenarios if s.id == unit.scenario)
             spec = regions[scenario.test_region]
             if spec.get("images") is None:  # a simulated or merged region: no scenes to map
                 continue
-            store = DatasetStore(record.path(record.regions[scenario.test_region].store))
             if scenario.test_region not in stacks:
                 stacks[scenario.test_region] = scene_stack(spec)
+            store = DatasetStore(record.path(record.regions[scenario.test_region].store))
             start = dt.date.fromisoformat(str(spec["season_start"]))
-            for option in windows:
-                out = Path(work) / f"{len(rows)}.tif"
-                predict_map(
-                    record.path(unit.checkpoint),
-                    stacks[scenario.test_region],
-                    out,
-                    season_start=start,
-                    windows=option,
-                    progress=False,
-                )
-                confusion = test_confusion(out, store, scenario.crop)
+            for name, option in windows.items():
+                key = (unit.checkpoint, scenario.test_region, scenario.crop, name)
+                if key not in scored:
+                    checkpoint = record.path(unit.checkpoint)
+                    out, ran = mapped(
+                        checkpoint, stacks[scenario.test_region], start, option, Path(work)
+                    )
+                    scored[key] = (test_confusion(out, store, scenario.crop).iou, ran)
+                iou, ran = scored[key]
                 rows.append(
                     {
                         "scenario": scenario.id,
                         "method": unit.method,
                         "label_fraction": unit.label_fraction,
                         "seed": unit.seed,
-                        "window": f"{option.window}/{option.overlap}",
-                        "iou": confusion.iou,
+                        "window": name,
+                        "ran": ran,
+                        "iou": iou,
                     }
                 )
-                out.unlink()
     return pd.DataFrame(rows)
 
 
@@ -137,12 +161,12 @@ def patch_scores(record: RunRecord) -> pd.DataFrame:
     ]
 
 
-def table(rows: pd.DataFrame, patches: pd.DataFrame) -> pd.DataFrame:
+def table(rows: pd.DataFrame, patches: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     wide = rows.pivot_table(
         index=["scenario", "method", "label_fraction", "seed"], columns="window", values="iou"
     ).reset_index()
     merged = wide.merge(patches, on=["scenario", "method", "label_fraction", "seed"], how="left")
-    columns = ["patches", *[c for c in wide.columns if "/" in str(c)]]
+    columns = ["patches", *names]
     return merged.groupby(["scenario", "method", "label_fraction"])[columns].mean().round(3)
 
 
@@ -161,14 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="a `sarcrop experiment` folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 1.0])
-    parser.add_argument("--windows", nargs="+", default=["16/2", "32/4", "256/32"])
+    parser.add_argument("--windows", nargs="+", default=[DEFAULT, "256/32"])
+    parser.add_argument("--methods", nargs="+", help="network methods to map (default: all)")
     args = parser.parse_args(argv)
     if not (args.run / "experiment.json").is_file():
         print(f"skipping: no finished experiment at {args.run}")
         return 0
     record = RunRecord.read(args.run)
-    rows = measure(record, args.fractions, parse_windows(args.windows))
-    summary = table(rows, patch_scores(record))
+    rows = measure(record, args.fractions, parse_windows(args.windows), args.methods)
+    summary = table(rows, patch_scores(record), args.windows)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "windows.csv", rows.to_csv(index=False))
     write_text_atomic(args.out / "windows.md", markdown(summary))

@@ -433,14 +433,16 @@ def test_map_windows_benchmark_maps_the_test_location_as_predict_does(shared_dat
     run_experiment(write(tmp_path, data), run)
     out = tmp_path / "windows"
     args = ["--run", str(run), "--out", str(out), "--fractions", "1.0"]
-    assert map_windows([*args, "--windows", "16/0", "256/32"]) == 0
+    assert map_windows([*args, "--windows", "default", "16/0", "256/32"]) == 0
     rows = pd.read_csv(out / "windows.csv").set_index("window")
-    assert list(rows.index) == ["16/0", "256/32"] and set(rows["method"]) == {"ri"}
+    assert list(rows.index) == ["default", "16/0", "256/32"] and set(rows["method"]) == {"ri"}
+    # predict's own choice for a model fine-tuned on 16 px patches
+    assert list(rows["ran"]) == ["16/4", "16/0", "256/32"]
     results = pd.read_csv(run / "results.csv")
     scored = results[(results["metric"] == "iou") & (results["timestep"] == 8)]["value"]
     # the same windows, model and threshold as the patch scores: at most a pixel at 0.5 flips
     assert float(scored.iloc[0]) > 0.1  # a map that finds maize
     assert rows.loc["16/0", "iou"] == pytest.approx(float(scored.iloc[0]), abs=2e-3)
-    assert "| scenario | method | label_fraction | patches | 16/0 | 256/32 |" in (
+    assert "| scenario | method | label_fraction | patches | default | 16/0 | 256/32 |" in (
         out / "windows.md"
     ).read_text(encoding="utf-8")
