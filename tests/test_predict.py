@@ -242,8 +242,12 @@ def test_invalid_layout_is_refused(scenes: Path, tmp_path: Path) -> None:
 def test_windows_default_to_the_patch_size_the_model_was_trained_on(
     scenes: Path, tmp_path: Path
 ) -> None:
+    cpu = ExecutionOptions(device="cpu")  # the batch sizes below are the cpu's
+
     def run(name: str, ckpt: Path, windows: WindowOptions = WindowOptions()) -> dict[str, str]:
-        out = predict_map(ckpt, scenes, tmp_path / name, windows=windows, progress=False)
+        out = predict_map(
+            ckpt, scenes, tmp_path / name, windows=windows, execution=cpu, progress=False
+        )
         with rasterio.open(out) as src:
             return src.tags()
 
@@ -541,7 +545,7 @@ def test_cli_builds_the_api_options(
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
     out = tmp_path / "one-band.tif"
     base = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--quiet"]
-    code = cli_main([*base, "--window", "160", "--no-classes", "--threads", "1"])
+    code = cli_main([*base, "--window", "160", "--no-classes", "--threads", "1", "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
     with rasterio.open(out) as src:
         assert src.descriptions == ("probability",)
