@@ -421,7 +421,9 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
     read_km2_per_min = km2 / read["median_s"] * 60
     predict_km2_per_min = km2 / wall * 60
     run_windows = WindowOptions(
-        batch_size=int(tags["BATCH_SIZE"]), block_windows=int(tags["BLOCK_WINDOWS"])
+        batch_size=int(tags["BATCH_SIZE"]),
+        block_windows=int(tags["BLOCK_WINDOWS"]),
+        block_rows=int(tags["BLOCK_ROWS"]),
     )
     # The single run's thread count too: on the CPU the maps are the same only with it.
     on_dask = execution.updated(workers=DASK_WORKERS, threads=int(tags["THREADS"]))
@@ -433,6 +435,7 @@ def predict(device: torch.device, size: dict[str, Any], root: Path, bf16: bool) 
         "precision": execution.precision,
         "batch_size": int(tags["BATCH_SIZE"]),
         "block_windows": int(tags["BLOCK_WINDOWS"]),
+        "block_rows": int(tags["BLOCK_ROWS"]),
         "readers": readers,
         "wall_s": wall,
         "km2_per_min": predict_km2_per_min,

@@ -30,8 +30,9 @@ from sarcrop.data.reader import open_scenes
 from sarcrop.data.season import Season
 from sarcrop.errors import SarcropError
 from sarcrop.models import build_model
-from sarcrop.options import ExecutionOptions, MapOptions, WindowOptions
-from sarcrop.prediction import ModelSpec, WindowLayout, predict_map
+from sarcrop.options import ExecutionOptions, MapOptions, SceneOptions, WindowOptions
+from sarcrop.prediction import BlockCompute, ModelSpec, WindowLayout, predict_block, predict_map
+from sarcrop.prediction.engine import open_stack, restrict
 from sarcrop.prediction.predict import lock_path, resolve_timesteps, work_dir
 from sarcrop.prediction.windows import blend_weights, ramp
 from sarcrop.prediction.writer import merged_tiles
@@ -162,26 +163,40 @@ def test_ramp_is_a_partition_of_unity_and_positive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("height", "width", "window", "overlap", "block_windows"),
-    [(300, 280, 160, 32, 1), (1, 50, 64, 0, 2), (64, 700, 64, 32, 3), (1000, 90, 256, 128, 8)],
+    ("height", "width", "window", "overlap", "block_windows", "block_rows"),
+    [
+        (300, 280, 160, 32, 1, 1),
+        (1, 50, 64, 0, 2, 1),
+        (64, 700, 64, 32, 3, 1),
+        (1000, 90, 256, 128, 8, 1),
+        (300, 280, 160, 32, 1, 2),
+        (700, 700, 16, 4, 48, 21),
+        (90, 1000, 64, 16, 3, 4),
+    ],
 )
 def test_blocks_partition_the_windows_and_weights_follow_from_the_layout(
-    height: int, width: int, window: int, overlap: int, block_windows: int
+    height: int, width: int, window: int, overlap: int, block_windows: int, block_rows: int
 ) -> None:
-    layout = WindowLayout(height, width, window, overlap, block_windows)
+    layout = WindowLayout(height, width, window, overlap, block_windows, block_rows)
     stride = window - overlap
     weights = np.zeros((height + window, width + window), np.float32)
     seen = []
     for block in layout.blocks():
-        assert 1 <= block.n <= block_windows
-        for k in range(block.first_col, block.first_col + block.n):
-            seen.append((block.row, k))
-            r, c = block.row * stride, k * stride
-            weights[r : r + window, c : c + window] += layout.weights
+        assert 1 <= block.rows <= block_rows and 1 <= block.cols <= block_windows
         e = block.extent
-        assert (e.row_off, e.col_off) == (block.row * stride, block.first_col * stride)
-        assert e.width == (block.n - 1) * stride + window
-    assert seen == [(r, c) for r in range(layout.n_rows) for c in range(layout.n_cols)]
+        assert (e.row_off, e.col_off) == (block.first_row * stride, block.first_col * stride)
+        assert e.width == (block.cols - 1) * stride + window
+        assert e.height == (block.rows - 1) * stride + window
+        offsets = block.offsets(stride)
+        assert len(offsets) == block.n == block.rows * block.cols
+        for r, c in offsets:
+            seen.append(((e.row_off + r) // stride, (e.col_off + c) // stride))
+            weights[
+                e.row_off + r : e.row_off + r + window, e.col_off + c : e.col_off + c + window
+            ] += layout.weights
+    assert sorted(seen) == [(r, c) for r in range(layout.n_rows) for c in range(layout.n_cols)]
+    assert len(seen) == len(set(seen)) == layout.n_windows
+    assert layout.max_block_windows == max(b.n for b in layout.blocks())
     assert layout.n_rows * stride + overlap >= height  # the windows reach the last row
     profile = np.outer(
         layout.weight_profile(0, height, height), layout.weight_profile(0, width, width)
@@ -212,7 +227,7 @@ def test_merge_holds_a_bounded_number_of_blocks_whatever_the_width(width: int) -
         nonlocal most
         loads[index] = loads.get(index, 0) + 1
         e = layout.block(index).extent
-        h, w = min(64, 700 - e.row_off), min(int(e.width), width - e.col_off)
+        h, w = min(int(e.height), 700 - e.row_off), min(int(e.width), width - e.col_off)
         sums = np.full((h, w), np.float32(index))
         alive.add(index)
         weakref.finalize(sums, alive.discard, index)
@@ -255,10 +270,13 @@ def test_windows_default_to_the_patch_size_the_model_was_trained_on(
     unknown = save_tiny_checkpoint(tmp_path / "unknown.safetensors")
     tags = run("p32.tif", trained_32)
     assert (tags["WINDOW"], tags["OVERLAP"]) == ("32", "8")  # a quarter of the window
-    # On the cpu a batch holds as many pixels as 4 windows of 256 px.
-    assert (tags["BATCH_SIZE"], tags["BLOCK_WINDOWS"]) == ("256", "256")
+    # On the cpu a batch holds as many pixels as 4 windows of 256 px, and a block is as high
+    # as one such window: 10 window rows (248 px) of 25 windows, one batch of 250.
+    sizes = ("BATCH_SIZE", "BLOCK_ROWS", "BLOCK_WINDOWS")
+    assert tuple(tags[k] for k in sizes) == ("256", "10", "25")
     tags = run("unknown.tif", unknown)
-    assert (tags["WINDOW"], tags["OVERLAP"], tags["BATCH_SIZE"]) == ("256", "32", "4")
+    assert (tags["WINDOW"], tags["OVERLAP"]) == ("256", "32")
+    assert tuple(tags[k] for k in sizes) == ("4", "1", "8")
     tags = run("given.tif", trained_32, WindowOptions(window=96))
     assert (tags["WINDOW"], tags["OVERLAP"]) == ("96", "24")
     tags = run("wide.tif", trained_32, WindowOptions(window=160))
@@ -313,6 +331,30 @@ def test_blending_matches_a_single_window_run(
     valid = a[0, :, NODATA_COLS:].astype(float)
     steps = np.abs(np.diff(valid, axis=0))
     assert steps[127:130].mean() < 2 * steps.mean() + 1
+
+
+def merged_probability(layout: WindowLayout, scenes: Path) -> np.ndarray:
+    """Every block of ``layout`` computed by ``predict_block`` and merged as ``predict`` merges."""
+    spec = local_spec()
+    stack = restrict(open_stack(scenes, spec, SceneOptions()), SEASON)
+    compute = BlockCompute(SEASON.steps, batch_size=3)
+    sums = {i: predict_block(spec, stack, layout, i, compute).sums for i in range(layout.n_blocks)}
+    out = np.zeros((layout.height, layout.width), np.float32)
+    for window, prob in merged_tiles(layout, sums.__getitem__, tile=128):
+        r, c = int(window.row_off), int(window.col_off)
+        out[r : r + prob.shape[0], c : c + prob.shape[1]] = prob
+    return out
+
+
+def test_blocks_of_several_window_rows_give_the_map_of_one_row_blocks(scenes: Path) -> None:
+    one_row = merged_probability(WindowLayout(300, 280, 64, 16, block_windows=1), scenes)
+    assert np.isnan(one_row[:, :NODATA_COLS]).all() and not np.isnan(one_row[:, 48:]).any()
+    for columns, rows in [(2, 3), (5, 6), (1, 4)]:
+        layout = WindowLayout(300, 280, 64, 16, block_windows=columns, block_rows=rows)
+        several = merged_probability(layout, scenes)
+        # The same windows and weights; only the order of adding up where four windows
+        # overlap may differ (by a float32 rounding step).
+        np.testing.assert_allclose(several, one_row, rtol=0, atol=1e-6)
 
 
 def test_constant_field_gives_a_constant_map(tmp_path: Path) -> None:
@@ -426,8 +468,9 @@ KILLED_RUN = textwrap.dedent("""
         if index == 1:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    predict_map(sys.argv[1], sys.argv[2], sys.argv[3],
-                windows=WindowOptions(window=96, overlap=16), progress=False, on_block=die)
+    windows = WindowOptions(window=96, overlap=16, block_rows=1)
+    predict_map(sys.argv[1], sys.argv[2], sys.argv[3], windows=windows, progress=False,
+                on_block=die)
 """)
 
 
@@ -451,7 +494,7 @@ def test_killed_run_resumes_with_the_missing_blocks_only(scenes: Path, tmp_path:
     assert lock_path(out).exists()  # left unlocked by the killed run: the next run takes it
 
     computed: list[int] = []
-    windows = WindowOptions(window=96, overlap=16)
+    windows = WindowOptions(window=96, overlap=16, block_rows=1)  # 4 blocks
     predict_map(ckpt, scenes, out, windows=windows, progress=False, on_block=computed.append)
     assert computed == [2, 3]
     assert not work.exists() and not lock_path(out).exists()

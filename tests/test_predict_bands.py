@@ -40,7 +40,7 @@ from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
 from test_predict import NORM, SEASON, local_spec, read_map, write_scenes
 
 # 4 × 4 windows in blocks of 2 (8 blocks): block borders cross the area in both directions.
-WINDOWS = WindowOptions(window=64, overlap=16, batch_size=3, block_windows=2)
+WINDOWS = WindowOptions(window=64, overlap=16, batch_size=3, block_windows=2, block_rows=2)
 OPTIONS = {"windows": WINDOWS, "progress": False}
 BANDS = MapOptions(uncertainty=True)
 
@@ -177,6 +177,7 @@ def test_cli_models_and_new_options(
     out = tmp_path / "cli.tif"
     args = ["predict", "--models", *map(str, ckpts), "--images", str(scenes), "--out", str(out)]
     args += ["--window", "64", "--overlap", "16", "--batch-size", "3", "--block-windows", "2"]
+    args += ["--block-rows", "2"]
     assert cli_main([*args, "--uncertainty", "--device", "cpu", "--quiet"]) == 0
     np.testing.assert_array_equal(read_map(out), read_map(single))
     with rasterio.open(out) as src:
@@ -206,10 +207,10 @@ def test_resumed_run_of_several_models_matches_and_model_list_is_hashed(
     with pytest.raises(KeyboardInterrupt):
         predict_map(ckpts, scenes, out, output=BANDS, on_block=interrupt, **OPTIONS)
     with np.load(block_path(work_dir(out), 0)) as block:
-        assert block["sums"].shape == (2, 64, 112)  # one sum per model (2 windows of 64)
+        assert block["sums"].shape == (2, 112, 112)  # one sum per model (2 × 2 windows of 64)
     computed: list[int] = []
     predict_map(ckpts[:1], scenes, out, output=BANDS, on_block=computed.append, **OPTIONS)
-    assert computed == list(range(8))  # other models: started over
+    assert computed == list(range(4))  # other models: started over
     computed.clear()
     with pytest.raises(KeyboardInterrupt):
         predict_map(ckpts, scenes, out, output=BANDS, on_block=interrupt, **OPTIONS)
@@ -235,7 +236,7 @@ def test_dask_resuming_several_models_matches_single_process(
     predict_map(
         ckpts, scenes, out, execution=workers, output=BANDS, on_block=done.append, **OPTIONS
     )
-    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2).n_blocks))
+    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2, 2).n_blocks))
     np.testing.assert_array_equal(read_map(out), read_map(single))
 
 
@@ -260,7 +261,7 @@ def test_read_ahead_gives_the_sequential_blocks(
     assert execution.read_threads == (readers or 1)  # one reader beside a model on the cpu
     assert ExecutionOptions(device="cuda").read_threads == min(4, available_cores())
     predict_map(spec, scenes, out, on_block=keep, execution=execution, **OPTIONS)
-    layout = WindowLayout(200, 180, 64, 16, 2)
+    layout = WindowLayout(200, 180, 64, 16, 2, 2)
     assert order == list(range(layout.n_blocks))
     stack = restrict(open_scenes(scenes, bands=["VH", "VV"]), season_until(SEASON, 4))
     for index in order:  # one block after the other, each read right before its computation
@@ -316,15 +317,22 @@ def test_cuda_without_a_gpu_is_a_one_line_error(
 def test_window_sizes_default_to_4_and_8_on_the_cpu_and_a_block_holds_a_batch() -> None:
     spec = [local_spec()]
     cpu = ExecutionOptions(device="cpu")
-    assert window_sizes(WindowOptions(), spec, cpu) == (4, 8)
-    # Smaller windows: as many pixels per batch as 4 windows of 256 px.
-    assert window_sizes(WindowOptions(window=64), spec, cpu) == (64, 64)
-    assert window_sizes(WindowOptions(window=16), spec, cpu) == (1024, 1024)
-    assert window_sizes(WindowOptions(window=160), spec, cpu) == (4, 8)
-    assert window_sizes(WindowOptions(batch_size=20), spec, cpu) == (20, 20)
-    assert window_sizes(WindowOptions(batch_size=3, block_windows=2), spec, cpu) == (3, 2)
+
+    def sizes(execution: ExecutionOptions = cpu, **given: int) -> tuple[int | None, ...]:
+        windows = window_sizes(WindowOptions(**given).for_patch_size(None), spec, execution)
+        return windows.batch_size, windows.block_rows, windows.block_windows
+
+    assert sizes() == (4, 1, 8)  # 256 px windows: one window row of 8 per block
+    # Smaller windows: as many pixels per batch as 4 windows of 256 px, and blocks as high as
+    # 256 px (rows), as wide as a batch fills (columns).
+    assert sizes(window=64) == (64, 5, 12)  # 5 rows of 64 px, stride 48: 256 px
+    assert sizes(window=16) == (1024, 21, 48)  # 21 rows of 16 px, stride 12: 256 px
+    assert sizes(window=160) == (4, 1, 8)
+    assert sizes(window=64, block_rows=3) == (64, 3, 21)
+    assert sizes(batch_size=20) == (20, 1, 20)
+    assert sizes(batch_size=3, block_windows=2) == (3, 1, 2)
     workers = ExecutionOptions(device="cuda", workers=2)  # sized on the client: no GPU there
-    assert window_sizes(WindowOptions(), spec, workers) == (4, 8)
+    assert sizes(workers) == (4, 1, 8)
     gib = 2**30
     assert batch_for_memory(10 * gib, gib // 4, 64) == 20  # half the free memory
     assert batch_for_memory(100 * gib, gib // 4, 64) == 64
@@ -334,10 +342,13 @@ def test_window_sizes_default_to_4_and_8_on_the_cpu_and_a_block_holds_a_batch() 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_batch_is_sized_from_free_memory(inputs: tuple[Path, list[Path], Path]) -> None:
     spec = local_spec()
-    batch, block = window_sizes(WindowOptions(window=64), [spec], ExecutionOptions(device="cuda"))
+    windows = WindowOptions(window=64).for_patch_size(None)
+    sized = window_sizes(windows, [spec], ExecutionOptions(device="cuda"))
     per_window = window_memory_on_cuda(spec)
     free, _ = torch.cuda.mem_get_info()
-    assert batch == batch_for_memory(free, per_window, 64) and block == max(8, batch)
+    # up to 64 windows of 256 px, or as many pixels in 64 px windows
+    assert sized.batch_size == batch_for_memory(free, per_window, 64 * 16)
+    assert sized.block_rows == 5 and sized.block_windows == max(8, sized.batch_size // 5)
     assert next(spec.model.parameters()).device.type == "cpu"
 
 

@@ -28,7 +28,7 @@ from test_predict_bands import save_seeded_checkpoint, shifted_spec
 
 CLASSES = ["maize", "winter wheat", "grassland"]
 # 4 × 4 windows in blocks of 2 (8 blocks): block borders cross the area in both directions.
-WINDOWS = WindowOptions(window=64, overlap=16, batch_size=3, block_windows=2)
+WINDOWS = WindowOptions(window=64, overlap=16, batch_size=3, block_windows=2, block_rows=2)
 OPTIONS = {"windows": WINDOWS, "progress": False}
 BANDS = MapOptions(uncertainty=True)
 
@@ -169,6 +169,7 @@ def test_a_crop_type_model_read_for_one_class_gives_the_binary_map(
     # the same from the command line, and a class the model does not map is refused
     args = ["predict", str(ckpt), "--images", str(scenes), "--quiet"]
     windows = ["--window", "64", "--overlap", "16", "--batch-size", "3", "--block-windows", "2"]
+    windows += ["--block-rows", "2"]
     out = tmp_path / "cli.tif"
     assert cli_main([*args, "--out", str(out), "--positive", "grassland", *windows]) == 0
     np.testing.assert_array_equal(read_map(out)[0], binary[0])
@@ -187,6 +188,7 @@ def test_top_k_bands(
     out = tmp_path / "top2.tif"
     args = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--top-k", "2"]
     args += ["--window", "64", "--overlap", "16", "--batch-size", "3", "--block-windows", "2"]
+    args += ["--block-rows", "2"]
     assert cli_main([*args, "--quiet"]) == 0
     with rasterio.open(single) as src:
         colors = src.colormap(1)
@@ -241,11 +243,11 @@ def test_resumed_on_dask_matches_single_process(
     with pytest.raises(KeyboardInterrupt):
         predict_map(ckpt, scenes, out, output=BANDS, on_block=interrupt, **OPTIONS)
     sums = BlockResult.load(block_path(work_dir(out), 0)).sums
-    assert sums.shape == (1, 3, 64, 112)  # one sum per model and class (2 windows of 64)
+    assert sums.shape == (1, 3, 112, 112)  # one sum per model and class (2 × 2 windows of 64)
     done: list[int] = []
     workers = ExecutionOptions(workers=2)  # a local Dask cluster of two processes
     predict_map(ckpt, scenes, out, execution=workers, output=BANDS, on_block=done.append, **OPTIONS)
-    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2).n_blocks))
+    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2, 2).n_blocks))
     np.testing.assert_array_equal(read_map(out), read_map(single))
     assert sidecar_path(out).read_text() == sidecar_path(single).read_text()
 

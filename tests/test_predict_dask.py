@@ -16,7 +16,7 @@ from sarcrop.prediction.predict import work_dir
 from test_predict import read_map, save_tiny_checkpoint, write_scenes
 
 # 4 × 4 windows in blocks of 2: block borders cross the area in both directions.
-WINDOWS = WindowOptions(window=64, overlap=16, batch_size=3, block_windows=2)
+WINDOWS = WindowOptions(window=64, overlap=16, batch_size=3, block_windows=2, block_rows=2)
 OPTIONS = {"windows": WINDOWS, "progress": False}
 
 
@@ -76,5 +76,5 @@ def test_local_workers_resume_a_single_process_run(
     # keeps the count its finished blocks were computed with.
     workers = ExecutionOptions(workers=2)
     predict_map(ckpt, scenes, out, execution=workers, on_block=done.append, **OPTIONS)
-    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2).n_blocks))
+    assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2, 2).n_blocks))
     np.testing.assert_array_equal(read_map(out), read_map(single))

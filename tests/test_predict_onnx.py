@@ -18,8 +18,10 @@ from test_predict import read_map, save_tiny_checkpoint, write_scenes
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-# 5 windows per block, at most 4 per batch: ONNX batches of 3, the last one (2) padded to 3.
-OPTIONS = {"windows": WindowOptions(window=64, overlap=16, batch_size=4), "progress": False}
+# Blocks of 2 window rows × 5 windows, at most 4 windows per batch: ONNX batches of 4, the last
+# one (2) padded to 4.
+WINDOWS = WindowOptions(window=64, overlap=16, batch_size=4, block_rows=2)
+OPTIONS = {"windows": WINDOWS, "progress": False}
 ONNX = ExecutionOptions(engine="onnx")
 
 
@@ -80,10 +82,10 @@ def test_engine_is_part_of_the_resume_fingerprint(
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_map(ckpt, scenes, out, on_block=interrupt, **OPTIONS)  # torch strip 0 saved
+        predict_map(ckpt, scenes, out, on_block=interrupt, **OPTIONS)  # torch block 0 saved
     computed: list[int] = []
     predict_map(ckpt, scenes, out, execution=ONNX, on_block=computed.append, **OPTIONS)
-    assert computed == [0, 1, 2, 3]
+    assert computed == [0, 1]
     np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
 
 
@@ -91,7 +93,8 @@ def test_cli_engine_onnx(inputs: tuple[Path, Path, Path, Path], tmp_path: Path) 
     scenes, ckpt, _, onnx_map = inputs
     out = tmp_path / "cli.tif"
     args = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--quiet"]
-    args += ["--window", "64", "--overlap", "16", "--batch-size", "4", "--engine", "onnx"]
+    args += ["--window", "64", "--overlap", "16", "--batch-size", "4", "--block-rows", "2"]
+    args += ["--engine", "onnx"]
     assert cli_main(args) == 0
     np.testing.assert_array_equal(read_map(out), read_map(onnx_map))
 

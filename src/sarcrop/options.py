@@ -151,8 +151,15 @@ class WindowOptions(Options):
     block_windows: int | None = Field(
         None,
         ge=1,
-        description=f"windows per block, the unit of resuming ({BLOCK_WINDOWS}, or the batch "
-        "if larger: a batch never spans two blocks)",
+        description=f"window columns per block, the unit of resuming ({BLOCK_WINDOWS}, or as "
+        "many as one batch fills in the block's rows if more: a batch never spans two blocks)",
+    )
+    block_rows: int | None = Field(
+        None,
+        ge=1,
+        description=f"window rows per block (as many as fit in {DEFAULT_WINDOW} px: 1 for "
+        f"{DEFAULT_WINDOW} px windows, more for small windows, so blocks read fewer, larger "
+        "pieces of the scenes)",
     )
 
     @model_validator(mode="after")

@@ -1,6 +1,6 @@
 """Run a model over one block of overlapping windows, straight from the scenes.
 
-A block (a few consecutive windows of one window row) is the unit of work: it is computed
+A block (a rectangle of consecutive windows) is the unit of work: it is computed
 independently of every other block, in a fixed order of batches and windows, so its result is the
 same bytes whichever process computes it. Composites are built per block from the scenes
 with the *same* :func:`sarcrop.data.composite.composite` that ``prepare`` uses, normalised with the
@@ -219,7 +219,7 @@ class BlockInput:
 
     index: int
     data: np.ndarray  # (timesteps, bands, rows, cols) of the block's read window, normalised
-    valid: np.ndarray  # (window, extent width): pixels with data in some composite
+    valid: np.ndarray  # (extent height, extent width): pixels with data in some composite
 
 
 @dataclass
@@ -441,7 +441,7 @@ def read_block(
     read = layout.read_window(block)
     season = season_until(spec.season, timesteps)
     data = _composite(stack, season, spec.bands, read, spec.composite_options())[:timesteps]
-    valid = np.zeros((layout.window, int(block.extent.width)), dtype=bool)
+    valid = np.zeros((int(block.extent.height), int(block.extent.width)), dtype=bool)
     valid[: int(read.height), : int(read.width)] = ~np.all(np.isnan(data), axis=(0, 1))
     return BlockInput(index, normalize(data, spec.normalization, out=data), valid)
 
@@ -494,34 +494,34 @@ def compute_block(
     if engines is not None:
         batch_size = engines[0].input_shape[0]
     block = layout.block(block_input.index)
-    win, stride = layout.window, layout.stride
+    win = layout.window
     total_steps = int(spec.time_steps or spec.season.steps)
     weights = layout.weights
     data, valid = block_input.data, block_input.valid
     height, width = data.shape[-2:]
     channels = (len(spec.classes),) if spec.classes else ()
-    acc = np.zeros((len(specs), *channels, win, int(block.extent.width)), dtype=np.float32)
+    extent = (int(block.extent.height), int(block.extent.width))
+    acc = np.zeros((len(specs), *channels, *extent), dtype=np.float32)
+    offsets = block.offsets(layout.stride)
     ran = 0
 
     for first in range(0, block.n, batch_size):
-        n = min(batch_size, block.n - first)
-        keep = [k for k in range(first, first + n) if valid[:, k * stride : k * stride + win].any()]
+        batch = offsets[first : first + batch_size]
+        keep = [(r, c) for r, c in batch if valid[r : r + win, c : c + win].any()]
         if keep:
             n_inputs = len(keep) if engines is None else batch_size
             inputs = np.zeros((n_inputs, total_steps, len(spec.bands), win, win), np.float32)
-            for i, k in enumerate(keep):
-                c = k * stride
-                piece = data[:, :, :, c : c + win]
+            for i, (r, c) in enumerate(keep):
+                piece = data[:, :, r : r + win, c : c + win]
                 inputs[i, :timesteps, :, : piece.shape[2], : piece.shape[3]] = piece
             for m, model in enumerate(specs):
                 runner = None if engines is None else engines[m]
                 prob = probabilities(model, inputs, runner, compute.precision)
-                for i, k in enumerate(keep):
-                    c = k * stride
-                    acc[m, ..., c : c + win] += prob[i] * weights
+                for i, (r, c) in enumerate(keep):
+                    acc[m, ..., r : r + win, c : c + win] += prob[i] * weights
             ran += len(keep)
         if on_windows is not None:
-            on_windows(n)
+            on_windows(len(batch))
 
     sums = acc[..., :height, :width]
     sums[..., ~valid[:height, :width]] = np.nan

@@ -219,6 +219,7 @@ def run_config(
         "window": layout.window,
         "overlap": layout.overlap,
         "block_windows": layout.block_windows,
+        "block_rows": layout.block_rows,
         "timesteps": timesteps,
         "batch_size": batch_size,
         "engine": execution.engine,
@@ -285,6 +286,7 @@ def prepare_work_dir(
                 "window": layout.window,
                 "overlap": layout.overlap,
                 "block_windows": layout.block_windows,
+                "block_rows": layout.block_rows,
                 "height": layout.height,
                 "width": layout.width,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -356,6 +358,7 @@ def map_tags(
         "OVERLAP": windows.overlap,
         "BATCH_SIZE": windows.batch_size,
         "BLOCK_WINDOWS": windows.block_windows,
+        "BLOCK_ROWS": windows.block_rows,
         "ENGINE": execution.engine,
         "DEVICE": execution.resolved_device,
         "PRECISION": execution.precision,
@@ -432,33 +435,39 @@ def trained_patch_size(specs: Sequence[ModelSpec]) -> int | None:
 
 def window_sizes(
     windows: WindowOptions, specs: Sequence[ModelSpec], execution: ExecutionOptions
-) -> tuple[int, int]:
-    """Windows per batch and per block: as given, else on a CPU 4 windows of 256 px (or as
-    many pixels in smaller windows: a small window alone keeps the model busy too briefly) and
-    8 per block, and on a GPU in one process as many per batch as half its free memory holds
-    (measured with one window through the first model, up to ``GPU_MAX_BATCH``). A batch never
-    spans two blocks, so a block holds at least one batch. ``windows.window`` must be set."""
-    window = int(windows.window or DEFAULT_WINDOW)
+) -> WindowOptions:
+    """``windows`` with the batch and the block filled in where not given.
+
+    The batch: on a CPU 4 windows of 256 px, or as many pixels in smaller windows (a small
+    window alone keeps the model busy too briefly); on a GPU in one process as many as half its
+    free memory holds (measured with one window through the first model), up to
+    ``GPU_MAX_BATCH`` windows of 256 px or as many pixels. The block: as many window rows as
+    fit in 256 px, and 8 window columns or as many as one batch fills in those rows. A batch
+    never spans two blocks. ``windows.window`` and ``overlap`` must be set.
+    """
+    window, overlap = int(windows.window or DEFAULT_WINDOW), int(windows.overlap or 0)
+    per_pixels = max(1, (DEFAULT_WINDOW // window) ** 2)  # windows with a 256 px window's pixels
     batch = windows.batch_size
     if batch is None:
         one_process = execution.workers is None and execution.scheduler is None
         if execution.resolved_device == "cuda" and one_process:
-            batch = gpu_batch(specs[0], window, execution)
+            batch = gpu_batch(specs[0], window, execution, GPU_MAX_BATCH * per_pixels)
         else:
-            batch = max(CPU_BATCH, CPU_BATCH * (DEFAULT_WINDOW // window) ** 2)
-    block = windows.block_windows or max(BLOCK_WINDOWS, batch)
-    return batch, block
+            batch = CPU_BATCH * per_pixels
+    rows = windows.block_rows or max(1, (DEFAULT_WINDOW - overlap) // (window - overlap))
+    columns = windows.block_windows or max(BLOCK_WINDOWS, batch // rows)
+    return windows.updated(batch_size=batch, block_windows=columns, block_rows=rows)
 
 
-def gpu_batch(spec: ModelSpec, window: int, execution: ExecutionOptions) -> int:
+def gpu_batch(spec: ModelSpec, window: int, execution: ExecutionOptions, largest: int) -> int:
     """:func:`batch_for_memory` of the GPU's free memory and one window's peak through
-    ``spec``'s model."""
+    ``spec``'s model, at most ``largest``."""
     import torch
 
     with placed([spec], "cuda"):
         per_window = window_memory(spec, window, execution.precision)
         free, _ = torch.cuda.mem_get_info()
-    return batch_for_memory(free, per_window, GPU_MAX_BATCH)
+    return batch_for_memory(free, per_window, largest)
 
 
 def prefetched(
@@ -528,7 +537,6 @@ def predict_map(
         specs = [spec.moved_to(season_start) for spec in specs]
     spec = specs[0]
     check_output(spec, output)
-    windows = windows.for_patch_size(trained_patch_size(specs))
     stack = open_stack(images, spec, scenes)
     steps = resolve_timesteps(spec, timesteps, until)
     stack = restrict(stack, season_until(spec.season, steps))
@@ -539,14 +547,16 @@ def predict_map(
             stack.description or None,
         )
     grid = stack.grid
-    batch_size, block_windows = window_sizes(windows, specs, execution)
+    windows = window_sizes(windows.for_patch_size(trained_patch_size(specs)), specs, execution)
+    batch_size = int(windows.batch_size or 1)
     try:
         layout = WindowLayout(
             grid.height,
             grid.width,
             int(windows.window or 0),
             int(windows.overlap or 0),
-            block_windows,
+            int(windows.block_windows or 1),
+            int(windows.block_rows or 1),
         )
     except ValueError as exc:
         raise SarcropError(str(exc)) from exc
@@ -610,8 +620,7 @@ def predict_map(
         finally:
             bar.close()
 
-        run_windows = windows.updated(batch_size=batch_size, block_windows=block_windows)
-        tags, band_tags = map_tags(specs, stack, steps, run_windows, output, execution)
+        tags, band_tags = map_tags(specs, stack, steps, windows, output, execution)
         if spec.season != trained_season:
             tags["MODEL_SEASON_START"] = trained_season.start.isoformat()
         tiles = merged_tiles(layout, lambda i: BlockResult.load(block_path(work, i)).sums)

@@ -4,12 +4,14 @@ Windows of ``window × window`` pixels are placed every ``stride = window - over
 from the top-left corner; the last row/column may extend past the area and is padded (with no
 data), so every window has the same shape and areas smaller than a window work too.
 
-Windows are grouped into *blocks*: ``block_windows`` consecutive windows of one window row. A
-block is the unit of work: it is computed independently (on any process) and stored as the
-weighted probability sum over its extent. Its size depends on the window, overlap and
-``block_windows`` only, never on the area, which is what keeps memory flat for areas of any
-size. Requiring ``overlap <= window // 2`` means a pixel is covered by at most two window rows
-and two window columns, so at most four blocks contribute to any output pixel.
+Windows are grouped into *blocks*: ``block_rows`` consecutive window rows by ``block_windows``
+consecutive window columns. A block is the unit of work: it is computed independently (on any
+process) and stored as the weighted probability sum over its extent. Its size depends on the
+window, overlap, ``block_rows`` and ``block_windows`` only, never on the area, which is what
+keeps memory flat for areas of any size. Small windows want blocks of several window rows: each
+block reads a strip of every scene, and strips as high as a 16 px window made reading cost as
+much as the model. Requiring ``overlap <= window // 2`` means a pixel is covered by at most two
+window rows and two window columns, so at most four blocks contribute to any output pixel.
 
 Blending uses a separable raised-cosine ramp over the overlap: two overlapping windows' weights
 sum to exactly one across the shared band, and every weight is > 0, so the weight-normalised
@@ -46,16 +48,27 @@ def blend_weights(window: int, overlap: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Block:
-    """``n`` windows of window row ``row``, from window column ``first_col`` on.
+    """``rows × cols`` windows from window row ``first_row`` and window column ``first_col`` on.
 
     ``extent`` is the area window the block's windows cover, padding past the area included.
     """
 
     index: int
-    row: int
+    first_row: int
     first_col: int
-    n: int
+    rows: int
+    cols: int
     extent: Window
+
+    @property
+    def n(self) -> int:
+        """Windows in the block."""
+        return self.rows * self.cols
+
+    def offsets(self, stride: int) -> list[tuple[int, int]]:
+        """Each window's top-left pixel inside the extent, row-major (the order of computing
+        and of adding up)."""
+        return [(r * stride, c * stride) for r in range(self.rows) for c in range(self.cols)]
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class WindowLayout:
     window: int = 256
     overlap: int = 32
     block_windows: int = 8
+    block_rows: int = 1
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -79,6 +93,8 @@ class WindowLayout:
             )
         if self.block_windows < 1:
             raise ValueError(f"block_windows must be >= 1, got {self.block_windows}")
+        if self.block_rows < 1:
+            raise ValueError(f"block_rows must be >= 1, got {self.block_rows}")
 
     @property
     def stride(self) -> int:
@@ -102,18 +118,23 @@ class WindowLayout:
         return self.n_rows * self.n_cols
 
     @property
-    def n_panels(self) -> int:
-        """Blocks per window row."""
+    def blocks_across(self) -> int:
+        """Blocks across the area."""
         return -(-self.n_cols // self.block_windows)
 
     @property
+    def blocks_down(self) -> int:
+        """Blocks down the area."""
+        return -(-self.n_rows // self.block_rows)
+
+    @property
     def n_blocks(self) -> int:
-        return self.n_rows * self.n_panels
+        return self.blocks_down * self.blocks_across
 
     @property
     def max_block_windows(self) -> int:
-        """Windows in the widest block."""
-        return min(self.block_windows, self.n_cols)
+        """Windows in the largest block."""
+        return min(self.block_windows, self.n_cols) * min(self.block_rows, self.n_rows)
 
     @cached_property
     def weights(self) -> np.ndarray:
@@ -122,29 +143,33 @@ class WindowLayout:
     def block(self, index: int) -> Block:
         if not 0 <= index < self.n_blocks:
             raise IndexError(f"block {index} out of range 0..{self.n_blocks - 1}")
-        row, panel = divmod(index, self.n_panels)
-        first = panel * self.block_windows
-        n = min(self.block_windows, self.n_cols - first)
+        down, panel = divmod(index, self.blocks_across)
+        row, col = down * self.block_rows, panel * self.block_windows
+        rows = min(self.block_rows, self.n_rows - row)
+        cols = min(self.block_windows, self.n_cols - col)
         extent = Window(
-            first * self.stride, row * self.stride, (n - 1) * self.stride + self.window, self.window
+            col * self.stride,
+            row * self.stride,
+            (cols - 1) * self.stride + self.window,
+            (rows - 1) * self.stride + self.window,
         )
-        return Block(index, row, first, n, extent)
+        return Block(index, row, col, rows, cols, extent)
 
     def blocks(self) -> list[Block]:
         return [self.block(i) for i in range(self.n_blocks)]
 
     def blocks_in(self, rows: tuple[int, int], cols: tuple[int, int]) -> list[Block]:
         """Blocks whose extent meets the area rows ``[r0, r1)`` × cols ``[c0, c1)``, in order."""
-        s, w, p = self.stride, self.window, self.block_windows
+        s, w = self.stride, self.window
         first_row = max(0, (rows[0] - w) // s + 1)
         last_row = min(self.n_rows - 1, (rows[1] - 1) // s)
-        found = []
-        for row in range(first_row, last_row + 1):
-            first_col = max(0, (cols[0] - w) // s + 1)
-            last_col = min(self.n_cols - 1, (cols[1] - 1) // s)
-            for panel in range(first_col // p, last_col // p + 1):
-                found.append(self.block(row * self.n_panels + panel))
-        return found
+        first_col = max(0, (cols[0] - w) // s + 1)
+        last_col = min(self.n_cols - 1, (cols[1] - 1) // s)
+        return [
+            self.block(down * self.blocks_across + panel)
+            for down in range(first_row // self.block_rows, last_row // self.block_rows + 1)
+            for panel in range(first_col // self.block_windows, last_col // self.block_windows + 1)
+        ]
 
     def weight_profile(self, start: int, stop: int, size: int) -> np.ndarray:
         """Sum of the 1-D ramps of all windows covering positions ``[start, stop)``.
