@@ -319,7 +319,7 @@ def test_window_sizes_default_to_4_and_8_on_the_cpu_and_a_block_holds_a_batch() 
     cpu = ExecutionOptions(device="cpu")
 
     def sizes(execution: ExecutionOptions = cpu, **given: int) -> tuple[int | None, ...]:
-        windows = window_sizes(WindowOptions(**given).for_patch_size(None), spec, execution)
+        windows = window_sizes(WindowOptions(**given), spec, execution)
         return windows.batch_size, windows.block_rows, windows.block_windows
 
     assert sizes() == (4, 1, 8)  # 256 px windows: one window row of 8 per block
@@ -342,7 +342,7 @@ def test_window_sizes_default_to_4_and_8_on_the_cpu_and_a_block_holds_a_batch() 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_batch_is_sized_from_free_memory(inputs: tuple[Path, list[Path], Path]) -> None:
     spec = local_spec()
-    windows = WindowOptions(window=64).for_patch_size(None)
+    windows = WindowOptions(window=64)
     sized = window_sizes(windows, [spec], ExecutionOptions(device="cuda"))
     per_window = window_memory_on_cuda(spec)
     free, _ = torch.cuda.mem_get_info()

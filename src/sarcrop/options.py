@@ -146,7 +146,7 @@ class WindowOptions(Options):
         ge=1,
         description=f"windows per batch (on cpu {CPU_BATCH} of {DEFAULT_WINDOW} px or as many "
         f"pixels in smaller windows; on cuda in one process as many as half the free GPU memory "
-        f"holds, up to {GPU_MAX_BATCH})",
+        f"holds, up to {GPU_MAX_BATCH} of {DEFAULT_WINDOW} px or as many pixels)",
     )
     block_windows: int | None = Field(
         None,

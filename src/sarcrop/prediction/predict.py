@@ -436,16 +436,18 @@ def trained_patch_size(specs: Sequence[ModelSpec]) -> int | None:
 def window_sizes(
     windows: WindowOptions, specs: Sequence[ModelSpec], execution: ExecutionOptions
 ) -> WindowOptions:
-    """``windows`` with the batch and the block filled in where not given.
+    """``windows`` with every size filled in where not given.
 
-    The batch: on a CPU 4 windows of 256 px, or as many pixels in smaller windows (a small
-    window alone keeps the model busy too briefly); on a GPU in one process as many as half its
-    free memory holds (measured with one window through the first model), up to
-    ``GPU_MAX_BATCH`` windows of 256 px or as many pixels. The block: as many window rows as
-    fit in 256 px, and 8 window columns or as many as one batch fills in those rows. A batch
-    never spans two blocks. ``windows.window`` and ``overlap`` must be set.
+    The window and overlap: those of the models' training patch size
+    (:meth:`WindowOptions.for_patch_size`). The batch: on a CPU 4 windows of 256 px, or as many
+    pixels in smaller windows (a small window alone keeps the model busy too briefly); on a GPU
+    in one process as many as half its free memory holds (measured with one window through the
+    first model), up to ``GPU_MAX_BATCH`` windows of 256 px or as many pixels. The block: as
+    many window rows as fit in 256 px, and 8 window columns or as many as one batch fills in
+    those rows. A batch never spans two blocks.
     """
-    window, overlap = int(windows.window or DEFAULT_WINDOW), int(windows.overlap or 0)
+    windows = windows.for_patch_size(trained_patch_size(specs))
+    window, overlap = int(windows.window or 0), int(windows.overlap or 0)  # set just above
     per_pixels = max(1, (DEFAULT_WINDOW // window) ** 2)  # windows with a 256 px window's pixels
     batch = windows.batch_size
     if batch is None:
@@ -547,7 +549,7 @@ def predict_map(
             stack.description or None,
         )
     grid = stack.grid
-    windows = window_sizes(windows.for_patch_size(trained_patch_size(specs)), specs, execution)
+    windows = window_sizes(windows, specs, execution)
     batch_size = int(windows.batch_size or 1)
     try:
         layout = WindowLayout(
