@@ -188,6 +188,12 @@ def test_few_label_crop_type_data_and_class_weights(store):
     )
     assert weights == balanced_class_weights(counts, AUTO_POS_WEIGHT_CAP)
     assert resolved_class_weight(quick(classes=CROPS), train_data) is None
+    # The smallest subset still holds a parcel of every class (here one of each).
+    tiny = quick(classes=[*CROPS, "other"], label_fraction=0.01, seed=2, val_fraction=0)
+    few_data, _, few_record = _training_data(opened, [], ["VH"], stats, tiny)
+    few_items = [few_data[i] for i in range(len(few_data))]
+    present = np.concatenate([x["target"][x["valid"]].numpy() for x in few_items])
+    assert few_record["parcels"] == 4 and set(present.tolist()) == {0, 1, 2, 3}
     with pytest.raises(ConfigError, match="pos_weight"):
         resolved_class_weight(quick(classes=CROPS, pos_weight=2.0), train_data)
 

@@ -244,6 +244,42 @@ def test_label_subset_is_seeded_nested_and_keeps_both_classes(blocks: DatasetSto
         )
 
 
+def test_crop_type_subset_keeps_a_parcel_of_every_class(
+    blocks: DatasetStore, tmp_path: Path
+) -> None:
+    parcels = store_parcels(blocks)
+    labels = store_labels(blocks)
+    train = np.zeros(parcels.shape, bool)
+    train[blocks.indices("train")] = True
+    classes = parcel_classes(parcels, labels)
+    for seed in range(6):
+        smallest = kept_parcels(
+            label_subset(blocks, 0.01, seed, classes=["maize", "wheat", "other"]).keep,
+            parcels,
+            train,
+        )
+        assert sorted(int(classes[p]) for p in smallest) == [OTHER, MAIZE, WHEAT]
+        larger = label_subset(blocks, 0.5, seed, classes=["maize", "wheat", "other"])
+        assert smallest <= kept_parcels(larger.keep, parcels, train)
+    # Without any parcel of the rest (every field maize or wheat), crop types still subset:
+    # a crop against the rest cannot, having no negative parcel.
+    area = blocks_area()
+    area[area == OTHER] = WHEAT
+    store = write_area_store(tmp_path / "two-crops.zarr", area, ["train"] * 6)
+    two = store_parcels(store)
+    kept = kept_parcels(
+        label_subset(store, 0.01, 0, classes=["maize", "wheat"]).keep, two, two >= 0
+    )
+    kinds = parcel_classes(two, store_labels(store))
+    assert sorted(int(kinds[p]) for p in kept) == [MAIZE, WHEAT]
+    with pytest.raises(InputDataError, match="none of them negative"):
+        label_subset(store, 0.01, 0, positive=["maize", "wheat"])
+    area[area == MAIZE] = WHEAT
+    wheat = write_area_store(tmp_path / "wheat.zarr", area, ["train"] * 6)
+    with pytest.raises(InputDataError, match="all of one class: a few-label subset needs two"):
+        label_subset(wheat, 0.01, 0, classes=["maize", "wheat"])
+
+
 def test_label_subset_errors_are_one_line(blocks: DatasetStore, tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match=r"label fraction must be in \(0, 1\], got 0"):
         label_subset(blocks, 0, 0)

@@ -145,28 +145,34 @@ def subset_names(classes: Sequence[str] | None, positive: Sequence[str]) -> list
 
 
 def choose_parcels(
-    candidates: np.ndarray, positive: np.ndarray, fraction: float, seed: int
+    candidates: np.ndarray, groups: np.ndarray, fraction: float, seed: int
 ) -> np.ndarray:
     """Ids of a seeded random ``fraction`` of ``candidates`` (at least one), whole parcels.
 
-    ``positive[j]`` says whether ``candidates[j]`` is of the positive class. One positive and
-    one negative parcel are always among the chosen, and a larger fraction of the same seed
-    chooses a superset (nested learning-curve subsets).
+    ``groups[j]`` is the kind of ``candidates[j]``: a boolean, whether it is of the positive
+    class (a crop against the rest), or a class index (crop types). One parcel of each kind
+    is always among the chosen (the positive first), which needs two kinds, and a larger
+    fraction of the same seed chooses a superset (nested learning-curve subsets).
     """
-    candidates, positive = np.asarray(candidates), np.asarray(positive, dtype=bool)
+    candidates, groups = np.asarray(candidates), np.asarray(groups)
     if not 0 < fraction <= 1:
         raise InputDataError(f"label fraction must be in (0, 1], got {fraction}")
-    n, n_pos = len(candidates), int(positive.sum())
-    if n_pos == 0 or n_pos == n:
-        kind = "positive" if n_pos == 0 else "negative"
+    binary = groups.dtype == bool
+    if binary:
+        groups = (~groups).astype(int)  # kind 0: positive, kind 1: the rest
+    n, kinds = len(candidates), np.unique(groups)
+    if len(kinds) < 2:
+        if binary:
+            problem = f"none of them {'negative' if 0 in kinds else 'positive'}"
+        else:
+            problem = "all of one class"
         raise InputDataError(
-            f"{n} labelled parcels, none of them {kind}: a few-label subset needs both classes"
+            f"{n} labelled parcels, {problem}: a few-label subset needs two classes"
         )
     order = np.random.default_rng(seed).permutation(n)
-    flags = positive[order]
-    first = [int(np.argmax(flags)), int(np.argmax(~flags))]
+    first = [int(np.argmax(groups[order] == kind)) for kind in kinds]
     ranked = order[first + [j for j in range(n) if j not in first]]
-    count = max(math.ceil(fraction * n - 1e-9), 2)
+    count = max(math.ceil(fraction * n - 1e-9), len(kinds))
     return np.sort(candidates[ranked[:count]])
 
 
@@ -209,23 +215,27 @@ def label_subset(
     *,
     split: str = "train",
     positive: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
     connectivity: int = 4,
 ) -> LabelMask:
     """Keep a seeded ``fraction`` of the labelled parcels of ``split`` (whole parcels).
 
     ``positive`` names the crop of interest (default: the store's own positive classes); one
-    parcel of it and one of the rest are always kept.
+    parcel of it and one of the rest are always kept. For a crop-type map (``classes``, as a
+    crop-type dataset maps them) one parcel of each class the split holds is kept instead, so
+    that no class is left without an example.
     """
     store = store if isinstance(store, DatasetStore) else DatasetStore(store)
     if split not in SPLITS:
         raise InputDataError(f"unknown split {split!r} (use {' or '.join(SPLITS)})", store.path)
-    names = positive if positive is not None else store.metadata.positive
-    if not names:
+    names = positive if positive is not None else (store.metadata.positive or [])
+    if not names and classes is None:
         raise InputDataError("store names no positive class; pass positive=", store.path)
-    found = _split_parcels(store, split, names, connectivity=connectivity)
-    parcels, in_split, candidates, is_positive, _ = found
+    found = _split_parcels(store, split, subset_names(classes, names), connectivity=connectivity)
+    parcels, in_split, candidates, is_positive, values = found
+    kinds = _parcel_kinds(store, classes, is_positive, values)
     try:
-        chosen = choose_parcels(candidates, is_positive, fraction, seed)
+        chosen = choose_parcels(candidates, kinds, fraction, seed)
     except InputDataError as exc:
         raise InputDataError(f"{split} split: {exc.problem}", store.path) from None
     keep = ~in_split | np.isin(parcels, chosen)
@@ -255,6 +265,14 @@ def _split_parcels(
     return parcels, in_split, candidates, is_positive, classes
 
 
+def _parcel_kinds(
+    store: DatasetStore, classes: Sequence[str] | None, is_positive: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """The kind of each candidate parcel a few-label subset keeps one of: positive or not, or
+    its crop-type class (``-1``: a class the map leaves out)."""
+    return is_positive if classes is None else class_lookup(store.classes, classes)[values]
+
+
 def _binary_groups(
     store: DatasetStore, split: str, positive: Sequence[str], is_positive: np.ndarray
 ) -> list[np.ndarray]:
@@ -270,11 +288,10 @@ def _binary_groups(
 
 
 def _class_groups(
-    store: DatasetStore, split: str, classes: Sequence[str], values: np.ndarray
+    store: DatasetStore, split: str, classes: Sequence[str], target: np.ndarray
 ) -> list[np.ndarray]:
     """The parcels of each target class in turn, then those the classes leave out (masks over
-    the candidates); two of each class but ``other``."""
-    target = class_lookup(store.classes, classes)[values]
+    the candidates, from each one's class index ``target``); two of each class but ``other``."""
     short = [
         f"{name} {int(np.sum(target == k))}"
         for k, name in enumerate(classes)
@@ -327,10 +344,11 @@ def parcel_folds(
     keep = None if subset is None else subset.keep
     found = _split_parcels(store, split, positive, keep=keep)
     parcels, in_split, candidates, is_positive, values = found
+    kinds = _parcel_kinds(store, classes, is_positive, values)
     if classes is None:
         groups = _binary_groups(store, split, positive, is_positive)
     else:
-        groups = _class_groups(store, split, classes, values)
+        groups = _class_groups(store, split, classes, kinds)
     rng = np.random.default_rng(seed)
     dealt = np.concatenate([rng.permutation(candidates[group]) for group in groups])
     groups = [group for i in range(folds) if len(group := dealt[i::folds])]
@@ -342,7 +360,7 @@ def parcel_folds(
         rest = ~np.isin(candidates, group)
         trained = candidates[rest]
         if fraction < 1:
-            trained = choose_parcels(trained, is_positive[rest], fraction, seed)
+            trained = choose_parcels(trained, kinds[rest], fraction, seed)
         train = base & ~(in_split & ~np.isin(parcels, trained))
         total, share = len(candidates), fraction * (1.0 if subset is None else subset.fraction)
         out.append(

@@ -419,7 +419,7 @@ def forest_splits(
     ``fold.train``'s labels and scores ``fold.held_out``'s only: fields held out of training.
     """
     from sarcrop.data.dataset import PatchDataset
-    from sarcrop.data.parcels import label_subset, subset_names
+    from sarcrop.data.parcels import label_subset
     from sarcrop.data.split import check_disjoint
 
     (train_store, test), (positive, classes) = stores, target
@@ -449,8 +449,13 @@ def forest_splits(
         )
     mask = None
     if options.label_fraction < 1:
-        named = subset_names(classes or None, positive)
-        mask = label_subset(train_store, options.label_fraction, options.seed, positive=named)
+        mask = label_subset(
+            train_store,
+            options.label_fraction,
+            options.seed,
+            positive=positive,
+            classes=classes or None,
+        )
     train_set = PatchDataset(
         train_store,
         "train",

@@ -385,7 +385,6 @@ class ExperimentRunner:
     ) -> Path:
         """Run i trains with seed ``finetune.seed + i`` through the API behind ``finetune``
         (on the labels of the run's fold where it has one, which carry the run's fraction)."""
-        from sarcrop.data.parcels import subset_names
         from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
@@ -400,7 +399,7 @@ class ExperimentRunner:
             changes["label_fraction"] = run.fraction
             if self.config.epoch_budget == "steps":
                 changes["epochs"] = constant_step_epochs(
-                    store, base.updated(**changes), subset_names(classes, (scenario.crop,))
+                    store, base.updated(**changes), (scenario.crop,)
                 )
         config = self._shown(base.updated(**changes))
         if strategy == "ri":  # the architecture only: no pre-training needed
@@ -906,7 +905,9 @@ def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[st
 
     data = DatasetStore(store)
     indices = data.indices("train")
-    mask = label_subset(data, config.label_fraction, config.seed, positive=positive)
+    mask = label_subset(
+        data, config.label_fraction, config.seed, positive=positive, classes=config.classes
+    )
     labelled = sum(bool(np.any(mask.apply(i, data.read_labels(i)) >= 0)) for i in indices)
     full = math.ceil(len(indices) / config.batch_size)
     few = math.ceil(max(labelled, 1) / config.batch_size)

@@ -625,10 +625,11 @@ def _training_data(
     mask = label_mask
     labels: dict[str, Any] = {"fraction": 1.0}
     if mask is None and config.label_fraction < 1:
-        from sarcrop.data.parcels import label_subset, subset_names
+        from sarcrop.data.parcels import label_subset
 
-        named = subset_names(config.classes, positive)
-        mask = label_subset(store, config.label_fraction, config.seed, positive=named)
+        mask = label_subset(
+            store, config.label_fraction, config.seed, positive=positive, classes=config.classes
+        )
     if mask is not None:
         split = [
             i for i in store.indices("train") if np.any(mask.apply(i, store.read_labels(i)) >= 0)
@@ -802,7 +803,9 @@ def _searched(
     named = subset_names(config.classes, positive)
     subset = label_mask
     if subset is None and config.label_fraction < 1:
-        subset = label_subset(store, config.label_fraction, config.seed, positive=named)
+        subset = label_subset(
+            store, config.label_fraction, config.seed, positive=positive, classes=config.classes
+        )
     out = Path(out_dir) / SEARCH_DIR
     choice = search_held_out(fold, store, out, config, named, subset, start)
     return config.updated(epochs=choice.epochs, interpolation=choice.interpolation), choice
