@@ -163,12 +163,11 @@ def choose_parcels(
     n, kinds = len(candidates), np.unique(groups)
     if len(kinds) < 2:
         if binary:
-            problem = f"none of them {'negative' if 0 in kinds else 'positive'}"
+            problem = f"none of them {'negative' if 0 in kinds else 'positive'}: "
+            problem += "a few-label subset needs both classes"
         else:
-            problem = "all of one class"
-        raise InputDataError(
-            f"{n} labelled parcels, {problem}: a few-label subset needs two classes"
-        )
+            problem = "all of one class: a few-label subset needs two classes"
+        raise InputDataError(f"{n} labelled parcels, {problem}")
     order = np.random.default_rng(seed).permutation(n)
     first = [int(np.argmax(groups[order] == kind)) for kind in kinds]
     ranked = order[first + [j for j in range(n) if j not in first]]
