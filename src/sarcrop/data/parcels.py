@@ -151,8 +151,8 @@ def choose_parcels(
 
     ``groups[j]`` is the kind of ``candidates[j]``: a boolean, whether it is of the positive
     class (a crop against the rest), or a class index (crop types). One parcel of each kind
-    is always among the chosen (the positive first), which needs two kinds, and a larger
-    fraction of the same seed chooses a superset (nested learning-curve subsets).
+    is always among the chosen, which needs two kinds, and a larger fraction of the same seed
+    chooses a superset (nested learning-curve subsets).
     """
     candidates, groups = np.asarray(candidates), np.asarray(groups)
     if not 0 < fraction <= 1:
