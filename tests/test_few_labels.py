@@ -213,6 +213,33 @@ def test_level_jitter_shifts_each_band_of_a_training_patch_by_one_offset(store):
     assert min(offsets) < 0 < max(offsets)
 
 
+def test_date_dropout_zeroes_whole_composites_of_training_patches_only(store):
+    opened = DatasetStore(store)
+    ranges = fixed_normalization(["VH", "VV"]).to_dict()
+    config = quick(date_dropout=0.5, seed=1)
+    train_data, val_data, _ = _training_data(opened, ["maize"], ["VH", "VV"], ranges, config)
+    assert train_data.dataset.date_dropout == 0.5 and val_data.dataset.date_dropout == 0
+    plain, _, _ = _training_data(opened, ["maize"], ["VH", "VV"], ranges, quick(seed=1))
+    steps = opened.steps
+    torch.manual_seed(0)
+    dropped = []
+    for _ in range(20):
+        for item in range(len(train_data)):
+            a, b = train_data[item]["image"], plain[item]["image"]
+            gone = [t for t in range(steps) if not torch.equal(a[t], b[t])]
+            # a date is dropped whole (every band and pixel zero) or kept as it was
+            assert all(float(a[t].abs().max()) == 0.0 for t in gone)
+            assert len(gone) < steps  # at least one date is kept
+            assert torch.equal(train_data[item]["target"], plain[item]["target"])
+            dropped.append(len(gone))
+    # each date with chance 0.5: about half of them, and not the same ones every time
+    assert 0.35 < np.mean(dropped) / steps < 0.65
+    assert len(set(dropped)) > 2
+    with pytest.raises(ConfigError, match="date_dropout"):
+        validate_config({"date_dropout": 1.0})
+    assert "date_dropout" not in quick().fingerprint()
+
+
 def test_level_jitter_is_validated_and_left_out_of_default_fingerprints():
     assert "level_jitter" not in quick().fingerprint()
     assert quick(level_jitter=1.5).fingerprint()["level_jitter"] == 1.5

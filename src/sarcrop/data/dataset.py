@@ -19,8 +19,10 @@ paper. The store is opened lazily in each process, so the dataset works with Dat
 
 ``label_mask`` (a :class:`sarcrop.data.parcels.LabelMask`) unlabels the parcels a few-label run
 may not use, before anything else sees the labels; ``augment`` flips and rotates each patch and
-``level_jitter`` shifts each band of a patch by a random dB offset within ± that (training
-only: never pass either for validation or test data).
+``level_jitter`` shifts each band of a patch by a random dB offset within ± that;
+``date_dropout`` zeroes each observed composite with that chance, as an unobserved (padded)
+one is, keeping at least one (training only: never pass any of them for validation or test
+data).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class PatchDataset(Dataset[Sample]):
         label_mask: LabelMask | None = None,
         classes: Sequence[str] | str | None = None,
         level_jitter: float = 0.0,
+        date_dropout: float = 0.0,
     ) -> None:
         self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
         if isinstance(split, str):
@@ -104,6 +107,7 @@ class PatchDataset(Dataset[Sample]):
         self.transform = transform
         self.augment = augment
         self.level_jitter = float(level_jitter)
+        self.date_dropout = float(date_dropout)
         self.label_mask = label_mask
         if label_mask is not None and label_mask.keep.shape[0] != len(self.store):
             raise InputDataError(
@@ -140,6 +144,8 @@ class PatchDataset(Dataset[Sample]):
         if self.level_jitter > 0:
             observed = observed + self._level_offsets()
         image[: self.timesteps] = normalize(observed, self.normalization)
+        if self.date_dropout > 0:
+            image[self._dropped_dates()] = 0.0
         target, valid = self._target(labels)
         sample: Sample = {
             "image": torch.from_numpy(image),
@@ -152,6 +158,13 @@ class PatchDataset(Dataset[Sample]):
         if self.transform is not None:
             sample = self.transform(sample)
         return sample
+
+    def _dropped_dates(self) -> np.ndarray:
+        """Observed steps to zero, each with chance ``date_dropout`` (at least one kept)."""
+        dropped = (torch.rand(self.timesteps) < self.date_dropout).numpy()
+        if dropped.all():
+            dropped[int(torch.randint(self.timesteps, ()))] = False
+        return np.flatnonzero(dropped)
 
     def _level_offsets(self) -> np.ndarray:
         """One random dB offset per band, ``(1, bands, 1, 1)``, from torch's (per-worker seeded)

@@ -40,6 +40,7 @@ DEFAULT_OBJECTIVE: Objective = "segment"
 LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "objective": DEFAULT_OBJECTIVE,
     "level_jitter": 0.0,
+    "date_dropout": 0.0,
     "interpolation": 1.0,
     "distillation": 0.0,
     "parent_classes": None,
@@ -152,6 +153,13 @@ class TrainConfig(BaseModel):
         le=10,
         description="dB: each training patch's bands shifted by a random offset within ± this "
         "(the same crop's backscatter level differs between years, orbits and regions)",
+    )
+    date_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="chance that each composite of a training patch is zeroed, as an "
+        "unobserved one is (a map should not hang on one date)",
     )
     interpolation: float = Field(
         1.0,
