@@ -15,7 +15,8 @@ parcels (:func:`sarcrop.evaluation.bootstrap.pooled_difference`; every split wei
 20 leave RI short of steps on these splits) and adds it as a method and a baseline, ``riN``.
 ``--distillation W`` runs the transfer methods among ``--methods`` once more with
 ``finetune.distillation: W`` (``OUT/run-distillationW``; methods ``<method>+dW``, e.g.
-``fte+d1``).
+``fte+d1``), and ``--date-dropout P`` with ``finetune.date_dropout: P``
+(``OUT/run-date-dropoutP``; methods ``<method>+ddP``, e.g. ``ftd+dd0.25``).
 Writes ``splits.csv`` and ``splits.md`` into ``--out`` and prints the table. Where the data is
 absent it prints why and exits 0, as ``sarcrop experiment real`` does.
 """
@@ -48,6 +49,9 @@ from sarcrop.utils.atomic import write_text_atomic
 LOCATIONS = ("flanders2018", "flanders2019")
 METHODS = ("rf", "ri", "ft", "fte", "ftd", "rf-features", "zero-shot")
 FINE_TUNED = ("ft", "fte", "ftd")  # strategies that train from the pre-trained start
+# Fine-tuning settings an extra arm reruns the fine-tuned methods with, and the tag that
+# renames them (<method>+<tag><value>).
+FINE_TUNING_ARMS = {"distillation": "d", "date_dropout": "dd"}
 PRETRAIN = "europe"
 SPLIT_TAG = "-split"
 CONFIG_FILE = "own-splits.yaml"
@@ -228,7 +232,8 @@ class Arm:
 
 
 def run_arms(args: argparse.Namespace) -> list[Arm]:
-    """The main run, and the extra arms ``--ri-epochs`` and ``--distillation`` ask for."""
+    """The main run, and the extra arms ``--ri-epochs``, ``--distillation`` and
+    ``--date-dropout`` ask for."""
 
     def config(methods: Sequence[str], finetune: Mapping[str, Any] | None = None) -> dict:
         return splits_config(args.splits, args.seeds, args.fractions, methods, finetune)
@@ -239,13 +244,13 @@ def run_arms(args: argparse.Namespace) -> list[Arm]:
         arms.append(
             Arm(f"run-{longer}", config(["ri"], {"epochs": args.ri_epochs}), {"ri": longer})
         )
-    if args.distillation is not None:  # the fine-tuned methods again, renamed <method>+dW
-        weight = args.distillation
-        tuned = [m for m in args.methods if parse_method(m)[0] in FINE_TUNED]
-        renamed = {m: f"{m}+d{weight:g}" for m in tuned}
-        arms.append(
-            Arm(f"run-distillation{weight:g}", config(tuned, {"distillation": weight}), renamed)
-        )
+    tuned = [m for m in args.methods if parse_method(m)[0] in FINE_TUNED]
+    for setting, tag in FINE_TUNING_ARMS.items():  # the fine-tuned methods again, renamed
+        value = getattr(args, setting)
+        if value is not None:
+            renamed = {m: f"{m}+{tag}{value:g}" for m in tuned}
+            folder = f"run-{setting.replace('_', '-')}{value:g}"
+            arms.append(Arm(folder, config(tuned, {setting: value}), renamed))
     return arms
 
 
@@ -270,6 +275,11 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--distillation",
         type=float,
         help="also the transfer methods with this distillation weight (methods <method>+dW)",
+    )
+    parser.add_argument(
+        "--date-dropout",
+        type=float,
+        help="also the transfer methods with this date_dropout (methods <method>+ddP)",
     )
     return parser.parse_args(argv)
 

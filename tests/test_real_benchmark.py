@@ -352,7 +352,8 @@ def test_the_documented_my_fields_experiment_runs_from_the_shipped_model(shared_
 
 def test_own_splits_arms_rerun_ri_longer_and_the_fine_tuned_methods_with_distillation():
     """The extra arms of benchmarks/own_splits.py: RI with more epochs, and every method that
-    fine-tunes the pre-trained start (not RI, the forests or zero-shot) with distillation."""
+    fine-tunes the pre-trained start (not RI, the forests or zero-shot) with distillation or
+    date dropout."""
     from benchmarks.own_splits import arguments, run_arms
 
     methods = ["rf", "ri", "ft", "ftd-last-1", "zero-shot"]
@@ -366,6 +367,13 @@ def test_own_splits_arms_rerun_ri_longer_and_the_fine_tuned_methods_with_distill
     assert taught.config["finetune"] == {**main.config["finetune"], "distillation": 1.0}
     assert taught.rename == {"ft": "ft+d1", "ftd-last-1": "ftd-last-1+d1"}
     assert [arm.folder for arm in run_arms(arguments(args))] == ["run"]
+    _, dropped = run_arms(arguments([*args, "--date-dropout", "0.25"]))
+    assert dropped.folder == "run-date-dropout0.25" and dropped.config["methods"] == [
+        "ft",
+        "ftd-last-1",
+    ]
+    assert dropped.config["finetune"] == {**main.config["finetune"], "date_dropout": 0.25}
+    assert dropped.rename == {"ft": "ft+dd0.25", "ftd-last-1": "ftd-last-1+dd0.25"}
 
 
 def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tmp_path):
