@@ -27,6 +27,7 @@ data).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,6 +159,17 @@ class PatchDataset(Dataset[Sample]):
         if self.transform is not None:
             sample = self.transform(sample)
         return sample
+
+    def with_augmentation(
+        self, augment: bool = False, level_jitter: float = 0.0, date_dropout: float = 0.0
+    ) -> PatchDataset:
+        """A copy with these training-only random changes (by default none: the patches as
+        they are), sharing the store and everything else."""
+        changed = copy.copy(self)
+        changed.augment = augment
+        changed.level_jitter = float(level_jitter)
+        changed.date_dropout = float(date_dropout)
+        return changed
 
     def _dropped_dates(self) -> np.ndarray:
         """Observed steps to zero, each with chance ``date_dropout`` (at least one kept)."""

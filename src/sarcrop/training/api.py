@@ -648,10 +648,9 @@ def _training_data(
     if val_data is not None:
         _check_validation_fields(dataset, val_data.indices)
     if config.augment or config.level_jitter > 0 or config.date_dropout > 0:
-        augmented = copy.copy(dataset)
-        augmented.augment = config.augment
-        augmented.level_jitter = config.level_jitter
-        augmented.date_dropout = config.date_dropout
+        augmented = dataset.with_augmentation(
+            config.augment, config.level_jitter, config.date_dropout
+        )
         train_data = Subset(augmented, train_data.indices)
     return train_data, val_data, labels
 
@@ -1129,8 +1128,7 @@ def _start_on_labels(start: nn.Module, train_data: Any, config: TrainConfig) -> 
     "Checked where it was not chosen")."""
     from sarcrop.training.search import confusions_of, constant_score, score
 
-    plain = copy.copy(train_data.dataset)  # the labelled patches without augmentation
-    plain.augment, plain.level_jitter, plain.date_dropout = False, 0.0, 0.0
+    plain = train_data.dataset.with_augmentation()  # the labelled patches as they are
     patches = Subset(plain, train_data.indices)
     [confusion] = confusions_of(
         {0: copy.deepcopy(start)}, patches, config.classes, config.threshold
