@@ -201,6 +201,49 @@ def test_settings_of_the_start_reach_the_pretrained_strategies_only(tmp_path, se
         assert getattr(runner.finetune_config(strategy), setting) == off
 
 
+def test_a_variant_trains_its_method_with_its_settings_beside_the_plain_one(tmp_path):
+    """``ftd+dd`` is FTD fine-tuned with ``finetune:`` changed by ``variants.dd``, in the same
+    run as plain ``ftd``: its own cache unit, checkpoint, rows and table line."""
+    data = {**TINY, "methods": ["ftd", "ftd+dd"], "variants": {"dd": {"date_dropout": 0.5}}}
+    del data["early_season"]
+    result = run_experiment(write_config(tmp_path, data), tmp_path / "out")
+    assert set(result.results["method"]) == {"ftd", "ftd+dd"}
+    keys = {
+        json.loads(p.read_text())["key"].get("method"): p.parent
+        for p in (tmp_path / "out" / "cache").glob("method-*/done.json")
+    }
+    plain, variant = (
+        read_metadata(keys[m] / "run" / "model.safetensors").training["config"]
+        for m in data["methods"]
+    )
+    assert "date_dropout" not in plain  # the default, left out of the record
+    assert variant.pop("date_dropout") == 0.5
+    assert variant == plain
+    weights = [load_checkpoint(keys[m] / "run" / "model.safetensors")[0] for m in data["methods"]]
+    first, second = (dict(model.state_dict()) for model in weights)
+    assert any(not torch.equal(first[name], second[name]) for name in first)
+    tables = (tmp_path / "out" / "tables.md").read_text(encoding="utf-8")
+    assert "| **FTD+dd** |" in tables
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"methods": ["ftd+dd"]}, r"method ftd\+dd: no variant 'dd' \(variants: none\)"),
+        (
+            {"methods": ["rf+dd"], "variants": {"dd": {"epochs": 3}}},
+            r"method rf\+dd: a variant changes fine-tuning settings, and rf trains no network",
+        ),
+        ({"variants": {"dd": {"date_dropout": 1.0}}}, r"variants\.dd: date_dropout"),
+        ({"variants": {"dd": {"epoch": 3}}}, r"variants\.dd: epoch: unknown setting"),
+        ({"variants": {"dd": {"recipe": "few-labels"}}}, r"variants\.dd: name settings"),
+    ],
+)
+def test_variant_errors_name_the_file_the_variant_and_the_problem(tmp_path, change, problem):
+    with pytest.raises(ConfigError, match=rf"experiment\.yaml: .*{problem}"):
+        load_experiment_config(write_config(tmp_path, {**TINY, **change}))
+
+
 def test_rerun_reuses_every_finished_unit(tiny_run):
     config, out, first = tiny_run
     done = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/done.json")}

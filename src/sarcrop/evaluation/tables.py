@@ -58,12 +58,15 @@ _METHOD_LABELS = {"rf-features": "RF on features", "probe": "probe", "zero-shot"
 
 def method_label(method: object) -> str:
     """How tables, figures and the report name a method id (``fte``): the paper's RF, RI, FT,
-    FTE and FTD in capitals, ``FTD-last-k``, and the rest as the docs write them."""
-    name = str(method)
+    FTE and FTD in capitals, ``FTD-last-k``, the rest as the docs write them, and a variant
+    as its config names it (``ftd+dd`` → ``FTD+dd``)."""
+    name, plus, variant = str(method).partition("+")
     key = name.lower()
     if key.startswith("ftd-last-"):
-        return "FTD-last-" + key.removeprefix("ftd-last-")
-    return _METHOD_LABELS.get(key, name.upper())
+        label = "FTD-last-" + key.removeprefix("ftd-last-")
+    else:
+        label = _METHOD_LABELS.get(key, name.upper())
+    return f"{label}+{variant}" if plus else label
 
 
 SIMULATED = "simulated"
@@ -359,10 +362,15 @@ def _full_season(results: pd.DataFrame, timestep: int | None, by: str | None) ->
 
 
 def method_order(methods: Iterable[str]) -> list[str]:
-    """Methods in the canonical order RF, RI, FT, FTE, FTD, then the rest alphabetically."""
+    """Methods in the canonical order RF, RI, FT, FTE, FTD, then the rest alphabetically; a
+    variant (``ftd+dd``) right after its method."""
     rank = {name: i for i, name in enumerate(METHOD_ORDER)}
-    unique = list(dict.fromkeys(str(method) for method in methods))
-    return sorted(unique, key=lambda m: (rank.get(m.upper(), len(rank)), m.upper()))
+
+    def key(method: str) -> tuple[int, str, str]:
+        name, _, variant = method.upper().partition("+")
+        return rank.get(name, len(rank)), name, variant
+
+    return sorted(dict.fromkeys(str(method) for method in methods), key=key)
 
 
 def format_cell(values: Sequence[float], digits: int) -> str:

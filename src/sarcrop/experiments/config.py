@@ -30,10 +30,13 @@ from sarcrop.options import (
     TilingOptions,
     class_list,
 )
-from sarcrop.training.config import Ordering, TrainConfig
+from sarcrop.training.config import Ordering, TrainConfig, validate_config
 from sarcrop.utils.validation import config_error, read_yaml
 
-METHOD_PATTERN = re.compile(r"^(rf-features|rf|ri|ft|fte|ftd|probe|zero-shot)(-last-(\d+))?$")
+METHOD_PATTERN = re.compile(
+    r"^(rf-features|rf|ri|ft|fte|ftd|probe|zero-shot)(-last-(\d+))?(\+([A-Za-z0-9_.]+))?$"
+)
+"""A method id: a strategy, ``-last-K`` for FTD's last K blocks, ``+name`` for a variant."""
 BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd", "probe", "rf-features", "zero-shot")
 ZERO_SHOT = "zero-shot"
 """The pre-trained model applied to the target as it is: no labels, no training."""
@@ -294,6 +297,10 @@ class ExperimentConfig(_Strict):
     finetune: TrainConfig = TrainConfig()
     scenarios: tuple[ScenarioSpec, ...]
     methods: tuple[str, ...] = ("rf", "ri", "ft", "fte")
+    # Named changes to ``finetune:`` that a network method takes with ``+name``: with
+    # ``variants: {dd: {date_dropout: 0.25}}``, method ``ftd+dd`` is FTD trained with
+    # ``finetune:`` and ``date_dropout: 0.25``, beside plain ``ftd`` in the same run.
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # The Random Forest's settings: the flags of ``sarcrop baseline``, same names and defaults.
     baseline: BaselineOptions = BaselineOptions()
     feature_forest: FeatureForestSpec = FeatureForestSpec()
@@ -367,9 +374,16 @@ class ExperimentConfig(_Strict):
             if not METHOD_PATTERN.match(method):
                 raise ValueError(
                     f"unknown method {method!r}: use rf, ri, ft, fte, ftd, ftd-last-K, probe, "
-                    "rf-features or zero-shot"
+                    "rf-features or zero-shot, and +name for one of variants"
                 )
         return methods
+
+    def finetune_of(self, method: str) -> TrainConfig:
+        """The fine-tuning settings of ``method``: ``finetune:``, changed by its variant."""
+        variant = variant_of(method)
+        if variant is None:
+            return self.finetune
+        return _variant_config(self.finetune, variant, self.variants[variant])
 
     @model_validator(mode="after")
     def _references(self) -> ExperimentConfig:
@@ -385,6 +399,9 @@ class ExperimentConfig(_Strict):
         self._check_classes()
         self._check_zero_shot()
         self._check_folds()
+        if self.early_season and not METHOD_PATTERN.match(self.early_season.method):
+            raise ValueError(f"unknown early-season method {self.early_season.method!r}")
+        self._check_variants()
         self._check_parent_classes()
         self._check_start_settings()
         ids = [s.id for s in self.scenarios]
@@ -394,9 +411,29 @@ class ExperimentConfig(_Strict):
             )
         if self.early_season and self.early_season.scenario >= len(self.scenarios):
             raise ValueError("early_season.scenario is not a scenario index")
-        if self.early_season and not METHOD_PATTERN.match(self.early_season.method):
-            raise ValueError(f"unknown early-season method {self.early_season.method!r}")
         return self
+
+    def _every_method(self) -> list[str]:
+        """``methods`` and the early-season curve's method."""
+        return [*self.methods, *([self.early_season.method] if self.early_season else [])]
+
+    def _check_variants(self) -> None:
+        """A ``+name`` method names one of ``variants`` and trains a network; each variant's
+        settings make a valid ``finetune:`` (checked before any work)."""
+        for name, changes in self.variants.items():
+            _variant_config(self.finetune, name, changes)
+        for method in self._every_method():
+            variant = variant_of(method)
+            if variant is None:
+                continue
+            if variant not in self.variants:
+                have = ", ".join(self.variants) or "none"
+                raise ValueError(f"method {method}: no variant {variant!r} (variants: {have})")
+            if parse_method(method)[0] in ("rf", "rf-features", ZERO_SHOT):
+                raise ValueError(
+                    f"method {method}: a variant changes fine-tuning settings, and "
+                    f"{parse_method(method)[0]} trains no network"
+                )
 
     def _check_merges(self) -> None:
         def visit(name: str, path: tuple[str, ...]) -> None:
@@ -426,69 +463,80 @@ class ExperimentConfig(_Strict):
                     f"early_season.scenario {index} scores held-out folds; pick another scenario"
                 )
 
+    def _fine_tunings(self) -> dict[str, TrainConfig]:
+        """Where each set of fine-tuning settings is written → the settings: ``finetune`` and
+        every variant a method names."""
+        used = sorted({v for m in self._every_method() if (v := variant_of(m)) is not None})
+        variants = {
+            f"variants.{v}": _variant_config(self.finetune, v, self.variants[v]) for v in used
+        }
+        return {"finetune": self.finetune, **variants}
+
     def _check_start_settings(self) -> None:
         """``interpolation`` (and its search) mixes in the pre-trained head and
         ``distillation`` learns from its predictions: refused before any work where a
         scenario's classes would give its fine-tuning a new head (a worker would refuse it
         mid-run). A checkpoint's classes are checked when it is read."""
-        settings = self.finetune
-        asked = {
-            "interpolation_search": settings.interpolation_search is not None,
-            "interpolation": settings.interpolation < 1,
-            "distillation": settings.distillation > 0,
-        }
-        setting = next((name for name, on in asked.items() if on), None)
-        if setting is None:
-            return
-        for index, scenario in enumerate(self.scenarios):
-            name, spec = self.pretrain_of(scenario)
-            classes = self.classes_of(scenario)
-            if spec.checkpoint is not None or self._head_carries(scenario):
+        for where, settings in self._fine_tunings().items():
+            asked = {
+                "interpolation_search": settings.interpolation_search is not None,
+                "interpolation": settings.interpolation < 1,
+                "distillation": settings.distillation > 0,
+            }
+            setting = next((name for name, on in asked.items() if on), None)
+            if setting is None:
                 continue
-            raise ValueError(
-                f"scenarios[{index}] maps {', '.join(classes) if classes else scenario.crop}, "
-                f"pretrain {name} {', '.join(spec.train.classes or (spec.crop,))}: its "
-                f"fine-tuning trains a new head, and {setting} needs the pre-trained "
-                "one; leave it out, pre-train on these classes or name ours in its terms "
-                "(finetune: parent_classes)"
-            )
+            for index, scenario in enumerate(self.scenarios):
+                name, spec = self.pretrain_of(scenario)
+                classes = self.classes_of(scenario)
+                if spec.checkpoint is not None or self._head_carries(scenario, settings):
+                    continue
+                raise ValueError(
+                    f"scenarios[{index}] maps "
+                    f"{', '.join(classes) if classes else scenario.crop}, pretrain {name} "
+                    f"{', '.join(spec.train.classes or (spec.crop,))}: its fine-tuning trains "
+                    f"a new head, and {where}.{setting} needs the pre-trained one; leave it "
+                    "out, pre-train on these classes or name ours in its terms "
+                    "(finetune: parent_classes)"
+                )
 
-    def _head_carries(self, scenario: ScenarioSpec) -> bool:
+    def _head_carries(self, scenario: ScenarioSpec, settings: TrainConfig) -> bool:
         """Whether the pre-trained head maps the classes of ``scenario`` and no others (by
-        name or by ``finetune.parent_classes``), or is a crop-type head that knows its one
-        crop, so that fine-tuning carries it over."""
+        name or by ``settings.parent_classes``), or is a crop-type head that knows its one
+        crop, so that fine-tuning with ``settings`` carries it over."""
         from sarcrop.training.strategies import head_rows, keeps_head, parent_names
 
         classes = self.classes_of(scenario)
         known = self.pretrain_of(scenario)[1].train.classes
-        names = self.finetune.parent_classes or {}
+        names = settings.parent_classes or {}
         if not classes and known:
             crop = parent_names([scenario.crop], known, names).get(scenario.crop, scenario.crop)
-            return not self.finetune.fresh_head and crop in known and len(known) > 1
+            return not settings.fresh_head and crop in known and len(known) > 1
         if not classes or not known:
             return classes == known
         return keeps_head(head_rows(classes, known, names), len(known))
 
     def _check_parent_classes(self) -> None:
-        """``finetune.parent_classes`` names classes of the scenarios (or a one-crop scenario's
-        crop) and of the crop-type pre-trained heads: checked before any work, as a worker
-        would refuse it mid-run."""
-        if self.finetune.parent_classes is None:
-            return
-        for index, scenario in enumerate(self.scenarios):
-            name, spec = self.pretrain_of(scenario)
-            if spec.checkpoint is None and not spec.train.classes:
-                raise ValueError(
-                    f"pretrain {name} maps one crop, and finetune.parent_classes names classes "
-                    f"of a crop-type model (scenarios[{index}]); leave it out"
-                )
-            if not spec.train.classes:
-                continue  # a checkpoint to come: checked when it is read
-            try:
-                self._head_carries(scenario)
-            except ConfigError as exc:
-                where = f"scenarios[{index}], pretrain {name}"
-                raise ValueError(f"{where}: {exc.problem}") from None
+        """``parent_classes`` names classes of the scenarios (or a one-crop scenario's crop)
+        and of the crop-type pre-trained heads: checked before any work, as a worker would
+        refuse it mid-run."""
+        for where, settings in self._fine_tunings().items():
+            if settings.parent_classes is None:
+                continue
+            for index, scenario in enumerate(self.scenarios):
+                name, spec = self.pretrain_of(scenario)
+                if spec.checkpoint is None and not spec.train.classes:
+                    raise ValueError(
+                        f"pretrain {name} maps one crop, and {where}.parent_classes names "
+                        f"classes of a crop-type model (scenarios[{index}]); leave it out"
+                    )
+                if not spec.train.classes:
+                    continue  # a checkpoint to come: checked when it is read
+                try:
+                    self._head_carries(scenario, settings)
+                except ConfigError as exc:
+                    place = f"scenarios[{index}], pretrain {name}"
+                    raise ValueError(f"{place}: {exc.problem}") from None
 
     def _check_zero_shot(self) -> None:
         """``zero-shot`` scores the pre-trained model's own output: it must map the scenario's
@@ -530,11 +578,29 @@ class ExperimentConfig(_Strict):
 
 
 def parse_method(method: str) -> tuple[str, int | None]:
-    """``"ftd-last-2"`` → ``("ftd", 2)``; ``"fte"`` → ``("fte", None)``."""
+    """``"ftd-last-2"`` → ``("ftd", 2)``; ``"fte"`` and ``"fte+dd"`` → ``("fte", None)``."""
     match = METHOD_PATTERN.match(method)
     if not match:
         raise ConfigError(f"unknown method {method!r}")
     return match.group(1), int(match.group(3)) if match.group(3) else None
+
+
+def variant_of(method: str) -> str | None:
+    """``"ftd+dd"`` → ``"dd"``: the variant a method id names, ``None`` for none."""
+    match = METHOD_PATTERN.match(method)
+    if not match:
+        raise ConfigError(f"unknown method {method!r}")
+    return match.group(5)
+
+
+def _variant_config(finetune: TrainConfig, name: str, changes: dict[str, Any]) -> TrainConfig:
+    """``finetune`` with the settings of variant ``name`` (a ValueError naming it if invalid)."""
+    if "recipe" in changes:
+        raise ValueError(f"variants.{name}: name settings, not a recipe")
+    try:
+        return validate_config({**finetune.model_dump(), **changes})
+    except ConfigError as exc:
+        raise ValueError(f"variants.{name}: {exc.problem}") from None
 
 
 def _resolve(value: Any, base: Path, key: str) -> Any:

@@ -358,13 +358,13 @@ class ExperimentRunner:
         self._timed("pretrain", unit, work)
         return unit.path / "run" / MODEL_FILE, _digest(unit.key)
 
-    def finetune_config(self, strategy: str) -> TrainConfig:
-        """The ``finetune:`` settings a strategy trains with: ``interpolation`` (and its search)
-        mixes in the pre-trained start, ``distillation`` learns from it and ``parent_classes``
-        and ``fresh_head`` say how its head carries over, which RI and the probe's new head do
-        not have (they train as at 1, 0, none and false)."""
-        base = self.config.finetune
-        if strategy not in ("ri", "probe"):
+    def finetune_config(self, method: str) -> TrainConfig:
+        """The ``finetune:`` settings a method trains with (changed by its ``+variant``):
+        ``interpolation`` (and its search) mixes in the pre-trained start, ``distillation``
+        learns from it and ``parent_classes`` and ``fresh_head`` say how its head carries over,
+        which RI and the probe's new head do not have (they train as at 1, 0, none and false)."""
+        base = self.config.finetune_of(method)
+        if parse_method(method)[0] not in ("ri", "probe"):
             return base
         # not ``updated``, which leaves a None (no search) out
         without_start = {
@@ -388,7 +388,7 @@ class ExperimentRunner:
         from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
-        base = self.finetune_config(strategy)
+        base = self.finetune_config(method)
         changes: dict[str, Any] = {"seed": base.seed + run.seed, "ordering": ordering}
         classes = self.config.classes_of(scenario)
         if classes is not None:
@@ -461,14 +461,14 @@ class ExperimentRunner:
             key["pretrain"] = self.pretrained(scenario)[1]
         else:
             _, spec = self.config.pretrain_of(scenario)
-            key["train"] = self.finetune_config(strategy).model_dump(mode="json")
+            key["train"] = self.finetune_config(method).model_dump(mode="json")
             key["ordering"] = ordering
             key["pretrain"] = self.pretrained(scenario)[1] if strategy != "ri" else None
             key["model"] = [spec.model, spec.model_options]
         return key
 
     def _method_unit(self, unit: MethodUnit) -> _Unit:
-        ordering = unit.ordering or self.config.finetune.ordering
+        ordering = unit.ordering or self.config.finetune_of(unit.method).ordering
         run = _Run(unit.seed, unit.fraction)
         return self._unit("method", self._method_key(unit.scenario, unit.method, run, ordering))
 
@@ -484,7 +484,7 @@ class ExperimentRunner:
         ft_store, _ = self.region_store(scenario.finetune)
         test_store, _ = self.region_store(scenario.test)
         strategy, _ = parse_method(method)
-        ordering = ordering or self.config.finetune.ordering
+        ordering = ordering or self.config.finetune_of(method).ordering
         run = _Run(seed, fraction)
         unit = self._unit("method", self._method_key(scenario, method, run, ordering))
 
@@ -737,7 +737,7 @@ class ExperimentRunner:
                 types.add(scenario, method, seed, fraction, record, test_store)
                 continue
             records[(scenario.id, method, seed, fraction)] = record
-            ordering = self.config.finetune.ordering if trains(method) else "n/a"
+            ordering = self.config.finetune_of(method).ordering if trains(method) else "n/a"
             rows += _rows(
                 scenario, method, _Run(seed, fraction), record["early_season"], "main", ordering
             )
@@ -823,7 +823,7 @@ class ExperimentRunner:
         from sarcrop.experiments.searches import search_rows
         from sarcrop.reports.markdown import SEARCHES, search_markdown
 
-        if not self.config.finetune.searches:
+        if not any(self.config.finetune_of(m).searches for m in self.config.methods):
             return ""
         searches = search_rows({key: r for key, r in records.items() if trains(key[1])})
         write_text_atomic(self.out / SEARCHES, searches.to_csv(index=False))
@@ -916,8 +916,8 @@ def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[st
 
 def method_thresholds(config: ExperimentConfig) -> dict[str, float]:
     """The probability threshold of each method's metrics: the forest's or the networks'."""
-    network, forest = config.finetune.threshold, config.baseline.threshold
-    return {m: forest if is_forest(m) else network for m in config.methods}
+    forest = config.baseline.threshold
+    return {m: forest if is_forest(m) else config.finetune_of(m).threshold for m in config.methods}
 
 
 def is_forest(method: str) -> bool:
