@@ -11,21 +11,20 @@ run folder is ``OUT/run``, its config ``OUT/run/own-splits.yaml``), and pools th
 location, label fraction and method, the mean over splits and seeds, each split's mean, and the
 paired difference to RI and to RF with a 95 % interval that resamples each split's own test
 parcels (:func:`sarcrop.evaluation.bootstrap.pooled_difference`; every split weighs the same).
-``--ri-epochs N`` runs RI once more with N fine-tuning epochs (``OUT/run-riN``; the recipe's
-20 leave RI short of steps on these splits) and adds it as a method and a baseline, ``riN``.
-``--distillation W`` runs the transfer methods among ``--methods`` once more with
-``finetune.distillation: W`` (``OUT/run-distillationW``; methods ``<method>+dW``, e.g.
-``fte+d1``), and ``--date-dropout P`` with ``finetune.date_dropout: P``
-(``OUT/run-date-dropoutP``; methods ``<method>+ddP``, e.g. ``ftd+dd0.25``).
-Writes ``splits.csv`` and ``splits.md`` into ``--out`` and prints the table. Where the data is
-absent it prints why and exits 0, as ``sarcrop experiment real`` does.
+Extra methods run in the same folder as variants of the config (``variants:``):
+``--ri-epochs N`` adds RI with N fine-tuning epochs (the recipe's 20 leave RI short of steps on
+these splits) as a method and a baseline, ``ri+eN``; ``--distillation W`` adds the transfer
+methods among ``--methods`` with ``distillation: W`` (methods ``<method>+dW``, e.g. ``fte+d1``),
+and ``--date-dropout P`` with ``date_dropout: P`` (methods ``<method>+ddP``, e.g.
+``ftd+dd0.25``). Writes ``splits.csv`` and ``splits.md`` into ``--out`` and prints the table.
+Where the data is absent it prints why and exits 0, as ``sarcrop experiment real`` does.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sarcrop.evaluation.bootstrap import Difference, PairedTestSet, pooled_difference
+from sarcrop.evaluation.tables import method_label
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.config import DataNotFound, parse_method
 from sarcrop.experiments.intervals import BASELINES, BOOTSTRAP, paired_columns, split_parcels
@@ -49,12 +49,22 @@ from sarcrop.utils.atomic import write_text_atomic
 LOCATIONS = ("flanders2018", "flanders2019")
 METHODS = ("rf", "ri", "ft", "fte", "ftd", "rf-features", "zero-shot")
 FINE_TUNED = ("ft", "fte", "ftd")  # strategies that train from the pre-trained start
-# Fine-tuning settings an extra arm reruns the fine-tuned methods with, and the tag that
-# renames them (<method>+<tag><value>).
-FINE_TUNING_ARMS = {"distillation": "d", "date_dropout": "dd"}
+# Fine-tuning settings the fine-tuned methods are run again with, and the tag of the variant
+# (methods <method>+<tag><value>).
+FINE_TUNING_VARIANTS = {"distillation": "d", "date_dropout": "dd"}
 PRETRAIN = "europe"
 SPLIT_TAG = "-split"
 CONFIG_FILE = "own-splits.yaml"
+
+
+@dataclass(frozen=True)
+class Variants:
+    """Extra methods: fine-tuning variants by name, the methods that use them, and those
+    among them every method is paired with (as with RI and RF)."""
+
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=list)
 
 
 def splits_config(
@@ -62,11 +72,12 @@ def splits_config(
     seeds: int,
     fractions: Sequence[float],
     methods: Sequence[str],
-    finetune: Mapping[str, Any] | None = None,
+    variants: Variants | None = None,
 ) -> dict[str, Any]:
     """The shipped ``real`` config cut to the own-field scenarios of ``LOCATIONS``, each
-    location split with seeds ``0 … splits - 1`` (regions ``<location>-split<k>``);
-    ``finetune`` settings are added to the shipped ones (e.g. another ``epochs``)."""
+    location split with seeds ``0 … splits - 1`` (regions ``<location>-split<k>``), with
+    ``methods`` and the methods of ``variants``."""
+    variants = variants or Variants()
     shipped = yaml.safe_load(resolve_config("real").read_text(encoding="utf-8"))
     regions: dict[str, Any] = {PRETRAIN: shipped["regions"][PRETRAIN]}
     scenarios = []
@@ -84,13 +95,14 @@ def splits_config(
     return {
         "name": "real-own-splits",
         **{key: shipped[key] for key in kept},
-        "finetune": {**shipped["finetune"], **(finetune or {})},
+        "finetune": shipped["finetune"],
+        "variants": variants.settings,
         "seeds": seeds,
         "fractions": list(fractions),
         "regions": regions,
         "pretrain": shipped["pretrains"][PRETRAIN],
         "scenarios": scenarios,
-        "methods": list(methods),
+        "methods": [*methods, *variants.methods],
         "figure_patches": 0,
         "jobs": shipped["jobs"],
     }
@@ -106,32 +118,24 @@ class Runs:
     thresholds: dict[str, float] = field(default_factory=dict)
     truths: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
-    def add(self, run_dir: Path, rename: dict[str, str] | None = None) -> None:
-        """The run in ``run_dir``, its methods renamed by ``rename`` (another arm: RI with
-        more epochs, or distillation)."""
-        rename = rename or {}
+    def add(self, run_dir: Path) -> None:
+        """The run in ``run_dir``."""
         record = RunRecord.read(run_dir)
         config = load_experiment_config(run_dir / CONFIG_FILE)
-        for method, threshold in method_thresholds(config).items():
-            self.thresholds[rename.get(method, method)] = threshold
+        self.thresholds.update(method_thresholds(config))
         for scenario in record.scenarios:
             if scenario.id not in self.truths:
                 store = record.path(record.regions[scenario.test_region].store)
                 self.truths[scenario.id] = split_parcels(store, scenario.bands, scenario.crop)
         for unit in record.units:
-            key = (unit.scenario, rename.get(unit.method, unit.method), unit.label_fraction)
+            key = (unit.scenario, unit.method, unit.label_fraction)
             probabilities = np.load(record.path(unit.probabilities)).astype(np.float32)
             self.predictions.setdefault(key, {})[unit.seed] = probabilities
         results = pd.read_csv(run_dir / record.results)
         results = results[(results["run"] == "main") & (results["metric"] == "iou")]
         results = results[results["timestep"] == results["timestep"].max()]
         location = {s.id: s.finetune_region.split(SPLIT_TAG)[0] for s in record.scenarios}
-        self.results.append(
-            results.assign(
-                method=results["method"].replace(rename),
-                location=results["scenario"].map(location),
-            )
-        )
+        self.results.append(results.assign(location=results["scenario"].map(location)))
 
     def difference(
         self, method: str, baseline: str, fraction: float, scenarios: list[str]
@@ -195,7 +199,7 @@ def markdown(table: pd.DataFrame, baselines: Sequence[str]) -> str:
     """The pooled table: mean over splits and seeds (± std of the split means), the split
     means, and the pooled paired differences [95 % interval] (bold: the interval excludes 0)."""
     shown = [b for b in baselines if f"minus_{b}" in table.columns]
-    names = [f"− {b.upper()}" for b in shown]
+    names = [f"− {method_label(b)}" for b in shown]
     lines = [
         "| location | fraction | method | mean ± split std | split means | "
         + " | ".join(names)
@@ -222,36 +226,22 @@ def difference(row: pd.Series, baseline: str) -> str:
     return f"**{text}**" if resolved else text
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One run folder of the benchmark: its config and the names its methods are pooled as."""
-
-    folder: str
-    config: dict[str, Any]
-    rename: dict[str, str] = field(default_factory=dict)
-
-
-def run_arms(args: argparse.Namespace) -> list[Arm]:
-    """The main run, and the extra arms ``--ri-epochs``, ``--distillation`` and
-    ``--date-dropout`` ask for."""
-
-    def config(methods: Sequence[str], finetune: Mapping[str, Any] | None = None) -> dict:
-        return splits_config(args.splits, args.seeds, args.fractions, methods, finetune)
-
-    arms = [Arm("run", config(args.methods))]
-    if args.ri_epochs is not None:  # RI again, renamed riN
-        longer = f"ri{args.ri_epochs}"
-        arms.append(
-            Arm(f"run-{longer}", config(["ri"], {"epochs": args.ri_epochs}), {"ri": longer})
-        )
+def variants(args: argparse.Namespace) -> Variants:
+    """The extra methods ``--ri-epochs``, ``--distillation`` and ``--date-dropout`` ask for."""
+    extra = Variants()
+    if args.ri_epochs is not None:  # RI with more epochs, a baseline of its own
+        name = f"e{args.ri_epochs}"
+        extra.settings[name] = {"epochs": args.ri_epochs}
+        extra.methods.append(f"ri+{name}")
+        extra.baselines.append(f"ri+{name}")
     tuned = [m for m in args.methods if parse_method(m)[0] in FINE_TUNED]
-    for setting, tag in FINE_TUNING_ARMS.items():  # the fine-tuned methods again, renamed
+    for setting, tag in FINE_TUNING_VARIANTS.items():  # the fine-tuned methods again
         value = getattr(args, setting)
         if value is not None:
-            renamed = {m: f"{m}+{tag}{value:g}" for m in tuned}
-            folder = f"run-{setting.replace('_', '-')}{value:g}"
-            arms.append(Arm(folder, config(tuned, {setting: value}), renamed))
-    return arms
+            name = f"{tag}{value:g}"
+            extra.settings[name] = {setting: value}
+            extra.methods.extend(f"{m}+{name}" for m in tuned)
+    return extra
 
 
 def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -268,8 +258,8 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ri-epochs",
         type=int,
-        help="also RI with this many epochs (method riN, a baseline of its own; the recipe's "
-        "20 leave RI short of steps here)",
+        help="also RI with this many epochs (method ri+eN, a baseline of its own; the "
+        "recipe's 20 leave RI short of steps here)",
     )
     parser.add_argument(
         "--distillation",
@@ -286,24 +276,21 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
-    data_root = str(Path(args.data).resolve())
-    arms = run_arms(args)
-    baselines = list(BASELINES)
-    if args.ri_epochs is not None:
-        baselines.append(f"ri{args.ri_epochs}")
+    extra = variants(args)
+    config = splits_config(args.splits, args.seeds, args.fractions, args.methods, extra)
+    run_dir = args.out / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / CONFIG_FILE
+    text = yaml.safe_dump({**config, "data_root": str(Path(args.data).resolve())}, sort_keys=False)
+    write_text_atomic(config_file, text)
+    try:
+        run_experiment(config_file, run_dir)
+    except DataNotFound as exc:
+        print(f"skipping: {exc.problem}")
+        return 0
     runs = Runs()
-    for arm in arms:
-        run_dir = args.out / arm.folder
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_file = run_dir / CONFIG_FILE
-        text = yaml.safe_dump({**arm.config, "data_root": data_root}, sort_keys=False)
-        write_text_atomic(config_file, text)
-        try:
-            run_experiment(config_file, run_dir)
-        except DataNotFound as exc:
-            print(f"skipping: {exc.problem}")
-            return 0
-        runs.add(run_dir, arm.rename)
+    runs.add(run_dir)
+    baselines = [*BASELINES, *extra.baselines]
     table = pooled_table(runs, baselines)
     write_text_atomic(args.out / "splits.csv", table.to_csv(index=False))
     text = markdown(table, baselines)

@@ -18,7 +18,7 @@ from sarcrop.errors import ConfigError
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.tables import paired_table
 from sarcrop.experiments import load_experiment_config, run_experiment
-from sarcrop.experiments.config import DataNotFound
+from sarcrop.experiments.config import DataNotFound, experiment_config_from_dict
 from sarcrop.experiments.presets import resolve_config
 from sarcrop.experiments.record import RunRecord, scenario_sources
 from sarcrop.training import read_metadata
@@ -350,30 +350,27 @@ def test_the_documented_my_fields_experiment_runs_from_the_shipped_model(shared_
     assert iou["value"].between(0, 1).all() and len(iou) == 2 * len(config["methods"])
 
 
-def test_own_splits_arms_rerun_ri_longer_and_the_fine_tuned_methods_with_distillation():
-    """The extra arms of benchmarks/own_splits.py: RI with more epochs, and every method that
-    fine-tunes the pre-trained start (not RI, the forests or zero-shot) with distillation or
-    date dropout."""
-    from benchmarks.own_splits import arguments, run_arms
+def test_own_splits_variants_add_ri_longer_and_the_fine_tuned_methods_with_a_setting():
+    """The extra methods of benchmarks/own_splits.py, variants in the same run: RI with more
+    epochs, and every method that fine-tunes the pre-trained start (not RI, the forests or
+    zero-shot) with distillation or date dropout."""
+    from benchmarks.own_splits import arguments, splits_config, variants
 
     methods = ["rf", "ri", "ft", "ftd-last-1", "zero-shot"]
     args = ["--data", "data", "--out", "out", "--methods", *methods]
-    main, longer, taught = run_arms(arguments([*args, "--ri-epochs", "60", "--distillation", "1"]))
-    assert main.folder == "run" and main.config["methods"] == methods and not main.rename
-    assert "distillation" not in main.config["finetune"]
-    assert longer.folder == "run-ri60" and longer.config["methods"] == ["ri"]
-    assert longer.config["finetune"]["epochs"] == 60 and longer.rename == {"ri": "ri60"}
-    assert taught.folder == "run-distillation1" and taught.config["methods"] == ["ft", "ftd-last-1"]
-    assert taught.config["finetune"] == {**main.config["finetune"], "distillation": 1.0}
-    assert taught.rename == {"ft": "ft+d1", "ftd-last-1": "ftd-last-1+d1"}
-    assert [arm.folder for arm in run_arms(arguments(args))] == ["run"]
-    _, dropped = run_arms(arguments([*args, "--date-dropout", "0.25"]))
-    assert dropped.folder == "run-date-dropout0.25" and dropped.config["methods"] == [
-        "ft",
-        "ftd-last-1",
-    ]
-    assert dropped.config["finetune"] == {**main.config["finetune"], "date_dropout": 0.25}
-    assert dropped.rename == {"ft": "ft+dd0.25", "ftd-last-1": "ftd-last-1+dd0.25"}
+    extra = variants(arguments([*args, "--ri-epochs", "60", "--distillation", "1"]))
+    assert extra.settings == {"e60": {"epochs": 60}, "d1": {"distillation": 1.0}}
+    assert extra.methods == ["ri+e60", "ft+d1", "ftd-last-1+d1"]
+    assert extra.baselines == ["ri+e60"]
+    dropped = variants(arguments([*args, "--date-dropout", "0.25"]))
+    assert dropped.settings == {"dd0.25": {"date_dropout": 0.25}}
+    assert dropped.methods == ["ft+dd0.25", "ftd-last-1+dd0.25"] and not dropped.baselines
+    assert variants(arguments(args)).methods == []
+    config = experiment_config_from_dict(splits_config(2, 1, [1.0], methods, extra))
+    assert config.methods == (*methods, *extra.methods)
+    assert config.finetune_of("ri+e60").epochs == 60 and config.finetune_of("ri").epochs == 20
+    assert config.finetune_of("ft+d1").distillation == 1.0
+    assert config.finetune_of("ft+d1").updated(distillation=0.0) == config.finetune
 
 
 def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tmp_path):
@@ -387,12 +384,12 @@ def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tm
     assert set(zip(table["location"], table["method"], strict=True)) == {
         (location, method)
         for location in ("flanders2018", "flanders2019")
-        for method in ("rf", "ri", "ri3")  # ri3: RI again, with 3 epochs
+        for method in ("rf", "ri", "ri+e3")  # ri+e3: RI again, with 3 epochs
     }
-    longer = RunRecord.read(tmp_path / "run-ri3")
-    assert read_metadata(longer.path(longer.units[0].checkpoint)).training["epochs"] == 3
-    assert (table["splits"] == 2).all() and (table["runs"] == 2).all()
     record = RunRecord.read(tmp_path / "run")
+    [longer, *_] = [unit for unit in record.units if unit.method == "ri+e3"]
+    assert read_metadata(record.path(longer.checkpoint)).training["epochs"] == 3
+    assert (table["splits"] == 2).all() and (table["runs"] == 2).all()
     results = pd.read_csv(tmp_path / "run" / "results.csv")
     iou = results[(results["metric"] == "iou") & (results["timestep"] == 8)]
     for location in ("flanders2018", "flanders2019"):
@@ -403,8 +400,8 @@ def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tm
         # the pooled paired difference is the difference of the pooled means (scored again
         # from the float16 probabilities on disk: a pixel at 0.5 may flip)
         assert row.loc["ri", "minus_rf"] == pytest.approx(means["ri"] - means["rf"], abs=1e-3)
-        expected = means["rf"] - row.loc["ri3", "mean"]
-        assert row.loc["rf", "minus_ri3"] == pytest.approx(expected, abs=1e-3)
+        expected = means["rf"] - row.loc["ri+e3", "mean"]
+        assert row.loc["rf", "minus_ri+e3"] == pytest.approx(expected, abs=1e-3)
         low, high = row.loc["ri", ["minus_rf_low", "minus_rf_high"]]
         assert low <= row.loc["ri", "minus_rf"] <= high
         tests = [
@@ -413,7 +410,7 @@ def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tm
         ]
         assert tests[0] != tests[1]  # two different random splits of the location
     markdown = (tmp_path / "splits.md").read_text()
-    assert "| − RI | − RF | − RI3 |" in markdown and "| flanders2019 | 100% | ri3 |" in markdown
+    assert "| − RI | − RF | − RI+e3 |" in markdown and "| flanders2019 | 100% | ri+e3 |" in markdown
 
 
 def test_map_windows_benchmark_maps_the_test_location_as_predict_does(shared_data, tmp_path):
