@@ -57,7 +57,7 @@ SPLIT_TAG = "-split"
 CONFIG_FILE = "own-splits.yaml"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Variants:
     """Extra methods: fine-tuning variants by name, the methods that use them, and those
     among them every method is paired with (as with RI and RF)."""
@@ -76,7 +76,8 @@ def splits_config(
 ) -> dict[str, Any]:
     """The shipped ``real`` config cut to the own-field scenarios of ``LOCATIONS``, each
     location split with seeds ``0 … splits - 1`` (regions ``<location>-split<k>``), with
-    ``methods`` and the methods of ``variants``."""
+    ``methods`` (the shipped variants, such as ``ftd+dd``, among them) and the methods of
+    ``variants``."""
     variants = variants or Variants()
     shipped = yaml.safe_load(resolve_config("real").read_text(encoding="utf-8"))
     regions: dict[str, Any] = {PRETRAIN: shipped["regions"][PRETRAIN]}
@@ -96,7 +97,7 @@ def splits_config(
         "name": "real-own-splits",
         **{key: shipped[key] for key in kept},
         "finetune": shipped["finetune"],
-        "variants": variants.settings,
+        "variants": {**shipped.get("variants", {}), **variants.settings},
         "seeds": seeds,
         "fractions": list(fractions),
         "regions": regions,

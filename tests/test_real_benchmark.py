@@ -368,8 +368,9 @@ def test_own_splits_variants_add_ri_longer_and_the_fine_tuned_methods_with_a_set
     assert dropped.settings == {"dd0.25": {"date_dropout": 0.25}}
     assert dropped.methods == ["ft+dd0.25", "ftd-last-1+dd0.25"] and not dropped.baselines
     assert variants(arguments(args)).methods == []
-    config = experiment_config_from_dict(splits_config(2, 1, [1.0], methods, extra))
-    assert config.methods == (*methods, *extra.methods)
+    config = experiment_config_from_dict(splits_config(2, 1, [1.0], [*methods, "ftd+dd"], extra))
+    assert config.methods == (*methods, "ftd+dd", *extra.methods)
+    assert config.finetune_of("ftd+dd").date_dropout == 0.25  # real.yaml's own variant
     assert config.finetune_of("ri+e60").epochs == 60 and config.finetune_of("ri").epochs == 20
     assert config.finetune_of("ft+d1").distillation == 1.0
     assert config.finetune_of("ft+d1").updated(distillation=0.0) == config.finetune
