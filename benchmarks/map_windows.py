@@ -35,8 +35,8 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 from sarcrop.data.reader import open_scenes
 from sarcrop.data.store import DatasetStore
 from sarcrop.evaluation.metrics import BinaryConfusion
+from sarcrop.experiments.config import is_forest
 from sarcrop.experiments.record import RunRecord
-from sarcrop.experiments.runner import is_forest
 from sarcrop.options import SceneOptions, WindowOptions
 from sarcrop.prediction import predict_map
 from sarcrop.utils.atomic import write_text_atomic

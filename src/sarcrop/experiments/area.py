@@ -57,7 +57,7 @@ class ScenarioMaps:
 
 def method_thresholds(config: Mapping[str, Any], methods: tuple[str, ...]) -> dict[str, float]:
     """Each method's threshold from a run's recorded config, as the runner's metrics use it."""
-    from sarcrop.experiments.runner import is_forest
+    from sarcrop.experiments.config import is_forest
 
     def of(section: str) -> float:
         return float((config.get(section) or {}).get("threshold", 0.5))

@@ -429,7 +429,7 @@ class ExperimentConfig(_Strict):
             if variant not in self.variants:
                 have = ", ".join(self.variants) or "none"
                 raise ValueError(f"method {method}: no variant {variant!r} (variants: {have})")
-            if parse_method(method)[0] in ("rf", "rf-features", ZERO_SHOT):
+            if not trains(method):
                 raise ValueError(
                     f"method {method}: a variant changes fine-tuning settings, and "
                     f"{parse_method(method)[0]} trains no network"
@@ -583,6 +583,16 @@ def parse_method(method: str) -> tuple[str, int | None]:
     if not match:
         raise ConfigError(f"unknown method {method!r}")
     return match.group(1), int(match.group(3)) if match.group(3) else None
+
+
+def is_forest(method: str) -> bool:
+    """Whether ``method`` is a Random Forest (no network training, no batch order)."""
+    return parse_method(method)[0] in ("rf", "rf-features")
+
+
+def trains(method: str) -> bool:
+    """Whether ``method`` trains a network on the target (so has epochs and a batch order)."""
+    return not is_forest(method) and parse_method(method)[0] != ZERO_SHOT
 
 
 def variant_of(method: str) -> str | None:

@@ -38,8 +38,10 @@ from sarcrop.experiments.config import (
     ExperimentConfig,
     RegionData,
     ScenarioSpec,
+    is_forest,
     load_experiment_config,
     parse_method,
+    trains,
 )
 from sarcrop.options import BaselineOptions
 from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
@@ -918,16 +920,6 @@ def method_thresholds(config: ExperimentConfig) -> dict[str, float]:
     """The probability threshold of each method's metrics: the forest's or the networks'."""
     forest = config.baseline.threshold
     return {m: forest if is_forest(m) else config.finetune_of(m).threshold for m in config.methods}
-
-
-def is_forest(method: str) -> bool:
-    """Whether ``method`` is a Random Forest (no network training, no batch order)."""
-    return parse_method(method)[0] in ("rf", "rf-features")
-
-
-def trains(method: str) -> bool:
-    """Whether ``method`` trains a network on the target (so has epochs and a batch order)."""
-    return not is_forest(method) and parse_method(method)[0] != ZERO_SHOT
 
 
 UnitKey = tuple[str, str, int, float]
