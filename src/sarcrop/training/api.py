@@ -30,7 +30,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -729,26 +729,35 @@ def _base_metadata(
     )
 
 
+@dataclass(frozen=True)
+class _Scratch:
+    """What a run from random weights trains: the architecture, its bands and classes, and
+    how its checkpoint records where it came from (``provenance``)."""
+
+    model: str
+    model_options: Mapping[str, Any] | None
+    bands: Sequence[str] | None
+    positive: Sequence[str] | str | None
+    provenance: Mapping[str, Any]
+
+
 def _from_scratch(
+    job: _Scratch,
     store: Any,
     out_dir: str | Path,
-    model: str,
-    model_options: Mapping[str, Any] | None,
-    bands: Sequence[str] | None,
-    positive: Sequence[str] | str | None,
     config: TrainConfig | None,
-    provenance: Mapping[str, Any],
     label_mask: LabelMask | None = None,
 ) -> TrainResult:
-    """A fresh ``model`` trained on the store's train split (``config.normalization``)."""
+    """A fresh ``job.model`` trained on the store's train split (``config.normalization``)."""
     from sarcrop.models import build_model
 
     config = config or TrainConfig()
     store = _open_store(store)
-    bands = _bands(store, bands)
+    bands = _bands(store, job.bands)
     classes = config.classes
     reconstructs = config.reconstructs
-    positive = [] if classes or reconstructs else positive_classes(store, positive)
+    positive = [] if classes or reconstructs else positive_classes(store, job.positive)
+    resolved = replace(job, bands=bands, positive=positive)
     search = None
     without_parent = {
         "interpolation_search": "mixes fine-tuned weights with the pre-trained start",
@@ -761,17 +770,16 @@ def _from_scratch(
     if config.searches:
 
         def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
-            args = (model, model_options, bands, positive, settings, provenance, mask)
-            return _from_scratch(store, out, *args).checkpoint
+            return _from_scratch(resolved, store, out, settings, mask).checkpoint
 
         config, search = _searched(fold, store, out_dir, config, positive, label_mask)
     # One logit for a positive class, one per class of a crop-type map, and one per time step
     # and band for a reconstruction.
     outputs = store.steps * len(bands) if reconstructs else len(classes) if classes else 1
-    options = {**dict(model_options or {}), "out_channels": outputs}
+    options = {**dict(job.model_options or {}), "out_channels": outputs}
     options.pop("merged_head", None)  # a parent's head answering for one crop: a plain one here
     L.seed_everything(config.seed, verbose=False)
-    network = build_model(model, len(bands), store.steps, **options)
+    network = build_model(job.model, len(bands), store.steps, **options)
     normalization, source = _new_normalization(store, bands, config.normalization)
     # A reconstruction reads no target; any class of the store fills the dataset's slot.
     read_as = positive or list(store.classes[:1])
@@ -782,7 +790,7 @@ def _from_scratch(
     training: dict[str, Any] = {"label_subset": labels, **_search_record(search)}
     if not reconstructs:  # a reconstruction learns no labels
         training["ground"] = learnt_ground(store)
-    metadata = metadata.model_copy(update={**provenance, "training": training})
+    metadata = metadata.model_copy(update={**job.provenance, "training": training})
     return fit(network, train_data, val_data, out_dir, config, metadata)
 
 
@@ -832,8 +840,8 @@ def train(
     (``config.normalization: store``) or fixed dB ranges (``fixed``).
     ``positive`` defaults to the class the store was prepared for.
     """
-    provenance = {"strategy": "scratch"}
-    return _from_scratch(store, out_dir, model, model_options, bands, positive, config, provenance)
+    job = _Scratch(model, model_options, bands, positive, {"strategy": "scratch"})
+    return _from_scratch(job, store, out_dir, config)
 
 
 def train_ri(
@@ -858,8 +866,8 @@ def train_ri(
     provenance: dict[str, Any] = {"strategy": "ri"}
     if parent is not None:
         provenance["parent"] = _parent_record(parent, read_metadata(parent))
-    options = (model, model_options, bands, positive, config, provenance, label_mask)
-    return _from_scratch(store, out_dir, *options)
+    job = _Scratch(model, model_options, bands, positive, provenance)
+    return _from_scratch(job, store, out_dir, config, label_mask)
 
 
 def _parent_record(checkpoint: str | Path, meta: CheckpointMetadata) -> dict[str, Any]:
