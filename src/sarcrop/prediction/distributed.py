@@ -18,10 +18,11 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import SarcropError
-from sarcrop.options import ExecutionOptions, Precision, SceneOptions
+from sarcrop.options import Device, Engine, ExecutionOptions, Precision, SceneOptions
 from sarcrop.prediction.engine import (
     BlockCompute,
     BlockResult,
@@ -58,30 +59,38 @@ def _worker_stack(images: Source | SceneStack, scenes: SceneOptions, spec: Model
     return _STACKS[key]
 
 
+@dataclass(frozen=True)
+class _WorkerSettings:
+    """How every worker computes its blocks, resolved once by the client."""
+
+    timesteps: int
+    batch_size: int
+    threads: int
+    engine: Engine
+    device: Device
+    precision: Precision
+
+
 def _block_task(
     specs: list[ModelSpec],
     images: Source | SceneStack,
     scenes: SceneOptions,
     layout: WindowLayout,
     index: int,
-    timesteps: int,
-    batch_size: int,
-    threads: int,
-    engine: str = "torch",
-    device: str = "cpu",
-    precision: Precision = "fp32",
+    settings: _WorkerSettings,
 ) -> BlockResult:
     spec = specs[0]
-    stack = restrict(_worker_stack(images, scenes, spec), season_until(spec.season, timesteps))
-    check_device(device)
+    until = season_until(spec.season, settings.timesteps)
+    stack = restrict(_worker_stack(images, scenes, spec), until)
+    check_device(settings.device)
     for model in specs:  # the worker keeps the scattered models: moved on the first block only
-        model.model.to(device)
-    with torch_threads(threads):
+        model.model.to(settings.device)
+    with torch_threads(settings.threads):
         runners = None
-        if engine == "onnx":
-            shape = window_batch_shape(spec, layout, batch_size)
-            runners = [cached_onnx_model(s, shape, threads) for s in specs]
-        compute = BlockCompute(timesteps, batch_size, precision, runners)
+        if settings.engine == "onnx":
+            shape = window_batch_shape(spec, layout, settings.batch_size)
+            runners = [cached_onnx_model(s, shape, settings.threads) for s in specs]
+        compute = BlockCompute(settings.timesteps, settings.batch_size, settings.precision, runners)
         return predict_block(specs, stack, layout, index, compute)
 
 
@@ -135,6 +144,14 @@ def run_blocks(
             if isinstance(images, SceneStack)
             else images
         )
+        settings = _WorkerSettings(
+            timesteps,
+            batch_size,
+            threads,
+            execution.engine,
+            execution.device,
+            execution.precision,
+        )
         token = uuid.uuid4().hex[:8]
         futures = [
             client.submit(
@@ -144,12 +161,7 @@ def run_blocks(
                 scenes,
                 layout,
                 i,
-                timesteps,
-                batch_size,
-                threads,
-                execution.engine,
-                execution.device,
-                execution.precision,
+                settings,
                 key=f"sarcrop-block-{i}-{token}",
                 pure=False,
             )
