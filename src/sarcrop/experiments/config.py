@@ -37,7 +37,6 @@ METHOD_PATTERN = re.compile(
     r"^(rf-features|rf|ri|ft|fte|ftd|probe|zero-shot)(-last-(\d+))?(\+([A-Za-z0-9_.]+))?$"
 )
 """A method id: a strategy, ``-last-K`` for FTD's last K blocks, ``+name`` for a variant."""
-BASE_METHODS = ("rf", "ri", "ft", "fte", "ftd", "probe", "rf-features", "zero-shot")
 ZERO_SHOT = "zero-shot"
 """The pre-trained model applied to the target as it is: no labels, no training."""
 DEFAULT_PRETRAIN = "default"
