@@ -226,6 +226,21 @@ def test_a_variant_trains_its_method_with_its_settings_beside_the_plain_one(tmp_
     assert "| **FTD+dd** |" in tables
 
 
+def test_a_variant_threshold_reaches_the_metrics_and_the_recorded_maps_alike():
+    """The runner's metrics and the area maps, read from a run's recorded config, give each
+    method the same threshold: a network's from ``finetune:``, changed by its variant."""
+    from sarcrop.experiments import area, runner
+    from sarcrop.experiments.config import experiment_config_from_dict
+
+    data = {**TINY, "methods": ["rf", "ri", "ftd", "ftd+t"], "variants": {"t": {"threshold": 0.7}}}
+    data["finetune"] = {**TINY["finetune"], "threshold": 0.4}
+    config = experiment_config_from_dict(data)
+    thresholds = runner.method_thresholds(config)
+    assert thresholds == {"rf": 0.5, "ri": 0.4, "ftd": 0.4, "ftd+t": 0.7}
+    recorded = config.model_dump(mode="json")
+    assert area.method_thresholds(recorded, config.methods) == thresholds
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [

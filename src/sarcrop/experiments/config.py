@@ -576,11 +576,16 @@ class ExperimentConfig(_Strict):
                 )
 
 
-def parse_method(method: str) -> tuple[str, int | None]:
-    """``"ftd-last-2"`` → ``("ftd", 2)``; ``"fte"`` and ``"fte+dd"`` → ``("fte", None)``."""
+def _method_match(method: str) -> re.Match[str]:
     match = METHOD_PATTERN.match(method)
     if not match:
         raise ConfigError(f"unknown method {method!r}")
+    return match
+
+
+def parse_method(method: str) -> tuple[str, int | None]:
+    """``"ftd-last-2"`` → ``("ftd", 2)``; ``"fte"`` and ``"fte+dd"`` → ``("fte", None)``."""
+    match = _method_match(method)
     return match.group(1), int(match.group(3)) if match.group(3) else None
 
 
@@ -596,10 +601,7 @@ def trains(method: str) -> bool:
 
 def variant_of(method: str) -> str | None:
     """``"ftd+dd"`` → ``"dd"``: the variant a method id names, ``None`` for none."""
-    match = METHOD_PATTERN.match(method)
-    if not match:
-        raise ConfigError(f"unknown method {method!r}")
-    return match.group(5)
+    return _method_match(method).group(5)
 
 
 def _variant_config(finetune: TrainConfig, name: str, changes: dict[str, Any]) -> TrainConfig:
