@@ -391,12 +391,11 @@ def fit(
         trained = _Trained(0, None, None, "pre-trained start (interpolation 0)")
     else:
         data = _Data(train_data, val_data, config, metadata.time_steps)
-        loss_weights = (pos_weight, class_weight)
-        resumed = last if resume else None
         teacher = None
         if start is not None and config.distillation > 0:
             teacher = _teacher(model, start)
-        trained = _train(model, data, out_dir, config, loss_weights, callbacks, resumed, teacher)
+        task = SegmentationTask(model, config, pos_weight, class_weight, teacher=teacher)
+        trained = _train(task, data, out_dir, callbacks, last if resume else None)
     if start is not None and config.interpolation < 1:
         interpolate_weights(model, start, config.interpolation)
     result = TrainResult(
@@ -459,25 +458,21 @@ class _Trained:
 
 
 def _train(
-    model: nn.Module,
+    task: SegmentationTask,
     data: _Data,
     out_dir: Path,
-    config: TrainConfig,
-    loss_weights: tuple[float, list[float] | None],
     callbacks: Sequence[Callback],
     resume: Path | None,
-    teacher: nn.Module | None = None,
 ) -> _Trained:
-    """Train ``model`` in place with Lightning, from ``resume``'s state if given; it ends with
-    the selected epoch's weights (the best validation epoch's, else the last one's).
-    ``teacher`` is the frozen start ``config.distillation`` learns from."""
+    """Train ``task.model`` in place with Lightning, from ``resume``'s state if given; it ends
+    with the selected epoch's weights (the best validation epoch's, else the last one's)."""
+    model, config = task.model, task.config
     validate = data.val_set is not None
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Lightning keeps each module's mode; a model fresh from load_checkpoint is in eval mode.
     # Frozen parts stay in eval mode regardless (see strategies).
     model.train()
     _prepare_model(model, config)
-    task = SegmentationTask(model, config, *loss_weights, teacher=teacher)
     monitor = monitored_metric(config)  # val_iou, val_miou (crop types), val_loss (reconstruct)
     mode = monitored_mode(config)
     checkpointing = ModelCheckpoint(
