@@ -49,7 +49,7 @@ TINY = {
     },
     "finetune": {"epochs": 2, "batch_size": 4, "patience": None, "progress_bar": False},
     "scenarios": [{"finetune": "spain", "test": "france", "crop": "rice", "bands": ["VH", "VV"]}],
-    "methods": ["rf", "ri", "fte", "ftd-last-1", "zero-shot"],
+    "methods": ["rf", "ri", "fte", "ftd-last-1", "zero-shot", "bias"],
     "baseline": {"n_estimators": 10, "max_samples_per_class": 500},
     "early_season": {"scenario": 0, "method": "fte", "orderings": ["chronological", "random"]},
     "figure_patches": 2,
@@ -75,8 +75,8 @@ def test_results_cover_every_scenario_method_metric_and_step(tiny_run):
     results = pd.read_csv(out / "results.csv")
     main = results[results["run"] == "main"]
     early = results[results["run"] == "early-season"]
-    assert set(main["method"]) == {"rf", "ri", "fte", "ftd-last-1", "zero-shot"}
-    assert len(main) == 5 * 4 * 8  # methods × metrics × time steps
+    assert set(main["method"]) == {"rf", "ri", "fte", "ftd-last-1", "zero-shot", "bias"}
+    assert len(main) == 6 * 4 * 8  # methods × metrics × time steps
     assert len(early) == 2 * 4 * 8  # orderings × metrics × time steps
     assert set(early["ordering"]) == {"chronological", "random"}
     assert set(main["scenario"]) == {"spain-france-rice-vhvv"}
@@ -99,7 +99,7 @@ def test_configs_without_fractions_keep_their_columns_and_gain_intervals(tiny_ru
     assert list(results.columns[12:]) == ["label_fraction"]
     assert (results["label_fraction"] == 1.0).all()
     intervals = pd.read_csv(out / "intervals.csv")
-    assert sorted(intervals["method"]) == sorted(["rf", "ri", "fte", "ftd-last-1", "zero-shot"])
+    assert sorted(intervals["method"]) == sorted(TINY["methods"])
     assert (intervals["low"] <= intervals["mean"] + 1e-3).all()
     assert (intervals["mean"] <= intervals["high"] + 1e-3).all()
     assert "parcel-bootstrap" in (out / "tables.md").read_text()
@@ -180,6 +180,23 @@ def test_zero_shot_scores_the_pretrained_model_as_it_is(tiny_run):
     assert final["value"].item() == pytest.approx(expected["metrics"]["iou"], abs=1e-6)
 
 
+def test_bias_maps_what_zero_shot_maps_at_the_threshold_of_the_finetune_labels(tiny_run):
+    """``bias`` is the pre-trained model in its own bands (VH), its threshold chosen on the
+    fine-tuning region's labels: its test map at 0.5 is zero-shot's at that threshold."""
+    _, out, _ = tiny_run
+    keys = {p.parent: json.loads(p.read_text())["key"] for p in (out / "cache").glob("*/done.json")}
+    unit = {key.get("method"): folder for folder, key in keys.items() if "method" in key}
+    tuned = read_metadata(unit["bias"] / "run" / "model.safetensors")
+    assert tuned.strategy == "bias" and tuned.bands == ["VH"]
+    threshold = tuned.training["threshold_search"]["threshold"]
+    bias = np.load(unit["bias"] / "test_probabilities.npy").astype(np.float32)
+    zero = np.load(unit["zero-shot"] / "test_probabilities.npy").astype(np.float32)
+    # float16 maps: compare away from the cut, where rounding cannot move a pixel across it
+    clear = np.abs(zero - threshold) > 1e-2
+    assert clear.mean() > 0.9
+    assert np.array_equal((bias >= 0.5)[clear], (zero >= threshold)[clear])
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "off"), [("interpolation", 0.5, 1.0), ("distillation", 1.0, 0.0)]
 )
@@ -196,7 +213,7 @@ def test_settings_of_the_start_reach_the_pretrained_strategies_only(tmp_path, se
     plain = ExperimentRunner(experiment_config_from_dict(data), tmp_path / "b")
     for strategy in ("ft", "fte", "ftd"):
         assert getattr(runner.finetune_config(strategy), setting) == value
-    for strategy in ("ri", "probe"):
+    for strategy in ("ri", "probe", "bias"):
         assert runner.finetune_config(strategy) == plain.finetune_config(strategy)
         assert getattr(runner.finetune_config(strategy), setting) == off
 

@@ -180,7 +180,9 @@ def test_absent_data_is_a_skip_not_an_error(tmp_path, capsys):
 def test_shipped_real_config_names_the_paper_shaped_scenarios(shared_data):
     config = load_experiment_config(resolve_config("real"), data_root=shared_data)
     assert config.seeds >= 5 and config.fractions == (0.1, 0.25, 0.5, 1.0)
-    assert {"rf", "ri", "ft", "fte", "ftd", "probe", "rf-features"} <= set(config.methods)
+    assert {"rf", "ri", "ft", "fte", "ftd", "probe", "rf-features", "zero-shot", "bias"} <= set(
+        config.methods
+    )
     assert config.feature_forest.raw and config.epoch_budget == "epochs"
     assert config.members("flanders") == ["flanders2018", "flanders2019"]
     pretrains = [(s.finetune, s.test, config.pretrain_of(s)[0]) for s in config.scenarios]

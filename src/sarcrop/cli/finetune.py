@@ -9,6 +9,7 @@ from sarcrop.cli.shared import add_names, add_training_options, run_training
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sarcrop.pretrained import available
+    from sarcrop.training.strategies import STRATEGIES
 
     parser.add_argument(
         "checkpoint",
@@ -18,7 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("store", help="target dataset store")
     parser.add_argument("--out", required=True, help="output directory of the run")
-    parser.add_argument("--strategy", required=True, choices=("ri", "ft", "fte", "ftd", "probe"))
+    parser.add_argument(
+        "--strategy",
+        required=True,
+        choices=STRATEGIES,
+        help="what learns: ri, ft, fte, ftd, probe, or bias (the pre-trained model as it is, its "
+        "threshold chosen on the labelled pixels)",
+    )
     parser.add_argument(
         "--last-k", type=int, help="ftd: train only the last K decoder blocks and the head"
     )

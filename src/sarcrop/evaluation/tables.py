@@ -53,7 +53,12 @@ RESULT_COLUMNS = (*SCENARIO_COLUMNS, "method", "metric", "timestep", "seed", "va
 METHOD_ORDER = ("RF", "RI", "FT", "FTE", "FTD")
 """Canonical row order; other methods follow alphabetically."""
 
-_METHOD_LABELS = {"rf-features": "RF on features", "probe": "probe", "zero-shot": "zero-shot"}
+_METHOD_LABELS = {
+    "rf-features": "RF on features",
+    "probe": "probe",
+    "bias": "bias",
+    "zero-shot": "zero-shot",
+}
 
 
 def method_label(method: object) -> str:

@@ -34,11 +34,13 @@ from sarcrop.training.config import Ordering, TrainConfig, validate_config
 from sarcrop.utils.validation import config_error, read_yaml
 
 METHOD_PATTERN = re.compile(
-    r"^(rf-features|rf|ri|ft|fte|ftd|probe|zero-shot)(-last-(\d+))?(\+([A-Za-z0-9_.]+))?$"
+    r"^(rf-features|rf|ri|ft|fte|ftd|probe|bias|zero-shot)(-last-(\d+))?(\+([A-Za-z0-9_.]+))?$"
 )
 """A method id: a strategy, ``-last-K`` for FTD's last K blocks, ``+name`` for a variant."""
 ZERO_SHOT = "zero-shot"
 """The pre-trained model applied to the target as it is: no labels, no training."""
+BIAS = "bias"
+"""The pre-trained model as it is, its threshold chosen on the target's labels."""
 DEFAULT_PRETRAIN = "default"
 """The name of the single ``pretrain:`` section among the named ``pretrains:``."""
 REGION_PATH_KEYS = ("images", "labels", "store")
@@ -373,7 +375,7 @@ class ExperimentConfig(_Strict):
             if not METHOD_PATTERN.match(method):
                 raise ValueError(
                     f"unknown method {method!r}: use rf, ri, ft, fte, ftd, ftd-last-K, probe, "
-                    "rf-features or zero-shot, and +name for one of variants"
+                    "bias, rf-features or zero-shot, and +name for one of variants"
                 )
         return methods
 
@@ -538,15 +540,17 @@ class ExperimentConfig(_Strict):
                     raise ValueError(f"{place}: {exc.problem}") from None
 
     def _check_zero_shot(self) -> None:
-        """``zero-shot`` scores the pre-trained model's own output: it must map the scenario's
-        crop, one crop against the rest, or a crop-type model that has it among its classes
-        (read for that crop against the rest)."""
-        if ZERO_SHOT not in self.methods:
+        """``zero-shot`` scores the pre-trained model's own output, and ``bias`` moves its
+        threshold: it must map the scenario's crop, one crop against the rest, or a crop-type
+        model that has it among its classes (read for that crop against the rest)."""
+        used = [m for m in (ZERO_SHOT, BIAS) if m in {parse_method(x)[0] for x in self.methods}]
+        if not used:
             return
+        method = used[0]
         for index, scenario in enumerate(self.scenarios):
             name, spec = self.pretrain_of(scenario)
             if self.classes_of(scenario) is not None:
-                raise ValueError(f"scenarios[{index}]: zero-shot maps one crop, not classes")
+                raise ValueError(f"scenarios[{index}]: {method} maps one crop, not classes")
             if spec.train.classes:
                 maps = scenario.crop in spec.train.classes
             else:
@@ -554,7 +558,7 @@ class ExperimentConfig(_Strict):
             if not maps or spec.train.reconstructs:
                 mapped = ", ".join(spec.train.classes or (spec.crop,))
                 raise ValueError(
-                    f"scenarios[{index}]: zero-shot needs a pre-training that maps "
+                    f"scenarios[{index}]: {method} needs a pre-training that maps "
                     f"{scenario.crop}; pretrain {name} maps "
                     f"{'nothing (reconstruct)' if spec.train.reconstructs else mapped}"
                 )

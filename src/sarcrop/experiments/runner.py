@@ -34,6 +34,7 @@ from sarcrop.experiments.classes import (
     network_probabilities,
 )
 from sarcrop.experiments.config import (
+    BIAS,
     ZERO_SHOT,
     ExperimentConfig,
     RegionData,
@@ -364,18 +365,20 @@ class ExperimentRunner:
         """The ``finetune:`` settings a method trains with (changed by its ``+variant``):
         ``interpolation`` (and its search) mixes in the pre-trained start, ``distillation``
         learns from it and ``parent_classes`` and ``fresh_head`` say how its head carries over,
-        which RI and the probe's new head do not have (they train as at 1, 0, none and false)."""
+        which RI and the probe's new head do not have (they train as at 1, 0, none and false);
+        ``bias`` trains no weights to mix or distil, and keeps the pre-trained head."""
         base = self.config.finetune_of(method)
-        if parse_method(method)[0] not in ("ri", "probe"):
+        strategy = parse_method(method)[0]
+        if strategy not in ("ri", "probe", BIAS):
             return base
         # not ``updated``, which leaves a None (no search) out
-        without_start = {
+        without_start: dict[str, Any] = {
             "interpolation": 1.0,
             "interpolation_search": None,
             "distillation": 0.0,
-            "parent_classes": None,
-            "fresh_head": False,
         }
+        if strategy != BIAS:
+            without_start |= {"parent_classes": None, "fresh_head": False}
         return validate_config({**base.model_dump(), **without_start})
 
     def _shown(self, config: TrainConfig) -> TrainConfig:
@@ -424,7 +427,8 @@ class ExperimentRunner:
                 folder,
                 strategy=strategy,
                 last_k=last_k,
-                bands=scenario.bands,
+                # bias moves the pre-trained model's threshold: it reads its own bands
+                bands=None if strategy == BIAS else scenario.bands,
                 positive=(scenario.crop,),
                 config=config,
                 label_mask=label_mask,

@@ -41,11 +41,17 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from sarcrop import pretrained
 from sarcrop.data.split import check_unlearnt, learnt_ground
 from sarcrop.errors import CheckpointError, ConfigError, InputDataError
+from sarcrop.training.calibration import (
+    ThresholdChoice,
+    choose_threshold,
+    labelled_pixels,
+    shift_threshold,
+)
 from sarcrop.training.checkpoint import (
     CheckpointMetadata,
     file_sha256,
@@ -108,6 +114,7 @@ class TrainResult:
     resumed: bool = False
     label_subset: dict[str, Any] | None = None  # fraction and parcels of a few-label run
     search: dict[str, Any] | None = None  # the held-out search's scores and choice
+    threshold: dict[str, Any] | None = None  # the bias strategy's choice (ThresholdChoice)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -337,7 +344,9 @@ def fit(
     ``config.interpolation`` below 1 exports ``(1 - a) * start + a * trained`` instead, with
     ``start`` the weights fine-tuning began from (:func:`finetune` passes them); at 0 that is
     the start itself, so nothing is trained. ``config.distillation`` pulls the unlabelled
-    pixels towards the start's predictions while training.
+    pixels towards the start's predictions while training. A ``bias`` run (``metadata.strategy``)
+    trains nothing either: it moves the model's threshold to the labelled pixels' best
+    (:mod:`sarcrop.training.calibration`).
     """
     if config.interpolation < 1 and start is None:
         raise ConfigError(
@@ -386,7 +395,12 @@ def fit(
         1.0 if multiclass or config.reconstructs else resolved_pos_weight(config, train_data)
     )
     class_weight = resolved_class_weight(config, train_data) if multiclass else None
-    if start is not None and config.interpolation == 0:
+    calibration = None
+    if metadata.strategy == "bias":  # one number learns, by a search instead of gradients
+        calibration = _calibrate(model, train_data, val_data, config.threshold)
+        selection = f"threshold {calibration.threshold:g} of the labelled pixels' best IoU"
+        trained = _Trained(0, None, None, selection)
+    elif start is not None and config.interpolation == 0:
         # Weight 0 exports the start as it is: whatever training learnt would be discarded.
         trained = _Trained(0, None, None, "pre-trained start (interpolation 0)")
     else:
@@ -407,6 +421,7 @@ def fit(
         resumed=resume,
         label_subset=metadata.training.get("label_subset"),
         search=metadata.training.get("search"),
+        threshold=None if calibration is None else calibration.to_dict(),
     )
     trainer = trained.trainer
     writes = trainer.is_global_zero if trainer is not None else _global_zero()
@@ -421,6 +436,7 @@ def fit(
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
             **_patch_size(train_data),
             **({"class_weight": class_weight} if multiclass else {"pos_weight": pos_weight}),
+            **({"threshold_search": calibration.to_dict()} if calibration else {}),
             "parameters": parameter_counts(model),
             "config": config.model_dump(),
         }
@@ -513,6 +529,31 @@ def _train(
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     selection = f"best {monitor}" if validate else "last epoch"
     return _Trained(trainer.current_epoch, best_epoch, best_iou, selection, trainer)
+
+
+def _calibrate(
+    model: nn.Module, train_data: Dataset, val_data: Dataset | None, cut: float
+) -> ThresholdChoice:
+    """The ``bias`` strategy's training: the threshold of the best IoU on every labelled pixel
+    of the run (both parts: nothing is selected on the validation part), moved to ``cut``, the
+    threshold the model is used with."""
+    parts = [_as_they_are(data) for data in (train_data, val_data) if data is not None]
+    choice = choose_threshold(*labelled_pixels(model, ConcatDataset(parts)))
+    if choice.positives == 0:
+        warnings.warn(
+            f"bias: none of the {choice.pixels} labelled pixels is of the positive class, so "
+            "the threshold stays at 0.5; label fields of the crop too",
+            stacklevel=4,
+        )
+    shift_threshold(model, choice.threshold, cut)
+    return choice
+
+
+def _as_they_are(data: Dataset) -> Dataset:
+    """A training part's patches without its random augmentations."""
+    if isinstance(data, Subset) and hasattr(data.dataset, "with_augmentation"):
+        return Subset(data.dataset.with_augmentation(), data.indices)
+    return data
 
 
 def _teacher(model: nn.Module, start: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -889,7 +930,9 @@ def finetune(
     config: TrainConfig | None = None,
     label_mask: LabelMask | None = None,
 ) -> TrainResult:
-    """Transfer a pre-trained model to a target store with strategy ri, ft, fte, ftd or probe.
+    """Transfer a pre-trained model to a target store with strategy ri, ft, fte, ftd, probe or
+    bias (the pre-trained model as it is, its threshold chosen on the labels:
+    :mod:`sarcrop.training.calibration`).
 
     ``checkpoint`` is a ``.safetensors`` file or the name of one shipped with sarcrop
     (``"europe-maize"``, see :func:`sarcrop.pretrained.available`).
@@ -955,6 +998,8 @@ def finetune(
         Path(checkpoint), parent_meta, store, strategy, last_k, bands, positive, transfer
     )
     config = config or TrainConfig()
+    if strategy == "bias":
+        config = _bias_config(config)
     search = None
     if config.searches:
 
@@ -967,6 +1012,25 @@ def finetune(
             start = _start_weights(parent, new_head, job.strategy, "interpolation_search")
         config, search = _searched(fold, store, out_dir, config, positive, label_mask, start)
     return _transfer(job, out_dir, config, label_mask, search)
+
+
+def _bias_config(config: TrainConfig) -> TrainConfig:
+    """``bias`` learns one number for one crop: the settings that shape weights do not apply,
+    and with no epoch to select, every labelled patch counts (no validation part)."""
+    if config.classes:
+        raise ConfigError("strategy bias chooses the threshold of one crop: leave classes out")
+    unused = {
+        "epoch_search": config.epoch_search is not None,
+        "interpolation_search": config.interpolation_search is not None,
+        "interpolation": config.interpolation < 1,
+        "distillation": config.distillation > 0,
+    }
+    if named := [name for name, used in unused.items() if used]:
+        raise ConfigError(
+            f"strategy bias trains no weights, so {', '.join(named)} cannot apply: leave "
+            f"{'it' if len(named) == 1 else 'them'} out"
+        )
+    return config.updated(val_fraction=0)
 
 
 @dataclass(frozen=True)
@@ -997,6 +1061,11 @@ def _transfer(
     whose final run does it once)."""
     parent_meta, store, bands = job.parent_meta, job.store, job.bands
     parent, new_head, carried = _prepared_parent(job, config)
+    if job.strategy == "bias" and new_head is not None:
+        raise ConfigError(
+            f"strategy bias keeps the pre-trained head, and {job.checkpoint.name}'s does not "
+            f"map {', '.join(job.positive)}: choose another strategy"
+        )
     start = None
     if config.interpolation < 1 or config.distillation > 0:
         setting = "interpolation" if config.interpolation < 1 else "distillation"
@@ -1131,10 +1200,8 @@ def _start_on_labels(start: nn.Module, train_data: Any, config: TrainConfig) -> 
     "Checked where it was not chosen")."""
     from sarcrop.training.search import confusions_of, constant_score, score
 
-    plain = train_data.dataset.with_augmentation()  # the labelled patches as they are
-    patches = Subset(plain, train_data.indices)
     [confusion] = confusions_of(
-        {0: copy.deepcopy(start)}, patches, config.classes, config.threshold
+        {0: copy.deepcopy(start)}, _as_they_are(train_data), config.classes, config.threshold
     ).values()
     found, constant = score(confusion), constant_score(confusion)
     metric = "mIoU" if config.classes else "IoU"

@@ -63,7 +63,7 @@ class CheckpointMetadata(BaseModel):
     )
     region: str | None = None
     year: int | None = None
-    strategy: str | None = Field(None, description="scratch, ri, ft, fte or ftd")
+    strategy: str | None = Field(None, description="scratch, ri, ft, fte, ftd, probe or bias")
     last_k: int | None = None
     parent: dict[str, Any] | None = Field(None, description="path, sha256, region of the parent")
     composite: dict[str, Any] | None = None

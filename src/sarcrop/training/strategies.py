@@ -9,6 +9,9 @@ and any other module — belongs to ``h_D``:
 ``fte``  encoder trainable, decoder *and head* frozen (the paper's best strategy);
 ``ftd``  decoder and head trainable, encoder frozen; with ``last_k`` only the last ``k``
          decoder blocks (closest to the output) and the head train, the rest is frozen;
+``bias``  everything frozen: the pre-trained model as it is, its output bias shifted so that
+         0.5 cuts where the labelled pixels' IoU is best (:mod:`sarcrop.training.calibration`;
+         a search over thresholds, no gradient step);
 ``probe`` linear probe: everything frozen but the 1×1 output convolution ``decoder.head``,
          which is re-initialised and trained: a per-pixel linear classifier on the pre-trained
          features, the few-label head of foundation-model practice (a few hundred labelled
@@ -44,7 +47,7 @@ from torch import nn
 from sarcrop.errors import ConfigError
 from sarcrop.models.blocks import MergedHead
 
-Strategy = Literal["ri", "ft", "fte", "ftd", "probe"]
+Strategy = Literal["ri", "ft", "fte", "ftd", "probe", "bias"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
@@ -260,6 +263,8 @@ def frozen_parts(model: nn.Module, strategy: str, last_k: int | None = None) -> 
     """The submodules that ``strategy`` freezes (checked before anything changes)."""
     if strategy == "probe":
         return _leaves_around(model, _head(model))
+    if strategy == "bias":
+        return [model]
     if strategy not in ("fte", "ftd"):
         return []
     encoder = getattr(model, "encoder", None)
