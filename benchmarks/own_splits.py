@@ -47,7 +47,7 @@ from sarcrop.experiments.runner import method_thresholds
 from sarcrop.utils.atomic import write_text_atomic
 
 LOCATIONS = ("flanders2018", "flanders2019")
-METHODS = ("rf", "ri", "ft", "fte", "ftd", "rf-features", "zero-shot")
+METHODS = ("rf", "ri", "ft", "fte", "ftd", "rf-features", "zero-shot", "bias")
 FINE_TUNED = ("ft", "fte", "ftd")  # strategies that train from the pre-trained start
 # Fine-tuning settings the fine-tuned methods are run again with, and the tag of the variant
 # (methods <method>+<tag><value>).
