@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from sarcrop.errors import ConfigError
+from sarcrop.evaluation.metrics import BinaryConfusion
 from sarcrop.models.blocks import MergedHead
 
 THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -51,29 +52,28 @@ def choose_threshold(
     scores the one nearest 0.5 (the lower of two), and 0.5 itself where no pixel is positive.
     ``probabilities`` and ``target`` (0/1) are the labelled pixels, flat."""
     p = np.asarray(probabilities, dtype=np.float64).ravel()
-    truth = np.asarray(target).ravel().astype(bool)
+    truth = np.asarray(target).ravel()
     if p.shape != truth.shape:
         raise ValueError(f"{p.size} probabilities for {truth.size} targets")
+
+    def iou(threshold: float) -> float:
+        return BinaryConfusion().update(p, truth, threshold=threshold).iou
+
     best = 0.5
     if truth.any():  # else nothing to learn: every threshold scores 0 or is undefined
         nearest_half_first = sorted(thresholds, key=lambda t: (abs(t - 0.5), t))
-        best = max(nearest_half_first, key=lambda t: _iou(p >= t, truth))
+        best = max(nearest_half_first, key=iou)
     return ThresholdChoice(
         threshold=best,
-        iou=_iou(p >= best, truth),
-        iou_at_half=_iou(p >= 0.5, truth),
+        iou=iou(best),
+        iou_at_half=iou(0.5),
         pixels=int(p.size),
-        positives=int(truth.sum()),
+        positives=int(np.count_nonzero(truth)),
     )
 
 
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
-
-
-def _iou(predicted: np.ndarray, truth: np.ndarray) -> float:
-    union = np.sum(predicted | truth)
-    return float(np.sum(predicted & truth) / union) if union else math.nan
 
 
 def labelled_pixels(model: nn.Module, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
