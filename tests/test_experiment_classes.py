@@ -218,8 +218,9 @@ def test_an_experiment_of_crop_types_only(store, tmp_path):
 
 def test_one_crop_from_a_crop_type_pretraining(store, tmp_path):
     """Maize from the crop-type pre-training: zero-shot is its map of maize against the rest,
-    as ``evaluate`` scores it, and FTE fine-tunes that head (kept whole, frozen)."""
-    data = config(store, methods=["zero-shot", "fte"], seeds=1)
+    as ``evaluate`` scores it, FTE fine-tunes that head (kept whole, frozen), and ``bias``
+    moves its maize log-odds by the chosen threshold."""
+    data = config(store, methods=["zero-shot", "fte", "bias"], seeds=1)
     data["scenarios"] = [{"finetune": "nl", "test": "nl", "crop": "maize", "pretrain": "types"}]
     result = run_experiment(experiment_config_from_dict(data), tmp_path / "run")
     rows = result.results[(result.results["run"] == "main") & (result.results["metric"] == "iou")]
@@ -227,8 +228,18 @@ def test_one_crop_from_a_crop_type_pretraining(store, tmp_path):
     zero_shot = float(last[last["method"] == "zero-shot"]["value"].iloc[0])
     [pretrained] = (tmp_path / "run" / "cache").glob("pretrain-*/run/model.safetensors")
     assert evaluate(pretrained, store, positive="maize")["metrics"]["iou"] == zero_shot
-    [fte] = (tmp_path / "run" / "cache").glob("method-*/run/model.safetensors")
-    assert read_metadata(fte).options["merged_head"] == [True, False, False, False]
+    tuned = {
+        read_metadata(path).strategy: path
+        for path in (tmp_path / "run" / "cache").glob("method-*/run/model.safetensors")
+    }
+    assert read_metadata(tuned["fte"]).options["merged_head"] == [True, False, False, False]
+    bias_meta = read_metadata(tuned["bias"])
+    assert bias_meta.options["merged_head"] == [True, False, False, False]
+    threshold = bias_meta.training["threshold_search"]["threshold"]
+    at_threshold = evaluate(pretrained, store, positive="maize", threshold=threshold)
+    assert evaluate(tuned["bias"], store)["metrics"]["iou"] == pytest.approx(
+        at_threshold["metrics"]["iou"], abs=1e-6
+    )
     with pytest.raises(ConfigError, match="zero-shot needs a pre-training that maps wheat"):
         wheat = {**data["scenarios"][0], "crop": "wheat"}
         experiment_config_from_dict({**data, "scenarios": [wheat]})
