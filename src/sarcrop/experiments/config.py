@@ -543,7 +543,8 @@ class ExperimentConfig(_Strict):
         """``zero-shot`` scores the pre-trained model's own output, and ``bias`` moves its
         threshold: it must map the scenario's crop, one crop against the rest, or a crop-type
         model that has it among its classes (read for that crop against the rest)."""
-        used = [m for m in (ZERO_SHOT, BIAS) if m in {parse_method(x)[0] for x in self.methods}]
+        strategies = {parse_method(method)[0] for method in self.methods}
+        used = [m for m in (ZERO_SHOT, BIAS) if m in strategies]
         if not used:
             return
         method = used[0]

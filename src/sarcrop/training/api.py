@@ -436,7 +436,7 @@ def fit(
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
             **_patch_size(train_data),
             **({"class_weight": class_weight} if multiclass else {"pos_weight": pos_weight}),
-            **({"threshold_search": calibration.to_dict()} if calibration else {}),
+            **({"threshold_search": result.threshold} if result.threshold else {}),
             "parameters": parameter_counts(model),
             "config": config.model_dump(),
         }
