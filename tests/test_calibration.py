@@ -22,6 +22,7 @@ from sarcrop.training import (
 )
 from sarcrop.training.calibration import (
     THRESHOLDS,
+    ThresholdChoice,
     choose_threshold,
     labelled_pixels,
     shift_threshold,
@@ -67,6 +68,10 @@ def test_without_a_positive_pixel_the_threshold_stays_at_half():
     nothing = choose_threshold(np.array([0.3, 0.2]), np.array([0, 0]))  # IoU 0 / 0
     assert nothing.threshold == 0.5 and math.isnan(nothing.iou)
     assert nothing.to_dict()["iou"] is None  # JSON has no nan
+    read_back = ThresholdChoice.from_dict(nothing.to_dict())
+    assert read_back.threshold == 0.5 and math.isnan(read_back.iou)
+    assert "IoU n/a there, n/a at 0.5; the model now cuts there at 0.3" in read_back.summary(0.3)
+    assert ThresholdChoice.from_dict(choice.to_dict()) == choice
     with pytest.raises(ValueError, match="3 probabilities for 2 targets"):
         choose_threshold(np.zeros(3), np.zeros(2))
 

@@ -147,7 +147,9 @@ def run_training(
     if search.get("interpolation", config.interpolation) == 0:
         selected = "interpolation 0: the pre-trained start as it is, nothing trained"
     if result.threshold is not None:
-        selected = threshold_summary(result.threshold, config.threshold)
+        from sarcrop.training.calibration import ThresholdChoice
+
+        selected = ThresholdChoice.from_dict(result.threshold).summary(config.threshold)
     print(f"model: {result.checkpoint}")
     if search:
         from sarcrop.training.search import SearchChoice
@@ -156,20 +158,6 @@ def run_training(
     trained = "" if result.epochs == 0 else f", {result.epochs} epochs"
     print(selected + trained + (", resumed" if result.resumed else ""))
     return 0
-
-
-def threshold_summary(choice: dict[str, Any], cut: float) -> str:
-    """One line on the bias strategy's choice (:class:`ThresholdChoice` as a dict), moved to
-    ``cut``, the threshold the model is used with."""
-
-    def iou(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    return (
-        f"threshold {choice['threshold']:g} chosen on {choice['pixels']} labelled pixels "
-        f"({choice['positives']} positive): IoU {iou(choice['iou'])} there, "
-        f"{iou(choice['iou_at_half'])} at 0.5; the model now cuts there at {cut:g}"
-    )
 
 
 def add_parcels(parser: argparse.ArgumentParser) -> None:

@@ -44,6 +44,30 @@ class ThresholdChoice:
             for k, v in asdict(self).items()
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThresholdChoice:
+        """Rebuild from :meth:`to_dict` (a checkpoint's ``training.threshold_search``)."""
+        return cls(
+            threshold=float(data["threshold"]),
+            iou=math.nan if data["iou"] is None else float(data["iou"]),
+            iou_at_half=math.nan if data["iou_at_half"] is None else float(data["iou_at_half"]),
+            pixels=int(data["pixels"]),
+            positives=int(data["positives"]),
+        )
+
+    def summary(self, cut: float) -> str:
+        """One line for the command line; ``cut`` is the threshold the tuned model is used
+        with, where it now maps what the parent mapped at the chosen one."""
+
+        def iou(value: float) -> str:
+            return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+        return (
+            f"threshold {self.threshold:g} chosen on {self.pixels} labelled pixels "
+            f"({self.positives} positive): IoU {iou(self.iou)} there, "
+            f"{iou(self.iou_at_half)} at 0.5; the model now cuts there at {cut:g}"
+        )
+
 
 def choose_threshold(
     probabilities: np.ndarray, target: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS
