@@ -21,6 +21,7 @@ from sarcrop.training import TrainConfig, finetune, load_checkpoint, read_metada
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "europe-maize"
 TYPES = "europe-crop-types"
+EARLY = "europe-maize-early"
 
 
 def one_epoch() -> TrainConfig:
@@ -50,9 +51,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return europe_store(tmp_path_factory.mktemp("pretrained"))
 
 
-@pytest.mark.parametrize("name", [NAME, TYPES])
+@pytest.mark.parametrize("name", [NAME, TYPES, EARLY])
 def test_the_shipped_model_is_listed_and_found(name: str) -> None:
-    assert pretrained.available() == sorted([NAME, TYPES])
+    assert pretrained.available() == sorted([NAME, TYPES, EARLY])
     path = pretrained.path(name)
     assert path.is_file() and path.name == f"{name}.safetensors"
     assert path.with_suffix(".md").is_file(), "every shipped checkpoint has a model card"
@@ -80,7 +81,7 @@ def test_cli_reports_unknown_names(
 ) -> None:
     args = ["finetune", "korea-rice", store, "--out", str(tmp_path / "run"), "--strategy", "ft"]
     assert main(args) == 2
-    assert f"shipped: {TYPES}, {NAME}" in capsys.readouterr().err
+    assert f"shipped: {TYPES}, {NAME}, {EARLY}" in capsys.readouterr().err
 
 
 def test_metadata_of_the_shipped_model() -> None:
@@ -109,7 +110,34 @@ def test_metadata_of_the_shipped_crop_type_model() -> None:
     assert meta.normalization is not None and meta.normalization["method"] == "fixed"
 
 
-@pytest.mark.parametrize(("name", "page"), [(NAME, "pretrained.md"), (TYPES, None)])
+def test_the_early_season_model_is_the_maize_model_trained_on_ordered_batches() -> None:
+    """The same data, recipe and seed as ``europe-maize``, with chronologically ordered batches:
+    only the training order differs in its recorded configuration."""
+    early, full = read_metadata(pretrained.path(EARLY)), read_metadata(pretrained.path(NAME))
+    for field in ("architecture", "options", "bands", "time_steps", "season", "positive"):
+        assert getattr(early, field) == getattr(full, field), field
+    assert early.normalization == full.normalization and early.region == "europe"
+    assert early.strategy == "scratch" and early.parent is None
+    differs = {
+        key
+        for key, value in early.training["config"].items()
+        if full.training["config"].get(key) != value
+    }
+    assert differs == {"ordering"} and early.training["config"]["ordering"] == "chronological"
+
+
+def test_the_early_season_model_maps_a_season_cut_short(store: str) -> None:
+    """With only the first four of eight composites observed (the rest zero-padded), the
+    model trained on ordered batches maps the simulated maize; the full-season one does not."""
+    from sarcrop.training import evaluate
+
+    early = evaluate(EARLY, store, timesteps=4)["metrics"]["iou"]
+    full = evaluate(NAME, store, timesteps=4)["metrics"]["iou"]
+    assert early > 0.5 and full < 0.1
+    assert evaluate(EARLY, store)["metrics"]["iou"] > 0.5  # and still the full season
+
+
+@pytest.mark.parametrize(("name", "page"), [(NAME, "pretrained.md"), (TYPES, None), (EARLY, None)])
 def test_the_card_describes_this_file(name: str, page: str | None) -> None:
     """The card's hash, size and parameter count are those of the shipped file; the docs page
     of the first model is its card itself, and names the other."""
@@ -122,7 +150,7 @@ def test_the_card_describes_this_file(name: str, page: str | None) -> None:
     assert "simulated data only" in card
     if page is not None:
         assert (ROOT / "docs" / page).read_text(encoding="utf-8") == card
-        assert TYPES in card
+        assert TYPES in card and EARLY in card
 
 
 def test_the_crop_type_model_fine_tunes_to_one_crop_or_to_crop_types(

@@ -19,8 +19,10 @@ from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.tables import paired_table
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.config import DataNotFound, experiment_config_from_dict
+from sarcrop.experiments.intervals import split_parcels
 from sarcrop.experiments.presets import resolve_config
 from sarcrop.experiments.record import RunRecord, scenario_sources
+from sarcrop.experiments.runner import ExperimentRunner
 from sarcrop.training import read_metadata
 
 shared_data = realdata_support.shared_data  # the fixture (skips where the data is absent)
@@ -219,6 +221,47 @@ def test_shipped_held_out_config_scores_every_location_on_unseen_fields(shared_d
     assert config.baseline == real.baseline and config.pretrains == real.pretrains
     for name in ("flanders2018", "flanders2019", "flanders2018-test", "flanders2019-test"):
         assert config.regions[name] == real.regions[name]
+
+
+@pytest.mark.realdata
+def test_shipped_early_config_scores_both_shipped_maize_models(shared_data):
+    """real-early reads the two shipped maize models by name and scores them on real.yaml's
+    locations, splits and recipe, with the forest's early-season copies beside them."""
+    config = load_experiment_config(resolve_config("real-early"), data_root=shared_data)
+    real = load_experiment_config(resolve_config("real"), data_root=shared_data)
+    files = {name: Path(spec.checkpoint).name for name, spec in config.pretrains.items()}
+    assert files == {"full": "europe-maize.safetensors", "early": "europe-maize-early.safetensors"}
+    europe = [(s.finetune, s.test) for s in real.scenarios if s.pretrain == "europe"]
+    for name in ("full", "early"):
+        assert [(s.finetune, s.test) for s in config.scenarios if s.pretrain == name] == europe
+    for name in {region for pair in europe for region in pair}:
+        assert config.regions[name] == real.regions[name]
+    assert config.finetune == real.finetune and config.variants == real.variants
+    assert config.baseline.early_season and config.seeds == real.seeds
+    assert {"zero-shot", "bias", "ftd+dd", "rf"} == set(config.methods)
+
+
+@pytest.mark.realdata
+def test_the_early_season_model_maps_real_maize_from_a_season_cut_short(shared_data, tmp_path):
+    """On Flanders 2019 with only the first four composites observed (to 9 July), the shipped
+    early-season model as it is maps maize better than answering "maize" everywhere; the
+    full-season model maps nothing yet. Both score alike on the full season."""
+    config = yaml.safe_load(resolve_config("real-early").read_text(encoding="utf-8"))
+    config["scenarios"] = [s for s in config["scenarios"] if s["test"] == "flanders2019-test"]
+    config.update(data_root=str(shared_data), seeds=1, fractions=[1.0], methods=["zero-shot"])
+    path = tmp_path / "early.yaml"
+    path.write_text(yaml.safe_dump(config))
+    results = run_experiment(path, tmp_path / "out").results
+    iou = results[results["metric"] == "iou"].set_index(["scenario", "timestep"])["value"]
+    early = iou["flanders2018-flanders2019-test-maize-vhvv-from-early"]
+    full = iou["flanders2018-flanders2019-test-maize-vhvv-from-full"]
+    loaded = load_experiment_config(path)
+    scenario = loaded.scenarios[0]
+    test_store, _ = ExperimentRunner(loaded, tmp_path / "out").region_store(scenario.test)
+    target, parcels = split_parcels(test_store, scenario.bands, scenario.crop)
+    everywhere = float(target[parcels >= 0].mean())  # the IoU of calling every pixel maize
+    assert early[4] > everywhere + 0.1 and full[4] < 0.05
+    assert abs(early[8] - full[8]) < 0.1
 
 
 @pytest.mark.realdata
