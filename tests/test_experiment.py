@@ -52,6 +52,7 @@ TINY = {
     "methods": ["rf", "ri", "fte", "ftd-last-1", "zero-shot", "bias"],
     "baseline": {"n_estimators": 10, "max_samples_per_class": 500},
     "early_season": {"scenario": 0, "method": "fte", "orderings": ["chronological", "random"]},
+    "timestep_table": True,
     "figure_patches": 2,
 }
 
@@ -133,6 +134,9 @@ def test_tables_manifest_maps_and_report_are_written(tiny_run):
     for title in ("IoU (paper Table 1)", "Recall", "Precision", "F1"):
         assert title in tables
     assert "paper 0.66" in tables  # Spain → France VH|VV reference values sit beside ours
+    # Every method at every number of observed composites (timestep_table), main run only.
+    by_step = tables.split("## IoU by number of observed composites t", 1)[1]
+    assert "| t = 1 | t = 2 |" in by_step and "| **zero-shot** | **100 %** |" in by_step
     manifest = json.loads((out / "experiment.json").read_text())
     scenario = manifest["scenarios"][0]
     assert (out / scenario["figure"]).stat().st_size > 10_000
@@ -149,6 +153,7 @@ def test_tables_manifest_maps_and_report_are_written(tiny_run):
             assert finite.size and finite.min() >= 0 and finite.max() <= 1
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "tiny" in html
+    assert 'id="table-timesteps"' in html and manifest["timestep_table"] is True
     # Which versions and processor trained these numbers (they differ between machines).
     environment = manifest["environment"]
     assert environment["torch"] == torch.__version__
@@ -222,7 +227,7 @@ def test_a_variant_trains_its_method_with_its_settings_beside_the_plain_one(tmp_
     """``ftd+dd`` is FTD fine-tuned with ``finetune:`` changed by ``variants.dd``, in the same
     run as plain ``ftd``: its own cache unit, checkpoint, rows and table line."""
     data = {**TINY, "methods": ["ftd", "ftd+dd"], "variants": {"dd": {"date_dropout": 0.5}}}
-    del data["early_season"]
+    del data["early_season"], data["timestep_table"]
     result = run_experiment(write_config(tmp_path, data), tmp_path / "out")
     assert set(result.results["method"]) == {"ftd", "ftd+dd"}
     keys = {
@@ -241,6 +246,7 @@ def test_a_variant_trains_its_method_with_its_settings_beside_the_plain_one(tmp_
     assert any(not torch.equal(first[name], second[name]) for name in first)
     tables = (tmp_path / "out" / "tables.md").read_text(encoding="utf-8")
     assert "| **FTD+dd** |" in tables
+    assert "observed composites" not in tables  # timestep_table off: full-season tables only
 
 
 def test_a_variant_threshold_reaches_the_metrics_and_the_recorded_maps_alike():

@@ -14,6 +14,7 @@ import torch
 from sarcrop.errors import SarcropError
 from sarcrop.evaluation.metrics import (
     BinaryConfusion,
+    EvaluationInputError,
     early_season_confusions,
     early_season_metrics,
     read_metrics_json,
@@ -28,6 +29,7 @@ from sarcrop.evaluation.tables import (
     paper_table,
     scenario_label,
     summary_table,
+    timestep_table,
 )
 
 PRED = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)
@@ -277,6 +279,27 @@ def test_summary_tables():
     both = summary_table(_results())
     assert both.header[0][:2] == ("Scenario", "Method") and len(both.rows) == 6
     assert both.rows[0].labels == (SCENARIOS[2].id, "RF")  # spain-france sorts first
+
+
+def test_timestep_table_has_a_column_per_observed_composite_and_a_row_per_fraction():
+    data = _results().assign(run="main", label_fraction=1.0)
+    fewer = data[data.method == "FTE"].assign(label_fraction=0.25, value=lambda d: d.value - 0.1)
+    data = pd.concat([data, fewer, data.assign(run="early-season", value=0.0)])
+    table = timestep_table(data, sources={SCENARIOS[0].id: "real"})
+    assert table.header == (("Scenario", "Method", "Labels", "t = 4", "t = 8"),)
+    first = [row.labels for row in table.rows if row.labels[0] == SCENARIOS[2].id]
+    assert first == [
+        (SCENARIOS[2].id, "RF", "100 %"),
+        (SCENARIOS[2].id, "FTE", "25 %"),
+        (SCENARIOS[2].id, "FTE", "100 %"),
+        (SCENARIOS[2].id, "FTD", "100 %"),  # no FTD run at 25 %: no empty row
+    ]
+    fte = table.rows[2].cells
+    assert [round(c.value, 3) for c in fte] == [0.51, 0.81]  # t = 4, t = 8; the main run only
+    assert fte[0].text == "0.51 ± 0.01" and "t = 8 is the full season" in table.notes[1]
+    assert table.rows[-1].cells[0].source == "real"
+    with pytest.raises(EvaluationInputError, match="no results for metric 'kappa'"):
+        timestep_table(data, metric="kappa")
 
 
 def test_scenario_labels_name_the_pre_training_where_the_scenario_does() -> None:

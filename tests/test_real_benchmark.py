@@ -262,6 +262,8 @@ def test_the_early_season_model_maps_real_maize_from_a_season_cut_short(shared_d
     everywhere = float(target[parcels >= 0].mean())  # the IoU of calling every pixel maize
     assert early[4] > everywhere + 0.1 and full[4] < 0.05
     assert abs(early[8] - full[8]) < 0.1
+    tables = (tmp_path / "out" / "tables.md").read_text(encoding="utf-8")
+    assert "## IoU by number of observed composites t" in tables
 
 
 @pytest.mark.realdata

@@ -620,6 +620,65 @@ def fraction_table(
     return Table(title, header, tuple(rows), notes)
 
 
+def timestep_table(
+    results: pd.DataFrame,
+    *,
+    sources: Mapping[str, str | None] | None = None,
+    names: Mapping[str, str] | None = None,
+    metric: str = "iou",
+    digits: int = 2,
+) -> Table:
+    """Scenario × method × label-fraction rows, one column per number of observed composites
+    ``t`` (the later ones zero-padded): mean ± std over seeds. The early-season map of each
+    method, where the full-season tables show only ``t = T``."""
+    _check_results(results, ("scenario", "method", "metric", "timestep", "seed", "value"))
+    data = _select_metric(results, metric)
+    if "run" in data.columns:
+        data = data[data["run"].astype(str) == "main"]
+    if data.empty:
+        raise EvaluationInputError(f"no {metric} rows to tabulate by time step")
+    if "label_fraction" not in data.columns:
+        data = data.assign(label_fraction=1.0)
+    sources, names = sources or {}, names or {}
+    steps = sorted(int(t) for t in data["timestep"].unique())
+    values = data.groupby(["scenario", "method", "label_fraction", "timestep"])["value"].apply(list)
+    fractions = sorted(float(f) for f in data["label_fraction"].unique())
+    rows = []
+    for scenario in dict.fromkeys(data["scenario"].astype(str)):
+        part = data[data["scenario"].astype(str) == scenario]
+        for method in method_order(part["method"]):
+            for fraction in fractions:
+                cells = tuple(
+                    Cell.of(
+                        values.get((scenario, method, fraction, t), []),
+                        digits=digits,
+                        source=sources.get(scenario),
+                    )
+                    for t in steps
+                )
+                if all(cell.value is None for cell in cells):
+                    continue
+                labels = (
+                    names.get(scenario, scenario),
+                    method_label(method),
+                    f"{100 * fraction:g} %",
+                )
+                rows.append(Row(labels, cells))
+    header = (("Scenario", "Method", "Labels", *(f"t = {t}" for t in steps)),)
+    name = _METRIC_NAMES.get(metric, metric)
+    note = provenance_note(
+        {names.get(s, s): sources.get(s) for s in dict.fromkeys(data["scenario"].astype(str))},
+        seeds=_seeds(data),
+        paper_table_number=None,
+    )
+    explain = (
+        f"t: the composites observed, from the season's start; the later ones are zero-padded. "
+        f"t = {steps[-1]} is the full season. Labels: the share of the fine-tuning region's "
+        "labelled parcels."
+    )
+    return Table(f"{name} by number of observed composites t", header, tuple(rows), (note, explain))
+
+
 def paired_table(
     intervals: pd.DataFrame,
     baseline: str = "ri",

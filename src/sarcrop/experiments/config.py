@@ -316,6 +316,9 @@ class ExperimentConfig(_Strict):
     # that every fraction takes the optimizer steps of the full-label run.
     epoch_budget: Literal["epochs", "steps"] = "epochs"
     figure_patches: int = Field(3, ge=0)
+    # tables.md and the report add each method's IoU at every number of observed composites t
+    # (the later ones zero-padded): the early-season maps, where the other tables show t = T.
+    timestep_table: bool = False
     # Torch threads while the experiment runs (None: torch's default). Small models on small
     # patches run faster on one thread than on several competing for busy cores.
     threads: int | None = Field(None, ge=1)

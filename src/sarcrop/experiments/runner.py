@@ -769,13 +769,14 @@ class ExperimentRunner:
         start = time.perf_counter()
         crop_types, class_markdown = types.write(self.out)
         self.timer.add("figures", time.perf_counter() - start)
-        extra = [class_markdown, self._searches(every)]
+        extra = [class_markdown, self._searches(every), self._timesteps(results)]
         tables = self._tables(results, intervals, "\n".join(text for text in extra if text))
         start = time.perf_counter()
         manifest = self._figures(results, records)
         if crop_types:
             manifest["crop_types"] = crop_types
             manifest["config"] = self.config.model_dump(mode="json")
+        manifest["timestep_table"] = self.config.timestep_table
         self.timer.add("figures", time.perf_counter() - start)
         # "total" is the compute behind the results (cached units count with their recorded
         # time); "this run" is the wall time of this invocation, short when units were cached.
@@ -834,6 +835,15 @@ class ExperimentRunner:
         searches = search_rows({key: r for key, r in records.items() if trains(key[1])})
         write_text_atomic(self.out / SEARCHES, searches.to_csv(index=False))
         return search_markdown(searches)
+
+    def _timesteps(self, results: pd.DataFrame) -> str:
+        """The IoU at every number of observed composites, where the config asks for it."""
+        from sarcrop.experiments.record import scenario_sources
+        from sarcrop.reports.markdown import timesteps_markdown
+
+        if not self.config.timestep_table:
+            return ""
+        return timesteps_markdown(results, scenario_sources(self.config))
 
     def _tables(self, results: pd.DataFrame, intervals: pd.DataFrame, extra: str = "") -> Path:
         from sarcrop.experiments.record import scenario_sources

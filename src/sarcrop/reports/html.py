@@ -38,6 +38,7 @@ from sarcrop.evaluation.tables import (
     paper_table,
     pretrain_of,
     summary_table,
+    timestep_table,
 )
 from sarcrop.reports.classes import crop_types_html
 from sarcrop.reports.markdown import (
@@ -531,6 +532,17 @@ def _timings_table(value: Any) -> str:
     return "".join(out)
 
 
+def _timesteps(manifest: Mapping[str, Any], results: pd.DataFrame | None, sources: Sources) -> str:
+    """Each method's IoU at every number of observed composites (``timestep_table:``)."""
+    if not manifest.get("timestep_table") or results is None:
+        return ""
+    try:
+        table = timestep_table(results, sources=sources, names=scenario_names(results))
+    except EvaluationInputError:
+        return ""
+    return f'<div class="table-wrap">{table.to_html(table_id="table-timesteps")}</div>'
+
+
 def _searches(run_dir: Path) -> str:
     """How often each epoch budget and interpolation weight was chosen on held-out parcels
     (``searches.csv``, written where the run's fine-tuning searched)."""
@@ -783,6 +795,7 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
             "early-season",
             "Early-season prediction",
             _early_season(ctx, manifest.get("early_season"))
+            + _timesteps(manifest, results, sources)
             + _class_early_season(ctx, manifest.get("crop_types")),
         ),
         ("training", "Training curves", _training_curves(ctx, manifest.get("training_curves"))),

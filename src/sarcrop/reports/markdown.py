@@ -15,6 +15,7 @@ from sarcrop.evaluation.tables import (
     paired_table,
     paper_table,
     scenario_label,
+    timestep_table,
 )
 
 PAIRED_BASELINES = ("ri", "rf")
@@ -64,6 +65,14 @@ def fractions_markdown(
         paired = paired_table(intervals, baseline, sources=sources, names=names)
         parts.append(f"## IoU minus {baseline.upper()}, paired\n\n{paired.to_markdown()}")
     return "\n".join(parts)
+
+
+def timesteps_markdown(
+    results: pd.DataFrame, sources: Mapping[str, str | None] | None = None
+) -> str:
+    """Each method's IoU at every number of observed composites t (``timestep_table:``)."""
+    table = timestep_table(results, sources=sources, names=scenario_names(results))
+    return f"## {table.title}\n\n{table.to_markdown()}"
 
 
 def paired_baselines(intervals: pd.DataFrame) -> list[str]:
