@@ -132,9 +132,65 @@ def test_the_early_season_model_maps_a_season_cut_short(store: str) -> None:
     from sarcrop.training import evaluate
 
     early = evaluate(EARLY, store, timesteps=4)["metrics"]["iou"]
-    full = evaluate(NAME, store, timesteps=4)["metrics"]["iou"]
+    with pytest.warns(UserWarning, match="trained on full seasons only, so the first 4 of 8"):
+        full = evaluate(NAME, store, timesteps=4)["metrics"]["iou"]
     assert early > 0.5 and full < 0.1
     assert evaluate(EARLY, store)["metrics"]["iou"] > 0.5  # and still the full season
+
+
+def test_which_models_learnt_early_seasons_is_told_down_the_fine_tuning_line(
+    tmp_path: Path, store: str
+) -> None:
+    """A model learnt seasons cut short if it, or a model it was fine-tuned from, trained on
+    them; ``bias`` keeps its parent's weights, RI none of them."""
+    assert read_metadata(pretrained.path(EARLY)).learnt_early_seasons() is True
+    assert read_metadata(pretrained.path(NAME)).learnt_early_seasons() is False
+    runs = {
+        "bias": finetune(EARLY, store, tmp_path / "bias", strategy="bias", config=one_epoch()),
+        "ri": finetune(EARLY, store, tmp_path / "ri", strategy="ri", config=one_epoch()),
+        "ft": finetune(NAME, store, tmp_path / "ft", strategy="ft", config=one_epoch()),
+        "ft+dd": finetune(
+            NAME,
+            store,
+            tmp_path / "dd",
+            strategy="ft",
+            config=one_epoch().updated(date_dropout=0.25),
+        ),
+    }
+    learnt = {
+        name: read_metadata(run.checkpoint).learnt_early_seasons() for name, run in runs.items()
+    }
+    assert learnt == {"bias": True, "ri": False, "ft": False, "ft+dd": True}
+    parent = read_metadata(runs["bias"].checkpoint).parent or {}
+    assert parent["early_seasons"] is True
+    # A parent recorded before the field existed: not known, so no warning either way.
+    meta = read_metadata(runs["ft"].checkpoint)
+    meta.parent = {
+        key: value for key, value in (meta.parent or {}).items() if key != "early_seasons"
+    }
+    assert meta.learnt_early_seasons() is None
+
+
+def test_an_early_map_from_a_full_season_model_warns_once_per_model(
+    store: str, tmp_path: Path
+) -> None:
+    """predict and evaluate say so where a model trained on full seasons alone is asked for a
+    map from the first composites; not for the full season, an early-season model or the curve
+    over every t."""
+    import warnings
+
+    from sarcrop.prediction import predict_map
+    from sarcrop.training import evaluate
+
+    scenes = Path(store).parent / "region"
+    with pytest.warns(UserWarning, match="europe-maize.safetensors was trained on full seasons"):
+        predict_map(NAME, scenes, tmp_path / "early.tif", timesteps=3, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict_map(EARLY, scenes, tmp_path / "ordered.tif", timesteps=3, progress=False)
+        predict_map(NAME, scenes, tmp_path / "full.tif", progress=False)
+        evaluate(NAME, store, timesteps="all")
+        evaluate(NAME, store, timesteps=8)
 
 
 @pytest.mark.parametrize(("name", "page"), [(NAME, "pretrained.md"), (TYPES, None), (EARLY, None)])

@@ -59,6 +59,7 @@ class ModelSpec:
     composite: Mapping[str, Any] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
     patch_size: int | None = None  # side of the patches it was trained on, where recorded
+    early_seasons: bool | None = None  # trained on seasons cut short (None: not recorded)
 
     def __post_init__(self) -> None:
         self.bands = tuple(str(b).upper() for b in self.bands)
@@ -120,6 +121,7 @@ class ModelSpec:
             composite=dict(composite),
             classes=tuple(get("target_classes") or ()),
             patch_size=None if patch_size is None else int(patch_size),
+            early_seasons=meta.learnt_early_seasons(),
         )
 
     def one_crop(self, positive: Sequence[str]) -> ModelSpec:

@@ -71,6 +71,7 @@ from sarcrop.prediction.engine import (
 )
 from sarcrop.prediction.windows import WindowLayout
 from sarcrop.prediction.writer import class_tags, merged_tiles, write_map
+from sarcrop.training.checkpoint import warn_season_cut_short
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 MANIFEST = "manifest.json"
@@ -541,6 +542,9 @@ def predict_map(
     check_output(spec, output)
     stack = open_stack(images, spec, scenes)
     steps = resolve_timesteps(spec, timesteps, until)
+    for each in specs:
+        name = Path(each.checkpoint).name or "the model"
+        warn_season_cut_short(name, each.early_seasons, steps, each.season.steps)
     stack = restrict(stack, season_until(spec.season, steps))
     if not stack.acquisitions:
         raise InputDataError(

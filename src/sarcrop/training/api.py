@@ -58,6 +58,7 @@ from sarcrop.training.checkpoint import (
     load_checkpoint,
     read_metadata,
     save_checkpoint,
+    warn_season_cut_short,
 )
 from sarcrop.training.config import (
     AUTO_POS_WEIGHT_CAP,
@@ -914,6 +915,7 @@ def _parent_record(checkpoint: str | Path, meta: CheckpointMetadata) -> dict[str
         "year": meta.year,
         "bands": meta.bands,
         "positive": meta.positive,
+        "early_seasons": meta.learnt_early_seasons(),
     }
 
 
@@ -1367,6 +1369,8 @@ def evaluate(
             f"model has {steps} time steps, store {store.path} has {store.steps}", checkpoint
         )
     wanted = timestep_list(timesteps, steps)
+    if isinstance(timesteps, int):
+        warn_season_cut_short(Path(checkpoint).name, meta.learnt_early_seasons(), timesteps, steps)
     if threshold is None:
         threshold = float(meta.training.get("config", {}).get("threshold", 0.5))
     if not 0 < threshold < 1:

@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import struct
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,38 @@ class CheckpointMetadata(BaseModel):
                 raise ValueError(f"season has {season.steps} steps, time_steps {self.time_steps}")
         return self
 
+    def learnt_early_seasons(self) -> bool | None:
+        """Whether this model, or a model it was fine-tuned from, trained on seasons cut short
+        (ordered or random batch types, or date dropout), so that a map from the first
+        composites, the later ones zero-padded, is an input it learnt. A model trained on full
+        seasons alone maps nothing early (docs/results.md, "Early-season maps on real data").
+        None where the record does not say."""
+        config = self.training.get("config")
+        if not isinstance(config, dict):
+            return None
+        if config.get("ordering", "full") != "full" or float(config.get("date_dropout") or 0) > 0:
+            return True
+        if self.parent is None or self.strategy == "ri":  # RI keeps no weight of its parent
+            return False
+        inherited = self.parent.get("early_seasons")
+        return None if inherited is None else bool(inherited)
+
     def to_json(self) -> str:
         return self.model_dump_json()
+
+
+def warn_season_cut_short(name: str, learnt: bool | None, observed: int, steps: int) -> None:
+    """Warn where a model trained on full seasons alone (``learnt`` False, from
+    :meth:`CheckpointMetadata.learnt_early_seasons`) is asked for a map from fewer composites
+    than it was trained with."""
+    if learnt is False and observed < steps:
+        warnings.warn(
+            f"{name} was trained on full seasons only, so the first {observed} of {steps} "
+            "composites with the rest zero-padded are an input it never learnt, and its map may "
+            "be empty; for in-season maps use a model trained with ordering: chronological or "
+            "date_dropout, such as the shipped europe-maize-early",
+            stacklevel=3,
+        )
 
 
 def file_sha256(path: str | Path) -> str:
