@@ -31,6 +31,7 @@ from sarcrop.evaluation.tables import (
     summary_table,
     timestep_table,
 )
+from sarcrop.reports.markdown import timesteps_markdown
 
 PRED = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)
 TARGET = np.array([[1, 0, 1, 0], [1, 1, -1, 0]], dtype=np.float32)
@@ -300,6 +301,9 @@ def test_timestep_table_has_a_column_per_observed_composite_and_a_row_per_fracti
     assert table.rows[-1].cells[0].source == "real"
     with pytest.raises(EvaluationInputError, match="no results for metric 'kappa'"):
         timestep_table(data, metric="kappa")
+    # tables.md leaves it out where a run has no IoU of one crop (a crop-type run)
+    assert timesteps_markdown(data.iloc[:0]) == ""
+    assert timesteps_markdown(data).startswith("## IoU by number of observed composites t")
 
 
 def test_scenario_labels_name_the_pre_training_where_the_scenario_does() -> None:

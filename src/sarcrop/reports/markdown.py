@@ -70,8 +70,12 @@ def fractions_markdown(
 def timesteps_markdown(
     results: pd.DataFrame, sources: Mapping[str, str | None] | None = None
 ) -> str:
-    """Each method's IoU at every number of observed composites t (``timestep_table:``)."""
-    table = timestep_table(results, sources=sources, names=scenario_names(results))
+    """Each method's IoU at every number of observed composites t (``timestep_table:``); ""
+    where the run has no IoU of one crop (a crop-type run has its own early-season figure)."""
+    try:
+        table = timestep_table(results, sources=sources, names=scenario_names(results))
+    except EvaluationInputError:
+        return ""
     return f"## {table.title}\n\n{table.to_markdown()}"
 
 
