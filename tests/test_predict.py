@@ -424,8 +424,14 @@ def test_until_counts_complete_periods() -> None:
     assert resolve_timesteps(spec, 2, None) == 2
     assert resolve_timesteps(spec, None, dt.date(2021, 6, 9)) == 2  # 2nd period ends Jun 10
     assert resolve_timesteps(spec, None, dt.date(2021, 6, 8)) == 1
-    with pytest.raises(SarcropError, match="no complete"):
+    with pytest.raises(SarcropError, match="no complete") as early:
         resolve_timesteps(spec, None, dt.date(2021, 5, 3))
+    assert "--season-start" not in str(early.value)  # the season's own first days
+    assert resolve_timesteps(spec, None, dt.date(2021, 12, 31)) == 4  # after its end: all of it
+    start = spec.season.start
+    for other_year in (start - dt.timedelta(days=300), start + dt.timedelta(days=365)):
+        with pytest.raises(SarcropError, match=f"season starts on {start}: for another year"):
+            resolve_timesteps(spec, None, other_year)
 
 
 def test_early_season_zero_pads_and_never_reads_later_scenes(scenes: Path, tmp_path: Path) -> None:

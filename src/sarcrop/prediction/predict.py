@@ -167,12 +167,23 @@ def resolve_timesteps(spec: ModelSpec, timesteps: int | None, until: dt.date | N
     if timesteps is not None and until is not None:
         raise SarcropError("give either timesteps or until, not both")
     if until is not None:
-        timesteps = spec.season.step_until(until)
+        season = spec.season
+        # Before the season's start, or a year or more after it: a map of another year.
+        another_year = not season.start <= until < season.start + dt.timedelta(days=365)
+        hint = (
+            f"; the model's season starts on {season.start}: for another year give "
+            "season_start (--season-start)"
+            if another_year
+            else ""
+        )
+        timesteps = season.step_until(until)
         if timesteps == 0:
-            first_end = spec.season.periods()[0][1] - dt.timedelta(days=1)
+            first_end = season.periods()[0][1] - dt.timedelta(days=1)
             raise SarcropError(
-                f"no complete composite period by {until} (the first ends {first_end})"
+                f"no complete composite period by {until} (the first ends {first_end}){hint}"
             )
+        if another_year:
+            raise SarcropError(f"{until} is a year or more after the season's start{hint}")
     if timesteps is None:
         return steps
     if not 1 <= timesteps <= steps:
