@@ -643,8 +643,9 @@ def timestep_table(
     steps = sorted(int(t) for t in data["timestep"].unique())
     values = data.groupby(["scenario", "method", "label_fraction", "timestep"])["value"].apply(list)
     fractions = sorted(float(f) for f in data["label_fraction"].unique())
+    scenarios = list(dict.fromkeys(data["scenario"].astype(str)))
     rows = []
-    for scenario in dict.fromkeys(data["scenario"].astype(str)):
+    for scenario in scenarios:
         part = data[data["scenario"].astype(str) == scenario]
         for method in method_order(part["method"]):
             for fraction in fractions:
@@ -667,7 +668,7 @@ def timestep_table(
     header = (("Scenario", "Method", "Labels", *(f"t = {t}" for t in steps)),)
     name = _METRIC_NAMES.get(metric, metric)
     note = provenance_note(
-        {names.get(s, s): sources.get(s) for s in dict.fromkeys(data["scenario"].astype(str))},
+        {names.get(s, s): sources.get(s) for s in scenarios},
         seeds=_seeds(data),
         paper_table_number=None,
     )

@@ -38,7 +38,6 @@ from sarcrop.evaluation.tables import (
     paper_table,
     pretrain_of,
     summary_table,
-    timestep_table,
 )
 from sarcrop.reports.classes import crop_types_html
 from sarcrop.reports.markdown import (
@@ -46,6 +45,7 @@ from sarcrop.reports.markdown import (
     SEARCHES,
     main_run,
     paired_baselines,
+    run_timestep_table,
     scenario_names,
     search_counts,
 )
@@ -536,9 +536,8 @@ def _timesteps(manifest: Mapping[str, Any], results: pd.DataFrame | None, source
     """Each method's IoU at every number of observed composites (``timestep_table:``)."""
     if not manifest.get("timestep_table") or results is None:
         return ""
-    try:
-        table = timestep_table(results, sources=sources, names=scenario_names(results))
-    except EvaluationInputError:
+    table = run_timestep_table(results, sources)
+    if table is None:
         return ""
     return f'<div class="table-wrap">{table.to_html(table_id="table-timesteps")}</div>'
 

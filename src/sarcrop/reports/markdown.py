@@ -10,6 +10,7 @@ import pandas as pd
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL
 from sarcrop.evaluation.tables import (
+    Table,
     fraction_table,
     method_label,
     paired_table,
@@ -67,16 +68,24 @@ def fractions_markdown(
     return "\n".join(parts)
 
 
+def run_timestep_table(
+    results: pd.DataFrame, sources: Mapping[str, str | None] | None = None
+) -> Table | None:
+    """Each method's IoU at every number of observed composites t (``timestep_table:``), its
+    scenarios named as the other tables name them; None where the run has no IoU of one crop
+    (a crop-type run has its own early-season figure)."""
+    try:
+        return timestep_table(results, sources=sources, names=scenario_names(results))
+    except EvaluationInputError:
+        return None
+
+
 def timesteps_markdown(
     results: pd.DataFrame, sources: Mapping[str, str | None] | None = None
 ) -> str:
-    """Each method's IoU at every number of observed composites t (``timestep_table:``); ""
-    where the run has no IoU of one crop (a crop-type run has its own early-season figure)."""
-    try:
-        table = timestep_table(results, sources=sources, names=scenario_names(results))
-    except EvaluationInputError:
-        return ""
-    return f"## {table.title}\n\n{table.to_markdown()}"
+    """:func:`run_timestep_table` as a ``tables.md`` section; "" where there is none."""
+    table = run_timestep_table(results, sources)
+    return "" if table is None else f"## {table.title}\n\n{table.to_markdown()}"
 
 
 def paired_baselines(intervals: pd.DataFrame) -> list[str]:
