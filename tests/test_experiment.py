@@ -106,6 +106,46 @@ def test_configs_without_fractions_keep_their_columns_and_gain_intervals(tiny_ru
     assert "parcel-bootstrap" in (out / "tables.md").read_text()
 
 
+def test_timestep_intervals_score_every_runs_maps_at_every_t(tiny_run):
+    """With timestep_table, each run keeps its test maps from the first t composites: scored,
+    they give results.csv's IoU at that t, and at the full season intervals.csv's interval."""
+    _, out, _ = tiny_run
+    record = RunRecord.read(out)
+    results = pd.read_csv(out / "results.csv")
+    iou = results[(results["run"] == "main") & (results["metric"] == "iou")]
+    steps = int(iou["timestep"].max())
+    store = DatasetStore(out / record.regions["france"].store)
+    test = PatchDataset(store, "test", "rice")
+    target = np.stack([test.target(i)[0] for i in range(len(test))]) == 1
+    valid = np.stack([test.target(i)[1] for i in range(len(test))]).astype(bool)
+    for unit in record.units:
+        assert unit.timestep_probabilities is not None, unit.method
+        maps = np.load(record.path(unit.timestep_probabilities)).astype(np.float32)
+        assert maps.shape == (steps, *target.shape)
+        full = np.load(record.path(unit.probabilities)).astype(np.float32)
+        assert np.array_equal(maps[-1], full)
+        for t in range(1, steps + 1):
+            given = (maps[t - 1] >= 0.5) & valid
+            union = (given | (target & valid)).sum()
+            ours = (given & target).sum() / union if union else 0.0
+            row = iou[(iou["method"] == unit.method) & (iou["seed"] == unit.seed)]
+            assert ours == pytest.approx(row[row["timestep"] == t]["value"].item(), abs=0.01)
+    by_step = pd.read_csv(out / "timestep_intervals.csv")
+    assert len(by_step) == len(record.methods) * steps
+    assert set(by_step["timestep"]) == set(range(1, steps + 1))
+    full_season = by_step[by_step["timestep"] == steps].set_index("method")
+    intervals = pd.read_csv(out / "intervals.csv").set_index("method")
+    columns = ["mean", "low", "high", "minus_rf", "minus_rf_low", "minus_rf_high"]
+    pd.testing.assert_frame_equal(
+        full_season.loc[intervals.index, columns], intervals[columns], check_dtype=False
+    )
+    early = by_step[by_step["timestep"] == 1]
+    assert early["minus_ri"].notna().sum() == len(record.methods) - 1  # all but RI itself
+    tables = (out / "tables.md").read_text()
+    assert "minus RF from the same composites t" in tables
+    assert "minus RI from the same composites t" in tables
+
+
 def test_parcels_csv_scores_every_test_field_of_every_run(tiny_run):
     """Per run, its fields add up to the confusion of its saved test probabilities."""
     _, out, _ = tiny_run

@@ -138,8 +138,8 @@ def test_constant_step_epochs_scale_with_the_labelled_patches(store):
 def test_maps_and_parcels_reuse_the_predictions_the_scores_came_from(
     store, checkpoint, monkeypatch
 ):
-    """The forests predict each test patch once per t; their maps and parcel scores at the
-    headline t are those predictions, not a second pass."""
+    """The forests predict each test patch once per t; their maps and parcel scores at each
+    scored t are those predictions, not a second pass."""
     calls: list[int] = []
     predict_proba = RandomForestBaseline.predict_proba
 
@@ -161,8 +161,11 @@ def test_maps_and_parcels_reuse_the_predictions_the_scores_came_from(
         maps = result.probabilities()
         result.by_parcel()
         assert np.array_equal(result.probabilities(STEPS), maps, equal_nan=True)
+        early = result.probabilities(1)  # every t was scored: kept, not predicted again
         assert len(calls) == 2 * STEPS, name  # nothing predicted again
-        result.probabilities(1)  # another t: predicted now
-        assert len(calls) == 2 * STEPS + 2, name
-        fresh = dataclasses.replace(result, headline_probabilities=None).probabilities()
-        assert np.array_equal(maps, fresh, equal_nan=True), name
+        fresh = dataclasses.replace(result, kept_probabilities={})
+        assert np.array_equal(maps, fresh.probabilities(), equal_nan=True), name
+        assert np.array_equal(early, fresh.probabilities(1), equal_nan=True), name
+        assert len(calls) == 2 * STEPS + 4, name  # without them: predicted (2 patches, twice)
+        headline = run_baseline(store, FOREST, timesteps=None, jobs=1)
+        assert set(headline.kept_probabilities) == {STEPS}  # one t asked: that t's maps alone

@@ -26,6 +26,7 @@ from sarcrop.evaluation.tables import (
     Cell,
     method_label,
     metric_records,
+    paired_timestep_table,
     paper_table,
     scenario_label,
     summary_table,
@@ -304,6 +305,46 @@ def test_timestep_table_has_a_column_per_observed_composite_and_a_row_per_fracti
     # tables.md leaves it out where a run has no IoU of one crop (a crop-type run)
     assert timesteps_markdown(data.iloc[:0]) == ""
     assert timesteps_markdown(data).startswith("## IoU by number of observed composites t")
+
+
+def test_timestep_tables_carry_the_parcel_intervals_and_the_paired_differences():
+    data = _results().assign(run="main", label_fraction=1.0)
+    scenario = SCENARIOS[2].id
+    by_step = pd.DataFrame(
+        {
+            "scenario": scenario,
+            "method": ["FTE", "FTE", "RF", "RF"],
+            "label_fraction": 1.0,
+            "timestep": [4, 8, 4, 8],
+            "metric": "iou",
+            "low": [0.40, 0.70, 0.30, 0.60],
+            "high": [0.60, 0.90, 0.50, 0.80],
+            "level": 0.95,
+            "minus_rf": [0.12, 0.05, None, None],
+            "minus_rf_low": [0.02, -0.03, None, None],
+            "minus_rf_high": [0.20, 0.11, None, None],
+        }
+    )
+    table = timestep_table(data, intervals=by_step)
+    fte = next(r for r in table.rows if r.labels == (scenario, "FTE", "100 %"))
+    assert [c.text for c in fte.cells] == ["0.51 ± 0.01 [0.40, 0.60]", "0.81 ± 0.01 [0.70, 0.90]"]
+    other = next(r for r in table.rows if r.labels[0] != scenario)
+    assert other.cells[0].interval is None  # no interval where the run wrote none
+    assert "95 % interval of the mean" in table.notes[1]
+    assert "In brackets" not in timestep_table(data).notes[1]
+    paired = paired_timestep_table(by_step)
+    assert [row.labels for row in paired.rows] == [(scenario, "FTE", "100 %")]  # not RF itself
+    assert [c.text for c in paired.rows[0].cells] == ["0.12 [0.02, 0.20]", "0.05 [-0.03, 0.11]"]
+    assert paired.header == (("Scenario", "Method", "Labels", "t = 4", "t = 8"),)
+    with pytest.raises(EvaluationInputError, match="no method is paired with ri"):
+        paired_timestep_table(
+            by_step.assign(minus_ri=None, minus_ri_low=None, minus_ri_high=None), "ri"
+        )
+    sections = timesteps_markdown(data, by_step).split("## ")[1:]
+    assert [s.splitlines()[0] for s in sections] == [
+        "IoU by number of observed composites t",
+        "IoU of each method A minus RF from the same composites t, paired on the same parcel draws",
+    ]
 
 
 def test_scenario_labels_name_the_pre_training_where_the_scenario_does() -> None:

@@ -264,6 +264,12 @@ def test_the_early_season_model_maps_real_maize_from_a_season_cut_short(shared_d
     assert abs(early[8] - full[8]) < 0.1
     tables = (tmp_path / "out" / "tables.md").read_text(encoding="utf-8")
     assert "## IoU by number of observed composites t" in tables
+    # Over the test parcels, too: at t = 4 the early model's interval lies above the other's.
+    by_step = pd.read_csv(tmp_path / "out" / "timestep_intervals.csv")
+    at_4 = by_step[by_step["timestep"] == 4].set_index("scenario")
+    early_4 = at_4.loc["flanders2018-flanders2019-test-maize-vhvv-from-early"]
+    full_4 = at_4.loc["flanders2018-flanders2019-test-maize-vhvv-from-full"]
+    assert early_4["mean"] == pytest.approx(early[4]) and early_4["low"] > full_4["high"]
 
 
 @pytest.mark.realdata

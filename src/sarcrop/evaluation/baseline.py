@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -546,13 +546,13 @@ def forest_confusions(
     timesteps: Sequence[int | None] | None,
     threshold: float,
     *,
-    kept: list[np.ndarray] | None = None,
+    kept: dict[int | None, list[np.ndarray]] | None = None,
 ) -> dict[int | None, BinaryConfusion]:
     """Per-``t`` confusions of the forest over every valid, labelled pixel of ``dataset`` (any
     map-style dataset of ``image``/``target``/``valid`` dicts, e.g. of network features).
 
-    ``kept`` receives each item's probability map at the last ``t``, so that nothing predicts
-    the split again for its maps or parcels."""
+    ``kept`` receives each item's probability map at every ``t`` it holds a list for, so that
+    nothing predicts the split again for its maps or parcels."""
     if model.n_classes != 2:
         return forest_class_confusions(model, dataset, timesteps, kept=kept)  # type: ignore[return-value]
     confusions: dict[int | None, BinaryConfusion] = {}
@@ -565,8 +565,8 @@ def forest_confusions(
             confusions.setdefault(t, BinaryConfusion()).update(
                 np.nan_to_num(prob), target, mask & np.isfinite(prob), threshold=threshold
             )
-            if kept is not None and t == steps[-1]:
-                kept.append(prob)
+            if kept is not None and t in kept:
+                kept[t].append(prob)
     if not confusions:
         raise EvaluationInputError("the test dataset is empty")
     return confusions
@@ -578,7 +578,7 @@ def forest_class_confusions(
     timesteps: Sequence[int | None] | None,
     names: Sequence[str] | None = None,
     *,
-    kept: list[np.ndarray] | None = None,
+    kept: dict[int | None, list[np.ndarray]] | None = None,
 ) -> dict[int | None, MulticlassConfusion]:
     """Per-``t`` confusion matrices of a crop-type forest (most probable class per pixel);
     ``kept`` as in :func:`forest_confusions`."""
@@ -594,11 +594,22 @@ def forest_class_confusions(
             confusions.setdefault(t, MulticlassConfusion(list(names))).update(
                 np.nan_to_num(prob).argmax(axis=0), target, mask & finite
             )
-            if kept is not None and t == steps[-1]:
-                kept.append(prob)
+            if kept is not None and t in kept:
+                kept[t].append(prob)
     if not confusions:
         raise EvaluationInputError("the test dataset is empty")
     return confusions
+
+
+def kept_maps(wanted: Sequence[int], *, every_timestep: bool) -> dict[int | None, list]:
+    """Where :func:`forest_confusions` keeps the maps it scores: at the headline (last) ``t``,
+    or at every ``t`` where every one is evaluated (the experiments save them all)."""
+    return {t: [] for t in (wanted if every_timestep else wanted[-1:])}
+
+
+def stacked(kept: Mapping[int | None, list[np.ndarray]]) -> dict[int, np.ndarray]:
+    """The kept maps of each ``t`` as one array (``t`` None: the full season is not keyed)."""
+    return {int(t): np.stack(maps) for t, maps in kept.items() if t is not None and maps}
 
 
 def evaluate_baseline(
@@ -652,8 +663,11 @@ class BaselineResult:
     label_subset: dict[str, Any] | None = None  # the parcels a few-label forest learnt from
     classes: list[str] | None = None  # the target classes of a crop-type forest
     class_confusions: dict[int, MulticlassConfusion] = field(default_factory=dict)
-    # The test split's probability maps at the headline t, as they were scored.
-    headline_probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # The test split's probability maps as they were scored: at the headline t, and at every t
+    # where every t was evaluated (``timesteps="all"``).
+    kept_probabilities: dict[int, np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def metrics(self) -> BinaryConfusion:
@@ -697,11 +711,9 @@ class BaselineResult:
         return np.stack([predict(self.model, image, timesteps=timesteps) for image in images])
 
     def _kept(self, timesteps: int | None) -> np.ndarray | None:
-        """The maps scored at the headline t, where ``timesteps`` asks for that t."""
-        wanted = self.steps if timesteps is None else timesteps
-        if self.headline_probabilities is None or wanted != self.headline_timesteps:
-            return None
-        return self.headline_probabilities.copy()
+        """The maps scored at ``timesteps`` composites, where they were kept."""
+        maps = self.kept_probabilities.get(self.steps if timesteps is None else timesteps)
+        return None if maps is None else maps.copy()
 
     def by_parcel(self) -> dict[str, Any]:
         """The headline metrics' parcel-bootstrap intervals and the score of each test parcel
@@ -798,7 +810,7 @@ def run_baseline(
         )
         confusions: dict[int, BinaryConfusion] = {}
         class_confusions: dict[int, MulticlassConfusion] = {}
-        kept: list[np.ndarray] = []
+        kept = kept_maps(wanted, every_timestep=timesteps == "all")
         if classes:
             class_confusions = forest_class_confusions(model, test_set, wanted, kept=kept)  # type: ignore[assignment]
         else:
@@ -823,5 +835,5 @@ def run_baseline(
         label_subset=splits.label_subset,
         classes=classes,
         class_confusions=class_confusions,
-        headline_probabilities=np.stack(kept) if kept else None,
+        kept_probabilities=stacked(kept),
     )

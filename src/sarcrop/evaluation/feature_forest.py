@@ -40,9 +40,11 @@ from sarcrop.evaluation.baseline import (
     forest_class_confusions,
     forest_confusions,
     forest_splits,
+    kept_maps,
     open_stores,
     predict_patches,
     predict_proba_patches,
+    stacked,
 )
 from sarcrop.evaluation.metrics import (
     BinaryConfusion,
@@ -244,18 +246,18 @@ def run_feature_forest(
         n_classes = len(classes) if classes else 2
         model = fit_forest(FeatureDataset(train_set, extractor), options, jobs, n_classes=n_classes)
         wanted = timestep_list(timesteps, train_store.steps)
-        kept: list[np.ndarray] = []  # the maps at the headline t, the last
+        kept = kept_maps(wanted, every_timestep=timesteps == "all")
         for t in wanted:
             features = FeatureDataset(test_set, extractor, t)
             whole = [None]  # the features are already those of the first t composites
-            last = kept if t == wanted[-1] else None
+            at_t: dict[int | None, list[np.ndarray]] | None = {None: kept[t]} if t in kept else None
             if classes:
                 class_confusions[t] = forest_class_confusions(
-                    model, features, whole, classes, kept=last
+                    model, features, whole, classes, kept=at_t
                 )[None]
             else:
                 confusions[t] = forest_confusions(
-                    model, features, whole, options.threshold, kept=last
+                    model, features, whole, options.threshold, kept=at_t
                 )[None]
     except EvaluationInputError as exc:
         raise InputDataError(str(exc), train_store.path) from None
@@ -279,7 +281,7 @@ def run_feature_forest(
         raw=raw,
         feature_width=extractor.width,
         network_bands=[bands[i] for i in extractor.network_bands or range(len(bands))],
-        headline_probabilities=np.stack(kept) if kept else None,
+        kept_probabilities=stacked(kept),
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -623,6 +623,7 @@ def fraction_table(
 def timestep_table(
     results: pd.DataFrame,
     *,
+    intervals: pd.DataFrame | None = None,
     sources: Mapping[str, str | None] | None = None,
     names: Mapping[str, str] | None = None,
     metric: str = "iou",
@@ -630,7 +631,10 @@ def timestep_table(
 ) -> Table:
     """Scenario × method × label-fraction rows, one column per number of observed composites
     ``t`` (the later ones zero-padded): mean ± std over seeds. The early-season map of each
-    method, where the full-season tables show only ``t = T``."""
+    method, where the full-season tables show only ``t = T``.
+
+    ``intervals`` (an experiment's ``timestep_intervals.csv``) adds each mean's parcel-bootstrap
+    interval in brackets."""
     _check_results(results, ("scenario", "method", "metric", "timestep", "seed", "value"))
     data = _select_metric(results, metric)
     if "run" in data.columns:
@@ -642,6 +646,7 @@ def timestep_table(
     sources, names = sources or {}, names or {}
     steps = sorted(int(t) for t in data["timestep"].unique())
     values = data.groupby(["scenario", "method", "label_fraction", "timestep"])["value"].apply(list)
+    bounds = _timestep_bounds(intervals, metric)
     fractions = sorted(float(f) for f in data["label_fraction"].unique())
     scenarios = list(dict.fromkeys(data["scenario"].astype(str)))
     rows = []
@@ -650,10 +655,13 @@ def timestep_table(
         for method in method_order(part["method"]):
             for fraction in fractions:
                 cells = tuple(
-                    Cell.of(
-                        values.get((scenario, method, fraction, t), []),
-                        digits=digits,
-                        source=sources.get(scenario),
+                    replace(
+                        Cell.of(
+                            values.get((scenario, method, fraction, t), []),
+                            digits=digits,
+                            source=sources.get(scenario),
+                        ),
+                        interval=bounds.get((scenario, method, fraction, t)),
                     )
                     for t in steps
                 )
@@ -677,7 +685,96 @@ def timestep_table(
         f"t = {steps[-1]} is the full season. Labels: the share of the fine-tuning region's "
         "labelled parcels."
     )
+    if bounds:
+        level = float(intervals["level"].max()) if intervals is not None else 0.95
+        explain += (
+            f" In brackets: {100 * level:g} % interval of the mean over seeds from a bootstrap "
+            "over the test split's parcels, every seed scored on the same draws."
+        )
     return Table(f"{name} by number of observed composites t", header, tuple(rows), (note, explain))
+
+
+def _timestep_bounds(
+    intervals: pd.DataFrame | None, metric: str
+) -> dict[tuple[str, str, float, int], tuple[float, float]]:
+    """(scenario, method, fraction, t) → the interval of ``timestep_intervals.csv``."""
+    if intervals is None or intervals.empty:
+        return {}
+    _check_results(intervals, ("scenario", "method", "label_fraction", "timestep", "low", "high"))
+    rows = intervals if "metric" not in intervals else intervals[intervals["metric"] == metric]
+    return {
+        (str(r.scenario), str(r.method), float(r.label_fraction), int(r.timestep)): (
+            float(r.low),
+            float(r.high),
+        )
+        for r in rows.itertuples()
+        if not pd.isna(r.low)
+    }
+
+
+def paired_timestep_table(
+    intervals: pd.DataFrame,
+    baseline: str = "rf",
+    *,
+    sources: Mapping[str, str | None] | None = None,
+    names: Mapping[str, str] | None = None,
+    digits: int = 2,
+) -> Table:
+    """Each method minus ``baseline`` at every number of observed composites ``t``, paired on
+    the same parcel draws (the ``minus_<baseline>`` columns of ``timestep_intervals.csv``):
+    which early-season map beats the baseline's map from the same composites."""
+    diff = f"minus_{baseline}"
+    _check_results(
+        intervals,
+        ("scenario", "method", "label_fraction", "timestep", diff, f"{diff}_low", f"{diff}_high"),
+    )
+    sources, names = sources or {}, names or {}
+    paired = intervals[intervals[diff].notna()]
+    if paired.empty:
+        raise EvaluationInputError(f"no method is paired with {baseline} by time step")
+    steps = sorted(int(t) for t in intervals["timestep"].unique())
+    rows = []
+    for scenario in dict.fromkeys(paired["scenario"].astype(str)):
+        part = paired[paired["scenario"].astype(str) == scenario]
+        for method in method_order(part["method"]):
+            for fraction in sorted(float(f) for f in part["label_fraction"].unique()):
+                found = part[(part["method"] == method) & (part["label_fraction"] == fraction)]
+                if found.empty:
+                    continue
+                at = {int(r.timestep): r for r in found.itertuples()}
+                cells = tuple(
+                    Cell(None, digits=digits)
+                    if t not in at
+                    else Cell(
+                        float(getattr(at[t], diff)),
+                        source=sources.get(scenario),
+                        digits=digits,
+                        interval=(
+                            float(getattr(at[t], f"{diff}_low")),
+                            float(getattr(at[t], f"{diff}_high")),
+                        ),
+                    )
+                    for t in steps
+                )
+                labels = (
+                    names.get(scenario, scenario),
+                    method_label(method),
+                    f"{100 * fraction:g} %",
+                )
+                rows.append(Row(labels, cells))
+    other = baseline.upper()
+    level = float(intervals["level"].max()) if "level" in intervals else 0.95
+    header = (("Scenario", "Method", "Labels", *(f"t = {t}" for t in steps)),)
+    title = (
+        f"IoU of each method A minus {other} from the same composites t, paired on the same "
+        "parcel draws"
+    )
+    notes = (
+        f"A − {other}: difference of the means over seeds at the same t and label share, in "
+        f"brackets its {100 * level:g} % interval from a bootstrap over the test split's "
+        f"parcels in which both methods are scored on every draw.",
+    )
+    return Table(title, header, tuple(rows), notes)
 
 
 def paired_table(

@@ -116,11 +116,27 @@ def network_probabilities(
 ) -> np.ndarray:
     """Softmax class probabilities ``(N, K, H, W)`` of a crop-type checkpoint on the test
     split (sigmoid ``(N, H, W)`` for a binary one, or for a crop-type one read as ``crop``)."""
+    return _network_maps(checkpoint, test_store, crop, every_timestep=False)[0]
+
+
+def network_timestep_probabilities(
+    checkpoint: Path, test_store: Path, crop: str | None = None
+) -> np.ndarray:
+    """The maps of :func:`network_probabilities` from the first ``t`` composites (the later
+    ones zero-padded, as ``evaluate`` scores them), ``t = 1..T``: ``(T, N, ...)``."""
+    return np.stack(_network_maps(checkpoint, test_store, crop, every_timestep=True))
+
+
+def _network_maps(
+    checkpoint: Path, test_store: Path, crop: str | None, *, every_timestep: bool
+) -> list[np.ndarray]:
+    """The test split's probability maps at the full season, or at every ``t``."""
     import torch
 
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.training.api import one_crop_view
     from sarcrop.training.checkpoint import load_checkpoint
+    from sarcrop.training.ordering import pad_steps
 
     model, meta = load_checkpoint(checkpoint)
     if crop is not None:
@@ -135,11 +151,17 @@ def network_probabilities(
         normalization=meta.normalization,
         classes=classes,
     )
+    images = [dataset[i]["image"][None] for i in range(len(dataset))]
+    steps = range(1, meta.time_steps + 1) if every_timestep else [meta.time_steps]
+    maps = []
     with torch.inference_mode():
-        logits = [model(dataset[i]["image"][None])[0] for i in range(len(dataset))]
-    if classes is None:
-        return np.stack([torch.sigmoid(x[0]).numpy() for x in logits])
-    return np.stack([torch.softmax(x, dim=0).numpy() for x in logits])
+        for t in steps:
+            logits = [model(pad_steps(image, t))[0] for image in images]
+            if classes is None:
+                maps.append(np.stack([torch.sigmoid(x[0]).numpy() for x in logits]))
+            else:
+                maps.append(np.stack([torch.softmax(x, dim=0).numpy() for x in logits]))
+    return maps
 
 
 # ------------------------------------------------------------------ tables and figure

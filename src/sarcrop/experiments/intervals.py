@@ -12,6 +12,9 @@ the same label fraction, paired on the same draws: the difference of the means
 (``minus_ri``), its interval (``minus_ri_low``, ``minus_ri_high``) and the share of draws in
 which the method scores above the baseline (``p_above_ri``); the same for ``rf``.
 
+Where the config asks for ``timestep_table``, ``timestep_intervals.csv`` holds the same rows at
+every number of observed composites ``t`` (:func:`timestep_intervals`).
+
 Crop-type scenarios get theirs in ``class_intervals.csv`` (:func:`class_intervals`): the IoU of
 each class and the mIoU, with the same parcels, draws and level, and the mIoU's paired
 differences to the baselines in the same columns.
@@ -19,7 +22,7 @@ differences to the baselines in the same columns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
@@ -125,18 +128,70 @@ def scenario_intervals(
     seed) to the saved test probabilities of that run; ``results`` gives the means (the long
     results of the main run).
     """
+    main = _main_rows(results, scenario.id)
+    full = main[main["timestep"] == main["timestep"].max()]
+    rows = _interval_rows(scenario.id, split, full, lambda key: np.load(units[key]), thresholds)
+    return pd.DataFrame(rows, columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])
+
+
+TIMESTEP_INTERVALS = "timestep_intervals.csv"
+TIMESTEP_PROBABILITIES = "timestep_probabilities.npy"
+"""A run's test probabilities from the first ``t`` composites, ``t = 1..T`` (``(T, N, H, W)``
+float16), kept beside its full-season ones where the config asks for ``timestep_table``."""
+TIMESTEP_COLUMNS = (*INTERVAL_COLUMNS[:3], "timestep", *INTERVAL_COLUMNS[3:])
+
+
+def timestep_intervals(
+    scenario: ScenarioSpec,
+    split: tuple[np.ndarray, np.ndarray],
+    units: Mapping[tuple[str, float, int], Path],
+    results: pd.DataFrame,
+    thresholds: Mapping[str, float],
+) -> pd.DataFrame:
+    """The rows of :func:`scenario_intervals` at every number of observed composites ``t``
+    (``timestep_intervals.csv``): early-season means with their parcel intervals, and paired
+    with the baselines at the same ``t``.
+
+    ``units`` maps (method, fraction, seed) to the run's saved ``(T, N, H, W)`` probabilities,
+    one map per ``t`` (:data:`TIMESTEP_PROBABILITIES`)."""
+    main = _main_rows(results, scenario.id)
+    rows = []
+    for t in sorted(int(t) for t in main["timestep"].unique()):
+
+        def load(key: tuple[str, float, int], t: int = t) -> np.ndarray:
+            return np.load(units[key], mmap_mode="r")[t - 1]
+
+        at_t = _interval_rows(scenario.id, split, main[main["timestep"] == t], load, thresholds)
+        rows += [{**row, "timestep": t} for row in at_t]
+    return pd.DataFrame(rows, columns=[*TIMESTEP_COLUMNS, *PAIRED_COLUMNS])
+
+
+def _main_rows(results: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    """The main run's IoU rows of one scenario (every ``t``)."""
+    main = results[(results["scenario"] == scenario) & (results["run"] == "main")]
+    return main[main["metric"] == METRIC]
+
+
+def _interval_rows(
+    scenario: str,
+    split: tuple[np.ndarray, np.ndarray],
+    scores: pd.DataFrame,
+    load: Callable[[tuple[str, float, int]], np.ndarray],
+    thresholds: Mapping[str, float],
+) -> list[dict[str, object]]:
+    """One row per method × label fraction of ``scores`` (one ``t``): the interval of the mean
+    over seeds of the maps ``load`` gives for (method, fraction, seed), and the paired
+    differences to the baselines on the same draws."""
     from sarcrop.evaluation.bootstrap import paired_difference, parcel_bootstrap
 
     target, parcels = split
-    main = results[(results["scenario"] == scenario.id) & (results["run"] == "main")]
-    main = main[(main["metric"] == METRIC) & (main["timestep"] == main["timestep"].max())]
     groups = {
         (str(method), float(fraction)): group
-        for (method, fraction), group in main.groupby(["method", "label_fraction"], sort=False)
+        for (method, fraction), group in scores.groupby(["method", "label_fraction"], sort=False)
     }
     preds = {
         key: [
-            np.load(units[(key[0], key[1], s)]).astype(np.float32)
+            np.asarray(load((key[0], key[1], s)), dtype=np.float32)
             for s in sorted(int(s) for s in group["seed"])
         ]
         for key, group in groups.items()
@@ -152,7 +207,7 @@ def scenario_intervals(
             **BOOTSTRAP,
         )
         row: dict[str, object] = {
-            "scenario": scenario.id,
+            "scenario": scenario,
             "method": method,
             "label_fraction": fraction,
             "metric": METRIC,
@@ -171,7 +226,7 @@ def scenario_intervals(
             )
             row.update(paired_columns(baseline, difference))
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])
+    return rows
 
 
 def paired_columns(baseline: str, difference: Difference) -> dict[str, float]:

@@ -68,6 +68,8 @@ class UnitRecord:
     training_log: str | None = None  # Lightning metrics.csv (networks only)
     checkpoint: str | None = None
     label_fraction: float = 1.0  # share of the fine-tuning region's labelled parcels
+    # .npy, (T, test patches, P, P): the maps from the first t composites (timestep_table)
+    timestep_probabilities: str | None = None
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,9 @@ def build_record(
                 None if u.training_log is None else _relative(u.training_log, root),
                 None if u.checkpoint is None else _relative(u.checkpoint, root),
                 u.label_fraction,
+                None
+                if u.timestep_probabilities is None
+                else _relative(u.timestep_probabilities, root),
             )
             for u in units
         ),

@@ -32,6 +32,7 @@ from sarcrop.experiments.classes import (
     binary_view,
     forest_outputs,
     network_probabilities,
+    network_timestep_probabilities,
 )
 from sarcrop.experiments.config import (
     BIAS,
@@ -44,6 +45,7 @@ from sarcrop.experiments.config import (
     parse_method,
     trains,
 )
+from sarcrop.experiments.intervals import TIMESTEP_PROBABILITIES
 from sarcrop.options import BaselineOptions
 from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
 from sarcrop.utils.atomic import write_text_atomic
@@ -451,6 +453,8 @@ class ExperimentRunner:
         }
         if (classes := self.config.classes_of(scenario)) is not None:
             key["classes"] = list(classes)
+        if self._keeps_timesteps(scenario):  # runs without it keep the keys they had
+            key["timestep_probabilities"] = True
         if run.fraction < FULL:  # full-label runs keep the keys they had before fractions
             key["label_fraction"] = run.fraction
             if self.config.epoch_budget != "epochs" and trains(method):
@@ -496,25 +500,26 @@ class ExperimentRunner:
 
         def work() -> dict[str, Any]:
             _log(f"{scenario.id}: {method} (seed {seed}, {fraction:.0%} of labels, {ordering})")
+            checkpoint: Path | None = None
             if scenario.folds is not None:
-                early, probabilities = self._held_out(scenario, method, run, ordering, unit.path)
-                checkpoint = None
+                scored = self._held_out(scenario, method, run, ordering, unit.path)
             elif strategy == "rf":
-                early, probabilities = self._forest(scenario, ft_store, test_store, run)
-                checkpoint = None
+                scored = self._forest(scenario, ft_store, test_store, run)
             elif strategy == "rf-features":
-                early, probabilities = self._feature_forest(scenario, ft_store, test_store, run)
-                checkpoint = None
+                scored = self._feature_forest(scenario, ft_store, test_store, run)
             elif strategy == ZERO_SHOT:  # read the bands it was trained on, as rf-features
                 checkpoint, _ = self.pretrained(scenario)
                 crop = self._zero_shot_crop(scenario)
-                early, probabilities = self._network_predictions(checkpoint, test_store, crop)
+                scored = self._network_predictions(scenario, checkpoint, test_store, crop)
             else:
                 checkpoint = self._train_method(scenario, method, run, ordering, unit.path / "run")
-                early, probabilities = self._network_predictions(checkpoint, test_store)
-            np.save(unit.path / "test_probabilities.npy", probabilities.astype(np.float16))
+                scored = self._network_predictions(scenario, checkpoint, test_store)
+            np.save(unit.path / "test_probabilities.npy", scored.probabilities.astype(np.float16))
+            if scored.by_timestep is not None:
+                by_timestep = scored.by_timestep.astype(np.float16)
+                np.save(unit.path / TIMESTEP_PROBABILITIES, by_timestep)
             return {
-                "early_season": early,
+                "early_season": scored.early,
                 "checkpoint": None if checkpoint is None else str(checkpoint),
             }
 
@@ -526,12 +531,14 @@ class ExperimentRunner:
                 unit.path / "run" / MODEL_FILE if trains(method) else self.pretrained(scenario)[0]
             )
         record["probabilities"] = unit.path / "test_probabilities.npy"
+        if (unit.path / TIMESTEP_PROBABILITIES).is_file():
+            record["timestep_probabilities"] = unit.path / TIMESTEP_PROBABILITIES
         record["metrics_csv"] = unit.path / "run" / "metrics.csv"
         return record
 
     def _held_out(
         self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str, folder: Path
-    ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    ) -> _Scored:
         """``method`` trained once per fold of ``scenario.folds`` and scored on the fields
         each fold held out (run i deals its folds with seed i, the same for every method)."""
         from sarcrop.data.parcels import parcel_folds, subset_names
@@ -568,9 +575,9 @@ class ExperimentRunner:
                 )
                 for i, f in enumerate(folds, start=1)
             ]
-        scored = DatasetStore(test_store)
+        store = DatasetStore(test_store)
         probabilities = held_out_maps(
-            [fold.held_out for fold in folds], maps, scored.indices("test")
+            [fold.held_out for fold in folds], maps, store.indices("test")
         )
         test = scenario_test_set(test_store, scenario.bands, classes or scenario.crop)
         confusion = empty_confusion(classes)
@@ -578,7 +585,7 @@ class ExperimentRunner:
             sample = test[item]
             target, valid = sample["target"].numpy()[None], sample["valid"].numpy()[None]
             confusion.update(probabilities[item][None], target, valid)
-        return {str(scored.steps): confusion.as_dict()}, probabilities
+        return _Scored({str(store.steps): confusion.as_dict()}, probabilities)
 
     def _fold_map(
         self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str, folder: Path
@@ -589,15 +596,15 @@ class ExperimentRunner:
         test_store, _ = self.region_store(scenario.test)
         strategy, _ = parse_method(method)
         if strategy == "rf":
-            return self._forest(scenario, ft_store, test_store, run)[1]
+            return self._forest(scenario, ft_store, test_store, run).probabilities
         if strategy == "rf-features":
-            return self._feature_forest(scenario, ft_store, test_store, run)[1]
+            return self._feature_forest(scenario, ft_store, test_store, run).probabilities
         trained = self._train_method(scenario, method, run, ordering, folder)
         return network_probabilities(trained, test_store)
 
     def _forest(
         self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
-    ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    ) -> _Scored:
         """Run i fits with seed ``baseline.seed + i`` through the API behind ``baseline`` (on
         the run's fold of parcels where it has one)."""
         from sarcrop.evaluation.baseline import run_baseline
@@ -613,13 +620,17 @@ class ExperimentRunner:
             fold=run.fold,
         )
         if classes is not None:
-            return forest_outputs(result)
+            return _Scored(*forest_outputs(result))
         early = {str(t): c.as_dict() for t, c in result.confusions.items()}
-        return early, np.nan_to_num(result.probabilities())
+        return _Scored(
+            early,
+            np.nan_to_num(result.probabilities()),
+            self._every_timestep(scenario, run, result.probabilities, result.steps),
+        )
 
     def _feature_forest(
         self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
-    ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    ) -> _Scored:
         """The forest of ``_forest`` (same seed, same parcels) on the frozen pre-trained
         network's per-pixel features, through the API behind ``baseline --features``."""
         from sarcrop.evaluation.feature_forest import probability_maps, run_feature_forest
@@ -639,7 +650,11 @@ class ExperimentRunner:
         )
         confusions = result.confusions if classes is None else result.class_confusions
         early = {str(t): c.as_dict() for t, c in confusions.items()}
-        return early, probability_maps(result)
+        return _Scored(
+            early,
+            probability_maps(result),
+            self._every_timestep(scenario, run, result.probabilities, result.steps),
+        )
 
     def _forest_options(self, run: _Run, classes: tuple[str, ...] | None = None) -> BaselineOptions:
         """The forest's options for run i: seed ``baseline.seed + i``, the run's label share
@@ -658,15 +673,41 @@ class ExperimentRunner:
         return scenario.crop if self.config.pretrain_of(scenario)[1].train.classes else None
 
     def _network_predictions(
-        self, checkpoint: Path, test_store: Path, crop: str | None = None
-    ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
-        """Early-season metrics and full-season probabilities on the test split; ``crop``
-        reads a crop-type model for that one crop."""
+        self, scenario: ScenarioSpec, checkpoint: Path, test_store: Path, crop: str | None = None
+    ) -> _Scored:
+        """Early-season metrics and full-season probabilities on the test split (and the maps
+        of every ``t`` where the run keeps them); ``crop`` reads a crop-type model for that
+        one crop."""
         from sarcrop.training.api import evaluate
 
         metrics = evaluate(checkpoint, test_store, split="test", timesteps="all", positive=crop)
         early = {str(t): m for t, m in metrics["early_season"].items()}
-        return early, network_probabilities(checkpoint, test_store, crop)
+        by_timestep = None
+        if self._keeps_timesteps(scenario):
+            by_timestep = network_timestep_probabilities(checkpoint, test_store, crop)
+        return _Scored(early, network_probabilities(checkpoint, test_store, crop), by_timestep)
+
+    def _keeps_timesteps(self, scenario: ScenarioSpec) -> bool:
+        """Whether runs of ``scenario`` keep their test maps at every ``t`` (for
+        ``timestep_intervals.csv``): with ``timestep_table``, in one-crop scenarios scored on
+        a test split (held-out fields are scored at the full season only)."""
+        return (
+            self.config.timestep_table
+            and scenario.folds is None
+            and self.config.classes_of(scenario) is None
+        )
+
+    def _every_timestep(
+        self,
+        scenario: ScenarioSpec,
+        run: _Run,
+        maps: Callable[[int | None], np.ndarray],
+        steps: int,
+    ) -> np.ndarray | None:
+        """A forest's ``maps(t)`` for ``t = 1..steps`` where the run keeps them, else None."""
+        if not self._keeps_timesteps(scenario) or run.fold is not None:
+            return None
+        return np.stack([np.nan_to_num(maps(t)) for t in range(1, steps + 1)])
 
     # ------------------------------------------------------------------ the whole run
 
@@ -799,12 +840,16 @@ class ExperimentRunner:
             PAIRED_COLUMNS,
             PARCEL_COLUMNS,
             PARCELS,
+            TIMESTEP_COLUMNS,
+            TIMESTEP_INTERVALS,
             scenario_intervals,
             scenario_parcels,
             scenario_test_set,
+            timestep_intervals,
         )
 
         frames = [pd.DataFrame(columns=[*INTERVAL_COLUMNS, *PAIRED_COLUMNS])]
+        by_timestep = [pd.DataFrame(columns=[*TIMESTEP_COLUMNS, *PAIRED_COLUMNS])]
         parcels = [pd.DataFrame(columns=list(PARCEL_COLUMNS))]
         thresholds = method_thresholds(self.config)
         for scenario in binary_view(self.config).scenarios:
@@ -818,8 +863,18 @@ class ExperimentRunner:
             split = (truth.target, truth.parcels)
             frames.append(scenario_intervals(scenario, split, units, results, thresholds))
             parcels.append(scenario_parcels(scenario, truth, units, thresholds))
+            if self._keeps_timesteps(scenario):
+                maps = {
+                    (method, fraction, seed): Path(record["timestep_probabilities"])
+                    for (sid, method, seed, fraction), record in records.items()
+                    if sid == scenario.id
+                }
+                by_timestep.append(timestep_intervals(scenario, split, maps, results, thresholds))
         intervals = pd.concat(frames, ignore_index=True)
         write_text_atomic(self.out / INTERVALS, intervals.to_csv(index=False))
+        if self.config.timestep_table:
+            table = pd.concat(by_timestep, ignore_index=True)
+            write_text_atomic(self.out / TIMESTEP_INTERVALS, table.to_csv(index=False))
         table = pd.concat(parcels, ignore_index=True)
         write_text_atomic(self.out / PARCELS, table.to_csv(index=False))
         return intervals
@@ -838,12 +893,15 @@ class ExperimentRunner:
 
     def _timesteps(self, results: pd.DataFrame) -> str:
         """The IoU at every number of observed composites, where the config asks for it."""
+        from sarcrop.experiments.intervals import TIMESTEP_INTERVALS
         from sarcrop.experiments.record import scenario_sources
         from sarcrop.reports.markdown import timesteps_markdown
 
         if not self.config.timestep_table:
             return ""
-        return timesteps_markdown(results, scenario_sources(self.config))
+        path = self.out / TIMESTEP_INTERVALS
+        intervals = pd.read_csv(path) if path.is_file() else None
+        return timesteps_markdown(results, intervals, scenario_sources(self.config))
 
     def _tables(self, results: pd.DataFrame, intervals: pd.DataFrame, extra: str = "") -> Path:
         from sarcrop.experiments.record import scenario_sources
@@ -879,6 +937,7 @@ class ExperimentRunner:
                 str(log) if (log := Path(record["metrics_csv"])).is_file() else None,
                 record.get("checkpoint"),
                 fraction,
+                None if (maps := record.get("timestep_probabilities")) is None else str(maps),
             )
             for (scenario, method, seed, fraction), record in records.items()
         ]
@@ -938,6 +997,16 @@ def method_thresholds(config: ExperimentConfig) -> dict[str, float]:
 
 UnitKey = tuple[str, str, int, float]
 """A main-run unit: scenario id, method, seed, label fraction."""
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """A method run's test-split scores: per-``t`` confusions, the full-season probability
+    maps and, where the run keeps them, the maps of every ``t`` (``(T, N, H, W)``)."""
+
+    early: dict[str, dict[str, Any]]
+    probabilities: np.ndarray
+    by_timestep: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

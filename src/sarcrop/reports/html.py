@@ -45,7 +45,7 @@ from sarcrop.reports.markdown import (
     SEARCHES,
     main_run,
     paired_baselines,
-    run_timestep_table,
+    run_timestep_tables,
     scenario_names,
     search_counts,
 )
@@ -55,6 +55,7 @@ MANIFEST = "experiment.json"
 RESULTS = "results.csv"
 INTERVALS = "intervals.csv"
 CLASS_INTERVALS = "class_intervals.csv"
+TIMESTEP_INTERVALS = "timestep_intervals.csv"
 REPORT = "report.html"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -532,14 +533,24 @@ def _timings_table(value: Any) -> str:
     return "".join(out)
 
 
-def _timesteps(manifest: Mapping[str, Any], results: pd.DataFrame | None, sources: Sources) -> str:
-    """Each method's IoU at every number of observed composites (``timestep_table:``)."""
+def _timesteps(
+    ctx: _Context, manifest: Mapping[str, Any], results: pd.DataFrame | None, sources: Sources
+) -> str:
+    """Each method's IoU at every number of observed composites (``timestep_table:``), with
+    the parcel intervals of ``timestep_intervals.csv`` where the run wrote one."""
     if not manifest.get("timestep_table") or results is None:
         return ""
-    table = run_timestep_table(results, sources)
-    if table is None:
-        return ""
-    return f'<div class="table-wrap">{table.to_html(table_id="table-timesteps")}</div>'
+    path = ctx.run_dir / TIMESTEP_INTERVALS
+    try:
+        intervals = pd.read_csv(path) if path.is_file() else None
+        tables = run_timestep_tables(results, intervals, sources)
+    except (OSError, ValueError, EvaluationInputError) as exc:
+        raise ReportError(f"unreadable time-step intervals table: {exc}", path) from None
+    ids = ["table-timesteps", *(f"table-timesteps-paired-{i}" for i in range(1, len(tables)))]
+    return "".join(
+        f'<div class="table-wrap">{table.to_html(table_id=ident)}</div>'
+        for ident, table in zip(ids, tables, strict=False)
+    )
 
 
 def _searches(run_dir: Path) -> str:
@@ -794,7 +805,7 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
             "early-season",
             "Early-season prediction",
             _early_season(ctx, manifest.get("early_season"))
-            + _timesteps(manifest, results, sources)
+            + _timesteps(ctx, manifest, results, sources)
             + _class_early_season(ctx, manifest.get("crop_types")),
         ),
         ("training", "Training curves", _training_curves(ctx, manifest.get("training_curves"))),

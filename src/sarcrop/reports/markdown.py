@@ -14,6 +14,7 @@ from sarcrop.evaluation.tables import (
     fraction_table,
     method_label,
     paired_table,
+    paired_timestep_table,
     paper_table,
     scenario_label,
     timestep_table,
@@ -68,24 +69,37 @@ def fractions_markdown(
     return "\n".join(parts)
 
 
-def run_timestep_table(
-    results: pd.DataFrame, sources: Mapping[str, str | None] | None = None
-) -> Table | None:
+def run_timestep_tables(
+    results: pd.DataFrame,
+    intervals: pd.DataFrame | None = None,
+    sources: Mapping[str, str | None] | None = None,
+) -> list[Table]:
     """Each method's IoU at every number of observed composites t (``timestep_table:``), its
-    scenarios named as the other tables name them; None where the run has no IoU of one crop
-    (a crop-type run has its own early-season figure)."""
+    scenarios named as the other tables name them, and, where ``intervals`` (the run's
+    ``timestep_intervals.csv``) has them, its parcel intervals and the differences to RI and
+    RF at the same t. Empty where the run has no IoU of one crop (a crop-type run has its own
+    early-season figure)."""
+    names = scenario_names(results)
     try:
-        return timestep_table(results, sources=sources, names=scenario_names(results))
+        tables = [timestep_table(results, intervals=intervals, sources=sources, names=names)]
     except EvaluationInputError:
-        return None
+        return []
+    if intervals is not None and not intervals.empty:
+        tables += [
+            paired_timestep_table(intervals, baseline, sources=sources, names=names)
+            for baseline in paired_baselines(intervals)
+        ]
+    return tables
 
 
 def timesteps_markdown(
-    results: pd.DataFrame, sources: Mapping[str, str | None] | None = None
+    results: pd.DataFrame,
+    intervals: pd.DataFrame | None = None,
+    sources: Mapping[str, str | None] | None = None,
 ) -> str:
-    """:func:`run_timestep_table` as a ``tables.md`` section; "" where there is none."""
-    table = run_timestep_table(results, sources)
-    return "" if table is None else f"## {table.title}\n\n{table.to_markdown()}"
+    """:func:`run_timestep_tables` as ``tables.md`` sections; "" where there are none."""
+    tables = run_timestep_tables(results, intervals, sources)
+    return "\n".join(f"## {table.title}\n\n{table.to_markdown()}" for table in tables)
 
 
 def paired_baselines(intervals: pd.DataFrame) -> list[str]:
