@@ -106,6 +106,31 @@ def test_configs_without_fractions_keep_their_columns_and_gain_intervals(tiny_ru
     assert "parcel-bootstrap" in (out / "tables.md").read_text()
 
 
+def test_scenarios_that_differ_in_what_the_forest_ignores_share_its_runs(tmp_path):
+    """The forest learns from the target alone: two scenarios that differ only in their
+    pre-training fit it once per seed, also when two workers run the units."""
+    scenario = TINY["scenarios"][0]
+    config = {
+        **TINY,
+        "pretrains": {"a": {"checkpoint": "europe-maize"}, "b": {"checkpoint": "europe-maize"}},
+        "scenarios": [{**scenario, "pretrain": "a"}, {**scenario, "pretrain": "b"}],
+        "methods": ["rf"],
+        "seeds": 2,
+        "jobs": 2,
+        "timestep_table": False,
+    }
+    del config["pretrain"], config["early_season"]
+    out = tmp_path / "out"
+    result = run_experiment(write_config(tmp_path, config), out)
+    iou = result.results[result.results["metric"] == "iou"]
+    by_scenario = [group["value"].to_numpy() for _, group in iou.groupby("scenario")]
+    assert len(by_scenario) == 2 and np.array_equal(*by_scenario)
+    assert len(list((out / "cache").glob("method-*/done.json"))) == 2  # one per seed
+    record = RunRecord.read(out)
+    assert len(record.units) == 4  # each scenario keeps its rows ...
+    assert len({u.probabilities for u in record.units if u.seed == 0}) == 1  # ... of one fit
+
+
 def test_timestep_intervals_score_every_runs_maps_at_every_t(tiny_run):
     """With timestep_table, each run keeps its test maps from the first t composites: scored,
     they give results.csv's IoU at that t, and at the full season intervals.csv's interval."""

@@ -42,6 +42,7 @@ HELD_OUT = {
         }
     ],
     "methods": ["rf", "ri", "fte", "rf-features", "zero-shot"],
+    "timestep_table": False,
 }
 del HELD_OUT["early_season"]
 
@@ -129,6 +130,31 @@ def test_an_experiment_scores_every_method_on_the_fields_each_fold_held_out(tmp_
         held = fold.held_out.keep[patches]
         assert held.any()
         np.testing.assert_allclose(saved[held], own[held], atol=1e-3)  # float16 on disk
+
+
+def test_with_timestep_table_held_out_fields_are_scored_at_every_t(tmp_path):
+    """Each fold's maps of every t are merged as the full-season ones are: the full season
+    scores as without the option, and every t gets its row and parcel interval."""
+    methods = ["rf", "fte", "zero-shot"]
+    scores = {}
+    for every_t in (False, True):
+        config = {**HELD_OUT, "methods": methods, "timestep_table": every_t}
+        out = tmp_path / str(every_t)
+        out.mkdir()
+        result = run_experiment(write_config(out, config), out / "run")
+        iou = result.results[result.results["metric"] == "iou"]
+        scores[every_t] = iou.set_index(["method", "timestep"])["value"]
+    steps = scores[False].index.get_level_values("timestep")
+    last = int(steps.max())
+    assert set(steps) == {last} and last > 1  # without the option: the full season alone
+    every = scores[True]
+    assert set(every.index) == {(m, t) for m in methods for t in range(1, last + 1)}
+    full = every[every.index.get_level_values("timestep") == last]
+    pd.testing.assert_series_equal(full, scores[False])
+    assert every["rf"].nunique() > 1  # the maps differ by t
+    by_step = pd.read_csv(tmp_path / "True" / "run" / "timestep_intervals.csv")
+    assert len(by_step) == len(methods) * last
+    assert by_step["minus_rf"].notna().sum() == (len(methods) - 1) * last
 
 
 def test_folds_need_the_same_fields_and_no_early_season_curve(tmp_path):

@@ -102,9 +102,15 @@ class ExperimentResult:
 class _Timer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.units: set[Path] = set()  # counted already: a unit shared by scenarios counts once
 
     def add(self, name: str, seconds: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def add_unit(self, name: str, unit: Path, seconds: float) -> None:
+        if unit not in self.units:
+            self.units.add(unit)
+            self.add(name, seconds)
 
 
 def _log(message: str) -> None:
@@ -160,7 +166,7 @@ class ExperimentRunner:
             record["seconds"] = time.perf_counter() - start
             unit.finish(record)
         if name is not None:
-            self.timer.add(name, float(record.get("seconds", 0.0)))
+            self.timer.add_unit(name, unit.path, float(record.get("seconds", 0.0)))
         return record
 
     # ------------------------------------------------------------------ data
@@ -444,8 +450,11 @@ class ExperimentRunner:
         _, ft_key = self.region_store(scenario.finetune)
         _, test_key = self.region_store(scenario.test)
         strategy, _ = parse_method(method)
+        named = scenario.model_dump(mode="json", exclude_none=True)
+        if strategy == "rf":  # learns from the target alone: one unit whatever the pre-training
+            named.pop("pretrain", None)
         key: dict[str, Any] = {
-            "scenario": scenario.model_dump(mode="json", exclude_none=True),
+            "scenario": named,
             "method": method,
             "seed": run.seed,
             "finetune_store": ft_key,
@@ -559,14 +568,15 @@ class ExperimentRunner:
             fraction=run.fraction,
             classes=classes,
         )
+        every_t = self._keeps_timesteps(scenario)
         strategy, _ = parse_method(method)
         if strategy == ZERO_SHOT:  # nothing learnt from the target: one map for every fold
             crop = self._zero_shot_crop(scenario)
-            same = network_probabilities(self.pretrained(scenario)[0], test_store, crop)
+            same = self._maps(self.pretrained(scenario)[0], test_store, crop, every_t=every_t)
             maps = [same] * len(folds)
         else:
             maps = [
-                self._fold_map(
+                self._fold_maps(
                     scenario,
                     method,
                     replace(run, fold=f),
@@ -576,31 +586,47 @@ class ExperimentRunner:
                 for i, f in enumerate(folds, start=1)
             ]
         store = DatasetStore(test_store)
-        probabilities = held_out_maps(
-            [fold.held_out for fold in folds], maps, store.indices("test")
+        held = [fold.held_out for fold in folds]
+        patches = store.indices("test")
+        merged = np.stack(
+            [held_out_maps(held, [m[i] for m in maps], patches) for i in range(len(maps[0]))]
         )
+        steps = range(1, store.steps + 1) if every_t else [store.steps]
         test = scenario_test_set(test_store, scenario.bands, classes or scenario.crop)
-        confusion = empty_confusion(classes)
+        confusions = {t: empty_confusion(classes) for t in steps}
         for item in range(len(test)):
             sample = test[item]
             target, valid = sample["target"].numpy()[None], sample["valid"].numpy()[None]
-            confusion.update(probabilities[item][None], target, valid)
-        return _Scored({str(store.steps): confusion.as_dict()}, probabilities)
+            for at_t, confusion in zip(merged, confusions.values(), strict=True):
+                confusion.update(at_t[item][None], target, valid)
+        early = {str(t): confusion.as_dict() for t, confusion in confusions.items()}
+        return _Scored(early, merged[-1], merged if every_t else None)
 
-    def _fold_map(
+    def _fold_maps(
         self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str, folder: Path
     ) -> np.ndarray:
-        """``method`` trained (or fitted) on ``run.fold``'s labels: its map of the test split."""
+        """``method`` trained (or fitted) on ``run.fold``'s labels: its maps of the test split,
+        ``(1, N, ...)`` of the full season, or ``(T, N, ...)`` of every ``t`` where the run
+        keeps them."""
         assert run.fold is not None
         ft_store, _ = self.region_store(scenario.finetune)
         test_store, _ = self.region_store(scenario.test)
         strategy, _ = parse_method(method)
-        if strategy == "rf":
-            return self._forest(scenario, ft_store, test_store, run).probabilities
-        if strategy == "rf-features":
-            return self._feature_forest(scenario, ft_store, test_store, run).probabilities
+        if strategy in ("rf", "rf-features"):
+            fit = self._forest if strategy == "rf" else self._feature_forest
+            scored = fit(scenario, ft_store, test_store, run)
+            return scored.probabilities[None] if scored.by_timestep is None else scored.by_timestep
         trained = self._train_method(scenario, method, run, ordering, folder)
-        return network_probabilities(trained, test_store)
+        return self._maps(trained, test_store, every_t=self._keeps_timesteps(scenario))
+
+    @staticmethod
+    def _maps(
+        checkpoint: Path, test_store: Path, crop: str | None = None, *, every_t: bool
+    ) -> np.ndarray:
+        """A network's test maps, ``(1, N, ...)`` of the full season or ``(T, N, ...)``."""
+        if every_t:
+            return network_timestep_probabilities(checkpoint, test_store, crop)
+        return network_probabilities(checkpoint, test_store, crop)[None]
 
     def _forest(
         self, scenario: ScenarioSpec, ft_store: Path, test_store: Path, run: _Run
@@ -616,7 +642,7 @@ class ExperimentRunner:
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
-            timesteps="all" if run.fold is None else None,
+            timesteps="all" if run.fold is None or self._keeps_timesteps(scenario) else None,
             fold=run.fold,
         )
         if classes is not None:
@@ -625,7 +651,7 @@ class ExperimentRunner:
         return _Scored(
             early,
             np.nan_to_num(result.probabilities()),
-            self._every_timestep(scenario, run, result.probabilities, result.steps),
+            self._every_timestep(scenario, result.probabilities, result.steps),
         )
 
     def _feature_forest(
@@ -644,7 +670,7 @@ class ExperimentRunner:
             test_store=test_store,
             bands=scenario.bands,
             positive=(scenario.crop,),
-            timesteps="all" if run.fold is None else None,
+            timesteps="all" if run.fold is None or self._keeps_timesteps(scenario) else None,
             raw=self.config.feature_forest.raw,
             fold=run.fold,
         )
@@ -653,7 +679,7 @@ class ExperimentRunner:
         return _Scored(
             early,
             probability_maps(result),
-            self._every_timestep(scenario, run, result.probabilities, result.steps),
+            self._every_timestep(scenario, result.probabilities, result.steps),
         )
 
     def _forest_options(self, run: _Run, classes: tuple[str, ...] | None = None) -> BaselineOptions:
@@ -688,24 +714,15 @@ class ExperimentRunner:
         return _Scored(early, network_probabilities(checkpoint, test_store, crop), by_timestep)
 
     def _keeps_timesteps(self, scenario: ScenarioSpec) -> bool:
-        """Whether runs of ``scenario`` keep their test maps at every ``t`` (for
-        ``timestep_intervals.csv``): with ``timestep_table``, in one-crop scenarios scored on
-        a test split (held-out fields are scored at the full season only)."""
-        return (
-            self.config.timestep_table
-            and scenario.folds is None
-            and self.config.classes_of(scenario) is None
-        )
+        """Whether runs of ``scenario`` keep their test maps at every ``t`` (and a held-out
+        scenario scores every ``t``): with ``timestep_table``, in one-crop scenarios."""
+        return self.config.timestep_table and self.config.classes_of(scenario) is None
 
     def _every_timestep(
-        self,
-        scenario: ScenarioSpec,
-        run: _Run,
-        maps: Callable[[int | None], np.ndarray],
-        steps: int,
+        self, scenario: ScenarioSpec, maps: Callable[[int | None], np.ndarray], steps: int
     ) -> np.ndarray | None:
         """A forest's ``maps(t)`` for ``t = 1..steps`` where the run keeps them, else None."""
-        if not self._keeps_timesteps(scenario) or run.fold is not None:
+        if not self._keeps_timesteps(scenario):
             return None
         return np.stack([np.nan_to_num(maps(t)) for t in range(1, steps + 1)])
 
@@ -738,7 +755,11 @@ class ExperimentRunner:
             self.region_store(scenario.test)
             if self.pretrains:
                 self.pretrained(scenario)
-        todo = [unit for unit in self._units() if not self._method_unit(unit).done]
+        todo = {  # scenarios that differ in what a method ignores share its unit: once
+            self._method_unit(unit).path: unit
+            for unit in self._units()
+            if not self._method_unit(unit).done
+        }.values()
         if not todo:
             return
         context = multiprocessing.get_context("spawn")
