@@ -229,13 +229,19 @@ def test_shipped_early_config_scores_both_shipped_maize_models(shared_data):
     locations, splits and recipe, with the forest's early-season copies beside them."""
     config = load_experiment_config(resolve_config("real-early"), data_root=shared_data)
     real = load_experiment_config(resolve_config("real"), data_root=shared_data)
+    held = load_experiment_config(resolve_config("real-held-out"), data_root=shared_data)
     files = {name: Path(spec.checkpoint).name for name, spec in config.pretrains.items()}
     assert files == {"full": "europe-maize.safetensors", "early": "europe-maize-early.safetensors"}
     europe = [(s.finetune, s.test) for s in real.scenarios if s.pretrain == "europe"]
+    new_fields = [(s.finetune, s.test, s.folds) for s in held.scenarios if s.pretrain == "europe"]
     for name in ("full", "early"):
-        assert [(s.finetune, s.test) for s in config.scenarios if s.pretrain == name] == europe
+        ours = [s for s in config.scenarios if s.pretrain == name]
+        assert [(s.finetune, s.test) for s in ours if s.folds is None] == europe
+        assert [(s.finetune, s.test, s.folds) for s in ours if s.folds] == new_fields
     for name in {region for pair in europe for region in pair}:
         assert config.regions[name] == real.regions[name]
+    for name in {region for *pair, _ in new_fields for region in pair}:
+        assert config.regions[name] == held.regions[name]
     assert config.finetune == real.finetune and config.variants == real.variants
     assert config.baseline.early_season and config.seeds == real.seeds
     assert {"zero-shot", "bias", "ftd+dd", "rf"} == set(config.methods)
