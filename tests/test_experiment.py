@@ -219,6 +219,7 @@ def test_tables_manifest_maps_and_report_are_written(tiny_run):
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "tiny" in html
     assert 'id="table-timesteps"' in html and manifest["timestep_table"] is True
+    assert html.count('id="table-timesteps-paired-') == 2  # minus RI and minus RF, at each t
     # Which versions and processor trained these numbers (they differ between machines).
     environment = manifest["environment"]
     assert environment["torch"] == torch.__version__
