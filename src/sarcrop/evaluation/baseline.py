@@ -601,7 +601,7 @@ def forest_class_confusions(
     return confusions
 
 
-def kept_maps(wanted: Sequence[int], *, every_timestep: bool) -> dict[int | None, list]:
+def kept_maps(wanted: Sequence[int], *, every_timestep: bool) -> dict[int | None, list[np.ndarray]]:
     """Where :func:`forest_confusions` keeps the maps it scores: at the headline (last) ``t``,
     or at every ``t`` where every one is evaluated (the experiments save them all)."""
     return {t: [] for t in (wanted if every_timestep else wanted[-1:])}

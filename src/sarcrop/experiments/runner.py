@@ -708,10 +708,9 @@ class ExperimentRunner:
 
         metrics = evaluate(checkpoint, test_store, split="test", timesteps="all", positive=crop)
         early = {str(t): m for t, m in metrics["early_season"].items()}
-        by_timestep = None
-        if self._keeps_timesteps(scenario):
-            by_timestep = network_timestep_probabilities(checkpoint, test_store, crop)
-        return _Scored(early, network_probabilities(checkpoint, test_store, crop), by_timestep)
+        every_t = self._keeps_timesteps(scenario)
+        maps = self._maps(checkpoint, test_store, crop, every_t=every_t)
+        return _Scored(early, maps[-1], maps if every_t else None)
 
     def _keeps_timesteps(self, scenario: ScenarioSpec) -> bool:
         """Whether runs of ``scenario`` keep their test maps at every ``t`` (and a held-out

@@ -549,7 +549,7 @@ def _timesteps(
     ids = ["table-timesteps", *(f"table-timesteps-paired-{i}" for i in range(1, len(tables)))]
     return "".join(
         f'<div class="table-wrap">{table.to_html(table_id=ident)}</div>'
-        for ident, table in zip(ids, tables, strict=False)
+        for ident, table in zip(ids, tables, strict=True)
     )
 
 
