@@ -88,6 +88,29 @@ def test_a_binary_evaluation_has_intervals_over_parcels_and_a_score_per_parcel(s
         assert score["predicted"] in ("maize", "other")
 
 
+def test_every_observed_composite_gets_its_iou_interval_over_parcels(store, checkpoints, capsys):
+    """``timesteps="all"``: the IoU at each t with its parcel interval, the full season's
+    that of the headline, an early one scored on the maps cut to t."""
+    result = evaluate(checkpoints["binary"], store, timesteps="all")
+    intervals = result["early_season_intervals"]
+    steps = sorted(result["early_season"])
+    assert sorted(intervals) == steps and len(steps) > 1
+    for t in steps:
+        assert _same(intervals[t]["estimate"], result["early_season"][t]["iou"])
+        assert intervals[t]["low"] <= intervals[t]["estimate"] <= intervals[t]["high"]
+    assert intervals[steps[-1]] == result["intervals"]["iou"]
+    with pytest.warns(UserWarning, match="trained on full seasons only"):
+        early = evaluate(checkpoints["binary"], store, timesteps=steps[0])
+    assert intervals[steps[0]] == early["intervals"]["iou"]
+    assert "early_season_intervals" not in evaluate(checkpoints["multi"], store, timesteps="all")
+    assert main(["evaluate", checkpoints["binary"], store, "--timesteps", "all"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].split()[-4:] == ["IoU", "95", "%", "CI"]
+    low, high = intervals[steps[0]]["low"], intervals[steps[0]]["high"]
+    assert rows[2].endswith(f"[{low:.3f}, {high:.3f}]")
+    assert rows[2 + len(steps)].startswith("CI: from a bootstrap over the split's parcels")
+
+
 def test_a_crop_type_evaluation_has_intervals_per_class_and_for_the_miou(store, checkpoints):
     result = evaluate(checkpoints["multi"], store)
     classes = [*CROPS, "other"]

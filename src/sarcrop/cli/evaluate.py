@@ -68,14 +68,21 @@ def format_table(result: dict[str, Any]) -> str:
             f"{result['patches']} patches, classes: {', '.join(result['classes'])})"
         )
         return f"{title}\n{format_class_table(rows)}"
+    intervals = result.get("early_season_intervals") or {}
+    ci = f"  {'IoU 95 % CI':>14}" if intervals else ""
     lines = [
         f"{result['checkpoint']} on {result['store']} ({result['split']}, "
         f"{result['patches']} patches, positive: {', '.join(result['positive'])})",
-        f"{'t':>3}  {'IoU':>6}  {'precision':>9}  {'recall':>6}  {'F1':>6}",
+        f"{'t':>3}  {'IoU':>6}  {'precision':>9}  {'recall':>6}  {'F1':>6}{ci}",
     ]
     for t, m in rows.items():
-        lines.append(
+        line = (
             f"{t:>3}  {_cell(m['iou']):>6}  {_cell(m['precision']):>9}  "
             f"{_cell(m['recall']):>6}  {_cell(m['f1']):>6}"
         )
+        if (at_t := intervals.get(t)) is not None:
+            line += f"  [{_cell(at_t['low'])}, {_cell(at_t['high'])}]"
+        lines.append(line)
+    if intervals:
+        lines.append("CI: from a bootstrap over the split's parcels (connected label components)")
     return "\n".join(lines)

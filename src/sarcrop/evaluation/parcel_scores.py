@@ -10,6 +10,7 @@ share of them the model gave the right class, what it gave most, and in which pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -137,3 +138,21 @@ def evaluation_by_parcel(dataset: PatchDataset, predicted: np.ndarray) -> dict[s
     record["intervals"] = {name: interval.as_dict() for name, interval in intervals.items()}
     record["parcels"] = [score.as_dict() for score in truth.scores(predicted)]
     return record
+
+
+def timestep_intervals(
+    dataset: PatchDataset, predicted: Mapping[int, np.ndarray], metric: str = "iou"
+) -> dict[int, dict[str, Any]]:
+    """The parcel-bootstrap interval of a binary model's ``metric`` at each number of observed
+    composites ``t`` (``predicted``: ``t`` → the 0/1 maps of :func:`evaluation_by_parcel`):
+    an early-season map rests on as few fields as the full-season one. Empty without
+    labelled pixels."""
+    truth = SplitTruth.of(dataset)
+    intervals = {}
+    for t, maps in predicted.items():
+        given, ids = truth.scored(maps)
+        if not np.any(ids >= 0):
+            return {}
+        interval = parcel_bootstrap(given, truth.target, ids, metric=metric, level=LEVEL)
+        intervals[t] = interval.as_dict()
+    return intervals

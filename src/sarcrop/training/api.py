@@ -1343,7 +1343,9 @@ def evaluate(
     (:class:`~sarcrop.evaluation.metrics.MulticlassConfusion`); ``threshold`` does not apply.
     ``timesteps=None`` evaluates the full season, an integer ``t`` the input with only the first
     ``t`` composites, ``"all"`` additionally every ``t = 1..T`` (early-season curve) under
-    ``"early_season"``. Inputs are scaled with the checkpoint's normalisation statistics.
+    ``"early_season"``, and for a binary model the IoU's parcel-bootstrap interval at each
+    ``t`` under ``"early_season_intervals"``. Inputs are scaled with the checkpoint's
+    normalisation statistics.
     """
     from sarcrop.data.dataset import PatchDataset
     from sarcrop.evaluation.metrics import (
@@ -1351,7 +1353,7 @@ def evaluate(
         empty_confusion,
         write_metrics_json,
     )
-    from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
+    from sarcrop.evaluation.parcel_scores import evaluation_by_parcel, timestep_intervals
 
     reuse_freed_memory()
     checkpoint = pretrained.resolve(checkpoint)
@@ -1390,7 +1392,9 @@ def evaluate(
     model.to(target_device)
     confusions = {t: empty_confusion(classes) for t in wanted}
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    headline_predictions: list[np.ndarray] = []  # target indices at the headline t
+    # Target indices at the headline t, and at every t where every t is scored (binary).
+    every_t = timesteps == "all" and classes is None
+    predictions: dict[int, list[np.ndarray]] = {t: [] for t in (wanted if every_t else wanted[-1:])}
     with torch.inference_mode():
         for batch in loader:
             image = batch["image"].to(target_device)
@@ -1406,8 +1410,8 @@ def evaluate(
                     prob = torch.sigmoid(logits)[:, 0]
                     confusion.update(prob, target, valid, threshold=threshold)
                     predicted = prob >= threshold
-                if t == wanted[-1]:
-                    headline_predictions.append(predicted.cpu().numpy())
+                if t in predictions:
+                    predictions[t].append(predicted.cpu().numpy())
     headline = confusions[wanted[-1]]
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -1425,8 +1429,10 @@ def evaluate(
         result["classes"] = list(classes)
     if timesteps == "all":
         result["early_season"] = {t: confusions[t].as_dict() for t in wanted}
-    predicted = np.concatenate(headline_predictions) if headline_predictions else np.zeros(0)
-    result.update(evaluation_by_parcel(dataset, predicted))
+    predicted = {t: np.concatenate(p) if p else np.zeros(0) for t, p in predictions.items()}
+    result.update(evaluation_by_parcel(dataset, predicted[wanted[-1]]))
+    if every_t:
+        result["early_season_intervals"] = timestep_intervals(dataset, predicted)
     if out is not None:
         write_metrics_json(out, result)
     return result
