@@ -140,7 +140,7 @@ def evaluation_by_parcel(dataset: PatchDataset, predicted: np.ndarray) -> dict[s
     return record
 
 
-def timestep_intervals(
+def early_season_intervals(
     dataset: PatchDataset, predicted: Mapping[int, np.ndarray], metric: str = "iou"
 ) -> dict[int, dict[str, Any]]:
     """The parcel-bootstrap interval of a binary model's ``metric`` at each number of observed
