@@ -114,7 +114,11 @@ class SplitTruth:
         ]
 
 
-def evaluation_by_parcel(dataset: PatchDataset, predicted: np.ndarray) -> dict[str, Any]:
+def evaluation_by_parcel(
+    dataset: PatchDataset,
+    predicted: np.ndarray,
+    early: Mapping[int, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """The entries ``interval_level``, ``intervals`` and ``parcels`` of an evaluation.
 
     ``predicted`` holds the target index ``(n, P, P)`` given to every pixel of each item of
@@ -122,10 +126,16 @@ def evaluation_by_parcel(dataset: PatchDataset, predicted: np.ndarray) -> dict[s
     where there is none). Binary: IoU, precision, recall and F1 of the positive class; crop
     types: the IoU of each class and the mIoU. Parcels are joined across patches as in the
     experiments' intervals; without labelled pixels there are no intervals and no parcels.
+
+    ``early`` (a binary model's maps at each number of observed composites ``t``) adds
+    ``early_season_intervals``, the IoU's interval at each ``t`` on the same parcels: an
+    early-season map rests on as few fields as the full-season one.
     """
     truth = SplitTruth.of(dataset)
     given, ids = truth.scored(predicted)
     record: dict[str, Any] = {"interval_level": LEVEL, "intervals": {}, "parcels": []}
+    if early is not None:
+        record["early_season_intervals"] = {}
     if not np.any(ids >= 0):
         return record
     if dataset.target_classes is None:
@@ -137,22 +147,8 @@ def evaluation_by_parcel(dataset: PatchDataset, predicted: np.ndarray) -> dict[s
         intervals = class_bootstrap(given, truth.target, ids, truth.targets, level=LEVEL)
     record["intervals"] = {name: interval.as_dict() for name, interval in intervals.items()}
     record["parcels"] = [score.as_dict() for score in truth.scores(predicted)]
+    for t, maps in (early or {}).items():
+        given_t, ids_t = truth.scored(maps)
+        interval = parcel_bootstrap(given_t, truth.target, ids_t, metric="iou", level=LEVEL)
+        record["early_season_intervals"][t] = interval.as_dict()
     return record
-
-
-def early_season_intervals(
-    dataset: PatchDataset, predicted: Mapping[int, np.ndarray], metric: str = "iou"
-) -> dict[int, dict[str, Any]]:
-    """The parcel-bootstrap interval of a binary model's ``metric`` at each number of observed
-    composites ``t`` (``predicted``: ``t`` → the 0/1 maps of :func:`evaluation_by_parcel`):
-    an early-season map rests on as few fields as the full-season one. Empty without
-    labelled pixels."""
-    truth = SplitTruth.of(dataset)
-    intervals = {}
-    for t, maps in predicted.items():
-        given, ids = truth.scored(maps)
-        if not np.any(ids >= 0):
-            return {}
-        interval = parcel_bootstrap(given, truth.target, ids, metric=metric, level=LEVEL)
-        intervals[t] = interval.as_dict()
-    return intervals

@@ -1353,7 +1353,7 @@ def evaluate(
         empty_confusion,
         write_metrics_json,
     )
-    from sarcrop.evaluation.parcel_scores import early_season_intervals, evaluation_by_parcel
+    from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
 
     reuse_freed_memory()
     checkpoint = pretrained.resolve(checkpoint)
@@ -1430,9 +1430,8 @@ def evaluate(
     if timesteps == "all":
         result["early_season"] = {t: confusions[t].as_dict() for t in wanted}
     predicted = {t: np.concatenate(p) if p else np.zeros(0) for t, p in predictions.items()}
-    result.update(evaluation_by_parcel(dataset, predicted[wanted[-1]]))
-    if every_t:
-        result["early_season_intervals"] = early_season_intervals(dataset, predicted)
+    early = predicted if every_t else None
+    result.update(evaluation_by_parcel(dataset, predicted[wanted[-1]], early))
     if out is not None:
         write_metrics_json(out, result)
     return result
