@@ -155,10 +155,20 @@ def flip(rng: np.random.Generator, pred: np.ndarray, rate: float) -> np.ndarray:
     return np.where(rng.random(pred.size) < rate, 1 - pred, pred)
 
 
+def test_a_difference_carries_the_two_means_it_is_the_difference_of() -> None:
+    pred, target, parcel = simulate(np.random.default_rng(9), 30)
+    worse = flip(np.random.default_rng(11), pred, 0.2)
+    d = paired_difference(pred, worse, target, parcel)
+    assert d.mean_a == parcel_bootstrap(pred, target, parcel).estimate
+    assert d.mean_b == parcel_bootstrap(worse, target, parcel).estimate
+    assert d.estimate == d.mean_a - d.mean_b and d.estimate > 0
+
+
 def test_paired_difference_of_identical_predictions_is_exactly_zero() -> None:
     pred, target, parcel = simulate(np.random.default_rng(9), 30)
     same = paired_difference(pred, pred.copy(), target, parcel)
-    assert same == Difference(0.0, 0.0, 0.0, 30, 0.0)
+    alone = parcel_bootstrap(pred, target, parcel).estimate
+    assert same == Difference(0.0, 0.0, 0.0, 30, 0.0, alone, alone)
     seeds = [pred, flip(np.random.default_rng(10), pred, 0.2)]
     assert paired_difference(seeds, seeds, target, parcel).width == 0.0
 

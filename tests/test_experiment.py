@@ -171,6 +171,26 @@ def test_timestep_intervals_score_every_runs_maps_at_every_t(tiny_run):
     assert "minus RI from the same composites t" in tables
 
 
+def test_a_comparison_of_one_scenario_is_the_runs_paired_difference(tiny_run):
+    """``sarcrop compare`` of one scenario gives the paired difference of intervals.csv (and
+    of timestep_intervals.csv at each t): the same maps, parcels, draws and thresholds."""
+    from sarcrop.experiments.compare import Arm, compare_methods
+
+    _, out, _ = tiny_run
+    by_step = pd.read_csv(out / "timestep_intervals.csv")
+    full = pd.read_csv(out / "intervals.csv").set_index("method").loc["fte"]
+    (season,) = compare_methods(out, Arm("fte"), Arm("rf"))
+    d = season.difference
+    assert (d.estimate, d.low, d.high, d.p_above) == pytest.approx(
+        (full["minus_rf"], full["minus_rf_low"], full["minus_rf_high"], full["p_above_rf"])
+    )
+    assert d.mean_a == pytest.approx(full["mean"], abs=0.01)
+    for c in compare_methods(out, Arm("fte"), Arm("ri"), timesteps="all"):
+        row = by_step[(by_step["method"] == "fte") & (by_step["timestep"] == c.timestep)]
+        assert c.difference.estimate == pytest.approx(row["minus_ri"].item())
+        assert c.difference.low == pytest.approx(row["minus_ri_low"].item())
+
+
 def test_parcels_csv_scores_every_test_field_of_every_run(tiny_run):
     """Per run, its fields add up to the confusion of its saved test probabilities."""
     _, out, _ = tiny_run
@@ -316,18 +336,22 @@ def test_a_variant_trains_its_method_with_its_settings_beside_the_plain_one(tmp_
 
 
 def test_a_variant_threshold_reaches_the_metrics_and_the_recorded_maps_alike():
-    """The runner's metrics and the area maps, read from a run's recorded config, give each
-    method the same threshold: a network's from ``finetune:``, changed by its variant."""
-    from sarcrop.experiments import area, runner
-    from sarcrop.experiments.config import experiment_config_from_dict
+    """The runner's metrics and everything read from a run's recorded config (area maps,
+    comparisons) give each method the same threshold: a network's from ``finetune:``, changed
+    by its variant, as the validated config's own fine-tuning settings have it."""
+    from sarcrop.experiments import runner
+    from sarcrop.experiments.config import experiment_config_from_dict, is_forest
+    from sarcrop.experiments.record import recorded_thresholds
 
     data = {**TINY, "methods": ["rf", "ri", "ftd", "ftd+t"], "variants": {"t": {"threshold": 0.7}}}
     data["finetune"] = {**TINY["finetune"], "threshold": 0.4}
     config = experiment_config_from_dict(data)
     thresholds = runner.method_thresholds(config)
     assert thresholds == {"rf": 0.5, "ri": 0.4, "ftd": 0.4, "ftd+t": 0.7}
-    recorded = config.model_dump(mode="json")
-    assert area.method_thresholds(recorded, config.methods) == thresholds
+    typed = {m: 0.5 if is_forest(m) else config.finetune_of(m).threshold for m in config.methods}
+    assert thresholds == typed
+    recorded = json.loads(json.dumps(config.model_dump(mode="json")))
+    assert recorded_thresholds(recorded, config.methods) == thresholds
 
 
 @pytest.mark.parametrize(

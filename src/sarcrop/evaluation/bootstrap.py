@@ -103,9 +103,12 @@ def parcel_bootstrap(
 
 @dataclass(frozen=True)
 class Difference(Interval):
-    """A paired difference A − B with its interval, and the share of draws where A > B."""
+    """A paired difference A − B with its interval, the share of draws where A > B, and the
+    two means it is the difference of."""
 
     p_above: float
+    mean_a: float = float("nan")
+    mean_b: float = float("nan")
 
     def __str__(self) -> str:
         return f"{super().__str__()}, A > B in {100 * self.p_above:.1f} % of draws"
@@ -177,18 +180,20 @@ def pooled_difference(
         estimates.append(estimate)
         draws.append(drawn)
         parcels += groups[0].shape[1]
-    mean_estimates = _nanmean(np.stack(estimates), axis=0)
+    mean_a, mean_b = _nanmean(np.stack(estimates), axis=0)
     mean_draws = _nanmean(np.stack(draws), axis=0)
-    difference = float(mean_estimates[0] - mean_estimates[1])
-    return _difference(difference, mean_draws[0] - mean_draws[1], parcels, level)
+    return _difference((mean_a, mean_b), mean_draws[0] - mean_draws[1], parcels, level)
 
 
-def _difference(estimate: float, differences: np.ndarray, parcels: int, level: float) -> Difference:
-    """A :class:`Difference` from its estimate and its per-draw values (nan: undefined)."""
+def _difference(
+    means: tuple[float, float], differences: np.ndarray, parcels: int, level: float
+) -> Difference:
+    """A :class:`Difference` of the means (A's, B's) and its per-draw values (nan: undefined)."""
     defined = differences[np.isfinite(differences)]
     p_above = float(np.mean(defined > 0)) if defined.size else float("nan")
     low, high = _percentiles(differences, level)
-    return Difference(estimate, low, high, parcels, p_above)
+    a, b = (float(mean) for mean in means)
+    return Difference(a - b, low, high, parcels, p_above, a, b)
 
 
 def _check(metric: str, n: int, level: float) -> None:
@@ -327,9 +332,9 @@ def paired_class_difference(
     full = _class_scores(counts.sum(axis=1), classes)[..., -1]
     drawn = _class_scores(_resampled_totals(counts, n, seed), classes)[..., -1]
     a = len(groups[0])
-    estimate = float(_nanmean(full[:a]) - _nanmean(full[a:]))
+    means = (float(_nanmean(full[:a])), float(_nanmean(full[a:])))
     differences = _nanmean(drawn[:a], axis=0) - _nanmean(drawn[a:], axis=0)
-    return _difference(estimate, differences, counts.shape[1], level)
+    return _difference(means, differences, counts.shape[1], level)
 
 
 def _class_counts(

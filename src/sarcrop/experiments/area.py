@@ -55,21 +55,6 @@ class ScenarioMaps:
     """Method → the probability threshold of its metrics (and of its class map)."""
 
 
-def method_thresholds(config: Mapping[str, Any], methods: tuple[str, ...]) -> dict[str, float]:
-    """Each method's threshold from a run's recorded config, as the runner's metrics use it
-    (a network's from ``finetune:``, changed by its variant)."""
-    from sarcrop.experiments.config import is_forest, variant_of
-
-    def of(section: str) -> float:
-        return float((config.get(section) or {}).get("threshold", 0.5))
-
-    def network(method: str) -> float:
-        changes = (config.get("variants") or {}).get(variant_of(method) or "", {})
-        return float(changes.get("threshold", of("finetune")))
-
-    return {m: of("baseline") if is_forest(m) else network(m) for m in methods}
-
-
 def truth_patches(targets: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Test patches' labels as truth codes: 1 crop, 0 other, :data:`NODATA` unlabelled."""
     return np.where(valid, (targets > 0.5).astype(np.uint8), NODATA).astype(np.uint8)

@@ -126,6 +126,11 @@ class RunRecord:
         return tuple(sorted({u.label_fraction for u in self.units}))
 
     @property
+    def thresholds(self) -> dict[str, float]:
+        """Method → the probability threshold of its metrics (:func:`recorded_thresholds`)."""
+        return recorded_thresholds(self.config, self.methods)
+
+    @property
     def sources(self) -> dict[str, str | None]:
         """Scenario id → the data our numbers were measured on (``"simulated"``/``"real"``)."""
         return {s.id: s.data for s in self.scenarios}
@@ -184,6 +189,22 @@ class RunRecord:
             raise SarcropError(
                 f"no readable record of the run's artefacts: {exc!r}", path
             ) from None
+
+
+def recorded_thresholds(config: Mapping[str, Any], methods: Iterable[str]) -> dict[str, float]:
+    """Each method's probability threshold from a config as recorded (JSON): the forest's from
+    ``baseline:``, a network's from ``finetune:``, changed by its variant. Read from the
+    record, not a validated config, so a run of an older version keeps its thresholds."""
+    from sarcrop.experiments.config import is_forest, variant_of
+
+    def of(section: str) -> float:
+        return float((config.get(section) or {}).get("threshold", 0.5))
+
+    def network(method: str) -> float:
+        changes = (config.get("variants") or {}).get(variant_of(method) or "", {})
+        return float(changes.get("threshold", of("finetune")))
+
+    return {m: of("baseline") if is_forest(m) else network(m) for m in methods}
 
 
 # --------------------------------------------------------------------------- from a config

@@ -40,7 +40,6 @@ from sarcrop.experiments.config import (
     ExperimentConfig,
     RegionData,
     ScenarioSpec,
-    is_forest,
     load_experiment_config,
     parse_method,
     trains,
@@ -1010,9 +1009,11 @@ def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[st
 
 
 def method_thresholds(config: ExperimentConfig) -> dict[str, float]:
-    """The probability threshold of each method's metrics: the forest's or the networks'."""
-    forest = config.baseline.threshold
-    return {m: forest if is_forest(m) else config.finetune_of(m).threshold for m in config.methods}
+    """The probability threshold of each method's metrics: the forest's or the networks', as
+    a run's record gives them."""
+    from sarcrop.experiments.record import recorded_thresholds
+
+    return recorded_thresholds(config.model_dump(mode="json"), config.methods)
 
 
 UnitKey = tuple[str, str, int, float]

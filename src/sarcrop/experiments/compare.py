@@ -1,0 +1,297 @@
+"""Paired comparisons of two methods of a finished run, pooled over scenarios (``sarcrop compare``).
+
+``intervals.csv`` pairs every method with RI and RF within one scenario. Whether a method beats
+another over several test locations at once, or whether one pre-training's method beats
+another's on the same test parcels, is a comparison of two *arms*: a method at a label
+fraction in some scenarios. Each scenario of arm A is paired with the scenario of arm B that is
+scored on the same test split (the same one, unless B names its own scenarios), both arms'
+seeds are scored on the same parcel draws, and the pairs are pooled with each weighing the same
+(:func:`sarcrop.evaluation.bootstrap.pooled_difference`). Everything is read from the run
+directory: its record, its saved test maps and its stores; nothing is trained or predicted.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from sarcrop.errors import SarcropError
+from sarcrop.evaluation.bootstrap import Difference, PairedTestSet, pooled_difference
+from sarcrop.experiments.intervals import DRAWS, LEVEL, METRIC, split_parcels
+from sarcrop.experiments.record import RunRecord, ScenarioRecord, UnitRecord
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: ``method``'s runs at ``fraction`` of the labels, in the
+    scenarios whose ids match one of ``scenarios`` (shell-style patterns, e.g.
+    ``"flanders*-from-early"``; empty: every one-crop scenario where the method ran)."""
+
+    method: str
+    fraction: float = 1.0
+    scenarios: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """The parcel bootstrap of a comparison; the defaults are those of ``intervals.csv``."""
+
+    metric: str = METRIC
+    draws: int = DRAWS
+    seed: int = 0
+    level: float = LEVEL
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A − B at one number of observed composites (``timestep``; None: the full season),
+    pooled over ``pairs`` of (A's scenario, B's scenario), each scored on one test split."""
+
+    a: Arm
+    b: Arm
+    timestep: int | None
+    pairs: tuple[tuple[str, str], ...]
+    seeds: tuple[int, ...]
+    difference: Difference
+
+    def as_row(self) -> dict[str, Any]:
+        """One row of :data:`COMPARISON_COLUMNS`."""
+        d = self.difference
+        return {
+            "a": label(self.a),
+            "b": label(self.b),
+            "timestep": "full" if self.timestep is None else self.timestep,
+            "scenarios": len(self.pairs),
+            "seeds": len(self.seeds),
+            "n_parcels": d.n_parcels,
+            "mean_a": d.mean_a,
+            "mean_b": d.mean_b,
+            "difference": d.estimate,
+            "low": d.low,
+            "high": d.high,
+            "p_above": d.p_above,
+        }
+
+
+COMPARISON_COLUMNS = (
+    "a",
+    "b",
+    "timestep",
+    "scenarios",
+    "seeds",
+    "n_parcels",
+    "mean_a",
+    "mean_b",
+    "difference",
+    "low",
+    "high",
+    "p_above",
+)
+
+
+def label(arm: Arm) -> str:
+    """``method@fraction``, e.g. ``bias@0.25``."""
+    return f"{arm.method}@{arm.fraction:g}"
+
+
+def compare_methods(
+    run_dir: str | Path,
+    a: Arm,
+    b: Arm,
+    *,
+    timesteps: int | Sequence[int] | Literal["all"] | None = None,
+    bootstrap: BootstrapSettings = BootstrapSettings(),
+) -> list[Comparison]:
+    """A − B of a finished run, pooled over A's scenarios, one :class:`Comparison` per ``t``.
+
+    ``timesteps``: None for the full-season maps, ``t`` (or several) for the maps from the first
+    ``t`` composites, ``"all"`` for every ``t``; the per-``t`` maps are those a config with
+    ``timestep_table: true`` keeps. Errors name what is missing: a scenario no pattern matches,
+    a method without runs there, a B scenario that is not scored on A's test split.
+    """
+    record = RunRecord.read(run_dir)
+    pairs = scenario_pairs(record, a, b)
+    thresholds = record.thresholds
+    threshold = (thresholds.get(a.method, 0.5), thresholds.get(b.method, 0.5))
+    runs = [(_runs(record, a, first), _runs(record, b, second)) for first, second in pairs]
+    seeds = _shared_seeds(record, runs, pairs, (a, b))
+    truths = [_truth(record, first) for first, _ in pairs]
+    comparisons = []
+    for t in _timesteps(record, runs, timesteps):
+        test_sets = [
+            PairedTestSet(_maps(record, ours, t), _maps(record, theirs, t), *truth)
+            for (ours, theirs), truth in zip(runs, truths, strict=True)
+        ]
+        difference = pooled_difference(
+            test_sets,
+            metric=bootstrap.metric,
+            n=bootstrap.draws,
+            seed=bootstrap.seed,
+            level=bootstrap.level,
+            threshold=threshold,
+        )
+        comparisons.append(Comparison(a, b, t, tuple(pairs), seeds, difference))
+    return comparisons
+
+
+def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """The comparisons as rows of :data:`COMPARISON_COLUMNS`."""
+    return pd.DataFrame([c.as_row() for c in comparisons], columns=list(COMPARISON_COLUMNS))
+
+
+def scenario_pairs(record: RunRecord, a: Arm, b: Arm) -> list[tuple[str, str]]:
+    """(A's scenario, B's scenario) for each scenario of A: B's is the same one, or, where B
+    names scenarios of its own, the one of those scored on the same test split."""
+    ours = _scenarios(record, a)
+    if not b.scenarios:
+        return [(s.id, s.id) for s in ours]
+    theirs = _scenarios(record, b)
+    pairs = []
+    for scenario in ours:
+        same = [s for s in theirs if _test_split(s) == _test_split(scenario)]
+        if len(same) != 1:
+            found = ", ".join(s.id for s in same) or "none"
+            raise SarcropError(
+                f"scenario {scenario.id}: B's scenarios need exactly one scored on its test "
+                f"split ({scenario.test_region}, {scenario.crop}, "
+                f"{'|'.join(scenario.bands)}); found {found}",
+                record.root,
+            )
+        pairs.append((scenario.id, same[0].id))
+    return pairs
+
+
+def _scenarios(record: RunRecord, arm: Arm) -> list[ScenarioRecord]:
+    """The one-crop scenarios ``arm`` names, in the run's order."""
+    if not arm.scenarios:
+        chosen = [
+            s for s in record.scenarios if s.crop and any(_of(u, s, arm) for u in record.units)
+        ]
+        if not chosen:
+            raise SarcropError(
+                f"{label(arm)}: no one-crop scenario has runs of {arm.method} with "
+                f"{100 * arm.fraction:g} % of the labels (methods: {', '.join(record.methods)}; "
+                f"fractions: {', '.join(f'{f:g}' for f in record.fractions)})",
+                record.root,
+            )
+        return chosen
+    ids = [s.id for s in record.scenarios]
+    for pattern in arm.scenarios:
+        if not any(fnmatch.fnmatchcase(i, pattern) for i in ids):
+            raise SarcropError(
+                f"{label(arm)}: no scenario matches {pattern!r} (scenarios: {', '.join(ids)})",
+                record.root,
+            )
+    chosen = [
+        s for s in record.scenarios if any(fnmatch.fnmatchcase(s.id, p) for p in arm.scenarios)
+    ]
+    for scenario in chosen:
+        if not scenario.crop:
+            raise SarcropError(
+                f"scenario {scenario.id} maps crop types; comparisons score one crop",
+                record.root,
+            )
+    return chosen
+
+
+def _of(unit: UnitRecord, scenario: ScenarioRecord, arm: Arm) -> bool:
+    return (unit.scenario, unit.method, unit.label_fraction) == (
+        scenario.id,
+        arm.method,
+        arm.fraction,
+    )
+
+
+def _test_split(scenario: ScenarioRecord) -> tuple[str, str, tuple[str, ...]]:
+    """What a scenario is scored on: its test region's test split, for its crop and bands."""
+    return scenario.test_region, scenario.crop, tuple(scenario.bands)
+
+
+def _runs(record: RunRecord, arm: Arm, scenario_id: str) -> dict[int, UnitRecord]:
+    """Seed → ``arm``'s run in the scenario."""
+    scenario = next(s for s in record.scenarios if s.id == scenario_id)
+    runs = {u.seed: u for u in record.units if _of(u, scenario, arm)}
+    if not runs:
+        raise SarcropError(
+            f"{label(arm)}: {arm.method} has no runs with {100 * arm.fraction:g} % of the "
+            f"labels in scenario {scenario_id}",
+            record.root,
+        )
+    return runs
+
+
+def _shared_seeds(
+    record: RunRecord,
+    runs: Sequence[tuple[dict[int, UnitRecord], dict[int, UnitRecord]]],
+    pairs: Sequence[tuple[str, str]],
+    arms: tuple[Arm, Arm],
+) -> tuple[int, ...]:
+    """The seeds both arms ran in every pair (they must be the same)."""
+    a, b = arms
+    seeds: set[int] = set()
+    for (ours, theirs), (first, second) in zip(runs, pairs, strict=True):
+        if set(ours) != set(theirs):
+            raise SarcropError(
+                f"{label(a)} in {first} ran seeds {sorted(ours)}, {label(b)} in {second} "
+                f"seeds {sorted(theirs)}: a paired comparison needs the same seeds",
+                record.root,
+            )
+        seeds |= set(ours)
+    return tuple(sorted(seeds))
+
+
+def _truth(record: RunRecord, scenario_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and parcel ids of the scenario's test split."""
+    scenario = next(s for s in record.scenarios if s.id == scenario_id)
+    store = record.path(record.regions[scenario.test_region].store)
+    return split_parcels(store, tuple(scenario.bands), scenario.crop)
+
+
+def _timesteps(
+    record: RunRecord,
+    runs: Sequence[tuple[dict[int, UnitRecord], dict[int, UnitRecord]]],
+    wanted: int | Sequence[int] | Literal["all"] | None,
+) -> list[int | None]:
+    """The numbers of observed composites to compare at (None: the full-season maps)."""
+    if wanted is None:
+        return [None]
+    units = [u for pair in runs for side in pair for u in side.values()]
+    missing = [u for u in units if u.timestep_probabilities is None]
+    if missing:
+        raise SarcropError(
+            f"scenario {missing[0].scenario}, {missing[0].method}: no maps per number of observed "
+            "composites (the run's config needs timestep_table: true)",
+            record.root,
+        )
+    path = record.path(units[0].timestep_probabilities or "")
+    steps = int(np.load(path, mmap_mode="r").shape[0])
+    chosen = list(range(1, steps + 1)) if wanted == "all" else _as_list(wanted)
+    outside = [t for t in chosen if not 1 <= t <= steps]
+    if outside:
+        raise SarcropError(f"timesteps {outside}: the run's maps have t = 1..{steps}", record.root)
+    return list(chosen)
+
+
+def _as_list(wanted: int | Sequence[int] | str) -> list[int]:
+    if isinstance(wanted, str):
+        raise SarcropError(f"timesteps: expected a number, numbers or 'all', got {wanted!r}")
+    return [wanted] if isinstance(wanted, int) else [int(t) for t in wanted]
+
+
+def _maps(record: RunRecord, runs: dict[int, UnitRecord], t: int | None) -> list[np.ndarray]:
+    """Each seed's test probabilities, in seed order: full season, or from the first ``t``."""
+    maps = []
+    for seed in sorted(runs):
+        unit = runs[seed]
+        if t is None:
+            maps.append(np.load(record.path(unit.probabilities)).astype(np.float32))
+        else:
+            by_t = np.load(record.path(unit.timestep_probabilities or ""), mmap_mode="r")
+            maps.append(np.asarray(by_t[t - 1], dtype=np.float32))
+    return maps
