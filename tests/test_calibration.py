@@ -111,6 +111,7 @@ def test_bias_moves_only_the_head_bias_to_the_labels_best_threshold(store, shy_p
     assert meta.strategy == "bias" and meta.bands == ["VH"]  # the parent's own band
     assert result.epochs == 0 and meta.training["parameters"]["trainable"] == 0
     assert meta.training["threshold_search"] == result.threshold
+    assert "pos_weight" not in meta.training  # no loss, so no class balance of one
     threshold = result.threshold["threshold"]
     assert threshold in THRESHOLDS and threshold < 0.5
     assert result.threshold["iou"] > result.threshold["iou_at_half"]

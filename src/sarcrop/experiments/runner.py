@@ -45,6 +45,7 @@ from sarcrop.experiments.config import (
     trains,
 )
 from sarcrop.experiments.intervals import TIMESTEP_PROBABILITIES
+from sarcrop.experiments.record import recorded_thresholds, scenario_sources
 from sarcrop.options import BaselineOptions
 from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
 from sarcrop.utils.atomic import write_text_atomic
@@ -141,6 +142,8 @@ class ExperimentRunner:
         self._stores: dict[str, tuple[Path, str]] = {}
         self._pretrained: dict[str, tuple[Path, str]] = {}
         self._simulated: dict[str, Path] = {}
+        # Scenario id → "simulated" or "real": what the tables say each number was measured on.
+        self.sources = scenario_sources(config)
         # How the caller formats warnings (the command line: one line each), taken now: the
         # first training imports Lightning, which puts its own formatter in front of it.
         self.formatwarning = warnings.formatwarning
@@ -913,22 +916,18 @@ class ExperimentRunner:
     def _timesteps(self, results: pd.DataFrame) -> str:
         """The IoU at every number of observed composites, where the config asks for it."""
         from sarcrop.experiments.intervals import TIMESTEP_INTERVALS
-        from sarcrop.experiments.record import scenario_sources
         from sarcrop.reports.markdown import timesteps_markdown
 
         if not self.config.timestep_table:
             return ""
         path = self.out / TIMESTEP_INTERVALS
         intervals = pd.read_csv(path) if path.is_file() else None
-        return timesteps_markdown(results, intervals, scenario_sources(self.config))
+        return timesteps_markdown(results, intervals, self.sources)
 
     def _tables(self, results: pd.DataFrame, intervals: pd.DataFrame, extra: str = "") -> Path:
-        from sarcrop.experiments.record import scenario_sources
         from sarcrop.reports.markdown import tables_markdown
 
-        text = tables_markdown(
-            self.config.name, results, scenario_sources(self.config), intervals=intervals
-        )
+        text = tables_markdown(self.config.name, results, self.sources, intervals=intervals)
         return write_text_atomic(self.out / "tables.md", f"{text}\n{extra}" if extra else text)
 
     def _report(self) -> Path | None:
@@ -1011,8 +1010,6 @@ def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[st
 def method_thresholds(config: ExperimentConfig) -> dict[str, float]:
     """The probability threshold of each method's metrics: the forest's or the networks', as
     a run's record gives them."""
-    from sarcrop.experiments.record import recorded_thresholds
-
     return recorded_thresholds(config.model_dump(mode="json"), config.methods)
 
 

@@ -391,12 +391,8 @@ def fit(
     _write_run(out_dir, {"status": "running", "fingerprint": fingerprint})
 
     multiclass = config.classes is not None
-    # A reconstruction has no labels to balance.
-    pos_weight = (
-        1.0 if multiclass or config.reconstructs else resolved_pos_weight(config, train_data)
-    )
-    class_weight = resolved_class_weight(config, train_data) if multiclass else None
     calibration = None
+    weights: dict[str, Any] = {}  # the loss's class balance, where gradients train weights
     if metadata.strategy == "bias":  # one number learns, by a search instead of gradients
         calibration = _calibrate(model, train_data, val_data, config.threshold)
         selection = f"threshold {calibration.threshold:g} of the labelled pixels' best IoU"
@@ -405,6 +401,12 @@ def fit(
         # Weight 0 exports the start as it is: whatever training learnt would be discarded.
         trained = _Trained(0, None, None, "pre-trained start (interpolation 0)")
     else:
+        # A reconstruction has no labels to balance.
+        pos_weight = (
+            1.0 if multiclass or config.reconstructs else resolved_pos_weight(config, train_data)
+        )
+        class_weight = resolved_class_weight(config, train_data) if multiclass else None
+        weights = {"class_weight": class_weight} if multiclass else {"pos_weight": pos_weight}
         data = _Data(train_data, val_data, config, metadata.time_steps)
         teacher = None
         if start is not None and config.distillation > 0:
@@ -436,7 +438,7 @@ def fit(
             "train_patches": len(train_data),  # type: ignore[arg-type]
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
             **_patch_size(train_data),
-            **({"class_weight": class_weight} if multiclass else {"pos_weight": pos_weight}),
+            **weights,
             **({"threshold_search": result.threshold} if result.threshold else {}),
             "parameters": parameter_counts(model),
             "config": config.model_dump(),
