@@ -63,10 +63,17 @@ def write_config(folder: Path, data: dict) -> Path:
     return path
 
 
+# Paired comparisons the tiny run writes to comparisons.csv (beside those of intervals.csv).
+COMPARISONS = [
+    {"a": "fte", "b": "rf"},
+    {"a": "bias", "b": "zero-shot", "scenarios": ["spain-*"], "timesteps": "all"},
+]
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("experiment")
-    config = write_config(folder, TINY)
+    config = write_config(folder, {**TINY, "comparisons": COMPARISONS})
     result = run_experiment(config, folder / "out")
     return config, folder / "out", result
 
@@ -189,6 +196,33 @@ def test_a_comparison_of_one_scenario_is_the_runs_paired_difference(tiny_run):
         row = by_step[(by_step["method"] == "fte") & (by_step["timestep"] == c.timestep)]
         assert c.difference.estimate == pytest.approx(row["minus_ri"].item())
         assert c.difference.low == pytest.approx(row["minus_ri_low"].item())
+
+
+def test_the_configs_comparisons_are_those_of_sarcrop_compare(tiny_run):
+    """``comparisons:`` gives comparisons.csv the rows ``sarcrop compare`` prints for the same
+    options, and tables.md and the report their table."""
+    from sarcrop.cli import main
+    from sarcrop.experiments.compare import COMPARISON_COLUMNS
+
+    _, out, _ = tiny_run
+    table = pd.read_csv(out / "comparisons.csv")
+    assert list(table.columns) == list(COMPARISON_COLUMNS)
+    assert list(table["timestep"]) == ["full", *(str(t) for t in range(1, 9))]
+    argv = ["compare", str(out), "bias", "zero-shot", "--scenarios", "spain-*"]
+    assert main([*argv, "--timesteps", "all", "--out", str(out / "again.csv")]) == 0
+    again = pd.read_csv(out / "again.csv")
+    pd.testing.assert_frame_equal(
+        table.iloc[1:].reset_index(drop=True), again.astype({"timestep": str}), check_dtype=False
+    )
+    fte = table.iloc[0]
+    intervals = pd.read_csv(out / "intervals.csv").set_index("method").loc["fte"]
+    assert fte["difference"] == pytest.approx(intervals["minus_rf"])
+    assert fte["pairs"] == "spain-france-rice-vhvv"
+    tables = (out / "tables.md").read_text()
+    assert "## Paired comparisons pooled over scenarios" in tables
+    assert "| FTE 100 % − RF 100 % | full | 1: all |" in tables
+    html = (out / "report.html").read_text()
+    assert html.count("<tr><td>bias 100 % − zero-shot 100 %</td>") == 8
 
 
 def test_parcels_csv_scores_every_test_field_of_every_run(tiny_run):
@@ -365,6 +399,20 @@ def test_a_variant_threshold_reaches_the_metrics_and_the_recorded_maps_alike():
         ({"variants": {"dd": {"date_dropout": 1.0}}}, r"variants\.dd: date_dropout"),
         ({"variants": {"dd": {"epoch": 3}}}, r"variants\.dd: epoch: unknown setting"),
         ({"variants": {"dd": {"recipe": "few-labels"}}}, r"variants\.dd: name settings"),
+        ({"comparisons": [{"a": "ft", "b": "rf"}]}, r"comparisons\[0\]: ft is not among"),
+        (
+            {"comparisons": [{"a": "fte", "b": "rf", "fraction": 0.5}]},
+            r"comparisons\[0\]: fraction 0.5 is not among the fractions",
+        ),
+        (
+            {"comparisons": [{"a": "fte", "b": "rf", "b_scenarios": ["x*"]}]},
+            r"comparisons\[0\]: no scenario matches 'x\*'",
+        ),
+        (
+            {"comparisons": [{"a": "fte", "b": "rf", "timesteps": 3}], "timestep_table": False},
+            r"comparisons\[0\]: timesteps need timestep_table: true",
+        ),
+        ({"comparisons": [{"a": "fte", "b": "rf", "t": 3}]}, r"comparisons\.0\.t: unknown key"),
     ],
 )
 def test_variant_errors_name_the_file_the_variant_and_the_problem(tmp_path, change, problem):

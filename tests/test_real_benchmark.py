@@ -257,6 +257,9 @@ def test_the_early_season_model_maps_real_maize_from_a_season_cut_short(shared_d
         s for s in config["scenarios"] if s["test"] == "flanders2019-test" and "folds" not in s
     ]
     config.update(data_root=str(shared_data), seeds=1, fractions=[1.0], methods=["zero-shot"])
+    early_minus_full = {"a": "zero-shot", "b": "zero-shot", "scenarios": ["*-from-early"]}
+    early_minus_full.update(b_scenarios=["*-from-full"], timesteps=4)
+    config["comparisons"] = [early_minus_full]
     path = tmp_path / "early.yaml"
     path.write_text(yaml.safe_dump(config))
     results = run_experiment(path, tmp_path / "out").results
@@ -278,6 +281,10 @@ def test_the_early_season_model_maps_real_maize_from_a_season_cut_short(shared_d
     early_4 = at_4.loc["flanders2018-flanders2019-test-maize-vhvv-from-early"]
     full_4 = at_4.loc["flanders2018-flanders2019-test-maize-vhvv-from-full"]
     assert early_4["mean"] == pytest.approx(early[4]) and early_4["low"] > full_4["high"]
+    # ... and paired on the same parcel draws, the config's comparison (comparisons.csv).
+    (paired,) = pd.read_csv(tmp_path / "out" / "comparisons.csv").itertuples()
+    assert paired.timestep == 4 and paired.low > 0
+    assert paired.difference == pytest.approx(early[4] - full[4])
 
 
 @pytest.mark.realdata

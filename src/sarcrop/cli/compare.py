@@ -45,14 +45,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="FILE", help="also write the rows as CSV")
 
 
-def run(args: argparse.Namespace) -> int:
-    from sarcrop.experiments.compare import Arm, BootstrapSettings, compare_methods
+SPEC_OPTIONS = ("a", "b", "fraction", "b_fraction", "scenarios", "b_scenarios", "timesteps")
+"""The options that make a config's ``comparisons:`` entry, same names."""
 
-    a = Arm(args.a, args.fraction, tuple(args.scenarios))
-    b_fraction = args.fraction if args.b_fraction is None else args.b_fraction
-    b = Arm(args.b, b_fraction, tuple(args.b_scenarios))
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from sarcrop.experiments.compare import BootstrapSettings, compare_spec
+    from sarcrop.experiments.config import ComparisonSpec
+    from sarcrop.utils.validation import config_error
+
+    try:
+        spec = ComparisonSpec.model_validate({k: getattr(args, k) for k in SPEC_OPTIONS})
+    except ValidationError as exc:
+        raise config_error(exc, None) from None
     bootstrap = BootstrapSettings(args.metric, args.draws, args.seed, args.level)
-    comparisons = compare_methods(args.run_dir, a, b, timesteps=args.timesteps, bootstrap=bootstrap)
+    comparisons = compare_spec(args.run_dir, spec, bootstrap)
     print(format_comparisons(comparisons, bootstrap))
     if args.out:
         from sarcrop.experiments.compare import comparison_table

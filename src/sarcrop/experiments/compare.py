@@ -16,7 +16,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,11 @@ from sarcrop.errors import SarcropError
 from sarcrop.evaluation.bootstrap import Difference, PairedTestSet, pooled_difference
 from sarcrop.experiments.intervals import DRAWS, LEVEL, METRIC, split_parcels
 from sarcrop.experiments.record import RunRecord, ScenarioRecord, UnitRecord
+
+if TYPE_CHECKING:
+    from sarcrop.experiments.config import ComparisonSpec
+
+COMPARISONS = "comparisons.csv"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class Comparison:
         return {
             "a": label(self.a),
             "b": label(self.b),
+            "a_scenarios": " ".join(self.a.scenarios),
+            "b_scenarios": " ".join(self.b.scenarios),
             "timestep": "full" if self.timestep is None else self.timestep,
             "scenarios": len(self.pairs),
             "seeds": len(self.seeds),
@@ -76,12 +83,15 @@ class Comparison:
             "low": d.low,
             "high": d.high,
             "p_above": d.p_above,
+            "pairs": "; ".join(a if a == b else f"{a} | {b}" for a, b in self.pairs),
         }
 
 
 COMPARISON_COLUMNS = (
     "a",
     "b",
+    "a_scenarios",  # A's patterns (empty: every one-crop scenario with A's runs)
+    "b_scenarios",  # B's patterns (empty: A's scenarios)
     "timestep",
     "scenarios",
     "seeds",
@@ -92,6 +102,7 @@ COMPARISON_COLUMNS = (
     "low",
     "high",
     "p_above",
+    "pairs",
 )
 
 
@@ -101,7 +112,7 @@ def label(arm: Arm) -> str:
 
 
 def compare_methods(
-    run_dir: str | Path,
+    run: str | Path | RunRecord,
     a: Arm,
     b: Arm,
     *,
@@ -113,9 +124,10 @@ def compare_methods(
     ``timesteps``: None for the full-season maps, ``t`` (or several) for the maps from the first
     ``t`` composites, ``"all"`` for every ``t``; the per-``t`` maps are those a config with
     ``timestep_table: true`` keeps. Errors name what is missing: a scenario no pattern matches,
-    a method without runs there, a B scenario that is not scored on A's test split.
+    a method without runs there, a B scenario that is not scored on A's test split. ``run`` is
+    the run directory or its record.
     """
-    record = RunRecord.read(run_dir)
+    record = run if isinstance(run, RunRecord) else RunRecord.read(run)
     pairs = scenario_pairs(record, a, b)
     thresholds = record.thresholds
     threshold = (thresholds.get(a.method, 0.5), thresholds.get(b.method, 0.5))
@@ -143,6 +155,25 @@ def compare_methods(
 def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
     """The comparisons as rows of :data:`COMPARISON_COLUMNS`."""
     return pd.DataFrame([c.as_row() for c in comparisons], columns=list(COMPARISON_COLUMNS))
+
+
+def compare_spec(
+    run: str | Path | RunRecord,
+    spec: ComparisonSpec,
+    bootstrap: BootstrapSettings = BootstrapSettings(),
+) -> list[Comparison]:
+    """:func:`compare_methods` of a :class:`~sarcrop.experiments.config.ComparisonSpec`: one
+    entry of a config's ``comparisons:``, or the options of ``sarcrop compare``."""
+    a = Arm(spec.a, spec.fraction, spec.scenarios)
+    b_fraction = spec.fraction if spec.b_fraction is None else spec.b_fraction
+    b = Arm(spec.b, b_fraction, spec.b_scenarios)
+    return compare_methods(run, a, b, timesteps=spec.timesteps, bootstrap=bootstrap)
+
+
+def configured_comparisons(record: RunRecord, specs: Sequence[ComparisonSpec]) -> pd.DataFrame:
+    """The rows of a config's ``comparisons:`` (``comparisons.csv``), with the bootstrap of
+    ``intervals.csv``."""
+    return comparison_table([c for spec in specs for c in compare_spec(record, spec)])
 
 
 def scenario_pairs(record: RunRecord, a: Arm, b: Arm) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ raises :class:`DataNotFound`, which the command reports as a skip rather than an
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import glob
 import re
 from pathlib import Path
@@ -282,6 +283,23 @@ def _with_split(region: Any, method: str) -> Any:
     return {**region, "split": {"method": method}}
 
 
+class ComparisonSpec(_Strict):
+    """A paired comparison the run writes to ``comparisons.csv``: method ``a`` at ``fraction``
+    of the labels in the ``scenarios`` (shell-style patterns of their ids; none: every one-crop
+    scenario) minus ``b`` at ``b_fraction`` (``fraction``), in the same scenarios or in those of
+    ``b_scenarios`` scored on the same test splits, pooled with each scenario weighing the same;
+    at the full season, or from the first ``timesteps`` composites (a number, or ``all``; needs
+    ``timestep_table``). The options of ``sarcrop compare``, same names and defaults."""
+
+    a: str
+    b: str
+    fraction: float = Field(1.0, gt=0, le=1)
+    b_fraction: float | None = Field(None, gt=0, le=1)
+    scenarios: tuple[str, ...] = ()
+    b_scenarios: tuple[str, ...] = ()
+    timesteps: int | Literal["all"] | None = None
+
+
 class ExperimentConfig(_Strict):
     """The whole experiment: regions, pre-trainings, scenarios, methods, seeds, label fractions.
 
@@ -325,6 +343,9 @@ class ExperimentConfig(_Strict):
     # Worker processes that train and fit the method units side by side (each with ``threads``
     # torch threads); 1 runs them one after another. Results are the same either way.
     jobs: int = Field(1, ge=1)
+    # Paired comparisons beyond intervals.csv's (A − B pooled over scenarios): comparisons.csv,
+    # tables.md and the report.
+    comparisons: tuple[ComparisonSpec, ...] = ()
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -408,6 +429,7 @@ class ExperimentConfig(_Strict):
         self._check_variants()
         self._check_parent_classes()
         self._check_start_settings()
+        self._check_comparisons()
         ids = [s.id for s in self.scenarios]
         if len(set(ids)) != len(ids):
             raise ValueError(
@@ -541,6 +563,24 @@ class ExperimentConfig(_Strict):
                 except ConfigError as exc:
                     place = f"scenarios[{index}], pretrain {name}"
                     raise ValueError(f"{place}: {exc.problem}") from None
+
+    def _check_comparisons(self) -> None:
+        """What a comparison names must be in the run: its methods, fractions and scenarios,
+        and per-``t`` maps where it asks for them. Said before anything trains."""
+        ids = [s.id for s in self.scenarios]
+        for index, spec in enumerate(self.comparisons):
+            place = f"comparisons[{index}]"
+            for method in (spec.a, spec.b):
+                if method not in self.methods:
+                    raise ValueError(f"{place}: {method} is not among the methods")
+            for fraction in (spec.fraction, spec.b_fraction):
+                if fraction is not None and fraction not in self.fractions:
+                    raise ValueError(f"{place}: fraction {fraction:g} is not among the fractions")
+            for pattern in (*spec.scenarios, *spec.b_scenarios):
+                if not any(fnmatch.fnmatchcase(i, pattern) for i in ids):
+                    raise ValueError(f"{place}: no scenario matches {pattern!r}")
+            if spec.timesteps is not None and not self.timestep_table:
+                raise ValueError(f"{place}: timesteps need timestep_table: true")
 
     def _check_zero_shot(self) -> None:
         """``zero-shot`` scores the pre-trained model's own output, and ``bias`` moves its

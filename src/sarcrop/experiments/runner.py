@@ -45,7 +45,7 @@ from sarcrop.experiments.config import (
     trains,
 )
 from sarcrop.experiments.intervals import TIMESTEP_PROBABILITIES
-from sarcrop.experiments.record import recorded_thresholds, scenario_sources
+from sarcrop.experiments.record import RunRecord, recorded_thresholds, scenario_sources
 from sarcrop.options import BaselineOptions
 from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
 from sarcrop.utils.atomic import write_text_atomic
@@ -832,10 +832,14 @@ class ExperimentRunner:
         start = time.perf_counter()
         crop_types, class_markdown = types.write(self.out)
         self.timer.add("figures", time.perf_counter() - start)
-        extra = [class_markdown, self._searches(every), self._timesteps(results)]
+        artefacts = self._record(records)
+        start = time.perf_counter()
+        compared = self._comparisons(artefacts)
+        self.timer.add("bootstrap", time.perf_counter() - start)
+        extra = [class_markdown, self._searches(every), self._timesteps(results), compared]
         tables = self._tables(results, intervals, "\n".join(text for text in extra if text))
         start = time.perf_counter()
-        manifest = self._figures(results, records)
+        manifest = self._figures(results, artefacts)
         if crop_types:
             manifest["crop_types"] = crop_types
             manifest["config"] = self.config.model_dump(mode="json")
@@ -939,11 +943,26 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ figures
 
-    def _figures(
-        self, results: pd.DataFrame, records: dict[UnitKey, dict[str, Any]]
-    ) -> dict[str, Any]:
+    def _comparisons(self, record: RunRecord) -> str:
+        """``comparisons.csv``: the config's paired comparisons (``comparisons:``), read from
+        the run's record as ``sarcrop compare`` reads it; their ``tables.md`` section."""
+        from sarcrop.experiments.compare import COMPARISONS, configured_comparisons
+        from sarcrop.reports.markdown import comparisons_markdown
+
+        if not self.config.comparisons:
+            return ""
+        table = configured_comparisons(record, self.config.comparisons)
+        write_text_atomic(self.out / COMPARISONS, table.to_csv(index=False))
+        return comparisons_markdown(table)
+
+    def _figures(self, results: pd.DataFrame, record: RunRecord) -> dict[str, Any]:
         """Draw figures from a record of this run's artefacts (never from the runner itself)."""
         from sarcrop.experiments.figures import ExperimentFigures
+
+        return ExperimentFigures(record).write(results)
+
+    def _record(self, records: dict[UnitKey, dict[str, Any]]) -> RunRecord:
+        """The record of this run's artefacts: what figures, comparisons and the report read."""
         from sarcrop.experiments.record import UnitRecord, build_record
 
         units = [
@@ -959,7 +978,7 @@ class ExperimentRunner:
             )
             for (scenario, method, seed, fraction), record in records.items()
         ]
-        record = build_record(
+        return build_record(
             binary_view(self.config),
             self.out,
             stores={name: path for name, (path, _) in self._stores.items()},
@@ -968,7 +987,6 @@ class ExperimentRunner:
             pretrained={name: path for name, (path, _) in self._pretrained.items()},
             config_file=self.config_file,
         )
-        return ExperimentFigures(record).write(results)
 
 
 def held_out_maps(

@@ -41,8 +41,10 @@ from sarcrop.evaluation.tables import (
 )
 from sarcrop.reports.classes import crop_types_html
 from sarcrop.reports.markdown import (
+    COMPARISON_NOTE,
     SEARCH_NOTE,
     SEARCHES,
+    comparison_rows,
     main_run,
     paired_baselines,
     run_timestep_tables,
@@ -56,6 +58,7 @@ RESULTS = "results.csv"
 INTERVALS = "intervals.csv"
 CLASS_INTERVALS = "class_intervals.csv"
 TIMESTEP_INTERVALS = "timestep_intervals.csv"
+COMPARISONS = "comparisons.csv"
 REPORT = "report.html"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -582,6 +585,34 @@ def _searches(run_dir: Path) -> str:
     )
 
 
+def _comparisons(run_dir: Path) -> str:
+    """The config's paired comparisons pooled over scenarios (``comparisons.csv``)."""
+    path = run_dir / COMPARISONS
+    if not path.is_file():
+        return ""
+    try:
+        rows = comparison_rows(pd.read_csv(path))
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ReportError(f"unreadable comparisons table: {exc}", path) from None
+    if not rows:
+        return ""
+    columns = [c for c in rows[0] if c != "resolved"]
+    head = "".join(f'<th scope="col">{_e(column)}</th>' for column in columns)
+
+    def cell(row: dict[str, str], column: str) -> str:
+        text = _e(row[column])
+        bold = column == "A − B [95 %]" and row["resolved"]
+        return f"<td><strong>{text}</strong></td>" if bold else f"<td>{text}</td>"
+
+    body = "".join("<tr>" + "".join(cell(row, c) for c in columns) + "</tr>" for row in rows)
+    note = COMPARISON_NOTE.replace("**bold**", "bold").replace("`", "")
+    return (
+        f"<p>{_e(note)}</p>"
+        f'<div class="table-wrap"><table class="results compact" id="table-comparisons">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+
+
 def _notes(value: Any) -> str:
     notes = [str(note) for note in _as_list(value) if str(note).strip()]
     if not notes:
@@ -792,6 +823,7 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
             _fractions(ctx, manifest, results, sources),
         ),
         ("searches", "Chosen on held-out parcels", _searches(run_dir)),
+        ("comparisons", "Paired comparisons pooled over scenarios", _comparisons(run_dir)),
         ("metrics", "Recall, precision and F1-score", _metric_tabs(results, sources)),
         ("scenarios", "Scenarios", scenario_html),
         (

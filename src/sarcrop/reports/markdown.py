@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -195,3 +196,74 @@ def search_markdown(searches: pd.DataFrame) -> str:
 def _counts(values: pd.Series) -> str:
     counts = sorted(Counter(values.tolist()).items())
     return ", ".join(f"{value:g} ×{count}" for value, count in counts) or "–"
+
+
+COMPARISON_NOTE = (
+    "Mean IoU of method A at its share of the labels minus B's, both scored on the same draws "
+    "of each scenario's test parcels (1000 draws), each scenario weighing the same; in brackets "
+    "the 95 % interval, **bold** where it excludes 0, and the share of draws in which A scores "
+    "above B. Scenarios: how many, and the patterns of their ids that chose them (B: where B "
+    "runs in others scored on the same test splits, e.g. from another pre-training); "
+    "`comparisons.csv` names each pair, and `sarcrop compare` computes others from the run "
+    "folder."
+)
+
+
+def comparison_rows(comparisons: pd.DataFrame) -> list[dict[str, str]]:
+    """The config's comparisons (``comparisons.csv``) as display cells; ``resolved`` is "1"
+    where the interval excludes 0."""
+    rows = []
+    for row in comparisons.itertuples(index=False):
+        low, high = float(row.low), float(row.high)
+        rows.append(
+            {
+                "A − B": f"{_arm(str(row.a))} − {_arm(str(row.b))}",
+                "t": str(row.timestep),
+                "Scenarios": _scenarios(row),
+                "Parcels": str(row.n_parcels),
+                "A": f"{row.mean_a:.2f}",
+                "B": f"{row.mean_b:.2f}",
+                "A − B [95 %]": f"{row.difference:+.2f} [{low:.2f}, {high:.2f}]",
+                "A > B": f"{100 * float(row.p_above):.0f} %",
+                "resolved": "1" if low > 0 or high < 0 else "",
+            }
+        )
+    return rows
+
+
+def comparisons_markdown(comparisons: pd.DataFrame) -> str:
+    """The ``tables.md`` section of a config's comparisons (empty without any)."""
+    rows = comparison_rows(comparisons)
+    if not rows:
+        return ""
+    columns = [c for c in rows[0] if c != "resolved"]
+    lines = [
+        "## Paired comparisons pooled over scenarios",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for row in rows:
+        row = {**row, "Scenarios": row["Scenarios"].replace("*", "\\*")}  # not emphasis
+        if row["resolved"]:
+            row = {**row, "A − B [95 %]": f"**{row['A − B [95 %]']}**"}
+        lines.append("| " + " | ".join(row[c] for c in columns) + " |")
+    return "\n".join([*lines, "", COMPARISON_NOTE, ""])
+
+
+def _scenarios(row: Any) -> str:
+    """How many scenarios a comparison pools, and the patterns that chose them (B's where
+    they are not A's)."""
+    ours, theirs = (_text(row.a_scenarios) or "all", _text(row.b_scenarios))
+    return f"{row.scenarios}: {ours}" + (f" (B: {theirs})" if theirs else "")
+
+
+def _text(value: Any) -> str:
+    """A CSV cell as text ('' for an empty one, which pandas reads as NaN)."""
+    return "" if pd.isna(value) else str(value)
+
+
+def _arm(text: str) -> str:
+    """``bias@0.25`` as ``bias 25 %``."""
+    method, _, fraction = text.rpartition("@")
+    return f"{method_label(method)} {100 * float(fraction):g} %"
