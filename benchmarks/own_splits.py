@@ -10,7 +10,8 @@ config's pre-training, fine-tuning recipe, forest and methods, through ``run_exp
 run folder is ``OUT/run``, its config ``OUT/run/own-splits.yaml``), and pools the splits: per
 location, label fraction and method, the mean over splits and seeds, each split's mean, and the
 paired difference to RI and to RF with a 95 % interval that resamples each split's own test
-parcels (:func:`sarcrop.evaluation.bootstrap.pooled_difference`; every split weighs the same).
+parcels (:class:`sarcrop.experiments.compare.RunComparisons`, as ``sarcrop compare`` does;
+every split weighs the same).
 Extra methods run in the same folder as variants of the config (``variants:``):
 ``--ri-epochs N`` adds RI with N fine-tuning epochs (the recipe's 20 leave RI short of steps on
 these splits) as a method and a baseline, ``ri+eN``; ``--distillation W`` adds the transfer
@@ -29,21 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sarcrop.evaluation.bootstrap import Difference, PairedTestSet, pooled_difference
+from sarcrop.evaluation.bootstrap import Difference
 from sarcrop.evaluation.tables import method_label
-from sarcrop.experiments import load_experiment_config, run_experiment
+from sarcrop.experiments import run_experiment
+from sarcrop.experiments.compare import Arm, RunComparisons
 from sarcrop.experiments.config import DataNotFound, parse_method
-from sarcrop.experiments.intervals import BASELINES, BOOTSTRAP, paired_columns, split_parcels
+from sarcrop.experiments.intervals import BASELINES, paired_columns
 from sarcrop.experiments.presets import resolve_config
-from sarcrop.experiments.record import RunRecord
-from sarcrop.experiments.runner import method_thresholds
 from sarcrop.utils.atomic import write_text_atomic
 
 LOCATIONS = ("flanders2018", "flanders2019")
@@ -109,55 +108,34 @@ def splits_config(
     }
 
 
-@dataclass
 class Runs:
-    """Every run's test probabilities by (scenario, method, fraction) and seed, the IoU rows
-    and each method's threshold, gathered from one or more run folders."""
+    """A finished run of this benchmark: its IoU rows with each scenario's location, and
+    paired differences of its methods pooled over a location's splits."""
 
-    predictions: dict[tuple[str, str, float], dict[int, np.ndarray]] = field(default_factory=dict)
-    results: list[pd.DataFrame] = field(default_factory=list)
-    thresholds: dict[str, float] = field(default_factory=dict)
-    truths: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-
-    def add(self, run_dir: Path) -> None:
-        """The run in ``run_dir``."""
-        record = RunRecord.read(run_dir)
-        config = load_experiment_config(run_dir / CONFIG_FILE)
-        self.thresholds.update(method_thresholds(config))
-        for scenario in record.scenarios:
-            if scenario.id not in self.truths:
-                store = record.path(record.regions[scenario.test_region].store)
-                self.truths[scenario.id] = split_parcels(store, scenario.bands, scenario.crop)
-        for unit in record.units:
-            key = (unit.scenario, unit.method, unit.label_fraction)
-            probabilities = np.load(record.path(unit.probabilities)).astype(np.float32)
-            self.predictions.setdefault(key, {})[unit.seed] = probabilities
+    def __init__(self, run_dir: Path) -> None:
+        self.comparisons = RunComparisons(run_dir)
+        record = self.comparisons.record
+        self.methods = set(record.methods)
         results = pd.read_csv(run_dir / record.results)
         results = results[(results["run"] == "main") & (results["metric"] == "iou")]
         results = results[results["timestep"] == results["timestep"].max()]
         location = {s.id: s.finetune_region.split(SPLIT_TAG)[0] for s in record.scenarios}
-        self.results.append(results.assign(location=results["scenario"].map(location)))
+        self.results = results.assign(location=results["scenario"].map(location))
 
     def difference(
         self, method: str, baseline: str, fraction: float, scenarios: list[str]
     ) -> Difference:
-        """``method`` − ``baseline`` pooled over the splits ``scenarios``."""
-        test_sets = [
-            PairedTestSet(
-                seeds_of(self.predictions[(scenario, method, fraction)]),
-                seeds_of(self.predictions[(scenario, baseline, fraction)]),
-                *self.truths[scenario],
-            )
-            for scenario in scenarios
-        ]
-        threshold = (self.thresholds[method], self.thresholds[baseline])
-        return pooled_difference(test_sets, threshold=threshold, **BOOTSTRAP)
+        """``method`` − ``baseline`` pooled over the splits ``scenarios``, with the bootstrap
+        of ``intervals.csv`` (:mod:`sarcrop.experiments.compare`)."""
+        a, b = Arm(method, fraction, tuple(scenarios)), Arm(baseline, fraction)
+        (comparison,) = self.comparisons.compare(a, b)
+        return comparison.difference
 
 
 def pooled_table(runs: Runs, baselines: Sequence[str]) -> pd.DataFrame:
     """Per location × label fraction × method: the mean IoU over splits and seeds, the split
     means, and the paired differences to each of ``baselines`` pooled over the splits."""
-    results = pd.concat(runs.results, ignore_index=True)
+    results = runs.results
     rows = []
     keys = ["location", "label_fraction", "method"]
     for (location, fraction, method), group in results.groupby(keys, sort=True):
@@ -174,7 +152,7 @@ def pooled_table(runs: Runs, baselines: Sequence[str]) -> pd.DataFrame:
         }
         scenarios = sorted(per_split.index, key=split_key)
         for baseline in baselines:
-            if baseline == method or baseline not in runs.thresholds:
+            if baseline == method or baseline not in runs.methods:
                 continue
             row.update(
                 paired_columns(baseline, runs.difference(method, baseline, fraction, scenarios))
@@ -190,10 +168,6 @@ def split_key(scenario: str) -> int:
 
 def split_seed(index: pd.Index) -> pd.Index:
     return index.map(split_key)
-
-
-def seeds_of(by_seed: dict[int, np.ndarray]) -> list[np.ndarray]:
-    return [by_seed[seed] for seed in sorted(by_seed)]
 
 
 def markdown(table: pd.DataFrame, baselines: Sequence[str]) -> str:
@@ -289,8 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataNotFound as exc:
         print(f"skipping: {exc.problem}")
         return 0
-    runs = Runs()
-    runs.add(run_dir)
+    runs = Runs(run_dir)
     baselines = [*BASELINES, *extra.baselines]
     table = pooled_table(runs, baselines)
     write_text_atomic(args.out / "splits.csv", table.to_csv(index=False))

@@ -117,8 +117,9 @@ COMMANDS = (
         "compare",
         "method A minus method B of a run, paired over test parcels, pooled over scenarios",
         "Compare two methods of a finished experiment run from its saved test maps: the "
-        "difference of their mean IoU (or --metric) with an interval from a bootstrap over test parcels, "
-        "both scored on the same draws, pooled over several scenarios (each weighs the same), "
+        "difference of their mean IoU (or --metric) with an interval from a bootstrap over "
+        "test parcels, both scored on the same draws, pooled over several scenarios (each "
+        "weighs the same), "
         "at the full season or from the first t composites. B may come from other scenarios "
         "scored on the same test split, e.g. another pre-training. Trains nothing.",
     ),

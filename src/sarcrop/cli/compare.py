@@ -52,7 +52,7 @@ SPEC_OPTIONS = ("a", "b", "fraction", "b_fraction", "scenarios", "b_scenarios", 
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from sarcrop.experiments.compare import BootstrapSettings, compare_spec
+    from sarcrop.experiments.compare import BootstrapSettings, RunComparisons
     from sarcrop.experiments.config import ComparisonSpec
     from sarcrop.utils.validation import config_error
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise config_error(exc, None) from None
     bootstrap = BootstrapSettings(args.metric, args.draws, args.seed, args.level)
-    comparisons = compare_spec(args.run_dir, spec, bootstrap)
+    comparisons = RunComparisons(args.run_dir).of_spec(spec, bootstrap)
     print(format_comparisons(comparisons, bootstrap))
     if args.out:
         from sarcrop.experiments.compare import comparison_table

@@ -111,6 +111,68 @@ def label(arm: Arm) -> str:
     return f"{arm.method}@{arm.fraction:g}"
 
 
+class RunComparisons:
+    """Paired comparisons of one finished run (its directory or its record), each test split's
+    targets and parcels read once for all of them."""
+
+    def __init__(self, run: str | Path | RunRecord) -> None:
+        self.record = run if isinstance(run, RunRecord) else RunRecord.read(run)
+        self._truths: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def compare(
+        self,
+        a: Arm,
+        b: Arm,
+        *,
+        timesteps: int | Sequence[int] | Literal["all"] | None = None,
+        bootstrap: BootstrapSettings = BootstrapSettings(),
+    ) -> list[Comparison]:
+        """A − B pooled over A's scenarios, one :class:`Comparison` per ``t``
+        (:func:`compare_methods`)."""
+        record = self.record
+        pairs = scenario_pairs(record, a, b)
+        thresholds = record.thresholds
+        threshold = (thresholds.get(a.method, 0.5), thresholds.get(b.method, 0.5))
+        runs = [(_runs(record, a, first), _runs(record, b, second)) for first, second in pairs]
+        seeds = _shared_seeds(record, runs, pairs, (a, b))
+        truths = [self._truth(first) for first, _ in pairs]
+        comparisons = []
+        for t in _timesteps(record, runs, timesteps):
+            test_sets = [
+                PairedTestSet(_maps(record, ours, t), _maps(record, theirs, t), *truth)
+                for (ours, theirs), truth in zip(runs, truths, strict=True)
+            ]
+            difference = pooled_difference(
+                test_sets,
+                metric=bootstrap.metric,
+                n=bootstrap.draws,
+                seed=bootstrap.seed,
+                level=bootstrap.level,
+                threshold=threshold,
+            )
+            comparisons.append(Comparison(a, b, t, tuple(pairs), seeds, difference))
+        return comparisons
+
+    def of_spec(
+        self, spec: ComparisonSpec, bootstrap: BootstrapSettings = BootstrapSettings()
+    ) -> list[Comparison]:
+        """The comparison a :class:`~sarcrop.experiments.config.ComparisonSpec` names: one
+        entry of a config's ``comparisons:``, or the options of ``sarcrop compare``."""
+        a = Arm(spec.a, spec.fraction, spec.scenarios)
+        b_fraction = spec.fraction if spec.b_fraction is None else spec.b_fraction
+        b = Arm(spec.b, b_fraction, spec.b_scenarios)
+        return self.compare(a, b, timesteps=spec.timesteps, bootstrap=bootstrap)
+
+    def _truth(self, scenario_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Targets and parcel ids of the scenario's test split."""
+        if scenario_id not in self._truths:
+            scenario = next(s for s in self.record.scenarios if s.id == scenario_id)
+            store = self.record.path(self.record.regions[scenario.test_region].store)
+            truth = split_parcels(store, tuple(scenario.bands), scenario.crop)
+            self._truths[scenario_id] = truth
+        return self._truths[scenario_id]
+
+
 def compare_methods(
     run: str | Path | RunRecord,
     a: Arm,
@@ -125,31 +187,9 @@ def compare_methods(
     ``t`` composites, ``"all"`` for every ``t``; the per-``t`` maps are those a config with
     ``timestep_table: true`` keeps. Errors name what is missing: a scenario no pattern matches,
     a method without runs there, a B scenario that is not scored on A's test split. ``run`` is
-    the run directory or its record.
+    the run directory or its record; :class:`RunComparisons` makes several of one run.
     """
-    record = run if isinstance(run, RunRecord) else RunRecord.read(run)
-    pairs = scenario_pairs(record, a, b)
-    thresholds = record.thresholds
-    threshold = (thresholds.get(a.method, 0.5), thresholds.get(b.method, 0.5))
-    runs = [(_runs(record, a, first), _runs(record, b, second)) for first, second in pairs]
-    seeds = _shared_seeds(record, runs, pairs, (a, b))
-    truths = [_truth(record, first) for first, _ in pairs]
-    comparisons = []
-    for t in _timesteps(record, runs, timesteps):
-        test_sets = [
-            PairedTestSet(_maps(record, ours, t), _maps(record, theirs, t), *truth)
-            for (ours, theirs), truth in zip(runs, truths, strict=True)
-        ]
-        difference = pooled_difference(
-            test_sets,
-            metric=bootstrap.metric,
-            n=bootstrap.draws,
-            seed=bootstrap.seed,
-            level=bootstrap.level,
-            threshold=threshold,
-        )
-        comparisons.append(Comparison(a, b, t, tuple(pairs), seeds, difference))
-    return comparisons
+    return RunComparisons(run).compare(a, b, timesteps=timesteps, bootstrap=bootstrap)
 
 
 def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
@@ -157,23 +197,11 @@ def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
     return pd.DataFrame([c.as_row() for c in comparisons], columns=list(COMPARISON_COLUMNS))
 
 
-def compare_spec(
-    run: str | Path | RunRecord,
-    spec: ComparisonSpec,
-    bootstrap: BootstrapSettings = BootstrapSettings(),
-) -> list[Comparison]:
-    """:func:`compare_methods` of a :class:`~sarcrop.experiments.config.ComparisonSpec`: one
-    entry of a config's ``comparisons:``, or the options of ``sarcrop compare``."""
-    a = Arm(spec.a, spec.fraction, spec.scenarios)
-    b_fraction = spec.fraction if spec.b_fraction is None else spec.b_fraction
-    b = Arm(spec.b, b_fraction, spec.b_scenarios)
-    return compare_methods(run, a, b, timesteps=spec.timesteps, bootstrap=bootstrap)
-
-
 def configured_comparisons(record: RunRecord, specs: Sequence[ComparisonSpec]) -> pd.DataFrame:
     """The rows of a config's ``comparisons:`` (``comparisons.csv``), with the bootstrap of
     ``intervals.csv``."""
-    return comparison_table([c for spec in specs for c in compare_spec(record, spec)])
+    runs = RunComparisons(record)
+    return comparison_table([c for spec in specs for c in runs.of_spec(spec)])
 
 
 def scenario_pairs(record: RunRecord, a: Arm, b: Arm) -> list[tuple[str, str]]:
@@ -275,13 +303,6 @@ def _shared_seeds(
             )
         seeds |= set(ours)
     return tuple(sorted(seeds))
-
-
-def _truth(record: RunRecord, scenario_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and parcel ids of the scenario's test split."""
-    scenario = next(s for s in record.scenarios if s.id == scenario_id)
-    store = record.path(record.regions[scenario.test_region].store)
-    return split_parcels(store, tuple(scenario.bands), scenario.crop)
 
 
 def _timesteps(
