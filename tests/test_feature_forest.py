@@ -21,8 +21,8 @@ from sarcrop.evaluation.feature_forest import (
     probability_maps,
     run_feature_forest,
 )
-from sarcrop.experiments.config import parse_method
-from sarcrop.experiments.runner import constant_step_epochs, is_forest
+from sarcrop.experiments.config import is_forest, parse_method
+from sarcrop.experiments.runner import constant_step_epochs
 from sarcrop.options import BaselineOptions
 from sarcrop.training import TrainConfig
 from test_few_labels import OPTIONS, STEPS, make_store, parent_checkpoint
