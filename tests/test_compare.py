@@ -193,3 +193,22 @@ def test_cli_prints_every_t_and_writes_the_rows(run, tmp_path, capsys):
     assert main(["compare", str(run), "bias", "rf", "--b-fraction", "0.3"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "no one-crop scenario has runs of bias with 100 %" in error
+
+
+def test_runs_that_cannot_be_paired_are_refused(run, tmp_path):
+    """A seed that only one side ran, or a scenario of crop types, is named, not compared."""
+    manifest = json.loads((run / MANIFEST).read_text())
+    artefacts = manifest["artefacts"]
+    artefacts["units"] = [
+        u
+        for u in artefacts["units"]
+        if (u["scenario"], u["method"], u["seed"]) != ("two-from-a", "rf", 2)
+    ]
+    artefacts["scenarios"][2]["crop"] = ""  # one-from-b: a crop-type scenario
+    other = tmp_path / "run"
+    other.mkdir()
+    (other / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SarcropError, match=r"bias@0.25 in two-from-a ran seeds \[0, 1, 2\], rf"):
+        compare_methods(other, Arm("bias", 0.25, ("*-from-a",)), Arm("rf", 0.25))
+    with pytest.raises(SarcropError, match="scenario one-from-b maps crop types"):
+        compare_methods(other, Arm("bias", 0.25, ("one-*",)), Arm("rf", 0.25))

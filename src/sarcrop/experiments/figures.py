@@ -152,7 +152,8 @@ class ExperimentFigures:
         against the test split's labels (:mod:`sarcrop.experiments.area`)."""
         from sarcrop.experiments import area as extras
 
-        thresholds = {m: self.record.thresholds[m] for m in test.probabilities}
+        recorded = self.record.thresholds
+        thresholds = {m: recorded[m] for m in test.probabilities}
         truth = test.mosaic(extras.truth_patches(test.targets, test.valid), extras.NODATA)
         maps = {m: test.mosaic(p, np.nan) for m, p in test.probabilities.items()}
         full = extras.ScenarioMaps(test.store.grid, truth, maps, thresholds)

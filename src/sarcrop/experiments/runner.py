@@ -45,7 +45,13 @@ from sarcrop.experiments.config import (
     trains,
 )
 from sarcrop.experiments.intervals import TIMESTEP_PROBABILITIES
-from sarcrop.experiments.record import RunRecord, recorded_thresholds, scenario_sources
+from sarcrop.experiments.record import (
+    RunRecord,
+    UnitRecord,
+    build_record,
+    recorded_thresholds,
+    scenario_sources,
+)
 from sarcrop.options import BaselineOptions
 from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
 from sarcrop.utils.atomic import write_text_atomic
@@ -963,8 +969,6 @@ class ExperimentRunner:
 
     def _record(self, records: dict[UnitKey, dict[str, Any]]) -> RunRecord:
         """The record of this run's artefacts: what figures, comparisons and the report read."""
-        from sarcrop.experiments.record import UnitRecord, build_record
-
         units = [
             UnitRecord(
                 scenario,
