@@ -573,15 +573,20 @@ def _searches(run_dir: Path) -> str:
     if searches.empty:
         return ""
     counts = search_counts(searches)
-    head = "".join(f'<th scope="col">{_e(column)}</th>' for column in counts.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_e(value)}</td>" for value in row) + "</tr>"
-        for row in counts.itertuples(index=False)
-    )
+    rows = [[_e(value) for value in row] for row in counts.itertuples(index=False)]
+    return f"<p>{_e(SEARCH_NOTE.replace('`', ''))}</p>" + _compact_table(counts.columns, rows)
+
+
+def _compact_table(
+    columns: Iterable[Any], rows: Iterable[Iterable[str]], table_id: str | None = None
+) -> str:
+    """A plain table in the report's compact style; ``rows`` hold HTML, already escaped."""
+    head = "".join(f'<th scope="col">{_e(column)}</th>' for column in columns)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    id_attr = f' id="{_e(table_id)}"' if table_id else ""
     return (
-        f"<p>{_e(SEARCH_NOTE.replace('`', ''))}</p>"
-        f'<div class="table-wrap"><table class="results compact"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table></div>"
+        f'<div class="table-wrap"><table class="results compact"{id_attr}><thead><tr>{head}'
+        f"</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
 
@@ -597,20 +602,14 @@ def _comparisons(run_dir: Path) -> str:
     if not rows:
         return ""
     columns = [c for c in rows[0] if c != "resolved"]
-    head = "".join(f'<th scope="col">{_e(column)}</th>' for column in columns)
 
     def cell(row: dict[str, str], column: str) -> str:
-        text = _e(row[column])
         bold = column == "A − B [95 %]" and row["resolved"]
-        return f"<td><strong>{text}</strong></td>" if bold else f"<td>{text}</td>"
+        return f"<strong>{_e(row[column])}</strong>" if bold else _e(row[column])
 
-    body = "".join("<tr>" + "".join(cell(row, c) for c in columns) + "</tr>" for row in rows)
+    cells = [[cell(row, c) for c in columns] for row in rows]
     note = COMPARISON_NOTE.replace("**bold**", "bold").replace("`", "")
-    return (
-        f"<p>{_e(note)}</p>"
-        f'<div class="table-wrap"><table class="results compact" id="table-comparisons">'
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
-    )
+    return f"<p>{_e(note)}</p>" + _compact_table(columns, cells, "table-comparisons")
 
 
 def _notes(value: Any) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -183,14 +183,15 @@ def search_markdown(searches: pd.DataFrame) -> str:
     if searches.empty:
         return ""
     counts = search_counts(searches)
-    lines = [
-        "## Chosen on held-out parcels",
-        "",
-        "| " + " | ".join(counts.columns) + " |",
-        "| " + " | ".join("---" for _ in counts.columns) + " |",
-    ]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in counts.itertuples(False)]
-    return "\n".join([*lines, "", SEARCH_NOTE, ""])
+    rows = [[str(v) for v in row] for row in counts.itertuples(False)]
+    table = _pipe_table(list(counts.columns), rows)
+    return "\n".join(["## Chosen on held-out parcels", "", *table, "", SEARCH_NOTE, ""])
+
+
+def _pipe_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown pipe table of text cells (written as they are)."""
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _counts(values: pd.Series) -> str:
@@ -237,18 +238,15 @@ def comparisons_markdown(comparisons: pd.DataFrame) -> str:
     if not rows:
         return ""
     columns = [c for c in rows[0] if c != "resolved"]
-    lines = [
-        "## Paired comparisons pooled over scenarios",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "| " + " | ".join("---" for _ in columns) + " |",
-    ]
+    cells = []
     for row in rows:
         row = {**row, "Scenarios": row["Scenarios"].replace("*", "\\*")}  # not emphasis
         if row["resolved"]:
             row = {**row, "A − B [95 %]": f"**{row['A − B [95 %]']}**"}
-        lines.append("| " + " | ".join(row[c] for c in columns) + " |")
-    return "\n".join([*lines, "", COMPARISON_NOTE, ""])
+        cells.append([row[c] for c in columns])
+    table = _pipe_table(columns, cells)
+    title = "## Paired comparisons pooled over scenarios"
+    return "\n".join([title, "", *table, "", COMPARISON_NOTE, ""])
 
 
 def _scenarios(row: Any) -> str:
