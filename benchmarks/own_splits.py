@@ -9,9 +9,10 @@ runs the same own-field scenarios with split seeds 0 ... S-1 (``--splits``), wit
 config's pre-training, fine-tuning recipe, forest and methods, through ``run_experiment`` (the
 run folder is ``OUT/run``, its config ``OUT/run/own-splits.yaml``), and pools the splits: per
 location, label fraction and method, the mean over splits and seeds, each split's mean, and the
-paired difference to RI and to RF with a 95 % interval that resamples each split's own test
-parcels (:class:`sarcrop.experiments.compare.RunComparisons`, as ``sarcrop compare`` does;
-every split weighs the same).
+paired difference to RI and to RF with a 95 % interval that resamples the location's test
+fields, each once for every split that tests on it (the splits share their fields;
+:class:`sarcrop.experiments.compare.RunComparisons`, as ``sarcrop compare`` does; every split
+weighs the same).
 Extra methods run in the same folder as variants of the config (``variants:``):
 ``--ri-epochs N`` adds RI with N fine-tuning epochs (the recipe's 20 leave RI short of steps on
 these splits) as a method and a baseline, ``ri+eN``; ``--distillation W`` adds the transfer

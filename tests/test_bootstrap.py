@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -241,6 +242,28 @@ def test_pooled_difference_weighs_each_test_set_and_resamples_each_on_its_own() 
     assert 0.6 * one.width < twice.width < 0.85 * one.width
     with pytest.raises(EvaluationInputError, match="at least one test set"):
         pooled_difference([])
+
+
+def test_test_sets_over_the_same_fields_are_drawn_together() -> None:
+    """A field shared by two test sets is drawn once for both: one test set twice over the same
+    fields is the evidence of one, to the last digit; a test set over fields of its own keeps
+    its own draws (seed + its index), and the parcels count each field once."""
+    rng = np.random.default_rng(16)
+    pred, target, parcel = simulate(rng, 20)
+    first = PairedTestSet(pred, flip(rng, pred, 0.1), target, parcel, fields=np.arange(20))
+    one = pooled_difference([first], seed=2)
+    assert pooled_difference([first, first], seed=2) == one
+    other = np.arange(100, 120)
+    apart = pooled_difference([first, replace(first, fields=other)], seed=2)
+    assert apart == pooled_difference([first, replace(first, fields=None)], seed=2)
+    assert apart.n_parcels == 40 and apart.width < 0.85 * one.width
+    # Half the parcels of a second test set lie in the first one's fields: the two are drawn
+    # from the 30 fields they hold together.
+    half = np.concatenate([np.arange(10), np.arange(200, 210)])
+    partly = pooled_difference([first, replace(first, fields=half)], seed=2)
+    assert partly.n_parcels == 30 and partly.estimate == pytest.approx(one.estimate)
+    with pytest.raises(EvaluationInputError, match=r"fields: one id per parcel expected \(20\)"):
+        pooled_difference([replace(first, fields=np.arange(3))])
 
 
 def test_draws_in_chunks_give_the_draws_at_once(monkeypatch: pytest.MonkeyPatch) -> None:

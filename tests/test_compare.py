@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ SCENARIOS = {  # id: test region; "-from-b" is the same test split from another 
 def stores(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stores")
     return {
-        name: Path(make_store(root / f"{name}.zarr", seed=s))
+        name: Path(make_store(root / f"{name}.zarr", seed=s, east=600000 + 10000 * s))
         for s, name in enumerate(("one", "two"))
     }
 
@@ -133,6 +134,27 @@ def test_the_pooled_difference_weighs_each_scenario_the_same_on_its_own_draws(ru
     assert 0.2 < pooled.difference.mean_a < 0.95  # noisy: neither right nor empty
 
 
+def test_scenarios_scored_on_the_same_ground_draw_its_fields_once(run, stores):
+    """Two pre-trainings' runs tested on one test split: one field is drawn once for both, so
+    the pooled interval is that of shared field ids, and the parcels count once."""
+    settings = BootstrapSettings(draws=300, seed=7, level=0.9)
+    a, b = Arm("bias", 0.25, ("one-*",)), Arm("rf", 0.25)
+    (pooled,) = compare_methods(run, a, b, bootstrap=settings)
+    assert pooled.pairs == (("one-from-a", "one-from-a"), ("one-from-b", "one-from-b"))
+    target, parcels = split_parcels(stores["one"], ("VH",), "maize")
+    fields = np.arange(len(np.unique(parcels[parcels >= 0])))
+    empty = [np.zeros(target.shape, np.float32)] * len(SEEDS)
+    sets = [
+        PairedTestSet([_maps(target, s, kind)[-1].astype(np.float32) for s in SEEDS], empty,
+                      target, parcels, fields=fields)
+        for kind in ("truth", "noisy")
+    ]  # fmt: skip
+    assert pooled.difference == pooled_difference(sets, n=300, seed=7, level=0.9)
+    assert pooled.difference.n_parcels == fields.size
+    apart = pooled_difference([replace(t, fields=None) for t in sets], n=300, seed=7, level=0.9)
+    assert apart.n_parcels == 2 * fields.size and apart.estimate == pooled.difference.estimate
+
+
 def test_b_from_other_scenarios_is_paired_by_test_split(run):
     """The right maps of one pre-training against the noisy maps of the other, scenario by
     scenario on the same test split; at t = T − 1 both are right."""
@@ -196,7 +218,8 @@ def test_cli_prints_every_t_and_writes_the_rows(run, tmp_path, capsys):
 
 
 def test_runs_that_cannot_be_paired_are_refused(run, tmp_path):
-    """A seed that only one side ran, or a scenario of crop types, is named, not compared."""
+    """A seed that only one side ran, or a scenario of the other kind than the metric's (crop
+    types for a metric of one crop, one crop for the mIoU), is named, not compared."""
     manifest = json.loads((run / MANIFEST).read_text())
     artefacts = manifest["artefacts"]
     artefacts["units"] = [
@@ -204,11 +227,19 @@ def test_runs_that_cannot_be_paired_are_refused(run, tmp_path):
         for u in artefacts["units"]
         if (u["scenario"], u["method"], u["seed"]) != ("two-from-a", "rf", 2)
     ]
-    artefacts["scenarios"][2]["crop"] = ""  # one-from-b: a crop-type scenario
+    moved = artefacts["scenarios"].pop(2)  # one-from-b: a crop-type scenario
+    artefacts["class_scenarios"] = [{**moved, "crop": "", "classes": ["other", "maize"]}]
     other = tmp_path / "run"
     other.mkdir()
     (other / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(SarcropError, match=r"bias@0.25 in two-from-a ran seeds \[0, 1, 2\], rf"):
         compare_methods(other, Arm("bias", 0.25, ("*-from-a",)), Arm("rf", 0.25))
-    with pytest.raises(SarcropError, match="scenario one-from-b maps crop types"):
+    with pytest.raises(
+        SarcropError, match="scenario one-from-b maps crop types: compare it by miou"
+    ):
         compare_methods(other, Arm("bias", 0.25, ("one-*",)), Arm("rf", 0.25))
+    one_crop = r"scenario one-from-a maps one crop \(maize\): compare it by iou, precision"
+    with pytest.raises(SarcropError, match=one_crop):
+        compare_methods(other, Arm("bias", 0.25, ("one-*",)), Arm("rf", 0.25), metric="miou")
+    with pytest.raises(SarcropError, match="no crop-type scenario has runs of bias with 25 %"):
+        compare_methods(other, Arm("bias", 0.25), Arm("rf", 0.25), metric="miou")

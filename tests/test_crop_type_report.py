@@ -13,14 +13,18 @@ import pytest
 from matplotlib.image import imread
 
 from sarcrop.cli import main
+from sarcrop.errors import SarcropError
 from sarcrop.evaluation.bootstrap import (
     MIOU,
+    PairedTestSet,
     class_bootstrap,
     paired_class_difference,
     parcel_class_confusions,
+    pooled_difference,
 )
 from sarcrop.evaluation.metrics import EvaluationInputError, MulticlassConfusion
 from sarcrop.experiments.classes import CLASS_RESULTS, binary_view, read_class_results
+from sarcrop.experiments.compare import Arm, compare_methods
 from sarcrop.experiments.config import experiment_config_from_dict
 from sarcrop.experiments.intervals import CLASS_INTERVALS, read_class_intervals
 from sarcrop.experiments.runner import run_experiment
@@ -106,6 +110,31 @@ def test_a_paired_mIoU_difference_resolves_what_overlapping_intervals_do_not() -
     assert (same.estimate, same.low, same.high, same.p_above) == (0, 0, 0, 0)
 
 
+def test_a_pooled_mIoU_difference_averages_the_test_sets_each_on_its_own_draws() -> None:
+    """Two crop-type test sets weigh the same: the pooled means are those of the single ones,
+    the parcels add up, and a test set of one crop needs a metric of one crop."""
+    classes = ("a", "b", "c")
+    rng = np.random.default_rng(5)
+    sets, singles = [], []
+    for index, size in enumerate((20, 60)):
+        pred_a, target, parcels = parcels_of(rng, size, np.array([0.9, 0.8, 0.5]))
+        pred_b = np.where(rng.random(pred_a.size) < 0.3, (target + 1) % 3, pred_a)
+        sets.append(PairedTestSet(pred_a, pred_b, target, parcels, classes))
+        single = paired_class_difference(
+            pred_a, pred_b, target, parcels, classes, n=300, seed=9 + index
+        )
+        singles.append(single)
+    pooled = pooled_difference(sets, metric=MIOU, n=300, seed=9)
+    assert pooled.mean_a == pytest.approx(np.mean([d.mean_a for d in singles]))
+    assert pooled.estimate == pytest.approx(np.mean([d.estimate for d in singles]))
+    assert pooled.n_parcels == 80 and 0 < pooled.low < pooled.estimate < pooled.high
+    with pytest.raises(EvaluationInputError, match="metric 'iou': one crop's maps are scored"):
+        pooled_difference(sets, metric="iou")
+    binary = PairedTestSet(pred_a > 0, pred_b > 0, target > 0, parcels)
+    with pytest.raises(EvaluationInputError, match="metric 'miou': crop-type maps"):
+        pooled_difference([binary], metric=MIOU)
+
+
 def test_class_rgb_is_the_palette_of_predicted_maps() -> None:
     classes = ["maize", "potato", "other"]
     palette = class_palette(classes)
@@ -132,7 +161,11 @@ def store(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def run(store, tmp_path_factory):
-    changes = {"methods": ["rf", "ri"], "figure_patches": 2}
+    changes = {
+        "methods": ["rf", "ri"],
+        "figure_patches": 2,
+        "comparisons": [{"a": "rf", "b": "ri", "metric": "miou"}],
+    }
     spec = config(store, early_season={"scenario": 0, "method": "ri"}, **changes)
     spec["scenarios"] = spec["scenarios"][1:2]
     out = tmp_path_factory.mktemp("run") / "run"
@@ -239,3 +272,37 @@ def test_early_season_on_a_crop_type_scenario_leaves_binary_curves_alone(store) 
     assert parsed.early_season is not None and parsed.early_season.scenario == 1
     view = binary_view(parsed)
     assert len(view.scenarios) == 1 and view.early_season is None
+
+
+def test_crop_type_runs_compare_by_their_mIoU_as_class_intervals_pair_them(run, capsys) -> None:
+    """``comparisons:`` and ``sarcrop compare --metric miou`` pair two methods' mIoU on the
+    parcel draws of ``class_intervals.csv``; a metric of one crop, or a per-``t`` comparison,
+    is refused with the reason."""
+    intervals = read_class_intervals(run)
+    assert intervals is not None
+    rf = intervals[(intervals["method"] == "rf") & (intervals["metric"] == "miou")].iloc[0]
+    (row,) = pd.read_csv(run / "comparisons.csv").itertuples(index=False)
+    assert (row.metric, row.pairs, row.seeds) == ("miou", SCENARIO, 2)
+    expected = (rf["minus_ri"], rf["minus_ri_low"], rf["minus_ri_high"])
+    assert (row.difference, row.low, row.high) == pytest.approx(expected)
+    (full,) = compare_methods(run, Arm("rf"), Arm("ri"), metric="miou")
+    assert (full.difference.estimate, full.difference.low) == pytest.approx(expected[:2])
+    assert full.difference.mean_a == pytest.approx(rf["mean"])
+    assert "| RF 100 % − RI 100 % | mIoU | full | 1: all |" in (run / "tables.md").read_text()
+    assert main(["compare", str(run), "rf", "ri", "--metric", "miou"]) == 0
+    printed = capsys.readouterr().out
+    assert "rf@1 − ri@1: mean miou over 2 seeds" in printed
+    assert f"{full.difference.estimate:+7.3f}" in printed
+    errors = [
+        ({}, "no one-crop scenario has runs of rf"),
+        (
+            {"a": Arm("rf", 1.0, ("nl-*",))},
+            f"scenario {SCENARIO} maps crop types: compare it by miou",
+        ),
+        ({"metric": "miou", "timesteps": 2}, "crop-type runs keep their full-season maps only"),
+        ({"metric": "kappa"}, "unknown metric 'kappa'"),
+    ]
+    for change, problem in errors:
+        options = {"a": Arm("rf"), "b": Arm("ri"), **change}
+        with pytest.raises(SarcropError, match=re.escape(problem)):
+            compare_methods(run, options.pop("a"), options.pop("b"), **options)

@@ -220,7 +220,7 @@ def test_the_configs_comparisons_are_those_of_sarcrop_compare(tiny_run):
     assert fte["pairs"] == "spain-france-rice-vhvv"
     tables = (out / "tables.md").read_text()
     assert "## Paired comparisons pooled over scenarios" in tables
-    assert "| FTE 100 % − RF 100 % | full | 1: all |" in tables
+    assert "| FTE 100 % − RF 100 % | IoU | full | 1: all |" in tables
     html = (out / "report.html").read_text()
     assert html.count("<tr><td>bias 100 % − zero-shot 100 %</td>") == 8
 
@@ -413,6 +413,10 @@ def test_a_variant_threshold_reaches_the_metrics_and_the_recorded_maps_alike():
             r"comparisons\[0\]: timesteps need timestep_table: true",
         ),
         ({"comparisons": [{"a": "fte", "b": "rf", "t": 3}]}, r"comparisons\.0\.t: unknown key"),
+        (
+            {"comparisons": [{"a": "fte", "b": "rf", "metric": "miou"}]},
+            r"comparisons\[0\]: no crop-type scenario to compare by miou",
+        ),
     ],
 )
 def test_variant_errors_name_the_file_the_variant_and_the_problem(tmp_path, change, problem):

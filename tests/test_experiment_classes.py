@@ -124,10 +124,30 @@ def test_scenario_classes_are_validated_and_binary_specs_unchanged(store):
         ),
         ({"classes": None}, r"scenarios\[2\]: give crop"),
         ({"classes": ["maize"]}, "at least two"),
+        # Comparisons: one crop by a metric of the crop, crop types by their mIoU.
+        (
+            {"comparisons": [{"a": "rf", "b": "ri", "scenarios": ["*types*"]}]},
+            r"comparisons\[0\]: scenario nl-nl-types-vh-from-binary maps crop types: compare "
+            "it by miou",
+        ),
+        (
+            {"comparisons": [{"a": "rf", "b": "ri", "metric": "miou", "scenarios": ["*-maize-*"]}]},
+            r"comparisons\[0\]: scenario nl-nl-maize-vh-from-binary maps one crop; miou",
+        ),
+        (
+            {"comparisons": [{"a": "rf", "b": "ri", "metric": "miou", "timesteps": 2}]},
+            r"comparisons\[0\]: crop-type runs keep full-season maps only",
+        ),
+        (
+            {"comparisons": [{"a": "rf", "b": "ri", "metric": "auc"}]},
+            r"comparisons\.0\.metric: .*unknown metric 'auc' \(one crop: iou, precision",
+        ),
     ]
     for changes, message in bad:
         with pytest.raises(ConfigError, match=message):
             experiment_config_from_dict(config(store, **changes))
+    both = [{"a": "rf", "b": "ri"}, {"a": "rf", "b": "ri", "metric": "miou"}]
+    assert len(experiment_config_from_dict(config(store, comparisons=both)).comparisons) == 2
     # The early-season index follows its (binary) scenario when crop types are dropped.
     moved = config(store, early_season={"scenario": 2, "method": "fte"})
     moved["scenarios"] = [moved["scenarios"][1], moved["scenarios"][2], moved["scenarios"][0]]

@@ -62,8 +62,9 @@ OPTIONS = {"widths": [4, 8], "dropout": 0.0, "norm": "batch"}
 CURVES = {1: [-12, -4, 4, 2], 2: [2, 6, -3, -8], 3: [5, 5, 5, 5], 4: [-6, 3, 3, -6]}
 
 
-def make_store(path, seed: int = 0) -> str:
-    """Raw dB patches: one field of each crop (class 1-4) per patch on a class-0 background."""
+def make_store(path, seed: int = 0, *, east: float = 600000.0, split=None) -> str:
+    """Raw dB patches: one field of each crop (class 1-4) per patch on a class-0 background,
+    in a row from ``east`` (metres, UTM 31N); the last two patches test unless ``split``."""
     rng = np.random.default_rng(seed)
     images = rng.normal(-15.0, 1.0, (N, STEPS, 1, SIZE, SIZE)).astype(np.float32)
     labels = np.zeros((N, SIZE, SIZE), np.int16)
@@ -78,12 +79,12 @@ def make_store(path, seed: int = 0) -> str:
     meta = StoreMetadata(
         bands=("VH",),
         season=Season(dt.date(2021, 5, 1), STEPS, 20),
-        grid=Grid(CRS.from_epsg(32631), Affine(10, 0, 600000, 0, -10, 5800000), SIZE * N, SIZE),
+        grid=Grid(CRS.from_epsg(32631), Affine(10, 0, east, 0, -10, 5800000), SIZE * N, SIZE),
         patch_size=SIZE,
         stride=SIZE,
         offsets=[(0, SIZE * i) for i in range(N)],
         classes=CLASSES,
-        split=["train"] * (N - 2) + ["test"] * 2,
+        split=list(split or ["train"] * (N - 2) + ["test"] * 2),
         normalization=Normalization((-30.0,), (0.0,), ("VH",)),
         region="netherlands",
         year=2021,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ import realdata_support
 from sarcrop.data.grid import Grid
 from sarcrop.data.normalization import Normalization
 from sarcrop.data.parcels import (
+    ScoredParcels,
     choose_parcels,
+    ground_fields,
     label_subset,
     parcel_classes,
     parcel_ids,
@@ -146,6 +149,7 @@ def write_area_store(
     *,
     locations: list[Location] | None = None,
     location: list[int] | None = None,
+    grid: Grid = GRID,
 ) -> DatasetStore:
     patches, offsets = cut(area, P, P)
     if locations:
@@ -156,7 +160,7 @@ def write_area_store(
     meta = StoreMetadata(
         bands=("VH",),
         season=Season(dt.date(2021, 4, 1), steps=2, days=20),
-        grid=GRID,
+        grid=grid,
         patch_size=P,
         stride=P,
         offsets=offsets,
@@ -186,6 +190,36 @@ def test_store_parcels_follow_the_store_layout(tmp_path: Path) -> None:
     )
     parcels = store_parcels(merged.path)
     assert len(np.unique(parcels[parcels >= 0])) == 8
+
+
+def test_ground_fields_join_the_parcels_of_stores_over_the_same_ground(tmp_path: Path) -> None:
+    """A location scored whole, its own patch split, and another location: the split's parcels
+    are the whole location's fields (a field cut by the split is still one), the other
+    location's are fields of their own, numbered after."""
+    area = np.pad(four_fields(), ((0, 8), (0, 12)), constant_values=-1)  # 2 × 3 patches
+    whole = write_area_store(tmp_path / "whole.zarr", area, ["test"] * 6)
+    split = ["test", "train", "train", "test", "test", "train"]
+    own = write_area_store(tmp_path / "own.zarr", area, split)
+    moved = Affine(10, 0, GRID.transform.c + 10_000, 0, -10, GRID.transform.f)
+    elsewhere = write_area_store(
+        tmp_path / "elsewhere.zarr", area, ["test"] * 6, grid=replace(GRID, transform=moved)
+    )
+
+    def scored(store: DatasetStore) -> ScoredParcels:
+        patches = store.indices("test")
+        return ScoredParcels(store, patches, store_parcels(store)[patches])
+
+    tests = [scored(whole), scored(own), scored(elsewhere)]
+    ids = ground_fields(tests)
+    assert ids[0].tolist() == [0, 1, 2, 3] and ids[2].tolist() == [4, 5, 6, 7]
+    # Each of the split's parcels is the whole location's parcel under its pixels.
+    full = store_parcels(whole)
+    mine = tests[1].parcels
+    for parcel, field in zip(np.unique(mine[mine >= 0]), ids[1], strict=True):
+        under = full[tests[1].patches][mine == parcel]
+        assert set(under.tolist()) == {int(np.unique(full[full >= 0])[field])}
+    assert ground_fields(tests[1:2])[0].tolist() == list(range(len(ids[1])))
+    assert ground_fields([]) == []
 
 
 @pytest.fixture

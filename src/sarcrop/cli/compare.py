@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="PATTERN",
-        help="A's scenarios, shell-style patterns of their ids (every one-crop scenario with "
-        "runs of A); each counts once in the pooled difference",
+        help="A's scenarios, shell-style patterns of their ids (every scenario of the metric's "
+        "kind with runs of A); each counts once in the pooled difference",
     )
     parser.add_argument(
         "--b-scenarios",
@@ -38,14 +38,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the same test split, e.g. the same scenario from another pre-training",
     )
     add_timesteps(parser)
-    parser.add_argument("--metric", default="iou", help="iou, f1, precision, recall … (iou)")
+    parser.add_argument(
+        "--metric",
+        default="iou",
+        help="of the crop in one-crop scenarios: iou, f1, precision or recall; miou to compare "
+        "crop-type scenarios (iou)",
+    )
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap draws (1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
     parser.add_argument("--level", type=float, default=0.95, help="interval level (0.95)")
     parser.add_argument("--out", metavar="FILE", help="also write the rows as CSV")
 
 
-SPEC_OPTIONS = ("a", "b", "fraction", "b_fraction", "scenarios", "b_scenarios", "timesteps")
+SPEC_OPTIONS = (
+    "a",
+    "b",
+    "fraction",
+    "b_fraction",
+    "scenarios",
+    "b_scenarios",
+    "metric",
+    "timesteps",
+)
 """The options that make a config's ``comparisons:`` entry, same names."""
 
 
@@ -60,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         spec = ComparisonSpec.model_validate({k: getattr(args, k) for k in SPEC_OPTIONS})
     except ValidationError as exc:
         raise config_error(exc, None) from None
-    bootstrap = BootstrapSettings(args.metric, args.draws, args.seed, args.level)
+    bootstrap = BootstrapSettings(args.draws, args.seed, args.level)
     comparisons = RunComparisons(args.run_dir).of_spec(spec, bootstrap)
     print(format_comparisons(comparisons, bootstrap))
     if args.out:
@@ -79,7 +93,7 @@ def format_comparisons(comparisons: Sequence[Comparison], bootstrap: BootstrapSe
     first = comparisons[0]
     percent = f"{100 * bootstrap.level:g} %"
     lines = [
-        f"{label(first.a)} − {label(first.b)}: mean {bootstrap.metric} over "
+        f"{label(first.a)} − {label(first.b)}: mean {first.metric} over "
         f"{len(first.seeds)} seeds, paired over {first.difference.n_parcels} test parcels of "
         f"{len(first.pairs)} scenarios (each weighs the same)",
         f"{'t':>4}  {'A':>6}  {'B':>6}  {'A − B':>7}  {percent + ' interval':>18}  {'A > B':>7}",

@@ -178,14 +178,15 @@ def print_by_parcel(result: dict[str, Any], parcels: bool) -> None:
 
 def format_intervals(result: dict[str, Any]) -> str:
     """One line: the headline metrics' intervals from the bootstrap over parcels."""
+    from sarcrop.reports.markdown import metric_name
+
     intervals = result.get("intervals") or {}
     if not intervals:
         return "no labelled parcels: no intervals"
     level = 100 * result["interval_level"]
     parcels = next(iter(intervals.values()))["n_parcels"]
-    names = {"iou": "IoU", "f1": "F1", "miou": "mIoU"}
     cells = ", ".join(
-        f"{names.get(name, name)} [{_number(i['low'])}, {_number(i['high'])}]"
+        f"{metric_name(name)} [{_number(i['low'])}, {_number(i['high'])}]"
         for name, i in intervals.items()
     )
     return f"{level:g} % intervals, bootstrap over {parcels} parcels: {cells}"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from sarcrop.data.labels import OTHER, class_lookup, positive_indices
 from sarcrop.data.prepare import split_class_pixels
@@ -129,6 +131,92 @@ def parcel_classes(parcels: np.ndarray, labels: np.ndarray) -> np.ndarray:
     out = np.full(int(parcels.max(initial=-1)) + 1, UNLABELLED, dtype=np.int64)
     out[parcels[inside]] = labels[inside]
     return out
+
+
+@dataclass(frozen=True)
+class ScoredParcels:
+    """Where a test set's parcels lie: its store, the store indices of its patches, and the
+    parcel id of each of their pixels ``(n, P, P)`` (-1 where nothing is scored)."""
+
+    store: DatasetStore | str | Path
+    patches: Sequence[int]
+    parcels: np.ndarray
+
+
+def ground_fields(test_sets: Sequence[ScoredParcels]) -> list[np.ndarray]:
+    """The physical field each test set's parcels lie in (one id per parcel, in the order of its
+    ids), shared by test sets over the same ground.
+
+    Stores of one location (its patch split and the whole location, or two random splits)
+    number their parcels on their own. Two parcels of different test sets are one field where
+    at least half of the smaller one's pixels lie on the other's (the same CRS and pixel centre
+    on the ground), which a field split between train and test patches meets and two unrelated
+    layouts over the same ground (another year's fields) rarely do. A bootstrap that pools such
+    test sets must draw each field once for all of them, or a shared field counts as new
+    evidence in every test set that holds it. Ids run from 0 in order of first appearance, so
+    a test set over ground of its own gets its parcels' order.
+    """
+    crs_ids: dict[str, int] = {}
+    keys: list[np.ndarray] = []
+    nodes: list[np.ndarray] = []
+    sizes: list[int] = []
+    for test in test_sets:
+        where, parcel, size = _ground_pixels(test, crs_ids)
+        keys.append(where)
+        nodes.append(sum(sizes) + parcel)
+        sizes.append(size)
+    total = sum(sizes)
+    if total == 0:
+        return [np.zeros(0, np.int64) for _ in test_sets]
+    _, pixel = np.unique(np.concatenate(keys), axis=0, return_inverse=True)
+    # One row per (pixel on the ground, parcel), sorted by pixel: overlapping patches of one
+    # store repeat their pixels, and a pixel lies in one parcel of each test set at most.
+    rows = np.unique(np.column_stack([pixel.ravel(), np.concatenate(nodes)]), axis=0)
+    area = np.bincount(rows[:, 1], minlength=total)
+    first, second = [], []
+    deepest = int(np.bincount(rows[:, 0]).max(initial=1))
+    for step in range(1, deepest):
+        same = rows[step:, 0] == rows[:-step, 0]
+        first.append(rows[:-step, 1][same])
+        second.append(rows[step:, 1][same])
+    pairs = np.column_stack(
+        [
+            np.concatenate([np.zeros(0, np.int64), *first]),
+            np.concatenate([np.zeros(0, np.int64), *second]),
+        ]
+    )
+    pairs, shared = np.unique(pairs, axis=0, return_counts=True)
+    one = 2 * shared >= np.minimum(area[pairs[:, 0]], area[pairs[:, 1]])
+    links = coo_matrix((np.ones(int(one.sum())), tuple(pairs[one].T)), shape=(total, total))
+    _, component = connected_components(links, directed=False)
+    _, first_seen, field = np.unique(component, return_index=True, return_inverse=True)
+    renumbered = np.argsort(np.argsort(first_seen))[field.ravel()]  # by first appearance
+    return [part.astype(np.int64) for part in np.split(renumbered, np.cumsum(sizes)[:-1])]
+
+
+def _ground_pixels(
+    test: ScoredParcels, crs_ids: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ground keys ``(m, 3)`` (CRS, x and y of the pixel centre in cm) of a test set's scored
+    pixels, their parcel's index among its parcels (in the order of their ids), and the number
+    of its parcels."""
+    store = test.store if isinstance(test.store, DatasetStore) else DatasetStore(test.store)
+    parcels = np.asarray(test.parcels)
+    ids, inverse = np.unique(parcels, return_inverse=True)
+    index_of = inverse.reshape(parcels.shape) - int(ids.size > 0 and ids[0] < 0)  # -1: unscored
+    keys, parcel = [np.zeros((0, 3), np.int64)], [np.zeros(0, np.int64)]
+    for item, patch in enumerate(test.patches):
+        scored = index_of[item] >= 0
+        rows, cols = np.nonzero(scored)
+        crs = crs_ids.setdefault(store.metadata.area(patch).crs.to_string(), len(crs_ids))
+        t = store.metadata.transform(patch)
+        x, y = cols + 0.5, rows + 0.5
+        ground = np.stack([t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f], axis=1)
+        keys.append(
+            np.column_stack([np.full(rows.size, crs), np.round(ground * 100)]).astype(np.int64)
+        )
+        parcel.append(index_of[item][scored])
+    return np.concatenate(keys), np.concatenate(parcel), int((ids >= 0).sum())
 
 
 # ---------------------------------------------------------------------------------------------

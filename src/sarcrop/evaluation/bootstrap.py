@@ -21,7 +21,7 @@ confusion counts are resampled, and each draw is scored by
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,6 +35,13 @@ from sarcrop.evaluation.metrics import (
 
 DRAW_CELLS = 2_000_000
 """Draws × parcels resampled at a time (bounds memory for large test sets)."""
+
+MIOU = "miou"
+"""The mean IoU of crop-type maps: the key among :func:`class_bootstrap`'s intervals, and the
+metric of crop-type comparisons."""
+
+_Score = Callable[[np.ndarray], np.ndarray]
+"""Scores ``(...)`` of summed parcel counts ``(..., c)``."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def parcel_bootstrap(
     """
     _check(metric, n, level)
     counts = _counts(pred, target, parcels, threshold)
-    estimates, draws = _joint_draws([counts], metric, n, seed)
+    estimates, draws = _joint_draws([counts], lambda totals: _scores(totals, metric), n, seed)
     return Interval(float(estimates[0]), *_percentiles(draws[0], level), counts.shape[1])
 
 
@@ -144,12 +151,18 @@ def paired_difference(
 @dataclass(frozen=True)
 class PairedTestSet:
     """One test set of a paired comparison: A's and B's predictions of it (each one array or
-    one per seed), its targets and its parcel ids."""
+    one per seed), its targets and its parcel ids; ``classes`` names a crop-type test set's
+    classes (class-index targets, maps scored by their mIoU, :data:`MIOU`). ``fields`` gives
+    each of its parcels (in the order of their ids) the id of the physical field it lies in,
+    shared by test sets over the same ground (:func:`sarcrop.data.parcels.ground_fields`);
+    None: ground of its own."""
 
     pred_a: np.ndarray | Sequence[np.ndarray]
     pred_b: np.ndarray | Sequence[np.ndarray]
     target: np.ndarray
     parcels: np.ndarray
+    classes: tuple[str, ...] | None = None
+    fields: np.ndarray | None = None
 
 
 def pooled_difference(
@@ -161,28 +174,112 @@ def pooled_difference(
     level: float = 0.95,
     threshold: float | tuple[float, float] = 0.5,
 ) -> Difference:
-    """:func:`paired_difference` over several test sets (e.g. one location split at random
-    in several ways), each weighing the same: the difference of A's and B's means over the
-    test sets, each draw resampling every test set's own parcels (test set i with bootstrap
-    seed ``seed + i``) and scoring A and B on the same draw of it. ``n_parcels`` is the sum
-    over the test sets."""
-    _check(metric, n, level)
+    """:func:`paired_difference` over several test sets (e.g. several test locations), each
+    weighing the same: the difference of A's and B's means over the test sets, A and B scored
+    on the same draws. Each draw resamples the fields of each stretch of ground once: test sets
+    that share fields (``fields``; e.g. one location split at random in several ways, or its
+    patch split beside the whole location) are drawn together from the fields they hold between
+    them, with the bootstrap seed ``seed + i`` of the first of them (test set i); every other
+    test set is drawn from its own parcels alone. ``n_parcels`` counts each field once.
+    Crop-type test sets (with ``classes``) are compared by their mIoU (``metric=MIOU``;
+    ``threshold`` unused: each pixel's class is its highest score)."""
+    _check("iou" if metric == MIOU else metric, n, level)
     if not test_sets:
         raise EvaluationInputError("a pooled difference needs at least one test set")
     a, b = (threshold, threshold) if isinstance(threshold, (int, float)) else threshold
-    estimates, draws, parcels = [], [], 0
-    for index, test_set in enumerate(test_sets):
-        groups = [
-            _counts(test_set.pred_a, test_set.target, test_set.parcels, a),
-            _counts(test_set.pred_b, test_set.target, test_set.parcels, b),
+    counted = [_paired_counts(test_set, metric, (a, b)) for test_set in test_sets]
+    fields = _field_ids(test_sets, [groups[0].shape[1] for groups, _ in counted])
+    estimates: dict[int, np.ndarray] = {}
+    draws: dict[int, np.ndarray] = {}
+    parcels = 0
+    for members in _strata(fields):
+        columns, width = _columns([fields[i] for i in members])
+        shared = [
+            ([_onto(g, where, width) for g in counted[i][0]], counted[i][1])
+            for i, where in zip(members, columns, strict=True)
         ]
-        estimate, drawn = _joint_draws(groups, metric, n, seed + index)
-        estimates.append(estimate)
-        draws.append(drawn)
-        parcels += groups[0].shape[1]
-    mean_a, mean_b = _nanmean(np.stack(estimates), axis=0)
-    mean_draws = _nanmean(np.stack(draws), axis=0)
+        for i, (estimate, drawn) in zip(
+            members, _stratum_draws(shared, n, seed + members[0]), strict=True
+        ):
+            estimates[i], draws[i] = estimate, drawn
+        parcels += width
+    order = range(len(test_sets))
+    mean_a, mean_b = _nanmean(np.stack([estimates[i] for i in order]), axis=0)
+    mean_draws = _nanmean(np.stack([draws[i] for i in order]), axis=0)
     return _difference((mean_a, mean_b), mean_draws[0] - mean_draws[1], parcels, level)
+
+
+def _field_ids(test_sets: Sequence[PairedTestSet], sizes: Sequence[int]) -> list[np.ndarray]:
+    """Each test set's field ids, one per parcel: its ``fields`` (checked), or where it has
+    none, ids of its own that no other test set holds."""
+    given = [np.asarray(t.fields, np.int64) for t in test_sets if t.fields is not None]
+    fresh = 1 + max((int(ids.max()) for ids in given if ids.size), default=-1)
+    out = []
+    for test_set, size in zip(test_sets, sizes, strict=True):
+        if test_set.fields is None:
+            out.append(np.arange(fresh, fresh + size))
+            fresh += size
+            continue
+        ids = np.asarray(test_set.fields, np.int64)
+        if ids.shape != (size,):
+            raise EvaluationInputError(
+                f"fields: one id per parcel expected ({size}), got shape {ids.shape}"
+            )
+        out.append(ids)
+    return out
+
+
+def _strata(fields: Sequence[np.ndarray]) -> list[list[int]]:
+    """Test sets linked by shared fields, each group in test-set order, groups in the order
+    of their first test set."""
+    group = list(range(len(fields)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    holder: dict[int, int] = {}
+    for i, ids in enumerate(fields):
+        for field in ids.tolist():
+            j = holder.setdefault(field, i)
+            group[max(root(i), root(j))] = min(root(i), root(j))
+    strata: dict[int, list[int]] = {}
+    for i in range(len(fields)):
+        strata.setdefault(root(i), []).append(i)
+    return list(strata.values())
+
+
+def _columns(fields: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """Each test set's parcels as columns of its group's fields (in order of first
+    appearance), and the number of fields."""
+    seen: dict[int, int] = {}
+    columns = []
+    for ids in fields:
+        columns.append(np.array([seen.setdefault(f, len(seen)) for f in ids.tolist()], np.int64))
+    return columns, len(seen)
+
+
+def _onto(counts: np.ndarray, columns: np.ndarray, width: int) -> np.ndarray:
+    """Counts ``(seeds, k, c)`` of ``k`` parcels summed into ``width`` fields."""
+    if columns.size == width and np.array_equal(columns, np.arange(width)):
+        return counts
+    into = np.eye(width, dtype=counts.dtype)[columns]  # (k, width): parcel → its field
+    return np.einsum("skc,kw->swc", counts, into)
+
+
+def _stratum_draws(
+    members: Sequence[tuple[Sequence[np.ndarray], _Score]], n: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each member's estimates ``(2,)`` and per-draw values ``(2, n)`` of A's and B's means
+    over predictions, every member's counts (over the same fields) on the same ``n`` draws."""
+    totals = iter(_shared_totals([g for groups, _ in members for g in groups], n, seed))
+    out = []
+    for groups, score in members:
+        full = [_nanmean(score(g.sum(axis=1))) for g in groups]
+        drawn = [_nanmean(score(next(totals)), axis=0) for _ in groups]
+        out.append((np.array(full), np.stack(drawn)))
+    return out
 
 
 def _difference(
@@ -194,6 +291,27 @@ def _difference(
     low, high = _percentiles(differences, level)
     a, b = (float(mean) for mean in means)
     return Difference(a - b, low, high, parcels, p_above, a, b)
+
+
+def _paired_counts(
+    test_set: PairedTestSet, metric: str, thresholds: tuple[float, float]
+) -> tuple[list[np.ndarray], _Score]:
+    """A's and B's parcel counts of one test set, and what scores their sums by ``metric``."""
+    target, parcels, classes = test_set.target, test_set.parcels, test_set.classes
+    if (metric == MIOU) != (classes is not None):
+        kind = "crop-type maps (with classes) are" if metric == MIOU else "one crop's maps are"
+        other = "one-crop" if metric == MIOU else "crop-type"
+        raise EvaluationInputError(f"metric {metric!r}: {kind} scored by it, not {other} maps")
+    if classes is not None:
+        groups = [
+            _class_counts(p, target, parcels, classes) for p in (test_set.pred_a, test_set.pred_b)
+        ]
+        return groups, lambda totals: _class_scores(totals, classes)[..., -1]
+    groups = [
+        _counts(pred, target, parcels, threshold)
+        for pred, threshold in zip((test_set.pred_a, test_set.pred_b), thresholds, strict=True)
+    ]
+    return groups, lambda totals: _scores(totals, metric)
 
 
 def _check(metric: str, n: int, level: float) -> None:
@@ -220,7 +338,7 @@ def _counts(
 
 
 def _joint_draws(
-    groups: Sequence[np.ndarray], metric: str, n: int, seed: int
+    groups: Sequence[np.ndarray], score: _Score, n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Estimates ``(g,)`` and per-draw values ``(g, n)`` of each group's mean over predictions.
 
@@ -228,8 +346,8 @@ def _joint_draws(
     """
     counts = np.concatenate(groups)
     edges = np.cumsum([len(g) for g in groups])[:-1]
-    full = np.split(_scores(counts.sum(axis=1), metric), edges)
-    drawn = np.split(_scores(_resampled_totals(counts, n, seed), metric), edges)
+    full = np.split(score(counts.sum(axis=1)), edges)
+    drawn = np.split(score(_resampled_totals(counts, n, seed)), edges)
     return np.array([_nanmean(f) for f in full]), np.stack([_nanmean(d, axis=0) for d in drawn])
 
 
@@ -245,19 +363,22 @@ def _percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:
 def _resampled_totals(counts: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Summed counts ``(seeds, n, c)`` of ``n`` draws of ``k`` parcels with replacement
     (``counts`` is ``(seeds, k, c)``)."""
+    return _shared_totals([counts], n, seed)[0]
+
+
+def _shared_totals(groups: Sequence[np.ndarray], n: int, seed: int) -> list[np.ndarray]:
+    """:func:`_resampled_totals` of several count arrays ``(seeds, k, c)`` over the same ``k``
+    parcels, all on the same ``n`` draws."""
     rng = np.random.default_rng(seed)
-    k = counts.shape[1]
+    k = groups[0].shape[1]
     step = max(1, DRAW_CELLS // k)
-    totals = []
+    totals: list[list[np.ndarray]] = [[] for _ in groups]
     for start in range(0, n, step):
         # How often each parcel is drawn: the multinomial equals k uniform draws.
         times = rng.multinomial(k, np.full(k, 1 / k), size=min(step, n - start))
-        totals.append(np.einsum("dk,skc->sdc", times, counts))
-    return np.concatenate(totals, axis=1)
-
-
-MIOU = "miou"
-"""The key of the mean IoU among :func:`class_bootstrap`'s intervals."""
+        for out, counts in zip(totals, groups, strict=True):
+            out.append(np.einsum("dk,skc->sdc", times, counts))
+    return [np.concatenate(parts, axis=1) for parts in totals]
 
 
 def parcel_class_confusions(
@@ -326,15 +447,8 @@ def paired_class_difference(
     """Mean mIoU of A minus that of B, both scored on the same parcel draws: what
     :func:`paired_difference` is to one crop, for crop types (predictions as in
     :func:`class_bootstrap`)."""
-    _check("iou", n, level)
-    groups = [_class_counts(pred, target, parcels, classes) for pred in (pred_a, pred_b)]
-    counts = np.concatenate(groups)
-    full = _class_scores(counts.sum(axis=1), classes)[..., -1]
-    drawn = _class_scores(_resampled_totals(counts, n, seed), classes)[..., -1]
-    a = len(groups[0])
-    means = (float(_nanmean(full[:a])), float(_nanmean(full[a:])))
-    differences = _nanmean(drawn[:a], axis=0) - _nanmean(drawn[a:], axis=0)
-    return _difference(means, differences, counts.shape[1], level)
+    test_set = PairedTestSet(pred_a, pred_b, target, parcels, tuple(classes))
+    return pooled_difference([test_set], metric=MIOU, n=n, seed=seed, level=level)
 
 
 def _class_counts(

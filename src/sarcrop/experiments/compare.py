@@ -1,11 +1,13 @@
 """Paired comparisons of two methods of a finished run, pooled over scenarios (``sarcrop compare``).
 
-``intervals.csv`` pairs every method with RI and RF within one scenario. Whether a method beats
-another over several test locations at once, or whether one pre-training's method beats
-another's on the same test parcels, is a comparison of two *arms*: a method at a label
-fraction in some scenarios. Each scenario of arm A is paired with the scenario of arm B that is
-scored on the same test split (the same one, unless B names its own scenarios), both arms'
-seeds are scored on the same parcel draws, and the pairs are pooled with each weighing the same
+``intervals.csv`` (and ``class_intervals.csv`` for crop types) pairs every method with RI and
+RF within one scenario. Whether a method beats another over several test locations at once, or
+whether one pre-training's method beats another's on the same test parcels, is a comparison of
+two *arms*: a method at a label fraction in some scenarios. One-crop scenarios are compared by
+a metric of the crop (IoU by default), crop-type scenarios by their mIoU. Each scenario of arm
+A is paired with the scenario of arm B that is scored on the same test split (the same one,
+unless B names its own scenarios), both arms' seeds are scored on the same parcel draws, and
+the pairs are pooled with each weighing the same
 (:func:`sarcrop.evaluation.bootstrap.pooled_difference`). Everything is read from the run
 directory: its record, its saved test maps and its stores; nothing is trained or predicted.
 """
@@ -21,9 +23,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from sarcrop.data.parcels import ScoredParcels, ground_fields
 from sarcrop.errors import SarcropError
-from sarcrop.evaluation.bootstrap import Difference, PairedTestSet, pooled_difference
-from sarcrop.experiments.intervals import DRAWS, LEVEL, METRIC, split_parcels
+from sarcrop.evaluation.bootstrap import MIOU, Difference, PairedTestSet, pooled_difference
+from sarcrop.evaluation.metrics import METRICS
+from sarcrop.evaluation.parcel_scores import SplitTruth
+from sarcrop.experiments.intervals import DRAWS, LEVEL, METRIC, scenario_test_set
 from sarcrop.experiments.record import RunRecord, ScenarioRecord, UnitRecord
 
 if TYPE_CHECKING:
@@ -36,7 +41,8 @@ COMPARISONS = "comparisons.csv"
 class Arm:
     """One side of a comparison: ``method``'s runs at ``fraction`` of the labels, in the
     scenarios whose ids match one of ``scenarios`` (shell-style patterns, e.g.
-    ``"flanders*-from-early"``; empty: every one-crop scenario where the method ran)."""
+    ``"flanders*-from-early"``; empty: every scenario of the metric's kind where the method
+    ran: one-crop ones, or crop-type ones for the mIoU)."""
 
     method: str
     fraction: float = 1.0
@@ -47,7 +53,6 @@ class Arm:
 class BootstrapSettings:
     """The parcel bootstrap of a comparison; the defaults are those of ``intervals.csv``."""
 
-    metric: str = METRIC
     draws: int = DRAWS
     seed: int = 0
     level: float = LEVEL
@@ -55,11 +60,13 @@ class BootstrapSettings:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A − B at one number of observed composites (``timestep``; None: the full season),
-    pooled over ``pairs`` of (A's scenario, B's scenario), each scored on one test split."""
+    """A − B in ``metric`` at one number of observed composites (``timestep``; None: the full
+    season), pooled over ``pairs`` of (A's scenario, B's scenario), each scored on one test
+    split."""
 
     a: Arm
     b: Arm
+    metric: str
     timestep: int | None
     pairs: tuple[tuple[str, str], ...]
     seeds: tuple[int, ...]
@@ -73,6 +80,7 @@ class Comparison:
             "b": label(self.b),
             "a_scenarios": " ".join(self.a.scenarios),
             "b_scenarios": " ".join(self.b.scenarios),
+            "metric": self.metric,
             "timestep": "full" if self.timestep is None else self.timestep,
             "scenarios": len(self.pairs),
             "seeds": len(self.seeds),
@@ -92,6 +100,7 @@ COMPARISON_COLUMNS = (
     "b",
     "a_scenarios",  # A's patterns (empty: every one-crop scenario with A's runs)
     "b_scenarios",  # B's patterns (empty: A's scenarios)
+    "metric",  # of the crop (iou, f1, precision, recall), or miou of crop-type maps
     "timestep",
     "scenarios",
     "seeds",
@@ -117,40 +126,53 @@ class RunComparisons:
 
     def __init__(self, run: str | Path | RunRecord) -> None:
         self.record = run if isinstance(run, RunRecord) else RunRecord.read(run)
-        self._truths: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._truths: dict[str, _Truth] = {}
 
     def compare(
         self,
         a: Arm,
         b: Arm,
         *,
+        metric: str = METRIC,
         timesteps: int | Sequence[int] | Literal["all"] | None = None,
         bootstrap: BootstrapSettings = BootstrapSettings(),
     ) -> list[Comparison]:
         """A − B pooled over A's scenarios, one :class:`Comparison` per ``t``
         (:func:`compare_methods`)."""
         record = self.record
-        pairs = scenario_pairs(record, a, b)
+        _check_metric(record, metric, timesteps)
+        pairs = scenario_pairs(record, a, b, metric)
         thresholds = record.thresholds
         threshold = (thresholds.get(a.method, 0.5), thresholds.get(b.method, 0.5))
-        runs = [(_runs(record, a, first), _runs(record, b, second)) for first, second in pairs]
+        runs = [
+            (_runs(record, a, first, metric), _runs(record, b, second, metric))
+            for first, second in pairs
+        ]
         seeds = _shared_seeds(record, runs, pairs, (a, b))
         truths = [self._truth(first) for first, _ in pairs]
+        fields = ground_fields([truth.scored for truth in truths])
         comparisons = []
         for t in _timesteps(record, runs, timesteps):
             test_sets = [
-                PairedTestSet(_maps(record, ours, t), _maps(record, theirs, t), *truth)
-                for (ours, theirs), truth in zip(runs, truths, strict=True)
+                PairedTestSet(
+                    _maps(record, ours, t),
+                    _maps(record, theirs, t),
+                    truth.target,
+                    truth.scored.parcels,
+                    truth.classes,
+                    ids,
+                )
+                for (ours, theirs), truth, ids in zip(runs, truths, fields, strict=True)
             ]
             difference = pooled_difference(
                 test_sets,
-                metric=bootstrap.metric,
+                metric=metric,
                 n=bootstrap.draws,
                 seed=bootstrap.seed,
                 level=bootstrap.level,
                 threshold=threshold,
             )
-            comparisons.append(Comparison(a, b, t, tuple(pairs), seeds, difference))
+            comparisons.append(Comparison(a, b, metric, t, tuple(pairs), seeds, difference))
         return comparisons
 
     def of_spec(
@@ -161,16 +183,28 @@ class RunComparisons:
         a = Arm(spec.a, spec.fraction, spec.scenarios)
         b_fraction = spec.fraction if spec.b_fraction is None else spec.b_fraction
         b = Arm(spec.b, b_fraction, spec.b_scenarios)
-        return self.compare(a, b, timesteps=spec.timesteps, bootstrap=bootstrap)
+        return self.compare(a, b, metric=spec.metric, timesteps=spec.timesteps, bootstrap=bootstrap)
 
-    def _truth(self, scenario_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """Targets and parcel ids of the scenario's test split."""
+    def _truth(self, scenario_id: str) -> _Truth:
+        """What the scenario's test split is, read once."""
         if scenario_id not in self._truths:
-            scenario = next(s for s in self.record.scenarios if s.id == scenario_id)
-            store = self.record.path(self.record.regions[scenario.test_region].store)
-            truth = split_parcels(store, tuple(scenario.bands), scenario.crop)
-            self._truths[scenario_id] = truth
+            record = self.record
+            scenario = next(s for s in _every_scenario(record) if s.id == scenario_id)
+            store = record.path(record.regions[scenario.test_region].store)
+            test = scenario_test_set(store, scenario.bands, scenario.classes or scenario.crop)
+            truth = SplitTruth.of(test)
+            scored = ScoredParcels(test.store, truth.patches, truth.parcels)
+            self._truths[scenario_id] = _Truth(truth.target, scored, scenario.classes)
         return self._truths[scenario_id]
+
+
+@dataclass(frozen=True)
+class _Truth:
+    """A test split's targets, where its parcels lie, and its classes (None: one crop)."""
+
+    target: np.ndarray
+    scored: ScoredParcels
+    classes: tuple[str, ...] | None
 
 
 def compare_methods(
@@ -178,18 +212,23 @@ def compare_methods(
     a: Arm,
     b: Arm,
     *,
+    metric: str = METRIC,
     timesteps: int | Sequence[int] | Literal["all"] | None = None,
     bootstrap: BootstrapSettings = BootstrapSettings(),
 ) -> list[Comparison]:
     """A − B of a finished run, pooled over A's scenarios, one :class:`Comparison` per ``t``.
 
-    ``timesteps``: None for the full-season maps, ``t`` (or several) for the maps from the first
-    ``t`` composites, ``"all"`` for every ``t``; the per-``t`` maps are those a config with
+    ``metric``: of the crop in one-crop scenarios (``iou``, ``f1``, ``precision``,
+    ``recall``), or ``miou`` to compare crop-type scenarios (full season only).
+    ``timesteps``: None for the full-season maps, ``t`` (or several) for the maps from the
+    first ``t`` composites, ``"all"`` for every ``t``; the per-``t`` maps are those a config with
     ``timestep_table: true`` keeps. Errors name what is missing: a scenario no pattern matches,
     a method without runs there, a B scenario that is not scored on A's test split. ``run`` is
     the run directory or its record; :class:`RunComparisons` makes several of one run.
     """
-    return RunComparisons(run).compare(a, b, timesteps=timesteps, bootstrap=bootstrap)
+    return RunComparisons(run).compare(
+        a, b, metric=metric, timesteps=timesteps, bootstrap=bootstrap
+    )
 
 
 def comparison_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
@@ -204,13 +243,15 @@ def configured_comparisons(record: RunRecord, specs: Sequence[ComparisonSpec]) -
     return comparison_table([c for spec in specs for c in runs.of_spec(spec)])
 
 
-def scenario_pairs(record: RunRecord, a: Arm, b: Arm) -> list[tuple[str, str]]:
+def scenario_pairs(
+    record: RunRecord, a: Arm, b: Arm, metric: str = METRIC
+) -> list[tuple[str, str]]:
     """(A's scenario, B's scenario) for each scenario of A: B's is the same one, or, where B
     names scenarios of its own, the one of those scored on the same test split."""
-    ours = _scenarios(record, a)
+    ours = _scenarios(record, a, metric)
     if not b.scenarios:
         return [(s.id, s.id) for s in ours]
-    theirs = _scenarios(record, b)
+    theirs = _scenarios(record, b, metric)
     pairs = []
     for scenario in ours:
         same = [s for s in theirs if _test_split(s) == _test_split(scenario)]
@@ -226,37 +267,79 @@ def scenario_pairs(record: RunRecord, a: Arm, b: Arm) -> list[tuple[str, str]]:
     return pairs
 
 
-def _scenarios(record: RunRecord, arm: Arm) -> list[ScenarioRecord]:
-    """The one-crop scenarios ``arm`` names, in the run's order."""
+def _scenarios(record: RunRecord, arm: Arm, metric: str) -> list[ScenarioRecord]:
+    """The scenarios ``arm`` names, in the run's order: one-crop ones, or crop-type ones where
+    the metric is the mIoU."""
+    scenarios, units = _of_kind(record, metric)
     if not arm.scenarios:
-        chosen = [
-            s for s in record.scenarios if s.crop and any(_of(u, s, arm) for u in record.units)
-        ]
+        chosen = [s for s in scenarios if any(_of(u, s, arm) for u in units)]
         if not chosen:
             raise SarcropError(
-                f"{label(arm)}: no one-crop scenario has runs of {arm.method} with "
+                f"{label(arm)}: no {_kind(metric)} scenario has runs of {arm.method} with "
                 f"{100 * arm.fraction:g} % of the labels (methods: {', '.join(record.methods)}; "
-                f"fractions: {', '.join(f'{f:g}' for f in record.fractions)})",
+                f"fractions: {', '.join(f'{f:g}' for f in _fractions(units))})",
                 record.root,
             )
         return chosen
-    ids = [s.id for s in record.scenarios]
+    every = _every_scenario(record)
+    ids = [s.id for s in every]
     for pattern in arm.scenarios:
         if not any(fnmatch.fnmatchcase(i, pattern) for i in ids):
             raise SarcropError(
                 f"{label(arm)}: no scenario matches {pattern!r} (scenarios: {', '.join(ids)})",
                 record.root,
             )
-    chosen = [
-        s for s in record.scenarios if any(fnmatch.fnmatchcase(s.id, p) for p in arm.scenarios)
-    ]
-    for scenario in chosen:
-        if not scenario.crop:
-            raise SarcropError(
-                f"scenario {scenario.id} maps crop types; comparisons score one crop",
-                record.root,
-            )
+    chosen = [s for s in every if any(fnmatch.fnmatchcase(s.id, p) for p in arm.scenarios)]
+    other = next((s for s in chosen if s not in scenarios), None)
+    if other is not None and metric == MIOU:
+        raise SarcropError(
+            f"scenario {other.id} maps one crop ({other.crop}): compare it by "
+            f"{', '.join(METRICS)}, not {MIOU}",
+            record.root,
+        )
+    if other is not None:
+        raise SarcropError(
+            f"scenario {other.id} maps crop types: compare it by {MIOU}", record.root
+        )
     return chosen
+
+
+def _of_kind(
+    record: RunRecord, metric: str
+) -> tuple[tuple[ScenarioRecord, ...], tuple[UnitRecord, ...]]:
+    """The scenarios a metric compares, and their runs: crop-type ones for the mIoU."""
+    if metric == MIOU:
+        return record.class_scenarios, record.class_units
+    return record.scenarios, record.units
+
+
+def _every_scenario(record: RunRecord) -> tuple[ScenarioRecord, ...]:
+    return (*record.scenarios, *record.class_scenarios)
+
+
+def _fractions(units: Sequence[UnitRecord]) -> list[float]:
+    return sorted({u.label_fraction for u in units})
+
+
+def _kind(metric: str) -> str:
+    return "crop-type" if metric == MIOU else "one-crop"
+
+
+def _check_metric(
+    record: RunRecord, metric: str, timesteps: int | Sequence[int] | str | None
+) -> None:
+    """A metric of the crop or the mIoU; crop-type runs keep full-season maps only."""
+    if metric not in (*METRICS, MIOU):
+        raise SarcropError(
+            f"unknown metric {metric!r} (one crop: {', '.join(METRICS)}; crop types: {MIOU})",
+            record.root,
+        )
+    if metric == MIOU and timesteps is not None:
+        raise SarcropError(
+            "timesteps: crop-type runs keep their full-season maps only; compare their mIoU "
+            "without timesteps",
+            record.root,
+        )
 
 
 def _of(unit: UnitRecord, scenario: ScenarioRecord, arm: Arm) -> bool:
@@ -272,10 +355,11 @@ def _test_split(scenario: ScenarioRecord) -> tuple[str, str, tuple[str, ...]]:
     return scenario.test_region, scenario.crop, tuple(scenario.bands)
 
 
-def _runs(record: RunRecord, arm: Arm, scenario_id: str) -> dict[int, UnitRecord]:
+def _runs(record: RunRecord, arm: Arm, scenario_id: str, metric: str) -> dict[int, UnitRecord]:
     """Seed → ``arm``'s run in the scenario."""
-    scenario = next(s for s in record.scenarios if s.id == scenario_id)
-    runs = {u.seed: u for u in record.units if _of(u, scenario, arm)}
+    scenarios, units = _of_kind(record, metric)
+    scenario = next(s for s in scenarios if s.id == scenario_id)
+    runs = {u.seed: u for u in units if _of(u, scenario, arm)}
     if not runs:
         raise SarcropError(
             f"{label(arm)}: {arm.method} has no runs with {100 * arm.fraction:g} % of the "

@@ -22,6 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sarcrop.errors import ConfigError
+from sarcrop.evaluation.bootstrap import MIOU
+from sarcrop.evaluation.metrics import METRICS
 from sarcrop.options import (
     BaselineOptions,
     CompositeOptions,
@@ -285,11 +287,13 @@ def _with_split(region: Any, method: str) -> Any:
 
 class ComparisonSpec(_Strict):
     """A paired comparison the run writes to ``comparisons.csv``: method ``a`` at ``fraction``
-    of the labels in the ``scenarios`` (shell-style patterns of their ids; none: every one-crop
-    scenario) minus ``b`` at ``b_fraction`` (``fraction``), in the same scenarios or in those of
-    ``b_scenarios`` scored on the same test splits, pooled with each scenario weighing the same;
-    at the full season, or from the first ``timesteps`` composites (a number, or ``all``; needs
-    ``timestep_table``). The options of ``sarcrop compare``, same names and defaults."""
+    of the labels in the ``scenarios`` (shell-style patterns of their ids; none: every scenario
+    of the metric's kind) minus ``b`` at ``b_fraction`` (``fraction``), in the same scenarios or
+    in those of ``b_scenarios`` scored on the same test splits, pooled with each scenario
+    weighing the same; by ``metric`` (of the crop in one-crop scenarios, ``miou`` in crop-type
+    ones); at the full season, or from the first ``timesteps`` composites (a number, or
+    ``all``; needs ``timestep_table``). The options of ``sarcrop compare``, same names and
+    defaults."""
 
     a: str
     b: str
@@ -297,7 +301,17 @@ class ComparisonSpec(_Strict):
     b_fraction: float | None = Field(None, gt=0, le=1)
     scenarios: tuple[str, ...] = ()
     b_scenarios: tuple[str, ...] = ()
+    metric: str = "iou"
     timesteps: int | Literal["all"] | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in (*METRICS, MIOU):
+            raise ValueError(
+                f"unknown metric {metric!r} (one crop: {', '.join(METRICS)}; crop types: {MIOU})"
+            )
+        return metric
 
 
 class ExperimentConfig(_Strict):
@@ -579,8 +593,33 @@ class ExperimentConfig(_Strict):
             for pattern in (*spec.scenarios, *spec.b_scenarios):
                 if not any(fnmatch.fnmatchcase(i, pattern) for i in ids):
                     raise ValueError(f"{place}: no scenario matches {pattern!r}")
+            self._check_comparison_kind(place, spec)
             if spec.timesteps is not None and not self.timestep_table:
                 raise ValueError(f"{place}: timesteps need timestep_table: true")
+
+    def _check_comparison_kind(self, place: str, spec: ComparisonSpec) -> None:
+        """One-crop scenarios are compared by a metric of the crop, crop-type ones by the mIoU
+        (on full-season maps: crop-type runs keep no others)."""
+        crop_types = spec.metric == MIOU
+        kind = "crop-type" if crop_types else "one-crop"
+        patterns = (*spec.scenarios, *spec.b_scenarios)
+        named = [
+            s
+            for s in self.scenarios
+            if not patterns or any(fnmatch.fnmatchcase(s.id, p) for p in patterns)
+        ]
+        same = [s for s in named if (self.classes_of(s) is not None) == crop_types]
+        if patterns and len(same) < len(named):
+            other = next(s for s in named if s not in same).id
+            if crop_types:
+                raise ValueError(
+                    f"{place}: scenario {other} maps one crop; {MIOU} compares crop-type scenarios"
+                )
+            raise ValueError(f"{place}: scenario {other} maps crop types: compare it by {MIOU}")
+        if not same:
+            raise ValueError(f"{place}: no {kind} scenario to compare by {spec.metric}")
+        if crop_types and spec.timesteps is not None:
+            raise ValueError(f"{place}: crop-type runs keep full-season maps only (no timesteps)")
 
     def _check_zero_shot(self) -> None:
         """``zero-shot`` scores the pre-trained model's own output, and ``bias`` moves its

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,9 @@ class RegionRecord:
 
 @dataclass(frozen=True)
 class ScenarioRecord:
-    """A scenario: fine-tune in one region, test in another; ``data`` as for regions."""
+    """A scenario: fine-tune in one region, test in another; ``data`` as for regions.
+    ``crop`` for a one-crop scenario, ``classes`` for crop types (None in one-crop scenarios,
+    and in the records of runs made before it was recorded)."""
 
     id: str
     finetune_region: str
@@ -55,6 +57,7 @@ class ScenarioRecord:
     crop: str
     bands: tuple[str, ...]
     data: str | None
+    classes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,11 @@ class PretrainRecord:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A finished run's artefacts as paths; ``root`` is the run directory (not stored)."""
+    """A finished run's artefacts as paths; ``root`` is the run directory (not stored).
+
+    ``scenarios`` and ``units`` are the one-crop scenarios and their runs, which the tables,
+    figures and maps read; crop-type scenarios and their runs are kept apart in
+    ``class_scenarios`` and ``class_units`` (empty in the records of older runs)."""
 
     name: str
     root: Path
@@ -102,6 +109,8 @@ class RunRecord:
     created: str = ""
     sarcrop_version: str = __version__
     environment: dict[str, str] = field(default_factory=dict)  # versions and processor
+    class_scenarios: tuple[ScenarioRecord, ...] = ()
+    class_units: tuple[UnitRecord, ...] = ()
 
     # ------------------------------------------------------------------ access
 
@@ -156,9 +165,7 @@ class RunRecord:
             seeds=tuple(int(s) for s in data["seeds"]),
             methods=tuple(data["methods"]),
             regions={k: RegionRecord(**v) for k, v in data["regions"].items()},
-            scenarios=tuple(
-                ScenarioRecord(**{**s, "bands": tuple(s["bands"])}) for s in data["scenarios"]
-            ),
+            scenarios=_scenario_records(data["scenarios"]),
             units=tuple(UnitRecord(**u) for u in data["units"]),
             pretrain=None if pretrain is None else PretrainRecord(**pretrain),
             pretrains={k: PretrainRecord(**v) for k, v in pretrains.items()},
@@ -170,6 +177,8 @@ class RunRecord:
             created=str(data.get("created", "")),
             sarcrop_version=str(data.get("sarcrop_version", "")),
             environment=dict(data.get("environment") or {}),
+            class_scenarios=_scenario_records(data.get("class_scenarios") or ()),
+            class_units=tuple(UnitRecord(**u) for u in data.get("class_units") or ()),
         )
 
     @classmethod
@@ -189,6 +198,20 @@ class RunRecord:
             raise SarcropError(
                 f"no readable record of the run's artefacts: {exc!r}", path
             ) from None
+
+
+def _scenario_records(scenarios: Iterable[Mapping[str, Any]]) -> tuple[ScenarioRecord, ...]:
+    def of(s: Mapping[str, Any]) -> ScenarioRecord:
+        classes = s.get("classes")  # absent in the records of older runs
+        return ScenarioRecord(
+            **{
+                **s,
+                "bands": tuple(s["bands"]),
+                "classes": None if classes is None else tuple(classes),
+            }
+        )
+
+    return tuple(of(s) for s in scenarios)
 
 
 def recorded_thresholds(config: Mapping[str, Any], methods: Iterable[str]) -> dict[str, float]:
@@ -263,7 +286,8 @@ def build_record(
     """The record of a run of ``config`` into ``root`` from the artefacts it produced.
 
     ``stores`` maps region names to prepared stores; ``pretrained`` maps the names of the
-    pre-trainings the run used (only those some method needed) to their checkpoints.
+    pre-trainings the run used (only those some method needed) to their checkpoints. ``units``
+    are every scenario's runs; those of crop-type scenarios go to ``class_units``.
     """
     regions = {}
     data = region_sources(config)
@@ -277,10 +301,14 @@ def build_record(
             year=None if simulated is None else simulated.year,
         )
     sources = scenario_sources(config)
-    scenarios = tuple(
-        ScenarioRecord(s.id, s.finetune, s.test, s.crop, tuple(s.bands), sources[s.id])
+    every = [
+        ScenarioRecord(
+            s.id, s.finetune, s.test, s.crop, tuple(s.bands), sources[s.id], config.classes_of(s)
+        )
         for s in config.scenarios
-    )
+    ]
+    crop_types = {s.id for s in every if s.classes is not None}
+    stored = [_stored_unit(u, root) for u in units]
     pretrains = {}
     for name, checkpoint in pretrained.items():
         log = checkpoint.parent / "metrics.csv"
@@ -291,32 +319,17 @@ def build_record(
         )
     early = None
     if config.early_season is not None:
-        early = {
-            "scenario": config.scenarios[config.early_season.scenario].id,
-            "method": config.early_season.method,
-        }
+        early_scenario = config.scenarios[config.early_season.scenario].id
+        if early_scenario not in crop_types:  # crop types draw their own curve
+            early = {"scenario": early_scenario, "method": config.early_season.method}
     return RunRecord(
         name=config.name,
         root=root,
         seeds=tuple(seeds),
         methods=tuple(config.methods),
         regions=regions,
-        scenarios=scenarios,
-        units=tuple(
-            UnitRecord(
-                u.scenario,
-                u.method,
-                u.seed,
-                _relative(u.probabilities, root),
-                None if u.training_log is None else _relative(u.training_log, root),
-                None if u.checkpoint is None else _relative(u.checkpoint, root),
-                u.label_fraction,
-                None
-                if u.timestep_probabilities is None
-                else _relative(u.timestep_probabilities, root),
-            )
-            for u in units
-        ),
+        scenarios=tuple(s for s in every if s.id not in crop_types),
+        units=tuple(u for u in stored if u.scenario not in crop_types),
         pretrain=next(iter(pretrains.values()), None),
         pretrains=pretrains,
         early_season=early,
@@ -325,4 +338,21 @@ def build_record(
         config_file=None if config_file is None else str(config_file),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         environment=environment(),
+        class_scenarios=tuple(s for s in every if s.id in crop_types),
+        class_units=tuple(u for u in stored if u.scenario in crop_types),
+    )
+
+
+def _stored_unit(unit: UnitRecord, root: Path) -> UnitRecord:
+    """``unit`` with its paths relative to the run directory where they are inside it."""
+
+    def stored(path: str | None) -> str | None:
+        return None if path is None else _relative(path, root)
+
+    return replace(
+        unit,
+        probabilities=_relative(unit.probabilities, root),
+        training_log=stored(unit.training_log),
+        checkpoint=stored(unit.checkpoint),
+        timestep_probabilities=stored(unit.timestep_probabilities),
     )

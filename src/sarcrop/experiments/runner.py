@@ -16,7 +16,7 @@ import math
 import pickle
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -838,7 +838,7 @@ class ExperimentRunner:
         start = time.perf_counter()
         crop_types, class_markdown = types.write(self.out)
         self.timer.add("figures", time.perf_counter() - start)
-        artefacts = self._record(records)
+        artefacts = self._record({**records, **types.records})
         start = time.perf_counter()
         compared = self._comparisons(artefacts)
         self.timer.add("bootstrap", time.perf_counter() - start)
@@ -848,7 +848,6 @@ class ExperimentRunner:
         manifest = self._figures(results, artefacts)
         if crop_types:
             manifest["crop_types"] = crop_types
-            manifest["config"] = self.config.model_dump(mode="json")
         manifest["timestep_table"] = self.config.timestep_table
         self.timer.add("figures", time.perf_counter() - start)
         # "total" is the compute behind the results (cached units count with their recorded
@@ -967,8 +966,9 @@ class ExperimentRunner:
 
         return ExperimentFigures(record).write(results)
 
-    def _record(self, records: dict[UnitKey, dict[str, Any]]) -> RunRecord:
-        """The record of this run's artefacts: what figures, comparisons and the report read."""
+    def _record(self, records: Mapping[UnitKey, Mapping[str, Any]]) -> RunRecord:
+        """The record of this run's artefacts (``records``: every scenario's runs): what
+        figures, comparisons and the report read."""
         units = [
             UnitRecord(
                 scenario,
@@ -983,7 +983,7 @@ class ExperimentRunner:
             for (scenario, method, seed, fraction), record in records.items()
         ]
         return build_record(
-            binary_view(self.config),
+            self.config,
             self.out,
             stores={name: path for name, (path, _) in self._stores.items()},
             units=units,

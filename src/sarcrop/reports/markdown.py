@@ -199,8 +199,14 @@ def _counts(values: pd.Series) -> str:
     return ", ".join(f"{value:g} ×{count}" for value, count in counts) or "–"
 
 
+def metric_name(metric: str) -> str:
+    """How a metric is written in tables: IoU, F1, mIoU; others as they are named."""
+    return {"iou": "IoU", "f1": "F1", "miou": "mIoU"}.get(metric, metric)
+
+
 COMPARISON_NOTE = (
-    "Mean IoU of method A at its share of the labels minus B's, both scored on the same draws "
+    "Mean metric (of the crop, or mIoU of crop-type maps) of method A at its share of the "
+    "labels minus B's, both scored on the same draws "
     "of each scenario's test parcels (1000 draws), each scenario weighing the same; in brackets "
     "the 95 % interval, **bold** where it excludes 0, and the share of draws in which A scores "
     "above B. Scenarios: how many, and the patterns of their ids that chose them (B: where B "
@@ -219,6 +225,7 @@ def comparison_rows(comparisons: pd.DataFrame) -> list[dict[str, str]]:
         rows.append(
             {
                 "A − B": f"{_arm(str(row.a))} − {_arm(str(row.b))}",
+                "Metric": metric_name(str(getattr(row, "metric", "iou"))),  # older runs: IoU
                 "t": str(row.timestep),
                 "Scenarios": _scenarios(row),
                 "Parcels": str(row.n_parcels),
