@@ -94,7 +94,7 @@ def format_comparisons(comparisons: Sequence[Comparison], bootstrap: BootstrapSe
     percent = f"{100 * bootstrap.level:g} %"
     lines = [
         f"{label(first.a)} − {label(first.b)}: mean {first.metric} over "
-        f"{len(first.seeds)} seeds, paired over {first.difference.n_parcels} test parcels of "
+        f"{len(first.seeds)} seeds, paired over {first.difference.n_parcels} test fields of "
         f"{len(first.pairs)} scenarios (each weighs the same)",
         f"{'t':>4}  {'A':>6}  {'B':>6}  {'A − B':>7}  {percent + ' interval':>18}  {'A > B':>7}",
     ]
@@ -108,7 +108,7 @@ def format_comparisons(comparisons: Sequence[Comparison], bootstrap: BootstrapSe
     lines.append("scenarios (A | B):")
     lines += [f"  {a}" if a == b else f"  {a} | {b}" for a, b in first.pairs]
     lines.append(
-        f"interval: {bootstrap.draws} draws of each scenario's test parcels, both methods "
-        "scored on the same draws"
+        f"interval: {bootstrap.draws} draws of the test fields (a field that several scenarios "
+        "test on is drawn once for all of them), both methods scored on the same draws"
     )
     return "\n".join(lines)

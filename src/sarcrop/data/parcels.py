@@ -168,30 +168,37 @@ def ground_fields(test_sets: Sequence[ScoredParcels]) -> list[np.ndarray]:
     total = sum(sizes)
     if total == 0:
         return [np.zeros(0, np.int64) for _ in test_sets]
-    _, pixel = np.unique(np.concatenate(keys), axis=0, return_inverse=True)
-    # One row per (pixel on the ground, parcel), sorted by pixel: overlapping patches of one
-    # store repeat their pixels, and a pixel lies in one parcel of each test set at most.
-    rows = np.unique(np.column_stack([pixel.ravel(), np.concatenate(nodes)]), axis=0)
-    area = np.bincount(rows[:, 1], minlength=total)
-    first, second = [], []
-    deepest = int(np.bincount(rows[:, 0]).max(initial=1))
-    for step in range(1, deepest):
-        same = rows[step:, 0] == rows[:-step, 0]
-        first.append(rows[:-step, 1][same])
-        second.append(rows[step:, 1][same])
-    pairs = np.column_stack(
-        [
-            np.concatenate([np.zeros(0, np.int64), *first]),
-            np.concatenate([np.zeros(0, np.int64), *second]),
-        ]
-    )
-    pairs, shared = np.unique(pairs, axis=0, return_counts=True)
-    one = 2 * shared >= np.minimum(area[pairs[:, 0]], area[pairs[:, 1]])
-    links = coo_matrix((np.ones(int(one.sum())), tuple(pairs[one].T)), shape=(total, total))
+    links = _one_field(np.concatenate(keys), np.concatenate(nodes), total)
     _, component = connected_components(links, directed=False)
     _, first_seen, field = np.unique(component, return_index=True, return_inverse=True)
     renumbered = np.argsort(np.argsort(first_seen))[field.ravel()]  # by first appearance
     return [part.astype(np.int64) for part in np.split(renumbered, np.cumsum(sizes)[:-1])]
+
+
+def _one_field(keys: np.ndarray, parcels: np.ndarray, total: int) -> coo_matrix:
+    """Links ``(total, total)`` between the parcels that are one field: at least half of the
+    smaller one's pixels (``keys`` on the ground, one row per pixel of ``parcels``) lie on the
+    other's."""
+    _, pixel = np.unique(keys, axis=0, return_inverse=True)
+    # One row per (pixel on the ground, parcel), sorted by pixel: overlapping patches of one
+    # store repeat their pixels, and a pixel lies in one parcel of each test set at most.
+    rows = np.unique(np.column_stack([pixel.ravel(), parcels]), axis=0)
+    area = np.bincount(rows[:, 1], minlength=total)
+    pairs, shared = _shared_pixels(rows)
+    one = 2 * shared >= np.minimum(area[pairs[:, 0]], area[pairs[:, 1]])
+    return coo_matrix((np.ones(int(one.sum())), tuple(pairs[one].T)), shape=(total, total))
+
+
+def _shared_pixels(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of parcels that share pixels ``(p, 2)`` and how many they share, from rows of
+    (pixel, parcel) sorted by pixel."""
+    pairs = [np.zeros((0, 2), np.int64)]
+    deepest = int(np.bincount(rows[:, 0]).max(initial=1))  # parcels on one pixel at most
+    for step in range(1, deepest):
+        same = rows[step:, 0] == rows[:-step, 0]
+        pairs.append(np.column_stack([rows[:-step, 1][same], rows[step:, 1][same]]))
+    found, shared = np.unique(np.concatenate(pairs), axis=0, return_counts=True)
+    return found, shared
 
 
 def _ground_pixels(

@@ -11,7 +11,9 @@ Given several seeds' predictions of one test set, it does the same for their mea
 sees the same parcel draw, so the interval reflects the test set's uncertainty once, not once
 per seed. :func:`paired_difference` compares two methods the same way: both are scored on the
 same draws and the interval is that of their per-draw difference; :func:`pooled_difference`
-does it over several test sets at once (a location split at random in several ways).
+does it over several test sets at once (several locations, or one split at random in several
+ways), drawing a field that several test sets hold once for all of them, for the same reason:
+a field is one sample however many test sets score it.
 
 Crop-type maps are scored the same way by :func:`class_bootstrap`: each parcel's ``K × K``
 confusion counts are resampled, and each draw is scored by
@@ -242,8 +244,8 @@ def _strata(fields: Sequence[np.ndarray]) -> list[list[int]]:
     holder: dict[int, int] = {}
     for i, ids in enumerate(fields):
         for field in ids.tolist():
-            j = holder.setdefault(field, i)
-            group[max(root(i), root(j))] = min(root(i), root(j))
+            first, second = sorted((root(i), root(holder.setdefault(field, i))))
+            group[second] = first
     strata: dict[int, list[int]] = {}
     for i in range(len(fields)):
         strata.setdefault(root(i), []).append(i)

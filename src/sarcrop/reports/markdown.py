@@ -207,7 +207,8 @@ def metric_name(metric: str) -> str:
 COMPARISON_NOTE = (
     "Mean metric (of the crop, or mIoU of crop-type maps) of method A at its share of the "
     "labels minus B's, both scored on the same draws "
-    "of each scenario's test parcels (1000 draws), each scenario weighing the same; in brackets "
+    "of the scenarios' test fields (1000 draws; a field that several scenarios test on is drawn "
+    "once for all of them), each scenario weighing the same; in brackets "
     "the 95 % interval, **bold** where it excludes 0, and the share of draws in which A scores "
     "above B. Scenarios: how many, and the patterns of their ids that chose them (B: where B "
     "runs in others scored on the same test splits, e.g. from another pre-training); "
