@@ -206,8 +206,7 @@ def test_ground_fields_join_the_parcels_of_stores_over_the_same_ground(tmp_path:
     )
 
     def scored(store: DatasetStore) -> ScoredParcels:
-        patches = store.indices("test")
-        return ScoredParcels(store, patches, store_parcels(store)[patches])
+        return ScoredParcels(store, store_parcels(store)[store.indices("test")])
 
     tests = [scored(whole), scored(own), scored(elsewhere)]
     ids = ground_fields(tests)
@@ -216,10 +215,20 @@ def test_ground_fields_join_the_parcels_of_stores_over_the_same_ground(tmp_path:
     full = store_parcels(whole)
     mine = tests[1].parcels
     for parcel, field in zip(np.unique(mine[mine >= 0]), ids[1], strict=True):
-        under = full[tests[1].patches][mine == parcel]
+        under = full[own.indices("test")][mine == parcel]
         assert set(under.tolist()) == {int(np.unique(full[full >= 0])[field])}
     assert ground_fields(tests[1:2])[0].tolist() == list(range(len(ids[1])))
     assert ground_fields([]) == []
+    # Two splits score different patches of the wheat field (it crosses patches 0 and 1): they
+    # share no scored pixel, and it is still one field.
+    swapped = write_area_store(tmp_path / "swapped.zarr", area, ["train", "test", *split[2:]])
+    a, b = scored(own), scored(swapped)
+    wheat = int(full[0, 0, 7])  # these stores number their fields alike
+    assert wheat in a.parcels[0] and wheat not in a.parcels[1:]  # own: patch 0 scores it
+    assert wheat in b.parcels[0] and wheat not in b.parcels[1:]  # swapped: patch 1 does
+    ids_a, ids_b = ground_fields([a, b])
+    position = [np.unique(t.parcels[t.parcels >= 0]).tolist().index(wheat) for t in (a, b)]
+    assert ids_a[position[0]] == ids_b[position[1]]
 
 
 @pytest.fixture

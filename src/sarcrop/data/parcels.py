@@ -135,11 +135,10 @@ def parcel_classes(parcels: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ScoredParcels:
-    """Where a test set's parcels lie: its store, the store indices of its patches, and the
-    parcel id of each of their pixels ``(n, P, P)`` (-1 where nothing is scored)."""
+    """Which fields of its store a test set scores: the parcel id of each of its pixels, as
+    :func:`store_parcels` numbers the store's fields (-1 where nothing is scored)."""
 
     store: DatasetStore | str | Path
-    patches: Sequence[int]
     parcels: np.ndarray
 
 
@@ -149,9 +148,10 @@ def ground_fields(test_sets: Sequence[ScoredParcels]) -> list[np.ndarray]:
 
     Stores of one location (its patch split and the whole location, or two random splits)
     number their parcels on their own. Two parcels of different test sets are one field where
-    at least half of the smaller one's pixels lie on the other's (the same CRS and pixel centre
-    on the ground), which a field split between train and test patches meets and two unrelated
-    layouts over the same ground (another year's fields) rarely do. A bootstrap that pools such
+    at least half of the smaller one's footprint (its pixels in every patch of its store, the
+    same CRS and pixel centre on the ground) lies on the other's: a field cut between train and
+    test patches keeps its whole footprint in every split, and two unrelated layouts over the
+    same ground (another year's fields) rarely overlap that much. A bootstrap that pools such
     test sets must draw each field once for all of them, or a shared field counts as new
     evidence in every test set that holds it. Ids run from 0 in order of first appearance, so
     a test set over ground of its own gets its parcels' order.
@@ -204,17 +204,19 @@ def _shared_pixels(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _ground_pixels(
     test: ScoredParcels, crs_ids: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Ground keys ``(m, 3)`` (CRS, x and y of the pixel centre in cm) of a test set's scored
-    pixels, their parcel's index among its parcels (in the order of their ids), and the number
-    of its parcels."""
+    """Ground keys ``(m, 3)`` (CRS, x and y of the pixel centre in cm) of the whole footprint of
+    each parcel a test set scores (in every patch of its store, not only the scored ones: two
+    splits may score different parts of one field), the parcel's index among its scored
+    parcels (in the order of their ids), and the number of those."""
     store = test.store if isinstance(test.store, DatasetStore) else DatasetStore(test.store)
     parcels = np.asarray(test.parcels)
-    ids, inverse = np.unique(parcels, return_inverse=True)
-    index_of = inverse.reshape(parcels.shape) - int(ids.size > 0 and ids[0] < 0)  # -1: unscored
+    scored = np.unique(parcels[parcels >= 0])
+    everywhere = store_parcels(store)
     keys, parcel = [np.zeros((0, 3), np.int64)], [np.zeros(0, np.int64)]
-    for item, patch in enumerate(test.patches):
-        scored = index_of[item] >= 0
-        rows, cols = np.nonzero(scored)
+    for patch, ids in enumerate(everywhere):
+        rows, cols = np.nonzero(np.isin(ids, scored))
+        if not rows.size:
+            continue
         crs = crs_ids.setdefault(store.metadata.area(patch).crs.to_string(), len(crs_ids))
         t = store.metadata.transform(patch)
         x, y = cols + 0.5, rows + 0.5
@@ -222,8 +224,8 @@ def _ground_pixels(
         keys.append(
             np.column_stack([np.full(rows.size, crs), np.round(ground * 100)]).astype(np.int64)
         )
-        parcel.append(index_of[item][scored])
-    return np.concatenate(keys), np.concatenate(parcel), int((ids >= 0).sum())
+        parcel.append(np.searchsorted(scored, ids[rows, cols]))
+    return np.concatenate(keys), np.concatenate(parcel), int(scored.size)
 
 
 # ---------------------------------------------------------------------------------------------

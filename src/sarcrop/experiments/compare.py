@@ -193,7 +193,7 @@ class RunComparisons:
             store = record.path(record.regions[scenario.test_region].store)
             test = scenario_test_set(store, scenario.bands, scenario.classes or scenario.crop)
             truth = SplitTruth.of(test)
-            scored = ScoredParcels(test.store, truth.patches, truth.parcels)
+            scored = ScoredParcels(test.store, truth.parcels)
             self._truths[scenario_id] = _Truth(truth.target, scored, scenario.classes)
         return self._truths[scenario_id]
 
