@@ -106,8 +106,8 @@ def parcel_bootstrap(
     """
     _check(metric, n, level)
     counts = _counts(pred, target, parcels, threshold)
-    estimates, draws = _joint_draws([counts], lambda totals: _scores(totals, metric), n, seed)
-    return Interval(float(estimates[0]), *_percentiles(draws[0], level), counts.shape[1])
+    [(estimate, drawn)] = _joint_draws([([counts], lambda t: _scores(t, metric))], n, seed)
+    return Interval(float(estimate[0]), *_percentiles(drawn[0], level), counts.shape[1])
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def pooled_difference(
             for i, where in zip(members, columns, strict=True)
         ]
         for i, (estimate, drawn) in zip(
-            members, _stratum_draws(shared, n, seed + members[0]), strict=True
+            members, _joint_draws(shared, n, seed + members[0]), strict=True
         ):
             estimates[i], draws[i] = estimate, drawn
         parcels += width
@@ -270,11 +270,12 @@ def _onto(counts: np.ndarray, columns: np.ndarray, width: int) -> np.ndarray:
     return np.einsum("skc,kw->swc", counts, into)
 
 
-def _stratum_draws(
+def _joint_draws(
     members: Sequence[tuple[Sequence[np.ndarray], _Score]], n: int, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each member's estimates ``(2,)`` and per-draw values ``(2, n)`` of A's and B's means
-    over predictions, every member's counts (over the same fields) on the same ``n`` draws."""
+    """Each member's estimates ``(g,)`` and per-draw values ``(g, n)`` of the means over
+    predictions of its ``g`` groups of counts (e.g. A's and B's), each member scored by its own
+    score, every group (over the same fields) on the same ``n`` draws."""
     totals = iter(_shared_totals([g for groups, _ in members for g in groups], n, seed))
     out = []
     for groups, score in members:
@@ -337,20 +338,6 @@ def _counts(
     if counts.shape[1] == 0:
         raise EvaluationInputError("no labelled parcels to bootstrap")
     return counts
-
-
-def _joint_draws(
-    groups: Sequence[np.ndarray], score: _Score, n: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Estimates ``(g,)`` and per-draw values ``(g, n)`` of each group's mean over predictions.
-
-    Every group is scored on the same ``n`` parcel draws: one resampling of all their counts.
-    """
-    counts = np.concatenate(groups)
-    edges = np.cumsum([len(g) for g in groups])[:-1]
-    full = np.split(score(counts.sum(axis=1)), edges)
-    drawn = np.split(score(_resampled_totals(counts, n, seed)), edges)
-    return np.array([_nanmean(f) for f in full]), np.stack([_nanmean(d, axis=0) for d in drawn])
 
 
 def _percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:

@@ -98,7 +98,7 @@ class Comparison:
 COMPARISON_COLUMNS = (
     "a",
     "b",
-    "a_scenarios",  # A's patterns (empty: every one-crop scenario with A's runs)
+    "a_scenarios",  # A's patterns (empty: every scenario of the metric's kind with A's runs)
     "b_scenarios",  # B's patterns (empty: A's scenarios)
     "metric",  # of the crop (iou, f1, precision, recall), or miou of crop-type maps
     "timestep",
@@ -127,6 +127,7 @@ class RunComparisons:
     def __init__(self, run: str | Path | RunRecord) -> None:
         self.record = run if isinstance(run, RunRecord) else RunRecord.read(run)
         self._truths: dict[str, _Truth] = {}
+        self._fields: dict[tuple[str, ...], list[np.ndarray]] = {}
 
     def compare(
         self,
@@ -150,7 +151,7 @@ class RunComparisons:
         ]
         seeds = _shared_seeds(record, runs, pairs, (a, b))
         truths = [self._truth(first) for first, _ in pairs]
-        fields = ground_fields([truth.scored for truth in truths])
+        fields = self._ground_fields(tuple(first for first, _ in pairs))
         comparisons = []
         for t in _timesteps(record, runs, timesteps):
             test_sets = [
@@ -196,6 +197,14 @@ class RunComparisons:
             scored = ScoredParcels(test.store, truth.parcels)
             self._truths[scenario_id] = _Truth(truth.target, scored, scenario.classes)
         return self._truths[scenario_id]
+
+    def _ground_fields(self, scenario_ids: tuple[str, ...]) -> list[np.ndarray]:
+        """The fields on the ground of these scenarios' test splits (shared ids where they
+        overlap), matched once per set of scenarios."""
+        if scenario_ids not in self._fields:
+            scored = [self._truth(i).scored for i in scenario_ids]
+            self._fields[scenario_ids] = ground_fields(scored)
+        return self._fields[scenario_ids]
 
 
 @dataclass(frozen=True)
