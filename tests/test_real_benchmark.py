@@ -13,11 +13,13 @@ import yaml
 
 import realdata_support
 from sarcrop.cli import main
+from sarcrop.data.parcels import store_parcels
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import ConfigError
 from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.tables import paired_table
 from sarcrop.experiments import load_experiment_config, run_experiment
+from sarcrop.experiments.compare import Arm, compare_methods
 from sarcrop.experiments.config import DataNotFound, experiment_config_from_dict
 from sarcrop.experiments.intervals import split_parcels
 from sarcrop.experiments.presets import resolve_config
@@ -479,6 +481,15 @@ def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tm
             for k in (0, 1)
         ]
         assert tests[0] != tests[1]  # two different random splits of the location
+        # They score overlapping sets of the location's fields, numbered alike in both stores:
+        # the pooled interval draws each field once, so its parcels are the fields in either.
+        stores = [record.path(record.regions[f"{location}-split{k}"].store) for k in (0, 1)]
+        np.testing.assert_array_equal(store_parcels(stores[0]), store_parcels(stores[1]))
+        scored = [split_parcels(store, ("VH", "VV"), "maize")[1] for store in stores]
+        fields = [set(np.unique(parcels[parcels >= 0]).tolist()) for parcels in scored]
+        (pooled,) = compare_methods(record, Arm("ri", 1.0, (f"{location}-split*",)), Arm("rf"))
+        assert pooled.difference.n_parcels == len(fields[0] | fields[1])
+        assert fields[0] & fields[1]  # shared fields, drawn once for both splits
     markdown = (tmp_path / "splits.md").read_text()
     assert "| − RI | − RF | − RI+e3 |" in markdown and "| flanders2019 | 100% | ri+e3 |" in markdown
 
