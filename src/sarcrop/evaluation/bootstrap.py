@@ -185,6 +185,7 @@ def pooled_difference(
     test set is drawn from its own parcels alone. ``n_parcels`` counts each field once.
     Crop-type test sets (with ``classes``) are compared by their mIoU (``metric=MIOU``;
     ``threshold`` unused: each pixel's class is its highest score)."""
+    check_compared(metric)
     _check("iou" if metric == MIOU else metric, n, level)
     if not test_sets:
         raise EvaluationInputError("a pooled difference needs at least one test set")
@@ -315,6 +316,14 @@ def _paired_counts(
         for pred, threshold in zip((test_set.pred_a, test_set.pred_b), thresholds, strict=True)
     ]
     return groups, lambda totals: _scores(totals, metric)
+
+
+def check_compared(metric: str) -> None:
+    """A metric two methods can be compared by: one of the crop's, or the mIoU of crop types."""
+    if metric not in (*METRICS, MIOU):
+        raise EvaluationInputError(
+            f"unknown metric {metric!r} (one crop: {', '.join(METRICS)}; crop types: {MIOU})"
+        )
 
 
 def _check(metric: str, n: int, level: float) -> None:

@@ -25,8 +25,14 @@ import pandas as pd
 
 from sarcrop.data.parcels import ScoredParcels, ground_fields
 from sarcrop.errors import SarcropError
-from sarcrop.evaluation.bootstrap import MIOU, Difference, PairedTestSet, pooled_difference
-from sarcrop.evaluation.metrics import METRICS
+from sarcrop.evaluation.bootstrap import (
+    MIOU,
+    Difference,
+    PairedTestSet,
+    check_compared,
+    pooled_difference,
+)
+from sarcrop.evaluation.metrics import METRICS, EvaluationInputError
 from sarcrop.evaluation.parcel_scores import SplitTruth
 from sarcrop.experiments.intervals import DRAWS, LEVEL, METRIC, scenario_test_set
 from sarcrop.experiments.record import RunRecord, ScenarioRecord, UnitRecord
@@ -338,11 +344,10 @@ def _check_metric(
     record: RunRecord, metric: str, timesteps: int | Sequence[int] | str | None
 ) -> None:
     """A metric of the crop or the mIoU; crop-type runs keep full-season maps only."""
-    if metric not in (*METRICS, MIOU):
-        raise SarcropError(
-            f"unknown metric {metric!r} (one crop: {', '.join(METRICS)}; crop types: {MIOU})",
-            record.root,
-        )
+    try:
+        check_compared(metric)
+    except EvaluationInputError as exc:
+        raise SarcropError(exc.problem, record.root) from None
     if metric == MIOU and timesteps is not None:
         raise SarcropError(
             "timesteps: crop-type runs keep their full-season maps only; compare their mIoU "

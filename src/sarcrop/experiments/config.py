@@ -22,8 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sarcrop.errors import ConfigError
-from sarcrop.evaluation.bootstrap import MIOU
-from sarcrop.evaluation.metrics import METRICS
+from sarcrop.evaluation.bootstrap import MIOU, check_compared
 from sarcrop.options import (
     BaselineOptions,
     CompositeOptions,
@@ -307,10 +306,7 @@ class ComparisonSpec(_Strict):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
-        if metric not in (*METRICS, MIOU):
-            raise ValueError(
-                f"unknown metric {metric!r} (one crop: {', '.join(METRICS)}; crop types: {MIOU})"
-            )
+        check_compared(metric)  # an EvaluationInputError is a ValueError
         return metric
 
 
