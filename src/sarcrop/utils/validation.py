@@ -20,6 +20,7 @@ def config_error(
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"]) or "config"
     message = unknown if error["type"] == "extra_forbidden" else error["msg"]
+    message = message.removeprefix("Value error, ")  # pydantic's prefix to a validator's own
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return ConfigError(f"{where}: {message}{more}", path)
 
