@@ -277,3 +277,45 @@ def test_a_crop_type_experiment_scores_each_class_on_held_out_fields(type_stores
         np.testing.assert_allclose(
             np.moveaxis(saved, 1, -1)[held], np.moveaxis(own_map, 1, -1)[held], atol=1e-3
         )
+
+
+def test_results_score_each_network_at_the_threshold_its_run_records(tmp_path):
+    """``results.csv`` scores a network's test maps at the threshold the run records for it
+    (the fine-tuning section's, as the intervals and comparisons read it), on held-out fields
+    and on a plain split alike: the pre-trained model as it is too, trained at 0.5."""
+    from sarcrop.evaluation.metrics import empty_confusion
+    from sarcrop.experiments.classes import network_timestep_probabilities
+    from sarcrop.experiments.intervals import scenario_test_set
+
+    plain = {**HELD_OUT["scenarios"][0], "finetune": "france", "test": "france"}
+    del plain["folds"]
+    config = {
+        **HELD_OUT,
+        "scenarios": [HELD_OUT["scenarios"][0], plain],
+        "methods": ["zero-shot"],
+        "finetune": {**TINY["finetune"], "threshold": 0.2},
+    }
+    result = run_experiment(write_config(tmp_path, config), tmp_path / "out")
+    cache = tmp_path / "out" / "cache"
+    (pretrained,) = cache.glob("pretrain-*/**/model.safetensors")
+    iou = result.results[(result.results["metric"] == "iou") & (result.results["run"] == "main")]
+    last = int(iou["timestep"].max())
+    for scenario, region in zip(iou["scenario"].unique(), ("france-test", "france"), strict=True):
+        (store,) = [
+            d / "store.zarr"
+            for d in cache.glob("region-*")
+            if f'"name": "{region}"' in (d / "done.json").read_text()
+        ]
+        maps = network_timestep_probabilities(pretrained, store)[-1]
+        test = scenario_test_set(store, ("VH", "VV"), "rice")
+        scores = {}
+        for threshold in (0.2, 0.5):
+            confusion = empty_confusion(None)
+            for item in range(len(test)):
+                sample = test[item]
+                target, valid = sample["target"].numpy()[None], sample["valid"].numpy()[None]
+                confusion.update(maps[item][None], target, valid, threshold=threshold)
+            scores[threshold] = confusion.as_dict()["iou"]
+        assert scores[0.2] != pytest.approx(scores[0.5])  # the threshold matters here
+        row = iou[(iou["scenario"] == scenario) & (iou["timestep"] == last)]
+        assert row["value"].item() == pytest.approx(scores[0.2], abs=1e-12)

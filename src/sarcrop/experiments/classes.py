@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from sarcrop.errors import InputDataError
 from sarcrop.evaluation.metrics import METRICS, OVERALL_METRICS
 from sarcrop.evaluation.tables import method_label, scenario_label
 from sarcrop.experiments.config import ExperimentConfig, ScenarioSpec
@@ -127,6 +128,10 @@ def network_timestep_probabilities(
     return np.stack(_network_maps(checkpoint, test_store, crop, every_timestep=True))
 
 
+BATCH = 8
+"""Test patches per forward pass, as ``evaluate`` reads them."""
+
+
 def _network_maps(
     checkpoint: Path, test_store: Path, crop: str | None, *, every_timestep: bool
 ) -> list[np.ndarray]:
@@ -134,14 +139,12 @@ def _network_maps(
     import torch
 
     from sarcrop.data.dataset import PatchDataset
-    from sarcrop.training.api import one_crop_view
-    from sarcrop.training.checkpoint import load_checkpoint
+    from sarcrop.training.api import model_to_score
     from sarcrop.training.ordering import pad_steps
 
-    model, meta = load_checkpoint(checkpoint)
-    if crop is not None:
-        model, meta = one_crop_view(model, meta, crop, checkpoint)
-    model.eval()
+    model, meta = model_to_score(checkpoint, test_store, crop)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as ``evaluate``
+    model.to(device).eval()
     classes = meta.target_classes
     dataset = PatchDataset(
         test_store,
@@ -151,16 +154,19 @@ def _network_maps(
         normalization=meta.normalization,
         classes=classes,
     )
-    images = [dataset[i]["image"][None] for i in range(len(dataset))]
+    if len(dataset) == 0:
+        raise InputDataError("no test patches to score", test_store)
+    images = [dataset[i]["image"] for i in range(len(dataset))]
+    batches = [torch.stack(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
     steps = range(1, meta.time_steps + 1) if every_timestep else [meta.time_steps]
     maps = []
     with torch.inference_mode():
         for t in steps:
-            logits = [model(pad_steps(image, t))[0] for image in images]
+            logits = torch.cat([model(pad_steps(b, t).to(device)).float().cpu() for b in batches])
             if classes is None:
-                maps.append(np.stack([torch.sigmoid(x[0]).numpy() for x in logits]))
+                maps.append(torch.sigmoid(logits[:, 0]).numpy())
             else:
-                maps.append(np.stack([torch.softmax(x, dim=0).numpy() for x in logits]))
+                maps.append(torch.softmax(logits, dim=1).numpy())
     return maps
 
 

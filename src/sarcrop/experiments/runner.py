@@ -527,10 +527,10 @@ class ExperimentRunner:
             elif strategy == ZERO_SHOT:  # read the bands it was trained on, as rf-features
                 checkpoint, _ = self.pretrained(scenario)
                 crop = self._zero_shot_crop(scenario)
-                scored = self._network_predictions(scenario, checkpoint, test_store, crop)
+                scored = self._network_predictions(scenario, method, checkpoint, crop)
             else:
                 checkpoint = self._train_method(scenario, method, run, ordering, unit.path / "run")
-                scored = self._network_predictions(scenario, checkpoint, test_store)
+                scored = self._network_predictions(scenario, method, checkpoint)
             np.save(unit.path / "test_probabilities.npy", scored.probabilities.astype(np.float16))
             if scored.by_timestep is not None:
                 by_timestep = scored.by_timestep.astype(np.float16)
@@ -560,8 +560,6 @@ class ExperimentRunner:
         each fold held out (run i deals its folds with seed i, the same for every method)."""
         from sarcrop.data.parcels import parcel_folds, subset_names
         from sarcrop.data.store import DatasetStore
-        from sarcrop.evaluation.metrics import empty_confusion
-        from sarcrop.experiments.intervals import scenario_test_set
         from sarcrop.experiments.searches import FOLD_PREFIX
 
         assert scenario.folds is not None
@@ -599,16 +597,7 @@ class ExperimentRunner:
         merged = np.stack(
             [held_out_maps(held, [m[i] for m in maps], patches) for i in range(len(maps[0]))]
         )
-        steps = range(1, store.steps + 1) if every_t else [store.steps]
-        test = scenario_test_set(test_store, scenario.bands, classes or scenario.crop)
-        confusions = {t: empty_confusion(classes) for t in steps}
-        for item in range(len(test)):
-            sample = test[item]
-            target, valid = sample["target"].numpy()[None], sample["valid"].numpy()[None]
-            for at_t, confusion in zip(merged, confusions.values(), strict=True):
-                confusion.update(at_t[item][None], target, valid)
-        early = {str(t): confusion.as_dict() for t, confusion in confusions.items()}
-        return _Scored(early, merged[-1], merged if every_t else None)
+        return self._scored(scenario, method, merged, keep_every_t=every_t)
 
     def _fold_maps(
         self, scenario: ScenarioSpec, method: str, run: _Run, ordering: str, folder: Path
@@ -707,18 +696,38 @@ class ExperimentRunner:
         return scenario.crop if self.config.pretrain_of(scenario)[1].train.classes else None
 
     def _network_predictions(
-        self, scenario: ScenarioSpec, checkpoint: Path, test_store: Path, crop: str | None = None
+        self, scenario: ScenarioSpec, method: str, checkpoint: Path, crop: str | None = None
     ) -> _Scored:
-        """Early-season metrics and full-season probabilities on the test split (and the maps
-        of every ``t`` where the run keeps them); ``crop`` reads a crop-type model for that
-        one crop."""
-        from sarcrop.training.api import evaluate
+        """A network's maps of the test split at every ``t``, scored by :meth:`_scored`;
+        ``crop`` reads a crop-type model for that one crop."""
+        test_store, _ = self.region_store(scenario.test)
+        maps = network_timestep_probabilities(checkpoint, test_store, crop)
+        return self._scored(scenario, method, maps, keep_every_t=self._keeps_timesteps(scenario))
 
-        metrics = evaluate(checkpoint, test_store, split="test", timesteps="all", positive=crop)
-        early = {str(t): m for t, m in metrics["early_season"].items()}
-        every_t = self._keeps_timesteps(scenario)
-        maps = self._maps(checkpoint, test_store, crop, every_t=every_t)
-        return _Scored(early, maps[-1], maps if every_t else None)
+    def _scored(
+        self, scenario: ScenarioSpec, method: str, maps: np.ndarray, *, keep_every_t: bool
+    ) -> _Scored:
+        """The per-``t`` confusions of ``method``'s test maps (``(T, N, ...)`` of every ``t``,
+        or ``(1, N, ...)`` of the full season) at the threshold the run records for it, so
+        that ``results.csv`` scores the very maps (and threshold) its intervals, comparisons
+        and area estimates read."""
+        from sarcrop.evaluation.metrics import empty_confusion
+        from sarcrop.experiments.intervals import scenario_test_set
+
+        test_store, _ = self.region_store(scenario.test)
+        classes = self.config.classes_of(scenario)
+        test = scenario_test_set(test_store, scenario.bands, classes or scenario.crop)
+        last = test.store.steps
+        steps = range(1, last + 1) if len(maps) == last else [last]
+        cut = {} if classes else {"threshold": method_thresholds(self.config)[method]}
+        confusions = {t: empty_confusion(classes) for t in steps}
+        for item in range(len(test)):
+            sample = test[item]
+            target, valid = sample["target"].numpy()[None], sample["valid"].numpy()[None]
+            for at_t, confusion in zip(maps, confusions.values(), strict=True):
+                confusion.update(at_t[item][None], target, valid, **cut)
+        early = {str(t): confusion.as_dict() for t, confusion in confusions.items()}
+        return _Scored(early, maps[-1], maps if keep_every_t else None)
 
     def _keeps_timesteps(self, scenario: ScenarioSpec) -> bool:
         """Whether runs of ``scenario`` keep their test maps at every ``t`` (and a held-out

@@ -1320,6 +1320,29 @@ def one_crop_view(
     return model, meta.model_copy(update=update)
 
 
+def model_to_score(
+    checkpoint: str | Path, store: Any, positive: Sequence[str] | str | None = None
+) -> tuple[nn.Module, CheckpointMetadata]:
+    """``checkpoint`` loaded to score ``store`` (read as ``positive`` where given), refused
+    where no score would mean anything: a model that learnt no labels, or another season
+    length. Whether the test patches show ground the model learnt from is the caller's
+    check (``evaluate``'s; an experiment checks its scenarios before it trains)."""
+    model, meta = load_checkpoint(checkpoint)
+    if not learnt_labels(meta):
+        raise CheckpointError(
+            "a self-supervised (reconstruct) model maps no crop; fine-tune it first", checkpoint
+        )
+    if positive:
+        model, meta = one_crop_view(model, meta, positive, checkpoint)
+    store = _open_store(store)
+    if store.steps != meta.time_steps:
+        raise CheckpointError(
+            f"model has {meta.time_steps} time steps, store {store.path} has {store.steps}",
+            checkpoint,
+        )
+    return model, meta
+
+
 def evaluate(
     checkpoint: str | Path,
     store: Any,
@@ -1359,19 +1382,9 @@ def evaluate(
 
     reuse_freed_memory()
     checkpoint = pretrained.resolve(checkpoint)
-    model, meta = load_checkpoint(checkpoint)
-    if not learnt_labels(meta):
-        raise CheckpointError(
-            "a self-supervised (reconstruct) model maps no crop; fine-tune it first", checkpoint
-        )
-    if positive:
-        model, meta = one_crop_view(model, meta, positive, checkpoint)
+    model, meta = model_to_score(checkpoint, store, positive)
     store = _open_store(store)
     steps = meta.time_steps
-    if store.steps != steps:
-        raise CheckpointError(
-            f"model has {steps} time steps, store {store.path} has {store.steps}", checkpoint
-        )
     wanted = timestep_list(timesteps, steps)
     if isinstance(timesteps, int):
         warn_season_cut_short(Path(checkpoint).name, meta.learnt_early_seasons(), timesteps, steps)
