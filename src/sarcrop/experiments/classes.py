@@ -139,15 +139,17 @@ def _network_maps(
     import torch
 
     from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.store import DatasetStore
     from sarcrop.training.api import model_to_score
     from sarcrop.training.ordering import pad_steps
 
-    model, meta = model_to_score(checkpoint, test_store, crop)
+    store = DatasetStore(test_store)  # opened once, for the checks and the patches
+    model, meta = model_to_score(checkpoint, store, crop)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as ``evaluate``
     model.to(device).eval()
     classes = meta.target_classes
     dataset = PatchDataset(
-        test_store,
+        store,
         "test",
         meta.positive,
         meta.bands,
