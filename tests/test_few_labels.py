@@ -142,7 +142,7 @@ def test_label_fraction_is_recorded_and_reproducible(store, tmp_path):
     assert meta.training["patch_size"] == DatasetStore(store).patch_size
 
 
-def test_forest_learns_from_the_same_parcels(store):
+def test_forest_learns_from_the_same_parcels(store, capsys):
     options = BaselineOptions(label_fraction=0.25, seed=3, n_estimators=5, early_season=False)
     result = run_baseline(store, options, jobs=1)
     mask = label_subset(store, 0.25, 3, positive=["maize"])
@@ -158,6 +158,10 @@ def test_forest_learns_from_the_same_parcels(store):
     everything = run_baseline(store, options.model_copy(update={"label_fraction": 1.0}), jobs=1)
     assert sum(everything.model.n_samples_per_class_.values()) > sum(expected.values())
     assert everything.to_dict()["label_subset"] == {"fraction": 1.0}
+    argv = ["baseline", store, "--label-fraction", "0.25", "--seed", "3", "--n-estimators", "5"]
+    assert main([*argv, "--no-early-season", "--jobs", "1"]) == 0
+    said = f"labels: 3 of the {mask.total_parcels} labelled parcels of the train split (25% chosen"
+    assert f"{said} with seed 3)" in capsys.readouterr().out  # the line train and finetune print
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -398,7 +402,15 @@ def test_probe_fine_tunes_through_eq3_the_api_and_the_cli(store, tmp_path, capsy
     assert "best val IoU" in capsys.readouterr().out
     again = ["--out", str(tmp_path / "cli0"), "--epochs", "1", "--val-fraction", "0", "--quiet"]
     assert main([*argv[:-2], *again]) == 0
-    assert "no validation: last epoch (0), 1 epochs" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "no validation: last epoch (0), 1 epochs" in text
+    assert "labels:" not in text  # every label: nothing to say
+    few = ["--out", str(tmp_path / "few"), "--label-fraction", "0.5", *again[2:]]
+    assert main([*argv[:-2], *few]) == 0
+    subset = read_metadata(tmp_path / "few" / "model.safetensors").training["label_subset"]
+    expected = f"labels: {subset['parcels']} of the {subset['total_parcels']} labelled parcels"
+    assert 0 < subset["parcels"] < subset["total_parcels"]
+    assert f"{expected} of the train split (50% chosen with seed 0)" in capsys.readouterr().out
 
 
 def test_experiment_methods_include_probe():

@@ -415,6 +415,9 @@ def test_a_whole_location_goes_to_one_split(region, tmp_path, capsys, side):
     store = DatasetStore(out)
     assert store.split == [side] * len(store) and len(store) == 12
     assert store.metadata.statistics["patches"][side] == 12
+    other = "test" if side == "train" else "train"
+    assert f"{side} pixels: " in text and f"{other} pixels" not in text  # nothing to list there
+    assert f"{other} positive" not in text
     images = np.stack([store.read_image(i) for i in range(len(store))])
     expected_min = [np.nanmin(images[:, :, b]) for b in range(2)]
     assert store.normalization.min == pytest.approx(expected_min)

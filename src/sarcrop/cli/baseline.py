@@ -14,7 +14,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sarcrop.cli.shared import add_names, add_parcels, add_timesteps, print_by_parcel
+from sarcrop.cli.shared import (
+    add_names,
+    add_parcels,
+    add_timesteps,
+    labels_line,
+    print_by_parcel,
+)
 from sarcrop.options import BaselineOptions, add_flags, from_flags
 
 
@@ -73,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         f"{result.test_store} ({result.test_patches} test patches), {target}, "
         f"bands {'|'.join(result.bands)}"
     )
+    if result.label_subset and "parcels" in result.label_subset:
+        print(labels_line(result.label_subset))
     if result.classes:
         from sarcrop.evaluation.metrics import format_class_table
 

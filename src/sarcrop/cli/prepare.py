@@ -175,17 +175,19 @@ def summary(store: DatasetStore, positive: Sequence[str] | None = None) -> str:
     pixels: dict[str, dict[str, int]] = meta.statistics.get("class_pixels", {})  # type: ignore[assignment]
     positive = positive or meta.positive
     for split in ("train", "test"):
-        per_class = pixels.get(split)
-        if not per_class:
+        per_class = pixels.get(split) or {}
+        if not any(per_class.values()):  # a whole location in the other split
             continue
         text = ", ".join(f"{name} {n}" for name, n in per_class.items() if n)
         lines.append(f"  {split} pixels: {text}")
-        if positive:
+        labelled = sum(n for name, n in per_class.items() if name != "unlabelled")
+        if positive and labelled:
             wanted = {p.casefold() for p in positive}
-            labelled = sum(n for name, n in per_class.items() if name != "unlabelled")
             pos = sum(n for name, n in per_class.items() if name.casefold() in wanted)
-            share = pos / labelled if labelled else 0.0
+            share = pos / labelled
             lines.append(f"  {split} positive ({'+'.join(positive)}): {share:.1%} of labelled")
+        elif positive:
+            lines.append(f"  {split}: no labelled pixels")
     norm = meta.normalization
     stats = ", ".join(
         f"{b} [{lo:.2f}, {hi:.2f}] dB" for b, lo, hi in zip(store.bands, norm.min, norm.max)

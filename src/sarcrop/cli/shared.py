@@ -151,6 +151,8 @@ def run_training(
 
         selected = ThresholdChoice.from_dict(result.threshold).summary(config.threshold)
     print(f"model: {result.checkpoint}")
+    if result.label_subset and "parcels" in result.label_subset:
+        print(labels_line(result.label_subset))
     if search:
         from sarcrop.training.search import SearchChoice
 
@@ -158,6 +160,14 @@ def run_training(
     trained = "" if result.epochs == 0 else f", {result.epochs} epochs"
     print(selected + trained + (", resumed" if result.resumed else ""))
     return 0
+
+
+def labels_line(subset: dict[str, Any]) -> str:
+    """One line on the labels a few-label run learnt from, so that a user sees how few."""
+    return (
+        f"labels: {subset['parcels']} of the {subset['total_parcels']} labelled parcels of the "
+        f"{subset['split']} split ({subset['fraction']:.0%} chosen with seed {subset['seed']})"
+    )
 
 
 def add_parcels(parser: argparse.ArgumentParser) -> None:
