@@ -364,6 +364,38 @@ def test_end_to_end_on_a_worldcereal_location(shared_data: Path, tmp_path: Path)
     assert census.estimates.area[1].se == 0
 
 
+def test_crop_codes_read_as_map_classes_are_refused(tmp_path: Path, capsys) -> None:
+    """A label raster of crop codes (WorldCereal: 1200 maize) without --positive-codes would
+    give an overall accuracy of 0 and areas of classes the map cannot hold: refused in one line
+    naming the file, before the sample is written."""
+    transform = Affine(10, 0, 500_000, 0, -10, 4_000_200)
+    profile = {"crs": "EPSG:32631", "transform": transform, "width": 20, "height": 20}
+    classes = np.zeros((20, 20), np.uint8)
+    classes[:, :8] = 1
+    map_path = write_map(tmp_path / "map.tif", classes, profile)
+    codes = np.full((20, 20), 9120, np.uint16)  # grassland
+    codes[:, :10] = 1200  # maize
+    codes[:4] = 1110  # winter wheat
+    labels = tmp_path / "codes.tif"
+    with rasterio.open(labels, "w", driver="GTiff", count=1, dtype="uint16", **profile) as dst:
+        dst.write(codes, 1)
+    samples = tmp_path / "samples.gpkg"
+    argv = ["sample", map_path, "--n", 100, "--out", samples, "--fill-from", labels]
+    assert main([str(a) for a in argv]) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(labels) in error
+    assert "reference classes 1110, 1200, 9120 are not classes of the map (0 to 1" in error
+    assert not samples.exists()
+    with pytest.raises(InputDataError, match="1110, 1200, 9120") as err:
+        assess(map_path, labels)
+    assert err.value.path == str(labels)
+    census = assess(map_path, labels, labels=ReferenceOptions(positive_codes=(1200,)))
+    assert census.classes == (0, 1)
+    assert census.estimates.overall.value == pytest.approx(np.mean(classes == (codes == 1200)))
+    run_ok(*argv, "--positive-codes", 1200)
+    assert set(read_sample(samples).points["reference"]) <= {0, 1}
+
+
 def test_parcels_of_a_test_area_are_a_census(tmp_path: Path) -> None:
     """Polygons rasterised onto the map's grid: the map's crop (its POSITIVE tag) is class 1,
     other parcels and the space between them class 0, parcels without a value unlabelled."""

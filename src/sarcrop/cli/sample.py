@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
         target_se=args.target_se,
     )
     if args.fill_from is not None:
+        from sarcrop.evaluation.assessment import check_reference_classes
+
         sample = fill_reference(sample, args.fill_from, from_flags(ReferenceOptions, args))
+        check_reference_classes(sample.points["reference"].dropna(), args.map, args.fill_from)
     out = write_sample(sample, args.out)
     if args.csv is not None:
         print(write_points_csv(sample, args.csv))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -424,7 +424,27 @@ def assess(
     with open_raster(map_path) as ds:
         names = map_class_names(ds)
     result = _assess(map_path, reference, label_column, labels, labels_table)
+    referenced = [c for c, n in zip(result.classes, result.counts.sum(axis=0), strict=True) if n]
+    check_reference_classes(referenced, map_path, labels_table or reference)
     return replace(result, class_names=names)
+
+
+def check_reference_classes(
+    referenced: Iterable[int], map_path: str | Path, source: str | Path
+) -> None:
+    """Refuse reference classes the map at ``map_path`` cannot hold: crop codes (WorldCereal's
+    1200 for maize) read as map classes would make every accuracy and area meaningless."""
+    with open_raster(map_path) as ds:
+        count = len(map_class_names(ds)) or 2  # a one-crop map: 0 and 1
+    stray = sorted({int(c) for c in referenced} - set(range(count)) - {UNLABELLED})
+    if stray:
+        shown = ", ".join(map(str, stray[:6])) + (", …" if len(stray) > 6 else "")
+        raise InputDataError(
+            f"reference classes {shown} are not classes of the map (0 to {count - 1}, and -1 "
+            "for no class); for a raster of crop codes give the map's crop with "
+            "--positive-codes (e.g. 1200, WorldCereal maize)",
+            source,
+        )
 
 
 def _assess(
