@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -148,6 +149,27 @@ def test_prepare_georeference_labels_and_stats(region, tmp_path):
     pixels = attrs.statistics["class_pixels"]
     total_rice = sum(pixels[s]["rice"] for s in ("train", "test"))
     assert total_rice == np.count_nonzero(label_array()[1:] == 2)
+
+
+def test_periods_without_an_acquisition_are_named_in_one_warning(region, tmp_path):
+    """A season running past the scenes (a start or length off by months) leaves composites
+    empty, which the store would otherwise take without a sign."""
+    _, scenes, labels = region
+    options = {"labels": labels, "tiling": TILES, "progress": False}
+    with warnings.catch_warnings(record=True) as fits:
+        warnings.simplefilter("always")
+        prepare(scenes, tmp_path / "fits.zarr", season=SEASON, **options)
+    assert not [w for w in fits if "composite periods" in str(w.message)]  # a scene in each
+    longer = Season(SEASON.start, steps=5, days=SEASON.days)  # to 21 May; no scene 1-21 May
+    with pytest.warns(UserWarning) as caught:
+        out = prepare(scenes, tmp_path / "longer.zarr", season=longer, **options)
+    said = [str(w.message) for w in caught if "composite periods" in str(w.message)]
+    assert said == [
+        "2 of the 5 composite periods have no acquisition, so their composites are empty: "
+        "periods 4 (2021-05-01 to 2021-05-11), 5 (2021-05-11 to 2021-05-21); check "
+        "--season-start, --timesteps and --days against the acquisitions"
+    ]
+    assert DatasetStore(out).metadata.source["acquisitions_per_period"] == [1, 1, 1, 0, 0]
 
 
 def test_normalisation_ignores_extreme_test_patches(tmp_path):
