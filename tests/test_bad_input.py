@@ -335,7 +335,7 @@ LABEL_CASES: list[tuple[str, Callable[[Path], tuple[Path, list[str]]], tuple[str
     (
         "positive class absent",
         lambda w: (w / "labels.tif", ["--positive", "wheat"]),
-        ("positive class 'wheat' not in the labels", "classes present: background, rice"),
+        ("positive class 'wheat' is not in the labels", "classes present: background, rice"),
     ),
     (
         "parcels outside the area",

@@ -125,12 +125,24 @@ def test_class_targets_follow_the_list_order_and_other():
     assert valid.tolist() == [[False, False, True], [True, False, False]]
     assert target[valid].tolist() == [0, 1] and target.dtype == np.int64
     assert class_lookup(CLASSES, ["maize", "potato"])[-1] == -1  # the label -1 stays unlabelled
-    with pytest.raises(InputDataError, match="'rice' not in the labels"):
+    with pytest.raises(InputDataError, match="'rice' is not in the labels"):
         class_lookup(CLASSES, ["maize", "rice"])
     with pytest.raises(InputDataError, match="at least two"):
         class_lookup(CLASSES, ["maize"])
     with pytest.raises(InputDataError, match="twice"):
         class_lookup(CLASSES, ["maize", "Maize"])
+
+
+def test_classes_a_store_lacks_are_named_with_the_store(store):
+    """One line naming the store, as every input error does (a fine-tuning to crop types on a
+    store prepared for one crop against the rest fails here)."""
+    with pytest.raises(InputDataError) as err:
+        PatchDataset(store, "train", classes="maize,rice,barley,other")
+    assert err.value.path == str(DatasetStore(store).path)
+    assert err.value.problem.startswith("classes 'rice', 'barley' are not in the labels; ")
+    with pytest.raises(InputDataError, match="positive class 'rice' is not in") as err:
+        PatchDataset(store, "train", "rice")
+    assert err.value.path == str(DatasetStore(store).path)
 
 
 def test_dataset_with_classes_and_binary_default(store):

@@ -80,14 +80,16 @@ class PatchDataset(Dataset[Sample]):
         # ``positive`` then plays no part.
         self.target_classes = None if classes is None else parse_classes(classes)
         self._lookup: np.ndarray | None = None
-        if self.target_classes is not None:
-            self._lookup = class_lookup(self.store.classes, self.target_classes)
-            positive = ()
-        self.positive = [positive] if isinstance(positive, str) else list(positive)
-        binary = self.target_classes is None
-        self._positive_ids = np.asarray(
-            positive_indices(self.store.classes, self.positive) if binary else [], dtype=np.int64
-        )
+        try:  # a class the store lacks: name the store
+            if self.target_classes is not None:
+                self._lookup = class_lookup(self.store.classes, self.target_classes)
+                positive = ()
+            self.positive = [positive] if isinstance(positive, str) else list(positive)
+            binary = self.target_classes is None
+            wanted = positive_indices(self.store.classes, self.positive) if binary else []
+        except InputDataError as exc:
+            raise InputDataError(exc.problem, exc.path or self.store.path) from None
+        self._positive_ids = np.asarray(wanted, dtype=np.int64)
 
         self.bands = tuple(b.upper() for b in bands) if bands else self.store.bands
         missing = [b for b in self.bands if b not in self.store.bands]

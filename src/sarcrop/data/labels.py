@@ -448,7 +448,9 @@ def positive_indices(classes: Sequence[str], positive: Sequence[str] | str) -> l
     missing = [name for name in positive if name.casefold() not in folded]
     if missing:
         raise InputDataError(
-            f"positive class {', '.join(map(repr, missing))} not in the labels; "
+            f"positive {'classes' if len(missing) > 1 else 'class'} "
+            f"{', '.join(map(repr, missing))} {'are' if len(missing) > 1 else 'is'} not in the "
+            "labels; "
             f"classes present: {', '.join(classes)}"
         )
     return sorted({folded[name.casefold()] for name in positive})
@@ -489,7 +491,8 @@ def class_lookup(classes: Sequence[str], target: Sequence[str]) -> np.ndarray:
     missing = [name for name in named if name.casefold() not in folded]
     if missing:
         raise InputDataError(
-            f"class {', '.join(map(repr, missing))} not in the labels; "
+            f"{'classes' if len(missing) > 1 else 'class'} {', '.join(map(repr, missing))} "
+            f"{'are' if len(missing) > 1 else 'is'} not in the labels; "
             f"classes present: {', '.join(classes)}"
         )
     table = np.full(len(classes) + 1, UNLABELLED, dtype=np.int64)
