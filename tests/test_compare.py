@@ -176,7 +176,7 @@ def test_b_from_other_scenarios_is_paired_by_test_split(run):
     [
         (Arm("bias", 0.25, ("three*",)), Arm("rf", 0.25), "no scenario matches 'three\\*'"),
         (Arm("bias", 0.5), Arm("rf", 0.5), "no one-crop scenario has runs of bias with 50 %"),
-        (Arm("bias", 0.25), Arm("ri", 0.25), "ri has no runs with 25 % of the labels in scenario"),
+        (Arm("bias", 0.25), Arm("ri", 0.25), r"no method ri in this run \(methods: bias, rf\)"),
         (
             Arm("bias", 0.25, ("one-from-a",)),
             Arm("rf", 0.25, ("one-*",)),
@@ -188,6 +188,14 @@ def test_b_from_other_scenarios_is_paired_by_test_split(run):
 def test_what_cannot_be_compared_is_named(run, a, b, problem):
     with pytest.raises(SarcropError, match=problem):
         compare_methods(run, a, b)
+
+
+def test_a_method_missing_from_one_scenario_is_named(stores, tmp_path):
+    kinds = {(s, "bias"): "truth" for s in SCENARIOS} | {("one-from-a", "rf"): "none"}
+    partial = write_run(tmp_path / "run", stores, kinds)
+    problem = "rf has no runs with 25 % of the labels in scenario two-from-a"
+    with pytest.raises(SarcropError, match=problem):
+        compare_methods(partial, Arm("bias", 0.25, ("*-from-a",)), Arm("rf", 0.25))
 
 
 def test_per_t_comparisons_need_the_runs_maps_per_t(run, stores, tmp_path):

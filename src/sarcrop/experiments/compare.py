@@ -374,6 +374,12 @@ def _runs(record: RunRecord, arm: Arm, scenario_id: str, metric: str) -> dict[in
     scenarios, units = _of_kind(record, metric)
     scenario = next(s for s in scenarios if s.id == scenario_id)
     runs = {u.seed: u for u in units if _of(u, scenario, arm)}
+    if not runs and arm.method not in record.methods:
+        raise SarcropError(
+            f"{label(arm)}: no method {arm.method} in this run (methods: "
+            f"{', '.join(record.methods)})",
+            record.root,
+        )
     if not runs:
         raise SarcropError(
             f"{label(arm)}: {arm.method} has no runs with {100 * arm.fraction:g} % of the "
