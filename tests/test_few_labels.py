@@ -357,6 +357,32 @@ def parent_checkpoint(path) -> str:
     return str(save_checkpoint(path, model, meta))
 
 
+def test_composites_of_another_length_than_the_model_learnt_are_named(store, tmp_path):
+    """A store of 10-day composites under a model of 20-day ones: every step is another part
+    of the season than the weights read, which nothing else would say."""
+    days = DatasetStore(store).season.days
+    model, meta = load_checkpoint(parent_checkpoint(tmp_path / "parent.safetensors"))
+    season = {"start": "2021-04-01", "steps": STEPS, "days": 2 * days}
+    other = save_checkpoint(
+        tmp_path / "other.safetensors", model, meta.model_copy(update={"season": season})
+    )
+    with pytest.warns(
+        UserWarning,
+        match=rf"learnt composites of {2 * days} days, and .* holds "
+        rf"composites of {days}: .*--days {2 * days} to match",
+    ):
+        finetune(other, store, tmp_path / "ft", strategy="ft", bands=["VH"], config=quick())
+    same = save_checkpoint(
+        tmp_path / "same.safetensors",
+        model,
+        meta.model_copy(update={"season": {**season, "days": days}}),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        finetune(same, store, tmp_path / "ft2", strategy="ft", bands=["VH"], config=quick())
+    assert not [w for w in caught if "learnt composites" in str(w.message)]
+
+
 def test_probe_trains_only_a_fresh_output_convolution():
     torch.manual_seed(0)
     model = build_model("recurrent_unet", 2, STEPS, **OPTIONS)

@@ -997,6 +997,7 @@ def finetune(
             parent=checkpoint,
             label_mask=label_mask,
         )
+    _warn_other_composites(Path(checkpoint), parent_meta, store)
     transfer = normalization or "pretrained"
     job = _Transfer(
         Path(checkpoint), parent_meta, store, strategy, last_k, bands, positive, transfer
@@ -1035,6 +1036,20 @@ def _bias_config(config: TrainConfig) -> TrainConfig:
             f"{'it' if len(named) == 1 else 'them'} out"
         )
     return config.updated(val_fraction=0)
+
+
+def _warn_other_composites(checkpoint: Path, meta: CheckpointMetadata, store: Any) -> None:
+    """Warn where the store's composites are not as long as those the model learnt: each step
+    then covers another part of the season than its weights read (RI learns none of them)."""
+    learnt = (meta.season or {}).get("days")
+    days = store.season.days
+    if learnt and days != learnt:
+        warnings.warn(
+            f"{checkpoint.name} learnt composites of {learnt} days, and {store.path} holds "
+            f"composites of {days}: each of the {store.steps} steps covers another part of the "
+            f"season than the model learnt; prepare the store with --days {learnt} to match",
+            stacklevel=3,
+        )
 
 
 @dataclass(frozen=True)
