@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 import weakref
 from pathlib import Path
 
@@ -296,7 +297,28 @@ def test_season_start_maps_another_year_as_the_model_reads_its_own(
     assert not (tmp_path / "own.tif").exists()
     windows = WindowOptions(window=160, overlap=32, block_windows=1)  # the reference's
     out = tmp_path / "moved.tif"
-    predict_map(local_spec(), next_year, out, season_start=later, windows=windows, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_map(
+            local_spec(), next_year, out, season_start=later, windows=windows, progress=False
+        )
+    assert not [w for w in caught if "composite periods" in str(w.message)]
+    # Moved two periods too late, the last period has no scene: said in one line.
+    late = later + dt.timedelta(days=2 * SEASON.days)
+    end = Season(late, SEASON.steps, SEASON.days).end
+    with pytest.warns(
+        UserWarning,
+        match=r"1 of the 4 composite periods has no acquisition, so "
+        rf"its composite is empty: period 4 \(.* to {end}\); check --season-start",
+    ):
+        predict_map(
+            local_spec(),
+            next_year,
+            tmp_path / "late.tif",
+            season_start=late,
+            windows=windows,
+            progress=False,
+        )
     # The same backscatter a year later, read with the periods moved: the same map.
     np.testing.assert_array_equal(read_map(out), read_map(reference))
     with rasterio.open(out) as src:

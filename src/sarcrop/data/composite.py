@@ -14,6 +14,7 @@ or area size.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
@@ -48,6 +49,29 @@ def period_indices(stack: SceneStack, season: Season) -> list[list[int]]:
 def acquisitions_per_period(stack: SceneStack, season: Season) -> list[int]:
     """How many acquisitions fall in each period (0 = that composite will be all NaN)."""
     return [len(indices) for indices in period_indices(stack, season)]
+
+
+def warn_empty_periods(
+    stack: SceneStack, season: Season, check: str = "--season-start, --timesteps and --days"
+) -> None:
+    """Warn, in one line, of composite periods without an acquisition: their composites are
+    empty (read as 0, like the steps an early-season map has not observed yet), which a season
+    start or length off by months produces without any other sign. ``check``: the options
+    that set the season where the warning is raised."""
+    empty = [i for i, n in enumerate(acquisitions_per_period(stack, season)) if n == 0]
+    if not empty:
+        return
+    periods = season.periods()
+    spans = ", ".join(f"{i + 1} ({periods[i][0]} to {periods[i][1]})" for i in empty[:4])
+    more = f" and {len(empty) - 4} more" if len(empty) > 4 else ""
+    many = len(empty) > 1
+    has, its = ("have", "their composites are") if many else ("has", "its composite is")
+    warnings.warn(
+        f"{len(empty)} of the {season.steps} composite periods {has} no acquisition, so {its} "
+        f"empty: period{'s' if many else ''} {spans}{more}; check {check} against the "
+        "acquisitions",
+        stacklevel=3,
+    )
 
 
 def composite(

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from sarcrop.data.composite import acquisitions_per_period
+from sarcrop.data.composite import acquisitions_per_period, warn_empty_periods
 from sarcrop.data.composite import composite as make_composite
 from sarcrop.data.grid import Grid
 from sarcrop.data.labels import labels_from_file, positive_indices
@@ -91,7 +91,7 @@ def prepare(
     )
     stack.require_bands(bands)
     in_season = _in_season(stack, season)
-    _warn_empty_periods(stack, season)
+    warn_empty_periods(stack, season)
     grid = stack.grid
     area_labels, classes = labels_from_file(labels, grid, label_options)
     if positive:
@@ -188,26 +188,6 @@ def _in_season(stack: SceneStack, season: Season) -> list[dt.datetime]:
             stack.description or None,
         )
     return in_season
-
-
-def _warn_empty_periods(stack: SceneStack, season: Season) -> None:
-    """Warn, in one line, of composite periods without an acquisition: their composites are
-    empty (read as 0, like the steps an early-season map has not observed yet), which a season
-    start or length off by months produces without any other sign."""
-    counts = acquisitions_per_period(stack, season)
-    empty = [i for i, n in enumerate(counts) if n == 0]
-    if not empty:
-        return
-    periods = season.periods()
-    spans = ", ".join(f"{i + 1} ({periods[i][0]} to {periods[i][1]})" for i in empty[:4])
-    more = f" and {len(empty) - 4} more" if len(empty) > 4 else ""
-    which = f"period{'s' if len(empty) > 1 else ''} {spans}{more}"
-    warnings.warn(
-        f"{len(empty)} of the {season.steps} composite periods have no acquisition, so their "
-        f"composites are empty: {which}; check --season-start, --timesteps and --days against "
-        "the acquisitions",
-        stacklevel=3,
-    )
 
 
 def _strips(

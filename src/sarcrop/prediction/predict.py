@@ -37,6 +37,7 @@ from typing import Any
 from tqdm import tqdm
 
 from sarcrop import __version__
+from sarcrop.data.composite import warn_empty_periods
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.options import (
@@ -563,6 +564,7 @@ def predict_map(
             f"{season_until(spec.season, steps).end}",
             stack.description or None,
         )
+    warn_empty_periods(stack, season_until(spec.season, steps), "--season-start and --until")
     grid = stack.grid
     windows = window_sizes(windows, specs, execution)
     batch_size = int(windows.batch_size or 1)
