@@ -65,7 +65,7 @@ COMMANDS = (
     ),
     Command(
         "finetune",
-        "fine-tune a pre-trained model on a target store (ri/ft/fte/ftd)",
+        "fine-tune a pre-trained model on a target store (ri, ft, fte, ftd, probe, bias)",
         "Transfer a pre-trained checkpoint: ri = architecture only, ft = all weights, fte = "
         "encoder only (decoder frozen), ftd = decoder only (encoder frozen).",
     ),
