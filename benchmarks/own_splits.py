@@ -18,13 +18,16 @@ Extra methods run in the same folder as variants of the config (``variants:``):
 these splits) as a method and a baseline, ``ri+eN``; ``--distillation W`` adds the transfer
 methods among ``--methods`` with ``distillation: W`` (methods ``<method>+dW``, e.g. ``fte+d1``),
 and ``--date-dropout P`` with ``date_dropout: P`` (methods ``<method>+ddP``, e.g.
-``ftd+dd0.25``). Writes ``splits.csv`` and ``splits.md`` into ``--out`` and prints the table.
+``ftd+dd0.25``), and ``--variant NAME=JSON`` with several settings at once (methods
+``<method>+NAME``). Writes ``splits.csv`` and ``splits.md`` into ``--out`` and prints the table.
 Where the data is absent it prints why and exits 0, as ``sarcrop experiment real`` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -203,7 +206,8 @@ def difference(row: pd.Series, baseline: str) -> str:
 
 
 def variants(args: argparse.Namespace) -> Variants:
-    """The extra methods ``--ri-epochs``, ``--distillation`` and ``--date-dropout`` ask for."""
+    """The extra methods ``--ri-epochs``, ``--distillation``, ``--date-dropout`` and
+    ``--variant`` ask for."""
     extra = Variants()
     if args.ri_epochs is not None:  # RI with more epochs, a baseline of its own
         name = f"e{args.ri_epochs}"
@@ -217,7 +221,24 @@ def variants(args: argparse.Namespace) -> Variants:
             name = f"{tag}{value:g}"
             extra.settings[name] = {setting: value}
             extra.methods.extend(f"{m}+{name}" for m in tuned)
+    for name, settings in args.variant:  # several settings at once, named
+        extra.settings[name] = settings
+        extra.methods.extend(f"{m}+{name}" for m in tuned)
     return extra
+
+
+def named_settings(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME={"setting": value, ...}``: a variant of the fine-tuning settings, by name."""
+    name, _, settings = text.partition("=")
+    try:
+        parsed = json.loads(settings)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: not NAME=JSON ({exc})") from None
+    if not re.fullmatch(r"[A-Za-z0-9_.]+", name) or not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give NAME={{...}}, a name of letters, digits, _ or . and a JSON object"
+        )
+    return name, parsed
 
 
 def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -246,6 +267,15 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--date-dropout",
         type=float,
         help="also the transfer methods with this date_dropout (methods <method>+ddP)",
+    )
+    parser.add_argument(
+        "--variant",
+        type=named_settings,
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="also the transfer methods with these fine-tuning settings, e.g. "
+        '\'dd_i5={"date_dropout": 0.25, "interpolation": 0.5}\' (methods <method>+NAME)',
     )
     return parser.parse_args(argv)
 

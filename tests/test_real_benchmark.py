@@ -437,8 +437,17 @@ def test_own_splits_variants_add_ri_longer_and_the_fine_tuned_methods_with_a_set
     assert dropped.settings == {"dd0.25": {"date_dropout": 0.25}}
     assert dropped.methods == ["ft+dd0.25", "ftd-last-1+dd0.25"] and not dropped.baselines
     assert variants(arguments(args)).methods == []
+    both = '{"date_dropout": 0.25, "interpolation": 0.5}'
+    named = variants(arguments([*args, "--variant", f"dd_i5={both}"]))
+    assert named.settings == {"dd_i5": {"date_dropout": 0.25, "interpolation": 0.5}}
+    assert named.methods == ["ft+dd_i5", "ftd-last-1+dd_i5"] and not named.baselines
+    for bad in ("dd i5={}", "dd_i5=[0.25]", "dd_i5={date_dropout: 0.25}"):
+        with pytest.raises(SystemExit):
+            arguments([*args, "--variant", bad])
     config = experiment_config_from_dict(splits_config(2, 1, [1.0], [*methods, "ftd+dd"], extra))
     assert config.methods == (*methods, "ftd+dd", *extra.methods)
+    both_config = splits_config(2, 1, [1.0], methods, named)
+    assert experiment_config_from_dict(both_config).finetune_of("ft+dd_i5").interpolation == 0.5
     assert config.finetune_of("ftd+dd").date_dropout == 0.25  # real.yaml's own variant
     assert config.finetune_of("ri+e60").epochs == 60 and config.finetune_of("ri").epochs == 20
     assert config.finetune_of("ft+d1").distillation == 1.0
