@@ -489,8 +489,13 @@ def test_worker_processes_compute_the_same_results(tiny_run, tmp_path, monkeypat
 
 def test_config_errors_name_the_file_and_key(tmp_path):
     bad = dict(TINY, learning_rate=0.1)
-    with pytest.raises(ConfigError, match=r"experiment.yaml: learning_rate: unknown key"):
+    with pytest.raises(ConfigError, match=r"experiment.yaml: learning_rate: unknown key$"):
         load_experiment_config(write_config(tmp_path, bad))
+    # A misspelt key is named first, with the key it meant, not the "missing" key it leaves.
+    misspelt = {("regionz" if key == "regions" else key): value for key, value in TINY.items()}
+    with pytest.raises(ConfigError) as err:
+        load_experiment_config(write_config(tmp_path, misspelt))
+    assert err.value.problem == "regionz: unknown key, did you mean 'regions'? (and 1 more)"
     bad = dict(TINY, methods=["rf", "fancy"])
     with pytest.raises(ConfigError, match="unknown method 'fancy'"):
         load_experiment_config(write_config(tmp_path, bad))

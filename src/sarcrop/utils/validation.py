@@ -3,6 +3,7 @@ and the YAML files that ship inside the package."""
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,30 @@ from sarcrop.errors import ConfigError
 def config_error(
     exc: ValidationError, path: str | Path | None, *, unknown: str = "unknown key"
 ) -> ConfigError:
-    """``<file>: <dotted.key>: <problem> (and N more)`` for the first problem pydantic found."""
-    error = exc.errors()[0]
+    """``<file>: <dotted.key>: <problem> (and N more)`` for the first problem pydantic found,
+    an unknown key first: a misspelt key also leaves the key it meant missing, and the
+    misspelling is the problem to name (with the missing key it is closest to)."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    error = errors[0]
     where = ".".join(str(part) for part in error["loc"]) or "config"
     message = unknown if error["type"] == "extra_forbidden" else error["msg"]
     message = message.removeprefix("Value error, ")  # pydantic's prefix to a validator's own
+    if error["type"] == "extra_forbidden":
+        message += _meant(error, errors)
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return ConfigError(f"{where}: {message}{more}", path)
+
+
+def _meant(extra: Any, errors: list[Any]) -> str:
+    """``, did you mean 'regions'?`` where a missing key beside the unknown one is close to it."""
+    parent = tuple(extra["loc"][:-1])
+    missing = [
+        str(e["loc"][-1])
+        for e in errors
+        if e["type"] == "missing" and e["loc"] and tuple(e["loc"][:-1]) == parent
+    ]
+    close = difflib.get_close_matches(str(extra["loc"][-1]), missing, n=1)
+    return f", did you mean {close[0]!r}?" if close else ""
 
 
 def read_yaml(path: Path, what: str) -> Any:
