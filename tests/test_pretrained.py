@@ -81,7 +81,12 @@ def test_cli_reports_unknown_names(
 ) -> None:
     args = ["finetune", "korea-rice", store, "--out", str(tmp_path / "run"), "--strategy", "ft"]
     assert main(args) == 2
-    assert f"shipped: {TYPES}, {NAME}, {EARLY}" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"shipped: {TYPES}, {NAME}, {EARLY}" in error and "did you mean" not in error
+    args[1] = NAME[:-1]  # a letter short
+    assert main(args) == 2
+    said = f"no pre-trained model named {NAME[:-1]!r}; did you mean {NAME!r}? shipped: "
+    assert said in capsys.readouterr().err
 
 
 def test_metadata_of_the_shipped_model() -> None:
