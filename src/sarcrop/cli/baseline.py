@@ -18,8 +18,8 @@ from sarcrop.cli.shared import (
     add_names,
     add_parcels,
     add_timesteps,
-    labels_line,
     print_by_parcel,
+    print_labels,
 )
 from sarcrop.options import BaselineOptions, add_flags, from_flags
 
@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
         f"{result.test_store} ({result.test_patches} test patches), {target}, "
         f"bands {'|'.join(result.bands)}"
     )
-    if result.label_subset and "parcels" in result.label_subset:
-        print(labels_line(result.label_subset))
+    print_labels(result.label_subset)
     if result.classes:
         from sarcrop.evaluation.metrics import format_class_table
 

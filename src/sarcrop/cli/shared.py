@@ -151,8 +151,7 @@ def run_training(
 
         selected = ThresholdChoice.from_dict(result.threshold).summary(config.threshold)
     print(f"model: {result.checkpoint}")
-    if result.label_subset and "parcels" in result.label_subset:
-        print(labels_line(result.label_subset))
+    print_labels(result.label_subset)
     if search:
         from sarcrop.training.search import SearchChoice
 
@@ -162,12 +161,15 @@ def run_training(
     return 0
 
 
-def labels_line(subset: dict[str, Any]) -> str:
-    """One line on the labels a few-label run learnt from, so that a user sees how few."""
-    return (
-        f"labels: {subset['parcels']} of the {subset['total_parcels']} labelled parcels of the "
-        f"{subset['split']} split ({subset['fraction']:.0%} chosen with seed {subset['seed']})"
-    )
+def print_labels(subset: dict[str, Any] | None) -> None:
+    """One line on the labels a few-label run learnt from, so that a user sees how few (a run
+    of every label records no parcels and says nothing)."""
+    if subset and "parcels" in subset:
+        print(
+            f"labels: {subset['parcels']} of the {subset['total_parcels']} labelled parcels of "
+            f"the {subset['split']} split ({subset['fraction']:.0%} chosen with seed "
+            f"{subset['seed']})"
+        )
 
 
 def add_parcels(parser: argparse.ArgumentParser) -> None:

@@ -447,13 +447,17 @@ def positive_indices(classes: Sequence[str], positive: Sequence[str] | str) -> l
     folded = {str(name).casefold(): i for i, name in enumerate(classes)}
     missing = [name for name in positive if name.casefold() not in folded]
     if missing:
-        raise InputDataError(
-            f"positive {'classes' if len(missing) > 1 else 'class'} "
-            f"{', '.join(map(repr, missing))} {'are' if len(missing) > 1 else 'is'} not in the "
-            "labels; "
-            f"classes present: {', '.join(classes)}"
-        )
+        raise InputDataError(_not_in_labels(missing, classes, "positive "))
     return sorted({folded[name.casefold()] for name in positive})
+
+
+def _not_in_labels(missing: Sequence[str], classes: Sequence[str], kind: str = "") -> str:
+    """``positive class 'x' is not in the labels; classes present: …`` (or classes … are)."""
+    many = len(missing) > 1
+    return (
+        f"{kind}{'classes' if many else 'class'} {', '.join(map(repr, missing))} "
+        f"{'are' if many else 'is'} not in the labels; classes present: {', '.join(classes)}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,11 +494,7 @@ def class_lookup(classes: Sequence[str], target: Sequence[str]) -> np.ndarray:
     named = [name for name in target if name.casefold() != OTHER]
     missing = [name for name in named if name.casefold() not in folded]
     if missing:
-        raise InputDataError(
-            f"{'classes' if len(missing) > 1 else 'class'} {', '.join(map(repr, missing))} "
-            f"{'are' if len(missing) > 1 else 'is'} not in the labels; "
-            f"classes present: {', '.join(classes)}"
-        )
+        raise InputDataError(_not_in_labels(missing, classes))
     table = np.full(len(classes) + 1, UNLABELLED, dtype=np.int64)
     position = {name.casefold(): k for k, name in enumerate(target)}
     if OTHER in position:

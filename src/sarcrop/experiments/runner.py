@@ -722,8 +722,7 @@ class ExperimentRunner:
         cut = {} if classes else {"threshold": method_thresholds(self.config)[method]}
         confusions = {t: empty_confusion(classes) for t in steps}
         for item in range(len(test)):
-            sample = test[item]
-            target, valid = sample["target"].numpy()[None], sample["valid"].numpy()[None]
+            target, valid = (part[None] for part in test.target(item))  # no image read
             for at_t, confusion in zip(maps, confusions.values(), strict=True):
                 confusion.update(at_t[item][None], target, valid, **cut)
         early = {str(t): confusion.as_dict() for t, confusion in confusions.items()}

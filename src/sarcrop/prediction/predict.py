@@ -557,14 +557,14 @@ def predict_map(
     for each in specs:
         name = Path(each.checkpoint).name or "the model"
         warn_season_cut_short(name, each.early_seasons, steps, each.season.steps)
-    stack = restrict(stack, season_until(spec.season, steps))
+    observed = season_until(spec.season, steps)
+    stack = restrict(stack, observed)
     if not stack.acquisitions:
         raise InputDataError(
-            f"no acquisition between {spec.season.start} and "
-            f"{season_until(spec.season, steps).end}",
+            f"no acquisition between {observed.start} and {observed.end}",
             stack.description or None,
         )
-    warn_empty_periods(stack, season_until(spec.season, steps), "--season-start and --until")
+    warn_empty_periods(stack, observed, "--season-start and --until")
     grid = stack.grid
     windows = window_sizes(windows, specs, execution)
     batch_size = int(windows.batch_size or 1)

@@ -7,11 +7,11 @@ card ``NAME.md`` next to it: what it was trained on, its inputs and its measured
 
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 from pathlib import Path
 
 from sarcrop.errors import CheckpointError
+from sarcrop.utils.validation import did_you_mean
 
 SUFFIX = ".safetensors"
 
@@ -26,10 +26,10 @@ def path(name: str) -> Path:
     """The file of the shipped checkpoint ``name``; a one-line error lists the names if absent."""
     names = available()
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        meant = f"did you mean {close[0]!r}? " if close else ""
+        meant = did_you_mean(name, names)
         raise CheckpointError(
-            f"no pre-trained model named {name!r}; {meant}shipped: {', '.join(names) or 'none'}"
+            f"no pre-trained model named {name!r}; {meant}{' ' if meant else ''}shipped: "
+            f"{', '.join(names) or 'none'}"
         )
     return Path(str(resources.files(__name__) / f"{name}{SUFFIX}"))
 

@@ -963,11 +963,7 @@ def finetune(
     checkpoint = pretrained.resolve(checkpoint)
     parent_meta = read_metadata(checkpoint)
     store = _open_store(store)
-    if store.steps != parent_meta.time_steps:
-        raise CheckpointError(
-            f"model has {parent_meta.time_steps} time steps, store {store.path} has {store.steps}",
-            checkpoint,
-        )
+    _check_season_length(parent_meta, store, checkpoint)
     bands = [b.upper() for b in bands] if bands else list(parent_meta.bands)
     missing = [b for b in bands if b not in store.bands]
     if missing:
@@ -1349,13 +1345,17 @@ def model_to_score(
         )
     if positive:
         model, meta = one_crop_view(model, meta, positive, checkpoint)
-    store = _open_store(store)
+    _check_season_length(meta, _open_store(store), checkpoint)
+    return model, meta
+
+
+def _check_season_length(meta: CheckpointMetadata, store: Any, checkpoint: str | Path) -> None:
+    """Refuse a store of another number of composites than the model reads."""
     if store.steps != meta.time_steps:
         raise CheckpointError(
             f"model has {meta.time_steps} time steps, store {store.path} has {store.steps}",
             checkpoint,
         )
-    return model, meta
 
 
 def evaluate(
@@ -1397,7 +1397,7 @@ def evaluate(
 
     reuse_freed_memory()
     checkpoint = pretrained.resolve(checkpoint)
-    model, meta = model_to_score(checkpoint, store, positive)
+    model, meta = model_to_score(checkpoint, store, positive)  # the checkpoint's errors first
     store = _open_store(store)
     steps = meta.time_steps
     wanted = timestep_list(timesteps, steps)

@@ -4,6 +4,7 @@ and the YAML files that ship inside the package."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,14 @@ def _meant(extra: Any, errors: list[Any]) -> str:
         for e in errors
         if e["type"] == "missing" and e["loc"] and tuple(e["loc"][:-1]) == parent
     ]
-    close = difflib.get_close_matches(str(extra["loc"][-1]), missing, n=1)
-    return f", did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(str(extra["loc"][-1]), missing)
+    return f", {hint}" if hint else ""
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """``did you mean 'x'?`` for the choice closest to a misspelt ``word``; empty if none is."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"did you mean {close[0]!r}?" if close else ""
 
 
 def read_yaml(path: Path, what: str) -> Any:
