@@ -1,0 +1,118 @@
+"""Every ``sarcrop`` command line in the README, the docs and the model cards parses with the CLI.
+
+A renamed or removed option otherwise lives on in the docs until a user types it. The command
+lines are read from the fenced code blocks, as a user copies them: backslash continuations
+joined, trailing comments dropped, shell variables (``$s``, ``"$D/geotiff/..."``) standing for
+any value. An option in brackets (``[--timesteps 4]``) is optional: the line must parse without
+it and with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from sarcrop.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "src" / "sarcrop" / "pretrained").glob("*.md")),
+]
+FENCED = re.compile(r"^```[\w-]*\n(.*?)^```", re.S | re.M)
+OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
+OUTPUT = re.compile(r"^sarcrop \w+:")  # a message the CLI printed, not a command
+
+
+def command_lines(document: Path) -> list[str]:
+    """The ``sarcrop …`` lines of the document's fenced code blocks, continuations joined."""
+    lines = []
+    for block in FENCED.findall(document.read_text(encoding="utf-8")):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip().removeprefix("$ ")
+            if line.startswith("sarcrop ") and not OUTPUT.match(line):
+                lines.append(re.split(r"\s#", line)[0].strip())
+    return lines
+
+
+def variants(line: str) -> list[str]:
+    """The line without its optional options, and with them."""
+    without = OPTIONAL.sub("", line)
+    with_options = OPTIONAL.sub(lambda m: m[1] if m[1].lstrip().startswith("-") else "", line)
+    return [without, with_options]
+
+
+def arguments(line: str) -> list[str]:
+    """The line's arguments after ``sarcrop``, with each shell variable read as ``0``."""
+    line = re.sub(r"\$\{?\w+\}?", "0", line)
+    return shlex.split(line)[1:]
+
+
+def without_abbreviations(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The parser and its subcommands' parsers taking whole option names only: a documented
+    abbreviation breaks as soon as another option starts the same way."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                without_abbreviations(subparser)
+    return parser
+
+
+def parse_error(argv: list[str]) -> str | None:
+    """argparse's message for ``argv``, or None where it parses."""
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages), contextlib.redirect_stdout(io.StringIO()):
+            without_abbreviations(build_parser()).parse_args(argv)
+    except SystemExit as stop:
+        if stop.code:
+            return messages.getvalue().strip().splitlines()[-1]
+    return None
+
+
+DOCUMENTED = [
+    pytest.param(line, id=f"{document.name}:{number}")
+    for document in DOCUMENTS
+    for number, line in enumerate(command_lines(document))
+]
+
+
+def test_the_docs_show_commands_of_every_kind() -> None:
+    """The reader finds the command lines (a broken reader would make the next test vacuous)."""
+    commands = {arguments(variants(line)[0])[0] for line in (p.values[0] for p in DOCUMENTED)}
+    assert len(DOCUMENTED) > 100
+    assert {"prepare", "finetune", "evaluate", "baseline", "predict", "assess"} <= commands
+
+
+@pytest.mark.parametrize("line", DOCUMENTED)
+def test_a_documented_command_parses(line: str) -> None:
+    for variant in variants(line):
+        error = parse_error(arguments(variant))
+        assert error is None, f"{variant}: {error}"
+
+
+def test_a_stale_option_is_caught() -> None:
+    assert parse_error(arguments("sarcrop train store.zarr --out run --epochs 3")) is None
+    for stale in ("--epoch", "--epochz"):
+        message = parse_error(arguments(f"sarcrop train store.zarr --out run {stale} 3"))
+        assert f"unrecognized arguments: {stale}" in str(message)
+    assert variants("sarcrop predict m --images d --out o.tif [--timesteps 4] [x]") == [
+        "sarcrop predict m --images d --out o.tif  ",
+        "sarcrop predict m --images d --out o.tif --timesteps 4 ",
+    ]
+    assert arguments('sarcrop simulate europe --out "$D/europe${s}" --seed $s') == [
+        "simulate",
+        "europe",
+        "--out",
+        "0/europe0",
+        "--seed",
+        "0",
+    ]
