@@ -1,6 +1,8 @@
-"""Every ``sarcrop`` command line in the README, the docs and the model cards parses with the CLI.
+"""The docs against the code: command lines that parse, settings blocks that are the defaults.
 
-A renamed or removed option otherwise lives on in the docs until a user types it. The command
+A renamed or removed option otherwise lives on in the docs until a user types it. Every
+``sarcrop`` command line in the README, the docs and the model cards must parse with the CLI; the
+command
 lines are read from the fenced code blocks, as a user copies them: backslash continuations
 joined, trailing comments dropped, shell variables (``$s``, ``"$D/geotiff/..."``) standing for
 any value. An option in brackets (``[--timesteps 4]``) is optional: the line must parse without
@@ -17,8 +19,11 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sarcrop.cli import build_parser
+from sarcrop.options import BaselineOptions
+from sarcrop.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [
@@ -116,3 +121,30 @@ def test_a_stale_option_is_caught() -> None:
         "--seed",
         "0",
     ]
+
+
+def yaml_blocks(document: Path) -> list[dict]:
+    """The mappings of the document's fenced YAML blocks."""
+    text = document.read_text(encoding="utf-8")
+    return [
+        yaml.safe_load(block) for block in re.findall(r"^```yaml\n(.*?)^```", text, re.S | re.M)
+    ]
+
+
+def settings_block(*keys: str) -> dict:
+    """docs/training.md's one YAML block that sets all of ``keys``."""
+    found = [b for b in yaml_blocks(ROOT / "docs" / "training.md") if set(keys) <= set(b)]
+    assert len(found) == 1, f"{len(found)} blocks of docs/training.md set {keys}"
+    return found[0]
+
+
+def test_the_documented_training_settings_are_every_field_at_its_default() -> None:
+    block = settings_block("epochs", "batch_size", "lr")
+    assert set(block) == set(TrainConfig.model_fields)
+    assert TrainConfig(**block) == TrainConfig()
+
+
+def test_the_documented_forest_settings_are_every_option_at_its_default() -> None:
+    block = settings_block("n_estimators", "max_samples_per_class")
+    assert set(block) == set(BaselineOptions.model_fields)
+    assert BaselineOptions(**block) == BaselineOptions()
