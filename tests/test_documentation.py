@@ -1,7 +1,9 @@
 """The docs against the code: command lines that parse, settings blocks that are the defaults.
 
 A renamed or removed option otherwise lives on in the docs until a user types it. Every
-``sarcrop`` command line in the README, the docs and the model cards must parse with the CLI; the
+``sarcrop`` command line in the README, the docs and the model cards must parse with the CLI,
+every name their Python examples import from sarcrop must exist and take the keywords they pass,
+and the settings blocks of docs/training.md must list every field at its default. The
 command
 lines are read from the fenced code blocks, as a user copies them: backslash continuations
 joined, trailing comments dropped, shell variables (``$s``, ``"$D/geotiff/..."``) standing for
@@ -12,7 +14,10 @@ it and with it.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import importlib
+import inspect
 import io
 import re
 import shlex
@@ -148,3 +153,65 @@ def test_the_documented_forest_settings_are_every_option_at_its_default() -> Non
     block = settings_block("n_estimators", "max_samples_per_class")
     assert set(block) == set(BaselineOptions.model_fields)
     assert BaselineOptions(**block) == BaselineOptions()
+
+
+# Keywords a config takes besides its fields: expanded by a validator before the fields are read.
+EXPANDED = {"TrainConfig": {"recipe"}}
+
+
+def python_blocks() -> list[pytest.param]:
+    return [
+        pytest.param(block, id=f"{document.name}:{number}")
+        for document in DOCUMENTS
+        for number, block in enumerate(
+            re.findall(r"^```python\n(.*?)^```", document.read_text(encoding="utf-8"), re.S | re.M)
+        )
+    ]
+
+
+def imported(tree: ast.AST) -> dict[str, object]:
+    """Name → object of everything the code imports from sarcrop (an AttributeError where a
+    name is gone)."""
+    names: dict[str, object] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sarcrop"):
+            module = importlib.import_module(str(node.module))
+            for alias in node.names:
+                names[alias.asname or alias.name] = getattr(module, alias.name)
+    return names
+
+
+def unknown_keywords(tree: ast.AST) -> list[str]:
+    """``name(keyword=…)`` calls of imported sarcrop callables whose keyword it does not take."""
+    names = imported(tree)
+    unknown = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        target = names.get(node.func.id)
+        if target is None or not callable(target):
+            continue
+        parameters = inspect.signature(target).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        taken = set(parameters) | EXPANDED.get(node.func.id, set())
+        unknown += [f"{node.func.id}({k.arg}=)" for k in node.keywords if k.arg not in taken]
+    return unknown
+
+
+def test_the_docs_show_python_examples() -> None:
+    blocks = [ast.parse(p.values[0]) for p in python_blocks()]
+    assert len(blocks) > 10
+    assert sum(len(imported(tree)) for tree in blocks) > 30
+
+
+@pytest.mark.parametrize("block", python_blocks())
+def test_a_documented_python_example_imports_and_calls_what_exists(block: str) -> None:
+    assert unknown_keywords(ast.parse(block)) == []
+
+
+def test_a_renamed_keyword_or_name_is_caught() -> None:
+    code = "from sarcrop.training import evaluate\nevaluate('m', 's', splt='test')"
+    assert unknown_keywords(ast.parse(code)) == ["evaluate(splt=)"]
+    with pytest.raises(AttributeError):
+        imported(ast.parse("from sarcrop.training import evaluat"))
