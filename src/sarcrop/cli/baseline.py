@@ -21,6 +21,7 @@ from sarcrop.cli.shared import (
     print_by_parcel,
     print_labels,
 )
+from sarcrop.errors import ConfigError
 from sarcrop.options import BaselineOptions, add_flags, from_flags
 
 
@@ -50,11 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, help="write the metrics, intervals and parcels as JSON here"
     )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        metavar="MODEL",
+        help="write the fitted forest as a checkpoint (.safetensors) that predict and evaluate "
+        "take as they take a network's",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from sarcrop.evaluation.baseline import run_baseline
-    from sarcrop.evaluation.feature_forest import run_feature_forest
+    from sarcrop.evaluation.feature_forest import NOT_SAVED, run_feature_forest
     from sarcrop.evaluation.metrics import write_metrics_json
 
     common: dict[str, Any] = {
@@ -65,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         "jobs": args.jobs,
     }
     options = from_flags(BaselineOptions, args)
+    if args.save is not None and args.features is not None:
+        raise ConfigError(f"--save: {NOT_SAVED}; leave out --features")
     if args.features is None:
         result = run_baseline(args.store, options, **common)
         on = ""
@@ -92,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_metrics_json(args.out, record)
         print(f"wrote {args.out}")
+    if args.save is not None:
+        print(f"forest: {result.save(args.save)} (sarcrop predict and evaluate take it)")
     return 0
 
 

@@ -728,6 +728,47 @@ class BaselineResult:
             predicted = np.where(np.isfinite(prob), prob >= self.options.threshold, NO_PREDICTION)
         return evaluation_by_parcel(self.test_set(), predicted)
 
+    def save(self, path: str | Path) -> Path:
+        """Write the forest as a checkpoint (safetensors, never pickled) that ``predict`` and
+        ``evaluate`` take as they take a network's: its trees (:class:`~sarcrop.models.forest.
+        TreeEnsemble`) with the bands, season, scaling, classes and learnt ground of its
+        store, written atomically."""
+        from sarcrop.data.split import learnt_ground
+        from sarcrop.data.store import DatasetStore
+        from sarcrop.models.forest import TreeEnsemble
+        from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
+
+        store = DatasetStore(self.store)
+        classes = len(self.classes) if self.classes else 2
+        trees = TreeEnsemble.from_forest(
+            self.model.estimator_, len(self.bands), self.steps, classes
+        )
+        options = self.options
+        metadata = CheckpointMetadata(
+            architecture=TreeEnsemble.name,
+            options=trees.options,
+            bands=list(self.bands),
+            time_steps=self.steps,
+            season=store.season.to_dict(),
+            normalization=dict(self.normalization),
+            normalization_source=f"train split of {store.path}",
+            positive=list(self.positive),
+            classes=list(store.classes),
+            target_classes=self.classes,
+            region=store.metadata.region,
+            year=store.metadata.year,
+            composite=store.metadata.source.get("composite"),
+            training={
+                "method": "random_forest",
+                "config": {"threshold": options.threshold, "early_season": options.early_season},
+                "options": options.model_dump(),
+                "training_pixels": dict(self.model.n_samples_per_class_),
+                "label_subset": self.label_subset or {"fraction": 1.0},
+                "ground": learnt_ground(store),
+            },
+        )
+        return save_checkpoint(path, trees, metadata)
+
     def to_dict(self) -> dict[str, Any]:
         """The run's record; ``sarcrop baseline --out`` writes it with :meth:`by_parcel`'s."""
         record: dict[str, Any] = {

@@ -60,6 +60,10 @@ if TYPE_CHECKING:
 LAYER = "decoder.head input"
 DESIGN = {"layer": LAYER, "network_bands": "its own where present, else Eq. 3"}
 """What the features are (in results and the experiments' cache keys: change it with them)."""
+NOT_SAVED = (
+    "a forest on a network's features cannot be saved as a model to map with: its input is "
+    "the network's features, not the series"
+)
 
 
 class FeatureExtractor:
@@ -135,6 +139,10 @@ class FeatureForestResult(BaselineResult):
     feature_width: int = 0
     network_bands: list[str] | None = None
 
+    def save(self, path: str | Path) -> Path:
+        """Refused: a map from this forest needs the network's features beside it."""
+        raise ConfigError(f"{NOT_SAVED}; save the forest of run_baseline")
+
     def probabilities(self, timesteps: int | None = None) -> np.ndarray:
         """As :meth:`BaselineResult.probabilities`, from the features of the input cut to
         ``timesteps`` composites."""
@@ -184,11 +192,12 @@ def load_extractor(
     from sarcrop import pretrained
     from sarcrop.models import SegmentationModel, adapt_input_bands
     from sarcrop.training.api import _transfer_normalization
-    from sarcrop.training.checkpoint import load_checkpoint, read_metadata
+    from sarcrop.training.checkpoint import load_checkpoint, read_metadata, require_network
     from sarcrop.training.config import TrainConfig
 
     path = pretrained.resolve(checkpoint)
     meta = read_metadata(path)
+    require_network(meta, path, "take features from")
     if store.steps != meta.time_steps:
         raise InputDataError(
             f"model {path} has {meta.time_steps} time steps, the store {store.steps}", store.path

@@ -30,6 +30,7 @@ from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.data.season import Season
 from sarcrop.errors import CheckpointError, SarcropError
+from sarcrop.models.forest import TreeEnsemble
 from sarcrop.options import Engine, Precision, SceneOptions
 from sarcrop.prediction.onnx_export import OnnxModel
 from sarcrop.prediction.windows import WindowLayout
@@ -174,6 +175,22 @@ class ModelSpec:
         return digest.hexdigest()
 
 
+def check_forests(specs: Sequence[ModelSpec], engine: str, positive: Sequence[str] | None) -> None:
+    """A forest (``sarcrop baseline --save``) maps with the torch engine, every class of it."""
+    for spec in specs:
+        if spec.architecture != TreeEnsemble.name:
+            continue
+        if engine == "onnx":
+            problem = "the onnx engine runs networks; map a forest with --engine torch"
+            raise CheckpointError(problem, spec.checkpoint)
+        if positive and spec.classes:
+            problem = (
+                "--positive reads a network's crop-type head for some of its classes; a "
+                "crop-type forest maps all of them (leave out --positive)"
+            )
+            raise CheckpointError(problem, spec.checkpoint)
+
+
 def check_compatible(specs: Sequence[ModelSpec]) -> None:
     """Models averaged into one map are fed one composite: they must read the same inputs."""
     first = specs[0]
@@ -252,9 +269,10 @@ class BlockResult:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """Where ``model``'s weights are (the cpu for a model without any)."""
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
+    """Where ``model``'s weights are, or its buffers (a forest's trees); the cpu for a model
+    without either."""
+    tensor = next(iter(model.parameters()), next(iter(model.buffers()), None))
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def check_device(device: str) -> None:

@@ -57,6 +57,7 @@ from sarcrop.training.checkpoint import (
     file_sha256,
     load_checkpoint,
     read_metadata,
+    require_network,
     save_checkpoint,
     warn_season_cut_short,
 )
@@ -962,6 +963,7 @@ def finetune(
         raise ConfigError("fine-tuning learns the target's labels: objective must be segment")
     checkpoint = pretrained.resolve(checkpoint)
     parent_meta = read_metadata(checkpoint)
+    require_network(parent_meta, checkpoint, "fine-tune")
     store = _open_store(store)
     _check_season_length(parent_meta, store, checkpoint)
     bands = [b.upper() for b in bands] if bands else list(parent_meta.bands)

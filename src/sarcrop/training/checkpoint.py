@@ -31,6 +31,7 @@ from torch import nn
 
 from sarcrop import __version__
 from sarcrop.errors import CheckpointError
+from sarcrop.models.forest import TreeEnsemble
 from sarcrop.utils.atomic import atomic_path
 
 FORMAT_VERSION = 1
@@ -108,15 +109,18 @@ class CheckpointMetadata(BaseModel):
 
     def learnt_early_seasons(self) -> bool | None:
         """Whether this model, or a model it was fine-tuned from, trained on seasons cut short
-        (ordered or random batch types, or date dropout), so that a map from the first
-        composites, the later ones zero-padded, is an input it learnt. A model trained on full
-        seasons alone maps nothing early (docs/results.md, "Early-season maps on real data").
+        (ordered or random batch types, date dropout, or a forest's zero-padded copies), so
+        that a map from the first composites, the later ones zero-padded, is an input it
+        learnt. A model trained on full seasons alone maps nothing early (docs/results.md,
+        "Early-season maps on real data").
         None where the record does not say."""
         config = self.training.get("config")
         if not isinstance(config, dict):
             return None
         if config.get("ordering", "full") != "full" or float(config.get("date_dropout") or 0) > 0:
             return True
+        if "early_season" in config:  # a forest: with or without zero-padded copies
+            return bool(config["early_season"])
         if self.parent is None or self.strategy == "ri":  # RI keeps no weight of its parent
             return False
         inherited = self.parent.get("early_seasons")
@@ -135,7 +139,8 @@ def warn_season_cut_short(name: str, learnt: bool | None, observed: int, steps: 
             f"{name} was trained on full seasons only, so the first {observed} of {steps} "
             "composites with the rest zero-padded are an input it never learnt, and its map may "
             "be empty; for in-season maps use a model trained with ordering: chronological or "
-            "date_dropout, such as the shipped europe-maize-early",
+            "date_dropout, such as the shipped europe-maize-early (a forest: fitted without "
+            "--no-early-season)",
             stacklevel=3,
         )
 
@@ -211,10 +216,24 @@ def read_metadata(path: str | Path) -> CheckpointMetadata:
         raise CheckpointError(f"invalid sarcrop metadata: {where}: {error['msg']}", path) from None
 
 
+def require_network(metadata: CheckpointMetadata, path: str | Path, use: str) -> None:
+    """Refuse a forest's checkpoint where a network's layers are needed (``use``: what for)."""
+    if metadata.architecture == TreeEnsemble.name:
+        raise CheckpointError(
+            f"a Random Forest (sarcrop baseline --save) has no network layers to {use}; it "
+            "maps with predict and is scored with evaluate",
+            path,
+        )
+
+
 def default_builder(metadata: CheckpointMetadata) -> nn.Module:
-    """Rebuild the architecture a checkpoint names with sarcrop's model registry."""
+    """Rebuild the architecture a checkpoint names with sarcrop's model registry (or the
+    forest of ``sarcrop baseline --save``)."""
     from sarcrop.models import build_model
 
+    if metadata.architecture == TreeEnsemble.name:
+        options = {k: v for k, v in metadata.options.items() if k != "out_channels"}
+        return TreeEnsemble(len(metadata.bands), metadata.time_steps, **options)
     return build_model(
         metadata.architecture, len(metadata.bands), metadata.time_steps, **metadata.options
     )

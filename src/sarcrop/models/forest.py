@@ -1,0 +1,223 @@
+"""A fitted Random Forest as a PyTorch module, so that the forest maps like a network.
+
+On a location's own fields the per-pixel forest is often the best method (docs/results.md),
+yet a scikit-learn estimator cannot go where a network's checkpoint goes: ``predict``'s
+streaming windows, Dask workers, ``evaluate``, ``--models`` averaging. Stored as plain arrays
+in a safetensors checkpoint (never pickled), the trees are walked here tree by tree, every
+pixel one level down per step, with NumPy on the CPU (its gathers from a tree's small arrays
+were 6× faster than PyTorch's here); inputs on another device come back there.
+
+Features of a pixel are the forest baseline's: its ``T × B`` normalised composite values,
+time-major (feature ``t * B + b``, :func:`sarcrop.evaluation.baseline.pixels_from_patches`).
+A pixel goes to a node's left child where its feature is at most the node's threshold, as in
+scikit-learn. Features are float32 and scikit-learn's thresholds float64; each threshold is
+stored as the largest float32 not above it, for which ``x <= threshold`` holds for exactly the
+same float32 ``x``, so the leaves reached are scikit-learn's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sarcrop.errors import ConfigError, InputDataError
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import RandomForestClassifier
+
+MIN_PIXELS_PER_THREAD = 4096  # below this a thread costs more than it saves
+LEAF_CHECK = 8  # levels between checks whether every pixel has reached a leaf
+LOGIT_FLOOR = 1e-7  # probabilities 0 and 1 as finite logits (sigmoid gives them back)
+
+
+class TreeEnsemble(nn.Module):
+    """``(batch, time, bands, H, W)`` → logits ``(batch, out_channels, H, W)`` of a forest.
+
+    One logit (the positive class's log-odds) for a forest of two classes, else the log of each
+    class's probability, so that sigmoid or softmax gives the forest's probabilities back.
+    Shorter series are zero-padded at the end to ``time_steps``, the input the forest learnt
+    for early-season maps. The buffers hold every tree's nodes in one array: ``left``/``right``
+    children (a leaf points at itself), the ``feature`` and ``threshold`` of each split, the
+    class probabilities of each node (``value``) and each tree's first node (``roots``).
+    """
+
+    name: ClassVar[str] = "random_forest"  # a checkpoint's architecture
+    left: Tensor
+    right: Tensor
+    feature: Tensor
+    threshold: Tensor
+    value: Tensor
+    roots: Tensor
+
+    def __init__(
+        self,
+        in_bands: int,
+        time_steps: int,
+        *,
+        trees: int,
+        nodes: int,
+        depth: int,
+        classes: int = 2,
+    ) -> None:
+        super().__init__()
+        if min(in_bands, time_steps, trees, nodes) < 1 or depth < 0 or classes < 2:
+            raise ConfigError(
+                f"a forest needs positive sizes and 2 or more classes, got in_bands={in_bands}, "
+                f"time_steps={time_steps}, trees={trees}, nodes={nodes}, depth={depth}, "
+                f"classes={classes}"
+            )
+        self.in_bands, self.time_steps = int(in_bands), int(time_steps)
+        self.depth, self.classes = int(depth), int(classes)
+        self.options: dict[str, Any] = {
+            "trees": int(trees),
+            "nodes": int(nodes),
+            "depth": self.depth,
+            "classes": self.classes,
+            "out_channels": 1 if self.classes == 2 else self.classes,
+        }
+        self.register_buffer("left", torch.zeros(nodes, dtype=torch.int64))
+        self.register_buffer("right", torch.zeros(nodes, dtype=torch.int64))
+        self.register_buffer("feature", torch.zeros(nodes, dtype=torch.int64))
+        self.register_buffer("threshold", torch.zeros(nodes, dtype=torch.float32))
+        self.register_buffer("value", torch.zeros(nodes, classes, dtype=torch.float64))
+        self.register_buffer("roots", torch.zeros(trees, dtype=torch.int64))
+
+    @classmethod
+    def from_forest(
+        cls, forest: RandomForestClassifier, in_bands: int, time_steps: int, classes: int
+    ) -> TreeEnsemble:
+        """The trees of a fitted scikit-learn forest whose labels are ``0..classes-1``."""
+        left, right, feature, threshold, value, roots = [], [], [], [], [], []
+        offset, depth = 0, 0
+        for tree in (estimator.tree_ for estimator in forest.estimators_):
+            own = np.arange(tree.node_count)
+            leaf = tree.children_left < 0
+            left.append(np.where(leaf, own, tree.children_left) + offset)
+            right.append(np.where(leaf, own, tree.children_right) + offset)
+            feature.append(np.where(leaf, 0, tree.feature))
+            threshold.append(tree.threshold)
+            counts = tree.value[:, 0, :]  # (nodes, classes seen in training)
+            share = np.zeros((tree.node_count, classes))
+            share[:, forest.classes_.astype(int)] = counts / counts.sum(axis=1, keepdims=True)
+            value.append(share)
+            roots.append(offset)
+            offset += tree.node_count
+            depth = max(depth, int(tree.max_depth))
+        model = cls(
+            in_bands, time_steps, trees=len(roots), nodes=offset, depth=depth, classes=classes
+        )
+        model.load_state_dict(
+            {
+                "left": torch.from_numpy(np.concatenate(left).astype(np.int64)),
+                "right": torch.from_numpy(np.concatenate(right).astype(np.int64)),
+                "feature": torch.from_numpy(np.concatenate(feature).astype(np.int64)),
+                "threshold": torch.from_numpy(float32_at_most(np.concatenate(threshold))),
+                "value": torch.from_numpy(np.concatenate(value).astype(np.float64)),
+                "roots": torch.tensor(roots, dtype=torch.int64),
+            }
+        )
+        return model.eval()
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """Load, then check that every node index and feature lies inside the forest: a file
+        that points elsewhere is refused, not read out of bounds."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        nodes, features = len(self.left), self.in_bands * self.time_steps
+        for name, limit in (("left", nodes), ("right", nodes), ("roots", nodes)):
+            index = getattr(self, name)
+            if int(index.min()) < 0 or int(index.max()) >= limit:
+                raise RuntimeError(f"{name} holds node indices outside 0..{limit - 1}")
+        if int(self.feature.min()) < 0 or int(self.feature.max()) >= features:
+            raise RuntimeError(f"feature holds indices outside 0..{features - 1}")
+        return result
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 5:
+            raise InputDataError(
+                f"model input must be (batch, time, bands, H, W), got shape {tuple(x.shape)}"
+            )
+        batch, steps, bands, height, width = x.shape
+        if bands != self.in_bands or not 1 <= steps <= self.time_steps:
+            raise InputDataError(
+                f"the forest expects 1 to {self.time_steps} time steps of {self.in_bands} "
+                f"bands, got {steps} of {bands}"
+            )
+        x = F.pad(x.detach().float(), (0, 0, 0, 0, 0, 0, 0, self.time_steps - steps))
+        pixels = x.permute(0, 3, 4, 1, 2).reshape(-1, self.time_steps * bands)
+        prob = torch.from_numpy(self.threaded(pixels.cpu().numpy())).to(x.device)
+        prob = prob.clamp(LOGIT_FLOOR, 1 - LOGIT_FLOOR)
+        logits = torch.logit(prob[:, 1:]) if self.classes == 2 else prob.log()
+        return logits.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+
+    def threaded(self, pixels: np.ndarray) -> np.ndarray:
+        """:meth:`probabilities` with the pixels shared among ``torch.get_num_threads()``
+        threads (NumPy's gathers release the GIL); each pixel's sum is the same whatever the
+        number of threads."""
+        threads = min(torch.get_num_threads(), -(-len(pixels) // MIN_PIXELS_PER_THREAD))
+        if threads <= 1:
+            return self.probabilities(pixels)
+        with ThreadPoolExecutor(threads) as pool:
+            return np.concatenate(
+                list(pool.map(self.probabilities, np.array_split(pixels, threads)))
+            )
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """The forest's class probabilities ``(n, classes)`` of pixel features ``(n, F)``:
+        the mean over trees of the class shares at the leaf each tree sends the pixel to.
+
+        Every few levels the pixels that reached a leaf stop walking, so that a deep branch
+        costs only the pixels that go down it.
+        """
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        count, width = pixels.shape
+        flat = pixels.reshape(-1)
+        left, right, feature, threshold, value, roots = (
+            buffer.cpu().numpy()
+            for buffer in (
+                self.left,
+                self.right,
+                self.feature,
+                self.threshold,
+                self.value,
+                self.roots,
+            )
+        )
+        ends = [*roots[1:], len(left)]
+        total = np.zeros((count, self.classes))
+        for first, end in zip(roots, ends, strict=True):
+            tree = slice(first, end)  # a tree's own nodes, indexed from its first
+            below, above = left[tree] - first, right[tree] - first
+            children = np.stack([above, below], axis=1).ravel()  # node n: 2n right, 2n + 1 left
+            leaf = below == np.arange(end - first)
+            feature_of, threshold_of = feature[tree], threshold[tree]
+            node = np.zeros(count, dtype=np.int64)  # where each pixel ended
+            walking, at, starts = np.arange(count), node, np.arange(count) * width
+            for level in range(1, self.depth + 1):
+                goes_left = flat[starts + feature_of[at]] <= threshold_of[at]
+                at = children[2 * at + goes_left]
+                if level % LEAF_CHECK == 0:
+                    going = ~leaf[at]
+                    node[walking[~going]] = at[~going]
+                    walking, at, starts = walking[going], at[going], starts[going]
+                    if not len(walking):
+                        break
+            node[walking] = at
+            total += value[tree][node]
+        return (total / len(roots)).astype(np.float32)
+
+
+def float32_at_most(thresholds: np.ndarray) -> np.ndarray:
+    """The largest float32 not above each float64 threshold: for any float32 ``x``,
+    ``x <= result`` exactly where ``x <= threshold``."""
+    nearest = thresholds.astype(np.float32)
+    above = nearest.astype(np.float64) > thresholds
+    nearest[above] = np.nextafter(nearest[above], np.float32(-np.inf))
+    return nearest

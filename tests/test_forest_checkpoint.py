@@ -1,0 +1,187 @@
+"""The Random Forest saved as a checkpoint: it maps with ``predict`` and is scored by ``evaluate``
+as the forest of ``sarcrop baseline`` scores, tree for tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from sarcrop.cli import main
+from sarcrop.data.prepare import prepare_region
+from sarcrop.data.simulate import simulate_region
+from sarcrop.data.store import DatasetStore
+from sarcrop.errors import CheckpointError, ConfigError, SarcropError
+from sarcrop.evaluation.baseline import (
+    RandomForestBaseline,
+    predict_proba_patches,
+    run_baseline,
+)
+from sarcrop.evaluation.feature_forest import run_feature_forest
+from sarcrop.models.forest import TreeEnsemble, float32_at_most
+from sarcrop.options import BaselineOptions, ExecutionOptions, TilingOptions
+from sarcrop.prediction import predict_map
+from sarcrop.training import evaluate, finetune
+from sarcrop.training.checkpoint import load_checkpoint, read_metadata
+
+STEPS, BANDS = 8, 2
+OPTIONS = BaselineOptions(n_estimators=20, max_samples_per_class=3000)
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A simulated region and its store of 16 px patches, split 60/40."""
+    root = tmp_path_factory.mktemp("forest")
+    simulate_region("spain", root / "spain", seed=5, size=(64, 80))
+    store = prepare_region(
+        root / "spain", root / "spain.zarr", tiling=TilingOptions(patch_size=16), progress=False
+    )
+    return root / "spain", Path(store)
+
+
+@pytest.fixture(scope="module")
+def saved(region: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    result = run_baseline(region[1], OPTIONS, jobs=2)
+    path = result.save(tmp_path_factory.mktemp("model") / "forest.safetensors")
+    return result, path
+
+
+def random_forest(classes: int, seed: int = 0) -> RandomForestBaseline:
+    rng = np.random.default_rng(seed)
+    X = rng.random((3000, STEPS * BANDS)).astype(np.float32)
+    score = X[:, 3] + 0.5 * X[:, 9] + rng.normal(0, 0.2, len(X))
+    y = np.digitize(score, np.linspace(0.5, 1.2, classes - 1))
+    return RandomForestBaseline(25, n_jobs=2, n_classes=classes).fit(
+        X, y, feature_shape=(STEPS, BANDS)
+    )
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_trees_give_the_forests_probabilities(classes: int) -> None:
+    forest = random_forest(classes)
+    trees = TreeEnsemble.from_forest(forest.estimator_, BANDS, STEPS, classes)
+    images = np.random.default_rng(1).random((3, STEPS, BANDS, 24, 20)).astype(np.float32)
+    with torch.inference_mode():
+        for t in (STEPS, 3, 1):  # the full season, and seasons cut short (zero-padded)
+            logits = trees(torch.from_numpy(images[:, :t]))
+            expected = predict_proba_patches(forest, images, timesteps=t)
+            if classes == 2:
+                got = torch.sigmoid(logits)[:, 0].numpy()
+                expected = expected[:, 1]
+            else:
+                got = torch.softmax(logits, dim=1).numpy()
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, atol=1e-6)
+            assert np.array_equal(got >= 0.5, expected >= 0.5)
+
+
+def test_thresholds_in_float32_split_float32_features_as_float64_ones_do() -> None:
+    thresholds = np.array([0.1, 0.5, 1 / 3, 0.7 + 1e-12, -2.5e-8])
+    stored = float32_at_most(thresholds)
+    assert stored.dtype == np.float32 and (stored.astype(np.float64) <= thresholds).all()
+    for value, threshold in zip(stored, thresholds, strict=True):
+        around = np.nextafter(value, np.float32([-np.inf, np.inf]))
+        for x in (*around, value):
+            assert (x <= value) == (np.float64(x) <= threshold)
+
+
+def test_the_threads_change_no_digit() -> None:
+    trees = TreeEnsemble.from_forest(random_forest(2).estimator_, BANDS, STEPS, 2)
+    pixels = np.random.default_rng(2).random((20000, STEPS * BANDS)).astype(np.float32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = trees.threaded(pixels)
+        torch.set_num_threads(3)
+        three = trees.threaded(pixels)
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(one, three)
+
+
+def test_a_saved_forest_scores_as_the_baseline_did(saved) -> None:
+    result, path = saved
+    meta = read_metadata(path)
+    assert meta.architecture == "random_forest" and meta.bands == result.bands
+    assert meta.learnt_early_seasons() is True  # the default forest learns zero-padded copies
+    assert meta.training["ground"]  # evaluate refuses it on the ground it learnt
+    scored = evaluate(path, result.store)
+    assert scored["metrics"]["iou"] == pytest.approx(result.metrics.iou, abs=1e-9)
+    assert scored["metrics"]["tp"] == result.metrics.tp
+    early = evaluate(path, result.store, timesteps=4)
+    assert early["metrics"]["iou"] == pytest.approx(
+        run_baseline(result.store, OPTIONS, timesteps=4, jobs=2).metrics.iou, abs=1e-9
+    )
+
+
+def test_predict_maps_the_area_with_the_forest(region, saved, tmp_path: Path) -> None:
+    scenes, store_path = region
+    result, path = saved
+    out = predict_map(path, scenes, tmp_path / "map.tif", progress=False)
+    with rasterio.open(out) as image:
+        probability = image.read(1)
+    store = DatasetStore(store_path)
+    expected = result.probabilities()
+    for k, index in enumerate(store.indices("test")):
+        row, col = store.metadata.offsets[index]
+        mapped = probability[row : row + 16, col : col + 16]
+        nodata = mapped == 255  # where no composite of the season has data
+        assert np.array_equal(nodata, np.isnan(store.read_image(index)).all(axis=(0, 1)))
+        difference = np.abs(mapped / 250 - expected[k])[~nodata]
+        assert difference.max() <= 0.5 / 250 + 1e-6  # the band's rounding
+
+
+def test_the_cli_saves_a_forest_that_predict_and_evaluate_take(region, tmp_path, capsys) -> None:
+    scenes, store = region
+    model = tmp_path / "rf.safetensors"
+    flags = ["--n-estimators", "10", "--max-samples-per-class", "2000"]
+    assert main(["baseline", str(store), *flags, "--save", str(model)]) == 0
+    assert f"forest: {model}" in capsys.readouterr().out
+    assert main(["evaluate", str(model), str(store)]) == 0
+    assert main(["predict", str(model), "--images", str(scenes), "--out", str(tmp_path / "m.tif"),
+                 "--quiet"]) == 0  # fmt: skip
+    assert (tmp_path / "m.tif").exists()
+
+
+def test_where_a_network_is_needed_a_forest_is_refused_in_one_line(
+    region, saved, tmp_path, capsys
+) -> None:
+    scenes, store = region
+    _, path = saved
+    with pytest.raises(CheckpointError, match="has no network layers to fine-tune") as error:
+        finetune(path, store, tmp_path / "ft", strategy="ft")
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(CheckpointError, match="onnx engine runs networks"):
+        predict_map(
+            path,
+            scenes,
+            tmp_path / "m.tif",
+            execution=ExecutionOptions(engine="onnx"),
+            progress=False,
+        )
+    flags = ["--features", "europe-maize", "--save", str(tmp_path / "f.safetensors")]
+    assert main(["baseline", str(store), *flags]) == 2  # before any forest is fitted
+    message = capsys.readouterr().err.strip()
+    assert "--save: a forest on a network's features cannot be saved" in message
+    assert "\n" not in message and not (tmp_path / "f.safetensors").exists()
+    with pytest.raises(ConfigError, match="cannot be saved as a model to map with"):
+        run_feature_forest("europe-maize", store, OPTIONS, jobs=2).save(tmp_path / "f.st")
+
+
+def test_a_forest_file_pointing_outside_its_trees_is_refused(saved, tmp_path: Path) -> None:
+    _, path = saved
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as opened:  # the metadata kept: only a tensor changes
+        metadata = opened.metadata()
+    bad = tmp_path / "bad.safetensors"
+    tensors["left"][0] = len(tensors["left"]) + 5
+    save_file(tensors, str(bad), metadata=metadata)
+    with pytest.raises(CheckpointError, match="left holds node indices outside"):
+        load_checkpoint(bad)
+    with pytest.raises(SarcropError):
+        evaluate(bad, Path(read_metadata(path).training["ground"][0]["store"]))
