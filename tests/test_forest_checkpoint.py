@@ -24,7 +24,7 @@ from sarcrop.evaluation.baseline import (
 )
 from sarcrop.evaluation.feature_forest import run_feature_forest
 from sarcrop.models.forest import TreeEnsemble, float32_at_most
-from sarcrop.options import BaselineOptions, ExecutionOptions, TilingOptions
+from sarcrop.options import BaselineOptions, ExecutionOptions, SplitOptions, TilingOptions
 from sarcrop.prediction import predict_map
 from sarcrop.training import evaluate, finetune
 from sarcrop.training.checkpoint import load_checkpoint, read_metadata
@@ -185,3 +185,28 @@ def test_a_forest_file_pointing_outside_its_trees_is_refused(saved, tmp_path: Pa
         load_checkpoint(bad)
     with pytest.raises(SarcropError):
         evaluate(bad, Path(read_metadata(path).training["ground"][0]["store"]))
+
+
+def test_a_store_of_train_patches_gives_a_forest_of_every_field(region, tmp_path, capsys) -> None:
+    """Every labelled patch learnt (``prepare --split train``): nothing to score, a map to make;
+    without --save the command says where to score instead."""
+    scenes, _ = region
+    store = prepare_region(
+        scenes,
+        tmp_path / "all.zarr",
+        tiling=TilingOptions(patch_size=16),
+        split=SplitOptions(method="train"),
+        progress=False,
+    )
+    assert main(["baseline", str(store), "--n-estimators", "10"]) == 2
+    assert "has no test patches: score on --test-store, or --save" in capsys.readouterr().err
+    result = run_baseline(store, OPTIONS, jobs=2)
+    assert not result.scored and result.test_patches == 0
+    with pytest.raises(ValueError, match="fitted, not scored"):
+        _ = result.metrics
+    model = tmp_path / "rf.safetensors"
+    assert main(["baseline", str(store), "--n-estimators", "10", "--save", str(model)]) == 0
+    assert "not scored" in capsys.readouterr().out
+    out = predict_map(model, scenes, tmp_path / "map.tif", progress=False)
+    with rasterio.open(out) as image:
+        assert (image.read(2) == 1).any() and (image.read(2) == 0).any()

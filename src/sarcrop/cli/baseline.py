@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sarcrop.cli.shared import (
     add_names,
@@ -21,8 +21,11 @@ from sarcrop.cli.shared import (
     print_by_parcel,
     print_labels,
 )
-from sarcrop.errors import ConfigError
+from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.options import BaselineOptions, add_flags, from_flags
+
+if TYPE_CHECKING:
+    from sarcrop.evaluation.baseline import BaselineResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sarcrop.data.store import DatasetStore
     from sarcrop.evaluation.baseline import run_baseline
     from sarcrop.evaluation.feature_forest import NOT_SAVED, run_feature_forest
     from sarcrop.evaluation.metrics import write_metrics_json
@@ -75,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
     options = from_flags(BaselineOptions, args)
     if args.save is not None and args.features is not None:
         raise ConfigError(f"--save: {NOT_SAVED}; leave out --features")
+    if (
+        args.save is None
+        and args.test_store is None
+        and not DatasetStore(args.store).indices("test")
+    ):
+        problem = "the store has no test patches: score on --test-store, or --save the forest"
+        raise InputDataError(f"{problem} to map with", args.store)
     if args.features is None:
         result = run_baseline(args.store, options, **common)
         on = ""
@@ -90,6 +101,21 @@ def run(args: argparse.Namespace) -> int:
         f"bands {'|'.join(result.bands)}"
     )
     print_labels(result.label_subset)
+    record = result.to_dict()
+    if result.scored:
+        record.update(_scores(result, args.parcels))
+    else:
+        print("no test patches: the forest learnt every labelled patch and is not scored")
+    if args.out is not None:
+        write_metrics_json(args.out, record)
+        print(f"wrote {args.out}")
+    if args.save is not None:
+        print(f"forest: {result.save(args.save)} (sarcrop predict and evaluate take it)")
+    return 0
+
+
+def _scores(result: BaselineResult, parcels: bool) -> dict[str, Any]:
+    """Print the test split's scores; return their parcel intervals and parcels."""
     if result.classes:
         from sarcrop.evaluation.metrics import format_class_table
 
@@ -97,14 +123,9 @@ def run(args: argparse.Namespace) -> int:
     for t, confusion in result.confusions.items():
         label = "full season" if t == result.steps else f"t = {t}"
         print(_line(label, confusion.as_dict()))
-    record = {**result.to_dict(), **result.by_parcel()}
-    print_by_parcel(record, args.parcels)
-    if args.out is not None:
-        write_metrics_json(args.out, record)
-        print(f"wrote {args.out}")
-    if args.save is not None:
-        print(f"forest: {result.save(args.save)} (sarcrop predict and evaluate take it)")
-    return 0
+    by_parcel = result.by_parcel()
+    print_by_parcel({**result.to_dict(), **by_parcel}, parcels)
+    return by_parcel
 
 
 def _line(label: str, m: dict[str, float | int]) -> str:

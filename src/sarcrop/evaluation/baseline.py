@@ -366,12 +366,10 @@ class _Reservoir:
         return np.concatenate(X), np.concatenate(y)
 
 
-def check_splits(train_set: Any, train_path: Any, test_set: Any, test_path: Any) -> None:
-    """Both splits must hold patches; the error names the store that has none."""
-    if len(train_set) == 0:
-        raise InputDataError("the store has no train patches", train_path)
-    if len(test_set) == 0:
-        raise InputDataError("the store has no test patches", test_path)
+def check_patches(dataset: Any, split: str, path: Any) -> None:
+    """A split to learn from or to score must hold patches; the error names its store."""
+    if len(dataset) == 0:
+        raise InputDataError(f"the store has no {split} patches", path)
 
 
 def open_stores(
@@ -468,7 +466,7 @@ def forest_splits(
     test_set = PatchDataset(
         test, "test", positive, bands, normalization=normalization, classes=classes
     )
-    check_splits(train_set, train_store.path, test_set, test.path)
+    check_patches(train_set, "train", train_store.path)
     check_disjoint(train_store, test)
     return ForestSplits(train_set, test_set, None if mask is None else mask.as_dict())
 
@@ -670,8 +668,15 @@ class BaselineResult:
     )
 
     @property
+    def scored(self) -> bool:
+        """Whether a test split was scored (not where every patch of the store trained)."""
+        return bool(self.confusions or self.class_confusions)
+
+    @property
     def metrics(self) -> BinaryConfusion:
         """The headline: the largest evaluated t (the full season unless one t was asked)."""
+        if not self.scored:
+            raise ValueError("no test patches: the forest was fitted, not scored")
         if not self.confusions:
             raise ValueError("a crop-type forest has class_metrics, not binary metrics")
         return self.confusions[max(self.confusions)]
@@ -784,6 +789,8 @@ class BaselineResult:
             "label_subset": self.label_subset or {"fraction": 1.0},
             "options": self.options.model_dump(),
         }
+        if not self.scored:
+            return record
         if self.classes is not None:
             record.update(
                 classes=self.classes,
@@ -827,7 +834,10 @@ def run_baseline(
     below 1 the forest learns from a seeded subset of the train split's parcels, the same
     subset :func:`sarcrop.training.train` chooses for that fraction and seed. A ``fold`` of
     parcels replaces that subset: the forest learns from its ``train`` labels and is scored on
-    the fields it ``held_out`` (see :func:`forest_splits`).
+    the fields it ``held_out`` (see :func:`forest_splits`). A ``store`` without test patches
+    (``prepare --split train``) and no ``test_store``: the forest learns every labelled patch
+    and is not scored (:attr:`BaselineResult.scored` False), a forest to map with
+    (:meth:`BaselineResult.save`).
     """
     from sarcrop.training.config import positive_classes, timestep_list
 
@@ -841,6 +851,9 @@ def run_baseline(
     target = (positive, classes)
     splits = forest_splits((train_store, test), options, target, bands, normalization, fold)
     train_set, test_set = splits.train, splits.test
+    scored = len(test_set) > 0 or test_store is not None or fold is not None
+    if scored:
+        check_patches(test_set, "test", test.path)
     try:
         model = fit_forest(
             train_set,
@@ -852,9 +865,9 @@ def run_baseline(
         confusions: dict[int, BinaryConfusion] = {}
         class_confusions: dict[int, MulticlassConfusion] = {}
         kept = kept_maps(wanted, every_timestep=timesteps == "all")
-        if classes:
+        if scored and classes:
             class_confusions = forest_class_confusions(model, test_set, wanted, kept=kept)  # type: ignore[assignment]
-        else:
+        elif scored:
             confusions = forest_confusions(  # type: ignore[assignment]
                 model, test_set, wanted, options.threshold, kept=kept
             )

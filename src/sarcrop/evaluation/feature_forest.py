@@ -36,6 +36,7 @@ from torch import nn
 from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.baseline import (
     BaselineResult,
+    check_patches,
     fit_forest,
     forest_class_confusions,
     forest_confusions,
@@ -249,6 +250,7 @@ def run_feature_forest(
     scaling = Normalization.from_dict(stats)
     splits = forest_splits((train_store, test), options, (positive, classes), bands, scaling, fold)
     train_set, test_set = splits.train, splits.test
+    check_patches(test_set, "test", test.path)
     confusions: dict[int, BinaryConfusion] = {}
     class_confusions: dict[int, MulticlassConfusion] = {}
     try:
