@@ -134,6 +134,10 @@ def test_predict_maps_the_area_with_the_forest(region, saved, tmp_path: Path) ->
         assert np.array_equal(nodata, np.isnan(store.read_image(index)).all(axis=(0, 1)))
         difference = np.abs(mapped / 250 - expected[k])[~nodata]
         assert difference.max() <= 0.5 / 250 + 1e-6  # the band's rounding
+    workers = ExecutionOptions(workers=2)
+    on_dask = predict_map(path, scenes, tmp_path / "dask.tif", execution=workers, progress=False)
+    with rasterio.open(out) as one, rasterio.open(on_dask) as two:
+        assert np.array_equal(one.read(), two.read())  # the trees travel to the workers whole
 
 
 def test_the_cli_saves_a_forest_that_predict_and_evaluate_take(region, tmp_path, capsys) -> None:
