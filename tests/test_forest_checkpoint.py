@@ -183,10 +183,18 @@ def test_a_forest_file_pointing_outside_its_trees_is_refused(saved, tmp_path: Pa
     with safe_open(str(path), "pt") as opened:  # the metadata kept: only a tensor changes
         metadata = opened.metadata()
     bad = tmp_path / "bad.safetensors"
-    tensors["left"][0] = len(tensors["left"]) + 5
-    save_file(tensors, str(bad), metadata=metadata)
-    with pytest.raises(CheckpointError, match="left holds node indices outside"):
-        load_checkpoint(bad)
+    second = int(tensors["roots"][1])
+    for name, index, value, problem in [
+        ("left", 0, len(tensors["left"]) + 5, "left holds node indices outside their own tree"),
+        ("right", 0, second + 1, "right holds node indices outside their own tree"),
+        ("roots", 1, 0, "roots are not increasing"),
+        ("feature", 0, STEPS * BANDS, "feature holds indices outside 0..15"),
+    ]:
+        changed = {key: tensor.clone() for key, tensor in tensors.items()}
+        changed[name][index] = value
+        save_file(changed, str(bad), metadata=metadata)
+        with pytest.raises(CheckpointError, match=problem):
+            load_checkpoint(bad)
     with pytest.raises(SarcropError):
         evaluate(bad, Path(read_metadata(path).training["ground"][0]["store"]))
 

@@ -127,14 +127,21 @@ class TreeEnsemble(nn.Module):
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
     ) -> Any:
-        """Load, then check that every node index and feature lies inside the forest: a file
-        that points elsewhere is refused, not read out of bounds."""
+        """Load, then check that the trees follow one another from node 0 and that every
+        child lies in its own tree and every feature in the input: a file that points
+        elsewhere is refused, not read out of bounds."""
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        nodes, features = len(self.left), self.in_bands * self.time_steps
-        for name, limit in (("left", nodes), ("right", nodes), ("roots", nodes)):
-            index = getattr(self, name)
-            if int(index.min()) < 0 or int(index.max()) >= limit:
-                raise RuntimeError(f"{name} holds node indices outside 0..{limit - 1}")
+        roots = self.roots.cpu().numpy()
+        nodes = np.arange(len(self.left))
+        if roots[0] != 0 or np.any(np.diff(roots) <= 0) or roots[-1] >= len(nodes):
+            raise RuntimeError("roots are not increasing first nodes of the trees from 0")
+        tree = np.searchsorted(roots, nodes, side="right") - 1
+        first, end = roots[tree], np.append(roots[1:], len(nodes))[tree]
+        for name in ("left", "right"):
+            child = getattr(self, name).cpu().numpy()
+            if np.any((child < first) | (child >= end)):
+                raise RuntimeError(f"{name} holds node indices outside their own tree")
+        features = self.in_bands * self.time_steps
         if int(self.feature.min()) < 0 or int(self.feature.max()) >= features:
             raise RuntimeError(f"feature holds indices outside 0..{features - 1}")
         return result
