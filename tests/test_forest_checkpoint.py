@@ -3,6 +3,7 @@ as the forest of ``sarcrop baseline`` scores, tree for tree."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -189,12 +190,19 @@ def test_a_forest_file_pointing_outside_its_trees_is_refused(saved, tmp_path: Pa
         ("right", 0, second + 1, "right holds node indices outside their own tree"),
         ("roots", 1, 0, "roots are not increasing"),
         ("feature", 0, STEPS * BANDS, "feature holds indices outside 0..15"),
+        ("left", 1, 0, "a child does not come after its node"),  # a walk in circles
+        ("value", 0, float("nan"), "value holds class shares that are negative or not finite"),
     ]:
         changed = {key: tensor.clone() for key, tensor in tensors.items()}
         changed[name][index] = value
         save_file(changed, str(bad), metadata=metadata)
         with pytest.raises(CheckpointError, match=problem):
             load_checkpoint(bad)
+    deeper = json.loads(metadata["sarcrop"])
+    deeper["options"]["depth"] = 10**9  # a walk that would never end
+    save_file(tensors, str(bad), metadata={**metadata, "sarcrop": json.dumps(deeper)})
+    with pytest.raises(CheckpointError, match="deeper than any tree's node count"):
+        load_checkpoint(bad)
     with pytest.raises(SarcropError):
         evaluate(bad, Path(read_metadata(path).training["ground"][0]["store"]))
 

@@ -137,13 +137,21 @@ class TreeEnsemble(nn.Module):
             raise RuntimeError("roots are not increasing first nodes of the trees from 0")
         tree = np.searchsorted(roots, nodes, side="right") - 1
         first, end = roots[tree], np.append(roots[1:], len(nodes))[tree]
-        for name in ("left", "right"):
-            child = getattr(self, name).cpu().numpy()
+        left, right = self.left.cpu().numpy(), self.right.cpu().numpy()
+        for name, child in (("left", left), ("right", right)):
             if np.any((child < first) | (child >= end)):
                 raise RuntimeError(f"{name} holds node indices outside their own tree")
+        leaf = left == nodes
+        # Children come after their node, as scikit-learn builds trees: no walk goes in circles.
+        if np.any(leaf != (right == nodes)) or np.any(~leaf & ((left <= nodes) | (right <= nodes))):
+            raise RuntimeError("a child does not come after its node, or a leaf has one child")
+        if self.depth > int(np.max(np.diff(np.append(roots, len(nodes))))):
+            raise RuntimeError(f"depth {self.depth} is deeper than any tree's node count")
         features = self.in_bands * self.time_steps
         if int(self.feature.min()) < 0 or int(self.feature.max()) >= features:
             raise RuntimeError(f"feature holds indices outside 0..{features - 1}")
+        if not bool(torch.isfinite(self.value).all()) or bool((self.value < 0).any()):
+            raise RuntimeError("value holds class shares that are negative or not finite")
         return result
 
     def forward(self, x: Tensor) -> Tensor:
