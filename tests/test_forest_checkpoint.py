@@ -126,6 +126,7 @@ def test_predict_maps_the_area_with_the_forest(region, saved, tmp_path: Path) ->
     out = predict_map(path, scenes, tmp_path / "map.tif", progress=False)
     with rasterio.open(out) as image:
         probability = image.read(1)
+        assert (image.tags()["WINDOW"], image.tags()["OVERLAP"]) == ("256", "0")  # per pixel
     store = DatasetStore(store_path)
     expected = result.probabilities()
     for k, index in enumerate(store.indices("test")):

@@ -129,7 +129,8 @@ class WindowOptions(Options):
     it; 256 for a checkpoint that does not): a network trained on small patches and scored on
     them can map very differently in larger windows. ``overlap`` is a quarter of the window, at
     most 32 px: the border a convolution sees as padding is as wide whatever the window, and
-    blending gives it little weight.
+    blending gives it little weight. A forest, which reads each pixel alone, maps without
+    overlap.
     """
 
     window: int | None = Field(
@@ -139,7 +140,9 @@ class WindowOptions(Options):
         f"{DEFAULT_WINDOW})",
     )
     overlap: int | None = Field(
-        None, ge=0, description=f"window overlap in pixels (window / 4, at most {MAX_OVERLAP})"
+        None,
+        ge=0,
+        description=f"window overlap in pixels (window / 4, at most {MAX_OVERLAP}; 0 for a forest)",
     )
     batch_size: int | None = Field(
         None,
