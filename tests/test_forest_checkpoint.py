@@ -25,7 +25,13 @@ from sarcrop.evaluation.baseline import (
 )
 from sarcrop.evaluation.feature_forest import run_feature_forest
 from sarcrop.models.forest import TreeEnsemble, float32_at_most
-from sarcrop.options import BaselineOptions, ExecutionOptions, SplitOptions, TilingOptions
+from sarcrop.options import (
+    BaselineOptions,
+    ExecutionOptions,
+    MapOptions,
+    SplitOptions,
+    TilingOptions,
+)
 from sarcrop.prediction import predict_map
 from sarcrop.training import evaluate, finetune
 from sarcrop.training.checkpoint import load_checkpoint, read_metadata
@@ -231,3 +237,32 @@ def test_a_store_of_train_patches_gives_a_forest_of_every_field(region, tmp_path
     out = predict_map(model, scenes, tmp_path / "map.tif", progress=False)
     with rasterio.open(out) as image:
         assert (image.read(2) == 1).any() and (image.read(2) == 0).any()
+
+
+def test_a_crop_type_forest_maps_its_classes_or_one_of_them(region, tmp_path: Path) -> None:
+    scenes, store = region
+    options = OPTIONS.updated(classes=("rice", "grassland", "other"))
+    result = run_baseline(store, options, jobs=2)
+    path = result.save(tmp_path / "types.safetensors")
+    scored = evaluate(path, store)
+    assert scored["classes"] == ["rice", "grassland", "other"]
+    assert scored["metrics"]["miou"] == pytest.approx(result.class_metrics.miou, abs=1e-9)
+    rice = evaluate(path, store, positive="rice")  # the summed probability of the classes read
+    probabilities = result.probabilities()  # (N, K, H, W)
+    dataset = result.test_set()
+    hits = union = 0
+    for i in range(len(dataset)):
+        item = dataset[i]
+        seen = item["valid"].numpy() & np.isfinite(probabilities[i]).all(axis=0)
+        mapped, truth = probabilities[i, 0] >= 0.5, item["target"].numpy() == 0
+        hits += int((mapped & truth & seen).sum())
+        union += int(((mapped | truth) & seen).sum())
+    assert rice["metrics"]["iou"] == pytest.approx(hits / union, abs=1e-9)
+    types = predict_map(path, scenes, tmp_path / "types.tif", progress=False)
+    one = predict_map(
+        path, scenes, tmp_path / "rice.tif", output=MapOptions(positive=("rice",)), progress=False
+    )
+    with rasterio.open(types) as every, rasterio.open(one) as read:
+        assert read.count == 2 and every.count == 4  # probability and class; class and one each
+        rice_band, probability = every.read(2).astype(int), read.read(1).astype(int)
+        assert np.abs(rice_band - probability).max() <= 1  # the same probability, rounded

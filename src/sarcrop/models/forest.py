@@ -17,7 +17,7 @@ same float32 ``x``, so the leaves reached are scikit-learn's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,6 +64,7 @@ class TreeEnsemble(nn.Module):
         nodes: int,
         depth: int,
         classes: int = 2,
+        merged_head: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
         if min(in_bands, time_steps, trees, nodes) < 1 or depth < 0 or classes < 2:
@@ -81,12 +82,27 @@ class TreeEnsemble(nn.Module):
             "classes": self.classes,
             "out_channels": 1 if self.classes == 2 else self.classes,
         }
+        self.merged: list[bool] | None = None
+        if merged_head is not None:
+            self.merge(merged_head)
         self.register_buffer("left", torch.zeros(nodes, dtype=torch.int64))
         self.register_buffer("right", torch.zeros(nodes, dtype=torch.int64))
         self.register_buffer("feature", torch.zeros(nodes, dtype=torch.int64))
         self.register_buffer("threshold", torch.zeros(nodes, dtype=torch.float32))
         self.register_buffer("value", torch.zeros(nodes, classes, dtype=torch.float64))
         self.register_buffer("roots", torch.zeros(trees, dtype=torch.int64))
+
+    def merge(self, positive: Sequence[bool]) -> None:
+        """Answer for the ``positive`` classes against the rest from now on: one logit, the
+        log-odds of their summed probability, as a network's crop-type head reads for one crop
+        (:func:`sarcrop.training.strategies.merge_head`). The options record it."""
+        if len(positive) != self.classes or not any(positive) or all(positive):
+            raise ConfigError(
+                f"merged_head needs one flag per class of {self.classes}, some of them set: "
+                f"got {list(positive)}"
+            )
+        self.merged = [bool(flag) for flag in positive]
+        self.options.update(out_channels=1, merged_head=self.merged)
 
     @classmethod
     def from_forest(
@@ -168,8 +184,12 @@ class TreeEnsemble(nn.Module):
         x = F.pad(x.detach().float(), (0, 0, 0, 0, 0, 0, 0, self.time_steps - steps))
         pixels = x.permute(0, 3, 4, 1, 2).reshape(-1, self.time_steps * bands)
         prob = torch.from_numpy(self.threaded(pixels.cpu().numpy())).to(x.device)
+        if self.merged is not None:
+            prob = prob[:, torch.tensor(self.merged)].sum(dim=1, keepdim=True)
+        elif self.classes == 2:
+            prob = prob[:, 1:]
         prob = prob.clamp(LOGIT_FLOOR, 1 - LOGIT_FLOOR)
-        logits = torch.logit(prob[:, 1:]) if self.classes == 2 else prob.log()
+        logits = torch.logit(prob) if prob.shape[1] == 1 else prob.log()
         return logits.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
 
     def threaded(self, pixels: np.ndarray) -> np.ndarray:

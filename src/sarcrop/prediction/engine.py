@@ -175,19 +175,11 @@ class ModelSpec:
         return digest.hexdigest()
 
 
-def check_forests(specs: Sequence[ModelSpec], engine: str, positive: Sequence[str] | None) -> None:
-    """A forest (``sarcrop baseline --save``) maps with the torch engine, every class of it."""
+def check_engine_runs(specs: Sequence[ModelSpec], engine: str) -> None:
+    """A forest (``sarcrop baseline --save``) maps with the torch engine."""
     for spec in specs:
-        if spec.architecture != TreeEnsemble.name:
-            continue
-        if engine == "onnx":
+        if engine == "onnx" and spec.architecture == TreeEnsemble.name:
             problem = "the onnx engine runs networks; map a forest with --engine torch"
-            raise CheckpointError(problem, spec.checkpoint)
-        if positive and spec.classes:
-            problem = (
-                "--positive reads a network's crop-type head for some of its classes; a "
-                "crop-type forest maps all of them (leave out --positive)"
-            )
             raise CheckpointError(problem, spec.checkpoint)
 
 

@@ -61,7 +61,7 @@ from sarcrop.prediction.engine import (
     check_compatible,
     check_device,
     check_engine,
-    check_forests,
+    check_engine_runs,
     compute_block,
     open_stack,
     placed,
@@ -549,7 +549,7 @@ def predict_map(
     if execution.scheduler is None:  # a cluster's workers may have a GPU the client lacks
         check_device(execution.device)
     specs = load_models(model)
-    check_forests(specs, execution.engine, output.positive)
+    check_engine_runs(specs, execution.engine)
     if output.positive:  # crop-type models read for some of their classes
         specs = [spec.one_crop(output.positive) for spec in specs]
     trained_season = specs[0].season

@@ -46,6 +46,7 @@ from torch import nn
 
 from sarcrop.errors import ConfigError
 from sarcrop.models.blocks import MergedHead
+from sarcrop.models.forest import TreeEnsemble
 
 Strategy = Literal["ri", "ft", "fte", "ftd", "probe", "bias"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -182,10 +183,14 @@ def replace_head(model: nn.Module, channels: int, carried: Sequence[int | None] 
     return head
 
 
-def merge_head(model: nn.Module, positive: Sequence[bool]) -> MergedHead:
+def merge_head(model: nn.Module, positive: Sequence[bool]) -> None:
     """``decoder.head``'s outputs, one per class, answering for the ``positive`` ones against
-    the rest (:class:`~sarcrop.models.blocks.MergedHead`), its weights as they were. A sarcrop
-    model's options record it, so checkpoints rebuild it."""
+    the rest (:class:`~sarcrop.models.blocks.MergedHead`), its weights as they were (a forest:
+    :meth:`~sarcrop.models.forest.TreeEnsemble.merge`). A sarcrop model's options record it,
+    so checkpoints rebuild it."""
+    if isinstance(model, TreeEnsemble):
+        model.merge(positive)
+        return
     old = _head(model)
     head = MergedHead(old.in_channels, positive).to(old.weight.device, old.weight.dtype)
     head.load_state_dict(old.state_dict())
@@ -193,7 +198,6 @@ def merge_head(model: nn.Module, positive: Sequence[bool]) -> MergedHead:
     options = getattr(model, "options", None)
     if isinstance(options, dict) and "out_channels" in options:
         options.update(out_channels=1, merged_head=[bool(flag) for flag in positive])
-    return head
 
 
 def crop_outputs(
