@@ -17,7 +17,7 @@ same float32 ``x``, so the leaves reached are scikit-learn's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -91,6 +91,7 @@ class TreeEnsemble(nn.Module):
         self.register_buffer("threshold", torch.zeros(nodes, dtype=torch.float32))
         self.register_buffer("value", torch.zeros(nodes, classes, dtype=torch.float64))
         self.register_buffer("roots", torch.zeros(trees, dtype=torch.int64))
+        self.register_load_state_dict_post_hook(self._check_loaded)
 
     def merge(self, positive: Sequence[bool]) -> None:
         """Answer for the ``positive`` classes against the rest from now on: one logit, the
@@ -140,13 +141,11 @@ class TreeEnsemble(nn.Module):
         )
         return model.eval()
 
-    def load_state_dict(
-        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
-    ) -> Any:
-        """Load, then check that the trees follow one another from node 0 and that every
-        child lies in its own tree and every feature in the input: a file that points
-        elsewhere is refused, not read out of bounds."""
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+    def _check_loaded(self, *_: Any) -> None:
+        """After every load (also inside another module), check that the trees follow one
+        another from node 0, that every child lies in its own tree after its node, and every
+        feature in the input: a file that points elsewhere is refused, not read out of bounds
+        or walked in circles."""
         roots = self.roots.cpu().numpy()
         nodes = np.arange(len(self.left))
         if roots[0] != 0 or np.any(np.diff(roots) <= 0) or roots[-1] >= len(nodes):
@@ -168,7 +167,6 @@ class TreeEnsemble(nn.Module):
             raise RuntimeError(f"feature holds indices outside 0..{features - 1}")
         if not bool(torch.isfinite(self.value).all()) or bool((self.value < 0).any()):
             raise RuntimeError("value holds class shares that are negative or not finite")
-        return result
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 5:
