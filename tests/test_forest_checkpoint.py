@@ -17,7 +17,7 @@ from sarcrop.cli import main
 from sarcrop.data.prepare import prepare_region
 from sarcrop.data.simulate import simulate_region
 from sarcrop.data.store import DatasetStore
-from sarcrop.errors import CheckpointError, ConfigError, SarcropError
+from sarcrop.errors import CheckpointError, SarcropError
 from sarcrop.evaluation.baseline import (
     RandomForestBaseline,
     predict_proba_patches,
@@ -31,6 +31,7 @@ from sarcrop.options import (
     MapOptions,
     SplitOptions,
     TilingOptions,
+    WindowOptions,
 )
 from sarcrop.prediction import predict_map
 from sarcrop.training import evaluate, finetune
@@ -56,6 +57,12 @@ def saved(region: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
     result = run_baseline(region[1], OPTIONS, jobs=2)
     path = result.save(tmp_path_factory.mktemp("model") / "forest.safetensors")
     return result, path
+
+
+@pytest.fixture(scope="module")
+def saved_on_features(region: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    result = run_feature_forest("europe-maize", region[1], OPTIONS, jobs=2)
+    return result, result.save(tmp_path_factory.mktemp("features") / "forest.safetensors")
 
 
 def random_forest(classes: int, seed: int = 0) -> RandomForestBaseline:
@@ -160,14 +167,17 @@ def test_the_cli_saves_a_forest_that_predict_and_evaluate_take(region, tmp_path,
     assert (tmp_path / "m.tif").exists()
 
 
+@pytest.mark.parametrize("kind", ["series", "features"])
 def test_where_a_network_is_needed_a_forest_is_refused_in_one_line(
-    region, saved, tmp_path, capsys
+    region, saved, saved_on_features, kind, tmp_path
 ) -> None:
     scenes, store = region
-    _, path = saved
+    _, path = saved if kind == "series" else saved_on_features
     with pytest.raises(CheckpointError, match="has no network layers to fine-tune") as error:
         finetune(path, store, tmp_path / "ft", strategy="ft")
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(CheckpointError, match="has no network layers to take features from"):
+        run_feature_forest(path, store, OPTIONS, jobs=2)
     with pytest.raises(CheckpointError, match="onnx engine runs networks"):
         predict_map(
             path,
@@ -176,13 +186,35 @@ def test_where_a_network_is_needed_a_forest_is_refused_in_one_line(
             execution=ExecutionOptions(engine="onnx"),
             progress=False,
         )
-    flags = ["--features", "europe-maize", "--save", str(tmp_path / "f.safetensors")]
-    assert main(["baseline", str(store), *flags]) == 2  # before any forest is fitted
-    message = capsys.readouterr().err.strip()
-    assert "--save: a forest on a network's features cannot be saved" in message
-    assert "\n" not in message and not (tmp_path / "f.safetensors").exists()
-    with pytest.raises(ConfigError, match="cannot be saved as a model to map with"):
-        run_feature_forest("europe-maize", store, OPTIONS, jobs=2).save(tmp_path / "f.st")
+
+
+def test_a_forest_on_a_networks_features_maps_as_it_scored(
+    region, saved_on_features, tmp_path: Path
+) -> None:
+    """The frozen network (adapted to the store's bands by Eq. 3, as it was fitted) travels
+    with the trees; maps in windows of the store's patches give its test-split probabilities."""
+    scenes, store_path = region
+    result, path = saved_on_features
+    meta = read_metadata(path)
+    assert meta.architecture == "feature_forest" and meta.training["method"] == "feature_forest"
+    assert meta.learnt_early_seasons() is False  # it learnt the features of full seasons
+    assert evaluate(path, store_path)["metrics"]["iou"] == pytest.approx(
+        result.metrics.iou, abs=1e-9
+    )
+    windows = WindowOptions(window=16, overlap=0)  # the patches' own windows
+    out = predict_map(path, scenes, tmp_path / "map.tif", windows=windows, progress=False)
+    with rasterio.open(out) as image:
+        probability = image.read(1)
+    store = DatasetStore(store_path)
+    expected = result.probabilities()
+    for k, index in enumerate(store.indices("test")):
+        row, col = store.metadata.offsets[index]
+        mapped = probability[row : row + 16, col : col + 16]
+        seen = mapped != 255
+        assert np.abs(mapped / 250 - expected[k])[seen].max() <= 0.5 / 250 + 1e-5
+    default = predict_map(path, scenes, tmp_path / "default.tif", progress=False)
+    with rasterio.open(default) as image:  # the network's patch size and its overlap
+        assert (image.tags()["WINDOW"], image.tags()["OVERLAP"]) == ("16", "4")
 
 
 def test_a_forest_file_pointing_outside_its_trees_is_refused(saved, tmp_path: Path) -> None:

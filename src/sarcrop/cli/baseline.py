@@ -21,7 +21,7 @@ from sarcrop.cli.shared import (
     print_by_parcel,
     print_labels,
 )
-from sarcrop.errors import ConfigError, InputDataError
+from sarcrop.errors import InputDataError
 from sarcrop.options import BaselineOptions, add_flags, from_flags
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sarcrop.data.store import DatasetStore
     from sarcrop.evaluation.baseline import run_baseline
-    from sarcrop.evaluation.feature_forest import NOT_SAVED, run_feature_forest
+    from sarcrop.evaluation.feature_forest import run_feature_forest
     from sarcrop.evaluation.metrics import write_metrics_json
 
     common: dict[str, Any] = {
@@ -77,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
         "jobs": args.jobs,
     }
     options = from_flags(BaselineOptions, args)
-    if args.save is not None and args.features is not None:
-        raise ConfigError(f"--save: {NOT_SAVED}; leave out --features")
     if (
         args.save is None
         and args.test_store is None

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from sarcrop.data.normalization import Normalization
     from sarcrop.data.parcels import ParcelFold
     from sarcrop.data.store import DatasetStore
+    from sarcrop.models.forest import Forest
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -668,6 +669,16 @@ class BaselineResult:
     )
 
     @property
+    def early_copies(self) -> bool:
+        """Whether the forest also learnt zero-padded early-season series."""
+        return self.options.early_season
+
+    @property
+    def reads_context(self) -> bool:
+        """Whether a pixel's features depend on its neighbours (not the series alone)."""
+        return False
+
+    @property
     def scored(self) -> bool:
         """Whether a test split was scored (not where every patch of the store trained)."""
         return bool(self.confusions or self.class_confusions)
@@ -740,18 +751,14 @@ class BaselineResult:
         store, written atomically."""
         from sarcrop.data.split import learnt_ground
         from sarcrop.data.store import DatasetStore
-        from sarcrop.models.forest import TreeEnsemble
         from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
 
         store = DatasetStore(self.store)
-        classes = len(self.classes) if self.classes else 2
-        trees = TreeEnsemble.from_forest(
-            self.model.estimator_, len(self.bands), self.steps, classes
-        )
+        model = self.map_model()
         options = self.options
         metadata = CheckpointMetadata(
-            architecture=TreeEnsemble.name,
-            options=trees.options,
+            architecture=str(model.name),
+            options=dict(model.options),
             bands=list(self.bands),
             time_steps=self.steps,
             season=store.season.to_dict(),
@@ -764,15 +771,24 @@ class BaselineResult:
             year=store.metadata.year,
             composite=store.metadata.source.get("composite"),
             training={
-                "method": "random_forest",
-                "config": {"threshold": options.threshold, "early_season": options.early_season},
+                **{k: v for k, v in self.to_dict().items() if k in ("method", "features")},
+                "config": {"threshold": options.threshold, "early_season": self.early_copies},
                 "options": options.model_dump(),
                 "training_pixels": dict(self.model.n_samples_per_class_),
                 "label_subset": self.label_subset or {"fraction": 1.0},
                 "ground": learnt_ground(store),
+                # A network's features depend on the window: map in windows of its patches.
+                **({"patch_size": store.metadata.patch_size} if self.reads_context else {}),
             },
         )
-        return save_checkpoint(path, trees, metadata)
+        return save_checkpoint(path, model, metadata)
+
+    def map_model(self) -> Forest:
+        """The forest as a module that maps as a network does (:meth:`save` writes it)."""
+        from sarcrop.models.forest import TreeEnsemble
+
+        classes = len(self.classes) if self.classes else 2
+        return TreeEnsemble.from_forest(self.model.estimator_, len(self.bands), self.steps, classes)
 
     def to_dict(self) -> dict[str, Any]:
         """The run's record; ``sarcrop baseline --out`` writes it with :meth:`by_parcel`'s."""

@@ -53,6 +53,7 @@ from sarcrop.evaluation.metrics import (
     MulticlassConfusion,
     zero_pad_after,
 )
+from sarcrop.models.forest import Forest, decoder_features
 from sarcrop.options import BaselineOptions
 
 if TYPE_CHECKING:
@@ -61,10 +62,6 @@ if TYPE_CHECKING:
 LAYER = "decoder.head input"
 DESIGN = {"layer": LAYER, "network_bands": "its own where present, else Eq. 3"}
 """What the features are (in results and the experiments' cache keys: change it with them)."""
-NOT_SAVED = (
-    "a forest on a network's features cannot be saved as a model to map with: its input is "
-    "the network's features, not the series"
-)
 
 
 class FeatureExtractor:
@@ -92,15 +89,8 @@ class FeatureExtractor:
     def __call__(self, image: torch.Tensor | np.ndarray) -> np.ndarray:
         image = torch.as_tensor(np.asarray(image, dtype=np.float32))
         steps, bands, height, width = image.shape
-        captured: list[torch.Tensor] = []
-        hook = self.head.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
-        try:
-            with torch.inference_mode():
-                seen = image if self.network_bands is None else image[:, self.network_bands]
-                self.model(torch.nan_to_num(seen)[None])
-        finally:
-            hook.remove()
-        features = captured[0][0, :, :height, :width].numpy()
+        seen = image if self.network_bands is None else image[:, self.network_bands]
+        features = decoder_features(self.model, torch.nan_to_num(seen)[None])[0].numpy()
         if self.raw:
             series = image.numpy().reshape(steps * bands, height, width)
             features = np.concatenate([features, series])
@@ -140,9 +130,30 @@ class FeatureForestResult(BaselineResult):
     feature_width: int = 0
     network_bands: list[str] | None = None
 
-    def save(self, path: str | Path) -> Path:
-        """Refused: a map from this forest needs the network's features beside it."""
-        raise ConfigError(f"{NOT_SAVED}; save the forest of run_baseline")
+    @property
+    def reads_context(self) -> bool:
+        """Always: the network's features see the patch around each pixel."""
+        return True
+
+    @property
+    def early_copies(self) -> bool:
+        """Never: the forest learns the features of full seasons (:func:`run_feature_forest`)."""
+        return False
+
+    def map_model(self) -> Forest:
+        """The frozen network (band-adapted as it was fitted) with the trees on its features."""
+        from sarcrop.data.store import DatasetStore
+        from sarcrop.models.forest import FeatureTreeEnsemble, TreeEnsemble
+
+        assert self.checkpoint is not None
+        store = DatasetStore(self.store)
+        extractor, _, _ = load_extractor(self.checkpoint, store, self.bands, raw=self.raw)
+        features = extractor.width + (self.steps * len(self.bands) if self.raw else 0)
+        classes = len(self.classes) if self.classes else 2
+        trees = TreeEnsemble.from_forest(self.model.estimator_, features, 1, classes)
+        return FeatureTreeEnsemble(
+            extractor.model, trees, raw=self.raw, network_bands=extractor.network_bands
+        )
 
     def probabilities(self, timesteps: int | None = None) -> np.ndarray:
         """As :meth:`BaselineResult.probabilities`, from the features of the input cut to

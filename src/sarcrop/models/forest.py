@@ -180,15 +180,20 @@ class TreeEnsemble(nn.Module):
                 f"bands, got {steps} of {bands}"
             )
         x = F.pad(x.detach().float(), (0, 0, 0, 0, 0, 0, 0, self.time_steps - steps))
-        pixels = x.permute(0, 3, 4, 1, 2).reshape(-1, self.time_steps * bands)
-        prob = torch.from_numpy(self.threaded(pixels.cpu().numpy())).to(x.device)
+        return self.pixel_logits(x.reshape(batch, -1, height, width))
+
+    def pixel_logits(self, features: Tensor) -> Tensor:
+        """Logits ``(batch, out_channels, H, W)`` of per-pixel features ``(batch, F, H, W)``."""
+        batch, width, rows, cols = features.shape
+        pixels = features.permute(0, 2, 3, 1).reshape(-1, width).cpu().numpy()
+        prob = torch.from_numpy(self.threaded(pixels)).to(features.device)
         if self.merged is not None:
             prob = prob[:, torch.tensor(self.merged)].sum(dim=1, keepdim=True)
         elif self.classes == 2:
             prob = prob[:, 1:]
         prob = prob.clamp(LOGIT_FLOOR, 1 - LOGIT_FLOOR)
         logits = torch.logit(prob) if prob.shape[1] == 1 else prob.log()
-        return logits.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+        return logits.reshape(batch, rows, cols, -1).permute(0, 3, 1, 2)
 
     def threaded(self, pixels: np.ndarray) -> np.ndarray:
         """:meth:`probabilities` with the pixels shared among ``torch.get_num_threads()``
@@ -245,6 +250,80 @@ class TreeEnsemble(nn.Module):
             node[walking] = at
             total += value[tree][node]
         return (total / len(roots)).astype(np.float32)
+
+
+class FeatureTreeEnsemble(nn.Module):
+    """A forest on a frozen network's per-pixel features (``sarcrop baseline --features``):
+    ``(batch, time, bands, H, W)`` → logits, as :class:`TreeEnsemble`.
+
+    A pixel's features are the input of the network's ``decoder.head`` and, with ``raw``, its
+    own ``T × B`` series (:class:`sarcrop.evaluation.feature_forest.FeatureExtractor`); the
+    network reads the bands ``network_bands`` (indices into the input's, default all).
+    """
+
+    name: ClassVar[str] = "feature_forest"  # a checkpoint's architecture
+
+    def __init__(
+        self,
+        network: nn.Module,
+        trees: TreeEnsemble,
+        *,
+        raw: bool,
+        network_bands: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.network, self.trees = network.eval(), trees
+        self.raw = bool(raw)
+        self.network_bands = None if network_bands is None else [int(i) for i in network_bands]
+        self.time_steps = int(getattr(network, "time_steps", 0))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """What rebuilds it (with the network's and the trees' own options)."""
+        from sarcrop.models import model_config
+
+        return {
+            "network": model_config(self.network),
+            "trees": {
+                "in_bands": self.trees.in_bands,
+                "time_steps": self.trees.time_steps,
+                **self.trees.options,
+            },
+            "raw": self.raw,
+            "network_bands": self.network_bands,
+            "out_channels": self.trees.options["out_channels"],
+        }
+
+    def merge(self, positive: Sequence[bool]) -> None:
+        """Answer for the ``positive`` classes against the rest (:meth:`TreeEnsemble.merge`)."""
+        self.trees.merge(positive)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.pad(x.detach().float(), (0, 0, 0, 0, 0, 0, 0, self.time_steps - x.shape[1]))
+        batch, steps, bands, height, width = x.shape
+        seen = x if self.network_bands is None else x[:, :, self.network_bands]
+        parts = [decoder_features(self.network, seen)]
+        if self.raw:
+            parts.append(x.reshape(batch, steps * bands, height, width))
+        return self.trees.pixel_logits(torch.cat(parts, dim=1))
+
+
+Forest = TreeEnsemble | FeatureTreeEnsemble
+"""A forest saved to map with (``sarcrop baseline --save``)."""
+
+
+def decoder_features(network: nn.Module, x: Tensor) -> Tensor:
+    """The input of ``network.decoder.head`` for ``x``: ``(batch, channels, H, W)``, the
+    network's last per-pixel features, cropped to the input's size."""
+    head = network.get_submodule("decoder.head")
+    captured: list[Tensor] = []
+    hook = head.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+    try:
+        with torch.inference_mode():
+            network(x)
+    finally:
+        hook.remove()
+    return captured[0][..., : x.shape[-2], : x.shape[-1]]
 
 
 def float32_at_most(thresholds: np.ndarray) -> np.ndarray:

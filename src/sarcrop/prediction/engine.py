@@ -30,10 +30,10 @@ from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.data.season import Season
 from sarcrop.errors import CheckpointError, SarcropError
-from sarcrop.models.forest import TreeEnsemble
 from sarcrop.options import Engine, Precision, SceneOptions
 from sarcrop.prediction.onnx_export import OnnxModel
 from sarcrop.prediction.windows import WindowLayout
+from sarcrop.training.checkpoint import FORESTS
 from sarcrop.utils.memory import reusing_freed_memory
 
 ENGINES: tuple[str, ...] = get_args(Engine)
@@ -178,7 +178,7 @@ class ModelSpec:
 def check_engine_runs(specs: Sequence[ModelSpec], engine: str) -> None:
     """A forest (``sarcrop baseline --save``) maps with the torch engine."""
     for spec in specs:
-        if engine == "onnx" and spec.architecture == TreeEnsemble.name:
+        if engine == "onnx" and spec.architecture in FORESTS:
             problem = "the onnx engine runs networks; map a forest with --engine torch"
             raise CheckpointError(problem, spec.checkpoint)
 

@@ -31,11 +31,12 @@ from torch import nn
 
 from sarcrop import __version__
 from sarcrop.errors import CheckpointError
-from sarcrop.models.forest import TreeEnsemble
+from sarcrop.models.forest import FeatureTreeEnsemble, TreeEnsemble
 from sarcrop.utils.atomic import atomic_path
 
 FORMAT_VERSION = 1
 METADATA_KEY = "sarcrop"
+FORESTS = (TreeEnsemble.name, FeatureTreeEnsemble.name)  # sarcrop baseline --save
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -218,7 +219,7 @@ def read_metadata(path: str | Path) -> CheckpointMetadata:
 
 def require_network(metadata: CheckpointMetadata, path: str | Path, use: str) -> None:
     """Refuse a forest's checkpoint where a network's layers are needed (``use``: what for)."""
-    if metadata.architecture == TreeEnsemble.name:
+    if metadata.architecture in FORESTS:
         raise CheckpointError(
             f"a Random Forest (sarcrop baseline --save) has no network layers to {use}; it "
             "maps with predict and is scored with evaluate",
@@ -231,9 +232,15 @@ def default_builder(metadata: CheckpointMetadata) -> nn.Module:
     forest of ``sarcrop baseline --save``)."""
     from sarcrop.models import build_model
 
+    options = {k: v for k, v in metadata.options.items() if k != "out_channels"}
     if metadata.architecture == TreeEnsemble.name:
-        options = {k: v for k, v in metadata.options.items() if k != "out_channels"}
         return TreeEnsemble(len(metadata.bands), metadata.time_steps, **options)
+    if metadata.architecture == FeatureTreeEnsemble.name:
+        network, trees = dict(options.pop("network")), dict(options.pop("trees"))
+        trees.pop("out_channels", None)
+        return FeatureTreeEnsemble(
+            build_model(network.pop("name"), **network), TreeEnsemble(**trees), **options
+        )
     return build_model(
         metadata.architecture, len(metadata.bands), metadata.time_steps, **metadata.options
     )

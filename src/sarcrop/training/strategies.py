@@ -46,7 +46,7 @@ from torch import nn
 
 from sarcrop.errors import ConfigError
 from sarcrop.models.blocks import MergedHead
-from sarcrop.models.forest import TreeEnsemble
+from sarcrop.models.forest import FeatureTreeEnsemble, TreeEnsemble
 
 Strategy = Literal["ri", "ft", "fte", "ftd", "probe", "bias"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -188,7 +188,7 @@ def merge_head(model: nn.Module, positive: Sequence[bool]) -> None:
     the rest (:class:`~sarcrop.models.blocks.MergedHead`), its weights as they were (a forest:
     :meth:`~sarcrop.models.forest.TreeEnsemble.merge`). A sarcrop model's options record it,
     so checkpoints rebuild it."""
-    if isinstance(model, TreeEnsemble):
+    if isinstance(model, TreeEnsemble | FeatureTreeEnsemble):
         model.merge(positive)
         return
     old = _head(model)
