@@ -140,8 +140,8 @@ def warn_season_cut_short(name: str, learnt: bool | None, observed: int, steps: 
             f"{name} was trained on full seasons only, so the first {observed} of {steps} "
             "composites with the rest zero-padded are an input it never learnt, and its map may "
             "be empty; for in-season maps use a model trained with ordering: chronological or "
-            "date_dropout, such as the shipped europe-maize-early (a forest: fitted without "
-            "--no-early-season)",
+            "date_dropout, such as the shipped europe-maize-early (a forest on the series "
+            "alone: fitted without --no-early-season)",
             stacklevel=3,
         )
 
