@@ -150,8 +150,9 @@ class TreeEnsemble(nn.Module):
         nodes = np.arange(len(self.left))
         if roots[0] != 0 or np.any(np.diff(roots) <= 0) or roots[-1] >= len(nodes):
             raise RuntimeError("roots are not increasing first nodes of the trees from 0")
+        ends = np.append(roots[1:], len(nodes))  # each tree's nodes: roots[i] .. ends[i] - 1
         tree = np.searchsorted(roots, nodes, side="right") - 1
-        first, end = roots[tree], np.append(roots[1:], len(nodes))[tree]
+        first, end = roots[tree], ends[tree]
         left, right = self.left.cpu().numpy(), self.right.cpu().numpy()
         for name, child in (("left", left), ("right", right)):
             if np.any((child < first) | (child >= end)):
@@ -160,7 +161,7 @@ class TreeEnsemble(nn.Module):
         # Children come after their node, as scikit-learn builds trees: no walk goes in circles.
         if np.any(leaf != (right == nodes)) or np.any(~leaf & ((left <= nodes) | (right <= nodes))):
             raise RuntimeError("a child does not come after its node, or a leaf has one child")
-        if self.depth > int(np.max(np.diff(np.append(roots, len(nodes))))):
+        if self.depth > int(np.max(ends - roots)):
             raise RuntimeError(f"depth {self.depth} is deeper than any tree's node count")
         features = self.in_bands * self.time_steps
         if int(self.feature.min()) < 0 or int(self.feature.max()) >= features:
