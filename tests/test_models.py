@@ -172,9 +172,10 @@ def test_decoder_blocks_run_from_bottleneck_to_output() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_registry_round_trip(name: str) -> None:
-    model = small(name, in_bands=3, norm="group")
+    norm = "group" if MODELS[name].reads_neighbours else "batch"  # group norm mixes pixels
+    model = small(name, in_bands=3, norm=norm, dropout=0.25)
     config = json.loads(json.dumps(model_config(model)))
-    assert config["name"] == name and config["norm"] == "group"
+    assert config["name"] == name and config["norm"] == norm and config["dropout"] == 0.25
     rebuilt = build_model(**config)
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
         k: v.shape for k, v in model.state_dict().items()
@@ -317,7 +318,7 @@ def test_each_model_only_supplies_its_encoder(name: str) -> None:
     cls = MODELS[name]
     assert "__init__" not in vars(cls) and "build_encoder" in vars(cls)
     model = small(name)
-    assert type(model.decoder) is UNetDecoder
+    assert "build_decoder" in vars(cls) or type(model.decoder) is UNetDecoder
     assert model_options(name) == cls.option_defaults()
     assert tuple(model_options(name))[:4] == ("widths", "dropout", "norm", "out_channels")
     default = build_model(name, 2, 5)
@@ -337,3 +338,27 @@ def test_option_checks_are_shared_by_every_model() -> None:
     with pytest.raises(ConfigError, match=r"valid: .*out_channels, heads, key_dim, step_days"):
         build_model("utae", 1, 8, depth=2)
     assert build_model("utae", 1, 8, widths=(8, 16), heads=2).encoder.ltae.heads == 2
+
+
+def test_tempcnn_reads_each_pixel_alone() -> None:
+    """Changing one pixel's series changes that pixel's output only, and a window's outputs
+    are the larger image's there: maps do not depend on the window."""
+    model = trained_like(small("tempcnn"))
+    x = series(batch=1, size=12)
+    changed = x.clone()
+    changed[..., 5, 7] = torch.rand(5, 2)
+    with torch.inference_mode():
+        before, after = model(x), model(changed)
+        window = model(x[..., 2:9, 3:11])
+    moved = (before - after).abs()[0, 0] > 0
+    assert moved[5, 7] and moved.sum() == 1
+    torch.testing.assert_close(window, before[..., 2:9, 3:11], atol=1e-6, rtol=0)
+    assert model.spatial_multiple() == 1
+
+
+def test_tempcnn_refuses_norms_that_mix_pixels() -> None:
+    for norm in ("group", "instance"):
+        with pytest.raises(ConfigError, match="reads each pixel alone"):
+            build_model("tempcnn", 2, 8, norm=norm)
+    with pytest.raises(ConfigError, match="kernel_size must be a positive odd number"):
+        build_model("tempcnn", 2, 8, kernel_size=2)

@@ -6,14 +6,13 @@ import argparse
 import json
 
 from sarcrop.cli.shared import add_names, add_training_options, run_training
+from sarcrop.models.registry import MODELS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="dataset store (from `sarcrop prepare`)")
     parser.add_argument("--out", required=True, help="output directory of the run")
-    parser.add_argument(
-        "--model", default="recurrent_unet", help="recurrent_unet, utae, convlstm_unet or unet2d"
-    )
+    parser.add_argument("--model", default="recurrent_unet", choices=list(MODELS))
     parser.add_argument(
         "--model-options",
         metavar="JSON",

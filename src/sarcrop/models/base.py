@@ -38,8 +38,11 @@ class SegmentationModel(nn.Module):
     first_conv_path: ClassVar[str] = ""  # dotted path of the first convolution
     default_widths: ClassVar[tuple[int, ...]] = (16, 32, 64, 128)
     specific_options: ClassVar[Mapping[str, Any]] = {}  # this model's own options → defaults
+    # False where each output pixel is computed from that pixel's series alone: maps need no
+    # overlap between windows and do not depend on the window size.
+    reads_neighbours: ClassVar[bool] = True
     encoder: nn.Module
-    decoder: UNetDecoder
+    decoder: nn.Module
 
     def __init__(
         self,
@@ -68,7 +71,7 @@ class SegmentationModel(nn.Module):
         self.norm = check_choice("norm", norm, NORMS)
         self.dropout = float(dropout)
         self.specific = self._check_specific(specific)
-        self.multiple = 2 ** (len(self.widths) - 1)
+        self.multiple = self.spatial_multiple()
         # What :func:`sarcrop.models.model_config` records: the constructor rebuilds the model.
         self.options: dict[str, Any] = dict(
             widths=self.widths, dropout=dropout, norm=norm, out_channels=out_channels
@@ -78,7 +81,7 @@ class SegmentationModel(nn.Module):
             self.options["merged_head"] = [bool(flag) for flag in merged_head]
         # The encoder first: the same seed gives the same initial weights as always.
         self.encoder = self.build_encoder()
-        self.decoder = UNetDecoder(self.widths, out_channels, norm, merged_head)
+        self.decoder = self.build_decoder(out_channels, merged_head)
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
@@ -101,6 +104,15 @@ class SegmentationModel(nn.Module):
         """The model's own part: ``(B, T, bands, H, W)`` → one map per level, finest first,
         with ``widths[level]`` channels each (the last one is the bottleneck)."""
         raise NotImplementedError(f"{type(self).__name__} must build its encoder")
+
+    def build_decoder(self, out_channels: int, merged_head: Sequence[bool] | None) -> nn.Module:
+        """The decoder: ``blocks`` ordered from the deepest to the output, then the 1×1
+        ``head``; the shared :class:`UNetDecoder` unless a model has its own."""
+        return UNetDecoder(self.widths, out_channels, self.norm, merged_head)
+
+    def spatial_multiple(self) -> int:
+        """What the input's sides are padded to a multiple of: the pooling factor."""
+        return 2 ** (len(self.widths) - 1) if self.reads_neighbours else 1
 
     @property
     def first_conv(self) -> nn.Conv2d:

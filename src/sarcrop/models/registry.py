@@ -10,11 +10,12 @@ from sarcrop.errors import ConfigError
 from sarcrop.models.base import SegmentationModel
 from sarcrop.models.convlstm_unet import ConvLSTMUNet
 from sarcrop.models.recurrent_unet import RecurrentUNet
+from sarcrop.models.tempcnn import TempCNN
 from sarcrop.models.unet2d import UNet2D
 from sarcrop.models.utae import UTAE
 
 MODELS: dict[str, type[SegmentationModel]] = {
-    cls.name: cls for cls in (RecurrentUNet, UTAE, ConvLSTMUNet, UNet2D)
+    cls.name: cls for cls in (RecurrentUNet, UTAE, ConvLSTMUNet, UNet2D, TempCNN)
 }
 
 
@@ -30,8 +31,8 @@ def _model_class(name: str) -> type[SegmentationModel]:
 
 
 def build_model(name: str, in_bands: int, time_steps: int, **options: Any) -> SegmentationModel:
-    """Build model ``name`` (``recurrent_unet | utae | convlstm_unet | unet2d``); the model
-    checks its options (:class:`~sarcrop.models.base.SegmentationModel`)."""
+    """Build model ``name`` (a key of :data:`MODELS`); the model checks its options
+    (:class:`~sarcrop.models.base.SegmentationModel`)."""
     try:
         return _model_class(name)(in_bands=in_bands, time_steps=time_steps, **options)
     except (TypeError, ValueError) as error:

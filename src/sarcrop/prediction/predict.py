@@ -41,6 +41,7 @@ from sarcrop.data.composite import warn_empty_periods
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.models.forest import TreeEnsemble
+from sarcrop.models.registry import MODELS
 from sarcrop.options import (
     BLOCK_WINDOWS,
     CPU_BATCH,
@@ -442,9 +443,23 @@ def class_band_tags(
     return tags
 
 
+def reads_pixels_alone(spec: ModelSpec) -> bool:
+    """Whether the model computes each pixel from that pixel's series only (a forest, the
+    per-pixel TempCNN): its map depends on neither the window nor the overlap."""
+    model = MODELS.get(spec.architecture)
+    return spec.architecture == TreeEnsemble.name or (
+        model is not None and not model.reads_neighbours
+    )
+
+
 def trained_patch_size(specs: Sequence[ModelSpec]) -> int | None:
-    """The smallest patch size the models were trained on (``None`` if none records one)."""
-    sizes = [spec.patch_size for spec in specs if spec.patch_size is not None]
+    """The smallest patch size the models that read neighbours were trained on (``None`` if
+    none records one)."""
+    sizes = [
+        spec.patch_size
+        for spec in specs
+        if spec.patch_size is not None and not reads_pixels_alone(spec)
+    ]
     return min(sizes) if sizes else None
 
 
@@ -454,15 +469,16 @@ def window_sizes(
     """``windows`` with every size filled in where not given.
 
     The window and overlap: those of the models' training patch size
-    (:meth:`WindowOptions.for_patch_size`); no overlap for forests. The batch: on a CPU 4
+    (:meth:`WindowOptions.for_patch_size`); models that read each pixel alone map in 256 px
+    windows without overlap. The batch: on a CPU 4
     windows of 256 px, or as many pixels in smaller windows (a small window alone keeps the
     model busy too briefly); on a GPU in one process as many as half its free memory holds
     (measured with one window through the first model), up to ``GPU_MAX_BATCH`` windows of
     256 px or as many pixels. The block: as many window rows as fit in 256 px, and 8 window
     columns or as many as one batch fills in those rows. A batch never spans two blocks.
     """
-    if windows.overlap is None and all(spec.architecture == TreeEnsemble.name for spec in specs):
-        windows = windows.updated(overlap=0)  # a forest reads each pixel alone: no seam to blend
+    if windows.overlap is None and all(reads_pixels_alone(spec) for spec in specs):
+        windows = windows.updated(overlap=0)  # no seam to blend
     windows = windows.for_patch_size(trained_patch_size(specs))
     window, overlap = int(windows.window or 0), int(windows.overlap or 0)  # set just above
     per_pixels = max(1, (DEFAULT_WINDOW // window) ** 2)  # windows with a 256 px window's pixels
