@@ -36,3 +36,13 @@ def test_every_help_prints(command, capsys):
         main([*command, "--help"])
     assert exit_code.value.code == 0
     assert capsys.readouterr().out.startswith("usage: sarcrop")
+
+
+def test_options_are_taken_by_their_whole_names_only(capsys):
+    """An abbreviation (``--epoch`` for ``--epochs``) is refused: in a script it would break,
+    or change meaning, once an option starting the same way is added."""
+    parse = build_parser().parse_args
+    assert parse(ARGUMENTS["train"] + ["--epochs", "3"]).epochs == 3
+    with pytest.raises(SystemExit):
+        parse(ARGUMENTS["train"] + ["--epoch", "3"])
+    assert "unrecognized arguments: --epoch 3" in capsys.readouterr().err

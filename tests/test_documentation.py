@@ -13,7 +13,6 @@ it and with it.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import importlib
@@ -65,23 +64,12 @@ def arguments(line: str) -> list[str]:
     return shlex.split(line)[1:]
 
 
-def without_abbreviations(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The parser and its subcommands' parsers taking whole option names only: a documented
-    abbreviation breaks as soon as another option starts the same way."""
-    parser.allow_abbrev = False
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for subparser in action.choices.values():
-                without_abbreviations(subparser)
-    return parser
-
-
 def parse_error(argv: list[str]) -> str | None:
     """argparse's message for ``argv``, or None where it parses."""
     messages = io.StringIO()
     try:
         with contextlib.redirect_stderr(messages), contextlib.redirect_stdout(io.StringIO()):
-            without_abbreviations(build_parser()).parse_args(argv)
+            build_parser().parse_args(argv)
     except SystemExit as stop:
         if stop.code:
             return messages.getvalue().strip().splitlines()[-1]

@@ -151,8 +151,11 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Whole option names only: an abbreviation in a script would break, or change meaning, as
+    # soon as a later version adds an option that starts the same way.
     parser = argparse.ArgumentParser(
         prog="sarcrop",
+        allow_abbrev=False,
         description="Crop mapping from Sentinel-1 SAR time series with transfer learning.",
         formatter_class=HelpFormatter,
     )
@@ -164,7 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         # argparse %-formats help strings ("95% c" would be a conversion): escape them
         short = entry.help.replace("%", "%%")
         command = sub.add_parser(
-            entry.name, help=short, description=entry.description, formatter_class=HelpFormatter
+            entry.name,
+            help=short,
+            description=entry.description,
+            formatter_class=HelpFormatter,
+            allow_abbrev=False,
         )
         module.add_arguments(command)
         command.set_defaults(func=module.run)
