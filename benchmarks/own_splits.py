@@ -13,6 +13,9 @@ paired difference to RI and to RF with a 95 % interval that resamples the locati
 fields, each once for every split that tests on it (the splits share their fields;
 :class:`sarcrop.experiments.compare.RunComparisons`, as ``sarcrop compare`` does; every split
 weighs the same).
+``--model NAME`` pre-trains another architecture (at its default size) in place of the shipped
+recurrent U-Net, and ``--epochs N`` fine-tunes every method for N epochs instead of the recipe's
+20 (e.g. ``--model tempcnn --epochs 100``, docs/results.md).
 Extra methods run in the same folder as variants of the config (``variants:``):
 ``--ri-epochs N`` adds RI with N fine-tuning epochs (the recipe's 20 leave RI short of steps on
 these splits) as a method and a baseline, ``ri+eN``; ``--distillation W`` adds the transfer
@@ -110,6 +113,19 @@ def splits_config(
         "figure_patches": 0,
         "jobs": shipped["jobs"],
     }
+
+
+def with_network(config: dict[str, Any], model: str | None, epochs: int | None) -> dict[str, Any]:
+    """``config`` with ``model`` (at its default size) pre-trained in place of the shipped
+    recurrent U-Net, and every method fine-tuned for ``epochs`` instead of the recipe's."""
+    config = dict(config)
+    if model is not None:
+        shipped = config["pretrain"]
+        pretrain = {key: value for key, value in shipped.items() if key != "model_options"}
+        config["pretrain"] = {**pretrain, "model": model}
+    if epochs is not None:
+        config["finetune"] = {**config["finetune"], "epochs": epochs}
+    return config
 
 
 class Runs:
@@ -253,6 +269,14 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help=" ".join(METHODS))
     parser.add_argument(
+        "--model",
+        help="pre-train this architecture at its default size instead of the shipped recurrent "
+        "U-Net (e.g. tempcnn); every network method starts from it",
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="fine-tuning epochs of every method (the recipe's 20)"
+    )
+    parser.add_argument(
         "--ri-epochs",
         type=int,
         help="also RI with this many epochs (method ri+eN, a baseline of its own; the "
@@ -284,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
     extra = variants(args)
     config = splits_config(args.splits, args.seeds, args.fractions, args.methods, extra)
+    config = with_network(config, args.model, args.epochs)
     run_dir = args.out / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / CONFIG_FILE

@@ -454,6 +454,22 @@ def test_own_splits_variants_add_ri_longer_and_the_fine_tuned_methods_with_a_set
     assert config.finetune_of("ft+d1").updated(distillation=0.0) == config.finetune
 
 
+def test_own_splits_can_pre_train_another_model_and_fine_tune_it_longer():
+    """``--model`` and ``--epochs``: the same splits and methods with another architecture."""
+    from benchmarks.own_splits import arguments, splits_config, with_network
+
+    args = arguments(["--data", "d", "--out", "o", "--model", "tempcnn", "--epochs", "100"])
+    shipped = splits_config(2, 1, [1.0], ["rf", "ri", "ft"])
+    config = experiment_config_from_dict(with_network(shipped, args.model, args.epochs))
+    pretrain = config.pretrain
+    assert pretrain is not None and pretrain.model == "tempcnn" and not pretrain.model_options
+    assert config.finetune_of("ri").epochs == config.finetune_of("ft").epochs == 100
+    assert config.finetune_of("ft").augment  # the rest of the recipe stays
+    unchanged = experiment_config_from_dict(with_network(shipped, None, None))
+    assert unchanged == experiment_config_from_dict(shipped)
+    assert unchanged.finetune_of("ft").epochs == 20
+
+
 def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tmp_path):
     """benchmarks/own_splits.py: each location split two ways, pooled over the splits."""
     from benchmarks.own_splits import main as own_splits

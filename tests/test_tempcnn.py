@@ -1,0 +1,94 @@
+"""The per-pixel TempCNN through the package: it trains, each transfer strategy trains only its
+part, and ``predict`` maps it in any window with the same result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from sarcrop.data.prepare import prepare_region
+from sarcrop.data.simulate import simulate_region
+from sarcrop.options import TilingOptions, WindowOptions
+from sarcrop.prediction import predict_map
+from sarcrop.training import TrainConfig, finetune, train
+from sarcrop.training.checkpoint import load_checkpoint
+
+QUICK = TrainConfig(
+    epochs=2, batch_size=4, val_fraction=0, patience=None, progress_bar=False, accelerator="cpu"
+)
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A simulated region and its store of 16 px patches."""
+    root = tmp_path_factory.mktemp("tempcnn")
+    simulate_region("spain", root / "spain", seed=3, size=(48, 64))
+    store = prepare_region(
+        root / "spain", root / "spain.zarr", tiling=TilingOptions(patch_size=16), progress=False
+    )
+    return root / "spain", Path(store)
+
+
+@pytest.fixture(scope="module")
+def trained(region: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    config = QUICK.model_copy(update={"epochs": 20, "lr": 0.01})
+    return train(region[1], out, model="tempcnn", config=config).checkpoint
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(path)
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> set[str]:
+    """The parts (``encoder``, ``decoder.blocks``, ``decoder.head``) with a changed weight."""
+    parts = set()
+    for name, value in before.items():
+        if name.endswith("num_batches_tracked") or torch.equal(value, after[name]):
+            continue
+        parts.add("decoder.head" if name.startswith("decoder.head") else name.split(".")[0])
+        if name.startswith("decoder.blocks"):
+            parts.add("decoder.blocks")
+    return parts - {"decoder"}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "last_k", "expected"),
+    [
+        ("ft", None, {"encoder", "decoder.blocks", "decoder.head"}),
+        ("fte", None, {"encoder"}),
+        ("ftd", None, {"decoder.blocks", "decoder.head"}),
+        ("ftd", 1, {"decoder.blocks", "decoder.head"}),
+        ("probe", None, {"decoder.head"}),
+    ],
+)
+def test_each_strategy_trains_its_part_only(
+    region, trained: Path, tmp_path: Path, strategy: str, last_k: int | None, expected: set[str]
+) -> None:
+    result = finetune(trained, region[1], tmp_path, strategy=strategy, last_k=last_k, config=QUICK)
+    assert changed(weights(trained), weights(result.checkpoint)) == expected
+
+
+def test_the_map_does_not_depend_on_the_window(region, trained: Path, tmp_path: Path) -> None:
+    """Trained on 16 px patches, mapped in 256 px windows without overlap by default; windows
+    of 24 px give the same map (within one step of the band's rounding)."""
+    default = predict_map(trained, region[0], tmp_path / "default.tif", progress=False)
+    small = predict_map(
+        trained,
+        region[0],
+        tmp_path / "small.tif",
+        windows=WindowOptions(window=24, overlap=0),
+        progress=False,
+    )
+    with rasterio.open(default) as one, rasterio.open(small) as two:
+        assert (one.tags()["WINDOW"], one.tags()["OVERLAP"]) == ("256", "0")
+        assert (two.tags()["WINDOW"], two.tags()["OVERLAP"]) == ("24", "0")
+        a, b = one.read(1).astype(int), two.read(1).astype(int)
+    assert np.abs(a - b).max() <= 1
+    assert np.mean(a == b) > 0.99
+    assert len(np.unique(a)) > 10  # a map, not a constant
