@@ -92,3 +92,32 @@ def test_the_map_does_not_depend_on_the_window(region, trained: Path, tmp_path: 
     assert np.abs(a - b).max() <= 1
     assert np.mean(a == b) > 0.99
     assert len(np.unique(a)) > 10  # a map, not a constant
+
+
+def unfolded(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model layer by layer, as written: batch norm after each convolution, not folded."""
+    batch, steps, bands, height, width = x.shape
+    plane = x.permute(0, 2, 1, 3, 4).reshape(batch, bands, steps, height * width)
+    for conv, norm, relu, _ in model.encoder.layers:
+        plane = relu(norm(conv(plane)))
+    conv, norm, relu, _ = model.decoder.blocks[0]
+    return model.decoder.head(relu(norm(conv(plane.reshape(batch, -1, height, width)))))
+
+
+def test_folded_batch_norm_computes_the_layers_as_written() -> None:
+    """In eval mode each batch norm is folded into its convolution (channels last): the same
+    function, with and without autograd."""
+    from sarcrop.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tempcnn", 2, 6, widths=(8, 12), hidden=16, dropout=0.2)
+    with torch.no_grad():  # batch-norm statistics that are not the identity
+        model.train()
+        for _ in range(3):
+            model(torch.randn(2, 6, 2, 8, 8) * 3 + 1)
+    model.eval()
+    x = torch.randn(3, 6, 2, 9, 7)
+    with torch.no_grad():
+        expected = unfolded(model, x)
+        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)  # with autograd

@@ -77,7 +77,7 @@ class ConvBlock(nn.Sequential):
         see :meth:`dropout_scale`). In eval mode, batch norm is folded into the convolutions:
         no pass over the largest maps of the model for it; training runs the layers."""
         conv1, norm1, relu1, conv2, norm2, relu2 = (self[i] for i in range(6))
-        if self.training or not (_frozen_batch_norm(norm1) and _frozen_batch_norm(norm2)):
+        if self.training or not (frozen_batch_norm(norm1) and frozen_batch_norm(norm2)):
             return cast(Tensor, relu2(norm2(conv2(relu1(norm1(conv1(x)))))))
         x = conv3x3_relu(x, *fold_batch_norm(conv1, norm1))
         return conv3x3_relu(x, *fold_batch_norm(conv2, norm2))
@@ -133,7 +133,7 @@ def eager_inference() -> bool:
     )
 
 
-def _frozen_batch_norm(module: nn.Module) -> bool:
+def frozen_batch_norm(module: nn.Module) -> bool:
     """Batch norm that normalises with its running statistics (eval mode, stats tracked)."""
     return (
         isinstance(module, nn.BatchNorm2d)

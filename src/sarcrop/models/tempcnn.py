@@ -18,24 +18,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 from types import MappingProxyType
+from typing import cast
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sarcrop.errors import ConfigError
 from sarcrop.models.base import SegmentationModel
-from sarcrop.models.blocks import MergedHead
+from sarcrop.models.blocks import (
+    MergedHead,
+    eager_inference,
+    fold_batch_norm,
+    frozen_batch_norm,
+)
 
 
-def _layer(in_channels: int, out_channels: int, kernel_size: int, dropout: float) -> nn.Sequential:
-    """conv over time → batch norm → ReLU → dropout, on ``(B, C, time, pixels)``."""
-    return nn.Sequential(
-        nn.Conv2d(
-            in_channels, out_channels, (kernel_size, 1), padding=(kernel_size // 2, 0), bias=False
-        ),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
-    )
+class ConvNormReLU(nn.Sequential):
+    """conv → batch norm → ReLU → dropout. Where the norm uses its running statistics (eval
+    mode), it is folded into the convolution: one pass over the largest tensors of the model
+    instead of two, the same function (and gradient)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: tuple[int, int], dropout: float
+    ) -> None:
+        padding = (kernel_size[0] // 2, kernel_size[1] // 2)
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv, norm, relu, dropout = self
+        if not frozen_batch_norm(norm):
+            return cast(Tensor, dropout(relu(norm(conv(x)))))
+        weight, bias = fold_batch_norm(conv, norm)
+        y = F.conv2d(x, weight, bias, padding=conv.padding)
+        return cast(Tensor, dropout(F.relu_(y) if eager_inference() else F.relu(y)))
 
 
 class TemporalEncoder(nn.Module):
@@ -48,13 +69,17 @@ class TemporalEncoder(nn.Module):
         super().__init__()
         channels = [in_bands, *widths]
         self.layers = nn.Sequential(
-            *(_layer(c_in, c_out, kernel_size, dropout) for c_in, c_out in pairwise(channels))
+            *(
+                ConvNormReLU(c_in, c_out, (kernel_size, 1), dropout)
+                for c_in, c_out in pairwise(channels)
+            )
         )
 
     def forward(self, x: Tensor) -> list[Tensor]:
         batch, steps, bands, height, width = x.shape
         plane = x.permute(0, 2, 1, 3, 4).reshape(batch, bands, steps, height * width)
-        features = self.layers(plane)  # (B, C, T, H*W)
+        # Channels last: the (time, pixels) convolutions run about twice as fast on a CPU.
+        features = self.layers(plane.contiguous(memory_format=torch.channels_last))
         return [features.reshape(batch, -1, height, width)]
 
 
@@ -71,16 +96,7 @@ class PixelDecoder(nn.Module):
         merged_head: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(
-            [
-                nn.Sequential(
-                    nn.Conv2d(in_channels, hidden, 1, bias=False),
-                    nn.BatchNorm2d(hidden),
-                    nn.ReLU(inplace=True),
-                    nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
-                )
-            ]
-        )
+        self.blocks = nn.ModuleList([ConvNormReLU(in_channels, hidden, (1, 1), dropout)])
         self.head = (
             MergedHead(hidden, merged_head)
             if merged_head is not None
