@@ -110,8 +110,8 @@ COMMANDS = (
         "experiment",
         "run the scenarios × methods of an experiment config and write the report",
         "Run an experiment YAML (or a shipped one by name: paper, small, barley, crop-types, "
-        "real, real-held-out, real-early, crop-types-real, real-ssl). Finished units are cached "
-        "in OUT/cache, so a rerun only does what is missing.",
+        "real, real-held-out, real-early, crop-types-real, real-ssl, real-tempcnn). Finished "
+        "units are cached in OUT/cache, so a rerun only does what is missing.",
     ),
     Command(
         "compare",
