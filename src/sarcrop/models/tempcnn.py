@@ -49,13 +49,14 @@ class ConvNormReLU(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
         )
+        self.padding = padding
 
     def forward(self, x: Tensor) -> Tensor:
         conv, norm, relu, dropout = self
         if not frozen_batch_norm(norm):
             return cast(Tensor, dropout(relu(norm(conv(x)))))
         weight, bias = fold_batch_norm(conv, norm)
-        y = F.conv2d(x, weight, bias, padding=conv.padding)
+        y = F.conv2d(x, weight, bias, padding=self.padding)
         return cast(Tensor, dropout(F.relu_(y) if eager_inference() else F.relu(y)))
 
 
