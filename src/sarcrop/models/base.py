@@ -2,9 +2,10 @@
 
 A model class only says what is its own: its ``name``, the path of its first convolution, its
 default widths, any options of its own (``specific_options``, with defaults) and
-:meth:`SegmentationModel.build_encoder`. Everything else (validating the options every model
+:meth:`SegmentationModel.build_encoder` (and :meth:`SegmentationModel.build_decoder` where it
+is not the U-Net's: the per-pixel TempCNN). Everything else (validating the options every model
 shares, building the :class:`~sarcrop.models.blocks.UNetDecoder`, padding and checking the
-input, cropping the logits) lives here once, so models differ only in how they handle time.
+input, cropping the logits) lives here once, so the U-Nets differ only in how they handle time.
 """
 
 from __future__ import annotations
