@@ -679,6 +679,11 @@ class BaselineResult:
         return False
 
     @property
+    def class_count(self) -> int:
+        """The forest's classes: the crop types, or the crop and the rest."""
+        return len(self.classes) if self.classes else 2
+
+    @property
     def scored(self) -> bool:
         """Whether a test split was scored (not where every patch of the store trained)."""
         return bool(self.confusions or self.class_confusions)
@@ -787,8 +792,9 @@ class BaselineResult:
         """The forest as a module that maps as a network does (:meth:`save` writes it)."""
         from sarcrop.models.forest import TreeEnsemble
 
-        classes = len(self.classes) if self.classes else 2
-        return TreeEnsemble.from_forest(self.model.estimator_, len(self.bands), self.steps, classes)
+        return TreeEnsemble.from_forest(
+            self.model.estimator_, len(self.bands), self.steps, self.class_count
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The run's record; ``sarcrop baseline --out`` writes it with :meth:`by_parcel`'s."""

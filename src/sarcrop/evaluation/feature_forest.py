@@ -149,8 +149,7 @@ class FeatureForestResult(BaselineResult):
         store = DatasetStore(self.store)
         extractor, _, _ = load_extractor(self.checkpoint, store, self.bands, raw=self.raw)
         features = extractor.width + (self.steps * len(self.bands) if self.raw else 0)
-        classes = len(self.classes) if self.classes else 2
-        trees = TreeEnsemble.from_forest(self.model.estimator_, features, 1, classes)
+        trees = TreeEnsemble.from_forest(self.model.estimator_, features, 1, self.class_count)
         return FeatureTreeEnsemble(
             extractor.model, trees, raw=self.raw, network_bands=extractor.network_bands
         )

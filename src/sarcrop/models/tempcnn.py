@@ -49,20 +49,19 @@ class ConvNormReLU(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
         )
-        self.padding = padding
 
     def forward(self, x: Tensor) -> Tensor:
         conv, norm, relu, dropout = self
         if not frozen_batch_norm(norm):
             return cast(Tensor, dropout(relu(norm(conv(x)))))
         weight, bias = fold_batch_norm(conv, norm)
-        y = F.conv2d(x, weight, bias, padding=self.padding)
+        y = F.conv2d(x, weight, bias, padding=cast(nn.Conv2d, conv).padding)
         return cast(Tensor, dropout(F.relu_(y) if eager_inference() else F.relu(y)))
 
 
 class TemporalEncoder(nn.Module):
     """``(B, T, bands, H, W)`` → ``[(B, widths[-1] * T, H, W)]``: each pixel's convolved
-    series, its dates folded into channels (date-major within each filter)."""
+    series, its dates folded into channels (channel ``c * T + t``: filter ``c`` at date ``t``)."""
 
     def __init__(
         self, in_bands: int, widths: Sequence[int], kernel_size: int, dropout: float
