@@ -12,7 +12,8 @@ import torch
 
 from sarcrop.data.prepare import prepare_region
 from sarcrop.data.simulate import simulate_region
-from sarcrop.options import TilingOptions, WindowOptions
+from sarcrop.evaluation.feature_forest import run_feature_forest
+from sarcrop.options import BaselineOptions, TilingOptions, WindowOptions
 from sarcrop.prediction import predict_map
 from sarcrop.training import TrainConfig, finetune, train
 from sarcrop.training.checkpoint import load_checkpoint
@@ -92,6 +93,21 @@ def test_the_map_does_not_depend_on_the_window(region, trained: Path, tmp_path: 
     assert np.abs(a - b).max() <= 1
     assert np.mean(a == b) > 0.99
     assert len(np.unique(a)) > 10  # a map, not a constant
+
+
+def test_a_forest_on_its_features_maps_as_it_does(region, trained: Path, tmp_path: Path) -> None:
+    """Its features are per pixel, so a forest on them records no patch size and maps in
+    256 px windows without overlap, as the network does."""
+    options = BaselineOptions(n_estimators=5, early_season=False, seed=0)
+    forest = run_feature_forest(trained, region[1], options, jobs=1)
+    checkpoint = forest.save(tmp_path / "forest.safetensors")
+    _, metadata = load_checkpoint(checkpoint)
+    assert metadata.architecture == "feature_forest"
+    assert "patch_size" not in metadata.training
+    path = predict_map(checkpoint, region[0], tmp_path / "map.tif", progress=False)
+    with rasterio.open(path) as written:
+        assert (written.tags()["WINDOW"], written.tags()["OVERLAP"]) == ("256", "0")
+        assert len(np.unique(written.read(1))) > 2
 
 
 def unfolded(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

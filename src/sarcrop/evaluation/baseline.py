@@ -674,11 +674,6 @@ class BaselineResult:
         return self.options.early_season
 
     @property
-    def reads_context(self) -> bool:
-        """Whether a pixel's features depend on its neighbours (not the series alone)."""
-        return False
-
-    @property
     def class_count(self) -> int:
         """The forest's classes: the crop types, or the crop and the rest."""
         return len(self.classes) if self.classes else 2
@@ -782,8 +777,8 @@ class BaselineResult:
                 "training_pixels": dict(self.model.n_samples_per_class_),
                 "label_subset": self.label_subset or {"fraction": 1.0},
                 "ground": learnt_ground(store),
-                # A network's features depend on the window: map in windows of its patches.
-                **({"patch_size": store.metadata.patch_size} if self.reads_context else {}),
+                # A network's features may depend on the window: map in windows of its patches.
+                **({"patch_size": store.metadata.patch_size} if model.reads_neighbours else {}),
             },
         )
         return save_checkpoint(path, model, metadata)

@@ -131,11 +131,6 @@ class FeatureForestResult(BaselineResult):
     network_bands: list[str] | None = None
 
     @property
-    def reads_context(self) -> bool:
-        """Always: the network's features see the patch around each pixel."""
-        return True
-
-    @property
     def early_copies(self) -> bool:
         """Never: the forest learns the features of full seasons (:func:`run_feature_forest`)."""
         return False

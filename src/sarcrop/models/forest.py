@@ -48,6 +48,7 @@ class TreeEnsemble(nn.Module):
     """
 
     name: ClassVar[str] = "random_forest"  # a checkpoint's architecture
+    reads_neighbours: ClassVar[bool] = False  # each pixel's series alone, as in SegmentationModel
     left: Tensor
     right: Tensor
     feature: Tensor
@@ -277,6 +278,11 @@ class FeatureTreeEnsemble(nn.Module):
         self.raw = bool(raw)
         self.network_bands = None if network_bands is None else [int(i) for i in network_bands]
         self.time_steps = int(getattr(network, "time_steps", 0))
+
+    @property
+    def reads_neighbours(self) -> bool:
+        """Whether its features do: those of the network it reads."""
+        return bool(getattr(self.network, "reads_neighbours", True))
 
     @property
     def options(self) -> dict[str, Any]:

@@ -40,8 +40,6 @@ from sarcrop import __version__
 from sarcrop.data.composite import warn_empty_periods
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
-from sarcrop.models.forest import TreeEnsemble
-from sarcrop.models.registry import MODELS
 from sarcrop.options import (
     BLOCK_WINDOWS,
     CPU_BATCH,
@@ -446,10 +444,7 @@ def class_band_tags(
 def reads_pixels_alone(spec: ModelSpec) -> bool:
     """Whether the model computes each pixel from that pixel's series only (a forest, the
     per-pixel TempCNN): its map depends on neither the window nor the overlap."""
-    model = MODELS.get(spec.architecture)
-    return spec.architecture == TreeEnsemble.name or (
-        model is not None and not model.reads_neighbours
-    )
+    return not getattr(spec.model, "reads_neighbours", True)
 
 
 def trained_patch_size(specs: Sequence[ModelSpec]) -> int | None:
