@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = "europe-maize"
 TYPES = "europe-crop-types"
 EARLY = "europe-maize-early"
+PIXELS = "europe-maize-tempcnn"
 
 
 def one_epoch() -> TrainConfig:
@@ -51,9 +52,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return europe_store(tmp_path_factory.mktemp("pretrained"))
 
 
-@pytest.mark.parametrize("name", [NAME, TYPES, EARLY])
+@pytest.mark.parametrize("name", [NAME, TYPES, EARLY, PIXELS])
 def test_the_shipped_model_is_listed_and_found(name: str) -> None:
-    assert pretrained.available() == sorted([NAME, TYPES, EARLY])
+    assert pretrained.available() == sorted([NAME, TYPES, EARLY, PIXELS])
     path = pretrained.path(name)
     assert path.is_file() and path.name == f"{name}.safetensors"
     assert path.with_suffix(".md").is_file(), "every shipped checkpoint has a model card"
@@ -198,7 +199,9 @@ def test_an_early_map_from_a_full_season_model_warns_once_per_model(
         evaluate(NAME, store, timesteps=8)
 
 
-@pytest.mark.parametrize(("name", "page"), [(NAME, "pretrained.md"), (TYPES, None), (EARLY, None)])
+@pytest.mark.parametrize(
+    ("name", "page"), [(NAME, "pretrained.md"), (TYPES, None), (EARLY, None), (PIXELS, None)]
+)
 def test_the_card_describes_this_file(name: str, page: str | None) -> None:
     """The card's hash, size and parameter count are those of the shipped file; the docs page
     of the first model is its card itself, and names the other."""
@@ -211,7 +214,7 @@ def test_the_card_describes_this_file(name: str, page: str | None) -> None:
     assert "simulated data only" in card
     if page is not None:
         assert (ROOT / "docs" / page).read_text(encoding="utf-8") == card
-        assert TYPES in card and EARLY in card
+        assert TYPES in card and EARLY in card and PIXELS in card
 
 
 def test_the_crop_type_model_fine_tunes_to_one_crop_or_to_crop_types(
@@ -317,6 +320,27 @@ def test_interpolation_exports_a_mix_of_the_start_and_the_fine_tuned_weights(
         torch.testing.assert_close(value, 0.7 * start[name] + 0.3 * end[name])
         changed += not torch.equal(start[name], end[name])
     assert changed > 10  # fine-tuning moved the weights, so the mix is not the start
+
+
+def test_the_per_pixel_model_fine_tunes_by_name_as_its_card_says(
+    tmp_path: Path, store: str
+) -> None:
+    """The card's command: FT from the shipped TempCNN with the middle weight; the result maps
+    each pixel alone, in windows of 256 px without overlap whatever patches it learnt on."""
+    import rasterio
+
+    from sarcrop.prediction import predict_map
+
+    config = one_epoch().updated(recipe="few-labels", epochs=1, interpolation=0.5)
+    result = finetune(PIXELS, store, tmp_path / "ft", strategy="ft", config=config)
+    meta = read_metadata(result.checkpoint)
+    assert meta.architecture == "tempcnn" and meta.positive == ["maize"]
+    assert meta.parent is not None and meta.parent["region"] == "europe"
+    assert meta.training["config"]["interpolation"] == 0.5
+    scenes = Path(store).parent / "region"
+    path = predict_map(result.checkpoint, scenes, tmp_path / "maize.tif", progress=False)
+    with rasterio.open(path) as written:
+        assert (written.tags()["WINDOW"], written.tags()["OVERLAP"]) == ("256", "0")
 
 
 def test_interpolation_needs_a_pretrained_start(tmp_path: Path, store: str) -> None:
