@@ -443,7 +443,8 @@ def class_band_tags(
 
 def reads_pixels_alone(spec: ModelSpec) -> bool:
     """Whether the model computes each pixel from that pixel's series only (a forest, the
-    per-pixel TempCNN): its map depends on neither the window nor the overlap."""
+    per-pixel TempCNN, a forest on its features; the model's own ``reads_neighbours``): its map
+    depends on neither the window nor the overlap."""
     return not getattr(spec.model, "reads_neighbours", True)
 
 
