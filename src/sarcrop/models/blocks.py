@@ -79,8 +79,8 @@ class ConvBlock(nn.Sequential):
         conv1, norm1, relu1, conv2, norm2, relu2 = (self[i] for i in range(6))
         if self.training or not (frozen_batch_norm(norm1) and frozen_batch_norm(norm2)):
             return cast(Tensor, relu2(norm2(conv2(relu1(norm1(conv1(x)))))))
-        x = conv3x3_relu(x, *fold_batch_norm(conv1, norm1))
-        return conv3x3_relu(x, *fold_batch_norm(conv2, norm2))
+        x = conv_relu(x, *fold_batch_norm(conv1, norm1))
+        return conv_relu(x, *fold_batch_norm(conv2, norm2))
 
     def dropout_scale(self, x: Tensor) -> Tensor | None:
         """The channel dropout's factors ``(N, C, 1, 1)`` for the output ``x`` of
@@ -94,18 +94,18 @@ class ConvBlock(nn.Sequential):
         return torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep).div_(keep)
 
 
-def conv3x3_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """``relu(conv2d(x, weight, bias, padding=1))``; on CPU without autograd one oneDNN
+def conv_relu(x: Tensor, weight: Tensor, bias: Tensor, padding: tuple[int, int] = (1, 1)) -> Tensor:
+    """``relu(conv2d(x, weight, bias, padding=padding))``; on CPU without autograd one oneDNN
     primitive with the ReLU fused, which saves a pass over the output."""
     if _fusable(x):
-        padding = stride = dilation = [1, 1]
+        stride = dilation = [1, 1]
         return cast(
             Tensor,
             torch.ops.mkldnn._convolution_pointwise(
-                x, weight, bias, padding, stride, dilation, 1, "relu", [None], None
+                x, weight, bias, list(padding), stride, dilation, 1, "relu", [None], None
             ),
         )
-    return F.relu_(F.conv2d(x, weight, bias, padding=1))
+    return F.relu_(F.conv2d(x, weight, bias, padding=padding))
 
 
 def _fusable(x: Tensor) -> bool:

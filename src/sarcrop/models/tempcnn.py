@@ -21,17 +21,11 @@ from types import MappingProxyType
 from typing import cast
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sarcrop.errors import ConfigError
 from sarcrop.models.base import SegmentationModel
-from sarcrop.models.blocks import (
-    MergedHead,
-    eager_inference,
-    fold_batch_norm,
-    frozen_batch_norm,
-)
+from sarcrop.models.blocks import MergedHead, conv_relu, fold_batch_norm, frozen_batch_norm
 
 
 class ConvNormReLU(nn.Sequential):
@@ -54,9 +48,8 @@ class ConvNormReLU(nn.Sequential):
         conv, norm, relu, dropout = self
         if not frozen_batch_norm(norm):
             return cast(Tensor, dropout(relu(norm(conv(x)))))
-        weight, bias = fold_batch_norm(conv, norm)
-        y = F.conv2d(x, weight, bias, padding=cast(nn.Conv2d, conv).padding)
-        return cast(Tensor, dropout(F.relu_(y) if eager_inference() else F.relu(y)))
+        padding = cast(tuple[int, int], cast(nn.Conv2d, conv).padding)
+        return cast(Tensor, dropout(conv_relu(x, *fold_batch_norm(conv, norm), padding)))
 
 
 class TemporalEncoder(nn.Module):
