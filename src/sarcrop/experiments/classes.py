@@ -128,48 +128,26 @@ def network_timestep_probabilities(
     return np.stack(_network_maps(checkpoint, test_store, crop, every_timestep=True))
 
 
-BATCH = 8
-"""Test patches per forward pass, as ``evaluate`` reads them."""
-
-
 def _network_maps(
     checkpoint: Path, test_store: Path, crop: str | None, *, every_timestep: bool
 ) -> list[np.ndarray]:
-    """The test split's probability maps at the full season, or at every ``t``."""
-    import torch
-
-    from sarcrop.data.dataset import PatchDataset
+    """The test split's probability maps at the full season, or at every ``t``, as
+    ``evaluate`` computes them (:func:`~sarcrop.training.api.split_probabilities`)."""
     from sarcrop.data.store import DatasetStore
-    from sarcrop.training.api import model_to_score
-    from sarcrop.training.ordering import pad_steps
+    from sarcrop.training.api import model_to_score, scored_patches, split_probabilities
 
     store = DatasetStore(test_store)  # opened once, for the checks and the patches
     model, meta = model_to_score(checkpoint, store, crop)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as ``evaluate``
-    model.to(device).eval()
-    classes = meta.target_classes
-    dataset = PatchDataset(
-        store,
-        "test",
-        meta.positive,
-        meta.bands,
-        normalization=meta.normalization,
-        classes=classes,
-    )
-    if len(dataset) == 0:
+    patches = scored_patches(store, "test", meta)
+    if len(patches) == 0:
         raise InputDataError("no test patches to score", test_store)
-    images = [dataset[i]["image"] for i in range(len(dataset))]
-    batches = [torch.stack(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
     steps = range(1, meta.time_steps + 1) if every_timestep else [meta.time_steps]
-    maps = []
-    with torch.inference_mode():
-        for t in steps:
-            logits = torch.cat([model(pad_steps(b, t).to(device)).float().cpu() for b in batches])
-            if classes is None:
-                maps.append(torch.sigmoid(logits[:, 0]).numpy())
-            else:
-                maps.append(torch.softmax(logits, dim=1).numpy())
-    return maps
+    maps: dict[int, list[np.ndarray]] = {t: [] for t in steps}
+    crop_types = meta.target_classes is not None
+    for _, probabilities in split_probabilities(model, patches, steps, crop_types=crop_types):
+        for t, prob in probabilities.items():
+            maps[t].append(prob.cpu().numpy())
+    return [np.concatenate(maps[t]) for t in steps]
 
 
 # ------------------------------------------------------------------ tables and figure

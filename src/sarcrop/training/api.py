@@ -94,6 +94,7 @@ from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
 
 if TYPE_CHECKING:
+    from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.parcels import LabelMask
     from sarcrop.training.search import FoldRun, SearchChoice
 
@@ -1360,6 +1361,50 @@ def _check_season_length(meta: CheckpointMetadata, store: Any, checkpoint: str |
         )
 
 
+def scored_patches(store: Any, split: str, meta: CheckpointMetadata) -> PatchDataset:
+    """The patches of ``store``'s ``split`` as the model of ``meta`` reads them (its bands,
+    positive crop or classes, and normalisation), unaugmented."""
+    from sarcrop.data.dataset import PatchDataset
+
+    return PatchDataset(
+        store,
+        split,
+        meta.positive,
+        meta.bands,
+        normalization=meta.normalization,
+        classes=meta.target_classes,
+    )
+
+
+def split_probabilities(
+    model: nn.Module,
+    patches: Dataset[Any],
+    steps: Sequence[int],
+    *,
+    crop_types: bool,
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    num_workers: int = 0,
+) -> Iterator[tuple[dict[str, Any], dict[int, torch.Tensor]]]:
+    """Each batch of ``patches`` with the model's probabilities from its first ``t``
+    composites (the later ones zero-padded) for every ``t`` in ``steps``: sigmoid ``(B, H, W)``
+    of a one-crop model, softmax ``(B, K, H, W)`` of a crop-type one. The one path by which
+    ``evaluate`` and an experiment's test maps run a model over a split."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    loader = DataLoader(patches, batch_size=batch_size, num_workers=num_workers)
+    with torch.inference_mode():
+        for batch in loader:
+            image = batch["image"].to(device)
+            probabilities = {}
+            for t in steps:
+                logits = model(pad_steps(image, t)).float()
+                probabilities[t] = (
+                    torch.softmax(logits, dim=1) if crop_types else torch.sigmoid(logits[:, 0])
+                )
+            yield batch, probabilities
+
+
 def evaluate(
     checkpoint: str | Path,
     store: Any,
@@ -1389,7 +1434,6 @@ def evaluate(
     ``t`` under ``"early_season_intervals"``. Inputs are scaled with the checkpoint's
     normalisation statistics.
     """
-    from sarcrop.data.dataset import PatchDataset
     from sarcrop.evaluation.metrics import (
         MulticlassConfusion,
         empty_confusion,
@@ -1412,38 +1456,34 @@ def evaluate(
     if split == "test":
         check_unlearnt(meta.training.get("ground", []), store)
     classes = meta.target_classes
-    dataset = PatchDataset(
-        store,
-        split,
-        meta.positive,
-        meta.bands,
-        normalization=meta.normalization,
-        classes=classes,
-    )
+    dataset = scored_patches(store, split, meta)
     target_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(target_device)
     confusions = {t: empty_confusion(classes) for t in wanted}
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     # Target indices at the headline t, and at every t where every t is scored (binary).
     every_t = timesteps == "all" and classes is None
     predictions: dict[int, list[np.ndarray]] = {t: [] for t in (wanted if every_t else wanted[-1:])}
-    with torch.inference_mode():
-        for batch in loader:
-            image = batch["image"].to(target_device)
-            target = batch["target"].to(target_device)
-            valid = batch["valid"].to(target_device)
-            for t in wanted:
-                logits = model(pad_steps(image, t)).float()
-                confusion = confusions[t]
-                if isinstance(confusion, MulticlassConfusion):
-                    confusion.update(logits, target, valid)
-                    predicted = logits.argmax(dim=1)
-                else:
-                    prob = torch.sigmoid(logits)[:, 0]
-                    confusion.update(prob, target, valid, threshold=threshold)
-                    predicted = prob >= threshold
-                if t in predictions:
-                    predictions[t].append(predicted.cpu().numpy())
+    batches = split_probabilities(
+        model,
+        dataset,
+        wanted,
+        crop_types=classes is not None,
+        batch_size=batch_size,
+        device=target_device,
+        num_workers=num_workers,
+    )
+    for batch, probabilities in batches:
+        target = batch["target"].to(target_device)
+        valid = batch["valid"].to(target_device)
+        for t, prob in probabilities.items():
+            confusion = confusions[t]
+            if isinstance(confusion, MulticlassConfusion):
+                confusion.update(prob, target, valid)
+                chosen = prob.argmax(dim=1)
+            else:
+                confusion.update(prob, target, valid, threshold=threshold)
+                chosen = prob >= threshold
+            if t in predictions:
+                predictions[t].append(chosen.cpu().numpy())
     headline = confusions[wanted[-1]]
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
