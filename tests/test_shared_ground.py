@@ -3,8 +3,8 @@
 Two stores prepared from one location with other splits (a whole-location ``train`` store and
 a ``test`` store of the same place) would score a model on the labels it learnt from. The
 forest, ``sarcrop baseline``, the experiments and ``evaluate`` (from the ground a checkpoint
-records) refuse such pairs; other seasons, other label files (a simulated draw on the same grid)
-and one store's own split pass.
+records) refuse such pairs, whatever file labels the real ground; other seasons, other
+simulated draws on the same grid and one store's own split pass.
 """
 
 from __future__ import annotations
@@ -115,13 +115,42 @@ def test_two_random_splits_of_one_location_pair_where_they_cross(location):
     assert crossed and shared_ground(a, b) == crossed
 
 
-def test_other_season_or_other_label_file_never_pairs(location):
+def test_other_season_never_pairs(location):
     train = store(location, "train", WHOLE_TRAIN)
     assert shared_ground(train, store(location, "may-test", WHOLE_TEST, season=MAY)) == []
-    # Another label file on the same grid and dates, as a simulated draw has: not the same ground.
-    draw = store(location, "draw-test", WHOLE_TEST, labels="other-labels.tif")
-    assert shared_ground(train, draw) == []
-    check_disjoint(train, draw)
+
+
+def test_real_ground_is_the_same_whatever_file_labels_it(location, tmp_path):
+    """The GeoTIFF, the netCDF or a parcel file of the same fields: one ground."""
+    train = store(location, "train", WHOLE_TRAIN)
+    other = store(location, "other-file-test", WHOLE_TEST, labels="other-labels.tif")
+    assert not train.metadata.source["simulated"] and not other.metadata.source["simulated"]
+    assert shared_ground(train, other) == [(i, i) for i in range(16)]
+    with pytest.raises(InputDataError, match="16 test patches overlap train patches"):
+        check_disjoint(train, other)
+    model = trained(location, tmp_path, "april", train)
+    with pytest.raises(InputDataError, match="16 test patches show labelled ground this model"):
+        evaluate(model, other.path)
+
+
+def test_simulated_draws_on_one_grid_are_other_ground(location):
+    """Every draw of a preset has the same coordinates and dates, not the same fields: the
+    ``region.json`` of the simulator beside the labels makes the label file part of the
+    ground."""
+    stores = []
+    for draw in ("draw0", "draw1"):
+        folder = location / draw
+        folder.mkdir(exist_ok=True)
+        shutil.copy(location / "labels.tif", folder / "labels.tif")
+        (folder / "region.json").write_text('{"simulator": "sarcrop"}')
+        split = WHOLE_TRAIN if draw == "draw0" else WHOLE_TEST
+        stores.append(store(location, draw, split, labels=f"{draw}/labels.tif"))
+    train, test = stores
+    assert train.metadata.source["simulated"] and test.metadata.source["simulated"]
+    assert shared_ground(train, test) == []
+    check_disjoint(train, test)
+    again = store(location, "draw0-test", WHOLE_TEST, labels="draw0/labels.tif")
+    assert shared_ground(train, again) == [(i, i) for i in range(16)]  # the same draw
 
 
 def test_a_merged_store_keeps_each_patch_label_file(location, tmp_path):
@@ -183,7 +212,7 @@ def test_experiment_refuses_scenarios_tested_on_learnt_ground(location, tmp_path
         run_experiment(leaky, tmp_path / "out")
     assert str(error.value) == (
         "scenario a -> a-test: 16 test patches show labelled ground that fine-tuning region a"
-        " trains on, in the same season and from the same label file; fine-tune and test on"
+        " trains on, in the same season; fine-tune and test on"
         " one region split in two (split: {method: patch})"
     )
     assert not (tmp_path / "out" / "cache").exists() or not any(

@@ -154,6 +154,7 @@ def prepare(
             source={
                 "images": stack.description or _describe(images),
                 "labels": str(labels),
+                "simulated": _simulated(labels),
                 "label_column": label_options.column,
                 "label_variable": label_options.variable,
                 "composite": composite.model_dump(),
@@ -300,6 +301,16 @@ def read_region(region_dir: str | Path) -> dict[str, object]:
     if not isinstance(data, dict):
         raise InputDataError("region metadata is not a JSON object", path)
     return data
+
+
+def _simulated(labels: str | Path) -> bool:
+    """Whether ``labels`` are a simulated region's: the ``region.json`` beside them names the
+    simulator. Their ground is then also the file, not only the coordinates, which every draw
+    of a preset shares (:mod:`sarcrop.data.split`)."""
+    try:
+        return bool(read_region(Path(labels).parent).get("simulator"))
+    except InputDataError:  # a region.json of another making
+        return False
 
 
 def region_scenes(region_dir: str | Path) -> Path:

@@ -8,13 +8,19 @@ side, which gives a more honest estimate of performance on unseen areas. ``"trai
 another. Two stores cut from one location and season with different splits (a ``"train"``
 store and a ``"test"`` store of the same place, say) share ground: :func:`check_disjoint`
 refuses to score a model there.
+
+Real ground is its coordinates and season, whatever file labels it: the GeoTIFF, the netCDF
+and a parcel file of the same fields are one ground. Simulated draws share coordinates (each
+preset has one origin) but not fields, so simulated ground is also its label file. A store
+records which it is (``source.simulated``, from the ``region.json`` beside its labels); a store
+from before that record is matched by label file, as simulated ground is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -98,44 +104,73 @@ def validation_split(
 # Train and test patches of two stores must not show the same labelled ground
 
 
-def label_sources(store: DatasetStore) -> list[str | None]:
-    """The label file of each location of ``store`` (one for a store that was not merged),
-    resolved, or ``None`` where the store does not record it."""
+def _location_sources(store: DatasetStore) -> list[dict[str, Any]]:
+    """The ``source`` record of each location of ``store`` (one for a store not merged)."""
     meta = store.metadata
     members = meta.source.get("stores") if meta.locations else [meta.source]
     members = members if isinstance(members, list) else []
-    out: list[str | None] = []
-    for location in range(max(len(meta.locations), 1)):
-        source = members[location] if location < len(members) else {}
-        labels = source.get("labels") if isinstance(source, dict) else None
-        out.append(str(Path(str(labels)).resolve()) if labels else None)
-    return out
+    return [
+        source if isinstance(source, dict) else {}
+        for source in (
+            members[location] if location < len(members) else {}
+            for location in range(max(len(meta.locations), 1))
+        )
+    ]
 
 
-def _footprints(store: DatasetStore, split: str) -> list[tuple[int, str, np.ndarray]]:
-    """(patch, "label file|CRS", [left, bottom, right, top, season start, season end]) of the
-    split's patches that record their label file."""
+def label_sources(store: DatasetStore) -> list[str | None]:
+    """The label file of each location of ``store`` (one for a store that was not merged),
+    resolved, or ``None`` where the store does not record it."""
+    labels = (source.get("labels") for source in _location_sources(store))
+    return [str(Path(str(path)).resolve()) if path else None for path in labels]
+
+
+class _Footprint(NamedTuple):
+    """A patch's labelled ground: ``key`` "label file|CRS", whether it is real ground (the
+    store says it is not simulated), and [left, bottom, right, top, season start, season end
+    (ordinal days)]."""
+
+    patch: int
+    key: str
+    real: bool
+    extent: np.ndarray
+
+    @property
+    def crs(self) -> str:
+        return self.key.rpartition("|")[2]
+
+
+def _footprints(store: DatasetStore, split: str) -> list[_Footprint]:
+    """The footprints of the split's patches that record their label file."""
     meta = store.metadata
-    sources = label_sources(store)
+    sources = _location_sources(store)
+    files = label_sources(store)
     seasons = [loc.season for loc in meta.locations] or [meta.season]
     out = []
     for index in store.indices(split):
         location = meta.location[index] if meta.locations else 0
-        if sources[location] is None:
+        if files[location] is None:
             continue
         grid, season = store.patch_grid(index), seasons[location]
         extent = [*grid.bounds, season.start.toordinal(), season.end.toordinal()]
-        key = f"{sources[location]}|{grid.crs}"
-        out.append((index, key, np.asarray(extent, dtype=np.float64)))
+        real = sources[location].get("simulated") is False
+        key = f"{files[location]}|{grid.crs}"
+        out.append(_Footprint(index, key, real, np.asarray(extent, dtype=np.float64)))
     return out
 
 
+def _same_ground(key: str, real: bool, test: _Footprint) -> bool:
+    """Whether ground recorded as ``key`` (real or not) can be ``test``'s: the same label file
+    and CRS, or real ground on both sides in the same CRS."""
+    return key == test.key or (real and test.real and key.rpartition("|")[2] == test.crs)
+
+
 def shared_ground(train: DatasetStore, test: DatasetStore) -> list[tuple[int, int]]:
-    """(train patch, test patch) pairs of ``train``'s train split and ``test``'s test split cut
-    from the same label file, over overlapping ground, in overlapping seasons.
+    """(train patch, test patch) pairs of ``train``'s train split and ``test``'s test split
+    over the same ground (:func:`_same_ground`), overlapping, in overlapping seasons.
 
     A model tested on such a pair is scored on labels it learnt from. Simulated draws, other
-    years and other places differ in label file or season and never pair. One store's own
+    years and other places differ in label file, season or ground and never pair. One store's own
     split is the split's business and is not checked here.
     """
     if Path(train.path).resolve() == Path(test.path).resolve():
@@ -143,12 +178,12 @@ def shared_ground(train: DatasetStore, test: DatasetStore) -> list[tuple[int, in
     tests = _footprints(test, "test")
     if not tests:
         return []
-    keys = np.array([key for _, key, _ in tests])
-    extents = np.stack([extent for _, _, extent in tests])
+    extents = np.stack([f.extent for f in tests])
     pairs = []
-    for index, key, extent in _footprints(train, "train"):
-        overlap = (keys == key) & _overlapping(extent, extents)
-        pairs += [(index, tests[j][0]) for j in np.flatnonzero(overlap)]
+    for own in _footprints(train, "train"):
+        same = np.array([_same_ground(own.key, own.real, f) for f in tests])
+        overlap = same & _overlapping(own.extent, extents)
+        pairs += [(own.patch, tests[j].patch) for j in np.flatnonzero(overlap)]
     return pairs
 
 
@@ -161,13 +196,17 @@ def _overlapping(extent: np.ndarray, extents: np.ndarray) -> np.ndarray:
 
 def learnt_ground(store: DatasetStore) -> list[dict[str, Any]]:
     """The labelled ground a model trained on ``store``'s train split has seen, as a checkpoint
-    records it: per label file and CRS (``key``), the store and the extents [left, bottom,
-    right, top, season start, season end (ordinal days)] of the train patches."""
-    groups: dict[str, list[list[float]]] = {}
-    for _, key, extent in _footprints(store, "train"):
-        groups.setdefault(key, []).append(extent.tolist())
+    records it: per label file and CRS (``key``), the store, whether the ground is real, and the
+    extents [left, bottom, right, top, season start, season end (ordinal days)] of the train
+    patches."""
+    groups: dict[tuple[str, bool], list[list[float]]] = {}
+    for footprint in _footprints(store, "train"):
+        groups.setdefault((footprint.key, footprint.real), []).append(footprint.extent.tolist())
     path = str(Path(store.path).resolve())
-    return [{"store": path, "key": key, "extents": extents} for key, extents in groups.items()]
+    return [
+        {"store": path, "key": key, "real": real, "extents": extents}
+        for (key, real), extents in groups.items()
+    ]
 
 
 def check_unlearnt(ground: Sequence[Mapping[str, Any]], test: DatasetStore) -> None:
@@ -182,14 +221,15 @@ def check_unlearnt(ground: Sequence[Mapping[str, Any]], test: DatasetStore) -> N
         if entry.get("store") == own:
             continue
         extents = np.asarray(entry.get("extents", []), dtype=np.float64).reshape(-1, 6)
-        same = [(i, e) for i, key, e in tests if key == entry.get("key")]
-        hit = [i for i, e in same if _overlapping(e, extents).any()]
+        key, real = str(entry.get("key")), entry.get("real") is True
+        same = [f for f in tests if _same_ground(key, real, f)]
+        hit = [f.patch for f in same if _overlapping(f.extent, extents).any()]
         if hit:
             raise InputDataError(
                 f"{len(hit)} test patches show labelled ground this model learnt from in"
-                f" {entry.get('store')} (same label file, ground and season): the score would"
-                " measure what was learnt; evaluate on another place or season, or on a split"
-                " of the store it trained on",
+                f" {entry.get('store')} (same ground and season): the score would measure what"
+                " was learnt; evaluate on another place or season, or on a split of the store"
+                " it trained on",
                 test.path,
             )
 
@@ -201,8 +241,8 @@ def check_disjoint(train: DatasetStore, test: DatasetStore) -> None:
         shown = ", ".join(f"{a}/{b}" for a, b in pairs[:3]) + (" ..." if len(pairs) > 3 else "")
         tests = len({b for _, b in pairs})
         raise InputDataError(
-            f"{tests} test patches overlap train patches of {train.path} (same label file,"
-            f" ground and season; train/test: {shown}): the score would measure what was"
+            f"{tests} test patches overlap train patches of {train.path} (same ground and"
+            f" season; train/test: {shown}): the score would measure what was"
             " learnt; train and test on one store's split instead",
             test.path,
         )

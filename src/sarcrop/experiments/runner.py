@@ -293,7 +293,7 @@ class ExperimentRunner:
                 raise ConfigError(
                     f"scenario {scenario.finetune} -> {scenario.test}: {len({b for _, b in pairs})}"
                     f" test patches show labelled ground that {role} region {region} trains on,"
-                    f" in the same season and from the same label file; {remedy}"
+                    f" in the same season; {remedy}"
                 )
 
     def _check_fold_stores(self, scenario: ScenarioSpec) -> None:
