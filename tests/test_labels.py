@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import rasterio
@@ -10,8 +12,14 @@ from rasterio.crs import CRS
 from shapely.geometry import Polygon, box
 
 from sarcrop.data.grid import Grid
-from sarcrop.data.labels import binary_target, labels_from_parcels, labels_from_raster
+from sarcrop.data.labels import (
+    binary_target,
+    labels_from_file,
+    labels_from_parcels,
+    labels_from_raster,
+)
 from sarcrop.errors import InputDataError
+from sarcrop.options import LabelOptions
 
 UTM = CRS.from_epsg(32631)
 # 40 × 50 pixels of 10 m, origin (500000, 5000400).
@@ -273,3 +281,23 @@ def test_label_cube_variable_errors_name_the_file(tmp_path):
     fractional.to_netcdf(tmp_path / "frac.nc")
     with pytest.raises(InputDataError, match="non-integer values"):
         labels_from_cube(tmp_path / "frac.nc", GRID, code_map={1: "a"})
+
+
+def test_pixels_outside_the_parcels_are_background_or_unlabelled(tmp_path):
+    """A few labelled fields of an area: the rest is not known to be "not the crop"."""
+    path = tmp_path / "parcels.gpkg"
+    squares_frame().to_file(path, driver="GPKG")
+    labels, classes = labels_from_parcels(path, GRID, outside_parcels="unlabelled")
+    expected = expected_squares()
+    expected[expected == 0] = -1
+    assert classes == ["background", "maize", "rice"]  # the same indices either way
+    np.testing.assert_array_equal(labels, expected)
+    # Left at its default, most labelled pixels outside the parcels are named in one warning.
+    share = f"{np.mean(expected_squares() == 0):.0%}"  # 70 of 2000 pixels in parcels
+    with pytest.warns(UserWarning, match=rf"parcels.gpkg: {share} of the labelled pixels lie"):
+        labels, _ = labels_from_file(path, GRID)
+    np.testing.assert_array_equal(labels, expected_squares())
+    for outside in ("background", "unlabelled"):  # chosen either way: no warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            labels_from_file(path, GRID, LabelOptions(outside_parcels=outside))

@@ -30,6 +30,7 @@ Method = Literal["mean", "median", "first"]
 Space = Literal["linear", "db"]
 OrbitChoice = Literal["ascending", "descending", "both"]
 SplitMethod = Literal["patch", "block", "train", "test"]
+OutsideParcels = Literal["background", "unlabelled"]
 Engine = Literal["torch", "onnx"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["fp32", "bf16"]
@@ -85,6 +86,12 @@ class LabelOptions(Options):
     )
     code_map: dict[int, str] | None = Field(
         None, description="label code → class name; codes not listed become 'other'"
+    )
+    outside_parcels: OutsideParcels = Field(
+        "background",
+        description="pixels outside every parcel of a parcel file: background (a negative, as "
+        "in the paper's masks, where the parcels are every field) or unlabelled (where they "
+        "are some of the fields)",
     )
 
 
@@ -462,7 +469,7 @@ def add_flags(
                     dest=dest,
                     action="store_false",
                     default=None,
-                    help=help_text,
+                    help=f"turn off: {field.description or name} (on by default)",
                 )
             else:
                 parser.add_argument(

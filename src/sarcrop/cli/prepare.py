@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, get_args
 
 from sarcrop.cli.shared import add_names, add_percentiles, add_quiet
 from sarcrop.errors import InputDataError
-from sarcrop.options import SplitMethod
+from sarcrop.options import OutsideParcels, SplitMethod
 
 if TYPE_CHECKING:
     from sarcrop.data.season import Season
@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--label-column", help=f"{fields['column'].description} ({fields['column'].default})"
     )
     labels.add_argument("--label-variable", help=fields["variable"].description)
+    labels.add_argument(
+        "--outside-parcels",
+        choices=get_args(OutsideParcels),
+        help=f"{fields['outside_parcels'].description} ({fields['outside_parcels'].default})",
+    )
     labels.add_argument(
         "--legend",
         type=Path,
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         "column": args.label_column,
         "variable": args.label_variable,
         "code_map": _code_map(args),
+        "outside_parcels": args.outside_parcels,
     }
     options: dict[str, object] = {
         "labels": args.labels,

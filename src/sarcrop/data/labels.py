@@ -34,7 +34,7 @@ from rasterio.windows import Window, from_bounds
 
 from sarcrop.data.grid import Grid
 from sarcrop.errors import InputDataError
-from sarcrop.options import LabelOptions
+from sarcrop.options import LabelOptions, OutsideParcels
 
 UNLABELLED = -1
 BACKGROUND = "background"
@@ -53,12 +53,34 @@ def labels_from_file(
     path = Path(path)
     names, codes = options.class_names, options.code_map
     if path.suffix.lower() in PARCEL_SUFFIXES:
-        return labels_from_parcels(path, grid, column=options.column)
+        outside = options.outside_parcels
+        labels, classes = labels_from_parcels(
+            path, grid, column=options.column, outside_parcels=outside
+        )
+        if "outside_parcels" not in options.model_fields_set:
+            _warn_background_majority(path, labels)
+        return labels, classes
     if path.exists() and is_cube(path):
         return labels_from_cube(
             path, grid, variable=options.variable, class_names=names, code_map=codes
         )
     return labels_from_raster(path, grid, class_names=names, code_map=codes)
+
+
+def _warn_background_majority(path: Path, labels: np.ndarray) -> None:
+    """Warn where most labelled pixels lie outside every parcel: counted as negatives, they
+    teach "not the crop" of fields that were never labelled, if the parcels are a few of the
+    area's fields. Choosing ``outside_parcels`` either way silences it."""
+    labelled = int((labels >= 0).sum())
+    background = int((labels == 0).sum())
+    if labelled and background > labelled / 2:
+        warnings.warn(
+            f"{path}: {background / labelled:.0%} of the labelled pixels lie outside every "
+            "parcel and count as negatives (background); where the parcels are only some of "
+            "the area's fields, pass --outside-parcels unlabelled (outside_parcels: unlabelled), "
+            "else --outside-parcels background",
+            stacklevel=3,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,14 +336,16 @@ def labels_from_parcels(
     grid: Grid,
     *,
     column: str = "crop",
+    outside_parcels: OutsideParcels = "background",
     all_touched: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
     """Rasterize parcel polygons onto ``grid`` by their ``column`` value.
 
     Classes are ``["background", <sorted crop names>...]``; pixels outside every parcel are
-    background (0), parcels with an empty crop value are unlabelled (-1). Parcels in another
-    CRS are reprojected; invalid geometries are repaired (or dropped if nothing polygonal is
-    left) with a warning. Where parcels overlap, the later one in the file wins.
+    background (0), or unlabelled (-1) with ``outside_parcels="unlabelled"``, and parcels
+    with an empty crop value are unlabelled. Parcels in another CRS are reprojected; invalid
+    geometries are repaired (or dropped if nothing polygonal is left) with a warning. Where
+    parcels overlap, the later one in the file wins.
     """
     import geopandas as gpd
     import pyogrio
@@ -391,7 +415,7 @@ def labels_from_parcels(
         zip(frame.geometry.to_numpy(), values),
         out_shape=(grid.height, grid.width),
         transform=grid.transform,
-        fill=0,
+        fill=0 if outside_parcels == "background" else UNLABELLED,
         all_touched=all_touched,
         dtype="int16",
     )
