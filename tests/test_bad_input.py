@@ -338,6 +338,14 @@ LABEL_CASES: list[tuple[str, Callable[[Path], tuple[Path, list[str]]], tuple[str
         ("positive class 'wheat' is not in the labels", "classes present: background, rice"),
     ),
     (
+        "positive class named by the labels, on no pixel",
+        lambda w: (
+            fs.write_label_raster(w / "norice.tif", np.zeros_like(fs.label_array())),
+            [],
+        ),
+        ("positive 'rice': no pixel of the image area has it", "(labelled pixels: background"),
+    ),
+    (
         "parcels outside the area",
         lambda w: (
             fs.write_parcels(w / "far.gpkg", [shapely.box(7e5, 5e6, 7.001e5, 5.0001e6)], ["rice"]),
@@ -548,3 +556,37 @@ def test_file_that_is_not_a_checkpoint(tmp_path, base, store, capsys, make, comm
 def test_missing_checkpoint(tmp_path, store, capsys):
     code, err = fs.run_cli(["evaluate", tmp_path / "none.safetensors", store], capsys)
     fs.assert_clean_error(code, err, tmp_path / "none.safetensors", "checkpoint not found")
+
+
+def test_a_crop_only_in_the_test_patches_is_named_and_the_folder_stays_usable(
+    base, tmp_path, capsys
+):
+    """Training without a pixel of the crop fails in one line naming the store, before any
+    checkpoint; the same folder then takes the corrected run."""
+    from sarcrop.data.prepare import prepare
+    from sarcrop.data.season import Season
+    from sarcrop.options import TilingOptions
+
+    def store(name: str, labels: np.ndarray) -> Path:
+        return prepare(
+            base / "scenes",
+            tmp_path / f"{name}.zarr",
+            labels=fs.write_label_raster(tmp_path / f"{name}.tif", labels),
+            tiling=TilingOptions(patch_size=fs.PATCH),
+            season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
+            progress=False,
+        )
+
+    first = DatasetStore(store("rice", fs.label_array() * (fs.label_array() == 1)))
+    row, col = first.offsets[first.indices("test")[0]]
+    labels = fs.label_array() * (fs.label_array() == 1)
+    labels[row : row + fs.PATCH, col : col + fs.PATCH] = 2  # maize in one test patch only
+    path = store("test-maize", labels)
+    run = tmp_path / "run"
+    argv = ["train", path, "--out", run, "--recipe", "few-labels", "--epochs", "1"]
+    code, err = fs.run_cli([*argv, "--positive", "maize"], capsys)
+    fs.assert_clean_error(code, err, path, "the training patches hold no maize pixel")
+    assert not (run / "model.safetensors").exists()
+    code, err = fs.run_cli([*argv, "--positive", "rice", "--quiet"], capsys)
+    assert code == 0, err
+    assert (run / "model.safetensors").is_file()

@@ -96,9 +96,10 @@ def prepare(
     area_labels, classes = labels_from_file(labels, grid, label_options)
     if positive:
         try:
-            positive_indices(classes, positive)
+            wanted = positive_indices(classes, positive)
         except InputDataError as exc:
             raise InputDataError(exc.problem, labels) from None
+        _require_pixels(area_labels, classes, wanted, labels)
 
     patch_size = tiling.patch_size
     stride = tiling.stride or patch_size
@@ -287,6 +288,21 @@ def _describe(images: object) -> str:
     if isinstance(images, Sequence):
         return f"{len(images)} files"
     return type(images).__name__
+
+
+def _require_pixels(
+    labels: np.ndarray, classes: Sequence[str], wanted: Sequence[int], path: str | Path
+) -> None:
+    """Refuse a positive class that a legend names but no pixel of the area holds: a store
+    without positives trains nothing and scores nothing."""
+    counts = np.bincount(labels[labels >= 0].ravel(), minlength=len(classes))
+    if counts.any() and not counts[list(wanted)].any():  # no label at all: named later
+        names = ", ".join(repr(classes[i]) for i in wanted)
+        held = ", ".join(f"{classes[i]} {n}" for i, n in enumerate(counts) if n)
+        raise InputDataError(
+            f"positive {names}: no pixel of the image area has it (labelled pixels: {held})",
+            path,
+        )
 
 
 def read_region(region_dir: str | Path) -> dict[str, object]:

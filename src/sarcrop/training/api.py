@@ -376,6 +376,8 @@ def fit(
     fingerprint = json.loads(json.dumps(fingerprint, default=str))
     record = _read_run(out_dir)
     last = out_dir / "last.ckpt"
+    if record is not None and _stopped_before_learning(record, out_dir):
+        record = None  # a run that failed before its first checkpoint holds nothing to keep
     if record is not None and record.get("fingerprint") != fingerprint:
         raise ConfigError(
             "holds a run with a different configuration; use another output directory", out_dir
@@ -600,15 +602,30 @@ def class_balance(dataset: Dataset) -> tuple[int, int]:
     return negative, positive
 
 
+def _stopped_before_learning(record: Mapping[str, Any], out_dir: Path) -> bool:
+    """Whether the run recorded in ``out_dir`` stopped (on bad input, say) before it wrote a
+    checkpoint: the folder then holds no weights, and another run may start there."""
+    written = (out_dir / "last.ckpt").exists() or (out_dir / MODEL_FILE).exists()
+    return record.get("status") == "running" and not written
+
+
 def resolved_pos_weight(config: TrainConfig, train_data: Dataset) -> float:
     """``config.pos_weight``, with ``auto`` counted from the training labels."""
     if config.pos_weight != "auto":
         return float(config.pos_weight)
+    from sarcrop.data.dataset import PatchDataset
+
     negative, positive = class_balance(train_data)
     try:
         return balanced_pos_weight(negative, positive, AUTO_POS_WEIGHT_CAP)
     except ValueError as exc:
-        raise InputDataError(str(exc)) from None
+        patches = train_data.dataset if isinstance(train_data, Subset) else train_data
+        if not isinstance(patches, PatchDataset):
+            raise InputDataError(str(exc)) from None
+        kind = "/".join(patches.positive) if positive == 0 else "other"
+        raise InputDataError(
+            f"the training patches hold no {kind} pixel ({exc})", patches.store.path
+        ) from None
 
 
 def resolved_class_weight(config: TrainConfig, train_data: Dataset) -> list[float] | None:
