@@ -31,6 +31,7 @@ from sarcrop.training import (
     CheckpointMetadata,
     TrainConfig,
     apply_strategy,
+    evaluate,
     finetune,
     load_checkpoint,
     read_metadata,
@@ -372,6 +373,8 @@ def test_composites_of_another_length_than_the_model_learnt_are_named(store, tmp
         rf"composites of {days}: .*--days {2 * days} to match",
     ):
         finetune(other, store, tmp_path / "ft", strategy="ft", bands=["VH"], config=quick())
+    with pytest.warns(UserWarning, match=rf"learnt composites of {2 * days} days"):
+        evaluate(other, store)  # scored as it is, the same steps are read
     same = save_checkpoint(
         tmp_path / "same.safetensors",
         model,

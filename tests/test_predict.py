@@ -116,8 +116,11 @@ def local_spec() -> ModelSpec:
     )
 
 
-def save_tiny_checkpoint(path: Path, patch_size: int | None = None) -> Path:
-    """A small recurrent U-Net; ``patch_size`` is recorded as the size it was trained on."""
+def save_tiny_checkpoint(
+    path: Path, patch_size: int | None = None, pixel_size: float | None = None
+) -> Path:
+    """A small recurrent U-Net; ``patch_size`` and ``pixel_size`` are recorded as the sizes
+    it was trained on."""
     torch.manual_seed(0)
     model = build_model("recurrent_unet", 2, SEASON.steps, widths=(4, 8), dropout=0.0)
     meta = CheckpointMetadata(
@@ -128,7 +131,11 @@ def save_tiny_checkpoint(path: Path, patch_size: int | None = None) -> Path:
         season=SEASON.to_dict(),
         normalization={"min": list(NORM.min), "max": list(NORM.max)},
         region="test",
-        training={} if patch_size is None else {"patch_size": patch_size},
+        training={
+            key: value
+            for key, value in {"patch_size": patch_size, "pixel_size": pixel_size}.items()
+            if value is not None
+        },
     )
     return save_checkpoint(path, model, meta)
 
@@ -608,6 +615,53 @@ def test_cli_predict(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     )
     assert code == 2
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_a_map_path_or_model_that_cannot_be_used_is_refused_before_any_work(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder or a non-GeoTIFF name as the map, or a folder as the model: one line naming
+    it, and nothing computed or written."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    cases = [
+        (ckpt, folder, "is a folder: give the map's file name"),
+        (ckpt, tmp_path / "map.png", "the map is a Cloud-Optimised GeoTIFF: name it .tif"),
+        (folder, tmp_path / "map.tif", "is a folder, not a checkpoint"),
+    ]
+    for model, out, expected in cases:
+        argv = ["predict", str(model), "--images", str(scenes), "--out", str(out), "--quiet"]
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
+        named = out if "checkpoint" not in expected else model
+        assert f"{named}: " in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps", "tiny.safetensors"]
+    assert not any(folder.iterdir())
+
+
+def test_images_of_another_pixel_size_than_the_model_learnt_are_named(
+    scenes: Path, tmp_path: Path
+) -> None:
+    """A model fine-tuned on 20 m scenes read at 10 m, mapping the 20 m scenes as they are:
+    the map is on the images' grid, which one warning says, with the flag that maps on the
+    model's; chosen, or of the same size, nothing is said."""
+    windows = WindowOptions(window=160, overlap=32)
+    at_20 = save_tiny_checkpoint(tmp_path / "at20.safetensors", pixel_size=20.0)
+    with pytest.warns(
+        UserWarning,
+        match=r"at20.safetensors learnt from 20 m pixels and the "
+        r"images' are 10 m: .*give --resolution 20",
+    ):
+        predict_map(at_20, scenes, tmp_path / "a.tif", windows=windows, progress=False)
+    at_10 = save_tiny_checkpoint(tmp_path / "at10.safetensors", pixel_size=10.0)
+    for model, options in ((at_20, SceneOptions(resolution=10)), (at_10, SceneOptions())):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = tmp_path / f"{model.stem}.tif"
+            predict_map(model, scenes, out, windows=windows, scenes=options, progress=False)
+        assert not [w for w in caught if "pixels" in str(w.message)]
 
 
 def test_cli_builds_the_api_options(

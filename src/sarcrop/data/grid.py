@@ -23,6 +23,13 @@ class Grid:
         return (abs(self.transform.a), abs(self.transform.e))
 
     @property
+    def metre_pixels(self) -> float | None:
+        """The side of a square pixel in metres on a projected grid in metres (else None)."""
+        x, y = self.resolution
+        metric = self.crs.is_projected and self.crs.linear_units in ("metre", "meter")
+        return float(x) if metric and x == y else None
+
+    @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in grid CRS units."""
         left, top = self.transform.c, self.transform.f

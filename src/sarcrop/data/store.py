@@ -446,6 +446,14 @@ class DatasetStore:
     def normalization(self) -> Normalization:
         return self.metadata.normalization
 
+    @property
+    def pixel_size(self) -> float | None:
+        """The side of the store's square pixels in metres, where every location of it has
+        the same on a metric grid (else None)."""
+        grids = [location.grid for location in self.metadata.locations] or [self.grid]
+        sizes = {grid.metre_pixels for grid in grids}
+        return sizes.pop() if len(sizes) == 1 else None
+
     def patch_grid(self, index: int) -> Grid:
         """The georeferenced grid of patch ``index``."""
         p, index = self.patch_size, self._check(index)

@@ -61,6 +61,7 @@ class ModelSpec:
     classes: tuple[str, ...] = ()
     patch_size: int | None = None  # side of the patches it was trained on, where recorded
     early_seasons: bool | None = None  # trained on seasons cut short (None: not recorded)
+    pixel_size: float | None = None  # metres per pixel of the patches it learnt, where recorded
 
     def __post_init__(self) -> None:
         self.bands = tuple(str(b).upper() for b in self.bands)
@@ -108,7 +109,8 @@ class ModelSpec:
         composite = get("composite") or {}
         if not isinstance(composite, Mapping):
             composite = vars(composite)
-        patch_size = (get("training") or {}).get("patch_size")
+        training = get("training") or {}
+        patch_size, pixel_size = training.get("patch_size"), training.get("pixel_size")
         return cls(
             model=model,
             bands=tuple(get("bands")),
@@ -123,6 +125,7 @@ class ModelSpec:
             classes=tuple(get("target_classes") or ()),
             patch_size=None if patch_size is None else int(patch_size),
             early_seasons=meta.learnt_early_seasons(),
+            pixel_size=None if pixel_size is None else float(pixel_size),
         )
 
     def one_crop(self, positive: Sequence[str]) -> ModelSpec:

@@ -25,9 +25,11 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,7 @@ from tqdm import tqdm
 
 from sarcrop import __version__
 from sarcrop.data.composite import warn_empty_periods
+from sarcrop.data.grid import Grid
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.options import (
@@ -133,6 +136,12 @@ def load_model(model_or_checkpoint: ModelSpec | str | os.PathLike[str]) -> Model
     from sarcrop import pretrained
 
     path = Path(pretrained.resolve(Path(model_or_checkpoint)))  # a file, or a shipped name
+    if path.is_dir():
+        raise SarcropError(
+            "is a folder, not a checkpoint: give a model's .safetensors file (from train, "
+            "finetune or baseline --save) or a shipped model's name",
+            path,
+        )
     if not path.is_file():
         raise SarcropError("checkpoint not found", path)
     return ModelSpec.from_checkpoint(path)
@@ -149,6 +158,37 @@ def load_models(model: ModelSource | Sequence[ModelSource]) -> list[ModelSpec]:
     specs = [load_model(source) for source in sources]
     check_compatible(specs)
     return specs
+
+
+MAP_SUFFIXES = (".tif", ".tiff")
+
+
+def check_map_path(out: Path) -> None:
+    """Refuse, before any work, a map path that cannot take the map: a folder, or a name of
+    another format (the map is always a Cloud-Optimised GeoTIFF)."""
+    if out.is_dir():
+        raise SarcropError("is a folder: give the map's file name, e.g. map.tif, inside it", out)
+    if out.suffix.lower() not in MAP_SUFFIXES:
+        raise SarcropError(
+            f"the map is a Cloud-Optimised GeoTIFF: name it {' or '.join(MAP_SUFFIXES)}", out
+        )
+
+
+def warn_other_pixel_size(specs: Sequence[ModelSpec], grid: Grid) -> None:
+    """Warn where the images' own pixels are not the size a model learnt from (20 m
+    WorldCereal scenes under a model fine-tuned on them read at 10 m, say): the map is then
+    made on the images' grid, not the model's."""
+    images = grid.metre_pixels
+    for spec in specs:
+        if images and spec.pixel_size and not math.isclose(images, spec.pixel_size):
+            name = Path(spec.checkpoint).name or "the model"
+            warnings.warn(
+                f"{name} learnt from {spec.pixel_size:g} m pixels and the images' are "
+                f"{images:g} m: the map is on the images' grid; give --resolution "
+                f"{spec.pixel_size:g} (scenes: resolution) to map on the model's",
+                stacklevel=3,
+            )
+            return
 
 
 def check_output(spec: ModelSpec, output: MapOptions) -> None:
@@ -556,6 +596,7 @@ def predict_map(
     ``on_block`` is called with each block index as it is saved. Returns ``out``.
     """
     out = Path(out)
+    check_map_path(out)
     check_engine(execution.engine)
     execution = execution.updated(device=execution.resolved_device)
     if execution.scheduler is None:  # a cluster's workers may have a GPU the client lacks
@@ -574,6 +615,8 @@ def predict_map(
     for each in specs:
         name = Path(each.checkpoint).name or "the model"
         warn_season_cut_short(name, each.early_seasons, steps, each.season.steps)
+    if scenes.resolution is None:
+        warn_other_pixel_size(specs, stack.grid)
     observed = season_until(spec.season, steps)
     stack = restrict(stack, observed)
     if not stack.acquisitions:

@@ -713,14 +713,17 @@ def _training_data(
     return train_data, val_data, labels
 
 
-def _patch_size(data: Dataset) -> dict[str, int]:
-    """``{"patch_size": side}`` of the patches ``data`` trains on (empty if not from a store):
-    ``predict`` maps in windows of that size by default, the size the model learnt and was
-    scored at."""
+def _patch_size(data: Dataset) -> dict[str, Any]:
+    """``{"patch_size": side, "pixel_size": metres}`` of the patches ``data`` trains on (empty
+    if not from a store): ``predict`` maps in windows of that size by default, the size the
+    model learnt and was scored at, and names images of another pixel size."""
     while isinstance(data, Subset):
         data = data.dataset
     store = getattr(data, "store", None)
-    return {} if store is None else {"patch_size": int(store.patch_size)}
+    if store is None:
+        return {}
+    metres = store.pixel_size
+    return {"patch_size": int(store.patch_size), **({"pixel_size": metres} if metres else {})}
 
 
 def _check_validation_fields(dataset: Any, items: Sequence[int]) -> None:
@@ -1462,6 +1465,7 @@ def evaluate(
     checkpoint = pretrained.resolve(checkpoint)
     model, meta = model_to_score(checkpoint, store, positive)  # the checkpoint's errors first
     store = _open_store(store)
+    _warn_other_composites(Path(checkpoint), meta, store)
     steps = meta.time_steps
     wanted = timestep_list(timesteps, steps)
     if isinstance(timesteps, int):
