@@ -369,3 +369,15 @@ def test_method_labels_read_as_the_docs_write_them():
     ]
     table = summary_table(_results().assign(method="rf-features"), ["iou"])
     assert "RF on features" in table.to_markdown()
+
+
+def test_a_table_of_scenarios_the_paper_lacks_claims_no_paper_value():
+    """A user's own regions: no cell has a published value, so neither the title nor the
+    note speaks of one."""
+    results = _results().assign(
+        scenario="mine", finetune_region="my-fields", test_region="my-fields"
+    )
+    table = paper_table(results, "iou", reference=True, sources={"mine": "real"})
+    assert table.title == "IoU of the positive class (full season)"
+    assert all(cell.reference is None for row in table.rows for cell in row.cells)
+    assert "Table 1" not in table.notes[0] and "paper" not in table.to_markdown()

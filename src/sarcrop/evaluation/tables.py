@@ -457,6 +457,8 @@ def paper_table(
         for i, s in enumerate(columns.scenario)
     ]
     columns = columns.assign(_order=order).sort_values("_order", kind="stable")
+    # Only where the paper reports one of these scenarios (a user's own regions: none of them).
+    reference = reference and any(found is not None for found in papers.values())
 
     features = [str(v) for v in columns.bands]
     if columns.crop.nunique() > 1:
