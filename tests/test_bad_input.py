@@ -590,3 +590,13 @@ def test_a_crop_only_in_the_test_patches_is_named_and_the_folder_stays_usable(
     code, err = fs.run_cli([*argv, "--positive", "rice", "--quiet"], capsys)
     assert code == 0, err
     assert (run / "model.safetensors").is_file()
+
+
+def test_a_model_of_other_bands_than_the_store_names_the_flag_to_use(
+    tmp_path, store, checkpoints, capsys
+):
+    argv = ["finetune", checkpoints["hh"], store, "--strategy", "ft", "--out", tmp_path / "run"]
+    code, err = fs.run_cli(argv, capsys)
+    fs.assert_clean_error(
+        code, err, checkpoints["hh"], "bands HH, HV not in store", "--bands VH VV (bands=[...])"
+    )

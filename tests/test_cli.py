@@ -46,3 +46,40 @@ def test_options_are_taken_by_their_whole_names_only(capsys):
     with pytest.raises(SystemExit):
         parse(ARGUMENTS["train"] + ["--epoch", "3"])
     assert "unrecognized arguments: --epoch 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["finetune", "europe-maize", "s.zarr", "--out", "run", "--strategy", "FTD"],
+            "argument --strategy: invalid choice: 'FTD'",
+        ),
+        (
+            ["prepare", "--images", "x", "--out", "s.zarr", "--season-start", "21/04/2018"],
+            "argument --season-start: '21/04/2018' is not a date YYYY-MM-DD",
+        ),
+        (
+            ["predict", "europe-maize", "--images", "x", "--out", "m.tif", "--until", "30-06-2018"],
+            "argument --until: '30-06-2018' is not a date YYYY-MM-DD",
+        ),
+    ],
+)
+def test_a_mistyped_value_is_one_line_without_the_usage(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(argv)
+    assert exit_code.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+    assert err.startswith(f"sarcrop {argv[0]}: error:") and f"(see sarcrop {argv[0]} --help)" in err
+
+
+def test_a_glob_the_shell_expanded_is_named(tmp_path, capsys):
+    """Unquoted, ``--images dir/*_S1_*`` reaches sarcrop as several files."""
+    files = [tmp_path / f"x_S1_{band}.tif" for band in ("VH", "VV")]
+    for path in files:
+        path.touch()
+    with pytest.raises(SystemExit):
+        main(["predict", "europe-maize", "--images", *map(str, files), "--out", "m.tif"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the shell expanded a glob into these files: quote it" in err

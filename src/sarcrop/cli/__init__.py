@@ -17,6 +17,8 @@ import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
 
 from sarcrop import __version__
 from sarcrop.errors import SarcropError
@@ -150,10 +152,31 @@ class HelpFormatter(argparse.HelpFormatter):
         return "\n".join(indent + line for line in lines)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a mistyped flag or value told in one line, as sarcrop's own errors are;
+    the usage (up to 35 lines for the larger commands) is one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            2, f"{self.prog}: error: {message}{_glob_hint(message)} (see {self.prog} --help)\n"
+        )
+
+
+def _glob_hint(message: str) -> str:
+    """Where the shell expanded an unquoted glob, argparse sees files it did not ask for."""
+    prefix = "unrecognized arguments: "
+    extra = message.removeprefix(prefix).split() if message.startswith(prefix) else []
+    if extra and all(Path(name).exists() for name in extra):
+        return (
+            "; the shell expanded a glob into these files: quote it, e.g. --images 'scenes/*.tif'"
+        )
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Whole option names only: an abbreviation in a script would break, or change meaning, as
     # soon as a later version adds an option that starts the same way.
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="sarcrop",
         allow_abbrev=False,
         description="Crop mapping from Sentinel-1 SAR time series with transfer learning.",

@@ -4,10 +4,9 @@ type) as a COG."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
-from sarcrop.cli.shared import add_quiet
+from sarcrop.cli.shared import add_quiet, iso_date
 from sarcrop.errors import SarcropError
 from sarcrop.options import (
     ExecutionOptions,
@@ -44,13 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     season.add_argument("--timesteps", type=int, help="in-season: use the first T composites")
     season.add_argument(
         "--until",
-        type=dt.date.fromisoformat,
+        type=iso_date,
         metavar="DATE",
         help="in-season: use the composite periods complete by DATE",
     )
     parser.add_argument(
         "--season-start",
-        type=dt.date.fromisoformat,
+        type=iso_date,
         metavar="DATE",
         help="map the season starting on DATE (another year): the model's composite periods "
         "moved there (default: the model's own season)",

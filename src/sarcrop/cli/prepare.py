@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from sarcrop.cli.shared import add_names, add_percentiles, add_quiet
+from sarcrop.cli.shared import add_names, add_percentiles, add_quiet, iso_date
 from sarcrop.errors import InputDataError
 from sarcrop.options import OutsideParcels, SplitMethod
 
@@ -67,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     season = parser.add_argument_group("season")
     season.add_argument(
-        "--season-start", type=dt.date.fromisoformat, help="first day of the season (YYYY-MM-DD)"
+        "--season-start", type=iso_date, help="first day of the season (YYYY-MM-DD)"
     )
     season.add_argument("--timesteps", type=int, help="composite periods (8)")
     season.add_argument("--days", type=int, help="days per composite period (20)")

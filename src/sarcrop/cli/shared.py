@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import math
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,14 @@ def add_percentiles(parser: argparse.ArgumentParser) -> None:
         metavar=("LOW", "HIGH"),
         help="robust normalisation, e.g. 1 99 (default: plain min/max)",
     )
+
+
+def iso_date(text: str) -> dt.date:
+    """A ``--season-start`` or ``--until`` day, named in the error where it is not one."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def timesteps_arg(text: str) -> int | str:

@@ -990,8 +990,10 @@ def finetune(
     bands = [b.upper() for b in bands] if bands else list(parent_meta.bands)
     missing = [b for b in bands if b not in store.bands]
     if missing:
+        has = ", ".join(store.bands)
         raise CheckpointError(
-            f"bands {', '.join(missing)} not in store {store.path} (has {', '.join(store.bands)})",
+            f"bands {', '.join(missing)} not in store {store.path} (has {has}); --bands "
+            f"{' '.join(store.bands)} (bands=[...]) fine-tunes on the store's bands",
             checkpoint,
         )
     classes = config.classes if config else None
