@@ -441,3 +441,7 @@ def test_parcels_of_a_test_area_are_a_census(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="POSITIVE") as err:
         assess(map_path, tmp_path / "parcels.gpkg", label_column="crop")
     assert "map.tif" in str(err.value)
+    with rasterio.open(map_path, "r+") as ds:  # on the class band, as predict writes it
+        ds.update_tags(2, POSITIVE="maize")
+    on_band = assess(map_path, tmp_path / "parcels.gpkg", label_column="crop")
+    np.testing.assert_array_equal(on_band.counts, got.counts)

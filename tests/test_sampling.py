@@ -161,6 +161,33 @@ def test_sample_file_round_trip_and_fill(tmp_path: Path, classes: np.ndarray) ->
     assert {"stratum", "map_class", "row", "col", "reference"} <= set(frame.columns)
 
 
+def test_a_labelled_sample_is_never_replaced(tmp_path: Path, classes: np.ndarray, capsys) -> None:
+    """Points labelled by hand are the work a sample stands for: drawing another sample onto
+    them, or onto a file that is not a sample, is refused in one line, before anything is
+    drawn; an unlabelled sample may be drawn again, and a sample is a GeoPackage."""
+    import hashlib
+
+    map_path = write_map(tmp_path / "map.tif", classes)
+    out = tmp_path / "s.gpkg"
+    draw = ["sample", map_path, "--n", "120", "--out", out]
+    assert fs.run_cli(draw, capsys)[0] == 0
+    assert fs.run_cli([*draw[:3], "100", *draw[4:]], capsys)[0] == 0  # unlabelled: drawn again
+    assert len(read_sample(out).points) == 100
+    fill = ["--fill-from", map_path, "--label-band", "2"]
+    assert fs.run_cli([*draw, *fill], capsys)[0] == 0  # labelled from the map
+    before = hashlib.sha256(out.read_bytes()).hexdigest()
+    code, err = fs.run_cli(draw, capsys)
+    fs.assert_clean_error(code, err, out, "holds a sample with 120 reference labels")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == before
+    other = tmp_path / "other.gpkg"
+    fs.valid_parcels(other)
+    code, err = fs.run_cli([*draw[:5], other], capsys)
+    fs.assert_clean_error(code, err, other, "exists and is not a sample")
+    code, err = fs.run_cli([*draw[:5], tmp_path / "s.csv"], capsys)
+    fs.assert_clean_error(code, err, tmp_path / "s.csv", "name it .gpkg")
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_target_se_sets_the_sample_size(tmp_path: Path, classes: np.ndarray) -> None:
     map_path = write_map(tmp_path / "map.tif", classes)
     options = SamplingOptions(allocation="proportional", expected_accuracy=(0.8,))

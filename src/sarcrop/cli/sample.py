@@ -68,12 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sarcrop.evaluation.sampling import (
+        check_sample_path,
         draw_sample,
         fill_reference,
         write_points_csv,
         write_sample,
     )
 
+    check_sample_path(args.out)
     sample = draw_sample(
         args.map,
         args.n,

@@ -325,8 +325,9 @@ def parcel_classes(codes: np.ndarray, names: Sequence[str], classes: Sequence[st
 
 def assess_parcels(map_path: str | Path, parcels: str | Path, label_column: str) -> Assessment:
     """A census against field parcels (polygons) of a test area, rasterised onto the map's grid
-    by their ``label_column``. Binary map: parcels of its positive class (its ``POSITIVE`` tag)
-    are class 1, other parcels and pixels outside every parcel class 0 (as in training).
+    by their ``label_column``. Binary map: parcels of its positive class (the ``POSITIVE``
+    tag of its class band, as ``predict`` writes it, or of the file) are class 1, other
+    parcels and pixels outside every parcel class 0 (as in training).
     Crop-type map: each parcel is its crop's class (:func:`parcel_classes`). Parcels without a
     value are unlabelled."""
     from sarcrop.data.labels import labels_from_parcels, positive_indices
@@ -334,7 +335,9 @@ def assess_parcels(map_path: str | Path, parcels: str | Path, label_column: str)
     with open_raster(map_path) as ds:
         grid, band = grid_of(ds), class_band(ds, map_path)
         mapped = read_map_classes(ds, band, Window(0, 0, grid.width, grid.height))
-        positive = [p for p in ds.tags().get("POSITIVE", "").split(",") if p]
+        # predict writes it on the class band; a map from elsewhere may carry it on the file
+        named = ds.tags(band).get("POSITIVE") or ds.tags().get("POSITIVE", "")
+        positive = [p for p in named.split(",") if p]
         classes = map_class_names(ds)
     if not positive and not classes:
         raise InputDataError("the map has no POSITIVE tag naming its crop", map_path)

@@ -572,12 +572,39 @@ def labels_from_table(
     return replace(sample, points=points, design={**sample.design, "reference_from": str(table)})
 
 
-def write_sample(sample: Sample, out: str | Path) -> Path:
-    """Write ``sample`` as a GeoPackage (layers described in the module docstring)."""
+def check_sample_path(out: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse, before a sample is drawn, a path that cannot take it or whose file would be
+    lost: another format than a GeoPackage, a file that is not a sample, or a sample with
+    reference labels (points labelled by hand would be gone). An unlabelled sample may be
+    drawn again; ``overwrite`` replaces any file (an experiment's own samples)."""
+    out = Path(out)
+    if out.suffix.lower() != ".gpkg":
+        raise InputDataError(
+            "a sample is a GeoPackage of several layers: name it .gpkg (--csv writes the "
+            "points as a table too)",
+            out,
+        )
+    if not out.exists() or (overwrite and out.is_file()):
+        return
+    if out.is_dir() or not is_sample_file(out):
+        raise InputDataError("exists and is not a sample: choose another output", out)
+    labelled = int(read_sample(out).points["reference"].notna().sum())
+    if labelled:
+        raise InputDataError(
+            f"holds a sample with {labelled} reference labels, which a new sample would "
+            "replace: choose another output, or remove the file first",
+            out,
+        )
+
+
+def write_sample(sample: Sample, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``sample`` as a GeoPackage (layers described in the module docstring), where
+    :func:`check_sample_path` allows."""
     import geopandas as gpd
     import pyogrio
 
     out = Path(out)
+    check_sample_path(out, overwrite=overwrite)
     frame = gpd.GeoDataFrame(
         sample.points,
         geometry=gpd.points_from_xy(sample.points["x"], sample.points["y"]),

@@ -212,7 +212,7 @@ def area_estimates(
         map_path = write_band(out / name, classes, area.grid, "class")
         options = SamplingOptions(seed=seed, min_per_stratum=min(50, n // 2))
         sample = fill_reference(draw_sample(map_path, min(n, mapped), options=options), truth)
-        write_sample(sample, out / folder / f"{method}-samples.gpkg")
+        write_sample(sample, out / folder / f"{method}-samples.gpkg", overwrite=True)
         origin = "simulator's truth" if data == SIMULATED else "the test split's labels"
         sources = {"map": str(name), "reference": f"{folder / 'truth.tif'} ({origin})"}
         estimate = assess_sample(sample, sources=sources)
