@@ -104,3 +104,18 @@ def test_a_parcel_census_of_a_crop_type_map(crop_map: Path, tmp_path: Path) -> N
         for m, count in zip(*np.unique(inside, return_counts=True), strict=True):
             assert column[result.classes.index(int(m))] == count
     assert result.class_names == tuple(CLASSES)
+
+
+def test_positive_codes_are_refused_for_a_crop_type_map(
+    crop_map: Path, tmp_path: Path, capsys
+) -> None:
+    """Labels read as one crop (1) against the rest (0) would be scored as the map's classes
+    0 and 1, two of its crops: refused in one line, before a point is drawn."""
+    out = tmp_path / "s.gpkg"
+    argv = ["--fill-from", crop_map, "--label-band", "1", "--positive-codes", "1"]
+    code, err = fs.run_cli(["sample", crop_map, "--n", "90", "--out", out, *argv], capsys)
+    fs.assert_clean_error(code, err, crop_map, "--positive-codes reads the labels as one crop")
+    assert not out.exists()
+    census = ["assess", crop_map, "--reference", crop_map, "--positive-codes", "1"]
+    code, err = fs.run_cli(census, capsys)
+    fs.assert_clean_error(code, err, crop_map, f"crop-type map has {len(CLASSES)} classes")

@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sarcrop.evaluation.assessment import check_one_crop_labels, check_reference_classes
     from sarcrop.evaluation.sampling import (
         check_sample_path,
         draw_sample,
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     )
 
     check_sample_path(args.out)
+    labels = from_flags(ReferenceOptions, args)
+    if args.fill_from is not None:
+        check_one_crop_labels(labels, args.map)
     sample = draw_sample(
         args.map,
         args.n,
@@ -84,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
         target_se=args.target_se,
     )
     if args.fill_from is not None:
-        from sarcrop.evaluation.assessment import check_reference_classes
-
-        sample = fill_reference(sample, args.fill_from, from_flags(ReferenceOptions, args))
+        sample = fill_reference(sample, args.fill_from, labels)
         check_reference_classes(sample.points["reference"].dropna(), args.map, args.fill_from)
     out = write_sample(sample, args.out)
     if args.csv is not None:

@@ -424,12 +424,30 @@ def assess(
     raster or parcel polygons of a test area (census). ``labels_table``: a CSV table with the
     labels of a sample's points (``point_id`` and ``label_column``)."""
     map_path, reference = Path(map_path), Path(reference)
+    check_one_crop_labels(labels, map_path)
     with open_raster(map_path) as ds:
         names = map_class_names(ds)
     result = _assess(map_path, reference, label_column, labels, labels_table)
     referenced = [c for c, n in zip(result.classes, result.counts.sum(axis=0), strict=True) if n]
     check_reference_classes(referenced, map_path, labels_table or reference)
     return replace(result, class_names=names)
+
+
+def check_one_crop_labels(labels: ReferenceOptions | None, map_path: str | Path) -> None:
+    """Refuse ``positive_codes`` (labels read as one crop, 1, against the rest, 0) for a
+    crop-type map, whose class 0 and 1 are two of its crops: every accuracy and area would be
+    of other classes than they say."""
+    if labels is None or labels.positive_codes is None:
+        return
+    with open_raster(map_path) as ds:
+        names = map_class_names(ds)
+    if names:
+        raise InputDataError(
+            f"--positive-codes reads the labels as one crop against the rest (1 and 0), and "
+            f"this crop-type map has {len(names)} classes ({', '.join(names)}): give labels "
+            "of its class numbers, or map one crop (predict --positive)",
+            map_path,
+        )
 
 
 def check_reference_classes(
