@@ -178,6 +178,12 @@ def test_absent_data_is_a_skip_not_an_error(tmp_path, capsys):
     (root / PATCHES / f"{TANZANIA}_labels_CT_LC_10m.tif").unlink()
     with pytest.raises(DataNotFound, match=f"{TANZANIA}_labels_CT_LC_10m.tif"):
         load_experiment_config(write(tmp_path, real_config(data_root=str(root))))
+    # A user's own config: a mistyped data path is an error, not a skip.
+    own = write(tmp_path, real_config(data_root=str(root)))
+    code = main(["experiment", str(own), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and f"{TANZANIA}_labels_CT_LC_10m.tif" in err
+    assert not out.exists()
 
 
 @pytest.mark.realdata

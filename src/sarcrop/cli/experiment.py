@@ -27,20 +27,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sarcrop.experiments.config import DataNotFound
-    from sarcrop.experiments.presets import resolve_config
+    from sarcrop.experiments.presets import resolve_config, shipped_configs
     from sarcrop.experiments.runner import run_experiment
 
+    config = resolve_config(args.config)
     try:
         result = run_experiment(
-            resolve_config(args.config),
+            config,
             args.out,
             seeds=args.seeds,
             progress=not args.quiet,
             data_root=args.data,
             jobs=args.jobs,
         )
-    except DataNotFound as exc:  # a config shipped without its data: nothing to run here
-        print(f"skipping: {exc.problem}")
+    except DataNotFound as exc:
+        if config not in shipped_configs().values():
+            raise  # a user's own config: a wrong path is an error, not a skip
+        print(f"skipping: {exc.problem}")  # shipped without its data: nothing to run here
         return 0
     print(summary(result))
     return 0

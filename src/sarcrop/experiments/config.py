@@ -7,7 +7,8 @@ config file's folder; values are data only (nothing in a config is ever executed
 A config that ships without its data (``real.yaml``) names a ``data_root``: region images and
 labels are then relative to that folder (itself relative to the working directory, and
 replaced by ``sarcrop experiment --data``), and where the folder or a file is absent loading
-raises :class:`DataNotFound`, which the command reports as a skip rather than an error.
+raises :class:`DataNotFound`, which the command reports as a skip rather than an error for a
+shipped config (a user's own config names its data on purpose: a wrong path is an error).
 """
 
 from __future__ import annotations
