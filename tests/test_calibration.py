@@ -157,6 +157,19 @@ def test_bias_moves_only_the_head_bias_to_the_labels_best_threshold(store, shy_p
     assert at_own == pytest.approx(on_train, abs=1e-6)
 
 
+def test_bias_warns_where_no_threshold_finds_the_crop(store, shy_parent, tmp_path):
+    """A start blind to the crop here: every threshold scores IoU 0, 0.5 stays, and the run
+    says that the model as it is does not map the crop, rather than report a choice."""
+    model, meta = load_checkpoint(shy_parent)
+    with torch.no_grad():
+        model.decoder.head.bias -= 50.0  # no pixel reaches even the lowest threshold
+    blind = save_checkpoint(tmp_path / "blind.safetensors", model, meta)
+    config = quick(val_fraction=0)
+    with pytest.warns(UserWarning, match="at no threshold does the model find one of the"):
+        result = finetune(blind, store, tmp_path / "bias", strategy="bias", config=config)
+    assert result.threshold["threshold"] == 0.5 and result.threshold["iou"] == 0
+
+
 def test_bias_refuses_what_only_trained_weights_have(store, tmp_path):
     checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
     for changes, problem in [

@@ -552,6 +552,13 @@ def _calibrate(
             "the threshold stays at 0.5; label fields of the crop too",
             stacklevel=4,
         )
+    elif choice.iou == 0:
+        warnings.warn(
+            f"bias: at no threshold does the model find one of the {choice.positives} labelled "
+            "pixels of the crop (IoU 0), so the threshold stays at 0.5: the model as it is "
+            "does not map this crop here; fine-tune it instead (ft, fte, ftd)",
+            stacklevel=4,
+        )
     shift_threshold(model, choice.threshold, cut)
     return choice
 
