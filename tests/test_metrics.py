@@ -381,3 +381,20 @@ def test_a_table_of_scenarios_the_paper_lacks_claims_no_paper_value():
     assert table.title == "IoU of the positive class (full season)"
     assert all(cell.reference is None for row in table.rows for cell in row.cells)
     assert "Table 1" not in table.notes[0] and "paper" not in table.to_markdown()
+
+
+def test_a_run_with_fewer_labels_says_so_in_its_headline():
+    """A run of a quarter of the labels alone: its headline table is that quarter's."""
+    table = paper_table(_results().assign(label_fraction=0.25), "iou")
+    assert table.title == "IoU of the positive class (full season, 25 % of the labelled parcels)"
+    assert paper_table(_results().assign(label_fraction=1.0), "iou").title.endswith("season)")
+
+
+def test_tables_of_a_users_own_regions_speak_of_no_paper():
+    from sarcrop.reports.markdown import tables_markdown
+
+    mine = _results().assign(scenario="mine", finetune_region="mine", test_region="mine")
+    text = tables_markdown("my-fields", mine)
+    assert "Paper values" not in text and "paper Table" not in text and "## IoU\n" in text
+    paper = tables_markdown("paper", _results())
+    assert "Paper values (in brackets)" in paper and "## IoU (paper Table 1)" in paper

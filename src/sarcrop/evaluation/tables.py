@@ -423,6 +423,18 @@ def provenance_note(
     )
 
 
+def has_paper_values(results: pd.DataFrame) -> bool:
+    """Whether the paper reports one of the scenarios of ``results`` (by regions, crop and
+    bands), so that a table of them may carry its published values."""
+    if not set(SCENARIO_COLUMNS) <= set(results.columns):
+        return False
+    columns = results.drop_duplicates("scenario")
+    return any(
+        find_scenario(row.finetune_region, row.test_region, row.crop, row.bands) is not None
+        for row in columns.itertuples()
+    )
+
+
 def paper_table(
     results: pd.DataFrame,
     metric: str,
@@ -457,8 +469,7 @@ def paper_table(
         for i, s in enumerate(columns.scenario)
     ]
     columns = columns.assign(_order=order).sort_values("_order", kind="stable")
-    # Only where the paper reports one of these scenarios (a user's own regions: none of them).
-    reference = reference and any(found is not None for found in papers.values())
+    reference = reference and has_paper_values(results)  # a user's own regions: none
 
     features = [str(v) for v in columns.bands]
     if columns.crop.nunique() > 1:
@@ -490,6 +501,9 @@ def paper_table(
 
     number = PAPER_TABLE_NUMBER.get(metric.lower())
     season = "full season" if timestep is None else f"t = {timestep}"
+    shares = set(pd.to_numeric(data.get("label_fraction", pd.Series(dtype=float))).dropna())
+    if len(shares) == 1 and (share := float(shares.pop())) < 1:  # a run without every label
+        season += f", {share * 100:g} % of the labelled parcels"
     title = f"{_METRIC_NAMES.get(metric.lower(), metric)} of the positive class ({season})"
     kinds = [k for k in (SIMULATED, REAL) if k in set(sources.get(s) for s in columns.scenario)]
     if reference:

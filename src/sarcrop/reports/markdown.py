@@ -13,6 +13,7 @@ from sarcrop.evaluation.paper import CITATION, CITATION_URL
 from sarcrop.evaluation.tables import (
     Table,
     fraction_table,
+    has_paper_values,
     method_label,
     paired_table,
     paired_timestep_table,
@@ -126,20 +127,24 @@ def tables_markdown(
     ``intervals`` (the run's ``intervals.csv``) adds the table per label fraction.
     """
     main = main_run(results)
-    parts = [
-        f"# {name}: positive-class metrics on the test split\n",
-        f"Paper values (in brackets) from {CITATION} (<{CITATION_URL}>), measured on the "
-        "paper's real Sentinel-1 data; ours as the legend under each table says.\n",
-    ]
+    parts = [f"# {name}: positive-class metrics on the test split\n"]
+    paper = has_paper_values(main) if len(main) else False
+    if paper:
+        parts.append(
+            f"Paper values (in brackets) from {CITATION} (<{CITATION_URL}>), measured on the "
+            "paper's real Sentinel-1 data; ours as the legend under each table says.\n"
+        )
+    preamble = len(parts)
     for metric, title in TITLES.items():
         try:
             table = paper_table(main, metric, reference=True, sources=sources)
         except EvaluationInputError:
             continue
-        parts.append(f"## {title}\n\n{table.to_markdown()}")
+        heading = title if paper else title.partition(" (paper")[0]
+        parts.append(f"## {heading}\n\n{table.to_markdown()}")
     fractions = fractions_markdown(results, intervals, sources)
     if fractions:
-        parts.insert(2, fractions)
+        parts.insert(preamble, fractions)
     return "\n".join(parts)
 
 
