@@ -206,6 +206,25 @@ def experiment(location, tmp_path, scenario, pretrain_region="a"):
     return path
 
 
+def test_experiment_refuses_a_crop_its_regions_lack_before_any_training(location, tmp_path):
+    """A crop the stores do not hold, or hold only outside the split that needs it, would
+    train every unit and fail at scoring: refused first, naming the scenario and region."""
+    config = experiment(location, tmp_path, {"finetune": "a-split", "test": "a-split"}, "may")
+    data = yaml.safe_load(config.read_text())
+    data["scenarios"][0]["crop"] = "wheat"
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as error:
+        run_experiment(config, tmp_path / "out")
+    message = str(error.value)
+    assert message.startswith("scenario a-split-a-split-wheat-vh: fine-tuning region a-split:")
+    assert "positive class 'wheat' is not in the labels" in message and "\n" not in message
+    data["scenarios"][0].update(crop="maize", finetune="a-test")  # all of it in the test split
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="fine-tuning region a-test holds no maize pixel"):
+        run_experiment(config, tmp_path / "out")
+    assert not any((tmp_path / "out" / "cache").glob("method-*"))  # nothing trained
+
+
 def test_experiment_refuses_scenarios_tested_on_learnt_ground(location, tmp_path):
     leaky = experiment(location, tmp_path, {"finetune": "a", "test": "a-test"}, "may")
     with pytest.raises(ConfigError) as error:

@@ -119,6 +119,11 @@ class _Timer:
             self.add(name, seconds)
 
 
+def _held(pixels: Mapping[str, int]) -> str:
+    """``other 987, maize 1249`` of a store's class pixel counts, unlabelled left out."""
+    return ", ".join(f"{k} {v}" for k, v in pixels.items() if v and k != "unlabelled") or "none"
+
+
 def _log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
 
@@ -294,6 +299,35 @@ class ExperimentRunner:
                     f"scenario {scenario.finetune} -> {scenario.test}: {len({b for _, b in pairs})}"
                     f" test patches show labelled ground that {role} region {region} trains on,"
                     f" in the same season; {remedy}"
+                )
+
+    def check_classes(self, scenario: ScenarioSpec) -> None:
+        """Refuse, before any training, a scenario whose crop (or classes) a region's store
+        lacks, or whose fine-tuning patches hold no pixel of its crop: every unit would train
+        and only scoring would find it."""
+        from sarcrop.data.labels import class_lookup, positive_indices
+        from sarcrop.data.store import DatasetStore
+        from sarcrop.errors import InputDataError
+
+        classes = self.config.classes_of(scenario)
+        for role, region in (("fine-tuning", scenario.finetune), ("test", scenario.test)):
+            store = DatasetStore(self.region_store(region)[0])
+            try:
+                if classes is not None:
+                    class_lookup(store.classes, classes)
+                    continue
+                wanted = {store.classes[i] for i in positive_indices(store.classes, scenario.crop)}
+            except InputDataError as exc:
+                raise ConfigError(
+                    f"scenario {scenario.id}: {role} region {region}: {exc.problem}"
+                ) from None
+            split = "train" if role == "fine-tuning" else "test"
+            counts = store.metadata.statistics.get("class_pixels")
+            pixels = counts.get(split, {}) if isinstance(counts, dict) else {}
+            if pixels and not any(pixels.get(name, 0) for name in wanted):
+                raise ConfigError(
+                    f"scenario {scenario.id}: {role} region {region} holds no {scenario.crop} "
+                    f"pixel in its {split} split (labelled: {_held(pixels)})"
                 )
 
     def _check_fold_stores(self, scenario: ScenarioSpec) -> None:
@@ -810,6 +844,7 @@ class ExperimentRunner:
         types: CropTypeRuns = CropTypeRuns(self.config)
         for scenario in self.config.scenarios:
             self.check_ground(scenario)
+            self.check_classes(scenario)
         if self.jobs > 1:
             self._run_in_workers()
         for scenario, method, seed, fraction in self.scenarios():
