@@ -14,9 +14,11 @@ from shapely.geometry import Polygon, box
 from sarcrop.data.grid import Grid
 from sarcrop.data.labels import (
     binary_target,
+    class_lookup,
     labels_from_file,
     labels_from_parcels,
     labels_from_raster,
+    positive_indices,
 )
 from sarcrop.errors import InputDataError
 from sarcrop.options import LabelOptions
@@ -301,3 +303,12 @@ def test_pixels_outside_the_parcels_are_background_or_unlabelled(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             labels_from_file(path, GRID, LabelOptions(outside_parcels=outside))
+
+
+def test_class_names_match_whatever_their_case_spaces_or_underscores():
+    """A legend's "Winter cereal" is the command line's winter_cereal."""
+    classes = ["background", "Winter cereal", "maize"]
+    assert positive_indices(classes, "winter_cereal") == [1]
+    assert class_lookup(classes, ["winter-cereal", "other"]).tolist() == [1, 0, 1, -1]
+    with pytest.raises(InputDataError, match="classes named twice"):
+        class_lookup(classes, ["winter cereal", "winter_cereal"])

@@ -725,6 +725,8 @@ def test_parent_classes_that_cannot_apply_are_refused(
 
 def test_parent_classes_on_the_command_line_and_in_fingerprints():
     assert TrainConfig(parent_classes="a=b, c=d").parent_classes == {"a": "b", "c": "d"}
+    named = TrainConfig(parent_classes="permanent grass crops=grassland").parent_classes
+    assert named == {"permanent grass crops": "grassland"}  # a legend's name, spaces and all
     assert "parent_classes" not in TrainConfig().fingerprint()
     with pytest.raises(ConfigError, match="ours=theirs"):
         validate_config({"parent_classes": "a=b,c"})

@@ -462,17 +462,23 @@ def binary_target(
     return target, valid
 
 
+def class_key(name: object) -> str:
+    """A class name as names are matched: case, spaces, hyphens and underscores aside, so that
+    a legend's "winter cereal" is the ``winter_cereal`` of a command line."""
+    return re.sub(r"[\s_-]+", "_", str(name).strip().casefold())
+
+
 def positive_indices(classes: Sequence[str], positive: Sequence[str] | str) -> list[int]:
-    """Class indices of the ``positive`` names (case-insensitive)."""
+    """Class indices of the ``positive`` names (:func:`class_key`)."""
     if isinstance(positive, str):
         positive = [positive]
     if not positive:
         raise InputDataError("no positive class given")
-    folded = {str(name).casefold(): i for i, name in enumerate(classes)}
-    missing = [name for name in positive if name.casefold() not in folded]
+    folded = {class_key(name): i for i, name in enumerate(classes)}
+    missing = [name for name in positive if class_key(name) not in folded]
     if missing:
         raise InputDataError(_not_in_labels(missing, classes, "positive "))
-    return sorted({folded[name.casefold()] for name in positive})
+    return sorted({folded[class_key(name)] for name in positive})
 
 
 def _not_in_labels(missing: Sequence[str], classes: Sequence[str], kind: str = "") -> str:
@@ -492,8 +498,8 @@ def parse_classes(classes: Sequence[str] | str) -> list[str]:
     """Target class names from a list or a comma-separated string (``"maize,potato,other"``)."""
     items = classes.split(",") if isinstance(classes, str) else list(classes)
     names = [str(name).strip() for name in items if str(name).strip()]
-    folded = [name.casefold() for name in names]
-    duplicates = sorted({name for name in names if folded.count(name.casefold()) > 1})
+    folded = [class_key(name) for name in names]
+    duplicates = sorted({name for name in names if folded.count(class_key(name)) > 1})
     if duplicates:
         raise InputDataError(f"classes named twice: {', '.join(duplicates)}")
     if len(names) < 2:
@@ -507,24 +513,24 @@ def parse_classes(classes: Sequence[str] | str) -> list[str]:
 def class_lookup(classes: Sequence[str], target: Sequence[str]) -> np.ndarray:
     """Store class index → target class index (``-1``: ignored), with one extra last entry.
 
-    ``target`` lists the classes to learn, in output order; names match case-insensitively.
+    ``target`` lists the classes to learn, in output order; names match by :func:`class_key`.
     The name ``"other"`` collects every store class not listed elsewhere (a store's own
     ``other`` or ``background`` too); without it, pixels of unlisted classes are ignored like
     unlabelled ones. The last entry maps the label ``-1`` (unlabelled), so ``table[labels]``
     translates a whole label array at once.
     """
     target = parse_classes(target)
-    folded = {str(name).casefold(): i for i, name in enumerate(classes)}
-    named = [name for name in target if name.casefold() != OTHER]
-    missing = [name for name in named if name.casefold() not in folded]
+    folded = {class_key(name): i for i, name in enumerate(classes)}
+    named = [name for name in target if class_key(name) != OTHER]
+    missing = [name for name in named if class_key(name) not in folded]
     if missing:
         raise InputDataError(_not_in_labels(missing, classes))
     table = np.full(len(classes) + 1, UNLABELLED, dtype=np.int64)
-    position = {name.casefold(): k for k, name in enumerate(target)}
+    position = {class_key(name): k for k, name in enumerate(target)}
     if OTHER in position:
         table[: len(classes)] = position[OTHER]
     for name in named:
-        table[folded[name.casefold()]] = position[name.casefold()]
+        table[folded[class_key(name)]] = position[class_key(name)]
     return table
 
 

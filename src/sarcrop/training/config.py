@@ -350,7 +350,9 @@ class TrainConfig(BaseModel):
     @classmethod
     def _parent_classes(cls, value: Any) -> Any:
         if isinstance(value, str):  # the command line's winter_cereal=wheat,grass=grassland
-            pairs = [part.split("=") for part in value.replace(",", " ").split() if part]
+            # Comma-separated pairs; a name may hold spaces (a legend's "permanent grass crops").
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            pairs = [[side.strip() for side in part.split("=")] for part in parts]
             if any(len(pair) != 2 or not all(pair) for pair in pairs):
                 raise ValueError(f"parent_classes must look like ours=theirs,..., got {value!r}")
             value = dict(pairs)
