@@ -268,7 +268,7 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
         fit(tiny_model(), data[:6], data[6:], tmp_path, quick(), meta(), callbacks=[Crash()])
     assert (tmp_path / "last.ckpt").is_file() and not (tmp_path / "model.safetensors").exists()
 
-    with pytest.raises(ConfigError, match="different configuration"):
+    with pytest.raises(ConfigError, match=r"different configuration \(lr 0\.03 -> 0\.001\)"):
         fit(tiny_model(), data[:6], data[6:], tmp_path, quick(lr=1e-3), meta())
 
     recorder = Recorder()

@@ -380,7 +380,9 @@ def fit(
         record = None  # a run that failed before its first checkpoint holds nothing to keep
     if record is not None and record.get("fingerprint") != fingerprint:
         raise ConfigError(
-            "holds a run with a different configuration; use another output directory", out_dir
+            f"holds a run with a different configuration ({_changes(record, fingerprint)}); "
+            "use another output directory",
+            out_dir,
         )
     if record is None and last.exists():
         raise ConfigError(
@@ -607,6 +609,23 @@ def class_balance(dataset: Dataset) -> tuple[int, int]:
         positive += hits
         negative += int(valid.sum()) - hits
     return negative, positive
+
+
+def _changes(record: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
+    """``lr 0.003 -> 0.001, epochs 20 -> 30``: the settings in which a recorded run differs."""
+    before = record.get("fingerprint") or {}
+    pairs = [
+        (f"{key} {before.get(part, {}).get(key)!r} -> {value!r}")
+        for part in ("config", "metadata")
+        for key, value in (fingerprint.get(part) or {}).items()
+        if (before.get(part) or {}).get(key) != value
+    ]
+    pairs += [
+        f"{key} {before.get(key)!r} -> {fingerprint[key]!r}"
+        for key in ("train_patches", "val_patches")
+        if before.get(key) != fingerprint.get(key)
+    ]
+    return ", ".join(pairs[:4]) + (", …" if len(pairs) > 4 else "") or "its record differs"
 
 
 def _stopped_before_learning(record: Mapping[str, Any], out_dir: Path) -> bool:
