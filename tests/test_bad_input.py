@@ -600,3 +600,29 @@ def test_a_model_of_other_bands_than_the_store_names_the_flag_to_use(
     fs.assert_clean_error(
         code, err, checkpoints["hh"], "bands HH, HV not in store", "--bands VH VV (bands=[...])"
     )
+
+
+def test_a_missing_class_lists_the_classes_with_pixels_not_the_whole_legend(base, tmp_path):
+    """A legend names many classes a location lacks; the error lists those it holds."""
+    from sarcrop.data.dataset import PatchDataset
+    from sarcrop.data.prepare import prepare
+    from sarcrop.data.season import Season
+    from sarcrop.errors import InputDataError
+    from sarcrop.options import TilingOptions
+
+    labels = fs.write_label_raster(
+        tmp_path / "legend.tif", classes=("background", "rice", "maize", "wheat", "sorghum")
+    )
+    store = prepare(
+        base / "scenes",
+        tmp_path / "legend.zarr",
+        labels=labels,
+        tiling=TilingOptions(patch_size=fs.PATCH),
+        season=Season(fs.SEASON_START, fs.STEPS, fs.DAYS),
+        progress=False,
+    )
+    assert DatasetStore(store).classes_with_pixels == ["background", "rice", "maize"]
+    with pytest.raises(InputDataError, match=r"classes present: background, rice, maize$"):
+        PatchDataset(store, "train", "potato")
+    with pytest.raises(InputDataError, match=r"classes present: background, rice, maize$"):
+        PatchDataset(store, "train", classes=["potato", "other"])

@@ -80,13 +80,14 @@ class PatchDataset(Dataset[Sample]):
         # ``positive`` then plays no part.
         self.target_classes = None if classes is None else parse_classes(classes)
         self._lookup: np.ndarray | None = None
+        shown = self.store.classes_with_pixels  # an error lists these, not a whole legend
         try:  # a class the store lacks: name the store
             if self.target_classes is not None:
-                self._lookup = class_lookup(self.store.classes, self.target_classes)
+                self._lookup = class_lookup(self.store.classes, self.target_classes, shown)
                 positive = ()
             self.positive = [positive] if isinstance(positive, str) else list(positive)
             binary = self.target_classes is None
-            wanted = positive_indices(self.store.classes, self.positive) if binary else []
+            wanted = positive_indices(self.store.classes, self.positive, shown) if binary else []
         except InputDataError as exc:
             raise InputDataError(exc.problem, exc.path or self.store.path) from None
         self._positive_ids = np.asarray(wanted, dtype=np.int64)

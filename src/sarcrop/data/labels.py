@@ -468,8 +468,11 @@ def class_key(name: object) -> str:
     return re.sub(r"[\s_-]+", "_", str(name).strip().casefold())
 
 
-def positive_indices(classes: Sequence[str], positive: Sequence[str] | str) -> list[int]:
-    """Class indices of the ``positive`` names (:func:`class_key`)."""
+def positive_indices(
+    classes: Sequence[str], positive: Sequence[str] | str, shown: Sequence[str] | None = None
+) -> list[int]:
+    """Class indices of the ``positive`` names (:func:`class_key`); an error lists ``shown``
+    (the classes that hold pixels, where the caller knows them) or every class."""
     if isinstance(positive, str):
         positive = [positive]
     if not positive:
@@ -477,7 +480,7 @@ def positive_indices(classes: Sequence[str], positive: Sequence[str] | str) -> l
     folded = {class_key(name): i for i, name in enumerate(classes)}
     missing = [name for name in positive if class_key(name) not in folded]
     if missing:
-        raise InputDataError(_not_in_labels(missing, classes, "positive "))
+        raise InputDataError(_not_in_labels(missing, shown or classes, "positive "))
     return sorted({folded[class_key(name)] for name in positive})
 
 
@@ -510,21 +513,24 @@ def parse_classes(classes: Sequence[str] | str) -> list[str]:
     return names
 
 
-def class_lookup(classes: Sequence[str], target: Sequence[str]) -> np.ndarray:
+def class_lookup(
+    classes: Sequence[str], target: Sequence[str], shown: Sequence[str] | None = None
+) -> np.ndarray:
     """Store class index → target class index (``-1``: ignored), with one extra last entry.
 
     ``target`` lists the classes to learn, in output order; names match by :func:`class_key`.
     The name ``"other"`` collects every store class not listed elsewhere (a store's own
     ``other`` or ``background`` too); without it, pixels of unlisted classes are ignored like
     unlabelled ones. The last entry maps the label ``-1`` (unlabelled), so ``table[labels]``
-    translates a whole label array at once.
+    translates a whole label array at once. An error lists ``shown`` (as
+    :func:`positive_indices`).
     """
     target = parse_classes(target)
     folded = {class_key(name): i for i, name in enumerate(classes)}
     named = [name for name in target if class_key(name) != OTHER]
     missing = [name for name in named if class_key(name) not in folded]
     if missing:
-        raise InputDataError(_not_in_labels(missing, classes))
+        raise InputDataError(_not_in_labels(missing, shown or classes))
     table = np.full(len(classes) + 1, UNLABELLED, dtype=np.int64)
     position = {class_key(name): k for k, name in enumerate(target)}
     if OTHER in position:

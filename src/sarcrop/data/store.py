@@ -447,6 +447,16 @@ class DatasetStore:
         return self.metadata.normalization
 
     @property
+    def classes_with_pixels(self) -> list[str]:
+        """The classes that hold labelled pixels in some split (every class where the store
+        does not count them): a legend's store names hundreds of classes, a few of them here."""
+        counts = self.metadata.statistics.get("class_pixels")
+        if not isinstance(counts, dict) or not counts:
+            return list(self.classes)
+        held = {name for split in counts.values() for name, n in dict(split).items() if n}
+        return [name for name in self.classes if name in held]
+
+    @property
     def pixel_size(self) -> float | None:
         """The side of the store's square pixels in metres, where every location of it has
         the same on a metric grid (else None)."""
