@@ -170,8 +170,8 @@ def shared_ground(train: DatasetStore, test: DatasetStore) -> list[tuple[int, in
     over the same ground (:func:`_same_ground`), overlapping, in overlapping seasons.
 
     A model tested on such a pair is scored on labels it learnt from. Simulated draws, other
-    years and other places differ in label file, season or ground and never pair. One store's own
-    split is the split's business and is not checked here.
+    years and other places differ in label file, season or ground and never pair. One
+    store's own split is the split's business and is not checked here.
     """
     if Path(train.path).resolve() == Path(test.path).resolve():
         return []
@@ -179,9 +179,12 @@ def shared_ground(train: DatasetStore, test: DatasetStore) -> list[tuple[int, in
     if not tests:
         return []
     extents = np.stack([f.extent for f in tests])
+    keys = np.array([f.key for f in tests])
+    crss = np.array([f.crs for f in tests])
+    reals = np.array([f.real for f in tests])
     pairs = []
-    for own in _footprints(train, "train"):
-        same = np.array([_same_ground(own.key, own.real, f) for f in tests])
+    for own in _footprints(train, "train"):  # _same_ground over every test patch at once
+        same = (keys == own.key) | (own.real & reals & (crss == own.crs))
         overlap = same & _overlapping(own.extent, extents)
         pairs += [(own.patch, tests[j].patch) for j in np.flatnonzero(overlap)]
     return pairs

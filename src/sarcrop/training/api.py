@@ -615,7 +615,7 @@ def _changes(record: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
     """``lr 0.003 -> 0.001, epochs 20 -> 30``: the settings in which a recorded run differs."""
     before = record.get("fingerprint") or {}
     pairs = [
-        (f"{key} {before.get(part, {}).get(key)!r} -> {value!r}")
+        f"{key} {(before.get(part) or {}).get(key)!r} -> {value!r}"
         for part in ("config", "metadata")
         for key, value in (fingerprint.get(part) or {}).items()
         if (before.get(part) or {}).get(key) != value
