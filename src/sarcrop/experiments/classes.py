@@ -143,8 +143,7 @@ def _network_maps(
         raise InputDataError("no test patches to score", test_store)
     steps = range(1, meta.time_steps + 1) if every_timestep else [meta.time_steps]
     maps: dict[int, list[np.ndarray]] = {t: [] for t in steps}
-    crop_types = meta.target_classes is not None
-    for _, probabilities in split_probabilities(model, patches, steps, crop_types=crop_types):
+    for _, probabilities in split_probabilities(model, patches, steps):
         for t, prob in probabilities.items():
             maps[t].append(prob.cpu().numpy())
     return [np.concatenate(maps[t]) for t in steps]

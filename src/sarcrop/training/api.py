@@ -443,7 +443,7 @@ def fit(
             "objective": config.objective,
             "train_patches": len(train_data),  # type: ignore[arg-type]
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
-            **_patch_size(train_data),
+            **_learnt_sizes(train_data),
             **weights,
             **({"threshold_search": result.threshold} if result.threshold else {}),
             "parameters": parameter_counts(model),
@@ -739,7 +739,7 @@ def _training_data(
     return train_data, val_data, labels
 
 
-def _patch_size(data: Dataset) -> dict[str, Any]:
+def _learnt_sizes(data: Dataset) -> dict[str, Any]:
     """``{"patch_size": side, "pixel_size": metres}`` of the patches ``data`` trains on (empty
     if not from a store): ``predict`` maps in windows of that size by default, the size the
     model learnt and was scored at, and names images of another pixel size."""
@@ -1426,19 +1426,20 @@ def scored_patches(store: Any, split: str, meta: CheckpointMetadata) -> PatchDat
 
 def split_probabilities(
     model: nn.Module,
-    patches: Dataset[Any],
+    patches: PatchDataset,
     steps: Sequence[int],
     *,
-    crop_types: bool,
     batch_size: int = 8,
     device: torch.device | None = None,
     num_workers: int = 0,
 ) -> Iterator[tuple[dict[str, Any], dict[int, torch.Tensor]]]:
     """Each batch of ``patches`` with the model's probabilities from its first ``t``
     composites (the later ones zero-padded) for every ``t`` in ``steps``: sigmoid ``(B, H, W)``
-    of a one-crop model, softmax ``(B, K, H, W)`` of a crop-type one. The one path by which
-    ``evaluate`` and an experiment's test maps run a model over a split."""
+    of a one-crop model, softmax ``(B, K, H, W)`` of a crop-type one (patches read for
+    classes). The one path by which ``evaluate`` and an experiment's test maps run a model over
+    a split."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    crop_types = patches.target_classes is not None
     model.to(device).eval()
     loader = DataLoader(patches, batch_size=batch_size, num_workers=num_workers)
     with torch.inference_mode():
@@ -1515,7 +1516,6 @@ def evaluate(
         model,
         dataset,
         wanted,
-        crop_types=classes is not None,
         batch_size=batch_size,
         device=target_device,
         num_workers=num_workers,
