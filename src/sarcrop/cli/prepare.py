@@ -169,6 +169,8 @@ def _code_map(args: argparse.Namespace) -> dict[int, str] | None:
 
 def summary(store: DatasetStore, positive: Sequence[str] | None = None) -> str:
     """A few lines describing a store: patches, class pixels, positive share, statistics."""
+    from sarcrop.data.labels import class_key
+
     meta = store.metadata
     counts = {s: len(store.indices(s)) for s in ("train", "test")}
     lines = [
@@ -187,8 +189,8 @@ def summary(store: DatasetStore, positive: Sequence[str] | None = None) -> str:
         lines.append(f"  {split} pixels: {text}")
         labelled = sum(n for name, n in per_class.items() if name != "unlabelled")
         if positive and labelled:
-            wanted = {p.casefold() for p in positive}
-            pos = sum(n for name, n in per_class.items() if name.casefold() in wanted)
+            wanted = {class_key(p) for p in positive}
+            pos = sum(n for name, n in per_class.items() if class_key(name) in wanted)
             share = pos / labelled
             lines.append(f"  {split} positive ({'+'.join(positive)}): {share:.1%} of labelled")
         elif positive:

@@ -311,15 +311,15 @@ def parcel_classes(codes: np.ndarray, names: Sequence[str], classes: Sequence[st
     """Parcel class codes → the crop-type map's class indices, as in training: a listed
     ``other`` gathers the parcels of unlisted crops and the pixels outside every parcel, which
     are otherwise unlabelled like parcels without a value."""
-    from sarcrop.data.labels import OTHER
+    from sarcrop.data.labels import OTHER, class_key
 
-    folded = {name.casefold(): k for k, name in enumerate(classes)}
+    folded = {class_key(name): k for k, name in enumerate(classes)}
     table = np.full(len(names) + 1, UNLABELLED, dtype=np.int64)  # last: code -1
     if OTHER in folded:
         table[: len(names)] = folded[OTHER]
     for code, name in enumerate(names):
-        if str(name).casefold() in folded:
-            table[code] = folded[str(name).casefold()]
+        if class_key(name) in folded:
+            table[code] = folded[class_key(name)]
     return table[codes]
 
 
