@@ -484,6 +484,12 @@ def positive_indices(
     return sorted({folded[class_key(name)] for name in positive})
 
 
+def labelled_pixels(counts: Mapping[str, int]) -> str:
+    """``other 987, maize 1249``: the classes that hold labelled pixels, with their counts."""
+    held = [f"{name} {n}" for name, n in counts.items() if n and name != "unlabelled"]
+    return ", ".join(held) or "none"
+
+
 def _not_in_labels(missing: Sequence[str], classes: Sequence[str], kind: str = "") -> str:
     """``positive class 'x' is not in the labels; classes present: …`` (or classes … are)."""
     many = len(missing) > 1

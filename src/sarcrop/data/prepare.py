@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from sarcrop.data.composite import acquisitions_per_period, warn_empty_periods
 from sarcrop.data.composite import composite as make_composite
 from sarcrop.data.grid import Grid
-from sarcrop.data.labels import labels_from_file, positive_indices
+from sarcrop.data.labels import labelled_pixels, labels_from_file, positive_indices
 from sarcrop.data.normalization import Normalization, compute_normalization
 from sarcrop.data.reader import open_scenes
 from sarcrop.data.scenes import SceneStack, Source
@@ -298,7 +298,7 @@ def _require_pixels(
     counts = np.bincount(labels[labels >= 0].ravel(), minlength=len(classes))
     if counts.any() and not counts[list(wanted)].any():  # no label at all: named later
         names = ", ".join(repr(classes[i]) for i in wanted)
-        held = ", ".join(f"{classes[i]} {n}" for i, n in enumerate(counts) if n)
+        held = labelled_pixels(dict(zip(classes, counts.tolist(), strict=True)))
         raise InputDataError(
             f"positive {names}: no pixel of the image area has it (labelled pixels: {held})",
             path,

@@ -119,11 +119,6 @@ class _Timer:
             self.add(name, seconds)
 
 
-def _held(pixels: Mapping[str, int]) -> str:
-    """``other 987, maize 1249`` of a store's class pixel counts, unlabelled left out."""
-    return ", ".join(f"{k} {v}" for k, v in pixels.items() if v and k != "unlabelled") or "none"
-
-
 def _log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
 
@@ -305,18 +300,20 @@ class ExperimentRunner:
         """Refuse, before any training, a scenario whose crop (or classes) a region's store
         lacks, or whose fine-tuning patches hold no pixel of its crop: every unit would train
         and only scoring would find it."""
-        from sarcrop.data.labels import class_lookup, positive_indices
+        from sarcrop.data.labels import class_lookup, labelled_pixels, positive_indices
         from sarcrop.data.store import DatasetStore
         from sarcrop.errors import InputDataError
 
         classes = self.config.classes_of(scenario)
         for role, region in (("fine-tuning", scenario.finetune), ("test", scenario.test)):
             store = DatasetStore(self.region_store(region)[0])
+            shown = store.classes_with_pixels  # as PatchDataset lists them
             try:
                 if classes is not None:
-                    class_lookup(store.classes, classes)
+                    class_lookup(store.classes, classes, shown)
                     continue
-                wanted = {store.classes[i] for i in positive_indices(store.classes, scenario.crop)}
+                found = positive_indices(store.classes, scenario.crop, shown)
+                wanted = {store.classes[i] for i in found}
             except InputDataError as exc:
                 raise ConfigError(
                     f"scenario {scenario.id}: {role} region {region}: {exc.problem}"
@@ -327,7 +324,7 @@ class ExperimentRunner:
             if pixels and not any(pixels.get(name, 0) for name in wanted):
                 raise ConfigError(
                     f"scenario {scenario.id}: {role} region {region} holds no {scenario.crop} "
-                    f"pixel in its {split} split (labelled: {_held(pixels)})"
+                    f"pixel in its {split} split (labelled: {labelled_pixels(pixels)})"
                 )
 
     def _check_fold_stores(self, scenario: ScenarioSpec) -> None:
