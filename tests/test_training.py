@@ -408,6 +408,21 @@ def test_renamed_and_missing_settings_are_one_line_errors(tmp_path, capsys):
     assert "records no positive class" in capsys.readouterr().err
 
 
+def test_a_crop_beside_classes_must_be_one_of_them(tmp_path):
+    from types import SimpleNamespace
+
+    from sarcrop.training.config import positive_classes
+
+    store = SimpleNamespace(metadata=SimpleNamespace(positive=["rice"]), path=tmp_path)
+    assert positive_classes(store, None) == ["rice"]  # the store's crop
+    assert positive_classes(store, "maize") == ["maize"]
+    classes = ("maize", "winter_cereal", "other")
+    assert positive_classes(store, None, classes=classes) == []  # a crop-type map
+    assert positive_classes(store, ["Winter Cereal"], classes=classes) == []
+    with pytest.raises(ConfigError, match="positive potato is not among classes maize, "):
+        positive_classes(store, ["maize", "potato"], classes=classes)
+
+
 def test_ri_is_the_architecture_trained_on_the_target_statistics(tmp_path):
     from sarcrop.training import finetune, save_checkpoint, train_ri
 

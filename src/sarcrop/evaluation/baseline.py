@@ -862,7 +862,7 @@ def run_baseline(
     options = options or BaselineOptions()
     train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
-    positive = [] if classes else positive_classes(train_store, positive)
+    positive = positive_classes(train_store, positive, classes=classes)
     bands = [b.upper() for b in bands] if bands else list(train_store.bands)
     wanted = timestep_list(timesteps, train_store.steps)
     normalization = train_store.normalization.select(bands)

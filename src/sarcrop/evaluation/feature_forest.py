@@ -250,7 +250,7 @@ def run_feature_forest(
     options = options or BaselineOptions()
     train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
-    positive = [] if classes else positive_classes(train_store, positive)
+    positive = positive_classes(train_store, positive, classes=classes)
     extractor, stats, bands = load_extractor(checkpoint, train_store, bands, raw=raw)
     scaling = Normalization.from_dict(stats)
     splits = forest_splits((train_store, test), options, (positive, classes), bands, scaling, fold)

@@ -843,7 +843,7 @@ def _from_scratch(
     bands = _bands(store, job.bands)
     classes = config.classes
     reconstructs = config.reconstructs
-    positive = [] if classes or reconstructs else positive_classes(store, job.positive)
+    positive = [] if reconstructs else positive_classes(store, job.positive, classes=classes)
     resolved = replace(job, bands=bands, positive=positive)
     search = None
     without_parent = {
@@ -1024,7 +1024,7 @@ def finetune(
         )
     classes = config.classes if config else None
     default = parent_meta.positive
-    positive = [] if classes else positive_classes(store, positive, default=default)
+    positive = positive_classes(store, positive, default=default, classes=classes)
     if strategy == "ri":
         if normalization not in (None, "target"):
             raise ConfigError(

@@ -411,15 +411,33 @@ def validate_config(data: dict[str, Any], path: str | Path | None = None) -> Tra
 
 
 def positive_classes(
-    store: Any, positive: Sequence[str] | str | None, default: Sequence[str] | None = None
+    store: Any,
+    positive: Sequence[str] | str | None,
+    default: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> list[str]:
-    """The positive class(es): as given, else the store's (its ``positive``), else ``default``.
+    """The positive class(es): as given, else the store's (its ``positive``), else ``default``;
+    none for a crop-type map (``classes``), which learns every class it lists.
 
     A store prepared from a simulated region or with ``--positive`` records its crop, so a
-    maize store trains a maize model without naming the crop again.
+    maize store trains a maize model without naming the crop again. A crop given beside
+    ``classes`` must be one of them, or the user would get another map than the one named.
     """
-    if positive:
-        return [positive] if isinstance(positive, str) else list(positive)
+    given = [name for name in ([positive] if isinstance(positive, str) else positive or ()) if name]
+    if classes:
+        from sarcrop.data.labels import class_key
+
+        known = {class_key(name) for name in classes}
+        outside = [name for name in given if class_key(name) not in known]
+        if outside:
+            raise ConfigError(
+                f"positive {', '.join(outside)} is not among classes {', '.join(classes)}: a "
+                "crop-type map learns the classes it lists; leave --positive out, or add it to "
+                "--classes"
+            )
+        return []
+    if given:
+        return given
     recorded = store.metadata.positive or default
     if not recorded:
         raise ConfigError("the store records no positive class; name it (--positive)", store.path)
