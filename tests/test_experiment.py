@@ -618,6 +618,8 @@ def test_a_checkpoint_pretraining_takes_crop_bands_and_architecture_from_it(tiny
         wrong = {**data, "pretrain": {**data["pretrain"], **given}}
         with pytest.raises(ConfigError, match=problem):
             load_experiment_config(write_config(tmp_path, wrong))
+    same = {**data, "pretrain": {**data["pretrain"], "crop": "Rice"}}  # names match as classes do
+    assert load_experiment_config(write_config(tmp_path, same)).pretrain is not None
     # A shipped model by name; a file of that name beside the config wins.
     shipped = {**data, "pretrain": {"checkpoint": "europe-maize"}, "methods": ["ri", "fte"]}
     spec = load_experiment_config(write_config(tmp_path, shipped)).pretrain

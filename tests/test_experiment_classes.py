@@ -263,6 +263,8 @@ def test_one_crop_from_a_crop_type_pretraining(store, tmp_path):
     with pytest.raises(ConfigError, match="zero-shot needs a pre-training that maps wheat"):
         wheat = {**data["scenarios"][0], "crop": "wheat"}
         experiment_config_from_dict({**data, "scenarios": [wheat]})
+    spelt = {**data["scenarios"][0], "crop": "Maize"}  # a class name whatever its case
+    assert experiment_config_from_dict({**data, "scenarios": [spelt]}).scenarios[0].crop == "Maize"
 
 
 def test_a_crop_type_checkpoint_is_read_for_one_crop(store, tmp_path):

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sarcrop.data.labels import class_key
 from sarcrop.errors import ConfigError
 from sarcrop.evaluation.bootstrap import MIOU, check_compared
 from sarcrop.options import (
@@ -632,9 +633,9 @@ class ExperimentConfig(_Strict):
             if self.classes_of(scenario) is not None:
                 raise ValueError(f"scenarios[{index}]: {method} maps one crop, not classes")
             if spec.train.classes:
-                maps = scenario.crop in spec.train.classes
+                maps = class_key(scenario.crop) in {class_key(c) for c in spec.train.classes}
             else:
-                maps = spec.crop.casefold() == scenario.crop.casefold()
+                maps = class_key(spec.crop) == class_key(scenario.crop)
             if not maps or spec.train.reconstructs:
                 mapped = ", ".join(spec.train.classes or (spec.crop,))
                 raise ValueError(
@@ -763,12 +764,14 @@ def _checkpoint_facts(spec: dict[str, Any], where: str, path: Path | None) -> di
     if differs:
         raise ConfigError(f"{where}: {file.name} brings its own model and model_options", path)
     crop, bands = spec.get("crop"), spec.get("bands")
-    if crop is not None and str(crop).casefold() != str(facts.get("crop", "")).casefold():
+    if crop is not None and class_key(crop) != class_key(facts.get("crop", "")):
         maps = "+".join(meta.positive)
         raise ConfigError(f"{where}.crop: {crop}, but {file.name} maps {maps}", path)
     given = (spec.get("train") or {}).get("classes")
     named = None if given is None else _classes_given(given, where, path)
-    if named is not None and list(named) != meta.target_classes:
+    if named is not None and [class_key(c) for c in named] != [
+        class_key(c) for c in meta.target_classes or ()
+    ]:
         maps = ", ".join(meta.target_classes or meta.positive)
         problem = f"{', '.join(named)}, but {file.name} maps {maps}"
         raise ConfigError(f"{where}.train.classes: {problem}", path)
