@@ -83,3 +83,22 @@ def test_a_glob_the_shell_expanded_is_named(tmp_path, capsys):
         main(["predict", "europe-maize", "--images", *map(str, files), "--out", "m.tif"])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the shell expanded a glob into these files: quote it" in err
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    """``sarcrop … | head``: output into a pipe nobody reads ends with SIGPIPE's code, not
+    with an error, and the command's work is done up to there."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has left before the first line
+    sarcrop = [sys.executable, "-c", "import sys; from sarcrop.cli import main; sys.exit(main())"]
+    command = [*sarcrop, "simulate", "spain", "--out", str(tmp_path)]
+    with os.fdopen(write_end, "w") as stdout:
+        done = subprocess.run(
+            [*command, "--size", "64", "64", "--quiet"], stdout=stdout, stderr=subprocess.PIPE
+        )
+    assert (done.returncode, done.stderr) == (141, b"")
+    assert (tmp_path / "labels.tif").is_file()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 import textwrap
 import warnings
@@ -231,11 +232,27 @@ def _one_line_warnings(command: str) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command of ``argv``; a reader that leaves early (``sarcrop … | head``) ends it
+    quietly with the code of SIGPIPE (141), as Unix tools do, not with an error."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # What is left in the buffer goes nowhere, so that the exit flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         with _one_line_warnings(args.command) if not args.debug else contextlib.nullcontext():
             return int(args.func(args) or 0)
+    except BrokenPipeError:
+        raise
     except SarcropError as exc:
         if args.debug:
             raise
