@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import warnings
@@ -485,6 +486,53 @@ def test_worker_processes_compute_the_same_results(tiny_run, tmp_path, monkeypat
     )
     with pytest.raises(ConfigError, match="jobs must be at least 1"):
         run_experiment(config, tmp_path / "out", jobs=0)
+
+
+def test_workers_stop_when_the_run_is_terminated(tiny_run, tmp_path):
+    """SIGTERM (a scheduler's, or ``timeout``'s) reaches the run's process alone: its workers,
+    mid-way through a long training, end with it instead of training on for nobody."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    _, out, _ = tiny_run
+    for unit in (out / "cache").iterdir():  # the stores and pre-training: straight to training
+        if not unit.name.startswith("method-"):
+            shutil.copytree(unit, tmp_path / "out" / "cache" / unit.name)
+    endless = {**TINY["finetune"], "epochs": 100_000}
+    data = {**TINY, "finetune": endless, "methods": ["ri", "fte"], "early_season": None}
+    config = write_config(tmp_path, data)
+    code = "import sys; from sarcrop.cli import main; sys.exit(main())"
+    argv = ["experiment", str(config), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"]
+    run = psutil.Popen([sys.executable, "-c", code, *argv], stderr=subprocess.DEVNULL)
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 600  # a guard against a run that never starts them
+        while len(workers) < 2 and run.poll() is None and time.monotonic() < deadline:
+            workers = [child for child in run.children() if _training_worker(child)]
+        assert run.poll() is None and len(workers) == 2, "no two workers at work"
+        run.send_signal(signal.SIGTERM)
+        run.wait()
+        _, alive = psutil.wait_procs(workers, timeout=120)
+        assert alive == []
+    finally:
+        for process in [run, *workers]:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+
+def _training_worker(process) -> bool:
+    """Whether ``process`` is a spawned worker at work (not the resource tracker, not idle)."""
+    import psutil
+
+    try:
+        spawned = "spawn_main" in " ".join(process.cmdline())
+        return spawned and process.cpu_percent(0.5) > 0
+    except psutil.Error:  # gone meanwhile
+        return False
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):

@@ -13,7 +13,9 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import pickle
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -810,7 +812,8 @@ class ExperimentRunner:
             return
         context = multiprocessing.get_context("spawn")
         # Workers format warnings as the caller does, where pickle can carry the formatter.
-        setup = (self.config, self.out, len(self.seeds), _picklable(self.formatwarning))
+        formatwarning = _picklable(self.formatwarning)
+        setup = (self.config, self.out, len(self.seeds), formatwarning, os.getpid())
         with ProcessPoolExecutor(
             min(self.jobs, len(todo)), mp_context=context, initializer=_start_worker, initargs=setup
         ) as pool:
@@ -1127,9 +1130,14 @@ _worker: ExperimentRunner | None = None
 
 
 def _start_worker(
-    config: ExperimentConfig, out: Path, seeds: int, formatwarning: Callable[..., str] | None
+    config: ExperimentConfig,
+    out: Path,
+    seeds: int,
+    formatwarning: Callable[..., str] | None,
+    parent: int,
 ) -> None:
     global _worker
+    threading.Thread(target=_stop_without, args=(parent,), daemon=True).start()
     if formatwarning is not None:
         warnings.formatwarning = formatwarning
     if config.threads is not None:
@@ -1137,6 +1145,15 @@ def _start_worker(
 
         torch.set_num_threads(config.threads)
     _worker = ExperimentRunner(config, out, seeds=seeds, jobs=1)
+
+
+def _stop_without(parent: int) -> None:
+    """End this worker once the run that started it (``parent``, named by the run itself in
+    case it is gone before this worker starts) is gone: a SIGTERM (a scheduler's, or
+    ``timeout``'s) reaches that process alone, and the worker would train on for nobody."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _run_unit(unit: MethodUnit) -> None:
