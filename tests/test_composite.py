@@ -61,7 +61,7 @@ def test_acquisition_counts_and_dates(scenes: tuple[object, np.ndarray]) -> None
 def test_linear_mean_matches_hand_computation(scenes: tuple[object, np.ndarray]) -> None:
     folder, values = scenes
     stack = open_scenes(folder)
-    result = composite(stack, SEASON, ["VH", "VV"])
+    result = composite(stack, SEASON, ["VH", "VV"], gaps="empty")
     assert result.shape == (4, 2, 16, 16) and result.dtype == np.float32
     expected = np.stack(
         [db_mean(values[1:4]), values[4], np.full((2, 16, 16), np.nan), db_mean(values[5:7])]
@@ -77,6 +77,33 @@ def test_linear_mean_matches_hand_computation(scenes: tuple[object, np.ndarray])
         warnings.simplefilter("ignore", RuntimeWarning)
         arithmetic = np.nanmean(values[1:4], axis=0)
     assert (result[0][finite] >= arithmetic[finite] - 1e-4).all()
+
+
+def test_a_period_without_acquisition_is_interpolated_from_those_around_it(
+    scenes: tuple[object, np.ndarray],
+) -> None:
+    """Period 2 (Feb 10 to Mar 1) has no acquisition: at its middle, Feb 20, the dB value
+    between the last one before (Jan 25) and the first after (Mar 5); where one of them has
+    no value, the other's. At a season's edge an acquisition up to a period outside it counts;
+    with none there the period stays empty, as an early map's unobserved steps."""
+    folder, values = scenes
+    stack = open_scenes(folder)
+    result = composite(stack, SEASON, ["VH", "VV"])
+    weight = (dt.datetime(2020, 2, 20) - TIMES[4]) / (TIMES[5] - TIMES[4])
+    expected = values[4] + np.float32(weight) * (values[5] - values[4])
+    expected[0, 7, 8] = values[4, 0, 7, 8]  # no VH on Mar 5 there
+    np.testing.assert_allclose(result[2], expected, atol=1e-4)
+    empty = composite(stack, SEASON, ["VH", "VV"], gaps="empty")
+    np.testing.assert_array_equal(np.delete(result, 2, 0), np.delete(empty, 2, 0))
+    # Feb 1 to 21, alone: Jan 25 before it, Mar 5 within a period after it.
+    edge = composite(stack, Season(dt.date(2020, 2, 1), steps=1, days=20), ["VH"])
+    weight = (dt.datetime(2020, 2, 11) - TIMES[4]) / (TIMES[5] - TIMES[4])
+    between = values[4] + weight * (values[5] - values[4])
+    np.testing.assert_allclose(edge[0, 0, 0], between[0, 0], atol=1e-4)
+    # Mar 11 to 31: Mar 10 before it, nothing until Apr 20.
+    assert np.isnan(composite(stack, Season(dt.date(2020, 3, 11), 1, 20), ["VH"])).all()
+    with pytest.raises(ValueError, match="gaps must be interpolate or empty"):
+        composite(stack, SEASON, ["VH"], gaps="nearest")  # type: ignore[arg-type]
 
 
 def test_db_space_median_first_and_min_acquisitions(scenes: tuple[object, np.ndarray]) -> None:

@@ -294,6 +294,23 @@ def test_windows_default_to_the_patch_size_the_model_was_trained_on(
     assert not (tmp_path / "bad.tif").exists()
 
 
+def test_a_gap_is_filled_from_later_scenes_only_in_a_whole_season_map(tmp_path: Path) -> None:
+    """A map of the whole season reads a period past its end, where the date that fills a gap
+    at its end can lie; an early map reads nothing after its last period, so its gaps there stay
+    empty (unobserved, as the model learnt them)."""
+    folder = write_scenes(tmp_path / "scenes", 8, NODATA_COLS + 8)
+    for day in ("20210612", "20210622"):  # period 3 (10 to 30 June) without a scene
+        next(folder.glob(f"*_{day}T*")).unlink()
+    stack = open_scenes(folder)
+    whole = restrict(stack, SEASON, SEASON.steps)
+    assert max(whole.times) == dt.datetime(2021, 8, 1, 6)  # season to 20 July, reach 9 August
+    filled = composite(whole, SEASON, ["VH"])
+    assert np.isfinite(filled[2, 0, :, NODATA_COLS:]).all()
+    early = restrict(stack, SEASON, 3)
+    assert max(early.times) == dt.datetime(2021, 6, 2, 6)
+    assert np.isnan(composite(early, Season(SEASON.start, 3, SEASON.days), ["VH"])[2]).all()
+
+
 def test_season_start_maps_another_year_as_the_model_reads_its_own(
     scenes: Path, reference: Path, tmp_path: Path
 ) -> None:
@@ -315,8 +332,8 @@ def test_season_start_maps_another_year_as_the_model_reads_its_own(
     end = Season(late, SEASON.steps, SEASON.days).end
     with pytest.warns(
         UserWarning,
-        match=r"1 of the 4 composite periods has no acquisition, so "
-        rf"its composite is empty: period 4 \(.* to {end}\); check --season-start",
+        match=r"1 of the 4 composite periods has no acquisition; empty \(read as not yet "
+        rf"observed\): period 4 \(.* to {end}\); check --season-start",
     ):
         predict_map(
             local_spec(),
@@ -365,7 +382,7 @@ def test_blending_matches_a_single_window_run(
 def merged_probability(layout: WindowLayout, scenes: Path) -> np.ndarray:
     """Every block of ``layout`` computed by ``predict_block`` and merged as ``predict`` merges."""
     spec = local_spec()
-    stack = restrict(open_stack(scenes, spec, SceneOptions()), SEASON)
+    stack = restrict(open_stack(scenes, spec, SceneOptions()), SEASON, SEASON.steps)
     compute = BlockCompute(SEASON.steps, batch_size=3)
     sums = {i: predict_block(spec, stack, layout, i, compute).sums for i in range(layout.n_blocks)}
     out = np.zeros((layout.height, layout.width), np.float32)

@@ -31,7 +31,6 @@ from sarcrop.prediction.engine import (
     batch_for_memory,
     placed,
     restrict,
-    season_until,
     window_memory,
 )
 from sarcrop.prediction.predict import block_path, window_sizes, work_dir
@@ -263,7 +262,7 @@ def test_read_ahead_gives_the_sequential_blocks(
     predict_map(spec, scenes, out, on_block=keep, execution=execution, **OPTIONS)
     layout = WindowLayout(200, 180, 64, 16, 2, 2)
     assert order == list(range(layout.n_blocks))
-    stack = restrict(open_scenes(scenes, bands=["VH", "VV"]), season_until(SEASON, 4))
+    stack = restrict(open_scenes(scenes, bands=["VH", "VV"]), SEASON, 4)
     for index in order:  # one block after the other, each read right before its computation
         alone = predict_block(spec, stack, layout, index, BlockCompute(timesteps=4, batch_size=3))
         assert alone.sums.tobytes() == saved[index].tobytes(), index

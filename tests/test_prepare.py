@@ -165,7 +165,7 @@ def test_periods_without_an_acquisition_are_named_in_one_warning(region, tmp_pat
         out = prepare(scenes, tmp_path / "longer.zarr", season=longer, **options)
     said = [str(w.message) for w in caught if "composite periods" in str(w.message)]
     assert said == [
-        "2 of the 5 composite periods have no acquisition, so their composites are empty: "
+        "2 of the 5 composite periods have no acquisition; empty (read as not yet observed): "
         "periods 4 (2021-05-01 to 2021-05-11), 5 (2021-05-11 to 2021-05-21); check "
         "--season-start, --timesteps and --days against the acquisitions"
     ]
@@ -371,6 +371,7 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
         "space": "db",
         "min_acquisitions": 1,
         "speckle_filter": 3,
+        "gaps": "interpolate",
     }
     assert stores[0].metadata.source["split"]["method"] == "block"
     assert stores[0].steps == 2 and stores[0].metadata.stride == 8

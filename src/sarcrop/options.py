@@ -28,6 +28,7 @@ from sarcrop.utils.validation import config_error
 
 Method = Literal["mean", "median", "first"]
 Space = Literal["linear", "db"]
+Gaps = Literal["interpolate", "empty"]
 OrbitChoice = Literal["ascending", "descending", "both"]
 SplitMethod = Literal["patch", "block", "train", "test"]
 OutsideParcels = Literal["background", "unlabelled"]
@@ -71,6 +72,12 @@ class CompositeOptions(Options):
     )
     speckle_filter: int | None = Field(
         None, ge=1, description="boxcar speckle filter size in pixels before compositing"
+    )
+    gaps: Gaps = Field(
+        "interpolate",
+        description="a period without an acquisition (monthly data under 20-day periods): "
+        "interpolate it in time from the acquisitions around it, or leave it empty (read as "
+        "not yet observed)",
     )
 
 

@@ -9,6 +9,13 @@ comparison with pipelines that do it. Nodata is skipped per pixel, and a period 
 Acquisitions are read one period at a time (the next one while the last one is reduced), so
 memory is bounded by the window times the acquisitions of two periods, whatever the season length
 or area size.
+
+A period without an acquisition (monthly composites read under 20-day periods, a satellite
+gap) is interpolated linearly in time from the last acquisition before it and the first after
+it, within the season or one period outside it (``gaps="interpolate"``, :func:`reach`). Left
+empty, it reads as 0 like the not yet observed steps of an early-season map, which a model never
+saw mid-season. An early-season map (``predict --until``) reads nothing after its last period,
+so a gap there stays empty.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import datetime as dt
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from rasterio.windows import Window
@@ -29,6 +36,7 @@ from sarcrop.data.units import db_to_linear
 
 Method = Literal["mean", "median", "first"]
 Space = Literal["linear", "db"]
+Gaps = Literal["interpolate", "empty"]
 
 
 def composite_dates(season: Season) -> list[dt.date]:
@@ -46,32 +54,68 @@ def period_indices(stack: SceneStack, season: Season) -> list[list[int]]:
     return periods
 
 
+def reach(season: Season) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of the acquisitions the composites of ``season`` read: the season and one
+    period either side of it, from which a gap at its edge is interpolated (monthly data
+    stamped on the 1st leave the first or last 20-day period empty)."""
+    margin = dt.timedelta(days=season.days)
+    start = dt.datetime.combine(season.start - margin, dt.time())
+    return start, dt.datetime.combine(season.end + margin, dt.time())
+
+
+def gap_neighbours(stack: SceneStack, season: Season) -> dict[int, tuple[int, int, float]]:
+    """The periods without an acquisition that have one on either side within :func:`reach`,
+    each with the last acquisition before it, the first after it, and the weight of the latter
+    at the period's middle (linear in time)."""
+    start, end = reach(season)
+    around = sorted((t, i) for i, t in enumerate(stack.times) if start <= t < end)
+    gaps: dict[int, tuple[int, int, float]] = {}
+    for step, (first, last) in enumerate(season.periods()):
+        period_start, period_end = (dt.datetime.combine(d, dt.time()) for d in (first, last))
+        before = [(t, i) for t, i in around if t < period_start]
+        after = [(t, i) for t, i in around if t >= period_end]
+        inside = len(around) - len(before) - len(after)
+        if inside or not before or not after:
+            continue
+        (t0, i0), (t1, i1) = before[-1], after[0]
+        middle = period_start + (period_end - period_start) / 2
+        gaps[step] = (i0, i1, (middle - t0) / (t1 - t0))
+    return gaps
+
+
 def acquisitions_per_period(stack: SceneStack, season: Season) -> list[int]:
     """How many acquisitions fall in each period (0 = that composite will be all NaN)."""
     return [len(indices) for indices in period_indices(stack, season)]
 
 
 def warn_empty_periods(
-    stack: SceneStack, season: Season, check: str = "--season-start, --timesteps and --days"
+    stack: SceneStack,
+    season: Season,
+    check: str = "--season-start, --timesteps and --days",
+    gaps: Gaps = "interpolate",
 ) -> None:
-    """Warn, in one line, of composite periods without an acquisition: their composites are
-    empty (read as 0, like the steps an early-season map has not observed yet), which a season
-    start or length off by months produces without any other sign. ``check``: the options
-    that set the season where the warning is raised."""
+    """Warn, in one line, of composite periods without an acquisition, interpolated or empty
+    (``gaps``): a season start or length off by months produces them without any other sign.
+    ``check``: the options that set the season where the warning is raised."""
     empty = [i for i, n in enumerate(acquisitions_per_period(stack, season)) if n == 0]
     if not empty:
         return
+    filled = gap_neighbours(stack, season) if gaps == "interpolate" else {}
     periods = season.periods()
-    spans = ", ".join(f"{i + 1} ({periods[i][0]} to {periods[i][1]})" for i in empty[:4])
-    more = f" and {len(empty) - 4} more" if len(empty) > 4 else ""
-    many = len(empty) > 1
-    has, its = ("have", "their composites are") if many else ("has", "its composite is")
-    warnings.warn(
-        f"{len(empty)} of the {season.steps} composite periods {has} no acquisition, so {its} "
-        f"empty: period{'s' if many else ''} {spans}{more}; check {check} against the "
-        "acquisitions",
-        stacklevel=3,
-    )
+
+    def listed(steps: list[int]) -> str:
+        spans = ", ".join(f"{i + 1} ({periods[i][0]} to {periods[i][1]})" for i in steps[:4])
+        more = f" and {len(steps) - 4} more" if len(steps) > 4 else ""
+        return f"period{'s' if len(steps) > 1 else ''} {spans}{more}"
+
+    left = [i for i in empty if i not in filled]
+    verb = "has" if len(empty) == 1 else "have"
+    parts = [f"{len(empty)} of the {season.steps} composite periods {verb} no acquisition"]
+    if filled:
+        parts.append(f"interpolated in time: {listed(sorted(filled))}")
+    if left:
+        parts.append(f"empty (read as not yet observed): {listed(left)}")
+    warnings.warn("; ".join(parts) + f"; check {check} against the acquisitions", stacklevel=3)
 
 
 def composite(
@@ -84,6 +128,7 @@ def composite(
     space: Space = "linear",
     min_acquisitions: int = 1,
     speckle_filter: int | None = None,
+    gaps: Gaps = "interpolate",
 ) -> np.ndarray:
     """Float32 ``(season.steps, len(bands), h, w)`` composites in dB; NaN where too few values.
 
@@ -92,6 +137,8 @@ def composite(
     ``speckle_filter``: size of a boxcar (moving average, in linear power, nodata-aware) applied
     to each acquisition before compositing; off by default, as the temporal mean already
     reduces speckle.
+    ``gaps``: ``"interpolate"`` a period without an acquisition between two with some (see
+    :func:`gap_neighbours`), or leave it ``"empty"`` (NaN).
     """
     if method not in ("mean", "median", "first"):
         raise ValueError(f"method must be mean, median or first, got {method!r}")
@@ -101,6 +148,8 @@ def composite(
         raise ValueError(f"min_acquisitions must be >= 1, got {min_acquisitions}")
     if speckle_filter is not None and speckle_filter < 1:
         raise ValueError(f"speckle_filter must be a window size >= 1, got {speckle_filter}")
+    if gaps not in ("interpolate", "empty"):
+        raise ValueError(f"gaps must be interpolate or empty, got {gaps!r}")
     bands = [b.upper() for b in bands]
     stack.require_bands(bands)
     target = stack.target(window)
@@ -112,9 +161,15 @@ def composite(
     # Each period is reduced in a worker thread while the next one is read: the read waits on
     # GDAL and the reduction on numpy, both without the GIL. Waiting for one reduction before
     # starting the next keeps at most two periods in memory.
+    filled = gap_neighbours(stack, season) if gaps == "interpolate" else {}
     with ThreadPoolExecutor(max_workers=1) as worker:
         pending: Future[None] | None = None
         for step, indices in enumerate(period_indices(stack, season)):
+            if step in filled:
+                before, after, weight = filled[step]
+                data = stack.read([before, after], bands, read)
+                _interpolate(data, out[step], weight, (*options[:-1], 1))  # each alone
+                continue
             if not indices:
                 out[step] = np.nan
                 continue
@@ -125,6 +180,20 @@ def composite(
         if pending is not None:
             pending.result()
     return out
+
+
+def _interpolate(
+    data: np.ndarray, out: np.ndarray, weight: float, options: tuple[Any, ...]
+) -> None:
+    """Write into ``out`` the dB value between the two acquisitions of ``data``, each read as
+    a composite of its own, at ``weight`` from the first to the second; where one of them has
+    no value, the other's."""
+    first, second = np.empty_like(out), np.empty_like(out)
+    _composite_period(data[:1], first, *options)
+    _composite_period(data[1:], second, *options)
+    np.copyto(out, first + np.float32(weight) * (second - first))
+    np.copyto(out, first, where=np.isnan(second))
+    np.copyto(out, second, where=np.isnan(first))
 
 
 def _composite_period(

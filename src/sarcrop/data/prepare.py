@@ -91,7 +91,7 @@ def prepare(
     )
     stack.require_bands(bands)
     in_season = _in_season(stack, season)
-    warn_empty_periods(stack, season)
+    warn_empty_periods(stack, season, gaps=composite.gaps)
     grid = stack.grid
     area_labels, classes = labels_from_file(labels, grid, label_options)
     if positive:

@@ -117,10 +117,7 @@ def load_scene(
         stack,
         season,
         BANDS,
-        method=composite_options.method,
-        space=composite_options.space,
-        min_acquisitions=composite_options.min_acquisitions,
-        speckle_filter=composite_options.speckle_filter,
+        **composite_options.model_dump(),
     )
     return SceneData(
         series=np.asarray(series, dtype=np.float64),

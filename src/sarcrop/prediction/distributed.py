@@ -32,7 +32,6 @@ from sarcrop.prediction.engine import (
     open_stack,
     predict_block,
     restrict,
-    season_until,
     torch_threads,
     window_batch_shape,
 )
@@ -80,8 +79,7 @@ def _block_task(
     settings: _WorkerSettings,
 ) -> BlockResult:
     spec = specs[0]
-    until = season_until(spec.season, settings.timesteps)
-    stack = restrict(_worker_stack(images, scenes, spec), until)
+    stack = restrict(_worker_stack(images, scenes, spec), spec.season, settings.timesteps)
     check_device(settings.device)
     for model in specs:  # the worker keeps the scattered models: moved on the first block only
         model.model.to(settings.device)

@@ -151,7 +151,7 @@ class ModelSpec:
         return replace(self, season=Season(start, self.season.steps, self.season.days))
 
     def composite_options(self) -> dict[str, Any]:
-        keys = ("method", "space", "min_acquisitions", "speckle_filter")
+        keys = ("method", "space", "min_acquisitions", "speckle_filter", "gaps")
         return {k: self.composite[k] for k in keys if k in self.composite}
 
     def fingerprint(self) -> str:
@@ -429,9 +429,17 @@ def season_until(season: Season, timesteps: int) -> Season:
     return Season(season.start, timesteps, season.days)
 
 
-def restrict(stack: SceneStack, season: Season) -> SceneStack:
-    """Only the acquisitions inside ``season``: later scenes are never read."""
-    return stack.select(lambda a: season.period_of(a.time) is not None)
+def restrict(stack: SceneStack, season: Season, timesteps: int) -> SceneStack:
+    """Only the acquisitions the first ``timesteps`` composites of ``season`` read: the whole
+    season's reach a period past its end to fill a gap there (:func:`~sarcrop.data.composite.
+    reach`), an early map's stop at its last period, so that later scenes are never read."""
+    from sarcrop.data.composite import reach
+
+    observed = season_until(season, timesteps)
+    start, end = reach(observed)
+    if timesteps < season.steps:
+        end = dt.datetime.combine(observed.end, dt.time())
+    return stack.select(lambda a: start <= a.time < end)
 
 
 def _composite(

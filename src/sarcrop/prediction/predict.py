@@ -618,13 +618,14 @@ def predict_map(
     if scenes.resolution is None:
         warn_other_pixel_size(specs, stack.grid)
     observed = season_until(spec.season, steps)
-    stack = restrict(stack, observed)
-    if not stack.acquisitions:
+    stack = restrict(stack, spec.season, steps)
+    if not any(observed.period_of(time) is not None for time in stack.times):
         raise InputDataError(
             f"no acquisition between {observed.start} and {observed.end}",
             stack.description or None,
         )
-    warn_empty_periods(stack, observed, "--season-start and --until")
+    gaps = spec.composite_options().get("gaps", "interpolate")
+    warn_empty_periods(stack, observed, "--season-start and --until", gaps)
     grid = stack.grid
     windows = window_sizes(windows, specs, execution)
     batch_size = int(windows.batch_size or 1)
