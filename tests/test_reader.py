@@ -126,6 +126,19 @@ def test_mixed_crs_and_resolution_need_a_target(tmp_path: Path) -> None:
     assert np.isfinite(stack.read([0, 1], ["VV"])).all()
 
 
+def test_a_pixel_larger_than_the_area_is_refused(tmp_path: Path) -> None:
+    """Metres given to a CRS in degrees (a 10° pixel) made a one-pixel map, or a label grid
+    of billions of pixels; now one line names the unit and the UTM zone of the area."""
+    write_scene(tmp_path, T0, _values(0))  # 120 m square in UTM 31N, east of 3°E
+    with pytest.raises(InputDataError) as info:
+        open_scenes(tmp_path, crs="EPSG:4326", resolution=10)
+    assert "a pixel of 10 degrees is larger than the area" in str(info.value)
+    assert "--crs EPSG:32631 --resolution 10" in str(info.value)
+    with pytest.raises(InputDataError, match="a pixel of 200 metre is larger than the area"):
+        open_scenes(tmp_path, resolution=200)
+    assert open_scenes(tmp_path, crs="EPSG:4326", resolution=0.0001).grid.width > 1
+
+
 def test_non_overlapping_scenes(tmp_path: Path) -> None:
     write_scene(tmp_path, T0, _values(0))
     write_scene(

@@ -211,6 +211,8 @@ def _choose_grid(
         target_crs = first.crs if crs is None else CRS.from_user_input(crs)
     except CRSError as exc:
         raise InputDataError(f"crs {crs!r} is not a valid CRS: {exc}") from exc
+    if resolution is not None:
+        _check_pixel_size(first, target_crs, resolution, stack.description)
     if target_crs == first.crs:
         left, bottom, right, top = first.bounds
         res = resolution or first.resolution[0]
@@ -220,6 +222,27 @@ def _choose_grid(
         first.crs, target_crs, first.width, first.height, *first.bounds, resolution=resolution
     )
     return Grid(target_crs, transform, int(width), int(height))
+
+
+def _check_pixel_size(first: Grid, crs: CRS, resolution: float, description: str) -> None:
+    """A pixel larger than the area is a resolution given in metres to a CRS in degrees (or a
+    slip of the unit): refused before a one-pixel grid, or a label grid of billions of pixels,
+    is made."""
+    left, bottom, right, top = transform_bounds(first.crs, crs, *first.bounds)
+    width, height = right - left, top - bottom
+    if resolution <= min(width, height):
+        return
+    units = "degrees" if crs.is_geographic else (crs.linear_units or "units")
+    problem = (
+        f"a pixel of {resolution:g} {units} is larger than the area ({width:.3g} × {height:.3g} "
+        f"{units} in {_crs_name(crs)}): the resolution is in the CRS's units"
+    )
+    if crs.is_geographic:
+        lon_min, lat_min, lon_max, lat_max = transform_bounds(first.crs, "EPSG:4326", *first.bounds)
+        zone = int(((lon_min + lon_max) / 2 + 180) // 6) % 60 + 1
+        utm = f"EPSG:{(32600 if (lat_min + lat_max) >= 0 else 32700) + zone}"
+        problem += f"; --crs {utm} --resolution {resolution:g} (crs=, resolution=) gives metres"
+    raise InputDataError(problem, description or None)
 
 
 def _bounds(grid: Grid) -> str:
