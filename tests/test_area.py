@@ -394,6 +394,16 @@ def test_crop_codes_read_as_map_classes_are_refused(tmp_path: Path, capsys) -> N
     assert census.estimates.overall.value == pytest.approx(np.mean(classes == (codes == 1200)))
     run_ok(*argv, "--positive-codes", 1200)
     assert set(read_sample(samples).points["reference"]) <= {0, 1}
+    # A slip of one digit (1220): no pixel holds it, which made the crop's area 0 unsaid.
+    samples.unlink()
+    assert main([str(a) for a in [*argv, "--positive-codes", 1220]]) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(labels) in error and not samples.exists()
+    assert "--positive-codes 1220: no pixel of band 1 holds them (its codes: 1110, 1200, 9120)" in (
+        error
+    )
+    with pytest.raises(InputDataError, match="--positive-codes 1220: no pixel of band 1"):
+        assess(map_path, labels, labels=ReferenceOptions(positive_codes=(1220,)))
 
 
 def test_parcels_of_a_test_area_are_a_census(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from sarcrop.evaluation.sampling import (
     post_stratified_sample,
     read_map_classes,
     read_sample,
+    require_positive_codes,
     strips,
     values_at,
 )
@@ -291,6 +292,7 @@ def assess_census(
         check_same_grid(grid, lab, labels)
         if reference.label_band > lab.count:
             raise InputDataError(f"no band {reference.label_band} ({lab.count} bands)", labels)
+        require_positive_codes(lab, reference, labels)
         band = class_band(ds, map_path)
         for window in strips(grid, block_rows(ds, band)):
             mapped = read_map_classes(ds, band, window)

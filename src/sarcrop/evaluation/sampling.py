@@ -491,6 +491,35 @@ def label_classes(
     return out
 
 
+def require_positive_codes(
+    ds: rasterio.io.DatasetReader, reference: ReferenceOptions, path: str | Path
+) -> None:
+    """Refuse ``positive_codes`` that no pixel of the label band holds: a slip of one digit
+    (1220 for WorldCereal's maize, 1200) or another band made the crop's area 0 without a sign.
+    Read block by block, up to the first pixel of the crop."""
+    codes = reference.positive_codes
+    if codes is None:
+        return
+    band = reference.label_band
+    nodata = ds.nodatavals[band - 1]
+    held: set[float] = set()
+    for _, window in ds.block_windows(band):
+        values = ds.read(band, window=window)
+        if np.isin(values, codes).any():
+            return
+        valid = np.isfinite(values)
+        if nodata is not None:
+            valid &= values != nodata
+        held.update(np.unique(values[valid])[:100].tolist())
+    listed = ", ".join(f"{v:g}" for v in sorted(held)[:12]) + (", …" if len(held) > 12 else "")
+    given = ", ".join(str(c) for c in codes)
+    raise InputDataError(
+        f"--positive-codes {given}: no pixel of band {band} holds them (its codes: "
+        f"{listed or 'none'})",
+        path,
+    )
+
+
 def values_at(ds: rasterio.io.DatasetReader, band: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pixel values of ``band`` at points ``(x, y)`` (float, NaN outside or on nodata), read
     point by point, so that a sample never reads a whole raster."""
@@ -512,6 +541,7 @@ def reference_at(
             raise InputDataError(f"no band {reference.label_band} ({ds.count} bands)", labels)
         if ds.crs != crs:
             raise InputDataError(f"CRS {ds.crs} differs from the sample's {crs}", labels)
+        require_positive_codes(ds, reference, labels)
         return label_classes(ds, values_at(ds, reference.label_band, x, y), reference)
 
 
