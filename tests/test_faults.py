@@ -86,6 +86,38 @@ def _tensors(path: Path) -> dict[str, np.ndarray]:
     return load_file(str(path))
 
 
+def test_a_run_without_validation_interrupted_by_ctrl_c_resumes(inputs, tmp_path):
+    """Ctrl-C (SIGINT) in a run without validation (``val_fraction 0``, the few-label recipe):
+    one line, exit code 130, a ``last.ckpt`` from its first epoch on, and the same command
+    then resumes from it to the result of a run never interrupted."""
+    argv = [a if a != "0.4" else "0" for a in TRAIN]  # no validation
+    argv[argv.index("--epochs") + 1] = "30"
+    reference = fs.sarcrop_process(["train", inputs["store"], "--out", tmp_path / "ref", *argv])
+    run = tmp_path / "run"
+    interrupted = fs.sarcrop_process(["train", inputs["store"], "--out", run, *argv])
+    try:
+        assert fs.wait_for(lambda: (run / "last.ckpt").is_file(), 240, interrupted)
+        assert interrupted.poll() is None, "the run finished before it could be interrupted"
+        os.killpg(interrupted.pid, signal.SIGINT)
+        code, err = _finish(interrupted)
+    finally:
+        fs.kill_group(interrupted)
+    assert (code, err) == (130, "sarcrop train: interrupted\n")
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    code, err = _finish(fs.sarcrop_process(["train", inputs["store"], "--out", run, *argv]))
+    assert code == 0, err
+    ref_code, ref_err = _finish(reference)
+    assert ref_code == 0, ref_err
+    resumed = json.loads((run / "run.json").read_text())["result"]
+    assert resumed["resumed"] is True and resumed["epochs"] == 30
+    ours, theirs = (
+        _tensors(run / "model.safetensors"),
+        _tensors(tmp_path / "ref" / "model.safetensors"),
+    )
+    for name in ours:
+        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-5, err_msg=name)
+
+
 @pytest.mark.slow
 def test_train_killed_mid_run_resumes_to_the_same_result(inputs, tmp_path):
     reference = fs.sarcrop_process(["train", inputs["store"], "--out", tmp_path / "ref", *TRAIN])

@@ -28,6 +28,9 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -37,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
@@ -217,6 +220,50 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+
+
+class _LastEveryFewSeconds(Checkpoint):
+    """``last.ckpt`` of a run without validation, to resume from: Lightning writes its last
+    checkpoint only beside a top-k one, which such a run never saves. Written at the end of
+    the first epoch, then of the epoch that ends ``every`` seconds after the last write, so
+    that the short epochs of a few labels do not wait on the disk (an interrupted run loses at
+    most that much). It carries torch's random state (the dropout's draws), so that a resumed
+    run goes on as the run it resumes."""
+
+    def __init__(self, path: Path, every: float = 10.0) -> None:
+        self.path, self.every = path, every
+        self.written: float | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.written is None or time.monotonic() - self.written >= self.every:
+            trainer.save_checkpoint(self.path)
+            self.written = time.monotonic()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state_dict["cuda"])
+
+
+def _fit_interruptibly(trainer: L.Trainer, task: Any, data: Any, resume: Path | None) -> None:
+    """``trainer.fit``, where Ctrl-C is a ``KeyboardInterrupt`` as everywhere else in sarcrop:
+    Lightning turns it into ``sys.exit(1)`` and ignores SIGINT from then on."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
 
 
 def _read_run(out_dir: Path) -> dict[str, Any] | None:
@@ -513,10 +560,12 @@ def _train(
     callbacks = [checkpointing, *callbacks]
     if config.patience is not None and validate:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
+    if not validate:
+        callbacks.append(_LastEveryFewSeconds(out_dir / "last.ckpt"))
     with _quiet_lightning():
         trainer = _trainer(out_dir, config, callbacks, validate)
         try:
-            trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
+            _fit_interruptibly(trainer, task, data, resume)
         finally:
             _restore_model(model, config)
 
