@@ -316,8 +316,12 @@ def test_season_start_maps_another_year_as_the_model_reads_its_own(
 ) -> None:
     later = dt.date(2022, 5, 1)
     next_year = write_scenes(tmp_path / "2022", 300, 280, first=later)
-    with pytest.raises(SarcropError, match=f"no acquisition between 2021-05-01 and {SEASON.end}"):
+    with pytest.raises(SarcropError) as refused:
         predict_map(local_spec(), next_year, tmp_path / "own.tif", progress=False)
+    assert str(refused.value).endswith(
+        f"no acquisition between 2021-05-01 and {SEASON.end} (acquisitions: 2022-05-03 to "
+        "2022-08-01); --season-start 2022-05-01 moves the model's season there"
+    )
     assert not (tmp_path / "own.tif").exists()
     windows = WindowOptions(window=160, overlap=32, block_windows=1)  # the reference's
     out = tmp_path / "moved.tif"

@@ -42,6 +42,7 @@ from sarcrop import __version__
 from sarcrop.data.composite import warn_empty_periods
 from sarcrop.data.grid import Grid
 from sarcrop.data.scenes import SceneStack, Source
+from sarcrop.data.season import Season
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.options import (
     BLOCK_WINDOWS,
@@ -618,10 +619,12 @@ def predict_map(
     if scenes.resolution is None:
         warn_other_pixel_size(specs, stack.grid)
     observed = season_until(spec.season, steps)
+    every = stack.times
     stack = restrict(stack, spec.season, steps)
     if not any(observed.period_of(time) is not None for time in stack.times):
         raise InputDataError(
-            f"no acquisition between {observed.start} and {observed.end}",
+            f"no acquisition between {observed.start} and {observed.end}"
+            + _other_season(every, observed),
             stack.description or None,
         )
     gaps = spec.composite_options().get("gaps", "interpolate")
@@ -717,3 +720,18 @@ def predict_map(
         )
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _other_season(times: Sequence[dt.datetime], season: Season) -> str:
+    """What the scenes hold, and the ``--season-start`` that moves the model's periods onto
+    them (the same day of another year, the latest the scenes cover)."""
+    if not times:
+        return ""
+    first, last = min(times), max(times)
+    said = f" (acquisitions: {first:%Y-%m-%d} to {last:%Y-%m-%d})"
+    for year in range(last.year, first.year - 1, -1):
+        with contextlib.suppress(ValueError):  # 29 February
+            moved = Season(season.start.replace(year=year), season.steps, season.days)
+            if any(moved.period_of(t) is not None for t in times):
+                return f"{said}; --season-start {moved.start} moves the model's season there"
+    return said
