@@ -64,7 +64,7 @@ def make_items(n: int, seed: int = 0) -> list[dict]:
     ]
 
 
-def make_store(path, n: int = 10, positive: list[str] | None = None) -> str:
+def make_store(path, n: int = 10, positive: list[str] | None = None, test: int = 3) -> str:
     images, labels = make_patches(n, bands=2)
     images[:, :, 1] += 6.0  # VV a few dB above VH
     meta = StoreMetadata(
@@ -75,7 +75,7 @@ def make_store(path, n: int = 10, positive: list[str] | None = None) -> str:
         stride=SIZE,
         offsets=[(0, SIZE * i) for i in range(n)],
         classes=["rice", "other"],
-        split=["train"] * (n - 3) + ["test"] * 3,
+        split=["train"] * (n - test) + ["test"] * test,
         normalization=Normalization((-30.0, -25.0), (0.0, 5.0), ("VH", "VV")),
         region="spain",
         year=2021,
@@ -338,6 +338,12 @@ def test_cli_train_evaluate_finetune_on_a_store(tmp_path, capsys):
     result = json.loads(metrics.read_text())
     assert list(result["early_season"]) == ["1", "2", "3", "4"]
     assert result["metrics"]["tp"] + result["metrics"]["fn"] == 3 * 12 * 12
+    # A store prepared all train (--split train) has nothing to score under test: said so.
+    train_only = make_store(tmp_path / "train-only.zarr", positive=["rice"], test=0)
+    assert main(["evaluate", str(checkpoint), train_only]) == 2
+    assert "no test patch to score (the store holds 10 train patches); --split train or all" in (
+        capsys.readouterr().err
+    )
 
     assert (
         main(

@@ -32,6 +32,7 @@ import signal
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -1555,6 +1556,13 @@ def evaluate(
     if split == "test":
         check_unlearnt(meta.training.get("ground", []), store)
     classes = meta.target_classes
+    if split != "all" and not store.indices(split):
+        held = ", ".join(f"{n} {name}" for name, n in Counter(store.split).items())
+        raise InputDataError(
+            f"no {split} patch to score (the store holds {held} patches); --split "
+            f"{'train' if split == 'test' else 'test'} or all scores those",
+            store.path,
+        )
     dataset = scored_patches(store, split, meta)
     target_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     confusions = {t: empty_confusion(classes) for t in wanted}
