@@ -192,6 +192,17 @@ def test_bad_scenes_give_one_line_naming_the_file(work, capsys, breaker, expecte
     assert not fs.temporaries(work)
 
 
+def test_missing_images_are_named_before_anything_else(work, capsys):
+    """A mistyped folder was answered with "--season-start is required", the first question
+    the command asked, not the problem."""
+    gone = work / "nope"
+    code, err = fs.run_cli(
+        ["prepare", "--images", gone, "--labels", work / "labels.tif", "--out", work / "out.zarr"],
+        capsys,
+    )
+    fs.assert_clean_error(code, err, gone, "no such file or folder")
+
+
 def test_all_acquisitions_outside_the_season_is_an_error(work, capsys):
     code, err = prepare_cli(work, capsys, "--season-start", "2020-01-01")
     fs.assert_clean_error(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -122,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
     }
     images = Path(args.images)
+    if not images.exists() and not glob.has_magic(args.images) and "://" not in args.images:
+        raise InputDataError("no such file or folder", args.images)  # before asking for more
     region = read_region(images) if images.is_dir() else {}
     options["season"] = _season(args, region)
     if region:
