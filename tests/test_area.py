@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from affine import Affine
@@ -38,6 +39,7 @@ from sarcrop.evaluation import (
     read_sample,
     stehman_estimates,
 )
+from sarcrop.evaluation.assessment import assess_sample
 from sarcrop.options import ReferenceOptions
 
 shared_data = realdata_support.shared_data
@@ -287,6 +289,18 @@ def test_end_to_end_on_a_simulated_region(tmp_path: Path) -> None:
 
     sample_result = assess(map_path, tmp_path / "samples.gpkg")
     truth_result = assess(map_path, region.labels)
+    # Points of no class left blank instead of -1: out of the estimates, and the warning says
+    # what that costs.
+    blanked = read_sample(tmp_path / "samples.gpkg")
+    roads = blanked.points["reference"] == -1
+    assert roads.any()
+    blanked.points.loc[roads, "reference"] = pd.NA
+    with pytest.warns(
+        UserWarning,
+        match=rf"{roads.sum()} sample points without a reference "
+        "label are left out, so the estimates stand for the map only if",
+    ):
+        assess_sample(blanked)
     record = area_record(sample_result, scenario="spain", truth=truth_result)
     assert record["true"] == pytest.approx(true_pixels / 100)  # 10 m pixels → ha
     assert record["pixel_count"] == pytest.approx(np.sum(classes == 1) / 100)
@@ -394,6 +408,11 @@ def test_crop_codes_read_as_map_classes_are_refused(tmp_path: Path, capsys) -> N
     assert census.estimates.overall.value == pytest.approx(np.mean(classes == (codes == 1200)))
     run_ok(*argv, "--positive-codes", 1200)
     assert set(read_sample(samples).points["reference"]) <= {0, 1}
+    capsys.readouterr()
+    run_ok("assess", map_path, "--reference", samples, "--out", tmp_path / "sample")
+    said = capsys.readouterr().out.splitlines()
+    assert said[2] == "estimate ± half-width of the 95 % interval (1.96 SE)"
+    assert said[3].startswith("overall accuracy ")
     # A slip of one digit (1220): no pixel holds it, which made the crop's area 0 unsaid.
     samples.unlink()
     assert main([str(a) for a in [*argv, "--positive-codes", 1220]]) != 0

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     print(json_path)
     print(md_path)
     oa = result.estimates.overall
+    print("estimate ± half-width of the 95 % interval (1.96 SE)")
     print(f"overall accuracy {oa.value:.4f} ± {1.96 * oa.se:.4f}")
     for i, c in enumerate(result.classes):
         px = result.area_pixels(i)

@@ -245,7 +245,10 @@ def assess_sample(
         raise InputDataError("no sample point has a reference label", path)
     if unlabelled:
         warnings.warn(
-            f"{unlabelled} sample points without a reference label are left out", stacklevel=2
+            f"{unlabelled} sample points without a reference label are left out, so the "
+            "estimates stand for the map only if those points are like the others; a point of "
+            "no class (a road, a house) is labelled -1 and counts",
+            stacklevel=2,
         )
     strata = labelled["stratum"].to_numpy(np.int64)
     labelled_n = labelled["stratum"].value_counts()
