@@ -114,6 +114,32 @@ def test_raster_values_without_names_are_refused(tmp_path):
         labels_from_raster(path, GRID)
 
 
+def test_a_band_of_a_label_raster_is_chosen_by_its_description(tmp_path):
+    """WorldCereal's label GeoTIFFs hold crop type (CT) and land cover (LC): --label-variable
+    picks one, as it picks a cube's variable (it was ignored, and band 1 read)."""
+    crop = np.full((40, 50), 1200, dtype=np.uint16)
+    cover = np.full((40, 50), 11, dtype=np.uint16)
+    path = tmp_path / "ct_lc.tif"
+    profile = {"driver": "GTiff", "width": 50, "height": 40, "count": 2, "dtype": "uint16"}
+    with rasterio.open(path, "w", crs=UTM, transform=GRID.transform, **profile) as ds:
+        ds.write(np.stack([crop, cover]))
+        ds.descriptions = ("CT (crop type)", "LC (land cover)")
+    read = labels_from_file(path, GRID, LabelOptions(variable="lc", code_map={11: "cropland"}))
+    assert read[1] == ["cropland", "other"] and (read[0] == 0).all()
+    assert labels_from_file(path, GRID, LabelOptions(code_map={1200: "maize"}))[1][0] == "maize"
+    with pytest.raises(InputDataError, match=r"no label band 'IRR' \(its bands: 'CT \(crop"):
+        labels_from_file(path, GRID, LabelOptions(variable="IRR", code_map={11: "cropland"}))
+
+
+def test_an_image_given_as_labels_is_refused(tmp_path):
+    backscatter = np.random.default_rng(0).uniform(-25, -5, (40, 50)).astype(np.float32)
+    path = write_raster(tmp_path / "vh.tif", backscatter, GRID.transform)
+    with pytest.raises(InputDataError, match=r"vh\.tif: band 1 holds non-integer values"):
+        labels_from_raster(path, GRID, code_map={1200: "maize"})
+    whole = write_raster(tmp_path / "codes.tif", np.round(backscatter), GRID.transform)
+    assert labels_from_raster(whole, GRID, code_map={-10: "x"})[1] == ["x", "other"]
+
+
 def test_missing_raster_is_input_error(tmp_path):
     with pytest.raises(InputDataError, match=r"nope\.tif"):
         labels_from_raster(tmp_path / "nope.tif", GRID)

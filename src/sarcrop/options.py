@@ -86,7 +86,9 @@ class LabelOptions(Options):
 
     column: str = Field("crop", description="parcel attribute holding the crop")
     variable: str | None = Field(
-        None, description="label variable of a netCDF/Zarr cube (the only one, or CT)"
+        None,
+        description="label variable of a netCDF/Zarr cube (the only one, or CT), or band of a "
+        "label raster by its description (the first)",
     )
     class_names: tuple[str, ...] | None = Field(
         None, description="class name of each label value (value = index)"

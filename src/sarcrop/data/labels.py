@@ -64,7 +64,9 @@ def labels_from_file(
         return labels_from_cube(
             path, grid, variable=options.variable, class_names=names, code_map=codes
         )
-    return labels_from_raster(path, grid, class_names=names, code_map=codes)
+    return labels_from_raster(
+        path, grid, class_names=names, code_map=codes, variable=options.variable
+    )
 
 
 def _warn_background_majority(path: Path, labels: np.ndarray) -> None:
@@ -93,12 +95,15 @@ def labels_from_raster(
     *,
     class_names: Sequence[str] | None = None,
     code_map: Mapping[int, str] | None = None,
+    variable: str | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Read a categorical label raster onto ``grid``.
 
     Class names come from, in order: ``code_map`` (raster code → name; codes not in the map
     become ``"other"``), ``class_names`` (raster value = index), or the raster's
-    ``CLASS_<i>=<name>`` tags. The raster's nodata value becomes ``-1``.
+    ``CLASS_<i>=<name>`` tags. The raster's nodata value becomes ``-1``. ``variable`` picks
+    the band by its description or the description's first word (WorldCereal's ``CT``,
+    ``LC``); default the first band.
     """
     path = Path(path)
     try:
@@ -110,14 +115,45 @@ def labels_from_raster(
             if src.crs is None:
                 raise InputDataError("label raster has no CRS", path)
             src_grid = Grid(src.crs, src.transform, src.width, src.height)
+            band = _label_band(src, variable, path)
+            _require_codes(src, band, path)
             codes, valid = _codes_on_grid(
-                src_grid, lambda w: src.read(1, window=w, boundless=True, masked=True), grid
+                src_grid, lambda w: src.read(band, window=w, boundless=True, masked=True), grid
             )
             tags = src.tags()
     except (RasterioError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputDataError(f"cannot read label raster: {first}", path) from exc
     return _named(path, codes, valid, tags, class_names, code_map)
+
+
+def _label_band(src: rasterio.io.DatasetReader, variable: str | None, path: Path) -> int:
+    """The band named ``variable`` by its description or the description's first word."""
+    if variable is None:
+        return 1
+    wanted = variable.casefold()
+    names = [description or "" for description in src.descriptions]
+    for band, name in enumerate(names, start=1):
+        if wanted in (name.casefold(), (name.split() or [""])[0].casefold()):
+            return band
+    listed = ", ".join(repr(name) for name in names if name) or "no described band"
+    raise InputDataError(f"no label band {variable!r} (its bands: {listed})", path)
+
+
+def _require_codes(src: rasterio.io.DatasetReader, band: int, path: Path) -> None:
+    """Refuse a band of fractional values (an image given as labels), read from a
+    decimated copy of at most 256 × 256 pixels."""
+    if not np.issubdtype(np.dtype(src.dtypes[band - 1]), np.floating):
+        return
+    shape = (min(src.height, 256), min(src.width, 256))
+    values = src.read(band, out_shape=shape, masked=True).compressed()
+    values = values[np.isfinite(values)]
+    if values.size and not np.array_equal(values, np.round(values)):
+        raise InputDataError(
+            f"band {band} holds non-integer values ({src.dtypes[band - 1]}, e.g. "
+            f"{values[values != np.round(values)][0]:g}): expected class codes",
+            path,
+        )
 
 
 def _named(
