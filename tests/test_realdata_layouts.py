@@ -122,6 +122,13 @@ def test_togo_named_bands_geographic(shared_data: Path) -> None:
     projected = utm.read([0], ["VV"])[0, 0]
     assert np.isfinite(projected).mean() > 0.7
     assert abs(np.nanmean(10 ** (projected / 10)) / np.mean(10 ** (raw[0] / 10)) - 1) < 0.1
+    # A band_map naming bands the file lacks: one line, not a crash or a band quietly lost.
+    for wrong in ({"VV": "VV_X", "VH": "VH_X"}, {"VV": "VV_X"}):
+        with pytest.raises(InputDataError, match=r"band_map VV=VV_X.*: no band of that name"):
+            open_scenes(path, band_map=wrong)
+    # A resolution in metres given to its geographic CRS: the UTM zone of the area is named.
+    with pytest.raises(InputDataError, match="--crs EPSG:32631 --resolution 10"):
+        open_scenes(path, resolution=10)
 
 
 def test_camargue_single_vv_scene(shared_data: Path) -> None:

@@ -24,6 +24,8 @@ def build_raster_stack(
             description,
         )
     found = {b for _, refs in items for b in refs}
+    if not found:
+        raise InputDataError("no VV or VH band found", description)
     bands = [b for b in POLARISATIONS if b in found] + sorted(found - set(POLARISATIONS))
     first = next(iter(items[0][1].values()))
     return RasterStack(

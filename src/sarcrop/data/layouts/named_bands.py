@@ -63,7 +63,15 @@ class NamedBands(Layout, name="named_bands", order=30):
         info = _single(paths)
         assert info is not None
         path = Path(info.path)
-        steps = _steps(info, options.get("band_map"))  # type: ignore[arg-type]
+        band_map: dict[str, str] = options.get("band_map") or {}  # type: ignore[assignment]
+        steps = _steps(info, band_map)
+        found = {band for bands in steps.values() for band in bands}
+        missing = [f"{k}={v}" for k, v in band_map.items() if k.upper() not in found]
+        if missing:
+            raise InputDataError(
+                f"band_map {', '.join(missing)}: no band of that name (or NAME_k) in the file",
+                path,
+            )
         start = next(iter(dates_in_name(path.stem)), None)
         items = []
         for step in sorted(steps):
