@@ -425,6 +425,39 @@ def test_crop_codes_read_as_map_classes_are_refused(tmp_path: Path, capsys) -> N
         assess(map_path, labels, labels=ReferenceOptions(positive_codes=(1220,)))
 
 
+def test_a_sample_is_assessed_against_the_map_it_was_drawn_from(tmp_path: Path) -> None:
+    """A map predicted again under the same name (another threshold): where no sample point
+    changed class, its class areas did, and the estimates weigh the areas of the map drawn."""
+    transform = Affine(10, 0, 500_000, 0, -10, 4_000_200)
+    profile = {"crs": "EPSG:32631", "transform": transform, "width": 20, "height": 20}
+    classes = np.zeros((20, 20), np.uint8)
+    classes[:, :8] = 1
+    map_path = write_map(tmp_path / "map.tif", classes, profile)
+    labels = write_map(tmp_path / "labels.tif", classes, profile)
+    samples = tmp_path / "samples.gpkg"
+    run_ok(
+        "sample", map_path, "--n", 100, "--out", samples, "--fill-from", labels, "--label-band", 2
+    )
+    assert assess(map_path, samples).area_pixels(1).value == pytest.approx(160)
+    points = read_sample(samples).points
+    taken = set(zip(points["row"], points["col"], strict=True))
+    free = next((r, c) for r in range(20) for c in range(8) if (r, c) not in taken)
+    again = classes.copy()
+    again[free] = 0
+    write_map(map_path, again, profile)
+    with pytest.raises(
+        InputDataError,
+        match=r"class 0: 240 px then, 241 now, class 1: 160 px "
+        r"then, 159 now\), and the estimates weigh those: draw a new sample",
+    ):
+        assess(map_path, samples)
+    row, col = int(points["row"].iloc[0]), int(points["col"].iloc[0])
+    again[row, col] = 1 - again[row, col]
+    write_map(map_path, again, profile)
+    with pytest.raises(InputDataError, match="1 of 100 sample points have another class"):
+        assess(map_path, samples)
+
+
 def test_parcels_of_a_test_area_are_a_census(tmp_path: Path) -> None:
     """Polygons rasterised onto the map's grid: the map's crop (its POSITIVE tag) is class 1,
     other parcels and the space between them class 0, parcels without a value unlabelled."""

@@ -401,18 +401,45 @@ def _has_polygons(path: Path) -> bool:
 
 
 def _check_map(sample: Sample, map_path: Path) -> None:
-    """The map must be the one sampled: same grid, same class at every point."""
+    """The map must be the one sampled: same grid, same class at every point, and (without a
+    strata raster, whose nodata leaves pixels out) the same pixels of each class, on which
+    the estimates' weights rest."""
     with open_raster(map_path) as ds:
         check_same_grid(sample.grid, ds, map_path, "the sampled map's")
         points = sample.points
         x, y = points["x"].to_numpy(), points["y"].to_numpy()
-        changed = int(np.sum(values_at(ds, class_band(ds, map_path), x, y) != points["map_class"]))
+        band = class_band(ds, map_path)
+        changed = int(np.sum(values_at(ds, band, x, y) != points["map_class"]))
+        now = {} if sample.design.get("strata_raster") else _class_pixels(ds, band)
+    drawn = f"when they were drawn from {sample.design.get('map', '?')}"
     if changed:
         raise InputDataError(
             f"{changed} of {len(points)} sample points have another class in this map than "
-            f"when they were drawn from {sample.design.get('map', '?')}",
+            + drawn,
             map_path,
         )
+    moved = [c for c in sorted(set(now) | set(sample.map_pixels)) if c >= 0]
+    moved = [c for c in moved if now.get(c, 0) != sample.map_pixels.get(c, 0)]
+    if now and moved:
+        counts = ", ".join(
+            f"class {c}: {sample.map_pixels.get(c, 0):,} px then, {now.get(c, 0):,} now"
+            for c in moved
+        )
+        raise InputDataError(
+            f"this map's classes cover other pixels than {drawn} ({counts}), and the "
+            "estimates weigh those: draw a new sample of this map",
+            map_path,
+        )
+
+
+def _class_pixels(ds: Any, band: int) -> dict[int, int]:
+    """Pixels of each class of a map (-1: nodata), read strip by strip."""
+    pixels: dict[int, int] = {}
+    for window in strips(grid_of(ds), block_rows(ds, band)):
+        classes, counts = np.unique(read_map_classes(ds, band, window), return_counts=True)
+        for c, k in zip(classes.tolist(), counts.tolist(), strict=True):
+            pixels[c] = pixels.get(c, 0) + k
+    return pixels
 
 
 def assess(
