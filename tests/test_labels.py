@@ -309,6 +309,10 @@ def test_label_cube_variable_errors_name_the_file(tmp_path):
     fractional.to_netcdf(tmp_path / "frac.nc")
     with pytest.raises(InputDataError, match="non-integer values"):
         labels_from_cube(tmp_path / "frac.nc", GRID, code_map={1: "a"})
+    series = two.drop_vars("LC")["crop"].expand_dims(t=2).to_dataset()  # a (t, y, x) cube
+    series.to_netcdf(tmp_path / "series.nc")
+    with pytest.raises(InputDataError, match=r"series\.nc: holds no \(y, x\) variable to read"):
+        labels_from_cube(tmp_path / "series.nc", GRID, code_map={1: "a"})
 
 
 def test_pixels_outside_the_parcels_are_background_or_unlabelled(tmp_path):

@@ -166,7 +166,7 @@ def test_periods_without_an_acquisition_are_named_in_one_warning(region, tmp_pat
     said = [str(w.message) for w in caught if "composite periods" in str(w.message)]
     assert said == [
         "2 of the 5 composite periods have no acquisition; empty (read as not yet observed): "
-        "periods 4 (2021-05-01 to 2021-05-11), 5 (2021-05-11 to 2021-05-21); check "
+        "periods 4 (2021-05-01 to 2021-05-10), 5 (2021-05-11 to 2021-05-20); check "
         "--season-start, --timesteps and --days against the acquisitions"
     ]
     assert DatasetStore(out).metadata.source["acquisitions_per_period"] == [1, 1, 1, 0, 0]

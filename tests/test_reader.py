@@ -118,7 +118,7 @@ def test_mixed_crs_and_resolution_need_a_target(tmp_path: Path) -> None:
         _values(1, (2, 6, 6)),
         transform=Affine(20.0, 0, 500000.0, 0, -20.0, 5600000.0),
     )
-    with pytest.raises(InputDataError, match=r"at 10, .* at 20; pass crs=/resolution="):
+    with pytest.raises(InputDataError, match=r"at 10, .* at 20; pass --crs/--resolution \(crs="):
         open_scenes(tmp_path / "b")
     # With a target resolution both are brought onto one 10 m grid.
     stack = open_scenes(tmp_path / "b", resolution=10)

@@ -103,8 +103,9 @@ def warn_empty_periods(
     filled = gap_neighbours(stack, season) if gaps == "interpolate" else {}
     periods = season.periods()
 
-    def listed(steps: list[int]) -> str:
-        spans = ", ".join(f"{i + 1} ({periods[i][0]} to {periods[i][1]})" for i in steps[:4])
+    def listed(steps: list[int]) -> str:  # days inclusive, so that neighbours share none
+        day = dt.timedelta(days=1)
+        spans = ", ".join(f"{i + 1} ({periods[i][0]} to {periods[i][1] - day})" for i in steps[:4])
         more = f" and {len(steps) - 4} more" if len(steps) > 4 else ""
         return f"period{'s' if len(steps) > 1 else ''} {spans}{more}"
 

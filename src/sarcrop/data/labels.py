@@ -285,8 +285,10 @@ def _label_variable(ds: object, variable: str | None, path: Path) -> str:
         return spatial[0]
     if CROP_TYPE_VARIABLE in spatial:
         return CROP_TYPE_VARIABLE
+    if not spatial:
+        raise InputDataError("holds no (y, x) variable to read labels from", path)
     raise InputDataError(
-        f"cannot tell the label variable among {', '.join(spatial) or 'no (y, x) variable'}; "
+        f"cannot tell the label variable among {', '.join(spatial)}; "
         "name it with the label variable option (--label-variable)",
         path,
     )

@@ -160,7 +160,7 @@ def _filter_orbit(stack: SceneStack, orbit: str) -> SceneStack:
         raise InputDataError(
             f"orbit={orbit!r} requested but the orbit direction of {unknown} of "
             f"{len(stack.acquisitions)} acquisitions is unknown (no tag, STAC property or "
-            "ASC/DESC in the name); use orbit='both'",
+            "ASC/DESC in the name); use --orbit both (orbit='both')",
             stack.description,
         )
     kept = stack.select(lambda a: a.orbit == orbit)
@@ -194,8 +194,8 @@ def _choose_grid(
             if other.crs != first.crs or not np.allclose(other.resolution, first.resolution):
                 raise InputDataError(
                     f"grids differ: {first_name} is {_crs_name(first.crs)} at {_res(first)}, "
-                    f"{name} is {_crs_name(other.crs)} at {_res(other)}; pass crs=/resolution= "
-                    "or grid= to choose a common grid",
+                    f"{name} is {_crs_name(other.crs)} at {_res(other)}; pass --crs/--resolution "
+                    "(crs=, resolution=, or grid=) to choose a common grid",
                     stack.description,
                 )
             if not _overlaps(other, first):
@@ -293,7 +293,7 @@ def _check_units(stack: SceneStack, declared_by_user: Units | None) -> Units:
         if declared is None:
             raise InputDataError(
                 "no valid pixels in the sampled acquisitions, so their units "
-                "cannot be told; pass units='db' or 'linear'",
+                "cannot be told; pass units='db' or 'linear' to open_scenes",
                 where,
             )
         return declared  # type: ignore[return-value]
