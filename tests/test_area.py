@@ -408,6 +408,10 @@ def test_crop_codes_read_as_map_classes_are_refused(tmp_path: Path, capsys) -> N
     assert census.estimates.overall.value == pytest.approx(np.mean(classes == (codes == 1200)))
     run_ok(*argv, "--positive-codes", 1200)
     assert set(read_sample(samples).points["reference"]) <= {0, 1}
+    table = tmp_path / "labels.csv"
+    table.write_text("point_id,reference\n1,0\n")
+    with pytest.raises(InputDataError, match=r"--reference SAMPLE\.gpkg --labels-csv labels\.csv"):
+        assess(map_path, table)
     capsys.readouterr()
     run_ok("assess", map_path, "--reference", samples, "--out", tmp_path / "sample")
     said = capsys.readouterr().out.splitlines()

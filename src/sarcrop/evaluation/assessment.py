@@ -456,6 +456,12 @@ def assess(
     raster or parcel polygons of a test area (census). ``labels_table``: a CSV table with the
     labels of a sample's points (``point_id`` and ``label_column``)."""
     map_path, reference = Path(map_path), Path(reference)
+    if reference.suffix.lower() in (".csv", ".tsv", ".txt"):
+        raise InputDataError(
+            "a table of labels is read beside the sample it labels: --reference SAMPLE.gpkg "
+            f"--labels-csv {reference.name} (labels_table=)",
+            reference,
+        )
     check_one_crop_labels(labels, map_path)
     with open_raster(map_path) as ds:
         names = map_class_names(ds)
