@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sarcrop import pretrained
 from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.data.season import Season
@@ -206,7 +207,8 @@ def check_compatible(specs: Sequence[ModelSpec]) -> None:
             if value != expected[name]:
                 raise CheckpointError(
                     f"{name} {value} differ from {expected[name]} of the first model "
-                    f"({Path(first.checkpoint).name or 'model 1'}): models averaged into one "
+                    f"({pretrained.display_name(first.checkpoint or 'model 1')}): models averaged "
+                    "into one "
                     "map must share bands, season, normalisation and classes",
                     spec.checkpoint or f"model {number}",
                 )

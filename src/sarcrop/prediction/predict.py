@@ -38,7 +38,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from sarcrop import __version__
+from sarcrop import __version__, pretrained
 from sarcrop.data.composite import warn_empty_periods
 from sarcrop.data.grid import Grid
 from sarcrop.data.scenes import SceneStack, Source
@@ -134,8 +134,6 @@ def output_lock(out: Path) -> Iterator[None]:
 def load_model(model_or_checkpoint: ModelSpec | str | os.PathLike[str]) -> ModelSpec:
     if isinstance(model_or_checkpoint, ModelSpec):
         return model_or_checkpoint
-    from sarcrop import pretrained
-
     path = Path(pretrained.resolve(Path(model_or_checkpoint)))  # a file, or a shipped name
     if path.is_dir():
         raise SarcropError(
@@ -182,7 +180,7 @@ def warn_other_pixel_size(specs: Sequence[ModelSpec], grid: Grid) -> None:
     images = grid.metre_pixels
     for spec in specs:
         if images and spec.pixel_size and not math.isclose(images, spec.pixel_size):
-            name = Path(spec.checkpoint).name or "the model"
+            name = pretrained.display_name(spec.checkpoint)
             warnings.warn(
                 f"{name} learnt from {spec.pixel_size:g} m pixels and the images' are "
                 f"{images:g} m: the map is on the images' grid; give --resolution "
@@ -614,7 +612,7 @@ def predict_map(
     stack = open_stack(images, spec, scenes)
     steps = resolve_timesteps(spec, timesteps, until)
     for each in specs:
-        name = Path(each.checkpoint).name or "the model"
+        name = pretrained.display_name(each.checkpoint)
         warn_season_cut_short(name, each.early_seasons, steps, each.season.steps)
     if scenes.resolution is None:
         warn_other_pixel_size(specs, stack.grid)

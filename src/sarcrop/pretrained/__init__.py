@@ -45,3 +45,17 @@ def is_name(checkpoint: str | Path) -> bool:
 def resolve(checkpoint: str | Path) -> str | Path:
     """``checkpoint`` itself when it is a file path, else the shipped checkpoint of that name."""
     return path(str(checkpoint)) if is_name(checkpoint) else checkpoint
+
+
+def display_name(checkpoint: str | Path) -> str:
+    """How messages name a model: a shipped one by its name, a file by its path as given (every
+    run's file is called ``model.safetensors``, so its folder tells runs apart)."""
+    file = Path(checkpoint)
+    if file.suffix == SUFFIX and file.parent == path_of_folder():
+        return file.name.removesuffix(SUFFIX)
+    return str(checkpoint) or "the model"
+
+
+def path_of_folder() -> Path:
+    """The folder of the shipped checkpoints."""
+    return Path(str(resources.files(__name__)))

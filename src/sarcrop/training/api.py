@@ -1548,7 +1548,8 @@ def evaluate(
     steps = meta.time_steps
     wanted = timestep_list(timesteps, steps)
     if isinstance(timesteps, int):
-        warn_season_cut_short(Path(checkpoint).name, meta.learnt_early_seasons(), timesteps, steps)
+        name = pretrained.display_name(checkpoint)
+        warn_season_cut_short(name, meta.learnt_early_seasons(), timesteps, steps)
     if threshold is None:
         threshold = float(meta.training.get("config", {}).get("threshold", 0.5))
     if not 0 < threshold < 1:
