@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -334,7 +335,7 @@ def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
     config = load_experiment_config(write_config(tmp_path, TINY))
     original = warnings.formatwarning
     try:
-        _start_worker(config, tmp_path / "out", 1, shown)
+        _start_worker(config, tmp_path / "out", 1, shown, os.getppid())  # a parent alive
         assert warnings.formatwarning("a", UserWarning, "x.py", 2) == (
             "sarcrop experiment: warning: a\n"
         )
