@@ -102,3 +102,20 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
         )
     assert (done.returncode, done.stderr) == (141, b"")
     assert (tmp_path / "labels.tif").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "store.zarr", "--out", "run"],
+        ["finetune", "europe-maize", "store.zarr", "--out", "run", "--strategy", "fte"],
+        ["baseline", "store.zarr"],
+    ],
+)
+def test_a_crop_and_classes_together_are_refused(argv, capsys):
+    """``--positive maize --classes maize,potato,other`` made a crop-type model and said
+    nothing of the crop: one map or the other, said before any store is read."""
+    code = main([*argv, "--positive", "maize", "--classes", "maize,potato,other"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "--positive maize names the crop of a one-crop map, and --classes" in err

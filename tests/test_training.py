@@ -424,6 +424,7 @@ def test_a_crop_beside_classes_must_be_one_of_them(tmp_path):
     assert positive_classes(store, "maize") == ["maize"]
     classes = ("maize", "winter_cereal", "other")
     assert positive_classes(store, None, classes=classes) == []  # a crop-type map
+    assert positive_classes(store, [""], classes=classes) == []  # a crop-type scenario's crop
     assert positive_classes(store, ["Winter Cereal"], classes=classes) == []
     with pytest.raises(ConfigError, match="positive potato is not among classes maize, "):
         positive_classes(store, ["maize", "potato"], classes=classes)

@@ -18,6 +18,7 @@ from sarcrop.cli.shared import (
     add_names,
     add_parcels,
     add_timesteps,
+    check_one_target,
     print_by_parcel,
     print_labels,
 )
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         "jobs": args.jobs,
     }
     options = from_flags(BaselineOptions, args)
+    check_one_target(args.positive, options.classes)
     if (
         args.save is None
         and args.test_store is None

@@ -137,6 +137,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return base.updated(**given)
 
 
+def check_one_target(positive: Any, classes: Any) -> None:
+    """``--positive`` (a one-crop map) and ``--classes`` (a crop-type map) given together:
+    refused, where the API reads a crop among the classes as one of them."""
+    if positive and classes:
+        from sarcrop.errors import ConfigError
+
+        raise ConfigError(
+            f"--positive {' '.join(positive)} names the crop of a one-crop map, and --classes "
+            "a crop-type map of every class listed: give one or the other"
+        )
+
+
 def run_training(
     api: Callable[..., Any], args: argparse.Namespace, *inputs: Any, **options: Any
 ) -> int:
@@ -144,6 +156,7 @@ def run_training(
     (``--out``, ``--bands``, ``--positive``, the training options), then print where the
     model is and how it scored."""
     config = config_from_args(args)
+    check_one_target(args.positive, config.classes)
     result = api(
         *inputs, args.out, bands=args.bands, positive=args.positive, config=config, **options
     )

@@ -421,7 +421,8 @@ def positive_classes(
 
     A store prepared from a simulated region or with ``--positive`` records its crop, so a
     maize store trains a maize model without naming the crop again. A crop given beside
-    ``classes`` must be one of them, or the user would get another map than the one named.
+    ``classes`` must be one of them (the command line refuses both at once,
+    :func:`sarcrop.cli.shared.check_one_target`).
     """
     given = [name for name in ([positive] if isinstance(positive, str) else positive or ()) if name]
     if classes:

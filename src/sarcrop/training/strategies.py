@@ -206,12 +206,16 @@ def crop_outputs(
     """Which outputs of a head over ``classes`` answer for ``wanted`` (some of them) against
     the rest (:func:`merge_head`); None for a one-crop model (no ``classes``) that maps
     ``wanted`` already (``mapped``, its positive classes). A ValueError says what does not fit."""
+    from sarcrop.data.labels import class_key
+
+    keys = {class_key(name) for name in wanted}
     if not classes:
-        if sorted(wanted) != sorted(mapped):
+        if keys != {class_key(name) for name in mapped}:
             raise ValueError(f"maps {', '.join(mapped) or 'nothing'}, not {', '.join(wanted)}")
         return None
-    crop = [name in wanted for name in classes]
-    unknown = sorted(set(wanted) - set(classes))
+    crop = [class_key(name) in keys for name in classes]
+    known = {class_key(name) for name in classes}
+    unknown = sorted(name for name in wanted if class_key(name) not in known)
     if unknown or all(crop):
         problem = f"no class {', '.join(unknown)}" if unknown else "nothing left against them"
         raise ValueError(f"maps {', '.join(classes)}: {problem}")
