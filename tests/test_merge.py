@@ -137,7 +137,32 @@ def test_merged_store_keeps_splits_georeference_and_class_names(stores):
     ]
 
 
-def test_normalisation_is_recomputed_over_the_merged_train_split(stores):
+def another_location(root: Path, side: str) -> Path:
+    """A third place (UTM 31N, 100 km from ``a``), all ``side``."""
+    scenes, labels, season = location(
+        root / f"c-{side}",
+        crs="EPSG:32631",
+        transform=Affine(10, 0, 600000, 0, -10, 5600000),
+        classes=["other", "rice"],
+        start=dt.date(2020, 4, 1),
+        offset_db=1.0,
+        seed=3,
+    )
+    split = SplitOptions(method=side)  # type: ignore[arg-type]
+    return prepare(
+        scenes,
+        root / f"c-{side}.zarr",
+        labels=labels,
+        season=season,
+        tiling=TILES,
+        split=split,
+        region="loc-c",
+        year=2020,
+        progress=False,
+    )
+
+
+def test_normalisation_is_recomputed_over_the_merged_train_split(stores, tmp_path):
     root = stores["root"]
     b_train = merge_stores([stores["b"], stores["a"]], root / "ba.zarr", progress=False)
     # Re-assign nothing: b stays test, a stays train, so only a's patches count.
@@ -145,17 +170,29 @@ def test_normalisation_is_recomputed_over_the_merged_train_split(stores):
     a = DatasetStore(stores["a"])
     assert merged.normalization == a.normalization
     # Two train locations: statistics over both.
-    both = DatasetStore(merge_stores([stores["a"], merged.path], root / "aba.zarr", progress=False))
+    c = another_location(tmp_path, "train")
+    both = DatasetStore(merge_stores([c, merged.path], tmp_path / "cba.zarr", progress=False))
     train = [both.read_image(i) for i in both.indices("train")]
     assert both.normalization == compute_normalization(train, both.bands)
     # A merge of a merge keeps the original locations.
-    assert [loc.region for loc in both.metadata.locations] == ["loc-a", "loc-b", "loc-a"]
+    assert [loc.region for loc in both.metadata.locations] == ["loc-c", "loc-b", "loc-a"]
     assert both.patch_grid(len(both) - 1) == a.patch_grid(len(a) - 1)
 
 
-def test_all_test_merge_marks_its_statistics(stores):
-    out = merge_stores([stores["b"], stores["b"]], stores["root"] / "bb.zarr", progress=False)
+def test_all_test_merge_marks_its_statistics(stores, tmp_path):
+    c = another_location(tmp_path, "test")
+    out = merge_stores([stores["b"], c], tmp_path / "bc.zarr", progress=False)
     assert DatasetStore(out).normalization.method == "minmax (test patches)"
+
+
+def test_the_same_ground_twice_is_refused(stores, tmp_path):
+    """Two stores of one place and season (its own twice, or its labels read for another crop)
+    would put the same fields in both splits: every score of learnt ground."""
+    ba = merge_stores([stores["b"], stores["a"]], tmp_path / "ba.zarr", progress=False)
+    for twice in ([stores["b"], stores["b"]], [stores["a"], ba]):
+        with pytest.raises(InputDataError, match="hold the same ground in the same season"):
+            merge_stores(twice, tmp_path / "x.zarr", progress=False)
+        assert not (tmp_path / "x.zarr").exists()
 
 
 def test_incompatible_stores_are_named_in_one_line(stores, tmp_path):

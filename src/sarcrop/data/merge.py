@@ -20,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 from sarcrop.data.prepare import split_class_pixels, split_normalization
-from sarcrop.data.split import TEST, TRAIN
+from sarcrop.data.split import TEST, TRAIN, common_ground
 from sarcrop.data.store import DatasetStore, Location, StoreMetadata, create_store
 from sarcrop.errors import InputDataError
 from sarcrop.options import CompositeOptions
@@ -51,6 +51,7 @@ def merge_stores(
     first = opened[0]
     for other in opened[1:]:
         _check_compatible(first, other)
+    _check_other_ground(opened)
     classes = list(dict.fromkeys(c for s in opened for c in s.classes))
 
     locations: list[Location] = []
@@ -105,6 +106,21 @@ def merge_stores(
             location=location,
         )
     return out
+
+
+def _check_other_ground(stores: Sequence[DatasetStore]) -> None:
+    """Refuse two stores of the same ground and season: merged, the same fields would sit in
+    both splits (and under two sets of labels), and every score would be of learnt ground."""
+    for i, one in enumerate(stores):
+        for other in stores[i + 1 :]:
+            pairs = common_ground(one, other)
+            if pairs:
+                raise InputDataError(
+                    f"{one.path} and {other.path} hold the same ground in the same season "
+                    f"({len(pairs)} overlapping patch pairs): merged, its fields would be in "
+                    "both splits; merge stores of other places or seasons",
+                    other.path,
+                )
 
 
 def _check_compatible(first: DatasetStore, other: DatasetStore) -> None:

@@ -175,18 +175,29 @@ def shared_ground(train: DatasetStore, test: DatasetStore) -> list[tuple[int, in
     """
     if Path(train.path).resolve() == Path(test.path).resolve():
         return []
-    tests = _footprints(test, "test")
-    if not tests:
+    return _pairs(_footprints(train, "train"), _footprints(test, "test"))
+
+
+def common_ground(first: DatasetStore, second: DatasetStore) -> list[tuple[int, int]]:
+    """(patch of ``first``, patch of ``second``) pairs over the same ground in overlapping
+    seasons, whatever their splits: two stores of one place and season, whose merge would put
+    the same fields in both splits."""
+    return _pairs(_footprints(first, "all"), _footprints(second, "all"))
+
+
+def _pairs(ones: Sequence[_Footprint], others: Sequence[_Footprint]) -> list[tuple[int, int]]:
+    """(one, other) patch pairs over the same ground (:func:`_same_ground`), overlapping."""
+    if not others:
         return []
-    extents = np.stack([f.extent for f in tests])
-    keys = np.array([f.key for f in tests])
-    crss = np.array([f.crs for f in tests])
-    reals = np.array([f.real for f in tests])
+    extents = np.stack([f.extent for f in others])
+    keys = np.array([f.key for f in others])
+    crss = np.array([f.crs for f in others])
+    reals = np.array([f.real for f in others])
     pairs = []
-    for own in _footprints(train, "train"):  # _same_ground over every test patch at once
+    for own in ones:  # _same_ground over every other patch at once
         same = (keys == own.key) | (own.real & reals & (crss == own.crs))
         overlap = same & _overlapping(own.extent, extents)
-        pairs += [(own.patch, tests[j].patch) for j in np.flatnonzero(overlap)]
+        pairs += [(own.patch, others[int(j)].patch) for j in np.flatnonzero(overlap)]
     return pairs
 
 
