@@ -182,6 +182,23 @@ def test_class_weights_are_capped_inverse_frequencies():
         balanced_class_weights([0, 0], cap=20.0)
 
 
+@pytest.mark.parametrize("pos_weight", ["auto", 1.0])
+def test_a_class_without_a_training_pixel_is_warned_of(pos_weight):
+    """Winter cereal in a year that grew none: trained without a word before, its output
+    learnt from nothing."""
+    target = np.array([[0, 0], [2, 2]])  # maize and other; no winter cereal
+    patches = [{"target": target, "valid": np.ones_like(target, dtype=bool)}] * 2
+    config = quick(classes=["maize", "winter_cereal", "other"], pos_weight=pos_weight)
+    with pytest.warns(UserWarning, match="^class winter_cereal has no labelled pixel among"):
+        resolved_class_weight(config, patches)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolved_class_weight(
+            quick(classes=["maize", "other"], pos_weight=pos_weight),
+            [{"target": np.array([[0, 1]]), "valid": np.ones((1, 2), dtype=bool)}],
+        )  # type: ignore[arg-type]
+
+
 def test_few_label_crop_type_data_and_class_weights(store):
     opened = DatasetStore(store)
     stats = opened.normalization.to_dict()

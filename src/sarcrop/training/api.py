@@ -706,29 +706,52 @@ def resolved_pos_weight(config: TrainConfig, train_data: Dataset) -> float:
 
 def resolved_class_weight(config: TrainConfig, train_data: Dataset) -> list[float] | None:
     """Per-class loss weights of a crop-type run: with ``pos_weight: auto`` the capped inverse
-    class frequencies of the training labels (:func:`balanced_class_weights`), else none."""
-    from sarcrop.data.dataset import PatchDataset
-
+    class frequencies of the training labels (:func:`balanced_class_weights`), else none.
+    A class without a training pixel is warned of either way."""
+    names, counts = _class_counts(config, train_data)
+    _warn_unlearnt_classes(names, counts)
     if config.pos_weight != "auto":
         if config.pos_weight != 1.0:
             raise ConfigError(
                 "pos_weight weighs one positive class; with classes use 1 or auto (class weights)"
             )
         return None
-    if isinstance(train_data, Subset) and isinstance(train_data.dataset, PatchDataset):
-        counts = train_data.dataset.target_counts(train_data.indices)
-    elif isinstance(train_data, PatchDataset):
-        counts = train_data.target_counts()
-    else:
-        counts = np.zeros(len(config.classes or ()), dtype=np.int64)
-        for item in range(len(train_data)):  # type: ignore[arg-type]
-            sample = train_data[item]
-            target = np.asarray(sample["target"])[np.asarray(sample["valid"], dtype=bool)]
-            counts += np.bincount(target.astype(np.int64), minlength=len(counts))
     try:
         return balanced_class_weights(counts, AUTO_POS_WEIGHT_CAP)
     except ValueError as exc:
         raise InputDataError(str(exc)) from None
+
+
+def _class_counts(config: TrainConfig, train_data: Dataset) -> tuple[list[str], np.ndarray]:
+    """The target classes of ``train_data`` (else ``config.classes``) and the labelled
+    training pixels of each."""
+    from sarcrop.data.dataset import PatchDataset
+
+    if isinstance(train_data, Subset) and isinstance(train_data.dataset, PatchDataset):
+        patches = train_data.dataset
+        return list(patches.target_classes or ()), patches.target_counts(train_data.indices)
+    if isinstance(train_data, PatchDataset):
+        return list(train_data.target_classes or ()), train_data.target_counts()
+    names = list(config.classes or ())
+    counts = np.zeros(len(names), dtype=np.int64)
+    for item in range(len(train_data)):  # type: ignore[arg-type]
+        sample = train_data[item]
+        target = np.asarray(sample["target"])[np.asarray(sample["valid"], dtype=bool)]
+        counts += np.bincount(target.astype(np.int64), minlength=len(counts))
+    return names, counts
+
+
+def _warn_unlearnt_classes(classes: Sequence[str], counts: np.ndarray) -> None:
+    """A class without a labelled training pixel (winter cereal where a year grew none) is
+    learnt from nothing: its output stays what the start gave it, untrained for a new head."""
+    absent = [name for name, count in zip(classes, counts.tolist(), strict=True) if not count]
+    if absent:
+        warnings.warn(
+            f"class {', '.join(absent)} has no labelled pixel among the training labels, so "
+            "the model learns nothing of it (its output is the pre-trained head's where it "
+            "carries one, else untrained); leave it out of classes where the area grows none",
+            stacklevel=3,
+        )
 
 
 # ------------------------------------------------------------------------------ public API
