@@ -482,6 +482,9 @@ def test_until_counts_complete_periods() -> None:
     for other_year in (start - dt.timedelta(days=300), start + dt.timedelta(days=365)):
         with pytest.raises(SarcropError, match=f"season starts on {start}: for another year"):
             resolve_timesteps(spec, None, other_year)
+        given = rf"the season given \(--season-start\) starts on {start}"  # not the model's
+        with pytest.raises(SarcropError, match=given):
+            resolve_timesteps(spec, None, other_year, moved=True)
 
 
 def test_early_season_zero_pads_and_never_reads_later_scenes(scenes: Path, tmp_path: Path) -> None:

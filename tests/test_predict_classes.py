@@ -215,6 +215,9 @@ def test_top_k_bands(
         assert "\n" not in str(info.value)
     with pytest.raises(ValidationError, match="top_k needs"):
         MapOptions(top_k=2, classes=False)
+    with pytest.raises(SarcropError, match="top_k ranks a crop-type map's classes, and positive"):
+        both = MapOptions(top_k=2, positive=["maize"])
+        predict_map(ckpt, scenes, tmp_path / "x.tif", output=both)
 
 
 def test_models_must_share_classes(inputs: tuple[Path, Path, Path], tmp_path: Path) -> None:

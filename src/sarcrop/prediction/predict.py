@@ -194,6 +194,11 @@ def check_output(spec: ModelSpec, output: MapOptions) -> None:
     """``top_k`` is for crop-type models, and at most their number of classes."""
     if output.top_k is None:
         return
+    if output.positive:
+        raise SarcropError(
+            "top_k ranks a crop-type map's classes, and positive reads the model for one crop: "
+            "give one or the other (--top-k or --positive)"
+        )
     if not spec.classes:
         raise SarcropError("top_k needs a crop-type model (target_classes); this one is binary")
     if output.top_k > len(spec.classes):
@@ -202,8 +207,11 @@ def check_output(spec: ModelSpec, output: MapOptions) -> None:
         )
 
 
-def resolve_timesteps(spec: ModelSpec, timesteps: int | None, until: dt.date | None) -> int:
-    """Composite periods to use: all, the first ``timesteps`` or those complete by ``until``."""
+def resolve_timesteps(
+    spec: ModelSpec, timesteps: int | None, until: dt.date | None, moved: bool = False
+) -> int:
+    """Composite periods to use: all, the first ``timesteps`` or those complete by ``until``
+    (``moved``: the season was given, ``season_start``, so it is not the model's own)."""
     steps = spec.season.steps
     if timesteps is not None and until is not None:
         raise SarcropError("give either timesteps or until, not both")
@@ -212,11 +220,12 @@ def resolve_timesteps(spec: ModelSpec, timesteps: int | None, until: dt.date | N
         # Before the season's start, or a year or more after it: a map of another year.
         another_year = not season.start <= until < season.start + dt.timedelta(days=365)
         hint = (
-            f"; the model's season starts on {season.start}: for another year give "
+            f"; the season given (--season-start) starts on {season.start}"
+            if moved
+            else f"; the model's season starts on {season.start}: for another year give "
             "season_start (--season-start)"
-            if another_year
-            else ""
         )
+        hint = hint if another_year else ""
         timesteps = season.step_until(until)
         if timesteps == 0:
             first_end = season.periods()[0][1] - dt.timedelta(days=1)
@@ -610,7 +619,7 @@ def predict_map(
     spec = specs[0]
     check_output(spec, output)
     stack = open_stack(images, spec, scenes)
-    steps = resolve_timesteps(spec, timesteps, until)
+    steps = resolve_timesteps(spec, timesteps, until, moved=season_start is not None)
     for each in specs:
         name = pretrained.display_name(each.checkpoint)
         warn_season_cut_short(name, each.early_seasons, steps, each.season.steps)
