@@ -88,6 +88,37 @@ def test_predict_belgium_monthly_cube(shared_data: Path, tmp_path: Path) -> None
     assert check_map(out, images).shape == (100, 100)
 
 
+def test_the_shipped_model_maps_monthly_data_and_names_its_pixel_size(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """The Belgian monthly cube leaves periods 2, 5 and 8 of the 20-day season without a date:
+    interpolated, the shipped maize model maps maize there (0.0 % when they were read as 0).
+    The WorldCereal 20 m scenes are mapped on their grid, with the model's 10 m named."""
+    cube = (
+        shared_data / "worldcereal-s1-monthly-cube-belgium" / "worldcereal_preprocessed_inputs.nc"
+    )
+    with pytest.warns(UserWarning, match=r"interpolated in time: periods 2 \(2021-05-11 to"):
+        out = predict_map(
+            "europe-maize",
+            cube,
+            tmp_path / "be.tif",
+            season_start=dt.date(2021, 4, 21),
+            progress=False,
+        )
+    with rasterio.open(out) as src:
+        maize = src.read(2)
+    assert 0.01 < np.mean(maize == 1) < 0.5
+    images = str(worldcereal(shared_data) / "geotiff" / f"{FLANDERS}_S1_*")
+    with pytest.warns(UserWarning, match="^europe-maize learnt from 10 m pixels and the images"):
+        predict_map(
+            "europe-maize",
+            images,
+            tmp_path / "f.tif",
+            season_start=dt.date(2018, 4, 21),
+            progress=False,
+        )
+
+
 def test_predict_local_stac_catalog(shared_data: Path, tmp_path: Path) -> None:
     folder = worldcereal(shared_data) / "geotiff"
     season = Season(dt.date(2018, 4, 21), steps=2, days=20)

@@ -112,6 +112,8 @@ class ModelSpec:
             composite = vars(composite)
         training = get("training") or {}
         patch_size, pixel_size = training.get("patch_size"), training.get("pixel_size")
+        if pixel_size is None and pretrained.is_shipped(path):
+            pixel_size = pretrained.PIXEL_SIZE
         return cls(
             model=model,
             bands=tuple(get("bands")),

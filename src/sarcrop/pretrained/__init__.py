@@ -47,15 +47,21 @@ def resolve(checkpoint: str | Path) -> str | Path:
     return path(str(checkpoint)) if is_name(checkpoint) else checkpoint
 
 
+# Every shipped model learnt from the simulator's 10 m pixels (their cards), recorded before
+# checkpoints recorded a pixel size.
+PIXEL_SIZE = 10.0
+
+
+def is_shipped(checkpoint: str | Path) -> bool:
+    """Whether ``checkpoint`` is the file of a shipped model."""
+    file = Path(checkpoint)
+    folder = Path(str(resources.files(__name__))).resolve()
+    return file.suffix == SUFFIX and file.resolve().parent == folder
+
+
 def display_name(checkpoint: str | Path) -> str:
     """How messages name a model: a shipped one by its name, a file by its path as given (every
     run's file is called ``model.safetensors``, so its folder tells runs apart)."""
-    file = Path(checkpoint)
-    if file.suffix == SUFFIX and file.parent == path_of_folder():
-        return file.name.removesuffix(SUFFIX)
+    if is_shipped(checkpoint):
+        return Path(checkpoint).name.removesuffix(SUFFIX)
     return str(checkpoint) or "the model"
-
-
-def path_of_folder() -> Path:
-    """The folder of the shipped checkpoints."""
-    return Path(str(resources.files(__name__)))
