@@ -159,6 +159,7 @@ def composite(
     out = np.empty((season.steps, len(bands), target.height, target.width), dtype=np.float32)
     linear = stack.units == "linear"
     options = (linear, size, inner, method, space, min_acquisitions)
+    alone = (linear, size, inner, method, space, 1)  # an interpolated gap's two acquisitions
     # Each period is reduced in a worker thread while the next one is read: the read waits on
     # GDAL and the reduction on numpy, both without the GIL. Waiting for one reduction before
     # starting the next keeps at most two periods in memory.
@@ -169,7 +170,7 @@ def composite(
             if step in filled:
                 before, after, weight = filled[step]
                 data = stack.read([before, after], bands, read)
-                _interpolate(data, out[step], weight, (*options[:-1], 1))  # each alone
+                _interpolate(data, out[step], weight, alone)
                 continue
             if not indices:
                 out[step] = np.nan

@@ -41,6 +41,7 @@ from sarcrop.evaluation.sampling import (
     is_sample_file,
     label_classes,
     labels_from_table,
+    map_class_pixels,
     open_raster,
     post_stratified_sample,
     read_map_classes,
@@ -410,7 +411,7 @@ def _check_map(sample: Sample, map_path: Path) -> None:
         x, y = points["x"].to_numpy(), points["y"].to_numpy()
         band = class_band(ds, map_path)
         changed = int(np.sum(values_at(ds, band, x, y) != points["map_class"]))
-        now = {} if sample.design.get("strata_raster") else _class_pixels(ds, band)
+        now = {} if sample.design.get("strata_raster") else map_class_pixels(ds, band)
     drawn = f"when they were drawn from {sample.design.get('map', '?')}"
     if changed:
         raise InputDataError(
@@ -418,8 +419,8 @@ def _check_map(sample: Sample, map_path: Path) -> None:
             + drawn,
             map_path,
         )
-    moved = [c for c in sorted(set(now) | set(sample.map_pixels)) if c >= 0]
-    moved = [c for c in moved if now.get(c, 0) != sample.map_pixels.get(c, 0)]
+    classes = sorted(set(now) | set(sample.map_pixels))
+    moved = [c for c in classes if now.get(c, 0) != sample.map_pixels.get(c, 0)]
     if now and moved:
         counts = ", ".join(
             f"class {c}: {sample.map_pixels.get(c, 0):,} px then, {now.get(c, 0):,} now"
@@ -430,16 +431,6 @@ def _check_map(sample: Sample, map_path: Path) -> None:
             "estimates weigh those: draw a new sample of this map",
             map_path,
         )
-
-
-def _class_pixels(ds: Any, band: int) -> dict[int, int]:
-    """Pixels of each class of a map (-1: nodata), read strip by strip."""
-    pixels: dict[int, int] = {}
-    for window in strips(grid_of(ds), block_rows(ds, band)):
-        classes, counts = np.unique(read_map_classes(ds, band, window), return_counts=True)
-        for c, k in zip(classes.tolist(), counts.tolist(), strict=True):
-            pixels[c] = pixels.get(c, 0) + k
-    return pixels
 
 
 def assess(

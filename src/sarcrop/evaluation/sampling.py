@@ -237,6 +237,15 @@ def read_map_classes(ds: rasterio.io.DatasetReader, band: int, window: Window) -
     return out
 
 
+def map_class_pixels(ds: rasterio.io.DatasetReader, band: int) -> dict[int, int]:
+    """Pixels of each class of a map (nodata left out), read strip by strip."""
+    pixels: dict[int, int] = {}
+    for window in strips(grid_of(ds), block_rows(ds, band)):
+        for c, k in _counts(read_map_classes(ds, band, window)).items():
+            pixels[c] = pixels.get(c, 0) + k
+    return pixels
+
+
 def _levels(
     ds: rasterio.io.DatasetReader, band: int, window: Window, edges: Sequence[float] | None
 ) -> np.ndarray:
@@ -707,10 +716,7 @@ def post_stratified_sample(
         frame = frame.to_crs(ds.crs)
         x, y = frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()
         mapped = values_at(ds, band, x, y)
-        map_pixels: dict[int, int] = {}
-        for window in strips(grid, block_rows(ds, band)):
-            for c, k in _counts(read_map_classes(ds, band, window)).items():
-                map_pixels[c] = map_pixels.get(c, 0) + k
+        map_pixels = map_class_pixels(ds, band)
     inside = np.isfinite(mapped)
     if not inside.all():
         warnings.warn(f"{int((~inside).sum())} points off the map are left out", stacklevel=2)
