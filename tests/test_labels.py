@@ -342,3 +342,21 @@ def test_class_names_match_whatever_their_case_spaces_or_underscores():
     assert class_lookup(classes, ["winter-cereal", "other"]).tolist() == [1, 0, 1, -1]
     with pytest.raises(InputDataError, match="classes named twice"):
         class_lookup(classes, ["winter cereal", "winter_cereal"])
+
+
+def test_a_name_not_in_the_labels_is_answered_with_the_closest_class_or_the_quoting_it_needs():
+    """A typo names the class meant; a name split at its space by the shell names the quotes."""
+    classes = ["other", "maize", "winter cereal", "potato"]
+    with pytest.raises(
+        InputDataError, match=r"'maiz' is not in the labels \(did you mean maize\?\)"
+    ):
+        positive_indices(classes, ["maiz"])
+    with pytest.raises(
+        InputDataError, match="quote a name with spaces: --positive 'winter cereal'"
+    ):
+        positive_indices(classes, ["winter", "cereal"])
+    with pytest.raises(InputDataError, match="quote a name with spaces: --classes 'winter cereal'"):
+        class_lookup(classes, ["maize", "winter", "cereal", "other"])
+    with pytest.raises(InputDataError) as wheat:  # nothing close: no guess
+        positive_indices(classes, ["wheat"])
+    assert "did you mean" not in str(wheat.value) and "quote" not in str(wheat.value)

@@ -97,6 +97,14 @@ def test_worldcereal_legend_maps(shared_data: Path) -> None:
     assert {c for c, n in wheat.items() if n == "wheat"} == {1100, 1110, 1120}
     with pytest.raises(InputDataError, match="'maiz' is not in the legend; did you mean 'maize'"):
         worldcereal_code_map(_legend(shared_data), positive=["maiz"])
+    # Names match as class names do elsewhere; a name the shell split at its space is named.
+    for name in ("Winter_Cereal", "winter cereal"):
+        cereal = worldcereal_code_map(_legend(shared_data), positive=[name])
+        assert {c for c, n in cereal.items() if n != "other"} == {1910}
+    with pytest.raises(
+        InputDataError, match="quote a name with spaces: --positive 'winter cereal'"
+    ):
+        worldcereal_code_map(_legend(shared_data), positive=["winter", "cereal"])
 
 
 def test_legend_errors_and_generic_binary_map(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ names (index = label value).
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -518,7 +520,8 @@ def positive_indices(
     folded = {class_key(name): i for i, name in enumerate(classes)}
     missing = [name for name in positive if class_key(name) not in folded]
     if missing:
-        raise InputDataError(_not_in_labels(missing, shown or classes, "positive "))
+        message = _not_in_labels(missing, shown or classes, "positive ")
+        raise InputDataError(message + _split_name_hint(positive, classes, "--positive"))
     return sorted({folded[class_key(name)] for name in positive})
 
 
@@ -529,12 +532,29 @@ def labelled_pixels(counts: Mapping[str, int]) -> str:
 
 
 def _not_in_labels(missing: Sequence[str], classes: Sequence[str], kind: str = "") -> str:
-    """``positive class 'x' is not in the labels; classes present: …`` (or classes … are)."""
+    """``positive class 'x' is not in the labels; classes present: …`` (or classes … are),
+    with the classes a misspelt name is closest to."""
     many = len(missing) > 1
+    keys = {class_key(name): name for name in classes}
+    close = {
+        keys[key]
+        for name in missing
+        for key in difflib.get_close_matches(class_key(name), list(keys), n=2, cutoff=0.75)
+    }
+    guess = f" (did you mean {', '.join(sorted(close))}?)" if close else ""
     return (
         f"{kind}{'classes' if many else 'class'} {', '.join(map(repr, missing))} "
-        f"{'are' if many else 'is'} not in the labels; classes present: {', '.join(classes)}"
+        f"{'are' if many else 'is'} not in the labels{guess}; classes present: "
+        f"{', '.join(classes)}"
     )
+
+
+def _split_name_hint(names: Sequence[str], classes: Sequence[str], flag: str) -> str:
+    """``; quote a name with spaces: --positive 'winter cereal'``, where two given names are
+    one class's name split at its space by the shell."""
+    keys = {class_key(name): name for name in classes}
+    joined = [f"{a} {b}" for a, b in itertools.pairwise(names) if class_key(f"{a} {b}") in keys]
+    return f"; quote a name with spaces: {flag} {joined[0]!r}" if joined else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,7 +594,8 @@ def class_lookup(
     named = [name for name in target if class_key(name) != OTHER]
     missing = [name for name in named if class_key(name) not in folded]
     if missing:
-        raise InputDataError(_not_in_labels(missing, shown or classes))
+        message = _not_in_labels(missing, shown or classes)
+        raise InputDataError(message + _split_name_hint(target, classes, "--classes"))
     table = np.full(len(classes) + 1, UNLABELLED, dtype=np.int64)
     position = {class_key(name): k for k, name in enumerate(target)}
     if OTHER in position:

@@ -23,6 +23,7 @@ import csv
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from sarcrop.data.labels import class_key
 from sarcrop.errors import InputDataError
 
 OTHER = "other"
@@ -79,6 +80,22 @@ def is_subclass(code: int, group: int) -> bool:
     return str(code).startswith(prefix)
 
 
+def _not_in_legend(wanted: list[str | int], i: int, legend: Mapping[int, str]) -> str:
+    """``class 'x' is not in the legend``, with the legend names that hold it, or the quotes
+    that keep ``winter cereal`` one name where the shell split it into two."""
+    item = wanted[i]
+    after = str(wanted[i + 1]) if i + 1 < len(wanted) else ""
+    names = {class_key(label): label.lower() for label in legend.values()}
+    if class_key(f"{item} {after}") in names:
+        return (
+            f"class {item!r} is not in the legend; quote a name with spaces: "
+            f"--positive {names[class_key(f'{item} {after}')]!r}"
+        )
+    hints = sorted(label for key, label in names.items() if class_key(item) in key)[:5]
+    hint = f"; did you mean {', '.join(map(repr, hints))}?" if hints else ""
+    return f"class {item!r} is not in the legend{hint}"
+
+
 def worldcereal_code_map(
     csv_path: str | Path,
     positive: Iterable[str | int] | None = None,
@@ -103,20 +120,18 @@ def worldcereal_code_map(
         raise InputDataError("no positive class given", csv_path)
     by_name: dict[str, list[int]] = {}
     for code, label in legend.items():
-        by_name.setdefault(label.casefold(), []).append(code)
+        by_name.setdefault(class_key(label), []).append(code)
     groups: list[int] = []
-    for item in wanted:
+    for i, item in enumerate(wanted):
         if isinstance(item, int) or str(item).isdigit():
             code = int(item)
             if code not in legend:
                 raise InputDataError(f"code {code} is not in the legend", csv_path)
             groups.append(code)
             continue
-        codes = by_name.get(str(item).strip().casefold())
+        codes = by_name.get(class_key(item))
         if not codes:
-            hints = sorted(n for n in by_name if str(item).strip().casefold() in n)[:5]
-            hint = f"; did you mean {', '.join(map(repr, hints))}?" if hints else ""
-            raise InputDataError(f"class {item!r} is not in the legend{hint}", csv_path)
+            raise InputDataError(_not_in_legend(wanted, i, legend), csv_path)
         groups.extend(codes)
     positive_codes = [
         code
