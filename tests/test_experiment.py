@@ -673,6 +673,17 @@ def test_a_checkpoint_pretraining_takes_crop_bands_and_architecture_from_it(tiny
     spec = load_experiment_config(write_config(tmp_path, shipped)).pretrain
     assert spec is not None and spec.checkpoint == pretrained.path("europe-maize")
     assert (spec.crop, spec.bands) == ("maize", ("VH", "VV"))
+    # A scenario that names no bands reads the pre-training's, as `finetune` reads the
+    # checkpoint's; one that names them keeps its own.
+    for pre, bands in [(shipped, ("VH", "VV")), (data, ("VH",)), (TINY, ("VH",))]:
+        scenario = {
+            "finetune": "spain",
+            "test": "france",
+            "crop": "maize" if pre is shipped else "rice",
+        }
+        unnamed = {**pre, "scenarios": [scenario, {**scenario, "bands": ["VV"]}]}
+        scenarios = load_experiment_config(write_config(tmp_path, unnamed)).scenarios
+        assert [s.bands for s in scenarios] == [bands, ("VV",)]
     shutil.copy(trained, tmp_path / "europe-maize")
     spec = load_experiment_config(write_config(tmp_path, shipped)).pretrain
     assert spec is not None and spec.checkpoint == (tmp_path / "europe-maize").resolve()

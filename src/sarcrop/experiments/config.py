@@ -127,7 +127,9 @@ class PretrainSpec(_Strict):
 
 
 class ScenarioSpec(_Strict):
-    """Fine-tune in ``finetune``, test in ``test``, for ``crop`` with ``bands``.
+    """Fine-tune in ``finetune``, test in ``test``, for ``crop`` with ``bands`` (in an
+    experiment, by default the bands of the pre-training it starts from, as ``finetune``'s
+    are the checkpoint's).
 
     ``pretrain`` names the pre-training its transfer methods start from (one of ``pretrains``);
     it may be left out where the config has a single pre-training. ``classes`` (instead of
@@ -218,6 +220,32 @@ def expand_draws(regions: Any) -> Any:
 # The two views of a region that a ``folds`` scenario learns from and scores, derived where
 # the scenario fine-tunes and tests on the same region (`derive_fold_views`).
 FOLD_VIEWS = {"all": "train", "scored": "test"}
+
+
+def with_pretrain_bands(data: Any) -> Any:
+    """A scenario that names no ``bands`` reads those of the pre-training it starts from
+    (``VH`` for a simulated pre-training left at its default; a checkpoint's own, e.g. VH|VV
+    for ``europe-maize``), as ``sarcrop finetune`` reads the checkpoint's."""
+    if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list | tuple):
+        return data
+    single = {DEFAULT_PRETRAIN: data["pretrain"]} if data.get("pretrain") is not None else {}
+    pretrainings = {**single, **dict(data.get("pretrains") or {})}
+
+    def bands_of(name: Any) -> Any:
+        spec = pretrainings.get(name or next(iter(pretrainings), None))
+        given = spec.bands if isinstance(spec, PretrainSpec) else None
+        if isinstance(spec, dict):
+            given = spec.get("bands")
+        return PretrainSpec.model_fields["bands"].default if given is None else tuple(given)
+
+    scenarios = []
+    for scenario in data["scenarios"]:
+        if isinstance(scenario, dict) and scenario.get("bands") is None:
+            scenario = {**scenario, "bands": bands_of(scenario.get("pretrain"))}
+        elif isinstance(scenario, ScenarioSpec) and "bands" not in scenario.model_fields_set:
+            scenario = scenario.model_copy(update={"bands": bands_of(scenario.pretrain)})
+        scenarios.append(scenario)
+    return {**data, "scenarios": scenarios}
 
 
 def derive_fold_views(data: Any) -> Any:
@@ -367,7 +395,7 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _fold_views(cls, data: Any) -> Any:
-        return derive_fold_views(data)
+        return with_pretrain_bands(derive_fold_views(data))
 
     @field_validator("regions", mode="before")
     @classmethod
