@@ -117,10 +117,13 @@ def local_spec() -> ModelSpec:
 
 
 def save_tiny_checkpoint(
-    path: Path, patch_size: int | None = None, pixel_size: float | None = None
+    path: Path,
+    patch_size: int | None = None,
+    pixel_size: float | None = None,
+    threshold: float | None = None,
 ) -> Path:
     """A small recurrent U-Net; ``patch_size`` and ``pixel_size`` are recorded as the sizes
-    it was trained on."""
+    it was trained on, ``threshold`` as the class threshold of its training settings."""
     torch.manual_seed(0)
     model = build_model("recurrent_unet", 2, SEASON.steps, widths=(4, 8), dropout=0.0)
     meta = CheckpointMetadata(
@@ -135,7 +138,8 @@ def save_tiny_checkpoint(
             key: value
             for key, value in {"patch_size": patch_size, "pixel_size": pixel_size}.items()
             if value is not None
-        },
+        }
+        | ({} if threshold is None else {"config": {"threshold": threshold}}),
     )
     return save_checkpoint(path, model, meta)
 
@@ -595,6 +599,31 @@ def test_changed_options_start_over(scenes: Path, tmp_path: Path) -> None:
         on_block=computed.append,
     )
     assert computed == [0, 1, 2]
+
+
+def test_the_map_takes_the_threshold_the_model_was_trained_with(scenes: Path, tmp_path: Path):
+    """Left out, the class threshold is the model's (the one `evaluate` scores it at): the map
+    is the one given that threshold by hand, and models of two thresholds need one given."""
+    plain = save_tiny_checkpoint(tmp_path / "plain.safetensors")
+    low = save_tiny_checkpoint(tmp_path / "low.safetensors", threshold=0.3)
+    fast = {"windows": WindowOptions(window=160, overlap=32), "progress": False}
+    maps = {
+        "low": predict_map(low, scenes, tmp_path / "low.tif", **fast),
+        "given": predict_map(
+            plain, scenes, tmp_path / "given.tif", output=MapOptions(threshold=0.3), **fast
+        ),
+        "plain": predict_map(plain, scenes, tmp_path / "plain.tif", **fast),
+    }
+    tags = {}
+    for name, path in maps.items():
+        with rasterio.open(path) as src:
+            tags[name] = src.tags()["THRESHOLD"]
+    assert tags == {"low": "0.3", "given": "0.3", "plain": "0.5"}
+    np.testing.assert_array_equal(read_map(maps["low"]), read_map(maps["given"]))
+    classes = [read_map(maps[name])[1] for name in ("low", "plain")]
+    assert (classes[0] >= classes[1]).all() and (classes[0] > classes[1]).any()
+    with pytest.raises(SarcropError, match=r"thresholds 0\.3, 0\.5: give the map's, --threshold"):
+        predict_map([low, plain], scenes, tmp_path / "both.tif", **fast)
 
 
 # -- CLI ----------------------------------------------------------------------------------------

@@ -335,8 +335,12 @@ class MapOptions(Options):
     and their probabilities.
     """
 
-    threshold: float = Field(
-        0.5, ge=0, le=1, description="class threshold on the probability (binary models)"
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="class threshold on the probability (binary models; default: the one "
+        "the model was trained and evaluated with, 0.5 unless set)",
     )
     probability: bool = Field(True, description="write the probability band(s)")
     classes: bool = Field(True, description="write the class band")

@@ -207,6 +207,20 @@ def check_output(spec: ModelSpec, output: MapOptions) -> None:
         )
 
 
+def with_model_threshold(output: MapOptions, specs: Sequence[ModelSpec]) -> MapOptions:
+    """The class threshold of the map: the one given, else the one the models were trained
+    and evaluated with, so that the map is the model ``sarcrop evaluate`` scored."""
+    if output.threshold is not None:
+        return output
+    thresholds = sorted({spec.threshold for spec in specs})
+    if len(thresholds) > 1:
+        raise SarcropError(
+            f"the models were trained with thresholds {', '.join(map(str, thresholds))}: "
+            "give the map's, --threshold (threshold=)"
+        )
+    return output.updated(threshold=thresholds[0])
+
+
 def resolve_timesteps(
     spec: ModelSpec, timesteps: int | None, until: dt.date | None, moved: bool = False
 ) -> int:
@@ -618,6 +632,7 @@ def predict_map(
         specs = [spec.moved_to(season_start) for spec in specs]
     spec = specs[0]
     check_output(spec, output)
+    output = with_model_threshold(output, specs)
     stack = open_stack(images, spec, scenes)
     steps = resolve_timesteps(spec, timesteps, until, moved=season_start is not None)
     for each in specs:
