@@ -20,6 +20,7 @@ from sarcrop.data.labels import (
     labels_from_raster,
     positive_indices,
 )
+from sarcrop.data.legends import worldcereal_code_map
 from sarcrop.errors import InputDataError
 from sarcrop.options import LabelOptions
 
@@ -64,6 +65,29 @@ def test_raster_same_grid_uses_tags_and_nodata(tmp_path):
     assert labels[0, 0] == -1
     assert (labels[5:10, 5:10] == 2).all()
     assert np.count_nonzero(labels == 2) == 25
+
+
+def test_codes_mapped_to_unlabelled_label_nothing_and_worldcereal_unknown_is_such_a_code(tmp_path):
+    """A label raster without a nodata value: WorldCereal's "Unknown" code 0 (no crop declared)
+    is left out of training and metrics, not taken for a negative."""
+    data = np.zeros((40, 50), dtype=np.uint16)
+    data[:10] = 1200
+    data[10:20] = 9120
+    path = write_raster(tmp_path / "ct.tif", data, GRID.transform)
+    legend = tmp_path / "legend.csv"
+    legend.write_text("name,croptype\nUnknown,0\nMaize,1200\nPermanent grass,9120\nUnknown,9700\n")
+    for code_map in (
+        {0: "unlabelled", 1200: "maize"},
+        worldcereal_code_map(legend, ["maize"]),
+    ):
+        labels, classes = labels_from_raster(path, GRID, code_map=code_map)
+        assert classes == ["maize", "other"]
+        counts = {c: int(np.count_nonzero(labels == c)) for c in (-1, 0, 1)}
+        assert counts == {-1: 20 * 50, 0: 10 * 50, 1: 10 * 50}
+    full = worldcereal_code_map(legend)
+    assert full == {0: "unlabelled", 1200: "maize", 9120: "permanent grass", 9700: "unlabelled"}
+    labels, classes = labels_from_raster(path, GRID, code_map=full)
+    assert classes == ["maize", "permanent grass", "other"] and (labels[20:] == -1).all()
 
 
 def test_raster_coarser_grid_is_nearest(tmp_path):

@@ -100,7 +100,13 @@ def test_worldcereal_legend_maps(shared_data: Path) -> None:
     # Names match as class names do elsewhere; a name the shell split at its space is named.
     for name in ("Winter_Cereal", "winter cereal"):
         cereal = worldcereal_code_map(_legend(shared_data), positive=[name])
-        assert {c for c, n in cereal.items() if n != "other"} == {1910}
+        assert {c for c, n in cereal.items() if n not in ("other", "unlabelled")} == {1910}
+    # "Unknown" (no crop declared) labels nothing, in a binary map or the full legend.
+    unknown = {0, 991, 9700}
+    assert {c for c, n in cereal.items() if n == "unlabelled"} == unknown
+    assert {
+        c for c, n in worldcereal_code_map(_legend(shared_data)).items() if n == "unlabelled"
+    } == unknown
     with pytest.raises(
         InputDataError, match="quote a name with spaces: --positive 'winter cereal'"
     ):

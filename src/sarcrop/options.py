@@ -94,7 +94,9 @@ class LabelOptions(Options):
         None, description="class name of each label value (value = index)"
     )
     code_map: dict[int, str] | None = Field(
-        None, description="label code → class name; codes not listed become 'other'"
+        None,
+        description="label code → class name; codes not listed become 'other', codes named "
+        "'unlabelled' label nothing",
     )
     outside_parcels: OutsideParcels = Field(
         "background",

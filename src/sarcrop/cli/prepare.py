@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument(
         "--code-map",
         help="JSON object mapping label raster codes to class names, e.g. "
-        "'{\"1200\": \"maize\"}' (codes not listed become 'other')",
+        '\'{"1200": "maize", "0": "unlabelled"}\' (codes not listed become \'other\'; '
+        "'unlabelled' ones label nothing)",
     )
 
     season = parser.add_argument_group("season")

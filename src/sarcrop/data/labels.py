@@ -39,6 +39,7 @@ from sarcrop.errors import InputDataError
 from sarcrop.options import LabelOptions, OutsideParcels
 
 UNLABELLED = -1
+UNLABELLED_NAME = "unlabelled"  # a code map's name for codes that label nothing
 BACKGROUND = "background"
 OTHER = "other"
 PARCEL_SUFFIXES = frozenset({".gpkg", ".shp", ".geojson", ".json", ".parquet", ".fgb"})
@@ -102,10 +103,10 @@ def labels_from_raster(
     """Read a categorical label raster onto ``grid``.
 
     Class names come from, in order: ``code_map`` (raster code → name; codes not in the map
-    become ``"other"``), ``class_names`` (raster value = index), or the raster's
-    ``CLASS_<i>=<name>`` tags. The raster's nodata value becomes ``-1``. ``variable`` picks
-    the band by its description or the description's first word (WorldCereal's ``CT``,
-    ``LC``); default the first band.
+    become ``"other"``, codes named ``"unlabelled"`` become ``-1``), ``class_names`` (raster
+    value = index), or the raster's ``CLASS_<i>=<name>`` tags. The raster's nodata value
+    becomes ``-1``. ``variable`` picks the band by its description or the description's first
+    word (WorldCereal's ``CT``, ``LC``); default the first band.
     """
     path = Path(path)
     try:
@@ -330,11 +331,13 @@ def _code_lookup(
 ) -> tuple[Callable[[np.ndarray], np.ndarray], list[str]]:
     """A vectorised code → class index function and the class names."""
     if code_map is not None:
-        classes = list(dict.fromkeys(str(name) for name in code_map.values()))
+        named = {int(code): str(name) for code, name in code_map.items()}
+        ignored = {code for code, name in named.items() if class_key(name) == UNLABELLED_NAME}
+        classes = list(dict.fromkeys(n for c, n in named.items() if c not in ignored))
         if OTHER not in classes:
             classes.append(OTHER)
         position = {name: i for i, name in enumerate(classes)}
-        mapping = {int(code): position[str(name)] for code, name in code_map.items()}
+        mapping = {code: position.get(name, UNLABELLED) for code, name in named.items()}
         other = position[OTHER]
 
         def mapped(codes: np.ndarray) -> np.ndarray:

@@ -23,10 +23,11 @@ import csv
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from sarcrop.data.labels import class_key
+from sarcrop.data.labels import UNLABELLED_NAME, class_key
 from sarcrop.errors import InputDataError
 
 OTHER = "other"
+UNKNOWN = "unknown"  # the legend's name of codes (0, 991, 9700) that say nothing of the crop
 _REQUIRED = ("name", "croptype")
 
 
@@ -109,12 +110,15 @@ def worldcereal_code_map(
     Without ``positive``: the full legend (every code with its own name). With ``positive``
     (legend names such as ``"maize"`` or codes such as ``1200``): a binary map, the positive
     codes → ``name`` (default: the first positive name, lower case) and every other legend code
-    → ``rest``. Unknown positive names raise :class:`InputDataError` listing close matches, so a
-    typo cannot silently give an all-negative target.
+    → ``rest``. Either way the codes the legend calls "Unknown" (0, 991, 9700: no crop
+    declared) are ``unlabelled``, ignored by training and metrics, not negatives. Unknown
+    positive names raise :class:`InputDataError` listing close matches, so a typo cannot
+    silently give an all-negative target.
     """
     legend = read_worldcereal_legend(csv_path)
+    unknown = {code for code, label in legend.items() if class_key(label) == UNKNOWN}
     if positive is None:
-        return dict(legend)
+        return {code: UNLABELLED_NAME if code in unknown else name for code, name in legend.items()}
     wanted = list(positive)
     if not wanted:
         raise InputDataError("no positive class given", csv_path)
@@ -141,7 +145,8 @@ def worldcereal_code_map(
     if name is None:
         first = wanted[0]
         name = legend[int(first)] if str(first).isdigit() else str(first).strip().lower()
-    return binary_code_map(legend, positive_codes, positive=name, rest=rest)
+    binary = binary_code_map(legend, positive_codes, positive=name, rest=rest)
+    return binary | {code: UNLABELLED_NAME for code in unknown - set(positive_codes)}
 
 
 def binary_code_map(
