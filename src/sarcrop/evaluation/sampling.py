@@ -352,6 +352,8 @@ def draw_sample(
     """
     options = options or SamplingOptions()
     map_path = Path(map_path)
+    if n is not None and target_se is not None:
+        raise InputDataError("give a sample size (--n) or a target SE (--target-se), not both")
     if strata is None and options.strata_edges:
         raise InputDataError("strata_edges bin a strata raster: give one (--strata)", map_path)
     stratifier = _Stratifier(map_path, Path(strata) if strata is not None else None, options)
