@@ -517,6 +517,9 @@ def test_the_few_labels_recipe_is_a_keyword_a_yaml_key_and_a_flag(tmp_path):
     add_training_options(parser)
     flags = config_from_args(parser.parse_args(["--recipe", "few-labels", "--epochs", "3"]))
     assert settings(flags) == {**RECIPE, "epochs": 3}
+    # A setting the recipe turns on is turned off by its --no- flag.
+    off = config_from_args(parser.parse_args(["--recipe", "few-labels", "--no-augment"]))
+    assert settings(off) == {**RECIPE, "augment": False}
     yaml_file.write_text("epochs: 30\nlr: 0.01\n")  # recipe < --config < flags
     argv = ["--recipe", "few-labels", "--config", str(yaml_file), "--lr", "0.02"]
     assert settings(config_from_args(parser.parse_args(argv))) == {

@@ -467,7 +467,8 @@ def add_flags(
     """Add one flag per field of ``kind`` (name, type, choices, default and help from it).
 
     Flags default to ``None`` so that :func:`from_flags` only passes what the user gave; the
-    help text shows the model's default. Booleans that default to true become ``--no-NAME``.
+    help text shows the model's default. Booleans that default to true become ``--no-NAME``,
+    the others ``--NAME`` and ``--no-NAME``.
     """
     for name, field in kind.model_fields.items():
         if name in exclude:
@@ -486,9 +487,13 @@ def add_flags(
                     default=None,
                     help=f"turn off: {field.description or name} (on by default)",
                 )
-            else:
+            else:  # --NAME, and --no-NAME to undo a --config or recipe that turned it on
                 parser.add_argument(
-                    flag(name), dest=dest, action="store_true", default=None, help=help_text
+                    flag(name),
+                    dest=dest,
+                    action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help=help_text,
                 )
             continue
         kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": help_text}
