@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -488,9 +489,12 @@ def test_worker_processes_compute_the_same_results(tiny_run, tmp_path, monkeypat
         run_experiment(config, tmp_path / "out", jobs=0)
 
 
-def test_workers_stop_when_the_run_is_terminated(tiny_run, tmp_path):
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm-to-the-run", "ctrl-c"])
+def test_workers_stop_when_the_run_is_terminated_or_interrupted(tiny_run, tmp_path, ctrl_c):
     """SIGTERM (a scheduler's, or ``timeout``'s) reaches the run's process alone: its workers,
-    mid-way through a long training, end with it instead of training on for nobody."""
+    mid-way through a long training, end with it instead of training on for nobody. Ctrl-C
+    (SIGINT to the whole process group, as a terminal sends it) ends the run at once too, with
+    the CLI's one line and exit code 130, instead of after every queued unit."""
     import signal
     import subprocess
     import sys
@@ -503,21 +507,35 @@ def test_workers_stop_when_the_run_is_terminated(tiny_run, tmp_path):
         if not unit.name.startswith("method-"):
             shutil.copytree(unit, tmp_path / "out" / "cache" / unit.name)
     endless = {**TINY["finetune"], "epochs": 100_000}
-    data = {**TINY, "finetune": endless, "methods": ["ri", "fte"], "early_season": None}
+    data = {**TINY, "finetune": endless, "methods": ["ri", "fte", "ft"], "early_season": None}
     config = write_config(tmp_path, data)
     code = "import sys; from sarcrop.cli import main; sys.exit(main())"
     argv = ["experiment", str(config), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"]
-    run = psutil.Popen([sys.executable, "-c", code, *argv], stderr=subprocess.DEVNULL)
+    run = psutil.Popen(
+        [sys.executable, "-c", code, *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     workers: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 600  # a guard against a run that never starts them
         while len(workers) < 2 and run.poll() is None and time.monotonic() < deadline:
             workers = [child for child in run.children() if _training_worker(child)]
         assert run.poll() is None and len(workers) == 2, "no two workers at work"
-        run.send_signal(signal.SIGTERM)
-        run.wait()
+        if ctrl_c:
+            os.killpg(run.pid, signal.SIGINT)
+        else:
+            run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=300)
         _, alive = psutil.wait_procs(workers, timeout=120)
         assert alive == []
+        if ctrl_c:
+            assert (run.returncode, err.splitlines()[-1]) == (
+                130,
+                "sarcrop experiment: interrupted",
+            )
+            assert "Traceback" not in err
     finally:
         for process in [run, *workers]:
             with contextlib.suppress(psutil.Error):

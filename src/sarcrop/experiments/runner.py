@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pickle
+import signal
 import threading
 import time
 import warnings
@@ -60,6 +61,8 @@ from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
 
 if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event
+
     from sarcrop.data.parcels import LabelMask, ParcelFold
 
 # The evaluation tables' long format, plus which run (main / early-season), batch order and
@@ -813,12 +816,24 @@ class ExperimentRunner:
         context = multiprocessing.get_context("spawn")
         # Workers format warnings as the caller does, where pickle can carry the formatter.
         formatwarning = _picklable(self.formatwarning)
-        setup = (self.config, self.out, len(self.seeds), formatwarning, os.getpid())
-        with ProcessPoolExecutor(
-            min(self.jobs, len(todo)), mp_context=context, initializer=_start_worker, initargs=setup
-        ) as pool:
-            for future in [pool.submit(_run_unit, unit) for unit in todo]:
-                future.result()  # a failure in a worker stops the run with its error
+        stop = context.Event()
+        setup = (self.config, self.out, len(self.seeds), formatwarning, os.getpid(), stop)
+        with _without_ctrl_c():  # the workers, started here, leave Ctrl-C to this process
+            pool = ProcessPoolExecutor(
+                min(self.jobs, len(todo)),
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=setup,
+            )
+            futures = [pool.submit(_run_unit, unit) for unit in todo]
+        with pool:
+            try:
+                for future in futures:
+                    future.result()  # a failure in a worker stops the run with its error
+            except BaseException:  # that, or Ctrl-C: the workers end their units now
+                stop.set()
+                pool.shutdown(cancel_futures=True)
+                raise
 
     def scenarios(self) -> Iterator[tuple[ScenarioSpec, str, int, float]]:
         """Every main run: seed by seed, so a run cut short still has whole seeds."""
@@ -1129,15 +1144,31 @@ def _picklable(formatter: Callable[..., str]) -> Callable[..., str] | None:
 _worker: ExperimentRunner | None = None
 
 
+@contextlib.contextmanager
+def _without_ctrl_c() -> Iterator[None]:
+    """Ctrl-C ignored while the block starts processes, which keep ignoring it: the run's own
+    process alone answers it (it stops them), and a worker starting up prints no traceback.
+    Only the main thread can set a signal handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
 def _start_worker(
     config: ExperimentConfig,
     out: Path,
     seeds: int,
     formatwarning: Callable[..., str] | None,
     parent: int,
+    stop: Event,
 ) -> None:
     global _worker
-    threading.Thread(target=_stop_without, args=(parent,), daemon=True).start()
+    threading.Thread(target=_stop_without, args=(parent, stop), daemon=True).start()
     if formatwarning is not None:
         warnings.formatwarning = formatwarning
     if config.threads is not None:
@@ -1147,12 +1178,13 @@ def _start_worker(
     _worker = ExperimentRunner(config, out, seeds=seeds, jobs=1)
 
 
-def _stop_without(parent: int) -> None:
-    """End this worker once the run that started it (``parent``, named by the run itself in
-    case it is gone before this worker starts) is gone: a SIGTERM (a scheduler's, or
-    ``timeout``'s) reaches that process alone, and the worker would train on for nobody."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
+def _stop_without(parent: int, stop: Event) -> None:
+    """End this worker once the run that started it says ``stop`` (Ctrl-C, or another
+    worker's failure), or is gone (``parent``, named by the run itself in case it is gone
+    before this worker starts): a SIGTERM (a scheduler's, or ``timeout``'s) reaches that
+    process alone, and the worker would train on for nobody."""
+    while os.getppid() == parent and not stop.wait(0.5):
+        pass
     os._exit(1)
 
 
