@@ -562,6 +562,19 @@ def test_config_errors_name_the_file_and_key(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_experiment_config(write_config(tmp_path, misspelt))
     assert err.value.problem == "regionz: unknown key, did you mean 'regions'? (and 1 more)"
+    # An optional key too, anywhere in the config, each problem counted once though a
+    # region's fold views (folds) repeat it.
+    with pytest.raises(ConfigError) as err:
+        load_experiment_config(write_config(tmp_path, {**TINY, "seed": 2}))
+    assert err.value.problem == "seed: unknown key, did you mean 'seeds'?"
+    spain = {**TINY["regions"]["spain"], "season_strat": "2021-04-01"}
+    folds = {"finetune": "spain", "test": "spain", "crop": "rice", "folds": 2}
+    regions = {**TINY, "regions": {**TINY["regions"], "spain": spain}, "scenarios": [folds]}
+    with pytest.raises(ConfigError) as err:
+        load_experiment_config(write_config(tmp_path, {**regions, "early_season": None}))
+    assert err.value.problem == (
+        "regions.spain.season_strat: unknown key, did you mean 'season_start'?"
+    )
     bad = dict(TINY, methods=["rf", "fancy"])
     with pytest.raises(ConfigError, match="unknown method 'fancy'"):
         load_experiment_config(write_config(tmp_path, bad))
@@ -680,6 +693,8 @@ def test_a_checkpoint_pretraining_takes_crop_bands_and_architecture_from_it(tiny
         ({"bands": ["VH", "VV"]}, "pretrain.bands: VH|VV, but pre.safetensors reads VH"),
         ({"model_options": {"widths": [8, 16]}}, "brings its own model and model_options"),
         ({"checkpoint": "gone.safetensors"}, "pretrain.checkpoint: file not found"),
+        # before the methods are checked against it (zero-shot here), a shipped name is named
+        ({"checkpoint": "europe-maze"}, "europe-maze; did you mean 'europe-maize'\\? shipped: "),
     ]:
         wrong = {**data, "pretrain": {**data["pretrain"], **given}}
         with pytest.raises(ConfigError, match=problem):

@@ -372,7 +372,7 @@ def test_a_name_not_in_the_labels_is_answered_with_the_closest_class_or_the_quot
     """A typo names the class meant; a name split at its space by the shell names the quotes."""
     classes = ["other", "maize", "winter cereal", "potato"]
     with pytest.raises(
-        InputDataError, match=r"'maiz' is not in the labels \(did you mean maize\?\)"
+        InputDataError, match=r"'maiz' is not in the labels \(did you mean 'maize'\?\)"
     ):
         positive_indices(classes, ["maiz"])
     with pytest.raises(

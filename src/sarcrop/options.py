@@ -438,7 +438,7 @@ def validated(kind: type[OptionsT], data: dict[str, Any], path: str | None = Non
     try:
         return kind.model_validate(data)
     except ValidationError as exc:
-        raise config_error(exc, path, unknown="unknown option") from None
+        raise config_error(exc, path, unknown="unknown option", model=kind) from None
 
 
 # --- CLI flags from option fields -------------------------------------------------------------

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = ComparisonSpec.model_validate({k: getattr(args, k) for k in SPEC_OPTIONS})
     except ValidationError as exc:
-        raise config_error(exc, None) from None
+        raise config_error(exc, None, model=ComparisonSpec) from None
     bootstrap = BootstrapSettings(args.draws, args.seed, args.level)
     comparisons = RunComparisons(args.run_dir).of_spec(spec, bootstrap)
     print(format_comparisons(comparisons, bootstrap))

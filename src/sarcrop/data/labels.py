@@ -19,7 +19,6 @@ names (index = label value).
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 import warnings
@@ -37,6 +36,7 @@ from rasterio.windows import Window, from_bounds
 from sarcrop.data.grid import Grid
 from sarcrop.errors import InputDataError
 from sarcrop.options import LabelOptions, OutsideParcels
+from sarcrop.utils.validation import did_you_mean
 
 UNLABELLED = -1
 UNLABELLED_NAME = "unlabelled"  # a code map's name for codes that label nothing
@@ -538,13 +538,9 @@ def _not_in_labels(missing: Sequence[str], classes: Sequence[str], kind: str = "
     """``positive class 'x' is not in the labels; classes present: …`` (or classes … are),
     with the classes a misspelt name is closest to."""
     many = len(missing) > 1
-    keys = {class_key(name): name for name in classes}
-    close = {
-        keys[key]
-        for name in missing
-        for key in difflib.get_close_matches(class_key(name), list(keys), n=2, cutoff=0.75)
-    }
-    guess = f" (did you mean {', '.join(sorted(close))}?)" if close else ""
+    guesses = [did_you_mean(str(name), list(classes)) for name in missing]
+    guess = " ".join(g for g in guesses if g)
+    guess = f" ({guess})" if guess else ""
     return (
         f"{kind}{'classes' if many else 'class'} {', '.join(map(repr, missing))} "
         f"{'are' if many else 'is'} not in the labels{guess}; classes present: "

@@ -35,7 +35,7 @@ from sarcrop.options import (
     class_list,
 )
 from sarcrop.training.config import Ordering, TrainConfig, validate_config
-from sarcrop.utils.validation import config_error, read_yaml
+from sarcrop.utils.validation import config_error, did_you_mean, read_yaml
 
 METHOD_PATTERN = re.compile(
     r"^(rf-features|rf|ri|ft|fte|ftd|probe|bias|zero-shot)(-last-(\d+))?(\+([A-Za-z0-9_.]+))?$"
@@ -835,10 +835,28 @@ def _check_files(config: ExperimentConfig, path: Path) -> None:
             value = getattr(region, key)
             if value is not None and not Path(value).exists():
                 raise ConfigError(f"regions.{name}.{key}: file not found: {value}", path)
-    for name, spec in config.pretrainings.items():
-        if spec.checkpoint and not spec.checkpoint.is_file():
-            key = "pretrain" if name == DEFAULT_PRETRAIN else f"pretrains.{name}"
-            raise ConfigError(f"{key}.checkpoint: file not found: {spec.checkpoint}", path)
+
+
+def _check_checkpoints(given: dict[str, Any], resolved: dict[str, Any], path: Path) -> None:
+    """Each pre-training's ``checkpoint`` is a file or a shipped model's name, checked before
+    anything else reads it (a misspelt name would otherwise be taken for a model of other
+    classes); a name close to a shipped one is named."""
+    from sarcrop import pretrained
+
+    def specs(data: dict[str, Any]) -> dict[str, Any]:
+        single = {"pretrain": data.get("pretrain")}
+        named = data.get("pretrains")
+        several = {f"pretrains.{n}": s for n, s in named.items()} if isinstance(named, dict) else {}
+        return {k: s for k, s in {**single, **several}.items() if isinstance(s, dict)}
+
+    asked = specs(given)
+    for key, spec in specs(resolved).items():
+        file = spec.get("checkpoint")
+        if not isinstance(file, str) or Path(file).is_file():
+            continue
+        meant = did_you_mean(str(asked[key].get("checkpoint")), pretrained.available())
+        shipped = f"; {meant} shipped: {', '.join(pretrained.available())}" if meant else ""
+        raise ConfigError(f"{key}.checkpoint: file not found: {file}{shipped}", path)
 
 
 def _check_data(config: ExperimentConfig, path: Path) -> None:
@@ -861,7 +879,7 @@ def experiment_config_from_dict(data: dict[str, Any], path: Path | None = None) 
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise config_error(exc, path) from None
+        raise config_error(exc, path, model=ExperimentConfig) from None
 
 
 def load_experiment_config(
@@ -878,9 +896,9 @@ def load_experiment_config(
         raise ConfigError("an experiment config must be a mapping", path)
     root = data_root if data_root is not None else data.get("data_root")
     root_path = None if root is None else Path(str(root)).expanduser().resolve()
-    config = experiment_config_from_dict(
-        _resolve_config(data, path.resolve().parent, root_path), path
-    )
+    resolved = _resolve_config(data, path.resolve().parent, root_path)
+    _check_checkpoints(data, resolved, path)
+    config = experiment_config_from_dict(resolved, path)
     if config.data_root is not None:
         _check_data(config, path)
     _check_files(config, path)

@@ -407,7 +407,7 @@ def validate_config(data: dict[str, Any], path: str | Path | None = None) -> Tra
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise config_error(exc, path, unknown="unknown setting") from None
+        raise config_error(exc, path, unknown="unknown setting", model=TrainConfig) from None
 
 
 def positive_classes(

@@ -7,41 +7,76 @@ import difflib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sarcrop.errors import ConfigError
 
 
 def config_error(
-    exc: ValidationError, path: str | Path | None, *, unknown: str = "unknown key"
+    exc: ValidationError,
+    path: str | Path | None,
+    *,
+    unknown: str = "unknown key",
+    model: type[BaseModel] | None = None,
 ) -> ConfigError:
     """``<file>: <dotted.key>: <problem> (and N more)`` for the first problem pydantic found,
     an unknown key first: a misspelt key also leaves the key it meant missing, and the
-    misspelling is the problem to name (with the missing key it is closest to)."""
+    misspelling is the problem to name (with the key of ``model`` it is closest to). A problem
+    found again in the copies a config derives (a region's fold views) counts once."""
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     error = errors[0]
     where = ".".join(str(part) for part in error["loc"]) or "config"
     message = unknown if error["type"] == "extra_forbidden" else error["msg"]
     message = message.removeprefix("Value error, ")  # pydantic's prefix to a validator's own
     if error["type"] == "extra_forbidden":
-        message += _meant(error, errors)
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        message += _meant(error, errors, model)
+    problems = {(e["type"], str(e["loc"][-1]) if e["loc"] else "", e["msg"]) for e in errors}
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return ConfigError(f"{where}: {message}{more}", path)
 
 
-def _meant(extra: Any, errors: list[Any]) -> str:
-    """``, did you mean 'regions'?`` where a missing key beside the unknown one is close to it."""
+def _meant(extra: Any, errors: list[Any], model: type[BaseModel] | None) -> str:
+    """``, did you mean 'regions'?``: the key of ``model`` at that place closest to the
+    unknown one, else a missing key beside it."""
     parent = tuple(extra["loc"][:-1])
-    missing = [
+    keys = _keys_at(model, parent) if model is not None else []
+    keys = keys or [
         str(e["loc"][-1])
         for e in errors
         if e["type"] == "missing" and e["loc"] and tuple(e["loc"][:-1]) == parent
     ]
-    hint = did_you_mean(str(extra["loc"][-1]), missing)
+    hint = did_you_mean(str(extra["loc"][-1]), keys)
     return f", {hint}" if hint else ""
+
+
+def _keys_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys a config may hold at ``loc`` inside ``model`` (through nested models, their
+    mappings and sequences); empty where ``loc`` does not lead to a model."""
+    kind = model
+    for part in loc:
+        kind = _item_type(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(str(part))
+            if field is None:
+                return []
+            kind = field.annotation
+        else:  # a mapping's key or a sequence's index: its values' type
+            values = [a for a in get_args(kind) if a is not Ellipsis]
+            kind = values[-1] if values else None
+    kind = _item_type(kind)
+    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+
+
+def _item_type(kind: Any) -> Any:
+    """``X`` for ``X | None``; anything else as it is."""
+    if get_origin(kind) in (Union, UnionType):
+        args = [a for a in get_args(kind) if a is not type(None)]
+        return args[0] if len(args) == 1 else kind
+    return kind
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
