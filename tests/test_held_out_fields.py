@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -163,6 +164,22 @@ def test_folds_need_the_same_fields_and_no_early_season_curve(tmp_path):
     early = {**HELD_OUT, "early_season": {"scenario": 0, "method": "fte"}}
     with pytest.raises(ConfigError, match=r"early_season\.scenario 0 scores held-out folds"):
         run_experiment(write_config(tmp_path, early), tmp_path)
+
+
+def test_folds_without_two_fields_of_each_class_are_refused_before_any_unit(tmp_path):
+    """France's simulated water is one field: the folds cannot be dealt, which the run says
+    before it trains anything, naming the scenario rather than a store in its cache."""
+    scenario = {**HELD_OUT["scenarios"][0], "finetune": "france", "test": "france", "crop": "water"}
+    data = {**HELD_OUT, "regions": {**TINY["regions"]}, "scenarios": [scenario], "methods": ["rf"]}
+    with pytest.raises(ConfigError) as error:
+        run_experiment(write_config(tmp_path, data), tmp_path / "out")
+    assert re.fullmatch(
+        r"scenario france-all-france-scored-water-vhvv-folds2: folds over the fields of "
+        r"france-all: train split: 1 water and \d+ other labelled parcels; cross-validation "
+        r"over parcels needs at least 2 of each; label more fields, or score without folds",
+        error.value.problem,
+    )
+    assert not list((tmp_path / "out" / "cache").glob("method-*"))
 
 
 def test_folds_over_one_region_derive_its_two_views_and_score_as_written_out(tmp_path):

@@ -335,8 +335,9 @@ class ExperimentRunner:
     def _check_fold_stores(self, scenario: ScenarioSpec) -> None:
         """Held-out folds score the fine-tuning region's own fields: the test region must hold
         the same patches and labels, all in its test split."""
-        from sarcrop.data.parcels import store_labels
+        from sarcrop.data.parcels import parcel_folds, store_labels, subset_names
         from sarcrop.data.store import DatasetStore
+        from sarcrop.errors import InputDataError
 
         learn = DatasetStore(self.region_store(scenario.finetune)[0])
         score = DatasetStore(self.region_store(scenario.test)[0])
@@ -355,6 +356,20 @@ class ExperimentRunner:
                 "split: {method: train}; or test the fine-tuning region itself, whose two "
                 "views are then derived)"
             )
+        classes = self.config.classes_of(scenario)
+        try:  # the parcels each fold needs do not depend on the seed or the label fraction
+            parcel_folds(
+                learn,
+                scenario.folds or 2,
+                0,
+                positive=subset_names(classes, (scenario.crop,)),
+                classes=classes,
+            )
+        except InputDataError as exc:
+            raise ConfigError(
+                f"scenario {scenario.id}: folds over the fields of {scenario.finetune}: "
+                f"{exc.problem}; label more fields, or score without folds"
+            ) from None
 
     @staticmethod
     def _check_checkpoint_ground(scenario: ScenarioSpec, checkpoint: Path, test: Any) -> None:
