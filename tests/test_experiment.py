@@ -722,7 +722,7 @@ def test_a_checkpoint_pretraining_takes_crop_bands_and_architecture_from_it(tiny
     assert spec is not None and spec.checkpoint == (tmp_path / "europe-maize").resolve()
 
 
-def test_a_checkpoint_pretraining_is_cached_by_its_content(tiny_run, tmp_path):
+def test_a_checkpoint_pretraining_is_cached_by_its_content(tiny_run, tmp_path, capsys):
     _, out, _ = tiny_run
     [trained] = (out / "cache").glob("pretrain-*/run/model.safetensors")
     checkpoint = tmp_path / "pre.safetensors"
@@ -742,8 +742,10 @@ def test_a_checkpoint_pretraining_is_cached_by_its_content(tiny_run, tmp_path):
     assert read_metadata(tmp_path / "out" / ri.checkpoint).options["widths"] == [4, 8]
     # The same file again: all cached. Another model saved over it: zero-shot runs again, RI
     # (which takes only its architecture) stays cached.
+    capsys.readouterr()
     run_experiment(config, tmp_path / "out")
     assert sorted((tmp_path / "out" / "cache").glob("method-*")) == units
+    assert "every unit was cached in " in capsys.readouterr().out  # said, as nothing else is
     model, meta = load_checkpoint(checkpoint)
     with torch.no_grad():
         model.decoder.head.bias.add_(3.0)  # more rice everywhere

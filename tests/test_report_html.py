@@ -193,7 +193,13 @@ def _build_run(run: Path) -> dict:
         },
         "training_curves": curves,
         "class_curves_figure": "figures/class-curves.png",
-        "timings": {"simulate": 12.3, "prepare": 4.5, "pretrain": 120.0},
+        "timings": {
+            "simulate": 12.3,
+            "prepare": 4.5,
+            "pretrain": 120.0,
+            "total": 136.8,
+            "this run": 15.0,
+        },
         "notes": ["Regions come from the simulator."],
     }
     (run / "experiment.json").write_text(json.dumps(manifest), encoding="utf-8")
@@ -271,6 +277,9 @@ def test_report_renders_in_chromium(chromium, report, run_dir, tmp_path):
             assert src.crs.to_epsg() == 32630
     for text in ("Timings", "2 min 17 s", "Regions come from the simulator.", "sarcrop 0.1.0"):
         assert text in dom.text
+    # The units' compute, cached ones at their first run, and the wall time of this run.
+    assert "compute time 2 min 17 s (this run 15.0 s)" in dom.text
+    assert "total time" not in dom.text
 
 
 @pytest.mark.parametrize("width", [1280, 500])  # 500: the narrowest headless Chromium window

@@ -150,6 +150,7 @@ class ExperimentRunner:
         self.seeds = list(range(seeds if seeds is not None else config.seeds))
         self.progress = progress
         self.timer = _Timer()
+        self.computed = 0  # units this invocation computed (here or in workers), not cached
         self._stores: dict[str, tuple[Path, str]] = {}
         self._pretrained: dict[str, tuple[Path, str]] = {}
         self._simulated: dict[str, Path] = {}
@@ -178,6 +179,7 @@ class ExperimentRunner:
             record = work()
             record["seconds"] = time.perf_counter() - start
             unit.finish(record)
+            self.computed += 1
         if name is not None:
             self.timer.add_unit(name, unit.path, float(record.get("seconds", 0.0)))
         return record
@@ -828,6 +830,7 @@ class ExperimentRunner:
         }.values()
         if not todo:
             return
+        self.computed += len(todo)
         context = multiprocessing.get_context("spawn")
         # Workers format warnings as the caller does, where pickle can carry the formatter.
         formatwarning = _picklable(self.formatwarning)
@@ -903,6 +906,8 @@ class ExperimentRunner:
                         "early-season",
                         ordering,
                     )
+        if not self.computed:
+            _log(f"every unit was cached in {self.out / 'cache'}: nothing trained or fitted")
         results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
         write_text_atomic(self.out / "results.csv", results.to_csv(index=False))
         start = time.perf_counter()
