@@ -73,6 +73,7 @@ def test_area_estimate_with_ci_beside_truth_and_pixel_count(run):
         (SCENARIO, "rf", "simulated")
     ]
     row = rows[0]
+    assert (row["class"], row["crop"]) == (1, "rice")  # the map's class 1 is the crop
     folder = run / "area" / SCENARIO
     classes, truth = read(folder / "rf-class.tif"), read(folder / "truth.tif")
     probabilities = np.load(next(run.glob("cache/method-*/test_probabilities.npy")))
@@ -125,4 +126,5 @@ def test_redraw_recomputes_the_same_estimates_and_the_report_shows_them(run):
     row = after["area_estimates"][0]
     assert 'id="area"' in html and "<th>method</th>" in html
     assert f"<td>{row['estimate']:,.2f}</td>" in html and "<td>yes</td>" in html
+    assert f"<td>{SCENARIO}</td><td>RF</td><td>rice</td>" in html  # the crop, not class 1
     assert "its uncertainty (binary entropy" in html

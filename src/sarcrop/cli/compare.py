@@ -92,10 +92,12 @@ def format_comparisons(comparisons: Sequence[Comparison], bootstrap: BootstrapSe
 
     first = comparisons[0]
     percent = f"{100 * bootstrap.level:g} %"
+    seeds, scenarios = len(first.seeds), len(first.pairs)
+    pooled = f"{scenarios} scenarios (each weighs the same)" if scenarios > 1 else "1 scenario"
     lines = [
-        f"{label(first.a)} − {label(first.b)}: mean {first.metric} over "
-        f"{len(first.seeds)} seeds, paired over {first.difference.n_parcels} test fields of "
-        f"{len(first.pairs)} scenarios (each weighs the same)",
+        f"{label(first.a)} − {label(first.b)}: mean {first.metric} over {seeds} "
+        f"seed{'s' if seeds > 1 else ''}, paired over {first.difference.n_parcels} test fields "
+        f"of {pooled}",
         f"{'t':>4}  {'A':>6}  {'B':>6}  {'A − B':>7}  {percent + ' interval':>18}  {'A > B':>7}",
     ]
     for c in comparisons:

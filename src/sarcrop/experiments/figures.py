@@ -162,7 +162,12 @@ class ExperimentFigures:
         title = f"{scenario.id}: errors and uncertainty over the whole test split"
         extras.uncertainty_figure(full, summary, title, self.out / figure)
         data = self.record.regions[scenario.test_region].data
-        estimates = extras.area_estimates(self.out, scenario.id, full, seed=self.seed, data=data)
+        estimates = [
+            {**estimate, "crop": scenario.crop}  # the map's class 1
+            for estimate in extras.area_estimates(
+                self.out, scenario.id, full, seed=self.seed, data=data
+            )
+        ]
         return {
             "uncertainty_figure": str(figure),
             "uncertainty": summary,

@@ -659,7 +659,7 @@ def _area_estimates(value: Any) -> str:
                 for c in (
                     r.get("scenario", ""),
                     method_label(r.get("method", "")),
-                    r.get("class", ""),
+                    r.get("crop") or r.get("class", ""),
                     r.get("data", ""),
                     r.get("unit", ""),
                     num(true),
