@@ -291,10 +291,9 @@ def test_crop_type_runs_compare_by_their_mIoU_as_class_intervals_pair_them(run, 
     assert "| RF 100 % − RI 100 % | mIoU | full | 1: all |" in (run / "tables.md").read_text()
     assert main(["compare", str(run), "rf", "ri", "--metric", "miou"]) == 0
     printed = capsys.readouterr().out
-    assert (
-        f"rf@1 − ri@1: mean miou over 2 seeds, paired over {full.difference.n_parcels} test fields of 1 scenario\n"
-        in printed
-    )
+    fields = full.difference.n_parcels
+    said = f"rf@1 − ri@1: mean miou over 2 seeds, paired over {fields} test fields of 1 scenario\n"
+    assert said in printed
     assert f"{full.difference.estimate:+7.3f}" in printed
     errors = [
         ({}, "no one-crop scenario has runs of rf"),

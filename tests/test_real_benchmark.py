@@ -368,6 +368,7 @@ def test_tiny_real_run_has_fractions_and_parcel_intervals(shared_data, tmp_path)
     assert [s["data"] for s in manifest["scenarios"]] == ["real"]
     report = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="table-fractions"' in report
+    assert "IoU of the positive class (full season, t = 8, 100 % of the labelled parcels)" in report
     assert 'id="table-paired-rf"' in report and 'id="table-paired-ri"' not in report
     record = RunRecord.read(out)
     assert record.fractions == (0.5, 1.0)

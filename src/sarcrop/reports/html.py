@@ -290,7 +290,11 @@ def _key_finding(
     if not table:
         return '<p class="empty">The results contain no IoU values.</p>'
     steps = manifest.get("time_steps")
-    season = f" (full season, t = {steps})" if isinstance(steps, int) else " (full season)"
+    season = f"full season, t = {steps}" if isinstance(steps, int) else "full season"
+    fractions = [f for f in _as_list(manifest.get("fractions")) if isinstance(f, int | float)]
+    if len(fractions) > 1:  # the table holds the largest; the learning curves the others
+        season += f", {100 * max(fractions):g} % of the labelled parcels"
+    season = f" ({season})"
     seeds = results["seed"].nunique() if "seed" in results.columns else 1
     spread = "mean ± sample std over seeds; " if seeds > 1 else ""
     return (
