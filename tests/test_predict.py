@@ -802,6 +802,74 @@ def test_threads_default_to_the_available_cores_and_are_recorded(
 
 # -- concurrent runs ----------------------------------------------------------------------------
 
+TERMINATED_RUN = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import rasterio.shutil
+    from sarcrop.cli import main
+
+    ready = Path(sys.argv[1])
+    copy = rasterio.shutil.copy
+
+    def slow_copy(*args, **kwargs):  # the map's temporary file written, not yet renamed
+        copy(*args, **kwargs)
+        ready.touch()
+        time.sleep(600)
+
+    rasterio.shutil.copy = slow_copy
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_sigterm_while_the_map_is_written_cleans_up_and_the_rerun_completes(
+    scenes: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (systemd's, a scheduler's) ends predict as Ctrl-C does: one line, exit code
+    143, the temporary map and the lock removed, the finished blocks kept for the rerun."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out, ready = tmp_path / "map.tif", tmp_path / "ready"
+    argv = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--quiet"]
+    argv += ["--window", "96", "--overlap", "16"]
+    run = subprocess.Popen(
+        [sys.executable, "-c", TERMINATED_RUN, str(ready), *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists():
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "the map was never written"
+            time.sleep(0.1)
+        assert list(tmp_path.glob(".map.tif.tmp-*"))  # what SIGTERM must not leave
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert (run.returncode, err) == (143, "sarcrop predict: terminated\n")
+    assert not out.exists() and not lock_path(out).exists()
+    assert not list(tmp_path.glob(".map.tif.tmp-*"))
+    assert list(work_dir(out).glob("block-*.npz"))  # kept: the rerun resumes from them
+    assert cli_main(argv) == 0 and out.exists() and not work_dir(out).exists()
+
+
+def test_a_run_removes_what_a_killed_run_left_while_writing_the_map(
+    scenes: Path, tmp_path: Path
+) -> None:
+    """SIGKILL (or a power cut) while the map was being renamed into place leaves its
+    temporary file and GDAL's overviews of it: the next run on that map removes them."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "map.tif"
+    stale = [tmp_path / ".map.tif.tmp-k9x2.tif", tmp_path / ".map.tif.tmp-k9x2.tif.ovr.tmp"]
+    other = tmp_path / ".other.tif.tmp-k9x2.tif"  # another map's: not ours to remove
+    for path in [*stale, other]:
+        path.write_bytes(b"partial")
+    predict_map(ckpt, scenes, out, windows=WindowOptions(window=96, overlap=16), progress=False)
+    assert out.exists() and not any(path.exists() for path in stale) and other.exists()
+
+
 HELD_RUN = textwrap.dedent("""
     import sys, time
     from pathlib import Path
@@ -845,6 +913,9 @@ def test_a_second_run_on_the_same_map_fails_at_once(
         # The first run holds its block until `go`: a run queued behind it would map, not raise.
         with pytest.raises(SarcropError, match="another predict is writing this map") as info:
             predict_map(ckpt, scenes, out, windows=windows, progress=False)
+        # Refused before anything is read: a model that is not there is not even looked for.
+        with pytest.raises(SarcropError, match="another predict is writing this map"):
+            predict_map(tmp_path / "absent.safetensors", scenes, out, progress=False)
         assert first.poll() is None  # refused while the first run was still writing
         assert str(out) in str(info.value) and "\n" not in str(info.value)
         args = ["predict", str(ckpt), "--images", str(scenes), "--out", str(out), "--quiet"]

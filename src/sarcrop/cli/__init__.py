@@ -13,8 +13,10 @@ import argparse
 import contextlib
 import importlib
 import os
+import signal
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -245,11 +247,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
+class Terminated(BaseException):
+    """SIGTERM (systemd's, a batch scheduler's, ``timeout``'s), raised where the command is,
+    so that what it was writing is cleaned up as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while the block runs (in the main thread only, the
+    one that can take a signal handler), and the handler before is restored after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> NoReturn:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _one_line_warnings(args.command) if not args.debug else contextlib.nullcontext():
+        with (
+            _sigterm_raises(),
+            _one_line_warnings(args.command) if not args.debug else contextlib.nullcontext(),
+        ):
             return int(args.func(args) or 0)
     except BrokenPipeError:
         raise
@@ -267,6 +295,9 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"sarcrop {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"sarcrop {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":  # pragma: no cover

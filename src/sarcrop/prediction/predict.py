@@ -78,7 +78,7 @@ from sarcrop.prediction.engine import (
 from sarcrop.prediction.windows import WindowLayout
 from sarcrop.prediction.writer import class_tags, merged_tiles, write_map
 from sarcrop.training.checkpoint import warn_season_cut_short
-from sarcrop.utils.atomic import atomic_path, write_text_atomic
+from sarcrop.utils.atomic import atomic_path, remove_stale, write_text_atomic
 
 MANIFEST = "manifest.json"
 
@@ -102,7 +102,8 @@ def output_lock(out: Path) -> Iterator[None]:
     """Hold ``<out>.lock`` exclusively while writing ``out``: a second run fails at once.
 
     The kernel releases a ``flock`` when its process dies, so a crashed run leaves at most an
-    unlocked empty file that the next run takes over; a finished run removes it.
+    unlocked empty file that the next run takes over, and the temporary map files the next
+    run removes; a finished run removes the lock file.
     """
     path = lock_path(out)
     while True:
@@ -124,6 +125,7 @@ def output_lock(out: Path) -> Iterator[None]:
                 break
         os.close(fd)
     try:
+        remove_stale(out)  # what a run killed while writing the map left
         yield
     finally:
         with contextlib.suppress(OSError):
@@ -619,56 +621,56 @@ def predict_map(
     """
     out = Path(out)
     check_map_path(out)
-    check_engine(execution.engine)
-    execution = execution.updated(device=execution.resolved_device)
-    if execution.scheduler is None:  # a cluster's workers may have a GPU the client lacks
-        check_device(execution.device)
-    specs = load_models(model)
-    check_engine_runs(specs, execution.engine)
-    if output.positive:  # crop-type models read for some of their classes
-        specs = [spec.one_crop(output.positive) for spec in specs]
-    trained_season = specs[0].season
-    if season_start is not None:
-        specs = [spec.moved_to(season_start) for spec in specs]
-    spec = specs[0]
-    check_output(spec, output)
-    output = with_model_threshold(output, specs)
-    stack = open_stack(images, spec, scenes)
-    steps = resolve_timesteps(spec, timesteps, until, moved=season_start is not None)
-    for each in specs:
-        name = pretrained.display_name(each.checkpoint)
-        warn_season_cut_short(name, each.early_seasons, steps, each.season.steps)
-    if scenes.resolution is None:
-        warn_other_pixel_size(specs, stack.grid)
-    observed = season_until(spec.season, steps)
-    every = stack.times
-    stack = restrict(stack, spec.season, steps)
-    if not any(observed.period_of(time) is not None for time in stack.times):
-        raise InputDataError(
-            f"no acquisition between {observed.start} and {observed.end}"
-            + _other_season(every, observed),
-            stack.description or None,
-        )
-    gaps = spec.composite_options().get("gaps", "interpolate")
-    warn_empty_periods(stack, observed, "--season-start and --until", gaps)
-    grid = stack.grid
-    windows = window_sizes(windows, specs, execution)
-    batch_size = int(windows.batch_size or 1)
-    try:
-        layout = WindowLayout(
-            grid.height,
-            grid.width,
-            int(windows.window or 0),
-            int(windows.overlap or 0),
-            int(windows.block_windows or 1),
-            int(windows.block_rows or 1),
-        )
-    except ValueError as exc:
-        raise SarcropError(str(exc)) from exc
+    with output_lock(out):  # first: a second run on this map stops at once
+        check_engine(execution.engine)
+        execution = execution.updated(device=execution.resolved_device)
+        if execution.scheduler is None:  # a cluster's workers may have a GPU the client lacks
+            check_device(execution.device)
+        specs = load_models(model)
+        check_engine_runs(specs, execution.engine)
+        if output.positive:  # crop-type models read for some of their classes
+            specs = [spec.one_crop(output.positive) for spec in specs]
+        trained_season = specs[0].season
+        if season_start is not None:
+            specs = [spec.moved_to(season_start) for spec in specs]
+        spec = specs[0]
+        check_output(spec, output)
+        output = with_model_threshold(output, specs)
+        stack = open_stack(images, spec, scenes)
+        steps = resolve_timesteps(spec, timesteps, until, moved=season_start is not None)
+        for each in specs:
+            name = pretrained.display_name(each.checkpoint)
+            warn_season_cut_short(name, each.early_seasons, steps, each.season.steps)
+        if scenes.resolution is None:
+            warn_other_pixel_size(specs, stack.grid)
+        observed = season_until(spec.season, steps)
+        every = stack.times
+        stack = restrict(stack, spec.season, steps)
+        if not any(observed.period_of(time) is not None for time in stack.times):
+            raise InputDataError(
+                f"no acquisition between {observed.start} and {observed.end}"
+                + _other_season(every, observed),
+                stack.description or None,
+            )
+        gaps = spec.composite_options().get("gaps", "interpolate")
+        warn_empty_periods(stack, observed, "--season-start and --until", gaps)
+        grid = stack.grid
+        windows = window_sizes(windows, specs, execution)
+        batch_size = int(windows.batch_size or 1)
+        try:
+            layout = WindowLayout(
+                grid.height,
+                grid.width,
+                int(windows.window or 0),
+                int(windows.overlap or 0),
+                int(windows.block_windows or 1),
+                int(windows.block_rows or 1),
+            )
+        except ValueError as exc:
+            raise SarcropError(str(exc)) from exc
 
-    work = work_dir(out)
-    config = run_config(specs, stack, layout, steps, batch_size, execution)
-    with output_lock(out):
+        work = work_dir(out)
+        config = run_config(specs, stack, layout, steps, batch_size, execution)
         earlier = read_manifest(work) if execution.resume else {}
         execution = execution.updated(threads=resolve_threads(execution, earlier, config))
         threads = execution.torch_threads
@@ -741,7 +743,7 @@ def predict_map(
             classes=spec.classes,
         )
         shutil.rmtree(work, ignore_errors=True)
-    return out
+        return out
 
 
 def _other_season(times: Sequence[dt.datetime], season: Season) -> str:

@@ -8,6 +8,7 @@ file under the name a user or a later run would trust.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -101,6 +102,15 @@ def atomic_path(final: str | Path, *, directory: bool = False) -> Iterator[Path]
         if isinstance(exc, OSError) and exc.errno is not None:
             raise SarcropError(f"could not write output: {exc.strerror}", final) from exc
         raise
+
+
+def remove_stale(final: str | Path) -> None:
+    """Remove the temporary siblings of ``final`` (and their side files, e.g. GDAL's
+    overviews) that a writer killed outright (SIGKILL, power loss) left behind. Call it only
+    while no other writer of ``final`` can run, e.g. under a lock on it."""
+    final = Path(final)
+    for stale in final.parent.glob(glob.escape(f".{final.name}.tmp-") + "*"):
+        _remove(stale)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
