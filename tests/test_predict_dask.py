@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from distributed import LocalCluster
 
@@ -78,3 +86,56 @@ def test_local_workers_resume_a_single_process_run(
     predict_map(ckpt, scenes, out, execution=workers, on_block=done.append, **OPTIONS)
     assert sorted(done) == list(range(2, WindowLayout(200, 180, 64, 16, 2, 2).n_blocks))
     np.testing.assert_array_equal(read_map(out), read_map(single))
+
+
+HELD_AT_A_BLOCK = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from sarcrop.cli import main
+    from sarcrop.prediction import predict
+
+    ready = Path(sys.argv[1])
+    atomic_path = predict.atomic_path
+
+    def held(path, **kwargs):  # a block's result back from a worker, being saved
+        ready.touch()
+        time.sleep(600)
+        return atomic_path(path, **kwargs)
+
+    predict.atomic_path = held
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_ctrl_c_stops_local_workers_with_one_line(
+    inputs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during a run on local
+    workers: the workers leave it to the run, which stops them and says so in one line."""
+    scenes, ckpt, _ = inputs
+    ready = tmp_path / "ready"
+    argv = ["predict", str(ckpt), "--images", str(scenes), "--out", str(tmp_path / "m.tif")]
+    argv += ["--workers", "2", "--window", "64", "--overlap", "16", "--quiet"]
+    run = psutil.Popen(
+        [sys.executable, "-c", HELD_AT_A_BLOCK, str(ready), *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not ready.exists():
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "no block came back from the workers"
+            time.sleep(0.1)
+        workers = run.children(recursive=True)
+        os.killpg(run.pid, signal.SIGINT)
+        _, err = run.communicate(timeout=120)
+        _, alive = psutil.wait_procs(workers, timeout=60)
+    finally:
+        for process in [run, *workers]:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+    assert (run.returncode, err) == (130, "sarcrop predict: interrupted\n")
+    assert workers and alive == []

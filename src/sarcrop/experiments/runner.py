@@ -15,7 +15,6 @@ import json
 import math
 import os
 import pickle
-import signal
 import threading
 import time
 import warnings
@@ -59,6 +58,7 @@ from sarcrop.options import BaselineOptions
 from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
 from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
+from sarcrop.utils.signals import ctrl_c_ignored
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
@@ -836,7 +836,7 @@ class ExperimentRunner:
         formatwarning = _picklable(self.formatwarning)
         stop = context.Event()
         setup = (self.config, self.out, len(self.seeds), formatwarning, os.getpid(), stop)
-        with _without_ctrl_c():  # the workers, started here, leave Ctrl-C to this process
+        with ctrl_c_ignored():  # the workers, started here, leave Ctrl-C to this process
             pool = ProcessPoolExecutor(
                 min(self.jobs, len(todo)),
                 mp_context=context,
@@ -1162,21 +1162,6 @@ def _picklable(formatter: Callable[..., str]) -> Callable[..., str] | None:
 
 # The runner of a worker process (see ExperimentRunner._run_in_workers).
 _worker: ExperimentRunner | None = None
-
-
-@contextlib.contextmanager
-def _without_ctrl_c() -> Iterator[None]:
-    """Ctrl-C ignored while the block starts processes, which keep ignoring it: the run's own
-    process alone answers it (it stops them), and a worker starting up prints no traceback.
-    Only the main thread can set a signal handler; elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, handler)
 
 
 def _start_worker(

@@ -36,6 +36,7 @@ from sarcrop.prediction.engine import (
     window_batch_shape,
 )
 from sarcrop.prediction.windows import WindowLayout
+from sarcrop.utils.signals import ctrl_c_ignored
 
 # Scene stacks opened in this worker process, by source and options.
 _STACKS: dict[str, SceneStack] = {}
@@ -122,13 +123,14 @@ def run_blocks(
         else:
             if workers is None or workers < 1:
                 raise SarcropError(f"workers must be >= 1, got {workers}")
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            with ctrl_c_ignored():  # the workers leave Ctrl-C to this process, which stops them
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
             client = Client(cluster)
     except OSError as exc:
         if cluster is not None:
