@@ -674,6 +674,38 @@ def test_distillation_scores_its_start_on_the_labels(parents, store, tmp_path, s
     assert sum("the pre-trained start scores" in str(w.message) for w in caught) == 1
 
 
+@pytest.mark.parametrize("shift", [100.0, -100.0])
+def test_a_model_that_did_not_learn_its_training_labels_is_said_to(parents, store, tmp_path, shift):
+    """Every trained model is scored on the labelled pixels it learnt from, beside calling the
+    crop everywhere; below that (here a start that never calls maize, barely moved by a
+    learning rate of 1e-9) the run warns, as no validation split would show it."""
+    model, meta = load_checkpoint(parents["binary"])
+    with torch.no_grad():
+        model.decoder.head.bias.add_(shift)
+    save_checkpoint(tmp_path / "start.safetensors", model, meta)
+    config = quick(val_fraction=0.0, lr=1e-9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = finetune(
+            tmp_path / "start.safetensors", store, tmp_path / "run", strategy="ft", config=config
+        )
+    labels = DatasetStore(store)
+    pixels = np.concatenate([labels.read_labels(i).ravel() for i in labels.indices("train")])
+    share = float((pixels == CLASSES.index("maize")).sum() / (pixels >= 0).sum())
+    assert read_metadata(result.checkpoint).training["fit_on_train"] == {
+        "metric": "IoU",
+        "trained": pytest.approx(share if shift > 0 else 0.0, abs=1e-4),
+        "one_class_everywhere": pytest.approx(share, abs=1e-4),
+    }
+    warned = [w for w in caught if "on its own training labels" in str(w.message)]
+    assert len(warned) == (shift < 0)
+    if warned:
+        assert str(warned[0].message).startswith(
+            f"the trained model scores IoU 0.00 on its own training labels, below {share:.2f} "
+            "for the positive class everywhere: it did not learn them"
+        )
+
+
 def test_distillation_scores_a_merged_start_as_its_parent_class(parents, store, tmp_path):
     """Our wheat read as the crop-type parent's grassland: the recorded start is that output's
     IoU against the wheat labels."""

@@ -469,6 +469,8 @@ def fit(
         trained = _train(task, data, out_dir, callbacks, last if resume else None)
     if start is not None and config.interpolation < 1:
         interpolate_weights(model, start, config.interpolation)
+    learnt = trained.epochs > 0 and not config.reconstructs
+    fit = _fit_on_labels(model, train_data, config) if learnt and _global_zero() else {}
     result = TrainResult(
         out_dir=out_dir,
         checkpoint=out_dir / MODEL_FILE,
@@ -494,6 +496,7 @@ def fit(
             **_learnt_sizes(train_data),
             **weights,
             **({"threshold_search": result.threshold} if result.threshold else {}),
+            **({"fit_on_train": fit} if fit else {}),
             "parameters": parameter_counts(model),
             "config": config.model_dump(),
         }
@@ -1330,6 +1333,30 @@ def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     if config.fresh_head and not keeps_head(rows, len(known)):
         return []
     return rows if any(row is not None for row in rows) else []
+
+
+def _fit_on_labels(model: nn.Module, train_data: Any, config: TrainConfig) -> dict[str, Any]:
+    """How the trained model maps the labelled pixels it learnt from (IoU, or mIoU for crop
+    types), beside the best map of one class everywhere. Below that it did not learn them
+    (a fine-tuning that collapsed, too few steps), which no validation split may show, and the
+    run says so instead of exporting it silently."""
+    from sarcrop.training.search import confusions_of, constant_score, score
+
+    [confusion] = confusions_of(
+        {0: model.cpu()}, _as_they_are(train_data), config.classes, config.threshold
+    ).values()
+    found, constant = score(confusion), constant_score(confusion)
+    metric = "mIoU" if config.classes else "IoU"
+    if found < constant:
+        everywhere = "its largest class" if config.classes else "the positive class"
+        warnings.warn(
+            f"the trained model scores {metric} {found:.2f} on its own training labels, below "
+            f"{constant:.2f} for {everywhere} everywhere: it did not learn them; train longer "
+            "(epochs), at another learning rate (lr) or with another strategy",
+            stacklevel=4,
+        )
+    scores = {"trained": found, "one_class_everywhere": constant}
+    return {"metric": metric} | {k: None if np.isnan(v) else round(v, 4) for k, v in scores.items()}
 
 
 def _start_on_labels(start: nn.Module, train_data: Any, config: TrainConfig) -> dict[str, Any]:
