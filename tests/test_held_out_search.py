@@ -322,6 +322,7 @@ def test_an_experiment_with_crop_types_searches_each_fine_tuning_on_held_out_fie
 
 def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
     import pickle
+    import threading
     import warnings
 
     from sarcrop.cli import OneLineWarning
@@ -335,7 +336,8 @@ def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
     config = load_experiment_config(write_config(tmp_path, TINY))
     original = warnings.formatwarning
     try:
-        _start_worker(config, tmp_path / "out", 1, shown, os.getppid())  # a parent alive
+        alive = (os.getppid(), threading.Event())  # a parent alive that says nothing yet
+        _start_worker(config, tmp_path / "out", 1, shown, *alive)
         assert warnings.formatwarning("a", UserWarning, "x.py", 2) == (
             "sarcrop experiment: warning: a\n"
         )
