@@ -372,7 +372,7 @@ def test_end_to_end_on_a_worldcereal_location(shared_data: Path, tmp_path: Path)
     area = result["area"]["1"]
     assert area["pixel_count"] == int(np.sum(classes == 1))
     assert area["pixels"]["ci95_low"] <= int(truth[labelled].sum()) <= area["pixels"]["ci95_high"]
-    census = assess(map_path, labels, labels=ReferenceOptions(positive_codes=(1200,)))
+    census = assess(map_path, labels, options=ReferenceOptions(positive_codes=(1200,)))
     assert census.area_pixels(1).value == pytest.approx(truth[labelled].sum())
     assert census.estimates.overall.value == pytest.approx(np.mean((classes == truth)[labelled]))
     assert census.estimates.area[1].se == 0
@@ -403,7 +403,7 @@ def test_crop_codes_read_as_map_classes_are_refused(tmp_path: Path, capsys) -> N
     with pytest.raises(InputDataError, match="1110, 1200, 9120") as err:
         assess(map_path, labels)
     assert err.value.path == str(labels)
-    census = assess(map_path, labels, labels=ReferenceOptions(positive_codes=(1200,)))
+    census = assess(map_path, labels, options=ReferenceOptions(positive_codes=(1200,)))
     assert census.classes == (0, 1)
     assert census.estimates.overall.value == pytest.approx(np.mean(classes == (codes == 1200)))
     run_ok(*argv, "--positive-codes", 1200)
@@ -426,7 +426,7 @@ def test_crop_codes_read_as_map_classes_are_refused(tmp_path: Path, capsys) -> N
         error
     )
     with pytest.raises(InputDataError, match="--positive-codes 1220: no pixel of band 1"):
-        assess(map_path, labels, labels=ReferenceOptions(positive_codes=(1220,)))
+        assess(map_path, labels, options=ReferenceOptions(positive_codes=(1220,)))
 
 
 def test_a_sample_is_assessed_against_the_map_it_was_drawn_from(tmp_path: Path) -> None:

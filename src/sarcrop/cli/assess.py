@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         args.map,
         args.reference,
         label_column=args.label_column,
-        labels=from_flags(ReferenceOptions, args),
+        options=from_flags(ReferenceOptions, args),
         labels_table=args.labels_csv,
     )
     out = args.out or args.map.with_name(args.reference.stem + ".assessment")

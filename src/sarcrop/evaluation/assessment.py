@@ -285,22 +285,22 @@ def assess_sample(
 
 
 def assess_census(
-    map_path: str | Path, labels: str | Path, reference: ReferenceOptions | None = None
+    map_path: str | Path, labels: str | Path, options: ReferenceOptions | None = None
 ) -> Assessment:
     """Every mapped pixel counted against the label raster: the true values, with zero SE
     (mapped pixels without a label are reference :data:`UNLABELLED`)."""
-    reference = reference or ReferenceOptions()
+    options = options or ReferenceOptions()
     pairs: dict[tuple[int, int], int] = {}
     with open_raster(map_path) as ds, open_raster(labels) as lab:
         grid = grid_of(ds)
         check_same_grid(grid, lab, labels)
-        if reference.label_band > lab.count:
-            raise InputDataError(f"no band {reference.label_band} ({lab.count} bands)", labels)
-        require_positive_codes(lab, reference, labels)
+        if options.label_band > lab.count:
+            raise InputDataError(f"no band {options.label_band} ({lab.count} bands)", labels)
+        require_positive_codes(lab, options, labels)
         band = class_band(ds, map_path)
         for window in strips(grid, block_rows(ds, band)):
             mapped = read_map_classes(ds, band, window)
-            ref = label_classes(lab, lab.read(reference.label_band, window=window), reference)
+            ref = label_classes(lab, lab.read(options.label_band, window=window), options)
             _add_pairs(pairs, mapped, ref)
     sources = {"map": str(map_path), "reference": f"{labels} (every mapped pixel)"}
     return _census(pairs, grid, labels, sources)
@@ -438,14 +438,15 @@ def assess(
     reference: str | Path,
     *,
     label_column: str = "reference",
-    labels: ReferenceOptions | None = None,
+    options: ReferenceOptions | None = None,
     labels_table: str | Path | None = None,
 ) -> Assessment:
     """Accuracy and area of the map at ``map_path`` against ``reference``: a sample of
     ``sarcrop sample`` (``label_column`` holding map class numbers), any other file of labelled
     points (a simple random or systematic sample, post-stratified by map class), or a label
-    raster or parcel polygons of a test area (census). ``labels_table``: a CSV table with the
-    labels of a sample's points (``point_id`` and ``label_column``)."""
+    raster or parcel polygons of a test area (census), read as ``options`` say (label band,
+    codes of the crop). ``labels_table``: a CSV table with the labels of a sample's points
+    (``point_id`` and ``label_column``)."""
     map_path, reference = Path(map_path), Path(reference)
     if reference.suffix.lower() in (".csv", ".tsv", ".txt"):
         raise InputDataError(
@@ -453,10 +454,10 @@ def assess(
             f"--labels-csv {reference.name} (labels_table=)",
             reference,
         )
-    check_one_crop_labels(labels, map_path)
+    check_one_crop_labels(options, map_path)
     with open_raster(map_path) as ds:
         names = map_class_names(ds)
-    result = _assess(map_path, reference, label_column, labels, labels_table)
+    result = _assess(map_path, reference, label_column, options, labels_table)
     referenced = [c for c, n in zip(result.classes, result.counts.sum(axis=0), strict=True) if n]
     check_reference_classes(referenced, map_path, labels_table or reference)
     return replace(result, class_names=names)
@@ -501,11 +502,11 @@ def _assess(
     map_path: Path,
     reference: Path,
     label_column: str,
-    labels: ReferenceOptions | None,
+    options: ReferenceOptions | None,
     labels_table: str | Path | None,
 ) -> Assessment:
     if not _is_vector_file(reference):
-        return assess_census(map_path, reference, labels)
+        return assess_census(map_path, reference, options)
     if not is_sample_file(reference):
         if _has_polygons(reference):
             return assess_parcels(map_path, reference, label_column)

@@ -557,13 +557,14 @@ def reference_at(
 
 
 def fill_reference(
-    sample: Sample, labels: str | Path, reference: ReferenceOptions | None = None
+    sample: Sample, labels: str | Path, options: ReferenceOptions | None = None
 ) -> Sample:
-    """A copy of ``sample`` with its ``reference`` column read from a label raster; points on
+    """A copy of ``sample`` with its ``reference`` column read from a label raster, as
+    ``options`` say (as :func:`~sarcrop.evaluation.assessment.assess` reads one); points on
     the raster's nodata (or outside it) get -1, no reference class (they count in areas)."""
     points = sample.points.copy()
     classes = reference_at(
-        labels, points["x"].to_numpy(), points["y"].to_numpy(), sample.grid.crs, reference
+        labels, points["x"].to_numpy(), points["y"].to_numpy(), sample.grid.crs, options
     )
     points["reference"] = pd.array(classes, dtype="Int64")
     design = {**sample.design, "reference_from": str(labels)}
