@@ -13,6 +13,7 @@ import argparse
 import os
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from sarcrop.errors import ConfigError
 from sarcrop.utils.validation import config_error
 
 Method = Literal["mean", "median", "first"]
@@ -439,6 +441,20 @@ def validated(kind: type[OptionsT], data: dict[str, Any], path: str | None = Non
         return kind.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc, path, unknown="unknown option", model=kind) from None
+
+
+def as_options(kind: type[OptionsT], value: object, name: str) -> OptionsT:
+    """``value`` as ``kind``: itself, or built from a mapping of its fields (a notebook's
+    ``{"epochs": 5}``); anything else is a one-line error naming the parameter, as a
+    scikit-learn estimator names a bad argument."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, Mapping):
+        return validated(kind, dict(value), name)
+    raise ConfigError(
+        f"{name} must be {kind.__name__}(...) or a mapping of its fields, "
+        f"got {type(value).__name__}"
+    )
 
 
 # --- CLI flags from option fields -------------------------------------------------------------

@@ -41,7 +41,9 @@ from sarcrop.options import (
     SceneOptions,
     SplitOptions,
     TilingOptions,
+    as_options,
 )
+from sarcrop.utils.validation import band_names
 
 TEST_STATISTICS = "test patches"
 
@@ -81,7 +83,12 @@ def prepare(
     is only recorded (and checked against the classes) as the store's default target.
     Returns ``out``.
     """
-    bands = tuple(b.upper() for b in bands)
+    bands = tuple(band_names(bands))
+    label_options = as_options(LabelOptions, label_options, "label_options")
+    scenes = as_options(SceneOptions, scenes, "scenes")
+    composite = as_options(CompositeOptions, composite, "composite")
+    tiling = as_options(TilingOptions, tiling, "tiling")
+    split = as_options(SplitOptions, split, "split")
     stack = (
         images
         if isinstance(images, SceneStack)

@@ -50,7 +50,7 @@ from sarcrop.evaluation.sampling import (
     strips,
     values_at,
 )
-from sarcrop.options import ReferenceOptions
+from sarcrop.options import ReferenceOptions, as_options
 from sarcrop.utils.atomic import write_text_atomic
 
 
@@ -448,6 +448,7 @@ def assess(
     codes of the crop). ``labels_table``: a CSV table with the labels of a sample's points
     (``point_id`` and ``label_column``)."""
     map_path, reference = Path(map_path), Path(reference)
+    options = None if options is None else as_options(ReferenceOptions, options, "options")
     if reference.suffix.lower() in (".csv", ".tsv", ".txt"):
         raise InputDataError(
             "a table of labels is read beside the sample it labels: --reference SAMPLE.gpkg "

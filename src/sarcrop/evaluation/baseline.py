@@ -44,7 +44,8 @@ from sarcrop.evaluation.metrics import (
     MulticlassConfusion,
     zero_pad_after,
 )
-from sarcrop.options import BaselineOptions
+from sarcrop.options import BaselineOptions, as_options
+from sarcrop.utils.validation import band_names
 
 if TYPE_CHECKING:
     from sarcrop.data.dataset import PatchDataset
@@ -859,11 +860,13 @@ def run_baseline(
     """
     from sarcrop.training.config import positive_classes, timestep_list
 
-    options = options or BaselineOptions()
+    options = (
+        BaselineOptions() if options is None else as_options(BaselineOptions, options, "options")
+    )
     train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
     positive = positive_classes(train_store, positive, classes=classes)
-    bands = [b.upper() for b in bands] if bands else list(train_store.bands)
+    bands = band_names(bands) if bands else list(train_store.bands)
     wanted = timestep_list(timesteps, train_store.steps)
     normalization = train_store.normalization.select(bands)
     target = (positive, classes)

@@ -37,7 +37,7 @@ from rasterio.windows import Window
 
 from sarcrop.data.grid import Grid
 from sarcrop.errors import InputDataError
-from sarcrop.options import Allocation, ReferenceOptions, SamplingOptions
+from sarcrop.options import Allocation, ReferenceOptions, SamplingOptions, as_options
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 MAP_NODATA = 255
@@ -350,7 +350,9 @@ def draw_sample(
     Without ``n``, the size comes from ``target_se`` (the standard error wanted for overall
     accuracy) and ``options.expected_accuracy`` (:func:`sample_size_for_se`).
     """
-    options = options or SamplingOptions()
+    options = (
+        SamplingOptions() if options is None else as_options(SamplingOptions, options, "options")
+    )
     map_path = Path(map_path)
     if n is not None and target_se is not None:
         raise InputDataError("give a sample size (--n) or a target SE (--target-se), not both")
@@ -562,6 +564,7 @@ def fill_reference(
     """A copy of ``sample`` with its ``reference`` column read from a label raster, as
     ``options`` say (as :func:`~sarcrop.evaluation.assessment.assess` reads one); points on
     the raster's nodata (or outside it) get -1, no reference class (they count in areas)."""
+    options = None if options is None else as_options(ReferenceOptions, options, "options")
     points = sample.points.copy()
     classes = reference_at(
         labels, points["x"].to_numpy(), points["y"].to_numpy(), sample.grid.crs, options

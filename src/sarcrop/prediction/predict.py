@@ -53,6 +53,7 @@ from sarcrop.options import (
     MapOptions,
     SceneOptions,
     WindowOptions,
+    as_options,
 )
 from sarcrop.prediction.engine import (
     BlockCompute,
@@ -79,6 +80,7 @@ from sarcrop.prediction.windows import WindowLayout
 from sarcrop.prediction.writer import class_tags, merged_tiles, write_map
 from sarcrop.training.checkpoint import warn_season_cut_short
 from sarcrop.utils.atomic import atomic_path, remove_stale, write_text_atomic
+from sarcrop.utils.validation import as_date
 
 MANIFEST = "manifest.json"
 
@@ -621,6 +623,12 @@ def predict_map(
     """
     out = Path(out)
     check_map_path(out)
+    windows = as_options(WindowOptions, windows, "windows")
+    execution = as_options(ExecutionOptions, execution, "execution")
+    output = as_options(MapOptions, output, "output")
+    scenes = as_options(SceneOptions, scenes, "scenes")
+    until = None if until is None else as_date(until, "until")
+    season_start = None if season_start is None else as_date(season_start, "season_start")
     with output_lock(out):  # first: a second run on this map stops at once
         check_engine(execution.engine)
         execution = execution.updated(device=execution.resolved_device)

@@ -50,6 +50,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from sarcrop import pretrained
 from sarcrop.data.split import check_unlearnt, learnt_ground
 from sarcrop.errors import CheckpointError, ConfigError, InputDataError
+from sarcrop.options import as_options
 from sarcrop.training.calibration import (
     ThresholdChoice,
     choose_threshold,
@@ -96,6 +97,7 @@ from sarcrop.training.task import SegmentationTask, monitored_metric, monitored_
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
+from sarcrop.utils.validation import band_names
 
 if TYPE_CHECKING:
     from sarcrop.data.dataset import PatchDataset
@@ -761,7 +763,7 @@ def _warn_unlearnt_classes(classes: Sequence[str], counts: np.ndarray) -> None:
 
 
 def _bands(store: Any, bands: Sequence[str] | None) -> list[str]:
-    return [b.upper() for b in bands] if bands else list(store.bands)
+    return band_names(bands) if bands else list(store.bands)
 
 
 def _training_data(
@@ -914,7 +916,7 @@ def _from_scratch(
     """A fresh ``job.model`` trained on the store's train split (``config.normalization``)."""
     from sarcrop.models import build_model
 
-    config = config or TrainConfig()
+    config = TrainConfig() if config is None else as_options(TrainConfig, config, "config")
     store = _open_store(store)
     bands = _bands(store, job.bands)
     classes = config.classes
@@ -1082,6 +1084,7 @@ def finetune(
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    config = None if config is None else as_options(TrainConfig, config, "config")
     if config is not None and config.objective != "segment":
         raise ConfigError("fine-tuning learns the target's labels: objective must be segment")
     checkpoint = pretrained.resolve(checkpoint)
@@ -1089,7 +1092,7 @@ def finetune(
     require_network(parent_meta, checkpoint, "fine-tune")
     store = _open_store(store)
     _check_season_length(parent_meta, store, checkpoint)
-    bands = [b.upper() for b in bands] if bands else list(parent_meta.bands)
+    bands = band_names(bands) if bands else list(parent_meta.bands)
     missing = [b for b in bands if b not in store.bands]
     if missing:
         has = ", ".join(store.bands)
@@ -1333,6 +1336,20 @@ def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     if config.fresh_head and not keeps_head(rows, len(known)):
         return []
     return rows if any(row is not None for row in rows) else []
+
+
+def _device(device: str | None) -> torch.device:
+    """The device to score on: ``None`` or ``auto`` picks cuda where torch sees a GPU, as
+    predict does; a name torch does not know, or cuda without a GPU, is one line."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda: torch sees no CUDA GPU here (use cpu or auto)")
+    return chosen
 
 
 def _fit_on_labels(model: nn.Module, train_data: Any, config: TrainConfig) -> dict[str, Any]:
@@ -1591,6 +1608,8 @@ def evaluate(
     from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
 
     reuse_freed_memory()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number of patches >= 1, got {batch_size!r}")
     checkpoint = pretrained.resolve(checkpoint)
     model, meta = model_to_score(checkpoint, store, positive)  # the checkpoint's errors first
     store = _open_store(store)
@@ -1615,7 +1634,7 @@ def evaluate(
             store.path,
         )
     dataset = scored_patches(store, split, meta)
-    target_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target_device = _device(device)
     confusions = {t: empty_confusion(classes) for t in wanted}
     # Target indices at the headline t, and at every t where every t is scored (binary).
     every_t = timesteps == "all" and classes is None

@@ -447,10 +447,10 @@ def positive_classes(
 
 def timestep_list(timesteps: int | Literal["all"] | None, steps: int) -> list[int]:
     """The numbers of observed composites to evaluate: ``None`` → ``[T]``, ``"all"`` → 1..T."""
-    if timesteps == "all":
+    if isinstance(timesteps, str) and timesteps.strip().casefold() == "all":
         return list(range(1, steps + 1))
     if timesteps is None:
         return [steps]
-    if not 1 <= int(timesteps) <= steps:
-        raise ConfigError(f"timesteps must be 1..{steps} or 'all', got {timesteps}")
-    return [int(timesteps)]
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= steps:
+        raise ConfigError(f"timesteps must be 1..{steps} or 'all', got {timesteps!r}")
+    return [timesteps]

@@ -3,6 +3,8 @@ and the YAML files that ship inside the package."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import difflib
 from collections.abc import Sequence
 from importlib import resources
@@ -77,6 +79,29 @@ def _item_type(kind: Any) -> Any:
         args = [a for a in get_args(kind) if a is not type(None)]
         return args[0] if len(args) == 1 else kind
     return kind
+
+
+def band_names(bands: str | Sequence[str], what: str = "bands") -> list[str]:
+    """Band names in upper case from a list, or from one string (``"VH"``, ``"VH,VV"``), which
+    would otherwise be read letter by letter; an empty list is an error naming ``what``."""
+    items = bands.replace(",", " ").split() if isinstance(bands, str) else list(bands)
+    names = [str(name).strip().upper() for name in items if str(name).strip()]
+    if not names:
+        raise ConfigError(f"{what}: no band given")
+    return names
+
+
+def as_date(value: object, name: str) -> dt.date:
+    """A day given as a date or as ``YYYY-MM-DD`` text; anything else is a one-line error
+    naming the parameter."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return dt.date.fromisoformat(value)
+    raise ConfigError(f"{name} must be a date or YYYY-MM-DD, got {value!r}")
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

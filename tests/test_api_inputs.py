@@ -1,0 +1,112 @@
+"""The Python API as a notebook calls it: options as objects or as plain mappings of their
+fields, bands and dates as text, and one-line errors that name the parameter otherwise."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import faults_support as fs
+from sarcrop.data.prepare import prepare
+from sarcrop.data.season import Season
+from sarcrop.data.store import DatasetStore
+from sarcrop.errors import ConfigError
+from sarcrop.evaluation.baseline import run_baseline
+from sarcrop.evaluation.sampling import draw_sample
+from sarcrop.options import BaselineOptions, SamplingOptions, TilingOptions, as_options
+from sarcrop.prediction import predict_map
+from sarcrop.training import evaluate
+
+SEASON = Season(fs.SEASON_START, fs.STEPS, fs.DAYS)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("api")
+    fs.write_scenes(root / "scenes")
+    fs.write_label_raster(root / "labels.tif")
+    store = prepare(
+        root / "scenes",
+        root / "store.zarr",
+        labels=root / "labels.tif",
+        season=SEASON,
+        bands="VH,VV",  # one string: two bands, not four letters
+        positive=["rice"],
+        tiling={"patch_size": fs.PATCH},  # a mapping of TilingOptions' fields
+        progress=False,
+    )
+    model = fs.tiny_checkpoint(root / "model.safetensors")
+    return {"root": root, "scenes": root / "scenes", "store": Path(store), "model": model}
+
+
+def test_options_as_mappings_give_what_the_option_objects_give(inputs, tmp_path):
+    store = DatasetStore(inputs["store"])
+    assert tuple(store.bands) == ("VH", "VV") and store.patch_size == fs.PATCH
+    assert as_options(TilingOptions, {"patch_size": 8}, "tiling") == TilingOptions(patch_size=8)
+    given = run_baseline(inputs["store"], {"n_estimators": 5, "seed": 1}, jobs=1)
+    objects = run_baseline(inputs["store"], BaselineOptions(n_estimators=5, seed=1), jobs=1)
+    assert given.options == objects.options
+    assert given.confusions[fs.STEPS].as_dict() == objects.confusions[fs.STEPS].as_dict()
+    # A map: windows and output as mappings, the last day as text.
+    maps = []
+    for name, until in (("text", "2021-05-20"), ("date", dt.date(2021, 5, 20))):
+        out = predict_map(
+            inputs["model"],
+            inputs["scenes"],
+            tmp_path / f"{name}.tif",
+            until=until,
+            windows={"window": 16, "overlap": 4},
+            output={"threshold": 0.4},
+            progress=False,
+        )
+        with rasterio.open(out) as src:
+            assert src.tags()["THRESHOLD"] == "0.4" and src.tags()["TIME_STEPS_USED"] == "2"
+            maps.append(src.read())
+    np.testing.assert_array_equal(*maps)
+    sample = draw_sample(tmp_path / "text.tif", 20, options={"seed": 3, "min_per_stratum": 5})
+    again = draw_sample(
+        tmp_path / "text.tif", 20, options=SamplingOptions(seed=3, min_per_stratum=5)
+    )
+    assert sample.points.equals(again.points)
+
+
+def test_scoring_reads_auto_and_all_as_the_command_line_does(inputs):
+    by_name = evaluate(inputs["model"], inputs["store"], device="auto", timesteps="ALL")
+    plain = evaluate(inputs["model"], inputs["store"], device="cpu", timesteps="all")
+    assert by_name["metrics"] == plain["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("call", "problem"),
+    [
+        (
+            lambda i, t: predict_map(i["model"], i["scenes"], t / "m.tif", windows=16),
+            "windows must be WindowOptions(...) or a mapping of its fields, got int",
+        ),
+        (
+            lambda i, t: predict_map(i["model"], i["scenes"], t / "m.tif", until="20 May"),
+            "until must be a date or YYYY-MM-DD, got '20 May'",
+        ),
+        (
+            lambda i, t: run_baseline(i["store"], {"trees": 5}),
+            "options: trees: unknown option",
+        ),
+        (lambda i, t: evaluate(i["model"], i["store"], device="gpu"), "device must be auto"),
+        (lambda i, t: evaluate(i["model"], i["store"], batch_size=0), "batch_size must be"),
+        (lambda i, t: evaluate(i["model"], i["store"], timesteps="ALL8"), "timesteps must be"),
+        (
+            lambda i, t: prepare(
+                i["scenes"], t / "s.zarr", labels=t / "l.tif", season=SEASON, bands=[]
+            ),
+            "bands: no band given",
+        ),
+    ],
+)
+def test_a_wrong_argument_is_one_line_naming_it(inputs, tmp_path, call, problem):
+    with pytest.raises(ConfigError) as error:
+        call(inputs, tmp_path)
+    assert problem in str(error.value) and "\n" not in str(error.value)
