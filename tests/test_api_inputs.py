@@ -110,3 +110,23 @@ def test_a_wrong_argument_is_one_line_naming_it(inputs, tmp_path, call, problem)
     with pytest.raises(ConfigError) as error:
         call(inputs, tmp_path)
     assert problem in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_area_smaller_than_a_patch_is_said_to_be(inputs, tmp_path):
+    """The default 256 px patch over a 24 px area: one patch of padding, which no random split
+    can share between train and test; both are said, with the patch size that fits."""
+    with pytest.warns(UserWarning) as caught:
+        prepare(
+            inputs["scenes"],
+            tmp_path / "one.zarr",
+            labels=inputs["root"] / "labels.tif",
+            season=SEASON,
+            progress=False,
+        )
+    said = [str(w.message) for w in caught]
+    assert (
+        "the area is 24 × 24 px, smaller than one 256 px patch: its patches are mostly padding "
+        "and few to split; --patch-size 8 (tiling: patch_size) tiles it" in said
+    )
+    assert any("the patch split left the test or train set empty" in s for s in said)
+    assert len(DatasetStore(tmp_path / "one.zarr")) == 1

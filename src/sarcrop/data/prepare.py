@@ -110,6 +110,7 @@ def prepare(
 
     patch_size = tiling.patch_size
     stride = tiling.stride or patch_size
+    _warn_small_area(grid.height, grid.width, patch_size)
     offsets_all = tile_offsets(grid.height, grid.width, patch_size, stride)
     with create_store(out, steps=season.steps, bands=len(bands), patch_size=patch_size) as writer:
         offsets: list[tuple[int, int]] = []
@@ -236,14 +237,31 @@ def _strips(
         yield row, strip, strip_labels
 
 
+def _warn_small_area(height: int, width: int, patch_size: int) -> None:
+    """Warn where the area is smaller than a patch (a 640 m WorldCereal location, 64 px, under
+    the default 256): its one patch is mostly padding and cannot be split in two."""
+    if height < patch_size or width < patch_size:
+        fits = max(8, 2 ** int(np.log2(max(1, min(height, width) // 2))))
+        warnings.warn(
+            f"the area is {height} × {width} px, smaller than one {patch_size} px patch: its "
+            f"patches are mostly padding and few to split; --patch-size {fits} "
+            "(tiling: patch_size) tiles it",
+            stacklevel=3,
+        )
+
+
 def _assign(offsets: list[tuple[int, int]], split: SplitOptions, stride: int) -> list[str]:
     """The split of each patch; warns when a random split leaves one side empty."""
     assignment = split_patches(offsets, stride=stride, **split.model_dump())
     counts = {s: assignment.count(s) for s in (TRAIN, TEST)}
-    if split.method in ("patch", "block") and len(offsets) >= 2 and min(counts.values()) == 0:
+    if split.method in ("patch", "block") and min(counts.values()) == 0:
+        remedy = (
+            "use a smaller block or the patch split"
+            if split.method == "block"
+            else "tile the area into more patches (a smaller --patch-size)"
+        )
         warnings.warn(
-            f"the {split.method} split left the test or train set empty ({counts}); "
-            "use a smaller block or the patch split",
+            f"the {split.method} split left the test or train set empty ({counts}); {remedy}",
             stacklevel=3,
         )
     return assignment
