@@ -119,3 +119,25 @@ def test_a_crop_and_classes_together_are_refused(argv, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "--positive maize names the crop of a one-crop map, and --classes" in err
+
+
+def test_name_lists_take_spaces_or_commas_as_every_name_list_does() -> None:
+    """``predict --positive`` and ``baseline --classes`` read several names like ``evaluate
+    --positive``: ``maize potato`` and ``maize,potato`` are one list."""
+    import argparse
+
+    from sarcrop.options import BaselineOptions, MapOptions, add_flags, from_flags
+
+    for kind, flag, field in (
+        (MapOptions, "--positive", "positive"),
+        (BaselineOptions, "--classes", "classes"),
+    ):
+        parser = argparse.ArgumentParser()
+        add_flags(parser, kind)
+        for given in (
+            ["maize", "potato", "other"],
+            ["maize,potato", "other"],
+            ["maize,potato,other"],
+        ):
+            options = from_flags(kind, parser.parse_args([flag, *given]))
+            assert getattr(options, field) == ("maize", "potato", "other")

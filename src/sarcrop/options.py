@@ -515,10 +515,21 @@ def add_flags(
         kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": help_text}
         if get_origin(annotation) is Literal:
             kwargs["choices"] = get_args(annotation)
+        elif get_origin(annotation) is tuple and get_args(annotation)[:1] == (str,):
+            kwargs["nargs"] = "+"  # names with spaces or commas: --positive maize potato
+            kwargs["metavar"] = "NAME"
         elif annotation in (int, float, str):
             kwargs["type"] = annotation
             kwargs["metavar"] = name.upper()
         parser.add_argument(flag(name), **kwargs)
+
+
+def flag_value(value: Any) -> Any:
+    """A flag's list of names as one list, each given with spaces or commas; anything else as
+    it is."""
+    if not isinstance(value, list):
+        return value
+    return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
 
 
 def from_flags(
@@ -526,7 +537,7 @@ def from_flags(
 ) -> OptionsT:
     """Build ``kind`` from the flags :func:`add_flags` added (only those the user gave)."""
     data = {
-        name: getattr(args, prefix + name)
+        name: flag_value(getattr(args, prefix + name))
         for name in kind.model_fields
         if getattr(args, prefix + name, None) is not None
     }

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from sarcrop.options import add_flags, flag
+from sarcrop.options import add_flags, flag, flag_value
 from sarcrop.training.config import TrainConfig, read_settings, shipped_recipes, validate_config
 
 # Fields of TrainConfig that say where and how a run executes rather than what it learns.
@@ -128,7 +128,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         settings["recipe"] = args.recipe
     base = validate_config(settings, args.config)
     names = getattr(args, "training_flags", tuple(TrainConfig.model_fields))
-    given = {name: getattr(args, name, None) for name in names}
+    given = {name: flag_value(getattr(args, name, None)) for name in names}
     devices: Any = given.get("devices")
     if isinstance(devices, str) and devices.lstrip("-").isdigit():
         given["devices"] = int(devices)
