@@ -324,7 +324,9 @@ def test_season_start_maps_another_year_as_the_model_reads_its_own(
         predict_map(local_spec(), next_year, tmp_path / "own.tif", progress=False)
     assert str(refused.value).endswith(
         f"no acquisition between 2021-05-01 and {SEASON.end} (acquisitions: 2022-05-03 to "
-        "2022-08-01); --season-start 2022-05-01 moves the model's season there"
+        "2022-08-01); --season-start 2022-05-01 moves the model's season there (the same day "
+        "of the year: where the crop is sown in another month, as south of the equator, start "
+        "the season at its sowing)"
     )
     assert not (tmp_path / "own.tif").exists()
     windows = WindowOptions(window=160, overlap=32, block_windows=1)  # the reference's

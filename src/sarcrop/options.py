@@ -341,8 +341,8 @@ class MapOptions(Options):
 
     threshold: float | None = Field(
         None,
-        ge=0,
-        le=1,
+        gt=0,
+        lt=1,  # as training's and evaluate's: 0 or 1 would map one class everywhere
         description="class threshold on the probability (binary models; default: the one "
         "the model was trained and evaluated with, 0.5 unless set)",
     )

@@ -765,5 +765,9 @@ def _other_season(times: Sequence[dt.datetime], season: Season) -> str:
         with contextlib.suppress(ValueError):  # 29 February
             moved = Season(season.start.replace(year=year), season.steps, season.days)
             if any(moved.period_of(t) is not None for t in times):
-                return f"{said}; --season-start {moved.start} moves the model's season there"
+                return (
+                    f"{said}; --season-start {moved.start} moves the model's season there (the "
+                    "same day of the year: where the crop is sown in another month, as south "
+                    "of the equator, start the season at its sowing)"
+                )
     return said
