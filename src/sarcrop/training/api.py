@@ -1357,23 +1357,15 @@ def _fit_on_labels(model: nn.Module, train_data: Any, config: TrainConfig) -> di
     types), beside the best map of one class everywhere. Below that it did not learn them
     (a fine-tuning that collapsed, too few steps), which no validation split may show, and the
     run says so instead of exporting it silently."""
-    from sarcrop.training.search import confusions_of, constant_score, score
-
-    [confusion] = confusions_of(
-        {0: model.cpu()}, _as_they_are(train_data), config.classes, config.threshold
-    ).values()
-    found, constant = score(confusion), constant_score(confusion)
-    metric = "mIoU" if config.classes else "IoU"
-    if found < constant:
-        everywhere = "its largest class" if config.classes else "the positive class"
+    record, short = _on_labels(model.cpu(), train_data, config, "trained")
+    if short:
         warnings.warn(
-            f"the trained model scores {metric} {found:.2f} on its own training labels, below "
-            f"{constant:.2f} for {everywhere} everywhere: it did not learn them; train longer "
-            "(epochs), at another learning rate (lr) or with another strategy",
+            f"the trained model scores {short[0]} on its own training labels, below {short[1]}: "
+            "it did not learn them; train longer (epochs), at another learning rate (lr) or "
+            "with another strategy",
             stacklevel=4,
         )
-    scores = {"trained": found, "one_class_everywhere": constant}
-    return {"metric": metric} | {k: None if np.isnan(v) else round(v, 4) for k, v in scores.items()}
+    return record
 
 
 def _start_on_labels(start: nn.Module, train_data: Any, config: TrainConfig) -> dict[str, Any]:
@@ -1381,24 +1373,37 @@ def _start_on_labels(start: nn.Module, train_data: Any, config: TrainConfig) -> 
     or mIoU for crop types), beside the best map of one class everywhere: a start below that
     teaches the unlabelled pixels a map worse than none, and the run says so (docs/results.md,
     "Checked where it was not chosen")."""
+    record, short = _on_labels(copy.deepcopy(start), train_data, config, "start")
+    if short:
+        warnings.warn(
+            f"distillation {config.distillation:g}: the pre-trained start scores {short[0]} on "
+            f"this run's labelled pixels, below {short[1]}; it teaches the unlabelled pixels its "
+            "map, so distillation may cost more than it gives here (leave it at 0)",
+            stacklevel=4,
+        )
+    return record
+
+
+def _on_labels(
+    model: nn.Module, train_data: Any, config: TrainConfig, name: str
+) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """``model``'s score on the run's labelled pixels (recorded under ``name``) beside the best
+    map of one class everywhere, and, where it falls below that, both as words."""
     from sarcrop.training.search import confusions_of, constant_score, score
 
     [confusion] = confusions_of(
-        {0: copy.deepcopy(start)}, _as_they_are(train_data), config.classes, config.threshold
+        {0: model}, _as_they_are(train_data), config.classes, config.threshold
     ).values()
     found, constant = score(confusion), constant_score(confusion)
     metric = "mIoU" if config.classes else "IoU"
-    if found < constant:
-        everywhere = "its largest class" if config.classes else "the positive class"
-        warnings.warn(
-            f"distillation {config.distillation:g}: the pre-trained start scores {metric} "
-            f"{found:.2f} on this run's labelled pixels, below {constant:.2f} for {everywhere} "
-            "everywhere; it teaches the unlabelled pixels its map, so distillation may cost "
-            "more than it gives here (leave it at 0)",
-            stacklevel=4,
-        )
-    scores = {"start": found, "one_class_everywhere": constant}
-    return {"metric": metric} | {k: None if np.isnan(v) else round(v, 4) for k, v in scores.items()}
+    scores = {name: found, "one_class_everywhere": constant}
+    record = {"metric": metric} | {
+        k: None if np.isnan(v) else round(v, 4) for k, v in scores.items()
+    }
+    if not found < constant:
+        return record, None
+    everywhere = "its largest class" if config.classes else "the positive class"
+    return record, (f"{metric} {found:.2f}", f"{constant:.2f} for {everywhere} everywhere")
 
 
 def _start_weights(
