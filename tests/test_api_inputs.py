@@ -14,7 +14,7 @@ import faults_support as fs
 from sarcrop.data.prepare import prepare
 from sarcrop.data.season import Season
 from sarcrop.data.store import DatasetStore
-from sarcrop.errors import ConfigError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.evaluation.baseline import run_baseline
 from sarcrop.evaluation.sampling import draw_sample
 from sarcrop.options import BaselineOptions, SamplingOptions, TilingOptions, as_options
@@ -130,3 +130,11 @@ def test_an_area_smaller_than_a_patch_is_said_to_be(inputs, tmp_path):
     )
     assert any("the patch split left the test or train set empty" in s for s in said)
     assert len(DatasetStore(tmp_path / "one.zarr")) == 1
+
+
+def test_a_map_refused_before_it_is_written_leaves_no_folder(inputs, tmp_path):
+    """The map's folder holds its lock while the run reads its inputs: a run they refuse
+    takes away the folder it made for it."""
+    with pytest.raises(SarcropError, match=r"absent\.safetensors"):
+        predict_map(tmp_path / "absent.safetensors", inputs["scenes"], tmp_path / "new" / "m.tif")
+    assert not (tmp_path / "new").exists()

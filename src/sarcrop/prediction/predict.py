@@ -108,6 +108,7 @@ def output_lock(out: Path) -> Iterator[None]:
     run removes; a finished run removes the lock file.
     """
     path = lock_path(out)
+    made = [] if path.parent.exists() else [path.parent]  # removed again if left empty
     while True:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +134,9 @@ def output_lock(out: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             path.unlink()
         os.close(fd)
+        for folder in made:  # a run refused before it wrote anything leaves no folder either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def load_model(model_or_checkpoint: ModelSpec | str | os.PathLike[str]) -> ModelSpec:

@@ -81,13 +81,13 @@ def _item_type(kind: Any) -> Any:
     return kind
 
 
-def band_names(bands: str | Sequence[str], what: str = "bands") -> list[str]:
+def band_names(bands: str | Sequence[str]) -> list[str]:
     """Band names in upper case from a list, or from one string (``"VH"``, ``"VH,VV"``), which
-    would otherwise be read letter by letter; an empty list is an error naming ``what``."""
+    would otherwise be read letter by letter; an empty list is a one-line error."""
     items = bands.replace(",", " ").split() if isinstance(bands, str) else list(bands)
     names = [str(name).strip().upper() for name in items if str(name).strip()]
     if not names:
-        raise ConfigError(f"{what}: no band given")
+        raise ConfigError("bands: no band given")
     return names
 
 
