@@ -141,3 +141,26 @@ def test_name_lists_take_spaces_or_commas_as_every_name_list_does() -> None:
         ):
             options = from_flags(kind, parser.parse_args([flag, *given]))
             assert getattr(options, field) == ("maize", "potato", "other")
+
+
+def test_a_read_left_running_by_an_interruption_is_cancelled_before_exit() -> None:
+    """Ctrl-C in the middle of a store read leaves it running in Zarr's IO thread, and Python
+    would print "Task was destroyed but it is pending!" when Zarr closes its loop at exit: the
+    command cancels such reads, and waits for them, before it says it was interrupted."""
+    import asyncio
+    import threading
+
+    import zarr.core.sync
+
+    from sarcrop.utils.signals import settle_pending_reads
+
+    started = threading.Event()
+
+    async def slow_read() -> None:
+        started.set()
+        await asyncio.sleep(600)
+
+    read = asyncio.run_coroutine_threadsafe(slow_read(), zarr.core.sync._get_loop())
+    assert started.wait(30)
+    settle_pending_reads()
+    assert read.cancelled()

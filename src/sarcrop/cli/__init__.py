@@ -25,6 +25,7 @@ from typing import NoReturn
 
 from sarcrop import __version__
 from sarcrop.errors import SarcropError
+from sarcrop.utils.signals import settle_pending_reads
 
 
 @dataclass(frozen=True)
@@ -293,9 +294,11 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"sarcrop {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        settle_pending_reads()
         print(f"sarcrop {args.command}: interrupted", file=sys.stderr)
         return 130
     except Terminated:
+        settle_pending_reads()
         print(f"sarcrop {args.command}: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
 

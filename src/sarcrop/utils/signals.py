@@ -1,9 +1,12 @@
-"""Ctrl-C where a command starts worker processes (an experiment's, a Dask cluster's)."""
+"""Ctrl-C and SIGTERM: worker processes that leave them to the command (an experiment's, a
+Dask cluster's), and reads still pending when the command ends."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -22,3 +25,23 @@ def ctrl_c_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, handler)
+
+
+def settle_pending_reads(timeout: float = 2.0) -> None:
+    """Cancel the store reads still running in Zarr's IO thread when a command is interrupted
+    in the middle of one, and wait for them to end: at exit Zarr closes its event loop, and
+    Python would print a "Task was destroyed but it is pending!" for each read left running."""
+    sync = sys.modules.get("zarr.core.sync")  # only where the command read a store
+    running = getattr(sync, "loop", [None])[0]
+    if running is None or not running.is_running():
+        return
+
+    async def cancel_others() -> None:
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    future = asyncio.run_coroutine_threadsafe(cancel_others(), running)
+    with contextlib.suppress(Exception):
+        future.result(timeout)
