@@ -289,6 +289,13 @@ def test_end_to_end_on_a_simulated_region(tmp_path: Path) -> None:
 
     sample_result = assess(map_path, tmp_path / "samples.gpkg")
     truth_result = assess(map_path, region.labels)
+    # A class by its number, where the classes start with -1 (unlabelled pixels): not by its
+    # position, where 1 is class 0.
+    assert truth_result.classes == (-1, 0, 1)
+    assert truth_result.class_area(1).value == pytest.approx(true_pixels)
+    assert truth_result.area_pixels(1).value == truth_result.class_area(0).value
+    with pytest.raises(InputDataError, match="no reference class 2: the classes are -1, 0, 1"):
+        truth_result.class_area(2)
     # Points of no class left blank instead of -1: out of the estimates, and the warning says
     # what that costs.
     blanked = read_sample(tmp_path / "samples.gpkg")

@@ -90,6 +90,16 @@ class Assessment:
         """Estimated area of reference class ``classes[index]`` in pixels."""
         return self.estimates.area[index].scaled(self.total_pixels)
 
+    def class_area(self, cls: int) -> Estimate:
+        """Estimated area of the reference class numbered ``cls`` (1: the crop of a binary
+        map) in pixels: :meth:`area_pixels` takes a position in ``classes``, which starts
+        with -1 (no reference class) where some points have none."""
+        if cls not in self.classes:
+            raise InputDataError(
+                f"no reference class {cls}: the classes are {', '.join(map(str, self.classes))}"
+            )
+        return self.area_pixels(self.classes.index(cls))
+
     def hectares(self, pixels: float) -> float | None:
         return None if self.pixel_area_m2 is None else pixels * self.pixel_area_m2 / 1e4
 
@@ -535,11 +545,11 @@ def area_record(
     the estimate of class ``cls`` with its 95 % CI, the pixel count and, from a census
     ``truth``, the true area; in hectares where the CRS is in metres, else in pixels."""
     scale = assessment.pixel_area_m2 / 1e4 if assessment.pixel_area_m2 else 1.0
-    est = assessment.area_pixels(assessment.classes.index(cls)).scaled(scale)
+    est = assessment.class_area(cls).scaled(scale)
     low, high = est.ci95
     true = None
     if truth is not None and cls in truth.classes:
-        true = truth.area_pixels(truth.classes.index(cls)).value * scale
+        true = truth.class_area(cls).value * scale
     return {
         "scenario": scenario,
         "class": cls,
