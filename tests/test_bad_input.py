@@ -637,3 +637,17 @@ def test_a_missing_class_lists_the_classes_with_pixels_not_the_whole_legend(base
         PatchDataset(store, "train", "potato")
     with pytest.raises(InputDataError, match=r"classes present: background, rice, maize$"):
         PatchDataset(store, "train", classes=["potato", "other"])
+
+
+def test_scenes_a_fraction_of_a_pixel_off_the_grid_are_said_to_be_resampled(work):
+    """A scene shifted 5 m (half a 10 m pixel) is resampled onto the first scene's grid, which
+    smooths it: said once, naming it; a shift of whole pixels moves only its extent."""
+    from sarcrop.data.reader import open_scenes
+
+    fs.rewrite_scene(scene(work, 2), transform=Affine(10, 0, 500005, 0, -10, 5600000))
+    with pytest.warns(UserWarning, match=r"1 scene\(s\) lie a fraction of a pixel off the grid"):
+        open_scenes(work / "scenes")
+    fs.rewrite_scene(scene(work, 2), transform=Affine(10, 0, 500020, 0, -10, 5600000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_scenes(work / "scenes")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -190,6 +191,7 @@ def _choose_grid(
         return grid
     first_name, first = sources[0]
     if crs is None and resolution is None:
+        _warn_shifted(sources)
         for name, other in sources[1:]:
             if other.crs != first.crs or not np.allclose(other.resolution, first.resolution):
                 raise InputDataError(
@@ -224,6 +226,32 @@ def _choose_grid(
     return Grid(target_crs, transform, int(width), int(height))
 
 
+def _warn_shifted(sources: Sequence[tuple[str, Grid]]) -> None:
+    """Warn where scenes of the first one's CRS and pixel size lie a fraction of a pixel off
+    its grid: they are resampled onto it (bilinear), which smooths their speckle, and nothing
+    else would say so. A shift of whole pixels only moves the extent."""
+    first_name, first = sources[0]
+    shifted = []
+    for name, other in sources[1:]:
+        if other.crs != first.crs or not np.allclose(other.resolution, first.resolution):
+            continue  # refused next, or read onto a chosen grid
+        offsets = [
+            (other.transform.c - first.transform.c) / first.transform.a,
+            (other.transform.f - first.transform.f) / first.transform.e,
+        ]
+        off = max(abs(x - round(x)) for x in offsets) * first.resolution[0]
+        if off > 0.01 * first.resolution[0]:
+            shifted.append((name, off))
+    if shifted:
+        name, off = shifted[0]
+        warnings.warn(
+            f"{len(shifted)} scene(s) lie a fraction of a pixel off the grid of {first_name} "
+            f"({name}: {off:.3g} {_units(first.crs)}): they are resampled onto "
+            "it (bilinear), which smooths them; align them, or choose a grid (--crs/--resolution)",
+            stacklevel=4,
+        )
+
+
 def _check_pixel_size(first: Grid, crs: CRS, resolution: float, description: str) -> None:
     """A pixel larger than the area is a resolution given in metres to a CRS in degrees (or a
     slip of the unit): refused before a one-pixel grid, or a label grid of billions of pixels,
@@ -232,7 +260,7 @@ def _check_pixel_size(first: Grid, crs: CRS, resolution: float, description: str
     width, height = right - left, top - bottom
     if resolution <= min(width, height):
         return
-    units = "degrees" if crs.is_geographic else (crs.linear_units or "units")
+    units = _units(crs)
     problem = (
         f"a pixel of {resolution:g} {units} is larger than the area ({width:.3g} × {height:.3g} "
         f"{units} in {_crs_name(crs)}): the resolution is in the CRS's units"
@@ -243,6 +271,10 @@ def _check_pixel_size(first: Grid, crs: CRS, resolution: float, description: str
         utm = f"EPSG:{(32600 if (lat_min + lat_max) >= 0 else 32700) + zone}"
         problem += f"; --crs {utm} --resolution {resolution:g} (crs=, resolution=) gives metres"
     raise InputDataError(problem, description or None)
+
+
+def _units(crs: CRS) -> str:
+    return "degrees" if crs.is_geographic else (crs.linear_units or "units")
 
 
 def _bounds(grid: Grid) -> str:
