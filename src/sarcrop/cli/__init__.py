@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import textwrap
-import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import NoReturn
 
 from sarcrop import __version__
 from sarcrop.errors import SarcropError
-from sarcrop.utils.signals import settle_pending_reads
+from sarcrop.utils.signals import settle_pending_reads, signal_handler
 
 
 @dataclass(frozen=True)
@@ -253,22 +252,14 @@ class Terminated(BaseException):
     so that what it was writing is cleaned up as on Ctrl-C."""
 
 
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` while the block runs (in the main thread only, the
-    one that can take a signal handler), and the handler before is restored after it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def _sigterm_raises() -> contextlib.AbstractContextManager[None]:
+    """SIGTERM raises :class:`Terminated` while the block runs, and the handler before is
+    restored after it."""
 
     def terminate(signum: int, frame: object) -> NoReturn:
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return signal_handler(signal.SIGTERM, terminate)
 
 
 def _run(argv: Sequence[str] | None) -> int:

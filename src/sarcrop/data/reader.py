@@ -191,7 +191,7 @@ def _choose_grid(
         return grid
     first_name, first = sources[0]
     if crs is None and resolution is None:
-        _warn_shifted(sources)
+        shifted = []
         for name, other in sources[1:]:
             if other.crs != first.crs or not np.allclose(other.resolution, first.resolution):
                 raise InputDataError(
@@ -206,6 +206,9 @@ def _choose_grid(
                     f"(bounds {_bounds(first)})",
                     stack.description,
                 )
+            if (off := _fractional_shift(other, first)) > 0.01 * first.resolution[0]:
+                shifted.append((name, off))
+        _warn_shifted(first_name, first, shifted)
         return first
     if resolution is not None and not resolution > 0:
         raise InputDataError(f"resolution is {resolution}: expected a positive pixel size")
@@ -226,29 +229,26 @@ def _choose_grid(
     return Grid(target_crs, transform, int(width), int(height))
 
 
-def _warn_shifted(sources: Sequence[tuple[str, Grid]]) -> None:
-    """Warn where scenes of the first one's CRS and pixel size lie a fraction of a pixel off
-    its grid: they are resampled onto it (bilinear), which smooths their speckle, and nothing
-    else would say so. A shift of whole pixels only moves the extent."""
-    first_name, first = sources[0]
-    shifted = []
-    for name, other in sources[1:]:
-        if other.crs != first.crs or not np.allclose(other.resolution, first.resolution):
-            continue  # refused next, or read onto a chosen grid
-        offsets = [
-            (other.transform.c - first.transform.c) / first.transform.a,
-            (other.transform.f - first.transform.f) / first.transform.e,
-        ]
-        off = max(abs(x - round(x)) for x in offsets) * first.resolution[0]
-        if off > 0.01 * first.resolution[0]:
-            shifted.append((name, off))
+def _fractional_shift(other: Grid, first: Grid) -> float:
+    """How far ``other``'s pixels lie off ``first``'s grid (same CRS and pixel size), in CRS
+    units: 0 for a shift of whole pixels, which moves only the extent."""
+    offsets = [
+        (other.transform.c - first.transform.c) / first.transform.a,
+        (other.transform.f - first.transform.f) / first.transform.e,
+    ]
+    return max(abs(x - round(x)) for x in offsets) * first.resolution[0]
+
+
+def _warn_shifted(first_name: str, first: Grid, shifted: Sequence[tuple[str, float]]) -> None:
+    """Scenes a fraction of a pixel off the first one's grid are resampled onto it (bilinear),
+    which smooths their speckle, and nothing else would say so."""
     if shifted:
         name, off = shifted[0]
         warnings.warn(
             f"{len(shifted)} scene(s) lie a fraction of a pixel off the grid of {first_name} "
             f"({name}: {off:.3g} {_units(first.crs)}): they are resampled onto "
             "it (bilinear), which smooths them; align them, or choose a grid (--crs/--resolution)",
-            stacklevel=4,
+            stacklevel=5,
         )
 
 

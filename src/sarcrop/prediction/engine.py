@@ -130,7 +130,7 @@ class ModelSpec:
             patch_size=None if patch_size is None else int(patch_size),
             early_seasons=meta.learnt_early_seasons(),
             pixel_size=None if pixel_size is None else float(pixel_size),
-            threshold=float(training.get("config", {}).get("threshold", 0.5)),
+            threshold=meta.class_threshold(),
         )
 
     def one_crop(self, positive: Sequence[str]) -> ModelSpec:

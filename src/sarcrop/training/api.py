@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
 import warnings
 from collections import Counter
@@ -97,6 +96,7 @@ from sarcrop.training.task import SegmentationTask, monitored_metric, monitored_
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
+from sarcrop.utils.signals import signal_handler
 from sarcrop.utils.validation import band_names
 
 if TYPE_CHECKING:
@@ -257,16 +257,13 @@ class _LastEveryFewSeconds(Checkpoint):
 def _fit_interruptibly(trainer: L.Trainer, task: Any, data: Any, resume: Path | None) -> None:
     """``trainer.fit``, where Ctrl-C is a ``KeyboardInterrupt`` as everywhere else in sarcrop:
     Lightning turns it into ``sys.exit(1)`` and ignores SIGINT from then on."""
-    handler = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
+        with signal_handler(signal.SIGINT):  # the handler before, again after Lightning's
+            trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, handler)
 
 
 def _read_run(out_dir: Path) -> dict[str, Any] | None:
@@ -1625,7 +1622,7 @@ def evaluate(
         name = pretrained.display_name(checkpoint)
         warn_season_cut_short(name, meta.learnt_early_seasons(), timesteps, steps)
     if threshold is None:
-        threshold = float(meta.training.get("config", {}).get("threshold", 0.5))
+        threshold = meta.class_threshold()
     if not 0 < threshold < 1:
         raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
     if split == "test":

@@ -108,6 +108,11 @@ class CheckpointMetadata(BaseModel):
                 raise ValueError(f"season has {season.steps} steps, time_steps {self.time_steps}")
         return self
 
+    def class_threshold(self) -> float:
+        """The probability threshold it was trained and evaluated with (its training settings'
+        ``threshold``, 0.5 unless set), which ``evaluate`` scores it at and ``predict`` maps."""
+        return float(self.training.get("config", {}).get("threshold", 0.5))
+
     def learnt_early_seasons(self) -> bool | None:
         """Whether this model, or a model it was fine-tuned from, trained on seasons cut short
         (ordered or random batch types, or a forest's zero-padded copies), so that a map from

@@ -9,22 +9,31 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
-def ctrl_c_ignored() -> Iterator[None]:
-    """Ctrl-C ignored while the block starts processes, which keep ignoring it (an ignored
-    signal stays ignored across ``exec``, and Python then installs no handler of its own): the
-    command's own process alone answers it and stops them, and no worker prints a traceback.
-    Only the main thread can set a signal handler; elsewhere nothing changes."""
+def signal_handler(signum: int, handler: Any = None) -> Iterator[None]:
+    """``handler`` for ``signum`` while the block runs (left as it is with None), and the one
+    before restored after it, whatever the block set meanwhile. Only the main thread can set
+    a signal handler; elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    before = signal.getsignal(signum)
+    if handler is not None:
+        signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, handler)
+        signal.signal(signum, before)
+
+
+def ctrl_c_ignored() -> contextlib.AbstractContextManager[None]:
+    """Ctrl-C ignored while the block starts processes, which keep ignoring it (an ignored
+    signal stays ignored across ``exec``, and Python then installs no handler of its own): the
+    command's own process alone answers it and stops them, and no worker prints a traceback."""
+    return signal_handler(signal.SIGINT, signal.SIG_IGN)
 
 
 def settle_pending_reads(timeout: float = 2.0) -> None:
