@@ -651,3 +651,22 @@ def test_scenes_a_fraction_of_a_pixel_off_the_grid_are_said_to_be_resampled(work
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         open_scenes(work / "scenes")
+
+
+def test_swapped_polarisations_are_said(work):
+    """VH lies several dB below VV over land: scenes whose VH reads above VV have their bands
+    swapped or mislabelled, said once, naming what was read; the scenes as written say nothing."""
+    from sarcrop.data.reader import open_scenes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_scenes(work / "scenes")
+    for path in all_scenes(work):
+        fs.rewrite_scene(path, bands=["VV", "VH"])
+    swapped = r"VH reads above VV \(median -\d+\.\d against -\d+\.\d dB\)"
+    with pytest.warns(UserWarning, match=swapped):
+        open_scenes(work / "scenes")
+    for path in all_scenes(work):
+        fs.rewrite_scene(path, values=lambda v: 10 ** (v / 10), tags={"UNITS": "linear"})
+    with pytest.warns(UserWarning, match="are the bands swapped"):  # in linear power alike
+        open_scenes(work / "scenes")

@@ -7,7 +7,8 @@ The steps are the same for every layout, so a layout only has to describe where 
 3. keep the requested orbit direction and check the requested bands exist;
 4. choose the grid: ``grid=``, or one derived with ``crs=``/``resolution=``, else the grid of the
    first acquisition, which every other acquisition must share in CRS and resolution;
-5. check the units the data states (or the user declares) against a sample of its values.
+5. check the units the data states (or the user declares) against a sample of its values,
+   and that VH reads below VV in it (swapped bands would be mapped silently otherwise).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import sarcrop.data.layouts  # noqa: F401  (registers the layouts)
 from sarcrop.data.grid import Grid
 from sarcrop.data.layouts._common import is_raster, raster_info
 from sarcrop.data.scenes import LAYOUTS, RasterStack, SceneStack, Source, Units
-from sarcrop.data.units import detect_units
+from sarcrop.data.units import detect_units, linear_to_db
 from sarcrop.errors import InputDataError
 
 OrbitChoice = Literal["ascending", "descending", "both"]
@@ -84,7 +85,9 @@ def open_scenes(
     stack.grid = _choose_grid(stack, grid, crs, resolution)
     if grid is not None and isinstance(stack, RasterStack):
         stack = _drop_outside(stack)
-    stack.units = _check_units(stack, None if units == "auto" else units)
+    values, where = _sample(stack)
+    stack.units = _check_units(stack, values, where, None if units == "auto" else units)
+    _check_polarisations(values, list(stack.bands), stack.units, where)
     return stack
 
 
@@ -316,10 +319,11 @@ def _sample(stack: SceneStack) -> tuple[np.ndarray, str]:
     return values, stack.acquisitions[picks[0]].source or stack.description
 
 
-def _check_units(stack: SceneStack, declared_by_user: Units | None) -> Units:
+def _check_units(
+    stack: SceneStack, values: np.ndarray, where: str, declared_by_user: Units | None
+) -> Units:
     stated = stack.attrs.get("declared_units")
     declared = declared_by_user or stated
-    values, where = _sample(stack)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         if declared is None:
@@ -345,6 +349,29 @@ def _check_units(stack: SceneStack, declared_by_user: Units | None) -> Units:
         )
     _check_each_file(stack, detected)
     return detected
+
+
+def _check_polarisations(values: np.ndarray, bands: list[str], units: Units, where: str) -> None:
+    """Cross-polarised backscatter (VH) lies several dB below co-polarised (VV) over land
+    (about 6-9 dB in the shipped real samples), so a sample whose VH median is above its VV
+    median has its bands swapped or mislabelled, which no later step would notice."""
+    if "VH" not in bands or "VV" not in bands:
+        return
+    medians = {}
+    for band in ("VH", "VV"):
+        db = values[:, bands.index(band)]
+        db = db if units == "db" else linear_to_db(db)
+        finite = db[np.isfinite(db)]
+        if finite.size == 0:
+            return
+        medians[band] = float(np.median(finite))
+    if medians["VH"] > medians["VV"]:
+        warnings.warn(
+            f"{where}: VH reads above VV (median {medians['VH']:.1f} against "
+            f"{medians['VV']:.1f} dB), where cross-polarised backscatter lies several dB below "
+            "co-polarised: are the bands swapped? check the band order, names or band_map",
+            stacklevel=3,
+        )
 
 
 def _check_each_file(stack: SceneStack, units: Units) -> None:
