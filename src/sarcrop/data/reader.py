@@ -353,8 +353,8 @@ def _check_units(
 
 def _check_polarisations(values: np.ndarray, bands: list[str], units: Units, where: str) -> None:
     """Cross-polarised backscatter (VH) lies several dB below co-polarised (VV) over land
-    (6.5-7.8 dB in the medians of the shared real samples), so a sample whose VH median is above its VV
-    median has its bands swapped or mislabelled, which no later step would notice."""
+    (6.5-7.8 dB in the medians of the shared real samples), so a sample whose VH median is
+    above its VV median has its bands swapped or mislabelled, which no later step would see."""
     if "VH" not in bands or "VV" not in bands:
         return
     medians = {}
