@@ -1,5 +1,6 @@
-"""Point time series (tabular input) and legends: the WorldCereal extractions parquet read into
-dB arrays, and the per-pixel Random Forest on maize vs rest (skipped without ../shared/data)."""
+"""Point time series (tabular input) and legends: point tables (Parquet, CSV) read into dB arrays
+with units decided per column, and on the WorldCereal extractions the per-pixel Random Forest on
+maize vs rest (real-data tests skip without ../shared/data)."""
 
 from __future__ import annotations
 
@@ -127,3 +128,186 @@ def test_legend_errors_and_generic_binary_map(tmp_path: Path) -> None:
         binary_code_map([1], [1], positive="other")
     assert is_subclass(1110, 1100) and is_subclass(1110, 1000) and not is_subclass(1200, 1100)
     assert not is_subclass(1100, 11) and is_subclass(13, 13)
+
+
+# Synthetic point tables in WorldCereal's layout, written as real files in tmp_path.
+
+STEPS = 12
+
+
+def _db_frame(n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Backscatter in dB with WorldCereal's column names (VH darker than VV), no missing cell."""
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for band, centre in (("VH", -18.0), ("VV", -11.0)):
+        for t in range(STEPS):
+            columns[f"SAR-{band}-ts{t}-20m"] = rng.normal(centre, 3.0, n).clip(-35, 0)
+    frame = pd.DataFrame(columns)
+    frame["label_full"] = rng.choice(["maize", "unspecified_sorghum"], n)
+    frame["start_date"] = "2016-12-01"
+    return frame
+
+
+def _to_dn(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same table as WorldCereal's scaled uint16 (dB = 20·log10(DN) − 83)."""
+    dn = frame.copy()
+    for column in _sar(frame):
+        dn[column] = np.round(10 ** ((frame[column] + 83) / 20)).astype(np.uint16)
+    return dn
+
+
+def _sar(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith("SAR-")]
+
+
+def _expected_db(dn: pd.DataFrame) -> np.ndarray:
+    """X (n, T, 2) by hand from DN, with 0 and 65535 (and empty cells) as NaN."""
+    out = np.empty((len(dn), STEPS, 2))
+    for b, band in enumerate(("VH", "VV")):
+        for t in range(STEPS):
+            v = dn[f"SAR-{band}-ts{t}-20m"].to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = np.isnan(v) | (v == 0) | (v == 65535)
+            out[:, t, b] = np.where(bad, np.nan, 20 * np.log10(np.where(bad, 1, v)) - 83)
+    return out
+
+
+def test_point_table_units_are_read_per_column(tmp_path: Path) -> None:
+    dn = _to_dn(_db_frame())
+    dn.loc[3, "SAR-VH-ts4-20m"] = 65535
+    dn.to_parquet(tmp_path / "dn.parquet")
+    expected = _expected_db(dn)
+    X = read_point_timeseries(tmp_path / "dn.parquet").X
+    np.testing.assert_allclose(X, expected, atol=1e-4)
+    assert np.isnan(X[3, 4, 0]) and np.isnan(X).sum() == 1
+
+    # One empty cell makes its column float (as a CSV round trip or a merge does): still DN,
+    # not read as "1897 dB" beside a neighbour at -20 dB.
+    holed = dn.astype({"SAR-VH-ts5-20m": "float64"})
+    holed.loc[7, "SAR-VH-ts5-20m"] = np.nan
+    holed.to_parquet(tmp_path / "holed.parquet")
+    holed.to_csv(tmp_path / "holed.csv", index=False)
+    assert pd.read_parquet(tmp_path / "holed.parquet")["SAR-VH-ts5-20m"].dtype == np.float64
+    for name in ("holed.parquet", "holed.csv"):
+        X = read_point_timeseries(tmp_path / name).X
+        np.testing.assert_allclose(X, _expected_db(holed), atol=1e-4)
+        assert np.isnan(X[7, 5, 0]) and np.nanmax(X) < 5
+
+    # Every column float (all with a hole), dB columns, linear columns: the same dB.
+    floats = dn.astype({c: "float64" for c in _sar(dn)})
+    floats.loc[0, _sar(dn)] = np.nan
+    floats.to_csv(tmp_path / "floats.csv", index=False)
+    np.testing.assert_allclose(
+        read_point_timeseries(tmp_path / "floats.csv").X, _expected_db(floats), atol=1e-4
+    )
+    db = dn.copy()
+    linear = dn.copy()
+    for b, band in enumerate(("VH", "VV")):
+        for t in range(STEPS):
+            db[f"SAR-{band}-ts{t}-20m"] = expected[:, t, b]
+            linear[f"SAR-{band}-ts{t}-20m"] = 10 ** (expected[:, t, b] / 10)
+    db.to_parquet(tmp_path / "db.parquet")
+    linear.to_parquet(tmp_path / "linear.parquet")
+    np.testing.assert_allclose(
+        read_point_timeseries(tmp_path / "db.parquet").X, expected, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        read_point_timeseries(tmp_path / "linear.parquet").X, expected, atol=1e-4
+    )
+
+    # A column with no data at all is NaN, whatever else its band holds.
+    empty = dn.copy()
+    empty["SAR-VV-ts2-20m"] = 65535
+    empty.to_parquet(tmp_path / "empty.parquet")
+    X = read_point_timeseries(tmp_path / "empty.parquet").X
+    assert np.isnan(X[:, 2, 1]).all() and np.isfinite(X[:, 3, 1]).all()
+
+
+def test_point_table_refuses_columns_of_unknown_units(tmp_path: Path) -> None:
+    dn = _to_dn(_db_frame())
+    scaled = dn.copy()
+    scaled["SAR-VV-ts6-20m"] = dn["SAR-VV-ts6-20m"] / 7.3  # DN rescaled: fits no units
+    scaled.to_csv(tmp_path / "scaled.csv", index=False)
+    median = np.median(dn["SAR-VV-ts6-20m"] / 7.3)
+    with pytest.raises(
+        InputDataError,
+        match=rf"scaled\.csv: column SAR-VV-ts6-20m fits neither scaled DN, dB nor linear "
+        rf"power: median {median:.4g}, 1-99 % range ",
+    ):
+        read_point_timeseries(tmp_path / "scaled.csv")
+    # A band half in DN and half in dB was assembled wrongly: refused, not guessed.
+    mixed = dn.copy()
+    mixed["SAR-VH-ts9-20m"] = _db_frame()["SAR-VH-ts9-20m"]
+    mixed.to_parquet(tmp_path / "mixed.parquet")
+    with pytest.raises(
+        InputDataError,
+        match=r"mixed\.parquet: band VH mixes units: SAR-VH-ts0-20m is scaled DN, "
+        r"SAR-VH-ts9-20m is dB",
+    ):
+        read_point_timeseries(tmp_path / "mixed.parquet")
+    text = dn.copy()
+    text["SAR-VH-ts1-20m"] = "n/a"
+    text.to_parquet(tmp_path / "text.parquet")
+    with pytest.raises(InputDataError, match=r"column SAR-VH-ts1-20m is not numeric \(e.g. 'n/a'"):
+        read_point_timeseries(tmp_path / "text.parquet")
+
+
+def test_point_table_missing_step_names_the_column(tmp_path: Path) -> None:
+    dn = _to_dn(_db_frame())
+    cases = {
+        ("SAR-VH-ts5-20m",): "missing column SAR-VH-ts5-20m: every band needs steps 0..11 "
+        "(found for VV)",
+        ("SAR-VH-ts11-20m",): "missing column SAR-VH-ts11-20m: every band needs steps 0..11 "
+        "(found for VV)",
+        ("SAR-VH-ts5-20m", "SAR-VV-ts5-20m"): "missing columns SAR-VH-ts5-20m, "
+        "SAR-VV-ts5-20m: every band needs steps 0..11 (ts11 is present)",
+    }
+    for dropped, message in cases.items():
+        dn.drop(columns=list(dropped)).to_parquet(tmp_path / "gap.parquet")
+        with pytest.raises(InputDataError) as info:
+            read_point_timeseries(tmp_path / "gap.parquet")
+        assert str(info.value) == f"{tmp_path / 'gap.parquet'}: {message}"
+    # Both bands ending at ts10 is a shorter series, not an error.
+    short = dn.drop(columns=["SAR-VH-ts11-20m", "SAR-VV-ts11-20m"])
+    short.to_parquet(tmp_path / "short.parquet")
+    X, _, times = read_point_timeseries(tmp_path / "short.parquet")
+    assert X.shape == (40, 11, 2) and times[-1] == dt.date(2017, 10, 1)
+
+
+def test_point_table_formats(tmp_path: Path) -> None:
+    dn = _to_dn(_db_frame())
+    dn.to_parquet(tmp_path / "points.parquet")
+    dn.to_csv(tmp_path / "points.csv", index=False)
+    dn.to_csv(tmp_path / "points.CSV.GZ", index=False)
+    X, labels, times = read_point_timeseries(tmp_path / "points.parquet")
+    for name in ("points.csv", "points.CSV.GZ"):
+        other = read_point_timeseries(tmp_path / name)
+        np.testing.assert_array_equal(other.X, X)
+        assert list(other.labels) == list(labels) and other.times == times
+    (tmp_path / "points.xlsx").write_bytes(b"PK")
+    with pytest.raises(
+        InputDataError, match=r"points\.xlsx: point table must be \.parquet, \.csv or \.csv\.gz$"
+    ):
+        read_point_timeseries(tmp_path / "points.xlsx")
+    (tmp_path / "csv.parquet").write_bytes((tmp_path / "points.csv").read_bytes())
+    with pytest.raises(InputDataError, match=r"csv\.parquet: cannot read point table: .*magic"):
+        read_point_timeseries(tmp_path / "csv.parquet")
+    with pytest.raises(InputDataError, match=r"none\.csv: point table not found"):
+        read_point_timeseries(tmp_path / "none.csv")
+
+
+@pytest.mark.realdata
+def test_point_table_parquet_and_csv_round_trip_agree(shared_data: Path, tmp_path: Path) -> None:
+    table = pd.read_parquet(_table(shared_data))
+    X = read_point_timeseries(_table(shared_data)).X
+    table.to_csv(tmp_path / "points.csv", index=False)
+    # As exported by tools that write no data as an empty cell: every SAR column becomes float.
+    sar = _sar(table)
+    holed = table.astype({c: "float64" for c in sar})
+    holed[sar] = holed[sar].replace(65535.0, np.nan)
+    holed.to_csv(tmp_path / "holed.csv.gz", index=False)
+    assert pd.read_csv(tmp_path / "holed.csv.gz")[sar].dtypes.eq(np.float64).all()
+    for name in ("points.csv", "holed.csv.gz"):
+        other = read_point_timeseries(tmp_path / name)
+        np.testing.assert_array_equal(np.isnan(other.X), np.isnan(X))
+        np.testing.assert_allclose(other.X, X, atol=1e-4)
+        assert list(other.labels) == list(read_point_timeseries(_table(shared_data)).labels)
