@@ -246,12 +246,18 @@ def test_nan_inf_and_nodata_regions_are_missing_data(work, capsys):
 
 
 def test_a_missing_band_or_date_in_one_file_is_tolerated(work, capsys):
-    """One file without VV contributes VH only; one file with no date is skipped."""
+    """One file without VV contributes VH only; one file with no date is left out, and the
+    run says so, naming it."""
     fs.rewrite_scene(scene(work, 2), keep=[1])
     undated = scene(work, 4)
     fs.rewrite_scene(undated, drop_tags=["ACQUISITION_TIME"])
     undated.rename(undated.with_name("scene_without_date.tif"))
-    code, err = prepare_cli(work, capsys)
+    with pytest.warns(
+        UserWarning,
+        match=r"1 input\(s\) hold no Sentinel-1 acquisition and are "
+        r"left out: scene_without_date.tif \(no acquisition time\)",
+    ):
+        code, err = prepare_cli(work, capsys)
     assert code == 0, err
     assert len(DatasetStore(work / "out.zarr").metadata.source["acquisitions"]) == 7
 

@@ -371,3 +371,29 @@ def test_a_named_layout_subclass_registers_itself_in_detection_order(tmp_path: P
             open_scenes(tmp_path / "fields.csv")
     finally:
         LAYOUTS[:] = [layout for layout in LAYOUTS if layout.name != "never"]
+
+
+def test_a_cube_with_one_time_twice_is_refused(tmp_path: Path) -> None:
+    """Two slices of one time are two acquisitions at once: refused in one line naming the
+    file and the time, as two files or two bands of one acquisition are."""
+    import xarray as xr
+
+    values = _values(7, (3, 5, 4))
+    ds = xr.Dataset(
+        {
+            "VV": (("time", "y", "x"), values, {"units": "dB"}),
+            "VH": (("time", "y", "x"), values - 7, {"units": "dB"}),
+        },
+        coords={
+            "time": [np.datetime64("2021-03-01T06:00:00")] * 2 + [np.datetime64("2021-03-13")],
+            "y": 4_000_045.0 - 10 * np.arange(5),
+            "x": 300_005.0 + 10 * np.arange(4),
+        },
+        attrs={"epsg": 32633},
+    )
+    ds.to_netcdf(tmp_path / "cube.nc")
+    with pytest.raises(
+        InputDataError,
+        match=r"cube.nc: 1 acquisition time\(s\) twice along 'time', first 2021-03-01T06:00:00",
+    ):
+        open_scenes(tmp_path / "cube.nc")

@@ -212,3 +212,76 @@ def test_worldcereal_20m_onto_10m_label_grid(shared_data: Path) -> None:
     composites = composite(fine, season, ["VV", "VH"])
     assert composites.shape == (8, 2, 64, 64) and np.isfinite(composites).all()
     assert min(acquisitions_per_period(fine, season)) >= 2
+
+
+def _copy_location(shared_data: Path, folder: Path, edit=None) -> str:
+    """The real 2018 location's VH and VV files rewritten into ``folder``; ``edit(pol, data,
+    descriptions)`` changes them first. Returns the glob that opens them."""
+    folder.mkdir()
+    for pol in ("VH", "VV"):
+        name = f"{BE}_S1_{pol}_sigma0_dB_20m.tif"
+        with rasterio.open(_patches(shared_data) / "geotiff" / name) as src:
+            data, profile, tags = src.read(), src.profile, src.tags()
+            descriptions = list(src.descriptions)
+        if edit is not None:
+            edit(pol, data, descriptions)
+        with rasterio.open(folder / name, "w", **profile) as dst:
+            dst.write(data)
+            dst.update_tags(**tags)
+            if descriptions is not None:
+                dst.descriptions = tuple(descriptions)
+    return str(folder / f"{BE}_S1_*")
+
+
+def test_real_multidate_files_with_a_broken_band_are_refused(shared_data, tmp_path) -> None:
+    """One band of a multi-date file in linear power, one polarisation exported in linear
+    power, or two bands of one date: each is one line naming the file; the files as
+    published open without a word."""
+    import warnings
+
+    vh = f"{BE}_S1_VH_sigma0_dB_20m.tif"
+
+    def one_linear_band(pol, data, descriptions):
+        if pol == "VH":
+            data[100] = 10 ** (data[100] / 10)
+
+    def linear_vh(pol, data, descriptions):
+        if pol == "VH":
+            data[:] = 10 ** (data / 10)
+
+    def same_date_twice(pol, data, descriptions):
+        descriptions[101] = descriptions[100]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_scenes(_copy_location(shared_data, tmp_path / "as-published"))
+    date = open_scenes(_copy_location(shared_data, tmp_path / "again")).times[100]
+    with pytest.raises(InputDataError, match=rf"{vh}: VH of the acquisition of {date:%Y-%m-%d}"):
+        open_scenes(_copy_location(shared_data, tmp_path / "one", one_linear_band))
+    with pytest.raises(
+        InputDataError, match=rf"{vh}: VH values look linear .* VV values in .*VV.* look db"
+    ):
+        open_scenes(_copy_location(shared_data, tmp_path / "linear", linear_vh))
+    with pytest.raises(InputDataError, match=rf"{vh}: bands 101 and 102 are both the acquisition"):
+        open_scenes(_copy_location(shared_data, tmp_path / "twice", same_date_twice))
+
+
+def test_real_vh_file_of_vv_values_or_without_dates_is_said(shared_data, tmp_path) -> None:
+    """VV's values under VH's name read as high as VV: said; a VH file whose band
+    descriptions were lost is named as left out, not reported as a missing band alone."""
+
+    def vv_as_vh(pol, data, descriptions):
+        if pol == "VH":
+            with rasterio.open(
+                _patches(shared_data) / "geotiff" / f"{BE}_S1_VV_sigma0_dB_20m.tif"
+            ) as src:
+                data[:] = src.read()
+
+    def no_dates(pol, data, descriptions):
+        if pol == "VH":
+            descriptions[:] = [""] * len(descriptions)
+
+    with pytest.warns(UserWarning, match=r"VH_sigma0_dB_20m.tif: VH reads about as high as VV"):
+        open_scenes(_copy_location(shared_data, tmp_path / "copied", vv_as_vh))
+    with pytest.raises(InputDataError, match=r"missing band VH: found VV; skipped .*VH.* \(no acq"):
+        open_scenes(_copy_location(shared_data, tmp_path / "blank", no_dates), bands=["VH", "VV"])

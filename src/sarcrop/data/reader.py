@@ -39,6 +39,7 @@ from sarcrop.errors import InputDataError
 OrbitChoice = Literal["ascending", "descending", "both"]
 _SIDECARS = (".aux.xml", ".ovr", ".msk", ".md", ".txt", ".csv")
 _SAMPLE = 256
+MIN_CROSS_POL_GAP_DB = 2.0  # VH below VV by less than this in a sample: bands swapped or copied
 
 
 def open_scenes(
@@ -76,6 +77,12 @@ def open_scenes(
             label,
         )
     stack = layout.open(paths, source, band_map=band_map, scale=scale, search=search)
+    if stack.skipped():
+        warnings.warn(
+            f"{stack.description}: {len(stack.attrs['skipped'])} input(s) hold no Sentinel-1 "  # type: ignore[arg-type]
+            f"acquisition and are left out: {stack.skipped()}",
+            stacklevel=2,
+        )
     if orbit != "both":
         stack = _filter_orbit(stack, orbit)
     if bands is not None:
@@ -85,9 +92,9 @@ def open_scenes(
     stack.grid = _choose_grid(stack, grid, crs, resolution)
     if grid is not None and isinstance(stack, RasterStack):
         stack = _drop_outside(stack)
-    values, where = _sample(stack)
-    stack.units = _check_units(stack, values, where, None if units == "auto" else units)
-    _check_polarisations(values, list(stack.bands), stack.units, where)
+    values, picks = _sample(stack)
+    stack.units = _check_units(stack, values, picks, None if units == "auto" else units)
+    _check_polarisations(stack, values, picks, stack.units)
     return stack
 
 
@@ -308,53 +315,99 @@ def _drop_outside(stack: RasterStack) -> RasterStack:
     return stack.select(lambda a: id(a) in ids)
 
 
-def _sample(stack: SceneStack) -> tuple[np.ndarray, str]:
-    """Values of a central window of a few acquisitions, and the name of the first read."""
+def _sample_window(stack: SceneStack) -> Window:
+    """A central window of at most 256² px: what the checks of the values read."""
     g = stack.grid
     h, w = min(g.height, _SAMPLE), min(g.width, _SAMPLE)
-    window = Window((g.width - w) // 2, (g.height - h) // 2, w, h)
+    return Window((g.width - w) // 2, (g.height - h) // 2, w, h)
+
+
+def _sample(stack: SceneStack) -> tuple[np.ndarray, list[int]]:
+    """Values of the central window of the first, middle and last acquisitions, and which."""
     n = len(stack.acquisitions)
     picks = sorted({0, n // 2, n - 1})
-    values = stack.read(picks, list(stack.bands), window)
-    return values, stack.acquisitions[picks[0]].source or stack.description
+    return stack.read(picks, list(stack.bands), _sample_window(stack)), picks
+
+
+def _source_of(stack: SceneStack, index: int, band: str) -> str:
+    """The file that holds ``band`` of acquisition ``index``: what a problem with its values
+    names (one file per polarisation holds one band of every acquisition)."""
+    refs = getattr(stack, "refs", None)
+    if refs and band in refs[index]:
+        return str(refs[index][band].path)
+    return stack.acquisitions[index].source or stack.description
+
+
+def _is_local(stack: SceneStack, index: int) -> bool:
+    refs = getattr(stack, "refs", None)
+    paths = [r.path for r in refs[index].values()] if refs else [stack.acquisitions[index].source]
+    return all(path and os.path.isfile(path) for path in paths)
+
+
+def _seen(finite: np.ndarray) -> str:
+    p1, p50, p99 = np.percentile(finite, [1, 50, 99])
+    return f"median {p50:.3g}, 1-99 % range {p1:.3g}..{p99:.3g}"
 
 
 def _check_units(
-    stack: SceneStack, values: np.ndarray, where: str, declared_by_user: Units | None
+    stack: SceneStack, values: np.ndarray, picks: list[int], declared_by_user: Units | None
 ) -> Units:
-    stated = stack.attrs.get("declared_units")
-    declared = declared_by_user or stated
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+    """The units of the sampled values, band by band: one band in linear power beside one in
+    dB (a polarisation exported differently) would be composited as if both were alike."""
+    declared = declared_by_user or stack.attrs.get("declared_units")
+    found: dict[str, tuple[Units, np.ndarray]] = {}
+    for position, band in enumerate(stack.bands):
+        finite = values[:, position][np.isfinite(values[:, position])]
+        if finite.size == 0:
+            continue
+        detected = detect_units(finite)
+        if detected is None:
+            raise InputDataError(
+                f"{band} values fit neither dB backscatter (about -35..+10, negative median) "
+                f"nor linear power (0..~2): {_seen(finite)}",
+                _source_of(stack, picks[0], band),
+            )
+        found[band] = (detected, finite)
+    if not found:
         if declared is None:
             raise InputDataError(
                 "no valid pixels in the sampled acquisitions, so their units "
                 "cannot be told; pass units='db' or 'linear' to open_scenes",
-                where,
+                _source_of(stack, picks[0], stack.bands[0]),
             )
         return declared  # type: ignore[return-value]
-    detected = detect_units(finite)
-    p1, p50, p99 = np.percentile(finite, [1, 50, 99])
-    seen = f"median {p50:.3g}, 1-99 % range {p1:.3g}..{p99:.3g}"
-    if detected is None:
-        raise InputDataError(
-            f"values fit neither dB backscatter (about -35..+10, negative median) nor linear "
-            f"power (0..~2): {seen}",
-            where,
-        )
-    if declared is not None and detected != declared:
+    (first, (units, seen)), *others = found.items()
+    for band, (detected, finite) in others:
+        if detected != units:
+            # Named first: the band that differs from the declared units, else the later one.
+            odd, other = (band, first) if declared in (None, units) else (first, band)
+            looks = {band: (detected, finite), first: (units, seen)}
+            odd_file, other_file = (_source_of(stack, picks[0], b) for b in (odd, other))
+            elsewhere = f" in {Path(other_file).name}" if other_file != odd_file else ""
+            raise InputDataError(
+                f"{odd} values look {looks[odd][0]} ({_seen(looks[odd][1])}) but {other} "
+                f"values{elsewhere} look {looks[other][0]} ({_seen(looks[other][1])}): export "
+                "both polarisations in the same units",
+                odd_file,
+            )
+    if declared is not None and units != declared:
         origin = "units=" if declared_by_user else "the file metadata"
         raise InputDataError(
-            f"declared as {declared} by {origin} but the values look {detected} ({seen})", where
+            f"declared as {declared} by {origin} but the values look {units} ({_seen(seen)})",
+            _source_of(stack, picks[0], first),
         )
-    _check_each_file(stack, detected)
-    return detected
+    _check_each_acquisition(stack, units, picks)
+    return units
 
 
-def _check_polarisations(values: np.ndarray, bands: list[str], units: Units, where: str) -> None:
+def _check_polarisations(
+    stack: SceneStack, values: np.ndarray, picks: list[int], units: Units
+) -> None:
     """Cross-polarised backscatter (VH) lies several dB below co-polarised (VV) over land
     (6.5-7.8 dB in the medians of the shared real samples), so a sample whose VH median is
-    above its VV median has its bands swapped or mislabelled, which no later step would see."""
+    not at least 2 dB below its VV median has its bands swapped, or one band's values under
+    the other's name, which no later step would see."""
+    bands = list(stack.bands)
     if "VH" not in bands or "VV" not in bands:
         return
     medians = {}
@@ -365,35 +418,34 @@ def _check_polarisations(values: np.ndarray, bands: list[str], units: Units, whe
         if finite.size == 0:
             return
         medians[band] = float(np.median(finite))
-    if medians["VH"] > medians["VV"]:
+    if medians["VH"] > medians["VV"] - MIN_CROSS_POL_GAP_DB:
         warnings.warn(
-            f"{where}: VH reads above VV (median {medians['VH']:.1f} against "
-            f"{medians['VV']:.1f} dB), where cross-polarised backscatter lies several dB below "
-            "co-polarised: are the bands swapped? check the band order, names or band_map",
+            f"{_source_of(stack, picks[0], 'VH')}: VH reads "
+            f"{'above' if medians['VH'] > medians['VV'] else 'about as high as'} VV (median "
+            f"{medians['VH']:.1f} against {medians['VV']:.1f} dB), where cross-polarised "
+            "backscatter lies several dB below co-polarised: are the bands swapped, or one "
+            "band's values under the other's name? check the band order, names or band_map",
             stacklevel=3,
         )
 
 
-def _check_each_file(stack: SceneStack, units: Units) -> None:
-    """Every local acquisition's own values must fit ``units``: one linear file among dB files
-    (or the reverse) would otherwise be averaged into the composites silently."""
-    g = stack.grid
-    h, w = min(g.height, _SAMPLE), min(g.width, _SAMPLE)
-    window = Window((g.width - w) // 2, (g.height - h) // 2, w, h)
-    n = len(stack.acquisitions)
-    sampled = {0, n // 2, n - 1}
+def _check_each_acquisition(stack: SceneStack, units: Units, sampled: list[int]) -> None:
+    """Every local acquisition's own values, band by band, must fit ``units``: one linear file
+    among dB files, or one linear band of a multi-date file, would otherwise be averaged into
+    the composites silently."""
+    window = _sample_window(stack)
     for index, acquisition in enumerate(stack.acquisitions):
-        if index in sampled or not (acquisition.source and os.path.isfile(acquisition.source)):
+        if index in sampled or not _is_local(stack, index):
             continue
         values = stack.read([index], list(stack.bands), window)
-        finite = values[np.isfinite(values)]
-        if finite.size < 64:
-            continue
-        detected = detect_units(finite)
-        if detected is not None and detected != units:
-            p1, p50, p99 = np.percentile(finite, [1, 50, 99])
-            raise InputDataError(
-                f"values look {detected} (median {p50:.3g}, 1-99 % range {p1:.3g}..{p99:.3g}) "
-                f"but the other acquisitions are {units}",
-                acquisition.source,
-            )
+        for position, band in enumerate(stack.bands):
+            finite = values[:, position][np.isfinite(values[:, position])]
+            if finite.size < 64:
+                continue
+            detected = detect_units(finite)
+            if detected is not None and detected != units:
+                raise InputDataError(
+                    f"{band} of the acquisition of {acquisition.time:%Y-%m-%d %H:%M}: values "
+                    f"look {detected} ({_seen(finite)}) but the other acquisitions are {units}",
+                    _source_of(stack, index, band),
+                )

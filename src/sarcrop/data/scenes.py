@@ -83,10 +83,19 @@ class SceneStack(ABC):
     def require_bands(self, bands: Sequence[str]) -> None:
         missing = [b for b in bands if b not in self.bands]
         if missing:
+            skipped = self.skipped()
+            where = self.sources[0][0] if len(self.sources) == 1 else self.description
             raise InputDataError(
-                f"missing band {', '.join(missing)}: found {', '.join(self.bands) or 'none'}",
-                self.description,
+                f"missing band {', '.join(missing)}: found {', '.join(self.bands) or 'none'}"
+                + (f"; skipped {skipped}" if skipped else ""),
+                where,
             )
+
+    def skipped(self) -> str:
+        """The inputs the layout left out, and why (at most three named), or ""."""
+        names = [str(name) for name in self.attrs.get("skipped") or []]  # type: ignore[attr-defined]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return ", ".join(names[:3]) + more
 
     def select(self, keep: Callable[[Acquisition], bool]) -> SceneStack:
         """A view of this stack keeping only the acquisitions for which ``keep`` is true."""
@@ -154,7 +163,11 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or of GDAL's own error behind it where rasterio
+    says only "See previous exception for details"."""
     text = str(exc).strip()
+    if "previous exception" in text and exc.__cause__ is not None:
+        return _first_line(exc.__cause__)
     return text.splitlines()[0] if text else type(exc).__name__
 
 

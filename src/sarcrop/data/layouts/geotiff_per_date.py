@@ -80,7 +80,9 @@ class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
             info = raster_info(path)
             when, bands = _time_of(info), band_names(info, band_map)  # type: ignore[arg-type]
             if when is None or not bands:
-                skipped.append(path.name)
+                skipped.append(
+                    f"{path.name} ({'no acquisition time' if when is None else 'no VV/VH band'})"
+                )
                 continue
             acquisition = Acquisition(
                 time=when,

@@ -51,6 +51,16 @@ def _candidates(paths: list[Path]) -> list[RasterInfo]:
     return [i for i in infos if band_times(i) is not None and _pol_of(i) is not None]
 
 
+def _skipped(paths: list[Path], used: list[RasterInfo]) -> list[str]:
+    """The rasters of the input that are not part of the stack, and why: a polarisation's
+    file whose band descriptions were lost (a truncated copy) would otherwise read as a
+    missing band."""
+    kept = {info.path for info in used}
+    infos = [raster_info(p) for p in paths if is_raster(p) and str(p) not in kept]
+    why = {True: "no polarisation", False: "no acquisition time per band"}
+    return [f"{Path(i.path).name} ({why[band_times(i) is not None]})" for i in infos]
+
+
 class MultiDatePerPolarisation(Layout, name="multidate_per_pol", order=40):
     """one multi-band GeoTIFF per polarisation (VV/VH in the file name), the acquisition time in
     each band's description"""
@@ -85,9 +95,14 @@ class MultiDatePerPolarisation(Layout, name="multidate_per_pol", order=40):
                 )
             owner[pol] = info.path
             for index, when in enumerate(band_times(info) or [], start=1):
-                by_time.setdefault(when, {})[pol] = BandRef(
-                    info.path, index, info.grid, info.nodata
-                )
+                refs = by_time.setdefault(when, {})
+                if pol in refs:
+                    raise InputDataError(
+                        f"bands {refs[pol].index} and {index} are both the acquisition of "
+                        f"{when.isoformat()}: each band must be one acquisition",
+                        info.path,
+                    )
+                refs[pol] = BandRef(info.path, index, info.grid, info.nodata)
             stated = declared_units(info.tags, Path(info.path).name)
             if stated is not None:
                 units[info.path] = stated
@@ -104,5 +119,5 @@ class MultiDatePerPolarisation(Layout, name="multidate_per_pol", order=40):
             items,
             description=where,
             declared=units,
-            attrs={"layout": self.name},
+            attrs={"layout": self.name, "skipped": _skipped(paths, infos)},
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,13 @@ class XarrayCube(Layout, name="xarray_cube", order=20):
             for t in ds[time_dim].values.astype("datetime64[s]")
         ]
         order = sorted(range(len(times)), key=times.__getitem__)
+        twice = [times[i] for i, j in pairwise(order) if times[i] == times[j]]
+        if twice:
+            raise InputDataError(
+                f"{len(twice)} acquisition time(s) twice along {time_dim!r}, first "
+                f"{twice[0].isoformat()}: each time must be one acquisition",
+                path,
+            )
         orbit = orbit_from_text(str(ds.attrs.get("orbit_direction", ""))) or orbit_from_name(
             path.name
         )
