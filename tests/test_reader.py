@@ -397,3 +397,19 @@ def test_a_cube_with_one_time_twice_is_refused(tmp_path: Path) -> None:
         match=r"cube.nc: 1 acquisition time\(s\) twice along 'time', first 2021-03-01T06:00:00",
     ):
         open_scenes(tmp_path / "cube.nc")
+
+
+def test_a_read_error_names_gdal_s_own_problem() -> None:
+    """rasterio's "Read failed. See previous exception for details." says nothing on one
+    line: the problem GDAL gave behind it is named instead."""
+    from rasterio.errors import RasterioIOError
+
+    from sarcrop.data.scenes import _first_line
+
+    try:
+        try:
+            raise RuntimeError("S1_x.tif, band 1: IReadBlock failed at X offset 0, Y offset 0")
+        except RuntimeError as gdal:
+            raise RasterioIOError("Read failed. See previous exception for details.") from gdal
+    except RasterioIOError as exc:
+        assert _first_line(exc) == "S1_x.tif, band 1: IReadBlock failed at X offset 0, Y offset 0"
