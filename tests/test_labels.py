@@ -90,6 +90,27 @@ def test_codes_mapped_to_unlabelled_label_nothing_and_worldcereal_unknown_is_suc
     assert classes == ["maize", "permanent grass", "other"] and (labels[20:] == -1).all()
 
 
+def test_a_fill_code_a_code_map_leaves_out_is_said_to_become_other(tmp_path):
+    """Code 0 in a raster without a nodata value, not in the code map: it becomes "other"
+    like an unlisted crop, and the run says so with its pixel count and the fix."""
+    data = np.zeros((40, 50), dtype=np.int16)
+    data[:10] = 1200
+    data[10:20] = 9120
+    data[20:22] = -9999
+    path = write_raster(tmp_path / "ct.tif", data, GRID.transform)
+    with pytest.warns(UserWarning) as caught:
+        labels, classes = labels_from_raster(path, GRID, code_map={1200: "maize"})
+    assert [str(w.message) for w in caught if w.category is UserWarning] == [
+        f"{path}: code(s) -9999 (100 px), 0 (900 px) are not in the code map and become "
+        "'other'; if they mean no label, set the raster's nodata or name them unlabelled in "
+        """the code map (e.g. '{"-9999": "unlabelled", ...}')"""
+    ]
+    assert classes == ["maize", "other"] and np.count_nonzero(labels == 1) == 1500
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        labels_from_raster(path, GRID, code_map={1200: "maize", 0: "unlabelled", -9999: "other"})
+
+
 def test_raster_coarser_grid_is_nearest(tmp_path):
     # 20 m labels covering the grid; every 10 m pixel takes its 20 m parent's class.
     coarse = np.arange(20 * 25, dtype=np.uint8).reshape(20, 25) % 3

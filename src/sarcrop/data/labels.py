@@ -339,6 +339,7 @@ def _code_lookup(
         position = {name: i for i, name in enumerate(classes)}
         mapping = {code: position.get(name, UNLABELLED) for code, name in named.items()}
         other = position[OTHER]
+        _warn_fill_as_other(path, present, named)
 
         def mapped(codes: np.ndarray) -> np.ndarray:
             uniq, inverse = np.unique(codes, return_inverse=True)
@@ -368,6 +369,22 @@ def _code_lookup(
         return codes.astype(np.int16)
 
     return identity, classes
+
+
+def _warn_fill_as_other(path: Path, present: np.ndarray, named: Mapping[int, str]) -> None:
+    """Codes 0 and below that a code map leaves out become ``other`` like any unlisted crop;
+    where they are the raster's fill for "no label" (its nodata unset), undeclared land would
+    be taught as a negative without a word."""
+    codes, counts = np.unique(present[present <= 0], return_counts=True)
+    unlisted = [(int(c), int(n)) for c, n in zip(codes, counts, strict=True) if c not in named]
+    if unlisted:
+        listed = ", ".join(f"{code} ({n} px)" for code, n in unlisted)
+        warnings.warn(
+            f"{path}: code(s) {listed} are not in the code map and become {OTHER!r}; if they "
+            "mean no label, set the raster's nodata or name them unlabelled in the code map "
+            f'(e.g. \'{{"{unlisted[0][0]}": "{UNLABELLED_NAME}", ...}}\')',
+            stacklevel=4,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
