@@ -90,6 +90,32 @@ def test_codes_mapped_to_unlabelled_label_nothing_and_worldcereal_unknown_is_suc
     assert classes == ["maize", "permanent grass", "other"] and (labels[20:] == -1).all()
 
 
+def test_several_positive_crops_of_a_legend_keep_their_names(tmp_path):
+    """``prepare --legend L --positive maize potatoes`` looks both names up among the classes:
+    each crop keeps its own name (a sub-class its group's), unless one ``name`` is given."""
+    legend = tmp_path / "legend.csv"
+    legend.write_text(
+        "name,croptype\nUnknown,0\nMaize,1200\nGrain maize,1201\nPotatoes,5100\nGrass,9120\n"
+    )
+    both = worldcereal_code_map(legend, ["maize", "Potatoes"])
+    assert both == {0: "unlabelled", 1200: "maize", 1201: "maize", 5100: "potatoes", 9120: "other"}
+    assert worldcereal_code_map(legend, [5100, "maize"], name="crop") == {
+        0: "unlabelled",
+        1200: "crop",
+        1201: "crop",
+        5100: "crop",
+        9120: "other",
+    }
+    data = np.full((40, 50), 9120, dtype=np.uint16)
+    data[:10], data[10:15] = 1201, 5100
+    labels, classes = labels_from_raster(
+        write_raster(tmp_path / "ct.tif", data, GRID.transform), GRID, code_map=both
+    )
+    assert classes == ["maize", "potatoes", "other"]
+    assert [int(np.count_nonzero(labels == c)) for c in range(3)] == [500, 250, 1250]
+    assert positive_indices(classes, ["maize", "potatoes"]) == [0, 1]
+
+
 def test_a_fill_code_a_code_map_leaves_out_is_said_to_become_other(tmp_path):
     """Code 0 in a raster without a nodata value, not in the code map: it becomes "other"
     like an unlisted crop, and the run says so with its pixel count and the fix."""

@@ -108,10 +108,11 @@ def worldcereal_code_map(
     """A code → class-name map for WorldCereal crop-type rasters.
 
     Without ``positive``: the full legend (every code with its own name). With ``positive``
-    (legend names such as ``"maize"`` or codes such as ``1200``): a binary map, the positive
-    codes → ``name`` (default: the first positive name, lower case) and every other legend code
-    → ``rest``. Either way the codes the legend calls "Unknown" (0, 991, 9700: no crop
-    declared) are ``unlabelled``, ignored by training and metrics, not negatives. Unknown
+    (legend names such as ``"maize"`` or codes such as ``1200``): the positive codes → ``name``,
+    or by default each to the name it was given (lower case; a code: its legend name), so that
+    several positive crops stay apart for ``prepare``'s ``positive`` to find, and every other
+    legend code → ``rest``. Either way the codes the legend calls "Unknown" (0, 991, 9700: no
+    crop declared) are ``unlabelled``, ignored by training and metrics, not negatives. Unknown
     positive names raise :class:`InputDataError` listing close matches, so a typo cannot
     silently give an all-negative target.
     """
@@ -125,28 +126,24 @@ def worldcereal_code_map(
     by_name: dict[str, list[int]] = {}
     for code, label in legend.items():
         by_name.setdefault(class_key(label), []).append(code)
-    groups: list[int] = []
+    named: dict[int, str] = {}  # each positive code → its class name; the first group wins
     for i, item in enumerate(wanted):
         if isinstance(item, int) or str(item).isdigit():
-            code = int(item)
-            if code not in legend:
-                raise InputDataError(f"code {code} is not in the legend", csv_path)
-            groups.append(code)
-            continue
-        codes = by_name.get(class_key(item))
-        if not codes:
-            raise InputDataError(_not_in_legend(wanted, i, legend), csv_path)
-        groups.extend(codes)
-    positive_codes = [
-        code
-        for code in legend
-        if any(is_subclass(code, g) if include_subclasses else code == g for g in groups)
-    ]
-    if name is None:
-        first = wanted[0]
-        name = legend[int(first)] if str(first).isdigit() else str(first).strip().lower()
-    binary = binary_code_map(legend, positive_codes, positive=name, rest=rest)
-    return binary | {code: UNLABELLED_NAME for code in unknown - set(positive_codes)}
+            if int(item) not in legend:
+                raise InputDataError(f"code {int(item)} is not in the legend", csv_path)
+            group, label = [int(item)], legend[int(item)]
+        else:
+            group, label = by_name.get(class_key(item), []), str(item).strip().lower()
+            if not group:
+                raise InputDataError(_not_in_legend(wanted, i, legend), csv_path)
+        for code in legend:
+            within = any(is_subclass(code, g) if include_subclasses else code == g for g in group)
+            if within:
+                named.setdefault(code, name or label)
+    if rest in named.values():
+        raise InputDataError(f"the positive class and the rest are both named {rest!r}")
+    binary = {code: rest for code in legend} | named
+    return binary | {code: UNLABELLED_NAME for code in unknown - set(named)}
 
 
 def binary_code_map(
