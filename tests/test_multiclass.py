@@ -562,6 +562,25 @@ def test_fine_tuning_to_known_classes_keeps_the_pretrained_head(parents, store, 
     assert "carried_classes" not in read_metadata(probe.checkpoint).training
 
 
+def test_crop_types_from_a_one_crop_model_start_its_crop_from_it(parents, store, tmp_path):
+    """Fine-tuned to crop types, a model of maize starts the new head's maize output from its
+    one logit, the others fresh, and records it; a model that learnt no labels carries none."""
+    from sarcrop.training.api import head_classes
+
+    meta = read_metadata(parents["binary"])
+    assert meta.target_classes is None and head_classes(meta) == ["maize"]
+    assert head_classes(meta.model_copy(update={"positive": ["maize", "potato"]})) is None
+    reconstruct = {**meta.training, "objective": "reconstruct"}
+    assert head_classes(meta.model_copy(update={"training": reconstruct})) is None
+    classes = ["potato", "maize", "grassland", "other"]
+    run = finetune(
+        parents["binary"], store, tmp_path / "types", strategy="ft", config=quick(classes=classes)
+    )
+    training = read_metadata(run.checkpoint).training
+    assert training["carried_classes"] == {"maize": "maize"}
+    assert "carried_classes' outputs from the parent" in training["new_head"]
+
+
 def test_one_crop_from_a_crop_type_model_keeps_its_head(parents, store, tmp_path):
     """Fine-tuned to map potato, the crop-type parent keeps its four outputs and answers with
     the log-odds of its potato probability: interpolation 0 exports the parent's own answer,
@@ -759,7 +778,7 @@ def test_fresh_head_carries_no_output_over(parents, store, tmp_path):
     ("parent", "strategy", "classes", "problem"),
     [
         ("multi", "probe", ["wheat", "maize"], "probe trains its head afresh"),
-        ("binary", "ft", ["wheat", "maize"], "maps no classes"),
+        ("binary", "ft", ["wheat", "maize"], r"grassland, not among its \(maize\)"),
         ("multi", "ft", None, "wheat, not among ours"),
         ("multi", "ri", ["wheat", "maize"], "only fine-tuning"),
         ("multi", "ft", ["wheat", "maize"], "barley, not among its"),

@@ -138,9 +138,12 @@ def test_the_early_season_model_maps_a_season_cut_short(store: str) -> None:
     from sarcrop.training import evaluate
 
     early = evaluate(EARLY, store, timesteps=4)["metrics"]["iou"]
-    with pytest.warns(UserWarning, match="trained on full seasons only, so the first 4 of 8"):
+    with pytest.warns(UserWarning, match="first 4 of 8.*such as the shipped europe-maize-early"):
         full = evaluate(NAME, store, timesteps=4)["metrics"]["iou"]
     assert early > 0.5 and full < 0.1
+    # A crop-type model is pointed to a chronological fine-tuning of its own, not to a crop.
+    with pytest.warns(UserWarning, match="first 4 of 8.*: fine-tune it with ordering: chrono"):
+        evaluate("europe-crop-types", store, timesteps=4)
     assert evaluate(EARLY, store)["metrics"]["iou"] > 0.5  # and still the full season
 
 

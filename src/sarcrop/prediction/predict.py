@@ -652,7 +652,10 @@ def predict_map(
         steps = resolve_timesteps(spec, timesteps, until, moved=season_start is not None)
         for each in specs:
             name = pretrained.display_name(each.checkpoint)
-            warn_season_cut_short(name, each.early_seasons, steps, each.season.steps)
+            crop_types = bool(each.classes)
+            warn_season_cut_short(
+                name, each.early_seasons, steps, each.season.steps, crop_types=crop_types
+            )
         if scenes.resolution is None:
             warn_other_pixel_size(specs, stack.grid)
         observed = season_until(spec.season, steps)

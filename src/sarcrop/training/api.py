@@ -1269,7 +1269,7 @@ def _prepared_parent(
     # parent_classes) keep the parent's head, its outputs in the target's order, and one crop
     # among the parent's classes keeps it whole, answering for that crop against the rest.
     meta = job.parent_meta
-    names = meta.target_classes or []
+    names = head_classes(meta) or []
     rows = _carried_rows(job, config)
     merged = _merged_classes(job, config)
     crop = [name in merged.values() for name in names] if merged else []
@@ -1321,7 +1321,7 @@ def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     """For each of the target's classes, the parent's head output that maps it (or None);
     empty where no output carries over (one crop, a parent that learnt no classes, the
     probe, whose head trains afresh, or ``fresh_head`` for classes that are not the parent's)."""
-    known = job.parent_meta.target_classes if learnt_labels(job.parent_meta) else None
+    known = head_classes(job.parent_meta)
     if config.parent_classes is not None:
         if not known:
             raise ConfigError(f"parent_classes: {job.checkpoint} maps no classes; leave it out")
@@ -1423,6 +1423,18 @@ def _start_weights(
 def learnt_labels(meta: CheckpointMetadata) -> bool:
     """Whether a checkpoint learnt from labels (a self-supervised reconstruction did not)."""
     return bool(meta.training.get("objective", "segment") != "reconstruct")
+
+
+def head_classes(meta: CheckpointMetadata) -> list[str] | None:
+    """The class of each of a checkpoint's head outputs, where it learnt labels: its
+    ``target_classes``, or for a model of one crop its one logit's crop, so that fine-tuning
+    it to crop types starts that crop's output from it."""
+    if not learnt_labels(meta):
+        return None
+    if meta.target_classes:
+        return list(meta.target_classes)
+    one_crop = parent_outputs(meta) == 1 and len(meta.positive) == 1
+    return [meta.positive[0]] if one_crop else None
 
 
 def parent_outputs(meta: CheckpointMetadata) -> int:
@@ -1620,7 +1632,10 @@ def evaluate(
     wanted = timestep_list(timesteps, steps)
     if isinstance(timesteps, int):
         name = pretrained.display_name(checkpoint)
-        warn_season_cut_short(name, meta.learnt_early_seasons(), timesteps, steps)
+        crop_types = bool(meta.target_classes)
+        warn_season_cut_short(
+            name, meta.learnt_early_seasons(), timesteps, steps, crop_types=crop_types
+        )
     if threshold is None:
         threshold = meta.class_threshold()
     if not 0 < threshold < 1:

@@ -138,18 +138,25 @@ class CheckpointMetadata(BaseModel):
         return self.model_dump_json()
 
 
-def warn_season_cut_short(name: str, learnt: bool | None, observed: int, steps: int) -> None:
+def warn_season_cut_short(
+    name: str, learnt: bool | None, observed: int, steps: int, *, crop_types: bool = False
+) -> None:
     """Warn where a model trained on full seasons alone (``learnt`` False, from
     :meth:`CheckpointMetadata.learnt_early_seasons`) is asked for a map from fewer composites
-    than it was trained with."""
+    than it was trained with, naming a way to an early model of its kind."""
     if learnt is False and observed < steps:
+        way = (
+            "fine-tune it with ordering: chronological (--ordering chronological)"
+            if crop_types
+            else "such as the shipped europe-maize-early"
+        )
         warnings.warn(
             f"{name} was trained on full seasons only, so the first {observed} of {steps} "
             "composites with the rest zero-padded are an input it never learnt (date_dropout "
             "zeroes composites at random, seldom a season's whole tail), and its map may be "
-            "empty; for in-season maps use a model trained with ordering: chronological, such "
-            "as the shipped europe-maize-early (a forest on the series alone: fitted without "
-            "--no-early-season), and score each t with evaluate --timesteps all",
+            f"empty; for in-season maps use a model trained with ordering: chronological: {way} "
+            "(a forest on the series alone: fitted without --no-early-season), and score each "
+            "t with evaluate --timesteps all",
             stacklevel=3,
         )
 
