@@ -209,7 +209,7 @@ def test_all_acquisitions_outside_the_season_is_an_error(work, capsys):
         code,
         err,
         work / "scenes",
-        "no acquisition falls in the season 2020-01-01 to 2020-02-10",
+        "no acquisition falls in the season 2020-01-01 to 2020-02-09",
         "acquisitions: 2021-05-02 to 2021-06-06",
     )
 

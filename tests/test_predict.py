@@ -323,7 +323,7 @@ def test_season_start_maps_another_year_as_the_model_reads_its_own(
     with pytest.raises(SarcropError) as refused:
         predict_map(local_spec(), next_year, tmp_path / "own.tif", progress=False)
     assert str(refused.value).endswith(
-        f"no acquisition between 2021-05-01 and {SEASON.end} (acquisitions: 2022-05-03 to "
+        f"no acquisition between 2021-05-01 and {SEASON.last_day} (acquisitions: 2022-05-03 to "
         "2022-08-01); --season-start 2022-05-01 moves the model's season there (the same day "
         "of the year: where the crop is sown in another month, as south of the equator, start "
         "the season at its sowing)"
@@ -359,7 +359,7 @@ def test_season_start_maps_another_year_as_the_model_reads_its_own(
         tags = src.tags()
     assert tags["SEASON_START"] == "2022-05-01" and tags["MODEL_SEASON_START"] == "2021-05-01"
     moved = Season(later, SEASON.steps, SEASON.days)
-    assert tags["DATA_UNTIL"] == (moved.end - dt.timedelta(days=1)).isoformat()
+    assert tags["DATA_UNTIL"] == moved.last_day.isoformat()
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
     base = ["predict", str(ckpt), "--images", str(next_year), "--quiet"]
     assert (

@@ -194,7 +194,7 @@ def _in_season(stack: SceneStack, season: Season) -> list[dt.datetime]:
         )
         raise InputDataError(
             f"no acquisition falls in the season {season.start} to "
-            f"{season.end} (acquisitions: {span})",
+            f"{season.last_day} (acquisitions: {span})",
             stack.description or None,
         )
     return in_season

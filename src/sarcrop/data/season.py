@@ -22,7 +22,13 @@ class Season:
 
     @property
     def end(self) -> dt.date:
+        """The day after the season (the periods are half-open)."""
         return self.start + dt.timedelta(days=self.steps * self.days)
+
+    @property
+    def last_day(self) -> dt.date:
+        """The season's last day: what a message or a tag says, as a person counts days."""
+        return self.end - dt.timedelta(days=1)
 
     def periods(self) -> list[tuple[dt.date, dt.date]]:
         """[start, end) of each composite period, in time order."""

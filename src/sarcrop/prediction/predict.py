@@ -433,11 +433,11 @@ def map_tags(
         "MODELS": len(specs),
         "BANDS": ",".join(spec.bands),
         "SEASON_START": spec.season.start.isoformat(),
-        "SEASON_END": spec.season.end.isoformat(),
+        "SEASON_END": spec.season.last_day.isoformat(),
         "SEASON_PERIOD_DAYS": spec.season.days,
         "TIME_STEPS": spec.time_steps,
         "TIME_STEPS_USED": timesteps,
-        "DATA_UNTIL": (used.end - dt.timedelta(days=1)).isoformat(),
+        "DATA_UNTIL": used.last_day.isoformat(),
         "WINDOW": windows.window,
         "OVERLAP": windows.overlap,
         "BATCH_SIZE": windows.batch_size,
@@ -663,7 +663,7 @@ def predict_map(
         stack = restrict(stack, spec.season, steps)
         if not any(observed.period_of(time) is not None for time in stack.times):
             raise InputDataError(
-                f"no acquisition between {observed.start} and {observed.end}"
+                f"no acquisition between {observed.start} and {observed.last_day}"
                 + _other_season(every, observed),
                 stack.description or None,
             )
