@@ -676,3 +676,23 @@ def test_swapped_polarisations_are_said(work):
         fs.rewrite_scene(path, values=lambda v: 10 ** (v / 10), tags={"UNITS": "linear"})
     with pytest.warns(UserWarning, match="are the bands swapped"):  # in linear power alike
         open_scenes(work / "scenes")
+
+
+def test_labels_a_fraction_of_a_pixel_off_the_scene_grid_are_said(work, capsys):
+    """Labels shifted 5 m (half a 10 m pixel) are read onto the scenes' grid by nearest
+    neighbour, moving every field edge: said once, naming the file; whole pixels say nothing."""
+    from sarcrop.data.grid import Grid
+    from sarcrop.data.labels import labels_from_raster
+
+    grid = Grid(rasterio.crs.CRS.from_string(fs.CRS), fs.TRANSFORM, fs.SIZE, fs.SIZE)
+    half = fs.write_label_raster(
+        work / "half.tif", transform=fs.TRANSFORM @ Affine.translation(0.5, 0)
+    )
+    with pytest.warns(UserWarning, match=r"half.tif: the labels lie 5 m off the scenes' grid"):
+        labels_from_raster(half, grid)
+    whole = fs.write_label_raster(
+        work / "whole.tif", transform=fs.TRANSFORM @ Affine.translation(3, 0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        labels_from_raster(whole, grid)

@@ -50,6 +50,15 @@ class Grid:
             and self.transform.almost_equals(other.transform, precision=tolerance)
         )
 
+    def fractional_shift(self, other: Grid) -> float:
+        """How far ``other``'s pixels lie off this grid (same CRS and pixel size), in CRS
+        units: 0 for a shift of whole pixels, which moves only the extent."""
+        offsets = [
+            (other.transform.c - self.transform.c) / self.transform.a,
+            (other.transform.f - self.transform.f) / self.transform.e,
+        ]
+        return max(abs(x - round(x)) for x in offsets) * self.resolution[0]
+
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form, stored in dataset and checkpoint metadata."""
         return {

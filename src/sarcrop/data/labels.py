@@ -120,6 +120,7 @@ def labels_from_raster(
             src_grid = Grid(src.crs, src.transform, src.width, src.height)
             band = _label_band(src, variable, path)
             _require_codes(src, band, path)
+            _warn_off_grid(path, src_grid, grid)
             codes, valid = _codes_on_grid(
                 src_grid, lambda w: src.read(band, window=w, boundless=True, masked=True), grid
             )
@@ -217,6 +218,21 @@ def _codes_on_grid(src: Grid, read: WindowReader, grid: Grid) -> tuple[np.ndarra
     return result, valid
 
 
+def _warn_off_grid(path: Path, src: Grid, grid: Grid) -> None:
+    """Labels a fraction of a pixel off the scenes' grid (same CRS and pixel size) are read
+    onto it by nearest neighbour, which moves every field edge by up to half a pixel without a
+    word; a shift of whole pixels moves only the extent."""
+    same = src.crs == grid.crs and np.allclose(src.resolution, grid.resolution)
+    if same and (off := grid.fractional_shift(src)) > 0.01 * grid.resolution[0]:
+        units = "m" if grid.crs.is_projected else "CRS units"
+        warnings.warn(
+            f"{path}: the labels lie {off:.3g} {units} off the scenes' grid (a fraction of a "
+            "pixel), so every field edge moves by up to half a pixel as they are read onto "
+            "it (nearest): align the labels with the scenes",
+            stacklevel=4,
+        )
+
+
 def _categorical_resampling(src: Grid, grid: Grid) -> Resampling:
     """``mode`` when the source is finer than the grid (majority class), else ``nearest``."""
     transform, _, _ = calculate_default_transform(
@@ -260,6 +276,7 @@ def labels_from_cube(
         def read(window: Window) -> np.ma.MaskedArray:
             return _read_cube_window(array, src, window, flip, path)
 
+        _warn_off_grid(path, src, grid)
         codes, valid = _codes_on_grid(src, read, grid)
         tags = {str(k): str(v) for k, v in array.attrs.items()}
     finally:

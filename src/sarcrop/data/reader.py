@@ -216,7 +216,7 @@ def _choose_grid(
                     f"(bounds {_bounds(first)})",
                     stack.description,
                 )
-            if (off := _fractional_shift(other, first)) > 0.01 * first.resolution[0]:
+            if (off := first.fractional_shift(other)) > 0.01 * first.resolution[0]:
                 shifted.append((name, off))
         _warn_shifted(first_name, first, shifted)
         return first
@@ -237,16 +237,6 @@ def _choose_grid(
         first.crs, target_crs, first.width, first.height, *first.bounds, resolution=resolution
     )
     return Grid(target_crs, transform, int(width), int(height))
-
-
-def _fractional_shift(other: Grid, first: Grid) -> float:
-    """How far ``other``'s pixels lie off ``first``'s grid (same CRS and pixel size), in CRS
-    units: 0 for a shift of whole pixels, which moves only the extent."""
-    offsets = [
-        (other.transform.c - first.transform.c) / first.transform.a,
-        (other.transform.f - first.transform.f) / first.transform.e,
-    ]
-    return max(abs(x - round(x)) for x in offsets) * first.resolution[0]
 
 
 def _warn_shifted(first_name: str, first: Grid, shifted: Sequence[tuple[str, float]]) -> None:
