@@ -271,6 +271,10 @@ def test_point_table_missing_step_names_the_column(tmp_path: Path) -> None:
     short.to_parquet(tmp_path / "short.parquet")
     X, _, times = read_point_timeseries(tmp_path / "short.parquet")
     assert X.shape == (40, 11, 2) and times[-1] == dt.date(2017, 10, 1)
+    # One step twice (two resolutions): refused, not one silently taken over the other.
+    dn.assign(**{"SAR-VH-ts3-10m": dn["SAR-VH-ts3-20m"]}).to_parquet(tmp_path / "twice.parquet")
+    with pytest.raises(InputDataError, match="two columns for VH step 3: SAR-VH-ts3-20m and SAR"):
+        read_point_timeseries(tmp_path / "twice.parquet")
 
 
 def test_point_table_formats(tmp_path: Path) -> None:

@@ -78,8 +78,14 @@ def read_point_timeseries(
     for column in table.columns:
         match = _COLUMN.match(str(column))
         if match:
-            band = match["band"].upper()
-            steps.setdefault(band, {})[int(match["step"])] = str(column)
+            band, step = match["band"].upper(), int(match["step"])
+            if step in steps.setdefault(band, {}):
+                raise InputDataError(
+                    f"two columns for {band} step {step}: {steps[band][step]} and {column}; "
+                    "keep one (e.g. one resolution)",
+                    path,
+                )
+            steps[band][step] = str(column)
             rest.setdefault(band, match["rest"] or "")
     missing = [b for b in bands if b not in steps]
     if missing:
