@@ -89,6 +89,13 @@ def test_class_bootstrap_counts_intervals_and_seed_means() -> None:
     second = MulticlassConfusion(classes).update(other, small[1]).miou
     assert both[MIOU].estimate == pytest.approx((whole.miou + second) / 2)
     assert both[MIOU].low <= both[MIOU].estimate <= both[MIOU].high
+    # A class in one parcel has no interval (its draws would repeat one value); the rest do.
+    first = small[2][small[1] == 2].flat[0]  # the first parcel holding class c
+    lone = np.where(small[2] == first, small[1], np.minimum(small[1], 1))
+    sparse = class_bootstrap(small[0], lone, small[2], classes, n=400)
+    held = {int(p) for p in np.unique(small[2][lone == 2])}
+    assert len(held) == 1 and np.isnan([sparse["c"].low, sparse["c"].high]).all()
+    assert np.isfinite([sparse["a"].low, sparse["b"].high, sparse[MIOU].low]).all()
 
 
 def test_a_paired_mIoU_difference_resolves_what_overlapping_intervals_do_not() -> None:

@@ -193,3 +193,50 @@ def test_labels_read_at_once_still_name_a_damaged_patch(store, tmp_path):
     with pytest.raises(InputDataError, match="labels of patch 5 unreadable") as info:
         store_labels(DatasetStore(copy))
     assert str(copy) in str(info.value)
+
+
+def test_an_interval_over_one_parcel_of_its_class_is_undefined(store, tmp_path):
+    """A class in one test parcel: the draws without it are undefined and dropped, those with
+    it repeat one value, and the interval printed as [0.309, 0.309] looked exact."""
+    from sarcrop.cli.evaluate import format_table
+    from sarcrop.cli.shared import format_intervals
+
+    opened = DatasetStore(store)
+    images = np.stack([opened.read_image(i) for i in range(len(opened))])
+    labels = np.stack([opened.read_labels(i) for i in range(len(opened))])
+    test = opened.indices("test")
+    potato = CLASSES.index("potato")
+    labels[test[0]][labels[test[0]] == potato] = 0  # potato left in one test parcel
+    one = write_store(tmp_path / "one.zarr", images, labels, opened.metadata)
+    classes = [*CROPS, "other"]
+    dataset = PatchDataset(one, "test", classes=classes)
+    target = np.stack([dataset.target(i)[0] for i in range(len(dataset))])
+    record = evaluation_by_parcel(dataset, target)  # a perfect map
+    for name in ("maize", "grassland", "miou"):
+        assert record["intervals"][name]["low"] == record["intervals"][name]["high"] == 1.0
+    undefined = record["intervals"]["potato"]
+    assert undefined["estimate"] == 1.0 and undefined["low"] is None is undefined["high"]
+    assert undefined["class_parcels"] == 1
+    assert undefined["undefined"].startswith("potato lies in 1 test parcel")
+    json.dumps(record, allow_nan=False)  # bounds are null in the JSON, not NaN
+    printed = format_intervals(record)
+    assert "potato n/a (1 parcel)" in printed and "maize [1.000, 1.000]" in printed
+    # One crop: its metrics rest on its parcels; so does the early-season IoU column.
+    binary = PatchDataset(one, "test", "potato")
+    target = np.stack([binary.target(i)[0] for i in range(len(binary))])
+    record = evaluation_by_parcel(binary, target, early={2: target})
+    assert all(i["low"] is None and i["class_parcels"] == 1 for i in record["intervals"].values())
+    assert "IoU n/a (1 parcel)" in format_intervals(record)
+    metrics = dict.fromkeys(METRICS, 1.0)
+    result = {
+        "checkpoint": "m",
+        "store": "s",
+        "split": "test",
+        "patches": 2,
+        "positive": ["potato"],
+        "timesteps": 2,
+        "metrics": metrics,
+        "early_season": {2: metrics},
+        **record,
+    }
+    assert format_table(result).splitlines()[2].endswith("n/a (1 parcel)")

@@ -422,17 +422,59 @@ class SamplingOptions(Options):
 
 
 class ReferenceOptions(Options):
-    """How a label raster becomes reference classes of the map (0/1).
+    """How a label raster becomes reference classes of the map.
 
     With ``positive_codes``, those label values are class 1 and every other labelled value
-    class 0; without, a simulated region's labels use its positive class (``POSITIVE`` tag)
-    and other rasters' values are taken as map classes. The raster's nodata is unlabelled.
+    class 0 (a one-crop map). With ``legend`` (a WorldCereal legend CSV) or ``code_map`` (code
+    → class name, as ``prepare`` takes them), codes are read as class names and matched by name
+    to the map's classes: a crop-type map's classes by name (label classes it lacks are its
+    ``other``), a one-crop map's crop (its ``POSITIVE`` tag) against the rest. Without either, a
+    raster naming its classes (``CLASS_<i>`` tags, as a simulated region's labels) is matched
+    by name to a crop-type map's classes; for a one-crop map a simulated region's labels use
+    its positive class (``POSITIVE`` tag); other rasters' values are taken as map classes.
+    The raster's nodata is unlabelled.
     """
 
     label_band: int = Field(1, ge=1, description="band of the label raster")
     positive_codes: tuple[int, ...] | None = Field(
         None, description="label values of the positive class, e.g. 1200 (maize)"
     )
+    legend: str | None = Field(
+        None,
+        description="WorldCereal legend CSV mapping the label raster's crop codes to names, "
+        "matched to the map's classes by name",
+    )
+    code_map: dict[int, str] | None = Field(
+        None,
+        description="JSON object mapping label raster codes to class names (matched to the "
+        "map's classes by name), e.g. "
+        '\'{"1200": "maize", "0": "unlabelled"}\' (codes not listed become \'other\'; '
+        "'unlabelled' ones label nothing)",
+    )
+
+    @field_validator("code_map", mode="before")
+    @classmethod
+    def _code_map_json(cls, value: Any) -> Any:
+        """A JSON object as text (the command line's ``--code-map``) or a mapping."""
+        import json
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"must be a JSON object of code: name ({exc})") from None
+
+    @model_validator(mode="after")
+    def _one_reading(self) -> ReferenceOptions:
+        given = [
+            flag(name)
+            for name in ("positive_codes", "legend", "code_map")
+            if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one of {', '.join(given)}, not several")
+        return self
 
 
 def validated(kind: type[OptionsT], data: dict[str, Any], path: str | None = None) -> OptionsT:

@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import Any
 
-from sarcrop.cli.shared import add_names, add_parcels, add_timesteps, print_by_parcel
+from sarcrop.cli.shared import add_names, add_parcels, add_timesteps, bounds, print_by_parcel
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +81,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{_cell(m['recall']):>6}  {_cell(m['f1']):>6}"
         )
         if (at_t := intervals.get(t)) is not None:
-            line += f"  [{_cell(at_t['low'])}, {_cell(at_t['high'])}]"
+            line += f"  {bounds(at_t)}"
         lines.append(line)
     if intervals:
         lines.append("CI: from a bootstrap over the split's parcels (connected label components)")

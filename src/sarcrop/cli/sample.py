@@ -9,7 +9,8 @@ from sarcrop.options import ReferenceOptions, SamplingOptions, add_flags, from_f
 
 
 def add_reference_flags(parser: argparse.ArgumentParser, title: str) -> None:
-    """ReferenceOptions as flags (``--label-band``, ``--positive-codes``)."""
+    """ReferenceOptions as flags (``--label-band``, ``--positive-codes``, ``--legend``,
+    ``--code-map``)."""
     group = parser.add_argument_group(title)
     add_flags(group, ReferenceOptions, exclude=("positive_codes",))
     group.add_argument(
@@ -17,7 +18,8 @@ def add_reference_flags(parser: argparse.ArgumentParser, title: str) -> None:
         type=int,
         nargs="+",
         metavar="CODE",
-        help="label values of the positive class, e.g. 1200 (default: the raster's classes)",
+        help="label values of a one-crop map's crop, e.g. 1200 (default: the raster's "
+        "classes; a crop-type map: name them with --legend or --code-map)",
     )
 
 
@@ -67,8 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sarcrop.evaluation.assessment import check_one_crop_labels, check_reference_classes
     from sarcrop.evaluation.sampling import (
+        check_one_crop_labels,
         check_sample_path,
         draw_sample,
         fill_reference,
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     check_sample_path(args.out)
     labels = from_flags(ReferenceOptions, args)
     if args.fill_from is not None:
-        check_one_crop_labels(labels, args.map)
+        check_one_crop_labels(labels, args.map)  # before a point is drawn
     sample = draw_sample(
         args.map,
         args.n,
@@ -89,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.fill_from is not None:
         sample = fill_reference(sample, args.fill_from, labels)
-        check_reference_classes(sample.points["reference"].dropna(), args.map, args.fill_from)
     out = write_sample(sample, args.out)
     if args.csv is not None:
         print(write_points_csv(sample, args.csv))

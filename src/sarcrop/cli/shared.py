@@ -219,11 +219,17 @@ def format_intervals(result: dict[str, Any]) -> str:
         return "no labelled parcels: no intervals"
     level = 100 * result["interval_level"]
     parcels = next(iter(intervals.values()))["n_parcels"]
-    cells = ", ".join(
-        f"{metric_name(name)} [{_number(i['low'])}, {_number(i['high'])}]"
-        for name, i in intervals.items()
-    )
+    cells = ", ".join(f"{metric_name(name)} {bounds(i)}" for name, i in intervals.items())
     return f"{level:g} % intervals, bootstrap over {parcels} parcels: {cells}"
+
+
+def bounds(interval: dict[str, Any]) -> str:
+    """``[low, high]``, or ``n/a (1 parcel)`` where too few parcels hold the class for an
+    interval (the record's ``undefined``)."""
+    if interval.get("undefined"):
+        k = interval.get("class_parcels", interval.get("n_parcels", 0))
+        return f"n/a ({k} parcel{'' if k == 1 else 's'})"
+    return f"[{_number(interval['low'])}, {_number(interval['high'])}]"
 
 
 def format_parcels(result: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,22 +35,24 @@ from sarcrop.evaluation.sampling import (
     Sample,
     Stratum,
     block_rows,
+    check_one_crop_labels,
+    check_reference_classes,
     check_same_grid,
     class_band,
     grid_of,
     is_sample_file,
-    label_classes,
+    label_reader,
     labels_from_table,
     map_class_pixels,
+    map_classes,
     open_raster,
     post_stratified_sample,
     read_map_classes,
     read_sample,
-    require_positive_codes,
     strips,
     values_at,
 )
-from sarcrop.options import ReferenceOptions, as_options
+from sarcrop.options import ReferenceOptions, as_options, flag
 from sarcrop.utils.atomic import write_text_atomic
 
 
@@ -304,23 +306,14 @@ def assess_census(
     with open_raster(map_path) as ds, open_raster(labels) as lab:
         grid = grid_of(ds)
         check_same_grid(grid, lab, labels)
-        if options.label_band > lab.count:
-            raise InputDataError(f"no band {options.label_band} ({lab.count} bands)", labels)
-        require_positive_codes(lab, options, labels)
+        read = label_reader(lab, options, map_classes(ds, map_path), labels, map_path)
         band = class_band(ds, map_path)
         for window in strips(grid, block_rows(ds, band)):
             mapped = read_map_classes(ds, band, window)
-            ref = label_classes(lab, lab.read(options.label_band, window=window), options)
-            _add_pairs(pairs, mapped, ref)
+            _add_pairs(pairs, mapped, read(lab.read(options.label_band, window=window)))
+    read.warn_folded()
     sources = {"map": str(map_path), "reference": f"{labels} (every mapped pixel)"}
     return _census(pairs, grid, labels, sources)
-
-
-def map_class_names(ds: Any) -> tuple[str, ...]:
-    """A crop-type map's class names by index (its ``CLASS_NAMES`` tag); empty for a binary
-    map."""
-    names = ds.tags().get("CLASS_NAMES")
-    return tuple(json.loads(names)) if names else ()
 
 
 def parcel_classes(codes: np.ndarray, names: Sequence[str], classes: Sequence[str]) -> np.ndarray:
@@ -351,10 +344,8 @@ def assess_parcels(map_path: str | Path, parcels: str | Path, label_column: str)
     with open_raster(map_path) as ds:
         grid, band = grid_of(ds), class_band(ds, map_path)
         mapped = read_map_classes(ds, band, Window(0, 0, grid.width, grid.height))
-        # predict writes it on the class band; a map from elsewhere may carry it on the file
-        named = ds.tags(band).get("POSITIVE") or ds.tags().get("POSITIVE", "")
-        positive = [p for p in named.split(",") if p]
-        classes = map_class_names(ds)
+        of_map = map_classes(ds, map_path)
+    positive, classes = list(of_map.positive), of_map.names
     if not positive and not classes:
         raise InputDataError("the map has no POSITIVE tag naming its crop", map_path)
     codes, names = labels_from_parcels(parcels, grid, column=label_column)
@@ -465,48 +456,13 @@ def assess(
             f"--labels-csv {reference.name} (labels_table=)",
             reference,
         )
-    check_one_crop_labels(options, map_path)
     with open_raster(map_path) as ds:
-        names = map_class_names(ds)
+        classes = map_classes(ds, map_path)
+    check_one_crop_labels(options, map_path, classes)
     result = _assess(map_path, reference, label_column, options, labels_table)
     referenced = [c for c, n in zip(result.classes, result.counts.sum(axis=0), strict=True) if n]
-    check_reference_classes(referenced, map_path, labels_table or reference)
-    return replace(result, class_names=names)
-
-
-def check_one_crop_labels(labels: ReferenceOptions | None, map_path: str | Path) -> None:
-    """Refuse ``positive_codes`` (labels read as one crop, 1, against the rest, 0) for a
-    crop-type map, whose class 0 and 1 are two of its crops: every accuracy and area would be
-    of other classes than they say."""
-    if labels is None or labels.positive_codes is None:
-        return
-    with open_raster(map_path) as ds:
-        names = map_class_names(ds)
-    if names:
-        raise InputDataError(
-            f"--positive-codes reads the labels as one crop against the rest (1 and 0), and "
-            f"this crop-type map has {len(names)} classes ({', '.join(names)}): give labels "
-            "of its class numbers, or map one crop (predict --positive)",
-            map_path,
-        )
-
-
-def check_reference_classes(
-    referenced: Iterable[int], map_path: str | Path, source: str | Path
-) -> None:
-    """Refuse reference classes the map at ``map_path`` cannot hold: crop codes (WorldCereal's
-    1200 for maize) read as map classes would make every accuracy and area meaningless."""
-    with open_raster(map_path) as ds:
-        count = len(map_class_names(ds)) or 2  # a one-crop map: 0 and 1
-    stray = sorted({int(c) for c in referenced} - set(range(count)) - {UNLABELLED})
-    if stray:
-        shown = ", ".join(map(str, stray[:6])) + (", …" if len(stray) > 6 else "")
-        raise InputDataError(
-            f"reference classes {shown} are not classes of the map (0 to {count - 1}, and -1 "
-            "for no class); for a raster of crop codes give the map's crop with "
-            "--positive-codes (e.g. 1200, WorldCereal maize)",
-            source,
-        )
+    check_reference_classes(referenced, classes, labels_table or reference)
+    return replace(result, class_names=classes.names)
 
 
 def _assess(
@@ -518,6 +474,13 @@ def _assess(
 ) -> Assessment:
     if not _is_vector_file(reference):
         return assess_census(map_path, reference, options)
+    given = [] if options is None else [flag(name) for name in options.model_fields_set]
+    if given:
+        raise InputDataError(
+            f"{', '.join(sorted(given))} read a label raster, and this is a file of points or "
+            f"parcels, whose labels are read from its {label_column!r} column: leave them out",
+            reference,
+        )
     if not is_sample_file(reference):
         if _has_polygons(reference):
             return assess_parcels(map_path, reference, label_column)

@@ -22,6 +22,7 @@ confusion counts are resampled, and each draw is scored by
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -402,6 +403,12 @@ def parcel_class_confusions(
     return np.bincount(code, minlength=count * size * size).reshape(count, size, size)
 
 
+MIN_PARCELS = 2
+"""Parcels of a class below which its interval is undefined: the draws without its one parcel
+are undefined and left out, and those with it repeat one value, a zero-width interval that
+would look exact."""
+
+
 def class_bootstrap(
     pred: np.ndarray | Sequence[np.ndarray],
     target: np.ndarray,
@@ -418,17 +425,22 @@ def class_bootstrap(
     As :func:`parcel_bootstrap`: ``pred`` is one prediction or several of the same test set
     (seeds), every prediction is scored on the same draws and the estimate and interval are
     those of the per-draw mean; undefined values (a class absent from a draw and never
-    predicted) are left out.
+    predicted) are left out. A class in fewer than :data:`MIN_PARCELS` parcels has no
+    interval (NaN bounds): its draws repeat one parcel's value, which would look exact.
     """
     _check("iou", n, level)
     counts = _class_counts(pred, target, parcels, classes)
     full = _nanmean(_class_scores(counts.sum(axis=1), classes), axis=0)
     drawn = _nanmean(_class_scores(_resampled_totals(counts, n, seed), classes), axis=0)
-    names = [*classes, MIOU]
-    return {
-        name: Interval(float(full[j]), *_percentiles(drawn[..., j], level), counts.shape[1])
-        for j, name in enumerate(names)
-    }
+    size = len(classes)
+    held = (counts[0].reshape(-1, size, size).sum(axis=2) > 0).sum(axis=0)  # rows: truth
+    out = {}
+    for j, name in enumerate([*classes, MIOU]):
+        low, high = _percentiles(drawn[..., j], level)
+        if j < size and held[j] < MIN_PARCELS:
+            low = high = math.nan
+        out[name] = Interval(float(full[j]), low, high, counts.shape[1])
+    return out
 
 
 def paired_class_difference(

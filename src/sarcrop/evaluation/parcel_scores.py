@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sarcrop.data.parcels import UNLABELLED, parcel_classes, store_labels, store_parcels
-from sarcrop.evaluation.bootstrap import class_bootstrap, parcel_bootstrap
+from sarcrop.evaluation.bootstrap import (
+    MIN_PARCELS,
+    Interval,
+    class_bootstrap,
+    parcel_bootstrap,
+)
 from sarcrop.evaluation.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -139,16 +144,51 @@ def evaluation_by_parcel(
     if not np.any(ids >= 0):
         return record
     if dataset.target_classes is None:
+        crop = truth.targets[1]
+        behind = {metric: (crop, _class_parcels(truth.target, ids, 1)) for metric in METRICS}
         intervals = {
             metric: parcel_bootstrap(given, truth.target, ids, metric=metric, level=LEVEL)
             for metric in METRICS
         }
     else:
         intervals = class_bootstrap(given, truth.target, ids, truth.targets, level=LEVEL)
-    record["intervals"] = {name: interval.as_dict() for name, interval in intervals.items()}
+        behind = {
+            name: (name, _class_parcels(truth.target, ids, j))
+            for j, name in enumerate(truth.targets)
+        }
+    record["intervals"] = {
+        name: interval_record(interval, *behind.get(name, ("", interval.n_parcels)))
+        for name, interval in intervals.items()
+    }
     record["parcels"] = [score.as_dict() for score in truth.scores(predicted)]
     for t, maps in (early or {}).items():
         given_t, ids_t = truth.scored(maps)
         interval = parcel_bootstrap(given_t, truth.target, ids_t, metric="iou", level=LEVEL)
-        record["early_season_intervals"][t] = interval.as_dict()
+        crop_parcels = _class_parcels(truth.target, ids_t, 1)
+        record["early_season_intervals"][t] = interval_record(
+            interval, truth.targets[1], crop_parcels
+        )
+    return record
+
+
+def _class_parcels(target: np.ndarray, ids: np.ndarray, value: int) -> int:
+    """How many scored parcels hold target class ``value``."""
+    return int(np.unique(ids[(ids >= 0) & (target == value)]).size)
+
+
+def interval_record(interval: Interval, name: str, parcels: int) -> dict[str, Any]:
+    """``interval`` as a record; one resting on fewer than :data:`MIN_PARCELS` parcels of its
+    class ``name`` (``""``: all parcels, the mIoU) is undefined: no bounds, and why
+    (``undefined``, ``class_parcels``)."""
+    record: dict[str, Any] = interval.as_dict()
+    if parcels >= MIN_PARCELS:
+        return record
+    what = f"{name} lies in" if name else "the scores rest on"
+    record.update(
+        low=None,
+        high=None,
+        class_parcels=parcels,
+        undefined=f"{what} {parcels} test parcel{'' if parcels == 1 else 's'}: an interval "
+        f"over parcels needs at least {MIN_PARCELS}",
+    )
     return record
