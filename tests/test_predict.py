@@ -1000,3 +1000,58 @@ def test_missing_onnxruntime_names_the_extra(
     assert cli_main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "sarcrop[onnx]" in err and len(err.splitlines()) == 1
+
+
+def test_band_map_names_the_bands_of_a_cube_from_the_command_line(tmp_path, capsys):
+    """A cube with two variables that could be VH is refused, naming --band-map; with the
+    flag it maps, and the map's resume hash knows which variables it read."""
+    import json
+
+    import xarray as xr
+
+    from sarcrop.cli import main
+
+    rng = np.random.default_rng(0)
+    times = np.datetime64("2021-04-22T06:00") + np.arange(0, 170, 6).astype("timedelta64[D]")
+    vh = rng.uniform(-22, -12, size=(len(times), 32, 32)).astype("float32")
+    dims = ("t", "y", "x")
+    xr.Dataset(
+        {
+            "S1-SIGMA0-VH": (dims, vh, {"units": "dB"}),
+            "S1-SIGMA0-VH-std": (dims, np.abs(vh) / 10, {"units": "dB"}),
+            "S1-SIGMA0-VV": (dims, vh + 7, {"units": "dB"}),
+        },
+        coords={
+            "t": times,
+            "y": 5_600_000 - 5 - 10 * np.arange(32),
+            "x": 500_005 + 10 * np.arange(32),
+        },
+        attrs={"epsg": 32631},
+    ).to_netcdf(tmp_path / "cube.nc")
+    argv = [
+        "predict",
+        "europe-maize",
+        "--images",
+        str(tmp_path / "cube.nc"),
+        "--quiet",
+        "--season-start",
+        "2021-04-21",
+        "--out",
+        str(tmp_path / "m.tif"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "several variables for VH (S1-SIGMA0-VH, S1-SIGMA0-VH-std)" in err
+    assert "--band-map" in err and not (tmp_path / "m.tif").exists()
+    named = {"VH": "S1-SIGMA0-VH", "VV": "S1-SIGMA0-VV"}
+    assert main([*argv, "--band-map", json.dumps(named)]) == 0
+    with rasterio.open(tmp_path / "m.tif") as src:
+        assert src.read(1).shape == (32, 32)
+    from sarcrop.data.reader import open_scenes
+    from sarcrop.prediction.predict import stack_fingerprint
+
+    stack = open_scenes(tmp_path / "cube.nc", band_map=named)
+    assert stack_fingerprint(stack)["band_map"] == named
+    with xr.open_dataset(tmp_path / "cube.nc") as cube:
+        cube.drop_vars("S1-SIGMA0-VH-std").to_netcdf(tmp_path / "plain.nc")
+    assert "band_map" not in stack_fingerprint(open_scenes(tmp_path / "plain.nc"))

@@ -54,14 +54,38 @@ class Options(BaseModel):
         return validated(type(self), data)
 
 
+def json_object(value: Any, what: str) -> Any:
+    """A mapping given as JSON text (a command line's ``--code-map '{"1200": "maize"}'``) as
+    the mapping, anything else as it is, for a field validator."""
+    import json
+
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"must be a JSON object of {what} ({exc})") from None
+
+
 class SceneOptions(Options):
-    """How scenes are read: orbit filter and the grid the composites are computed on."""
+    """How scenes are read: orbit filter, the grid the composites are computed on, and the
+    names the input gives the bands."""
 
     orbit: OrbitChoice = Field("both", description="orbit direction to keep")
     crs: str | None = Field(None, description="target CRS of the composites, e.g. EPSG:32631")
     resolution: float | None = Field(
         None, gt=0, description="target pixel size in CRS units, e.g. 10"
     )
+    band_map: dict[str, str] | None = Field(
+        None,
+        description="JSON object naming each band in the input: a cube's variables, STAC "
+        'asset keys or band descriptions, e.g. \'{"VH": "S1-SIGMA0-VH"}\'',
+    )
+
+    @field_validator("band_map", mode="before")
+    @classmethod
+    def _band_map_json(cls, value: Any) -> Any:
+        return json_object(value, "band: name")
 
 
 class CompositeOptions(Options):
@@ -455,15 +479,7 @@ class ReferenceOptions(Options):
     @field_validator("code_map", mode="before")
     @classmethod
     def _code_map_json(cls, value: Any) -> Any:
-        """A JSON object as text (the command line's ``--code-map``) or a mapping."""
-        import json
-
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"must be a JSON object of code: name ({exc})") from None
+        return json_object(value, "code: name")
 
     @model_validator(mode="after")
     def _one_reading(self) -> ReferenceOptions:

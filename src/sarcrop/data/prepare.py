@@ -93,7 +93,12 @@ def prepare(
         images
         if isinstance(images, SceneStack)
         else open_scenes(
-            images, bands=bands, crs=scenes.crs, resolution=scenes.resolution, orbit=scenes.orbit
+            images,
+            bands=bands,
+            crs=scenes.crs,
+            resolution=scenes.resolution,
+            orbit=scenes.orbit,
+            band_map=scenes.band_map,
         )
     )
     stack.require_bands(bands)

@@ -77,6 +77,8 @@ def open_scenes(
             label,
         )
     stack = layout.open(paths, source, band_map=band_map, scale=scale, search=search)
+    if band_map:
+        stack.attrs["band_map"] = dict(band_map)  # part of what identifies the input
     if stack.skipped():
         warnings.warn(
             f"{stack.description}: {len(stack.attrs['skipped'])} input(s) hold no Sentinel-1 "  # type: ignore[arg-type]
@@ -414,7 +416,7 @@ def _check_polarisations(
             f"{'above' if medians['VH'] > medians['VV'] else 'about as high as'} VV (median "
             f"{medians['VH']:.1f} against {medians['VV']:.1f} dB), where cross-polarised "
             "backscatter lies several dB below co-polarised: are the bands swapped, or one "
-            "band's values under the other's name? check the band order, names or band_map",
+            "band's values under the other's name? check the band order, names or --band-map",
             stacklevel=3,
         )
 

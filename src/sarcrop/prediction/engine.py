@@ -425,6 +425,7 @@ def open_stack(images: Source | SceneStack, spec: ModelSpec, scenes: SceneOption
             orbit=scenes.orbit,
             crs=scenes.crs,
             resolution=scenes.resolution,
+            band_map=scenes.band_map,
         )
     images.require_bands(spec.bands)
     return images

@@ -272,12 +272,14 @@ def stack_fingerprint(stack: SceneStack) -> dict[str, Any]:
             st = os.stat(acq.source)
             entry += [st.st_size, st.st_mtime_ns]
         scenes.append(entry)
+    named = stack.attrs.get("band_map")
     return {
         "grid": stack.grid.to_dict(),
         "bands": list(stack.bands),
         "units": stack.units,
         "description": stack.description,
         "scenes": scenes,
+        **({"band_map": named} if named else {}),  # maps of older runs keep their hash
     }
 
 

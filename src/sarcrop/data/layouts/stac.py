@@ -166,7 +166,7 @@ class Stac(Layout, name="stac", order=10):
         if not found:
             raise InputDataError(
                 f"{len(items)} STAC items, none with a datetime and vv/vh GeoTIFF assets "
-                "(use band_map to name other asset keys)",
+                "(use band_map, --band-map, to name other asset keys)",
                 where,
             )
         found.sort(key=lambda pair: pair[0].time)

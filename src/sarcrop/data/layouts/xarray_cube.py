@@ -192,7 +192,7 @@ def _find_variables(
         if len(named) > 1:
             raise InputDataError(
                 f"several variables for {pol} ({', '.join(map(str, named))}); "
-                "choose one with band_map",
+                "choose one with band_map (--band-map)",
                 path,
             )
         if named:
@@ -221,7 +221,7 @@ class XarrayCube(Layout, name="xarray_cube", order=20):
         if not variables:
             raise InputDataError(
                 f"no VV/VH variable among {', '.join(map(str, ds.data_vars))}: expected names "
-                "containing VV or VH, or band_map",
+                "containing VV or VH, or band_map (--band-map)",
                 path,
             )
         first = ds[next(iter(variables.values()))]
