@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -116,6 +117,10 @@ def test_ctrl_c_stops_local_workers_with_one_line(
     ready = tmp_path / "ready"
     argv = ["predict", str(ckpt), "--images", str(scenes), "--out", str(tmp_path / "m.tif")]
     argv += ["--workers", "2", "--window", "64", "--overlap", "16", "--quiet"]
+    port = socket.socket()  # Dask's default HTTP port held, as by another cluster running
+    with contextlib.suppress(OSError):
+        port.bind(("", 8787))
+        port.listen()
     run = psutil.Popen(
         [sys.executable, "-c", HELD_AT_A_BLOCK, str(ready), *argv],
         stderr=subprocess.PIPE,
@@ -134,6 +139,7 @@ def test_ctrl_c_stops_local_workers_with_one_line(
         _, err = run.communicate(timeout=120)
         _, alive = psutil.wait_procs(workers, timeout=60)
     finally:
+        port.close()
         for process in [run, *workers]:
             with contextlib.suppress(psutil.Error):
                 process.kill()

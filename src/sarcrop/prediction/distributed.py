@@ -129,6 +129,9 @@ def run_blocks(
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # No dashboard; its HTTP server on a free port, so that two runs at once
+                    # (or a notebook's cluster on 8787) do not warn about the port.
+                    scheduler_kwargs={"dashboard_address": ":0"},
                     silence_logs=logging.ERROR,
                 )
             client = Client(cluster)
