@@ -282,8 +282,9 @@ def test_point_table_formats(tmp_path: Path) -> None:
     dn.to_parquet(tmp_path / "points.parquet")
     dn.to_csv(tmp_path / "points.csv", index=False)
     dn.to_csv(tmp_path / "points.CSV.GZ", index=False)
+    dn.to_csv(tmp_path / "semicolons.csv", index=False, sep=";")  # a European spreadsheet's
     X, labels, times = read_point_timeseries(tmp_path / "points.parquet")
-    for name in ("points.csv", "points.CSV.GZ"):
+    for name in ("points.csv", "points.CSV.GZ", "semicolons.csv"):
         other = read_point_timeseries(tmp_path / name)
         np.testing.assert_array_equal(other.X, X)
         assert list(other.labels) == list(labels) and other.times == times

@@ -150,7 +150,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     try:
         if name.endswith(".parquet"):
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        return pd.read_csv(path, sep=None, engine="python")  # ',' or ';' (a European export)
     except FileNotFoundError:
         raise InputDataError("point table not found", path) from None
     except (OSError, ValueError) as exc:
