@@ -78,6 +78,7 @@ class SceneOptions(Options):
     )
     band_map: dict[str, str] | None = Field(
         None,
+        exclude_if=lambda value: value is None,  # runs from before it keep their cache keys
         description="JSON object naming each band in the input: a cube's variables, STAC "
         'asset keys or band descriptions, e.g. \'{"VH": "S1-SIGMA0-VH"}\'',
     )
