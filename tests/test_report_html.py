@@ -513,3 +513,24 @@ def test_wide_search_and_area_tables_scroll_inside_the_page(chromium, run_dir, t
         measured = browser_support.probe(chromium, page, window=(width, 1600))
         assert measured["scroll_width"] <= measured["viewport"] == width
         assert measured["visible"]["searches"] and measured["visible"]["area"]
+
+
+def test_the_time_step_table_keeps_every_label_fraction(tmp_path):
+    """With fewer labels as well as every label, the report's time-step table has a row per
+    fraction, as tables.md has; the full-season tables keep every label only."""
+    run = tmp_path / "run"
+    run.mkdir()
+    every = _results()
+    fewer = every.assign(label_fraction=0.5, value=every["value"] / 2)
+    pd.concat([every.assign(label_fraction=1.0), fewer]).to_csv(run / "results.csv", index=False)
+    manifest = {"name": "fractions", "timestep_table": True, "scenarios": []}
+    (run / "experiment.json").write_text(json.dumps(manifest), encoding="utf-8")
+    text = render_report(run).read_text(encoding="utf-8")
+
+    def body(ident: str) -> str:
+        start = text.index(f'id="{ident}"')
+        return text[text.index("<tbody>", start) : text.index("</tbody>", start)]
+
+    rows = body("table-timesteps").count("<tr")
+    assert rows == 2 * len(SCENARIOS) * len(METHODS)
+    assert "50 %" in body("table-timesteps") and "50 %" not in body("table-iou")

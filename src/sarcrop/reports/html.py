@@ -198,9 +198,6 @@ def _read_results(run_dir: Path) -> pd.DataFrame | None:
     if not required <= set(results.columns):
         missing = ", ".join(sorted(required - set(results.columns)))
         raise ReportError(f"results table lacks column(s) {missing}", path)
-    # Early-season reruns (other batch orderings) have their own figure; the tables
-    # compare the methods of the main run only, as tables.md does.
-    results = main_run(results)
     return None if results.empty else results
 
 
@@ -825,7 +822,12 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
     out = run_dir / REPORT if out is None else Path(out)
     ctx = _Context(run_dir, out)
     manifest = _read_manifest(run_dir)
-    results = _read_results(run_dir)
+    every = _read_results(run_dir)
+    # Early-season reruns (other batch orderings) have their own figure, and runs with fewer
+    # labels the learning curves: the tables compare the main run's methods with every label,
+    # as tables.md does, and the time-step table keeps each label fraction, as it does there.
+    results = None if every is None else main_run(every)
+    results = None if results is None or results.empty else results
     name = str(manifest.get("name") or run_dir.name)
     sources = _sources(manifest)
 
@@ -856,7 +858,7 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
             "early-season",
             "Early-season prediction",
             _early_season(ctx, manifest.get("early_season"))
-            + _timesteps(ctx, manifest, results, sources)
+            + _timesteps(ctx, manifest, every, sources)
             + _class_early_season(ctx, manifest.get("crop_types")),
         ),
         ("training", "Training curves", _training_curves(ctx, manifest.get("training_curves"))),
