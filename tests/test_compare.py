@@ -190,6 +190,16 @@ def test_what_cannot_be_compared_is_named(run, a, b, problem):
         compare_methods(run, a, b)
 
 
+def test_method_names_as_the_tables_print_them_and_a_metric_of_another_kind(run):
+    """``FT`` is ``ft`` (the tables print FT); a variant keeps its spelling. The mIoU of a run
+    of one crop names the metrics it has, not an empty list of fractions."""
+    assert Arm("BIAS", 0.25).method == "bias" and Arm("FTD+Dd").method == "ftd+Dd"
+    upper = compare_methods(run, Arm("BIAS", 0.25), Arm("RF", 0.25))
+    assert upper == compare_methods(run, Arm("bias", 0.25), Arm("rf", 0.25))
+    with pytest.raises(SarcropError, match="no crop-type scenario to compare by miou: compare"):
+        compare_methods(run, Arm("bias", 0.25), Arm("rf", 0.25), metric="miou")
+
+
 def test_a_method_missing_from_one_scenario_is_named(stores, tmp_path):
     kinds = {(s, "bias"): "truth" for s in SCENARIOS} | {("one-from-a", "rf"): "none"}
     partial = write_run(tmp_path / "run", stores, kinds)

@@ -588,6 +588,39 @@ def test_config_errors_name_the_file_and_key(tmp_path):
         load_experiment_config(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"regions": {**TINY["regions"], "france": {"simulate": {"preset": "frnace"}}}},
+            "regions.france.simulate.preset: unknown region 'frnace'; did you mean 'france'?",
+        ),
+        (
+            {"methods": ["rf", "ftd-last-3"]},
+            r"method ftd-last-3: the pre-training 'default' \(recurrent_unet\) has 1 decoder "
+            "block, so K is 1 to 1",
+        ),
+        ({"methods": ["ftd-last-0"]}, "method ftd-last-0: .* so K is 1 to 1"),
+        (
+            {
+                "regions": {
+                    **TINY["regions"],
+                    "france": {**TINY["regions"]["france"], "timesteps": 5},
+                }
+            },
+            "regions.france: 5 composites, and the pre-training 'default' learns 8 "
+            r"\(regions.korea\); .* timestep_table: true",
+        ),
+        ({"early_season": {"method": "rf"}}, "early_season.method: rf trains no network"),
+    ],
+)
+def test_config_errors_found_before_any_work(tmp_path, change, problem):
+    """Each of these failed minutes into a run (after simulating, or after the pre-training),
+    naming no key; now the config is refused as it is read."""
+    with pytest.raises(ConfigError, match=rf"experiment\.yaml: .*{problem}"):
+        load_experiment_config(write_config(tmp_path, {**TINY, **change}))
+
+
 def test_simulated_draws_expand_into_merged_regions(tmp_path):
     spain = TINY["regions"]["spain"]
     draws = {**spain, "simulate": {**spain["simulate"], "seed": 5, "draws": 3}}

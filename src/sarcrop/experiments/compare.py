@@ -54,6 +54,11 @@ class Arm:
     fraction: float = 1.0
     scenarios: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        """``FT`` is ``ft``, as the tables print it; a ``+variant`` keeps its own spelling."""
+        strategy, plus, variant = self.method.partition("+")
+        object.__setattr__(self, "method", strategy.lower() + plus + variant)
+
 
 @dataclass(frozen=True)
 class BootstrapSettings:
@@ -286,6 +291,13 @@ def _scenarios(record: RunRecord, arm: Arm, metric: str) -> list[ScenarioRecord]
     """The scenarios ``arm`` names, in the run's order: one-crop ones, or crop-type ones where
     the metric is the mIoU."""
     scenarios, units = _of_kind(record, metric)
+    if not scenarios:
+        other = "iou, precision, recall or f1" if metric == MIOU else MIOU
+        raise SarcropError(
+            f"the run has no {_kind(metric)} scenario to compare by {metric}: compare its "
+            f"scenarios by {other}",
+            record.root,
+        )
     if not arm.scenarios:
         chosen = [s for s in scenarios if any(_of(u, s, arm) for u in units)]
         if not chosen:

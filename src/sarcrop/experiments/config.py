@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sarcrop.data.labels import class_key
-from sarcrop.errors import ConfigError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.evaluation.bootstrap import MIOU, check_compared
 from sarcrop.options import (
     BaselineOptions,
@@ -69,6 +69,18 @@ class SimulationSpec(_Strict):
     # Both left out of the dump at their defaults, so cache keys of earlier runs stay valid.
     product_resolution: float | None = Field(None, gt=0, exclude_if=lambda value: value is None)
     randomise: bool = Field(True, exclude_if=lambda value: value is True)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str) -> str:
+        """A misspelt preset is named before any region is simulated."""
+        from sarcrop.data.simulate.regions import get_region
+
+        try:
+            get_region(preset)
+        except SarcropError as exc:
+            raise ValueError(exc.problem) from None
+        return preset
 
 
 class RegionData(_Strict):
@@ -461,11 +473,18 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"regions not defined: {', '.join(missing)}")
         self._check_merges()
         self._check_pretrainings()
+        self._check_last_k()
+        self._check_season_lengths()
         self._check_classes()
         self._check_zero_shot()
         self._check_folds()
         if self.early_season and not METHOD_PATTERN.match(self.early_season.method):
             raise ValueError(f"unknown early-season method {self.early_season.method!r}")
+        if self.early_season and not trains(self.early_season.method):
+            raise ValueError(
+                f"early_season.method: {self.early_season.method} trains no network, so it has "
+                "no batch order to compare; name a fine-tuning (fte, ftd, ...) or RI"
+            )
         self._check_variants()
         self._check_parent_classes()
         self._check_start_settings()
@@ -671,6 +690,61 @@ class ExperimentConfig(_Strict):
                     f"{scenario.crop}; pretrain {name} maps "
                     f"{'nothing (reconstruct)' if spec.train.reconstructs else mapped}"
                 )
+
+    def _check_last_k(self) -> None:
+        """``ftd-last-K`` names 1 to as many decoder blocks as the pre-trained model has, checked
+        before any work rather than after the pre-training."""
+        last = {m: parse_method(m)[1] for m in self._every_method() if METHOD_PATTERN.match(m)}
+        wanted = {m: k for m, k in last.items() if k is not None}
+        if not wanted:
+            return
+        from sarcrop.models import build_model
+        from sarcrop.training.strategies import decoder_blocks
+
+        for scenario in self.scenarios:
+            name, spec = self.pretrain_of(scenario)
+            try:
+                model = build_model(spec.model, len(spec.bands), 8, **spec.model_options)
+                blocks = len(decoder_blocks(model))
+            except SarcropError:
+                continue  # no decoder blocks to count: the run names the problem
+            for method, k in wanted.items():
+                if not 1 <= k <= blocks:
+                    raise ValueError(
+                        f"method {method}: the pre-training {name!r} ({spec.model}) has "
+                        f"{blocks} decoder block{'' if blocks == 1 else 's'}, so K is 1 to "
+                        f"{blocks}"
+                    )
+
+    def _steps(self, region: str) -> int | None:
+        """The composites a region's store holds, where the config says (a prepared store's
+        own are read with it)."""
+        data = self.regions[region]
+        if data.timesteps is not None:
+            return data.timesteps
+        if data.merge:
+            counts = {self._steps(member) for member in data.merge}
+            return counts.pop() if len(counts) == 1 else None
+        return None if data.store is not None else 8
+
+    def _check_season_lengths(self) -> None:
+        """A model maps the number of composites it learnt: a target region of fewer (an
+        early-season store) would fail after the pre-training; zero-padded early-season
+        scores are ``timestep_table``'s."""
+        for scenario in self.scenarios:
+            name, spec = self.pretrain_of(scenario)
+            if spec.region is None:
+                continue
+            learnt = self._steps(spec.region)
+            for key in dict.fromkeys((scenario.finetune, scenario.test)):
+                steps = self._steps(key)
+                if learnt is not None and steps is not None and steps != learnt:
+                    raise ValueError(
+                        f"regions.{key}: {steps} composites, and the pre-training {name!r} "
+                        f"learns {learnt} (regions.{spec.region}); give every region the same "
+                        "timesteps, and for early-season scores use timestep_table: true "
+                        "(the later composites zero-padded)"
+                    )
 
     def _check_pretrainings(self) -> None:
         if not self.pretrainings:

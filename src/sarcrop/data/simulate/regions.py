@@ -23,6 +23,7 @@ import numpy as np
 from sarcrop.data.season import Season
 from sarcrop.data.simulate.effects import OrbitPass, Randomisation, Realism
 from sarcrop.errors import SarcropError
+from sarcrop.utils.validation import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -319,8 +320,11 @@ def get_region(name: str) -> RegionPreset:
     try:
         return REGIONS[name.lower()]
     except KeyError:
+        hint = did_you_mean(name.lower(), list(REGIONS))
         raise SarcropError(
-            f"unknown region {name!r}; choose one of {', '.join(REGIONS)}", "region"
+            f"unknown region {name!r}{'; ' + hint if hint else ''}; choose one of "
+            f"{', '.join(REGIONS)}",
+            "region",
         ) from None
 
 
