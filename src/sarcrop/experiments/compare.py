@@ -292,10 +292,10 @@ def _scenarios(record: RunRecord, arm: Arm, metric: str) -> list[ScenarioRecord]
     the metric is the mIoU."""
     scenarios, units = _of_kind(record, metric)
     if not scenarios:
-        other = "iou, precision, recall or f1" if metric == MIOU else MIOU
+        instead = ", ".join(METRICS) if metric == MIOU else MIOU
         raise SarcropError(
             f"the run has no {_kind(metric)} scenario to compare by {metric}: compare its "
-            f"scenarios by {other}",
+            f"scenarios by {instead}",
             record.root,
         )
     if not arm.scenarios:
