@@ -580,6 +580,8 @@ def add_flags(
         elif annotation in (int, float, str):
             kwargs["type"] = annotation
             kwargs["metavar"] = name.upper()
+        elif get_origin(annotation) is dict:
+            kwargs["metavar"] = "JSON"  # a JSON object, which the field's validator reads
         parser.add_argument(flag(name), **kwargs)
 
 
