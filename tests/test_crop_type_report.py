@@ -303,7 +303,7 @@ def test_crop_type_runs_compare_by_their_mIoU_as_class_intervals_pair_them(run, 
     assert said in printed
     assert f"{full.difference.estimate:+7.3f}" in printed
     errors = [
-        ({}, "no one-crop scenario has runs of rf"),
+        ({}, "the run has no one-crop scenario to compare by iou: compare its scenarios by miou"),
         (
             {"a": Arm("rf", 1.0, ("nl-*",))},
             f"scenario {SCENARIO} maps crop types: compare it by miou",

@@ -321,8 +321,11 @@ def test_experiment_values_are_never_executed(tmp_path, monkeypatch, template):
         experiments_config.load_experiment_config(path)
     data["pretrain"] = {"region": "a"}
     path.write_text(yaml.safe_dump(data))
-    config = experiments_config.load_experiment_config(path)
-    assert config.name == value and config.regions["a"].simulate.preset == value
+    with pytest.raises(ConfigError, match="unknown region"):  # named as a preset, never run
+        experiments_config.load_experiment_config(path)
+    data["regions"]["a"] = {"simulate": {"preset": "korea"}}
+    path.write_text(yaml.safe_dump(data))
+    assert experiments_config.load_experiment_config(path).name == value
     path.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
     with pytest.raises(ConfigError, match="not a readable YAML"):
         experiments_config.load_experiment_config(path)

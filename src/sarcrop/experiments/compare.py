@@ -291,7 +291,7 @@ def _scenarios(record: RunRecord, arm: Arm, metric: str) -> list[ScenarioRecord]
     """The scenarios ``arm`` names, in the run's order: one-crop ones, or crop-type ones where
     the metric is the mIoU."""
     scenarios, units = _of_kind(record, metric)
-    if not scenarios:
+    if not scenarios and not arm.scenarios:
         instead = ", ".join(METRICS) if metric == MIOU else MIOU
         raise SarcropError(
             f"the run has no {_kind(metric)} scenario to compare by {metric}: compare its "
