@@ -368,9 +368,7 @@ def _code_lookup(
     if class_names is not None:
         classes = [str(name) for name in class_names]
     else:
-        named = {
-            int(m.group(1)): value for key, value in tags.items() if (m := _CLASS_TAG.match(key))
-        }
+        named = class_tags(tags)
         if not named:
             raise InputDataError(
                 "label raster has no CLASS_<i>=<name> tags; pass class names or a code map", path
@@ -386,6 +384,11 @@ def _code_lookup(
         return codes.astype(np.int16)
 
     return identity, classes
+
+
+def class_tags(tags: Mapping[str, str]) -> dict[int, str]:
+    """Label value → class name, as a raster's ``CLASS_<i>=<name>`` tags give them."""
+    return {int(m.group(1)): value for key, value in tags.items() if (m := _CLASS_TAG.match(key))}
 
 
 def _warn_fill_as_other(path: Path, present: np.ndarray, named: Mapping[int, str]) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +37,7 @@ import rasterio
 from rasterio.windows import Window
 
 from sarcrop.data.grid import Grid
-from sarcrop.data.labels import OTHER, UNLABELLED, UNLABELLED_NAME, class_key
+from sarcrop.data.labels import OTHER, UNLABELLED, UNLABELLED_NAME, class_key, class_tags
 from sarcrop.errors import InputDataError
 from sarcrop.options import Allocation, ReferenceOptions, SamplingOptions, as_options
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
@@ -688,8 +687,6 @@ def label_reader(
 NO_MATCH = -2
 """A label class that no class of the map holds (a crop-type map without ``other``)."""
 
-_CLASS_TAG = re.compile(r"^CLASS_(\d+)$", re.IGNORECASE)
-
 
 def _value_names(
     ds: rasterio.io.DatasetReader,
@@ -723,7 +720,7 @@ def _value_names(
     if reference.positive_codes is not None:
         return None
     tags = ds.tags()
-    named = {int(m.group(1)): v for k, v in tags.items() if (m := _CLASS_TAG.match(k))}
+    named = class_tags(tags)
     if not named and "CLASSES" in tags:
         named = dict(enumerate(json.loads(tags["CLASSES"])))
     if named and not classes.names:  # a one-crop map: its crop, by name, against the rest
