@@ -21,13 +21,13 @@ from sarcrop.evaluation import (
     allocate,
     draw_sample,
     fill_reference,
+    rasters,
     read_sample,
     sample_size_for_se,
-    sampling,
     stratum_size_for_users_se,
     write_sample,
 )
-from sarcrop.options import SamplingOptions
+from sarcrop.options import ReferenceOptions, SamplingOptions
 
 WEIGHTS = [0.020, 0.015, 0.320, 0.645]
 SIZES = {i: int(w * 10_000_000) for i, w in enumerate(WEIGHTS)}
@@ -121,7 +121,7 @@ def test_draw_is_stratified_seeded_and_independent_of_the_strip_size(
     ratio = {s.code: s.n / s.pixels for s in sample.strata}
     np.testing.assert_allclose(points["inclusion_probability"], points["stratum"].map(ratio))
 
-    monkeypatch.setattr(sampling, "STRIP_PIXELS", 150)  # two rows per strip
+    monkeypatch.setattr(rasters, "STRIP_PIXELS", 150)  # two rows per strip
     again = draw_sample(map_path, 150, options=SamplingOptions(min_per_stratum=60))
     assert again.points.equals(points)
     other = draw_sample(map_path, 150, options=SamplingOptions(min_per_stratum=60, seed=1))
@@ -132,7 +132,7 @@ def test_a_sample_of_every_pixel_holds_each_pixel_once(
     tmp_path: Path, classes: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ranks map one to one onto the pixels of a stratum, across strips."""
-    monkeypatch.setattr(sampling, "STRIP_PIXELS", 500)
+    monkeypatch.setattr(rasters, "STRIP_PIXELS", 500)
     map_path = write_map(tmp_path / "map.tif", classes)
     total = int(np.sum(classes != 255))
     points = draw_sample(map_path, total, options=SamplingOptions(allocation="proportional")).points
@@ -150,7 +150,7 @@ def test_sample_file_round_trip_and_fill(tmp_path: Path, classes: np.ndarray) ->
     assert back.points["reference"].isna().all()
     assert back.strata == sample.strata and back.map_pixels == sample.map_pixels
     assert back.grid.same_as(sample.grid)
-    filled = fill_reference(back, map_path, sampling.ReferenceOptions(label_band=2))
+    filled = fill_reference(back, map_path, ReferenceOptions(label_band=2))
     np.testing.assert_array_equal(
         filled.points["reference"].to_numpy(int), filled.points["map_class"].to_numpy(int)
     )
@@ -301,7 +301,7 @@ def test_strata_that_mix_map_classes(tmp_path: Path, classes: np.ndarray) -> Non
     assert all(s.map_class is None for s in sample.strata)  # both classes in each zone
     assert sum(sample.map_pixels.values()) == int(population.sum())
     assert (sample.points["row"] < 80).all()
-    sample = fill_reference(sample, map_path, sampling.ReferenceOptions(label_band=2))
+    sample = fill_reference(sample, map_path, ReferenceOptions(label_band=2))
     out = write_sample(sample, tmp_path / "s.gpkg")
     result = assess(map_path, out)
     assert "Stehman" in result.estimates.method

@@ -69,11 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sarcrop.evaluation.reference import check_one_crop_labels, fill_reference
     from sarcrop.evaluation.sampling import (
-        check_one_crop_labels,
         check_sample_path,
         draw_sample,
-        fill_reference,
         write_points_csv,
         write_sample,
     )

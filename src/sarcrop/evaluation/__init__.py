@@ -7,6 +7,8 @@
 - :mod:`sarcrop.evaluation.paper`: the published Tables 1-4 as data.
 - :mod:`sarcrop.evaluation.tables`: one table model (Markdown, HTML, console) from results.
 - :mod:`sarcrop.evaluation.sampling`: stratified random samples of map pixels to label.
+- :mod:`sarcrop.evaluation.reference`: their reference classes read from a label raster.
+- :mod:`sarcrop.evaluation.rasters`: a map read in strips, and what its classes are.
 - :mod:`sarcrop.evaluation.area`: accuracy and area estimators with standard errors.
 - :mod:`sarcrop.evaluation.assessment`: ``assess`` a map against labels (JSON, Markdown).
 """
@@ -40,11 +42,11 @@ from sarcrop.evaluation.metrics import (
     zero_pad_after,
 )
 from sarcrop.evaluation.paper import SCENARIOS, Scenario, find_scenario, paper_results, paper_value
+from sarcrop.evaluation.reference import fill_reference
 from sarcrop.evaluation.sampling import (
     Sample,
     allocate,
     draw_sample,
-    fill_reference,
     labels_from_table,
     read_sample,
     sample_size_for_se,

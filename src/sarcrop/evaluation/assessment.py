@@ -31,26 +31,30 @@ from sarcrop.evaluation.area import (
     sample_counts,
     stehman_estimates,
 )
-from sarcrop.evaluation.sampling import (
-    Sample,
-    Stratum,
+from sarcrop.evaluation.rasters import (
     block_rows,
-    check_one_crop_labels,
-    check_reference_classes,
     check_same_grid,
     class_band,
     grid_of,
-    is_sample_file,
-    label_reader,
-    labels_from_table,
     map_class_pixels,
     map_classes,
     open_raster,
-    post_stratified_sample,
     read_map_classes,
-    read_sample,
     strips,
     values_at,
+)
+from sarcrop.evaluation.reference import (
+    check_one_crop_labels,
+    check_reference_classes,
+    label_reader,
+)
+from sarcrop.evaluation.sampling import (
+    Sample,
+    Stratum,
+    is_sample_file,
+    labels_from_table,
+    post_stratified_sample,
+    read_sample,
 )
 from sarcrop.options import ReferenceOptions, as_options, flag
 from sarcrop.utils.atomic import write_text_atomic

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,15 +37,26 @@ import rasterio
 from rasterio.windows import Window
 
 from sarcrop.data.grid import Grid
-from sarcrop.data.labels import OTHER, UNLABELLED, UNLABELLED_NAME, class_key, class_tags
 from sarcrop.errors import InputDataError
-from sarcrop.options import Allocation, ReferenceOptions, SamplingOptions, as_options
+from sarcrop.evaluation.rasters import (
+    MapClasses,
+    band_index,
+    block_rows,
+    check_same_grid,
+    class_band,
+    grid_of,
+    map_class_pixels,
+    map_classes,
+    open_raster,
+    pixel_counts,
+    read_map_classes,
+    strips,
+    values_at,
+)
+from sarcrop.options import Allocation, SamplingOptions, as_options
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
-MAP_NODATA = 255
 LEVEL_FACTOR = 256
-STRIP_PIXELS = 1 << 22
-GDAL_CACHE_MB = 64
 LAYERS = ("samples", "strata", "map_classes", "design")
 
 
@@ -161,91 +172,7 @@ def allocate(
     return {c: int(k) for c, k in zip(codes, counts, strict=True)}
 
 
-# --- reading the map and the strata raster ----------------------------------------------------
-
-
-def grid_of(ds: rasterio.io.DatasetReader) -> Grid:
-    return Grid(ds.crs, ds.transform, ds.width, ds.height)
-
-
-def band_index(ds: rasterio.io.DatasetReader, band: str | int, path: str | Path) -> int:
-    """A 1-based band index from a number or a band description."""
-    text = str(band)
-    if text.isdigit() and 1 <= int(text) <= ds.count:
-        return int(text)
-    for i, name in enumerate(ds.descriptions, start=1):
-        if name == text:
-            return i
-    names = [d or str(i) for i, d in enumerate(ds.descriptions, start=1)]
-    raise InputDataError(f"no band {text!r} (bands: {', '.join(names)})", path)
-
-
-def class_band(ds: rasterio.io.DatasetReader, path: str | Path) -> int:
-    """The map's class band: the one named ``class``, or the only band."""
-    if "class" in ds.descriptions:
-        return ds.descriptions.index("class") + 1
-    if ds.count == 1:
-        return 1
-    raise InputDataError("no band named 'class' in a map of several bands", path)
-
-
-@contextlib.contextmanager
-def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
-    """Open a raster with GDAL's block cache capped, so that memory stays bounded whatever
-    the size of the map (the cache would otherwise keep every decoded tile up to 5 % of RAM)."""
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        try:
-            ds = rasterio.open(path)
-        except rasterio.errors.RasterioIOError as exc:
-            problem = " ".join(str(exc).split())
-            raise InputDataError(f"not a readable raster: {problem}", path) from None
-        with ds:
-            yield ds
-
-
-def check_same_grid(
-    reference: Grid, ds: rasterio.io.DatasetReader, path: str | Path, what: str = "the map's"
-) -> None:
-    other = grid_of(ds)
-    if not reference.same_as(other):
-        raise InputDataError(
-            f"grid {other.width}×{other.height} {other.crs} {tuple(other.transform)[:6]} differs "
-            f"from {what} {reference.width}×{reference.height} {reference.crs} "
-            f"{tuple(reference.transform)[:6]}",
-            path,
-        )
-
-
-def strips(grid: Grid, block_rows: int = 1) -> Iterator[Window]:
-    """Full-width row strips of about :data:`STRIP_PIXELS` pixels, top to bottom, a multiple
-    of ``block_rows`` high (the raster's tile height, so that no tile is decoded twice)."""
-    rows = max(1, STRIP_PIXELS // max(grid.width, 1)) // block_rows * block_rows
-    rows = max(rows, block_rows)
-    for r0 in range(0, grid.height, rows):
-        yield Window(0, r0, grid.width, min(rows, grid.height - r0))
-
-
-def block_rows(ds: rasterio.io.DatasetReader, band: int = 1) -> int:
-    """The tile height of a band (1 for strip-organised files of one row per block)."""
-    return max(1, int(ds.block_shapes[band - 1][0]))
-
-
-def read_map_classes(ds: rasterio.io.DatasetReader, band: int, window: Window) -> np.ndarray:
-    """Map classes of a window as int32, -1 on nodata."""
-    values = ds.read(band, window=window)
-    nodata = ds.nodatavals[band - 1]
-    out = values.astype(np.int32)
-    out[values == (MAP_NODATA if nodata is None else int(nodata))] = -1
-    return out
-
-
-def map_class_pixels(ds: rasterio.io.DatasetReader, band: int) -> dict[int, int]:
-    """Pixels of each class of a map (nodata left out), read strip by strip."""
-    pixels: dict[int, int] = {}
-    for window in strips(grid_of(ds), block_rows(ds, band)):
-        for c, k in _counts(read_map_classes(ds, band, window)).items():
-            pixels[c] = pixels.get(c, 0) + k
-    return pixels
+# --- the strata raster's levels ------------------------------------------------------------
 
 
 def _levels(
@@ -367,9 +294,9 @@ def draw_sample(
     map_pixels: dict[int, int] = {}
     mixed: dict[int, set[int]] = {}
     for _window, classes, codes in stratifier:
-        per_strip.append(_counts(codes))
+        per_strip.append(pixel_counts(codes))
         # The population is the stratified pixels (a strata raster's nodata is left out).
-        for c, k in _counts(np.where(codes >= 0, classes, -1)).items():
+        for c, k in pixel_counts(np.where(codes >= 0, classes, -1)).items():
             map_pixels[c] = map_pixels.get(c, 0) + k
         if strata is not None and not options.cross_map_class:
             for code in np.unique(codes[codes >= 0]).tolist():
@@ -428,11 +355,6 @@ def _describe(
     return (next(iter(classes)) if len(classes) == 1 else None), code
 
 
-def _counts(values: np.ndarray) -> dict[int, int]:
-    codes, counts = np.unique(values[values >= 0], return_counts=True)
-    return dict(zip(codes.tolist(), counts.tolist(), strict=True))
-
-
 def _draw_ranks(
     sizes: Mapping[int, int], allocation: Mapping[int, int], seed: int
 ) -> dict[int, np.ndarray]:
@@ -482,354 +404,6 @@ def _locate(
     points.insert(0, "x", t.c + t.a * (points["col"] + 0.5) + t.b * (points["row"] + 0.5))
     points.insert(1, "y", t.f + t.d * (points["col"] + 0.5) + t.e * (points["row"] + 0.5))
     return points
-
-
-# --- reference labels from a raster ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MapClasses:
-    """What a map's class numbers are: a crop-type map's class names by index, or a one-crop
-    map's crop (its ``POSITIVE`` tag), class 1 against the rest, 0."""
-
-    names: tuple[str, ...] = ()
-    positive: tuple[str, ...] = ()
-
-    @property
-    def count(self) -> int:
-        """How many classes the map can hold (a one-crop map: 0 and 1)."""
-        return len(self.names) or 2
-
-    def design(self) -> dict[str, str]:
-        """The entries of a sample's ``design`` that keep them."""
-        return {"class_names": json.dumps(list(self.names)), "positive": ",".join(self.positive)}
-
-
-def map_class_names(ds: rasterio.io.DatasetReader) -> tuple[str, ...]:
-    """A crop-type map's class names by index (its ``CLASS_NAMES`` tag); empty for a binary
-    map."""
-    names = ds.tags().get("CLASS_NAMES")
-    return tuple(json.loads(names)) if names else ()
-
-
-def map_classes(ds: rasterio.io.DatasetReader, path: str | Path) -> MapClasses:
-    """The classes of the map open as ``ds``: ``CLASS_NAMES``, or the ``POSITIVE`` tag of its
-    class band (as ``predict`` writes it) or of the file (a map from elsewhere)."""
-    band = class_band(ds, path)
-    named = ds.tags(band).get("POSITIVE") or ds.tags().get("POSITIVE", "")
-    return MapClasses(map_class_names(ds), tuple(p for p in named.split(",") if p))
-
-
-def sample_map_classes(sample: Sample) -> MapClasses | None:
-    """The classes of the map a sample was drawn from: kept in its design, else read from the
-    map where it still is (a sample of an older sarcrop); None when neither says."""
-    design = sample.design
-    if "class_names" in design:
-        positive = design.get("positive", "")
-        names = tuple(json.loads(design["class_names"]))
-        return MapClasses(names, tuple(p for p in positive.split(",") if p))
-    map_path = design.get("map")
-    if map_path and Path(map_path).is_file():
-        with open_raster(map_path) as ds:
-            return map_classes(ds, map_path)
-    return None
-
-
-def check_one_crop_labels(
-    labels: ReferenceOptions | None, map_path: str | Path, classes: MapClasses | None = None
-) -> None:
-    """Refuse ``positive_codes`` (labels read as one crop, 1, against the rest, 0) for a
-    crop-type map, whose class 0 and 1 are two of its crops: every accuracy and area would be
-    of other classes than they say. ``classes``: the map's, where known (else read)."""
-    if labels is None or labels.positive_codes is None:
-        return
-    if classes is None:
-        with open_raster(map_path) as ds:
-            classes = map_classes(ds, map_path)
-    names = classes.names
-    if names:
-        raise InputDataError(
-            f"--positive-codes reads the labels as one crop against the rest (1 and 0), and "
-            f"this crop-type map has {len(names)} classes ({', '.join(names)}): name the "
-            "label codes with --legend (WorldCereal) or --code-map to match them to its "
-            "classes, give labels of its class numbers, or map one crop (predict --positive)",
-            map_path,
-        )
-
-
-def check_reference_classes(
-    referenced: Iterable[int], classes: MapClasses, source: str | Path
-) -> None:
-    """Refuse reference classes a map of ``classes`` cannot hold: crop codes (WorldCereal's
-    1200 for maize) read as map classes would make every accuracy and area meaningless."""
-    count = classes.count
-    stray = sorted({int(c) for c in referenced} - set(range(count)) - {UNLABELLED})
-    if stray:
-        shown = ", ".join(map(str, stray[:6])) + (", …" if len(stray) > 6 else "")
-        hint = (
-            "name its codes with --legend (a WorldCereal legend CSV) or --code-map (a JSON "
-            "object of code: class name) to match them to the map's classes by name"
-            if classes.names
-            else "give the map's crop with --positive-codes (e.g. 1200, WorldCereal maize)"
-        )
-        raise InputDataError(
-            f"reference classes {shown} are not classes of the map (0 to {count - 1}, and -1 "
-            f"for no class); for a raster of crop codes {hint}",
-            source,
-        )
-
-
-@dataclass
-class LabelReader:
-    """Label raster values → reference classes of a map (int64, -1 = unlabelled), built by
-    :func:`label_reader`. Values are read as they are, as one crop (``positive``) against the
-    rest, or by name (``names``: value → class name; ``rest``: the name of values not listed,
-    None where they are refused), matched to the map's ``classes`` by name."""
-
-    path: str | Path
-    nodata: float | None
-    positive: tuple[int, ...] | None = None
-    names: dict[int, str] | None = None
-    rest: str | None = None
-    classes: MapClasses = field(default_factory=MapClasses)
-    folded: set[str] = field(default_factory=set)
-    """Label classes met that the crop-type map has not, counted as its ``other``."""
-    _matched: dict[int, int] = field(default_factory=dict)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        data = np.asarray(values, dtype=np.float64)
-        missing = ~np.isfinite(data)
-        if self.nodata is not None:
-            missing |= data == self.nodata
-        codes = np.rint(np.nan_to_num(data)).astype(np.int64)
-        if self.names is None:
-            out = codes if self.positive is None else np.isin(codes, self.positive)
-        else:
-            found, inverse = np.unique(codes[~missing], return_inverse=True)
-            table = np.array([self._match(v) for v in found.tolist()], dtype=np.int64)
-            out = np.zeros(codes.shape, dtype=np.int64)
-            out[~missing] = table[inverse.ravel()]
-        out = out.astype(np.int64)
-        out[missing] = UNLABELLED
-        return out
-
-    def _match(self, value: int) -> int:
-        if value in self._matched:
-            return self._matched[value]
-        assert self.names is not None
-        name = self.names.get(value, self.rest)
-        if name is None:
-            raise InputDataError(
-                f"label value {value} has no class name (its CLASS_<i> tags name "
-                f"{', '.join(self.names.values())})",
-                self.path,
-            )
-        matched = _map_class(name, self.classes)
-        if matched == NO_MATCH:
-            raise InputDataError(
-                f"label class {name!r} is not a class of the map ({', '.join(self.classes.names)}"
-                "), which has no 'other' class to count it in: give a --code-map naming each "
-                "code as one of its classes (or 'unlabelled')",
-                self.path,
-            )
-        names = self.classes.names
-        if names and matched >= 0 and class_key(name) != class_key(names[matched]):
-            self.folded.add(name)  # the map's other
-        self._matched[value] = matched
-        return matched
-
-    def warn_folded(self, stacklevel: int = 3) -> None:
-        """Say which label classes the map has not and were counted as its ``other``."""
-        if self.folded:
-            import warnings
-
-            names = ", ".join(map(repr, sorted(self.folded)[:12]))
-            more = f" and {len(self.folded) - 12} more" if len(self.folded) > 12 else ""
-            are = "classes" if len(self.folded) > 1 else "class"
-            warnings.warn(
-                f"{self.path}: label {are} {names}{more} not in the map's classes "
-                f"({', '.join(self.classes.names)}): counted as its 'other'",
-                stacklevel=stacklevel,
-            )
-
-
-def label_reader(
-    ds: rasterio.io.DatasetReader,
-    reference: ReferenceOptions,
-    classes: MapClasses | None,
-    path: str | Path,
-    map_path: str | Path | None = None,
-) -> LabelReader:
-    """How the values of the label raster open as ``ds`` (at ``path``) become reference
-    classes of a map of ``classes`` (None: not known), as ``reference`` says: see
-    :class:`~sarcrop.options.ReferenceOptions`. Options that cannot be read so are refused
-    here, before a value is read; a label class that matches none of a crop-type map's (one
-    without ``other``) when it is met."""
-    band = reference.label_band
-    if band > ds.count:
-        raise InputDataError(f"no band {band} ({ds.count} bands)", path)
-    nodata = ds.nodatavals[band - 1]
-    check_one_crop_labels(reference, map_path or path, classes or MapClasses())
-    named = _value_names(ds, reference, classes, map_path or path)
-    if named is not None:
-        assert classes is not None  # names are only matched to a map's known classes
-        return LabelReader(path, nodata, names=named[0], rest=named[1], classes=classes)
-    positive = reference.positive_codes
-    if positive is not None:
-        require_positive_codes(ds, reference, path)
-    else:
-        tags = ds.tags()
-        if "POSITIVE" in tags and "CLASSES" in tags:  # a simulated region, a one-crop map
-            positive = (json.loads(tags["CLASSES"]).index(tags["POSITIVE"]),)
-    return LabelReader(path, nodata, positive=positive)
-
-
-NO_MATCH = -2
-"""A label class that no class of the map holds (a crop-type map without ``other``)."""
-
-
-def _value_names(
-    ds: rasterio.io.DatasetReader,
-    reference: ReferenceOptions,
-    classes: MapClasses | None,
-    map_path: str | Path,
-) -> tuple[dict[int, str], str | None] | None:
-    """Label values → class names and the name of values not listed (None: refused), where
-    the labels are read by name: codes named by a legend or a code map (as ``prepare`` reads
-    them; unlisted codes are ``other``), or, for a crop-type map, a raster naming its classes
-    (``CLASS_<i>`` tags, else a ``CLASSES`` list). None: values are read as they are."""
-    from sarcrop.data.legends import worldcereal_code_map
-
-    by_code = reference.legend is not None or reference.code_map is not None
-    if by_code and (classes is None or not (classes.names or classes.positive)):
-        known = "has no POSITIVE tag naming its crop" if classes else "is not at hand"
-        raise InputDataError(
-            f"--legend and --code-map name the label codes to match them to the map's classes, "
-            f"and the map {known}: give its crop's codes with --positive-codes",
-            map_path,
-        )
-    if reference.legend is not None:
-        assert classes is not None
-        # A one-crop map was trained on its crop with every sub-class (prepare --positive).
-        positive = None if classes.names else classes.positive
-        return worldcereal_code_map(reference.legend, positive=positive), OTHER
-    if reference.code_map is not None:
-        return dict(reference.code_map), OTHER
-    if classes is None or not (classes.names or classes.positive):
-        return None
-    if reference.positive_codes is not None:
-        return None
-    tags = ds.tags()
-    named = class_tags(tags)
-    if not named and "CLASSES" in tags:
-        named = dict(enumerate(json.loads(tags["CLASSES"])))
-    if named and not classes.names:  # a one-crop map: its crop, by name, against the rest
-        crop = {class_key(p) for p in classes.positive}
-        if not crop & {class_key(n) for n in named.values()}:
-            raise InputDataError(
-                f"the map's crop ({', '.join(classes.positive)}) is none of the label "
-                f"classes ({', '.join(named.values())}): give its codes with --positive-codes",
-                map_path,
-            )
-    return (named, None) if named else None
-
-
-def _map_class(name: str, classes: MapClasses) -> int:
-    """The map class of a label class ``name`` (names compared as ``class_key``): a crop-type
-    map's class of that name, else its ``other`` (else :data:`NO_MATCH`); a one-crop map's
-    crop (1) or the rest (0). ``unlabelled`` labels nothing (-1)."""
-    key = class_key(name)
-    if key == UNLABELLED_NAME:
-        return UNLABELLED
-    if not classes.names:
-        return int(key in {class_key(p) for p in classes.positive})
-    folded = {class_key(n): i for i, n in enumerate(classes.names)}
-    return folded.get(key, folded.get(OTHER, NO_MATCH))
-
-
-def require_positive_codes(
-    ds: rasterio.io.DatasetReader, reference: ReferenceOptions, path: str | Path
-) -> None:
-    """Refuse ``positive_codes`` that no pixel of the label band holds: a slip of one digit
-    (1220 for WorldCereal's maize, 1200) or another band made the crop's area 0 without a sign.
-    Read block by block, up to the first pixel of the crop."""
-    codes = reference.positive_codes
-    if codes is None:
-        return
-    band = reference.label_band
-    nodata = ds.nodatavals[band - 1]
-    held: set[float] = set()
-    for _, window in ds.block_windows(band):
-        values = ds.read(band, window=window)
-        if np.isin(values, codes).any():
-            return
-        valid = np.isfinite(values)
-        if nodata is not None:
-            valid &= values != nodata
-        held.update(np.unique(values[valid])[:100].tolist())
-    listed = ", ".join(f"{v:g}" for v in sorted(held)[:12]) + (", …" if len(held) > 12 else "")
-    given = ", ".join(str(c) for c in codes)
-    raise InputDataError(
-        f"--positive-codes {given}: no pixel of band {band} holds them (its codes: "
-        f"{listed or 'none'})",
-        path,
-    )
-
-
-def values_at(ds: rasterio.io.DatasetReader, band: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pixel values of ``band`` at points ``(x, y)`` (float, NaN outside or on nodata), read
-    point by point, so that a sample never reads a whole raster."""
-    values = ds.sample(zip(x.tolist(), y.tolist(), strict=True), indexes=band, masked=True)
-    return np.array([np.nan if v.mask.any() else float(v[0]) for v in values])
-
-
-def reference_at(
-    labels: str | Path,
-    x: np.ndarray,
-    y: np.ndarray,
-    crs: object,
-    reference: ReferenceOptions | None = None,
-    classes: MapClasses | None = None,
-    map_path: str | Path | None = None,
-) -> np.ndarray:
-    """Reference classes of a label raster at points ``(x, y)`` in ``crs`` (-1 = none), for
-    a map of ``classes`` (:func:`label_reader`)."""
-    reference = reference or ReferenceOptions()
-    with open_raster(labels) as ds:
-        read = label_reader(ds, reference, classes, labels, map_path)
-        if ds.crs != crs:
-            raise InputDataError(f"CRS {ds.crs} differs from the sample's {crs}", labels)
-        found = read(values_at(ds, reference.label_band, x, y))
-    read.warn_folded(4)  # the caller of fill_reference
-    return found
-
-
-def fill_reference(
-    sample: Sample, labels: str | Path, options: ReferenceOptions | None = None
-) -> Sample:
-    """A copy of ``sample`` with its ``reference`` column read from a label raster, as
-    ``options`` say (as :func:`~sarcrop.evaluation.assessment.assess` reads one), for the
-    classes of the map sampled; points on the raster's nodata (or outside it) get -1, no
-    reference class (they count in areas). Reference classes the map cannot hold are refused
-    (:func:`check_reference_classes`)."""
-    options = None if options is None else as_options(ReferenceOptions, options, "options")
-    classes = sample_map_classes(sample)
-    map_path = sample.design.get("map")
-    points = sample.points.copy()
-    found = reference_at(
-        labels,
-        points["x"].to_numpy(),
-        points["y"].to_numpy(),
-        sample.grid.crs,
-        options,
-        classes,
-        map_path,
-    )
-    if classes is not None:
-        check_reference_classes(found.tolist(), classes, labels)
-    points["reference"] = pd.array(found, dtype="Int64")
-    design = {**sample.design, "reference_from": str(labels)}
-    return Sample(points, sample.strata, sample.map_pixels, sample.grid, design)
 
 
 # --- GeoPackage -----------------------------------------------------------------------------
@@ -1001,7 +575,7 @@ def post_stratified_sample(
     points.insert(0, "point_id", np.arange(1, len(points) + 1))
     labels = frame[label_column][inside].reset_index(drop=True)
     points["reference"] = _as_classes(labels, path, label_column)
-    n = _counts(classes)
+    n = pixel_counts(classes)
     points["inclusion_probability"] = [n[c] / map_pixels[c] for c in classes.tolist()]
     strata = tuple(Stratum(c, c, None, k, n.get(c, 0)) for c, k in sorted(map_pixels.items()))
     design = {

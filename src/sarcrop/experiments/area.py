@@ -197,7 +197,8 @@ def area_estimates(
         assess_sample,
         write_assessment,
     )
-    from sarcrop.evaluation.sampling import draw_sample, fill_reference, write_sample
+    from sarcrop.evaluation.reference import fill_reference
+    from sarcrop.evaluation.sampling import draw_sample, write_sample
     from sarcrop.options import SamplingOptions
 
     folder = Path("area") / scenario
