@@ -431,3 +431,14 @@ def test_a_name_not_in_the_labels_is_answered_with_the_closest_class_or_the_quot
     with pytest.raises(InputDataError) as wheat:  # nothing close: no guess
         positive_indices(classes, ["wheat"])
     assert "did you mean" not in str(wheat.value) and "quote" not in str(wheat.value)
+
+
+def test_a_code_map_given_as_json_text_reads_as_the_mapping_and_bad_text_is_one_line():
+    """``--code-map`` passes its JSON text to LabelOptions, as a YAML or notebook user may."""
+    from sarcrop.errors import ConfigError
+    from sarcrop.options import validated
+
+    text = validated(LabelOptions, {"code_map": '{"1200": "maize", "0": "unlabelled"}'})
+    assert text.code_map == {1200: "maize", 0: "unlabelled"}
+    with pytest.raises(ConfigError, match=r"^code_map: must be a JSON object of code: name"):
+        validated(LabelOptions, {"code_map": "{1200: maize}"})

@@ -132,6 +132,11 @@ class LabelOptions(Options):
         "are some of the fields)",
     )
 
+    @field_validator("code_map", mode="before")
+    @classmethod
+    def _code_map_json(cls, value: Any) -> Any:
+        return json_object(value, "code: name")
+
 
 class TilingOptions(Options):
     """How the area is cut into patches."""

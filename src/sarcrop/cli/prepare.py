@@ -150,10 +150,9 @@ def _season(args: argparse.Namespace, region: dict[str, object]) -> Season:
     return season
 
 
-def _code_map(args: argparse.Namespace) -> dict[int, str] | None:
-    """Raster code → class name from ``--legend`` (with ``--positive``) or ``--code-map``."""
-    import json
-
+def _code_map(args: argparse.Namespace) -> dict[int, str] | str | None:
+    """Raster code → class name from ``--legend`` (with ``--positive``), or ``--code-map``'s
+    JSON text, which :class:`~sarcrop.options.LabelOptions` reads."""
     from sarcrop.errors import ConfigError
 
     if args.legend is not None and args.code_map is not None:
@@ -162,13 +161,7 @@ def _code_map(args: argparse.Namespace) -> dict[int, str] | None:
         from sarcrop.data.legends import worldcereal_code_map
 
         return worldcereal_code_map(args.legend, positive=args.positive)
-    if args.code_map is None:
-        return None
-    try:
-        mapping = json.loads(args.code_map)
-        return {int(code): str(name) for code, name in mapping.items()}
-    except (json.JSONDecodeError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"--code-map must be a JSON object of code: name ({exc})") from None
+    return args.code_map
 
 
 def summary(store: DatasetStore, positive: Sequence[str] | None = None) -> str:
