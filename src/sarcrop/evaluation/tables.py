@@ -123,13 +123,14 @@ class Cell:
 
     @property
     def ours(self) -> str:
-        """``"0.87"``, ``"0.87 ± 0.02"``, ``"0.87 ± 0.02 [0.80, 0.93]"`` or ``"–"``."""
-        if self.value is None:
+        """``"0.87"``, ``"0.87 ± 0.02"``, ``"0.87 ± 0.02 [0.80, 0.93]"`` or ``"–"``; an
+        interval with empty (NaN) bounds, from too few parcels, is left out."""
+        if self.value is None or math.isnan(self.value):
             return _MISSING
         d = self.digits
         text = f"{self.value:.{d}f}"
         text = text if self.spread is None else f"{text} ± {self.spread:.{d}f}"
-        if self.interval is None:
+        if self.interval is None or any(math.isnan(bound) for bound in self.interval):
             return text
         low, high = self.interval
         return f"{text} [{low:.{d}f}, {high:.{d}f}]"
@@ -623,7 +624,7 @@ def fraction_table(
         for s in scenarios
         if "n_parcels" in intervals
     )
-    notes = (
+    notes: tuple[str, ...] = (
         provenance_note(
             {names.get(s, s): sources.get(s) for s in scenarios},
             seeds=seeds,
@@ -633,7 +634,12 @@ def fraction_table(
         f"the test split's parcels (connected label components), every seed scored on the "
         f"same draws; test parcels: {parcels}.",
     )
+    if intervals["low"].isna().any():
+        notes += (_NO_BOUNDS,)
     return Table(title, header, tuple(rows), notes)
+
+
+_NO_BOUNDS = "No interval where the crop lies in one test parcel: every draw holds it or not."
 
 
 def timestep_table(

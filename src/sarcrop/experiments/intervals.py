@@ -18,6 +18,10 @@ every number of observed composites ``t`` (:func:`timestep_intervals`).
 Crop-type scenarios get theirs in ``class_intervals.csv`` (:func:`class_intervals`): the IoU of
 each class and the mIoU, with the same parcels, draws and level, and the mIoU's paired
 differences to the baselines in the same columns.
+
+A test split whose crop lies in fewer than :data:`~sarcrop.evaluation.bootstrap.MIN_PARCELS`
+parcels has no interval: every draw holds that one field or none, so the bounds (and the
+paired ones) are left empty, as ``evaluate`` leaves them, not given a width that means nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 import pandas as pd
 
-from sarcrop.evaluation.bootstrap import Difference, Interval
+from sarcrop.evaluation.bootstrap import MIN_PARCELS, Difference, Interval
 from sarcrop.evaluation.parcel_scores import SplitTruth
 from sarcrop.evaluation.tables import Cell
 from sarcrop.experiments.config import ScenarioSpec
@@ -226,7 +230,20 @@ def _interval_rows(
             )
             row.update(paired_columns(baseline, difference))
         rows.append(row)
-    return rows
+    return rows if _crop_parcels(split) >= MIN_PARCELS else [_without_bounds(r) for r in rows]
+
+
+def _crop_parcels(split: tuple[np.ndarray, np.ndarray]) -> int:
+    """How many test parcels hold the crop (target 1)."""
+    target, parcels = split
+    return int(np.unique(parcels[(parcels >= 0) & (target == 1)]).size)
+
+
+def _without_bounds(row: dict[str, object]) -> dict[str, object]:
+    """``row`` with its interval bounds and paired bounds empty (NaN): too few crop parcels."""
+    paired = {c for c in PAIRED_COLUMNS if c.endswith(("_low", "_high")) or "p_above" in c}
+    bounds = {"low", "high", *paired}
+    return {k: (float("nan") if k in bounds else v) for k, v in row.items()}
 
 
 def paired_columns(baseline: str, difference: Difference) -> dict[str, float]:
