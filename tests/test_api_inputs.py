@@ -19,7 +19,7 @@ from sarcrop.evaluation.baseline import run_baseline
 from sarcrop.evaluation.sampling import draw_sample
 from sarcrop.options import BaselineOptions, SamplingOptions, TilingOptions, as_options
 from sarcrop.prediction import predict_map
-from sarcrop.training import evaluate
+from sarcrop.training import TrainConfig, evaluate
 
 SEASON = Season(fs.SEASON_START, fs.STEPS, fs.DAYS)
 
@@ -78,6 +78,13 @@ def test_scoring_reads_auto_and_all_as_the_command_line_does(inputs):
     by_name = evaluate(inputs["model"], inputs["store"], device="auto", timesteps="ALL")
     plain = evaluate(inputs["model"], inputs["store"], device="cpu", timesteps="all")
     assert by_name["metrics"] == plain["metrics"]
+    assert by_name["early_season"] == plain["early_season"]  # "ALL" was every t, unsaid
+    assert (
+        evaluate(inputs["model"], inputs["store"], timesteps=np.int64(2), threshold="0.5")[
+            "timesteps"
+        ]
+        == evaluate(inputs["model"], inputs["store"], timesteps=2)["timesteps"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,6 +111,18 @@ def test_scoring_reads_auto_and_all_as_the_command_line_does(inputs):
             ),
             "bands: no band given",
         ),
+        (
+            lambda i, t: prepare(
+                i["scenes"], t / "s.zarr", labels=t / "l.tif", season=SEASON, percentiles=(99, 1)
+            ),
+            "percentiles must satisfy 0 <= low < high <= 100, got 99 1",
+        ),
+        (
+            lambda i, t: prepare(i["scenes"], t / "s.zarr", labels=t / "l.tif", season="April"),
+            "season start must be a date or YYYY-MM-DD, got 'April'",
+        ),
+        (lambda i, t: TrainConfig(epochs=-1), "epochs: Input should be greater than or equal to 1"),
+        (lambda i, t: TilingOptions(patch_size=4), "patch_size: Input should be greater than"),
     ],
 )
 def test_a_wrong_argument_is_one_line_naming_it(inputs, tmp_path, call, problem):
@@ -138,3 +157,25 @@ def test_a_map_refused_before_it_is_written_leaves_no_folder(inputs, tmp_path):
     with pytest.raises(SarcropError, match=r"absent\.safetensors"):
         predict_map(tmp_path / "absent.safetensors", inputs["scenes"], tmp_path / "new" / "m.tif")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_store_is_not_written_over_a_folder_of_other_files(inputs, tmp_path):
+    """A mistaken ``--out`` (a scenes folder, ``.``) must not delete what is there: refused
+    before any compositing, the files untouched. A store, or an empty folder, is replaced."""
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep")
+    options = {"labels": inputs["root"] / "labels.tif", "season": SEASON, "progress": False}
+    options["tiling"] = {"patch_size": fs.PATCH}
+    with pytest.raises(SarcropError, match=r"mine: output exists and is a folder that is not"):
+        prepare(inputs["scenes"], mine, **options)
+    assert (mine / "notes.txt").read_text() == "keep" and (mine / "sub").is_dir()
+    with pytest.raises(SarcropError, match=r"notes\.txt: output exists and is a file"):
+        prepare(inputs["scenes"], mine / "notes.txt", **options)
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", inputs["store"]):
+        # One crop given as a name and the season as its first day, as a notebook gives them.
+        start = SEASON.start.isoformat()
+        kept = {**options, "season": {"start": start, "steps": SEASON.steps, "days": SEASON.days}}
+        prepare(inputs["scenes"], out, **{**kept, "positive": "rice"})
+        assert DatasetStore(out).metadata.positive == ["rice"]

@@ -19,9 +19,16 @@ from typing import TypeVar
 
 import numpy as np
 
+from sarcrop.data.normalization import checked_percentiles
 from sarcrop.data.prepare import split_class_pixels, split_normalization
 from sarcrop.data.split import TEST, TRAIN, common_ground
-from sarcrop.data.store import DatasetStore, Location, StoreMetadata, create_store
+from sarcrop.data.store import (
+    DatasetStore,
+    Location,
+    StoreMetadata,
+    check_store_out,
+    create_store,
+)
 from sarcrop.errors import InputDataError
 from sarcrop.options import CompositeOptions
 
@@ -34,7 +41,7 @@ def merge_stores(
     out: str | Path,
     *,
     region: str | None = None,
-    percentiles: tuple[float, float] | None = None,
+    percentiles: Sequence[float] | None = None,
     progress: bool = True,
 ) -> Path:
     """Write the patches of ``stores`` as one store at ``out`` (atomically); returns ``out``.
@@ -47,6 +54,8 @@ def merge_stores(
     out = Path(out)
     if any(Path(s).resolve() == out.resolve() for s in stores):
         raise InputDataError("the merged store cannot replace one of its inputs", out)
+    check_store_out(out)
+    percentiles = checked_percentiles(percentiles)
     opened = [DatasetStore(s) for s in stores]
     first = opened[0]
     for other in opened[1:]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sarcrop.errors import InputDataError
+from sarcrop.errors import ConfigError, InputDataError
 
 # Histogram used for percentile statistics: dB values, 0.01 dB bins (exact to the bin width).
 _HIST_LOW, _HIST_HIGH, _HIST_BIN = -100.0, 50.0, 0.01
@@ -77,14 +77,28 @@ class Normalization:
         )
 
 
+def checked_percentiles(percentiles: Sequence[float] | None) -> tuple[float, float] | None:
+    """``percentiles`` as (low, high) of robust normalisation, refused unless
+    ``0 <= low < high <= 100``: checked before a store is composited, not after."""
+    if percentiles is None:
+        return None
+    try:
+        low, high = (float(p) for p in percentiles)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"percentiles must be two numbers, low and high, got {percentiles!r}"
+        ) from None
+    if not 0 <= low < high <= 100:
+        raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {low:g} {high:g}")
+    return low, high
+
+
 class StatsAccumulator:
     """Streams patches ``(steps, bands, h, w)`` and yields per-band statistics."""
 
     def __init__(self, bands: Sequence[str], percentiles: tuple[float, float] | None = None):
-        if percentiles is not None and not 0 <= percentiles[0] < percentiles[1] <= 100:
-            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
         self.bands = tuple(bands)
-        self.percentiles = percentiles
+        self.percentiles = checked_percentiles(percentiles)
         n = len(self.bands)
         self._min = np.full(n, np.inf)
         self._max = np.full(n, -np.inf)

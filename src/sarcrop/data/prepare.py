@@ -28,12 +28,12 @@ from sarcrop.data.composite import acquisitions_per_period, warn_empty_periods
 from sarcrop.data.composite import composite as make_composite
 from sarcrop.data.grid import Grid
 from sarcrop.data.labels import labelled_pixels, labels_from_file, positive_indices
-from sarcrop.data.normalization import Normalization, compute_normalization
+from sarcrop.data.normalization import Normalization, checked_percentiles, compute_normalization
 from sarcrop.data.reader import open_scenes
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.data.season import Season
 from sarcrop.data.split import TEST, TRAIN, split_patches
-from sarcrop.data.store import StoreMetadata, create_store
+from sarcrop.data.store import StoreMetadata, check_store_out, create_store
 from sarcrop.errors import InputDataError
 from sarcrop.options import (
     CompositeOptions,
@@ -62,9 +62,9 @@ def prepare(
     out: str | Path,
     *,
     labels: str | Path,
-    season: Season,
+    season: Season | dt.date | str | Mapping[str, object],
     bands: Sequence[str] = ("VH", "VV"),
-    positive: Sequence[str] | None = None,
+    positive: Sequence[str] | str | None = None,
     label_options: LabelOptions = LabelOptions(),
     region: str | None = None,
     year: int | None = None,
@@ -72,18 +72,23 @@ def prepare(
     composite: CompositeOptions = CompositeOptions(),
     tiling: TilingOptions = TilingOptions(),
     split: SplitOptions = SplitOptions(),
-    percentiles: tuple[float, float] | None = None,
+    percentiles: Sequence[float] | None = None,
     progress: bool = True,
 ) -> Path:
     """Build a dataset store at ``out`` from ``images`` (any layout) and ``labels``.
 
     ``labels`` is a parcel file (``.gpkg``, ``.shp``, ``.geojson``, ``.parquet``), a label cube
     (``.nc``, ``.zarr``) or a class raster; ``label_options`` say how to read it. ``season``
-    sets the composite periods (``season.steps`` of them, the model's timesteps). ``positive``
-    is only recorded (and checked against the classes) as the store's default target.
+    sets the composite periods (``season.steps`` of them, the model's timesteps; its first day
+    alone gives the paper's 8 × 20 days). ``positive`` (a name or several) is only recorded
+    (and checked against the classes) as the store's default target.
     Returns ``out``.
     """
+    check_store_out(out)  # before minutes of compositing
     bands = tuple(band_names(bands))
+    season = Season.of(season)
+    positive = [positive] if isinstance(positive, str) else positive
+    percentiles = checked_percentiles(percentiles)
     label_options = as_options(LabelOptions, label_options, "label_options")
     scenes = as_options(SceneOptions, scenes, "scenes")
     composite = as_options(CompositeOptions, composite, "composite")

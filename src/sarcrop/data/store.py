@@ -289,6 +289,7 @@ def create_store(
     path: str | Path, *, steps: int, bands: int, patch_size: int
 ) -> Iterator[StoreWriter]:
     """Write a store atomically: append patches, then set ``writer.metadata`` before leaving."""
+    check_store_out(path)
     with atomic_path(path, directory=True) as tmp:
         store = _DrainableStore(tmp)
         try:
@@ -298,6 +299,34 @@ def create_store(
         finally:
             # Before atomic_path renames or removes the folder: no write may still be running.
             store.stop_writes()
+
+
+def check_store_out(path: str | Path) -> None:
+    """Refuse to write a store over anything but an empty folder or a sarcrop store: a new
+    store replaces what is there, and a mistaken ``--out`` must not delete a user's files.
+    Callers check before minutes of work; :func:`create_store` checks again."""
+    path = Path(path)
+    if not os.path.lexists(path) or (path.is_dir() and not any(path.iterdir())):
+        return
+    if path.is_dir() and _holds_store(path):
+        return
+    what = "folder that is not a sarcrop dataset store" if path.is_dir() else "file"
+    raise InputDataError(
+        f"output exists and is a {what}: not replaced (give a new path, or remove it first)",
+        path,
+    )
+
+
+def _holds_store(path: Path) -> bool:
+    """Whether ``path`` is a sarcrop dataset store, from its group's attributes alone (a
+    damaged store may be replaced)."""
+    import json
+
+    try:
+        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(attrs, dict) and (attrs.get(ATTRS_KEY) or {}).get("format") == FORMAT
 
 
 def _finish(writer: StoreWriter) -> None:
