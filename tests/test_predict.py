@@ -20,7 +20,6 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-from pydantic import ValidationError
 from rasterio.crs import CRS
 from torch import nn
 
@@ -29,7 +28,7 @@ from sarcrop.data.composite import composite
 from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.reader import open_scenes
 from sarcrop.data.season import Season
-from sarcrop.errors import SarcropError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.models import build_model
 from sarcrop.options import ExecutionOptions, MapOptions, SceneOptions, WindowOptions
 from sarcrop.prediction import BlockCompute, ModelSpec, WindowLayout, predict_block, predict_map
@@ -259,7 +258,7 @@ def test_merge_holds_a_bounded_number_of_blocks_whatever_the_width(width: int) -
 
 
 def test_invalid_layout_is_refused(scenes: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="overlap"):
+    with pytest.raises(ConfigError, match="overlap"):
         WindowOptions(window=64, overlap=40)
     with pytest.raises(SarcropError, match="timesteps"):
         predict_map(local_spec(), scenes, tmp_path / "m.tif", timesteps=9, progress=False)
@@ -736,7 +735,7 @@ def test_cli_builds_the_api_options(
         assert cli_main([*base, *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "error:" in err, err
-    with pytest.raises(ValidationError, match="at least one"):
+    with pytest.raises(ConfigError, match="at least one"):
         MapOptions(probability=False, classes=False)
 
 

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from pydantic import ValidationError
 
 from sarcrop.cli import main as cli_main
 from sarcrop.data.normalization import Normalization
 from sarcrop.data.reader import open_scenes
 from sarcrop.data.season import Season
-from sarcrop.errors import SarcropError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.models import build_model
 from sarcrop.options import ExecutionOptions, MapOptions, WindowOptions, available_cores
 from sarcrop.prediction import (
@@ -309,7 +308,7 @@ def test_cuda_without_a_gpu_is_a_one_line_error(
         )
     assert "\n" not in str(info.value) and not (tmp_path / "m.tif").exists()
     assert ExecutionOptions().resolved_device == "cpu"
-    with pytest.raises(ValidationError, match="onnx engine"):
+    with pytest.raises(ConfigError, match="onnx engine"):
         ExecutionOptions(engine="onnx", device="cuda")
 
 

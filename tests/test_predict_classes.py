@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from sarcrop.cli import main as cli_main
-from sarcrop.errors import SarcropError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.models import build_model
 from sarcrop.options import ExecutionOptions, MapOptions, WindowOptions
 from sarcrop.prediction import ModelSpec, WindowLayout, predict_map
@@ -213,7 +212,7 @@ def test_top_k_bands(
         with pytest.raises(SarcropError, match=message) as info:
             predict_map(model, scenes, tmp_path / "x.tif", output=MapOptions(top_k=bad or 2))
         assert "\n" not in str(info.value)
-    with pytest.raises(ValidationError, match="top_k needs"):
+    with pytest.raises(ConfigError, match="top_k needs"):
         MapOptions(top_k=2, classes=False)
     with pytest.raises(SarcropError, match="top_k ranks a crop-type map's classes, and positive"):
         both = MapOptions(top_k=2, positive=["maize"])

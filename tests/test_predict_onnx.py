@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from pydantic import ValidationError
 
 from sarcrop.cli import main as cli_main
+from sarcrop.errors import ConfigError
 from sarcrop.options import ExecutionOptions, WindowOptions
 from sarcrop.prediction import predict_map
 from sarcrop.prediction.predict import work_dir
@@ -100,5 +100,5 @@ def test_cli_engine_onnx(inputs: tuple[Path, Path, Path, Path], tmp_path: Path) 
 
 
 def test_unknown_engine_is_refused() -> None:
-    with pytest.raises(ValidationError, match="torch"):
+    with pytest.raises(ConfigError, match="torch"):
         ExecutionOptions(engine="tensorrt")  # type: ignore[arg-type]

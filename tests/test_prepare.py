@@ -461,9 +461,9 @@ def test_a_whole_location_goes_to_one_split(region, tmp_path, capsys, side):
 
 
 def test_invalid_options_fail_before_any_work():
-    from pydantic import ValidationError
+    from sarcrop.errors import ConfigError
 
-    with pytest.raises(ValidationError, match="stride 32 is larger than patch_size 16"):
+    with pytest.raises(ConfigError, match="stride 32 is larger than patch_size 16"):
         TilingOptions(patch_size=16, stride=32)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError):
         SplitOptions(method="random")

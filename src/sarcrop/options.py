@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from sarcrop.errors import ConfigError
-from sarcrop.utils.validation import config_error
+from sarcrop.utils.validation import OneLineErrors, config_error
 
 Method = Literal["mean", "median", "first"]
 Space = Literal["linear", "db"]
@@ -42,8 +42,8 @@ Precision = Literal["fp32", "bf16"]
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
-class Options(BaseModel):
-    """Base of every option group: frozen, unknown keys rejected."""
+class Options(OneLineErrors):
+    """Base of every option group: frozen, unknown keys rejected, one-line errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -442,6 +442,16 @@ class SamplingOptions(Options):
     )
     seed: int = Field(0, description="random seed of the drawn pixels")
 
+    @field_validator("expected_accuracy", "strata_edges", mode="before")
+    @classmethod
+    def _one_or_several(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @field_validator("strata_band", mode="before")
+    @classmethod
+    def _band_number_or_name(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _accuracies(self) -> SamplingOptions:
         if self.expected_accuracy and not all(0 < a < 1 for a in self.expected_accuracy):
@@ -486,6 +496,11 @@ class ReferenceOptions(Options):
     @classmethod
     def _code_map_json(cls, value: Any) -> Any:
         return json_object(value, "code: name")
+
+    @field_validator("legend", mode="before")
+    @classmethod
+    def _legend_path(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="after")
     def _one_reading(self) -> ReferenceOptions:

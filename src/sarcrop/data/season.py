@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from sarcrop.errors import ConfigError
+from sarcrop.utils.validation import as_date
 
 
 @dataclass(frozen=True)
@@ -15,10 +20,27 @@ class Season:
     days: int = 20
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.days < 1:
-            raise ValueError(
-                f"season needs steps >= 1 and days >= 1, got {self.steps}, {self.days}"
-            )
+        object.__setattr__(self, "start", as_date(self.start, "season start"))
+        for name in ("steps", "days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ConfigError(f"season {name} must be a whole number >= 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
+
+    @classmethod
+    def of(cls, value: Season | dt.date | str | Mapping[str, object]) -> Season:
+        """A season from a :class:`Season`, its first day (a date or ISO text, 8 × 20 days as
+        in the paper) or a mapping of ``start``, ``steps`` and ``days``, as a YAML gives it."""
+        if isinstance(value, Season):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"start", "steps", "days"}
+            if unknown or "start" not in value:
+                raise ConfigError(
+                    f"a season mapping takes start (required), steps and days, got {sorted(value)}"
+                )
+            return cls(**value)  # type: ignore[arg-type]
+        return cls(value)  # type: ignore[arg-type]
 
     @property
     def end(self) -> dt.date:

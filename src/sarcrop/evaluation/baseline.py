@@ -45,7 +45,7 @@ from sarcrop.evaluation.metrics import (
     zero_pad_after,
 )
 from sarcrop.options import BaselineOptions, as_options
-from sarcrop.utils.validation import band_names
+from sarcrop.utils.validation import chosen_bands
 
 if TYPE_CHECKING:
     from sarcrop.data.dataset import PatchDataset
@@ -858,7 +858,7 @@ def run_baseline(
     and is not scored (:attr:`BaselineResult.scored` False), a forest to map with
     (:meth:`BaselineResult.save`).
     """
-    from sarcrop.training.config import positive_classes, timestep_list
+    from sarcrop.training.config import every_timestep, positive_classes, timestep_list
 
     options = (
         BaselineOptions() if options is None else as_options(BaselineOptions, options, "options")
@@ -866,7 +866,7 @@ def run_baseline(
     train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
     positive = positive_classes(train_store, positive, classes=classes)
-    bands = band_names(bands) if bands else list(train_store.bands)
+    bands = chosen_bands(bands, train_store.bands)
     wanted = timestep_list(timesteps, train_store.steps)
     normalization = train_store.normalization.select(bands)
     target = (positive, classes)
@@ -885,7 +885,7 @@ def run_baseline(
         )
         confusions: dict[int, BinaryConfusion] = {}
         class_confusions: dict[int, MulticlassConfusion] = {}
-        kept = kept_maps(wanted, every_timestep=timesteps == "all")
+        kept = kept_maps(wanted, every_timestep=every_timestep(timesteps))
         if scored and classes:
             class_confusions = forest_class_confusions(model, test_set, wanted, kept=kept)  # type: ignore[assignment]
         elif scored:
@@ -906,7 +906,7 @@ def run_baseline(
         test_patches=len(test_set),
         steps=train_store.steps,
         confusions=confusions,
-        every_timestep=timesteps == "all",
+        every_timestep=every_timestep(timesteps),
         label_subset=splits.label_subset,
         classes=classes,
         class_confusions=class_confusions,

@@ -55,6 +55,7 @@ from sarcrop.evaluation.metrics import (
 )
 from sarcrop.models.forest import Forest, decoder_features
 from sarcrop.options import BaselineOptions
+from sarcrop.utils.validation import chosen_bands
 
 if TYPE_CHECKING:
     from sarcrop.data.parcels import ParcelFold
@@ -208,7 +209,7 @@ def load_extractor(
         raise InputDataError(
             f"model {path} has {meta.time_steps} time steps, the store {store.steps}", store.path
         )
-    bands = [b.upper() for b in bands] if bands else list(meta.bands)
+    bands = chosen_bands(bands, meta.bands)
     missing = [b for b in bands if b not in store.bands]
     if missing:
         raise InputDataError(f"bands {', '.join(missing)} not in the store", store.path)
@@ -245,7 +246,7 @@ def run_feature_forest(
     A ``fold`` of parcels learns from its ``train`` labels and scores its ``held_out`` fields.
     """
     from sarcrop.data.normalization import Normalization
-    from sarcrop.training.config import positive_classes, timestep_list
+    from sarcrop.training.config import every_timestep, positive_classes, timestep_list
 
     options = options or BaselineOptions()
     train_store, test = open_stores(store, test_store)
@@ -262,7 +263,7 @@ def run_feature_forest(
         n_classes = len(classes) if classes else 2
         model = fit_forest(FeatureDataset(train_set, extractor), options, jobs, n_classes=n_classes)
         wanted = timestep_list(timesteps, train_store.steps)
-        kept = kept_maps(wanted, every_timestep=timesteps == "all")
+        kept = kept_maps(wanted, every_timestep=every_timestep(timesteps))
         for t in wanted:
             features = FeatureDataset(test_set, extractor, t)
             whole = [None]  # the features are already those of the first t composites
@@ -289,7 +290,7 @@ def run_feature_forest(
         test_patches=len(test_set),
         steps=train_store.steps,
         confusions=confusions,
-        every_timestep=timesteps == "all",
+        every_timestep=every_timestep(timesteps),
         label_subset=splits.label_subset,
         classes=classes,
         class_confusions=class_confusions,

@@ -27,6 +27,7 @@ import copy
 import json
 import logging
 import math
+import numbers
 import os
 import signal
 import time
@@ -70,6 +71,7 @@ from sarcrop.training.config import (
     GPU_LOADER_WORKERS,
     MODEL_FILE,
     TrainConfig,
+    every_timestep,
     positive_classes,
     timestep_list,
 )
@@ -97,7 +99,7 @@ from sarcrop.utils.atomic import atomic_path, write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
 from sarcrop.utils.signals import signal_handler
-from sarcrop.utils.validation import band_names
+from sarcrop.utils.validation import chosen_bands
 
 if TYPE_CHECKING:
     from sarcrop.data.dataset import PatchDataset
@@ -436,10 +438,9 @@ def fit(
             "holds a last.ckpt from an unknown run; use another output directory", out_dir
         )
     if record and record.get("status") == "complete" and (out_dir / MODEL_FILE).is_file():
-        done = dict(record["result"])
-        return TrainResult(
-            **{**done, "out_dir": out_dir, "checkpoint": Path(done["checkpoint"]), "resumed": True}
-        )
+        done = dict(record["result"])  # its paths as the run gave them, maybe elsewhere
+        here = {"out_dir": out_dir, "checkpoint": out_dir / MODEL_FILE, "resumed": True}
+        return TrainResult(**{**done, **here})
     resume = last.is_file()
     _write_run(out_dir, {"status": "running", "fingerprint": fingerprint})
 
@@ -760,7 +761,7 @@ def _warn_unlearnt_classes(classes: Sequence[str], counts: np.ndarray) -> None:
 
 
 def _bands(store: Any, bands: Sequence[str] | None) -> list[str]:
-    return band_names(bands) if bands else list(store.bands)
+    return chosen_bands(bands, store.bands)
 
 
 def _training_data(
@@ -1089,7 +1090,7 @@ def finetune(
     require_network(parent_meta, checkpoint, "fine-tune")
     store = _open_store(store)
     _check_season_length(parent_meta, store, checkpoint)
-    bands = band_names(bands) if bands else list(parent_meta.bands)
+    bands = chosen_bands(bands, parent_meta.bands)
     missing = [b for b in bands if b not in store.bands]
     if missing:
         has = ", ".join(store.bands)
@@ -1585,6 +1586,14 @@ def split_probabilities(
             yield batch, probabilities
 
 
+def _probability(value: object) -> float:
+    """A threshold given as a number or as text (a notebook's ``"0.5"``)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"threshold must be a number between 0 and 1, got {value!r}") from None
+
+
 def evaluate(
     checkpoint: str | Path,
     store: Any,
@@ -1622,22 +1631,23 @@ def evaluate(
     from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
 
     reuse_freed_memory()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    whole = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
+    if not whole or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number of patches >= 1, got {batch_size!r}")
+    batch_size = int(batch_size)
     checkpoint = pretrained.resolve(checkpoint)
     model, meta = model_to_score(checkpoint, store, positive)  # the checkpoint's errors first
     store = _open_store(store)
     _warn_other_composites(Path(checkpoint), meta, store)
     steps = meta.time_steps
     wanted = timestep_list(timesteps, steps)
-    if isinstance(timesteps, int):
+    if timesteps is not None and not every_timestep(timesteps):
         name = pretrained.display_name(checkpoint)
         crop_types = bool(meta.target_classes)
         warn_season_cut_short(
-            name, meta.learnt_early_seasons(), timesteps, steps, crop_types=crop_types
+            name, meta.learnt_early_seasons(), wanted[-1], steps, crop_types=crop_types
         )
-    if threshold is None:
-        threshold = meta.class_threshold()
+    threshold = meta.class_threshold() if threshold is None else _probability(threshold)
     if not 0 < threshold < 1:
         raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
     if split == "test":
@@ -1654,7 +1664,7 @@ def evaluate(
     target_device = _device(device)
     confusions = {t: empty_confusion(classes) for t in wanted}
     # Target indices at the headline t, and at every t where every t is scored (binary).
-    every_t = timesteps == "all" and classes is None
+    every_t = every_timestep(timesteps) and classes is None
     predictions: dict[int, list[np.ndarray]] = {t: [] for t in (wanted if every_t else wanted[-1:])}
     batches = split_probabilities(
         model,
@@ -1685,14 +1695,14 @@ def evaluate(
         "patches": len(dataset),
         "positive": meta.positive,
         "bands": meta.bands,
-        "timesteps": wanted[-1] if timesteps != "all" else steps,
+        "timesteps": wanted[-1] if not every_timestep(timesteps) else steps,
         "threshold": threshold,
         "metrics": headline.as_dict(),
     }
     if classes is not None:
         del result["threshold"]
         result["classes"] = list(classes)
-    if timesteps == "all":
+    if every_timestep(timesteps):
         result["early_season"] = {t: confusions[t].as_dict() for t in wanted}
     predicted = {t: np.concatenate(p) if p else np.zeros(0) for t, p in predictions.items()}
     early = predicted if every_t else None

@@ -99,10 +99,11 @@ class CheckpointMetadata(BaseModel):
                 )
         if self.season is not None:
             from sarcrop.data.season import Season
+            from sarcrop.errors import ConfigError
 
             try:
                 season = Season.from_dict(self.season)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, ConfigError) as exc:
                 raise ValueError(f"season is invalid: {exc}") from None
             if season.steps != self.time_steps:
                 raise ValueError(f"season has {season.steps} steps, time_steps {self.time_steps}")

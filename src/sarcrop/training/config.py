@@ -8,12 +8,12 @@ out-of-range value fails before any data is read, with the file named in the mes
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from sarcrop.errors import ConfigError
 from sarcrop.options import class_list
-from sarcrop.utils.validation import config_error, read_yaml, shipped_yaml
+from sarcrop.utils.validation import OneLineErrors, config_error, read_yaml, shipped_yaml
 
 Ordering = Literal["full", "chronological", "random"]
 LossName = Literal["bce", "dice", "bce+dice"]
@@ -84,7 +84,7 @@ def recipe_settings(name: str) -> dict[str, Any]:
     return dict(read_yaml(recipes[name], "training recipe"))
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(OneLineErrors):
     """Hyper-parameters and execution settings of one training run.
 
     ``recipe`` (a keyword, a YAML key and ``--recipe``) starts from a shipped recipe's settings
@@ -447,10 +447,17 @@ def positive_classes(
 
 def timestep_list(timesteps: int | Literal["all"] | None, steps: int) -> list[int]:
     """The numbers of observed composites to evaluate: ``None`` → ``[T]``, ``"all"`` → 1..T."""
-    if isinstance(timesteps, str) and timesteps.strip().casefold() == "all":
+    if every_timestep(timesteps):
         return list(range(1, steps + 1))
     if timesteps is None:
         return [steps]
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= steps:
+    whole = isinstance(timesteps, numbers.Integral) and not isinstance(timesteps, bool)
+    if not whole or not 1 <= int(timesteps) <= steps:
         raise ConfigError(f"timesteps must be 1..{steps} or 'all', got {timesteps!r}")
-    return [timesteps]
+    return [int(timesteps)]
+
+
+def every_timestep(timesteps: object) -> bool:
+    """Whether ``timesteps`` asks for every number of observed composites (``"all"``, in any
+    case, as the command line reads it): an early-season curve."""
+    return isinstance(timesteps, str) and timesteps.strip().casefold() == "all"

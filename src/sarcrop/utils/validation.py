@@ -18,6 +18,22 @@ from pydantic import BaseModel, ValidationError
 from sarcrop.errors import ConfigError
 
 
+class OneLineErrors(BaseModel):
+    """A pydantic model whose constructor, as a notebook calls it (``TrainConfig(epochs=-1)``),
+    raises a one-line :class:`ConfigError` naming the field, as a mapping of its fields does
+    (:func:`config_error`), instead of pydantic's multi-line report."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(exc, None, unknown="unknown option", model=type(self)) from None
+
+    # Validation from data (model_validate, a nested model of a config) skips this __init__,
+    # as it skips BaseModel's, and keeps pydantic's errors with their place in the config.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
 def config_error(
     exc: ValidationError,
     path: str | Path | None,
@@ -89,6 +105,14 @@ def band_names(bands: str | Sequence[str]) -> list[str]:
     if not names:
         raise ConfigError("bands: no band given")
     return names
+
+
+def chosen_bands(bands: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    """:func:`band_names` of ``bands`` where given (a list, an array or text), else
+    ``default``'s (a store's or a checkpoint's bands)."""
+    if bands is None or len(bands) == 0:
+        return [str(b) for b in default]
+    return band_names(bands)
 
 
 def as_date(value: object, name: str) -> dt.date:
