@@ -248,6 +248,11 @@ def end_to_end(tmp_path: Path, map_path: Path, labels: Path, n: int, *extra: obj
     for heading in ("sample counts", "area proportions", "## Accuracy", "## Area per class"):
         assert heading in markdown
     assert result["sample_size"] == len(read_sample(samples).points) == n
+    # The API writes what the command writes, heading and all.
+    from sarcrop.evaluation import assess, write_assessment
+
+    write_assessment(assess(map_path, samples), tmp_path / "api")
+    assert (tmp_path / "api.md").read_text() == markdown
     return result
 
 

@@ -48,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
         labels_table=args.labels_csv,
     )
     out = args.out or args.map.with_name(args.reference.stem + ".assessment")
-    json_path, md_path = write_assessment(
-        result, out, title=f"Accuracy and area of {args.map.name}"
-    )
+    json_path, md_path = write_assessment(result, out)
     print(json_path)
     print(md_path)
     oa = result.estimates.overall

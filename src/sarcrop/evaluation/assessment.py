@@ -534,9 +534,13 @@ def area_record(
 
 
 def write_assessment(
-    assessment: Assessment, out: str | Path, *, title: str = "Accuracy and area"
+    assessment: Assessment, out: str | Path, *, title: str | None = None
 ) -> tuple[Path, Path]:
-    """Write ``OUT.json`` and ``OUT.md``; return both paths."""
+    """Write ``OUT.json`` and ``OUT.md``; return both paths. ``title``: the Markdown's heading,
+    by default "Accuracy and area of" the map's file name, as ``sarcrop assess`` writes it."""
+    if title is None:
+        mapped = assessment.sources.get("map")
+        title = f"Accuracy and area of {Path(mapped).name}" if mapped else "Accuracy and area"
     out = Path(out)
     stem = out.with_suffix("") if out.suffix in (".json", ".md") else out
     json_path = write_text_atomic(
