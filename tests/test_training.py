@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import shutil
 
 import lightning as L
 import numpy as np
@@ -289,6 +290,11 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     again = Recorder()
     done = fit(tiny_model(), data[:6], data[6:], tmp_path, quick(), meta(), callbacks=[again])
     assert done.checkpoint == result.checkpoint and not again.batches
+    # A finished run moved elsewhere gives its own checkpoint, not the first folder's.
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    shutil.copytree(tmp_path, moved)
+    there = fit(tiny_model(), data[:6], data[6:], moved, quick(), meta())
+    assert there.resumed and there.checkpoint == moved / "model.safetensors"
 
 
 # ---------------------------------------------------------------------------- API + CLI
