@@ -143,6 +143,24 @@ def test_name_lists_take_spaces_or_commas_as_every_name_list_does() -> None:
             assert getattr(options, field) == ("maize", "potato", "other")
 
 
+def test_number_lists_take_spaces_or_commas_and_parent_classes_json_or_pairs() -> None:
+    """``--epoch-search 5 10 20`` is ``5,10,20`` (it was "unrecognized arguments: 10"), and
+    ``--parent-classes`` reads the JSON its metavar shows as well as ``ours=theirs`` pairs."""
+    import argparse
+
+    from sarcrop.options import add_flags, from_flags
+    from sarcrop.training.config import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_flags(parser, TrainConfig)
+    for given in (["5", "10", "20"], ["5,10", "20"], ["5,10,20"]):
+        args = parser.parse_args(["--epoch-search", *given, "--val-fraction", "0"])
+        assert from_flags(TrainConfig, args).epoch_search == (5, 10, 20)
+    for text in ('{"winter_cereal": "wheat"}', "winter_cereal=wheat"):
+        args = parser.parse_args(["--parent-classes", text])
+        assert from_flags(TrainConfig, args).parent_classes == {"winter_cereal": "wheat"}
+
+
 def test_a_read_left_running_by_an_interruption_is_cancelled_before_exit() -> None:
     """Ctrl-C in the middle of a store read leaves it running in Zarr's IO thread, and Python
     would print "Task was destroyed but it is pending!" when Zarr closes its loop at exit: the

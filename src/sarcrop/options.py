@@ -597,6 +597,9 @@ def add_flags(
         elif get_origin(annotation) is tuple and get_args(annotation)[:1] == (str,):
             kwargs["nargs"] = "+"  # names with spaces or commas: --positive maize potato
             kwargs["metavar"] = "NAME"
+        elif get_origin(annotation) is tuple:
+            kwargs["nargs"] = "+"  # numbers with spaces or commas: --epoch-search 5 10 20
+            kwargs["metavar"] = "N"
         elif annotation in (int, float, str):
             kwargs["type"] = annotation
             kwargs["metavar"] = name.upper()
@@ -606,8 +609,8 @@ def add_flags(
 
 
 def flag_value(value: Any) -> Any:
-    """A flag's list of names as one list, each given with spaces or commas; anything else as
-    it is."""
+    """A flag's list of names or numbers as one list, each given with spaces or commas;
+    anything else as it is."""
     if not isinstance(value, list):
         return value
     return [name.strip() for item in value for name in str(item).split(",") if name.strip()]

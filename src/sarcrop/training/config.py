@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sarcrop.errors import ConfigError
-from sarcrop.options import class_list
+from sarcrop.options import class_list, json_object
 from sarcrop.utils.validation import OneLineErrors, config_error, read_yaml, shipped_yaml
 
 Ordering = Literal["full", "chronological", "random"]
@@ -184,8 +184,8 @@ class TrainConfig(OneLineErrors):
     parent_classes: dict[str, str] | None = Field(
         None,
         description="fine-tuning only: the pre-trained model's name for each of our classes (or "
-        "our one crop) it knows under another, e.g. winter_cereal=wheat; the head carries over "
-        "the outputs of every class it knows (by name otherwise)",
+        "our one crop) it knows under another, e.g. winter_cereal=wheat (or a JSON object); the "
+        "head carries over the outputs of every class it knows (by name otherwise)",
     )
     fresh_head: bool = Field(
         False,
@@ -349,6 +349,8 @@ class TrainConfig(OneLineErrors):
     @field_validator("parent_classes", mode="before")
     @classmethod
     def _parent_classes(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lstrip().startswith("{"):  # a JSON object
+            value = json_object(value, "our class: the pre-trained model's")
         if isinstance(value, str):  # the command line's winter_cereal=wheat,grass=grassland
             # Comma-separated pairs; a name may hold spaces (a legend's "permanent grass crops").
             parts = [part.strip() for part in value.split(",") if part.strip()]
