@@ -119,3 +119,15 @@ def test_positive_codes_are_refused_for_a_crop_type_map(
     census = ["assess", crop_map, "--reference", crop_map, "--positive-codes", "1"]
     code, err = fs.run_cli(census, capsys)
     fs.assert_clean_error(code, err, crop_map, f"crop-type map has {len(CLASSES)} classes")
+
+
+def test_label_options_without_labels_to_read_are_refused(
+    crop_map: Path, tmp_path: Path, capsys
+) -> None:
+    """``--positive-codes`` or ``--label-band`` without ``--fill-from`` read nothing: said in
+    one line, not ignored without a word."""
+    out = tmp_path / "s.gpkg"
+    argv = ["sample", crop_map, "--n", "90", "--out", out, "--positive-codes", "1200"]
+    code, err = fs.run_cli([*argv, "--label-band", "2"], capsys)
+    fs.assert_clean_error(code, err, "--label-band, --positive-codes read the labels of")
+    assert not out.exists()

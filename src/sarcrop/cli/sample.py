@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sarcrop.options import ReferenceOptions, SamplingOptions, add_flags, from_flags
+from sarcrop.errors import ConfigError
+from sarcrop.options import ReferenceOptions, SamplingOptions, add_flags, flag, from_flags
 
 
 def add_reference_flags(parser: argparse.ArgumentParser, title: str) -> None:
@@ -79,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_sample_path(args.out)
     labels = from_flags(ReferenceOptions, args)
+    if args.fill_from is None and labels.model_fields_set:
+        given = ", ".join(flag(name) for name in sorted(labels.model_fields_set))
+        raise ConfigError(
+            f"{given} read the labels of --fill-from, which is not given: add --fill-from "
+            "LABELS, or give them to assess with its --reference"
+        )
     if args.fill_from is not None:
         check_one_crop_labels(labels, args.map)  # before a point is drawn
     sample = draw_sample(
