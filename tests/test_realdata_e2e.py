@@ -206,6 +206,24 @@ def test_worldcereal_netcdf_labels_as_published(
         sum(int((nc.read_labels(i) == maize).sum()) for i in range(len(nc)))
         == (MAIZE_PIXELS[location])
     )
+    # The legend as a notebook (or a YAML region) gives it: the command's labels.
+    from sarcrop.data.prepare import prepare
+
+    api = prepare(
+        cube,
+        tmp_path / "api.zarr",
+        labels=labels_tif,
+        season=example.SEASON_START[location],
+        positive="maize",
+        label_options={"legend": legend},
+        scenes={"resolution": 10},
+        tiling={"patch_size": 32},
+        progress=False,
+    )
+    api_store = DatasetStore(api)
+    assert api_store.classes == tif.classes
+    for i in range(len(tif)):
+        np.testing.assert_array_equal(api_store.read_labels(i), tif.read_labels(i))
 
     # Another variable by name: land cover, every code named.
     out = tmp_path / "lc.zarr"

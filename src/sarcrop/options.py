@@ -13,7 +13,7 @@ import argparse
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import (
@@ -125,6 +125,12 @@ class LabelOptions(Options):
         description="label code → class name; codes not listed become 'other', codes named "
         "'unlabelled' label nothing",
     )
+    legend: str | None = Field(
+        None,
+        exclude_if=lambda value: value is None,  # runs from before it keep their cache keys
+        description="WorldCereal legend CSV naming a label raster's crop codes (instead of "
+        "code_map); with prepare's positive, those crops against 'other'",
+    )
     outside_parcels: OutsideParcels = Field(
         "background",
         description="pixels outside every parcel of a parcel file: background (a negative, as "
@@ -136,6 +142,27 @@ class LabelOptions(Options):
     @classmethod
     def _code_map_json(cls, value: Any) -> Any:
         return json_object(value, "code: name")
+
+    @field_validator("legend", mode="before")
+    @classmethod
+    def _legend_path(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, os.PathLike) else value
+
+    @model_validator(mode="after")
+    def _one_naming(self) -> LabelOptions:
+        if self.legend is not None and self.code_map is not None:
+            raise ValueError("give either legend or code_map, not both")
+        return self
+
+    def named(self, positive: Sequence[str] | None) -> LabelOptions:
+        """These options with a ``legend`` read into its ``code_map`` (``positive``'s crops
+        against ``other``, as :func:`~sarcrop.data.legends.worldcereal_code_map` gives it)."""
+        if self.legend is None:
+            return self
+        from sarcrop.data.legends import worldcereal_code_map
+
+        code_map = worldcereal_code_map(self.legend, positive=positive)
+        return self.model_copy(update={"legend": None, "code_map": code_map})
 
 
 class TilingOptions(Options):

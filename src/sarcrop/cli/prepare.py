@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     label_options = {
         "column": args.label_column,
         "variable": args.label_variable,
-        "code_map": _code_map(args),
+        "code_map": args.code_map,
+        "legend": args.legend,
         "outside_parcels": args.outside_parcels,
     }
     options: dict[str, object] = {
@@ -148,20 +149,6 @@ def _season(args: argparse.Namespace, region: dict[str, object]) -> Season:
             "--season-start is required (no region.json with a season)", args.images
         )
     return season
-
-
-def _code_map(args: argparse.Namespace) -> dict[int, str] | str | None:
-    """Raster code → class name from ``--legend`` (with ``--positive``), or ``--code-map``'s
-    JSON text, which :class:`~sarcrop.options.LabelOptions` reads."""
-    from sarcrop.errors import ConfigError
-
-    if args.legend is not None and args.code_map is not None:
-        raise ConfigError("give either --legend or --code-map, not both")
-    if args.legend is not None:
-        from sarcrop.data.legends import worldcereal_code_map
-
-        return worldcereal_code_map(args.legend, positive=args.positive)
-    return args.code_map
 
 
 def summary(store: DatasetStore, positive: Sequence[str] | None = None) -> str:

@@ -89,7 +89,7 @@ def prepare(
     season = Season.of(season)
     positive = [positive] if isinstance(positive, str) else positive
     percentiles = checked_percentiles(percentiles)
-    label_options = as_options(LabelOptions, label_options, "label_options")
+    label_options = as_options(LabelOptions, label_options, "label_options").named(positive)
     scenes = as_options(SceneOptions, scenes, "scenes")
     composite = as_options(CompositeOptions, composite, "composite")
     tiling = as_options(TilingOptions, tiling, "tiling")

@@ -804,7 +804,7 @@ def _variant_config(finetune: TrainConfig, name: str, changes: dict[str, Any]) -
 def _resolve(value: Any, base: Path, key: str) -> Any:
     if key == "checkpoint" and isinstance(value, str):
         return _checkpoint_path(value, base)
-    if key in {"labels", "store"} and isinstance(value, str):
+    if key in {"labels", "store", "legend"} and isinstance(value, str):
         return str((base / value).resolve())
     if key == "images" and isinstance(value, str) and not re.match(r"^[a-z]+://", value):
         return str(base / value)

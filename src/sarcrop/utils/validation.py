@@ -47,14 +47,14 @@ def config_error(
     found again in the copies a config derives (a region's fold views) counts once."""
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     error = errors[0]
-    where = ".".join(str(part) for part in error["loc"]) or "config"
+    where = ".".join(str(part) for part in error["loc"])
     message = unknown if error["type"] == "extra_forbidden" else error["msg"]
     message = message.removeprefix("Value error, ")  # pydantic's prefix to a validator's own
     if error["type"] == "extra_forbidden":
         message += _meant(error, errors, model)
     problems = {(e["type"], str(e["loc"][-1]) if e["loc"] else "", e["msg"]) for e in errors}
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return ConfigError(f"{where}: {message}{more}", path)
+    return ConfigError(f"{where}: {message}{more}" if where else f"{message}{more}", path)
 
 
 def _meant(extra: Any, errors: list[Any], model: type[BaseModel] | None) -> str:
