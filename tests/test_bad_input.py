@@ -168,7 +168,7 @@ SCENE_CASES: list[tuple[str, SceneBreak, tuple[str, ...]]] = [
     ("band names not polarisations", _bad_band_names, ("no polarisation",)),
     ("mixed CRS", _mixed_crs, ("grids differ", "EPSG:32632")),
     ("mixed resolution", _mixed_resolution, ("grids differ", "at 20")),
-    ("grids do not overlap", _no_overlap, ("does not overlap",)),
+    ("grids do not overlap", _no_overlap, ("overlaps none of the other scenes",)),
     ("no acquisition dates", _no_dates, ("no acquisition time",)),
     ("all nodata", _all_nodata, ("no valid pixel",)),
     ("all NaN/Inf", _all_nan_inf, ("no valid pixel",)),

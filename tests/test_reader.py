@@ -147,11 +147,42 @@ def test_non_overlapping_scenes(tmp_path: Path) -> None:
         _values(1),
         transform=Affine(10.0, 0, 600000.0, 0, -10.0, 5600000.0),
     )
-    with pytest.raises(InputDataError, match="does not overlap"):
+    with pytest.raises(InputDataError, match=r"overlaps none of the other scenes \(1, e\.g\."):
         open_scenes(tmp_path)
     far = Grid(rasterio.crs.CRS.from_epsg(32631), Affine(10.0, 0, 0.0, 0, -10.0, 0.0), 4, 4)
     with pytest.raises(InputDataError, match="no acquisition overlaps the target grid"):
         open_scenes(tmp_path, grid=far)
+
+
+def test_frames_of_a_track_are_mapped_whole(tmp_path: Path) -> None:
+    """Two frames that overlap by a third: the grid covers both, on the first one's pixels
+    (it was the first frame's alone, and the rest of the area was left out without a word),
+    with a target grid too; each pixel reads the frame that holds it."""
+    first = Affine(10.0, 0, 500000.0, 0, -10.0, 5600000.0)
+    second = Affine(10.0, 0, 500080.0, 0, -10.0, 5600000.0)  # 8 px east: 4 px overlap
+    for i, transform in enumerate((first, second, first, second)):
+        values = np.full((2, 12, 12), -20.0 + i, np.float32)
+        write_scene(tmp_path, T0 + dt.timedelta(days=6 * i), values, transform=transform)
+    for stack in (open_scenes(tmp_path), open_scenes(tmp_path, crs="EPSG:32631", resolution=10)):
+        assert (stack.grid.width, stack.grid.height) == (20, 12)
+        assert stack.grid.transform == first
+        pixels = stack.read([0, 1], ["VH"])  # (time, band, row, col)
+        assert np.isfinite(pixels[0, 0, :, :12]).all() and np.isnan(pixels[0, 0, :, 12:]).all()
+        assert np.isfinite(pixels[1, 0, :, 8:]).all() and np.isnan(pixels[1, 0, :, :8]).all()
+
+
+def test_a_scene_apart_from_the_others_is_named_whichever_comes_first(tmp_path: Path) -> None:
+    """A first scene whose CRS is wrong set the grid of every map made with --crs, 420 km from
+    the data, and nothing said so: the scene apart from most of the others is named."""
+    for i in range(3):
+        write_scene(tmp_path, T0 + dt.timedelta(days=6 * (i + 1)), _values(i))
+    wrong = write_scene(tmp_path, T0, _values(3), crs="EPSG:32632")
+    with pytest.raises(InputDataError) as info:
+        open_scenes(tmp_path, crs="EPSG:32631", resolution=10)
+    assert str(info.value).count("\n") == 0
+    assert f"{wrong} (bounds" in str(info.value) and "overlaps none of the other scenes (3," in str(
+        info.value
+    )
 
 
 def test_truncated_file(tmp_path: Path) -> None:

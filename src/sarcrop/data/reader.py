@@ -198,6 +198,9 @@ def _crs_name(crs: CRS) -> str:
 def _choose_grid(
     stack: SceneStack, grid: Grid | None, crs: object, resolution: float | None
 ) -> Grid:
+    """The grid the composites are computed on: ``grid`` where given, else one covering every
+    scene (frames along a track, tiles of an area), on the first scene's pixels where the
+    scenes share its CRS and pixel size, else in ``crs`` at ``resolution``."""
     sources = stack.sources or [(stack.description, stack.grid)]
     if grid is not None:
         return grid
@@ -212,16 +215,11 @@ def _choose_grid(
                     "(crs=, resolution=, or grid=) to choose a common grid",
                     stack.description,
                 )
-            if not _overlaps(other, first):
-                raise InputDataError(
-                    f"{name} (bounds {_bounds(other)}) does not overlap {first_name} "
-                    f"(bounds {_bounds(first)})",
-                    stack.description,
-                )
             if (off := first.fractional_shift(other)) > 0.01 * first.resolution[0]:
                 shifted.append((name, off))
         _warn_shifted(first_name, first, shifted)
-        return first
+        union = _covered(sources, first.crs, stack.description)
+        return _snapped(first, union)
     if resolution is not None and not resolution > 0:
         raise InputDataError(f"resolution is {resolution}: expected a positive pixel size")
     try:
@@ -230,15 +228,89 @@ def _choose_grid(
         raise InputDataError(f"crs {crs!r} is not a valid CRS: {exc}") from exc
     if resolution is not None:
         _check_pixel_size(first, target_crs, resolution, stack.description)
+    covered = _covered(sources, target_crs, stack.description)
     if target_crs == first.crs:
-        left, bottom, right, top = first.bounds
         res = resolution or first.resolution[0]
-        width, height = max(1, round((right - left) / res)), max(1, round((top - bottom) / res))
-        return Grid(target_crs, Affine(res, 0.0, left, 0.0, -res, top), width, height)
-    transform, width, height = calculate_default_transform(
-        first.crs, target_crs, first.width, first.height, *first.bounds, resolution=resolution
+    else:  # GDAL's grid for the first scene: its pixel size, where none is given
+        transform, width, height = calculate_default_transform(
+            first.crs, target_crs, first.width, first.height, *first.bounds, resolution=resolution
+        )
+        if len({tuple(g.bounds) for _, g in sources}) == 1:  # one footprint: GDAL's grid
+            return Grid(target_crs, transform, int(width), int(height))
+        res = transform.a
+    left, bottom, right, top = covered
+    width, height = max(1, round((right - left) / res)), max(1, round((top - bottom) / res))
+    return Grid(target_crs, Affine(res, 0.0, left, 0.0, -res, top), width, height)
+
+
+def _covered(
+    sources: Sequence[tuple[str, Grid]], crs: CRS, description: str
+) -> tuple[float, float, float, float]:
+    """The bounds in ``crs`` that cover every scene. The scenes must overlap one another, as
+    the frames of a track or the tiles of an area do: scenes apart from most of the others are
+    most often ones whose CRS is wrong, and would stretch the map over the ground between."""
+    names: dict[tuple[float, ...], list[str]] = {}
+    for name, g in sources:
+        box = g.bounds if g.crs == crs else transform_bounds(g.crs, crs, *g.bounds, densify_pts=21)
+        names.setdefault(tuple(box), []).append(name)
+    groups = _overlapping_groups(list(names))
+    main = max(groups, key=lambda group: sum(len(names[b]) for b in group))
+    apart = [b for group in groups if group is not main for b in group]
+    if apart:
+        scenes = sum(len(names[b]) for b in main)
+        raise InputDataError(
+            f"{names[apart[0]][0]} (bounds {_box(apart[0])} in {_crs_name(crs)}) overlaps none "
+            f"of the other scenes ({scenes}, e.g. {names[main[0]][0]}, bounds {_box(main[0])}): "
+            "is its CRS wrong? give the scenes of one area",
+            description or None,
+        )
+    return (
+        min(b[0] for b in main),
+        min(b[1] for b in main),
+        max(b[2] for b in main),
+        max(b[3] for b in main),
     )
-    return Grid(target_crs, transform, int(width), int(height))
+
+
+def _overlapping_groups(boxes: list[tuple[float, ...]]) -> list[list[tuple[float, ...]]]:
+    """``boxes`` (left, bottom, right, top) in groups linked by overlaps."""
+    groups: list[list[tuple[float, ...]]] = []
+    left = list(boxes)
+    while left:
+        group, frontier = [left.pop(0)], 0
+        while frontier < len(group):
+            a = group[frontier]
+            linked = [
+                b for b in left if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+            ]
+            group += linked
+            left = [b for b in left if b not in linked]
+            frontier += 1
+        groups.append(group)
+    return groups
+
+
+def _boxes_overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _snapped(first: Grid, bounds: tuple[float, float, float, float]) -> Grid:
+    """The grid of ``first``'s pixels that covers ``bounds`` (``first`` where it does)."""
+    left, bottom, right, top = bounds
+    a, e = first.transform.a, first.transform.e
+    x0, y0 = first.transform.c, first.transform.f
+    col0 = math.floor((left - x0) / a + 1e-6)
+    col1 = math.ceil((right - x0) / a - 1e-6)
+    row0 = math.floor((top - y0) / e + 1e-6)
+    row1 = math.ceil((bottom - y0) / e - 1e-6)
+    if (col0, row0, col1, row1) == (0, 0, first.width, first.height):
+        return first
+    transform = Affine(a, 0.0, x0 + col0 * a, 0.0, e, y0 + row0 * e)
+    return Grid(first.crs, transform, col1 - col0, row1 - row0)
+
+
+def _box(box: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in box) + ")"
 
 
 def _warn_shifted(first_name: str, first: Grid, shifted: Sequence[tuple[str, float]]) -> None:
@@ -280,15 +352,14 @@ def _units(crs: CRS) -> str:
 
 
 def _bounds(grid: Grid) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in grid.bounds) + ")"
+    return _box(grid.bounds)
 
 
 def _overlaps(source: Grid, target: Grid) -> bool:
     left, bottom, right, top = transform_bounds(
         source.crs, target.crs, *source.bounds, densify_pts=21
     )
-    t_left, t_bottom, t_right, t_top = target.bounds
-    return left < t_right and right > t_left and bottom < t_top and top > t_bottom
+    return _boxes_overlap((left, bottom, right, top), target.bounds)
 
 
 def _drop_outside(stack: RasterStack) -> RasterStack:
