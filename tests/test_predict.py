@@ -265,6 +265,21 @@ def test_invalid_layout_is_refused(scenes: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "m.tif").exists()
 
 
+def test_a_map_never_replaces_an_input_scene_and_a_file_is_no_folder(
+    scenes: Path, tmp_path: Path
+) -> None:
+    """``--out`` naming a scene overwrote it with the map; a file given as the map's folder
+    was said as "cannot create the lock file: File exists"."""
+    scene = sorted(scenes.glob("*.tif"))[-1]
+    before = scene.read_bytes()
+    with pytest.raises(SarcropError, match="the map cannot replace one of its input scenes"):
+        predict_map(local_spec(), scenes, scene, progress=False)
+    assert scene.read_bytes() == before
+    with pytest.raises(SarcropError, match=r"is a file, not a folder") as info:
+        predict_map(local_spec(), scenes, scene / "m.tif", progress=False)
+    assert info.value.path == str(scene)
+
+
 def test_windows_default_to_the_patch_size_the_model_was_trained_on(
     scenes: Path, tmp_path: Path
 ) -> None:

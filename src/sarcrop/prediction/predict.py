@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from rasterio._err import CPLE_BaseError  # GDAL's errors; rasterio.errors lacks their base
 from tqdm import tqdm
 
 from sarcrop import __version__, pretrained
@@ -114,7 +116,7 @@ def output_lock(out: Path) -> Iterator[None]:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise SarcropError(f"cannot create the lock file: {exc.strerror}", path) from exc
+            raise _unwritable(out, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -168,6 +170,16 @@ def load_models(model: ModelSource | Sequence[ModelSource]) -> list[ModelSpec]:
 
 
 MAP_SUFFIXES = (".tif", ".tiff")
+
+
+def _unwritable(out: Path, exc: OSError) -> SarcropError:
+    """Why the map's folder cannot take it, as a user would look for it."""
+    parent = next((p for p in out.parents if os.path.lexists(p)), out.parent)
+    if not parent.is_dir():
+        return SarcropError("is a file, not a folder: the map cannot go inside it", parent)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return SarcropError(f"output directory is not writable ({exc.strerror})", out.parent)
+    return SarcropError(f"cannot write a map here: {exc.strerror}", out.parent)
 
 
 def check_map_path(out: Path) -> None:
@@ -651,6 +663,7 @@ def predict_map(
         check_output(spec, output)
         output = with_model_threshold(output, specs)
         stack = open_stack(images, spec, scenes)
+        check_not_an_input(out, stack)
         steps = resolve_timesteps(spec, timesteps, until, moved=season_start is not None)
         for each in specs:
             name = pretrained.display_name(each.checkpoint)
@@ -748,19 +761,37 @@ def predict_map(
         if spec.season != trained_season:
             tags["MODEL_SEASON_START"] = trained_season.start.isoformat()
         tiles = merged_tiles(layout, lambda i: BlockResult.load(block_path(work, i)).sums)
-        write_map(
-            tiles,
-            grid,
-            out,
-            work=work,
-            output=output,
-            tags=tags,
-            band_tags=band_tags,
-            models=len(specs),
-            classes=spec.classes,
-        )
+        try:
+            write_map(
+                tiles,
+                grid,
+                out,
+                work=work,
+                output=output,
+                tags=tags,
+                band_tags=band_tags,
+                models=len(specs),
+                classes=spec.classes,
+            )
+        except CPLE_BaseError as exc:  # GDAL's own write errors: a full disk, a lost mount
+            raise SarcropError(f"could not write output: {_gdal_problem(exc, out)}", out) from None
         shutil.rmtree(work, ignore_errors=True)
         return out
+
+
+def _gdal_problem(exc: Exception, out: Path) -> str:
+    """GDAL's error in one line, with the space left on the map's disk."""
+    problem = " ".join(str(exc).split())
+    with contextlib.suppress(OSError):
+        problem += f" ({shutil.disk_usage(out.parent).free / 1e6:.1f} MB free on its disk)"
+    return problem
+
+
+def check_not_an_input(out: Path, stack: SceneStack) -> None:
+    """Refuse a map path that names one of the input scenes: the map would replace it."""
+    target = out.resolve()
+    if any(Path(name).resolve() == target for name, _ in stack.sources):
+        raise SarcropError("the map cannot replace one of its input scenes", out)
 
 
 def _other_season(times: Sequence[dt.datetime], season: Season) -> str:
