@@ -68,6 +68,20 @@ def test_existing_cluster_matches_single_process(
     assert not work_dir(out).exists()
 
 
+def test_workers_started_elsewhere_read_a_relative_images_path(
+    inputs: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster's workers run in their own folder: ``--images scenes`` is theirs too once the
+    client makes it absolute (it failed on them with "scenes: no such file or folder")."""
+    scenes, ckpt, single = inputs
+    monkeypatch.chdir("/")
+    with two_worker_cluster() as cluster:
+        monkeypatch.chdir(scenes.parent)
+        execution = ExecutionOptions(scheduler=cluster.scheduler_address)
+        out = predict_map(ckpt, scenes.name, tmp_path / "dask.tif", execution=execution, **OPTIONS)
+    np.testing.assert_array_equal(read_map(out), read_map(single))
+
+
 def test_local_workers_resume_a_single_process_run(
     inputs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:

@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.errors import SarcropError
@@ -69,6 +70,14 @@ class _WorkerSettings:
     engine: Engine
     device: Device
     precision: Precision
+
+
+def _absolute(images: Source) -> Source:
+    """Local paths (and glob patterns) as absolute ones; URLs as they are."""
+    if isinstance(images, list | tuple):
+        return [str(_absolute(str(i))) for i in images]
+    text = str(images)
+    return text if "://" in text else str(Path(text).absolute())
 
 
 def _block_task(
@@ -145,7 +154,7 @@ def run_blocks(
         source = (
             client.scatter(images, broadcast=True, hash=False)
             if isinstance(images, SceneStack)
-            else images
+            else _absolute(images)  # a cluster's workers may run in another folder
         )
         settings = _WorkerSettings(
             timesteps,
