@@ -339,6 +339,29 @@ def test_stac_single_band_assets_and_band_map(tmp_path: Path) -> None:
         open_scenes(collection_path)
 
 
+def test_stac_assets_of_each_polarisation_pointing_at_one_file_read_their_own_band(
+    folder: Path, tmp_path: Path
+) -> None:
+    """Assets ``vh`` and ``vv`` with one two-band file as their href both read its band 1
+    (VH twice: the map was 0 % maize); each now reads the band its description names."""
+    import pystac
+
+    items = []
+    for path in sorted(folder.glob("*.tif")):
+        with rasterio.open(path) as src:
+            when = dt.datetime.fromisoformat(src.tags()["ACQUISITION_TIME"])
+        item = pystac.Item(id=path.stem, geometry=None, bbox=None, datetime=when, properties={})
+        for key in ("vh", "vv"):
+            item.add_asset(key, pystac.Asset(href=str(path)))
+        items.append(item)
+    collection = tmp_path / "items.json"
+    collection.write_text(json.dumps(pystac.ItemCollection(items).to_dict()))
+    np.testing.assert_array_equal(
+        open_scenes(collection).read([0, 3], ["VH", "VV"]),
+        open_scenes(folder).read([0, 3], ["VH", "VV"]),
+    )
+
+
 def test_nodata_nan_and_inf_become_nan(tmp_path: Path) -> None:
     values = _values(2, (2, 6, 6))
     values[0, 0, 0] = np.inf

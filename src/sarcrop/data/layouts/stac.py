@@ -19,6 +19,7 @@ import pystac
 
 from sarcrop.data.layouts._common import (
     POLARISATIONS,
+    RasterInfo,
     orbit_from_text,
     raster_info,
     to_naive_utc,
@@ -75,6 +76,22 @@ def _load_items(
         raise InputDataError(f"cannot read STAC item collection: {exc}", target) from exc
 
 
+def _band_of(info: RasterInfo, band: str, asset_key: str) -> int:
+    """The band of ``band``'s asset in its file: the only one, or the one its description
+    names (assets ``vv`` and ``vh`` may point at one file of both)."""
+    if info.count == 1:
+        return 1
+    named = band_names(info)
+    if band not in named:
+        shown = ", ".join(d or "(none)" for d in info.descriptions)
+        raise InputDataError(
+            f"asset {asset_key!r} points at a file of {info.count} bands, none described as "
+            f"{band} (descriptions: {shown}): name its bands, or give one band per asset",
+            info.path,
+        )
+    return named[band]
+
+
 def _refs(
     item: pystac.Item, band_map: dict[str, str] | None
 ) -> tuple[dict[str, BandRef], str | None]:
@@ -91,7 +108,7 @@ def _refs(
             continue
         asset = item.assets[asset_key]
         info = raster_info(asset.get_absolute_href() or asset.href)
-        refs[band] = BandRef(info.path, 1, info.grid, info.nodata)
+        refs[band] = BandRef(info.path, _band_of(info, band, asset_key), info.grid, info.nodata)
         units = units or _asset_units(asset) or units_from_text(info.tags.get("UNITS"))
     if refs or band_map:
         return refs, units
