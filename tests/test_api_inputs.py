@@ -74,6 +74,11 @@ def test_options_as_mappings_give_what_the_option_objects_give(inputs, tmp_path)
     assert sample.points.equals(again.points)
 
 
+def test_a_count_given_as_text_is_the_command_lines_count():
+    assert TrainConfig(devices="2") == TrainConfig(devices=2)  # --devices 2 gives the int
+    assert TrainConfig(devices="auto").devices == "auto"
+
+
 def test_scoring_reads_auto_and_all_as_the_command_line_does(inputs):
     by_name = evaluate(inputs["model"], inputs["store"], device="auto", timesteps="ALL")
     plain = evaluate(inputs["model"], inputs["store"], device="cpu", timesteps="all")

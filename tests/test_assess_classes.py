@@ -13,6 +13,7 @@ import rasterio
 from shapely.geometry import box
 
 import faults_support as fs
+from sarcrop.errors import InputDataError
 from sarcrop.evaluation import draw_sample, fill_reference, read_sample, write_sample
 from sarcrop.evaluation.assessment import assess, parcel_classes
 from sarcrop.options import MapOptions, ReferenceOptions
@@ -52,6 +53,9 @@ def test_a_sample_labelled_from_the_map_gives_its_own_areas(crop_map: Path, tmp_
         assert result.area_pixels(i).value == pytest.approx(counts[c])
     text = result.to_markdown()
     assert "| 1 winter wheat |" in text and "| 2 grassland |" in text
+    assert result.class_area("Winter wheat").value == pytest.approx(counts[1])  # by its name
+    with pytest.raises(InputDataError, match="no map class named 'potato': its classes are"):
+        result.class_area("potato")
 
 
 def test_the_command_names_the_classes(crop_map: Path, tmp_path: Path, capsys) -> None:

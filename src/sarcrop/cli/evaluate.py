@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a crop-type model: score its map of this class (or these) against the rest",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="patches per batch (8)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="auto: cuda when available (default)"
+    )
     add_parcels(parser)
     parser.add_argument("--out", help="write the metrics, intervals and parcels as JSON")
 

@@ -96,15 +96,32 @@ class Assessment:
         """Estimated area of reference class ``classes[index]`` in pixels."""
         return self.estimates.area[index].scaled(self.total_pixels)
 
-    def class_area(self, cls: int) -> Estimate:
+    def class_area(self, cls: int | str) -> Estimate:
         """Estimated area of the reference class numbered ``cls`` (1: the crop of a binary
-        map) in pixels: :meth:`area_pixels` takes a position in ``classes``, which starts
-        with -1 (no reference class) where some points have none."""
+        map), or named so on a crop-type map, in pixels: :meth:`area_pixels` takes a position
+        in ``classes``, which starts with -1 (no reference class) where some points have
+        none."""
+        if isinstance(cls, str):
+            cls = self._class_number(cls)
         if cls not in self.classes:
             raise InputDataError(
                 f"no reference class {cls}: the classes are {', '.join(map(str, self.classes))}"
             )
         return self.area_pixels(self.classes.index(cls))
+
+    def _class_number(self, name: str) -> int:
+        """The number of the map class ``name`` (names compared as training compares them)."""
+        from sarcrop.data.labels import class_key
+
+        keys = [class_key(n) for n in self.class_names]
+        if class_key(name) in keys:
+            return keys.index(class_key(name))
+        known = (
+            f"its classes are {', '.join(self.class_names)}"
+            if self.class_names
+            else ("a one-crop map's classes are numbers: 1 its crop, 0 the rest")
+        )
+        raise InputDataError(f"no map class named {name!r}: {known}")
 
     def hectares(self, pixels: float) -> float | None:
         return None if self.pixel_area_m2 is None else pixels * self.pixel_area_m2 / 1e4

@@ -305,9 +305,12 @@ class TrainConfig(OneLineErrors):
     def _patience(cls, value: int | None) -> int | None:
         return None if value == 0 else value
 
-    @field_validator("devices")
+    @field_validator("devices", mode="before")
     @classmethod
-    def _devices(cls, value: int | str) -> int | str:
+    def _devices(cls, value: Any) -> Any:
+        # A count as text ("2") is the command line's --devices 2: one fingerprint either way.
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
         if isinstance(value, int) and value < 1 and value != -1:
             raise ValueError("devices must be a positive count, -1 or 'auto'")
         return value
