@@ -280,6 +280,27 @@ def test_a_map_never_replaces_an_input_scene_and_a_file_is_no_folder(
     assert info.value.path == str(scene)
 
 
+def test_gdal_write_errors_of_the_map_are_one_line(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills while GDAL copies the map into a COG raised GDAL's own error (a
+    traceback ending in "TIFFAppendToStrip:Seek error"); it is the one line of a full disk."""
+    from rasterio._err import CPLE_AppDefinedError
+
+    from sarcrop.prediction import predict as module
+
+    def full(*_: object, **__: object) -> None:
+        raise CPLE_AppDefinedError(1, 1, "TIFFAppendToStrip:Seek error at scanline 0")
+
+    monkeypatch.setattr(module, "write_map", full)
+    out = tmp_path / "m.tif"
+    with pytest.raises(SarcropError) as info:
+        predict_map(local_spec(), scenes, out, progress=False)
+    text = str(info.value)
+    assert text.startswith(f"{out}: could not write output: ") and "Seek error" in text
+    assert "MB free on its disk" in text and "\n" not in text
+
+
 def test_windows_default_to_the_patch_size_the_model_was_trained_on(
     scenes: Path, tmp_path: Path
 ) -> None:
