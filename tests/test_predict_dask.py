@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import rasterio
 from distributed import LocalCluster
 
 from sarcrop.options import ExecutionOptions, WindowOptions
@@ -49,10 +50,19 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     return scenes, ckpt, single
 
 
-def test_existing_cluster_matches_single_process(
-    inputs: tuple[Path, Path, Path], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def one_thread(inputs: tuple[Path, Path, Path]) -> Path:
+    """The single-process map with one thread: the count a cluster of one-thread workers
+    computes with by default (CPU convolutions may round otherwise with another count)."""
     scenes, ckpt, single = inputs
+    execution = ExecutionOptions(threads=1)
+    return predict_map(ckpt, scenes, single.with_name("one.tif"), execution=execution, **OPTIONS)
+
+
+def test_existing_cluster_matches_single_process(
+    inputs: tuple[Path, Path, Path], one_thread: Path, tmp_path: Path
+) -> None:
+    scenes, ckpt, _ = inputs
     later = dt.date(2022, 5, 1)  # the same backscatter a year later
     next_year = write_scenes(tmp_path / "2022", 200, 180, seed=7, first=later)
     with two_worker_cluster() as cluster:
@@ -61,7 +71,7 @@ def test_existing_cluster_matches_single_process(
         # the workers read the model's periods moved to the next year
         moved = tmp_path / "moved.tif"
         predict_map(ckpt, next_year, moved, season_start=later, execution=execution, **OPTIONS)
-    expected, got = read_map(single), read_map(out)
+    expected, got = read_map(one_thread), read_map(out)
     assert got.dtype == np.uint8 and got.shape == (2, 200, 180)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(read_map(moved), expected)
@@ -69,17 +79,22 @@ def test_existing_cluster_matches_single_process(
 
 
 def test_workers_started_elsewhere_read_a_relative_images_path(
-    inputs: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inputs: tuple[Path, Path, Path],
+    one_thread: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A cluster's workers run in their own folder: ``--images scenes`` is theirs too once the
     client makes it absolute (it failed on them with "scenes: no such file or folder")."""
-    scenes, ckpt, single = inputs
+    scenes, ckpt, _ = inputs
     monkeypatch.chdir("/")
     with two_worker_cluster() as cluster:
         monkeypatch.chdir(scenes.parent)
         execution = ExecutionOptions(scheduler=cluster.scheduler_address)
         out = predict_map(ckpt, scenes.name, tmp_path / "dask.tif", execution=execution, **OPTIONS)
-    np.testing.assert_array_equal(read_map(out), read_map(single))
+    np.testing.assert_array_equal(read_map(out), read_map(one_thread))
+    with rasterio.open(out) as src:  # the workers' one thread each, not the client's cores
+        assert src.tags()["THREADS"] == "1"
 
 
 def test_local_workers_resume_a_single_process_run(

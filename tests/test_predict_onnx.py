@@ -65,7 +65,8 @@ def test_dask_onnx_matches_single_process_bit_for_bit(
             ckpt,
             scenes,
             tmp_path / "dask.tif",
-            execution=ONNX.updated(scheduler=cluster.scheduler_address),
+            # the single-process map's thread count (a cluster's default is its workers')
+            execution=ONNX.updated(scheduler=cluster.scheduler_address, threads=ONNX.torch_threads),
             **OPTIONS,
         )
     np.testing.assert_array_equal(read_map(out), read_map(onnx_map))

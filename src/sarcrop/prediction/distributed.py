@@ -72,6 +72,20 @@ class _WorkerSettings:
     precision: Precision
 
 
+def worker_threads(scheduler: str) -> int | None:
+    """The threads of the cluster's smallest worker (None without a worker): the count a
+    block computes with by default, which more would oversubscribe."""
+    from dask.distributed import Client
+
+    try:
+        with Client(scheduler, timeout="30s") as client:
+            workers = client.scheduler_info().get("workers", {})
+    except OSError as exc:
+        raise SarcropError(f"cannot reach the Dask scheduler: {exc}", scheduler) from exc
+    counts = [int(w.get("nthreads", 0)) for w in workers.values()]
+    return max(1, min(counts)) if counts else None
+
+
 def _absolute(images: Source) -> Source:
     """Local paths (and glob patterns) as absolute ones; URLs as they are."""
     if isinstance(images, list | tuple):

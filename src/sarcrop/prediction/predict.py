@@ -347,8 +347,9 @@ def resolve_threads(
 ) -> int:
     """Threads for this run: as given, else those of the run it resumes, else the default.
 
-    The default (available cores over local workers) differs between machines and cluster
-    sizes; taking the resumed run's count keeps its finished blocks instead of starting over.
+    The default (available cores over local workers; with a scheduler, the threads of its
+    smallest worker) differs between machines and cluster sizes; taking the resumed run's
+    count keeps its finished blocks instead of starting over.
     """
     recorded = earlier.get("threads")
     if (
@@ -358,6 +359,10 @@ def resolve_threads(
         and earlier.get("config") == config_hash(config, recorded)
     ):
         return recorded
+    if execution.threads is None and execution.scheduler is not None:
+        from sarcrop.prediction.distributed import worker_threads
+
+        return worker_threads(execution.scheduler) or execution.torch_threads
     return execution.torch_threads
 
 
