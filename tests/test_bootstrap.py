@@ -273,3 +273,25 @@ def test_draws_in_chunks_give_the_draws_at_once(monkeypatch: pytest.MonkeyPatch)
     at_once = parcel_bootstrap(seeds, target, parcel, n=1000)
     monkeypatch.setattr(bootstrap, "DRAW_CELLS", 100 * 64)  # 64 draws per chunk, the last short
     assert parcel_bootstrap(seeds, target, parcel, n=1000) == at_once
+
+
+def test_draws_without_the_crop_are_undefined_not_zero():
+    """A near-perfect map of 2 maize fields among 7: 8 % of draws hold no maize field, where
+    IoU would be 0 whatever the map (one false pixel over no truth), and the lower bound was
+    0.000 for a map that scores 0.986; those draws are undefined now, as recall's were."""
+    sizes, maize = [300, 40, 200, 100, 50, 250, 60], [1, 1, 0, 0, 0, 0, 0]
+    parcels = np.concatenate([np.full(s, i) for i, s in enumerate(sizes)])
+    target = np.concatenate([np.full(s, m) for s, m in zip(sizes, maize, strict=True)])
+    pred = target.astype(np.float32)
+    for i, m in enumerate(maize):
+        if not m:
+            pred[np.flatnonzero(parcels == i)[0]] = 1.0  # one false pixel in each other field
+    iou = bootstrap.parcel_bootstrap(pred, target, parcels, metric="iou")
+    assert iou.estimate == pytest.approx(340 / 345) and iou.low > 0.8
+    worse = np.where(target == 1, 0.0, pred).astype(np.float32)  # misses both maize fields
+    difference = bootstrap.paired_difference(pred, worse, target, parcels)
+    assert difference.low > 0.8 and difference.p_above == 1.0  # no ties at 0 from empty draws
+    # Crop types alike: the class a draw lacks is out of that draw's mIoU.
+    classes = ["other", "maize"]
+    per_class = bootstrap.class_bootstrap((pred > 0.5).astype(np.int64), target, parcels, classes)
+    assert per_class["maize"].low > 0.8 and per_class[bootstrap.MIOU].low > 0.8

@@ -311,7 +311,8 @@ def _paired_counts(
         groups = [
             _class_counts(p, target, parcels, classes) for p in (test_set.pred_a, test_set.pred_b)
         ]
-        return groups, lambda totals: _class_scores(totals, classes)[..., -1]
+        held = _held(groups[0], len(classes))
+        return groups, lambda totals: _class_scores(totals, classes, held)[..., -1]
     groups = [
         _counts(pred, target, parcels, threshold)
         for pred, threshold in zip((test_set.pred_a, test_set.pred_b), thresholds, strict=True)
@@ -430,9 +431,10 @@ def class_bootstrap(
     """
     _check("iou", n, level)
     counts = _class_counts(pred, target, parcels, classes)
-    full = _nanmean(_class_scores(counts.sum(axis=1), classes), axis=0)
-    drawn = _nanmean(_class_scores(_resampled_totals(counts, n, seed), classes), axis=0)
     size = len(classes)
+    held = _held(counts, size)
+    full = _nanmean(_class_scores(counts.sum(axis=1), classes, held), axis=0)
+    drawn = _nanmean(_class_scores(_resampled_totals(counts, n, seed), classes, held), axis=0)
     held = (counts[0].reshape(-1, size, size).sum(axis=2) > 0).sum(axis=0)  # rows: truth
     out = {}
     for j, name in enumerate([*classes, MIOU]):
@@ -484,23 +486,38 @@ def _class_counts(
     return counts
 
 
-def _class_scores(totals: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+def _class_scores(
+    totals: np.ndarray, classes: Sequence[str], held: np.ndarray | None = None
+) -> np.ndarray:
     """IoU of each class and the mIoU ``(..., K + 1)`` of each row of flattened ``K × K``
-    counts, by :class:`MulticlassConfusion` itself."""
+    counts, by :class:`MulticlassConfusion` itself. A class the test set holds (``held``) and a
+    draw does not is undefined in that draw, and out of its mIoU, as for one crop
+    (:func:`_scores`): its IoU would be 0 wherever the map predicts it."""
     size = len(classes)
     flat = totals.reshape(-1, size, size)
     values = []
     for matrix in flat:
-        confusion = MulticlassConfusion(list(classes), matrix)
-        values.append([*confusion.iou, confusion.miou])
+        iou = MulticlassConfusion(list(classes), matrix).iou
+        if held is not None:
+            iou = np.where(held & (matrix.sum(axis=1) == 0), np.nan, iou)  # rows: truth
+        values.append([*iou, _nanmean(iou) if np.isfinite(iou).any() else math.nan])
     return np.asarray(values, dtype=np.float64).reshape(*totals.shape[:-1], size + 1)
 
 
+def _held(counts: np.ndarray, size: int) -> np.ndarray:
+    """Which classes the test set of parcel counts ``(predictions, k, K * K)`` holds."""
+    return counts[0].reshape(-1, size, size).sum(axis=(0, 2)) > 0
+
+
 def _scores(totals: np.ndarray, metric: str) -> np.ndarray:
-    """``metric`` of each row of (tp, fp, fn, tn) counts, by :class:`BinaryConfusion` itself."""
+    """``metric`` of each row of (tp, fp, fn, tn) counts, by :class:`BinaryConfusion` itself;
+    undefined (nan) in a row without a pixel of the crop in its reference: a draw of fields
+    none of which holds the crop would score IoU, precision and F1 0 whatever the map, and
+    pull every lower bound to 0 (recall was undefined there already)."""
     flat = totals.reshape(-1, 4).tolist()
     values = [getattr(BinaryConfusion(*row), metric) for row in flat]
-    return np.asarray(values, dtype=np.float64).reshape(totals.shape[:-1])
+    scores = np.asarray(values, dtype=np.float64).reshape(totals.shape[:-1])
+    return np.where(totals[..., 0] + totals[..., 2] > 0, scores, np.nan)
 
 
 def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
