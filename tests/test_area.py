@@ -523,3 +523,18 @@ def test_parcels_of_a_test_area_are_a_census(tmp_path: Path) -> None:
         ds.update_tags(2, POSITIVE="maize")
     on_band = assess(map_path, tmp_path / "parcels.gpkg", label_column="crop")
     np.testing.assert_array_equal(on_band.counts, got.counts)
+
+    # A few surveyed fields: the ground between them is unlabelled, as prepare reads it, and
+    # the census holds the fields alone; left unsaid with most of the ground outside them.
+    few = parcels.iloc[:1]  # the maize field alone: 75 % of the ground outside it
+    few.to_file(tmp_path / "few.gpkg", engine="pyogrio")
+    with pytest.warns(UserWarning, match="pass --outside-parcels unlabelled"):
+        assess(map_path, tmp_path / "few.gpkg", label_column="crop")
+    fields = assess(
+        map_path, tmp_path / "few.gpkg", label_column="crop", outside_parcels="unlabelled"
+    )
+    labelled = fields.counts[:, [i for i, c in enumerate(fields.classes) if c >= 0]]
+    maize = fields.classes.index(1)  # rows and columns: the same classes
+    assert labelled.sum() == 100 and fields.counts[maize, maize] == 80
+    with pytest.raises(InputDataError, match="no parcel file"):
+        assess(map_path, map_path, outside_parcels="unlabelled")

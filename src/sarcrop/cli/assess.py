@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
 
 from sarcrop.cli.sample import add_reference_flags
-from sarcrop.options import ReferenceOptions, from_flags
+from sarcrop.options import OutsideParcels, ReferenceOptions, from_flags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         help="sample of `sarcrop sample` with labels (.gpkg), or a label raster on the "
-        "map's grid (every labelled pixel)",
+        "map's grid or parcels (every labelled pixel)",
     )
     parser.add_argument(
         "--label-column",
@@ -28,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="TABLE",
         help="take the labels of a sample from this CSV table (point_id and --label-column)",
+    )
+    parser.add_argument(
+        "--outside-parcels",
+        choices=get_args(OutsideParcels),
+        help="a census from parcels: the ground outside every parcel is background (a "
+        "negative: the parcels are every field) or unlabelled (they are some of the fields); "
+        "as prepare reads it (background)",
     )
     parser.add_argument(
         "--out",
@@ -46,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         options=from_flags(ReferenceOptions, args),
         labels_table=args.labels_csv,
+        outside_parcels=args.outside_parcels,
     )
     out = args.out or args.map.with_name(args.reference.stem + ".assessment")
     json_path, md_path = write_assessment(result, out)

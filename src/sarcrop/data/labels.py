@@ -61,7 +61,7 @@ def labels_from_file(
             path, grid, column=options.column, outside_parcels=outside
         )
         if "outside_parcels" not in options.model_fields_set:
-            _warn_background_majority(path, labels)
+            warn_background_majority(path, labels)
         return labels, classes
     if path.exists() and is_cube(path):
         return labels_from_cube(
@@ -72,7 +72,7 @@ def labels_from_file(
     )
 
 
-def _warn_background_majority(path: Path, labels: np.ndarray) -> None:
+def warn_background_majority(path: Path, labels: np.ndarray, stacklevel: int = 3) -> None:
     """Warn where most labelled pixels lie outside every parcel: counted as negatives, they
     teach "not the crop" of fields that were never labelled, if the parcels are a few of the
     area's fields. Choosing ``outside_parcels`` either way silences it."""
@@ -84,7 +84,7 @@ def _warn_background_majority(path: Path, labels: np.ndarray) -> None:
             "parcel and count as negatives (background); where the parcels are only some of "
             "the area's fields, pass --outside-parcels unlabelled (outside_parcels: unlabelled), "
             "else --outside-parcels background",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

@@ -56,7 +56,7 @@ from sarcrop.evaluation.sampling import (
     post_stratified_sample,
     read_sample,
 )
-from sarcrop.options import ReferenceOptions, as_options, flag
+from sarcrop.options import OutsideParcels, ReferenceOptions, as_options, flag
 from sarcrop.utils.atomic import write_text_atomic
 
 
@@ -353,14 +353,25 @@ def parcel_classes(codes: np.ndarray, names: Sequence[str], classes: Sequence[st
     return table[codes]
 
 
-def assess_parcels(map_path: str | Path, parcels: str | Path, label_column: str) -> Assessment:
+def assess_parcels(
+    map_path: str | Path,
+    parcels: str | Path,
+    label_column: str,
+    outside_parcels: OutsideParcels | None = None,
+) -> Assessment:
     """A census against field parcels (polygons) of a test area, rasterised onto the map's grid
     by their ``label_column``. Binary map: parcels of its positive class (the ``POSITIVE``
     tag of its class band, as ``predict`` writes it, or of the file) are class 1, other
-    parcels and pixels outside every parcel class 0 (as in training).
+    parcels and pixels outside every parcel class 0 (as in training; unlabelled with
+    ``outside_parcels="unlabelled"``, where the parcels are some of the fields, and said where
+    most of the ground is outside them and it is not given).
     Crop-type map: each parcel is its crop's class (:func:`parcel_classes`). Parcels without a
     value are unlabelled."""
-    from sarcrop.data.labels import labels_from_parcels, positive_indices
+    from sarcrop.data.labels import (
+        labels_from_parcels,
+        positive_indices,
+        warn_background_majority,
+    )
 
     with open_raster(map_path) as ds:
         grid, band = grid_of(ds), class_band(ds, map_path)
@@ -369,7 +380,10 @@ def assess_parcels(map_path: str | Path, parcels: str | Path, label_column: str)
     positive, classes = list(of_map.positive), of_map.names
     if not positive and not classes:
         raise InputDataError("the map has no POSITIVE tag naming its crop", map_path)
-    codes, names = labels_from_parcels(parcels, grid, column=label_column)
+    outside = outside_parcels or "background"
+    codes, names = labels_from_parcels(parcels, grid, column=label_column, outside_parcels=outside)
+    if outside_parcels is None:
+        warn_background_majority(Path(parcels), codes, stacklevel=4)
     if classes:
         ref = parcel_classes(codes, names, classes)
     else:
@@ -462,13 +476,16 @@ def assess(
     label_column: str = "reference",
     options: ReferenceOptions | None = None,
     labels_table: str | Path | None = None,
+    outside_parcels: OutsideParcels | None = None,
 ) -> Assessment:
     """Accuracy and area of the map at ``map_path`` against ``reference``: a sample of
     ``sarcrop sample`` (``label_column`` holding map class numbers), any other file of labelled
     points (a simple random or systematic sample, post-stratified by map class), or a label
     raster or parcel polygons of a test area (census), read as ``options`` say (label band,
     codes of the crop). ``labels_table``: a CSV table with the labels of a sample's points
-    (``point_id`` and ``label_column``)."""
+    (``point_id`` and ``label_column``). ``outside_parcels``: what the ground outside every
+    parcel is in a census from parcels, as ``prepare`` reads it ("background", a negative,
+    where the parcels are every field; "unlabelled" where they are some)."""
     map_path, reference = Path(map_path), Path(reference)
     options = None if options is None else as_options(ReferenceOptions, options, "options")
     if reference.suffix.lower() in (".csv", ".tsv", ".txt"):
@@ -480,7 +497,15 @@ def assess(
     with open_raster(map_path) as ds:
         classes = map_classes(ds, map_path)
     check_one_crop_labels(options, map_path, classes)
-    result = _assess(map_path, reference, label_column, options, labels_table)
+    if outside_parcels is not None and not (
+        _is_vector_file(reference) and _has_polygons(reference)
+    ):
+        raise InputDataError(
+            "outside_parcels (--outside-parcels) reads a census from parcels, and this is no "
+            "parcel file: leave it out",
+            reference,
+        )
+    result = _assess(map_path, reference, label_column, options, labels_table, outside_parcels)
     referenced = [c for c, n in zip(result.classes, result.counts.sum(axis=0), strict=True) if n]
     check_reference_classes(referenced, classes, labels_table or reference)
     return replace(result, class_names=classes.names)
@@ -492,6 +517,7 @@ def _assess(
     label_column: str,
     options: ReferenceOptions | None,
     labels_table: str | Path | None,
+    outside_parcels: OutsideParcels | None = None,
 ) -> Assessment:
     if not _is_vector_file(reference):
         return assess_census(map_path, reference, options)
@@ -504,7 +530,7 @@ def _assess(
         )
     if not is_sample_file(reference):
         if _has_polygons(reference):
-            return assess_parcels(map_path, reference, label_column)
+            return assess_parcels(map_path, reference, label_column, outside_parcels)
         sample = post_stratified_sample(reference, map_path, label_column)
     elif labels_table is not None:
         sample = labels_from_table(read_sample(reference), labels_table, label_column)
