@@ -321,6 +321,10 @@ def test_end_to_end_on_a_simulated_region(tmp_path: Path) -> None:
     (run / "experiment.json").write_text(json.dumps({"name": "t", "area_estimates": [record]}))
     html = build_report_html(run)
     assert 'id="area"' in html and f"{record['estimate']:,.2f}" in html and "<td>yes</td>" in html
+    # The roads the truth leaves unlabelled: said, since both areas then count labelled crop.
+    share = truth_result.class_area(-1).value / truth_result.total_pixels
+    assert record["unlabelled_share"] == pytest.approx(share) and share >= 0.01
+    assert f"up to {100 * share:.0f} % of the mapped area has no label" in html
 
 
 def test_uncertainty_strata_end_to_end(tmp_path: Path) -> None:

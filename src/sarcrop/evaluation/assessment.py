@@ -553,13 +553,17 @@ def area_record(
 ) -> dict[str, Any]:
     """One row of the experiment report's area table (manifest key ``area_estimates``):
     the estimate of class ``cls`` with its 95 % CI, the pixel count and, from a census
-    ``truth``, the true area; in hectares where the CRS is in metres, else in pixels."""
+    ``truth``, the true area and the share of the mapped ground it leaves unlabelled (where
+    neither it nor the estimate knows the crop); in hectares where the CRS is in metres, else
+    in pixels."""
     scale = assessment.pixel_area_m2 / 1e4 if assessment.pixel_area_m2 else 1.0
     est = assessment.class_area(cls).scaled(scale)
     low, high = est.ci95
-    true = None
+    true, unlabelled = None, 0.0
     if truth is not None and cls in truth.classes:
         true = truth.class_area(cls).value * scale
+    if truth is not None and UNLABELLED in truth.classes:
+        unlabelled = truth.class_area(UNLABELLED).value / max(truth.total_pixels, 1)
     return {
         "scenario": scenario,
         "class": cls,
@@ -571,6 +575,7 @@ def area_record(
         "ci95_high": high,
         "pixel_count": assessment.map_pixels.get(cls, 0) * scale,
         "true": true,
+        "unlabelled_share": unlabelled,
         "sample_size": int(assessment.counts.sum()),
         "estimator": assessment.estimates.method,
     }

@@ -689,10 +689,20 @@ def _area_estimates(value: Any) -> str:
             "CI covers truth",
         )
     )
+    unlabelled = max((float(r.get("unlabelled_share") or 0) for r in rows), default=0.0)
+    partial = (
+        f"<p>The true area is that of the labelled ground: up to {100 * unlabelled:.0f} % of the "
+        "mapped area has no label (ground outside the labelled fields), whose crop neither the "
+        "truth nor the sample knows, so both count the labelled crop alone; the pixel count "
+        "counts the crop mapped there too.</p>"
+        if unlabelled >= 0.01
+        else ""
+    )
     return (
         "<p>Area of the mapped class estimated from a stratified sample of reference labels "
         "(Olofsson et al. 2014; Stehman 2014), beside the map's pixel count, which its errors "
         "bias, and the true area where the truth is known.</p>"
+        f"{partial}"
         f'<div class="table-wrap"><table class="area"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
