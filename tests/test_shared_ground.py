@@ -131,6 +131,15 @@ def test_real_ground_is_the_same_whatever_file_labels_it(location, tmp_path):
     model = trained(location, tmp_path, "april", train)
     with pytest.raises(InputDataError, match="16 test patches show labelled ground this model"):
         evaluate(model, other.path)
+    # Fields held back in a file of their own: the user says so, and they are scored; the
+    # model's own label file never is.
+    with pytest.raises(InputDataError, match=r"--other-fields \(other_fields=True\) scores"):
+        evaluate(model, other.path)
+    assert evaluate(model, other.path, other_fields=True)["patches"] == 16
+    same_file = store(location, "test", WHOLE_TEST)
+    with pytest.raises(InputDataError, match="16 test patches show labelled ground") as error:
+        evaluate(model, same_file.path, other_fields=True)
+    assert "--other-fields" not in str(error.value)
 
 
 def test_simulated_draws_on_one_grid_are_other_ground(location):

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="patches per batch (8)")
     parser.add_argument(
+        "--other-fields",
+        action="store_true",
+        help="the test labels (another label file of the area the model learnt from) are "
+        "fields it did not learn: score them",
+    )
+    parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), help="auto: cuda when available (default)"
     )
     add_parcels(parser)
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         out=args.out,
         positive=args.positive,
+        other_fields=args.other_fields,
     )
     print(format_table(result))
     print_by_parcel(result, args.parcels)

@@ -223,10 +223,14 @@ def learnt_ground(store: DatasetStore) -> list[dict[str, Any]]:
     ]
 
 
-def check_unlearnt(ground: Sequence[Mapping[str, Any]], test: DatasetStore) -> None:
+def check_unlearnt(
+    ground: Sequence[Mapping[str, Any]], test: DatasetStore, *, other_fields: bool = False
+) -> None:
     """Refuse to score a model on test patches that show ground it learnt from (``ground``:
     :func:`learnt_ground` records of its training and pre-training). A split of the store it
-    trained on is the split's business."""
+    trained on is the split's business. Real ground is compared by patch footprints whatever
+    the label file; ``other_fields`` says that a test from another label file labels other
+    fields (surveyed fields held back) and lets such patches be scored."""
     if not ground:  # a checkpoint from before ground was recorded, or a self-supervised one
         return
     own = str(Path(test.path).resolve())
@@ -237,13 +241,22 @@ def check_unlearnt(ground: Sequence[Mapping[str, Any]], test: DatasetStore) -> N
         extents = np.asarray(entry.get("extents", []), dtype=np.float64).reshape(-1, 6)
         key, real = str(entry.get("key")), entry.get("real") is True
         same = [f for f in tests if _same_ground(key, real, f)]
-        hit = [f.patch for f in same if _overlapping(f.extent, extents).any()]
+        if other_fields:
+            same = [f for f in same if f.key == key]
+        hit = [f for f in same if _overlapping(f.extent, extents).any()]
         if hit:
+            other = any(f.key != key for f in hit)
+            hint = (
+                "; if its labels are other fields than the model learnt (fields held back, in "
+                "another label file), --other-fields (other_fields=True) scores them"
+                if other
+                else ""
+            )
             raise InputDataError(
                 f"{len(hit)} test patches show labelled ground this model learnt from in"
                 f" {entry.get('store')} (same ground and season): the score would measure what"
                 " was learnt; evaluate on another place or season, or on a split of the store"
-                " it trained on",
+                f" it trained on{hint}",
                 test.path,
             )
 

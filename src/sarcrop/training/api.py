@@ -1606,6 +1606,7 @@ def evaluate(
     num_workers: int = 0,
     out: str | Path | None = None,
     positive: Sequence[str] | str | None = None,
+    other_fields: bool = False,
 ) -> dict[str, Any]:
     """IoU/precision/recall/F1 of the positive class over a whole split (one confusion matrix).
 
@@ -1621,7 +1622,8 @@ def evaluate(
     ``t`` composites, ``"all"`` additionally every ``t = 1..T`` (early-season curve) under
     ``"early_season"``, and for a binary model the IoU's parcel-bootstrap interval at each
     ``t`` under ``"early_season_intervals"``. Inputs are scaled with the checkpoint's
-    normalisation statistics.
+    normalisation statistics. A test split over ground the model learnt from is refused;
+    ``other_fields`` scores one whose labels (another label file) are fields it did not learn.
     """
     from sarcrop.evaluation.metrics import (
         MulticlassConfusion,
@@ -1651,7 +1653,7 @@ def evaluate(
     if not 0 < threshold < 1:
         raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
     if split == "test":
-        check_unlearnt(meta.training.get("ground", []), store)
+        check_unlearnt(meta.training.get("ground", []), store, other_fields=other_fields)
     classes = meta.target_classes
     if split != "all" and not store.indices(split):
         held = ", ".join(f"{n} {name}" for name, n in Counter(store.split).items())
