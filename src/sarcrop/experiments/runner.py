@@ -128,6 +128,16 @@ def _log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
+@contextlib.contextmanager
+def _named_warnings(name: str) -> Iterator[None]:
+    """Warnings of one unit, said with its name: among hundreds of units, "it did not learn
+    them" without the method, seed and share of labels left the user to guess which."""
+    with warnings.catch_warnings(record=True) as caught:  # the filters as they are
+        yield
+    for w in caught:
+        warnings.warn_explicit(f"{name}: {w.message}", w.category, w.filename, w.lineno)
+
+
 class ExperimentRunner:
     """Executes an :class:`ExperimentConfig` into an output directory."""
 
@@ -568,8 +578,14 @@ class ExperimentRunner:
         run = _Run(seed, fraction)
         unit = self._unit("method", self._method_key(scenario, method, run, ordering))
 
+        name = f"{scenario.id}: {method} (seed {seed}, {fraction:.0%} of labels, {ordering})"
+
         def work() -> dict[str, Any]:
-            _log(f"{scenario.id}: {method} (seed {seed}, {fraction:.0%} of labels, {ordering})")
+            _log(name)
+            with _named_warnings(name):
+                return compute()
+
+        def compute() -> dict[str, Any]:
             checkpoint: Path | None = None
             if scenario.folds is not None:
                 scored = self._held_out(scenario, method, run, ordering, unit.path)
