@@ -60,6 +60,10 @@ def test_the_best_iou_wins_and_ties_go_to_the_threshold_nearest_half():
     p = np.array([0.42, 0.5, 0.5, 0.58, 0.2])
     target = np.array([0, 1, 1, 1, 0])
     assert choose_threshold(p, target, (0.45, 0.55)).threshold == 0.45
+    # A crop the model ranks below every threshold but the lowest: said to be at the edge.
+    low = choose_threshold(np.array([0.01] * 4 + [0.07] * 4), np.array([0] * 4 + [1] * 4))
+    assert low.threshold == 0.05 and "0.05 (the lowest searched: one beyond" in low.summary(0.5)
+    assert "searched" not in choice.summary(0.5)
 
 
 def test_without_a_positive_pixel_the_threshold_stays_at_half():

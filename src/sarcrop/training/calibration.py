@@ -62,8 +62,10 @@ class ThresholdChoice:
         def iou(value: float) -> str:
             return "n/a" if math.isnan(value) else f"{value:.3f}"
 
+        edge = {min(THRESHOLDS): "lowest", max(THRESHOLDS): "highest"}.get(self.threshold)
+        said = f" (the {edge} searched: one beyond it may score higher)" if edge else ""
         return (
-            f"threshold {self.threshold:g} chosen on {self.pixels} labelled pixels "
+            f"threshold {self.threshold:g}{said} chosen on {self.pixels} labelled pixels "
             f"({self.positives} positive): IoU {iou(self.iou)} there, "
             f"{iou(self.iou_at_half)} at 0.5; the model now cuts there at {cut:g}"
         )
