@@ -347,6 +347,21 @@ def test_run_without_results_still_renders(tmp_path):
     assert "<table" not in text
 
 
+def test_paper_values_are_promised_only_where_a_scenario_has_them(run_dir, tmp_path):
+    """A user's own regions match none of the paper's scenarios: the key finding did not show
+    a paper value and still said it showed them "beside each matching cell"."""
+    promise = "shown muted in brackets beside each matching cell"
+    assert promise in render_report(run_dir, tmp_path / "paper.html").read_text()
+    run = tmp_path / "own"
+    run.mkdir()
+    results = pd.read_csv(run_dir / "results.csv")
+    results[["finetune_region", "test_region"]] = "my-fields"  # none of the paper's regions
+    results["scenario"] = "own-" + results["scenario"].astype(str)
+    results.to_csv(run / "results.csv", index=False)
+    (run / "experiment.json").write_text(json.dumps({"name": "own"}), encoding="utf-8")
+    assert promise not in render_report(run).read_text(encoding="utf-8")
+
+
 def test_names_are_escaped(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

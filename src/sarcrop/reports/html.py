@@ -294,12 +294,16 @@ def _key_finding(
     season = f" ({season})"
     seeds = results["seed"].nunique() if "seed" in results.columns else 1
     spread = "mean ± sample std over seeds; " if seeds > 1 else ""
+    paper = (
+        " The published value of the paper's Table 1, measured on the paper's real Sentinel-1 "
+        "data, is shown muted in brackets beside each matching cell."
+        if 'class="paper"' in table
+        else ""
+    )
     return (
         f"<p>IoU of the positive class{_e(season)}, ours measured on "
         f"<strong>{_e(_measured_on(sources))}</strong>: {spread}the best method of each "
-        "scenario is highlighted. The published value of the paper's Table 1, measured on "
-        "the paper's real Sentinel-1 data, is shown muted in brackets beside each matching "
-        "cell.</p>"
+        f"scenario is highlighted.{paper}</p>"
         f'<div class="table-wrap">{table}</div>'
     )
 
