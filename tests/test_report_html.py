@@ -549,3 +549,16 @@ def test_the_time_step_table_keeps_every_label_fraction(tmp_path):
     rows = body("table-timesteps").count("<tr")
     assert rows == 2 * len(SCENARIOS) * len(METHODS)
     assert "50 %" in body("table-timesteps") and "50 %" not in body("table-iou")
+
+
+def test_a_held_out_scenario_is_named_so():
+    """A ``folds`` scenario read "My-Fields-All → My-Fields-Scored": nothing said that its
+    scores are of fields no run learnt from."""
+    from sarcrop.evaluation.tables import scenario_label
+
+    held = "flanders2019-all-flanders2019-scored-maize-vhvv-from-europe-folds3"
+    assert scenario_label(held, "flanders2019-all", "flanders2019-scored", "VH|VV") == (
+        "flanders2019-all → flanders2019-scored VH|VV, from europe, fields held out (3 folds)"
+    )
+    plain = "flanders2019-flanders2018-test-maize-vhvv-from-europe"
+    assert scenario_label(plain, "a", "b", "VH") == "a → b VH, from europe"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,18 +36,30 @@ SCENARIO_COLUMNS = ("scenario", "finetune_region", "test_region", "crop", "bands
 
 
 def pretrain_of(scenario_id: object) -> str | None:
-    """The pre-training a scenario names (its id ends ``-from-<name>``), else None."""
-    _, named, pretrain = str(scenario_id).rpartition("-from-")
+    """The pre-training a scenario names (its id has ``-from-<name>``), else None."""
+    _, named, pretrain = _without_folds(scenario_id).rpartition("-from-")
     return pretrain if named else None
+
+
+def folds_of(scenario_id: object) -> int | None:
+    """The folds of fields a scenario holds out in turn (its id ends ``-folds<k>``), else None."""
+    found = re.search(r"-folds(\d+)$", str(scenario_id))
+    return int(found.group(1)) if found else None
+
+
+def _without_folds(scenario_id: object) -> str:
+    return re.sub(r"-folds\d+$", "", str(scenario_id))
 
 
 def scenario_label(scenario_id: object, finetune: object, test: object, bands: object) -> str:
     """``"flanders2018 → flanders2019 VH|VV"``, with ``", from europe"`` where the scenario
     names its pre-training, so that the same regions transferred from two pre-trainings stay
-    apart."""
-    pretrain = pretrain_of(scenario_id)
+    apart, and ``", fields held out (3 folds)"`` where its scores are of fields no run learnt
+    from."""
+    pretrain, folds = pretrain_of(scenario_id), folds_of(scenario_id)
     label = f"{finetune} → {test} {bands}"
-    return f"{label}, from {pretrain}" if pretrain else label
+    label = f"{label}, from {pretrain}" if pretrain else label
+    return f"{label}, fields held out ({folds} folds)" if folds else label
 
 
 RESULT_COLUMNS = (*SCENARIO_COLUMNS, "method", "metric", "timestep", "seed", "value")
@@ -475,9 +488,13 @@ def paper_table(
     features = [str(v) for v in columns.bands]
     if columns.crop.nunique() > 1:
         features = [f"{b} ({c})" for b, c in zip(columns.bands, columns.crop)]
+    tests = [
+        f"{_display(v)} (fields held out, {k} folds)" if (k := folds_of(s)) else _display(v)
+        for v, s in zip(columns.test_region, columns.scenario, strict=True)
+    ]
     header = (
         ("Fine-tuning", *(_display(v) for v in columns.finetune_region)),
-        ("Test", *(_display(v) for v in columns.test_region)),
+        ("Test", *tests),
         ("Feature", *features),
     )
 
