@@ -111,9 +111,9 @@ def test_the_default_objective_leaves_fingerprints_and_dumps_as_they_were():
 
 
 def test_reconstruction_refuses_labels_and_fine_tuning_refuses_reconstruction(tmp_path):
-    with pytest.raises(ValueError, match="label_fraction"):
+    with pytest.raises(ConfigError, match="label_fraction"):
         TrainConfig(objective="reconstruct", label_fraction=0.5)
-    with pytest.raises(ValueError, match="classes"):
+    with pytest.raises(ConfigError, match="classes"):
         TrainConfig(objective="reconstruct", classes=["rice", "other"])
     store = make_store(tmp_path / "store.zarr", positive=["rice"])
     with pytest.raises(ConfigError, match="objective must be segment"):
