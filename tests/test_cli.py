@@ -182,3 +182,23 @@ def test_a_read_left_running_by_an_interruption_is_cancelled_before_exit() -> No
     assert started.wait(30)
     settle_pending_reads()
     assert read.cancelled()
+
+
+def test_a_command_imports_what_it_needs_alone() -> None:
+    """Every command's module was imported to build the parser, torch and Lightning with them:
+    ``prepare --help`` took 3.4 s. The chosen command's module alone is imported now."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sarcrop.cli import main\n"
+        "try:\n"
+        "    main(['prepare', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch' in sys.modules, 'lightning' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "False False"
+    assert "--images" in done.stdout  # prepare's own help, all of it

@@ -176,7 +176,16 @@ def _glob_hint(message: str) -> str:
     return ""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not an option), else None."""
+    names = {entry.name for entry in COMMANDS}
+    for word in sys.argv[1:] if argv is None else argv:
+        if not word.startswith("-"):
+            return word if word in names else None
+    return None
+
+
+def build_parser(*, only: str | None = None) -> argparse.ArgumentParser:
     # Whole option names only: an abbreviation in a script would break, or change meaning, as
     # soon as a later version adds an option that starts the same way.
     parser = ArgumentParser(
@@ -189,7 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in COMMANDS:
-        module = importlib.import_module(f"sarcrop.cli.{entry.name}")
         # argparse %-formats help strings ("95% c" would be a conversion): escape them
         short = entry.help.replace("%", "%%")
         command = sub.add_parser(
@@ -199,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=HelpFormatter,
             allow_abbrev=False,
         )
+        if only is not None and entry.name != only:
+            continue  # its module (torch, lightning...) is not imported for another command
+        module = importlib.import_module(f"sarcrop.cli.{entry.name}")
         module.add_arguments(command)
         command.set_defaults(func=module.run)
     return parser
@@ -263,7 +274,7 @@ def _sigterm_raises() -> contextlib.AbstractContextManager[None]:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    parser = build_parser(only=_chosen(argv))
     args = parser.parse_args(argv)
     try:
         with (

