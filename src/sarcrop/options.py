@@ -108,7 +108,22 @@ class CompositeOptions(Options):
     )
 
 
-class LabelOptions(Options):
+class _CodeNames(Options):
+    """What the ``code_map`` and ``legend`` of label options accept beside their own types:
+    a JSON object as a command line gives it, and a legend's path as a ``Path``."""
+
+    @field_validator("code_map", mode="before", check_fields=False)
+    @classmethod
+    def _code_map_json(cls, value: Any) -> Any:
+        return json_object(value, "code: name")
+
+    @field_validator("legend", mode="before", check_fields=False)
+    @classmethod
+    def _legend_path(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, os.PathLike) else value
+
+
+class LabelOptions(_CodeNames):
     """How labels are read: which parcel attribute or cube variable, and how codes get names."""
 
     column: str = Field("crop", description="parcel attribute holding the crop")
@@ -137,16 +152,6 @@ class LabelOptions(Options):
         "in the paper's masks, where the parcels are every field) or unlabelled (where they "
         "are some of the fields)",
     )
-
-    @field_validator("code_map", mode="before")
-    @classmethod
-    def _code_map_json(cls, value: Any) -> Any:
-        return json_object(value, "code: name")
-
-    @field_validator("legend", mode="before")
-    @classmethod
-    def _legend_path(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="after")
     def _one_naming(self) -> LabelOptions:
@@ -488,7 +493,7 @@ class SamplingOptions(Options):
         return self
 
 
-class ReferenceOptions(Options):
+class ReferenceOptions(_CodeNames):
     """How a label raster becomes reference classes of the map.
 
     With ``positive_codes``, those label values are class 1 and every other labelled value
@@ -518,16 +523,6 @@ class ReferenceOptions(Options):
         '\'{"1200": "maize", "0": "unlabelled"}\' (codes not listed become \'other\'; '
         "'unlabelled' ones label nothing)",
     )
-
-    @field_validator("code_map", mode="before")
-    @classmethod
-    def _code_map_json(cls, value: Any) -> Any:
-        return json_object(value, "code: name")
-
-    @field_validator("legend", mode="before")
-    @classmethod
-    def _legend_path(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, os.PathLike) else value
 
     @model_validator(mode="after")
     def _one_reading(self) -> ReferenceOptions:
