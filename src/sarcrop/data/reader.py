@@ -280,9 +280,7 @@ def _overlapping_groups(boxes: list[tuple[float, ...]]) -> list[list[tuple[float
         group, frontier = [left.pop(0)], 0
         while frontier < len(group):
             a = group[frontier]
-            linked = [
-                b for b in left if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-            ]
+            linked = [b for b in left if _boxes_overlap(a, b)]
             group += linked
             left = [b for b in left if b not in linked]
             frontier += 1
