@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sarcrop.errors import ConfigError
-from sarcrop.utils.validation import as_date
+from sarcrop.utils.validation import as_date, whole_number
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,7 @@ class Season:
         object.__setattr__(self, "start", as_date(self.start, "season start"))
         for name in ("steps", "days"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            if not whole_number(value) or value < 1:
                 raise ConfigError(f"season {name} must be a whole number >= 1, got {value!r}")
             object.__setattr__(self, name, int(value))
 

@@ -311,7 +311,7 @@ def _paired_counts(
         groups = [
             _class_counts(p, target, parcels, classes) for p in (test_set.pred_a, test_set.pred_b)
         ]
-        held = _held(groups[0], len(classes))
+        held = _parcels_of_each_class(groups[0], len(classes)) > 0
         return groups, lambda totals: _class_scores(totals, classes, held)[..., -1]
     groups = [
         _counts(pred, target, parcels, threshold)
@@ -425,21 +425,21 @@ def class_bootstrap(
 
     As :func:`parcel_bootstrap`: ``pred`` is one prediction or several of the same test set
     (seeds), every prediction is scored on the same draws and the estimate and interval are
-    those of the per-draw mean; undefined values (a class absent from a draw and never
-    predicted) are left out. A class in fewer than :data:`MIN_PARCELS` parcels has no
-    interval (NaN bounds): its draws repeat one parcel's value, which would look exact.
+    those of the per-draw mean; undefined values (a class a draw lacks) are left out. A class
+    in fewer than :data:`MIN_PARCELS` parcels has no interval (NaN bounds): its draws repeat
+    one parcel's value, which would look exact.
     """
     _check("iou", n, level)
     counts = _class_counts(pred, target, parcels, classes)
     size = len(classes)
-    held = _held(counts, size)
-    full = _nanmean(_class_scores(counts.sum(axis=1), classes, held), axis=0)
-    drawn = _nanmean(_class_scores(_resampled_totals(counts, n, seed), classes, held), axis=0)
-    held = (counts[0].reshape(-1, size, size).sum(axis=2) > 0).sum(axis=0)  # rows: truth
+    parcels_of = _parcels_of_each_class(counts, size)
+    full = _nanmean(_class_scores(counts.sum(axis=1), classes, parcels_of > 0), axis=0)
+    totals = _resampled_totals(counts, n, seed)
+    drawn = _nanmean(_class_scores(totals, classes, parcels_of > 0), axis=0)
     out = {}
     for j, name in enumerate([*classes, MIOU]):
         low, high = _percentiles(drawn[..., j], level)
-        if j < size and held[j] < MIN_PARCELS:
+        if j < size and parcels_of[j] < MIN_PARCELS:
             low = high = math.nan
         out[name] = Interval(float(full[j]), low, high, counts.shape[1])
     return out
@@ -504,9 +504,10 @@ def _class_scores(
     return np.asarray(values, dtype=np.float64).reshape(*totals.shape[:-1], size + 1)
 
 
-def _held(counts: np.ndarray, size: int) -> np.ndarray:
-    """Which classes the test set of parcel counts ``(predictions, k, K * K)`` holds."""
-    return counts[0].reshape(-1, size, size).sum(axis=(0, 2)) > 0
+def _parcels_of_each_class(counts: np.ndarray, size: int) -> np.ndarray:
+    """How many parcels of the test set of counts ``(predictions, k, K * K)`` hold each class
+    (rows: truth)."""
+    return (counts[0].reshape(-1, size, size).sum(axis=2) > 0).sum(axis=0)
 
 
 def _scores(totals: np.ndarray, metric: str) -> np.ndarray:

@@ -145,7 +145,7 @@ def evaluation_by_parcel(
         return record
     if dataset.target_classes is None:
         crop = truth.targets[1]
-        behind = {metric: (crop, _class_parcels(truth.target, ids, 1)) for metric in METRICS}
+        behind = {metric: (crop, class_parcels(truth.target, ids, 1)) for metric in METRICS}
         intervals = {
             metric: parcel_bootstrap(given, truth.target, ids, metric=metric, level=LEVEL)
             for metric in METRICS
@@ -153,7 +153,7 @@ def evaluation_by_parcel(
     else:
         intervals = class_bootstrap(given, truth.target, ids, truth.targets, level=LEVEL)
         behind = {
-            name: (name, _class_parcels(truth.target, ids, j))
+            name: (name, class_parcels(truth.target, ids, j))
             for j, name in enumerate(truth.targets)
         }
     record["intervals"] = {
@@ -164,14 +164,14 @@ def evaluation_by_parcel(
     for t, maps in (early or {}).items():
         given_t, ids_t = truth.scored(maps)
         interval = parcel_bootstrap(given_t, truth.target, ids_t, metric="iou", level=LEVEL)
-        crop_parcels = _class_parcels(truth.target, ids_t, 1)
+        crop_parcels = class_parcels(truth.target, ids_t, 1)
         record["early_season_intervals"][t] = interval_record(
             interval, truth.targets[1], crop_parcels
         )
     return record
 
 
-def _class_parcels(target: np.ndarray, ids: np.ndarray, value: int) -> int:
+def class_parcels(target: np.ndarray, ids: np.ndarray, value: int) -> int:
     """How many scored parcels hold target class ``value``."""
     return int(np.unique(ids[(ids >= 0) & (target == value)]).size)
 

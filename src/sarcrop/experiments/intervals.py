@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from sarcrop.evaluation.bootstrap import MIN_PARCELS, Difference, Interval
-from sarcrop.evaluation.parcel_scores import SplitTruth
+from sarcrop.evaluation.parcel_scores import SplitTruth, class_parcels
 from sarcrop.evaluation.tables import Cell
 from sarcrop.experiments.config import ScenarioSpec
 
@@ -230,13 +230,9 @@ def _interval_rows(
             )
             row.update(paired_columns(baseline, difference))
         rows.append(row)
-    return rows if _crop_parcels(split) >= MIN_PARCELS else [_without_bounds(r) for r in rows]
-
-
-def _crop_parcels(split: tuple[np.ndarray, np.ndarray]) -> int:
-    """How many test parcels hold the crop (target 1)."""
-    target, parcels = split
-    return int(np.unique(parcels[(parcels >= 0) & (target == 1)]).size)
+    if class_parcels(target, parcels, 1) < MIN_PARCELS:
+        return [_without_bounds(row) for row in rows]
+    return rows
 
 
 def _without_bounds(row: dict[str, object]) -> dict[str, object]:

@@ -33,6 +33,7 @@ from sarcrop.evaluation.metrics import EvaluationInputError
 from sarcrop.evaluation.paper import CITATION, CITATION_URL, find_scenario
 from sarcrop.evaluation.tables import (
     fraction_table,
+    has_paper_values,
     method_label,
     paired_table,
     paper_table,
@@ -297,7 +298,7 @@ def _key_finding(
     paper = (
         " The published value of the paper's Table 1, measured on the paper's real Sentinel-1 "
         "data, is shown muted in brackets beside each matching cell."
-        if 'class="paper"' in table
+        if has_paper_values(results)
         else ""
     )
     return (

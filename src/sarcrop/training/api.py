@@ -27,7 +27,6 @@ import copy
 import json
 import logging
 import math
-import numbers
 import os
 import signal
 import time
@@ -99,7 +98,7 @@ from sarcrop.utils.atomic import atomic_path, write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
 from sarcrop.utils.signals import signal_handler
-from sarcrop.utils.validation import chosen_bands
+from sarcrop.utils.validation import chosen_bands, whole_number
 
 if TYPE_CHECKING:
     from sarcrop.data.dataset import PatchDataset
@@ -1633,8 +1632,7 @@ def evaluate(
     from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
 
     reuse_freed_memory()
-    whole = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
-    if not whole or batch_size < 1:
+    if not whole_number(batch_size) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number of patches >= 1, got {batch_size!r}")
     batch_size = int(batch_size)
     checkpoint = pretrained.resolve(checkpoint)
@@ -1643,7 +1641,8 @@ def evaluate(
     _warn_other_composites(Path(checkpoint), meta, store)
     steps = meta.time_steps
     wanted = timestep_list(timesteps, steps)
-    if timesteps is not None and not every_timestep(timesteps):
+    every = every_timestep(timesteps)
+    if timesteps is not None and not every:
         name = pretrained.display_name(checkpoint)
         crop_types = bool(meta.target_classes)
         warn_season_cut_short(
@@ -1666,7 +1665,7 @@ def evaluate(
     target_device = _device(device)
     confusions = {t: empty_confusion(classes) for t in wanted}
     # Target indices at the headline t, and at every t where every t is scored (binary).
-    every_t = every_timestep(timesteps) and classes is None
+    every_t = every and classes is None
     predictions: dict[int, list[np.ndarray]] = {t: [] for t in (wanted if every_t else wanted[-1:])}
     batches = split_probabilities(
         model,
@@ -1697,14 +1696,14 @@ def evaluate(
         "patches": len(dataset),
         "positive": meta.positive,
         "bands": meta.bands,
-        "timesteps": wanted[-1] if not every_timestep(timesteps) else steps,
+        "timesteps": steps if every else wanted[-1],
         "threshold": threshold,
         "metrics": headline.as_dict(),
     }
     if classes is not None:
         del result["threshold"]
         result["classes"] = list(classes)
-    if every_timestep(timesteps):
+    if every:
         result["early_season"] = {t: confusions[t].as_dict() for t in wanted}
     predicted = {t: np.concatenate(p) if p else np.zeros(0) for t, p in predictions.items()}
     early = predicted if every_t else None

@@ -8,7 +8,6 @@ out-of-range value fails before any data is read, with the file named in the mes
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +25,13 @@ from pydantic_core import PydanticCustomError
 
 from sarcrop.errors import ConfigError
 from sarcrop.options import class_list, json_object
-from sarcrop.utils.validation import OneLineErrors, config_error, read_yaml, shipped_yaml
+from sarcrop.utils.validation import (
+    OneLineErrors,
+    config_error,
+    read_yaml,
+    shipped_yaml,
+    whole_number,
+)
 
 Ordering = Literal["full", "chronological", "random"]
 LossName = Literal["bce", "dice", "bce+dice"]
@@ -456,8 +461,7 @@ def timestep_list(timesteps: int | Literal["all"] | None, steps: int) -> list[in
         return list(range(1, steps + 1))
     if timesteps is None:
         return [steps]
-    whole = isinstance(timesteps, numbers.Integral) and not isinstance(timesteps, bool)
-    if not whole or not 1 <= int(timesteps) <= steps:
+    if not whole_number(timesteps) or not 1 <= int(timesteps) <= steps:
         raise ConfigError(f"timesteps must be 1..{steps} or 'all', got {timesteps!r}")
     return [int(timesteps)]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import difflib
+import numbers
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -105,6 +106,11 @@ def band_names(bands: str | Sequence[str]) -> list[str]:
     if not names:
         raise ConfigError("bands: no band given")
     return names
+
+
+def whole_number(value: object) -> bool:
+    """Whether ``value`` is a whole number (a NumPy integer too, not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def chosen_bands(bands: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
