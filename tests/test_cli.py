@@ -161,6 +161,31 @@ def test_number_lists_take_spaces_or_commas_and_parent_classes_json_or_pairs() -
         assert from_flags(TrainConfig, args).parent_classes == {"winter_cereal": "wheat"}
 
 
+def test_none_sets_a_field_whose_default_is_a_number_to_none(capsys) -> None:
+    """``--max-samples-per-class none`` is the API's and the YAML's ``None`` (every pixel): a
+    flag left out keeps the default, a flag's ``none`` is not "left out"."""
+    import argparse
+
+    from sarcrop.cli.shared import add_training_options, config_from_args
+    from sarcrop.options import BaselineOptions, add_flags, from_flags
+
+    parser = argparse.ArgumentParser()
+    add_flags(parser, BaselineOptions)
+    assert from_flags(BaselineOptions, parser.parse_args([])).max_samples_per_class == 50_000
+    args = parser.parse_args(["--max-samples-per-class", "none"])
+    assert from_flags(BaselineOptions, args).max_samples_per_class is None
+
+    parser = argparse.ArgumentParser()
+    add_training_options(parser)
+    config = config_from_args(parser.parse_args(["--gradient-clip", "None", "--patience", "none"]))
+    assert (config.gradient_clip, config.patience) == (None, None)
+    assert config_from_args(parser.parse_args(["--gradient-clip", "2"])).gradient_clip == 2.0
+    assert config_from_args(parser.parse_args([])).gradient_clip == 1.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--gradient-clip", "off"])
+    assert "expected a number or 'none', got 'off'" in capsys.readouterr().err
+
+
 def test_a_read_left_running_by_an_interruption_is_cancelled_before_exit() -> None:
     """Ctrl-C in the middle of a store read leaves it running in Zarr's IO thread, and Python
     would print "Task was destroyed but it is pending!" when Zarr closes its loop at exit: the

@@ -42,6 +42,22 @@ Precision = Literal["fp32", "bf16"]
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
+class _NoneGiven:
+    """A flag given as ``none`` (``--gradient-clip none``): the field set to ``None``, where a
+    flag's ``None`` means "not given" and leaves the default."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+NONE_GIVEN = _NoneGiven()
+
+
+def given_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` without the ``None`` values (not given), a flag's ``none`` as ``None``."""
+    return {k: None if v is NONE_GIVEN else v for k, v in changes.items() if v is not None}
+
+
 class Options(OneLineErrors):
     """Base of every option group: frozen, unknown keys rejected, one-line errors."""
 
@@ -50,7 +66,7 @@ class Options(OneLineErrors):
     def updated(self: OptionsT, **changes: Any) -> OptionsT:
         """A validated copy with ``changes`` applied (``None`` values are ignored)."""
         data = self.model_dump()
-        data.update({k: v for k, v in changes.items() if v is not None})
+        data.update(given_values(changes))
         return validated(type(self), data)
 
 
@@ -594,6 +610,7 @@ def add_flags(
         default = field.default
         shown = "" if default is None else f" ({default})"
         help_text = f"{field.description or name}{shown}"
+        can_be_none = annotation is not field.annotation and default is not None
         dest = prefix + name
         if annotation is bool:
             if default:
@@ -623,11 +640,39 @@ def add_flags(
             kwargs["nargs"] = "+"  # numbers with spaces or commas: --epoch-search 5 10 20
             kwargs["metavar"] = "N"
         elif annotation in (int, float, str):
-            kwargs["type"] = annotation
+            kwargs["type"] = _or_none(annotation) if can_be_none else annotation
             kwargs["metavar"] = name.upper()
+            if can_be_none:
+                kwargs["help"] = f"{help_text}; 'none': {_NONE_MEANS.get(name, 'none')}"
         elif get_origin(annotation) is dict:
             kwargs["metavar"] = "JSON"  # a JSON object, which the field's validator reads
         parser.add_argument(flag(name), **kwargs)
+
+
+# What a field's None means, for the help of its flag's ``none``.
+_NONE_MEANS = {
+    "max_samples_per_class": "every pixel",
+    "gradient_clip": "no clipping",
+    "patience": "no early stopping",
+}
+
+
+def _or_none(kind: type) -> Any:
+    """A flag's type that also reads ``none`` (the field's ``None``, e.g. no limit)."""
+
+    def read(text: str) -> Any:
+        if text.strip().lower() == "none":
+            return NONE_GIVEN
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'} or 'none', "
+                f"got {text!r}"
+            ) from None
+
+    read.__name__ = kind.__name__
+    return read
 
 
 def flag_value(value: Any) -> Any:
@@ -642,10 +687,8 @@ def from_flags(
     kind: type[OptionsT], args: argparse.Namespace, *, prefix: str = "", **extra: Any
 ) -> OptionsT:
     """Build ``kind`` from the flags :func:`add_flags` added (only those the user gave)."""
-    data = {
-        name: flag_value(getattr(args, prefix + name))
-        for name in kind.model_fields
-        if getattr(args, prefix + name, None) is not None
-    }
+    data = given_values(
+        {name: flag_value(getattr(args, prefix + name, None)) for name in kind.model_fields}
+    )
     data.update({k: v for k, v in extra.items() if v is not None})
     return validated(kind, data)

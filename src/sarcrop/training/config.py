@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sarcrop.errors import ConfigError
-from sarcrop.options import class_list, json_object
+from sarcrop.options import class_list, given_values, json_object
 from sarcrop.utils.validation import (
     OneLineErrors,
     config_error,
@@ -116,9 +116,9 @@ class TrainConfig(OneLineErrors):
     dice_weight: float = Field(1.0, ge=0, description="weight of soft Dice in 'bce+dice'")
     scheduler: Scheduler = Field("cosine", description="learning-rate schedule")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="share of steps for LR warm-up")
-    gradient_clip: float | None = Field(1.0, gt=0, description="gradient norm clip")
+    gradient_clip: float | None = Field(1.0, gt=0, description="gradient norm clip (null: none)")
     patience: int | None = Field(
-        10, ge=0, description="early-stopping epochs without val_iou gain (0 or null: off)"
+        10, ge=0, description="early-stopping epochs without val_iou gain (0: off)"
     )
     val_fraction: float = Field(
         0.2,
@@ -388,7 +388,7 @@ class TrainConfig(OneLineErrors):
                 data.update(recipe_settings(str(recipe)))
             except ValueError as exc:
                 raise ConfigError(f"recipe: {exc}") from None
-        data.update({key: value for key, value in changes.items() if value is not None})
+        data.update(given_values(changes))
         return validate_config(data)
 
     @classmethod
