@@ -467,15 +467,17 @@ def test_few_label_settings_are_flags_and_yaml_keys(tmp_path):
     yaml_file = tmp_path / "train.yaml"
     yaml_file.write_text("label_fraction: 0.1\nnormalization: fixed\npos_weight: auto\n")
     assert TrainConfig.from_yaml(yaml_file).label_fraction == 0.1
-    # finetune's own --normalization (transfer statistics) wins; TrainConfig's is a YAML key
+    # finetune's --statistics (whose statistics a band keeps) beside --normalization (how new
+    # statistics are made), which means what it means in train and in the YAML
     tune = argparse.ArgumentParser()
     finetune_arguments(tune)
-    args = tune.parse_args(
-        ["ckpt", "store", "--out", "o", "--strategy", "ft", "--normalization", "target"]
-    )
+    argv = ["ckpt", "store", "--out", "o", "--strategy", "ft", "--statistics", "target"]
+    args = tune.parse_args(argv)
     args.config = str(yaml_file)
-    config = config_from_args(args)
-    assert args.normalization == "target" and config.normalization == "fixed"
+    assert args.statistics == "target" and config_from_args(args).normalization == "fixed"
+    args = tune.parse_args([*argv, "--normalization", "store"])
+    args.config = str(yaml_file)
+    assert config_from_args(args).normalization == "store"
     with pytest.raises(ConfigError, match="label_fraction"):
         validate_config({"label_fraction": 0})
     assert json.loads(json.dumps(config.model_dump()))["pos_weight"] == "auto"

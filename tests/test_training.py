@@ -444,7 +444,7 @@ def test_ri_is_the_architecture_trained_on_the_target_statistics(tmp_path):
     pre = meta().model_copy(update={"normalization": normalization})
     checkpoint = save_checkpoint(tmp_path / "pre.safetensors", tiny_model(), pre)
     with pytest.raises(ConfigError, match="ri trains from scratch"):
-        finetune(checkpoint, store, tmp_path / "x", strategy="ri", normalization="checkpoint")
+        finetune(checkpoint, store, tmp_path / "x", strategy="ri", statistics="checkpoint")
     config = quick(epochs=1)
     bands = ["VH", "VV"]
     ri = finetune(checkpoint, store, tmp_path / "ri", strategy="ri", bands=bands, config=config)

@@ -39,10 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "--positive", "positive class name(s) (default: the store's, else the checkpoint's)"
     )
     parser.add_argument(
-        "--normalization",
+        "--statistics",
         choices=("pretrained", "target", "checkpoint"),
-        help="input statistics: pre-training's for known bands and the target store's for new "
-        "ones (default), the target store's for all (ri: always), or pre-training's for all",
+        help="whose input statistics scale each band: pre-training's for known bands, new ones "
+        "(made as --normalization says) for new bands (pretrained, the default); new ones for "
+        "all (target; ri: always); or pre-training's for all (checkpoint)",
     )
     add_training_options(parser)
 
@@ -57,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
         args.store,
         strategy=args.strategy,
         last_k=args.last_k,
-        normalization=args.normalization,
+        statistics=args.statistics,
     )

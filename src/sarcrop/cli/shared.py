@@ -97,9 +97,8 @@ def add_timesteps(parser: argparse.ArgumentParser) -> None:
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """TrainConfig's fields as flags of the same names; they override ``--config`` values.
 
-    A flag the command already defines keeps the command's meaning (``finetune
-    --normalization`` picks the transfer statistics); that TrainConfig field is then set in the
-    ``--config`` file.
+    A flag the command already defines keeps the command's meaning; that TrainConfig field is
+    then set in the ``--config`` file.
     """
     # argparse keeps every option string of a parser and its groups here.
     taken = tuple(

@@ -1053,7 +1053,7 @@ def finetune(
     last_k: int | None = None,
     bands: Sequence[str] | None = None,
     positive: Sequence[str] | str | None = None,
-    normalization: Literal["pretrained", "target", "checkpoint"] | None = None,
+    statistics: Literal["pretrained", "target", "checkpoint"] | None = None,
     config: TrainConfig | None = None,
     label_mask: LabelMask | None = None,
 ) -> TrainResult:
@@ -1065,7 +1065,8 @@ def finetune(
     (``"europe-maize"``, see :func:`sarcrop.pretrained.available`).
     ``bands`` different from the checkpoint's (VH → VH, VV) adapt the first layer (paper
     Eq. 3). ``positive`` defaults to the target store's positive class, else the checkpoint's.
-    ``normalization`` chooses the input scaling, which the exported checkpoint records:
+    ``statistics`` chooses whose input statistics scale each band, which the exported
+    checkpoint records (``config.normalization`` says how new statistics are made):
 
     - ``"pretrained"`` (default of ft, fte, ftd): bands the pre-trained model knows keep its
       statistics, so the transferred weights see inputs on the scale they were trained on;
@@ -1102,10 +1103,10 @@ def finetune(
     default = parent_meta.positive
     positive = positive_classes(store, positive, default=default, classes=classes)
     if strategy == "ri":
-        if normalization not in (None, "target"):
+        if statistics not in (None, "target"):
             raise ConfigError(
                 "ri trains from scratch on the target store and uses its statistics; "
-                f"normalization {normalization!r} does not apply"
+                f"statistics {statistics!r} does not apply"
             )
         if last_k is not None:
             raise ConfigError("last_k applies to the ftd strategy only, not 'ri'")
@@ -1121,7 +1122,7 @@ def finetune(
             label_mask=label_mask,
         )
     _warn_other_composites(Path(checkpoint), parent_meta, store)
-    transfer = normalization or "pretrained"
+    transfer = statistics or "pretrained"
     job = _Transfer(
         Path(checkpoint), parent_meta, store, strategy, last_k, bands, positive, transfer
     )
@@ -1186,7 +1187,7 @@ class _Transfer:
     last_k: int | None
     bands: list[str]
     positive: list[str]
-    normalization: str = "pretrained"
+    statistics: str = "pretrained"
 
 
 def _transfer(
@@ -1214,7 +1215,7 @@ def _transfer(
         start = _start_weights(parent, new_head, job.strategy, setting)
     target_classes = list(config.classes) if config.classes else None
     stats, source = _transfer_normalization(
-        job.normalization, store, bands, parent_meta, job.checkpoint, config
+        job.statistics, store, bands, parent_meta, job.checkpoint, config
     )
     train_data, val_data, labels = _training_data(
         store, job.positive, bands, stats, config, label_mask
@@ -1454,7 +1455,7 @@ def _transfer_normalization(
     from sarcrop.data.normalization import FIXED_METHOD, Normalization
 
     if mode not in ("pretrained", "target", "checkpoint"):
-        raise ConfigError(f"normalization must be pretrained, target or checkpoint, got {mode!r}")
+        raise ConfigError(f"statistics must be pretrained, target or checkpoint, got {mode!r}")
     known = (
         Normalization.from_dict(dict(parent_meta.normalization))
         if (parent_meta.normalization)
