@@ -336,6 +336,7 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
         composite=CompositeOptions(method="median", space="db", speckle_filter=3),
         tiling=TilingOptions(patch_size=P, stride=8),
         split=SplitOptions(method="block", block=2, seed=3),
+        percentiles=(2, 98),
         progress=False,
     )
     cli = tmp_path / "cli.zarr"
@@ -343,8 +344,8 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
     argv += ["--season-start", "2021-04-01", "--timesteps", "2", "--days", "15"]
     argv += ["--method", "median", "--space", "db", "--speckle-filter", "3"]
     argv += ["--patch-size", str(P), "--stride", "8"]
-    argv += ["--split", "block", "--block", "2", "--seed", "3", "--quiet"]
-    assert main(argv) == 0
+    argv += ["--split", "block", "--block", "2", "--seed", "3", "--percentiles", "2", "98"]
+    assert main([*argv, "--quiet"]) == 0
     region_yaml = {
         "images": str(scenes),
         "labels": str(labels),
@@ -354,6 +355,7 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
         "composite": {"method": "median", "space": "db", "speckle_filter": 3},
         "tiling": {"patch_size": P, "stride": 8},
         "split": {"method": "block", "block": 2, "seed": 3},
+        "percentiles": [2, 98],
     }
     config = experiment_config_from_dict(
         {
@@ -374,6 +376,7 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
         "gaps": "interpolate",
     }
     assert stores[0].metadata.source["split"]["method"] == "block"
+    assert stores[0].normalization.method == "percentile 2-98"
     assert stores[0].steps == 2 and stores[0].metadata.stride == 8
     for other in stores[1:]:
         _same_store(stores[0], other)
@@ -398,6 +401,14 @@ def test_yaml_region_options_are_validated_as_groups():
     parsed = experiment_config_from_dict(config({"split": {"method": "test"}}))
     assert parsed.regions["a"].split.method == "test"
     assert parsed.regions["a"].tiling == TilingOptions()  # the API's defaults
+    # percentiles left out stay out of the region's dump: earlier cache keys stay valid
+    assert "percentiles" not in parsed.regions["a"].model_dump(mode="json")
+    with pytest.raises(ConfigError, match=r"percentiles must satisfy 0 <= low < high <= 100"):
+        experiment_config_from_dict(config({"percentiles": [99, 1]}))
+    drawn = config({"percentiles": [1, 99]})
+    drawn["regions"]["a"]["simulate"]["draws"] = 2
+    merged = experiment_config_from_dict(drawn).regions
+    assert merged["a"].percentiles == merged["a1"].percentiles == (1.0, 99.0)
 
 
 def test_speckle_filtered_strips_match_the_whole_area(region, tmp_path):

@@ -88,7 +88,8 @@ class RegionData(_Strict):
     ``merge`` of other regions' stores (several locations in one, each patch keeping its split).
 
     How it is prepared nests the option groups of :func:`sarcrop.data.prepare.prepare` under
-    the same names (``label_options``, ``scenes``, ``composite``, ``tiling``, ``split``).
+    the same names (``label_options``, ``scenes``, ``composite``, ``tiling``, ``split``,
+    ``percentiles``; a merge takes ``percentiles`` too).
     ``timesteps`` and ``days`` default to 8 × 20 days, or to a simulated region's season.
     """
 
@@ -106,6 +107,21 @@ class RegionData(_Strict):
     composite: CompositeOptions = CompositeOptions()
     tiling: TilingOptions = TilingOptions()
     split: SplitOptions = SplitOptions()
+    percentiles: tuple[float, float] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="robust normalisation of the store, e.g. [1, 99] (default: min/max)",
+    )
+
+    @field_validator("percentiles", mode="before")
+    @classmethod
+    def _percentiles(cls, value: Any) -> Any:
+        from sarcrop.data.normalization import checked_percentiles
+
+        try:
+            return checked_percentiles(value)
+        except ConfigError as exc:
+            raise ValueError(exc.problem) from None
 
     @model_validator(mode="after")
     def _one_source(self) -> RegionData:
@@ -225,7 +241,10 @@ def expand_draws(regions: Any) -> Any:
             if member in regions or member in expanded:
                 raise ValueError(f"regions.{name}: draw {member} would replace a region")
             expanded[member] = {**region, "simulate": {**single, "seed": first + i}}
-        expanded[name] = {"merge": members}
+        merged = {"merge": members}
+        if region.get("percentiles") is not None:  # the merge normalises as each draw does
+            merged["percentiles"] = region["percentiles"]
+        expanded[name] = merged
     return expanded
 
 

@@ -205,7 +205,7 @@ class ExperimentRunner:
             self._stores[name] = (spec.store, _digest(str(spec.store)))
             return self._stores[name]
         if spec.merge:
-            self._stores[name] = self._merged(name, spec.merge)
+            self._stores[name] = self._merged(name, spec.merge, spec.percentiles)
             return self._stores[name]
         unit = self._unit("region", {"name": name, "spec": spec.model_dump(mode="json")})
         store = unit.path / "store.zarr"
@@ -228,17 +228,23 @@ class ExperimentRunner:
         self._stores[name] = (store, _digest(unit.key))
         return self._stores[name]
 
-    def _merged(self, name: str, members: Sequence[str]) -> tuple[Path, str]:
+    def _merged(
+        self, name: str, members: Sequence[str], percentiles: tuple[float, float] | None
+    ) -> tuple[Path, str]:
         """One store of the members' patches (each keeps its split and location)."""
         from sarcrop.data.merge import merge_stores
 
         parts = [self.region_store(member) for member in members]
-        unit = self._unit("merge", {"name": name, "members": [key for _, key in parts]})
+        key: dict[str, Any] = {"name": name, "members": [key for _, key in parts]}
+        if percentiles is not None:  # keys of merges without it stay as they were
+            key["percentiles"] = list(percentiles)
+        unit = self._unit("merge", key)
         store = unit.path / "store.zarr"
 
         def work() -> dict[str, Any]:
             _log(f"merging {', '.join(members)} into {name}")
-            merge_stores([path for path, _ in parts], store, region=name, progress=False)
+            paths = [path for path, _ in parts]
+            merge_stores(paths, store, region=name, percentiles=percentiles, progress=False)
             return {}
 
         record = self._timed(None, unit, work)
@@ -271,6 +277,7 @@ class ExperimentRunner:
             "composite": spec.composite,
             "tiling": spec.tiling,
             "split": spec.split,
+            "percentiles": spec.percentiles,
             "region": name,
             "progress": self.progress,
         }
