@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -586,6 +588,32 @@ def test_config_errors_name_the_file_and_key(tmp_path):
         load_experiment_config(write_config(tmp_path, bad))
     with pytest.raises(ConfigError, match="experiment config not found"):
         load_experiment_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "problem"),
+    [
+        (("regions", "spain"), "patch_size", "it is a key of regions.spain.tiling"),
+        (("regions", "spain"), "methods", "it is a top-level key"),
+        (("regions", "spain"), "positive", "the crop is a scenario's"),
+        (("pretrain",), "epochs", "it is a key of pretrain.train"),
+        ((), "n_estimators", "it is a key of baseline"),
+        ((), "patch_size", r"it is a key of regions.<name>.tiling"),
+    ],
+)
+def test_a_key_at_the_wrong_level_is_named_where_it_goes(tmp_path, where, key, problem):
+    """A key written one level off got "did you mean" a key of no relation (a region's
+    `positive:` read "did you mean 'composite'?"); it is named where it belongs."""
+    data = copy.deepcopy(TINY)
+    place = data
+    for part in where:
+        place = place[part]
+    place[key] = 16
+    with pytest.raises(ConfigError) as err:
+        load_experiment_config(write_config(tmp_path, data))
+    assert re.fullmatch(
+        rf"{re.escape('.'.join([*where, key]))}: unknown key, {problem}.*", err.value.problem
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import fnmatch
 import glob
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -107,6 +107,11 @@ class RegionData(_Strict):
     composite: CompositeOptions = CompositeOptions()
     tiling: TilingOptions = TilingOptions()
     split: SplitOptions = SplitOptions()
+    # What an unknown key of a region is said to be (prepare's --positive is a store's default
+    # crop; an experiment maps each scenario's).
+    misplaced_keys: ClassVar[dict[str, str]] = {
+        "positive": "the crop is a scenario's (scenarios: [{crop: maize, ...}])"
+    }
     percentiles: tuple[float, float] | None = Field(
         None,
         exclude_if=lambda value: value is None,

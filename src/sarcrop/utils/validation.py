@@ -59,35 +59,85 @@ def config_error(
 
 
 def _meant(extra: Any, errors: list[Any], model: type[BaseModel] | None) -> str:
-    """``, did you mean 'regions'?``: the key of ``model`` at that place closest to the
-    unknown one, else a missing key beside it."""
+    """``, did you mean 'regions'?``: what the model at that place says of such a key (its
+    ``misplaced_keys``), else a key there one typo away, else the nearest place below it (or
+    anywhere in ``model``) that has the key, else the key there (or a missing key beside it)
+    closest to it."""
     parent = tuple(extra["loc"][:-1])
-    keys = _keys_at(model, parent) if model is not None else []
+    key = str(extra["loc"][-1])
+    here = _model_at(model, parent) if model is not None else None
+    said = getattr(here, "misplaced_keys", {})
+    if key in said:
+        return f", {said[key]}"
+    keys = list(here.model_fields) if here is not None else []
     keys = keys or [
         str(e["loc"][-1])
         for e in errors
         if e["type"] == "missing" and e["loc"] and tuple(e["loc"][:-1]) == parent
     ]
-    hint = did_you_mean(str(extra["loc"][-1]), keys)
+    if difflib.get_close_matches(key, keys, n=1, cutoff=0.8):  # a typo of a key there
+        return f", {did_you_mean(key, keys)}"
+    where = ".".join(str(part) for part in parent)
+    place = _place_of(here, key, where) if here is not None else None
+    if place is None and model is not None:
+        place = "" if parent and key in model.model_fields else _place_of(model, key, "")
+    if place is not None:
+        return f", it is a key of {place}" if place else ", it is a top-level key"
+    hint = did_you_mean(key, keys)
     return f", {hint}" if hint else ""
 
 
-def _keys_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
-    """The keys a config may hold at ``loc`` inside ``model`` (through nested models, their
-    mappings and sequences); empty where ``loc`` does not lead to a model."""
+def _model_at(model: Any, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model a config holds at ``loc`` inside ``model`` (through nested models, their
+    mappings and sequences); None where ``loc`` does not lead to a model."""
     kind = model
     for part in loc:
         kind = _item_type(kind)
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             field = kind.model_fields.get(str(part))
             if field is None:
-                return []
+                return None
             kind = field.annotation
         else:  # a mapping's key or a sequence's index: its values' type
-            values = [a for a in get_args(kind) if a is not Ellipsis]
-            kind = values[-1] if values else None
+            kind = _values_type(kind)
+    return _as_model(kind)
+
+
+def _place_of(model: Any, key: str, where: str) -> str | None:
+    """The place (``regions.<name>.tiling``) of the nearest model inside ``model``, itself
+    left out, that has a field ``key``; None if none has: a key written at the wrong level
+    is named where it goes."""
+    queue: list[tuple[Any, str]] = [(model, where)]
+    seen: set[type] = set()
+    while queue:
+        kind, place = queue.pop(0)
+        if kind in seen:
+            continue
+        seen.add(kind)
+        for name, field in kind.model_fields.items():
+            inner, inner_place = _item_type(field.annotation), f"{place}.{name}".lstrip(".")
+            while _as_model(inner) is None and get_origin(inner) in (dict, list, tuple):
+                mapping = get_origin(inner) is dict
+                inner = _item_type(_values_type(inner))
+                inner_place += ".<name>" if mapping else "[i]"
+            found = _as_model(inner)
+            if found is None:
+                continue
+            if key in found.model_fields:
+                return inner_place
+            queue.append((found, inner_place))
+    return None
+
+
+def _as_model(kind: Any) -> type[BaseModel] | None:
     kind = _item_type(kind)
-    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
+def _values_type(kind: Any) -> Any:
+    """The type of a mapping's values or a sequence's items."""
+    values = [a for a in get_args(kind) if a is not Ellipsis]
+    return values[-1] if values else None
 
 
 def _item_type(kind: Any) -> Any:
