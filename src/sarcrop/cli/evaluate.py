@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sarcrop.training.api import evaluate
+    from sarcrop.evaluation.networks import evaluate
 
     result = evaluate(
         args.checkpoint,

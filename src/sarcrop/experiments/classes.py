@@ -132,9 +132,9 @@ def _network_maps(
     checkpoint: Path, test_store: Path, crop: str | None, *, every_timestep: bool
 ) -> list[np.ndarray]:
     """The test split's probability maps at the full season, or at every ``t``, as
-    ``evaluate`` computes them (:func:`~sarcrop.training.api.split_probabilities`)."""
+    ``evaluate`` computes them (:func:`~sarcrop.evaluation.networks.split_probabilities`)."""
     from sarcrop.data.store import DatasetStore
-    from sarcrop.training.api import model_to_score, scored_patches, split_probabilities
+    from sarcrop.evaluation.networks import model_to_score, scored_patches, split_probabilities
 
     store = DatasetStore(test_store)  # opened once, for the checks and the patches
     model, meta = model_to_score(checkpoint, store, crop)

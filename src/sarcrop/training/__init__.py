@@ -16,7 +16,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "api": ("TrainResult", "evaluate", "finetune", "fit", "split_train_val", "train", "train_ri"),
+    "api": ("TrainResult", "finetune", "fit", "split_train_val", "train", "train_ri"),
+    "sarcrop.evaluation.networks": ("evaluate",),  # scoring needs no Lightning
     "checkpoint": ("CheckpointMetadata", "load_checkpoint", "read_metadata", "save_checkpoint"),
     "config": ("TrainConfig",),
     "ordering": (
@@ -39,4 +40,5 @@ def __getattr__(name: str) -> Any:
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'sarcrop.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sarcrop.training.{module}"), name)
+    path = module if "." in module else f"sarcrop.training.{module}"
+    return getattr(importlib.import_module(path), name)

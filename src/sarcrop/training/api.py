@@ -31,7 +31,6 @@ import os
 import signal
 import time
 import warnings
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -47,8 +46,15 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from sarcrop import pretrained
-from sarcrop.data.split import check_unlearnt, learnt_ground
+from sarcrop.data.split import learnt_ground
 from sarcrop.errors import CheckpointError, ConfigError, InputDataError
+from sarcrop.evaluation.networks import (
+    check_season_length,
+    learnt_labels,
+    open_store,
+    warn_other_composites,
+)
+from sarcrop.evaluation.networks import evaluate as evaluate  # sarcrop.training.evaluate
 from sarcrop.options import as_options
 from sarcrop.training.calibration import (
     ThresholdChoice,
@@ -63,16 +69,13 @@ from sarcrop.training.checkpoint import (
     read_metadata,
     require_network,
     save_checkpoint,
-    warn_season_cut_short,
 )
 from sarcrop.training.config import (
     AUTO_POS_WEIGHT_CAP,
     GPU_LOADER_WORKERS,
     MODEL_FILE,
     TrainConfig,
-    every_timestep,
     positive_classes,
-    timestep_list,
 )
 from sarcrop.training.logger import MetricsCSVLogger
 from sarcrop.training.losses import balanced_class_weights, balanced_pos_weight
@@ -80,12 +83,10 @@ from sarcrop.training.ordering import (
     ShardedBatchSampler,
     TimestepBatchSampler,
     TimestepDataset,
-    pad_steps,
 )
 from sarcrop.training.strategies import (
     STRATEGIES,
     apply_strategy,
-    crop_outputs,
     head_rows,
     keeps_head,
     merge_head,
@@ -98,10 +99,9 @@ from sarcrop.utils.atomic import atomic_path, write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.memory import reuse_freed_memory
 from sarcrop.utils.signals import signal_handler
-from sarcrop.utils.validation import chosen_bands, whole_number
+from sarcrop.utils.validation import chosen_bands
 
 if TYPE_CHECKING:
-    from sarcrop.data.dataset import PatchDataset
     from sarcrop.data.parcels import LabelMask
     from sarcrop.training.search import FoldRun, SearchChoice
 
@@ -133,12 +133,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------ data
-
-
-def _open_store(store: Any) -> Any:
-    from sarcrop.data.store import DatasetStore
-
-    return store if isinstance(store, DatasetStore) else DatasetStore(store)
 
 
 def split_train_val(
@@ -914,7 +908,7 @@ def _from_scratch(
     from sarcrop.models import build_model
 
     config = TrainConfig() if config is None else as_options(TrainConfig, config, "config")
-    store = _open_store(store)
+    store = open_store(store)
     bands = _bands(store, job.bands)
     classes = config.classes
     reconstructs = config.reconstructs
@@ -1088,8 +1082,8 @@ def finetune(
     checkpoint = pretrained.resolve(checkpoint)
     parent_meta = read_metadata(checkpoint)
     require_network(parent_meta, checkpoint, "fine-tune")
-    store = _open_store(store)
-    _check_season_length(parent_meta, store, checkpoint)
+    store = open_store(store)
+    check_season_length(parent_meta, store, checkpoint)
     bands = chosen_bands(bands, parent_meta.bands)
     missing = [b for b in bands if b not in store.bands]
     if missing:
@@ -1121,7 +1115,7 @@ def finetune(
             parent=checkpoint,
             label_mask=label_mask,
         )
-    _warn_other_composites(Path(checkpoint), parent_meta, store)
+    warn_other_composites(Path(checkpoint), parent_meta, store)
     transfer = statistics or "pretrained"
     job = _Transfer(
         Path(checkpoint), parent_meta, store, strategy, last_k, bands, positive, transfer
@@ -1160,20 +1154,6 @@ def _bias_config(config: TrainConfig) -> TrainConfig:
             f"{'it' if len(named) == 1 else 'them'} out"
         )
     return config.updated(val_fraction=0)
-
-
-def _warn_other_composites(checkpoint: Path, meta: CheckpointMetadata, store: Any) -> None:
-    """Warn where the store's composites are not as long as those the model learnt: each step
-    then covers another part of the season than its weights read (RI learns none of them)."""
-    learnt = (meta.season or {}).get("days")
-    days = store.season.days
-    if learnt and days != learnt:
-        warnings.warn(
-            f"{checkpoint.name} learnt composites of {learnt} days, and {store.path} holds "
-            f"composites of {days}: each of the {store.steps} steps covers another part of the "
-            f"season than the model learnt; prepare the store with --days {learnt} to match",
-            stacklevel=3,
-        )
 
 
 @dataclass(frozen=True)
@@ -1336,20 +1316,6 @@ def _carried_rows(job: _Transfer, config: TrainConfig) -> list[int | None]:
     return rows if any(row is not None for row in rows) else []
 
 
-def _device(device: str | None) -> torch.device:
-    """The device to score on: ``None`` or ``auto`` picks cuda where torch sees a GPU, as
-    predict does; a name torch does not know, or cuda without a GPU, is one line."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda: torch sees no CUDA GPU here (use cpu or auto)")
-    return chosen
-
-
 def _fit_on_labels(model: nn.Module, train_data: Any, config: TrainConfig) -> dict[str, Any]:
     """How the trained model maps the labelled pixels it learnt from (IoU, or mIoU for crop
     types), beside the best map of one class everywhere. Below that it did not learn them
@@ -1421,11 +1387,6 @@ def _start_weights(
     return {name: value.detach().clone() for name, value in parent.state_dict().items()}
 
 
-def learnt_labels(meta: CheckpointMetadata) -> bool:
-    """Whether a checkpoint learnt from labels (a self-supervised reconstruction did not)."""
-    return bool(meta.training.get("objective", "segment") != "reconstruct")
-
-
 def head_classes(meta: CheckpointMetadata) -> list[str] | None:
     """The class of each of a checkpoint's head outputs, where it learnt labels: its
     ``target_classes``, or for a model of one crop its one logit's crop, so that fine-tuning
@@ -1490,225 +1451,3 @@ def _transfer_normalization(
         f"{parent_source} ({', '.join(sorted(known_bands & set(bands)))}); "
         f"{target_source} ({', '.join(missing)})",
     )
-
-
-def one_crop_view(
-    model: nn.Module,
-    meta: CheckpointMetadata,
-    positive: Sequence[str] | str,
-    checkpoint: str | Path | None = None,
-) -> tuple[nn.Module, CheckpointMetadata]:
-    """A crop-type model read as a map of ``positive`` (one or more of its classes) against
-    the rest: the log-odds of their summed probability (:func:`merge_head`), which is where a
-    one-crop fine-tuning of it starts. A one-crop model of that crop comes back as it is."""
-    wanted = [positive] if isinstance(positive, str) else list(positive)
-    try:
-        crop = crop_outputs(meta.target_classes or (), meta.positive, wanted)
-    except ValueError as exc:
-        raise CheckpointError(str(exc), checkpoint) from None
-    if crop is None:
-        return model, meta
-    merge_head(model, crop)
-    options = {**meta.options, "out_channels": 1, "merged_head": crop}
-    update = {"target_classes": None, "positive": wanted, "options": options}
-    return model, meta.model_copy(update=update)
-
-
-def model_to_score(
-    checkpoint: str | Path, store: Any, positive: Sequence[str] | str | None = None
-) -> tuple[nn.Module, CheckpointMetadata]:
-    """``checkpoint`` loaded to score ``store`` (read as ``positive`` where given), refused
-    where no score would mean anything: a model that learnt no labels, or another season
-    length. Whether the test patches show ground the model learnt from is the caller's
-    check (``evaluate``'s; an experiment checks its scenarios before it trains)."""
-    model, meta = load_checkpoint(checkpoint)
-    if not learnt_labels(meta):
-        raise CheckpointError(
-            "a self-supervised (reconstruct) model maps no crop; fine-tune it first", checkpoint
-        )
-    if positive:
-        model, meta = one_crop_view(model, meta, positive, checkpoint)
-    _check_season_length(meta, _open_store(store), checkpoint)
-    return model, meta
-
-
-def _check_season_length(meta: CheckpointMetadata, store: Any, checkpoint: str | Path) -> None:
-    """Refuse a store of another number of composites than the model reads."""
-    if store.steps != meta.time_steps:
-        raise CheckpointError(
-            f"model has {meta.time_steps} time steps, store {store.path} has {store.steps}",
-            checkpoint,
-        )
-
-
-def scored_patches(store: Any, split: str, meta: CheckpointMetadata) -> PatchDataset:
-    """The patches of ``store``'s ``split`` as the model of ``meta`` reads them (its bands,
-    positive crop or classes, and normalisation), unaugmented."""
-    from sarcrop.data.dataset import PatchDataset
-
-    return PatchDataset(
-        store,
-        split,
-        meta.positive,
-        meta.bands,
-        normalization=meta.normalization,
-        classes=meta.target_classes,
-    )
-
-
-def split_probabilities(
-    model: nn.Module,
-    patches: PatchDataset,
-    steps: Sequence[int],
-    *,
-    batch_size: int = 8,
-    device: torch.device | None = None,
-    num_workers: int = 0,
-) -> Iterator[tuple[dict[str, Any], dict[int, torch.Tensor]]]:
-    """Each batch of ``patches`` with the model's probabilities from its first ``t``
-    composites (the later ones zero-padded) for every ``t`` in ``steps``: sigmoid ``(B, H, W)``
-    of a one-crop model, softmax ``(B, K, H, W)`` of a crop-type one (patches read for
-    classes). The one path by which ``evaluate`` and an experiment's test maps run a model over
-    a split."""
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    crop_types = patches.target_classes is not None
-    model.to(device).eval()
-    loader = DataLoader(patches, batch_size=batch_size, num_workers=num_workers)
-    with torch.inference_mode():
-        for batch in loader:
-            image = batch["image"].to(device)
-            probabilities = {}
-            for t in steps:
-                logits = model(pad_steps(image, t)).float()
-                probabilities[t] = (
-                    torch.softmax(logits, dim=1) if crop_types else torch.sigmoid(logits[:, 0])
-                )
-            yield batch, probabilities
-
-
-def _probability(value: object) -> float:
-    """A threshold given as a number or as text (a notebook's ``"0.5"``)."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"threshold must be a number between 0 and 1, got {value!r}") from None
-
-
-def evaluate(
-    checkpoint: str | Path,
-    store: Any,
-    *,
-    split: str = "test",
-    timesteps: int | Literal["all"] | None = None,
-    batch_size: int = 8,
-    threshold: float | None = None,
-    device: str | None = None,
-    num_workers: int = 0,
-    out: str | Path | None = None,
-    positive: Sequence[str] | str | None = None,
-    other_fields: bool = False,
-) -> dict[str, Any]:
-    """IoU/precision/recall/F1 of the positive class over a whole split (one confusion matrix).
-
-    ``checkpoint`` is a ``.safetensors`` file or the name of one shipped with sarcrop
-    (``"europe-maize"``): the shipped model scored as it is, without fine-tuning. ``positive``
-    scores a crop-type model's map of one (or more) of its classes against the rest
-    (:func:`one_crop_view`).
-
-    A crop-type checkpoint (``target_classes`` in its metadata) is scored by one ``K × K``
-    matrix instead: per-class IoU/precision/recall/F1, mIoU, overall accuracy and kappa
-    (:class:`~sarcrop.evaluation.metrics.MulticlassConfusion`); ``threshold`` does not apply.
-    ``timesteps=None`` evaluates the full season, an integer ``t`` the input with only the first
-    ``t`` composites, ``"all"`` additionally every ``t = 1..T`` (early-season curve) under
-    ``"early_season"``, and for a binary model the IoU's parcel-bootstrap interval at each
-    ``t`` under ``"early_season_intervals"``. Inputs are scaled with the checkpoint's
-    normalisation statistics. A test split over ground the model learnt from is refused;
-    ``other_fields`` scores one whose labels (another label file) are fields it did not learn.
-    """
-    from sarcrop.evaluation.metrics import (
-        MulticlassConfusion,
-        empty_confusion,
-        write_metrics_json,
-    )
-    from sarcrop.evaluation.parcel_scores import evaluation_by_parcel
-
-    reuse_freed_memory()
-    if not whole_number(batch_size) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a whole number of patches >= 1, got {batch_size!r}")
-    batch_size = int(batch_size)
-    checkpoint = pretrained.resolve(checkpoint)
-    model, meta = model_to_score(checkpoint, store, positive)  # the checkpoint's errors first
-    store = _open_store(store)
-    _warn_other_composites(Path(checkpoint), meta, store)
-    steps = meta.time_steps
-    wanted = timestep_list(timesteps, steps)
-    every = every_timestep(timesteps)
-    if timesteps is not None and not every:
-        name = pretrained.display_name(checkpoint)
-        crop_types = bool(meta.target_classes)
-        warn_season_cut_short(
-            name, meta.learnt_early_seasons(), wanted[-1], steps, crop_types=crop_types
-        )
-    threshold = meta.class_threshold() if threshold is None else _probability(threshold)
-    if not 0 < threshold < 1:
-        raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
-    if split == "test":
-        check_unlearnt(meta.training.get("ground", []), store, other_fields=other_fields)
-    classes = meta.target_classes
-    if split != "all" and not store.indices(split):
-        held = ", ".join(f"{n} {name}" for name, n in Counter(store.split).items())
-        raise InputDataError(
-            f"no {split} patch to score (the store holds {held} patches); --split "
-            f"{'train' if split == 'test' else 'test'} or all scores those",
-            store.path,
-        )
-    dataset = scored_patches(store, split, meta)
-    target_device = _device(device)
-    confusions = {t: empty_confusion(classes) for t in wanted}
-    # Target indices at the headline t, and at every t where every t is scored (binary).
-    every_t = every and classes is None
-    predictions: dict[int, list[np.ndarray]] = {t: [] for t in (wanted if every_t else wanted[-1:])}
-    batches = split_probabilities(
-        model,
-        dataset,
-        wanted,
-        batch_size=batch_size,
-        device=target_device,
-        num_workers=num_workers,
-    )
-    for batch, probabilities in batches:
-        target = batch["target"].to(target_device)
-        valid = batch["valid"].to(target_device)
-        for t, prob in probabilities.items():
-            confusion = confusions[t]
-            if isinstance(confusion, MulticlassConfusion):
-                confusion.update(prob, target, valid)
-                chosen = prob.argmax(dim=1)
-            else:
-                confusion.update(prob, target, valid, threshold=threshold)
-                chosen = prob >= threshold
-            if t in predictions:
-                predictions[t].append(chosen.cpu().numpy())
-    headline = confusions[wanted[-1]]
-    result: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "store": str(store.path),
-        "split": split,
-        "patches": len(dataset),
-        "positive": meta.positive,
-        "bands": meta.bands,
-        "timesteps": steps if every else wanted[-1],
-        "threshold": threshold,
-        "metrics": headline.as_dict(),
-    }
-    if classes is not None:
-        del result["threshold"]
-        result["classes"] = list(classes)
-    if every:
-        result["early_season"] = {t: confusions[t].as_dict() for t in wanted}
-    predicted = {t: np.concatenate(p) if p else np.zeros(0) for t, p in predictions.items()}
-    early = predicted if every_t else None
-    result.update(evaluation_by_parcel(dataset, predicted[wanted[-1]], early))
-    if out is not None:
-        write_metrics_json(out, result)
-    return result
