@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sarcrop.evaluation.area import Z95
     from sarcrop.evaluation.assessment import assess, write_assessment
 
     result = assess(
@@ -62,15 +63,16 @@ def run(args: argparse.Namespace) -> int:
     print(md_path)
     oa = result.estimates.overall
     print("estimate ± half-width of the 95 % interval (1.96 SE)")
-    print(f"overall accuracy {oa.value:.4f} ± {1.96 * oa.se:.4f}")
+    print(f"overall accuracy {oa.value:.4f} ± {Z95 * oa.se:.4f}")
     for i, c in enumerate(result.classes):
         px = result.area_pixels(i)
         ha = result.hectares(px.value)
         where = (
-            f"{ha:,.2f} ha ± {result.hectares(1.96 * px.se):,.2f}"
+            f"{ha:,.2f} ha ± {result.hectares(Z95 * px.se):,.2f}"
             if ha is not None
-            else f"{px.value:,.0f} px ± {1.96 * px.se:,.0f}"
+            else f"{px.value:,.0f} px ± {Z95 * px.se:,.0f}"
         )
         mapped = result.map_pixels.get(c, 0)
         print(f"class {result.label(c)}: estimated area {where} (mapped {mapped:,} px)")
+    print(f"design: {result.design}")
     return 0

@@ -286,11 +286,20 @@ def assess_sample(
         )
     strata = labelled["stratum"].to_numpy(np.int64)
     labelled_n = labelled["stratum"].value_counts()
+    empty = [s for s in sample.strata if s.pixels and not labelled_n.get(s.code, 0)]
+    if empty:
+        named = ", ".join(f"{s.code} ({s.pixels:,} px)" for s in empty)
+        raise InputDataError(
+            f"strata {named} have no labelled point, so their pixels' classes cannot be "
+            "estimated (they would count as wrong, and the areas would not add up to the "
+            "map): label at least 2 points in each stratum",
+            path,
+        )
     thin = [s.code for s in sample.strata if labelled_n.get(s.code, 0) < min(2, s.pixels)]
     if thin:
         warnings.warn(
-            f"strata {thin} have fewer than 2 labelled points: their variance counts as 0 "
-            "(SEs too small), and a stratum without points is left out of the estimates",
+            f"strata {thin} have 1 labelled point: their variance counts as 0, so the SEs are "
+            "too small; label at least 2 points in each stratum",
             stacklevel=2,
         )
     mapped = labelled["map_class"].to_numpy(np.int64)
@@ -305,6 +314,12 @@ def assess_sample(
         if sample.strata_are_map_classes:
             est = replace(est, method="stratified by map class, Stehman (2014) estimators")
     design = sample.design.get("kind", f"stratified random sample, {len(sample.strata)} strata")
+    if "unstratified_pixels" in sample.design:
+        outside = int(sample.design["unstratified_pixels"])
+        design += f" ({outside:,} mapped pixels without a stratum outside the population)"
+    if thin:
+        strata_word = "stratum" if len(thin) == 1 else "strata"
+        design += f"; SEs omit the variance of {len(thin)} {strata_word} of 1 labelled point"
     return Assessment(
         est,
         counts,

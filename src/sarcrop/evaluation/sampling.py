@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,7 +73,12 @@ def sample_size_for_se(
     accuracy ``U_i`` of each stratum and its area weight ``W_i``, rounded up.
     """
     w = np.asarray(weights, dtype=float)
-    u = np.broadcast_to(np.asarray(expected_accuracy, dtype=float), w.shape)
+    u = np.asarray(expected_accuracy, dtype=float)
+    if u.size not in (1, w.size):
+        raise InputDataError(
+            f"{u.size} expected accuracies for {w.size} strata: give 1 or {w.size}"
+        )
+    u = np.broadcast_to(u.reshape(-1) if u.size > 1 else u, w.shape)
     if target_se <= 0:
         raise InputDataError(f"target standard error must be positive, got {target_se}")
     s = np.sqrt(u * (1 - u))
@@ -132,7 +138,7 @@ def allocate(
     with ``S_h = √(U_h (1 - U_h))`` from the anticipated user's accuracies;
     ``min-then-proportional``: at least ``min_per_stratum`` each (or the whole stratum), the
     rest in proportion to ``N_h`` among the strata above the minimum. Whatever the rule, every
-    stratum gets at least one point when ``n`` allows it.
+    stratum gets at least one point; an ``n`` below the number of strata is refused.
     """
     codes = sorted(sizes)
     big_n = np.array([sizes[c] for c in codes], dtype=float)
@@ -165,8 +171,14 @@ def allocate(
             )
     else:  # pragma: no cover - guarded by the options' Literal
         raise InputDataError(f"unknown allocation {allocation!r}")
-    if n >= len(codes):  # every stratum needs a point, or its pixels weigh nothing
-        lower = np.maximum(lower, np.minimum(1.0, big_n))
+    filled = int((big_n > 0).sum())
+    if n < filled:  # a stratum without a point would leave its pixels unestimated
+        raise InputDataError(
+            f"sample size {n} leaves {filled - n} of the {filled} strata without a point, and "
+            f"their area without an estimate: draw at least {filled} points ({2 * filled} for "
+            "a standard error from every stratum)"
+        )
+    lower = np.maximum(lower, np.minimum(1.0, big_n))
     shares = _shares(weights, n, lower, big_n)
     counts = _round_to_total(shares, n, big_n.astype(np.int64))
     return {c: int(k) for c, k in zip(codes, counts, strict=True)}
@@ -293,11 +305,13 @@ def draw_sample(
     per_strip: list[dict[int, int]] = []
     map_pixels: dict[int, int] = {}
     mixed: dict[int, set[int]] = {}
+    unstratified = 0  # mapped pixels under the strata raster's nodata
     for _window, classes, codes in stratifier:
         per_strip.append(pixel_counts(codes))
         # The population is the stratified pixels (a strata raster's nodata is left out).
         for c, k in pixel_counts(np.where(codes >= 0, classes, -1)).items():
             map_pixels[c] = map_pixels.get(c, 0) + k
+        unstratified += int(((codes < 0) & (classes >= 0)).sum())
         if strata is not None and not options.cross_map_class:
             for code in np.unique(codes[codes >= 0]).tolist():
                 mixed.setdefault(code, set()).update(np.unique(classes[codes == code]).tolist())
@@ -341,6 +355,14 @@ def draw_sample(
         "n": str(n),
         **stratifier.classes.design(),
     }
+    if unstratified:
+        design["unstratified_pixels"] = str(unstratified)
+        warnings.warn(
+            f"{unstratified:,} mapped pixels are nodata in the strata raster {strata}: they are "
+            f"outside the sample's population, and the estimates stand for the other "
+            f"{sum(sizes.values()):,} mapped pixels",
+            stacklevel=2,
+        )
     return Sample(points, strata_rows, dict(sorted(map_pixels.items())), stratifier.grid, design)
 
 
