@@ -590,6 +590,19 @@ def test_config_errors_name_the_file_and_key(tmp_path):
         load_experiment_config(tmp_path / "missing.yaml")
 
 
+def test_a_seed_count_below_one_is_refused_before_the_results_are_touched(tmp_path):
+    """``--seeds 0`` emptied a finished run's results.csv and intervals.csv."""
+    from sarcrop.experiments.config import experiment_config_from_dict
+
+    results = tmp_path / "run" / "results.csv"
+    results.parent.mkdir()
+    results.write_text("kept\n")
+    for seeds in (0, -2, 1.5):
+        with pytest.raises(ConfigError, match=f"seeds must be a whole number >= 1, got {seeds}"):
+            run_experiment(experiment_config_from_dict(TINY), tmp_path / "run", seeds=seeds)
+    assert results.read_text() == "kept\n"
+
+
 @pytest.mark.parametrize(
     ("where", "key", "problem"),
     [
@@ -640,6 +653,18 @@ def test_a_key_at_the_wrong_level_is_named_where_it_goes(tmp_path, where, key, p
             r"\(regions.korea\); .* timestep_table: true",
         ),
         ({"early_season": {"method": "rf"}}, "early_season.method: rf trains no network"),
+        # A method listed twice ran twice, its rows counted as twice the seeds.
+        ({"methods": ["rf", "fte", "fte"]}, "fte listed more than once"),
+        # Date dropout changes nothing in bias, which trains no weights; it ran as bias.
+        (
+            {"methods": ["bias+dd"], "variants": {"dd": {"date_dropout": 0.25}}},
+            r"method bias\+dd: bias chooses a threshold .* date_dropout \(variants.dd\)",
+        ),
+        # Found after every unit had trained, with no table written.
+        (
+            {"comparisons": [{"a": "fte", "b": "rf", "timesteps": 9}]},
+            r"comparisons\[0\]: timesteps 9, and france holds 8 composites",
+        ),
     ],
 )
 def test_config_errors_found_before_any_work(tmp_path, change, problem):

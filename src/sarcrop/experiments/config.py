@@ -471,6 +471,10 @@ class ExperimentConfig(_Strict):
     @field_validator("methods")
     @classmethod
     def _methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        if repeated := sorted({m for m in methods if methods.count(m) > 1}):
+            raise ValueError(
+                f"{', '.join(repeated)} listed more than once: each method runs once per seed"
+            )
         for method in methods:
             if not METHOD_PATTERN.match(method):
                 raise ValueError(
@@ -533,15 +537,21 @@ class ExperimentConfig(_Strict):
             _variant_config(self.finetune, name, changes)
         for method in self._every_method():
             variant = variant_of(method)
-            if variant is None:
-                continue
-            if variant not in self.variants:
+            if variant is not None and variant not in self.variants:
                 have = ", ".join(self.variants) or "none"
                 raise ValueError(f"method {method}: no variant {variant!r} (variants: {have})")
-            if not trains(method):
+            if variant is not None and not trains(method):
                 raise ValueError(
                     f"method {method}: a variant changes fine-tuning settings, and "
                     f"{parse_method(method)[0]} trains no network"
+                )
+            if parse_method(method)[0] == BIAS and (
+                unused := self.finetune_of(method).unused_by_bias()
+            ):
+                where = f"variants.{variant}" if variant else "finetune"
+                raise ValueError(
+                    f"method {method}: bias chooses a threshold and trains no weights, so "
+                    f"{', '.join(unused)} ({where}) cannot apply"
                 )
 
     def _check_merges(self) -> None:
@@ -665,6 +675,22 @@ class ExperimentConfig(_Strict):
             self._check_comparison_kind(place, spec)
             if spec.timesteps is not None and not self.timestep_table:
                 raise ValueError(f"{place}: timesteps need timestep_table: true")
+            if isinstance(spec.timesteps, int):
+                self._check_comparison_steps(place, spec)
+
+    def _check_comparison_steps(self, place: str, spec: ComparisonSpec) -> None:
+        """The first ``timesteps`` composites exist in every test region the comparison names
+        (where the config says how many there are)."""
+        patterns = (*spec.scenarios, *spec.b_scenarios)
+        for scenario in self.scenarios:
+            if patterns and not any(fnmatch.fnmatchcase(scenario.id, p) for p in patterns):
+                continue
+            steps = self._steps(scenario.test)
+            if steps is not None and not 1 <= int(spec.timesteps or 0) <= steps:
+                raise ValueError(
+                    f"{place}: timesteps {spec.timesteps}, and {scenario.test} holds {steps} "
+                    f"composites (scenario {scenario.id}): give 1 to {steps}"
+                )
 
     def _check_comparison_kind(self, place: str, spec: ComparisonSpec) -> None:
         """One-crop scenarios are compared by a metric of the crop, crop-type ones by the mIoU

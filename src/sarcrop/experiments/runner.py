@@ -59,6 +59,7 @@ from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
 from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.signals import ctrl_c_ignored
+from sarcrop.utils.validation import whole_number
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
@@ -157,7 +158,9 @@ class ExperimentRunner:
             raise ConfigError(f"jobs must be at least 1, got {self.jobs}")
         self.out = Path(out_dir)
         self.config_file = config_file
-        self.seeds = list(range(seeds if seeds is not None else config.seeds))
+        if seeds is not None and (not whole_number(seeds) or seeds < 1):
+            raise ConfigError(f"seeds must be a whole number >= 1, got {seeds!r}")
+        self.seeds = list(range(int(seeds) if seeds is not None else config.seeds))
         self.progress = progress
         self.timer = _Timer()
         self.computed = 0  # units this invocation computed (here or in workers), not cached

@@ -1142,13 +1142,7 @@ def _bias_config(config: TrainConfig) -> TrainConfig:
     and with no epoch to select, every labelled patch counts (no validation part)."""
     if config.classes:
         raise ConfigError("strategy bias chooses the threshold of one crop: leave classes out")
-    unused = {
-        "epoch_search": config.epoch_search is not None,
-        "interpolation_search": config.interpolation_search is not None,
-        "interpolation": config.interpolation < 1,
-        "distillation": config.distillation > 0,
-    }
-    if named := [name for name, used in unused.items() if used]:
+    if named := config.unused_by_bias():
         raise ConfigError(
             f"strategy bias trains no weights, so {', '.join(named)} cannot apply: leave "
             f"{'it' if len(named) == 1 else 'them'} out"

@@ -259,6 +259,18 @@ class TrainConfig(OneLineErrors):
         """Self-supervised pre-training: no labels, one output per time step and band."""
         return self.objective == "reconstruct"
 
+    def unused_by_bias(self) -> list[str]:
+        """The settings given that the ``bias`` strategy cannot apply: it chooses a threshold
+        and trains no weights (a recipe's augmentation, which it ignores, is not one)."""
+        given = {
+            "epoch_search": self.epoch_search is not None,
+            "interpolation_search": self.interpolation_search is not None,
+            "interpolation": self.interpolation < 1,
+            "distillation": self.distillation > 0,
+            "date_dropout": self.date_dropout > 0,
+        }
+        return [name for name, used in given.items() if used]
+
     @model_validator(mode="after")
     def _objective(self) -> TrainConfig:
         if self.reconstructs:
