@@ -204,7 +204,9 @@ class ScenarioSpec(_Strict):
 
 
 class EarlySeasonSpec(_Strict):
-    """Early-season curve: metric vs t for chronological vs random batch order."""
+    """Early-season curve: metric vs t for chronological vs random batch order, each a rerun of
+    ``method`` on ``scenario`` with the run's largest label fraction (every label where the run
+    has them), beside the forest given the same labels."""
 
     scenario: int = Field(0, ge=0, description="index into scenarios")
     method: str = "fte"

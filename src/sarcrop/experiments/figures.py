@@ -281,23 +281,9 @@ class ExperimentFigures:
         if spec is None:
             return None
         scenario = spec["scenario"]
-        rows = results[(results["scenario"] == scenario) & (results["metric"] == "iou")]
-        curves = pd.concat(
-            [
-                rows[rows["run"] == "early-season"],
-                rows[(rows["run"] == "main") & (rows["method"] == "rf")],
-            ]
-        )
-        curves = curves.assign(
-            method=[
-                method_label(m) if o == "n/a" else f"{method_label(m)} ({o})"
-                for m, o in zip(curves["method"], curves["ordering"])
-            ]
-        )
+        curves, title = early_season_curves(results, scenario)
         path = Path("figures") / "early-season.png"
-        early_season_plot(
-            curves, "iou", title=f"Early-season IoU, {scenario}", path=self.out / path
-        )
+        early_season_plot(curves, "iou", title=title, path=self.out / path)
         return {"figure": str(path), "scenario": scenario, "method": spec["method"]}
 
     def _training_curves(self) -> list[dict[str, str]]:
@@ -412,3 +398,27 @@ def redraw(run_dir: str | Path) -> Path:
         manifest["crop_types"] = redraw_class_figures(record.root, previous["crop_types"])
     text = json.dumps(manifest, indent=2, default=str)
     return write_text_atomic(record.root / MANIFEST, text)
+
+
+def early_season_curves(results: pd.DataFrame, scenario: str) -> tuple[pd.DataFrame, str]:
+    """The IoU rows of the early-season figure of ``scenario`` and its title: the reruns in
+    each batch order, and the forest given the same share of the labels (not every share the
+    run has at once)."""
+    rows = results[(results["scenario"] == scenario) & (results["metric"] == "iou")]
+    reruns = rows[rows["run"] == "early-season"]
+    forest = rows[(rows["run"] == "main") & (rows["method"] == "rf")]
+    title = f"Early-season IoU, {scenario}"
+    if "label_fraction" in rows:
+        shares = reruns["label_fraction"].unique()
+        forest = forest[forest["label_fraction"].isin(shares)]
+        if len(shares) == 1 and shares[0] < 1:
+            title += f", {shares[0] * 100:g} % of the labels"
+    curves = pd.concat([reruns, forest])
+    curves = curves.assign(
+        method=[
+            method_label(m) if o == "n/a" else f"{method_label(m)} ({o})"
+            for m, o in zip(curves["method"], curves["ordering"])
+        ]
+    )
+    return curves, title
+

@@ -831,7 +831,9 @@ class ExperimentRunner:
             scenario = binary_view(self.config).scenarios[early_spec.scenario]
             for seed in self.seeds:
                 for ordering in early_spec.orderings:
-                    yield MethodUnit(scenario, early_spec.method, seed, ordering, FULL)
+                    yield MethodUnit(
+                        scenario, early_spec.method, seed, ordering, self.early_season_fraction
+                    )
 
     def _run_in_workers(self) -> None:
         """Compute every method unit in ``self.jobs`` worker processes; the sequential pass
@@ -879,6 +881,12 @@ class ExperimentRunner:
                 pool.shutdown(cancel_futures=True)
                 raise
 
+    @property
+    def early_season_fraction(self) -> float:
+        """The label fraction of the early-season reruns: the largest of the run, the one its
+        main tables show (every label where the run has them)."""
+        return max(self.config.fractions)
+
     def scenarios(self) -> Iterator[tuple[ScenarioSpec, str, int, float]]:
         """Every main run: seed by seed, so a run cut short still has whole seeds."""
         for seed in self.seeds:
@@ -921,13 +929,16 @@ class ExperimentRunner:
         early_spec = binary_view(self.config).early_season  # crop types: from the main runs
         if early_spec is not None:
             scenario = binary_view(self.config).scenarios[early_spec.scenario]
+            fraction = self.early_season_fraction
             for seed in self.seeds:
                 for ordering in early_spec.orderings:
-                    record = self.run_method(scenario, early_spec.method, seed, ordering)
+                    record = self.run_method(
+                        scenario, early_spec.method, seed, ordering, fraction=fraction
+                    )
                     rows += _rows(
                         scenario,
                         early_spec.method,
-                        _Run(seed, FULL),
+                        _Run(seed, fraction),
                         record["early_season"],
                         "early-season",
                         ordering,
