@@ -229,6 +229,18 @@ def test_the_configs_comparisons_are_those_of_sarcrop_compare(tiny_run):
     assert html.count("<tr><td>bias 100 % − zero-shot 100 %</td>") == 8
 
 
+def test_comparisons_left_out_of_the_config_leave_the_report(tiny_run, tmp_path):
+    """A rerun without ``comparisons:`` kept the earlier comparisons.csv, and the report showed
+    its pairs, computed from models the run no longer has."""
+    _, out, _ = tiny_run
+    again = tmp_path / "out"
+    shutil.copytree(out, again)
+    run_experiment(write_config(tmp_path, TINY), again)  # every unit cached
+    assert not (again / "comparisons.csv").exists()
+    assert "Paired comparisons pooled over scenarios" not in (again / "report.html").read_text()
+    assert "Paired comparisons pooled over scenarios" in (out / "report.html").read_text()
+
+
 def test_parcels_csv_scores_every_test_field_of_every_run(tiny_run):
     """Per run, its fields add up to the confusion of its saved test probabilities."""
     _, out, _ = tiny_run

@@ -421,4 +421,3 @@ def early_season_curves(results: pd.DataFrame, scenario: str) -> tuple[pd.DataFr
         ]
     )
     return curves, title
-

@@ -1069,7 +1069,8 @@ class ExperimentRunner:
         from sarcrop.experiments.compare import COMPARISONS, configured_comparisons
         from sarcrop.reports.markdown import comparisons_markdown
 
-        if not self.config.comparisons:
+        if not self.config.comparisons:  # an earlier config's would show in the report
+            (self.out / COMPARISONS).unlink(missing_ok=True)
             return ""
         table = configured_comparisons(record, self.config.comparisons)
         write_text_atomic(self.out / COMPARISONS, table.to_csv(index=False))
