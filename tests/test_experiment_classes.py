@@ -233,7 +233,13 @@ def test_an_experiment_of_crop_types_only(store, tmp_path):
         "nl-nl-types-vh-from-types"
     }
     assert "| IoU potato" in summary(result)
-    assert "Crop types" in (tmp_path / "run" / "report.html").read_text()
+    # The report and tables.md said "0 scenarios", "No results were recorded" and
+    # "positive-class metrics" of a run of crop types.
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Crop types" in report and "1 scenario ·" in report
+    assert "Key finding: mIoU" in report and "This run maps crop types" in report
+    assert "No results were recorded" not in report and "of the positive class" not in report
+    assert "positive-class" not in (tmp_path / "run" / "tables.md").read_text()
 
 
 def test_one_crop_from_a_crop_type_pretraining(store, tmp_path):

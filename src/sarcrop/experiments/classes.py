@@ -340,9 +340,10 @@ def write_class_outputs(
     if intervals is not None and not intervals.empty:
         parts.append(
             "[low, high]: 95 % parcel-bootstrap interval of the mean over seeds (IoU and mIoU; "
-            "`class_intervals.csv`). mIoU − RI and mIoU − RF: each method's mean mIoU minus the "
-            "baseline's, in brackets its 95 % interval from the same parcel draws scored for "
-            "both (paired; the spread over seeds is not in it).\n"
+            "`class_intervals.csv`; none for a class of fewer than 2 test parcels). mIoU − RI "
+            "and mIoU − RF: each method's mean mIoU minus the baseline's, in brackets its 95 % "
+            "interval from the same parcel draws scored for both (paired; the spread over "
+            "seeds is not in it).\n"
         )
     for scenario in dict.fromkeys(results["scenario"]):
         rows = results[results["scenario"] == scenario].iloc[0]

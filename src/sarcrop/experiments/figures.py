@@ -350,10 +350,17 @@ class ExperimentFigures:
                 f"on simulated data, the paper's ({CITATION_SHORT}) on its real data, so "
                 "they are shown for reference only."
             )
-        notes.append(
-            "Metrics are of the positive class, accumulated over every labelled "
-            "pixel of the test region's test split (one confusion matrix)."
-        )
+        if self.record.scenarios:
+            notes.append(
+                "Metrics are of the positive class, accumulated over every labelled "
+                "pixel of the test region's test split (one confusion matrix)."
+            )
+        if self.record.class_scenarios:
+            notes.append(
+                "Crop-type metrics (IoU per class, mIoU, overall accuracy, kappa) come from one "
+                "confusion matrix of the classes over every labelled pixel of the test split; "
+                "a class with fewer than 2 test parcels has no interval."
+            )
         notes.append("Maps cover the test-split patches only; other pixels are nodata.")
         real = [n for n, r in self.record.regions.items() if r.data == REAL]
         if real:

@@ -218,6 +218,7 @@ def _sources(manifest: Mapping[str, Any]) -> dict[str, str | None]:
 
 def _summary_line(manifest: Mapping[str, Any]) -> str:
     scenarios = [s for s in _as_list(manifest.get("scenarios")) if isinstance(s, Mapping)]
+    scenarios += [s for s in _as_list(manifest.get("crop_types")) if isinstance(s, Mapping)]
     methods = [method_label(m) for m in _as_list(manifest.get("methods"))]
     seeds = [str(s) for s in _as_list(manifest.get("seeds"))]
     parts = [f"{len(scenarios)} scenario{'s' if len(scenarios) != 1 else ''}"]
@@ -283,6 +284,8 @@ def _key_finding(
     results: pd.DataFrame | None, manifest: Mapping[str, Any], sources: Sources
 ) -> str:
     if results is None:
+        if crop_types := _crop_type_finding(manifest.get("crop_types")):
+            return crop_types
         return '<p class="empty">No results were recorded in this run directory.</p>'
     table = _paper_table_html(results, "iou", sources)
     if not table:
@@ -306,6 +309,35 @@ def _key_finding(
         f"<strong>{_e(_measured_on(sources))}</strong>: {spread}the best method of each "
         f"scenario is highlighted.{paper}</p>"
         f'<div class="table-wrap">{table}</div>'
+    )
+
+
+def _crop_type_finding(value: Any) -> str:
+    """The best mIoU of each crop-type scenario (with the most labels), for a run of crop
+    types alone; "" where there are none."""
+    items = []
+    for entry in _as_list(value):
+        if not isinstance(entry, Mapping) or not _as_list(entry.get("tables")):
+            continue
+        tables = [t for t in entry["tables"] if isinstance(t, Mapping)]
+        largest = max(tables, key=lambda t: float(t.get("fraction", 1.0)))
+        table = largest.get("table") or {}
+        methods, miou = _as_list(table.get("method")), _as_list(table.get("mIoU"))
+        best = method_label(str(entry.get("best", "")))
+        if best not in methods or len(miou) != len(methods):
+            continue
+        share = f"{100 * float(largest.get('fraction', 1.0)):g} % of the labels"
+        title = str(entry.get("title") or entry.get("scenario", ""))
+        items.append(
+            f"<li>{_e(title)} ({_e(share)}): {_e(best)}, mIoU "
+            f"{_e(str(miou[methods.index(best)]))}</li>"
+        )
+    if not items:
+        return ""
+    return (
+        "<p>This run maps crop types. The best mIoU (mean ± std over seeds [95 % parcel "
+        "interval]) of each scenario, full season; every class and method is under "
+        '<a href="#crop-types">Crop types</a>:</p><ul>' + "".join(items) + "</ul>"
     )
 
 
@@ -450,7 +482,8 @@ def _class_intervals_note(ctx: _Context, value: Any) -> str:
     return (
         '<p class="table-note">[low, high]: 95 % parcel-bootstrap interval of the mean over '
         "seeds (IoU per class and mIoU; test parcels resampled, every seed scored on the same "
-        f"draws), from <code>{CLASS_INTERVALS}</code>.</p>"
+        f"draws), from <code>{CLASS_INTERVALS}</code>; a class with fewer than 2 test parcels "
+        "has none.</p>"
     )
 
 
@@ -852,7 +885,11 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
         if isinstance(scenario, Mapping)
     )
     sections = [
-        ("key-finding", "Key finding: IoU", _key_finding(results, manifest, sources)),
+        (
+            "key-finding",
+            "Key finding: IoU" if results is not None else "Key finding: mIoU",
+            _key_finding(results, manifest, sources),
+        ),
         (
             "fractions",
             "Few labels: IoU by share of labelled parcels",
