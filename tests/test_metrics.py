@@ -206,6 +206,21 @@ def test_paper_table_shape_and_cells():
     assert all(len(row) == 3 for row in cells)
 
 
+def test_paper_table_tells_the_same_regions_from_two_pretrainings_apart():
+    """Two columns both read "Flanders2018 / Flanders2019-Test / VH|VV"."""
+    results = _results()
+    results = results[results["scenario"] == SCENARIOS[0].id]
+    twice = pd.concat(
+        [
+            results.assign(scenario=f"{SCENARIOS[0].id}-from-{name}")
+            for name in ("europe", "europe-early")
+        ]
+    )
+    table = paper_table(twice, "iou")
+    assert table.header[2] == ("Feature", "VH, from europe", "VH, from europe-early")
+    assert paper_table(results, "iou").header[2] == ("Feature", "VH")  # one: as it was
+
+
 def test_paper_table_reference_and_single_seed():
     table = paper_table(_results(seeds=(0,)), "iou", reference=True)
     markdown = table.to_markdown()

@@ -488,6 +488,9 @@ def paper_table(
     features = [str(v) for v in columns.bands]
     if columns.crop.nunique() > 1:
         features = [f"{b} ({c})" for b, c in zip(columns.bands, columns.crop)]
+    pretrains = [pretrain_of(s) for s in columns.scenario]
+    if len(set(pretrains)) > 1:  # the same regions from two pre-trainings stay apart
+        features = [f"{f}, from {p}" if p else f for f, p in zip(features, pretrains)]
     tests = [
         f"{_display(v)} (fields held out, {k} folds)" if (k := folds_of(s)) else _display(v)
         for v, s in zip(columns.test_region, columns.scenario, strict=True)

@@ -277,6 +277,8 @@ def _text(value: Any) -> str:
 
 
 def _arm(text: str) -> str:
-    """``bias@0.25`` as ``bias 25 %``."""
+    """``bias@0.25`` as ``bias 25 %``; ``zero-shot``, which learns from no label, alone."""
     method, _, fraction = text.rpartition("@")
+    if method == "zero-shot":
+        return method_label(method)
     return f"{method_label(method)} {100 * float(fraction):g} %"
