@@ -298,9 +298,13 @@ def draw_sample(
     )
     map_path = Path(map_path)
     if n is not None and target_se is not None:
-        raise InputDataError("give a sample size (--n) or a target SE (--target-se), not both")
+        raise InputDataError(
+            "give a sample size (n, --n) or a target SE (target_se, --target-se), not both"
+        )
     if strata is None and options.strata_edges:
-        raise InputDataError("strata_edges bin a strata raster: give one (--strata)", map_path)
+        raise InputDataError(
+            "strata_edges bin a strata raster: give one (strata, --strata)", map_path
+        )
     stratifier = _Stratifier(map_path, Path(strata) if strata is not None else None, options)
     per_strip: list[dict[int, int]] = []
     map_pixels: dict[int, int] = {}
