@@ -492,6 +492,26 @@ class ExperimentConfig(_Strict):
             return self.finetune
         return _variant_config(self.finetune, variant, self.variants[variant])
 
+    def training_of(self, method: str) -> TrainConfig:
+        """The settings ``method`` trains with: :meth:`finetune_of`, where ``interpolation``
+        (and its search) mixes in the pre-trained start, ``distillation`` learns from it and
+        ``parent_classes`` and ``fresh_head`` say how its head carries over, which RI and the
+        probe's new head do not have (they train as at 1, 0, none and false); ``bias`` trains
+        no weights to mix or distil, and keeps the pre-trained head."""
+        base = self.finetune_of(method)
+        strategy = parse_method(method)[0]
+        if strategy not in ("ri", "probe", BIAS):
+            return base
+        # not ``updated``, which leaves a None (no search) out
+        without_start: dict[str, Any] = {
+            "interpolation": 1.0,
+            "interpolation_search": None,
+            "distillation": 0.0,
+        }
+        if strategy != BIAS:
+            without_start |= {"parent_classes": None, "fresh_head": False}
+        return validate_config({**base.model_dump(), **without_start})
+
     @model_validator(mode="after")
     def _references(self) -> ExperimentConfig:
         names = set(self.regions)
@@ -548,7 +568,7 @@ class ExperimentConfig(_Strict):
                     f"{parse_method(method)[0]} trains no network"
                 )
             if parse_method(method)[0] == BIAS and (
-                unused := self.finetune_of(method).unused_by_bias()
+                unused := self.training_of(method).unused_by_bias()
             ):
                 where = f"variants.{variant}" if variant else "finetune"
                 raise ValueError(

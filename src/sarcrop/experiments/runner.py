@@ -55,7 +55,7 @@ from sarcrop.experiments.record import (
     scenario_sources,
 )
 from sarcrop.options import BaselineOptions
-from sarcrop.training.config import MODEL_FILE, TrainConfig, validate_config
+from sarcrop.training.config import MODEL_FILE, TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.signals import ctrl_c_ignored
@@ -451,24 +451,8 @@ class ExperimentRunner:
         return unit.path / "run" / MODEL_FILE, _digest(unit.key)
 
     def finetune_config(self, method: str) -> TrainConfig:
-        """The ``finetune:`` settings a method trains with (changed by its ``+variant``):
-        ``interpolation`` (and its search) mixes in the pre-trained start, ``distillation``
-        learns from it and ``parent_classes`` and ``fresh_head`` say how its head carries over,
-        which RI and the probe's new head do not have (they train as at 1, 0, none and false);
-        ``bias`` trains no weights to mix or distil, and keeps the pre-trained head."""
-        base = self.config.finetune_of(method)
-        strategy = parse_method(method)[0]
-        if strategy not in ("ri", "probe", BIAS):
-            return base
-        # not ``updated``, which leaves a None (no search) out
-        without_start: dict[str, Any] = {
-            "interpolation": 1.0,
-            "interpolation_search": None,
-            "distillation": 0.0,
-        }
-        if strategy != BIAS:
-            without_start |= {"parent_classes": None, "fresh_head": False}
-        return validate_config({**base.model_dump(), **without_start})
+        """The settings a method trains with (:meth:`ExperimentConfig.training_of`)."""
+        return self.config.training_of(method)
 
     def _shown(self, config: TrainConfig) -> TrainConfig:
         """``config`` with its progress bar off unless this run shows progress."""
