@@ -885,6 +885,9 @@ def paired_table(
         f"interval from a bootstrap over the test split's parcels in which both methods are "
         f"scored on every draw; P(A > {other}): share of draws in which A scores above "
         f"{other}. The interval is that of the test parcels with the trained models fixed: "
-        f"the spread over seeds is not in it.",
+        f"the spread over seeds is not in it. On simulated contiguous test areas of 15-54 "
+        f"fields such 95 % intervals covered the true difference 78-84 % of the time "
+        f"(benchmarks/bootstrap_coverage.py): one location's interval says less than its "
+        f"level.",
     )
     return Table(title, header, tuple(rows), notes)
