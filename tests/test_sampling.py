@@ -203,7 +203,7 @@ def test_target_se_sets_the_sample_size(tmp_path: Path, classes: np.ndarray) -> 
     options = SamplingOptions(allocation="proportional", expected_accuracy=(0.8,))
     sample = draw_sample(map_path, target_se=0.05, options=options)
     assert len(sample.points) == sample_size_for_se([1, 1], 0.8, 0.05) == 64
-    with pytest.raises(InputDataError, match=r"give a sample size \(--n\) or a target SE"):
+    with pytest.raises(InputDataError, match=r"give a sample size \(n, --n\) or a target SE"):
         draw_sample(map_path, 100, target_se=0.05, options=options)  # one or the other
 
 
