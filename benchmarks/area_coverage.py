@@ -18,6 +18,7 @@ Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -28,6 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import frame_markdown
 from sarcrop.data.simulate import simulate_region
 from sarcrop.evaluation import draw_sample, fill_reference
 from sarcrop.evaluation.assessment import assess, assess_sample
@@ -116,14 +121,6 @@ def coverage(design: Design, map_path: Path, labels: Path, count: int) -> list[d
     ]
 
 
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|---" * len(table.columns) + "|"]
-    for row in table.itertuples(index=False):
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/area-coverage"))
@@ -145,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         f"{args.draws} samples per design of the europe-maize map of simulated europe (seed "
         f"{args.seed}, {args.size}² px); a coverage's binomial std at 0.95: {binomial:.3f}; "
-        f"{time.perf_counter() - start:.0f} s\n\n" + markdown(table)
+        f"{time.perf_counter() - start:.0f} s\n\n" + frame_markdown(table)
     )
     write_text_atomic(args.out / "coverage.md", text)
     print(text)

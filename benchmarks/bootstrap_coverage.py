@@ -27,6 +27,7 @@ Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,8 +36,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import rasterio
 
+from benchmarks.report import frame_markdown
 from sarcrop import pretrained
 from sarcrop.data.parcels import parcel_ids
 from sarcrop.data.simulate import simulate_region
@@ -183,14 +189,6 @@ def summary(rows: pd.DataFrame, truth: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|---" * len(table.columns) + "|"]
-    for row in table.itertuples(index=False):
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bootstrap-coverage"))
@@ -217,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{int(pop.parcels.max()) + 1} fields): A {MODELS['a']} {truth['a']:.3f}, B "
         f"{MODELS['b']} {truth['b']:.3f}, A − B {truth['difference']:+.3f} over every field; "
         f"{args.reps} test sets per design and k; {time.perf_counter() - start:.0f} s\n\n"
-        + markdown(summary(frame, truth))
+        + frame_markdown(summary(frame, truth))
     )
     write_text_atomic(args.out / "coverage.md", text)
     print(text)

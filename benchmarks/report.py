@@ -33,6 +33,16 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def frame_markdown(frame: Any) -> str:
+    """A pandas frame as a Markdown table, numbers to 3 decimals."""
+    header = [str(c) for c in frame.columns]
+    rows = [
+        [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
+        for row in frame.itertuples(index=False)
+    ]
+    return _table(header, rows) + "\n"
+
+
 def _machine(data: dict[str, Any]) -> str:
     m = data["machine"]
     return (

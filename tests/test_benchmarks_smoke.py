@@ -10,6 +10,7 @@ import json
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from benchmarks import report
@@ -101,3 +102,20 @@ def test_tiled_scenes_repeat_each_scene_with_its_metadata(tmp_path: Path) -> Non
         assert src.transform == profile["transform"] and src.crs.to_epsg() == 32652
         assert src.nodata == -9999
         np.testing.assert_array_equal(src.read(), np.tile(data, (1, 3, 3)))
+
+
+@pytest.mark.timeout(300)
+def test_coverage_benchmarks_write_their_tables(tmp_path: Path) -> None:
+    """The two coverage studies run end to end on a small region (a few draws: their numbers
+    are docs/area.md's and docs/results.md's only at full size)."""
+    from benchmarks import area_coverage, bootstrap_coverage
+
+    assert area_coverage.main(["--out", str(tmp_path / "a"), "--draws", "2", "--size", "256"]) == 0
+    table = pd.read_csv(tmp_path / "a" / "coverage.csv")
+    assert len(table) == 4 * len(area_coverage.DESIGNS)
+    assert table["coverage"].between(0, 1).all() and table["truth"].between(0, 1).all()
+    argv = ["--out", str(tmp_path / "b"), "--size", "256", "--reps", "3", "--fields", "8"]
+    assert bootstrap_coverage.main(argv) == 0
+    draws = pd.read_csv(tmp_path / "b" / "coverage.csv")
+    assert set(draws["design"]) == {"fields", "window"} and len(draws) == 6
+    assert "| design | k |" in (tmp_path / "b" / "coverage.md").read_text()
