@@ -71,16 +71,12 @@ class Population:
     parcels: np.ndarray
     target: np.ndarray
     probability: dict[str, np.ndarray]
+    order: np.ndarray  # flat pixel indices sorted by parcel id
+    starts: np.ndarray  # where each parcel's pixels start in ``order``
 
     def pixels_of(self, parcel: int) -> np.ndarray:
         """Flat indices of the pixels of one parcel."""
-        if not hasattr(self, "_order"):  # pixels sorted by parcel, once
-            flat = self.parcels.ravel()
-            order = np.argsort(flat, kind="stable")
-            starts = np.searchsorted(flat[order], np.arange(int(flat.max()) + 2))
-            object.__setattr__(self, "_order", (order, starts))
-        order, starts = self._order  # type: ignore[attr-defined]
-        return order[starts[parcel] : starts[parcel + 1]]
+        return self.order[self.starts[parcel] : self.starts[parcel + 1]]
 
     def truth(self) -> dict[str, float]:
         """IoU of each map over every field, and A − B."""
@@ -116,7 +112,11 @@ def population(out: Path, seed: int, size: int) -> Population:
         labels[band == 255] = -1
         probability[name] = band.astype(np.float32) / PROBABILITY_SCALE
     parcels = parcel_ids(labels)
-    return Population(labels, parcels, (labels == crop).astype(np.int64), probability)
+    flat = parcels.ravel()
+    order = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[order], np.arange(int(flat.max()) + 2))
+    target = (labels == crop).astype(np.int64)
+    return Population(labels, parcels, target, probability, order, starts)
 
 
 def test_set(pop: Population, design: str, k: int, rng: np.random.Generator) -> tuple[Any, ...]:
