@@ -775,10 +775,14 @@ def test_shipped_configs_validate():
     assert {s.crop for s in barley.scenarios} == {"barley"}
     assert barley.members("europe") == [f"europe{i}" for i in range(8)]
     assert {barley.pretrain_of(s)[0] for s in barley.scenarios} == {"rice", "maize", "types"}
-    # Every shipped config is read without its data (its checks need none): real-held-out's
-    # bias, whose interpolation search the runner leaves out, was once refused for it.
+    # Every shipped config validates without its data: real-held-out's bias, whose
+    # interpolation search the runner leaves out, was once refused for it. A real config's
+    # absent data is said after it validated (DataNotFound, a skip for the command).
+    from sarcrop.experiments.config import DataNotFound
+
     for name in configs:
-        assert load_experiment_config(resolve_config(name)).methods
+        with contextlib.suppress(DataNotFound):
+            load_experiment_config(resolve_config(name))
 
 
 def test_a_checkpoint_pretraining_takes_crop_bands_and_architecture_from_it(tiny_run, tmp_path):
