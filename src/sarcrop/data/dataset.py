@@ -65,7 +65,7 @@ class PatchDataset(Dataset[Sample]):
         level_jitter: float = 0.0,
         date_dropout: float = 0.0,
     ) -> None:
-        self.store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+        self.store = DatasetStore.open(store)
         if isinstance(split, str):
             self.indices = self.store.indices(split)
         else:

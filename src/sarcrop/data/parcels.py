@@ -114,7 +114,7 @@ def store_parcels(
     in both; select the split's patches (``parcels[store.indices("test")]``) to use one.
     ``labels`` are the store's labels where the caller has read them (:func:`store_labels`).
     """
-    store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    store = DatasetStore.open(store)
     meta = store.metadata
     return patch_parcels(
         store_labels(store) if labels is None else labels,
@@ -208,7 +208,7 @@ def _ground_pixels(
     each parcel a test set scores (in every patch of its store, not only the scored ones: two
     splits may score different parts of one field), the parcel's index among its scored
     parcels (in the order of their ids), and the number of those."""
-    store = test.store if isinstance(test.store, DatasetStore) else DatasetStore(test.store)
+    store = DatasetStore.open(test.store)
     parcels = np.asarray(test.parcels)
     scored = np.unique(parcels[parcels >= 0])
     everywhere = store_parcels(store)
@@ -321,7 +321,7 @@ def label_subset(
     crop-type dataset maps them) one parcel of each class the split holds is kept instead, so
     that no class is left without an example.
     """
-    store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    store = DatasetStore.open(store)
     if split not in SPLITS:
         raise InputDataError(f"unknown split {split!r} (use {' or '.join(SPLITS)})", store.path)
     names = positive if positive is not None else (store.metadata.positive or [])
@@ -436,7 +436,7 @@ def parcel_folds(
     fractions), while every fold still holds out all of its own: the same fields are scored at
     every fraction.
     """
-    store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    store = DatasetStore.open(store)
     keep = None if subset is None else subset.keep
     found = _split_parcels(store, split, positive, keep=keep)
     parcels, in_split, candidates, is_positive, values = found
@@ -475,7 +475,7 @@ def write_label_subset(store: DatasetStore | str | Path, mask: LabelMask, out: s
     applies the mask to its dataset instead of copying the images. Normalisation is kept (it
     comes from the images, which are unchanged); class pixel counts are recomputed.
     """
-    store = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    store = DatasetStore.open(store)
     meta = store.metadata
     counts = []
     with create_store(

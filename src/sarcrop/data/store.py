@@ -374,8 +374,9 @@ class DatasetStore:
         self._pid = os.getpid()
 
     @classmethod
-    def open(cls, path: str | Path) -> DatasetStore:
-        return cls(path)
+    def open(cls, store: str | Path | DatasetStore) -> DatasetStore:
+        """``store`` as it is where it is open already, else opened from its path."""
+        return store if isinstance(store, DatasetStore) else cls(store)
 
     # Lazy, per-process access to the arrays ------------------------------------------------
     def _arrays(self) -> tuple[zarr.Array, zarr.Array]:

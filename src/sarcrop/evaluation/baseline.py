@@ -381,9 +381,9 @@ def open_stores(
     must have the same number of time steps."""
     from sarcrop.data.store import DatasetStore
 
-    train = store if isinstance(store, DatasetStore) else DatasetStore(store)
+    train = DatasetStore.open(store)
     test = train if test_store is None else test_store
-    test = test if isinstance(test, DatasetStore) else DatasetStore(test)
+    test = DatasetStore.open(test)
     if test.steps != train.steps:
         raise InputDataError(
             f"test store has {test.steps} time steps, the training store {train.steps}",

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from sarcrop import pretrained
 from sarcrop.data.split import check_unlearnt
+from sarcrop.data.store import DatasetStore
 from sarcrop.errors import CheckpointError, ConfigError, InputDataError
 from sarcrop.training.checkpoint import (
     CheckpointMetadata,
@@ -33,12 +34,6 @@ from sarcrop.utils.validation import whole_number
 
 if TYPE_CHECKING:
     from sarcrop.data.dataset import PatchDataset
-
-
-def open_store(store: Any) -> Any:
-    from sarcrop.data.store import DatasetStore
-
-    return store if isinstance(store, DatasetStore) else DatasetStore(store)
 
 
 def warn_other_composites(checkpoint: Path, meta: CheckpointMetadata, store: Any) -> None:
@@ -110,7 +105,7 @@ def model_to_score(
         )
     if positive:
         model, meta = one_crop_view(model, meta, positive, checkpoint)
-    check_season_length(meta, open_store(store), checkpoint)
+    check_season_length(meta, DatasetStore.open(store), checkpoint)
     return model, meta
 
 
@@ -220,7 +215,7 @@ def evaluate(
     batch_size = int(batch_size)
     checkpoint = pretrained.resolve(checkpoint)
     model, meta = model_to_score(checkpoint, store, positive)  # the checkpoint's errors first
-    store = open_store(store)
+    store = DatasetStore.open(store)
     warn_other_composites(Path(checkpoint), meta, store)
     steps = meta.time_steps
     wanted = timestep_list(timesteps, steps)

@@ -47,11 +47,11 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from sarcrop import pretrained
 from sarcrop.data.split import learnt_ground
+from sarcrop.data.store import DatasetStore
 from sarcrop.errors import CheckpointError, ConfigError, InputDataError
 from sarcrop.evaluation.networks import (
     check_season_length,
     learnt_labels,
-    open_store,
     warn_other_composites,
 )
 from sarcrop.evaluation.networks import evaluate as evaluate  # sarcrop.training.evaluate
@@ -908,7 +908,7 @@ def _from_scratch(
     from sarcrop.models import build_model
 
     config = TrainConfig() if config is None else as_options(TrainConfig, config, "config")
-    store = open_store(store)
+    store = DatasetStore.open(store)
     bands = _bands(store, job.bands)
     classes = config.classes
     reconstructs = config.reconstructs
@@ -1082,7 +1082,7 @@ def finetune(
     checkpoint = pretrained.resolve(checkpoint)
     parent_meta = read_metadata(checkpoint)
     require_network(parent_meta, checkpoint, "fine-tune")
-    store = open_store(store)
+    store = DatasetStore.open(store)
     check_season_length(parent_meta, store, checkpoint)
     bands = chosen_bands(bands, parent_meta.bands)
     missing = [b for b in bands if b not in store.bands]
