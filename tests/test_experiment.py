@@ -341,22 +341,20 @@ def test_bias_maps_what_zero_shot_maps_at_the_threshold_of_the_finetune_labels(t
 @pytest.mark.parametrize(
     ("setting", "value", "off"), [("interpolation", 0.5, 1.0), ("distillation", 1.0, 0.0)]
 )
-def test_settings_of_the_start_reach_the_pretrained_strategies_only(tmp_path, setting, value, off):
+def test_settings_of_the_start_reach_the_pretrained_strategies_only(setting, value, off):
     """``finetune.interpolation`` and ``finetune.distillation`` are what FT/FTE/FTD train with;
     RI and the probe, without a pre-trained start, train (and are cached) as without them, so
     their runs are shared with the plain config."""
     from sarcrop.experiments.config import experiment_config_from_dict
-    from sarcrop.experiments.runner import ExperimentRunner
 
     data = {**TINY, "methods": ["ri", "ft", "fte", "ftd-last-1", "probe"]}
-    mixed = {**data, "finetune": {**TINY["finetune"], setting: value}}
-    runner = ExperimentRunner(experiment_config_from_dict(mixed), tmp_path / "a")
-    plain = ExperimentRunner(experiment_config_from_dict(data), tmp_path / "b")
+    mixed = experiment_config_from_dict({**data, "finetune": {**TINY["finetune"], setting: value}})
+    plain = experiment_config_from_dict(data)
     for strategy in ("ft", "fte", "ftd"):
-        assert getattr(runner.finetune_config(strategy), setting) == value
+        assert getattr(mixed.training_of(strategy), setting) == value
     for strategy in ("ri", "probe", "bias"):
-        assert runner.finetune_config(strategy) == plain.finetune_config(strategy)
-        assert getattr(runner.finetune_config(strategy), setting) == off
+        assert mixed.training_of(strategy) == plain.training_of(strategy)
+        assert getattr(mixed.training_of(strategy), setting) == off
 
 
 def test_a_variant_trains_its_method_with_its_settings_beside_the_plain_one(tmp_path):

@@ -438,9 +438,9 @@ def class_bootstrap(
     counts = _class_counts(pred, target, parcels, classes)
     size = len(classes)
     parcels_of = _parcels_of_each_class(counts, size)
-    full = _nanmean(_class_scores(counts.sum(axis=1), classes, parcels_of > 0), axis=0)
-    totals = _resampled_totals(counts, n, seed)
-    drawn = _nanmean(_class_scores(totals, classes, parcels_of > 0), axis=0)
+    held = parcels_of > 0
+    full = _nanmean(_class_scores(counts.sum(axis=1), classes, held), axis=0)
+    drawn = _nanmean(_class_scores(_resampled_totals(counts, n, seed), classes, held), axis=0)
     out = {}
     for j, name in enumerate([*classes, MIOU]):
         low, high = _percentiles(drawn[..., j], level)

@@ -78,7 +78,7 @@ def sample_size_for_se(
         raise InputDataError(
             f"{u.size} expected accuracies for {w.size} strata: give 1 or {w.size}"
         )
-    u = np.broadcast_to(u.reshape(-1) if u.size > 1 else u, w.shape)
+    u = np.broadcast_to(u.reshape(-1), w.shape)
     if target_se <= 0:
         raise InputDataError(f"target standard error must be positive, got {target_se}")
     s = np.sqrt(u * (1 - u))

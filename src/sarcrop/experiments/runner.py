@@ -450,10 +450,6 @@ class ExperimentRunner:
         self._timed("pretrain", unit, work)
         return unit.path / "run" / MODEL_FILE, _digest(unit.key)
 
-    def finetune_config(self, method: str) -> TrainConfig:
-        """The settings a method trains with (:meth:`ExperimentConfig.training_of`)."""
-        return self.config.training_of(method)
-
     def _shown(self, config: TrainConfig) -> TrainConfig:
         """``config`` with its progress bar off unless this run shows progress."""
         return config if self.progress else config.updated(progress_bar=False)
@@ -466,7 +462,7 @@ class ExperimentRunner:
         from sarcrop.training.api import finetune, train_ri
 
         strategy, last_k = parse_method(method)
-        base = self.finetune_config(method)
+        base = self.config.training_of(method)
         changes: dict[str, Any] = {"seed": base.seed + run.seed, "ordering": ordering}
         classes = self.config.classes_of(scenario)
         if classes is not None:
@@ -545,7 +541,7 @@ class ExperimentRunner:
             key["pretrain"] = self.pretrained(scenario)[1]
         else:
             _, spec = self.config.pretrain_of(scenario)
-            key["train"] = self.finetune_config(method).model_dump(mode="json")
+            key["train"] = self.config.training_of(method).model_dump(mode="json")
             key["ordering"] = ordering
             key["pretrain"] = self.pretrained(scenario)[1] if strategy != "ri" else None
             key["model"] = [spec.model, spec.model_options]

@@ -887,7 +887,9 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
     sections = [
         (
             "key-finding",
-            "Key finding: IoU" if results is not None else "Key finding: mIoU",
+            "Key finding: mIoU"
+            if results is None and manifest.get("crop_types")
+            else "Key finding: IoU",
             _key_finding(results, manifest, sources),
         ),
         (

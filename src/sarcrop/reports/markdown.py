@@ -130,7 +130,7 @@ def tables_markdown(
     if main.empty:  # crop types alone: their own section says what they are
         return f"# {name}\n"
     parts = [f"# {name}: positive-class metrics on the test split\n"]
-    paper = has_paper_values(main) if len(main) else False
+    paper = has_paper_values(main)
     if paper:
         parts.append(
             f"Paper values (in brackets) from {CITATION} (<{CITATION_URL}>), measured on the "
