@@ -75,7 +75,11 @@ def config(store: str, **changes) -> dict:
         "regions": {"nl": {"store": store}},
         "pretrains": {
             "binary": pretrain,
-            "types": {**pretrain, "train": {**TRAIN, "classes": CLASSES}},
+            # As the shipped crop-type configs: no crop beside the classes.
+            "types": {
+                **{k: v for k, v in pretrain.items() if k != "crop"},
+                "train": {**TRAIN, "classes": CLASSES},
+            },
         },
         "finetune": TRAIN,
         "scenarios": [

@@ -158,6 +158,13 @@ class PretrainSpec(_Strict):
             raise ValueError("give exactly one of region (to pre-train) or checkpoint")
         return self
 
+    @property
+    def positive(self) -> tuple[str, ...]:
+        """What a pre-training by region learns against the rest: its crop, or nothing for a
+        crop-type pre-training, which learns the classes of ``train.classes`` (where ``crop``
+        keeps its default)."""
+        return () if self.train.classes else (self.crop,)
+
 
 class ScenarioSpec(_Strict):
     """Fine-tune in ``finetune``, test in ``test``, for ``crop`` with ``bands`` (in an
@@ -635,7 +642,7 @@ class ExperimentConfig(_Strict):
                 raise ValueError(
                     f"scenarios[{index}] maps "
                     f"{', '.join(classes) if classes else scenario.crop}, pretrain {name} "
-                    f"{', '.join(spec.train.classes or (spec.crop,))}: its fine-tuning trains "
+                    f"{', '.join(spec.train.classes or spec.positive)}: its fine-tuning trains "
                     f"a new head, and {where}.{setting} needs the pre-trained one; leave it "
                     "out, pre-train on these classes or name ours in its terms "
                     "(finetune: parent_classes)"

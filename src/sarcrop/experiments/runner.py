@@ -438,7 +438,7 @@ class ExperimentRunner:
                 model=spec.model,
                 model_options=spec.model_options,
                 bands=spec.bands,
-                positive=(spec.crop,),
+                positive=spec.positive,
                 config=self._shown(spec.train),
             )
             return {
