@@ -304,9 +304,11 @@ def test_a_failed_store_write_leaves_no_writer_behind(tmp_path, monkeypatch):
     """One chunk fails while others are still being written: none of them outlives the error.
 
     Zarr writes chunks concurrently in worker threads; the slow writes below would recreate
-    the temporary folder after its removal if the store were not drained first.
+    the temporary folder after its removal if the store were not drained first. The writes
+    count themselves, so the check needs no guess of how long a write takes.
     """
     import errno
+    import threading
     import time
 
     from sarcrop.data import store as store_module
@@ -314,15 +316,26 @@ def test_a_failed_store_write_leaves_no_writer_behind(tmp_path, monkeypatch):
 
     real_write = store_module._write_file
     started: list[str] = []
+    running = 0
+    count = threading.Lock()
 
     def write(path: Path, data: bytes) -> None:
+        nonlocal running
         key = path.as_posix().split(".tmp-", 1)[1].split("/", 1)[1]  # e.g. images/c/3/0/0/0/0
-        if "/c/" in key:
+        if "/c/" not in key:
+            real_write(path, data)
+            return
+        with count:
             started.append(key)
+            running += 1
+        try:
             if key.startswith("images/c/3/"):
                 raise OSError(errno.ENOSPC, "No space left on device")
             time.sleep(0.2)
-        real_write(path, data)
+            real_write(path, data)
+        finally:
+            with count:
+                running -= 1
 
     monkeypatch.setattr(store_module, "_write_file", write)
     with (
@@ -330,8 +343,10 @@ def test_a_failed_store_write_leaves_no_writer_behind(tmp_path, monkeypatch):
         store_module.create_store(tmp_path / "s.zarr", steps=2, bands=1, patch_size=4) as writer,
     ):
         writer.append(np.zeros((8, 2, 1, 4, 4), np.float32), np.zeros((8, 4, 4), np.int16))
+    with count:
+        assert running == 0, f"{running} chunk writes still running after the error"
     assert any(key.startswith("images/c/3/") for key in started)
-    time.sleep(0.5)  # longer than any write still running would take
+    assert len(started) > 1  # the failed chunk was not the only one under way
     assert list(tmp_path.iterdir()) == []
 
 
@@ -412,29 +427,44 @@ def test_read_only_output_directory(inputs, tmp_path, command):
     finally:
         os.chmod(outdir, 0o755)
     line = fs.assert_clean_error(proc.returncode, proc.stderr, outdir)
-    assert "not writable" in line or "Permission denied" in line, line
+    assert "output directory is not writable" in line, line
     assert previous.read_text() == "a previous good output\n"
     assert sorted(p.name for p in outdir.iterdir()) == ["keep.txt"]
 
 
-def test_root_is_refused_too_when_atomic_path_checks_access(tmp_path):
-    """As root, os.access ignores mode bits: the refusal only shows for other users."""
+def test_an_unwritable_output_directory_is_refused_before_anything_is_written(tmp_path):
+    """The refusal comes from the check of the directory, not from a failed write: the same
+    line for every command, and no temporary file attempted. Run without privileges, since
+    root's capabilities pass every permission check."""
     folder = tmp_path / "ro"
     folder.mkdir()
     os.chmod(folder, 0o555)
+    code = (
+        "import sys\n"
+        "from sarcrop.errors import SarcropError\n"
+        "from sarcrop.utils import atomic\n"
+        "def refused(*args, **kwargs):\n"
+        "    raise AssertionError('a temporary file was attempted')\n"
+        "atomic.tempfile.mkstemp = atomic.tempfile.mkdtemp = refused\n"
+        "try:\n"
+        "    atomic.write_text_atomic(sys.argv[1], 'x')\n"
+        "except SarcropError as exc:\n"
+        "    print(exc)\n"
+    )
+    prefix = _unprivileged()[:-2]  # the interpreter, without "-m sarcrop"
     try:
-        from sarcrop.utils.atomic import write_text_atomic
-
-        if os.geteuid() == 0:
-            write_text_atomic(folder / "x.txt", "ok")  # root bypasses permissions
-            assert (folder / "x.txt").read_text() == "ok"
-        else:
-            from sarcrop.errors import SarcropError
-
-            with pytest.raises(SarcropError, match="not writable"):
-                write_text_atomic(folder / "x.txt", "ok")
+        done = subprocess.run(
+            [*prefix, "-c", code, str(folder / "x.txt")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     finally:
         os.chmod(folder, 0o755)
+    assert done.returncode == 0, done.stderr
+    assert "output directory is not writable" in done.stdout and str(folder) in done.stdout
+    assert list(folder.iterdir()) == []
 
 
 def test_store_survives_a_failed_overwrite(inputs, tmp_path, capsys):

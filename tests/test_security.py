@@ -17,6 +17,7 @@ import yaml
 
 import faults_support as fs
 from sarcrop.errors import CheckpointError, ConfigError, SarcropError
+from sarcrop.experiments import config as experiments_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -264,9 +265,6 @@ def test_training_config_has_no_path_values():
 
     for name, field in TrainConfig.model_fields.items():
         assert "Path" not in str(field.annotation), name
-
-
-experiments_config = pytest.importorskip("sarcrop.experiments.config")
 
 
 def _experiment(folder: Path, **region: object) -> Path:
