@@ -282,6 +282,32 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) ->
     return False
 
 
+def freeze_when(predicate, proc: subprocess.Popen, timeout: float = 240) -> bool:
+    """Stop ``proc``'s process group (SIGSTOP) as soon as ``predicate`` holds, so that a kill
+    that follows lands at that moment of its work, however fast the machine is. False if
+    the process ended first (or ``timeout`` passed)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if predicate():
+            os.killpg(proc.pid, signal.SIGSTOP)
+            return proc.poll() is None
+        time.sleep(0.002)
+    return False
+
+
+def paths_appeared(folder: Path, n: int):
+    """A predicate: ``n`` paths (files or folders, temporaries included) have appeared under
+    ``folder`` since it was made, counting those already removed again."""
+    seen: set[str] = set()
+
+    def appeared() -> bool:
+        for parent, folders, files in os.walk(folder):  # a folder removed meanwhile is skipped
+            seen.update(os.path.join(parent, name) for name in folders + files)
+        return len(seen) >= n
+
+    return appeared
+
+
 # ------------------------------------------------------------------------------ validation
 
 
@@ -377,12 +403,7 @@ def tiny_checkpoint(
     from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
 
     torch.manual_seed(0)
-    options = {"widths": [4, 8], "dropout": 0.0}
-    try:
-        model = build_model("recurrent_unet", len(bands), steps, **options)
-    except TypeError:
-        options = {}
-        model = build_model("recurrent_unet", len(bands), steps)
+    model = build_model("recurrent_unet", len(bands), steps, widths=[4, 8], dropout=0.0)
     from sarcrop.models import model_config
 
     config = model_config(model)

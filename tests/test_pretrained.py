@@ -61,10 +61,10 @@ def test_the_shipped_model_is_listed_and_found(name: str) -> None:
 
 
 def test_names_and_paths_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no file of a shipped model's name here, wherever tests run
     assert pretrained.resolve(NAME) == pretrained.path(NAME)
     for path in ("model.safetensors", "runs/europe-maize", str(tmp_path / NAME)):
         assert pretrained.resolve(path) == path
-    monkeypatch.chdir(tmp_path)
     (tmp_path / NAME).write_bytes(b"")  # a local file of that name wins over the shipped model
     assert pretrained.resolve(NAME) == NAME
 

@@ -33,30 +33,35 @@ from sarcrop.evaluation.realism import (
 )
 
 shared_data = realdata_support.shared_data  # the fixture (skips where the data is absent)
-RNG = np.random.default_rng(0)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A generator seeded for each test: its draws do not depend on which tests ran before."""
+    return np.random.default_rng(0)
 
 
 def one_field(size: int = 64) -> np.ndarray:
     return np.zeros((size, size), dtype=np.int64)
 
 
-def test_independent_noise_has_no_spatial_autocorrelation() -> None:
-    noise = RNG.normal(size=(20, 64, 64))
+def test_independent_noise_has_no_spatial_autocorrelation(rng: np.random.Generator) -> None:
+    noise = rng.normal(size=(20, 64, 64))
     assert abs(spatial_autocorrelation(noise, one_field())) < 0.03
 
 
-def test_smoothed_noise_has_clear_spatial_autocorrelation() -> None:
-    smooth = uniform_filter(RNG.normal(size=(20, 64, 64)), size=(1, 3, 3))
+def test_smoothed_noise_has_clear_spatial_autocorrelation(rng: np.random.Generator) -> None:
+    smooth = uniform_filter(rng.normal(size=(20, 64, 64)), size=(1, 3, 3))
     # A 3-pixel boxcar: neighbours share 2 of 3 columns (rows), so the correlation is 2/3.
     assert spatial_autocorrelation(smooth, one_field()) == pytest.approx(2 / 3, abs=0.05)
 
 
-def test_pairs_across_fields_are_not_counted() -> None:
+def test_pairs_across_fields_are_not_counted(rng: np.random.Generator) -> None:
     fields = np.zeros((8, 8), dtype=np.int64)
     fields[:, 4:] = 1
     # Each field constant but different: no same-field pair varies, and the step between the
     # fields (which would look like correlation) is never paired.
-    values = np.where(fields == 0, 1.0, -1.0) + RNG.normal(scale=1e-3, size=(8, 8))
+    values = np.where(fields == 0, 1.0, -1.0) + rng.normal(scale=1e-3, size=(8, 8))
     residuals = field_residuals(values[None], fields, pixel_mean=False)
     assert abs(np.nanmean(residuals)) < 1e-9
     first, second = neighbour_pairs(fields)
@@ -64,28 +69,32 @@ def test_pairs_across_fields_are_not_counted() -> None:
     assert (fields.ravel()[first] == fields.ravel()[second]).all()
 
 
-def test_double_centred_residuals_remove_field_dates_and_pixel_means() -> None:
+def test_double_centred_residuals_remove_field_dates_and_pixel_means(
+    rng: np.random.Generator,
+) -> None:
     t, h, w = 6, 5, 5
-    pixel = RNG.normal(size=(h, w))
-    date = RNG.normal(size=t)
+    pixel = rng.normal(size=(h, w))
+    date = rng.normal(size=t)
     series = pixel[None] + date[:, None, None]
     residuals = field_residuals(series, parcel_ids(np.zeros((h, w), int)), pixel_mean=True)
     np.testing.assert_allclose(residuals, 0, atol=1e-12)
 
 
-def test_temporal_autocorrelation_known_values_and_constant_series() -> None:
+def test_temporal_autocorrelation_known_values_and_constant_series(
+    rng: np.random.Generator,
+) -> None:
     alternating = np.tile([1.0, -1.0], 20)[:, None, None]
     trend = np.linspace(0, 1, 40)[:, None, None]
     constant = np.full((40, 1, 1), -15.0)
     assert lag1_autocorrelation(alternating)[0, 0] == pytest.approx(-39 / 40)
     assert lag1_autocorrelation(trend)[0, 0] > 0.9
     assert np.isnan(lag1_autocorrelation(constant)[0, 0])
-    white = RNG.normal(size=(400, 4, 4))
+    white = rng.normal(size=(400, 4, 4))
     assert np.abs(lag1_autocorrelation(white)).max() < 0.2
 
 
-def test_temporal_correlation() -> None:
-    a = RNG.normal(size=(50, 3, 3))
+def test_temporal_correlation(rng: np.random.Generator) -> None:
+    a = rng.normal(size=(50, 3, 3))
     np.testing.assert_allclose(temporal_correlation(a, 2 * a - 3), 1.0)
     np.testing.assert_allclose(temporal_correlation(a, -a), -1.0)
     assert np.isnan(temporal_correlation(a, np.zeros_like(a))).all()
@@ -124,12 +133,12 @@ def test_bootstrap_interval_resamples_fields() -> None:
     assert single.interval(50, np.random.default_rng(0)) == (0.5, 0.5)
 
 
-def synthetic_scene(smooth: bool) -> SceneData:
+def synthetic_scene(smooth: bool, rng: np.random.Generator) -> SceneData:
     """Two crops in halves; speckle independent or spatially smoothed."""
     labels = np.zeros((32, 32), dtype=np.int16)
     labels[:, 16:] = 1
     level = np.where(labels == 0, -17.0, -14.0)
-    noise = RNG.normal(scale=1.5, size=(24, 2, 32, 32))
+    noise = rng.normal(scale=1.5, size=(24, 2, 32, 32))
     if smooth:
         noise = uniform_filter(noise, size=(1, 1, 3, 3)) * 2
     series = level[None, None] + noise
@@ -140,8 +149,8 @@ def synthetic_scene(smooth: bool) -> SceneData:
 
 
 def test_compare_flags_the_missing_spatial_correlation() -> None:
-    real = {"a": measure(synthetic_scene(True), ["maize", "grassland"])}
-    simulated = measure(synthetic_scene(False), ["maize", "grassland"])
+    real = {"a": measure(synthetic_scene(True, np.random.default_rng(1)), ["maize", "grassland"])}
+    simulated = measure(synthetic_scene(False, np.random.default_rng(2)), ["maize", "grassland"])
     rows = {(r.statistic, r.crop): r for r in compare(real, simulated, draws=20)}
     speckle = rows[("VH speckle spatial AC", "maize")]
     assert speckle.real["a"] > 0.4 and abs(speckle.simulated) < 0.1
