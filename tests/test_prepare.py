@@ -212,22 +212,17 @@ def test_prepare_with_parcels_and_skipped_patches(region, tmp_path):
         tmp_path / "p.zarr",
         labels=path,
         season=SEASON,
-        tiling=TilingOptions(patch_size=P, stride=8),
-        split=SplitOptions(method="block", block=2),
+        tiling=TilingOptions(patch_size=P, stride=8),  # overlapping: a store that trains
+        split=SplitOptions(method="train"),
         progress=False,
     )
     store = DatasetStore(out)
     assert store.classes == ["background", "rice"]
     assert len(store) == len(tile_offsets(H, W, P, 8))  # background labels everywhere
-    assert store.metadata.stride == 8
+    assert store.metadata.stride == 8 and set(store.split) == {"train"}
     ds = PatchDataset(store, split="all", positive="rice")
     total = int(ds[store.offsets.index((0, 0))]["target"].sum())
     assert 70 <= total <= 90  # 8 × 10 pixels; reprojection may move an edge by a pixel
-    # A block split keeps each 2×2 block of 8 px patches on one side.
-    sides: dict[tuple[int, int], set[str]] = {}
-    for (r, c), s in zip(store.offsets, store.split):
-        sides.setdefault((r // 16, c // 16), set()).add(s)
-    assert all(len(v) == 1 for v in sides.values())
 
     # With min_valid_fraction, patches mostly outside the area are skipped.
     store = DatasetStore(
@@ -321,12 +316,26 @@ def _same_store(a: DatasetStore, b: DatasetStore) -> None:
         np.testing.assert_array_equal(a.read_labels(i), b.read_labels(i))
 
 
-def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
+# The same tiling and split as API options, flags and YAML: overlapping patches of a store
+# that trains, and a block split of patches side by side.
+LAYOUTS = {
+    "overlap": ({"patch_size": P, "stride": 8}, {"method": "train"}),
+    "blocks": ({"patch_size": P}, {"method": "block", "block": 2, "seed": 3}),
+}
+
+
+def _flags(options: dict) -> list[str]:
+    return [f for key, value in options.items() for f in (f"--{key.replace('_', '-')}", str(value))]
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path, layout):
     from sarcrop.experiments.config import experiment_config_from_dict
     from sarcrop.experiments.runner import ExperimentRunner
     from sarcrop.options import CompositeOptions
 
     _, scenes, labels = region
+    tiling, split = LAYOUTS[layout]
     season = Season(dt.date(2021, 4, 1), steps=2, days=15)
     api = prepare(
         scenes,
@@ -334,8 +343,8 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
         labels=labels,
         season=season,
         composite=CompositeOptions(method="median", space="db", speckle_filter=3),
-        tiling=TilingOptions(patch_size=P, stride=8),
-        split=SplitOptions(method="block", block=2, seed=3),
+        tiling=TilingOptions(**tiling),
+        split=SplitOptions(**split),
         percentiles=(2, 98),
         progress=False,
     )
@@ -343,8 +352,9 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
     argv = ["prepare", "--images", str(scenes), "--labels", str(labels), "--out", str(cli)]
     argv += ["--season-start", "2021-04-01", "--timesteps", "2", "--days", "15"]
     argv += ["--method", "median", "--space", "db", "--speckle-filter", "3"]
-    argv += ["--patch-size", str(P), "--stride", "8"]
-    argv += ["--split", "block", "--block", "2", "--seed", "3", "--percentiles", "2", "98"]
+    rest = {key: value for key, value in split.items() if key != "method"}
+    argv += [*_flags(tiling), "--split", split["method"], *_flags(rest)]
+    argv += ["--percentiles", "2", "98"]
     assert main([*argv, "--quiet"]) == 0
     region_yaml = {
         "images": str(scenes),
@@ -353,8 +363,8 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
         "timesteps": 2,
         "days": 15,
         "composite": {"method": "median", "space": "db", "speckle_filter": 3},
-        "tiling": {"patch_size": P, "stride": 8},
-        "split": {"method": "block", "block": 2, "seed": 3},
+        "tiling": tiling,
+        "split": split,
         "percentiles": [2, 98],
     }
     config = experiment_config_from_dict(
@@ -375,9 +385,9 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path):
         "speckle_filter": 3,
         "gaps": "interpolate",
     }
-    assert stores[0].metadata.source["split"]["method"] == "block"
+    assert stores[0].metadata.source["split"]["method"] == split["method"]
     assert stores[0].normalization.method == "percentile 2-98"
-    assert stores[0].steps == 2 and stores[0].metadata.stride == 8
+    assert stores[0].steps == 2 and stores[0].metadata.stride == tiling.get("stride", P)
     for other in stores[1:]:
         _same_store(stores[0], other)
 
@@ -478,3 +488,37 @@ def test_invalid_options_fail_before_any_work():
         TilingOptions(patch_size=16, stride=32)
     with pytest.raises(ConfigError):
         SplitOptions(method="random")
+
+
+@pytest.mark.parametrize("method", ["patch", "block", "test"])
+def test_overlapping_patches_are_refused_where_a_location_is_tested(region, tmp_path, method):
+    """A stride below the patch size puts the same ground in train and test of one location
+    (a random or block split), or scores a test pixel once per patch over it: refused before
+    any compositing, in prepare and in an experiment's region alike."""
+    from sarcrop.errors import ConfigError
+    from sarcrop.experiments.config import experiment_config_from_dict
+
+    _, scenes, labels = region
+    tiling, split = TilingOptions(patch_size=P, stride=8), SplitOptions(method=method)
+    with pytest.raises(ConfigError, match=r"stride 8 below patch_size 16 overlaps patches"):
+        prepare(
+            scenes,
+            tmp_path / "s.zarr",
+            labels=labels,
+            season=SEASON,
+            tiling=tiling,
+            split=split,
+            progress=False,
+        )
+    assert not (tmp_path / "s.zarr").exists()
+    region_yaml = {"images": str(scenes), "labels": str(labels), "season_start": "2021-04-01"}
+    region_yaml |= {"tiling": {"patch_size": P, "stride": 8}, "split": {"method": method}}
+    with pytest.raises(ConfigError, match=r"regions.a.*overlaps patches"):
+        experiment_config_from_dict(
+            {
+                "name": "t",
+                "regions": {"a": region_yaml},
+                "pretrain": {"checkpoint": str(tmp_path / "unused.safetensors")},
+                "scenarios": [{"finetune": "a", "test": "a", "crop": "rice"}],
+            }
+        )

@@ -190,7 +190,12 @@ class TilingOptions(Options):
     """How the area is cut into patches."""
 
     patch_size: int = Field(256, ge=8, description="patch size in pixels")
-    stride: int | None = Field(None, ge=1, description="tiling step in pixels (patch size)")
+    stride: int | None = Field(
+        None,
+        ge=1,
+        description="tiling step in pixels (patch size); below it patches overlap, for a store "
+        "that only trains (split train)",
+    )
     min_valid_fraction: float = Field(
         0.0, ge=0, le=1, description="skip patches with fewer labelled, observed pixels"
     )
@@ -558,6 +563,28 @@ def validated(kind: type[OptionsT], data: dict[str, Any], path: str | None = Non
         return kind.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc, path, unknown="unknown option", model=kind) from None
+
+
+def overlap_problem(tiling: TilingOptions, split: SplitOptions) -> str | None:
+    """Why ``tiling`` and ``split`` cannot go together, or ``None``.
+
+    Patches that overlap (a stride below the patch size) put the same ground in both splits of
+    a random or block split, and score a test pixel once per patch over it. They serve a store
+    that only trains (``train``), where the overlap is more windows of the same fields.
+    """
+    stride = tiling.stride or tiling.patch_size
+    if stride >= tiling.patch_size or split.method == "train":
+        return None
+    return (
+        f"stride {stride} below patch_size {tiling.patch_size} overlaps patches, and split "
+        f"{split.method} would then "
+        + (
+            "score a pixel once per patch over it"
+            if split.method == "test"
+            else "put the same ground in train and test"
+        )
+        + ": overlap only a store that trains (split train), or keep the stride at the patch size"
+    )
 
 
 def as_options(kind: type[OptionsT], value: object, name: str) -> OptionsT:

@@ -34,7 +34,7 @@ from sarcrop.data.scenes import SceneStack, Source
 from sarcrop.data.season import Season
 from sarcrop.data.split import TEST, TRAIN, split_patches
 from sarcrop.data.store import StoreMetadata, check_store_out, create_store
-from sarcrop.errors import InputDataError
+from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.options import (
     CompositeOptions,
     LabelOptions,
@@ -42,6 +42,7 @@ from sarcrop.options import (
     SplitOptions,
     TilingOptions,
     as_options,
+    overlap_problem,
 )
 from sarcrop.utils.validation import band_names
 
@@ -94,6 +95,8 @@ def prepare(
     composite = as_options(CompositeOptions, composite, "composite")
     tiling = as_options(TilingOptions, tiling, "tiling")
     split = as_options(SplitOptions, split, "split")
+    if problem := overlap_problem(tiling, split):
+        raise ConfigError(problem)
     stack = (
         images
         if isinstance(images, SceneStack)

@@ -33,6 +33,7 @@ from sarcrop.options import (
     SplitOptions,
     TilingOptions,
     class_list,
+    overlap_problem,
 )
 from sarcrop.training.config import Ordering, TrainConfig, validate_config
 from sarcrop.utils.validation import config_error, did_you_mean, read_yaml
@@ -127,6 +128,12 @@ class RegionData(_Strict):
             return checked_percentiles(value)
         except ConfigError as exc:
             raise ValueError(exc.problem) from None
+
+    @model_validator(mode="after")
+    def _tiling_and_split(self) -> RegionData:
+        if problem := overlap_problem(self.tiling, self.split):
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _one_source(self) -> RegionData:
