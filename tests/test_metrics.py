@@ -276,7 +276,9 @@ def test_console_table_is_aligned_and_complete():
 
 def test_cell_formats():
     assert Cell.of([0.5]).text == "0.500"
-    assert Cell.of([0.5, float("nan"), None, 0.7], digits=2).text == "0.60 ± 0.14"
+    # Seeds with an undefined metric (NaN, None) are left out, and the cell says so.
+    assert Cell.of([0.5, float("nan"), None, 0.7], digits=2).text == "0.60 ± 0.14 (2 of 4 seeds)"
+    assert Cell.of([0.5, 0.7], digits=2).text == "0.60 ± 0.14"
     assert Cell.of([], reference=0.9, digits=2).text == "– (paper 0.90)"
     assert Cell.of([0.5], source="real").description == "ours: real data"
 

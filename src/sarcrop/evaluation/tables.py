@@ -114,6 +114,7 @@ class Cell:
     source: str | None = None
     digits: int = 3
     interval: tuple[float, float] | None = None
+    undefined: tuple[int, int] | None = None  # (undefined, all) seeds, where some were
 
     @classmethod
     def of(
@@ -124,7 +125,10 @@ class Cell:
         reference: float | None = None,
         source: str | None = None,
     ) -> Cell:
-        """Mean and sample std (None for a single value) of the finite ``values``."""
+        """Mean and sample std (None for a single value) of the finite ``values``. Seeds whose
+        metric is undefined (a precision without a positive prediction) are left out, and the
+        cell says how many of them went in."""
+        values = list(values)
         finite = [float(v) for v in values if v is not None and not pd.isna(v)]
         if not finite:
             return cls(None, None, reference, source, digits)
@@ -132,21 +136,27 @@ class Cell:
         spread = None
         if len(finite) > 1:
             spread = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-        return cls(mean, spread, reference, source, digits)
+        left_out = len(values) - len(finite)
+        undefined = (left_out, len(values)) if left_out else None
+        return cls(mean, spread, reference, source, digits, undefined=undefined)
 
     @property
     def ours(self) -> str:
-        """``"0.87"``, ``"0.87 ± 0.02"``, ``"0.87 ± 0.02 [0.80, 0.93]"`` or ``"–"``; an
-        interval with empty (NaN) bounds, from too few parcels, is left out."""
+        """``"0.87"``, ``"0.87 ± 0.02"``, ``"0.87 ± 0.02 [0.80, 0.93]"`` or ``"–"``, with
+        ``" (2 of 3 seeds)"`` where some seeds' metric was undefined; an interval with empty
+        (NaN) bounds, from too few parcels, is left out."""
         if self.value is None or math.isnan(self.value):
             return _MISSING
         d = self.digits
         text = f"{self.value:.{d}f}"
         text = text if self.spread is None else f"{text} ± {self.spread:.{d}f}"
-        if self.interval is None or any(math.isnan(bound) for bound in self.interval):
-            return text
-        low, high = self.interval
-        return f"{text} [{low:.{d}f}, {high:.{d}f}]"
+        if self.interval is not None and not any(math.isnan(b) for b in self.interval):
+            low, high = self.interval
+            text = f"{text} [{low:.{d}f}, {high:.{d}f}]"
+        if self.undefined is not None:
+            left_out, seeds = self.undefined
+            text = f"{text} ({seeds - left_out} of {seeds} seeds)"
+        return text
 
     @property
     def paper(self) -> str | None:
