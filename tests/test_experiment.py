@@ -333,10 +333,49 @@ def test_bias_maps_what_zero_shot_maps_at_the_threshold_of_the_finetune_labels(t
     threshold = tuned.training["threshold_search"]["threshold"]
     bias = np.load(unit["bias"] / "test_probabilities.npy").astype(np.float32)
     zero = np.load(unit["zero-shot"] / "test_probabilities.npy").astype(np.float32)
-    # float16 maps: compare away from the cut, where rounding cannot move a pixel across it
+    # Two computations of one map: compare away from the cut, where their last bits cannot
+    # move a pixel across it.
     clear = np.abs(zero - threshold) > 1e-2
     assert clear.mean() > 0.9
     assert np.array_equal((bias >= 0.5)[clear], (zero >= threshold)[clear])
+
+
+def test_the_saved_test_maps_are_the_maps_results_csv_scored(tiny_run):
+    """Intervals, comparisons and parcel scores read each run's saved test maps: at the run's
+    thresholds they give results.csv's IoU to the last digit (a rounded copy moved pixels
+    near the threshold across it)."""
+    from sarcrop.experiments.intervals import scenario_test_set
+
+    _, out, _ = tiny_run
+    keys = {p.parent: json.loads(p.read_text())["key"] for p in (out / "cache").glob("*/done.json")}
+    [france] = [f for f, key in keys.items() if key.get("name") == "france"]
+    test = scenario_test_set(france / "store.zarr", ("VH", "VV"), "rice")
+    truth = [test.target(i) for i in range(len(test))]
+    target = np.stack([t for t, _ in truth]) > 0.5
+    valid = np.stack([v for _, v in truth])
+    results = pd.read_csv(out / "results.csv")
+    full = results[
+        (results["run"] == "main")
+        & (results["metric"] == "iou")
+        & (results["timestep"] == results["timestep"].max())
+    ]
+    thresholds = RunRecord.read(out).thresholds
+    checked = 0
+    for folder, key in keys.items():
+        method = key.get("method")
+        if method is None or key.get("run", "main") != "main":
+            continue
+        scored = np.load(folder / "test_probabilities.npy")
+        assert scored.dtype == np.float32
+        given = (scored >= thresholds[method])[valid]
+        truth_positive = target[valid]
+        iou = (given & truth_positive).sum() / (given | truth_positive).sum()
+        [recorded] = full.loc[
+            (full["method"] == method) & (full["seed"] == key.get("seed", 0)), "value"
+        ]
+        assert iou == pytest.approx(recorded, rel=1e-12, abs=1e-12), method
+        checked += 1
+    assert checked >= 5
 
 
 @pytest.mark.parametrize(

@@ -590,9 +590,11 @@ class ExperimentRunner:
             else:
                 checkpoint = self._train_method(scenario, method, run, ordering, unit.path / "run")
                 scored = self._network_predictions(scenario, method, checkpoint)
-            np.save(unit.path / "test_probabilities.npy", scored.probabilities.astype(np.float16))
+            # As scored (float32): the intervals, comparisons and parcels read what results.csv
+            # counted, not a rounded copy whose pixels near the threshold change class.
+            np.save(unit.path / "test_probabilities.npy", scored.probabilities.astype(np.float32))
             if scored.by_timestep is not None:
-                by_timestep = scored.by_timestep.astype(np.float16)
+                by_timestep = scored.by_timestep.astype(np.float32)
                 np.save(unit.path / TIMESTEP_PROBABILITIES, by_timestep)
             return {
                 "early_season": scored.early,
