@@ -245,14 +245,26 @@ def assert_clean_error(code: int, stderr: str, *names: object) -> str:
     return line
 
 
+TERMINAL_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+"""The first line of a ``python -c`` program that a test interrupts with SIGINT: Ctrl-C as a
+terminal gives it, also where the suite itself runs in the background (a non-interactive
+shell's ``&`` starts it with SIGINT ignored, which every child then inherits)."""
+
+_EXEC_WITH_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def sarcrop_process(
     argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, **kw
 ) -> subprocess.Popen:
-    """Start ``sarcrop`` in a new session (so a kill takes its workers too)."""
+    """Start ``sarcrop`` in a new session (so a kill takes its workers too), with SIGINT's
+    default action (see :data:`TERMINAL_SIGINT`; an ignored signal stays ignored across exec)."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     environment.update(env or {})
     return subprocess.Popen(
-        [SARCROP, *map(str, argv)],
+        [sys.executable, "-c", _EXEC_WITH_SIGINT, SARCROP, *map(str, argv)],
         cwd=cwd,
         env=environment,
         stdout=subprocess.PIPE,

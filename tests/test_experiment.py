@@ -18,6 +18,7 @@ import rasterio
 import torch
 import yaml
 
+from faults_support import TERMINAL_SIGINT
 from sarcrop import pretrained
 from sarcrop.data.dataset import PatchDataset
 from sarcrop.data.labels import positive_indices
@@ -561,7 +562,7 @@ def test_workers_stop_when_the_run_is_terminated_or_interrupted(tiny_run, tmp_pa
     endless = {**TINY["finetune"], "epochs": 100_000}
     data = {**TINY, "finetune": endless, "methods": ["ri", "fte", "ft"], "early_season": None}
     config = write_config(tmp_path, data)
-    code = "import sys; from sarcrop.cli import main; sys.exit(main())"
+    code = TERMINAL_SIGINT + "import sys; from sarcrop.cli import main; sys.exit(main())"
     argv = ["experiment", str(config), "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"]
     run = psutil.Popen(
         [sys.executable, "-c", code, *argv],

@@ -20,6 +20,7 @@ import pytest
 import rasterio
 from distributed import LocalCluster
 
+from faults_support import TERMINAL_SIGINT
 from sarcrop.options import ExecutionOptions, WindowOptions
 from sarcrop.prediction import WindowLayout, predict_map
 from sarcrop.prediction.predict import work_dir
@@ -151,7 +152,7 @@ def test_ctrl_c_stops_local_workers_with_one_line(
         port.bind(("", 8787))
         port.listen()
     run = psutil.Popen(
-        [sys.executable, "-c", HELD_AT_A_BLOCK, str(ready), *argv],
+        [sys.executable, "-c", TERMINAL_SIGINT + HELD_AT_A_BLOCK, str(ready), *argv],
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
