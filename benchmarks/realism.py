@@ -5,8 +5,12 @@
 Reads the two labelled Flanders locations of ``worldcereal-s1-croptype-patches`` (20 m, VV+VH,
 labels from the Flemish LPIS) and simulates a small region of a preset growing the same crops
 (``netherlands``: maize, winter wheat, potato, grassland), then prints, per statistic and crop,
-each real location's value, the real interval (union of the locations' field-bootstrap 90 %
-intervals), the simulated value and whether it lies inside. Writes the rows as JSON.
+each real location's value, the real interval (the union of the locations' field-bootstrap 90 %
+intervals, printed in pieces where they do not overlap), the fields per location, the simulated
+value and whether it lies inside at least one location's interval. A location's interval counts
+only when it rests on at least two fields of at least 16 pixels (``MIN_FIELDS``, ``MIN_PIXELS``
+of :mod:`sarcrop.evaluation.realism`); a statistic without one is not comparable. Writes the
+rows as JSON.
 
 Seasons: real Flanders composites start on 21 April of the label year (8 × 20 days, the maize
 season); the simulated region uses its preset's own season (``netherlands``: 15 March). Per-period
@@ -18,8 +22,11 @@ Each scene is measured at its own resolution (real 20 m; simulated 10 m) unless
 A domain-randomised preset (``europe``) is simulated as the seed draws it (calendars, levels,
 field sizes, revisit); ``--no-randomise`` measures its calibrated centre instead.
 ``--simulations N`` simulates seeds ``--seed`` ... ``--seed + N - 1`` and asks, per statistic,
-whether the range of the N values reaches the real interval (coverage: what a pre-training on
+whether the range of the N values meets the real interval (coverage: what a pre-training on
 all N draws has seen), holding every simulation against the same real intervals.
+The bootstrap is seeded by ``--bootstrap-seed`` (0), not by ``--seed``: runs of different
+simulation seeds meet the same real intervals, so a single run with ``--seed S`` counts what the
+S-th simulation of a ``--simulations`` run counts.
 Below the table, each real location is held against the other's intervals alone, and every
 simulation against the same intervals (``real_against_real``): how many statistics one real
 Flanders place and year has inside another's is the yardstick for a simulation's count.
@@ -44,6 +51,8 @@ from sarcrop.data.season import Season
 from sarcrop.data.simulate import simulate_region
 from sarcrop.errors import InputDataError
 from sarcrop.evaluation.realism import (
+    MIN_FIELDS,
+    MIN_PIXELS,
     WORLDCEREAL_CROPS,
     Row,
     SceneData,
@@ -66,8 +75,6 @@ DATASET = "worldcereal-s1-croptype-patches"
 FLANDERS = {"00002806639B424A": 2018, "000028085BF08E7E": 2019}
 FLANDERS_SEASON_START = (4, 21)
 CROPS = tuple(WORLDCEREAL_CROPS)
-#: A real interval from fewer fields says little about a spread (one field: a point).
-MIN_FIELDS = 3
 
 
 def real_scene(data: Path, location: str, resolution: float | None = None) -> SceneData:
@@ -122,6 +129,7 @@ def run(
     seed: int = 0,
     simulations: int = 1,
     draws: int = 200,
+    bootstrap_seed: int = 0,
     locations: Sequence[str] = tuple(FLANDERS),
     sim_resolution: float | None = None,
     real_resolution: float | None = None,
@@ -131,14 +139,15 @@ def run(
 ) -> dict[str, Any]:
     """Measure the real locations and ``simulations`` simulations of ``preset`` (seeds ``seed``,
     ``seed + 1``, ...); return rows and settings: per statistic, whether the simulation lies
-    inside the real interval (one simulation) or whether their range covers it (several)."""
+    inside the real interval (one simulation) or whether their range covers it (several).
+    The real intervals are bootstrapped with ``bootstrap_seed`` whatever the simulation seed."""
     if simulations < 1:
         raise ValueError(f"simulations must be >= 1, got {simulations}")
     start = time.perf_counter()
     reals = {location: real_scene(data, location, real_resolution) for location in locations}
     real = {location: measure(scene, CROPS) for location, scene in reals.items()}
-    # Bootstrapped once with ``seed``: every simulation meets the same real intervals.
-    intervals = real_intervals(real, draws=draws, seed=seed)
+    # Bootstrapped once: every simulation meets the same real intervals.
+    intervals = real_intervals(real, draws=draws, seed=bootstrap_seed)
     described, comparisons, measured = [], [], []
     for sim_seed in range(seed, seed + simulations):
         with tempfile.TemporaryDirectory(dir=work) as tmp:
@@ -169,13 +178,16 @@ def run(
         "alignment": (
             "per-period statistics compared by period index, each scene over its own season"
         ),
-        "interval": f"union of the real locations' field-bootstrap 90 % intervals ({draws} draws)",
+        "interval": (
+            f"union of the real locations' field-bootstrap 90 % intervals ({draws} draws,"
+            f" seed {bootstrap_seed}; a location needs {MIN_FIELDS} fields of >= {MIN_PIXELS} px)"
+        ),
     }
     if simulations == 1:
         result.update(_single(comparisons[0]))
     else:
         result.update(_coverage(comparisons))
-    checks = real_against_real(real, measured, draws=draws, seed=seed)
+    checks = real_against_real(real, measured, draws=draws, seed=bootstrap_seed)
     result["real_against_real"] = [check.to_dict() for check in checks]
     result["_checks"] = checks
     result["seconds"] = round(time.perf_counter() - start, 1)
@@ -183,36 +195,28 @@ def run(
 
 
 def _single(rows: list[Row]) -> dict[str, Any]:
-    verdicts = [row.inside for row in rows]
-    summary = _counts(verdicts, [row.fields for row in rows], "inside", "outside")
+    summary = _counts([row.inside for row in rows], "inside", "outside")
     return {"rows": [row.to_dict() for row in rows], "summary": summary, "_rows": rows}
 
 
 def _coverage(comparisons: list[list[Row]]) -> dict[str, Any]:
     items = coverage(comparisons)
-    verdicts = [item.covered for item in items]
-    summary = _counts(verdicts, [item.fields for item in items], "covered", "not_covered")
+    summary = _counts([item.covered for item in items], "covered", "not_covered")
     summary["inside_per_simulation"] = [
         sum(row.inside is True for row in rows) for rows in comparisons
     ]
     return {"rows": [item.to_dict() for item in items], "summary": summary, "_rows": items}
 
 
-def _counts(
-    verdicts: list[bool | None], fields: list[int], passed: str, failed: str
-) -> dict[str, Any]:
-    """How many statistics passed, failed or could not be compared; also among those whose
-    real interval rests on at least ``MIN_FIELDS`` fields."""
-    spread = [
-        verdict for verdict, count in zip(verdicts, fields, strict=True) if count >= MIN_FIELDS
-    ]
+def _counts(verdicts: list[bool | None], passed: str, failed: str) -> dict[str, Any]:
+    """How many statistics passed, failed or could not be compared (no real location with an
+    interval, or the simulation lacks the crop)."""
     return {
         "statistics": len(verdicts),
+        "comparable": sum(verdict is not None for verdict in verdicts),
         passed: sum(verdict is True for verdict in verdicts),
         failed: sum(verdict is False for verdict in verdicts),
         "not_comparable": sum(verdict is None for verdict in verdicts),
-        f"statistics_from_{MIN_FIELDS}_fields": len(spread),
-        f"{passed}_from_{MIN_FIELDS}_fields": sum(verdict is True for verdict in spread),
     }
 
 
@@ -223,7 +227,7 @@ def report(result: dict[str, Any]) -> str:
         text += (
             "\n\nReal against real: each real location's values held against another location's"
             " intervals alone, and each simulation against the same intervals, on the statistics"
-            " both locations measure, leaving out intervals from a single field."
+            f" both locations measure, leaving out intervals from fewer than {MIN_FIELDS} fields."
             f"\n{format_real_against_real(result['_checks'])}"
         )
     return text
@@ -232,24 +236,20 @@ def report(result: dict[str, Any]) -> str:
 def _table_report(result: dict[str, Any]) -> str:
     rows = result["_rows"]
     summary = result["summary"]
-    fields = f"Statistics whose real interval rests on >= {MIN_FIELDS} fields"
     if "covered" not in summary:
         return (
-            f"{format_table(rows)}\n\n{summary['inside']} of {summary['statistics']} statistics"
-            f" inside the real interval, {summary['outside']} outside,"
-            f" {summary['not_comparable']} not comparable ({result['seconds']} s)."
-            f" {result['alignment']}.\n{fields}:"
-            f" {summary[f'inside_from_{MIN_FIELDS}_fields']} of"
-            f" {summary[f'statistics_from_{MIN_FIELDS}_fields']} inside."
+            f"{format_table(rows)}\n\n{summary['inside']} of {summary['comparable']} comparable"
+            f" statistics inside the real interval, {summary['outside']} outside"
+            f" ({summary['statistics']} measured, {summary['not_comparable']} not comparable;"
+            f" {result['seconds']} s). {result['alignment']}."
         )
     inside = summary["inside_per_simulation"]
     return (
-        f"{format_coverage(rows)}\n\n{summary['covered']} of {summary['statistics']} real"
-        f" intervals within the range of the {len(inside)} simulations,"
-        f" {summary['not_covered']} not, {summary['not_comparable']} not comparable"
-        f" ({result['seconds']} s). {result['alignment']}.\n{fields}:"
-        f" {summary[f'covered_from_{MIN_FIELDS}_fields']} of"
-        f" {summary[f'statistics_from_{MIN_FIELDS}_fields']} covered.\n"
+        f"{format_coverage(rows)}\n\n{summary['covered']} of {summary['comparable']} comparable"
+        f" real intervals within the range of the {len(inside)} simulations,"
+        f" {summary['not_covered']} not ({summary['statistics']} measured,"
+        f" {summary['not_comparable']} not comparable; {result['seconds']} s)."
+        f" {result['alignment']}.\n"
         f"Inside the real interval, per simulation: {', '.join(map(str, inside))}"
         f" (mean {sum(inside) / len(inside):.1f})."
     )
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/realism.json"), help="JSON output")
     parser.add_argument("--preset", default="netherlands", help="simulator preset (netherlands)")
     parser.add_argument("--size", type=int, default=256, help="simulated size, 10 m pixels (256)")
-    parser.add_argument("--seed", type=int, default=0, help="simulation and bootstrap seed (0)")
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
     parser.add_argument(
         "--simulations",
         type=int,
@@ -271,6 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="simulate seeds --seed ... --seed + N - 1 and report their coverage (1)",
     )
     parser.add_argument("--draws", type=int, default=200, help="bootstrap draws over fields (200)")
+    parser.add_argument(
+        "--bootstrap-seed",
+        type=int,
+        default=0,
+        help="seed of the bootstrap over real fields, the same for every --seed (0)",
+    )
     parser.add_argument(
         "--sim-resolution",
         type=float,
@@ -302,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         simulations=args.simulations,
         draws=args.draws,
+        bootstrap_seed=args.bootstrap_seed,
         sim_resolution=args.sim_resolution,
         real_resolution=args.real_resolution,
         product_resolution=args.product_resolution,

@@ -16,13 +16,19 @@ for each crop the module measures what a model trained on simulated data relies 
 - grassland mowing: sharp drops and rises of the VH series per pixel and season.
 
 Fields are the parcels of :func:`~sarcrop.data.parcels.parcel_ids`: connected components
-(4-neighbour) of each class. Each statistic is a :class:`Sample` of per-pixel (or per-field)
-values with their field ids, so an interval comes from a bootstrap over fields rather than
-pixels, which would overstate certainty.
+(4-neighbour) of each class. The labels carry no field ids, so neighbouring fields of the same
+crop merge into one "field" and the within-field statistics (speckle, texture) cross their
+boundaries. Fields of fewer than :data:`MIN_PIXELS` pixels are left out, on real and simulated
+scenes alike: a bootstrap over fields draws a 10-pixel field as often as a 300-pixel one.
+Each statistic is a :class:`Sample` of per-pixel (or per-field) values with their field ids, so
+an interval comes from a bootstrap over fields rather than pixels, which would overstate
+certainty.
 :func:`compare` puts real locations beside a simulated scene: a simulated value is "inside"
-when it lies in the union of the real locations' bootstrap intervals. :func:`coverage` puts
-them beside several simulations, the draws of a domain-randomised preset that a pre-training
-sees together: a statistic is "covered" when the draws' range reaches the real interval.
+when it lies in at least one real location's bootstrap interval (their union, which has a gap
+where the locations disagree); a location's interval counts only when it rests on at least
+:data:`MIN_FIELDS` fields. :func:`coverage` puts them beside several simulations, the draws of
+a domain-randomised preset that a pre-training sees together: a statistic is "covered" when
+the draws' range meets at least one real location's interval.
 :func:`real_against_real` holds each real location against another's intervals the same way,
 the yardstick for how many statistics a simulation can be expected to have inside.
 """
@@ -30,7 +36,7 @@ the yardstick for how many statistics a simulation can be expected to have insid
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,8 +52,11 @@ from sarcrop.data.units import linear_to_db
 from sarcrop.options import CompositeOptions, LabelOptions, SceneOptions
 
 BANDS: tuple[str, ...] = ("VH", "VV")
-#: A crop with fewer labelled pixels than this in a scene is not measured there.
+#: A field with fewer labelled pixels than this is not measured (nor a crop without a larger one).
 MIN_PIXELS = 16
+#: A location's interval counts only when it rests on at least this many fields: the bootstrap
+#: of a single field gives a point, which no other sample meets.
+MIN_FIELDS = 2
 #: A step of the smoothed VH series at least this large (dB) counts as a sharp drop or rise.
 MOWING_STEP_DB = 2.0
 
@@ -381,16 +390,23 @@ def sharp_changes(series: np.ndarray, step_db: float = MOWING_STEP_DB) -> np.nda
 
 
 def measure(scene: SceneData, crops: Sequence[str]) -> dict[tuple[str, str], Sample]:
-    """Every statistic for every crop of ``crops`` present in the scene, keyed (statistic, crop)."""
+    """Every statistic for every crop of ``crops`` present in the scene, keyed (statistic, crop).
+
+    Only fields of at least :data:`MIN_PIXELS` pixels are measured: a few (mostly edge) pixels
+    say little about a field, yet the bootstrap over fields would give them a full field's weight.
+    """
     fields = parcel_ids(scene.labels)
+    labelled = fields >= 0
+    large = np.zeros(fields.shape, dtype=bool)
+    large[labelled] = np.bincount(fields[labelled])[fields[labelled]] >= MIN_PIXELS
     flags = edge_flags(scene.labels)
     complete = np.isfinite(scene.series).all(axis=(0, 1))
     out: dict[tuple[str, str], Sample] = {}
     for crop in crops:
         if crop not in scene.classes:
             continue
-        mask = scene.labels == scene.classes.index(crop)
-        if mask.sum() < MIN_PIXELS:
+        mask = (scene.labels == scene.classes.index(crop)) & large
+        if not mask.any():
             continue
         for name, sample in _crop_samples(scene, mask, fields, flags, complete, crop):
             out[(name, crop)] = sample
@@ -471,42 +487,74 @@ def _edge_sample(
 # Comparison
 
 
+Interval = tuple[float, float]
+
+
+def interval_union(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
+    """Closed intervals merged into sorted, disjoint pieces (intervals with a nan end dropped).
+
+    Two locations that disagree leave a gap between their intervals: a value in it lies in
+    neither, so the union is kept as pieces rather than one span.
+    """
+    pieces: list[list[float]] = []
+    finite = (pair for pair in intervals if np.isfinite(pair[0]) and np.isfinite(pair[1]))
+    for low, high in sorted(finite):
+        if pieces and low <= pieces[-1][1]:
+            pieces[-1][1] = max(pieces[-1][1], high)
+        else:
+            pieces.append([low, high])
+    return tuple((low, high) for low, high in pieces)
+
+
+def _within(value: float, pieces: Sequence[Interval]) -> bool:
+    return any(low <= value <= high for low, high in pieces)
+
+
 @dataclass(frozen=True)
 class Row:
-    """One statistic of one crop: real values per location, their interval, the simulated value."""
+    """One statistic of one crop: real values per location, the intervals of the locations with
+    enough fields, and the simulated value."""
 
     statistic: str
     crop: str
     real: dict[str, float]
-    low: float
-    high: float
+    intervals: dict[str, Interval]  # per location whose interval rests on >= MIN_FIELDS fields
     simulated: float
-    fields: int = 0  # real fields measured, all locations together
+    fields: dict[str, int] = field(default_factory=dict)  # real fields measured, per location
+
+    @property
+    def union(self) -> tuple[Interval, ...]:
+        """The real interval: the union of the locations' intervals, as disjoint pieces."""
+        return interval_union(self.intervals.values())
 
     @property
     def inside(self) -> bool | None:
-        if not np.isfinite(self.simulated) or not np.isfinite(self.low):
+        """Whether the simulated value lies in at least one location's interval (None: no
+        simulated value, or no location with an interval)."""
+        pieces = self.union
+        if not np.isfinite(self.simulated) or not pieces:
             return None
-        return bool(self.low <= self.simulated <= self.high)
+        return _within(self.simulated, pieces)
 
     @property
     def gap(self) -> float:
-        """Signed distance from the real interval (0 inside, + above, − below)."""
+        """Signed distance to the real interval's nearest piece (0 inside, + above, − below)."""
         if self.inside is None:
             return float("nan")
-        if self.simulated > self.high:
-            return self.simulated - self.high
-        if self.simulated < self.low:
-            return self.simulated - self.low
-        return 0.0
+        if self.inside:
+            return 0.0
+        distances = [
+            self.simulated - (high if self.simulated > high else low) for low, high in self.union
+        ]
+        return min(distances, key=abs)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "statistic": self.statistic,
             "crop": self.crop,
             "real": self.real,
-            "real_low": self.low,
-            "real_high": self.high,
+            "real_intervals": {location: list(pair) for location, pair in self.intervals.items()},
+            "real_union": [list(piece) for piece in self.union],
             "simulated": self.simulated,
             "inside": self.inside,
             "gap": self.gap,
@@ -520,17 +568,24 @@ def compare(
     *,
     draws: int = 200,
     seed: int = 0,
+    min_fields: int = MIN_FIELDS,
 ) -> list[Row]:
     """Rows for every (statistic, crop) measured in at least one real location.
 
     The real interval is the union over locations of each location's field-bootstrap 90 %
-    interval, so it spans both the differences between locations and the sampling spread.
+    interval, so it holds the values of every location and their sampling spread but not the
+    gap between two locations that disagree. A location with fewer than ``min_fields`` fields of
+    the crop has no interval (one field bootstraps to a point).
     """
-    return hold(real_intervals(real, draws=draws, seed=seed), simulated)
+    return hold(real_intervals(real, draws=draws, seed=seed, min_fields=min_fields), simulated)
 
 
 def real_intervals(
-    real: Mapping[str, Mapping[tuple[str, str], Sample]], *, draws: int = 200, seed: int = 0
+    real: Mapping[str, Mapping[tuple[str, str], Sample]],
+    *,
+    draws: int = 200,
+    seed: int = 0,
+    min_fields: int = MIN_FIELDS,
 ) -> list[Row]:
     """The real side of :func:`compare` (simulated values nan): bootstrap once, then
     :func:`hold` each of several simulations against the same intervals."""
@@ -539,19 +594,19 @@ def real_intervals(
     rows = []
     for key in keys:
         values: dict[str, float] = {}
-        lows, highs = [], []
-        fields = 0
+        intervals: dict[str, Interval] = {}
+        fields: dict[str, int] = {}
         for location, samples in real.items():
             if key not in samples:
                 continue
-            values[location] = samples[key].estimate()
-            fields += len(np.unique(samples[key].fields))
-            low, high = samples[key].interval(draws, rng)
-            lows.append(low)
-            highs.append(high)
-        low = float(np.nanmin(lows)) if np.isfinite(lows).any() else float("nan")
-        high = float(np.nanmax(highs)) if np.isfinite(highs).any() else float("nan")
-        rows.append(Row(key[0], key[1], values, low, high, float("nan"), fields))
+            sample = samples[key]
+            values[location] = sample.estimate()
+            fields[location] = len(np.unique(sample.fields))
+            if fields[location] >= min_fields:
+                low, high = sample.interval(draws, rng)
+                if np.isfinite(low) and np.isfinite(high):
+                    intervals[location] = (low, high)
+        rows.append(Row(key[0], key[1], values, intervals, float("nan"), fields))
     return rows
 
 
@@ -568,15 +623,18 @@ def hold(intervals: Sequence[Row], samples: Mapping[tuple[str, str], Sample]) ->
 
 @dataclass(frozen=True)
 class Coverage:
-    """One statistic of one crop against several simulations: the real interval and the value
-    of each simulation (e.g. each draw of a domain-randomised preset)."""
+    """One statistic of one crop against several simulations: the real locations' intervals and
+    the value of each simulation (e.g. each draw of a domain-randomised preset)."""
 
     statistic: str
     crop: str
-    low: float
-    high: float
+    intervals: dict[str, Interval]
     simulated: tuple[float, ...]
-    fields: int = 0
+    fields: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def union(self) -> tuple[Interval, ...]:
+        return interval_union(self.intervals.values())
 
     @property
     def finite(self) -> list[float]:
@@ -585,24 +643,26 @@ class Coverage:
 
     @property
     def covered(self) -> bool | None:
-        """Whether the simulations' range [min, max] meets the real interval: a pre-training
-        on all of them has seen values like the real ones, though no single one need be inside."""
-        values = self.finite
-        if not values or not np.isfinite(self.low):
+        """Whether the simulations' range [min, max] meets at least one location's interval: a
+        pre-training on all of them has seen values like the real ones, though no single one
+        need be inside."""
+        values, pieces = self.finite, self.union
+        if not values or not pieces:
             return None
-        return bool(min(values) <= self.high and max(values) >= self.low)
+        return any(min(values) <= high and max(values) >= low for low, high in pieces)
 
     @property
     def inside(self) -> int:
-        """How many of the simulations lie inside the real interval."""
-        return sum(bool(self.low <= value <= self.high) for value in self.finite)
+        """How many of the simulations lie inside at least one location's interval."""
+        pieces = self.union
+        return sum(_within(value, pieces) for value in self.finite)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "statistic": self.statistic,
             "crop": self.crop,
-            "real_low": self.low,
-            "real_high": self.high,
+            "real_intervals": {location: list(pair) for location, pair in self.intervals.items()},
+            "real_union": [list(piece) for piece in self.union],
             "simulated": list(self.simulated),
             "covered": self.covered,
             "simulations_inside": self.inside,
@@ -620,10 +680,8 @@ def coverage(comparisons: Sequence[Sequence[Row]]) -> list[Coverage]:
         raise ValueError("coverage needs at least one comparison")
     first = comparisons[0]
     for rows in comparisons[1:]:
-        # A statistic without a real interval (nan) matches itself.
         same = len(rows) == len(first) and all(
-            (a.statistic, a.crop) == (b.statistic, b.crop)
-            and np.array_equal((a.low, a.high), (b.low, b.high), equal_nan=True)
+            (a.statistic, a.crop, a.intervals) == (b.statistic, b.crop, b.intervals)
             for a, b in zip(rows, first, strict=True)
         )
         if not same:
@@ -635,8 +693,7 @@ def coverage(comparisons: Sequence[Sequence[Row]]) -> list[Coverage]:
         Coverage(
             row.statistic,
             row.crop,
-            row.low,
-            row.high,
+            row.intervals,
             tuple(rows[i].simulated for rows in comparisons),
             row.fields,
         )
@@ -673,7 +730,7 @@ def real_against_real(
     *,
     draws: int = 200,
     seed: int = 0,
-    min_fields: int = 2,
+    min_fields: int = MIN_FIELDS,
 ) -> list[CrossCheck]:
     """How often one real location lies inside another's intervals: the yardstick for "inside".
 
@@ -682,22 +739,20 @@ def real_against_real(
     every simulation is held against the same intervals, on the same statistics (those both
     locations measure). A real place of the same region, or the same place in another year,
     shows how many statistics any simulation can be expected to have inside. Statistics whose
-    reference interval rests on fewer than ``min_fields`` fields are left out: one field gives
-    a point, which no other sample meets.
+    reference interval rests on fewer than ``min_fields`` fields are left out, as in
+    :func:`compare`: one field gives a point, which no other sample meets.
     """
     checks = []
     for reference, samples in real.items():
-        intervals = real_intervals({reference: samples}, draws=draws, seed=seed)
+        intervals = real_intervals(
+            {reference: samples}, draws=draws, seed=seed, min_fields=min_fields
+        )
         simulated = [hold(intervals, sim) for sim in simulations]
         for location, other in real.items():
             if location == reference:
                 continue
             held = hold(intervals, other)
-            comparable = [
-                i
-                for i, row in enumerate(held)
-                if row.inside is not None and row.fields >= min_fields
-            ]
+            comparable = [i for i, row in enumerate(held) if row.inside is not None]
             for crop in (*dict.fromkeys(held[i].crop for i in comparable), "all"):
                 chosen = [i for i in comparable if crop in ("all", held[i].crop)]
                 checks.append(
@@ -738,9 +793,10 @@ def format_real_against_real(checks: Sequence[CrossCheck]) -> str:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """A plain-text table: statistic, crop, real per location, real interval and its number of
-    fields (an interval from one field is no spread at all), simulated, verdict, gap."""
-    locations = list(dict.fromkeys(loc for row in rows for loc in row.real))
+    """A plain-text table: statistic, crop, real per location, the real interval (the union of
+    the locations' intervals, in pieces where they do not overlap), the fields per location (an
+    interval needs :data:`MIN_FIELDS`), simulated, verdict, gap."""
+    locations = _locations(rows)
     short = [loc[-6:] for loc in locations]
     header = [
         "statistic",
@@ -760,8 +816,8 @@ def format_table(rows: Sequence[Row]) -> str:
                 row.statistic,
                 row.crop,
                 *[_number(row.real.get(loc, float("nan"))) for loc in locations],
-                f"[{_number(row.low)}, {_number(row.high)}]",
-                str(row.fields),
+                _pieces(row.union),
+                _fields(row.fields, locations),
                 _number(row.simulated),
                 verdict,
                 "" if row.inside is not False else f"{row.gap:+.2f}",
@@ -771,8 +827,10 @@ def format_table(rows: Sequence[Row]) -> str:
 
 
 def format_coverage(items: Sequence[Coverage]) -> str:
-    """A plain-text table: statistic, crop, real interval and its fields, the simulations'
-    range, how many simulations lie inside, and whether the range reaches the interval."""
+    """A plain-text table: statistic, crop, real interval and the fields per location, the
+    simulations' range, how many simulations lie inside, and whether the range meets the
+    interval."""
+    locations = _locations(items)
     lines = [["statistic", "crop", "real interval", "fields", "simulated range", "inside", ""]]
     for item in items:
         values = item.finite
@@ -781,14 +839,30 @@ def format_coverage(items: Sequence[Coverage]) -> str:
             [
                 item.statistic,
                 item.crop,
-                f"[{_number(item.low)}, {_number(item.high)}]",
-                str(item.fields),
+                _pieces(item.union),
+                _fields(item.fields, locations),
                 f"[{_number(min(values))}, {_number(max(values))}]" if values else "-",
                 f"{item.inside}/{len(item.simulated)}",
                 verdict,
             ]
         )
     return _aligned(lines)
+
+
+def _locations(rows: Sequence[Row] | Sequence[Coverage]) -> list[str]:
+    return list(dict.fromkeys(loc for row in rows for loc in row.fields))
+
+
+def _pieces(pieces: Sequence[Interval]) -> str:
+    """``[a, b]``, or ``[a, b] ∪ [c, d]`` where the locations' intervals do not overlap."""
+    if not pieces:
+        return "-"
+    return " ∪ ".join(f"[{_number(low)}, {_number(high)}]" for low, high in pieces)
+
+
+def _fields(fields: Mapping[str, int], locations: Sequence[str]) -> str:
+    """Fields per location, ``+``-separated in the order of the real columns."""
+    return "+".join(str(fields.get(loc, 0)) for loc in locations)
 
 
 def _aligned(lines: list[list[str]]) -> str:
