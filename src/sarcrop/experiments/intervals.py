@@ -141,7 +141,8 @@ def scenario_intervals(
 TIMESTEP_INTERVALS = "timestep_intervals.csv"
 TIMESTEP_PROBABILITIES = "timestep_probabilities.npy"
 """A run's test probabilities from the first ``t`` composites, ``t = 1..T`` (``(T, N, H, W)``
-float32, as scored), kept beside its full-season ones where the config asks for ``timestep_table``."""
+float32, as scored), kept beside its full-season ones where the config asks for
+``timestep_table``."""
 TIMESTEP_COLUMNS = (*INTERVAL_COLUMNS[:3], "timestep", *INTERVAL_COLUMNS[3:])
 
 
