@@ -130,7 +130,7 @@ def test_an_experiment_scores_every_method_on_the_fields_each_fold_held_out(tmp_
         own = network_probabilities(run, stores["france-test"].path)
         held = fold.held_out.keep[patches]
         assert held.any()
-        np.testing.assert_allclose(saved[held], own[held], atol=1e-3)  # float16 on disk
+        np.testing.assert_allclose(saved[held], own[held], atol=1e-3)  # recomputed apart
 
 
 def test_with_timestep_table_held_out_fields_are_scored_at_every_t(tmp_path):
