@@ -279,6 +279,11 @@ def test_tables_manifest_maps_and_report_are_written(tiny_run):
     # The run has FTE, one of the methods whose TP/FN series the signature figure draws.
     assert (out / scenario["signature_figure"]).stat().st_size > 10_000
     assert manifest["early_season"] and (out / manifest["early_season"]["figure"]).is_file()
+    # Every scenario has its methods' training curves in one figure, beside the pre-training's.
+    curves = {curve["name"]: out / curve["figure"] for curve in manifest["training_curves"]}
+    assert {f"fine-tuning on {s['id']}, seed 0" for s in manifest["scenarios"]} <= set(curves)
+    assert any(name.startswith("pre-training on ") for name in curves)
+    assert all(path.stat().st_size > 10_000 for path in curves.values())
     assert {"simulate", "prepare", "pretrain", "total"} <= set(manifest["timings"])
     assert manifest["timings"]["pretrain"] <= manifest["timings"]["total"]
     for method, path in scenario["maps"].items():

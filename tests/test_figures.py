@@ -23,6 +23,7 @@ from sarcrop.reports.figures import (
     early_season_plot,
     figure_to_base64_png,
     learning_curves,
+    method_training_curves,
     prediction_panels,
     rgb_composite,
     scenario_figure,
@@ -180,6 +181,27 @@ def test_training_curves_from_lightning_csv(tmp_path):
     _check_png(tmp_path / "curves.png")
     with pytest.raises(SarcropError, match="not found"):
         training_curves(tmp_path / "missing.csv")
+
+
+def test_method_training_curves_overlay_each_runs_loss_and_validation_iou(tmp_path):
+    """One line per run: its training loss, and its validation IoU where it validated."""
+
+    def log(scale: float, validated: bool) -> pd.DataFrame:
+        rows = []
+        for epoch in range(3):
+            rows.append({"epoch": epoch, "step": epoch, "train_loss_step": 2 * scale / (epoch + 1)})
+            row = {"epoch": epoch, "step": epoch, "train_loss_epoch": scale / (epoch + 1)}
+            rows.append(row | ({"val_iou": 0.1 * epoch + scale} if validated else {}))
+        return pd.DataFrame(rows)
+
+    logs = {"RI": log(1.0, True), "FTE": log(0.5, False)}
+    fig = method_training_curves(logs, title="fine-tuning", path=tmp_path / "methods.png")
+    loss_ax, score_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.lines] == ["RI", "FTE"]
+    assert np.allclose(loss_ax.lines[1].get_ydata(), [0.5, 0.25, 0.5 / 3])  # epoch, not step
+    assert [line.get_label() for line in score_ax.lines] == ["RI"]
+    assert np.allclose(score_ax.lines[0].get_ydata(), [1.0, 1.1, 1.2])
+    _check_png(tmp_path / "methods.png")
 
 
 def test_figure_to_base64_png():

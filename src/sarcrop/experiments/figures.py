@@ -287,30 +287,41 @@ class ExperimentFigures:
         return {"figure": str(path), "scenario": scenario, "method": spec["method"]}
 
     def _training_curves(self) -> list[dict[str, str]]:
-        from sarcrop.reports.figures import training_curves
+        """Each pre-training's loss and metrics, then one figure per scenario with every
+        method's training loss and validation IoU (seed ``self.seed``, the most labels)."""
+        from sarcrop.reports.figures import method_training_curves, training_curves
 
-        logs: list[tuple[str, str]] = []
+        for stale in (self.out / "figures").glob("training-*.png"):  # all drawn again below
+            stale.unlink()
+        curves = []
         pretrains = self.record.pretrains or (
             {"default": self.record.pretrain} if self.record.pretrain else {}
         )
         for pretrain in pretrains.values():
-            if pretrain.training_log is not None:
-                logs.append((f"pre-training on {pretrain.region}", pretrain.training_log))
-        for first in [s.id for s in self.record.scenarios[:1]]:  # none: crop types only
+            log = self._log(pretrain.training_log)
+            if log is not None:
+                name = f"pre-training on {pretrain.region}"
+                path = Path("figures") / f"training-{_slug(name)}.png"
+                training_curves(log, title=name, path=self.out / path)
+                curves.append({"name": name, "figure": str(path)})
+        for scenario in self.record.scenarios:  # none: crop types only
+            logs = {}
             for method in self.record.methods:
-                unit = self.record.unit(first, method, self.seed)
-                if unit is not None and unit.training_log is not None:
-                    logs.append((f"{method_label(method)} on {first}", unit.training_log))
-        curves = []
-        for name, stored in logs:
-            csv = self.record.path(stored)
-            if not csv.is_file():
-                continue
-            slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-            path = Path("figures") / f"training-{slug}.png"
-            training_curves(csv, title=name, path=self.out / path)
-            curves.append({"name": name, "figure": str(path)})
+                unit = self.record.unit(scenario.id, method, self.seed)
+                log = None if unit is None else self._log(unit.training_log)
+                if log is not None:
+                    logs[method_label(method)] = log
+            if logs:
+                name = f"fine-tuning on {scenario.id}, seed {self.seed}"
+                path = Path("figures") / f"training-{scenario.id}.png"
+                method_training_curves(logs, title=name, path=self.out / path)
+                curves.append({"name": name, "figure": str(path)})
         return curves
+
+    def _log(self, stored: str | None) -> Path | None:
+        """A unit's training log, where the run still has it."""
+        path = None if stored is None else self.record.path(stored)
+        return path if path is not None and path.is_file() else None
 
     def _learning_curves(self) -> str | None:
         """IoU against the label fraction per method and scenario, with bootstrap bands."""
@@ -428,3 +439,7 @@ def early_season_curves(results: pd.DataFrame, scenario: str) -> tuple[pd.DataFr
         ]
     )
     return curves, title
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")

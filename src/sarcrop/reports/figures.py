@@ -549,6 +549,53 @@ def learning_curves(
     return _finish(fig, path)
 
 
+def method_training_curves(
+    logs: Mapping[str, str | Path | pd.DataFrame],
+    *,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """The training loss (left) and the validation IoU (right) per epoch of several runs, one
+    line per run (``logs`` maps its name to its Lightning CSVLogger file): where one method's
+    validation IoU peaks and sinks while its loss still falls, it learnt the few training
+    fields by heart. A run without validation (``val_fraction 0``) has its loss only."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    loss_ax, score_ax = fig.subplots(1, 2)
+    for name, log in logs.items():
+        per_epoch = _per_epoch(_read_metrics_csv(log))
+        loss = next((c for c in per_epoch.columns if "loss" in c and "train" in c), None)
+        for ax, column in ((loss_ax, loss), (score_ax, "val_iou")):
+            if column in per_epoch.columns:
+                series = per_epoch[column].dropna()
+                ax.plot(series.index, series.to_numpy(), "o-", markersize=2, label=name)
+    for ax, ylabel in ((loss_ax, "training loss"), (score_ax, "validation IoU")):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, f"no {ylabel}", ha="center", va="center", transform=ax.transAxes)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def _per_epoch(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each logged column averaged per epoch. Lightning writes sparse rows (step rows with
+    train losses, epoch rows with val metrics); ``*_epoch`` columns win over their ``*_step``
+    twins."""
+    if "epoch" not in frame.columns:
+        raise FigureInputError("training metrics have no 'epoch' column (Lightning CSVLogger?)")
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    columns = [
+        c for c in numeric.columns if c not in ("epoch", "step") and numeric[c].notna().any()
+    ]
+    columns = [c for c in columns if not (c.endswith("_step") and f"{c[:-5]}_epoch" in columns)]
+    return numeric.groupby("epoch")[columns].mean()
+
+
 def _read_metrics_csv(metrics: str | Path | pd.DataFrame) -> pd.DataFrame:
     if isinstance(metrics, pd.DataFrame):
         return metrics
@@ -567,26 +614,17 @@ def training_curves(
     title: str | None = None,
     path: str | Path | None = None,
 ) -> Figure:
-    """Loss (left) and validation metrics (right) per epoch from a Lightning CSVLogger file.
-
-    Lightning writes sparse rows (step rows with train losses, epoch rows with val metrics);
-    each column is averaged per epoch. ``*_epoch`` columns win over their ``*_step`` twins.
-    """
-    frame = _read_metrics_csv(metrics)
-    if "epoch" not in frame.columns:
-        raise FigureInputError("training metrics have no 'epoch' column (Lightning CSVLogger?)")
-    numeric = frame.apply(pd.to_numeric, errors="coerce")
-    columns = [
-        c for c in numeric.columns if c not in ("epoch", "step") and numeric[c].notna().any()
-    ]
-    columns = [c for c in columns if not (c.endswith("_step") and f"{c[:-5]}_epoch" in columns)]
-    losses = [c for c in columns if "loss" in c.lower()]
+    """Loss (left) and validation metrics (right) per epoch from a Lightning CSVLogger file,
+    each column averaged per epoch (:func:`_per_epoch`)."""
+    per_epoch = _per_epoch(_read_metrics_csv(metrics))
+    losses = [c for c in per_epoch.columns if "loss" in c.lower()]
     scores = [
-        c for c in columns if c not in losses and not c.lower().startswith(("lr", "learning"))
+        c
+        for c in per_epoch.columns
+        if c not in losses and not c.lower().startswith(("lr", "learning"))
     ]
     if not losses and not scores:
         raise FigureInputError("training metrics contain no loss or metric columns")
-    per_epoch = numeric.groupby("epoch")[losses + scores].mean()
 
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     loss_ax, score_ax = fig.subplots(1, 2)
