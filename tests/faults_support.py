@@ -298,13 +298,10 @@ def freeze_when(predicate, proc: subprocess.Popen, timeout: float = 240) -> bool
     """Stop ``proc``'s process group (SIGSTOP) as soon as ``predicate`` holds, so that a kill
     that follows lands at that moment of its work, however fast the machine is. False if
     the process ended first (or ``timeout`` passed)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None:
-        if predicate():
-            os.killpg(proc.pid, signal.SIGSTOP)
-            return proc.poll() is None
-        time.sleep(0.002)
-    return False
+    if not wait_for(predicate, timeout, proc) or proc.poll() is not None:
+        return False
+    os.killpg(proc.pid, signal.SIGSTOP)
+    return proc.poll() is None
 
 
 def paths_appeared(folder: Path, n: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,6 +317,17 @@ def _same_store(a: DatasetStore, b: DatasetStore) -> None:
         np.testing.assert_array_equal(a.read_labels(i), b.read_labels(i))
 
 
+def _one_region(region: dict, folder: Path) -> dict:
+    """An experiment config of one real region ``a``, fine-tuned and tested on itself from a
+    pre-trained checkpoint that is never read."""
+    return {
+        "name": "t",
+        "regions": {"a": region},
+        "pretrain": {"checkpoint": str(folder / "unused.safetensors")},
+        "scenarios": [{"finetune": "a", "test": "a", "crop": "rice"}],
+    }
+
+
 # The same tiling and split as API options, flags and YAML: overlapping patches of a store
 # that trains, and a block split of patches side by side.
 LAYOUTS = {
@@ -367,14 +379,7 @@ def test_api_cli_and_experiment_yaml_build_the_same_store(region, tmp_path, layo
         "split": split,
         "percentiles": [2, 98],
     }
-    config = experiment_config_from_dict(
-        {
-            "name": "t",
-            "regions": {"a": region_yaml},
-            "pretrain": {"checkpoint": str(tmp_path / "unused.safetensors")},
-            "scenarios": [{"finetune": "a", "test": "a", "crop": "rice"}],
-        }
-    )
+    config = experiment_config_from_dict(_one_region(region_yaml, tmp_path))
     runner_store, _ = ExperimentRunner(config, tmp_path / "run").region_store("a")
 
     stores = [DatasetStore(p) for p in (api, cli, runner_store)]
@@ -514,11 +519,4 @@ def test_overlapping_patches_are_refused_where_a_location_is_tested(region, tmp_
     region_yaml = {"images": str(scenes), "labels": str(labels), "season_start": "2021-04-01"}
     region_yaml |= {"tiling": {"patch_size": P, "stride": 8}, "split": {"method": method}}
     with pytest.raises(ConfigError, match=r"regions.a.*overlaps patches"):
-        experiment_config_from_dict(
-            {
-                "name": "t",
-                "regions": {"a": region_yaml},
-                "pretrain": {"checkpoint": str(tmp_path / "unused.safetensors")},
-                "scenarios": [{"finetune": "a", "test": "a", "crop": "rice"}],
-            }
-        )
+        experiment_config_from_dict(_one_region(region_yaml, tmp_path))

@@ -575,15 +575,14 @@ def overlap_problem(tiling: TilingOptions, split: SplitOptions) -> str | None:
     stride = tiling.stride or tiling.patch_size
     if stride >= tiling.patch_size or split.method == "train":
         return None
+    if split.method == "test":
+        harm = "score a pixel once per patch over it"
+    else:
+        harm = "put the same ground in train and test"
     return (
         f"stride {stride} below patch_size {tiling.patch_size} overlaps patches, and split "
-        f"{split.method} would then "
-        + (
-            "score a pixel once per patch over it"
-            if split.method == "test"
-            else "put the same ground in train and test"
-        )
-        + ": overlap only a store that trains (split train), or keep the stride at the patch size"
+        f"{split.method} would then {harm}: overlap only a store that trains (split train), or "
+        "keep the stride at the patch size"
     )
 
 

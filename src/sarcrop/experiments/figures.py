@@ -320,8 +320,10 @@ class ExperimentFigures:
 
     def _log(self, stored: str | None) -> Path | None:
         """A unit's training log, where the run still has it."""
-        path = None if stored is None else self.record.path(stored)
-        return path if path is not None and path.is_file() else None
+        if stored is None:
+            return None
+        path = self.record.path(stored)
+        return path if path.is_file() else None
 
     def _learning_curves(self) -> str | None:
         """IoU against the label fraction per method and scenario, with bootstrap bands."""
