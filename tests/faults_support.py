@@ -321,12 +321,17 @@ def paths_appeared(folder: Path, n: int):
 
 
 def final_names(folder: Path) -> list[Path]:
-    """Every path under ``folder`` that is not a temporary sibling (``.<name>.tmp-…``)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if not any(part.startswith(".") and ".tmp-" in part for part in p.relative_to(folder).parts)
-    )
+    """Every path under ``folder`` that is not a temporary sibling (``.<name>.tmp-…``) nor the
+    map's intermediate in its work folder (``<map>.partial/assembled.tif``), which every run
+    writes again from the saved blocks."""
+
+    def temporary(path: Path) -> bool:
+        parts = path.relative_to(folder).parts
+        if path.name == "assembled.tif" and path.parent.name.endswith(".partial"):
+            return True
+        return any(part.startswith(".") and ".tmp-" in part for part in parts)
+
+    return sorted(p for p in folder.rglob("*") if not temporary(p))
 
 
 def temporaries(folder: Path) -> list[Path]:
