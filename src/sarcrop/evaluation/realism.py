@@ -510,8 +510,19 @@ def _within(value: float, pieces: Sequence[Interval]) -> bool:
     return any(low <= value <= high for low, high in pieces)
 
 
+class _LocationIntervals:
+    """The real side shared by a row and a coverage: intervals per location, read as one."""
+
+    intervals: dict[str, Interval]
+
+    @property
+    def union(self) -> tuple[Interval, ...]:
+        """The real interval: the union of the locations' intervals, as disjoint pieces."""
+        return interval_union(self.intervals.values())
+
+
 @dataclass(frozen=True)
-class Row:
+class Row(_LocationIntervals):
     """One statistic of one crop: real values per location, the intervals of the locations with
     enough fields, and the simulated value."""
 
@@ -521,11 +532,6 @@ class Row:
     intervals: dict[str, Interval]  # per location whose interval rests on >= MIN_FIELDS fields
     simulated: float
     fields: dict[str, int] = field(default_factory=dict)  # real fields measured, per location
-
-    @property
-    def union(self) -> tuple[Interval, ...]:
-        """The real interval: the union of the locations' intervals, as disjoint pieces."""
-        return interval_union(self.intervals.values())
 
     @property
     def inside(self) -> bool | None:
@@ -622,7 +628,7 @@ def hold(intervals: Sequence[Row], samples: Mapping[tuple[str, str], Sample]) ->
 
 
 @dataclass(frozen=True)
-class Coverage:
+class Coverage(_LocationIntervals):
     """One statistic of one crop against several simulations: the real locations' intervals and
     the value of each simulation (e.g. each draw of a domain-randomised preset)."""
 
@@ -631,10 +637,6 @@ class Coverage:
     intervals: dict[str, Interval]
     simulated: tuple[float, ...]
     fields: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def union(self) -> tuple[Interval, ...]:
-        return interval_union(self.intervals.values())
 
     @property
     def finite(self) -> list[float]:
