@@ -84,6 +84,8 @@ def test_belgium_monthly_cube_scaled_uint16(shared_data: Path) -> None:
     assert stack.attrs["variables"] == {"VV": "S1-SIGMA0-VV", "VH": "S1-SIGMA0-VH"}
     assert stack.attrs["scaled"] == ["VV", "VH"]
     assert len(stack.acquisitions) == 12 and stack.times[0] == dt.datetime(2020, 11, 1)
+    # Monthly means: each stands for the middle of its month (November: 30 days).
+    assert stack.middles[0] == dt.datetime(2020, 11, 16)
     assert stack.grid.crs.to_epsg() == 32631 and stack.grid.resolution == (10.0, 10.0)
     assert stack.grid.transform.c == 664000.0 and stack.grid.transform.f == 5612120.0
     with xr.open_dataset(path) as ds:
@@ -113,6 +115,7 @@ def test_togo_named_bands_geographic(shared_data: Path) -> None:
         dt.datetime(2019, 4, 6),
     ]
     assert len(stack.times) == 12 and stack.times[-1] == dt.datetime(2020, 1, 6)
+    assert stack.acquisitions[0].until == dt.datetime(2019, 3, 6)  # a month from the 6th
     data = stack.read([0, 5], ["VV", "VH"])
     np.testing.assert_array_equal(data[0, 0], raw[names.index("VV")])
     np.testing.assert_array_equal(data[1, 1], raw[names.index("VH_5")])
@@ -137,6 +140,7 @@ def test_camargue_single_vv_scene(shared_data: Path) -> None:
     raw, _ = _direct(next(folder.glob("*.tif")))
     acquisition = stack.acquisitions[0]
     assert stack.bands == ("VV",) and stack.units == "db"
+    assert stack.description == str(next(folder.glob("*.tif")))  # errors name the file
     assert acquisition.time == dt.datetime(2015, 3, 9, 17, 30, 17)
     assert (acquisition.orbit, acquisition.platform) == ("ascending", "S1A")
     assert stack.grid.crs.to_epsg() == 32631 and (stack.grid.width, stack.grid.height) == (268, 217)

@@ -121,5 +121,8 @@ class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
 
 
 def _common_parent(paths: list[Path]) -> str:
+    """What errors name for ``paths``: the file where there is one, else their folder."""
+    if len(paths) == 1:
+        return str(paths[0])
     parents = {str(p.parent) for p in paths}
     return parents.pop() if len(parents) == 1 else str(paths[0])
