@@ -18,6 +18,7 @@ from sarcrop.data.composite import (
 )
 from sarcrop.data.reader import open_scenes
 from sarcrop.data.season import Season
+from sarcrop.prediction.engine import restrict
 
 SEASON = Season(dt.date(2020, 1, 1), steps=4, days=20)
 # Period 0: 3 acquisitions, 1: one, 2: none, 3: two; one before the season.
@@ -187,3 +188,35 @@ def test_bad_arguments(scenes: tuple[object, np.ndarray]) -> None:
         composite(stack, SEASON, ["VH"], method="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="min_acquisitions"):
         composite(stack, SEASON, ["VH"], min_acquisitions=0)
+
+
+MONTHS = [dt.datetime(2020, month, 1) for month in (4, 5, 6, 7)]
+
+
+def test_monthly_means_stamped_on_the_first_are_read_at_mid_month(tmp_path) -> None:
+    """A slice stamped on the 1st at midnight is a month's mean (no acquisition has that stamp):
+    composites place it at its month's middle, so that May's mean fills the period around
+    May 16, not the one that holds May 1. Stamps of a real acquisition stay as they are."""
+    values = np.stack([np.full((2, 4, 4), -20.0 + m, np.float32) for m in range(len(MONTHS))])
+    values[:, 1] += 7  # VV above VH, as over land
+    for when, image in zip(MONTHS, values):
+        write_scene(tmp_path / "monthly", when, image)
+    stack = open_scenes(tmp_path / "monthly")
+    assert stack.middles[1] == dt.datetime(2020, 5, 16, 12)  # May: 31 days
+    assert stack.acquisitions[0].until == dt.datetime(2020, 5, 1)
+    season = Season(dt.date(2020, 4, 21), steps=3, days=20)  # Apr 21, May 11, May 31
+    assert period_indices(stack, season) == [[], [1], [2]]
+    result = composite(stack, season, ["VH"])
+    # Period 1's middle, May 1, between April's middle (Apr 15 12:00) and May's.
+    weight = (dt.datetime(2020, 5, 1) - stack.middles[0]) / (stack.middles[1] - stack.middles[0])
+    np.testing.assert_allclose(result[:, 0, 0, 0], [-20 + weight, -19, -18], atol=1e-4)
+    # A whole season reads the months whose middle is in its reach (to July 10); an early map
+    # of two periods (to May 30) no month that runs past it: May's mean holds later days.
+    assert [a.time.month for a in restrict(stack, season, 3).acquisitions] == [4, 5, 6]
+    assert [a.time.month for a in restrict(stack, season, 2).acquisitions] == [4]
+
+    for when, image in zip([MONTHS[0].replace(hour=17), *MONTHS[1:]], values):
+        write_scene(tmp_path / "acquired", when, image)
+    acquired = open_scenes(tmp_path / "acquired")
+    assert all(a.until is None for a in acquired.acquisitions)
+    assert period_indices(acquired, season) == [[1], [], [2]]

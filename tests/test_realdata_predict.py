@@ -91,13 +91,14 @@ def test_predict_belgium_monthly_cube(shared_data: Path, tmp_path: Path) -> None
 def test_the_shipped_model_maps_monthly_data_and_names_its_pixel_size(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    """The Belgian monthly cube leaves periods 2, 5 and 8 of the 20-day season without a date:
-    interpolated, the shipped maize model maps maize there (0.0 % when they were read as 0).
+    """The Belgian monthly cube, its means read at mid-month, leaves periods 1, 4 and 7 of the
+    20-day season without a date: interpolated, the shipped maize model maps maize there (0.0 %
+    when they were read as 0).
     The WorldCereal 20 m scenes are mapped on their grid, with the model's 10 m named."""
     cube = (
         shared_data / "worldcereal-s1-monthly-cube-belgium" / "worldcereal_preprocessed_inputs.nc"
     )
-    with pytest.warns(UserWarning, match=r"interpolated in time: periods 2 \(2021-05-11 to"):
+    with pytest.warns(UserWarning, match=r"interpolated in time: periods 1 \(2021-04-21 to"):
         out = predict_map(
             "europe-maize",
             cube,

@@ -45,10 +45,11 @@ def composite_dates(season: Season) -> list[dt.date]:
 
 
 def period_indices(stack: SceneStack, season: Season) -> list[list[int]]:
-    """Stack time indices falling in each period (outside the season: in none)."""
+    """Stack time indices falling in each period (outside the season: in none), by the time
+    each slice stands for (a monthly mean's middle)."""
     periods: list[list[int]] = [[] for _ in range(season.steps)]
     for index, acquisition in enumerate(stack.acquisitions):
-        period = season.period_of(acquisition.time)
+        period = season.period_of(acquisition.middle)
         if period is not None:
             periods[period].append(index)
     return periods
@@ -56,8 +57,8 @@ def period_indices(stack: SceneStack, season: Season) -> list[list[int]]:
 
 def reach(season: Season) -> tuple[dt.datetime, dt.datetime]:
     """[start, end) of the acquisitions the composites of ``season`` read: the season and one
-    period either side of it, from which a gap at its edge is interpolated (monthly data
-    stamped on the 1st leave the first or last 20-day period empty)."""
+    period either side of it, from which a gap at its edge is interpolated (monthly means,
+    read at mid-month, can leave the first or last 20-day period empty)."""
     margin = dt.timedelta(days=season.days)
     start = dt.datetime.combine(season.start - margin, dt.time())
     return start, dt.datetime.combine(season.end + margin, dt.time())
@@ -68,7 +69,7 @@ def gap_neighbours(stack: SceneStack, season: Season) -> dict[int, tuple[int, in
     each with the last acquisition before it, the first after it, and the weight of the latter
     at the period's middle (linear in time)."""
     start, end = reach(season)
-    around = sorted((t, i) for i, t in enumerate(stack.times) if start <= t < end)
+    around = sorted((t, i) for i, t in enumerate(stack.middles) if start <= t < end)
     gaps: dict[int, tuple[int, int, float]] = {}
     for step, (first, last) in enumerate(season.periods()):
         period_start, period_end = (dt.datetime.combine(d, dt.time()) for d in (first, last))

@@ -199,8 +199,9 @@ def prepare(
 
 
 def _in_season(stack: SceneStack, season: Season) -> list[dt.datetime]:
-    """Acquisition times inside the season; an error naming both spans when there is none."""
-    in_season = [a.time for a in stack.acquisitions if season.period_of(a.time) is not None]
+    """Acquisition times inside the season (a monthly mean's by its middle); an error naming
+    both spans when there is none."""
+    in_season = [a.time for a in stack.acquisitions if season.period_of(a.middle) is not None]
     if not in_season:
         span = (
             f"{min(stack.times):%Y-%m-%d} to {max(stack.times):%Y-%m-%d}" if stack.times else "none"

@@ -8,17 +8,21 @@ The steps are the same for every layout, so a layout only has to describe where 
 4. choose the grid: ``grid=``, or one derived with ``crs=``/``resolution=``, else the grid of the
    first acquisition, which every other acquisition must share in CRS and resolution;
 5. check the units the data states (or the user declares) against a sample of its values,
-   and that VH reads below VV in it (swapped bands would be mapped silently otherwise).
+   and that VH reads below VV in it (swapped bands would be mapped silently otherwise);
+6. read slices that are all stamped on the 1st of a month at midnight as monthly means
+   (:func:`monthly_means`), which composites place at their month's middle.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import math
 import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +35,7 @@ from rasterio.windows import Window
 
 import sarcrop.data.layouts  # noqa: F401  (registers the layouts)
 from sarcrop.data.grid import Grid
-from sarcrop.data.layouts._common import is_raster, raster_info
+from sarcrop.data.layouts._common import add_months, is_raster, raster_info
 from sarcrop.data.scenes import LAYOUTS, RasterStack, SceneStack, Source, Units
 from sarcrop.data.units import detect_units, linear_to_db
 from sarcrop.errors import InputDataError
@@ -97,6 +101,28 @@ def open_scenes(
     values, picks = _sample(stack)
     stack.units = _check_units(stack, values, picks, None if units == "auto" else units)
     _check_polarisations(stack, values, picks, stack.units)
+    return monthly_means(stack)
+
+
+MIN_MONTHLY_SLICES = 3
+
+
+def monthly_means(stack: SceneStack) -> SceneStack:
+    """``stack`` with each slice spanning its calendar month where every slice is stamped on the
+    1st of a month at midnight (at least :data:`MIN_MONTHLY_SLICES`): the stamp of a monthly
+    composite (openEO, WorldCereal, xarray's ``resample(time="MS")``), which no acquisition has.
+    Read at its stamp, each month's mean would stand for data centred half a month later."""
+    times = stack.times
+    monthly = len(times) >= MIN_MONTHLY_SLICES and all(
+        t.day == 1 and t.time() == dt.time() for t in times
+    )
+    if not monthly or any(a.until is not None for a in stack.acquisitions):
+        return stack
+    stack.acquisitions = [
+        replace(a, until=dt.datetime.combine(add_months(a.time.date(), 1), dt.time()))
+        for a in stack.acquisitions
+    ]
+    stack.attrs["time_inference"] = "monthly means stamped on the 1st: read at mid-month"
     return stack
 
 

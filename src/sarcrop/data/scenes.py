@@ -41,13 +41,23 @@ Source = str | Path | Sequence[str | Path]
 
 @dataclass(frozen=True)
 class Acquisition:
-    """Metadata of one acquisition (one time slice of a stack). ``time`` is naive UTC."""
+    """Metadata of one acquisition (one time slice of a stack). ``time`` is naive UTC.
+
+    ``until`` is set where the slice is a mean over time rather than one acquisition (a monthly
+    composite stamped on its first day): it covers ``[time, until)`` and stands for the middle
+    of that span, where composites read it (:attr:`middle`)."""
 
     time: dt.datetime
     orbit: Orbit | None = None
     relative_orbit: int | None = None
     platform: str | None = None
     source: str = ""
+    until: dt.datetime | None = None
+
+    @property
+    def middle(self) -> dt.datetime:
+        """The time the slice's values stand for: the acquisition's, or its span's middle."""
+        return self.time if self.until is None else self.time + (self.until - self.time) / 2
 
 
 @dataclass
@@ -70,6 +80,11 @@ class SceneStack(ABC):
     @property
     def times(self) -> list[dt.datetime]:
         return [a.time for a in self.acquisitions]
+
+    @property
+    def middles(self) -> list[dt.datetime]:
+        """The times the slices stand for (:attr:`Acquisition.middle`), which composites use."""
+        return [a.middle for a in self.acquisitions]
 
     @abstractmethod
     def read(

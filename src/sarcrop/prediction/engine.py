@@ -439,14 +439,18 @@ def season_until(season: Season, timesteps: int) -> Season:
 def restrict(stack: SceneStack, season: Season, timesteps: int) -> SceneStack:
     """Only the acquisitions the first ``timesteps`` composites of ``season`` read: the whole
     season's reach a period past its end to fill a gap there (:func:`~sarcrop.data.composite.
-    reach`), an early map's stop at its last period, so that later scenes are never read."""
+    reach`), an early map's stop at its last period, so that later scenes are never read (nor
+    a monthly mean that runs past it)."""
     from sarcrop.data.composite import reach
 
     observed = season_until(season, timesteps)
     start, end = reach(observed)
     if timesteps < season.steps:
         end = dt.datetime.combine(observed.end, dt.time())
-    return stack.select(lambda a: start <= a.time < end)
+        return stack.select(
+            lambda a: start <= a.middle and (a.time < end if a.until is None else a.until <= end)
+        )
+    return stack.select(lambda a: start <= a.middle < end)
 
 
 def _composite(

@@ -681,7 +681,7 @@ def predict_map(
         observed = season_until(spec.season, steps)
         every = stack.times
         stack = restrict(stack, spec.season, steps)
-        if not any(observed.period_of(time) is not None for time in stack.times):
+        if not any(observed.period_of(time) is not None for time in stack.middles):
             raise InputDataError(
                 f"no acquisition between {observed.start} and {observed.last_day}"
                 + _other_season(every, observed),

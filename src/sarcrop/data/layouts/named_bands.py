@@ -5,9 +5,10 @@ Bands are described ``VV, VH, B1, …`` for the first time step and ``VV_1, VH_1
 ``{"VV": "S1_VV"}`` picks ``S1_VV``, ``S1_VV_1``, ….
 
 Times: a band tag ``ACQUISITION_TIME`` wins. Otherwise the time axis is inferred from the file
-name, as CropHarvest exports are named ``<id>_<start>_<end>.tif``: step k is the start date moved
-by k calendar months (monthly composites labelled by their first day). This inference is recorded
-in ``stack.attrs["time_inference"]``.
+name, as CropHarvest exports are named ``<id>_<start>_<end>.tif``: step k is the month that
+begins at the start date moved by k calendar months (a monthly composite labelled by its first
+day, which composites read at the month's middle). This inference is recorded in
+``stack.attrs["time_inference"]``.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class NamedBands(Layout, name="named_bands", order=30):
                 parse_time(info.band_tags[i - 1].get("ACQUISITION_TIME")) for i in indices.values()
             ]
             when = next((t for t in tagged if t is not None), None)
+            until = None
             if when is None:
                 if start is None:
                     raise InputDataError(
@@ -87,11 +89,12 @@ class NamedBands(Layout, name="named_bands", order=30):
                         "date (YYYY-MM-DD) in the file name",
                         path,
                     )
-                when = dt.datetime.combine(add_months(start, step), dt.time())
+                when, until = (
+                    dt.datetime.combine(add_months(start, k), dt.time()) for k in (step, step + 1)
+                )
             refs = {b: BandRef(str(path), i, info.grid, info.nodata) for b, i in indices.items()}
-            items.append(
-                (Acquisition(time=when, orbit=orbit_from_name(path.name), source=str(path)), refs)
-            )
+            orbit = orbit_from_name(path.name)
+            items.append((Acquisition(when, orbit, source=str(path), until=until), refs))
         items.sort(key=lambda item: item[0].time)
         stated = declared_units(info.tags, path.name)
         return build_raster_stack(
@@ -100,7 +103,7 @@ class NamedBands(Layout, name="named_bands", order=30):
             declared={str(path): stated} if stated else {},
             attrs={
                 "layout": self.name,
-                "time_inference": f"step k = {start} + k months (from the file name)"
+                "time_inference": f"step k = the month from {start} + k months (file name)"
                 if start
                 else "band tags",
             },
