@@ -87,7 +87,9 @@ def test_a_target_se_takes_one_expected_accuracy_or_one_per_stratum() -> None:
         sample_size_for_se(list(SIZES.values()), [0.9, 0.7], 0.02)
 
 
-def write_map(path: Path, classes: np.ndarray, *, transform: Affine = TRANSFORM) -> Path:
+def write_map(
+    path: Path, classes: np.ndarray, *, transform: Affine = TRANSFORM, nodata: int | None = 255
+) -> Path:
     h, w = classes.shape
     with rasterio.open(
         path,
@@ -97,7 +99,7 @@ def write_map(path: Path, classes: np.ndarray, *, transform: Affine = TRANSFORM)
         height=h,
         count=2,
         dtype="uint8",
-        nodata=255,
+        nodata=nodata,
         crs="EPSG:32631",
         transform=transform,
     ) as dst:
@@ -252,13 +254,17 @@ def test_assess_against_another_map_or_polygons(
     assert code == 2 and str(map_path) in err and "POSITIVE" in err  # this map does not name
 
 
-def test_points_of_another_design_are_post_stratified(tmp_path: Path, classes: np.ndarray) -> None:
-    """A simple random sample in another CRS, labelled elsewhere: strata = map classes."""
+@pytest.mark.parametrize("nodata", [255, None], ids=["nodata-tagged", "untagged"])
+def test_points_of_another_design_are_post_stratified(
+    tmp_path: Path, classes: np.ndarray, nodata: int | None
+) -> None:
+    """A simple random sample in another CRS, labelled elsewhere: strata = map classes. Points
+    on the map's nodata (255 where the map has no nodata tag) are left out."""
     import geopandas as gpd
 
     from sarcrop.evaluation import assess, olofsson_estimates
 
-    map_path = write_map(tmp_path / "map.tif", classes)
+    map_path = write_map(tmp_path / "map.tif", classes, nodata=nodata)
     rng = np.random.default_rng(4)
     rows, cols = rng.integers(0, 90, 300), rng.integers(0, 70, 300)
     truth = np.where(rng.random(300) < 0.1, 1 - classes[rows, cols] % 2, classes[rows, cols] % 2)
@@ -268,7 +274,7 @@ def test_points_of_another_design_are_post_stratified(tmp_path: Path, classes: n
         crs="EPSG:32631",
     ).to_crs("EPSG:4326")
     frame.to_file(tmp_path / "points.gpkg", engine="pyogrio")
-    with pytest.warns(UserWarning, match="off the map"):
+    with pytest.warns(UserWarning, match=r"^\d+ points off the map or on its nodata are left"):
         result = assess(map_path, tmp_path / "points.gpkg", label_column="crop")
     on_map = classes[rows, cols] != 255
     mapped, ref = classes[rows, cols][on_map], truth[on_map]

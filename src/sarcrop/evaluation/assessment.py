@@ -38,10 +38,10 @@ from sarcrop.evaluation.rasters import (
     grid_of,
     map_class_pixels,
     map_classes,
+    map_classes_at,
     open_raster,
     read_map_classes,
     strips,
-    values_at,
 )
 from sarcrop.evaluation.reference import (
     check_one_crop_labels,
@@ -461,7 +461,7 @@ def _check_map(sample: Sample, map_path: Path) -> None:
         points = sample.points
         x, y = points["x"].to_numpy(), points["y"].to_numpy()
         band = class_band(ds, map_path)
-        changed = int(np.sum(values_at(ds, band, x, y) != points["map_class"]))
+        changed = int(np.sum(map_classes_at(ds, band, x, y) != points["map_class"]))
         now = {} if sample.design.get("strata_raster") else map_class_pixels(ds, band)
     drawn = f"when they were drawn from {sample.design.get('map', '?')}"
     if changed:

@@ -144,6 +144,17 @@ def map_classes(ds: rasterio.io.DatasetReader, path: str | Path) -> MapClasses:
     return MapClasses(map_class_names(ds), tuple(p for p in named.split(",") if p))
 
 
+def map_classes_at(
+    ds: rasterio.io.DatasetReader, band: int, x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """Map classes at points ``(x, y)``, NaN outside or on the map's nodata: its tag, else 255
+    (:data:`MAP_NODATA`), as :func:`read_map_classes` reads it."""
+    values = values_at(ds, band, x, y)
+    if ds.nodatavals[band - 1] is None:
+        values[values == MAP_NODATA] = np.nan
+    return values
+
+
 def values_at(ds: rasterio.io.DatasetReader, band: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pixel values of ``band`` at points ``(x, y)`` (float, NaN outside or on nodata), read
     point by point, so that a sample never reads a whole raster."""

@@ -48,11 +48,11 @@ from sarcrop.evaluation.rasters import (
     grid_of,
     map_class_pixels,
     map_classes,
+    map_classes_at,
     open_raster,
     pixel_counts,
     read_map_classes,
     strips,
-    values_at,
 )
 from sarcrop.options import Allocation, SamplingOptions, as_options
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
@@ -580,11 +580,14 @@ def post_stratified_sample(
             raise InputDataError("points without a CRS", path)
         frame = frame.to_crs(ds.crs)
         x, y = frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy()
-        mapped = values_at(ds, band, x, y)
+        mapped = map_classes_at(ds, band, x, y)
         map_pixels = map_class_pixels(ds, band)
     inside = np.isfinite(mapped)
     if not inside.all():
-        warnings.warn(f"{int((~inside).sum())} points off the map are left out", stacklevel=2)
+        warnings.warn(
+            f"{int((~inside).sum())} points off the map or on its nodata are left out",
+            stacklevel=2,
+        )
     rows, cols = rasterio.transform.rowcol(grid.transform, x[inside], y[inside])
     classes = mapped[inside].astype(np.int64)
     points = pd.DataFrame(
