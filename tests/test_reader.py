@@ -410,7 +410,7 @@ def test_a_named_layout_subclass_registers_itself_in_detection_order(tmp_path: P
         """a layout that
         recognises nothing"""
 
-        def detect(self, paths: list[Path], source: object) -> bool:
+        def detect(self, paths: list[Path], source: object, band_map: object = None) -> bool:
             return False
 
         def open(self, paths: list[Path], source: object, **options: object) -> object:
@@ -467,3 +467,19 @@ def test_a_read_error_names_gdal_s_own_problem() -> None:
             raise RasterioIOError("Read failed. See previous exception for details.") from gdal
     except RasterioIOError as exc:
         assert _first_line(exc) == "S1_x.tif, band 1: IReadBlock failed at X offset 0, Y offset 0"
+
+
+def test_band_map_renames_described_bands_and_a_name_no_file_has_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Per-date GeoTIFFs whose bands are described ``cross``/``co``: a band_map names them; one
+    naming a description no file has is refused, listing the descriptions, where it would
+    otherwise be ignored and the bands found some other way."""
+    values = np.stack([np.full((4, 4), -18.0), np.full((4, 4), -11.0)])
+    for day in (1, 13):
+        write_scene(tmp_path, dt.datetime(2020, 5, day, 17), values, bands=("cross", "co"))
+    stack = open_scenes(tmp_path, band_map={"VH": "cross", "VV": "co"})
+    assert set(stack.bands) == {"VH", "VV"}
+    assert np.allclose(stack.read([0], ["VH"])[0, 0], -18.0, atol=1e-4)
+    with pytest.raises(InputDataError, match=r"band_map VV=COPOL: .*\(descriptions: CO, CROSS\)"):
+        open_scenes(tmp_path, band_map={"VH": "cross", "VV": "COPOL"})

@@ -49,6 +49,9 @@ def test_worldcereal_geotiff_per_location(shared_data: Path) -> None:
         stack.read([0, 100, 158], ["VV", "VH"]),
         np.stack([vv[[0, 100, 158]], vh[[0, 100, 158]]], axis=1),
     )
+    # Their bands are dates, their polarisation is in the name: a band_map would be ignored.
+    with pytest.raises(InputDataError, match="polarisation each, read from the file name"):
+        open_scenes(str(folder / f"{BE}_S1_*"), band_map={"VH": "VV", "VV": "VH"})
 
 
 def test_worldcereal_folder_with_three_locations_asks_to_choose(shared_data: Path) -> None:

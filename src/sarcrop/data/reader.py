@@ -73,7 +73,7 @@ def open_scenes(
         raise InputDataError(f"units is {units!r}: expected db, linear or auto")
     paths = resolve(source)
     label = _label(source)
-    layout = next((lay for lay in LAYOUTS if lay.detect(paths, source)), None)
+    layout = next((lay for lay in LAYOUTS if lay.detect(paths, source, band_map)), None)
     if layout is None:
         raise InputDataError(
             f"found {_describe(paths, source)}; expected one of: "

@@ -370,8 +370,11 @@ class Layout(ABC):
             register_layout(cls)
 
     @abstractmethod
-    def detect(self, paths: list[Path], source: Source) -> bool:
-        """Whether this layout recognises the resolved input paths."""
+    def detect(
+        self, paths: list[Path], source: Source, band_map: dict[str, str] | None = None
+    ) -> bool:
+        """Whether this layout recognises the resolved input paths (with ``band_map``'s names
+        for its bands, where it names bands)."""
 
     @abstractmethod
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:

@@ -57,10 +57,13 @@ class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
     """one GeoTIFF per acquisition, polarisations in band descriptions or the file name, time in
     an ACQUISITION_TIME tag or the file name (YYYYMMDD[THHMMSS])"""
 
-    def detect(self, paths: list[Path], source: Source) -> bool:
+    def detect(
+        self, paths: list[Path], source: Source, band_map: dict[str, str] | None = None
+    ) -> bool:
         rasters = [p for p in paths if is_raster(p)]
         return any(
-            _time_of(info) is not None and band_names(info) for info in map(raster_info, rasters)
+            _time_of(info) is not None and band_names(info, band_map)
+            for info in map(raster_info, rasters)
         )
 
     def rejection(self, paths: list[Path], source: Source) -> str | None:
@@ -76,8 +79,10 @@ class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
         by_time: dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]] = {}
         skipped: list[str] = []
         units: dict[str, str] = {}
+        described: set[str] = set()
         for path in (p for p in paths if is_raster(p)):
             info = raster_info(path)
+            described.update(d.strip().upper() for d in info.descriptions)
             when, bands = _time_of(info), band_names(info, band_map)  # type: ignore[arg-type]
             if when is None or not bands:
                 skipped.append(
@@ -112,11 +117,25 @@ class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
             raise InputDataError(
                 "no GeoTIFF with an acquisition time and a polarisation", _common_parent(paths)
             )
+        _check_band_map(band_map, described, _common_parent(paths))  # type: ignore[arg-type]
         return build_raster_stack(
             [by_time[t] for t in sorted(by_time)],
             description=_common_parent(paths),
             declared=units,
             attrs={"layout": self.name, "skipped": skipped},
+        )
+
+
+def _check_band_map(band_map: dict[str, str] | None, described: set[str], where: str) -> None:
+    """A band_map naming a description no file has would be ignored: refused instead."""
+    unmatched = [
+        f"{k}={v}" for k, v in (band_map or {}).items() if v.strip().upper() not in described
+    ]
+    if unmatched:
+        found = ", ".join(sorted(d for d in described if d)) or "none"
+        raise InputDataError(
+            f"band_map {', '.join(unmatched)}: no band is described so (descriptions: {found})",
+            where,
         )
 
 

@@ -65,12 +65,21 @@ class MultiDatePerPolarisation(Layout, name="multidate_per_pol", order=40):
     """one multi-band GeoTIFF per polarisation (VV/VH in the file name), the acquisition time in
     each band's description"""
 
-    def detect(self, paths: list[Path], source: Source) -> bool:
+    def detect(
+        self, paths: list[Path], source: Source, band_map: dict[str, str] | None = None
+    ) -> bool:
         return bool(_candidates(paths))
 
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
+        candidates = _candidates(paths)
+        if options.get("band_map"):
+            raise InputDataError(
+                "band_map names bands, but these files hold one polarisation each, read from "
+                "the file name (…_VV_…, …_VH_…), and one date per band: leave band_map out",
+                Path(candidates[0].path).parent,
+            )
         groups: dict[str, list[RasterInfo]] = {}
-        for info in _candidates(paths):
+        for info in candidates:
             name = Path(info.path).name
             groups.setdefault(_POL_TOKEN.sub("*", name, count=1), []).append(info)
         if len(groups) > 1:

@@ -56,9 +56,11 @@ class NamedBands(Layout, name="named_bands", order=30):
     """one raster with named bands per time step (VV, VH, VV_1, VH_1, …), monthly steps from the
     start date in the file name"""
 
-    def detect(self, paths: list[Path], source: Source) -> bool:
+    def detect(
+        self, paths: list[Path], source: Source, band_map: dict[str, str] | None = None
+    ) -> bool:
         info = _single(paths)
-        return info is not None and len(_steps(info, None)) > 1
+        return info is not None and len(_steps(info, band_map)) > 1
 
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
         info = _single(paths)

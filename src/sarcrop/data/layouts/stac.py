@@ -141,7 +141,9 @@ def _time(item: pystac.Item) -> dt.datetime | None:
 class Stac(Layout, name="stac", order=10):
     """a STAC catalog/collection/item collection JSON (or API URL) with vv/vh GeoTIFF assets"""
 
-    def detect(self, paths: list[Path], source: Source) -> bool:
+    def detect(
+        self, paths: list[Path], source: Source, band_map: dict[str, str] | None = None
+    ) -> bool:
         if _is_url(source):
             return True
         if len(paths) != 1:

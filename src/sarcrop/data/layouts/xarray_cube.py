@@ -204,7 +204,9 @@ class XarrayCube(Layout, name="xarray_cube", order=20):
     """a netCDF/Zarr cube with dims (time|t|timestamp, y, x) and VV/VH variables (names
     containing VV/VH), CRS from CF grid mapping or 'epsg'"""
 
-    def detect(self, paths: list[Path], source: Source) -> bool:
+    def detect(
+        self, paths: list[Path], source: Source, band_map: dict[str, str] | None = None
+    ) -> bool:
         return len(paths) == 1 and is_cube(paths[0])
 
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
