@@ -483,3 +483,22 @@ def test_band_map_renames_described_bands_and_a_name_no_file_has_is_refused(
     assert np.allclose(stack.read([0], ["VH"])[0, 0], -18.0, atol=1e-4)
     with pytest.raises(InputDataError, match=r"band_map VV=COPOL: .*\(descriptions: CO, CROSS\)"):
         open_scenes(tmp_path, band_map={"VH": "cross", "VV": "COPOL"})
+
+
+def test_band_map_finds_a_named_band_export_under_other_names(tmp_path: Path) -> None:
+    """A monthly export whose bands are ``S1_VV``, ``S1_VH``, ``S1_VV_1``, …: recognised as
+    one raster of named bands through the band_map, each step a month from the file's date."""
+    path = tmp_path / "field_2020-04-01_2020-07-01.tif"
+    names = [f"S1_{band}{suffix}" for suffix in ("", "_1", "_2") for band in ("VV", "VH")]
+    values = np.stack([np.full((4, 4), -11.0 if "VV" in n else -18.0, np.float32) for n in names])
+    profile = {"driver": "GTiff", "width": 4, "height": 4, "count": len(names)}
+    transform = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
+    with rasterio.open(
+        path, "w", **profile, dtype="float32", crs="EPSG:32631", transform=transform
+    ) as dst:
+        dst.write(values)
+        dst.descriptions = tuple(names)
+    stack = open_scenes(path, band_map={"VV": "S1_VV", "VH": "S1_VH"})
+    assert stack.attrs["layout"] == "named_bands" and len(stack.acquisitions) == 3
+    assert stack.middles[0] == dt.datetime(2020, 4, 16)  # April's mean
+    assert np.allclose(stack.read([2], ["VH"]), -18.0, atol=1e-4)
