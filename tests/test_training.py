@@ -255,6 +255,7 @@ def test_fit_learns_in_chronological_order_and_exports(tmp_path):
     assert metadata.training["config"]["ordering"] == "chronological"
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["status"] == "complete" and run["environment"]["torch"] == torch.__version__
+    assert metadata.training["environment"] == run["environment"]  # the file says it too
 
 
 class Crash(L.Callback):

@@ -492,6 +492,7 @@ def fit(
             **({"fit_on_train": fit} if fit else {}),
             "parameters": parameter_counts(model),
             "config": config.model_dump(),
+            "environment": environment(),  # which weights a rerun can match bit for bit
         }
         exported = metadata.model_copy(update={"training": {**metadata.training, **summary}})
         save_checkpoint(out_dir / MODEL_FILE, model, exported)
