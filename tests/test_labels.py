@@ -366,7 +366,7 @@ def test_label_cube_variable_errors_name_the_file(tmp_path):
     with pytest.raises(InputDataError, match=r"l\.nc: no label variable 'IRR' .*has: CT, LC"):
         labels_from_cube(path, GRID, variable="IRR", code_map={1: "a"})
     with pytest.raises(
-        InputDataError, match="CLASS_<i>=<name> tags; pass class names or a code map"
+        InputDataError, match="CLASS_<i>=<name> tags: name its codes with --legend or --code-map"
     ):
         labels_from_cube(path, GRID)
 
@@ -442,3 +442,11 @@ def test_a_code_map_given_as_json_text_reads_as_the_mapping_and_bad_text_is_one_
     assert text.code_map == {1200: "maize", 0: "unlabelled"}
     with pytest.raises(ConfigError, match=r"^code_map: must be a JSON object of code: name"):
         validated(LabelOptions, {"code_map": "{1200: maize}"})
+
+
+def test_an_unreadable_label_raster_is_named_once(tmp_path):
+    """GDAL's message starts with the path, which the line already names first."""
+    missing = tmp_path / "NOPE.tif"
+    with pytest.raises(InputDataError, match="cannot open label raster") as raised:
+        labels_from_raster(missing, GRID)
+    assert str(raised.value).count(str(missing)) == 1

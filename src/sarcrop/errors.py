@@ -15,6 +15,8 @@ class SarcropError(Exception):
 
     def __init__(self, problem: str, path: str | Path | None = None) -> None:
         self.path = None if path is None else str(path)
+        if self.path:  # GDAL's messages start with the path, which the line names first
+            problem = problem.replace(f"{self.path}: ", "")
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 

@@ -177,7 +177,8 @@ def run_training(
         from sarcrop.training.search import SearchChoice
 
         print(SearchChoice.from_dict(search).summary())
-    trained = "" if result.epochs == 0 else f", {result.epochs} epochs"
+    epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+    trained = "" if result.epochs == 0 else f", {epochs}"
     print(selected + trained + (", resumed" if result.resumed else ""))
     return 0
 

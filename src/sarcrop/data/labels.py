@@ -371,7 +371,9 @@ def _code_lookup(
         named = class_tags(tags)
         if not named:
             raise InputDataError(
-                "label raster has no CLASS_<i>=<name> tags; pass class names or a code map", path
+                "label raster has no CLASS_<i>=<name> tags: name its codes with --legend or "
+                "--code-map (LabelOptions(legend=...) or code_map=...)",
+                path,
             )
         classes = [named.get(i, f"class_{i}") for i in range(max(named) + 1)]
     if present.size and (present.min() < 0 or present.max() >= len(classes)):

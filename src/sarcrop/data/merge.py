@@ -144,7 +144,7 @@ def _check_compatible(first: DatasetStore, other: DatasetStore) -> None:
     for what, expected, found in checks:
         if expected != found:
             raise InputDataError(
-                f"cannot merge: {what} {found} differ from {expected} of {first.path}", other.path
+                f"cannot merge: {what} {found} here, {expected} in {first.path}", other.path
             )
 
 

@@ -210,10 +210,9 @@ def check_compatible(specs: Sequence[ModelSpec]) -> None:
         for name, value in conventions(spec).items():
             if value != expected[name]:
                 raise CheckpointError(
-                    f"{name} {value} differ from {expected[name]} of the first model "
+                    f"{name} {value} here, {expected[name]} in the first model "
                     f"({pretrained.display_name(first.checkpoint or 'model 1')}): models averaged "
-                    "into one "
-                    "map must share bands, season, normalisation and classes",
+                    "into one map must share bands, season, normalisation and classes",
                     spec.checkpoint or f"model {number}",
                 )
 

@@ -155,7 +155,7 @@ def warn_season_cut_short(
             f"{name} was trained on full seasons only, so the first {observed} of {steps} "
             "composites with the rest zero-padded are an input it never learnt (date_dropout "
             "zeroes composites at random, seldom a season's whole tail), and its map may be "
-            f"empty; for in-season maps use a model trained with ordering: chronological: {way} "
+            f"empty; for in-season maps use a model trained on chronological batches, {way} "
             "(a forest on the series alone: fitted without --no-early-season), and score each "
             "t with evaluate --timesteps all",
             stacklevel=3,

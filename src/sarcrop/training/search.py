@@ -145,7 +145,8 @@ def search_held_out(
         )
     except InputDataError as exc:
         reason = exc.problem
-        kept = f"training {config.epochs} epochs at interpolation {config.interpolation:g}"
+        budget = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+        kept = f"training {budget} at interpolation {config.interpolation:g}"
         warnings.warn(f"held-out search: {reason}; {kept}", stacklevel=3)
         return SearchChoice(config.epochs, config.interpolation, 0, 0, reason=reason)
     # Pooled over the folds; one run's confusions are all binary or all of its classes.
