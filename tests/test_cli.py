@@ -74,6 +74,29 @@ def test_a_mistyped_value_is_one_line_without_the_usage(argv, expected, capsys):
     assert err.startswith(f"sarcrop {argv[0]}: error:") and f"(see sarcrop {argv[0]} --help)" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["prepare", "--images", "x", "--out", "s.zarr", "--resoluton", "10"],
+            "unrecognized arguments: --resoluton 10; did you mean --resolution?",
+        ),
+        (
+            ["predict", "europe-maize", "--images", "x", "--out", "m.tif", "--thresold=0.3"],
+            "unrecognized arguments: --thresold=0.3; did you mean --threshold?",
+        ),
+        (["evaluate", "m.safetensors", "s.zarr", "--quiet"], "unrecognized arguments: --quiet ("),
+    ],
+)
+def test_an_unknown_flag_names_the_commands_help_and_the_flag_meant(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(argv)
+    assert exit_code.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+    assert err.startswith(f"sarcrop {argv[0]}: error:") and f"(see sarcrop {argv[0]} --help)" in err
+
+
 def test_a_glob_the_shell_expanded_is_named(tmp_path, capsys):
     """Unquoted, ``--images dir/*_S1_*`` reaches sarcrop as several files."""
     files = [tmp_path / f"x_S1_{band}.tif" for band in ("VH", "VV")]

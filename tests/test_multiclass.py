@@ -614,8 +614,10 @@ def test_one_crop_from_a_crop_type_model_keeps_its_head(parents, store, tmp_path
     spelt = evaluate(parents["multi"], store, positive="Potato")  # a class name, any case
     assert spelt["metrics"] == scores["metrics"]
     for parent, crop, problem in [
-        ("multi", "wheat", "no class wheat"),
-        ("binary", "potato", "maps maize, not potato"),
+        ("multi", "wheat", "no class wheat$"),
+        ("multi", "potatoe", "no class potatoe; did you mean 'potato'\\?$"),
+        ("binary", "potato", "maps maize, not potato$"),
+        ("binary", "maiz", "maps maize, not maiz: did you mean 'maize'\\?$"),
     ]:
         with pytest.raises(CheckpointError, match=problem) as error:
             evaluate(parents[parent], store, positive=crop)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import os
 import signal
@@ -156,13 +157,42 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a mistyped flag or value told in one line, as sarcrop's own errors are;
-    the usage (up to 35 lines for the larger commands) is one ``--help`` away."""
+    """argparse, with a mistyped flag or value told in one line, as sarcrop's own errors are,
+    the flag meant where one is close; the usage (up to 35 lines for the larger commands) is one
+    ``--help`` away, the command's own."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._words = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(
-            2, f"{self.prog}: error: {message}{_glob_hint(message)} (see {self.prog} --help)\n"
+        parser = self._command() or self  # a command's flags are its own parser's
+        hint = _glob_hint(message) or _meant(message, parser)
+        self.exit(2, f"{parser.prog}: error: {message}{hint} (see {parser.prog} --help)\n")
+
+    def _command(self) -> argparse.ArgumentParser | None:
+        """The parser of the subcommand the words name, where this parser has subcommands."""
+        commands = next(
+            (a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {}
         )
+        words = getattr(self, "_words", [])
+        named = next((word for word in words if not word.startswith("-")), None)
+        return commands.get(named) if named else None
+
+
+def _meant(message: str, parser: argparse.ArgumentParser) -> str:
+    """The flag a mistyped one is closest to (``--resoluton`` → ``--resolution``)."""
+    prefix = "unrecognized arguments: "
+    if not message.startswith(prefix):
+        return ""
+    flags = [flag for action in parser._actions for flag in action.option_strings]
+    for word in message.removeprefix(prefix).split():
+        close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.75)
+        if word.startswith("--") and close:
+            return f"; did you mean {close[0]}?"
+    return ""
 
 
 def _glob_hint(message: str) -> str:

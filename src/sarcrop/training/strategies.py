@@ -208,17 +208,24 @@ def crop_outputs(
     ``wanted`` already (``mapped``, its positive classes). A ValueError says what does not fit."""
     from sarcrop.data.labels import class_key
 
+    from sarcrop.utils.validation import did_you_mean
+
     keys = {class_key(name) for name in wanted}
     if not classes:
         if keys != {class_key(name) for name in mapped}:
-            raise ValueError(f"maps {', '.join(mapped) or 'nothing'}, not {', '.join(wanted)}")
+            hint = " ".join(filter(None, (did_you_mean(name, mapped) for name in wanted)))
+            raise ValueError(
+                f"maps {', '.join(mapped) or 'nothing'}, not {', '.join(wanted)}"
+                + (f": {hint}" if hint else "")
+            )
         return None
     crop = [class_key(name) in keys for name in classes]
     known = {class_key(name) for name in classes}
     unknown = sorted(name for name in wanted if class_key(name) not in known)
     if unknown or all(crop):
+        hint = " ".join(filter(None, (did_you_mean(name, classes) for name in unknown)))
         problem = f"no class {', '.join(unknown)}" if unknown else "nothing left against them"
-        raise ValueError(f"maps {', '.join(classes)}: {problem}")
+        raise ValueError(f"maps {', '.join(classes)}: {problem}" + (f"; {hint}" if hint else ""))
     return crop
 
 
