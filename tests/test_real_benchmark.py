@@ -164,14 +164,22 @@ def test_config_errors_for_the_new_sections(tmp_path, changes, message):
         load_experiment_config(write(tmp_path, real_config(data_root=str(root), **changes)))
 
 
-def test_absent_data_is_a_skip_not_an_error(tmp_path, capsys):
+def test_absent_data_is_a_skip_not_an_error(tmp_path, capsys, monkeypatch):
+    """Shipped without its data (the default data_root, ../shared/data, absent): a skip. A
+    folder named with --data is named on purpose: absent, it is an error."""
     with pytest.raises(DataNotFound, match="real data not found at"):
         load_experiment_config(resolve_config("real"), data_root=tmp_path / "none")
     out = tmp_path / "run"
-    code = main(["experiment", "real", "--data", str(tmp_path / "none"), "--out", str(out)])
+    monkeypatch.chdir(tmp_path)  # no ../shared/data from here
+    code = main(["experiment", "real", "--out", str(out)])
     printed = capsys.readouterr().out.strip().splitlines()
     assert code == 0
-    assert printed == [f"skipping: real data not found at {(tmp_path / 'none').resolve()}"]
+    assert printed == [f"skipping: real data not found at {tmp_path.parent / 'shared' / 'data'}"]
+    assert not out.exists()
+    code = main(["experiment", "real", "--data", str(tmp_path / "none"), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert f"real data not found at {(tmp_path / 'none').resolve()}" in err
     assert not out.exists()
     # A data root without one of the files names that file.
     root = fake_data_root(tmp_path)

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
         )
     except DataNotFound as exc:
-        if config not in shipped_configs().values():
-            raise  # a user's own config: a wrong path is an error, not a skip
+        if config not in shipped_configs().values() or args.data is not None:
+            raise  # a user's own config or --data: a wrong path is an error, not a skip
         print(f"skipping: {exc.problem}")  # shipped without its data: nothing to run here
         return 0
     print(summary(result))
