@@ -142,7 +142,10 @@ def test_the_early_season_model_maps_a_season_cut_short(store: str) -> None:
         full = evaluate(NAME, store, timesteps=4)["metrics"]["iou"]
     assert early > 0.5 and full < 0.1
     # A crop-type model is pointed to a chronological fine-tuning of its own, not to a crop.
-    with pytest.warns(UserWarning, match="first 4 of 8.*: fine-tune it with ordering: chrono"):
+    with pytest.warns(
+        UserWarning,
+        match="first 4 of 8.*; for in-season maps fine-tune it on chronological batches",
+    ):
         evaluate("europe-crop-types", store, timesteps=4)
     assert evaluate(EARLY, store)["metrics"]["iou"] > 0.5  # and still the full season
 

@@ -91,13 +91,11 @@ def one_crop_view(
     return model, meta.model_copy(update=update)
 
 
-def model_to_score(
-    checkpoint: str | Path, store: Any, positive: Sequence[str] | str | None = None
+def scoring_model(
+    checkpoint: str | Path, positive: Sequence[str] | str | None = None
 ) -> tuple[nn.Module, CheckpointMetadata]:
-    """``checkpoint`` loaded to score ``store`` (read as ``positive`` where given), refused
-    where no score would mean anything: a model that learnt no labels, or another season
-    length. Whether the test patches show ground the model learnt from is the caller's
-    check (``evaluate``'s; an experiment checks its scenarios before it trains)."""
+    """``checkpoint`` loaded to be scored (read as ``positive`` where given), refused where
+    no score would mean anything: a model that learnt no labels."""
     model, meta = load_checkpoint(checkpoint)
     if not learnt_labels(meta):
         raise CheckpointError(
@@ -105,6 +103,16 @@ def model_to_score(
         )
     if positive:
         model, meta = one_crop_view(model, meta, positive, checkpoint)
+    return model, meta
+
+
+def model_to_score(
+    checkpoint: str | Path, store: Any, positive: Sequence[str] | str | None = None
+) -> tuple[nn.Module, CheckpointMetadata]:
+    """:func:`scoring_model` for ``store``, refused for another season length. Whether the
+    test patches show ground the model learnt from is the caller's check (``evaluate``'s; an
+    experiment checks its scenarios before it trains)."""
+    model, meta = scoring_model(checkpoint, positive)
     check_season_length(meta, DatasetStore.open(store), checkpoint)
     return model, meta
 
@@ -214,8 +222,9 @@ def evaluate(
         raise ConfigError(f"batch_size must be a whole number of patches >= 1, got {batch_size!r}")
     batch_size = int(batch_size)
     checkpoint = pretrained.resolve(checkpoint)
-    model, meta = model_to_score(checkpoint, store, positive)  # the checkpoint's errors first
+    model, meta = scoring_model(checkpoint, positive)  # the checkpoint's errors first
     store = DatasetStore.open(store)
+    check_season_length(meta, store, checkpoint)
     warn_other_composites(Path(checkpoint), meta, store)
     steps = meta.time_steps
     wanted = timestep_list(timesteps, steps)

@@ -147,15 +147,16 @@ def warn_season_cut_short(
     than it was trained with, naming a way to an early model of its kind."""
     if learnt is False and observed < steps:
         way = (
-            "fine-tune it with ordering: chronological (--ordering chronological)"
+            "fine-tune it on chronological batches (--ordering chronological)"
             if crop_types
-            else "such as the shipped europe-maize-early"
+            else "use a model trained on chronological batches, such as the shipped "
+            "europe-maize-early"
         )
         warnings.warn(
             f"{name} was trained on full seasons only, so the first {observed} of {steps} "
             "composites with the rest zero-padded are an input it never learnt (date_dropout "
             "zeroes composites at random, seldom a season's whole tail), and its map may be "
-            f"empty; for in-season maps use a model trained on chronological batches, {way} "
+            f"empty; for in-season maps {way} "
             "(a forest on the series alone: fitted without --no-early-season), and score each "
             "t with evaluate --timesteps all",
             stacklevel=3,
