@@ -62,7 +62,7 @@ class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
     ) -> bool:
         rasters = [p for p in paths if is_raster(p)]
         return any(
-            _time_of(info) is not None and band_names(info, band_map)
+            _time_of(info) is not None and (band_names(info, band_map) or band_names(info))
             for info in map(raster_info, rasters)
         )
 

@@ -60,7 +60,8 @@ class NamedBands(Layout, name="named_bands", order=30):
         self, paths: list[Path], source: Source, band_map: dict[str, str] | None = None
     ) -> bool:
         info = _single(paths)
-        return info is not None and len(_steps(info, band_map)) > 1
+        # With the user's names or the usual ones: a band_map naming no band is refused by open
+        return info is not None and any(len(_steps(info, m)) > 1 for m in (band_map, None))
 
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
         info = _single(paths)
