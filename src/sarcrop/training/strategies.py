@@ -207,7 +207,6 @@ def crop_outputs(
     the rest (:func:`merge_head`); None for a one-crop model (no ``classes``) that maps
     ``wanted`` already (``mapped``, its positive classes). A ValueError says what does not fit."""
     from sarcrop.data.labels import class_key
-
     from sarcrop.utils.validation import did_you_mean
 
     keys = {class_key(name) for name in wanted}
