@@ -350,6 +350,23 @@ def test_a_gap_is_filled_from_later_scenes_only_in_a_whole_season_map(tmp_path: 
     assert np.isnan(composite(early, Season(SEASON.start, 3, SEASON.days), ["VH"])[2]).all()
 
 
+def test_an_early_map_reads_no_pixel_of_a_later_scene(tmp_path: Path) -> None:
+    """The checks of the values read only the scenes a map reads: a scene after an early map's
+    last period (here one in linear power among dB scenes, which a whole season's map refuses)
+    leaves the map of the first two periods as it is without it."""
+    folder = write_scenes(tmp_path / "scenes", 64, 64)
+    early = predict_map(local_spec(), folder, tmp_path / "early.tif", timesteps=2, progress=False)
+    later = next(folder.glob("*_20210702T*"))
+    with rasterio.open(later, "r+") as scene:
+        values = scene.read()
+        scene.write(np.where(values == scene.nodata, values, 10 ** (values / 10)))
+    odd = predict_map(local_spec(), folder, tmp_path / "odd.tif", timesteps=2, progress=False)
+    with rasterio.open(early) as a, rasterio.open(odd) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    with pytest.raises(SarcropError, match=r"20210702T.*\.tif: VH of the .* look linear"):
+        predict_map(local_spec(), folder, tmp_path / "whole.tif", progress=False)
+
+
 def test_season_start_maps_another_year_as_the_model_reads_its_own(
     scenes: Path, reference: Path, tmp_path: Path
 ) -> None:
@@ -427,7 +444,7 @@ def test_blending_matches_a_single_window_run(
 def merged_probability(layout: WindowLayout, scenes: Path) -> np.ndarray:
     """Every block of ``layout`` computed by ``predict_block`` and merged as ``predict`` merges."""
     spec = local_spec()
-    stack = restrict(open_stack(scenes, spec, SceneOptions()), SEASON, SEASON.steps)
+    stack = restrict(open_stack(scenes, spec, SceneOptions(), SEASON.steps), SEASON, SEASON.steps)
     compute = BlockCompute(SEASON.steps, batch_size=3)
     sums = {i: predict_block(spec, stack, layout, i, compute).sums for i in range(layout.n_blocks)}
     out = np.zeros((layout.height, layout.width), np.float32)

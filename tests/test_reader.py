@@ -502,3 +502,17 @@ def test_band_map_finds_a_named_band_export_under_other_names(tmp_path: Path) ->
     assert stack.attrs["layout"] == "named_bands" and len(stack.acquisitions) == 3
     assert stack.middles[0] == dt.datetime(2020, 4, 16)  # April's mean
     assert np.allclose(stack.read([2], ["VH"]), -18.0, atol=1e-4)
+
+
+def test_one_sampled_acquisition_in_other_units_is_named(tmp_path: Path) -> None:
+    """The first, middle and last acquisitions are sampled together; where one of them alone
+    is in linear power their values fit no units, and the error names that one, not the first."""
+    rng = np.random.default_rng(3)
+    for day in (1, 13, 25):
+        vh = rng.uniform(-22, -12, (32, 32)).astype(np.float32)
+        values = np.stack([vh, vh + 7])
+        if day == 13:
+            values = 10 ** (values / 10)
+        write_scene(tmp_path, dt.datetime(2020, 5, day, 17), values, units=None)
+    with pytest.raises(InputDataError, match=r"20200513T.*: V[HV] of the acquisition of 2020-05-13"):
+        open_scenes(tmp_path)

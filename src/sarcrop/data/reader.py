@@ -5,12 +5,12 @@ The steps are the same for every layout, so a layout only has to describe where 
 1. resolve the source (folder, glob, file list, cube, STAC JSON or API URL) to paths;
 2. ask each registered layout in order whether it recognises them; open the first that does;
 3. keep the requested orbit direction and check the requested bands exist;
-4. choose the grid: ``grid=``, or one derived with ``crs=``/``resolution=``, else the grid of the
+4. read slices that are all stamped on the 1st of a month at midnight as monthly means
+   (:func:`monthly_means`), which composites place at their month's middle;
+5. choose the grid: ``grid=``, or one derived with ``crs=``/``resolution=``, else the grid of the
    first acquisition, which every other acquisition must share in CRS and resolution;
-5. check the units the data states (or the user declares) against a sample of its values,
-   and that VH reads below VV in it (swapped bands would be mapped silently otherwise);
-6. read slices that are all stamped on the 1st of a month at midnight as monthly means
-   (:func:`monthly_means`), which composites place at their month's middle.
+6. check the units the data states (or the user declares) against a sample of its values,
+   and that VH reads below VV in it (swapped bands would be mapped silently otherwise).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -36,13 +36,14 @@ from rasterio.windows import Window
 import sarcrop.data.layouts  # noqa: F401  (registers the layouts)
 from sarcrop.data.grid import Grid
 from sarcrop.data.layouts._common import add_months, is_raster, raster_info
-from sarcrop.data.scenes import LAYOUTS, RasterStack, SceneStack, Source, Units
+from sarcrop.data.scenes import LAYOUTS, Acquisition, RasterStack, SceneStack, Source, Units
 from sarcrop.data.units import detect_units, linear_to_db
 from sarcrop.errors import InputDataError
 
 OrbitChoice = Literal["ascending", "descending", "both"]
 _SIDECARS = (".aux.xml", ".ovr", ".msk", ".md", ".txt", ".csv")
 _SAMPLE = 256
+MIN_UNIT_PIXELS = 64  # valid pixels an acquisition's band needs for its own units to be told
 MIN_CROSS_POL_GAP_DB = 2.0  # VH below VV by less than this in a sample: bands swapped or copied
 
 
@@ -58,6 +59,7 @@ def open_scenes(
     band_map: dict[str, str] | None = None,
     scale: Literal["auto", "dn", "none"] = "auto",
     search: dict[str, object] | None = None,
+    checked: Callable[[Acquisition], bool] | None = None,
 ) -> SceneStack:
     """Open Sentinel-1 backscatter in any supported layout as a lazy ``(time, band, y, x)`` stack.
 
@@ -65,7 +67,9 @@ def open_scenes(
     the output grid (resampled in linear power); ``units`` declares the input units ("auto":
     as the files state, checked against the values); ``band_map`` maps sarcrop band names to a
     layout's names (asset keys, variables, band descriptions); ``scale`` controls scaled uint16
-    cubes; ``search`` holds STAC API query parameters.
+    cubes; ``search`` holds STAC API query parameters. ``checked`` picks the acquisitions
+    whose values the checks of units and polarisations read (default all): an early map's, so
+    that no pixel of a later scene is read (one still being downloaded, say).
     """
     if orbit not in ("ascending", "descending", "both"):
         raise InputDataError(f"orbit is {orbit!r}: expected ascending, descending or both")
@@ -91,6 +95,7 @@ def open_scenes(
         )
     if orbit != "both":
         stack = _filter_orbit(stack, orbit)
+    stack = monthly_means(stack)
     if bands is not None:
         wanted = tuple(b.upper() for b in bands)
         stack.require_bands(wanted)
@@ -98,10 +103,12 @@ def open_scenes(
     stack.grid = _choose_grid(stack, grid, crs, resolution)
     if grid is not None and isinstance(stack, RasterStack):
         stack = _drop_outside(stack)
-    values, picks = _sample(stack)
-    stack.units = _check_units(stack, values, picks, None if units == "auto" else units)
-    _check_polarisations(stack, values, picks, stack.units)
-    return monthly_means(stack)
+    sampled = stack if checked is None else stack.select(checked)
+    if sampled.acquisitions:  # none: the caller says which period has no acquisition
+        values, picks = _sample(sampled)
+        stack.units = _check_units(sampled, values, picks, None if units == "auto" else units)
+        _check_polarisations(sampled, values, picks, stack.units)
+    return stack
 
 
 MIN_MONTHLY_SLICES = 3
@@ -449,6 +456,7 @@ def _check_units(
             continue
         detected = detect_units(finite)
         if detected is None:
+            _refuse_mixed_picks(stack, values[:, position], picks, band)
             raise InputDataError(
                 f"{band} values fit neither dB backscatter (about -35..+10, negative median) "
                 f"nor linear power (0..~2): {_seen(finite)}",
@@ -483,6 +491,8 @@ def _check_units(
             f"declared as {declared} by {origin} but the values look {units} ({_seen(seen)})",
             _source_of(stack, picks[0], first),
         )
+    for row, index in zip(values, picks, strict=True):  # each sampled one alone
+        _check_acquisition(stack, index, row, units, stack.bands)
     _check_each_acquisition(stack, units, picks)
     return units
 
@@ -516,23 +526,48 @@ def _check_polarisations(
         )
 
 
+def _refuse_mixed_picks(stack: SceneStack, values: np.ndarray, picks: list[int], band: str) -> None:
+    """Where the sampled acquisitions' values of ``band`` together fit no units, one of them
+    may be in other units than the rest: named, rather than the first."""
+    found = {}
+    for row, index in zip(values, picks, strict=True):
+        finite = row[np.isfinite(row)]
+        if finite.size >= MIN_UNIT_PIXELS and (units := detect_units(finite)) is not None:
+            found[index] = units
+    kinds = Counter(found.values())
+    if len(kinds) < 2:
+        return
+    tie = len(set(kinds.values())) == 1  # then the earliest acquisition's units are the rule
+    usual = next(iter(found.values())) if tie else kinds.most_common(1)[0][0]
+    for row, index in zip(values, picks, strict=True):
+        _check_acquisition(stack, index, row[None], usual, [band])
+
+
 def _check_each_acquisition(stack: SceneStack, units: Units, sampled: list[int]) -> None:
     """Every local acquisition's own values, band by band, must fit ``units``: one linear file
     among dB files, or one linear band of a multi-date file, would otherwise be averaged into
-    the composites silently."""
+    the composites silently (the sampled ones' values are already read)."""
     window = _sample_window(stack)
-    for index, acquisition in enumerate(stack.acquisitions):
+    for index in range(len(stack.acquisitions)):
         if index in sampled or not _is_local(stack, index):
             continue
-        values = stack.read([index], list(stack.bands), window)
-        for position, band in enumerate(stack.bands):
-            finite = values[:, position][np.isfinite(values[:, position])]
-            if finite.size < 64:
-                continue
-            detected = detect_units(finite)
-            if detected is not None and detected != units:
-                raise InputDataError(
-                    f"{band} of the acquisition of {acquisition.time:%Y-%m-%d %H:%M}: values "
-                    f"look {detected} ({_seen(finite)}) but the other acquisitions are {units}",
-                    _source_of(stack, index, band),
-                )
+        values = stack.read([index], list(stack.bands), window)[0]
+        _check_acquisition(stack, index, values, units, stack.bands)
+
+
+def _check_acquisition(
+    stack: SceneStack, index: int, values: np.ndarray, units: Units, bands: Sequence[str]
+) -> None:
+    """One acquisition's ``(band, y, x)`` values of ``bands`` must fit ``units``."""
+    for band, image in zip(bands, values, strict=True):
+        finite = image[np.isfinite(image)]
+        if finite.size < MIN_UNIT_PIXELS:
+            continue
+        detected = detect_units(finite)
+        if detected is not None and detected != units:
+            when = stack.acquisitions[index].time
+            raise InputDataError(
+                f"{band} of the acquisition of {when:%Y-%m-%d %H:%M}: values look {detected} "
+                f"({_seen(finite)}) but the other acquisitions are {units}",
+                _source_of(stack, index, band),
+            )

@@ -43,7 +43,9 @@ from sarcrop.utils.signals import ctrl_c_ignored
 _STACKS: dict[str, SceneStack] = {}
 
 
-def _worker_stack(images: Source | SceneStack, scenes: SceneOptions, spec: ModelSpec) -> SceneStack:
+def _worker_stack(
+    images: Source | SceneStack, scenes: SceneOptions, spec: ModelSpec, timesteps: int
+) -> SceneStack:
     if isinstance(images, SceneStack):
         return images
     key = json.dumps(
@@ -51,12 +53,14 @@ def _worker_stack(images: Source | SceneStack, scenes: SceneOptions, spec: Model
             str(images) if not isinstance(images, list | tuple) else [str(i) for i in images],
             scenes.model_dump(),
             spec.bands,
+            spec.season.to_dict(),
+            timesteps,
         ],
         sort_keys=True,
         default=str,
     )
     if key not in _STACKS:
-        _STACKS[key] = open_stack(images, spec, scenes)
+        _STACKS[key] = open_stack(images, spec, scenes, timesteps)
     return _STACKS[key]
 
 
@@ -103,7 +107,8 @@ def _block_task(
     settings: _WorkerSettings,
 ) -> BlockResult:
     spec = specs[0]
-    stack = restrict(_worker_stack(images, scenes, spec), spec.season, settings.timesteps)
+    opened = _worker_stack(images, scenes, spec, settings.timesteps)
+    stack = restrict(opened, spec.season, settings.timesteps)
     check_device(settings.device)
     for model in specs:  # the worker keeps the scattered models: moved on the first block only
         model.model.to(settings.device)

@@ -28,7 +28,7 @@ from torch import nn
 
 from sarcrop import pretrained
 from sarcrop.data.normalization import Normalization, normalize
-from sarcrop.data.scenes import SceneStack, Source
+from sarcrop.data.scenes import Acquisition, SceneStack, Source
 from sarcrop.data.season import Season
 from sarcrop.errors import CheckpointError, SarcropError
 from sarcrop.options import Engine, Precision, SceneOptions
@@ -407,8 +407,12 @@ def cached_onnx_model(spec: ModelSpec, shape: tuple[int, ...], threads: int) -> 
         return models[key]
 
 
-def open_stack(images: Source | SceneStack, spec: ModelSpec, scenes: SceneOptions) -> SceneStack:
-    """The scenes of ``images`` with the model's bands, on the client and on every worker alike.
+def open_stack(
+    images: Source | SceneStack, spec: ModelSpec, scenes: SceneOptions, timesteps: int
+) -> SceneStack:
+    """The scenes of ``images`` with the model's bands, on the client and on every worker alike,
+    their values checked where a map of the first ``timesteps`` periods reads them (a later
+    scene's pixels are never read).
 
     A simulated region folder (with ``region.json``) stands for its scenes, as in ``prepare``.
     """
@@ -425,6 +429,7 @@ def open_stack(images: Source | SceneStack, spec: ModelSpec, scenes: SceneOption
             crs=scenes.crs,
             resolution=scenes.resolution,
             band_map=scenes.band_map,
+            checked=read_by_map(spec.season, timesteps),
         )
     images.require_bands(spec.bands)
     return images
@@ -440,16 +445,20 @@ def restrict(stack: SceneStack, season: Season, timesteps: int) -> SceneStack:
     season's reach a period past its end to fill a gap there (:func:`~sarcrop.data.composite.
     reach`), an early map's stop at its last period, so that later scenes are never read (nor
     a monthly mean that runs past it)."""
+    return stack.select(read_by_map(season, timesteps))
+
+
+def read_by_map(season: Season, timesteps: int) -> Callable[[Acquisition], bool]:
+    """Whether a map of the first ``timesteps`` periods of ``season`` reads an acquisition
+    (:func:`restrict`)."""
     from sarcrop.data.composite import reach
 
     observed = season_until(season, timesteps)
     start, end = reach(observed)
     if timesteps < season.steps:
         end = dt.datetime.combine(observed.end, dt.time())
-        return stack.select(
-            lambda a: start <= a.middle and (a.time < end if a.until is None else a.until <= end)
-        )
-    return stack.select(lambda a: start <= a.middle < end)
+        return lambda a: start <= a.middle and (a.time < end if a.until is None else a.until <= end)
+    return lambda a: start <= a.middle < end
 
 
 def _composite(
