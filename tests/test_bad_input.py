@@ -575,6 +575,16 @@ def test_missing_checkpoint(tmp_path, store, capsys):
     fs.assert_clean_error(code, err, tmp_path / "none.safetensors", "checkpoint not found")
 
 
+def test_a_refused_map_leaves_no_folder_of_its_output_path(tmp_path, capsys):
+    """``--out`` in folders that do not exist yet: the run makes them, and a refused one
+    removes every folder it made, not only the innermost."""
+    out = tmp_path / "maps" / "2019" / "map.tif"
+    argv = ["predict", tmp_path / "none.safetensors", "--images", tmp_path, "--out", out]
+    code, err = fs.run_cli(argv, capsys)
+    fs.assert_clean_error(code, err, tmp_path / "none.safetensors", "checkpoint not found")
+    assert not (tmp_path / "maps").exists()
+
+
 def test_a_crop_only_in_the_test_patches_is_named_and_the_folder_stays_usable(
     base, tmp_path, capsys
 ):

@@ -110,7 +110,8 @@ def output_lock(out: Path) -> Iterator[None]:
     run removes; a finished run removes the lock file.
     """
     path = lock_path(out)
-    made = [] if path.parent.exists() else [path.parent]  # removed again if left empty
+    # Folders this run makes, innermost first: removed again where left empty.
+    made = [folder for folder in path.parents if not folder.exists()]
     while True:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -667,9 +668,9 @@ def predict_map(
         spec = specs[0]
         check_output(spec, output)
         output = with_model_threshold(output, specs)
-        stack = open_stack(images, spec, scenes)
-        check_not_an_input(out, stack)
         steps = resolve_timesteps(spec, timesteps, until, moved=season_start is not None)
+        stack = open_stack(images, spec, scenes, steps)
+        check_not_an_input(out, stack)
         for each in specs:
             name = pretrained.display_name(each.checkpoint)
             crop_types = bool(each.classes)
