@@ -961,3 +961,31 @@ def test_the_early_season_figure_shows_the_forest_at_the_reruns_share_of_labels(
     drawn = sorted(zip(curves["method"], curves["value"]))
     assert drawn == [("FTE (chronological)", 0.7), ("RF", 0.55)]
     assert title == "Early-season IoU, s, 50 % of the labels"
+
+
+def test_the_zero_shot_result_follows_the_threshold_it_is_scored_at(tmp_path):
+    """The model as it is learns nothing from the target, but its scores depend on the
+    threshold: a rerun into the same folder at another threshold scores it again, as a fresh
+    folder does (it once kept the earlier threshold's result, cached)."""
+    regions = {k: v for k, v in TINY["regions"].items() if k != "korea"}
+    data = {
+        **TINY,
+        "regions": regions,
+        "pretrain": {"checkpoint": "europe-maize"},
+        "scenarios": [{"finetune": "spain", "test": "france", "crop": "maize"}],
+        "methods": ["zero-shot"],
+        "seeds": 1,
+        "fractions": [1.0],
+    }
+    for key in ("early_season", "timestep_table", "comparisons"):
+        data.pop(key, None)
+
+    def iou(out: Path, threshold: float) -> float:
+        config = {**data, "finetune": {**data["finetune"], "threshold": threshold}}
+        results = run_experiment(write_config(tmp_path, config), out, progress=False).results
+        iou = results[results["metric"] == "iou"]
+        return float(iou[iou["timestep"] == iou["timestep"].max()]["value"].iloc[0])
+
+    first = iou(tmp_path / "run", 0.5)
+    again = iou(tmp_path / "run", 0.2)
+    assert again == iou(tmp_path / "fresh", 0.2) and again != first

@@ -539,6 +539,7 @@ class ExperimentRunner:
             key["pretrain"] = self.pretrained(scenario)[1]
         elif strategy == ZERO_SHOT:  # nothing learnt from the target: only the pre-training
             key["pretrain"] = self.pretrained(scenario)[1]
+            key["threshold"] = method_thresholds(self.config)[method]  # what it is scored at
         else:
             _, spec = self.config.pretrain_of(scenario)
             key["train"] = self.config.training_of(method).model_dump(mode="json")
