@@ -989,3 +989,48 @@ def test_the_zero_shot_result_follows_the_threshold_it_is_scored_at(tmp_path):
     first = iou(tmp_path / "run", 0.5)
     again = iou(tmp_path / "run", 0.2)
     assert again == iou(tmp_path / "fresh", 0.2) and again != first
+
+
+def test_data_changed_in_place_makes_a_regions_results_stale(tmp_path):
+    """A region read from files is prepared again where one of them changed since (size or
+    time), as a fresh folder would prepare it; GDAL's sidecar files do not count."""
+    from sarcrop.data.simulate import simulate_region
+
+    made = simulate_region("spain", tmp_path / "spain", size=(128, 128))
+    region = {
+        "images": str(tmp_path / "spain" / "scenes"),
+        "labels": str(made.labels),
+        "season_start": made.season.start.isoformat(),
+        "tiling": {"patch_size": 32},
+    }
+    data = {
+        "name": "files",
+        "regions": {"a": {**region, "split": {"method": "patch", "seed": 1}}},
+        "scenarios": [{"finetune": "a", "test": "a", "crop": "rice"}],
+        "methods": ["rf"],
+        "pretrain": {"checkpoint": "europe-maize"},  # unused by the forest
+        "baseline": TINY["baseline"],
+        "seeds": 1,
+        "fractions": [1.0],
+    }
+    path = write_config(tmp_path, data)
+
+    def rf(out: Path) -> float:
+        result = run_experiment(path, out, progress=False)
+        return float(result.results[result.results["metric"] == "iou"]["value"].iloc[-1])
+
+    def units() -> set[Path]:
+        return set((tmp_path / "run" / "cache").glob("*/done.json"))
+
+    before = rf(tmp_path / "run")
+    cached = units()
+    (made.labels.parent / f"{made.labels.name}.aux.xml").write_text("<PAMDataset/>")
+    assert rf(tmp_path / "run") == before and units() == cached  # a sidecar: all reused
+    rice = made.classes.index("rice")
+    with rasterio.open(made.labels, "r+") as labels:
+        classes = labels.read(1)
+        part = classes[:64, :64]
+        part[(part != rice) & (part < len(made.classes))] = rice  # one quarter all rice now
+        labels.write(classes, 1)
+    after = rf(tmp_path / "run")
+    assert units() > cached and after == rf(tmp_path / "fresh") and after != before

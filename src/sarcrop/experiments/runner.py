@@ -2,14 +2,16 @@
 
 Work is split into units (one dataset per region, one pre-training, one fine-tuning or forest
 per scenario × method × seed). Each unit lives in ``DIR/cache/<kind>-<hash>/`` where the hash
-covers everything that determines its result, and is marked done by a ``done.json`` written
-last; a rerun skips finished units, and an interrupted one redoes only what was not finished.
+covers everything that determines its result (a region's input files by size and modification
+time, checkpoints by content), and is marked done by a ``done.json`` written last; a rerun skips
+finished units, and an interrupted one redoes only what was not finished.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import glob
 import hashlib
 import json
 import math
@@ -77,6 +79,30 @@ FULL = 1.0
 def _digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk")
+"""Files GDAL may write beside a raster it reads: not the region's data."""
+
+
+def _file_stamps(spec: RegionData) -> str | None:
+    """A digest of the size and modification time of every local file a region reads (its
+    scenes, labels or store), so that data changed in place makes its results stale; None for a
+    region that reads no file (simulated, or scenes behind a URL)."""
+    roots: list[Path] = []
+    if spec.images and "://" not in spec.images:
+        roots += [Path(p) for p in sorted(glob.glob(spec.images))]
+    if spec.labels is not None:  # a shapefile is read with the files beside it
+        roots += sorted(spec.labels.parent.glob(f"{glob.escape(spec.labels.stem)}.*"))
+    if spec.store is not None:
+        roots.append(spec.store)
+    stamps = []
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in (p for p in files if not p.name.endswith(GDAL_SIDECARS)):
+            stat = path.stat()
+            stamps.append([str(path), stat.st_size, stat.st_mtime_ns])
+    return _digest(stamps) if stamps else None
 
 
 @dataclass
@@ -204,13 +230,15 @@ class ExperimentRunner:
         if name in self._stores:
             return self._stores[name]
         spec = self.config.regions[name]
+        stamps = _file_stamps(spec)
         if spec.store is not None:
-            self._stores[name] = (spec.store, _digest(str(spec.store)))
+            self._stores[name] = (spec.store, _digest([str(spec.store), stamps]))
             return self._stores[name]
         if spec.merge:
             self._stores[name] = self._merged(name, spec.merge, spec.percentiles)
             return self._stores[name]
-        unit = self._unit("region", {"name": name, "spec": spec.model_dump(mode="json")})
+        key = {"name": name, "spec": spec.model_dump(mode="json")}
+        unit = self._unit("region", {**key, "files": stamps} if stamps else key)
         store = unit.path / "store.zarr"
 
         def work() -> dict[str, Any]:
