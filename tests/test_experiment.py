@@ -1034,3 +1034,21 @@ def test_data_changed_in_place_makes_a_regions_results_stale(tmp_path):
         labels.write(classes, 1)
     after = rf(tmp_path / "run")
     assert units() > cached and after == rf(tmp_path / "fresh") and after != before
+
+
+def test_methods_that_learn_from_a_share_of_the_parcels_share_its_seed(tmp_path):
+    """Below every label, a run's parcels are chosen by the seed each method trains with: a
+    forest and a network with other seeds would learn from other parcels, and their paired
+    comparison would not be paired."""
+    data = {**TINY, "fractions": [0.5, 1.0], "methods": ["rf", "ri", "fte+s"]}
+    data["variants"] = {"s": {"seed": 7}}
+    with pytest.raises(ConfigError, match=r"baseline.seed 0, finetune.seed 0, variants.s.seed 7"):
+        load_experiment_config(write_config(tmp_path, data))
+    same = {
+        **data,
+        "baseline": {**TINY["baseline"], "seed": 7},
+        "finetune": {**TINY["finetune"], "seed": 7},
+    }
+    assert load_experiment_config(write_config(tmp_path, same)).fractions == (0.5, 1.0)
+    every = {**data, "fractions": [1.0]}  # every parcel: no choice to share
+    assert load_experiment_config(write_config(tmp_path, every)).variants

@@ -550,6 +550,7 @@ class ExperimentConfig(_Strict):
                 "no batch order to compare; name a fine-tuning (fte, ftd, ...) or RI"
             )
         self._check_variants()
+        self._check_label_seeds()
         self._check_parent_classes()
         self._check_start_settings()
         self._check_comparisons()
@@ -589,6 +590,26 @@ class ExperimentConfig(_Strict):
                     f"method {method}: bias chooses a threshold and trains no weights, so "
                     f"{', '.join(unused)} ({where}) cannot apply"
                 )
+
+    def _check_label_seeds(self) -> None:
+        """Below every label, a run's parcels are chosen by its seed: every method that learns
+        from them must have the same seed, or the forest and the networks would be compared
+        on other parcels."""
+        if min(self.fractions) >= 1:
+            return
+        seeds: dict[str, int] = {}
+        for method in self._every_method():
+            if is_forest(method):
+                seeds.setdefault("baseline.seed", self.baseline.seed)
+            elif method != ZERO_SHOT:
+                where = f"variants.{variant_of(method)}" if variant_of(method) else "finetune"
+                seeds.setdefault(f"{where}.seed", self.training_of(method).seed)
+        if len(set(seeds.values())) > 1:
+            given = ", ".join(f"{where} {seed}" for where, seed in seeds.items())
+            raise ValueError(
+                f"{given}: with fractions below 1 each run's parcels are chosen by its seed, so "
+                "the methods would learn from other parcels; give them one seed"
+            )
 
     def _check_merges(self) -> None:
         def visit(name: str, path: tuple[str, ...]) -> None:
