@@ -281,6 +281,11 @@ def test_an_experiment_searches_per_method_run_in_its_workers(tmp_path, capsys):
     report = result.report.read_text(encoding="utf-8")
     assert '<section id="searches"><h2>Chosen on held-out parcels</h2>' in report
     assert "<td>FTE</td><td>100 %</td><td>1</td>" in report
+    # The same folder run again without a search: its table is not shown as this run's.
+    plain = {**data, "finetune": {**TINY["finetune"], "val_fraction": 0}}
+    again = run_experiment(write_config(tmp_path, plain), tmp_path / "out", jobs=2)
+    assert not (tmp_path / "out" / "searches.csv").exists()
+    assert 'id="searches"' not in again.report.read_text(encoding="utf-8")
 
 
 def test_a_held_out_unit_lists_its_fold_runs_in_fold_order(tmp_path):

@@ -1043,6 +1043,7 @@ class ExperimentRunner:
         from sarcrop.reports.markdown import SEARCHES, search_markdown
 
         if not any(self.config.finetune_of(m).searches for m in self.config.methods):
+            (self.out / SEARCHES).unlink(missing_ok=True)  # an earlier config's: not this run's
             return ""
         searches = search_rows({key: r for key, r in records.items() if trains(key[1])})
         write_text_atomic(self.out / SEARCHES, searches.to_csv(index=False))
