@@ -804,6 +804,14 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     data = dict(TINY, regions={**TINY["regions"], "spain": {"store": "stores/none.zarr"}})
     with pytest.raises(ConfigError, match=r"regions.spain.store: file not found"):
         load_experiment_config(write_config(tmp_path, data))
+    # Scenes that match no file: refused with the config, before any region is simulated.
+    (tmp_path / "labels.tif").touch()
+    scenes = {"images": "nothere/*.tif", "labels": "labels.tif", "season_start": "2019-04-21"}
+    data = dict(TINY, regions={**TINY["regions"], "spain": scenes})
+    with pytest.raises(
+        ConfigError, match=r"experiment.yaml: regions.spain.images: no file matches"
+    ):
+        load_experiment_config(write_config(tmp_path, data))
 
 
 def test_shipped_configs_validate(tmp_path):
@@ -1052,3 +1060,18 @@ def test_methods_that_learn_from_a_share_of_the_parcels_share_its_seed(tmp_path)
     assert load_experiment_config(write_config(tmp_path, same)).fractions == (0.5, 1.0)
     every = {**data, "fractions": [1.0]}  # every parcel: no choice to share
     assert load_experiment_config(write_config(tmp_path, every)).variants
+
+
+def test_display_settings_reuse_the_trained_runs(tmp_path):
+    """Progress bars and loader workers change what a run shows, never what it learns: a rerun
+    with them changed trains nothing again."""
+    data = {**TINY, "methods": ["ri"], "seeds": 1}
+    for key in ("early_season", "timestep_table", "comparisons"):
+        data.pop(key, None)
+    run_experiment(write_config(tmp_path, data), tmp_path / "run", progress=False)
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "cache").glob("*/done.json")}
+    shown = {**data, "finetune": {**data["finetune"], "progress_bar": True, "num_workers": 1}}
+    run_experiment(write_config(tmp_path, shown), tmp_path / "run", progress=False)
+    assert {
+        p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "cache").glob("*/done.json")
+    } == done

@@ -1011,11 +1011,16 @@ def _resolve_config(data: dict[str, Any], folder: Path, data_root: Path | None) 
 
 
 def _check_files(config: ExperimentConfig, path: Path) -> None:
+    """Every file a region names is there before any work starts (scenes behind a URL are
+    read later)."""
     for name, region in config.regions.items():
         for key in ("labels", "store"):
             value = getattr(region, key)
             if value is not None and not Path(value).exists():
                 raise ConfigError(f"regions.{name}.{key}: file not found: {value}", path)
+        images = region.images
+        if images and not re.match(r"^[a-z]+://", images) and not glob.glob(images):
+            raise ConfigError(f"regions.{name}.images: no file matches {images}", path)
 
 
 def _check_checkpoints(given: dict[str, Any], resolved: dict[str, Any], path: Path) -> None:

@@ -81,6 +81,9 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+DISPLAY_FIELDS = ("progress_bar", "num_workers", "log_every_n_steps")
+"""Fine-tuning settings that change what a run shows or how it loads, never its result."""
+
 GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk")
 """Files GDAL may write beside a raster it reads: not the region's data."""
 
@@ -570,7 +573,9 @@ class ExperimentRunner:
             key["threshold"] = method_thresholds(self.config)[method]  # what it is scored at
         else:
             _, spec = self.config.pretrain_of(scenario)
-            key["train"] = self.config.training_of(method).model_dump(mode="json")
+            key["train"] = self.config.training_of(method).model_dump(
+                mode="json", exclude=set(DISPLAY_FIELDS)
+            )
             key["ordering"] = ordering
             key["pretrain"] = self.pretrained(scenario)[1] if strategy != "ri" else None
             key["model"] = [spec.model, spec.model_options]
