@@ -637,7 +637,10 @@ def test_config_errors_name_the_file_and_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown method 'fancy'"):
         load_experiment_config(write_config(tmp_path, bad))
     bad = dict(TINY, scenarios=[{"finetune": "spain", "test": "mars", "crop": "rice"}])
-    with pytest.raises(ConfigError, match="regions not defined: mars"):
+    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.test: no region 'mars' \(regions: "):
+        load_experiment_config(write_config(tmp_path, bad))
+    bad = dict(TINY, scenarios=[{"finetune": "spian", "test": "france", "crop": "rice"}])
+    with pytest.raises(ConfigError, match=r"finetune: no region 'spian'; did you mean 'spain'\?"):
         load_experiment_config(write_config(tmp_path, bad))
     bad = dict(TINY, finetune={"epochs": "many"})
     with pytest.raises(ConfigError, match=r"finetune\.epochs"):

@@ -528,13 +528,7 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> ExperimentConfig:
-        names = set(self.regions)
-        used = {s.finetune for s in self.scenarios} | {s.test for s in self.scenarios}
-        used |= {p.region for p in self.pretrainings.values() if p.region}
-        used |= {m for region in self.regions.values() for m in region.merge or ()}
-        missing = sorted(used - names)
-        if missing:
-            raise ValueError(f"regions not defined: {', '.join(missing)}")
+        self._check_region_names()
         self._check_merges()
         self._check_pretrainings()
         self._check_last_k()
@@ -562,6 +556,34 @@ class ExperimentConfig(_Strict):
         if self.early_season and self.early_season.scenario >= len(self.scenarios):
             raise ValueError("early_season.scenario is not a scenario index")
         return self
+
+    def _check_region_names(self) -> None:
+        """Every region a scenario, pre-training or merge names is defined: the first that is
+        not is named with its key and the region meant."""
+        uses = [
+            (f"scenarios[{i}].{role}", getattr(s, role))
+            for i, s in enumerate(self.scenarios)
+            for role in ("finetune", "test")
+        ]
+        uses += [
+            (
+                "pretrain.region" if name == DEFAULT_PRETRAIN else f"pretrains.{name}.region",
+                spec.region,
+            )
+            for name, spec in self.pretrainings.items()
+        ]
+        uses += [
+            (f"regions.{name}.merge", member)
+            for name, region in self.regions.items()
+            for member in region.merge or ()
+        ]
+        for where, name in uses:
+            if name and name not in self.regions:
+                hint = did_you_mean(name, list(self.regions))
+                raise ValueError(
+                    f"{where}: no region {name!r}{'; ' + hint if hint else ''} (regions: "
+                    f"{', '.join(self.regions)})"
+                )
 
     def _every_method(self) -> list[str]:
         """``methods`` and the early-season curve's method."""
