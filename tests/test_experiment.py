@@ -23,7 +23,7 @@ from sarcrop import pretrained
 from sarcrop.data.dataset import PatchDataset
 from sarcrop.data.labels import positive_indices
 from sarcrop.data.store import DatasetStore
-from sarcrop.errors import ConfigError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.presets import resolve_config, shipped_configs
 from sarcrop.experiments.record import RunRecord
@@ -1078,3 +1078,13 @@ def test_display_settings_reuse_the_trained_runs(tmp_path):
     assert {
         p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "cache").glob("*/done.json")
     } == done
+
+
+def test_a_units_error_names_the_unit(tmp_path):
+    """A unit that cannot run says which one it is: among a run's units, "need at least 2
+    training patches" alone left the method, seed and share of labels to guess."""
+    data = {**TINY, "methods": ["ri"], "fractions": [0.1, 1.0], "seeds": 2}
+    for key in ("early_season", "timestep_table", "comparisons"):
+        data.pop(key, None)
+    with pytest.raises(SarcropError, match=r": ri \(seed \d, 10% of labels, full\): need at least"):
+        run_experiment(write_config(tmp_path, data), tmp_path / "run", progress=False)

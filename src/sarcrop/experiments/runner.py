@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sarcrop import __version__
-from sarcrop.errors import ConfigError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.evaluation.tables import RESULT_COLUMNS as TABLE_COLUMNS
 from sarcrop.experiments.classes import (
     CropTypeRuns,
@@ -160,10 +160,14 @@ def _log(message: str) -> None:
 
 @contextlib.contextmanager
 def _named_warnings(name: str) -> Iterator[None]:
-    """Warnings of one unit, said with its name: among hundreds of units, "it did not learn
-    them" without the method, seed and share of labels left the user to guess which."""
+    """Warnings and errors of one unit, said with its name: among hundreds of units, "it did
+    not learn them" without the method, seed and share of labels left the user to guess
+    which."""
     with warnings.catch_warnings(record=True) as caught:  # the filters as they are
-        yield
+        try:
+            yield
+        except SarcropError as exc:
+            raise type(exc)(f"{name}: {exc.problem}", exc.path) from exc
     for w in caught:
         warnings.warn_explicit(f"{name}: {w.message}", w.category, w.filename, w.lineno)
 
