@@ -63,20 +63,6 @@ def test_options_are_taken_by_their_whole_names_only(capsys):
             ["predict", "europe-maize", "--images", "x", "--out", "m.tif", "--until", "30-06-2018"],
             "argument --until: '30-06-2018' is not a date YYYY-MM-DD",
         ),
-    ],
-)
-def test_a_mistyped_value_is_one_line_without_the_usage(argv, expected, capsys):
-    with pytest.raises(SystemExit) as exit_code:
-        main(argv)
-    assert exit_code.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and expected in err
-    assert err.startswith(f"sarcrop {argv[0]}: error:") and f"(see sarcrop {argv[0]} --help)" in err
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
         (
             ["prepare", "--images", "x", "--out", "s.zarr", "--resoluton", "10"],
             "unrecognized arguments: --resoluton 10; did you mean --resolution?",
@@ -88,7 +74,8 @@ def test_a_mistyped_value_is_one_line_without_the_usage(argv, expected, capsys):
         (["evaluate", "m.safetensors", "s.zarr", "--quiet"], "unrecognized arguments: --quiet ("),
     ],
 )
-def test_an_unknown_flag_names_the_commands_help_and_the_flag_meant(argv, expected, capsys):
+def test_a_mistyped_value_or_flag_is_one_line_naming_the_commands_help(argv, expected, capsys):
+    """Without the usage; an unknown flag with the flag meant, where one is close."""
     with pytest.raises(SystemExit) as exit_code:
         main(argv)
     assert exit_code.value.code == 2
