@@ -514,5 +514,7 @@ def test_one_sampled_acquisition_in_other_units_is_named(tmp_path: Path) -> None
         if day == 13:
             values = 10 ** (values / 10)
         write_scene(tmp_path, dt.datetime(2020, 5, day, 17), values, units=None)
-    with pytest.raises(InputDataError, match=r"20200513T.*: V[HV] of the acquisition of 2020-05-13"):
+    with pytest.raises(
+        InputDataError, match=r"20200513T.*: V[HV] of the acquisition of 2020-05-13"
+    ):
         open_scenes(tmp_path)
