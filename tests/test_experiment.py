@@ -1088,3 +1088,16 @@ def test_a_units_error_names_the_unit(tmp_path):
         data.pop(key, None)
     with pytest.raises(SarcropError, match=r": ri \(seed \d, 10% of labels, full\): need at least"):
         run_experiment(write_config(tmp_path, data), tmp_path / "run", progress=False)
+
+
+def test_a_misspelt_crop_of_a_simulated_region_is_refused_with_the_config(tmp_path):
+    """The simulator's classes are known before it runs: a misspelt crop is refused before
+    minutes of simulating and preparing, with the config's file and key."""
+    tiny = {**TINY, "methods": ["rf", "ri"], "early_season": None}
+    bad = {**tiny, "scenarios": [{**TINY["scenarios"][0], "crop": "rcie"}]}
+    with pytest.raises(ConfigError, match=r"experiment.yaml: scenarios\[0\]\.crop: .*'rice'"):
+        load_experiment_config(write_config(tmp_path, bad))
+    types = {**tiny, "scenarios": [{**TINY["scenarios"][0], "classes": ["rice", "wheet"]}]}
+    types["scenarios"][0].pop("crop")
+    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.classes: .*wheet"):
+        load_experiment_config(write_config(tmp_path, types))

@@ -545,6 +545,7 @@ class ExperimentConfig(_Strict):
             )
         self._check_variants()
         self._check_label_seeds()
+        self._check_simulated_crops()
         self._check_parent_classes()
         self._check_start_settings()
         self._check_comparisons()
@@ -632,6 +633,27 @@ class ExperimentConfig(_Strict):
                 f"{given}: with fractions below 1 each run's parcels are chosen by its seed, so "
                 "the methods would learn from other parcels; give them one seed"
             )
+
+    def _check_simulated_crops(self) -> None:
+        """A scenario's crop (or classes) on a simulated region is one of the simulator's
+        classes: a misspelt name is refused before minutes of simulating and preparing."""
+        from sarcrop.data.labels import class_lookup, positive_indices
+        from sarcrop.data.simulate.phenology import CLASSES
+        from sarcrop.errors import InputDataError
+
+        for i, scenario in enumerate(self.scenarios):
+            regions = (self.regions[scenario.finetune], self.regions[scenario.test])
+            if not any(region.simulate for region in regions):
+                continue
+            classes = self.classes_of(scenario)
+            try:
+                if classes is not None:
+                    class_lookup(CLASSES, classes)
+                else:
+                    positive_indices(CLASSES, scenario.crop)
+            except InputDataError as exc:
+                key = "classes" if classes is not None else "crop"
+                raise ValueError(f"scenarios[{i}].{key}: {exc.problem}") from None
 
     def _check_merges(self) -> None:
         def visit(name: str, path: tuple[str, ...]) -> None:
