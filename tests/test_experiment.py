@@ -23,7 +23,7 @@ from sarcrop import pretrained
 from sarcrop.data.dataset import PatchDataset
 from sarcrop.data.labels import positive_indices
 from sarcrop.data.store import DatasetStore
-from sarcrop.errors import ConfigError, SarcropError
+from sarcrop.errors import ConfigError
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.presets import resolve_config, shipped_configs
 from sarcrop.experiments.record import RunRecord
@@ -974,79 +974,6 @@ def test_the_early_season_figure_shows_the_forest_at_the_reruns_share_of_labels(
     assert title == "Early-season IoU, s, 50 % of the labels"
 
 
-def test_the_zero_shot_result_follows_the_threshold_it_is_scored_at(tmp_path):
-    """The model as it is learns nothing from the target, but its scores depend on the
-    threshold: a rerun into the same folder at another threshold scores it again, as a fresh
-    folder does (it once kept the earlier threshold's result, cached)."""
-    regions = {k: v for k, v in TINY["regions"].items() if k != "korea"}
-    data = {
-        **TINY,
-        "regions": regions,
-        "pretrain": {"checkpoint": "europe-maize"},
-        "scenarios": [{"finetune": "spain", "test": "france", "crop": "maize"}],
-        "methods": ["zero-shot"],
-        "seeds": 1,
-        "fractions": [1.0],
-    }
-    for key in ("early_season", "timestep_table", "comparisons"):
-        data.pop(key, None)
-
-    def iou(out: Path, threshold: float) -> float:
-        config = {**data, "finetune": {**data["finetune"], "threshold": threshold}}
-        results = run_experiment(write_config(tmp_path, config), out, progress=False).results
-        iou = results[results["metric"] == "iou"]
-        return float(iou[iou["timestep"] == iou["timestep"].max()]["value"].iloc[0])
-
-    first = iou(tmp_path / "run", 0.5)
-    again = iou(tmp_path / "run", 0.2)
-    assert again == iou(tmp_path / "fresh", 0.2) and again != first
-
-
-def test_data_changed_in_place_makes_a_regions_results_stale(tmp_path):
-    """A region read from files is prepared again where one of them changed since (size or
-    time), as a fresh folder would prepare it; GDAL's sidecar files do not count."""
-    from sarcrop.data.simulate import simulate_region
-
-    made = simulate_region("spain", tmp_path / "spain", size=(128, 128))
-    region = {
-        "images": str(tmp_path / "spain" / "scenes"),
-        "labels": str(made.labels),
-        "season_start": made.season.start.isoformat(),
-        "tiling": {"patch_size": 32},
-    }
-    data = {
-        "name": "files",
-        "regions": {"a": {**region, "split": {"method": "patch", "seed": 1}}},
-        "scenarios": [{"finetune": "a", "test": "a", "crop": "rice"}],
-        "methods": ["rf"],
-        "pretrain": {"checkpoint": "europe-maize"},  # unused by the forest
-        "baseline": TINY["baseline"],
-        "seeds": 1,
-        "fractions": [1.0],
-    }
-    path = write_config(tmp_path, data)
-
-    def rf(out: Path) -> float:
-        result = run_experiment(path, out, progress=False)
-        return float(result.results[result.results["metric"] == "iou"]["value"].iloc[-1])
-
-    def units() -> set[Path]:
-        return set((tmp_path / "run" / "cache").glob("*/done.json"))
-
-    before = rf(tmp_path / "run")
-    cached = units()
-    (made.labels.parent / f"{made.labels.name}.aux.xml").write_text("<PAMDataset/>")
-    assert rf(tmp_path / "run") == before and units() == cached  # a sidecar: all reused
-    rice = made.classes.index("rice")
-    with rasterio.open(made.labels, "r+") as labels:
-        classes = labels.read(1)
-        part = classes[:64, :64]
-        part[(part != rice) & (part < len(made.classes))] = rice  # one quarter all rice now
-        labels.write(classes, 1)
-    after = rf(tmp_path / "run")
-    assert units() > cached and after == rf(tmp_path / "fresh") and after != before
-
-
 def test_methods_that_learn_from_a_share_of_the_parcels_share_its_seed(tmp_path):
     """Below every label, a run's parcels are chosen by the seed each method trains with: a
     forest and a network with other seeds would learn from other parcels, and their paired
@@ -1063,31 +990,6 @@ def test_methods_that_learn_from_a_share_of_the_parcels_share_its_seed(tmp_path)
     assert load_experiment_config(write_config(tmp_path, same)).fractions == (0.5, 1.0)
     every = {**data, "fractions": [1.0]}  # every parcel: no choice to share
     assert load_experiment_config(write_config(tmp_path, every)).variants
-
-
-def test_display_settings_reuse_the_trained_runs(tmp_path):
-    """Progress bars and loader workers change what a run shows, never what it learns: a rerun
-    with them changed trains nothing again."""
-    data = {**TINY, "methods": ["ri"], "seeds": 1}
-    for key in ("early_season", "timestep_table", "comparisons"):
-        data.pop(key, None)
-    run_experiment(write_config(tmp_path, data), tmp_path / "run", progress=False)
-    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "cache").glob("*/done.json")}
-    shown = {**data, "finetune": {**data["finetune"], "progress_bar": True, "num_workers": 1}}
-    run_experiment(write_config(tmp_path, shown), tmp_path / "run", progress=False)
-    assert {
-        p: p.stat().st_mtime_ns for p in (tmp_path / "run" / "cache").glob("*/done.json")
-    } == done
-
-
-def test_a_units_error_names_the_unit(tmp_path):
-    """A unit that cannot run says which one it is: among a run's units, "need at least 2
-    training patches" alone left the method, seed and share of labels to guess."""
-    data = {**TINY, "methods": ["ri"], "fractions": [0.1, 1.0], "seeds": 2}
-    for key in ("early_season", "timestep_table", "comparisons"):
-        data.pop(key, None)
-    with pytest.raises(SarcropError, match=r": ri \(seed \d, 10% of labels, full\): need at least"):
-        run_experiment(write_config(tmp_path, data), tmp_path / "run", progress=False)
 
 
 def test_a_misspelt_crop_of_a_simulated_region_is_refused_with_the_config(tmp_path):
