@@ -952,12 +952,17 @@ def _variant_config(finetune: TrainConfig, name: str, changes: dict[str, Any]) -
         raise ValueError(f"variants.{name}: {exc.problem}") from None
 
 
+def is_url(images: str) -> bool:
+    """Whether a region's ``images`` are read through a URL (a STAC API), not local files."""
+    return re.match(r"^[a-z]+://", images) is not None
+
+
 def _resolve(value: Any, base: Path, key: str) -> Any:
     if key == "checkpoint" and isinstance(value, str):
         return _checkpoint_path(value, base)
     if key in {"labels", "store", "legend"} and isinstance(value, str):
         return str((base / value).resolve())
-    if key == "images" and isinstance(value, str) and not re.match(r"^[a-z]+://", value):
+    if key == "images" and isinstance(value, str) and not is_url(value):
         return str(base / value)
     return value
 
@@ -1063,7 +1068,7 @@ def _check_files(config: ExperimentConfig, path: Path) -> None:
             if value is not None and not Path(value).exists():
                 raise ConfigError(f"regions.{name}.{key}: file not found: {value}", path)
         images = region.images
-        if images and not re.match(r"^[a-z]+://", images) and not glob.glob(images):
+        if images and not is_url(images) and not glob.glob(images):
             raise ConfigError(f"regions.{name}.images: no file matches {images}", path)
 
 
@@ -1095,7 +1100,7 @@ def _check_data(config: ExperimentConfig, path: Path) -> None:
     assert root is not None
     missing = [] if root.is_dir() else [str(root)]
     for region in config.regions.values():
-        local = region.images and not re.match(r"^[a-z]+://", region.images)
+        local = region.images and not is_url(region.images)
         if local and not glob.glob(str(region.images)):
             missing.append(str(region.images))
         missing += [str(p) for p in (region.labels, region.store) if p and not p.exists()]

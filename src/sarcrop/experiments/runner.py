@@ -44,6 +44,7 @@ from sarcrop.experiments.config import (
     ExperimentConfig,
     RegionData,
     ScenarioSpec,
+    is_url,
     load_experiment_config,
     parse_method,
     trains,
@@ -57,7 +58,7 @@ from sarcrop.experiments.record import (
     scenario_sources,
 )
 from sarcrop.options import BaselineOptions
-from sarcrop.training.config import MODEL_FILE, TrainConfig
+from sarcrop.training.config import DISPLAY_FIELDS, MODEL_FILE, TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
 from sarcrop.utils.signals import ctrl_c_ignored
@@ -81,9 +82,6 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-DISPLAY_FIELDS = ("progress_bar", "num_workers", "log_every_n_steps")
-"""Fine-tuning settings that change what a run shows or how it loads, never its result."""
-
 GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk")
 """Files GDAL may write beside a raster it reads: not the region's data."""
 
@@ -93,7 +91,7 @@ def _file_stamps(spec: RegionData) -> str | None:
     scenes, labels or store), so that data changed in place makes its results stale; None for a
     region that reads no file (simulated, or scenes behind a URL)."""
     roots: list[Path] = []
-    if spec.images and "://" not in spec.images:
+    if spec.images and not is_url(spec.images):
         roots += [Path(p) for p in sorted(glob.glob(spec.images))]
     if spec.labels is not None:  # a shapefile is read with the files beside it
         roots += sorted(spec.labels.parent.glob(f"{glob.escape(spec.labels.stem)}.*"))

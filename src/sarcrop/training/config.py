@@ -59,11 +59,13 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
 # handful of positive pixels the raw ratio would make the loss chase each one of them.
 AUTO_POS_WEIGHT_CAP = 20.0
 
+# Fields that change what a run shows or how it loads its data, never what it learns: an
+# experiment's cached run is reused whatever they are.
+DISPLAY_FIELDS = frozenset({"num_workers", "progress_bar", "log_every_n_steps"})
+
 # Fields that change how a run executes but not what it computes: a run interrupted and
 # restarted with a different value of these still resumes from its last checkpoint.
-RUNTIME_FIELDS = frozenset(
-    {"num_workers", "progress_bar", "max_time", "log_every_n_steps", "channels_last", "compile"}
-)
+RUNTIME_FIELDS = DISPLAY_FIELDS | {"max_time", "channels_last", "compile"}
 
 # DataLoader workers per GPU when ``num_workers`` is left to sarcrop: enough to read and
 # normalise patches while the GPU computes, at most the CPU cores there are.
