@@ -424,6 +424,9 @@ def test_the_documented_my_fields_experiment_runs_from_the_shipped_model(shared_
             label_options=real["label_options"],
         )
     config.update(seeds=1, fractions=[1.0], jobs=1)
+    # As documented, but shorter: two epochs and a small forest (the methods, not the scores).
+    config["finetune"]["epochs"] = 2
+    config["baseline"]["n_estimators"] = 10
     path = tmp_path / "my-fields.yaml"
     path.write_text(yaml.safe_dump(config))
     result = run_experiment(path, tmp_path / "out")
@@ -490,7 +493,7 @@ def test_own_splits_benchmark_pools_every_split_of_each_location(shared_data, tm
     from benchmarks.own_splits import main as own_splits
 
     args = ["--data", str(shared_data), "--out", str(tmp_path), "--splits", "2", "--seeds", "1"]
-    args += ["--fractions", "1.0", "--methods", "rf", "ri", "--ri-epochs", "3"]
+    args += ["--fractions", "1.0", "--methods", "rf", "ri", "--epochs", "2", "--ri-epochs", "3"]
     assert own_splits(args) == 0
     table = pd.read_csv(tmp_path / "splits.csv")
     assert set(zip(table["location"], table["method"], strict=True)) == {
