@@ -27,6 +27,7 @@ from sarcrop.errors import ConfigError
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.presets import resolve_config, shipped_configs
 from sarcrop.experiments.record import RunRecord
+from sarcrop.experiments.runner import worker_threads
 from sarcrop.training import load_checkpoint, read_metadata, save_checkpoint
 
 TINY = {
@@ -540,11 +541,21 @@ def test_worker_processes_compute_the_same_results(tiny_run, tmp_path, monkeypat
     monkeypatch.setattr(warnings, "formatwarning", lambda *args, **kwargs: "formatted\n")
     parallel = run_experiment(config, tmp_path / "out", jobs=2)
     pd.testing.assert_frame_equal(parallel.results, first.results)
-    assert len(list((tmp_path / "out" / "cache").glob("method-*/done.json"))) == len(
-        list((out / "cache").glob("method-*/done.json"))
-    )
+    done = list((tmp_path / "out" / "cache").glob("method-*/done.json"))
+    assert len(done) == len(list((out / "cache").glob("method-*/done.json")))
+    # No ``threads`` in the config: each worker trained on its share of the cores.
+    shares = {json.loads(path.read_text())["environment"]["threads"] for path in done}
+    assert shares == {str(worker_threads(None, 2))}
     with pytest.raises(ConfigError, match="jobs must be at least 1"):
         run_experiment(config, tmp_path / "out", jobs=0)
+
+
+def test_worker_threads_share_the_cores_unless_the_config_sets_them(monkeypatch):
+    from sarcrop.experiments import runner
+
+    monkeypatch.setattr(runner, "available_cores", lambda: 8)
+    assert [runner.worker_threads(None, workers) for workers in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    assert runner.worker_threads(3, 2) == 3 and runner.worker_threads(1, 1) == 1
 
 
 @pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm-to-the-run", "ctrl-c"])

@@ -433,7 +433,8 @@ class ExperimentConfig(_Strict):
     # patches run faster on one thread than on several competing for busy cores.
     threads: int | None = Field(None, ge=1)
     # Worker processes that train and fit the method units side by side (each with ``threads``
-    # torch threads); 1 runs them one after another. Results are the same either way.
+    # torch threads, by default the available cores shared among them); 1 runs them one after
+    # another. Results are the same either way.
     jobs: int = Field(1, ge=1)
     # Paired comparisons beyond intervals.csv's (A − B pooled over scenarios): comparisons.csv,
     # tables.md and the report.

@@ -57,7 +57,7 @@ from sarcrop.experiments.record import (
     recorded_thresholds,
     scenario_sources,
 )
-from sarcrop.options import BaselineOptions
+from sarcrop.options import BaselineOptions, available_cores
 from sarcrop.training.config import DISPLAY_FIELDS, MODEL_FILE, TrainConfig
 from sarcrop.utils.atomic import write_text_atomic
 from sarcrop.utils.environment import environment
@@ -881,13 +881,15 @@ class ExperimentRunner:
         # Workers format warnings as the caller does, where pickle can carry the formatter.
         formatwarning = _picklable(self.formatwarning)
         stop = context.Event()
+        workers = min(self.jobs, len(todo))
+        threads = worker_threads(self.config.threads, workers)
         setup = (self.config, self.out, len(self.seeds), formatwarning, os.getpid(), stop)
         with ctrl_c_ignored():  # the workers, started here, leave Ctrl-C to this process
             pool = ProcessPoolExecutor(
-                min(self.jobs, len(todo)),
+                workers,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=setup,
+                initargs=(*setup, threads),
             )
             futures = [pool.submit(_run_unit, unit) for unit in todo]
         with pool:
@@ -1217,6 +1219,14 @@ def _picklable(formatter: Callable[..., str]) -> Callable[..., str] | None:
     return formatter
 
 
+def worker_threads(threads: int | None, workers: int) -> int:
+    """Torch threads of each worker process: ``threads``, or the available cores shared among
+    the workers. Threads that outnumber the cores wait on each other: two workers of two
+    threads each on two cores took over twice the time of one thread each (docs/performance.md,
+    "Experiments on several workers")."""
+    return threads or max(1, available_cores() // workers)
+
+
 # The runner of a worker process (see ExperimentRunner._run_in_workers).
 _worker: ExperimentRunner | None = None
 
@@ -1228,15 +1238,15 @@ def _start_worker(
     formatwarning: Callable[..., str] | None,
     parent: int,
     stop: Event,
+    threads: int,
 ) -> None:
     global _worker
     threading.Thread(target=_stop_without, args=(parent, stop), daemon=True).start()
     if formatwarning is not None:
         warnings.formatwarning = formatwarning
-    if config.threads is not None:
-        import torch
+    import torch
 
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(threads)
     _worker = ExperimentRunner(config, out, seeds=seeds, jobs=1)
 
 

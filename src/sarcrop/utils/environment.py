@@ -17,8 +17,8 @@ KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 def environment() -> dict[str, str]:
-    """Versions of Python, PyTorch, NumPy and scikit-learn, the processor and the CPU kernels
-    PyTorch uses (and the GPU where one is used)."""
+    """Versions of Python, PyTorch, NumPy and scikit-learn, the processor, the CPU kernels and
+    threads PyTorch uses (and the GPU where one is used)."""
     import numpy
     import sklearn
     import torch
@@ -30,6 +30,7 @@ def environment() -> dict[str, str]:
         "scikit-learn": sklearn.__version__,
         "processor": _processor(),
         "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+        "threads": str(torch.get_num_threads()),
     }
     record.update({name: os.environ[name] for name in KERNEL_VARIABLES if name in os.environ})
     if torch.cuda.is_available():
