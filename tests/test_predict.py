@@ -27,13 +27,14 @@ from sarcrop.cli import main as cli_main
 from sarcrop.data.composite import composite
 from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.reader import open_scenes
+from sarcrop.data.scenes import Acquisition
 from sarcrop.data.season import Season
 from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.models import build_model
 from sarcrop.options import ExecutionOptions, MapOptions, SceneOptions, WindowOptions
 from sarcrop.prediction import BlockCompute, ModelSpec, WindowLayout, predict_block, predict_map
 from sarcrop.prediction.engine import open_stack, restrict
-from sarcrop.prediction.predict import lock_path, resolve_timesteps, work_dir
+from sarcrop.prediction.predict import lock_path, other_season, resolve_timesteps, work_dir
 from sarcrop.prediction.windows import blend_weights, ramp
 from sarcrop.prediction.writer import merged_tiles
 from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
@@ -365,6 +366,24 @@ def test_an_early_map_reads_no_pixel_of_a_later_scene(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.read(), b.read())
     with pytest.raises(SarcropError, match=r"20210702T.*\.tif: VH of the .* look linear"):
         predict_map(local_spec(), folder, tmp_path / "whole.tif", progress=False)
+
+
+def test_the_season_suggested_for_monthly_means_reads_them_at_mid_month() -> None:
+    """Monthly means stamped from 1 July hold nothing of a season that ends on 10 July: each
+    stands for the middle of its month, as the composites read it, so no season of that year
+    is suggested (the stamp alone would suggest one, whose map would be refused the same way)."""
+    season = Season(dt.date(2021, 4, 21), 4, 20)  # to 10 July
+    month = [dt.datetime(2022, m, 1) for m in range(7, 13)]
+    means = [Acquisition(t, until=t.replace(month=t.month + 1)) for t in month[:-1]]
+    assert other_season(means, season) == " (acquisitions: 2022-07-01 to 2022-11-01)"
+    # The same stamps as single acquisitions: 1 July lies in the season moved to 2022.
+    single = [Acquisition(t) for t in month]
+    assert "--season-start 2022-04-21 moves" in other_season(single, season)
+    # A monthly mean that reaches into the season at its middle: April's, read on 16 April.
+    april = Acquisition(dt.datetime(2023, 4, 1), until=dt.datetime(2023, 5, 1))
+    assert "--season-start 2023-04-21" not in other_season([april], season)
+    may = Acquisition(dt.datetime(2023, 5, 1), until=dt.datetime(2023, 6, 1))
+    assert "--season-start 2023-04-21 moves" in other_season([april, may], season)
 
 
 def test_season_start_maps_another_year_as_the_model_reads_its_own(

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from sarcrop import __version__, pretrained
 from sarcrop.data.composite import warn_empty_periods
 from sarcrop.data.grid import Grid
-from sarcrop.data.scenes import SceneStack, Source
+from sarcrop.data.scenes import Acquisition, SceneStack, Source
 from sarcrop.data.season import Season
 from sarcrop.errors import InputDataError, SarcropError
 from sarcrop.options import (
@@ -680,12 +680,12 @@ def predict_map(
         if scenes.resolution is None:
             warn_other_pixel_size(specs, stack.grid)
         observed = season_until(spec.season, steps)
-        every = stack.times
+        every = stack.acquisitions
         stack = restrict(stack, spec.season, steps)
         if not any(observed.period_of(time) is not None for time in stack.middles):
             raise InputDataError(
                 f"no acquisition between {observed.start} and {observed.last_day}"
-                + _other_season(every, observed),
+                + other_season(every, observed),
                 stack.description or None,
             )
         gaps = spec.composite_options().get("gaps", "interpolate")
@@ -800,17 +800,20 @@ def check_not_an_input(out: Path, stack: SceneStack) -> None:
         raise SarcropError("the map cannot replace one of its input scenes", out)
 
 
-def _other_season(times: Sequence[dt.datetime], season: Season) -> str:
+def other_season(acquisitions: Sequence[Acquisition], season: Season) -> str:
     """What the scenes hold, and the ``--season-start`` that moves the model's periods onto
-    them (the same day of another year, the latest the scenes cover)."""
-    if not times:
+    them (the same day of another year, the latest the scenes cover). A monthly mean counts at
+    its middle, where the composites read it."""
+    if not acquisitions:
         return ""
-    first, last = min(times), max(times)
+    first = min(a.time for a in acquisitions)
+    last = max(a.time for a in acquisitions)
     said = f" (acquisitions: {first:%Y-%m-%d} to {last:%Y-%m-%d})"
-    for year in range(last.year, first.year - 1, -1):
+    middles = [a.middle for a in acquisitions]
+    for year in range(max(middles).year, first.year - 1, -1):
         with contextlib.suppress(ValueError):  # 29 February
             moved = Season(season.start.replace(year=year), season.steps, season.days)
-            if any(moved.period_of(t) is not None for t in times):
+            if any(moved.period_of(t) is not None for t in middles):
                 return (
                     f"{said}; --season-start {moved.start} moves the model's season there (the "
                     "same day of the year: where the crop is sown in another month, as south "
