@@ -826,6 +826,15 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ConfigError, match=r"experiment.yaml: regions.spain.images: no file matches"
     ):
         load_experiment_config(write_config(tmp_path, data))
+    # A URL is left as it is, not joined to the folder; only http(s) (a STAC API) is read.
+    data["regions"]["spain"]["images"] = "s3://bucket/scenes/*.tif"
+    with pytest.raises(
+        ConfigError, match=r"regions.spain.images: s3://bucket/scenes/\*.tif: not read: scenes "
+    ):
+        load_experiment_config(write_config(tmp_path, data))
+    data["regions"]["spain"]["images"] = "https://example.org/stac/v1"
+    loaded = load_experiment_config(write_config(tmp_path, data))
+    assert loaded.regions["spain"].images == "https://example.org/stac/v1"
 
 
 def test_shipped_configs_validate(tmp_path):

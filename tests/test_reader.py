@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,12 @@ def test_glob_and_file_list(folder: Path) -> None:
     assert len(open_scenes(files[:3]).acquisitions) == 3
     with pytest.raises(InputDataError, match="glob matches no files"):
         open_scenes(str(folder / "*.nope"))
+    # A URL the reader cannot read is said to be one (not "no such file"), alone or in a list.
+    other = "not read: scenes are local files, or an http(s) URL of a STAC API or item"
+    for source in ("s3://bucket/scenes/*.tif", [*files[:2], "gs://bucket/x.tif"]):
+        with pytest.raises(InputDataError, match=re.escape(other)) as refused:
+            open_scenes(source)
+        assert refused.value.path is not None and "://" in str(refused.value.path)
 
 
 def test_orbit_filter(folder: Path) -> None:

@@ -90,6 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sarcrop.data.prepare import prepare, prepare_region, read_region
+    from sarcrop.data.scenes import has_scheme
     from sarcrop.data.store import DatasetStore
     from sarcrop.options import (
         CompositeOptions,
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
     }
     images = Path(args.images)
-    if not images.exists() and not glob.has_magic(args.images) and "://" not in args.images:
+    if not images.exists() and not glob.has_magic(args.images) and not has_scheme(args.images):
         raise InputDataError("no such file or folder", args.images)  # before asking for more
     region = read_region(images) if images.is_dir() else {}
     options["season"] = _season(args, region)

@@ -36,7 +36,17 @@ from rasterio.windows import Window
 import sarcrop.data.layouts  # noqa: F401  (registers the layouts)
 from sarcrop.data.grid import Grid
 from sarcrop.data.layouts._common import add_months, is_raster, raster_info
-from sarcrop.data.scenes import LAYOUTS, Acquisition, RasterStack, SceneStack, Source, Units
+from sarcrop.data.scenes import (
+    LAYOUTS,
+    OTHER_URL,
+    Acquisition,
+    RasterStack,
+    SceneStack,
+    Source,
+    Units,
+    has_scheme,
+    is_url,
+)
 from sarcrop.data.units import detect_units, linear_to_db
 from sarcrop.errors import InputDataError
 
@@ -135,7 +145,7 @@ def monthly_means(stack: SceneStack) -> SceneStack:
 
 def resolve(source: Source) -> list[Path]:
     """The input paths of ``source`` (empty for a STAC API URL)."""
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
+    if is_url(source):
         return []
     if isinstance(source, str | Path):
         items: Sequence[str | Path] = [source]
@@ -146,6 +156,8 @@ def resolve(source: Source) -> list[Path]:
     paths: list[Path] = []
     for item in items:
         text = str(Path(item).expanduser()) if isinstance(item, Path) else str(item)
+        if has_scheme(text):
+            raise InputDataError(OTHER_URL, text)
         if isinstance(item, str) and any(c in text for c in "*?["):
             matches = sorted(glob.glob(str(Path(text).expanduser())))
             if not matches:

@@ -39,6 +39,21 @@ Orbit = Literal["ascending", "descending"]
 Source = str | Path | Sequence[str | Path]
 
 
+def is_url(source: Source) -> bool:
+    """Whether ``source`` is an http(s) URL (a STAC API or item), the one kind of input that
+    is not read from local files."""
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+def has_scheme(text: str) -> bool:
+    """Whether ``text`` names a URL of any scheme (``s3://``, ``gs://``, ``http://`` …) rather
+    than a local path: not to be resolved against a folder, and read only where :func:`is_url`."""
+    return "://" in text
+
+
+OTHER_URL = "not read: scenes are local files, or an http(s) URL of a STAC API or item"
+
+
 @dataclass(frozen=True)
 class Acquisition:
     """Metadata of one acquisition (one time slice of a stack). ``time`` is naive UTC.

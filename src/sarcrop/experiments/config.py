@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sarcrop.data.labels import class_key
+from sarcrop.data.scenes import OTHER_URL, has_scheme, is_url
 from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.evaluation.bootstrap import MIOU, check_compared
 from sarcrop.options import (
@@ -953,17 +954,12 @@ def _variant_config(finetune: TrainConfig, name: str, changes: dict[str, Any]) -
         raise ValueError(f"variants.{name}: {exc.problem}") from None
 
 
-def is_url(images: str) -> bool:
-    """Whether a region's ``images`` are read through a URL (a STAC API), not local files."""
-    return re.match(r"^[a-z]+://", images) is not None
-
-
 def _resolve(value: Any, base: Path, key: str) -> Any:
     if key == "checkpoint" and isinstance(value, str):
         return _checkpoint_path(value, base)
     if key in {"labels", "store", "legend"} and isinstance(value, str):
         return str((base / value).resolve())
-    if key == "images" and isinstance(value, str) and not is_url(value):
+    if key == "images" and isinstance(value, str) and not has_scheme(value):
         return str(base / value)
     return value
 
@@ -1069,6 +1065,8 @@ def _check_files(config: ExperimentConfig, path: Path) -> None:
             if value is not None and not Path(value).exists():
                 raise ConfigError(f"regions.{name}.{key}: file not found: {value}", path)
         images = region.images
+        if images and has_scheme(images) and not is_url(images):
+            raise ConfigError(f"regions.{name}.images: {images}: {OTHER_URL}", path)
         if images and not is_url(images) and not glob.glob(images):
             raise ConfigError(f"regions.{name}.images: no file matches {images}", path)
 

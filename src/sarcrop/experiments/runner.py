@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sarcrop import __version__
+from sarcrop.data.scenes import is_url
 from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.evaluation.tables import RESULT_COLUMNS as TABLE_COLUMNS
 from sarcrop.experiments.classes import (
@@ -44,7 +45,6 @@ from sarcrop.experiments.config import (
     ExperimentConfig,
     RegionData,
     ScenarioSpec,
-    is_url,
     load_experiment_config,
     parse_method,
     trains,

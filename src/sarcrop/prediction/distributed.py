@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sarcrop.data.scenes import SceneStack, Source
+from sarcrop.data.scenes import SceneStack, Source, has_scheme
 from sarcrop.errors import SarcropError
 from sarcrop.options import Device, Engine, ExecutionOptions, Precision, SceneOptions
 from sarcrop.prediction.engine import (
@@ -95,7 +95,7 @@ def _absolute(images: Source) -> Source:
     if isinstance(images, list | tuple):
         return [str(_absolute(str(i))) for i in images]
     text = str(images)
-    return text if "://" in text else str(Path(text).absolute())
+    return text if has_scheme(text) else str(Path(text).absolute())
 
 
 def _block_task(

@@ -26,16 +26,12 @@ from sarcrop.data.layouts._common import (
 )
 from sarcrop.data.layouts._stack import build_raster_stack
 from sarcrop.data.layouts.geotiff_per_date import band_names
-from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source
+from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source, is_url
 from sarcrop.data.units import units_from_text
 from sarcrop.errors import InputDataError
 
 _STAC_TYPES = {"Catalog", "Collection", "Feature", "FeatureCollection"}
 _RASTER_TYPES = ("image/tiff", "image/vnd.stac.geotiff", "application/x-geotiff")
-
-
-def _is_url(source: Source) -> bool:
-    return isinstance(source, str) and source.startswith(("http://", "https://"))
 
 
 def _read_json(path: Path) -> dict[str, object] | None:
@@ -51,7 +47,7 @@ def _read_json(path: Path) -> dict[str, object] | None:
 def _load_items(
     paths: list[Path], source: Source, search: dict[str, object] | None
 ) -> list[pystac.Item]:
-    if _is_url(source) and not str(source).endswith(".json"):
+    if is_url(source) and not str(source).endswith(".json"):
         import pystac_client
 
         try:
@@ -59,7 +55,7 @@ def _load_items(
             return list(client.search(**(search or {})).items())  # type: ignore[arg-type]
         except Exception as exc:  # network and API errors come in many types
             raise InputDataError(f"STAC search failed: {exc}", str(source)) from exc
-    target = str(source) if _is_url(source) else str(paths[0])
+    target = str(source) if is_url(source) else str(paths[0])
     try:
         stac = pystac.read_file(target)
         if isinstance(stac, pystac.Item):
@@ -144,7 +140,7 @@ class Stac(Layout, name="stac", order=10):
     def detect(
         self, paths: list[Path], source: Source, band_map: dict[str, str] | None = None
     ) -> bool:
-        if _is_url(source):
+        if is_url(source):
             return True
         if len(paths) != 1:
             return False
@@ -156,7 +152,7 @@ class Stac(Layout, name="stac", order=10):
         )
 
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
-        where = str(source) if _is_url(source) else str(paths[0])
+        where = str(source) if is_url(source) else str(paths[0])
         items = _load_items(paths, source, options.get("search"))  # type: ignore[arg-type]
         found: list[tuple[Acquisition, dict[str, BandRef]]] = []
         units: dict[str, str] = {}
