@@ -229,9 +229,40 @@ def test_experiment_refuses_a_crop_its_regions_lack_before_any_training(location
     assert "positive class 'wheat' is not in the labels" in message and "\n" not in message
     data["scenarios"][0].update(crop="maize", finetune="a-test")  # all of it in the test split
     config.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="fine-tuning region a-test holds no maize pixel"):
+    with pytest.raises(ConfigError, match="fine-tuning region a-test: holds no maize pixel"):
         run_experiment(config, tmp_path / "out")
     assert not any((tmp_path / "out" / "cache").glob("method-*"))  # nothing trained
+
+
+def test_experiment_refuses_a_pre_training_crop_its_region_lacks_before_any_training(
+    location, tmp_path
+):
+    """A pre-training learns ``crop`` (rice where the config leaves it out) against the rest:
+    on a region that holds none of it in its train split it would learn to call nothing
+    positive, and every transfer method would start from that. Refused first; so is
+    ``sarcrop train`` on such a store."""
+    scenario = {"finetune": "a-split", "test": "a-split"}
+    config = experiment(location, tmp_path, scenario, "a-test")  # a-test: no train split
+    with pytest.raises(ConfigError) as error:
+        run_experiment(config, tmp_path / "out")
+    assert str(error.value).endswith(
+        "pretrains.p: region a-test: holds no maize pixel in its train split (labelled: "
+        "none); name the crop to pre-train on with pretrains.p.crop"
+    )
+    data = yaml.safe_load(config.read_text())
+    data["pretrains"]["p"].update(region="may")  # another season of the same ground
+    del data["pretrains"]["p"]["crop"]  # the default, rice
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"pretrains.p: region may: positive class 'rice' is "):
+        run_experiment(config, tmp_path / "out")
+    assert not any((tmp_path / "out" / "cache").glob("pretrain-*"))  # nothing trained
+    data["methods"] = ["rf"]  # no method starts from it: nothing to refuse
+    config.write_text(yaml.safe_dump(data))
+    assert set(run_experiment(config, tmp_path / "out").results["method"]) == {"rf"}
+    test_split = data["regions"]["a-test"]["store"]
+    with pytest.raises(InputDataError, match="holds no maize pixel in its train split"):
+        train(test_split, tmp_path / "run", positive="maize", config=TrainConfig(epochs=1))
+    assert not (tmp_path / "run").exists()
 
 
 def test_experiment_refuses_scenarios_tested_on_learnt_ground(location, tmp_path):

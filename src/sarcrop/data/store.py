@@ -486,6 +486,20 @@ class DatasetStore:
         held = {name for split in counts.values() for name, n in dict(split).items() if n}
         return [name for name in self.classes if name in held]
 
+    def require_pixels(self, names: Sequence[str], split: str, what: str) -> None:
+        """Refuse a ``split`` that holds no labelled pixel of the classes ``names`` (``what``
+        names them to the user): a binary model learnt from it calls nothing positive. Stores
+        that do not count their classes pass."""
+        from sarcrop.data.labels import labelled_pixels
+
+        counts = self.metadata.statistics.get("class_pixels")
+        pixels = counts.get(split, {}) if isinstance(counts, dict) else {}
+        if pixels and not any(pixels.get(name, 0) for name in names):
+            raise InputDataError(
+                f"holds no {what} pixel in its {split} split (labelled: {labelled_pixels(pixels)})",
+                self.path,
+            )
+
     @property
     def pixel_size(self) -> float | None:
         """The side of the store's square pixels in metres, where every location of it has

@@ -41,6 +41,7 @@ from sarcrop.experiments.classes import (
 )
 from sarcrop.experiments.config import (
     BIAS,
+    DEFAULT_PRETRAIN,
     ZERO_SHOT,
     ExperimentConfig,
     RegionData,
@@ -360,7 +361,7 @@ class ExperimentRunner:
         """Refuse, before any training, a scenario whose crop (or classes) a region's store
         lacks, or whose fine-tuning patches hold no pixel of its crop: every unit would train
         and only scoring would find it."""
-        from sarcrop.data.labels import class_lookup, labelled_pixels, positive_indices
+        from sarcrop.data.labels import class_lookup, positive_indices
         from sarcrop.data.store import DatasetStore
         from sarcrop.errors import InputDataError
 
@@ -373,19 +374,34 @@ class ExperimentRunner:
                     class_lookup(store.classes, classes, shown)
                     continue
                 found = positive_indices(store.classes, scenario.crop, shown)
-                wanted = {store.classes[i] for i in found}
+                split = "train" if role == "fine-tuning" else "test"
+                store.require_pixels([store.classes[i] for i in found], split, scenario.crop)
             except InputDataError as exc:
                 raise ConfigError(
                     f"scenario {scenario.id}: {role} region {region}: {exc.problem}"
                 ) from None
-            split = "train" if role == "fine-tuning" else "test"
-            counts = store.metadata.statistics.get("class_pixels")
-            pixels = counts.get(split, {}) if isinstance(counts, dict) else {}
-            if pixels and not any(pixels.get(name, 0) for name in wanted):
-                raise ConfigError(
-                    f"scenario {scenario.id}: {role} region {region} holds no {scenario.crop} "
-                    f"pixel in its {split} split (labelled: {labelled_pixels(pixels)})"
-                )
+
+    def check_pretraining_crop(self, name: str) -> None:
+        """Refuse, before any training, a pre-training whose region holds none of its crop
+        (``crop`` left at its default, rice, on a region that grows none): it would learn to
+        call nothing positive, and every transfer method would start from it."""
+        from sarcrop.data.labels import positive_indices
+        from sarcrop.data.store import DatasetStore
+        from sarcrop.errors import InputDataError
+
+        spec = self.config.pretrainings[name]
+        if spec.region is None or not spec.positive or spec.train.reconstructs:
+            return
+        store = DatasetStore(self.region_store(spec.region)[0])
+        where = "pretrain" if name == DEFAULT_PRETRAIN else f"pretrains.{name}"
+        try:
+            found = positive_indices(store.classes, spec.positive, store.classes_with_pixels)
+            store.require_pixels([store.classes[i] for i in found], "train", spec.crop)
+        except InputDataError as exc:
+            raise ConfigError(
+                f"{where}: region {spec.region}: {exc.problem}; name the crop to pre-train on "
+                f"with {where}.crop"
+            ) from None
 
     def _check_fold_stores(self, scenario: ScenarioSpec) -> None:
         """Held-out folds score the fine-tuning region's own fields: the test region must hold
@@ -932,6 +948,9 @@ class ExperimentRunner:
         for scenario in self.config.scenarios:
             self.check_ground(scenario)
             self.check_classes(scenario)
+        if self.pretrains:
+            for name in dict.fromkeys(self.config.pretrain_of(s)[0] for s in self.config.scenarios):
+                self.check_pretraining_crop(name)
         if self.jobs > 1:
             self._run_in_workers()
         for scenario, method, seed, fraction in self.scenarios():
