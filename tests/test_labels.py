@@ -450,3 +450,58 @@ def test_an_unreadable_label_raster_is_named_once(tmp_path):
     with pytest.raises(InputDataError, match="cannot open label raster") as raised:
         labels_from_raster(missing, GRID)
     assert str(raised.value).count(str(missing)) == 1
+
+
+def test_spellings_of_one_crop_in_the_parcels_are_one_class(tmp_path):
+    """Positive classes are matched whatever their case or spaces: "Maize" and "maize " in
+    one parcel file are one class (the most frequent spelling), not two of which a positive
+    would take one and leave the other's pixels among the negatives."""
+    import geopandas as gpd
+    import pandas as pd
+
+    frame = squares_frame()
+    shifted = [frame.geometry.iloc[[1]].translate(xoff=dx) for dx in (100, 200)]
+    frame = gpd.GeoDataFrame(geometry=pd.concat([frame.geometry, *shifted], ignore_index=True))
+    frame["crop"] = ["rice", "Maize", "maize", "maize "]
+    path = tmp_path / "parcels.gpkg"
+    frame.to_file(path, driver="GPKG")
+    with pytest.warns(UserWarning, match=r"crops spelt differently are one class: 'Maize' as "):
+        labels, classes = labels_from_parcels(path, GRID)
+    assert classes == ["background", "maize", "rice"]
+    expected = expected_squares()
+    expected[20:30, 20:25] = expected[20:30, 30:35] = 1
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_missing_crops_of_any_kind_label_nothing(tmp_path):
+    """None, NaN, pandas' NA and blank text in the crop column: no label, not a class."""
+    import geopandas as gpd
+    import pandas as pd
+
+    frame = squares_frame()
+    shifted = frame.geometry.iloc[[1]].translate(xoff=100)
+    frame = gpd.GeoDataFrame(geometry=pd.concat([frame.geometry, shifted], ignore_index=True))
+    frame["crop"] = pd.array([1200, pd.NA, 1200], dtype="Int64")
+    path = tmp_path / "parcels.parquet"
+    frame.to_parquet(path)
+    labels, classes = labels_from_parcels(path, GRID)
+    assert classes == ["background", "1200"]
+    assert (labels[2:6, 3:8] == 1).all() and (labels[20:30, 20:25] == 1).all()
+    assert (labels[20:30, 10:15] == -1).all()  # the parcel of no crop
+
+
+def test_nan_in_a_float_label_raster_without_nodata_labels_nothing(tmp_path):
+    """NaN is no label (as docs/real-data.md says), also where the raster declares no nodata
+    value: before, it was cast to an integer code and became a class."""
+    data = np.full((40, 50), 1.0, dtype=np.float32)
+    data[5:10, 5:10] = 2.0
+    data[:3] = np.nan
+    tags = {"CLASS_0": "other", "CLASS_1": "maize", "CLASS_2": "rice"}
+    path = write_raster(tmp_path / "l.tif", data, GRID.transform, tags=tags)
+    labels, classes = labels_from_raster(path, GRID)
+    assert classes == ["other", "maize", "rice"]
+    assert (labels[:3] == -1).all() and (labels[3:] >= 1).all()
+    # the same on a grid of other pixels (the warped path)
+    coarse = Grid(UTM, Affine(20, 0, 500000, 0, -20, 5000400), 25, 20)
+    labels, _ = labels_from_raster(path, coarse)
+    assert (labels[:1] == -1).all() and (labels[2:] >= 1).all()

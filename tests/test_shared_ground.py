@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+import zarr
 from affine import Affine
 from rasterio.crs import CRS
 
@@ -23,7 +24,7 @@ from sarcrop.cli import main
 from sarcrop.data.merge import merge_stores
 from sarcrop.data.prepare import prepare
 from sarcrop.data.season import Season
-from sarcrop.data.split import check_disjoint, shared_ground
+from sarcrop.data.split import check_disjoint, label_sources, shared_ground
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.baseline import run_baseline
@@ -168,6 +169,72 @@ def test_a_merged_store_keeps_each_patch_label_file(location, tmp_path):
     merge_stores([part.path for part in parts], merged, progress=False)
     test = store(location, "test", WHOLE_TEST)
     assert shared_ground(DatasetStore(merged), test) == [(i, i) for i in range(16)]
+
+
+def test_a_store_merged_twice_keeps_each_patch_label_file(location, tmp_path):
+    """A merged store merged again records one source per location (its members', not its own
+    merged record), so the ground of each of its patches is still known."""
+    draws = {}
+    for draw in ("d0", "d1", "d2", "d1-test"):
+        folder = location / draw.removesuffix("-test")
+        folder.mkdir(exist_ok=True)
+        shutil.copy(location / "labels.tif", folder / "labels.tif")
+        (folder / "region.json").write_text('{"simulator": "sarcrop"}')
+        split = WHOLE_TEST if draw.endswith("-test") else WHOLE_TRAIN
+        draws[draw] = store(location, f"draw-{draw}", split, labels=f"{folder.name}/labels.tif")
+    once = tmp_path / "once.zarr"
+    merge_stores([draws["d0"].path, draws["d1"].path], once, progress=False)
+    twice = tmp_path / "twice.zarr"
+    merge_stores([once, draws["d2"].path], twice, progress=False)
+    merged = DatasetStore(twice)
+    assert len(merged.metadata.locations) == 3
+    assert label_sources(merged) == [
+        str((location / draw / "labels.tif").resolve()) for draw in ("d0", "d1", "d2")
+    ]
+    d1_patches = [i for i, where in enumerate(merged.metadata.location) if where == 1]
+    pairs = shared_ground(merged, draws["d1-test"])
+    assert pairs == [(i, i - d1_patches[0]) for i in d1_patches]
+    with pytest.raises(InputDataError, match="16 test patches overlap train patches"):
+        check_disjoint(merged, draws["d1-test"])
+
+
+def test_a_store_records_its_label_file_whatever_folder_it_was_prepared_from(
+    location, tmp_path, monkeypatch
+):
+    """The ground checks read the label file a store records: a relative path, read from
+    another folder, would name another file (or none), and learnt ground would pass."""
+    monkeypatch.chdir(location)
+    options = {"season": APRIL, "positive": ["maize"], "progress": False}
+    options.update(tiling=TilingOptions(patch_size=P), split=WHOLE_TEST)
+    relative = prepare("scenes", tmp_path / "relative.zarr", labels="labels.tif", **options)
+    test = DatasetStore(relative)
+    assert test.metadata.source["labels"] == str((location / "labels.tif").resolve())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputDataError, match="16 test patches overlap train patches"):
+        check_disjoint(store(location, "train", WHOLE_TRAIN), test)
+
+
+def test_spellings_of_one_class_in_merged_stores_are_one_class(location, tmp_path):
+    """A store whose labels say "Maize" merged with one that says "maize": one class, so a
+    positive class takes the pixels of both."""
+    april = store(location, "train", WHOLE_TRAIN)
+    may = store(location, "may", WHOLE_TRAIN, season=MAY)
+    capitalised = tmp_path / "may-Maize.zarr"
+    shutil.copytree(may.path, capitalised)
+    group = zarr.open_group(str(capitalised), mode="r+")
+    metadata = dict(group.attrs["sarcrop"])
+    assert metadata["classes"] == may.classes
+    metadata["classes"] = [name.capitalize() if name == "maize" else name for name in may.classes]
+    group.attrs["sarcrop"] = metadata
+    out = tmp_path / "merged.zarr"
+    with pytest.warns(UserWarning, match=r"classes of the stores spelt differently are one "):
+        merge_stores([april.path, capitalised], out, progress=False)
+    merged = DatasetStore(out)
+    assert merged.classes == april.classes
+    maize = merged.classes.index("maize")
+    pixels = merged.metadata.statistics["class_pixels"]["train"]["maize"]
+    expected = sum(s.metadata.statistics["class_pixels"]["train"]["maize"] for s in (april, may))
+    assert pixels == expected and maize >= 0
 
 
 def test_forest_and_cli_refuse_a_test_store_of_the_training_ground(location, capsys):

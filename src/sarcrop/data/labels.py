@@ -178,12 +178,18 @@ def _named(
 WindowReader = Callable[[Window], np.ma.MaskedArray]
 
 
-def _codes_on_grid(src: Grid, read: WindowReader, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+def _codes_on_grid(src: Grid, given: WindowReader, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Codes of a label source on ``grid`` as int64, with a validity mask.
 
-    ``read(window)`` returns a window of the source's grid ``src`` as a masked array, padded
-    (masked) where the window leaves the source.
+    ``given(window)`` returns a window of the source's grid ``src`` as a masked array, padded
+    (masked) where the window leaves the source. NaN and infinite codes (a float raster
+    without a nodata value) are no label, as nodata is.
     """
+
+    def read(window: Window) -> np.ma.MaskedArray:
+        data = given(window)
+        return np.ma.masked_invalid(data) if data.dtype.kind == "f" else data
+
     if src.same_as(grid):
         data = read(Window(0, 0, src.width, src.height))
         return np.asarray(data.filled(0)).astype(np.int64), ~np.ma.getmaskarray(data)
@@ -489,6 +495,7 @@ def labels_from_parcels(
     frame = frame[inside]
 
     names = [_class_name(v) for v in frame[column]]  # Series.map would turn None into NaN
+    names = fold_spellings(names, f"{path}: crops")
     crops = sorted({n for n in names if n is not None and n != BACKGROUND})
     classes = [BACKGROUND, *crops]
     index = {name: i for i, name in enumerate(classes)}
@@ -517,8 +524,28 @@ def _polygonal_part(geom):
     return shapely.union_all(parts) if parts else None
 
 
+def fold_spellings(names: Sequence[str | None], what: str) -> list[str | None]:
+    """``names`` with the spellings of one class (:func:`class_key`: "Maize", "maize ") as
+    the most frequent of them, said in a warning: positive classes are matched by that key,
+    so two spellings kept apart would leave part of a crop among the negatives."""
+    from collections import Counter
+
+    counts = Counter(n for n in names if n is not None)
+    chosen: dict[str, str] = {}
+    for name, _ in counts.most_common():
+        chosen.setdefault(class_key(name), name)
+    folded = {name: chosen[class_key(name)] for name in counts}
+    merged = sorted({n for n in counts if folded[n] != n})
+    if merged:
+        said = ", ".join(f"{n!r} as {folded[n]!r}" for n in merged)
+        warnings.warn(f"{what} spelt differently are one class: {said}", stacklevel=3)
+    return [None if n is None else folded[n] for n in names]
+
+
 def _class_name(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    import pandas as pd
+
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)

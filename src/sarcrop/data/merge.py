@@ -19,9 +19,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from sarcrop.data.labels import fold_spellings
 from sarcrop.data.normalization import checked_percentiles
 from sarcrop.data.prepare import split_class_pixels, split_normalization
-from sarcrop.data.split import TEST, TRAIN, common_ground
+from sarcrop.data.split import TEST, TRAIN, common_ground, location_sources
 from sarcrop.data.store import (
     DatasetStore,
     Location,
@@ -61,7 +62,11 @@ def merge_stores(
     for other in opened[1:]:
         _check_compatible(first, other)
     _check_other_ground(opened)
-    classes = list(dict.fromkeys(c for s in opened for c in s.classes))
+    # Classes by name, spellings of one class (class_key) as one: "Maize" and "maize".
+    every = [c for s in opened for c in s.classes]
+    folded = fold_spellings(every, "classes of the stores")
+    spelt = {name: str(one) for name, one in zip(every, folded, strict=True)}
+    classes = list(dict.fromkeys(spelt[c] for c in every))
 
     locations: list[Location] = []
     location: list[int] = []
@@ -77,7 +82,7 @@ def merge_stores(
             locations += own
             offsets += store.offsets
             split += store.split
-            table = np.array([classes.index(c) for c in store.classes], dtype=np.int16)
+            table = np.array([classes.index(spelt[c]) for c in store.classes], dtype=np.int16)
             for images, labels in _batches(store, progress):
                 labels = np.where(labels >= 0, table[np.clip(labels, 0, None)], -1)
                 writer.append(images, labels)
@@ -104,7 +109,8 @@ def merge_stores(
             source={
                 "merged": [str(s.path) for s in opened],
                 "composite": first.metadata.source.get("composite"),
-                "stores": [s.metadata.source for s in opened],
+                # one per location: a merged store's own members, not its merged record
+                "stores": [source for s in opened for source in location_sources(s)],
             },
             statistics={
                 "class_pixels": split_class_pixels(pixels, split, classes),

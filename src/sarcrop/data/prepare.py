@@ -175,7 +175,7 @@ def prepare(
             positive=list(positive) if positive else None,
             source={
                 "images": stack.description or _describe(images),
-                "labels": str(labels),
+                "labels": str(Path(labels).resolve()),  # a check elsewhere finds it
                 "simulated": _simulated(labels),
                 "label_column": label_options.column,
                 "label_variable": label_options.variable,

@@ -104,7 +104,7 @@ def validation_split(
 # Train and test patches of two stores must not show the same labelled ground
 
 
-def _location_sources(store: DatasetStore) -> list[dict[str, Any]]:
+def location_sources(store: DatasetStore) -> list[dict[str, Any]]:
     """The ``source`` record of each location of ``store`` (one for a store not merged)."""
     meta = store.metadata
     members = meta.source.get("stores") if meta.locations else [meta.source]
@@ -121,7 +121,7 @@ def _location_sources(store: DatasetStore) -> list[dict[str, Any]]:
 def label_sources(store: DatasetStore) -> list[str | None]:
     """The label file of each location of ``store`` (one for a store that was not merged),
     resolved, or ``None`` where the store does not record it."""
-    labels = (source.get("labels") for source in _location_sources(store))
+    labels = (source.get("labels") for source in location_sources(store))
     return [str(Path(str(path)).resolve()) if path else None for path in labels]
 
 
@@ -143,7 +143,7 @@ class _Footprint(NamedTuple):
 def _footprints(store: DatasetStore, split: str) -> list[_Footprint]:
     """The footprints of the split's patches that record their label file."""
     meta = store.metadata
-    sources = _location_sources(store)
+    sources = location_sources(store)
     files = label_sources(store)
     seasons = [loc.season for loc in meta.locations] or [meta.season]
     out = []
