@@ -125,6 +125,7 @@ def test_a_saved_forest_scores_as_the_baseline_did(saved) -> None:
     assert meta.learnt_early_seasons() is True  # the default forest learns zero-padded copies
     assert meta.training["ground"]  # evaluate refuses it on the ground it learnt
     assert meta.training["pixel_size"] == DatasetStore(result.store).pixel_size == 10.0
+    assert meta.training["orbit"] == DatasetStore(result.store).orbit == "both"
     scored = evaluate(path, result.store)
     assert scored["metrics"]["iou"] == pytest.approx(result.metrics.iou, abs=1e-9)
     assert scored["metrics"]["tp"] == result.metrics.tp

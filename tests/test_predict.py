@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -765,6 +766,28 @@ def test_a_map_path_or_model_that_cannot_be_used_is_refused_before_any_work(
         assert f"{named}: " in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["maps", "tiny.safetensors"]
     assert not any(folder.iterdir())
+
+
+def test_a_map_reading_another_orbit_than_the_model_learnt_is_named(
+    scenes: Path, tmp_path: Path
+) -> None:
+    """A model fine-tuned on descending (or ascending) composites alone, mapping both orbits:
+    said in one line with the option that reads as it learnt; nothing where they agree."""
+    ascending = dataclasses.replace(local_spec(), orbit="ascending")
+    with pytest.warns(
+        UserWarning,
+        match=r"learnt from ascending acquisitions only and the map "
+        r"reads both orbits; give --orbit ascending \(scenes: orbit\)",
+    ):
+        predict_map(ascending, scenes, tmp_path / "both.tif", progress=False)
+    options = {"progress": False, "scenes": SceneOptions(orbit="ascending")}
+    for spec in (ascending, local_spec(), dataclasses.replace(local_spec(), orbit="both")):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*acquisitions only")
+            predict_map(spec, scenes, tmp_path / "asc.tif", **options)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*acquisitions only")
+        predict_map(local_spec(), scenes, tmp_path / "any.tif", progress=False)
 
 
 def test_images_of_another_pixel_size_than_the_model_learnt_are_named(

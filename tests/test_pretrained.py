@@ -179,6 +179,8 @@ def test_which_models_learnt_early_seasons_is_told_down_the_fine_tuning_line(
     assert parent["early_seasons"] is True
     # Each records the pixel size it learnt from, which predict compares with the images'.
     assert read_metadata(runs["ft"].checkpoint).training["pixel_size"] == 10.0
+    # ... and the orbit of its scenes, which predict compares with the orbit it reads
+    assert read_metadata(runs["ft"].checkpoint).training["orbit"] == "both"
     # A parent recorded before the field existed: not known, so no warning either way.
     meta = read_metadata(runs["ft"].checkpoint)
     meta.parent = {

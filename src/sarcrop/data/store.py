@@ -501,6 +501,13 @@ class DatasetStore:
             )
 
     @property
+    def orbit(self) -> str | None:
+        """The orbit direction whose acquisitions the composites hold (ascending, descending
+        or both), where the store records it."""
+        orbit = self.metadata.source.get("orbit")
+        return str(orbit) if orbit else None
+
+    @property
     def pixel_size(self) -> float | None:
         """The side of the store's square pixels in metres, where every location of it has
         the same on a metric grid (else None)."""

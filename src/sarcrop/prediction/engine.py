@@ -63,6 +63,7 @@ class ModelSpec:
     patch_size: int | None = None  # side of the patches it was trained on, where recorded
     early_seasons: bool | None = None  # trained on seasons cut short (None: not recorded)
     pixel_size: float | None = None  # metres per pixel of the patches it learnt, where recorded
+    orbit: str | None = None  # the orbit direction its training scenes kept, where recorded
     threshold: float = 0.5  # class threshold it was trained and evaluated with (binary)
 
     def __post_init__(self) -> None:
@@ -130,6 +131,7 @@ class ModelSpec:
             patch_size=None if patch_size is None else int(patch_size),
             early_seasons=meta.learnt_early_seasons(),
             pixel_size=None if pixel_size is None else float(pixel_size),
+            orbit=training.get("orbit"),
             threshold=meta.class_threshold(),
         )
 

@@ -211,6 +211,22 @@ def warn_other_pixel_size(specs: Sequence[ModelSpec], grid: Grid) -> None:
             return
 
 
+def warn_other_orbit(specs: Sequence[ModelSpec], orbit: str) -> None:
+    """Warn where a model learnt from composites of one orbit direction and the map reads
+    another (or both): ascending and descending backscatter differ by incidence angle and
+    time of day, so its composites are not those it learnt."""
+    for spec in specs:
+        if spec.orbit in ("ascending", "descending") and orbit != spec.orbit:
+            name = pretrained.display_name(spec.checkpoint)
+            warnings.warn(
+                f"{name} learnt from {spec.orbit} acquisitions only and the map reads "
+                f"{'both orbits' if orbit == 'both' else orbit + ' ones'}; give --orbit "
+                f"{spec.orbit} (scenes: orbit) to read as it learnt",
+                stacklevel=3,
+            )
+            return
+
+
 def check_output(spec: ModelSpec, output: MapOptions) -> None:
     """``top_k`` is for crop-type models, and at most their number of classes."""
     if output.top_k is None:
@@ -679,6 +695,7 @@ def predict_map(
             )
         if scenes.resolution is None:
             warn_other_pixel_size(specs, stack.grid)
+        warn_other_orbit(specs, scenes.orbit)
         observed = season_until(spec.season, steps)
         every = stack.acquisitions
         stack = restrict(stack, spec.season, steps)

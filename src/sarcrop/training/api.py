@@ -486,7 +486,7 @@ def fit(
             "objective": config.objective,
             "train_patches": len(train_data),  # type: ignore[arg-type]
             "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
-            **_learnt_sizes(train_data),
+            **_learnt_from(train_data),
             **weights,
             **({"threshold_search": result.threshold} if result.threshold else {}),
             **({"fit_on_train": fit} if fit else {}),
@@ -814,17 +814,22 @@ def _training_data(
     return train_data, val_data, labels
 
 
-def _learnt_sizes(data: Dataset) -> dict[str, Any]:
-    """``{"patch_size": side, "pixel_size": metres}`` of the patches ``data`` trains on (empty
-    if not from a store): ``predict`` maps in windows of that size by default, the size the
-    model learnt and was scored at, and names images of another pixel size."""
+def _learnt_from(data: Dataset) -> dict[str, Any]:
+    """``{"patch_size": side, "pixel_size": metres, "orbit": direction}`` of the patches
+    ``data`` trains on, where its store records them (empty if not from a store): ``predict``
+    maps in windows of that size by default, the size the model learnt and was scored at, and
+    names images of another pixel size or a reading of another orbit."""
     while isinstance(data, Subset):
         data = data.dataset
     store = getattr(data, "store", None)
     if store is None:
         return {}
-    metres = store.pixel_size
-    return {"patch_size": int(store.patch_size), **({"pixel_size": metres} if metres else {})}
+    learnt: dict[str, Any] = {"patch_size": int(store.patch_size)}
+    if metres := store.pixel_size:
+        learnt["pixel_size"] = metres
+    if orbit := store.orbit:
+        learnt["orbit"] = orbit
+    return learnt
 
 
 def _check_validation_fields(dataset: Any, items: Sequence[int]) -> None:
