@@ -514,6 +514,9 @@ def test_parcels_of_a_test_area_are_a_census(tmp_path: Path) -> None:
     got = assess(map_path, tmp_path / "parcels.gpkg", label_column="crop")
     assert got.design == "census"
     np.testing.assert_array_equal(got.counts[1:], expected)
+    # crop is the parcels' default column, as prepare reads them (a sample's is reference)
+    default = assess(map_path, tmp_path / "parcels.gpkg")
+    np.testing.assert_array_equal(default.counts, got.counts)
     maize = got.estimates.area[got.classes.index(1)]
     assert maize.value * got.total_pixels == pytest.approx(np.sum(reference == 1))
     assert maize.se == 0

@@ -237,3 +237,14 @@ def test_a_command_imports_what_it_needs_alone() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "False False"
     assert "--images" in done.stdout  # prepare's own help, all of it
+
+
+def test_prepare_takes_the_label_options_by_their_yaml_names_too():
+    """``label_options: {column: crop, variable: CT}`` in a YAML is ``--column crop --variable
+    CT`` (or ``--label-column``, ``--label-variable``) on the command line."""
+    parse = build_parser().parse_args
+    prepare = ARGUMENTS["prepare"]
+    short = parse([*prepare, "--column", "crop", "--variable", "CT"])
+    long = parse([*prepare, "--label-column", "crop", "--label-variable", "CT"])
+    assert (short.label_column, short.label_variable) == (long.label_column, long.label_variable)
+    assert (short.label_column, short.label_variable) == ("crop", "CT")

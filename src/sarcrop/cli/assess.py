@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--label-column",
-        default="reference",
-        help="column of the sample holding the reference class (reference)",
+        help="column holding the reference class (reference for points, as `sarcrop sample` "
+        "writes them; crop for parcels, as `prepare` reads them)",
     )
     parser.add_argument(
         "--labels-csv",

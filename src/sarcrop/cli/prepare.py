@@ -45,10 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ".parquet)",
     )
     fields = LabelOptions.model_fields
+    # --column and --variable: the names of label_options' keys (LabelOptions' fields)
     labels.add_argument(
-        "--label-column", help=f"{fields['column'].description} ({fields['column'].default})"
+        "--label-column",
+        "--column",
+        help=f"{fields['column'].description} ({fields['column'].default})",
     )
-    labels.add_argument("--label-variable", help=fields["variable"].description)
+    labels.add_argument("--label-variable", "--variable", help=fields["variable"].description)
     labels.add_argument(
         "--outside-parcels",
         choices=get_args(OutsideParcels),

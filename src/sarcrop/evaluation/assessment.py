@@ -56,7 +56,7 @@ from sarcrop.evaluation.sampling import (
     post_stratified_sample,
     read_sample,
 )
-from sarcrop.options import OutsideParcels, ReferenceOptions, as_options, flag
+from sarcrop.options import LabelOptions, OutsideParcels, ReferenceOptions, as_options, flag
 from sarcrop.utils.atomic import write_text_atomic
 
 
@@ -488,7 +488,7 @@ def assess(
     map_path: str | Path,
     reference: str | Path,
     *,
-    label_column: str = "reference",
+    label_column: str | None = None,
     options: ReferenceOptions | None = None,
     labels_table: str | Path | None = None,
     outside_parcels: OutsideParcels | None = None,
@@ -497,7 +497,9 @@ def assess(
     ``sarcrop sample`` (``label_column`` holding map class numbers), any other file of labelled
     points (a simple random or systematic sample, post-stratified by map class), or a label
     raster or parcel polygons of a test area (census), read as ``options`` say (label band,
-    codes of the crop). ``labels_table``: a CSV table with the labels of a sample's points
+    codes of the crop). ``label_column`` defaults to ``reference`` for points (the column
+    ``sarcrop sample`` writes) and to ``crop`` for parcels, as ``prepare`` reads them.
+    ``labels_table``: a CSV table with the labels of a sample's points
     (``point_id`` and ``label_column``). ``outside_parcels``: what the ground outside every
     parcel is in a census from parcels, as ``prepare`` reads it ("background", a negative,
     where the parcels are every field; "unlabelled" where they are some)."""
@@ -529,13 +531,15 @@ def assess(
 def _assess(
     map_path: Path,
     reference: Path,
-    label_column: str,
+    column: str | None,
     options: ReferenceOptions | None,
     labels_table: str | Path | None,
     outside_parcels: OutsideParcels | None = None,
 ) -> Assessment:
     if not _is_vector_file(reference):
         return assess_census(map_path, reference, options)
+    parcels = not is_sample_file(reference) and _has_polygons(reference)
+    label_column = column or (LabelOptions().column if parcels else "reference")
     given = [] if options is None else [flag(name) for name in options.model_fields_set]
     if given:
         raise InputDataError(
@@ -543,9 +547,9 @@ def _assess(
             f"parcels, whose labels are read from its {label_column!r} column: leave them out",
             reference,
         )
+    if parcels:
+        return assess_parcels(map_path, reference, label_column, outside_parcels)
     if not is_sample_file(reference):
-        if _has_polygons(reference):
-            return assess_parcels(map_path, reference, label_column, outside_parcels)
         sample = post_stratified_sample(reference, map_path, label_column)
     elif labels_table is not None:
         sample = labels_from_table(read_sample(reference), labels_table, label_column)
