@@ -248,3 +248,12 @@ def test_prepare_takes_the_label_options_by_their_yaml_names_too():
     long = parse([*prepare, "--label-column", "crop", "--label-variable", "CT"])
     assert (short.label_column, short.label_variable) == (long.label_column, long.label_variable)
     assert (short.label_column, short.label_variable) == ("crop", "CT")
+
+
+def test_experiment_takes_its_data_folder_by_the_yaml_name_too():
+    """``data_root:`` in the config is ``--data-root`` (or ``--data``) on the command line."""
+    from pathlib import Path
+
+    parse = build_parser().parse_args
+    for flag in ("--data", "--data-root"):
+        assert parse(["experiment", "real", "--out", "o", flag, "d"]).data == Path("d")

@@ -220,3 +220,21 @@ def test_monthly_means_stamped_on_the_first_are_read_at_mid_month(tmp_path) -> N
     acquired = open_scenes(tmp_path / "acquired")
     assert all(a.until is None for a in acquired.acquisitions)
     assert period_indices(acquired, season) == [[1], [], [2]]
+
+
+def test_a_season_is_given_as_the_api_or_as_a_regions_yaml_names_it():
+    """``Season.of`` reads ``{start, steps, days}`` and the names of a region's YAML and the
+    command line (``season_start``, ``timesteps``); anything else, or a name given twice, is
+    refused in one line."""
+    from sarcrop.errors import ConfigError
+
+    expected = Season(dt.date(2019, 4, 21), 6, 20)
+    assert Season.of({"start": "2019-04-21", "steps": 6, "days": 20}) == expected
+    assert Season.of({"season_start": "2019-04-21", "timesteps": 6, "days": 20}) == expected
+    for bad in (
+        {"season_start": "2019-04-21", "start": "2019-04-21"},
+        {"timesteps": 6, "days": 20},
+        {"season_start": "2019-04-21", "step": 6},
+    ):
+        with pytest.raises(ConfigError, match="a season mapping takes start or season_start"):
+            Season.of(bad)

@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
     parser.add_argument(
         "--data",
+        "--data-root",
         type=Path,
         help="folder the config's real data is relative to (overrides its data_root)",
     )

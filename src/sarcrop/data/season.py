@@ -29,16 +29,20 @@ class Season:
     @classmethod
     def of(cls, value: Season | dt.date | str | Mapping[str, object]) -> Season:
         """A season from a :class:`Season`, its first day (a date or ISO text, 8 × 20 days as
-        in the paper) or a mapping of ``start``, ``steps`` and ``days``, as a YAML gives it."""
+        in the paper) or a mapping of ``start``, ``steps`` and ``days``, or of the names a
+        region's YAML and the command line give them: ``season_start``, ``timesteps``."""
         if isinstance(value, Season):
             return value
         if isinstance(value, Mapping):
-            unknown = set(value) - {"start", "steps", "days"}
-            if unknown or "start" not in value:
+            names = {"season_start": "start", "timesteps": "steps"}
+            given = {names.get(str(key), str(key)): item for key, item in value.items()}
+            unknown = set(given) - {"start", "steps", "days"}
+            if unknown or "start" not in given or len(given) < len(value):
                 raise ConfigError(
-                    f"a season mapping takes start (required), steps and days, got {sorted(value)}"
+                    "a season mapping takes start or season_start (required), steps or "
+                    f"timesteps, and days; got {sorted(value)}"
                 )
-            return cls(**value)  # type: ignore[arg-type]
+            return cls(**given)  # type: ignore[arg-type]
         return cls(value)  # type: ignore[arg-type]
 
     @property
