@@ -777,18 +777,21 @@ def test_simulate_options_of_a_config_are_the_arguments_of_simulate_region(tmp_p
     from sarcrop.experiments.config import SimulationSpec
 
     arguments = inspect.signature(simulate_region).parameters
-    assert set(SimulationSpec.model_fields) - {"preset"} <= set(arguments)
+    # Every argument that changes the simulated data can be given in a config, and no other.
+    output_only = {"region", "out", "block_size", "compress", "progress"}
+    assert set(SimulationSpec.model_fields) - {"preset"} == set(arguments) - output_only
     spain = TINY["regions"]["spain"]
-    options = {"product_resolution": 20, "randomise": False, "draws": 2}
+    options = {"product_resolution": 20, "randomise": False, "swath_edge": False, "draws": 2}
     coarse = {**spain, "simulate": {**spain["simulate"], **options}}
     config = load_experiment_config(
         write_config(tmp_path, dict(TINY, regions={**TINY["regions"], "spain": coarse}))
     )
     assert config.regions["spain1"].simulate.product_resolution == 20.0
     assert config.regions["spain1"].simulate.randomise is False
+    assert config.regions["spain1"].simulate.swath_edge is False
     # Left at their defaults, they stay out of the region's dump: earlier cache keys stay valid.
     dump = SimulationSpec(preset="spain").model_dump(mode="json")
-    assert not {"product_resolution", "randomise"} & set(dump)
+    assert not {"product_resolution", "randomise", "swath_edge"} & set(dump)
 
 
 def test_a_folder_named_like_a_shipped_config_does_not_shadow_it(tmp_path, monkeypatch):

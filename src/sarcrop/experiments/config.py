@@ -68,9 +68,10 @@ class SimulationSpec(_Strict):
     seed: int = 0
     size: tuple[int, int] | None = None
     revisit_days: int | None = Field(None, ge=1)
-    # Both left out of the dump at their defaults, so cache keys of earlier runs stay valid.
+    # Left out of the dump at their defaults, so cache keys of earlier runs stay valid.
     product_resolution: float | None = Field(None, gt=0, exclude_if=lambda value: value is None)
     randomise: bool = Field(True, exclude_if=lambda value: value is True)
+    swath_edge: bool = Field(True, exclude_if=lambda value: value is True)
 
     @field_validator("preset")
     @classmethod
