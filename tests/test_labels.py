@@ -505,3 +505,29 @@ def test_nan_in_a_float_label_raster_without_nodata_labels_nothing(tmp_path):
     coarse = Grid(UTM, Affine(20, 0, 500000, 0, -20, 5000400), 25, 20)
     labels, _ = labels_from_raster(path, coarse)
     assert (labels[:1] == -1).all() and (labels[2:] >= 1).all()
+
+
+def test_a_code_map_names_the_crop_codes_of_parcels_as_it_names_a_rasters(tmp_path):
+    """Parcels carrying crop codes (WorldCereal's 1200, …) are named by ``code_map`` (or a
+    legend read into one) as a label raster is: codes it leaves out are other, its
+    "unlabelled" ones label nothing. Before, the map was dropped without a word."""
+    import geopandas as gpd
+    import pandas as pd
+
+    frame = squares_frame()
+    shifted = frame.geometry.iloc[[1]].translate(xoff=100)
+    frame = gpd.GeoDataFrame(geometry=pd.concat([frame.geometry, shifted], ignore_index=True))
+    frame["crop"] = [1200, 9120, 1110]
+    path = tmp_path / "codes.gpkg"
+    frame.to_file(path, driver="GPKG")
+    options = LabelOptions(code_map={1200: "maize", 9120: "unlabelled"}, column="crop")
+    labels, classes = labels_from_file(path, GRID, options)
+    assert classes == ["background", "maize", "other"]
+    assert (labels[2:6, 3:8] == 1).all() and (labels[20:30, 20:25] == 2).all()
+    assert (labels[20:30, 10:15] == -1).all()
+    frame["crop"] = ["maize", "x", "y"]
+    frame.to_file(path, driver="GPKG")
+    with pytest.raises(InputDataError, match=r"column 'crop' holds 'maize', not a crop code"):
+        labels_from_file(path, GRID, options)
+    with pytest.raises(InputDataError, match="class_names name a label raster's codes"):
+        labels_from_file(path, GRID, LabelOptions(class_names=("a", "b")))

@@ -56,9 +56,16 @@ def labels_from_file(
     path = Path(path)
     names, codes = options.class_names, options.code_map
     if path.suffix.lower() in PARCEL_SUFFIXES:
+        if names is not None:
+            raise InputDataError(
+                "class_names name a label raster's codes in order; parcels carry a crop name "
+                f"or code in column {options.column!r} (codes are named with --code-map or "
+                "--legend)",
+                path,
+            )
         outside = options.outside_parcels
         labels, classes = labels_from_parcels(
-            path, grid, column=options.column, outside_parcels=outside
+            path, grid, column=options.column, outside_parcels=outside, code_map=codes
         )
         if "outside_parcels" not in options.model_fields_set:
             warn_background_majority(path, labels)
@@ -426,14 +433,17 @@ def labels_from_parcels(
     column: str = "crop",
     outside_parcels: OutsideParcels = "background",
     all_touched: bool = False,
+    code_map: Mapping[int, str] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Rasterize parcel polygons onto ``grid`` by their ``column`` value.
 
     Classes are ``["background", <sorted crop names>...]``; pixels outside every parcel are
     background (0), or unlabelled (-1) with ``outside_parcels="unlabelled"``, and parcels
-    with an empty crop value are unlabelled. Parcels in another CRS are reprojected; invalid
-    geometries are repaired (or dropped if nothing polygonal is left) with a warning. Where
-    parcels overlap, the later one in the file wins.
+    with an empty crop value are unlabelled. ``code_map`` names a column of crop codes as it
+    names a label raster's (codes it leaves out are ``other``, its "unlabelled" ones label
+    nothing). Parcels in another CRS are reprojected; invalid geometries are repaired (or
+    dropped if nothing polygonal is left) with a warning. Where parcels overlap, the later one
+    in the file wins.
     """
     import geopandas as gpd
     import pyogrio
@@ -495,6 +505,8 @@ def labels_from_parcels(
     frame = frame[inside]
 
     names = [_class_name(v) for v in frame[column]]  # Series.map would turn None into NaN
+    if code_map is not None:
+        names = _named_codes(names, code_map, column, path)
     names = fold_spellings(names, f"{path}: crops")
     crops = sorted({n for n in names if n is not None and n != BACKGROUND})
     classes = [BACKGROUND, *crops]
@@ -522,6 +534,29 @@ def _polygonal_part(geom):
         return geom
     parts = [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon | MultiPolygon)]
     return shapely.union_all(parts) if parts else None
+
+
+def _named_codes(
+    codes: Sequence[str | None], code_map: Mapping[int, str], column: str, path: Path
+) -> list[str | None]:
+    """Parcel crop codes named by ``code_map``: a code it leaves out is ``other``, one it
+    names "unlabelled" labels nothing (as in a label raster)."""
+    named: list[str | None] = []
+    for code in codes:
+        if code is None:
+            named.append(None)
+            continue
+        try:
+            number = int(code)
+        except ValueError:
+            raise InputDataError(
+                f"column {column!r} holds {code!r}, not a crop code to name with the code map "
+                "(--code-map or --legend): leave the map out where the column holds names",
+                path,
+            ) from None
+        name = str(code_map.get(number, OTHER))
+        named.append(None if class_key(name) == UNLABELLED_NAME else name)
+    return named
 
 
 def fold_spellings(names: Sequence[str | None], what: str) -> list[str | None]:
