@@ -531,3 +531,23 @@ def test_a_code_map_names_the_crop_codes_of_parcels_as_it_names_a_rasters(tmp_pa
         labels_from_file(path, GRID, options)
     with pytest.raises(InputDataError, match="class_names name a label raster's codes"):
         labels_from_file(path, GRID, LabelOptions(class_names=("a", "b")))
+
+
+def test_a_parcel_file_of_several_layers_is_refused_naming_them(tmp_path):
+    """A GeoPackage with roads and parcels: the first layer was read without a word (roads
+    as crop labels). A table without geometry beside the parcels (QGIS' styles) is no layer."""
+    import pandas as pd
+    import pyogrio
+
+    path = tmp_path / "two.gpkg"
+    roads = squares_frame().assign(crop="road")
+    roads.to_file(path, layer="roads", driver="GPKG")
+    squares_frame().to_file(path, layer="parcels", driver="GPKG")
+    with pytest.raises(InputDataError, match=r"holds 2 layers \(roads, parcels\): give the "):
+        labels_from_parcels(path, GRID)
+    single = tmp_path / "styled.gpkg"  # the table first, where a reader takes its first layer
+    pyogrio.write_dataframe(pd.DataFrame({"style": ["x"]}), single, layer="layer_styles")
+    squares_frame().to_file(single, layer="parcels", driver="GPKG")
+    labels, classes = labels_from_parcels(single, GRID)
+    assert classes == ["background", "maize", "rice"]
+    np.testing.assert_array_equal(labels, expected_squares())

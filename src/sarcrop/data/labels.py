@@ -458,12 +458,22 @@ def labels_from_parcels(
             frame = gpd.read_parquet(path)
             total = len(frame)
         else:
-            info = pyogrio.read_info(path)
+            # spatial layers only: QGIS keeps its styles in a table of the same file
+            layers = [str(name) for name, kind in pyogrio.list_layers(path) if kind]
+            if len(layers) > 1:
+                raise InputDataError(
+                    f"holds {len(layers)} layers ({', '.join(layers[:5])}): give the parcels "
+                    "in a file of their own (e.g. ogr2ogr -f GPKG parcels.gpkg "
+                    f"{path.name} {layers[-1]})",
+                    path,
+                )
+            layer = layers[0] if layers else None
+            info = pyogrio.read_info(path, layer=layer)
             total = int(info["features"])
             bbox = None
             if info.get("crs"):
                 bbox = transform_bounds(grid.crs, info["crs"], *grid.bounds, densify_pts=21)
-            frame = gpd.read_file(path, bbox=bbox, engine="pyogrio")
+            frame = gpd.read_file(path, bbox=bbox, layer=layer, engine="pyogrio")
     except (pyogrio.errors.DataSourceError, OSError, ValueError) as exc:
         raise InputDataError(f"cannot read parcels: {exc}", path) from exc
     if column not in frame.columns:
