@@ -488,6 +488,11 @@ def test_missing_crops_of_any_kind_label_nothing(tmp_path):
     assert classes == ["background", "1200"]
     assert (labels[2:6, 3:8] == 1).all() and (labels[20:30, 20:25] == 1).all()
     assert (labels[20:30, 10:15] == -1).all()  # the parcel of no crop
+    # A crop named "unlabelled" labels nothing, as in a code map
+    frame["crop"] = ["maize", "Unlabelled", "maize"]
+    frame.to_parquet(path)
+    labels, classes = labels_from_parcels(path, GRID)
+    assert classes == ["background", "maize"] and (labels[20:30, 10:15] == -1).all()
 
 
 def test_nan_in_a_float_label_raster_without_nodata_labels_nothing(tmp_path):

@@ -517,6 +517,8 @@ def labels_from_parcels(
     names = [_class_name(v) for v in frame[column]]  # Series.map would turn None into NaN
     if code_map is not None:
         names = _named_codes(names, code_map, column, path)
+    # "unlabelled" labels nothing, as in a code map (and as the store counts it)
+    names = [None if n is not None and class_key(n) == UNLABELLED_NAME else n for n in names]
     names = fold_spellings(names, f"{path}: crops")
     crops = sorted({n for n in names if n is not None and n != BACKGROUND})
     classes = [BACKGROUND, *crops]
