@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -291,6 +292,23 @@ def test_parcels_outside_the_area_warn_and_missing_column_errors(tmp_path):
     np.testing.assert_array_equal(labels, expected_squares())
     with pytest.raises(InputDataError, match="no column 'variety'"):
         labels_from_parcels(path, GRID, column="variety")
+    # A GeoJSON of UTM coordinates without a crs member is read as longitude and latitude:
+    # the error gives both extents and names the CRS; an empty file says it is empty.
+    utm = tmp_path / "utm.geojson"
+    collection = json.loads(squares_frame().to_json())
+    collection.pop("crs", None)  # no crs member, as many writers leave it out
+    utm.write_text(json.dumps(collection))
+    with pytest.raises(InputDataError) as refused:
+        labels_from_parcels(utm, GRID)
+    message = str(refused.value)
+    assert "no parcel overlaps the image area (parcels [500030, 5.0001e+06, 500150, " in message
+    assert "5.00038e+06] in EPSG:4326, image" in message
+    assert "image [500000, 5e+06, 500500, 5.0004e+06] in EPSG:32631" in message
+    assert message.endswith("check the parcels' CRS)")
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    with pytest.raises(InputDataError, match=r"empty.geojson: holds no parcels$"):
+        labels_from_parcels(empty, GRID)
 
 
 def test_binary_target_and_unknown_positive():

@@ -24,6 +24,7 @@ import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -457,6 +458,7 @@ def labels_from_parcels(
         if parquet:
             frame = gpd.read_parquet(path)
             total = len(frame)
+            extent = (frame.total_bounds, frame.crs)
         else:
             # spatial layers only: QGIS keeps its styles in a table of the same file
             layers = [str(name) for name, kind in pyogrio.list_layers(path) if kind]
@@ -468,14 +470,17 @@ def labels_from_parcels(
                     path,
                 )
             layer = layers[0] if layers else None
-            info = pyogrio.read_info(path, layer=layer)
+            info = pyogrio.read_info(path, layer=layer, force_total_bounds=True)
             total = int(info["features"])
+            extent = (info["total_bounds"], info.get("crs"))
             bbox = None
             if info.get("crs"):
                 bbox = transform_bounds(grid.crs, info["crs"], *grid.bounds, densify_pts=21)
             frame = gpd.read_file(path, bbox=bbox, layer=layer, engine="pyogrio")
     except (pyogrio.errors.DataSourceError, OSError, ValueError) as exc:
         raise InputDataError(f"cannot read parcels: {exc}", path) from exc
+    if total == 0:
+        raise InputDataError("holds no parcels", path)
     if column not in frame.columns:
         columns = [c for c in frame.columns if c != frame.geometry.name]
         raise InputDataError(
@@ -507,7 +512,7 @@ def labels_from_parcels(
     inside = frame.geometry.intersects(area)
     outside = total - int(inside.sum())
     if int(inside.sum()) == 0:
-        raise InputDataError("no parcel overlaps the image area", path)
+        raise InputDataError(_no_overlap(extent, grid), path)
     if outside:
         warnings.warn(
             f"{path}: {outside} of {total} parcels lie outside the image area", stacklevel=2
@@ -546,6 +551,21 @@ def _polygonal_part(geom):
         return geom
     parts = [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon | MultiPolygon)]
     return shapely.union_all(parts) if parts else None
+
+
+def _no_overlap(extent: tuple[Any, Any], grid: Grid) -> str:
+    """The "no parcel overlaps the image area" error, with both extents, each in its file's
+    CRS: parcels read in the wrong CRS (a GeoJSON of UTM coordinates without a ``crs`` member
+    is read as longitude and latitude) show it at once."""
+
+    def box(bounds: Sequence[float]) -> str:
+        return "[" + ", ".join(f"{value:.6g}" for value in bounds) + "]"
+
+    bounds, crs = extent
+    return (
+        f"no parcel overlaps the image area (parcels {box(bounds)} in {crs or 'no CRS'}, image "
+        f"{box(grid.bounds)} in {grid.crs}; check the parcels' CRS)"
+    )
 
 
 def _named_codes(
