@@ -343,7 +343,8 @@ def test_worker_processes_format_warnings_as_the_command_line_does(tmp_path):
     original = warnings.formatwarning
     try:
         alive = (os.getppid(), threading.Event())  # a parent alive that says nothing yet
-        _start_worker(config, tmp_path / "out", 1, shown, *alive)
+        threads = torch.get_num_threads()  # this process's own: left as it is
+        _start_worker(config, tmp_path / "out", 1, shown, *alive, threads)
         assert warnings.formatwarning("a", UserWarning, "x.py", 2) == (
             "sarcrop experiment: warning: a\n"
         )
