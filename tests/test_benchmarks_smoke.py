@@ -119,3 +119,25 @@ def test_coverage_benchmarks_write_their_tables(tmp_path: Path) -> None:
     draws = pd.read_csv(tmp_path / "b" / "coverage.csv")
     assert set(draws["design"]) == {"fields", "window"} and len(draws) == 6
     assert "| design | k |" in (tmp_path / "b" / "coverage.md").read_text()
+
+
+def test_band_drop_benchmark_scores_the_shipped_model_on_vh_alone(tmp_path: Path, capsys) -> None:
+    """benchmarks/band_drop.py on a small simulated europe store: the model as shipped, adapted
+    to VH alone, and the rule up to 0.13.0 (which called nothing maize)."""
+    from benchmarks.band_drop import main as band_drop
+
+    from sarcrop.cli import main as cli
+
+    region, store = tmp_path / "eu", tmp_path / "eu.zarr"
+    assert cli(["simulate", "europe", "--seed", "3", "--size", "96", "96", "--out", str(region),
+                "--quiet"]) == 0  # fmt: skip
+    assert cli(["prepare", "--images", str(region), "--out", str(store), "--patch-size", "32",
+                "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert band_drop([str(store)]) == 0
+    shipped, adapted, doubled = capsys.readouterr().out.strip().splitlines()
+    assert shipped.startswith("europe-maize on VH|VV as shipped: IoU ")
+    assert adapted.startswith("on VH alone, adapted (W_VH + W_VV): IoU ")
+    assert doubled.startswith("on VH alone, 2·W_VH (up to 0.13.0): IoU ")
+    called = [int(line.split(", ")[-1].split()[0]) for line in (shipped, adapted)]
+    assert min(called) > 0  # both map some maize

@@ -139,6 +139,24 @@ def test_adapt_n_to_m_keeps_known_bands_and_output_scale() -> None:
     assert (got - expected).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(["VH", "VV"], ["VH"]), (["VH", "VV", "HH"], ["VV", "XX"]), (["VH", "VV"], ["HH"])],
+    ids=["drop", "drop-and-add", "none-kept"],
+)
+def test_eq3_keeps_the_pretrained_output_when_bands_are_dropped(name, old, new) -> None:
+    """An image repeated in every band gives the pre-trained output also where bands are left
+    out (the dropped bands' weights go to the kept ones; 2·W_VH for VH|VV → VH did not)."""
+    model = trained_like(small(name, in_bands=len(old)))
+    x = series(bands=1)
+    with torch.inference_mode():
+        expected = model(x.repeat(1, 1, len(old), 1, 1))
+        adapt_input_bands(model, new, old)
+        got = model(x.repeat(1, 1, len(new), 1, 1))
+    assert (got - expected).abs().max() < 1e-5
+
+
 def test_adapt_rejects_bands_that_do_not_fit() -> None:
     model = small("recurrent_unet", in_bands=1)
     with pytest.raises(ConfigError, match="takes 1 bands"):

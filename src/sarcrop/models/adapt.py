@@ -4,11 +4,18 @@ The paper takes a model trained on VH and feeds it VH|VV by giving each input th
 first-layer weights divided by the number of inputs, so the first activation sees the same
 signal scale as in pre-training: ``σ((W·x_VH + W·x_VV) / 2 + b)``.
 
-Generalisation from ``n`` old to ``m`` new bands: every new band starts from the weights of the
-same band if the model knew it, else from the mean of the old bands' weights (with one old
-band: that band's weights); all weights are then multiplied by ``n / m``. When every old band
-is kept and all inputs carry the same image, the adapted model reproduces the pre-trained
-output exactly (``Σ_new n/m·W_j = Σ_old W_b``). A pure reordering is exact for any input.
+Generalisation from ``n`` old to ``m`` new bands, so that an image repeated in every band
+gives exactly the pre-trained output (``Σ_new W'_j = Σ_old W_b``) whatever is kept, dropped or
+added:
+
+1. the weights of old bands that the new ones leave out are shared equally among the kept old
+   bands (``W_k + Σ_dropped W / k``), so that dropping VV from VH|VV gives VH ``W_VH + W_VV``
+   (doubling ``W_VH`` instead left the shipped VH|VV model calling no pixel maize on VH);
+2. every new band starts from the weights of the same band if the model knew it, else from the
+   mean of the (kept) bands' weights, and all are multiplied by ``k / m`` (``k``: the kept
+   bands, or all ``n`` old ones where none is kept).
+
+Nothing dropped, this is the paper's rule (``n / m``); a pure reordering is exact for any input.
 """
 
 from __future__ import annotations
@@ -43,7 +50,12 @@ def adapted_weights(
         raise ConfigError(
             f"the first layer has {weight.shape[1]} inputs, which does not fit {len(old)} bands"
         )
-    per_band = weight.unflatten(1, (-1, len(old)))  # (out, k, n, kh, kw)
+    per_band = weight.unflatten(1, (-1, len(old)))  # (out, dates, n, kh, kw)
+    kept = [b for b in old if b in new]
+    if kept and len(kept) < len(old):  # the dropped bands' weights go to the kept ones
+        dropped = per_band[:, :, [old.index(b) for b in old if b not in new]].sum(dim=2)
+        per_band = per_band[:, :, [old.index(b) for b in kept]] + (dropped / len(kept))[:, :, None]
+        old = kept
     mean = per_band.mean(dim=2)
     columns = [per_band[:, :, old.index(b)] if b in old else mean for b in new]
     return (torch.stack(columns, dim=2) * (len(old) / len(new))).flatten(1, 2)
