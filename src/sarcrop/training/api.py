@@ -220,22 +220,10 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
-class _LastEveryFewSeconds(Checkpoint):
-    """``last.ckpt`` of a run without validation, to resume from: Lightning writes its last
-    checkpoint only beside a top-k one, which such a run never saves. Written at the end of
-    the first epoch, then of the epoch that ends ``every`` seconds after the last write, so
-    that the short epochs of a few labels do not wait on the disk (an interrupted run loses at
-    most that much). It carries torch's random state (the dropout's draws), so that a resumed
-    run goes on as the run it resumes."""
-
-    def __init__(self, path: Path, every: float = 10.0) -> None:
-        self.path, self.every = path, every
-        self.written: float | None = None
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.written is None or time.monotonic() - self.written >= self.every:
-            trainer.save_checkpoint(self.path)
-            self.written = time.monotonic()
+class _RandomState(Callback):
+    """Torch's random state (the dropout's and augmentations' draws) in every checkpoint a
+    run resumes from, so that a resumed run goes on as the run it resumes, with validation or
+    without."""
 
     def state_dict(self) -> dict[str, Any]:
         state = {"torch": torch.get_rng_state()}
@@ -247,6 +235,23 @@ class _LastEveryFewSeconds(Checkpoint):
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state(state_dict["cuda"])
+
+
+class _LastEveryFewSeconds(Checkpoint):
+    """``last.ckpt`` of a run without validation, to resume from: Lightning writes its last
+    checkpoint only beside a top-k one, which such a run never saves. Written at the end of
+    the first epoch, then of the epoch that ends ``every`` seconds after the last write, so
+    that the short epochs of a few labels do not wait on the disk (an interrupted run loses at
+    most that much)."""
+
+    def __init__(self, path: Path, every: float = 10.0) -> None:
+        self.path, self.every = path, every
+        self.written: float | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.written is None or time.monotonic() - self.written >= self.every:
+            trainer.save_checkpoint(self.path)
+            self.written = time.monotonic()
 
 
 def _fit_interruptibly(trainer: L.Trainer, task: Any, data: Any, resume: Path | None) -> None:
@@ -555,7 +560,7 @@ def _train(
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
-    callbacks = [checkpointing, *callbacks]
+    callbacks = [checkpointing, _RandomState(), *callbacks]
     if config.patience is not None and validate:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
     if not validate:
