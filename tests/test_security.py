@@ -162,7 +162,32 @@ def _tamper_cases(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
         header[meta_key]["sarcrop"] = json.dumps(meta)
         return header
 
+    def edited(change):
+        def edit(header: dict) -> dict:
+            import json
+
+            meta = json.loads(header[meta_key]["sarcrop"])
+            change(meta)
+            header[meta_key]["sarcrop"] = json.dumps(meta)
+            return header
+
+        return edit
+
+    def other_normalisation_bands(meta: dict) -> None:
+        meta["normalization"]["bands"] = ["VH"]
+
+    def threshold_text(meta: dict) -> None:
+        meta["training"].setdefault("config", {})["threshold"] = "abc"
+
     return {
+        "normalisation of other bands": (
+            fs.tampered_header(good, folder / "h.safetensors", edited(other_normalisation_bands)),
+            "normalization.bands ['VH'] are not the bands",
+        ),
+        "threshold not a number": (
+            fs.tampered_header(good, folder / "i.safetensors", edited(threshold_text)),
+            "training.config.threshold is 'abc', not a probability",
+        ),
         "no sarcrop metadata": (
             fs.tampered_header(good, folder / "a.safetensors", drop_metadata),
             "without sarcrop",

@@ -90,6 +90,10 @@ class CheckpointMetadata(BaseModel):
                 )
                 if not numbers or len(values) != len(self.bands):  # type: ignore[arg-type]
                     raise ValueError(f"normalization.{key} needs one number per band {self.bands}")
+            named = self.normalization.get("bands")
+            upper = [b.upper() for b in self.bands]
+            if named is not None and [str(b).upper() for b in named] != upper:
+                raise ValueError(f"normalization.bands {named} are not the bands {self.bands}")
         if self.target_classes is not None:
             channels = self.options.get("out_channels", 1)
             if len(self.target_classes) < 2 or channels != len(self.target_classes):
@@ -97,6 +101,10 @@ class CheckpointMetadata(BaseModel):
                     f"target_classes {self.target_classes} need one output channel each, "
                     f"the model has {channels}"
                 )
+        config = self.training.get("config")
+        threshold = config.get("threshold", 0.5) if isinstance(config, dict) else 0.5
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ValueError(f"training.config.threshold is {threshold!r}, not a probability")
         if self.season is not None:
             from sarcrop.data.season import Season
             from sarcrop.errors import ConfigError
