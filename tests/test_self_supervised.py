@@ -64,6 +64,19 @@ def test_reconstruction_lowers_the_masked_error_without_labels(tmp_path):
         evaluate(result.checkpoint, store)
 
 
+def test_a_reconstruction_with_validation_says_what_it_was_selected_on(tmp_path, capsys):
+    """Selected on the validation loss: the summary says so (not "best val IoU n/a"), and no
+    confusion matrix is computed, so none warns that it was never updated."""
+    store = make_store(tmp_path / "store.zarr", positive=["rice"])
+    command = ["train", store, "--out", str(tmp_path / "ssl"), "--objective", "reconstruct"]
+    flags = ["--epochs", "1", "--batch-size", "4", "--quiet", "--accelerator", "cpu"]
+    options = ["--model-options", json.dumps(OPTIONS), "--val-fraction", "0.25"]
+    assert main([*command, *options, *flags]) == 0
+    out, err = capsys.readouterr()
+    assert "best val reconstruction loss (epoch 0)" in out and "IoU" not in out
+    assert "compute" not in err
+
+
 @pytest.fixture(scope="module")
 def ssl_parent(tmp_path_factory) -> tuple[str, str]:
     """A test store and a reconstruction checkpoint trained on it through the CLI."""

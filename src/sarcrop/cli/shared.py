@@ -162,6 +162,8 @@ def run_training(
     iou = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.3f}"
     metric = "IoU" if config.classes is None else "mIoU"
     selected = f"best val {metric} {iou} (epoch {result.best_epoch})"
+    if config.reconstructs:  # selected on the validation loss: no IoU to give
+        selected = f"best val reconstruction loss (epoch {result.best_epoch})"
     if config.val_fraction == 0:
         selected = f"no validation: last epoch ({result.best_epoch})"
     search = result.search or {}

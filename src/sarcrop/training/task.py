@@ -264,12 +264,12 @@ class SegmentationTask(L.LightningModule):
         self.val_confusion.update(logits, batch["target"], batch["valid"])
 
     def on_validation_epoch_end(self) -> None:
-        confusion = self.val_confusion.compute()
         loss = float(self.val_loss.compute()) if self.val_loss.update_count else math.nan
-        self.val_confusion.reset()
         self.val_loss.reset()
         self.log("val_loss", loss, sync_dist=True, prog_bar=self.config.reconstructs)
-        if not self.config.reconstructs:
+        if not self.config.reconstructs:  # a reconstruction has no confusion to compute
+            confusion = self.val_confusion.compute()
+            self.val_confusion.reset()
             self._log_metrics("val", confusion)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
