@@ -199,31 +199,42 @@ def warn_other_pixel_size(specs: Sequence[ModelSpec], grid: Grid) -> None:
     WorldCereal scenes under a model fine-tuned on them read at 10 m, say): the map is then
     made on the images' grid, not the model's."""
     images = grid.metre_pixels
-    for spec in specs:
-        if images and spec.pixel_size and not math.isclose(images, spec.pixel_size):
-            name = pretrained.display_name(spec.checkpoint)
-            warnings.warn(
-                f"{name} learnt from {spec.pixel_size:g} m pixels and the images' are "
-                f"{images:g} m: the map is on the images' grid; give --resolution "
-                f"{spec.pixel_size:g} (scenes: resolution) to map on the model's",
-                stacklevel=3,
-            )
-            return
+
+    def unlike(spec: ModelSpec) -> str | None:
+        if not (images and spec.pixel_size) or math.isclose(images, spec.pixel_size):
+            return None
+        return (
+            f"learnt from {spec.pixel_size:g} m pixels and the images' are {images:g} m: the "
+            f"map is on the images' grid; give --resolution {spec.pixel_size:g} (scenes: "
+            "resolution) to map on the model's"
+        )
+
+    _warn_first(specs, unlike)
 
 
 def warn_other_orbit(specs: Sequence[ModelSpec], orbit: str) -> None:
     """Warn where a model learnt from composites of one orbit direction and the map reads
     another (or both): ascending and descending backscatter differ by incidence angle and
     time of day, so its composites are not those it learnt."""
+
+    def unlike(spec: ModelSpec) -> str | None:
+        if spec.orbit not in ("ascending", "descending") or orbit == spec.orbit:
+            return None
+        read = "both orbits" if orbit == "both" else f"{orbit} ones"
+        return (
+            f"learnt from {spec.orbit} acquisitions only and the map reads {read}; give "
+            f"--orbit {spec.orbit} (scenes: orbit) to read as it learnt"
+        )
+
+    _warn_first(specs, unlike)
+
+
+def _warn_first(specs: Sequence[ModelSpec], unlike: Callable[[ModelSpec], str | None]) -> None:
+    """One warning, for the first model that ``unlike`` says the map reads its images
+    unlike (the others would repeat it)."""
     for spec in specs:
-        if spec.orbit in ("ascending", "descending") and orbit != spec.orbit:
-            name = pretrained.display_name(spec.checkpoint)
-            warnings.warn(
-                f"{name} learnt from {spec.orbit} acquisitions only and the map reads "
-                f"{'both orbits' if orbit == 'both' else orbit + ' ones'}; give --orbit "
-                f"{spec.orbit} (scenes: orbit) to read as it learnt",
-                stacklevel=3,
-            )
+        if said := unlike(spec):
+            warnings.warn(f"{pretrained.display_name(spec.checkpoint)} {said}", stacklevel=4)
             return
 
 
