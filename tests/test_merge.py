@@ -18,7 +18,7 @@ from sarcrop.data.prepare import prepare
 from sarcrop.data.season import Season
 from sarcrop.data.store import DatasetStore
 from sarcrop.errors import InputDataError
-from sarcrop.options import SplitOptions, TilingOptions
+from sarcrop.options import SceneOptions, SplitOptions, TilingOptions
 
 P, SIZE = 16, 32
 TILES = TilingOptions(patch_size=P)
@@ -226,6 +226,18 @@ def test_incompatible_stores_are_named_in_one_line(stores, tmp_path):
         merge_stores([stores["a"], vh], tmp_path / "x.zarr", progress=False)
     with pytest.raises(InputDataError, match="at least two stores"):
         merge_stores([stores["a"]], tmp_path / "x.zarr", progress=False)
+
+    coarse = prepare(
+        scenes,
+        tmp_path / "coarse.zarr",
+        labels=labels,
+        season=season,
+        scenes=SceneOptions(resolution=20),
+        tiling=TILES,
+        progress=False,
+    )
+    with pytest.raises(InputDataError, match=r"coarse\.zarr: cannot merge: pixel size 20 m here"):
+        merge_stores([stores["a"], coarse], tmp_path / "x.zarr", progress=False)
 
 
 def test_cli_merge(stores, tmp_path, capsys):

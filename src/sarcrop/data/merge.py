@@ -140,13 +140,16 @@ def _check_other_ground(stores: Sequence[DatasetStore]) -> None:
 
 def _check_compatible(first: DatasetStore, other: DatasetStore) -> None:
     """One-line error naming ``other`` when its patches cannot join ``first``'s."""
-    checks = [
+    checks: list[tuple[str, object, object]] = [
         ("bands", "|".join(first.bands), "|".join(other.bands)),
         ("timesteps", first.steps, other.steps),
         ("days per timestep", first.season.days, other.season.days),
         ("patch size", first.patch_size, other.patch_size),
         ("composite options", _composite(first), _composite(other)),
     ]
+    sizes = (first.pixel_size, other.pixel_size)
+    if None not in sizes:  # a model learns fields in pixels: one size, or none it can be told
+        checks.append(("pixel size", f"{sizes[0]:g} m", f"{sizes[1]:g} m"))
     for what, expected, found in checks:
         if expected != found:
             raise InputDataError(
