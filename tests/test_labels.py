@@ -574,3 +574,15 @@ def test_a_parcel_file_of_several_layers_is_refused_naming_them(tmp_path):
     labels, classes = labels_from_parcels(single, GRID)
     assert classes == ["background", "maize", "rice"]
     np.testing.assert_array_equal(labels, expected_squares())
+
+
+def test_parcel_options_on_a_label_raster_are_refused(tmp_path):
+    """``column`` and ``outside_parcels`` read parcel files: given for a raster they were
+    ignored without a word."""
+    data = np.zeros((40, 50), dtype=np.uint8)
+    path = write_raster(tmp_path / "l.tif", data, GRID.transform, tags={"CLASS_0": "other"})
+    for options in (LabelOptions(column="crop"), LabelOptions(outside_parcels="unlabelled")):
+        with pytest.raises(InputDataError, match=r"read a parcel file .*: leave them out"):
+            labels_from_file(path, GRID, options)
+    labels, classes = labels_from_file(path, GRID, LabelOptions())
+    assert classes == ["other"] and (labels == 0).all()

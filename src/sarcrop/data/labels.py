@@ -71,6 +71,13 @@ def labels_from_file(
         if "outside_parcels" not in options.model_fields_set:
             warn_background_majority(path, labels)
         return labels, classes
+    parcel_only = sorted({"column", "outside_parcels"} & options.model_fields_set)
+    if parcel_only:
+        raise InputDataError(
+            f"{' and '.join(parcel_only)} read a parcel file ({', '.join(sorted(PARCEL_SUFFIXES))}"
+            "), and these labels are a raster: leave them out",
+            path,
+        )
     if path.exists() and is_cube(path):
         return labels_from_cube(
             path, grid, variable=options.variable, class_names=names, code_map=codes
