@@ -196,46 +196,30 @@ def test_the_same_ground_twice_is_refused(stores, tmp_path):
 
 
 def test_incompatible_stores_are_named_in_one_line(stores, tmp_path):
-    scenes = Path(DatasetStore(stores["a"]).metadata.source["images"])
-    labels = Path(DatasetStore(stores["a"]).metadata.source["labels"])
-    season = DatasetStore(stores["a"]).season
-    wide = prepare(
-        scenes,
-        tmp_path / "wide.zarr",
-        labels=labels,
-        season=season,
-        tiling=TilingOptions(patch_size=32),
-        progress=False,
-    )
+    first = DatasetStore(stores["a"])
+    scenes, labels = (Path(first.metadata.source[key]) for key in ("images", "labels"))
+
+    def prepared(name: str, **options) -> Path:
+        """The first store's scenes and labels, prepared with ``options`` changed."""
+        options = {"tiling": TILES, **options}
+        return prepare(
+            scenes, tmp_path / name, labels=labels, season=first.season, progress=False, **options
+        )
+
+    wide = prepared("wide.zarr", tiling=TilingOptions(patch_size=32))
     with pytest.raises(InputDataError) as info:
         merge_stores([stores["a"], wide], tmp_path / "x.zarr", progress=False)
     text = str(info.value)
     assert text.startswith(str(wide)) and "patch size 32 here, 16 in" in text
     assert "\n" not in text and not (tmp_path / "x.zarr").exists()
 
-    vh = prepare(
-        scenes,
-        tmp_path / "vh.zarr",
-        labels=labels,
-        season=season,
-        bands=("VH",),
-        tiling=TILES,
-        progress=False,
-    )
+    vh = prepared("vh.zarr", bands=("VH",))
     with pytest.raises(InputDataError, match=r"vh\.zarr: cannot merge: bands VH here, VH\|VV in"):
         merge_stores([stores["a"], vh], tmp_path / "x.zarr", progress=False)
     with pytest.raises(InputDataError, match="at least two stores"):
         merge_stores([stores["a"]], tmp_path / "x.zarr", progress=False)
 
-    coarse = prepare(
-        scenes,
-        tmp_path / "coarse.zarr",
-        labels=labels,
-        season=season,
-        scenes=SceneOptions(resolution=20),
-        tiling=TILES,
-        progress=False,
-    )
+    coarse = prepared("coarse.zarr", scenes=SceneOptions(resolution=20))
     with pytest.raises(InputDataError, match=r"coarse\.zarr: cannot merge: pixel size 20 m here"):
         merge_stores([stores["a"], coarse], tmp_path / "x.zarr", progress=False)
 
