@@ -486,15 +486,20 @@ class DatasetStore:
         held = {name for split in counts.values() for name, n in dict(split).items() if n}
         return [name for name in self.classes if name in held]
 
-    def require_pixels(self, names: Sequence[str], split: str, what: str) -> None:
-        """Refuse a ``split`` that holds no labelled pixel of the classes ``names`` (``what``
-        names them to the user): a binary model learnt from it calls nothing positive. Stores
-        that do not count their classes pass."""
-        from sarcrop.data.labels import labelled_pixels
+    def require_positive(self, positive: Sequence[str] | str, split: str) -> None:
+        """Refuse ``positive`` classes the labels lack, or a ``split`` that holds no labelled
+        pixel of them: a binary model learnt from it calls nothing positive. Stores that do
+        not count their classes pass the second check."""
+        from sarcrop.data.labels import labelled_pixels, positive_indices
 
+        try:
+            found = positive_indices(self.classes, positive, self.classes_with_pixels)
+        except InputDataError as exc:
+            raise InputDataError(exc.problem, exc.path or self.path) from None
         counts = self.metadata.statistics.get("class_pixels")
         pixels = counts.get(split, {}) if isinstance(counts, dict) else {}
-        if pixels and not any(pixels.get(name, 0) for name in names):
+        if pixels and not any(pixels.get(self.classes[i], 0) for i in found):
+            what = positive if isinstance(positive, str) else "/".join(positive)
             raise InputDataError(
                 f"holds no {what} pixel in its {split} split (labelled: {labelled_pixels(pixels)})",
                 self.path,

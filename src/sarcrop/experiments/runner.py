@@ -361,21 +361,18 @@ class ExperimentRunner:
         """Refuse, before any training, a scenario whose crop (or classes) a region's store
         lacks, or whose fine-tuning patches hold no pixel of its crop: every unit would train
         and only scoring would find it."""
-        from sarcrop.data.labels import class_lookup, positive_indices
+        from sarcrop.data.labels import class_lookup
         from sarcrop.data.store import DatasetStore
         from sarcrop.errors import InputDataError
 
         classes = self.config.classes_of(scenario)
         for role, region in (("fine-tuning", scenario.finetune), ("test", scenario.test)):
             store = DatasetStore(self.region_store(region)[0])
-            shown = store.classes_with_pixels  # as PatchDataset lists them
             try:
-                if classes is not None:
-                    class_lookup(store.classes, classes, shown)
+                if classes is not None:  # the classes a store holds pixels of, as errors list
+                    class_lookup(store.classes, classes, store.classes_with_pixels)
                     continue
-                found = positive_indices(store.classes, scenario.crop, shown)
-                split = "train" if role == "fine-tuning" else "test"
-                store.require_pixels([store.classes[i] for i in found], split, scenario.crop)
+                store.require_positive(scenario.crop, "train" if role == "fine-tuning" else "test")
             except InputDataError as exc:
                 raise ConfigError(
                     f"scenario {scenario.id}: {role} region {region}: {exc.problem}"
@@ -385,7 +382,6 @@ class ExperimentRunner:
         """Refuse, before any training, a pre-training whose region holds none of its crop
         (``crop`` left at its default, rice, on a region that grows none): it would learn to
         call nothing positive, and every transfer method would start from it."""
-        from sarcrop.data.labels import positive_indices
         from sarcrop.data.store import DatasetStore
         from sarcrop.errors import InputDataError
 
@@ -395,8 +391,7 @@ class ExperimentRunner:
         store = DatasetStore(self.region_store(spec.region)[0])
         where = "pretrain" if name == DEFAULT_PRETRAIN else f"pretrains.{name}"
         try:
-            found = positive_indices(store.classes, spec.positive, store.classes_with_pixels)
-            store.require_pixels([store.classes[i] for i in found], "train", spec.crop)
+            store.require_positive(spec.positive, "train")
         except InputDataError as exc:
             raise ConfigError(
                 f"{where}: region {spec.region}: {exc.problem}; name the crop to pre-train on "

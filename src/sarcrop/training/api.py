@@ -779,7 +779,6 @@ def _training_data(
     part is augmented.
     """
     from sarcrop.data.dataset import PatchDataset
-    from sarcrop.data.labels import positive_indices
 
     split: str | list[int] = "train"
     mask = label_mask
@@ -805,9 +804,7 @@ def _training_data(
         classes=config.classes,
     )
     if config.classes is None and not config.reconstructs:
-        store_classes = dataset.store.classes
-        wanted = [store_classes[i] for i in positive_indices(store_classes, positive)]
-        dataset.store.require_pixels(wanted, "train", "/".join(positive))
+        dataset.store.require_positive(positive, "train")
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
     if val_data is not None:
         _check_validation_fields(dataset, val_data.indices)
