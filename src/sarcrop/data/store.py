@@ -505,6 +505,12 @@ class DatasetStore:
                 self.path,
             )
 
+    def read_as(self) -> dict[str, Any]:
+        """``{"pixel_size": metres, "orbit": direction}`` where the store records them: a
+        model keeps them, so that ``predict`` names images read otherwise."""
+        read = {"pixel_size": self.pixel_size, "orbit": self.orbit}
+        return {key: value for key, value in read.items() if value}
+
     @property
     def orbit(self) -> str | None:
         """The orbit direction whose acquisitions the composites hold (ascending, descending

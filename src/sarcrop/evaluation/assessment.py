@@ -538,7 +538,8 @@ def _assess(
 ) -> Assessment:
     if not _is_vector_file(reference):
         return assess_census(map_path, reference, options)
-    parcels = not is_sample_file(reference) and _has_polygons(reference)
+    sampled = is_sample_file(reference)  # read once: it opens the file
+    parcels = not sampled and _has_polygons(reference)
     label_column = column or (LabelOptions().column if parcels else "reference")
     given = [] if options is None else [flag(name) for name in options.model_fields_set]
     if given:
@@ -549,7 +550,7 @@ def _assess(
         )
     if parcels:
         return assess_parcels(map_path, reference, label_column, outside_parcels)
-    if not is_sample_file(reference):
+    if not sampled:
         sample = post_stratified_sample(reference, map_path, label_column)
     elif labels_table is not None:
         sample = labels_from_table(read_sample(reference), labels_table, label_column)

@@ -778,8 +778,7 @@ class BaselineResult:
                 "training_pixels": dict(self.model.n_samples_per_class_),
                 "label_subset": self.label_subset or {"fraction": 1.0},
                 "ground": learnt_ground(store),
-                **({"pixel_size": store.pixel_size} if store.pixel_size else {}),
-                **({"orbit": store.orbit} if store.orbit else {}),
+                **store.read_as(),
                 # A network's features may depend on the window: map in windows of its patches.
                 **({"patch_size": store.metadata.patch_size} if model.reads_neighbours else {}),
             },

@@ -826,12 +826,7 @@ def _learnt_from(data: Dataset) -> dict[str, Any]:
     store = getattr(data, "store", None)
     if store is None:
         return {}
-    learnt: dict[str, Any] = {"patch_size": int(store.patch_size)}
-    if metres := store.pixel_size:
-        learnt["pixel_size"] = metres
-    if orbit := store.orbit:
-        learnt["orbit"] = orbit
-    return learnt
+    return {"patch_size": int(store.patch_size), **store.read_as()}
 
 
 def _check_validation_fields(dataset: Any, items: Sequence[int]) -> None:
