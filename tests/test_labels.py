@@ -156,6 +156,25 @@ def test_raster_finer_grid_takes_majority(tmp_path):
     assert (labels == 1).all()
 
 
+@pytest.mark.parametrize(
+    ("minor_codes", "expected"),
+    [((1110, 1120), "wheat"), ((9001, 9002), "other")],
+    ids=["two wheat codes", "two unlisted codes"],
+)
+def test_a_finer_raster_takes_the_majority_class_not_the_most_frequent_code(
+    tmp_path, minor_codes, expected
+):
+    # 2.5 m labels: each 10 m pixel covers 16 fine pixels, 6 of code 1200 (maize) and 5 each of
+    # two other codes of one class, which together outvote maize.
+    tile = np.array([1200] * 6 + [minor_codes[0]] * 5 + [minor_codes[1]] * 5, np.uint16)
+    fine = np.tile(tile.reshape(4, 4), (40, 50))
+    path = write_raster(tmp_path / "l2_5.tif", fine, Affine(2.5, 0, 500000, 0, -2.5, 5000400))
+    code_map = {1200: "maize", 1110: "wheat", 1120: "wheat"}
+    labels, classes = labels_from_raster(path, GRID, code_map=code_map)
+    assert classes == ["maize", "wheat", "other"]
+    assert (labels == classes.index(expected)).all()
+
+
 def test_raster_partial_overlap_is_unlabelled_outside(tmp_path):
     # Raster covers only the left 20 columns of the grid.
     data = np.full((40, 20), 1, dtype=np.uint8)

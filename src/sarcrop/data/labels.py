@@ -137,7 +137,10 @@ def labels_from_raster(
             _require_codes(src, band, path)
             _warn_off_grid(path, src_grid, grid)
             codes, valid = _codes_on_grid(
-                src_grid, lambda w: src.read(band, window=w, boundless=True, masked=True), grid
+                src_grid,
+                lambda w: src.read(band, window=w, boundless=True, masked=True),
+                grid,
+                _class_of_code(code_map),
             )
             tags = src.tags()
     except (RasterioError, UnicodeDecodeError) as exc:
@@ -193,12 +196,19 @@ def _named(
 WindowReader = Callable[[Window], np.ma.MaskedArray]
 
 
-def _codes_on_grid(src: Grid, given: WindowReader, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+CodeClasses = Callable[[np.ndarray], np.ndarray]
+
+
+def _codes_on_grid(
+    src: Grid, given: WindowReader, grid: Grid, same_class: CodeClasses | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Codes of a label source on ``grid`` as int64, with a validity mask.
 
     ``given(window)`` returns a window of the source's grid ``src`` as a masked array, padded
     (masked) where the window leaves the source. NaN and infinite codes (a float raster
-    without a nodata value) are no label, as nodata is.
+    without a nodata value) are no label, as nodata is. ``same_class(codes)`` gives each code
+    a key of its class: a finer source's majority is then taken over classes, not codes, and a
+    coarse pixel takes the smallest code of the winning class.
     """
 
     def read(window: Window) -> np.ma.MaskedArray:
@@ -220,6 +230,11 @@ def _codes_on_grid(src: Grid, given: WindowReader, grid: Grid) -> tuple[np.ndarr
     data = read(window)
     # Warp class indices rather than codes so that nodata has one unambiguous value.
     codes, inverse = np.unique(data.filled(0), return_inverse=True)
+    if same_class is not None:
+        # Codes of one class share the index of its first code, so that the majority of a
+        # coarse pixel counts classes: two wheat codes outvote one maize code.
+        _, first, of_class = np.unique(same_class(codes), return_index=True, return_inverse=True)
+        inverse = first[of_class][inverse.reshape(-1)]
     index = np.where(np.ma.getmaskarray(data), -1, inverse.reshape(data.shape)).astype(np.int32)
     out = np.full((grid.height, grid.width), -1, dtype=np.int32)
     reproject(
@@ -252,6 +267,21 @@ def _warn_off_grid(path: Path, src: Grid, grid: Grid) -> None:
             "it (nearest): align the labels with the scenes",
             stacklevel=4,
         )
+
+
+def _class_of_code(code_map: Mapping[int, str] | None) -> CodeClasses | None:
+    """Each code's class key under ``code_map`` (codes it leaves out are ``other``), or None
+    where codes are classes already. Left-out codes of 0 and below keep keys of their own: they
+    may be a fill for "no label", which the code map's warning names by its pixels."""
+    if code_map is None:
+        return None
+    named = {int(code): str(name) for code, name in code_map.items()}
+
+    def key(codes: np.ndarray) -> np.ndarray:
+        keys = [named.get(int(c), OTHER if c > 0 else f"unlisted {int(c)}") for c in codes.tolist()]
+        return np.asarray(keys, dtype=object)
+
+    return key
 
 
 def _categorical_resampling(src: Grid, grid: Grid) -> Resampling:
@@ -298,7 +328,7 @@ def labels_from_cube(
             return _read_cube_window(array, src, window, flip, path)
 
         _warn_off_grid(path, src, grid)
-        codes, valid = _codes_on_grid(src, read, grid)
+        codes, valid = _codes_on_grid(src, read, grid, _class_of_code(code_map))
         tags = {str(k): str(v) for k, v in array.attrs.items()}
     finally:
         ds.close()
