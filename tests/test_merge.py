@@ -137,12 +137,14 @@ def test_merged_store_keeps_splits_georeference_and_class_names(stores):
     ]
 
 
-def another_location(root: Path, side: str) -> Path:
+def another_location(
+    root: Path, side: str, *, east: float = 600000, percentiles: tuple[float, float] | None = None
+) -> Path:
     """A third place (UTM 31N, 100 km from ``a``), all ``side``."""
     scenes, labels, season = location(
         root / f"c-{side}",
         crs="EPSG:32631",
-        transform=Affine(10, 0, 600000, 0, -10, 5600000),
+        transform=Affine(10, 0, east, 0, -10, 5600000),
         classes=["other", "rice"],
         start=dt.date(2020, 4, 1),
         offset_db=1.0,
@@ -158,6 +160,7 @@ def another_location(root: Path, side: str) -> Path:
         split=split,
         region="loc-c",
         year=2020,
+        percentiles=percentiles,
         progress=False,
     )
 
@@ -177,6 +180,20 @@ def test_normalisation_is_recomputed_over_the_merged_train_split(stores, tmp_pat
     # A merge of a merge keeps the original locations.
     assert [loc.region for loc in both.metadata.locations] == ["loc-c", "loc-b", "loc-a"]
     assert both.patch_grid(len(both) - 1) == a.patch_grid(len(a) - 1)
+
+
+def test_a_merge_keeps_the_stores_robust_normalisation_unless_told_otherwise(stores, tmp_path):
+    c = another_location(tmp_path, "train", percentiles=(2, 98))
+    d = another_location(tmp_path / "d", "test", east=700000, percentiles=(2, 98))
+    kept = DatasetStore(merge_stores([c, d], tmp_path / "cd.zarr", progress=False))
+    assert kept.normalization == DatasetStore(c).normalization
+    assert kept.normalization.percentiles == (2.0, 98.0)
+    plain = merge_stores([c, d], tmp_path / "plain.zarr", percentiles=(0, 100), progress=False)
+    assert DatasetStore(plain).normalization.percentiles == (0.0, 100.0)
+    # Stores of plain min/max beside robust ones: the merge cannot guess.
+    with pytest.raises(InputDataError, match=r"normalised differently .*--percentiles LOW HIGH"):
+        merge_stores([c, stores["a"]], tmp_path / "mixed.zarr", progress=False)
+    assert not (tmp_path / "mixed.zarr").exists()
 
 
 def test_all_test_merge_marks_its_statistics(stores, tmp_path):

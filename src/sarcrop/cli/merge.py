@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stores", nargs="+", type=Path, help="dataset stores to merge (.zarr)")
     parser.add_argument("--out", type=Path, required=True, help="merged store (.zarr)")
     parser.add_argument("--region", help="region name of the merged store (joined names)")
-    add_percentiles(parser)
+    add_percentiles(parser, default="the stores' own; 0 100 for plain min/max")
     add_quiet(parser)
 
 

@@ -54,14 +54,14 @@ def add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bar") ->
     parser.add_argument("--quiet", action="store_true", help=help)
 
 
-def add_percentiles(parser: argparse.ArgumentParser) -> None:
+def add_percentiles(parser: argparse.ArgumentParser, default: str = "plain min/max") -> None:
     """``--percentiles LOW HIGH`` of a store's normalisation (prepare, merge)."""
     parser.add_argument(
         "--percentiles",
         type=float,
         nargs=2,
         metavar=("LOW", "HIGH"),
-        help="robust normalisation, e.g. 1 99 (default: plain min/max)",
+        help=f"robust normalisation, e.g. 1 99 (default: {default})",
     )
 
 

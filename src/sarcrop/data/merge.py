@@ -48,7 +48,8 @@ def merge_stores(
     """Write the patches of ``stores`` as one store at ``out`` (atomically); returns ``out``.
 
     ``region`` names the merged store (default: the stores' regions joined by ``+``);
-    ``percentiles`` chooses robust normalisation as in :func:`~sarcrop.data.prepare.prepare`.
+    ``percentiles`` chooses robust normalisation as in :func:`~sarcrop.data.prepare.prepare`,
+    by default the one the stores share.
     """
     if len(stores) < 2:
         raise InputDataError(f"merge needs at least two stores, got {len(stores)}")
@@ -56,11 +57,11 @@ def merge_stores(
     if any(Path(s).resolve() == out.resolve() for s in stores):
         raise InputDataError("the merged store cannot replace one of its inputs", out)
     check_store_out(out)
-    percentiles = checked_percentiles(percentiles)
     opened = [DatasetStore(s) for s in stores]
     first = opened[0]
     for other in opened[1:]:
         _check_compatible(first, other)
+    percentiles = checked_percentiles(percentiles) or _shared_percentiles(opened)
     _check_other_ground(opened)
     # Classes by name, spellings of one class (class_key) as one: "Maize" and "maize".
     every = [c for s in opened for c in s.classes]
@@ -176,6 +177,19 @@ def _locations(store: DatasetStore) -> tuple[list[Location], list[int]]:
         year=meta.year,
     )
     return [own], [0] * len(store)
+
+
+def _shared_percentiles(stores: Sequence[DatasetStore]) -> tuple[float, float] | None:
+    """The stores' own normalisation (plain min/max, or robust percentiles), refused where
+    they differ: a merge keeps what the stores were prepared with unless told otherwise."""
+    chosen = {s.normalization.percentiles for s in stores}
+    if len(chosen) > 1:
+        methods = ", ".join(f"{s.path.name}: {s.normalization.method}" for s in stores)
+        raise InputDataError(
+            f"the stores are normalised differently ({methods}): choose one for the merged "
+            "store with --percentiles LOW HIGH (0 100 for plain min/max)"
+        )
+    return chosen.pop()
 
 
 def _batches(store: DatasetStore, progress: bool) -> Iterable[tuple[np.ndarray, np.ndarray]]:

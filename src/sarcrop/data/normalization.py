@@ -12,6 +12,7 @@ uses for early-season prediction, which the model has learnt to read as "no sign
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,12 @@ class Normalization:
             tuple(bands),
             self.method,
         )
+
+    @property
+    def percentiles(self) -> tuple[float, float] | None:
+        """The (low, high) percentiles of robust statistics, None for plain min/max ones."""
+        found = re.match(r"percentile ([\d.]+)-([\d.]+)", self.method)
+        return (float(found[1]), float(found[2])) if found else None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
