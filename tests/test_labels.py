@@ -605,3 +605,41 @@ def test_parcel_options_on_a_label_raster_are_refused(tmp_path):
             labels_from_file(path, GRID, options)
     labels, classes = labels_from_file(path, GRID, LabelOptions())
     assert classes == ["other"] and (labels == 0).all()
+
+
+def test_lines_label_nothing_and_points_alone_are_not_read_as_parcels_with_background(tmp_path):
+    """Field boundaries or roads in a parcel file label no area, and a survey of points with
+    the background fill would teach every pixel between them as "not the crop"."""
+    import geopandas as gpd
+    from shapely.geometry import LineString, Point
+
+    x0, y0 = GRID.transform @ (5.5, 5.5)  # the centre of pixel (row 5, col 5)
+    road = LineString([(x0, y0), (x0 + 300, y0)])
+    mixed = gpd.GeoDataFrame(
+        {"crop": ["rice", "maize", "road"]}, geometry=[*squares_frame().geometry, road], crs=UTM
+    )
+    mixed.to_file(tmp_path / "mixed.gpkg", driver="GPKG")
+    with pytest.warns(UserWarning) as caught:
+        labels, classes = labels_from_parcels(tmp_path / "mixed.gpkg", GRID)
+    said = [str(warning.message) for warning in caught]
+    assert said == [
+        f"{tmp_path / 'mixed.gpkg'}: 1 line geometries are not parcels and label nothing"
+    ]
+    assert classes == ["background", "maize", "rice"]
+    np.testing.assert_array_equal(labels, expected_squares())
+
+    gpd.GeoDataFrame({"crop": ["road"]}, geometry=[road], crs=UTM).to_file(tmp_path / "r.gpkg")
+    with pytest.raises(InputDataError, match=r"r\.gpkg: holds lines only \(1\)"):
+        labels_from_parcels(tmp_path / "r.gpkg", GRID)
+
+    survey = gpd.GeoDataFrame(
+        {"crop": ["maize", "rice"]}, geometry=[Point(x0, y0), Point(x0 + 100, y0)], crs=UTM
+    )
+    survey.to_file(tmp_path / "survey.gpkg", driver="GPKG")
+    with pytest.raises(InputDataError, match=r"survey\.gpkg: holds points only \(2\).*unlabelled"):
+        labels_from_parcels(tmp_path / "survey.gpkg", GRID)
+    labels, classes = labels_from_parcels(
+        tmp_path / "survey.gpkg", GRID, outside_parcels="unlabelled"
+    )
+    assert labels[5, 5] == classes.index("maize") and labels[5, 15] == classes.index("rice")
+    assert np.count_nonzero(labels >= 0) == 2

@@ -523,6 +523,7 @@ def labels_from_parcels(
         raise InputDataError(
             f"parcels have no column {column!r} (columns: {', '.join(map(str, columns))})", path
         )
+    unread = total - len(frame)  # outside the grid's bounds, left unread
     if frame.crs is None:
         warnings.warn(f"{path}: parcels have no CRS; assuming the grid's CRS", stacklevel=2)
         frame = frame.set_crs(grid.crs)
@@ -544,10 +545,11 @@ def labels_from_parcels(
             stacklevel=2,
         )
         frame = frame[kept]
+    frame = _areal_parcels(frame, path, outside_parcels)
 
     area = shapely.box(*grid.bounds)
     inside = frame.geometry.intersects(area)
-    outside = total - int(inside.sum())
+    outside = unread + int((~inside).sum())
     if int(inside.sum()) == 0:
         raise InputDataError(_no_overlap(extent, grid), path)
     if outside:
@@ -575,6 +577,35 @@ def labels_from_parcels(
         dtype="int16",
     )
     return labels, classes
+
+
+def _areal_parcels(frame: Any, path: Path, outside_parcels: OutsideParcels) -> Any:
+    """``frame`` without lines (field boundaries or roads label no area), refused where it holds
+    only points and the ground between them would be taught as background."""
+    if frame.empty:
+        return frame
+    kinds = frame.geometry.geom_type
+    lines = kinds.str.contains("Line").to_numpy()
+    points = kinds.str.contains("Point").to_numpy()
+    if lines.all():
+        raise InputDataError(f"holds lines only ({int(lines.sum())}), no parcel polygon", path)
+    if lines.any():
+        warnings.warn(
+            f"{path}: {int(lines.sum())} line geometries are not parcels and label nothing",
+            stacklevel=3,
+        )
+    if points[~lines].all() and outside_parcels == "background":
+        raise InputDataError(
+            f"holds points only ({int(points.sum())}): every pixel between them would be taught "
+            "as background; buffer them into fields, or label their pixels alone with "
+            "--outside-parcels unlabelled (LabelOptions(outside_parcels='unlabelled'))",
+            path,
+        )
+    if points.any() and not points[~lines].all():
+        warnings.warn(
+            f"{path}: {int(points.sum())} point geometries label one pixel each", stacklevel=3
+        )
+    return frame[~lines]
 
 
 def _polygonal_part(geom):
