@@ -476,6 +476,42 @@ def test_an_unwritable_output_directory_is_refused_before_anything_is_written(tm
     assert list(folder.iterdir()) == []
 
 
+def test_a_store_written_again_clears_what_a_killed_run_left_and_refuses_a_second_writer(
+    inputs, tmp_path, capsys
+):
+    """A store is written under ``<store>.lock``: a second prepare of it stops at once, and the
+    next run removes a killed run's temporaries, or puts back the store it had moved aside."""
+    from sarcrop.utils.atomic import lock_path, output_lock
+
+    out = tmp_path / "s.zarr"
+    argv = fs.prepare_args(inputs["scenes"], inputs["labels"], out)
+    with output_lock(out, busy="held by the test", what="a store"):
+        code, err = fs.run_cli(argv, capsys)
+    fs.assert_clean_error(code, err, "another run is writing this store")
+    assert not out.exists()
+
+    # Killed while writing (a temporary) and between the two renames of an overwrite (the
+    # previous store moved aside, not yet replaced).
+    killed = tmp_path / ".s.zarr.tmp-k9x2"
+    shutil.copytree(inputs["store"], killed)
+    shutil.copytree(inputs["store"], tmp_path / ".s.zarr.old-4242")
+    other = tmp_path / ".other.zarr.tmp-k9x2"  # another store's: not this run's to remove
+    other.mkdir()
+    with output_lock(out, busy="held by the test", what="a store"):
+        fs.check_store(out)  # the store moved aside is back under its name
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            ".other.zarr.tmp-k9x2",
+            "s.zarr",
+            "s.zarr.lock",
+        ]
+    killed.mkdir()  # killed again while writing
+    code, err = fs.run_cli(argv, capsys)
+    assert code == 0, err
+    fs.check_store(out)
+    assert not lock_path(out).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.zarr.tmp-k9x2", "s.zarr"]
+
+
 def test_store_survives_a_failed_overwrite(inputs, tmp_path, capsys):
     """A prepare that fails on bad input leaves the store of an earlier run intact."""
     out = tmp_path / "s.zarr"

@@ -35,10 +35,11 @@ from sarcrop.models import build_model
 from sarcrop.options import ExecutionOptions, MapOptions, SceneOptions, WindowOptions
 from sarcrop.prediction import BlockCompute, ModelSpec, WindowLayout, predict_block, predict_map
 from sarcrop.prediction.engine import open_stack, restrict
-from sarcrop.prediction.predict import lock_path, other_season, resolve_timesteps, work_dir
+from sarcrop.prediction.predict import other_season, resolve_timesteps, work_dir
 from sarcrop.prediction.windows import blend_weights, ramp
 from sarcrop.prediction.writer import merged_tiles
 from sarcrop.training.checkpoint import CheckpointMetadata, save_checkpoint
+from sarcrop.utils.atomic import lock_path
 
 SEASON = Season(dt.date(2021, 5, 1), steps=4, days=20)
 NORM = Normalization((-25.0, -18.0), (-5.0, 0.0), ("VH", "VV"))

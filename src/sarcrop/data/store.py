@@ -43,7 +43,7 @@ from sarcrop.data.grid import Grid
 from sarcrop.data.normalization import Normalization
 from sarcrop.data.season import Season
 from sarcrop.errors import InputDataError
-from sarcrop.utils.atomic import atomic_path
+from sarcrop.utils.atomic import atomic_path, output_lock
 
 FORMAT = "sarcrop-dataset"
 FORMAT_VERSION = 1
@@ -290,7 +290,11 @@ def create_store(
 ) -> Iterator[StoreWriter]:
     """Write a store atomically: append patches, then set ``writer.metadata`` before leaving."""
     check_store_out(path)
-    with atomic_path(path, directory=True) as tmp:
+    busy = "another run is writing this store"
+    with (
+        output_lock(Path(path), busy=busy, what="a store"),
+        atomic_path(path, directory=True) as tmp,
+    ):
         store = _DrainableStore(tmp)
         try:
             writer = StoreWriter(store, steps=steps, bands=bands, patch_size=patch_size)

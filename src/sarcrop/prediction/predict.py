@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
-import fcntl
 import hashlib
 import json
 import math
@@ -81,7 +79,7 @@ from sarcrop.prediction.engine import (
 from sarcrop.prediction.windows import WindowLayout
 from sarcrop.prediction.writer import class_tags, merged_tiles, write_map
 from sarcrop.training.checkpoint import warn_season_cut_short
-from sarcrop.utils.atomic import atomic_path, remove_stale, write_text_atomic
+from sarcrop.utils.atomic import atomic_path, output_lock, write_text_atomic
 from sarcrop.utils.validation import as_date
 
 MANIFEST = "manifest.json"
@@ -92,54 +90,8 @@ def work_dir(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def lock_path(out: Path) -> Path:
-    """The file a run holds locked while it writes ``out``."""
-    return out.with_name(out.name + ".lock")
-
-
 def block_path(work: Path, index: int) -> Path:
     return work / f"block-{index:06d}.npz"
-
-
-@contextlib.contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold ``<out>.lock`` exclusively while writing ``out``: a second run fails at once.
-
-    The kernel releases a ``flock`` when its process dies, so a crashed run leaves at most an
-    unlocked empty file that the next run takes over, and the temporary map files the next
-    run removes; a finished run removes the lock file.
-    """
-    path = lock_path(out)
-    # Folders this run makes, innermost first: removed again where left empty.
-    made = [folder for folder in path.parents if not folder.exists()]
-    while True:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise _unwritable(out, exc) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if isinstance(exc, BlockingIOError):
-                raise SarcropError("another predict is writing this map", out) from None
-            raise SarcropError(f"cannot lock: {exc.strerror}", path) from exc
-        # A run that just finished may have removed the file we opened: lock the one on disk.
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break
-        os.close(fd)
-    try:
-        remove_stale(out)  # what a run killed while writing the map left
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        os.close(fd)
-        for folder in made:  # a run refused before it wrote anything leaves no folder either
-            with contextlib.suppress(OSError):
-                folder.rmdir()
 
 
 def load_model(model_or_checkpoint: ModelSpec | str | os.PathLike[str]) -> ModelSpec:
@@ -171,16 +123,6 @@ def load_models(model: ModelSource | Sequence[ModelSource]) -> list[ModelSpec]:
 
 
 MAP_SUFFIXES = (".tif", ".tiff")
-
-
-def _unwritable(out: Path, exc: OSError) -> SarcropError:
-    """Why the map's folder cannot take it, as a user would look for it."""
-    parent = next((p for p in out.parents if os.path.lexists(p)), out.parent)
-    if not parent.is_dir():
-        return SarcropError("is a file, not a folder: the map cannot go inside it", parent)
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return SarcropError(f"output directory is not writable ({exc.strerror})", out.parent)
-    return SarcropError(f"cannot write a map here: {exc.strerror}", out.parent)
 
 
 def check_map_path(out: Path) -> None:
@@ -680,7 +622,8 @@ def predict_map(
     scenes = as_options(SceneOptions, scenes, "scenes")
     until = None if until is None else as_date(until, "until")
     season_start = None if season_start is None else as_date(season_start, "season_start")
-    with output_lock(out):  # first: a second run on this map stops at once
+    with output_lock(out, busy="another predict is writing this map", what="a map"):
+        # first: a second run on this map stops at once
         check_engine(execution.engine)
         execution = execution.updated(device=execution.resolved_device)
         if execution.scheduler is None:  # a cluster's workers may have a GPU the client lacks

@@ -8,6 +8,8 @@ file under the name a user or a later run would trust.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import glob
 import os
 import shutil
@@ -123,10 +125,76 @@ def atomic_path(final: str | Path, *, directory: bool = False) -> Iterator[Path]
 def remove_stale(final: str | Path) -> None:
     """Remove the temporary siblings of ``final`` (and their side files, e.g. GDAL's
     overviews) that a writer killed outright (SIGKILL, power loss) left behind. Call it only
-    while no other writer of ``final`` can run, e.g. under a lock on it."""
+    while no other writer of ``final`` can run, e.g. under a lock on it.
+
+    A folder's previous version moved aside for its replacement (``.<name>.old-<pid>``) is
+    removed where the replacement took its name, and put back where the kill came between
+    the two renames."""
     final = Path(final)
+    for old in final.parent.glob(glob.escape(f".{final.name}.old-") + "*"):
+        if os.path.lexists(final):
+            _remove(old)
+        else:
+            os.replace(old, final)
     for stale in final.parent.glob(glob.escape(f".{final.name}.tmp-") + "*"):
         _remove(stale)
+
+
+def lock_path(out: Path) -> Path:
+    """The file a run holds locked while it writes ``out``."""
+    return out.with_name(out.name + ".lock")
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, *, busy: str, what: str) -> Iterator[None]:
+    """Hold ``<out>.lock`` exclusively while writing ``out``: a second run fails at once with
+    ``busy``; ``what`` names the output (\"a map\") where its folder cannot take it.
+
+    The kernel releases a ``flock`` when its process dies, so a crashed run leaves at most an
+    unlocked empty file that the next run takes over, and the temporaries that the next run
+    removes (:func:`remove_stale`); a finished run removes the lock file.
+    """
+    path = lock_path(out)
+    # Folders this run makes, innermost first: removed again where left empty.
+    made = [folder for folder in path.parents if not folder.exists()]
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _unwritable(out, exc, what) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise SarcropError(busy, out) from None
+            raise SarcropError(f"cannot lock: {exc.strerror}", path) from exc
+        # A run that just finished may have removed the file we opened: lock the one on disk.
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)
+    try:
+        remove_stale(out)  # what a run killed while writing it left
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+        for folder in made:  # a run refused before it wrote anything leaves no folder either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _unwritable(out: Path, exc: OSError, what: str) -> SarcropError:
+    """Why the output's folder cannot take it, as a user would look for it."""
+    parent = next((p for p in out.parents if os.path.lexists(p)), out.parent)
+    if not parent.is_dir():
+        return SarcropError(f"is a file, not a folder: {what} cannot go inside it", parent)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return SarcropError(f"output directory is not writable ({exc.strerror})", out.parent)
+    return SarcropError(f"cannot write {what} here: {exc.strerror}", out.parent)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
