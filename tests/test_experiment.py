@@ -1026,3 +1026,36 @@ def test_a_misspelt_crop_of_a_simulated_region_is_refused_with_the_config(tmp_pa
     types["scenarios"][0].pop("crop")
     with pytest.raises(ConfigError, match=r"scenarios\[0\]\.classes: .*wheet"):
         load_experiment_config(write_config(tmp_path, types))
+
+
+def test_a_redraw_draws_each_method_at_its_own_threshold_and_keeps_the_runs_settings(
+    tiny_run, tmp_path, monkeypatch
+):
+    """The figures call the crop where the scores do: at each method's recorded threshold
+    (here a fine-tuning threshold of 0.3), not at 0.5; and a redraw keeps the IoU-by-t tables."""
+    import sarcrop.reports.figures as figures
+    from sarcrop.experiments.figures import redraw
+    from sarcrop.reports.html import build_report_html
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run[1], out)
+    manifest = json.loads((out / "experiment.json").read_text(encoding="utf-8"))
+    manifest["config"]["finetune"]["threshold"] = 0.3
+    (out / "experiment.json").write_text(json.dumps(manifest), encoding="utf-8")
+    drawn = []
+    scenario_figure = figures.scenario_figure
+
+    def record(area, rows, *args, **kwargs):
+        drawn.append(area)
+        return scenario_figure(area, rows, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "scenario_figure", record)
+    redraw(out)
+    after = json.loads((out / "experiment.json").read_text(encoding="utf-8"))
+    assert after["timestep_table"] is True
+    assert build_report_html(out).count("table-timesteps") == 3
+    for method, label, threshold in (("ri", "RI", 0.3), ("rf", "RF", 0.5)):
+        with rasterio.open(out / after["scenarios"][0]["maps"][method]) as src:
+            probability = np.nan_to_num(src.read(1))
+        np.testing.assert_array_equal(drawn[0].predictions[label], probability >= threshold)
+    assert ((probability >= 0.3) & (probability < 0.5)).any()  # where the two thresholds differ

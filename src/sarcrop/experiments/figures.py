@@ -31,7 +31,8 @@ MAX_DISPLAY_PIXELS = 2048
 
 @dataclass(frozen=True)
 class _TestSplit:
-    """A scenario's test patches as drawn: VH series, labels and each method's probabilities."""
+    """A scenario's test patches as drawn: VH series, labels, each method's probabilities and
+    the threshold its metrics were computed with."""
 
     store: DatasetStore
     indices: list[int]
@@ -39,6 +40,11 @@ class _TestSplit:
     targets: np.ndarray
     valid: np.ndarray
     probabilities: dict[str, np.ndarray]
+    thresholds: dict[str, float]
+
+    def called(self, method: str) -> np.ndarray:
+        """Where ``method`` calls the crop, at its own threshold, as its scores count it."""
+        return np.nan_to_num(self.probabilities[method]) >= self.thresholds[method]
 
     def mosaic(self, patches: np.ndarray, fill: float) -> np.ndarray:
         """``patches`` (one per index) put back in place on the store's area grid."""
@@ -110,19 +116,17 @@ class ExperimentFigures:
             for method in self.record.methods
             if (unit := self.record.unit(scenario.id, method, self.seed)) is not None
         }
-        test = _TestSplit(store, dataset.indices, images, targets, valid, probabilities)
+        recorded = self.record.thresholds
+        thresholds = {method: recorded[method] for method in probabilities}
+        test = _TestSplit(store, dataset.indices, images, targets, valid, probabilities, thresholds)
         maps = self._write_maps(scenario, test)
-        area = self._mosaic_row(test)
+        called = {method_label(method): test.called(method) for method in probabilities}
+        area = self._mosaic_row(test, called)
         rng = np.random.default_rng(self.seed)
         count = min(self.record.figure_patches, len(dataset))
         chosen = sorted(rng.choice(len(dataset), size=count, replace=False).tolist())
         rows = [
-            PanelRow(
-                images[i],
-                targets[i],
-                {method_label(m): p[i] for m, p in probabilities.items()},
-                valid[i],
-            )
+            PanelRow(images[i], targets[i], {m: c[i] for m, c in called.items()}, valid[i])
             for i in chosen
         ]
         figure = Path("figures") / f"{scenario.id}.png"
@@ -152,11 +156,9 @@ class ExperimentFigures:
         against the test split's labels (:mod:`sarcrop.experiments.area`)."""
         from sarcrop.experiments import area as extras
 
-        recorded = self.record.thresholds
-        thresholds = {m: recorded[m] for m in test.probabilities}
         truth = test.mosaic(extras.truth_patches(test.targets, test.valid), extras.NODATA)
         maps = {m: test.mosaic(p, np.nan) for m, p in test.probabilities.items()}
-        full = extras.ScenarioMaps(test.store.grid, truth, maps, thresholds)
+        full = extras.ScenarioMaps(test.store.grid, truth, maps, test.thresholds)
         summary = extras.uncertainty_summary(full)
         figure = Path("figures") / f"{scenario.id}-uncertainty.png"
         title = f"{scenario.id}: errors and uncertainty over the whole test split"
@@ -174,7 +176,7 @@ class ExperimentFigures:
             "area_estimates": estimates,
         }
 
-    def _mosaic_row(self, test: _TestSplit) -> Any:
+    def _mosaic_row(self, test: _TestSplit, called: dict[str, np.ndarray]) -> Any:
         from sarcrop.reports.figures import PanelRow
 
         grid = test.store.grid
@@ -183,9 +185,7 @@ class ExperimentFigures:
         image = test.mosaic(test.images, np.nan)[cut]
         label = test.mosaic(test.targets, 0.0)[cut]
         mask = test.mosaic(test.valid, False)[cut]
-        predictions = {
-            method_label(m): test.mosaic(p, 0.0)[cut] for m, p in test.probabilities.items()
-        }
+        predictions = {m: test.mosaic(c, False)[cut] for m, c in called.items()}
         return PanelRow(image, label, predictions, mask)
 
     def _write_maps(self, scenario: ScenarioRecord, test: _TestSplit) -> dict[str, str]:
@@ -235,7 +235,7 @@ class ExperimentFigures:
         method = next((m for m in SIGNATURE_METHODS if m in test.probabilities), None)
         if method is None:
             return None
-        predicted = test.probabilities[method] >= 0.5
+        predicted = test.called(method)
         positive = (test.targets > 0.5) & test.valid
         series = np.moveaxis(test.images, 1, -1)  # (n, H, W, T)
         rng = np.random.default_rng(self.seed)
@@ -412,6 +412,8 @@ def redraw(run_dir: str | Path) -> Path:
     previous = json.loads((record.root / MANIFEST).read_text(encoding="utf-8"))
     manifest = ExperimentFigures(record).write(pd.read_csv(record.path(record.results)))
     manifest["timings"] = previous.get("timings") or {}
+    if "timestep_table" in previous:  # the runner's setting, not the figures'
+        manifest["timestep_table"] = previous["timestep_table"]
     if "crop_types" in previous:  # sarcrop.experiments.classes: tables kept, maps redrawn
         from sarcrop.experiments.classes import redraw_class_figures
 
