@@ -111,6 +111,8 @@ def olofsson_estimates(
     if n.shape != (k, k) or sizes.shape != (k,):
         raise InputDataError(f"error matrix {n.shape} does not fit {sizes.shape[0]} map classes")
     ni = n.sum(axis=1)
+    codes = tuple(classes) if classes is not None else tuple(range(k))
+    _refuse_unsampled(codes, sizes, ni)
     w = sizes / sizes.sum()
     within = _safe_div(n, ni[:, None])  # n_ij / n_i.
     within = np.nan_to_num(within)
@@ -140,7 +142,7 @@ def olofsson_estimates(
         )
         var_producers[j] = (own + pa**2 * others) / n_ref[j] ** 2
     return Estimates(
-        classes=tuple(classes) if classes is not None else tuple(range(k)),
+        classes=codes,
         proportions=p,
         overall=Estimate(overall, math.sqrt(var_overall)),
         users=_estimates(users_p, var_users),
@@ -148,6 +150,19 @@ def olofsson_estimates(
         area=_estimates(p.sum(axis=0), var_area),
         method="stratified, strata = map classes (Olofsson et al. 2014)",
     )
+
+
+def _refuse_unsampled(codes: Sequence[int], sizes: np.ndarray, n: np.ndarray) -> None:
+    """Refuse strata of pixels without a sample point: their pixels would be in no estimate,
+    and the areas would not add up to the map."""
+    empty = [(c, int(s)) for c, s, k in zip(codes, sizes, n, strict=True) if s > 0 and k == 0]
+    if empty:
+        named = ", ".join(f"{c} ({s:,} px)" for c, s in empty)
+        raise InputDataError(
+            f"strata {named} have no sample point, so their pixels' classes cannot be "
+            "estimated and the areas would not add up to 1: give every stratum of pixels at "
+            "least 1 point (2 for a standard error)"
+        )
 
 
 def _estimates(values: np.ndarray, variances: np.ndarray) -> tuple[Estimate, ...]:
@@ -214,6 +229,9 @@ def stehman_estimates(
     unknown = sorted(set(np.unique(s).tolist()) - set(stratum_pixels))
     if unknown:
         raise InputDataError(f"sample points in strata without a size: {unknown}")
+    codes = sorted(stratum_pixels)
+    sampled = np.array([np.sum(s == c) for c in codes])
+    _refuse_unsampled(codes, np.array([stratum_pixels[c] for c in codes], dtype=float), sampled)
     cls = tuple(classes) if classes is not None else tuple(sorted(set(m) | set(r)))
     k = len(cls)
     total = float(sum(stratum_pixels.values()))
