@@ -7,11 +7,44 @@ equal area, a labelled file replaced, options silently ignored.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import faults_support as fs
 from sarcrop.errors import InputDataError
 from sarcrop.evaluation import olofsson_estimates, stehman_estimates
+from test_sampling import write_map
+
+
+@pytest.fixture
+def classes() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    out = (rng.random((90, 70)) < 0.2).astype(np.uint8)
+    out[:10, :] = 255
+    return out
+
+
+@pytest.fixture
+def map_path(tmp_path: Path, classes: np.ndarray) -> Path:
+    return write_map(tmp_path / "map.tif", classes)
+
+
+def drawn(map_path: Path, out: Path, capsys, *extra: object) -> Path:
+    """``sarcrop sample MAP --n 120 --out OUT`` (an unlabelled sample)."""
+    assert fs.run_cli(["sample", map_path, "--n", "120", "--out", out, *extra], capsys)[0] == 0
+    return out
+
+
+def add_column(sample: Path, name: str, values: object) -> None:
+    """A column added to the points of a sample file, as a GIS would (the other layers kept)."""
+    import geopandas as gpd
+
+    points = gpd.read_file(sample, layer="samples", engine="pyogrio")
+    points[name] = values(points) if callable(values) else values
+    points.to_file(sample, layer="samples", driver="GPKG", engine="pyogrio")
 
 
 def test_the_estimators_refuse_a_stratum_of_pixels_without_a_point() -> None:
@@ -23,3 +56,15 @@ def test_the_estimators_refuse_a_stratum_of_pixels_without_a_point() -> None:
     # A reference class that no pixel is mapped as is no stratum: it needs no point.
     e = olofsson_estimates(np.array([[8, 2], [0, 0]]), [900, 0])
     assert sum(a.value for a in e.area) == pytest.approx(1)
+
+
+def test_labels_in_another_column_of_a_sample(map_path: Path, tmp_path: Path, capsys) -> None:
+    """The documented workflow: `sample` writes an empty `reference`, the labels go in `crop`,
+    `assess --label-column crop` reads them (it was a TypeError of two `reference` columns)."""
+    sample = drawn(map_path, tmp_path / "s.gpkg", capsys)
+    add_column(sample, "crop", lambda p: p["map_class"])
+    argv = ["assess", map_path, "--reference", sample, "--label-column", "crop"]
+    code, err = fs.run_cli([*argv, "--out", tmp_path / "a"], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert result["sample_size"] == 120 and result["overall_accuracy"]["value"] == 1.0

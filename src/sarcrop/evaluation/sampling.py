@@ -635,11 +635,9 @@ def read_sample(path: str | Path, label_column: str = "reference") -> Sample:
     classes = pyogrio.read_dataframe(path, layer="map_classes", read_geometry=False)
     design_rows = pyogrio.read_dataframe(path, layer="design", read_geometry=False)
     design = dict(zip(design_rows["key"], design_rows["value"], strict=True))
-    points = (
-        points.rename(columns={label_column: "reference"})
-        if label_column != "reference"
-        else points
-    )
+    if label_column != "reference":  # the labels are in another column: `reference` is empty
+        points = points.drop(columns="reference", errors="ignore")
+        points = points.rename(columns={label_column: "reference"})
     points["reference"] = _as_classes(points["reference"], path, label_column)
     rows = tuple(
         Stratum(
