@@ -68,3 +68,22 @@ def test_labels_in_another_column_of_a_sample(map_path: Path, tmp_path: Path, ca
     assert code == 0, err
     result = json.loads((tmp_path / "a.json").read_text())
     assert result["sample_size"] == 120 and result["overall_accuracy"]["value"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["points.gpkg", "points.geojson"])
+def test_the_points_of_a_sample_without_its_design_are_refused(
+    map_path: Path, tmp_path: Path, capsys, name: str
+) -> None:
+    """The `samples` layer alone was post-stratified by map class, its own strata ignored:
+    an uncertain stratum sampled heavily weighed as much as the rest, the area 2× off."""
+    import geopandas as gpd
+
+    sample = drawn(map_path, tmp_path / "s.gpkg", capsys)
+    add_column(sample, "reference", lambda p: p["map_class"])
+    points = gpd.read_file(sample, layer="samples", engine="pyogrio")
+    points.to_file(tmp_path / name, engine="pyogrio")
+    code, err = fs.run_cli(["assess", map_path, "--reference", tmp_path / name], capsys)
+    line = fs.assert_clean_error(code, err, tmp_path / name, "a stratified sample's points")
+    assert "without its layers strata, map_classes, design" in line
+    assert "give the whole GeoPackage that `sarcrop sample` wrote" in line
+    assert fs.run_cli(["assess", map_path, "--reference", sample], capsys)[0] == 0

@@ -565,6 +565,7 @@ def post_stratified_sample(
     layers = vector_layers(path)
     layer = "samples" if "samples" in layers else layers[0]
     frame = gpd.read_file(path, layer=layer, engine="pyogrio")
+    _refuse_sample_points(frame.columns, layers, path)
     if label_column not in frame.columns:
         columns = ", ".join(c for c in frame.columns if c != "geometry")
         raise InputDataError(f"no label column {label_column!r} (columns: {columns})", path)
@@ -614,6 +615,20 @@ def post_stratified_sample(
         **classes_of_map.design(),
     }
     return Sample(points, strata, dict(sorted(map_pixels.items())), grid, design)
+
+
+def _refuse_sample_points(columns: Sequence[str], layers: Sequence[str], path: Path) -> None:
+    """Refuse the points of a `sarcrop sample` without the layers of its design: read as a
+    simple random sample, its strata's weights were lost and its estimates biased."""
+    if not {"stratum", "inclusion_probability"} <= set(columns):
+        return
+    missing = ", ".join(name for name in LAYERS[1:] if name not in layers)
+    raise InputDataError(
+        f"holds a stratified sample's points (columns stratum, inclusion_probability) without "
+        f"its layers {missing}, which weigh them: give the whole GeoPackage that "
+        "`sarcrop sample` wrote",
+        path,
+    )
 
 
 def read_sample(path: str | Path, label_column: str = "reference") -> Sample:
