@@ -87,3 +87,28 @@ def test_the_points_of_a_sample_without_its_design_are_refused(
     assert "without its layers strata, map_classes, design" in line
     assert "give the whole GeoPackage that `sarcrop sample` wrote" in line
     assert fs.run_cli(["assess", map_path, "--reference", sample], capsys)[0] == 0
+
+
+def test_labels_of_another_draw_are_refused(
+    map_path: Path, classes: np.ndarray, tmp_path: Path, capsys
+) -> None:
+    """Labels were joined by point id alone: after a sample was drawn again into the same
+    file, ids 1..n were other pixels and the labels landed on them without a word."""
+    import pandas as pd
+
+    sample = drawn(map_path, tmp_path / "s.gpkg", capsys, "--csv", tmp_path / "s.csv")
+    table = pd.read_csv(tmp_path / "s.csv")
+    table["crop"] = classes[table["row"], table["col"]]
+    table.to_csv(tmp_path / "labelled.csv", index=False)
+    table.drop(columns=["x", "y", "lon", "lat"]).to_csv(tmp_path / "cells.csv", index=False)
+    table[["point_id", "crop"]].to_csv(tmp_path / "ids.csv", index=False)
+    assess = ["assess", map_path, "--reference", sample, "--label-column", "crop"]
+    for name in ("labelled.csv", "cells.csv"):  # the same draw: accepted
+        assert fs.run_cli([*assess, "--labels-csv", tmp_path / name], capsys)[0] == 0
+    drawn(map_path, sample, capsys, "--seed", "1")  # unlabelled, so drawn again
+    for name, where in (("labelled.csv", "x/y"), ("cells.csv", "row/col")):
+        code, err = fs.run_cli([*assess, "--labels-csv", tmp_path / name], capsys)
+        line = fs.assert_clean_error(code, err, tmp_path / name, f"point 1 is at {where} ")
+        assert "the table belongs to another draw" in line
+    # A table of ids alone cannot be checked, and is read as before.
+    assert fs.run_cli([*assess, "--labels-csv", tmp_path / "ids.csv"], capsys)[0] == 0

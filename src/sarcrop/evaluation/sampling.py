@@ -469,10 +469,36 @@ def labels_from_table(
     unknown = set(frame[id_column]) - set(sample.points["point_id"])
     if unknown:
         raise InputDataError(f"{len(unknown)} point ids are not in the sample", table)
+    _check_same_points(frame, id_column, sample, table)
     labels = _as_classes(frame.set_index(id_column)[label_column], table, label_column)
     points = sample.points.copy()
     points["reference"] = pd.array(points["point_id"].map(labels), dtype="Int64")
     return replace(sample, points=points, design={**sample.design, "reference_from": str(table)})
+
+
+def _check_same_points(frame: pd.DataFrame, id_column: str, sample: Sample, table: Path) -> None:
+    """Refuse a table whose points are not the sample's points of the same id (``x``/``y``
+    within 1 % of a pixel, ``row``/``col`` exactly, where it has them): a sample drawn again
+    into the same file numbers other pixels 1..n, and its labels would land on them."""
+    t = sample.grid.transform
+    pixel = min(math.hypot(t.a, t.d), math.hypot(t.b, t.e))
+    drawn = sample.points.set_index("point_id").loc[frame[id_column]]
+    for columns, tolerance in ((["x", "y"], 0.01 * pixel), (["row", "col"], 0.0)):
+        if not set(columns) <= set(frame.columns):
+            continue
+        given = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        expected = drawn[columns].to_numpy(float)
+        off = np.flatnonzero(np.nanmax(np.abs(given - expected), axis=1, initial=0) > tolerance)
+        if off.size:
+            i = int(off[np.argmin(frame[id_column].to_numpy()[off])])
+            there = ", ".join(f"{v:g}" for v in given[i])
+            here = ", ".join(f"{v:g}" for v in expected[i])
+            raise InputDataError(
+                f"point {frame[id_column].iloc[i]} is at {'/'.join(columns)} {there} in this "
+                f"table and {here} in the sample: the table belongs to another draw; label the "
+                "points of this one (sample --csv writes them)",
+                table,
+            )
 
 
 def check_sample_path(out: str | Path, *, overwrite: bool = False) -> None:
