@@ -112,3 +112,27 @@ def test_labels_of_another_draw_are_refused(
         assert "the table belongs to another draw" in line
     # A table of ids alone cannot be checked, and is read as before.
     assert fs.run_cli([*assess, "--labels-csv", tmp_path / "ids.csv"], capsys)[0] == 0
+
+
+def test_hectares_only_where_the_crs_keeps_areas(classes: np.ndarray, tmp_path: Path) -> None:
+    """Web Mercator at 52° N: the transform's 10 m pixels cover 38 m² of ground, and the
+    hectares were 2.6× the truth. Areas are in pixels there, with a warning naming the CRS;
+    UTM (within 1 % of equal area near its zone) keeps its hectares."""
+    import rasterio
+    from affine import Affine
+
+    from sarcrop.evaluation import assess
+
+    web = Affine(10, 0, 445_000, 0, -10, 6_800_000)
+    labels = write_map(tmp_path / "labels.tif", classes, transform=web)
+    with rasterio.open(labels, "r+") as ds:
+        ds.crs = "EPSG:3857"
+    with pytest.warns(
+        UserWarning, match=r"CRS EPSG:3857 does not keep areas \(it scales them by 2\.6"
+    ):
+        result = assess(labels, labels, options={"label_band": 2})
+    assert result.pixel_area_m2 is None
+    assert result.to_dict()["area"]["1"]["hectares"] is None
+    assert "no hectares" in result.to_markdown()
+    utm = write_map(tmp_path / "utm.tif", classes)
+    assert assess(utm, utm, options={"label_band": 2}).pixel_area_m2 == 100

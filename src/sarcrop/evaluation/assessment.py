@@ -70,7 +70,8 @@ class Assessment:
     map_pixels: dict[int, int]
     """Pixels mapped as each class (the pixel-counting area)."""
     pixel_area_m2: float | None
-    """Area of one pixel in m², ``None`` when the map's CRS is not in metres."""
+    """Area of one pixel in m², ``None`` when the map's CRS is not in metres or does not keep
+    areas (Web Mercator)."""
     design: str
     strata: tuple[Stratum, ...] = ()
     unlabelled: int = 0
@@ -196,7 +197,11 @@ def _matrix(a: Assessment, rows: np.ndarray, digits: int) -> list[str]:
 
 def _markdown(a: Assessment, title: str) -> list[str]:
     e, classes = a.estimates, a.classes
-    size = f"{a.pixel_area_m2:g} m² pixels" if a.pixel_area_m2 else "pixels (CRS not in metres)"
+    size = (
+        f"{a.pixel_area_m2:g} m² pixels"
+        if a.pixel_area_m2
+        else "pixels (no hectares: the CRS is not in metres of equal area)"
+    )
     lines = [
         f"# {title}",
         "",
@@ -257,14 +262,53 @@ def _acc_row(measure: str, cls: str, e: Estimate) -> str:
     return f"| {measure} | {cls} | {_fmt(e.value)} | {_fmt(e.se)} | {_fmt(low)} – {_fmt(high)} |"
 
 
-def _pixel_area(grid: Any) -> float | None:
+AREA_SCALE_TOLERANCE = 0.01
+"""How far a CRS's areal scale may depart from 1 over the map for its pixels to be hectares."""
+
+
+def _pixel_area(grid: Any, name: str | None = None) -> float | None:
+    """Area of one pixel in m², where the CRS is in metres and keeps areas over the map (its
+    areal scale within 1 % of 1 at the centre and corners); else None, areas in pixels: Web
+    Mercator's transform at 52° N counts 2.6× the ground's area. ``name``: the map, in the
+    warning that says so."""
     if grid.crs is None or not grid.crs.is_projected:
         return None
     units = (grid.crs.linear_units or "").lower()
     if units not in ("metre", "meter", "m"):
         return None
+    scale = _areal_scale(grid)
+    if scale is None or abs(scale - 1) > AREA_SCALE_TOLERANCE:
+        shown = "an unknown factor" if scale is None else f"{scale:.3g}"
+        warnings.warn(
+            f"{name or 'the map'}: CRS {grid.crs.to_string()} does not keep areas (it scales "
+            f"them by {shown} over the map): areas are given in pixels, not hectares; hectares "
+            "need an equal-area or local projection (e.g. UTM, EPSG:3035)",
+            stacklevel=3,
+        )
+        return None
     t = grid.transform
     return abs(t.a * t.e - t.b * t.d)
+
+
+def _areal_scale(grid: Any) -> float | None:
+    """The CRS's areal scale factor at the map's centre or corner where it departs most from 1
+    (None where PROJ cannot tell)."""
+    import pyproj
+
+    try:
+        crs = pyproj.CRS.from_user_input(grid.crs.to_wkt())
+        to_degrees = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+        cols = np.array([0.5, 0, 1, 0, 1]) * grid.width
+        rows = np.array([0.5, 0, 0, 1, 1]) * grid.height
+        t = grid.transform
+        x, y = t.c + t.a * cols + t.b * rows, t.f + t.d * cols + t.e * rows
+        lon, lat = to_degrees.transform(x, y)
+        scales = np.asarray(pyproj.Proj(crs).get_factors(lon, lat).areal_scale, dtype=float)
+    except (pyproj.exceptions.ProjError, pyproj.exceptions.CRSError):
+        return None
+    if not np.isfinite(scales).all():
+        return None
+    return float(scales[np.argmax(np.abs(scales - 1))])
 
 
 def assess_sample(
@@ -324,7 +368,7 @@ def assess_sample(
         est,
         counts,
         dict(sample.map_pixels),
-        _pixel_area(sample.grid),
+        _pixel_area(sample.grid, sample.design.get("map") or (sources or {}).get("map")),
         design,
         sample.strata,
         unlabelled,
@@ -434,7 +478,8 @@ def _census(
         counts[index[m], index[r]] = c
     est = census_estimates(counts, classes)
     map_pixels = {c: int(t) for c, t in zip(classes, counts.sum(axis=1), strict=True) if t}
-    return Assessment(est, counts, map_pixels, _pixel_area(grid), "census", (), 0, sources)
+    area = _pixel_area(grid, sources.get("map"))
+    return Assessment(est, counts, map_pixels, area, "census", (), 0, sources)
 
 
 def _is_vector_file(path: Path) -> bool:
