@@ -136,3 +136,20 @@ def test_hectares_only_where_the_crs_keeps_areas(classes: np.ndarray, tmp_path: 
     assert "no hectares" in result.to_markdown()
     utm = write_map(tmp_path / "utm.tif", classes)
     assert assess(utm, utm, options={"label_band": 2}).pixel_area_m2 == 100
+
+
+def test_labels_in_a_column_of_their_own_are_never_replaced(
+    map_path: Path, tmp_path: Path, capsys
+) -> None:
+    """Only `reference` was counted: labels entered in a field `crop` were replaced by a new
+    draw into the same file."""
+    import hashlib
+
+    sample = drawn(map_path, tmp_path / "s.gpkg", capsys)
+    add_column(sample, "crop", None)  # an empty field added: nothing to lose yet
+    drawn(map_path, sample, capsys, "--seed", "1")
+    add_column(sample, "crop", lambda p: p["map_class"].where(p["point_id"] <= 7))
+    before = hashlib.sha256(sample.read_bytes()).hexdigest()
+    code, err = fs.run_cli(["sample", map_path, "--n", "120", "--out", sample], capsys)
+    fs.assert_clean_error(code, err, sample, "holds a sample with 7 values in column 'crop'")
+    assert hashlib.sha256(sample.read_bytes()).hexdigest() == before

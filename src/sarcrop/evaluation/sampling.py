@@ -59,6 +59,19 @@ from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 LEVEL_FACTOR = 256
 LAYERS = ("samples", "strata", "map_classes", "design")
+POINT_COLUMNS = (
+    "point_id",
+    "x",
+    "y",
+    "row",
+    "col",
+    "stratum",
+    "map_class",
+    "level",
+    "inclusion_probability",
+    "reference",
+)
+"""The columns of a sample's points that :func:`write_sample` writes."""
 
 
 # --- sample size and allocation ----------------------------------------------------------------
@@ -517,13 +530,30 @@ def check_sample_path(out: str | Path, *, overwrite: bool = False) -> None:
         return
     if out.is_dir() or not is_sample_file(out):
         raise InputDataError("exists and is not a sample: choose another output", out)
-    labelled = int(read_sample(out).points["reference"].notna().sum())
-    if labelled:
+    import pyogrio
+
+    held = _values_held(pyogrio.read_dataframe(out, layer="samples", read_geometry=False))
+    if held:
         raise InputDataError(
-            f"holds a sample with {labelled} reference labels, which a new sample would "
-            "replace: choose another output, or remove the file first",
+            f"holds a sample with {held}, which a new sample would replace: choose another "
+            "output, or remove the file first",
             out,
         )
+
+
+def _values_held(points: pd.DataFrame, written: Sequence[str] = POINT_COLUMNS) -> str:
+    """What a new sample would lose of ``points``: its reference labels and the values of any
+    column not in ``written`` (labels entered in a field of their own); '' if nothing."""
+    held = []
+    for column in points.columns:
+        if column in written and column != "reference":
+            continue
+        values = points[column]
+        count = int((values.notna() & (values.astype(str).str.strip() != "")).sum())
+        if count:
+            what = "reference labels" if column == "reference" else f"values in column {column!r}"
+            held.append(f"{count} {what}")
+    return " and ".join(held)
 
 
 def write_sample(sample: Sample, out: str | Path, *, overwrite: bool = False) -> Path:
