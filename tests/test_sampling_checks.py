@@ -153,3 +153,31 @@ def test_labels_in_a_column_of_their_own_are_never_replaced(
     code, err = fs.run_cli(["sample", map_path, "--n", "120", "--out", sample], capsys)
     fs.assert_clean_error(code, err, sample, "holds a sample with 7 values in column 'crop'")
     assert hashlib.sha256(sample.read_bytes()).hexdigest() == before
+
+
+def test_a_labelled_points_table_is_never_replaced(map_path: Path, tmp_path: Path, capsys) -> None:
+    """`--csv` overwrote any file; a bad --csv failed after the sample was written. Now a
+    table with labels, or a path that cannot take it, is refused before a point is drawn."""
+    import pandas as pd
+
+    table = tmp_path / "s.csv"
+    drawn(map_path, tmp_path / "s.gpkg", capsys, "--csv", table)
+    drawn(map_path, tmp_path / "s.gpkg", capsys, "--csv", table, "--seed", "1")  # no labels
+    pd.read_csv(table).assign(crop=1).to_csv(table, index=False)
+    before = table.read_bytes()
+    new = tmp_path / "new.gpkg"
+    draw = ["sample", map_path, "--n", "120", "--out", new, "--csv"]
+    code, err = fs.run_cli([*draw, table], capsys)
+    fs.assert_clean_error(code, err, table, "holds a points table with 120 values in column 'crop'")
+    assert table.read_bytes() == before
+    (tmp_path / "notes.txt").write_text("field notes\n")
+    for bad, problem in (
+        (tmp_path / "notes.txt", "is not a points table"),
+        (tmp_path, "is a folder"),
+        (map_path / "s.csv", "is not a writable folder"),
+    ):
+        code, err = fs.run_cli([*draw, bad], capsys)
+        fs.assert_clean_error(code, err, bad, problem)
+    code, err = fs.run_cli([*draw, new], capsys)
+    fs.assert_clean_error(code, err, new, "is the sample's own file")
+    assert not new.exists() and (tmp_path / "notes.txt").read_text() == "field notes\n"

@@ -72,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sarcrop.evaluation.reference import check_one_crop_labels, fill_reference
     from sarcrop.evaluation.sampling import (
+        check_points_csv_path,
         check_sample_path,
         draw_sample,
         write_points_csv,
@@ -79,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     )
 
     check_sample_path(args.out)
+    if args.csv is not None:  # before a point is drawn: a bad table leaves no sample behind
+        if args.csv.absolute() == args.out.absolute():
+            raise ConfigError(f"--csv {args.csv} is the sample's own file: name another")
+        check_points_csv_path(args.csv)
     labels = from_flags(ReferenceOptions, args)
     if args.fill_from is None and labels.model_fields_set:
         given = ", ".join(flag(name) for name in sorted(labels.model_fields_set))

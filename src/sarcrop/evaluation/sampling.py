@@ -448,11 +448,50 @@ def _locate(
 # --- GeoPackage -----------------------------------------------------------------------------
 
 
-def write_points_csv(sample: Sample, out: str | Path) -> Path:
+CSV_COLUMNS = (*POINT_COLUMNS, "lon", "lat")
+"""The columns :func:`write_points_csv` writes."""
+
+
+def check_points_csv_path(out: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse, before a sample is drawn, a path that cannot take the points table or whose
+    table would be lost: a folder, a path under a file or in a folder that cannot be written,
+    a file that is not a points table, or a table with reference labels or values in columns
+    :func:`write_points_csv` does not write (labels added by hand). ``overwrite`` replaces
+    any table."""
+    import os
+
+    out = Path(out)
+    if out.is_dir():
+        raise InputDataError("is a folder: name the table's file, e.g. samples.csv", out)
+    folder = next(p for p in out.absolute().parents if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputDataError(f"cannot be written: {folder} is not a writable folder", out)
+    if not out.exists() or overwrite:
+        return
+    try:
+        frame = pd.read_csv(out)
+    except (OSError, ValueError):
+        frame = pd.DataFrame()
+    if "point_id" not in frame.columns:
+        raise InputDataError(
+            "exists and is not a points table of `sarcrop sample`: choose another name", out
+        )
+    held = _values_held(frame, CSV_COLUMNS)
+    if held:
+        raise InputDataError(
+            f"holds a points table with {held}, which a new sample's table would replace: "
+            "choose another name, or remove the file first",
+            out,
+        )
+
+
+def write_points_csv(sample: Sample, out: str | Path, *, overwrite: bool = False) -> Path:
     """The points as a CSV table for labelling tools: ``point_id``, ``lon``/``lat`` (WGS 84),
-    ``x``/``y`` (map CRS) and the sample's columns. Labels come back with
-    :func:`labels_from_table`."""
+    ``x``/``y`` (map CRS) and the sample's columns, where :func:`check_points_csv_path`
+    allows. Labels come back with :func:`labels_from_table`."""
     from rasterio.warp import transform as warp
+
+    check_points_csv_path(out, overwrite=overwrite)
 
     points = sample.points.copy()
     lon, lat = warp(sample.grid.crs, "EPSG:4326", points["x"].tolist(), points["y"].tolist())
