@@ -229,7 +229,12 @@ def test_cli_prints_every_t_and_writes_the_rows(run, tmp_path, capsys):
     assert "bias@0.25 − rf@0.25" in printed and "of 2 scenarios" in printed
     rows = pd.read_csv(out)
     assert list(rows["timestep"]) == list(range(1, STEPS + 1))
+    assert set(rows["level"]) == {0.95} and set(rows["draws"]) == {1000}
     assert rows.iloc[-1]["difference"] == 1 and rows.iloc[0]["difference"] == 0
+    assert main([*argv, "--level", "0.9", "--draws", "200", "--out", str(out)]) == 0
+    rows = pd.read_csv(out)  # what the interval is, recorded beside it
+    assert set(rows["level"]) == {0.9} and set(rows["draws"]) == {200}
+    assert set(rows["bootstrap_seed"]) == {0}
     assert main(["compare", str(run), "bias", "rf", "--b-fraction", "0.3"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "no one-crop scenario has runs of bias with 100 %" in error
@@ -261,3 +266,11 @@ def test_runs_that_cannot_be_paired_are_refused(run, tmp_path):
         compare_methods(other, Arm("bias", 0.25, ("one-*",)), Arm("rf", 0.25), metric="miou")
     with pytest.raises(SarcropError, match="no crop-type scenario has runs of bias with 25 %"):
         compare_methods(other, Arm("bias", 0.25), Arm("rf", 0.25), metric="miou")
+
+
+def test_a_damaged_probability_file_is_named_in_one_line(stores, tmp_path, capsys):
+    damaged = write_run(tmp_path / "run", stores, {(s, "rf"): "none" for s in SCENARIOS})
+    (damaged / "one-from-a-rf-0.npy").write_bytes(b"garbage")
+    assert main(["compare", str(damaged), "rf", "rf", "--fraction", "0.25"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "one-from-a-rf-0.npy: unreadable recorded array" in error

@@ -23,11 +23,12 @@ from sarcrop import pretrained
 from sarcrop.data.dataset import PatchDataset
 from sarcrop.data.labels import positive_indices
 from sarcrop.data.store import DatasetStore
-from sarcrop.errors import ConfigError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.experiments import load_experiment_config, run_experiment
 from sarcrop.experiments.presets import resolve_config, shipped_configs
 from sarcrop.experiments.record import RunRecord
 from sarcrop.experiments.runner import worker_threads
+from sarcrop.reports.html import render_report
 from sarcrop.training import load_checkpoint, read_metadata, save_checkpoint
 
 TINY = {
@@ -428,6 +429,17 @@ def test_a_variant_trains_its_method_with_its_settings_beside_the_plain_one(tmp_
     tables = (tmp_path / "out" / "tables.md").read_text(encoding="utf-8")
     assert "| **FTD+dd** |" in tables
     assert "observed composites" not in tables  # timestep_table off: full-season tables only
+
+
+def test_comparisons_name_methods_as_sarcrop_compare_reads_them():
+    """``FTE`` in a config's comparisons is ``fte``, as on the command line; a variant keeps
+    its spelling."""
+    from sarcrop.experiments.config import experiment_config_from_dict
+
+    data = {**TINY, "methods": ["rf", "fte", "ftd+dd"], "variants": {"dd": {"date_dropout": 0.2}}}
+    data["comparisons"] = [{"a": "FTE", "b": "RF"}, {"a": "FTD+dd", "b": "rf"}]
+    config = experiment_config_from_dict(data)
+    assert [(c.a, c.b) for c in config.comparisons] == [("fte", "rf"), ("ftd+dd", "rf")]
 
 
 def test_a_variant_threshold_reaches_the_metrics_and_the_recorded_maps_alike():
@@ -957,11 +969,11 @@ def test_a_units_warnings_name_the_unit():
     share of labels: each warning of a unit now starts with them."""
     from sarcrop.experiments.runner import _named_warnings
 
-    unit = _named_warnings("france: ft (seed 2, 25% of labels, full)")
+    unit = _named_warnings("france: ft (seed 2, 25 % of labels, full)")
     with pytest.warns(UserWarning) as caught, unit:
         warnings.warn("the trained model scores IoU 0.10 on its own labels", stacklevel=1)
     assert [str(w.message) for w in caught] == [
-        "france: ft (seed 2, 25% of labels, full): the trained model scores IoU 0.10 on its "
+        "france: ft (seed 2, 25 % of labels, full): the trained model scores IoU 0.10 on its "
         "own labels"
     ]
 
@@ -1059,3 +1071,29 @@ def test_a_redraw_draws_each_method_at_its_own_threshold_and_keeps_the_runs_sett
             probability = np.nan_to_num(src.read(1))
         np.testing.assert_array_equal(drawn[0].predictions[label], probability >= threshold)
     assert ((probability >= 0.3) & (probability < 0.5)).any()  # where the two thresholds differ
+    (out / "results.csv").write_text("", encoding="utf-8")
+    with pytest.raises(SarcropError, match=r"results\.csv: unreadable results table"):
+        redraw(out)
+
+
+def test_a_run_stopped_while_writing_its_tables_leaves_no_report_of_the_run_before(
+    tiny_run, tmp_path, monkeypatch
+):
+    """Run again into a finished folder and stopped after the new results.csv: the old record
+    and report are gone, so no report shows the old numbers beside the new results."""
+    from sarcrop.experiments import runner
+
+    config, finished, _ = tiny_run
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.ExperimentRunner, "_intervals", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, out)
+    assert (out / "results.csv").is_file()
+    assert not (out / "experiment.json").exists() and not (out / "report.html").exists()
+    with pytest.raises(SarcropError, match=r"no experiment\.json"):
+        render_report(out)

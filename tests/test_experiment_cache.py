@@ -108,5 +108,6 @@ def test_a_units_error_names_the_unit(tmp_path):
     data = {**TINY, "methods": ["ri"], "fractions": [0.1, 1.0], "seeds": 2}
     for key in ("early_season", "timestep_table", "comparisons"):
         data.pop(key, None)
-    with pytest.raises(SarcropError, match=r": ri \(seed \d, 10% of labels, full\): need at least"):
+    problem = r": ri \(seed \d, 10 % of labels, full\): need at least"
+    with pytest.raises(SarcropError, match=problem):
         run_experiment(write_config(tmp_path, data), tmp_path / "run", progress=False)

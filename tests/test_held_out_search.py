@@ -369,7 +369,7 @@ def test_worker_warnings_stay_one_line_after_the_parent_has_trained(tmp_path):
     command = [sys.executable, "-m", "sarcrop", *argv, "--seeds", "2", "--jobs", "2", "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    unit = r"sarcrop experiment: warning: \S+: fte \(seed \d, 100% of labels, full\): "
+    unit = r"sarcrop experiment: warning: \S+: fte \(seed \d, 100 % of labels, full\): "
     assert re.search(unit + "held-out search: train split: 1 rice", done.stderr), done.stderr
     assert "UserWarning" not in done.stderr
 

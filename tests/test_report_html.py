@@ -468,6 +468,21 @@ def test_cli_prints_the_report_path(run_dir, tmp_path, capsys):
         render_report(tmp_path)
 
 
+def test_a_results_table_with_a_value_that_is_not_a_number_is_refused_in_one_line(
+    run_dir, tmp_path
+):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    results = pd.read_csv(copy / "results.csv")
+    results["value"] = results["value"].astype(object)
+    results.loc[3, "value"] = "abc"
+    results.to_csv(copy / "results.csv", index=False)
+    with pytest.raises(ReportError, match=r"results\.csv: results table row 5: value 'abc' is"):
+        render_report(copy)
+
+
 def test_a_search_table_without_its_columns_is_refused_in_one_line(run_dir, tmp_path):
     import shutil
 

@@ -27,6 +27,7 @@ from sarcrop.errors import InputDataError
 from sarcrop.evaluation.metrics import METRICS, OVERALL_METRICS
 from sarcrop.evaluation.tables import method_label, scenario_label
 from sarcrop.experiments.config import ExperimentConfig, ScenarioSpec
+from sarcrop.experiments.record import load_recorded
 from sarcrop.utils.atomic import write_text_atomic
 
 if TYPE_CHECKING:
@@ -355,7 +356,7 @@ def write_class_outputs(
             table = class_table(results, scenario, fraction, intervals)
             if table.empty:
                 continue
-            label = f"{fraction:.0%} of labels"
+            label = f"{100 * fraction:g} % of labels"
             tables.append({"fraction": fraction, "table": table.reset_index().to_dict("list")})
             parts.append(f"## {title}, {label}\n\n{markdown_table(table)}\n")
         fraction = max(results["label_fraction"])
@@ -404,7 +405,7 @@ def class_maps(root: Path, spec: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     items = [dataset[i] for i in range(count)]
     predictions = {
-        method_label(method): np.load(root / stored, mmap_mode="r")[:count]
+        method_label(method): load_recorded(root / stored, mmap_mode="r")[:count]
         for method, stored in spec["probabilities"].items()
     }
     figure = Path("figures") / f"class-maps-{spec['scenario']}.png"
@@ -415,7 +416,7 @@ def class_maps(root: Path, spec: Mapping[str, Any]) -> dict[str, Any]:
         valid=[item["valid"].numpy() for item in items],
         title=(
             f"{spec.get('title') or spec['scenario']}: {count} test patches, seed "
-            f"{spec['seed']}, {float(spec['label_fraction']):.0%} of labels"
+            f"{spec['seed']}, {100 * float(spec['label_fraction']):g} % of labels"
         ),
         path=root / figure,
     )

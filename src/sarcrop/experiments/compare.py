@@ -34,8 +34,9 @@ from sarcrop.evaluation.bootstrap import (
 )
 from sarcrop.evaluation.metrics import METRICS, EvaluationInputError
 from sarcrop.evaluation.parcel_scores import SplitTruth
+from sarcrop.experiments.config import method_id
 from sarcrop.experiments.intervals import DRAWS, LEVEL, METRIC, scenario_test_set
-from sarcrop.experiments.record import RunRecord, ScenarioRecord, UnitRecord
+from sarcrop.experiments.record import RunRecord, ScenarioRecord, UnitRecord, load_recorded
 
 if TYPE_CHECKING:
     from sarcrop.experiments.config import ComparisonSpec
@@ -55,9 +56,7 @@ class Arm:
     scenarios: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        """``FT`` is ``ft``, as the tables print it; a ``+variant`` keeps its own spelling."""
-        strategy, plus, variant = self.method.partition("+")
-        object.__setattr__(self, "method", strategy.lower() + plus + variant)
+        object.__setattr__(self, "method", method_id(self.method))
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,7 @@ class Comparison:
     pairs: tuple[tuple[str, str], ...]
     seeds: tuple[int, ...]
     difference: Difference
+    bootstrap: BootstrapSettings = BootstrapSettings()
 
     def as_row(self) -> dict[str, Any]:
         """One row of :data:`COMPARISON_COLUMNS`."""
@@ -102,6 +102,9 @@ class Comparison:
             "low": d.low,
             "high": d.high,
             "p_above": d.p_above,
+            "level": self.bootstrap.level,
+            "draws": self.bootstrap.draws,
+            "bootstrap_seed": self.bootstrap.seed,
             "pairs": "; ".join(a if a == b else f"{a} | {b}" for a, b in self.pairs),
         }
 
@@ -122,6 +125,9 @@ COMPARISON_COLUMNS = (
     "low",
     "high",
     "p_above",
+    "level",  # of the interval [low, high]
+    "draws",  # of the parcel bootstrap
+    "bootstrap_seed",
     "pairs",
 )
 
@@ -184,7 +190,9 @@ class RunComparisons:
                 level=bootstrap.level,
                 threshold=threshold,
             )
-            comparisons.append(Comparison(a, b, metric, t, tuple(pairs), seeds, difference))
+            comparisons.append(
+                Comparison(a, b, metric, t, tuple(pairs), seeds, difference, bootstrap)
+            )
         return comparisons
 
     def of_spec(
@@ -438,7 +446,7 @@ def _timesteps(
             record.root,
         )
     path = record.path(units[0].timestep_probabilities or "")
-    steps = int(np.load(path, mmap_mode="r").shape[0])
+    steps = int(load_recorded(path, mmap_mode="r").shape[0])
     chosen = list(range(1, steps + 1)) if wanted == "all" else _as_list(wanted)
     outside = [t for t in chosen if not 1 <= t <= steps]
     if outside:
@@ -458,8 +466,8 @@ def _maps(record: RunRecord, runs: dict[int, UnitRecord], t: int | None) -> list
     for seed in sorted(runs):
         unit = runs[seed]
         if t is None:
-            maps.append(np.load(record.path(unit.probabilities)).astype(np.float32))
+            maps.append(load_recorded(record.path(unit.probabilities)).astype(np.float32))
         else:
-            by_t = np.load(record.path(unit.timestep_probabilities or ""), mmap_mode="r")
+            by_t = load_recorded(record.path(unit.timestep_probabilities or ""), mmap_mode="r")
             maps.append(np.asarray(by_t[t - 1], dtype=np.float32))
     return maps

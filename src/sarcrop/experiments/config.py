@@ -393,6 +393,11 @@ class ComparisonSpec(_Strict):
         check_compared(metric)  # an EvaluationInputError is a ValueError
         return metric
 
+    @field_validator("a", "b")
+    @classmethod
+    def _method_id(cls, method: str) -> str:
+        return method_id(method)  # as `sarcrop compare` reads it
+
 
 class ExperimentConfig(_Strict):
     """The whole experiment: regions, pre-trainings, scenarios, methods, seeds, label fractions.
@@ -938,6 +943,13 @@ def is_forest(method: str) -> bool:
 def trains(method: str) -> bool:
     """Whether ``method`` trains a network on the target (so has epochs and a batch order)."""
     return not is_forest(method) and parse_method(method)[0] != ZERO_SHOT
+
+
+def method_id(name: str) -> str:
+    """A method as runs record it: ``FTE`` is ``fte``, as the tables print it; a ``+variant``
+    keeps its own spelling."""
+    strategy, plus, variant = name.partition("+")
+    return strategy.lower() + plus + variant
 
 
 def variant_of(method: str) -> str | None:

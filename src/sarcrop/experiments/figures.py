@@ -18,7 +18,7 @@ import pandas as pd
 from sarcrop import __version__
 from sarcrop.evaluation.paper import CITATION_SHORT
 from sarcrop.evaluation.tables import REAL, SIMULATED, method_label, scenario_label
-from sarcrop.experiments.record import MANIFEST, RunRecord, ScenarioRecord
+from sarcrop.experiments.record import MANIFEST, RunRecord, ScenarioRecord, load_recorded
 from sarcrop.utils.atomic import write_text_atomic
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class ExperimentFigures:
         vh = store.bands.index("VH") if "VH" in store.bands else 0
         images = np.stack([store.read_image(i)[:, vh] for i in dataset.indices])
         probabilities = {
-            unit.method: np.load(self.record.path(unit.probabilities)).astype(np.float32)
+            unit.method: load_recorded(self.record.path(unit.probabilities)).astype(np.float32)
             for method in self.record.methods
             if (unit := self.record.unit(scenario.id, method, self.seed)) is not None
         }
@@ -384,7 +384,8 @@ class ExperimentFigures:
             notes.append(
                 "Label fractions: each method is fine-tuned (or fitted) with that share of "
                 "the fine-tuning region's labelled train parcels (whole parcels, chosen by "
-                "seed); figures and maps show the runs with every label. Intervals are 95 % "
+                f"seed); figures and maps show the runs with the most labels "
+                f"({100 * max(self.record.fractions):g} %). Intervals are 95 % "
                 "parcel-bootstrap intervals of the mean over seeds (intervals.csv)."
             )
         if len(self.record.seeds) > 1:
@@ -408,9 +409,15 @@ def redraw(run_dir: str | Path) -> Path:
     Reads ``experiment.json`` and the results table, keeps the recorded timings and rewrites
     ``experiment.json``; returns its path.
     """
+    from sarcrop.reports.html import ReportError, read_results
+
     record = RunRecord.read(run_dir)
     previous = json.loads((record.root / MANIFEST).read_text(encoding="utf-8"))
-    manifest = ExperimentFigures(record).write(pd.read_csv(record.path(record.results)))
+    path = record.path(record.results)
+    if not path.is_file():
+        raise ReportError("no results table to redraw from", path)
+    results = read_results(record.root)  # checked; None: no row (a run of crop types only)
+    manifest = ExperimentFigures(record).write(pd.read_csv(path) if results is None else results)
     manifest["timings"] = previous.get("timings") or {}
     if "timestep_table" in previous:  # the runner's setting, not the figures'
         manifest["timestep_table"] = previous["timestep_table"]

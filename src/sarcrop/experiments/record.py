@@ -13,7 +13,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from sarcrop import __version__
 from sarcrop.errors import SarcropError
@@ -22,6 +24,18 @@ from sarcrop.experiments.config import ExperimentConfig, RegionData
 from sarcrop.utils.environment import environment
 
 MANIFEST = "experiment.json"
+
+
+def load_recorded(path: Path, mmap_mode: Literal["r"] | None = None) -> np.ndarray:
+    """An array a run recorded (a method's test probabilities), or one line naming the file
+    where it is missing or damaged: figures and comparisons read what a user's folder holds."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+        raise SarcropError(f"unreadable recorded array: {problem}", path) from None
+
+
 SHARED_KEYS = (
     "name",
     "created",

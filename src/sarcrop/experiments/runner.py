@@ -52,6 +52,7 @@ from sarcrop.experiments.config import (
 )
 from sarcrop.experiments.intervals import TIMESTEP_PROBABILITIES
 from sarcrop.experiments.record import (
+    MANIFEST,
     RunRecord,
     UnitRecord,
     build_record,
@@ -615,7 +616,7 @@ class ExperimentRunner:
         run = _Run(seed, fraction)
         unit = self._unit("method", self._method_key(scenario, method, run, ordering))
 
-        name = f"{scenario.id}: {method} (seed {seed}, {fraction:.0%} of labels, {ordering})"
+        name = f"{scenario.id}: {method} (seed {seed}, {100 * fraction:g} % of labels, {ordering})"
 
         def work() -> dict[str, Any]:
             _log(name)
@@ -980,6 +981,12 @@ class ExperimentRunner:
         if not self.computed:
             _log(f"every unit was cached in {self.out / 'cache'}: nothing trained or fitted")
         results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+        from sarcrop.reports.html import REPORT
+
+        # An earlier run's record and report go first: a run stopped before it writes its own
+        # leaves no report of the old numbers beside the new results.
+        for stale in (self.out / MANIFEST, self.out / REPORT):
+            stale.unlink(missing_ok=True)
         write_text_atomic(self.out / "results.csv", results.to_csv(index=False))
         start = time.perf_counter()
         intervals = self._intervals(results, records)
@@ -1004,7 +1011,7 @@ class ExperimentRunner:
         self.timer.add("total", sum(self.timer.seconds.values()))
         self.timer.add("this run", time.perf_counter() - started)
         manifest["timings"] = {k: round(v, 2) for k, v in self.timer.seconds.items()}
-        write_text_atomic(self.out / "experiment.json", json.dumps(manifest, indent=2, default=str))
+        write_text_atomic(self.out / MANIFEST, json.dumps(manifest, indent=2, default=str))
         report = self._report()
         return ExperimentResult(self.out, results, tables, report, dict(self.timer.seconds))
 

@@ -51,7 +51,7 @@ def crop_types_html(ctx: _Figures, value: Any) -> str:
         out.append(f"<h3>{escape(title)}</h3>")
         for table in entry.get("tables") or ():
             fraction = table.get("fraction", 1.0)
-            caption = f"{float(fraction):.0%} of the labelled parcels"
+            caption = f"{100 * float(fraction):g} % of the labelled parcels"
             out.append(_table(table.get("table") or {}, caption))
         best = entry.get("best")
         if best:

@@ -298,7 +298,7 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
 
 def class_maps_figure(
     labels: Sequence[Any],
-    predictions: Mapping[str, Sequence[Any]],
+    predictions: Mapping[str, Sequence[Any] | np.ndarray],
     classes: Sequence[str],
     *,
     valid: Sequence[Any] | None = None,

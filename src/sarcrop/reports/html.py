@@ -187,7 +187,9 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _read_results(run_dir: Path) -> pd.DataFrame | None:
+def read_results(run_dir: Path) -> pd.DataFrame | None:
+    """A run's ``results.csv``, None where it is absent or holds no row; one line naming
+    the file where it cannot be read, lacks a column or holds a value that is not a number."""
     path = run_dir / RESULTS
     if not path.is_file():
         return None
@@ -199,7 +201,13 @@ def _read_results(run_dir: Path) -> pd.DataFrame | None:
     if not required <= set(results.columns):
         missing = ", ".join(sorted(required - set(results.columns)))
         raise ReportError(f"results table lacks column(s) {missing}", path)
-    return None if results.empty else results
+    numbers = pd.to_numeric(results["value"], errors="coerce")
+    bad = numbers.isna() & results["value"].notna()
+    if bad.any():
+        row = int(bad.to_numpy().argmax())  # the first
+        value = results["value"].iloc[row]
+        raise ReportError(f"results table row {row + 2}: value {value!r} is not a number", path)
+    return None if results.empty else results.assign(value=numbers)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -497,7 +505,7 @@ def _class_maps(ctx: _Context, value: Any) -> str:
         figure = ctx.figure(
             entry.get("maps_figure"),
             f"{title}: class maps of test patches; columns label (unlabelled grey), then each "
-            "method's predicted class (first seed, every label), in the colours of the "
+            "method's predicted class (first seed, the most labels), in the colours of the "
             "predicted GeoTIFF maps",
         )
         if figure:
@@ -870,7 +878,7 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
     out = run_dir / REPORT if out is None else Path(out)
     ctx = _Context(run_dir, out)
     manifest = _read_manifest(run_dir)
-    every = _read_results(run_dir)
+    every = read_results(run_dir)
     # Early-season reruns (other batch orderings) have their own figure, and runs with fewer
     # labels the learning curves: the tables compare the main run's methods with every label,
     # as tables.md does, and the time-step table keeps each label fraction, as it does there.
@@ -894,7 +902,9 @@ def build_report_html(run_dir: str | Path, out: str | Path | None = None) -> str
         ),
         (
             "fractions",
-            "Few labels: IoU by share of labelled parcels",
+            "Few labels: IoU by share of labelled parcels"
+            if len(_as_list(manifest.get("fractions"))) > 1
+            else "IoU with parcel-bootstrap intervals",
             _fractions(ctx, manifest, results, sources),
         ),
         ("searches", "Chosen on held-out parcels", _searches(run_dir)),
