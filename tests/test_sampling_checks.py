@@ -181,3 +181,56 @@ def test_a_labelled_points_table_is_never_replaced(map_path: Path, tmp_path: Pat
     code, err = fs.run_cli([*draw, new], capsys)
     fs.assert_clean_error(code, err, new, "is the sample's own file")
     assert not new.exists() and (tmp_path / "notes.txt").read_text() == "field notes\n"
+
+
+def write_float_map(path: Path, classes: np.ndarray, nodata: float | None = np.nan) -> Path:
+    """The class map as float32, NaN where it has no class."""
+    import rasterio
+
+    values = np.where(classes == 255, np.nan, classes).astype(np.float32)
+    profile = {"driver": "GTiff", "width": classes.shape[1], "height": classes.shape[0]}
+    with rasterio.open(
+        path,
+        "w",
+        **profile,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32631",
+        nodata=nodata,
+        transform=rasterio.transform.from_origin(500_000, 4_000_000, 10, 10),
+    ) as dst:
+        dst.write(values, 1)
+    return path
+
+
+@pytest.mark.parametrize("nodata", [np.nan, None], ids=["nan-nodata", "untagged"])
+def test_a_float_map_with_nan_has_no_class_there(
+    map_path: Path, classes: np.ndarray, tmp_path: Path, capsys, nodata: float | None
+) -> None:
+    """`int(nodata)` of a NaN nodata stopped `sample` and `assess` with a ValueError."""
+    floats = write_float_map(tmp_path / "f.tif", classes, nodata)
+    out = tmp_path / "f.gpkg"
+    fill = ["--fill-from", map_path, "--label-band", "2"]
+    code, err = fs.run_cli(["sample", floats, "--n", "120", "--out", out, *fill], capsys)
+    assert code == 0, err
+    code, err = fs.run_cli(["assess", floats, "--reference", out, "--out", tmp_path / "a"], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "a.json").read_text())
+    mapped = {str(c): int(np.sum(classes == c)) for c in (0, 1)}
+    assert {c: a["pixel_count"] for c, a in result["area"].items()} == mapped
+    assert result["overall_accuracy"]["value"] == 1.0
+    census = ["assess", floats, "--reference", map_path, "--label-band", "2"]
+    code, err = fs.run_cli([*census, "--out", tmp_path / "c"], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["classes"] == [0, 1] and result["total_pixels"] == sum(mapped.values())
+
+
+def test_a_map_of_fractions_is_refused(classes: np.ndarray, tmp_path: Path, capsys) -> None:
+    import rasterio
+
+    floats = write_float_map(tmp_path / "f.tif", classes)
+    with rasterio.open(floats, "r+") as ds:
+        ds.write(np.where(classes == 255, np.nan, classes * 0.8).astype(np.float32), 1)
+    code, err = fs.run_cli(["sample", floats, "--n", "120", "--out", tmp_path / "s.gpkg"], capsys)
+    fs.assert_clean_error(code, err, floats, "the class band holds 0.8, not a class number")

@@ -89,11 +89,23 @@ def block_rows(ds: rasterio.io.DatasetReader, band: int = 1) -> int:
 
 
 def read_map_classes(ds: rasterio.io.DatasetReader, band: int, window: Window) -> np.ndarray:
-    """Map classes of a window as int32, -1 on nodata."""
+    """Map classes of a window as int32, -1 on nodata (its tag, else 255) and, in a float map,
+    on values that are not finite (NaN, whatever its nodata tag says); a fraction is refused,
+    since no class is numbered so."""
     values = ds.read(band, window=window)
     nodata = ds.nodatavals[band - 1]
-    out = values.astype(np.int32)
-    out[values == (MAP_NODATA if nodata is None else int(nodata))] = -1
+    missing = values == (MAP_NODATA if nodata is None else nodata)
+    if values.dtype.kind == "f":
+        missing |= ~np.isfinite(values)
+        fractions = values[~missing & (values % 1 != 0)]
+        if fractions.size:
+            raise InputDataError(
+                f"the class band holds {fractions[0]:g}, not a class number: give a map of "
+                "whole class numbers (band 'class' of `sarcrop predict`)",
+                ds.name,
+            )
+    out = np.where(missing, 0, values).astype(np.int32)
+    out[missing] = -1
     return out
 
 
