@@ -234,3 +234,27 @@ def test_a_map_of_fractions_is_refused(classes: np.ndarray, tmp_path: Path, caps
         ds.write(np.where(classes == 255, np.nan, classes * 0.8).astype(np.float32), 1)
     code, err = fs.run_cli(["sample", floats, "--n", "120", "--out", tmp_path / "s.gpkg"], capsys)
     fs.assert_clean_error(code, err, floats, "the class band holds 0.8, not a class number")
+
+
+def test_strata_with_a_negative_nodata(map_path: Path, tmp_path: Path) -> None:
+    """An int16 strata raster with nodata -9999 was refused as 'outside 0..': the range was
+    checked before nodata was set aside."""
+    import rasterio
+
+    from sarcrop.evaluation import draw_sample
+
+    zones = np.zeros((90, 70), dtype=np.int16)
+    zones[:, 35:] = 1
+    zones[80:, :] = -9999
+    with rasterio.open(map_path) as ds:
+        profile = {**ds.profile, "count": 1, "dtype": "int16", "nodata": -9999}
+    with rasterio.open(tmp_path / "zones.tif", "w", **profile) as dst:
+        dst.write(zones, 1)
+    with pytest.warns(UserWarning, match="mapped pixels are nodata in the strata raster"):
+        sample = draw_sample(map_path, 200, strata=tmp_path / "zones.tif")
+    assert {s.level for s in sample.strata} == {0, 1} and (sample.points["row"] < 80).all()
+    zones[0, 0] = -3  # a negative level is still refused
+    with rasterio.open(tmp_path / "zones.tif", "r+") as dst:
+        dst.write(zones, 1)
+    with pytest.raises(InputDataError, match=r"strata values outside 0\.\.8388607"):
+        draw_sample(map_path, 200, strata=tmp_path / "zones.tif")

@@ -209,11 +209,12 @@ def _levels(
         missing = missing | ~np.isfinite(data)
         data = np.where(missing, 0, data)
     levels = np.digitize(data, edges) if edges else np.rint(data.astype(np.float64))
-    if levels.size and (levels.min() < 0 or levels.max() >= 2**23):
+    held = levels[~missing]  # nodata (-9999 of an int16 raster) is no level
+    if held.size and (held.min() < 0 or held.max() >= 2**23):
         raise InputDataError(
             "strata values outside 0..8388607: bin them with strata_edges", ds.name
         )
-    out = levels.astype(np.int32)
+    out = np.where(missing, 0, levels).astype(np.int32)
     out[missing] = -1
     return out
 
