@@ -258,3 +258,43 @@ def test_strata_with_a_negative_nodata(map_path: Path, tmp_path: Path) -> None:
         dst.write(zones, 1)
     with pytest.raises(InputDataError, match=r"strata values outside 0\.\.8388607"):
         draw_sample(map_path, 200, strata=tmp_path / "zones.tif")
+
+
+def test_a_map_without_class_tags_has_the_classes_it_holds(tmp_path: Path, capsys) -> None:
+    """Plain values are map classes: a map of classes 0, 1 and 2 without CLASS_NAMES or
+    POSITIVE tags was refused ("reference classes 2 are not classes of the map (0 to 1")."""
+    import rasterio
+
+    rng = np.random.default_rng(3)
+    three = rng.integers(0, 3, (40, 50)).astype(np.uint8)
+    profile = {
+        "driver": "GTiff",
+        "width": 50,
+        "height": 40,
+        "count": 1,
+        "dtype": "uint8",
+        "nodata": 255,
+        "crs": "EPSG:32631",
+        "transform": rasterio.transform.from_origin(500_000, 5_800_000, 10, 10),
+    }
+    map_path = tmp_path / "map3.tif"
+    with rasterio.open(map_path, "w", **profile) as dst:
+        dst.write(three, 1)
+    out = tmp_path / "s.gpkg"
+    argv = ["sample", map_path, "--n", "150", "--out", out, "--fill-from", map_path]
+    assert fs.run_cli(argv, capsys)[0] == 0
+    assert (
+        fs.run_cli(["assess", map_path, "--reference", out, "--out", tmp_path / "a"], capsys)[0]
+        == 0
+    )
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert result["classes"] == [0, 1, 2] and result["overall_accuracy"]["value"] == 1.0
+    census = ["assess", map_path, "--reference", map_path, "--out", tmp_path / "c"]
+    assert fs.run_cli(census, capsys)[0] == 0
+    # Crop codes are still no classes of it.
+    codes = tmp_path / "codes.tif"
+    with rasterio.open(codes, "w", **{**profile, "dtype": "uint16", "nodata": 0}) as dst:
+        dst.write(np.where(three == 1, 1200, 9120).astype(np.uint16), 1)
+    code, err = fs.run_cli(["assess", map_path, "--reference", codes], capsys)
+    line = fs.assert_clean_error(code, err, codes, "reference classes 1200, 9120 are not")
+    assert "(0 to 2, and -1 for no class)" in line and "map's class numbers" in line

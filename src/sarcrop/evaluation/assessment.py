@@ -569,7 +569,7 @@ def assess(
         )
     result = _assess(map_path, reference, label_column, options, labels_table, outside_parcels)
     referenced = [c for c, n in zip(result.classes, result.counts.sum(axis=0), strict=True) if n]
-    check_reference_classes(referenced, classes, labels_table or reference)
+    check_reference_classes(referenced, classes, labels_table or reference, result.map_pixels)
     return replace(result, class_names=classes.names)
 
 

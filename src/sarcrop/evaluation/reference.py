@@ -58,20 +58,28 @@ def check_one_crop_labels(
 
 
 def check_reference_classes(
-    referenced: Iterable[int], classes: MapClasses, source: str | Path
+    referenced: Iterable[int], classes: MapClasses, source: str | Path, held: Iterable[int] = ()
 ) -> None:
     """Refuse reference classes a map of ``classes`` cannot hold: crop codes (WorldCereal's
-    1200 for maize) read as map classes would make every accuracy and area meaningless."""
+    1200 for maize) read as map classes would make every accuracy and area meaningless.
+    ``held``: the classes the map holds, which number them where its tags do not (a map from
+    elsewhere, without ``CLASS_NAMES`` or ``POSITIVE``: 0 up to the largest it holds)."""
     count = classes.count
+    plain = not (classes.names or classes.positive)
+    if plain:
+        count = max(count, max((int(c) + 1 for c in held), default=0))
     stray = sorted({int(c) for c in referenced} - set(range(count)) - {UNLABELLED})
     if stray:
         shown = ", ".join(map(str, stray[:6])) + (", …" if len(stray) > 6 else "")
-        hint = (
-            "name its codes with --legend (a WorldCereal legend CSV) or --code-map (a JSON "
-            "object of code: class name) to match them to the map's classes by name"
-            if classes.names
-            else "give the map's crop with --positive-codes (e.g. 1200, WorldCereal maize)"
-        )
+        if classes.names:
+            hint = (
+                "name its codes with --legend (a WorldCereal legend CSV) or --code-map (a JSON "
+                "object of code: class name) to match them to the map's classes by name"
+            )
+        elif plain and count > 2:
+            hint = "give labels of the map's class numbers (its tags name no classes)"
+        else:
+            hint = "give the map's crop with --positive-codes (e.g. 1200, WorldCereal maize)"
         raise InputDataError(
             f"reference classes {shown} are not classes of the map (0 to {count - 1}, and -1 "
             f"for no class); for a raster of crop codes {hint}",
@@ -319,7 +327,7 @@ def fill_reference(
         map_path,
     )
     if classes is not None:
-        check_reference_classes(found.tolist(), classes, labels)
+        check_reference_classes(found.tolist(), classes, labels, sample.map_pixels)
     points["reference"] = pd.array(found, dtype="Int64")
     design = {**sample.design, "reference_from": str(labels)}
     return Sample(points, sample.strata, sample.map_pixels, sample.grid, design)
