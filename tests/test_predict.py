@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -769,26 +770,50 @@ def test_a_map_path_or_model_that_cannot_be_used_is_refused_before_any_work(
     assert not any(folder.iterdir())
 
 
-def test_a_map_reading_another_orbit_than_the_model_learnt_is_named(
+def _with_descending_passes(scenes: Path, folder: Path) -> Path:
+    """``scenes`` and a descending pass 6 hours after each, 3 dB brighter."""
+    shutil.copytree(scenes, folder)
+    for path in sorted(scenes.glob("*_ASC_*.tif")):
+        stamp = re.search(r"_(\d{8}T\d{6})_", path.name)
+        assert stamp is not None
+        later = dt.datetime.strptime(stamp[1], "%Y%m%dT%H%M%S") + dt.timedelta(hours=6)
+        name = path.name.replace(stamp[1], f"{later:%Y%m%dT%H%M%S}").replace("_ASC_", "_DESC_")
+        with rasterio.open(path) as src:
+            profile, data, bands = src.profile, src.read(), src.descriptions
+        with rasterio.open(folder / name, "w", **profile) as dst:
+            dst.write(np.where(data == -9999.0, data, data + 3.0))
+            dst.descriptions = bands
+            dst.update_tags(ACQUISITION_TIME=later.isoformat())
+    return folder
+
+
+def test_a_map_reads_the_orbit_the_model_learnt_unless_told_and_another_is_named(
     scenes: Path, tmp_path: Path
 ) -> None:
-    """A model fine-tuned on descending (or ascending) composites alone, mapping both orbits:
-    said in one line with the option that reads as it learnt; nothing where they agree."""
+    """A model fine-tuned on ascending composites alone maps ascending ones unless the orbit is
+    given; given another (both orbits), one line names the option that reads as it learnt."""
+    scenes = _with_descending_passes(scenes, tmp_path / "two-orbits")
     ascending = dataclasses.replace(local_spec(), orbit="ascending")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*acquisitions only")
+        default = predict_map(ascending, scenes, tmp_path / "default.tif", progress=False)
+        told = SceneOptions(orbit="ascending")
+        asc = predict_map(ascending, scenes, tmp_path / "asc.tif", scenes=told, progress=False)
+        for spec in (local_spec(), dataclasses.replace(local_spec(), orbit="both")):
+            predict_map(spec, scenes, tmp_path / "any.tif", scenes=told, progress=False)
+    both = SceneOptions(orbit="both")
     with pytest.warns(
         UserWarning,
         match=r"learnt from ascending acquisitions only and the map "
         r"reads both orbits; give --orbit ascending \(scenes: orbit\)",
     ):
-        predict_map(ascending, scenes, tmp_path / "both.tif", progress=False)
-    options = {"progress": False, "scenes": SceneOptions(orbit="ascending")}
-    for spec in (ascending, local_spec(), dataclasses.replace(local_spec(), orbit="both")):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("error", message=".*acquisitions only")
-            predict_map(spec, scenes, tmp_path / "asc.tif", **options)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*acquisitions only")
-        predict_map(local_spec(), scenes, tmp_path / "any.tif", progress=False)
+        predict_map(ascending, scenes, tmp_path / "both.tif", scenes=both, progress=False)
+    with (
+        rasterio.open(default) as a,
+        rasterio.open(asc) as b,
+        rasterio.open(tmp_path / "both.tif") as c,
+    ):
+        assert np.array_equal(a.read(), b.read()) and not np.array_equal(a.read(), c.read())
 
 
 def test_images_of_another_pixel_size_than_the_model_learnt_are_named(

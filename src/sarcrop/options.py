@@ -87,7 +87,10 @@ class SceneOptions(Options):
     """How scenes are read: orbit filter, the grid the composites are computed on, and the
     names the input gives the bands."""
 
-    orbit: OrbitChoice = Field("both", description="orbit direction to keep")
+    orbit: OrbitChoice = Field(
+        "both",
+        description="orbit direction to keep (predict: by default the one the model learnt from)",
+    )
     crs: str | None = Field(None, description="target CRS of the composites, e.g. EPSG:32631")
     resolution: float | None = Field(
         None, gt=0, description="target pixel size in CRS units, e.g. 10"

@@ -197,6 +197,16 @@ def check_output(spec: ModelSpec, output: MapOptions) -> None:
         )
 
 
+def with_model_orbit(scenes: SceneOptions, specs: Sequence[ModelSpec]) -> SceneOptions:
+    """The orbit the map reads: the one given, else the one direction the models learnt from,
+    so that its composites are those they learnt (both, where they learnt from both)."""
+    learnt = {spec.orbit for spec in specs}
+    if "orbit" in scenes.model_fields_set or len(learnt) > 1:
+        return scenes
+    orbit = learnt.pop()
+    return scenes.updated(orbit=orbit) if orbit in ("ascending", "descending") else scenes
+
+
 def with_model_threshold(output: MapOptions, specs: Sequence[ModelSpec]) -> MapOptions:
     """The class threshold of the map: the one given, else the one the models were trained
     and evaluated with, so that the map is the model ``sarcrop evaluate`` scored."""
@@ -638,6 +648,7 @@ def predict_map(
         spec = specs[0]
         check_output(spec, output)
         output = with_model_threshold(output, specs)
+        scenes = with_model_orbit(scenes, specs)
         steps = resolve_timesteps(spec, timesteps, until, moved=season_start is not None)
         stack = open_stack(images, spec, scenes, steps)
         check_not_an_input(out, stack)
