@@ -298,3 +298,32 @@ def test_a_map_without_class_tags_has_the_classes_it_holds(tmp_path: Path, capsy
     code, err = fs.run_cli(["assess", map_path, "--reference", codes], capsys)
     line = fs.assert_clean_error(code, err, codes, "reference classes 1200, 9120 are not")
     assert "(0 to 2, and -1 for no class)" in line and "map's class numbers" in line
+
+
+def test_assess_refuses_label_options_the_reference_would_ignore(
+    map_path: Path, classes: np.ndarray, tmp_path: Path, capsys
+) -> None:
+    """--labels-csv was ignored for points that are not a sample and for label rasters, and
+    --label-column for rasters, where label raster options were refused for points."""
+    import geopandas as gpd
+
+    table = tmp_path / "labels.csv"
+    table.write_text("point_id,crop\n1,0\n")
+    points = tmp_path / "points.gpkg"
+    gpd.GeoDataFrame(
+        {"crop": [0, 1]},
+        geometry=gpd.points_from_xy([500_105, 500_205], [3_999_805, 3_999_805]),
+        crs="EPSG:32631",
+    ).to_file(points, engine="pyogrio")
+    assess = ["assess", map_path, "--reference"]
+    for argv, said in (
+        ([map_path, "--label-band", "2", "--labels-csv", table], "(--labels-csv)"),
+        ([map_path, "--label-band", "2", "--label-column", "crop"], "(--label-column)"),
+        ([points, "--label-column", "crop", "--labels-csv", table], "(--labels-csv)"),
+    ):
+        code, err = fs.run_cli([*assess, *argv], capsys)
+        line = fs.assert_clean_error(code, err, argv[0], said, "leave it out")
+        assert ("a label raster" in line) == (argv[0] == map_path)
+    fs.valid_parcels(tmp_path / "parcels.gpkg")
+    code, err = fs.run_cli([*assess, tmp_path / "parcels.gpkg", "--labels-csv", table], capsys)
+    fs.assert_clean_error(code, err, tmp_path / "parcels.gpkg", "a file of parcels")

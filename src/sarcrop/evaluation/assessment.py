@@ -582,9 +582,14 @@ def _assess(
     outside_parcels: OutsideParcels | None = None,
 ) -> Assessment:
     if not _is_vector_file(reference):
+        kind = "a label raster, whose labels are its band (--label-band)"
+        _refuse_unread(reference, kind, column, labels_table)
         return assess_census(map_path, reference, options)
     sampled = is_sample_file(reference)  # read once: it opens the file
     parcels = not sampled and _has_polygons(reference)
+    if not sampled:
+        kind = "a file of parcels" if parcels else "a file of points, not a `sarcrop sample`"
+        _refuse_unread(reference, f"{kind}, labelled in its own column", None, labels_table)
     label_column = column or (LabelOptions().column if parcels else "reference")
     given = [] if options is None else [flag(name) for name in options.model_fields_set]
     if given:
@@ -606,6 +611,24 @@ def _assess(
         _check_map(sample, map_path)
     sources = {"map": str(map_path), "reference": f"{reference} (column {label_column!r})"}
     return assess_sample(sample, sources=sources, path=reference)
+
+
+def _refuse_unread(
+    reference: Path, kind: str, column: str | None, labels_table: str | Path | None
+) -> None:
+    """Refuse options that ``reference`` (``kind``) would leave unread, rather than ignore
+    them: a label column for a raster, a labels table for anything but a sample."""
+    unread = []
+    if labels_table is not None:
+        unread.append("labels_table (--labels-csv) labels the points of a sample")
+    if column is not None:
+        unread.append("label_column (--label-column) names a column of points or parcels")
+    if unread:
+        raise InputDataError(
+            f"{' and '.join(unread)}, and this is {kind}: leave "
+            f"{'them' if len(unread) > 1 else 'it'} out",
+            reference,
+        )
 
 
 def area_record(
