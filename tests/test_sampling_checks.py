@@ -327,3 +327,46 @@ def test_assess_refuses_label_options_the_reference_would_ignore(
     fs.valid_parcels(tmp_path / "parcels.gpkg")
     code, err = fs.run_cli([*assess, tmp_path / "parcels.gpkg", "--labels-csv", table], capsys)
     fs.assert_clean_error(code, err, tmp_path / "parcels.gpkg", "a file of parcels")
+
+
+@pytest.mark.parametrize(
+    ("flags", "options", "said"),
+    [
+        (
+            ["--strata-band", "probability"],
+            {"strata_band": "probability"},
+            "--strata-band read a strata raster, which is not given",
+        ),
+        (
+            ["--no-cross-map-class"],
+            {"cross_map_class": False},
+            "--no-cross-map-class read a strata raster",
+        ),
+        (
+            ["--allocation", "equal", "--min-per-stratum", "10"],
+            {"allocation": "equal", "min_per_stratum": 10},
+            "min-then-proportional allocation, which equal does not use",
+        ),
+        (
+            ["--allocation", "proportional", "--expected-accuracy", "0.8"],
+            {"allocation": "proportional", "expected_accuracy": 0.8},
+            "--expected-accuracy sizes a sample for --target-se or allocates it by neyman",
+        ),
+    ],
+    ids=["strata-band", "no-cross-map-class", "min-per-stratum", "expected-accuracy"],
+)
+def test_sample_refuses_options_it_would_ignore(
+    map_path: Path, tmp_path: Path, capsys, flags: list[str], options: dict, said: str
+) -> None:
+    """They changed nothing without a word: strata options without --strata, a minimum per
+    stratum that only min-then-proportional takes, accuracies that only neyman and
+    --target-se read."""
+    from sarcrop.errors import ConfigError
+    from sarcrop.evaluation import draw_sample
+
+    out = tmp_path / "s.gpkg"
+    code, err = fs.run_cli(["sample", map_path, "--n", "120", "--out", out, *flags], capsys)
+    fs.assert_clean_error(code, err, said)
+    assert not out.exists()
+    with pytest.raises(ConfigError, match=said):
+        draw_sample(map_path, 120, options=options)

@@ -38,7 +38,7 @@ import rasterio
 from rasterio.windows import Window
 
 from sarcrop.data.grid import Grid
-from sarcrop.errors import InputDataError
+from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.evaluation.rasters import (
     MapClasses,
     band_index,
@@ -54,7 +54,7 @@ from sarcrop.evaluation.rasters import (
     read_map_classes,
     strips,
 )
-from sarcrop.options import Allocation, SamplingOptions, as_options
+from sarcrop.options import Allocation, SamplingOptions, as_options, flag
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 LEVEL_FACTOR = 256
@@ -319,6 +319,7 @@ def draw_sample(
         raise InputDataError(
             "strata_edges bin a strata raster: give one (strata, --strata)", map_path
         )
+    _refuse_unused(options, strata is not None, n is None)
     stratifier = _Stratifier(map_path, Path(strata) if strata is not None else None, options)
     per_strip: list[dict[int, int]] = []
     map_pixels: dict[int, int] = {}
@@ -382,6 +383,27 @@ def draw_sample(
             stacklevel=2,
         )
     return Sample(points, strata_rows, dict(sorted(map_pixels.items())), stratifier.grid, design)
+
+
+def _refuse_unused(options: SamplingOptions, has_raster: bool, sized_by_se: bool) -> None:
+    """Refuse options given that this draw would not read, rather than ignore them."""
+    given = options.model_fields_set
+    raster = [flag(name) for name in ("strata_band", "cross_map_class") if name in given]
+    if raster and not has_raster:
+        raise ConfigError(
+            f"{', '.join(raster).replace('--cross', '--no-cross')} read a strata raster, which "
+            "is not given: add --strata RASTER (strata=), or leave them out"
+        )
+    if "min_per_stratum" in given and options.allocation != "min-then-proportional":
+        raise ConfigError(
+            f"--min-per-stratum is the minimum of the min-then-proportional allocation, which "
+            f"{options.allocation} does not use: leave it out, or allocate min-then-proportional"
+        )
+    if options.expected_accuracy and options.allocation != "neyman" and not sized_by_se:
+        raise ConfigError(
+            f"--expected-accuracy sizes a sample for --target-se or allocates it by neyman, and "
+            f"this is a sample of a given size allocated {options.allocation}: leave it out"
+        )
 
 
 def _describe(
