@@ -370,3 +370,27 @@ def test_sample_refuses_options_it_would_ignore(
     assert not out.exists()
     with pytest.raises(ConfigError, match=said):
         draw_sample(map_path, 120, options=options)
+
+
+def test_a_point_or_pixel_held_twice_is_refused(map_path: Path, tmp_path: Path) -> None:
+    """A sample drawn without replacement holds each point and pixel once: a copied point
+    counted twice in its stratum's estimate."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from sarcrop.evaluation import assess, draw_sample, fill_reference, write_sample
+    from sarcrop.options import ReferenceOptions
+
+    sample = fill_reference(draw_sample(map_path, 120), map_path, ReferenceOptions(label_band=2))
+    points = sample.points
+    copied = pd.concat([points, points.iloc[[3]].assign(point_id=121)], ignore_index=True)
+    renumbered = points.assign(point_id=points["point_id"].where(points["point_id"] != 9, 8))
+    for frame, said in (
+        (copied, r"pixel row, col \d+, \d+ is held by 2 points"),
+        (renumbered, "point id 8 is held by 2 points"),
+    ):
+        out = write_sample(replace(sample, points=frame), tmp_path / "s.gpkg", overwrite=True)
+        with pytest.raises(InputDataError, match=said) as err:
+            assess(map_path, out)
+        assert err.value.path == str(out) and "without replacement" in str(err.value)

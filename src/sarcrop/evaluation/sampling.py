@@ -760,6 +760,7 @@ def read_sample(path: str | Path, label_column: str = "reference") -> Sample:
             f"not a sample file of `sarcrop sample` (no layer {', '.join(missing)})", path
         )
     points = pyogrio.read_dataframe(path, layer="samples", read_geometry=False)
+    _refuse_repeats(points, path)
     if label_column not in points.columns:
         raise InputDataError(
             f"no label column {label_column!r} (columns: {', '.join(points.columns)})", path
@@ -787,6 +788,23 @@ def read_sample(path: str | Path, label_column: str = "reference") -> Sample:
         zip(classes["map_class"].astype(int), classes["pixels"].astype(int), strict=True)
     )
     return Sample(points, rows, map_pixels, grid, design)
+
+
+def _refuse_repeats(points: pd.DataFrame, path: Path) -> None:
+    """Refuse a point id or a pixel held twice: a sample drawn without replacement has each
+    once, and a copied point would count twice in its stratum."""
+    for columns, what in ((["point_id"], "point id"), (["row", "col"], "pixel row, col")):
+        if not set(columns) <= set(points.columns):
+            continue
+        twice = points.duplicated(columns, keep=False)
+        if twice.any():
+            key = points.loc[twice, columns].iloc[0].to_numpy()
+            count = int((points[columns].to_numpy() == key).all(axis=1).sum())
+            raise InputDataError(
+                f"{what} {', '.join(map(str, key))} is held by {count} points: a sample drawn "
+                "without replacement holds each once; remove the copies",
+                path,
+            )
 
 
 def _as_classes(values: pd.Series, path: Path, column: str) -> pd.Series:
