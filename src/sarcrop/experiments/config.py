@@ -64,12 +64,14 @@ class SimulationSpec(_Strict):
     """A region produced by the simulator (``sarcrop simulate``); fields are its arguments."""
 
     preset: str
-    year: int | None = None
-    seed: int = 0
+    year: int | None = Field(None, ge=1, le=9999)  # the calendar's years, as simulate_region
+    seed: int = Field(0, ge=0)
     size: tuple[int, int] | None = None
     revisit_days: int | None = Field(None, ge=1)
     # Left out of the dump at their defaults, so cache keys of earlier runs stay valid.
-    product_resolution: float | None = Field(None, gt=0, exclude_if=lambda value: value is None)
+    product_resolution: float | None = Field(
+        None, gt=0, allow_inf_nan=False, exclude_if=lambda value: value is None
+    )
     randomise: bool = Field(True, exclude_if=lambda value: value is True)
     swath_edge: bool = Field(True, exclude_if=lambda value: value is True)
 

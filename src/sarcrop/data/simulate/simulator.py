@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,13 +41,14 @@ from sarcrop.data.simulate import effects
 from sarcrop.data.simulate.fields import Parcel, ParcelLayout
 from sarcrop.data.simulate.phenology import BANDS, CLASSES, ENL_GRDH_IW, VARIETIES, Variety
 from sarcrop.data.simulate.regions import RegionPreset, get_region, randomised, year_effects
-from sarcrop.errors import SarcropError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.utils.atomic import atomic_path, write_text_atomic
 
 TILE = 256
 NODATA = -9999.0
 LABEL_NODATA = 255
 RESOLUTION = 10.0
+YEARS = (1, 9999)  # the calendar's range: a season in any year it can name
 MISSING_RATE = 0.05  # share of planned acquisitions that never arrive
 _ROAD = "road"
 
@@ -340,14 +342,19 @@ def simulate_region(
     ``randomise=False`` simulates a domain-randomised preset (``europe``) at its centre: the
     calibrated calendars, levels, field sizes and revisit, without the seed's draw of them
     (``region.json`` then lists no ``randomisation``); other presets are unaffected.
-    ``region.json`` is written last: its presence means the simulation is complete.
+    ``region.json`` is written last: its presence means the simulation is complete. Arguments
+    that cannot be simulated are refused before anything is written.
     """
     preset = get_region(region)
     year = preset.reference_year if year is None else int(year)
+    out = Path(out)
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise ConfigError(f"year must be between {YEARS[0]} and {YEARS[1]}, got {year}", out)
+    if seed < 0:  # before the seed's draw of a randomised region
+        raise SarcropError(f"seed must be >= 0, got {seed}", out)
     preset = randomised(preset, seed, year) if randomise else replace(preset, randomisation=None)
     height, width = preset.size if size is None else (int(size[0]), int(size[1]))
     revisit = preset.revisit_days if revisit_days is None else int(revisit_days)
-    out = Path(out)
     if height < 1 or width < 1:
         raise SarcropError(f"size must be positive, got {height}×{width}", out)
     if revisit < 1:
@@ -356,8 +363,6 @@ def simulate_region(
         raise SarcropError(f"block size must be a multiple of {TILE}, got {block_size}", out)
     if compress not in ("zstd", "deflate", "lzw"):
         raise SarcropError(f"unknown compression {compress!r}: use zstd, deflate or lzw", out)
-    if seed < 0:
-        raise SarcropError(f"seed must be >= 0, got {seed}", out)
     if product_resolution is not None:
         preset = _with_product(preset, product_resolution, out)
 
@@ -477,7 +482,7 @@ def simulate_region(
 
 
 def _with_product(preset: RegionPreset, resolution: float, out: Path) -> RegionPreset:
-    factor = round(resolution / RESOLUTION)
+    factor = round(resolution / RESOLUTION) if math.isfinite(resolution) else 0
     if factor < 1 or abs(factor * RESOLUTION - resolution) > 1e-6:
         raise SarcropError(
             f"product resolution must be a multiple of {RESOLUTION:g} m, got {resolution:g}", out

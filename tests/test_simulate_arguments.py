@@ -1,0 +1,69 @@
+"""`sarcrop simulate` and `simulate_region` refuse arguments they cannot simulate, in one line,
+before writing anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+import faults_support as fs
+from sarcrop.data.simulate import simulate_region
+from sarcrop.errors import SarcropError
+from sarcrop.experiments.config import SimulationSpec
+
+SMALL = ["--size", "16", "16", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    ("region", "option", "value", "named"),
+    [
+        ("europe", "--seed", "-1", "seed must be >= 0, got -1"),
+        ("spain", "--seed", "-3", "seed must be >= 0, got -3"),
+        ("europe", "--product-resolution", "nan", "got nan"),
+        ("europe", "--product-resolution", "inf", "got inf"),
+        ("spain", "--year", "0", "year must be between 1 and 9999, got 0"),
+        ("spain", "--year", "99999", "got 99999"),
+        ("europe", "--year", "-5", "got -5"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(
+    region: str,
+    option: str,
+    value: str,
+    named: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    code, err = fs.run_cli(["simulate", region, "--out", out, option, value, *SMALL], capsys)
+    fs.assert_clean_error(code, err, out, named)
+    assert not out.exists()
+
+
+def test_the_api_refuses_the_same_arguments(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    bad = [
+        ({"seed": -1}, "seed must be >= 0"),
+        ({"product_resolution": float("nan")}, "multiple of 10 m, got nan"),
+        ({"product_resolution": float("inf")}, "multiple of 10 m, got inf"),
+        ({"product_resolution": float("-inf")}, "multiple of 10 m, got -inf"),
+        ({"year": 0}, "between 1 and 9999"),
+        ({"year": 10_000}, "between 1 and 9999"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(SarcropError, match=message):
+            simulate_region("europe", out, size=(8, 8), **kwargs)  # type: ignore[arg-type]
+    assert not out.exists()
+    # The calendar's first and last years simulate.
+    for year in (1, 9999):
+        assert simulate_region("spain", tmp_path / str(year), size=(8, 8), year=year).scenes
+
+
+def test_a_config_refuses_what_the_simulator_refuses() -> None:
+    for bad in ({"seed": -1}, {"year": 0}, {"year": 10_000}, {"product_resolution": "inf"}):
+        with pytest.raises(ValidationError):
+            SimulationSpec(preset="europe", **bad)  # type: ignore[arg-type]
+    spec = SimulationSpec(preset="europe", seed=0, year=9999, product_resolution=20)
+    assert spec.seed == 0 and spec.year == 9999
