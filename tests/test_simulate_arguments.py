@@ -10,10 +10,30 @@ from pydantic import ValidationError
 
 import faults_support as fs
 from sarcrop.data.simulate import simulate_region
-from sarcrop.errors import SarcropError
+from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.experiments.config import SimulationSpec
 
 SMALL = ["--size", "16", "16", "--quiet"]
+
+
+def test_a_revisit_leaving_no_acquisition_in_the_season_is_refused_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "z0"
+    argv = ["simulate", "spain", "--out", out, "--revisit-days", "400", "--seed", "1", *SMALL]
+    code, err = fs.run_cli(argv, capsys)
+    line = fs.assert_clean_error(code, err, out, "revisit of 400 days", "no acquisition")
+    assert "at most 160" in line  # the setting to change, and to what
+    assert not out.exists()
+    for revisit in (10**30, 2**63 - 1):  # beyond any draw of the first pass, or at its edge
+        with pytest.raises(ConfigError, match="no acquisition in the 160-day season"):
+            simulate_region("spain", tmp_path / "z1", size=(8, 8), revisit_days=revisit, seed=1)
+    assert not (tmp_path / "z1").exists()
+    # A revisit longer than the season whose first pass falls in it still simulates that pass.
+    one = simulate_region("spain", tmp_path / "one", size=(8, 8), revisit_days=400, seed=0)
+    assert len(one.scenes) == 1 and one.scenes[0].exists()
+    full = simulate_region("spain", tmp_path / "full", size=(8, 8), revisit_days=160, seed=1)
+    assert len(full.scenes) == 1  # a revisit of the season's length always gives one
 
 
 @pytest.mark.parametrize(

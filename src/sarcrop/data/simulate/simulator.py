@@ -93,9 +93,10 @@ def acquisition_plan(
     season = preset.season(year)
     rng = np.random.default_rng([seed, preset.code, year, 11])
     h, m, s = preset.time_utc
-    first = dt.datetime.combine(season.start, dt.time(h, m, s)) + dt.timedelta(
-        days=int(rng.integers(0, revisit_days))
-    )
+    offset = int(rng.integers(0, revisit_days))
+    if offset >= season.steps * season.days:  # the first pass falls after the season's end
+        return [], []  # (further orbits start after it: none in the season either)
+    first = dt.datetime.combine(season.start, dt.time(h, m, s)) + dt.timedelta(days=offset)
     acquired, missing = _orbit_plan(preset, season, rng, first, preset.relative_orbit, revisit_days)
     for k, extra in enumerate(preset.extra_orbits, start=1):
         start = dt.datetime.combine(first.date(), dt.time(*extra.time_utc))
@@ -343,7 +344,8 @@ def simulate_region(
     calibrated calendars, levels, field sizes and revisit, without the seed's draw of them
     (``region.json`` then lists no ``randomisation``); other presets are unaffected.
     ``region.json`` is written last: its presence means the simulation is complete. Arguments
-    that cannot be simulated are refused before anything is written.
+    that cannot be simulated, among them a revisit that leaves no acquisition in the season,
+    are refused before anything is written.
     """
     preset = get_region(region)
     year = preset.reference_year if year is None else int(year)
@@ -371,7 +373,7 @@ def simulate_region(
     grid = Grid(CRS.from_epsg(preset.epsg), transform, width, height)
     season = preset.season(year)
     _, moisture_year = year_effects(preset, year)
-    acquisitions, missing = acquisition_plan(preset, year, seed, revisit)
+    acquisitions, missing = _planned(preset, year, seed, revisit, out)
     conditions = _conditions(preset, year, seed, len(acquisitions))
     layout = ParcelLayout(preset, year, seed)
     class_index = {name: i for i, name in enumerate(CLASSES)}
@@ -479,6 +481,29 @@ def simulate_region(
         json.dumps(_metadata(result, preset, revisit, missing, swath_edge), indent=2) + "\n",
     )
     return result
+
+
+def _planned(
+    preset: RegionPreset, year: int, seed: int, revisit: int, out: Path
+) -> tuple[list[Acquisition], list[dt.datetime]]:
+    """:func:`acquisition_plan`, refused when no acquisition falls in the season.
+
+    A revisit up to the season's length always gives one; a longer one at most one per orbit,
+    where the seed's first pass happens to fall before the season's end.
+    """
+    season = preset.season(year)
+    length = season.steps * season.days
+    plan: tuple[list[Acquisition], list[dt.datetime]] = ([], [])
+    if revisit <= np.iinfo(np.int64).max:  # beyond it, no draw of the first pass can be made
+        plan = acquisition_plan(preset, year, seed, revisit)
+    if not plan[0]:
+        raise ConfigError(
+            f"a revisit of {revisit} days leaves no acquisition in the {length}-day season "
+            f"({season.start} to {season.last_day}) for seed {seed}: set the revisit days to at "
+            f"most {length}",
+            out,
+        )
+    return plan
 
 
 def _with_product(preset: RegionPreset, resolution: float, out: Path) -> RegionPreset:
