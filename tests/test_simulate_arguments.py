@@ -1,15 +1,19 @@
 """`sarcrop simulate` and `simulate_region` refuse arguments they cannot simulate, in one line,
-before writing anything."""
+before writing anything; `--plot` draws the region simulated."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 import faults_support as fs
-from sarcrop.data.simulate import simulate_region
+import sarcrop.data.simulate as simulate
+from sarcrop.cli import main
+from sarcrop.data.simulate import VARIETIES, class_signatures, get_region, simulate_region
 from sarcrop.errors import ConfigError, SarcropError
 from sarcrop.experiments.config import SimulationSpec
 
@@ -87,3 +91,57 @@ def test_a_config_refuses_what_the_simulator_refuses() -> None:
             SimulationSpec(preset="europe", **bad)  # type: ignore[arg-type]
     spec = SimulationSpec(preset="europe", seed=0, year=9999, product_resolution=20)
     assert spec.seed == 0 and spec.year == 9999
+
+
+def test_signatures_of_a_seed_are_the_draw_simulated(tmp_path: Path) -> None:
+    result = simulate_region("europe", tmp_path / "eu", seed=3, size=(8, 8), revisit_days=40)
+    drawn = json.loads(result.metadata.read_text())["preset"]
+    (maize,) = drawn["crops"]["maize"]
+    level = drawn["realism"]["level_db"]["maize"]
+    days, curves = class_signatures("europe", result.year, seed=3)
+    _, centre = class_signatures("europe", result.year)
+    spec = VARIETIES[maize["variety"]]
+    shift, moisture = (
+        json.loads(result.metadata.read_text())[k]
+        for k in ("calendar_shift_days", "moisture_offset_db")
+    )
+    expected = np.stack(
+        [
+            spec.curve(days - (maize["sowing_doy"] + shift), band)
+            + spec.moisture * moisture
+            + level
+            for band in ("VH", "VV")
+        ]
+    ).astype(np.float32)
+    np.testing.assert_allclose(curves["maize"], expected, atol=1e-5)
+    assert maize["sowing_doy"] != get_region("europe").crops["maize"][0].sowing_doy
+    assert not np.allclose(curves["maize"], centre["maize"])
+    # Presets without a draw are unmoved by a seed.
+    _, spain = class_signatures("spain", seed=3)
+    _, spain_centre = class_signatures("spain")
+    for name, curve in spain.items():
+        np.testing.assert_array_equal(curve, spain_centre[name])
+    with pytest.raises(SarcropError, match="seed must be >= 0"):
+        class_signatures("europe", seed=-1)
+
+
+def test_plot_draws_the_seed_simulated_or_the_centre(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int | None] = []
+
+    def plot(region, out, year=None, bands=simulate.BANDS, *, seed=None):
+        seen.append(seed)
+        return Path(out)
+
+    monkeypatch.setattr(simulate, "plot_signatures", plot)
+    args = ["simulate", "europe", "--size", "8", "8", "--revisit-days", "40", "--quiet"]
+    args += ["--seed", "3", "--plot"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--no-randomise"]) == 0
+    assert seen == [3, None]
+
+
+def test_plot_of_a_seed_is_written(tmp_path: Path) -> None:
+    png = simulate.plot_signatures("europe", tmp_path / "sig.png", 2019, seed=3)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -58,7 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "draw of calendars, levels, field sizes and revisit",
     )
     parser.add_argument(
-        "--plot", action="store_true", help="also write signatures.png (noise-free class curves)"
+        "--plot",
+        action="store_true",
+        help="also write signatures.png: the noise-free class curves of the region simulated "
+        "(for europe, the seed's calendars and levels; with --no-randomise, the preset's centre)",
     )
     add_quiet(parser)
 
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         f"{result.metadata}"
     )
     if args.plot:
-        png = plot_signatures(result.region, result.root / "signatures.png", result.year)
+        seed = None if args.no_randomise else result.seed  # the draw simulated, if any
+        png = plot_signatures(result.region, result.root / "signatures.png", result.year, seed=seed)
         print(f"  class signatures          {png}")
     return 0

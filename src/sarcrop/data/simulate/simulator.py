@@ -193,16 +193,25 @@ def class_signatures(
     year: int | None = None,
     bands: Sequence[str] = BANDS,
     days: np.ndarray | None = None,
+    *,
+    seed: int | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Noise-free mean dB curves per class on a day-of-year grid.
 
     Returns ``(days, curves)``: ``curves[name]`` is float32 ``(len(bands), len(days))``. Classes
     grown as several varieties (France's rice) appear once per variety as ``"rice:<variety>"``.
     The year's calendar shift and moisture offset are applied; speckle, texture and per-field
-    variation are not. ``days`` defaults to the region's season, daily.
+    variation are not. ``days`` defaults to the region's season, daily. A domain-randomised
+    preset (``europe``) gives its centre's curves, or with ``seed`` those of the region that
+    seed draws (each crop's calendar shift and level offset, as :func:`simulate_region` with
+    ``randomise=True``); ``seed`` changes nothing for the other presets.
     """
     preset = get_region(region)
     year = preset.reference_year if year is None else year
+    if seed is not None:
+        if seed < 0:
+            raise SarcropError(f"seed must be >= 0, got {seed}", "seed")
+        preset = randomised(preset, seed, year)
     shift, moisture = year_effects(preset, year)
     if days is None:
         season = preset.season(year)
@@ -217,16 +226,27 @@ def class_signatures(
             sowing = choice.sowing_doy + (shift if spec.sowing_sd > 0 else 0)
             curve = np.stack(
                 [spec.curve(days - sowing, b) + spec.moisture * moisture for b in bands]
-            ).astype(np.float32)
+            )
+            level = preset.realism.level(crop)  # a seed's draw; none at a preset's centre
+            curve = (curve + level if level else curve).astype(np.float32)
             key = crop if len(choices) == 1 else f"{crop}:{choice.variety.removeprefix(crop + '_')}"
             curves[key] = curve
     return days, curves
 
 
 def plot_signatures(
-    region: str, out: str | Path, year: int | None = None, bands: Sequence[str] = BANDS
+    region: str,
+    out: str | Path,
+    year: int | None = None,
+    bands: Sequence[str] = BANDS,
+    *,
+    seed: int | None = None,
 ) -> Path:
-    """PNG of the noise-free class curves (one panel per band), the season periods shaded."""
+    """PNG of the noise-free class curves (one panel per band), the season periods shaded.
+
+    For a domain-randomised preset (``europe``) the curves are those ``seed`` draws, or without
+    it the preset's centre; each panel's title says which (see :func:`class_signatures`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -235,7 +255,10 @@ def plot_signatures(
     preset = get_region(region)
     year = preset.reference_year if year is None else year
     season = preset.season(year)
-    days, curves = class_signatures(region, year, bands)
+    days, curves = class_signatures(region, year, bands, seed=seed)
+    draw = ""
+    if preset.randomisation is not None:
+        draw = " (preset centre)" if seed is None else f" (seed {seed})"
     fig, axes = plt.subplots(1, len(bands), figsize=(6 * len(bands), 4.2), squeeze=False)
     first = season.start.timetuple().tm_yday
     for b, (ax, band) in enumerate(zip(axes[0], bands, strict=True)):
@@ -244,7 +267,7 @@ def plot_signatures(
         for name, curve in curves.items():
             bold = name.split(":")[0] == preset.positive
             ax.plot(days, curve[b], lw=2.4 if bold else 1.2, label=name)
-        ax.set_title(f"{region} {year}: {band}")
+        ax.set_title(f"{region} {year}{draw}: {band}")
         ax.set_xlabel("day of year")
         ax.set_ylabel("backscatter (dB)")
         ax.grid(alpha=0.3)
