@@ -12,8 +12,10 @@ per-field wetness term to the field curve, smooth the texture, blur the linear p
 point-spread function and draw spatially correlated speckle with an effective ENL per band.
 
 Random numbers come from streams keyed by (seed, region, year, 256×256 tile, acquisition), so
-output is bit-identical for a seed whatever the block size used to write it, and big areas are
-generated and written block by block in bounded memory.
+for a seed the pixel values of every scene, the labels and the parcels (attributes and
+geometry) are identical whatever the block size used to write them, and big areas are generated
+and written block by block in bounded memory. The files' bytes need not be: the GeoPackage
+records when it was written, and the order of the tiles inside each GeoTIFF follows the blocks.
 """
 
 from __future__ import annotations
@@ -359,7 +361,8 @@ def simulate_region(
     """Simulate ``region`` and write scenes, labels, parcels and ``region.json`` under ``out``.
 
     ``size`` is (height, width) in 10 m pixels; ``revisit_days`` overrides the preset's 6 or 12;
-    ``block_size`` (a multiple of 256) bounds memory and never changes the output.
+    ``block_size`` (a multiple of 256) bounds memory and never changes the pixel values,
+    labels or parcels (only the order of the tiles inside the GeoTIFFs).
     ``product_resolution`` (a multiple of 10 m, e.g. 20 for WorldCereal's σ⁰) simulates a
     coarser product as a reader takes it onto the 10 m grid: one speckle sample per product
     pixel, interpolated bilinearly (see :func:`~sarcrop.data.simulate.effects.coarse_product`).
