@@ -23,6 +23,14 @@ SCRIPT = textwrap.dedent(
 
     out = Path(sys.argv[1])
     distillation = float(sys.argv[2])
+    clocks_apart = len(sys.argv) > 3  # each process would choose its own last.ckpt moments
+    if clocks_apart:
+        import os
+
+        from sarcrop.training import api
+
+        every = 0.0 if os.environ.get("LOCAL_RANK", "0") == "0" else 1e9
+        api._LastEveryFewSeconds.__init__.__defaults__ = (every,)
 
 
     def digest(model):
@@ -67,29 +75,37 @@ SCRIPT = textwrap.dedent(
                          progress_bar=False, scheduler="none", distillation=distillation)
     # with distillation: the initial weights stand in for a pre-trained start (the teacher)
     start = {k: v.clone() for k, v in model.state_dict().items()} if distillation else None
-    fit(model, items[:4], items[4:], out, config, meta, callbacks=[Report()], start=start)
+    if clocks_apart:  # no validation: last.ckpt every few seconds, for 3 epochs
+        config = config.updated(epochs=3)
+        fit(model, items[:4], None, out, config, meta, callbacks=[Report()], start=start)
+    else:
+        fit(model, items[:4], items[4:], out, config, meta, callbacks=[Report()], start=start)
     """
 )
+
+
+def run_script(tmp_path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT"):
+        env.pop(key, None)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("distillation", [0.0, 1.0])
 def test_two_rank_ddp_training_agrees(tmp_path, distillation):
     """Also with distillation, whose frozen teacher is a module of the task beside the model."""
-    script = tmp_path / "ddp_train.py"
-    script.write_text(SCRIPT)
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_PORT"):
-        env.pop(key, None)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(out), str(distillation)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_script(tmp_path, str(out), str(distillation))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
@@ -104,4 +120,18 @@ def test_two_rank_ddp_training_agrees(tmp_path, distillation):
     for step in range(2):
         assert not set(ranks[0]["batches"][step][1]) & set(ranks[1]["batches"][step][1])
     assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_processes_whose_clocks_disagree_save_last_ckpt_together(tmp_path):
+    """Without validation each epoch may write last.ckpt, which every process must do at
+    once: with process 0 due at every epoch and process 1 never, the run still ends (it hung
+    in the save's barrier when each process asked its own clock)."""
+    out = tmp_path / "run"
+    proc = run_script(tmp_path, str(out), "0", "clocks-apart", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [len(rank["batches"]) for rank in ranks] == [6, 6]  # 3 epochs, one step per t
+    assert (out / "model.safetensors").is_file() and (out / "last.ckpt").is_file()
     assert json.loads((out / "run.json").read_text())["status"] == "complete"

@@ -541,3 +541,15 @@ def test_simulate_restarts_over_temporaries_of_a_killed_run(tmp_path):
     assert len(again.scenes) == len(first.scenes)
     for path in fs.final_names(tmp_path / "sim"):
         fs.check_output(path)
+
+
+@pytest.mark.slow
+def test_a_two_process_training_prints_its_summary_once(inputs, tmp_path):
+    """Both processes of a DDP run return from training; only the one that writes speaks."""
+    argv = ["train", inputs["store"], "--out", tmp_path / "run", *TRAIN]
+    argv += ["--devices", "2", "--distributed", "ddp", "--epochs", "1"]
+    proc = fs.sarcrop_process(argv, env={"PYTHONWARNINGS": "ignore"})
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    said = [line for line in out.splitlines() if line.startswith("model: ")]
+    assert said == [f"model: {tmp_path / 'run' / 'model.safetensors'}"], out

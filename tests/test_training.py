@@ -264,6 +264,37 @@ class Crash(L.Callback):
             raise RuntimeError("simulated crash")
 
 
+class TimeUpAfterFirstEpoch(L.Callback):
+    """The run's ``max_time`` reached as its first epoch ends, whatever the machine's speed."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.callbacks import Timer
+
+        for timer in (c for c in trainer.callbacks if isinstance(c, Timer)):
+            timer._duration = 0.0
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_a_run_out_of_time_is_not_complete_and_goes_on_when_run_again(tmp_path, validation):
+    """``max_time`` stops a run (here as its first epoch ends); the run is recorded as stopped,
+    not complete, and the same run again goes on from its last checkpoint (a larger limit, or
+    none, may be given)."""
+    data = make_items(8)
+    val = data[6:] if validation else None
+    config = quick(val_fraction=0.25 if validation else 0.0)
+    limited = config.updated(max_time="01:00:00:00")
+    stop = [TimeUpAfterFirstEpoch()]
+    stopped = fit(tiny_model(), data[:6], val, tmp_path, limited, meta(), callbacks=stop)
+    assert stopped.out_of_time and stopped.epochs == 1
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "stopped"
+    assert (tmp_path / "model.safetensors").is_file()  # the model so far, to use meanwhile
+    recorder = Recorder()
+    finished = fit(tiny_model(), data[:6], val, tmp_path, config, meta(), callbacks=[recorder])
+    assert finished.resumed and not finished.out_of_time and finished.epochs == 3
+    assert sorted({e for e, _, _ in recorder.batches}) == [1, 2]  # epoch 0 is not repeated
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
+
+
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     data = make_items(8)
     with pytest.raises(RuntimeError, match="simulated crash"):

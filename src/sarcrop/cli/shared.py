@@ -159,6 +159,10 @@ def run_training(
     result = api(
         *inputs, args.out, bands=args.bands, positive=args.positive, config=config, **options
     )
+    from sarcrop.training.api import global_zero
+
+    if not global_zero():  # the other processes of a multi-process run: one summary
+        return 0
     iou = "n/a" if result.best_val_iou is None else f"{result.best_val_iou:.3f}"
     metric = "IoU" if config.classes is None else "mIoU"
     selected = f"best val {metric} {iou} (epoch {result.best_epoch})"
@@ -182,6 +186,8 @@ def run_training(
     epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
     trained = "" if result.epochs == 0 else f", {epochs}"
     print(selected + trained + (", resumed" if result.resumed else ""))
+    if result.out_of_time:
+        print("stopped by --max-time: run the same command again (a larger --max-time) to go on")
     return 0
 
 

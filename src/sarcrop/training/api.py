@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    ModelCheckpoint,
+    Timer,
+)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
@@ -125,6 +131,7 @@ class TrainResult:
     label_subset: dict[str, Any] | None = None  # fraction and parcels of a few-label run
     search: dict[str, Any] | None = None  # the held-out search's scores and choice
     threshold: dict[str, Any] | None = None  # the bias strategy's choice (ThresholdChoice)
+    out_of_time: bool = False  # stopped by ``max_time``: run again to go on
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -242,14 +249,18 @@ class _LastEveryFewSeconds(Checkpoint):
     checkpoint only beside a top-k one, which such a run never saves. Written at the end of
     the first epoch, then of the epoch that ends ``every`` seconds after the last write, so
     that the short epochs of a few labels do not wait on the disk (an interrupted run loses at
-    most that much)."""
+    most that much), and of the epoch ``max_time`` ends."""
 
     def __init__(self, path: Path, every: float = 10.0) -> None:
         self.path, self.every = path, every
         self.written: float | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.written is None or time.monotonic() - self.written >= self.every:
+        due = self.written is None or time.monotonic() - self.written >= self.every
+        due = due or trainer.should_stop  # max_time ends the run here: its last epoch
+        # Saving ends in a barrier that every process must reach: process 0's clock decides
+        # for all, or one process would wait there while another waits in the next step.
+        if trainer.strategy.broadcast(due):
             trainer.save_checkpoint(self.path)
             self.written = time.monotonic()
 
@@ -277,7 +288,7 @@ def _read_run(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_run(out_dir: Path, record: dict[str, Any]) -> None:
-    if _global_zero():
+    if global_zero():
         write_text_atomic(out_dir / RUN_FILE, json.dumps(record, indent=2, default=str) + "\n")
 
 
@@ -355,7 +366,6 @@ def _trainer(
         limit_val_batches=None if validate else 0,
         default_root_dir=out_dir,
         max_epochs=config.epochs,
-        max_time=config.max_time,
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
@@ -468,7 +478,7 @@ def fit(
     if start is not None and config.interpolation < 1:
         interpolate_weights(model, start, config.interpolation)
     learnt = trained.epochs > 0 and not config.reconstructs
-    fit = _fit_on_labels(model, train_data, config) if learnt and _global_zero() else {}
+    fit = _fit_on_labels(model, train_data, config) if learnt and global_zero() else {}
     result = TrainResult(
         out_dir=out_dir,
         checkpoint=out_dir / MODEL_FILE,
@@ -479,9 +489,10 @@ def fit(
         label_subset=metadata.training.get("label_subset"),
         search=metadata.training.get("search"),
         threshold=None if calibration is None else calibration.to_dict(),
+        out_of_time=trained.out_of_time,
     )
     trainer = trained.trainer
-    writes = trainer.is_global_zero if trainer is not None else _global_zero()
+    writes = trainer.is_global_zero if trainer is not None else global_zero()
     if writes:
         summary = {
             "epochs": trained.epochs,
@@ -504,7 +515,8 @@ def fit(
         _write_run(
             out_dir,
             {
-                "status": "complete",
+                # a run that max_time stopped goes on from last.ckpt when run again
+                "status": "stopped" if trained.out_of_time else "complete",
                 "fingerprint": fingerprint,
                 "result": result.to_dict(),
                 "environment": environment(),
@@ -515,7 +527,7 @@ def fit(
     return result
 
 
-def _global_zero() -> bool:
+def global_zero() -> bool:
     """Whether this is the process that writes, where no trainer knows the ranks."""
     # lightning_utilities sets ``rank`` on the function object; its overloads do not declare it.
     return bool(rank_zero_only.rank == 0)  # type: ignore[attr-defined]
@@ -530,6 +542,7 @@ class _Trained:
     best_val_iou: float | None
     selection: str
     trainer: L.Trainer | None = None  # None where nothing was trained
+    out_of_time: bool = False
 
 
 def _train(
@@ -565,6 +578,11 @@ def _train(
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
     if not validate:
         callbacks.append(_LastEveryFewSeconds(out_dir / "last.ckpt"))
+    # max_time is checked as each epoch ends: a run stopped by it resumes at an epoch's start,
+    # as the run never stopped would go on (Trainer(max_time=...) stops after any step).
+    timer = None if config.max_time is None else Timer(duration=config.max_time, interval="epoch")
+    if timer is not None:  # kept, to ask it afterwards
+        callbacks.append(timer)
     with _quiet_lightning():
         trainer = _trainer(out_dir, config, callbacks, validate)
         try:
@@ -589,7 +607,16 @@ def _train(
     score = checkpointing.best_model_score if validate and not config.reconstructs else None
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     selection = f"best {monitor}" if validate else "last epoch"
-    return _Trained(trainer.current_epoch, best_epoch, best_iou, selection, trainer)
+    epochs = trainer.current_epoch
+    out_of_time = timer is not None and _out_of_time(trainer, timer)
+    return _Trained(epochs, best_epoch, best_iou, selection, trainer, out_of_time)
+
+
+def _out_of_time(trainer: L.Trainer, timer: Timer) -> bool:
+    """Whether ``max_time`` ended the fit, rather than its epochs or early stopping."""
+    left = timer.time_remaining()
+    stopped = left is not None and left <= 0
+    return bool(trainer.strategy.broadcast(stopped))  # process 0's clock decides for all
 
 
 def _calibrate(

@@ -232,7 +232,9 @@ class TrainConfig(OneLineErrors):
     deterministic: bool | None = Field(
         None, description="deterministic algorithms (default: on CPU only)"
     )
-    max_time: str | None = Field(None, description="stop after DD:HH:MM:SS (rerun to resume)")
+    max_time: str | None = Field(
+        None, description="stop at the first epoch end after DD:HH:MM:SS (rerun to go on)"
+    )
     log_every_n_steps: int = Field(10, ge=1, description="metrics.csv rows every N steps")
     progress_bar: bool = Field(True, description="show the progress bar")
 
