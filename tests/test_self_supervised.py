@@ -40,6 +40,46 @@ def test_masks_are_seeded_and_hide_composites_and_pixel_blocks():
     assert 0.2 < float(mask.float().mean()) < 0.7
 
 
+def test_the_validation_loss_of_a_reconstruction_does_not_depend_on_batches_or_processes():
+    """Each validation patch hides the entries its index draws, and every hidden entry weighs
+    the same: one process with batches of 1 or 3, and two processes sharing three patches
+    (one of them padded with a duplicate that is not scored), give one loss."""
+    from torch.utils.data import default_collate
+
+    from sarcrop.training.ordering import ShardedBatchSampler, TimestepDataset
+    from sarcrop.training.task import SegmentationTask
+
+    torch.manual_seed(0)
+    model = build_model("recurrent_unet", BANDS, STEPS, **{**SSL_OPTIONS, "out_channels": 8})
+    task = SegmentationTask(model.eval(), ssl_config())
+    g = torch.Generator().manual_seed(1)
+    items = [
+        {"image": torch.rand(STEPS, BANDS, 16, 16, generator=g), "index": i,
+         "valid": torch.ones(16, 16, dtype=torch.bool), "target": torch.zeros(16, 16)}
+        for i in range(3)
+    ]  # fmt: skip
+    data = TimestepDataset(items, STEPS)
+
+    def states(batch_size: int, replicas: int) -> list[tuple[float, float]]:
+        weighted = []
+        for rank in range(replicas):
+            sampler = ShardedBatchSampler(3, batch_size, STEPS, num_replicas=replicas, rank=rank)
+            with torch.no_grad():
+                for i, keys in enumerate(sampler):
+                    task.validation_step(default_collate([data[k] for k in keys]), i)
+            weighted.append((float(task.val_loss.mean_value), float(task.val_loss.weight)))
+            task.val_loss.reset()
+        return weighted
+
+    def pooled(weighted: list[tuple[float, float]]) -> float:  # what a sync across ranks sums
+        return sum(total for total, _ in weighted) / sum(weight for _, weight in weighted)
+
+    alone = pooled(states(3, 1))
+    assert pooled(states(1, 1)) == pytest.approx(alone, rel=1e-6)
+    shared = states(2, 2)  # ranks of 2 patches each: the second's second is a duplicate
+    assert pooled(shared) == pytest.approx(alone, rel=1e-6)
+
+
 def test_reconstruction_lowers_the_masked_error_without_labels(tmp_path):
     store = make_store(tmp_path / "store.zarr", positive=["rice"])
     result = train(store, tmp_path / "ssl", model_options=SSL_OPTIONS, config=ssl_config(epochs=5))

@@ -205,7 +205,8 @@ class TimestepDataset(Dataset):
     """Wraps a patch dataset so it can be indexed by :class:`Key` (or a plain index = full season).
 
     Items gain ``"t"`` (observed steps); the padding is applied by the task on the device.
-    Keys with ``counted=False`` come back with an all-False ``valid`` mask.
+    Keys with ``counted=False`` come back with an all-False ``valid`` mask and ``"counted"``
+    false.
     """
 
     def __init__(self, base: Sequence[Mapping[str, Any]] | Dataset, time_steps: int) -> None:
@@ -222,6 +223,7 @@ class TimestepDataset(Dataset):
             key = Key(*key)
         item = dict(self.base[key.index])
         item["t"] = key.t
+        item["counted"] = key.counted
         if not key.counted:
             item["valid"] = torch.zeros_like(torch.as_tensor(item["valid"]), dtype=torch.bool)
         return item

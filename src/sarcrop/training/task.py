@@ -137,6 +137,14 @@ def reconstruction_mask(shape: torch.Size, seed: int, stream: int, index: int) -
     return hidden[:, :, None]
 
 
+def patch_masks(shape: torch.Size, seed: int, stream: int, indices: Tensor) -> Tensor:
+    """:func:`reconstruction_mask` drawn for each patch alone, by its dataset index: the
+    entries a validation hides are then the same however patches are batched or shared out
+    among processes."""
+    one = torch.Size([1, *shape[1:]])
+    return torch.cat([reconstruction_mask(one, seed, stream, int(i)) for i in indices.tolist()])
+
+
 def observed_series(batch: dict[str, Any]) -> Tensor:
     """The batch's series, zero after its observed steps (``"t"``) where it has them."""
     image = batch["image"]
@@ -144,9 +152,19 @@ def observed_series(batch: dict[str, Any]) -> Tensor:
 
 
 def reconstruction_loss(model: nn.Module, batch: dict[str, Any], mask: Tensor) -> Tensor:
-    """Mean squared error of ``model``'s restoration of the entries ``mask`` hides.
+    """Mean squared error of ``model``'s restoration of the entries ``mask`` hides."""
+    error, hidden = reconstruction_error(model, batch, mask)
+    return error / hidden.clamp_min(1)
 
-    Composites after an early-season cut (``"t"``) were never observed: nothing to restore.
+
+def reconstruction_error(
+    model: nn.Module, batch: dict[str, Any], mask: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The summed squared error of ``model``'s restoration of the entries ``mask`` hides, and
+    their number.
+
+    Composites after an early-season cut (``"t"``) were never observed: nothing to restore;
+    padding duplicates of an evaluation shard (``"counted"`` false) are not scored.
     """
     image = observed_series(batch)
     size, steps, bands = image.shape[:3]
@@ -161,9 +179,12 @@ def reconstruction_loss(model: nn.Module, batch: dict[str, Any], mask: Tensor) -
     if "t" in batch:
         observed = torch.arange(steps, device=image.device)[None, :] < batch["t"].reshape(-1, 1)
         hidden = hidden & observed[:, :, None, None, None]
+    if "counted" in batch:
+        counted = torch.as_tensor(batch["counted"], device=image.device).reshape(-1)
+        hidden = hidden & counted[:, None, None, None, None]
     hidden = hidden.expand_as(image)
     error = (restored - image.float()).square()
-    return (error * hidden).sum() / hidden.sum().clamp_min(1)
+    return (error * hidden).sum(), hidden.sum()
 
 
 class SegmentationTask(L.LightningModule):
@@ -254,8 +275,15 @@ class SegmentationTask(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if self.config.reconstructs:
-            loss = self._reconstruction(batch, _VAL_MASKS, batch_idx)
-            self.val_loss.update(loss.detach(), weight=batch["image"].shape[0])
+            # Each patch's masks by its index, each hidden entry weighing the same: the mean
+            # over the validation set, whatever the batches and processes.
+            shape, seed = batch["image"].shape, self.config.seed
+            if "index" in batch:
+                mask = patch_masks(shape, seed, _VAL_MASKS, batch["index"])
+            else:  # items without their index (a plain list of tensors): by batch
+                mask = reconstruction_mask(shape, seed, _VAL_MASKS, batch_idx)
+            error, hidden = reconstruction_error(self.model, batch, mask)
+            self.val_loss.update((error / hidden.clamp_min(1)).detach(), weight=hidden)
             return
         logits = self._logits(batch)
         loss = self.criterion(logits, batch["target"], batch["valid"])
