@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from rasterio.enums import ColorInterp
 
 from sarcrop.cli import main as cli_main
 from sarcrop.data.normalization import Normalization
@@ -92,6 +93,9 @@ def test_default_bands_unchanged_and_uncertainty_is_binary_entropy(
         assert b.scales == (1 / 250, 1.0, 1 / 250)
         assert "entropy" in b.tags(3)["VALUES"]
         assert a.tags()["MODELS"] == "1" and a.tags()["PRECISION"] == "fp32"
+        # Three bytes a pixel are no RGB picture: GDAL would draw them so, and warp a fourth
+        # band as transparency.
+        assert b.colorinterp == (ColorInterp.gray, ColorInterp.undefined, ColorInterp.undefined)
         base, more = a.read(), b.read()
     np.testing.assert_array_equal(more[:2], base)  # a merge-only band: the others unchanged
     prob, unc = base[0].astype(float), more[2]

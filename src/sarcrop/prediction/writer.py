@@ -287,6 +287,8 @@ def write_map(
         "zstd_level": 1,
         "bigtiff": "IF_SAFER",
     }
+    if len(names) > 1:  # GDAL takes 3 or 4 bytes a pixel as RGB(A): a 4th band as transparency
+        profile["photometric"] = "MINISBLACK"
     with rasterio.Env(GDAL_CACHEMAX=cache_mb):
         with rasterio.open(intermediate, "w", **profile) as dst:
             covered = 0
