@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -168,6 +169,17 @@ def test_models_must_share_inputs(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "odd-norm.safetensors" in err and "normal" in err, err
     assert not out.exists() and not work_dir(out).exists()
+    # One-crop models of different crops: averaged, the map would be of neither.
+    rice, maize = (
+        dataclasses.replace(local_spec(), positive=(crop,), checkpoint=f"/models/{crop}.st")
+        for crop in ("Rice", "maize")
+    )
+    with pytest.raises(
+        SarcropError, match=r"maize\.st: maps maize, and /models/Rice\.st maps Rice"
+    ):
+        predict_map([rice, maize], scenes, tmp_path / "two.tif", **OPTIONS)
+    same = dataclasses.replace(maize, positive=("Maize",))  # one crop, spelt otherwise
+    predict_map([maize, same], scenes, tmp_path / "one.tif", **OPTIONS)
 
 
 def test_cli_models_and_new_options(

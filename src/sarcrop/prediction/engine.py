@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from sarcrop import pretrained
+from sarcrop.data.labels import class_key
 from sarcrop.data.normalization import Normalization, normalize
 from sarcrop.data.scenes import Acquisition, SceneStack, Source
 from sarcrop.data.season import Season
@@ -217,6 +218,22 @@ def check_compatible(specs: Sequence[ModelSpec]) -> None:
                     "into one map must share bands, season, normalisation and classes",
                     spec.checkpoint or f"model {number}",
                 )
+    _check_same_crop(specs)
+
+
+def _check_same_crop(specs: Sequence[ModelSpec]) -> None:
+    """One-crop models averaged into one map must map one crop: a rice model's probability
+    averaged with a maize model's is neither (models that record no crop are not compared)."""
+    named = [(spec, sorted(class_key(p) for p in spec.positive)) for spec in specs if spec.positive]
+    for spec, crop in named[1:]:
+        first, expected = named[0]
+        if crop != expected:
+            raise CheckpointError(
+                f"maps {', '.join(spec.positive)}, and "
+                f"{pretrained.display_name(first.checkpoint or 'model 1')} maps "
+                f"{', '.join(first.positive)}: models averaged into one map must map one crop",
+                spec.checkpoint or "a model",
+            )
 
 
 @dataclass(frozen=True)
