@@ -651,6 +651,29 @@ def test_killed_run_resumes_with_the_missing_blocks_only(scenes: Path, tmp_path:
     np.testing.assert_array_equal(read_map(out), read_map(clean))
 
 
+def test_a_damaged_finished_block_is_computed_again(scenes: Path, tmp_path: Path) -> None:
+    """A finished block cut short (a failing disk, a partial copy of the folder) is not a
+    finished block: the resumed run computes it again, with a warning, and the map is whole."""
+    out = tmp_path / "m.tif"
+    windows = WindowOptions(window=96, overlap=16, block_rows=1)  # 4 blocks
+    options = {"windows": windows, "progress": False}
+
+    def interrupt(index: int) -> None:
+        if index == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_map(local_spec(), scenes, out, on_block=interrupt, **options)
+    block = work_dir(out) / "block-000000.npz"
+    block.write_bytes(block.read_bytes()[:200])
+    computed: list[int] = []
+    with pytest.warns(UserWarning, match=r"block-000000\.npz: a damaged finished block"):
+        predict_map(local_spec(), scenes, out, on_block=computed.append, **options)
+    assert computed == [0, 2, 3]
+    clean = predict_map(local_spec(), scenes, tmp_path / "clean.tif", **options)
+    np.testing.assert_array_equal(read_map(out), read_map(clean))
+
+
 def test_changed_options_start_over(scenes: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.tif"
     work = work_dir(out)

@@ -17,6 +17,7 @@ import importlib
 import json
 import threading
 import weakref
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -283,8 +284,17 @@ class BlockResult:
 
     @classmethod
     def load(cls, path: Path) -> BlockResult:
-        with np.load(path) as data:
-            return cls(int(data["index"]), data["sums"], int(data["windows"]))
+        """A finished block; one line naming a damaged one, which is removed so that the next
+        run computes it again."""
+        try:
+            with np.load(path) as data:
+                return cls(int(data["index"]), data["sums"], int(data["windows"]))
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            path.unlink(missing_ok=True)
+            problem = " ".join(str(exc).split()) or type(exc).__name__
+            raise SarcropError(
+                f"a damaged finished block ({problem}), removed: run again to compute it", path
+            ) from None
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -29,12 +29,14 @@ import os
 import shutil
 import time
 import warnings
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rasterio._err import CPLE_BaseError  # GDAL's errors; rasterio.errors lacks their base
 from tqdm import tqdm
 
@@ -346,13 +348,29 @@ def resolve_threads(
     return execution.torch_threads
 
 
+def _finished(block: Path) -> bool:
+    """Whether ``block`` holds a finished block: a file whose archive opens and lists its
+    arrays (a truncated one, from a failing disk or a partial copy, is computed again)."""
+    if not block.is_file():
+        return False
+    try:
+        with np.load(block) as data:
+            complete = {"index", "sums", "windows"} <= set(data.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        complete = False
+    if not complete:
+        warnings.warn(f"{block}: a damaged finished block, computed again", stacklevel=3)
+        block.unlink()
+    return complete
+
+
 def prepare_work_dir(
     work: Path, config: str, layout: WindowLayout, earlier: dict[str, Any], threads: int
 ) -> set[int]:
     """Reuse ``work`` if ``earlier`` (its manifest) has the same ``config``, else start it
     afresh; return the indices of blocks already finished there."""
     if earlier.get("config") == config:
-        return {i for i in range(layout.n_blocks) if block_path(work, i).is_file()}
+        return {i for i in range(layout.n_blocks) if _finished(block_path(work, i))}
     if work.exists():
         shutil.rmtree(work)
     try:
