@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from faults_support import TERMINAL_SIGINT
 from sarcrop.options import ExecutionOptions, WindowOptions
 from sarcrop.prediction import WindowLayout, predict_map
 from sarcrop.prediction.predict import work_dir
-from test_predict import read_map, save_tiny_checkpoint, write_scenes
+from test_predict import _with_descending_passes, read_map, save_tiny_checkpoint, write_scenes
 
 # 4 × 4 windows in blocks of 2: block borders cross the area in both directions.
 WINDOWS = WindowOptions(window=64, overlap=16, batch_size=3, block_windows=2, block_rows=2)
@@ -77,6 +78,42 @@ def test_existing_cluster_matches_single_process(
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(read_map(moved), expected)
     assert not work_dir(out).exists()
+
+
+def _responsive(ckpt: Path, out: Path) -> Path:
+    """The tiny model with its weights tripled: its map follows the input (the tiny model's
+    is one level nearly everywhere)."""
+    import torch
+
+    from sarcrop.training import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(ckpt)
+    with torch.no_grad():
+        for weight in (p for p in model.parameters() if p.ndim > 1):
+            weight.mul_(3.0)
+    return save_checkpoint(out, model, meta)
+
+
+def test_a_long_lived_cluster_maps_the_scenes_added_since_its_last_map(
+    inputs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Workers keep the scenes they opened for a map; the next map of the folder, with scenes
+    added since, is the one a single process makes of it (the workers used the old list)."""
+    scenes, ckpt, _ = inputs
+    ckpt = _responsive(ckpt, tmp_path / "responsive.safetensors")
+    folder = tmp_path / "scenes"
+    shutil.copytree(scenes, folder)
+    single = ExecutionOptions(threads=1)
+    with two_worker_cluster() as cluster:
+        execution = ExecutionOptions(scheduler=cluster.scheduler_address)
+        predict_map(ckpt, folder, tmp_path / "before.tif", execution=execution, **OPTIONS)
+        two_orbits = _with_descending_passes(scenes, tmp_path / "two-orbits")
+        for added in two_orbits.glob("*_DESC_*.tif"):  # passes 3 dB brighter
+            shutil.copy2(added, folder / added.name)
+        after = predict_map(ckpt, folder, tmp_path / "after.tif", execution=execution, **OPTIONS)
+    expected = predict_map(ckpt, folder, tmp_path / "one.tif", execution=single, **OPTIONS)
+    np.testing.assert_array_equal(read_map(after), read_map(expected))
+    assert not np.array_equal(read_map(after), read_map(tmp_path / "before.tif"))
 
 
 def test_workers_started_elsewhere_read_a_relative_images_path(

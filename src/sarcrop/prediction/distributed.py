@@ -39,13 +39,15 @@ from sarcrop.prediction.engine import (
 from sarcrop.prediction.windows import WindowLayout
 from sarcrop.utils.signals import ctrl_c_ignored
 
-# Scene stacks opened in this worker process, by source and options.
+# Scene stacks opened in this worker process, by source, options and the client's inputs.
 _STACKS: dict[str, SceneStack] = {}
 
 
 def _worker_stack(
-    images: Source | SceneStack, scenes: SceneOptions, spec: ModelSpec, timesteps: int
+    images: Source | SceneStack, scenes: SceneOptions, spec: ModelSpec, settings: _WorkerSettings
 ) -> SceneStack:
+    """The scenes as this worker reads them, opened once per map: a long-lived cluster's
+    worker opens them again when the client finds other files (a scene added since)."""
     if isinstance(images, SceneStack):
         return images
     key = json.dumps(
@@ -54,13 +56,14 @@ def _worker_stack(
             scenes.model_dump(),
             spec.bands,
             spec.season.to_dict(),
-            timesteps,
+            settings.timesteps,
+            settings.inputs,
         ],
         sort_keys=True,
         default=str,
     )
     if key not in _STACKS:
-        _STACKS[key] = open_stack(images, spec, scenes, timesteps)
+        _STACKS[key] = open_stack(images, spec, scenes, settings.timesteps)
     return _STACKS[key]
 
 
@@ -74,6 +77,7 @@ class _WorkerSettings:
     engine: Engine
     device: Device
     precision: Precision
+    inputs: str  # the client's fingerprint of the scenes (files, sizes, times)
 
 
 def worker_threads(scheduler: str) -> int | None:
@@ -107,7 +111,7 @@ def _block_task(
     settings: _WorkerSettings,
 ) -> BlockResult:
     spec = specs[0]
-    opened = _worker_stack(images, scenes, spec, settings.timesteps)
+    opened = _worker_stack(images, scenes, spec, settings)
     stack = restrict(opened, spec.season, settings.timesteps)
     check_device(settings.device)
     for model in specs:  # the worker keeps the scattered models: moved on the first block only
@@ -132,9 +136,12 @@ def run_blocks(
     batch_size: int,
     threads: int,
     execution: ExecutionOptions,
+    inputs: str,
     on_result: Callable[[BlockResult], None],
 ) -> None:
     """Compute blocks ``indices`` on a cluster; ``on_result`` runs in the caller as each ends.
+    ``inputs`` identifies the scenes the client found (:func:`~sarcrop.prediction.predict.
+    stack_fingerprint`): a worker keeps a stack it opened for a map of the same inputs only.
 
     ``threads`` is the count resolved once by the client: every worker computes with it, as it
     uses the client's resolved ``execution.device`` and ``execution.precision``.
@@ -182,6 +189,7 @@ def run_blocks(
             execution.engine,
             execution.device,
             execution.precision,
+            inputs,
         )
         token = uuid.uuid4().hex[:8]
         futures = [

@@ -277,6 +277,12 @@ def stack_fingerprint(stack: SceneStack) -> dict[str, Any]:
     }
 
 
+def inputs_hash(stack: SceneStack) -> str:
+    """A short name of :func:`stack_fingerprint`: other files, another hash."""
+    text = json.dumps(stack_fingerprint(stack), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def run_config(
     specs: Sequence[ModelSpec],
     stack: SceneStack,
@@ -758,6 +764,7 @@ def predict_map(
                     batch_size=batch_size,
                     threads=threads,
                     execution=execution,
+                    inputs=inputs_hash(stack),
                     on_result=finished,
                 )
         finally:
