@@ -235,6 +235,17 @@ def test_paper_table_reference_and_single_seed():
         paper_table(_results().drop(columns="bands"), "iou")
 
 
+def test_paper_table_gives_no_paper_value_beside_an_early_timestep():
+    """The paper's tables are of the full season: t = 4 of 8 gets no published value."""
+    early = paper_table(_results(seeds=(0,)), "iou", reference=True, timestep=4)
+    assert all(cell.reference is None for row in early.rows for cell in row.cells)
+    text = early.to_markdown() + early.to_console()
+    assert "paper" not in text and "Table 1" not in text
+    assert "0.40" in text and early.title == "IoU of the positive class (t = 4)"
+    last = paper_table(_results(seeds=(0,)), "iou", reference=True, timestep=8)
+    assert "0.70 (paper 0.87)" in last.to_markdown()  # the last timestep is the full season
+
+
 def test_every_rendering_labels_ours_and_the_papers_provenance():
     sources = {SCENARIOS[0].id: "simulated", SCENARIOS[2].id: "simulated"}
     table = paper_table(_results(), "iou", reference=True, sources=sources)

@@ -390,6 +390,15 @@ def _full_season(results: pd.DataFrame, timestep: int | None, by: str | None) ->
     return results[(steps == last) | last.isna()]
 
 
+def _is_full_season(results: pd.DataFrame, timestep: int | None) -> bool:
+    """Whether ``timestep`` is every scenario's last one: the paper's tables are of the full
+    season, so an earlier timestep must not sit beside its published values."""
+    if timestep is None or "timestep" not in results.columns:
+        return True
+    steps = pd.to_numeric(results["timestep"], errors="coerce")
+    return bool((steps.groupby(results["scenario"]).max() == timestep).all())
+
+
 def method_order(methods: Iterable[str]) -> list[str]:
     """Methods in the canonical order RF, RI, FT, FTE, FTD, then the rest alphabetically; a
     variant (``ftd+dd``) right after its method."""
@@ -472,12 +481,14 @@ def paper_table(
 
     Three header rows (Fine-tuning / Test / Feature) over one column per scenario, in the
     paper's order where scenarios match it; one row per method. With ``reference=True`` each
-    cell that the paper also reports carries the published value. ``sources`` maps a scenario
-    id to the data ours was measured on (``"simulated"`` or ``"real"``). ``timestep=None``
-    uses the full season (each scenario's last timestep).
+    cell that the paper also reports carries the published value, but only for the full
+    season, as the paper's are. ``sources`` maps a scenario id to the data ours was measured
+    on (``"simulated"`` or ``"real"``). ``timestep=None`` uses the full season (each
+    scenario's last timestep).
     """
     _check_results(results, (*SCENARIO_COLUMNS, "method", "metric", "value"))
-    data = _full_season(_select_metric(results, metric), timestep, "scenario")
+    selected = _select_metric(results, metric)
+    data = _full_season(selected, timestep, "scenario")
     if data.empty:
         raise EvaluationInputError(f"no {metric!r} results at timestep {timestep}")
     digits = _DEFAULT_DIGITS.get(metric.lower(), 3) if digits is None else digits
@@ -493,7 +504,9 @@ def paper_table(
         for i, s in enumerate(columns.scenario)
     ]
     columns = columns.assign(_order=order).sort_values("_order", kind="stable")
-    reference = reference and has_paper_values(results)  # a user's own regions: none
+    reference = (  # a user's own regions, or an earlier timestep: none
+        reference and _is_full_season(selected, timestep) and has_paper_values(results)
+    )
 
     features = [str(v) for v in columns.bands]
     if columns.crop.nunique() > 1:
