@@ -61,6 +61,8 @@ def test_class_bootstrap_counts_intervals_and_seed_means() -> None:
     assert again.tolist() == counts.tolist()
     with pytest.raises(EvaluationInputError, match="class indices"):
         parcel_class_confusions(pred + 5, target, parcels, classes)
+    with pytest.raises(EvaluationInputError, match="class indices"):  # NaN: not a class
+        class_bootstrap(pred, np.where(target == 1, np.nan, target), parcels, classes, n=10)
 
     rng = np.random.default_rng(1)
     accuracy = np.array([0.9, 0.6, 0.3])

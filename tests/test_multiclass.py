@@ -30,6 +30,7 @@ from sarcrop.errors import CheckpointError, ConfigError, InputDataError
 from sarcrop.evaluation.baseline import run_baseline
 from sarcrop.evaluation.metrics import (
     BinaryConfusion,
+    EvaluationInputError,
     MulticlassConfusion,
     read_metrics_json,
     write_metrics_json,
@@ -301,6 +302,32 @@ def test_confusion_matrix_metrics_match_sklearn(tmp_path):
     assert np.array_equal(MulticlassConfusion.from_dict(back).counts, sparse.counts)
     with pytest.raises(ValueError, match="class indices"):
         MulticlassConfusion(names).update(np.array([5]), np.array([0]))
+
+
+@pytest.mark.parametrize(
+    ("pred", "target"),
+    [
+        ([0, 1], [0, np.nan]),  # an unlabelled pixel not masked
+        ([0.7, 1.2], [0, 1]),  # fractions are no class
+        ([0, 1], [0.0, 1.5]),
+    ],
+)
+def test_confusion_refuses_nan_and_fractional_classes(pred, target):
+    """A NaN or a fraction on a valid pixel would be counted as some class by the cast."""
+    confusion = MulticlassConfusion(["a", "b"])
+    with pytest.raises(EvaluationInputError, match=r"class indices 0\.\.1 on valid pixels"):
+        confusion.update(np.array(pred), np.array(target))
+    with pytest.raises(EvaluationInputError, match="class indices"):
+        confusion.update(torch.tensor(pred), torch.tensor(target))
+    assert confusion.total == 0
+
+
+def test_confusion_takes_integral_floats_and_masked_nan():
+    """Integral floats are class indices (a label raster read as float); masked NaN is out."""
+    target = np.array([0.0, 1.0, np.nan])
+    valid = np.array([True, True, False])
+    confusion = MulticlassConfusion(["a", "b"]).update(np.array([0, 1, 0]), target, valid)
+    assert confusion.counts.tolist() == [[1, 0], [0, 1]]
 
 
 # ---------------------------------------------------------------------------- training

@@ -208,6 +208,18 @@ def _counts_torch(pred: Any, target: Any, valid: Any, threshold: float) -> list[
 # --------------------------------------------------------------------------- multi-class
 
 
+def _check_class_indices(name: str, values: np.ndarray, size: int) -> None:
+    """Refuse what is not a class index on valid pixels: a NaN or a fraction would otherwise
+    be counted as some class (cast to an integer) instead of being masked."""
+    integral = values.dtype.kind in "biu" or (
+        values.dtype.kind == "f" and bool(np.all(np.isfinite(values) & (values % 1 == 0)))
+    )
+    if not integral or (values.size and (values.min() < 0 or values.max() >= size)):
+        raise EvaluationInputError(
+            f"{name} must be class indices 0..{size - 1} on valid pixels (mask the rest)"
+        )
+
+
 @dataclass
 class MulticlassConfusion:
     """A ``K × K`` pixel confusion matrix: ``matrix[truth, predicted]``, over a whole split.
@@ -254,8 +266,7 @@ class MulticlassConfusion:
         _check_shapes(pred.shape, target.shape, None if valid is None else valid.shape)
         p, t = (pred, target) if valid is None else (pred[valid], target[valid])
         for name, values in (("predictions", p), ("targets", t)):
-            if values.size and (values.min() < 0 or values.max() >= size):
-                raise EvaluationInputError(f"{name} must be class indices 0..{size - 1}")
+            _check_class_indices(name, values, size)
         code = t.astype(np.int64).ravel() * size + p.astype(np.int64).ravel()
         self.matrix = self.counts + np.bincount(code, minlength=size * size).reshape(size, size)
         return self
