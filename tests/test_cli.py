@@ -196,6 +196,32 @@ def test_none_sets_a_field_whose_default_is_a_number_to_none(capsys) -> None:
     assert "expected a number or 'none', got 'off'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["baseline", "missing.zarr", "--seed", "-1"],
+        ["prepare", "--images", "missing", "--out", "missing.zarr", "--seed", "-2"],
+    ],
+)
+def test_a_negative_seed_is_a_one_line_error(argv, capsys, tmp_path, monkeypatch) -> None:
+    """NumPy's generators take no negative seed: say so before any work, not in a traceback."""
+    from faults_support import assert_clean_error, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(argv, capsys)
+    assert_clean_error(code, err, "seed", "greater than or equal to 0")
+
+
+def test_every_seed_option_refuses_a_negative_seed() -> None:
+    from sarcrop.errors import ConfigError
+    from sarcrop.options import BaselineOptions, SamplingOptions, SplitOptions
+
+    for kind in (BaselineOptions, SamplingOptions, SplitOptions):
+        with pytest.raises(ConfigError, match="seed"):
+            kind(seed=-1)
+        assert kind(seed=0).seed == 0
+
+
 def test_a_read_left_running_by_an_interruption_is_cancelled_before_exit() -> None:
     """Ctrl-C in the middle of a store read leaves it running in Zarr's IO thread, and Python
     would print "Task was destroyed but it is pending!" when Zarr closes its loop at exit: the

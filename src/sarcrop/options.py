@@ -221,7 +221,7 @@ class SplitOptions(Options):
     method: SplitMethod = Field("patch", description="patch | block | train | test")
     block: int = Field(4, ge=1, description="block size in patches (block split)")
     train_fraction: float = Field(0.6, gt=0, lt=1, description="train share")
-    seed: int = Field(0, description="split seed")
+    seed: int = Field(0, ge=0, description="split seed")
 
 
 # predict's window sizes when none are given (on a GPU the batch follows its free memory)
@@ -303,7 +303,9 @@ class BaselineOptions(Options):
         True, description="also train on zero-padded early-season series (t = 1..T-1)"
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="probability threshold of the metrics")
-    seed: int = Field(0, description="random seed of the pixel sample, the trees and the parcels")
+    seed: int = Field(
+        0, ge=0, description="random seed of the pixel sample, the trees and the parcels"
+    )
     label_fraction: float = Field(
         1.0,
         gt=0,
@@ -496,7 +498,7 @@ class SamplingOptions(Options):
     cross_map_class: bool = Field(
         True, description="strata = map class × strata raster level (not the level alone)"
     )
-    seed: int = Field(0, description="random seed of the drawn pixels")
+    seed: int = Field(0, ge=0, description="random seed of the drawn pixels")
 
     @field_validator("expected_accuracy", "strata_edges", mode="before")
     @classmethod
