@@ -222,6 +222,22 @@ def test_every_seed_option_refuses_a_negative_seed() -> None:
         assert kind(seed=0).seed == 0
 
 
+def test_max_depth_reads_none_as_its_help_says(capsys) -> None:
+    """``--max-depth none`` is docs/training.md's ``max_depth: null``: no depth limit."""
+    import argparse
+
+    from sarcrop.options import BaselineOptions, add_flags, from_flags
+
+    parser = argparse.ArgumentParser()
+    add_flags(parser, BaselineOptions)
+    args = parser.parse_args(["--max-depth", "none", "--max-samples-per-class", "7"])
+    assert from_flags(BaselineOptions, args).max_depth is None
+    assert from_flags(BaselineOptions, parser.parse_args(["--max-depth", "3"])).max_depth == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--max-depth", "deep"])
+    assert "expected a whole number or 'none', got 'deep'" in capsys.readouterr().err
+
+
 def test_a_read_left_running_by_an_interruption_is_cancelled_before_exit() -> None:
     """Ctrl-C in the middle of a store read leaves it running in Zarr's IO thread, and Python
     would print "Task was destroyed but it is pending!" when Zarr closes its loop at exit: the

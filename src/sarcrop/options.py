@@ -641,7 +641,10 @@ def add_flags(
         default = field.default
         shown = "" if default is None else f" ({default})"
         help_text = f"{field.description or name}{shown}"
-        can_be_none = annotation is not field.annotation and default is not None
+        # A None default reads "none" too where its meaning is named (the help says it).
+        can_be_none = annotation is not field.annotation and (
+            default is not None or name in _NONE_MEANS
+        )
         dest = prefix + name
         if annotation is bool:
             if default:
@@ -683,6 +686,7 @@ def add_flags(
 # What a field's None means, for the help of its flag's ``none``.
 _NONE_MEANS = {
     "max_samples_per_class": "every pixel",
+    "max_depth": "no limit",
     "gradient_clip": "no clipping",
     "patience": "no early stopping",
 }
