@@ -238,6 +238,18 @@ def test_max_depth_reads_none_as_its_help_says(capsys) -> None:
     assert "expected a whole number or 'none', got 'deep'" in capsys.readouterr().err
 
 
+def test_baseline_jobs_is_a_count_or_minus_one(capsys) -> None:
+    """``--jobs 0`` was a joblib traceback after the store was read: refused when parsed."""
+    parse = build_parser().parse_args
+    assert parse(["baseline", "s.zarr"]).jobs == -1  # all cores, as the help says
+    assert parse(["baseline", "s.zarr", "--jobs", "-1"]).jobs == -1
+    assert parse(["baseline", "s.zarr", "--jobs", "3"]).jobs == 3
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit):
+            parse(["baseline", "s.zarr", "--jobs", bad])
+        assert f"expected a whole number ≥ 1 or -1, got '{bad}'" in capsys.readouterr().err
+
+
 def test_a_read_left_running_by_an_interruption_is_cancelled_before_exit() -> None:
     """Ctrl-C in the middle of a store read leaves it running in Zarr's IO thread, and Python
     would print "Task was destroyed but it is pending!" when Zarr closes its loop at exit: the

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="with --features, add each pixel's own series to the network's features",
     )
-    parser.add_argument("--jobs", type=int, default=-1, help="parallel jobs (-1 = all cores)")
+    parser.add_argument("--jobs", type=jobs_arg, default=-1, help="parallel jobs (-1 = all cores)")
     add_parcels(parser)
     parser.add_argument(
         "--out", type=Path, help="write the metrics, intervals and parcels as JSON here"
@@ -62,6 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the fitted forest as a checkpoint (.safetensors) that predict and evaluate "
         "take as they take a network's",
     )
+
+
+def jobs_arg(text: str) -> int:
+    """``--jobs``: a number of workers or -1 (all cores), refused here rather than by joblib's
+    traceback (0 and other negatives mean nothing the help names)."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1 and jobs != -1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1 or -1, got {text!r}")
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
