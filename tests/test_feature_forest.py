@@ -15,6 +15,7 @@ from sarcrop.cli import main
 from sarcrop.data.dataset import PatchDataset
 from sarcrop.data.parcels import label_subset
 from sarcrop.data.store import DatasetStore
+from sarcrop.errors import ConfigError
 from sarcrop.evaluation.baseline import RandomForestBaseline, run_baseline
 from sarcrop.evaluation.feature_forest import (
     load_extractor,
@@ -115,6 +116,15 @@ def test_cli_baseline_features_is_the_api(store, checkpoint, tmp_path, capsys):
     api = run_feature_forest(checkpoint, store, FOREST, bands=["VH", "VV"], jobs=1)
     assert record["features"]["raw_series"] is True
     assert record["metrics"] == pytest.approx(api.metrics.as_dict())
+
+
+def test_run_feature_forest_takes_its_options_as_a_mapping(store, checkpoint):
+    """As :func:`run_baseline` does (a YAML ``baseline:`` section as read), checked as such."""
+    given = {"n_estimators": 5, "early_season": False, "seed": 3}
+    result = run_feature_forest(checkpoint, store, given, bands=["VH"], jobs=1)
+    assert result.options == FOREST
+    with pytest.raises(ConfigError, match="n_trees"):
+        run_feature_forest(checkpoint, store, {"n_trees": 5}, bands=["VH"], jobs=1)
 
 
 def test_rf_features_is_a_forest_method():

@@ -54,7 +54,7 @@ from sarcrop.evaluation.metrics import (
     zero_pad_after,
 )
 from sarcrop.models.forest import Forest, decoder_features
-from sarcrop.options import BaselineOptions
+from sarcrop.options import BaselineOptions, as_options
 from sarcrop.utils.validation import chosen_bands
 
 if TYPE_CHECKING:
@@ -248,7 +248,9 @@ def run_feature_forest(
     from sarcrop.data.normalization import Normalization
     from sarcrop.training.config import every_timestep, positive_classes, timestep_list
 
-    options = options or BaselineOptions()
+    options = (
+        BaselineOptions() if options is None else as_options(BaselineOptions, options, "options")
+    )
     train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
     positive = positive_classes(train_store, positive, classes=classes)
