@@ -127,6 +127,21 @@ def test_run_feature_forest_takes_its_options_as_a_mapping(store, checkpoint):
         run_feature_forest(checkpoint, store, {"n_trees": 5}, bands=["VH"], jobs=1)
 
 
+def test_feature_forest_records_that_it_learnt_no_early_season_copies(store, checkpoint, tmp_path):
+    """It learns full-season features whatever ``early_season`` says: the default (true)
+    fits the same forest as false, and the record says false, as its checkpoint does."""
+    default = run_feature_forest(checkpoint, store, {"n_estimators": 5, "seed": 3}, jobs=1)
+    off = run_feature_forest(checkpoint, store, FOREST, jobs=1)
+    assert default.model.n_samples_per_class_ == off.model.n_samples_per_class_
+    assert default.metrics.as_dict() == off.metrics.as_dict()
+    assert default.options.early_season is False
+    assert default.to_dict()["options"]["early_season"] is False
+    out = tmp_path / "forest.json"
+    argv = ["baseline", store, "--features", checkpoint, "--n-estimators", "5", "--jobs", "1"]
+    assert main([*argv, "--seed", "3", "--out", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["options"]["early_season"] is False
+
+
 def test_rf_features_is_a_forest_method():
     assert parse_method("rf-features") == ("rf-features", None)
     assert is_forest("rf-features") and is_forest("rf") and not is_forest("probe")

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--features",
         metavar="CHECKPOINT",
         help="fit the forest on this frozen pre-trained model's per-pixel features (a "
-        ".safetensors file or a shipped name such as europe-maize; bands default to its own)",
+        ".safetensors file or a shipped name such as europe-maize; bands default to its own); "
+        "it learns full-season features only (no early-season copies)",
     )
     parser.add_argument(
         "--raw",

@@ -244,6 +244,8 @@ def run_feature_forest(
     ``bands`` default to the checkpoint's; ``checkpoint`` may be a shipped model's name.
     ``options.classes`` fits a crop-type forest of those classes (``class_confusions``).
     A ``fold`` of parcels learns from its ``train`` labels and scores its ``held_out`` fields.
+    The forest learns the features of full seasons only, whatever ``options.early_season``
+    says (copies would cost a network pass per step), and records ``early_season`` false.
     """
     from sarcrop.data.normalization import Normalization
     from sarcrop.training.config import every_timestep, positive_classes, timestep_list
@@ -251,6 +253,7 @@ def run_feature_forest(
     options = (
         BaselineOptions() if options is None else as_options(BaselineOptions, options, "options")
     )
+    options = options.updated(early_season=False)  # what it learns, and so what it records
     train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
     positive = positive_classes(train_store, positive, classes=classes)
