@@ -221,6 +221,22 @@ def test_paired_difference_thresholds_each_side_on_its_own() -> None:
     assert paired_difference(a, b, target, parcel, threshold=0.5).low > 0
 
 
+def test_a_numpy_threshold_is_a_threshold_for_both_sides() -> None:
+    """A threshold read from an array (``np.float32(0.5)``) is one number, not a pair."""
+    pred, target, parcel = simulate(np.random.default_rng(14), 20)
+    a = np.where(pred == 1, 0.8, 0.1).astype(np.float32)
+    b = np.where(pred == 1, 0.3, 0.1).astype(np.float32)
+    expected = paired_difference(a, b, target, parcel, threshold=0.5, n=50)
+    for threshold in (np.float32(0.5), np.float64(0.5), np.array(0.5)):
+        assert paired_difference(a, b, target, parcel, threshold=threshold, n=50) == expected
+        test_set = PairedTestSet(a, b, target, parcel)
+        assert pooled_difference([test_set], threshold=threshold, n=50) == expected
+    pair = (np.float32(0.5), np.float32(0.2))
+    assert paired_difference(a, b, target, parcel, threshold=pair, n=50).width == 0.0
+    with pytest.raises(EvaluationInputError, match="one number or"):
+        paired_difference(a, b, target, parcel, threshold=(0.5, 0.2, 0.1), n=50)
+
+
 def test_pooled_difference_weighs_each_test_set_and_resamples_each_on_its_own() -> None:
     rng = np.random.default_rng(16)
     test_sets = []

@@ -28,9 +28,11 @@ docs/results.md).
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +197,7 @@ def pooled_difference(
     _check("iou" if metric == MIOU else metric, n, level)
     if not test_sets:
         raise EvaluationInputError("a pooled difference needs at least one test set")
-    a, b = (threshold, threshold) if isinstance(threshold, (int, float)) else threshold
+    a, b = _threshold_pair(threshold)
     counted = [_paired_counts(test_set, metric, (a, b)) for test_set in test_sets]
     fields = _field_ids(test_sets, [groups[0].shape[1] for groups, _ in counted])
     estimates: dict[int, np.ndarray] = {}
@@ -216,6 +218,16 @@ def pooled_difference(
     mean_a, mean_b = _nanmean(np.stack([estimates[i] for i in order]), axis=0)
     mean_draws = _nanmean(np.stack([draws[i] for i in order]), axis=0)
     return _difference((mean_a, mean_b), mean_draws[0] - mean_draws[1], parcels, level)
+
+
+def _threshold_pair(threshold: Any) -> tuple[Any, Any]:
+    """(A's, B's) thresholds from one for both or a pair; one may be any real scalar (a NumPy
+    one too, as a threshold read from an array is), passed on as it is."""
+    if isinstance(threshold, numbers.Real) or np.ndim(threshold) == 0:
+        return threshold, threshold
+    if len(threshold) != 2:
+        raise EvaluationInputError(f"threshold: one number or (A's, B's), got {threshold!r}")
+    return threshold[0], threshold[1]
 
 
 def _field_ids(test_sets: Sequence[PairedTestSet], sizes: Sequence[int]) -> list[np.ndarray]:
