@@ -70,6 +70,8 @@ def test_class_bootstrap_counts_intervals_and_seed_means() -> None:
     large = parcels_of(rng, 400, accuracy)
     one = class_bootstrap(small[0], small[1], small[2], classes, n=400)
     assert set(one) == {*classes, MIOU}
+    with pytest.raises(EvaluationInputError, match="class named 'miou' clashes"):
+        class_bootstrap(small[0], small[1], small[2], ["a", MIOU, "c"], n=10)  # lost mIoU
     whole = MulticlassConfusion(classes).update(small[0], small[1])
     assert one[MIOU].estimate == pytest.approx(whole.miou)
     assert [one[c].estimate for c in classes] == pytest.approx(list(whole.iou))

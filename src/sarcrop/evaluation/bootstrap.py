@@ -447,6 +447,10 @@ def class_bootstrap(
     one parcel's value, which would look exact.
     """
     _check("iou", n, level)
+    if MIOU in classes:  # its interval would overwrite the mIoU's, or be overwritten
+        raise EvaluationInputError(
+            f"a class named {MIOU!r} clashes with the mIoU's key in class intervals: rename it"
+        )
     counts = _class_counts(pred, target, parcels, classes)
     size = len(classes)
     parcels_of = _parcels_of_each_class(counts, size)
