@@ -60,7 +60,7 @@ def make_dataset(seed, n=4, **kwargs):
 
 @pytest.fixture(scope="module")
 def fitted():
-    return fit_baseline_from_dataset(make_dataset(0), n_estimators=30, n_jobs=2)
+    return fit_baseline_from_dataset(make_dataset(0), early_season=False, n_estimators=30, n_jobs=2)
 
 
 def test_learns_rice_from_time_series(fitted):
@@ -94,8 +94,9 @@ def test_balanced_sampling_caps_each_class():
 
 def test_dataset_sampling_is_capped_and_seeded():
     data = make_dataset(5)
-    a = fit_baseline_from_dataset(data, max_samples_per_class=40, n_estimators=5, n_jobs=1)
-    b = fit_baseline_from_dataset(data, max_samples_per_class=40, n_estimators=5, n_jobs=1)
+    kwargs = {"max_samples_per_class": 40, "early_season": False, "n_estimators": 5}
+    a = fit_baseline_from_dataset(data, n_jobs=1, **kwargs)
+    b = fit_baseline_from_dataset(data, n_jobs=1, **kwargs)
     assert a.n_samples_per_class_ == {0: 40, 1: 40}
     image = make_dataset(6, n=1)[0]["image"]
     assert np.array_equal(predict_patches(a, image), predict_patches(b, image))
@@ -131,6 +132,24 @@ def test_early_season_keys_and_padding():
     assert list(early) == list(range(1, STEPS + 1))
     assert early[STEPS].iou > 0.85
     assert early[STEPS] == evaluate_baseline(model, make_dataset(10, n=2), timesteps=STEPS)
+
+
+def test_fitting_learns_early_season_copies_by_default_as_the_options_say():
+    """The exported functions agree with ``sarcrop baseline`` and ``BaselineOptions``."""
+    from sarcrop.evaluation.baseline import fit_forest
+    from sarcrop.options import BaselineOptions
+
+    data = make_dataset(11, n=2)
+    pixels = 2 * ((SIZE - 2) * SIZE)  # labelled pixels of the two patches
+    cap = {"max_samples_per_class": None, "n_estimators": 2, "n_jobs": 1}
+    default = fit_baseline_from_dataset(data, **cap)
+    assert sum(default.n_samples_per_class_.values()) == STEPS * pixels  # t = 1..T
+    off = fit_baseline_from_dataset(data, early_season=False, **cap)
+    assert sum(off.n_samples_per_class_.values()) == pixels
+    options = BaselineOptions(n_estimators=2, max_samples_per_class=None)
+    assert fit_forest(data, options, 1).n_samples_per_class_ == default.n_samples_per_class_
+    options = options.updated(early_season=False)
+    assert fit_forest(data, options, 1).n_samples_per_class_ == off.n_samples_per_class_
 
 
 @pytest.mark.parametrize(

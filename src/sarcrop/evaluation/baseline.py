@@ -473,19 +473,25 @@ def forest_splits(
     return ForestSplits(train_set, test_set, None if mask is None else mask.as_dict())
 
 
+_EARLY_SEASON = bool(BaselineOptions.model_fields["early_season"].default)
+"""Whether a forest learns zero-padded early-season copies unless told: the options' default,
+so that every way of fitting one agrees with ``sarcrop baseline`` and the experiments."""
+
+
 def fit_forest(
     dataset: Any,
     options: BaselineOptions,
     jobs: int | None,
     *,
-    early_season: bool = False,
+    early_season: bool | None = None,
     n_classes: int = 2,
 ) -> RandomForestBaseline:
-    """:func:`fit_baseline_from_dataset` with the forest settings of ``options``."""
+    """:func:`fit_baseline_from_dataset` with the forest settings of ``options``
+    (``early_season`` None: ``options.early_season``)."""
     return fit_baseline_from_dataset(
         dataset,
         max_samples_per_class=options.max_samples_per_class,
-        early_season=early_season,
+        early_season=options.early_season if early_season is None else early_season,
         random_state=options.seed,
         n_estimators=options.n_estimators,
         max_depth=options.max_depth,
@@ -498,15 +504,16 @@ def fit_baseline_from_dataset(
     dataset: Any,
     *,
     max_samples_per_class: int | None = 50_000,
-    early_season: bool = False,
+    early_season: bool = _EARLY_SEASON,
     random_state: int | None = 0,
     n_classes: int = 2,
     **params: Any,
 ) -> RandomForestBaseline:
     """Fit a :class:`RandomForestBaseline` on a map-style patch dataset (PatchDataset items).
 
-    Pixels are sampled per class in one pass. With ``early_season=True`` every pixel also
-    contributes its zero-padded series for t = 1..T-1, so the forest can predict mid-season.
+    Pixels are sampled per class in one pass. With ``early_season=True`` (the default, as
+    :class:`~sarcrop.options.BaselineOptions`') every pixel also contributes its zero-padded
+    series for t = 1..T-1, so the forest can predict mid-season.
     """
     if len(dataset) == 0:
         raise EvaluationInputError("the training dataset is empty")

@@ -266,7 +266,13 @@ def run_feature_forest(
     class_confusions: dict[int, MulticlassConfusion] = {}
     try:
         n_classes = len(classes) if classes else 2
-        model = fit_forest(FeatureDataset(train_set, extractor), options, jobs, n_classes=n_classes)
+        model = fit_forest(
+            FeatureDataset(train_set, extractor),
+            options,
+            jobs,
+            early_season=False,  # zero-padded features are no network's early-season view
+            n_classes=n_classes,
+        )
         wanted = timestep_list(timesteps, train_store.steps)
         kept = kept_maps(wanted, every_timestep=every_timestep(timesteps))
         for t in wanted:
