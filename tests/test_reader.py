@@ -525,3 +525,19 @@ def test_one_sampled_acquisition_in_other_units_is_named(tmp_path: Path) -> None
         InputDataError, match=r"20200513T.*: V[HV] of the acquisition of 2020-05-13"
     ):
         open_scenes(tmp_path)
+
+
+def test_band_map_wins_over_an_earlier_band_of_the_same_polarisation(tmp_path: Path) -> None:
+    """Bands ``VH_raw, VH_filtered, VV`` with band_map ``{"VH": "VH_filtered"}``: the band
+    named is read, not the first whose description holds VH (the map was ignored)."""
+    vh = np.full((4, 4), -18.0)
+    for day in (1, 13):
+        write_scene(
+            tmp_path,
+            dt.datetime(2020, 5, day, 17),
+            np.stack([vh + 5, vh, vh + 7]),
+            bands=("VH_raw", "VH_filtered", "VV"),
+        )
+    stack = open_scenes(tmp_path, band_map={"VH": "VH_filtered"})
+    assert stack.refs[0]["VH"].index == 2 and stack.refs[0]["VV"].index == 3  # type: ignore[attr-defined]
+    assert np.allclose(stack.read([0], ["VH"]), -18.0, atol=1e-4)

@@ -37,11 +37,23 @@ def _time_of(info: RasterInfo) -> dt.datetime | None:
 
 
 def band_names(info: RasterInfo, band_map: dict[str, str] | None = None) -> dict[str, int]:
-    """Polarisation → 1-based band index, from descriptions or (one band) the file name."""
-    wanted = {v.upper(): k.upper() for k, v in (band_map or {}).items()}
+    """Polarisation → 1-based band index, from descriptions or (one band) the file name.
+
+    ``band_map``'s names are matched first, over every band: a band it names must win over an
+    earlier one whose description merely holds the same polarisation (``VH_raw`` before
+    ``VH_filtered``). Polarisation tokens then fill in the bands it leaves unassigned.
+    """
+    wanted = {v.strip().upper(): k.upper() for k, v in (band_map or {}).items()}
     found: dict[str, int] = {}
     for i, description in enumerate(info.descriptions, start=1):
-        name = wanted.get(description.strip().upper()) or polarisation(description)
+        name = wanted.get(description.strip().upper())
+        if name is not None and name not in found:
+            found[name] = i
+    taken = set(found.values())
+    for i, description in enumerate(info.descriptions, start=1):
+        if i in taken or description.strip().upper() in wanted:
+            continue
+        name = polarisation(description)
         if name is None and info.count == 1:
             name = (
                 polarisation(info.band_tags[0].get("POLARISATION"))
