@@ -182,6 +182,28 @@ def test_linear_stack_gives_db(tmp_path) -> None:
     np.testing.assert_allclose(result[0, 0], 10 * np.log10(power[:, 0].mean(axis=0)), atol=1e-4)
 
 
+@pytest.mark.parametrize("units", ["dB", "linear"])
+def test_fills_the_files_do_not_declare_are_no_data(tmp_path, units) -> None:
+    """A 0 row and a -9999 pixel, without a nodata value declared (and, in linear power, a
+    negative value): no backscatter, so each pixel's composite is the other acquisition's
+    value. Averaged in, the 0 row read about -3 dB in dB data and darkened linear data."""
+    rng = np.random.default_rng(8)
+    clean = rng.uniform(-22, -8, size=(2, 2, 8, 8)).astype(np.float32)
+    values = clean if units == "dB" else 10 ** (clean / 10)
+    filled = values.copy()
+    fills = [(0, slice(None), 0.0), (3, 3, -9999.0)]
+    if units == "linear":
+        fills.append((5, 5, -0.001))
+    expected = db_mean(clean)
+    for row, col, fill in fills:
+        filled[0, :, row, col] = fill
+        expected[:, row, col] = clean[1, :, row, col]
+    for i, image in enumerate(filled):
+        write_scene(tmp_path, dt.datetime(2020, 1, 2 + 5 * i), image, units=units, nodata=None)
+    result = composite(open_scenes(tmp_path), SEASON, ["VH", "VV"])
+    np.testing.assert_allclose(result[0], expected, atol=1e-4)
+
+
 def test_bad_arguments(scenes: tuple[object, np.ndarray]) -> None:
     stack = open_scenes(scenes[0])
     with pytest.raises(ValueError, match="method"):

@@ -541,3 +541,24 @@ def test_band_map_wins_over_an_earlier_band_of_the_same_polarisation(tmp_path: P
     stack = open_scenes(tmp_path, band_map={"VH": "VH_filtered"})
     assert stack.refs[0]["VH"].index == 2 and stack.refs[0]["VV"].index == 3  # type: ignore[attr-defined]
     assert np.allclose(stack.read([0], ["VH"]), -18.0, atol=1e-4)
+
+
+def test_fills_a_cube_does_not_declare_read_as_no_data(tmp_path: Path) -> None:
+    """A cube's 0 and -9999 values (no ``_FillValue``) are no backscatter: NaN, as in rasters."""
+    import xarray as xr
+
+    values = _values(9, (2, 5, 4))
+    values[0, 0, 0], values[1, 2, 3] = 0.0, -9999.0
+    ds = xr.Dataset(
+        {"VV": (("time", "y", "x"), values), "VH": (("time", "y", "x"), values - 7)},
+        coords={
+            "time": [np.datetime64("2021-03-01T06:00"), np.datetime64("2021-03-13T06:00")],
+            "y": 4_000_045.0 - 10 * np.arange(5),
+            "x": 300_005.0 + 10 * np.arange(4),
+        },
+        attrs={"epsg": 32633},
+    )
+    ds.to_netcdf(tmp_path / "cube.nc")
+    data = open_scenes(tmp_path / "cube.nc").read([0, 1], ["VV"])[:, 0]
+    assert np.isnan(data[0, 0, 0]) and np.isnan(data[1, 2, 3])
+    assert np.isfinite(data).sum() == 2 * 20 - 2

@@ -3,8 +3,9 @@
 Each season period gets one image per band: by default the per-pixel mean of the period's
 acquisitions in linear power, returned in dB (``10*log10(mean(10**(dB/10)))``), which is what
 "mean backscatter" means physically; averaging dB values (``space="db"``) is offered for
-comparison with pipelines that do it. Nodata is skipped per pixel, and a period with fewer than
-``min_acquisitions`` valid values at a pixel is NaN there.
+comparison with pipelines that do it. Nodata is skipped per pixel, and so is zero or negative
+power in a linear stack (a fill, or noise removal's undershoot: no backscatter, and no dB value);
+a period with fewer than ``min_acquisitions`` valid values at a pixel is NaN there.
 
 Acquisitions are read one period at a time (the next one while the last one is reduced), so
 memory is bounded by the window times the acquisitions of two periods, whatever the season length
@@ -211,6 +212,8 @@ def _composite_period(
 ) -> None:
     """Write into ``out`` (b, h, w) the composite of one period's ``(n, b, h', w')``
     acquisitions, ``h', w'`` including a margin of ``size // 2`` for the speckle filter."""
+    if linear:  # zero or negative power is no backscatter: not averaged in
+        np.copyto(data, np.float32(np.nan), where=data <= 0)
     if size > 1:
         if not linear:
             data, linear = db_to_linear(data), True

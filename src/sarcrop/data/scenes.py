@@ -31,7 +31,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from sarcrop.data.grid import Grid
-from sarcrop.data.units import db_to_linear, dn_to_db, linear_to_db
+from sarcrop.data.units import db_to_linear, dn_to_db, linear_to_db, mask_fills
 from sarcrop.errors import InputDataError
 
 Units = Literal["db", "linear"]
@@ -79,8 +79,9 @@ class Acquisition:
 class SceneStack(ABC):
     """A lazily read ``(time, band, y, x)`` backscatter cube on one grid.
 
-    ``read`` returns float32 with NaN wherever the input had nodata, NaN or Inf, in the stack's
-    ``units``. Acquisitions are sorted by time. ``sources`` lists each input raster with its own
+    ``read`` returns float32 with NaN wherever the input had nodata, NaN, Inf or a fill no
+    backscatter takes (:func:`~sarcrop.data.units.mask_fills`), in the stack's ``units``.
+    Acquisitions are sorted by time. ``sources`` lists each input raster with its own
     (native) grid; reads bring them onto ``grid``, which :func:`open_scenes` may change.
     """
 
@@ -282,8 +283,7 @@ class RasterStack(SceneStack):
                 data = raw.astype(np.float32, copy=False)
                 if first.nodata is not None and not math.isnan(first.nodata):
                     data[raw == first.nodata] = np.nan
-                data[~np.isfinite(data)] = np.nan
-                return data
+                return mask_fills(data)
 
             return read_onto(first.grid, target, read_native, self.units, len(entries))
 

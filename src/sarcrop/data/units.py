@@ -17,6 +17,8 @@ Units = Literal["db", "linear"]
 # WorldCereal / openEO store sigma0 as uint16 digital numbers: dB = 20 * log10(DN) - 83.
 _DN_OFFSET = 83.0
 DN_NODATA = (0, 65535)
+# No Sentinel-1 backscatter reads this low (the darkest water lies near -40 dB): a fill does.
+FILL_DB = -100.0
 
 
 def detect_units(sample: np.ndarray) -> Units | None:
@@ -37,6 +39,22 @@ def detect_units(sample: np.ndarray) -> Units | None:
     if 0.0 < p50 <= 2.0 and negative <= 0.02 and p01 >= -0.05 and p99 <= 30.0:
         return "linear"
     return None
+
+
+def mask_fills(data: np.ndarray) -> np.ndarray:
+    """``data`` (float, changed in place) with NaN where a value is no backscatter in dB nor in
+    linear power, whatever nodata the file declares: NaN, ±Inf, exactly 0 and -100 or below.
+
+    Fills a file leaves undeclared (a 0 border, -9999) were averaged in as backscatter: a 0 dB
+    row raised a dB composite to about -3 dB. No measured float dB value is exactly 0, and zero
+    power has no dB value. Negative power depends on the units, which are told from values
+    read here: composites skip it (:mod:`sarcrop.data.composite`).
+    """
+    bad = ~(data > FILL_DB)  # NaN, -Inf and fills such as -9999
+    bad |= data == 0
+    bad |= data == np.inf
+    data[bad] = np.nan
+    return data
 
 
 def units_from_text(text: str | None) -> Units | None:

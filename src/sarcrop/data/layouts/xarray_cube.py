@@ -46,7 +46,7 @@ from sarcrop.data.scenes import (
     Source,
     read_onto,
 )
-from sarcrop.data.units import dn_to_db, units_from_text
+from sarcrop.data.units import dn_to_db, mask_fills, units_from_text
 from sarcrop.errors import InputDataError
 
 TIME_DIMS = ("time", "t", "timestamp")
@@ -168,9 +168,7 @@ class CubeStack(SceneStack):
                 raw = part.transpose(self.time_dim, "y", "x").values
                 if self.flip_y:
                     raw = raw[:, ::-1, :]
-                data = dn_to_db(raw) if self.scaled[band] else raw.astype(np.float32)
-                data[~np.isfinite(data)] = np.nan
-                return data
+                return mask_fills(dn_to_db(raw) if self.scaled[band] else raw.astype(np.float32))
 
             out[:, b] = read_onto(native, target, read_native, self.units, len(unique))[pick]
         return out
