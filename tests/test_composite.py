@@ -14,6 +14,7 @@ from sarcrop.data.composite import (
     acquisitions_per_period,
     composite,
     composite_dates,
+    gap_neighbours,
     period_indices,
 )
 from sarcrop.data.reader import open_scenes
@@ -105,6 +106,29 @@ def test_a_period_without_acquisition_is_interpolated_from_those_around_it(
     assert np.isnan(composite(stack, Season(dt.date(2020, 3, 11), 1, 20), ["VH"])).all()
     with pytest.raises(ValueError, match="gaps must be interpolate or empty"):
         composite(stack, SEASON, ["VH"], gaps="nearest")  # type: ignore[arg-type]
+
+
+def test_a_gap_is_interpolated_only_from_periods_of_min_acquisitions(
+    scenes: tuple[object, np.ndarray],
+) -> None:
+    """Under min_acquisitions=2 period 1 (one acquisition, Jan 25) is no data, so the gap after
+    it, period 2, is interpolated from period 0's last acquisition (Jan 15) and period 3's
+    first (Mar 5); it was from Jan 25, while period 1 itself read NaN. Under 3 only period 0
+    qualifies: nothing after the gap to draw on, so it stays empty."""
+    folder, values = scenes
+    stack = open_scenes(folder)
+    middle = dt.datetime(2020, 2, 20)
+    assert gap_neighbours(stack, SEASON) == {2: (4, 5, (middle - TIMES[4]) / (TIMES[5] - TIMES[4]))}
+    weight = (middle - TIMES[3]) / (TIMES[5] - TIMES[3])
+    assert gap_neighbours(stack, SEASON, 2) == {2: (3, 5, weight)}
+    two = composite(stack, SEASON, ["VH", "VV"], min_acquisitions=2)
+    expected = values[3] + np.float32(weight) * (values[5] - values[3])
+    expected[0, 7, 8] = values[3, 0, 7, 8]  # no VH on Mar 5 there
+    expected[:, 5, 6] = values[5, :, 5, 6]  # none on Jan 15 there
+    np.testing.assert_allclose(two[2], expected, atol=1e-4)
+    assert np.isnan(two[1]).all()
+    assert gap_neighbours(stack, SEASON, 3) == {}
+    assert np.isnan(composite(stack, SEASON, ["VH"], min_acquisitions=3)[2]).all()
 
 
 def test_db_space_median_first_and_min_acquisitions(scenes: tuple[object, np.ndarray]) -> None:

@@ -13,7 +13,8 @@ or area size.
 
 A period without an acquisition (monthly composites read under 20-day periods, a satellite
 gap) is interpolated linearly in time from the last acquisition before it and the first after
-it, within the season or one period outside it (``gaps="interpolate"``, :func:`reach`). Left
+it, within the season or one period outside it (``gaps="interpolate"``, :func:`reach`), each in
+a period of at least ``min_acquisitions`` acquisitions (one of fewer is no data). Left
 empty, it reads as 0 like the not yet observed steps of an early-season map, which a model never
 saw mid-season. An early-season map (``predict --until``) reads nothing after its last period,
 so a gap there stays empty.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
@@ -65,19 +67,33 @@ def reach(season: Season) -> tuple[dt.datetime, dt.datetime]:
     return start, dt.datetime.combine(season.end + margin, dt.time())
 
 
-def gap_neighbours(stack: SceneStack, season: Season) -> dict[int, tuple[int, int, float]]:
+def gap_neighbours(
+    stack: SceneStack, season: Season, min_acquisitions: int = 1
+) -> dict[int, tuple[int, int, float]]:
     """The periods without an acquisition that have one on either side within :func:`reach`,
     each with the last acquisition before it, the first after it, and the weight of the latter
-    at the period's middle (linear in time)."""
-    start, end = reach(season)
-    around = sorted((t, i) for i, t in enumerate(stack.middles) if start <= t < end)
+    at the period's middle (linear in time).
+
+    Only acquisitions of periods holding ``min_acquisitions`` or more are drawn on (the period
+    either side of the season counted alike): a period of fewer is no data, so it must not
+    fill the gap beside it either.
+    """
+    wider = Season(season.start - dt.timedelta(days=season.days), season.steps + 2, season.days)
+    periods = [wider.period_of(t) for t in stack.middles]
+    counts = Counter(periods)
+    around = sorted(
+        (t, i)
+        for i, (t, period) in enumerate(zip(stack.middles, periods, strict=True))
+        if period is not None and counts[period] >= min_acquisitions
+    )
     gaps: dict[int, tuple[int, int, float]] = {}
     for step, (first, last) in enumerate(season.periods()):
+        if counts[step + 1]:  # the period holds an acquisition: no gap
+            continue
         period_start, period_end = (dt.datetime.combine(d, dt.time()) for d in (first, last))
         before = [(t, i) for t, i in around if t < period_start]
         after = [(t, i) for t, i in around if t >= period_end]
-        inside = len(around) - len(before) - len(after)
-        if inside or not before or not after:
+        if not before or not after:
             continue
         (t0, i0), (t1, i1) = before[-1], after[0]
         middle = period_start + (period_end - period_start) / 2
@@ -95,14 +111,16 @@ def warn_empty_periods(
     season: Season,
     check: str = "--season-start, --timesteps and --days",
     gaps: Gaps = "interpolate",
+    min_acquisitions: int = 1,
 ) -> None:
     """Warn, in one line, of composite periods without an acquisition, interpolated or empty
-    (``gaps``): a season start or length off by months produces them without any other sign.
-    ``check``: the options that set the season where the warning is raised."""
+    (``gaps``, ``min_acquisitions`` as :func:`composite` takes them): a season start or length
+    off by months produces them without any other sign. ``check``: the options that set the
+    season where the warning is raised."""
     empty = [i for i, n in enumerate(acquisitions_per_period(stack, season)) if n == 0]
     if not empty:
         return
-    filled = gap_neighbours(stack, season) if gaps == "interpolate" else {}
+    filled = gap_neighbours(stack, season, min_acquisitions) if gaps == "interpolate" else {}
     periods = season.periods()
 
     def listed(steps: list[int]) -> str:  # days inclusive, so that neighbours share none
@@ -141,7 +159,8 @@ def composite(
     to each acquisition before compositing; off by default, as the temporal mean already
     reduces speckle.
     ``gaps``: ``"interpolate"`` a period without an acquisition between two with some (see
-    :func:`gap_neighbours`), or leave it ``"empty"`` (NaN).
+    :func:`gap_neighbours`: only periods of ``min_acquisitions`` or more are drawn on), or
+    leave it ``"empty"`` (NaN).
     """
     if method not in ("mean", "median", "first"):
         raise ValueError(f"method must be mean, median or first, got {method!r}")
@@ -165,7 +184,7 @@ def composite(
     # Each period is reduced in a worker thread while the next one is read: the read waits on
     # GDAL and the reduction on numpy, both without the GIL. Waiting for one reduction before
     # starting the next keeps at most two periods in memory.
-    filled = gap_neighbours(stack, season) if gaps == "interpolate" else {}
+    filled = gap_neighbours(stack, season, min_acquisitions) if gaps == "interpolate" else {}
     with ThreadPoolExecutor(max_workers=1) as worker:
         pending: Future[None] | None = None
         for step, indices in enumerate(period_indices(stack, season)):

@@ -111,7 +111,9 @@ def prepare(
     )
     stack.require_bands(bands)
     in_season = _in_season(stack, season)
-    warn_empty_periods(stack, season, gaps=composite.gaps)
+    warn_empty_periods(
+        stack, season, gaps=composite.gaps, min_acquisitions=composite.min_acquisitions
+    )
     grid = stack.grid
     area_labels, classes = labels_from_file(labels, grid, label_options)
     if positive:

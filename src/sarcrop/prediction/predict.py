@@ -694,8 +694,14 @@ def predict_map(
                 + other_season(every, observed),
                 stack.description or None,
             )
-        gaps = spec.composite_options().get("gaps", "interpolate")
-        warn_empty_periods(stack, observed, "--season-start and --until", gaps)
+        options = spec.composite_options()
+        warn_empty_periods(
+            stack,
+            observed,
+            "--season-start and --until",
+            options.get("gaps", "interpolate"),
+            options.get("min_acquisitions", 1),
+        )
         grid = stack.grid
         windows = window_sizes(windows, specs, execution)
         batch_size = int(windows.batch_size or 1)
