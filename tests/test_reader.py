@@ -562,3 +562,45 @@ def test_fills_a_cube_does_not_declare_read_as_no_data(tmp_path: Path) -> None:
     data = open_scenes(tmp_path / "cube.nc").read([0, 1], ["VV"])[:, 0]
     assert np.isnan(data[0, 0, 0]) and np.isnan(data[1, 2, 3])
     assert np.isfinite(data).sum() == 2 * 20 - 2
+
+
+def _item_collection(path: Path, items: list[tuple[str, dt.datetime, dict[str, Path]]]) -> Path:
+    """An item collection JSON of ``(id, time, {asset key: href})`` items."""
+    import pystac
+
+    collection = []
+    for name, when, assets in items:
+        item = pystac.Item(id=name, geometry=None, bbox=None, datetime=when, properties={})
+        for key, href in assets.items():
+            item.add_asset(key, pystac.Asset(href=str(href)))
+        collection.append(item)
+    path.write_text(json.dumps(pystac.ItemCollection(collection).to_dict()))
+    return path
+
+
+def test_stac_items_of_one_time_are_merged_by_band_and_a_band_twice_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Two items of one time holding the same band counted that acquisition twice: refused,
+    as two files of one acquisition are. Items of one time holding other bands are one
+    acquisition."""
+    files = {
+        pol: write_scene(
+            tmp_path, T0, _values(k, (1, 6, 6)) - 7 * k, bands=("",), name=f"{pol}.tif"
+        )
+        for k, pol in enumerate(("vv", "vh"))
+    }
+    later = T0 + dt.timedelta(days=12)
+    split = _item_collection(
+        tmp_path / "split.json",
+        [("a", T0, {"vv": files["vv"]}), ("b", T0, {"vh": files["vh"]}), ("c", later, files)],
+    )
+    stack = open_scenes(split)
+    assert stack.times == [T0, later] and set(stack.refs[0]) == {"VV", "VH"}  # type: ignore[attr-defined]
+    twice = _item_collection(tmp_path / "twice.json", [("a", T0, files), ("b", T0, files)])
+    with pytest.raises(
+        InputDataError,
+        match=r"twice.json: two items for the same acquisition 2020-05-01T17:30:05 and band "
+        r"V[HV]: a and b",
+    ):
+        open_scenes(twice)

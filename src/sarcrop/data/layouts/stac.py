@@ -1,6 +1,7 @@
 """STAC: a local catalog / collection / item collection / item JSON, or a STAC API search.
 
-Each item is one acquisition: ``datetime`` (or ``start_datetime``) gives its time,
+Each item is one acquisition (items of one time holding other bands are merged; two holding
+the same band are refused): ``datetime`` (or ``start_datetime``) gives its time,
 ``sat:orbit_state`` and ``sat:relative_orbit`` its orbit, ``platform`` its platform. Bands are
 assets whose key is the polarisation (``vv``, ``vh``; case-insensitive); ``band_map`` maps other
 keys (``{"VV": "sigma0_vv"}``). Items without such assets may carry one multi-band GeoTIFF asset
@@ -134,6 +135,39 @@ def _time(item: pystac.Item) -> dt.datetime | None:
     return to_naive_utc(when) if when else None
 
 
+def _acquisition(item: pystac.Item, when: dt.datetime) -> Acquisition:
+    relative = item.properties.get("sat:relative_orbit")
+    return Acquisition(
+        time=when,
+        orbit=orbit_from_text(item.properties.get("sat:orbit_state")),
+        relative_orbit=int(relative) if relative is not None else None,
+        platform=item.properties.get("platform"),
+        source=item.id,
+    )
+
+
+def _add(
+    by_time: dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]],
+    acquisition: Acquisition,
+    refs: dict[str, BandRef],
+    where: str,
+) -> None:
+    """Add an item's bands to its acquisition: items of one time holding other bands (one per
+    polarisation) are merged; two of the same band would count one acquisition twice."""
+    if acquisition.time not in by_time:
+        by_time[acquisition.time] = (acquisition, refs)
+        return
+    previous, merged = by_time[acquisition.time]
+    clash = sorted(set(merged) & set(refs))
+    if clash:
+        raise InputDataError(
+            f"two items for the same acquisition {acquisition.time.isoformat()} and band "
+            f"{clash[0]}: {previous.source} and {acquisition.source}",
+            where,
+        )
+    merged.update(refs)
+
+
 class Stac(Layout, name="stac", order=10):
     """a STAC catalog/collection/item collection JSON (or API URL) with vv/vh GeoTIFF assets"""
 
@@ -154,7 +188,7 @@ class Stac(Layout, name="stac", order=10):
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
         where = str(source) if is_url(source) else str(paths[0])
         items = _load_items(paths, source, options.get("search"))  # type: ignore[arg-type]
-        found: list[tuple[Acquisition, dict[str, BandRef]]] = []
+        by_time: dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]] = {}
         units: dict[str, str] = {}
         skipped: list[str] = []
         for item in items:
@@ -163,30 +197,17 @@ class Stac(Layout, name="stac", order=10):
             if not refs or when is None:
                 skipped.append(item.id)
                 continue
-            relative = item.properties.get("sat:relative_orbit")
-            found.append(
-                (
-                    Acquisition(
-                        time=when,
-                        orbit=orbit_from_text(item.properties.get("sat:orbit_state")),
-                        relative_orbit=int(relative) if relative is not None else None,
-                        platform=item.properties.get("platform"),
-                        source=item.id,
-                    ),
-                    refs,
-                )
-            )
+            _add(by_time, _acquisition(item, when), refs, where)
             if stated:
                 units[item.id] = stated
-        if not found:
+        if not by_time:
             raise InputDataError(
                 f"{len(items)} STAC items, none with a datetime and vv/vh GeoTIFF assets "
                 "(use band_map, --band-map, to name other asset keys)",
                 where,
             )
-        found.sort(key=lambda pair: pair[0].time)
         return build_raster_stack(
-            found,
+            [by_time[t] for t in sorted(by_time)],
             description=where,
             declared=units,
             attrs={"layout": self.name, "skipped": skipped},
