@@ -604,3 +604,35 @@ def test_stac_items_of_one_time_are_merged_by_band_and_a_band_twice_is_refused(
         r"V[HV]: a and b",
     ):
         open_scenes(twice)
+
+
+def test_a_band_map_naming_no_asset_or_band_is_refused_with_the_names_there_are(
+    tmp_path: Path,
+) -> None:
+    """A STAC band_map key no item has was dropped silently (the band read from another asset,
+    or missing); refused listing the asset keys. A named-band export's refusal lists its
+    band names, without their step suffix."""
+    files = {
+        pol: write_scene(
+            tmp_path, T0, _values(k, (1, 6, 6)) - 7 * k, bands=("",), name=f"{pol}.tif"
+        )
+        for k, pol in enumerate(("vv", "vh"))
+    }
+    collection = _item_collection(tmp_path / "items.json", [("a", T0, files)])
+    with pytest.raises(
+        InputDataError,
+        match=r"items.json: band_map VH=sigma0_vh: no item has an asset of that key "
+        r"\(assets: vh, vv\)",
+    ):
+        open_scenes(collection, band_map={"VH": "sigma0_vh", "VV": "vv"})
+    path = tmp_path / "field_2020-04-01_2020-07-01.tif"
+    names = [f"{band}{suffix}" for suffix in ("", "_1") for band in ("VV", "VH", "B2")]
+    profile = {"driver": "GTiff", "width": 4, "height": 4, "count": len(names)}
+    transform = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
+    with rasterio.open(
+        path, "w", **profile, dtype="float32", crs="EPSG:32631", transform=transform
+    ) as dst:
+        dst.write(np.full((len(names), 4, 4), -12.0, np.float32))
+        dst.descriptions = tuple(names)
+    with pytest.raises(InputDataError, match=r"band_map VV=S1_VV: .* \(bands: VV, VH, B2\)"):
+        open_scenes(path, band_map={"VV": "S1_VV"})

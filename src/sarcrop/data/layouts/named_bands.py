@@ -47,6 +47,14 @@ def _steps(info: RasterInfo, band_map: dict[str, str] | None) -> dict[int, dict[
     return steps
 
 
+def _names(info: RasterInfo, shown: int = 20) -> str:
+    """The band names of ``info`` without their step suffix (``VV`` for ``VV``, ``VV_1``…)."""
+    names = list(dict.fromkeys(re.sub(r"_\d+$", "", d.strip()) for d in info.descriptions))
+    names = [n for n in names if n] or ["none described"]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _single(paths: list[Path]) -> RasterInfo | None:
     rasters = [p for p in paths if is_raster(p)]
     return raster_info(rasters[0]) if len(rasters) == 1 else None
@@ -73,7 +81,8 @@ class NamedBands(Layout, name="named_bands", order=30):
         missing = [f"{k}={v}" for k, v in band_map.items() if k.upper() not in found]
         if missing:
             raise InputDataError(
-                f"band_map {', '.join(missing)}: no band of that name (or NAME_k) in the file",
+                f"band_map {', '.join(missing)}: no band of that name (or NAME_k) in the file "
+                f"(bands: {_names(info)})",
                 path,
             )
         start = next(iter(dates_in_name(path.stem)), None)

@@ -122,6 +122,21 @@ def _refs(
     return refs, units
 
 
+def _check_band_map(items: list[pystac.Item], band_map: dict[str, str] | None, where: str) -> None:
+    """A band_map naming an asset key no item has would be ignored: refused instead."""
+    if not items or not band_map:
+        return
+    keys = {key for item in items for key in item.assets}
+    lowered = {key.lower() for key in keys}
+    unmatched = [f"{k}={v}" for k, v in band_map.items() if v.lower() not in lowered]
+    if unmatched:
+        raise InputDataError(
+            f"band_map {', '.join(unmatched)}: no item has an asset of that key "
+            f"(assets: {', '.join(sorted(keys)) or 'none'})",
+            where,
+        )
+
+
 def _asset_units(asset: pystac.Asset) -> str | None:
     bands = asset.extra_fields.get("raster:bands") or []
     unit = bands[0].get("unit") if bands and isinstance(bands[0], dict) else None
@@ -188,6 +203,7 @@ class Stac(Layout, name="stac", order=10):
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
         where = str(source) if is_url(source) else str(paths[0])
         items = _load_items(paths, source, options.get("search"))  # type: ignore[arg-type]
+        _check_band_map(items, options.get("band_map"), where)  # type: ignore[arg-type]
         by_time: dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]] = {}
         units: dict[str, str] = {}
         skipped: list[str] = []
