@@ -636,3 +636,20 @@ def test_a_band_map_naming_no_asset_or_band_is_refused_with_the_names_there_are(
         dst.descriptions = tuple(names)
     with pytest.raises(InputDataError, match=r"band_map VV=S1_VV: .* \(bands: VV, VH, B2\)"):
         open_scenes(path, band_map={"VV": "S1_VV"})
+
+
+def test_relative_asset_hrefs_of_an_item_collection_are_read_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item collection has no self link: its relative hrefs were read from the working
+    directory, so the same JSON read from elsewhere failed, or read other files."""
+    folder = tmp_path / "stac"
+    for k, pol in enumerate(("vv", "vh")):
+        write_scene(folder, T0, _values(k, (1, 6, 6)) - 7 * k, bands=("",), name=f"{pol}.tif")
+    items = _item_collection(
+        folder / "items.json", [("a", T0, {"vv": Path("vv.tif"), "vh": Path("vh.tif")})]
+    )
+    monkeypatch.chdir(tmp_path)
+    stack = open_scenes(Path("stac") / items.name)
+    assert stack.refs[0]["VH"].path == str(Path("stac") / "vh.tif")  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(stack.read([0], ["VV"])[0, 0], _values(0, (1, 6, 6))[0])

@@ -6,8 +6,9 @@ the same band are refused): ``datetime`` (or ``start_datetime``) gives its time,
 assets whose key is the polarisation (``vv``, ``vh``; case-insensitive); ``band_map`` maps other
 keys (``{"VV": "sigma0_vv"}``). Items without such assets may carry one multi-band GeoTIFF asset
 whose band descriptions name the polarisations (a 2-band VH/VV file). Asset hrefs may be local
-paths or URLs (read by GDAL, e.g. ``/vsicurl``). A STAC API is searched with ``search={...}``
-(``collections``, ``bbox``, ``datetime``…, passed to ``pystac_client``).
+paths (a relative one is relative to the JSON file's folder) or URLs (read by GDAL, e.g.
+``/vsicurl``). A STAC API is searched with ``search={...}`` (``collections``, ``bbox``,
+``datetime``…, passed to ``pystac_client``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from sarcrop.data.layouts._common import (
 )
 from sarcrop.data.layouts._stack import build_raster_stack
 from sarcrop.data.layouts.geotiff_per_date import band_names
-from sarcrop.data.scenes import Acquisition, BandRef, Layout, SceneStack, Source, is_url
+from sarcrop.data.scenes import (
+    Acquisition,
+    BandRef,
+    Layout,
+    SceneStack,
+    Source,
+    has_scheme,
+    is_url,
+)
 from sarcrop.data.units import units_from_text
 from sarcrop.errors import InputDataError
 
@@ -89,8 +98,20 @@ def _band_of(info: RasterInfo, band: str, asset_key: str) -> int:
     return named[band]
 
 
+def _href(asset: pystac.Asset, folder: Path | None) -> str:
+    """Where an asset's file is. An item collection JSON has no self link to resolve relative
+    hrefs against, so they are relative to its own folder (not the working directory)."""
+    href = asset.get_absolute_href()
+    if href:
+        return href
+    local = not (has_scheme(asset.href) or asset.href.startswith("/vsi"))
+    if folder is None or not local or Path(asset.href).is_absolute():
+        return asset.href
+    return str(folder / asset.href)
+
+
 def _refs(
-    item: pystac.Item, band_map: dict[str, str] | None
+    item: pystac.Item, band_map: dict[str, str] | None, folder: Path | None = None
 ) -> tuple[dict[str, BandRef], str | None]:
     """Band refs of an item, and the units its assets state (``raster:bands`` unit or tag)."""
     keys = {k.lower(): k for k in item.assets}
@@ -104,7 +125,7 @@ def _refs(
         if asset_key is None:
             continue
         asset = item.assets[asset_key]
-        info = raster_info(asset.get_absolute_href() or asset.href)
+        info = raster_info(_href(asset, folder))
         refs[band] = BandRef(info.path, _band_of(info, band, asset_key), info.grid, info.nodata)
         units = units or _asset_units(asset) or units_from_text(info.tags.get("UNITS"))
     if refs or band_map:
@@ -112,7 +133,7 @@ def _refs(
     for asset in item.assets.values():
         if asset.media_type and not asset.media_type.startswith(_RASTER_TYPES):
             continue
-        href = asset.get_absolute_href() or asset.href
+        href = _href(asset, folder)
         if not href.lower().endswith((".tif", ".tiff")) and not asset.media_type:
             continue
         info = raster_info(href)
@@ -202,13 +223,14 @@ class Stac(Layout, name="stac", order=10):
 
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
         where = str(source) if is_url(source) else str(paths[0])
+        folder = None if is_url(source) else paths[0].parent
         items = _load_items(paths, source, options.get("search"))  # type: ignore[arg-type]
         _check_band_map(items, options.get("band_map"), where)  # type: ignore[arg-type]
         by_time: dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]] = {}
         units: dict[str, str] = {}
         skipped: list[str] = []
         for item in items:
-            refs, stated = _refs(item, options.get("band_map"))  # type: ignore[arg-type]
+            refs, stated = _refs(item, options.get("band_map"), folder)  # type: ignore[arg-type]
             when = _time(item)
             if not refs or when is None:
                 skipped.append(item.id)
