@@ -653,3 +653,51 @@ def test_relative_asset_hrefs_of_an_item_collection_are_read_beside_it(
     stack = open_scenes(Path("stac") / items.name)
     assert stack.refs[0]["VH"].path == str(Path("stac") / "vh.tif")  # type: ignore[attr-defined]
     np.testing.assert_array_equal(stack.read([0], ["VV"])[0, 0], _values(0, (1, 6, 6))[0])
+
+
+@pytest.mark.parametrize(("kind", "fill"), [("nc", 0), ("nc", 65535), ("zarr", 0)])
+def test_a_scaled_uint16_cube_with_a_fill_value_is_read_as_db(
+    tmp_path: Path, kind: str, fill: int
+) -> None:
+    """WorldCereal's uint16 numbers with a ``_FillValue``: xarray decodes them to float, and
+    the cube was refused as fitting no units (values in the thousands)."""
+    import xarray as xr
+
+    db = _values(10, (2, 5, 4))
+    dn = np.stack([np.round(10 ** ((db - 7 * k + 83) / 20)).astype(np.uint16) for k in (0, 1)])
+    dn[0, 0, 0, 0] = fill
+    names = ("S1-SIGMA0-VV", "S1-SIGMA0-VH")
+    ds = xr.Dataset(
+        {name: (("t", "y", "x"), dn[k]) for k, name in enumerate(names)},
+        coords={
+            "t": [np.datetime64("2021-03-01T06:00"), np.datetime64("2021-03-13T06:00")],
+            "y": 4_000_045.0 - 10 * np.arange(5),
+            "x": 300_005.0 + 10 * np.arange(4),
+        },
+        attrs={"epsg": 32633},
+    )
+    encoding = {name: {"_FillValue": fill} for name in names}
+    path = tmp_path / f"cube.{kind}"
+    if kind == "zarr":
+        ds.to_zarr(path, encoding=encoding, consolidated=False)
+    else:
+        ds.to_netcdf(path, encoding=encoding)
+    stack = open_scenes(path)
+    assert stack.attrs["scaled"] == ["VV", "VH"] and stack.units == "db"
+    vv = stack.read([0, 1], ["VV"])[:, 0]
+    assert np.isnan(vv[0, 0, 0]) and np.isfinite(vv).sum() == 2 * 20 - 1
+    np.testing.assert_allclose(vv[1], 20 * np.log10(dn[0, 1].astype(np.float64)) - 83, atol=1e-4)
+
+
+def test_a_geotiff_of_scaled_uint16_numbers_is_refused_as_fitting_no_units(tmp_path: Path) -> None:
+    """Only cubes' WorldCereal variable names tell scaled numbers (docs/real-data.md): a
+    uint16 GeoTIFF of them is refused, never read as some other units."""
+    dn = np.round(10 ** ((np.stack([_values(11)[0], _values(11)[0] + 7]) + 83) / 20))
+    profile = {"driver": "GTiff", "width": 12, "height": 12, "count": 2, "dtype": "uint16"}
+    transform = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5600000.0)
+    path = tmp_path / "S1A_20200501.tif"
+    with rasterio.open(path, "w", **profile, crs="EPSG:32631", transform=transform) as dst:
+        dst.write(dn.astype(np.uint16))
+        dst.descriptions = ("VH", "VV")
+    with pytest.raises(InputDataError, match=r"S1A_20200501.tif: VV values fit neither dB"):
+        open_scenes(tmp_path)

@@ -169,7 +169,9 @@ class BandRef:
     """Where one band of one acquisition lives: a 1-based band ``index`` of a raster file.
 
     ``scaled`` marks uint16 digital numbers in the WorldCereal convention (see
-    :func:`sarcrop.data.units.dn_to_db`).
+    :func:`sarcrop.data.units.dn_to_db`), for a layout that knows its files hold them: the
+    built-in raster layouts never set it, since plain uint16 values (uncalibrated amplitude,
+    say) would be converted silently; only cubes' WorldCereal variable names tell them.
     """
 
     path: str

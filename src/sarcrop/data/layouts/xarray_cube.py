@@ -8,9 +8,9 @@ attribute of the variable named by ``grid_mapping``, ``spatial_ref`` or ``crs``)
 ``epsg`` attribute; the grid from the pixel-centre ``x``/``y`` coordinates.
 
 Scaled integers: WorldCereal/openEO store sigma0 as uint16 with ``dB = 20*log10(DN) - 83`` and 0,
-65535 as no data. With ``scale="auto"`` a variable is read that way when it is uint16 and its
-name starts with ``S1-SIGMA0`` or ``SAR-`` (the WorldCereal names); ``scale="dn"`` forces it and
-``scale="none"`` turns it off.
+65535 as no data. With ``scale="auto"`` a variable is read that way when it is stored as uint16
+(with a ``_FillValue`` or not) and its name starts with ``S1-SIGMA0`` or ``SAR-`` (the
+WorldCereal names); ``scale="dn"`` forces it and ``scale="none"`` turns it off.
 
 Pixels are read lazily: the dataset is opened without loading and each read selects only the
 requested times and window.
@@ -198,6 +198,16 @@ def _find_variables(
     return found
 
 
+def _stored_as_uint16(variable: xr.DataArray) -> bool:
+    """Whether the file stores ``variable`` as uint16 numbers: xarray decodes one with a
+    ``_FillValue`` to float (the fill as NaN), so its stored type is in ``encoding``. One
+    packed with ``scale_factor``/``add_offset`` is decoded to values already."""
+    encoding = variable.encoding
+    if "scale_factor" in encoding or "add_offset" in encoding:
+        return False
+    return variable.dtype == np.uint16 or encoding.get("dtype") == np.uint16
+
+
 class XarrayCube(Layout, name="xarray_cube", order=20):
     """a netCDF/Zarr cube with dims (time|t|timestamp, y, x) and VV/VH variables (names
     containing VV/VH), CRS from CF grid mapping or 'epsg'"""
@@ -230,7 +240,7 @@ class XarrayCube(Layout, name="xarray_cube", order=20):
             band: scale == "dn"
             or (
                 scale == "auto"
-                and ds[name].dtype == np.uint16
+                and _stored_as_uint16(ds[name])
                 and str(name).upper().startswith(SCALED_PREFIXES)
             )
             for band, name in variables.items()
