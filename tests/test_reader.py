@@ -701,3 +701,29 @@ def test_a_geotiff_of_scaled_uint16_numbers_is_refused_as_fitting_no_units(tmp_p
         dst.descriptions = ("VH", "VV")
     with pytest.raises(InputDataError, match=r"S1A_20200501.tif: VV values fit neither dB"):
         open_scenes(tmp_path)
+
+
+def test_a_damaged_cube_chunk_is_one_line_naming_the_store(tmp_path: Path) -> None:
+    """A chunk of random bytes failed deep in Zarr's codecs, a page of traceback."""
+    import xarray as xr
+
+    values = _values(12, (2, 5, 4))
+    ds = xr.Dataset(
+        {"VV": (("time", "y", "x"), values), "VH": (("time", "y", "x"), values - 7)},
+        coords={
+            "time": [np.datetime64("2021-03-01T06:00"), np.datetime64("2021-03-13T06:00")],
+            "y": 4_000_045.0 - 10 * np.arange(5),
+            "x": 300_005.0 + 10 * np.arange(4),
+        },
+        attrs={"epsg": 32633},
+    )
+    path = tmp_path / "cube.zarr"
+    ds.chunk({"time": 1}).to_zarr(path, consolidated=False)
+    chunks = [p for p in (path / "VH").rglob("*") if p.is_file()]
+    chunks = [p for p in chunks if not p.name.startswith((".", "zarr"))]  # not metadata
+    assert chunks
+    for chunk in chunks:
+        chunk.write_bytes(b"garbage")
+    with pytest.raises(InputDataError, match=r"cube.zarr: cannot read variable VH: \S") as info:
+        open_scenes(path)
+    assert "\n" not in str(info.value)

@@ -44,6 +44,7 @@ from sarcrop.data.scenes import (
     Layout,
     SceneStack,
     Source,
+    _first_line,
     read_onto,
 )
 from sarcrop.data.units import dn_to_db, mask_fills, units_from_text
@@ -165,13 +166,26 @@ class CubeStack(SceneStack):
                         "x": slice(win.col_off, win.col_off + win.width),
                     }
                 )
-                raw = part.transpose(self.time_dim, "y", "x").values
+                raw = self._values(part, band)
                 if self.flip_y:
                     raw = raw[:, ::-1, :]
                 return mask_fills(dn_to_db(raw) if self.scaled[band] else raw.astype(np.float32))
 
             out[:, b] = read_onto(native, target, read_native, self.units, len(unique))[pick]
         return out
+
+    def _values(self, part: xr.DataArray, band: str) -> np.ndarray:
+        """The pixels of ``part``, loaded: a damaged chunk or HDF5 block fails here, deep in
+        the codecs, in one line naming the cube rather than a page of traceback."""
+        try:
+            return part.transpose(self.time_dim, "y", "x").values
+        except MemoryError:
+            raise
+        except Exception as exc:  # zarr codecs and netCDF/HDF5 raise many unrelated types
+            raise InputDataError(
+                f"cannot read variable {self.variables[band]}: {_first_line(exc)}",
+                self.description,
+            ) from exc
 
 
 def _find_variables(
