@@ -727,3 +727,15 @@ def test_a_damaged_cube_chunk_is_one_line_naming_the_store(tmp_path: Path) -> No
     with pytest.raises(InputDataError, match=r"cube.zarr: cannot read variable VH: \S") as info:
         open_scenes(path)
     assert "\n" not in str(info.value)
+
+
+def test_units_that_cannot_be_told_are_explained_for_the_command_line_too(tmp_path: Path) -> None:
+    """The error told to pass units= to open_scenes, which no command takes: it says which
+    values the file holds where it was checked, and how files state their units."""
+    write_scene(tmp_path, T0, np.full((2, 6, 6), np.nan), units=None, nodata=None)
+    with pytest.raises(
+        InputDataError,
+        match=r"_test.tif: no valid pixel where the units are checked \(the central 6x6 pixels "
+        r"on 2020-05-01\): every value there is nodata, .* state it in the files \(a UNITS tag",
+    ):
+        open_scenes(tmp_path)

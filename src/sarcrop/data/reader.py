@@ -444,6 +444,13 @@ def _source_of(stack: SceneStack, index: int, band: str) -> str:
     return stack.acquisitions[index].source or stack.description
 
 
+def _sampled(stack: SceneStack, picks: list[int]) -> str:
+    """Which pixels the checks of the values read, for a message: the window and the dates."""
+    window = _sample_window(stack)
+    days = dict.fromkeys(f"{stack.acquisitions[i].time:%Y-%m-%d}" for i in picks)
+    return f"the central {window.width}x{window.height} pixels on {', '.join(days)}"
+
+
 def _is_local(stack: SceneStack, index: int) -> bool:
     refs = getattr(stack, "refs", None)
     paths = [r.path for r in refs[index].values()] if refs else [stack.acquisitions[index].source]
@@ -478,8 +485,11 @@ def _check_units(
     if not found:
         if declared is None:
             raise InputDataError(
-                "no valid pixels in the sampled acquisitions, so their units "
-                "cannot be told; pass units='db' or 'linear' to open_scenes",
+                f"no valid pixel where the units are checked ({_sampled(stack, picks)}): "
+                "every value there is nodata, NaN, Inf or a fill, so whether the scenes hold dB "
+                "or linear power cannot be told; state it in the files (a UNITS tag or units "
+                "attribute, or dB or linear in the file names), or from Python with "
+                "open_scenes(units=...)",
                 _source_of(stack, picks[0], stack.bands[0]),
             )
         return declared  # type: ignore[return-value]
