@@ -371,6 +371,35 @@ def test_an_early_map_reads_no_pixel_of_a_later_scene(tmp_path: Path) -> None:
         predict_map(local_spec(), folder, tmp_path / "whole.tif", progress=False)
 
 
+def test_an_early_map_keeps_its_grid_when_a_later_scene_covers_more_ground(
+    tmp_path: Path,
+) -> None:
+    """The grid of a map of the first two periods covers the scenes it reads: a July scene
+    of a larger footprint arriving later leaves the June map as it was, grid and values (the
+    grid grew to cover it, and a resumed run started over)."""
+    folder = write_scenes(tmp_path / "scenes", 64, 64)
+    early = predict_map(local_spec(), folder, tmp_path / "early.tif", timesteps=2, progress=False)
+    later = next(folder.glob("*_20210702T*"))
+    with rasterio.open(later) as scene:
+        profile, values, bands = scene.profile, scene.read(), scene.descriptions
+        tags = scene.tags()
+    wider = np.pad(values, ((0, 0), (20, 20), (20, 20)), mode="edge")
+    shifted = TRANSFORM @ Affine.translation(-20, -20)
+    profile.update(width=104, height=104, transform=shifted)
+    with rasterio.open(later, "w", **profile) as scene:
+        scene.write(wider)
+        scene.descriptions = bands
+        scene.update_tags(**tags)
+    again = predict_map(local_spec(), folder, tmp_path / "again.tif", timesteps=2, progress=False)
+    with rasterio.open(early) as a, rasterio.open(again) as b:
+        assert (b.transform, b.shape) == (a.transform, a.shape) == (TRANSFORM, (64, 64))
+        np.testing.assert_array_equal(a.read(), b.read())
+    with rasterio.open(
+        predict_map(local_spec(), folder, tmp_path / "all.tif", progress=False)
+    ) as c:
+        assert c.shape == (104, 104)  # the whole season's map covers the July scene
+
+
 def test_the_season_suggested_for_monthly_means_reads_them_at_mid_month() -> None:
     """Monthly means stamped from 1 July hold nothing of a season that ends on 10 July: each
     stands for the middle of its month, as the composites read it, so no season of that year
@@ -672,6 +701,25 @@ def test_a_damaged_finished_block_is_computed_again(scenes: Path, tmp_path: Path
     assert computed == [0, 2, 3]
     clean = predict_map(local_spec(), scenes, tmp_path / "clean.tif", **options)
     np.testing.assert_array_equal(read_map(out), read_map(clean))
+
+
+def test_a_run_resumes_whatever_the_spelling_of_its_images_path(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scenes are the same files, named from another folder: the run goes on."""
+    out = tmp_path / "m.tif"
+    options = {"windows": WindowOptions(window=96, overlap=16, block_rows=1), "progress": False}
+
+    def interrupt(index: int) -> None:
+        if index == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_map(local_spec(), scenes, out, on_block=interrupt, **options)
+    monkeypatch.chdir(scenes.parent)
+    computed: list[int] = []
+    predict_map(local_spec(), scenes.name, out, on_block=computed.append, **options)
+    assert computed == [2, 3]
 
 
 def test_changed_options_start_over(scenes: Path, tmp_path: Path) -> None:

@@ -92,9 +92,11 @@ COMMANDS = (
         "predict",
         "map a whole region with a checkpoint (streaming, resumable, COG output)",
         "Predict a crop map over the whole area of the scenes, in overlapping windows "
-        "blended without seams, block by block with memory bounded whatever the area. Band 1 "
-        "is the probability (0-250 = p x 250), band 2 the class (0/1); 255 is nodata. An "
-        "interrupted run resumes from <out>.partial/ when restarted with the same arguments.",
+        "blended without seams, block by block with memory bounded whatever the area. A "
+        "one-crop map: band 1 the probability (0-250 = p x 250), band 2 the class (0/1); a "
+        "crop-type map: band 1 the class index, then one probability band per class; 255 is "
+        "nodata. An interrupted run resumes from <out>.partial/ when restarted with the same "
+        "arguments.",
     ),
     Command(
         "sample",

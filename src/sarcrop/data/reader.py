@@ -78,8 +78,9 @@ def open_scenes(
     as the files state, checked against the values); ``band_map`` maps sarcrop band names to a
     layout's names (asset keys, variables, band descriptions); ``scale`` controls scaled uint16
     cubes; ``search`` holds STAC API query parameters. ``checked`` picks the acquisitions
-    whose values the checks of units and polarisations read (default all): an early map's, so
-    that no pixel of a later scene is read (one still being downloaded, say).
+    whose values the checks of units and polarisations read (default all), and whose
+    footprints the grid covers: an early map's, so that no pixel of a later scene is read (one
+    still being downloaded, say) and the map's grid stays as later scenes arrive.
     """
     if orbit not in ("ascending", "descending", "both"):
         raise InputDataError(f"orbit is {orbit!r}: expected ascending, descending or both")
@@ -110,7 +111,7 @@ def open_scenes(
         wanted = tuple(b.upper() for b in bands)
         stack.require_bands(wanted)
         stack.bands = wanted
-    stack.grid = _choose_grid(stack, grid, crs, resolution)
+    stack.grid = _choose_grid(stack, grid, crs, resolution, _sources_read(stack, checked))
     if grid is not None and isinstance(stack, RasterStack):
         stack = _drop_outside(stack)
     sampled = stack if checked is None else stack.select(checked)
@@ -240,13 +241,34 @@ def _crs_name(crs: CRS) -> str:
     return f"EPSG:{epsg}" if epsg else crs.to_string()[:40]
 
 
+def _sources_read(
+    stack: SceneStack, checked: Callable[[Acquisition], bool] | None
+) -> list[tuple[str, Grid]]:
+    """The input rasters (name, grid) of the acquisitions ``checked`` keeps (every input where
+    it keeps all or none, or the stack is not of rasters)."""
+    if checked is None or not isinstance(stack, RasterStack):
+        return stack.sources
+    read = {
+        ref.path
+        for acquisition, refs in zip(stack.acquisitions, stack.refs, strict=True)
+        if checked(acquisition)
+        for ref in refs.values()
+    }
+    kept = [(name, g) for name, g in stack.sources if name in read]
+    return kept or stack.sources
+
+
 def _choose_grid(
-    stack: SceneStack, grid: Grid | None, crs: object, resolution: float | None
+    stack: SceneStack,
+    grid: Grid | None,
+    crs: object,
+    resolution: float | None,
+    sources: list[tuple[str, Grid]],
 ) -> Grid:
     """The grid the composites are computed on: ``grid`` where given, else one covering every
-    scene (frames along a track, tiles of an area), on the first scene's pixels where the
-    scenes share its CRS and pixel size, else in ``crs`` at ``resolution``."""
-    sources = stack.sources or [(stack.description, stack.grid)]
+    scene of ``sources`` (frames along a track, tiles of an area), on the first scene's pixels
+    where the scenes share its CRS and pixel size, else in ``crs`` at ``resolution``."""
+    sources = sources or [(stack.description, stack.grid)]
     if grid is not None:
         return grid
     first_name, first = sources[0]

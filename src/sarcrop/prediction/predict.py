@@ -260,18 +260,22 @@ def resolve_timesteps(
 def stack_fingerprint(stack: SceneStack) -> dict[str, Any]:
     """What identifies the input: grid, bands and every acquisition (file size and mtime)."""
     scenes = []
+    local = True  # every scene a file, known by where it is (not by how it was named)
     for acq in stack.acquisitions:
         entry: list[Any] = [acq.time.isoformat(), acq.source]
         if acq.source and os.path.isfile(acq.source):
             st = os.stat(acq.source)
-            entry += [st.st_size, st.st_mtime_ns]
+            entry = [acq.time.isoformat(), os.path.abspath(acq.source), st.st_size, st.st_mtime_ns]
+        else:
+            local = False
         scenes.append(entry)
     named = stack.attrs.get("band_map")
     return {
         "grid": stack.grid.to_dict(),
         "bands": list(stack.bands),
         "units": stack.units,
-        "description": stack.description,
+        # the source as given (--images sc or /abs/sc) where the files alone do not say it
+        **({} if local else {"description": stack.description}),
         "scenes": scenes,
         **({"band_map": named} if named else {}),  # maps of older runs keep their hash
     }
