@@ -543,21 +543,27 @@ def test_band_map_wins_over_an_earlier_band_of_the_same_polarisation(tmp_path: P
     assert np.allclose(stack.read([0], ["VH"]), -18.0, atol=1e-4)
 
 
-def test_fills_a_cube_does_not_declare_read_as_no_data(tmp_path: Path) -> None:
-    """A cube's 0 and -9999 values (no ``_FillValue``) are no backscatter: NaN, as in rasters."""
+def _two_date_cube(values: np.ndarray):
+    """A (time, y, x) cube of VV ``values`` and VH 7 dB below, two dates, UTM 33N at 10 m."""
     import xarray as xr
 
-    values = _values(9, (2, 5, 4))
-    values[0, 0, 0], values[1, 2, 3] = 0.0, -9999.0
-    ds = xr.Dataset(
+    return xr.Dataset(
         {"VV": (("time", "y", "x"), values), "VH": (("time", "y", "x"), values - 7)},
         coords={
             "time": [np.datetime64("2021-03-01T06:00"), np.datetime64("2021-03-13T06:00")],
-            "y": 4_000_045.0 - 10 * np.arange(5),
-            "x": 300_005.0 + 10 * np.arange(4),
+            "y": 4_000_045.0 - 10 * np.arange(values.shape[1]),
+            "x": 300_005.0 + 10 * np.arange(values.shape[2]),
         },
         attrs={"epsg": 32633},
     )
+
+
+def test_fills_a_cube_does_not_declare_read_as_no_data(tmp_path: Path) -> None:
+    """A cube's 0 and -9999 values (no ``_FillValue``) are no backscatter: NaN, as in rasters."""
+
+    values = _values(9, (2, 5, 4))
+    values[0, 0, 0], values[1, 2, 3] = 0.0, -9999.0
+    ds = _two_date_cube(values)
     ds.to_netcdf(tmp_path / "cube.nc")
     data = open_scenes(tmp_path / "cube.nc").read([0, 1], ["VV"])[:, 0]
     assert np.isnan(data[0, 0, 0]) and np.isnan(data[1, 2, 3])
@@ -705,18 +711,9 @@ def test_a_geotiff_of_scaled_uint16_numbers_is_refused_as_fitting_no_units(tmp_p
 
 def test_a_damaged_cube_chunk_is_one_line_naming_the_store(tmp_path: Path) -> None:
     """A chunk of random bytes failed deep in Zarr's codecs, a page of traceback."""
-    import xarray as xr
 
     values = _values(12, (2, 5, 4))
-    ds = xr.Dataset(
-        {"VV": (("time", "y", "x"), values), "VH": (("time", "y", "x"), values - 7)},
-        coords={
-            "time": [np.datetime64("2021-03-01T06:00"), np.datetime64("2021-03-13T06:00")],
-            "y": 4_000_045.0 - 10 * np.arange(5),
-            "x": 300_005.0 + 10 * np.arange(4),
-        },
-        attrs={"epsg": 32633},
-    )
+    ds = _two_date_cube(values)
     path = tmp_path / "cube.zarr"
     ds.chunk({"time": 1}).to_zarr(path, consolidated=False)
     chunks = [p for p in (path / "VH").rglob("*") if p.is_file()]

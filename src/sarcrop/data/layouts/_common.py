@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from sarcrop.data.grid import Grid
-from sarcrop.data.scenes import Orbit, Units, open_raster
+from sarcrop.data.scenes import Acquisition, BandRef, Orbit, Units, open_raster
 from sarcrop.data.units import units_from_text
 from sarcrop.errors import InputDataError
 
@@ -206,3 +206,31 @@ def add_months(start: dt.date, months: int) -> dt.date:
         except ValueError:
             continue
     return dt.date(year, month, min(start.day, 28))
+
+
+AcquisitionBands = dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]]
+
+
+def add_bands(
+    by_time: AcquisitionBands,
+    acquisition: Acquisition,
+    refs: dict[str, BandRef],
+    kind: str,
+    where: str | Path,
+) -> None:
+    """Add the bands of one input (a STAC item, a file) to its acquisition: inputs of one time
+    holding other bands (one per polarisation) are merged; two holding the same band would
+    count one acquisition twice (or are tiles of it, which are not mosaicked), so ``kind``
+    ("items", "files") and both are named."""
+    if acquisition.time not in by_time:
+        by_time[acquisition.time] = (acquisition, refs)
+        return
+    previous, merged = by_time[acquisition.time]
+    clash = sorted(set(merged) & set(refs))
+    if clash:
+        raise InputDataError(
+            f"two {kind} for the same acquisition {acquisition.time.isoformat()} and band "
+            f"{clash[0]}: {Path(previous.source).name} and {Path(acquisition.source).name}",
+            where,
+        )
+    merged.update(refs)

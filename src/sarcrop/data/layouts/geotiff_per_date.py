@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sarcrop.data.layouts._common import (
     RasterInfo,
+    add_bands,
     declared_units,
     is_raster,
     orbit_from_name,
@@ -110,18 +111,7 @@ class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
                 source=str(path),
             )
             refs = {b: BandRef(str(path), i, info.grid, info.nodata) for b, i in bands.items()}
-            if when in by_time:
-                previous, merged = by_time[when]
-                clash = sorted(set(merged) & set(refs))
-                if clash:
-                    raise InputDataError(
-                        f"two files for the same acquisition {when.isoformat()} and band "
-                        f"{clash[0]}: also {Path(previous.source).name}",
-                        path,
-                    )
-                merged.update(refs)
-            else:
-                by_time[when] = (acquisition, refs)
+            add_bands(by_time, acquisition, refs, "files", path)
             stated = declared_units(info.tags, path.name)
             if stated is not None:
                 units[str(path)] = stated

@@ -22,6 +22,7 @@ import pystac
 from sarcrop.data.layouts._common import (
     POLARISATIONS,
     RasterInfo,
+    add_bands,
     orbit_from_text,
     raster_info,
     to_naive_utc,
@@ -182,28 +183,6 @@ def _acquisition(item: pystac.Item, when: dt.datetime) -> Acquisition:
     )
 
 
-def _add(
-    by_time: dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]],
-    acquisition: Acquisition,
-    refs: dict[str, BandRef],
-    where: str,
-) -> None:
-    """Add an item's bands to its acquisition: items of one time holding other bands (one per
-    polarisation) are merged; two of the same band would count one acquisition twice."""
-    if acquisition.time not in by_time:
-        by_time[acquisition.time] = (acquisition, refs)
-        return
-    previous, merged = by_time[acquisition.time]
-    clash = sorted(set(merged) & set(refs))
-    if clash:
-        raise InputDataError(
-            f"two items for the same acquisition {acquisition.time.isoformat()} and band "
-            f"{clash[0]}: {previous.source} and {acquisition.source}",
-            where,
-        )
-    merged.update(refs)
-
-
 class Stac(Layout, name="stac", order=10):
     """a STAC catalog/collection/item collection JSON (or API URL) with vv/vh GeoTIFF assets"""
 
@@ -235,7 +214,7 @@ class Stac(Layout, name="stac", order=10):
             if not refs or when is None:
                 skipped.append(item.id)
                 continue
-            _add(by_time, _acquisition(item, when), refs, where)
+            add_bands(by_time, _acquisition(item, when), refs, "items", where)
             if stated:
                 units[item.id] = stated
         if not by_time:
