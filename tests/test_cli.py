@@ -93,6 +93,14 @@ def test_a_glob_the_shell_expanded_is_named(tmp_path, capsys):
         main(["predict", "europe-maize", "--images", *map(str, files), "--out", "m.tif"])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the shell expanded a glob into these files: quote it" in err
+    # Two checkpoints where one goes: models to average, not a glob.
+    models = [tmp_path / f"{name}.safetensors" for name in ("a", "b")]
+    for path in models:
+        path.touch()
+    with pytest.raises(SystemExit):
+        main(["predict", *map(str, models), "--images", str(files[0]), "--out", "m.tif"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "several models to average go after --models" in err
 
 
 def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):

@@ -201,6 +201,8 @@ def _glob_hint(message: str) -> str:
     """Where the shell expanded an unquoted glob, argparse sees files it did not ask for."""
     prefix = "unrecognized arguments: "
     extra = message.removeprefix(prefix).split() if message.startswith(prefix) else []
+    if extra and all(name.endswith(".safetensors") for name in extra):  # models, not scenes
+        return "; several models to average go after --models: --models a.safetensors b.safetensors"
     if extra and all(Path(name).exists() for name in extra):
         return (
             "; the shell expanded a glob into these files: quote it, e.g. --images 'scenes/*.tif'"
