@@ -253,7 +253,9 @@ def run_feature_forest(
     options = (
         BaselineOptions() if options is None else as_options(BaselineOptions, options, "options")
     )
-    options = options.updated(early_season=False)  # what it learns, and so what it records
+    # What it learns, and so what it records: zero-padded features are no network's view of
+    # an early season.
+    options = options.updated(early_season=False)
     train_store, test = open_stores(store, test_store)
     classes = None if options.classes is None else list(options.classes)
     positive = positive_classes(train_store, positive, classes=classes)
@@ -266,13 +268,7 @@ def run_feature_forest(
     class_confusions: dict[int, MulticlassConfusion] = {}
     try:
         n_classes = len(classes) if classes else 2
-        model = fit_forest(
-            FeatureDataset(train_set, extractor),
-            options,
-            jobs,
-            early_season=False,  # zero-padded features are no network's early-season view
-            n_classes=n_classes,
-        )
+        model = fit_forest(FeatureDataset(train_set, extractor), options, jobs, n_classes=n_classes)
         wanted = timestep_list(timesteps, train_store.steps)
         kept = kept_maps(wanted, every_timestep=every_timestep(timesteps))
         for t in wanted:

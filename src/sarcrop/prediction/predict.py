@@ -281,9 +281,9 @@ def stack_fingerprint(stack: SceneStack) -> dict[str, Any]:
     }
 
 
-def inputs_hash(stack: SceneStack) -> str:
-    """A short name of :func:`stack_fingerprint`: other files, another hash."""
-    text = json.dumps(stack_fingerprint(stack), sort_keys=True, default=str)
+def inputs_hash(fingerprint: dict[str, Any]) -> str:
+    """A short name of a :func:`stack_fingerprint`: other files, another hash."""
+    text = json.dumps(fingerprint, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -774,7 +774,7 @@ def predict_map(
                     batch_size=batch_size,
                     threads=threads,
                     execution=execution,
-                    inputs=inputs_hash(stack),
+                    inputs=inputs_hash(config["inputs"]),  # its scenes, stat-ed once
                     on_result=finished,
                 )
         finally:

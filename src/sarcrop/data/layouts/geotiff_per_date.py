@@ -15,6 +15,7 @@ import datetime as dt
 from pathlib import Path
 
 from sarcrop.data.layouts._common import (
+    AcquisitionBands,
     RasterInfo,
     add_bands,
     declared_units,
@@ -89,7 +90,7 @@ class GeoTiffPerDate(Layout, name="geotiff_per_date", order=50):
 
     def open(self, paths: list[Path], source: Source, **options: object) -> SceneStack:
         band_map = options.get("band_map")
-        by_time: dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]] = {}
+        by_time: AcquisitionBands = {}
         skipped: list[str] = []
         units: dict[str, str] = {}
         described: set[str] = set()

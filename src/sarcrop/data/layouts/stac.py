@@ -21,6 +21,7 @@ import pystac
 
 from sarcrop.data.layouts._common import (
     POLARISATIONS,
+    AcquisitionBands,
     RasterInfo,
     add_bands,
     orbit_from_text,
@@ -205,7 +206,7 @@ class Stac(Layout, name="stac", order=10):
         folder = None if is_url(source) else paths[0].parent
         items = _load_items(paths, source, options.get("search"))  # type: ignore[arg-type]
         _check_band_map(items, options.get("band_map"), where)  # type: ignore[arg-type]
-        by_time: dict[dt.datetime, tuple[Acquisition, dict[str, BandRef]]] = {}
+        by_time: AcquisitionBands = {}
         units: dict[str, str] = {}
         skipped: list[str] = []
         for item in items:
