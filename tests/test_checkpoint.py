@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -124,3 +125,50 @@ def test_invalid_metadata_and_mismatched_weights(tmp_path):
     save_checkpoint(other, trained_model(), metadata(options={**OPTIONS, "widths": [4, 16]}))
     with pytest.raises(CheckpointError, match="weights do not fit"):
         load_checkpoint(other)
+
+
+def tampered(tmp_path, name: str, **changes) -> str:
+    """A checkpoint of :func:`trained_model` whose metadata JSON has ``changes`` (keys
+    ``a__b`` set ``a.b``; ``None`` removes the key), written without the checks of
+    :func:`save_checkpoint`, as a damaged or hand-edited file would be."""
+    data = metadata().model_dump()
+    for key, value in changes.items():
+        *parents, last = key.split("__")
+        node = data
+        for part in parents:
+            node = node[part]
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    tensors = {k: v.contiguous() for k, v in trained_model().state_dict().items()}
+    path = tmp_path / f"{name}.safetensors"
+    save_file(tensors, str(path), metadata={"sarcrop": json.dumps(data), "format": "pt"})
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"normalization__min": [0.0, 5.0], "normalization__max": [-30.0, -25.0]}, "min below"),
+        ({"normalization__max": [-30.0, 5.0]}, "band VH is min -30.0 max -30.0"),
+        ({"normalization__min": [float("nan"), -25.0]}, "finite min below its max"),
+        ({"normalization__max": [0.0, float("inf")]}, "band VV"),
+        ({"normalization__bands": None}, "normalization names no bands"),
+        ({"normalization__bands": ["VV", "VH"]}, "are not the bands"),
+        ({"normalization__method": 3}, "normalization.method"),
+        ({"bands": ["VH", "vh"], "normalization__bands": ["VH", "VH"]}, "name VH more than once"),
+    ],
+)
+def test_normalization_that_would_scale_the_inputs_wrongly_is_refused(tmp_path, changes, message):
+    """Statistics that map a band backwards or to NaN, that name no bands, or a band read twice
+    gave maps of nothing (IoU 0) or of the wrong inputs, with no error."""
+    path = tampered(tmp_path, "bad", **changes)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: invalid sarcrop metadata: ") and "\n" not in text
+    assert "Value error" not in text
+    # Percentile and fixed ranges are min/max ranges like any other.
+    for method in ("percentile 1-99", "fixed"):
+        load_checkpoint(tampered(tmp_path, "ok", normalization__method=method))

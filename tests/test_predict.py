@@ -135,7 +135,7 @@ def save_tiny_checkpoint(
         bands=["VH", "VV"],
         time_steps=SEASON.steps,
         season=SEASON.to_dict(),
-        normalization={"min": list(NORM.min), "max": list(NORM.max)},
+        normalization={"min": list(NORM.min), "max": list(NORM.max), "bands": list(NORM.bands)},
         region="test",
         training={
             key: value

@@ -55,7 +55,11 @@ def save_seeded_checkpoint(path: Path, seed: int, normalization: Normalization =
         bands=["VH", "VV"],
         time_steps=SEASON.steps,
         season=SEASON.to_dict(),
-        normalization={"min": list(normalization.min), "max": list(normalization.max)},
+        normalization={
+            "min": list(normalization.min),
+            "max": list(normalization.max),
+            "bands": ["VH", "VV"],
+        },
         region="test",
     )
     return save_checkpoint(path, model, meta)

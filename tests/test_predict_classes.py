@@ -49,7 +49,7 @@ def save_crop_type_checkpoint(path: Path, seed: int, classes: list[str] = CLASSE
         bands=["VH", "VV"],
         time_steps=SEASON.steps,
         season=SEASON.to_dict(),
-        normalization={"min": list(NORM.min), "max": list(NORM.max)},
+        normalization={"min": list(NORM.min), "max": list(NORM.max), "bands": list(NORM.bands)},
         region="test",
         target_classes=classes,
     )

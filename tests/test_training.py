@@ -20,7 +20,7 @@ from sarcrop.data.grid import Grid
 from sarcrop.data.normalization import Normalization
 from sarcrop.data.season import Season
 from sarcrop.data.store import StoreMetadata, write_store
-from sarcrop.errors import ConfigError
+from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.models import build_model
 from sarcrop.training import (
     CheckpointMetadata,
@@ -30,11 +30,13 @@ from sarcrop.training import (
     fit,
     load_checkpoint,
     read_metadata,
+    train,
     trainable_parameters,
 )
 
 STEPS, SIZE = 4, 32
 OPTIONS = {"widths": [4, 8, 16], "dropout": 0.0, "norm": "batch"}
+STORE_NORMALIZATION = Normalization((-30.0, -25.0), (0.0, 5.0), ("VH", "VV"))
 
 
 def make_patches(n: int, bands: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +67,13 @@ def make_items(n: int, seed: int = 0) -> list[dict]:
     ]
 
 
-def make_store(path, n: int = 10, positive: list[str] | None = None, test: int = 3) -> str:
+def make_store(
+    path,
+    n: int = 10,
+    positive: list[str] | None = None,
+    test: int = 3,
+    normalization: Normalization = STORE_NORMALIZATION,
+) -> str:
     images, labels = make_patches(n, bands=2)
     images[:, :, 1] += 6.0  # VV a few dB above VH
     meta = StoreMetadata(
@@ -77,7 +85,7 @@ def make_store(path, n: int = 10, positive: list[str] | None = None, test: int =
         offsets=[(0, SIZE * i) for i in range(n)],
         classes=["rice", "other"],
         split=["train"] * (n - test) + ["test"] * test,
-        normalization=Normalization((-30.0, -25.0), (0.0, 5.0), ("VH", "VV")),
+        normalization=normalization,
         region="spain",
         year=2021,
         positive=positive,
@@ -330,6 +338,16 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
 
 
 # ---------------------------------------------------------------------------- API + CLI
+
+
+def test_a_band_of_one_value_is_refused_before_training(tmp_path):
+    """A train split whose VV holds one value has statistics that scale nothing, which the
+    checkpoint would refuse (min below max) after the whole training: one line, at once."""
+    flat = Normalization((-30.0, -9.0), (0.0, -9.0), ("VH", "VV"))
+    store = make_store(tmp_path / "store.zarr", positive=["rice"], normalization=flat)
+    with pytest.raises(InputDataError, match=r"band\(s\) VV hold one value") as info:
+        train(store, tmp_path / "run", model_options=OPTIONS, config=quick(epochs=1))
+    assert str(info.value).startswith(f"{store}: ") and not (tmp_path / "run").exists()
 
 
 def test_cli_train_evaluate_finetune_on_a_store(tmp_path, capsys):

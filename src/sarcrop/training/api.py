@@ -885,7 +885,16 @@ def _new_normalization(
     if scaling == "fixed":
         ranges = fixed_normalization(bands).to_dict()
         return ranges, "fixed dB ranges (sarcrop.data.normalization.FIXED_DB_RANGES)"
-    return store.normalization.select(bands).to_dict(), f"train split of {store.path}"
+    stats = store.normalization.select(bands)
+    flat = [b for b, low, high in zip(bands, stats.min, stats.max, strict=True) if not low < high]
+    if flat:
+        raise InputDataError(
+            f"band(s) {', '.join(flat)} hold one value over the train split's valid pixels, "
+            "so the statistics scale nothing: leave the band(s) out (--bands) or use "
+            "normalization: fixed",
+            store.path,
+        )
+    return stats.to_dict(), f"train split of {store.path}"
 
 
 def _base_metadata(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import struct
 import warnings
 from collections.abc import Callable
@@ -82,18 +83,12 @@ class CheckpointMetadata(BaseModel):
             raise ValueError(
                 f"format {self.format} is newer than this sarcrop understands ({FORMAT_VERSION})"
             )
+        upper = [b.upper() for b in self.bands]
+        repeated = sorted({b for b in upper if upper.count(b) > 1})
+        if repeated:
+            raise ValueError(f"bands {self.bands} name {', '.join(repeated)} more than once")
         if self.normalization is not None:
-            for key in ("min", "max"):
-                values = self.normalization.get(key)
-                numbers = isinstance(values, list) and all(
-                    isinstance(v, int | float) for v in values
-                )
-                if not numbers or len(values) != len(self.bands):  # type: ignore[arg-type]
-                    raise ValueError(f"normalization.{key} needs one number per band {self.bands}")
-            named = self.normalization.get("bands")
-            upper = [b.upper() for b in self.bands]
-            if named is not None and [str(b).upper() for b in named] != upper:
-                raise ValueError(f"normalization.bands {named} are not the bands {self.bands}")
+            _check_normalization(self.normalization, self.bands)
         if self.target_classes is not None:
             channels = self.options.get("out_channels", 1)
             if len(self.target_classes) < 2 or channels != len(self.target_classes):
@@ -145,6 +140,39 @@ class CheckpointMetadata(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_normalization(normalization: dict[str, Any], bands: list[str]) -> None:
+    """Statistics that scale each band of ``bands`` into [0, 1]: the bands they are of, in
+    order, and a finite ``min`` below a finite ``max`` for each (plain, percentile and fixed
+    ranges alike: every kind :class:`~sarcrop.data.normalization.Normalization` records)."""
+    for key in ("min", "max"):
+        values = normalization.get(key)
+        numbers = isinstance(values, list) and all(_number(v) for v in values)
+        if not numbers or len(values) != len(bands):  # type: ignore[arg-type]
+            raise ValueError(f"normalization.{key} needs one number per band {bands}")
+    named = normalization.get("bands")
+    if named is None:
+        raise ValueError(
+            f"normalization names no bands (normalization.bands), so its statistics cannot be "
+            f"matched to the bands {bands}"
+        )
+    upper = [b.upper() for b in bands]
+    if not isinstance(named, list) or [str(b).upper() for b in named] != upper:
+        raise ValueError(f"normalization.bands {named} are not the bands {bands}")
+    method = normalization.get("method", "minmax")
+    if not isinstance(method, str):
+        raise ValueError(f"normalization.method is {method!r}, not a name")
+    for band, low, high in zip(bands, normalization["min"], normalization["max"], strict=True):
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(
+                f"normalization of band {band} is min {low} max {high}: each band needs a "
+                "finite min below its max"
+            )
 
 
 def warn_season_cut_short(
@@ -238,8 +266,11 @@ def read_metadata(path: str | Path) -> CheckpointMetadata:
         return CheckpointMetadata.model_validate_json(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "metadata"
-        raise CheckpointError(f"invalid sarcrop metadata: {where}: {error['msg']}", path) from None
+        where = ".".join(str(part) for part in error["loc"])
+        # A check of the whole document names its fields itself.
+        problem = str(error["msg"]).removeprefix("Value error, ")
+        problem = f"{where}: {problem}" if where else problem
+        raise CheckpointError(f"invalid sarcrop metadata: {problem}", path) from None
 
 
 def require_network(metadata: CheckpointMetadata, path: str | Path, use: str) -> None:
