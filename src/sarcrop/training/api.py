@@ -905,6 +905,7 @@ def _base_metadata(
     normalization: Mapping[str, Any],
     source: str,
     target_classes: Sequence[str] | None = None,
+    objective: str = "segment",
 ) -> CheckpointMetadata:
     from sarcrop.models import model_config
 
@@ -926,6 +927,7 @@ def _base_metadata(
         region=store.metadata.region,
         year=store.metadata.year,
         composite=store.metadata.source.get("composite"),
+        training={"objective": objective},  # a reconstruction's outputs are not classes
     )
 
 
@@ -986,7 +988,9 @@ def _from_scratch(
     train_data, val_data, labels = _training_data(
         store, read_as, bands, normalization, config, label_mask
     )
-    metadata = _base_metadata(store, network, bands, positive, normalization, source, classes)
+    metadata = _base_metadata(
+        store, network, bands, positive, normalization, source, classes, config.objective
+    )
     training: dict[str, Any] = {"label_subset": labels, **_search_record(search)}
     if not reconstructs:  # a reconstruction learns no labels
         training["ground"] = learnt_ground(store)
@@ -1238,7 +1242,9 @@ def _transfer(
     train_data, val_data, labels = _training_data(
         store, job.positive, bands, stats, config, label_mask
     )
-    metadata = _base_metadata(store, parent, bands, job.positive, stats, source, target_classes)
+    metadata = _base_metadata(
+        store, parent, bands, job.positive, stats, source, target_classes, config.objective
+    )
     # The labelled ground of this run and of every labelled training before it.
     inherited = parent_meta.training.get("ground", []) if learnt_labels(parent_meta) else []
     training: dict[str, Any] = {

@@ -89,13 +89,20 @@ class CheckpointMetadata(BaseModel):
             raise ValueError(f"bands {self.bands} name {', '.join(repeated)} more than once")
         if self.normalization is not None:
             _check_normalization(self.normalization, self.bands)
+        channels = self.options.get("out_channels", 1)
         if self.target_classes is not None:
-            channels = self.options.get("out_channels", 1)
             if len(self.target_classes) < 2 or channels != len(self.target_classes):
                 raise ValueError(
                     f"target_classes {self.target_classes} need one output channel each, "
                     f"the model has {channels}"
                 )
+        elif self.training.get("objective", "segment") == "segment" and channels != 1:
+            # A reconstruction (self-supervised) has one output per time step and band.
+            raise ValueError(
+                f"options.out_channels is {channels!r} without target_classes: a model of one "
+                "crop has one output channel, a crop-type model names the class of each of its "
+                "channels in target_classes"
+            )
         config = self.training.get("config")
         threshold = config.get("threshold", 0.5) if isinstance(config, dict) else 0.5
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
