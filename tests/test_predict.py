@@ -773,6 +773,20 @@ def test_the_map_takes_the_threshold_the_model_was_trained_with(scenes: Path, tm
         predict_map([low, plain], scenes, tmp_path / "both.tif", **fast)
 
 
+def test_a_model_without_normalisation_statistics_is_one_line(tmp_path: Path):
+    """A checkpoint that records no statistics to scale its inputs with cannot be mapped: one
+    line naming it (it was an AttributeError from ModelSpec)."""
+    from sarcrop.training.checkpoint import read_metadata, save_checkpoint
+
+    path = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    model = build_model("recurrent_unet", 2, SEASON.steps, widths=(4, 8), dropout=0.0)
+    meta = read_metadata(path).model_copy(update={"normalization": None})
+    save_checkpoint(path, model, meta)
+    with pytest.raises(SarcropError, match="has no normalization statistics") as info:
+        ModelSpec.from_checkpoint(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 
 

@@ -179,7 +179,42 @@ def _tamper_cases(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     def threshold_text(meta: dict) -> None:
         meta["training"].setdefault("config", {})["threshold"] = "abc"
 
-    return {
+    def threshold_above_one(meta: dict) -> None:
+        meta["training"].setdefault("config", {})["threshold"] = 1.5
+
+    def config_a_list(meta: dict) -> None:
+        meta["training"]["config"] = [1, 2]
+
+    def patch_size_text(meta: dict) -> None:
+        meta["training"]["patch_size"] = "x"
+
+    def patch_size_list(meta: dict) -> None:
+        meta["training"]["patch_size"] = [32]
+
+    def pixel_size_zero(meta: dict) -> None:
+        meta["training"]["pixel_size"] = 0
+
+    def pixel_size_text(meta: dict) -> None:
+        meta["training"]["pixel_size"] = "ten"
+
+    edits = {
+        "threshold above 1": (threshold_above_one, "threshold is 1.5, not a probability"),
+        "training settings a list": (config_a_list, "training.config is [1, 2], not a mapping"),
+        "patch size text": (patch_size_text, "training.patch_size is 'x', not a side"),
+        "patch size a list": (patch_size_list, "training.patch_size is [32], not a side"),
+        "pixel size 0": (pixel_size_zero, "training.pixel_size is 0, not a size"),
+        "pixel size text": (pixel_size_text, "training.pixel_size is 'ten', not a size"),
+    }
+    damaged = {
+        name: (fs.tampered_header(good, folder / f"t{i}.safetensors", edited(change)), expected)
+        for i, (name, (change, expected)) in enumerate(edits.items())
+    }
+    nested = b"[" * 100_000 + b"]" * 100_000  # deeper than Python's JSON parser recurses
+    return damaged | {
+        "header nested deeper than Python recurses": (
+            fs.safetensors_with_header(folder / "n.safetensors", nested, b""),
+            "not a safetensors checkpoint",
+        ),
         "normalisation of other bands": (
             fs.tampered_header(good, folder / "h.safetensors", edited(other_normalisation_bands)),
             "normalization.bands ['VH'] are not the bands",

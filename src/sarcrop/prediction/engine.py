@@ -111,6 +111,8 @@ class ModelSpec:
             season = Season.from_dict(dict(season))
         if not isinstance(season, Season):
             raise CheckpointError("checkpoint metadata has no season", path)
+        if get("normalization") is None:
+            raise CheckpointError("checkpoint metadata has no normalization statistics", path)
         composite = get("composite") or {}
         if not isinstance(composite, Mapping):
             composite = vars(composite)

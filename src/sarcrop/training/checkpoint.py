@@ -103,10 +103,7 @@ class CheckpointMetadata(BaseModel):
                 "crop has one output channel, a crop-type model names the class of each of its "
                 "channels in target_classes"
             )
-        config = self.training.get("config")
-        threshold = config.get("threshold", 0.5) if isinstance(config, dict) else 0.5
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise ValueError(f"training.config.threshold is {threshold!r}, not a probability")
+        _check_training(self.training)
         if self.season is not None:
             from sarcrop.data.season import Season
             from sarcrop.errors import ConfigError
@@ -122,7 +119,8 @@ class CheckpointMetadata(BaseModel):
     def class_threshold(self) -> float:
         """The probability threshold it was trained and evaluated with (its training settings'
         ``threshold``, 0.5 unless set), which ``evaluate`` scores it at and ``predict`` maps."""
-        return float(self.training.get("config", {}).get("threshold", 0.5))
+        config = self.training.get("config")
+        return float(config.get("threshold", 0.5)) if isinstance(config, dict) else 0.5
 
     def learnt_early_seasons(self) -> bool | None:
         """Whether this model, or a model it was fine-tuned from, trained on seasons cut short
@@ -180,6 +178,47 @@ def _check_normalization(normalization: dict[str, Any], bands: list[str]) -> Non
                 f"normalization of band {band} is min {low} max {high}: each band needs a "
                 "finite min below its max"
             )
+
+
+def _check_training(training: dict[str, Any]) -> None:
+    """What ``evaluate`` and ``predict`` read from the training summary: its settings (a
+    mapping, with a class ``threshold`` strictly between 0 and 1), the side of the patches and
+    the pixel size it learnt, and the orbit of its scenes."""
+    config = training.get("config")
+    if "config" in training and not isinstance(config, dict):
+        raise ValueError(f"training.config is {_short(config)}, not a mapping of settings")
+    threshold = config.get("threshold", 0.5) if isinstance(config, dict) else 0.5
+    if not (_number(threshold) and 0 < threshold < 1):
+        raise ValueError(
+            f"training.config.threshold is {_short(threshold)}, not a probability strictly "
+            "between 0 and 1"
+        )
+    patch_size = training.get("patch_size")
+    if patch_size is not None and not (
+        isinstance(patch_size, int) and not isinstance(patch_size, bool) and patch_size >= 1
+    ):
+        raise ValueError(
+            f"training.patch_size is {_short(patch_size)}, not a side of 1 pixel or more"
+        )
+    pixel_size = training.get("pixel_size")
+    if pixel_size is not None and not (
+        _number(pixel_size) and math.isfinite(pixel_size) and pixel_size > 0
+    ):
+        raise ValueError(
+            f"training.pixel_size is {_short(pixel_size)}, not a size in metres above 0"
+        )
+    orbit = training.get("orbit")
+    if orbit is not None and not isinstance(orbit, str):
+        raise ValueError(f"training.orbit is {_short(orbit)}, not an orbit direction")
+    objective = training.get("objective", "segment")
+    if objective not in ("segment", "reconstruct"):
+        raise ValueError(f"training.objective is {_short(objective)}, not segment or reconstruct")
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a value from a file, cut to fit in one line."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def warn_season_cut_short(
@@ -247,7 +286,7 @@ def _check_header(path: Path) -> None:
     try:
         if isinstance(json.loads(header), dict):
             return
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
         pass
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise CheckpointError(
