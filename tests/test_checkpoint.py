@@ -197,3 +197,20 @@ def test_several_outputs_without_their_classes_are_refused(tmp_path):
         save_checkpoint(tmp_path / "ssl.safetensors", model, reconstruction)
     )
     assert meta.options["out_channels"] == 3 and loaded(torch.rand(1, 4, 2, 8, 8)).shape[1] == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("encoder.levels.0.block.0.weight", float("nan")), ("decoder.head.bias", float("inf"))],
+)
+def test_weights_that_are_not_finite_are_refused(tmp_path, name, value):
+    """NaN weights loaded, and the CPU's fused convolution + ReLU turned the NaN into 0s: a
+    map of nothing, with no sign why."""
+    model = trained_model()
+    path = save_checkpoint(tmp_path / "model.safetensors", model, metadata())
+    tensors = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    tensors[name].view(-1)[0] = value
+    save_file(tensors, str(path), metadata={"sarcrop": metadata().to_json(), "format": "pt"})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path}: weights hold NaN or infinite values: {name}"

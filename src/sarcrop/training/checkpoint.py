@@ -379,6 +379,11 @@ def load_checkpoint(
         first = _one_line(exc).split(". ")[0][:300]
         problem = f"weights do not fit {metadata.architecture}: {first}"
         raise CheckpointError(problem, path) from None
+    # A NaN weight gives NaN logits, which the CPU's fused convolution + ReLU turns into 0s:
+    # a map of nothing, with no sign why.
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"weights hold NaN or infinite values: {name}", path)
     return model.eval(), metadata
 
 
