@@ -241,6 +241,8 @@ def test_registry_rejects_unknown_names_and_options() -> None:
         build_model("unet2d", 1, 8, norm="layer")
     with pytest.raises(ConfigError, match="divisible by heads"):
         build_model("utae", 1, 8, widths=(6, 12), heads=4)
+    with pytest.raises(ConfigError, match="at least 2 channels per head"):
+        build_model("utae", 1, 8, widths=(4, 4), heads=4)  # a constant per-pixel norm
 
 
 def test_wrong_input_raises_input_data_error() -> None:
@@ -292,6 +294,25 @@ def test_utae_positions_and_attention() -> None:
     torch.testing.assert_close(default, given)
     assert not torch.allclose(default, shifted, atol=1e-4)
     torch.testing.assert_close(attention.sum(dim=2), torch.ones(2, 4, 4, 4))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_pixel_does_not_read_far_pixels(name: str) -> None:
+    """In eval mode a pixel's output depends on its neighbourhood alone, not on pixels beyond
+    the receptive field: not on the window's size, nor on no-data at its far edge. U-TAE's
+    L-TAE normalised over every pixel of the window, and 7 of 256 pixels changed class when
+    the window halved."""
+    model = small(name).eval()
+    x = torch.rand(1, 5, 2, 96, 96, generator=torch.Generator().manual_seed(2))
+    far = x.clone()
+    far[..., 64:, 64:] = 5 * torch.rand(1, 5, 2, 32, 32, generator=torch.Generator().manual_seed(3))
+    same = {"rtol": 0.0, "atol": 1e-6}  # U-TAE's changed by 1e-4 to 1e-3
+    with torch.inference_mode():
+        near = model(x)[..., :16, :16]
+        torch.testing.assert_close(model(far)[..., :16, :16], near, **same)
+        torch.testing.assert_close(model(x[..., :64, :64])[..., :16, :16], near, **same)
+        far[..., 64:, :] = 0  # no data along the far side
+        torch.testing.assert_close(model(far)[..., :16, :16], near, **same)
 
 
 def test_collapse_time_with_uniform_attention_is_the_mean() -> None:

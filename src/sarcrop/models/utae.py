@@ -36,13 +36,22 @@ class LTAE(nn.Module):
     """Lightweight temporal attention: one learned master query per head, per-pixel keys.
 
     ``(B, T, C, h, w)`` → features ``(B, out_channels, h, w)`` and attention masks
-    ``(B, heads, T, h, w)`` (softmax over T).
+    ``(B, heads, T, h, w)`` (softmax over T). Every pixel's sequence is read on its own, its
+    group norms included (``in_norm`` over each head's channels and the dates, ``out_norm``
+    over each head's output channels, as in Garnot & Chapron's L-TAE): a pixel's output does
+    not depend on other pixels, the window's size or the no-data in it.
     """
 
     def __init__(self, channels: int, out_channels: int, heads: int = 4, key_dim: int = 4) -> None:
         super().__init__()
         if channels % heads or out_channels % heads:
             raise ConfigError(f"L-TAE channels ({channels}) must be divisible by heads ({heads})")
+        if out_channels < 2 * heads:
+            raise ConfigError(
+                f"L-TAE channels ({out_channels}) give each of the {heads} heads one channel, "
+                "which its per-pixel group norm makes a constant: give the last width at least "
+                "2 channels per head, or fewer heads"
+            )
         self.heads, self.key_dim = heads, key_dim
         self.in_norm = nn.GroupNorm(heads, channels)
         self.keys = nn.Linear(channels, heads * key_dim)
@@ -52,16 +61,16 @@ class LTAE(nn.Module):
 
     def forward(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         b, t, c, h, w = x.shape
-        x = self.in_norm(fold_time(x)).unflatten(0, (b, t))
-        values = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)  # one sequence per pixel
+        sequences = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, c, t)  # one per pixel
+        values = self.in_norm(sequences).transpose(1, 2)  # (B·h·w, T, C)
         encoding = positional_encoding(positions, c).to(values.dtype)  # (B, T, C)
         values = values + encoding.repeat_interleave(h * w, dim=0)
         keys = self.keys(values).unflatten(-1, (self.heads, self.key_dim))
         scores = torch.einsum("nthd,hd->nht", keys, self.query) / math.sqrt(self.key_dim)
         attention = scores.softmax(dim=-1)
         heads = torch.einsum("nht,nthd->nhd", attention, values.unflatten(-1, (self.heads, -1)))
-        out = self.mlp(heads.flatten(1))
-        out = self.out_norm(out.view(b, h, w, -1).permute(0, 3, 1, 2))
+        out = self.out_norm(self.mlp(heads.flatten(1)))  # (B·h·w, out_channels)
+        out = out.view(b, h, w, -1).permute(0, 3, 1, 2)
         return out, attention.view(b, h, w, self.heads, t).permute(0, 3, 4, 1, 2)
 
 
