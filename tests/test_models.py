@@ -245,6 +245,42 @@ def test_registry_rejects_unknown_names_and_options() -> None:
         build_model("utae", 1, 8, widths=(4, 4), heads=4)  # a constant per-pixel norm
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("heads", 0, "heads must be a whole number of 1 or more, got 0"),
+        ("heads", -1, "heads must be a whole number"),
+        ("heads", 2.0, "heads must be a whole number"),
+        ("key_dim", 0, "key_dim must be a whole number of 1 or more, got 0"),
+        ("key_dim", True, "key_dim must be a whole number"),
+        ("step_days", "x", "step_days must be a number of days above 0, got 'x'"),
+        ("step_days", float("nan"), "step_days must be a number of days above 0, got nan"),
+        ("step_days", float("inf"), "step_days must be"),
+        ("step_days", 0, "step_days must be"),
+    ],
+)
+def test_utae_options_are_checked_when_built(option: str, value: object, message: str) -> None:
+    """heads or key_dim 0 divided by zero, negative ones failed in PyTorch, and a step_days
+    of text built and failed in the first forward pass (NaN built and ran)."""
+    with pytest.raises(ConfigError, match=message):
+        build_model("utae", 2, 8, widths=(8, 16), **{option: value})
+
+
+@pytest.mark.parametrize("name", ["recurrent_unet", "utae", "convlstm_unet", "unet2d"])
+def test_a_one_pixel_bottleneck_that_norm_makes_constant_is_refused(name: str) -> None:
+    """Inputs that reach the bottleneck as one pixel: instance norm failed in PyTorch
+    ("Expected more than 1 spatial element"), group norm of one channel per group made the
+    bottleneck the same for every input. Wider groups, batch norm and larger inputs run."""
+    x = torch.rand(1, 3, 2, 4, 4)
+    for norm, widths in (("instance", (8, 8, 16)), ("group", (8, 8, 8))):
+        model = build_model(name, 2, 3, widths=widths, norm=norm).eval()
+        with pytest.raises(InputDataError, match="a 4×4 input reaches the bottleneck of 3 "):
+            model(x)
+        assert model(torch.rand(1, 3, 2, 4, 5)).shape == (1, 1, 4, 5)
+    for norm, widths in (("group", (8, 8, 16)), ("batch", (8, 8, 8))):
+        assert build_model(name, 2, 3, widths=widths, norm=norm).eval()(x).shape == (1, 1, 4, 4)
+
+
 def test_wrong_input_raises_input_data_error() -> None:
     model = small("recurrent_unet")
     with pytest.raises(InputDataError, match="expects 2 bands"):

@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sarcrop.errors import ConfigError, InputDataError
-from sarcrop.models.blocks import NORMS, UNetDecoder, check_choice, check_widths
+from sarcrop.models.blocks import (
+    NORMS,
+    UNetDecoder,
+    check_choice,
+    check_widths,
+    constant_on_one_pixel,
+)
 
 SHARED_OPTIONS = ("widths", "dropout", "norm", "out_channels")
 
@@ -133,6 +139,18 @@ class SegmentationModel(nn.Module):
         if not 1 <= t <= self.time_steps:
             raise InputDataError(f"model expects 1 to {self.time_steps} time steps, got {t}")
         pad_h, pad_w = -h % self.multiple, -w % self.multiple
+        bottleneck = ((h + pad_h) // self.multiple, (w + pad_w) // self.multiple)
+        if (
+            self.reads_neighbours
+            and bottleneck == (1, 1)
+            and constant_on_one_pixel(self.norm, self.widths[-1])
+        ):
+            raise InputDataError(
+                f"a {h}×{w} input reaches the bottleneck of {len(self.widths)} levels as one "
+                f"pixel, which {self.norm} norm of {self.widths[-1]} channels turns into a "
+                f"constant: give inputs of more than {self.multiple} pixels on a side (patches, "
+                "predict's --window), fewer widths, or norm batch"
+            )
         pad_t = self.time_steps - t
         if pad_h or pad_w or pad_t:
             x = F.pad(x, (0, pad_w, 0, pad_h, 0, 0, 0, pad_t))

@@ -49,8 +49,19 @@ def make_norm(kind: str, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=True)
-    groups = max(g for g in range(1, 9) if channels % g == 0)
-    return nn.GroupNorm(groups, channels)
+    return nn.GroupNorm(norm_groups(channels), channels)
+
+
+def norm_groups(channels: int) -> int:
+    """The groups of a group norm of ``channels``: the most, up to 8, that divide them."""
+    return max(g for g in range(1, 9) if channels % g == 0)
+
+
+def constant_on_one_pixel(kind: str, channels: int) -> bool:
+    """Whether norm ``kind`` of ``channels`` maps a one-pixel image to a constant: instance
+    norm normalises each channel over its pixels (PyTorch refuses a single one), group norm
+    with one channel per group likewise; batch norm and wider groups keep the features."""
+    return kind == "instance" or (kind == "group" and norm_groups(channels) == channels)
 
 
 class ConvBlock(nn.Sequential):

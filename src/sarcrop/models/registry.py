@@ -35,7 +35,7 @@ def build_model(name: str, in_bands: int, time_steps: int, **options: Any) -> Se
     (:class:`~sarcrop.models.base.SegmentationModel`)."""
     try:
         return _model_class(name)(in_bands=in_bands, time_steps=time_steps, **options)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, ArithmeticError, RuntimeError) as error:  # PyTorch's too
         raise ConfigError(f"invalid options for model {name!r}: {error}") from None
 
 

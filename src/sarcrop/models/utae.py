@@ -133,6 +133,13 @@ class UTAE(SegmentationModel):
     encoder: UTAEEncoder
 
     def build_encoder(self) -> UTAEEncoder:
+        for key in ("heads", "key_dim"):
+            value = self.specific[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a whole number of 1 or more, got {value!r}")
+        days = self.specific["step_days"]
+        if not isinstance(days, int | float) or isinstance(days, bool) or not 0 < days < math.inf:
+            raise ConfigError(f"step_days must be a number of days above 0, got {days!r}")
         return UTAEEncoder(self.in_bands, self.widths, self.norm, self.dropout, **self.specific)
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
