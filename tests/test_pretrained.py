@@ -65,6 +65,13 @@ def test_names_and_paths_are_told_apart(tmp_path: Path, monkeypatch: pytest.Monk
     assert pretrained.resolve(NAME) == pretrained.path(NAME)
     for path in ("model.safetensors", "runs/europe-maize", str(tmp_path / NAME)):
         assert pretrained.resolve(path) == path
+    # A folder of that name (a run written with --out europe-maize) is no checkpoint: the name
+    # is still the shipped model's (evaluate said "is a directory"); other folders stay paths.
+    (tmp_path / NAME).mkdir()
+    (tmp_path / "runs").mkdir()
+    assert pretrained.resolve(NAME) == pretrained.path(NAME)
+    assert pretrained.resolve("runs") == "runs"
+    (tmp_path / NAME).rmdir()
     (tmp_path / NAME).write_bytes(b"")  # a local file of that name wins over the shipped model
     assert pretrained.resolve(NAME) == NAME
 

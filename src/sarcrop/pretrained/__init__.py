@@ -36,10 +36,14 @@ def path(name: str) -> Path:
 
 def is_name(checkpoint: str | Path) -> bool:
     """Whether ``checkpoint`` reads as a shipped model's name rather than a file: no folder, no
-    suffix, and no file of that name in the working directory (a local file wins)."""
+    suffix, and no file of that name in the working directory (a local file wins). A folder
+    of a shipped model's name (a run's output, say) is no checkpoint, so the name is the
+    shipped model's; a folder of another name stays a path (and is refused as one)."""
     text = str(checkpoint)
     plain = Path(text)
-    return plain.name == text and not plain.suffix and not plain.exists()
+    if plain.name != text or plain.suffix:
+        return False
+    return not plain.exists() or (plain.is_dir() and text in available())
 
 
 def resolve(checkpoint: str | Path) -> str | Path:
