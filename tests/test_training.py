@@ -33,6 +33,7 @@ from sarcrop.training import (
     train,
     trainable_parameters,
 )
+from sarcrop.training.task import one_cycle
 
 STEPS, SIZE = 4, 32
 OPTIONS = {"widths": [4, 8, 16], "dropout": 0.0, "norm": "batch"}
@@ -301,6 +302,27 @@ def test_a_run_out_of_time_is_not_complete_and_goes_on_when_run_again(tmp_path, 
     assert finished.resumed and not finished.out_of_time and finished.epochs == 3
     assert sorted({e for e, _, _ in recorder.batches}) == [1, 2]  # epoch 0 is not repeated
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize("warmup", [0.0, 0.05])
+def test_onecycle_trains_runs_of_a_few_steps(tmp_path, warmup):
+    """OneCycleLR divided by zero where the warm-up was under 2 steps: every run of fewer than
+    40 steps at the default warmup_fraction, and every run at warmup_fraction 0."""
+    data = make_items(4)
+    config = quick(epochs=2, scheduler="onecycle", warmup_fraction=warmup, val_fraction=0)
+    result = fit(tiny_model(), data, None, tmp_path, config, meta())  # 2 steps
+    assert result.epochs == 2 and (tmp_path / "model.safetensors").is_file()
+    for total in range(1, 45):
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.AdamW([parameter], lr=1e-3)
+        scheduler = one_cycle(optimizer, 1e-3, total, int(warmup * total))
+        rates = []
+        for _ in range(total):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        assert max(rates) == pytest.approx(1e-3) or total < 3
+        assert rates[0] < 1e-3  # it warms up
 
 
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):

@@ -353,16 +353,30 @@ class SegmentationTask(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.config.warmup_fraction * total)
         if self.config.scheduler == "onecycle":
-            scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer,
-                max_lr=self.config.lr,
-                total_steps=total,
-                pct_start=max(warmup / total, 1.0 / total),
+            scheduler: torch.optim.lr_scheduler.LRScheduler = one_cycle(
+                optimizer, self.config.lr, total, warmup
             )
         else:
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total))
         schedule = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+def one_cycle(
+    optimizer: torch.optim.Optimizer, peak: float, total: int, warmup: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """One cycle over ``total`` optimizer steps, rising to ``peak`` over ``warmup`` of them.
+
+    OneCycleLR divides by its rise's steps less one and by its fall's, so the rise takes at
+    least 2 steps, and a run of fewer than 3 steps follows the start of a 3-step cycle: a
+    short run or ``warmup_fraction: 0`` trains instead of dividing by zero, and a run with 2
+    or more warm-up steps keeps the schedule it always had.
+    """
+    steps = max(total, 3)
+    rise = min(max(warmup, 2), steps - 1)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=peak, total_steps=steps, pct_start=rise / steps
+    )
 
 
 class WarmupCosine:
