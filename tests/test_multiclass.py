@@ -54,7 +54,7 @@ from sarcrop.training.losses import (
     soft_dice,
 )
 from sarcrop.training.ordering import pad_steps
-from sarcrop.training.strategies import head_rows, replace_head
+from sarcrop.training.strategies import head_rows, parent_names, replace_head
 
 STEPS, SIZE, N = 4, 16, 8
 CLASSES = ["other", "maize", "potato", "grassland", "wheat"]
@@ -543,6 +543,12 @@ def test_head_rows_match_by_name_or_by_the_name_given():
     assert head_rows(["other", "maize"], known) == [3, 0]
     assert head_rows(["maize", "barley"], known) == [0, None]
     assert head_rows(["winter_cereal", "maize"], known, {"winter_cereal": "wheat"}) == [1, 0]
+    # Names match as class names do everywhere: case, spaces, hyphens and underscores aside.
+    assert head_rows(["Other", "MAIZE"], known) == [3, 0]
+    assert head_rows(["winter cereal", "maize"], known, {"Winter-Cereal": "Wheat"}) == [1, 0]
+    assert parent_names(["winter cereal"], known, {"Winter_Cereal": "WHEAT"}) == {
+        "winter cereal": "wheat"
+    }
     for names, problem in [
         ({"winter_cereal": "barley"}, "barley, not among its"),
         ({"rye": "wheat"}, "rye, not among ours"),
@@ -550,6 +556,24 @@ def test_head_rows_match_by_name_or_by_the_name_given():
     ]:
         with pytest.raises(ConfigError, match=problem):
             head_rows(["winter_cereal", "maize"], known, names)
+
+
+def test_classes_spelled_otherwise_keep_the_pretrained_head(parents, store, tmp_path):
+    """Our classes match the parent's as class names match everywhere (case, spaces, hyphens
+    and underscores aside): Maize and POTATO keep its head, where they trained a new one, and
+    one crop called Potato keeps its whole head answering for potato; interpolation 0, which
+    needs the pre-trained head, exports the parent as it is."""
+    types = quick(classes=["Maize", "POTATO", "grassland", "other"], interpolation=0.0)
+    result = finetune(parents["multi"], store, tmp_path / "types", strategy="ft", config=types)
+    assert "new_head" not in read_metadata(result.checkpoint).training
+    assert _same(_state(parents["multi"]), _state(result.checkpoint), "")
+    one = quick(interpolation=0.0)
+    crop = finetune(
+        parents["multi"], store, tmp_path / "one", strategy="ft", positive="Potato", config=one
+    )
+    meta = read_metadata(crop.checkpoint)
+    assert meta.options["merged_head"] == [False, True, False, False]
+    assert meta.training["carried_classes"] == {"Potato": "potato"}
 
 
 def test_fine_tuning_to_known_classes_keeps_the_pretrained_head(parents, store, tmp_path):

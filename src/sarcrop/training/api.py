@@ -97,6 +97,7 @@ from sarcrop.training.strategies import (
     keeps_head,
     merge_head,
     parameter_counts,
+    parent_class,
     parent_names,
     replace_head,
 )
@@ -1337,8 +1338,8 @@ def _merged_classes(job: _Transfer, config: TrainConfig) -> dict[str, str]:
     if config.classes or not known or job.strategy == "probe" or config.fresh_head:
         return {}
     names = parent_names(job.positive, known, config.parent_classes)
-    theirs = {ours: names.get(ours, ours) for ours in job.positive}
-    carried = {ours: name for ours, name in theirs.items() if name in known}
+    theirs = {ours: parent_class(ours, known, names) for ours in job.positive}
+    carried = {ours: name for ours, name in theirs.items() if name is not None}
     return carried if 0 < len(set(carried.values())) < len(known) else {}
 
 

@@ -22,8 +22,9 @@ to one crop, or the reverse, or another class list, or a self-supervised model w
 restored its input, one output per time step and band), ``head_channels`` replaces
 ``decoder.head`` with a new one for the target's classes, trainable under every strategy (a
 frozen random head could not learn anything); everything else keeps its pre-trained weights.
-Outputs of classes the pre-trained model knows (:func:`head_rows`: by name, or under the name
-given for it) start as its outputs, the others fresh. When the target has the pre-trained
+Outputs of classes the pre-trained model knows (:func:`head_rows`: by name, case, spaces,
+hyphens and underscores aside, or under the name given for it) start as its outputs, the
+others fresh. When the target has the pre-trained
 model's classes and no others, its head carries on, the outputs put in the target's order, and
 the strategy treats it as the pre-trained head it is. So does a crop-type model's head when the
 target is one crop it knows (:func:`merge_head`): it keeps every output and answers for that
@@ -232,24 +233,43 @@ def parent_names(
     ours: Sequence[str], known: Sequence[str], names: Mapping[str, str] | None
 ) -> dict[str, str]:
     """``parent_classes`` (our name: the parent's), checked: each of ours among ``ours``, each
-    of the parent's among ``known``."""
+    of the parent's among ``known``, names compared as :func:`~sarcrop.data.labels.class_key`
+    (``Rice`` is ``rice``); spelled as ``ours`` and ``known`` spell them."""
+    from sarcrop.data.labels import class_key
+
     names = dict(names or {})
+    spelled: list[dict[str, str]] = []
     for side, listed, which in ((names, ours, "ours"), (names.values(), known, "its")):
-        if unknown := sorted(set(side) - set(listed)):
+        keys = {class_key(name): name for name in reversed(listed)}  # the first of a key
+        if unknown := sorted({name for name in side if class_key(name) not in keys}):
             raise ConfigError(
                 f"parent_classes names {', '.join(unknown)}, not among {which} "
                 f"({', '.join(listed)})"
             )
-    return names
+        spelled.append(keys)
+    ours_of, theirs_of = spelled
+    return {ours_of[class_key(o)]: theirs_of[class_key(t)] for o, t in names.items()}
+
+
+def parent_class(ours: str, known: Sequence[str], names: Mapping[str, str]) -> str | None:
+    """The class among ``known`` that our class ``ours`` continues: the one :func:`parent_names`
+    gives it, else its own name (compared as :func:`~sarcrop.data.labels.class_key`), spelled
+    as ``known`` spells it; None where ``known`` lacks it."""
+    from sarcrop.data.labels import class_key
+
+    wanted = class_key(names.get(ours, ours))
+    return next((name for name in known if class_key(name) == wanted), None)
 
 
 def head_rows(
     classes: Sequence[str], known: Sequence[str], names: Mapping[str, str] | None = None
 ) -> list[int | None]:
     """For each of ``classes``, the output of a head over ``known`` classes that maps it: the
-    one of its name, or of the name ``names`` gives it (``winter_cereal: wheat``), else None."""
+    one of its name, or of the name ``names`` gives it (``winter_cereal: wheat``), else None;
+    names compared as :func:`~sarcrop.data.labels.class_key`."""
     names = parent_names(classes, known, names)
-    rows = [known.index(names.get(c, c)) if names.get(c, c) in known else None for c in classes]
+    found = [parent_class(name, known, names) for name in classes]
+    rows = [None if name is None else list(known).index(name) for name in found]
     taken = [row for row in rows if row is not None]
     if len(taken) != len(set(taken)):
         twice = sorted({known[row] for row in taken if taken.count(row) > 1})
