@@ -19,7 +19,7 @@ from sarcrop.cli import main
 from sarcrop.data.grid import Grid
 from sarcrop.data.normalization import Normalization
 from sarcrop.data.season import Season
-from sarcrop.data.store import StoreMetadata, write_store
+from sarcrop.data.store import DatasetStore, StoreMetadata, write_store
 from sarcrop.errors import ConfigError, InputDataError
 from sarcrop.models import build_model
 from sarcrop.training import (
@@ -506,6 +506,31 @@ def test_a_crop_beside_classes_must_be_one_of_them(tmp_path):
     assert positive_classes(store, ["Winter Cereal"], classes=classes) == []
     with pytest.raises(ConfigError, match="positive potato is not among classes maize, "):
         positive_classes(store, ["maize", "potato"], classes=classes)
+
+
+def test_a_store_prepared_again_with_other_labels_is_another_run(tmp_path):
+    """A run records what its store holds, not where it lies: the same folder prepared again
+    with other labels returned the old run's model as finished; a copy of the store elsewhere
+    is the same run, and a run recorded before records held the store's contents resumes."""
+    from sarcrop.training import train
+
+    store = make_store(tmp_path / "s.zarr", n=5, positive=["rice"], test=1)
+    config = quick(epochs=1, val_fraction=0, normalization="fixed")
+    options = {"bands": ["VH"], "model_options": OPTIONS, "config": config}
+    train(store, tmp_path / "run", **options)
+    copied = shutil.copytree(store, tmp_path / "copied.zarr")
+    assert train(copied, tmp_path / "run", **options).resumed
+    opened = DatasetStore(store)
+    images = np.stack([opened.read_image(i) for i in range(len(opened))])
+    labels = opened.read_all_labels()
+    shutil.rmtree(store)
+    write_store(store, images, np.where(labels >= 0, 1 - labels, labels), opened.metadata)
+    with pytest.raises(ConfigError, match="the store's patches, labels or split"):
+        train(store, tmp_path / "run", **options)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    del record["fingerprint"]["store"]
+    (tmp_path / "run" / "run.json").write_text(json.dumps(record))
+    assert train(store, tmp_path / "run", **options).resumed  # it cannot tell
 
 
 def test_ri_is_the_architecture_trained_on_the_target_statistics(tmp_path):

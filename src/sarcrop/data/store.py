@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -376,6 +377,7 @@ class DatasetStore:
         self._group: zarr.Group | None = group
         self._arrays_cache: tuple[zarr.Array, zarr.Array] | None = None
         self._pid = os.getpid()
+        self._token: str | None = None  # content_token, once computed
 
     @classmethod
     def open(cls, store: str | Path | DatasetStore) -> DatasetStore:
@@ -530,6 +532,26 @@ class DatasetStore:
         sizes = {grid.metre_pixels for grid in grids}
         return sizes.pop() if len(sizes) == 1 else None
 
+    def content_token(self) -> str:
+        """A digest of what the store holds, wherever it lies (its path plays no part): its
+        metadata (bands, season, split, classes, statistics, normalisation), every label, and
+        the size of each patch's compressed composites. A store prepared again under the same
+        path from other labels or scenes has another; reading, copying or moving it keeps it.
+        Cheap: labels compress to little and the images are only listed (a few milliseconds
+        for hundreds of patches); computed once per opened store."""
+        if self._token is None:
+            digest = hashlib.sha256()
+            for path in sorted(self.path.rglob("*")):
+                name = path.relative_to(self.path).as_posix()
+                if not path.is_file() or not _holds_content(name):
+                    continue
+                if name.startswith("images/") and path.name != "zarr.json":
+                    digest.update(f"{name}\0{path.stat().st_size}\n".encode())
+                else:
+                    digest.update(f"{name}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
+            self._token = digest.hexdigest()
+        return self._token
+
     def patch_grid(self, index: int) -> Grid:
         """The georeferenced grid of patch ``index``."""
         p, index = self.patch_size, self._check(index)
@@ -550,6 +572,12 @@ _READ_ERRORS = (zarr.errors.BaseZarrError, ValueError, TypeError, KeyError, Runt
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _holds_content(name: str) -> bool:
+    """Whether the file ``name`` (relative to a store) is part of its Zarr group: the group's
+    metadata and the images' and labels' arrays, not a file put beside them."""
+    return name == "zarr.json" or name.split("/", 1)[0] in ("images", "labels")
 
 
 def _open_group(path: Path) -> zarr.Group:

@@ -431,12 +431,15 @@ def fit(
         "train_patches": len(train_data),  # type: ignore[arg-type]
         "val_patches": len(val_data) if val_data is not None else 0,  # type: ignore[arg-type]
     }
+    if (store := _store_of(train_data)) is not None:
+        # What the store holds, not where: prepared again from other labels, it is other data.
+        fingerprint["store"] = store.content_token()
     fingerprint = json.loads(json.dumps(fingerprint, default=str))
     record = _read_run(out_dir)
     last = out_dir / "last.ckpt"
     if record is not None and _stopped_before_learning(record, out_dir):
         record = None  # a run that failed before its first checkpoint holds nothing to keep
-    if record is not None and record.get("fingerprint") != fingerprint:
+    if record is not None and not _same_run(record.get("fingerprint"), fingerprint):
         raise ConfigError(
             f"holds a run with a different configuration ({_changes(record, fingerprint)}); "
             "use another output directory",
@@ -691,6 +694,14 @@ def class_balance(dataset: Dataset) -> tuple[int, int]:
     return negative, positive
 
 
+def _same_run(recorded: Any, fingerprint: Mapping[str, Any]) -> bool:
+    """Whether a run recorded with ``recorded`` is the run of ``fingerprint``; a run recorded
+    before fingerprints held the store's contents is compared without them."""
+    if isinstance(recorded, dict) and "store" not in recorded:
+        fingerprint = {key: value for key, value in fingerprint.items() if key != "store"}
+    return recorded == fingerprint
+
+
 def _changes(record: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
     """``lr 0.003 -> 0.001, epochs 20 -> 30``: the settings in which a recorded run differs."""
     before = record.get("fingerprint") or {}
@@ -705,6 +716,8 @@ def _changes(record: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
         for key in ("train_patches", "val_patches")
         if before.get(key) != fingerprint.get(key)
     ]
+    if "store" in before and before.get("store") != fingerprint.get("store"):
+        pairs.append("the store's patches, labels or split")
     return ", ".join(pairs[:4]) + (", …" if len(pairs) > 4 else "") or "its record differs"
 
 
@@ -842,6 +855,14 @@ def _training_data(
         )
         train_data = Subset(augmented, train_data.indices)
     return train_data, val_data, labels
+
+
+def _store_of(data: Dataset) -> DatasetStore | None:
+    """The store whose patches ``data`` holds (a PatchDataset, or a Subset of one), if any."""
+    while isinstance(data, Subset):
+        data = data.dataset
+    store = getattr(data, "store", None)
+    return store if isinstance(store, DatasetStore) else None
 
 
 def _learnt_from(data: Dataset) -> dict[str, Any]:
