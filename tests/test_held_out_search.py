@@ -213,6 +213,31 @@ def test_the_command_line_searches_interpolation_when_fine_tuning(store, tmp_pat
     assert meta.training["config"]["interpolation_search"] == [0.0, 1.0]
 
 
+def test_a_fold_run_stopped_by_max_time_stops_the_search(store, tmp_path, monkeypatch):
+    """A fold run that ``max_time`` stopped before its budget was scored as if it had trained
+    it; the search stops instead, saying so, and goes on from there when run again."""
+    from lightning.pytorch.callbacks import Timer
+
+    import sarcrop.training.api as api
+
+    class TimeUp(Timer):  # up as each fold run's first epoch ends
+        def on_train_epoch_end(self, trainer, *args, **kwargs) -> None:
+            self._duration = 0.0
+            super().on_train_epoch_end(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(api, "Timer", TimeUp)
+    config = quick(val_fraction=0, epoch_search=(1, 2), search_folds=2, max_time="00:01:00:00")
+    options = {"model_options": OPTIONS, "bands": ["VH"], "config": config}
+    with pytest.raises(ConfigError, match="after 1 of its 2 epochs, and the search scores"):
+        train(store, tmp_path / "run", **options)
+    runs = tmp_path / "run" / SEARCH_DIR
+    done = [json.loads((runs / f"epochs-1-fold-{n}" / "run.json").read_text()) for n in (1, 2)]
+    assert [record["status"] for record in done] == ["complete", "complete"]  # 1 of 1 epoch
+    monkeypatch.undo()
+    result = train(store, tmp_path / "run", **options)
+    assert set(SearchChoice.from_dict(result.search).iou) == {(1, 1.0), (2, 1.0)}
+
+
 def test_too_few_parcels_warn_and_keep_the_configured_epochs(store, tmp_path):
     config = quick(val_fraction=0, epochs=2, epoch_search=(1, 3), label_fraction=0.1)
     with pytest.warns(UserWarning, match="at least 2 of each; training 2 epochs at interpolati"):

@@ -283,6 +283,31 @@ class TimeUpAfterFirstEpoch(L.Callback):
             timer._duration = 0.0
 
 
+class TimeUpAfterSecondEpoch(L.Callback):
+    """The run's ``max_time`` reached as its second epoch ends."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            TimeUpAfterFirstEpoch().on_train_epoch_end(trainer, pl_module)
+
+
+@pytest.mark.parametrize("ending", ["last epoch", "early stopping"])
+def test_a_run_that_max_time_did_not_cut_short_is_complete(tmp_path, ending):
+    """The time up as the last epoch ends, or as early stopping ends the run: nothing is left
+    to train, and the run is complete (it was recorded as stopped, and every rerun said to run
+    it again)."""
+    data = make_items(6)
+    if ending == "last epoch":
+        config, val = quick(epochs=2, val_fraction=0), None
+    else:  # nothing predicted above 0.99: val_iou 0 at every epoch, patience 1 ends epoch 1
+        config, val = quick(epochs=5, patience=1, lr=1e-9, threshold=0.99), data[4:]
+    limited = config.updated(max_time="01:00:00:00")
+    stop = [TimeUpAfterSecondEpoch()]
+    result = fit(tiny_model(), data[:4], val, tmp_path, limited, meta(), callbacks=stop)
+    assert result.epochs == 2 and not result.out_of_time
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
+
+
 @pytest.mark.parametrize("validation", [True, False])
 def test_a_run_out_of_time_is_not_complete_and_goes_on_when_run_again(tmp_path, validation):
     """``max_time`` stops a run (here as its first epoch ends); the run is recorded as stopped,

@@ -578,8 +578,10 @@ def _train(
         auto_insert_metric_name=False,
     )
     callbacks = [checkpointing, _RandomState(), *callbacks]
+    early = None
     if config.patience is not None and validate:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
+        early = EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)
+        callbacks.append(early)
     if not validate:
         callbacks.append(_LastEveryFewSeconds(out_dir / "last.ckpt"))
     # max_time is checked as each epoch ends: a run stopped by it resumes at an epoch's start,
@@ -612,15 +614,20 @@ def _train(
     best_iou = None if score is None or math.isnan(float(score)) else float(score)
     selection = f"best {monitor}" if validate else "last epoch"
     epochs = trainer.current_epoch
-    out_of_time = timer is not None and _out_of_time(trainer, timer)
+    out_of_time = timer is not None and _out_of_time(trainer, timer, early, config.epochs)
     return _Trained(epochs, best_epoch, best_iou, selection, trainer, out_of_time)
 
 
-def _out_of_time(trainer: L.Trainer, timer: Timer) -> bool:
-    """Whether ``max_time`` ended the fit, rather than its epochs or early stopping."""
+def _out_of_time(
+    trainer: L.Trainer, timer: Timer, early: EarlyStopping | None, epochs: int
+) -> bool:
+    """Whether ``max_time`` ended the fit, rather than its epochs or early stopping: a run
+    whose last epoch ends after the time is up is complete."""
     left = timer.time_remaining()
     stopped = left is not None and left <= 0
-    return bool(trainer.strategy.broadcast(stopped))  # process 0's clock decides for all
+    stopped = bool(trainer.strategy.broadcast(stopped))  # process 0's clock decides for all
+    ended = trainer.current_epoch >= epochs or (early is not None and early.stopped_epoch > 0)
+    return stopped and not ended
 
 
 def _calibrate(
@@ -994,7 +1001,7 @@ def _from_scratch(
     if config.searches:
 
         def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
-            return _from_scratch(resolved, store, out, settings, mask).checkpoint
+            return _fold_model(_from_scratch(resolved, store, out, settings, mask), settings)
 
         config, search = _searched(fold, store, out_dir, config, positive, label_mask)
     # One logit for a positive class, one per class of a crop-type map, and one per time step
@@ -1043,6 +1050,20 @@ def _searched(
     out = Path(out_dir) / SEARCH_DIR
     choice = search_held_out(fold, store, out, config, named, subset, start)
     return config.updated(epochs=choice.epochs, interpolation=choice.interpolation), choice
+
+
+def _fold_model(result: TrainResult, settings: TrainConfig) -> Path:
+    """The model of a held-out search's fold run, which the search scores as trained for its
+    whole budget: a fold run that ``max_time`` stopped short stops the search instead."""
+    if result.out_of_time:
+        raise ConfigError(
+            f"max_time stopped this fold run of the held-out search after {result.epochs} of "
+            f"its {settings.epochs} epochs, and the search scores whole budgets only: run the "
+            "same command with a larger max_time (or none) to go on from there (finished "
+            "fold runs are kept)",
+            result.out_dir,
+        )
+    return result.checkpoint
 
 
 def _search_record(choice: SearchChoice | None) -> dict[str, Any]:
@@ -1197,7 +1218,8 @@ def finetune(
     if config.searches:
 
         def fold(out: Path, settings: TrainConfig, mask: LabelMask) -> Path:
-            return _transfer(job, out, settings, mask, score_start=False).checkpoint
+            result = _transfer(job, out, settings, mask, score_start=False)
+            return _fold_model(result, settings)
 
         start = None
         if config.interpolation_search is not None:
