@@ -558,6 +558,42 @@ def test_a_store_prepared_again_with_other_labels_is_another_run(tmp_path):
     assert train(store, tmp_path / "run", **options).resumed  # it cannot tell
 
 
+def test_a_run_with_loader_workers_resumes_to_the_run_never_interrupted(tmp_path, monkeypatch):
+    """Workers drawing the augmentations persisted over epochs, and a resumed run's workers
+    took their first batches before Lightning set the epoch: resumed, such a run learnt other
+    weights than the run never interrupted. Now it learns the same, and the number of workers,
+    which changes the draws, is part of its fingerprint."""
+    from lightning.pytorch.callbacks import Timer
+    from safetensors.torch import load_file
+
+    import sarcrop.training.api as api
+    from sarcrop.training import train
+
+    store = make_store(tmp_path / "s.zarr", n=6, positive=["rice"], test=1)
+    config = quick(
+        epochs=3, val_fraction=0, augment=True, level_jitter=1.0, date_dropout=0.3, num_workers=1
+    )
+    options = {"bands": ["VH"], "model_options": OPTIONS, "config": config}
+    whole = train(store, tmp_path / "whole", **options)
+
+    class TimeUp(Timer):  # up as the first epoch ends
+        def on_train_epoch_end(self, trainer, *args, **kwargs) -> None:
+            self._duration = 0.0
+            super().on_train_epoch_end(trainer, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(api, "Timer", TimeUp)
+        limited = {**options, "config": config.updated(max_time="00:01:00:00")}
+        assert train(store, tmp_path / "resumed", **limited).out_of_time
+    resumed = train(store, tmp_path / "resumed", **options)
+    assert resumed.resumed and resumed.epochs == 3
+    expected, found = load_file(whole.checkpoint), load_file(resumed.checkpoint)
+    assert all(torch.equal(expected[name], found[name]) for name in expected)
+    none = {**options, "config": config.updated(num_workers=0)}
+    with pytest.raises(ConfigError, match="num_workers 1 -> None"):
+        train(store, tmp_path / "resumed", **none)
+
+
 def test_ri_is_the_architecture_trained_on_the_target_statistics(tmp_path):
     from sarcrop.training import finetune, save_checkpoint, train_ri
 

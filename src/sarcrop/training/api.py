@@ -31,7 +31,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -175,12 +175,16 @@ class _Data(L.LightningDataModule):
         self.time_steps = time_steps
 
     def _loader(self, dataset: Dataset, batch_sampler: Any) -> DataLoader:
+        # Worker processes start afresh each epoch (not persistent), seeded from the main
+        # process's random state, which checkpoints hold: a resumed run draws the random
+        # augmentations of the run it resumes. They start at the epoch's first batch, once
+        # Lightning has set the batch sampler's epoch, as a loader without workers reads its
+        # batches (else a resumed run's first epoch would take the order of epoch 0).
         workers = loader_workers(self.config)
-        return DataLoader(
+        return (_LoaderStartingAtFirstBatch if workers > 0 else DataLoader)(
             dataset,
             batch_sampler=batch_sampler,
             num_workers=workers,
-            persistent_workers=workers > 0,
             pin_memory=_on_gpu(self.config),  # page-locked batches copy to the GPU asynchronously
         )
 
@@ -213,6 +217,28 @@ class _Data(L.LightningDataModule):
             rank=trainer.global_rank,
         )
         return self._loader(self.val_set, sampler)
+
+
+class _LoaderStartingAtFirstBatch(DataLoader):
+    """A DataLoader whose iterator starts its worker processes, which take their first batches
+    from the batch sampler at once, when the first batch is asked for rather than when it is
+    made: Lightning makes a run's first iterator before it sets the sampler's epoch."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # any iterator will do
+        return _StartedAtFirstNext(super().__iter__)
+
+
+class _StartedAtFirstNext(Iterator[Any]):
+    """An iterator made by ``start`` at the first ``next``."""
+
+    def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
+        self._start = start
+        self._iterator: Iterator[Any] | None = None
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            self._iterator = self._start()
+        return next(self._iterator)
 
 
 # ------------------------------------------------------------------------------ runs
@@ -421,8 +447,14 @@ def fit(
         )
     out_dir = Path(out_dir)
     reuse_freed_memory()
-    fingerprint = {
-        "config": config.fingerprint(),
+    settings = config.fingerprint()
+    trains = metadata.strategy != "bias" and not (start is not None and config.interpolation == 0)
+    workers = loader_workers(config)
+    if trains and workers > 0 and config.draws_augmentations:
+        # The workers draw the augmentations: how many there are changes what the run learns.
+        settings["num_workers"] = workers
+    fingerprint: dict[str, Any] = {
+        "config": settings,
         # A binary run's fingerprint is what it was before crop-type models existed.
         "metadata": metadata.model_dump(
             exclude={"created", "training", "version"}
@@ -463,7 +495,7 @@ def fit(
         calibration = _calibrate(model, train_data, val_data, config.threshold)
         selection = f"threshold {calibration.threshold:g} of the labelled pixels' best IoU"
         trained = _Trained(0, None, None, selection)
-    elif start is not None and config.interpolation == 0:
+    elif not trains:
         # Weight 0 exports the start as it is: whatever training learnt would be discarded.
         trained = _Trained(0, None, None, "pre-trained start (interpolation 0)")
     else:
@@ -712,12 +744,13 @@ def _same_run(recorded: Any, fingerprint: Mapping[str, Any]) -> bool:
 def _changes(record: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
     """``lr 0.003 -> 0.001, epochs 20 -> 30``: the settings in which a recorded run differs."""
     before = record.get("fingerprint") or {}
-    pairs = [
-        f"{key} {(before.get(part) or {}).get(key)!r} -> {value!r}"
-        for part in ("config", "metadata")
-        for key, value in (fingerprint.get(part) or {}).items()
-        if (before.get(part) or {}).get(key) != value
-    ]
+    pairs = []
+    for part in ("config", "metadata"):
+        old, new = before.get(part) or {}, fingerprint.get(part) or {}
+        names = [*new, *(key for key in old if key not in new)]  # a setting left out too
+        pairs += [
+            f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in names if old.get(k) != new.get(k)
+        ]
     pairs += [
         f"{key} {before.get(key)!r} -> {fingerprint[key]!r}"
         for key in ("train_patches", "val_patches")
@@ -856,7 +889,7 @@ def _training_data(
     train_data, val_data = split_train_val(dataset, config.val_fraction, config.seed)
     if val_data is not None:
         _check_validation_fields(dataset, val_data.indices)
-    if config.augment or config.level_jitter > 0 or config.date_dropout > 0:
+    if config.draws_augmentations:
         augmented = dataset.with_augmentation(
             config.augment, config.level_jitter, config.date_dropout
         )

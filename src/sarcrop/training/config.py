@@ -59,12 +59,15 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
 # handful of positive pixels the raw ratio would make the loss chase each one of them.
 AUTO_POS_WEIGHT_CAP = 20.0
 
-# Fields that change what a run shows or how it loads its data, never what it learns: an
-# experiment's cached run is reused whatever they are.
+# Fields that change what a run shows or how it loads its data: an experiment's cached run is
+# reused whatever they are. They never change what a run learns, but for the number of
+# DataLoader workers where the run draws random augmentations (TrainConfig.
+# draws_augmentations): the workers draw them, so a run's fingerprint then holds that number.
 DISPLAY_FIELDS = frozenset({"num_workers", "progress_bar", "log_every_n_steps"})
 
 # Fields that change how a run executes but not what it computes: a run interrupted and
-# restarted with a different value of these still resumes from its last checkpoint.
+# restarted with a different value of these still resumes from its last checkpoint (the
+# number of workers of a run that draws augmentations aside, as above).
 RUNTIME_FIELDS = DISPLAY_FIELDS | {"max_time", "channels_last", "compile"}
 
 # DataLoader workers per GPU when ``num_workers`` is left to sarcrop: enough to read and
@@ -294,6 +297,15 @@ class TrainConfig(OneLineErrors):
                     f"{name} holds out parcels instead of validation patches: set val_fraction 0"
                 )
         return self
+
+    @property
+    def draws_augmentations(self) -> bool:
+        """Whether training changes its patches at random (``augment``, ``level_jitter``,
+        ``date_dropout``). DataLoader worker processes draw those changes, each seeded anew
+        every epoch from the run's random state: a run resumes to the weights of a run never
+        interrupted with the same number of workers, and another number (none, the default
+        on CPU, included) draws other changes."""
+        return self.augment or self.level_jitter > 0 or self.date_dropout > 0
 
     @property
     def searches(self) -> bool:
