@@ -41,6 +41,7 @@ from sarcrop.training import (
 from sarcrop.training.api import _training_data, class_balance, resolved_pos_weight
 from sarcrop.training.config import AUTO_POS_WEIGHT_CAP, shipped_recipes, validate_config
 from sarcrop.training.losses import balanced_pos_weight
+from sarcrop.training.ordering import Key, TimestepDataset
 from sarcrop.training.strategies import pinned_modules
 
 STEPS, SIZE, N = 4, 16, 8
@@ -243,6 +244,28 @@ def test_date_dropout_zeroes_whole_composites_of_training_patches_only(store):
     with pytest.raises(ConfigError, match="date_dropout"):
         validate_config({"date_dropout": 1.0})
     assert "date_dropout" not in quick().fingerprint()
+
+
+def test_date_dropout_keeps_a_composite_an_early_season_sample_sees(store):
+    """Chronological and random batches see the first t composites: date dropout kept one of
+    all T, so it zeroed every composite of a t = 1 sample as often as it drops one (a fifth of
+    them at 0.2, still labelled). It keeps one of the first t now, and a full season draws
+    as it did, draw for draw."""
+    opened = DatasetStore(store)
+    ranges = fixed_normalization(["VH", "VV"]).to_dict()
+    config = quick(date_dropout=0.6, seed=1, val_fraction=0)
+    train_data, _, _ = _training_data(opened, ["maize"], ["VH", "VV"], ranges, config)
+    steps = opened.steps
+    data = TimestepDataset(train_data, steps)
+    torch.manual_seed(0)
+    for _ in range(20):
+        for item in range(len(data)):
+            for t in range(1, steps + 1):
+                assert float(data[Key(item, t)]["image"][:t].abs().max()) > 0
+    torch.manual_seed(0)
+    whole = [data[Key(item, steps)]["image"] for item in range(len(data))]
+    torch.manual_seed(0)
+    assert all(torch.equal(train_data[i]["image"], whole[i]) for i in range(len(data)))
 
 
 def test_level_jitter_is_validated_and_left_out_of_default_fingerprints():

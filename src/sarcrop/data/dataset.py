@@ -21,8 +21,9 @@ paper. The store is opened lazily in each process, so the dataset works with Dat
 may not use, before anything else sees the labels; ``augment`` flips and rotates each patch and
 ``level_jitter`` shifts each band of a patch by a random dB offset within ± that;
 ``date_dropout`` zeroes each observed composite with that chance, as an unobserved (padded)
-one is, keeping at least one (training only: never pass any of them for validation or test
-data).
+one is, keeping at least one; of an early-season sample, which sees the first ``t``
+composites only (:meth:`PatchDataset.observed_item`), one of those (training only: never
+pass any of them for validation or test data).
 """
 
 from __future__ import annotations
@@ -139,6 +140,12 @@ class PatchDataset(Dataset[Sample]):
         return len(self.indices)
 
     def __getitem__(self, item: int) -> Sample:
+        return self.observed_item(item, self.timesteps)
+
+    def observed_item(self, item: int, t: int) -> Sample:
+        """Item ``item`` of which only the first ``t`` composites will be seen (the rest
+        zero-padded later, as early-season batches are): ``date_dropout`` keeps one of those.
+        Over the whole season it is ``self[item]``, the same random draws included."""
         index = self.indices[item]
         raw, labels = self.store.read_patch(index)
         if self.label_mask is not None:
@@ -149,7 +156,7 @@ class PatchDataset(Dataset[Sample]):
             observed = observed + self._level_offsets()
         image[: self.timesteps] = normalize(observed, self.normalization)
         if self.date_dropout > 0:
-            image[self._dropped_dates()] = 0.0
+            image[self._dropped_dates(min(t, self.timesteps))] = 0.0
         target, valid = self._target(labels)
         sample: Sample = {
             "image": torch.from_numpy(image),
@@ -174,11 +181,13 @@ class PatchDataset(Dataset[Sample]):
         changed.date_dropout = float(date_dropout)
         return changed
 
-    def _dropped_dates(self) -> np.ndarray:
-        """Observed steps to zero, each with chance ``date_dropout`` (at least one kept)."""
+    def _dropped_dates(self, seen: int) -> np.ndarray:
+        """Steps to zero, each with chance ``date_dropout``, keeping at least one of the first
+        ``seen``."""
         dropped = (torch.rand(self.timesteps) < self.date_dropout).numpy()
-        if dropped.all():
-            dropped[int(torch.randint(self.timesteps, ()))] = False
+        first = dropped[:seen]  # a view
+        if first.all():
+            first[int(torch.randint(seen, ()))] = False
         return np.flatnonzero(dropped)
 
     def _level_offsets(self) -> np.ndarray:

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, Subset
 
 ORDERINGS = ("full", "chronological", "random")
 
@@ -221,12 +221,22 @@ class TimestepDataset(Dataset):
             key = Key(int(key), self.time_steps)
         elif not isinstance(key, Key):
             key = Key(*key)
-        item = dict(self.base[key.index])
+        item = dict(_observed_item(self.base, key.index, key.t))
         item["t"] = key.t
         item["counted"] = key.counted
         if not key.counted:
             item["valid"] = torch.zeros_like(torch.as_tensor(item["valid"]), dtype=torch.bool)
         return item
+
+
+def _observed_item(base: Any, index: int, t: int) -> Mapping[str, Any]:
+    """``base[index]``, told that its first ``t`` steps are the ones seen where it can be
+    (:meth:`sarcrop.data.dataset.PatchDataset.observed_item`, also inside Subsets): date
+    dropout then keeps one of them, where it zeroed every one of an early sample at times."""
+    while isinstance(base, Subset):
+        index, base = int(base.indices[index]), base.dataset
+    observed = getattr(base, "observed_item", None)
+    return observed(index, t) if callable(observed) else base[index]
 
 
 def pad_steps(image: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
