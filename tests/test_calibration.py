@@ -180,10 +180,39 @@ def test_bias_refuses_what_only_trained_weights_have(store, tmp_path):
         ({"interpolation": 0.5}, "so interpolation cannot apply: leave it out"),
         ({"distillation": 1.0}, "so distillation cannot apply"),
         ({"classes": ["other", "maize"]}, "chooses the threshold of one crop"),
+        ({"level_jitter": 3.0}, "so level_jitter cannot apply: leave it out"),
+        ({"ordering": "chronological"}, "so ordering cannot apply"),
     ]:
         with pytest.raises(ConfigError, match=problem):
             finetune(checkpoint, store, tmp_path / "x", strategy="bias", config=quick(**changes))
     assert not (tmp_path / "x").exists()
+
+
+def test_bias_refuses_training_flags_and_learnt_no_early_season(store, tmp_path, capsys):
+    """bias took --level-jitter, --ordering, --epochs and --lr, ignored them and recorded them,
+    and a recorded chronological ordering called a model that trained nothing one that learnt
+    early seasons, so that no warning said it had learnt full seasons only."""
+    checkpoint = parent_checkpoint(tmp_path / "pre.safetensors")
+    argv = ["finetune", checkpoint, store, "--strategy", "bias", "--out", str(tmp_path / "x")]
+    for flags, named in [
+        (["--level-jitter", "3"], "so level_jitter cannot apply: leave it out"),
+        (["--ordering", "chronological"], "so ordering cannot apply"),
+        (["--epochs", "7", "--lr", "5", "--ordering", "random"], "epochs, lr, ordering cannot"),
+    ]:
+        assert main([*argv, *flags, "--quiet"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "\n" not in error and named in error
+    assert not (tmp_path / "x").exists()
+    result = finetune(checkpoint, store, tmp_path / "bias", strategy="bias", config=quick())
+    meta = read_metadata(result.checkpoint)
+    assert meta.training["epochs"] == 0
+    # Checkpoints that recorded an ordering bias never applied: their parent's answer (this
+    # parent's record does not say).
+    config = {**meta.training["config"], "ordering": "chronological"}
+    recorded = meta.model_copy(update={"training": {**meta.training, "config": config}})
+    assert recorded.learnt_early_seasons() is meta.learnt_early_seasons() is None
+    parent = {**meta.parent, "early_seasons": False}
+    assert recorded.model_copy(update={"parent": parent}).learnt_early_seasons() is False
 
 
 def test_bias_from_the_command_line_says_what_it_chose(store, tmp_path, capsys):

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sarcrop.training.api import finetune
 
+    if args.strategy == "bias":
+        _refuse_gradient_flags(args)
+
     return run_training(
         finetune,
         args,
@@ -60,3 +63,20 @@ def run(args: argparse.Namespace) -> int:
         last_k=args.last_k,
         statistics=args.statistics,
     )
+
+
+def _refuse_gradient_flags(args: argparse.Namespace) -> None:
+    """``--strategy bias`` chooses a threshold and trains no weights: the training flags it
+    would ignore (--epochs, --lr, …) are refused, where they were recorded as if applied, in
+    one line with the settings the API refuses for it."""
+    from sarcrop.cli.shared import config_from_args
+    from sarcrop.errors import ConfigError
+    from sarcrop.training.config import GRADIENT_FIELDS
+
+    given = [name for name in GRADIENT_FIELDS if getattr(args, name, None) is not None]
+    if given:
+        named = [*given, *config_from_args(args).unused_by_bias()]
+        raise ConfigError(
+            f"strategy bias trains no weights, so {', '.join(named)} cannot apply: leave "
+            f"{'it' if len(named) == 1 else 'them'} out"
+        )

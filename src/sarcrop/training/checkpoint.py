@@ -130,11 +130,14 @@ class CheckpointMetadata(BaseModel):
         on real data"). Date dropout does not count: it zeroes composites at random, a
         season's whole tail seldom (with ``p = 0.25`` the last four at once in 0.4 % of the
         patches), and FTD with it mapped real Flanders maize with IoU 0.02–0.22 from the
-        first two or three composites. None where the record does not say."""
+        first two or three composites. A model that trained nothing (``bias``, interpolation
+        0) learnt what its parent did, whatever ordering its record holds. None where the
+        record does not say."""
         config = self.training.get("config")
         if not isinstance(config, dict):
             return None
-        if config.get("ordering", "full") != "full":
+        trained = self.training.get("epochs") != 0  # bias, interpolation 0: the parent's weights
+        if config.get("ordering", "full") != "full" and trained:
             return True
         if "early_season" in config:  # a forest: with or without zero-padded copies
             return bool(config["early_season"])

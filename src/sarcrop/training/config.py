@@ -70,6 +70,23 @@ DISPLAY_FIELDS = frozenset({"num_workers", "progress_bar", "log_every_n_steps"})
 # number of workers of a run that draws augmentations aside, as above).
 RUNTIME_FIELDS = DISPLAY_FIELDS | {"max_time", "channels_last", "compile"}
 
+# Settings that only training weights reads: the bias strategy refuses them given as flags
+# (a recipe's or a --config file's, shared with other strategies, are left to it).
+GRADIENT_FIELDS = (
+    "epochs",
+    "lr",
+    "weight_decay",
+    "loss",
+    "pos_weight",
+    "dice_weight",
+    "scheduler",
+    "warmup_fraction",
+    "gradient_clip",
+    "patience",
+    "augment",
+    "ordering_coverage",
+)
+
 # DataLoader workers per GPU when ``num_workers`` is left to sarcrop: enough to read and
 # normalise patches while the GPU computes, at most the CPU cores there are.
 GPU_LOADER_WORKERS = 8
@@ -268,13 +285,18 @@ class TrainConfig(OneLineErrors):
 
     def unused_by_bias(self) -> list[str]:
         """The settings given that the ``bias`` strategy cannot apply: it chooses a threshold
-        and trains no weights (a recipe's augmentation, which it ignores, is not one)."""
+        and trains no weights (a recipe's augmentation, epochs and learning rate, which it
+        ignores, are not among them: one ``finetune:`` section serves every method of an
+        experiment). A batch order other than ``full`` would record an early-season training
+        that never happened."""
         given = {
             "epoch_search": self.epoch_search is not None,
             "interpolation_search": self.interpolation_search is not None,
             "interpolation": self.interpolation < 1,
             "distillation": self.distillation > 0,
             "date_dropout": self.date_dropout > 0,
+            "level_jitter": self.level_jitter > 0,
+            "ordering": self.ordering != "full",
         }
         return [name for name, used in given.items() if used]
 
