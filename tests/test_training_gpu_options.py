@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
+import pytest
 import torch
 
+from sarcrop.cli import main
 from sarcrop.cli.shared import add_training_options, config_from_args
+from sarcrop.errors import ConfigError
 from sarcrop.models import build_model
 from sarcrop.training import TrainConfig, load_checkpoint, train
-from sarcrop.training.api import _prepare_model, _restore_model, loader_workers
+from sarcrop.training.api import (
+    _prepare_model,
+    _restore_model,
+    _trainer,
+    check_hardware,
+    loader_workers,
+)
+from sarcrop.training.config import validate_config
 from test_training import STEPS, make_store, quick
 
 
@@ -61,3 +72,39 @@ def test_execution_fields_are_flags_and_do_not_block_resume():
     config = config_from_args(args)
     assert config.channels_last and config.compile and config.num_workers == 2
     assert config.fingerprint() == TrainConfig().fingerprint()
+
+
+def test_hardware_settings_that_cannot_run_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    """A GPU asked for where there is none, an unknown distributed strategy and devices that
+    are no count were tracebacks from Lightning, and precision 64 trained, crashed and left a
+    last.ckpt that refused the run again; each is one line now, before any training."""
+    for settings, problem in [
+        ({"accelerator": "tpux"}, "accelerator: Input should be 'auto', 'cpu', 'gpu'"),
+        ({"devices": "abc"}, "devices: devices must be a positive count, -1, 'auto' or device"),
+        ({"precision": "64"}, "precision: Input should be '32-true'"),
+        ({"precision": "bf16-true"}, "precision: Input should be"),
+        ({"distributed": "ddp --x"}, "distributed: String should match pattern"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            validate_config(settings)
+    assert validate_config({"precision": 16, "devices": "0,1"}).precision == "16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for settings, problem in [
+        ({"accelerator": "gpu"}, "accelerator gpu: torch sees no GPU here"),
+        ({"accelerator": "cpu", "distributed": "foo"}, "distributed 'foo' is not a Lightning"),
+    ]:
+        with pytest.raises(ConfigError, match=problem):
+            check_hardware(TrainConfig(**settings))
+    with pytest.raises(ConfigError, match="hardware settings: `devices` selected with"):
+        _trainer(tmp_path / "t", TrainConfig(accelerator="cpu", devices="0,1"), [], False)
+    store = make_store(tmp_path / "store.zarr", n=5, positive=["rice"])
+    argv = ["train", store, "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"]
+    model = ["--bands", "VH", "--model-options", '{"widths": [4, 8]}', "--val-fraction", "0"]
+    for flags in (["--accelerator", "gpu"], ["--distributed", "foo"], ["--devices", "abc"]):
+        assert main([*argv, *model, *flags]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("sarcrop train: error:") and "\n" not in error
+    with pytest.raises(SystemExit):  # argparse lists the precisions
+        main([*argv, "--precision", "64"])
+    assert "invalid choice: '64'" in capsys.readouterr().err
+    assert main([*argv, *model, "--accelerator", "cpu"]) == 0  # nothing was left behind

@@ -386,7 +386,39 @@ def _quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def check_hardware(config: TrainConfig) -> None:
+    """Refuse, in one line, hardware settings this machine or Lightning cannot run: a GPU
+    asked for where torch sees none, or a distributed strategy Lightning does not know."""
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"accelerator {config.accelerator}: torch sees no GPU here (CUDA is not available "
+            "to it); use --accelerator cpu, or auto (a GPU where there is one)"
+        )
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    known = StrategyRegistry.available_strategies()
+    if config.distributed.lower() not in ("auto", *known):
+        shown = ", ".join(["auto", *(name for name in known if "_" not in name)])
+        raise ConfigError(
+            f"distributed {config.distributed!r} is not a Lightning strategy (such as {shown})"
+        )
+
+
 def _trainer(
+    out_dir: Path, config: TrainConfig, callbacks: list[Callback], validate: bool
+) -> L.Trainer:
+    """Lightning's Trainer for a run; settings it refuses (more devices than the machine
+    has, say) are a one-line ConfigError."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return _lightning_trainer(out_dir, config, callbacks, validate)
+    except (MisconfigurationException, TypeError, ValueError) as exc:
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"hardware settings: {problem}") from None
+
+
+def _lightning_trainer(
     out_dir: Path, config: TrainConfig, callbacks: list[Callback], validate: bool
 ) -> L.Trainer:
     return L.Trainer(
@@ -397,7 +429,7 @@ def _trainer(
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy=config.distributed,
-        precision=config.precision,  # type: ignore[arg-type]
+        precision=config.precision,
         deterministic=_deterministic(config),
         gradient_clip_val=config.gradient_clip,
         callbacks=callbacks,
@@ -453,6 +485,8 @@ def fit(
     if trains and workers > 0 and config.draws_augmentations:
         # The workers draw the augmentations: how many there are changes what the run learns.
         settings["num_workers"] = workers
+    if trains:
+        check_hardware(config)
     fingerprint: dict[str, Any] = {
         "config": settings,
         # A binary run's fingerprint is what it was before crop-type models existed.

@@ -8,6 +8,7 @@ out-of-range value fails before any data is read, with the file named in the mes
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,11 @@ LossName = Literal["bce", "dice", "bce+dice"]
 Scheduler = Literal["cosine", "onecycle", "none"]
 InputScaling = Literal["store", "fixed"]
 Objective = Literal["segment", "reconstruct"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+# The precisions the models run at: full float32, or float32 weights with float16 / bfloat16
+# autocast ("16" and "bf16" are Lightning's names of the mixed ones). Half or double weights
+# (16-true, bf16-true, 64-true) fail in the models' convolutions and in the export.
+Precision = Literal["32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16"]
 DEFAULT_OBJECTIVE: Objective = "segment"
 
 # Fields added after runs were cached: left out of every dump at these defaults, so the
@@ -86,6 +92,9 @@ GRADIENT_FIELDS = (
     "augment",
     "ordering_coverage",
 )
+
+# Lightning's devices given as the indices of the devices to use: "0,1", "1,".
+DEVICE_INDICES = re.compile(r"^\s*\d+\s*(,\s*\d+\s*)*,?\s*$")
 
 # DataLoader workers per GPU when ``num_workers`` is left to sarcrop: enough to read and
 # normalise patches while the GPU computes, at most the CPU cores there are.
@@ -238,11 +247,15 @@ class TrainConfig(OneLineErrors):
         description="DataLoader worker processes (default: none on CPU, where they would take "
         f"cores from the model; up to {GPU_LOADER_WORKERS} per GPU, so it is never starved)",
     )
-    accelerator: str = Field("auto", description="cpu, gpu or auto")
+    accelerator: Accelerator = Field("auto", description="cpu, gpu or auto")
     devices: int | str = Field(1, description="devices per node (count, -1 or 'auto')")
     num_nodes: int = Field(1, ge=1, description="nodes of a multi-node run")
-    distributed: str = Field("auto", description="Lightning distributed strategy, e.g. ddp")
-    precision: str = Field("32-true", description="32-true, 16-mixed or bf16-mixed")
+    distributed: str = Field(
+        "auto",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="Lightning distributed strategy, e.g. ddp",
+    )
+    precision: Precision = Field("32-true", description="32-true, 16-mixed or bf16-mixed")
     channels_last: bool = Field(
         False, description="channels_last memory format (faster convolutions on GPUs)"
     )
@@ -366,8 +379,18 @@ class TrainConfig(OneLineErrors):
         # A count as text ("2") is the command line's --devices 2: one fingerprint either way.
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
-        if isinstance(value, int) and value < 1 and value != -1:
-            raise ValueError("devices must be a positive count, -1 or 'auto'")
+        wrong = "devices must be a positive count, -1, 'auto' or device indices such as 0,1"
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1 and value != -1):
+            raise ValueError(wrong)
+        if isinstance(value, str) and value != "auto" and not DEVICE_INDICES.match(value):
+            raise ValueError(f"{wrong}, got {value!r}")
+        return value
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):  # a YAML precision: 16
+            return str(value)
         return value
 
     @field_validator("max_time")
