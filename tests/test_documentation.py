@@ -198,6 +198,35 @@ def test_a_documented_python_example_imports_and_calls_what_exists(block: str) -
     assert unknown_keywords(ast.parse(block)) == []
 
 
+# A Python signature quoted in prose: `finetune(checkpoint, store, *, strategy) -> TrainResult`.
+SIGNATURE = re.compile(r"`((?:sarcrop\.[\w.]+\.)?(\w+))\(([^`]*?)\)(?: -> [^`]+)?`")
+
+
+def documented_parameters(text: str) -> list[tuple[str, list[str]]]:
+    """Each signature quoted in ``text`` whose callable sarcrop.training (or its dotted
+    module) has, with the parameter names it lists."""
+    found = []
+    for dotted, name, listed in SIGNATURE.findall(text):
+        module = dotted.rpartition(".")[0] or "sarcrop.training"
+        if not callable(target := getattr(importlib.import_module(module), name, None)):
+            continue
+        names = [part.split("=")[0].strip() for part in listed.split(",")]
+        taken = inspect.signature(target).parameters
+        found.append((name, [n for n in names if n not in ("", "*", "...") and n not in taken]))
+    return found
+
+
+def test_the_documented_signatures_take_the_parameters_they_list() -> None:
+    """docs/training.md's table of the Python API lists the parameters of each function:
+    finetune's ``statistics`` was listed as ``normalization``, a keyword it does not take."""
+    found = documented_parameters((ROOT / "docs" / "training.md").read_text(encoding="utf-8"))
+    assert {name for name, _ in found} >= {"train", "finetune", "train_ri", "evaluate", "fit"}
+    assert [(name, unknown) for name, unknown in found if unknown] == []
+    assert documented_parameters("`finetune(checkpoint, normalization)`") == [
+        ("finetune", ["normalization"])
+    ]
+
+
 def test_a_renamed_keyword_or_name_is_caught() -> None:
     code = "from sarcrop.training import evaluate\nevaluate('m', 's', splt='test')"
     assert unknown_keywords(ast.parse(code)) == ["evaluate(splt=)"]
