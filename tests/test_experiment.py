@@ -64,6 +64,17 @@ TINY = {
 }
 
 
+def small(**changes) -> dict:
+    """TINY at its least: 96² regions, one epoch each, no early-season curve, IoU-by-t table or
+    comparisons unless ``changes`` give them."""
+    data = copy.deepcopy(TINY)
+    for region in data["regions"].values():
+        region["simulate"]["size"] = [96, 96]
+    data["pretrain"]["train"]["epochs"] = data["finetune"]["epochs"] = 1
+    del data["early_season"], data["timestep_table"]
+    return {**data, **changes}
+
+
 def write_config(folder: Path, data: dict) -> Path:
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -454,11 +465,13 @@ def test_a_variant_threshold_reaches_the_metrics_and_the_recorded_maps_alike():
     data["finetune"] = {**TINY["finetune"], "threshold": 0.4}
     config = experiment_config_from_dict(data)
     thresholds = runner.method_thresholds(config)
-    assert thresholds == {"rf": 0.5, "ri": 0.4, "ftd": 0.4, "ftd+t": 0.7}
-    typed = {m: 0.5 if is_forest(m) else config.finetune_of(m).threshold for m in config.methods}
+    # fte: the early-season curve's method, scored at its own threshold
+    assert thresholds == {"rf": 0.5, "ri": 0.4, "ftd": 0.4, "ftd+t": 0.7, "fte": 0.4}
+    methods = config.every_method()
+    typed = {m: 0.5 if is_forest(m) else config.finetune_of(m).threshold for m in methods}
     assert thresholds == typed
     recorded = json.loads(json.dumps(config.model_dump(mode="json")))
-    assert recorded_thresholds(recorded, config.methods) == thresholds
+    assert recorded_thresholds(recorded, methods) == thresholds
 
 
 @pytest.mark.parametrize(
@@ -1097,3 +1110,21 @@ def test_a_run_stopped_while_writing_its_tables_leaves_no_report_of_the_run_befo
     assert not (out / "experiment.json").exists() and not (out / "report.html").exists()
     with pytest.raises(SarcropError, match=r"no experiment\.json"):
         render_report(out)
+
+
+def test_an_early_season_method_left_out_of_the_methods_is_run_and_scored(tmp_path):
+    """The curve reruns a method of its own (``fte`` by default): left out of ``methods``, it
+    trained and the run then failed with a KeyError as it scored it, writing no results; its
+    pre-training's ground was not checked against the test split either."""
+    from sarcrop.experiments.runner import ExperimentRunner
+
+    early = {"scenario": 0, "method": "fte", "orderings": ["chronological"]}
+    data = small(methods=["rf"], early_season=early)
+    config = load_experiment_config(write_config(tmp_path, data))
+    assert ExperimentRunner(config, tmp_path / "run").pretrains
+    result = run_experiment(config, tmp_path / "run")
+    rows = result.results
+    assert set(rows[rows["run"] == "main"]["method"]) == {"rf"}
+    curve = rows[rows["run"] == "early-season"]
+    assert set(curve["method"]) == {"fte"} and curve["value"].notna().any()
+    assert (tmp_path / "run" / "report.html").is_file()

@@ -596,16 +596,23 @@ class ExperimentConfig(_Strict):
                     f"{', '.join(self.regions)})"
                 )
 
-    def _every_method(self) -> list[str]:
-        """``methods`` and the early-season curve's method."""
-        return [*self.methods, *([self.early_season.method] if self.early_season else [])]
+    def every_method(self) -> list[str]:
+        """``methods`` and the early-season curve's method: every method the run trains (a
+        crop-type scenario's curve is drawn from its main runs)."""
+        early = self.early_season
+        reruns = (
+            early is not None
+            and early.scenario < len(self.scenarios)
+            and self.classes_of(self.scenarios[early.scenario]) is None
+        )
+        return [*self.methods, *([early.method] if early is not None and reruns else [])]
 
     def _check_variants(self) -> None:
         """A ``+name`` method names one of ``variants`` and trains a network; each variant's
         settings make a valid ``finetune:`` (checked before any work)."""
         for name, changes in self.variants.items():
             _variant_config(self.finetune, name, changes)
-        for method in self._every_method():
+        for method in self.every_method():
             variant = variant_of(method)
             if variant is not None and variant not in self.variants:
                 have = ", ".join(self.variants) or "none"
@@ -631,7 +638,7 @@ class ExperimentConfig(_Strict):
         if min(self.fractions) >= 1:
             return
         seeds: dict[str, int] = {}
-        for method in self._every_method():
+        for method in self.every_method():
             if is_forest(method):
                 seeds.setdefault("baseline.seed", self.baseline.seed)
             elif method != ZERO_SHOT:
@@ -696,7 +703,7 @@ class ExperimentConfig(_Strict):
     def _fine_tunings(self) -> dict[str, TrainConfig]:
         """Where each set of fine-tuning settings is written → the settings: ``finetune`` and
         every variant a method names."""
-        used = sorted({v for m in self._every_method() if (v := variant_of(m)) is not None})
+        used = sorted({v for m in self.every_method() if (v := variant_of(m)) is not None})
         variants = {
             f"variants.{v}": _variant_config(self.finetune, v, self.variants[v]) for v in used
         }
@@ -855,7 +862,7 @@ class ExperimentConfig(_Strict):
     def _check_last_k(self) -> None:
         """``ftd-last-K`` names 1 to as many decoder blocks as the pre-trained model has, checked
         before any work rather than after the pre-training."""
-        last = {m: parse_method(m)[1] for m in self._every_method() if METHOD_PATTERN.match(m)}
+        last = {m: parse_method(m)[1] for m in self.every_method() if METHOD_PATTERN.match(m)}
         wanted = {m: k for m, k in last.items() if k is not None}
         if not wanted:
             return

@@ -327,8 +327,9 @@ class ExperimentRunner:
 
     @property
     def pretrains(self) -> bool:
-        """Whether any method starts from a pre-trained model."""
-        return any(parse_method(m)[0] not in {"rf", "ri"} for m in self.config.methods)
+        """Whether any method starts from a pre-trained model, the early-season curve's
+        among them."""
+        return any(parse_method(m)[0] not in {"rf", "ri"} for m in self.config.every_method())
 
     def check_ground(self, scenario: ScenarioSpec) -> None:
         """Refuse a scenario whose test split shows labelled ground, in the same season, that
@@ -1189,8 +1190,9 @@ def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[st
 
 def method_thresholds(config: ExperimentConfig) -> dict[str, float]:
     """The probability threshold of each method's metrics: the forest's or the networks', as
-    a run's record gives them."""
-    return recorded_thresholds(config.model_dump(mode="json"), config.methods)
+    a run's record gives them; the early-season curve's method too, listed in ``methods``
+    or not."""
+    return recorded_thresholds(config.model_dump(mode="json"), config.every_method())
 
 
 UnitKey = tuple[str, str, int, float]
