@@ -553,6 +553,7 @@ class ExperimentConfig(_Strict):
                 f"early_season.method: {self.early_season.method} trains no network, so it has "
                 "no batch order to compare; name a fine-tuning (fte, ftd, ...) or RI"
             )
+        self._check_run_settings()
         self._check_variants()
         self._check_label_seeds()
         self._check_simulated_crops()
@@ -567,6 +568,31 @@ class ExperimentConfig(_Strict):
         if self.early_season and self.early_season.scenario >= len(self.scenarios):
             raise ValueError("early_season.scenario is not a scenario index")
         return self
+
+    def _check_run_settings(self) -> None:
+        """The share of labels and the classes a run learns are the experiment's: each run
+        takes one of ``fractions`` and its scenario's crop or classes. Given in ``finetune:``,
+        a variant or ``baseline:``, they held at a fraction of 1 and were replaced at the
+        others, and a forest of classes on a one-crop scenario could not be scored."""
+        sections: dict[str, TrainConfig | BaselineOptions] = {
+            "finetune": self.finetune,
+            **{
+                f"variants.{name}": _variant_config(self.finetune, name, changes)
+                for name, changes in self.variants.items()
+            },
+            "baseline": self.baseline,
+        }
+        for where, settings in sections.items():
+            if settings.label_fraction != 1:
+                raise ValueError(
+                    f"{where}.label_fraction: each run learns from a share of the labels in "
+                    f"fractions: (e.g. fractions: [{settings.label_fraction:g}, 1]); leave it out"
+                )
+            if settings.classes is not None:
+                raise ValueError(
+                    f"{where}.classes: each run maps its scenario's crop or classes (classes: "
+                    "in a scenario, or at the top of the config); leave it out"
+                )
 
     def _check_region_names(self) -> None:
         """Every region a scenario, pre-training or merge names is defined: the first that is

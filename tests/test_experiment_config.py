@@ -1,0 +1,53 @@
+"""What an experiment config refuses as it is read, in one line naming the file and the key:
+settings the run would ignore or replace, and values of the wrong kind."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from sarcrop.errors import ConfigError
+from sarcrop.experiments import load_experiment_config
+from test_experiment import TINY, write_config
+
+
+def refused(tmp_path, data: dict) -> str:
+    """The one-line problem a config is refused with."""
+    with pytest.raises(ConfigError) as error:
+        load_experiment_config(write_config(tmp_path, data))
+    assert str(error.value).startswith(f"{tmp_path / 'experiment.yaml'}: ")
+    assert "\n" not in str(error.value)
+    return error.value.problem
+
+
+def changed(**sections: dict) -> dict:
+    """TINY with keys of its sections changed: ``changed(finetune={"lr": 0.1})``."""
+    data = copy.deepcopy(TINY)
+    for section, values in sections.items():
+        data[section] = {**data.get(section, {}), **values}
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "points_to"),
+    [
+        (changed(finetune={"label_fraction": 0.3}), "finetune.label_fraction", "fractions:"),
+        (changed(baseline={"label_fraction": 0.3}), "baseline.label_fraction", "fractions:"),
+        (changed(finetune={"classes": ["rice", "other"]}), "finetune.classes", "classes:"),
+        (changed(baseline={"classes": ["rice", "other"]}), "baseline.classes", "classes:"),
+        (
+            {**changed(variants={"few": {"label_fraction": 0.5}}), "methods": ["rf", "fte+few"]},
+            "variants.few.label_fraction",
+            "fractions:",
+        ),
+    ],
+)
+def test_a_share_of_labels_or_classes_of_a_runs_settings_is_the_experiments(
+    tmp_path, data, key, points_to
+):
+    """``label_fraction`` and ``classes`` in ``finetune:`` or ``baseline:`` held at a fraction
+    of 1 (where the rows said every label) and were replaced at the others; a forest of
+    classes on a one-crop scenario ended in a traceback. They are the experiment's."""
+    problem = refused(tmp_path, data)
+    assert problem.startswith(f"{key}: ") and points_to in problem
