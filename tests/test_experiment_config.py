@@ -11,6 +11,8 @@ from sarcrop.errors import ConfigError
 from sarcrop.experiments import load_experiment_config
 from test_experiment import TINY, write_config
 
+TYPES = {"finetune": "spain", "test": "france", "classes": ["rice", "other"]}
+
 
 def refused(tmp_path, data: dict) -> str:
     """The one-line problem a config is refused with."""
@@ -51,3 +53,17 @@ def test_a_share_of_labels_or_classes_of_a_runs_settings_is_the_experiments(
     classes on a one-crop scenario ended in a traceback. They are the experiment's."""
     problem = refused(tmp_path, data)
     assert problem.startswith(f"{key}: ") and points_to in problem
+
+
+def test_a_crop_type_early_season_curve_takes_no_method_or_orderings(tmp_path):
+    """A crop-type scenario's curve is its main runs' mIoU at each t: a method and orderings
+    named for it were accepted and ignored."""
+    types = {**TINY, "methods": ["rf", "ri"], "scenarios": [TYPES]}
+    for early, key in (
+        ({"scenario": 0, "method": "ftd"}, "method"),
+        ({"scenario": 0, "orderings": ["random"]}, "orderings"),
+    ):
+        problem = refused(tmp_path, {**types, "early_season": early})
+        assert problem.startswith(f"early_season.{key}: scenario 0 maps crop types")
+    curve = load_experiment_config(write_config(tmp_path, {**types, "early_season": {}}))
+    assert curve.early_season is not None and curve.every_method() == ["rf", "ri"]

@@ -567,6 +567,7 @@ class ExperimentConfig(_Strict):
             )
         if self.early_season and self.early_season.scenario >= len(self.scenarios):
             raise ValueError("early_season.scenario is not a scenario index")
+        self._check_crop_type_curve()
         return self
 
     def _check_run_settings(self) -> None:
@@ -593,6 +594,25 @@ class ExperimentConfig(_Strict):
                     f"{where}.classes: each run maps its scenario's crop or classes (classes: "
                     "in a scenario, or at the top of the config); leave it out"
                 )
+
+    def _check_crop_type_curve(self) -> None:
+        """A crop-type scenario's early-season curve is drawn from its main runs (every
+        method's mIoU against t): a ``method`` or ``orderings`` of its own would be ignored."""
+        early = self.early_season
+        if early is None or self.classes_of(self.scenarios[early.scenario]) is None:
+            return
+        fields = EarlySeasonSpec.model_fields
+        given = [
+            name
+            for name in ("method", "orderings")
+            if name in early.model_fields_set and getattr(early, name) != fields[name].default
+        ]
+        if given:
+            raise ValueError(
+                f"early_season.{given[0]}: scenario {early.scenario} maps crop types, whose "
+                "early-season curve is every method's main run scored at each t; leave "
+                f"{' and '.join(given)} out"
+            )
 
     def _check_region_names(self) -> None:
         """Every region a scenario, pre-training or merge names is defined: the first that is
