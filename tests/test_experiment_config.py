@@ -67,3 +67,37 @@ def test_a_crop_type_early_season_curve_takes_no_method_or_orderings(tmp_path):
         assert problem.startswith(f"early_season.{key}: scenario 0 maps crop types")
     curve = load_experiment_config(write_config(tmp_path, {**types, "early_season": {}}))
     assert curve.early_season is not None and curve.every_method() == ["rf", "ri"]
+
+
+@pytest.mark.parametrize(
+    ("region", "ignored"),
+    [
+        (
+            {"merge": ["spain", "france"], "split": {"method": "test"}, "bands": ["VH"]},
+            "a merge takes its members' patches as they were prepared, so bands, split would "
+            "not apply; give them to its members (a merge takes percentiles only)",
+        ),
+        (
+            {"merge": ["spain", "france"], "tiling": {"patch_size": 64}, "timesteps": 8},
+            "so timesteps, tiling would not apply",
+        ),
+        ({"store": "prepared.zarr", "percentiles": [2, 98]}, "so percentiles would not apply"),
+        (
+            {"store": "prepared.zarr", "label_options": {"column": "code"}, "days": 10},
+            "a store is read as it was prepared, so label_options, days would not apply; "
+            "prepare the store with them (sarcrop prepare)",
+        ),
+    ],
+)
+def test_how_to_prepare_a_merge_or_a_store_is_refused(tmp_path, region, ignored):
+    """A merge or a prepared store was accepted with a split, bands, tiling, timesteps, ...
+    and made without them."""
+    data = {**TINY, "regions": {**TINY["regions"], "both": region}}
+    problem = refused(tmp_path, data)
+    assert problem.startswith("regions.both: ") and ignored in problem
+
+
+def test_a_merge_renormalises_with_its_percentiles(tmp_path):
+    merge = {"merge": ["spain", "france"], "percentiles": [1, 99]}
+    data = {**TINY, "regions": {**TINY["regions"], "both": merge}}
+    assert load_experiment_config(write_config(tmp_path, data)).regions["both"].percentiles

@@ -366,7 +366,7 @@ def test_experiment_values_are_never_executed(tmp_path, monkeypatch, template):
     monkeypatch.chdir(tmp_path)
     value = template.format(m=marker)
     path = _experiment(tmp_path, label_options={"column": value})
-    with pytest.raises(SarcropError):  # the store file is missing; the value is inert
+    with pytest.raises(SarcropError):  # a store takes no label_options; the value is inert
         experiments_config.load_experiment_config(path)
     data = yaml.safe_load(path.read_text())
     data["name"] = value

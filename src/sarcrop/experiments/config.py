@@ -146,7 +146,34 @@ class RegionData(_Strict):
             raise ValueError("give exactly one of simulate, images, store or merge")
         if self.images and (self.labels is None or self.season_start is None):
             raise ValueError("images need labels and season_start")
+        self._check_prepared_source()
         return self
+
+    def _check_prepared_source(self) -> None:
+        """A ``merge`` takes its members' stores as they are (it renormalises them with
+        ``percentiles``) and a ``store`` is read as it was prepared: how a region is prepared
+        (split, bands, tiling, ...) does not apply to either, and is refused rather than
+        ignored."""
+        if self.merge:
+            kept = {"merge", "percentiles"}
+            kind = "a merge takes its members' patches as they were prepared"
+            remedy = "give them to its members (a merge takes percentiles only)"
+        elif self.store is not None:
+            kept = {"store"}
+            kind = "a store is read as it was prepared"
+            remedy = "prepare the store with them (sarcrop prepare)"
+        else:
+            return
+        fields = type(self).model_fields
+        ignored = [
+            name
+            for name in fields
+            if name not in kept
+            and name in self.model_fields_set
+            and getattr(self, name) != fields[name].get_default(call_default_factory=True)
+        ]
+        if ignored:
+            raise ValueError(f"{kind}, so {', '.join(ignored)} would not apply; {remedy}")
 
 
 class PretrainSpec(_Strict):
