@@ -101,3 +101,37 @@ def test_a_merge_renormalises_with_its_percentiles(tmp_path):
     merge = {"merge": ["spain", "france"], "percentiles": [1, 99]}
     data = {**TINY, "regions": {**TINY["regions"], "both": merge}}
     assert load_experiment_config(write_config(tmp_path, data)).regions["both"].percentiles
+
+
+FOLDS = {"finetune": "x", "test": "x", "crop": "rice", "folds": 2}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"pretrains": 5}, "pretrains: Input should be a valid dictionary"),
+        ({"pretrains": ["a"]}, "pretrains: Input should be a valid dictionary"),
+        (
+            {"scenarios": [{**TYPES, "classes": 5}]},
+            "scenarios.0.classes: give a list of class names or a comma-separated string, not 5",
+        ),
+        ({"classes": 5}, "classes: give a list of class names"),
+        (
+            {"regions": {**TINY["regions"], "x": "oops"}, "scenarios": [FOLDS]},
+            "regions.x: Input should be a valid dictionary",
+        ),
+        (
+            {"pretrain": {"checkpoint": "europe-maize", "train": [1]}},
+            "pretrain.train: Input should be a valid dictionary",
+        ),
+        (
+            {"pretrain": {"checkpoint": "europe-maize", "model_options": [1]}},
+            "pretrain.model_options: Input should be a valid dictionary",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_named_with_its_key(tmp_path, change, problem):
+    """Each of these ended in a TypeError or AttributeError traceback, or (``pretrains: [a]``)
+    in a line naming no key."""
+    data = {**TINY, "early_season": None, **change}
+    assert refused(tmp_path, data).startswith(problem)

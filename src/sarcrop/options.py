@@ -328,6 +328,8 @@ def class_list(value: Any) -> tuple[str, ...] | None:
     """A ``classes`` option: a list or a comma-separated string of class names, checked."""
     if value is None:
         return None
+    if not isinstance(value, str | list | tuple):  # a number or a mapping in a config
+        raise ValueError(f"give a list of class names or a comma-separated string, not {value!r}")
     from sarcrop.data.labels import parse_classes
     from sarcrop.errors import InputDataError
 

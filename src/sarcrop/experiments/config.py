@@ -312,7 +312,8 @@ def with_pretrain_bands(data: Any) -> Any:
     if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list | tuple):
         return data
     single = {DEFAULT_PRETRAIN: data["pretrain"]} if data.get("pretrain") is not None else {}
-    pretrainings = {**single, **dict(data.get("pretrains") or {})}
+    named = data.get("pretrains")  # not a mapping: said by its own validation
+    pretrainings = {**single, **(named if isinstance(named, dict) else {})}
 
     def bands_of(name: Any) -> Any:
         spec = pretrainings.get(name or next(iter(pretrainings), None))
@@ -350,6 +351,8 @@ def derive_fold_views(data: Any) -> Any:
         if not spec.get("folds") or name != spec.get("test") or name not in regions:
             continue
         region = regions[name]
+        if not isinstance(region, dict | RegionData):  # said by the region's own validation
+            continue
         if (kind := _fixed_split(region)) is not None:
             raise ValueError(
                 f"scenarios[{index}]: folds over {name}, {kind}, need its two views written "
@@ -1097,6 +1100,9 @@ def _checkpoint_facts(spec: dict[str, Any], where: str, path: Path | None) -> di
     file = Path(spec["checkpoint"])
     if not file.is_file():  # load_experiment_config says so; a mapping may name one to come
         return {}
+    kinds = {"train": dict, "model_options": dict, "bands": list | tuple, "crop": str}
+    if any(spec.get(key) is not None and not isinstance(spec[key], t) for key, t in kinds.items()):
+        return {}  # a value of the wrong kind: said by the spec's own validation
     meta = read_metadata(file)
     facts: dict[str, Any] = {
         "bands": list(meta.bands),
