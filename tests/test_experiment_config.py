@@ -9,6 +9,7 @@ import pytest
 
 from sarcrop.errors import ConfigError
 from sarcrop.experiments import load_experiment_config
+from sarcrop.experiments.config import PretrainSpec
 from test_experiment import TINY, write_config
 
 TYPES = {"finetune": "spain", "test": "france", "classes": ["rice", "other"]}
@@ -135,3 +136,22 @@ def test_a_value_of_the_wrong_kind_is_named_with_its_key(tmp_path, change, probl
     in a line naming no key."""
     data = {**TINY, "early_season": None, **change}
     assert refused(tmp_path, data).startswith(problem)
+
+
+def test_an_unknown_architecture_or_option_is_named_before_any_work(tmp_path):
+    """A misspelt model failed after the regions were simulated and prepared; an option the
+    model does not have, as the pre-training built it."""
+    model = refused(tmp_path, changed(pretrain={"model": "recurrent_unte"}))
+    assert model.startswith("pretrain.model: unknown model 'recurrent_unte'; choose one of ")
+    assert "recurrent_unet" in model
+    options = refused(tmp_path, changed(pretrain={"model_options": {"width": [4, 8]}}))
+    assert options.startswith(
+        "pretrain.model_options: unknown option(s) width for model 'recurrent_unet'; valid: "
+    )
+    named = {**TINY, "pretrain": None, "pretrains": {"a": {**TINY["pretrain"], "model": "unet"}}}
+    assert refused(tmp_path, named).startswith("pretrains.a.model: unknown model 'unet'")
+    tempcnn = changed(pretrain={"model": "tempcnn", "model_options": {"widths": [4, 8]}})
+    assert load_experiment_config(write_config(tmp_path, tempcnn)).pretrain.model == "tempcnn"
+    # A checkpoint's options are its own (a head fine-tuned for one crop has merged_head).
+    head = {"merged_head": [True, False]}
+    assert PretrainSpec(checkpoint="model.safetensors", model_options=head).model_options == head

@@ -20,7 +20,15 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sarcrop.data.labels import class_key
 from sarcrop.data.scenes import OTHER_URL, has_scheme, is_url
@@ -189,6 +197,37 @@ class PretrainSpec(_Strict):
     model_options: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = TrainConfig()
     checkpoint: Path | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        """A misspelt architecture is named as the config is read, not after the regions are
+        simulated and prepared."""
+        from sarcrop.models.registry import model_options
+
+        try:
+            model_options(model)
+        except SarcropError as exc:
+            raise ValueError(exc.problem) from None
+        return model
+
+    @field_validator("model_options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Options the architecture does not have are named as the config is read (a
+        checkpoint's are its own, read from it)."""
+        from sarcrop.models.registry import model_options
+
+        model = info.data.get("model")
+        if model is None or info.data.get("region") is None:  # misspelt, or a checkpoint's
+            return options
+        valid = model_options(model)
+        if unknown := sorted(set(options) - set(valid)):
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)} for model {model!r}; valid: "
+                f"{', '.join(valid)}"
+            )
+        return options
 
     @model_validator(mode="after")
     def _source(self) -> PretrainSpec:
