@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import rasterio
 
 from sarcrop.errors import SarcropError
 from sarcrop.experiments import run_experiment
-from test_experiment import TINY, write_config
+from test_experiment import TINY, small, write_config
 
 
 def test_the_zero_shot_result_follows_the_threshold_it_is_scored_at(tmp_path):
@@ -111,3 +112,26 @@ def test_a_units_error_names_the_unit(tmp_path):
     problem = r": ri \(seed \d, 10 % of labels, full\): need at least"
     with pytest.raises(SarcropError, match=problem):
         run_experiment(write_config(tmp_path, data), tmp_path / "run", progress=False)
+
+
+def test_a_run_resumes_its_trained_units_wherever_its_folder_is_now(tmp_path, monkeypatch):
+    """Units that had trained when a run stopped, before they were marked done, were refused
+    when the run was named otherwise (absolute, not relative; from another folder; moved):
+    their training records held the paths of the store and the pre-trained checkpoint as the
+    first run spelt them. They are now taken as they are, trained once."""
+    (tmp_path / "a").mkdir()
+    path = write_config(tmp_path, small(methods=["ri", "fte"], seeds=1))
+    monkeypatch.chdir(tmp_path / "a")
+    first = run_experiment(path, "out")  # relative: its records name out/cache/...
+    trained = sorted(Path("out/cache").glob("*/run/model.safetensors"))
+    assert len(trained) == 3  # the pre-training, RI, FTE
+    for unit in trained:  # stopped after training, before the unit was done
+        (unit.parent.parent / "done.json").unlink()
+    stamps = [unit.stat().st_mtime_ns for unit in trained]
+    (tmp_path / "a").rename(tmp_path / "b")
+    monkeypatch.chdir(tmp_path)
+    again = run_experiment(path, tmp_path / "b" / "out")  # moved, and named in full
+    moved = [tmp_path / "b" / unit for unit in trained]
+    assert [unit.stat().st_mtime_ns for unit in moved] == stamps  # nothing trained again
+    assert all((unit.parent.parent / "done.json").is_file() for unit in moved)
+    pd.testing.assert_frame_equal(again.results, first.results)

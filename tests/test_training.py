@@ -350,6 +350,27 @@ def test_onecycle_trains_runs_of_a_few_steps(tmp_path, warmup):
         assert rates[0] < 1e-3  # it warms up
 
 
+def test_a_run_resumes_wherever_the_paths_it_names_are_now(tmp_path):
+    """A run records the store its statistics came from and the checkpoint it starts from as
+    the command named them: resumed from another folder, or moved, it was refused as a run of
+    another configuration. The parent's content still counts."""
+    data = make_items(8)
+    parent = {"path": "out/pre.safetensors", "sha256": "ab"}
+    named = meta().model_copy(
+        update={"normalization_source": "train split of out/store.zarr", "parent": parent}
+    )
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_model(), data[:6], data[6:], tmp_path, quick(), named, callbacks=[Crash()])
+    moved = {"path": "/elsewhere/out/pre.safetensors", "sha256": "ab"}
+    elsewhere = named.model_copy(
+        update={"normalization_source": "train split of /elsewhere/out/store.zarr", "parent": moved}
+    )
+    assert fit(tiny_model(), data[:6], data[6:], tmp_path, quick(), elsewhere).resumed
+    other = elsewhere.model_copy(update={"parent": {**moved, "sha256": "cd"}})
+    with pytest.raises(ConfigError, match=r"different configuration \(parent "):
+        fit(tiny_model(), data[:6], data[6:], tmp_path, quick(), other)
+
+
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     data = make_items(8)
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -505,10 +505,11 @@ def fit(
     last = out_dir / "last.ckpt"
     if record is not None and _stopped_before_learning(record, out_dir):
         record = None  # a run that failed before its first checkpoint holds nothing to keep
-    if record is not None and not _same_run(record.get("fingerprint"), fingerprint):
+    recorded = None if record is None else _placed(record.get("fingerprint"))
+    if record is not None and not _same_run(recorded, _placed(fingerprint)):
+        changes = _changes({"fingerprint": recorded}, _placed(fingerprint))
         raise ConfigError(
-            f"holds a run with a different configuration ({_changes(record, fingerprint)}); "
-            "use another output directory",
+            f"holds a run with a different configuration ({changes}); use another output directory",
             out_dir,
         )
     if record is None and last.exists():
@@ -773,6 +774,19 @@ def _same_run(recorded: Any, fingerprint: Mapping[str, Any]) -> bool:
     if isinstance(recorded, dict) and "store" not in recorded:
         fingerprint = {key: value for key, value in fingerprint.items() if key != "store"}
     return recorded == fingerprint
+
+
+def _placed(fingerprint: Any) -> Any:
+    """A run's ``fingerprint`` without the paths it names (the store its statistics were
+    computed on, the parent checkpoint's file), compared when a run resumes: the statistics
+    and the parent's content (sha256) stay, so a run resumes in a folder that has moved, or
+    that the command names otherwise (relative or absolute, from another folder)."""
+    if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get("metadata"), dict):
+        return fingerprint
+    metadata = {k: v for k, v in fingerprint["metadata"].items() if k != "normalization_source"}
+    if isinstance(metadata.get("parent"), dict):
+        metadata["parent"] = {k: v for k, v in metadata["parent"].items() if k != "path"}
+    return {**fingerprint, "metadata": metadata}
 
 
 def _changes(record: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
