@@ -297,6 +297,21 @@ def test_a_crop_type_checkpoint_is_read_for_one_crop(store, tmp_path):
         experiment_config_from_dict({**data, "pretrains": {"types": wrong}})
 
 
+def test_a_run_without_crop_types_removes_an_earlier_runs_class_tables(store, tmp_path):
+    """A one-crop run into the folder of a crop-type run left its class_results.csv and
+    class_intervals.csv, which the command's summary then printed as this run's."""
+    from sarcrop.experiments.classes import CropTypeRuns, class_summary
+    from sarcrop.experiments.intervals import CLASS_INTERVALS
+
+    for stale in (CLASS_RESULTS, CLASS_INTERVALS):
+        (tmp_path / stale).write_text("scenario\nearlier\n")
+    binary = config(store)
+    binary["scenarios"] = binary["scenarios"][:1]
+    assert CropTypeRuns(experiment_config_from_dict(binary)).write(tmp_path) == ([], "")
+    assert not (tmp_path / CLASS_RESULTS).exists() and not (tmp_path / CLASS_INTERVALS).exists()
+    assert class_summary(tmp_path) == []
+
+
 def test_shipped_crop_type_configs_validate(tmp_path):
     from importlib.resources import files
 

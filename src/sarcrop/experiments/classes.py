@@ -498,8 +498,13 @@ class CropTypeRuns:
 
     def write(self, out: Path) -> tuple[list[dict[str, Any]], str]:
         """``class_results.csv`` and ``class_intervals.csv`` (only where there are crop-type
-        runs), figures, tables."""
+        runs: an earlier run's are removed, as the summary and report would show them),
+        figures, tables."""
+        from sarcrop.experiments.intervals import CLASS_INTERVALS
+
         if not self.rows:
+            for stale in (CLASS_RESULTS, CLASS_INTERVALS):
+                (out / stale).unlink(missing_ok=True)
             return [], ""
         results = pd.DataFrame(self.rows, columns=list(CLASS_COLUMNS))
         intervals = self._intervals(out, results)
