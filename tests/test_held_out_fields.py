@@ -336,3 +336,41 @@ def test_results_score_each_network_at_the_threshold_its_run_records(tmp_path):
         assert scores[0.2] != pytest.approx(scores[0.5])  # the threshold matters here
         row = iou[(iou["scenario"] == scenario) & (iou["timestep"] == last)]
         assert row["value"].item() == pytest.approx(scores[0.2], abs=1e-12)
+
+
+def test_a_steps_budget_scales_each_folds_epochs_from_its_labels_at_every_label(
+    tmp_path, monkeypatch
+):
+    """``epoch_budget: steps`` trained each held-out fold below every label for the epochs of
+    the full-label run (fewer steps, as ``epochs`` would); a fold's epochs now scale with the
+    patches its labels cover against those the same fold's labels cover at every label."""
+    from sarcrop.experiments.runner import ExperimentRunner
+    from sarcrop.training import api
+
+    class Trained(Exception):
+        pass
+
+    trained = []
+
+    def record(store, out_dir, *, config, label_mask, **_):
+        trained.append((config.epochs, label_mask))
+        raise Trained  # the first fold's settings are all this needs
+
+    monkeypatch.setattr(api, "train_ri", record)
+    data = {**HELD_OUT, "methods": ["ri"], "fractions": [0.2, 1.0], "epoch_budget": "steps"}
+    runner = ExperimentRunner(ExperimentConfig.model_validate(data), tmp_path / "run")
+    scenario = runner.config.scenarios[0]
+    for fraction in (1.0, 0.2):
+        with pytest.raises(Trained):
+            runner.run_method(scenario, "ri", 0, fraction=fraction)
+    store = DatasetStore(runner.region_store(scenario.finetune)[0])
+    batch = HELD_OUT["finetune"]["batch_size"]
+
+    def batches(mask: LabelMask) -> int:
+        kept = [np.any(mask.apply(i, store.read_labels(i)) >= 0) for i in store.indices("train")]
+        return -(-int(sum(kept)) // batch)
+
+    (every, full), (few, thin) = trained
+    assert every == HELD_OUT["finetune"]["epochs"] and thin.fold == full.fold == "1/2"
+    assert batches(thin) < batches(full)
+    assert few == round(every * batches(full) / batches(thin)) > every

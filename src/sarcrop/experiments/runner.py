@@ -517,10 +517,11 @@ class ExperimentRunner:
         label_mask = None if run.fold is None else run.fold.train
         if run.fraction < FULL and label_mask is None:
             changes["label_fraction"] = run.fraction
-            if self.config.epoch_budget == "steps":
-                changes["epochs"] = constant_step_epochs(
-                    store, base.updated(**changes), (scenario.crop,)
-                )
+        if run.fraction < FULL and self.config.epoch_budget == "steps":
+            full = None if run.fold is None else run.fold_at_full
+            changes["epochs"] = constant_step_epochs(
+                store, base.updated(**changes), (scenario.crop,), mask=label_mask, full=full
+            )
         config = self._shown(base.updated(**changes))
         if strategy == "ri":  # the architecture only: no pre-training needed
             _, spec = self.config.pretrain_of(scenario)
@@ -575,6 +576,8 @@ class ExperimentRunner:
             key["label_fraction"] = run.fraction
             if self.config.epoch_budget != "epochs" and trains(method):
                 key["epoch_budget"] = self.config.epoch_budget
+                if scenario.folds is not None:  # each fold's, since it scales them at all
+                    key["fold_epochs"] = "scaled"
         if strategy == "rf":
             key["baseline"] = self.config.baseline.model_dump()
         elif strategy == "rf-features":
@@ -676,14 +679,23 @@ class ExperimentRunner:
         ft_store, _ = self.region_store(scenario.finetune)
         test_store, _ = self.region_store(scenario.test)
         classes = self.config.classes_of(scenario)
-        folds = parcel_folds(
-            ft_store,
-            scenario.folds,
-            run.seed,
-            positive=subset_names(classes, (scenario.crop,)),
-            fraction=run.fraction,
-            classes=classes,
-        )
+        positive = subset_names(classes, (scenario.crop,))
+
+        def deal(fraction: float) -> list[ParcelFold]:
+            assert scenario.folds is not None
+            return parcel_folds(
+                ft_store,
+                scenario.folds,
+                run.seed,
+                positive=positive,
+                fraction=fraction,
+                classes=classes,
+            )
+
+        folds = deal(run.fraction)
+        # Each fold's labels at every label, where its epochs are scaled to their steps.
+        steps = run.fraction < FULL and self.config.epoch_budget == "steps" and trains(method)
+        full = deal(FULL) if steps else folds
         every_t = self._keeps_timesteps(scenario)
         strategy, _ = parse_method(method)
         if strategy == ZERO_SHOT:  # nothing learnt from the target: one map for every fold
@@ -695,11 +707,11 @@ class ExperimentRunner:
                 self._fold_maps(
                     scenario,
                     method,
-                    replace(run, fold=f),
+                    replace(run, fold=f, fold_at_full=whole.train),
                     ordering,
                     folder / f"{FOLD_PREFIX}{i}",
                 )
-                for i, f in enumerate(folds, start=1)
+                for i, (f, whole) in enumerate(zip(folds, full, strict=True), start=1)
             ]
         store = DatasetStore(test_store)
         held = [fold.held_out for fold in folds]
@@ -1168,24 +1180,38 @@ def held_out_maps(
     return out
 
 
-def constant_step_epochs(store: Path, config: TrainConfig, positive: Sequence[str]) -> int:
+def constant_step_epochs(
+    store: Path,
+    config: TrainConfig,
+    positive: Sequence[str],
+    *,
+    mask: LabelMask | None = None,
+    full: LabelMask | None = None,
+) -> int:
     """Epochs that give a ``config.label_fraction`` run the optimizer steps of a full-label run.
 
     A few-label run trains only on the patches that keep a label (the others are dropped), so
     at the same epochs it takes fewer steps; this scales the epochs by the ratio of batches.
+    A fold of held-out fields gives its labels at the run's fraction (``mask``) and at every
+    label (``full``): the ratio is then of the patches each keeps a label on.
     """
     from sarcrop.data.parcels import label_subset
     from sarcrop.data.store import DatasetStore
 
     data = DatasetStore(store)
     indices = data.indices("train")
-    mask = label_subset(
-        data, config.label_fraction, config.seed, positive=positive, classes=config.classes
-    )
-    labelled = sum(bool(np.any(mask.apply(i, data.read_labels(i)) >= 0)) for i in indices)
-    full = math.ceil(len(indices) / config.batch_size)
-    few = math.ceil(max(labelled, 1) / config.batch_size)
-    return max(1, round(config.epochs * full / few))
+    if mask is None:
+        mask = label_subset(
+            data, config.label_fraction, config.seed, positive=positive, classes=config.classes
+        )
+
+    def labelled(keep: LabelMask) -> int:
+        return sum(bool(np.any(keep.apply(i, data.read_labels(i)) >= 0)) for i in indices)
+
+    every = len(indices) if full is None else labelled(full)
+    whole = math.ceil(max(every, 1) / config.batch_size)
+    few = math.ceil(max(labelled(mask), 1) / config.batch_size)
+    return max(1, round(config.epochs * whole / few))
 
 
 def method_thresholds(config: ExperimentConfig) -> dict[str, float]:
@@ -1217,6 +1243,8 @@ class _Run:
     seed: int
     fraction: float = FULL
     fold: ParcelFold | None = field(default=None, compare=False)
+    # The fold's training labels at every label, which ``epoch_budget: steps`` scales from.
+    fold_at_full: LabelMask | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
