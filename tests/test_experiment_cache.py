@@ -12,7 +12,16 @@ import rasterio
 
 from sarcrop.errors import SarcropError
 from sarcrop.experiments import run_experiment
+from sarcrop.experiments.config import experiment_config_from_dict, load_experiment_config
+from sarcrop.experiments.runner import ExperimentRunner
 from test_experiment import TINY, small, write_config
+from test_experiment_classes import TRAIN, config, make_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """A prepared store of 8 patches (``test_experiment_classes``)."""
+    return make_store(tmp_path_factory.mktemp("cache") / "store.zarr")
 
 
 def test_the_zero_shot_result_follows_the_threshold_it_is_scored_at(tmp_path):
@@ -135,3 +144,28 @@ def test_a_run_resumes_its_trained_units_wherever_its_folder_is_now(tmp_path, mo
     assert [unit.stat().st_mtime_ns for unit in moved] == stamps  # nothing trained again
     assert all((unit.parent.parent / "done.json").is_file() for unit in moved)
     pd.testing.assert_frame_equal(again.results, first.results)
+
+
+def test_display_settings_of_a_pretraining_reuse_it(store, tmp_path):
+    """A pre-training's progress bar, loader workers and log interval changed its cache key,
+    so every method run from it trained again."""
+    data = config(store, methods=["fte"], seeds=1)
+    first = ExperimentRunner(experiment_config_from_dict(data), tmp_path / "run")
+    checkpoint, key = first._pretrain("binary")
+    shown = {**TRAIN, "progress_bar": True, "num_workers": 0, "log_every_n_steps": 3}
+    data["pretrains"]["binary"] = {**data["pretrains"]["binary"], "train": shown}
+    again = ExperimentRunner(experiment_config_from_dict(data), tmp_path / "run")
+    assert again._pretrain("binary") == (checkpoint, key) and again.computed == 0
+
+
+def test_the_pretraining_keys_of_the_shipped_configs_are_what_they_were():
+    """Their display settings are those a pre-training's key holds: their cached pre-trainings
+    stay valid."""
+    from sarcrop.experiments.presets import resolve_config, shipped_configs
+    from sarcrop.experiments.runner import pretrain_key
+
+    for name in shipped_configs():
+        if name.startswith(("real", "crop-types-real")):  # their data is elsewhere
+            continue
+        for spec in load_experiment_config(resolve_config(name)).pretrainings.values():
+            assert pretrain_key(spec) == spec.model_dump(mode="json")

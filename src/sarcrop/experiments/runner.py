@@ -44,6 +44,7 @@ from sarcrop.experiments.config import (
     DEFAULT_PRETRAIN,
     ZERO_SHOT,
     ExperimentConfig,
+    PretrainSpec,
     RegionData,
     ScenarioSpec,
     load_experiment_config,
@@ -106,6 +107,20 @@ def _file_stamps(spec: RegionData) -> str | None:
             stat = path.stat()
             stamps.append([str(path), stat.st_size, stat.st_mtime_ns])
     return _digest(stamps) if stamps else None
+
+
+SHOWN_AS = {"progress_bar": False, "num_workers": None, "log_every_n_steps": 10}
+"""The display settings (``DISPLAY_FIELDS``) every pre-training's cache key holds, whatever
+its config shows: those of the shipped configs, whose keys stay what they were."""
+
+
+def pretrain_key(spec: PretrainSpec) -> dict[str, Any]:
+    """A pre-training's settings as its cache key holds them: what only shows progress
+    (progress bar, loader workers, log interval) at :data:`SHOWN_AS`, as it changes nothing
+    the pre-training learns."""
+    key = spec.model_dump(mode="json")
+    key["train"].update(SHOWN_AS)
+    return key
 
 
 @dataclass
@@ -472,7 +487,7 @@ class ExperimentRunner:
             return spec.checkpoint, file_sha256(spec.checkpoint)[:12]
         assert spec.region is not None
         store, store_key = self.region_store(spec.region)
-        unit = self._unit("pretrain", {"store": store_key, "spec": spec.model_dump(mode="json")})
+        unit = self._unit("pretrain", {"store": store_key, "spec": pretrain_key(spec)})
 
         def work() -> dict[str, Any]:
             from sarcrop.training.api import train
