@@ -169,3 +169,20 @@ def test_the_pretraining_keys_of_the_shipped_configs_are_what_they_were():
             continue
         for spec in load_experiment_config(resolve_config(name)).pretrainings.values():
             assert pretrain_key(spec) == spec.model_dump(mode="json")
+
+
+def test_ri_trains_once_whatever_pretraining_its_scenario_names(store, tmp_path):
+    """RI takes nothing but the architecture of a pre-training: two scenarios that differ in
+    the pre-training they name (of one architecture) trained it twice, and now share its run;
+    another architecture is another run."""
+    data = config(store, methods=["ri"], seeds=1)
+    maize = {"finetune": "nl", "test": "nl", "crop": "maize"}
+    widths = {"region": "nl", "crop": "maize", "train": TRAIN, "model_options": {"widths": [4, 4]}}
+    data["pretrains"]["narrow"] = widths
+    data["scenarios"] = [{**maize, "pretrain": name} for name in ("binary", "types", "narrow")]
+    result = run_experiment(experiment_config_from_dict(data), tmp_path / "run")
+    assert len(list((tmp_path / "run" / "cache").glob("method-*/done.json"))) == 2
+    assert not list((tmp_path / "run" / "cache").glob("pretrain-*"))  # RI pre-trains nothing
+    iou = result.results[result.results["metric"] == "iou"].groupby("scenario")["value"]
+    same = iou.apply(list)
+    assert same["nl-nl-maize-vh-from-binary"] == same["nl-nl-maize-vh-from-types"]

@@ -191,7 +191,7 @@ def test_crop_type_experiment_records_classes_tables_figure_and_report(store, tm
     assert "Crop types" in report and "Confusion matrix of" in report
     # Transfer to another class set re-initialises the head; the same set keeps it.
     checkpoints = {
-        (k["scenario"]["pretrain"], k["method"]): r["checkpoint"]
+        (k["scenario"].get("pretrain"), k["method"]): r["checkpoint"]
         for r in (json.loads(p.read_text()) for p in (out / "cache").glob("method-*/done.json"))
         if (k := r["key"])["seed"] == 0 and r.get("checkpoint") and "classes" in k
     }

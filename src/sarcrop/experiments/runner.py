@@ -574,8 +574,8 @@ class ExperimentRunner:
         _, test_key = self.region_store(scenario.test)
         strategy, _ = parse_method(method)
         named = scenario.model_dump(mode="json", exclude_none=True)
-        if strategy == "rf":  # learns from the target alone: one unit whatever the pre-training
-            named.pop("pretrain", None)
+        if strategy in ("rf", "ri"):  # learn from the target alone (RI: the architecture, in
+            named.pop("pretrain", None)  # ``model`` below): one unit whatever the pre-training
         key: dict[str, Any] = {
             "scenario": named,
             "method": method,
