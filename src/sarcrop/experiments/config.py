@@ -512,7 +512,9 @@ class ExperimentConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     # Worker processes that train and fit the method units side by side (each with ``threads``
     # torch threads, by default the available cores shared among them); 1 runs them one after
-    # another. Results are the same either way.
+    # another. Results are the same either way where ``threads`` is set; left unset, the
+    # workers' thread count is not a sequential run's, and probabilities can differ in their
+    # last digit (docs/architecture.md).
     jobs: int = Field(1, ge=1)
     # Paired comparisons beyond intervals.csv's (A − B pooled over scenarios): comparisons.csv,
     # tables.md and the report.
