@@ -353,6 +353,9 @@ def test_parent_classes_are_checked_against_every_scenario_up_front(store):
     # teacher; a crop it does not map gets a new head, refused with distillation.
     one_crop = {**base, "finetune": finetune, "scenarios": [binary]}
     assert experiment_config_from_dict(one_crop).finetune.distillation == 1.0
+    # ... spelled otherwise too, as fine-tuning matches it to the head (it was refused)
+    spelled = {**one_crop, "scenarios": [{**binary, "crop": "Maize"}]}
+    assert experiment_config_from_dict(spelled).finetune.distillation == 1.0
     unknown = {**binary, "crop": "wheat"}
     fresh = {**one_crop, "finetune": {**finetune, "fresh_head": True}}
     grassland = {"scenarios": [{**binary, "crop": "grassland"}]}

@@ -858,14 +858,14 @@ class ExperimentConfig(_Strict):
         """Whether the pre-trained head maps the classes of ``scenario`` and no others (by
         name or by ``settings.parent_classes``), or is a crop-type head that knows its one
         crop, so that fine-tuning with ``settings`` carries it over."""
-        from sarcrop.training.strategies import head_rows, keeps_head, parent_names
+        from sarcrop.training.strategies import head_rows, keeps_head, parent_class, parent_names
 
         classes = self.classes_of(scenario)
         known = self.pretrain_of(scenario)[1].train.classes
         names = settings.parent_classes or {}
-        if not classes and known:
-            crop = parent_names([scenario.crop], known, names).get(scenario.crop, scenario.crop)
-            return not settings.fresh_head and crop in known and len(known) > 1
+        if not classes and known:  # its crop, spelled as fine-tuning compares it
+            crop = parent_class(scenario.crop, known, parent_names([scenario.crop], known, names))
+            return not settings.fresh_head and crop is not None and len(known) > 1
         if not classes or not known:
             return classes == known
         return keeps_head(head_rows(classes, known, names), len(known))
