@@ -106,7 +106,7 @@ def checkpoint(root: Path, widths: list[int]) -> Path:
             bands=["VH", "VV"],
             time_steps=season.steps,
             season=season.to_dict(),
-            normalization={"min": [-30.0, -25.0], "max": [-5.0, 0.0]},
+            normalization={"min": [-30.0, -25.0], "max": [-5.0, 0.0], "bands": ["VH", "VV"]},
             region="korea",
         )
         save_checkpoint(path, model, meta)

@@ -177,7 +177,7 @@ def run(store, tmp_path_factory):
         "figure_patches": 2,
         "comparisons": [{"a": "rf", "b": "ri", "metric": "miou"}],
     }
-    spec = config(store, early_season={"scenario": 0, "method": "ri"}, **changes)
+    spec = config(store, early_season={"scenario": 0}, **changes)
     spec["scenarios"] = spec["scenarios"][1:2]
     out = tmp_path_factory.mktemp("run") / "run"
     run_experiment(experiment_config_from_dict(spec), out)
