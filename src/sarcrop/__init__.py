@@ -3,4 +3,4 @@
 A 3D recurrent U-Net pre-trained on one region, transferred to others with few labels.
 """
 
-__version__ = "0.14.0"
+__version__ = "0.15.0"
