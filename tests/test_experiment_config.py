@@ -88,11 +88,15 @@ def test_a_crop_type_early_season_curve_takes_no_method_or_orderings(tmp_path):
             "a store is read as it was prepared, so label_options, days would not apply; "
             "prepare the store with them (sarcrop prepare)",
         ),
+        (
+            {"simulate": {"preset": "spain"}, "labels": "fields.gpkg"},
+            "a simulated region draws its own labels, so labels would not apply",
+        ),
     ],
 )
 def test_how_to_prepare_a_merge_or_a_store_is_refused(tmp_path, region, ignored):
-    """A merge or a prepared store was accepted with a split, bands, tiling, timesteps, ...
-    and made without them."""
+    """A merge, a prepared store or a simulated region was accepted with a split, bands,
+    tiling, timesteps, labels ... and made without them."""
     data = {**TINY, "regions": {**TINY["regions"], "both": region}}
     problem = refused(tmp_path, data)
     assert problem.startswith("regions.both: ") and ignored in problem

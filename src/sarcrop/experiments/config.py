@@ -154,6 +154,11 @@ class RegionData(_Strict):
             raise ValueError("give exactly one of simulate, images, store or merge")
         if self.images and (self.labels is None or self.season_start is None):
             raise ValueError("images need labels and season_start")
+        if self.simulate is not None and self.labels is not None:
+            raise ValueError(
+                "a simulated region draws its own labels, so labels would not apply; leave it "
+                "out (labels go with images)"
+            )
         self._check_prepared_source()
         return self
 
