@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -214,3 +215,8 @@ def test_weights_that_are_not_finite_are_refused(tmp_path, name, value):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     assert str(info.value) == f"{path}: weights hold NaN or infinite values: {name}"
+    # Nor are they written: a run whose loss diverged is told so where it ends.
+    model.load_state_dict(tensors)
+    with pytest.raises(CheckpointError, match=rf"\({re.escape(name)}\), so the model was not"):
+        save_checkpoint(tmp_path / "diverged.safetensors", model, metadata())
+    assert not (tmp_path / "diverged.safetensors").exists()

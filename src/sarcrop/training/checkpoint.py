@@ -264,6 +264,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: CheckpointMeta
         name: tensor.detach().to("cpu").clone().contiguous()
         for name, tensor in model.state_dict().items()
     }
+    if bad := _not_finite(tensors):  # it would be refused at load: say so where it arises
+        raise CheckpointError(
+            f"weights hold NaN or infinite values ({bad}), so the model was not written: a "
+            "training run whose loss diverged needs a lower learning rate (lr) or inputs "
+            "checked for NaN",
+            path,
+        )
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: metadata.to_json(), "format": "pt"})
     return Path(path)
@@ -384,10 +391,21 @@ def load_checkpoint(
         raise CheckpointError(problem, path) from None
     # A NaN weight gives NaN logits, which the CPU's fused convolution + ReLU turns into 0s:
     # a map of nothing, with no sign why.
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"weights hold NaN or infinite values: {name}", path)
+    if bad := _not_finite(state):
+        raise CheckpointError(f"weights hold NaN or infinite values: {bad}", path)
     return model.eval(), metadata
+
+
+def _not_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or an infinity, else None."""
+    return next(
+        (
+            name
+            for name, tensor in tensors.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        ),
+        None,
+    )
 
 
 def _one_line(exc: BaseException) -> str:
