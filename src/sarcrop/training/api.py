@@ -958,9 +958,7 @@ def _learnt_from(data: Dataset) -> dict[str, Any]:
     ``data`` trains on, where its store records them (empty if not from a store): ``predict``
     maps in windows of that size by default, the size the model learnt and was scored at, and
     names images of another pixel size or a reading of another orbit."""
-    while isinstance(data, Subset):
-        data = data.dataset
-    store = getattr(data, "store", None)
+    store = _store_of(data)
     if store is None:
         return {}
     return {"patch_size": int(store.patch_size), **store.read_as()}
