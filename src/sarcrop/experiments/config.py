@@ -68,6 +68,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _changed_fields(spec: BaseModel) -> list[str]:
+    """The fields of ``spec`` that its config gives, and gives other than their defaults."""
+    fields = type(spec).model_fields
+    return [
+        name
+        for name in fields
+        if name in spec.model_fields_set
+        and getattr(spec, name) != fields[name].get_default(call_default_factory=True)
+    ]
+
+
 class SimulationSpec(_Strict):
     """A region produced by the simulator (``sarcrop simulate``); fields are its arguments."""
 
@@ -177,14 +188,7 @@ class RegionData(_Strict):
             remedy = "prepare the store with them (sarcrop prepare)"
         else:
             return
-        fields = type(self).model_fields
-        ignored = [
-            name
-            for name in fields
-            if name not in kept
-            and name in self.model_fields_set
-            and getattr(self, name) != fields[name].get_default(call_default_factory=True)
-        ]
+        ignored = [name for name in _changed_fields(self) if name not in kept]
         if ignored:
             raise ValueError(f"{kind}, so {', '.join(ignored)} would not apply; {remedy}")
 
@@ -677,12 +681,7 @@ class ExperimentConfig(_Strict):
         early = self.early_season
         if early is None or self.classes_of(self.scenarios[early.scenario]) is None:
             return
-        fields = EarlySeasonSpec.model_fields
-        given = [
-            name
-            for name in ("method", "orderings")
-            if name in early.model_fields_set and getattr(early, name) != fields[name].default
-        ]
+        given = [name for name in _changed_fields(early) if name in ("method", "orderings")]
         if given:
             raise ValueError(
                 f"early_season.{given[0]}: scenario {early.scenario} maps crop types, whose "
